@@ -1,0 +1,17 @@
+/**
+ * Tests that need something outside Node (root and bpf(), a Postgres server,
+ * the terraform binary) skip with a reason on a developer's laptop, but CI
+ * sets WEFT_REQUIRE_ALL=1 so that a missing prerequisite fails the run
+ * instead of hiding behind a skip.
+ */
+export const requireAll = process.env.WEFT_REQUIRE_ALL === "1";
+
+/** True when the suite must be skipped; throws when CI demands the prerequisite. */
+export function skipWithout(what: string, unavailableReason: string | null): boolean {
+  if (unavailableReason === null) return false;
+  if (requireAll) {
+    throw new Error(`${what} is required under WEFT_REQUIRE_ALL=1 but unavailable: ${unavailableReason}`);
+  }
+  console.warn(`skipping ${what}: ${unavailableReason}`);
+  return true;
+}
