@@ -1,0 +1,98 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
+import { DNS_LABEL } from "../http/schemas.ts";
+import { forbidden, notFound, unauthorized } from "../http/problem.ts";
+import type { TenantDirectory, TenantRow } from "../services/tenant-directory.ts";
+import { OPERATOR_TOKEN_PREFIX, type OperatorToken } from "./operator-token.ts";
+import { hasScope, type Principal, type Scope } from "./principal.ts";
+import { TokenRejected, type TenantTokens } from "./tenant-tokens.ts";
+
+/** Who may call a route; declared once per route in its `config.auth`. */
+export type AuthRule =
+  | { who: "public" }
+  | { who: "operator" }
+  /** The operator, or a token of the path's {tenant} holding at least `scope`. */
+  | { who: "tenant"; scope: Scope };
+
+declare module "fastify" {
+  interface FastifyContextConfig {
+    auth?: AuthRule;
+  }
+  interface FastifyRequest {
+    principal: Principal | null;
+    /** The path's {tenant}, resolved and authorized, on tenant routes. */
+    tenant: TenantRow | null;
+  }
+}
+
+const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/;
+
+async function authenticate(
+  request: FastifyRequest,
+  operator: OperatorToken,
+  tokens: TenantTokens,
+): Promise<Principal> {
+  const header = request.headers.authorization;
+  if (header === undefined) throw unauthorized("a bearer token is required");
+  const token = BEARER.exec(header)?.[1];
+  if (token === undefined) throw unauthorized("the Authorization header must be 'Bearer <token>'");
+  if (token.startsWith(OPERATOR_TOKEN_PREFIX)) {
+    if (operator.matches(token)) return { kind: "operator" };
+    throw unauthorized("token invalid");
+  }
+  try {
+    return await tokens.verify(token);
+  } catch (err) {
+    if (err instanceof TokenRejected) throw unauthorized(err.message);
+    throw err;
+  }
+}
+
+/**
+ * Authentication, tenancy and scope, before the body is validated: a token
+ * of another tenant learns nothing, not even whether its input was valid.
+ * Another tenant's resources answer exactly as missing ones do (404).
+ */
+export const authGuard = fp(
+  async (
+    app: FastifyInstance,
+    opts: { operator: OperatorToken; tokens: TenantTokens; directory: TenantDirectory },
+  ) => {
+    app.decorateRequest("principal", null);
+    app.decorateRequest("tenant", null);
+    app.addHook("preValidation", async (request) => {
+      const rule = request.routeOptions.config.auth;
+      // Plugin routes (the docs page) declare nothing and are public; an API
+      // route that forgot its rule is closed rather than open.
+      if (!rule) {
+        if (request.url.startsWith("/v1/")) throw forbidden("route has no access rule");
+        return;
+      }
+      if (rule.who === "public") return;
+      const principal = await authenticate(request, opts.operator, opts.tokens);
+      request.principal = principal;
+      if (rule.who === "operator") {
+        if (principal.kind !== "operator") throw forbidden("this route needs the operator token");
+        return;
+      }
+      const name = (request.params as { tenant?: string }).tenant;
+      // A malformed name cannot exist: leave it to validation for a 400.
+      if (name === undefined || !DNS_LABEL.test(name)) return;
+      const tenant = await opts.directory.byName(name);
+      if (!tenant || (principal.kind === "tenant" && principal.tenantId !== tenant.id)) {
+        throw notFound(`tenant "${name}"`);
+      }
+      if (principal.kind === "tenant" && !hasScope(principal.scopes, rule.scope)) {
+        throw forbidden(`this route needs the ${rule.scope} scope`);
+      }
+      request.tenant = tenant;
+    });
+  },
+  { name: "weft-auth" },
+);
+
+/** The resolved tenant of a tenant route; the guard guarantees it past validation. */
+export function tenantOf(request: FastifyRequest): TenantRow {
+  if (!request.tenant) throw notFound(`tenant "${(request.params as { tenant?: string }).tenant}"`);
+  return request.tenant;
+}

@@ -1,0 +1,24 @@
+export const SCOPES = ["read", "write", "admin"] as const;
+export type Scope = (typeof SCOPES)[number];
+
+/** admin implies write implies read. */
+const RANK: Record<Scope, number> = { read: 1, write: 2, admin: 3 };
+
+export const scopeRank = (scopes: readonly Scope[]): number => Math.max(0, ...scopes.map((s) => RANK[s]));
+export const hasScope = (scopes: readonly Scope[], needed: Scope): boolean => scopeRank(scopes) >= RANK[needed];
+
+export type Principal =
+  | { kind: "operator" }
+  | {
+      kind: "tenant";
+      tokenId: string;
+      tenantId: number;
+      scopes: Scope[];
+      /** Seconds since the epoch. */
+      expiresAt: number;
+    };
+
+/** How a principal appears in the audit log. */
+export function actorOf(principal: Principal): string {
+  return principal.kind === "operator" ? "operator" : `token:${principal.tokenId}`;
+}

@@ -1,0 +1,90 @@
+import { resolve } from "node:path";
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Unset: the embedded PGlite database stored in dataDir. */
+  databaseUrl: string | undefined;
+  /** Where PGlite keeps its files; undefined keeps it in memory (tests). */
+  dataDir: string | undefined;
+  /** Plain operator token from the environment, if the operator set one. */
+  operatorToken: string | undefined;
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+  /** Suffix of the default trust domain `<tenant>.<suffix>`. */
+  trustDomainSuffix: string;
+  /** How often each replica reloads revoked tokens; bounds revocation delay. */
+  revocationPollMs: number;
+}
+
+export class ConfigError extends Error {}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+type Env = Record<string, string | undefined>;
+
+function portFrom(env: Env): number {
+  const raw = env.PORT ?? "8080";
+  const port = Number(raw);
+  if (!/^\d+$/.test(raw) || port < 0 || port > 65535) {
+    throw new ConfigError(`PORT must be an integer from 0 to 65535, got "${raw}"`);
+  }
+  return port;
+}
+
+function databaseUrlFrom(env: Env): string | undefined {
+  const raw = env.DATABASE_URL;
+  if (raw === undefined || raw === "") return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`DATABASE_URL must be a postgres:// URL, got an unparsable value`);
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    throw new ConfigError(`DATABASE_URL must use the postgres:// scheme, got "${url.protocol}"`);
+  }
+  return raw;
+}
+
+function logLevelFrom(env: Env): Config["logLevel"] {
+  const raw = env.LOG_LEVEL ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${raw}"`);
+  }
+  return raw as Config["logLevel"];
+}
+
+function operatorTokenFrom(env: Env): string | undefined {
+  const raw = env.WEFT_OPERATOR_TOKEN;
+  if (raw === undefined || raw === "") return undefined;
+  if (raw.length < 24) {
+    throw new ConfigError("WEFT_OPERATOR_TOKEN must be at least 24 characters long");
+  }
+  return raw;
+}
+
+function trustDomainSuffixFrom(env: Env): string {
+  const raw = env.WEFT_TRUST_DOMAIN_SUFFIX ?? "weft.local";
+  if (!/^[a-z0-9._-]{1,190}$/.test(raw)) {
+    throw new ConfigError(
+      `WEFT_TRUST_DOMAIN_SUFFIX must be lowercase letters, digits, '.', '-' or '_' (at most 190 bytes), got "${raw}"`,
+    );
+  }
+  return raw;
+}
+
+/** Reads the configuration; a bad value throws a ConfigError naming the variable. */
+export function configFromEnv(env: Env = process.env): Config {
+  const host = env.HOST ?? "127.0.0.1";
+  if (host === "") throw new ConfigError("HOST must not be empty");
+  return {
+    port: portFrom(env),
+    host,
+    databaseUrl: databaseUrlFrom(env),
+    dataDir: resolve(env.WEFT_DATA_DIR || "./.weft/data"),
+    operatorToken: operatorTokenFrom(env),
+    logLevel: logLevelFrom(env),
+    trustDomainSuffix: trustDomainSuffixFrom(env),
+    revocationPollMs: 1000,
+  };
+}

@@ -1,0 +1,109 @@
+import { eq, sql } from "drizzle-orm";
+import type { Db } from "./client.ts";
+import { APP_ROLE, TENANT_SETTING, auditLog, changeLog, revisionCounter } from "./schema.ts";
+
+export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
+
+export const CHANGES_CHANNEL = "weft_changes";
+
+export interface Change {
+  tenantId: number;
+  kind: string;
+  name: string;
+  op: "upsert" | "delete";
+}
+
+/** What a write carries besides its rows: who asked, under which request, and whether to keep it. */
+export interface WriteContext {
+  actor: string;
+  requestId: string;
+  dryRun: boolean;
+}
+
+export interface WriteScope {
+  tx: Tx;
+  /** The global revision this write takes; rows it touches store it as their ETag. */
+  revision: number;
+  /** Binds row-level security to a tenant for the rest of the transaction. */
+  setTenant(tenantId: number): Promise<void>;
+  /** Appends to the change log and the audit log, and notifies every replica at commit. */
+  record(change: Change, action: string): Promise<void>;
+}
+
+/** Thrown to roll back a dry run after everything, constraints included, has been checked. */
+class DryRunRollback<T> extends Error {
+  constructor(readonly result: T) {
+    super("dry run");
+  }
+}
+
+async function enterAppRole(tx: Tx, tenantId: number | null): Promise<void> {
+  // Row-level security binds only non-superuser, non-owner roles.
+  await tx.execute(sql.raw(`SET LOCAL ROLE ${APP_ROLE}`));
+  if (tenantId !== null) await setTenantOn(tx, tenantId);
+}
+
+async function setTenantOn(tx: Tx, tenantId: number): Promise<void> {
+  await tx.execute(sql`SELECT set_config(${TENANT_SETTING}, ${String(tenantId)}, true)`);
+}
+
+/**
+ * Runs one write: a transaction that takes the next global revision (its row
+ * lock orders commits), lets `body` change rows, and appends every change to
+ * the change log and the audit log. A dry run does all of it and rolls back.
+ */
+export async function write<T>(
+  db: Db,
+  ctx: WriteContext,
+  tenantId: number | null,
+  body: (scope: WriteScope) => Promise<T>,
+): Promise<{ result: T; changes: Change[] }> {
+  const changes: Change[] = [];
+  try {
+    const result = await db.transaction(async (tx) => {
+      await enterAppRole(tx, tenantId);
+      const [row] = await tx
+        .update(revisionCounter)
+        .set({ revision: sql`${revisionCounter.revision} + 1` })
+        .where(eq(revisionCounter.id, 1))
+        .returning({ revision: revisionCounter.revision });
+      if (!row) throw new Error("revision_counter row is missing: migrations did not run");
+      const revision = row.revision;
+      const scope: WriteScope = {
+        tx,
+        revision,
+        setTenant: (id) => setTenantOn(tx, id),
+        async record(change, action) {
+          changes.push(change);
+          await tx.insert(changeLog).values({ revision, ...change });
+          await tx.insert(auditLog).values({
+            tenantId: change.tenantId,
+            actor: ctx.actor,
+            action,
+            resource: `${change.kind}/${change.name}`,
+            requestId: ctx.requestId,
+            revision,
+          });
+          await tx.execute(
+            sql`SELECT pg_notify(${CHANGES_CHANNEL}, ${JSON.stringify({ revision, ...change })})`,
+          );
+        },
+      };
+      const value = await body(scope);
+      if (ctx.dryRun) throw new DryRunRollback(value);
+      return value;
+    });
+    return { result, changes };
+  } catch (err) {
+    if (err instanceof DryRunRollback) return { result: err.result as T, changes: [] };
+    throw err;
+  }
+}
+
+/** A read under the app role, scoped to one tenant when given. */
+export async function read<T>(db: Db, tenantId: number | null, body: (tx: Tx) => Promise<T>): Promise<T> {
+  return db.transaction(async (tx) => {
+    await enterAppRole(tx, tenantId);
+    return body(tx);
+  });
+}

@@ -1,0 +1,114 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type } from "@sinclair/typebox";
+import { and, asc, eq, gt } from "drizzle-orm";
+import { tenantOf } from "../../auth/guard.ts";
+import { auditLog, changeLog } from "../../db/schema.ts";
+import { read } from "../../db/transactions.ts";
+import { DEFAULT_PAGE_SIZE, decodeCursor, page } from "../../http/conventions.ts";
+import { ListQuery, Page, TenantParams, Timestamp } from "../../http/schemas.ts";
+import { problemResponses } from "../responses.ts";
+
+const AuditEntry = Type.Object(
+  {
+    id: Type.Integer(),
+    actor: Type.String({ description: "operator, or token:<id>" }),
+    action: Type.String({ description: "<kind>.<verb>, e.g. token.create" }),
+    resource: Type.String({ description: "<kind>/<name>" }),
+    requestId: Type.String(),
+    revision: Type.Integer(),
+    at: Timestamp,
+  },
+  { title: "AuditEntry" },
+);
+
+const Change = Type.Object(
+  {
+    revision: Type.Integer(),
+    kind: Type.String(),
+    name: Type.String(),
+    op: Type.Union([Type.Literal("upsert"), Type.Literal("delete")]),
+    at: Timestamp,
+  },
+  { title: "Change" },
+);
+
+const ChangesQuery = Type.Composite([
+  ListQuery,
+  Type.Object({ since: Type.Optional(Type.Integer({ minimum: 0, description: "Changes after this revision" })) }),
+]);
+
+/** The two logs every write appends to: who did what (audit), and what changed (changes). */
+const logRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { weft } = app;
+
+  app.get(
+    "/v1/tenants/:tenant/audit",
+    {
+      config: { auth: { who: "tenant", scope: "admin" } },
+      schema: {
+        tags: ["audit"],
+        summary: "Read the tenant's audit log, oldest first",
+        params: TenantParams,
+        querystring: ListQuery,
+        response: { 200: Page(AuditEntry), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const tenant = tenantOf(request);
+      const limit = request.query.limit ?? DEFAULT_PAGE_SIZE;
+      const after = decodeCursor<number>(request.query.cursor, "number");
+      const rows = await read(weft.db, tenant.id, (tx) =>
+        tx
+          .select()
+          .from(auditLog)
+          .where(and(eq(auditLog.tenantId, tenant.id), after === undefined ? undefined : gt(auditLog.id, after)))
+          .orderBy(asc(auditLog.id))
+          .limit(limit + 1),
+      );
+      return page(rows, limit, (r) => r.id, (r) => ({ ...r, at: r.at.toISOString() }));
+    },
+  );
+
+  app.get(
+    "/v1/tenants/:tenant/changes",
+    {
+      config: { auth: { who: "tenant", scope: "read" } },
+      schema: {
+        tags: ["audit"],
+        summary: "Read the tenant's changes after a revision, in commit order",
+        params: TenantParams,
+        querystring: ChangesQuery,
+        response: { 200: Page(Change), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const tenant = tenantOf(request);
+      const limit = request.query.limit ?? DEFAULT_PAGE_SIZE;
+      const afterId = decodeCursor<number>(request.query.cursor, "number");
+      const since = request.query.since ?? 0;
+      const rows = await read(weft.db, tenant.id, (tx) =>
+        tx
+          .select()
+          .from(changeLog)
+          .where(
+            and(
+              eq(changeLog.tenantId, tenant.id),
+              gt(changeLog.revision, since),
+              afterId === undefined ? undefined : gt(changeLog.id, afterId),
+            ),
+          )
+          .orderBy(asc(changeLog.id))
+          .limit(limit + 1),
+      );
+      return page(rows, limit, (r) => r.id, (r) => ({
+        revision: r.revision,
+        kind: r.kind,
+        name: r.name,
+        op: r.op,
+        at: r.at.toISOString(),
+      }));
+    },
+  );
+};
+
+export default logRoutes;

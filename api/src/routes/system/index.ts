@@ -1,0 +1,61 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type } from "@sinclair/typebox";
+import { sql } from "drizzle-orm";
+import { HttpProblem } from "../../http/problem.ts";
+import { problemResponses } from "../responses.ts";
+
+const tags = ["system"];
+const Status = Type.Object({ status: Type.String() });
+const READY_TIMEOUT_MS = 2000;
+
+const systemRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { weft } = app;
+  const open = { auth: { who: "public" as const } };
+
+  app.get(
+    "/healthz",
+    { config: open, schema: { tags, summary: "The process is up", response: { 200: Status } } },
+    async () => ({ status: "ok" }),
+  );
+
+  app.get(
+    "/readyz",
+    {
+      config: open,
+      schema: { tags, summary: "The database answers", response: { 200: Status, ...problemResponses(503) } },
+    },
+    async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("timed out")), READY_TIMEOUT_MS);
+      });
+      try {
+        await Promise.race([weft.db.execute(sql`SELECT 1`), timeout]);
+      } catch (err) {
+        throw new HttpProblem(503, `database unreachable: ${(err as Error).message}`);
+      } finally {
+        clearTimeout(timer);
+      }
+      return { status: "ready" };
+    },
+  );
+
+  app.get(
+    "/metrics",
+    {
+      config: open,
+      schema: {
+        tags,
+        summary: "Prometheus metrics",
+        produces: ["text/plain"],
+        response: { 200: Type.String({ description: "Prometheus text exposition format" }) },
+      },
+    },
+    async (_request, reply) => {
+      reply.type(app.metrics.contentType);
+      return app.metrics.metrics();
+    },
+  );
+};
+
+export default systemRoutes;

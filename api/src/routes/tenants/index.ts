@@ -1,0 +1,129 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type } from "@sinclair/typebox";
+import { decodeCursor, notModified, page } from "../../http/conventions.ts";
+import { PreconditionHeaders } from "../../http/headers.ts";
+import { DEFAULT_PAGE_SIZE } from "../../http/conventions.ts";
+import { DryRunQuery, ListQuery, Page, TenantParams } from "../../http/schemas.ts";
+import { tenantOf } from "../../auth/guard.ts";
+import { isDryRun } from "../../services/context.ts";
+import { problemResponses } from "../responses.ts";
+import { NewTenant, Tenant, TenantSpec } from "./schemas.ts";
+import { deleteTenant, listTenants, putTenant, toTenant } from "./store.ts";
+
+const tags = ["tenants"];
+
+const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { weft } = app;
+  const defaultTrustDomain = (name: string) => `${name}.${weft.config.trustDomainSuffix}`;
+
+  app.get(
+    "/v1/tenants",
+    {
+      config: { auth: { who: "operator" } },
+      schema: {
+        tags,
+        summary: "List tenants",
+        querystring: ListQuery,
+        response: { 200: Page(Tenant), ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const limit = request.query.limit ?? DEFAULT_PAGE_SIZE;
+      const rows = await listTenants(weft.db, limit, decodeCursor<string>(request.query.cursor, "string"));
+      return page(rows, limit, (r) => r.name, toTenant);
+    },
+  );
+
+  app.post(
+    "/v1/tenants",
+    {
+      config: { auth: { who: "operator" } },
+      schema: {
+        tags,
+        summary: "Create a tenant",
+        querystring: DryRunQuery,
+        body: NewTenant,
+        response: { 201: Tenant, ...problemResponses(400, 401, 403, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { name, ...spec } = request.body;
+      const { row } = await weft.writeFor(request, null, (w) =>
+        putTenant(w, name, spec, defaultTrustDomain(name), { createOnly: true }),
+      );
+      const tenant = toTenant(row);
+      return reply.code(201).header("etag", tenant.etag).header("location", `/v1/tenants/${name}`).send(tenant);
+    },
+  );
+
+  app.get(
+    "/v1/tenants/:tenant",
+    {
+      config: { auth: { who: "tenant", scope: "read" } },
+      schema: {
+        tags,
+        summary: "Read a tenant",
+        params: TenantParams,
+        headers: PreconditionHeaders,
+        response: { 200: Tenant, 304: Type.Null(), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const tenant = toTenant(tenantOf(request));
+      reply.header("etag", tenant.etag);
+      if (notModified(tenant.etag, request.headers["if-none-match"])) return reply.code(304).send(null);
+      return tenant;
+    },
+  );
+
+  app.put(
+    "/v1/tenants/:tenant",
+    {
+      config: { auth: { who: "operator" } },
+      schema: {
+        tags,
+        summary: "Create or replace a tenant",
+        params: TenantParams,
+        querystring: DryRunQuery,
+        headers: PreconditionHeaders,
+        body: TenantSpec,
+        response: { 200: Tenant, 201: Tenant, ...problemResponses(400, 401, 403, 409, 412, 422) },
+      },
+    },
+    async (request, reply) => {
+      const name = request.params.tenant;
+      const { row, intent } = await weft.writeFor(request, null, (w) =>
+        putTenant(w, name, request.body, defaultTrustDomain(name), {
+          ifMatch: request.headers["if-match"],
+          ifNoneMatch: request.headers["if-none-match"],
+        }),
+      );
+      const tenant = toTenant(row);
+      return reply.code(intent === "create" ? 201 : 200).header("etag", tenant.etag).send(tenant);
+    },
+  );
+
+  app.delete(
+    "/v1/tenants/:tenant",
+    {
+      config: { auth: { who: "operator" } },
+      schema: {
+        tags,
+        summary: "Delete a tenant and everything it owns",
+        params: TenantParams,
+        querystring: DryRunQuery,
+        headers: PreconditionHeaders,
+        response: { 204: Type.Null(), ...problemResponses(400, 401, 403, 404, 412) },
+      },
+    },
+    async (request, reply) => {
+      const revoked = await weft.writeFor(request, null, (w) =>
+        deleteTenant(w, request.params.tenant, request.headers["if-match"]),
+      );
+      if (!isDryRun(request)) for (const t of revoked) weft.tokens.markRevoked(t.id, t.expiresAt.getTime() / 1000);
+      return reply.code(204).send(null);
+    },
+  );
+};
+
+export default tenantRoutes;

@@ -1,0 +1,54 @@
+import { buildApp } from "./app.ts";
+import { ConfigError, configFromEnv } from "./config.ts";
+
+/** Time allowed for in-flight requests after SIGTERM before the process gives up on them. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = configFromEnv();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`weft: configuration error: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const app = await buildApp(config);
+  if (app.generatedOperatorToken) {
+    // The only time this token exists in plain text: the database keeps its hash.
+    process.stdout.write(
+      `\nweft: generated operator token (shown once, store it now):\n\n  ${app.generatedOperatorToken}\n\n`,
+    );
+  }
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, "shutting down: draining in-flight requests");
+    const force = setTimeout(() => {
+      app.log.error("in-flight requests did not finish in time; exiting");
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS);
+    force.unref();
+    app.close().then(
+      () => process.exit(0),
+      (err) => {
+        app.log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  await app.listen({ port: config.port, host: config.host });
+  app.log.info(
+    `weft API on http://${config.host}:${config.port} (database: ${config.databaseUrl ? "postgres" : `embedded, ${config.dataDir}`})`,
+  );
+}
+
+main().catch((err) => {
+  console.error(`weft: failed to start: ${(err as Error).message}`);
+  process.exit(1);
+});
