@@ -1,0 +1,47 @@
+// Trust bundles: the SPIFFE bundle format (SPIFFE_Trust_Domain_and_Bundle.md
+// section 4, a JWK set) and plain PEM.
+import { toPem } from "./der.ts";
+import { publicJwk, type EcPublicJwk } from "./keys.ts";
+import { readCaCertificate } from "./x509.ts";
+
+/** SPIRE's default bundle refresh hint is 5 minutes. */
+export const DEFAULT_REFRESH_HINT_SECONDS = 300;
+
+/** The public half of one CA slot: everything a bundle needs, nothing secret. */
+export interface BundleAuthority {
+  caCertDer: Buffer;
+  jwtKid: string;
+  jwtPublicKeySpki: Buffer;
+}
+
+export type X509SvidJwk = EcPublicJwk & { use: "x509-svid"; x5c: [string] };
+export type JwtSvidJwk = EcPublicJwk & { use: "jwt-svid"; kid: string };
+
+export interface SpiffeBundle {
+  keys: (X509SvidJwk | JwtSvidJwk)[];
+  spiffe_sequence: number;
+  spiffe_refresh_hint: number;
+}
+
+/**
+ * The bundle for a set of authorities (prepared, active and old alike: a
+ * prepared CA must be trusted before it signs, an old one until its last
+ * SVID expires). x509-svid keys carry no kid, as the spec requires.
+ */
+export function buildBundle(
+  authorities: readonly BundleAuthority[],
+  sequence: number,
+  refreshHintSeconds = DEFAULT_REFRESH_HINT_SECONDS,
+): SpiffeBundle {
+  const x509 = authorities.map((a): X509SvidJwk => ({
+    ...publicJwk(readCaCertificate(a.caCertDer).spkiDer),
+    use: "x509-svid",
+    x5c: [a.caCertDer.toString("base64")],
+  }));
+  const jwt = authorities.map((a): JwtSvidJwk => ({ ...publicJwk(a.jwtPublicKeySpki), use: "jwt-svid", kid: a.jwtKid }));
+  return { keys: [...x509, ...jwt], spiffe_sequence: sequence, spiffe_refresh_hint: refreshHintSeconds };
+}
+
+export function bundlePem(authorities: readonly BundleAuthority[]): string {
+  return authorities.map((a) => toPem("CERTIFICATE", a.caCertDer)).join("");
+}

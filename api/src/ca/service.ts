@@ -1,0 +1,263 @@
+// The CA as a service over a store the API implements (drizzle). Routes stay
+// thin: validate the request, call mayObtainSvid (authz.ts), call one method
+// here, map CaInputError -> 400, CaStateError -> 409.
+import { randomUUID } from "node:crypto";
+import { bundleAuthority, createAuthority, openAuthority, DEFAULT_CA_TTL_MS, type AuthorityMaterial, type OpenAuthority } from "./authority.ts";
+import { buildBundle, bundlePem, DEFAULT_REFRESH_HINT_SECONDS, type SpiffeBundle } from "./bundle.ts";
+import { verifyCsr } from "./csr.ts";
+import { toPem } from "./der.ts";
+import { CaInputError, CaStateError } from "./errors.ts";
+import { mintJwtSvid, validateAudience } from "./jwt-svid.ts";
+import type { Kek } from "./kek.ts";
+import { activate, activeSlot, dueAction, emptyState, noteIssued, prepare, prune, type AuthorityState, type DueAction } from "./rotation.ts";
+import { issueLeaf } from "./x509.ts";
+
+export type CaState = AuthorityState<AuthorityMaterial>;
+
+/** One row per issued SVID, for audit. */
+export interface IssuanceRecord {
+  tenantId: string;
+  slotId: string;
+  kind: "x509-svid" | "jwt-svid";
+  identityName: string;
+  spiffeId: string;
+  /** Hex serial of an X.509-SVID; null for a JWT-SVID. */
+  serial: string | null;
+  issuedAt: Date;
+  expiresAt: Date;
+}
+
+/**
+ * What the API implements with drizzle. Suggested tables:
+ *   ca_slots(tenant_id, id, status, not_before, not_after, max_issued_not_after,
+ *            ca_cert_der, ca_key_sealed, jwt_kid, jwt_public_key_spki, jwt_key_sealed)
+ *   ca_authorities(tenant_id, sequence, revision)           -- one row per tenant
+ *   svid_issuances(tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at)
+ */
+export interface CaStore {
+  /** The tenant's slots and bundle sequence with a revision for compare-and-swap, or null if it has no CA yet. */
+  load(tenantId: string): Promise<{ state: CaState; revision: number } | null>;
+  /**
+   * Replaces the tenant's slots (insert new, update status, delete absent) and
+   * sequence, only if the stored revision still equals expectedRevision (null:
+   * nothing stored yet); then revision + 1. Returns false on a lost race.
+   * Must never lower a slot's max_issued_not_after (use GREATEST): issuances
+   * raise it concurrently through recordIssuance.
+   */
+  save(tenantId: string, state: CaState, expectedRevision: number | null): Promise<boolean>;
+  /**
+   * In one transaction: insert the record, and raise the slot's
+   * max_issued_not_after to at least record.expiresAt.
+   */
+  recordIssuance(record: IssuanceRecord): Promise<void>;
+}
+
+export interface CaServiceOptions {
+  store: CaStore;
+  kek: Kek;
+  /** Injected so tests move time instead of sleeping. */
+  clock?: () => Date;
+  caTtlMs?: number;
+  refreshHintSeconds?: number;
+}
+
+export interface X509SvidResult {
+  /** The leaf, PEM. */
+  certificate: string;
+  /** Certificates from the leaf's issuer up, PEM each (here: the tenant CA). */
+  chain: string[];
+  expiresAt: Date;
+  serial: string;
+}
+
+const MAX_CAS_ATTEMPTS = 5;
+const MAX_SCHEDULE_STEPS = 4; // bootstrap/prepare, activate, prune, and one spare
+const MAX_OPEN_CACHE = 10_000;
+
+export class CaService {
+  readonly #store: CaStore;
+  readonly #kek: Kek;
+  readonly #clock: () => Date;
+  readonly #caTtlMs: number;
+  readonly #refreshHint: number;
+  /** Decrypted signers by tenant/slot: opening costs a KEK decrypt and key parse per slot, not per SVID. */
+  readonly #open = new Map<string, OpenAuthority>();
+
+  constructor(o: CaServiceOptions) {
+    this.#store = o.store;
+    this.#kek = o.kek;
+    this.#clock = o.clock ?? (() => new Date());
+    this.#caTtlMs = o.caTtlMs ?? DEFAULT_CA_TTL_MS;
+    this.#refreshHint = o.refreshHintSeconds ?? DEFAULT_REFRESH_HINT_SECONDS;
+  }
+
+  /** Creates the tenant's first CA if it has none (call at tenant creation). */
+  async ensure(tenantId: string, trustDomain: string): Promise<CaState> {
+    return this.#mutate(tenantId, (s) => (activeSlot(s) ? s : this.#apply(s, { kind: "bootstrap" }, tenantId, trustDomain)));
+  }
+
+  /** Manual prepare (POST .../ca/prepare). CaStateError if one is already prepared. */
+  async prepare(tenantId: string, trustDomain: string): Promise<CaState> {
+    return this.#mutate(tenantId, (s) => this.#apply(s, { kind: "prepare" }, tenantId, trustDomain));
+  }
+
+  /** Manual activate (POST .../ca/activate). CaStateError if nothing is prepared. */
+  async activate(tenantId: string): Promise<CaState> {
+    return this.#mutate(tenantId, (s) => activate(s));
+  }
+
+  /**
+   * Applies every automatic action due now (the scheduler's verdicts) and
+   * returns them; a periodic job calls this per tenant. Off unless called.
+   */
+  async runSchedule(tenantId: string, trustDomain: string): Promise<DueAction[]> {
+    const done: DueAction[] = [];
+    await this.#mutate(tenantId, (s, pruned) => {
+      done.length = 0;
+      if (pruned.length) done.push({ kind: "prune", slotIds: pruned });
+      let state = s;
+      for (let i = 0; i < MAX_SCHEDULE_STEPS; i++) {
+        const action = dueAction(state, this.#clock());
+        if (!action) break;
+        state = this.#apply(state, action, tenantId, trustDomain);
+        done.push(action);
+      }
+      return state;
+    });
+    return done;
+  }
+
+  async issueX509Svid(req: { tenantId: string; identityName: string; spiffeId: string; csrPem: string; ttlMs?: number }): Promise<X509SvidResult> {
+    const { spkiDer } = verifyCsr(req.csrPem, req.spiffeId);
+    const signer = await this.#signer(req.tenantId);
+    const now = this.#clock();
+    const leaf = issueLeaf(signer.leafTemplate, { spiffeId: req.spiffeId, spkiDer, now, ...(req.ttlMs !== undefined && { ttlMs: req.ttlMs }) });
+    await this.#store.recordIssuance({
+      tenantId: req.tenantId,
+      slotId: signer.slotId,
+      kind: "x509-svid",
+      identityName: req.identityName,
+      spiffeId: req.spiffeId,
+      serial: leaf.serialHex,
+      issuedAt: now,
+      expiresAt: leaf.notAfter,
+    });
+    return {
+      certificate: toPem("CERTIFICATE", leaf.der),
+      chain: [toPem("CERTIFICATE", signer.caCertDer)],
+      expiresAt: leaf.notAfter,
+      serial: leaf.serialHex,
+    };
+  }
+
+  async issueJwtSvid(req: { tenantId: string; identityName: string; spiffeId: string; audience: unknown; ttlMs?: number }): Promise<{ token: string; expiresAt: Date }> {
+    const errors = validateAudience(req.audience);
+    if (errors.length) throw new CaInputError(errors);
+    const signer = await this.#signer(req.tenantId);
+    const now = this.#clock();
+    const out = await mintJwtSvid({
+      privateKey: signer.jwt.privateKey,
+      kid: signer.jwt.kid,
+      notAfter: signer.jwt.notAfter,
+      spiffeId: req.spiffeId,
+      audience: req.audience as string[],
+      now,
+      ...(req.ttlMs !== undefined && { ttlMs: req.ttlMs }),
+    });
+    await this.#store.recordIssuance({
+      tenantId: req.tenantId,
+      slotId: signer.slotId,
+      kind: "jwt-svid",
+      identityName: req.identityName,
+      spiffeId: req.spiffeId,
+      serial: null,
+      issuedAt: now,
+      expiresAt: out.expiresAt,
+    });
+    return out;
+  }
+
+  /** The bundle as JSON (GET .../bundle) and PEM (GET .../bundle.pem); null if the tenant has no CA. */
+  async bundle(tenantId: string): Promise<{ json: SpiffeBundle; pem: string } | null> {
+    const loaded = await this.#store.load(tenantId);
+    if (!loaded) return null;
+    // Pruning is lazy here too, so a bundle never lists a CA nothing depends on.
+    const state = prune(loaded.state, this.#clock());
+    const authorities = state.slots.map((s) => bundleAuthority(s.material));
+    return { json: buildBundle(authorities, state.sequence, this.#refreshHint), pem: bundlePem(authorities) };
+  }
+
+  #apply(state: CaState, action: DueAction, tenantId: string, trustDomain: string): CaState {
+    const now = this.#clock();
+    const fresh = () => createAuthority({ tenantId, slotId: randomUUID(), trustDomain, now, ttlMs: this.#caTtlMs, kek: this.#kek });
+    switch (action.kind) {
+      case "bootstrap":
+        return activate(prepare(state, fresh()));
+      case "prepare":
+        return prepare(state, fresh());
+      case "activate":
+        return activate(state);
+      case "prune":
+        return prune(state, now);
+    }
+  }
+
+  /** Load, change, compare-and-swap; fn also learns which slots the pre-prune dropped. */
+  async #mutate(tenantId: string, fn: (s: CaState, pruned: string[]) => CaState): Promise<CaState> {
+    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
+      const loaded = await this.#store.load(tenantId);
+      // Prune first: bundle() serves the pruned view with sequence + 1, so a
+      // change made on top of the unpruned state would reuse that number.
+      const base = loaded?.state ?? emptyState();
+      const pruned = prune(base, this.#clock());
+      const next = fn(pruned, base.slots.filter((x) => !pruned.slots.includes(x)).map((x) => x.id));
+      if (loaded && next === loaded.state) return next;
+      if (await this.#store.save(tenantId, next, loaded?.revision ?? null)) return next;
+    }
+    throw new Error(`CA state of tenant ${tenantId} kept changing under us; giving up after ${MAX_CAS_ATTEMPTS} attempts`);
+  }
+
+  async #signer(tenantId: string): Promise<OpenAuthority> {
+    const loaded = await this.#store.load(tenantId);
+    const slot = loaded && activeSlot(loaded.state);
+    if (!slot) throw new CaStateError("no_active_authority", `tenant ${tenantId} has no active CA`);
+    const key = `${tenantId}/${slot.id}`;
+    let open = this.#open.get(key);
+    if (!open) {
+      open = openAuthority(tenantId, slot, this.#kek);
+      if (this.#open.size >= MAX_OPEN_CACHE) this.#open.delete(this.#open.keys().next().value!);
+      this.#open.set(key, open);
+    }
+    return open;
+  }
+}
+
+/**
+ * In-memory CaStore with the semantics the drizzle one must have (CAS on
+ * revision, max_issued_not_after only rises). For tests and the bench.
+ */
+export class MemoryCaStore implements CaStore {
+  readonly #tenants = new Map<string, { state: CaState; revision: number }>();
+  readonly issuances: IssuanceRecord[] = [];
+
+  async load(tenantId: string): Promise<{ state: CaState; revision: number } | null> {
+    return this.#tenants.get(tenantId) ?? null;
+  }
+
+  async save(tenantId: string, state: CaState, expectedRevision: number | null): Promise<boolean> {
+    const cur = this.#tenants.get(tenantId);
+    if ((cur?.revision ?? null) !== expectedRevision) return false;
+    let merged = state;
+    for (const old of cur?.state.slots ?? []) {
+      if (old.maxIssuedNotAfter) merged = noteIssued(merged, old.id, old.maxIssuedNotAfter);
+    }
+    this.#tenants.set(tenantId, { state: merged, revision: (expectedRevision ?? 0) + 1 });
+    return true;
+  }
+
+  async recordIssuance(record: IssuanceRecord): Promise<void> {
+    this.issuances.push(record);
+    const cur = this.#tenants.get(record.tenantId);
+    if (cur) this.#tenants.set(record.tenantId, { ...cur, state: noteIssued(cur.state, record.slotId, record.expiresAt) });
+  }
+}

@@ -1,0 +1,34 @@
+// A quick throughput probe for bench/svid: certificate building alone
+// (template + sign) against Node's raw P-256 sign and verify on the same
+// machine, in one run. Run: npx tsx api/src/ca/throughput.ts
+import { createPublicKey, sign, verify } from "node:crypto";
+import { generateP256 } from "./keys.ts";
+import { createCaCertificate, createLeafTemplate, issueLeaf } from "./x509.ts";
+
+export function rate(n: number, fn: () => void): number {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) fn();
+  return n / ((performance.now() - t0) / 1000);
+}
+
+export function measureLeafThroughput(n = 5000): { leavesPerSec: number; signPerSec: number; verifyPerSec: number; rawCertLimit: number } {
+  const ca = generateP256();
+  const now = new Date();
+  const cert = createCaCertificate({ trustDomain: "bench.test", ...ca, now, ttlMs: 86_400_000 });
+  const t = createLeafTemplate({ certDer: cert.der, privateKey: ca.privateKey, notBefore: cert.notBefore, notAfter: cert.notAfter });
+  const workload = generateP256();
+  const msg = Buffer.alloc(400, 7);
+  const sig = sign("sha256", msg, { key: ca.privateKey, dsaEncoding: "der" });
+  const caPublic = createPublicKey(ca.privateKey);
+  const leavesPerSec = rate(n, () => issueLeaf(t, { spiffeId: "spiffe://bench.test/ns/a/sa/b", spkiDer: workload.publicKeySpki, now }));
+  const signPerSec = rate(n, () => sign("sha256", msg, { key: ca.privateKey, dsaEncoding: "der" }));
+  const verifyPerSec = rate(n, () => verify("sha256", msg, { key: caPublic, dsaEncoding: "der" }, sig));
+  // One sign plus one verify per certificate, as issue 3 defines the limit.
+  return { leavesPerSec, signPerSec, verifyPerSec, rawCertLimit: 1 / (1 / signPerSec + 1 / verifyPerSec) };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const r = measureLeafThroughput();
+  const f = (x: number) => Math.round(x).toString();
+  console.log(`leaves/s ${f(r.leavesPerSec)}  raw sign/s ${f(r.signPerSec)}  raw verify/s ${f(r.verifyPerSec)}  limit (sign+verify)/s ${f(r.rawCertLimit)}  ratio ${(r.leavesPerSec / r.rawCertLimit).toFixed(2)}`);
+}

@@ -1,0 +1,58 @@
+import { randomBytes } from "node:crypto";
+import { buildApp, type WeftApp } from "../../api/src/app.ts";
+import type { Config } from "../../api/src/config.ts";
+import { skipWithout } from "./prerequisites.ts";
+
+/** The API suites run once per storage backend. */
+export const BACKENDS = ["pglite", "postgres"] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+export const OPERATOR_TOKEN = "weft_op_test-operator-token-0123456789";
+
+/** True when the backend's suite must be skipped (never under CI's WEFT_REQUIRE_ALL=1). */
+export function skipBackend(backend: Backend): boolean {
+  if (backend === "pglite") return false;
+  return skipWithout("Postgres (DATABASE_URL)", process.env.DATABASE_URL ? null : "DATABASE_URL is not set");
+}
+
+export function testConfig(backend: Backend, overrides: Partial<Config> = {}): Config {
+  return {
+    port: 0,
+    host: "127.0.0.1",
+    databaseUrl: backend === "postgres" ? process.env.DATABASE_URL : undefined,
+    dataDir: undefined,
+    operatorToken: OPERATOR_TOKEN,
+    logLevel: "silent",
+    trustDomainSuffix: "test.weft",
+    revocationPollMs: 200,
+    ...overrides,
+  };
+}
+
+export async function startApi(backend: Backend, overrides: Partial<Config> = {}): Promise<WeftApp> {
+  return buildApp(testConfig(backend, overrides));
+}
+
+/** Names unique per run, so suites sharing one Postgres never collide. */
+export const uniqueName = (prefix: string) => `${prefix}-${randomBytes(4).toString("hex")}`;
+
+export const operator = { authorization: `Bearer ${OPERATOR_TOKEN}` };
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** Creates a tenant and a token for it with the given scopes. */
+export async function tenantWithToken(
+  app: WeftApp,
+  scopes: ("read" | "write" | "admin")[] = ["admin"],
+  name = uniqueName("t"),
+): Promise<{ tenant: string; token: string }> {
+  const created = await app.inject({ method: "POST", url: "/v1/tenants", headers: operator, payload: { name } });
+  if (created.statusCode !== 201) throw new Error(`tenant create failed: ${created.statusCode} ${created.body}`);
+  const minted = await app.inject({
+    method: "POST",
+    url: `/v1/tenants/${name}/tokens`,
+    headers: operator,
+    payload: { name: "test", scopes },
+  });
+  if (minted.statusCode !== 201) throw new Error(`token mint failed: ${minted.statusCode} ${minted.body}`);
+  return { tenant: name, token: minted.json().token as string };
+}
