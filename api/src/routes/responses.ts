@@ -25,3 +25,7 @@ export function problemResponses(...statuses: number[]) {
     ]),
   ) as Record<number, { description: string; content: Record<string, { schema: ReturnType<typeof Type.Ref> }> }>;
 }
+
+/** Bodiless answers: declared without a type so that nothing (not even `null`) is serialized. */
+export const NotModified = Type.Unsafe<undefined>({ description: "Not Modified: If-None-Match matched the current ETag" });
+export const NoContent = Type.Unsafe<undefined>({ description: "No Content" });

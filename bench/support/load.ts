@@ -1,0 +1,94 @@
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+
+export interface LoadResult {
+  tool: string;
+  requestsPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+  non2xx3xx: number;
+}
+
+const hasWrk = (() => {
+  try {
+    execFileSync("wrk", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch (err) {
+    // wrk --version exits 1 after printing its version.
+    return (err as { status?: number }).status === 1;
+  }
+})();
+
+function msFrom(value: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(value.trim());
+  if (!m) throw new Error(`cannot read wrk latency "${value}"`);
+  const n = Number(m[1]);
+  return m[2] === "us" ? n / 1000 : m[2] === "s" ? n * 1000 : n;
+}
+
+/** Lua for wrk: adds the request headers; wrk's -H would work too but quoting is fragile. */
+function wrkScript(headers: Record<string, string>): string {
+  const lines = Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`);
+  return lines.join("\n");
+}
+
+/**
+ * Drives one URL with a fixed number of connections for a fixed time with
+ * wrk: a C load generator steals less CPU from the server under test than a
+ * Node one would on a two-core machine.
+ */
+export async function drive(
+  url: string,
+  headers: Record<string, string>,
+  opts: { connections: number; seconds: number },
+): Promise<LoadResult> {
+  if (hasWrk) {
+    const { writeFileSync, mkdtempSync } = await import("node:fs");
+    const dir = mkdtempSync("/tmp/weft-bench-");
+    const script = `${dir}/headers.lua`;
+    writeFileSync(script, wrkScript(headers));
+    const out = execFileSync(
+      "wrk",
+      ["-t1", `-c${opts.connections}`, `-d${opts.seconds}s`, "--latency", "-s", script, url],
+      { encoding: "utf8" },
+    );
+    const rps = /Requests\/sec:\s+([\d.]+)/.exec(out)?.[1];
+    const p50 = /^\s+50%\s+(\S+)/m.exec(out)?.[1];
+    const p99 = /^\s+99%\s+(\S+)/m.exec(out)?.[1];
+    const bad = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1];
+    if (!rps || !p50 || !p99) throw new Error(`cannot read wrk output:\n${out}`);
+    return { tool: "wrk", requestsPerSecond: Number(rps), p50Ms: msFrom(p50), p99Ms: msFrom(p99), non2xx3xx: Number(bad ?? 0) };
+  }
+  throw new Error("wrk is not installed: apt-get install wrk (benchmarks need a load generator that is not Node)");
+}
+
+/** Starts a Node child that prints one JSON line when ready; resolves to that line and the process. */
+export async function startChild<T>(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; ready: T }> {
+  const child = spawn(process.execPath, ["--import", "tsx", ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, ...env },
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const ready = await new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${args.join(" ")} did not start in 60 s`)), 60_000);
+    child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited with ${code}`)));
+    lines.once("line", (line) => {
+      clearTimeout(timer);
+      resolve(JSON.parse(line) as T);
+    });
+  });
+  return { child, ready };
+}
+
+export function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.kill("SIGTERM");
+  });
+}
+
+export function table(rows: (string | number)[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  return rows.map((r) => r.map((c, i) => String(c).padEnd(widths[i]!)).join("  ")).join("\n");
+}
