@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The Weft datapath ABI: every map's key and value, the constants both sides
+ * agree on, and the one table of map names. Compiled into the BPF objects
+ * (clang -target bpf) and into the wasm codec (clang --target=wasm32), so the
+ * TypeScript side never writes a byte offset: it asks the codec.
+ *
+ * Rules for this file (bpf/README.md says why):
+ *  - fixed-width __u8/__u16/__u32/__u64 only, every hole spelled as _pad;
+ *  - a _Static_assert on every sizeof and on every key member's offsetof;
+ *  - addresses and ports in network byte order (__be32/__be16) where the
+ *    kernel hands them to the program in network order, so the datapath
+ *    never swaps bytes on the hot path;
+ *  - zero means "wildcard" or "none" wherever a field can be wildcarded.
+ */
+#ifndef WEFT_ABI_H
+#define WEFT_ABI_H
+
+#include "weft_types.h"
+
+/* ---- identities and tenants --------------------------------------------- */
+
+/*
+ * Security identities are u32. 0 is never an identity: in policy keys it is
+ * the wildcard. 1..255 are reserved (as in Cilium) and belong to no tenant;
+ * allocation starts at WEFT_IDENTITY_FIRST.
+ */
+#define WEFT_IDENTITY_ANY 0u
+#define WEFT_IDENTITY_HOST 1u
+#define WEFT_IDENTITY_WORLD 2u
+#define WEFT_IDENTITY_UNMANAGED 3u
+#define WEFT_IDENTITY_HEALTH 4u
+#define WEFT_IDENTITY_RESERVED_MAX 255u
+#define WEFT_IDENTITY_FIRST 256u
+
+/* Tenant 0 is "no tenant": reserved identities and outside addresses. */
+#define WEFT_TENANT_NONE 0u
+
+/* ---- directions, hooks, verdicts, reasons ------------------------------- */
+
+/* Seen from the workload: ingress is traffic into it, egress out of it. */
+#define WEFT_DIR_INGRESS 0u
+#define WEFT_DIR_EGRESS 1u
+
+/* The hook that counted a verdict: the two policy directions, then socket LB. */
+#define WEFT_HOOK_INGRESS WEFT_DIR_INGRESS
+#define WEFT_HOOK_EGRESS WEFT_DIR_EGRESS
+#define WEFT_HOOK_SOCK 2u
+#define WEFT_HOOK_COUNT 3u
+
+/* Policy entry actions. 0 is invalid so an all-zero value never allows. */
+#define WEFT_ACTION_ALLOW 1u
+#define WEFT_ACTION_DENY 2u
+/*
+ * Marker written by the compiler at (local, ANY, ANY, ANY, dir) for a
+ * workload that some policy selects in that direction: "no rule allowed it".
+ * It is the least specific key, so any rule hit shadows it, and it never
+ * takes part in deny precedence (normalizePolicy leaves it alone).
+ */
+#define WEFT_ACTION_DEFAULT_DENY 3u
+#define WEFT_ACTION_MAX 3u
+
+#define WEFT_VERDICT_PASS 0u
+#define WEFT_VERDICT_DROP 1u
+
+/*
+ * Reasons, each with exactly one verdict (WEFT_REASON_VERDICT below), so a
+ * metrics slot is indexed by (hook, reason) and its verdict is implied.
+ */
+#define WEFT_REASON_POLICY_ALLOW 1u     /* pass: a rule allowed it */
+#define WEFT_REASON_POLICY_DENY 2u      /* drop: a deny rule matched */
+#define WEFT_REASON_DEFAULT_DENY 3u     /* drop: selected, no rule allowed it */
+#define WEFT_REASON_UNSELECTED 4u       /* pass: no policy selects the workload */
+#define WEFT_REASON_CROSS_TENANT 5u     /* drop: peer belongs to another tenant */
+#define WEFT_REASON_UNKNOWN_ENDPOINT 6u /* drop: local address is no workload here */
+#define WEFT_REASON_NOT_IP 7u           /* pass: ARP and other non-IP frames */
+#define WEFT_REASON_IPV6 8u             /* drop: no IPv6 policy yet, so no bypass */
+#define WEFT_REASON_MALFORMED 9u        /* drop: truncated or bad header */
+#define WEFT_REASON_INVALID_ENTRY 10u   /* drop: policy value with unknown action */
+#define WEFT_REASON_LB_TRANSLATED 11u   /* pass: socket LB picked a backend */
+#define WEFT_REASON_LB_NO_BACKEND 12u   /* drop: service has no usable backend */
+#define WEFT_REASON_LB_REVERSED 13u     /* pass: backend address shown as the VIP */
+#define WEFT_REASON_COUNT 14u
+
+#define WEFT_REASON_VERDICT(r)                                                          \
+	(((r) == WEFT_REASON_POLICY_ALLOW || (r) == WEFT_REASON_UNSELECTED ||           \
+	  (r) == WEFT_REASON_NOT_IP || (r) == WEFT_REASON_LB_TRANSLATED ||              \
+	  (r) == WEFT_REASON_LB_REVERSED)                                               \
+		 ? WEFT_VERDICT_PASS                                                    \
+		 : WEFT_VERDICT_DROP)
+
+#define WEFT_METRICS_INDEX(hook, reason) ((hook) * WEFT_REASON_COUNT + (reason))
+
+/* ---- limits ------------------------------------------------------------- */
+
+#define WEFT_IPCACHE_MAX 65536u
+#define WEFT_ENDPOINT_MAX 4096u
+#define WEFT_POLICY_MAX 65536u
+#define WEFT_SVC_MAX 4096u
+#define WEFT_BACKEND_MAX 16384u
+/* Room for every service's table twice: a table is replaced, not rewritten. */
+#define WEFT_LB_SLOT_MAX 262144u
+#define WEFT_SOCK_REV_MAX 65536u
+#define WEFT_METRICS_MAX (WEFT_HOOK_COUNT * WEFT_REASON_COUNT)
+
+#define WEFT_PREFIX_MAX 32u
+#define WEFT_PORT_MAX 65535u
+#define WEFT_LB_WEIGHT_MAX 1000000u
+#define WEFT_LB_TABLE_MAX 16384u
+#define WEFT_LB_BACKENDS_MAX 1024u
+
+/* ---- ipcache: LPM trie, peer address -> identity ------------------------- */
+
+struct weft_ipcache_key {
+	__u32 prefixlen; /* LPM trie header, host order, 0..32 */
+	__be32 addr;     /* host bits beyond prefixlen are zero */
+};
+_Static_assert(sizeof(struct weft_ipcache_key) == 8, "weft_ipcache_key size");
+_Static_assert(WEFT_OFFSETOF(struct weft_ipcache_key, prefixlen) == 0, "trie prefixlen first");
+_Static_assert(WEFT_OFFSETOF(struct weft_ipcache_key, addr) == 4, "weft_ipcache_key.addr");
+
+/* Value of both weft_ipcache and weft_endpoint. */
+struct weft_identity {
+	__u32 identity;
+	__u32 tenant; /* WEFT_TENANT_NONE for reserved identities */
+};
+_Static_assert(sizeof(struct weft_identity) == 8, "weft_identity size");
+
+/* ---- endpoint: hash, local workload address -> its identity -------------- */
+
+struct weft_endpoint_key {
+	__be32 addr;
+};
+_Static_assert(sizeof(struct weft_endpoint_key) == 4, "weft_endpoint_key size");
+_Static_assert(WEFT_OFFSETOF(struct weft_endpoint_key, addr) == 0, "weft_endpoint_key.addr");
+
+/* ---- policy: hash, most specific hit wins --------------------------------- */
+
+struct weft_policy_key {
+	__u32 local_identity;  /* the workload the tc program guards; never 0 */
+	__u32 remote_identity; /* 0 = any peer */
+	__be16 dport;          /* destination port; 0 = any port */
+	__u8 protocol;         /* IPPROTO_*; 0 = any protocol */
+	__u8 direction;        /* WEFT_DIR_*; never a wildcard */
+};
+_Static_assert(sizeof(struct weft_policy_key) == 12, "weft_policy_key size");
+_Static_assert(WEFT_OFFSETOF(struct weft_policy_key, local_identity) == 0, "policy local");
+_Static_assert(WEFT_OFFSETOF(struct weft_policy_key, remote_identity) == 4, "policy remote");
+_Static_assert(WEFT_OFFSETOF(struct weft_policy_key, dport) == 8, "policy dport");
+_Static_assert(WEFT_OFFSETOF(struct weft_policy_key, protocol) == 10, "policy protocol");
+_Static_assert(WEFT_OFFSETOF(struct weft_policy_key, direction) == 11, "policy direction");
+
+struct weft_policy_value {
+	__u32 rule_id; /* the API's rule, for flow logs and metrics */
+	__u8 action;   /* WEFT_ACTION_* */
+	__u8 _pad[3];
+};
+_Static_assert(sizeof(struct weft_policy_value) == 8, "weft_policy_value size");
+
+/* ---- services: hash, frontend -> lookup table ---------------------------- */
+
+struct weft_svc_key {
+	__be32 vip;
+	__be16 port;
+	__u8 protocol; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 _pad;
+};
+_Static_assert(sizeof(struct weft_svc_key) == 8, "weft_svc_key size");
+_Static_assert(WEFT_OFFSETOF(struct weft_svc_key, vip) == 0, "svc vip");
+_Static_assert(WEFT_OFFSETOF(struct weft_svc_key, port) == 4, "svc port");
+_Static_assert(WEFT_OFFSETOF(struct weft_svc_key, protocol) == 6, "svc protocol");
+_Static_assert(WEFT_OFFSETOF(struct weft_svc_key, _pad) == 7, "svc pad");
+
+/*
+ * A service points at a whole table by id: the agent writes a new table under
+ * a fresh id and then flips this one value, so a connect() sees the old table
+ * or the new one, never a mix (Cilium rewrites slots in place and needs a
+ * write order to hide the mix).
+ */
+struct weft_svc_value {
+	__u32 table_id;
+	__u32 slots; /* table length; 0 = no backend, connect() is refused */
+};
+_Static_assert(sizeof(struct weft_svc_value) == 8, "weft_svc_value size");
+
+/* ---- lookup-table slots: hash, (table, slot) -> backend ------------------- */
+
+struct weft_lb_slot_key {
+	__u32 table_id;
+	__u32 slot;
+};
+_Static_assert(sizeof(struct weft_lb_slot_key) == 8, "weft_lb_slot_key size");
+_Static_assert(WEFT_OFFSETOF(struct weft_lb_slot_key, table_id) == 0, "slot table_id");
+_Static_assert(WEFT_OFFSETOF(struct weft_lb_slot_key, slot) == 4, "slot slot");
+
+struct weft_lb_slot_value {
+	__u32 backend_id;
+};
+_Static_assert(sizeof(struct weft_lb_slot_value) == 4, "weft_lb_slot_value size");
+
+/* ---- backends: hash, id -> address --------------------------------------- */
+
+struct weft_backend_key {
+	__u32 backend_id; /* never 0 */
+};
+_Static_assert(sizeof(struct weft_backend_key) == 4, "weft_backend_key size");
+_Static_assert(WEFT_OFFSETOF(struct weft_backend_key, backend_id) == 0, "backend id");
+
+struct weft_backend_value {
+	__be32 addr;
+	__be16 port;
+	__u16 _pad;
+};
+_Static_assert(sizeof(struct weft_backend_value) == 8, "weft_backend_value size");
+
+/* ---- socket reverse translation: LRU, socket + backend -> VIP ------------ */
+
+struct weft_sock_rev_key {
+	__u64 cookie; /* bpf_get_socket_cookie() */
+	__be32 addr;  /* backend address the socket talks to */
+	__be16 port;
+	__u16 _pad;
+};
+_Static_assert(sizeof(struct weft_sock_rev_key) == 16, "weft_sock_rev_key size");
+_Static_assert(WEFT_OFFSETOF(struct weft_sock_rev_key, cookie) == 0, "rev cookie");
+_Static_assert(WEFT_OFFSETOF(struct weft_sock_rev_key, addr) == 8, "rev addr");
+_Static_assert(WEFT_OFFSETOF(struct weft_sock_rev_key, port) == 12, "rev port");
+_Static_assert(WEFT_OFFSETOF(struct weft_sock_rev_key, _pad) == 14, "rev pad");
+
+struct weft_sock_rev_value {
+	__be32 vip;
+	__be16 port;
+	__u16 _pad;
+};
+_Static_assert(sizeof(struct weft_sock_rev_value) == 8, "weft_sock_rev_value size");
+
+/* ---- metrics: per-CPU array indexed by WEFT_METRICS_INDEX(hook, reason) -- */
+
+struct weft_metrics_value {
+	__u64 packets; /* packets, or connect()/sendmsg() calls for WEFT_HOOK_SOCK */
+	__u64 bytes;
+};
+_Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size");
+
+/* ---- the one table of maps ------------------------------------------------ */
+
+/*
+ * X(id, name, kind, key type, value type, max entries), one macro per map
+ * so an object declares only the maps it uses. `name` is the map's
+ * C identifier in the BPF objects, hence its kernel name and pin file name;
+ * the codec exports the same table, so loader, agent and tests never spell a
+ * name twice. Names are lower snake case, at most 15 characters.
+ */
+#define WEFT_MAP_ipcache(X)                                                              \
+	X(ipcache, weft_ipcache, LPM_TRIE, struct weft_ipcache_key, struct weft_identity,   \
+	  WEFT_IPCACHE_MAX)
+#define WEFT_MAP_endpoint(X)                                                             \
+	X(endpoint, weft_endpoint, HASH, struct weft_endpoint_key, struct weft_identity,    \
+	  WEFT_ENDPOINT_MAX)
+#define WEFT_MAP_policy(X)                                                               \
+	X(policy, weft_policy, HASH, struct weft_policy_key, struct weft_policy_value,      \
+	  WEFT_POLICY_MAX)
+#define WEFT_MAP_svc(X)                                                                  \
+	X(svc, weft_svc, HASH, struct weft_svc_key, struct weft_svc_value, WEFT_SVC_MAX)
+#define WEFT_MAP_lb_slot(X)                                                              \
+	X(lb_slot, weft_lb_slot, HASH, struct weft_lb_slot_key, struct weft_lb_slot_value,  \
+	  WEFT_LB_SLOT_MAX)
+#define WEFT_MAP_backend(X)                                                              \
+	X(backend, weft_backend, HASH, struct weft_backend_key, struct weft_backend_value,  \
+	  WEFT_BACKEND_MAX)
+#define WEFT_MAP_sock_rev(X)                                                             \
+	X(sock_rev, weft_sock_rev, LRU_HASH, struct weft_sock_rev_key,                      \
+	  struct weft_sock_rev_value, WEFT_SOCK_REV_MAX)
+#define WEFT_MAP_metrics(X)                                                              \
+	X(metrics, weft_metrics, PERCPU_ARRAY, __u32, struct weft_metrics_value,            \
+	  WEFT_METRICS_MAX)
+
+#define WEFT_MAPS(X)                                                                     \
+	WEFT_MAP_ipcache(X) WEFT_MAP_endpoint(X) WEFT_MAP_policy(X) WEFT_MAP_svc(X)         \
+	WEFT_MAP_lb_slot(X) WEFT_MAP_backend(X) WEFT_MAP_sock_rev(X) WEFT_MAP_metrics(X)
+
+#define WEFT_PIN_DIR "/sys/fs/bpf/weft"
+
+#endif /* WEFT_ABI_H */

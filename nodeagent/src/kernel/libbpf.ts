@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * Raw bindings to Debian's libbpf1 through koffi. Only declarations live
+ * here; the modules beside this one wrap them with error handling. libbpf 1.x
+ * returns -errno from int functions and NULL (errno set) from pointer ones.
+ */
+import koffi from "koffi";
+
+export const LIBBPF_PATH = process.env.WEFT_LIBBPF ?? "/usr/lib/x86_64-linux-gnu/libbpf.so.1";
+
+let bound: ReturnType<typeof bind> | undefined;
+
+/** The bound functions; loading is deferred so importing never needs libbpf. */
+export function libbpf(): ReturnType<typeof bind> {
+  bound ??= bind();
+  return bound;
+}
+
+function bind() {
+  const lib = koffi.load(LIBBPF_PATH);
+  const obj = koffi.opaque("bpf_object");
+  const prog = koffi.opaque("bpf_program");
+  const map = koffi.opaque("bpf_map");
+  const link = koffi.opaque("bpf_link");
+
+  const testRunOpts = koffi.struct("bpf_test_run_opts", {
+    sz: "size_t",
+    data_in: "void *",
+    data_out: "void *",
+    data_size_in: "uint32_t",
+    data_size_out: "uint32_t",
+    ctx_in: "void *",
+    ctx_out: "void *",
+    ctx_size_in: "uint32_t",
+    ctx_size_out: "uint32_t",
+    retval: "uint32_t",
+    repeat: "int",
+    duration: "uint32_t",
+    flags: "uint32_t",
+    cpu: "uint32_t",
+    batch_size: "uint32_t",
+  });
+  const tcHook = koffi.struct("bpf_tc_hook", {
+    sz: "size_t",
+    ifindex: "int",
+    attach_point: "int",
+    parent: "uint32_t",
+  });
+  const tcOpts = koffi.struct("bpf_tc_opts", {
+    sz: "size_t",
+    prog_fd: "int",
+    flags: "uint32_t",
+    prog_id: "uint32_t",
+    handle: "uint32_t",
+    priority: "uint32_t",
+  });
+
+  return {
+    types: { obj, prog, map, link, testRunOpts, tcHook, tcOpts },
+    objectOpenFile: lib.func("bpf_object *bpf_object__open_file(const char *path, void *opts)"),
+    objectLoad: lib.func("int bpf_object__load(bpf_object *obj)"),
+    objectClose: lib.func("void bpf_object__close(bpf_object *obj)"),
+    findProgram: lib.func("bpf_program *bpf_object__find_program_by_name(bpf_object *obj, const char *name)"),
+    findMap: lib.func("bpf_map *bpf_object__find_map_by_name(bpf_object *obj, const char *name)"),
+    programFd: lib.func("int bpf_program__fd(bpf_program *prog)"),
+    mapFd: lib.func("int bpf_map__fd(bpf_map *map)"),
+    mapReuseFd: lib.func("int bpf_map__reuse_fd(bpf_map *map, int fd)"),
+    mapPin: lib.func("int bpf_map__pin(bpf_map *map, const char *path)"),
+    objGet: lib.func("int bpf_obj_get(const char *path)"),
+    mapUpdateElem: lib.func("int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)"),
+    mapLookupElem: lib.func("int bpf_map_lookup_elem(int fd, const void *key, void *value)"),
+    mapDeleteElem: lib.func("int bpf_map_delete_elem(int fd, const void *key)"),
+    mapGetNextKey: lib.func("int bpf_map_get_next_key(int fd, const void *key, void *next_key)"),
+    mapUpdateBatch: lib.func(
+      "int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const void *opts)",
+    ),
+    mapLookupBatch: lib.func(
+      "int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, _Inout_ uint32_t *count, const void *opts)",
+    ),
+    mapDeleteBatch: lib.func("int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const void *opts)"),
+    progTestRun: lib.func("int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)"),
+    attachCgroup: lib.func("bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)"),
+    linkDestroy: lib.func("int bpf_link__destroy(bpf_link *link)"),
+    tcHookCreate: lib.func("int bpf_tc_hook_create(bpf_tc_hook *hook)"),
+    tcHookDestroy: lib.func("int bpf_tc_hook_destroy(bpf_tc_hook *hook)"),
+    tcAttach: lib.func("int bpf_tc_attach(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)"),
+    tcDetach: lib.func("int bpf_tc_detach(bpf_tc_hook *hook, bpf_tc_opts *opts)"),
+    numPossibleCpus: lib.func("int libbpf_num_possible_cpus(void)"),
+    close: koffi.load("libc.so.6").func("int close(int fd)"),
+  };
+}

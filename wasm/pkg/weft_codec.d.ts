@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * @weft/codec: the datapath ABI (bpf/include/weft_abi.h) compiled to wasm32.
+ *
+ * Every kernel map has a key type and a value type below; an entry is
+ * `{ key, value }`. Encode many entries per call (encodeEntries) to get the
+ * byte arrays bpf_map_update_batch wants (keys back to back, values back to
+ * back); decode what bpf_map_lookup_batch returns with decodeEntries.
+ * Addresses are dotted-quad strings and ports are host numbers: the codec
+ * writes network byte order where the ABI says so. Invalid input throws an
+ * Error naming the map, the entry index, the member and the allowed range;
+ * nothing is truncated silently.
+ */
+
+export type Direction = "ingress" | "egress";
+export type PolicyAction = "allow" | "deny" | "default-deny";
+export type Hook = "ingress" | "egress" | "sock";
+export type Verdict = "pass" | "drop";
+export type Reason =
+  | "policy-allow"
+  | "policy-deny"
+  | "default-deny"
+  | "unselected"
+  | "cross-tenant"
+  | "unknown-endpoint"
+  | "not-ip"
+  | "ipv6"
+  | "malformed"
+  | "invalid-entry"
+  | "lb-translated"
+  | "lb-no-backend"
+  | "lb-reversed";
+
+/** ipcache key: an IPv4 prefix, "198.18.0.0/15"; a bare address means /32. Host bits must be zero. */
+export interface IpcacheKey { prefix: string }
+/** Value of ipcache and endpoint: identity (>= 1) and tenant (0 = none: reserved identities, world). */
+export interface Identity { identity: number; tenant: number }
+/** endpoint key: the address of a workload on this node. */
+export interface EndpointKey { address: string }
+/** policy key; 0 in remoteIdentity, port or protocol is a wildcard. localIdentity >= 1. */
+export interface PolicyKey {
+  localIdentity: number;
+  remoteIdentity: number;
+  /** destination port 0..65535, 0 = any */
+  port: number;
+  /** IP protocol number 0..255 (see `protocols`), 0 = any */
+  protocol: number;
+  direction: Direction;
+}
+export interface PolicyValue { action: PolicyAction; ruleId: number }
+/** svc key: a service frontend. protocol is 6 (TCP) or 17 (UDP); port 1..65535. */
+export interface SvcKey { vip: string; port: number; protocol: number }
+/** svc value: the lookup table in use (lb_slot entries tableId/0..slots-1); slots 0 = refuse connections. */
+export interface SvcValue { tableId: number; slots: number }
+export interface LbSlotKey { tableId: number; slot: number }
+export interface LbSlotValue { backendId: number }
+export interface BackendKey { backendId: number }
+export interface BackendValue { address: string; port: number }
+export interface SockRevKey { cookie: bigint; address: string; port: number }
+export interface SockRevValue { vip: string; port: number }
+/** A metrics slot. Decoding yields reason "none" for the never-counted slots of code 0; encoding refuses it. */
+export interface MetricsKey { hook: Hook; reason: Reason | "none" }
+export interface MetricsValue { packets: bigint; bytes: bigint }
+
+/** Key and value type of each map, by map id. */
+export interface MapTypes {
+  ipcache: { key: IpcacheKey; value: Identity };
+  endpoint: { key: EndpointKey; value: Identity };
+  policy: { key: PolicyKey; value: PolicyValue };
+  svc: { key: SvcKey; value: SvcValue };
+  lb_slot: { key: LbSlotKey; value: LbSlotValue };
+  backend: { key: BackendKey; value: BackendValue };
+  sock_rev: { key: SockRevKey; value: SockRevValue };
+  metrics: { key: MetricsKey; value: MetricsValue };
+}
+export type MapId = keyof MapTypes;
+export type KeyOf<M extends MapId> = MapTypes[M]["key"];
+export type ValueOf<M extends MapId> = MapTypes[M]["value"];
+export interface Entry<M extends MapId> { key: KeyOf<M>; value: ValueOf<M> }
+
+export interface MapSpec {
+  /** position in the ABI's map table */
+  index: number;
+  id: MapId;
+  /** kernel map name and pin file name, at most 15 characters */
+  name: string;
+  kind: "lpm_trie" | "hash" | "lru_hash" | "percpu_array";
+  keyStruct: string;
+  valueStruct: string;
+  keySize: number;
+  /** size of one value; per-CPU maps return one such value per possible CPU */
+  valueSize: number;
+  maxEntries: number;
+}
+export interface FieldLayout {
+  name: string;
+  offset: number;
+  size: number;
+  kind: "pad" | "u8" | "u16" | "u32" | "be16" | "be32" | "u64";
+  min: number;
+  max: number;
+}
+export interface StructLayout { name: string; size: number; fields: readonly FieldLayout[] }
+
+/** Every map of the ABI, by id. */
+export const maps: Readonly<Record<MapId, MapSpec>>;
+/** Kernel map names by id: the only place TypeScript gets a map name from. */
+export const mapNames: Readonly<Record<MapId, string>>;
+/** Size and member offsets of every ABI struct as the compiler laid it out, keyed "struct weft_policy_key". */
+export const layouts: Readonly<Record<string, StructLayout>>;
+/** The numeric constants of weft_abi.h without their WEFT_ prefix, read from the wasm. */
+export interface AbiConstants {
+  IDENTITY_ANY: number;
+  IDENTITY_HOST: number;
+  IDENTITY_WORLD: number;
+  IDENTITY_UNMANAGED: number;
+  IDENTITY_HEALTH: number;
+  IDENTITY_RESERVED_MAX: number;
+  IDENTITY_FIRST: number;
+  TENANT_NONE: number;
+  DIR_INGRESS: number;
+  DIR_EGRESS: number;
+  HOOK_INGRESS: number;
+  HOOK_EGRESS: number;
+  HOOK_SOCK: number;
+  HOOK_COUNT: number;
+  ACTION_ALLOW: number;
+  ACTION_DENY: number;
+  ACTION_DEFAULT_DENY: number;
+  VERDICT_PASS: number;
+  VERDICT_DROP: number;
+  REASON_POLICY_ALLOW: number;
+  REASON_POLICY_DENY: number;
+  REASON_DEFAULT_DENY: number;
+  REASON_UNSELECTED: number;
+  REASON_CROSS_TENANT: number;
+  REASON_UNKNOWN_ENDPOINT: number;
+  REASON_NOT_IP: number;
+  REASON_IPV6: number;
+  REASON_MALFORMED: number;
+  REASON_INVALID_ENTRY: number;
+  REASON_LB_TRANSLATED: number;
+  REASON_LB_NO_BACKEND: number;
+  REASON_LB_REVERSED: number;
+  REASON_COUNT: number;
+  PREFIX_MAX: number;
+  PORT_MAX: number;
+  LB_WEIGHT_MAX: number;
+  LB_TABLE_MAX: number;
+  LB_BACKENDS_MAX: number;
+  METRICS_MAX: number;
+}
+export const constants: Readonly<AbiConstants>;
+export const protocols: Readonly<{ icmp: 1; tcp: 6; udp: 17; sctp: 132 }>;
+/** Reason name -> the code the datapath counts under. */
+export const reasons: Readonly<Record<Reason, number>>;
+
+export function encodeEntries<M extends MapId>(
+  map: M,
+  entries: readonly Entry<M>[],
+): { keys: Uint8Array; values: Uint8Array; count: number };
+export function encodeKeys<M extends MapId>(map: M, keys: readonly KeyOf<M>[]): Uint8Array;
+export function encodeValues<M extends MapId>(map: M, values: readonly ValueOf<M>[]): Uint8Array;
+export function decodeEntries<M extends MapId>(map: M, keys: Uint8Array, values: Uint8Array): Entry<M>[];
+export function decodeKeys<M extends MapId>(map: M, keys: Uint8Array): KeyOf<M>[];
+export function decodeValues<M extends MapId>(map: M, values: Uint8Array): ValueOf<M>[];
+export function encodeKey<M extends MapId>(map: M, key: KeyOf<M>): Uint8Array;
+export function encodeValue<M extends MapId>(map: M, value: ValueOf<M>): Uint8Array;
+export function decodeKey<M extends MapId>(map: M, bytes: Uint8Array): KeyOf<M>;
+export function decodeValue<M extends MapId>(map: M, bytes: Uint8Array): ValueOf<M>;
+
+export function parseIPv4(text: string, what?: string): number;
+export function formatIPv4(address: number): string;
+
+/** Index of a metrics slot; metricsSlot is its inverse ("none" for the unused reason 0). */
+export function metricsIndex(hook: Hook, reason: Reason): number;
+export function metricsSlot(index: number): { hook: Hook; reason: Reason | "none"; verdict: Verdict };
+export function verdictOf(reason: Reason): Verdict;
+/** Sum of the per-CPU copies of one metrics entry (decodeValues("metrics", bytes) of one lookup). */
+export function sumPerCpu(values: readonly MetricsValue[]): MetricsValue;
+
+export const LB_TABLE_DEFAULT: number;
+/**
+ * Weighted slot table (Hamilton apportionment, the table the socket LB draws
+ * a uniform random slot from): backend ids per slot. Each backend's share of
+ * slots is within 1/slots of weight/total; weight 0 gets no slot; all
+ * weights 0 gives an empty table. Weights 0..1,000,000; 1..1024 distinct
+ * backend ids >= 1; slots 1..16384 (default LB_TABLE_DEFAULT).
+ */
+export function buildLbTable(backends: readonly { backendId: number; weight: number }[], slots?: number): Uint32Array;
+/** lb_slot entries for a table built by buildLbTable, under tableId. */
+export function lbSlotEntries(tableId: number, table: Uint32Array): Entry<"lb_slot">[];
+
+/**
+ * Rewrites policy entries so the datapath's "most specific hit wins" lookup
+ * gives deny precedence: wherever an allow and a deny overlap, their meet is
+ * written as a deny, carrying the rule id of the most specific deny rule
+ * that covers it (ties: the lower id). Duplicate keys merge (deny > allow >
+ * default-deny; same action: the lower rule id).
+ * "default-deny" is the marker of a workload some policy selects in that
+ * direction and must sit at (any peer, any port, any protocol). The output
+ * is sorted by key, so equal inputs give equal outputs. Validates like
+ * encodeEntries.
+ */
+export function normalizePolicy(entries: readonly Entry<"policy">[]): Entry<"policy">[];
+/** Model of the datapath's policy probe over written entries: the reason it would count. */
+export function lookupPolicy(
+  entries: readonly Entry<"policy">[],
+  flow: { localIdentity: number; remoteIdentity: number; port: number; protocol: number; direction: Direction },
+): "policy-allow" | "policy-deny" | "default-deny" | "unselected";
