@@ -1,0 +1,344 @@
+/**
+ * The per-node compiler: snapshot + node name -> that node's desired entries
+ * per map and a content hash.
+ *
+ * A node's maps are the union of parts, one per owner (parts.ts). Parts are
+ * memoized in the compiler and shared by every node that needs them; a change
+ * (Compiler.apply) drops exactly the parts whose inputs it touched, so after
+ * one backend changes a node recompiles one service table and re-assembles
+ * references to the rest. compileNode(snapshot, node) is the same machine
+ * with a fresh memo: the property tests check the two always agree.
+ *
+ * What a node gets:
+ *  - ipcache: every workload address (/32) of each tenant with a workload on
+ *    the node, wherever that workload runs, and the CIDRs those tenants'
+ *    policies name (a CIDR equal to a present workload's /32 is left out: the
+ *    workload is what that address is). Workloads of tenants absent from the
+ *    node are world to it.
+ *  - endpoint: the node's own workloads only.
+ *  - policy: the parts of the identities of the node's own workloads.
+ *  - svc, lb_slot, backend: every service of the tenants present, with tables
+ *    for the node's zone where preferSameZone is set.
+ */
+import { createHash } from "node:crypto";
+import { CompileError } from "./ids.ts";
+import { addressPart, cidrPart, endpointPart, owners } from "./parts.ts";
+import { policyPart, type PolicyPart } from "./policy.ts";
+import { canonicalPrefix, contains, parsePrefix, selects } from "./select.ts";
+import { servicePart, type ServicePart } from "./services.ts";
+import { SnapshotIndex, cidrsOf, type Change, type TenantIndex } from "./snapshot-index.ts";
+import {
+  DATAPATH_MAPS,
+  type DatapathMaps,
+  type IdentityRow,
+  type MapCounts,
+  type NodeDatapath,
+  type Part,
+  type PolicyRow,
+  type ServiceRow,
+  type Snapshot,
+  type WorkloadRow,
+} from "./types.ts";
+
+export type { Change } from "./snapshot-index.ts";
+
+export interface Compiler {
+  /** Applies row changes in order (a batch from the change log); a refused change throws and changes nothing. */
+  apply(changes: Change | readonly Change[]): void;
+  compileNode(node: string): NodeDatapath;
+  /** The current rows as a Snapshot. */
+  snapshot(): Snapshot;
+  /** Parts built since the compiler was created: how much work the memo saved. */
+  readonly partsBuilt: number;
+}
+
+export function createCompiler(snapshot: Snapshot): Compiler {
+  return new MemoCompiler(new SnapshotIndex(snapshot));
+}
+
+/** The pure form: one node's datapath from a whole snapshot, nothing remembered. */
+export function compileNode(snapshot: Snapshot, node: string): NodeDatapath {
+  return createCompiler(snapshot).compileNode(node);
+}
+
+class MemoCompiler implements Compiler {
+  partsBuilt = 0;
+  private readonly addressParts = new Map<number, Part>();
+  /** tenant id -> node -> part */
+  private readonly endpointParts = new Map<number, Map<string, Part>>();
+  private readonly policyParts = new Map<number, PolicyPart>();
+  /** service id -> zone ("" when the service ignores zones) -> part */
+  private readonly serviceParts = new Map<number, Map<string, ServicePart>>();
+  private readonly backendParts = new Map<number, Part>();
+  private readonly cidrParts = new Map<string, Part>();
+  /** tenant id -> CIDRs its policies name */
+  private readonly tenantCidrs = new Map<number, string[]>();
+
+  constructor(private readonly index: SnapshotIndex) {}
+
+  apply(changes: Change | readonly Change[]): void {
+    for (const change of Array.isArray(changes) ? (changes as readonly Change[]) : [changes as Change]) this.applyOne(change);
+  }
+
+  private applyOne(change: Change): void {
+    const cidrsBefore = change.kind === "policy" || change.kind === "tenant" ? new Set(this.index.cidrRefs.keys()) : null;
+    const before = this.touched(change);
+    this.index.apply(change);
+    const after = this.touched(change);
+    for (const drop of [before, after]) drop();
+    if (cidrsBefore !== null) {
+      const now = new Set(this.index.cidrRefs.keys());
+      for (const p of cidrsBefore) if (!now.has(p)) this.invalidateCidr(p);
+      for (const p of now) if (!cidrsBefore.has(p)) this.invalidateCidr(p);
+    }
+  }
+
+  /**
+   * The parts a change's rows feed, read from the index as it is now; called
+   * before and after the change so both the old and the new row's dependents
+   * are dropped. Answers a function that drops them.
+   */
+  private touched(change: Change): () => void {
+    const idx = this.index;
+    switch (change.kind) {
+      case "tenant": {
+        const t = idx.tenants.get(change.op === "put" ? change.row.id : change.id);
+        if (t === undefined) return () => {};
+        const action = t.row.defaultAction;
+        const drop = this.dropTenant(t);
+        return () => {
+          const now = idx.tenants.get(t.row.id);
+          if (now === undefined || now.row.defaultAction !== action) drop();
+        };
+      }
+      case "identity": {
+        const t = idx.tenants.get(change.op === "put" ? change.row.tenantId : change.tenantId);
+        if (t === undefined) return () => {};
+        // Names, labels and numbers feed every selector of the tenant: drop all of it.
+        return this.dropTenant(t);
+      }
+      case "workload": {
+        const tenantId = change.op === "put" ? change.row.tenantId : change.tenantId;
+        const name = change.op === "put" ? change.row.name : change.name;
+        const t = idx.tenants.get(tenantId);
+        const w = t?.workloads.get(name);
+        if (t === undefined || w === undefined) return () => {};
+        return this.dropWorkload(t, w);
+      }
+      case "service": {
+        const t = idx.tenants.get(change.op === "put" ? change.row.tenantId : change.tenantId);
+        const s = t?.services.get(change.op === "put" ? change.row.name : change.name);
+        const ids = [s?.id, change.op === "put" ? change.row.id : undefined];
+        return () => ids.forEach((id) => id !== undefined && this.serviceParts.delete(id));
+      }
+      case "policy": {
+        const t = idx.tenants.get(change.op === "put" ? change.row.tenantId : change.tenantId);
+        const p = t?.policies.get(change.op === "put" ? change.row.name : change.name);
+        if (t === undefined || p === undefined) return () => {};
+        return this.dropPolicy(t, p);
+      }
+      case "node": {
+        const name = change.op === "put" ? change.row.name : change.name;
+        const zone = idx.nodes.get(name)?.zone;
+        return () => {
+          if (change.op === "delete") for (const byNode of this.endpointParts.values()) byNode.delete(name);
+          if (idx.nodes.get(name)?.zone !== zone) this.dropZoned();
+        };
+      }
+      case "backendId": {
+        const id = idx.backendIds.get(change.key);
+        return () => {
+          if (id !== undefined) this.backendParts.delete(id);
+          this.dropServicesUsing(change.key);
+        };
+      }
+      case "cidrIdentity": {
+        const prefix = canonicalPrefix(change.prefix);
+        return () => {
+          this.cidrParts.delete(prefix);
+          this.invalidateCidr(prefix);
+        };
+      }
+    }
+  }
+
+  /** Everything a tenant's rows feed; ids are read now, while the rows are still there. */
+  private dropTenant(t: TenantIndex): () => void {
+    const tenantId = t.row.id;
+    const drop = this.dropIdentities(t.identities.values());
+    const services = [...t.services.values()].map((s) => s.id);
+    return () => {
+      this.addressParts.delete(tenantId);
+      this.endpointParts.delete(tenantId);
+      this.tenantCidrs.delete(tenantId);
+      drop();
+      for (const id of services) this.serviceParts.delete(id);
+    };
+  }
+
+  private dropIdentities(identities: Iterable<IdentityRow>): () => void {
+    const ids = [...identities].map((i) => i.numericId);
+    return () => ids.forEach((id) => this.policyParts.delete(id));
+  }
+
+  private dropWorkload(t: TenantIndex, w: WorkloadRow): () => void {
+    const identity = t.identities.get(w.identity);
+    const services = [...t.services.values()].filter((s) => {
+      const b = s.backends;
+      return "selector" in b ? identity !== undefined && selects(b.selector, identity) : b.explicit.some((e) => e.workload === w.name);
+    });
+    return () => {
+      this.addressParts.delete(t.row.id);
+      this.endpointParts.get(t.row.id)?.delete(w.node);
+      for (const s of services) this.serviceParts.delete(s.id);
+    };
+  }
+
+  private dropPolicy(t: TenantIndex, p: PolicyRow): () => void {
+    const drop = this.dropIdentities([...t.identities.values()].filter((i) => selects(p.subject, i)));
+    return () => {
+      this.tenantCidrs.delete(t.row.id);
+      drop();
+    };
+  }
+
+  /** Zone changes move selector backends between zones: drop every zone-aware table. */
+  private dropZoned(): void {
+    for (const [id, byZone] of this.serviceParts) {
+      if (!byZone.has("")) this.serviceParts.delete(id);
+    }
+  }
+
+  private dropServicesUsing(key: string): void {
+    for (const [id, byZone] of this.serviceParts) {
+      for (const part of byZone.values()) if (part.backendKeys.includes(key)) this.serviceParts.delete(id);
+    }
+  }
+
+  /** A CIDR entered or left the platform's set: re-expand every policy whose CIDR peers contain it. */
+  private invalidateCidr(prefix: string): void {
+    const inner = parsePrefix(prefix);
+    for (const [id, part] of this.policyParts) {
+      if (part.cidrPeers.some((outer) => contains(parsePrefix(outer), inner))) this.policyParts.delete(id);
+    }
+  }
+
+  compileNode(node: string): NodeDatapath {
+    const idx = this.index;
+    const row = idx.nodes.get(node);
+    if (row === undefined) throw new CompileError(`unknown node ${node}`);
+    const present = idx.byNode.get(node) ?? new Map<number, Set<string>>();
+    const parts = new Map<string, Part>();
+    const add = (p: Part): void => void parts.set(p.owner, p);
+    for (const [tenantId, names] of present) {
+      const t = idx.tenant(tenantId);
+      add(this.memo(this.addressParts, tenantId, () => addressPart(t)));
+      const byNode = this.memo(this.endpointParts, tenantId, () => new Map<string, Part>());
+      add(this.memo(byNode, node, () => endpointPart(t, node, names)));
+      for (const name of names) {
+        const identity = t.identities.get(t.workloads.get(name)!.identity);
+        if (identity !== undefined) add(this.memo(this.policyParts, identity.numericId, () => policyPart(idx, t, identity)));
+      }
+      for (const prefix of this.memo(this.tenantCidrs, tenantId, () => tenantCidrList(t))) {
+        if (this.isPresentWorkload(prefix, present)) continue;
+        add(this.memo(this.cidrParts, prefix, () => cidrPart(prefix, this.cidrIdentity(prefix))));
+      }
+      for (const s of t.services.values()) {
+        const part = this.service(t, s, s.preferSameZone ? row.zone : null);
+        add(part);
+        for (const owner of part.backendOwners ?? []) add(this.backendParts.get(Number(owner.slice(2)))!);
+      }
+    }
+    return assemble(node, parts);
+  }
+
+  private service(t: TenantIndex, s: ServiceRow, zone: string | null): ServicePart {
+    const byZone = this.memo(this.serviceParts, s.id, () => new Map<string, ServicePart>());
+    const had = byZone.get(zone ?? "");
+    if (had !== undefined) return had;
+    const built = servicePart(this.index, t, s, zone);
+    this.partsBuilt += 1 + built.backends.length;
+    for (const b of built.backends) this.backendParts.set(Number(b.owner.slice(2)), b);
+    byZone.set(zone ?? "", built.part);
+    return built.part;
+  }
+
+  private memo<K, V>(map: Map<K, V>, key: K, build: () => V): V {
+    let v = map.get(key);
+    if (v === undefined) {
+      map.set(key, (v = build()));
+      this.partsBuilt++;
+    }
+    return v;
+  }
+
+  private cidrIdentity(prefix: string): number {
+    const id = this.index.cidrIdentities.get(prefix);
+    if (id === undefined) throw new CompileError(`CIDR ${prefix} has no identity (Snapshot.cidrIdentities)`);
+    return id;
+  }
+
+  private isPresentWorkload(prefix: string, present: ReadonlyMap<number, unknown>): boolean {
+    if (!prefix.endsWith("/32")) return false;
+    const tenant = this.index.addressTenant.get(prefix.slice(0, -3));
+    return tenant !== undefined && present.has(tenant);
+  }
+
+  snapshot(): Snapshot {
+    const ts = [...this.index.tenants.values()];
+    const all = <K extends "identities" | "workloads" | "services" | "policies">(k: K) => ts.flatMap((t) => [...t[k].values()]) as Array<TenantIndex[K] extends Map<string, infer R> ? R : never>;
+    return {
+      tenants: ts.map((t) => t.row),
+      identities: all("identities"),
+      workloads: all("workloads"),
+      services: all("services"),
+      policies: all("policies"),
+      nodes: [...this.index.nodes.values()],
+      backendIds: new Map(this.index.backendIds),
+      cidrIdentities: new Map(this.index.cidrIdentities),
+    };
+  }
+}
+
+const tenantCidrList = (t: TenantIndex): string[] => [...new Set([...t.policies.values()].flatMap(cidrsOf))].sort();
+
+/** Sorts owners, hashes (owner, digest) pairs, counts entries; the flat maps wait until asked for. */
+function assemble(node: string, unsorted: Map<string, Part>): NodeDatapath {
+  const keys = [...unsorted.keys()].sort();
+  const parts = new Map<string, Part>();
+  const hash = createHash("sha256");
+  const counts = Object.fromEntries(DATAPATH_MAPS.map((m) => [m, 0])) as MapCounts;
+  for (const k of keys) {
+    const p = unsorted.get(k)!;
+    parts.set(k, p);
+    hash.update(`${k} ${p.digest}\n`);
+    for (const m of DATAPATH_MAPS) counts[m] += p.entries[m]?.length ?? 0;
+  }
+  return new NodeResult(node, hash.digest("hex"), counts, parts);
+}
+
+class NodeResult implements NodeDatapath {
+  private flat: DatapathMaps | undefined;
+  constructor(
+    readonly node: string,
+    readonly hash: string,
+    readonly counts: MapCounts,
+    readonly parts: ReadonlyMap<string, Part>,
+  ) {}
+
+  get maps(): DatapathMaps {
+    this.flat ??= flatten(this.parts.values());
+    return this.flat;
+  }
+}
+
+export function flatten(parts: Iterable<Part>): DatapathMaps {
+  const out = Object.fromEntries(DATAPATH_MAPS.map((m) => [m, []])) as unknown as DatapathMaps;
+  for (const p of parts) {
+    for (const m of DATAPATH_MAPS) {
+      const list = p.entries[m];
+      if (list !== undefined) for (const e of list) (out[m] as unknown[]).push(e);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,110 @@
+/**
+ * One local identity's policy entries.
+ *
+ * Semantics (bpf/weft_policy.bpf.c [R5]-[R7] and the codec's normalizePolicy):
+ *  - Deny wins whatever the specificity: entries are expanded with wildcards
+ *    (0 = any peer / port / protocol) and then normalizePolicy writes a deny
+ *    at every allow/deny overlap, so the datapath's "most specific hit" probe
+ *    can never land on an allow a deny also covers.
+ *  - A direction some policy governs (its ingress/egress list is present)
+ *    carries the DEFAULT_DENY marker at (any, any, any): what no rule allows
+ *    drops, as in Kubernetes.
+ *  - A direction no policy governs follows the tenant's defaultAction:
+ *    "allow" writes nothing (the datapath passes it as unselected [R7]),
+ *    "deny" writes the marker too.
+ *  - Peers are identities of the subject's own tenant, CIDRs, or any (0).
+ *    No entry ever names another tenant's identity, and the datapath drops a
+ *    cross-tenant pair before policy [R5], so "any" cannot join two tenants.
+ *  - A CIDR peer selects the identity of every policy-named CIDR inside it
+ *    (the ipcache is longest-prefix-match: an address in 10.1.0.0/16 gets the
+ *    /16's identity even when the rule says 10.0.0.0/8), plus world (2) for
+ *    0.0.0.0/0, whose addresses have no ipcache entry at all. The match is
+ *    against every CIDR any policy names, not only this node's, so the part is
+ *    the same on every node; identities absent from a node's ipcache cost an
+ *    entry and never match. Workload addresses resolve to their workload
+ *    (a /32 is longer than any CIDR), so CIDR peers never select workloads of
+ *    tenants present on the node.
+ */
+import { constants, normalizePolicy, protocols, type Direction, type Entry } from "@weft/codec";
+import { CompileError, ruleIdOf } from "./ids.ts";
+import { makePart, owners } from "./parts.ts";
+import { contains, formatPrefix, parsePrefix, selects } from "./select.ts";
+import type { SnapshotIndex, TenantIndex } from "./snapshot-index.ts";
+import type { IdentityRow, Part, PeerSelector, PolicyRow, PortSelector } from "./types.ts";
+
+const DIRECTIONS: readonly Direction[] = ["ingress", "egress"];
+
+export interface PolicyPart extends Part {
+  /** CIDR peers the part expanded: a change to the CIDR set inside one of them invalidates it. */
+  readonly cidrPeers: readonly string[];
+}
+
+export function policyPart(index: SnapshotIndex, t: TenantIndex, subject: IdentityRow): PolicyPart {
+  const selecting = [...t.policies.values()].filter((p) => selects(p.subject, subject));
+  const entries: Entry<"policy">[] = [];
+  const cidrPeers = new Set<string>();
+  const local = subject.numericId;
+  for (const direction of DIRECTIONS) {
+    const governed = selecting.some((p) => p[direction] !== undefined);
+    if (governed || t.row.defaultAction === "deny") {
+      entries.push(entry(local, 0, 0, 0, direction, "default-deny", 0));
+    }
+    for (const p of selecting) {
+      (p[direction] ?? []).forEach((rule, i) => {
+        const ruleId = ruleIdOf(p.id, ruleIndexBase(p, direction) + i);
+        const remotes = expandPeers(index, t, rule.peers, cidrPeers);
+        const ports = expandPorts(rule.ports);
+        for (const remote of remotes) {
+          for (const [port, protocol] of ports) entries.push(entry(local, remote, port, protocol, direction, rule.action, ruleId));
+        }
+      });
+    }
+  }
+  const part = makePart(owners.policy(local), { policy: normalizePolicy(entries) });
+  return { ...part, cidrPeers: [...cidrPeers].sort() };
+}
+
+/** Ingress rules count from 0, egress rules after them. */
+const ruleIndexBase = (p: PolicyRow, direction: Direction): number => (direction === "ingress" ? 0 : (p.ingress?.length ?? 0));
+
+function entry(
+  localIdentity: number,
+  remoteIdentity: number,
+  port: number,
+  protocol: number,
+  direction: Direction,
+  action: Entry<"policy">["value"]["action"],
+  ruleId: number,
+): Entry<"policy"> {
+  return { key: { localIdentity, remoteIdentity, port, protocol, direction }, value: { action, ruleId } };
+}
+
+/** Remote identities a rule's peers stand for; [0] for "any peer". */
+function expandPeers(index: SnapshotIndex, t: TenantIndex, peers: readonly PeerSelector[], cidrPeers: Set<string>): number[] {
+  if (peers.length === 0) return [0];
+  const out = new Set<number>();
+  for (const peer of peers) {
+    if ("cidr" in peer) {
+      const outer = parsePrefix(peer.cidr);
+      cidrPeers.add(formatPrefix(outer));
+      if (outer.len === 0) out.add(constants.IDENTITY_WORLD!);
+      for (const prefix of index.cidrRefs.keys()) {
+        if (!contains(outer, parsePrefix(prefix))) continue;
+        const id = index.cidrIdentities.get(prefix);
+        if (id === undefined) throw new CompileError(`CIDR ${prefix} has no identity (Snapshot.cidrIdentities)`);
+        out.add(id);
+      }
+    } else {
+      for (const identity of t.identities.values()) if (selects(peer, identity)) out.add(identity.numericId);
+    }
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+const PROTOCOL: Record<NonNullable<PortSelector["protocol"]>, number> = { tcp: protocols.tcp, udp: protocols.udp, any: 0 };
+
+/** (port, protocol) pairs of a rule; [(0, 0)] for "any". */
+function expandPorts(ports: readonly PortSelector[]): Array<[number, number]> {
+  if (ports.length === 0) return [[0, 0]];
+  return ports.map((p) => [p.port ?? 0, PROTOCOL[p.protocol ?? "any"]]);
+}

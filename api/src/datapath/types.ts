@@ -1,0 +1,173 @@
+/**
+ * The compiler's input (Snapshot) and output (NodeDatapath) types.
+ *
+ * A Snapshot is plain data the REST layer fills from rows; the compiler never
+ * touches the database. Rows are treated as immutable values: the compiler
+ * keeps references to them in its memo, so a changed row must be a new object
+ * handed over through Compiler.apply (see compile.ts).
+ */
+import type { Entry } from "@weft/codec";
+
+export type Ipv4 = string;
+export type TransportProtocol = "tcp" | "udp";
+
+export interface TenantRow {
+  /** tenants.id: the u32 the datapath compares in [R5]; never 0 (0 is "no tenant"). */
+  id: number;
+  name: string;
+  /** Verdict for a workload no policy selects in a direction (see policy.ts). */
+  defaultAction: "allow" | "deny";
+}
+
+export interface IdentityRow {
+  tenantId: number;
+  name: string;
+  /** identities.security_identity: u32 >= 256, unique across tenants. */
+  numericId: number;
+  labels: Readonly<Record<string, string>>;
+}
+
+export interface WorkloadRow {
+  tenantId: number;
+  name: string;
+  /** Name of an identity of the same tenant. */
+  identity: string;
+  node: string;
+  /** The first address is the one a service sends to (selector backends). */
+  addresses: readonly Ipv4[];
+  interface?: string;
+}
+
+/** Selects identities of the subject's own tenant; {} selects all of them. */
+export interface IdentitySelector {
+  identity?: string;
+  labels?: Readonly<Record<string, string>>;
+}
+
+export interface ServicePort {
+  port: number;
+  protocol: TransportProtocol;
+  targetPort: number;
+}
+
+export interface ExplicitBackend {
+  workload?: string;
+  address?: Ipv4;
+  /** Defaults to the service port's targetPort. */
+  port?: number;
+  /** 0..1,000,000 (Gateway API); 0 keeps the backend but gives it no traffic. */
+  weight: number;
+  /** Defaults to the zone of the named workload's node. */
+  zone?: string;
+}
+
+export type ServiceBackends = { selector: IdentitySelector } | { explicit: readonly ExplicitBackend[] };
+
+export interface ServiceRow {
+  /** u32 < 2^28, stable for the service's life: the high bits of its lookup-table ids. */
+  id: number;
+  tenantId: number;
+  name: string;
+  vip: Ipv4;
+  /** At most 16 ports. */
+  ports: readonly ServicePort[];
+  backends: ServiceBackends;
+  /** Carried for the agent; the v1 socket LB draws a uniform random slot either way. */
+  loadBalancing: "maglev" | "random";
+  preferSameZone: boolean;
+}
+
+export type PeerSelector = IdentitySelector | { cidr: string };
+
+export interface PortSelector {
+  /** 0 or absent: any port. */
+  port?: number;
+  /** Absent: any. */
+  protocol?: TransportProtocol | "any";
+}
+
+export interface PolicyRule {
+  /** Empty: any peer (of this tenant or the world; other tenants are dropped before policy). */
+  peers: readonly PeerSelector[];
+  /** Empty: any port and protocol. */
+  ports: readonly PortSelector[];
+  action: "allow" | "deny";
+}
+
+export interface PolicyRow {
+  /** u32 < 2^24 from the database, stable: the high bits of every rule id it writes. */
+  id: number;
+  tenantId: number;
+  name: string;
+  subject: IdentitySelector;
+  /**
+   * Absent: the policy does not govern that direction. Present (even empty):
+   * the subject is selected in that direction, so what no rule allows drops.
+   * At most 256 rules over both directions (ingress first).
+   */
+  ingress?: readonly PolicyRule[];
+  egress?: readonly PolicyRule[];
+}
+
+export interface NodeRow {
+  name: string;
+  zone: string;
+}
+
+export interface Snapshot {
+  tenants: readonly TenantRow[];
+  identities: readonly IdentityRow[];
+  workloads: readonly WorkloadRow[];
+  services: readonly ServiceRow[];
+  policies: readonly PolicyRow[];
+  nodes: readonly NodeRow[];
+  /**
+   * Backend ids by "address:port", allocated once by the database and never
+   * reused, so adding a backend never renumbers another (ids.ts assignIds
+   * computes the missing ones). Every backend a service resolves to needs one.
+   */
+  backendIds: ReadonlyMap<string, number>;
+  /**
+   * Identity of every CIDR peer named by a policy, by canonical prefix
+   * ("10.0.0.0/8"), from the same sequence as identities (so never equal to a
+   * workload identity). The datapath sees a CIDR as an ipcache prefix.
+   */
+  cidrIdentities: ReadonlyMap<string, number>;
+}
+
+/** The maps the compiler writes; sock_rev and metrics belong to the datapath. */
+export const DATAPATH_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend"] as const;
+export type DatapathMap = (typeof DATAPATH_MAPS)[number];
+
+export type DatapathMaps = { [M in DatapathMap]: Entry<M>[] };
+export type MapCounts = Record<DatapathMap, number>;
+
+/**
+ * The entries one owner (a tenant's addresses, an identity's policy, a
+ * service's tables, a backend) contributes to a node. Each key belongs to
+ * exactly one owner on a node, so diffs can skip owners whose digest is equal.
+ */
+export interface Part {
+  readonly owner: string;
+  /** sha256 of the canonical serialization of `entries`. */
+  readonly digest: string;
+  readonly entries: Partial<DatapathMaps>;
+  /** Backend owners this part's lb_slot entries name (services only). */
+  readonly backendOwners?: readonly string[];
+}
+
+export interface NodeDatapath {
+  readonly node: string;
+  /** sha256 over the sorted (owner, digest) list: equal content, equal hash. */
+  readonly hash: string;
+  readonly counts: MapCounts;
+  /** Owners in sorted order. */
+  readonly parts: ReadonlyMap<string, Part>;
+  /** Every entry, owners in sorted order, each owner's entries in key order; built on first use. */
+  readonly maps: DatapathMaps;
+}
+
+export interface DatapathDelta {
+  upserts: DatapathMaps;
+  deletes: { [M in DatapathMap]: Entry<M>["key"][] };
+}

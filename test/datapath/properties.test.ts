@@ -1,0 +1,293 @@
+/**
+ * Properties over random platforms: the compiled maps, read back through the
+ * codec and evaluated the way the tc program looks them up, agree with the
+ * policy semantics a user writes down; compiles are deterministic; the memo
+ * and the deltas agree with compiling from scratch.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { assignIds } from "../../api/src/datapath/allocate.ts";
+import { compileNode, createCompiler, type Change } from "../../api/src/datapath/compile.ts";
+import { applyDelta, diff } from "../../api/src/datapath/diff.ts";
+import { createEvaluator } from "../../api/src/datapath/evaluate.ts";
+import { contains, parsePrefix, selects } from "../../api/src/datapath/select.ts";
+import type { IdentityRow, PeerSelector, PolicyRow, PolicyRule, ServiceRow, Snapshot, WorkloadRow } from "../../api/src/datapath/types.ts";
+import { canonical, snapshot, throughCodec } from "./support.ts";
+
+const NODES = ["n1", "n2"];
+const LABELS = ["a", "b"];
+const CIDRS = ["10.0.0.0/8", "10.1.0.0/16", "192.0.2.0/24", "0.0.0.0/0", "10.1.2.3/32"];
+const EXTERNAL = ["10.1.2.3", "10.2.0.1", "192.0.2.5", "8.8.8.8", "10.1.9.9"];
+const PORTS = [80, 443, 22];
+
+const selector = (tenantId: number): fc.Arbitrary<{ identity?: string; labels?: Record<string, string> }> =>
+  fc.oneof(
+    fc.constant({}),
+    fc.integer({ min: 0, max: 2 }).map((i) => ({ identity: `t${tenantId}-i${i}` })),
+    fc.constantFrom(...LABELS).map((l) => ({ labels: { role: l } })),
+  );
+const peer = (tenantId: number): fc.Arbitrary<PeerSelector> => fc.oneof(selector(tenantId), fc.constantFrom(...CIDRS).map((cidr) => ({ cidr })));
+const ruleArb = (tenantId: number): fc.Arbitrary<PolicyRule> =>
+  fc.record({
+    peers: fc.array(peer(tenantId), { maxLength: 2 }),
+    ports: fc.array(
+      fc.record({ port: fc.constantFrom(0, 80, 443), protocol: fc.constantFrom("tcp" as const, "udp" as const, "any" as const) }),
+      { maxLength: 2 },
+    ),
+    action: fc.constantFrom("allow" as const, "deny" as const),
+  });
+const rules = (tenantId: number) => fc.option(fc.array(ruleArb(tenantId), { maxLength: 3 }), { nil: undefined });
+
+/** Two tenants, three identities each, a few workloads over two nodes, a few policies, one service each. */
+const platformArb: fc.Arbitrary<Snapshot> = fc
+  .tuple(
+    fc.constantFrom("allow" as const, "deny" as const),
+    fc.constantFrom("allow" as const, "deny" as const),
+    fc.array(fc.constantFrom(...LABELS), { minLength: 6, maxLength: 6 }),
+    fc.array(fc.tuple(fc.integer({ min: 0, max: 5 }), fc.constantFrom(...NODES)), { minLength: 2, maxLength: 7 }),
+    fc.array(fc.tuple(fc.integer({ min: 1, max: 2 }), fc.boolean()), { maxLength: 4 }),
+    fc.array(fc.integer({ min: 0, max: 10 }), { minLength: 3, maxLength: 3 }),
+    fc.boolean(),
+  )
+  .chain(([d1, d2, labels, placed, policyShapes, weights, useWorkloadCidr]) =>
+    fc.tuple(...policyShapes.map(([tenantId]) => fc.tuple(selector(tenantId), rules(tenantId), rules(tenantId)))).map((bodies) => {
+      const identities: IdentityRow[] = labels.map((role, i) => ({
+        tenantId: 1 + Math.floor(i / 3),
+        name: `t${1 + Math.floor(i / 3)}-i${i % 3}`,
+        numericId: 256 + i,
+        labels: { role },
+      }));
+      const workloads: WorkloadRow[] = placed.map(([i, node], n) => ({
+        tenantId: identities[i]!.tenantId,
+        name: `w${n}`,
+        identity: identities[i]!.name,
+        node,
+        // One workload may sit on 10.1.2.3, an address a CIDR peer names as a /32.
+        addresses: [n === 0 && useWorkloadCidr ? "10.1.2.3" : `10.1.0.${n + 1}`],
+      }));
+      const policies: PolicyRow[] = bodies.map(([subject, ingress, egress], i) => ({
+        id: i + 1,
+        tenantId: policyShapes[i]![0],
+        name: `p${i}`,
+        subject,
+        ...(ingress === undefined ? {} : { ingress }),
+        ...(egress === undefined ? {} : { egress }),
+      }));
+      const services: ServiceRow[] = [1, 2].map((tenantId) => ({
+        id: tenantId,
+        tenantId,
+        name: "svc",
+        vip: `10.96.0.${tenantId}`,
+        ports: [
+          { port: 80, protocol: "tcp", targetPort: 8080 },
+          { port: 53, protocol: "udp", targetPort: 5353 },
+        ],
+        backends:
+          tenantId === 1
+            ? { selector: { labels: { role: "a" } } }
+            : { explicit: weights.map((weight, i) => ({ address: `10.3.0.${i + 1}`, weight, zone: i === 0 ? "za" : "zb" })) },
+        loadBalancing: "random",
+        preferSameZone: tenantId === 2,
+      }));
+      return snapshot({
+        tenants: [
+          { id: 1, name: "one", defaultAction: d1 },
+          { id: 2, name: "two", defaultAction: d2 },
+        ],
+        identities,
+        workloads,
+        policies,
+        services,
+        nodes: [
+          { name: "n1", zone: "za" },
+          { name: "n2", zone: "zb" },
+        ],
+      });
+    }),
+  );
+
+/** The user's reading of the rows, with no knowledge of entries or probe order. */
+function intended(snap: Snapshot, w: WorkloadRow, remote: string, port: number, protocol: number, direction: "ingress" | "egress"): "pass" | "drop" {
+  const identityOf = (tenantId: number, name: string) => snap.identities.find((i) => i.tenantId === tenantId && i.name === name)!;
+  const self = identityOf(w.tenantId, w.identity);
+  const peerWorkload = snap.workloads.find((x) => x.addresses.includes(remote));
+  if (peerWorkload !== undefined && peerWorkload.tenantId !== w.tenantId) return "drop";
+  const peerIdentity = peerWorkload === undefined ? undefined : identityOf(peerWorkload.tenantId, peerWorkload.identity);
+  const peerMatches = (p: PeerSelector): boolean =>
+    "cidr" in p ? peerWorkload === undefined && contains(parsePrefix(p.cidr), parsePrefix(remote)) : peerIdentity !== undefined && selects(p, peerIdentity);
+  const portMatches = (r: PolicyRule): boolean =>
+    r.ports.length === 0 ||
+    r.ports.some((p) => (p.port ?? 0) === 0 || p.port === port ? (p.protocol ?? "any") === "any" || { tcp: 6, udp: 17 }[p.protocol as "tcp"] === protocol : false);
+  const selecting = snap.policies.filter((p) => p.tenantId === w.tenantId && selects(p.subject, self));
+  const hits = selecting.flatMap((p) => (p[direction] ?? []).filter((r) => (r.peers.length === 0 || r.peers.some(peerMatches)) && portMatches(r)));
+  if (hits.some((r) => r.action === "deny")) return "drop";
+  if (hits.some((r) => r.action === "allow")) return "pass";
+  const governed = selecting.some((p) => p[direction] !== undefined);
+  const tenant = snap.tenants.find((t) => t.id === w.tenantId)!;
+  return governed || tenant.defaultAction === "deny" ? "drop" : "pass";
+}
+
+const RUNS = { numRuns: 150 };
+
+describe("compiled policy, evaluated on codec-decoded entries", () => {
+  it("denies what a deny covers, allows what only an allow covers, never joins tenants", () => {
+    fc.assert(
+      fc.property(platformArb, (snap) => {
+        for (const node of NODES) {
+          const decide = createEvaluator(throughCodec(compileNode(snap, node).maps));
+          const present = new Set(snap.workloads.filter((w) => w.node === node).map((w) => w.tenantId));
+          // Peers the node can name: workloads of tenants present on it, and outside addresses.
+          const peers = [...snap.workloads.filter((w) => present.has(w.tenantId)).map((w) => w.addresses[0]!), ...EXTERNAL.filter((a) => !snap.workloads.some((w) => w.addresses.includes(a)))];
+          for (const w of snap.workloads.filter((x) => x.node === node)) {
+            for (const remote of peers) {
+              for (const port of PORTS) {
+                for (const protocol of [6, 17]) {
+                  for (const direction of ["ingress", "egress"] as const) {
+                    const got = decide({ local: w.addresses[0]!, remote, port, protocol, direction });
+                    const want = intended(snap, w, remote, port, protocol, direction);
+                    if (got.verdict !== want) throw new Error(`${node} ${w.name} ${direction} ${remote}:${port}/${protocol}: got ${got.reason}, want ${want}`);
+                  }
+                }
+              }
+            }
+          }
+        }
+      }),
+      RUNS,
+    );
+  });
+
+  it("no policy entry names an identity of another tenant", () => {
+    fc.assert(
+      fc.property(platformArb, (snap) => {
+        const tenantOf = new Map(snap.identities.map((i) => [i.numericId, i.tenantId]));
+        const outside = new Set([0, 2, ...snap.cidrIdentities.values()]);
+        for (const node of NODES) {
+          for (const e of compileNode(snap, node).maps.policy) {
+            const remote = e.key.remoteIdentity;
+            expect(outside.has(remote) || tenantOf.get(remote) === tenantOf.get(e.key.localIdentity)).toBe(true);
+          }
+        }
+      }),
+      RUNS,
+    );
+  });
+});
+
+const shuffled = <T>(list: readonly T[], seed: number): T[] =>
+  list
+    .map((x, i) => ({ x, k: (i * 2654435761 + seed * 40503) % 4294967291 }))
+    .sort((a, b) => a.k - b.k)
+    .map(({ x }) => x);
+
+describe("determinism", () => {
+  it("the same rows in any order give the same hash and entries", () => {
+    fc.assert(
+      fc.property(platformArb, fc.integer({ min: 1, max: 1000 }), (snap, seed) => {
+        const mixed: Snapshot = {
+          ...snap,
+          tenants: shuffled(snap.tenants, seed),
+          identities: shuffled(snap.identities, seed),
+          workloads: shuffled(snap.workloads, seed),
+          policies: shuffled(snap.policies, seed),
+          services: shuffled(snap.services, seed).map((s) => ({
+            ...s,
+            ports: shuffled(s.ports, seed + 1),
+            backends: "explicit" in s.backends ? { explicit: shuffled(s.backends.explicit, seed + 2) } : s.backends,
+          })),
+          nodes: shuffled(snap.nodes, seed),
+        };
+        for (const node of NODES) {
+          const a = compileNode(snap, node);
+          const b = compileNode(mixed, node);
+          expect(b.hash).toBe(a.hash);
+          expect(b.maps).toEqual(a.maps);
+        }
+      }),
+      RUNS,
+    );
+  });
+});
+
+/** One random edit of a platform: the change to feed the memo, and the rows it leads to. */
+function edits(snap: Snapshot): fc.Arbitrary<{ change: Change; next: Snapshot }> {
+  const w = fc.constantFrom(...snap.workloads);
+  const replace = <T>(list: readonly T[], old: T, row: T | null): T[] => list.flatMap((x) => (x === old ? (row === null ? [] : [row]) : [x]));
+  const options: Array<fc.Arbitrary<{ change: Change; next: Snapshot }>> = [
+    fc.tuple(w, fc.constantFrom(...NODES), fc.integer({ min: 100, max: 120 })).map(([old, node, octet]) => {
+      const taken = snap.workloads.some((x) => x !== old && x.addresses.includes(`10.1.0.${octet}`));
+      const row = { ...old, node, addresses: taken ? old.addresses : [`10.1.0.${octet}`] };
+      return { change: { kind: "workload", op: "put", row }, next: { ...snap, workloads: replace(snap.workloads, old, row) } };
+    }),
+    w.map((old) => ({ change: { kind: "workload", op: "delete", tenantId: old.tenantId, name: old.name }, next: { ...snap, workloads: replace(snap.workloads, old, null) } })),
+    fc.constantFrom(...snap.tenants).map((old) => {
+      const row = { ...old, defaultAction: old.defaultAction === "allow" ? ("deny" as const) : ("allow" as const) };
+      return { change: { kind: "tenant", op: "put", row }, next: { ...snap, tenants: replace(snap.tenants, old, row) } };
+    }),
+    fc.tuple(fc.constantFrom(...snap.identities), fc.constantFrom(...LABELS)).map(([old, role]) => {
+      const row = { ...old, labels: { role } };
+      return { change: { kind: "identity", op: "put", row }, next: { ...snap, identities: replace(snap.identities, old, row) } };
+    }),
+    fc.tuple(fc.constantFrom(...snap.services), fc.array(fc.integer({ min: 0, max: 10 }), { minLength: 1, maxLength: 3 })).map(([old, weights]) => {
+      const row: ServiceRow = { ...old, backends: { explicit: weights.map((weight, i) => ({ address: `10.4.0.${i + 1}`, weight, zone: i === 0 ? "za" : "zb" })) } };
+      return { change: { kind: "service", op: "put", row }, next: { ...snap, services: replace(snap.services, old, row) } };
+    }),
+    fc.tuple(fc.constantFrom(1, 2), selector(1), rules(1), fc.constantFrom(...CIDRS)).map(([tenantId, subject, ingress, cidr]) => {
+      const row: PolicyRow = { id: 99, tenantId, name: "extra", subject, ingress: ingress ?? [], egress: [{ peers: [{ cidr }], ports: [], action: "allow" }] };
+      return { change: { kind: "policy", op: "put", row }, next: { ...snap, policies: [...snap.policies, row] } };
+    }),
+    fc.constantFrom("za", "zb", "zc").map((zone) => {
+      const old = snap.nodes[0]!;
+      const row = { ...old, zone };
+      return { change: { kind: "node", op: "put", row }, next: { ...snap, nodes: replace(snap.nodes, old, row) } };
+    }),
+  ];
+  if (snap.policies.length > 0) {
+    options.push(
+      fc.constantFrom(...snap.policies).map((old) => ({
+        change: { kind: "policy", op: "delete", tenantId: old.tenantId, name: old.name },
+        next: { ...snap, policies: replace(snap.policies, old, null) },
+      })),
+    );
+  }
+  return fc.oneof(...options);
+}
+
+/** The id allocations a change needs first, as the database would insert them in the same transaction. */
+function idChanges(before: Snapshot, after: Snapshot): Change[] {
+  const out: Change[] = [];
+  for (const [key, id] of after.backendIds) if (!before.backendIds.has(key)) out.push({ kind: "backendId", key, id });
+  for (const [prefix, id] of after.cidrIdentities) if (!before.cidrIdentities.has(prefix)) out.push({ kind: "cidrIdentity", prefix, id });
+  return out;
+}
+
+describe("incremental compile and deltas", () => {
+  it("the memo after a random edit equals a fresh compile, and the delta turns the old maps into the new", () => {
+    const twoEdits = platformArb.chain((snap) =>
+      edits(snap).chain((first) => edits(first.next).map((second) => [snap, first, second] as const)),
+    );
+    fc.assert(
+      fc.property(twoEdits, ([snap, first, second]) => {
+        const compiler = createCompiler(snap);
+        let current = snap;
+        const prev = new Map(NODES.map((n) => [n, compiler.compileNode(n)]));
+        for (const edit of [first, second]) {
+          // Ids for keys the edit introduced, allocated after the ones already handed out.
+          const next = assignIds({ ...edit.next, backendIds: current.backendIds, cidrIdentities: current.cidrIdentities });
+          compiler.apply([...idChanges(current, next), edit.change]);
+          current = next;
+          for (const node of NODES) {
+            const incremental = compiler.compileNode(node);
+            const fresh = compileNode(next, node);
+            expect(incremental.hash).toBe(fresh.hash);
+            expect(canonical(incremental.maps)).toEqual(canonical(fresh.maps));
+            const before = prev.get(node)!;
+            expect(canonical(applyDelta(before.maps, diff(before, incremental)))).toEqual(canonical(fresh.maps));
+            prev.set(node, incremental);
+          }
+        }
+      }),
+      RUNS,
+    );
+  });
+});
