@@ -20,8 +20,19 @@
  *   [R7] no entry at all: no policy selects this workload in this direction,
  *        pass (the Kubernetes default). A selected workload carries a
  *        DEFAULT_DENY marker at (local, any, any, any) and never gets here.
+ *   [R8] a packet policy passes that opens a flow (TCP SYN without ACK, a
+ *        UDP datagram, an ICMP echo request) inserts its replies' tuple into
+ *        weft_ct.
+ *   [R9] a packet policy drops is passed as a reply ("ct-reply") when its
+ *        tuple is in weft_ct with the same two identities AND the policy
+ *        still allows the flow it answers (the opening packet's probe, run
+ *        again). So a policy change to deny stops new and established flows
+ *        alike, in both directions, at once; conntrack only answers "is this
+ *        a reply?", never "was this allowed once?". Replies are checked after
+ *        tenants ([R5]), so conntrack never joins two tenants either.
  *
- * This first version is stateless: replies need their own allow entries.
+ * Only replies pay for conntrack: an allowed packet that opens nothing (an
+ * established TCP segment) costs no more than it did without it.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -36,22 +47,32 @@
 WEFT_MAP_ipcache(WEFT_DECLARE_MAP)
 WEFT_MAP_endpoint(WEFT_DECLARE_MAP)
 WEFT_MAP_policy(WEFT_DECLARE_MAP)
+WEFT_MAP_ct(WEFT_DECLARE_MAP)
 WEFT_MAP_metrics(WEFT_DECLARE_MAP)
 
 #define IP_OFFSET_MASK 0x1fff
+#define TCP_FLAGS_OFFSET 13
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+#define ICMP_ECHOREPLY 0
+#define ICMP_ECHO 8
 
 struct weft_flow {
 	__be32 local;
 	__be32 remote;
-	__be16 dport;
+	__be16 dport;      /* the port policy matches; 0 without ports */
+	__be16 local_port; /* conntrack ports, see struct weft_ct_key */
+	__be16 remote_port;
 	__u8 protocol;
+	__u8 opens;     /* [R8] this packet may open a flow */
+	__u8 may_reply; /* [R9] this packet may be a reply */
 };
 
 /*
  * Parse an Ethernet/IPv4 frame into a flow seen from the workload.
  * Returns 0, or -WEFT_REASON_* for a frame that never reaches policy.
- * A non-first fragment has no L4 header: its port is 0, so only entries
- * with any-port match it.
+ * A non-first fragment has no L4 header: its ports are 0, so only entries
+ * with any-port match it, and it neither opens nor answers a flow.
  */
 static __always_inline int __weft_parse(struct __sk_buff *skb, __u8 dir, struct weft_flow *flow)
 {
@@ -59,6 +80,7 @@ static __always_inline int __weft_parse(struct __sk_buff *skb, __u8 dir, struct 
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct iphdr *ip;
+	__u8 *l4;
 
 	if ((void *)(eth + 1) > data_end)
 		return -WEFT_REASON_MALFORMED; /* [R2] */
@@ -75,16 +97,46 @@ static __always_inline int __weft_parse(struct __sk_buff *skb, __u8 dir, struct 
 	flow->remote = dir == WEFT_DIR_EGRESS ? ip->daddr : ip->saddr;
 	flow->protocol = ip->protocol;
 	flow->dport = 0;
+	flow->local_port = 0;
+	flow->remote_port = 0;
+	flow->opens = 0;
+	flow->may_reply = 0;
+	if (ip->frag_off & bpf_htons(IP_OFFSET_MASK))
+		return 0;
 
-	if ((ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP ||
-	     ip->protocol == IPPROTO_SCTP) &&
-	    !(ip->frag_off & bpf_htons(IP_OFFSET_MASK))) {
+	l4 = (void *)ip + ip->ihl * 4;
+	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP ||
+	    ip->protocol == IPPROTO_SCTP) {
 		/* TCP, UDP and SCTP all start with sport, dport. */
-		__be16 *ports = (void *)ip + ip->ihl * 4;
+		__be16 *ports = (void *)l4;
 
 		if ((void *)(ports + 2) > data_end)
 			return -WEFT_REASON_MALFORMED; /* [R2] */
 		flow->dport = ports[1];
+		flow->local_port = dir == WEFT_DIR_EGRESS ? ports[0] : ports[1];
+		flow->remote_port = dir == WEFT_DIR_EGRESS ? ports[1] : ports[0];
+		flow->opens = 1;
+		flow->may_reply = 1;
+		if (ip->protocol == IPPROTO_TCP) {
+			__u8 flags;
+
+			if ((void *)(l4 + TCP_FLAGS_OFFSET + 1) > data_end)
+				return -WEFT_REASON_MALFORMED; /* [R2] */
+			flags = l4[TCP_FLAGS_OFFSET] & (TCP_FLAG_SYN | TCP_FLAG_ACK);
+			/* Only a bare SYN opens; a bare SYN is never a reply. */
+			flow->opens = flags == TCP_FLAG_SYN;
+			flow->may_reply = !flow->opens;
+		}
+	} else if (ip->protocol == IPPROTO_ICMP) {
+		/* type, code, checksum, echo id, sequence */
+		if ((void *)(l4 + 8) > data_end)
+			return -WEFT_REASON_MALFORMED; /* [R2] */
+		if (l4[0] == ICMP_ECHO || l4[0] == ICMP_ECHOREPLY) {
+			flow->local_port = *(__be16 *)(l4 + 4);
+			flow->remote_port = flow->local_port;
+			flow->opens = l4[0] == ICMP_ECHO;
+			flow->may_reply = l4[0] == ICMP_ECHOREPLY;
+		}
 	}
 	return 0;
 }
@@ -121,15 +173,82 @@ __weft_policy_lookup(__u32 local_id, __u32 remote_id, const struct weft_flow *fl
 	return NULL;
 }
 
+/* The reason a policy hit (or its absence) gives, always positive. */
+static __always_inline __u32 __weft_policy_reason(const struct weft_policy_value *hit)
+{
+	if (!hit)
+		return WEFT_REASON_UNSELECTED; /* [R7] */
+	switch (hit->action) { /* [R6] */
+	case WEFT_ACTION_ALLOW:
+		return WEFT_REASON_POLICY_ALLOW;
+	case WEFT_ACTION_DENY:
+		return WEFT_REASON_POLICY_DENY;
+	case WEFT_ACTION_DEFAULT_DENY:
+		return WEFT_REASON_DEFAULT_DENY;
+	default:
+		return WEFT_REASON_INVALID_ENTRY;
+	}
+}
+
+static __always_inline void __weft_ct_key(struct weft_ct_key *key, const struct weft_flow *flow, __u8 dir)
+{
+	key->local = flow->local;
+	key->remote = flow->remote;
+	key->local_port = flow->local_port;
+	key->remote_port = flow->remote_port;
+	key->protocol = flow->protocol;
+	key->direction = dir;
+	key->_pad = 0;
+}
+
+/* [R8] Record the tuple the replies of this passing packet will carry. */
+static __always_inline void weft_ct_open(const struct weft_flow *flow, __u8 dir, __u32 local_id,
+					 __u32 remote_id)
+{
+	struct weft_ct_value value = { .local_identity = local_id, .remote_identity = remote_id };
+	struct weft_ct_key key;
+
+	__weft_ct_key(&key, flow, dir == WEFT_DIR_EGRESS ? WEFT_DIR_INGRESS : WEFT_DIR_EGRESS);
+	/* A full LRU evicts the coldest flow; failure only costs that flow its replies. */
+	bpf_map_update_elem(&weft_ct, &key, &value, BPF_ANY);
+}
+
+/*
+ * [R9] True when this dropped packet is a reply of a flow the policy still
+ * allows: its tuple is in weft_ct under the same identities, and the probe
+ * the opening packet took (other direction, the port the opener targeted)
+ * still ends in allow or in no entry at all.
+ */
+static __always_inline int weft_ct_is_reply(const struct weft_flow *flow, __u8 dir, __u32 local_id,
+					    __u32 remote_id)
+{
+	struct weft_ct_value *ct;
+	struct weft_ct_key key;
+	struct weft_flow opener;
+	__u8 odir = dir == WEFT_DIR_EGRESS ? WEFT_DIR_INGRESS : WEFT_DIR_EGRESS;
+	__u32 reason;
+
+	__weft_ct_key(&key, flow, dir);
+	ct = bpf_map_lookup_elem(&weft_ct, &key);
+	if (!ct || ct->local_identity != local_id || ct->remote_identity != remote_id)
+		return 0;
+	opener = *flow;
+	/* The opener's destination port: the workload's for an inbound flow. */
+	if (flow->dport != 0)
+		opener.dport = odir == WEFT_DIR_INGRESS ? flow->local_port : flow->remote_port;
+	reason = __weft_policy_reason(__weft_policy_lookup(local_id, remote_id, &opener, odir));
+	return reason == WEFT_REASON_POLICY_ALLOW || reason == WEFT_REASON_UNSELECTED;
+}
+
 /* Returns the reason for the packet's verdict (always positive). */
 static __always_inline __u32 weft_policy_decide(struct __sk_buff *skb, __u8 dir)
 {
 	struct weft_endpoint_key ep_key;
 	struct weft_ipcache_key ipc_key;
 	struct weft_identity *self, *peer;
-	struct weft_policy_value *hit;
 	struct weft_flow flow;
 	__u32 peer_id = WEFT_IDENTITY_WORLD, peer_tenant = WEFT_TENANT_NONE;
+	__u32 reason;
 	int err;
 
 	err = __weft_parse(skb, dir, &flow);
@@ -153,19 +272,17 @@ static __always_inline __u32 weft_policy_decide(struct __sk_buff *skb, __u8 dir)
 	    self->tenant != peer_tenant)
 		return WEFT_REASON_CROSS_TENANT; /* [R5] */
 
-	hit = __weft_policy_lookup(self->identity, peer_id, &flow, dir);
-	if (!hit)
-		return WEFT_REASON_UNSELECTED; /* [R7] */
-	switch (hit->action) { /* [R6] */
-	case WEFT_ACTION_ALLOW:
-		return WEFT_REASON_POLICY_ALLOW;
-	case WEFT_ACTION_DENY:
-		return WEFT_REASON_POLICY_DENY;
-	case WEFT_ACTION_DEFAULT_DENY:
-		return WEFT_REASON_DEFAULT_DENY;
-	default:
-		return WEFT_REASON_INVALID_ENTRY;
+	reason = __weft_policy_reason(__weft_policy_lookup(self->identity, peer_id, &flow, dir));
+	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS) {
+		if (flow.opens)
+			weft_ct_open(&flow, dir, self->identity, peer_id); /* [R8] */
+		return reason;
 	}
+	/* Only a policy decision is overridden, never an invalid entry. */
+	if ((reason == WEFT_REASON_DEFAULT_DENY || reason == WEFT_REASON_POLICY_DENY) &&
+	    flow.may_reply && weft_ct_is_reply(&flow, dir, self->identity, peer_id))
+		return WEFT_REASON_CT_REPLY; /* [R9] */
+	return reason;
 }
 
 static __always_inline int weft_policy_run(struct __sk_buff *skb, __u8 dir)

@@ -80,12 +80,13 @@
 #define WEFT_REASON_LB_TRANSLATED 11u   /* pass: socket LB picked a backend */
 #define WEFT_REASON_LB_NO_BACKEND 12u   /* drop: service has no usable backend */
 #define WEFT_REASON_LB_REVERSED 13u     /* pass: backend address shown as the VIP */
-#define WEFT_REASON_COUNT 14u
+#define WEFT_REASON_CT_REPLY 14u        /* pass: reply of a flow the policy allows (weft_ct) */
+#define WEFT_REASON_COUNT 15u
 
 #define WEFT_REASON_VERDICT(r)                                                          \
 	(((r) == WEFT_REASON_POLICY_ALLOW || (r) == WEFT_REASON_UNSELECTED ||           \
 	  (r) == WEFT_REASON_NOT_IP || (r) == WEFT_REASON_LB_TRANSLATED ||              \
-	  (r) == WEFT_REASON_LB_REVERSED)                                               \
+	  (r) == WEFT_REASON_LB_REVERSED || (r) == WEFT_REASON_CT_REPLY)                \
 		 ? WEFT_VERDICT_PASS                                                    \
 		 : WEFT_VERDICT_DROP)
 
@@ -101,6 +102,7 @@
 /* Room for every service's table twice: a table is replaced, not rewritten. */
 #define WEFT_LB_SLOT_MAX 262144u
 #define WEFT_SOCK_REV_MAX 65536u
+#define WEFT_CT_MAX 131072u
 #define WEFT_METRICS_MAX (WEFT_HOOK_COUNT * WEFT_REASON_COUNT)
 
 #define WEFT_PREFIX_MAX 32u
@@ -234,6 +236,45 @@ struct weft_sock_rev_value {
 };
 _Static_assert(sizeof(struct weft_sock_rev_value) == 8, "weft_sock_rev_value size");
 
+/* ---- connection tracking: LRU, reply tuple -> the flow it answers -------- */
+
+/*
+ * Written by the tc program only, never by the agent. When a packet that
+ * opens a flow passes policy (TCP SYN without ACK, any UDP datagram, ICMP
+ * echo request), the entry its replies will look up is inserted: the same
+ * workload and peer, the ports as the replies carry them, and the opposite
+ * direction. Keyed from the workload's side rather than by (saddr, daddr),
+ * so a reply computes the key with the same parse as any packet and the two
+ * workloads of a same-node flow get two distinct entries, one per veth.
+ */
+struct weft_ct_key {
+	__be32 local;       /* the guarded workload's address */
+	__be32 remote;      /* the peer's address */
+	__be16 local_port;  /* workload-side port; ICMP echo: the echo id; else 0 */
+	__be16 remote_port; /* peer-side port; ICMP echo: the echo id; else 0 */
+	__u8 protocol;
+	__u8 direction; /* WEFT_DIR_* of the replies this entry recognises */
+	__u16 _pad;
+};
+_Static_assert(sizeof(struct weft_ct_key) == 16, "weft_ct_key size");
+_Static_assert(WEFT_OFFSETOF(struct weft_ct_key, local) == 0, "ct local");
+_Static_assert(WEFT_OFFSETOF(struct weft_ct_key, remote) == 4, "ct remote");
+_Static_assert(WEFT_OFFSETOF(struct weft_ct_key, local_port) == 8, "ct local_port");
+_Static_assert(WEFT_OFFSETOF(struct weft_ct_key, remote_port) == 10, "ct remote_port");
+_Static_assert(WEFT_OFFSETOF(struct weft_ct_key, protocol) == 12, "ct protocol");
+_Static_assert(WEFT_OFFSETOF(struct weft_ct_key, direction) == 13, "ct direction");
+_Static_assert(WEFT_OFFSETOF(struct weft_ct_key, _pad) == 14, "ct pad");
+
+/*
+ * The identities at open time: an address reused by another workload (or a
+ * peer whose identity changed) does not inherit the old flow's replies.
+ */
+struct weft_ct_value {
+	__u32 local_identity;
+	__u32 remote_identity;
+};
+_Static_assert(sizeof(struct weft_ct_value) == 8, "weft_ct_value size");
+
 /* ---- metrics: per-CPU array indexed by WEFT_METRICS_INDEX(hook, reason) -- */
 
 struct weft_metrics_value {
@@ -271,13 +312,16 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 #define WEFT_MAP_sock_rev(X)                                                             \
 	X(sock_rev, weft_sock_rev, LRU_HASH, struct weft_sock_rev_key,                      \
 	  struct weft_sock_rev_value, WEFT_SOCK_REV_MAX)
+#define WEFT_MAP_ct(X)                                                                   \
+	X(ct, weft_ct, LRU_HASH, struct weft_ct_key, struct weft_ct_value, WEFT_CT_MAX)
 #define WEFT_MAP_metrics(X)                                                              \
 	X(metrics, weft_metrics, PERCPU_ARRAY, __u32, struct weft_metrics_value,            \
 	  WEFT_METRICS_MAX)
 
 #define WEFT_MAPS(X)                                                                     \
 	WEFT_MAP_ipcache(X) WEFT_MAP_endpoint(X) WEFT_MAP_policy(X) WEFT_MAP_svc(X)         \
-	WEFT_MAP_lb_slot(X) WEFT_MAP_backend(X) WEFT_MAP_sock_rev(X) WEFT_MAP_metrics(X)
+	WEFT_MAP_lb_slot(X) WEFT_MAP_backend(X) WEFT_MAP_sock_rev(X) WEFT_MAP_ct(X)         \
+	WEFT_MAP_metrics(X)
 
 #define WEFT_PIN_DIR "/sys/fs/bpf/weft"
 

@@ -44,6 +44,17 @@ export const arbitraries: { [M in MapId]: { key: fc.Arbitrary<MapTypes[M]["key"]
     key: fc.record({ cookie: u64, address, port }),
     value: fc.record({ vip: address, port }),
   },
+  ct: {
+    key: fc.record({
+      local: address,
+      remote: address,
+      localPort: port,
+      remotePort: port,
+      protocol: fc.integer({ min: 0, max: 255 }),
+      direction: fc.constantFrom("ingress" as const, "egress" as const),
+    }),
+    value: fc.record({ localIdentity: u32, remoteIdentity: u32 }),
+  },
   metrics: {
     key: fc.record({ hook: fc.constantFrom("ingress" as const, "egress" as const, "sock" as const), reason: reasonName }),
     value: fc.record({ packets: u64, bytes: u64 }),

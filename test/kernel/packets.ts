@@ -9,7 +9,18 @@ export interface Ipv4Frame {
   sport?: number;
   /** fragment offset in 8-byte units; non-zero means a non-first fragment */
   fragmentOffset?: number;
+  /** TCP flags byte; default a bare SYN, the packet that opens a connection */
+  tcpFlags?: number;
+  /** ICMP type (default 8, echo request) and echo id */
+  icmpType?: number;
+  icmpId?: number;
 }
+
+export const TCP_SYN = 0x02;
+export const TCP_ACK = 0x10;
+export const TCP_SYN_ACK = TCP_SYN | TCP_ACK;
+export const ICMP_ECHO_REPLY = 0;
+export const ICMP_ECHO = 8;
 
 const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
@@ -37,8 +48,11 @@ export function ipv4Frame(p: Ipv4Frame): Uint8Array {
     view.setUint16(34, p.sport ?? 40000);
     view.setUint16(36, p.dport ?? 0);
   }
-  if (p.protocol === protocols.tcp) view.setUint8(34 + 13, 0x02); // SYN
-  if (p.protocol === protocols.icmp) view.setUint8(34, 8); // echo request
+  if (p.protocol === protocols.tcp) view.setUint8(34 + 13, p.tcpFlags ?? TCP_SYN);
+  if (p.protocol === protocols.icmp) {
+    view.setUint8(34, p.icmpType ?? ICMP_ECHO);
+    view.setUint16(38, p.icmpId ?? 0);
+  }
   return frame;
 }
 

@@ -61,6 +61,8 @@ export class PolicyHarness {
   readonly ipcache = mapOf(this.obj, maps.ipcache);
   readonly policy = mapOf(this.obj, maps.policy);
   readonly metrics = mapOf(this.obj, maps.metrics);
+  /** Written by the program itself; tests read it, and write it only to forge entries. */
+  readonly ct = mapOf(this.obj, maps.ct);
   private readonly progs = {
     ingress: this.obj.programFd("weft_to_wl"),
     egress: this.obj.programFd("weft_from_wl"),

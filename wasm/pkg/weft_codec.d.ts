@@ -29,7 +29,8 @@ export type Reason =
   | "invalid-entry"
   | "lb-translated"
   | "lb-no-backend"
-  | "lb-reversed";
+  | "lb-reversed"
+  | "ct-reply";
 
 /** ipcache key: an IPv4 prefix, "198.18.0.0/15"; a bare address means /32. Host bits must be zero. */
 export interface IpcacheKey { prefix: string }
@@ -58,6 +59,14 @@ export interface BackendKey { backendId: number }
 export interface BackendValue { address: string; port: number }
 export interface SockRevKey { cookie: bigint; address: string; port: number }
 export interface SockRevValue { vip: string; port: number }
+/**
+ * ct key (written by the tc program, read by operators and tests): the tuple
+ * a reply carries, seen from the guarded workload; `direction` is the
+ * replies' direction. Ports are the echo id for ICMP echo, else 0 without ports.
+ */
+export interface CtKey { local: string; remote: string; localPort: number; remotePort: number; protocol: number; direction: Direction }
+/** ct value: the identities when the flow opened; a reply needs both unchanged. */
+export interface CtValue { localIdentity: number; remoteIdentity: number }
 /** A metrics slot. Decoding yields reason "none" for the never-counted slots of code 0; encoding refuses it. */
 export interface MetricsKey { hook: Hook; reason: Reason | "none" }
 export interface MetricsValue { packets: bigint; bytes: bigint }
@@ -71,6 +80,7 @@ export interface MapTypes {
   lb_slot: { key: LbSlotKey; value: LbSlotValue };
   backend: { key: BackendKey; value: BackendValue };
   sock_rev: { key: SockRevKey; value: SockRevValue };
+  ct: { key: CtKey; value: CtValue };
   metrics: { key: MetricsKey; value: MetricsValue };
 }
 export type MapId = keyof MapTypes;
@@ -142,6 +152,7 @@ export interface AbiConstants {
   REASON_LB_TRANSLATED: number;
   REASON_LB_NO_BACKEND: number;
   REASON_LB_REVERSED: number;
+  REASON_CT_REPLY: number;
   REASON_COUNT: number;
   PREFIX_MAX: number;
   PORT_MAX: number;

@@ -288,6 +288,35 @@ const converters = {
       get: (f, o) => ({ vip: formatIPv4(f[o]), port: f[o + 1] }),
     },
   },
+  ct: {
+    key: {
+      names: ["local", "remote", "local_port", "remote_port", "protocol", "direction"],
+      put(k, f, o) {
+        f[o] = parseIPv4(k.local, "ct local address");
+        f[o + 1] = parseIPv4(k.remote, "ct remote address");
+        f[o + 2] = u32(k.localPort, "localPort");
+        f[o + 3] = u32(k.remotePort, "remotePort");
+        f[o + 4] = u32(k.protocol, "protocol");
+        f[o + 5] = lookup(directionCode, k.direction, "direction");
+      },
+      get: (f, o) => ({
+        local: formatIPv4(f[o]),
+        remote: formatIPv4(f[o + 1]),
+        localPort: f[o + 2],
+        remotePort: f[o + 3],
+        protocol: f[o + 4],
+        direction: nameOf(directionName, f[o + 5], "direction"),
+      }),
+    },
+    value: {
+      names: ["local_identity", "remote_identity"],
+      put(v, f, o) {
+        f[o] = u32(v.localIdentity, "localIdentity");
+        f[o + 1] = u32(v.remoteIdentity, "remoteIdentity");
+      },
+      get: (f, o) => ({ localIdentity: f[o], remoteIdentity: f[o + 1] }),
+    },
+  },
   metrics: {
     key: {
       names: ["index"],

@@ -85,6 +85,13 @@ struct layout {
 	X(T, port, K_BE16, 0, WEFT_PORT_MAX) P(T, _pad)
 #define SOCK_REV_VALUE(X, P, T)                                                            \
 	X(T, vip, K_BE32, 0, U32_ALL) X(T, port, K_BE16, 0, WEFT_PORT_MAX) P(T, _pad)
+#define CT_KEY(X, P, T)                                                                    \
+	X(T, local, K_BE32, 0, U32_ALL) X(T, remote, K_BE32, 0, U32_ALL)                   \
+	X(T, local_port, K_BE16, 0, WEFT_PORT_MAX) X(T, remote_port, K_BE16, 0, WEFT_PORT_MAX) \
+	X(T, protocol, K_U8, 0, 255) X(T, direction, K_U8, WEFT_DIR_INGRESS, WEFT_DIR_EGRESS) \
+	P(T, _pad)
+#define CT_VALUE(X, P, T)                                                                  \
+	X(T, local_identity, K_U32, 0, U32_ALL) X(T, remote_identity, K_U32, 0, U32_ALL)
 #define METRICS_VALUE(X, P, T) X(T, packets, K_U64, 0, 0) X(T, bytes, K_U64, 0, 0)
 
 /* Per-kind conversions between a host-order field and a struct member. */
@@ -190,6 +197,8 @@ typedef struct {
 	X(backend_value, struct weft_backend_value, BACKEND_VALUE, NO_CHECK)               \
 	X(sock_rev_key, struct weft_sock_rev_key, SOCK_REV_KEY, NO_CHECK)                  \
 	X(sock_rev_value, struct weft_sock_rev_value, SOCK_REV_VALUE, NO_CHECK)            \
+	X(ct_key, struct weft_ct_key, CT_KEY, NO_CHECK)                                    \
+	X(ct_value, struct weft_ct_value, CT_VALUE, NO_CHECK)                              \
 	X(metrics_key, metrics_key_t, METRICS_KEY, NO_CHECK)                               \
 	X(metrics_value, struct weft_metrics_value, METRICS_VALUE, NO_CHECK)
 
@@ -243,7 +252,8 @@ X_LAYOUTS(AS_WIDTH)
 	X(ipcache, ipcache_key, identity) X(endpoint, endpoint_key, identity)               \
 	X(policy, policy_key, policy_value) X(svc, svc_key, svc_value)                      \
 	X(lb_slot, lb_slot_key, lb_slot_value) X(backend, backend_key, backend_value)       \
-	X(sock_rev, sock_rev_key, sock_rev_value) X(metrics, metrics_key, metrics_value)
+	X(sock_rev, sock_rev_key, sock_rev_value) X(ct, ct_key, ct_value)                  \
+	X(metrics, metrics_key, metrics_value)
 
 #define AS_TYPE(tag, T, MEMBERS, check) typedef T tag##_type;
 X_LAYOUTS(AS_TYPE)
@@ -442,7 +452,7 @@ __attribute__((export_name("weft_map_max_entries"))) __u32 weft_map_max_entries(
 	X(REASON_DEFAULT_DENY) X(REASON_UNSELECTED) X(REASON_CROSS_TENANT)                \
 	X(REASON_UNKNOWN_ENDPOINT) X(REASON_NOT_IP) X(REASON_IPV6) X(REASON_MALFORMED)    \
 	X(REASON_INVALID_ENTRY) X(REASON_LB_TRANSLATED) X(REASON_LB_NO_BACKEND)           \
-	X(REASON_LB_REVERSED) X(REASON_COUNT) X(PREFIX_MAX) X(PORT_MAX)                   \
+	X(REASON_LB_REVERSED) X(REASON_CT_REPLY) X(REASON_COUNT) X(PREFIX_MAX) X(PORT_MAX)                   \
 	X(LB_WEIGHT_MAX) X(LB_TABLE_MAX) X(LB_BACKENDS_MAX) X(METRICS_MAX)
 
 struct constant {

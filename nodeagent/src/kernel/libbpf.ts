@@ -18,6 +18,7 @@ export function libbpf(): ReturnType<typeof bind> {
 
 function bind() {
   const lib = koffi.load(LIBBPF_PATH);
+  const libc = koffi.load("libc.so.6");
   const obj = koffi.opaque("bpf_object");
   const prog = koffi.opaque("bpf_program");
   const map = koffi.opaque("bpf_map");
@@ -86,6 +87,23 @@ function bind() {
     tcAttach: lib.func("int bpf_tc_attach(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)"),
     tcDetach: lib.func("int bpf_tc_detach(bpf_tc_hook *hook, bpf_tc_opts *opts)"),
     numPossibleCpus: lib.func("int libbpf_num_possible_cpus(void)"),
-    close: koffi.load("libc.so.6").func("int close(int fd)"),
+    // Introspection of an opened object, for the layout check against the codec.
+    objectBtf: lib.func("void *bpf_object__btf(bpf_object *obj)"),
+    btfFindByNameKind: lib.func("int btf__find_by_name_kind(void *btf, const char *name, uint32_t kind)"),
+    btfResolveSize: lib.func("int64_t btf__resolve_size(void *btf, uint32_t type_id)"),
+    mapKeySize: lib.func("uint32_t bpf_map__key_size(bpf_map *map)"),
+    mapValueSize: lib.func("uint32_t bpf_map__value_size(bpf_map *map)"),
+    mapMaxEntries: lib.func("uint32_t bpf_map__max_entries(bpf_map *map)"),
+    mapType: lib.func("int bpf_map__type(bpf_map *map)"),
+    programExpectedAttachType: lib.func("int bpf_program__expected_attach_type(bpf_program *prog)"),
+    objGetInfoByFd: lib.func("int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *len)"),
+    // Links by fd: created, pinned, reopened, updated and detached without libbpf's bpf_link objects,
+    // so a link made by an earlier agent process is handled exactly like one made by this one.
+    linkCreate: lib.func("int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)"),
+    linkUpdate: lib.func("int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)"),
+    linkDetach: lib.func("int bpf_link_detach(int link_fd)"),
+    objPin: lib.func("int bpf_obj_pin(int fd, const char *path)"),
+    close: libc.func("int close(int fd)"),
+    mount: libc.func("int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)"),
   };
 }

@@ -11,6 +11,16 @@ import { libbpf } from "./libbpf.ts";
 
 type Ptr = unknown;
 
+const BTF_KIND_STRUCT = 4;
+
+/** A map's definition as an object declares it (enum bpf_map_type, sizes in bytes). */
+export interface MapDefinition {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+}
+
 export interface LoadOptions {
   /** bpffs directory: maps pinned there are reused, the others pinned there after load. */
   pinDir?: string;
@@ -25,6 +35,14 @@ export class BpfObject {
     readonly path: string,
     private readonly obj: Ptr,
   ) {}
+
+  /**
+   * Opens without loading: maps and BTF can be inspected (mapDefinition,
+   * btfStructSize) before anything reaches the kernel; programs cannot run.
+   */
+  static open(path: string): BpfObject {
+    return new BpfObject(path, checkPtr(libbpf().objectOpenFile(path, null), `open BPF object ${path}`));
+  }
 
   /** Open, reuse pinned maps, load, pin the maps that were not pinned yet. */
   static load(path: string, options: LoadOptions = {}): BpfObject {
@@ -77,6 +95,29 @@ export class BpfObject {
 
   mapFd(name: string): number {
     return check(libbpf().mapFd(this.mapPtr(name)), `get fd of map ${name}`);
+  }
+
+  /** The attach type libbpf derived from the program's SEC() name (enum bpf_attach_type). */
+  expectedAttachType(program: string): number {
+    return libbpf().programExpectedAttachType(this.programPtr(program));
+  }
+
+  /** A map as this object declares it, or null when the object has no such map. */
+  mapDefinition(name: string): MapDefinition | null {
+    const lib = libbpf();
+    const map = lib.findMap(this.live(), name);
+    if (map === null) return null;
+    return { type: lib.mapType(map), keySize: lib.mapKeySize(map), valueSize: lib.mapValueSize(map), maxEntries: lib.mapMaxEntries(map) };
+  }
+
+  /** Size of `struct <name>` in the object's BTF, or null when the BTF has no such struct. */
+  btfStructSize(name: string): number | null {
+    const lib = libbpf();
+    const btf = lib.objectBtf(this.live());
+    if (btf === null) throw new Error(`failed to read BTF of ${this.path}: the object carries none (built without -g?)`);
+    const id = lib.btfFindByNameKind(btf, name, BTF_KIND_STRUCT);
+    if (id < 0) return null;
+    return Number(check(Number(lib.btfResolveSize(btf, id)), `resolve the size of struct ${name} in ${this.path}`));
   }
 
   /** Frees programs and map fds; pinned maps and live links stay. */

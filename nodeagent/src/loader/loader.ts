@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The kernel side of the agent: load the committed BPF objects, pin their
+ * maps (reusing pins an earlier agent left, so entries survive a restart),
+ * attach the programs through pinned BPF links, and undo all of it.
+ *
+ * Pin directory layout (default /sys/fs/bpf/weft):
+ *   <map name>                         every map of the ABI (mapNames)
+ *   links/cgroup-<inode>-<program>     socket-LB programs on a cgroup v2 directory
+ *   links/tcx-<ifindex>-<ingress|egress> policy programs on a workload's host-side veth
+ * Links are tcx and cgroup BPF links, not netlink tc filters: a pinned link
+ * keeps its program attached after the agent exits, the next agent swaps in
+ * its own program with bpf_link_update (atomic: the hook never runs without
+ * one), and removing the pin is all an uninstall needs.
+ */
+import { existsSync, openSync, closeSync, constants as fsConstants, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync } from "node:fs";
+import { join } from "node:path";
+import { mapNames, maps as mapSpecs, type MapId } from "@weft/codec";
+import { KernelError } from "../kernel/errors.ts";
+import { createLink, detachLink, mapInfo, openPinned, pinObject, updateLink } from "../kernel/links.ts";
+import { BpfMap, closeFd } from "../kernel/maps.ts";
+import { BpfObject } from "../kernel/object.ts";
+import { ensurePinDir } from "./bpffs.ts";
+import { checkLayouts, codecAbi, MAP_TYPE_CODES, type Abi } from "./layout.ts";
+
+export const DEFAULT_PIN_DIR = "/sys/fs/bpf/weft";
+export const DEFAULT_OBJECT_DIR = new URL("../../../bpf/dist/", import.meta.url).pathname;
+
+const POLICY_OBJECT = "weft_policy.o";
+const SOCK_OBJECT = "weft_sock.o";
+/** Socket-LB programs of weft_sock.o; libbpf derives each one's attach type from its SEC(). */
+export const SOCK_PROGRAMS = ["weft_connect4", "weft_sendmsg4", "weft_recvmsg4", "weft_getpeername4"] as const;
+/** tc programs of weft_policy.o by the veth hook they go on (the host end: its ingress is what the workload sends). */
+export const TC_PROGRAMS = { ingress: "weft_from_wl", egress: "weft_to_wl" } as const;
+// enum bpf_attach_type; Debian's libbpf 1.1 headers predate tcx (kernel 6.6), the kernel here has it.
+const BPF_TCX_INGRESS = 46;
+const BPF_TCX_EGRESS = 47;
+const ENOLINK = 67;
+const LINKS_DIR = "links";
+
+export interface LoaderOptions {
+  pinDir?: string;
+  objectDir?: string;
+  /** The ABI the objects must match; the codec's unless a test feeds another. */
+  abi?: Abi;
+}
+
+export interface AttachResult {
+  program: string;
+  pin: string;
+  /** created: a new link; replaced: a pinned link got this process's program (restart or upgrade) */
+  action: "created" | "replaced";
+}
+
+export interface CleanupResult {
+  links: number;
+  maps: number;
+  /** false when pinDir held files the agent did not make, which are left in place */
+  removedDir: boolean;
+}
+
+export class Datapath {
+  private closed = false;
+  readonly maps: { [M in MapId]: BpfMap };
+
+  private constructor(
+    readonly pinDir: string,
+    private readonly policyObj: BpfObject,
+    private readonly sockObj: BpfObject,
+  ) {
+    const byId = {} as { [M in MapId]: BpfMap };
+    for (const spec of Object.values(mapSpecs)) {
+      const obj = policyObj.mapDefinition(spec.name) !== null ? policyObj : sockObj;
+      byId[spec.id] = new BpfMap(obj.mapFd(spec.name), { name: spec.name, keySize: spec.keySize, valueSize: spec.valueSize, perCpu: spec.kind === "percpu_array" });
+    }
+    this.maps = byId;
+  }
+
+  /**
+   * Checks the objects against the codec (refusing a mismatch before any map
+   * exists), checks pinned maps from an earlier agent against the ABI, then
+   * loads both objects with their maps pinned or reused.
+   */
+  static load(options: LoaderOptions = {}): Datapath {
+    const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
+    const objectDir = options.objectDir ?? DEFAULT_OBJECT_DIR;
+    const abi = options.abi ?? codecAbi;
+    const paths = [join(objectDir, POLICY_OBJECT), join(objectDir, SOCK_OBJECT)];
+
+    const opened: BpfObject[] = [];
+    try {
+      for (const p of paths) opened.push(BpfObject.open(p));
+      checkLayouts(opened, abi);
+    } finally {
+      for (const o of opened) o.close();
+    }
+
+    ensurePinDir(pinDir);
+    checkPinnedMaps(pinDir, abi);
+    const loadOptions = { pinDir, pinnedMaps: Object.values(mapNames) };
+    const policyObj = BpfObject.load(paths[0]!, loadOptions);
+    let sockObj: BpfObject;
+    try {
+      sockObj = BpfObject.load(paths[1]!, loadOptions);
+    } catch (err) {
+      policyObj.close();
+      throw err;
+    }
+    return new Datapath(pinDir, policyObj, sockObj);
+  }
+
+  programFd(name: string): number {
+    return this.objectOf(name).programFd(name);
+  }
+
+  /** Attaches the socket-LB programs to a cgroup v2 directory, or gives the pinned links this process's programs. */
+  attachCgroup(cgroupPath: string): AttachResult[] {
+    const ino = statSync(cgroupPath).ino;
+    const results: AttachResult[] = [];
+    const fd = openCgroup(cgroupPath);
+    try {
+      for (const program of SOCK_PROGRAMS) {
+        const attachType = this.sockObj.expectedAttachType(program);
+        results.push(this.attachLink(`cgroup-${ino}-${program}`, program, fd, attachType, `${program} to cgroup ${cgroupPath}`));
+      }
+    } finally {
+      closeSync(fd);
+    }
+    return results;
+  }
+
+  /** Attaches the policy programs to both directions of a workload's host-side veth. */
+  attachVeth(ifname: string): AttachResult[] {
+    const ifindex = interfaceIndex(ifname);
+    return (["ingress", "egress"] as const).map((hook) =>
+      this.attachLink(`tcx-${ifindex}-${hook}`, TC_PROGRAMS[hook], ifindex, hook === "ingress" ? BPF_TCX_INGRESS : BPF_TCX_EGRESS, `${TC_PROGRAMS[hook]} to ${hook} of ${ifname}`),
+    );
+  }
+
+  /** Detaches the policy programs from a veth (a workload that left the node); returns the links removed. */
+  detachVeth(ifname: string): number {
+    const ifindex = interfaceIndex(ifname);
+    let removed = 0;
+    for (const hook of ["ingress", "egress"] as const) {
+      if (removeLinkPin(join(this.pinDir, LINKS_DIR, `tcx-${ifindex}-${hook}`))) removed++;
+    }
+    return removed;
+  }
+
+  /** Drops this process's handles; pinned maps and links stay, as on an agent exit. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.policyObj.close();
+    this.sockObj.close();
+  }
+
+  private objectOf(program: string): BpfObject {
+    return (SOCK_PROGRAMS as readonly string[]).includes(program) ? this.sockObj : this.policyObj;
+  }
+
+  private attachLink(pinName: string, program: string, target: number, attachType: number, what: string): AttachResult {
+    const dir = join(this.pinDir, LINKS_DIR);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const pin = join(dir, pinName);
+    const progFd = this.objectOf(program).programFd(program);
+    if (existsSync(pin)) {
+      const linkFd = openPinned(pin);
+      try {
+        updateLink(linkFd, progFd, what);
+        return { program, pin, action: "replaced" };
+      } catch (err) {
+        // ENOLINK: the cgroup or interface went away and the link with it; make a new one.
+        if (!(err instanceof KernelError && err.errno === ENOLINK)) throw err;
+        unlinkSync(pin);
+      } finally {
+        closeFd(linkFd);
+      }
+    }
+    const linkFd = createLink(progFd, target, attachType, what);
+    try {
+      pinObject(linkFd, pin);
+    } finally {
+      // Pinned, the link lives on; unpinned (pin failed), closing it detaches: nothing leaks.
+      closeFd(linkFd);
+    }
+    return { program, pin, action: "created" };
+  }
+}
+
+function openCgroup(path: string): number {
+  try {
+    return openSync(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+  } catch (err) {
+    throw new Error(`failed to open cgroup ${path}: ${(err as Error).message}`);
+  }
+}
+
+function interfaceIndex(ifname: string): number {
+  try {
+    return Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, "utf8").trim());
+  } catch {
+    throw new Error(`failed to find interface ${ifname}: no /sys/class/net/${ifname}`);
+  }
+}
+
+/**
+ * Pinned maps from an earlier agent must have this ABI's shape, else libbpf
+ * would refuse to reuse them with a bare EINVAL; say which and what to do.
+ */
+function checkPinnedMaps(pinDir: string, abi: Abi): void {
+  const problems: string[] = [];
+  for (const spec of Object.values(abi.maps)) {
+    const pin = join(pinDir, spec.name);
+    if (!existsSync(pin)) continue;
+    const fd = openPinned(pin);
+    try {
+      const info = mapInfo(fd);
+      const want = { type: MAP_TYPE_CODES[spec.kind], keySize: spec.keySize, valueSize: spec.valueSize, maxEntries: spec.maxEntries };
+      for (const field of ["type", "keySize", "valueSize", "maxEntries"] as const) {
+        if (info[field] !== want[field]) problems.push(`${pin} has ${field} ${info[field]}, this agent needs ${want[field]}`);
+      }
+    } finally {
+      closeFd(fd);
+    }
+  }
+  if (problems.length > 0) {
+    throw new Error(`failed to reuse pinned maps: ${problems.join("; ")} (an agent of another ABI pinned them; "agent cleanup" removes them and their entries)`);
+  }
+}
+
+/** Detaches a pinned link and removes its pin; false when there was none. */
+function removeLinkPin(pin: string): boolean {
+  if (!existsSync(pin)) return false;
+  const fd = openPinned(pin);
+  try {
+    detachLink(fd, `link ${pin}`);
+  } catch (err) {
+    // Already detached (its cgroup or interface is gone): the pin is all that is left.
+    if (!(err instanceof KernelError && err.errno === ENOLINK)) throw err;
+  } finally {
+    closeFd(fd);
+  }
+  unlinkSync(pin);
+  return true;
+}
+
+/**
+ * Uninstall: detaches every pinned link, removes every map pin the agent
+ * makes and the directories, leaving alone anything else found there.
+ */
+export function cleanup(pinDir: string = DEFAULT_PIN_DIR): CleanupResult {
+  const result: CleanupResult = { links: 0, maps: 0, removedDir: false };
+  if (!existsSync(pinDir)) return { ...result, removedDir: true };
+  const links = join(pinDir, LINKS_DIR);
+  if (existsSync(links)) {
+    for (const name of readdirSync(links)) {
+      if (!/^(cgroup|tcx)-/.test(name)) continue;
+      if (removeLinkPin(join(links, name))) result.links++;
+    }
+    if (readdirSync(links).length === 0) rmdirSync(links);
+  }
+  for (const name of Object.values(mapNames)) {
+    const pin = join(pinDir, name);
+    if (!existsSync(pin)) continue;
+    unlinkSync(pin);
+    result.maps++;
+  }
+  if (readdirSync(pinDir).length === 0) {
+    rmdirSync(pinDir);
+    result.removedDir = true;
+  }
+  return result;
+}
