@@ -14,6 +14,7 @@ import { authGuard, type AuthRule } from "./auth/guard.ts";
 import { OperatorToken } from "./auth/operator-token.ts";
 import { TenantTokens } from "./auth/tenant-tokens.ts";
 import { loadSigningKey } from "./auth/token-keys.ts";
+import { CaService } from "./ca/service.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, type Database } from "./db/client.ts";
 import { installErrorHandling } from "./http/error-handler.ts";
@@ -21,10 +22,15 @@ import { Problem } from "./http/problem.ts";
 import { FORMATS } from "./http/schemas.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import auditRoutes from "./routes/audit/index.ts";
+import caRoutes from "./routes/ca/index.ts";
+import identityRoutes from "./routes/identities/index.ts";
 import systemRoutes from "./routes/system/index.ts";
 import tenantRoutes from "./routes/tenants/index.ts";
 import tokenRoutes from "./routes/tokens/index.ts";
+import { CaRotationScheduler } from "./services/ca-rotation.ts";
+import { DrizzleCaStore } from "./services/ca-store.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
+import { resolveKek } from "./services/kek-source.ts";
 import { makeWriteFor, type Services } from "./services/context.ts";
 import { TenantDirectory } from "./services/tenant-directory.ts";
 
@@ -86,6 +92,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: true },
       plugins: [addFormats],
     },
+    // The response serializer checks formats too (in anyOf branches): it must know ours.
+    serializerOpts: { ajv: { formats: Object.fromEntries(Object.entries(FORMATS).map(([n, f]) => [n, f.pattern])) } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   const routeTable: RouteEntry[] = [];
@@ -107,6 +115,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const tokens = new TenantTokens(db, await loadSigningKey(db));
   await tokens.start(config.revocationPollMs);
   const directory = new TenantDirectory(db, feed);
+  const kek = resolveKek(config);
+  app.log[kek.level](kek.note);
+  const ca = new CaService({ store: new DrizzleCaStore(db, feed), kek: kek.kek });
+  const rotation = config.caRotation === "auto" ? new CaRotationScheduler(db, ca, app.log) : undefined;
   const services: Services = {
     config,
     database,
@@ -115,16 +127,20 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     directory,
     operator,
     tokens,
+    ca,
     writeFor: makeWriteFor(db, feed),
   };
   app.decorate("weft", services);
   app.addHook("onClose", async () => {
     tokens.stop();
+    await rotation?.stop();
     await feed.stop();
     if (!opts.database) await database.close();
   });
 
   installErrorHandling(app);
+  // Bodies are JSON only: text/plain would reach the schema as a string and read as "must be object"; 415 says why.
+  app.removeContentTypeParser("text/plain");
   app.addSchema(Problem);
   await app.register(swagger, {
     openapi: {
@@ -141,6 +157,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         { name: "tenants", description: "Tenants (operator)" },
         { name: "tokens", description: "Tenant API tokens" },
         { name: "audit", description: "Audit and change logs" },
+        { name: "identities", description: "SPIFFE identities and their SVIDs" },
+        { name: "ca", description: "Each tenant's CA: trust bundle and rotation" },
       ],
       components: {
         securitySchemes: {
@@ -164,7 +182,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(tenantRoutes);
   await app.register(tokenRoutes);
   await app.register(auditRoutes);
+  await app.register(identityRoutes);
+  await app.register(caRoutes);
   await app.ready();
+  rotation?.start();
   return app;
 }
 

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { parseKek, type Kek } from "./ca/kek.ts";
 
 export interface Config {
   port: number;
@@ -14,6 +15,14 @@ export interface Config {
   trustDomainSuffix: string;
   /** How often each replica reloads revoked tokens; bounds revocation delay. */
   revocationPollMs: number;
+  /**
+   * Key-encryption key for CA private keys (WEFT_KEK). Unset: a key file
+   * beside the data directory, or a throwaway in-memory key when dataDir is
+   * undefined (tests). See ca/kek-source.ts.
+   */
+  kek?: Kek | undefined;
+  /** WEFT_CA_ROTATION: "auto" runs the CA rotation schedule; unset means "off" (tests). */
+  caRotation?: "auto" | "off";
 }
 
 export class ConfigError extends Error {}
@@ -73,6 +82,23 @@ function trustDomainSuffixFrom(env: Env): string {
   return raw;
 }
 
+function kekFrom(env: Env): Kek | undefined {
+  const raw = env.WEFT_KEK;
+  if (raw === undefined || raw === "") return undefined;
+  try {
+    return parseKek(raw);
+  } catch (err) {
+    // parseKek's message names WEFT_KEK and never echoes the value.
+    throw new ConfigError((err as Error).message);
+  }
+}
+
+function caRotationFrom(env: Env): "auto" | "off" {
+  const raw = env.WEFT_CA_ROTATION ?? "auto";
+  if (raw !== "auto" && raw !== "off") throw new ConfigError(`WEFT_CA_ROTATION must be "auto" or "off", got "${raw}"`);
+  return raw;
+}
+
 /** Reads the configuration; a bad value throws a ConfigError naming the variable. */
 export function configFromEnv(env: Env = process.env): Config {
   const host = env.HOST ?? "127.0.0.1";
@@ -86,5 +112,7 @@ export function configFromEnv(env: Env = process.env): Config {
     logLevel: logLevelFrom(env),
     trustDomainSuffix: trustDomainSuffixFrom(env),
     revocationPollMs: 1000,
+    kek: kekFrom(env),
+    caRotation: caRotationFrom(env),
   };
 }

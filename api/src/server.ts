@@ -32,6 +32,11 @@ async function main(): Promise<void> {
       process.exit(1);
     }, SHUTDOWN_GRACE_MS);
     force.unref();
+    // close() ends only the keep-alive sockets idle at that moment; one whose
+    // in-flight request finishes later would idle on until keepAliveTimeout
+    // (72 s) and hold the exit past the grace period. Reap them as they idle.
+    const reaper = setInterval(() => app.server.closeIdleConnections(), 100);
+    reaper.unref();
     app.close().then(
       () => process.exit(0),
       (err) => {

@@ -12,6 +12,10 @@ describe("who may obtain an SVID", () => {
     expect(mayObtainSvid({ kind: "tenant", tenantId: "evil", scopes: ["write", "admin"] }, web)).toMatchObject({ allow: false, reason: "not_found" });
   });
 
+  it("the operator, for any tenant's identity", () => {
+    expect(mayObtainSvid({ kind: "operator" }, web)).toEqual({ allow: true });
+  });
+
   it("node agents, only for identities of workloads on their node", () => {
     const node = { kind: "node" as const, nodeId: "n1", workloadIdentities: [web, { tenantId: "other", identityName: "db" }] };
     expect(mayObtainSvid(node, web)).toEqual({ allow: true });

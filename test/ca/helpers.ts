@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import { connect, createServer, type PeerCertificate } from "node:tls";
 import { Kek } from "../../api/src/ca/kek.ts";
 import { CaService, MemoryCaStore } from "../../api/src/ca/service.ts";
 
@@ -34,6 +36,14 @@ export function opensslStatus(args: string[]): { ok: boolean; out: string } {
     const err = e as { stdout?: string; stderr?: string };
     return { ok: false, out: `${err.stdout ?? ""}${err.stderr ?? ""}` };
   }
+}
+
+/** The lines of an `openssl x509 -text` section, e.g. "X509v3 Key Usage: critical" and its value. */
+export function extension(text: string, name: string): { header: string; value: string } | null {
+  const lines = text.split("\n");
+  const i = lines.findIndex((l) => l.trim().startsWith(`${name}:`));
+  if (i < 0) return null;
+  return { header: lines[i]!.trim(), value: (lines[i + 1] ?? "").trim() };
 }
 
 export type KeySpec = "ec-p256" | "ec-p384" | "rsa-1024" | "rsa-2048" | "ed25519";
@@ -79,3 +89,47 @@ export function newService(opts: { caTtlMs?: number; clock?: TestClock } = {}) {
 
 export const MINUTE = 60_000;
 export const HOUR = 60 * MINUTE;
+
+/** The SPIFFE ID in a peer certificate's URI SAN. */
+export const uriSan = (c: PeerCertificate): string | undefined => /URI:([^,]+)/.exec(c.subjectaltname ?? "")?.[1];
+
+/**
+ * A TLS 1.3 server holding an SVID, trusting only `bundle` and requiring a
+ * client certificate; it answers "hello" and records each client's SPIFFE
+ * ID, or why it refused the client. `dial` connects with client credentials
+ * and resolves on close with what the client saw; TLS 1.3 reports the
+ * server's refusal of a client certificate after the client's side of the
+ * handshake, as an alert.
+ */
+export async function mtlsServer(server: { key: Buffer; cert: string }, bundle: string, serverId: string) {
+  const seenByServer: string[] = [];
+  const refusals: (Error | undefined)[] = [];
+  const srv = createServer({ ...server, ca: bundle, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.3" }, (s) => {
+    seenByServer.push(uriSan(s.getPeerCertificate())!);
+    s.end("hello");
+  });
+  srv.on("tlsClientError", (_e, s) => refusals.push(s.authorizationError));
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as AddressInfo).port;
+  const dial = (creds: { key: Buffer; cert: string }) =>
+    new Promise<{ peerId: string | undefined; data: string; error: Error | undefined }>((resolve) => {
+      const sock = connect({
+        host: "127.0.0.1",
+        port,
+        ...creds,
+        ca: bundle,
+        rejectUnauthorized: true,
+        // SPIFFE peers authenticate by SPIFFE ID, not DNS name: the URI SAN replaces the hostname check.
+        checkServerIdentity: (_h, cert) => (uriSan(cert) === serverId ? undefined : new Error(`unexpected server ${uriSan(cert)}`)),
+      });
+      let data = "";
+      let error: Error | undefined;
+      let peerId: string | undefined;
+      sock.on("secureConnect", () => (peerId = uriSan(sock.getPeerCertificate())));
+      sock.on("data", (d) => (data += d));
+      sock.on("error", (e) => (error = e));
+      sock.on("close", () => resolve({ peerId, data, error }));
+    });
+  const close = () => new Promise<void>((r) => srv.close(() => r()));
+  return { seenByServer, refusals, dial, close };
+}

@@ -70,6 +70,17 @@ describe("CSR checks", () => {
     expect(e).toEqual({ field: "csr", message: expect.stringMatching(/signature does not verify/) });
   });
 
+  it("refuses a P-256 key whose point is not on the curve", () => {
+    const der = Buffer.from(fromPem(makeCsr(tmp.dir).csrPem, ["CERTIFICATE REQUEST"])!);
+    // The uncompressed point follows this SPKI prefix; flip the last byte of y.
+    const at = der.indexOf(Buffer.from("2a8648ce3d03010703420004", "hex")) + 12 + 63;
+    der[at]! ^= 0x01;
+    expect(csrError(() => verifyCsr(toPem("CERTIFICATE REQUEST", der), ID))).toEqual({
+      field: "csr",
+      message: "the public key in the request cannot be read",
+    });
+  });
+
   it("refuses a CSR whose signed content was altered (subject byte changed)", () => {
     const pem = makeCsr(tmp.dir, { subject: "/O=workload/CN=aaaa" }).csrPem;
     const der = Buffer.from(fromPem(pem, ["CERTIFICATE REQUEST"])!);

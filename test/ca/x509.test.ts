@@ -2,20 +2,13 @@
 // verification in strict mode, and every extension of the profile.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { X509Certificate } from "node:crypto";
-import { HOUR, makeCsr, newService, openssl, opensslStatus, tempDir } from "./helpers.ts";
+import { HOUR, extension, makeCsr, newService, openssl, opensslStatus, tempDir } from "./helpers.ts";
 
 const TD = "acme.weft.test";
 const ID = `spiffe://${TD}/ns/prod/sa/web`;
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
-/** The lines of an `openssl x509 -text` section, e.g. "X509v3 Key Usage: critical" and its value. */
-function extension(text: string, name: string): { header: string; value: string } | null {
-  const lines = text.split("\n");
-  const i = lines.findIndex((l) => l.trim().startsWith(`${name}:`));
-  if (i < 0) return null;
-  return { header: lines[i]!.trim(), value: (lines[i + 1] ?? "").trim() };
-}
 
 describe("X.509-SVID issuance", () => {
   const { ca, store, clock } = newService();

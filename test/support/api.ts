@@ -1,6 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { buildApp, type WeftApp } from "../../api/src/app.ts";
+import type { LightMyRequestResponse } from "fastify";
+import { expect } from "vitest";
+import { buildApp, type RouteEntry, type WeftApp } from "../../api/src/app.ts";
 import type { Config } from "../../api/src/config.ts";
+import { revisionCounter } from "../../api/src/db/schema.ts";
+import type { Problem } from "../../api/src/http/problem.ts";
 import { skipWithout } from "./prerequisites.ts";
 
 /** The API suites run once per storage backend. */
@@ -29,6 +33,14 @@ export function testConfig(backend: Backend, overrides: Partial<Config> = {}): C
   };
 }
 
+/** The route table of a freshly built app, read at collection time so each route gets its own test. */
+export async function routeTable(): Promise<RouteEntry[]> {
+  const app = await buildApp(testConfig("pglite"));
+  const table = [...app.routeTable];
+  await app.close();
+  return table;
+}
+
 export async function startApi(backend: Backend, overrides: Partial<Config> = {}): Promise<WeftApp> {
   return buildApp(testConfig(backend, overrides));
 }
@@ -55,4 +67,20 @@ export async function tenantWithToken(
   });
   if (minted.statusCode !== 201) throw new Error(`token mint failed: ${minted.statusCode} ${minted.body}`);
   return { tenant: name, token: minted.json().token as string };
+}
+
+/** The global revision: every committed write takes the next one, so an unchanged value means nothing was written. */
+export async function currentRevision(app: WeftApp): Promise<number> {
+  const [row] = await app.weft.db.select().from(revisionCounter);
+  return row!.revision;
+}
+
+/** Asserts an RFC 9457 problem answer with this status and returns its body. */
+export function expectProblem(res: LightMyRequestResponse, status: number): Problem {
+  expect(res.statusCode, res.body).toBe(status);
+  expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+  const body = res.json() as Problem;
+  expect(body).toMatchObject({ status, type: expect.stringMatching(/^urn:weft:problem:/), title: expect.any(String) });
+  expect(body.requestId).toBe(res.headers["x-request-id"]);
+  return body;
 }

@@ -33,7 +33,7 @@ async function authenticate(
   tokens: TenantTokens,
 ): Promise<Principal> {
   const header = request.headers.authorization;
-  if (header === undefined) throw unauthorized("a bearer token is required");
+  if (header === undefined) throw unauthorized("a bearer token is required", null);
   const token = BEARER.exec(header)?.[1];
   if (token === undefined) throw unauthorized("the Authorization header must be 'Bearer <token>'");
   if (token.startsWith(OPERATOR_TOKEN_PREFIX)) {

@@ -3,6 +3,8 @@
 // extends the Principal union and this function.
 
 export type Principal =
+  /** The platform operator manages every tenant, so may obtain any SVID. */
+  | { kind: "operator" }
   | { kind: "tenant"; tenantId: string; scopes: readonly string[] }
   | {
       kind: "node";
@@ -27,6 +29,8 @@ const SVID_SCOPES = new Set(["write", "admin"]);
 
 export function mayObtainSvid(principal: Principal, identity: IdentityRef): SvidDecision {
   switch (principal.kind) {
+    case "operator":
+      return { allow: true };
     case "tenant":
       if (principal.tenantId !== identity.tenantId) {
         return { allow: false, reason: "not_found", message: "identity not found" };

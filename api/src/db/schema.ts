@@ -5,9 +5,12 @@ import {
   index,
   integer,
   jsonb,
+  pgSequence,
   pgTable,
+  primaryKey,
   text,
   timestamp,
+  unique,
   uuid,
 } from "drizzle-orm/pg-core";
 
@@ -113,8 +116,107 @@ export const changeLog = pgTable(
   (t) => [index("change_log_tenant_idx").on(t.tenantId, t.revision)],
 );
 
+/** Security identities 0-255 are reserved for system identities (host, world, ...). */
+export const FIRST_SECURITY_IDENTITY = 256;
+/**
+ * Numeric security identities are u32 and unique across all tenants. A
+ * sequence never hands out a number twice, which is stronger than "never
+ * reused while anything refers to it", and needs no free-list. NO CYCLE: when
+ * the space runs out nextval fails instead of wrapping into used numbers.
+ */
+export const securityIdentitySeq = pgSequence("security_identity_seq", {
+  startWith: FIRST_SECURITY_IDENTITY,
+  minValue: FIRST_SECURITY_IDENTITY,
+  maxValue: 4_294_967_295,
+  cycle: false,
+});
+
+export const identities = pgTable(
+  "identities",
+  {
+    tenantId: tenantRef(),
+    name: text("name").notNull(),
+    /** SPIFFE ID path, e.g. /ns/prod/sa/web; the ID is spiffe://<tenant trust domain><path>. */
+    path: text("path").notNull(),
+    selectors: jsonb("selectors").$type<Record<string, string>>().notNull().default({}),
+    securityIdentity: bigint("security_identity", { mode: "number" })
+      .notNull()
+      .unique()
+      .default(sql`nextval('security_identity_seq')`),
+    /** Null: the CA's default (1 h X.509, 5 min JWT). */
+    x509SvidTtlSeconds: integer("x509_svid_ttl_seconds"),
+    jwtSvidTtlSeconds: integer("jwt_svid_ttl_seconds"),
+    revision: revision(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.name] }),
+    // One identity per SPIFFE ID: two names for one ID would give one workload two numeric identities.
+    unique("identities_tenant_path_unique").on(t.tenantId, t.path),
+  ],
+);
+
+/** One row per tenant with a CA: the bundle's spiffe_sequence and a compare-and-swap counter. */
+export const caAuthorities = pgTable("ca_authorities", {
+  tenantId: tenantRef().primaryKey(),
+  sequence: bigint("sequence", { mode: "number" }).notNull(),
+  /** The CA store's own optimistic-concurrency counter (not the global revision). */
+  revision: bigint("revision", { mode: "number" }).notNull(),
+  updatedAt: updatedAt(),
+});
+
+/** A CA slot (ca/rotation.ts): an X.509 CA and a JWT key, private keys sealed under the KEK. */
+export const caSlots = pgTable(
+  "ca_slots",
+  {
+    tenantId: tenantRef(),
+    id: uuid("id").notNull(),
+    status: text("status", { enum: ["prepared", "active", "old"] }).notNull(),
+    notBefore: timestamp("not_before", { withTimezone: true }).notNull(),
+    notAfter: timestamp("not_after", { withTimezone: true }).notNull(),
+    maxIssuedNotAfter: timestamp("max_issued_not_after", { withTimezone: true }),
+    caCertDer: text("ca_cert_der").notNull(),
+    caKeySealed: text("ca_key_sealed").notNull(),
+    jwtKid: text("jwt_kid").notNull(),
+    jwtPublicKeySpki: text("jwt_public_key_spki").notNull(),
+    jwtKeySealed: text("jwt_key_sealed").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.id] })],
+);
+
+/**
+ * Every SVID issued, for audit. No foreign key to ca_slots: the record of
+ * what a CA signed outlives the CA once it is pruned.
+ */
+export const svidIssuances = pgTable(
+  "svid_issuances",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    tenantId: tenantRef(),
+    slotId: uuid("slot_id").notNull(),
+    kind: text("kind", { enum: ["x509-svid", "jwt-svid"] }).notNull(),
+    identityName: text("identity_name").notNull(),
+    spiffeId: text("spiffe_id").notNull(),
+    /** Hex serial of an X.509-SVID; null for a JWT-SVID. */
+    serial: text("serial"),
+    issuedAt: timestamp("issued_at", { withTimezone: true }).notNull(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+  },
+  (t) => [index("svid_issuances_tenant_idx").on(t.tenantId, t.issuedAt)],
+);
+
 /** Tables whose rows belong to one tenant: row-level security applies to each. */
-export const TENANT_OWNED_TABLES = ["api_tokens", "audit_log", "change_log"] as const;
+export const TENANT_OWNED_TABLES = [
+  "api_tokens",
+  "audit_log",
+  "change_log",
+  "identities",
+  "ca_authorities",
+  "ca_slots",
+  "svid_issuances",
+] as const;
 
 export const APP_ROLE = "weft_app";
 export const TENANT_SETTING = "weft.tenant_id";

@@ -59,9 +59,13 @@ export const notFound = (what: string) => new HttpProblem(404, `${what} not foun
 export const conflict = (detail: string) => new HttpProblem(409, detail);
 export const preconditionFailed = (detail: string) => new HttpProblem(412, detail);
 export const forbidden = (detail: string) => new HttpProblem(403, detail);
-export const unauthorized = (detail: string) =>
+/** `error` null: the request carried no credentials, and RFC 6750 (3.1) wants a bare challenge then. */
+export const unauthorized = (detail: string, error: "invalid_token" | null = "invalid_token") =>
   new HttpProblem(401, detail, undefined, {
-    "www-authenticate": `Bearer realm="weft", error="invalid_token", error_description="${detail.replace(/"/g, "'")}"`,
+    "www-authenticate":
+      error === null
+        ? `Bearer realm="weft"`
+        : `Bearer realm="weft", error="${error}", error_description="${detail.replace(/"/g, "'")}"`,
   });
 
 export function problemBody(status: number, detail: string | undefined, extra: Partial<Problem> = {}): Problem {

@@ -15,15 +15,20 @@ export const Name = Type.String({ format: "dns-label", minLength: 1, maxLength: 
 export const TenantParams = Type.Object({ tenant: Name });
 export type TenantParams = Static<typeof TenantParams>;
 
-export const ListQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-  cursor: Type.Optional(Type.String({ maxLength: 512, description: "Opaque; from the previous page's nextCursor" })),
-});
+/** Query parameters, like bodies, refuse unknown fields: a misspelt `?dryrun=true` must not write for real. */
+export const ListQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+    cursor: Type.Optional(Type.String({ maxLength: 512, description: "Opaque; from the previous page's nextCursor" })),
+  },
+  { additionalProperties: false },
+);
 export type ListQuery = Static<typeof ListQuery>;
 
-export const DryRunQuery = Type.Object({
-  dryRun: Type.Optional(Type.Boolean({ description: "Validate everything, write nothing, answer what would happen" })),
-});
+export const DryRunQuery = Type.Object(
+  { dryRun: Type.Optional(Type.Boolean({ description: "Validate everything, write nothing, answer what would happen" })) },
+  { additionalProperties: false },
+);
 
 export const Page = <T extends TSchema>(item: T) =>
   Type.Object({
@@ -31,8 +36,10 @@ export const Page = <T extends TSchema>(item: T) =>
     nextCursor: Type.Union([Type.String(), Type.Null()], { description: "null on the last page" }),
   });
 
+// A Record's key schema becomes a pattern and loses its maxLength: propertyNames keeps the key bound.
 export const Labels = Type.Record(Type.String({ maxLength: 63 }), Type.String({ maxLength: 253 }), {
   maxProperties: 64,
+  propertyNames: { maxLength: 63 },
 });
 
 export const Timestamp = Type.String({ format: "date-time" });

@@ -2,6 +2,7 @@ import type { FastifyRequest } from "fastify";
 import { actorOf } from "../auth/principal.ts";
 import type { OperatorToken } from "../auth/operator-token.ts";
 import type { TenantTokens } from "../auth/tenant-tokens.ts";
+import type { CaService } from "../ca/service.ts";
 import type { Config } from "../config.ts";
 import type { Database, Db } from "../db/client.ts";
 import { write, type WriteScope } from "../db/transactions.ts";
@@ -17,6 +18,8 @@ export interface Services {
   directory: TenantDirectory;
   operator: OperatorToken;
   tokens: TenantTokens;
+  /** Each tenant's SPIFFE CA (tenant ids as decimal strings). */
+  ca: CaService;
   /** Runs a write on behalf of a request, honouring ?dryRun, and tells this replica's caches at commit. */
   writeFor<T>(request: FastifyRequest, tenantId: number | null, body: (scope: WriteScope) => Promise<T>): Promise<T>;
 }

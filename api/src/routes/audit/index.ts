@@ -35,7 +35,7 @@ const Change = Type.Object(
 const ChangesQuery = Type.Composite([
   ListQuery,
   Type.Object({ since: Type.Optional(Type.Integer({ minimum: 0, description: "Changes after this revision" })) }),
-]);
+], { additionalProperties: false });
 
 /** The two logs every write appends to: who did what (audit), and what changed (changes). */
 const logRoutes: FastifyPluginAsyncTypebox = async (app) => {

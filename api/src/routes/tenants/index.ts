@@ -1,12 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
+import type { FastifyRequest } from "fastify";
 import { decodeCursor, notModified, page } from "../../http/conventions.ts";
 import { PreconditionHeaders } from "../../http/headers.ts";
 import { DEFAULT_PAGE_SIZE } from "../../http/conventions.ts";
 import { DryRunQuery, ListQuery, Page, TenantParams } from "../../http/schemas.ts";
 import { tenantOf } from "../../auth/guard.ts";
+import { onBehalfOf } from "../../services/ca-store.ts";
 import { isDryRun } from "../../services/context.ts";
-import { problemResponses } from "../responses.ts";
+import type { TenantRow } from "../../services/tenant-directory.ts";
+import { NoContent, NotModified, problemResponses } from "../responses.ts";
 import { NewTenant, Tenant, TenantSpec } from "./schemas.ts";
 import { deleteTenant, listTenants, putTenant, toTenant } from "./store.ts";
 
@@ -15,6 +18,10 @@ const tags = ["tenants"];
 const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { weft } = app;
   const defaultTrustDomain = (name: string) => `${name}.${weft.config.trustDomainSuffix}`;
+  /** A new tenant gets its CA at once, so its bundle and SVIDs are ready when creation answers. */
+  const bootstrapCa = async (request: FastifyRequest, row: TenantRow) => {
+    if (!isDryRun(request)) await onBehalfOf(request, () => weft.ca.ensure(String(row.id), row.trustDomain));
+  };
 
   app.get(
     "/v1/tenants",
@@ -51,6 +58,7 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { row } = await weft.writeFor(request, null, (w) =>
         putTenant(w, name, spec, defaultTrustDomain(name), { createOnly: true }),
       );
+      await bootstrapCa(request, row);
       const tenant = toTenant(row);
       return reply.code(201).header("etag", tenant.etag).header("location", `/v1/tenants/${name}`).send(tenant);
     },
@@ -65,13 +73,13 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: "Read a tenant",
         params: TenantParams,
         headers: PreconditionHeaders,
-        response: { 200: Tenant, 304: Type.Null(), ...problemResponses(400, 401, 403, 404) },
+        response: { 200: Tenant, 304: NotModified, ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request, reply) => {
       const tenant = toTenant(tenantOf(request));
       reply.header("etag", tenant.etag);
-      if (notModified(tenant.etag, request.headers["if-none-match"])) return reply.code(304).send(null);
+      if (notModified(tenant.etag, request.headers["if-none-match"])) return reply.code(304).send();
       return tenant;
     },
   );
@@ -98,6 +106,7 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
           ifNoneMatch: request.headers["if-none-match"],
         }),
       );
+      if (intent === "create") await bootstrapCa(request, row);
       const tenant = toTenant(row);
       return reply.code(intent === "create" ? 201 : 200).header("etag", tenant.etag).send(tenant);
     },
@@ -113,7 +122,7 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
         params: TenantParams,
         querystring: DryRunQuery,
         headers: PreconditionHeaders,
-        response: { 204: Type.Null(), ...problemResponses(400, 401, 403, 404, 412) },
+        response: { 204: NoContent, ...problemResponses(400, 401, 403, 404, 412) },
       },
     },
     async (request, reply) => {
@@ -121,7 +130,7 @@ const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
         deleteTenant(w, request.params.tenant, request.headers["if-match"]),
       );
       if (!isDryRun(request)) for (const t of revoked) weft.tokens.markRevoked(t.id, t.expiresAt.getTime() / 1000);
-      return reply.code(204).send(null);
+      return reply.code(204).send();
     },
   );
 };

@@ -1,6 +1,7 @@
 import { asc, eq, gt } from "drizzle-orm";
 import { etagOf, putIntent, requireMatch, type PutIntent } from "../../http/conventions.ts";
-import { conflict, HttpProblem, notFound } from "../../http/problem.ts";
+import { validateTrustDomain } from "../../ca/spiffe-id.ts";
+import { badRequest, conflict, HttpProblem, notFound } from "../../http/problem.ts";
 import type { Db } from "../../db/client.ts";
 import { apiTokens, revocations, tenants } from "../../db/schema.ts";
 import { read, type WriteScope } from "../../db/transactions.ts";
@@ -52,6 +53,9 @@ export async function putTenant(
       .returning();
   } else {
     const trustDomain = spec.trustDomain ?? defaultTrustDomain;
+    // The SPIFFE-ID rules, also for a default built from the name and WEFT_TRUST_DOMAIN_SUFFIX.
+    const invalid = validateTrustDomain(trustDomain, "body.trustDomain");
+    if (invalid.length) throw badRequest("invalid trust domain", invalid);
     const [clash] = await w.tx.select({ name: tenants.name }).from(tenants).where(eq(tenants.trustDomain, trustDomain));
     if (clash) {
       throw new HttpProblem(409, "another tenant already uses that trust domain", [

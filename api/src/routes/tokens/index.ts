@@ -10,7 +10,7 @@ import { DEFAULT_PAGE_SIZE, decodeCursor, page } from "../../http/conventions.ts
 import { forbidden, notFound } from "../../http/problem.ts";
 import { DryRunQuery, ListQuery, Page, TenantParams } from "../../http/schemas.ts";
 import { isDryRun } from "../../services/context.ts";
-import { problemResponses } from "../responses.ts";
+import { NoContent, problemResponses } from "../responses.ts";
 import { IssuedToken, NewToken, TokenInfo, TokenParams } from "./schemas.ts";
 
 const tags = ["tokens"];
@@ -138,7 +138,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: "Revoke a token",
         params: TokenParams,
         querystring: DryRunQuery,
-        response: { 204: Type.Null(), ...problemResponses(400, 401, 403, 404) },
+        response: { 204: NoContent, ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request, reply) => {
@@ -155,7 +155,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
         return deleted;
       });
       if (!isDryRun(request)) weft.tokens.markRevoked(id, row.expiresAt.getTime() / 1000);
-      return reply.code(204).send(null);
+      return reply.code(204).send();
     },
   );
 };

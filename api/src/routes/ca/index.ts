@@ -1,0 +1,111 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type } from "@sinclair/typebox";
+import { tenantOf } from "../../auth/guard.ts";
+import type { CaState } from "../../ca/service.ts";
+import { notFound } from "../../http/problem.ts";
+import { TenantParams } from "../../http/schemas.ts";
+import { asSystem, onBehalfOf } from "../../services/ca-store.ts";
+import type { TenantRow } from "../../services/tenant-directory.ts";
+import { problemResponses } from "../responses.ts";
+import { caCall } from "./problems.ts";
+import { Bundle, CaStatus } from "./schemas.ts";
+
+const tags = ["ca"];
+const PEM_TYPE = "application/x-pem-file";
+
+/** Slots without their key material: nothing sealed leaves through here. */
+const toStatus = (s: CaState) => ({
+  bundleSequence: s.sequence,
+  authorities: s.slots.map((x) => ({
+    id: x.id,
+    status: x.status,
+    notBefore: x.notBefore.toISOString(),
+    notAfter: x.notAfter.toISOString(),
+    maxIssuedNotAfter: x.maxIssuedNotAfter?.toISOString() ?? null,
+  })),
+});
+
+const caRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { weft } = app;
+
+  /**
+   * The bundle of a tenant by name. A tenant normally gets its CA at
+   * creation; one created before that step (or whose bootstrap failed) gets
+   * it here, so a bundle endpoint never answers "no CA".
+   */
+  async function bundleOf(name: string) {
+    const tenant = await weft.directory.byName(name);
+    if (!tenant) throw notFound(`tenant "${name}"`);
+    const id = String(tenant.id);
+    const found = await weft.ca.bundle(id);
+    if (found) return found;
+    await asSystem("system:ca-bootstrap", () => weft.ca.ensure(id, tenant.trustDomain));
+    return (await weft.ca.bundle(id))!;
+  }
+
+  // Bundle endpoints are public: the SPIFFE federation spec forbids requiring
+  // client authentication, and a bundle holds only public keys.
+  app.get(
+    "/v1/tenants/:tenant/bundle",
+    {
+      config: { auth: { who: "public" } },
+      schema: {
+        tags,
+        summary: "The tenant's SPIFFE trust bundle (JWK set); no credential needed",
+        params: TenantParams,
+        response: { 200: Bundle, ...problemResponses(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      const { json } = await bundleOf(request.params.tenant);
+      return reply.type("application/json").send(json);
+    },
+  );
+
+  app.get(
+    "/v1/tenants/:tenant/bundle.pem",
+    {
+      config: { auth: { who: "public" } },
+      schema: {
+        tags,
+        summary: "The tenant's trusted CA certificates as PEM; no credential needed",
+        params: TenantParams,
+        response: {
+          200: { description: "CA certificates, PEM", content: { [PEM_TYPE]: { schema: Type.String() } } },
+          ...problemResponses(400, 404),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { pem } = await bundleOf(request.params.tenant);
+      return reply.type(PEM_TYPE).send(pem);
+    },
+  );
+
+  const rotationRoute = (verb: "prepare" | "activate", summary: string, run: (t: TenantRow) => Promise<CaState>) =>
+    app.post(
+      `/v1/tenants/:tenant/ca/${verb}`,
+      {
+        config: { auth: { who: "tenant", scope: "admin" } },
+        schema: {
+          tags,
+          summary,
+          params: TenantParams,
+          response: { 200: CaStatus, ...problemResponses(400, 401, 403, 404, 409) },
+        },
+      },
+      async (request) => {
+        const tenant = tenantOf(request);
+        return toStatus(await caCall(() => onBehalfOf(request, () => run(tenant))));
+      },
+    );
+
+  rotationRoute("prepare", "Put a new CA in the bundle without signing with it (409 if one is prepared)", (t) =>
+    weft.ca.prepare(String(t.id), t.trustDomain),
+  );
+  rotationRoute("activate", "Make the prepared CA the signer; the old one stays trusted until its SVIDs expire (409 if none)", (t) =>
+    weft.ca.activate(String(t.id)),
+  );
+};
+
+export default caRoutes;

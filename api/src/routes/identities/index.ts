@@ -1,0 +1,191 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { FastifyRequest } from "fastify";
+import { tenantOf } from "../../auth/guard.ts";
+import { mayObtainSvid, type Principal as SvidPrincipal } from "../../ca/authz.ts";
+import { spiffeId } from "../../ca/spiffe-id.ts";
+import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page } from "../../http/conventions.ts";
+import { PreconditionHeaders } from "../../http/headers.ts";
+import { forbidden, notFound } from "../../http/problem.ts";
+import { DryRunQuery, ListQuery, Page, TenantParams } from "../../http/schemas.ts";
+import { onBehalfOf } from "../../services/ca-store.ts";
+import type { TenantRow } from "../../services/tenant-directory.ts";
+import { caCall } from "../ca/problems.ts";
+import { NoContent, NotModified, problemResponses } from "../responses.ts";
+import { Identity, IdentityParams, IdentitySpec, JwtSvid, JwtSvidRequest, X509Svid, X509SvidRequest } from "./schemas.ts";
+import type { Db } from "../../db/client.ts";
+import { FeedCache } from "../../services/feed-cache.ts";
+import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, toIdentity, type IdentityRow } from "./store.ts";
+
+const tags = ["identities"];
+
+/**
+ * The identity an SVID is asked for, once authz.ts allows it: the one place
+ * that decides who may obtain SVIDs (node agents join it in a later issue).
+ * The guard only established a principal that can see the tenant.
+ */
+async function svidSubject(request: FastifyRequest, identities: FeedCache<IdentityRow | null>, db: Db, name: string) {
+  const tenant = tenantOf(request);
+  const p = request.principal;
+  const principal: SvidPrincipal =
+    p?.kind === "tenant" ? { kind: "tenant", tenantId: String(p.tenantId), scopes: p.scopes } : { kind: "operator" };
+  const decision = mayObtainSvid(principal, { tenantId: String(tenant.id), identityName: name });
+  if (!decision.allow) throw decision.reason === "not_found" ? notFound(`identity "${name}"`) : forbidden(decision.message);
+  const row = await identities.get(`${tenant.id}/${name}`, () => findIdentity(db, tenant.id, name));
+  if (!row) throw notFound(`identity "${name}"`);
+  return { tenant, row, id: spiffeId(tenant.trustDomain, row.path) };
+}
+
+const ttlMs = (seconds: number | null) => (seconds === null ? {} : { ttlMs: seconds * 1000 });
+
+const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { weft } = app;
+  const show = (tenant: TenantRow, row: IdentityRow) => toIdentity(tenant.trustDomain, row);
+  // Every SVID request reads its identity; identities change rarely, and the feed says when.
+  const identities = new FeedCache<IdentityRow | null>(weft.feed, (e) => (e.kind === "identity" ? `${e.tenantId}/${e.name}` : null));
+
+  /** Authorizes, finds the identity, runs one CaService issuance on the caller's behalf. */
+  async function issue<T extends { expiresAt: Date }>(
+    request: FastifyRequest<{ Params: { tenant: string; name: string } }>,
+    run: (who: { tenantId: string; identityName: string; spiffeId: string }, row: IdentityRow) => Promise<T>,
+  ): Promise<Omit<T, "expiresAt"> & { expiresAt: string }> {
+    const { tenant, row, id } = await svidSubject(request, identities, weft.db, request.params.name);
+    const who = { tenantId: String(tenant.id), identityName: row.name, spiffeId: id };
+    const svid = await caCall(() => onBehalfOf(request, () => run(who, row)));
+    return { ...svid, expiresAt: svid.expiresAt.toISOString() };
+  }
+
+  app.get(
+    "/v1/tenants/:tenant/identities",
+    {
+      config: { auth: { who: "tenant", scope: "read" } },
+      schema: {
+        tags,
+        summary: "List identities",
+        params: TenantParams,
+        querystring: ListQuery,
+        response: { 200: Page(Identity), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const tenant = tenantOf(request);
+      const limit = request.query.limit ?? DEFAULT_PAGE_SIZE;
+      const rows = await listIdentities(weft.db, tenant.id, limit, decodeCursor<string>(request.query.cursor, "string"));
+      return page(rows, limit, (r) => r.name, (r) => show(tenant, r));
+    },
+  );
+
+  app.get(
+    "/v1/tenants/:tenant/identities/:name",
+    {
+      config: { auth: { who: "tenant", scope: "read" } },
+      schema: {
+        tags,
+        summary: "Read an identity",
+        params: IdentityParams,
+        headers: PreconditionHeaders,
+        response: { 200: Identity, 304: NotModified, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const tenant = tenantOf(request);
+      const identity = show(tenant, await getIdentity(weft.db, tenant.id, request.params.name));
+      reply.header("etag", identity.etag);
+      if (notModified(identity.etag, request.headers["if-none-match"])) return reply.code(304).send();
+      return identity;
+    },
+  );
+
+  app.put(
+    "/v1/tenants/:tenant/identities/:name",
+    {
+      config: { auth: { who: "tenant", scope: "write" } },
+      schema: {
+        tags,
+        summary: "Create or replace an identity",
+        params: IdentityParams,
+        querystring: DryRunQuery,
+        headers: PreconditionHeaders,
+        body: IdentitySpec,
+        response: { 200: Identity, 201: Identity, ...problemResponses(400, 401, 403, 404, 409, 412) },
+      },
+    },
+    async (request, reply) => {
+      const tenant = tenantOf(request);
+      const { row, intent } = await caCall(() =>
+        weft.writeFor(request, tenant.id, (w) =>
+          putIdentity(w, tenant, request.params.name, request.body, {
+            ifMatch: request.headers["if-match"],
+            ifNoneMatch: request.headers["if-none-match"],
+          }),
+        ),
+      );
+      const identity = show(tenant, row);
+      return reply.code(intent === "create" ? 201 : 200).header("etag", identity.etag).send(identity);
+    },
+  );
+
+  app.delete(
+    "/v1/tenants/:tenant/identities/:name",
+    {
+      config: { auth: { who: "tenant", scope: "write" } },
+      schema: {
+        tags,
+        summary: "Delete an identity (SVIDs already issued stay valid until they expire)",
+        params: IdentityParams,
+        querystring: DryRunQuery,
+        headers: PreconditionHeaders,
+        response: { 204: NoContent, ...problemResponses(400, 401, 403, 404, 412) },
+      },
+    },
+    async (request, reply) => {
+      const tenant = tenantOf(request);
+      await weft.writeFor(request, tenant.id, (w) =>
+        deleteIdentity(w, tenant.id, request.params.name, request.headers["if-match"]),
+      );
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
+    "/v1/tenants/:tenant/identities/:name/x509-svids",
+    {
+      // authz.ts decides (write scope for tenant tokens); the guard only needs to see the tenant.
+      config: { auth: { who: "tenant", scope: "read" } },
+      schema: {
+        tags,
+        summary: "Issue an X.509-SVID from a PKCS#10 CSR (needs the write scope)",
+        params: IdentityParams,
+        body: X509SvidRequest,
+        response: { 201: X509Svid, ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const svid = await issue(request, (who, row) =>
+        weft.ca.issueX509Svid({ ...who, csrPem: request.body.csr, ...ttlMs(row.x509SvidTtlSeconds) }),
+      );
+      return reply.code(201).send(svid);
+    },
+  );
+
+  app.post(
+    "/v1/tenants/:tenant/identities/:name/jwt-svids",
+    {
+      config: { auth: { who: "tenant", scope: "read" } },
+      schema: {
+        tags,
+        summary: "Issue a JWT-SVID for the given audience (needs the write scope)",
+        params: IdentityParams,
+        body: JwtSvidRequest,
+        response: { 201: JwtSvid, ...problemResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const svid = await issue(request, (who, row) =>
+        weft.ca.issueJwtSvid({ ...who, audience: request.body.audience, ...ttlMs(row.jwtSvidTtlSeconds) }),
+      );
+      return reply.code(201).send(svid);
+    },
+  );
+};
+
+export default identityRoutes;

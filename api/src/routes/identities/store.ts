@@ -1,0 +1,97 @@
+import { and, asc, eq, gt, ne } from "drizzle-orm";
+import { throwIfAny } from "../../ca/errors.ts";
+import { spiffeId, validateSpiffeId } from "../../ca/spiffe-id.ts";
+import type { Db } from "../../db/client.ts";
+import { identities } from "../../db/schema.ts";
+import { read, type WriteScope } from "../../db/transactions.ts";
+import { etagOf, putIntent, requireMatch, type PutIntent } from "../../http/conventions.ts";
+import { HttpProblem, notFound } from "../../http/problem.ts";
+import type { TenantRow } from "../../services/tenant-directory.ts";
+import type { Identity, IdentitySpec } from "./schemas.ts";
+
+export type IdentityRow = typeof identities.$inferSelect;
+
+export const toIdentity = (trustDomain: string, row: IdentityRow): Identity => ({
+  name: row.name,
+  path: row.path,
+  spiffeId: spiffeId(trustDomain, row.path),
+  securityIdentity: row.securityIdentity,
+  selectors: row.selectors,
+  x509SvidTtlSeconds: row.x509SvidTtlSeconds,
+  jwtSvidTtlSeconds: row.jwtSvidTtlSeconds,
+  etag: etagOf(row.revision),
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+});
+
+const byName = (tenantId: number, name: string) => and(eq(identities.tenantId, tenantId), eq(identities.name, name));
+
+/**
+ * Create or replace by name. A replace keeps the numeric security identity:
+ * the datapath and issued SVIDs refer to it; only delete gives it up, and a
+ * sequence never hands it out again.
+ */
+export async function putIdentity(
+  w: WriteScope,
+  tenant: TenantRow,
+  name: string,
+  spec: IdentitySpec,
+  preconditions: { ifMatch?: string | undefined; ifNoneMatch?: string | undefined },
+): Promise<{ row: IdentityRow; intent: PutIntent }> {
+  // The whole SPIFFE ID, for its 2048-byte limit; the trust domain was checked at tenant creation.
+  // Field names are bare here: caCall places them in the body.
+  throwIfAny(validateSpiffeId(tenant.trustDomain, spec.path));
+  const [existing] = await w.tx.select().from(identities).where(byName(tenant.id, name)).for("update");
+  const intent = putIntent(existing ? etagOf(existing.revision) : null, preconditions.ifMatch, preconditions.ifNoneMatch);
+  const [clash] = await w.tx
+    .select({ name: identities.name })
+    .from(identities)
+    .where(and(eq(identities.tenantId, tenant.id), eq(identities.path, spec.path), ne(identities.name, name)));
+  if (clash) {
+    throw new HttpProblem(409, "another identity already has that SPIFFE ID", [
+      { field: "body.path", message: `is used by identity "${clash.name}"` },
+    ]);
+  }
+  const values = {
+    path: spec.path,
+    selectors: spec.selectors ?? {},
+    x509SvidTtlSeconds: spec.x509SvidTtlSeconds ?? null,
+    jwtSvidTtlSeconds: spec.jwtSvidTtlSeconds ?? null,
+    revision: w.revision,
+  };
+  const [row] = existing
+    ? await w.tx.update(identities).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
+    : await w.tx.insert(identities).values({ tenantId: tenant.id, name, ...values }).returning();
+  await w.record({ tenantId: tenant.id, kind: "identity", name, op: "upsert" }, `identity.${intent}`);
+  return { row: row!, intent };
+}
+
+export async function deleteIdentity(w: WriteScope, tenantId: number, name: string, ifMatch: string | undefined): Promise<void> {
+  const [existing] = await w.tx.select().from(identities).where(byName(tenantId, name)).for("update");
+  if (!existing) throw notFound(`identity "${name}"`);
+  requireMatch(etagOf(existing.revision), ifMatch);
+  await w.tx.delete(identities).where(byName(tenantId, name));
+  await w.record({ tenantId, kind: "identity", name, op: "delete" }, "identity.delete");
+}
+
+export async function findIdentity(db: Db, tenantId: number, name: string): Promise<IdentityRow | null> {
+  const [row] = await read(db, tenantId, (tx) => tx.select().from(identities).where(byName(tenantId, name)));
+  return row ?? null;
+}
+
+export async function getIdentity(db: Db, tenantId: number, name: string): Promise<IdentityRow> {
+  const row = await findIdentity(db, tenantId, name);
+  if (!row) throw notFound(`identity "${name}"`);
+  return row;
+}
+
+export async function listIdentities(db: Db, tenantId: number, limit: number, after: string | undefined): Promise<IdentityRow[]> {
+  return read(db, tenantId, (tx) =>
+    tx
+      .select()
+      .from(identities)
+      .where(and(eq(identities.tenantId, tenantId), after === undefined ? undefined : gt(identities.name, after)))
+      .orderBy(asc(identities.name))
+      .limit(limit + 1),
+  );
+}

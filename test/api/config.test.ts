@@ -1,0 +1,55 @@
+import { spawnSync } from "node:child_process";
+import { describe, expect, it } from "vitest";
+import { ConfigError, configFromEnv } from "../../api/src/config.ts";
+
+describe("configuration from the environment", () => {
+  it("has defaults for everything", () => {
+    const config = configFromEnv({});
+    expect(config).toMatchObject({ port: 8080, host: "127.0.0.1", databaseUrl: undefined, operatorToken: undefined, logLevel: "info" });
+    expect(config.dataDir).toMatch(/\.weft\/data$/);
+  });
+
+  it.each([
+    ["PORT", "abc"],
+    ["PORT", "65536"],
+    ["PORT", "-1"],
+    ["PORT", "80.5"],
+    ["DATABASE_URL", "not a url"],
+    ["DATABASE_URL", "mysql://db/weft"],
+    ["LOG_LEVEL", "loud"],
+    ["WEFT_OPERATOR_TOKEN", "too-short"],
+    ["HOST", ""],
+  ])("refuses %s=%j with a ConfigError naming it", (name, value) => {
+    let caught: unknown;
+    try {
+      configFromEnv({ [name]: value });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as Error).message).toMatch(new RegExp(`^${name} `));
+  });
+
+  it("takes good values", () => {
+    const config = configFromEnv({
+      PORT: "0",
+      DATABASE_URL: "postgresql://u@h:5432/db",
+      LOG_LEVEL: "silent",
+      WEFT_OPERATOR_TOKEN: "weft_op_" + "x".repeat(24),
+    });
+    expect(config).toMatchObject({ port: 0, databaseUrl: "postgresql://u@h:5432/db", logLevel: "silent" });
+  });
+
+  it("stops the server with exit code 2 and one line naming the variable", () => {
+    const run = spawnSync(process.execPath, ["--import", "tsx", "api/src/server.ts"], {
+      env: { ...process.env, PORT: "abc", DATABASE_URL: "" },
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    expect(run.status).toBe(2);
+    const lines = run.stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^weft: configuration error: PORT must be/);
+    expect(run.stdout).toBe("");
+  });
+});

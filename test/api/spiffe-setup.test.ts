@@ -1,0 +1,106 @@
+// Configuration and background machinery of the CA: the KEK's sources, and
+// the rotation scheduler driving the drizzle store with a moved clock.
+import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { WeftApp } from "../../api/src/app.ts";
+import { Kek } from "../../api/src/ca/kek.ts";
+import { CaService } from "../../api/src/ca/service.ts";
+import { ConfigError, configFromEnv } from "../../api/src/config.ts";
+import { CaRotationScheduler } from "../../api/src/services/ca-rotation.ts";
+import { DrizzleCaStore } from "../../api/src/services/ca-store.ts";
+import { kekFileFor, resolveKek } from "../../api/src/services/kek-source.ts";
+import { tempDir } from "../ca/helpers.ts";
+import { BACKENDS, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+
+const HOUR = 3_600_000;
+
+/** Polls until `ok` holds (at most 5 s): for what another replica learns through NOTIFY. */
+async function eventually<T>(get: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
+  for (let i = 0; ; i++) {
+    const v = await get();
+    if (ok(v) || i >= 100) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("CA configuration", () => {
+  const tmp = tempDir();
+  afterAll(() => tmp.cleanup());
+
+  it("reads WEFT_KEK as hex or base64 and names it when it is bad, without echoing it", () => {
+    const key = randomBytes(32);
+    expect(configFromEnv({ WEFT_KEK: key.toString("hex") }).kek).toBeInstanceOf(Kek);
+    expect(configFromEnv({ WEFT_KEK: key.toString("base64") }).kek).toBeInstanceOf(Kek);
+    expect(configFromEnv({}).kek).toBeUndefined();
+    const bad = () => configFromEnv({ WEFT_KEK: "not-a-key-s3cret" });
+    expect(bad).toThrow(ConfigError);
+    expect(bad).toThrow(/WEFT_KEK/);
+    expect(bad).not.toThrow(/s3cret/);
+  });
+
+  it("reads WEFT_CA_ROTATION, auto unless told off", () => {
+    expect(configFromEnv({}).caRotation).toBe("auto");
+    expect(configFromEnv({ WEFT_CA_ROTATION: "off" }).caRotation).toBe("off");
+    expect(() => configFromEnv({ WEFT_CA_ROTATION: "sometimes" })).toThrow(/WEFT_CA_ROTATION/);
+  });
+
+  it("without WEFT_KEK, generates a 0600 key file beside the data directory and reuses it", () => {
+    const dataDir = join(tmp.dir, "weft", "data");
+    const first = resolveKek({ kek: undefined, dataDir, databaseUrl: undefined });
+    expect(kekFileFor(dataDir)).toBe(join(dirname(dataDir), "kek"));
+    expect(statSync(kekFileFor(dataDir)).mode & 0o777).toBe(0o600);
+    expect(first.note).toMatch(/generated KEK key file/);
+    const again = resolveKek({ kek: undefined, dataDir, databaseUrl: undefined });
+    expect(again.kek.open(first.kek.seal(Buffer.from("x"), "ctx"), "ctx").toString()).toBe("x");
+    // On shared Postgres every replica needs the same key: the log says so.
+    expect(resolveKek({ kek: undefined, dataDir, databaseUrl: "postgres://x/y" })).toMatchObject({ level: "warn", note: expect.stringMatching(/WEFT_KEK/) });
+  });
+
+  it("prefers WEFT_KEK, and uses a throwaway key with no data directory", () => {
+    const kek = new Kek(randomBytes(32));
+    expect(resolveKek({ kek, dataDir: "/nonexistent/data", databaseUrl: undefined }).kek).toBe(kek);
+    expect(resolveKek({ kek: undefined, dataDir: undefined, databaseUrl: undefined }).note).toMatch(/throwaway/);
+  });
+});
+
+describe.each(BACKENDS)("CA rotation schedule on %s", (backend) => {
+  describe.skipIf(skipBackend(backend))("", () => {
+    let app: WeftApp;
+    beforeAll(async () => {
+      app = await startApi(backend);
+    });
+    afterAll(async () => app?.close());
+
+    it("prepares at half life and activates at a sixth left, through the stored state", async () => {
+      const t = await tenantWithToken(app, ["admin"]);
+      const tenant = (await app.weft.directory.byName(t.tenant))!;
+      const bundle = async () => (await app.inject({ url: `/v1/tenants/${t.tenant}/bundle` })).json() as { spiffe_sequence: number; keys: { use: string }[] };
+      const before = await bundle();
+      let now = Date.now() + 13 * HOUR;
+      // A second CaService over the same tables, with a clock the test moves; same KEK not needed: nothing is opened.
+      const ca = new CaService({ store: new DrizzleCaStore(app.weft.db, app.weft.feed), kek: new Kek(randomBytes(32)), clock: () => new Date(now) });
+      const scheduler = new CaRotationScheduler(app.weft.db, ca, app.log);
+      // A pass over every tenant; the Postgres database is shared with other
+      // suites, whose tenants must not rotate under them: there, this one only.
+      if (backend === "pglite") await scheduler.runOnce();
+      else await ca.runSchedule(String(tenant.id), tenant.trustDomain);
+      // The app's CA is another replica here: it learns of the change through NOTIFY.
+      const prepared = await eventually(bundle, (b) => b.spiffe_sequence > before.spiffe_sequence);
+      expect(prepared.keys.filter((k) => k.use === "x509-svid")).toHaveLength(2);
+      expect(await ca.runSchedule(String(tenant.id), tenant.trustDomain)).toEqual([]);
+      now = Date.now() + 21 * HOUR;
+      // The old CA signed nothing, so it is pruned as soon as it is no longer the signer.
+      expect((await ca.runSchedule(String(tenant.id), tenant.trustDomain)).map((a) => a.kind)).toEqual(["activate", "prune"]);
+      const rotated = await eventually(bundle, (b) => b.spiffe_sequence > prepared.spiffe_sequence);
+      expect(rotated.keys.filter((k) => k.use === "x509-svid")).toHaveLength(1);
+      await scheduler.stop();
+    });
+
+    it("runs on a timer when WEFT_CA_ROTATION=auto and stops with the app", async () => {
+      const auto = await startApi(backend, { caRotation: "auto" });
+      await auto.close(); // must not hang on the timer or a pass in flight
+    });
+  });
+});
