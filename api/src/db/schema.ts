@@ -1,10 +1,12 @@
 import { sql } from "drizzle-orm";
 import {
   bigint,
+  boolean,
   bigserial,
   index,
   integer,
   jsonb,
+  serial,
   pgSequence,
   pgTable,
   primaryKey,
@@ -45,6 +47,8 @@ export const tenants = pgTable("tenants", {
   id: bigserial("id", { mode: "number" }).primaryKey(),
   name: text("name").notNull().unique(),
   displayName: text("display_name").notNull().default(""),
+  /** Verdict for a workload no policy selects in a direction. */
+  defaultAction: text("default_action", { enum: ["allow", "deny"] }).notNull().default("allow"),
   labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
   trustDomain: text("trust_domain").notNull().unique(),
   revision: revision(),
@@ -207,6 +211,110 @@ export const svidIssuances = pgTable(
   (t) => [index("svid_issuances_tenant_idx").on(t.tenantId, t.issuedAt)],
 );
 
+/**
+ * Workloads, services and policies keep their nested specs as jsonb: the
+ * route schemas (TypeBox) validate their shape, and the compiler reads them
+ * whole; nothing queries inside them.
+ */
+export const workloads = pgTable(
+  "workloads",
+  {
+    tenantId: tenantRef(),
+    name: text("name").notNull(),
+    /** Name of an identity of the same tenant. */
+    identity: text("identity").notNull(),
+    node: text("node").notNull(),
+    addresses: text("addresses").array().notNull(),
+    /** Host-side veth the agent attaches the policy program to. */
+    interface: text("interface"),
+    revision: revision(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.name] }), index("workloads_node_idx").on(t.node)],
+);
+
+export const services = pgTable(
+  "services",
+  {
+    /** Stable for the service's life: the high bits of its lookup-table ids (< 2^28). */
+    id: serial("id").primaryKey(),
+    tenantId: tenantRef(),
+    name: text("name").notNull(),
+    /** Unique across the platform: one VIP, one service. */
+    vip: text("vip").notNull().unique(),
+    vipAllocated: boolean("vip_allocated").notNull().default(false),
+    ports: jsonb("ports").notNull(),
+    backends: jsonb("backends").notNull(),
+    loadBalancing: text("load_balancing", { enum: ["maglev", "random"] }).notNull().default("random"),
+    preferSameZone: boolean("prefer_same_zone").notNull().default(false),
+    revision: revision(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [unique("services_tenant_name_unique").on(t.tenantId, t.name)],
+);
+
+export const policies = pgTable(
+  "policies",
+  {
+    /** Stable: the high bits of every rule id the policy writes (< 2^24). */
+    id: serial("id").primaryKey(),
+    tenantId: tenantRef(),
+    name: text("name").notNull(),
+    subject: jsonb("subject").notNull(),
+    /** Null: the policy does not govern that direction. */
+    ingress: jsonb("ingress"),
+    egress: jsonb("egress"),
+    revision: revision(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [unique("policies_tenant_name_unique").on(t.tenantId, t.name)],
+);
+
+/** Backend ids by "address:port", handed out once and never reused, so adding a backend renumbers none. */
+export const backendIds = pgTable("backend_ids", {
+  endpoint: text("endpoint").primaryKey(),
+  id: serial("id").notNull().unique(),
+});
+
+/** Numeric identities of CIDR peers named by policies; from the same sequence as workload identities. */
+export const cidrIdentities = pgTable("cidr_identities", {
+  cidr: text("cidr").primaryKey(),
+  numericId: bigint("numeric_id", { mode: "number" })
+    .notNull()
+    .unique()
+    .default(sql`nextval('security_identity_seq')`),
+});
+
+/** Nodes belong to the platform, not to a tenant. */
+export const nodes = pgTable("nodes", {
+  name: text("name").primaryKey(),
+  zone: text("zone").notNull(),
+  labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
+  /** sha256 of the node's bearer credential; the credential itself is shown once, at registration. */
+  credentialHash: text("credential_hash").notNull().unique(),
+  revision: revision(),
+  createdAt: createdAt(),
+  appliedRevision: bigint("applied_revision", { mode: "number" }),
+  appliedHash: text("applied_hash"),
+  /** When the node last reached the desired state; null while it has not. */
+  convergedSince: timestamp("converged_since", { withTimezone: true }),
+  status: jsonb("status"),
+  statusAt: timestamp("status_at", { withTimezone: true }),
+});
+
+/** One-time tokens that buy a node credential. */
+export const joinTokens = pgTable("join_tokens", {
+  id: uuid("id").primaryKey(),
+  tokenHash: text("token_hash").notNull().unique(),
+  expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+  usedAt: timestamp("used_at", { withTimezone: true }),
+  usedBy: text("used_by"),
+  createdAt: createdAt(),
+});
+
 /** Tables whose rows belong to one tenant: row-level security applies to each. */
 export const TENANT_OWNED_TABLES = [
   "api_tokens",
@@ -216,6 +324,9 @@ export const TENANT_OWNED_TABLES = [
   "ca_authorities",
   "ca_slots",
   "svid_issuances",
+  "workloads",
+  "services",
+  "policies",
 ] as const;
 
 export const APP_ROLE = "weft_app";
