@@ -11,6 +11,7 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import { authGuard, type AuthRule } from "./auth/guard.ts";
+import { NodeCredentials } from "./auth/node-credentials.ts";
 import { OperatorToken } from "./auth/operator-token.ts";
 import { TenantTokens } from "./auth/tenant-tokens.ts";
 import { loadSigningKey } from "./auth/token-keys.ts";
@@ -23,13 +24,19 @@ import { FORMATS } from "./http/schemas.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import auditRoutes from "./routes/audit/index.ts";
 import caRoutes from "./routes/ca/index.ts";
+import datapathRoutes from "./routes/datapath/index.ts";
 import identityRoutes from "./routes/identities/index.ts";
+import policyRoutes from "./routes/policies/index.ts";
+import serviceRoutes from "./routes/services/index.ts";
+import workloadRoutes from "./routes/workloads/index.ts";
+import nodeRoutes from "./routes/nodes/index.ts";
 import systemRoutes from "./routes/system/index.ts";
 import tenantRoutes from "./routes/tenants/index.ts";
 import tokenRoutes from "./routes/tokens/index.ts";
 import { CaRotationScheduler } from "./services/ca-rotation.ts";
 import { DrizzleCaStore } from "./services/ca-store.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
+import { DatapathService } from "./services/datapath.ts";
 import { resolveKek } from "./services/kek-source.ts";
 import { makeWriteFor, type Services } from "./services/context.ts";
 import { TenantDirectory } from "./services/tenant-directory.ts";
@@ -119,6 +126,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.log[kek.level](kek.note);
   const ca = new CaService({ store: new DrizzleCaStore(db, feed), kek: kek.kek });
   const rotation = config.caRotation === "auto" ? new CaRotationScheduler(db, ca, app.log) : undefined;
+  const datapath = new DatapathService(db, feed, app.log, { capacity: config.mapCapacity, history: config.datapathHistory });
+  await datapath.start();
   const services: Services = {
     config,
     database,
@@ -128,10 +137,14 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     operator,
     tokens,
     ca,
+    datapath,
     writeFor: makeWriteFor(db, feed),
   };
   app.decorate("weft", services);
+  // Before the server waits for in-flight requests: held long polls answer at once.
+  app.addHook("preClose", async () => datapath.stop());
   app.addHook("onClose", async () => {
+    datapath.stop();
     tokens.stop();
     await rotation?.stop();
     await feed.stop();
@@ -159,10 +172,15 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         { name: "audit", description: "Audit and change logs" },
         { name: "identities", description: "SPIFFE identities and their SVIDs" },
         { name: "ca", description: "Each tenant's CA: trust bundle and rotation" },
+        { name: "nodes", description: "Join tokens, node registration and node status" },
+        { name: "workloads", description: "Workloads: a tenant's endpoints on a node" },
+        { name: "services", description: "Services: VIPs, ports and backends" },
+        { name: "policies", description: "Network policies between identities and CIDRs" },
+        { name: "datapath", description: "Each node's compiled desired state (for node agents)" },
       ],
       components: {
         securitySchemes: {
-          bearer: { type: "http", scheme: "bearer", description: "Operator token or tenant token (JWT)" },
+          bearer: { type: "http", scheme: "bearer", description: "Operator token, tenant token (JWT) or node credential" },
         },
       },
     },
@@ -175,7 +193,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
   await app.register(metricsPlugin);
-  await app.register(authGuard, { operator, tokens, directory });
+  await app.register(authGuard, { operator, tokens, directory, nodes: new NodeCredentials(db, feed) });
 
   await app.register(systemRoutes);
   app.get("/openapi.json", { config: { auth: { who: "public" } }, schema: { hide: true } }, async () => app.swagger());
@@ -184,6 +202,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(auditRoutes);
   await app.register(identityRoutes);
   await app.register(caRoutes);
+  await app.register(nodeRoutes);
+  await app.register(workloadRoutes);
+  await app.register(serviceRoutes);
+  await app.register(policyRoutes);
+  await app.register(datapathRoutes);
   await app.ready();
   rotation?.start();
   return app;

@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { parseKek, type Kek } from "./ca/kek.ts";
+import { DATAPATH_MAPS, type DatapathMap } from "./datapath/types.ts";
 
 export interface Config {
   port: number;
@@ -23,6 +24,15 @@ export interface Config {
   kek?: Kek | undefined;
   /** WEFT_CA_ROTATION: "auto" runs the CA rotation schedule; unset means "off" (tests). */
   caRotation?: "auto" | "off";
+  /** WEFT_SERVICE_CIDR: where service VIPs are allocated when a service names none. Default 198.19.0.0/16. */
+  serviceCidr?: string;
+  /**
+   * WEFT_MAP_CAPACITY_<MAP> (e.g. WEFT_MAP_CAPACITY_POLICY): entries a node's
+   * map holds, for admission; unset maps use the ABI's max_entries.
+   */
+  mapCapacity?: Partial<Record<DatapathMap, number>>;
+  /** WEFT_DATAPATH_HISTORY: compiled states kept per node for ?since deltas (default 64). */
+  datapathHistory?: number;
 }
 
 export class ConfigError extends Error {}
@@ -99,6 +109,44 @@ function caRotationFrom(env: Env): "auto" | "off" {
   return raw;
 }
 
+const IPV4_PREFIX = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
+
+function serviceCidrFrom(env: Env): string {
+  const raw = env.WEFT_SERVICE_CIDR ?? "198.19.0.0/16";
+  const m = IPV4_PREFIX.exec(raw);
+  const octets = m ? m.slice(1, 5).map(Number) : [];
+  const len = m ? Number(m[5]) : -1;
+  // At least 4 addresses: the network and broadcast addresses are never handed out.
+  if (!m || octets.some((o) => o > 255) || len < 8 || len > 30) {
+    throw new ConfigError(`WEFT_SERVICE_CIDR must be an IPv4 prefix from /8 to /30, e.g. 198.19.0.0/16, got "${raw}"`);
+  }
+  const addr = octets.reduce((a, o) => a * 256 + o, 0);
+  if (addr % 2 ** (32 - len) !== 0) throw new ConfigError(`WEFT_SERVICE_CIDR has host bits set: "${raw}"`);
+  return raw;
+}
+
+function mapCapacityFrom(env: Env): Partial<Record<DatapathMap, number>> {
+  const out: Partial<Record<DatapathMap, number>> = {};
+  for (const map of DATAPATH_MAPS) {
+    const name = `WEFT_MAP_CAPACITY_${map.toUpperCase()}`;
+    const raw = env[name];
+    if (raw === undefined || raw === "") continue;
+    if (!/^\d{1,10}$/.test(raw) || Number(raw) > 2 ** 32 - 1) {
+      throw new ConfigError(`${name} must be an entry count from 0 to 4294967295, got "${raw}"`);
+    }
+    out[map] = Number(raw);
+  }
+  return out;
+}
+
+function datapathHistoryFrom(env: Env): number {
+  const raw = env.WEFT_DATAPATH_HISTORY ?? "64";
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) < 1 || Number(raw) > 10_000) {
+    throw new ConfigError(`WEFT_DATAPATH_HISTORY must be an integer from 1 to 10000, got "${raw}"`);
+  }
+  return Number(raw);
+}
+
 /** Reads the configuration; a bad value throws a ConfigError naming the variable. */
 export function configFromEnv(env: Env = process.env): Config {
   const host = env.HOST ?? "127.0.0.1";
@@ -114,5 +162,8 @@ export function configFromEnv(env: Env = process.env): Config {
     revocationPollMs: 1000,
     kek: kekFrom(env),
     caRotation: caRotationFrom(env),
+    serviceCidr: serviceCidrFrom(env),
+    mapCapacity: mapCapacityFrom(env),
+    datapathHistory: datapathHistoryFrom(env),
   };
 }

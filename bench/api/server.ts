@@ -49,3 +49,6 @@ if (mode === "weft") {
   console.error("usage: server.ts weft|bare");
   process.exit(2);
 }
+
+// Exit through process.exit so that --cpu-prof and friends write their files.
+process.on("SIGTERM", () => process.exit(0));

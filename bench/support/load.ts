@@ -7,6 +7,11 @@ export interface LoadResult {
   p50Ms: number;
   p99Ms: number;
   non2xx3xx: number;
+  /** Responses wrk completed, and over how long (wrk runs only). */
+  requests?: number;
+  seconds?: number;
+  /** wrk's "Socket errors" line, if it printed one. */
+  socketErrors?: string;
 }
 
 const hasWrk = (() => {
@@ -42,42 +47,97 @@ export async function drive(
   headers: Record<string, string>,
   opts: { connections: number; seconds: number },
 ): Promise<LoadResult> {
+  return driveScript(url, wrkScript(headers), opts);
+}
+
+/**
+ * wrk with a Lua script of the caller's (wrk.format/request() to vary the
+ * requests, response() to stop after a count); one wrk thread unless told.
+ */
+export async function driveScript(
+  url: string,
+  script: string,
+  opts: { connections: number; seconds: number; threads?: number; timeoutSeconds?: number },
+): Promise<LoadResult> {
   if (hasWrk) {
-    const { writeFileSync, mkdtempSync } = await import("node:fs");
+    const { writeFileSync, mkdtempSync, rmSync } = await import("node:fs");
     const dir = mkdtempSync("/tmp/weft-bench-");
-    const script = `${dir}/headers.lua`;
-    writeFileSync(script, wrkScript(headers));
-    const out = execFileSync(
-      "wrk",
-      ["-t1", `-c${opts.connections}`, `-d${opts.seconds}s`, "--latency", "-s", script, url],
-      { encoding: "utf8" },
-    );
+    const file = `${dir}/script.lua`;
+    writeFileSync(file, script);
+    let out: string;
+    try {
+      out = execFileSync(
+        "wrk",
+        [
+          `-t${opts.threads ?? 1}`,
+          `-c${opts.connections}`,
+          `-d${opts.seconds}s`,
+          ...(opts.timeoutSeconds ? [`--timeout`, `${opts.timeoutSeconds}s`] : []),
+          "--latency",
+          "-s",
+          file,
+          url,
+        ],
+        { encoding: "utf8", maxBuffer: 16 << 20 },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     const rps = /Requests\/sec:\s+([\d.]+)/.exec(out)?.[1];
     const p50 = /^\s+50%\s+(\S+)/m.exec(out)?.[1];
     const p99 = /^\s+99%\s+(\S+)/m.exec(out)?.[1];
     const bad = /Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1];
-    if (!rps || !p50 || !p99) throw new Error(`cannot read wrk output:\n${out}`);
-    return { tool: "wrk", requestsPerSecond: Number(rps), p50Ms: msFrom(p50), p99Ms: msFrom(p99), non2xx3xx: Number(bad ?? 0) };
+    const total = /(\d+) requests in ([\d.]+)(ms|s|m)/.exec(out);
+    const errors = /Socket errors:.*/.exec(out)?.[0];
+    if (!rps || !p50 || !p99 || !total) throw new Error(`cannot read wrk output:\n${out}`);
+    const scale = total[3] === "ms" ? 1 / 1000 : total[3] === "m" ? 60 : 1;
+    return {
+      tool: "wrk",
+      requestsPerSecond: Number(rps),
+      p50Ms: msFrom(p50),
+      p99Ms: msFrom(p99),
+      non2xx3xx: Number(bad ?? 0),
+      requests: Number(total[1]),
+      seconds: Number(total[2]) * scale,
+      ...(errors !== undefined && { socketErrors: errors }),
+    };
   }
   throw new Error("wrk is not installed: apt-get install wrk (benchmarks need a load generator that is not Node)");
 }
 
 /** Starts a Node child that prints one JSON line when ready; resolves to that line and the process. */
-export async function startChild<T>(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ child: ChildProcess; ready: T }> {
-  const child = spawn(process.execPath, ["--import", "tsx", ...args], {
+export async function startChild<T>(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  nodeArgs: string[] = [],
+): Promise<{ child: ChildProcess; ready: T; nextLine: () => Promise<string | null> }> {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", ...args], {
     stdio: ["ignore", "pipe", "inherit"],
     env: { ...process.env, ...env },
   });
   const lines = createInterface({ input: child.stdout! });
+  // Every line in order: the first is the ready line; children may report more
+  // later (nextLine: null once stdout closed).
+  const queued: string[] = [];
+  const waiting: ((line: string | null) => void)[] = [];
+  let closed = false;
+  lines.on("line", (line) => (waiting.length ? waiting.shift()!(line) : queued.push(line)));
+  lines.once("close", () => {
+    closed = true;
+    for (const w of waiting.splice(0)) w(null);
+  });
+  const nextLine = () =>
+    queued.length ? Promise.resolve(queued.shift()!) : closed ? Promise.resolve(null) : new Promise<string | null>((r) => waiting.push(r));
   const ready = await new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${args.join(" ")} did not start in 60 s`)), 60_000);
     child.once("exit", (code) => reject(new Error(`${args.join(" ")} exited with ${code}`)));
-    lines.once("line", (line) => {
+    void nextLine().then((line) => {
       clearTimeout(timer);
+      if (line === null) return reject(new Error(`${args.join(" ")} closed its output before it was ready`));
       resolve(JSON.parse(line) as T);
     });
   });
-  return { child, ready };
+  return { child, ready, nextLine };
 }
 
 export function stopChild(child: ChildProcess): Promise<void> {

@@ -19,6 +19,13 @@ describe("configuration from the environment", () => {
     ["LOG_LEVEL", "loud"],
     ["WEFT_OPERATOR_TOKEN", "too-short"],
     ["HOST", ""],
+    ["WEFT_SERVICE_CIDR", "198.19.0.0"],
+    ["WEFT_SERVICE_CIDR", "198.19.0.1/16"],
+    ["WEFT_SERVICE_CIDR", "300.19.0.0/16"],
+    ["WEFT_SERVICE_CIDR", "198.19.0.0/31"],
+    ["WEFT_MAP_CAPACITY_POLICY", "many"],
+    ["WEFT_MAP_CAPACITY_IPCACHE", "4294967296"],
+    ["WEFT_DATAPATH_HISTORY", "0"],
   ])("refuses %s=%j with a ConfigError naming it", (name, value) => {
     let caught: unknown;
     try {
@@ -38,6 +45,12 @@ describe("configuration from the environment", () => {
       WEFT_OPERATOR_TOKEN: "weft_op_" + "x".repeat(24),
     });
     expect(config).toMatchObject({ port: 0, databaseUrl: "postgresql://u@h:5432/db", logLevel: "silent" });
+  });
+
+  it("reads the service range, map capacities and datapath history, with defaults", () => {
+    expect(configFromEnv({})).toMatchObject({ serviceCidr: "198.19.0.0/16", mapCapacity: {}, datapathHistory: 64 });
+    const config = configFromEnv({ WEFT_SERVICE_CIDR: "10.96.0.0/12", WEFT_MAP_CAPACITY_POLICY: "1000", WEFT_DATAPATH_HISTORY: "8" });
+    expect(config).toMatchObject({ serviceCidr: "10.96.0.0/12", mapCapacity: { policy: 1000 }, datapathHistory: 8 });
   });
 
   it("stops the server with exit code 2 and one line naming the variable", () => {

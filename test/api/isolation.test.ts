@@ -12,7 +12,7 @@ import {
   tenantWithToken,
   uniqueName,
 } from "../support/api.ts";
-import { accepts, validValue } from "../support/schema-values.ts";
+import { requestFor } from "../support/routes.ts";
 
 const SCOPE_RANK = { read: 1, write: 2, admin: 3 } as const;
 
@@ -22,23 +22,6 @@ const tenantRoutes = v1.filter((r) => r.auth?.who === "tenant");
 const operatorRoutes = v1.filter((r) => r.auth?.who === "operator");
 const narrowerThanAdmin = tenantRoutes.filter((r) => r.auth?.who === "tenant" && SCOPE_RANK[r.auth.scope] > SCOPE_RANK.read);
 const label = (r: RouteEntry) => `${r.method} ${r.url}`;
-
-type Schema = Parameters<typeof validValue>[0];
-
-/** A request for a route: path parameters filled (tenant as given), a valid body where the route takes one. */
-function requestFor(route: RouteEntry, tenant: string, headers: Record<string, string>) {
-  const schema = (route.schema ?? {}) as { params?: Schema; body?: Schema };
-  const params = (schema.params ? validValue(schema.params) : {}) as Record<string, string>;
-  const url = route.url.replace(/:(\w+)/g, (_m, p: string) => (p === "tenant" ? tenant : encodeURIComponent(String(params[p] ?? randomUUID()))));
-  const payload = schema.body ? validValue(schema.body) : undefined;
-  if (schema.body) expect(accepts(schema.body, payload), `generated body for ${label(route)}`).toBe(true);
-  return {
-    method: route.method as "GET",
-    url,
-    headers: payload === undefined ? headers : { ...headers, "content-type": "application/json" },
-    ...(payload === undefined ? {} : { payload: JSON.stringify(payload) }),
-  };
-}
 
 describe("the route table", () => {
   it("gives every /v1 route an access rule and has tenant and operator routes to test", () => {

@@ -3,6 +3,8 @@ import { decodeEntries, encodeEntries } from "@weft/codec";
 import { assignIds } from "../../api/src/datapath/allocate.ts";
 import { DATAPATH_MAPS, type DatapathMaps, type Snapshot } from "../../api/src/datapath/types.ts";
 import { keyString } from "../../api/src/datapath/diff.ts";
+import { contains, parsePrefix, selects } from "../../api/src/datapath/select.ts";
+import type { PeerSelector, PolicyRule, WorkloadRow } from "../../api/src/datapath/types.ts";
 
 export function snapshot(parts: Partial<Snapshot>): Snapshot {
   return assignIds({
@@ -36,3 +38,25 @@ export function canonical(maps: DatapathMaps): Record<string, string[]> {
   }
   return out;
 }
+
+/** The user's reading of the rows, with no knowledge of entries or probe order. */
+export function intended(snap: Snapshot, w: WorkloadRow, remote: string, port: number, protocol: number, direction: "ingress" | "egress"): "pass" | "drop" {
+  const identityOf = (tenantId: number, name: string) => snap.identities.find((i) => i.tenantId === tenantId && i.name === name)!;
+  const self = identityOf(w.tenantId, w.identity);
+  const peerWorkload = snap.workloads.find((x) => x.addresses.includes(remote));
+  if (peerWorkload !== undefined && peerWorkload.tenantId !== w.tenantId) return "drop";
+  const peerIdentity = peerWorkload === undefined ? undefined : identityOf(peerWorkload.tenantId, peerWorkload.identity);
+  const peerMatches = (p: PeerSelector): boolean =>
+    "cidr" in p ? peerWorkload === undefined && contains(parsePrefix(p.cidr), parsePrefix(remote)) : peerIdentity !== undefined && selects(p, peerIdentity);
+  const portMatches = (r: PolicyRule): boolean =>
+    r.ports.length === 0 ||
+    r.ports.some((p) => (p.port ?? 0) === 0 || p.port === port ? (p.protocol ?? "any") === "any" || { tcp: 6, udp: 17 }[p.protocol as "tcp"] === protocol : false);
+  const selecting = snap.policies.filter((p) => p.tenantId === w.tenantId && selects(p.subject, self));
+  const hits = selecting.flatMap((p) => (p[direction] ?? []).filter((r) => (r.peers.length === 0 || r.peers.some(peerMatches)) && portMatches(r)));
+  if (hits.some((r) => r.action === "deny")) return "drop";
+  if (hits.some((r) => r.action === "allow")) return "pass";
+  const governed = selecting.some((p) => p[direction] !== undefined);
+  const tenant = snap.tenants.find((t) => t.id === w.tenantId)!;
+  return governed || tenant.defaultAction === "deny" ? "drop" : "pass";
+}
+

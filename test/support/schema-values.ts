@@ -43,6 +43,8 @@ export function validValue(schema: Schema): unknown {
       if (schema.format === "uuid") return randomUUID();
       if (schema.format === "dns-label") return "valid-name";
       if (schema.format === "date-time") return new Date().toISOString();
+      if (schema.format === "ipv4") return "10.0.0.1";
+      if (schema.format === "ipv4-prefix") return "10.0.0.0/8";
       return "x".repeat(Number(schema.minLength ?? 1));
     default:
       return null;

@@ -3,6 +3,7 @@ import fp from "fastify-plugin";
 import { DNS_LABEL } from "../http/schemas.ts";
 import { forbidden, notFound, unauthorized } from "../http/problem.ts";
 import type { TenantDirectory, TenantRow } from "../services/tenant-directory.ts";
+import { NODE_CREDENTIAL_PREFIX, type NodeCredentials } from "./node-credentials.ts";
 import { OPERATOR_TOKEN_PREFIX, type OperatorToken } from "./operator-token.ts";
 import { hasScope, type Principal, type Scope } from "./principal.ts";
 import { TokenRejected, type TenantTokens } from "./tenant-tokens.ts";
@@ -11,8 +12,15 @@ import { TokenRejected, type TenantTokens } from "./tenant-tokens.ts";
 export type AuthRule =
   | { who: "public" }
   | { who: "operator" }
-  /** The operator, or a token of the path's {tenant} holding at least `scope`. */
-  | { who: "tenant"; scope: Scope };
+  /**
+   * The operator, or a token of the path's {tenant} holding at least `scope`.
+   * Node credentials are refused (403) unless `nodes` is set: then a node
+   * reaches the handler for any existing tenant, and the handler must make
+   * the per-resource decision itself (only ca/authz.ts mayObtainSvid does).
+   */
+  | { who: "tenant"; scope: Scope; nodes?: true }
+  /** The operator, or the credential of the path's {node}; another node gets the 404 of a missing one. */
+  | { who: "node" };
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -31,6 +39,7 @@ async function authenticate(
   request: FastifyRequest,
   operator: OperatorToken,
   tokens: TenantTokens,
+  nodes: NodeCredentials,
 ): Promise<Principal> {
   const header = request.headers.authorization;
   if (header === undefined) throw unauthorized("a bearer token is required", null);
@@ -38,6 +47,11 @@ async function authenticate(
   if (token === undefined) throw unauthorized("the Authorization header must be 'Bearer <token>'");
   if (token.startsWith(OPERATOR_TOKEN_PREFIX)) {
     if (operator.matches(token)) return { kind: "operator" };
+    throw unauthorized("token invalid");
+  }
+  if (token.startsWith(NODE_CREDENTIAL_PREFIX)) {
+    const node = await nodes.nodeOf(token);
+    if (node !== null) return { kind: "node", node };
     throw unauthorized("token invalid");
   }
   try {
@@ -56,7 +70,7 @@ async function authenticate(
 export const authGuard = fp(
   async (
     app: FastifyInstance,
-    opts: { operator: OperatorToken; tokens: TenantTokens; directory: TenantDirectory },
+    opts: { operator: OperatorToken; tokens: TenantTokens; directory: TenantDirectory; nodes: NodeCredentials },
   ) => {
     app.decorateRequest("principal", null);
     app.decorateRequest("tenant", null);
@@ -69,12 +83,21 @@ export const authGuard = fp(
         return;
       }
       if (rule.who === "public") return;
-      const principal = await authenticate(request, opts.operator, opts.tokens);
+      const principal = await authenticate(request, opts.operator, opts.tokens, opts.nodes);
       request.principal = principal;
       if (rule.who === "operator") {
         if (principal.kind !== "operator") throw forbidden("this route needs the operator token");
         return;
       }
+      if (rule.who === "node") {
+        if (principal.kind === "tenant") throw forbidden("this route needs the operator token or a node credential");
+        const node = (request.params as { node?: string }).node;
+        // The same answer as a missing node, so a node cannot learn which other nodes exist.
+        if (principal.kind === "node" && principal.node !== node) throw notFound(`node "${node}"`);
+        return;
+      }
+      // Node credentials never read tenant APIs; checked before the tenant is resolved, so nothing leaks.
+      if (principal.kind === "node" && !rule.nodes) throw forbidden("a node credential cannot use tenant routes");
       const name = (request.params as { tenant?: string }).tenant;
       // A malformed name cannot exist: leave it to validation for a 400.
       if (name === undefined || !DNS_LABEL.test(name)) return;

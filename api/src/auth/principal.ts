@@ -16,9 +16,18 @@ export type Principal =
       scopes: Scope[];
       /** Seconds since the epoch. */
       expiresAt: number;
-    };
+    }
+  /** A node agent, by its node credential: its own node's datapath and status, SVIDs of its workloads. */
+  | { kind: "node"; node: string };
 
 /** How a principal appears in the audit log. */
 export function actorOf(principal: Principal): string {
-  return principal.kind === "operator" ? "operator" : `token:${principal.tokenId}`;
+  switch (principal.kind) {
+    case "operator":
+      return "operator";
+    case "tenant":
+      return `token:${principal.tokenId}`;
+    case "node":
+      return `node:${principal.node}`;
+  }
 }

@@ -1,6 +1,8 @@
 // The one place that decides who may obtain an SVID for an identity. Routes
-// call this and nothing else, so the node-agent case (a later issue) only
-// extends the Principal union and this function.
+// call this and nothing else: svidPrincipalOf gathers the facts about the
+// caller, mayObtainSvid decides on them.
+
+import type { Principal as RequestPrincipal } from "../auth/principal.ts";
 
 export type Principal =
   /** The platform operator manages every tenant, so may obtain any SVID. */
@@ -47,5 +49,31 @@ export function mayObtainSvid(principal: Principal, identity: IdentityRef): Svid
         ? { allow: true }
         : { allow: false, reason: "not_found", message: "identity not found among this node's workloads" };
     }
+  }
+}
+
+/**
+ * The workloads registered on `node` that carry `identity` (tenant + name),
+ * as identity references; an empty list when there are none.
+ */
+export type NodeWorkloadLookup = (node: string, identity: IdentityRef) => Promise<IdentityRef[]>;
+
+/**
+ * The request's principal as mayObtainSvid sees it. For a node only the
+ * workloads matching the identity asked for are loaded: the decision needs
+ * no others, and a node may carry thousands.
+ */
+export async function svidPrincipalOf(
+  principal: RequestPrincipal,
+  identity: IdentityRef,
+  workloadsOn: NodeWorkloadLookup,
+): Promise<Principal> {
+  switch (principal.kind) {
+    case "operator":
+      return { kind: "operator" };
+    case "tenant":
+      return { kind: "tenant", tenantId: String(principal.tenantId), scopes: principal.scopes };
+    case "node":
+      return { kind: "node", nodeId: principal.node, workloadIdentities: await workloadsOn(principal.node, identity) };
   }
 }

@@ -5,7 +5,7 @@
 // SKI and SAN, then signs.
 //
 // Profile: spiffe/spiffe standards/X509-SVID.md and RFC 5280.
-import { createHash, randomBytes, sign, type KeyObject } from "node:crypto";
+import { createHash, randomFillSync, sign, type KeyObject } from "node:crypto";
 import {
   TAG,
   bitString,
@@ -57,9 +57,14 @@ const VERSION_3 = ctx(0, smallInt(2));
 const KU_DIGITAL_SIGNATURE = tlv(TAG.BIT_STRING, Buffer.of(7, 0x80));
 const KU_CERT_SIGN_CRL_SIGN = tlv(TAG.BIT_STRING, Buffer.of(1, 0x06));
 
-function extension(id: string, critical: boolean, valueDer: Uint8Array): Buffer {
-  return critical ? seq(oid(id), bool(true), octetString(valueDer)) : seq(oid(id), octetString(valueDer));
+function extension(id: string | Buffer, critical: boolean, valueDer: Uint8Array): Buffer {
+  const idDer = typeof id === "string" ? oid(id) : id;
+  return critical ? seq(idDer, bool(true), octetString(valueDer)) : seq(idDer, octetString(valueDer));
 }
+
+// The two per-leaf extensions' OIDs, encoded once (oid() parses its string).
+const OID_SKI_DER = oid(OID.subjectKeyIdentifier);
+const OID_SAN_DER = oid(OID.subjectAltName);
 
 // GeneralName uniformResourceIdentifier is [6] IMPLICIT IA5String. SPIFFE
 // IDs are ASCII by construction (validated character sets).
@@ -69,9 +74,22 @@ function name(attrs: readonly [string, string][]): Buffer {
   return seq(...attrs.map(([id, v]) => set(seq(oid(id), utf8(v)))));
 }
 
+// CSPRNG output drawn a few KiB at a time: one randomBytes() call per serial
+// cost more than building the rest of the leaf. Every serial gets fresh
+// bytes; none is handed out twice.
+const RANDOM_POOL_BYTES = 4096;
+const randomPool = Buffer.alloc(RANDOM_POOL_BYTES);
+let randomPoolAt = RANDOM_POOL_BYTES;
+
 /** Random positive serial, never zero, always SERIAL_BYTES long. */
 export function randomSerial(): Buffer {
-  const b = randomBytes(SERIAL_BYTES);
+  if (randomPoolAt + SERIAL_BYTES > RANDOM_POOL_BYTES) {
+    randomFillSync(randomPool);
+    randomPoolAt = 0;
+  }
+  const b = Buffer.from(randomPool.subarray(randomPoolAt, randomPoolAt + SERIAL_BYTES)); // a copy: the pool is refilled in place
+  randomPool.fill(0, randomPoolAt, randomPoolAt + SERIAL_BYTES);
+  randomPoolAt += SERIAL_BYTES;
   b[0] = (b[0]! & 0x7f) | 0x40;
   return b;
 }
@@ -232,8 +250,8 @@ export function issueLeaf(t: LeafTemplate, input: LeafInput): IssuedLeaf {
       3,
       seq(
         t.fixedExtensions,
-        extension(OID.subjectKeyIdentifier, false, octetString(keyIdentifier(input.spkiDer))),
-        extension(OID.subjectAltName, false, seq(uriName(input.spiffeId))),
+        extension(OID_SKI_DER, false, octetString(keyIdentifier(input.spkiDer))),
+        extension(OID_SAN_DER, false, seq(uriName(input.spiffeId))),
       ),
     ),
   );

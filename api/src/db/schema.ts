@@ -117,7 +117,11 @@ export const changeLog = pgTable(
     op: text("op", { enum: ["upsert", "delete"] }).notNull(),
     at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index("change_log_tenant_idx").on(t.tenantId, t.revision)],
+  (t) => [
+    index("change_log_tenant_idx").on(t.tenantId, t.revision),
+    // The datapath service follows the log across tenants by revision (services/datapath.ts).
+    index("change_log_revision_idx").on(t.revision),
+  ],
 );
 
 /** Security identities 0-255 are reserved for system identities (host, world, ...). */

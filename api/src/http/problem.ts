@@ -78,3 +78,7 @@ export function problemBody(status: number, detail: string | undefined, extra: P
     ...extra,
   };
 }
+
+/** A problem about one field of the request, e.g. 422 body.node "no such node". */
+export const fieldProblem = (status: number, detail: string, field: string, message: string) =>
+  new HttpProblem(status, detail, [{ field, message }]);

@@ -139,12 +139,31 @@ export class Datapath {
 
   /** Detaches the policy programs from a veth (a workload that left the node); returns the links removed. */
   detachVeth(ifname: string): number {
-    const ifindex = interfaceIndex(ifname);
+    return this.detachVethIndex(interfaceIndex(ifname));
+  }
+
+  /**
+   * Same by interface index: a workload's veth is often gone (its namespace
+   * deleted) by the time the agent hears it left, and only the pin remains.
+   */
+  detachVethIndex(ifindex: number): number {
     let removed = 0;
     for (const hook of ["ingress", "egress"] as const) {
       if (removeLinkPin(join(this.pinDir, LINKS_DIR, `tcx-${ifindex}-${hook}`))) removed++;
     }
     return removed;
+  }
+
+  /** Interface indexes with pinned tc links, including those an earlier agent process made. */
+  attachedVethIndexes(): number[] {
+    const dir = join(this.pinDir, LINKS_DIR);
+    if (!existsSync(dir)) return [];
+    const out = new Set<number>();
+    for (const name of readdirSync(dir)) {
+      const m = /^tcx-(\d+)-(ingress|egress)$/.exec(name);
+      if (m) out.add(Number(m[1]));
+    }
+    return [...out].sort((a, b) => a - b);
   }
 
   /** Drops this process's handles; pinned maps and links stay, as on an agent exit. */

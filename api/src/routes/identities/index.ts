@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifyRequest } from "fastify";
 import { tenantOf } from "../../auth/guard.ts";
-import { mayObtainSvid, type Principal as SvidPrincipal } from "../../ca/authz.ts";
+import { mayObtainSvid, svidPrincipalOf } from "../../ca/authz.ts";
 import { spiffeId } from "../../ca/spiffe-id.ts";
 import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page } from "../../http/conventions.ts";
 import { PreconditionHeaders } from "../../http/headers.ts";
@@ -14,21 +14,22 @@ import { NoContent, NotModified, problemResponses } from "../responses.ts";
 import { Identity, IdentityParams, IdentitySpec, JwtSvid, JwtSvidRequest, X509Svid, X509SvidRequest } from "./schemas.ts";
 import type { Db } from "../../db/client.ts";
 import { FeedCache } from "../../services/feed-cache.ts";
+import { workloadsCarrying } from "../nodes/store.ts";
 import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, toIdentity, type IdentityRow } from "./store.ts";
 
 const tags = ["identities"];
 
 /**
  * The identity an SVID is asked for, once authz.ts allows it: the one place
- * that decides who may obtain SVIDs (node agents join it in a later issue).
- * The guard only established a principal that can see the tenant.
+ * that decides who may obtain SVIDs (tenant tokens, and node agents for the
+ * workloads on their node). The guard only established a principal that can
+ * see the tenant.
  */
 async function svidSubject(request: FastifyRequest, identities: FeedCache<IdentityRow | null>, db: Db, name: string) {
   const tenant = tenantOf(request);
-  const p = request.principal;
-  const principal: SvidPrincipal =
-    p?.kind === "tenant" ? { kind: "tenant", tenantId: String(p.tenantId), scopes: p.scopes } : { kind: "operator" };
-  const decision = mayObtainSvid(principal, { tenantId: String(tenant.id), identityName: name });
+  if (!request.principal) throw new Error("SVID route reached without a principal: its access rule is not public");
+  const ref = { tenantId: String(tenant.id), identityName: name };
+  const decision = mayObtainSvid(await svidPrincipalOf(request.principal, ref, workloadsCarrying(db)), ref);
   if (!decision.allow) throw decision.reason === "not_found" ? notFound(`identity "${name}"`) : forbidden(decision.message);
   const row = await identities.get(`${tenant.id}/${name}`, () => findIdentity(db, tenant.id, name));
   if (!row) throw notFound(`identity "${name}"`);
@@ -106,7 +107,7 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         querystring: DryRunQuery,
         headers: PreconditionHeaders,
         body: IdentitySpec,
-        response: { 200: Identity, 201: Identity, ...problemResponses(400, 401, 403, 404, 409, 412) },
+        response: { 200: Identity, 201: Identity, ...problemResponses(400, 401, 403, 404, 409, 412, 422) },
       },
     },
     async (request, reply) => {
@@ -116,7 +117,7 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
           putIdentity(w, tenant, request.params.name, request.body, {
             ifMatch: request.headers["if-match"],
             ifNoneMatch: request.headers["if-none-match"],
-          }),
+          }, weft.datapath),
         ),
       );
       const identity = show(tenant, row);
@@ -134,13 +135,13 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
         params: IdentityParams,
         querystring: DryRunQuery,
         headers: PreconditionHeaders,
-        response: { 204: NoContent, ...problemResponses(400, 401, 403, 404, 412) },
+        response: { 204: NoContent, ...problemResponses(400, 401, 403, 404, 412, 422) },
       },
     },
     async (request, reply) => {
       const tenant = tenantOf(request);
       await weft.writeFor(request, tenant.id, (w) =>
-        deleteIdentity(w, tenant.id, request.params.name, request.headers["if-match"]),
+        deleteIdentity(w, tenant.id, request.params.name, request.headers["if-match"], weft.datapath),
       );
       return reply.code(204).send();
     },
@@ -149,11 +150,12 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     "/v1/tenants/:tenant/identities/:name/x509-svids",
     {
-      // authz.ts decides (write scope for tenant tokens); the guard only needs to see the tenant.
-      config: { auth: { who: "tenant", scope: "read" } },
+      // authz.ts decides (write scope for tenant tokens, a workload on the node
+      // for node credentials); the guard only needs to see the tenant.
+      config: { auth: { who: "tenant", scope: "read", nodes: true } },
       schema: {
         tags,
-        summary: "Issue an X.509-SVID from a PKCS#10 CSR (needs the write scope)",
+        summary: "Issue an X.509-SVID from a PKCS#10 CSR (needs the write scope, or a node credential of a node running a workload of this identity)",
         params: IdentityParams,
         body: X509SvidRequest,
         response: { 201: X509Svid, ...problemResponses(400, 401, 403, 404, 409) },

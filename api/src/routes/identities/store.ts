@@ -6,6 +6,7 @@ import { identities } from "../../db/schema.ts";
 import { read, type WriteScope } from "../../db/transactions.ts";
 import { etagOf, putIntent, requireMatch, type PutIntent } from "../../http/conventions.ts";
 import { HttpProblem, notFound } from "../../http/problem.ts";
+import { identityRowOf, type DatapathService } from "../../services/datapath.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
 import type { Identity, IdentitySpec } from "./schemas.ts";
 
@@ -37,10 +38,13 @@ export async function putIdentity(
   name: string,
   spec: IdentitySpec,
   preconditions: { ifMatch?: string | undefined; ifNoneMatch?: string | undefined },
+  /** Labels feed selectors, so an identity write is checked against node capacities too. */
+  datapath?: DatapathService,
 ): Promise<{ row: IdentityRow; intent: PutIntent }> {
   // The whole SPIFFE ID, for its 2048-byte limit; the trust domain was checked at tenant creation.
   // Field names are bare here: caCall places them in the body.
   throwIfAny(validateSpiffeId(tenant.trustDomain, spec.path));
+  await datapath?.catchUp(w);
   const [existing] = await w.tx.select().from(identities).where(byName(tenant.id, name)).for("update");
   const intent = putIntent(existing ? etagOf(existing.revision) : null, preconditions.ifMatch, preconditions.ifNoneMatch);
   const [clash] = await w.tx
@@ -62,15 +66,24 @@ export async function putIdentity(
   const [row] = existing
     ? await w.tx.update(identities).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
     : await w.tx.insert(identities).values({ tenantId: tenant.id, name, ...values }).returning();
+  await datapath?.admitWrite(w, [{ kind: "identity", op: "put", row: identityRowOf(row!) }]);
   await w.record({ tenantId: tenant.id, kind: "identity", name, op: "upsert" }, `identity.${intent}`);
   return { row: row!, intent };
 }
 
-export async function deleteIdentity(w: WriteScope, tenantId: number, name: string, ifMatch: string | undefined): Promise<void> {
+export async function deleteIdentity(
+  w: WriteScope,
+  tenantId: number,
+  name: string,
+  ifMatch: string | undefined,
+  datapath?: DatapathService,
+): Promise<void> {
+  await datapath?.catchUp(w);
   const [existing] = await w.tx.select().from(identities).where(byName(tenantId, name)).for("update");
   if (!existing) throw notFound(`identity "${name}"`);
   requireMatch(etagOf(existing.revision), ifMatch);
   await w.tx.delete(identities).where(byName(tenantId, name));
+  await datapath?.admitWrite(w, [{ kind: "identity", op: "delete", tenantId, name }]);
   await w.record({ tenantId, kind: "identity", name, op: "delete" }, "identity.delete");
 }
 

@@ -8,11 +8,16 @@ export const TrustDomain = Type.String({
   description: "SPIFFE trust domain: lowercase letters, digits, '.', '-', '_'; default <tenant>.<suffix>",
 });
 
+export const DefaultAction = Type.Union([Type.Literal("allow"), Type.Literal("deny")], {
+  description: "Verdict for a workload no policy selects in a direction (default allow); other tenants are always denied",
+});
+
 export const TenantSpec = Type.Object(
   {
     displayName: Type.Optional(Type.String({ maxLength: 200 })),
     labels: Type.Optional(Labels),
     trustDomain: Type.Optional(TrustDomain),
+    defaultAction: Type.Optional(DefaultAction),
   },
   { additionalProperties: false },
 );
@@ -27,6 +32,7 @@ export const Tenant = Type.Object(
     displayName: Type.String(),
     labels: Labels,
     trustDomain: Type.String(),
+    defaultAction: DefaultAction,
     etag: Type.String(),
     createdAt: Timestamp,
     updatedAt: Timestamp,

@@ -13,6 +13,7 @@ export const toTenant = (row: TenantRow): Tenant => ({
   displayName: row.displayName,
   labels: row.labels,
   trustDomain: row.trustDomain,
+  defaultAction: row.defaultAction,
   etag: etagOf(row.revision),
   createdAt: row.createdAt.toISOString(),
   updatedAt: row.updatedAt.toISOString(),
@@ -46,6 +47,7 @@ export async function putTenant(
       .set({
         displayName: spec.displayName ?? "",
         labels: spec.labels ?? {},
+        defaultAction: spec.defaultAction ?? "allow",
         revision: w.revision,
         updatedAt: new Date(),
       })
@@ -64,7 +66,14 @@ export async function putTenant(
     }
     [row] = await w.tx
       .insert(tenants)
-      .values({ name, displayName: spec.displayName ?? "", labels: spec.labels ?? {}, trustDomain, revision: w.revision })
+      .values({
+        name,
+        displayName: spec.displayName ?? "",
+        labels: spec.labels ?? {},
+        defaultAction: spec.defaultAction ?? "allow",
+        trustDomain,
+        revision: w.revision,
+      })
       .returning();
   }
   await w.setTenant(row!.id);

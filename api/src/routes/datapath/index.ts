@@ -1,0 +1,110 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type } from "@sinclair/typebox";
+import { DATAPATH_MAPS, type DatapathMap } from "../../datapath/index.ts";
+import { PreconditionHeaders } from "../../http/headers.ts";
+import { badRequest, HttpProblem, notFound } from "../../http/problem.ts";
+import { NotModified, problemResponses } from "../responses.ts";
+import { encodeMaps } from "./binary.ts";
+import { DatapathDelta, DatapathParams, DatapathQuery, DatapathState } from "./schemas.ts";
+
+const tags = ["datapath"];
+
+const emptyMaps = () => Object.fromEntries(DATAPATH_MAPS.map((m) => [m, []])) as unknown as Record<DatapathMap, never[]>;
+
+/** The node's ETag is its content hash, quoted; a bare hash in If-None-Match is taken too. */
+const etagOf = (hash: string) => `"${hash}"`;
+const matches = (hash: string, ifNoneMatch: string | undefined): boolean =>
+  ifNoneMatch !== undefined &&
+  ifNoneMatch.split(",").some((t) => {
+    const tag = t.trim().replace(/^W\//, "");
+    return tag === "*" || tag === etagOf(hash) || tag === hash;
+  });
+
+const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const dp = app.weft.datapath;
+
+  app.get(
+    "/v1/nodes/:node/datapath",
+    {
+      config: { auth: { who: "node" } },
+      schema: {
+        tags,
+        summary: "A node's desired datapath: full maps, a delta, or a long poll",
+        description: [
+          "Full state: {revision, hash, maps}, ETag = hash, If-None-Match answers 304.",
+          "?since=REV: {revision, hash, upserts, deletes} from the state at REV, or 410 when REV is older than this replica keeps (read the full state then).",
+          "?wait=SECONDS (at most 60): when the state still equals If-None-Match (or `since`), hold until it changes on any replica, then answer as above; on timeout 304 (If-None-Match) or an empty delta (since).",
+          "?format=binary: application/octet-stream, the entries as the codec encodes them: \"WEFTDP01\", u32 map count, then per map",
+          "u8 name length, kernel map name, u32 count, u32 key size, u32 value size, keys back to back, values back to back (integers little-endian);",
+          "revision in x-weft-revision. Compare with `bpftool map dump`.",
+        ].join(" "),
+        params: DatapathParams,
+        querystring: DatapathQuery,
+        headers: PreconditionHeaders,
+        response: {
+          200: {
+            description: "The node's state, or a delta",
+            content: {
+              "application/json": { schema: Type.Union([DatapathState, DatapathDelta]) },
+              "application/octet-stream": { schema: Type.String({ format: "binary" }) },
+            },
+          },
+          304: NotModified,
+          ...problemResponses(400, 401, 403, 404, 410),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { node } = request.params;
+      const { since, wait, format } = request.query;
+      // The app's ajv coerces a 600-digit number to Infinity and lets it through minimum/maximum.
+      for (const [field, value] of [["since", since], ["wait", wait]] as const) {
+        if (value !== undefined && !Number.isSafeInteger(value)) {
+          throw badRequest(`query.${field} is out of range`, [{ field: `query.${field}`, message: "must be a safe integer" }]);
+        }
+      }
+      if (format === "binary" && since !== undefined) {
+        throw badRequest("format=binary answers the full maps only", [{ field: "query.format", message: "cannot be combined with since" }]);
+      }
+      const ifNoneMatch = request.headers["if-none-match"];
+      let current = await dp.current(node);
+      if (current === null) throw notFound(`node "${node}"`);
+      // The newest state was first seen at current.revision: a client at or past it has it already.
+      const unchanged = since !== undefined ? since >= current.revision : matches(current.datapath.hash, ifNoneMatch);
+      if (wait !== undefined && wait > 0 && unchanged) {
+        // A client that hangs up stops holding its waiter.
+        const gone = new AbortController();
+        reply.raw.once("close", () => gone.abort());
+        const changed = await dp.waitForChange(node, current.revision, wait * 1000, gone.signal);
+        // Unchanged (timeout, hang-up, shutdown): answer from what is known, without touching the database.
+        if (changed) {
+          current = await dp.current(node);
+          if (current === null) throw notFound(`node "${node}"`);
+        } else {
+          reply.header("etag", etagOf(current.datapath.hash)).header("x-weft-revision", String(current.revision));
+          if (since === undefined) return reply.code(304).send();
+          return { revision: current.revision, hash: current.datapath.hash, upserts: emptyMaps(), deletes: emptyMaps() };
+        }
+      }
+      const { revision, datapath } = current;
+      reply.header("etag", etagOf(datapath.hash)).header("x-weft-revision", String(revision));
+      if (since !== undefined) {
+        const delta = await dp.since(node, since);
+        if (delta === null) throw notFound(`node "${node}"`);
+        if (delta === "gone") throw new HttpProblem(410, `revision ${since} is older than this replica keeps for node ${node}; read the full state`);
+        return reply.header("etag", etagOf(delta.hash)).header("x-weft-revision", String(delta.revision)).send({
+          revision: delta.revision,
+          hash: delta.hash,
+          upserts: delta.delta.upserts,
+          deletes: delta.delta.deletes,
+        });
+      }
+      if (matches(datapath.hash, ifNoneMatch)) return reply.code(304).send();
+      // A Buffer bypasses the JSON serializer; the typed reply only knows the JSON shapes.
+      if (format === "binary") return reply.type("application/octet-stream").send(encodeMaps(datapath.maps) as unknown as string);
+      return { revision, hash: datapath.hash, maps: datapath.maps };
+    },
+  );
+};
+
+export default datapathRoutes;

@@ -1,0 +1,81 @@
+/** What the workload, service and policy stores share: checks run inside the write, and row access. */
+import { and, asc, eq, gt, inArray } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { identities, policies, services, workloads } from "../db/schema.ts";
+import { read, type WriteScope } from "../db/transactions.ts";
+import { etagOf, requireMatch } from "../http/conventions.ts";
+import { fieldProblem, notFound } from "../http/problem.ts";
+import type { DatapathService } from "../services/datapath.ts";
+
+export interface SelectorSpec {
+  identity?: string | undefined;
+  labels?: Record<string, string> | undefined;
+}
+
+/**
+ * Identity names of the write's own tenant only: a name that exists only in
+ * another tenant reads exactly like one that exists nowhere (422), so a
+ * selector can never reach, or probe for, another tenant's identities.
+ */
+export async function requireIdentities(w: WriteScope, tenantId: number, named: { field: string; identity: string }[]): Promise<void> {
+  if (named.length === 0) return;
+  const wanted = [...new Set(named.map((n) => n.identity))];
+  const found = await w.tx
+    .select({ name: identities.name })
+    .from(identities)
+    .where(and(eq(identities.tenantId, tenantId), inArray(identities.name, wanted)));
+  const known = new Set(found.map((r) => r.name));
+  const missing = named.find((n) => !known.has(n.identity));
+  if (missing) {
+    throw fieldProblem(422, `identity "${missing.identity}" does not exist in this tenant`, missing.field, `no identity "${missing.identity}" in this tenant`);
+  }
+}
+
+/** The identity a selector names, with where it sits in the body, if it names one. */
+export const namedIn = (field: string, selector: SelectorSpec | { cidr: string }): { field: string; identity: string }[] =>
+  "identity" in selector && selector.identity !== undefined ? [{ field: `${field}.identity`, identity: selector.identity }] : [];
+
+type MeshTable = typeof workloads | typeof services | typeof policies;
+type MeshKind = "workload" | "service" | "policy";
+
+/**
+ * What the three mesh stores share: finding, listing and deleting by
+ * (tenant, name). Deletes follow the write order of the puts: catch the
+ * datapath up, lock, check If-Match, change, admit, record.
+ */
+export function meshRows<T extends MeshTable>(table: T, kind: MeshKind) {
+  type Row = T["$inferSelect"];
+  // One of three tables with the same key columns; drizzle cannot type a select over a union of tables.
+  const t = table as unknown as typeof workloads;
+  const byName = (tenantId: number, name: string) => and(eq(t.tenantId, tenantId), eq(t.name, name));
+  return {
+    byName,
+    async lock(w: WriteScope, tenantId: number, name: string): Promise<Row | undefined> {
+      const [row] = await w.tx.select().from(t).where(byName(tenantId, name)).for("update");
+      return row as Row | undefined;
+    },
+    async find(db: Db, tenantId: number, name: string): Promise<Row | null> {
+      const [row] = await read(db, tenantId, (tx) => tx.select().from(t).where(byName(tenantId, name)));
+      return (row as Row | undefined) ?? null;
+    },
+    list(db: Db, tenantId: number, limit: number, after: string | undefined): Promise<Row[]> {
+      return read(db, tenantId, (tx) =>
+        tx
+          .select()
+          .from(t)
+          .where(and(eq(t.tenantId, tenantId), after === undefined ? undefined : gt(t.name, after)))
+          .orderBy(asc(t.name))
+          .limit(limit + 1),
+      ) as Promise<Row[]>;
+    },
+    async remove(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined): Promise<void> {
+      await dp.catchUp(w);
+      const existing = await this.lock(w, tenantId, name);
+      if (!existing) throw notFound(`${kind} "${name}"`);
+      requireMatch(etagOf(existing.revision), ifMatch);
+      await w.tx.delete(t).where(byName(tenantId, name));
+      await dp.admitWrite(w, [{ kind, op: "delete", tenantId, name }]);
+      await w.record({ tenantId, kind, name, op: "delete" }, `${kind}.delete`);
+    },
+  };
+}

@@ -1,0 +1,184 @@
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { JOIN_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, PLATFORM_TENANT_ID, newSecret } from "../../auth/node-credentials.ts";
+import { DEFAULT_PAGE_SIZE, decodeCursor, page } from "../../http/conventions.ts";
+import { DryRunQuery, ListQuery, Page } from "../../http/schemas.ts";
+import { badRequest } from "../../http/problem.ts";
+import { isDryRun } from "../../services/context.ts";
+import { NoContent, problemResponses } from "../responses.ts";
+import {
+  DEFAULT_JOIN_TOKEN_TTL_SECONDS,
+  JoinToken,
+  NewJoinToken,
+  Node,
+  NodeParams,
+  NodeStatusReport,
+  NodeWorkload,
+  RegisteredNode,
+  Registration,
+} from "./schemas.ts";
+import {
+  createJoinToken,
+  deleteNode,
+  getNode,
+  listNodes,
+  registerNode,
+  reportStatus,
+  toNode,
+  workloadsOnNode,
+  type DesiredOf,
+} from "./store.ts";
+
+const tags = ["nodes"];
+
+const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { weft } = app;
+  const desiredOf: DesiredOf = async (node) => {
+    const current = await weft.datapath.current(node);
+    return current && { revision: current.revision, hash: current.datapath.hash };
+  };
+
+  app.post(
+    "/v1/join-tokens",
+    {
+      config: { auth: { who: "operator" } },
+      schema: {
+        tags,
+        summary: "Mint a one-time join token for registering a node (shown once)",
+        querystring: DryRunQuery,
+        body: NewJoinToken,
+        response: { 201: JoinToken, ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (request, reply) => {
+      const token = newSecret(JOIN_TOKEN_PREFIX);
+      const ttl = request.body.ttlSeconds ?? DEFAULT_JOIN_TOKEN_TTL_SECONDS;
+      const row = await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => createJoinToken(w, token, ttl));
+      return reply.code(201).send({ id: row.id, expiresAt: row.expiresAt.toISOString(), ...(isDryRun(request) ? {} : { token }) });
+    },
+  );
+
+  app.post(
+    "/v1/nodes/register",
+    {
+      // The join token in the body is this route's credential.
+      config: { auth: { who: "public" } },
+      schema: {
+        tags,
+        summary: "Register a node with a one-time join token; answers the node's credential (shown once)",
+        body: Registration,
+        response: { 201: RegisteredNode, ...problemResponses(400, 401, 409) },
+      },
+    },
+    async (request, reply) => {
+      const credential = newSecret(NODE_CREDENTIAL_PREFIX);
+      // The audit log names the node as the actor. Nothing commits unless the
+      // join token is spent in the same transaction, so the name is vouched for.
+      request.principal = { kind: "node", node: request.body.name };
+      const row = await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => registerNode(w, request.body, credential));
+      return reply
+        .code(201)
+        .header("location", `/v1/nodes/${row.name}`)
+        .send({ node: toNode(row, await desiredOf(row.name)), credential });
+    },
+  );
+
+  app.get(
+    "/v1/nodes",
+    {
+      config: { auth: { who: "operator" } },
+      schema: {
+        tags,
+        summary: "List nodes with their desired and applied state",
+        querystring: ListQuery,
+        response: { 200: Page(Node), ...problemResponses(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const limit = request.query.limit ?? DEFAULT_PAGE_SIZE;
+      const rows = await listNodes(weft.db, limit, decodeCursor<string>(request.query.cursor, "string"));
+      const shown = page(rows, limit, (r) => r.name, (r) => r);
+      return { ...shown, items: await Promise.all(shown.items.map(async (r) => toNode(r, await desiredOf(r.name)))) };
+    },
+  );
+
+  app.get(
+    "/v1/nodes/:node",
+    {
+      config: { auth: { who: "node" } },
+      schema: {
+        tags,
+        summary: "Read a node: desired against applied state, converged or not and since when (operator or the node itself)",
+        params: NodeParams,
+        response: { 200: Node, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const row = await getNode(weft.db, request.params.node);
+      return toNode(row, await desiredOf(row.name));
+    },
+  );
+
+  app.get(
+    "/v1/nodes/:node/workloads",
+    {
+      config: { auth: { who: "node" } },
+      schema: {
+        tags,
+        summary: "List the workloads placed on a node, of every tenant, with their SPIFFE IDs (operator or the node itself)",
+        params: NodeParams,
+        querystring: ListQuery,
+        response: { 200: Page(NodeWorkload), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const { node } = request.params;
+      await getNode(weft.db, node);
+      const limit = request.query.limit ?? DEFAULT_PAGE_SIZE;
+      const cursor = decodeCursor<string>(request.query.cursor, "string");
+      const parts = cursor?.split("/");
+      if (parts !== undefined && parts.length !== 2) throw badRequest("cursor is not one this API issued", [{ field: "query.cursor", message: "must be a nextCursor value from a previous page" }]);
+      const after = parts && { tenant: parts[0]!, name: parts[1]! };
+      const rows = await workloadsOnNode(weft.db, node, limit, after);
+      return page(rows, limit, (r) => `${r.tenant}/${r.name}`, (r) => r);
+    },
+  );
+
+  app.put(
+    "/v1/nodes/:node/status",
+    {
+      config: { auth: { who: "node" } },
+      schema: {
+        tags,
+        summary: "Report what the node's agent has applied (the node's own credential)",
+        params: NodeParams,
+        body: NodeStatusReport,
+        response: { 200: Node, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const { node } = request.params;
+      const desired = await desiredOf(node);
+      return toNode(await reportStatus(weft.db, node, request.body, desired?.hash ?? null), desired);
+    },
+  );
+
+  app.delete(
+    "/v1/nodes/:node",
+    {
+      config: { auth: { who: "operator" } },
+      schema: {
+        tags,
+        summary: "Delete a node; its credential stops working at once",
+        params: NodeParams,
+        querystring: DryRunQuery,
+        response: { 204: NoContent, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => deleteNode(w, request.params.node));
+      return reply.code(204).send();
+    },
+  );
+};
+
+export default nodeRoutes;

@@ -1,0 +1,98 @@
+import { Type, type Static } from "@sinclair/typebox";
+import { Labels, Name, Timestamp } from "../../http/schemas.ts";
+
+export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 600;
+
+export const NodeParams = Type.Object({ node: Name });
+
+export const NewJoinToken = Type.Object(
+  {
+    ttlSeconds: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 86_400, default: DEFAULT_JOIN_TOKEN_TTL_SECONDS, description: "1 s to 1 day; default 10 minutes" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const JoinToken = Type.Object(
+  {
+    id: Type.String({ format: "uuid" }),
+    token: Type.Optional(Type.String({ description: "One-time; shown only in this response, absent on a dry run" })),
+    expiresAt: Timestamp,
+  },
+  { title: "JoinToken" },
+);
+
+export const Registration = Type.Object(
+  {
+    joinToken: Type.String({ minLength: 1, maxLength: 256, description: "From POST /v1/join-tokens; spent by this call" }),
+    name: Name,
+    zone: Type.String({ minLength: 1, maxLength: 63, description: "Failure domain; services with preferSameZone prefer backends of the node's zone" }),
+    labels: Type.Optional(Labels),
+  },
+  { additionalProperties: false },
+);
+export type Registration = Static<typeof Registration>;
+
+const Revision = Type.Integer({ minimum: 0 });
+const Hash = Type.String({ minLength: 1, maxLength: 128 });
+
+export const NodeStatusReport = Type.Object(
+  {
+    appliedRevision: Revision,
+    hash: Type.String({ minLength: 1, maxLength: 128, description: "Content hash of the datapath now in the node's kernel maps" }),
+    counters: Type.Record(Type.String({ maxLength: 128 }), Type.Integer({ minimum: 0 }), {
+      maxProperties: 256,
+      propertyNames: { maxLength: 128 },
+      description: "Monotonic counters, e.g. verdicts and apply errors",
+    }),
+    errors: Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 64, description: "Current errors; empty when healthy" }),
+  },
+  { additionalProperties: false },
+);
+export type NodeStatusReport = Static<typeof NodeStatusReport>;
+
+export const Node = Type.Object(
+  {
+    name: Name,
+    zone: Type.String(),
+    labels: Labels,
+    createdAt: Timestamp,
+    desired: Type.Union([Type.Object({ revision: Revision, hash: Hash }), Type.Null()], {
+      description: "What the compiler wants on the node now; null while it cannot say (no datapath for this node)",
+    }),
+    applied: Type.Union([Type.Object({ revision: Revision, hash: Hash, at: Timestamp }), Type.Null()], {
+      description: "What the node last reported as applied; null before its first status report",
+    }),
+    converged: Type.Boolean({ description: "The applied hash equals the desired hash" }),
+    convergedSince: Type.Union([Timestamp, Type.Null()], {
+      description: "When the node first reported the desired content; null while not converged",
+    }),
+    counters: Type.Record(Type.String(), Type.Integer()),
+    errors: Type.Array(Type.String()),
+  },
+  { title: "Node" },
+);
+export type Node = Static<typeof Node>;
+
+export const RegisteredNode = Type.Object(
+  {
+    node: Node,
+    credential: Type.String({ description: "The node's bearer credential; shown only in this response. Keep it secret (mode 0600)." }),
+  },
+  { title: "RegisteredNode" },
+);
+
+/** A workload as the node's agent needs it: what to attach to and which SVIDs to fetch. */
+export const NodeWorkload = Type.Object(
+  {
+    tenant: Name,
+    name: Name,
+    identity: Name,
+    addresses: Type.Array(Type.String()),
+    interface: Type.Optional(Type.String()),
+    spiffeId: Type.String(),
+  },
+  { title: "NodeWorkload" },
+);
+export type NodeWorkload = Static<typeof NodeWorkload>;

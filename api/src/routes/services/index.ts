@@ -1,0 +1,15 @@
+import { resourceRoutes } from "../tenant-resource.ts";
+import { Service, ServiceSpec } from "./schemas.ts";
+import { serviceStore, toService } from "./store.ts";
+
+/** Services of a tenant: a VIP, its ports, and backends by selector or listed with weights. */
+export default resourceRoutes({
+  plural: "services",
+  noun: "service",
+  spec: ServiceSpec,
+  resource: Service,
+  store: serviceStore,
+  show: toService,
+  putNote:
+    "A given VIP must be free on the whole platform (409 body.vip); without one, a VIP is allocated from WEFT_SERVICE_CIDR and kept across replaces. Selectors and explicit backends name identities and workloads of the same tenant only (422).",
+});

@@ -1,0 +1,133 @@
+import { and, arrayContains, eq, inArray, ne, or } from "drizzle-orm";
+import { formatIPv4, parseIPv4 } from "@weft/codec";
+import type { Config } from "../../config.ts";
+import { services, workloads } from "../../db/schema.ts";
+import type { WriteScope } from "../../db/transactions.ts";
+import { etagOf, putIntent } from "../../http/conventions.ts";
+import { badRequest, fieldProblem } from "../../http/problem.ts";
+import { serviceRowOf, withPlatformRead, type DatapathService } from "../../services/datapath.ts";
+import type { TenantRow } from "../../services/tenant-directory.ts";
+import { meshRows, namedIn, requireIdentities } from "../mesh-store.ts";
+import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
+import type { Service, ServiceSpec } from "./schemas.ts";
+
+export type ServiceDbRow = typeof services.$inferSelect;
+
+export const toService = (row: ServiceDbRow): Service => ({
+  name: row.name,
+  vip: row.vip,
+  vipAllocated: row.vipAllocated,
+  ports: row.ports as Service["ports"],
+  backends: row.backends as Service["backends"],
+  loadBalancing: row.loadBalancing,
+  topology: { preferSameZone: row.preferSameZone },
+  etag: etagOf(row.revision),
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+});
+
+const rows = meshRows(services, "service");
+const { byName } = rows;
+
+/** Shape rules the schema cannot say: one frontend per (port, protocol); workload xor address. */
+function checkShape(spec: ServiceSpec): void {
+  const seen = new Set<string>();
+  spec.ports.forEach((p, i) => {
+    const key = `${p.port}/${p.protocol}`;
+    if (seen.has(key)) throw badRequest("a port and protocol appear twice", [{ field: `body.ports.${i}`, message: `${key} is already listed` }]);
+    seen.add(key);
+  });
+  if ("explicit" in spec.backends) {
+    spec.backends.explicit.forEach((b, i) => {
+      if ((b.workload === undefined) === (b.address === undefined)) {
+        throw badRequest("a backend names a workload or an address", [
+          { field: `body.backends.explicit.${i}`, message: "must have exactly one of workload or address" },
+        ]);
+      }
+    });
+  }
+}
+
+/** Explicit backends name workloads of the same tenant only. */
+async function requireWorkloads(w: WriteScope, tenantId: number, spec: ServiceSpec): Promise<void> {
+  if (!("explicit" in spec.backends)) return;
+  const named = spec.backends.explicit.flatMap((b, i) => (b.workload === undefined ? [] : [{ i, name: b.workload }]));
+  if (named.length === 0) return;
+  const found = await w.tx
+    .select({ name: workloads.name })
+    .from(workloads)
+    .where(and(eq(workloads.tenantId, tenantId), inArray(workloads.name, named.map((n) => n.name))));
+  const known = new Set(found.map((r) => r.name));
+  const missing = named.find((n) => !known.has(n.name));
+  if (missing) {
+    throw fieldProblem(422, `workload "${missing.name}" does not exist in this tenant`, `body.backends.explicit.${missing.i}.workload`, `no workload "${missing.name}" in this tenant`);
+  }
+}
+
+/** Is the address a VIP of another service, or a workload's? Across every tenant; the owner is never named. */
+async function addressTaken(w: WriteScope, vip: string, tenantId: number, name: string): Promise<boolean> {
+  const [svc] = await w.tx
+    .select({ id: services.id })
+    .from(services)
+    .where(and(eq(services.vip, vip), or(ne(services.tenantId, tenantId), ne(services.name, name))))
+    .limit(1);
+  if (svc) return true;
+  const [wl] = await w.tx.select({ name: workloads.name }).from(workloads).where(arrayContains(workloads.addresses, [vip])).limit(1);
+  return wl !== undefined;
+}
+
+/** The lowest free host address of the service range (network and broadcast addresses are never used). */
+async function allocateVip(w: WriteScope, cidr: string, tenantId: number, name: string): Promise<string> {
+  const [base, lenText] = cidr.split("/") as [string, string];
+  const start = parseIPv4(base);
+  const size = 2 ** (32 - Number(lenText));
+  const used = new Set((await w.tx.select({ vip: services.vip }).from(services)).map((r) => parseIPv4(r.vip)));
+  for (let offset = 1; offset < size - 1; offset++) {
+    const candidate = start + offset;
+    if (used.has(candidate)) continue;
+    const vip = formatIPv4(candidate);
+    if (!(await addressTaken(w, vip, tenantId, name))) return vip;
+  }
+  throw fieldProblem(422, `no free VIP is left in ${cidr}`, "body.vip", `the service range ${cidr} (WEFT_SERVICE_CIDR) is full; give a VIP`);
+}
+
+function makePut(cidr: string) {
+  return async (w: WriteScope, dp: DatapathService, tenant: TenantRow, name: string, spec: ServiceSpec, pre: Preconditions) => {
+    checkShape(spec);
+    await dp.catchUp(w);
+    const existing = await rows.lock(w, tenant.id, name);
+    const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
+    await requireIdentities(w, tenant.id, "selector" in spec.backends ? namedIn("body.backends.selector", spec.backends.selector) : []);
+    await requireWorkloads(w, tenant.id, spec);
+    // A replace that names no VIP keeps the one the service has: clients are using it.
+    const vip = await withPlatformRead(w.tx, async () => {
+      if (spec.vip !== undefined) {
+        if (await addressTaken(w, spec.vip, tenant.id, name)) {
+          throw fieldProblem(409, `VIP ${spec.vip} is already in use`, "body.vip", "is the VIP of another service or a workload address");
+        }
+        return { vip: spec.vip, vipAllocated: false };
+      }
+      if (existing) return { vip: existing.vip, vipAllocated: existing.vipAllocated };
+      return { vip: await allocateVip(w, cidr, tenant.id, name), vipAllocated: true };
+    });
+    const values = {
+      ...vip,
+      ports: spec.ports,
+      backends: spec.backends,
+      loadBalancing: spec.loadBalancing ?? ("random" as const),
+      preferSameZone: spec.topology?.preferSameZone ?? false,
+      revision: w.revision,
+    };
+    const [row] = existing
+      ? await w.tx.update(services).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
+      : await w.tx.insert(services).values({ tenantId: tenant.id, name, ...values }).returning();
+    await dp.admitWrite(w, [{ kind: "service", op: "put", row: serviceRowOf(row!) }]);
+    await w.record({ tenantId: tenant.id, kind: "service", name, op: "upsert" }, `service.${intent}`);
+    return { row: row!, intent };
+  };
+}
+
+export const serviceStore = (config: Config): ResourceStore<ServiceSpec, ServiceDbRow> => ({
+  ...rows,
+  put: makePut(config.serviceCidr ?? "198.19.0.0/16"),
+});

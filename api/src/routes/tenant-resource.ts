@@ -1,0 +1,154 @@
+/**
+ * The four routes every tenant-owned mesh resource has (workloads, services,
+ * policies), with the conventions of routes/identities: PUT answers 201 or
+ * 200 with an ETag, If-Match and If-None-Match: * are honoured, DELETE
+ * answers 204, lists page by name, ?dryRun=true writes nothing.
+ */
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { Type, type TSchema } from "@sinclair/typebox";
+import type { FastifyRequest } from "fastify";
+import { tenantOf } from "../auth/guard.ts";
+import type { Config } from "../config.ts";
+import type { Db } from "../db/client.ts";
+import type { WriteScope } from "../db/transactions.ts";
+import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page, type PutIntent } from "../http/conventions.ts";
+import { PreconditionHeaders } from "../http/headers.ts";
+import { notFound } from "../http/problem.ts";
+import { DryRunQuery, ListQuery, Name, Page, TenantParams } from "../http/schemas.ts";
+import type { DatapathService } from "../services/datapath.ts";
+import type { TenantRow } from "../services/tenant-directory.ts";
+import { NoContent, NotModified, problemResponses } from "./responses.ts";
+
+export interface Preconditions {
+  ifMatch?: string | undefined;
+  ifNoneMatch?: string | undefined;
+}
+
+export interface ResourceStore<Spec, Row> {
+  find(db: Db, tenantId: number, name: string): Promise<Row | null>;
+  list(db: Db, tenantId: number, limit: number, after: string | undefined): Promise<Row[]>;
+  put(w: WriteScope, dp: DatapathService, tenant: TenantRow, name: string, spec: Spec, pre: Preconditions): Promise<{ row: Row; intent: PutIntent }>;
+  remove(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined): Promise<void>;
+}
+
+export interface ResourceDefinition<Spec, Row, Out extends { etag: string }> {
+  /** URL segment and tag, e.g. "workloads". */
+  plural: string;
+  /** For summaries and 404s, e.g. "workload". */
+  noun: string;
+  spec: TSchema;
+  resource: TSchema;
+  /** The store, or how to build it from the configuration (e.g. the service VIP range). */
+  store: ResourceStore<Spec, Row> | ((config: Config) => ResourceStore<Spec, Row>);
+  show(row: Row): Out;
+  /** What a PUT can refuse besides the shared statuses (e.g. 409 for a taken address). */
+  putNote: string;
+}
+
+export function resourceRoutes<Spec, Row, Out extends { etag: string }>(def: ResourceDefinition<Spec, Row, Out>): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    const { weft } = app;
+    const store = typeof def.store === "function" ? def.store(weft.config) : def.store;
+    const tags = [def.plural];
+    const Params = Type.Object({ tenant: Name, name: Name });
+    const collection = `/v1/tenants/:tenant/${def.plural}`;
+    const item = `${collection}/:name`;
+    const nameOf = (request: FastifyRequest) => (request.params as { name: string }).name;
+    const find = async (request: FastifyRequest) => {
+      const tenant = tenantOf(request);
+      const row = await store.find(weft.db, tenant.id, nameOf(request));
+      if (row === null) throw notFound(`${def.noun} "${nameOf(request)}"`);
+      return def.show(row);
+    };
+
+    app.get(
+      collection,
+      {
+        config: { auth: { who: "tenant", scope: "read" } },
+        schema: {
+          tags,
+          summary: `List ${def.plural}`,
+          params: TenantParams,
+          querystring: ListQuery,
+          response: { 200: Page(def.resource), ...problemResponses(400, 401, 403, 404) },
+        },
+      },
+      async (request) => {
+        const tenant = tenantOf(request);
+        const limit = request.query.limit ?? DEFAULT_PAGE_SIZE;
+        const rows = await store.list(weft.db, tenant.id, limit, decodeCursor<string>(request.query.cursor, "string"));
+        return page(rows, limit, (r) => (r as { name: string }).name, def.show);
+      },
+    );
+
+    app.get(
+      item,
+      {
+        config: { auth: { who: "tenant", scope: "read" } },
+        schema: {
+          tags,
+          summary: `Read a ${def.noun}`,
+          params: Params,
+          headers: PreconditionHeaders,
+          response: { 200: def.resource, 304: NotModified, ...problemResponses(400, 401, 403, 404) },
+        },
+      },
+      async (request, reply) => {
+        const shown = await find(request);
+        reply.header("etag", shown.etag);
+        if (notModified(shown.etag, request.headers["if-none-match"])) return reply.code(304).send();
+        return shown;
+      },
+    );
+
+    app.put(
+      item,
+      {
+        config: { auth: { who: "tenant", scope: "write" } },
+        schema: {
+          tags,
+          summary: `Create or replace a ${def.noun}`,
+          description: `${def.putNote} Refused with 422, naming the map and the node, if any node's datapath map would overflow.`,
+          params: Params,
+          querystring: DryRunQuery,
+          headers: PreconditionHeaders,
+          body: def.spec,
+          response: { 200: def.resource, 201: def.resource, ...problemResponses(400, 401, 403, 404, 409, 412, 422) },
+        },
+      },
+      async (request, reply) => {
+        const tenant = tenantOf(request);
+        const { row, intent } = await weft.writeFor(request, tenant.id, (w) =>
+          store.put(w, weft.datapath, tenant, nameOf(request), request.body as Spec, {
+            ifMatch: request.headers["if-match"],
+            ifNoneMatch: request.headers["if-none-match"],
+          }),
+        );
+        const shown = def.show(row);
+        return reply.code(intent === "create" ? 201 : 200).header("etag", shown.etag).send(shown);
+      },
+    );
+
+    app.delete(
+      item,
+      {
+        config: { auth: { who: "tenant", scope: "write" } },
+        schema: {
+          tags,
+          summary: `Delete a ${def.noun}`,
+          params: Params,
+          querystring: DryRunQuery,
+          headers: PreconditionHeaders,
+          response: { 204: NoContent, ...problemResponses(400, 401, 403, 404, 412, 422) },
+        },
+      },
+      async (request, reply) => {
+        const tenant = tenantOf(request);
+        await weft.writeFor(request, tenant.id, (w) =>
+          store.remove(w, weft.datapath, tenant.id, nameOf(request), request.headers["if-match"]),
+        );
+        return reply.code(204).send();
+      },
+    );
+  };
+}

@@ -1,0 +1,204 @@
+/**
+ * Fan-out benchmark, one command: npm run bench:fanout
+ * (tsx bench/fanout/run.ts). Goal (issue 5): 1,000 held long polls woken by
+ * one write, all answered within 1 s.
+ *
+ * The API runs as its own process (api/src/server.ts) on DATABASE_URL, or on
+ * embedded PGlite in a temporary directory when that is unset. Setup, not
+ * measured: one tenant with one workload on each of BENCH_NODES registered
+ * nodes (default 1,000), so that the tenant is present on every node and one
+ * more workload of it changes every node's ipcache. Each node holds
+ * BENCH_POLLS_PER_NODE long polls (default 1; fewer nodes with more polls
+ * each measure the HTTP fan-out with less compile work, since the service
+ * compiles once per node, not once per poll).
+ *
+ * Measured, from this process: the time from sending the waking write to
+ * each held poll's answer (GET /v1/nodes/{node}/datapath?wait=30 with
+ * If-None-Match), p50/p99/max; and in the same run, as the baseline, one
+ * node's single held poll woken by one write to a tenant present on that node
+ * only. The write's own response time is printed beside both.
+ */
+import { randomInt } from "node:crypto";
+import { Agent, request } from "node:http";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startApiProcess } from "../../test/support/api-process.ts";
+import { table } from "../support/load.ts";
+
+const NODES = Number(process.env.BENCH_NODES ?? 1000);
+const POLLS_PER_NODE = Number(process.env.BENCH_POLLS_PER_NODE ?? 1);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SETUP_CONCURRENCY = 16;
+const OPERATOR = "weft_op_bench-fanout-operator-token-0123";
+
+// One socket per held poll: the default agent would queue them behind each other.
+const agent = new Agent({ keepAlive: true, maxSockets: Infinity });
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  at: number;
+}
+
+function http(base: string, method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<Answer> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${base}${path}`,
+      { method, agent, headers: { ...headers, ...(payload ? { "content-type": "application/json" } : {}) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString(), at: performance.now() }));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+async function ok(base: string, method: string, path: string, headers: Record<string, string>, body?: unknown) {
+  const res = await http(base, method, path, headers, body);
+  if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${res.body}`);
+  return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : {};
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function pool<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!, i);
+      }
+    }),
+  );
+  return out;
+}
+
+const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+
+const dataDir = process.env.DATABASE_URL ? undefined : mkdtempSync(join(tmpdir(), "weft-fanout-"));
+const api = await startApiProcess({
+  WEFT_OPERATOR_TOKEN: OPERATOR,
+  LOG_LEVEL: "error",
+  ...(dataDir ? { DATABASE_URL: "", WEFT_DATA_DIR: dataDir } : {}),
+});
+const op = { authorization: `Bearer ${OPERATOR}` };
+const base = api.base;
+/** What this run created, removed at the end so that a shared Postgres does not fill up. */
+const created = { tenants: [] as string[], nodes: [] as string[] };
+
+try {
+  const run = Date.now().toString(36);
+  const registerNode = async (name: string) => {
+    const { token } = await ok(base, "POST", "/v1/join-tokens", op, {});
+    const { credential } = await ok(base, "POST", "/v1/nodes/register", {}, { joinToken: token, name, zone: "z" });
+    created.nodes.push(name);
+    return { name, credential: credential as string };
+  };
+  const tenantWithIdentity = async (tenant: string) => {
+    await ok(base, "POST", "/v1/tenants", op, { name: tenant });
+    created.tenants.push(tenant);
+    await ok(base, "PUT", `/v1/tenants/${tenant}/identities/web`, op, { path: "/web" });
+  };
+  // Addresses are unique across the platform: a block of 10.0.0.0/8 at a random offset, so that runs on one database do not collide.
+  const offset = randomInt(0, 2 ** 24 - 2 ** 17);
+  const address = (i: number) => {
+    const n = offset + i;
+    return `10.${n >> 16}.${(n >> 8) & 255}.${n & 255}`;
+  };
+  const placeWorkload = (tenant: string, name: string, node: string, i: number) =>
+    ok(base, "PUT", `/v1/tenants/${tenant}/workloads/${name}`, op, { identity: "web", node, addresses: [address(i)] });
+
+  const setupStart = performance.now();
+  const fleet = `fan-${run}`;
+  await tenantWithIdentity(fleet);
+  const nodes = await pool(
+    Array.from({ length: NODES }, (_, i) => `fan-${run}-${i}`),
+    SETUP_CONCURRENCY,
+    registerNode,
+  );
+  await pool(nodes, SETUP_CONCURRENCY, (n, i) => placeWorkload(fleet, `w-${i}`, n.name, i + 1));
+  const solo = await registerNode(`solo-${run}`);
+  const soloTenant = `solo-${run}`;
+  await tenantWithIdentity(soloTenant);
+  await placeWorkload(soloTenant, "w-0", solo.name, NODES + 1);
+  console.log(`setup: ${NODES} nodes, a workload on each, in ${((performance.now() - setupStart) / 1000).toFixed(1)} s`);
+
+  /**
+   * Holds `per` polls on each node, then sends `write` and times every answer
+   * from the moment it was sent. "delta" polls as an agent does
+   * (?since=REV&wait=30, answered with the change only); "full" with
+   * If-None-Match, answered with every map of the node.
+   */
+  async function wake(mode: "delta" | "full", targets: { name: string; credential: string }[], per: number, write: () => Promise<unknown>) {
+    const current = await pool(targets, SETUP_CONCURRENCY, async (n) => {
+      const res = await http(base, "GET", `/v1/nodes/${n.name}/datapath`, { authorization: `Bearer ${n.credential}` });
+      if (res.status !== 200) throw new Error(`datapath of ${n.name}: ${res.status} ${res.body}`);
+      return { etag: String(res.headers.etag), revision: String(res.headers["x-weft-revision"]) };
+    });
+    let early = 0;
+    let sentAt = Number.POSITIVE_INFINITY;
+    const polls = targets.flatMap((n, i) =>
+      Array.from({ length: per }, () =>
+        http(
+          base,
+          "GET",
+          `/v1/nodes/${n.name}/datapath?wait=30${mode === "delta" ? `&since=${current[i]!.revision}` : ""}`,
+          { authorization: `Bearer ${n.credential}`, ...(mode === "full" ? { "if-none-match": current[i]!.etag } : {}) },
+        ).then((res) => {
+          if (res.at < sentAt) early++;
+          return { ...res, was: current[i]!.etag };
+        }),
+      ),
+    );
+    // Every poll must be held by the server before the write: wait until the
+    // requests are out, then a margin for the server to park them.
+    await new Promise((r) => setTimeout(r, 1000 + targets.length * per));
+    sentAt = performance.now();
+    await write();
+    const wroteMs = performance.now() - sentAt;
+    const answers = await Promise.all(polls);
+    const bad = answers.filter((a) => a.status !== 200 || a.headers.etag === a.was);
+    if (early > 0) throw new Error(`${early} polls answered before the write: not held, figures void`);
+    if (bad.length > 0) throw new Error(`${bad.length} polls did not answer with a new datapath (first: ${bad[0]!.status} ${bad[0]!.body.slice(0, 200)})`);
+    const latencies = answers.map((a) => a.at - sentAt).sort((x, y) => x - y);
+    return { wroteMs, latencies, bytes: answers.reduce((sum, a) => sum + a.body.length, 0) / answers.length };
+  }
+
+  const rows: (string | number)[][] = [["run", "polls", "answer B", "write ms", "p50 ms", "p99 ms", "max ms", "all within 1 s"]];
+  const fmt = (label: string, r: { wroteMs: number; latencies: number[]; bytes: number }) => [
+    label,
+    r.latencies.length,
+    Math.round(r.bytes),
+    r.wroteMs.toFixed(1),
+    quantile(r.latencies, 0.5).toFixed(1),
+    quantile(r.latencies, 0.99).toFixed(1),
+    r.latencies.at(-1)!.toFixed(1),
+    r.latencies.at(-1)! < 1000 ? "yes" : "NO",
+  ];
+  let n = NODES + 10;
+  for (let round = 1; round <= ROUNDS; round++) {
+    const baseline = await wake("delta", [solo], 1, () => placeWorkload(soloTenant, `extra-${round}`, solo.name, ++n));
+    rows.push(fmt(`${round} baseline: 1 node, 1 delta poll`, baseline));
+    const fan = await wake("delta", nodes, POLLS_PER_NODE, () => placeWorkload(fleet, `extra-${round}`, nodes[0]!.name, ++n));
+    rows.push(fmt(`${round} fan-out: ${NODES} nodes x ${POLLS_PER_NODE} delta polls`, fan));
+    const full = await wake("full", nodes, POLLS_PER_NODE, () => placeWorkload(fleet, `full-${round}`, nodes[0]!.name, ++n));
+    rows.push(fmt(`${round} fan-out: ${NODES} nodes x ${POLLS_PER_NODE} full-state polls`, full));
+  }
+  console.log(`\nbench/fanout: API process on ${dataDir ? "embedded PGlite" : "Postgres (DATABASE_URL)"}; latency from sending the write to each poll's answer\n`);
+  console.log(table(rows));
+} finally {
+  // Tenants first (their workloads go with them), then the nodes.
+  await pool(created.tenants, SETUP_CONCURRENCY, (t) => http(base, "DELETE", `/v1/tenants/${t}`, op));
+  await pool(created.nodes, SETUP_CONCURRENCY, (n) => http(base, "DELETE", `/v1/nodes/${n}`, op));
+  agent.destroy();
+  await api.stop();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+}

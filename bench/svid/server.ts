@@ -1,0 +1,54 @@
+/**
+ * The API side of bench/svid, in its own process so the load generator and
+ * the raw-limit probe never share its event loop: the real API (embedded
+ * PGlite in memory, or DATABASE_URL) with a tenant, a write token and one
+ * identity. Prints one JSON line when ready; on SIGTERM prints one more line
+ * with the number of issuance records and audit rows committed for the
+ * tenant (the bench checks every answered request left both), then exits.
+ */
+import { sql } from "drizzle-orm";
+import { buildApp } from "../../api/src/app.ts";
+
+const OPERATOR = "weft_op_bench-svid-operator-token-000000";
+
+const app = await buildApp({
+  port: 0,
+  host: "127.0.0.1",
+  databaseUrl: process.env.DATABASE_URL || undefined,
+  dataDir: undefined,
+  operatorToken: OPERATOR,
+  logLevel: "silent",
+  trustDomainSuffix: "bench.weft",
+  revocationPollMs: 60_000,
+});
+
+const op = { authorization: `Bearer ${OPERATOR}` };
+const inject = async (method: "POST" | "PUT", url: string, headers: Record<string, string>, payload: unknown, expect: number) => {
+  const res = await app.inject({ method, url, headers, payload: payload as Record<string, unknown> });
+  if (res.statusCode !== expect) throw new Error(`${method} ${url}: ${res.statusCode} ${res.body}`);
+  return res.json() as Record<string, unknown>;
+};
+const tenant = `bench-${process.pid}-${Date.now().toString(36)}`;
+const created = await inject("POST", "/v1/tenants", op, { name: tenant }, 201);
+const { token } = (await inject("POST", `/v1/tenants/${tenant}/tokens`, op, { name: "bench", scopes: ["write"] }, 201)) as { token: string };
+await inject("PUT", `/v1/tenants/${tenant}/identities/web`, { authorization: `Bearer ${token}` }, { path: "/ns/bench/sa/web" }, 201);
+await app.listen({ port: 0, host: "127.0.0.1" });
+const { port } = app.server.address() as { port: number };
+console.log(JSON.stringify({ port, path: `/v1/tenants/${tenant}/identities/web/x509-svids`, token, tenant: created.name }));
+
+/** Rows committed for the bench tenant, counted as the superuser (no RLS). */
+async function committed(): Promise<{ issuances: number; audited: number }> {
+  const rows = (await app.weft.db.execute(sql`
+    SELECT (SELECT count(*) FROM svid_issuances i JOIN tenants t ON t.id = i.tenant_id WHERE t.name = ${tenant} AND i.kind = 'x509-svid')::int AS issuances,
+           (SELECT count(*) FROM audit_log a JOIN tenants t ON t.id = a.tenant_id WHERE t.name = ${tenant} AND a.action = 'x509-svid.issue')::int AS audited`)) as unknown;
+  const row = (Array.isArray(rows) ? rows[0] : (rows as { rows: unknown[] }).rows[0]) as { issuances: number; audited: number };
+  return { issuances: Number(row.issuances), audited: Number(row.audited) };
+}
+
+// Exit through process.exit so that --cpu-prof writes its file.
+process.on("SIGTERM", () => {
+  committed()
+    .then((c) => console.log(JSON.stringify(c)))
+    .catch((err: unknown) => console.log(JSON.stringify({ error: String(err) })))
+    .finally(() => process.exit(0));
+});

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The agent loop: long-poll the node's datapath, validate, apply with the
+ * ApplyEngine, keep the veths and SVIDs in step, report status.
+ *
+ * Invariants:
+ * - The kernel only ever receives a validated state, applied as a diff
+ *   against what it holds: nothing is flushed, on start or on failure.
+ * - The API being down changes nothing in the kernel: the loop backs off
+ *   (jittered, bounded) and the last good state keeps serving traffic.
+ * - A refused answer (validation) is reported and remembered by its ETag,
+ *   so the next long poll waits for a newer state instead of re-fetching
+ *   the same bad one in a hot loop.
+ */
+import { ApplyEngine, type MapTargets } from "../datapath/index.ts";
+import { Backoff, sleep, type BackoffOptions } from "./backoff.ts";
+import { ApiError, type ApiClient, type DatapathAnswer, type NodeWorkload } from "./client.ts";
+import { entryCounts, InvalidDatapath, isEmptyDelta, patch, validateDelta, validateFull, type DesiredState } from "./desired.ts";
+import type { AgentMetrics } from "./metrics.ts";
+import type { SvidManager } from "./svid.ts";
+import type { VethReconciler } from "./veths.ts";
+
+export type Log = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
+
+export const jsonLog: Log = (level, msg, fields = {}) => {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
+};
+
+export interface AgentLoopOptions {
+  node: string;
+  client: Pick<ApiClient, "datapath" | "putStatus" | "nodeWorkloads">;
+  maps: MapTargets;
+  metrics: AgentMetrics;
+  veths?: VethReconciler;
+  svids?: SvidManager;
+  /** Long-poll seconds (API maximum 60). */
+  waitSeconds?: number;
+  backoff?: BackoffOptions;
+  log?: Log;
+}
+
+export interface Applied {
+  revision: number;
+  hash: string;
+  upserts: number;
+  deletes: number;
+  elapsedMs: number;
+}
+
+export class AgentLoop {
+  private readonly engine: ApplyEngine;
+  private readonly backoff: Backoff;
+  private readonly log: Log;
+  /** The last state written to the kernel in full. */
+  private good: DesiredState | null = null;
+  /** Deltas are asked from the good state only while the last answer was it (not after a 410, refusal or kernel failure). */
+  private deltaFromGood = false;
+  /** ETag for If-None-Match: the good state's, or a refused answer's. */
+  private etag: string | null = null;
+  /** Errors of the current state (refusals, kernel, veth, SVID), reported with the status. */
+  private errors: string[] = [];
+  private workloadsRouteMissing = false;
+  /** Every apply, for tests and the restart proof. */
+  readonly history: Applied[] = [];
+  private waiters: (() => void)[] = [];
+
+  constructor(private readonly o: AgentLoopOptions) {
+    this.engine = new ApplyEngine(o.maps);
+    this.backoff = new Backoff(o.backoff);
+    this.log = o.log ?? jsonLog;
+  }
+
+  get applied(): DesiredState | null {
+    return this.good;
+  }
+
+  /** The counters the status report carries. */
+  counters(): Record<string, number> {
+    return this.o.metrics.statusCounters();
+  }
+
+  get currentErrors(): readonly string[] {
+    return this.errors;
+  }
+
+  /** Runs until the signal aborts; never throws for API or kernel failures. */
+  async run(signal: AbortSignal): Promise<void> {
+    let first = true;
+    while (!signal.aborted) {
+      let answer: DatapathAnswer;
+      try {
+        answer = await this.o.client.datapath(this.o.node, {
+          etag: this.etag,
+          since: this.good && this.deltaFromGood ? this.good.revision : null,
+          waitSeconds: first ? 0 : (this.o.waitSeconds ?? 30),
+          signal,
+        });
+      } catch (err) {
+        if (signal.aborted) break;
+        await this.failed(`${(err as Error).message}`, signal);
+        continue;
+      }
+      first = false;
+      let ok: boolean;
+      try {
+        ok = await this.step(answer);
+      } catch (err) {
+        // A bug or an unexpected failure (a state directory gone read-only): report it, keep the kernel, retry.
+        this.errors = [`failed to handle datapath answer: ${(err as Error).message}`];
+        this.etag = null;
+        this.deltaFromGood = false;
+        this.log("error", this.errors[0]!);
+        ok = false;
+      }
+      await this.report();
+      if (!ok) await sleep(this.backoff.next(), signal);
+      else this.backoff.reset();
+    }
+  }
+
+  /** Handles one answer; false when the loop should back off (a kernel failure). */
+  async step(answer: DatapathAnswer): Promise<boolean> {
+    if (answer.kind === "unchanged") return true;
+    if (answer.kind === "gone") {
+      // Our revision is older than the API's change log: the next poll asks for the full state.
+      this.etag = null;
+      this.deltaFromGood = false;
+      return true;
+    }
+    let next: DesiredState;
+    try {
+      if (answer.kind === "full") next = validateFull(answer.body);
+      else {
+        const delta = validateDelta(answer.body);
+        if (!this.good) throw new InvalidDatapath("failed to validate datapath delta: the agent holds no full state to patch");
+        if (isEmptyDelta(delta) && delta.hash === this.good.hash) {
+          // Nothing for this node since our revision (a long poll's timeout): ask from the newer one next,
+          // else a revision that moved on without content would answer every poll at once.
+          this.good = { ...this.good, revision: Math.max(this.good.revision, delta.revision) };
+          return true;
+        }
+        next = patch(this.good, delta);
+      }
+    } catch (err) {
+      if (!(err instanceof InvalidDatapath)) throw err;
+      this.o.metrics.refusedAnswer();
+      this.errors = [err.message];
+      // Wait for a newer answer than this one, and full: a delta onto a refused state means nothing.
+      this.etag = answer.etag;
+      this.deltaFromGood = false;
+      this.log("error", "refused datapath answer; the kernel keeps the last good state", { error: err.message, revision: this.good?.revision ?? null });
+      return true;
+    }
+    try {
+      const r = this.engine.apply(next.maps);
+      this.o.metrics.applied(next.revision, r.elapsedMs / 1000, entryCounts(next), r.upserts, r.deletes);
+      this.good = next;
+      this.deltaFromGood = true;
+      this.etag = answer.etag;
+      this.errors = [];
+      const applied = { revision: next.revision, hash: next.hash, upserts: r.upserts, deletes: r.deletes, elapsedMs: r.elapsedMs };
+      this.history.push(applied);
+      if (r.upserts + r.deletes > 0) this.log("info", "applied datapath", applied);
+    } catch (err) {
+      this.o.metrics.applyError();
+      this.errors = [(err as Error).message];
+      // Refetch in full after the backoff: the kernel holds a mix the next full apply completes.
+      this.etag = null;
+      this.deltaFromGood = false;
+      this.log("error", "failed to apply datapath; retrying", { error: (err as Error).message });
+      return false;
+    }
+    await this.sideEffects(next);
+    for (const w of this.waiters.splice(0)) w();
+    return true;
+  }
+
+  /** Resolves after the next successful apply (tests). */
+  nextApply(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Veths and SVIDs follow the applied state; their failures are reported, never undo the apply. */
+  private async sideEffects(state: DesiredState): Promise<void> {
+    let workloads: NodeWorkload[] | null = null;
+    if (!this.workloadsRouteMissing && (this.o.svids || this.o.veths)) {
+      try {
+        workloads = await this.o.client.nodeWorkloads(this.o.node);
+        if (workloads === null) {
+          this.workloadsRouteMissing = true;
+          this.log("warn", "the API does not list this node's workloads (GET /v1/nodes/{node}/workloads): no workload SVIDs; veths found by route");
+        }
+      } catch (err) {
+        this.errors.push(`failed to list workloads of node ${this.o.node}: ${(err as Error).message}`);
+      }
+    }
+    if (this.o.veths) {
+      const interfaces = new Map<string, string>();
+      for (const w of workloads ?? []) if (w.interface) for (const a of w.addresses) interfaces.set(a, w.interface);
+      const r = await this.o.veths.sync(
+        (state.maps.endpoint as { key: { address: string } }[]).map((e) => e.key.address),
+        interfaces,
+      );
+      this.errors.push(...r.errors);
+      if (r.attached.length || r.detached.length) this.log("info", "veths changed", { attached: r.attached, detached: r.detached });
+    }
+    if (this.o.svids && workloads) {
+      const r = await this.o.svids.sync(workloads.map((w) => ({ tenant: w.tenant, identity: w.identity, workload: w.name, ...(w.spiffeId ? { spiffeId: w.spiffeId } : {}) })));
+      this.errors.push(...r.errors);
+    }
+  }
+
+  private async failed(message: string, signal: AbortSignal): Promise<void> {
+    this.o.metrics.apiError();
+    const delay = this.backoff.next();
+    this.log("warn", "API unavailable; the kernel keeps the last good state", { error: message, retryInMs: Math.round(delay) });
+    await sleep(delay, signal);
+  }
+
+  /** PUT status; a failure counts as an API error and waits for the next round. */
+  async report(): Promise<void> {
+    try {
+      this.o.metrics.refreshVerdicts();
+    } catch (err) {
+      this.errors.push(`failed to read the metrics map: ${(err as Error).message}`);
+    }
+    const errors = [...this.errors, ...(this.o.svids?.lastErrors ?? [])];
+    const body = {
+      appliedRevision: this.good?.revision ?? 0,
+      // Before anything was applied there is no hash; the API requires a non-empty string.
+      hash: this.good?.hash ?? "none",
+      counters: this.o.metrics.statusCounters(),
+      errors: [...new Set(errors)].slice(0, 64).map((e) => e.slice(0, 1024)),
+    };
+    try {
+      await this.o.client.putStatus(this.o.node, body);
+    } catch (err) {
+      this.o.metrics.apiError();
+      this.log("warn", "failed to report status", { error: (err as Error).message, status: err instanceof ApiError ? err.status : undefined });
+    }
+  }
+}
+

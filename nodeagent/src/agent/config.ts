@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The agent's command line: flags first, then the environment, then
+ * defaults. A bad invocation is a UsageError: main prints its one line and
+ * exits 2, so a typo in a unit file is not mistaken for a crash.
+ */
+import { DEFAULT_PIN_DIR } from "../loader/index.ts";
+
+export const DEFAULT_STATE_DIR = "/var/lib/weft";
+/** The cgroup v2 root on these machines; socket LB there covers every process. */
+export const DEFAULT_CGROUP = "/sys/fs/cgroup/unified";
+export const DEFAULT_METRICS_PORT = 9469;
+
+export class UsageError extends Error {}
+
+export interface AgentConfig {
+  command: "run" | "cleanup";
+  /** Base URL of the API, e.g. http://127.0.0.1:8080; required to run. */
+  api: string;
+  /** Needed only for the first start; later starts reuse the saved credential. */
+  joinToken: string | undefined;
+  name: string;
+  zone: string | undefined;
+  cgroup: string;
+  pinDir: string;
+  stateDir: string;
+  metricsPort: number;
+}
+
+/** Flag name -> [config key, environment variable]. */
+const FLAGS = {
+  "--api": ["api", "WEFT_API"],
+  "--join-token": ["joinToken", "WEFT_JOIN_TOKEN"],
+  "--name": ["name", "WEFT_NODE_NAME"],
+  "--zone": ["zone", "WEFT_ZONE"],
+  "--cgroup": ["cgroup", "WEFT_CGROUP"],
+  "--pin-dir": ["pinDir", "WEFT_PIN_DIR"],
+  "--state-dir": ["stateDir", "WEFT_STATE_DIR"],
+  "--metrics-port": ["metricsPort", "WEFT_METRICS_PORT"],
+} as const;
+type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
+
+export const USAGE =
+  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] (each also WEFT_API, WEFT_NODE_NAME, ...)";
+
+export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
+  const given: Partial<Record<Key, string>> = {};
+  let command: AgentConfig["command"] = "run";
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (i === 0 && (arg === "cleanup" || arg === "run")) {
+      command = arg;
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const flag = eq > 0 ? arg.slice(0, eq) : arg;
+    if (!(flag in FLAGS)) throw new UsageError(`unknown argument ${JSON.stringify(arg)}; ${USAGE}`);
+    const key = FLAGS[flag as keyof typeof FLAGS][0];
+    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined || value === "" || (eq < 0 && value.startsWith("--"))) throw new UsageError(`${flag} needs a value`);
+    if (given[key] !== undefined) throw new UsageError(`${flag} given twice`);
+    given[key] = value;
+  }
+  const get = (key: Key): string | undefined => {
+    if (given[key] !== undefined) return given[key];
+    const envName = Object.values(FLAGS).find(([k]) => k === key)![1];
+    const v = env[envName];
+    return v === undefined || v === "" ? undefined : v;
+  };
+
+  const api = get("api") ?? "";
+  const name = get("name") ?? "";
+  if (command === "run") {
+    if (!api) throw new UsageError("--api (or WEFT_API) is required");
+    if (!name) throw new UsageError("--name (or WEFT_NODE_NAME) is required");
+  }
+  if (api) {
+    let url: URL;
+    try {
+      url = new URL(api);
+    } catch {
+      throw new UsageError(`--api ${JSON.stringify(api)} is not a URL`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`--api must be http(s), not ${url.protocol}`);
+  }
+  const portText = get("metricsPort");
+  const metricsPort = portText === undefined ? DEFAULT_METRICS_PORT : Number(portText);
+  // 0 asks the kernel for a free port (tests); the address is logged at start.
+  if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new UsageError(`--metrics-port ${JSON.stringify(portText)} is not a port 0..65535`);
+  return {
+    command,
+    api: api.replace(/\/+$/, ""),
+    joinToken: get("joinToken"),
+    name,
+    zone: get("zone"),
+    cgroup: get("cgroup") ?? DEFAULT_CGROUP,
+    pinDir: get("pinDir") ?? DEFAULT_PIN_DIR,
+    stateDir: get("stateDir") ?? DEFAULT_STATE_DIR,
+    metricsPort,
+  };
+}

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The agent's Prometheus metrics, served on 127.0.0.1 only (they name
+ * identities and counts, not for the network), and the same numbers as the
+ * flat counters the status report carries.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { decodeKeys, decodeValues, sumPerCpu, type Hook, type Reason } from "@weft/codec";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { possibleCpus } from "../kernel/index.ts";
+import type { MapTarget } from "../datapath/index.ts";
+import { MANAGED_MAPS, type ManagedMap } from "../datapath/index.ts";
+
+export interface VerdictCount {
+  hook: Hook;
+  reason: Reason;
+  packets: number;
+  bytes: number;
+}
+
+/** Packets and bytes per (hook, reason) from the per-CPU metrics map, summed over CPUs; never-counted slots left out. */
+export function readVerdicts(metrics: Pick<MapTarget, "dump">): VerdictCount[] {
+  const { keys, values } = metrics.dump();
+  const slots = decodeKeys("metrics", keys);
+  const copies = decodeValues("metrics", values);
+  const cpus = copies.length / Math.max(1, slots.length) || possibleCpus();
+  const out: VerdictCount[] = [];
+  slots.forEach((slot, i) => {
+    if (slot.reason === "none") return;
+    const sum = sumPerCpu(copies.slice(i * cpus, (i + 1) * cpus));
+    if (sum.packets === 0n && sum.bytes === 0n) return;
+    out.push({ hook: slot.hook, reason: slot.reason, packets: Number(sum.packets), bytes: Number(sum.bytes) });
+  });
+  return out;
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private readonly revision: Gauge;
+  private readonly applyLatency: Histogram;
+  private readonly entries: Gauge;
+  private readonly verdictPackets: Gauge;
+  private readonly verdictBytes: Gauge;
+  private readonly apiErrors: Counter;
+  private readonly applyErrors: Counter;
+  private readonly refused: Counter;
+  private readonly applies: Counter;
+  private readonly upserts: Counter;
+  private readonly deletes: Counter;
+  private counts = { apiErrors: 0, applyErrors: 0, refused: 0, applies: 0, upserts: 0, deletes: 0 };
+  private entryCounts: Partial<Record<ManagedMap, number>> = {};
+  private verdicts: VerdictCount[] = [];
+  private server: Server | null = null;
+
+  constructor(private readonly verdictSource: (() => VerdictCount[]) | null = null) {
+    const registers = [this.registry];
+    this.revision = new Gauge({ name: "weft_agent_applied_revision", help: "Datapath revision last applied to the kernel maps", registers });
+    this.applyLatency = new Histogram({
+      name: "weft_agent_apply_seconds",
+      help: "Encode, read-back, diff and batch writes of one datapath state",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.entries = new Gauge({ name: "weft_agent_map_entries", help: "Entries per kernel map as last applied", labelNames: ["map"], registers });
+    // The kernel's counters are monotonic already; exported as read, per hook and reason.
+    this.verdictPackets = new Gauge({ name: "weft_datapath_packets", help: "Packets counted by the datapath per hook and reason (metrics map, summed over CPUs)", labelNames: ["hook", "reason"], registers });
+    this.verdictBytes = new Gauge({ name: "weft_datapath_bytes", help: "Bytes counted by the datapath per hook and reason", labelNames: ["hook", "reason"], registers });
+    this.apiErrors = new Counter({ name: "weft_agent_api_errors_total", help: "API calls that failed (unreachable, 5xx, refused)", registers });
+    this.applyErrors = new Counter({ name: "weft_agent_apply_errors_total", help: "Applies that failed in the kernel", registers });
+    this.refused = new Counter({ name: "weft_agent_refused_total", help: "Datapath answers refused by validation", registers });
+    this.applies = new Counter({ name: "weft_agent_applies_total", help: "Datapath states applied", registers });
+    this.upserts = new Counter({ name: "weft_agent_upserts_total", help: "Map entries written", registers });
+    this.deletes = new Counter({ name: "weft_agent_deletes_total", help: "Map entries deleted", registers });
+  }
+
+  applied(revision: number, seconds: number, counts: Partial<Record<ManagedMap, number>>, upserts: number, deletes: number): void {
+    this.revision.set(revision);
+    this.applyLatency.observe(seconds);
+    this.applies.inc();
+    this.counts.applies++;
+    this.upserts.inc(upserts);
+    this.counts.upserts += upserts;
+    this.deletes.inc(deletes);
+    this.counts.deletes += deletes;
+    this.entryCounts = { ...counts };
+    for (const [map, n] of Object.entries(counts)) this.entries.set({ map }, n);
+  }
+
+  apiError(): void {
+    this.apiErrors.inc();
+    this.counts.apiErrors++;
+  }
+
+  applyError(): void {
+    this.applyErrors.inc();
+    this.counts.applyErrors++;
+  }
+
+  refusedAnswer(): void {
+    this.refused.inc();
+    this.counts.refused++;
+  }
+
+  /** Reads the kernel's verdict counters now (for /metrics and the status report). */
+  refreshVerdicts(): void {
+    if (!this.verdictSource) return;
+    this.verdicts = this.verdictSource();
+    for (const v of this.verdicts) {
+      this.verdictPackets.set({ hook: v.hook, reason: v.reason }, v.packets);
+      this.verdictBytes.set({ hook: v.hook, reason: v.reason }, v.bytes);
+    }
+  }
+
+  /** The status report's counters: the same numbers as /metrics, flat. */
+  statusCounters(): Record<string, number> {
+    const out: Record<string, number> = {
+      "agent.applies": this.counts.applies,
+      "agent.upserts": this.counts.upserts,
+      "agent.deletes": this.counts.deletes,
+      "agent.api_errors": this.counts.apiErrors,
+      "agent.apply_errors": this.counts.applyErrors,
+      "agent.refused": this.counts.refused,
+    };
+    for (const id of MANAGED_MAPS) if (this.entryCounts[id] !== undefined) out[`entries.${id}`] = this.entryCounts[id]!;
+    for (const v of this.verdicts) out[`packets.${v.hook}.${v.reason}`] = v.packets;
+    return out;
+  }
+
+  /** Serves /metrics on 127.0.0.1:port (0: any free port); answers the port. */
+  async listen(port: number): Promise<number> {
+    const server = createServer((req, res) => {
+      if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
+        res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+        return;
+      }
+      try {
+        this.refreshVerdicts();
+      } catch {
+        // A failed map read leaves the last numbers; the agent's status report carries the error.
+      }
+      this.registry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": this.registry.contentType }).end(text),
+        (err: Error) => res.writeHead(500, { "content-type": "text/plain" }).end(`failed to render metrics: ${err.message}\n`),
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (err) => reject(new Error(`failed to listen for metrics on 127.0.0.1:${port}: ${err.message}`)));
+      server.listen(port, "127.0.0.1", resolve);
+    });
+    this.server = server;
+    return (server.address() as AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}

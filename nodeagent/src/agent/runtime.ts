@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * Puts the agent together: registration (once, saved in the state
+ * directory), the kernel side (load, pin, attach to the cgroup), /metrics,
+ * SVIDs, and the loop. main.ts calls it; tests call it in-process.
+ */
+import { join } from "node:path";
+import { cleanup, Datapath, type CleanupResult } from "../loader/index.ts";
+import { AgentLoop, jsonLog, type Log } from "./agent.ts";
+import type { BackoffOptions } from "./backoff.ts";
+import { ApiClient } from "./client.ts";
+import type { AgentConfig } from "./config.ts";
+import { AgentMetrics, readVerdicts } from "./metrics.ts";
+import { ensureStateDir, loadRegistration, saveRegistration, type SavedRegistration } from "./state.ts";
+import { SvidManager } from "./svid.ts";
+import { VethReconciler } from "./veths.ts";
+
+export interface RuntimeOptions {
+  objectDir?: string;
+  waitSeconds?: number;
+  backoff?: BackoffOptions;
+  log?: Log;
+}
+
+export interface RunningAgent {
+  registration: SavedRegistration;
+  loop: AgentLoop;
+  datapath: Datapath;
+  svids: SvidManager;
+  metricsPort: number;
+  /** Resolves when the loop ended (after stop()). */
+  done: Promise<void>;
+  /** Stops the loop and drops handles; pinned maps and links stay, the state serving traffic. */
+  stop(): Promise<void>;
+}
+
+/** The saved registration, or a new one bought with the join token. */
+export async function ensureRegistered(cfg: AgentConfig, client: ApiClient, log: Log = jsonLog): Promise<SavedRegistration> {
+  ensureStateDir(cfg.stateDir);
+  const saved = loadRegistration(cfg.stateDir);
+  if (saved) {
+    if (saved.node !== cfg.name || saved.api !== cfg.api) {
+      throw new Error(
+        `failed to start node ${cfg.name}: ${join(cfg.stateDir, "node.json")} holds node ${saved.node} of ${saved.api}; use that name and API, or another --state-dir`,
+      );
+    }
+    return saved;
+  }
+  if (!cfg.joinToken) throw new Error(`failed to register node ${cfg.name}: no registration in ${cfg.stateDir} and no --join-token (WEFT_JOIN_TOKEN)`);
+  if (!cfg.zone) throw new Error(`failed to register node ${cfg.name}: --zone (WEFT_ZONE) is required to register`);
+  const r = await client.register({ joinToken: cfg.joinToken, name: cfg.name, zone: cfg.zone });
+  const registration = { api: cfg.api, node: r.node.name, credential: r.credential, registeredAt: new Date().toISOString() };
+  saveRegistration(cfg.stateDir, registration);
+  log("info", "registered node", { node: registration.node, stateDir: cfg.stateDir });
+  return registration;
+}
+
+export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {}): Promise<RunningAgent> {
+  const log = options.log ?? jsonLog;
+  const client = new ApiClient(cfg.api);
+  const registration = await ensureRegistered(cfg, client, log);
+  client.setCredential(registration.credential);
+
+  const datapath = Datapath.load({ pinDir: cfg.pinDir, ...(options.objectDir ? { objectDir: options.objectDir } : {}) });
+  const metrics = new AgentMetrics(() => readVerdicts(datapath.maps.metrics));
+  let svids: SvidManager | null = null;
+  try {
+    datapath.attachCgroup(cfg.cgroup);
+    const metricsPort = await metrics.listen(cfg.metricsPort);
+    svids = new SvidManager({ stateDir: cfg.stateDir, client, onError: (e) => log("error", e) });
+    const loop = new AgentLoop({
+      node: registration.node,
+      client,
+      maps: datapath.maps,
+      metrics,
+      veths: new VethReconciler(datapath),
+      svids,
+      ...(options.waitSeconds !== undefined ? { waitSeconds: options.waitSeconds } : {}),
+      ...(options.backoff ? { backoff: options.backoff } : {}),
+      log,
+    });
+    const abort = new AbortController();
+    const done = loop.run(abort.signal);
+    log("info", "agent started", { node: registration.node, pinDir: cfg.pinDir, cgroup: cfg.cgroup, metrics: `127.0.0.1:${metricsPort}` });
+    const s = svids;
+    let stopped: Promise<void> | null = null;
+    return {
+      registration,
+      loop,
+      datapath,
+      svids: s,
+      metricsPort,
+      done,
+      stop: () =>
+        (stopped ??= (async () => {
+          abort.abort();
+          await done;
+          s.close();
+          await metrics.close();
+          datapath.close();
+        })()),
+    };
+  } catch (err) {
+    svids?.close();
+    await metrics.close();
+    datapath.close();
+    throw err;
+  }
+}
+
+/** `agent cleanup`: every link detached, every pin removed; the state directory stays (it holds the credential). */
+export function uninstall(cfg: AgentConfig): CleanupResult {
+  return cleanup(cfg.pinDir);
+}

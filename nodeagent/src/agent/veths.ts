@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * Which host-side veth each local workload sits behind, and keeping the tc
+ * programs on exactly those. The endpoint map's keys are the node's workload
+ * addresses; the kernel's route to an address names the interface packets
+ * to it leave by, which for a workload is its veth (or the API's
+ * `interface` field wins when the API lists workloads with one).
+ */
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+/** The interface the kernel routes `address` through, or null when the route is local or absent. */
+export async function routeInterface(address: string): Promise<string | null> {
+  let stdout: string;
+  try {
+    ({ stdout } = await run("ip", ["-j", "route", "get", address], { timeout: 5_000 }));
+  } catch (err) {
+    // "RTNETLINK answers: Network is unreachable": no route, nothing to attach to yet.
+    const stderr = String((err as { stderr?: string }).stderr ?? "");
+    if (/unreachable|No route/i.test(stderr)) return null;
+    throw new Error(`failed to look up the route to ${address}: ${stderr.trim() || (err as Error).message}`);
+  }
+  const routes = JSON.parse(stdout) as { dev?: string; type?: string }[];
+  const dev = routes[0]?.dev;
+  // An address of this host routes via lo: not a workload behind a veth.
+  if (!dev || dev === "lo" || routes[0]?.type === "local") return null;
+  return dev;
+}
+
+export function ifindexOf(ifname: string): number | null {
+  const path = `/sys/class/net/${ifname}/ifindex`;
+  if (!existsSync(path)) return null;
+  return Number(readFileSync(path, "utf8").trim());
+}
+
+export interface VethTarget {
+  attachVeth(ifname: string): unknown;
+  detachVethIndex(ifindex: number): number;
+  attachedVethIndexes(): number[];
+}
+
+export interface VethSyncResult {
+  attached: string[];
+  detached: number[];
+  unresolved: string[];
+  errors: string[];
+}
+
+/**
+ * Keeps tc programs on the veths of the given workload addresses. Veths this
+ * process attached are not touched again (re-attaching would only swap in the
+ * same program); veths with pins from an earlier process get this process's
+ * program once (an upgrade); pins of interfaces no workload uses are removed.
+ */
+export class VethReconciler {
+  /** ifindex -> ifname, attached by this process. */
+  private readonly mine = new Map<number, string>();
+  /**
+   * address -> ifname found by route: one `ip route get` per address, not per
+   * apply (a node with 100 workloads would spawn 100 processes on every
+   * change); looked up again only when that interface is gone.
+   */
+  private readonly routed = new Map<string, string>();
+
+  constructor(
+    private readonly target: VethTarget,
+    private readonly resolve: (address: string) => Promise<string | null> = routeInterface,
+  ) {}
+
+  async sync(addresses: readonly string[], interfaces: ReadonlyMap<string, string> = new Map()): Promise<VethSyncResult> {
+    const result: VethSyncResult = { attached: [], detached: [], unresolved: [], errors: [] };
+    const wanted = new Map<number, string>();
+    for (const address of addresses) {
+      try {
+        let ifname = interfaces.get(address) ?? this.routed.get(address) ?? null;
+        if (ifname === null || ifindexOf(ifname) === null) {
+          ifname = await this.resolve(address);
+          if (ifname === null) this.routed.delete(address);
+          else this.routed.set(address, ifname);
+        }
+        const ifindex = ifname === null ? null : ifindexOf(ifname);
+        if (ifname === null || ifindex === null) {
+          result.unresolved.push(address);
+          continue;
+        }
+        wanted.set(ifindex, ifname);
+      } catch (err) {
+        result.errors.push((err as Error).message);
+      }
+    }
+    for (const [ifindex, ifname] of wanted) {
+      if (this.mine.get(ifindex) === ifname) continue;
+      try {
+        this.target.attachVeth(ifname);
+        this.mine.set(ifindex, ifname);
+        result.attached.push(ifname);
+      } catch (err) {
+        result.errors.push((err as Error).message);
+      }
+    }
+    const live = new Set(addresses);
+    for (const address of this.routed.keys()) if (!live.has(address)) this.routed.delete(address);
+    // A failed lookup must not detach a veth that is still in use: only detach when every address resolved.
+    if (result.errors.length > 0) return result;
+    for (const ifindex of new Set([...this.target.attachedVethIndexes(), ...this.mine.keys()])) {
+      if (wanted.has(ifindex)) continue;
+      try {
+        this.target.detachVethIndex(ifindex);
+        this.mine.delete(ifindex);
+        result.detached.push(ifindex);
+      } catch (err) {
+        result.errors.push(`failed to detach tc programs from ifindex ${ifindex}: ${(err as Error).message}`);
+      }
+    }
+    return result;
+  }
+
+  attachedNames(): string[] {
+    return [...this.mine.values()].sort();
+  }
+}

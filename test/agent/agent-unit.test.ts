@@ -1,0 +1,326 @@
+/**
+ * The agent's pure parts without a kernel or an API: command line, backoff,
+ * the state directory's modes, validation and delta patching of datapath
+ * answers, and the loop's decisions (refuse, keep, back off, patch, refetch
+ * on 410) against in-memory maps and a scripted API.
+ */
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { maps as mapSpecs } from "@weft/codec";
+import { afterEach, describe, expect, it } from "vitest";
+import { AgentLoop } from "../../nodeagent/src/agent/agent.ts";
+import { Backoff } from "../../nodeagent/src/agent/backoff.ts";
+import { ApiError, type DatapathAnswer, type DatapathQuery } from "../../nodeagent/src/agent/client.ts";
+import { DEFAULT_CGROUP, DEFAULT_STATE_DIR, parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
+import { InvalidDatapath, patch, validateDelta, validateFull, type DesiredMaps } from "../../nodeagent/src/agent/desired.ts";
+import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
+import { loadRegistration, saveRegistration } from "../../nodeagent/src/agent/state.ts";
+import { MANAGED_MAPS, type MapTarget, type MapTargets } from "../../nodeagent/src/datapath/index.ts";
+import { canonical, nodeState } from "./fixtures.ts";
+
+const HASH_A = "a".repeat(64);
+const HASH_B = "b".repeat(64);
+const HASH_C = "c".repeat(64);
+const noLog = () => undefined;
+
+describe("command line", () => {
+  const base = ["--api", "http://127.0.0.1:8080/", "--name", "n1"];
+
+  it("reads flags, then the environment, then defaults", () => {
+    const cfg = parseArgs([...base, "--zone=z1", "--metrics-port", "0"], { WEFT_JOIN_TOKEN: "jt", WEFT_PIN_DIR: "/sys/fs/bpf/x", WEFT_ZONE: "ignored" });
+    expect(cfg).toEqual({
+      command: "run",
+      api: "http://127.0.0.1:8080",
+      joinToken: "jt",
+      name: "n1",
+      zone: "z1",
+      cgroup: DEFAULT_CGROUP,
+      pinDir: "/sys/fs/bpf/x",
+      stateDir: DEFAULT_STATE_DIR,
+      metricsPort: 0,
+    });
+    expect(parseArgs([], { WEFT_API: "https://api.example:1", WEFT_NODE_NAME: "n2" }).name).toBe("n2");
+  });
+
+  it("cleanup needs only the pin directory", () => {
+    expect(parseArgs(["cleanup", "--pin-dir", "/sys/fs/bpf/t"], {})).toMatchObject({ command: "cleanup", pinDir: "/sys/fs/bpf/t" });
+  });
+
+  it.each([
+    [["--api", "http://x", "--name"], "--name needs a value"],
+    [["--bogus", "1"], "unknown argument"],
+    [["--name", "n"], "--api (or WEFT_API) is required"],
+    [["--api", "ftp://x", "--name", "n"], "must be http(s)"],
+    [["--api", "not a url", "--name", "n"], "is not a URL"],
+    [[...base, "--metrics-port", "70000"], "is not a port"],
+    [[...base, "--name", "again"], "given twice"],
+    [["--api", "http://x", "--name", "--zone", "z"], "--name needs a value"],
+  ])("refuses %j", (argv, message) => {
+    expect(() => parseArgs(argv, {})).toThrow(UsageError);
+    expect(() => parseArgs(argv, {})).toThrow(message);
+  });
+});
+
+describe("the agent command", () => {
+  const agent = (...args: string[]) => spawnSync(process.execPath, ["--import", "tsx", "nodeagent/src/main.ts", ...args], { encoding: "utf8", env: { PATH: process.env.PATH }, timeout: 30_000 });
+
+  it("exits 2 with one line on a bad invocation", () => {
+    const r = agent("--api", "http://127.0.0.1:1", "--nmae", "n1");
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/^agent: unknown argument "--nmae"/);
+  });
+
+  it("cleanup of a pin directory that does not exist succeeds and says so", () => {
+    const r = agent("cleanup", "--pin-dir", join(tmpdir(), `weft-none-${process.pid}`));
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ links: 0, maps: 0, removedDir: true });
+  });
+
+  it("fails to start (exit 1) without a registration or a join token, before touching the kernel", () => {
+    const stateDir = mkdtempSync(join(tmpdir(), "weft-state-"));
+    try {
+      const r = agent("--api", "http://127.0.0.1:1", "--name", "n1", "--state-dir", stateDir, "--pin-dir", join(stateDir, "pins"));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("failed to register node n1: no registration in");
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("backoff", () => {
+  it("grows by the factor, stays within [initial/2, max), and resets", () => {
+    const low = new Backoff({ initialMs: 500, maxMs: 15_000, random: () => 0 });
+    expect(Array.from({ length: 8 }, () => low.next())).toEqual([250, 500, 1000, 2000, 4000, 7500, 7500, 7500]);
+    const high = new Backoff({ initialMs: 500, maxMs: 15_000, random: () => 0.999999 });
+    const delays = Array.from({ length: 12 }, () => high.next());
+    expect(Math.max(...delays)).toBeLessThan(15_000);
+    expect(delays.at(-1)).toBeGreaterThan(14_999);
+    high.reset();
+    expect(high.next()).toBeLessThan(500);
+  });
+
+  it("jitters: two agents failing together do not retry in step", () => {
+    const a = new Backoff();
+    const samples = new Set(Array.from({ length: 20 }, () => (a.reset(), a.next())));
+    expect(samples.size).toBeGreaterThan(10);
+  });
+});
+
+describe("state directory", () => {
+  let dir: string;
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("keeps the registration with modes 0700/0600 and tightens looser ones", () => {
+    // A directory the agent makes itself, inside one the test removes.
+    dir = mkdtempSync(join(tmpdir(), "weft-state-"));
+    const state = join(dir, "state");
+    expect(loadRegistration(state)).toBeNull();
+    const reg = { api: "http://a", node: "n1", credential: "weft_node_secret", registeredAt: "2030-01-01T00:00:00.000Z" };
+    saveRegistration(state, reg);
+    expect(statSync(state).mode & 0o777).toBe(0o700);
+    expect(statSync(join(state, "node.json")).mode & 0o777).toBe(0o600);
+    expect(loadRegistration(state)).toEqual(reg);
+    chmodSync(join(state, "node.json"), 0o644);
+    chmodSync(state, 0o755);
+    expect(loadRegistration(state)).toEqual(reg);
+    expect(statSync(join(state, "node.json")).mode & 0o777).toBe(0o600);
+    saveRegistration(state, reg);
+    expect(statSync(state).mode & 0o777).toBe(0o700);
+  });
+
+  it("refuses a file that is not a registration, saying what to do", () => {
+    dir = mkdtempSync(join(tmpdir(), "weft-state-"));
+    writeFileSync(join(dir, "node.json"), "{\"node\":1}", { mode: 0o600 });
+    expect(() => loadRegistration(dir)).toThrow(/failed to read registration .*register again/);
+  });
+});
+
+/** A full answer body from a desired state. */
+const full = (maps: Partial<DesiredMaps>, revision: number, hash: string): DatapathAnswer => ({ kind: "full", etag: `"${hash}"`, body: { revision, hash, maps: { ...emptyMaps(), ...maps } } });
+const emptyMaps = (): DesiredMaps => Object.fromEntries(MANAGED_MAPS.map((m) => [m, []])) as unknown as DesiredMaps;
+
+describe("validation and delta patching", () => {
+  const state = nodeState() as unknown as DesiredMaps;
+
+  it("accepts a compiler-shaped answer and refuses malformed ones with the reason", () => {
+    expect(validateFull({ revision: 3, hash: HASH_A, maps: state }).maps.policy).toHaveLength(state.policy.length);
+    const bad: [unknown, RegExp][] = [
+      [null, /not a JSON object/],
+      [{ revision: -1, hash: HASH_A, maps: state }, /revision -1/],
+      [{ revision: 1, hash: "nothex", maps: state }, /not a sha256/],
+      [{ revision: 1, hash: HASH_A }, /no maps object/],
+      [{ revision: 1, hash: HASH_A, maps: { ...state, svc: "x" } }, /map svc is not an array/],
+      [{ revision: 1, hash: HASH_A, maps: { ...state, backend: [{ key: { backendId: 1 } }] } }, /backend\[0\] is not \{key, value\}/],
+      [{ revision: 1, hash: HASH_A, maps: { ...state, backend: [{ key: { backendId: 1 }, value: { address: "300.1.1.1", port: 1 } }] } }, /backend/],
+      [{ revision: 1, hash: HASH_A, maps: { ...state, backend: [...state.backend, state.backend[0]] } }, /repeats a key/],
+      [{ revision: 1, hash: HASH_A, maps: { ...state, ct: [] } }, /unknown maps ct/],
+    ];
+    for (const [body, why] of bad) expect(() => validateFull(body), JSON.stringify(body)?.slice(0, 80)).toThrow(why);
+    expect(() => validateFull(null)).toThrow(InvalidDatapath);
+  });
+
+  it("patches deletes then upserts by encoded key, leaving the base untouched", () => {
+    const base = validateFull({ revision: 1, hash: HASH_A, maps: state });
+    const movedBackend = { key: state.backend[0]!.key, value: { address: "198.18.30.9", port: 9090 } };
+    const delta = validateDelta({
+      revision: 2,
+      hash: HASH_B,
+      upserts: { backend: [movedBackend] },
+      // The same key deleted and upserted: the upsert wins (a key moving between owners).
+      deletes: { backend: [state.backend[0]!.key, state.backend[1]!.key], ipcache: [state.ipcache[1]!.key] },
+    });
+    const next = patch(base, delta);
+    expect(next.revision).toBe(2);
+    expect(next.hash).toBe(HASH_B);
+    expect(canonical(next.maps.backend)).toEqual(canonical([movedBackend]));
+    expect(canonical(next.maps.ipcache)).toEqual(canonical([state.ipcache[0]!]));
+    expect(canonical(next.maps.policy)).toEqual(canonical(state.policy));
+    expect(base.maps.backend).toHaveLength(2);
+    expect(() => validateDelta({ revision: 2, hash: HASH_B, upserts: {}, deletes: { svc: [{ vip: "x", port: 1, protocol: 6 }] } })).toThrow(/deletes/);
+  });
+});
+
+/** A kernel map in memory, keyed by the encoded key bytes, as the engine sees a BpfMap. */
+class MemoryMap implements MapTarget {
+  readonly entries = new Map<string, Buffer>();
+  writes = 0;
+  constructor(private readonly keySize: number) {}
+  dump() {
+    const keys = [...this.entries.keys()].map((k) => Buffer.from(k, "hex"));
+    return { keys: Buffer.concat(keys), values: Buffer.concat([...this.entries.values()]), count: keys.length };
+  }
+  updateBatch(keys: Uint8Array, values: Uint8Array): void {
+    const n = keys.length / this.keySize;
+    const vs = values.length / n;
+    for (let i = 0; i < n; i++) this.entries.set(Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)).toString("hex"), Buffer.from(values.subarray(i * vs, (i + 1) * vs)));
+    this.writes += n;
+  }
+  deleteBatch(keys: Uint8Array): number {
+    const n = keys.length / this.keySize;
+    for (let i = 0; i < n; i++) this.entries.delete(Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)).toString("hex"));
+    this.writes += n;
+    return n;
+  }
+}
+
+function memoryMaps(): MapTargets {
+  return Object.fromEntries(MANAGED_MAPS.map((m) => [m, new MemoryMap(mapSpecs[m].keySize)])) as unknown as MapTargets;
+}
+const snapshot = (maps: MapTargets) => Object.fromEntries(MANAGED_MAPS.map((m) => [m, [...(maps[m] as MemoryMap).entries].sort()]));
+
+/** An API that answers from a script, one entry per poll; records the queries. */
+function scriptedClient(script: (DatapathAnswer | Error)[]) {
+  const queries: DatapathQuery[] = [];
+  const statuses: { appliedRevision: number; hash: string; counters: Record<string, number>; errors: string[] }[] = [];
+  let done: () => void = () => undefined;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  return {
+    queries,
+    statuses,
+    finished,
+    client: {
+      async datapath(_node: string, q: DatapathQuery = {}): Promise<DatapathAnswer> {
+        queries.push({ ...q, signal: undefined });
+        const next = script.shift();
+        if (next === undefined) {
+          done();
+          // Hold like a long poll until the test aborts.
+          await new Promise<void>((resolve) => q.signal?.addEventListener("abort", () => resolve(), { once: true }));
+          throw new ApiError("aborted", 0);
+        }
+        if (next instanceof Error) throw next;
+        return next;
+      },
+      async putStatus(_node: string, s: (typeof statuses)[number]) {
+        statuses.push(s);
+      },
+      async nodeWorkloads() {
+        return null;
+      },
+    },
+  };
+}
+
+async function runScript(script: (DatapathAnswer | Error)[], maps = memoryMaps()) {
+  const api = scriptedClient(script);
+  const loop = new AgentLoop({ node: "n1", client: api.client, maps, metrics: new AgentMetrics(), backoff: { initialMs: 1, maxMs: 4 }, log: noLog });
+  const abort = new AbortController();
+  const running = loop.run(abort.signal);
+  await api.finished;
+  abort.abort();
+  await running;
+  return { ...api, loop, maps };
+}
+
+describe("the loop", () => {
+  const A = nodeState() as unknown as DesiredMaps;
+  const B = nodeState({ allowPort: 9090 }) as unknown as DesiredMaps;
+
+  it("applies, then long-polls with the ETag and asks deltas from its revision", async () => {
+    const r = await runScript([full(A, 5, HASH_A), { kind: "unchanged" }]);
+    expect(r.queries[0]).toMatchObject({ etag: null, since: null, waitSeconds: 0 });
+    expect(r.queries[1]).toMatchObject({ etag: `"${HASH_A}"`, since: 5, waitSeconds: 30 });
+    expect(r.loop.applied?.revision).toBe(5);
+    expect(r.statuses.at(-1)).toMatchObject({ appliedRevision: 5, hash: HASH_A, errors: [] });
+    expect(r.statuses.at(-1)!.counters["entries.policy"]).toBe(A.policy.length);
+  });
+
+  it("refuses a malformed answer: the kernel keeps the last good state, status says why, the next poll waits past it", async () => {
+    const maps = memoryMaps();
+    const bad: DatapathAnswer = { kind: "full", etag: `"${HASH_B}"`, body: { revision: 6, hash: HASH_B, maps: { ...B, policy: [{ key: { localIdentity: 0 }, value: {} }] } } };
+    const r = await runScript([full(A, 5, HASH_A), bad], maps);
+    const afterGood = snapshot(maps);
+    expect(r.loop.applied?.revision).toBe(5);
+    expect(snapshot(r.maps)).toEqual(afterGood);
+    expect(r.statuses.at(-1)).toMatchObject({ appliedRevision: 5, hash: HASH_A });
+    expect(r.statuses.at(-1)!.errors[0]).toMatch(/failed to validate datapath revision 6/);
+    expect(r.statuses.at(-1)!.counters["agent.refused"]).toBe(1);
+    // Waits for something newer than the refused answer, asking the full state.
+    expect(r.queries.at(-1)).toMatchObject({ etag: `"${HASH_B}"`, since: null });
+  });
+
+  it("keeps the kernel while the API is down, backs off, and converges when it returns", async () => {
+    const maps = memoryMaps();
+    const down = new ApiError("failed to GET /v1/nodes/n1/datapath: ECONNREFUSED", 0);
+    const r = await runScript([full(A, 5, HASH_A), down, down, down, full(B, 7, HASH_B)], maps);
+    expect(r.loop.applied?.revision).toBe(7);
+    expect(r.statuses.at(-1)!.counters["agent.api_errors"]).toBe(3);
+    // Between the outage and the new state nothing was deleted: only B's changes were written.
+    const writes = r.loop.history.map((h) => h.upserts + h.deletes);
+    expect(writes[0]).toBeGreaterThan(0);
+    expect(r.loop.history).toHaveLength(2);
+  });
+
+  it("patches deltas onto the good state, and answers 410 with a full fetch", async () => {
+    const maps = memoryMaps();
+    const delta: DatapathAnswer = {
+      kind: "delta",
+      etag: `"${HASH_B}"`,
+      body: { revision: 6, hash: HASH_B, upserts: { policy: B.policy }, deletes: { policy: A.policy.filter((a) => !B.policy.some((b) => JSON.stringify(b.key) === JSON.stringify(a.key))).map((e) => e.key) } },
+    };
+    const r = await runScript([full(A, 5, HASH_A), delta, { kind: "gone" }, full(B, 9, HASH_C)], maps);
+    expect(r.queries[2]).toMatchObject({ since: 6, etag: `"${HASH_B}"` });
+    expect(r.queries[3]).toMatchObject({ since: null, etag: null });
+    expect(canonical(r.loop.applied!.maps.policy)).toEqual(canonical(B.policy));
+    // The 410's full state equals what the delta produced: nothing to write.
+    expect(r.loop.history.at(-1)).toMatchObject({ revision: 9, upserts: 0, deletes: 0 });
+  });
+
+  it("an empty delta (a long poll's timeout) moves its revision on without writing", async () => {
+    const empty: DatapathAnswer = { kind: "delta", etag: `"${HASH_A}"`, body: { revision: 8, hash: HASH_A, upserts: {}, deletes: {} } };
+    const r = await runScript([full(A, 5, HASH_A), empty]);
+    expect(r.queries[2]).toMatchObject({ since: 8 });
+    expect(r.loop.history).toHaveLength(1);
+  });
+
+  it("refuses a delta when it holds no full state", async () => {
+    const r = await runScript([{ kind: "delta", etag: null, body: { revision: 2, hash: HASH_A, upserts: {}, deletes: {} } }]);
+    expect(r.loop.applied).toBeNull();
+    expect(r.statuses.at(-1)).toMatchObject({ appliedRevision: 0, hash: "none" });
+    expect(r.statuses.at(-1)!.errors[0]).toMatch(/no full state/);
+  });
+});

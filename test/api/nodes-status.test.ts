@@ -1,0 +1,118 @@
+// Issue 5 item 5, the status half: a node reports what it applied; GET shows
+// desired against applied, whether they agree and since when.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { WeftApp } from "../../api/src/app.ts";
+import { BACKENDS, bearer, currentRevision, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { registeredNode, uniqueAddress } from "../support/nodes.ts";
+
+describe.each(BACKENDS)("node status on %s", (backend) => {
+  describe.skipIf(skipBackend(backend))("", () => {
+    let app: WeftApp;
+    let node: { name: string; credential: string };
+    beforeAll(async () => {
+      app = await startApi(backend);
+      node = await registeredNode(app, { zone: "zone-s", labels: { role: "edge" } });
+    });
+    afterAll(async () => app?.close());
+
+    const report = (body: object, credential = node.credential) =>
+      app.inject({ method: "PUT", url: `/v1/nodes/${node.name}/status`, headers: bearer(credential), payload: body });
+    const show = async () => {
+      const res = await app.inject({ url: `/v1/nodes/${node.name}`, headers: bearer(node.credential) });
+      expect(res.statusCode, res.body).toBe(200);
+      return res.json();
+    };
+
+    it("shows the compiler's desired revision and hash before any report, not converged", async () => {
+      const body = await show();
+      const current = await app.weft.datapath.current(node.name);
+      expect(current).not.toBeNull();
+      expect(body).toEqual({
+        name: node.name,
+        zone: "zone-s",
+        labels: { role: "edge" },
+        createdAt: expect.any(String),
+        desired: { revision: current!.revision, hash: current!.datapath.hash },
+        applied: null,
+        converged: false,
+        convergedSince: null,
+        counters: {},
+        errors: [],
+      });
+    });
+
+    it("round-trips a report; a stale hash is not converged, the desired one is, and stays so across reports", async () => {
+      const { desired } = await show();
+      const revision = await currentRevision(app);
+
+      const stale = await report({ appliedRevision: 0, hash: "stale", counters: { drops: 3 }, errors: ["map full"] });
+      expect(stale.statusCode, stale.body).toBe(200);
+      expect(stale.json()).toMatchObject({ applied: { revision: 0, hash: "stale" }, converged: false, convergedSince: null });
+      expect(await show()).toMatchObject({ counters: { drops: 3 }, errors: ["map full"], converged: false });
+
+      const before = Date.now();
+      const good = await report({ appliedRevision: desired.revision, hash: desired.hash, counters: { drops: 4, allowed: 10 }, errors: [] });
+      expect(good.json()).toMatchObject({ converged: true, counters: { drops: 4, allowed: 10 }, errors: [] });
+      const since = good.json().convergedSince as string;
+      expect(Date.parse(since)).toBeGreaterThanOrEqual(before - 1000);
+      expect(Date.parse(good.json().applied.at)).toBeGreaterThanOrEqual(before - 1000);
+
+      // The same content reported again keeps the instant it was first reached.
+      await new Promise((r) => setTimeout(r, 20));
+      const again = await report({ appliedRevision: desired.revision, hash: desired.hash, counters: { drops: 5 }, errors: [] });
+      expect(again.json()).toMatchObject({ converged: true, convergedSince: since, counters: { drops: 5 } });
+      expect(await show()).toMatchObject({ converged: true, convergedSince: since });
+
+      // Diverging clears it; coming back starts a new period.
+      expect((await report({ appliedRevision: desired.revision, hash: "other", counters: {}, errors: [] })).json()).toMatchObject({
+        converged: false,
+        convergedSince: null,
+      });
+      const back = await report({ appliedRevision: desired.revision, hash: desired.hash, counters: {}, errors: [] });
+      expect(back.json().converged).toBe(true);
+      expect(Date.parse(back.json().convergedSince)).toBeGreaterThan(Date.parse(since));
+
+      // Observed state, not desired state: reports take no revision and wake no watcher.
+      expect(await currentRevision(app)).toBe(revision);
+    });
+
+    it("a change of the desired state un-converges the node until it reports the new hash", async () => {
+      const { desired } = await show();
+      await report({ appliedRevision: desired.revision, hash: desired.hash, counters: {}, errors: [] });
+      expect((await show()).converged).toBe(true);
+
+      const t = await tenantWithToken(app, ["write"]);
+      await app.inject({ method: "PUT", url: `/v1/tenants/${t.tenant}/identities/web`, headers: bearer(t.token), payload: { path: "/web" } });
+      const placed = await app.inject({
+        method: "PUT",
+        url: `/v1/tenants/${t.tenant}/workloads/web-1`,
+        headers: bearer(t.token),
+        payload: { identity: "web", node: node.name, addresses: [uniqueAddress()] },
+      });
+      expect(placed.statusCode, placed.body).toBe(201);
+      const moved = await show();
+      expect(moved.desired.hash).not.toBe(desired.hash);
+      expect(moved.desired.revision).toBeGreaterThan(desired.revision);
+      expect(moved).toMatchObject({ applied: { hash: desired.hash }, converged: false, convergedSince: null });
+
+      const caughtUp = await report({ appliedRevision: moved.desired.revision, hash: moved.desired.hash, counters: {}, errors: [] });
+      expect(caughtUp.json()).toMatchObject({ converged: true, convergedSince: expect.any(String) });
+    });
+
+    it("the operator sees the same view; bad reports are 400 and change nothing", async () => {
+      const mine = await show();
+      const theirs = await app.inject({ url: `/v1/nodes/${node.name}`, headers: operator });
+      expect(theirs.json()).toEqual(mine);
+      for (const bad of [
+        { appliedRevision: -1, hash: "h", counters: {}, errors: [] },
+        { appliedRevision: 1, hash: "", counters: {}, errors: [] },
+        { appliedRevision: 1, hash: "h", counters: { x: 1.5 }, errors: [] },
+        { appliedRevision: 1, hash: "h", counters: {}, errors: [{ message: "x" }] },
+        { appliedRevision: 1, hash: "h", counters: {} },
+      ]) {
+        expectProblem(await report(bad), 400);
+      }
+      expect(await show()).toEqual(mine);
+    });
+  });
+});
