@@ -19,6 +19,7 @@ import { CaService } from "./ca/service.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, type Database } from "./db/client.ts";
 import { installErrorHandling } from "./http/error-handler.ts";
+import { refuseNonFiniteNumbers } from "./http/finite-numbers.ts";
 import { Problem } from "./http/problem.ts";
 import { FORMATS } from "./http/schemas.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
@@ -111,8 +112,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       routeTable.push({ method, url: route.url, auth: route.config?.auth, schema: route.schema });
     }
   });
-  app.addHook("onRequest", async (request, reply) => {
+  // Callback style: the hot read path should not pay for a promise per hook.
+  app.addHook("onRequest", (request, reply, done) => {
     reply.header("x-request-id", request.id);
+    done();
   });
 
   const feed = new ChangeFeed();
@@ -152,6 +155,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
 
   installErrorHandling(app);
+  refuseNonFiniteNumbers(app);
   // Bodies are JSON only: text/plain would reach the schema as a string and read as "must be object"; 415 says why.
   app.removeContentTypeParser("text/plain");
   app.addSchema(Problem);

@@ -22,10 +22,12 @@ async function main(): Promise<number> {
     process.stdout.write(`${JSON.stringify({ pinDir: cfg.pinDir, ...r })}\n`);
     return 0;
   }
-  const agent = await startAgent(cfg);
-  await new Promise<void>((resolve) => {
+  // Listen before starting: a SIGTERM during start-up still ends in a clean stop.
+  const signalled = new Promise<void>((resolve) => {
     for (const sig of ["SIGTERM", "SIGINT"] as const) process.once(sig, () => resolve());
   });
+  const agent = await startAgent(cfg);
+  await signalled;
   jsonLog("info", "stopping; pinned maps and links keep the datapath running");
   await agent.stop();
   return 0;

@@ -1,6 +1,6 @@
 // Issue 5 item 2: one-time join tokens buy node credentials; the operator
 // lists, reads and deletes nodes. Only hashes of secrets are stored.
-import { eq, inArray, sql } from "drizzle-orm";
+import { asc, eq, inArray, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { secretHash } from "../../api/src/auth/node-credentials.ts";
@@ -141,7 +141,7 @@ describe.each(BACKENDS)("join tokens and node registration on %s", (backend) => 
       expectProblem(await app.inject({ url: `/v1/nodes/${target}`, headers: operator }), 404);
       expectProblem(await app.inject({ method: "DELETE", url: `/v1/nodes/${target}`, headers: operator }), 404);
 
-      const audit = await app.weft.db.select().from(auditLog).where(eq(auditLog.resource, `node/${target}`));
+      const audit = await app.weft.db.select().from(auditLog).where(eq(auditLog.resource, `node/${target}`)).orderBy(asc(auditLog.id));
       expect(audit.map((a) => [a.tenantId, a.actor, a.action])).toEqual([
         [0, `node:${target}`, "node.register"],
         [0, "operator", "node.delete"],

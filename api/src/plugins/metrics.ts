@@ -27,10 +27,23 @@ export const metricsPlugin = fp(
       registers: [registry],
     });
     app.decorate("metrics", registry);
-    app.addHook("onResponse", async (request, reply) => {
+    // prom-client hashes a label object on every call; the children for a
+    // (method, route, status) are looked up once and kept.
+    const children = new Map<string, { count: { inc(): void }; time: { observe(v: number): void } }>();
+    app.addHook("onResponse", (request, reply, done) => {
       const route = request.routeOptions.url ?? "unmatched";
-      requests.inc({ method: request.method, route, status: reply.statusCode });
-      latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+      const key = `${request.method} ${route} ${reply.statusCode}`;
+      let child = children.get(key);
+      if (!child) {
+        child = {
+          count: requests.labels(request.method, route, String(reply.statusCode)),
+          time: latency.labels(request.method, route),
+        };
+        children.set(key, child);
+      }
+      child.count.inc();
+      child.time.observe(reply.elapsedTime / 1000);
+      done();
     });
   },
   { name: "weft-metrics" },

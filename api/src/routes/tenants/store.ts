@@ -8,7 +8,18 @@ import { read, type WriteScope } from "../../db/transactions.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
 import type { Tenant, TenantSpec } from "./schemas.ts";
 
-export const toTenant = (row: TenantRow): Tenant => ({
+/** Rows are immutable values (the directory caches them), so each is rendered once. */
+const rendered = new WeakMap<TenantRow, Tenant>();
+export function toTenant(row: TenantRow): Tenant {
+  let tenant = rendered.get(row);
+  if (!tenant) {
+    tenant = renderTenant(row);
+    rendered.set(row, tenant);
+  }
+  return tenant;
+}
+
+const renderTenant = (row: TenantRow): Tenant => ({
   name: row.name,
   displayName: row.displayName,
   labels: row.labels,
