@@ -5,18 +5,10 @@
  */
 import { writeFileSync } from "node:fs";
 import { buildApp } from "../api/src/app.ts";
+import { inProcessConfig } from "../api/src/config.ts";
 import { openApiDocument, OPENAPI_PATH } from "../api/src/openapi.ts";
 
-const app = await buildApp({
-  port: 0,
-  host: "127.0.0.1",
-  databaseUrl: undefined,
-  dataDir: undefined,
-  operatorToken: "weft_op_openapi-generation-only-token",
-  logLevel: "silent",
-  trustDomainSuffix: "weft.local",
-  revocationPollMs: 60_000,
-});
+const app = await buildApp(inProcessConfig({ operatorToken: "weft_op_openapi-generation-only-token" }));
 try {
   writeFileSync(OPENAPI_PATH, openApiDocument(app));
   console.log(`wrote ${OPENAPI_PATH}`);

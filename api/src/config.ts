@@ -167,3 +167,21 @@ export function configFromEnv(env: Env = process.env): Config {
     datapathHistory: datapathHistoryFrom(env),
   };
 }
+
+/**
+ * For programs that build the app in-process (the OpenAPI generator,
+ * benchmarks, tests): loopback, the in-memory database unless a URL is given,
+ * no logs, no CA rotation schedule.
+ */
+export function inProcessConfig(overrides: Partial<Config> & Pick<Config, "operatorToken">): Config {
+  return {
+    port: 0,
+    host: "127.0.0.1",
+    databaseUrl: undefined,
+    dataDir: undefined,
+    logLevel: "silent",
+    trustDomainSuffix: "weft.local",
+    revocationPollMs: 1000,
+    ...overrides,
+  };
+}

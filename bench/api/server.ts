@@ -7,21 +7,15 @@
  */
 import Fastify from "fastify";
 import { buildApp } from "../../api/src/app.ts";
+import { inProcessConfig } from "../../api/src/config.ts";
 
 const mode = process.argv[2];
 const OPERATOR = "weft_op_bench-operator-token-0123456789";
 
 if (mode === "weft") {
-  const app = await buildApp({
-    port: 0,
-    host: "127.0.0.1",
-    databaseUrl: process.env.DATABASE_URL || undefined,
-    dataDir: undefined,
-    operatorToken: OPERATOR,
-    logLevel: "silent",
-    trustDomainSuffix: "bench.weft",
-    revocationPollMs: 1000,
-  });
+  const app = await buildApp(
+    inProcessConfig({ operatorToken: OPERATOR, databaseUrl: process.env.DATABASE_URL || undefined, trustDomainSuffix: "bench.weft" }),
+  );
   const tenant = `bench-${process.pid}`;
   const op = { authorization: `Bearer ${OPERATOR}` };
   await app.inject({ method: "POST", url: "/v1/tenants", headers: op, payload: { name: tenant, displayName: "Bench" } });

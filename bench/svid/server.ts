@@ -8,19 +8,13 @@
  */
 import { sql } from "drizzle-orm";
 import { buildApp } from "../../api/src/app.ts";
+import { inProcessConfig } from "../../api/src/config.ts";
 
 const OPERATOR = "weft_op_bench-svid-operator-token-000000";
 
-const app = await buildApp({
-  port: 0,
-  host: "127.0.0.1",
-  databaseUrl: process.env.DATABASE_URL || undefined,
-  dataDir: undefined,
-  operatorToken: OPERATOR,
-  logLevel: "silent",
-  trustDomainSuffix: "bench.weft",
-  revocationPollMs: 60_000,
-});
+const app = await buildApp(
+  inProcessConfig({ operatorToken: OPERATOR, databaseUrl: process.env.DATABASE_URL || undefined, trustDomainSuffix: "bench.weft" }),
+);
 
 const op = { authorization: `Bearer ${OPERATOR}` };
 const inject = async (method: "POST" | "PUT", url: string, headers: Record<string, string>, payload: unknown, expect: number) => {

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { LightMyRequestResponse } from "fastify";
 import { expect } from "vitest";
 import { buildApp, type RouteEntry, type WeftApp } from "../../api/src/app.ts";
-import type { Config } from "../../api/src/config.ts";
+import { inProcessConfig, type Config } from "../../api/src/config.ts";
 import { revisionCounter } from "../../api/src/db/schema.ts";
 import type { Problem } from "../../api/src/http/problem.ts";
 import { skipWithout } from "./prerequisites.ts";
@@ -20,17 +20,13 @@ export function skipBackend(backend: Backend): boolean {
 }
 
 export function testConfig(backend: Backend, overrides: Partial<Config> = {}): Config {
-  return {
-    port: 0,
-    host: "127.0.0.1",
+  return inProcessConfig({
     databaseUrl: backend === "postgres" ? process.env.DATABASE_URL : undefined,
-    dataDir: undefined,
     operatorToken: OPERATOR_TOKEN,
-    logLevel: "silent",
     trustDomainSuffix: "test.weft",
     revocationPollMs: 200,
     ...overrides,
-  };
+  });
 }
 
 /** The route table of a freshly built app, read at collection time so each route gets its own test. */
