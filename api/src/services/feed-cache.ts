@@ -5,7 +5,6 @@ import type { ChangeEvent, ChangeFeed } from "./change-feed.ts";
  * for this replica's own commits, through NOTIFY for other replicas', and by
  * age in case a LISTEN connection was lost. A generation counter keeps a load
  * that raced an invalidation from caching what it read before it.
- * (TenantDirectory follows the same pattern by hand.)
  */
 export class FeedCache<V> {
   readonly #entries = new Map<string, { value: V; at: number }>();
