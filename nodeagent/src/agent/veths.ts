@@ -5,6 +5,10 @@
  * addresses; the kernel's route to an address names the interface packets
  * to it leave by, which for a workload is its veth (or the API's
  * `interface` field wins when the API lists workloads with one).
+ *
+ * Only veths are ever guarded: a workload address that routes via a gateway
+ * or a physical device (no veth yet, or a typo in `interface`) would
+ * otherwise put tc policy on the node's uplink and cut the node off.
  */
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -23,11 +27,20 @@ export async function routeInterface(address: string): Promise<string | null> {
     if (/unreachable|No route/i.test(stderr)) return null;
     throw new Error(`failed to look up the route to ${address}: ${stderr.trim() || (err as Error).message}`);
   }
-  const routes = JSON.parse(stdout) as { dev?: string; type?: string }[];
-  const dev = routes[0]?.dev;
+  const routes = JSON.parse(stdout) as { dev?: string; type?: string; gateway?: string }[];
+  const route = routes[0];
   // An address of this host routes via lo: not a workload behind a veth.
-  if (!dev || dev === "lo" || routes[0]?.type === "local") return null;
-  return dev;
+  if (!route?.dev || route.dev === "lo" || route.type === "local") return null;
+  // Through a gateway (the default route, say) the address is not behind a local veth.
+  if (route.gateway) return null;
+  return route.dev;
+}
+
+/** The link's kind as the kernel names it ("veth", "dummy", "bridge"), or null for a physical device. */
+export async function linkKind(ifname: string): Promise<string | null> {
+  const { stdout } = await run("ip", ["-j", "-d", "link", "show", "dev", ifname], { timeout: 5_000 });
+  const [link] = JSON.parse(stdout) as { linkinfo?: { info_kind?: string } }[];
+  return link?.linkinfo?.info_kind ?? null;
 }
 
 export function ifindexOf(ifname: string): number | null {
@@ -46,6 +59,8 @@ export interface VethSyncResult {
   attached: string[];
   detached: number[];
   unresolved: string[];
+  /** Addresses whose interface is not a veth, with the reason; nothing was attached for them. */
+  refused: string[];
   errors: string[];
 }
 
@@ -68,10 +83,24 @@ export class VethReconciler {
   constructor(
     private readonly target: VethTarget,
     private readonly resolve: (address: string) => Promise<string | null> = routeInterface,
+    private readonly kindOf: (ifname: string) => Promise<string | null> = linkKind,
   ) {}
 
+  /** "ifindex/ifname" -> whether that link is a veth: one `ip link` per link, not per apply. */
+  private readonly veth = new Map<string, boolean>();
+
+  private async isVeth(ifindex: number, ifname: string): Promise<boolean> {
+    const link = `${ifindex}/${ifname}`;
+    let known = this.veth.get(link);
+    if (known === undefined) {
+      known = (await this.kindOf(ifname)) === "veth";
+      this.veth.set(link, known);
+    }
+    return known;
+  }
+
   async sync(addresses: readonly string[], interfaces: ReadonlyMap<string, string> = new Map()): Promise<VethSyncResult> {
-    const result: VethSyncResult = { attached: [], detached: [], unresolved: [], errors: [] };
+    const result: VethSyncResult = { attached: [], detached: [], unresolved: [], refused: [], errors: [] };
     const wanted = new Map<number, string>();
     for (const address of addresses) {
       try {
@@ -84,6 +113,10 @@ export class VethReconciler {
         const ifindex = ifname === null ? null : ifindexOf(ifname);
         if (ifname === null || ifindex === null) {
           result.unresolved.push(address);
+          continue;
+        }
+        if (!(await this.isVeth(ifindex, ifname))) {
+          result.refused.push(`${address} is behind ${ifname}, which is not a veth: no tc programs attached`);
           continue;
         }
         wanted.set(ifindex, ifname);

@@ -1,0 +1,73 @@
+/**
+ * The agent guards veths only: a workload address that routes via a gateway
+ * or a device of another kind must never get tc programs, or a missing veth
+ * would put policy on the node's uplink.
+ */
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ifindexOf, routeInterface, VethReconciler, type VethTarget } from "../../nodeagent/src/agent/veths.ts";
+import { Cleanup, kernelUnavailableReason } from "../support/kernel.ts";
+import { skipWithout } from "../support/prerequisites.ts";
+
+const skip = skipWithout("root and iproute2", kernelUnavailableReason());
+const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
+
+/** Records what the reconciler asks of the kernel instead of loading programs. */
+class RecordingTarget implements VethTarget {
+  readonly attached = new Map<number, string>();
+  attachVeth(ifname: string): void {
+    this.attached.set(ifindexOf(ifname)!, ifname);
+  }
+  detachVethIndex(ifindex: number): number {
+    this.attached.delete(ifindex);
+    return 1;
+  }
+  attachedVethIndexes(): number[] {
+    return [...this.attached.keys()];
+  }
+}
+
+describe.skipIf(skip)("veth reconciler", () => {
+  const cleanup = new Cleanup();
+  // 198.18.240.0/24 sits behind a veth, 198.18.241.0/24 behind a bridge,
+  // 198.18.242.0/24 behind a gateway reached over the veth.
+  beforeAll(() => {
+    ip("link", "add", "wvt-host", "type", "veth", "peer", "name", "wvt-peer");
+    cleanup.add("veth wvt-host", () => void ip("link", "del", "wvt-host"));
+    ip("link", "add", "wvt-br", "type", "bridge");
+    cleanup.add("bridge wvt-br", () => void ip("link", "del", "wvt-br"));
+    for (const dev of ["wvt-host", "wvt-peer", "wvt-br"]) ip("link", "set", dev, "up");
+    ip("route", "add", "198.18.240.0/24", "dev", "wvt-host");
+    ip("route", "add", "198.18.241.0/24", "dev", "wvt-br");
+    ip("route", "add", "198.18.242.0/24", "via", "198.18.240.1", "dev", "wvt-host");
+  });
+  afterAll(() => cleanup.run());
+
+  it("finds the device of a directly routed address and none through a gateway", async () => {
+    expect(await routeInterface("198.18.240.7")).toBe("wvt-host");
+    expect(await routeInterface("198.18.242.7")).toBeNull();
+  });
+
+  it("attaches to the veth and refuses a bridge, a gateway route and a declared non-veth", async () => {
+    const target = new RecordingTarget();
+    const reconciler = new VethReconciler(target);
+    const result = await reconciler.sync(["198.18.240.7", "198.18.241.7", "198.18.242.7", "198.18.240.8"], new Map([["198.18.240.8", "lo"]]));
+    expect(result.errors).toEqual([]);
+    expect(result.attached).toEqual(["wvt-host"]);
+    expect([...target.attached.values()]).toEqual(["wvt-host"]);
+    expect(result.unresolved).toEqual(["198.18.242.7"]);
+    expect(result.refused).toHaveLength(2);
+    expect(result.refused.join("\n")).toMatch(/198\.18\.241\.7 is behind wvt-br, which is not a veth/);
+    expect(result.refused.join("\n")).toMatch(/198\.18\.240\.8 is behind lo, which is not a veth/);
+  });
+
+  it("detaches once no workload address sits behind the veth", async () => {
+    const target = new RecordingTarget();
+    const reconciler = new VethReconciler(target);
+    await reconciler.sync(["198.18.240.7"]);
+    expect([...target.attached.values()]).toEqual(["wvt-host"]);
+    const result = await reconciler.sync(["198.18.241.7"]);
+    expect(result.detached).toEqual([ifindexOf("wvt-host")]);
+    expect(target.attached.size).toBe(0);
+  });
+});
