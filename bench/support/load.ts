@@ -1,5 +1,8 @@
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
 
 export interface LoadResult {
   tool: string;
@@ -45,7 +48,7 @@ function wrkScript(headers: Record<string, string>): string {
 export async function drive(
   url: string,
   headers: Record<string, string>,
-  opts: { connections: number; seconds: number },
+  opts: { connections: number; seconds: number; threads?: number; exec?: string[] },
 ): Promise<LoadResult> {
   return driveScript(url, wrkScript(headers), opts);
 }
@@ -57,7 +60,14 @@ export async function drive(
 export async function driveScript(
   url: string,
   script: string,
-  opts: { connections: number; seconds: number; threads?: number; timeoutSeconds?: number },
+  opts: {
+    connections: number;
+    seconds: number;
+    threads?: number;
+    timeoutSeconds?: number;
+    /** argv wrk runs under, e.g. ["ip", "netns", "exec", ns] to load from inside a network namespace. */
+    exec?: string[];
+  },
 ): Promise<LoadResult> {
   if (hasWrk) {
     const { writeFileSync, mkdtempSync, rmSync } = await import("node:fs");
@@ -66,9 +76,12 @@ export async function driveScript(
     writeFileSync(file, script);
     let out: string;
     try {
-      out = execFileSync(
-        "wrk",
+      const [command, ...prefix] = [...(opts.exec ?? []), "wrk"];
+      // Asynchronous, so the caller's event loop (signal handlers, child output) keeps running while wrk does.
+      ({ stdout: out } = await execFileAsync(
+        command!,
         [
+          ...prefix,
           `-t${opts.threads ?? 1}`,
           `-c${opts.connections}`,
           `-d${opts.seconds}s`,
@@ -79,7 +92,7 @@ export async function driveScript(
           url,
         ],
         { encoding: "utf8", maxBuffer: 16 << 20 },
-      );
+      ));
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -63,6 +63,9 @@ export class AgentLoop {
   /** Every apply, for tests and the restart proof. */
   readonly history: Applied[] = [];
   private waiters: (() => void)[] = [];
+  /** The status report in flight (reportSoon), and whether another was asked for meanwhile. */
+  private reporting: Promise<void> | null = null;
+  private reportAgain = false;
 
   constructor(private readonly o: AgentLoopOptions) {
     this.engine = new ApplyEngine(o.maps);
@@ -112,10 +115,38 @@ export class AgentLoop {
         this.log("error", this.errors[0]!);
         ok = false;
       }
-      await this.report();
+      // The report does not hold up the next long poll: a write landing while it is in flight still wakes the agent at once.
+      this.reportSoon();
       if (!ok) await sleep(this.backoff.next(), signal);
       else this.backoff.reset();
     }
+    while (this.reporting) await this.reporting;
+  }
+
+  /**
+   * Starts a status report without waiting for it: one report at a time, in
+   * order; one asked for while another is in flight is sent after it, with
+   * the state as it is then (so the last report always carries the last state).
+   */
+  private reportSoon(): void {
+    if (this.reporting) {
+      this.reportAgain = true;
+      return;
+    }
+    const send = async (): Promise<void> => {
+      try {
+        do {
+          this.reportAgain = false;
+          await this.report();
+        } while (this.reportAgain);
+      } catch (err) {
+        // report() handles API failures itself; this is a bug's way out, which must not stop later reports.
+        this.log("error", "failed to report status", { error: (err as Error).message });
+      } finally {
+        this.reporting = null;
+      }
+    };
+    this.reporting = send();
   }
 
   /** Handles one answer; false when the loop should back off (a kernel failure). */
@@ -201,7 +232,7 @@ export class AgentLoop {
         (state.maps.endpoint as { key: { address: string } }[]).map((e) => e.key.address),
         interfaces,
       );
-      this.errors.push(...r.errors);
+      this.errors.push(...r.errors, ...r.refused);
       if (r.attached.length || r.detached.length) this.log("info", "veths changed", { attached: r.attached, detached: r.detached });
     }
     if (this.o.svids && workloads) {
