@@ -19,9 +19,9 @@ import { CaService } from "./ca/service.ts";
 import type { Config } from "./config.ts";
 import { openDatabase, type Database } from "./db/client.ts";
 import { installErrorHandling } from "./http/error-handler.ts";
-import { refuseNonFiniteNumbers } from "./http/finite-numbers.ts";
 import { Problem } from "./http/problem.ts";
 import { FORMATS } from "./http/schemas.ts";
+import { buildValidator } from "./http/validation.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import auditRoutes from "./routes/audit/index.ts";
 import caRoutes from "./routes/ca/index.ts";
@@ -97,9 +97,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     return503OnClosing: true,
     ajv: {
       // Unknown fields are an error, not silently dropped: automation must learn of its typos.
+      // coerceTypes applies to query strings, path parameters and headers; bodies are never coerced (http/validation.ts).
       customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: true },
       plugins: [addFormats],
     },
+    // Also refuses non-finite numbers (1e400) in every part, as validation errors.
+    schemaController: { compilersFactory: { buildValidator } },
     // The response serializer checks formats too (in anyOf branches): it must know ours.
     serializerOpts: { ajv: { formats: Object.fromEntries(Object.entries(FORMATS).map(([n, f]) => [n, f.pattern])) } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -155,7 +158,6 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
 
   installErrorHandling(app);
-  refuseNonFiniteNumbers(app);
   // Bodies are JSON only: text/plain would reach the schema as a string and read as "must be object"; 415 says why.
   app.removeContentTypeParser("text/plain");
   app.addSchema(Problem);

@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { Kek } from "../../api/src/ca/kek.ts";
-import { CaService } from "../../api/src/ca/service.ts";
+import { CaService, systemCaller } from "../../api/src/ca/service.ts";
 import { ConfigError, configFromEnv } from "../../api/src/config.ts";
 import { CaRotationScheduler } from "../../api/src/services/ca-rotation.ts";
 import { DrizzleCaStore } from "../../api/src/services/ca-store.ts";
@@ -15,6 +15,7 @@ import { tempDir } from "../ca/helpers.ts";
 import { BACKENDS, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 
 const HOUR = 3_600_000;
+const ROTATION = systemCaller("system:ca-rotation");
 
 /** Polls until `ok` holds (at most 5 s): for what another replica learns through NOTIFY. */
 async function eventually<T>(get: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
@@ -85,16 +86,22 @@ describe.each(BACKENDS)("CA rotation schedule on %s", (backend) => {
       // A pass over every tenant; the Postgres database is shared with other
       // suites, whose tenants must not rotate under them: there, this one only.
       if (backend === "pglite") await scheduler.runOnce();
-      else await ca.runSchedule(String(tenant.id), tenant.trustDomain);
+      else await ca.runSchedule(String(tenant.id), tenant.trustDomain, ROTATION);
       // The app's CA is another replica here: it learns of the change through NOTIFY.
       const prepared = await eventually(bundle, (b) => b.spiffe_sequence > before.spiffe_sequence);
       expect(prepared.keys.filter((k) => k.use === "x509-svid")).toHaveLength(2);
-      expect(await ca.runSchedule(String(tenant.id), tenant.trustDomain)).toEqual([]);
+      expect(await ca.runSchedule(String(tenant.id), tenant.trustDomain, ROTATION)).toEqual([]);
       now = Date.now() + 21 * HOUR;
       // The old CA signed nothing, so it is pruned as soon as it is no longer the signer.
-      expect((await ca.runSchedule(String(tenant.id), tenant.trustDomain)).map((a) => a.kind)).toEqual(["activate", "prune"]);
+      expect((await ca.runSchedule(String(tenant.id), tenant.trustDomain, ROTATION)).map((a) => a.kind)).toEqual(["activate", "prune"]);
       const rotated = await eventually(bundle, (b) => b.spiffe_sequence > prepared.spiffe_sequence);
       expect(rotated.keys.filter((k) => k.use === "x509-svid")).toHaveLength(1);
+      const audit = (await app.inject({ url: `/v1/tenants/${t.tenant}/audit?limit=1000`, headers: { authorization: `Bearer ${t.token}` } })).json()
+        .items as { action: string; actor: string }[];
+      // The schedule is audited as itself, not as whoever happened to call the API last.
+      expect(audit.filter((e) => ["ca.prepare", "ca.activate", "ca.prune"].includes(e.action)).map((e) => e.actor)).toEqual(
+        Array(3).fill("system:ca-rotation"),
+      );
       await scheduler.stop();
     });
 

@@ -205,6 +205,36 @@ describe.each(BACKENDS)("SPIFFE through the API on %s", (backend) => {
         expect(await audit(acme)).toContain("x509-svid.issue");
       });
 
+      it("audits issuances and CA changes as the caller that asked, under its request id", async () => {
+        // The caller reaches the store as an argument of each CA call: a
+        // request must never be audited as another one, even when they overlap.
+        const t = await tenantWithToken(app, ["admin"]);
+        const jti = (token: string) => JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()).jti as string;
+        await putIdentity(t, "audited", { path: "/ns/prod/sa/audited" });
+        const url = `/v1/tenants/${t.tenant}/identities/audited`;
+        const ids = ["svid-a", "svid-b", "svid-c"].map((x) => `${x}-${backend}`);
+        const answers = await Promise.all([
+          ...ids.map((id) => call({ method: "POST", url: `${url}/x509-svids`, headers: { ...bearer(t.token), "x-request-id": id }, payload: { csr: makeCsr(tmp.dir).csrPem } })),
+          call({ method: "POST", url: `${url}/jwt-svids`, headers: { ...bearer(t.token), "x-request-id": `jwt-${backend}` }, payload: { audience: ["db"] } }),
+          call({ method: "POST", url: `/v1/tenants/${t.tenant}/ca/prepare`, headers: { ...bearer(t.token), "x-request-id": `prep-${backend}` } }),
+        ]);
+        expect(answers.map((a) => a.statusCode)).toEqual([201, 201, 201, 201, 200]);
+        const entries = (await call({ url: `/v1/tenants/${t.tenant}/audit?limit=1000`, headers: bearer(t.token) })).json().items as {
+          action: string;
+          actor: string;
+          requestId: string;
+          resource: string;
+        }[];
+        const actor = `token:${jti(t.token)}`;
+        for (const id of ids) {
+          expect(entries.filter((e) => e.requestId === id)).toEqual([expect.objectContaining({ action: "x509-svid.issue", actor, resource: "identity/audited" })]);
+        }
+        expect(entries.filter((e) => e.requestId === `jwt-${backend}`)).toEqual([expect.objectContaining({ action: "jwt-svid.issue", actor })]);
+        expect(entries.filter((e) => e.requestId === `prep-${backend}`)).toEqual([expect.objectContaining({ action: "ca.prepare", actor })]);
+        // The CA made at tenant creation is the operator's doing.
+        expect(entries.filter((e) => e.action === "ca.bootstrap").map((e) => e.actor)).toEqual(["operator"]);
+      });
+
       it("completes mutual TLS between two SVIDs trusting only the bundle; another tenant's SVID is refused", async () => {
         const bundle = await bundlePem(acme.tenant);
         const serverId = `spiffe://${trustDomain}/ns/prod/sa/tls-server`;

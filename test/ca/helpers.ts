@@ -79,6 +79,9 @@ export class TestClock {
   }
 }
 
+/** Who the tests act as, for the audit rows a real store would write. */
+export const CALLER = { actor: "test", requestId: "test" } as const;
+
 export function newService(opts: { caTtlMs?: number; clock?: TestClock } = {}) {
   const clock = opts.clock ?? new TestClock(Date.now());
   const store = new MemoryCaStore();

@@ -7,7 +7,7 @@ import { fromPem, toPem } from "../../api/src/ca/der.ts";
 import { CaInputError } from "../../api/src/ca/errors.ts";
 import { validateAudience } from "../../api/src/ca/jwt-svid.ts";
 import { parseSpiffeId, validatePath, validateSpiffeId, validateTrustDomain } from "../../api/src/ca/spiffe-id.ts";
-import { makeCsr, newService, tempDir } from "./helpers.ts";
+import { CALLER, makeCsr, newService, tempDir } from "./helpers.ts";
 
 const ID = "spiffe://acme.weft.test/ns/prod/sa/web";
 const tmp = tempDir();
@@ -100,9 +100,9 @@ describe("CSR checks", () => {
 
   it("issues nothing and records nothing for a bad CSR", async () => {
     const { ca, store } = newService();
-    await ca.ensure("t1", "acme.weft.test");
+    await ca.ensure("t1", "acme.weft.test", CALLER);
     const csrPem = makeCsr(tmp.dir, { key: "rsa-1024" }).csrPem;
-    await expect(ca.issueX509Svid({ tenantId: "t1", identityName: "web", spiffeId: ID, csrPem })).rejects.toBeInstanceOf(CaInputError);
+    await expect(ca.issueX509Svid({ tenantId: "t1", identityName: "web", spiffeId: ID, csrPem, caller: CALLER })).rejects.toBeInstanceOf(CaInputError);
     expect(store.issuances).toHaveLength(0);
   });
 });

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JWK } from "jose";
 import { CaInputError } from "../../api/src/ca/errors.ts";
-import { MINUTE, TestClock, newService } from "./helpers.ts";
+import { CALLER, MINUTE, TestClock, newService } from "./helpers.ts";
 
 const ID = "spiffe://acme.test/ns/prod/sa/web";
 
@@ -11,8 +11,8 @@ describe("JWT-SVID", () => {
   it("verifies against the bundle's jwt-svid keys with the SPIFFE header and claims", async () => {
     const clock = new TestClock(Date.now());
     const { ca, store } = newService({ clock });
-    await ca.ensure("t1", "acme.test");
-    const { token, expiresAt } = await ca.issueJwtSvid({ tenantId: "t1", identityName: "web", spiffeId: ID, audience: ["db", "cache"] });
+    await ca.ensure("t1", "acme.test", CALLER);
+    const { token, expiresAt } = await ca.issueJwtSvid({ tenantId: "t1", identityName: "web", spiffeId: ID, audience: ["db", "cache"], caller: CALLER });
     const bundle = (await ca.bundle("t1"))!.json;
     // A SPIFFE bundle marks keys with use "jwt-svid"; jose only picks keys
     // whose use is absent or "sig", so a verifier selects the jwt-svid keys
@@ -40,8 +40,8 @@ describe("JWT-SVID", () => {
 
   it("refuses an empty audience with a field error", async () => {
     const { ca } = newService();
-    await ca.ensure("t1", "acme.test");
-    const p = ca.issueJwtSvid({ tenantId: "t1", identityName: "web", spiffeId: ID, audience: [] });
+    await ca.ensure("t1", "acme.test", CALLER);
+    const p = ca.issueJwtSvid({ tenantId: "t1", identityName: "web", spiffeId: ID, audience: [], caller: CALLER });
     await expect(p).rejects.toBeInstanceOf(CaInputError);
     await expect(p).rejects.toMatchObject({ errors: [{ field: "audience" }] });
   });
@@ -49,9 +49,9 @@ describe("JWT-SVID", () => {
   it("never outlives its signing key", async () => {
     const clock = new TestClock(Date.now());
     const { ca } = newService({ clock, caTtlMs: 10 * MINUTE });
-    await ca.ensure("t1", "acme.test");
+    await ca.ensure("t1", "acme.test", CALLER);
     clock.advance(8 * MINUTE);
-    const { expiresAt } = await ca.issueJwtSvid({ tenantId: "t1", identityName: "web", spiffeId: ID, audience: ["db"] });
+    const { expiresAt } = await ca.issueJwtSvid({ tenantId: "t1", identityName: "web", spiffeId: ID, audience: ["db"], caller: CALLER });
     const notAfter = Math.floor((clock.t - 8 * MINUTE + 10 * MINUTE) / 1000) * 1000;
     expect(expiresAt.getTime()).toBe(notAfter);
   });

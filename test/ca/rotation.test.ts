@@ -14,7 +14,7 @@ import {
   prune,
   type AuthorityState,
 } from "../../api/src/ca/rotation.ts";
-import { HOUR, TestClock, makeCsr, newService, opensslStatus, tempDir } from "./helpers.ts";
+import { CALLER, HOUR, TestClock, makeCsr, newService, opensslStatus, tempDir } from "./helpers.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -81,7 +81,7 @@ describe("rotation with real certificates", () => {
     const { ca } = newService({ clock });
     const ID = "spiffe://acme.test/ns/prod/sa/web";
     const issue = async () =>
-      ca.issueX509Svid({ tenantId: "t1", identityName: "web", spiffeId: ID, csrPem: makeCsr(tmp.dir, { uri: ID }).csrPem });
+      ca.issueX509Svid({ tenantId: "t1", identityName: "web", spiffeId: ID, csrPem: makeCsr(tmp.dir, { uri: ID }).csrPem, caller: CALLER });
     const issuerOf = (pem: string) => new X509Certificate(pem).issuer;
     const verifyAt = (bundlePem: string, leafPem: string, ms: number) =>
       opensslStatus([
@@ -89,11 +89,11 @@ describe("rotation with real certificates", () => {
         "-CAfile", tmp.file(`b-${ms}.pem`, bundlePem), tmp.file(`l-${ms}.pem`, leafPem),
       ]).ok;
 
-    await ca.ensure("t1", "acme.test");
+    await ca.ensure("t1", "acme.test", CALLER);
     const first = await issue();
     const b1 = (await ca.bundle("t1"))!;
 
-    await ca.prepare("t1", "acme.test");
+    await ca.prepare("t1", "acme.test", CALLER);
     const b2 = (await ca.bundle("t1"))!;
     expect(b2.json.keys.filter((k) => k.use === "x509-svid")).toHaveLength(2);
     expect(b2.json.keys.filter((k) => k.use === "jwt-svid")).toHaveLength(2);
@@ -102,7 +102,7 @@ describe("rotation with real certificates", () => {
     expect(issuerOf(duringPrepare.certificate)).toBe(issuerOf(first.certificate));
 
     clock.advance(HOUR / 2);
-    await ca.activate("t1");
+    await ca.activate("t1", CALLER);
     const afterActivate = await issue();
     expect(issuerOf(afterActivate.certificate)).not.toBe(issuerOf(first.certificate));
     const b3 = (await ca.bundle("t1"))!;
@@ -113,13 +113,13 @@ describe("rotation with real certificates", () => {
     // The old CA's last SVID (duringPrepare) expires an hour after it was issued.
     const lastOld = duringPrepare.expiresAt.getTime();
     clock.t = lastOld - 1000;
-    expect((await ca.runSchedule("t1", "acme.test"))).toEqual([]);
+    expect((await ca.runSchedule("t1", "acme.test", CALLER))).toEqual([]);
     const b4 = (await ca.bundle("t1"))!;
     expect(b4.json.keys.filter((k) => k.use === "x509-svid")).toHaveLength(2);
     expect(verifyAt(b4.pem, duringPrepare.certificate, clock.t)).toBe(true);
 
     clock.t = lastOld;
-    expect((await ca.runSchedule("t1", "acme.test")).map((a) => a.kind)).toEqual(["prune"]);
+    expect((await ca.runSchedule("t1", "acme.test", CALLER)).map((a) => a.kind)).toEqual(["prune"]);
     const b5 = (await ca.bundle("t1"))!;
     expect(b5.json.keys.filter((k) => k.use === "x509-svid")).toHaveLength(1);
     expect(b5.json.spiffe_sequence).toBeGreaterThan(b4.json.spiffe_sequence);
@@ -130,14 +130,14 @@ describe("rotation with real certificates", () => {
   it("the automatic schedule rotates a 24 h CA on SPIRE's thresholds", async () => {
     const clock = new TestClock(Date.UTC(2030, 0, 1));
     const { ca } = newService({ clock });
-    expect(await ca.runSchedule("t1", "acme.test")).toEqual([{ kind: "bootstrap" }]);
+    expect(await ca.runSchedule("t1", "acme.test", CALLER)).toEqual([{ kind: "bootstrap" }]);
     clock.advance(11 * HOUR);
-    expect(await ca.runSchedule("t1", "acme.test")).toEqual([]);
+    expect(await ca.runSchedule("t1", "acme.test", CALLER)).toEqual([]);
     clock.advance(1 * HOUR);
-    expect((await ca.runSchedule("t1", "acme.test")).map((a) => a.kind)).toEqual(["prepare"]);
+    expect((await ca.runSchedule("t1", "acme.test", CALLER)).map((a) => a.kind)).toEqual(["prepare"]);
     clock.advance(8 * HOUR);
     // Nothing was issued by the old CA, so it is dropped in the same run.
-    expect((await ca.runSchedule("t1", "acme.test")).map((a) => a.kind)).toEqual(["activate", "prune"]);
+    expect((await ca.runSchedule("t1", "acme.test", CALLER)).map((a) => a.kind)).toEqual(["activate", "prune"]);
     expect((await ca.bundle("t1"))!.json.keys).toHaveLength(2);
   });
 });

@@ -3,22 +3,22 @@
 // SPIFFE ID; a client with another trust domain's SVID is refused.
 import { afterAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
-import { makeCsr, mtlsServer, newService, tempDir } from "./helpers.ts";
+import { CALLER, makeCsr, mtlsServer, newService, tempDir } from "./helpers.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
 async function svid(ca: ReturnType<typeof newService>["ca"], tenantId: string, spiffeId: string) {
   const { keyPath, csrPem } = makeCsr(tmp.dir, { uri: spiffeId });
-  const out = await ca.issueX509Svid({ tenantId, identityName: spiffeId.split("/").pop()!, spiffeId, csrPem });
+  const out = await ca.issueX509Svid({ tenantId, identityName: spiffeId.split("/").pop()!, spiffeId, csrPem, caller: CALLER });
   return { key: readFileSync(keyPath), cert: out.certificate + out.chain.join("") };
 }
 
 describe("mutual TLS with issued SVIDs", () => {
   it("server and client authenticate each other and read the peer's SPIFFE ID; a foreign SVID is refused", async () => {
     const { ca } = newService();
-    await ca.ensure("acme", "acme.test");
-    await ca.ensure("evil", "evil.test");
+    await ca.ensure("acme", "acme.test", CALLER);
+    await ca.ensure("evil", "evil.test", CALLER);
     const bundle = (await ca.bundle("acme"))!.pem;
     const serverId = "spiffe://acme.test/ns/prod/sa/api";
     const clientId = "spiffe://acme.test/ns/prod/sa/web";

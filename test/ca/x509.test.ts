@@ -2,7 +2,7 @@
 // verification in strict mode, and every extension of the profile.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { X509Certificate } from "node:crypto";
-import { HOUR, extension, makeCsr, newService, openssl, opensslStatus, tempDir } from "./helpers.ts";
+import { CALLER, HOUR, extension, makeCsr, newService, openssl, opensslStatus, tempDir } from "./helpers.ts";
 
 const TD = "acme.weft.test";
 const ID = `spiffe://${TD}/ns/prod/sa/web`;
@@ -18,9 +18,9 @@ describe("X.509-SVID issuance", () => {
   let bundlePemText = "";
 
   beforeAll(async () => {
-    await ca.ensure("t1", TD);
+    await ca.ensure("t1", TD, CALLER);
     const { csrPem } = makeCsr(tmp.dir, { uri: ID });
-    const svid = await ca.issueX509Svid({ tenantId: "t1", identityName: "web", spiffeId: ID, csrPem });
+    const svid = await ca.issueX509Svid({ tenantId: "t1", identityName: "web", spiffeId: ID, csrPem, caller: CALLER });
     leafPem = svid.certificate;
     bundlePemText = (await ca.bundle("t1"))!.pem;
     tmp.file("leaf.pem", leafPem);
@@ -36,7 +36,7 @@ describe("X.509-SVID issuance", () => {
   });
 
   it("does not verify against another tenant's bundle", async () => {
-    await ca.ensure("t2", "other.weft.test");
+    await ca.ensure("t2", "other.weft.test", CALLER);
     tmp.file("other.pem", (await ca.bundle("t2"))!.pem);
     expect(opensslStatus(["verify", "-x509_strict", "-CAfile", tmp.file("other.pem"), tmp.file("leaf.pem")]).ok).toBe(false);
   });
@@ -68,7 +68,7 @@ describe("X.509-SVID issuance", () => {
     expect(bytes.length).toBeGreaterThanOrEqual(8);
     expect(parseInt(bytes[0]!, 16)).toBeLessThan(0x80);
     const { csrPem } = makeCsr(tmp.dir, { uri: ID });
-    const again = await ca.issueX509Svid({ tenantId: "t1", identityName: "web", spiffeId: ID, csrPem });
+    const again = await ca.issueX509Svid({ tenantId: "t1", identityName: "web", spiffeId: ID, csrPem, caller: CALLER });
     expect(again.serial).not.toBe(bytes.join(""));
   });
 
@@ -95,7 +95,7 @@ describe("X.509-SVID issuance", () => {
 
   it("never outlives the CA: a long TTL is capped at the CA's notAfter", async () => {
     const { csrPem } = makeCsr(tmp.dir, { uri: ID });
-    const svid = await ca.issueX509Svid({ tenantId: "t1", identityName: "web", spiffeId: ID, csrPem, ttlMs: 1000 * HOUR });
+    const svid = await ca.issueX509Svid({ tenantId: "t1", identityName: "web", spiffeId: ID, csrPem, ttlMs: 1000 * HOUR, caller: CALLER });
     expect(svid.expiresAt.getTime()).toBe(Date.parse(new X509Certificate(bundlePemText).validTo));
   });
 });
@@ -103,7 +103,7 @@ describe("X.509-SVID issuance", () => {
 describe("CA certificate", () => {
   it("is a self-signed CA for the trust domain with the SPIFFE CA profile", async () => {
     const { ca } = newService();
-    await ca.ensure("t1", TD);
+    await ca.ensure("t1", TD, CALLER);
     const pemA = (await ca.bundle("t1"))!.pem;
     const text = openssl(["x509", "-in", tmp.file("ca-a.pem", pemA), "-text", "-noout"]);
     expect(extension(text, "X509v3 Basic Constraints")!.header).toBe("X509v3 Basic Constraints: critical");
@@ -119,7 +119,7 @@ describe("CA certificate", () => {
     expect(Date.parse(cert.validTo) - Date.parse(cert.validFrom)).toBe(24 * HOUR + 10_000);
 
     // A second CA of the same tenant has a different subject.
-    await ca.prepare("t1", TD);
+    await ca.prepare("t1", TD, CALLER);
     const certs = (await ca.bundle("t1"))!.pem.split(/(?<=-----END CERTIFICATE-----\n)/).filter(Boolean);
     expect(certs).toHaveLength(2);
     const [s1, s2] = certs.map((p) => new X509Certificate(p).subject);

@@ -14,6 +14,20 @@ import { issueLeaf } from "./x509.ts";
 
 export type CaState = AuthorityState<AuthorityMaterial>;
 
+/**
+ * Who asked for a CA operation, for the audit rows the store writes: the
+ * library passes it through untouched. Explicit on every call (never an
+ * ambient context) so that no caller is audited as someone else, and so the
+ * request path needs no AsyncLocalStorage.
+ */
+export interface Caller {
+  actor: string;
+  requestId: string;
+}
+
+/** The API itself, e.g. the rotation schedule; `actor` says which part. */
+export const systemCaller = (actor = "system"): Caller => ({ actor, requestId: "system" });
+
 /** One row per issued SVID, for audit. */
 export interface IssuanceRecord {
   tenantId: string;
@@ -44,12 +58,12 @@ export interface CaStore {
    * Must never lower a slot's max_issued_not_after (use GREATEST): issuances
    * raise it concurrently through recordIssuance.
    */
-  save(tenantId: string, state: CaState, expectedRevision: number | null): Promise<boolean>;
+  save(tenantId: string, state: CaState, expectedRevision: number | null, caller: Caller): Promise<boolean>;
   /**
    * In one transaction: insert the record, and raise the slot's
-   * max_issued_not_after to at least record.expiresAt.
+   * max_issued_not_after to at least record.expiresAt; audited as `caller`.
    */
-  recordIssuance(record: IssuanceRecord): Promise<void>;
+  recordIssuance(record: IssuanceRecord, caller: Caller): Promise<void>;
 }
 
 export interface CaServiceOptions {
@@ -92,27 +106,27 @@ export class CaService {
   }
 
   /** Creates the tenant's first CA if it has none (call at tenant creation). */
-  async ensure(tenantId: string, trustDomain: string): Promise<CaState> {
-    return this.#mutate(tenantId, (s) => (activeSlot(s) ? s : this.#apply(s, { kind: "bootstrap" }, tenantId, trustDomain)));
+  async ensure(tenantId: string, trustDomain: string, caller: Caller): Promise<CaState> {
+    return this.#mutate(tenantId, caller, (s) => (activeSlot(s) ? s : this.#apply(s, { kind: "bootstrap" }, tenantId, trustDomain)));
   }
 
   /** Manual prepare (POST .../ca/prepare). CaStateError if one is already prepared. */
-  async prepare(tenantId: string, trustDomain: string): Promise<CaState> {
-    return this.#mutate(tenantId, (s) => this.#apply(s, { kind: "prepare" }, tenantId, trustDomain));
+  async prepare(tenantId: string, trustDomain: string, caller: Caller): Promise<CaState> {
+    return this.#mutate(tenantId, caller, (s) => this.#apply(s, { kind: "prepare" }, tenantId, trustDomain));
   }
 
   /** Manual activate (POST .../ca/activate). CaStateError if nothing is prepared. */
-  async activate(tenantId: string): Promise<CaState> {
-    return this.#mutate(tenantId, (s) => activate(s));
+  async activate(tenantId: string, caller: Caller): Promise<CaState> {
+    return this.#mutate(tenantId, caller, (s) => activate(s));
   }
 
   /**
    * Applies every automatic action due now (the scheduler's verdicts) and
    * returns them; a periodic job calls this per tenant. Off unless called.
    */
-  async runSchedule(tenantId: string, trustDomain: string): Promise<DueAction[]> {
+  async runSchedule(tenantId: string, trustDomain: string, caller: Caller): Promise<DueAction[]> {
     const done: DueAction[] = [];
-    await this.#mutate(tenantId, (s, pruned) => {
+    await this.#mutate(tenantId, caller, (s, pruned) => {
       done.length = 0;
       if (pruned.length) done.push({ kind: "prune", slotIds: pruned });
       let state = s;
@@ -127,7 +141,14 @@ export class CaService {
     return done;
   }
 
-  async issueX509Svid(req: { tenantId: string; identityName: string; spiffeId: string; csrPem: string; ttlMs?: number }): Promise<X509SvidResult> {
+  async issueX509Svid(req: {
+    tenantId: string;
+    identityName: string;
+    spiffeId: string;
+    csrPem: string;
+    ttlMs?: number;
+    caller: Caller;
+  }): Promise<X509SvidResult> {
     const { spkiDer } = verifyCsr(req.csrPem, req.spiffeId);
     const signer = await this.#signer(req.tenantId);
     const now = this.#clock();
@@ -141,7 +162,7 @@ export class CaService {
       serial: leaf.serialHex,
       issuedAt: now,
       expiresAt: leaf.notAfter,
-    });
+    }, req.caller);
     return {
       certificate: toPem("CERTIFICATE", leaf.der),
       chain: [toPem("CERTIFICATE", signer.caCertDer)],
@@ -150,7 +171,14 @@ export class CaService {
     };
   }
 
-  async issueJwtSvid(req: { tenantId: string; identityName: string; spiffeId: string; audience: unknown; ttlMs?: number }): Promise<{ token: string; expiresAt: Date }> {
+  async issueJwtSvid(req: {
+    tenantId: string;
+    identityName: string;
+    spiffeId: string;
+    audience: unknown;
+    ttlMs?: number;
+    caller: Caller;
+  }): Promise<{ token: string; expiresAt: Date }> {
     const errors = validateAudience(req.audience);
     if (errors.length) throw new CaInputError(errors);
     const signer = await this.#signer(req.tenantId);
@@ -173,7 +201,7 @@ export class CaService {
       serial: null,
       issuedAt: now,
       expiresAt: out.expiresAt,
-    });
+    }, req.caller);
     return out;
   }
 
@@ -203,7 +231,7 @@ export class CaService {
   }
 
   /** Load, change, compare-and-swap; fn also learns which slots the pre-prune dropped. */
-  async #mutate(tenantId: string, fn: (s: CaState, pruned: string[]) => CaState): Promise<CaState> {
+  async #mutate(tenantId: string, caller: Caller, fn: (s: CaState, pruned: string[]) => CaState): Promise<CaState> {
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const loaded = await this.#store.load(tenantId);
       // Prune first: bundle() serves the pruned view with sequence + 1, so a
@@ -212,7 +240,7 @@ export class CaService {
       const pruned = prune(base, this.#clock());
       const next = fn(pruned, base.slots.filter((x) => !pruned.slots.includes(x)).map((x) => x.id));
       if (loaded && next === loaded.state) return next;
-      if (await this.#store.save(tenantId, next, loaded?.revision ?? null)) return next;
+      if (await this.#store.save(tenantId, next, loaded?.revision ?? null, caller)) return next;
     }
     throw new Error(`CA state of tenant ${tenantId} kept changing under us; giving up after ${MAX_CAS_ATTEMPTS} attempts`);
   }
@@ -238,13 +266,14 @@ export class CaService {
  */
 export class MemoryCaStore implements CaStore {
   readonly #tenants = new Map<string, { state: CaState; revision: number }>();
-  readonly issuances: IssuanceRecord[] = [];
+  /** Every record, with the caller it was recorded for. */
+  readonly issuances: (IssuanceRecord & { caller: Caller })[] = [];
 
   async load(tenantId: string): Promise<{ state: CaState; revision: number } | null> {
     return this.#tenants.get(tenantId) ?? null;
   }
 
-  async save(tenantId: string, state: CaState, expectedRevision: number | null): Promise<boolean> {
+  async save(tenantId: string, state: CaState, expectedRevision: number | null, _caller: Caller): Promise<boolean> {
     const cur = this.#tenants.get(tenantId);
     if ((cur?.revision ?? null) !== expectedRevision) return false;
     let merged = state;
@@ -255,8 +284,8 @@ export class MemoryCaStore implements CaStore {
     return true;
   }
 
-  async recordIssuance(record: IssuanceRecord): Promise<void> {
-    this.issuances.push(record);
+  async recordIssuance(record: IssuanceRecord, caller: Caller): Promise<void> {
+    this.issuances.push({ ...record, caller });
     const cur = this.#tenants.get(record.tenantId);
     if (cur) this.#tenants.set(record.tenantId, { ...cur, state: noteIssued(cur.state, record.slotId, record.expiresAt) });
   }

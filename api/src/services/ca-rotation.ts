@@ -3,15 +3,14 @@
 // live in the CA library; this only decides how often to ask. Every replica
 // may run it: the store's compare-and-swap makes concurrent runs harmless.
 import type { FastifyBaseLogger } from "fastify";
-import type { CaService } from "../ca/service.ts";
+import { systemCaller, type CaService } from "../ca/service.ts";
 import type { Db } from "../db/client.ts";
 import { tenants } from "../db/schema.ts";
 import { read } from "../db/transactions.ts";
-import { asSystem } from "./ca-store.ts";
 
 /** A CA lives 24 h and acts at 12 h and 20 h; checking every minute is close enough and cheap. */
 export const ROTATION_INTERVAL_MS = 60_000;
-const ACTOR = "system:ca-rotation";
+const CALLER = systemCaller("system:ca-rotation");
 
 export class CaRotationScheduler {
   #timer: NodeJS.Timeout | undefined;
@@ -31,7 +30,7 @@ export class CaRotationScheduler {
     for (const t of all) {
       if (this.#stopped) return;
       try {
-        const done = await asSystem(ACTOR, () => this.ca.runSchedule(String(t.id), t.trustDomain));
+        const done = await this.ca.runSchedule(String(t.id), t.trustDomain, CALLER);
         if (done.length) this.log.info({ tenantId: t.id, actions: done.map((a) => a.kind) }, "CA rotation");
       } catch (err) {
         // One tenant's failure (a deleted tenant, a lost race) must not stop the others.

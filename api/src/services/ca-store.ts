@@ -2,34 +2,25 @@
 // security like every other tenant-owned table. Each change of CA state is one
 // write() transaction, and each batch of issuances one transaction of its own
 // (#insert), so every audit row commits with what it records.
-import { AsyncLocalStorage } from "node:async_hooks";
 import { randomBytes } from "node:crypto";
 import { and, eq, gt, notInArray, sql } from "drizzle-orm";
 import type { FastifyRequest } from "fastify";
 import { actorOf } from "../auth/principal.ts";
 import type { AuthoritySlot } from "../ca/authority.ts";
-import type { CaState, CaStore, IssuanceRecord } from "../ca/service.ts";
+import type { CaState, CaStore, Caller, IssuanceRecord } from "../ca/service.ts";
 import type { Db } from "../db/client.ts";
 import { APP_ROLE, TENANT_SETTING, caAuthorities, caSlots } from "../db/schema.ts";
-import { read, write, type WriteContext, type WriteScope } from "../db/transactions.ts";
+import { read, write, type WriteScope } from "../db/transactions.ts";
 import type { ChangeFeed } from "./change-feed.ts";
 import { FeedCache } from "./feed-cache.ts";
 
 /**
- * Who is changing the CA, for the audit log. CaService calls the store
- * without any request in hand, so the route (or the rotation scheduler) puts
- * the caller here around its CaService call; absent, the actor is the system.
+ * The caller of a CA operation made on behalf of a request, for the audit
+ * log: routes pass it explicitly to each CaService call (no ambient context:
+ * AsyncLocalStorage would turn on promise hooks for every later request).
  */
-const callerContext = new AsyncLocalStorage<WriteContext>();
-const SYSTEM: WriteContext = { actor: "system", requestId: "system", dryRun: false };
-
-export function onBehalfOf<T>(request: FastifyRequest, fn: () => Promise<T>): Promise<T> {
-  const actor = request.principal ? actorOf(request.principal) : "anonymous";
-  return callerContext.run({ actor, requestId: String(request.id), dryRun: false }, fn);
-}
-
-export function asSystem<T>(actor: string, fn: () => Promise<T>): Promise<T> {
-  return callerContext.run({ ...SYSTEM, actor }, fn);
+export function callerOf(request: FastifyRequest): Caller {
+  return { actor: request.principal ? actorOf(request.principal) : "anonymous", requestId: String(request.id) };
 }
 
 /** The bundle changes as one resource per tenant in the change log. */
@@ -69,7 +60,7 @@ type Loaded = { state: CaState; revision: number } | null;
 
 interface PendingIssuance {
   rec: IssuanceRecord;
-  ctx: WriteContext;
+  caller: Caller;
   settle: (err: unknown) => void;
 }
 
@@ -97,8 +88,8 @@ export class DrizzleCaStore implements CaStore {
     this.#states = new FeedCache(feed, (e) => (e.kind === BUNDLE.kind ? String(e.tenantId) : null));
   }
 
-  #write<T>(tenantId: number, body: (w: WriteScope) => Promise<T>): Promise<T> {
-    return write(this.db, callerContext.getStore() ?? SYSTEM, tenantId, body).then((r) => r.result);
+  #write<T>(tenantId: number, caller: Caller, body: (w: WriteScope) => Promise<T>): Promise<T> {
+    return write(this.db, { ...caller, dryRun: false }, tenantId, body).then((r) => r.result);
   }
 
   load(tenantId: string): Promise<Loaded> {
@@ -126,18 +117,18 @@ export class DrizzleCaStore implements CaStore {
     return { state: { sequence: head.sequence, slots }, revision: head.revision };
   }
 
-  async save(tenantId: string, state: CaState, expectedRevision: number | null): Promise<boolean> {
+  async save(tenantId: string, state: CaState, expectedRevision: number | null, caller: Caller): Promise<boolean> {
     const tid = Number(tenantId);
     try {
-      return await this.#save(tid, state, expectedRevision);
+      return await this.#save(tid, state, expectedRevision, caller);
     } finally {
       // Won or lost, the cached state is old now; a lost race must reload to retry.
       this.#states.delete(tenantId);
     }
   }
 
-  #save(tid: number, state: CaState, expectedRevision: number | null): Promise<boolean> {
-    return this.#write(tid, async (w) => {
+  #save(tid: number, state: CaState, expectedRevision: number | null, caller: Caller): Promise<boolean> {
+    return this.#write(tid, caller, async (w) => {
       const swapped =
         expectedRevision === null
           ? await w.tx
@@ -190,10 +181,9 @@ export class DrizzleCaStore implements CaStore {
     });
   }
 
-  recordIssuance(rec: IssuanceRecord): Promise<void> {
-    const ctx = callerContext.getStore() ?? SYSTEM;
+  recordIssuance(rec: IssuanceRecord, caller: Caller): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ rec, ctx, settle: (err) => (err === undefined ? resolve() : reject(err)) });
+      this.#queue.push({ rec, caller, settle: (err) => (err === undefined ? resolve() : reject(err)) });
       if (!this.#draining) {
         this.#draining = true;
         // Start on the next turn of the event loop, not now: requests already
@@ -246,7 +236,7 @@ export class DrizzleCaStore implements CaStore {
     }
     const statements: string[] = [];
     for (const [tid, items] of byTenant) {
-      const rows = items.map(({ rec, ctx }) => ({
+      const rows = items.map(({ rec, caller }) => ({
         slot_id: rec.slotId,
         kind: rec.kind,
         identity_name: rec.identityName,
@@ -254,8 +244,8 @@ export class DrizzleCaStore implements CaStore {
         serial: rec.serial,
         issued_at: rec.issuedAt.toISOString(),
         expires_at: rec.expiresAt.toISOString(),
-        actor: ctx.actor,
-        request_id: ctx.requestId,
+        actor: caller.actor,
+        request_id: caller.requestId,
       }));
       // Role and tenant the way write() binds them (set_config ..., true = SET LOCAL).
       statements.push(`SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', '${tid}', true)`);

@@ -22,6 +22,15 @@ export class TenantDirectory {
     this.cache = new FeedCache(feed, (event) => (event.kind === "tenant" ? event.name : null));
   }
 
+  /**
+   * The cached answer of byName without a promise, or undefined when it is
+   * not cached (or too old): the hot read path resolves its tenant here and
+   * falls back to byName only on a miss.
+   */
+  peek(name: string): TenantRow | null | undefined {
+    return this.cache.peek(name);
+  }
+
   byName(name: string): Promise<TenantRow | null> {
     return this.cache.get(name, async () => {
       const [row] = await read(this.db, null, (tx) => tx.select().from(tenants).where(eq(tenants.name, name)));

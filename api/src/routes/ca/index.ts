@@ -1,16 +1,18 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import { tenantOf } from "../../auth/guard.ts";
-import type { CaState } from "../../ca/service.ts";
+import { systemCaller, type Caller, type CaState } from "../../ca/service.ts";
 import { notFound } from "../../http/problem.ts";
 import { TenantParams } from "../../http/schemas.ts";
-import { asSystem, onBehalfOf } from "../../services/ca-store.ts";
+import { callerOf } from "../../services/ca-store.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
 import { problemResponses } from "../responses.ts";
 import { caCall } from "./problems.ts";
 import { Bundle, CaStatus } from "./schemas.ts";
 
 const tags = ["ca"];
+/** A public bundle read that finds no CA makes one; nobody in particular asked. */
+const BOOTSTRAP = systemCaller("system:ca-bootstrap");
 const PEM_TYPE = "application/x-pem-file";
 
 /** Slots without their key material: nothing sealed leaves through here. */
@@ -39,7 +41,7 @@ const caRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const id = String(tenant.id);
     const found = await weft.ca.bundle(id);
     if (found) return found;
-    await asSystem("system:ca-bootstrap", () => weft.ca.ensure(id, tenant.trustDomain));
+    await weft.ca.ensure(id, tenant.trustDomain, BOOTSTRAP);
     return (await weft.ca.bundle(id))!;
   }
 
@@ -82,7 +84,7 @@ const caRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
-  const rotationRoute = (verb: "prepare" | "activate", summary: string, run: (t: TenantRow) => Promise<CaState>) =>
+  const rotationRoute = (verb: "prepare" | "activate", summary: string, run: (t: TenantRow, caller: Caller) => Promise<CaState>) =>
     app.post(
       `/v1/tenants/:tenant/ca/${verb}`,
       {
@@ -96,15 +98,15 @@ const caRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
       async (request) => {
         const tenant = tenantOf(request);
-        return toStatus(await caCall(() => onBehalfOf(request, () => run(tenant))));
+        return toStatus(await caCall(() => run(tenant, callerOf(request))));
       },
     );
 
-  rotationRoute("prepare", "Put a new CA in the bundle without signing with it (409 if one is prepared)", (t) =>
-    weft.ca.prepare(String(t.id), t.trustDomain),
+  rotationRoute("prepare", "Put a new CA in the bundle without signing with it (409 if one is prepared)", (t, caller) =>
+    weft.ca.prepare(String(t.id), t.trustDomain, caller),
   );
-  rotationRoute("activate", "Make the prepared CA the signer; the old one stays trusted until its SVIDs expire (409 if none)", (t) =>
-    weft.ca.activate(String(t.id)),
+  rotationRoute("activate", "Make the prepared CA the signer; the old one stays trusted until its SVIDs expire (409 if none)", (t, caller) =>
+    weft.ca.activate(String(t.id), caller),
   );
 };
 

@@ -2,12 +2,13 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { FastifyRequest } from "fastify";
 import { tenantOf } from "../../auth/guard.ts";
 import { mayObtainSvid, svidPrincipalOf } from "../../ca/authz.ts";
+import type { Caller } from "../../ca/service.ts";
 import { spiffeId } from "../../ca/spiffe-id.ts";
 import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page } from "../../http/conventions.ts";
 import { PreconditionHeaders } from "../../http/headers.ts";
 import { forbidden, notFound } from "../../http/problem.ts";
 import { DryRunQuery, ListQuery, Page, TenantParams } from "../../http/schemas.ts";
-import { onBehalfOf } from "../../services/ca-store.ts";
+import { callerOf } from "../../services/ca-store.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
 import { caCall } from "../ca/problems.ts";
 import { NoContent, NotModified, problemResponses } from "../responses.ts";
@@ -47,11 +48,11 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
   /** Authorizes, finds the identity, runs one CaService issuance on the caller's behalf. */
   async function issue<T extends { expiresAt: Date }>(
     request: FastifyRequest<{ Params: { tenant: string; name: string } }>,
-    run: (who: { tenantId: string; identityName: string; spiffeId: string }, row: IdentityRow) => Promise<T>,
+    run: (who: { tenantId: string; identityName: string; spiffeId: string; caller: Caller }, row: IdentityRow) => Promise<T>,
   ): Promise<Omit<T, "expiresAt"> & { expiresAt: string }> {
     const { tenant, row, id } = await svidSubject(request, identities, weft.db, request.params.name);
-    const who = { tenantId: String(tenant.id), identityName: row.name, spiffeId: id };
-    const svid = await caCall(() => onBehalfOf(request, () => run(who, row)));
+    const who = { tenantId: String(tenant.id), identityName: row.name, spiffeId: id, caller: callerOf(request) };
+    const svid = await caCall(() => run(who, row));
     return { ...svid, expiresAt: svid.expiresAt.toISOString() };
   }
 
