@@ -16,7 +16,11 @@
  * each held poll's answer (GET /v1/nodes/{node}/datapath?wait=30 with
  * If-None-Match), p50/p99/max; and in the same run, as the baseline, one
  * node's single held poll woken by one write to a tenant present on that node
- * only. The write's own response time is printed beside both.
+ * only. The write's own response time is printed beside both, and the
+ * ratio of the slowest answer to the 1 s goal (below 1.00x: met).
+ *
+ * A poll that fails (a reset connection) is reported with the phase it failed
+ * in and the API process's last output, instead of killing the run unexplained.
  */
 import { randomInt } from "node:crypto";
 import { Agent, request } from "node:http";
@@ -30,6 +34,8 @@ const NODES = Number(process.env.BENCH_NODES ?? 1000);
 const POLLS_PER_NODE = Number(process.env.BENCH_POLLS_PER_NODE ?? 1);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SETUP_CONCURRENCY = 16;
+/** Issue 5: every held poll answered within 1 s of the write. */
+const GOAL_MS = 1000;
 const OPERATOR = "weft_op_bench-fanout-operator-token-0123";
 
 // One socket per held poll: the default agent would queue them behind each other.
@@ -152,10 +158,14 @@ try {
           "GET",
           `/v1/nodes/${n.name}/datapath?wait=30${mode === "delta" ? `&since=${current[i]!.revision}` : ""}`,
           { authorization: `Bearer ${n.credential}`, ...(mode === "full" ? { "if-none-match": current[i]!.etag } : {}) },
-        ).then((res) => {
-          if (res.at < sentAt) early++;
-          return { ...res, was: current[i]!.etag };
-        }),
+        ).then(
+          (res) => {
+            if (res.at < sentAt) early++;
+            return { ...res, was: current[i]!.etag };
+          },
+          // Held here, not left unhandled: a poll failing before the write would otherwise kill the bench unexplained.
+          (err: Error & { code?: string }) => ({ failed: `${err.code ?? ""} ${err.message} after ${(performance.now() - sentAt).toFixed(0)} ms from the write`, at: performance.now() }),
+        ),
       ),
     );
     // Every poll must be held by the server before the write: wait until the
@@ -164,7 +174,10 @@ try {
     sentAt = performance.now();
     await write();
     const wroteMs = performance.now() - sentAt;
-    const answers = await Promise.all(polls);
+    const settled = await Promise.all(polls);
+    const failed = settled.flatMap((a) => ("failed" in a ? [a.failed] : []));
+    if (failed.length > 0) throw new Error(`${failed.length} of ${settled.length} ${mode} polls failed (first: ${failed[0]})`);
+    const answers = settled.flatMap((a) => ("failed" in a ? [] : [a]));
     const bad = answers.filter((a) => a.status !== 200 || a.headers.etag === a.was);
     if (early > 0) throw new Error(`${early} polls answered before the write: not held, figures void`);
     if (bad.length > 0) throw new Error(`${bad.length} polls did not answer with a new datapath (first: ${bad[0]!.status} ${bad[0]!.body.slice(0, 200)})`);
@@ -172,7 +185,7 @@ try {
     return { wroteMs, latencies, bytes: answers.reduce((sum, a) => sum + a.body.length, 0) / answers.length };
   }
 
-  const rows: (string | number)[][] = [["run", "polls", "answer B", "write ms", "p50 ms", "p99 ms", "max ms", "all within 1 s"]];
+  const rows: (string | number)[][] = [["run", "polls", "answer B", "write ms", "p50 ms", "p99 ms", "max ms", "max / goal", "all within 1 s"]];
   const fmt = (label: string, r: { wroteMs: number; latencies: number[]; bytes: number }) => [
     label,
     r.latencies.length,
@@ -181,7 +194,8 @@ try {
     quantile(r.latencies, 0.5).toFixed(1),
     quantile(r.latencies, 0.99).toFixed(1),
     r.latencies.at(-1)!.toFixed(1),
-    r.latencies.at(-1)! < 1000 ? "yes" : "NO",
+    `${(r.latencies.at(-1)! / GOAL_MS).toFixed(2)}x`,
+    r.latencies.at(-1)! < GOAL_MS ? "yes" : "NO",
   ];
   let n = NODES + 10;
   for (let round = 1; round <= ROUNDS; round++) {
@@ -194,10 +208,16 @@ try {
   }
   console.log(`\nbench/fanout: API process on ${dataDir ? "embedded PGlite" : "Postgres (DATABASE_URL)"}; latency from sending the write to each poll's answer\n`);
   console.log(table(rows));
+} catch (err) {
+  // The API's own account of a failure (a crash, a refused connection) is in its output.
+  console.error(`bench/fanout failed: ${(err as Error).message}\n--- API process output (last 4 kB) ---\n${api.output().slice(-4096)}`);
+  process.exitCode = 1;
 } finally {
   // Tenants first (their workloads go with them), then the nodes.
-  await pool(created.tenants, SETUP_CONCURRENCY, (t) => http(base, "DELETE", `/v1/tenants/${t}`, op));
-  await pool(created.nodes, SETUP_CONCURRENCY, (n) => http(base, "DELETE", `/v1/nodes/${n}`, op));
+  // A crashed API cannot clean up: let the first error stand, not the cleanup's.
+  const tryDelete = (path: string) => http(base, "DELETE", path, op).catch(() => undefined);
+  await pool(created.tenants, SETUP_CONCURRENCY, (t) => tryDelete(`/v1/tenants/${t}`));
+  await pool(created.nodes, SETUP_CONCURRENCY, (n) => tryDelete(`/v1/nodes/${n}`));
   agent.destroy();
   await api.stop();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });

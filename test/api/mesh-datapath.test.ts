@@ -136,6 +136,28 @@ describe.each(BACKENDS)("node datapath on %s", (backend) => {
   });
 });
 
+// Over a real socket: the server drops connections idle for its connectionTimeout (30 s), and a held poll
+// may wait up to 60 s, so the wait must outlast it. One backend suffices: this is the HTTP layer.
+describe("a long poll over a real socket", () => {
+  it("held past the server's 30 s connection timeout, still answers 304 when its wait ends", { timeout: 90_000 }, async () => {
+    const app = await startApi("pglite");
+    try {
+      const n = await registeredNode(app);
+      const base = await app.listen({ port: 0, host: "127.0.0.1" });
+      const first = await fetch(`${base}${urlOf(n.name)}`, { headers: bearer(n.credential) });
+      expect(first.status).toBe(200);
+      await first.arrayBuffer();
+      const held = await fetch(`${base}${urlOf(n.name)}?wait=35`, {
+        headers: { ...bearer(n.credential), "if-none-match": first.headers.get("etag")! },
+      });
+      expect(held.status).toBe(304);
+      expect(held.headers.get("etag")).toBe(first.headers.get("etag"));
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe.each(BACKENDS)("capacity admission on %s", (backend) => {
   describe.skipIf(skipBackend(backend))("", () => {
     let app: WeftApp;

@@ -13,15 +13,23 @@ const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
 const routes = (await routeTable()).filter((r) => r.url.startsWith("/v1/"));
-/** Tenant routes a node may not use at all; the one it may (x509-svids) is checked against workloads below. */
+/**
+ * Tenant routes a node may not use at all; those it may are checked per row:
+ * x509-svids against its workloads below, workload writes against its own
+ * node in nodes-workload-registration.test.ts.
+ */
 const tenantOnly = routes.filter((r) => r.auth?.who === "tenant" && !r.auth.nodes);
 const nodeAllowed = routes.filter((r) => r.auth?.who === "tenant" && r.auth.nodes);
 const operatorOnly = routes.filter((r) => r.auth?.who === "operator");
 const nodeRoutes = routes.filter((r) => r.auth?.who === "node");
 
 describe("the route table", () => {
-  it("lets node credentials onto exactly one tenant route: X.509-SVID issuance", () => {
-    expect(nodeAllowed.map(label)).toEqual(["POST /v1/tenants/:tenant/identities/:name/x509-svids"]);
+  it("lets node credentials onto exactly three tenant routes: X.509-SVID issuance and workload writes", () => {
+    expect(nodeAllowed.map(label).sort()).toEqual([
+      "DELETE /v1/tenants/:tenant/workloads/:name",
+      "POST /v1/tenants/:tenant/identities/:name/x509-svids",
+      "PUT /v1/tenants/:tenant/workloads/:name",
+    ]);
     expect(tenantOnly.length).toBeGreaterThanOrEqual(6);
     // Reading a node, reporting its status, reading its datapath.
     expect(nodeRoutes.length).toBeGreaterThanOrEqual(3);
@@ -54,6 +62,24 @@ describe.each(BACKENDS)("node credentials on %s", (backend) => {
       expectProblem(await app.inject({ method: "PUT", url: `/v1/nodes/${n2.name}/status`, headers: bearer(n1.credential), payload: status }), 404);
       // And the other node's status was not touched.
       expect((await app.inject({ url: `/v1/nodes/${n2.name}`, headers: operator })).json().applied).toBeNull();
+    });
+
+    it("many credentials checked at once (looked up together) each answer for their own node only", async () => {
+      const fresh = await Promise.all(Array.from({ length: 6 }, () => registeredNode(app)));
+      const forged = Array.from({ length: 3 }, (_, i) => `weft_node_${String(i).repeat(43)}`);
+      const asks = [
+        ...fresh.flatMap((n, i) => [
+          { headers: bearer(n.credential), path: n.name, want: 200, name: n.name },
+          // Another node's path with this credential: the 404 of a missing node.
+          { headers: bearer(n.credential), path: fresh[(i + 1) % fresh.length]!.name, want: 404, name: undefined },
+        ]),
+        ...forged.map((c) => ({ headers: bearer(c), path: fresh[0]!.name, want: 401, name: undefined })),
+      ];
+      const answers = await Promise.all(asks.map((a) => app.inject({ url: `/v1/nodes/${a.path}`, headers: a.headers })));
+      answers.forEach((res, i) => {
+        expect(res.statusCode, `${asks[i]!.path}: ${res.body}`).toBe(asks[i]!.want);
+        if (asks[i]!.name !== undefined) expect(res.json().name).toBe(asks[i]!.name);
+      });
     });
 
     it("a tenant token gets 403 on node routes; no token or a garbage credential 401", async () => {

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { assignIds } from "../../api/src/datapath/allocate.ts";
 import { compileNode, createCompiler, type Change } from "../../api/src/datapath/compile.ts";
-import { applyDelta, diff } from "../../api/src/datapath/diff.ts";
+import { applyDelta, diff, PartDiffs } from "../../api/src/datapath/diff.ts";
 import { createEvaluator } from "../../api/src/datapath/evaluate.ts";
 import type { IdentityRow, PeerSelector, PolicyRow, PolicyRule, ServiceRow, Snapshot, WorkloadRow } from "../../api/src/datapath/types.ts";
 import { canonical, intended, snapshot, throughCodec } from "./support.ts";
@@ -247,6 +247,8 @@ describe("incremental compile and deltas", () => {
     fc.assert(
       fc.property(twoEdits, ([snap, first, second]) => {
         const compiler = createCompiler(snap);
+        // One memo for every node and edit, as the service keeps it: shared parts are compared once.
+        const memo = new PartDiffs();
         let current = snap;
         const prev = new Map(NODES.map((n) => [n, compiler.compileNode(n)]));
         for (const edit of [first, second]) {
@@ -260,7 +262,9 @@ describe("incremental compile and deltas", () => {
             expect(incremental.hash).toBe(fresh.hash);
             expect(canonical(incremental.maps)).toEqual(canonical(fresh.maps));
             const before = prev.get(node)!;
-            expect(canonical(applyDelta(before.maps, diff(before, incremental)))).toEqual(canonical(fresh.maps));
+            const delta = diff(before, incremental);
+            expect(canonical(applyDelta(before.maps, delta))).toEqual(canonical(fresh.maps));
+            expect(diff(before, incremental, memo)).toEqual(delta);
             prev.set(node, incremental);
           }
         }

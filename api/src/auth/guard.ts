@@ -16,7 +16,9 @@ export type AuthRule =
    * The operator, or a token of the path's {tenant} holding at least `scope`.
    * Node credentials are refused (403) unless `nodes` is set: then a node
    * reaches the handler for any existing tenant, and the handler must make
-   * the per-resource decision itself (only ca/authz.ts mayObtainSvid does).
+   * the per-resource decision itself: ca/authz.ts mayObtainSvid for SVIDs,
+   * and the workload store for workload writes (tenant-resource.ts nodeWrites:
+   * only on the node itself).
    */
   | { who: "tenant"; scope: Scope; nodes?: true }
   /** The operator, or the credential of the path's {node}; another node gets the 404 of a missing one. */

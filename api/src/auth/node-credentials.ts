@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { eq } from "drizzle-orm";
+import { inArray } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { nodes } from "../db/schema.ts";
 import { read } from "../db/transactions.ts";
@@ -28,11 +28,20 @@ export const newSecret = (prefix: string): string => prefix + randomBytes(32).to
  * the moment its node is deleted or re-registered (at once for this replica's
  * own commits, through NOTIFY for others'). Unknown credentials are not
  * cached: a node registered a moment ago must not be refused by a stale miss.
+ *
+ * Misses are looked up together: one query at a time, and every miss that
+ * arrives while it runs waits for the next, which asks for all of them. When
+ * 1,000 agents come back at once (a restart, or entries aged out during a
+ * slow minute) that is a handful of queries, not 1,000 transactions queued on
+ * the pool (or on PGlite's one connection, ahead of every write).
  */
 export class NodeCredentials {
   private readonly byHash = new Map<string, { node: string; at: number }>();
   private readonly hashOf = new Map<string, string>();
   private generation = 0;
+  /** Misses waiting for the next lookup, by hash. */
+  private queued = new Map<string, { resolve(node: string | null): void; reject(err: unknown): void }[]>();
+  private looking = false;
 
   constructor(
     private readonly db: Db,
@@ -52,20 +61,47 @@ export class NodeCredentials {
     const hash = secretHash(credential);
     const hit = this.byHash.get(hash);
     if (hit && Date.now() - hit.at < MAX_AGE_MS) return hit.node;
-    const generation = this.generation;
-    const [row] = await read(this.db, null, (tx) =>
-      tx.select({ name: nodes.name }).from(nodes).where(eq(nodes.credentialHash, hash)),
-    );
-    if (!row) return null;
-    // A node event that arrived during the read may concern this very row: answer, but do not keep it.
-    if (generation === this.generation) {
-      if (this.byHash.size >= MAX_ENTRIES) {
-        this.byHash.clear();
-        this.hashOf.clear();
+    return new Promise((resolve, reject) => {
+      const waiting = this.queued.get(hash);
+      if (waiting) waiting.push({ resolve, reject });
+      else this.queued.set(hash, [{ resolve, reject }]);
+      void this.lookUp();
+    });
+  }
+
+  private async lookUp(): Promise<void> {
+    if (this.looking) return;
+    this.looking = true;
+    try {
+      while (this.queued.size > 0) {
+        const batch = this.queued;
+        this.queued = new Map();
+        const generation = this.generation;
+        let rows: { name: string; hash: string }[];
+        try {
+          rows = await read(this.db, null, (tx) =>
+            tx.select({ name: nodes.name, hash: nodes.credentialHash }).from(nodes).where(inArray(nodes.credentialHash, [...batch.keys()])),
+          );
+        } catch (err) {
+          for (const waiters of batch.values()) for (const w of waiters) w.reject(err);
+          continue;
+        }
+        const found = new Map(rows.map((r) => [r.hash, r.name]));
+        // A node event that arrived during the read may concern these very rows: answer, but do not keep them.
+        if (generation === this.generation) for (const [hash, node] of found) this.remember(hash, node);
+        for (const [hash, waiters] of batch) for (const w of waiters) w.resolve(found.get(hash) ?? null);
       }
-      this.byHash.set(hash, { node: row.name, at: Date.now() });
-      this.hashOf.set(row.name, hash);
+    } finally {
+      this.looking = false;
     }
-    return row.name;
+  }
+
+  private remember(hash: string, node: string): void {
+    if (this.byHash.size >= MAX_ENTRIES) {
+      this.byHash.clear();
+      this.hashOf.clear();
+    }
+    this.byHash.set(hash, { node, at: Date.now() });
+    this.hashOf.set(node, hash);
   }
 }

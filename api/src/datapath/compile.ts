@@ -46,6 +46,8 @@ export interface Compiler {
   /** Applies row changes in order (a batch from the change log); a refused change throws and changes nothing. */
   apply(changes: Change | readonly Change[]): void;
   compileNode(node: string): NodeDatapath;
+  /** compileNode(node).counts without the hash: what admission compares against capacities, for every node a write touches. */
+  countNode(node: string): MapCounts;
   /** The current rows as a Snapshot. */
   snapshot(): Snapshot;
   /** Parts built since the compiler was created: how much work the memo saved. */
@@ -224,6 +226,17 @@ class MemoCompiler implements Compiler {
   }
 
   compileNode(node: string): NodeDatapath {
+    return assemble(node, this.collect(node));
+  }
+
+  countNode(node: string): MapCounts {
+    const counts = Object.fromEntries(DATAPATH_MAPS.map((m) => [m, 0])) as MapCounts;
+    for (const p of this.collect(node).values()) for (const m of DATAPATH_MAPS) counts[m] += p.entries[m]?.length ?? 0;
+    return counts;
+  }
+
+  /** The node's parts by owner, unsorted. */
+  private collect(node: string): Map<string, Part> {
     const idx = this.index;
     const row = idx.nodes.get(node);
     if (row === undefined) throw new CompileError(`unknown node ${node}`);
@@ -249,7 +262,7 @@ class MemoCompiler implements Compiler {
         for (const owner of part.backendOwners ?? []) add(this.backendParts.get(Number(owner.slice(2)))!);
       }
     }
-    return assemble(node, parts);
+    return parts;
   }
 
   private service(t: TenantIndex, s: ServiceRow, zone: string | null): ServicePart {

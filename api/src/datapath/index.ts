@@ -2,7 +2,7 @@
 export type * from "./types.ts";
 export { DATAPATH_MAPS } from "./types.ts";
 export { compileNode, createCompiler, flatten, type Change, type Compiler } from "./compile.ts";
-export { applyDelta, deltaSize, diff, keyString } from "./diff.ts";
+export { applyDelta, deltaSize, diff, keyString, PartDiffs } from "./diff.ts";
 export { capacities, checkCapacity, type Capacities, type CapacityProblem } from "./capacity.ts";
 export { createEvaluator, type Decision, type FlowQuery, type PolicyMaps } from "./evaluate.ts";
 export { assignIds, missingIds, type MissingIds } from "./allocate.ts";

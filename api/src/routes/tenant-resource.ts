@@ -22,13 +22,19 @@ import { NoContent, NotModified, problemResponses } from "./responses.ts";
 export interface Preconditions {
   ifMatch?: string | undefined;
   ifNoneMatch?: string | undefined;
+  /**
+   * Set when a node credential writes (definitions with `nodeWrites` only):
+   * the store changes only what is placed on this node, under its row lock.
+   */
+  node?: string | undefined;
 }
 
 export interface ResourceStore<Spec, Row> {
   find(db: Db, tenantId: number, name: string): Promise<Row | null>;
   list(db: Db, tenantId: number, limit: number, after: string | undefined): Promise<Row[]>;
   put(w: WriteScope, dp: DatapathService, tenant: TenantRow, name: string, spec: Spec, pre: Preconditions): Promise<{ row: Row; intent: PutIntent }>;
-  remove(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined): Promise<void>;
+  /** `node` as in Preconditions: a node deletes only what is on it; anything else is the 404 of a missing one. */
+  remove(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined, node?: string): Promise<void>;
 }
 
 export interface ResourceDefinition<Spec, Row, Out extends { etag: string }> {
@@ -43,7 +49,17 @@ export interface ResourceDefinition<Spec, Row, Out extends { etag: string }> {
   show(row: Row): Out;
   /** What a PUT can refuse besides the shared statuses (e.g. 409 for a taken address). */
   putNote: string;
+  /**
+   * Node agents may PUT and DELETE this kind on their own node, with their
+   * node credential, in any tenant (workloads: the agent declares what it
+   * runs). The store must then honour Preconditions.node and remove's node.
+   */
+  nodeWrites?: { note: string };
 }
+
+/** The node whose credential made the request, if a node's. */
+const writingNode = (request: FastifyRequest): string | undefined =>
+  request.principal?.kind === "node" ? request.principal.node : undefined;
 
 export function resourceRoutes<Spec, Row, Out extends { etag: string }>(def: ResourceDefinition<Spec, Row, Out>): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -101,14 +117,18 @@ export function resourceRoutes<Spec, Row, Out extends { etag: string }>(def: Res
       },
     );
 
+    // Node credentials reach the write routes only where the definition allows them; the store decides per row.
+    const writeRule = def.nodeWrites ? ({ who: "tenant", scope: "write", nodes: true } as const) : ({ who: "tenant", scope: "write" } as const);
+    const nodeNote = def.nodeWrites ? ` ${def.nodeWrites.note}` : "";
+
     app.put(
       item,
       {
-        config: { auth: { who: "tenant", scope: "write" } },
+        config: { auth: writeRule },
         schema: {
           tags,
           summary: `Create or replace a ${def.noun}`,
-          description: `${def.putNote} Refused with 422, naming the map and the node, if any node's datapath map would overflow.`,
+          description: `${def.putNote} Refused with 422, naming the map and the node, if any node's datapath map would overflow.${nodeNote}`,
           params: Params,
           querystring: DryRunQuery,
           headers: PreconditionHeaders,
@@ -122,6 +142,7 @@ export function resourceRoutes<Spec, Row, Out extends { etag: string }>(def: Res
           store.put(w, weft.datapath, tenant, nameOf(request), request.body as Spec, {
             ifMatch: request.headers["if-match"],
             ifNoneMatch: request.headers["if-none-match"],
+            node: writingNode(request),
           }),
         );
         const shown = def.show(row);
@@ -132,10 +153,11 @@ export function resourceRoutes<Spec, Row, Out extends { etag: string }>(def: Res
     app.delete(
       item,
       {
-        config: { auth: { who: "tenant", scope: "write" } },
+        config: { auth: writeRule },
         schema: {
           tags,
           summary: `Delete a ${def.noun}`,
+          ...(def.nodeWrites ? { description: def.nodeWrites.note } : {}),
           params: Params,
           querystring: DryRunQuery,
           headers: PreconditionHeaders,
@@ -145,7 +167,7 @@ export function resourceRoutes<Spec, Row, Out extends { etag: string }>(def: Res
       async (request, reply) => {
         const tenant = tenantOf(request);
         await weft.writeFor(request, tenant.id, (w) =>
-          store.remove(w, weft.datapath, tenant.id, nameOf(request), request.headers["if-match"]),
+          store.remove(w, weft.datapath, tenant.id, nameOf(request), request.headers["if-match"], writingNode(request)),
         );
         return reply.code(204).send();
       },

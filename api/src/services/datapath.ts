@@ -9,7 +9,16 @@
  * transaction with platform reads on. A pull reads the newest rows, not the
  * rows as of each revision, so several revisions collapse into one step; the
  * history records that (`unsureFrom`) so `since` never answers a delta from a
- * state it did not see.
+ * state it did not see. After a pull, only the tracked nodes its changes can
+ * reach are compiled again (nodesReached).
+ *
+ * Serving many pollers (bench/fanout: one write wakes 1,000 held polls): a
+ * request refreshes once and then reads from memory; a woken poll reads at
+ * once, since the pull that woke it is applied; a refresh that finds the
+ * revision unchanged costs one statement. Each delta is computed once per
+ * (base, newest) state and shared, and its part comparisons are shared
+ * between nodes (PartDiffs): the encoded bodies are shared the same way by
+ * routes/datapath/answers.ts.
  *
  * Admission: a write calls catchUp inside its own transaction (it holds the
  * global revision lock, so everything before it has committed and nothing
@@ -18,7 +27,7 @@
  * and the changes reverted, all synchronously, so no reader ever sees a
  * state that was not committed.
  */
-import { and, asc, eq, gt, lt, sql } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, lt, sql } from "drizzle-orm";
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "../db/client.ts";
 import {
@@ -42,6 +51,7 @@ import {
   createCompiler,
   diff,
   missingIds,
+  PartDiffs,
   type Capacities,
   type CapacityProblem,
   type Change,
@@ -57,18 +67,48 @@ import {
   type TenantRow,
   type WorkloadRow,
 } from "../datapath/index.ts";
+import { NODE_KIND } from "../auth/node-credentials.ts";
 import { HttpProblem } from "../http/problem.ts";
 import type { ChangeFeed } from "./change-feed.ts";
 
 export type { Change as CompilerChange, CapacityProblem as CapacityRefusal } from "../datapath/index.ts";
 
-/** The interface the node routes use (routes/nodes, routes/datapath). */
+/** A node's desired state as this replica last applied it. */
+export interface NodeState {
+  /** The revision this state was first seen at. */
+  revision: number;
+  datapath: NodeDatapath;
+}
+
+/** A delta to a node's newest state; one object per (base, newest) pair, shared by every poller asking for it. */
+export interface NodeDelta {
+  revision: number;
+  hash: string;
+  delta: DatapathDelta;
+}
+
+/**
+ * The interface the node routes use (routes/nodes, routes/datapath). The
+ * synchronous reads answer from memory, as of the last applied pull: a route
+ * calls refresh() once, then reads; a poll woken by waitForChange reads at
+ * once, since the pull that woke it is already applied.
+ */
 export interface DatapathReader {
-  /** The desired state of a node at the newest applied revision; null if the node is unknown. */
-  current(node: string): Promise<{ revision: number; datapath: NodeDatapath } | null>;
-  /** Delta from the node's state at `since` to now; "gone" if `since` is older than the retained history. */
-  since(node: string, since: number): Promise<{ revision: number; hash: string; delta: DatapathDelta } | "gone" | null>;
-  /** Resolves true when something for this node changed after `afterRevision`, false on timeout or abort. */
+  /** Resolves once what was committed before the call is applied (one pull, shared by concurrent callers). */
+  refresh(): Promise<void>;
+  /** The node's newest applied state; null if the node is unknown. */
+  state(node: string): NodeState | null;
+  /** Delta from the node's state at `since` to its newest; "gone" if `since` is older than the retained history. */
+  delta(node: string, since: number): NodeDelta | "gone" | null;
+  /** refresh() then state(). */
+  current(node: string): Promise<NodeState | null>;
+  /** refresh() then delta(). */
+  since(node: string, since: number): Promise<NodeDelta | "gone" | null>;
+  /**
+   * Resolves true when something for this node changed after
+   * `afterRevision`, false on timeout or abort. Reads no database: call it
+   * after refresh() (or current/since).
+   */
   waitForChange(node: string, afterRevision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
   /** Capacity admission: refusals [{map, node, needed, available}] if the snapshot changed by `changes` were compiled. */
   admit(changes: Change[]): Promise<CapacityProblem[]>;
@@ -264,6 +304,8 @@ interface HistoryEntry {
   /** The state may have changed at any revision from here to `revision` (a collapsed pull). */
   unsureFrom: number;
   datapath: NodeDatapath;
+  /** Deltas to this state by base revision, while it is the newest: computed once, shared by every poll. */
+  deltas?: Map<number, NodeDelta>;
 }
 
 interface Waiter {
@@ -283,6 +325,8 @@ export class DatapathService implements DatapathReader {
   /** Nodes someone asked about: compiled after every pull, with their recent states. */
   private readonly tracked = new Map<string, HistoryEntry[]>();
   private readonly waiters = new Map<string, Set<Waiter>>();
+  /** Part comparisons shared between nodes: one changed part that 1,000 nodes hold is compared once. */
+  private readonly partDiffs = new PartDiffs();
   private running = false;
   private pending: (() => void)[] = [];
   private reloadNeeded = false;
@@ -356,6 +400,8 @@ export class DatapathService implements DatapathReader {
           // A change that does not apply asks for a full reload: one more round, at once.
           for (let round = 0; round < 2; round++) {
             const full = this.reloadNeeded;
+            // Most refreshes (every request calls one) find nothing new: one statement says so.
+            if (!full && (await this.headRevision()) <= this.revision) break;
             const pulled = await platformRead(this.db, (tx) => (full ? this.pullAll(tx) : this.pull(tx)));
             if (this.applyPulled(pulled)) break;
           }
@@ -384,6 +430,12 @@ export class DatapathService implements DatapathReader {
       if (this.applyPulled(pulled)) return;
     }
     throw new Error("datapath: cannot follow the change log (see the log)");
+  }
+
+  /** The newest committed revision. */
+  private async headRevision(): Promise<number> {
+    const [counter] = await this.db.select({ revision: revisionCounter.revision }).from(revisionCounter);
+    return counter?.revision ?? 0;
   }
 
   private async pullAll(tx: Tx): Promise<Pulled> {
@@ -443,19 +495,26 @@ export class DatapathService implements DatapathReader {
       if (change.op === "put") puts.push(change);
       else deletes.push({ order: DELETE_ORDER[e.kind] ?? 9, change });
     }
-    const ns = await tx.select({ name: nodesTable.name, zone: nodesTable.zone }).from(nodesTable);
-    const bs = await tx.select().from(backendIdsTable).where(gt(backendIdsTable.id, this.maxBackendId));
-    const cs = await tx.select().from(cidrIdentitiesTable).where(gt(cidrIdentitiesTable.numericId, this.maxCidrId));
+    // Only what the log names is read again: a pull per request must not cost a scan of 1,000 nodes.
+    // Nodes are logged by name; ids are allocated only by writes that log the rows needing them.
+    const nodeNames = new Set(logged.filter((e) => e.kind === NODE_KIND).map((e) => e.name));
+    const ns =
+      nodeNames.size === 0
+        ? []
+        : await tx.select({ name: nodesTable.name, zone: nodesTable.zone }).from(nodesTable).where(inArray(nodesTable.name, [...nodeNames]));
+    const rowsChanged = latest.size > 0;
+    const bs = rowsChanged ? await tx.select().from(backendIdsTable).where(gt(backendIdsTable.id, this.maxBackendId)) : [];
+    const cs = rowsChanged ? await tx.select().from(cidrIdentitiesTable).where(gt(cidrIdentitiesTable.numericId, this.maxCidrId)) : [];
     const changes: Change[] = [];
     // Ids first (rows need them), node changes, then deletes (they free addresses and VIPs), then puts in log order.
     for (const b of bs) changes.push({ kind: "backendId", key: b.endpoint, id: b.id });
     for (const c of cs) changes.push({ kind: "cidrIdentity", prefix: c.cidr, id: c.numericId });
-    const nodeNames = new Set(ns.map((n) => n.name));
+    const found = new Set(ns.map((n) => n.name));
     for (const n of ns) {
       const had = this.rows.nodes.get(n.name);
       if (!had || had.zone !== n.zone) changes.push({ kind: "node", op: "put", row: n });
     }
-    for (const name of this.rows.nodes.keys()) if (!nodeNames.has(name)) changes.push({ kind: "node", op: "delete", name });
+    for (const name of nodeNames) if (!found.has(name) && this.rows.nodes.has(name)) changes.push({ kind: "node", op: "delete", name });
     changes.push(...deletes.sort((a, b) => a.order - b.order).map((d) => d.change), ...puts);
     return { head, first: logged[0]?.revision ?? head + 1, changes };
   }
@@ -489,6 +548,8 @@ export class DatapathService implements DatapathReader {
   private applyPulled(p: Pulled): boolean {
     if (p.head < this.revision || (p.head === this.revision && !p.full)) return true;
     let first = p.first;
+    /** The nodes to compile again; null: every tracked node. */
+    let nodes: Set<string> | null = null;
     if (p.full) {
       const f = p.full;
       this.compiler = createCompiler({ ...f, identities: [], workloads: [], services: [], policies: [] });
@@ -518,6 +579,7 @@ export class DatapathService implements DatapathReader {
       // Anything since the last applied revision may have changed.
       first = this.revision + 1;
     } else {
+      const reached = this.nodesReached(p.changes);
       for (const c of p.changes) {
         if (c.kind === "backendId" && this.rows.backendIds.get(c.key) === c.id) continue;
         if (c.kind === "cidrIdentity" && this.rows.cidrIdentities.get(c.prefix) === c.id) continue;
@@ -533,10 +595,52 @@ export class DatapathService implements DatapathReader {
         if (c.kind === "backendId" && c.id !== undefined) this.maxBackendId = Math.max(this.maxBackendId, c.id);
         if (c.kind === "cidrIdentity" && c.id !== undefined) this.maxCidrId = Math.max(this.maxCidrId, c.id);
       }
+      nodes = reached();
     }
     this.revision = p.head;
-    for (const node of [...this.tracked.keys()]) this.record(node, first);
+    for (const node of [...this.tracked.keys()]) if (nodes === null || nodes.has(node)) this.record(node, first);
     return true;
+  }
+
+  /**
+   * The nodes whose datapath `changes` can alter, read before they apply;
+   * the answer, called once they have, is null for "any node". A tenant's
+   * rows reach only the nodes where it has a workload, before or after (the
+   * compiler gives a node nothing of a tenant absent from it); a new node
+   * reaches itself. New ids and changed or deleted nodes may reach anything
+   * (service tables follow zones across nodes): every tracked node is
+   * compiled then, and compiling one that did not change costs only time.
+   */
+  private nodesReached(changes: readonly Change[]): () => Set<string> | null {
+    const tenantIds = new Set<number>();
+    const nodes = new Set<string>();
+    for (const c of changes) {
+      switch (c.kind) {
+        case "backendId":
+          if (this.rows.backendIds.get(c.key) !== c.id) return () => null;
+          break;
+        case "cidrIdentity":
+          if (this.rows.cidrIdentities.get(c.prefix) !== c.id) return () => null;
+          break;
+        case "node":
+          if (c.op === "delete" || this.rows.nodes.has(c.row.name)) return () => null;
+          nodes.add(c.row.name);
+          break;
+        case "tenant":
+          tenantIds.add(c.op === "put" ? c.row.id : c.id);
+          break;
+        default:
+          tenantIds.add(c.op === "put" ? c.row.tenantId : c.tenantId);
+      }
+    }
+    const addPresent = () => {
+      for (const t of tenantIds) for (const n of this.rows.nodesOf(t)) nodes.add(n);
+    };
+    addPresent();
+    return () => {
+      addPresent();
+      return nodes;
+    };
   }
 
   /** Compiles a tracked node at this.revision; appends a history entry and wakes waiters if it changed. */
@@ -557,6 +661,7 @@ export class DatapathService implements DatapathReader {
       return;
     }
     if (last?.datapath.hash === datapath.hash) return;
+    if (last) delete last.deltas;
     history.push({ revision: this.revision, unsureFrom: Math.min(unsureFrom, this.revision), datapath });
     if (history.length > this.historySize) history.splice(0, history.length - this.historySize);
     this.wake(node, this.revision);
@@ -578,14 +683,12 @@ export class DatapathService implements DatapathReader {
 
   // ---- reading ----------------------------------------------------------
 
-  async current(node: string): Promise<{ revision: number; datapath: NodeDatapath } | null> {
-    await this.refresh();
+  state(node: string): NodeState | null {
     const last = this.track(node)?.at(-1);
     return last ? { revision: last.revision, datapath: last.datapath } : null;
   }
 
-  async since(node: string, since: number): Promise<{ revision: number; hash: string; delta: DatapathDelta } | "gone" | null> {
-    await this.refresh();
+  delta(node: string, since: number): NodeDelta | "gone" | null {
     const history = this.track(node);
     if (!history) return null;
     const latest = history[history.length - 1]!;
@@ -601,11 +704,26 @@ export class DatapathService implements DatapathReader {
     }
     // Newer than this replica has applied: the client saw a state this replica cannot name.
     if (!base || since > this.revision) return "gone";
-    return { revision: latest.revision, hash: latest.datapath.hash, delta: diff(base.datapath, latest.datapath) };
+    latest.deltas ??= new Map();
+    let answer = latest.deltas.get(base.revision);
+    if (answer === undefined) {
+      answer = { revision: latest.revision, hash: latest.datapath.hash, delta: diff(base.datapath, latest.datapath, this.partDiffs) };
+      latest.deltas.set(base.revision, answer);
+    }
+    return answer;
+  }
+
+  async current(node: string): Promise<NodeState | null> {
+    await this.refresh();
+    return this.state(node);
+  }
+
+  async since(node: string, since: number): Promise<NodeDelta | "gone" | null> {
+    await this.refresh();
+    return this.delta(node, since);
   }
 
   async waitForChange(node: string, afterRevision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    await this.refresh();
     if (this.stopped || signal?.aborted) return false;
     const history = this.track(node);
     if (!history || history[history.length - 1]!.revision > afterRevision) return true;
@@ -654,7 +772,7 @@ export class DatapathService implements DatapathReader {
       for (const t of tenantIds) for (const n of this.rows.nodesOf(t)) nodes.add(n);
     };
     const countsOf = () =>
-      new Map([...nodes].filter((n) => this.rows.nodes.has(n)).map((n) => [n, this.compiler.compileNode(n).counts] as const));
+      new Map([...nodes].filter((n) => this.rows.nodes.has(n)).map((n) => [n, this.compiler.countNode(n)] as const));
     touched();
     const before = countsOf();
     const undo: Change[] = [];

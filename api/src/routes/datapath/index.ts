@@ -4,10 +4,12 @@ import { DATAPATH_MAPS, type DatapathMap } from "../../datapath/index.ts";
 import { PreconditionHeaders } from "../../http/headers.ts";
 import { badRequest, HttpProblem, notFound } from "../../http/problem.ts";
 import { NotModified, problemResponses } from "../responses.ts";
-import { encodeMaps } from "./binary.ts";
+import { deltaJson, NodeBodies } from "./answers.ts";
 import { DatapathDelta, DatapathParams, DatapathQuery, DatapathState } from "./schemas.ts";
 
 const tags = ["datapath"];
+/** How long past its wait a held poll's socket may stay silent before the server drops it. */
+const HELD_POLL_SOCKET_MARGIN_MS = 30_000;
 
 const emptyMaps = () => Object.fromEntries(DATAPATH_MAPS.map((m) => [m, []])) as unknown as Record<DatapathMap, never[]>;
 
@@ -22,6 +24,11 @@ const matches = (hash: string, ifNoneMatch: string | undefined): boolean =>
 
 const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const dp = app.weft.datapath;
+  const bodies = new NodeBodies();
+  const unknownNode = (node: string) => {
+    bodies.forget(node);
+    return notFound(`node "${node}"`);
+  };
 
   app.get(
     "/v1/nodes/:node/datapath",
@@ -67,19 +74,26 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
         throw badRequest("format=binary answers the full maps only", [{ field: "query.format", message: "cannot be combined with since" }]);
       }
       const ifNoneMatch = request.headers["if-none-match"];
-      let current = await dp.current(node);
-      if (current === null) throw notFound(`node "${node}"`);
+      // One pull makes everything committed before this request visible; the rest is answered from memory.
+      await dp.refresh();
+      let current = dp.state(node);
+      if (current === null) throw unknownNode(node);
       // The newest state was first seen at current.revision: a client at or past it has it already.
       const unchanged = since !== undefined ? since >= current.revision : matches(current.datapath.hash, ifNoneMatch);
       if (wait !== undefined && wait > 0 && unchanged) {
         // A client that hangs up stops holding its waiter.
         const gone = new AbortController();
         reply.raw.once("close", () => gone.abort());
+        // The server drops a socket idle for its connectionTimeout (30 s, against slow clients); here the
+        // server is the idle one, for up to 60 s: give this socket the wait and a margin (Node resets it at the next request).
+        const socket = request.raw.socket as { setTimeout?: (ms: number) => unknown } | undefined;
+        socket?.setTimeout?.(wait * 1000 + HELD_POLL_SOCKET_MARGIN_MS);
         const changed = await dp.waitForChange(node, current.revision, wait * 1000, gone.signal);
         // Unchanged (timeout, hang-up, shutdown): answer from what is known, without touching the database.
         if (changed) {
-          current = await dp.current(node);
-          if (current === null) throw notFound(`node "${node}"`);
+          // The pull that woke this poll is applied: no need to read again, and 1,000 woken polls must not.
+          current = dp.state(node);
+          if (current === null) throw unknownNode(node);
         } else {
           reply.header("etag", etagOf(current.datapath.hash)).header("x-weft-revision", String(current.revision));
           if (since === undefined) return reply.code(304).send();
@@ -88,21 +102,18 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
       const { revision, datapath } = current;
       reply.header("etag", etagOf(datapath.hash)).header("x-weft-revision", String(revision));
+      // Bodies are encoded once per state (answers.ts) and sent as Buffers, past the schema serializer.
       if (since !== undefined) {
-        const delta = await dp.since(node, since);
-        if (delta === null) throw notFound(`node "${node}"`);
+        const delta = dp.delta(node, since);
+        if (delta === null) throw unknownNode(node);
         if (delta === "gone") throw new HttpProblem(410, `revision ${since} is older than this replica keeps for node ${node}; read the full state`);
-        return reply.header("etag", etagOf(delta.hash)).header("x-weft-revision", String(delta.revision)).send({
-          revision: delta.revision,
-          hash: delta.hash,
-          upserts: delta.delta.upserts,
-          deletes: delta.delta.deletes,
-        });
+        reply.header("etag", etagOf(delta.hash)).header("x-weft-revision", String(delta.revision));
+        return reply.type("application/json; charset=utf-8").send(deltaJson(delta) as unknown as string);
       }
       if (matches(datapath.hash, ifNoneMatch)) return reply.code(304).send();
       // A Buffer bypasses the JSON serializer; the typed reply only knows the JSON shapes.
-      if (format === "binary") return reply.type("application/octet-stream").send(encodeMaps(datapath.maps) as unknown as string);
-      return { revision, hash: datapath.hash, maps: datapath.maps };
+      if (format === "binary") return reply.type("application/octet-stream").send(bodies.binaryBody(datapath) as unknown as string);
+      return reply.type("application/json; charset=utf-8").send(bodies.fullJson(current) as unknown as string);
     },
   );
 };

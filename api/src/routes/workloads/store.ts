@@ -2,7 +2,7 @@ import { and, arrayOverlaps, eq, inArray, ne, or } from "drizzle-orm";
 import { nodes, services, workloads } from "../../db/schema.ts";
 import type { WriteScope } from "../../db/transactions.ts";
 import { etagOf, putIntent } from "../../http/conventions.ts";
-import { fieldProblem } from "../../http/problem.ts";
+import { fieldProblem, forbidden, notFound } from "../../http/problem.ts";
 import { withPlatformRead, workloadRowOf, type DatapathService } from "../../services/datapath.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
 import { meshRows, requireIdentities } from "../mesh-store.ts";
@@ -53,6 +53,7 @@ async function putWorkload(
 ) {
   await dp.catchUp(w);
   const existing = await rows.lock(w, tenant.id, name);
+  if (pre.node !== undefined) requireOwnNode(pre.node, spec, existing);
   const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
   await requireIdentities(w, tenant.id, [{ field: "body.identity", identity: spec.identity }]);
   // Nodes exist once registered (routes/nodes); a workload on no node would never be enforced.
@@ -68,4 +69,29 @@ async function putWorkload(
   return { row: row!, intent };
 }
 
-export const workloadStore: ResourceStore<WorkloadSpec, WorkloadDbRow> = { ...rows, put: putWorkload };
+/**
+ * A node agent declares the workloads it runs: it may place a workload on
+ * itself only, and may not take over one another node runs (that would move
+ * it, and with it the right to obtain its identity's SVIDs, to this node).
+ * Checked under the row lock, so the row cannot move in between.
+ */
+function requireOwnNode(node: string, spec: WorkloadSpec, existing: WorkloadDbRow | undefined): void {
+  if (spec.node !== node) {
+    throw fieldProblem(403, `node "${node}" can place workloads only on itself`, "body.node", `must be "${node}", the node whose credential this is`);
+  }
+  if (existing !== undefined && existing.node !== node) {
+    throw forbidden(`workload "${existing.name}" runs on another node; a node credential changes only workloads on its own node`);
+  }
+}
+
+/** A node deletes only a workload on itself; another node's reads as missing (404), as meshRows.remove answers. */
+async function removeWorkload(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined, node?: string) {
+  if (node !== undefined) {
+    // The same row lock meshRows.remove takes next, in this transaction: the row stays on this node until commit.
+    const existing = await rows.lock(w, tenantId, name);
+    if (existing === undefined || existing.node !== node) throw notFound(`workload "${name}"`);
+  }
+  await rows.remove(w, dp, tenantId, name, ifMatch);
+}
+
+export const workloadStore: ResourceStore<WorkloadSpec, WorkloadDbRow> = { ...rows, put: putWorkload, remove: removeWorkload };
