@@ -37,32 +37,76 @@ declare module "fastify" {
 
 const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/;
 
-async function authenticate(
-  request: FastifyRequest,
-  operator: OperatorToken,
-  tokens: TenantTokens,
-  nodes: NodeCredentials,
-): Promise<Principal> {
+type Auth = { operator: OperatorToken; tokens: TenantTokens; directory: TenantDirectory; nodes: NodeCredentials };
+
+const rejected = (err: unknown): unknown => (err instanceof TokenRejected ? unauthorized(err.message) : err);
+
+/**
+ * The principal of a request, or a promise of it when it needs I/O or a
+ * signature check: a tenant token verified before is answered at once, so
+ * the hot read path pays for no promise.
+ */
+function authenticate(request: FastifyRequest, opts: Auth): Principal | Promise<Principal> {
   const header = request.headers.authorization;
   if (header === undefined) throw unauthorized("a bearer token is required", null);
   const token = BEARER.exec(header)?.[1];
   if (token === undefined) throw unauthorized("the Authorization header must be 'Bearer <token>'");
   if (token.startsWith(OPERATOR_TOKEN_PREFIX)) {
-    if (operator.matches(token)) return { kind: "operator" };
+    if (opts.operator.matches(token)) return { kind: "operator" };
     throw unauthorized("token invalid");
   }
   if (token.startsWith(NODE_CREDENTIAL_PREFIX)) {
-    const node = await nodes.nodeOf(token);
-    if (node !== null) return { kind: "node", node };
-    throw unauthorized("token invalid");
+    return opts.nodes.nodeOf(token).then((node) => {
+      if (node !== null) return { kind: "node", node } as const;
+      throw unauthorized("token invalid");
+    });
   }
   try {
-    return await tokens.verify(token);
+    const cached = opts.tokens.verifyCached(token);
+    if (cached) return cached;
   } catch (err) {
-    if (err instanceof TokenRejected) throw unauthorized(err.message);
-    throw err;
+    throw rejected(err);
   }
+  return opts.tokens.verify(token).catch((err: unknown) => {
+    throw rejected(err);
+  });
 }
+
+/** The access rule applied to an authenticated request; a promise only when the tenant is not cached. */
+function authorize(request: FastifyRequest, rule: Exclude<AuthRule, { who: "public" }>, principal: Principal, opts: Auth): void | Promise<void> {
+  request.principal = principal;
+  if (rule.who === "operator") {
+    if (principal.kind !== "operator") throw forbidden("this route needs the operator token");
+    return;
+  }
+  if (rule.who === "node") {
+    if (principal.kind === "tenant") throw forbidden("this route needs the operator token or a node credential");
+    const node = (request.params as { node?: string }).node;
+    // The same answer as a missing node, so a node cannot learn which other nodes exist.
+    if (principal.kind === "node" && principal.node !== node) throw notFound(`node "${node}"`);
+    return;
+  }
+  // Node credentials never read tenant APIs; checked before the tenant is resolved, so nothing leaks.
+  if (principal.kind === "node" && !rule.nodes) throw forbidden("a node credential cannot use tenant routes");
+  const name = (request.params as { tenant?: string }).tenant;
+  // A malformed name cannot exist: leave it to validation for a 400.
+  if (name === undefined || !DNS_LABEL.test(name)) return;
+  const cached = opts.directory.peek(name);
+  if (cached !== undefined) return admitTenant(request, rule, principal, name, cached);
+  return opts.directory.byName(name).then((tenant) => admitTenant(request, rule, principal, name, tenant));
+}
+
+function admitTenant(request: FastifyRequest, rule: { scope: Scope }, principal: Principal, name: string, tenant: TenantRow | null): void {
+  if (!tenant || (principal.kind === "tenant" && principal.tenantId !== tenant.id)) {
+    throw notFound(`tenant "${name}"`);
+  }
+  if (principal.kind === "tenant" && !hasScope(principal.scopes, rule.scope)) {
+    throw forbidden(`this route needs the ${rule.scope} scope`);
+  }
+  request.tenant = tenant;
+}
+
+const isPromise = <T>(v: T | Promise<T>): v is Promise<T> => typeof (v as { then?: unknown } | undefined)?.then === "function";
 
 /**
  * Authentication, tenancy and scope, before the body is validated: a token
@@ -72,45 +116,28 @@ async function authenticate(
 export const authGuard = fp(
   async (
     app: FastifyInstance,
-    opts: { operator: OperatorToken; tokens: TenantTokens; directory: TenantDirectory; nodes: NodeCredentials },
+    opts: Auth,
   ) => {
     app.decorateRequest("principal", null);
     app.decorateRequest("tenant", null);
-    app.addHook("preValidation", async (request) => {
+    // Callback style: a request whose token and tenant are cached passes without a promise.
+    app.addHook("preValidation", (request, _reply, done) => {
       const rule = request.routeOptions.config.auth;
-      // Plugin routes (the docs page) declare nothing and are public; an API
-      // route that forgot its rule is closed rather than open.
-      if (!rule) {
-        if (request.url.startsWith("/v1/")) throw forbidden("route has no access rule");
-        return;
+      try {
+        // Plugin routes (the docs page) declare nothing and are public; an API
+        // route that forgot its rule is closed rather than open.
+        if (!rule) {
+          if (request.url.startsWith("/v1/")) throw forbidden("route has no access rule");
+          return done();
+        }
+        if (rule.who === "public") return done();
+        const principal = authenticate(request, opts);
+        const outcome = isPromise(principal) ? principal.then((p) => authorize(request, rule, p, opts)) : authorize(request, rule, principal, opts);
+        if (isPromise(outcome)) outcome.then(() => done(), done);
+        else done();
+      } catch (err) {
+        done(err as Error);
       }
-      if (rule.who === "public") return;
-      const principal = await authenticate(request, opts.operator, opts.tokens, opts.nodes);
-      request.principal = principal;
-      if (rule.who === "operator") {
-        if (principal.kind !== "operator") throw forbidden("this route needs the operator token");
-        return;
-      }
-      if (rule.who === "node") {
-        if (principal.kind === "tenant") throw forbidden("this route needs the operator token or a node credential");
-        const node = (request.params as { node?: string }).node;
-        // The same answer as a missing node, so a node cannot learn which other nodes exist.
-        if (principal.kind === "node" && principal.node !== node) throw notFound(`node "${node}"`);
-        return;
-      }
-      // Node credentials never read tenant APIs; checked before the tenant is resolved, so nothing leaks.
-      if (principal.kind === "node" && !rule.nodes) throw forbidden("a node credential cannot use tenant routes");
-      const name = (request.params as { tenant?: string }).tenant;
-      // A malformed name cannot exist: leave it to validation for a 400.
-      if (name === undefined || !DNS_LABEL.test(name)) return;
-      const tenant = await opts.directory.byName(name);
-      if (!tenant || (principal.kind === "tenant" && principal.tenantId !== tenant.id)) {
-        throw notFound(`tenant "${name}"`);
-      }
-      if (principal.kind === "tenant" && !hasScope(principal.scopes, rule.scope)) {
-        throw forbidden(`this route needs the ${rule.scope} scope`);
-      }
-      request.tenant = tenant;
     });
   },
   { name: "weft-auth" },

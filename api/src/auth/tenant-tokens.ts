@@ -45,14 +45,23 @@ export class TenantTokens {
   }
 
   async verify(token: string): Promise<TenantPrincipal> {
-    const now = Date.now() / 1000;
-    let principal = this.verified.get(token);
-    if (!principal) {
-      principal = await this.verifySignature(token);
-      if (this.verified.size >= CACHE_LIMIT) this.verified.clear();
-      this.verified.set(token, principal);
-    }
-    if (principal.expiresAt <= now) {
+    const cached = this.verifyCached(token);
+    if (cached) return cached;
+    const principal = await this.verifySignature(token);
+    if (this.verified.size >= CACHE_LIMIT) this.verified.clear();
+    this.verified.set(token, principal);
+    return this.verifyCached(token)!;
+  }
+
+  /**
+   * A token whose signature was verified before, checked again for expiry
+   * and revocation, without a promise; undefined when its signature is not
+   * cached (then verify() must check it). Throws TokenRejected as verify does.
+   */
+  verifyCached(token: string): TenantPrincipal | undefined {
+    const principal = this.verified.get(token);
+    if (!principal) return undefined;
+    if (principal.expiresAt <= Date.now() / 1000) {
       this.verified.delete(token);
       throw new TokenRejected("token expired");
     }
