@@ -27,7 +27,8 @@ import {
   whole,
 } from "./der.ts";
 
-const OID = {
+/** The object identifiers Weft's certificates use (also the Terraform provider's AutoMTLS certificate). */
+export const OID = {
   ecdsaWithSha256: "1.2.840.10045.4.3.2",
   organizationName: "2.5.4.10",
   commonName: "2.5.4.3",
@@ -57,7 +58,7 @@ const VERSION_3 = ctx(0, smallInt(2));
 const KU_DIGITAL_SIGNATURE = tlv(TAG.BIT_STRING, Buffer.of(7, 0x80));
 const KU_CERT_SIGN_CRL_SIGN = tlv(TAG.BIT_STRING, Buffer.of(1, 0x06));
 
-function extension(id: string | Buffer, critical: boolean, valueDer: Uint8Array): Buffer {
+export function extension(id: string | Buffer, critical: boolean, valueDer: Uint8Array): Buffer {
   const idDer = typeof id === "string" ? oid(id) : id;
   return critical ? seq(idDer, bool(true), octetString(valueDer)) : seq(idDer, octetString(valueDer));
 }

@@ -5,19 +5,8 @@
 // API's small encoder rather than a certificate library: a few byte
 // strings, nothing to load at start-up.
 import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
-import { bitString, bool, ctx, octetString, oid, seq, set, smallInt, time, tlv, toPem, uintBytes, utf8 } from "../../../api/src/ca/der.ts";
-
-const OID = {
-  ecdsaWithSha256: "1.2.840.10045.4.3.2",
-  organizationName: "2.5.4.10",
-  commonName: "2.5.4.3",
-  basicConstraints: "2.5.29.19",
-  keyUsage: "2.5.29.15",
-  extKeyUsage: "2.5.29.37",
-  subjectAltName: "2.5.29.17",
-  serverAuth: "1.3.6.1.5.5.7.3.1",
-  clientAuth: "1.3.6.1.5.5.7.3.2",
-} as const;
+import { bitString, bool, ctx, oid, seq, set, smallInt, time, tlv, toPem, uintBytes, utf8 } from "../../../api/src/ca/der.ts";
+import { extension, OID } from "../../../api/src/ca/x509.ts";
 
 /** go-plugin's client dials with ServerName "localhost" and checks the DNS SAN. */
 export const CERT_HOST = "localhost";
@@ -37,8 +26,6 @@ export function selfSignedCertificate(organization = "Weft", now = new Date()): 
   const serial = randomBytes(16);
   serial[0] = (serial[0]! & 0x7f) | 0x40;
   const sigAlg = seq(oid(OID.ecdsaWithSha256));
-  const ext = (id: string, critical: boolean, value: Uint8Array): Buffer =>
-    critical ? seq(oid(id), bool(true), octetString(value)) : seq(oid(id), octetString(value));
   const tbs = seq(
     ctx(0, smallInt(2)), // v3
     uintBytes(serial),
@@ -51,11 +38,11 @@ export function selfSignedCertificate(organization = "Weft", now = new Date()): 
       3,
       seq(
         // cA true, as go-plugin's: the certificate is its own trust anchor.
-        ext(OID.basicConstraints, true, seq(bool(true))),
+        extension(OID.basicConstraints, true, seq(bool(true))),
         // digitalSignature, keyEncipherment, keyAgreement, keyCertSign (bits 0, 2, 4, 5).
-        ext(OID.keyUsage, true, tlv(0x03, Buffer.of(2, 0xac))),
-        ext(OID.extKeyUsage, false, seq(oid(OID.clientAuth), oid(OID.serverAuth))),
-        ext(OID.subjectAltName, false, seq(tlv(0x82, Buffer.from(CERT_HOST, "ascii")))),
+        extension(OID.keyUsage, true, tlv(0x03, Buffer.of(2, 0xac))),
+        extension(OID.extKeyUsage, false, seq(oid(OID.clientAuth), oid(OID.serverAuth))),
+        extension(OID.subjectAltName, false, seq(tlv(0x82, Buffer.from(CERT_HOST, "ascii")))),
       ),
     ),
   );

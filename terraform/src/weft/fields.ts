@@ -9,19 +9,11 @@ import type { TfAttribute, TfType } from "../framework.ts";
 import type { JsonSchema } from "./openapi.ts";
 
 /** Bounds and formats checked by validate(), as the document states them. */
-export interface Rules {
+export type Rules = Pick<JsonSchema, "format" | "pattern" | "minimum" | "maximum" | "minLength" | "maxLength" | "minItems" | "maxItems"> & {
   /** A number that must be whole (JSON Schema's integer). */
   integer?: boolean;
   enum?: string[];
-  format?: string;
-  pattern?: string;
-  minimum?: number;
-  maximum?: number;
-  minLength?: number;
-  maxLength?: number;
-  minItems?: number;
-  maxItems?: number;
-}
+};
 
 export type ScalarType = "string" | "number" | "bool";
 
