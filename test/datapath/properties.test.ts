@@ -11,6 +11,7 @@ import { compileNode, createCompiler, type Change } from "../../api/src/datapath
 import { applyDelta, diff, PartDiffs } from "../../api/src/datapath/diff.ts";
 import { createEvaluator } from "../../api/src/datapath/evaluate.ts";
 import type { IdentityRow, PeerSelector, PolicyRow, PolicyRule, ServiceRow, Snapshot, WorkloadRow } from "../../api/src/datapath/types.ts";
+import { encodeFull } from "../../api/src/routes/datapath/answers.ts";
 import { canonical, intended, snapshot, throughCodec } from "./support.ts";
 
 const NODES = ["n1", "n2"];
@@ -267,6 +268,21 @@ describe("incremental compile and deltas", () => {
             expect(diff(before, incremental, memo)).toEqual(delta);
             prev.set(node, incremental);
           }
+        }
+      }),
+      RUNS,
+    );
+  });
+});
+
+describe("datapath answer bodies", () => {
+  it("a full state assembled from per-part fragments is byte for byte the JSON of the state", () => {
+    fc.assert(
+      fc.property(platformArb, fc.nat({ max: 1_000_000 }), (snap, revision) => {
+        for (const node of NODES) {
+          const datapath = compileNode(snap, node);
+          const assembled = encodeFull({ revision, datapath }).toString();
+          expect(assembled).toBe(JSON.stringify({ revision, hash: datapath.hash, maps: datapath.maps }));
         }
       }),
       RUNS,
