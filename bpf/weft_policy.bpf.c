@@ -19,7 +19,9 @@
  *        order, so an exact allow costs one lookup.
  *   [R7] no entry at all: no policy selects this workload in this direction,
  *        pass (the Kubernetes default). A selected workload carries a
- *        DEFAULT_DENY marker at (local, any, any, any) and never gets here.
+ *        DEFAULT_DENY marker (or a rule) at (local, any, any, any) and never
+ *        gets here; an entry missing there means none exists for (local,
+ *        direction), which normalizePolicy guarantees.
  *   [R8] a packet policy passes that opens a flow (TCP SYN without ACK, a
  *        UDP datagram, an ICMP echo request) inserts its replies' tuple into
  *        weft_ct.
@@ -142,10 +144,17 @@ static __always_inline int __weft_parse(struct __sk_buff *skb, __u8 dir, struct 
 }
 
 /*
- * Most specific policy hit for a flow. Probe order is lexicographic in
- * (peer, port, protocol), specific before wildcard, which extends the
- * "fieldwise at least as specific" order that normalizePolicy relies on.
- * Returns the entry or NULL when none matches.
+ * Most specific policy hit for a flow. The order of specificity is
+ * lexicographic in (peer, port, protocol), specific before wildcard, which
+ * extends the "fieldwise at least as specific" order that normalizePolicy
+ * relies on. Returns the entry or NULL when none matches.
+ *
+ * Probe order: the exact key first (an exact allow costs one lookup), then
+ * the direction's selection key (any, any, any), then the levels between.
+ * normalizePolicy guarantees every (local, direction) with any entry has an
+ * entry at the selection key, so a miss there means no entry can match: the
+ * direction is unselected [R7] after two lookups instead of eight, which is
+ * what every packet of a workload no policy selects pays.
  */
 static __always_inline struct weft_policy_value *
 __weft_policy_lookup(__u32 local_id, __u32 remote_id, const struct weft_flow *flow, __u8 dir)
@@ -153,15 +162,31 @@ __weft_policy_lookup(__u32 local_id, __u32 remote_id, const struct weft_flow *fl
 	struct weft_policy_key key = {
 		.local_identity = local_id,
 		.direction = dir,
+		.remote_identity = remote_id,
+		.dport = flow->dport,
+		.protocol = flow->protocol,
 	};
-	struct weft_policy_value *hit;
+	struct weft_policy_value *hit, *selection;
+
+	hit = bpf_map_lookup_elem(&weft_policy, &key);
+	if (hit)
+		return hit;
+	key.remote_identity = WEFT_IDENTITY_ANY;
+	key.dport = 0;
+	key.protocol = 0;
+	selection = bpf_map_lookup_elem(&weft_policy, &key);
+	if (!selection)
+		return NULL;
 
 #pragma unroll
-	for (int level = 0; level < 8; level++) {
+	for (int level = 1; level < 7; level++) {
 		int any_peer = level & 4, any_port = level & 2, any_proto = level & 1;
 
 		/* A wildcard level equal to a level already probed would repeat it. */
 		if ((any_port && flow->dport == 0) || (any_proto && flow->protocol == 0))
+			continue;
+		/* So would one that lands on the selection key. */
+		if (any_peer && (any_port || flow->dport == 0) && (any_proto || flow->protocol == 0))
 			continue;
 		key.remote_identity = any_peer ? WEFT_IDENTITY_ANY : remote_id;
 		key.dport = any_port ? 0 : flow->dport;
@@ -170,7 +195,7 @@ __weft_policy_lookup(__u32 local_id, __u32 remote_id, const struct weft_flow *fl
 		if (hit)
 			return hit;
 	}
-	return NULL;
+	return selection;
 }
 
 /* The reason a policy hit (or its absence) gives, always positive. */

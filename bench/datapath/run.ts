@@ -31,7 +31,9 @@
  *
  * Env: BENCH_SECONDS (2 per run), BENCH_REPS (5, order reversed each rep),
  * BENCH_CONNECTIONS (16), BENCH_SIDECARS (haproxy,nginx-stream; "none" for none),
- * BENCH_BPF_STATS=1 (also report the ns per request spent in Weft's programs).
+ * BENCH_BPF_STATS=1 (also report the ns per request spent in Weft's programs),
+ * BENCH_BREAKDOWN=1 (also run the weft veths without the socket LB, and the
+ * direct path from inside the socket-LB cgroup).
  */
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -143,6 +145,13 @@ await withCleanup("bench:datapath", async (cleanup) => {
     { name: "direct", url: `http://${NET.serverPlain.ns}:${PORT}/`, exec: inNetns(client) },
     { name: "weft", url: `http://${vip}:80/`, exec: inNetns(client, cgroup) },
     ...sidecars.map((k) => ({ name: `sidecar ${k}`, url: `http://127.0.0.1:${SIDECAR_PORTS[k]}/`, exec: inNetns(client) })),
+    // BENCH_BREAKDOWN=1: where Weft's cost comes from, one part at a time.
+    ...(process.env.BENCH_BREAKDOWN === "1"
+      ? [
+          { name: "weft tc only", url: `http://${NET.serverWeft.ns}:${PORT}/`, exec: inNetns(client) },
+          { name: "cgroup only", url: `http://${NET.serverPlain.ns}:${PORT}/`, exec: inNetns(client, cgroup) },
+        ]
+      : []),
   ];
   const modes: Mode[] = ["keep-alive", "new connection"];
   const run = (p: Path, mode: Mode, seconds: number) =>

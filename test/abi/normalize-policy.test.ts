@@ -47,11 +47,33 @@ describe("normalizePolicy", () => {
     const raw: Entry<"policy">[] = [
       { key: { localIdentity: 1001, remoteIdentity: 0, port: 80, protocol: 0, direction: "ingress" }, value: { action: "deny", ruleId: 1 } },
       { key: { localIdentity: 1001, remoteIdentity: 1003, port: 0, protocol: 6, direction: "ingress" }, value: { action: "allow", ruleId: 2 } },
+      { key: { localIdentity: 1001, remoteIdentity: 0, port: 0, protocol: 0, direction: "ingress" }, value: { action: "default-deny", ruleId: 0 } },
     ];
     const flow: Flow = { localIdentity: 1001, remoteIdentity: 1003, port: 80, protocol: 6, direction: "ingress" };
     expect(lookupPolicy(raw, flow)).toBe("policy-allow");
     expect(lookupPolicy(normalizePolicy(raw), flow)).toBe("policy-deny");
     expect(normalizePolicy(raw)).toContainEqual({ key: { ...raw[1]!.key, port: 80 }, value: { action: "deny", ruleId: 1 } });
+  });
+
+  it("gives every direction with an entry one at (any, any, any), and adds nothing to the others", () => {
+    fc.assert(
+      fc.property(fc.array(entry, { maxLength: 25 }), (entries) => {
+        const written = normalizePolicy(entries);
+        const groups = new Set(written.map((e) => `${e.key.localIdentity}/${e.key.direction}`));
+        for (const g of groups) {
+          expect(written.some((e) => `${e.key.localIdentity}/${e.key.direction}` === g && e.key.remoteIdentity === 0 && e.key.port === 0 && e.key.protocol === 0)).toBe(true);
+          expect(entries.some((e) => `${e.key.localIdentity}/${e.key.direction}` === g)).toBe(true);
+        }
+      }),
+      { numRuns: 300 },
+    );
+    const allowOnly: Entry<"policy">[] = [
+      { key: { localIdentity: 1001, remoteIdentity: 1003, port: 80, protocol: 6, direction: "egress" }, value: { action: "allow", ruleId: 5 } },
+    ];
+    expect(normalizePolicy(allowOnly)).toEqual([
+      { key: { localIdentity: 1001, remoteIdentity: 0, port: 0, protocol: 0, direction: "egress" }, value: { action: "default-deny", ruleId: 0 } },
+      allowOnly[0],
+    ]);
   });
 
   it("is idempotent and independent of input order", () => {

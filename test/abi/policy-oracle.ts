@@ -1,8 +1,9 @@
 /**
  * Policy semantics as the user states them, with no notion of probe order:
  * cross-tenant pairs never talk; otherwise any matching deny wins, then any
- * matching allow; a workload some policy selects (marker present) drops the
- * rest; an unselected one passes. The datapath plus normalizePolicy must
+ * matching allow; a workload some policy selects drops the rest; an
+ * unselected one passes. A direction with any entry at all is selected (the
+ * compiler writes the marker there; normalizePolicy adds it when missing). The datapath plus normalizePolicy must
  * agree with this on every flow.
  */
 import type { Entry } from "@weft/codec";
@@ -26,6 +27,6 @@ export function intendedVerdict(entries: readonly Entry<"policy">[], f: Flow): "
   const hits = entries.filter((e) => matches(e, f));
   if (hits.some((e) => e.value.action === "deny")) return "policy-deny";
   if (hits.some((e) => e.value.action === "allow")) return "policy-allow";
-  if (hits.some((e) => e.value.action === "default-deny")) return "default-deny";
-  return "unselected";
+  const selected = entries.some((e) => e.key.localIdentity === f.localIdentity && e.key.direction === f.direction);
+  return selected ? "default-deny" : "unselected";
 }

@@ -209,9 +209,11 @@ export function lbSlotEntries(tableId: number, table: Uint32Array): Entry<"lb_sl
  * that covers it (ties: the lower id). Duplicate keys merge (deny > allow >
  * default-deny; same action: the lower rule id).
  * "default-deny" is the marker of a workload some policy selects in that
- * direction and must sit at (any peer, any port, any protocol). The output
- * is sorted by key, so equal inputs give equal outputs. Validates like
- * encodeEntries.
+ * direction and must sit at (any peer, any port, any protocol). A direction
+ * with any entry is selected: when nothing sits at that key, the marker is
+ * added, so the datapath can tell an unselected direction by one probe
+ * there. The output is sorted by key, so equal inputs give equal outputs.
+ * Validates like encodeEntries.
  */
 export function normalizePolicy(entries: readonly Entry<"policy">[]): Entry<"policy">[];
 /** Model of the datapath's policy probe over written entries: the reason it would count. */

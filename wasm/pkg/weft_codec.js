@@ -574,6 +574,13 @@ export function normalizePolicy(entries) {
       byKey.set(id, { key: { ...key }, value: { ...value } });
     }
   }
+  // A selected direction always has an entry at (any, any, any): the
+  // datapath probes that key to tell an unselected direction at once.
+  for (const e of [...byKey.values()]) {
+    const selection = { ...e.key, remoteIdentity: 0, port: 0, protocol: 0 };
+    const id = entryKey(selection);
+    if (!byKey.has(id)) byKey.set(id, { key: selection, value: { action: "default-deny", ruleId: 0 } });
+  }
   const groups = new Map();
   for (const e of byKey.values()) {
     const g = groupKey(e.key);
@@ -639,21 +646,18 @@ export function normalizePolicy(entries) {
  */
 export function lookupPolicy(entries, flow) {
   const table = new Map(entries.map((e) => [entryKey(e.key), e.value]));
-  for (let level = 0; level < 8; level++) {
+  const probe = (remoteIdentity, port, protocol) =>
+    table.get(entryKey({ localIdentity: flow.localIdentity, direction: flow.direction, remoteIdentity, port, protocol }));
+  const reason = (hit) => (hit.action === "allow" ? "policy-allow" : hit.action === "deny" ? "policy-deny" : "default-deny");
+  const exact = probe(flow.remoteIdentity, flow.port, flow.protocol);
+  if (exact !== undefined) return reason(exact);
+  const selection = probe(0, 0, 0);
+  if (selection === undefined) return "unselected";
+  for (let level = 1; level < 7; level++) {
     const anyPeer = level & 4, anyPort = level & 2, anyProto = level & 1;
     if ((anyPort && flow.port === 0) || (anyProto && flow.protocol === 0)) continue;
-    const hit = table.get(
-      entryKey({
-        localIdentity: flow.localIdentity,
-        direction: flow.direction,
-        remoteIdentity: anyPeer ? 0 : flow.remoteIdentity,
-        port: anyPort ? 0 : flow.port,
-        protocol: anyProto ? 0 : flow.protocol,
-      }),
-    );
-    if (hit !== undefined) {
-      return hit.action === "allow" ? "policy-allow" : hit.action === "deny" ? "policy-deny" : "default-deny";
-    }
+    const hit = probe(anyPeer ? 0 : flow.remoteIdentity, anyPort ? 0 : flow.port, anyProto ? 0 : flow.protocol);
+    if (hit !== undefined) return reason(hit);
   }
-  return "unselected";
+  return reason(selection);
 }
