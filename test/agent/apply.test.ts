@@ -3,9 +3,9 @@
  * diffs, idempotence, write order, repair after a failure half-way, and
  * refusal of malformed desired states with the kernel untouched.
  */
-import { encodeEntries, protocols } from "@weft/codec";
+import { encodeEntries, maps, protocols } from "@weft/codec";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { ApplyEngine, MANAGED_MAPS, type BatchCall, type MapTargets } from "../../nodeagent/src/datapath/index.ts";
+import { ApplyEngine, isSelectionKey, MANAGED_MAPS, type BatchCall, type MapTargets } from "../../nodeagent/src/datapath/index.ts";
 import { Datapath } from "../../nodeagent/src/loader/index.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { Cleanup, kernelUnavailableReason, makePinDir } from "../support/kernel.ts";
@@ -80,6 +80,31 @@ describe.skipIf(skipWithout("kernel (root, bpf, bpffs)", reason))("apply engine 
       { map: "ipcache", op: "delete", count: 1 },
     ]);
     expectKernelHolds(next);
+  });
+
+  it("writes a direction's catch-all after its rules and deletes it before them", () => {
+    const k = maps.policy.keySize;
+    const batches: { op: "update" | "delete"; selection: boolean[] }[] = [];
+    const record = (op: "update" | "delete", keys: Uint8Array) =>
+      batches.push({ op, selection: Array.from({ length: keys.length / k }, (_, i) => isSelectionKey(keys, i * k)) });
+    const recording: MapTargets = {
+      ...targets,
+      policy: {
+        dump: () => targets.policy.dump(),
+        updateBatch: (keys, values) => (record("update", keys), targets.policy.updateBatch(keys, values)),
+        deleteBatch: (keys) => (record("delete", keys), targets.policy.deleteBatch(keys)),
+      },
+    };
+    const e = new ApplyEngine(recording);
+    const state = nodeState();
+    e.apply(state);
+    e.apply({ ...state, policy: [] });
+    expect(batches.map((b) => b.op)).toEqual(["update", "delete"]);
+    const [written, deleted] = batches.map((b) => b.selection) as [boolean[], boolean[]];
+    for (const s of [written, deleted]) expect(new Set(s)).toEqual(new Set([true, false]));
+    expect(written.indexOf(true)).toBe(written.lastIndexOf(false) + 1);
+    expect(deleted.indexOf(false)).toBe(deleted.lastIndexOf(true) + 1);
+    expectKernelHolds({ ...state, policy: [] });
   });
 
   it("swaps a service's table in an order that never names a missing entry", () => {

@@ -8,7 +8,7 @@
  * flushes: an identical desired state writes nothing.
  */
 import { encodeEntries, maps as mapSpecs, type Entry } from "@weft/codec";
-import { DELETE_ORDER, isManagedMap, MANAGED_MAPS, UPSERT_ORDER, type ManagedMap } from "./order.ts";
+import { DELETE_ORDER, isManagedMap, MANAGED_MAPS, orderPolicyPlan, UPSERT_ORDER, type ManagedMap } from "./order.ts";
 import { planMap, type Encoded, type MapPlan } from "./plan.ts";
 
 /** Desired entries per managed map. A map left out is not touched; [] empties it. */
@@ -83,7 +83,8 @@ export class ApplyEngine {
       const want = encoded[id];
       if (want === undefined) continue;
       const spec = mapSpecs[id];
-      plan[id] = planMap(id, spec.keySize, spec.valueSize, want, this.targets[id].dump());
+      const p = planMap(id, spec.keySize, spec.valueSize, want, this.targets[id].dump());
+      plan[id] = id === "policy" ? orderPolicyPlan(p) : p;
     }
     return plan;
   }

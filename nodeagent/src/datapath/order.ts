@@ -4,7 +4,8 @@
  * in the ABI (ct, sock_rev, metrics) is written by the BPF programs and is
  * never diffed, flushed or written by the agent.
  */
-import type { MapId } from "@weft/codec";
+import { layouts, maps, type MapId } from "@weft/codec";
+import type { MapPlan } from "./plan.ts";
 
 /** The maps the API's compiler produces entries for, the same six as its DATAPATH_MAPS. */
 export const MANAGED_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend"] as const;
@@ -35,3 +36,54 @@ export const UPSERT_ORDER: readonly ManagedMap[] = ["backend", "lb_slot", "svc",
  * they mention stop resolving.
  */
 export const DELETE_ORDER: readonly ManagedMap[] = ["svc", "lb_slot", "backend", "policy", "ipcache", "endpoint"];
+
+const policyKey = layouts["struct weft_policy_key"]!;
+/** The key bytes a catch-all (any peer, any port, any protocol) has at zero. */
+const wildcardBytes = policyKey.fields
+  .filter((f) => f.name === "remote_identity" || f.name === "dport" || f.name === "protocol")
+  .flatMap((f) => Array.from({ length: f.size }, (_, b) => f.offset + b));
+
+/** Whether the policy key at `offset` is a catch-all: the entry that makes its (local, direction) selected. */
+export function isSelectionKey(keys: Uint8Array, offset: number): boolean {
+  for (const b of wildcardBytes) if (keys[offset + b] !== 0) return false;
+  return true;
+}
+
+/**
+ * Within the policy map, a direction's catch-all is written after its rules
+ * and deleted before them. The datapath takes a missing catch-all for an
+ * unselected direction (bpf/weft_policy.bpf.c [R7]), so while a batch is
+ * half-applied a direction that becomes selected keeps passing until all its
+ * rules are in, and one that stops being selected passes at once; neither
+ * sees a default-deny without the allows that go with it, which would drop
+ * packets of live connections. The kernel applies a batch entry by entry,
+ * in order.
+ */
+export function orderPolicyPlan(plan: MapPlan): MapPlan {
+  const { keySize: k, valueSize: v } = maps.policy;
+  const order = (keys: Uint8Array, count: number, selectionFirst: boolean): Int32Array => {
+    const selection = new Uint8Array(count);
+    for (let i = 0; i < count; i++) selection[i] = isSelectionKey(keys, i * k) ? 1 : 0;
+    const idx = new Int32Array(count);
+    let n = 0;
+    for (const wanted of selectionFirst ? [1, 0] : [0, 1]) for (let i = 0; i < count; i++) if (selection[i] === wanted) idx[n++] = i;
+    return idx;
+  };
+  // Entries keep their relative order, so most of them move in long runs: one copy per run.
+  const gather = (from: Uint8Array, size: number, idx: Int32Array): Uint8Array => {
+    const out = new Uint8Array(idx.length * size);
+    for (let n = 0; n < idx.length; ) {
+      let end = n + 1;
+      while (end < idx.length && idx[end] === idx[end - 1]! + 1) end++;
+      out.set(from.subarray(idx[n]! * size, (idx[end - 1]! + 1) * size), n * size);
+      n = end;
+    }
+    return out;
+  };
+  const up = order(plan.upserts.keys, plan.upserts.count, false);
+  const del = order(plan.deletes.keys, plan.deletes.count, true);
+  return {
+    upserts: { keys: gather(plan.upserts.keys, k, up), values: gather(plan.upserts.values, v, up), count: plan.upserts.count },
+    deletes: { keys: gather(plan.deletes.keys, k, del), count: plan.deletes.count },
+  };
+}
