@@ -12,6 +12,8 @@
  *   sidecar  the client talks to a per-client TCP proxy on 127.0.0.1 in its
  *            own namespace (haproxy in tcp mode, and nginx with the stream
  *            module, one thread each), which connects to the backend.
+ *   control  the direct path a second time, placed after weft: its ratio
+ *            to direct is what this run's noise alone makes of two equal paths.
  * Each path with keep-alive connections and with a new connection per
  * request (Connection: close). Reported: req/s, p50 and p99, as ratios to
  * direct. Goal (issue 6): weft >= 0.95x direct.
@@ -29,7 +31,7 @@
  * each ratio pairs a run with the direct run of the same rep and mode, and
  * every figure is the median over the reps (the mean of two).
  *
- * Env: BENCH_SECONDS (2 per run), BENCH_REPS (5, order reversed each rep),
+ * Env: BENCH_SECONDS (3 per run), BENCH_REPS (7, order reversed each rep),
  * BENCH_CONNECTIONS (16), BENCH_SIDECARS (haproxy,nginx-stream; "none" for none),
  * BENCH_BPF_STATS=1 (also report the ns per request spent in Weft's programs),
  * BENCH_BREAKDOWN=1 (also run the weft veths without the socket LB, and the
@@ -45,8 +47,8 @@ import { addRoute, inNetns, makeCgroup, makeNetns, makePinDir, makeVeth, type Ve
 import { availability, httpBackend, sidecar, type Backend, type SidecarKind } from "../support/proxies.ts";
 import { benchTenant, median, revisionOf, startAgentProcess, startWeftApi, waitConverged } from "../support/weft.ts";
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
-const REPS = Number(process.env.BENCH_REPS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const REPS = Number(process.env.BENCH_REPS ?? 7);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const GOAL = 0.95;
 const PORT = 8080;
@@ -144,6 +146,8 @@ await withCleanup("bench:datapath", async (cleanup) => {
   const paths: Path[] = [
     { name: "direct", url: `http://${NET.serverPlain.ns}:${PORT}/`, exec: inNetns(client) },
     { name: "weft", url: `http://${vip}:80/`, exec: inNetns(client, cgroup) },
+    // The direct path again: how far apart two identical paths measure in this run (the noise floor).
+    { name: "direct again (control)", url: `http://${NET.serverPlain.ns}:${PORT}/`, exec: inNetns(client) },
     ...sidecars.map((k) => ({ name: `sidecar ${k}`, url: `http://127.0.0.1:${SIDECAR_PORTS[k]}/`, exec: inNetns(client) })),
     // BENCH_BREAKDOWN=1: where Weft's cost comes from, one part at a time.
     ...(process.env.BENCH_BREAKDOWN === "1"
@@ -193,17 +197,18 @@ await withCleanup("bench:datapath", async (cleanup) => {
         p50Ms: central(rs.map((r) => r.p50Ms)),
         p99Ms: central(rs.map((r) => r.p99Ms)),
         rpsRatio: paired(rs, d, (r) => r.requestsPerSecond),
+        rpsRatioRange: [Math.min(...rs.map((r, k) => r.requestsPerSecond / d[k]!.requestsPerSecond)), Math.max(...rs.map((r, k) => r.requestsPerSecond / d[k]!.requestsPerSecond))],
         p50Ratio: paired(rs, d, (r) => r.p50Ms),
         p99Ratio: paired(rs, d, (r) => r.p99Ms),
         runs: rs.map((r) => ({ rps: r.requestsPerSecond, p50Ms: r.p50Ms, p99Ms: r.p99Ms, socketErrors: r.socketErrors ?? null })),
       };
     }),
   );
-  console.log(`| path | mode | req/s | x direct | p50 ms | x direct | p99 ms | x direct |`);
-  console.log(`|---|---|---|---|---|---|---|---|`);
+  console.log(`| path | mode | req/s | x direct | reps' range | p50 ms | x direct | p99 ms | x direct |`);
+  console.log(`|---|---|---|---|---|---|---|---|---|`);
   for (const s of summary) {
     console.log(
-      `| ${s.path} | ${s.mode} | ${Math.round(s.rps)} | ${s.rpsRatio.toFixed(2)} | ${s.p50Ms.toFixed(2)} | ${s.p50Ratio.toFixed(2)} | ${s.p99Ms.toFixed(2)} | ${s.p99Ratio.toFixed(2)} |`,
+      `| ${s.path} | ${s.mode} | ${Math.round(s.rps)} | ${s.rpsRatio.toFixed(2)} | ${s.rpsRatioRange.map((x) => x.toFixed(2)).join("–")} | ${s.p50Ms.toFixed(2)} | ${s.p50Ratio.toFixed(2)} | ${s.p99Ms.toFixed(2)} | ${s.p99Ratio.toFixed(2)} |`,
     );
   }
   const weft = summary.filter((s) => s.path === "weft");
