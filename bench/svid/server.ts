@@ -4,11 +4,13 @@
  * PGlite in memory, or DATABASE_URL) with a tenant, a write token and one
  * identity. Prints one JSON line when ready; on SIGTERM prints one more line
  * with the number of issuance records and audit rows committed for the
- * tenant (the bench checks every answered request left both), then exits.
+ * tenant (the bench checks every answered request left both) and how many
+ * transactions carried them, then exits.
  */
 import { sql } from "drizzle-orm";
 import { buildApp } from "../../api/src/app.ts";
 import { inProcessConfig } from "../../api/src/config.ts";
+import { issuanceCommits } from "../../api/src/services/ca-store.ts";
 
 const OPERATOR = "weft_op_bench-svid-operator-token-000000";
 
@@ -42,7 +44,7 @@ async function committed(): Promise<{ issuances: number; audited: number }> {
 // Exit through process.exit so that --cpu-prof writes its file.
 process.on("SIGTERM", () => {
   committed()
-    .then((c) => console.log(JSON.stringify(c)))
+    .then((c) => console.log(JSON.stringify({ ...c, transactions: issuanceCommits.transactions, records: issuanceCommits.records })))
     .catch((err: unknown) => console.log(JSON.stringify({ error: String(err) })))
     .finally(() => process.exit(0));
 });

@@ -7,6 +7,7 @@ import type { Kek } from "./kek.ts";
 import { generateP256, jwkThumbprint, privateKeyDer, publicJwk } from "./keys.ts";
 import type { Slot } from "./rotation.ts";
 import { createCaCertificate, createLeafTemplate, type LeafTemplate } from "./x509.ts";
+import { toPem } from "./der.ts";
 import type { BundleAuthority } from "./bundle.ts";
 
 export const DEFAULT_CA_TTL_MS = 24 * 60 * 60 * 1000; // SPIRE's default: 24 h
@@ -82,6 +83,8 @@ export function bundleAuthority(m: AuthorityMaterial): BundleAuthority {
 export interface OpenAuthority {
   slotId: string;
   caCertDer: Buffer;
+  /** The same certificate as PEM, encoded once: every X.509-SVID answer carries it as its chain. */
+  caCertPem: string;
   leafTemplate: LeafTemplate;
   jwt: { kid: string; privateKey: KeyObject; notAfter: Date };
 }
@@ -93,6 +96,7 @@ export function openAuthority(tenantId: string, slot: Omit<AuthoritySlot, "statu
   return {
     slotId: slot.id,
     caCertDer,
+    caCertPem: toPem("CERTIFICATE", caCertDer),
     leafTemplate: createLeafTemplate({
       certDer: caCertDer,
       privateKey: pkcs8(slot.material.caKeySealed, "x509-ca"),

@@ -109,7 +109,7 @@ const EC_SPKI_PREFIXES: readonly { crv: string; prefix: Buffer; coordBytes: numb
   { crv: "P-384", prefix: Buffer.from("3076301006072a8648ce3d020106052b81040022036200" + "04", "hex"), coordBytes: 48 },
 ];
 
-function ecJwk(spki: Buffer): { kty: "EC"; crv: string; x: string; y: string } | null {
+export function ecJwk(spki: Buffer): { kty: "EC"; crv: string; x: string; y: string } | null {
   for (const { crv, prefix, coordBytes } of EC_SPKI_PREFIXES) {
     if (spki.length !== prefix.length + 2 * coordBytes || !spki.subarray(0, prefix.length).equals(prefix)) continue;
     const at = prefix.length;

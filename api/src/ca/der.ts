@@ -29,11 +29,12 @@ export const TAG = {
   SET: 0x31,
 } as const;
 
-function lengthBytes(n: number): Buffer {
-  if (n < 0x80) return Buffer.of(n);
-  if (n < 0x100) return Buffer.of(0x81, n);
-  if (n < 0x10000) return Buffer.of(0x82, n >> 8, n & 0xff);
-  if (n < 0x1000000) return Buffer.of(0x83, n >> 16, (n >> 8) & 0xff, n & 0xff);
+/** Bytes a DER length takes (short form below 0x80, else 0x8n + n bytes). */
+function lengthSize(n: number): number {
+  if (n < 0x80) return 1;
+  if (n < 0x100) return 2;
+  if (n < 0x10000) return 3;
+  if (n < 0x1000000) return 4;
   throw new DerError(`length ${n} too large`);
 }
 
@@ -41,11 +42,17 @@ function lengthBytes(n: number): Buffer {
 export function tlv(tag: number, ...parts: readonly Uint8Array[]): Buffer {
   let len = 0;
   for (const p of parts) len += p.length;
-  const header = lengthBytes(len);
-  const out = Buffer.allocUnsafe(1 + header.length + len);
+  // Header written in place: a certificate is a dozen nested TLVs, and a
+  // separate buffer per length was a good share of building one.
+  const lsize = lengthSize(len);
+  const out = Buffer.allocUnsafe(1 + lsize + len);
   out[0] = tag;
-  header.copy(out, 1);
-  let off = 1 + header.length;
+  if (lsize === 1) out[1] = len;
+  else {
+    out[1] = 0x80 | (lsize - 1);
+    for (let i = lsize - 1, v = len; i >= 1; i--, v >>>= 8) out[1 + i] = v & 0xff;
+  }
+  let off = 1 + lsize;
   for (const p of parts) {
     out.set(p, off);
     off += p.length;
@@ -107,11 +114,30 @@ export function oid(dotted: string): Buffer {
  * in whole seconds, "Z".
  */
 export function time(d: Date): Buffer {
-  const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  const digits = iso.slice(0, 19).replace(/[-T:]/g, "");
+  // Digits written straight into the buffer: toISOString and a regex cost
+  // more than the rest of a leaf's fields (each leaf has two times).
   const year = d.getUTCFullYear();
-  if (year >= 1950 && year < 2050) return tlv(TAG.UTC_TIME, Buffer.from(`${digits.slice(2)}Z`, "ascii"));
-  return tlv(TAG.GENERALIZED_TIME, Buffer.from(`${digits}Z`, "ascii"));
+  if (year < 0 || year > 9999) throw new DerError(`year ${year} cannot be encoded`);
+  const utc = year >= 1950 && year < 2050;
+  const out = Buffer.allocUnsafe(utc ? 15 : 17);
+  out[0] = utc ? TAG.UTC_TIME : TAG.GENERALIZED_TIME;
+  out[1] = out.length - 2;
+  let at = utc ? 2 : put2(out, 2, (year / 100) | 0);
+  at = put2(out, at, year % 100);
+  at = put2(out, at, d.getUTCMonth() + 1);
+  at = put2(out, at, d.getUTCDate());
+  at = put2(out, at, d.getUTCHours());
+  at = put2(out, at, d.getUTCMinutes());
+  at = put2(out, at, d.getUTCSeconds());
+  out[at] = 0x5a; // "Z"
+  return out;
+}
+
+/** Two decimal digits of v (0-99) at offset; returns the offset after them. */
+function put2(out: Buffer, offset: number, v: number): number {
+  out[offset] = 0x30 + ((v / 10) | 0);
+  out[offset + 1] = 0x30 + (v % 10);
+  return offset + 2;
 }
 
 // ---- reader ----

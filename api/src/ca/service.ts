@@ -165,7 +165,7 @@ export class CaService {
     }, req.caller);
     return {
       certificate: toPem("CERTIFICATE", leaf.der),
-      chain: [toPem("CERTIFICATE", signer.caCertDer)],
+      chain: [signer.caCertPem],
       expiresAt: leaf.notAfter,
       serial: leaf.serialHex,
     };

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import type { Static } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
 import { tenantOf } from "../../auth/guard.ts";
 import { mayObtainSvid, svidPrincipalOf } from "../../ca/authz.ts";
@@ -166,7 +167,12 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const svid = await issue(request, (who, row) =>
         weft.ca.issueX509Svid({ ...who, csrPem: request.body.csr, ...ttlMs(row.x509SvidTtlSeconds) }),
       );
-      return reply.code(201).send(svid);
+      // JSON.stringify instead of the schema's serializer, which escapes the
+      // two PEM strings a character at a time (about 9 us per SVID in
+      // bench/svid's profile). The object is built field by field from the
+      // schema, so nothing else can leak into the answer.
+      const body: Static<typeof X509Svid> = { certificate: svid.certificate, chain: svid.chain, expiresAt: svid.expiresAt, serial: svid.serial };
+      return reply.code(201).serializer(JSON.stringify).send(body);
     },
   );
 
