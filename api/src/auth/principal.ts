@@ -4,7 +4,12 @@ export type Scope = (typeof SCOPES)[number];
 /** admin implies write implies read. */
 const RANK: Record<Scope, number> = { read: 1, write: 2, admin: 3 };
 
-export const scopeRank = (scopes: readonly Scope[]): number => Math.max(0, ...scopes.map((s) => RANK[s]));
+export function scopeRank(scopes: readonly Scope[]): number {
+  // A loop rather than Math.max(...map): every tenant request asks, and this allocates nothing.
+  let rank = 0;
+  for (const s of scopes) if (RANK[s] > rank) rank = RANK[s];
+  return rank;
+}
 export const hasScope = (scopes: readonly Scope[], needed: Scope): boolean => scopeRank(scopes) >= RANK[needed];
 
 export type Principal =

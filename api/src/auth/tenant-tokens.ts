@@ -10,7 +10,7 @@ const AUDIENCE = "weft-api";
 /** Verified tokens kept; a full cache is emptied rather than scanned. */
 const CACHE_LIMIT = 10_000;
 
-type TenantPrincipal = Extract<Principal, { kind: "tenant" }>;
+export type TenantPrincipal = Extract<Principal, { kind: "tenant" }>;
 
 export class TokenRejected extends Error {}
 
@@ -61,10 +61,18 @@ export class TenantTokens {
   verifyCached(token: string): TenantPrincipal | undefined {
     const principal = this.verified.get(token);
     if (!principal) return undefined;
-    if (principal.expiresAt <= Date.now() / 1000) {
-      this.verified.delete(token);
-      throw new TokenRejected("token expired");
-    }
+    // An expired token leaves the cache; a revoked one stays, so that it is refused without a signature check.
+    if (principal.expiresAt <= Date.now() / 1000) this.verified.delete(token);
+    return this.recheck(principal);
+  }
+
+  /**
+   * A principal this instance verified earlier, checked again for expiry and
+   * revocation: what verifyCached adds to its lookup, for a caller that kept
+   * the principal of a token it has seen (the guard, per connection).
+   */
+  recheck(principal: TenantPrincipal): TenantPrincipal {
+    if (principal.expiresAt <= Date.now() / 1000) throw new TokenRejected("token expired");
     if (this.revoked.has(principal.tokenId)) throw new TokenRejected("token revoked");
     return principal;
   }

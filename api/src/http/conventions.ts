@@ -37,6 +37,8 @@ export function requireMatch(currentEtag: string | null, ifMatch?: string): void
 /** True when a conditional GET can answer 304. */
 export function notModified(currentEtag: string, ifNoneMatch?: string): boolean {
   if (ifNoneMatch === undefined) return false;
+  // A client echoing the one ETag it was given, the usual case, needs no parsing.
+  if (ifNoneMatch === currentEtag) return true;
   const tags = etagList(ifNoneMatch);
   return tags.includes("*") || tags.includes(currentEtag);
 }
