@@ -31,7 +31,8 @@
  * each ratio pairs a run with the direct run of the same rep and mode, and
  * every figure is the median over the reps (the mean of two).
  *
- * Env: BENCH_SECONDS (3 per run), BENCH_REPS (7, order reversed each rep),
+ * Env: BENCH_SECONDS (3 per run), BENCH_REPS (8, order reversed each rep:
+ * keep it even so every path averages the same position),
  * BENCH_CONNECTIONS (16), BENCH_SIDECARS (haproxy,nginx-stream; "none" for none),
  * BENCH_BPF_STATS=1 (also report the ns per request spent in Weft's programs),
  * BENCH_BREAKDOWN=1 (also run the weft veths without the socket LB, and the
@@ -48,7 +49,7 @@ import { availability, httpBackend, sidecar, type Backend, type SidecarKind } fr
 import { benchTenant, median, revisionOf, startAgentProcess, startWeftApi, waitConverged } from "../support/weft.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
-const REPS = Number(process.env.BENCH_REPS ?? 7);
+const REPS = Number(process.env.BENCH_REPS ?? 8);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const GOAL = 0.95;
 const PORT = 8080;
@@ -72,6 +73,19 @@ const sidecars = (["haproxy", "nginx-stream"] as const).filter((k) => wanted.inc
 if (sidecars.length === 0) console.error("bench:datapath: no sidecar proxy (installed and in BENCH_SIDECARS): the sidecar baseline is left out (apt-get install haproxy)");
 
 type Mode = "keep-alive" | "new connection";
+/**
+ * A run with the machine's CPU time per request (every process, kernel and
+ * softirq included, from /proc/stat): on this shared VM req/s swings with
+ * what neighbours and stolen time leave over, while the CPU a request costs
+ * does not, so its ratio to direct is the steadier measure of Weft's cost.
+ */
+type Run = LoadResult & { cpuUsPerRequest: number; stealShare: number };
+const TICKS_PER_SECOND = 100; // USER_HZ, what /proc/stat counts in on Linux
+
+function machineCpu(): { busy: number; steal: number } {
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { busy: user + nice + system + irq + softirq, steal };
+}
 interface Path {
   name: string;
   url: string;
@@ -158,8 +172,14 @@ await withCleanup("bench:datapath", async (cleanup) => {
       : []),
   ];
   const modes: Mode[] = ["keep-alive", "new connection"];
-  const run = (p: Path, mode: Mode, seconds: number) =>
-    drive(p.url, mode === "new connection" ? { connection: "close" } : {}, { connections: CONNECTIONS, seconds, exec: p.exec });
+  const run = async (p: Path, mode: Mode, seconds: number): Promise<Run> => {
+    const before = machineCpu();
+    const r = await drive(p.url, mode === "new connection" ? { connection: "close" } : {}, { connections: CONNECTIONS, seconds, exec: p.exec });
+    const after = machineCpu();
+    const requests = r.requests ?? r.requestsPerSecond * seconds;
+    const ticks = after.busy - before.busy + (after.steal - before.steal);
+    return { ...r, cpuUsPerRequest: ((after.busy - before.busy) * 1e6) / TICKS_PER_SECOND / requests, stealShare: ticks ? (after.steal - before.steal) / ticks : 0 };
+  };
 
   // Each path answers, and only with 200s, before anything is timed.
   for (const p of paths) {
@@ -171,7 +191,7 @@ await withCleanup("bench:datapath", async (cleanup) => {
   const programCost = process.env.BENCH_BPF_STATS === "1" ? await measureProgramCost(paths[1]!, run, pinDir) : null;
 
   const setupSeconds = (performance.now() - started) / 1000;
-  const results: Record<string, Record<Mode, LoadResult[]>> = {};
+  const results: Record<string, Record<Mode, Run[]>> = {};
   for (const p of paths) results[p.name] = { "keep-alive": [], "new connection": [] };
   for (let rep = 0; rep < REPS; rep++) {
     for (const mode of modes) {
@@ -185,7 +205,7 @@ await withCleanup("bench:datapath", async (cleanup) => {
 
   const central = (xs: number[]) => (xs.length === 2 ? (xs[0]! + xs[1]!) / 2 : median(xs));
   // Ratios pair each run with the direct run of the same rep (close in time), then take the central value.
-  const paired = (rs: LoadResult[], d: LoadResult[], f: (r: LoadResult) => number) => central(rs.map((r, k) => f(r) / f(d[k]!)));
+  const paired = (rs: Run[], d: Run[], f: (r: Run) => number) => central(rs.map((r, k) => f(r) / f(d[k]!)));
   const summary = paths.flatMap((p) =>
     modes.map((mode) => {
       const rs = results[p.name]![mode];
@@ -200,21 +220,27 @@ await withCleanup("bench:datapath", async (cleanup) => {
         rpsRatioRange: [Math.min(...rs.map((r, k) => r.requestsPerSecond / d[k]!.requestsPerSecond)), Math.max(...rs.map((r, k) => r.requestsPerSecond / d[k]!.requestsPerSecond))],
         p50Ratio: paired(rs, d, (r) => r.p50Ms),
         p99Ratio: paired(rs, d, (r) => r.p99Ms),
-        runs: rs.map((r) => ({ rps: r.requestsPerSecond, p50Ms: r.p50Ms, p99Ms: r.p99Ms, socketErrors: r.socketErrors ?? null })),
+        cpuUsPerRequest: central(rs.map((r) => r.cpuUsPerRequest)),
+        cpuRatio: paired(rs, d, (r) => r.cpuUsPerRequest),
+        stealShare: central(rs.map((r) => r.stealShare)),
+        runs: rs.map((r) => ({ rps: r.requestsPerSecond, p50Ms: r.p50Ms, p99Ms: r.p99Ms, cpuUsPerRequest: r.cpuUsPerRequest, stealShare: r.stealShare, socketErrors: r.socketErrors ?? null })),
       };
     }),
   );
-  console.log(`| path | mode | req/s | x direct | reps' range | p50 ms | x direct | p99 ms | x direct |`);
-  console.log(`|---|---|---|---|---|---|---|---|---|`);
+  console.log(`| path | mode | req/s | x direct | reps' range | p50 ms | x direct | p99 ms | x direct | CPU µs/req | x direct | steal |`);
+  console.log(`|---|---|---|---|---|---|---|---|---|---|---|---|`);
   for (const s of summary) {
     console.log(
-      `| ${s.path} | ${s.mode} | ${Math.round(s.rps)} | ${s.rpsRatio.toFixed(2)} | ${s.rpsRatioRange.map((x) => x.toFixed(2)).join("–")} | ${s.p50Ms.toFixed(2)} | ${s.p50Ratio.toFixed(2)} | ${s.p99Ms.toFixed(2)} | ${s.p99Ratio.toFixed(2)} |`,
+      `| ${s.path} | ${s.mode} | ${Math.round(s.rps)} | ${s.rpsRatio.toFixed(2)} | ${s.rpsRatioRange.map((x) => x.toFixed(2)).join("–")} | ${s.p50Ms.toFixed(2)} | ${s.p50Ratio.toFixed(2)} | ${s.p99Ms.toFixed(2)} | ${s.p99Ratio.toFixed(2)} | ${s.cpuUsPerRequest.toFixed(1)} | ${s.cpuRatio.toFixed(2)} | ${(s.stealShare * 100).toFixed(0)}% |`,
     );
   }
   const weft = summary.filter((s) => s.path === "weft");
   const met = weft.every((s) => s.rpsRatio >= GOAL);
+  const control = summary.filter((s) => s.path.startsWith("direct again"));
   console.log(
-    `goal weft >= ${GOAL}x direct req/s: ${met ? "met" : "NOT met"} (${weft.map((s) => `${s.mode} ${s.rpsRatio.toFixed(2)}`).join(", ")}); run took ${((performance.now() - started) / 1000).toFixed(1)} s (setup ${setupSeconds.toFixed(1)} s)`,
+    `goal weft >= ${GOAL}x direct req/s: ${met ? "met" : "NOT met"} (${weft.map((s) => `${s.mode} ${s.rpsRatio.toFixed(2)}`).join(", ")}); ` +
+      `the control (direct twice) measured ${control.map((s) => `${s.mode} ${s.rpsRatio.toFixed(2)}`).join(", ")}; ` +
+      `machine CPU per request, direct / weft (the req/s ratio on a machine with nothing else to do): ${weft.map((s) => `${s.mode} ${(1 / s.cpuRatio).toFixed(2)}`).join(", ")}; run took ${((performance.now() - started) / 1000).toFixed(1)} s (setup ${setupSeconds.toFixed(1)} s)`,
   );
 
   if (programCost) {
@@ -235,7 +261,7 @@ await withCleanup("bench:datapath", async (cleanup) => {
  * per mode, and reads run_cnt and run_time_ns of the programs behind the
  * agent's pinned links (bpftool). Restored in a finally.
  */
-async function measureProgramCost(weft: Path, run: (p: Path, mode: Mode, seconds: number) => Promise<LoadResult>, pinDir: string) {
+async function measureProgramCost(weft: Path, run: (p: Path, mode: Mode, seconds: number) => Promise<Run>, pinDir: string) {
   const linksDir = join(pinDir, "links");
   const progIds = [...new Set(readdirSync(linksDir).map((l) => (JSON.parse(execFileSync("bpftool", ["-j", "link", "show", "pinned", join(linksDir, l)], { encoding: "utf8" })) as { prog_id: number }).prog_id))];
   const totals = () =>
