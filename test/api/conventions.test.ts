@@ -16,6 +16,17 @@ describe.each(BACKENDS)("PUT/GET/DELETE conventions on %s", (backend) => {
     const get = (name: string, headers: Record<string, string> = {}) =>
       app.inject({ url: `/v1/tenants/${name}`, headers: { ...operator, ...headers } });
 
+    it("answers a URL no route matches with 404, with or without a token", async () => {
+      for (const headers of [{}, operator]) {
+        for (const url of ["/v1/nothing-here", "/v1/tenants/acme/gadgets/x"]) {
+          const res = await app.inject({ url, headers });
+          expect(res.statusCode, url).toBe(404);
+          expect(res.headers["content-type"]).toMatch(/^application\/problem\+json/);
+          expect(res.json().detail).toContain("no route for GET");
+        }
+      }
+    });
+
     it("creates with 201 and replaces with 200, each with the ETag the GET then shows", async () => {
       const name = uniqueName("put");
       const created = await put(name, { displayName: "one" });
