@@ -9,10 +9,10 @@
  * route.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cleanup as uninstallPins, ensurePinDir, BPFFS_ROOT } from "../../nodeagent/src/loader/index.ts";
-import { CGROUP2_ROOT } from "../../test/support/kernel.ts";
+import { CGROUP2_ROOT, removeCgroup } from "../../test/support/kernel.ts";
 import type { BenchCleanup } from "./cleanup.ts";
 
 export { CGROUP2_ROOT };
@@ -99,17 +99,7 @@ export function makeCgroup(cleanup: BenchCleanup, label: string): string {
   const dir = join(CGROUP2_ROOT, `${PREFIX}-${process.pid}-${label}`);
   mkdirSync(dir);
   cleanup.track("cgroups", dir);
-  cleanup.add(`remove cgroup ${dir}`, () => {
-    if (!existsSync(dir)) return;
-    for (const pid of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean)) {
-      try {
-        writeFileSync(join(CGROUP2_ROOT, "cgroup.procs"), pid);
-      } catch {
-        // exited meanwhile
-      }
-    }
-    rmdirSync(dir);
-  });
+  cleanup.add(`remove cgroup ${dir}`, () => removeCgroup(dir));
   return dir;
 }
 

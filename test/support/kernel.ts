@@ -96,17 +96,21 @@ export function makePinDir(cleanup: Cleanup, label: string): string {
 export function makeCgroup(cleanup: Cleanup, label: string): string {
   const dir = join(CGROUP2_ROOT, `weft-test-${process.pid}-${label}`);
   mkdirSync(dir);
-  cleanup.add(`remove cgroup ${dir}`, () => {
-    for (const pid of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean)) {
-      try {
-        writeFileSync(join(CGROUP2_ROOT, "cgroup.procs"), pid);
-      } catch {
-        // exited in the meantime
-      }
-    }
-    rmdirSync(dir);
-  });
+  cleanup.add(`remove cgroup ${dir}`, () => removeCgroup(dir));
   return dir;
+}
+
+/** Removes a cgroup we made, first moving any process still inside back to the root (a cgroup with members cannot go). */
+export function removeCgroup(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const pid of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean)) {
+    try {
+      writeFileSync(join(CGROUP2_ROOT, "cgroup.procs"), pid);
+    } catch {
+      // exited in the meantime
+    }
+  }
+  rmdirSync(dir);
 }
 
 const ip = (...args: string[]): string => execFileSync("ip", args, { encoding: "utf8" });
