@@ -193,19 +193,14 @@ export async function startDaemon(
 }
 
 /** Resident memory of a process in KiB (VmRSS), null when it is gone. */
-export function rssKiB(pid: number): number | null {
-  try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
+export const rssKiB = (pid: number): number | null => statusKiB(pid, "VmRSS");
 
 /** Peak resident memory (VmHWM) in KiB. */
-export function hwmKiB(pid: number): number | null {
+export const hwmKiB = (pid: number): number | null => statusKiB(pid, "VmHWM");
+
+function statusKiB(pid: number, field: "VmRSS" | "VmHWM"): number | null {
   try {
-    const m = /^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m ? Number(m[1]) : null;
   } catch {
     return null;
