@@ -33,6 +33,21 @@
  *        a reply?", never "was this allowed once?". Replies are checked after
  *        tenants ([R5]), so conntrack never joins two tenants either.
  *
+ *   [R10] host routing: a packet weft_from_wl sees whose destination is
+ *        another workload of this node with an entry in weft_local_veth
+ *        (written by the agent: the veth it verified and put these programs
+ *        on) gets both decisions right here, the sender's egress and the
+ *        receiver's ingress ([R5]-[R9] from its side, counted on the
+ *        ingress hook), then goes straight to that veth's peer in the
+ *        receiver's namespace (bpf_redirect_peer), skipping the host's IP
+ *        forwarding and the receiving veth's weft_to_wl: each packet still
+ *        gets exactly one egress and one ingress decision. The TTL drops by
+ *        one as a routed hop's would; a packet with TTL <= 1, or without an
+ *        entry, is routed by the host as before (the kernel answers TTL
+ *        expiry). As with Cilium's BPF host routing, the host's netfilter
+ *        FORWARD chain and forwarding sysctls do not see such packets; the
+ *        agent's --host-routing off keeps the map empty.
+ *
  * Only replies pay for conntrack: an allowed packet that opens nothing (an
  * established TCP segment) costs no more than it did without it.
  */
@@ -51,6 +66,7 @@ WEFT_MAP_endpoint(WEFT_DECLARE_MAP)
 WEFT_MAP_policy(WEFT_DECLARE_MAP)
 WEFT_MAP_ct(WEFT_DECLARE_MAP)
 WEFT_MAP_metrics(WEFT_DECLARE_MAP)
+WEFT_MAP_local_veth(WEFT_DECLARE_MAP)
 
 #define IP_OFFSET_MASK 0x1fff
 #define TCP_FLAGS_OFFSET 13
@@ -68,6 +84,7 @@ struct weft_flow {
 	__u8 protocol;
 	__u8 opens;     /* [R8] this packet may open a flow */
 	__u8 may_reply; /* [R9] this packet may be a reply */
+	__u8 ttl;       /* [R10] */
 };
 
 /*
@@ -98,6 +115,7 @@ static __always_inline int __weft_parse(struct __sk_buff *skb, __u8 dir, struct 
 	flow->local = dir == WEFT_DIR_EGRESS ? ip->saddr : ip->daddr;
 	flow->remote = dir == WEFT_DIR_EGRESS ? ip->daddr : ip->saddr;
 	flow->protocol = ip->protocol;
+	flow->ttl = ip->ttl;
 	flow->dport = 0;
 	flow->local_port = 0;
 	flow->remote_port = 0;
@@ -265,69 +283,144 @@ static __always_inline int weft_ct_is_reply(const struct weft_flow *flow, __u8 d
 	return reason == WEFT_REASON_POLICY_ALLOW || reason == WEFT_REASON_UNSELECTED;
 }
 
-/* Returns the reason for the packet's verdict (always positive). */
-static __always_inline __u32 weft_policy_decide(struct __sk_buff *skb, __u8 dir)
+/* [R4] The identity of a peer address: its ipcache entry, or world. */
+static __always_inline struct weft_identity weft_peer(__be32 addr)
 {
-	struct weft_endpoint_key ep_key;
-	struct weft_ipcache_key ipc_key;
-	struct weft_identity *self, *peer;
-	struct weft_flow flow;
-	__u32 peer_id = WEFT_IDENTITY_WORLD, peer_tenant = WEFT_TENANT_NONE;
+	struct weft_ipcache_key key = { .prefixlen = 32, .addr = addr };
+	struct weft_identity *hit = bpf_map_lookup_elem(&weft_ipcache, &key);
+	struct weft_identity world = { .identity = WEFT_IDENTITY_WORLD, .tenant = WEFT_TENANT_NONE };
+
+	return hit ? *hit : world;
+}
+
+/*
+ * [R5]-[R9] for the workload `self` guards, its flow parsed from its side,
+ * against `peer`. Returns the reason for the verdict (always positive).
+ */
+static __always_inline __u32 weft_decide(const struct weft_flow *flow, __u8 dir,
+					 const struct weft_identity *self, const struct weft_identity *peer)
+{
 	__u32 reason;
-	int err;
 
-	err = __weft_parse(skb, dir, &flow);
-	if (err < 0)
-		return -err;
-
-	ep_key.addr = flow.local;
-	self = bpf_map_lookup_elem(&weft_endpoint, &ep_key);
-	if (!self)
-		return WEFT_REASON_UNKNOWN_ENDPOINT; /* [R3] */
-
-	ipc_key.prefixlen = 32;
-	ipc_key.addr = flow.remote;
-	peer = bpf_map_lookup_elem(&weft_ipcache, &ipc_key);
-	if (peer) { /* [R4] */
-		peer_id = peer->identity;
-		peer_tenant = peer->tenant;
-	}
-
-	if (self->tenant != WEFT_TENANT_NONE && peer_tenant != WEFT_TENANT_NONE &&
-	    self->tenant != peer_tenant)
+	if (self->tenant != WEFT_TENANT_NONE && peer->tenant != WEFT_TENANT_NONE &&
+	    self->tenant != peer->tenant)
 		return WEFT_REASON_CROSS_TENANT; /* [R5] */
 
-	reason = __weft_policy_reason(__weft_policy_lookup(self->identity, peer_id, &flow, dir));
+	reason = __weft_policy_reason(__weft_policy_lookup(self->identity, peer->identity, flow, dir));
 	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS) {
-		if (flow.opens)
-			weft_ct_open(&flow, dir, self->identity, peer_id); /* [R8] */
+		if (flow->opens)
+			weft_ct_open(flow, dir, self->identity, peer->identity); /* [R8] */
 		return reason;
 	}
 	/* Only a policy decision is overridden, never an invalid entry. */
 	if ((reason == WEFT_REASON_DEFAULT_DENY || reason == WEFT_REASON_POLICY_DENY) &&
-	    flow.may_reply && weft_ct_is_reply(&flow, dir, self->identity, peer_id))
+	    flow->may_reply && weft_ct_is_reply(flow, dir, self->identity, peer->identity))
 		return WEFT_REASON_CT_REPLY; /* [R9] */
 	return reason;
 }
 
-static __always_inline int weft_policy_run(struct __sk_buff *skb, __u8 dir)
+/* Parse, and find the workload behind this veth. Returns 0, or the reason (positive) to stop with. */
+static __always_inline __u32 weft_self(struct __sk_buff *skb, __u8 dir, struct weft_flow *flow,
+				       struct weft_identity **self)
 {
-	__u32 reason = weft_policy_decide(skb, dir);
+	struct weft_endpoint_key ep_key;
+	int err;
 
-	WEFT_COUNT(weft_metrics, dir, reason, skb->len);
+	err = __weft_parse(skb, dir, flow);
+	if (err < 0)
+		return -err;
+	ep_key.addr = flow->local;
+	*self = bpf_map_lookup_elem(&weft_endpoint, &ep_key);
+	return *self ? 0 : WEFT_REASON_UNKNOWN_ENDPOINT; /* [R3] */
+}
+
+static __always_inline int weft_verdict(__u32 reason)
+{
 	return WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+/*
+ * [R10] The receiving workload's ingress decision for a packet `src` sent to
+ * `dst`, another workload of this node behind the veth `veth`, then delivery
+ * into dst's namespace. Returns the tc verdict.
+ */
+static __always_inline int weft_deliver_local(struct __sk_buff *skb, const struct weft_flow *out,
+					      const struct weft_identity *src, const struct weft_identity *dst,
+					      __u32 veth)
+{
+	struct weft_flow in;
+	__u32 reason;
+	__u8 ttl;
+
+	/* The same packet from the receiving side: addresses and ports swap, dport stays. */
+	in = *out;
+	in.local = out->remote;
+	in.remote = out->local;
+	in.local_port = out->remote_port;
+	in.remote_port = out->local_port;
+	reason = weft_decide(&in, WEFT_DIR_INGRESS, dst, src);
+	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
+	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS)
+		return TC_ACT_SHOT;
+
+	/*
+	 * Through helpers rather than a direct write: a direct write makes the
+	 * verifier unclone every skb this program sees, and TCP sends clones.
+	 */
+	ttl = out->ttl - 1;
+	if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), bpf_htons(out->ttl << 8),
+				bpf_htons(ttl << 8), 2) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, ttl), &ttl, 1, 0) < 0)
+		return TC_ACT_SHOT; /* no memory to unclone the header: the host's forwarding would drop it too */
+	return bpf_redirect_peer(veth, 0);
 }
 
 SEC("tc")
 int weft_to_wl(struct __sk_buff *skb)
 {
-	return weft_policy_run(skb, WEFT_DIR_INGRESS);
+	struct weft_identity *self, peer;
+	struct weft_flow flow;
+	__u32 reason = weft_self(skb, WEFT_DIR_INGRESS, &flow, &self);
+
+	if (reason == 0) {
+		peer = weft_peer(flow.remote);
+		reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer);
+	}
+	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
+	return weft_verdict(reason);
 }
 
 SEC("tc")
 int weft_from_wl(struct __sk_buff *skb)
 {
-	return weft_policy_run(skb, WEFT_DIR_EGRESS);
+	struct weft_identity *self, *local_peer, peer;
+	struct weft_endpoint_key key;
+	struct weft_local_veth *veth = NULL;
+	struct weft_flow flow;
+	__u32 reason = weft_self(skb, WEFT_DIR_EGRESS, &flow, &self);
+
+	if (reason != 0) {
+		WEFT_COUNT(weft_metrics, WEFT_DIR_EGRESS, reason, skb->len);
+		return weft_verdict(reason);
+	}
+	/*
+	 * [R10] A peer behind a veth of this node is a workload here: its
+	 * endpoint entry is the identity its ipcache /32 carries (the API
+	 * writes both from the same row), one hash lookup instead of the trie.
+	 */
+	key.addr = flow.remote;
+	local_peer = NULL;
+	if (flow.ttl > 1) {
+		veth = bpf_map_lookup_elem(&weft_local_veth, &key);
+		if (veth)
+			local_peer = bpf_map_lookup_elem(&weft_endpoint, &key);
+	}
+	peer = local_peer ? *local_peer : weft_peer(flow.remote);
+	reason = weft_decide(&flow, WEFT_DIR_EGRESS, self, &peer);
+	WEFT_COUNT(weft_metrics, WEFT_DIR_EGRESS, reason, skb->len);
+	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS || !local_peer || !veth)
+		return weft_verdict(reason);
+	return weft_deliver_local(skb, &flow, self, local_peer, veth->ifindex);
 }
 
 /*

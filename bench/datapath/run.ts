@@ -8,7 +8,11 @@
  *            connecting to a service VIP (rewritten at connect() to the
  *            backend), over the workloads' veths with Weft's tc policy on
  *            both; every map filled by the real agent process from the real
- *            API (tenant, identities, workloads, service, policy via REST);
+ *            API (tenant, identities, workloads, service, policy via REST).
+ *            Both workloads sit on this node, so with the agent's default
+ *            host routing their packets skip the root namespace's IP
+ *            forwarding (bpf/README); WEFT_HOST_ROUTING=off (inherited by the
+ *            agent) measures the routed path instead;
  *   sidecar  the client talks to a per-client TCP proxy on 127.0.0.1 in its
  *            own namespace (haproxy in tcp mode, and nginx with the stream
  *            module, one thread each), which connects to the backend.
@@ -34,7 +38,7 @@
  * Env: BENCH_SECONDS (3 per run), BENCH_REPS (8, order reversed each rep:
  * keep it even so every path averages the same position),
  * BENCH_CONNECTIONS (16), BENCH_SIDECARS (haproxy,nginx-stream; "none" for none),
- * BENCH_BPF_STATS=1 (also report the ns per request spent in Weft's programs),
+ * BENCH_BPF_STATS=1 (also report the ns per request spent in Weft's programs, per program),
  * BENCH_BREAKDOWN=1 (also run the weft veths without the socket LB, and the
  * direct path from inside the socket-LB cgroup).
  */
@@ -246,6 +250,9 @@ await withCleanup("bench:datapath", async (cleanup) => {
   if (programCost) {
     for (const c of programCost) {
       console.log(`weft programs, ${c.mode}: ${c.nsPerRequest.toFixed(0)} ns of program time per request (${c.runsPerRequest.toFixed(1)} program runs, ${c.nsPerRun.toFixed(0)} ns each) at ${Math.round(c.rps)} req/s`);
+      for (const [name, p] of Object.entries(c.programs)) {
+        if (p.runsPerRequest > 0) console.log(`  ${name}: ${p.nsPerRequest.toFixed(0)} ns per request, ${p.runsPerRequest.toFixed(1)} runs of ${(p.nsPerRequest / p.runsPerRequest).toFixed(0)} ns`);
+      }
     }
   }
   mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
@@ -264,26 +271,30 @@ await withCleanup("bench:datapath", async (cleanup) => {
 async function measureProgramCost(weft: Path, run: (p: Path, mode: Mode, seconds: number) => Promise<Run>, pinDir: string) {
   const linksDir = join(pinDir, "links");
   const progIds = [...new Set(readdirSync(linksDir).map((l) => (JSON.parse(execFileSync("bpftool", ["-j", "link", "show", "pinned", join(linksDir, l)], { encoding: "utf8" })) as { prog_id: number }).prog_id))];
-  const totals = () =>
-    progIds.reduce(
-      (acc, id) => {
-        const p = JSON.parse(execFileSync("bpftool", ["-j", "prog", "show", "id", String(id)], { encoding: "utf8" })) as { run_time_ns?: number; run_cnt?: number };
-        return { ns: acc.ns + (p.run_time_ns ?? 0), runs: acc.runs + (p.run_cnt ?? 0) };
-      },
-      { ns: 0, runs: 0 },
-    );
+  const stats = () =>
+    progIds.map((id) => {
+      const p = JSON.parse(execFileSync("bpftool", ["-j", "prog", "show", "id", String(id)], { encoding: "utf8" })) as { name: string; run_time_ns?: number; run_cnt?: number };
+      return { name: p.name, ns: p.run_time_ns ?? 0, runs: p.run_cnt ?? 0 };
+    });
   const previous = readFileSync("/proc/sys/kernel/bpf_stats_enabled", "utf8").trim();
-  const out: { mode: Mode; rps: number; nsPerRequest: number; runsPerRequest: number; nsPerRun: number }[] = [];
+  const out: { mode: Mode; rps: number; nsPerRequest: number; runsPerRequest: number; nsPerRun: number; programs: Record<string, { nsPerRequest: number; runsPerRequest: number }> }[] = [];
   try {
     writeFileSync("/proc/sys/kernel/bpf_stats_enabled", "1");
     for (const mode of ["keep-alive", "new connection"] as const) {
-      const before = totals();
+      const before = stats();
       const r = await run(weft, mode, SECONDS);
-      const after = totals();
+      const after = stats();
       const requests = r.requests ?? r.requestsPerSecond * SECONDS;
-      const ns = after.ns - before.ns;
-      const runs = after.runs - before.runs;
-      out.push({ mode, rps: r.requestsPerSecond, nsPerRequest: ns / requests, runsPerRequest: runs / requests, nsPerRun: runs ? ns / runs : 0 });
+      // The same program may sit behind several links (one per veth): summed per name.
+      const programs: Record<string, { nsPerRequest: number; runsPerRequest: number }> = {};
+      after.forEach((a, i) => {
+        const p = (programs[a.name] ??= { nsPerRequest: 0, runsPerRequest: 0 });
+        p.nsPerRequest += (a.ns - before[i]!.ns) / requests;
+        p.runsPerRequest += (a.runs - before[i]!.runs) / requests;
+      });
+      const ns = Object.values(programs).reduce((t, p) => t + p.nsPerRequest, 0);
+      const runs = Object.values(programs).reduce((t, p) => t + p.runsPerRequest, 0);
+      out.push({ mode, rps: r.requestsPerSecond, nsPerRequest: ns, runsPerRequest: runs, nsPerRun: runs ? ns / runs : 0, programs });
     }
   } finally {
     writeFileSync("/proc/sys/kernel/bpf_stats_enabled", previous);

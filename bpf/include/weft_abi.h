@@ -136,6 +136,22 @@ struct weft_endpoint_key {
 _Static_assert(sizeof(struct weft_endpoint_key) == 4, "weft_endpoint_key size");
 _Static_assert(WEFT_OFFSETOF(struct weft_endpoint_key, addr) == 0, "weft_endpoint_key.addr");
 
+/* ---- local_veth: hash, local workload address -> its host-side veth ------- */
+
+/*
+ * Written by the agent, not the API: the host-side veth the agent put the tc
+ * programs on for each workload address (the API does not know interfaces).
+ * An entry lets a packet between two workloads of this node skip the host's
+ * IP forwarding: the sending side's program also takes the receiving
+ * workload's ingress decision and hands the packet straight to the receiving
+ * veth's peer (bpf_redirect_peer). No entry, or an empty map (the agent's
+ * --no-host-routing), means the packet is routed by the host as before.
+ */
+struct weft_local_veth {
+	__u32 ifindex; /* host-side veth; its peer sits in the workload's namespace */
+};
+_Static_assert(sizeof(struct weft_local_veth) == 4, "weft_local_veth size");
+
 /* ---- policy: hash, most specific hit wins --------------------------------- */
 
 struct weft_policy_key {
@@ -298,6 +314,9 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 #define WEFT_MAP_endpoint(X)                                                             \
 	X(endpoint, weft_endpoint, HASH, struct weft_endpoint_key, struct weft_identity,    \
 	  WEFT_ENDPOINT_MAX)
+#define WEFT_MAP_local_veth(X)                                                           \
+	X(local_veth, weft_local_veth, HASH, struct weft_endpoint_key,                      \
+	  struct weft_local_veth, WEFT_ENDPOINT_MAX)
 #define WEFT_MAP_policy(X)                                                               \
 	X(policy, weft_policy, HASH, struct weft_policy_key, struct weft_policy_value,      \
 	  WEFT_POLICY_MAX)
@@ -321,7 +340,7 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 #define WEFT_MAPS(X)                                                                     \
 	WEFT_MAP_ipcache(X) WEFT_MAP_endpoint(X) WEFT_MAP_policy(X) WEFT_MAP_svc(X)         \
 	WEFT_MAP_lb_slot(X) WEFT_MAP_backend(X) WEFT_MAP_sock_rev(X) WEFT_MAP_ct(X)         \
-	WEFT_MAP_metrics(X)
+	WEFT_MAP_metrics(X) WEFT_MAP_local_veth(X)
 
 #define WEFT_PIN_DIR "/sys/fs/bpf/weft"
 

@@ -145,6 +145,13 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
     }
     return out;
   };
+  /** address -> ifindex from the kernel's local_veth map, sorted by address like W. */
+  const localVeths = (a: RunningAgent): Record<string, number> => {
+    const { keys, values } = a.datapath.maps.local_veth.dump();
+    const entries = decodeEntries("local_veth", keys, values).map((e) => [e.key.address, e.value.ifindex] as const);
+    const order = (Object.values(W) as { addr: string }[]).map((w) => w.addr);
+    return Object.fromEntries(entries.sort((x, y) => order.indexOf(x[0]) - order.indexOf(y[0])));
+  };
   const converged = (a: RunningAgent) => until("the agent to apply the API's hash", PROPAGATION_BOUND_MS, async () => {
     const want = await apiJson(a.registration.credential);
     return a.loop.applied?.hash === want.hash ? want : undefined;
@@ -183,7 +190,7 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
   it("registers once with a join token and keeps the credential 0600", async () => {
     const jt = await app.inject({ method: "POST", url: "/v1/join-tokens", headers: operator, payload: {} });
     expect(jt.statusCode, jt.body).toBe(201);
-    cfg = { command: "run", api: api(), joinToken: jt.json().token, name: node, zone: "zone-a", cgroup, pinDir, stateDir, metricsPort: 0 };
+    cfg = { command: "run", api: api(), joinToken: jt.json().token, name: node, zone: "zone-a", cgroup, pinDir, stateDir, metricsPort: 0, hostRouting: true };
     agent = await startAgent(cfg, { waitSeconds: 5, backoff: { initialMs: 50, maxMs: 400 }, log: quiet });
     expect(statSync(join(stateDir, "node.json")).mode & 0o777).toBe(0o600);
     expect(statSync(stateDir).mode & 0o777).toBe(0o700);
@@ -219,6 +226,9 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
       const links = readdirSync(join(pinDir, "links"));
       return Object.values(veths).every((v) => links.includes(`tcx-${v.hostIfindex}-ingress`) && links.includes(`tcx-${v.hostIfindex}-egress`)) ? true : undefined;
     });
+    // Host routing: the agent names each workload's veth in local_veth, which the API knows nothing of.
+    const wantVeths = Object.fromEntries((Object.keys(W) as WName[]).map((n) => [W[n].addr, veths[n].hostIfindex]));
+    await until("local_veth naming every workload's veth", PROPAGATION_BOUND_MS, () => (JSON.stringify(localVeths(a)) === JSON.stringify(wantVeths) ? true : undefined));
   });
 
   it("traffic: A reaches the VIP's backends by weight; C (not allowed) and X (another tenant) are dropped", async () => {
@@ -387,6 +397,8 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
       const links = readdirSync(join(pinDir, "links"));
       return !links.some((l) => l.startsWith(`tcx-${veths.a.hostIfindex}-`)) && links.includes(`tcx-${veths.b1.hostIfindex}-ingress`) ? true : undefined;
     });
+    expect(localVeths(a)[W.a.addr]).toBeUndefined();
+    expect(localVeths(a)[W.b1.addr]).toBe(veths.b1.hostIfindex);
     await a.stop();
     agent = null;
     const r = uninstall(cfg);

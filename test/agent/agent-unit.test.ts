@@ -40,8 +40,11 @@ describe("command line", () => {
       pinDir: "/sys/fs/bpf/x",
       stateDir: DEFAULT_STATE_DIR,
       metricsPort: 0,
+      hostRouting: true,
     });
     expect(parseArgs([], { WEFT_API: "https://api.example:1", WEFT_NODE_NAME: "n2" }).name).toBe("n2");
+    expect(parseArgs([...base, "--host-routing", "off"], {}).hostRouting).toBe(false);
+    expect(parseArgs(base, { WEFT_HOST_ROUTING: "off" }).hostRouting).toBe(false);
   });
 
   it("cleanup needs only the pin directory", () => {
@@ -55,6 +58,7 @@ describe("command line", () => {
     [["--api", "ftp://x", "--name", "n"], "must be http(s)"],
     [["--api", "not a url", "--name", "n"], "is not a URL"],
     [[...base, "--metrics-port", "70000"], "is not a port"],
+    [[...base, "--host-routing", "yes"], "is not on or off"],
     [[...base, "--name", "again"], "given twice"],
     [["--api", "http://x", "--name", "--zone", "z"], "--name needs a value"],
   ])("refuses %j", (argv, message) => {

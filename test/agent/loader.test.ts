@@ -6,7 +6,7 @@
  * nothing behind. Every namespace, veth, cgroup and pin is the test's own.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, unlinkSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { layouts, maps } from "@weft/codec";
@@ -123,6 +123,28 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
     }
     expect(await connectFromWorkload(ALLOWED_PORT)).toBe("echo:hi");
     expect(await connectFromWorkload(OTHER_PORT)).toBe("timeout");
+  });
+
+  it("upgrades a pin directory that predates a map: the new map is created and pinned, the others are reused", async () => {
+    // local_veth came after the first release; an agent upgraded in place finds every pin but that one.
+    const missing = join(pinDir, maps.local_veth.name);
+    const policyId = (() => {
+      const fd = openPinned(join(pinDir, maps.policy.name));
+      try {
+        return mapInfo(fd).id;
+      } finally {
+        closeFd(fd);
+      }
+    })();
+    unlinkSync(missing);
+    const dp = Datapath.load({ pinDir });
+    try {
+      expect(existsSync(missing)).toBe(true);
+      expect(objectId(dp.maps.policy.fd)).toBe(policyId);
+      expect(canonical(kernelEntries(dp.maps.policy, "policy"))).toEqual(canonical(nodeState().policy as never));
+    } finally {
+      dp.close();
+    }
   });
 
   it("detaches a veth's programs when its workload leaves", async () => {

@@ -59,6 +59,8 @@ describe.skipIf(skip)("veth reconciler", () => {
     expect(result.refused).toHaveLength(2);
     expect(result.refused.join("\n")).toMatch(/198\.18\.241\.7 is behind wvt-br, which is not a veth/);
     expect(result.refused.join("\n")).toMatch(/198\.18\.240\.8 is behind lo, which is not a veth/);
+    // Host routing names only the guarded veth, for the address behind it.
+    expect(Object.fromEntries(result.localVeths)).toEqual({ "198.18.240.7": ifindexOf("wvt-host") });
   });
 
   it("detaches once no workload address sits behind the veth", async () => {
@@ -68,6 +70,7 @@ describe.skipIf(skip)("veth reconciler", () => {
     expect([...target.attached.values()]).toEqual(["wvt-host"]);
     const result = await reconciler.sync(["198.18.241.7"]);
     expect(result.detached).toEqual([ifindexOf("wvt-host")]);
+    expect(result.localVeths.size).toBe(0);
     expect(target.attached.size).toBe(0);
   });
 });

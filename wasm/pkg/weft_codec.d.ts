@@ -70,6 +70,8 @@ export interface CtValue { localIdentity: number; remoteIdentity: number }
 /** A metrics slot. Decoding yields reason "none" for the never-counted slots of code 0; encoding refuses it. */
 export interface MetricsKey { hook: Hook; reason: Reason | "none" }
 export interface MetricsValue { packets: bigint; bytes: bigint }
+/** local_veth value (written by the agent): the host-side veth a workload address sits behind. */
+export interface LocalVeth { ifindex: number }
 
 /** Key and value type of each map, by map id. */
 export interface MapTypes {
@@ -82,6 +84,7 @@ export interface MapTypes {
   sock_rev: { key: SockRevKey; value: SockRevValue };
   ct: { key: CtKey; value: CtValue };
   metrics: { key: MetricsKey; value: MetricsValue };
+  local_veth: { key: EndpointKey; value: LocalVeth };
 }
 export type MapId = keyof MapTypes;
 export type KeyOf<M extends MapId> = MapTypes[M]["key"];

@@ -152,6 +152,13 @@ const fromU64 = (lo, hi) => (BigInt(hi) << 32n) | BigInt(lo);
 // `names` lists the C members this converter fills, checked against the wasm's
 // layout at load, so reordering a struct's members cannot go unnoticed.
 
+const endpointKeyConv = {
+  names: ["addr"],
+  put(k, f, o) {
+    f[o] = parseIPv4(k.address, "endpoint address");
+  },
+  get: (f, o) => ({ address: formatIPv4(f[o]) }),
+};
 const identityConv = {
   names: ["identity", "tenant"],
   put(v, f, o) {
@@ -175,13 +182,7 @@ const converters = {
     value: identityConv,
   },
   endpoint: {
-    key: {
-      names: ["addr"],
-      put(k, f, o) {
-        f[o] = parseIPv4(k.address, "endpoint address");
-      },
-      get: (f, o) => ({ address: formatIPv4(f[o]) }),
-    },
+    key: endpointKeyConv,
     value: identityConv,
   },
   policy: {
@@ -339,6 +340,16 @@ const converters = {
         f[o + 3] = Number(b >> 32n);
       },
       get: (f, o) => ({ packets: fromU64(f[o], f[o + 1]), bytes: fromU64(f[o + 2], f[o + 3]) }),
+    },
+  },
+  local_veth: {
+    key: endpointKeyConv,
+    value: {
+      names: ["ifindex"],
+      put(v, f, o) {
+        f[o] = u32(v.ifindex, "ifindex");
+      },
+      get: (f, o) => ({ ifindex: f[o] }),
     },
   },
 };

@@ -18,6 +18,7 @@ import { ApiError, type ApiClient, type DatapathAnswer, type NodeWorkload } from
 import { entryCounts, InvalidDatapath, isEmptyDelta, patch, validateDelta, validateFull, type DesiredState } from "./desired.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { SvidManager } from "./svid.ts";
+import { syncLocalVeths, type LocalVethTarget } from "./local-veths.ts";
 import type { VethReconciler } from "./veths.ts";
 
 export type Log = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -32,6 +33,9 @@ export interface AgentLoopOptions {
   maps: MapTargets;
   metrics: AgentMetrics;
   veths?: VethReconciler;
+  /** The local_veth map, kept in step with the veths (host routing); kept empty when `hostRouting` is false. */
+  localVeths?: LocalVethTarget;
+  hostRouting?: boolean;
   svids?: SvidManager;
   /** Long-poll seconds (API maximum 60). */
   waitSeconds?: number;
@@ -60,6 +64,8 @@ export class AgentLoop {
   /** Errors of the current state (refusals, kernel, veth, SVID), reported with the status. */
   private errors: string[] = [];
   private workloadsRouteMissing = false;
+  /** The addresses (and API-given interfaces) the veths were last synced to, for rounds without a change. */
+  private vethInput: { addresses: string[]; interfaces: Map<string, string> } | null = null;
   /** Every apply, for tests and the restart proof. */
   readonly history: Applied[] = [];
   private waiters: (() => void)[] = [];
@@ -151,7 +157,14 @@ export class AgentLoop {
 
   /** Handles one answer; false when the loop should back off (a kernel failure). */
   async step(answer: DatapathAnswer): Promise<boolean> {
-    if (answer.kind === "unchanged") return true;
+    if (answer.kind === "unchanged") {
+      if (this.vethInput && this.o.veths) {
+        const errors = await this.syncVeths(this.vethInput);
+        // Only this round's veth errors change; the state's own errors stand.
+        if (errors.length) this.log("warn", "veth check failed", { errors });
+      }
+      return true;
+    }
     if (answer.kind === "gone") {
       // Our revision is older than the API's change log: the next poll asks for the full state.
       this.etag = null;
@@ -228,17 +241,33 @@ export class AgentLoop {
     if (this.o.veths) {
       const interfaces = new Map<string, string>();
       for (const w of workloads ?? []) if (w.interface) for (const a of w.addresses) interfaces.set(a, w.interface);
-      const r = await this.o.veths.sync(
-        (state.maps.endpoint as { key: { address: string } }[]).map((e) => e.key.address),
-        interfaces,
-      );
-      this.errors.push(...r.errors, ...r.refused);
-      if (r.attached.length || r.detached.length) this.log("info", "veths changed", { attached: r.attached, detached: r.detached });
+      this.vethInput = { addresses: (state.maps.endpoint as { key: { address: string } }[]).map((e) => e.key.address), interfaces };
+      this.errors.push(...(await this.syncVeths(this.vethInput)));
     }
     if (this.o.svids && workloads) {
       const r = await this.o.svids.sync(workloads.map((w) => ({ tenant: w.tenant, identity: w.identity, workload: w.name, ...(w.spiffeId ? { spiffeId: w.spiffeId } : {}) })));
       this.errors.push(...r.errors);
     }
+  }
+
+  /**
+   * tc programs on each workload's veth, and local_veth naming exactly those
+   * veths; returns the errors. Also run on rounds that bring no change: a
+   * workload's veth replaced behind the API's back (a new ifindex for the
+   * same address) gets the programs and its entry by the next long poll.
+   */
+  private async syncVeths(input: { addresses: string[]; interfaces: Map<string, string> }): Promise<string[]> {
+    const r = await this.o.veths!.sync(input.addresses, input.interfaces);
+    if (r.attached.length || r.detached.length) this.log("info", "veths changed", { attached: r.attached, detached: r.detached });
+    const errors = [...r.errors, ...r.refused];
+    if (this.o.localVeths) {
+      try {
+        syncLocalVeths(this.o.localVeths, this.o.hostRouting === false ? new Map() : r.localVeths);
+      } catch (err) {
+        errors.push(`failed to write the local_veth map: ${(err as Error).message}`);
+      }
+    }
+    return errors;
   }
 
   private async failed(message: string, signal: AbortSignal): Promise<void> {

@@ -25,6 +25,8 @@ export interface AgentConfig {
   pinDir: string;
   stateDir: string;
   metricsPort: number;
+  /** bpf/README [R10]: deliver packets between this node's workloads without the host's IP forwarding. */
+  hostRouting: boolean;
 }
 
 /** Flag name -> [config key, environment variable]. */
@@ -37,11 +39,12 @@ const FLAGS = {
   "--pin-dir": ["pinDir", "WEFT_PIN_DIR"],
   "--state-dir": ["stateDir", "WEFT_STATE_DIR"],
   "--metrics-port": ["metricsPort", "WEFT_METRICS_PORT"],
+  "--host-routing": ["hostRouting", "WEFT_HOST_ROUTING"],
 } as const;
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
 
 export const USAGE =
-  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] (each also WEFT_API, WEFT_NODE_NAME, ...)";
+  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] (each also WEFT_API, WEFT_NODE_NAME, ...)";
 
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
@@ -87,6 +90,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   const metricsPort = portText === undefined ? DEFAULT_METRICS_PORT : Number(portText);
   // 0 asks the kernel for a free port (tests); the address is logged at start.
   if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new UsageError(`--metrics-port ${JSON.stringify(portText)} is not a port 0..65535`);
+  const hostRouting = get("hostRouting") ?? "on";
+  if (hostRouting !== "on" && hostRouting !== "off") throw new UsageError(`--host-routing ${JSON.stringify(hostRouting)} is not on or off`);
   return {
     command,
     api: api.replace(/\/+$/, ""),
@@ -97,5 +102,6 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     pinDir: get("pinDir") ?? DEFAULT_PIN_DIR,
     stateDir: get("stateDir") ?? DEFAULT_STATE_DIR,
     metricsPort,
+    hostRouting: hostRouting === "on",
   };
 }

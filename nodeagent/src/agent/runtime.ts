@@ -74,6 +74,8 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       maps: datapath.maps,
       metrics,
       veths: new VethReconciler(datapath),
+      localVeths: datapath.maps.local_veth,
+      hostRouting: cfg.hostRouting,
       svids,
       ...(options.waitSeconds !== undefined ? { waitSeconds: options.waitSeconds } : {}),
       ...(options.backoff ? { backoff: options.backoff } : {}),

@@ -62,6 +62,8 @@ export interface VethSyncResult {
   /** Addresses whose interface is not a veth, with the reason; nothing was attached for them. */
   refused: string[];
   errors: string[];
+  /** Address -> ifindex of the host-side veth it sits behind, for every veth that carries this process's tc programs. */
+  localVeths: Map<string, number>;
 }
 
 /**
@@ -100,8 +102,9 @@ export class VethReconciler {
   }
 
   async sync(addresses: readonly string[], interfaces: ReadonlyMap<string, string> = new Map()): Promise<VethSyncResult> {
-    const result: VethSyncResult = { attached: [], detached: [], unresolved: [], refused: [], errors: [] };
+    const result: VethSyncResult = { attached: [], detached: [], unresolved: [], refused: [], errors: [], localVeths: new Map() };
     const wanted = new Map<number, string>();
+    const behind = new Map<string, number>();
     for (const address of addresses) {
       try {
         let ifname = interfaces.get(address) ?? this.routed.get(address) ?? null;
@@ -120,6 +123,7 @@ export class VethReconciler {
           continue;
         }
         wanted.set(ifindex, ifname);
+        behind.set(address, ifindex);
       } catch (err) {
         result.errors.push((err as Error).message);
       }
@@ -134,6 +138,7 @@ export class VethReconciler {
         result.errors.push((err as Error).message);
       }
     }
+    for (const [address, ifindex] of behind) if (this.mine.has(ifindex)) result.localVeths.set(address, ifindex);
     const live = new Set(addresses);
     for (const address of this.routed.keys()) if (!live.has(address)) this.routed.delete(address);
     // A failed lookup must not detach a veth that is still in use: only detach when every address resolved.
