@@ -229,6 +229,7 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
     // Host routing: the agent names each workload's veth in local_veth, which the API knows nothing of.
     const wantVeths = Object.fromEntries((Object.keys(W) as WName[]).map((n) => [W[n].addr, veths[n].hostIfindex]));
     await until("local_veth naming every workload's veth", PROPAGATION_BOUND_MS, () => (JSON.stringify(localVeths(a)) === JSON.stringify(wantVeths) ? true : undefined));
+    expect(a.loop.counters()["entries.local_veth"]).toBe(Object.keys(W).length);
   });
 
   it("traffic: A reaches the VIP's backends by weight; C (not allowed) and X (another tenant) are dropped", async () => {

@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ifindexOf, routeInterface, VethReconciler, type VethTarget } from "../../nodeagent/src/agent/veths.ts";
-import { Cleanup, kernelUnavailableReason } from "../support/kernel.ts";
+import { Cleanup, kernelUnavailableReason, makeNetns } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 
 const skip = skipWithout("root and iproute2", kernelUnavailableReason());
@@ -29,17 +29,25 @@ class RecordingTarget implements VethTarget {
 
 describe.skipIf(skip)("veth reconciler", () => {
   const cleanup = new Cleanup();
-  // 198.18.240.0/24 sits behind a veth, 198.18.241.0/24 behind a bridge,
-  // 198.18.242.0/24 behind a gateway reached over the veth.
+  // 198.18.240.0/24 sits behind a veth whose peer is in a namespace (a
+  // workload's), 198.18.241.0/24 behind a bridge, 198.18.242.0/24 behind a
+  // gateway reached over the veth, 198.18.243.0/24 behind a veth whose peer
+  // stayed in this namespace.
   beforeAll(() => {
+    const ns = makeNetns(cleanup, "vt");
     ip("link", "add", "wvt-host", "type", "veth", "peer", "name", "wvt-peer");
     cleanup.add("veth wvt-host", () => void ip("link", "del", "wvt-host"));
+    ip("link", "set", "wvt-peer", "netns", ns);
+    ip("-n", ns, "link", "set", "wvt-peer", "up");
+    ip("link", "add", "wvt-same", "type", "veth", "peer", "name", "wvt-same-p");
+    cleanup.add("veth wvt-same", () => void ip("link", "del", "wvt-same"));
     ip("link", "add", "wvt-br", "type", "bridge");
     cleanup.add("bridge wvt-br", () => void ip("link", "del", "wvt-br"));
-    for (const dev of ["wvt-host", "wvt-peer", "wvt-br"]) ip("link", "set", dev, "up");
+    for (const dev of ["wvt-host", "wvt-same", "wvt-same-p", "wvt-br"]) ip("link", "set", dev, "up");
     ip("route", "add", "198.18.240.0/24", "dev", "wvt-host");
     ip("route", "add", "198.18.241.0/24", "dev", "wvt-br");
     ip("route", "add", "198.18.242.0/24", "via", "198.18.240.1", "dev", "wvt-host");
+    ip("route", "add", "198.18.243.0/24", "dev", "wvt-same");
   });
   afterAll(() => cleanup.run());
 
@@ -61,6 +69,14 @@ describe.skipIf(skip)("veth reconciler", () => {
     expect(result.refused.join("\n")).toMatch(/198\.18\.240\.8 is behind lo, which is not a veth/);
     // Host routing names only the guarded veth, for the address behind it.
     expect(Object.fromEntries(result.localVeths)).toEqual({ "198.18.240.7": ifindexOf("wvt-host") });
+  });
+
+  it("guards a veth whose peer stayed in this namespace but leaves its addresses to the host's routing", async () => {
+    const target = new RecordingTarget();
+    const result = await new VethReconciler(target).sync(["198.18.243.7"]);
+    expect(result.attached).toEqual(["wvt-same"]);
+    // bpf_redirect_peer would drop what it delivers to a peer in the same namespace.
+    expect(result.localVeths.size).toBe(0);
   });
 
   it("detaches once no workload address sits behind the veth", async () => {

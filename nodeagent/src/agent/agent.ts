@@ -262,7 +262,9 @@ export class AgentLoop {
     const errors = [...r.errors, ...r.refused];
     if (this.o.localVeths) {
       try {
-        syncLocalVeths(this.o.localVeths, this.o.hostRouting === false ? new Map() : r.localVeths);
+        const wanted = this.o.hostRouting === false ? new Map<string, number>() : r.localVeths;
+        syncLocalVeths(this.o.localVeths, wanted);
+        this.o.metrics.localVeths(wanted.size);
       } catch (err) {
         errors.push(`failed to write the local_veth map: ${(err as Error).message}`);
       }

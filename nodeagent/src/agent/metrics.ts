@@ -50,6 +50,8 @@ export class AgentMetrics {
   private readonly deletes: Counter;
   private counts = { apiErrors: 0, applyErrors: 0, refused: 0, applies: 0, upserts: 0, deletes: 0 };
   private entryCounts: Partial<Record<ManagedMap, number>> = {};
+  /** Entries of the agent's own local_veth map (host routing), null until first written. */
+  private localVethCount: number | null = null;
   private verdicts: VerdictCount[] = [];
   private server: Server | null = null;
 
@@ -85,6 +87,12 @@ export class AgentMetrics {
     this.counts.deletes += deletes;
     this.entryCounts = { ...counts };
     for (const [map, n] of Object.entries(counts)) this.entries.set({ map }, n);
+  }
+
+  /** The local_veth map holds `n` entries (it follows the veths, not the API's state). */
+  localVeths(n: number): void {
+    this.localVethCount = n;
+    this.entries.set({ map: "local_veth" }, n);
   }
 
   apiError(): void {
@@ -123,6 +131,7 @@ export class AgentMetrics {
       "agent.refused": this.counts.refused,
     };
     for (const id of MANAGED_MAPS) if (this.entryCounts[id] !== undefined) out[`entries.${id}`] = this.entryCounts[id]!;
+    if (this.localVethCount !== null) out["entries.local_veth"] = this.localVethCount;
     for (const v of this.verdicts) out[`packets.${v.hook}.${v.reason}`] = v.packets;
     return out;
   }

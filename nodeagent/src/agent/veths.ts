@@ -36,11 +36,17 @@ export async function routeInterface(address: string): Promise<string | null> {
   return route.dev;
 }
 
-/** The link's kind as the kernel names it ("veth", "dummy", "bridge"), or null for a physical device. */
-export async function linkKind(ifname: string): Promise<string | null> {
+export interface LinkKind {
+  /** As the kernel names it ("veth", "dummy", "bridge"), or null for a physical device. */
+  kind: string | null;
+  /** A veth whose other end is in another network namespace (ip shows its link-netnsid). */
+  peerInOtherNetns: boolean;
+}
+
+export async function linkKind(ifname: string): Promise<LinkKind> {
   const { stdout } = await run("ip", ["-j", "-d", "link", "show", "dev", ifname], { timeout: 5_000 });
-  const [link] = JSON.parse(stdout) as { linkinfo?: { info_kind?: string } }[];
-  return link?.linkinfo?.info_kind ?? null;
+  const [link] = JSON.parse(stdout) as { linkinfo?: { info_kind?: string }; link_netnsid?: number }[];
+  return { kind: link?.linkinfo?.info_kind ?? null, peerInOtherNetns: link?.link_netnsid !== undefined };
 }
 
 export function ifindexOf(ifname: string): number | null {
@@ -62,7 +68,11 @@ export interface VethSyncResult {
   /** Addresses whose interface is not a veth, with the reason; nothing was attached for them. */
   refused: string[];
   errors: string[];
-  /** Address -> ifindex of the host-side veth it sits behind, for every veth that carries this process's tc programs. */
+  /**
+   * Address -> ifindex of the host-side veth it sits behind, for every veth
+   * that carries this process's tc programs and whose peer is in another
+   * namespace (host routing delivers to that peer).
+   */
   localVeths: Map<string, number>;
 }
 
@@ -85,18 +95,18 @@ export class VethReconciler {
   constructor(
     private readonly target: VethTarget,
     private readonly resolve: (address: string) => Promise<string | null> = routeInterface,
-    private readonly kindOf: (ifname: string) => Promise<string | null> = linkKind,
+    private readonly kindOf: (ifname: string) => Promise<LinkKind> = linkKind,
   ) {}
 
-  /** "ifindex/ifname" -> whether that link is a veth: one `ip link` per link, not per apply. */
-  private readonly veth = new Map<string, boolean>();
+  /** "ifindex/ifname" -> what that link is: one `ip link` per link, not per apply. */
+  private readonly links = new Map<string, LinkKind>();
 
-  private async isVeth(ifindex: number, ifname: string): Promise<boolean> {
-    const link = `${ifindex}/${ifname}`;
-    let known = this.veth.get(link);
+  private async linkOf(ifindex: number, ifname: string): Promise<LinkKind> {
+    const key = `${ifindex}/${ifname}`;
+    let known = this.links.get(key);
     if (known === undefined) {
-      known = (await this.kindOf(ifname)) === "veth";
-      this.veth.set(link, known);
+      known = await this.kindOf(ifname);
+      this.links.set(key, known);
     }
     return known;
   }
@@ -118,12 +128,14 @@ export class VethReconciler {
           result.unresolved.push(address);
           continue;
         }
-        if (!(await this.isVeth(ifindex, ifname))) {
+        const link = await this.linkOf(ifindex, ifname);
+        if (link.kind !== "veth") {
           result.refused.push(`${address} is behind ${ifname}, which is not a veth: no tc programs attached`);
           continue;
         }
         wanted.set(ifindex, ifname);
-        behind.set(address, ifindex);
+        // bpf_redirect_peer drops a packet for a peer in this namespace: such an address stays with the host's routing.
+        if (link.peerInOtherNetns) behind.set(address, ifindex);
       } catch (err) {
         result.errors.push((err as Error).message);
       }
