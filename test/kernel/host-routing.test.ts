@@ -73,18 +73,19 @@ describe.skipIf(skipWithout("host routing between workload veths (root, bpf, cgr
 
   it("delivers an allowed connection without the packets ever leaving through the receiving host-side veth", async () => {
     const before = { server: txPackets(veth.server.host), client: txPackets(veth.client.host) };
-    expect(await tcpProbe(ns.client, cgroup, WORKLOADS.server.addr, PORT, 5)).toEqual({ server: 5 });
-    // Each connection sends the server at least SYN, ACK, FIN and the client SYN-ACK, data, FIN: routed, that is >= 15 each way.
-    expect(txPackets(veth.server.host) - before.server).toBeLessThan(5);
-    expect(txPackets(veth.client.host) - before.client).toBeLessThan(5);
+    expect(await tcpProbe(ns.client, cgroup, WORKLOADS.server.addr, PORT, 20)).toEqual({ server: 20 });
+    // Each connection sends the server at least SYN, ACK, FIN and the client SYN-ACK, data, FIN: routed, that is >= 60 each way.
+    // The margin is for the host's own IPv6 link chatter (DAD, MLD) on new veths.
+    expect(txPackets(veth.server.host) - before.server).toBeLessThan(8);
+    expect(txPackets(veth.client.host) - before.client).toBeLessThan(8);
   });
 
   it("routes through the host as before when the map names no veth (host routing off)", async () => {
     try {
       deleteAll(localVeth);
       const before = txPackets(veth.server.host);
-      expect(await tcpProbe(ns.client, cgroup, WORKLOADS.server.addr, PORT, 5)).toEqual({ server: 5 });
-      expect(txPackets(veth.server.host) - before).toBeGreaterThanOrEqual(15);
+      expect(await tcpProbe(ns.client, cgroup, WORKLOADS.server.addr, PORT, 20)).toEqual({ server: 20 });
+      expect(txPackets(veth.server.host) - before).toBeGreaterThanOrEqual(60);
     } finally {
       writeEntries(localVeth, "local_veth", localVethEntries());
     }
