@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Policy for one workload, attached with tc (clsact) to its host-side veth:
+ * Policy for one workload, attached through tcx links to its host-side veth:
  * weft_from_wl on the veth's ingress hook (packets the workload sends, policy
  * direction egress), weft_to_wl on its egress hook (packets to the workload,
  * policy direction ingress).
@@ -11,6 +11,7 @@
  *   [R3] the workload's own address is not a local endpoint: drop (spoofing
  *        or a veth the agent has not configured yet)
  *   [R4] peer -> identity through weft_ipcache; no entry = world, no tenant
+ *        (a peer [R10] delivers to: its weft_endpoint entry, the same identity)
  *   [R5] both sides have a tenant and they differ: drop, before any policy,
  *        so no policy entry can ever join two tenants
  *   [R6] policy: the MOST SPECIFIC entry wins, probed from (peer, port,
