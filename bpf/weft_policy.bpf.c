@@ -405,10 +405,11 @@ int weft_to_wl(struct __sk_buff *skb)
 SEC("tc")
 int weft_from_wl(struct __sk_buff *skb)
 {
-	struct weft_identity *self, *local_peer, peer;
+	struct weft_identity *self, *local_peer = NULL, peer;
 	struct weft_endpoint_key key;
-	struct weft_local_veth *veth = NULL;
+	struct weft_local_veth *veth;
 	struct weft_flow flow;
+	__u32 veth_ifindex = 0;
 	__u32 reason = weft_self(skb, WEFT_DIR_EGRESS, &flow, &self);
 
 	if (reason != 0) {
@@ -421,18 +422,19 @@ int weft_from_wl(struct __sk_buff *skb)
 	 * writes both from the same row), one hash lookup instead of the trie.
 	 */
 	key.addr = flow.remote;
-	local_peer = NULL;
 	if (flow.ttl > 1) {
 		veth = bpf_map_lookup_elem(&weft_local_veth, &key);
-		if (veth)
+		if (veth) {
+			veth_ifindex = veth->ifindex;
 			local_peer = bpf_map_lookup_elem(&weft_endpoint, &key);
+		}
 	}
 	peer = local_peer ? *local_peer : weft_peer(flow.remote);
 	reason = weft_decide(&flow, WEFT_DIR_EGRESS, self, &peer);
 	WEFT_COUNT(weft_metrics, WEFT_DIR_EGRESS, reason, skb->len);
-	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS || !local_peer || !veth)
+	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS || !local_peer)
 		return weft_verdict(reason);
-	return weft_deliver_local(skb, &flow, self, local_peer, veth->ifindex);
+	return weft_deliver_local(skb, &flow, self, local_peer, veth_ifindex);
 }
 
 /*

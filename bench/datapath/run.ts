@@ -285,7 +285,7 @@ async function measureProgramCost(weft: Path, run: (p: Path, mode: Mode, seconds
       const r = await run(weft, mode, SECONDS);
       const after = stats();
       const requests = r.requests ?? r.requestsPerSecond * SECONDS;
-      // The same program may sit behind several links (one per veth): summed per name.
+      // Per program name (weft_from_wl, weft_to_wl, weft_connect4, ...), each program counted once however many links run it.
       const programs: Record<string, { nsPerRequest: number; runsPerRequest: number }> = {};
       after.forEach((a, i) => {
         const p = (programs[a.name] ??= { nsPerRequest: 0, runsPerRequest: 0 });

@@ -18,6 +18,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { decodeEntries, maps as mapSpecs } from "@weft/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
@@ -145,12 +146,10 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
     }
     return out;
   };
-  /** address -> ifindex from the kernel's local_veth map, sorted by address like W. */
+  /** address -> ifindex from the kernel's local_veth map. */
   const localVeths = (a: RunningAgent): Record<string, number> => {
     const { keys, values } = a.datapath.maps.local_veth.dump();
-    const entries = decodeEntries("local_veth", keys, values).map((e) => [e.key.address, e.value.ifindex] as const);
-    const order = (Object.values(W) as { addr: string }[]).map((w) => w.addr);
-    return Object.fromEntries(entries.sort((x, y) => order.indexOf(x[0]) - order.indexOf(y[0])));
+    return Object.fromEntries(decodeEntries("local_veth", keys, values).map((e) => [e.key.address, e.value.ifindex]));
   };
   const converged = (a: RunningAgent) => until("the agent to apply the API's hash", PROPAGATION_BOUND_MS, async () => {
     const want = await apiJson(a.registration.credential);
@@ -228,7 +227,7 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
     });
     // Host routing: the agent names each workload's veth in local_veth, which the API knows nothing of.
     const wantVeths = Object.fromEntries((Object.keys(W) as WName[]).map((n) => [W[n].addr, veths[n].hostIfindex]));
-    await until("local_veth naming every workload's veth", PROPAGATION_BOUND_MS, () => (JSON.stringify(localVeths(a)) === JSON.stringify(wantVeths) ? true : undefined));
+    await until("local_veth naming every workload's veth", PROPAGATION_BOUND_MS, () => (isDeepStrictEqual(localVeths(a), wantVeths) ? true : undefined));
     expect(a.loop.counters()["entries.local_veth"]).toBe(Object.keys(W).length);
   });
 

@@ -1,12 +1,13 @@
 import { decodeEntries, decodeKeys, encodeEntries, type Entry } from "@weft/codec";
 import { describe, expect, it } from "vitest";
-import { syncLocalVeths, type LocalVethTarget } from "../../nodeagent/src/agent/local-veths.ts";
+import { syncLocalVeths } from "../../nodeagent/src/agent/local-veths.ts";
+import type { MapTarget } from "../../nodeagent/src/datapath/index.ts";
 
 /** A local_veth map in memory that records the batches written to it, in order. */
 function fakeMap(held: Record<string, number>) {
   const calls: string[] = [];
   const entries = new Map(Object.entries(held));
-  const target: LocalVethTarget = {
+  const target: MapTarget = {
     dump: () => encodeEntries("local_veth", [...entries].map(([address, ifindex]): Entry<"local_veth"> => ({ key: { address }, value: { ifindex } }))),
     updateBatch(keys, values) {
       const written = decodeEntries("local_veth", keys, values);

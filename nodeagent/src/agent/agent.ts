@@ -12,13 +12,13 @@
  *   so the next long poll waits for a newer state instead of re-fetching
  *   the same bad one in a hot loop.
  */
-import { ApplyEngine, type MapTargets } from "../datapath/index.ts";
+import { ApplyEngine, type MapTarget, type MapTargets } from "../datapath/index.ts";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.ts";
 import { ApiError, type ApiClient, type DatapathAnswer, type NodeWorkload } from "./client.ts";
 import { entryCounts, InvalidDatapath, isEmptyDelta, patch, validateDelta, validateFull, type DesiredState } from "./desired.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { SvidManager } from "./svid.ts";
-import { syncLocalVeths, type LocalVethTarget } from "./local-veths.ts";
+import { syncLocalVeths } from "./local-veths.ts";
 import type { VethReconciler } from "./veths.ts";
 
 export type Log = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -34,7 +34,7 @@ export interface AgentLoopOptions {
   metrics: AgentMetrics;
   veths?: VethReconciler;
   /** The local_veth map, kept in step with the veths (host routing); kept empty when `hostRouting` is false. */
-  localVeths?: LocalVethTarget;
+  localVeths?: MapTarget;
   hostRouting?: boolean;
   svids?: SvidManager;
   /** Long-poll seconds (API maximum 60). */

@@ -9,13 +9,8 @@
  * and every packet is routed by the host.
  */
 import { encodeEntries, maps, type Entry } from "@weft/codec";
-import { planMap, type Encoded } from "../datapath/plan.ts";
-
-export interface LocalVethTarget {
-  dump(): Encoded;
-  updateBatch(keys: Uint8Array, values: Uint8Array): void;
-  deleteBatch(keys: Uint8Array): number;
-}
+import type { MapTarget } from "../datapath/index.ts";
+import { planMap } from "../datapath/plan.ts";
 
 export interface LocalVethSyncResult {
   upserts: number;
@@ -23,7 +18,7 @@ export interface LocalVethSyncResult {
 }
 
 /** Makes the map hold exactly `wanted` (address -> host-side ifindex). */
-export function syncLocalVeths(target: LocalVethTarget, wanted: ReadonlyMap<string, number>): LocalVethSyncResult {
+export function syncLocalVeths(target: MapTarget, wanted: ReadonlyMap<string, number>): LocalVethSyncResult {
   const spec = maps.local_veth;
   const entries: Entry<"local_veth">[] = [...wanted].map(([address, ifindex]) => ({ key: { address }, value: { ifindex } }));
   const plan = planMap(spec.name, spec.keySize, spec.valueSize, encodeEntries("local_veth", entries), target.dump());
