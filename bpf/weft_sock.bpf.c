@@ -11,6 +11,13 @@
  * Maglev; a slot table gives each backend exactly its share of slots.
  * bpf_get_prandom_u32() % slots is biased by at most slots / 2^32 (< 4e-6 at
  * WEFT_LB_TABLE_MAX), far below the 1-point accuracy the weights promise.
+ *
+ * Whose connections: only those of Weft's workloads, each in a network
+ * namespace of its own. A socket of the host's namespace (weft_sock_cfg's
+ * cookie, and the initial namespace) goes where it asked unless the operator
+ * opted in (--lb-host-traffic): the programs sit on a cgroup that holds host
+ * processes too, and a tenant's VIP must not redirect them. Until the agent
+ * has written weft_sock_cfg, nothing is rewritten.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -23,6 +30,7 @@ WEFT_MAP_lb_slot(WEFT_DECLARE_MAP)
 WEFT_MAP_backend(WEFT_DECLARE_MAP)
 WEFT_MAP_sock_rev(WEFT_DECLARE_MAP)
 WEFT_MAP_metrics(WEFT_DECLARE_MAP)
+WEFT_MAP_sock_cfg(WEFT_DECLARE_MAP)
 
 /* cgroup/sock_addr programs: 1 lets the call proceed, 0 fails it with EPERM. */
 #define SOCK_PROCEED 1
@@ -34,6 +42,28 @@ static __always_inline __be16 sock4_user_port(const struct bpf_sock_addr *ctx)
 	volatile __u32 port = ctx->user_port;
 
 	return (__be16)port;
+}
+
+/*
+ * Whether ctx's socket may be load-balanced: always with the operator's
+ * opt-in, otherwise only outside the host's network namespace. No config
+ * (the agent has not written it) or an unknown host cookie means no.
+ */
+static __always_inline int sock4_balanced(struct bpf_sock_addr *ctx)
+{
+	struct weft_sock_cfg_key key = { .index = WEFT_SOCK_CFG_KEY };
+	struct weft_sock_cfg *cfg = bpf_map_lookup_elem(&weft_sock_cfg, &key);
+	__u64 netns;
+
+	if (!cfg)
+		return 0;
+	if (cfg->lb_host_traffic)
+		return 1;
+	if (cfg->host_netns_cookie == 0)
+		return 0;
+	netns = bpf_get_netns_cookie(ctx);
+	/* NULL: the initial namespace's cookie (sock_addr programs take ctx or NULL). */
+	return netns != cfg->host_netns_cookie && netns != bpf_get_netns_cookie(NULL);
 }
 
 /*
@@ -90,7 +120,11 @@ static __always_inline int __sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 
 static __always_inline int sock4_fwd(struct bpf_sock_addr *ctx)
 {
-	int ret = __sock4_xlate_fwd(ctx);
+	int ret;
+
+	if (!sock4_balanced(ctx))
+		return SOCK_PROCEED;
+	ret = __sock4_xlate_fwd(ctx);
 
 	if (ret == 0)
 		return SOCK_PROCEED;

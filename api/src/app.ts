@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import Fastify, {
   type FastifyBaseLogger,
+  type FastifyServerOptions,
   type FastifyInstance,
   type RawReplyDefaultExpression,
   type RawRequestDefaultExpression,
@@ -10,15 +11,19 @@ import Fastify, {
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import { AuthFailureLimiter, DEFAULT_AUTH_FAILURE_LIMITS } from "./auth/failure-limiter.ts";
 import { authGuard, type AuthRule } from "./auth/guard.ts";
 import { NodeCredentials } from "./auth/node-credentials.ts";
 import { OperatorToken } from "./auth/operator-token.ts";
-import { TenantTokens } from "./auth/tenant-tokens.ts";
+import { TenantTokens, tokenPolicy } from "./auth/tenant-tokens.ts";
 import { loadSigningKey } from "./auth/token-keys.ts";
 import { CaService } from "./ca/service.ts";
 import type { Config } from "./config.ts";
+import { addressPlanOf } from "./mesh/addresses.ts";
+import { assignMissingPodCidrs } from "./routes/nodes/store.ts";
 import { openDatabase, type Database } from "./db/client.ts";
-import { installErrorHandling } from "./http/error-handler.ts";
+import { clientErrorHandler, frameworkErrors, installErrorHandling } from "./http/error-handler.ts";
+import { DEFAULT_JSON_LIMITS, jsonBodyParser, type JsonBodyStats } from "./http/json-body.ts";
 import { Problem } from "./http/problem.ts";
 import { FORMATS } from "./http/schemas.ts";
 import { buildValidator } from "./http/validation.ts";
@@ -55,6 +60,15 @@ declare module "fastify" {
     routeTable: RouteEntry[];
     /** Set only on the very first start without WEFT_OPERATOR_TOKEN: print it once. */
     generatedOperatorToken: string | undefined;
+    /** How many bodies the JSON parser was handed (never a refused stranger's: the guard runs first). */
+    jsonBodyStats: JsonBodyStats;
+  }
+  interface FastifyRequest {
+    /**
+     * The client's own x-request-id when it is safe (REQUEST_ID); kept beside
+     * the server's id (request.id), never instead of it.
+     */
+    clientRequestId: string | null;
   }
 }
 
@@ -63,7 +77,19 @@ function addFormats<A extends { addFormat(name: string, re: RegExp): unknown }>(
   return ajv;
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** What a client's x-request-id must look like to be recorded (as clientRequestId); anything else is ignored. */
+export const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+const clientRequestIdOf = (headers: Record<string, string | string[] | undefined>): string | null => {
+  const given = headers["x-request-id"];
+  return typeof given === "string" && REQUEST_ID.test(given) ? given : null;
+};
+
+/** Each request's logger: a safe client x-request-id rides beside the server's reqId as clientRequestId. */
+const childLoggerFactory: FastifyServerOptions["childLoggerFactory"] = (logger, bindings, options, raw) => {
+  const clientRequestId = clientRequestIdOf(raw.headers);
+  return logger.child(clientRequestId === null ? bindings : { ...bindings, clientRequestId }, options);
+};
 
 export type WeftApp = FastifyInstance<
   RawServerDefault,
@@ -76,6 +102,8 @@ export type WeftApp = FastifyInstance<
 export interface BuildOptions {
   /** Reuse an open database (tests share one across apps); the app then does not close it. */
   database?: Database;
+  /** Where log lines go (tests read them); default stdout. Logs only when config.logLevel is not "silent". */
+  logStream?: { write(line: string): unknown };
 }
 
 /** Builds the API with its storage ready and migrated; never listens. */
@@ -85,12 +113,15 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const db = database.db;
 
   const app = Fastify({
-    logger: config.logLevel === "silent" ? false : { level: config.logLevel },
-    genReqId: (req) => {
-      const given = req.headers["x-request-id"];
-      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
-    },
+    logger: config.logLevel === "silent" ? false : { level: config.logLevel, ...(opts.logStream ? { stream: opts.logStream } : {}) },
+    // The server's own id, always: a client's x-request-id could collide with
+    // another's or forge a trail in the audit log. A safe one is kept beside it.
+    genReqId: () => randomUUID(),
     requestIdHeader: false,
+    // Without logs Fastify skips child loggers altogether, unless a factory of its own is given.
+    ...(config.logLevel === "silent" ? {} : { childLoggerFactory }),
+    frameworkErrors,
+    clientErrorHandler,
     bodyLimit: 1024 * 1024,
     connectionTimeout: 30_000,
     requestTimeout: 120_000,
@@ -115,9 +146,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       routeTable.push({ method, url: route.url, auth: route.config?.auth, schema: route.schema });
     }
   });
+  app.decorateRequest("clientRequestId", null);
   // Callback style: the hot read path should not pay for a promise per hook.
   app.addHook("onRequest", (request, reply, done) => {
     reply.header("x-request-id", request.id);
+    if (request.headers["x-request-id"] !== undefined) request.clientRequestId = clientRequestIdOf(request.headers);
     done();
   });
 
@@ -125,15 +158,20 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await feed.start(database);
   const { operator, generated } = await OperatorToken.establish(db, config.operatorToken);
   app.decorate("generatedOperatorToken", generated);
-  const tokens = new TenantTokens(db, await loadSigningKey(db));
-  await tokens.start(config.revocationPollMs);
-  const directory = new TenantDirectory(db, feed);
+  // The KEK first: it seals the token signing key as well as the CA keys.
   const kek = resolveKek(config);
   app.log[kek.level](kek.note);
+  const signing = await loadSigningKey(db, kek.kek, { ephemeral: kek.ephemeral });
+  if (signing.otherKeks > 0) app.log.warn("token signing keys sealed under another KEK exist: give every replica the same WEFT_KEK");
+  const tokens = new TenantTokens(db, signing.key, { maxTtlSeconds: tokenPolicy(config).maxTtlSeconds, feed });
+  await tokens.start(config.revocationPollMs);
+  const directory = new TenantDirectory(db, feed);
   const ca = new CaService({ store: new DrizzleCaStore(db, feed), kek: kek.kek });
   const rotation = config.caRotation === "auto" ? new CaRotationScheduler(db, ca, app.log) : undefined;
   const datapath = new DatapathService(db, feed, app.log, { capacity: config.mapCapacity, history: config.datapathHistory });
   await datapath.start();
+  // Nodes registered before pod CIDR blocks existed get one now (routes/nodes/store.ts).
+  await assignMissingPodCidrs(db, addressPlanOf(config), app.log);
   const services: Services = {
     config,
     database,
@@ -157,9 +195,26 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     if (!opts.database) await database.close();
   });
 
-  installErrorHandling(app);
+  // Every 401 counts against its client's address (auth/failure-limiter.ts; the guard answers 429 past the limit).
+  const failures = new AuthFailureLimiter({
+    limit: config.authFailureLimit ?? DEFAULT_AUTH_FAILURE_LIMITS.limit,
+    windowMs: config.authFailureWindowMs ?? DEFAULT_AUTH_FAILURE_LIMITS.windowMs,
+  });
+  installErrorHandling(app, { unauthorized: (request) => failures.failed(request.ip) });
   // Bodies are JSON only: text/plain would reach the schema as a string and read as "must be object"; 415 says why.
   app.removeContentTypeParser("text/plain");
+  // Strict UTF-8, no duplicate keys, bounded depth and key count (http/json-body.ts).
+  const jsonBodyStats: JsonBodyStats = { parsed: 0 };
+  app.decorate("jsonBodyStats", jsonBodyStats);
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser(
+    "application/json",
+    { parseAs: "buffer" },
+    jsonBodyParser(
+      { maxDepth: config.jsonMaxDepth ?? DEFAULT_JSON_LIMITS.maxDepth, maxKeys: config.jsonMaxKeys ?? DEFAULT_JSON_LIMITS.maxKeys },
+      jsonBodyStats,
+    ),
+  );
   app.addSchema(Problem);
   await app.register(swagger, {
     openapi: {
@@ -199,7 +254,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
   await app.register(metricsPlugin);
-  await app.register(authGuard, { operator, tokens, directory, nodes: new NodeCredentials(db, feed) });
+  await app.register(authGuard, { operator, tokens, directory, nodes: new NodeCredentials(db, feed), failures });
 
   await app.register(systemRoutes);
   app.get("/openapi.json", { config: { auth: { who: "public" } }, schema: { hide: true } }, async () => app.swagger());

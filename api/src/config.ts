@@ -33,6 +33,22 @@ export interface Config {
   mapCapacity?: Partial<Record<DatapathMap, number>>;
   /** WEFT_DATAPATH_HISTORY: compiled states kept per node for ?since deltas (default 64). */
   datapathHistory?: number;
+  /** WEFT_JSON_MAX_DEPTH: deepest nesting a JSON body may have (default 64). */
+  jsonMaxDepth?: number;
+  /** WEFT_JSON_MAX_KEYS: object keys a JSON body may have in all (default 10000). */
+  jsonMaxKeys?: number;
+  /** WEFT_AUTH_FAILURE_LIMIT: failed authentications (401) per client address per window before 429 (default 30; 0: no limit). */
+  authFailureLimit?: number;
+  /** WEFT_AUTH_FAILURE_WINDOW_SECONDS, in ms here: the window of that limit (default 60 s). */
+  authFailureWindowMs?: number;
+  /** WEFT_POD_CIDR: workload addresses come from here, one block per node (default 10.0.0.0/8). */
+  podCidr?: string;
+  /** WEFT_POD_CIDR_NODE_PREFIX: the prefix length of each node's block (default 24). */
+  podCidrNodePrefix?: number;
+  /** WEFT_TOKEN_MAX_TTL: seconds; no tenant token lives longer, whatever its signature says (default 1 year). */
+  tokenMaxTtlSeconds?: number;
+  /** WEFT_TOKEN_MINT_LIMIT: tenant tokens one tenant may mint per minute (default 60). */
+  tokenMintLimit?: number;
 }
 
 export class ConfigError extends Error {}
@@ -79,6 +95,13 @@ function operatorTokenFrom(env: Env): string | undefined {
   if (raw.length < 24) {
     throw new ConfigError("WEFT_OPERATOR_TOKEN must be at least 24 characters long");
   }
+  // Any such token authenticates (the weft_op_ prefix is usual, not needed), if a Bearer header can carry it.
+  if (!/^[A-Za-z0-9._~+/-]+=*$/.test(raw)) {
+    throw new ConfigError("WEFT_OPERATOR_TOKEN must consist of letters, digits and . _ ~ + / - (then optional '=' padding)");
+  }
+  if (raw.startsWith("weft_node_")) {
+    throw new ConfigError("WEFT_OPERATOR_TOKEN must not start with weft_node_, the node credentials' prefix");
+  }
   return raw;
 }
 
@@ -111,18 +134,49 @@ function caRotationFrom(env: Env): "auto" | "off" {
 
 const IPV4_PREFIX = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 
-function serviceCidrFrom(env: Env): string {
-  const raw = env.WEFT_SERVICE_CIDR ?? "198.19.0.0/16";
+/** An IPv4 prefix as [first address, length]; a ConfigError naming the variable when it is not one. */
+function ipv4PrefixFrom(name: string, raw: string, example: string): [number, number] {
   const m = IPV4_PREFIX.exec(raw);
   const octets = m ? m.slice(1, 5).map(Number) : [];
   const len = m ? Number(m[5]) : -1;
   // At least 4 addresses: the network and broadcast addresses are never handed out.
   if (!m || octets.some((o) => o > 255) || len < 8 || len > 30) {
-    throw new ConfigError(`WEFT_SERVICE_CIDR must be an IPv4 prefix from /8 to /30, e.g. 198.19.0.0/16, got "${raw}"`);
+    throw new ConfigError(`${name} must be an IPv4 prefix from /8 to /30, e.g. ${example}, got "${raw}"`);
   }
   const addr = octets.reduce((a, o) => a * 256 + o, 0);
-  if (addr % 2 ** (32 - len) !== 0) throw new ConfigError(`WEFT_SERVICE_CIDR has host bits set: "${raw}"`);
+  if (addr % 2 ** (32 - len) !== 0) throw new ConfigError(`${name} has host bits set: "${raw}"`);
+  return [addr, len];
+}
+
+function serviceCidrFrom(env: Env): string {
+  const raw = env.WEFT_SERVICE_CIDR ?? "198.19.0.0/16";
+  ipv4PrefixFrom("WEFT_SERVICE_CIDR", raw, "198.19.0.0/16");
   return raw;
+}
+
+/** The pod CIDR and each node's block in it; neither may overlap the service CIDR (a VIP would shadow a workload). */
+function podCidrFrom(env: Env, serviceCidr: string): { podCidr: string; podCidrNodePrefix: number } {
+  const raw = env.WEFT_POD_CIDR ?? "10.0.0.0/8";
+  const [addr, len] = ipv4PrefixFrom("WEFT_POD_CIDR", raw, "10.0.0.0/8");
+  const rawPrefix = env.WEFT_POD_CIDR_NODE_PREFIX ?? "24";
+  const prefix = Number(rawPrefix);
+  if (!/^\d{1,2}$/.test(rawPrefix) || prefix < len || prefix > 30) {
+    throw new ConfigError(`WEFT_POD_CIDR_NODE_PREFIX must be an integer from ${len} (WEFT_POD_CIDR's length) to 30, got "${rawPrefix}"`);
+  }
+  const [svc, svcLen] = ipv4PrefixFrom("WEFT_SERVICE_CIDR", serviceCidr, "198.19.0.0/16");
+  const shorter = Math.min(len, svcLen);
+  if (Math.floor(addr / 2 ** (32 - shorter)) === Math.floor(svc / 2 ** (32 - shorter))) {
+    throw new ConfigError(`WEFT_POD_CIDR ${raw} overlaps WEFT_SERVICE_CIDR ${serviceCidr}`);
+  }
+  return { podCidr: raw, podCidrNodePrefix: prefix };
+}
+
+function boundedIntegerFrom(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name] ?? String(fallback);
+  if (!/^\d{1,10}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return Number(raw);
 }
 
 function mapCapacityFrom(env: Env): Partial<Record<DatapathMap, number>> {
@@ -147,10 +201,21 @@ function datapathHistoryFrom(env: Env): number {
   return Number(raw);
 }
 
+/** WEFT_JSON_MAX_*, WEFT_AUTH_FAILURE_*: an integer within [min, max], or the default when unset. */
+function securityLimitFrom(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return Number(raw);
+}
+
 /** Reads the configuration; a bad value throws a ConfigError naming the variable. */
 export function configFromEnv(env: Env = process.env): Config {
   const host = env.HOST ?? "127.0.0.1";
   if (host === "") throw new ConfigError("HOST must not be empty");
+  const serviceCidr = serviceCidrFrom(env);
   return {
     port: portFrom(env),
     host,
@@ -162,9 +227,16 @@ export function configFromEnv(env: Env = process.env): Config {
     revocationPollMs: 1000,
     kek: kekFrom(env),
     caRotation: caRotationFrom(env),
-    serviceCidr: serviceCidrFrom(env),
+    serviceCidr,
+    ...podCidrFrom(env, serviceCidr),
     mapCapacity: mapCapacityFrom(env),
     datapathHistory: datapathHistoryFrom(env),
+    jsonMaxDepth: securityLimitFrom(env, "WEFT_JSON_MAX_DEPTH", 64, 1, 1000),
+    jsonMaxKeys: securityLimitFrom(env, "WEFT_JSON_MAX_KEYS", 10_000, 1, 1_000_000),
+    authFailureLimit: securityLimitFrom(env, "WEFT_AUTH_FAILURE_LIMIT", 30, 0, 1_000_000),
+    authFailureWindowMs: securityLimitFrom(env, "WEFT_AUTH_FAILURE_WINDOW_SECONDS", 60, 1, 86_400) * 1000,
+    tokenMaxTtlSeconds: boundedIntegerFrom(env, "WEFT_TOKEN_MAX_TTL", 31_536_000, 60, 31_536_000),
+    tokenMintLimit: boundedIntegerFrom(env, "WEFT_TOKEN_MINT_LIMIT", 60, 1, 100_000),
   };
 }
 

@@ -5,6 +5,9 @@ import { ConfigError, configFromEnv } from "./config.ts";
 const SHUTDOWN_GRACE_MS = 10_000;
 
 async function main(): Promise<void> {
+  // Everything this process creates (the embedded database's files, the KEK
+  // key file) is for its owner only: files 0600, directories 0700.
+  process.umask(0o077);
   let config;
   try {
     config = configFromEnv();

@@ -75,7 +75,7 @@ async function waitFor(what: string, boundMs: number, probe: () => boolean): Pro
 
 await withCleanup("bench:memory", async (cleanup) => {
   const started = performance.now();
-  const api: WeftApi = await startWeftApi(cleanup);
+  const api: WeftApi = await startWeftApi(cleanup, { podCidr: "198.18.128.0/18" });
   const { tenant, auth } = await benchTenant(cleanup, api, "mem");
   const put = (path: string, body: unknown) => api.call("PUT", `/v1/tenants/${tenant}${path}`, auth, body);
 

@@ -22,7 +22,6 @@
  * A poll that fails (a reset connection) is reported with the phase it failed
  * in and the API process's last output, instead of killing the run unexplained.
  */
-import { randomInt } from "node:crypto";
 import { Agent, request } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -104,8 +103,9 @@ try {
   const run = Date.now().toString(36);
   const registerNode = async (name: string) => {
     const { token } = await ok(base, "POST", "/v1/join-tokens", op, {});
-    const { credential } = await ok(base, "POST", "/v1/nodes/register", {}, { joinToken: token, name, zone: "z" });
+    const { credential, node } = await ok(base, "POST", "/v1/nodes/register", {}, { joinToken: token, name, zone: "z" });
     created.nodes.push(name);
+    blocks.set(name, (node as { podCidr: string }).podCidr);
     return { name, credential: credential as string };
   };
   const tenantWithIdentity = async (tenant: string) => {
@@ -113,14 +113,17 @@ try {
     created.tenants.push(tenant);
     await ok(base, "PUT", `/v1/tenants/${tenant}/identities/web`, op, { path: "/web" });
   };
-  // Addresses are unique across the platform: a block of 10.0.0.0/8 at a random offset, so that runs on one database do not collide.
-  const offset = randomInt(0, 2 ** 24 - 2 ** 17);
-  const address = (i: number) => {
-    const n = offset + i;
-    return `10.${n >> 16}.${(n >> 8) & 255}.${n & 255}`;
+  // Addresses are unique across the platform and lie in their node's pod CIDR block: counted up from its first host address.
+  const blocks = new Map<string, string>();
+  const handedOut = new Map<string, number>();
+  const addressOn = (node: string) => {
+    const [first] = blocks.get(node)!.split("/") as [string];
+    const n = first.split(".").reduce((a, o) => a * 256 + Number(o), 0) + (handedOut.get(node) ?? 0) + 1;
+    handedOut.set(node, n - first.split(".").reduce((a, o) => a * 256 + Number(o), 0));
+    return [24, 16, 8, 0].map((b) => Math.floor(n / 2 ** b) % 256).join(".");
   };
-  const placeWorkload = (tenant: string, name: string, node: string, i: number) =>
-    ok(base, "PUT", `/v1/tenants/${tenant}/workloads/${name}`, op, { identity: "web", node, addresses: [address(i)] });
+  const placeWorkload = (tenant: string, name: string, node: string, _i: number) =>
+    ok(base, "PUT", `/v1/tenants/${tenant}/workloads/${name}`, op, { identity: "web", node, addresses: [addressOn(node)] });
 
   const setupStart = performance.now();
   const fleet = `fan-${run}`;

@@ -61,8 +61,14 @@ export interface WeftApi {
 /**
  * Starts the API process; cleanup stops it and removes its temporary data.
  * The service CIDR is inside 198.18.0.0/15 so every VIP is a bench address.
+ *
+ * Workload addresses must lie in their node's pod CIDR block: `podCidr` is
+ * the one block holding every namespace address of the bench (pod CIDR and
+ * node prefix alike), which the bench's single node gets. On a shared
+ * Postgres a node of an earlier, crashed run may still hold it: registration
+ * then answers 503 (delete that node).
  */
-export async function startWeftApi(cleanup: BenchCleanup, opts: { serviceCidr?: string } = {}): Promise<WeftApi> {
+export async function startWeftApi(cleanup: BenchCleanup, opts: { serviceCidr?: string; podCidr?: string } = {}): Promise<WeftApi> {
   const dir = mkdtempSync(join(tmpdir(), "wbench-api-"));
   cleanup.track("dirs", dir);
   cleanup.add(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
@@ -71,6 +77,8 @@ export async function startWeftApi(cleanup: BenchCleanup, opts: { serviceCidr?: 
     WEFT_OPERATOR_TOKEN: OPERATOR,
     LOG_LEVEL: "error",
     WEFT_SERVICE_CIDR: opts.serviceCidr ?? "198.18.200.0/24",
+    WEFT_POD_CIDR: opts.podCidr ?? "198.18.0.0/17",
+    WEFT_POD_CIDR_NODE_PREFIX: (opts.podCidr ?? "198.18.0.0/17").split("/")[1],
     // The key-encryption key file lands beside the data directory: in the temporary directory either way.
     WEFT_DATA_DIR: join(dir, "data"),
     ...(postgres ? {} : { DATABASE_URL: "" }),

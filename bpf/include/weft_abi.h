@@ -152,6 +152,34 @@ struct weft_local_veth {
 };
 _Static_assert(sizeof(struct weft_local_veth) == 4, "weft_local_veth size");
 
+/* ---- sock_cfg: hash, one entry, the socket LB's settings ---------------- */
+
+/*
+ * Written by the agent at start-up (key WEFT_SOCK_CFG_KEY), read by the
+ * socket-LB programs. A connect()/sendmsg() from the host's network namespace
+ * (host_netns_cookie: the agent's own, which the agent reads with
+ * SO_NETNS_COOKIE; the initial namespace counts as the host's too) is left
+ * alone unless lb_host_traffic is 1: a tenant's VIP must not redirect
+ * processes outside Weft's workloads, which live in namespaces of their own.
+ * Fail safe: no entry, or host_netns_cookie 0 (not yet known), rewrites no
+ * connection at all.
+ */
+#define WEFT_SOCK_CFG_KEY 0u
+#define WEFT_SOCK_CFG_MAX 1u
+
+struct weft_sock_cfg_key {
+	__u32 index; /* always WEFT_SOCK_CFG_KEY */
+};
+_Static_assert(sizeof(struct weft_sock_cfg_key) == 4, "weft_sock_cfg_key size");
+_Static_assert(WEFT_OFFSETOF(struct weft_sock_cfg_key, index) == 0, "weft_sock_cfg_key.index");
+
+struct weft_sock_cfg {
+	__u64 host_netns_cookie; /* bpf_get_netns_cookie() of the host's namespace; 0 = unknown */
+	__u32 lb_host_traffic;   /* 1: balance the host's connections too (--lb-host-traffic) */
+	__u32 _pad;
+};
+_Static_assert(sizeof(struct weft_sock_cfg) == 16, "weft_sock_cfg size");
+
 /* ---- policy: hash, most specific hit wins --------------------------------- */
 
 struct weft_policy_key {
@@ -333,6 +361,9 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 	  struct weft_sock_rev_value, WEFT_SOCK_REV_MAX)
 #define WEFT_MAP_ct(X)                                                                   \
 	X(ct, weft_ct, LRU_HASH, struct weft_ct_key, struct weft_ct_value, WEFT_CT_MAX)
+#define WEFT_MAP_sock_cfg(X)                                                             \
+	X(sock_cfg, weft_sock_cfg, HASH, struct weft_sock_cfg_key, struct weft_sock_cfg,    \
+	  WEFT_SOCK_CFG_MAX)
 #define WEFT_MAP_metrics(X)                                                              \
 	X(metrics, weft_metrics, PERCPU_ARRAY, __u32, struct weft_metrics_value,            \
 	  WEFT_METRICS_MAX)
@@ -340,7 +371,7 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 #define WEFT_MAPS(X)                                                                     \
 	WEFT_MAP_ipcache(X) WEFT_MAP_endpoint(X) WEFT_MAP_policy(X) WEFT_MAP_svc(X)         \
 	WEFT_MAP_lb_slot(X) WEFT_MAP_backend(X) WEFT_MAP_sock_rev(X) WEFT_MAP_ct(X)         \
-	WEFT_MAP_metrics(X) WEFT_MAP_local_veth(X)
+	WEFT_MAP_metrics(X) WEFT_MAP_local_veth(X) WEFT_MAP_sock_cfg(X)
 
 #define WEFT_PIN_DIR "/sys/fs/bpf/weft"
 

@@ -24,15 +24,15 @@ variable "node" {
 }
 
 variable "stable_address" {
-  description = "The stable track's address (a workload address when var.node is set: unique across Weft)"
+  description = "The stable track's address (a workload address when var.node is set: inside the node's podCidr, unique across Weft)"
   type        = string
-  default     = "10.20.0.10"
+  default     = "10.0.0.10"
 }
 
 variable "canary_address" {
   description = "The canary track's address"
   type        = string
-  default     = "10.20.0.11"
+  default     = "10.0.0.11"
 }
 
 variable "stable_weight" {

@@ -60,6 +60,7 @@ export const arbitraries: { [M in MapId]: { key: fc.Arbitrary<MapTypes[M]["key"]
     value: fc.record({ packets: u64, bytes: u64 }),
   },
   local_veth: { key: fc.record({ address }), value: fc.record({ ifindex: nonZeroU32 }) },
+  sock_cfg: { key: fc.constant({ index: 0 as const }), value: fc.record({ hostNetnsCookie: u64, lbHostTraffic: fc.boolean() }) },
 };
 
 export function entryArb<M extends MapId>(map: M): fc.Arbitrary<Entry<M>> {

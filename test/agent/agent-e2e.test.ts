@@ -23,6 +23,7 @@ import { decodeEntries, maps as mapSpecs } from "@weft/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { BINARY_MAGIC } from "../../api/src/routes/datapath/binary.ts";
+import { ApiClient } from "../../nodeagent/src/agent/client.ts";
 import type { AgentConfig } from "../../nodeagent/src/agent/config.ts";
 import { startAgent, uninstall, type RunningAgent } from "../../nodeagent/src/agent/runtime.ts";
 import { MANAGED_MAPS, type ManagedMap } from "../../nodeagent/src/datapath/index.ts";
@@ -157,7 +158,9 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
   });
 
   async function buildApi(port: number): Promise<void> {
-    app = await startApi("pglite", { dataDir, serviceCidr: "198.18.40.0/24" });
+    // Workload addresses must lie in the node's pod CIDR block: this pod CIDR is one /19 block, 198.18.0.0/19,
+    // which holds every namespace address of W; the only node of this fresh database gets it.
+    app = await startApi("pglite", { dataDir, serviceCidr: "198.18.40.0/24", podCidr: "198.18.0.0/19", podCidrNodePrefix: 19 });
     await app.listen({ port, host: "127.0.0.1" });
     apiPort = (app.server.address() as { port: number }).port;
   }
@@ -189,10 +192,13 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
   it("registers once with a join token and keeps the credential 0600", async () => {
     const jt = await app.inject({ method: "POST", url: "/v1/join-tokens", headers: operator, payload: {} });
     expect(jt.statusCode, jt.body).toBe(201);
-    cfg = { command: "run", api: api(), joinToken: jt.json().token, name: node, zone: "zone-a", cgroup, pinDir, stateDir, metricsPort: 0, hostRouting: true };
+    cfg = { command: "run", api: api(), joinToken: jt.json().token, name: node, zone: "zone-a", cgroup, pinDir, stateDir, metricsPort: 0, hostRouting: true, lbHostTraffic: false };
     agent = await startAgent(cfg, { waitSeconds: 5, backoff: { initialMs: 50, maxMs: 400 }, log: quiet });
     expect(statSync(join(stateDir, "node.json")).mode & 0o777).toBe(0o600);
     expect(statSync(stateDir).mode & 0o777).toBe(0o700);
+    // The node's block of the pod CIDR, from the registration's answer, kept with the credential.
+    expect(JSON.parse(readFileSync(join(stateDir, "node.json"), "utf8")).podCidr).toBe("198.18.0.0/19");
+    expect(agent.loop.podCidrBlock).toBe("198.18.0.0/19");
     // The socket-LB programs are on the test's cgroup through pinned links.
     expect(readdirSync(join(pinDir, "links")).filter((n) => n.startsWith("cgroup-")).length).toBe(4);
     await converged(agent);
@@ -289,6 +295,8 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
     expect(text).toContain(`weft_agent_applied_revision ${a.loop.applied!.revision}`);
     expect(text).toContain(`weft_agent_map_entries{map="policy"} ${want.maps.policy.length}`);
     expect(text).toMatch(/weft_agent_apply_seconds_count [1-9]/);
+    expect(text).toContain(`weft_agent_pod_cidr_info{cidr="198.18.0.0/19"} 1`);
+    expect(shown.counters).toMatchObject({ "agent.pod_cidr_known": 1, "agent.local_veth_outside_block": 0 });
   });
 
   it("issues SVIDs for a workload on the node under the node credential; they verify with openssl", async () => {
@@ -315,6 +323,10 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
     agent = await startAgent({ ...cfg, joinToken: undefined }, { waitSeconds: 5, backoff: { initialMs: 50, maxMs: 400 }, log: quiet });
     await converged(agent);
     expect(agent.loop.history[0]).toMatchObject({ upserts: 0, deletes: 0 });
+    // On a restart the block is checked against GET /v1/nodes/{node}, which the node's own credential may read.
+    expect(await new ApiClient(api(), agent.registration.credential).node(node)).toEqual({ name: node, podCidr: "198.18.0.0/19" });
+    expect(agent.loop.podCidrBlock).toBe("198.18.0.0/19");
+    expect(agent.loop.currentErrors).toEqual([]);
     expect(kernelBytes(agent)).toEqual(before);
   });
 

@@ -5,10 +5,10 @@
  * on 410) against in-memory maps and a scripted API.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { maps as mapSpecs } from "@weft/codec";
+import { decodeEntries, decodeKeys, encodeEntries, maps as mapSpecs, type Entry } from "@weft/codec";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentLoop } from "../../nodeagent/src/agent/agent.ts";
 import { Backoff } from "../../nodeagent/src/agent/backoff.ts";
@@ -16,9 +16,11 @@ import { ApiError, type DatapathAnswer, type DatapathQuery } from "../../nodeage
 import { DEFAULT_CGROUP, DEFAULT_STATE_DIR, parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
 import { InvalidDatapath, patch, validateDelta, validateFull, type DesiredMaps } from "../../nodeagent/src/agent/desired.ts";
 import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
+import { inPodCidr, parsePodCidr } from "../../nodeagent/src/agent/pod-cidr.ts";
+import { VethReconciler } from "../../nodeagent/src/agent/veths.ts";
 import { loadRegistration, saveRegistration } from "../../nodeagent/src/agent/state.ts";
 import { MANAGED_MAPS, type MapTarget, type MapTargets } from "../../nodeagent/src/datapath/index.ts";
-import { canonical, nodeState } from "./fixtures.ts";
+import { canonical, nodeState, W } from "./fixtures.ts";
 
 const HASH_A = "a".repeat(64);
 const HASH_B = "b".repeat(64);
@@ -41,10 +43,27 @@ describe("command line", () => {
       stateDir: DEFAULT_STATE_DIR,
       metricsPort: 0,
       hostRouting: true,
+      lbHostTraffic: false,
     });
     expect(parseArgs([], { WEFT_API: "https://api.example:1", WEFT_NODE_NAME: "n2" }).name).toBe("n2");
     expect(parseArgs([...base, "--host-routing", "off"], {}).hostRouting).toBe(false);
     expect(parseArgs(base, { WEFT_HOST_ROUTING: "off" }).hostRouting).toBe(false);
+    // --lb-host-traffic: a switch (alone, or before another flag, means on), or on|off; off by default.
+    expect(parseArgs([...base, "--lb-host-traffic"], {}).lbHostTraffic).toBe(true);
+    expect(parseArgs(["--lb-host-traffic", ...base], {})).toMatchObject({ lbHostTraffic: true, name: "n1" });
+    expect(parseArgs([...base, "--lb-host-traffic", "off"], { WEFT_LB_HOST_TRAFFIC: "on" }).lbHostTraffic).toBe(false);
+    expect(parseArgs([...base, "--lb-host-traffic=on"], {}).lbHostTraffic).toBe(true);
+    expect(parseArgs(base, { WEFT_LB_HOST_TRAFFIC: "on" }).lbHostTraffic).toBe(true);
+  });
+
+  it("shows the socket LB's host-traffic setting in the status counters and /metrics", async () => {
+    const m = new AgentMetrics();
+    expect(m.statusCounters()["agent.lb_host_traffic"]).toBeUndefined();
+    m.sockConfig(false);
+    expect(m.statusCounters()["agent.lb_host_traffic"]).toBe(0);
+    m.sockConfig(true);
+    expect(m.statusCounters()["agent.lb_host_traffic"]).toBe(1);
+    expect(await m.registry.metrics()).toMatch(/^weft_agent_lb_host_traffic 1$/m);
   });
 
   it("cleanup needs only the pin directory", () => {
@@ -58,6 +77,7 @@ describe("command line", () => {
     [["--api", "ftp://x", "--name", "n"], "must be http(s)"],
     [["--api", "not a url", "--name", "n"], "is not a URL"],
     [[...base, "--metrics-port", "70000"], "is not a port"],
+    [[...base, "--lb-host-traffic", "yes"], "--lb-host-traffic \"yes\" is not on or off"],
     [[...base, "--host-routing", "yes"], "is not on or off"],
     [[...base, "--name", "again"], "given twice"],
     [["--api", "http://x", "--name", "--zone", "z"], "--name needs a value"],
@@ -134,6 +154,15 @@ describe("state directory", () => {
     expect(statSync(join(state, "node.json")).mode & 0o777).toBe(0o600);
     saveRegistration(state, reg);
     expect(statSync(state).mode & 0o777).toBe(0o700);
+  });
+
+  it("keeps the node's pod CIDR block with the registration; a file without one loads as unknown", () => {
+    dir = mkdtempSync(join(tmpdir(), "weft-state-"));
+    const reg = { api: "http://a", node: "n1", credential: "weft_node_secret", registeredAt: "2030-01-01T00:00:00.000Z", podCidr: "10.0.3.0/24" };
+    saveRegistration(dir, reg);
+    expect(loadRegistration(dir)).toEqual(reg);
+    writeFileSync(join(dir, "node.json"), JSON.stringify({ api: "http://a", node: "n1", credential: "c", registeredAt: "" }), { mode: 0o600 });
+    expect(loadRegistration(dir)!.podCidr).toBeUndefined();
   });
 
   it("refuses a file that is not a registration, saying what to do", () => {
@@ -326,5 +355,146 @@ describe("the loop", () => {
     expect(r.loop.applied).toBeNull();
     expect(r.statuses.at(-1)).toMatchObject({ appliedRevision: 0, hash: "none" });
     expect(r.statuses.at(-1)!.errors[0]).toMatch(/no full state/);
+  });
+});
+
+describe("pod CIDR block", () => {
+  it("parses IPv4 blocks and tells addresses inside from outside", () => {
+    const block = parsePodCidr("10.0.3.0/24")!;
+    expect(block).toEqual({ cidr: "10.0.3.0/24", base: 10 * 2 ** 24 + 3 * 256, size: 256 });
+    expect(inPodCidr(block, "10.0.3.0")).toBe(true);
+    expect(inPodCidr(block, "10.0.3.255")).toBe(true);
+    expect(inPodCidr(block, "10.0.4.0")).toBe(false);
+    expect(inPodCidr(block, "10.0.2.255")).toBe(false);
+    expect(inPodCidr(block, "10.0.3.256")).toBe(false);
+    expect(inPodCidr(block, "fd00::1")).toBe(false);
+    expect(inPodCidr(parsePodCidr("0.0.0.0/0")!, "255.255.255.255")).toBe(true);
+    for (const bad of ["10.0.3.1/24", "10.0.3.0", "10.0.3.0/33", "10.0.3/24", "fd00::/64", ""]) expect(parsePodCidr(bad), bad).toBeNull();
+  });
+
+  /** The local_veth map in memory, as address -> ifindex. */
+  function localVethMap() {
+    const entries = new Map<string, number>();
+    const target: MapTarget = {
+      dump: () => encodeEntries("local_veth", [...entries].map(([address, ifindex]): Entry<"local_veth"> => ({ key: { address }, value: { ifindex } }))),
+      updateBatch(keys, values) {
+        for (const e of decodeEntries("local_veth", keys, values)) entries.set(e.key.address, e.value.ifindex);
+      },
+      deleteBatch(keys) {
+        const gone = decodeKeys("local_veth", keys);
+        for (const k of gone) entries.delete(k.address);
+        return gone.length;
+      },
+    };
+    return { target, entries };
+  }
+
+  /**
+   * Every address routes to the loopback's ifindex, which the reconciler is
+   * told is a veth whose peer is in another namespace: no kernel needed, and
+   * every address would get a host-routing entry but for the block.
+   */
+  const fakeVeths = () =>
+    new VethReconciler(
+      { attachVeth: () => undefined, detachVethIndex: () => 1, attachedVethIndexes: () => [] },
+      async () => "lo",
+      async () => ({ kind: "veth", peerInOtherNetns: true }),
+    );
+
+  const INSIDE = W.address; // 198.18.20.2
+  const OUTSIDE = "198.18.99.2";
+  const withOutsider = (): DesiredMaps => {
+    const A = nodeState() as unknown as DesiredMaps;
+    return { ...A, endpoint: [...A.endpoint, { key: { address: OUTSIDE }, value: { identity: W.identity, tenant: W.tenant } }] };
+  };
+
+  async function runWithBlock(opts: { saved?: string | null; answer?: string | null | undefined | Error; hostRouting?: boolean }) {
+    const api = scriptedClient([full(withOutsider(), 5, HASH_A)]);
+    const asked: string[] = [];
+    const client =
+      "answer" in opts
+        ? {
+            ...api.client,
+            async node(name: string) {
+              asked.push(name);
+              if (opts.answer instanceof Error) throw opts.answer;
+              return { name, podCidr: opts.answer };
+            },
+          }
+        : api.client;
+    const local = localVethMap();
+    const metrics = new AgentMetrics();
+    const learned: string[] = [];
+    const loop = new AgentLoop({
+      node: "n1",
+      client,
+      maps: memoryMaps(),
+      metrics,
+      veths: fakeVeths(),
+      localVeths: local.target,
+      hostRouting: opts.hostRouting ?? true,
+      podCidr: opts.saved ?? null,
+      onPodCidr: (c) => learned.push(c),
+      backoff: { initialMs: 1, maxMs: 4 },
+      log: noLog,
+    });
+    const abort = new AbortController();
+    const running = loop.run(abort.signal);
+    await api.finished;
+    abort.abort();
+    await running;
+    await loop.report();
+    return { loop, local, metrics, learned, asked, status: api.statuses.at(-1)! };
+  }
+
+  it("gives no host-routing shortcut to a desired address outside the node's block, and reports it", async () => {
+    const ifindexLo = Number(readFileSync("/sys/class/net/lo/ifindex", "utf8"));
+    const r = await runWithBlock({ answer: "198.18.20.0/24" });
+    expect(r.asked).toEqual(["n1"]);
+    expect(r.loop.podCidrBlock).toBe("198.18.20.0/24");
+    // The outsider's address is another node's: this node's BPF must not redirect traffic for it.
+    expect(Object.fromEntries(r.local.entries)).toEqual({ [INSIDE]: ifindexLo });
+    expect(r.status.errors).toEqual([`workload address ${OUTSIDE} is outside this node's pod CIDR block 198.18.20.0/24: no host routing for it`]);
+    expect(r.status.counters).toMatchObject({ "agent.pod_cidr_known": 1, "agent.local_veth_outside_block": 1, "entries.local_veth": 1 });
+    // The state is applied all the same: the block limits host routing, not the API's maps.
+    expect(r.loop.applied?.revision).toBe(5);
+    expect(r.learned).toEqual(["198.18.20.0/24"]);
+    const text = await r.metrics.registry.metrics();
+    expect(text).toMatch(/^weft_agent_pod_cidr_info\{cidr="198\.18\.20\.0\/24"\} 1$/m);
+    expect(text).toMatch(/^weft_agent_local_veth_outside_block 1$/m);
+  });
+
+  it("with the block unknown (an API that assigns none) keeps naming every address, and says so", async () => {
+    for (const opts of [{}, { answer: undefined }, { answer: new ApiError("failed to GET /v1/nodes/n1: 403", 403) }]) {
+      const r = await runWithBlock(opts);
+      expect(r.loop.podCidrBlock).toBeNull();
+      expect([...r.local.entries.keys()].sort()).toEqual([INSIDE, OUTSIDE]);
+      expect(r.status.errors).toEqual([]);
+      expect(r.status.counters).toMatchObject({ "agent.pod_cidr_known": 0, "agent.local_veth_outside_block": 0, "entries.local_veth": 2 });
+      expect(await r.metrics.registry.metrics()).not.toMatch(/^weft_agent_pod_cidr_info\{/m);
+    }
+  });
+
+  it("a node without a block yet (null) asks again; a failed read is reported and retried", async () => {
+    const none = await runWithBlock({ answer: null });
+    expect(none.loop.podCidrBlock).toBeNull();
+    expect(none.local.entries.size).toBe(2);
+    const down = await runWithBlock({ answer: new ApiError("failed to GET /v1/nodes/n1: ECONNREFUSED", 0) });
+    expect(down.status.errors.join()).toMatch(/failed to read the pod CIDR block of node n1: .*ECONNREFUSED/);
+    expect(down.local.entries.size).toBe(2);
+  });
+
+  it("keeps the block it holds when the API names another, and reports the mismatch", async () => {
+    const r = await runWithBlock({ saved: "198.18.20.0/24", answer: "198.18.99.0/24" });
+    expect(r.loop.podCidrBlock).toBe("198.18.20.0/24");
+    expect([...r.local.entries.keys()]).toEqual([INSIDE]);
+    expect(r.status.errors).toContain("the API names pod CIDR block 198.18.99.0/24 for node n1, but the node holds 198.18.20.0/24 (state directory): keeping 198.18.20.0/24");
+    expect(r.learned).toEqual([]);
+  });
+
+  it("uses the saved block while the API cannot be asked", async () => {
+    const r = await runWithBlock({ saved: "198.18.20.0/24", answer: new ApiError("failed to GET /v1/nodes/n1: ECONNREFUSED", 0) });
+    expect([...r.local.entries.keys()]).toEqual([INSIDE]);
+    expect(r.status.counters["agent.local_veth_outside_block"]).toBe(1);
   });
 });

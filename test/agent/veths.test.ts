@@ -5,6 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parsePodCidr } from "../../nodeagent/src/agent/pod-cidr.ts";
 import { ifindexOf, routeInterface, VethReconciler, type VethTarget } from "../../nodeagent/src/agent/veths.ts";
 import { Cleanup, kernelUnavailableReason, makeNetns } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";
@@ -69,6 +70,20 @@ describe.skipIf(skip)("veth reconciler", () => {
     expect(result.refused.join("\n")).toMatch(/198\.18\.240\.8 is behind lo, which is not a veth/);
     // Host routing names only the guarded veth, for the address behind it.
     expect(Object.fromEntries(result.localVeths)).toEqual({ "198.18.240.7": ifindexOf("wvt-host") });
+  });
+
+  it("names no veth for an address outside the node's pod CIDR block, though its veth stays guarded", async () => {
+    const target = new RecordingTarget();
+    // The node's block is the lower half of 198.18.240.0/24: .200 sits behind the same veth, but is another node's address.
+    const result = await new VethReconciler(target).sync(["198.18.240.7", "198.18.240.200"], new Map(), parsePodCidr("198.18.240.0/25"));
+    expect(result.errors).toEqual([]);
+    expect(result.attached).toEqual(["wvt-host"]);
+    expect(result.outsideBlock).toEqual(["198.18.240.200"]);
+    expect(Object.fromEntries(result.localVeths)).toEqual({ "198.18.240.7": ifindexOf("wvt-host") });
+    // Without a block (an API that assigns none): both, as before.
+    const unknown = await new VethReconciler(new RecordingTarget()).sync(["198.18.240.7", "198.18.240.200"]);
+    expect(unknown.outsideBlock).toEqual([]);
+    expect([...unknown.localVeths.keys()].sort()).toEqual(["198.18.240.200", "198.18.240.7"]);
   });
 
   it("guards a veth whose peer stayed in this namespace but leaves its addresses to the host's routing", async () => {

@@ -40,6 +40,9 @@ describe.each(BACKENDS)("audit and change logs on %s", (backend) => {
         headers: { ...bearer(admin.token), "x-request-id": "req-revoke" },
       });
       expect([created.statusCode, minted.statusCode, second.statusCode, revoked.statusCode]).toEqual([201, 201, 201, 204]);
+      // The audit log names each write by the server's request id (the x-request-id it answered), with the client's beside it.
+      const [reqCreate, reqMint1, reqMint2, reqRevoke] = [created, minted, second, revoked].map((r) => r.headers["x-request-id"] as string);
+      expect(new Set([reqCreate, reqMint1, reqMint2, reqRevoke]).size).toBe(4);
 
       const audit = await app.inject({ url: `/v1/tenants/${tenant}/audit`, headers: bearer(admin.token) });
       expect(audit.statusCode).toBe(200);
@@ -48,16 +51,16 @@ describe.each(BACKENDS)("audit and change logs on %s", (backend) => {
       // Other resources (the tenant's CA) may be written alongside; these are the tenant and token writes.
       const items = all.filter((e: { resource: string }) => /^(tenant|token)\//.test(e.resource));
       expect(items.map(({ id: _id, at: _at, revision: _rev, ...rest }: Record<string, unknown>) => rest)).toEqual([
-        { actor: "operator", action: "tenant.create", resource: `tenant/${tenant}`, requestId: "req-create" },
-        { actor: "operator", action: "token.create", resource: `token/${admin.id}`, requestId: "req-mint-1" },
-        { actor: `token:${admin.id}`, action: "token.create", resource: `token/${reader.id}`, requestId: "req-mint-2" },
-        { actor: `token:${admin.id}`, action: "token.revoke", resource: `token/${reader.id}`, requestId: "req-revoke" },
+        { actor: "operator", action: "tenant.create", resource: `tenant/${tenant}`, requestId: reqCreate, clientRequestId: "req-create" },
+        { actor: "operator", action: "token.create", resource: `token/${admin.id}`, requestId: reqMint1, clientRequestId: "req-mint-1" },
+        { actor: `token:${admin.id}`, action: "token.create", resource: `token/${reader.id}`, requestId: reqMint2, clientRequestId: "req-mint-2" },
+        { actor: `token:${admin.id}`, action: "token.revoke", resource: `token/${reader.id}`, requestId: reqRevoke, clientRequestId: "req-revoke" },
       ]);
       expect(items[0].revision).toBe(revisionOf(created.headers.etag));
       const revisions = items.map((e: { revision: number }) => e.revision);
       expect([...revisions].sort((a, b) => a - b)).toEqual(revisions);
       expect(new Set(revisions).size).toBe(4);
-      for (const e of all) expect(e.requestId).toMatch(/^req-(create|mint-1|mint-2|revoke)$/);
+      for (const e of all) expect([reqCreate, reqMint1, reqMint2, reqRevoke]).toContain(e.requestId);
       for (const e of items) expect(Date.parse(e.at)).not.toBeNaN();
     });
 

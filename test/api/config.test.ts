@@ -49,8 +49,23 @@ describe("configuration from the environment", () => {
 
   it("reads the service range, map capacities and datapath history, with defaults", () => {
     expect(configFromEnv({})).toMatchObject({ serviceCidr: "198.19.0.0/16", mapCapacity: {}, datapathHistory: 64 });
-    const config = configFromEnv({ WEFT_SERVICE_CIDR: "10.96.0.0/12", WEFT_MAP_CAPACITY_POLICY: "1000", WEFT_DATAPATH_HISTORY: "8" });
-    expect(config).toMatchObject({ serviceCidr: "10.96.0.0/12", mapCapacity: { policy: 1000 }, datapathHistory: 8 });
+    const config = configFromEnv({
+      WEFT_SERVICE_CIDR: "10.96.0.0/12",
+      WEFT_POD_CIDR: "10.244.0.0/16",
+      WEFT_MAP_CAPACITY_POLICY: "1000",
+      WEFT_DATAPATH_HISTORY: "8",
+    });
+    expect(config).toMatchObject({ serviceCidr: "10.96.0.0/12", podCidr: "10.244.0.0/16", mapCapacity: { policy: 1000 }, datapathHistory: 8 });
+  });
+
+  it("reads the pod range and each node's block, and refuses one that overlaps the service range", () => {
+    expect(configFromEnv({})).toMatchObject({ podCidr: "10.0.0.0/8", podCidrNodePrefix: 24 });
+    expect(configFromEnv({ WEFT_POD_CIDR: "198.18.0.0/16", WEFT_POD_CIDR_NODE_PREFIX: "26" })).toMatchObject({ podCidr: "198.18.0.0/16", podCidrNodePrefix: 26 });
+    expect(() => configFromEnv({ WEFT_SERVICE_CIDR: "10.96.0.0/12" })).toThrow(/WEFT_POD_CIDR 10.0.0.0\/8 overlaps WEFT_SERVICE_CIDR/);
+    expect(() => configFromEnv({ WEFT_POD_CIDR: "198.18.0.0/16", WEFT_POD_CIDR_NODE_PREFIX: "8" })).toThrow(/WEFT_POD_CIDR_NODE_PREFIX/);
+    expect(() => configFromEnv({ WEFT_POD_CIDR: "10.0.0.0/8", WEFT_POD_CIDR_NODE_PREFIX: "31" })).toThrow(/WEFT_POD_CIDR_NODE_PREFIX/);
+    expect(() => configFromEnv({ WEFT_TOKEN_MAX_TTL: "59" })).toThrow(/WEFT_TOKEN_MAX_TTL/);
+    expect(() => configFromEnv({ WEFT_TOKEN_MINT_LIMIT: "0" })).toThrow(/WEFT_TOKEN_MINT_LIMIT/);
   });
 
   it("stops the server with exit code 2 and one line naming the variable", () => {

@@ -128,7 +128,7 @@ describe.each(BACKENDS)("PUT/GET/DELETE conventions on %s", (backend) => {
       expect(missing.errors).toEqual([{ field: "body.name", message: "is required" }]);
     });
 
-    it("puts a request id on every response and echoes a valid incoming one", async () => {
+    it("puts the server's own request id on every response, whatever the client sent", async () => {
       const answers = await Promise.all([
         app.inject("/healthz"),
         app.inject("/no/such/route"),
@@ -140,10 +140,11 @@ describe.each(BACKENDS)("PUT/GET/DELETE conventions on %s", (backend) => {
       for (const id of ids) expect(id).toMatch(/^[0-9a-f-]{36}$/);
       expect(new Set(ids).size).toBe(ids.length);
 
-      const echoed = await app.inject({ url: "/healthz", headers: { "x-request-id": "client-req.42:a_b" } });
-      expect(echoed.headers["x-request-id"]).toBe("client-req.42:a_b");
+      // A client's id is never taken as the request's (test/security/request-id.test.ts: it is logged beside it).
+      const sent = await app.inject({ url: "/healthz", headers: { "x-request-id": "client-req.42:a_b" } });
+      expect(sent.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
       const problem = expectProblem(await app.inject({ url: "/v1/tenants", headers: { "x-request-id": "trace-7" } }), 401);
-      expect(problem.requestId).toBe("trace-7");
+      expect(problem.requestId).toMatch(/^[0-9a-f-]{36}$/);
       for (const bad of ["has space", "x".repeat(129), "semi;colon"]) {
         const replaced = await app.inject({ url: "/healthz", headers: { "x-request-id": bad } });
         expect(replaced.headers["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);

@@ -82,16 +82,20 @@ describe.each(BACKENDS)("tenant isolation on %s", (backend) => {
       },
     );
 
+    // Each route's six 401s come from an address of its own: failed authentications
+    // are limited per address (WEFT_AUTH_FAILURE_LIMIT, 30 a minute by default).
+    let strangers = 0;
     it.each(tenantRoutes.map((r) => [label(r), r] as const))("%s: no token, a garbage or expired one: 401", async (_label, route) => {
-      const none = await app.inject(requestFor(route, own.tenant, {}));
+      const from = { remoteAddress: `192.0.2.${++strangers}` };
+      const none = await app.inject({ ...requestFor(route, own.tenant, {}), ...from });
       expect(expectProblem(none, 401).detail).toBe("a bearer token is required");
       expect(none.headers["www-authenticate"]).toBe('Bearer realm="weft"');
       for (const headers of [bearer("garbage"), bearer("a.b.c"), { authorization: "Basic Zm9vOmJhcg==" }, bearer(expired)]) {
-        const res = await app.inject(requestFor(route, own.tenant, headers));
+        const res = await app.inject({ ...requestFor(route, own.tenant, headers), ...from });
         expectProblem(res, 401);
         expect(res.headers["www-authenticate"]).toMatch(/^Bearer realm="weft", error="invalid_token", error_description="[^"]+"$/);
       }
-      expect(expectProblem(await app.inject(requestFor(route, own.tenant, bearer(expired))), 401).detail).toBe("token expired");
+      expect(expectProblem(await app.inject({ ...requestFor(route, own.tenant, bearer(expired)), ...from }), 401).detail).toBe("token expired");
     });
 
     it.each(narrowerThanAdmin.map((r) => [label(r), r] as const))("%s: a read token gets 403", async (_label, route) => {

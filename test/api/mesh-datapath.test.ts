@@ -6,7 +6,7 @@ import { createEvaluator } from "../../api/src/datapath/evaluate.ts";
 import type { DatapathMaps, PolicyRow, PolicyRule, Snapshot } from "../../api/src/datapath/types.ts";
 import { decodeMaps } from "../../api/src/routes/datapath/binary.ts";
 import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
-import { freshAddress, identity, mustPut, putResource, tenantChanges } from "../support/mesh.ts";
+import { freshAddress, freshAddress as freshAddressIn, identity, mustPut, putResource, tenantChanges } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
 import { canonical, intended } from "../datapath/support.ts";
 
@@ -17,7 +17,7 @@ describe.each(BACKENDS)("node datapath on %s", (backend) => {
   describe.skipIf(skipBackend(backend))("", () => {
     let app: WeftApp;
     let a: { tenant: string; token: string };
-    let node: { name: string; credential: string };
+    let node: { name: string; credential: string; podCidr: string };
     beforeAll(async () => {
       app = await startApi(backend, { datapathHistory: 3 });
       a = await tenantWithToken(app, ["write"]);
@@ -28,11 +28,11 @@ describe.each(BACKENDS)("node datapath on %s", (backend) => {
 
     const read = (query: Record<string, string> = {}, headers: Record<string, string> = {}) =>
       app.inject({ url: urlOf(node.name), headers: { ...bearer(node.credential), ...headers }, query });
-    const addWorkload = (name: string, address = freshAddress()) =>
+    const addWorkload = (name: string, address = freshAddress(node.podCidr)) =>
       mustPut(app, a.token, a.tenant, `workloads/${name}`, { identity: "web", node: node.name, addresses: [address] });
 
     it("serves {revision, hash, maps} with the hash as ETag, and 304 for it", async () => {
-      const address = freshAddress();
+      const address = freshAddress(node.podCidr);
       await addWorkload("w1", address);
       const res = await read();
       expect(res.statusCode, res.body).toBe(200);
@@ -48,7 +48,7 @@ describe.each(BACKENDS)("node datapath on %s", (backend) => {
 
     it("?since answers the delta that turns the old maps into the new ones", async () => {
       const before = (await read()).json();
-      const address = freshAddress();
+      const address = freshAddress(node.podCidr);
       await addWorkload("w2", address);
       const delta = await read({ since: String(before.revision) });
       expect(delta.statusCode, delta.body).toBe(200);
@@ -97,7 +97,7 @@ describe.each(BACKENDS)("node datapath on %s", (backend) => {
       const { revision } = (await read()).json();
       const poll = read({ since: String(revision), wait: "10" });
       await sleep(100);
-      const address = freshAddress();
+      const address = freshAddress(node.podCidr);
       await addWorkload("woken-since", address);
       const res = await poll;
       expect(res.json().upserts.endpoint.map((e: { key: { address: string } }) => e.key.address)).toContain(address);
@@ -163,15 +163,16 @@ describe.each(BACKENDS)("capacity admission on %s", (backend) => {
     let app: WeftApp;
     let a: { tenant: string; token: string };
     let node: string;
+    let podCidr: string;
     beforeAll(async () => {
       app = await startApi(backend, { mapCapacity: { endpoint: 2, policy: 12 } });
       a = await tenantWithToken(app, ["write"]);
-      node = (await registeredNode(app)).name;
+      ({ name: node, podCidr } = await registeredNode(app));
       await identity(app, a.token, a.tenant, "web", { app: "web" });
     });
     afterAll(async () => app?.close());
 
-    const workload = (on = node) => ({ identity: "web", node: on, addresses: [freshAddress()] });
+    const workload = (on = node, block = podCidr) => ({ identity: "web", node: on, addresses: [freshAddress(block)] });
 
     it("refuses a write that would overflow a node's map, naming map, node, needed and available; a dry run says the same", async () => {
       await mustPut(app, a.token, a.tenant, "workloads/w1", workload());
@@ -185,8 +186,9 @@ describe.each(BACKENDS)("capacity admission on %s", (backend) => {
       }
       expect((await app.inject({ url: `/v1/tenants/${a.tenant}/workloads/w3`, headers: bearer(a.token) })).statusCode).toBe(404);
       // Another node has room: the same workload fits there.
-      const other = (await registeredNode(app)).name;
-      expect((await putResource(app, a.token, a.tenant, "workloads/w3", { ...spec, node: other })).statusCode).toBe(201);
+      const other = await registeredNode(app);
+      // (Its address from the other node's block: addresses belong to their node's pod CIDR block.)
+      expect((await putResource(app, a.token, a.tenant, "workloads/w3", workload(other.name, other.podCidr))).statusCode).toBe(201);
     });
 
     it("refuses a policy that would overflow the policy map; a smaller one passes", async () => {
@@ -233,7 +235,9 @@ describe.each(BACKENDS)("served maps agree with the policies on %s", (backend) =
       app = await startApi(backend);
       a = await tenantWithToken(app, ["write"]);
       const b = await tenantWithToken(app, ["write"]);
-      node = (await registeredNode(app)).name;
+      const registered = await registeredNode(app);
+      node = registered.name;
+      const freshAddress = () => freshAddressIn(registered.podCidr);
       const ids = await Promise.all([a.tenant, b.tenant].map(async (t) => (await app.weft.directory.byName(t))!.id));
       const identities: Snapshot["identities"][number][] = [];
       const workloads: Snapshot["workloads"][number][] = [];

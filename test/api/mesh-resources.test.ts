@@ -10,12 +10,13 @@ describe.each(BACKENDS)("workloads, services and policies on %s", (backend) => {
     let a: { tenant: string; token: string };
     let b: { tenant: string; token: string };
     let node: string;
+    let podCidr: string;
     const vip = freshVip();
     beforeAll(async () => {
       app = await startApi(backend);
       a = await tenantWithToken(app, ["write"]);
       b = await tenantWithToken(app, ["write"]);
-      node = (await registeredNode(app, { zone: "zone-a" })).name;
+      ({ name: node, podCidr } = await registeredNode(app, { zone: "zone-a" }));
       await identity(app, a.token, a.tenant, "web", { app: "web" });
       await identity(app, a.token, a.tenant, "db", { app: "db" });
       await identity(app, b.token, b.tenant, "secret", { app: "secret" });
@@ -32,7 +33,7 @@ describe.each(BACKENDS)("workloads, services and policies on %s", (backend) => {
     }
 
     it("creates, reads, replaces, lists and deletes a workload with the resource conventions", async () => {
-      const address = freshAddress();
+      const address = freshAddress(podCidr);
       const url = `/v1/tenants/${a.tenant}/workloads/w1`;
       const created = await putResource(app, a.token, a.tenant, "workloads/w1", { identity: "web", node, addresses: [address] });
       expect(created.statusCode, created.body).toBe(201);
@@ -111,29 +112,30 @@ describe.each(BACKENDS)("workloads, services and policies on %s", (backend) => {
           422,
           "body.egress.0.peers.1.identity",
         );
-        await refused(putResource(app, a.token, a.tenant, "workloads/w", { identity: "secret", node, addresses: [freshAddress()] }), 422, "body.identity");
+        await refused(putResource(app, a.token, a.tenant, "workloads/w", { identity: "secret", node, addresses: [freshAddress(podCidr)] }), 422, "body.identity");
         // The same answer for a name that exists nowhere: nothing tells the two apart.
         const unknown = await refused(putResource(app, a.token, a.tenant, "policies/p", { subject: { identity: "nowhere" } }), 422, "body.subject.identity");
         expect(unknown.detail).toBe('identity "nowhere" does not exist in this tenant');
       });
 
       it("explicit backends naming another tenant's workload (422)", async () => {
-        await mustPut(app, b.token, b.tenant, "workloads/theirs", { identity: "secret", node, addresses: [freshAddress()] });
+        await mustPut(app, b.token, b.tenant, "workloads/theirs", { identity: "secret", node, addresses: [freshAddress(podCidr)] });
         const spec = { ports: [{ port: 80, protocol: "tcp", targetPort: 80 }], backends: { explicit: [{ workload: "theirs", weight: 1 }] } };
         await refused(putResource(app, a.token, a.tenant, "services/s", spec), 422, "body.backends.explicit.0.workload");
       });
 
       it("an unknown node (422 body.node)", async () => {
-        await refused(putResource(app, a.token, a.tenant, "workloads/w", { identity: "web", node: "no-such-node", addresses: [freshAddress()] }), 422, "body.node");
+        await refused(putResource(app, a.token, a.tenant, "workloads/w", { identity: "web", node: "no-such-node", addresses: [freshAddress(podCidr)] }), 422, "body.node");
       });
 
       it("a duplicate workload address across the platform (409), or a service's VIP", async () => {
-        const taken = freshAddress();
+        const taken = freshAddress(podCidr);
         await mustPut(app, b.token, b.tenant, "workloads/holder", { identity: "secret", node, addresses: [taken] });
-        const res = await refused(putResource(app, a.token, a.tenant, "workloads/w", { identity: "web", node, addresses: [freshAddress(), taken] }), 409, "body.addresses.1");
+        const res = await refused(putResource(app, a.token, a.tenant, "workloads/w", { identity: "web", node, addresses: [freshAddress(podCidr), taken] }), 409, "body.addresses.1");
         // The other tenant's workload is not named.
         expect(JSON.stringify(res)).not.toContain("holder");
-        await refused(putResource(app, a.token, a.tenant, "workloads/w", { identity: "web", node, addresses: [vip] }), 409, "body.addresses.0");
+        // A VIP lies in the service CIDR, never in a node's block: refused before anyone's holding is looked at.
+        await refused(putResource(app, a.token, a.tenant, "workloads/w", { identity: "web", node, addresses: [vip] }), 422, "body.addresses.0");
       });
 
       it("malformed addresses, CIDRs with host bits, repeated ports, a backend with both workload and address (400)", async () => {
@@ -150,7 +152,7 @@ describe.each(BACKENDS)("workloads, services and policies on %s", (backend) => {
 
       it("a dry run validates everything and writes nothing", async () => {
         const before = await tenantChanges(app, a.tenant);
-        const res = await putResource(app, a.token, a.tenant, "workloads/dry", { identity: "web", node, addresses: [freshAddress()] }, { query: { dryRun: "true" } });
+        const res = await putResource(app, a.token, a.tenant, "workloads/dry", { identity: "web", node, addresses: [freshAddress(podCidr)] }, { query: { dryRun: "true" } });
         expect(res.statusCode, res.body).toBe(201);
         expect(await tenantChanges(app, a.tenant)).toBe(before);
         expect((await app.inject({ url: `/v1/tenants/${a.tenant}/workloads/dry`, headers: bearer(a.token) })).statusCode).toBe(404);

@@ -133,7 +133,7 @@ describe.each(BACKENDS)("node credentials on %s", (backend) => {
           method: "PUT",
           url: `/v1/tenants/${tenant}/workloads/${name}`,
           headers: operator,
-          payload: { identity, node, addresses: [uniqueAddress()] },
+          payload: { identity, node, addresses: [uniqueAddress(node)] },
         });
         expect(res.statusCode, res.body).toBe(201);
       };

@@ -55,12 +55,12 @@ describe.each(BACKENDS)("join tokens and node registration on %s", (backend) => 
     });
 
     it("registers a node once per token: reuse, unknown and expired tokens get the same 401 and write nothing", async () => {
-      const { token } = await joinToken(app);
+      const { token } = await joinToken(app, { labels: { rack: "r7" } });
       const name = uniqueName("node");
       const res = await app.inject({
         method: "POST",
         url: "/v1/nodes/register",
-        payload: { joinToken: token, name, zone: "zone-b", labels: { rack: "r7" } },
+        payload: { joinToken: token, name, zone: "zone-b" },
       });
       expect(res.statusCode, res.body).toBe(201);
       expect(res.headers.location).toBe(`/v1/nodes/${name}`);
@@ -107,6 +107,52 @@ describe.each(BACKENDS)("join tokens and node registration on %s", (backend) => 
       expect(retry.statusCode, retry.body).toBe(201);
     });
 
+    it("a join token fixes the node's labels, and optionally its name and zone; a request asking otherwise is 403 and spends nothing", async () => {
+      const name = uniqueName("node");
+      const minted = await app.inject({
+        method: "POST",
+        url: "/v1/join-tokens",
+        headers: operator,
+        payload: { labels: { rack: "r9", pool: "gpu" }, name, zone: "zone-f" },
+      });
+      expect(minted.statusCode, minted.body).toBe(201);
+      expect(minted.json()).toMatchObject({ labels: { rack: "r9", pool: "gpu" }, name, zone: "zone-f" });
+      const [stored] = await app.weft.db.select().from(joinTokens).where(eq(joinTokens.id, minted.json().id));
+      expect(stored).toMatchObject({ labels: { rack: "r9", pool: "gpu" }, name, zone: "zone-f" });
+      const { token } = minted.json() as { token: string };
+      const attempt = (body: Record<string, unknown>) =>
+        app.inject({ method: "POST", url: "/v1/nodes/register", payload: { joinToken: token, name, zone: "zone-f", ...body } });
+
+      const revision = await currentRevision(app);
+      for (const [body, field] of [
+        [{ labels: { rack: "r9" } }, "body.labels"],
+        [{ labels: { rack: "r9", pool: "gpu", extra: "x" } }, "body.labels"],
+        [{ labels: {} }, "body.labels"],
+        [{ name: uniqueName("other") }, "body.name"],
+        [{ zone: "zone-g" }, "body.zone"],
+      ] as const) {
+        const problem = expectProblem(await attempt(body), 403);
+        expect(problem.errors?.map((e) => e.field), JSON.stringify(body)).toEqual([field]);
+      }
+      expect(await currentRevision(app)).toBe(revision);
+      const [unspent] = await app.weft.db.select().from(joinTokens).where(eq(joinTokens.id, minted.json().id));
+      expect(unspent!.usedAt).toBeNull();
+
+      // The token's own labels, in any order, are accepted.
+      const ok = await attempt({ labels: { pool: "gpu", rack: "r9" } });
+      expect(ok.statusCode, ok.body).toBe(201);
+      expect(ok.json().node).toMatchObject({ name, zone: "zone-f", labels: { rack: "r9", pool: "gpu" } });
+
+      // Refused shapes: a name that is not a DNS label, an empty zone.
+      for (const payload of [{ name: "Not_A_Label" }, { zone: "" }, { labels: { k: "x".repeat(254) } }]) {
+        expectProblem(await app.inject({ method: "POST", url: "/v1/join-tokens", headers: operator, payload }), 400);
+      }
+      // A dry run shows what the token would fix.
+      const dry = await app.inject({ method: "POST", url: "/v1/join-tokens?dryRun=true", headers: operator, payload: { labels: { a: "b" } } });
+      expect(dry.json()).toMatchObject({ labels: { a: "b" }, name: null, zone: null });
+      expect(dry.json().token).toBeUndefined();
+    });
+
     it("refuses names that are not DNS labels", async () => {
       const { token } = await joinToken(app);
       expectProblem(await register(token, "Not_A_Label"), 400);
@@ -146,8 +192,9 @@ describe.each(BACKENDS)("join tokens and node registration on %s", (backend) => 
         [0, `node:${target}`, "node.register"],
         [0, "operator", "node.delete"],
       ]);
-      expect(audit[1]!.requestId).toBe(`del-${target}`);
-      const changes = await app.weft.db.select().from(changeLog).where(eq(changeLog.name, target));
+      // The server's request id, not the client's x-request-id.
+      expect(audit[1]!.requestId).toBe(del.headers["x-request-id"]);
+      const changes = await app.weft.db.select().from(changeLog).where(eq(changeLog.name, target)).orderBy(asc(changeLog.id));
       expect(changes.map((c) => [c.tenantId, c.kind, c.op])).toEqual([
         [0, "node", "upsert"],
         [0, "node", "delete"],

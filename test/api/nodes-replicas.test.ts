@@ -34,8 +34,8 @@ describe.skipIf(skipBackend("postgres"))("two API processes on one Postgres", ()
     await call(a.base, "PUT", `/v1/tenants/${tenant}/identities/web`, op, { path: "/web" });
     const { token } = (await call(a.base, "POST", "/v1/join-tokens", op, {})).json;
     const name = uniqueName("node");
-    const { credential } = (await call(a.base, "POST", "/v1/nodes/register", { "content-type": "application/json" }, { joinToken: token, name, zone: "z" })).json;
-    await call(a.base, "PUT", `/v1/tenants/${tenant}/workloads/web-1`, op, { identity: "web", node: name, addresses: [uniqueAddress()] });
+    const { credential, node: registered } = (await call(a.base, "POST", "/v1/nodes/register", { "content-type": "application/json" }, { joinToken: token, name, zone: "z" })).json;
+    await call(a.base, "PUT", `/v1/tenants/${tenant}/workloads/web-1`, op, { identity: "web", node: name, addresses: [uniqueAddress(registered.podCidr)] });
 
     const node = { authorization: `Bearer ${credential}` };
     const first = await call(b.base, "GET", `/v1/nodes/${name}/datapath`, node);
@@ -53,7 +53,7 @@ describe.skipIf(skipBackend("postgres"))("two API processes on one Postgres", ()
 
     // The write goes to A; B hears of it only through Postgres.
     const sentAt = performance.now();
-    await call(a.base, "PUT", `/v1/tenants/${tenant}/workloads/web-2`, op, { identity: "web", node: name, addresses: [uniqueAddress()] });
+    await call(a.base, "PUT", `/v1/tenants/${tenant}/workloads/web-2`, op, { identity: "web", node: name, addresses: [uniqueAddress(registered.podCidr)] });
     const woken = await poll;
     const latencyMs = answeredAt - sentAt;
     expect(woken.status).toBe(200);

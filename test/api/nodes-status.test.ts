@@ -8,7 +8,7 @@ import { registeredNode, uniqueAddress } from "../support/nodes.ts";
 describe.each(BACKENDS)("node status on %s", (backend) => {
   describe.skipIf(skipBackend(backend))("", () => {
     let app: WeftApp;
-    let node: { name: string; credential: string };
+    let node: { name: string; credential: string; podCidr: string };
     beforeAll(async () => {
       app = await startApi(backend);
       node = await registeredNode(app, { zone: "zone-s", labels: { role: "edge" } });
@@ -31,6 +31,7 @@ describe.each(BACKENDS)("node status on %s", (backend) => {
         name: node.name,
         zone: "zone-s",
         labels: { role: "edge" },
+        podCidr: node.podCidr,
         createdAt: expect.any(String),
         desired: { revision: current!.revision, hash: current!.datapath.hash },
         applied: null,
@@ -87,7 +88,7 @@ describe.each(BACKENDS)("node status on %s", (backend) => {
         method: "PUT",
         url: `/v1/tenants/${t.tenant}/workloads/web-1`,
         headers: bearer(t.token),
-        payload: { identity: "web", node: node.name, addresses: [uniqueAddress()] },
+        payload: { identity: "web", node: node.name, addresses: [uniqueAddress(node.podCidr)] },
       });
       expect(placed.statusCode, placed.body).toBe(201);
       const moved = await show();

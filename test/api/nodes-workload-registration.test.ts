@@ -37,7 +37,7 @@ describe.each(BACKENDS)("workloads registered by node agents on %s", (backend) =
       acme = await tenantWithToken(app, ["admin"]);
       other = await tenantWithToken(app, ["admin"]);
       for (const t of [acme, other]) {
-        const res = await app.inject({ method: "PUT", url: `/v1/tenants/${t.tenant}/identities/web`, headers: bearer(t.token), payload: { path: "/web" } });
+        const res = await app.inject({ method: "PUT", url: `/v1/tenants/${t.tenant}/identities/web`, headers: bearer(t.token), payload: { path: "/web", allowNodeRegistration: true } });
         expect(res.statusCode, res.body).toBe(201);
       }
     });
@@ -49,11 +49,11 @@ describe.each(BACKENDS)("workloads registered by node agents on %s", (backend) =
     const del = (headers: Record<string, string>, tenant: string, name: string, query = "") =>
       app.inject({ method: "DELETE", url: `${url(tenant, name)}${query}`, headers });
     const read = (tenant: { tenant: string; token: string }, name: string) => app.inject({ url: url(tenant.tenant, name), headers: bearer(tenant.token) });
-    const spec = (node: string, address = uniqueAddress()) => ({ identity: "web", node, addresses: [address] });
+    const spec = (node: string, address = uniqueAddress(node)) => ({ identity: "web", node, addresses: [address] });
 
     it("creates and replaces a workload on itself, audited as the node, and finds it in its datapath", async () => {
       const name = uniqueName("w");
-      const address = uniqueAddress();
+      const address = uniqueAddress(n1.name);
       const created = await put(bearer(n1.credential), acme.tenant, name, { ...spec(n1.name, address), interface: "veth1" });
       expect(created.statusCode, created.body).toBe(201);
       expect(created.json()).toMatchObject({ name, identity: "web", node: n1.name, addresses: [address], interface: "veth1" });
@@ -61,7 +61,7 @@ describe.each(BACKENDS)("workloads registered by node agents on %s", (backend) =
       // The tenant sees what the node declared.
       expect((await read(acme, name)).json()).toMatchObject({ node: n1.name, addresses: [address] });
 
-      const moved = uniqueAddress();
+      const moved = uniqueAddress(n1.name);
       const replaced = await put(bearer(n1.credential), acme.tenant, name, spec(n1.name, moved));
       expect(replaced.statusCode, replaced.body).toBe(200);
       expect(replaced.json().addresses).toEqual([moved]);
@@ -94,7 +94,7 @@ describe.each(BACKENDS)("workloads registered by node agents on %s", (backend) =
 
     it("may not take over, move or replace a workload another node runs: 403, the row unchanged", async () => {
       const name = uniqueName("w");
-      const address = uniqueAddress();
+      const address = uniqueAddress(n2.name);
       expect((await put(bearer(acme.token), acme.tenant, name, spec(n2.name, address))).statusCode).toBe(201);
       const before = await currentRevision(app);
       expectProblem(await put(bearer(n1.credential), acme.tenant, name, spec(n1.name)), 403);
@@ -155,10 +155,11 @@ describe.each(BACKENDS)("workloads registered by node agents on %s", (backend) =
 
     it("writes into any tenant as that tenant's workload, with that tenant's identities only", async () => {
       const name = uniqueName("w");
-      // "web" exists in both tenants; "acme-only" only in acme: the other tenant reads it as unknown (422).
-      const r = await app.inject({ method: "PUT", url: `/v1/tenants/${acme.tenant}/identities/acme-only`, headers: bearer(acme.token), payload: { path: "/acme-only" } });
+      // "web" exists in both tenants; "acme-only" only in acme: in the other tenant a node gets the
+      // 403 of an identity that does not let it register (test/security/node-identities.test.ts).
+      const r = await app.inject({ method: "PUT", url: `/v1/tenants/${acme.tenant}/identities/acme-only`, headers: bearer(acme.token), payload: { path: "/acme-only", allowNodeRegistration: true } });
       expect(r.statusCode).toBe(201);
-      const refused = expectProblem(await put(bearer(n1.credential), other.tenant, name, { ...spec(n1.name), identity: "acme-only" }), 422);
+      const refused = expectProblem(await put(bearer(n1.credential), other.tenant, name, { ...spec(n1.name), identity: "acme-only" }), 403);
       expect(refused.errors?.[0]?.field).toBe("body.identity");
       expect((await put(bearer(n1.credential), other.tenant, name, spec(n1.name))).statusCode).toBe(201);
       expect((await read(other, name)).json().node).toBe(n1.name);

@@ -23,7 +23,7 @@ describe.each(BACKENDS)("GET /v1/nodes/{node}/workloads on %s", (backend) => {
         method: "PUT",
         url: `/v1/tenants/${tenant}/workloads/${name}`,
         headers: bearer(token),
-        payload: { identity: name, node, addresses: [uniqueAddress()], interface: `veth-${name}` },
+        payload: { identity: name, node, addresses: [uniqueAddress(node)], interface: `veth-${name}` },
       });
       expect(workload.statusCode, workload.body).toBe(201);
       return workload.json() as { addresses: string[] };

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildApp, type WeftApp } from "../../api/src/app.ts";
-import { openDatabase, type Database } from "../../api/src/db/client.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, tenantWithToken, testConfig } from "../support/api.ts";
+import type { WeftApp } from "../../api/src/app.ts";
+import { BACKENDS, bearer, expectProblem, operator, skipBackend, tenantWithToken, twoReplicas } from "../support/api.ts";
 
 const POLL_MS = 200;
 /** The bound the README promises is a few poll intervals; the test allows 3 s. */
@@ -21,22 +20,13 @@ async function eventually(request: () => Promise<{ statusCode: number }>, status
 
 describe.each(BACKENDS)("revocation on %s", (backend) => {
   describe.skipIf(skipBackend(backend))("", () => {
-    let shared: Database | undefined;
     let a: WeftApp;
     let b: WeftApp;
+    let close: (() => Promise<void>) | undefined;
     beforeAll(async () => {
-      const config = testConfig(backend, { revocationPollMs: POLL_MS });
-      // Two replicas over one database: on PGlite they share the one in-memory instance.
-      shared = backend === "pglite" ? openDatabase(config) : undefined;
-      const opts = shared ? { database: shared } : {};
-      a = await buildApp(config, opts);
-      b = await buildApp(config, opts);
+      ({ a, b, close } = await twoReplicas(backend, { revocationPollMs: POLL_MS }));
     });
-    afterAll(async () => {
-      await a?.close();
-      await b?.close();
-      await shared?.close();
-    });
+    afterAll(async () => close?.());
 
     const readTenant = (app: WeftApp, tenant: string, token: string) =>
       app.inject({ url: `/v1/tenants/${tenant}`, headers: bearer(token) });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mayObtainSvid, svidPrincipalOf } from "../../api/src/ca/authz.ts";
+import { mayObtainSvid, nodeMayRegister, nodeSelectorMatches, svidPrincipalOf } from "../../api/src/ca/authz.ts";
 
 const web = { tenantId: "acme", identityName: "web" };
 
@@ -17,9 +17,34 @@ describe("who may obtain an SVID", () => {
   });
 
   it("node agents, only for identities of workloads on their node", () => {
-    const node = { kind: "node" as const, nodeId: "n1", workloadIdentities: [web, { tenantId: "other", identityName: "db" }] };
+    const any = { nodeSelector: {} };
+    const node = { kind: "node" as const, nodeId: "n1", labels: {}, workloadIdentities: [{ ...web, ...any }, { tenantId: "other", identityName: "db", ...any }] };
     expect(mayObtainSvid(node, web)).toEqual({ allow: true });
     expect(mayObtainSvid(node, { tenantId: "acme", identityName: "db" })).toMatchObject({ allow: false, reason: "not_found" });
+  });
+
+  it("node agents, only while the identity's node selector matches the node's labels", () => {
+    const node = (labels: Record<string, string>) => ({
+      kind: "node" as const,
+      nodeId: "n1",
+      labels,
+      workloadIdentities: [{ ...web, nodeSelector: { pool: "gpu", zone: "a" } }],
+    });
+    expect(mayObtainSvid(node({ pool: "gpu", zone: "a", extra: "x" }), web)).toEqual({ allow: true });
+    expect(mayObtainSvid(node({ pool: "gpu" }), web)).toMatchObject({ allow: false, reason: "not_found" });
+    expect(mayObtainSvid(node({ pool: "cpu", zone: "a" }), web)).toMatchObject({ allow: false, reason: "not_found" });
+  });
+
+  it("node selectors: every label must match; empty matches any node; inherited properties are no labels", () => {
+    expect(nodeSelectorMatches({}, {})).toBe(true);
+    expect(nodeSelectorMatches({ a: "1" }, { a: "1", b: "2" })).toBe(true);
+    expect(nodeSelectorMatches({ a: "1", b: "2" }, { a: "1" })).toBe(false);
+    expect(nodeSelectorMatches({ a: "" }, {})).toBe(false);
+    expect(nodeSelectorMatches({ toString: Object.prototype.toString as unknown as string }, {})).toBe(false);
+    expect(nodeMayRegister({ allowNodeRegistration: true, nodeSelector: {} }, {})).toBe(true);
+    expect(nodeMayRegister({ allowNodeRegistration: false, nodeSelector: {} }, {})).toBe(false);
+    expect(nodeMayRegister({ allowNodeRegistration: true, nodeSelector: { a: "1" } }, { a: "2" })).toBe(false);
+    expect(nodeMayRegister(null, {})).toBe(false);
   });
 });
 
@@ -28,7 +53,7 @@ describe("the facts mayObtainSvid decides on", () => {
     const asked: [string, { tenantId: string; identityName: string }][] = [];
     const lookup = async (node: string, identity: { tenantId: string; identityName: string }) => {
       asked.push([node, identity]);
-      return node === "n1" ? [identity] : [];
+      return { labels: {}, workloads: node === "n1" ? [{ ...identity, nodeSelector: {} }] : [] };
     };
     const onN1 = await svidPrincipalOf({ kind: "node", node: "n1" }, web, lookup);
     expect(mayObtainSvid(onN1, web)).toEqual({ allow: true });

@@ -4,7 +4,7 @@ import net from "node:net";
 import { fileURLToPath } from "node:url";
 import { buildLbTable, lbSlotEntries, maps, protocols, type Entry } from "@weft/codec";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { attachCgroup, BpfObject, type BpfMap } from "../../nodeagent/src/kernel/index.ts";
+import { attachCgroup, BpfObject, netnsCookie, type BpfMap } from "../../nodeagent/src/kernel/index.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { cgroupUnavailableReason, Cleanup, makeCgroup, objectPath } from "../support/kernel.ts";
 import { deleteAll, mapOf, readMetrics, writeEntries } from "./policy-harness.ts";
@@ -40,6 +40,9 @@ describe.skipIf(skipWithout("cgroup v2 socket LB (root, bpf, cgroup2)", reason))
       const link = attachCgroup(obj, prog, cgroup);
       cleanup.add(`detach ${prog}`, () => link.detach());
     }
+    // The client runs in the host's namespace: opt in (--lb-host-traffic), as this test is about the balancing
+    // itself. test/security/lb-host-traffic.test.ts proves the default leaves host traffic alone.
+    writeEntries(mapOf(obj, maps.sock_cfg), "sock_cfg", [{ key: { index: 0 }, value: { hostNetnsCookie: netnsCookie(), lbHostTraffic: true } }]);
     m = { svc: mapOf(obj, maps.svc), lbSlot: mapOf(obj, maps.lb_slot), backend: mapOf(obj, maps.backend), metrics: mapOf(obj, maps.metrics) };
   });
   afterEach(async () => {

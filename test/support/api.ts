@@ -3,6 +3,7 @@ import type { LightMyRequestResponse } from "fastify";
 import { expect } from "vitest";
 import { buildApp, type RouteEntry, type WeftApp } from "../../api/src/app.ts";
 import { inProcessConfig, type Config } from "../../api/src/config.ts";
+import { openDatabase } from "../../api/src/db/client.ts";
 import { revisionCounter } from "../../api/src/db/schema.ts";
 import type { Problem } from "../../api/src/http/problem.ts";
 import { skipWithout } from "./prerequisites.ts";
@@ -39,6 +40,27 @@ export async function routeTable(): Promise<RouteEntry[]> {
 
 export async function startApi(backend: Backend, overrides: Partial<Config> = {}): Promise<WeftApp> {
   return buildApp(testConfig(backend, overrides));
+}
+
+/**
+ * Two replicas over one database, as a deployment runs them: on PGlite they
+ * share the one in-memory instance, on Postgres each has its own pool.
+ */
+export async function twoReplicas(backend: Backend, overrides: Partial<Config> = {}): Promise<{ a: WeftApp; b: WeftApp; close(): Promise<void> }> {
+  const config = testConfig(backend, overrides);
+  const shared = backend === "pglite" ? openDatabase(config) : undefined;
+  const opts = shared ? { database: shared } : {};
+  const a = await buildApp(config, opts);
+  const b = await buildApp(config, opts);
+  return {
+    a,
+    b,
+    async close() {
+      await a.close();
+      await b.close();
+      await shared?.close();
+    },
+  };
 }
 
 /** Names unique per run, so suites sharing one Postgres never collide. */

@@ -3,6 +3,7 @@ import type { LightMyRequestResponse } from "fastify";
 import { changeLog } from "../../api/src/db/schema.ts";
 import type { WeftApp } from "../../api/src/app.ts";
 import { bearer } from "./api.ts";
+import { addressIn } from "./nodes.ts";
 
 /** PUTs a tenant resource with a tenant token; answers the raw response. */
 export function putResource(
@@ -33,12 +34,8 @@ export async function mustPut(app: WeftApp, token: string, tenant: string, path:
 export const identity = (app: WeftApp, token: string, tenant: string, name: string, labels: Record<string, string> = {}) =>
   mustPut(app, token, tenant, `identities/${name}`, { path: `/ns/test/sa/${name}`, selectors: labels });
 
-/** Addresses unique per call across suites sharing one Postgres: 10.<a>.<b>.<c> from a counter and a random base. */
-let next = Math.floor(Math.random() * 200_000);
-export function freshAddress(): string {
-  const n = next++ % (250 * 250 * 250);
-  return `10.${1 + Math.floor(n / 62_500)}.${Math.floor(n / 250) % 250}.${1 + (n % 250)}`;
-}
+/** A fresh workload address inside a node's pod CIDR block (the podCidr its registration answered, or the node's name). */
+export const freshAddress = (blockOrNode: string): string => addressIn(blockOrNode);
 
 /**
  * How many changes a tenant's log holds: "nothing written" for one tenant,
@@ -51,6 +48,13 @@ export async function tenantChanges(app: WeftApp, tenant: string): Promise<numbe
   return count!.n;
 }
 
-/** A VIP no other run on a shared Postgres is likely to hold: 172.16.0.0/12, at random. */
-export const freshVip = (): string =>
-  `172.${16 + Math.floor(Math.random() * 16)}.${Math.floor(Math.random() * 256)}.${1 + Math.floor(Math.random() * 254)}`;
+/**
+ * A VIP inside the default service CIDR (198.19.0.0/16) that no other run on a
+ * shared Postgres is likely to hold: counting up from a random start in its
+ * upper half (allocation hands out the lowest free VIPs, from the bottom).
+ */
+let nextVip = Math.floor(Math.random() * 128 * 254);
+export const freshVip = (): string => {
+  const n = nextVip++ % (128 * 254);
+  return `198.19.${128 + Math.floor(n / 254)}.${1 + (n % 254)}`;
+};

@@ -300,10 +300,13 @@ export function restClient(base: string, token: string) {
   };
 }
 
-/** Joins a node the way an agent does: a join token from the operator, then POST /v1/nodes/register. */
-export async function registerNode(base: string, operatorToken: string, name: string, zone = "zone-a"): Promise<void> {
+/**
+ * Joins a node the way an agent does: a join token from the operator (which
+ * fixes the node's labels), then POST /v1/nodes/register; answers its pod CIDR block.
+ */
+export async function registerNode(base: string, operatorToken: string, name: string, zone = "zone-a", labels?: Record<string, string>): Promise<string> {
   const rest = restClient(base, operatorToken);
-  const minted = await rest("POST", "/v1/join-tokens", {});
+  const minted = await rest("POST", "/v1/join-tokens", labels ? { labels } : {});
   if (minted.status !== 201) throw new Error(`join token: ${minted.status} ${minted.text}`);
   const registered = await fetch(`${base}/v1/nodes/register`, {
     method: "POST",
@@ -311,4 +314,5 @@ export async function registerNode(base: string, operatorToken: string, name: st
     body: JSON.stringify({ joinToken: minted.body.token, name, zone }),
   });
   if (registered.status !== 201) throw new Error(`register: ${registered.status} ${await registered.text()}`);
+  return ((await registered.json()) as { node: { podCidr: string } }).node.podCidr;
 }

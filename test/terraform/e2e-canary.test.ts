@@ -35,7 +35,8 @@ describe.skipIf(skipBackend("postgres") || skipWithout("terraform", terraformUna
     /** The tenant of the last step, which runs the example without a node. */
     const plainTenant = uniqueName("tf");
     const node = uniqueName("tf-node");
-    const addresses = { stable: uniqueAddress(), canary: uniqueAddress() };
+    /** Inside the node's pod CIDR block, known once it is registered. */
+    let addresses: { stable: string; canary: string };
     const t = (path: string) => `/v1/tenants/${tenant}${path}`;
     /** The REST path of each resource, by Terraform address. */
     const paths: Record<string, string> = {
@@ -71,7 +72,8 @@ describe.skipIf(skipBackend("postgres") || skipWithout("terraform", terraformUna
     beforeAll(async () => {
       api = await startApiProcess({ DATABASE_URL: process.env.DATABASE_URL!, WEFT_OPERATOR_TOKEN: OPERATOR_TOKEN });
       rest = restClient(api.base, OPERATOR_TOKEN);
-      await registerNode(api.base, OPERATOR_TOKEN, node);
+      const podCidr = await registerNode(api.base, OPERATOR_TOKEN, node);
+      addresses = { stable: uniqueAddress(podCidr), canary: uniqueAddress(podCidr) };
       ws = await Workspace.create({ WEFT_ENDPOINT: api.base, WEFT_TOKEN: OPERATOR_TOKEN });
       await ws.copyExample("canary");
       Object.assign(ws.vars, { tenant, node, stable_address: addresses.stable, canary_address: addresses.canary });

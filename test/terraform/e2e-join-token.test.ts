@@ -17,6 +17,7 @@ provider "weft" {}
 
 resource "weft_join_token" "node" {
   ttl_seconds = 900
+  labels      = { rack = "r1" }
 }
 
 output "join_token" {
@@ -87,12 +88,17 @@ describe.skipIf(skipBackend("postgres") || skipWithout("terraform", terraformUna
       const raw = (await ws.must(["output", "-raw", "join_token"])).stdout;
       expect(raw).toBe(minted.token);
 
-      const register = (joinToken: string, name: string) =>
+      expect(minted.labels).toEqual({ rack: "r1" });
+
+      const register = (joinToken: string, name: string, labels?: Record<string, string>) =>
         fetch(`${api.base}/v1/nodes/register`, {
           method: "POST",
           headers: { "content-type": "application/json" },
-          body: JSON.stringify({ joinToken, name, zone: "zone-tf", labels: { rack: "r1" } }),
+          body: JSON.stringify({ joinToken, name, zone: "zone-tf", ...(labels ? { labels } : {}) }),
         });
+      // The token fixes the node's labels: asking for others is refused and spends nothing.
+      const claimed = await register(raw, node, { rack: "r1", pool: "pci" });
+      expect(claimed.status, await claimed.text()).toBe(403);
       const first = await register(raw, node);
       expect(first.status, await first.text()).toBe(201);
       // One-time: the same token again is refused.

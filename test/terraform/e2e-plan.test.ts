@@ -95,9 +95,9 @@ describe.skipIf(skipBackend("postgres") || skipWithout("terraform", terraformUna
       rest = restClient(api.base, OPERATOR_TOKEN);
       const created = await rest("POST", "/v1/tenants", { name: tenant });
       if (created.status !== 201) throw new Error(`tenant: ${created.status} ${created.text}`);
-      await registerNode(api.base, OPERATOR_TOKEN, node);
+      const podCidr = await registerNode(api.base, OPERATOR_TOKEN, node);
       ws = await Workspace.create();
-      Object.assign(ws.vars, { tenant, node, address: uniqueAddress(), endpoint: api.base, token: OPERATOR_TOKEN });
+      Object.assign(ws.vars, { tenant, node, address: uniqueAddress(podCidr), endpoint: api.base, token: OPERATOR_TOKEN });
       await ws.write("main.tf", PROVIDER);
       await ws.write("base.tf", BASE);
       await ws.apply();

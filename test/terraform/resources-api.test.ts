@@ -315,7 +315,7 @@ describe.each(BACKENDS)("Weft resources against the API on %s", (backend) => {
       await identity(app, OPERATOR_TOKEN, tenant, "db", { app: "db" });
       const wl = resource("weft_workload");
       // Addresses keep the user's order (the API stores them as given): a second plan must not reorder them.
-      const [low, high] = [freshAddress(), freshAddress()].sort();
+      const [low, high] = [freshAddress(node.podCidr), freshAddress(node.podCidr)].sort();
       const wconfig = { tenant, name: "db-1", identity: "db", node: node.name, addresses: [high!, low!] };
       const workload = (await tf.apply(wl, null, wconfig))!;
       expect(workload).toMatchObject({ interface: null, addresses: [high, low], id: `${tenant}/db-1` });
@@ -323,10 +323,10 @@ describe.each(BACKENDS)("Weft resources against the API on %s", (backend) => {
       expect((await tf.plan(wl, workload, wconfig)).planned).toEqual(workload);
 
       // A reference to an identity that does not exist (yet): a warning, since this apply may create it.
-      const early = await tf.plan(wl, null, { ...wconfig, name: "db-2", identity: "not-yet", addresses: [freshAddress()] });
+      const early = await tf.plan(wl, null, { ...wconfig, name: "db-2", identity: "not-yet", addresses: [freshAddress(node.podCidr)] });
       expect(early.diagnostics).toEqual([expect.objectContaining({ severity: "warning", attribute: [{ attribute: "identity" }] })]);
       // An unregistered node is an error of this plan.
-      const nowhere = await tf.plan(wl, null, { ...wconfig, name: "db-3", node: "no-such-node", addresses: [freshAddress()] });
+      const nowhere = await tf.plan(wl, null, { ...wconfig, name: "db-3", node: "no-such-node", addresses: [freshAddress(node.podCidr)] });
       expect(nowhere.diagnostics).toEqual([expect.objectContaining({ severity: "error", attribute: [{ attribute: "node" }] })]);
 
       const pol = resource("weft_policy");
@@ -360,7 +360,7 @@ describe.each(BACKENDS)("Weft resources against the API on %s", (backend) => {
     it("weft_join_token mints a usable token, replaces on a new TTL, and is only forgotten on destroy", async () => {
       const h = resource("weft_join_token");
       const plan = await tf.plan(h, null, { ttl_seconds: 300 });
-      expect(plan.planned).toEqual({ ttl_seconds: 300, id: UNKNOWN, token: UNKNOWN, expires_at: UNKNOWN });
+      expect(plan.planned).toEqual({ ttl_seconds: 300, labels: null, name: null, zone: null, id: UNKNOWN, token: UNKNOWN, expires_at: UNKNOWN });
       const state = (await tf.apply(h, null, { ttl_seconds: 300 }))!;
       expect(state.token).toMatch(/^weft_join_/);
       expect(Date.parse(String(state.expires_at))).toBeGreaterThan(Date.now());
@@ -408,7 +408,7 @@ describe.each(BACKENDS)("map capacity refusals at plan time on %s", (backend) =>
       await tf.apply(resource("weft_tenant"), null, { name: tenant, default_action: "deny" });
       const node = await registeredNode(app);
       await identity(app, OPERATOR_TOKEN, tenant, "web", { app: "web" });
-      await mustPut(app, OPERATOR_TOKEN, tenant, "workloads/w1", { identity: "web", node: node.name, addresses: [freshAddress()] });
+      await mustPut(app, OPERATOR_TOKEN, tenant, "workloads/w1", { identity: "web", node: node.name, addresses: [freshAddress(node.podCidr)] });
     });
     afterAll(async () => app?.close());
 

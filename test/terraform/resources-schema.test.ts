@@ -130,7 +130,8 @@ describe("schemas derived from openapi/openapi.json", () => {
     const token = resource("weft_join_token").schema;
     const body = bodyOf("/v1/join-tokens", "post");
     const answer = answerOf("/v1/join-tokens", "post", "201");
-    expect(token.attributes.map((a) => a.name).sort()).toEqual([...Object.keys(body.properties!), ...Object.keys(answer.properties!)].map(snakeCase).sort());
+    expect(token.attributes.map((a) => a.name).sort()).toEqual([...new Set([...Object.keys(body.properties!), ...Object.keys(answer.properties!)])].map(snakeCase).sort());
+    for (const a of ["labels", "name", "zone"]) expect(attr(token.attributes, a), a).toMatchObject({ optional: true });
     expect(attr(token.attributes, "token")).toMatchObject({ computed: true, sensitive: true });
     expect(attr(token.attributes, "ttl_seconds")).toMatchObject({ optional: true });
     expect(token.description).toMatch(/destroy only removes the token from the state/);

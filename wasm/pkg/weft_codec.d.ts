@@ -72,6 +72,14 @@ export interface MetricsKey { hook: Hook; reason: Reason | "none" }
 export interface MetricsValue { packets: bigint; bytes: bigint }
 /** local_veth value (written by the agent): the host-side veth a workload address sits behind. */
 export interface LocalVeth { ifindex: number }
+/** sock_cfg key: the map holds one entry, index 0. */
+export interface SockCfgKey { index: 0 }
+/**
+ * sock_cfg value (written by the agent): the host's network namespace cookie
+ * (SO_NETNS_COOKIE; 0n = unknown, nothing is rewritten) and whether the socket
+ * LB rewrites connections of the host's namespace too (--lb-host-traffic).
+ */
+export interface SockCfg { hostNetnsCookie: bigint; lbHostTraffic: boolean }
 
 /** Key and value type of each map, by map id. */
 export interface MapTypes {
@@ -85,6 +93,7 @@ export interface MapTypes {
   ct: { key: CtKey; value: CtValue };
   metrics: { key: MetricsKey; value: MetricsValue };
   local_veth: { key: EndpointKey; value: LocalVeth };
+  sock_cfg: { key: SockCfgKey; value: SockCfg };
 }
 export type MapId = keyof MapTypes;
 export type KeyOf<M extends MapId> = MapTypes[M]["key"];

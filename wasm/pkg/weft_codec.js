@@ -352,6 +352,26 @@ const converters = {
       get: (f, o) => ({ ifindex: f[o] }),
     },
   },
+  sock_cfg: {
+    key: {
+      names: ["index"],
+      put(k, f, o) {
+        f[o] = u32(k.index, "sock_cfg index");
+      },
+      get: (f, o) => ({ index: f[o] }),
+    },
+    value: {
+      names: ["host_netns_cookie", "lb_host_traffic"],
+      put(v, f, o) {
+        const c = u64(v.hostNetnsCookie, "hostNetnsCookie");
+        f[o] = Number(c & 0xffffffffn);
+        f[o + 1] = Number(c >> 32n);
+        if (typeof v.lbHostTraffic !== "boolean") fail("lbHostTraffic", `${String(v.lbHostTraffic)} is not a boolean`);
+        f[o + 2] = v.lbHostTraffic ? 1 : 0;
+      },
+      get: (f, o) => ({ hostNetnsCookie: fromU64(f[o], f[o + 1]), lbHostTraffic: f[o + 2] !== 0 }),
+    },
+  },
 };
 
 // Bind each converter to its layout and check member order against the wasm.

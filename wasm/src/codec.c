@@ -93,6 +93,9 @@ struct layout {
 #define CT_VALUE(X, P, T)                                                                  \
 	X(T, local_identity, K_U32, 0, U32_ALL) X(T, remote_identity, K_U32, 0, U32_ALL)
 #define LOCAL_VETH(X, P, T) X(T, ifindex, K_U32, 1, U32_ALL)
+#define SOCK_CFG_KEY(X, P, T) X(T, index, K_U32, WEFT_SOCK_CFG_KEY, WEFT_SOCK_CFG_KEY)
+#define SOCK_CFG(X, P, T)                                                                  \
+	X(T, host_netns_cookie, K_U64, 0, 0) X(T, lb_host_traffic, K_U32, 0, 1) P(T, _pad)
 #define METRICS_VALUE(X, P, T) X(T, packets, K_U64, 0, 0) X(T, bytes, K_U64, 0, 0)
 
 /* Per-kind conversions between a host-order field and a struct member. */
@@ -202,7 +205,9 @@ typedef struct {
 	X(ct_value, struct weft_ct_value, CT_VALUE, NO_CHECK)                              \
 	X(metrics_key, metrics_key_t, METRICS_KEY, NO_CHECK)                               \
 	X(metrics_value, struct weft_metrics_value, METRICS_VALUE, NO_CHECK)                \
-	X(local_veth, struct weft_local_veth, LOCAL_VETH, NO_CHECK)
+	X(local_veth, struct weft_local_veth, LOCAL_VETH, NO_CHECK)                          \
+	X(sock_cfg_key, struct weft_sock_cfg_key, SOCK_CFG_KEY, NO_CHECK)                  \
+	X(sock_cfg, struct weft_sock_cfg, SOCK_CFG, NO_CHECK)
 
 X_LAYOUTS(DEFINE_CODER)
 
@@ -255,7 +260,8 @@ X_LAYOUTS(AS_WIDTH)
 	X(policy, policy_key, policy_value) X(svc, svc_key, svc_value)                      \
 	X(lb_slot, lb_slot_key, lb_slot_value) X(backend, backend_key, backend_value)       \
 	X(sock_rev, sock_rev_key, sock_rev_value) X(ct, ct_key, ct_value)                  \
-	X(metrics, metrics_key, metrics_value) X(local_veth, endpoint_key, local_veth)
+	X(metrics, metrics_key, metrics_value) X(local_veth, endpoint_key, local_veth)      \
+	X(sock_cfg, sock_cfg_key, sock_cfg)
 
 #define AS_TYPE(tag, T, MEMBERS, check) typedef T tag##_type;
 X_LAYOUTS(AS_TYPE)

@@ -1,8 +1,10 @@
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { DNS_LABEL } from "../http/schemas.ts";
-import { forbidden, notFound, unauthorized } from "../http/problem.ts";
+import { noRoute } from "../http/error-handler.ts";
+import { HttpProblem, forbidden, notFound, unauthorized } from "../http/problem.ts";
 import type { TenantDirectory, TenantRow } from "../services/tenant-directory.ts";
+import type { AuthFailureLimiter } from "./failure-limiter.ts";
 import { NODE_CREDENTIAL_PREFIX, type NodeCredentials } from "./node-credentials.ts";
 import { OPERATOR_TOKEN_PREFIX, type OperatorToken } from "./operator-token.ts";
 import { hasScope, type Principal, type Scope } from "./principal.ts";
@@ -35,9 +37,17 @@ declare module "fastify" {
   }
 }
 
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/;
 
-type Auth = { operator: OperatorToken; tokens: TenantTokens; directory: TenantDirectory; nodes: NodeCredentials };
+type Auth = {
+  operator: OperatorToken;
+  tokens: TenantTokens;
+  directory: TenantDirectory;
+  nodes: NodeCredentials;
+  /** Failed authentications per client address (WEFT_AUTH_FAILURE_LIMIT); app.ts counts every 401 into it (installErrorHandling). */
+  failures: AuthFailureLimiter;
+};
 
 const rejected = (err: unknown): unknown => (err instanceof TokenRejected ? unauthorized(err.message) : err);
 
@@ -92,6 +102,13 @@ function authenticate(request: FastifyRequest, opts: Auth, lastToken: LastToken)
   } catch (err) {
     throw rejected(err);
   }
+  // WEFT_OPERATOR_TOKEN may be any token of 24 characters or more, without
+  // the weft_op_ prefix: one hash before the signature check, which costs more.
+  if (opts.operator.matches(token)) return { kind: "operator" };
+  // Anything else that is not JWT-shaped fails here, synchronously, so that a
+  // guess at a custom operator token counts against its address before the
+  // next one is looked at, however many are sent at once.
+  if (!JWT_SHAPE.test(token)) throw unauthorized("token invalid");
   return opts.tokens.verify(token).then(remember, (err: unknown) => {
     throw rejected(err);
   });
@@ -136,10 +153,37 @@ function admitTenant(request: FastifyRequest, rule: { scope: Scope }, principal:
 
 const isPromise = <T>(v: T | Promise<T>): v is Promise<T> => typeof (v as { then?: unknown } | undefined)?.then === "function";
 
+/** Public reads (health, metrics, bundles, the OpenAPI document, docs) stay open to an address over its failure limit. */
+const limited = (rule: AuthRule | undefined, method: string): boolean =>
+  rule !== undefined && (rule.who !== "public" || (method !== "GET" && method !== "HEAD"));
+
+/** Past the limit, a failed authentication answers 429 rather than 401: wrong and right operator tokens alike. */
+const limitedError = (err: unknown, wait: number): unknown =>
+  wait > 0 && err instanceof HttpProblem && err.status === 401 ? tooManyFailures(wait) : err;
+
+const tooManyFailures = (seconds: number) =>
+  new HttpProblem(429, `too many failed authentications from this address; retry in ${seconds} s`, undefined, {
+    "retry-after": String(seconds),
+  });
+
 /**
- * Authentication, tenancy and scope, before the body is validated: a token
- * of another tenant learns nothing, not even whether its input was valid.
- * Another tenant's resources answer exactly as missing ones do (404).
+ * Authentication, tenancy and scope, in onRequest: before the body is read,
+ * let alone parsed (a refused request's connection closes after its answer,
+ * the rest of its body unread), and before it is validated: a token of another tenant learns
+ * nothing, not even whether its input was valid. Another tenant's resources
+ * answer exactly as missing ones do (404). The route and its path
+ * parameters are known at onRequest; nothing here needs the body.
+ *
+ * Every 401 counts against the client's address (a public route's too, as
+ * node registration's bad join token). Past WEFT_AUTH_FAILURE_LIMIT, until
+ * the window closes, the address gets 429 with Retry-After instead of every
+ * 401, for the operator token (which may be a chosen, guessable string:
+ * right and wrong must look alike meanwhile), and on public writes (join
+ * tokens). Node credentials and tenant tokens that verify still pass: they
+ * are 256 random bits or an ES256 signature, so telling right from wrong
+ * helps no guesser, while refusing them would let anyone who shares an
+ * address (a NAT, a workload behind its node's address) cut agents and
+ * clients off with 30 bad requests a minute.
  */
 export const authGuard = fp(
   async (
@@ -149,25 +193,49 @@ export const authGuard = fp(
     app.decorateRequest("principal", null);
     app.decorateRequest("tenant", null);
     const lastToken: LastToken = new WeakMap();
+    const { failures } = opts;
     // Callback style: a request whose token and tenant are cached passes without a promise.
-    app.addHook("preValidation", (request, _reply, done) => {
+    /**
+     * A refused request's body is never read: the connection closes after the
+     * answer (as Fastify does after a body it could not parse) instead of
+     * reading and dropping up to a megabyte to keep it alive.
+     */
+    const refuse = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void, err: unknown) => {
+      const { headers } = request;
+      if ((headers["content-length"] !== undefined && headers["content-length"] !== "0") || headers["transfer-encoding"] !== undefined) {
+        reply.header("connection", "close");
+      }
+      done(err as Error);
+    };
+    app.addHook("onRequest", (request, reply, done) => {
       const rule = request.routeOptions.config.auth;
+      // Seconds the address must wait, when past its failure limit.
+      let wait = 0;
       try {
+        if (failures.tracked > 0 && limited(rule, request.method)) wait = failures.retryAfter(request.ip);
+        if (wait > 0 && rule?.who === "public") throw tooManyFailures(wait);
         // Plugin routes (the docs page) declare nothing and are public; an API
         // route that forgot its rule is closed rather than open. A URL that
         // matches no route gets its 404: the route table is public anyway
         // (openapi.json), and a 403 would send the caller after its token.
+        // The 404 is answered here, or Fastify would read and parse the body
+        // of a request no route takes before its not-found handler.
         if (!rule) {
-          if (request.url.startsWith("/v1/") && !request.is404) throw forbidden("route has no access rule");
+          if (request.is404) throw noRoute(request);
+          if (request.url.startsWith("/v1/")) throw forbidden("route has no access rule");
           return done();
         }
         if (rule.who === "public") return done();
         const principal = authenticate(request, opts, lastToken);
-        const outcome = isPromise(principal) ? principal.then((p) => authorize(request, rule, p, opts)) : authorize(request, rule, principal, opts);
-        if (isPromise(outcome)) outcome.then(() => done(), done);
+        const admit = (p: Principal) => {
+          if (wait > 0 && p.kind === "operator") throw tooManyFailures(wait);
+          return authorize(request, rule, p, opts);
+        };
+        const outcome = isPromise(principal) ? principal.then(admit) : admit(principal);
+        if (isPromise(outcome)) outcome.then(() => done(), (err: unknown) => refuse(request, reply, done, limitedError(err, wait)));
         else done();
       } catch (err) {
-        done(err as Error);
+        refuse(request, reply, done, limitedError(err, wait));
       }
     });
   },

@@ -11,9 +11,46 @@ export type Principal =
   | {
       kind: "node";
       nodeId: string;
-      /** Identities of the workloads currently scheduled on this node, as the caller loaded them. */
-      workloadIdentities: readonly { tenantId: string; identityName: string }[];
+      /** The node's labels as stored now (read at the request, never cached past a change). */
+      labels: Readonly<Record<string, string>>;
+      /**
+       * Identities of the workloads currently scheduled on this node, as the
+       * caller loaded them, each with its identity's node selector as stored now.
+       */
+      workloadIdentities: readonly NodeWorkloadIdentity[];
     };
+
+/** A workload's identity on a node, with the identity's current node selector. */
+export interface NodeWorkloadIdentity {
+  tenantId: string;
+  identityName: string;
+  nodeSelector: Readonly<Record<string, string>>;
+}
+
+/**
+ * Whether a node with these labels may run an identity with this node
+ * selector: every label the selector names must be on the node with the same
+ * value; an empty selector matches every node. The one definition, used for
+ * SVIDs here and for workload writes (routes/workloads/store.ts).
+ */
+export function nodeSelectorMatches(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {
+  for (const [key, value] of Object.entries(selector)) {
+    if (!Object.hasOwn(labels, key) || labels[key] !== value) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether a node credential may itself declare (create, replace or delete) a
+ * workload of an identity: the identity allows node registration and its node
+ * selector matches the node's labels. A missing identity is no identity.
+ */
+export function nodeMayRegister(
+  identity: { allowNodeRegistration: boolean; nodeSelector: Readonly<Record<string, string>> } | null | undefined,
+  nodeLabels: Readonly<Record<string, string>>,
+): boolean {
+  return !!identity && identity.allowNodeRegistration && nodeSelectorMatches(identity.nodeSelector, nodeLabels);
+}
 
 export interface IdentityRef {
   tenantId: string;
@@ -42,8 +79,13 @@ export function mayObtainSvid(principal: Principal, identity: IdentityRef): Svid
       }
       return { allow: true };
     case "node": {
+      // On the node, and permitted there by the identity now: its node selector
+      // matches the node's current labels (SPIRE: the entry names the agent).
       const onNode = principal.workloadIdentities.some(
-        (w) => w.tenantId === identity.tenantId && w.identityName === identity.identityName,
+        (w) =>
+          w.tenantId === identity.tenantId &&
+          w.identityName === identity.identityName &&
+          nodeSelectorMatches(w.nodeSelector, principal.labels),
       );
       return onNode
         ? { allow: true }
@@ -53,10 +95,15 @@ export function mayObtainSvid(principal: Principal, identity: IdentityRef): Svid
 }
 
 /**
- * The workloads registered on `node` that carry `identity` (tenant + name),
- * as identity references; an empty list when there are none.
+ * The node's current labels and the workloads registered on `node` that carry
+ * `identity` (tenant + name), each with the identity's current node selector;
+ * an empty list when there are none. Read from the database on every call: a
+ * selector or label change must stop issuance at once.
  */
-export type NodeWorkloadLookup = (node: string, identity: IdentityRef) => Promise<IdentityRef[]>;
+export type NodeWorkloadLookup = (
+  node: string,
+  identity: IdentityRef,
+) => Promise<{ labels: Record<string, string>; workloads: NodeWorkloadIdentity[] }>;
 
 /**
  * The request's principal as mayObtainSvid sees it. For a node only the
@@ -73,7 +120,9 @@ export async function svidPrincipalOf(
       return { kind: "operator" };
     case "tenant":
       return { kind: "tenant", tenantId: String(principal.tenantId), scopes: principal.scopes };
-    case "node":
-      return { kind: "node", nodeId: principal.node, workloadIdentities: await workloadsOn(principal.node, identity) };
+    case "node": {
+      const { labels, workloads } = await workloadsOn(principal.node, identity);
+      return { kind: "node", nodeId: principal.node, labels, workloadIdentities: workloads };
+    }
   }
 }

@@ -4,7 +4,7 @@
 // The KEK comes from WEFT_KEK when set (operators keep it in their secret
 // store); on the embedded default a key file is generated once, mode 0600,
 // and reused on every later start so sealed keys stay readable.
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { inspect } from "node:util";
@@ -54,8 +54,17 @@ export class Kek {
       return Buffer.concat([d.update(ct), d.final()]);
     } catch {
       // Node's message ("Unsupported state or unable to authenticate data") says nothing useful.
-      throw new Error("cannot decrypt a sealed CA key: wrong KEK (WEFT_KEK or key file) or corrupted data");
+      throw new Error("cannot decrypt a sealed key: wrong KEK (WEFT_KEK or key file) or corrupted data");
     }
+  }
+
+  /**
+   * A short public name for this KEK (HMAC-SHA256 of `label` under it, 16 hex
+   * digits): tells rows sealed under different KEKs apart without revealing
+   * anything about the key.
+   */
+  id(label: string): string {
+    return createHmac("sha256", this.#key).update(label, "utf8").digest("hex").slice(0, 16);
   }
 
   toJSON(): string {

@@ -23,6 +23,8 @@ export type CaState = AuthorityState<AuthorityMaterial>;
 export interface Caller {
   actor: string;
   requestId: string;
+  /** The caller's own x-request-id, when safe; recorded beside requestId. */
+  clientRequestId?: string | null;
 }
 
 /** The API itself, e.g. the rotation schedule; `actor` says which part. */

@@ -1,4 +1,5 @@
-import { mkdirSync } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
@@ -26,8 +27,27 @@ const MIGRATIONS_FOLDER = new URL("../../../migrations", import.meta.url).pathna
 /** Any fixed 64-bit key; it only has to be the same in every Weft process. */
 const MIGRATION_LOCK_KEY = 0x77656674; // "weft"
 
+/**
+ * The embedded database's files are every tenant's data and every sealed
+ * key: no one but the owner may read them. The directory (and any parent it
+ * creates, such as .weft/) is made 0700; one left readable by an older
+ * version, a restore or a copy is tightened, files to 0600 and directories
+ * to 0700. server.ts sets the umask so that files created later are too.
+ */
+export function privateDataDir(dataDir: string): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  tighten(dataDir);
+}
+
+function tighten(path: string): void {
+  const stat = lstatSync(path);
+  if (stat.isSymbolicLink()) return;
+  if (stat.mode & 0o077) chmodSync(path, stat.mode & 0o700);
+  if (stat.isDirectory()) for (const name of readdirSync(path)) tighten(join(path, name));
+}
+
 function openPglite(dataDir: string | undefined): Database {
-  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  if (dataDir) privateDataDir(dataDir);
   const client = new PGlite(dataDir);
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   return {
@@ -39,7 +59,11 @@ function openPglite(dataDir: string | undefined): Database {
       const unsubscribe = await client.listen(channel, handler);
       return async () => unsubscribe();
     },
-    close: () => client.close(),
+    async close() {
+      await client.close();
+      // Files PGlite wrote while open (without server.ts's umask: tests, embedders) get the same treatment.
+      if (dataDir) tighten(dataDir);
+    },
   };
 }
 

@@ -65,11 +65,17 @@ export const apiTokens = pgTable(
     name: text("name").notNull(),
     scopes: text("scopes").array().notNull(),
     createdBy: text("created_by").notNull(),
+    /**
+     * The token that minted this one; null when the operator did. No foreign
+     * key: revoking a parent deletes its row and, in the same write, every
+     * descendant's (routes/tokens), so none outlives the token that made it.
+     */
+    parentId: uuid("parent_id"),
     expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
     revision: revision(),
     createdAt: createdAt(),
   },
-  (t) => [index("api_tokens_tenant_idx").on(t.tenantId, t.id)],
+  (t) => [index("api_tokens_tenant_idx").on(t.tenantId, t.id), index("api_tokens_parent_idx").on(t.parentId)],
 );
 
 /**
@@ -99,6 +105,8 @@ export const auditLog = pgTable(
     action: text("action").notNull(),
     resource: text("resource").notNull(),
     requestId: text("request_id").notNull(),
+    /** The caller's own x-request-id, when it was safe to keep; beside the server's id, never instead of it. */
+    clientRequestId: text("client_request_id"),
     revision: bigint("revision", { mode: "number" }).notNull(),
     at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
   },
@@ -147,6 +155,14 @@ export const identities = pgTable(
     /** SPIFFE ID path, e.g. /ns/prod/sa/web; the ID is spiffe://<tenant trust domain><path>. */
     path: text("path").notNull(),
     selectors: jsonb("selectors").$type<Record<string, string>>().notNull().default({}),
+    /**
+     * Which nodes may run this identity, by node labels (all must match); as
+     * SPIRE's registration entries name the agents that may hand an identity
+     * out. Empty matches every node.
+     */
+    nodeSelector: jsonb("node_selector").$type<Record<string, string>>().notNull().default({}),
+    /** Whether a node credential may declare workloads of this identity itself; false: only the tenant may. */
+    allowNodeRegistration: boolean("allow_node_registration").notNull().default(false),
     securityIdentity: bigint("security_identity", { mode: "number" })
       .notNull()
       .unique()
@@ -297,6 +313,12 @@ export const nodes = pgTable("nodes", {
   name: text("name").primaryKey(),
   zone: text("zone").notNull(),
   labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
+  /**
+   * The block of WEFT_POD_CIDR this node's workload addresses come from,
+   * assigned at registration; unique, so no two nodes share one. Null only
+   * for nodes registered before pod CIDRs existed (they get one at start-up).
+   */
+  podCidr: text("pod_cidr").unique(),
   /** sha256 of the node's bearer credential; the credential itself is shown once, at registration. */
   credentialHash: text("credential_hash").notNull().unique(),
   revision: revision(),
@@ -316,6 +338,14 @@ export const joinTokens = pgTable("join_tokens", {
   expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
   usedAt: timestamp("used_at", { withTimezone: true }),
   usedBy: text("used_by"),
+  /**
+   * What the operator fixed for the node this token registers: its labels
+   * (which identities' nodeSelector it matches) and, when set, its name and
+   * zone. Registration takes them from here, never from the caller.
+   */
+  labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
+  name: text("name"),
+  zone: text("zone"),
   createdAt: createdAt(),
 });
 
@@ -334,5 +364,7 @@ export const TENANT_OWNED_TABLES = [
 ] as const;
 
 export const APP_ROLE = "weft_app";
+/** Read-only, sees every tenant: platform-wide reads switch to it (migrations/0008); nothing a request sets turns it on. */
+export const PLATFORM_ROLE = "weft_platform";
 export const TENANT_SETTING = "weft.tenant_id";
 export const tenantSettingSql = sql.raw(`current_setting('${TENANT_SETTING}', true)`);

@@ -17,6 +17,8 @@ export interface Change {
 export interface WriteContext {
   actor: string;
   requestId: string;
+  /** The caller's own x-request-id, when safe; recorded beside requestId. */
+  clientRequestId?: string | null;
   dryRun: boolean;
 }
 
@@ -87,6 +89,7 @@ export async function write<T>(
             action,
             resource: `${change.kind}/${change.name}`,
             requestId: ctx.requestId,
+            clientRequestId: ctx.clientRequestId ?? null,
             revision,
           });
           await tx.execute(

@@ -3,8 +3,20 @@ import { badRequest, preconditionFailed } from "./problem.ts";
 /** Strong ETag of a resource: the global revision that last wrote it. */
 export const etagOf = (revision: number): string => `"${revision}"`;
 
+/** Weak comparison (RFC 9110 8.8.3.2), for If-None-Match: W/"5" and "5" are the same version. */
 function etagList(header: string): string[] {
   return header.split(",").map((t) => t.trim().replace(/^W\//, ""));
+}
+
+/**
+ * Strong comparison (RFC 9110 13.1.1), for If-Match: a weak tag matches
+ * nothing, since it does not promise the same version a write would replace.
+ */
+function strongEtagList(header: string): string[] {
+  return header
+    .split(",")
+    .map((t) => t.trim())
+    .filter((t) => !t.startsWith("W/"));
 }
 
 export type PutIntent = "create" | "replace";
@@ -27,7 +39,7 @@ export function putIntent(currentEtag: string | null, ifMatch?: string, ifNoneMa
 /** If-Match on PUT or DELETE: the write goes ahead only against the named version. */
 export function requireMatch(currentEtag: string | null, ifMatch?: string): void {
   if (ifMatch === undefined) return;
-  const tags = etagList(ifMatch);
+  const tags = strongEtagList(ifMatch);
   if (currentEtag === null) throw preconditionFailed("If-Match was given but the resource does not exist");
   if (!tags.includes("*") && !tags.includes(currentEtag)) {
     throw preconditionFailed(`If-Match ${ifMatch} does not match the current ETag ${currentEtag}`);

@@ -1,3 +1,5 @@
+import { STATUS_CODES, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { FORMATS } from "./schemas.ts";
 import { HttpProblem, PROBLEM_CONTENT_TYPE, problemBody, type FieldError } from "./problem.ts";
@@ -38,7 +40,13 @@ function pgProblem(err: { code?: unknown; message: string }): HttpProblem | unde
   return undefined;
 }
 
-function send(reply: FastifyReply, request: FastifyRequest, problem: HttpProblem): FastifyReply {
+export interface ErrorHandlingHooks {
+  /** Called for every 401 answered, whoever threw it (the guard, or a handler refusing a join token). */
+  unauthorized?: (request: FastifyRequest) => void;
+}
+
+function send(reply: FastifyReply, request: FastifyRequest, problem: HttpProblem, hooks: ErrorHandlingHooks = {}): FastifyReply {
+  if (problem.status === 401) hooks.unauthorized?.(request);
   return reply
     .code(problem.status)
     .headers(problem.headers)
@@ -52,10 +60,14 @@ function send(reply: FastifyReply, request: FastifyRequest, problem: HttpProblem
     );
 }
 
+/** The 404 of a URL no route matches (the guard answers it before any body is read). */
+export const noRoute = (request: FastifyRequest): HttpProblem =>
+  new HttpProblem(404, `no route for ${request.method} ${request.url.split("?")[0]}`);
+
 /** Every error leaves as application/problem+json; a 5xx never shows its message. */
-export function installErrorHandling(app: FastifyInstance): void {
+export function installErrorHandling(app: FastifyInstance, hooks: ErrorHandlingHooks = {}): void {
   app.setErrorHandler((err: FastifyError & { cause?: unknown }, request, reply) => {
-    if (err instanceof HttpProblem) return send(reply, request, err);
+    if (err instanceof HttpProblem) return send(reply, request, err, hooks);
     if (err.validation) {
       const errors = fieldErrors(err.validationContext ?? "body", err.validation as AjvError[]);
       return send(reply, request, new HttpProblem(400, `invalid request: ${errors.map((e) => e.field).join(", ")}`, errors));
@@ -63,11 +75,48 @@ export function installErrorHandling(app: FastifyInstance): void {
     const fromPg = pgProblem(err) ?? (err.cause instanceof Error ? pgProblem(err.cause as Error & { code?: unknown }) : undefined);
     if (fromPg) return send(reply, request, fromPg);
     const status = err.statusCode ?? 500;
-    if (status >= 400 && status < 500) return send(reply, request, new HttpProblem(status, err.message));
+    if (status >= 400 && status < 500) return send(reply, request, new HttpProblem(status, err.message), hooks);
     request.log.error({ err }, "request failed");
     return send(reply, request, new HttpProblem(500, "internal error; the request id identifies it in the logs"));
   });
-  app.setNotFoundHandler((request, reply) =>
-    send(reply, request, new HttpProblem(404, `no route for ${request.method} ${request.url.split("?")[0]}`)),
-  );
+  app.setNotFoundHandler((request, reply) => send(reply, request, noRoute(request)));
+}
+
+/**
+ * Errors Fastify's router raises before any hook runs (a bad percent escape,
+ * an over-long path parameter): without this they leave as plain JSON,
+ * outside the problem+json contract. A Fastify constructor option.
+ */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+  reply
+    .header("x-request-id", request.id)
+    .code(status)
+    .type(PROBLEM_CONTENT_TYPE)
+    .send(problemBody(status, err.message, { instance: request.url, requestId: String(request.id) }));
+}
+
+/**
+ * What Node's HTTP parser refuses (bad bytes in the request line, conflicting
+ * lengths, oversized headers) never reaches Fastify: answer it as a problem
+ * too, then close, since the stream cannot be trusted past the error.
+ */
+export function clientErrorHandler(err: Error & { code?: string }, socket: Socket): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  // A pipelined request still being answered owns the stream: a 400 written
+  // now would read as its answer. Let that answer finish, then close.
+  const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (pending && !pending.writableFinished) {
+    pending.once("close", () => socket.destroy());
+    return;
+  }
+  const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+  const body = JSON.stringify(problemBody(status, "the request could not be parsed as HTTP/1.1"));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(err);
 }

@@ -20,7 +20,11 @@ import { FeedCache } from "./feed-cache.ts";
  * AsyncLocalStorage would turn on promise hooks for every later request).
  */
 export function callerOf(request: FastifyRequest): Caller {
-  return { actor: request.principal ? actorOf(request.principal) : "anonymous", requestId: String(request.id) };
+  return {
+    actor: request.principal ? actorOf(request.principal) : "anonymous",
+    requestId: String(request.id),
+    clientRequestId: request.clientRequestId,
+  };
 }
 
 /** The bundle changes as one resource per tenant in the change log. */
@@ -253,6 +257,7 @@ export class DrizzleCaStore implements CaStore {
         expires_at: rec.expiresAt.toISOString(),
         actor: caller.actor,
         request_id: caller.requestId,
+        client_request_id: caller.clientRequestId ?? null,
       }));
       // Role and tenant the way write() binds them (set_config ..., true = SET LOCAL).
       statements.push(`SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', '${tid}', true)`);
@@ -263,7 +268,7 @@ export class DrizzleCaStore implements CaStore {
         ), r AS (
           SELECT * FROM json_to_recordset(${dollarQuote(JSON.stringify(rows))}::json) AS r(
             slot_id uuid, kind text, identity_name text, spiffe_id text, serial text,
-            issued_at timestamptz, expires_at timestamptz, actor text, request_id text)
+            issued_at timestamptz, expires_at timestamptz, actor text, request_id text, client_request_id text)
         ), issued AS (
           INSERT INTO svid_issuances (tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at)
           SELECT ${tid}, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at FROM r
@@ -272,8 +277,8 @@ export class DrizzleCaStore implements CaStore {
           FROM (SELECT slot_id, max(expires_at) AS expires_at FROM r GROUP BY slot_id) l
           WHERE s.tenant_id = ${tid} AND s.id = l.slot_id
         )
-        INSERT INTO audit_log (tenant_id, actor, action, resource, request_id, revision)
-        SELECT ${tid}, actor, kind || '.issue', 'identity/' || identity_name, request_id, (SELECT revision FROM rev) FROM r`);
+        INSERT INTO audit_log (tenant_id, actor, action, resource, request_id, client_request_id, revision)
+        SELECT ${tid}, actor, kind || '.issue', 'identity/' || identity_name, request_id, client_request_id, (SELECT revision FROM rev) FROM r`);
     }
     await simpleQuery(this.db, statements.join(";\n"));
     issuanceCommits.transactions++;

@@ -41,7 +41,7 @@ export function makeWriteFor(db: Db, feed: ChangeFeed): Services["writeFor"] {
     const dryRun = isDryRun(request);
     const actor = request.principal ? actorOf(request.principal) : "anonymous";
     let revision = 0;
-    const { result, changes } = await write(db, { actor, requestId: String(request.id), dryRun }, tenantId, (scope) => {
+    const { result, changes } = await write(db, { actor, requestId: String(request.id), clientRequestId: request.clientRequestId, dryRun }, tenantId, (scope) => {
       revision = scope.revision;
       return body(scope);
     });

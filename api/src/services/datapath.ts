@@ -43,7 +43,7 @@ import {
   workloads,
 } from "../db/schema.ts";
 import type { Tx, WriteScope } from "../db/transactions.ts";
-import { APP_ROLE } from "../db/schema.ts";
+import { APP_ROLE, PLATFORM_ROLE } from "../db/schema.ts";
 import {
   capacities,
   checkCapacity,
@@ -265,23 +265,31 @@ export const policyRowOf = (r: PolicyDb): PolicyRow => ({
 });
 
 /**
- * Runs `fn` with the read-only platform policies on, then turns them off
- * again: inside a write transaction, the rest of the write stays tenant-bound.
+ * Runs `fn` as the read-only platform role, then returns to the app role:
+ * inside a write transaction, the rest of the write stays tenant-bound.
  */
 export async function withPlatformRead<T>(tx: Tx, fn: () => Promise<T>): Promise<T> {
-  await tx.execute(sql`SELECT set_config('weft.platform_read', 'on', true)`);
+  // The read-only platform role sees every tenant's rows (migrations/0008);
+  // back to the app role, tenant setting untouched, before the write goes on.
+  await tx.execute(sql`SELECT set_config('role', ${PLATFORM_ROLE}, true)`);
+  let result: T;
   try {
-    return await fn();
-  } finally {
-    await tx.execute(sql`SELECT set_config('weft.platform_read', '', true)`);
+    result = await fn();
+  } catch (err) {
+    // An error may have aborted the transaction, which then takes no more
+    // statements: the role dies with it, and the first error is the one to tell.
+    await tx.execute(sql`SELECT set_config('role', ${APP_ROLE}, true)`).catch(() => undefined);
+    throw err;
   }
+  await tx.execute(sql`SELECT set_config('role', ${APP_ROLE}, true)`);
+  return result;
 }
 
-/** A read transaction as weft_app over every tenant's rows, on one consistent snapshot. */
+/** A read transaction as the platform role over every tenant's rows, on one consistent snapshot. */
 async function platformRead<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
   return db.transaction(
     async (tx) => {
-      await tx.execute(sql`SELECT set_config('role', ${APP_ROLE}, true), set_config('weft.platform_read', 'on', true)`);
+      await tx.execute(sql`SELECT set_config('role', ${PLATFORM_ROLE}, true)`);
       return fn(tx);
     },
     { isolationLevel: "repeatable read", accessMode: "read only" },

@@ -1,4 +1,4 @@
-// Where the CA's key-encryption key comes from, in order:
+// Where the key-encryption key (sealing CA keys and the token signing key) comes from, in order:
 //   1. WEFT_KEK (config.kek): what operators should use, from their secret store;
 //   2. a key file beside the data directory (<dataDir>/../kek, mode 0600),
 //      generated on the first start and reused after;
@@ -18,14 +18,20 @@ export interface KekChoice {
   /** One line for the log; never the key. */
   note: string;
   level: "info" | "warn";
+  /**
+   * A throwaway key, gone with the process: nothing sealed under it can be
+   * opened by another process, so secrets shared through the database (the
+   * token signing key) must not be sealed under it (auth/token-keys.ts).
+   */
+  ephemeral: boolean;
 }
 
 export const kekFileFor = (dataDir: string): string => join(dirname(dataDir), "kek");
 
 export function resolveKek(config: Pick<Config, "kek" | "dataDir" | "databaseUrl">): KekChoice {
-  if (config.kek) return { kek: config.kek, note: "CA keys sealed under WEFT_KEK", level: "info" };
+  if (config.kek) return { kek: config.kek, note: "CA keys sealed under WEFT_KEK", level: "info", ephemeral: false };
   if (config.dataDir === undefined) {
-    return { kek: new Kek(randomBytes(KEK_BYTES)), note: "CA keys sealed under a throwaway in-memory KEK", level: "info" };
+    return { kek: new Kek(randomBytes(KEK_BYTES)), note: "CA keys sealed under a throwaway in-memory KEK", level: "info", ephemeral: true };
   }
   const keyFile = kekFileFor(config.dataDir);
   const { kek, source } = loadKek({ env: {}, keyFile });
@@ -35,7 +41,8 @@ export function resolveKek(config: Pick<Config, "kek" | "dataDir" | "databaseUrl
       kek,
       note: `CA keys sealed under the ${how} ${keyFile}: set WEFT_KEK to the same key on every replica sharing this database`,
       level: "warn",
+      ephemeral: false,
     };
   }
-  return { kek, note: `CA keys sealed under the ${how} ${keyFile}`, level: "info" };
+  return { kek, note: `CA keys sealed under the ${how} ${keyFile}`, level: "info", ephemeral: false };
 }

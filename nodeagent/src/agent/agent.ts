@@ -19,6 +19,7 @@ import { entryCounts, InvalidDatapath, isEmptyDelta, patch, validateDelta, valid
 import type { AgentMetrics } from "./metrics.ts";
 import type { SvidManager } from "./svid.ts";
 import { syncLocalVeths } from "./local-veths.ts";
+import { parsePodCidr, type PodCidr } from "./pod-cidr.ts";
 import type { VethReconciler } from "./veths.ts";
 
 export type Log = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
@@ -29,13 +30,22 @@ export const jsonLog: Log = (level, msg, fields = {}) => {
 
 export interface AgentLoopOptions {
   node: string;
-  client: Pick<ApiClient, "datapath" | "putStatus" | "nodeWorkloads">;
+  client: Pick<ApiClient, "datapath" | "putStatus" | "nodeWorkloads"> & Partial<Pick<ApiClient, "node">>;
   maps: MapTargets;
   metrics: AgentMetrics;
   veths?: VethReconciler;
   /** The local_veth map, kept in step with the veths (host routing); kept empty when `hostRouting` is false. */
   localVeths?: MapTarget;
   hostRouting?: boolean;
+  /**
+   * The node's block of the pod CIDR as known at start (the registration's
+   * answer, or the state directory); null or absent: not known yet. The loop
+   * checks it against GET /v1/nodes/{node} (client.node) before its first
+   * veth sync, and learns it there when it has none.
+   */
+  podCidr?: string | null;
+  /** Called once the loop learns the block it did not know at start (the runtime saves it in the state directory). */
+  onPodCidr?: (cidr: string) => void;
   svids?: SvidManager;
   /** Long-poll seconds (API maximum 60). */
   waitSeconds?: number;
@@ -64,6 +74,14 @@ export class AgentLoop {
   /** Errors of the current state (refusals, kernel, veth, SVID), reported with the status. */
   private errors: string[] = [];
   private workloadsRouteMissing = false;
+  /** The node's block: local_veth names only addresses inside it. null: unknown, every address is named (older API). */
+  private podCidr: PodCidr | null = null;
+  /** Whether the API was asked for the block by this process; "unsupported": it does not know blocks (or forbids the read). */
+  private podCidrAsked: "no" | "yes" | "unsupported" = "no";
+  /** Errors about the block itself (a malformed one, the API naming another), reported with every status until fixed. */
+  private podCidrErrors: string[] = [];
+  /** The addresses last found outside the block, to log a change once rather than every round. */
+  private lastOutside = "";
   /** The addresses (and API-given interfaces) the veths were last synced to, for rounds without a change. */
   private vethInput: { addresses: string[]; interfaces: Map<string, string> } | null = null;
   /** Every apply, for tests and the restart proof. */
@@ -77,6 +95,17 @@ export class AgentLoop {
     this.engine = new ApplyEngine(o.maps);
     this.backoff = new Backoff(o.backoff);
     this.log = o.log ?? jsonLog;
+    if (o.podCidr) {
+      this.podCidr = parsePodCidr(o.podCidr);
+      if (!this.podCidr) this.podCidrErrors = [`the saved pod CIDR block "${o.podCidr}" is not an IPv4 prefix: host routing is not limited to a block`];
+    }
+    if (!o.client.node) this.podCidrAsked = "unsupported";
+    o.metrics.podCidr(this.podCidr?.cidr ?? null);
+  }
+
+  /** The node's block of the pod CIDR in use, or null while unknown. */
+  get podCidrBlock(): string | null {
+    return this.podCidr?.cidr ?? null;
   }
 
   get applied(): DesiredState | null {
@@ -89,7 +118,7 @@ export class AgentLoop {
   }
 
   get currentErrors(): readonly string[] {
-    return this.errors;
+    return [...this.errors, ...this.podCidrErrors];
   }
 
   /** Runs until the signal aborts; never throws for API or kernel failures. */
@@ -224,8 +253,69 @@ export class AgentLoop {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /**
+   * Asks GET /v1/nodes/{node} for the node's block: once per process to
+   * check the known one, and on every apply while none is known (a node
+   * registered before blocks existed gets one later). The first block known
+   * stays: the API never moves a node's block, so an answer naming another
+   * is reported as an error and not adopted (a compromised API must not
+   * widen what host routing delivers here).
+   */
+  private async refreshPodCidr(): Promise<void> {
+    if (this.podCidrAsked === "unsupported" || (this.podCidrAsked === "yes" && this.podCidr)) return;
+    let answer: string | null | undefined;
+    try {
+      ({ podCidr: answer } = await this.o.client.node!(this.o.node));
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 403 || err.status === 404)) {
+        // An API that does not let the node read itself: nothing to learn the block from.
+        this.podCidrAsked = "unsupported";
+        this.log("warn", "the API does not let this node read GET /v1/nodes/{node}: pod CIDR block unknown, host routing not limited to a block", {
+          podCidr: this.podCidr?.cidr ?? null,
+          status: err.status,
+        });
+      } else {
+        this.errors.push(`failed to read the pod CIDR block of node ${this.o.node}: ${(err as Error).message}`);
+      }
+      return;
+    }
+    this.podCidrAsked = "yes";
+    if (answer === undefined) {
+      this.podCidrAsked = "unsupported";
+      this.log("warn", "the API assigns no pod CIDR blocks (no podCidr on GET /v1/nodes/{node}): host routing not limited to a block", { podCidr: this.podCidr?.cidr ?? null });
+      return;
+    }
+    if (answer === null) return; // none yet: asked again on the next apply
+    const block = parsePodCidr(answer);
+    if (!block) {
+      this.podCidrErrors = [`the API's pod CIDR block "${answer}" for node ${this.o.node} is not an IPv4 prefix: not used`];
+      return;
+    }
+    if (this.podCidr) {
+      if (this.podCidr.cidr === block.cidr) {
+        this.podCidrErrors = [];
+        return;
+      }
+      this.podCidrErrors = [
+        `the API names pod CIDR block ${block.cidr} for node ${this.o.node}, but the node holds ${this.podCidr.cidr} (state directory): keeping ${this.podCidr.cidr}`,
+      ];
+      this.log("error", this.podCidrErrors[0]!);
+      return;
+    }
+    this.podCidr = block;
+    this.podCidrErrors = [];
+    this.o.metrics.podCidr(block.cidr);
+    this.log("info", "pod CIDR block learned: host routing only for addresses inside it", { podCidr: block.cidr });
+    try {
+      this.o.onPodCidr?.(block.cidr);
+    } catch (err) {
+      this.errors.push(`failed to save the pod CIDR block: ${(err as Error).message}`);
+    }
+  }
+
   /** Veths and SVIDs follow the applied state; their failures are reported, never undo the apply. */
   private async sideEffects(state: DesiredState): Promise<void> {
+    if (this.o.veths) await this.refreshPodCidr();
     let workloads: NodeWorkload[] | null = null;
     if (!this.workloadsRouteMissing && (this.o.svids || this.o.veths)) {
       try {
@@ -257,9 +347,19 @@ export class AgentLoop {
    * same address) gets the programs and its entry by the next long poll.
    */
   private async syncVeths(input: { addresses: string[]; interfaces: Map<string, string> }): Promise<string[]> {
-    const r = await this.o.veths!.sync(input.addresses, input.interfaces);
+    const block = this.podCidr;
+    const r = await this.o.veths!.sync(input.addresses, input.interfaces, block);
     if (r.attached.length || r.detached.length) this.log("info", "veths changed", { attached: r.attached, detached: r.detached });
     const errors = [...r.errors, ...r.refused];
+    this.o.metrics.outsideBlock(r.outsideBlock.length);
+    if (block) {
+      for (const a of r.outsideBlock) errors.push(`workload address ${a} is outside this node's pod CIDR block ${block.cidr}: no host routing for it`);
+      const outside = r.outsideBlock.join(",");
+      if (outside !== this.lastOutside && r.outsideBlock.length) {
+        this.log("error", "desired workload addresses outside this node's pod CIDR block: no host routing for them", { podCidr: block.cidr, addresses: r.outsideBlock });
+      }
+      this.lastOutside = outside;
+    }
     if (this.o.localVeths) {
       try {
         const wanted = this.o.hostRouting === false ? new Map<string, number>() : r.localVeths;
@@ -286,7 +386,7 @@ export class AgentLoop {
     } catch (err) {
       this.errors.push(`failed to read the metrics map: ${(err as Error).message}`);
     }
-    const errors = [...this.errors, ...(this.o.svids?.lastErrors ?? [])];
+    const errors = [...this.errors, ...this.podCidrErrors, ...(this.o.svids?.lastErrors ?? [])];
     const body = {
       appliedRevision: this.good?.revision ?? 0,
       // Before anything was applied there is no hash; the API requires a non-empty string.

@@ -49,6 +49,18 @@ export interface NodeWorkload {
   spiffeId?: string;
 }
 
+/**
+ * A node's block of the pod CIDR as the API answers it: the block; null
+ * while the API has none for the node (registered before blocks existed);
+ * undefined when the API does not know the field (an older API).
+ */
+export type PodCidrAnswer = string | null | undefined;
+
+function podCidrOf(node: { podCidr?: unknown }): PodCidrAnswer {
+  if (!("podCidr" in node)) return undefined;
+  return typeof node.podCidr === "string" ? node.podCidr : null;
+}
+
 /** Slack on top of a long poll before the agent gives up on an answer. */
 const LONG_POLL_SLACK_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -63,13 +75,21 @@ export class ApiClient {
     this.credential = credential;
   }
 
-  async register(input: { joinToken: string; name: string; zone: string; labels?: Record<string, string> }): Promise<{ node: { name: string }; credential: string }> {
+  async register(input: { joinToken: string; name: string; zone: string; labels?: Record<string, string> }): Promise<{ node: { name: string; podCidr: PodCidrAnswer }; credential: string }> {
     const body = await this.json("POST", "/v1/nodes/register", input, [201]);
-    const b = body as { node?: { name?: unknown }; credential?: unknown };
+    const b = body as { node?: { name?: unknown; podCidr?: unknown }; credential?: unknown };
     if (typeof b.credential !== "string" || typeof b.node?.name !== "string") {
       throw new ApiError("failed to register node: the answer has no {node.name, credential}", 201);
     }
-    return { node: { name: b.node.name }, credential: b.credential };
+    return { node: { name: b.node.name, podCidr: podCidrOf(b.node) }, credential: b.credential };
+  }
+
+  /** GET /v1/nodes/{node} (the node's credential may read its own node): what the agent needs of it. */
+  async node(node: string): Promise<{ name: string; podCidr: PodCidrAnswer }> {
+    const path = `/v1/nodes/${encodeURIComponent(node)}`;
+    const b = (await this.json("GET", path, undefined, [200])) as { name?: unknown; podCidr?: unknown };
+    if (typeof b?.name !== "string") throw new ApiError(`failed to GET ${path}: the answer has no name`, 200);
+    return { name: b.name, podCidr: podCidrOf(b) };
   }
 
   async datapath(node: string, q: DatapathQuery = {}): Promise<DatapathAnswer> {

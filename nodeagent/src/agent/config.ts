@@ -27,6 +27,12 @@ export interface AgentConfig {
   metricsPort: number;
   /** bpf/README [R10]: deliver packets between this node's workloads without the host's IP forwarding. */
   hostRouting: boolean;
+  /**
+   * bpf/README (socket LB and host traffic): also rewrite connections made in
+   * the host's network namespace to a VIP. Off by default: the socket LB sits
+   * on a cgroup holding host processes, and a tenant's VIP must not redirect them.
+   */
+  lbHostTraffic: boolean;
 }
 
 /** Flag name -> [config key, environment variable]. */
@@ -40,11 +46,14 @@ const FLAGS = {
   "--state-dir": ["stateDir", "WEFT_STATE_DIR"],
   "--metrics-port": ["metricsPort", "WEFT_METRICS_PORT"],
   "--host-routing": ["hostRouting", "WEFT_HOST_ROUTING"],
+  "--lb-host-traffic": ["lbHostTraffic", "WEFT_LB_HOST_TRAFFIC"],
 } as const;
+/** Flags that may stand alone, meaning "on". */
+const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic"]);
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
 
 export const USAGE =
-  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] (each also WEFT_API, WEFT_NODE_NAME, ...)";
+  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--lb-host-traffic [on|off]] (each also WEFT_API, WEFT_NODE_NAME, ...)";
 
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
@@ -59,7 +68,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     const flag = eq > 0 ? arg.slice(0, eq) : arg;
     if (!(flag in FLAGS)) throw new UsageError(`unknown argument ${JSON.stringify(arg)}; ${USAGE}`);
     const key = FLAGS[flag as keyof typeof FLAGS][0];
-    const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+    const next = argv[i + 1];
+    const value = eq > 0 ? arg.slice(eq + 1) : SWITCHES.has(flag) && (next === undefined || next.startsWith("--")) ? "on" : argv[++i];
     if (value === undefined || value === "" || (eq < 0 && value.startsWith("--"))) throw new UsageError(`${flag} needs a value`);
     if (given[key] !== undefined) throw new UsageError(`${flag} given twice`);
     given[key] = value;
@@ -92,6 +102,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new UsageError(`--metrics-port ${JSON.stringify(portText)} is not a port 0..65535`);
   const hostRouting = get("hostRouting") ?? "on";
   if (hostRouting !== "on" && hostRouting !== "off") throw new UsageError(`--host-routing ${JSON.stringify(hostRouting)} is not on or off`);
+  const lbHostTraffic = get("lbHostTraffic") ?? "off";
+  if (lbHostTraffic !== "on" && lbHostTraffic !== "off") throw new UsageError(`--lb-host-traffic ${JSON.stringify(lbHostTraffic)} is not on or off`);
   return {
     command,
     api: api.replace(/\/+$/, ""),
@@ -103,5 +115,6 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     stateDir: get("stateDir") ?? DEFAULT_STATE_DIR,
     metricsPort,
     hostRouting: hostRouting === "on",
+    lbHostTraffic: lbHostTraffic === "on",
   };
 }

@@ -48,6 +48,15 @@ export class AgentMetrics {
   private readonly applies: Counter;
   private readonly upserts: Counter;
   private readonly deletes: Counter;
+  private readonly lbHostTrafficGauge: Gauge;
+  private readonly podCidrInfo: Gauge;
+  private readonly outsideBlockGauge: Gauge;
+  /** The node's block of the pod CIDR in use; null while unknown; undefined before the loop said. */
+  private podCidrBlock: string | null | undefined = undefined;
+  /** Desired local addresses outside the block at the last veth sync, null before the first. */
+  private outsideBlockCount: number | null = null;
+  /** The socket LB's setting as written to sock_cfg (1: host traffic balanced too), null until written. */
+  private lbHostTraffic: number | null = null;
   private counts = { apiErrors: 0, applyErrors: 0, refused: 0, applies: 0, upserts: 0, deletes: 0 };
   private entryCounts: Partial<Record<ManagedMap, number>> = {};
   /** Entries of the agent's own local_veth map (host routing), null until first written. */
@@ -74,6 +83,41 @@ export class AgentMetrics {
     this.applies = new Counter({ name: "weft_agent_applies_total", help: "Datapath states applied", registers });
     this.upserts = new Counter({ name: "weft_agent_upserts_total", help: "Map entries written", registers });
     this.deletes = new Counter({ name: "weft_agent_deletes_total", help: "Map entries deleted", registers });
+    this.lbHostTrafficGauge = new Gauge({
+      name: "weft_agent_lb_host_traffic",
+      help: "1 when the socket LB also rewrites connections of the host's network namespace (--lb-host-traffic), 0 when it leaves them alone",
+      registers,
+    });
+    this.podCidrInfo = new Gauge({
+      name: "weft_agent_pod_cidr_info",
+      help: "1 for the node's block of the pod CIDR (host routing names only addresses inside it); absent while the block is unknown",
+      labelNames: ["cidr"],
+      registers,
+    });
+    this.outsideBlockGauge = new Gauge({
+      name: "weft_agent_local_veth_outside_block",
+      help: "Desired local workload addresses outside the node's pod CIDR block, given no host routing (a wrong desired state)",
+      registers,
+    });
+  }
+
+  /** The node's block of the pod CIDR in use, or null while it is unknown (an API that assigns none). */
+  podCidr(cidr: string | null): void {
+    this.podCidrBlock = cidr;
+    this.podCidrInfo.reset();
+    if (cidr !== null) this.podCidrInfo.set({ cidr }, 1);
+  }
+
+  /** `n` desired local addresses were outside the block at the last veth sync. */
+  outsideBlock(n: number): void {
+    this.outsideBlockCount = n;
+    this.outsideBlockGauge.set(n);
+  }
+
+  /** The socket LB's configuration was written (sock_cfg). */
+  sockConfig(lbHostTraffic: boolean): void {
+    this.lbHostTraffic = lbHostTraffic ? 1 : 0;
+    this.lbHostTrafficGauge.set(this.lbHostTraffic);
   }
 
   applied(revision: number, seconds: number, counts: Partial<Record<ManagedMap, number>>, upserts: number, deletes: number): void {
@@ -132,6 +176,10 @@ export class AgentMetrics {
     };
     for (const id of MANAGED_MAPS) if (this.entryCounts[id] !== undefined) out[`entries.${id}`] = this.entryCounts[id]!;
     if (this.localVethCount !== null) out["entries.local_veth"] = this.localVethCount;
+    if (this.lbHostTraffic !== null) out["agent.lb_host_traffic"] = this.lbHostTraffic;
+    // Status counters are numbers: whether the block is known (the block itself is on /metrics and in the log).
+    if (this.podCidrBlock !== undefined) out["agent.pod_cidr_known"] = this.podCidrBlock === null ? 0 : 1;
+    if (this.outsideBlockCount !== null) out["agent.local_veth_outside_block"] = this.outsideBlockCount;
     for (const v of this.verdicts) out[`packets.${v.hook}.${v.reason}`] = v.packets;
     return out;
   }

@@ -49,9 +49,15 @@ export async function ensureRegistered(cfg: AgentConfig, client: ApiClient, log:
   if (!cfg.joinToken) throw new Error(`failed to register node ${cfg.name}: no registration in ${cfg.stateDir} and no --join-token (WEFT_JOIN_TOKEN)`);
   if (!cfg.zone) throw new Error(`failed to register node ${cfg.name}: --zone (WEFT_ZONE) is required to register`);
   const r = await client.register({ joinToken: cfg.joinToken, name: cfg.name, zone: cfg.zone });
-  const registration = { api: cfg.api, node: r.node.name, credential: r.credential, registeredAt: new Date().toISOString() };
+  const registration: SavedRegistration = {
+    api: cfg.api,
+    node: r.node.name,
+    credential: r.credential,
+    registeredAt: new Date().toISOString(),
+    ...(r.node.podCidr ? { podCidr: r.node.podCidr } : {}),
+  };
   saveRegistration(cfg.stateDir, registration);
-  log("info", "registered node", { node: registration.node, stateDir: cfg.stateDir });
+  log("info", "registered node", { node: registration.node, podCidr: registration.podCidr ?? null, stateDir: cfg.stateDir });
   return registration;
 }
 
@@ -65,6 +71,9 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
   const metrics = new AgentMetrics(() => readVerdicts(datapath.maps.metrics));
   let svids: SvidManager | null = null;
   try {
+    // The configuration first: programs swapped in by attachCgroup rewrite nothing until it exists.
+    const sockCfg = datapath.configureSockLb(cfg.lbHostTraffic);
+    metrics.sockConfig(sockCfg.lbHostTraffic);
     datapath.attachCgroup(cfg.cgroup);
     const metricsPort = await metrics.listen(cfg.metricsPort);
     svids = new SvidManager({ stateDir: cfg.stateDir, client, onError: (e) => log("error", e) });
@@ -76,6 +85,11 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       veths: new VethReconciler(datapath),
       localVeths: datapath.maps.local_veth,
       hostRouting: cfg.hostRouting,
+      podCidr: registration.podCidr ?? null,
+      onPodCidr: (podCidr) => {
+        registration.podCidr = podCidr;
+        saveRegistration(cfg.stateDir, registration);
+      },
       svids,
       ...(options.waitSeconds !== undefined ? { waitSeconds: options.waitSeconds } : {}),
       ...(options.backoff ? { backoff: options.backoff } : {}),
@@ -83,7 +97,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     });
     const abort = new AbortController();
     const done = loop.run(abort.signal);
-    log("info", "agent started", { node: registration.node, pinDir: cfg.pinDir, cgroup: cfg.cgroup, metrics: `127.0.0.1:${metricsPort}` });
+    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}` });
     const s = svids;
     let stopped: Promise<void> | null = null;
     return {

@@ -14,6 +14,13 @@ export interface SavedRegistration {
   node: string;
   credential: string;
   registeredAt: string;
+  /**
+   * The node's block of the pod CIDR, as first learned (the registration's
+   * answer, or GET /v1/nodes/{node} for a node registered before blocks
+   * existed). Absent while unknown. The API never moves a node's block, so a
+   * later answer naming another block is reported, not adopted.
+   */
+  podCidr?: string;
 }
 
 const FILE = "node.json";
@@ -43,7 +50,13 @@ export function loadRegistration(dir: string): SavedRegistration | null {
   if (typeof r?.api !== "string" || typeof r.node !== "string" || typeof r.credential !== "string" || !r.credential) {
     throw new Error(`failed to read registration ${path}: not {api, node, credential}; remove it and register again with a join token`);
   }
-  return { api: r.api, node: r.node, credential: r.credential, registeredAt: String(r.registeredAt ?? "") };
+  return {
+    api: r.api,
+    node: r.node,
+    credential: r.credential,
+    registeredAt: String(r.registeredAt ?? ""),
+    ...(typeof r.podCidr === "string" && r.podCidr ? { podCidr: r.podCidr } : {}),
+  };
 }
 
 export function saveRegistration(dir: string, registration: SavedRegistration): void {

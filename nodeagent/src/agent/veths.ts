@@ -13,6 +13,7 @@
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { promisify } from "node:util";
+import { inPodCidr, type PodCidr } from "./pod-cidr.ts";
 
 const run = promisify(execFile);
 
@@ -69,9 +70,16 @@ export interface VethSyncResult {
   refused: string[];
   errors: string[];
   /**
+   * Addresses outside the node's block of the pod CIDR: their veth keeps its
+   * tc programs (policy only restricts), but host routing does not name it
+   * for them (not in `localVeths`).
+   */
+  outsideBlock: string[];
+  /**
    * Address -> ifindex of the host-side veth it sits behind, for every veth
    * that carries this process's tc programs and whose peer is in another
-   * namespace (host routing delivers to that peer).
+   * namespace (host routing delivers to that peer), and, when the node's
+   * block is known, whose address lies inside it.
    */
   localVeths: Map<string, number>;
 }
@@ -111,11 +119,20 @@ export class VethReconciler {
     return known;
   }
 
-  async sync(addresses: readonly string[], interfaces: ReadonlyMap<string, string> = new Map()): Promise<VethSyncResult> {
-    const result: VethSyncResult = { attached: [], detached: [], unresolved: [], refused: [], errors: [], localVeths: new Map() };
+  /**
+   * `podCidr`: the node's block; an address outside it gets no host-routing
+   * entry (listed in `outsideBlock`). null: the block is unknown (an API that
+   * assigns none), every address behind a guarded veth gets one.
+   */
+  async sync(addresses: readonly string[], interfaces: ReadonlyMap<string, string> = new Map(), podCidr: PodCidr | null = null): Promise<VethSyncResult> {
+    const result: VethSyncResult = { attached: [], detached: [], unresolved: [], refused: [], errors: [], outsideBlock: [], localVeths: new Map() };
     const wanted = new Map<number, string>();
     const behind = new Map<string, number>();
     for (const address of addresses) {
+      // Another node's address (a wrong or compromised desired state): its veth, if any, is still guarded,
+      // but host routing never redirects traffic for it here.
+      const outside = podCidr !== null && !inPodCidr(podCidr, address);
+      if (outside) result.outsideBlock.push(address);
       try {
         let ifname = interfaces.get(address) ?? this.routed.get(address) ?? null;
         if (ifname === null || ifindexOf(ifname) === null) {
@@ -135,7 +152,8 @@ export class VethReconciler {
         }
         wanted.set(ifindex, ifname);
         // bpf_redirect_peer drops a packet for a peer in this namespace: such an address stays with the host's routing.
-        if (link.peerInOtherNetns) behind.set(address, ifindex);
+        // So does an address outside the node's block.
+        if (link.peerInOtherNetns && !outside) behind.set(address, ifindex);
       } catch (err) {
         result.errors.push((err as Error).message);
       }

@@ -105,5 +105,8 @@ function bind() {
     objPin: lib.func("int bpf_obj_pin(int fd, const char *path)"),
     close: libc.func("int close(int fd)"),
     mount: libc.func("int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)"),
+    // For SO_NETNS_COOKIE (kernel/netns.ts): the cookie of the agent's network namespace.
+    socket: libc.func("int socket(int domain, int type, int protocol)"),
+    getsockopt: libc.func("int getsockopt(int fd, int level, int optname, _Out_ uint8_t *optval, _Inout_ uint32_t *optlen)"),
   };
 }

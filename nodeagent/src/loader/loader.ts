@@ -15,10 +15,11 @@
  */
 import { existsSync, openSync, closeSync, constants as fsConstants, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { mapNames, maps as mapSpecs, type MapId } from "@weft/codec";
+import { encodeEntries, mapNames, maps as mapSpecs, type MapId, type SockCfg } from "@weft/codec";
 import { KernelError } from "../kernel/errors.ts";
 import { createLink, detachLink, mapInfo, openPinned, pinObject, updateLink } from "../kernel/links.ts";
 import { BpfMap, closeFd } from "../kernel/maps.ts";
+import { netnsCookie } from "../kernel/netns.ts";
 import { BpfObject } from "../kernel/object.ts";
 import { ensurePinDir } from "./bpffs.ts";
 import { checkLayouts, codecAbi, MAP_TYPE_CODES, type Abi } from "./layout.ts";
@@ -111,6 +112,20 @@ export class Datapath {
 
   programFd(name: string): number {
     return this.objectOf(name).programFd(name);
+  }
+
+  /**
+   * Writes the socket LB's one configuration entry (weft_sock_cfg): this
+   * process's network namespace is the host's, whose connections are left
+   * alone unless lbHostTraffic. Overwrites that entry only (no other map is
+   * touched, nothing flushed). Call before attachCgroup: until the entry
+   * exists the programs rewrite nothing.
+   */
+  configureSockLb(lbHostTraffic: boolean, hostNetnsCookie: bigint = netnsCookie()): SockCfg {
+    const value: SockCfg = { hostNetnsCookie, lbHostTraffic };
+    const { keys, values } = encodeEntries("sock_cfg", [{ key: { index: 0 }, value }]);
+    this.maps.sock_cfg.update(keys, values);
+    return value;
   }
 
   /** Attaches the socket-LB programs to a cgroup v2 directory, or gives the pinned links this process's programs. */

@@ -24,8 +24,11 @@ const tags = ["identities"];
 /**
  * The identity an SVID is asked for, once authz.ts allows it: the one place
  * that decides who may obtain SVIDs (tenant tokens, and node agents for the
- * workloads on their node). The guard only established a principal that can
- * see the tenant.
+ * workloads on their node that the identity's nodeSelector matches). The
+ * guard only established a principal that can see the tenant. A node's facts
+ * (its workloads, its labels, the identity's selector) are read from the
+ * database for every request, never from the identity cache below, so a
+ * change stops issuance with the next request.
  */
 async function svidSubject(request: FastifyRequest, identities: FeedCache<IdentityRow | null>, db: Db, name: string) {
   const tenant = tenantOf(request);
@@ -157,7 +160,8 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: { auth: { who: "tenant", scope: "read", nodes: true } },
       schema: {
         tags,
-        summary: "Issue an X.509-SVID from a PKCS#10 CSR (needs the write scope, or a node credential of a node running a workload of this identity)",
+        summary:
+          "Issue an X.509-SVID from a PKCS#10 CSR (needs the write scope, or a node credential of a node running a workload of this identity and matched by its nodeSelector now)",
         params: IdentityParams,
         body: X509SvidRequest,
         response: { 201: X509Svid, ...problemResponses(400, 401, 403, 404, 409) },

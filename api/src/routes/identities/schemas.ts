@@ -11,6 +11,17 @@ export const IdentitySpec = Type.Object(
       description: "SPIFFE ID path, e.g. /ns/prod/sa/web: segments of [A-Za-z0-9._-], no '.', '..' or empty segment, no trailing '/'",
     }),
     selectors: Type.Optional(Labels),
+    nodeSelector: Type.Optional({
+      ...Labels,
+      description:
+        "Node labels a node must carry (all of them, same values) to run this identity: its workloads may be placed only on such nodes, and only such nodes obtain its SVIDs. Empty or absent: any node",
+    }),
+    allowNodeRegistration: Type.Optional(
+      Type.Boolean({
+        description:
+          "Whether a node's own credential may declare, replace and delete workloads of this identity (on itself, when nodeSelector matches it). Default false: only the tenant declares them",
+      }),
+    ),
     x509SvidTtlSeconds: Type.Optional(
       Type.Integer({ minimum: 60, maximum: 86_400, description: "Default 3600; never past the CA's own expiry" }),
     ),
@@ -31,6 +42,8 @@ export const Identity = Type.Object(
       description: "Numeric identity for the datapath: u32, unique across tenants, never reused; 0-255 are reserved",
     }),
     selectors: Labels,
+    nodeSelector: { ...Labels, description: "Node labels a node must carry to run this identity; empty: any node" },
+    allowNodeRegistration: Type.Boolean({ description: "Whether node credentials may declare workloads of this identity themselves" }),
     x509SvidTtlSeconds: Type.Union([Type.Integer(), Type.Null()]),
     jwtSvidTtlSeconds: Type.Union([Type.Integer(), Type.Null()]),
     etag: Type.String(),

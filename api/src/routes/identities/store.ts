@@ -2,7 +2,8 @@ import { and, asc, eq, gt, ne } from "drizzle-orm";
 import { throwIfAny } from "../../ca/errors.ts";
 import { spiffeId, validateSpiffeId } from "../../ca/spiffe-id.ts";
 import type { Db } from "../../db/client.ts";
-import { identities } from "../../db/schema.ts";
+import { nodeSelectorMatches } from "../../ca/authz.ts";
+import { identities, nodes, workloads } from "../../db/schema.ts";
 import { read, type WriteScope } from "../../db/transactions.ts";
 import { etagOf, putIntent, requireMatch, type PutIntent } from "../../http/conventions.ts";
 import { HttpProblem, notFound } from "../../http/problem.ts";
@@ -18,6 +19,8 @@ export const toIdentity = (trustDomain: string, row: IdentityRow): Identity => (
   spiffeId: spiffeId(trustDomain, row.path),
   securityIdentity: row.securityIdentity,
   selectors: row.selectors,
+  nodeSelector: row.nodeSelector,
+  allowNodeRegistration: row.allowNodeRegistration,
   x509SvidTtlSeconds: row.x509SvidTtlSeconds,
   jwtSvidTtlSeconds: row.jwtSvidTtlSeconds,
   etag: etagOf(row.revision),
@@ -56,9 +59,13 @@ export async function putIdentity(
       { field: "body.path", message: `is used by identity "${clash.name}"` },
     ]);
   }
+  // On create too: workloads name identities by name, and may outlive one that was deleted.
+  await requireWorkloadsStillSelected(w, tenant.id, name, spec.nodeSelector ?? {});
   const values = {
     path: spec.path,
     selectors: spec.selectors ?? {},
+    nodeSelector: spec.nodeSelector ?? {},
+    allowNodeRegistration: spec.allowNodeRegistration ?? false,
     x509SvidTtlSeconds: spec.x509SvidTtlSeconds ?? null,
     jwtSvidTtlSeconds: spec.jwtSvidTtlSeconds ?? null,
     revision: w.revision,
@@ -69,6 +76,37 @@ export async function putIdentity(
   await datapath?.admitWrite(w, [{ kind: "identity", op: "put", row: identityRowOf(row!) }]);
   await w.record({ tenantId: tenant.id, kind: "identity", name, op: "upsert" }, `identity.${intent}`);
   return { row: row!, intent };
+}
+
+/** At most this many workloads are named in a refusal; the detail gives the count. */
+const NAMED_WORKLOADS = 20;
+
+/**
+ * A node selector that the nodes of existing workloads of the identity would
+ * no longer match is refused (422 on body.nodeSelector, naming them): every
+ * workload stays on a node its identity selects, so the datapath never keeps
+ * a workload's address as the identity on a node the identity has left.
+ * Delete or move those workloads first. (SVID issuance checks the selector
+ * against the node's labels on every request as well: ca/authz.ts.)
+ */
+async function requireWorkloadsStillSelected(w: WriteScope, tenantId: number, name: string, selector: Record<string, string>): Promise<void> {
+  if (Object.keys(selector).length === 0) return;
+  const placed = await w.tx
+    .select({ workload: workloads.name, node: workloads.node, labels: nodes.labels })
+    .from(workloads)
+    .innerJoin(nodes, eq(nodes.name, workloads.node))
+    .where(and(eq(workloads.tenantId, tenantId), eq(workloads.identity, name)))
+    .orderBy(asc(workloads.name));
+  const left = placed.filter((p) => !nodeSelectorMatches(selector, p.labels));
+  if (left.length === 0) return;
+  throw new HttpProblem(
+    422,
+    `${left.length} workload${left.length === 1 ? "" : "s"} of identity "${name}" run${left.length === 1 ? "s" : ""} on nodes this node selector does not match; delete or move them first`,
+    left.slice(0, NAMED_WORKLOADS).map((p) => ({
+      field: "body.nodeSelector",
+      message: `does not match node "${p.node}" of workload "${p.workload}"`,
+    })),
+  );
 }
 
 export async function deleteIdentity(

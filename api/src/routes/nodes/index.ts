@@ -5,6 +5,7 @@ import { DryRunQuery, ListQuery, Page } from "../../http/schemas.ts";
 import { badRequest } from "../../http/problem.ts";
 import { isDryRun } from "../../services/context.ts";
 import { NoContent, problemResponses } from "../responses.ts";
+import { addressPlanOf } from "../../mesh/addresses.ts";
 import {
   DEFAULT_JOIN_TOKEN_TTL_SECONDS,
   JoinToken,
@@ -43,7 +44,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: { auth: { who: "operator" } },
       schema: {
         tags,
-        summary: "Mint a one-time join token for registering a node (shown once)",
+        summary: "Mint a one-time join token for registering a node (shown once); it fixes the node's labels, and optionally its name and zone",
         querystring: DryRunQuery,
         body: NewJoinToken,
         response: { 201: JoinToken, ...problemResponses(400, 401, 403) },
@@ -51,9 +52,17 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const token = newSecret(JOIN_TOKEN_PREFIX);
-      const ttl = request.body.ttlSeconds ?? DEFAULT_JOIN_TOKEN_TTL_SECONDS;
-      const row = await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => createJoinToken(w, token, ttl));
-      return reply.code(201).send({ id: row.id, expiresAt: row.expiresAt.toISOString(), ...(isDryRun(request) ? {} : { token }) });
+      const { ttlSeconds, labels, name, zone } = request.body;
+      const ttl = ttlSeconds ?? DEFAULT_JOIN_TOKEN_TTL_SECONDS;
+      const row = await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => createJoinToken(w, token, ttl, { labels, name, zone }));
+      return reply.code(201).send({
+        id: row.id,
+        expiresAt: row.expiresAt.toISOString(),
+        labels: row.labels,
+        name: row.name,
+        zone: row.zone,
+        ...(isDryRun(request) ? {} : { token }),
+      });
     },
   );
 
@@ -64,9 +73,9 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: { auth: { who: "public" } },
       schema: {
         tags,
-        summary: "Register a node with a one-time join token; answers the node's credential (shown once)",
+        summary: "Register a node with a one-time join token; the node gets the token's labels; answers the node's credential (shown once)",
         body: Registration,
-        response: { 201: RegisteredNode, ...problemResponses(400, 401, 409) },
+        response: { 201: RegisteredNode, ...problemResponses(400, 401, 403, 409, 503) },
       },
     },
     async (request, reply) => {
@@ -74,7 +83,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       // The audit log names the node as the actor. Nothing commits unless the
       // join token is spent in the same transaction, so the name is vouched for.
       request.principal = { kind: "node", node: request.body.name };
-      const row = await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => registerNode(w, request.body, credential));
+      const row = await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => registerNode(w, request.body, credential, addressPlanOf(weft.config)));
       return reply
         .code(201)
         .header("location", `/v1/nodes/${row.name}`)
@@ -168,7 +177,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       config: { auth: { who: "operator" } },
       schema: {
         tags,
-        summary: "Delete a node; its credential stops working at once",
+        summary: "Delete a node; its credential stops working at once, and the workloads placed on it, of every tenant, are deleted in the same write",
         params: NodeParams,
         querystring: DryRunQuery,
         response: { 204: NoContent, ...problemResponses(400, 401, 403, 404) },

@@ -5,20 +5,33 @@ export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 600;
 
 export const NodeParams = Type.Object({ node: Name });
 
+const Zone = Type.String({ minLength: 1, maxLength: 63, description: "Failure domain; services with preferSameZone prefer backends of the node's zone" });
+
 export const NewJoinToken = Type.Object(
   {
     ttlSeconds: Type.Optional(
       Type.Integer({ minimum: 1, maximum: 86_400, default: DEFAULT_JOIN_TOKEN_TTL_SECONDS, description: "1 s to 1 day; default 10 minutes" }),
     ),
+    labels: Type.Optional({
+      ...Labels,
+      description:
+        "The labels of the node this token registers (which identities' nodeSelector it matches); the registering party cannot choose others. Default: none",
+    }),
+    name: Type.Optional({ ...Name, description: "The only name the node may register under; default: any" }),
+    zone: Type.Optional({ ...Zone, description: "The only zone the node may register in; default: any" }),
   },
   { additionalProperties: false },
 );
+export type NewJoinToken = Static<typeof NewJoinToken>;
 
 export const JoinToken = Type.Object(
   {
     id: Type.String({ format: "uuid" }),
     token: Type.Optional(Type.String({ description: "One-time; shown only in this response, absent on a dry run" })),
     expiresAt: Timestamp,
+    labels: { ...Labels, description: "The labels the node registered with this token gets" },
+    name: Type.Union([Name, Type.Null()], { description: "The name the node must register under; null: any" }),
+    zone: Type.Union([Type.String(), Type.Null()], { description: "The zone the node must register in; null: any" }),
   },
   { title: "JoinToken" },
 );
@@ -26,9 +39,13 @@ export const JoinToken = Type.Object(
 export const Registration = Type.Object(
   {
     joinToken: Type.String({ minLength: 1, maxLength: 256, description: "From POST /v1/join-tokens; spent by this call" }),
-    name: Name,
-    zone: Type.String({ minLength: 1, maxLength: 63, description: "Failure domain; services with preferSameZone prefer backends of the node's zone" }),
-    labels: Type.Optional(Labels),
+    name: { ...Name, description: "A DNS label; must equal the join token's name when it fixes one (403 otherwise)" },
+    zone: { ...Zone, description: `${Zone.description}; must equal the join token's zone when it fixes one (403 otherwise)` },
+    labels: Type.Optional({
+      ...Labels,
+      description:
+        "The node's labels come from the join token: leave this out, or send exactly the token's labels (anything else is 403 and does not spend the token)",
+    }),
   },
   { additionalProperties: false },
 );
@@ -57,6 +74,10 @@ export const Node = Type.Object(
     name: Name,
     zone: Type.String(),
     labels: Labels,
+    podCidr: Type.Union([Type.String({ description: "e.g. 10.0.3.0/24" }), Type.Null()], {
+      description:
+        "The node's block of WEFT_POD_CIDR: its workloads' addresses must lie inside it. Assigned at registration; null only for a node registered before blocks existed, until its first workload write",
+    }),
     createdAt: Timestamp,
     desired: Type.Union([Type.Object({ revision: Revision, hash: Hash }), Type.Null()], {
       description: "What the compiler wants on the node now; null while it cannot say (no datapath for this node)",

@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { and, asc, eq, gt, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, gt, isNotNull, isNull, sql } from "drizzle-orm";
 import { NODE_KIND, PLATFORM_TENANT_ID, secretHash } from "../../auth/node-credentials.ts";
 import type { NodeWorkloadLookup } from "../../ca/authz.ts";
 import type { Db } from "../../db/client.ts";
 import { identities, joinTokens, nodes, tenants, workloads } from "../../db/schema.ts";
-import { read, type WriteScope } from "../../db/transactions.ts";
-import { conflict, notFound, unauthorized } from "../../http/problem.ts";
+import { read, write, type WriteScope } from "../../db/transactions.ts";
+import { conflict, fieldProblem, HttpProblem, notFound, unauthorized } from "../../http/problem.ts";
+import { firstFreeBlock, type AddressPlan } from "../../mesh/addresses.ts";
 import { withPlatformRead } from "../../services/datapath.ts";
 import type { Node, NodeStatusReport, NodeWorkload, Registration } from "./schemas.ts";
 
@@ -30,6 +31,7 @@ export function toNode(row: NodeRow, desired: { revision: number; hash: string }
     name: row.name,
     zone: row.zone,
     labels: row.labels,
+    podCidr: row.podCidr,
     createdAt: row.createdAt.toISOString(),
     desired,
     applied,
@@ -42,10 +44,24 @@ export function toNode(row: NodeRow, desired: { revision: number; hash: string }
   };
 }
 
-export async function createJoinToken(w: WriteScope, token: string, ttlSeconds: number) {
+/** What a join token fixes for the node it registers. */
+export interface JoinTokenBinding {
+  labels?: Record<string, string>;
+  name?: string;
+  zone?: string;
+}
+
+export async function createJoinToken(w: WriteScope, token: string, ttlSeconds: number, binding: JoinTokenBinding = {}) {
   const [row] = await w.tx
     .insert(joinTokens)
-    .values({ id: randomUUID(), tokenHash: secretHash(token), expiresAt: new Date(Date.now() + ttlSeconds * 1000) })
+    .values({
+      id: randomUUID(),
+      tokenHash: secretHash(token),
+      expiresAt: new Date(Date.now() + ttlSeconds * 1000),
+      labels: binding.labels ?? {},
+      name: binding.name ?? null,
+      zone: binding.zone ?? null,
+    })
     .returning();
   await w.record({ tenantId: PLATFORM_TENANT_ID, kind: "join-token", name: row!.id, op: "upsert" }, "join-token.create");
   return row!;
@@ -56,21 +72,37 @@ export async function createJoinToken(w: WriteScope, token: string, ttlSeconds: 
  * conditional UPDATE takes the token's row lock: of two registrations with
  * one token, the second waits, re-reads used_at and finds it set. A name
  * conflict rolls the whole write back, so it does not burn the token.
+ *
+ * The node's labels are the token's, as the operator fixed them: labels
+ * select which identities a node may obtain SVIDs for and declare workloads
+ * of (identities' nodeSelector), so the registering party must not choose
+ * them. A request that sends other labels, or a name or zone other than one
+ * the token fixes, is refused with 403 and rolls back (the token is not spent).
  */
-export async function registerNode(w: WriteScope, body: Registration, credential: string): Promise<NodeRow> {
+export async function registerNode(w: WriteScope, body: Registration, credential: string, plan: AddressPlan): Promise<NodeRow> {
   const [spent] = await w.tx
     .update(joinTokens)
     .set({ usedAt: sql`now()`, usedBy: body.name })
     .where(and(eq(joinTokens.tokenHash, secretHash(body.joinToken)), isNull(joinTokens.usedAt), gt(joinTokens.expiresAt, sql`now()`)))
-    .returning({ id: joinTokens.id });
+    .returning({ id: joinTokens.id, labels: joinTokens.labels, name: joinTokens.name, zone: joinTokens.zone });
   // One answer for unknown, used and expired tokens: a caller holding none learns nothing.
   if (!spent) throw unauthorized("join token invalid, expired or already used");
+  if (body.labels !== undefined && !sameLabels(body.labels, spent.labels)) {
+    throw fieldProblem(403, "the join token fixes this node's labels; send none, or exactly the token's", "body.labels", "must equal the join token's labels");
+  }
+  if (spent.name !== null && body.name !== spent.name) {
+    throw fieldProblem(403, "the join token fixes this node's name", "body.name", "must equal the join token's name");
+  }
+  if (spent.zone !== null && body.zone !== spent.zone) {
+    throw fieldProblem(403, "the join token fixes this node's zone", "body.zone", "must equal the join token's zone");
+  }
   const [row] = await w.tx
     .insert(nodes)
     .values({
       name: body.name,
       zone: body.zone,
-      labels: body.labels ?? {},
+      labels: spent.labels,
+      podCidr: await freePodCidrBlock(w, plan),
       credentialHash: secretHash(credential),
       revision: w.revision,
     })
@@ -81,9 +113,116 @@ export async function registerNode(w: WriteScope, body: Registration, credential
   return row;
 }
 
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => Object.hasOwn(b, k) && b[k] === a[k]);
+}
+
+/**
+ * The lowest block of the pod CIDR that no node holds and no workload still
+ * has an address in (a deleted node's block is free again once its workloads
+ * are gone). Every write first takes the revision counter's row lock
+ * (db/transactions.ts), so across replicas two writes never pick a block at
+ * once; the unique column is the backstop (a 409 the caller may retry).
+ */
+export async function freePodCidrBlock(w: WriteScope, plan: AddressPlan): Promise<string> {
+  const held = await w.tx.select({ block: nodes.podCidr }).from(nodes).where(isNotNull(nodes.podCidr));
+  const inUse = await withPlatformRead(w.tx, () =>
+    w.tx
+      .selectDistinct({ block: sql<string>`network(set_masklen(unnest(${workloads.addresses})::inet, ${plan.podCidrNodePrefix}::int))::text` })
+      .from(workloads),
+  );
+  const block = firstFreeBlock(plan, [...held.map((r) => r.block!), ...inUse.map((r) => r.block)]);
+  if (block === null) {
+    throw new HttpProblem(
+      503,
+      `the pod CIDR ${plan.podCidr} has no free /${plan.podCidrNodePrefix} block left (WEFT_POD_CIDR, WEFT_POD_CIDR_NODE_PREFIX); delete a node or widen the pod CIDR`,
+    );
+  }
+  return block;
+}
+
+/**
+ * The node's pod CIDR block, assigned now when it has none (a node registered
+ * before pod CIDRs existed gets one on first use: the first workload write
+ * naming it). Null when no such node exists.
+ */
+export async function podCidrOf(w: WriteScope, node: string, plan: AddressPlan): Promise<{ podCidr: string } | null> {
+  const [row] = await w.tx.select({ podCidr: nodes.podCidr }).from(nodes).where(eq(nodes.name, node));
+  if (!row) return null;
+  if (row.podCidr !== null) return { podCidr: row.podCidr };
+  const block = await freePodCidrBlock(w, plan);
+  const [set] = await w.tx
+    .update(nodes)
+    .set({ podCidr: block })
+    .where(and(eq(nodes.name, node), isNull(nodes.podCidr)))
+    .returning({ podCidr: nodes.podCidr });
+  if (!set) throw conflict(`node "${node}" changed meanwhile; retry`);
+  return { podCidr: block };
+}
+
+/**
+ * Deletes a node and, in the same write, every workload placed on it, of
+ * every tenant: a node registered again under the name later starts empty and
+ * inherits neither the workloads nor, through them, any identity's SVIDs.
+ * Each workload's deletion is recorded in its tenant's change log and audit
+ * log (action workload.delete), so agents and the compiler see it.
+ */
+/**
+ * Start-up: nodes registered before pod CIDRs existed get a block now. Safe
+ * with several replicas starting at once: the write takes the revision
+ * counter's row lock first, so they run one after another, and each assigns
+ * only nodes still without a block. Answers what it assigned; when the pod
+ * CIDR is exhausted it logs and leaves the rest (their workload writes are refused).
+ */
+export async function assignMissingPodCidrs(
+  db: Db,
+  plan: AddressPlan,
+  log: { info(msg: string): void; warn(msg: string): void },
+): Promise<{ node: string; podCidr: string }[]> {
+  const missing = await read(db, null, (tx) => tx.select({ name: nodes.name }).from(nodes).where(isNull(nodes.podCidr)).limit(1));
+  if (missing.length === 0) return [];
+  const { result } = await write(db, { actor: "system:pod-cidr", requestId: "start-up", dryRun: false }, PLATFORM_TENANT_ID, async (w) => {
+    const legacy = await w.tx.select({ name: nodes.name }).from(nodes).where(isNull(nodes.podCidr)).orderBy(asc(nodes.name));
+    const assigned: { node: string; podCidr: string }[] = [];
+    for (const { name } of legacy) {
+      let got: { podCidr: string } | null;
+      try {
+        got = await podCidrOf(w, name, plan);
+      } catch (err) {
+        if (!(err instanceof HttpProblem) || err.status !== 503) throw err;
+        log.warn(`${err.message}: ${legacy.length - assigned.length} node(s) left without a pod CIDR block`);
+        break;
+      }
+      if (got === null) continue;
+      assigned.push({ node: name, podCidr: got.podCidr });
+      await w.record({ tenantId: PLATFORM_TENANT_ID, kind: NODE_KIND, name, op: "upsert" }, "node.pod-cidr");
+    }
+    return assigned;
+  });
+  if (result.length > 0) log.info(`assigned pod CIDR blocks to ${result.length} node(s) registered before blocks existed`);
+  return result;
+}
+
 export async function deleteNode(w: WriteScope, name: string): Promise<void> {
   const [deleted] = await w.tx.delete(nodes).where(eq(nodes.name, name)).returning({ name: nodes.name });
   if (!deleted) throw notFound(`node "${name}"`);
+  const placed = await withPlatformRead(w.tx, () =>
+    w.tx
+      .select({ tenantId: workloads.tenantId, name: workloads.name })
+      .from(workloads)
+      .where(eq(workloads.node, name))
+      .orderBy(asc(workloads.tenantId), asc(workloads.name)),
+  );
+  const byTenant = new Map<number, string[]>();
+  for (const p of placed) byTenant.set(p.tenantId, [...(byTenant.get(p.tenantId) ?? []), p.name]);
+  for (const [tenantId, names] of byTenant) {
+    // Row-level security: each tenant's rows, change log and audit entries under that tenant.
+    await w.setTenant(tenantId);
+    await w.tx.delete(workloads).where(and(eq(workloads.tenantId, tenantId), eq(workloads.node, name)));
+    for (const workload of names) await w.record({ tenantId, kind: "workload", name: workload, op: "delete" }, "workload.delete");
+  }
+  if (byTenant.size > 0) await w.setTenant(PLATFORM_TENANT_ID);
   await w.record({ tenantId: PLATFORM_TENANT_ID, kind: NODE_KIND, name, op: "delete" }, "node.delete");
 }
 
@@ -132,19 +271,29 @@ export async function reportStatus(db: Db, name: string, report: NodeStatusRepor
   return row;
 }
 
-/** The SVID rule's lookup: a workload of this tenant and identity registered on this node. */
+/**
+ * The SVID rule's lookup: a workload of this tenant and identity registered
+ * on this node, with the identity's node selector and the node's labels as
+ * stored now. One statement, read on every request: nothing is cached, so a
+ * selector change stops issuance with the next request (ca/authz.ts decides).
+ */
 export const workloadsCarrying =
   (db: Db): NodeWorkloadLookup =>
   async (node, identity) => {
     const tenantId = Number(identity.tenantId);
     const rows = await read(db, tenantId, (tx) =>
       tx
-        .select({ identity: workloads.identity })
+        .select({ identity: workloads.identity, nodeSelector: identities.nodeSelector, labels: nodes.labels })
         .from(workloads)
+        .innerJoin(identities, and(eq(identities.tenantId, workloads.tenantId), eq(identities.name, workloads.identity)))
+        .innerJoin(nodes, eq(nodes.name, workloads.node))
         .where(and(eq(workloads.tenantId, tenantId), eq(workloads.node, node), eq(workloads.identity, identity.identityName)))
         .limit(1),
     );
-    return rows.map((r) => ({ tenantId: identity.tenantId, identityName: r.identity }));
+    return {
+      labels: rows[0]?.labels ?? {},
+      workloads: rows.map((r) => ({ tenantId: identity.tenantId, identityName: r.identity, nodeSelector: r.nodeSelector })),
+    };
   };
 
 /**

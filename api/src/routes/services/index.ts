@@ -11,5 +11,5 @@ export default resourceRoutes({
   store: serviceStore,
   show: toService,
   putNote:
-    "A given VIP must be free on the whole platform (409 body.vip); without one, a VIP is allocated from WEFT_SERVICE_CIDR and kept across replaces. Selectors and explicit backends name identities and workloads of the same tenant only (422).",
+    "A given VIP must lie inside WEFT_SERVICE_CIDR (not its network or broadcast address) and be no loopback, link-local, multicast, unspecified or broadcast address (422 body.vip), and be free on the whole platform (409 body.vip); without one, a VIP is allocated from WEFT_SERVICE_CIDR and kept across replaces. Selectors and explicit backends name identities and workloads of the same tenant only (422).",
 });

@@ -10,6 +10,7 @@ import type { TenantRow } from "../../services/tenant-directory.ts";
 import { meshRows, namedIn, requireIdentities } from "../mesh-store.ts";
 import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
 import type { Service, ServiceSpec } from "./schemas.ts";
+import { addressPlanOf, ipv4ToNumber, specialUse, vipRefusal } from "../../mesh/addresses.ts";
 
 export type ServiceDbRow = typeof services.$inferSelect;
 
@@ -46,6 +47,23 @@ function checkShape(spec: ServiceSpec): void {
       }
     });
   }
+}
+
+/**
+ * A backend given by address is where the socket LB sends a tenant's own
+ * connections: loopback, link-local (the metadata service), multicast and
+ * the like are refused as they are for VIPs and workload addresses.
+ */
+function requireUnicastBackends(spec: ServiceSpec): void {
+  if (!("explicit" in spec.backends)) return;
+  spec.backends.explicit.forEach((b, i) => {
+    if (b.address === undefined) return;
+    const n = ipv4ToNumber(b.address);
+    const special = n === null ? null : specialUse(n);
+    if (special) {
+      throw fieldProblem(422, `backend address ${b.address} is ${special}`, `body.backends.explicit.${i}.address`, `is ${special}; no backend may have it`);
+    }
+  });
 }
 
 /** Explicit backends name workloads of the same tenant only. */
@@ -94,6 +112,7 @@ async function allocateVip(w: WriteScope, cidr: string, tenantId: number, name: 
 function makePut(cidr: string) {
   return async (w: WriteScope, dp: DatapathService, tenant: TenantRow, name: string, spec: ServiceSpec, pre: Preconditions) => {
     checkShape(spec);
+    requireUnicastBackends(spec);
     await dp.catchUp(w);
     const existing = await rows.lock(w, tenant.id, name);
     const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
@@ -102,6 +121,9 @@ function makePut(cidr: string) {
     // A replace that names no VIP keeps the one the service has: clients are using it.
     const vip = await withPlatformRead(w.tx, async () => {
       if (spec.vip !== undefined) {
+        // Before the uniqueness check: 8.8.8.8 is refused for what it is, not for who holds it.
+        const refusal = vipRefusal(spec.vip, cidr);
+        if (refusal) throw fieldProblem(422, `VIP ${spec.vip} ${refusal}`, "body.vip", refusal);
         if (await addressTaken(w, spec.vip, tenant.id, name)) {
           throw fieldProblem(409, `VIP ${spec.vip} is already in use`, "body.vip", "is the VIP of another service or a workload address");
         }
@@ -129,5 +151,5 @@ function makePut(cidr: string) {
 
 export const serviceStore = (config: Config): ResourceStore<ServiceSpec, ServiceDbRow> => ({
   ...rows,
-  put: makePut(config.serviceCidr ?? "198.19.0.0/16"),
+  put: makePut(addressPlanOf(config).serviceCidr),
 });

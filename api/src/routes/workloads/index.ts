@@ -5,7 +5,9 @@ import { toWorkload, workloadStore } from "./store.ts";
 /**
  * Workloads of a tenant: an identity's addresses on a node. Registered by a
  * tenant token (write scope) or by the agent of the node they run on, with
- * its node credential (issue 5; the store checks the node).
+ * its node credential (issue 5; the store checks the node, and that the
+ * identity allows node registration on it: identities' nodeSelector and
+ * allowNodeRegistration).
  */
 export default resourceRoutes({
   plural: "workloads",
@@ -15,10 +17,12 @@ export default resourceRoutes({
   store: workloadStore,
   show: toWorkload,
   putNote:
-    "The identity must be one of the tenant's (422 body.identity), the node registered (422 body.node), and no address used by any other workload or service VIP on the platform (409).",
+    "The identity must be one of the tenant's (422 body.identity), the node registered and matched by the identity's nodeSelector (422 body.node), every address inside the node's pod CIDR block (GET /v1/nodes/{node} shows it; not the block's network or broadcast address) and no loopback, link-local, multicast, unspecified or broadcast address (422 body.addresses.N), and no address used by any other workload or service VIP on the platform (409).",
   nodeWrites: {
     note:
       "A node agent may also use its node credential: to create or replace a workload with body.node its own name (else 403), " +
-      "never one placed on another node (403), and to delete a workload placed on it (another node's answers 404, as a missing one).",
+      "of an identity whose allowNodeRegistration is true and whose nodeSelector matches the node's labels (else 403 on body.identity, " +
+      "the same answer whether or not the identity exists, dry run or not), never one placed on another node (403), and to delete " +
+      "a workload placed on it whose identity lets it register (else 403; another node's answers 404, as a missing one).",
   },
 });

@@ -1,5 +1,6 @@
 import { and, arrayOverlaps, eq, inArray, ne, or } from "drizzle-orm";
-import { nodes, services, workloads } from "../../db/schema.ts";
+import { nodeMayRegister, nodeSelectorMatches } from "../../ca/authz.ts";
+import { identities, nodes, services, workloads } from "../../db/schema.ts";
 import type { WriteScope } from "../../db/transactions.ts";
 import { etagOf, putIntent } from "../../http/conventions.ts";
 import { fieldProblem, forbidden, notFound } from "../../http/problem.ts";
@@ -8,6 +9,9 @@ import type { TenantRow } from "../../services/tenant-directory.ts";
 import { meshRows, requireIdentities } from "../mesh-store.ts";
 import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
 import type { Workload, WorkloadSpec } from "./schemas.ts";
+import type { Config } from "../../config.ts";
+import { addressPlanOf, workloadAddressRefusal, type AddressPlan } from "../../mesh/addresses.ts";
+import { podCidrOf } from "../nodes/store.ts";
 
 export type WorkloadDbRow = typeof workloads.$inferSelect;
 
@@ -25,8 +29,25 @@ export const toWorkload = (row: WorkloadDbRow): Workload => ({
 const rows = meshRows(workloads, "workload");
 const { byName } = rows;
 
-/** Addresses are the datapath's keys (ipcache, endpoint): one address, one workload, across all tenants. */
-async function requireFreeAddresses(w: WriteScope, tenantId: number, name: string, addresses: string[]): Promise<void> {
+/**
+ * Addresses are the datapath's keys (ipcache, endpoint), compiled into the
+ * maps of nodes other tenants share: each must lie in its node's pod CIDR
+ * block and be no special-use address (422, checked first, so a refusal says
+ * nothing about who holds what), and be one workload's, across all tenants (409).
+ */
+async function requireFreeAddresses(
+  w: WriteScope,
+  tenantId: number,
+  name: string,
+  addresses: string[],
+  node: string,
+  plan: AddressPlan,
+): Promise<void> {
+  const block = await podCidrOf(w, node, plan);
+  addresses.forEach((address, i) => {
+    const refusal = workloadAddressRefusal(address, block?.podCidr ?? null, node);
+    if (refusal) throw fieldProblem(422, `address ${address} ${refusal}`, `body.addresses.${i}`, refusal);
+  });
   const { workloadClash, vipClash } = await withPlatformRead(w.tx, async () => ({
     workloadClash: await w.tx
       .select({ addresses: workloads.addresses })
@@ -50,16 +71,18 @@ async function putWorkload(
   name: string,
   spec: WorkloadSpec,
   pre: Preconditions,
+  plan: AddressPlan,
 ) {
   await dp.catchUp(w);
   const existing = await rows.lock(w, tenant.id, name);
-  if (pre.node !== undefined) requireOwnNode(pre.node, spec, existing);
+  if (pre.node !== undefined) await requireOwnNode(w, tenant.id, pre.node, spec, existing);
   const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
   await requireIdentities(w, tenant.id, [{ field: "body.identity", identity: spec.identity }]);
   // Nodes exist once registered (routes/nodes); a workload on no node would never be enforced.
-  const [node] = await w.tx.select({ name: nodes.name }).from(nodes).where(eq(nodes.name, spec.node));
+  const [node] = await w.tx.select({ name: nodes.name, labels: nodes.labels }).from(nodes).where(eq(nodes.name, spec.node));
   if (!node) throw fieldProblem(422, `node "${spec.node}" is not registered`, "body.node", `no node "${spec.node}" is registered`);
-  await requireFreeAddresses(w, tenant.id, name, spec.addresses);
+  await requireSelectedNode(w, tenant.id, spec, node.labels);
+  await requireFreeAddresses(w, tenant.id, name, spec.addresses, spec.node, plan);
   const values = { identity: spec.identity, node: spec.node, addresses: spec.addresses, interface: spec.interface ?? null, revision: w.revision };
   const [row] = existing
     ? await w.tx.update(workloads).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
@@ -70,28 +93,98 @@ async function putWorkload(
 }
 
 /**
- * A node agent declares the workloads it runs: it may place a workload on
- * itself only, and may not take over one another node runs (that would move
- * it, and with it the right to obtain its identity's SVIDs, to this node).
- * Checked under the row lock, so the row cannot move in between.
+ * The identity's node selector must match the node's labels (422 on
+ * body.node): an identity runs only on the nodes it names, whoever declares
+ * the workload. requireIdentities ran first, so the identity exists.
  */
-function requireOwnNode(node: string, spec: WorkloadSpec, existing: WorkloadDbRow | undefined): void {
+async function requireSelectedNode(w: WriteScope, tenantId: number, spec: WorkloadSpec, labels: Record<string, string>): Promise<void> {
+  const [identity] = await w.tx
+    .select({ nodeSelector: identities.nodeSelector })
+    .from(identities)
+    .where(and(eq(identities.tenantId, tenantId), eq(identities.name, spec.identity)));
+  if (identity && !nodeSelectorMatches(identity.nodeSelector, labels)) {
+    throw fieldProblem(
+      422,
+      `node "${spec.node}" does not match the node selector of identity "${spec.identity}"`,
+      "body.node",
+      `identity "${spec.identity}" runs only on nodes labelled ${JSON.stringify(identity.nodeSelector)}`,
+    );
+  }
+}
+
+/**
+ * Whether `node` may itself manage workloads of these identities of the
+ * tenant (ca/authz.ts nodeMayRegister: allowNodeRegistration and a matching
+ * nodeSelector), by identity name; a missing identity is absent, which reads
+ * as not allowed.
+ */
+async function nodePermits(w: WriteScope, tenantId: number, node: string, names: string[]): Promise<Set<string>> {
+  const [self] = await w.tx.select({ labels: nodes.labels }).from(nodes).where(eq(nodes.name, node));
+  if (!self) return new Set();
+  const found = await w.tx
+    .select({ name: identities.name, allowNodeRegistration: identities.allowNodeRegistration, nodeSelector: identities.nodeSelector })
+    .from(identities)
+    .where(and(eq(identities.tenantId, tenantId), inArray(identities.name, [...new Set(names)])));
+  return new Set(found.filter((i) => nodeMayRegister(i, self.labels)).map((i) => i.name));
+}
+
+/**
+ * A node agent declares the workloads it runs: it may place a workload on
+ * itself only, of an identity that lets this node register it (the identity's
+ * allowNodeRegistration, and its nodeSelector matching the node's labels), and
+ * may not take over one another node runs (that would move it, and with it the
+ * right to obtain its identity's SVIDs, to this node), nor rebind one of its
+ * own whose identity does not let it. Checked under the row lock, so the row
+ * cannot move in between.
+ *
+ * A missing identity, another tenant's name, one not allowing node
+ * registration and a selector that does not match the node all answer the
+ * same 403, before anything else is looked at (If-Match included, dry run or
+ * not): a node learns nothing of which identities exist.
+ */
+async function requireOwnNode(w: WriteScope, tenantId: number, node: string, spec: WorkloadSpec, existing: WorkloadDbRow | undefined): Promise<void> {
   if (spec.node !== node) {
     throw fieldProblem(403, `node "${node}" can place workloads only on itself`, "body.node", `must be "${node}", the node whose credential this is`);
+  }
+  const mine = existing !== undefined && existing.node === node;
+  const permitted = await nodePermits(w, tenantId, node, mine ? [spec.identity, existing.identity] : [spec.identity]);
+  if (!permitted.has(spec.identity)) {
+    throw fieldProblem(
+      403,
+      `node "${node}" may not register workloads of this identity`,
+      "body.identity",
+      "must name an identity of this tenant that allows node registration (allowNodeRegistration) on a node its nodeSelector matches",
+    );
   }
   if (existing !== undefined && existing.node !== node) {
     throw forbidden(`workload "${existing.name}" runs on another node; a node credential changes only workloads on its own node`);
   }
+  if (mine && !permitted.has(existing.identity)) throw notManagedByNode(existing, node);
 }
 
-/** A node deletes only a workload on itself; another node's reads as missing (404), as meshRows.remove answers. */
+const notManagedByNode = (existing: WorkloadDbRow, node: string) =>
+  forbidden(
+    `workload "${existing.name}" is of identity "${existing.identity}", which does not let node "${node}" register its workloads; only the tenant changes or deletes it`,
+  );
+
+/**
+ * A node deletes only a workload on itself; another node's reads as missing
+ * (404), as meshRows.remove answers. One on itself whose identity does not
+ * let this node register workloads (declared by the tenant, or the identity
+ * changed since) is the tenant's to delete: 403.
+ */
 async function removeWorkload(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined, node?: string) {
   if (node !== undefined) {
     // The same row lock meshRows.remove takes next, in this transaction: the row stays on this node until commit.
     const existing = await rows.lock(w, tenantId, name);
     if (existing === undefined || existing.node !== node) throw notFound(`workload "${name}"`);
+    if (!(await nodePermits(w, tenantId, node, [existing.identity])).has(existing.identity)) throw notManagedByNode(existing, node);
   }
   await rows.remove(w, dp, tenantId, name, ifMatch);
 }
 
-export const workloadStore: ResourceStore<WorkloadSpec, WorkloadDbRow> = { ...rows, put: putWorkload, remove: removeWorkload };
+/** Built from the configuration: workload addresses come from the pod CIDR (WEFT_POD_CIDR). */
+export const workloadStore = (config: Config): ResourceStore<WorkloadSpec, WorkloadDbRow> => {
+  const plan = addressPlanOf(config);
+  return { ...rows, put: (w, dp, tenant, name, spec, pre) => putWorkload(w, dp, tenant, name, spec, pre, plan), remove: removeWorkload };
+};

@@ -33,7 +33,7 @@ export function joinTokenResource(): ResourceHandler {
       version: SCHEMA_VERSION,
       description: [
         resourceDescription(PATH, "post"),
-        "Needs the operator token. A changed ttl_seconds mints a new token.",
+        "Needs the operator token. labels fixes the labels of the node the token registers (and so which identities' node_selector it matches); name and zone, when set, the only name and zone it may register with. A changed ttl_seconds, labels, name or zone mints a new token.",
         "The API cannot read or revoke a join token: refresh keeps the state as it is, and destroy only removes the token from the state (it stays valid until it is used or expires).",
       ].join(" "),
       attributes: fields.map(toAttribute),
