@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: Apache-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Policy for one workload, attached through tcx links to its host-side veth:
  * weft_from_wl on the veth's ingress hook (packets the workload sends, policy

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: Apache-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Socket-level load balancing, attached to a cgroup (v2). A connect() or an
  * unconnected sendmsg() to a service VIP:port is rewritten to a backend

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The Weft datapath ABI: every map's key and value, the constants both sides
  * agree on, and the one table of map names. Compiled into the BPF objects

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * BPF-side map declarations generated from the table in weft_abi.h, so a
  * program source names a map only through WEFT_MAP_<id>(WEFT_DECLARE_MAP).

@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: Apache-2.0 */
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Fixed-width types for the ABI. The BPF build takes them from the kernel's
  * UAPI headers; the wasm32 codec is freestanding (no libc, no kernel

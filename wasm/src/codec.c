@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: Apache-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * The Weft map codec: bpf/include/weft_abi.h compiled for wasm32. Every byte
  * offset comes from the compiler (offsetof/sizeof on the very structs the BPF
