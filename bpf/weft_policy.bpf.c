@@ -61,6 +61,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "weft_maps.bpf.h"
+#include "weft_parse.bpf.h"
 
 WEFT_MAP_ipcache(WEFT_DECLARE_MAP)
 WEFT_MAP_endpoint(WEFT_DECLARE_MAP)
@@ -68,99 +69,6 @@ WEFT_MAP_policy(WEFT_DECLARE_MAP)
 WEFT_MAP_ct(WEFT_DECLARE_MAP)
 WEFT_MAP_metrics(WEFT_DECLARE_MAP)
 WEFT_MAP_local_veth(WEFT_DECLARE_MAP)
-
-#define IP_OFFSET_MASK 0x1fff
-#define TCP_FLAGS_OFFSET 13
-#define TCP_FLAG_SYN 0x02
-#define TCP_FLAG_ACK 0x10
-#define ICMP_ECHOREPLY 0
-#define ICMP_ECHO 8
-
-struct weft_flow {
-	__be32 local;
-	__be32 remote;
-	__be16 dport;      /* the port policy matches; 0 without ports */
-	__be16 local_port; /* conntrack ports, see struct weft_ct_key */
-	__be16 remote_port;
-	__u8 protocol;
-	__u8 opens;     /* [R8] this packet may open a flow */
-	__u8 may_reply; /* [R9] this packet may be a reply */
-	__u8 ttl;       /* [R10] */
-};
-
-/*
- * Parse an Ethernet/IPv4 frame into a flow seen from the workload.
- * Returns 0, or -WEFT_REASON_* for a frame that never reaches policy.
- * A non-first fragment has no L4 header: its ports are 0, so only entries
- * with any-port match it, and it neither opens nor answers a flow.
- */
-static __always_inline int __weft_parse(struct __sk_buff *skb, __u8 dir, struct weft_flow *flow)
-{
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip;
-	__u8 *l4;
-
-	if ((void *)(eth + 1) > data_end)
-		return -WEFT_REASON_MALFORMED; /* [R2] */
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		return -WEFT_REASON_IPV6; /* [R1] */
-	if (eth->h_proto != bpf_htons(ETH_P_IP))
-		return -WEFT_REASON_NOT_IP; /* [R1] */
-
-	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > data_end || ip->ihl < 5 || ip->version != 4)
-		return -WEFT_REASON_MALFORMED; /* [R2] */
-
-	flow->local = dir == WEFT_DIR_EGRESS ? ip->saddr : ip->daddr;
-	flow->remote = dir == WEFT_DIR_EGRESS ? ip->daddr : ip->saddr;
-	flow->protocol = ip->protocol;
-	flow->ttl = ip->ttl;
-	flow->dport = 0;
-	flow->local_port = 0;
-	flow->remote_port = 0;
-	flow->opens = 0;
-	flow->may_reply = 0;
-	if (ip->frag_off & bpf_htons(IP_OFFSET_MASK))
-		return 0;
-
-	l4 = (void *)ip + ip->ihl * 4;
-	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP ||
-	    ip->protocol == IPPROTO_SCTP) {
-		/* TCP, UDP and SCTP all start with sport, dport. */
-		__be16 *ports = (void *)l4;
-
-		if ((void *)(ports + 2) > data_end)
-			return -WEFT_REASON_MALFORMED; /* [R2] */
-		flow->dport = ports[1];
-		flow->local_port = dir == WEFT_DIR_EGRESS ? ports[0] : ports[1];
-		flow->remote_port = dir == WEFT_DIR_EGRESS ? ports[1] : ports[0];
-		flow->opens = 1;
-		flow->may_reply = 1;
-		if (ip->protocol == IPPROTO_TCP) {
-			__u8 flags;
-
-			if ((void *)(l4 + TCP_FLAGS_OFFSET + 1) > data_end)
-				return -WEFT_REASON_MALFORMED; /* [R2] */
-			flags = l4[TCP_FLAGS_OFFSET] & (TCP_FLAG_SYN | TCP_FLAG_ACK);
-			/* Only a bare SYN opens; a bare SYN is never a reply. */
-			flow->opens = flags == TCP_FLAG_SYN;
-			flow->may_reply = !flow->opens;
-		}
-	} else if (ip->protocol == IPPROTO_ICMP) {
-		/* type, code, checksum, echo id, sequence */
-		if ((void *)(l4 + 8) > data_end)
-			return -WEFT_REASON_MALFORMED; /* [R2] */
-		if (l4[0] == ICMP_ECHO || l4[0] == ICMP_ECHOREPLY) {
-			flow->local_port = *(__be16 *)(l4 + 4);
-			flow->remote_port = flow->local_port;
-			flow->opens = l4[0] == ICMP_ECHO;
-			flow->may_reply = l4[0] == ICMP_ECHOREPLY;
-		}
-	}
-	return 0;
-}
 
 /*
  * Most specific policy hit for a flow. The order of specificity is
@@ -435,34 +343,6 @@ int weft_from_wl(struct __sk_buff *skb)
 	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS || !local_peer)
 		return weft_verdict(reason);
 	return weft_deliver_local(skb, &flow, self, local_peer, veth_ifindex);
-}
-
-/*
- * Benchmark baseline, never attached: the irreducible work of any identity
- * policy (parse, one ipcache lookup, one exact policy lookup, pass). The
- * local identity comes in skb->mark, set through the test run's context, so
- * the baseline needs no endpoint lookup.
- */
-
-SEC("tc")
-int weft_bench_base(struct __sk_buff *skb)
-{
-	struct weft_policy_key key = {};
-	struct weft_ipcache_key ipc_key;
-	struct weft_identity *peer;
-	struct weft_flow flow;
-
-	if (__weft_parse(skb, WEFT_DIR_INGRESS, &flow) < 0)
-		return TC_ACT_SHOT;
-	ipc_key.prefixlen = 32;
-	ipc_key.addr = flow.remote;
-	peer = bpf_map_lookup_elem(&weft_ipcache, &ipc_key);
-	key.local_identity = skb->mark;
-	key.remote_identity = peer ? peer->identity : WEFT_IDENTITY_WORLD;
-	key.dport = flow.dport;
-	key.protocol = flow.protocol;
-	key.direction = WEFT_DIR_INGRESS;
-	return bpf_map_lookup_elem(&weft_policy, &key) ? TC_ACT_OK : TC_ACT_SHOT;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

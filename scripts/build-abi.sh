@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds the datapath ABI twice from bpf/include: the BPF objects (bpf/dist/)
-# and the wasm codec (wasm/pkg/weft_codec_bg.wasm). Both are committed, so
+# and the wasm codec (wasm/pkg/weft_codec_bg.wasm), plus the bench-only BPF
+# objects of bench/datapath-micro (bench/datapath-micro/dist/), which are no
+# part of the datapath the agent loads. All are committed, so
 # the output must be byte-for-byte reproducible: paths are mapped to "." in
 # debug info and the toolchain is pinned by name (clang-14, wasm-ld-14).
 #   scripts/build-abi.sh            build into the repository
-#   scripts/build-abi.sh OUT_DIR    build into OUT_DIR/{bpf/dist,wasm/pkg}
+#   scripts/build-abi.sh OUT_DIR    build into OUT_DIR/{bpf/dist,bench/datapath-micro/dist,wasm/pkg}
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,18 +27,18 @@ ASM_INC="/usr/include/$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)"
 REPRO=(-ffile-prefix-map="$root"=. -fdebug-prefix-map="$root"=. -fno-ident)
 WARN=(-Wall -Wextra -Werror -Wno-unused-parameter)
 
-mkdir -p "$out/bpf/dist" "$out/wasm/pkg"
+mkdir -p "$out/bpf/dist" "$out/bench/datapath-micro/dist" "$out/wasm/pkg"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-for src in bpf/*.bpf.c; do
+for src in bpf/*.bpf.c bench/datapath-micro/*.bpf.c; do
   name="$(basename "$src" .bpf.c)"
   "$CLANG" -O2 -g -target bpf "${REPRO[@]}" "${WARN[@]}" -I bpf/include -I "$ASM_INC" \
-    -c "$src" -o "$out/bpf/dist/$name.o"
+    -c "$src" -o "$out/$(dirname "$src")/dist/$name.o"
 done
 
 "$CLANG" --target=wasm32 -nostdlib -ffreestanding -O2 "${REPRO[@]}" "${WARN[@]}" -I bpf/include \
   -c wasm/src/codec.c -o "$tmp/codec.o"
 "$WASM_LD" --no-entry --strip-all -o "$out/wasm/pkg/weft_codec_bg.wasm" "$tmp/codec.o"
 
-echo "build-abi: built $(ls "$out"/bpf/dist/*.o | wc -l) BPF objects and the wasm codec into $out"
+echo "build-abi: built $(ls "$out"/bpf/dist/*.o | wc -l) BPF objects, $(ls "$out"/bench/datapath-micro/dist/*.o | wc -l) bench BPF object(s) and the wasm codec into $out"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Rebuilds the BPF objects and the wasm codec into a temporary directory and
-# fails when any byte differs from the committed files (or a file is missing
-# on either side): the committed artifacts must be what the sources build.
+# Rebuilds the BPF objects (the datapath's and the bench's) and the wasm codec
+# into a temporary directory and fails when any byte differs from the committed
+# files (or a file is missing on either side): the committed artifacts must be
+# what the sources build.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 bash "$root/scripts/build-abi.sh" "$tmp" >/dev/null
 
 status=0
-for dir in bpf/dist; do
+for dir in bpf/dist bench/datapath-micro/dist; do
   for f in "$tmp/$dir"/*.o "$root/$dir"/*.o; do
     rel="$dir/$(basename "$f")"
     if ! cmp -s "$tmp/$rel" "$root/$rel"; then
