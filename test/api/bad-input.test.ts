@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RouteEntry, WeftApp } from "../../api/src/app.ts";
 import {
   BACKENDS,
+  backendDatabase,
   currentRevision,
   expectProblem,
   operator,
@@ -108,7 +109,7 @@ function badQueries(schema: Schema): fc.Arbitrary<Record<string, string>> {
 }
 
 describe.each(BACKENDS)("bad input on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let tenant: string;
     beforeAll(async () => {

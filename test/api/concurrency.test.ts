@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, operator, skipBackend, startApi, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, operator, skipBackend, startApi, uniqueName } from "../support/api.ts";
 
 const N = 10;
 
 describe.each(BACKENDS)("concurrent writes on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     beforeAll(async () => {
       app = await startApi(backend);

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { DNS_LABEL_MESSAGE } from "../../api/src/http/schemas.ts";
-import { BACKENDS, expectProblem, operator, skipBackend, startApi, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, expectProblem, operator, skipBackend, startApi, uniqueName } from "../support/api.ts";
 
 describe.each(BACKENDS)("PUT/GET/DELETE conventions on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     beforeAll(async () => {
       app = await startApi(backend);

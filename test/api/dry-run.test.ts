@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import {
   BACKENDS,
+  backendDatabase,
   bearer,
   currentRevision,
   expectProblem,
@@ -14,7 +15,7 @@ import {
 } from "../support/api.ts";
 
 describe.each(BACKENDS)("?dryRun=true on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let tenant: string;
     let admin: string;

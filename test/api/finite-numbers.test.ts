@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { installErrorHandling } from "../../api/src/http/error-handler.ts";
 import { buildValidator, nonFinitePath } from "../../api/src/http/validation.ts";
-import { BACKENDS, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 
 describe.each(BACKENDS)("numbers that coerce to Infinity on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     beforeAll(async () => {
       app = await startApi(backend);

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RouteEntry, WeftApp } from "../../api/src/app.ts";
 import {
   BACKENDS,
+  backendDatabase,
   bearer,
   expectProblem,
   operator,
@@ -32,7 +33,7 @@ describe("the route table", () => {
 });
 
 describe.each(BACKENDS)("tenant isolation on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let own: { tenant: string; token: string };
     let foreign: { tenant: string; token: string };

@@ -1,13 +1,13 @@
 import { Agent, request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, bearer, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 
 // The guard remembers the token a connection last authenticated with (auth/guard.ts).
 // inject() makes a new socket per request, so these tests go over one real
 // keep-alive connection, where that memory is used.
 describe.each(BACKENDS)("tokens on one keep-alive connection on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let agent: Agent;
     let connections = 0;

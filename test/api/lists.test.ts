@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { encodeCursor } from "../../api/src/http/conventions.ts";
-import { BACKENDS, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 
 const TOKENS = 103;
 
 describe.each(BACKENDS)("lists on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let tenant: string;
     const minted: string[] = [];

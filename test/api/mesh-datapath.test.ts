@@ -5,7 +5,7 @@ import { applyDelta } from "../../api/src/datapath/diff.ts";
 import { createEvaluator } from "../../api/src/datapath/evaluate.ts";
 import type { DatapathMaps, PolicyRow, PolicyRule, Snapshot } from "../../api/src/datapath/types.ts";
 import { decodeMaps } from "../../api/src/routes/datapath/binary.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { freshAddress, freshAddress as freshAddressIn, identity, mustPut, putResource, tenantChanges } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
 import { canonical, intended } from "../datapath/support.ts";
@@ -14,7 +14,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const urlOf = (node: string) => `/v1/nodes/${node}/datapath`;
 
 describe.each(BACKENDS)("node datapath on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let a: { tenant: string; token: string };
     let node: { name: string; credential: string; podCidr: string };
@@ -159,7 +159,7 @@ describe("a long poll over a real socket", () => {
 });
 
 describe.each(BACKENDS)("capacity admission on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let a: { tenant: string; token: string };
     let node: string;
@@ -225,7 +225,7 @@ const EXTERNAL = ["192.0.2.5", "198.51.100.200", "203.0.113.7", "8.8.8.8"];
 const LABELS = ["a", "b"];
 
 describe.each(BACKENDS)("served maps agree with the policies on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let snap: Snapshot;
     let a: { tenant: string; token: string };

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { freshAddress, freshVip, identity, mustPut, putResource, tenantChanges } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
 
 describe.each(BACKENDS)("workloads, services and policies on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let a: { tenant: string; token: string };
     let b: { tenant: string; token: string };

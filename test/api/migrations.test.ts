@@ -4,7 +4,7 @@ import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../../api/src/app.ts";
 import { openDatabase, type Database } from "../../api/src/db/client.ts";
-import { BACKENDS, operator, skipBackend, testConfig } from "../support/api.ts";
+import { BACKENDS, backendDatabase, operator, skipBackend, testConfig } from "../support/api.ts";
 
 async function applied(database: Database): Promise<number> {
   const res = (await database.db.execute(sql`SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations`)) as unknown as {
@@ -14,7 +14,7 @@ async function applied(database: Database): Promise<number> {
 }
 
 describe.each(BACKENDS)("migrations on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API started twice in process on ${backendDatabase(backend)}`, () => {
     it("makes a second start on the same database a no-op", async () => {
       const config = testConfig(backend);
       const database = openDatabase(config);

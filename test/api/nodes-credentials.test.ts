@@ -5,7 +5,7 @@ import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp, type RouteEntry, type WeftApp } from "../../api/src/app.ts";
 import { makeCsr, tempDir } from "../ca/helpers.ts";
-import { BACKENDS, bearer, expectProblem, operator, routeTable, skipBackend, startApi, tenantWithToken, testConfig, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, routeTable, skipBackend, startApi, tenantWithToken, testConfig, uniqueName } from "../support/api.ts";
 import { registeredNode, uniqueAddress } from "../support/nodes.ts";
 import { requestFor, routeLabel as label } from "../support/routes.ts";
 
@@ -37,7 +37,7 @@ describe("the route table", () => {
 });
 
 describe.each(BACKENDS)("node credentials on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let n1: { name: string; credential: string };
     let n2: { name: string; credential: string };

@@ -5,11 +5,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { secretHash } from "../../api/src/auth/node-credentials.ts";
 import { auditLog, changeLog, joinTokens, nodes } from "../../api/src/db/schema.ts";
-import { BACKENDS, bearer, currentRevision, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, currentRevision, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 import { joinToken, registeredNode } from "../support/nodes.ts";
 
 describe.each(BACKENDS)("join tokens and node registration on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     beforeAll(async () => {
       app = await startApi(backend);

@@ -2,11 +2,11 @@
 // desired against applied, whether they agree and since when.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, bearer, currentRevision, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, currentRevision, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { registeredNode, uniqueAddress } from "../support/nodes.ts";
 
 describe.each(BACKENDS)("node status on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let node: { name: string; credential: string; podCidr: string };
     beforeAll(async () => {

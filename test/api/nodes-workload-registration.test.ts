@@ -5,7 +5,7 @@
 // one), never read tenant APIs.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, bearer, currentRevision, expectProblem, operator, routeTable, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, currentRevision, expectProblem, operator, routeTable, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 import { registeredNode, uniqueAddress } from "../support/nodes.ts";
 import { requestFor, routeLabel as label } from "../support/routes.ts";
 
@@ -24,7 +24,7 @@ describe("the route table", () => {
 });
 
 describe.each(BACKENDS)("workloads registered by node agents on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let n1: { name: string; credential: string };
     let n2: { name: string; credential: string };

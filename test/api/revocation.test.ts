@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, tenantWithToken, twoReplicas } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, tenantWithToken, twoReplicas } from "../support/api.ts";
 
 const POLL_MS = 200;
 /** The bound the README promises is a few poll intervals; the test allows 3 s. */
@@ -19,7 +19,7 @@ async function eventually(request: () => Promise<{ statusCode: number }>, status
 }
 
 describe.each(BACKENDS)("revocation on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`two API replicas in process sharing ${backendDatabase(backend)}`, () => {
     let a: WeftApp;
     let b: WeftApp;
     let close: (() => Promise<void>) | undefined;

@@ -2,10 +2,10 @@ import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { APP_ROLE, TENANT_SETTING } from "../../api/src/db/schema.ts";
-import { BACKENDS, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 
 describe.each(BACKENDS)("row-level security on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let a: number;
     let b: number;

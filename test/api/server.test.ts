@@ -36,7 +36,7 @@ function waitFor(child: ChildProcess, pattern: RegExp, ms = 30_000): Promise<voi
 }
 
 describe.each(BACKENDS)("the server process on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API server process (api/src/server.ts) on ${backend === "pglite" ? "PGlite in a data directory" : "the Postgres server at DATABASE_URL"}`, () => {
     it("serves, then on SIGTERM drains and exits 0", async () => {
       const home = mkdtempSync(join(tmpdir(), "weft-server-"));
       const dataDir = join(home, "data");

@@ -12,7 +12,7 @@ import { CaRotationScheduler } from "../../api/src/services/ca-rotation.ts";
 import { DrizzleCaStore } from "../../api/src/services/ca-store.ts";
 import { kekFileFor, resolveKek } from "../../api/src/services/kek-source.ts";
 import { tempDir } from "../ca/helpers.ts";
-import { BACKENDS, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 
 const HOUR = 3_600_000;
 const ROTATION = systemCaller("system:ca-rotation");
@@ -67,7 +67,7 @@ describe("CA configuration", () => {
 });
 
 describe.each(BACKENDS)("CA rotation schedule on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     beforeAll(async () => {
       app = await startApi(backend);

@@ -11,13 +11,13 @@ import { fromPem, toPem } from "../../api/src/ca/der.ts";
 import { caSlots, svidIssuances } from "../../api/src/db/schema.ts";
 import { read } from "../../api/src/db/transactions.ts";
 import { extension, makeCsr, mtlsServer, openssl, opensslStatus, tempDir, type KeySpec } from "../ca/helpers.ts";
-import { BACKENDS, bearer, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
 describe.each(BACKENDS)("SPIFFE through the API on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     /** Every response body of this suite, searched at the end for key material. */
     const bodies: string[] = [];

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { nodes } from "../../api/src/db/schema.ts";
 import { assignMissingPodCidrs } from "../../api/src/routes/nodes/store.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { freshVip, identity, mustPut, putResource, tenantChanges } from "../support/mesh.ts";
 import { addressIn, registeredNode } from "../support/nodes.ts";
 import { eq } from "drizzle-orm";
@@ -33,7 +33,7 @@ const blockOf = (cidr: string) => {
 };
 
 describe.each(BACKENDS)("addresses belong to someone, on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     const podCidr = privatePodCidr();
     let attacker: { tenant: string; token: string };

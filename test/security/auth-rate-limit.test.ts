@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { AuthFailureLimiter, clientKey } from "../../api/src/auth/failure-limiter.ts";
 import { ConfigError, configFromEnv } from "../../api/src/config.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { registeredNode } from "../support/nodes.ts";
 
 // After WEFT_AUTH_FAILURE_LIMIT failed authentications (401) from one address
@@ -64,7 +64,7 @@ describe("the failure limiter", () => {
 });
 
 describe.each(BACKENDS)("failed authentications on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     it("answers 429 with Retry-After after the default 30 failures from one address, to every credential", async () => {
       const app = await startApi(backend);
       try {

@@ -2,7 +2,7 @@ import { connect } from "node:net";
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 
 // The guard authenticates and authorizes in onRequest: a stranger's body is
 // never read into memory, let alone parsed (auth/guard.ts, http/json-body.ts).
@@ -77,7 +77,7 @@ function headersOnly(port: number, path: string, authorization?: string, method 
 }
 
 describe.each(BACKENDS)("a stranger's body is never parsed, on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let port: number;
     let t: { tenant: string; token: string };

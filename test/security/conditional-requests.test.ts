@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { putIntent, requireMatch } from "../../api/src/http/conventions.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 
 // RFC 9110 13.1.1: If-Match uses the strong comparison, so W/"n" matches nothing; If-None-Match stays weak.
 
@@ -19,7 +19,7 @@ describe("If-Match comparison", () => {
 });
 
 describe.each(BACKENDS)("conditional requests on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     beforeAll(async () => {
       app = await startApi(backend);

@@ -26,7 +26,7 @@ import { NODE_CREDENTIAL_PREFIX } from "../../api/src/auth/node-credentials.ts";
 import { auditLog } from "../../api/src/db/schema.ts";
 import { hasScope, type Scope } from "../../api/src/auth/principal.ts";
 import { makeCsr, tempDir } from "../ca/helpers.ts";
-import { BACKENDS, currentRevision, OPERATOR_TOKEN, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, currentRevision, OPERATOR_TOKEN, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 import { rawBytes, rawRequest } from "../support/fuzz-http.ts";
 import {
   dnsLabel,
@@ -419,7 +419,7 @@ const sleep = (ms: number) => new Promise<"timeout">((r) => setTimeout(() => r("
 const clip = (s: string, n = 300) => (s.length > n ? `${s.slice(0, n)}…(${s.length} chars)` : s);
 
 describe.each(BACKENDS)("schema-driven fuzz on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let principals: Principal[];
     let malformedHeaders: string[];

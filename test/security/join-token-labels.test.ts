@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { joinTokens, nodes } from "../../api/src/db/schema.ts";
 import { makeCsr, tempDir } from "../ca/helpers.ts";
-import { BACKENDS, bearer, currentRevision, expectProblem, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, currentRevision, expectProblem, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 import { addressIn, joinToken } from "../support/nodes.ts";
 
 const tmp = tempDir();
@@ -21,7 +21,7 @@ const PCI = { pool: "pci" };
 type Node = { name: string; credential: string; podCidr: string };
 
 describe.each(BACKENDS)("join tokens fix node labels on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     beforeAll(async () => {
       app = await startApi(backend);

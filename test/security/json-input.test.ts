@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { checkJsonText, DEFAULT_JSON_LIMITS } from "../../api/src/http/json-body.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 
 // http/json-body.ts: duplicate keys and invalid UTF-8 answer 400, never "last key wins", never U+FFFD stored.
 
@@ -37,7 +37,7 @@ describe("checkJsonText", () => {
 });
 
 describe.each(BACKENDS)("JSON bodies on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let t: { tenant: string; token: string };
     beforeAll(async () => {

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { nodes } from "../../api/src/db/schema.ts";
 import { makeCsr, tempDir } from "../ca/helpers.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 import { tenantChanges } from "../support/mesh.ts";
 import { addressIn, registeredNode } from "../support/nodes.ts";
 import { weftProvider } from "../../terraform/src/weft/provider.ts";
@@ -41,7 +41,7 @@ const learned = (res: LightMyRequestResponse) => {
 };
 
 describe.each(BACKENDS)("node credentials and the identities they may host on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let edge: Node;
     let core: Node;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../../api/src/app.ts";
 import { ConfigError, configFromEnv } from "../../api/src/config.ts";
-import { BACKENDS, bearer, expectProblem, skipBackend, startApi, testConfig, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, skipBackend, startApi, testConfig, uniqueName } from "../support/api.ts";
 
 // WEFT_OPERATOR_TOKEN may be any token of at least 24 characters a Bearer
 // header can carry: it authenticates as the operator, prefix or not.
@@ -29,7 +29,7 @@ describe("WEFT_OPERATOR_TOKEN at start-up", () => {
 });
 
 describe.each(BACKENDS)("an operator token without the prefix on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     it("authenticates as the operator; anything else stays 401", async () => {
       const app = await startApi(backend, { operatorToken: CUSTOM });
       try {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp, type WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, expectProblem, operator, skipBackend, testConfig, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, expectProblem, operator, skipBackend, testConfig, uniqueName } from "../support/api.ts";
 
 // The server always makes its own request id (x-request-id, problem bodies,
 // the audit log); a client's x-request-id is recorded beside it, as
@@ -9,7 +9,7 @@ import { BACKENDS, expectProblem, operator, skipBackend, testConfig, uniqueName 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 describe.each(BACKENDS)("request ids on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     const lines: Record<string, unknown>[] = [];
     beforeAll(async () => {

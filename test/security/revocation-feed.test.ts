@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, tenantWithToken, twoReplicas } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, tenantWithToken, twoReplicas } from "../support/api.ts";
 
 /** The poll is a minute away: only the change feed (LISTEN/NOTIFY) can explain a refusal within a second. */
 const POLL_MS = 60_000;
@@ -18,7 +18,7 @@ async function statusWithin(request: () => Promise<{ statusCode: number }>, stat
 }
 
 describe.each(BACKENDS)("revocations through the change feed on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`two API replicas in process sharing ${backendDatabase(backend)}`, () => {
     let a: WeftApp;
     let b: WeftApp;
     let close: (() => Promise<void>) | undefined;

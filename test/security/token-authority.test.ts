@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { decodeJwt } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 
 /**
  * A token's signature is not enough: its authority is its api_tokens row
@@ -11,7 +11,7 @@ import { BACKENDS, bearer, expectProblem, operator, skipBackend, startApi, tenan
  * signed with the real key, as someone holding a copy of it would sign them.
  */
 describe.each(BACKENDS)("token authority on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     const MAX_TTL = 3600;
     let app: WeftApp;
     beforeAll(async () => {

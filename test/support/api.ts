@@ -20,6 +20,11 @@ export function skipBackend(backend: Backend): boolean {
   return skipWithout("Postgres (DATABASE_URL)", process.env.DATABASE_URL ? null : "DATABASE_URL is not set");
 }
 
+/** The database a backend's suite runs on, for naming the block that skipBackend guards. */
+export function backendDatabase(backend: Backend): string {
+  return backend === "pglite" ? "an in-memory PGlite database" : "the Postgres server at DATABASE_URL";
+}
+
 export function testConfig(backend: Backend, overrides: Partial<Config> = {}): Config {
   return inProcessConfig({
     databaseUrl: backend === "postgres" ? process.env.DATABASE_URL : undefined,

@@ -17,7 +17,7 @@ import {
   type TfValue,
 } from "../../terraform/src/framework.ts";
 import { weftProvider } from "../../terraform/src/weft/provider.ts";
-import { BACKENDS, OPERATOR_TOKEN, currentRevision, operator, skipBackend, startApi, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, OPERATOR_TOKEN, currentRevision, operator, skipBackend, startApi, uniqueName } from "../support/api.ts";
 import { freshAddress, identity, mustPut, tenantChanges } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
 
@@ -120,7 +120,7 @@ async function operatorContext(endpoint: string): Promise<ProviderContext> {
 // ---- The resources ---------------------------------------------------------
 
 describe.each(BACKENDS)("Weft resources against the API on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the provider against the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let tf: Terraform;
     let tenant: string;
@@ -397,7 +397,7 @@ describe.each(BACKENDS)("Weft resources against the API on %s", (backend) => {
 });
 
 describe.each(BACKENDS)("map capacity refusals at plan time on %s", (backend) => {
-  describe.skipIf(skipBackend(backend))("", () => {
+  describe.skipIf(skipBackend(backend))(`the provider against the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let tf: Terraform;
     let tenant: string;
