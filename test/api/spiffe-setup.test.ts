@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { Kek } from "../../api/src/ca/kek.ts";
 import { CaService, systemCaller } from "../../api/src/ca/service.ts";
@@ -106,8 +106,48 @@ describe.each(BACKENDS)("CA rotation schedule on %s", (backend) => {
     });
 
     it("runs on a timer when WEFT_CA_ROTATION=auto and stops with the app", async () => {
-      const auto = await startApi(backend, { caRotation: "auto" });
-      await auto.close(); // must not hang on the timer or a pass in flight
+      // The app's scheduler asks once a minute; on the app's own instance the
+      // interval is cut to 25 ms, so the test sees its timer fire and re-arm.
+      const startScheduler = CaRotationScheduler.prototype.start;
+      const start = vi.spyOn(CaRotationScheduler.prototype, "start").mockImplementation(function (this: CaRotationScheduler) {
+        (this as unknown as { intervalMs: number }).intervalMs = 25;
+        startScheduler.call(this);
+      });
+      const runOnce = vi.spyOn(CaRotationScheduler.prototype, "runOnce");
+      try {
+        const off = await startApi(backend, { caRotation: "off" });
+        await off.close();
+        expect(start).not.toHaveBeenCalled();
+
+        const auto = await startApi(backend, { caRotation: "auto" });
+        expect(start).toHaveBeenCalledTimes(1);
+        const t = await tenantWithToken(auto, ["admin"]);
+        const tenant = (await auto.weft.directory.byName(t.tenant))!;
+        // Passes visit every tenant; on the shared Postgres database other
+        // suites' tenants are left alone, as in the test above.
+        const runSchedule = auto.weft.ca.runSchedule.bind(auto.weft.ca);
+        const visits: { trustDomain: string; caller: unknown; actions: unknown }[] = [];
+        vi.spyOn(auto.weft.ca, "runSchedule").mockImplementation(async (tenantId, trustDomain, caller) => {
+          if (tenantId !== String(tenant.id)) return [];
+          const actions = await runSchedule(tenantId, trustDomain, caller);
+          visits.push({ trustDomain, caller, actions });
+          return actions;
+        });
+        // Two passes over this tenant: the timer fired, and fired again after the pass.
+        await vi.waitFor(() => expect(visits.length).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 25 });
+        // A CA minted a moment ago has nothing due; each pass asked as the schedule itself.
+        expect(visits.slice(0, 2)).toEqual(Array(2).fill({ trustDomain: tenant.trustDomain, caller: ROTATION, actions: [] }));
+
+        await auto.close(); // must not hang on the timer or a pass in flight
+        // close waited for the pass in flight, and no pass starts after it.
+        const passes = runOnce.mock.calls.length;
+        expect(runOnce.mock.settledResults.map((r) => r.type)).toEqual(Array(passes).fill("fulfilled"));
+        await new Promise((r) => setTimeout(r, 250)); // ten intervals
+        expect(runOnce).toHaveBeenCalledTimes(passes);
+      } finally {
+        start.mockRestore();
+        runOnce.mockRestore();
+      }
     });
   });
 });

@@ -147,7 +147,10 @@ describe.skipIf(skipBackend("postgres") || skipWithout("terraform", terraformUna
       const onName = errors.find((d) => d.range?.filename === "bad.tf" && d.range.start.line === lineOf(text, /name\s+= "Bad_Name"/));
       expect(onName, run.stdout).toBeDefined();
       expect(onName!.snippet?.code).toContain("Bad_Name");
-      expect((await rest("GET", t("/identities/Bad_Name"))).status).not.toBe(200);
+      // Not created, and not even a name the API would look up: a path name must be a DNS label.
+      const read = await rest("GET", t("/identities/Bad_Name"));
+      expect(read.status, read.text).toBe(400);
+      expect(read.body.errors).toContainEqual({ field: "path.name", message: expect.stringMatching(/DNS label/) });
     }, STEP_MS);
 
     it("a value only the API judges (a '..' segment in a SPIFFE path) fails at plan on that attribute", async () => {
