@@ -16,19 +16,17 @@
  */
 import { encodeEntries, encodeKeys, maps as mapSpecs, type Entry, type KeyOf } from "@weft/codec";
 import { MANAGED_MAPS, type ManagedMap } from "../apply/index.ts";
+import type { DatapathDeltaBody, DatapathStateBody } from "./client.ts";
 
 export type DesiredMaps = { [M in ManagedMap]: Entry<M>[] };
 
 /** A validated full answer of the API: the entries of one revision (ApplyEngine writes its maps). */
-export interface DesiredRevision {
-  revision: number;
-  hash: string;
+export interface DesiredRevision extends Omit<DatapathStateBody, "maps"> {
   maps: DesiredMaps;
 }
 
-export interface Delta {
-  revision: number;
-  hash: string;
+/** A validated delta; every map present (a map the answer left out: no change). */
+export interface Delta extends Omit<DatapathDeltaBody, "upserts" | "deletes"> {
   upserts: DesiredMaps;
   deletes: { [M in ManagedMap]: KeyOf<M>[] };
 }
