@@ -15,8 +15,8 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { encodeEntries, protocols, type Entry } from "@weft/codec";
-import { ApplyEngine, MANAGED_MAPS, type DesiredState } from "../../nodeagent/src/datapath/index.ts";
-import { BPFFS_ROOT, Datapath, cleanup, ensurePinDir } from "../../nodeagent/src/loader/index.ts";
+import { ApplyEngine, MANAGED_MAPS, type DesiredEntries } from "../../nodeagent/src/apply/index.ts";
+import { BPFFS_ROOT, KernelDatapath, cleanup, ensurePinDir } from "../../nodeagent/src/loader/index.ts";
 import { kernelUnavailableReason } from "../../test/support/kernel.ts";
 
 const DELTA_PER_MAP = 50_000;
@@ -51,11 +51,11 @@ if (reason !== null) {
 const pinDir = `/sys/fs/bpf/weft-bench-${process.pid}`;
 // A host without bpffs gets it mounted for the run and unmounted after: the bench leaves nothing behind.
 const { mounted } = ensurePinDir(pinDir);
-const dp = Datapath.load({ pinDir });
+const dp = KernelDatapath.load({ pinDir });
 try {
-  const base: DesiredState = { policy: policyEntries(0, BASE_PER_MAP), lb_slot: slotEntries(0, BASE_PER_MAP) };
+  const base: DesiredEntries = { policy: policyEntries(0, BASE_PER_MAP), lb_slot: slotEntries(0, BASE_PER_MAP) };
   const delta = { policy: policyEntries(BASE_PER_MAP, DELTA_PER_MAP), lb_slot: slotEntries(BASE_PER_MAP, DELTA_PER_MAP) };
-  const desired: DesiredState = { policy: [...base.policy!, ...delta.policy], lb_slot: [...base.lb_slot!, ...delta.lb_slot] };
+  const desired: DesiredEntries = { policy: [...base.policy!, ...delta.policy], lb_slot: [...base.lb_slot!, ...delta.lb_slot] };
   const deltaCount = delta.policy.length + delta.lb_slot.length;
   const raw = { policy: encodeEntries("policy", delta.policy), lb_slot: encodeEntries("lb_slot", delta.lb_slot) };
 

@@ -26,7 +26,7 @@ import { BINARY_MAGIC } from "../../api/src/routes/datapath/binary.ts";
 import { ApiClient } from "../../nodeagent/src/agent/client.ts";
 import type { AgentConfig } from "../../nodeagent/src/agent/config.ts";
 import { startAgent, uninstall, type RunningAgent } from "../../nodeagent/src/agent/runtime.ts";
-import { MANAGED_MAPS, type ManagedMap } from "../../nodeagent/src/datapath/index.ts";
+import { MANAGED_MAPS, type ManagedMap } from "../../nodeagent/src/apply/index.ts";
 import { bearer, operator, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth, type VethPair } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";

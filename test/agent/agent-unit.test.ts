@@ -19,7 +19,7 @@ import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
 import { inPodCidr, parsePodCidr } from "../../nodeagent/src/agent/pod-cidr.ts";
 import { VethReconciler } from "../../nodeagent/src/agent/veths.ts";
 import { loadRegistration, saveRegistration } from "../../nodeagent/src/agent/state.ts";
-import { MANAGED_MAPS, type MapTarget, type MapTargets } from "../../nodeagent/src/datapath/index.ts";
+import { MANAGED_MAPS, type MapTarget, type MapTargets } from "../../nodeagent/src/apply/index.ts";
 import { canonical, nodeState, W } from "./fixtures.ts";
 
 const HASH_A = "a".repeat(64);

@@ -5,8 +5,8 @@
  */
 import { encodeEntries, maps, protocols } from "@weft/codec";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { ApplyEngine, isSelectionKey, MANAGED_MAPS, type BatchCall, type MapTargets } from "../../nodeagent/src/datapath/index.ts";
-import { Datapath } from "../../nodeagent/src/loader/index.ts";
+import { ApplyEngine, isSelectionKey, MANAGED_MAPS, type BatchCall, type MapTargets } from "../../nodeagent/src/apply/index.ts";
+import { KernelDatapath } from "../../nodeagent/src/loader/index.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { Cleanup, kernelUnavailableReason, makePinDir } from "../support/kernel.ts";
 import { canonical, kernelEntries, nodeState } from "./fixtures.ts";
@@ -15,14 +15,14 @@ const reason = kernelUnavailableReason();
 
 describe.skipIf(skipWithout("kernel (root, bpf, bpffs)", reason))("apply engine on pinned kernel maps", () => {
   const cleanup = new Cleanup();
-  let dp: Datapath;
+  let dp: KernelDatapath;
   let targets: MapTargets;
   let calls: BatchCall[];
   let engine: ApplyEngine;
 
   beforeAll(() => {
     const pinDir = makePinDir(cleanup, "apply");
-    dp = Datapath.load({ pinDir });
+    dp = KernelDatapath.load({ pinDir });
     cleanup.add("close datapath", () => dp.close());
     targets = dp.maps;
     engine = new ApplyEngine(targets, { onBatch: (c) => calls.push(c) });

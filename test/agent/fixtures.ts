@@ -1,12 +1,12 @@
 /** Desired states for the agent tests, shaped as the API's compiler produces them. */
 import { buildLbTable, decodeEntries, lbSlotEntries, normalizePolicy, protocols, type Entry, type MapId } from "@weft/codec";
-import type { DesiredState, MapTarget, ManagedMap } from "../../nodeagent/src/datapath/index.ts";
+import type { DesiredEntries, MapTarget, ManagedMap } from "../../nodeagent/src/apply/index.ts";
 
 export const W = { address: "198.18.20.2", identity: 1001, tenant: 1 };
 export const NODE = { address: "198.18.20.1" };
 
 /** A small node: one workload, two peers, a service with a weighted table. */
-export function nodeState(opts: { tableId?: number; backends?: { backendId: number; address: string; weight: number }[]; allowPort?: number } = {}): Required<DesiredState> {
+export function nodeState(opts: { tableId?: number; backends?: { backendId: number; address: string; weight: number }[]; allowPort?: number } = {}): Required<DesiredEntries> {
   const tableId = opts.tableId ?? 1;
   const backends = opts.backends ?? [
     { backendId: 1, address: "198.18.30.1", weight: 3 },

@@ -11,9 +11,9 @@ import net from "node:net";
 import { join } from "node:path";
 import { layouts, maps } from "@weft/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApplyEngine, MANAGED_MAPS } from "../../nodeagent/src/datapath/index.ts";
+import { ApplyEngine, MANAGED_MAPS } from "../../nodeagent/src/apply/index.ts";
 import { closeFd, linkInfo, mapInfo, objectId, openPinned } from "../../nodeagent/src/kernel/index.ts";
-import { cleanup as uninstall, Datapath, SOCK_PROGRAMS } from "../../nodeagent/src/loader/index.ts";
+import { cleanup as uninstall, KernelDatapath, SOCK_PROGRAMS } from "../../nodeagent/src/loader/index.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth, type VethPair } from "../support/kernel.ts";
 import { canonical, kernelEntries, NODE, nodeState, W } from "./fixtures.ts";
@@ -75,7 +75,7 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
   let linksBefore: Record<string, { id: number; progId: number }> = {};
 
   it("loads, pins every map, attaches through pinned links, and polices real TCP with conntrack", async () => {
-    const dp = Datapath.load({ pinDir });
+    const dp = KernelDatapath.load({ pinDir });
     try {
       expect(readdirSync(pinDir).filter((n) => n !== "links").sort()).toEqual(Object.values(maps).map((m) => m.name).sort());
       new ApplyEngine(dp.maps).apply(nodeState());
@@ -92,7 +92,7 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
   });
 
   it("restarts without a flush: same maps, same entries, nothing to apply, links get the new programs in place", async () => {
-    const dp = Datapath.load({ pinDir });
+    const dp = KernelDatapath.load({ pinDir });
     try {
       // Same kernel map objects, not copies: the pins were reused.
       for (const id of MANAGED_MAPS) {
@@ -137,7 +137,7 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
       }
     })();
     unlinkSync(missing);
-    const dp = Datapath.load({ pinDir });
+    const dp = KernelDatapath.load({ pinDir });
     try {
       expect(existsSync(missing)).toBe(true);
       expect(objectId(dp.maps.policy.fd)).toBe(policyId);
@@ -148,7 +148,7 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
   });
 
   it("detaches a veth's programs when its workload leaves", async () => {
-    const dp = Datapath.load({ pinDir });
+    const dp = KernelDatapath.load({ pinDir });
     try {
       expect(dp.detachVeth(veth.host)).toBe(2);
       expect(pinnedLinks().filter((n) => n.startsWith("tcx-"))).toEqual([]);
@@ -161,7 +161,7 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
   });
 
   it("cleans up every link and pin, including links whose interface is gone", async () => {
-    const dp = Datapath.load({ pinDir });
+    const dp = KernelDatapath.load({ pinDir });
     const gone = makeVeth(cleanup, "gn", ns, "198.18.21.1/30", "198.18.21.2/30");
     dp.attachVeth(gone.host);
     dp.close();
@@ -184,14 +184,14 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
       layouts: { ...layouts, "struct weft_policy_key": { ...policyKey, size: 16 } },
       maps: { ...maps, ct: { ...maps.ct, maxEntries: 1024 } },
     };
-    expect(() => Datapath.load({ pinDir: dir, abi })).toThrow(
+    expect(() => KernelDatapath.load({ pinDir: dir, abi })).toThrow(
       /^failed to check the datapath ABI: the BPF objects and the codec disagree \(rebuild both with npm run build:abi\): .*weft_policy\.o: struct weft_policy_key is 12 bytes, the codec writes 16;.*map weft_ct has maxEntries 131072, the codec expects 1024/,
     );
     expect(existsSync(dir)).toBe(false);
   });
 
   it("refuses a pin directory outside bpffs", () => {
-    expect(() => Datapath.load({ pinDir: "/tmp/weft-not-bpffs/pins" })).toThrow(/^failed to prepare pin directory \/tmp\/weft-not-bpffs\/pins: \/tmp is not on a bpf filesystem/);
+    expect(() => KernelDatapath.load({ pinDir: "/tmp/weft-not-bpffs/pins" })).toThrow(/^failed to prepare pin directory \/tmp\/weft-not-bpffs\/pins: \/tmp is not on a bpf filesystem/);
     expect(existsSync("/tmp/weft-not-bpffs")).toBe(false);
   });
 });

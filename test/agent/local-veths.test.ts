@@ -1,7 +1,7 @@
 import { decodeEntries, decodeKeys, encodeEntries, type Entry } from "@weft/codec";
 import { describe, expect, it } from "vitest";
 import { syncLocalVeths } from "../../nodeagent/src/agent/local-veths.ts";
-import type { MapTarget } from "../../nodeagent/src/datapath/index.ts";
+import type { MapTarget } from "../../nodeagent/src/apply/index.ts";
 
 /** A local_veth map in memory that records the batches written to it, in order. */
 function fakeMap(held: Record<string, number>) {

@@ -20,7 +20,7 @@ import net from "node:net";
 import { buildLbTable, decodeEntries, lbSlotEntries, protocols, type Entry } from "@weft/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { netnsCookie } from "../../nodeagent/src/kernel/index.ts";
-import { cleanup as uninstall, Datapath } from "../../nodeagent/src/loader/index.ts";
+import { cleanup as uninstall, KernelDatapath } from "../../nodeagent/src/loader/index.ts";
 import { deleteAll, readMetrics, writeEntries } from "../kernel/policy-harness.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth } from "../support/kernel.ts";
@@ -52,7 +52,7 @@ describe.skipIf(skipWithout("socket LB host traffic (root, bpf, cgroup2, iproute
   let pinDir: string;
   let cgroup: string;
   let ns: string;
-  let dp: Datapath;
+  let dp: KernelDatapath;
 
   beforeAll(async () => {
     pinDir = makePinDir(cleanup, "hostlb");
@@ -75,7 +75,7 @@ describe.skipIf(skipWithout("socket LB host traffic (root, bpf, cgroup2, iproute
     await udpServer(VIP, PORT, "vip");
     await udpServer(BACKEND, BACKEND_PORT, "backend");
 
-    dp = Datapath.load({ pinDir });
+    dp = KernelDatapath.load({ pinDir });
     cleanup.add("close the datapath", () => dp.close());
     publish(dp);
     dp.configureSockLb(false);
@@ -83,7 +83,7 @@ describe.skipIf(skipWithout("socket LB host traffic (root, bpf, cgroup2, iproute
   });
   afterAll(() => cleanup.run());
 
-  function publish(d: Datapath): void {
+  function publish(d: KernelDatapath): void {
     const table = buildLbTable([{ backendId: 71, weight: 1 }]);
     writeEntries(d.maps.backend, "backend", [{ key: { backendId: 71 }, value: { address: BACKEND, port: BACKEND_PORT } }]);
     writeEntries(d.maps.lb_slot, "lb_slot", lbSlotEntries(7, table));
@@ -193,7 +193,7 @@ s.bind(0,()=>s.send("ping",${PORT},${JSON.stringify(VIP)},(e)=>e&&done({error:e.
     dp.configureSockLb(true);
     const before = { svc: dp.maps.svc.dump(), lb_slot: dp.maps.lb_slot.dump(), backend: dp.maps.backend.dump() };
     dp.close();
-    dp = Datapath.load({ pinDir });
+    dp = KernelDatapath.load({ pinDir });
     expect(dp.configureSockLb(false).lbHostTraffic).toBe(false);
     expect(dp.attachCgroup(cgroup).map((r) => r.action)).toEqual(["replaced", "replaced", "replaced", "replaced"]);
     expect({ svc: dp.maps.svc.dump(), lb_slot: dp.maps.lb_slot.dump(), backend: dp.maps.backend.dump() }).toEqual(before);

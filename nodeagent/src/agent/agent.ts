@@ -12,10 +12,10 @@
  *   so the next long poll waits for a newer state instead of re-fetching
  *   the same bad one in a hot loop.
  */
-import { ApplyEngine, type MapTarget, type MapTargets } from "../datapath/index.ts";
+import { ApplyEngine, type MapTarget, type MapTargets } from "../apply/index.ts";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.ts";
 import { ApiError, type ApiClient, type DatapathAnswer, type NodeWorkload } from "./client.ts";
-import { entryCounts, InvalidDatapath, isEmptyDelta, patch, validateDelta, validateFull, type DesiredState } from "./desired.ts";
+import { entryCounts, InvalidDatapath, isEmptyDelta, patch, validateDelta, validateFull, type DesiredRevision } from "./desired.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { SvidManager } from "./svid.ts";
 import { syncLocalVeths } from "./local-veths.ts";
@@ -66,7 +66,7 @@ export class AgentLoop {
   private readonly backoff: Backoff;
   private readonly log: Log;
   /** The last state written to the kernel in full. */
-  private good: DesiredState | null = null;
+  private good: DesiredRevision | null = null;
   /** Deltas are asked from the good state only while the last answer was it (not after a 410, refusal or kernel failure). */
   private deltaFromGood = false;
   /** ETag for If-None-Match: the good state's, or a refused answer's. */
@@ -108,7 +108,7 @@ export class AgentLoop {
     return this.podCidr?.cidr ?? null;
   }
 
-  get applied(): DesiredState | null {
+  get applied(): DesiredRevision | null {
     return this.good;
   }
 
@@ -200,7 +200,7 @@ export class AgentLoop {
       this.deltaFromGood = false;
       return true;
     }
-    let next: DesiredState;
+    let next: DesiredRevision;
     try {
       if (answer.kind === "full") next = validateFull(answer.body);
       else {
@@ -314,7 +314,7 @@ export class AgentLoop {
   }
 
   /** Veths and SVIDs follow the applied state; their failures are reported, never undo the apply. */
-  private async sideEffects(state: DesiredState): Promise<void> {
+  private async sideEffects(state: DesiredRevision): Promise<void> {
     if (this.o.veths) await this.refreshPodCidr();
     let workloads: NodeWorkload[] | null = null;
     if (!this.workloadsRouteMissing && (this.o.svids || this.o.veths)) {

@@ -32,21 +32,187 @@ export interface DatapathQuery {
   signal?: AbortSignal;
 }
 
-export interface X509SvidAnswer {
-  certificate: string;
-  chain: string[];
-  expiresAt: string;
-  serial: string;
+/**
+ * The client's contract with the API: every route it calls, with the fields
+ * it sends and the fields it reads and their JSON types, in one table. The
+ * client's TypeScript types below are derived from it, and
+ * test/agent/client-contract.test.ts compares it with openapi/openapi.json, so
+ * a change of the API's schema that the client would not survive fails that
+ * test instead of an agent in the field. Nothing here is copied from the API's
+ * code: the document is the contract.
+ *
+ * An answer's field marked optional is one the client copes without (it reads
+ * it when present); nullable, one it accepts as null. A closed object is one
+ * whose unknown properties the client refuses, so the API may not add any.
+ * An object with values is a map; an object with neither fields nor values is
+ * opaque here (the codec checks datapath entries field by field).
+ */
+export type JsonType = "string" | "integer" | "number" | "boolean" | "array" | "object";
+
+export interface Shape {
+  readonly type: JsonType;
+  readonly optional?: boolean;
+  readonly nullable?: boolean;
+  /** array: its items */
+  readonly items?: Shape;
+  /** object: the properties the client sends or reads */
+  readonly fields?: { readonly [name: string]: Shape };
+  /** object used as a map: its values */
+  readonly values?: Shape;
+  /** object: the client refuses properties it does not list */
+  readonly closed?: boolean;
 }
 
-/** A workload the node runs, as GET /v1/nodes/{node}/workloads lists it (see the report to the API owners). */
-export interface NodeWorkload {
-  tenant: string;
-  name: string;
-  identity: string;
-  addresses: string[];
-  interface?: string;
-  spiffeId?: string;
+export interface RouteContract {
+  readonly method: "get" | "post" | "put";
+  /** As the document spells it, parameters in braces. */
+  readonly path: string;
+  /** Statuses the client acts on; the first is the one whose answer it reads. */
+  readonly statuses: readonly number[];
+  readonly query?: readonly string[];
+  readonly headers?: readonly string[];
+  /** The JSON request body. */
+  readonly body?: Shape;
+  /** What the client reads of the first status's answer: one shape, or one per alternative the API answers. */
+  readonly answer?: Shape | readonly Shape[];
+  /** The answer's media type, when not application/json. */
+  readonly media?: string;
+}
+
+/** The TypeScript type of a JSON value of shape S. */
+export type JsonOf<S> = S extends { nullable: true } ? BaseOf<S> | null : BaseOf<S>;
+type BaseOf<S> = S extends { type: "string" }
+  ? string
+  : S extends { type: "integer" | "number" }
+    ? number
+    : S extends { type: "boolean" }
+      ? boolean
+      : S extends { type: "array"; items: infer I }
+        ? JsonOf<I>[]
+        : S extends { type: "object"; fields: infer F }
+          ? ObjectOf<F>
+          : S extends { type: "object"; values: infer V }
+            ? Record<string, JsonOf<V>>
+            : S extends { type: "object" }
+              ? Record<string, unknown>
+              : never;
+type ObjectOf<F> = Flat<
+  { -readonly [K in keyof F as F[K] extends { optional: true } ? never : K]: JsonOf<F[K]> } & {
+    -readonly [K in keyof F as F[K] extends { optional: true } ? K : never]?: JsonOf<F[K]>;
+  }
+>;
+type Flat<T> = { [K in keyof T]: T[K] };
+
+const str = { type: "string" } as const;
+const int = { type: "integer" } as const;
+const strings = { type: "array", items: str } as const;
+/** A datapath entry; its key's and value's fields are the codec's to check. */
+const entry = { type: "object", fields: { key: { type: "object" }, value: { type: "object" } } } as const;
+const entries = { type: "array", items: entry } as const;
+const keys = { type: "array", items: { type: "object" } } as const;
+/** A delta names only the maps it changes; a map name the agent does not know is ignored. */
+const deltaMaps = <S extends Shape>(each: S) => ({ type: "object", fields: { ipcache: each, endpoint: each, policy: each, svc: each, lb_slot: each, backend: each } }) as const;
+const optional = <S extends Shape>(shape: S) => ({ ...shape, optional: true }) as const;
+/** podCidr: null while the API has no block for the node; absent from an older API. */
+const podCidr = { type: "string", nullable: true, optional: true } as const;
+
+const nodeWorkload = {
+  type: "object",
+  fields: {
+    tenant: str,
+    name: str,
+    identity: str,
+    addresses: optional(strings),
+    interface: optional(str),
+    spiffeId: optional(str),
+  },
+} as const satisfies Shape;
+
+export const CLIENT_CONTRACT = {
+  register: {
+    method: "post",
+    path: "/v1/nodes/register",
+    statuses: [201],
+    body: {
+      type: "object",
+      fields: { joinToken: str, name: str, zone: str, labels: { type: "object", values: str, optional: true } },
+    },
+    answer: { type: "object", fields: { node: { type: "object", fields: { name: str, podCidr } }, credential: str } },
+  },
+  node: {
+    method: "get",
+    path: "/v1/nodes/{node}",
+    statuses: [200],
+    answer: { type: "object", fields: { name: str, podCidr } },
+  },
+  datapath: {
+    method: "get",
+    path: "/v1/nodes/{node}/datapath",
+    statuses: [200, 304, 410],
+    query: ["since", "wait"],
+    headers: ["if-none-match"],
+    answer: [
+      {
+        type: "object",
+        fields: {
+          revision: int,
+          hash: str,
+          maps: { type: "object", closed: true, fields: { ipcache: entries, endpoint: entries, policy: entries, svc: entries, lb_slot: entries, backend: entries } },
+        },
+      },
+      { type: "object", fields: { revision: int, hash: str, upserts: deltaMaps(optional(entries)), deletes: deltaMaps(optional(keys)) } },
+    ],
+  },
+  status: {
+    method: "put",
+    path: "/v1/nodes/{node}/status",
+    statuses: [200],
+    body: { type: "object", fields: { appliedRevision: int, hash: str, counters: { type: "object", values: int }, errors: strings } },
+  },
+  x509Svid: {
+    method: "post",
+    path: "/v1/tenants/{tenant}/identities/{name}/x509-svids",
+    statuses: [201],
+    body: { type: "object", fields: { csr: str } },
+    answer: { type: "object", fields: { certificate: str, chain: strings, expiresAt: str, serial: str } },
+  },
+  bundlePem: {
+    method: "get",
+    path: "/v1/tenants/{tenant}/bundle.pem",
+    statuses: [200],
+    media: "application/x-pem-file",
+    answer: str,
+  },
+  /** 404 or 403: the API does not offer the list to this node. */
+  nodeWorkloads: {
+    method: "get",
+    path: "/v1/nodes/{node}/workloads",
+    statuses: [200, 403, 404],
+    query: ["cursor"],
+    answer: { type: "object", fields: { items: { type: "array", items: nodeWorkload }, nextCursor: { type: "string", nullable: true, optional: true } } },
+  },
+} as const satisfies Record<string, RouteContract>;
+
+type Contract = typeof CLIENT_CONTRACT;
+
+/** A workload the node runs, as GET /v1/nodes/{node}/workloads lists it; addresses [] when the answer has none. */
+export type NodeWorkload = Flat<Omit<JsonOf<typeof nodeWorkload>, "addresses"> & Required<Pick<JsonOf<typeof nodeWorkload>, "addresses">>>;
+export type RegisterBody = JsonOf<Contract["register"]["body"]>;
+export type RegisteredNode = JsonOf<Contract["register"]["answer"]>;
+export type NodeAnswer = JsonOf<Contract["node"]["answer"]>;
+/** The full state GET /v1/nodes/{node}/datapath answers, as far as the client's table describes it. */
+export type DatapathStateBody = JsonOf<Contract["datapath"]["answer"][0]>;
+export type DatapathDeltaBody = JsonOf<Contract["datapath"]["answer"][1]>;
+export type StatusReport = JsonOf<Contract["status"]["body"]>;
+export type X509SvidAnswer = JsonOf<Contract["x509Svid"]["answer"]>;
+
+/** A route's path with its parameters filled in (each encoded). */
+function pathOf(route: keyof Contract, params: Record<string, string> = {}): string {
+  return CLIENT_CONTRACT[route].path.replace(/\{(\w+)\}/g, (_, name: string) => {
+    const v = params[name];
+    if (v === undefined) throw new Error(`failed to build the path of ${route}: no ${name}`);
+    return encodeURIComponent(v);
+  });
 }
 
 /**
@@ -54,7 +220,7 @@ export interface NodeWorkload {
  * while the API has none for the node (registered before blocks existed);
  * undefined when the API does not know the field (an older API).
  */
-export type PodCidrAnswer = string | null | undefined;
+export type PodCidrAnswer = JsonOf<typeof podCidr> | undefined;
 
 function podCidrOf(node: { podCidr?: unknown }): PodCidrAnswer {
   if (!("podCidr" in node)) return undefined;
@@ -75,8 +241,8 @@ export class ApiClient {
     this.credential = credential;
   }
 
-  async register(input: { joinToken: string; name: string; zone: string; labels?: Record<string, string> }): Promise<{ node: { name: string; podCidr: PodCidrAnswer }; credential: string }> {
-    const body = await this.json("POST", "/v1/nodes/register", input, [201]);
+  async register(input: RegisterBody): Promise<RegisteredNode> {
+    const body = await this.json("POST", pathOf("register"), input, [201]);
     const b = body as { node?: { name?: unknown; podCidr?: unknown }; credential?: unknown };
     if (typeof b.credential !== "string" || typeof b.node?.name !== "string") {
       throw new ApiError("failed to register node: the answer has no {node.name, credential}", 201);
@@ -85,8 +251,8 @@ export class ApiClient {
   }
 
   /** GET /v1/nodes/{node} (the node's credential may read its own node): what the agent needs of it. */
-  async node(node: string): Promise<{ name: string; podCidr: PodCidrAnswer }> {
-    const path = `/v1/nodes/${encodeURIComponent(node)}`;
+  async node(node: string): Promise<NodeAnswer> {
+    const path = pathOf("node", { node });
     const b = (await this.json("GET", path, undefined, [200])) as { name?: unknown; podCidr?: unknown };
     if (typeof b?.name !== "string") throw new ApiError(`failed to GET ${path}: the answer has no name`, 200);
     return { name: b.name, podCidr: podCidrOf(b) };
@@ -96,7 +262,7 @@ export class ApiClient {
     const params = new URLSearchParams();
     if (q.since !== null && q.since !== undefined) params.set("since", String(q.since));
     if (q.waitSeconds) params.set("wait", String(q.waitSeconds));
-    const path = `/v1/nodes/${encodeURIComponent(node)}/datapath${params.size ? `?${params}` : ""}`;
+    const path = `${pathOf("datapath", { node })}${params.size ? `?${params}` : ""}`;
     const headers: Record<string, string> = {};
     if (q.etag) headers["if-none-match"] = q.etag;
     const res = await this.request("GET", path, undefined, headers, ((q.waitSeconds ?? 0) * 1000) + LONG_POLL_SLACK_MS, q.signal);
@@ -120,12 +286,12 @@ export class ApiClient {
     return { kind: isDelta ? "delta" : "full", etag, body };
   }
 
-  async putStatus(node: string, status: { appliedRevision: number; hash: string; counters: Record<string, number>; errors: string[] }): Promise<void> {
-    await this.json("PUT", `/v1/nodes/${encodeURIComponent(node)}/status`, status, [200]);
+  async putStatus(node: string, status: StatusReport): Promise<void> {
+    await this.json("PUT", pathOf("status", { node }), status, [200]);
   }
 
   async issueX509Svid(tenant: string, identity: string, csr: string): Promise<X509SvidAnswer> {
-    const body = (await this.json("POST", `/v1/tenants/${encodeURIComponent(tenant)}/identities/${encodeURIComponent(identity)}/x509-svids`, { csr }, [201])) as Partial<X509SvidAnswer>;
+    const body = (await this.json("POST", pathOf("x509Svid", { tenant, name: identity }), { csr }, [201])) as Partial<X509SvidAnswer>;
     if (typeof body.certificate !== "string" || !Array.isArray(body.chain) || typeof body.expiresAt !== "string") {
       throw new ApiError(`failed to issue X.509-SVID for ${tenant}/${identity}: the answer has no {certificate, chain, expiresAt}`, 201);
     }
@@ -133,7 +299,7 @@ export class ApiClient {
   }
 
   async bundlePem(tenant: string): Promise<string> {
-    const path = `/v1/tenants/${encodeURIComponent(tenant)}/bundle.pem`;
+    const path = pathOf("bundlePem", { tenant });
     const res = await this.request("GET", path);
     if (res.status !== 200) throw await this.failure("GET", path, res);
     return res.text();
@@ -141,7 +307,7 @@ export class ApiClient {
 
   /** The workloads on this node, or null when the API does not offer the list to this node (404, 403). */
   async nodeWorkloads(node: string): Promise<NodeWorkload[] | null> {
-    const path = `/v1/nodes/${encodeURIComponent(node)}/workloads`;
+    const path = pathOf("nodeWorkloads", { node });
     const items: NodeWorkload[] = [];
     let cursor: string | undefined;
     // Bounded: a node with more than 100 pages of workloads is not a node this agent version serves.

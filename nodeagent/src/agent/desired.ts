@@ -6,7 +6,7 @@
  * Validation: the answer's shape (revision, hash, the six maps as arrays of
  * {key, value}), every entry through the codec (which names map, entry and
  * field of the first bad one), and no key twice in a map. The API's hash is
- * sha256 over per-owner digests (api/src/datapath/types.ts NodeDatapath): the
+ * sha256 over per-owner digests (the compiler's NodeDatapath, in the API): the
  * flat entries it serves do not carry owners, so the agent cannot recompute
  * it and only checks that it is a well-formed digest; it reports that hash
  * back verbatim as "what I applied".
@@ -15,19 +15,18 @@
  * uses, so the agent never needs its own notion of key equality per map.
  */
 import { encodeEntries, encodeKeys, maps as mapSpecs, type Entry, type KeyOf } from "@weft/codec";
-import { MANAGED_MAPS, type ManagedMap } from "../datapath/index.ts";
+import { MANAGED_MAPS, type ManagedMap } from "../apply/index.ts";
+import type { DatapathDeltaBody, DatapathStateBody } from "./client.ts";
 
 export type DesiredMaps = { [M in ManagedMap]: Entry<M>[] };
 
-export interface DesiredState {
-  revision: number;
-  hash: string;
+/** A validated full answer of the API: the entries of one revision (ApplyEngine writes its maps). */
+export interface DesiredRevision extends Omit<DatapathStateBody, "maps"> {
   maps: DesiredMaps;
 }
 
-export interface Delta {
-  revision: number;
-  hash: string;
+/** A validated delta; every map present (a map the answer left out: no change). */
+export interface Delta extends Omit<DatapathDeltaBody, "upserts" | "deletes"> {
   upserts: DesiredMaps;
   deletes: { [M in ManagedMap]: KeyOf<M>[] };
 }
@@ -80,7 +79,7 @@ function checkEntries(id: ManagedMap, raw: unknown, what: string): Entry<Managed
 }
 
 /** Validates a full answer {revision, hash, maps}; throws InvalidDatapath naming the first problem. */
-export function validateFull(body: unknown): DesiredState {
+export function validateFull(body: unknown): DesiredRevision {
   const { revision, hash, b } = header(body, "datapath");
   if (!isObject(b.maps)) throw new InvalidDatapath("failed to validate datapath: no maps object");
   const out = {} as Record<ManagedMap, Entry<ManagedMap>[]>;
@@ -116,7 +115,7 @@ export function validateDelta(body: unknown): Delta {
  * delete of the same key: a key that moved between owners). The base is not
  * changed, so a delta that later fails to apply leaves the last good state.
  */
-export function patch(base: DesiredState, delta: Delta): DesiredState {
+export function patch(base: DesiredRevision, delta: Delta): DesiredRevision {
   const maps = {} as Record<ManagedMap, Entry<ManagedMap>[]>;
   for (const id of MANAGED_MAPS) {
     const table = new Map<string, Entry<ManagedMap>>();
@@ -134,6 +133,6 @@ export function isEmptyDelta(delta: Delta): boolean {
   return MANAGED_MAPS.every((id) => delta.upserts[id].length === 0 && delta.deletes[id].length === 0);
 }
 
-export function entryCounts(state: DesiredState): Record<ManagedMap, number> {
+export function entryCounts(state: DesiredRevision): Record<ManagedMap, number> {
   return Object.fromEntries(MANAGED_MAPS.map((id) => [id, state.maps[id].length])) as Record<ManagedMap, number>;
 }

@@ -9,8 +9,8 @@
  * and every packet is routed by the host.
  */
 import { encodeEntries, maps, type Entry } from "@weft/codec";
-import type { MapTarget } from "../datapath/index.ts";
-import { planMap } from "../datapath/plan.ts";
+import type { MapTarget } from "../apply/index.ts";
+import { planMap } from "../apply/plan.ts";
 
 export interface LocalVethSyncResult {
   upserts: number;

@@ -9,8 +9,8 @@ import type { AddressInfo } from "node:net";
 import { decodeKeys, decodeValues, sumPerCpu, type Hook, type Reason } from "@weft/codec";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { possibleCpus } from "../kernel/index.ts";
-import type { MapTarget } from "../datapath/index.ts";
-import { MANAGED_MAPS, type ManagedMap } from "../datapath/index.ts";
+import type { MapTarget } from "../apply/index.ts";
+import { MANAGED_MAPS, type ManagedMap } from "../apply/index.ts";
 
 export interface VerdictCount {
   hook: Hook;

@@ -5,7 +5,7 @@
  * SVIDs, and the loop. main.ts calls it; tests call it in-process.
  */
 import { join } from "node:path";
-import { cleanup, Datapath, type CleanupResult } from "../loader/index.ts";
+import { cleanup, KernelDatapath, type CleanupResult } from "../loader/index.ts";
 import { AgentLoop, jsonLog, type Log } from "./agent.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { ApiClient } from "./client.ts";
@@ -25,7 +25,7 @@ export interface RuntimeOptions {
 export interface RunningAgent {
   registration: SavedRegistration;
   loop: AgentLoop;
-  datapath: Datapath;
+  datapath: KernelDatapath;
   svids: SvidManager;
   metricsPort: number;
   /** Resolves when the loop ended (after stop()). */
@@ -67,7 +67,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
   const registration = await ensureRegistered(cfg, client, log);
   client.setCredential(registration.credential);
 
-  const datapath = Datapath.load({ pinDir: cfg.pinDir, ...(options.objectDir ? { objectDir: options.objectDir } : {}) });
+  const datapath = KernelDatapath.load({ pinDir: cfg.pinDir, ...(options.objectDir ? { objectDir: options.objectDir } : {}) });
   const metrics = new AgentMetrics(() => readVerdicts(datapath.maps.metrics));
   let svids: SvidManager | null = null;
   try {

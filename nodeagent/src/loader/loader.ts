@@ -60,7 +60,13 @@ export interface CleanupResult {
   removedDir: boolean;
 }
 
-export class Datapath {
+/**
+ * The datapath as the kernel holds it for this agent: both BPF objects
+ * loaded, every map of the ABI pinned (or reused), the programs' links.
+ * The apply engine writes its maps (src/apply); the agent attaches its
+ * programs to cgroups and veths.
+ */
+export class KernelDatapath {
   private closed = false;
   readonly maps: { [M in MapId]: BpfMap };
 
@@ -82,7 +88,7 @@ export class Datapath {
    * exists), checks pinned maps from an earlier agent against the ABI, then
    * loads both objects with their maps pinned or reused.
    */
-  static load(options: LoaderOptions = {}): Datapath {
+  static load(options: LoaderOptions = {}): KernelDatapath {
     const pinDir = options.pinDir ?? DEFAULT_PIN_DIR;
     const objectDir = options.objectDir ?? DEFAULT_OBJECT_DIR;
     const abi = options.abi ?? codecAbi;
@@ -107,7 +113,7 @@ export class Datapath {
       policyObj.close();
       throw err;
     }
-    return new Datapath(pinDir, policyObj, sockObj);
+    return new KernelDatapath(pinDir, policyObj, sockObj);
   }
 
   programFd(name: string): number {

@@ -11,8 +11,12 @@ import { encodeEntries, maps as mapSpecs, type Entry } from "@weft/codec";
 import { DELETE_ORDER, isManagedMap, MANAGED_MAPS, orderPolicyPlan, UPSERT_ORDER, type ManagedMap } from "./order.ts";
 import { planMap, type Encoded, type MapPlan } from "./plan.ts";
 
-/** Desired entries per managed map. A map left out is not touched; [] empties it. */
-export type DesiredState = Partial<{ [M in ManagedMap]: readonly Entry<M>[] }>;
+/**
+ * Desired entries per managed map: what the engine writes (the agent's validated
+ * answer, DesiredRevision in agent/desired.ts, carries them with its revision
+ * and hash). A map left out is not touched; [] empties it.
+ */
+export type DesiredEntries = Partial<{ [M in ManagedMap]: readonly Entry<M>[] }>;
 
 /** What the engine needs of a kernel map (BpfMap has it). */
 export interface MapTarget {
@@ -64,7 +68,7 @@ export class ApplyEngine {
    * duplicate key, a map the agent does not own) fails here with the kernel
    * untouched.
    */
-  plan(desired: DesiredState): Plan {
+  plan(desired: DesiredEntries): Plan {
     const plan: Plan = {};
     for (const id of Object.keys(desired)) {
       if (!isManagedMap(id)) throw new Error(`failed to plan map ${id}: it is written by the datapath, not by the agent (agent maps: ${MANAGED_MAPS.join(", ")})`);
@@ -90,7 +94,7 @@ export class ApplyEngine {
   }
 
   /** Plans and applies. On a failure the maps hold a mix of old and new that the next apply completes. */
-  apply(desired: DesiredState): ApplyResult {
+  apply(desired: DesiredEntries): ApplyResult {
     const started = process.hrtime.bigint();
     const plan = this.plan(desired);
     const result: ApplyResult = { maps: {}, upserts: 0, deletes: 0, elapsedMs: 0 };
