@@ -1,7 +1,7 @@
 // The hand-written encoders of der.ts against plain reference readings of
 // the same rules: times (RFC 5280 4.1.2.5) and TLV length forms.
 import { describe, expect, it } from "vitest";
-import { DerError, readTlv, time, tlv } from "../../api/src/ca/der.ts";
+import { DerError, readTlv, time, tlv } from "@weft/pki/der";
 
 /** The time encoding as toISOString spells it, the way der.ts first wrote it. */
 function referenceTime(d: Date): Buffer {
