@@ -7,7 +7,7 @@ import { sql } from "drizzle-orm";
 import type { InjectOptions } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { fromPem, toPem } from "../../api/src/ca/der.ts";
+import { fromPem, toPem } from "@weft/pki/der";
 import { caSlots, svidIssuances } from "../../api/src/db/schema.ts";
 import { read } from "../../api/src/db/transactions.ts";
 import { extension, makeCsr, mtlsServer, openssl, opensslStatus, tempDir, type KeySpec } from "../ca/helpers.ts";

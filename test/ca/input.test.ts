@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { verifyCsr } from "../../api/src/ca/csr.ts";
-import { fromPem, toPem } from "../../api/src/ca/der.ts";
+import { fromPem, toPem } from "@weft/pki/der";
 import { CaInputError } from "../../api/src/ca/errors.ts";
 import { validateAudience } from "../../api/src/ca/jwt-svid.ts";
 import { parseSpiffeId, validatePath, validateSpiffeId, validateTrustDomain } from "../../api/src/ca/spiffe-id.ts";

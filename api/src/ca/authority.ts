@@ -7,7 +7,7 @@ import type { Kek } from "./kek.ts";
 import { generateP256, jwkThumbprint, privateKeyDer, publicJwk } from "./keys.ts";
 import type { Slot } from "./rotation.ts";
 import { createCaCertificate, createLeafTemplate, type LeafTemplate } from "./x509.ts";
-import { toPem } from "./der.ts";
+import { toPem } from "@weft/pki/der";
 import type { BundleAuthority } from "./bundle.ts";
 
 export const DEFAULT_CA_TTL_MS = 24 * 60 * 60 * 1000; // SPIRE's default: 24 h

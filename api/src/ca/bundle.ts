@@ -1,8 +1,8 @@
 // Trust bundles: the SPIFFE bundle format (SPIFFE_Trust_Domain_and_Bundle.md
 // section 4, a JWK set) and plain PEM.
-import { toPem } from "./der.ts";
+import { toPem } from "@weft/pki/der";
 import { publicJwk, type EcPublicJwk } from "./keys.ts";
-import { readCaCertificate } from "./x509.ts";
+import { readCertificate } from "@weft/pki/x509";
 
 /** SPIRE's default bundle refresh hint is 5 minutes. */
 export const DEFAULT_REFRESH_HINT_SECONDS = 300;
@@ -34,7 +34,7 @@ export function buildBundle(
   refreshHintSeconds = DEFAULT_REFRESH_HINT_SECONDS,
 ): SpiffeBundle {
   const x509 = authorities.map((a): X509SvidJwk => ({
-    ...publicJwk(readCaCertificate(a.caCertDer).spkiDer),
+    ...publicJwk(readCertificate(a.caCertDer).spkiDer),
     use: "x509-svid",
     x5c: [a.caCertDer.toString("base64")],
   }));

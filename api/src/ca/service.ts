@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { bundleAuthority, createAuthority, openAuthority, DEFAULT_CA_TTL_MS, type AuthorityMaterial, type OpenAuthority } from "./authority.ts";
 import { buildBundle, bundlePem, DEFAULT_REFRESH_HINT_SECONDS, type SpiffeBundle } from "./bundle.ts";
 import { verifyCsr } from "./csr.ts";
-import { toPem } from "./der.ts";
+import { toPem } from "@weft/pki/der";
 import { CaInputError, CaStateError } from "./errors.ts";
 import { mintJwtSvid, validateAudience } from "./jwt-svid.ts";
 import type { Kek } from "./kek.ts";

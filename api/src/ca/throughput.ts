@@ -2,7 +2,7 @@
 // (template + sign) against Node's raw P-256 sign and verify on the same
 // machine, in one run. Run: npx tsx api/src/ca/throughput.ts
 import { createPublicKey, sign, verify } from "node:crypto";
-import { ecJwk } from "./csr.ts";
+import { ecJwk } from "@weft/pki/x509";
 import { generateP256 } from "./keys.ts";
 import { createCaCertificate, createLeafTemplate, issueLeaf } from "./x509.ts";
 

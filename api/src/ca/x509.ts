@@ -1,46 +1,27 @@
-// X.509 certificates for the tenant CA and its X.509-SVIDs, built straight
-// as DER (see der.ts for why). Everything that does not change between two
+// X.509 certificates for the tenant CA and its X.509-SVIDs: the profile and
+// the signing decisions, built straight as DER with @weft/pki (see its
+// der.ts for why). Everything that does not change between two
 // leaves of one CA (issuer name, algorithm, fixed extensions, AKI) is encoded
 // once into a LeafTemplate; an issuance only encodes serial, validity, key,
 // SKI and SAN, then signs.
 //
 // Profile: spiffe/spiffe standards/X509-SVID.md and RFC 5280.
-import { hash, randomFillSync, sign, type KeyObject } from "node:crypto";
+import { randomFillSync, sign, type KeyObject } from "node:crypto";
+import { bool, ctx, octetString, oid, seq, tlv, uintBytes } from "@weft/pki/der";
 import {
-  TAG,
-  bitString,
-  bitStringBytes,
-  bool,
-  children,
-  ctx,
-  expectTag,
-  octetString,
-  oid,
-  readTop,
-  seq,
-  set,
-  smallInt,
-  time,
-  tlv,
-  uintBytes,
-  utf8,
-  whole,
-} from "./der.ts";
-
-/** The object identifiers Weft's certificates use (also the Terraform provider's AutoMTLS certificate). */
-export const OID = {
-  ecdsaWithSha256: "1.2.840.10045.4.3.2",
-  organizationName: "2.5.4.10",
-  commonName: "2.5.4.3",
-  basicConstraints: "2.5.29.19",
-  keyUsage: "2.5.29.15",
-  extKeyUsage: "2.5.29.37",
-  subjectKeyIdentifier: "2.5.29.14",
-  authorityKeyIdentifier: "2.5.29.35",
-  subjectAltName: "2.5.29.17",
-  serverAuth: "1.3.6.1.5.5.7.3.1",
-  clientAuth: "1.3.6.1.5.5.7.3.2",
-} as const;
+  ECDSA_WITH_SHA256,
+  KEY_USAGE,
+  OID,
+  VERSION_3,
+  certificate,
+  extension,
+  keyIdentifier,
+  keyUsage,
+  name,
+  readCertificate,
+  uriName,
+  validity,
+} from "@weft/pki/x509";
 
 export const DEFAULT_X509_SVID_TTL_MS = 60 * 60 * 1000; // SPIRE's default: 1 h
 /** Leaves start this far in the past so a peer whose clock lags a little accepts them. */
@@ -49,31 +30,13 @@ export const BACKDATE_MS = 10_000;
 export const SERIAL_BYTES = 16;
 const ORGANIZATION = "Weft";
 
-// AlgorithmIdentifier for ecdsa-with-SHA256: parameters absent (RFC 5758 3.2).
-const SIG_ALG = seq(oid(OID.ecdsaWithSha256));
-const VERSION_3 = ctx(0, smallInt(2));
-
-// KeyUsage bits are numbered from the most significant bit; DER drops
-// trailing zero bits and records their count in the first byte.
-const KU_DIGITAL_SIGNATURE = tlv(TAG.BIT_STRING, Buffer.of(7, 0x80));
-const KU_CERT_SIGN_CRL_SIGN = tlv(TAG.BIT_STRING, Buffer.of(1, 0x06));
-
-export function extension(id: string | Buffer, critical: boolean, valueDer: Uint8Array): Buffer {
-  const idDer = typeof id === "string" ? oid(id) : id;
-  return critical ? seq(idDer, bool(true), octetString(valueDer)) : seq(idDer, octetString(valueDer));
-}
+const SIG_ALG = ECDSA_WITH_SHA256;
+const KU_DIGITAL_SIGNATURE = keyUsage(KEY_USAGE.digitalSignature);
+const KU_CERT_SIGN_CRL_SIGN = keyUsage(KEY_USAGE.keyCertSign, KEY_USAGE.cRLSign);
 
 // The two per-leaf extensions' OIDs, encoded once (oid() parses its string).
 const OID_SKI_DER = oid(OID.subjectKeyIdentifier);
 const OID_SAN_DER = oid(OID.subjectAltName);
-
-// GeneralName uniformResourceIdentifier is [6] IMPLICIT IA5String. SPIFFE
-// IDs are ASCII by construction (validated character sets).
-const uriName = (uri: string): Buffer => tlv(0x86, Buffer.from(uri, "ascii"));
-
-function name(attrs: readonly [string, string][]): Buffer {
-  return seq(...attrs.map(([id, v]) => set(seq(oid(id), utf8(v)))));
-}
 
 // CSPRNG output drawn a few KiB at a time: one randomBytes() call per serial
 // cost more than building the rest of the leaf. Every serial gets fresh
@@ -95,23 +58,9 @@ export function randomSerial(): Buffer {
   return b;
 }
 
-/** The subjectPublicKey bits of an SPKI. */
-export function spkiKeyBits(spkiDer: Uint8Array): Buffer {
-  const top = readTop(spkiDer, TAG.SEQUENCE);
-  const [alg, bits] = children(spkiDer, top);
-  expectTag(alg, TAG.SEQUENCE, "SubjectPublicKeyInfo algorithm");
-  return bitStringBytes(spkiDer, expectTag(bits, TAG.BIT_STRING, "SubjectPublicKeyInfo key"));
-}
-
-/** RFC 5280 4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits. */
-export function keyIdentifier(spkiDer: Uint8Array): Buffer {
-  // One-shot hash(): no Hash object per leaf (about 40% less in a tight loop).
-  return hash("sha1", spkiKeyBits(spkiDer), "buffer");
-}
-
 function signCertificate(tbs: Buffer, caKey: KeyObject): Buffer {
   const sig = sign("sha256", tbs, { key: caKey, dsaEncoding: "der" });
-  return seq(tbs, SIG_ALG, bitString(sig));
+  return certificate(tbs, SIG_ALG, sig);
 }
 
 const floorToSecond = (ms: number): Date => new Date(Math.floor(ms / 1000) * 1000);
@@ -153,7 +102,7 @@ export function createCaCertificate(input: CaCertificateInput): CaCertificate {
     uintBytes(serial),
     SIG_ALG,
     subject,
-    seq(time(notBefore), time(notAfter)),
+    validity(notBefore, notAfter),
     subject,
     input.publicKeySpki,
     ctx(
@@ -167,18 +116,6 @@ export function createCaCertificate(input: CaCertificateInput): CaCertificate {
     ),
   );
   return { der: signCertificate(tbs, input.privateKey), serialHex, notBefore, notAfter };
-}
-
-/** The fields of a CA certificate a LeafTemplate needs, read back from its DER. */
-export function readCaCertificate(der: Uint8Array): { subjectDer: Buffer; spkiDer: Buffer } {
-  const cert = readTop(der, TAG.SEQUENCE);
-  const tbs = expectTag(children(der, cert)[0], TAG.SEQUENCE, "tbsCertificate");
-  // version [0], serial, signature, issuer, validity, subject, subjectPublicKeyInfo
-  const f = children(der, tbs);
-  return {
-    subjectDer: whole(der, expectTag(f[5], TAG.SEQUENCE, "subject")),
-    spkiDer: whole(der, expectTag(f[6], TAG.SEQUENCE, "subjectPublicKeyInfo")),
-  };
 }
 
 export interface LeafTemplate {
@@ -202,7 +139,7 @@ export function createLeafTemplate(ca: {
   notBefore: Date;
   notAfter: Date;
 }): LeafTemplate {
-  const { subjectDer, spkiDer } = readCaCertificate(ca.certDer);
+  const { subjectDer, spkiDer } = readCertificate(ca.certDer);
   const aki = extension(OID.authorityKeyIdentifier, false, seq(tlv(0x80, keyIdentifier(spkiDer))));
   return {
     caKey: ca.privateKey,
@@ -245,7 +182,7 @@ export function issueLeaf(t: LeafTemplate, input: LeafInput): IssuedLeaf {
     VERSION_3,
     uintBytes(serial),
     t.algAndIssuer,
-    seq(time(notBefore), time(notAfter)),
+    validity(notBefore, notAfter),
     LEAF_SUBJECT,
     input.spkiDer,
     ctx(

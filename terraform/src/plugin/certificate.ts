@@ -2,11 +2,11 @@
 // "localhost", valid for both TLS ends, made at every start. Modelled on
 // hashicorp/go-plugin mtls.go generateCert (which uses P-521; P-256 is as
 // acceptable to Go's TLS stack and cheaper to make). Built as DER with the
-// API's small encoder rather than a certificate library: a few byte
+// small encoder of @weft/pki rather than a certificate library: a few byte
 // strings, nothing to load at start-up.
 import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
-import { bitString, bool, ctx, oid, seq, set, smallInt, time, tlv, toPem, uintBytes, utf8 } from "../../../api/src/ca/der.ts";
-import { extension, OID } from "../../../api/src/ca/x509.ts";
+import { bool, ctx, oid, seq, toPem, uintBytes } from "@weft/pki/der";
+import { certificate, dnsName, ECDSA_WITH_SHA256, extension, KEY_USAGE, keyUsage, name as x509Name, OID, validity, VERSION_3 } from "@weft/pki/x509";
 
 /** go-plugin's client dials with ServerName "localhost" and checks the DNS SAN. */
 export const CERT_HOST = "localhost";
@@ -22,16 +22,18 @@ export interface SelfSignedCert {
 export function selfSignedCertificate(organization = "Weft", now = new Date()): SelfSignedCert {
   const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
   const spki = publicKey.export({ type: "spki", format: "der" });
-  const name = seq(set(seq(oid(OID.organizationName), utf8(organization))), set(seq(oid(OID.commonName), utf8(CERT_HOST))));
+  const name = x509Name([
+    [OID.organizationName, organization],
+    [OID.commonName, CERT_HOST],
+  ]);
   const serial = randomBytes(16);
   serial[0] = (serial[0]! & 0x7f) | 0x40;
-  const sigAlg = seq(oid(OID.ecdsaWithSha256));
   const tbs = seq(
-    ctx(0, smallInt(2)), // v3
+    VERSION_3,
     uintBytes(serial),
-    sigAlg,
+    ECDSA_WITH_SHA256,
     name,
-    seq(time(new Date(now.getTime() - BACKDATE_MS)), time(new Date(now.getTime() + VALIDITY_MS))),
+    validity(new Date(now.getTime() - BACKDATE_MS), new Date(now.getTime() + VALIDITY_MS)),
     name,
     spki,
     ctx(
@@ -40,13 +42,17 @@ export function selfSignedCertificate(organization = "Weft", now = new Date()): 
         // cA true, as go-plugin's: the certificate is its own trust anchor.
         extension(OID.basicConstraints, true, seq(bool(true))),
         // digitalSignature, keyEncipherment, keyAgreement, keyCertSign (bits 0, 2, 4, 5).
-        extension(OID.keyUsage, true, tlv(0x03, Buffer.of(2, 0xac))),
+        extension(
+          OID.keyUsage,
+          true,
+          keyUsage(KEY_USAGE.digitalSignature, KEY_USAGE.keyEncipherment, KEY_USAGE.keyAgreement, KEY_USAGE.keyCertSign),
+        ),
         extension(OID.extKeyUsage, false, seq(oid(OID.clientAuth), oid(OID.serverAuth))),
-        extension(OID.subjectAltName, false, seq(tlv(0x82, Buffer.from(CERT_HOST, "ascii")))),
+        extension(OID.subjectAltName, false, seq(dnsName(CERT_HOST))),
       ),
     ),
   );
-  const der = seq(tbs, sigAlg, bitString(sign("sha256", tbs, { key: privateKey, dsaEncoding: "der" })));
+  const der = certificate(tbs, ECDSA_WITH_SHA256, sign("sha256", tbs, { key: privateKey, dsaEncoding: "der" }));
   return {
     der,
     certPem: toPem("CERTIFICATE", der),

@@ -1,7 +1,9 @@
-// Minimal DER encoder and reader for the few ASN.1 shapes the CA needs.
+// Minimal DER encoder and reader for the few ASN.1 shapes Weft's PKI needs
+// (the API's CA, the agent's CSRs, the Terraform provider's AutoMTLS
+// certificate).
 //
 // Why not @peculiar/asn1-schema: certificates are issued on the hot path of
-// the SVID endpoint, and a schema-driven serializer (decorators, reflection,
+// the API's SVID endpoint, and a schema-driven serializer (decorators, reflection,
 // object graphs) costs more than the ECDSA signature itself. Certificates here
 // are built by concatenating precomputed byte strings, so all we need is
 // tag-length-value framing plus a handful of primitive encoders. The reader is
