@@ -5,7 +5,7 @@
  * What only the API can judge (references, capacity) waits for the dry run.
  */
 import { UNKNOWN, type AttributePath, type Diagnostic, type TfObject, type TfValue } from "../framework.ts";
-import { FORMATS } from "../../../api/src/http/schemas.ts";
+import { FORMATS } from "@weft/formats";
 import type { Field, Rules, Shape } from "./fields.ts";
 import { pathText } from "./problems.ts";
 
