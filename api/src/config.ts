@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { parseKek, type Kek } from "./ca/kek.ts";
-import { DATAPATH_MAPS, type DatapathMap } from "./datapath/types.ts";
+import { DATAPATH_MAPS, type DatapathMap } from "./compiler/types.ts";
 
 export interface Config {
   port: number;

@@ -66,12 +66,12 @@ import {
   type Snapshot,
   type TenantRow,
   type WorkloadRow,
-} from "../datapath/index.ts";
+} from "../compiler/index.ts";
 import { NODE_KIND } from "../auth/node-credentials.ts";
 import { HttpProblem } from "../http/problem.ts";
 import type { ChangeFeed } from "./change-feed.ts";
 
-export type { Change as CompilerChange, CapacityProblem as CapacityRefusal } from "../datapath/index.ts";
+export type { Change as CompilerChange, CapacityProblem as CapacityRefusal } from "../compiler/index.ts";
 
 /** A node's desired state as this replica last applied it. */
 export interface NodeState {

@@ -6,7 +6,7 @@
  * Validation: the answer's shape (revision, hash, the six maps as arrays of
  * {key, value}), every entry through the codec (which names map, entry and
  * field of the first bad one), and no key twice in a map. The API's hash is
- * sha256 over per-owner digests (api/src/datapath/types.ts NodeDatapath): the
+ * sha256 over per-owner digests (api/src/compiler/types.ts NodeDatapath): the
  * flat entries it serves do not carry owners, so the agent cannot recompute
  * it and only checks that it is a well-formed digest; it reports that hash
  * back verbatim as "what I applied".

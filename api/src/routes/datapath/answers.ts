@@ -14,7 +14,7 @@
  * Encoding is synchronous, so concurrent requests cannot build the same body
  * twice: the first builds it, the rest find it.
  */
-import { DATAPATH_MAPS, type DatapathMap, type NodeDatapath, type Part } from "../../datapath/index.ts";
+import { DATAPATH_MAPS, type DatapathMap, type NodeDatapath, type Part } from "../../compiler/index.ts";
 import type { NodeDelta, NodeState } from "../../services/datapath.ts";
 import { encodeMaps } from "./binary.ts";
 

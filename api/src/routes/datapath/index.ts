@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
-import { DATAPATH_MAPS, type DatapathMap } from "../../datapath/index.ts";
+import { DATAPATH_MAPS, type DatapathMap } from "../../compiler/index.ts";
 import { PreconditionHeaders } from "../../http/headers.ts";
 import { badRequest, HttpProblem, notFound } from "../../http/problem.ts";
 import { NotModified, problemResponses } from "../responses.ts";

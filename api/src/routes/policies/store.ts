@@ -1,7 +1,7 @@
 import { parseIPv4 } from "@weft/codec";
 import { policies } from "../../db/schema.ts";
 import type { WriteScope } from "../../db/transactions.ts";
-import { MAX_RULES_PER_POLICY } from "../../datapath/ids.ts";
+import { MAX_RULES_PER_POLICY } from "../../compiler/ids.ts";
 import { etagOf, putIntent } from "../../http/conventions.ts";
 import { badRequest, fieldProblem } from "../../http/problem.ts";
 import { policyRowOf, type DatapathService } from "../../services/datapath.ts";
