@@ -39,11 +39,11 @@ import nodeRoutes from "./routes/nodes/index.ts";
 import systemRoutes from "./routes/system/index.ts";
 import tenantRoutes from "./routes/tenants/index.ts";
 import tokenRoutes from "./routes/tokens/index.ts";
-import { CaRotationScheduler } from "./services/ca-rotation.ts";
-import { DrizzleCaStore } from "./services/ca-store.ts";
+import { CaRotationScheduler } from "./ca/rotator.ts";
+import { DrizzleCaStore } from "./ca/store.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
 import { DatapathService } from "./services/datapath.ts";
-import { resolveKek } from "./services/kek-source.ts";
+import { resolveKek } from "./ca/kek-source.ts";
 import { makeWriteFor, type Services } from "./services/context.ts";
 import { TenantDirectory } from "./services/tenant-directory.ts";
 

@@ -4,7 +4,7 @@ import { tenantOf } from "../../auth/guard.ts";
 import { systemCaller, type Caller, type CaState } from "../../ca/service.ts";
 import { notFound } from "../../http/problem.ts";
 import { TenantParams } from "../../http/schemas.ts";
-import { callerOf } from "../../services/ca-store.ts";
+import { callerOf } from "../../ca/store.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
 import { problemResponses } from "../responses.ts";
 import { caCall } from "./problems.ts";

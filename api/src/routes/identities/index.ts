@@ -9,7 +9,7 @@ import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page } from "../../http/c
 import { PreconditionHeaders } from "../../http/headers.ts";
 import { forbidden, notFound } from "../../http/problem.ts";
 import { DryRunQuery, ListQuery, Page, TenantParams } from "../../http/schemas.ts";
-import { callerOf } from "../../services/ca-store.ts";
+import { callerOf } from "../../ca/store.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
 import { caCall } from "../ca/problems.ts";
 import { NoContent, NotModified, problemResponses } from "../responses.ts";

@@ -6,7 +6,7 @@ import { PreconditionHeaders } from "../../http/headers.ts";
 import { DEFAULT_PAGE_SIZE } from "../../http/conventions.ts";
 import { DryRunQuery, ListQuery, Page, TenantParams } from "../../http/schemas.ts";
 import { tenantOf } from "../../auth/guard.ts";
-import { callerOf } from "../../services/ca-store.ts";
+import { callerOf } from "../../ca/store.ts";
 import { isDryRun } from "../../services/context.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
 import { NoContent, NotModified, problemResponses } from "../responses.ts";
