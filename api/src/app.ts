@@ -42,7 +42,7 @@ import tokenRoutes from "./routes/tokens/index.ts";
 import { CaRotationScheduler } from "./ca/rotator.ts";
 import { DrizzleCaStore } from "./ca/store.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
-import { DatapathService } from "./services/datapath.ts";
+import { DatapathService } from "./follower/follow.ts";
 import { resolveKek } from "./ca/kek-source.ts";
 import { makeWriteFor, type Services } from "./services/context.ts";
 import { TenantDirectory } from "./services/tenant-directory.ts";

@@ -4,8 +4,30 @@ import type { Db } from "../db/client.ts";
 import { identities, policies, services, workloads } from "../db/schema.ts";
 import { read, type WriteScope } from "../db/transactions.ts";
 import { etagOf, requireMatch } from "../http/conventions.ts";
-import { fieldProblem, notFound } from "../http/problem.ts";
-import type { DatapathService } from "../services/datapath.ts";
+import { fieldProblem, HttpProblem, notFound } from "../http/problem.ts";
+import type { Change } from "../compiler/index.ts";
+import type { AdmissionRefusal } from "../follower/admission.ts";
+import type { DatapathService } from "../follower/follow.ts";
+
+/** A refused write is a 422: naming each map and node, needed vs available; or what the compiler cannot hold. */
+export function admissionProblem(refusal: AdmissionRefusal): HttpProblem {
+  if (refusal.kind === "compile") return new HttpProblem(422, `the datapath cannot hold this: ${refusal.message}`);
+  const refusals = refusal.refusals;
+  return new HttpProblem(
+    422,
+    `refused: ${refusals.map((r) => `node ${r.node} map ${r.map}`).join(", ")} would overflow`,
+    refusals.map((r) => ({
+      field: `maps.${r.map}`,
+      message: `node ${r.node}: needs ${r.needed} entries, has room for ${r.available}`,
+    })),
+  );
+}
+
+/** Write admission (follower/admission.ts) inside the write's transaction; a refusal throws its 422. */
+export async function admitOrRefuse(dp: DatapathService, w: WriteScope, changes: Change[]): Promise<void> {
+  const refusal = await dp.admitWrite(w, changes);
+  if (refusal) throw admissionProblem(refusal);
+}
 
 export interface SelectorSpec {
   identity?: string | undefined;
@@ -74,7 +96,7 @@ export function meshRows<T extends MeshTable>(table: T, kind: MeshKind) {
       if (!existing) throw notFound(`${kind} "${name}"`);
       requireMatch(etagOf(existing.revision), ifMatch);
       await w.tx.delete(t).where(byName(tenantId, name));
-      await dp.admitWrite(w, [{ kind, op: "delete", tenantId, name }]);
+      await admitOrRefuse(dp, w, [{ kind, op: "delete", tenantId, name }]);
       await w.record({ tenantId, kind, name, op: "delete" }, `${kind}.delete`);
     },
   };

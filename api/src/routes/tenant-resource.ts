@@ -15,7 +15,7 @@ import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page, type PutIntent } fr
 import { PreconditionHeaders } from "../http/headers.ts";
 import { notFound } from "../http/problem.ts";
 import { DryRunQuery, ListQuery, Name, Page, TenantParams } from "../http/schemas.ts";
-import type { DatapathService } from "../services/datapath.ts";
+import type { DatapathService } from "../follower/follow.ts";
 import type { TenantRow } from "../services/tenant-directory.ts";
 import { NoContent, NotModified, problemResponses } from "./responses.ts";
 

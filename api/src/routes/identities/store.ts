@@ -7,7 +7,9 @@ import { identities, nodes, workloads } from "../../db/schema.ts";
 import { read, type WriteScope } from "../../db/transactions.ts";
 import { etagOf, putIntent, requireMatch, type PutIntent } from "../../http/conventions.ts";
 import { HttpProblem, notFound } from "../../http/problem.ts";
-import { identityRowOf, type DatapathService } from "../../services/datapath.ts";
+import type { DatapathService } from "../../follower/follow.ts";
+import { identityRowOf } from "../../follower/rows.ts";
+import { admitOrRefuse } from "../mesh-store.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
 import type { Identity, IdentitySpec } from "./schemas.ts";
 
@@ -73,7 +75,7 @@ export async function putIdentity(
   const [row] = existing
     ? await w.tx.update(identities).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
     : await w.tx.insert(identities).values({ tenantId: tenant.id, name, ...values }).returning();
-  await datapath?.admitWrite(w, [{ kind: "identity", op: "put", row: identityRowOf(row!) }]);
+  if (datapath) await admitOrRefuse(datapath, w, [{ kind: "identity", op: "put", row: identityRowOf(row!) }]);
   await w.record({ tenantId: tenant.id, kind: "identity", name, op: "upsert" }, `identity.${intent}`);
   return { row: row!, intent };
 }
@@ -121,7 +123,7 @@ export async function deleteIdentity(
   if (!existing) throw notFound(`identity "${name}"`);
   requireMatch(etagOf(existing.revision), ifMatch);
   await w.tx.delete(identities).where(byName(tenantId, name));
-  await datapath?.admitWrite(w, [{ kind: "identity", op: "delete", tenantId, name }]);
+  if (datapath) await admitOrRefuse(datapath, w, [{ kind: "identity", op: "delete", tenantId, name }]);
   await w.record({ tenantId, kind: "identity", name, op: "delete" }, "identity.delete");
 }
 

@@ -7,7 +7,7 @@ import { identities, joinTokens, nodes, tenants, workloads } from "../../db/sche
 import { read, write, type WriteScope } from "../../db/transactions.ts";
 import { conflict, fieldProblem, HttpProblem, notFound, unauthorized } from "../../http/problem.ts";
 import { firstFreeBlock, type AddressPlan } from "../../mesh/addresses.ts";
-import { withPlatformRead } from "../../services/datapath.ts";
+import { withPlatformRead } from "../../db/platform-read.ts";
 import type { Node, NodeStatusReport, NodeWorkload, Registration } from "./schemas.ts";
 
 export type NodeRow = typeof nodes.$inferSelect;

@@ -4,9 +4,10 @@ import type { WriteScope } from "../../db/transactions.ts";
 import { MAX_RULES_PER_POLICY } from "../../compiler/ids.ts";
 import { etagOf, putIntent } from "../../http/conventions.ts";
 import { badRequest, fieldProblem } from "../../http/problem.ts";
-import { policyRowOf, type DatapathService } from "../../services/datapath.ts";
+import type { DatapathService } from "../../follower/follow.ts";
+import { policyRowOf } from "../../follower/rows.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
-import { meshRows, namedIn, requireIdentities } from "../mesh-store.ts";
+import { admitOrRefuse, meshRows, namedIn, requireIdentities } from "../mesh-store.ts";
 import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
 import type { Policy, PolicySpec } from "./schemas.ts";
 
@@ -65,7 +66,7 @@ async function putPolicy(w: WriteScope, dp: DatapathService, tenant: TenantRow, 
   const [row] = existing
     ? await w.tx.update(policies).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
     : await w.tx.insert(policies).values({ tenantId: tenant.id, name, ...values }).returning();
-  await dp.admitWrite(w, [{ kind: "policy", op: "put", row: policyRowOf(row!) }]);
+  await admitOrRefuse(dp, w, [{ kind: "policy", op: "put", row: policyRowOf(row!) }]);
   await w.record({ tenantId: tenant.id, kind: "policy", name, op: "upsert" }, `policy.${intent}`);
   return { row: row!, intent };
 }

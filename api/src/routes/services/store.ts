@@ -5,9 +5,11 @@ import { services, workloads } from "../../db/schema.ts";
 import type { WriteScope } from "../../db/transactions.ts";
 import { etagOf, putIntent } from "../../http/conventions.ts";
 import { badRequest, fieldProblem } from "../../http/problem.ts";
-import { serviceRowOf, withPlatformRead, type DatapathService } from "../../services/datapath.ts";
+import { withPlatformRead } from "../../db/platform-read.ts";
+import type { DatapathService } from "../../follower/follow.ts";
+import { serviceRowOf } from "../../follower/rows.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
-import { meshRows, namedIn, requireIdentities } from "../mesh-store.ts";
+import { admitOrRefuse, meshRows, namedIn, requireIdentities } from "../mesh-store.ts";
 import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
 import type { Service, ServiceSpec } from "./schemas.ts";
 import { addressPlanOf, ipv4ToNumber, specialUse, vipRefusal } from "../../mesh/addresses.ts";
@@ -143,7 +145,7 @@ function makePut(cidr: string) {
     const [row] = existing
       ? await w.tx.update(services).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
       : await w.tx.insert(services).values({ tenantId: tenant.id, name, ...values }).returning();
-    await dp.admitWrite(w, [{ kind: "service", op: "put", row: serviceRowOf(row!) }]);
+    await admitOrRefuse(dp, w, [{ kind: "service", op: "put", row: serviceRowOf(row!) }]);
     await w.record({ tenantId: tenant.id, kind: "service", name, op: "upsert" }, `service.${intent}`);
     return { row: row!, intent };
   };

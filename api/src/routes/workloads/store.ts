@@ -4,9 +4,11 @@ import { identities, nodes, services, workloads } from "../../db/schema.ts";
 import type { WriteScope } from "../../db/transactions.ts";
 import { etagOf, putIntent } from "../../http/conventions.ts";
 import { fieldProblem, forbidden, notFound } from "../../http/problem.ts";
-import { withPlatformRead, workloadRowOf, type DatapathService } from "../../services/datapath.ts";
+import { withPlatformRead } from "../../db/platform-read.ts";
+import type { DatapathService } from "../../follower/follow.ts";
+import { workloadRowOf } from "../../follower/rows.ts";
 import type { TenantRow } from "../../services/tenant-directory.ts";
-import { meshRows, requireIdentities } from "../mesh-store.ts";
+import { admitOrRefuse, meshRows, requireIdentities } from "../mesh-store.ts";
 import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
 import type { Workload, WorkloadSpec } from "./schemas.ts";
 import type { Config } from "../../config.ts";
@@ -87,7 +89,7 @@ async function putWorkload(
   const [row] = existing
     ? await w.tx.update(workloads).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
     : await w.tx.insert(workloads).values({ tenantId: tenant.id, name, ...values }).returning();
-  await dp.admitWrite(w, [{ kind: "workload", op: "put", row: workloadRowOf(row!) }]);
+  await admitOrRefuse(dp, w, [{ kind: "workload", op: "put", row: workloadRowOf(row!) }]);
   await w.record({ tenantId: tenant.id, kind: "workload", name, op: "upsert" }, `workload.${intent}`);
   return { row: row!, intent };
 }
