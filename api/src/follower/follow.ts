@@ -90,7 +90,7 @@ interface Pulled {
   full?: Snapshot;
 }
 
-/** The order a pull applies deletes in, dependents first: policies before the services and workloads they name, and so on. */
+/** The order a pull applies row deletes in: a row that names others before the rows it names, the tenant last. */
 const PULL_DELETE_ORDER: Record<string, number> = { policy: 0, service: 1, workload: 2, identity: 3, tenant: 4 };
 
 export class DatapathService implements DatapathReader {

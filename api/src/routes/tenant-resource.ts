@@ -16,7 +16,7 @@ import { PreconditionHeaders } from "../http/headers.ts";
 import { notFound } from "../http/problem.ts";
 import { DryRunQuery, ListQuery, Name, Page, TenantParams } from "../http/schemas.ts";
 import type { DatapathService } from "../follower/follow.ts";
-import type { TenantRow } from "../services/tenant-directory.ts";
+import type { TenantDbRow } from "../services/tenant-directory.ts";
 import { NoContent, NotModified, problemResponses } from "./responses.ts";
 
 export interface Preconditions {
@@ -32,7 +32,7 @@ export interface Preconditions {
 export interface ResourceStore<Spec, Row> {
   find(db: Db, tenantId: number, name: string): Promise<Row | null>;
   list(db: Db, tenantId: number, limit: number, after: string | undefined): Promise<Row[]>;
-  put(w: WriteScope, dp: DatapathService, tenant: TenantRow, name: string, spec: Spec, pre: Preconditions): Promise<{ row: Row; intent: PutIntent }>;
+  put(w: WriteScope, dp: DatapathService, tenant: TenantDbRow, name: string, spec: Spec, pre: Preconditions): Promise<{ row: Row; intent: PutIntent }>;
   /** `node` as in Preconditions: a node deletes only what is on it; anything else is the 404 of a missing one. */
   remove(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined, node?: string): Promise<void>;
 }

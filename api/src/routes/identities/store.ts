@@ -10,12 +10,12 @@ import { HttpProblem, notFound } from "../../http/problem.ts";
 import type { DatapathService } from "../../follower/follow.ts";
 import { identityRowOf } from "../../follower/rows.ts";
 import { admitOrRefuse } from "../mesh-store.ts";
-import type { TenantRow } from "../../services/tenant-directory.ts";
+import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import type { Identity, IdentitySpec } from "./schemas.ts";
 
-export type IdentityRow = typeof identities.$inferSelect;
+export type IdentityDbRow = typeof identities.$inferSelect;
 
-export const toIdentity = (trustDomain: string, row: IdentityRow): Identity => ({
+export const toIdentity = (trustDomain: string, row: IdentityDbRow): Identity => ({
   name: row.name,
   path: row.path,
   spiffeId: spiffeId(trustDomain, row.path),
@@ -39,13 +39,13 @@ const byName = (tenantId: number, name: string) => and(eq(identities.tenantId, t
  */
 export async function putIdentity(
   w: WriteScope,
-  tenant: TenantRow,
+  tenant: TenantDbRow,
   name: string,
   spec: IdentitySpec,
   preconditions: { ifMatch?: string | undefined; ifNoneMatch?: string | undefined },
   /** Labels feed selectors, so an identity write is checked against node capacities too. */
   datapath?: DatapathService,
-): Promise<{ row: IdentityRow; intent: PutIntent }> {
+): Promise<{ row: IdentityDbRow; intent: PutIntent }> {
   // The whole SPIFFE ID, for its 2048-byte limit; the trust domain was checked at tenant creation.
   // Field names are bare here: caCall places them in the body.
   throwIfAny(validateSpiffeId(tenant.trustDomain, spec.path));
@@ -127,18 +127,18 @@ export async function deleteIdentity(
   await w.record({ tenantId, kind: "identity", name, op: "delete" }, "identity.delete");
 }
 
-export async function findIdentity(db: Db, tenantId: number, name: string): Promise<IdentityRow | null> {
+export async function findIdentity(db: Db, tenantId: number, name: string): Promise<IdentityDbRow | null> {
   const [row] = await read(db, tenantId, (tx) => tx.select().from(identities).where(byName(tenantId, name)));
   return row ?? null;
 }
 
-export async function getIdentity(db: Db, tenantId: number, name: string): Promise<IdentityRow> {
+export async function getIdentity(db: Db, tenantId: number, name: string): Promise<IdentityDbRow> {
   const row = await findIdentity(db, tenantId, name);
   if (!row) throw notFound(`identity "${name}"`);
   return row;
 }
 
-export async function listIdentities(db: Db, tenantId: number, limit: number, after: string | undefined): Promise<IdentityRow[]> {
+export async function listIdentities(db: Db, tenantId: number, limit: number, after: string | undefined): Promise<IdentityDbRow[]> {
   return read(db, tenantId, (tx) =>
     tx
       .select()

@@ -6,7 +6,7 @@ import { etagOf, putIntent } from "../../http/conventions.ts";
 import { badRequest, fieldProblem } from "../../http/problem.ts";
 import type { DatapathService } from "../../follower/follow.ts";
 import { policyRowOf } from "../../follower/rows.ts";
-import type { TenantRow } from "../../services/tenant-directory.ts";
+import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import { admitOrRefuse, meshRows, namedIn, requireIdentities } from "../mesh-store.ts";
 import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
 import type { Policy, PolicySpec } from "./schemas.ts";
@@ -47,7 +47,7 @@ function checkShape(spec: PolicySpec): void {
   }
 }
 
-async function putPolicy(w: WriteScope, dp: DatapathService, tenant: TenantRow, name: string, spec: PolicySpec, pre: Preconditions) {
+async function putPolicy(w: WriteScope, dp: DatapathService, tenant: TenantDbRow, name: string, spec: PolicySpec, pre: Preconditions) {
   checkShape(spec);
   await dp.catchUp(w);
   const existing = await rows.lock(w, tenant.id, name);

@@ -8,7 +8,7 @@ import { badRequest, fieldProblem } from "../../http/problem.ts";
 import { withPlatformRead } from "../../db/platform-read.ts";
 import type { DatapathService } from "../../follower/follow.ts";
 import { serviceRowOf } from "../../follower/rows.ts";
-import type { TenantRow } from "../../services/tenant-directory.ts";
+import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import { admitOrRefuse, meshRows, namedIn, requireIdentities } from "../mesh-store.ts";
 import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
 import type { Service, ServiceSpec } from "./schemas.ts";
@@ -112,7 +112,7 @@ async function allocateVip(w: WriteScope, cidr: string, tenantId: number, name: 
 }
 
 function makePut(cidr: string) {
-  return async (w: WriteScope, dp: DatapathService, tenant: TenantRow, name: string, spec: ServiceSpec, pre: Preconditions) => {
+  return async (w: WriteScope, dp: DatapathService, tenant: TenantDbRow, name: string, spec: ServiceSpec, pre: Preconditions) => {
     checkShape(spec);
     requireUnicastBackends(spec);
     await dp.catchUp(w);

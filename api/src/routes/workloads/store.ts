@@ -7,7 +7,7 @@ import { fieldProblem, forbidden, notFound } from "../../http/problem.ts";
 import { withPlatformRead } from "../../db/platform-read.ts";
 import type { DatapathService } from "../../follower/follow.ts";
 import { workloadRowOf } from "../../follower/rows.ts";
-import type { TenantRow } from "../../services/tenant-directory.ts";
+import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import { admitOrRefuse, meshRows, requireIdentities } from "../mesh-store.ts";
 import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
 import type { Workload, WorkloadSpec } from "./schemas.ts";
@@ -69,7 +69,7 @@ async function requireFreeAddresses(
 async function putWorkload(
   w: WriteScope,
   dp: DatapathService,
-  tenant: TenantRow,
+  tenant: TenantDbRow,
   name: string,
   spec: WorkloadSpec,
   pre: Preconditions,
