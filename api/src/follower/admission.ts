@@ -7,7 +7,7 @@
  * state that was not committed.
  *
  * A refusal is answered as a value; the route layer turns it into a 422
- * (routes/mesh-store.ts, admissionProblem).
+ * (mesh/write.ts, admissionProblem).
  */
 import { backendIds as backendIdsTable, cidrIdentities as cidrIdentitiesTable } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";

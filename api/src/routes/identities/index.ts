@@ -16,8 +16,8 @@ import { NoContent, NotModified, problemResponses } from "../responses.ts";
 import { Identity, IdentityParams, IdentitySpec, JwtSvid, JwtSvidRequest, X509Svid, X509SvidRequest } from "./schemas.ts";
 import type { Db } from "../../db/client.ts";
 import { FeedCache } from "../../services/feed-cache.ts";
-import { workloadsCarrying } from "../nodes/store.ts";
-import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, toIdentity, type IdentityDbRow } from "./store.ts";
+import { workloadsCarrying } from "../../mesh/nodes.ts";
+import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, toIdentity, type IdentityDbRow } from "../../mesh/identities.ts";
 
 const tags = ["identities"];
 

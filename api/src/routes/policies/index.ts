@@ -1,6 +1,6 @@
 import { resourceRoutes } from "../tenant-resource.ts";
 import { Policy, PolicySpec } from "./schemas.ts";
-import { policyStore, toPolicy } from "./store.ts";
+import { policyStore, toPolicy } from "../../mesh/policies.ts";
 
 /** Network policies of a tenant: who its identities may talk to; deny wins, other tenants never. */
 export default resourceRoutes({

@@ -1,6 +1,6 @@
 import { resourceRoutes } from "../tenant-resource.ts";
 import { Service, ServiceSpec } from "./schemas.ts";
-import { serviceStore, toService } from "./store.ts";
+import { serviceStore, toService } from "../../mesh/services.ts";
 
 /** Services of a tenant: a VIP, its ports, and backends by selector or listed with weights. */
 export default resourceRoutes({

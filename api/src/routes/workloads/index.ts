@@ -1,6 +1,6 @@
 import { resourceRoutes } from "../tenant-resource.ts";
 import { Workload, WorkloadSpec } from "./schemas.ts";
-import { toWorkload, workloadStore } from "./store.ts";
+import { toWorkload, workloadStore } from "../../mesh/workloads.ts";
 
 /**
  * Workloads of a tenant: an identity's addresses on a node. Registered by a

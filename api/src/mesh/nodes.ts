@@ -1,14 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { and, asc, eq, gt, isNotNull, isNull, sql } from "drizzle-orm";
-import { NODE_KIND, PLATFORM_TENANT_ID, secretHash } from "../../auth/node-credentials.ts";
-import type { NodeWorkloadLookup } from "../../ca/authz.ts";
-import type { Db } from "../../db/client.ts";
-import { identities, joinTokens, nodes, tenants, workloads } from "../../db/schema.ts";
-import { read, write, type WriteScope } from "../../db/transactions.ts";
-import { conflict, fieldProblem, HttpProblem, notFound, unauthorized } from "../../http/problem.ts";
-import { firstFreeBlock, type AddressPlan } from "../../mesh/addresses.ts";
-import { withPlatformRead } from "../../db/platform-read.ts";
-import type { Node, NodeStatusReport, NodeWorkload, Registration } from "./schemas.ts";
+import { NODE_KIND, PLATFORM_TENANT_ID, secretHash } from "../auth/node-credentials.ts";
+import type { NodeWorkloadLookup } from "../ca/authz.ts";
+import type { Db } from "../db/client.ts";
+import { identities, joinTokens, nodes, tenants, workloads } from "../db/schema.ts";
+import { read, write, type WriteScope } from "../db/transactions.ts";
+import { conflict, fieldProblem, HttpProblem, notFound, unauthorized } from "../http/problem.ts";
+import { firstFreeBlock, type AddressPlan } from "./addresses.ts";
+import { withPlatformRead } from "../db/platform-read.ts";
+import type { Node, NodeStatusReport, NodeWorkload, Registration } from "../routes/nodes/schemas.ts";
 
 export type NodeDbRow = typeof nodes.$inferSelect;
 

@@ -1,4 +1,7 @@
-/** What the workload, service and policy stores share: checks run inside the write, and row access. */
+/**
+ * What the mesh stores share: the one write sequence (writeMeshRow), the
+ * checks run inside a write, and row access.
+ */
 import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { identities, policies, services, workloads } from "../db/schema.ts";
@@ -8,6 +11,8 @@ import { fieldProblem, HttpProblem, notFound } from "../http/problem.ts";
 import type { Change } from "../compiler/index.ts";
 import type { AdmissionRefusal } from "../follower/admission.ts";
 import type { DatapathService } from "../follower/follow.ts";
+import type { TenantDbRow } from "../services/tenant-directory.ts";
+import type { PutIntent } from "../http/conventions.ts";
 
 /** A refused write is a 422: naming each map and node, needed vs available; or what the compiler cannot hold. */
 export function admissionProblem(refusal: AdmissionRefusal): HttpProblem {
@@ -27,6 +32,58 @@ export function admissionProblem(refusal: AdmissionRefusal): HttpProblem {
 export async function admitOrRefuse(dp: DatapathService, w: WriteScope, changes: Change[]): Promise<void> {
   const refusal = await dp.admitWrite(w, changes);
   if (refusal) throw admissionProblem(refusal);
+}
+
+/** A mesh row's kind, as the change log and the compiler name it. */
+type MeshRowKind = "identity" | "workload" | "service" | "policy";
+
+/** One write of one mesh row, for writeMeshRow. */
+export interface MeshWrite<Row, Out> {
+  kind: MeshRowKind;
+  tenantId: number;
+  name: string;
+  /** Locks the row (SELECT ... FOR UPDATE) and returns it as it is, if it exists. */
+  lock(): Promise<Row | undefined>;
+  /**
+   * The checks that need the locked row, then the write itself: returns the
+   * compiler's change for admission, the audit operation and action, and
+   * what the caller gets back. A check refuses by throwing.
+   */
+  apply(existing: Row | undefined): Promise<{ change: Change; op: "upsert" | "delete"; action: string; result: Out }>;
+}
+
+/**
+ * The write sequence of every mesh row: catch the compiler up (from inside
+ * the write's transaction, before any row changes: follower/follow.ts
+ * catchUp), lock the row, check and write, admit (a refusal is a 422, the
+ * transaction rolls back), record. Without a follower (`dp` undefined) there
+ * is nothing to catch up or admit.
+ */
+export async function writeMeshRow<Row, Out>(w: WriteScope, dp: DatapathService | undefined, m: MeshWrite<Row, Out>): Promise<Out> {
+  await dp?.catchUp(w);
+  const existing = await m.lock();
+  const { change, op, action, result } = await m.apply(existing);
+  if (dp) await admitOrRefuse(dp, w, [change]);
+  await w.record({ tenantId: m.tenantId, kind: m.kind, name: m.name, op }, action);
+  return result;
+}
+
+export interface Preconditions {
+  ifMatch?: string | undefined;
+  ifNoneMatch?: string | undefined;
+  /**
+   * Set when a node credential writes (definitions with `nodeWrites` only):
+   * the store changes only what is placed on this node, under its row lock.
+   */
+  node?: string | undefined;
+}
+
+export interface ResourceStore<Spec, Row> {
+  find(db: Db, tenantId: number, name: string): Promise<Row | null>;
+  list(db: Db, tenantId: number, limit: number, after: string | undefined): Promise<Row[]>;
+  put(w: WriteScope, dp: DatapathService, tenant: TenantDbRow, name: string, spec: Spec, pre: Preconditions): Promise<{ row: Row; intent: PutIntent }>;
+  /** `node` as in Preconditions: a node deletes only what is on it; anything else is the 404 of a missing one. */
+  remove(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined, node?: string): Promise<void>;
 }
 
 export interface SelectorSpec {
@@ -91,13 +148,18 @@ export function meshRows<T extends MeshTable>(table: T, kind: MeshKind) {
       ) as Promise<Row[]>;
     },
     async remove(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined): Promise<void> {
-      await dp.catchUp(w);
-      const existing = await this.lock(w, tenantId, name);
-      if (!existing) throw notFound(`${kind} "${name}"`);
-      requireMatch(etagOf(existing.revision), ifMatch);
-      await w.tx.delete(t).where(byName(tenantId, name));
-      await admitOrRefuse(dp, w, [{ kind, op: "delete", tenantId, name }]);
-      await w.record({ tenantId, kind, name, op: "delete" }, `${kind}.delete`);
+      await writeMeshRow(w, dp, {
+        kind,
+        tenantId,
+        name,
+        lock: () => this.lock(w, tenantId, name),
+        apply: async (existing) => {
+          if (!existing) throw notFound(`${kind} "${name}"`);
+          requireMatch(etagOf(existing.revision), ifMatch);
+          await w.tx.delete(t).where(byName(tenantId, name));
+          return { change: { kind, op: "delete", tenantId, name }, op: "delete", action: `${kind}.delete`, result: undefined };
+        },
+      });
     },
   };
 }

@@ -1,17 +1,17 @@
 import { and, asc, eq, gt, ne } from "drizzle-orm";
-import { throwIfAny } from "../../ca/errors.ts";
-import { spiffeId, validateSpiffeId } from "../../ca/spiffe-id.ts";
-import type { Db } from "../../db/client.ts";
-import { nodeSelectorMatches } from "../../ca/authz.ts";
-import { identities, nodes, workloads } from "../../db/schema.ts";
-import { read, type WriteScope } from "../../db/transactions.ts";
-import { etagOf, putIntent, requireMatch, type PutIntent } from "../../http/conventions.ts";
-import { HttpProblem, notFound } from "../../http/problem.ts";
-import type { DatapathService } from "../../follower/follow.ts";
-import { identityRowOf } from "../../follower/rows.ts";
-import { admitOrRefuse } from "../mesh-store.ts";
-import type { TenantDbRow } from "../../services/tenant-directory.ts";
-import type { Identity, IdentitySpec } from "./schemas.ts";
+import { throwIfAny } from "../ca/errors.ts";
+import { spiffeId, validateSpiffeId } from "../ca/spiffe-id.ts";
+import type { Db } from "../db/client.ts";
+import { nodeSelectorMatches } from "../ca/authz.ts";
+import { identities, nodes, workloads } from "../db/schema.ts";
+import { read, type WriteScope } from "../db/transactions.ts";
+import { etagOf, putIntent, requireMatch, type PutIntent } from "../http/conventions.ts";
+import { HttpProblem, notFound } from "../http/problem.ts";
+import type { DatapathService } from "../follower/follow.ts";
+import { identityRowOf } from "../follower/rows.ts";
+import { writeMeshRow } from "./write.ts";
+import type { TenantDbRow } from "../services/tenant-directory.ts";
+import type { Identity, IdentitySpec } from "../routes/identities/schemas.ts";
 
 export type IdentityDbRow = typeof identities.$inferSelect;
 
@@ -49,35 +49,39 @@ export async function putIdentity(
   // The whole SPIFFE ID, for its 2048-byte limit; the trust domain was checked at tenant creation.
   // Field names are bare here: caCall places them in the body.
   throwIfAny(validateSpiffeId(tenant.trustDomain, spec.path));
-  await datapath?.catchUp(w);
-  const [existing] = await w.tx.select().from(identities).where(byName(tenant.id, name)).for("update");
-  const intent = putIntent(existing ? etagOf(existing.revision) : null, preconditions.ifMatch, preconditions.ifNoneMatch);
-  const [clash] = await w.tx
-    .select({ name: identities.name })
-    .from(identities)
-    .where(and(eq(identities.tenantId, tenant.id), eq(identities.path, spec.path), ne(identities.name, name)));
-  if (clash) {
-    throw new HttpProblem(409, "another identity already has that SPIFFE ID", [
-      { field: "body.path", message: `is used by identity "${clash.name}"` },
-    ]);
-  }
-  // On create too: workloads name identities by name, and may outlive one that was deleted.
-  await requireWorkloadsStillSelected(w, tenant.id, name, spec.nodeSelector ?? {});
-  const values = {
-    path: spec.path,
-    selectors: spec.selectors ?? {},
-    nodeSelector: spec.nodeSelector ?? {},
-    allowNodeRegistration: spec.allowNodeRegistration ?? false,
-    x509SvidTtlSeconds: spec.x509SvidTtlSeconds ?? null,
-    jwtSvidTtlSeconds: spec.jwtSvidTtlSeconds ?? null,
-    revision: w.revision,
-  };
-  const [row] = existing
-    ? await w.tx.update(identities).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
-    : await w.tx.insert(identities).values({ tenantId: tenant.id, name, ...values }).returning();
-  if (datapath) await admitOrRefuse(datapath, w, [{ kind: "identity", op: "put", row: identityRowOf(row!) }]);
-  await w.record({ tenantId: tenant.id, kind: "identity", name, op: "upsert" }, `identity.${intent}`);
-  return { row: row!, intent };
+  return writeMeshRow(w, datapath, {
+    kind: "identity",
+    tenantId: tenant.id,
+    name,
+    lock: async () => (await w.tx.select().from(identities).where(byName(tenant.id, name)).for("update"))[0],
+    apply: async (existing) => {
+      const intent = putIntent(existing ? etagOf(existing.revision) : null, preconditions.ifMatch, preconditions.ifNoneMatch);
+      const [clash] = await w.tx
+        .select({ name: identities.name })
+        .from(identities)
+        .where(and(eq(identities.tenantId, tenant.id), eq(identities.path, spec.path), ne(identities.name, name)));
+      if (clash) {
+        throw new HttpProblem(409, "another identity already has that SPIFFE ID", [
+          { field: "body.path", message: `is used by identity "${clash.name}"` },
+        ]);
+      }
+      // On create too: workloads name identities by name, and may outlive one that was deleted.
+      await requireWorkloadsStillSelected(w, tenant.id, name, spec.nodeSelector ?? {});
+      const values = {
+        path: spec.path,
+        selectors: spec.selectors ?? {},
+        nodeSelector: spec.nodeSelector ?? {},
+        allowNodeRegistration: spec.allowNodeRegistration ?? false,
+        x509SvidTtlSeconds: spec.x509SvidTtlSeconds ?? null,
+        jwtSvidTtlSeconds: spec.jwtSvidTtlSeconds ?? null,
+        revision: w.revision,
+      };
+      const [row] = existing
+        ? await w.tx.update(identities).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
+        : await w.tx.insert(identities).values({ tenantId: tenant.id, name, ...values }).returning();
+      return { change: { kind: "identity", op: "put", row: identityRowOf(row!) }, op: "upsert", action: `identity.${intent}`, result: { row: row!, intent } };
+    },
+  });
 }
 
 /** At most this many workloads are named in a refusal; the detail gives the count. */
@@ -118,13 +122,18 @@ export async function deleteIdentity(
   ifMatch: string | undefined,
   datapath?: DatapathService,
 ): Promise<void> {
-  await datapath?.catchUp(w);
-  const [existing] = await w.tx.select().from(identities).where(byName(tenantId, name)).for("update");
-  if (!existing) throw notFound(`identity "${name}"`);
-  requireMatch(etagOf(existing.revision), ifMatch);
-  await w.tx.delete(identities).where(byName(tenantId, name));
-  if (datapath) await admitOrRefuse(datapath, w, [{ kind: "identity", op: "delete", tenantId, name }]);
-  await w.record({ tenantId, kind: "identity", name, op: "delete" }, "identity.delete");
+  await writeMeshRow(w, datapath, {
+    kind: "identity",
+    tenantId,
+    name,
+    lock: async () => (await w.tx.select().from(identities).where(byName(tenantId, name)).for("update"))[0],
+    apply: async (existing) => {
+      if (!existing) throw notFound(`identity "${name}"`);
+      requireMatch(etagOf(existing.revision), ifMatch);
+      await w.tx.delete(identities).where(byName(tenantId, name));
+      return { change: { kind: "identity", op: "delete", tenantId, name }, op: "delete", action: "identity.delete", result: undefined };
+    },
+  });
 }
 
 export async function findIdentity(db: Db, tenantId: number, name: string): Promise<IdentityDbRow | null> {
