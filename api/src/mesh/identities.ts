@@ -1,6 +1,6 @@
 import { and, asc, eq, gt, ne } from "drizzle-orm";
 import { throwIfAny } from "../ca/errors.ts";
-import { spiffeId, validateSpiffeId } from "../ca/spiffe-id.ts";
+import { validateSpiffeId } from "../ca/spiffe-id.ts";
 import type { Db } from "../db/client.ts";
 import { nodeSelectorMatches } from "../ca/authz.ts";
 import { identities, nodes, workloads } from "../db/schema.ts";
@@ -11,24 +11,9 @@ import type { DatapathService } from "../follower/follow.ts";
 import { identityRowOf } from "../follower/rows.ts";
 import { writeMeshRow } from "./write.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
-import type { Identity, IdentitySpec } from "../routes/identities/schemas.ts";
+import type { IdentitySpec } from "../routes/identities/schemas.ts";
 
 export type IdentityDbRow = typeof identities.$inferSelect;
-
-export const toIdentity = (trustDomain: string, row: IdentityDbRow): Identity => ({
-  name: row.name,
-  path: row.path,
-  spiffeId: spiffeId(trustDomain, row.path),
-  securityIdentity: row.securityIdentity,
-  selectors: row.selectors,
-  nodeSelector: row.nodeSelector,
-  allowNodeRegistration: row.allowNodeRegistration,
-  x509SvidTtlSeconds: row.x509SvidTtlSeconds,
-  jwtSvidTtlSeconds: row.jwtSvidTtlSeconds,
-  etag: etagOf(row.revision),
-  createdAt: row.createdAt.toISOString(),
-  updatedAt: row.updatedAt.toISOString(),
-});
 
 const byName = (tenantId: number, name: string) => and(eq(identities.tenantId, tenantId), eq(identities.name, name));
 

@@ -9,19 +9,9 @@ import { policyRowOf } from "../follower/rows.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
 import { meshRows, namedIn, requireIdentities, writeMeshRow } from "./write.ts";
 import type { Preconditions, ResourceStore } from "./write.ts";
-import type { Policy, PolicySpec } from "../routes/policies/schemas.ts";
+import type { PolicySpec } from "../routes/policies/schemas.ts";
 
 export type PolicyDbRow = typeof policies.$inferSelect;
-
-export const toPolicy = (row: PolicyDbRow): Policy => ({
-  name: row.name,
-  subject: row.subject as Policy["subject"],
-  ingress: row.ingress as Policy["ingress"],
-  egress: row.egress as Policy["egress"],
-  etag: etagOf(row.revision),
-  createdAt: row.createdAt.toISOString(),
-  updatedAt: row.updatedAt.toISOString(),
-});
 
 const rows = meshRows(policies, "policy");
 const { byName } = rows;

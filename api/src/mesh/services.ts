@@ -11,23 +11,10 @@ import { serviceRowOf } from "../follower/rows.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
 import { meshRows, namedIn, requireIdentities, writeMeshRow } from "./write.ts";
 import type { Preconditions, ResourceStore } from "./write.ts";
-import type { Service, ServiceSpec } from "../routes/services/schemas.ts";
+import type { ServiceSpec } from "../routes/services/schemas.ts";
 import { addressPlanOf, ipv4ToNumber, specialUse, vipRefusal } from "./addresses.ts";
 
 export type ServiceDbRow = typeof services.$inferSelect;
-
-export const toService = (row: ServiceDbRow): Service => ({
-  name: row.name,
-  vip: row.vip,
-  vipAllocated: row.vipAllocated,
-  ports: row.ports as Service["ports"],
-  backends: row.backends as Service["backends"],
-  loadBalancing: row.loadBalancing,
-  topology: { preferSameZone: row.preferSameZone },
-  etag: etagOf(row.revision),
-  createdAt: row.createdAt.toISOString(),
-  updatedAt: row.updatedAt.toISOString(),
-});
 
 const rows = meshRows(services, "service");
 const { byName } = rows;

@@ -10,23 +10,12 @@ import { workloadRowOf } from "../follower/rows.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
 import { meshRows, requireIdentities, writeMeshRow } from "./write.ts";
 import type { Preconditions, ResourceStore } from "./write.ts";
-import type { Workload, WorkloadSpec } from "../routes/workloads/schemas.ts";
+import type { WorkloadSpec } from "../routes/workloads/schemas.ts";
 import type { Config } from "../config.ts";
 import { addressPlanOf, workloadAddressRefusal, type AddressPlan } from "./addresses.ts";
 import { podCidrOf } from "./nodes.ts";
 
 export type WorkloadDbRow = typeof workloads.$inferSelect;
-
-export const toWorkload = (row: WorkloadDbRow): Workload => ({
-  name: row.name,
-  identity: row.identity,
-  node: row.node,
-  addresses: row.addresses,
-  interface: row.interface,
-  etag: etagOf(row.revision),
-  createdAt: row.createdAt.toISOString(),
-  updatedAt: row.updatedAt.toISOString(),
-});
 
 const rows = meshRows(workloads, "workload");
 const { byName } = rows;

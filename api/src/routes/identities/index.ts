@@ -1,3 +1,4 @@
+import { etagOf } from "../../http/conventions.ts";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { Static } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
@@ -17,7 +18,23 @@ import { Identity, IdentityParams, IdentitySpec, JwtSvid, JwtSvidRequest, X509Sv
 import type { Db } from "../../db/client.ts";
 import { FeedCache } from "../../services/feed-cache.ts";
 import { workloadsCarrying } from "../../mesh/nodes.ts";
-import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, toIdentity, type IdentityDbRow } from "../../mesh/identities.ts";
+import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, type IdentityDbRow } from "../../mesh/identities.ts";
+
+/** The API representation of a stored row. */
+const toIdentity = (trustDomain: string, row: IdentityDbRow): Identity => ({
+  name: row.name,
+  path: row.path,
+  spiffeId: spiffeId(trustDomain, row.path),
+  securityIdentity: row.securityIdentity,
+  selectors: row.selectors,
+  nodeSelector: row.nodeSelector,
+  allowNodeRegistration: row.allowNodeRegistration,
+  x509SvidTtlSeconds: row.x509SvidTtlSeconds,
+  jwtSvidTtlSeconds: row.jwtSvidTtlSeconds,
+  etag: etagOf(row.revision),
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+});
 
 const tags = ["identities"];
 
