@@ -20,7 +20,7 @@ import { loadSigningKey } from "./auth/token-keys.ts";
 import { CaService } from "./ca/service.ts";
 import type { Config } from "./config.ts";
 import { addressPlanOf } from "./mesh/addresses.ts";
-import { assignMissingPodCidrs } from "./routes/nodes/store.ts";
+import { assignMissingPodCidrs } from "./mesh/nodes.ts";
 import { openDatabase, type Database } from "./db/client.ts";
 import { clientErrorHandler, frameworkErrors, installErrorHandling } from "./http/error-handler.ts";
 import { DEFAULT_JSON_LIMITS, jsonBodyParser, type JsonBodyStats } from "./http/json-body.ts";
@@ -39,11 +39,11 @@ import nodeRoutes from "./routes/nodes/index.ts";
 import systemRoutes from "./routes/system/index.ts";
 import tenantRoutes from "./routes/tenants/index.ts";
 import tokenRoutes from "./routes/tokens/index.ts";
-import { CaRotationScheduler } from "./services/ca-rotation.ts";
-import { DrizzleCaStore } from "./services/ca-store.ts";
+import { CaRotationScheduler } from "./ca/rotator.ts";
+import { DrizzleCaStore } from "./ca/store.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
-import { DatapathService } from "./services/datapath.ts";
-import { resolveKek } from "./services/kek-source.ts";
+import { DatapathService } from "./follower/follow.ts";
+import { resolveKek } from "./ca/kek-source.ts";
 import { makeWriteFor, type Services } from "./services/context.ts";
 import { TenantDirectory } from "./services/tenant-directory.ts";
 
@@ -170,7 +170,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const rotation = config.caRotation === "auto" ? new CaRotationScheduler(db, ca, app.log) : undefined;
   const datapath = new DatapathService(db, feed, app.log, { capacity: config.mapCapacity, history: config.datapathHistory });
   await datapath.start();
-  // Nodes registered before pod CIDR blocks existed get one now (routes/nodes/store.ts).
+  // Nodes registered before pod CIDR blocks existed get one now (mesh/nodes.ts).
   await assignMissingPodCidrs(db, addressPlanOf(config), app.log);
   const services: Services = {
     config,

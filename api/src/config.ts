@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { parseKek, type Kek } from "./ca/kek.ts";
-import { DATAPATH_MAPS, type DatapathMap } from "./datapath/types.ts";
+import { DATAPATH_MAPS, type DatapathMap } from "./compiler/types.ts";
 
 export interface Config {
   port: number;
@@ -16,11 +16,7 @@ export interface Config {
   trustDomainSuffix: string;
   /** How often each replica reloads revoked tokens; bounds revocation delay. */
   revocationPollMs: number;
-  /**
-   * Key-encryption key for CA private keys (WEFT_KEK). Unset: a key file
-   * beside the data directory, or a throwaway in-memory key when dataDir is
-   * undefined (tests). See ca/kek-source.ts.
-   */
+  /** Key-encryption key for CA private keys (WEFT_KEK); where it comes from when unset: ca/kek-source.ts. */
   kek?: Kek | undefined;
   /** WEFT_CA_ROTATION: "auto" runs the CA rotation schedule; unset means "off" (tests). */
   caRotation?: "auto" | "off";

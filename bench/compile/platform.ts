@@ -9,8 +9,8 @@
  * keeps a node's ipcache (all workloads of its tenants) far below 65,536.
  */
 import { formatIPv4 } from "@weft/codec";
-import { assignIds } from "../../api/src/datapath/allocate.ts";
-import type { IdentityRow, NodeRow, PolicyRow, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../../api/src/datapath/types.ts";
+import { assignIds } from "../../api/src/compiler/allocate.ts";
+import type { IdentityRow, NodeRow, PolicyRow, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../../api/src/compiler/types.ts";
 
 export const SCALE = { tenants: 100, identitiesPerTenant: 100, workloadsPerIdentity: 10, nodes: 1000, poolSize: 20, policiesPerTenant: 100 };
 const ZONES = ["zone-a", "zone-b", "zone-c"];

@@ -18,9 +18,9 @@
  *  - peak rss and heapUsed over the run.
  */
 import { formatIPv4, parseIPv4 } from "@weft/codec";
-import { createCompiler, compileNode, type Change } from "../../api/src/datapath/compile.ts";
-import { deltaSize, diff } from "../../api/src/datapath/diff.ts";
-import type { NodeDatapath, Snapshot } from "../../api/src/datapath/types.ts";
+import { createCompiler, compileNode, type Change } from "../../api/src/compiler/compile.ts";
+import { deltaSize, diff } from "../../api/src/compiler/diff.ts";
+import type { NodeDatapath, Snapshot } from "../../api/src/compiler/types.ts";
 import { platform, SCALE } from "./platform.ts";
 
 const ROUNDS = 7;

@@ -19,7 +19,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { measureLeafThroughput } from "../../api/src/ca/throughput.ts";
+import { measureLeafThroughput } from "./throughput.ts";
 import { driveScript, startChild, stopChild, table, type LoadResult } from "../support/load.ts";
 
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);

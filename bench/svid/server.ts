@@ -10,7 +10,7 @@
 import { sql } from "drizzle-orm";
 import { buildApp } from "../../api/src/app.ts";
 import { inProcessConfig } from "../../api/src/config.ts";
-import { issuanceCommits } from "../../api/src/services/ca-store.ts";
+import { issuanceCommits } from "../../api/src/ca/store.ts";
 
 const OPERATOR = "weft_op_bench-svid-operator-token-000000";
 

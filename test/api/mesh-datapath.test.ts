@@ -1,9 +1,9 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { applyDelta } from "../../api/src/datapath/diff.ts";
-import { createEvaluator } from "../../api/src/datapath/evaluate.ts";
-import type { DatapathMaps, PolicyRow, PolicyRule, Snapshot } from "../../api/src/datapath/types.ts";
+import { applyDelta } from "../../api/src/compiler/diff.ts";
+import { createEvaluator } from "../datapath/evaluate.ts";
+import type { DatapathMaps, PolicyRow, PolicyRule, Snapshot } from "../../api/src/compiler/types.ts";
 import { decodeMaps } from "../../api/src/routes/datapath/binary.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { freshAddress, freshAddress as freshAddressIn, identity, mustPut, putResource, tenantChanges } from "../support/mesh.ts";

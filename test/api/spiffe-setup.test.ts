@@ -8,9 +8,9 @@ import type { WeftApp } from "../../api/src/app.ts";
 import { Kek } from "../../api/src/ca/kek.ts";
 import { CaService, systemCaller } from "../../api/src/ca/service.ts";
 import { ConfigError, configFromEnv } from "../../api/src/config.ts";
-import { CaRotationScheduler } from "../../api/src/services/ca-rotation.ts";
-import { DrizzleCaStore } from "../../api/src/services/ca-store.ts";
-import { kekFileFor, resolveKek } from "../../api/src/services/kek-source.ts";
+import { CaRotationScheduler } from "../../api/src/ca/rotator.ts";
+import { DrizzleCaStore } from "../../api/src/ca/store.ts";
+import { kekFileFor, resolveKek } from "../../api/src/ca/kek-source.ts";
 import { tempDir } from "../ca/helpers.ts";
 import { BACKENDS, backendDatabase, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 

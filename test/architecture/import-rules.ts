@@ -17,9 +17,26 @@ export interface ImportRule {
 
 export const IMPORT_RULES: ImportRule[] = [
   {
-    part: "api/src/datapath/",
+    part: "api/src/compiler/",
     why: "the compiler is pure: rows in, entries out",
-    never: ["api/src/db/", "api/src/http/", "api/src/routes/", "api/src/services/", "api/src/auth/", "fastify", "drizzle-orm", "pg", "@electric-sql/pglite"],
+    never: [
+      "api/src/db/",
+      "api/src/http/",
+      "api/src/routes/",
+      "api/src/services/",
+      "api/src/auth/",
+      "api/src/follower/",
+      "api/src/mesh/",
+      "fastify",
+      "drizzle-orm",
+      "pg",
+      "@electric-sql/pglite",
+    ],
+  },
+  {
+    part: "api/src/follower/",
+    why: "the follower answers refusals as values; the HTTP layer turns them into problems",
+    never: ["api/src/http/", "api/src/routes/"],
   },
   { part: "api/", why: "the API reaches agents and Terraform only through its document", never: ["nodeagent/", "terraform/"] },
   { part: "nodeagent/", why: "the agent is a client of the API's document, not of its code", never: ["api/", "terraform/"] },

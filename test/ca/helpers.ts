@@ -9,7 +9,8 @@ import { randomBytes } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { connect, createServer, type PeerCertificate } from "node:tls";
 import { Kek } from "../../api/src/ca/kek.ts";
-import { CaService, MemoryCaStore } from "../../api/src/ca/service.ts";
+import { CaService } from "../../api/src/ca/service.ts";
+import { MemoryCaStore } from "./memory-store.ts";
 
 export function tempDir(): { dir: string; file: (name: string, content?: string) => string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "weft-ca-"));

@@ -1,7 +1,7 @@
 import { maps } from "@weft/codec";
 import { describe, expect, it } from "vitest";
-import { capacities, checkCapacity } from "../../api/src/datapath/capacity.ts";
-import { compileNode } from "../../api/src/datapath/compile.ts";
+import { capacities, checkCapacity } from "../../api/src/compiler/capacity.ts";
+import { compileNode } from "../../api/src/compiler/compile.ts";
 import { snapshot } from "./support.ts";
 
 describe("capacity admission", () => {

@@ -6,11 +6,11 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { assignIds } from "../../api/src/datapath/allocate.ts";
-import { compileNode, createCompiler, type Change } from "../../api/src/datapath/compile.ts";
-import { applyDelta, diff, PartDiffs } from "../../api/src/datapath/diff.ts";
-import { createEvaluator } from "../../api/src/datapath/evaluate.ts";
-import type { IdentityRow, PeerSelector, PolicyRow, PolicyRule, ServiceRow, Snapshot, WorkloadRow } from "../../api/src/datapath/types.ts";
+import { assignIds } from "../../api/src/compiler/allocate.ts";
+import { compileNode, createCompiler, type Change } from "../../api/src/compiler/compile.ts";
+import { applyDelta, diff, PartDiffs } from "../../api/src/compiler/diff.ts";
+import { createEvaluator } from "./evaluate.ts";
+import type { IdentityRow, PeerSelector, PolicyRow, PolicyRule, ServiceRow, Snapshot, WorkloadRow } from "../../api/src/compiler/types.ts";
 import { encodeFull } from "../../api/src/routes/datapath/answers.ts";
 import { canonical, intended, snapshot, throughCodec } from "./support.ts";
 

@@ -1,10 +1,10 @@
 /** Small builders and codec round trips shared by the datapath tests. */
 import { decodeEntries, encodeEntries } from "@weft/codec";
-import { assignIds } from "../../api/src/datapath/allocate.ts";
-import { DATAPATH_MAPS, type DatapathMaps, type Snapshot } from "../../api/src/datapath/types.ts";
-import { keyString } from "../../api/src/datapath/diff.ts";
-import { contains, parsePrefix, selects } from "../../api/src/datapath/select.ts";
-import type { PeerSelector, PolicyRule, WorkloadRow } from "../../api/src/datapath/types.ts";
+import { assignIds } from "../../api/src/compiler/allocate.ts";
+import { DATAPATH_MAPS, type DatapathMaps, type Snapshot } from "../../api/src/compiler/types.ts";
+import { keyString } from "../../api/src/compiler/diff.ts";
+import { contains, parsePrefix, selects } from "../../api/src/compiler/select.ts";
+import type { PeerSelector, PolicyRule, WorkloadRow } from "../../api/src/compiler/types.ts";
 
 export function snapshot(parts: Partial<Snapshot>): Snapshot {
   return assignIds({

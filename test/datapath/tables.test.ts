@@ -1,8 +1,8 @@
 /** Compiler output checked entry by entry for small cases worked out by hand. */
 import { describe, expect, it } from "vitest";
-import { compileNode } from "../../api/src/datapath/compile.ts";
-import { createEvaluator } from "../../api/src/datapath/evaluate.ts";
-import type { IdentityRow, PolicyRow, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../../api/src/datapath/types.ts";
+import { compileNode } from "../../api/src/compiler/compile.ts";
+import { createEvaluator } from "./evaluate.ts";
+import type { IdentityRow, PolicyRow, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../../api/src/compiler/types.ts";
 import { snapshot, throughCodec } from "./support.ts";
 
 const acme: TenantRow = { id: 1, name: "acme", defaultAction: "allow" };

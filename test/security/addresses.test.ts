@@ -12,7 +12,7 @@ import { randomInt } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { nodes } from "../../api/src/db/schema.ts";
-import { assignMissingPodCidrs } from "../../api/src/routes/nodes/store.ts";
+import { assignMissingPodCidrs } from "../../api/src/mesh/nodes.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { freshVip, identity, mustPut, putResource, tenantChanges } from "../support/mesh.ts";
 import { addressIn, registeredNode } from "../support/nodes.ts";

@@ -9,7 +9,7 @@
 //     tenant token on another tenant's path or lacking the scope, for a node
 //     on another node's path or a tenant route, for a non-operator on an
 //     operator route.
-// The run is bounded by a seed (WEFT_FUZZ_SEED, random when unset and printed),
+// The run is bounded by a seed (WEFT_FUZZ_SEED; random when unset outside CI, and printed),
 // a number of requests (WEFT_FUZZ_REQUESTS) and a time budget per backend
 // (WEFT_FUZZ_BUDGET_MS). Failures are grouped by what went wrong (and route),
 // each with the shortest request that showed it, and reported together at the
@@ -44,7 +44,9 @@ import {
 import { freshVip, mustPut, tenantChanges } from "../support/mesh.ts";
 import { addressIn, joinToken, registeredNode } from "../support/nodes.ts";
 
-const SEED = process.env.WEFT_FUZZ_SEED ? Number(process.env.WEFT_FUZZ_SEED) : randomInt(2 ** 31 - 1);
+// CI replays one fixed seed, so that a landing is judged on the same requests
+// every time; a developer's run explores a new one each time and prints it.
+const SEED = process.env.WEFT_FUZZ_SEED ? Number(process.env.WEFT_FUZZ_SEED) : process.env.CI ? 20_261_206 : randomInt(2 ** 31 - 1);
 const REQUESTS = Number(process.env.WEFT_FUZZ_REQUESTS ?? 4000);
 const BUDGET_MS = Number(process.env.WEFT_FUZZ_BUDGET_MS ?? 60_000);
 const TIMEOUT_MS = 5_000;
@@ -218,7 +220,8 @@ function queryArb(route: RouteEntry, ctx: FuzzContext): fc.Arbitrary<string> {
   const valueFor = (k: string): fc.Arbitrary<string> =>
     fc.oneof(
       { weight: k === "cursor" ? 6 : 0, arbitrary: fc.oneof(fc.constant(CURSOR), forgedCursor()) },
-      { weight: 4, arbitrary: props[k] ? validArb(props[k]!, ctx).map((v) => encodeComponent(String(v))) : fc.constant("1") },
+      // Own properties only: a key like "constructor" must not find Object's members.
+      { weight: 4, arbitrary: Object.hasOwn(props, k) ? validArb(props[k]!, ctx).map((v) => encodeComponent(String(v))) : fc.constant("1") },
       { weight: 2, arbitrary: hostileString().map((s) => encodeComponent(s.slice(0, 3000))) },
       { weight: 1, arbitrary: fc.constantFrom("%ff", "%", "%zz", "%00", "%E2%80%AE", "%ED%A0%80", "1e400", "-1", "1.5", "0x10", "9".repeat(600), "true", "false", "", "a=b", "[]", "{}") },
     );

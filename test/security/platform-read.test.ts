@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { read } from "../../api/src/db/transactions.ts";
-import { withPlatformRead } from "../../api/src/services/datapath.ts";
+import { withPlatformRead } from "../../api/src/db/platform-read.ts";
 import { BACKENDS, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { identity } from "../support/mesh.ts";
 

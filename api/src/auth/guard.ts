@@ -3,7 +3,7 @@ import fp from "fastify-plugin";
 import { DNS_LABEL } from "../http/schemas.ts";
 import { noRoute } from "../http/error-handler.ts";
 import { HttpProblem, forbidden, notFound, unauthorized } from "../http/problem.ts";
-import type { TenantDirectory, TenantRow } from "../services/tenant-directory.ts";
+import type { TenantDirectory, TenantDbRow } from "../services/tenant-directory.ts";
 import type { AuthFailureLimiter } from "./failure-limiter.ts";
 import { NODE_CREDENTIAL_PREFIX, type NodeCredentials } from "./node-credentials.ts";
 import { OPERATOR_TOKEN_PREFIX, type OperatorToken } from "./operator-token.ts";
@@ -33,7 +33,7 @@ declare module "fastify" {
   interface FastifyRequest {
     principal: Principal | null;
     /** The path's {tenant}, resolved and authorized, on tenant routes. */
-    tenant: TenantRow | null;
+    tenant: TenantDbRow | null;
   }
 }
 
@@ -141,7 +141,7 @@ function authorize(request: FastifyRequest, rule: Exclude<AuthRule, { who: "publ
   return opts.directory.byName(name).then((tenant) => admitTenant(request, rule, principal, name, tenant));
 }
 
-function admitTenant(request: FastifyRequest, rule: { scope: Scope }, principal: Principal, name: string, tenant: TenantRow | null): void {
+function admitTenant(request: FastifyRequest, rule: { scope: Scope }, principal: Principal, name: string, tenant: TenantDbRow | null): void {
   if (!tenant || (principal.kind === "tenant" && principal.tenantId !== tenant.id)) {
     throw notFound(`tenant "${name}"`);
   }
@@ -243,7 +243,7 @@ export const authGuard = fp(
 );
 
 /** The resolved tenant of a tenant route; the guard guarantees it past validation. */
-export function tenantOf(request: FastifyRequest): TenantRow {
+export function tenantOf(request: FastifyRequest): TenantDbRow {
   if (!request.tenant) throw notFound(`tenant "${(request.params as { tenant?: string }).tenant}"`);
   return request.tenant;
 }

@@ -31,7 +31,7 @@ export interface NodeWorkloadIdentity {
  * Whether a node with these labels may run an identity with this node
  * selector: every label the selector names must be on the node with the same
  * value; an empty selector matches every node. The one definition, used for
- * SVIDs here and for workload writes (routes/workloads/store.ts).
+ * SVIDs here and for workload writes (mesh/workloads.ts).
  */
 export function nodeSelectorMatches(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {
   for (const [key, value] of Object.entries(selector)) {

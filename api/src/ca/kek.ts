@@ -1,9 +1,5 @@
 // The key-encryption key (KEK) that seals CA private keys at rest, and the
-// sealing itself (AES-256-GCM).
-//
-// The KEK comes from WEFT_KEK when set (operators keep it in their secret
-// store); on the embedded default a key file is generated once, mode 0600,
-// and reused on every later start so sealed keys stay readable.
+// sealing itself (AES-256-GCM). Where the KEK comes from: ca/kek-source.ts.
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";

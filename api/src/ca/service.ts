@@ -9,7 +9,7 @@ import { toPem } from "@weft/pki/der";
 import { CaInputError, CaStateError } from "./errors.ts";
 import { mintJwtSvid, validateAudience } from "./jwt-svid.ts";
 import type { Kek } from "./kek.ts";
-import { activate, activeSlot, dueAction, emptyState, noteIssued, prepare, prune, type AuthorityState, type DueAction } from "./rotation.ts";
+import { activate, activeSlot, dueAction, emptyState, prepare, prune, type AuthorityState, type DueAction } from "./rotation.ts";
 import { issueLeaf } from "./x509.ts";
 
 export type CaState = AuthorityState<AuthorityMaterial>;
@@ -259,36 +259,5 @@ export class CaService {
       this.#open.set(key, open);
     }
     return open;
-  }
-}
-
-/**
- * In-memory CaStore with the semantics the drizzle one must have (CAS on
- * revision, max_issued_not_after only rises). For tests and the bench.
- */
-export class MemoryCaStore implements CaStore {
-  readonly #tenants = new Map<string, { state: CaState; revision: number }>();
-  /** Every record, with the caller it was recorded for. */
-  readonly issuances: (IssuanceRecord & { caller: Caller })[] = [];
-
-  async load(tenantId: string): Promise<{ state: CaState; revision: number } | null> {
-    return this.#tenants.get(tenantId) ?? null;
-  }
-
-  async save(tenantId: string, state: CaState, expectedRevision: number | null, _caller: Caller): Promise<boolean> {
-    const cur = this.#tenants.get(tenantId);
-    if ((cur?.revision ?? null) !== expectedRevision) return false;
-    let merged = state;
-    for (const old of cur?.state.slots ?? []) {
-      if (old.maxIssuedNotAfter) merged = noteIssued(merged, old.id, old.maxIssuedNotAfter);
-    }
-    this.#tenants.set(tenantId, { state: merged, revision: (expectedRevision ?? 0) + 1 });
-    return true;
-  }
-
-  async recordIssuance(record: IssuanceRecord, caller: Caller): Promise<void> {
-    this.issuances.push({ ...record, caller });
-    const cur = this.#tenants.get(record.tenantId);
-    if (cur) this.#tenants.set(record.tenantId, { ...cur, state: noteIssued(cur.state, record.slotId, record.expiresAt) });
   }
 }

@@ -9,33 +9,12 @@ import { Type, type TSchema } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
 import { tenantOf } from "../auth/guard.ts";
 import type { Config } from "../config.ts";
-import type { Db } from "../db/client.ts";
-import type { WriteScope } from "../db/transactions.ts";
-import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page, type PutIntent } from "../http/conventions.ts";
+import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page } from "../http/conventions.ts";
 import { PreconditionHeaders } from "../http/headers.ts";
 import { notFound } from "../http/problem.ts";
 import { DryRunQuery, ListQuery, Name, Page, TenantParams } from "../http/schemas.ts";
-import type { DatapathService } from "../services/datapath.ts";
-import type { TenantRow } from "../services/tenant-directory.ts";
+import type { ResourceStore } from "../mesh/write.ts";
 import { NoContent, NotModified, problemResponses } from "./responses.ts";
-
-export interface Preconditions {
-  ifMatch?: string | undefined;
-  ifNoneMatch?: string | undefined;
-  /**
-   * Set when a node credential writes (definitions with `nodeWrites` only):
-   * the store changes only what is placed on this node, under its row lock.
-   */
-  node?: string | undefined;
-}
-
-export interface ResourceStore<Spec, Row> {
-  find(db: Db, tenantId: number, name: string): Promise<Row | null>;
-  list(db: Db, tenantId: number, limit: number, after: string | undefined): Promise<Row[]>;
-  put(w: WriteScope, dp: DatapathService, tenant: TenantRow, name: string, spec: Spec, pre: Preconditions): Promise<{ row: Row; intent: PutIntent }>;
-  /** `node` as in Preconditions: a node deletes only what is on it; anything else is the 404 of a missing one. */
-  remove(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined, node?: string): Promise<void>;
-}
 
 export interface ResourceDefinition<Spec, Row, Out extends { etag: string }> {
   /** URL segment and tag, e.g. "workloads". */

@@ -7,7 +7,7 @@ import type { Config } from "../config.ts";
 import type { Database, Db } from "../db/client.ts";
 import { write, type WriteScope } from "../db/transactions.ts";
 import type { ChangeFeed } from "./change-feed.ts";
-import type { DatapathService } from "./datapath.ts";
+import type { DatapathService } from "../follower/follow.ts";
 import type { TenantDirectory } from "./tenant-directory.ts";
 
 /** The app's shared services, built once in buildApp and reached as app.weft. */

@@ -5,7 +5,7 @@ import { read } from "../db/transactions.ts";
 import type { ChangeFeed } from "./change-feed.ts";
 import { FeedCache } from "./feed-cache.ts";
 
-export type TenantRow = typeof tenants.$inferSelect;
+export type TenantDbRow = typeof tenants.$inferSelect;
 
 /**
  * Tenant name -> row, cached because every tenant route resolves its path's
@@ -13,7 +13,7 @@ export type TenantRow = typeof tenants.$inferSelect;
  * change that invalidates the entry.
  */
 export class TenantDirectory {
-  private readonly cache: FeedCache<TenantRow | null>;
+  private readonly cache: FeedCache<TenantDbRow | null>;
 
   constructor(
     private readonly db: Db,
@@ -27,11 +27,11 @@ export class TenantDirectory {
    * not cached (or too old): the hot read path resolves its tenant here and
    * falls back to byName only on a miss.
    */
-  peek(name: string): TenantRow | null | undefined {
+  peek(name: string): TenantDbRow | null | undefined {
     return this.cache.peek(name);
   }
 
-  byName(name: string): Promise<TenantRow | null> {
+  byName(name: string): Promise<TenantDbRow | null> {
     return this.cache.get(name, async () => {
       const [row] = await read(this.db, null, (tx) => tx.select().from(tenants).where(eq(tenants.name, name)));
       return row ?? null;

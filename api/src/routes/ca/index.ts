@@ -4,8 +4,8 @@ import { tenantOf } from "../../auth/guard.ts";
 import { systemCaller, type Caller, type CaState } from "../../ca/service.ts";
 import { notFound } from "../../http/problem.ts";
 import { TenantParams } from "../../http/schemas.ts";
-import { callerOf } from "../../services/ca-store.ts";
-import type { TenantRow } from "../../services/tenant-directory.ts";
+import { callerOf } from "../../ca/store.ts";
+import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import { problemResponses } from "../responses.ts";
 import { caCall } from "./problems.ts";
 import { Bundle, CaStatus } from "./schemas.ts";
@@ -84,7 +84,7 @@ const caRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
-  const rotationRoute = (verb: "prepare" | "activate", summary: string, run: (t: TenantRow, caller: Caller) => Promise<CaState>) =>
+  const rotationRoute = (verb: "prepare" | "activate", summary: string, run: (t: TenantDbRow, caller: Caller) => Promise<CaState>) =>
     app.post(
       `/v1/tenants/:tenant/ca/${verb}`,
       {

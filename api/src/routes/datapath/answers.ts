@@ -14,8 +14,8 @@
  * Encoding is synchronous, so concurrent requests cannot build the same body
  * twice: the first builds it, the rest find it.
  */
-import { DATAPATH_MAPS, type DatapathMap, type NodeDatapath, type Part } from "../../datapath/index.ts";
-import type { NodeDelta, NodeState } from "../../services/datapath.ts";
+import { DATAPATH_MAPS, type DatapathMap, type NodeDatapath, type Part } from "../../compiler/index.ts";
+import type { NodeDelta, NodeState } from "../../follower/history.ts";
 import { encodeMaps } from "./binary.ts";
 
 /** Per part, per map: its entries as JSON array elements, without the brackets; kept while the part lives. */

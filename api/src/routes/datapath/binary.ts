@@ -14,7 +14,7 @@
  * Revision and hash travel in the x-weft-revision and ETag headers.
  */
 import { decodeEntries, encodeEntries, maps as mapSpecs, type Entry, type MapId } from "@weft/codec";
-import { DATAPATH_MAPS, type DatapathMap, type DatapathMaps } from "../../datapath/index.ts";
+import { DATAPATH_MAPS, type DatapathMap, type DatapathMaps } from "../../compiler/index.ts";
 
 export const BINARY_MAGIC = "WEFTDP01";
 

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
-import { DATAPATH_MAPS, type DatapathMap } from "../../datapath/index.ts";
+import { DATAPATH_MAPS, type DatapathMap } from "../../compiler/index.ts";
 import { PreconditionHeaders } from "../../http/headers.ts";
 import { badRequest, HttpProblem, notFound } from "../../http/problem.ts";
 import { NotModified, problemResponses } from "../responses.ts";
@@ -14,12 +14,12 @@ const HELD_POLL_SOCKET_MARGIN_MS = 30_000;
 const emptyMaps = () => Object.fromEntries(DATAPATH_MAPS.map((m) => [m, []])) as unknown as Record<DatapathMap, never[]>;
 
 /** The node's ETag is its content hash, quoted; a bare hash in If-None-Match is taken too. */
-const etagOf = (hash: string) => `"${hash}"`;
+const hashEtag = (hash: string) => `"${hash}"`;
 const matches = (hash: string, ifNoneMatch: string | undefined): boolean =>
   ifNoneMatch !== undefined &&
   ifNoneMatch.split(",").some((t) => {
     const tag = t.trim().replace(/^W\//, "");
-    return tag === "*" || tag === etagOf(hash) || tag === hash;
+    return tag === "*" || tag === hashEtag(hash) || tag === hash;
   });
 
 const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -95,19 +95,19 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
           current = dp.state(node);
           if (current === null) throw unknownNode(node);
         } else {
-          reply.header("etag", etagOf(current.datapath.hash)).header("x-weft-revision", String(current.revision));
+          reply.header("etag", hashEtag(current.datapath.hash)).header("x-weft-revision", String(current.revision));
           if (since === undefined) return reply.code(304).send();
           return { revision: current.revision, hash: current.datapath.hash, upserts: emptyMaps(), deletes: emptyMaps() };
         }
       }
       const { revision, datapath } = current;
-      reply.header("etag", etagOf(datapath.hash)).header("x-weft-revision", String(revision));
+      reply.header("etag", hashEtag(datapath.hash)).header("x-weft-revision", String(revision));
       // Bodies are encoded once per state (answers.ts) and sent as Buffers, past the schema serializer.
       if (since !== undefined) {
         const delta = dp.delta(node, since);
         if (delta === null) throw unknownNode(node);
         if (delta === "gone") throw new HttpProblem(410, `revision ${since} is older than this replica keeps for node ${node}; read the full state`);
-        reply.header("etag", etagOf(delta.hash)).header("x-weft-revision", String(delta.revision));
+        reply.header("etag", hashEtag(delta.hash)).header("x-weft-revision", String(delta.revision));
         return reply.type("application/json; charset=utf-8").send(deltaJson(delta) as unknown as string);
       }
       if (matches(datapath.hash, ifNoneMatch)) return reply.code(304).send();

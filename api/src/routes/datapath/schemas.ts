@@ -1,5 +1,5 @@
 import { Type } from "@sinclair/typebox";
-import { DATAPATH_MAPS } from "../../datapath/index.ts";
+import { DATAPATH_MAPS } from "../../compiler/index.ts";
 import { Name } from "../../http/schemas.ts";
 
 export const DatapathParams = Type.Object({ node: Name });

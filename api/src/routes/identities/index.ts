@@ -1,3 +1,4 @@
+import { etagOf } from "../../http/conventions.ts";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { Static } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
@@ -9,15 +10,31 @@ import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page } from "../../http/c
 import { PreconditionHeaders } from "../../http/headers.ts";
 import { forbidden, notFound } from "../../http/problem.ts";
 import { DryRunQuery, ListQuery, Page, TenantParams } from "../../http/schemas.ts";
-import { callerOf } from "../../services/ca-store.ts";
-import type { TenantRow } from "../../services/tenant-directory.ts";
+import { callerOf } from "../../ca/store.ts";
+import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import { caCall } from "../ca/problems.ts";
 import { NoContent, NotModified, problemResponses } from "../responses.ts";
 import { Identity, IdentityParams, IdentitySpec, JwtSvid, JwtSvidRequest, X509Svid, X509SvidRequest } from "./schemas.ts";
 import type { Db } from "../../db/client.ts";
 import { FeedCache } from "../../services/feed-cache.ts";
-import { workloadsCarrying } from "../nodes/store.ts";
-import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, toIdentity, type IdentityRow } from "./store.ts";
+import { workloadsCarrying } from "../../mesh/nodes.ts";
+import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, type IdentityDbRow } from "../../mesh/identities.ts";
+
+/** The API representation of a stored row. */
+const toIdentity = (trustDomain: string, row: IdentityDbRow): Identity => ({
+  name: row.name,
+  path: row.path,
+  spiffeId: spiffeId(trustDomain, row.path),
+  securityIdentity: row.securityIdentity,
+  selectors: row.selectors,
+  nodeSelector: row.nodeSelector,
+  allowNodeRegistration: row.allowNodeRegistration,
+  x509SvidTtlSeconds: row.x509SvidTtlSeconds,
+  jwtSvidTtlSeconds: row.jwtSvidTtlSeconds,
+  etag: etagOf(row.revision),
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+});
 
 const tags = ["identities"];
 
@@ -30,7 +47,7 @@ const tags = ["identities"];
  * database for every request, never from the identity cache below, so a
  * change stops issuance with the next request.
  */
-async function svidSubject(request: FastifyRequest, identities: FeedCache<IdentityRow | null>, db: Db, name: string) {
+async function svidSubject(request: FastifyRequest, identities: FeedCache<IdentityDbRow | null>, db: Db, name: string) {
   const tenant = tenantOf(request);
   if (!request.principal) throw new Error("SVID route reached without a principal: its access rule is not public");
   const ref = { tenantId: String(tenant.id), identityName: name };
@@ -45,14 +62,14 @@ const ttlMs = (seconds: number | null) => (seconds === null ? {} : { ttlMs: seco
 
 const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { weft } = app;
-  const show = (tenant: TenantRow, row: IdentityRow) => toIdentity(tenant.trustDomain, row);
+  const show = (tenant: TenantDbRow, row: IdentityDbRow) => toIdentity(tenant.trustDomain, row);
   // Every SVID request reads its identity; identities change rarely, and the feed says when.
-  const identities = new FeedCache<IdentityRow | null>(weft.feed, (e) => (e.kind === "identity" ? `${e.tenantId}/${e.name}` : null));
+  const identities = new FeedCache<IdentityDbRow | null>(weft.feed, (e) => (e.kind === "identity" ? `${e.tenantId}/${e.name}` : null));
 
   /** Authorizes, finds the identity, runs one CaService issuance on the caller's behalf. */
   async function issue<T extends { expiresAt: Date }>(
     request: FastifyRequest<{ Params: { tenant: string; name: string } }>,
-    run: (who: { tenantId: string; identityName: string; spiffeId: string; caller: Caller }, row: IdentityRow) => Promise<T>,
+    run: (who: { tenantId: string; identityName: string; spiffeId: string; caller: Caller }, row: IdentityDbRow) => Promise<T>,
   ): Promise<Omit<T, "expiresAt"> & { expiresAt: string }> {
     const { tenant, row, id } = await svidSubject(request, identities, weft.db, request.params.name);
     const who = { tenantId: String(tenant.id), identityName: row.name, spiffeId: id, caller: callerOf(request) };

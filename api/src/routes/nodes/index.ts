@@ -27,7 +27,7 @@ import {
   toNode,
   workloadsOnNode,
   type DesiredOf,
-} from "./store.ts";
+} from "../../mesh/nodes.ts";
 
 const tags = ["nodes"];
 

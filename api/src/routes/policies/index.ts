@@ -1,6 +1,18 @@
+import { etagOf } from "../../http/conventions.ts";
 import { resourceRoutes } from "../tenant-resource.ts";
 import { Policy, PolicySpec } from "./schemas.ts";
-import { policyStore, toPolicy } from "./store.ts";
+import { policyStore, type PolicyDbRow } from "../../mesh/policies.ts";
+
+/** The API representation of a stored row. */
+const toPolicy = (row: PolicyDbRow): Policy => ({
+  name: row.name,
+  subject: row.subject as Policy["subject"],
+  ingress: row.ingress as Policy["ingress"],
+  egress: row.egress as Policy["egress"],
+  etag: etagOf(row.revision),
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+});
 
 /** Network policies of a tenant: who its identities may talk to; deny wins, other tenants never. */
 export default resourceRoutes({

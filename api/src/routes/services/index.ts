@@ -1,6 +1,21 @@
+import { etagOf } from "../../http/conventions.ts";
 import { resourceRoutes } from "../tenant-resource.ts";
 import { Service, ServiceSpec } from "./schemas.ts";
-import { serviceStore, toService } from "./store.ts";
+import { serviceStore, type ServiceDbRow } from "../../mesh/services.ts";
+
+/** The API representation of a stored row. */
+const toService = (row: ServiceDbRow): Service => ({
+  name: row.name,
+  vip: row.vip,
+  vipAllocated: row.vipAllocated,
+  ports: row.ports as Service["ports"],
+  backends: row.backends as Service["backends"],
+  loadBalancing: row.loadBalancing,
+  topology: { preferSameZone: row.preferSameZone },
+  etag: etagOf(row.revision),
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+});
 
 /** Services of a tenant: a VIP, its ports, and backends by selector or listed with weights. */
 export default resourceRoutes({

@@ -6,9 +6,9 @@ import { PreconditionHeaders } from "../../http/headers.ts";
 import { DEFAULT_PAGE_SIZE } from "../../http/conventions.ts";
 import { DryRunQuery, ListQuery, Page, TenantParams } from "../../http/schemas.ts";
 import { tenantOf } from "../../auth/guard.ts";
-import { callerOf } from "../../services/ca-store.ts";
+import { callerOf } from "../../ca/store.ts";
 import { isDryRun } from "../../services/context.ts";
-import type { TenantRow } from "../../services/tenant-directory.ts";
+import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import { NoContent, NotModified, problemResponses } from "../responses.ts";
 import { NewTenant, Tenant, TenantSpec } from "./schemas.ts";
 import { deleteTenant, listTenants, putTenant, toTenant } from "./store.ts";
@@ -16,13 +16,13 @@ import { deleteTenant, listTenants, putTenant, toTenant } from "./store.ts";
 const tags = ["tenants"];
 const JSON_TYPE = "application/json; charset=utf-8";
 /** A tenant's body as its GET route serializes it, per row: the directory's rows are immutable and shared. */
-const serialized = new WeakMap<TenantRow, string>();
+const serialized = new WeakMap<TenantDbRow, string>();
 
 const tenantRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { weft } = app;
   const defaultTrustDomain = (name: string) => `${name}.${weft.config.trustDomainSuffix}`;
   /** A new tenant gets its CA at once, so its bundle and SVIDs are ready when creation answers. */
-  const bootstrapCa = async (request: FastifyRequest, row: TenantRow) => {
+  const bootstrapCa = async (request: FastifyRequest, row: TenantDbRow) => {
     if (!isDryRun(request)) await weft.ca.ensure(String(row.id), row.trustDomain, callerOf(request));
   };
 

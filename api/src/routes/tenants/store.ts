@@ -5,12 +5,12 @@ import { badRequest, conflict, HttpProblem, notFound } from "../../http/problem.
 import type { Db } from "../../db/client.ts";
 import { apiTokens, revocations, tenants } from "../../db/schema.ts";
 import { read, type WriteScope } from "../../db/transactions.ts";
-import type { TenantRow } from "../../services/tenant-directory.ts";
+import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import type { Tenant, TenantSpec } from "./schemas.ts";
 
 /** Rows are immutable values (the directory caches them), so each is rendered once. */
-const rendered = new WeakMap<TenantRow, Tenant>();
-export function toTenant(row: TenantRow): Tenant {
+const rendered = new WeakMap<TenantDbRow, Tenant>();
+export function toTenant(row: TenantDbRow): Tenant {
   let tenant = rendered.get(row);
   if (!tenant) {
     tenant = renderTenant(row);
@@ -19,7 +19,7 @@ export function toTenant(row: TenantRow): Tenant {
   return tenant;
 }
 
-const renderTenant = (row: TenantRow): Tenant => ({
+const renderTenant = (row: TenantDbRow): Tenant => ({
   name: row.name,
   displayName: row.displayName,
   labels: row.labels,
@@ -30,7 +30,7 @@ const renderTenant = (row: TenantRow): Tenant => ({
   updatedAt: row.updatedAt.toISOString(),
 });
 
-async function lockTenant(w: WriteScope, name: string): Promise<TenantRow | undefined> {
+async function lockTenant(w: WriteScope, name: string): Promise<TenantDbRow | undefined> {
   const [row] = await w.tx.select().from(tenants).where(eq(tenants.name, name)).for("update");
   return row;
 }
@@ -42,11 +42,11 @@ export async function putTenant(
   spec: TenantSpec,
   defaultTrustDomain: string,
   preconditions: { ifMatch?: string; ifNoneMatch?: string; createOnly?: boolean },
-): Promise<{ row: TenantRow; intent: PutIntent }> {
+): Promise<{ row: TenantDbRow; intent: PutIntent }> {
   const existing = await lockTenant(w, name);
   if (existing && preconditions.createOnly) throw conflict(`tenant "${name}" already exists`);
   const intent = putIntent(existing ? etagOf(existing.revision) : null, preconditions.ifMatch, preconditions.ifNoneMatch);
-  let row: TenantRow | undefined;
+  let row: TenantDbRow | undefined;
   if (existing) {
     if (spec.trustDomain !== undefined && spec.trustDomain !== existing.trustDomain) {
       throw new HttpProblem(422, "the trust domain of a tenant cannot change", [
@@ -114,7 +114,7 @@ export async function deleteTenant(
   return tokens;
 }
 
-export async function listTenants(db: Db, limit: number, after: string | undefined): Promise<TenantRow[]> {
+export async function listTenants(db: Db, limit: number, after: string | undefined): Promise<TenantDbRow[]> {
   return read(db, null, (tx) =>
     tx
       .select()

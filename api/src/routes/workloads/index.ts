@@ -1,6 +1,19 @@
+import { etagOf } from "../../http/conventions.ts";
 import { resourceRoutes } from "../tenant-resource.ts";
 import { Workload, WorkloadSpec } from "./schemas.ts";
-import { toWorkload, workloadStore } from "./store.ts";
+import { workloadStore, type WorkloadDbRow } from "../../mesh/workloads.ts";
+
+/** The API representation of a stored row. */
+const toWorkload = (row: WorkloadDbRow): Workload => ({
+  name: row.name,
+  identity: row.identity,
+  node: row.node,
+  addresses: row.addresses,
+  interface: row.interface,
+  etag: etagOf(row.revision),
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+});
 
 /**
  * Workloads of a tenant: an identity's addresses on a node. Registered by a

@@ -1,31 +1,20 @@
 import { and, arrayContains, eq, inArray, ne, or } from "drizzle-orm";
 import { formatIPv4, parseIPv4 } from "@weft/codec";
-import type { Config } from "../../config.ts";
-import { services, workloads } from "../../db/schema.ts";
-import type { WriteScope } from "../../db/transactions.ts";
-import { etagOf, putIntent } from "../../http/conventions.ts";
-import { badRequest, fieldProblem } from "../../http/problem.ts";
-import { serviceRowOf, withPlatformRead, type DatapathService } from "../../services/datapath.ts";
-import type { TenantRow } from "../../services/tenant-directory.ts";
-import { meshRows, namedIn, requireIdentities } from "../mesh-store.ts";
-import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
-import type { Service, ServiceSpec } from "./schemas.ts";
-import { addressPlanOf, ipv4ToNumber, specialUse, vipRefusal } from "../../mesh/addresses.ts";
+import type { Config } from "../config.ts";
+import { services, workloads } from "../db/schema.ts";
+import type { WriteScope } from "../db/transactions.ts";
+import { etagOf, putIntent } from "../http/conventions.ts";
+import { badRequest, fieldProblem } from "../http/problem.ts";
+import { withPlatformRead } from "../db/platform-read.ts";
+import type { DatapathService } from "../follower/follow.ts";
+import { serviceRowOf } from "../follower/rows.ts";
+import type { TenantDbRow } from "../services/tenant-directory.ts";
+import { meshRows, namedIn, requireIdentities, writeMeshRow } from "./write.ts";
+import type { Preconditions, ResourceStore } from "./write.ts";
+import type { ServiceSpec } from "../routes/services/schemas.ts";
+import { addressPlanOf, ipv4ToNumber, specialUse, vipRefusal } from "./addresses.ts";
 
 export type ServiceDbRow = typeof services.$inferSelect;
-
-export const toService = (row: ServiceDbRow): Service => ({
-  name: row.name,
-  vip: row.vip,
-  vipAllocated: row.vipAllocated,
-  ports: row.ports as Service["ports"],
-  backends: row.backends as Service["backends"],
-  loadBalancing: row.loadBalancing,
-  topology: { preferSameZone: row.preferSameZone },
-  etag: etagOf(row.revision),
-  createdAt: row.createdAt.toISOString(),
-  updatedAt: row.updatedAt.toISOString(),
-});
 
 const rows = meshRows(services, "service");
 const { byName } = rows;
@@ -110,42 +99,46 @@ async function allocateVip(w: WriteScope, cidr: string, tenantId: number, name: 
 }
 
 function makePut(cidr: string) {
-  return async (w: WriteScope, dp: DatapathService, tenant: TenantRow, name: string, spec: ServiceSpec, pre: Preconditions) => {
+  return async (w: WriteScope, dp: DatapathService, tenant: TenantDbRow, name: string, spec: ServiceSpec, pre: Preconditions) => {
     checkShape(spec);
     requireUnicastBackends(spec);
-    await dp.catchUp(w);
-    const existing = await rows.lock(w, tenant.id, name);
-    const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
-    await requireIdentities(w, tenant.id, "selector" in spec.backends ? namedIn("body.backends.selector", spec.backends.selector) : []);
-    await requireWorkloads(w, tenant.id, spec);
-    // A replace that names no VIP keeps the one the service has: clients are using it.
-    const vip = await withPlatformRead(w.tx, async () => {
-      if (spec.vip !== undefined) {
-        // Before the uniqueness check: 8.8.8.8 is refused for what it is, not for who holds it.
-        const refusal = vipRefusal(spec.vip, cidr);
-        if (refusal) throw fieldProblem(422, `VIP ${spec.vip} ${refusal}`, "body.vip", refusal);
-        if (await addressTaken(w, spec.vip, tenant.id, name)) {
-          throw fieldProblem(409, `VIP ${spec.vip} is already in use`, "body.vip", "is the VIP of another service or a workload address");
-        }
-        return { vip: spec.vip, vipAllocated: false };
-      }
-      if (existing) return { vip: existing.vip, vipAllocated: existing.vipAllocated };
-      return { vip: await allocateVip(w, cidr, tenant.id, name), vipAllocated: true };
+    return writeMeshRow(w, dp, {
+      kind: "service",
+      tenantId: tenant.id,
+      name,
+      lock: () => rows.lock(w, tenant.id, name),
+      apply: async (existing) => {
+        const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
+        await requireIdentities(w, tenant.id, "selector" in spec.backends ? namedIn("body.backends.selector", spec.backends.selector) : []);
+        await requireWorkloads(w, tenant.id, spec);
+        // A replace that names no VIP keeps the one the service has: clients are using it.
+        const vip = await withPlatformRead(w.tx, async () => {
+          if (spec.vip !== undefined) {
+            // Before the uniqueness check: 8.8.8.8 is refused for what it is, not for who holds it.
+            const refusal = vipRefusal(spec.vip, cidr);
+            if (refusal) throw fieldProblem(422, `VIP ${spec.vip} ${refusal}`, "body.vip", refusal);
+            if (await addressTaken(w, spec.vip, tenant.id, name)) {
+              throw fieldProblem(409, `VIP ${spec.vip} is already in use`, "body.vip", "is the VIP of another service or a workload address");
+            }
+            return { vip: spec.vip, vipAllocated: false };
+          }
+          if (existing) return { vip: existing.vip, vipAllocated: existing.vipAllocated };
+          return { vip: await allocateVip(w, cidr, tenant.id, name), vipAllocated: true };
+        });
+        const values = {
+          ...vip,
+          ports: spec.ports,
+          backends: spec.backends,
+          loadBalancing: spec.loadBalancing ?? ("random" as const),
+          preferSameZone: spec.topology?.preferSameZone ?? false,
+          revision: w.revision,
+        };
+        const [row] = existing
+          ? await w.tx.update(services).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
+          : await w.tx.insert(services).values({ tenantId: tenant.id, name, ...values }).returning();
+        return { change: { kind: "service", op: "put", row: serviceRowOf(row!) }, op: "upsert", action: `service.${intent}`, result: { row: row!, intent } };
+      },
     });
-    const values = {
-      ...vip,
-      ports: spec.ports,
-      backends: spec.backends,
-      loadBalancing: spec.loadBalancing ?? ("random" as const),
-      preferSameZone: spec.topology?.preferSameZone ?? false,
-      revision: w.revision,
-    };
-    const [row] = existing
-      ? await w.tx.update(services).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
-      : await w.tx.insert(services).values({ tenantId: tenant.id, name, ...values }).returning();
-    await dp.admitWrite(w, [{ kind: "service", op: "put", row: serviceRowOf(row!) }]);
-    await w.record({ tenantId: tenant.id, kind: "service", name, op: "upsert" }, `service.${intent}`);
-    return { row: row!, intent };
   };
 }
 

@@ -6,13 +6,13 @@ import { randomBytes } from "node:crypto";
 import { and, eq, gt, notInArray, sql } from "drizzle-orm";
 import type { FastifyRequest } from "fastify";
 import { actorOf } from "../auth/principal.ts";
-import type { AuthoritySlot } from "../ca/authority.ts";
-import type { CaState, CaStore, Caller, IssuanceRecord } from "../ca/service.ts";
+import type { AuthoritySlot } from "./authority.ts";
+import type { CaState, CaStore, Caller, IssuanceRecord } from "./service.ts";
 import type { Db } from "../db/client.ts";
 import { APP_ROLE, TENANT_SETTING, caAuthorities, caSlots } from "../db/schema.ts";
 import { read, write, type WriteScope } from "../db/transactions.ts";
-import type { ChangeFeed } from "./change-feed.ts";
-import { FeedCache } from "./feed-cache.ts";
+import type { ChangeFeed } from "../services/change-feed.ts";
+import { FeedCache } from "../services/feed-cache.ts";
 
 /**
  * The caller of a CA operation made on behalf of a request, for the audit

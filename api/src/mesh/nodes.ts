@@ -1,16 +1,16 @@
 import { randomUUID } from "node:crypto";
 import { and, asc, eq, gt, isNotNull, isNull, sql } from "drizzle-orm";
-import { NODE_KIND, PLATFORM_TENANT_ID, secretHash } from "../../auth/node-credentials.ts";
-import type { NodeWorkloadLookup } from "../../ca/authz.ts";
-import type { Db } from "../../db/client.ts";
-import { identities, joinTokens, nodes, tenants, workloads } from "../../db/schema.ts";
-import { read, write, type WriteScope } from "../../db/transactions.ts";
-import { conflict, fieldProblem, HttpProblem, notFound, unauthorized } from "../../http/problem.ts";
-import { firstFreeBlock, type AddressPlan } from "../../mesh/addresses.ts";
-import { withPlatformRead } from "../../services/datapath.ts";
-import type { Node, NodeStatusReport, NodeWorkload, Registration } from "./schemas.ts";
+import { NODE_KIND, PLATFORM_TENANT_ID, secretHash } from "../auth/node-credentials.ts";
+import type { NodeWorkloadLookup } from "../ca/authz.ts";
+import type { Db } from "../db/client.ts";
+import { identities, joinTokens, nodes, tenants, workloads } from "../db/schema.ts";
+import { read, write, type WriteScope } from "../db/transactions.ts";
+import { conflict, fieldProblem, HttpProblem, notFound, unauthorized } from "../http/problem.ts";
+import { firstFreeBlock, type AddressPlan } from "./addresses.ts";
+import { withPlatformRead } from "../db/platform-read.ts";
+import type { Node, NodeStatusReport, NodeWorkload, Registration } from "../routes/nodes/schemas.ts";
 
-export type NodeRow = typeof nodes.$inferSelect;
+export type NodeDbRow = typeof nodes.$inferSelect;
 
 /** What the compiler wants on a node now, or null when it cannot say. */
 export type DesiredOf = (node: string) => Promise<{ revision: number; hash: string } | null>;
@@ -20,7 +20,7 @@ interface StoredStatus {
   errors: string[];
 }
 
-export function toNode(row: NodeRow, desired: { revision: number; hash: string } | null): Node {
+export function toNode(row: NodeDbRow, desired: { revision: number; hash: string } | null): Node {
   const status = (row.status ?? { counters: {}, errors: [] }) as StoredStatus;
   const applied =
     row.appliedRevision !== null && row.appliedHash !== null && row.statusAt !== null
@@ -79,7 +79,7 @@ export async function createJoinToken(w: WriteScope, token: string, ttlSeconds: 
  * them. A request that sends other labels, or a name or zone other than one
  * the token fixes, is refused with 403 and rolls back (the token is not spent).
  */
-export async function registerNode(w: WriteScope, body: Registration, credential: string, plan: AddressPlan): Promise<NodeRow> {
+export async function registerNode(w: WriteScope, body: Registration, credential: string, plan: AddressPlan): Promise<NodeDbRow> {
   const [spent] = await w.tx
     .update(joinTokens)
     .set({ usedAt: sql`now()`, usedBy: body.name })
@@ -226,13 +226,13 @@ export async function deleteNode(w: WriteScope, name: string): Promise<void> {
   await w.record({ tenantId: PLATFORM_TENANT_ID, kind: NODE_KIND, name, op: "delete" }, "node.delete");
 }
 
-export async function getNode(db: Db, name: string): Promise<NodeRow> {
+export async function getNode(db: Db, name: string): Promise<NodeDbRow> {
   const [row] = await read(db, null, (tx) => tx.select().from(nodes).where(eq(nodes.name, name)));
   if (!row) throw notFound(`node "${name}"`);
   return row;
 }
 
-export async function listNodes(db: Db, limit: number, after: string | undefined): Promise<NodeRow[]> {
+export async function listNodes(db: Db, limit: number, after: string | undefined): Promise<NodeDbRow[]> {
   return read(db, null, (tx) =>
     tx
       .select()
@@ -250,7 +250,7 @@ export async function listNodes(db: Db, limit: number, after: string | undefined
  * would wake every watcher for nothing). converged_since is kept across
  * reports of the same content and restarts when the content changes.
  */
-export async function reportStatus(db: Db, name: string, report: NodeStatusReport, desiredHash: string | null): Promise<NodeRow> {
+export async function reportStatus(db: Db, name: string, report: NodeStatusReport, desiredHash: string | null): Promise<NodeDbRow> {
   const matches = desiredHash !== null && report.hash === desiredHash;
   const [row] = await read(db, null, (tx) =>
     tx

@@ -1,10 +1,10 @@
 // A quick throughput probe for bench/svid: certificate building alone
 // (template + sign) against Node's raw P-256 sign and verify on the same
-// machine, in one run. Run: npx tsx api/src/ca/throughput.ts
+// machine, in one run. Run: npx tsx bench/svid/throughput.ts
 import { createPublicKey, sign, verify } from "node:crypto";
 import { ecJwk } from "@weft/pki/x509";
-import { generateP256 } from "./keys.ts";
-import { createCaCertificate, createLeafTemplate, issueLeaf } from "./x509.ts";
+import { generateP256 } from "../../api/src/ca/keys.ts";
+import { createCaCertificate, createLeafTemplate, issueLeaf } from "../../api/src/ca/x509.ts";
 
 export function wallRate(n: number, fn: () => void): number {
   const t0 = performance.now();

@@ -3,7 +3,7 @@
 // live in the CA library; this only decides how often to ask. Every replica
 // may run it: the store's compare-and-swap makes concurrent runs harmless.
 import type { FastifyBaseLogger } from "fastify";
-import { systemCaller, type CaService } from "../ca/service.ts";
+import { systemCaller, type CaService } from "./service.ts";
 import type { Db } from "../db/client.ts";
 import { tenants } from "../db/schema.ts";
 import { read } from "../db/transactions.ts";

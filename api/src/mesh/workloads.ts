@@ -1,30 +1,21 @@
 import { and, arrayOverlaps, eq, inArray, ne, or } from "drizzle-orm";
-import { nodeMayRegister, nodeSelectorMatches } from "../../ca/authz.ts";
-import { identities, nodes, services, workloads } from "../../db/schema.ts";
-import type { WriteScope } from "../../db/transactions.ts";
-import { etagOf, putIntent } from "../../http/conventions.ts";
-import { fieldProblem, forbidden, notFound } from "../../http/problem.ts";
-import { withPlatformRead, workloadRowOf, type DatapathService } from "../../services/datapath.ts";
-import type { TenantRow } from "../../services/tenant-directory.ts";
-import { meshRows, requireIdentities } from "../mesh-store.ts";
-import type { Preconditions, ResourceStore } from "../tenant-resource.ts";
-import type { Workload, WorkloadSpec } from "./schemas.ts";
-import type { Config } from "../../config.ts";
-import { addressPlanOf, workloadAddressRefusal, type AddressPlan } from "../../mesh/addresses.ts";
-import { podCidrOf } from "../nodes/store.ts";
+import { nodeMayRegister, nodeSelectorMatches } from "../ca/authz.ts";
+import { identities, nodes, services, workloads } from "../db/schema.ts";
+import type { WriteScope } from "../db/transactions.ts";
+import { etagOf, putIntent } from "../http/conventions.ts";
+import { fieldProblem, forbidden, notFound } from "../http/problem.ts";
+import { withPlatformRead } from "../db/platform-read.ts";
+import type { DatapathService } from "../follower/follow.ts";
+import { workloadRowOf } from "../follower/rows.ts";
+import type { TenantDbRow } from "../services/tenant-directory.ts";
+import { meshRows, requireIdentities, writeMeshRow } from "./write.ts";
+import type { Preconditions, ResourceStore } from "./write.ts";
+import type { WorkloadSpec } from "../routes/workloads/schemas.ts";
+import type { Config } from "../config.ts";
+import { addressPlanOf, workloadAddressRefusal, type AddressPlan } from "./addresses.ts";
+import { podCidrOf } from "./nodes.ts";
 
 export type WorkloadDbRow = typeof workloads.$inferSelect;
-
-export const toWorkload = (row: WorkloadDbRow): Workload => ({
-  name: row.name,
-  identity: row.identity,
-  node: row.node,
-  addresses: row.addresses,
-  interface: row.interface,
-  etag: etagOf(row.revision),
-  createdAt: row.createdAt.toISOString(),
-  updatedAt: row.updatedAt.toISOString(),
-});
 
 const rows = meshRows(workloads, "workload");
 const { byName } = rows;
@@ -67,29 +58,38 @@ async function requireFreeAddresses(
 async function putWorkload(
   w: WriteScope,
   dp: DatapathService,
-  tenant: TenantRow,
+  tenant: TenantDbRow,
   name: string,
   spec: WorkloadSpec,
   pre: Preconditions,
   plan: AddressPlan,
 ) {
-  await dp.catchUp(w);
-  const existing = await rows.lock(w, tenant.id, name);
-  if (pre.node !== undefined) await requireOwnNode(w, tenant.id, pre.node, spec, existing);
-  const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
-  await requireIdentities(w, tenant.id, [{ field: "body.identity", identity: spec.identity }]);
-  // Nodes exist once registered (routes/nodes); a workload on no node would never be enforced.
-  const [node] = await w.tx.select({ name: nodes.name, labels: nodes.labels }).from(nodes).where(eq(nodes.name, spec.node));
-  if (!node) throw fieldProblem(422, `node "${spec.node}" is not registered`, "body.node", `no node "${spec.node}" is registered`);
-  await requireSelectedNode(w, tenant.id, spec, node.labels);
-  await requireFreeAddresses(w, tenant.id, name, spec.addresses, spec.node, plan);
-  const values = { identity: spec.identity, node: spec.node, addresses: spec.addresses, interface: spec.interface ?? null, revision: w.revision };
-  const [row] = existing
-    ? await w.tx.update(workloads).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
-    : await w.tx.insert(workloads).values({ tenantId: tenant.id, name, ...values }).returning();
-  await dp.admitWrite(w, [{ kind: "workload", op: "put", row: workloadRowOf(row!) }]);
-  await w.record({ tenantId: tenant.id, kind: "workload", name, op: "upsert" }, `workload.${intent}`);
-  return { row: row!, intent };
+  return writeMeshRow(w, dp, {
+    kind: "workload",
+    tenantId: tenant.id,
+    name,
+    lock: () => rows.lock(w, tenant.id, name),
+    apply: async (existing) => {
+      if (pre.node !== undefined) await requireOwnNode(w, tenant.id, pre.node, spec, existing);
+      const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
+      await requireIdentities(w, tenant.id, [{ field: "body.identity", identity: spec.identity }]);
+      // Nodes exist once registered (routes/nodes); a workload on no node would never be enforced.
+      const [node] = await w.tx.select({ name: nodes.name, labels: nodes.labels }).from(nodes).where(eq(nodes.name, spec.node));
+      if (!node) throw fieldProblem(422, `node "${spec.node}" is not registered`, "body.node", `no node "${spec.node}" is registered`);
+      await requireSelectedNode(w, tenant.id, spec, node.labels);
+      await requireFreeAddresses(w, tenant.id, name, spec.addresses, spec.node, plan);
+      const values = { identity: spec.identity, node: spec.node, addresses: spec.addresses, interface: spec.interface ?? null, revision: w.revision };
+      const [row] = existing
+        ? await w.tx.update(workloads).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
+        : await w.tx.insert(workloads).values({ tenantId: tenant.id, name, ...values }).returning();
+      return {
+        change: { kind: "workload", op: "put", row: workloadRowOf(row!) },
+        op: "upsert",
+        action: `workload.${intent}`,
+        result: { row: row!, intent },
+      };
+    },
+  });
 }
 
 /**

@@ -1,9 +1,8 @@
-/** The datapath compiler's public surface, for the REST layer and the agent. */
+/** The compiler's public surface (pure: rows in, map entries out; never imports db/ or http/), for the REST layer and the agent. */
 export type * from "./types.ts";
 export { DATAPATH_MAPS } from "./types.ts";
 export { compileNode, createCompiler, flatten, type Change, type Compiler } from "./compile.ts";
 export { applyDelta, deltaSize, diff, keyString, PartDiffs } from "./diff.ts";
 export { capacities, checkCapacity, type Capacities, type CapacityProblem } from "./capacity.ts";
-export { createEvaluator, type Decision, type FlowQuery, type PolicyMaps } from "./evaluate.ts";
 export { assignIds, missingIds, type MissingIds } from "./allocate.ts";
 export { backendKey, CompileError, decodeRuleId, ruleIdOf, tableIdOf } from "./ids.ts";

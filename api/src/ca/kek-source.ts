@@ -10,7 +10,7 @@
 // one-command start against a local Postgres.
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
-import { Kek, KEK_BYTES, loadKek } from "../ca/kek.ts";
+import { Kek, KEK_BYTES, loadKek } from "./kek.ts";
 import type { Config } from "../config.ts";
 
 export interface KekChoice {

@@ -1,11 +1,12 @@
 /**
  * The tc program's decision (bpf/weft_policy.bpf.c) replayed over map
  * entries, row for row: for property tests on codec-decoded entries and for
- * an agent explaining a drop. Branch tags match the C file.
+ * an agent explaining a drop. Branch tags match the C file. Test-only: it is
+ * no part of the compiler, whose output it checks.
  */
 import { constants, parseIPv4, verdictOf, type Direction, type Entry, type Reason, type Verdict } from "@weft/codec";
-import { keyString } from "./diff.ts";
-import { maskOf, parsePrefix } from "./select.ts";
+import { keyString } from "../../api/src/compiler/diff.ts";
+import { maskOf, parsePrefix } from "../../api/src/compiler/select.ts";
 
 export interface PolicyMaps {
   ipcache: readonly Entry<"ipcache">[];

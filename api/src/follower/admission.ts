@@ -1,0 +1,171 @@
+/**
+ * Write admission: a write calls catchUp inside its own transaction (it holds
+ * the global revision lock, so everything before it has committed and nothing
+ * else can commit), then admitWrite with the row changes it made. The changes
+ * are applied to the live compiler, the touched nodes compiled and counted,
+ * and the changes reverted, all synchronously, so no reader ever sees a
+ * state that was not committed.
+ *
+ * A refusal is answered as a value; the route layer turns it into a 422
+ * (mesh/write.ts, admissionProblem).
+ */
+import { backendIds as backendIdsTable, cidrIdentities as cidrIdentitiesTable } from "../db/schema.ts";
+import type { WriteScope } from "../db/transactions.ts";
+import {
+  checkCapacity,
+  CompileError,
+  missingIds,
+  type Capacities,
+  type CapacityProblem,
+  type Change,
+  type Compiler,
+  type IdentityRow,
+  type PolicyRow,
+  type ServiceRow,
+  type Snapshot,
+  type WorkloadRow,
+} from "../compiler/index.ts";
+import { ROW_KINDS, type RowKind, type Rows } from "./rows.ts";
+
+/** Why a write was refused: maps that would overflow (each map and node, needed vs available), or rows the compiler cannot hold. */
+export type AdmissionRefusal = { kind: "capacity"; refusals: CapacityProblem[] } | { kind: "compile"; message: string };
+
+/**
+ * Tries `changes` on the live compiler, compiles the nodes they touch,
+ * and reverts. A refusal is a map that overflows and grew: a node already
+ * over a lowered capacity can still shrink. A failed revert is handed to
+ * `onRevertFailed` (the follower then reloads everything).
+ */
+export function tryChanges(
+  compiler: Compiler,
+  rows: Rows,
+  limits: Capacities,
+  changes: Change[],
+  onRevertFailed: (err: unknown) => void,
+): CapacityProblem[] {
+  const tenantIds = new Set<number>();
+  const nodes = new Set<string>();
+  for (const c of changes) {
+    if (c.kind === "tenant") tenantIds.add(c.op === "put" ? c.row.id : c.id);
+    else if (c.kind === "node") nodes.add(c.op === "put" ? c.row.name : c.name);
+    else if (c.kind !== "backendId" && c.kind !== "cidrIdentity") tenantIds.add(c.op === "put" ? c.row.tenantId : c.tenantId);
+    // A workload moving to a node where its tenant had nothing yet: that node's "before" is counted too.
+    if (c.kind === "workload" && c.op === "put") nodes.add(c.row.node);
+  }
+  const touched = (): void => {
+    for (const t of tenantIds) for (const n of rows.nodesOf(t)) nodes.add(n);
+  };
+  const countsOf = () => new Map([...nodes].filter((n) => rows.nodes.has(n)).map((n) => [n, compiler.countNode(n)] as const));
+  touched();
+  const before = countsOf();
+  const undo: Change[] = [];
+  try {
+    for (const c of changes) {
+      const inverse = rows.inverse(c);
+      compiler.apply(c);
+      rows.apply(c);
+      undo.push(inverse);
+    }
+    touched();
+    const after = countsOf();
+    return checkCapacity(after, limits).filter((p) => p.needed > (before.get(p.node)?.[p.map] ?? 0));
+  } finally {
+    try {
+      for (const c of undo.reverse()) {
+        compiler.apply(c);
+        rows.apply(c);
+      }
+    } catch (err) {
+      onRevertFailed(err);
+    }
+  }
+}
+
+/**
+ * Admission for a write, inside its transaction after it changed its rows:
+ * allocates the backend and CIDR ids the changed rows need (in the same
+ * transaction, so a refused or dry-run write keeps none), then refuses if
+ * any touched node's map would overflow. Compile errors (limits of the id
+ * schemes, too many backends) are refusals too. `trial` is tryChanges on the
+ * live compiler.
+ */
+export async function admitWrite(
+  w: WriteScope,
+  rows: Rows,
+  changes: Change[],
+  trial: (changes: Change[]) => CapacityProblem[],
+): Promise<AdmissionRefusal | null> {
+  const tenantIds = changes.flatMap((c) =>
+    c.kind === "tenant" ? [c.op === "put" ? c.row.id : c.id] : "tenantId" in c ? [c.tenantId] : "row" in c && "tenantId" in c.row ? [c.row.tenantId] : [],
+  );
+  const merged = mergeInto(rows.snapshotOf(tenantIds), changes);
+  let missing;
+  try {
+    missing = missingIds(merged);
+  } catch (err) {
+    return compileRefusal(err);
+  }
+  const idChanges: Change[] = [];
+  if (missing.backends.length > 0) {
+    const inserted = await w.tx
+      .insert(backendIdsTable)
+      .values(missing.backends.map((endpoint) => ({ endpoint })))
+      .onConflictDoNothing()
+      .returning();
+    for (const r of inserted) idChanges.push({ kind: "backendId", key: r.endpoint, id: r.id });
+  }
+  if (missing.cidrs.length > 0) {
+    const inserted = await w.tx
+      .insert(cidrIdentitiesTable)
+      .values(missing.cidrs.map((cidr) => ({ cidr })))
+      .onConflictDoNothing()
+      .returning();
+    for (const r of inserted) idChanges.push({ kind: "cidrIdentity", prefix: r.cidr, id: r.numericId });
+  }
+  let refusals: CapacityProblem[];
+  try {
+    refusals = trial([...idChanges, ...changes]);
+  } catch (err) {
+    return compileRefusal(err);
+  }
+  return refusals.length > 0 ? { kind: "capacity", refusals } : null;
+}
+
+/** A compile error is a refusal; anything else is a fault and is thrown on. */
+function compileRefusal(err: unknown): AdmissionRefusal {
+  if (err instanceof CompileError) return { kind: "compile", message: err.message };
+  throw err;
+}
+
+/** The per-tenant snapshot with the write's row changes applied. */
+function mergeInto(s: Snapshot, changes: Change[]): Snapshot {
+  const lists = {
+    identity: [...s.identities],
+    workload: [...s.workloads],
+    service: [...s.services],
+    policy: [...s.policies],
+  } as Record<RowKind, { tenantId: number; name: string }[]>;
+  let tenantRows = [...s.tenants];
+  for (const c of changes) {
+    if (c.kind === "tenant") {
+      const id = c.op === "put" ? c.row.id : c.id;
+      tenantRows = tenantRows.filter((t) => t.id !== id);
+      if (c.op === "put") tenantRows.push(c.row);
+      continue;
+    }
+    if (!(ROW_KINDS as readonly string[]).includes(c.kind)) continue;
+    const rc = c as Extract<Change, { kind: RowKind }>;
+    const tenantId = rc.op === "put" ? rc.row.tenantId : rc.tenantId;
+    const name = rc.op === "put" ? rc.row.name : rc.name;
+    lists[rc.kind] = lists[rc.kind].filter((r) => r.tenantId !== tenantId || r.name !== name);
+    if (rc.op === "put") lists[rc.kind].push(rc.row);
+  }
+  return {
+    ...s,
+    tenants: tenantRows,
+    identities: lists.identity as IdentityRow[],
+    workloads: lists.workload as WorkloadRow[],
+    services: lists.service as ServiceRow[],
+    policies: lists.policy as PolicyRow[],
+  };
+}

@@ -1,0 +1,477 @@
+/**
+ * The change-log follower: one long-lived compiler per API process, fed from
+ * the change log; it serves each node's desired state, deltas and long polls
+ * (history.ts) and checks writes against node map capacities before they
+ * commit (admission.ts).
+ *
+ * Following the log: every change-feed event (own commits at once, other
+ * replicas' through NOTIFY) triggers a pull that reads the change log past the
+ * last applied revision and reloads the rows it names, in one repeatable-read
+ * transaction with platform reads on. A pull reads the newest rows, not the
+ * rows as of each revision, so several revisions collapse into one step; the
+ * history records that (`unsureFrom`) so `since` never answers a delta from a
+ * state it did not see. After a pull, only the tracked nodes its changes can
+ * reach are compiled again (nodesReached).
+ *
+ * Serving many pollers (bench/fanout: one write wakes 1,000 held polls): a
+ * request refreshes once and then reads from memory; a woken poll reads at
+ * once, since the pull that woke it is applied; a refresh that finds the
+ * revision unchanged costs one statement.
+ */
+import { and, asc, eq, gt, inArray, lt } from "drizzle-orm";
+import type { FastifyBaseLogger } from "fastify";
+import type { Db } from "../db/client.ts";
+import { platformRead, withPlatformRead } from "../db/platform-read.ts";
+import {
+  backendIds as backendIdsTable,
+  changeLog,
+  cidrIdentities as cidrIdentitiesTable,
+  identities,
+  nodes as nodesTable,
+  policies,
+  revisionCounter,
+  services,
+  tenants,
+  workloads,
+} from "../db/schema.ts";
+import type { Tx, WriteScope } from "../db/transactions.ts";
+import {
+  capacities,
+  CompileError,
+  createCompiler,
+  type Capacities,
+  type CapacityProblem,
+  type Change,
+  type Compiler,
+  type Snapshot,
+} from "../compiler/index.ts";
+import { NODE_KIND } from "../auth/node-credentials.ts";
+import type { ChangeFeed } from "../services/change-feed.ts";
+import { admitWrite, tryChanges, type AdmissionRefusal } from "./admission.ts";
+import { NodeHistory, type NodeDelta, type NodeState } from "./history.ts";
+import { identityRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, workloadRowOf } from "./rows.ts";
+
+export type { NodeDelta, NodeState } from "./history.ts";
+
+/**
+ * The interface the node routes use (routes/nodes, routes/datapath). The
+ * synchronous reads answer from memory, as of the last applied pull: a route
+ * calls refresh() once, then reads; a poll woken by waitForChange reads at
+ * once, since the pull that woke it is already applied.
+ */
+export interface DatapathReader {
+  /** Resolves once what was committed before the call is applied (one pull, shared by concurrent callers). */
+  refresh(): Promise<void>;
+  /** The node's newest applied state; null if the node is unknown. */
+  state(node: string): NodeState | null;
+  /** Delta from the node's state at `since` to its newest; "gone" if `since` is older than the retained history. */
+  delta(node: string, since: number): NodeDelta | "gone" | null;
+  /** refresh() then state(). */
+  current(node: string): Promise<NodeState | null>;
+  /** refresh() then delta(). */
+  since(node: string, since: number): Promise<NodeDelta | "gone" | null>;
+  /**
+   * Resolves true when something for this node changed after
+   * `afterRevision`, false on timeout or abort. Reads no database: call it
+   * after refresh() (or current/since).
+   */
+  waitForChange(node: string, afterRevision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
+  /** Capacity admission: refusals [{map, node, needed, available}] if the snapshot changed by `changes` were compiled. */
+  admit(changes: Change[]): Promise<CapacityProblem[]>;
+}
+
+/** What one pull read: the changes past the last revision, with their rows as they are now. */
+interface Pulled {
+  /** Every revision up to here is in it. */
+  head: number;
+  /** The lowest revision with a change in it (head + 1 when none). */
+  first: number;
+  changes: Change[];
+  full?: Snapshot;
+}
+
+/** The order a pull applies row deletes in: a row that names others before the rows it names, the tenant last. */
+const PULL_DELETE_ORDER: Record<string, number> = { policy: 0, service: 1, workload: 2, identity: 3, tenant: 4 };
+
+export class DatapathService implements DatapathReader {
+  private rows = new Rows();
+  /** Replaced by start()'s full load. */
+  private compiler: Compiler = createCompiler(this.rows.snapshotOf([]));
+  private revision = 0;
+  private maxBackendId = 0;
+  private maxCidrId = 0;
+  private readonly history: NodeHistory;
+  private running = false;
+  private pending: (() => void)[] = [];
+  private reloadNeeded = false;
+  private stopped = false;
+  private unsubscribe: (() => void) | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  readonly limits: Capacities;
+
+  constructor(
+    private readonly db: Db,
+    private readonly feed: ChangeFeed,
+    private readonly log: FastifyBaseLogger,
+    opts: { capacity?: Partial<Capacities> | undefined; history?: number | undefined } = {},
+  ) {
+    this.limits = capacities(opts.capacity ?? {});
+    this.history = new NodeHistory(
+      {
+        appliedRevision: () => this.revision,
+        hasNode: (node) => this.rows.nodes.has(node),
+        compileNode: (node) => this.compiler.compileNode(node),
+      },
+      log,
+      opts.history ?? 64,
+    );
+  }
+
+  async start(): Promise<void> {
+    this.applyPulled(await platformRead(this.db, (tx) => this.pullAll(tx)));
+    this.unsubscribe = this.feed.subscribe((event) => {
+      if (event.revision > this.revision) void this.refresh();
+    });
+    // Held long polls depend on NOTIFY; should the LISTEN connection drop a
+    // notification, this bounds how late they learn of a change.
+    this.poller = setInterval(() => {
+      if (this.history.waiting) void this.refresh();
+    }, 5000);
+    this.poller.unref();
+  }
+
+  /** Ends every held long poll (answering "unchanged") and stops following the feed. */
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.poller);
+    this.unsubscribe?.();
+    this.history.stop();
+  }
+
+  /** The newest revision this replica has applied. */
+  get appliedRevision(): number {
+    return this.revision;
+  }
+
+  // ---- following the log ------------------------------------------------
+
+  /**
+   * Resolves once a pull that started after the call has been applied: what
+   * was committed before the call is then visible. Callers waiting together
+   * share one pull; a steady stream of other replicas' writes never keeps a
+   * caller waiting for more than the pull after its own call.
+   */
+  refresh(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.pending.push(resolve);
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.running) return;
+    this.running = true;
+    void (async () => {
+      while (this.pending.length > 0 && !this.stopped) {
+        const batch = this.pending;
+        this.pending = [];
+        try {
+          // A change that does not apply asks for a full reload: one more round, at once.
+          for (let round = 0; round < 2; round++) {
+            const full = this.reloadNeeded;
+            // Most refreshes (every request calls one) find nothing new: one statement says so.
+            if (!full && (await this.headRevision()) <= this.revision) break;
+            const pulled = await platformRead(this.db, (tx) => (full ? this.pullAll(tx) : this.pull(tx)));
+            if (this.applyPulled(pulled)) break;
+          }
+        } catch (err) {
+          // The next event or request retries; a long poll meanwhile waits on.
+          this.log.error({ err }, "datapath: following the change log failed");
+        }
+        for (const resolve of batch) resolve();
+      }
+      this.running = false;
+      for (const resolve of this.pending.splice(0)) resolve();
+    })();
+  }
+
+  /**
+   * Brings the compiler up to the revision before `w`'s, from inside `w`'s
+   * transaction. Call it before the write changes any row: the pull must
+   * read only committed state.
+   */
+  async catchUp(w: WriteScope): Promise<void> {
+    // A change that does not apply asks for a full reload: at most one more round.
+    for (let round = 0; round < 2; round++) {
+      const pulled = await withPlatformRead(w.tx, () => (this.reloadNeeded ? this.pullAll(w.tx) : this.pull(w.tx, w.revision)));
+      // The counter read inside the write is the write's own, uncommitted revision.
+      if (pulled.full) pulled.head = Math.min(pulled.head, w.revision - 1);
+      if (this.applyPulled(pulled)) return;
+    }
+    throw new Error("datapath: cannot follow the change log (see the log)");
+  }
+
+  /** The newest committed revision. */
+  private async headRevision(): Promise<number> {
+    const [counter] = await this.db.select({ revision: revisionCounter.revision }).from(revisionCounter);
+    return counter?.revision ?? 0;
+  }
+
+  private async pullAll(tx: Tx): Promise<Pulled> {
+    const [counter] = await tx.select({ revision: revisionCounter.revision }).from(revisionCounter);
+    // One after another: a transaction is one connection, and pg refuses overlapping queries on it.
+    const ts = await tx.select().from(tenants);
+    const ids = await tx.select().from(identities);
+    const ws = await tx.select().from(workloads);
+    const ss = await tx.select().from(services);
+    const ps = await tx.select().from(policies);
+    const ns = await tx.select({ name: nodesTable.name, zone: nodesTable.zone }).from(nodesTable);
+    const bs = await tx.select().from(backendIdsTable);
+    const cs = await tx.select().from(cidrIdentitiesTable);
+    const head = counter?.revision ?? 0;
+    return {
+      head,
+      first: head + 1,
+      changes: [],
+      full: {
+        tenants: ts.map(tenantRowOf),
+        identities: ids.map(identityRowOf),
+        workloads: ws.map(workloadRowOf),
+        services: ss.map(serviceRowOf),
+        policies: ps.map(policyRowOf),
+        nodes: ns,
+        backendIds: new Map(bs.map((b) => [b.endpoint, b.id])),
+        cidrIdentities: new Map(cs.map((c) => [c.cidr, c.numericId])),
+      },
+    };
+  }
+
+  /** The changes past this.revision (below `before` when given), with the rows they name as they are now. */
+  private async pull(tx: Tx, before?: number): Promise<Pulled> {
+    const from = this.revision;
+    let head: number;
+    if (before === undefined) {
+      const [counter] = await tx.select({ revision: revisionCounter.revision }).from(revisionCounter);
+      head = counter?.revision ?? 0;
+    } else head = before - 1;
+    const logged = await tx
+      .select({ revision: changeLog.revision, tenantId: changeLog.tenantId, kind: changeLog.kind, name: changeLog.name })
+      .from(changeLog)
+      .where(and(gt(changeLog.revision, from), lt(changeLog.revision, head + 1)))
+      .orderBy(asc(changeLog.revision), asc(changeLog.id));
+    // The last change of each resource decides the order its current row is applied in.
+    const latest = new Map<string, { revision: number; tenantId: number; kind: string; name: string }>();
+    for (const e of logged) {
+      if (e.kind !== "tenant" && !(ROW_KINDS as readonly string[]).includes(e.kind)) continue;
+      const key = `${e.kind}/${e.tenantId}/${e.name}`;
+      latest.delete(key);
+      latest.set(key, e);
+    }
+    const puts: Change[] = [];
+    const deletes: { order: number; change: Change }[] = [];
+    for (const e of latest.values()) {
+      const change = await this.reload(tx, e.kind, e.tenantId, e.name);
+      if (change.op === "put") puts.push(change);
+      else deletes.push({ order: PULL_DELETE_ORDER[e.kind] ?? 9, change });
+    }
+    // Only what the log names is read again: a pull per request must not cost a scan of 1,000 nodes.
+    // Nodes are logged by name; ids are allocated only by writes that log the rows needing them.
+    const nodeNames = new Set(logged.filter((e) => e.kind === NODE_KIND).map((e) => e.name));
+    const ns =
+      nodeNames.size === 0
+        ? []
+        : await tx.select({ name: nodesTable.name, zone: nodesTable.zone }).from(nodesTable).where(inArray(nodesTable.name, [...nodeNames]));
+    const rowsChanged = latest.size > 0;
+    const bs = rowsChanged ? await tx.select().from(backendIdsTable).where(gt(backendIdsTable.id, this.maxBackendId)) : [];
+    const cs = rowsChanged ? await tx.select().from(cidrIdentitiesTable).where(gt(cidrIdentitiesTable.numericId, this.maxCidrId)) : [];
+    const changes: Change[] = [];
+    // Ids first (rows need them), node changes, then deletes (they free addresses and VIPs), then puts in log order.
+    for (const b of bs) changes.push({ kind: "backendId", key: b.endpoint, id: b.id });
+    for (const c of cs) changes.push({ kind: "cidrIdentity", prefix: c.cidr, id: c.numericId });
+    const found = new Set(ns.map((n) => n.name));
+    for (const n of ns) {
+      const had = this.rows.nodes.get(n.name);
+      if (!had || had.zone !== n.zone) changes.push({ kind: "node", op: "put", row: n });
+    }
+    for (const name of nodeNames) if (!found.has(name) && this.rows.nodes.has(name)) changes.push({ kind: "node", op: "delete", name });
+    changes.push(...deletes.sort((a, b) => a.order - b.order).map((d) => d.change), ...puts);
+    return { head, first: logged[0]?.revision ?? head + 1, changes };
+  }
+
+  private async reload(tx: Tx, kind: string, tenantId: number, name: string): Promise<Exclude<Change, { kind: "backendId" | "cidrIdentity" }>> {
+    switch (kind) {
+      case "tenant": {
+        const [r] = await tx.select().from(tenants).where(eq(tenants.id, tenantId));
+        return r ? { kind: "tenant", op: "put", row: tenantRowOf(r) } : { kind: "tenant", op: "delete", id: tenantId };
+      }
+      case "identity": {
+        const [r] = await tx.select().from(identities).where(and(eq(identities.tenantId, tenantId), eq(identities.name, name)));
+        return r ? { kind, op: "put", row: identityRowOf(r) } : { kind, op: "delete", tenantId, name };
+      }
+      case "workload": {
+        const [r] = await tx.select().from(workloads).where(and(eq(workloads.tenantId, tenantId), eq(workloads.name, name)));
+        return r ? { kind, op: "put", row: workloadRowOf(r) } : { kind, op: "delete", tenantId, name };
+      }
+      case "service": {
+        const [r] = await tx.select().from(services).where(and(eq(services.tenantId, tenantId), eq(services.name, name)));
+        return r ? { kind, op: "put", row: serviceRowOf(r) } : { kind, op: "delete", tenantId, name };
+      }
+      default: {
+        const [r] = await tx.select().from(policies).where(and(eq(policies.tenantId, tenantId), eq(policies.name, name)));
+        return r ? { kind: "policy", op: "put", row: policyRowOf(r) } : { kind: "policy", op: "delete", tenantId, name };
+      }
+    }
+  }
+
+  /** Synchronous: no request ever sees a half-applied pull. A pull older than what is applied is dropped. */
+  private applyPulled(p: Pulled): boolean {
+    if (p.head < this.revision || (p.head === this.revision && !p.full)) return true;
+    let first = p.first;
+    /** The nodes to compile again; null: every tracked node. */
+    let nodes: Set<string> | null = null;
+    if (p.full) {
+      const f = p.full;
+      this.compiler = createCompiler({ ...f, identities: [], workloads: [], services: [], policies: [] });
+      this.rows = new Rows();
+      for (const row of f.tenants) this.rows.apply({ kind: "tenant", op: "put", row });
+      for (const row of f.nodes) this.rows.apply({ kind: "node", op: "put", row });
+      for (const [key, id] of f.backendIds) this.rows.apply({ kind: "backendId", key, id });
+      for (const [prefix, id] of f.cidrIdentities) this.rows.apply({ kind: "cidrIdentity", prefix, id });
+      // Row by row: rows written past the API's checks (by hand, or before them) must not keep the API
+      // from starting; the compiler refuses them, the log names them, the rest is served.
+      const lists = { identity: f.identities, workload: f.workloads, service: f.services, policy: f.policies };
+      for (const kind of ROW_KINDS) {
+        for (const row of lists[kind]) {
+          const change = { kind, op: "put", row } as Change;
+          try {
+            this.compiler.apply(change);
+            this.rows.apply(change);
+          } catch (err) {
+            if (!(err instanceof CompileError)) throw err;
+            this.log.warn({ err, kind, tenantId: row.tenantId, name: row.name }, "datapath: a stored row does not compile; left out");
+          }
+        }
+      }
+      this.maxBackendId = maxOf(p.full.backendIds.values());
+      this.maxCidrId = maxOf(p.full.cidrIdentities.values());
+      this.reloadNeeded = false;
+      // Anything since the last applied revision may have changed.
+      first = this.revision + 1;
+    } else {
+      const reached = this.nodesReached(p.changes);
+      for (const c of p.changes) {
+        if (c.kind === "backendId" && this.rows.backendIds.get(c.key) === c.id) continue;
+        if (c.kind === "cidrIdentity" && this.rows.cidrIdentities.get(c.prefix) === c.id) continue;
+        try {
+          this.compiler.apply(c);
+          this.rows.apply(c);
+        } catch (err) {
+          // The database refused what the compiler refuses, so this is a bug or a race: rebuild from scratch.
+          this.log.error({ err, change: c.kind }, "datapath: a committed change did not apply; reloading everything");
+          this.reloadNeeded = true;
+          return false;
+        }
+        if (c.kind === "backendId" && c.id !== undefined) this.maxBackendId = Math.max(this.maxBackendId, c.id);
+        if (c.kind === "cidrIdentity" && c.id !== undefined) this.maxCidrId = Math.max(this.maxCidrId, c.id);
+      }
+      nodes = reached();
+    }
+    this.revision = p.head;
+    for (const node of this.history.trackedNodes()) if (nodes === null || nodes.has(node)) this.history.record(node, first);
+    return true;
+  }
+
+  /**
+   * The nodes whose datapath `changes` can alter, read before they apply;
+   * the answer, called once they have, is null for "any node". A tenant's
+   * rows reach only the nodes where it has a workload, before or after (the
+   * compiler gives a node nothing of a tenant absent from it); a new node
+   * reaches itself. New ids and changed or deleted nodes may reach anything
+   * (service tables follow zones across nodes): every tracked node is
+   * compiled then, and compiling one that did not change costs only time.
+   */
+  private nodesReached(changes: readonly Change[]): () => Set<string> | null {
+    const tenantIds = new Set<number>();
+    const nodes = new Set<string>();
+    for (const c of changes) {
+      switch (c.kind) {
+        case "backendId":
+          if (this.rows.backendIds.get(c.key) !== c.id) return () => null;
+          break;
+        case "cidrIdentity":
+          if (this.rows.cidrIdentities.get(c.prefix) !== c.id) return () => null;
+          break;
+        case "node":
+          if (c.op === "delete" || this.rows.nodes.has(c.row.name)) return () => null;
+          nodes.add(c.row.name);
+          break;
+        case "tenant":
+          tenantIds.add(c.op === "put" ? c.row.id : c.id);
+          break;
+        default:
+          tenantIds.add(c.op === "put" ? c.row.tenantId : c.tenantId);
+      }
+    }
+    const addPresent = () => {
+      for (const t of tenantIds) for (const n of this.rows.nodesOf(t)) nodes.add(n);
+    };
+    addPresent();
+    return () => {
+      addPresent();
+      return nodes;
+    };
+  }
+
+  // ---- reading (history.ts) ---------------------------------------------
+
+  state(node: string): NodeState | null {
+    return this.history.state(node);
+  }
+
+  delta(node: string, since: number): NodeDelta | "gone" | null {
+    return this.history.delta(node, since);
+  }
+
+
+  async current(node: string): Promise<NodeState | null> {
+    await this.refresh();
+    return this.state(node);
+  }
+
+  async since(node: string, since: number): Promise<NodeDelta | "gone" | null> {
+    await this.refresh();
+    return this.delta(node, since);
+  }
+
+  waitForChange(node: string, afterRevision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    return this.history.waitForChange(node, afterRevision, timeoutMs, signal);
+  }
+
+  // ---- admission (admission.ts) -----------------------------------------
+
+  /** Capacity admission: what tryChanges refuses for `changes` on the live compiler. */
+  async admit(changes: Change[]): Promise<CapacityProblem[]> {
+    return this.tryChanges(changes);
+  }
+
+  private tryChanges(changes: Change[]): CapacityProblem[] {
+    return tryChanges(this.compiler, this.rows, this.limits, changes, (err) => {
+      this.log.error({ err }, "datapath: reverting an admission trial failed; reloading everything");
+      this.reloadNeeded = true;
+      void this.refresh();
+    });
+  }
+
+  /** Admission for a write, inside its transaction after it changed its rows (admission.ts); null: admitted. */
+  admitWrite(w: WriteScope, changes: Change[]): Promise<AdmissionRefusal | null> {
+    return admitWrite(w, this.rows, changes, (all) => this.tryChanges(all));
+  }
+}
+
+/** Math.max without spreading 100k arguments onto the stack. */
+function maxOf(values: Iterable<number>): number {
+  let max = 0;
+  for (const v of values) if (v > max) max = v;
+  return max;
+}

@@ -1,0 +1,156 @@
+/**
+ * The follower's rows: database rows converted to the compiler's plain rows,
+ * and the mirror of those rows kept beside the live compiler.
+ */
+import type { identities, policies, services, tenants, workloads } from "../db/schema.ts";
+import type { Change, IdentityRow, NodeRow, PolicyRow, PolicyRule, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../compiler/index.ts";
+
+export const ROW_KINDS = ["identity", "workload", "service", "policy"] as const;
+export type RowKind = (typeof ROW_KINDS)[number];
+
+// Row conversions: database rows to the compiler's plain rows.
+type TenantDb = typeof tenants.$inferSelect;
+type IdentityDb = typeof identities.$inferSelect;
+type WorkloadDb = typeof workloads.$inferSelect;
+type ServiceDb = typeof services.$inferSelect;
+type PolicyDb = typeof policies.$inferSelect;
+
+export const tenantRowOf = (r: TenantDb): TenantRow => ({ id: r.id, name: r.name, defaultAction: r.defaultAction });
+export const identityRowOf = (r: IdentityDb): IdentityRow => ({
+  tenantId: r.tenantId,
+  name: r.name,
+  numericId: r.securityIdentity,
+  labels: r.selectors,
+});
+export const workloadRowOf = (r: WorkloadDb): WorkloadRow => ({
+  tenantId: r.tenantId,
+  name: r.name,
+  identity: r.identity,
+  node: r.node,
+  addresses: r.addresses,
+  ...(r.interface === null ? {} : { interface: r.interface }),
+});
+export const serviceRowOf = (r: ServiceDb): ServiceRow => ({
+  id: r.id,
+  tenantId: r.tenantId,
+  name: r.name,
+  vip: r.vip,
+  ports: r.ports as ServiceRow["ports"],
+  backends: r.backends as ServiceRow["backends"],
+  loadBalancing: r.loadBalancing,
+  preferSameZone: r.preferSameZone,
+});
+/** The API lets a rule leave out peers or ports (meaning any); the compiler wants them as empty lists. */
+const rulesOf = (rules: unknown): PolicyRule[] =>
+  (rules as Partial<PolicyRule>[]).map((r) => ({ peers: r.peers ?? [], ports: r.ports ?? [], action: r.action! }));
+
+export const policyRowOf = (r: PolicyDb): PolicyRow => ({
+  id: r.id,
+  tenantId: r.tenantId,
+  name: r.name,
+  subject: r.subject as PolicyRow["subject"],
+  ...(r.ingress === null ? {} : { ingress: rulesOf(r.ingress) }),
+  ...(r.egress === null ? {} : { egress: rulesOf(r.egress) }),
+});
+
+/** The datapath-relevant rows, mirrored beside the compiler: for inverses, per-tenant snapshots and node presence. */
+export class Rows {
+  readonly tenants = new Map<number, TenantRow>();
+  readonly byTenant = new Map<number, Record<RowKind, Map<string, unknown>>>();
+  readonly nodes = new Map<string, NodeRow>();
+  readonly backendIds = new Map<string, number>();
+  readonly cidrIdentities = new Map<string, number>();
+
+  private of(tenantId: number): Record<RowKind, Map<string, unknown>> {
+    let t = this.byTenant.get(tenantId);
+    if (t === undefined) {
+      t = { identity: new Map(), workload: new Map(), service: new Map(), policy: new Map() };
+      this.byTenant.set(tenantId, t);
+    }
+    return t;
+  }
+
+  get(kind: RowKind, tenantId: number, name: string): unknown {
+    return this.byTenant.get(tenantId)?.[kind].get(name);
+  }
+
+  apply(c: Change): void {
+    switch (c.kind) {
+      case "tenant":
+        if (c.op === "put") this.tenants.set(c.row.id, c.row);
+        else {
+          this.tenants.delete(c.id);
+          this.byTenant.delete(c.id);
+        }
+        return;
+      case "node":
+        if (c.op === "put") this.nodes.set(c.row.name, c.row);
+        else this.nodes.delete(c.name);
+        return;
+      case "backendId":
+        if (c.id === undefined) this.backendIds.delete(c.key);
+        else this.backendIds.set(c.key, c.id);
+        return;
+      case "cidrIdentity":
+        if (c.id === undefined) this.cidrIdentities.delete(c.prefix);
+        else this.cidrIdentities.set(c.prefix, c.id);
+        return;
+      default:
+        if (c.op === "delete") this.byTenant.get(c.tenantId)?.[c.kind].delete(c.name);
+        else this.of(c.row.tenantId)[c.kind].set(c.row.name, c.row);
+    }
+  }
+
+  /** The change that undoes `c`, read before `c` is applied. */
+  inverse(c: Change): Change {
+    switch (c.kind) {
+      case "tenant": {
+        if (c.op === "delete") throw new Error("a tenant delete cannot be tried and reverted");
+        const old = this.tenants.get(c.row.id);
+        return old ? { kind: "tenant", op: "put", row: old } : { kind: "tenant", op: "delete", id: c.row.id };
+      }
+      case "node": {
+        const name = c.op === "put" ? c.row.name : c.name;
+        const old = this.nodes.get(name);
+        return old ? { kind: "node", op: "put", row: old } : { kind: "node", op: "delete", name };
+      }
+      case "backendId":
+        return { kind: "backendId", key: c.key, id: this.backendIds.get(c.key) };
+      case "cidrIdentity":
+        return { kind: "cidrIdentity", prefix: c.prefix, id: this.cidrIdentities.get(c.prefix) };
+      default: {
+        const tenantId = c.op === "put" ? c.row.tenantId : c.tenantId;
+        const name = c.op === "put" ? c.row.name : c.name;
+        const old = this.get(c.kind, tenantId, name);
+        if (old === undefined) return { kind: c.kind, op: "delete", tenantId, name };
+        return { kind: c.kind, op: "put", row: old } as Change;
+      }
+    }
+  }
+
+  /** Nodes where a tenant has a workload. */
+  nodesOf(tenantId: number): Set<string> {
+    const out = new Set<string>();
+    for (const w of this.byTenant.get(tenantId)?.workload.values() ?? []) out.add((w as WorkloadRow).node);
+    return out;
+  }
+
+  /** A snapshot of some tenants only: backends and CIDRs resolve within one tenant, so their missing ids do too. */
+  snapshotOf(tenantIds: Iterable<number>): Snapshot {
+    const ts = [...new Set(tenantIds)].flatMap((id) => {
+      const row = this.tenants.get(id);
+      return row ? [{ row, rows: this.byTenant.get(id) }] : [];
+    });
+    const all = <T>(kind: RowKind) => ts.flatMap((t) => [...(t.rows?.[kind].values() ?? [])]) as T[];
+    return {
+      tenants: ts.map((t) => t.row),
+      identities: all<IdentityRow>("identity"),
+      workloads: all<WorkloadRow>("workload"),
+      services: all<ServiceRow>("service"),
+      policies: all<PolicyRow>("policy"),
+      nodes: [...this.nodes.values()],
+      backendIds: this.backendIds,
+      cidrIdentities: this.cidrIdentities,
+    };
+  }
+}

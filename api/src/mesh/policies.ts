@@ -1,0 +1,68 @@
+import { parseIPv4 } from "@weft/codec";
+import { policies } from "../db/schema.ts";
+import type { WriteScope } from "../db/transactions.ts";
+import { MAX_RULES_PER_POLICY } from "../compiler/ids.ts";
+import { etagOf, putIntent } from "../http/conventions.ts";
+import { badRequest, fieldProblem } from "../http/problem.ts";
+import type { DatapathService } from "../follower/follow.ts";
+import { policyRowOf } from "../follower/rows.ts";
+import type { TenantDbRow } from "../services/tenant-directory.ts";
+import { meshRows, namedIn, requireIdentities, writeMeshRow } from "./write.ts";
+import type { Preconditions, ResourceStore } from "./write.ts";
+import type { PolicySpec } from "../routes/policies/schemas.ts";
+
+export type PolicyDbRow = typeof policies.$inferSelect;
+
+const rows = meshRows(policies, "policy");
+const { byName } = rows;
+
+const directions = (spec: PolicySpec) =>
+  (["ingress", "egress"] as const).flatMap((d) => (spec[d] ?? []).map((rule, i) => ({ field: `body.${d}.${i}`, rule })));
+
+/** Rule ids carry the rule's position in 8 bits; CIDRs must be prefixes as written (10.1.0.0/16, not 10.1.2.3/16). */
+function checkShape(spec: PolicySpec): void {
+  const rules = directions(spec);
+  if (rules.length > MAX_RULES_PER_POLICY) {
+    throw fieldProblem(422, `a policy holds at most ${MAX_RULES_PER_POLICY} rules`, "body.egress", `ingress and egress have ${rules.length} rules together`);
+  }
+  for (const { field, rule } of rules) {
+    (rule.peers ?? []).forEach((peer, j) => {
+      if (!("cidr" in peer)) return;
+      const [addr, len] = peer.cidr.split("/") as [string, string];
+      const bits = 32 - Number(len);
+      if (bits > 0 && parseIPv4(addr) % 2 ** bits !== 0) {
+        throw badRequest("a CIDR has host bits set", [{ field: `${field}.peers.${j}.cidr`, message: "host bits must be zero" }]);
+      }
+    });
+  }
+}
+
+async function putPolicy(w: WriteScope, dp: DatapathService, tenant: TenantDbRow, name: string, spec: PolicySpec, pre: Preconditions) {
+  checkShape(spec);
+  return writeMeshRow(w, dp, {
+    kind: "policy",
+    tenantId: tenant.id,
+    name,
+    lock: () => rows.lock(w, tenant.id, name),
+    apply: async (existing) => {
+      const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
+      await requireIdentities(w, tenant.id, [
+        ...namedIn("body.subject", spec.subject),
+        ...directions(spec).flatMap(({ field, rule }) => (rule.peers ?? []).flatMap((p, j) => namedIn(`${field}.peers.${j}`, p))),
+      ]);
+      const values = {
+        subject: spec.subject,
+        // Absent and empty differ: present governs the direction (compiler/policy.ts).
+        ingress: spec.ingress ?? null,
+        egress: spec.egress ?? null,
+        revision: w.revision,
+      };
+      const [row] = existing
+        ? await w.tx.update(policies).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
+        : await w.tx.insert(policies).values({ tenantId: tenant.id, name, ...values }).returning();
+      return { change: { kind: "policy", op: "put", row: policyRowOf(row!) }, op: "upsert", action: `policy.${intent}`, result: { row: row!, intent } };
+    },
+  });
+}
+
+export const policyStore: ResourceStore<PolicySpec, PolicyDbRow> = { ...rows, put: putPolicy };
