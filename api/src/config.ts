@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { parseKek, type Kek } from "./ca/kek.ts";
 import { DATAPATH_MAPS, type DatapathMap } from "./compiler/types.ts";
+import { DEFAULT_POD_CIDR, DEFAULT_POD_CIDR_NODE_PREFIX, DEFAULT_SERVICE_CIDR } from "./mesh/addresses.ts";
 
 export interface Config {
   port: number;
@@ -145,16 +146,16 @@ function ipv4PrefixFrom(name: string, raw: string, example: string): [number, nu
 }
 
 function serviceCidrFrom(env: Env): string {
-  const raw = env.WEFT_SERVICE_CIDR ?? "198.19.0.0/16";
+  const raw = env.WEFT_SERVICE_CIDR ?? DEFAULT_SERVICE_CIDR;
   ipv4PrefixFrom("WEFT_SERVICE_CIDR", raw, "198.19.0.0/16");
   return raw;
 }
 
 /** The pod CIDR and each node's block in it; neither may overlap the service CIDR (a VIP would shadow a workload). */
 function podCidrFrom(env: Env, serviceCidr: string): { podCidr: string; podCidrNodePrefix: number } {
-  const raw = env.WEFT_POD_CIDR ?? "10.0.0.0/8";
+  const raw = env.WEFT_POD_CIDR ?? DEFAULT_POD_CIDR;
   const [addr, len] = ipv4PrefixFrom("WEFT_POD_CIDR", raw, "10.0.0.0/8");
-  const rawPrefix = env.WEFT_POD_CIDR_NODE_PREFIX ?? "24";
+  const rawPrefix = env.WEFT_POD_CIDR_NODE_PREFIX ?? String(DEFAULT_POD_CIDR_NODE_PREFIX);
   const prefix = Number(rawPrefix);
   if (!/^\d{1,2}$/.test(rawPrefix) || prefix < len || prefix > 30) {
     throw new ConfigError(`WEFT_POD_CIDR_NODE_PREFIX must be an integer from ${len} (WEFT_POD_CIDR's length) to 30, got "${rawPrefix}"`);

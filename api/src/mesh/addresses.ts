@@ -9,6 +9,8 @@
  * tenant naming 169.254.169.254 or 127.0.0.1 would capture the host's and
  * other tenants' traffic.
  */
+import { parseIPv4 } from "@weft/codec";
+import { contains, formatPrefix, parsePrefix, type Prefix } from "../compiler/select.ts";
 import type { Config } from "../config.ts";
 
 /** The defaults, in one place: configFromEnv sets them, inProcessConfig (tests) leaves them undefined. */
@@ -28,40 +30,17 @@ export const addressPlanOf = (config: Pick<Config, "serviceCidr" | "podCidr" | "
   podCidrNodePrefix: config.podCidrNodePrefix ?? DEFAULT_POD_CIDR_NODE_PREFIX,
 });
 
-const DOTTED = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
 /** A dotted quad as an unsigned 32-bit number; null when it is not one. */
 export function ipv4ToNumber(text: string): number | null {
-  const m = DOTTED.exec(text);
-  if (!m) return null;
-  const octets = m.slice(1, 5).map(Number);
-  if (octets.some((o) => o > 255)) return null;
-  return octets.reduce((a, o) => a * 256 + o, 0);
+  try {
+    return parseIPv4(text);
+  } catch {
+    return null;
+  }
 }
 
-export const numberToIpv4 = (n: number): string => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
-
-export interface Prefix {
-  /** The first address, as a number. */
-  base: number;
-  length: number;
-  /** How many addresses it spans. */
-  size: number;
-}
-
-/** "10.1.2.0/24" as numbers; throws on a malformed prefix (configuration and stored blocks are checked before). */
-export function parsePrefix(cidr: string): Prefix {
-  const [addr, len] = cidr.split("/");
-  const base = addr === undefined ? null : ipv4ToNumber(addr);
-  const length = Number(len);
-  if (base === null || !Number.isInteger(length) || length < 0 || length > 32) throw new Error(`not an IPv4 prefix: "${cidr}"`);
-  const size = 2 ** (32 - length);
-  return { base: base - (base % size), length, size };
-}
-
-export const formatPrefix = (p: Pick<Prefix, "base" | "length">): string => `${numberToIpv4(p.base)}/${p.length}`;
-
-export const contains = (p: Prefix, address: number): boolean => address >= p.base && address < p.base + p.size;
+const sizeOf = (p: Prefix): number => 2 ** (32 - p.len);
+const holds = (p: Prefix, address: number): boolean => contains(p, { addr: address, len: 32 });
 
 /** Ranges no tenant may hold, anywhere (RFC 6890): they mean something to every host. */
 const SPECIAL_USE: ReadonlyArray<{ prefix: Prefix; what: string }> = [
@@ -75,14 +54,15 @@ const SPECIAL_USE: ReadonlyArray<{ prefix: Prefix; what: string }> = [
 
 /** Why no one may hold the address, or null when it is an ordinary unicast address. */
 export function specialUse(address: number): string | null {
-  return SPECIAL_USE.find((s) => contains(s.prefix, address))?.what ?? null;
+  return SPECIAL_USE.find((s) => holds(s.prefix, address))?.what ?? null;
 }
 
 /** Why the address may not be used inside this range (outside it, or its network or broadcast address), or null. */
 function outsideHosts(address: number, range: Prefix, rangeText: string, rangeName: string): string | null {
-  if (!contains(range, address)) return `must be inside ${rangeText} (${rangeName})`;
-  if (range.size >= 4 && (address === range.base || address === range.base + range.size - 1)) {
-    return `is the ${address === range.base ? "network" : "broadcast"} address of ${rangeText} (${rangeName})`;
+  if (!holds(range, address)) return `must be inside ${rangeText} (${rangeName})`;
+  const last = range.addr + sizeOf(range) - 1;
+  if (sizeOf(range) >= 4 && (address === range.addr || address === last)) {
+    return `is the ${address === range.addr ? "network" : "broadcast"} address of ${rangeText} (${rangeName})`;
   }
   return null;
 }
@@ -122,10 +102,10 @@ export function firstFreeBlock(plan: Pick<AddressPlan, "podCidr" | "podCidrNodeP
     const p = parsePrefix(t);
     // Only blocks of this pool's shape count; anything else (a pool since reconfigured) is left alone,
     // but an overlapping block of another size still makes its addresses unavailable.
-    for (let b = p.base - (p.base % blockSize); b < p.base + p.size; b += blockSize) used.add(b);
+    for (let b = p.addr - (p.addr % blockSize); b < p.addr + sizeOf(p); b += blockSize) used.add(b);
   }
-  for (let b = pool.base; b < pool.base + pool.size; b += blockSize) {
-    if (!used.has(b)) return formatPrefix({ base: b, length: plan.podCidrNodePrefix });
+  for (let b = pool.addr; b < pool.addr + sizeOf(pool); b += blockSize) {
+    if (!used.has(b)) return formatPrefix({ addr: b, len: plan.podCidrNodePrefix });
   }
   return null;
 }

@@ -8,6 +8,8 @@
  * belongs to another node's block).
  */
 
+import { parseIPv4 } from "@weft/codec";
+
 export interface PodCidr {
   /** As the API spells it, e.g. "10.0.3.0/24". */
   cidr: string;
@@ -15,15 +17,13 @@ export interface PodCidr {
   size: number;
 }
 
-const DOTTED = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
-/** A dotted quad as an unsigned 32-bit number; null when it is not one. */
-export function ipv4ToNumber(text: string): number | null {
-  const m = DOTTED.exec(text);
-  if (!m) return null;
-  const octets = m.slice(1, 5).map(Number);
-  if (octets.some((o) => o > 255)) return null;
-  return octets.reduce((a, o) => a * 256 + o, 0);
+/** A dotted quad as an unsigned 32-bit number (the codec's parser); null when it is not one. */
+function ipv4ToNumber(text: string): number | null {
+  try {
+    return parseIPv4(text);
+  } catch {
+    return null;
+  }
 }
 
 /** "10.0.3.0/24" (host bits must be zero, as the API assigns blocks), or null when it is not an IPv4 prefix. */
