@@ -141,10 +141,13 @@ class MemoCompiler implements Compiler {
       }
       case "node": {
         const name = change.op === "put" ? change.row.name : change.name;
-        const zone = idx.nodes.get(name)?.zone;
+        const was = idx.nodes.get(name);
         return () => {
           if (change.op === "delete") for (const byNode of this.endpointParts.values()) byNode.delete(name);
-          if (idx.nodes.get(name)?.zone !== zone) this.dropZoned();
+          const now = idx.nodes.get(name);
+          // A node's liveness withdraws or restores the backends on it, in every table that names them.
+          if (now?.unreachable !== was?.unreachable) this.dropServicesOnNode(name);
+          if (now?.zone !== was?.zone) this.dropZoned();
         };
       }
       case "backendId": {
@@ -208,6 +211,13 @@ class MemoCompiler implements Compiler {
   private dropZoned(): void {
     for (const [id, byZone] of this.serviceParts) {
       if (!byZone.has("")) this.serviceParts.delete(id);
+    }
+  }
+
+  /** Services with a backend that is a workload on the node (by selector or by name). */
+  private dropServicesOnNode(node: string): void {
+    for (const t of this.index.tenants.values()) {
+      for (const w of t.workloads.values()) if (w.node === node) this.dropWorkload(t, w)();
     }
   }
 
@@ -327,7 +337,8 @@ function assemble(node: string, unsorted: Map<string, Part>): NodeDatapath {
     hash.update(`${k} ${p.digest}\n`);
     for (const m of DATAPATH_MAPS) counts[m] += p.entries[m]?.length ?? 0;
   }
-  return new NodeResult(node, hash.digest("hex"), counts, parts);
+  const failingOpen = [...parts.values()].flatMap((p) => (p.failingOpen === undefined ? [] : [p.failingOpen])).sort();
+  return new NodeResult(node, hash.digest("hex"), counts, parts, failingOpen);
 }
 
 class NodeResult implements NodeDatapath {
@@ -337,6 +348,7 @@ class NodeResult implements NodeDatapath {
     readonly hash: string,
     readonly counts: MapCounts,
     readonly parts: ReadonlyMap<string, Part>,
+    readonly failingOpen: readonly string[],
   ) {}
 
   get maps(): DatapathMaps {

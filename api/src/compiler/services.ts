@@ -14,9 +14,14 @@
  *   LB_TABLE_DEFAULT (1024 slots, shares within 1/1024). Ten equal backends
  *   take 10 slots, 90/10 takes 10: small tables keep lb_slot far below its
  *   capacity, and the socket LB draws a uniform slot either way.
- * - preferSameZone: when the node's zone has at least one backend of weight
- *   > 0, only those get slots (their weights keep their ratios); otherwise
- *   every backend does, so a zone outage never empties a service.
+ * - Withdrawn backends (an unhealthy workload, or one on a node the API marks
+ *   unreachable) get no slots while any backend with weight still serves;
+ *   when none does, every backend with weight keeps its slots (fail open, as
+ *   Envoy's panic threshold), and the part says so (failingOpen).
+ * - preferSameZone: when the node's zone has at least one serving backend of
+ *   weight > 0, only those get slots (their weights keep their ratios);
+ *   otherwise every serving backend does, so a zone outage never empties a
+ *   service.
  * - No backend with weight > 0: the frontend is written with slots 0, which
  *   the datapath refuses (lb-no-backend) instead of leaking to the VIP.
  */
@@ -25,7 +30,7 @@ import { backendKey, CompileError, tableIdOf } from "./ids.ts";
 import { backendPart, makePart, owners, zoneOfWorkload } from "./parts.ts";
 import { selects } from "./select.ts";
 import type { SnapshotIndex, TenantIndex } from "./snapshot-index.ts";
-import type { Part, ServicePort, ServiceRow } from "./types.ts";
+import type { Part, ServicePort, ServiceRow, WorkloadRow } from "./types.ts";
 
 const WEIGHT_MAX = 1_000_000;
 
@@ -35,6 +40,8 @@ export interface ResolvedBackend {
   port: number;
   weight: number;
   zone: string | undefined;
+  /** False when withdrawn: the workload is unhealthy or its node unreachable. A backend by address alone always serves. */
+  serving: boolean;
 }
 
 /** Ports in (protocol, port) order: the order table ids are numbered in, whatever the row's order. */
@@ -49,11 +56,14 @@ export const sortedPorts = (s: ServiceRow): ServicePort[] =>
  */
 export function resolveBackends(index: SnapshotIndex, t: TenantIndex, s: ServiceRow, sp: ServicePort): ResolvedBackend[] {
   const found = new Map<string, ResolvedBackend>();
-  const add = (address: string, port: number, weight: number, zone: string | undefined): void => {
+  const add = (address: string, port: number, weight: number, zone: string | undefined, serving: boolean): void => {
     const key = backendKey(address, port);
     const had = found.get(key);
-    if (had === undefined) found.set(key, { key, address, port, weight, zone });
-    else had.weight = Math.min(WEIGHT_MAX, had.weight + weight);
+    if (had === undefined) found.set(key, { key, address, port, weight, zone, serving });
+    else {
+      had.weight = Math.min(WEIGHT_MAX, had.weight + weight);
+      had.serving &&= serving;
+    }
   };
   if ("selector" in s.backends) {
     for (const identity of t.identities.values()) {
@@ -61,7 +71,7 @@ export function resolveBackends(index: SnapshotIndex, t: TenantIndex, s: Service
       for (const name of t.workloadsByIdentity.get(identity.name) ?? []) {
         const w = t.workloads.get(name)!;
         const address = w.addresses[0];
-        if (address !== undefined) add(address, sp.targetPort, 1, zoneOfWorkload(index, w));
+        if (address !== undefined) add(address, sp.targetPort, 1, zoneOfWorkload(index, w), isServing(index, w));
       }
     }
   } else {
@@ -72,11 +82,13 @@ export function resolveBackends(index: SnapshotIndex, t: TenantIndex, s: Service
       const w = b.workload === undefined ? undefined : t.workloads.get(b.workload);
       const address = b.address ?? w?.addresses[0];
       if (address === undefined) continue;
-      add(address, b.port ?? sp.targetPort, b.weight, b.zone ?? zoneOfWorkload(index, w));
+      add(address, b.port ?? sp.targetPort, b.weight, b.zone ?? zoneOfWorkload(index, w), w === undefined || isServing(index, w));
     }
   }
   return [...found.values()].sort((a, b) => parseIPv4(a.address) - parseIPv4(b.address) || a.port - b.port);
 }
+
+const isServing = (index: SnapshotIndex, w: WorkloadRow): boolean => !w.unhealthy && index.nodes.get(w.node)?.unreachable !== true;
 
 export interface ServicePart extends Part {
   /** address:port keys the part resolved: a change to one of their ids invalidates it. */
@@ -89,11 +101,14 @@ export function servicePart(index: SnapshotIndex, t: TenantIndex, s: ServiceRow,
   const slots: Entry<"lb_slot">[] = [];
   const backends = new Map<number, Part>();
   const keys = new Set<string>();
+  let failingOpen = false;
   sortedPorts(s).forEach((sp, i) => {
     const tableId = tableIdOf(s.id, i);
     const resolved = resolveBackends(index, t, s, sp);
     for (const b of resolved) keys.add(b.key);
-    const chosen = chooseByZone(resolved, zone);
+    const pool = servingPool(resolved);
+    failingOpen ||= pool.failingOpen;
+    const chosen = chooseByZone(pool.backends, zone);
     if (chosen.length > 1024) throw new CompileError(`service ${s.name} port ${sp.port}: ${chosen.length} backends, at most 1024`);
     const weighted = chosen.map((b) => {
       const backendId = index.backendIds.get(b.key);
@@ -108,15 +123,26 @@ export function servicePart(index: SnapshotIndex, t: TenantIndex, s: ServiceRow,
   });
   const backendOwners = [...backends.keys()].sort((a, b) => a - b).map(owners.backend);
   const part = makePart(owners.service(s.id, zone), { svc, lb_slot: slots }, backendOwners);
-  return { part: { ...part, backendKeys: [...keys].sort() }, backends: [...backends.values()] };
+  const label = failingOpen ? { failingOpen: `${t.row.name}/${s.name}` } : {};
+  return { part: { ...part, ...label, backendKeys: [...keys].sort() }, backends: [...backends.values()] };
 }
 
-/** Same-zone backends with weight when there are any, else all; weight 0 never gets a slot. */
-function chooseByZone(resolved: ResolvedBackend[], zone: string | null): ResolvedBackend[] {
+/**
+ * The backends with weight that serve; all backends with weight when none
+ * does (fail open: a service whose every backend looks down still tries them,
+ * rather than refusing every connection on a health checker's word).
+ */
+export function servingPool(resolved: readonly ResolvedBackend[]): { backends: ResolvedBackend[]; failingOpen: boolean } {
   const live = resolved.filter((b) => b.weight > 0);
-  if (zone === null) return live;
-  const local = live.filter((b) => b.zone === zone);
-  return local.length > 0 ? local : live;
+  const serving = live.filter((b) => b.serving);
+  return serving.length > 0 || live.length === 0 ? { backends: serving, failingOpen: false } : { backends: live, failingOpen: true };
+}
+
+/** Same-zone backends when there are any, else all. */
+function chooseByZone(pool: ResolvedBackend[], zone: string | null): ResolvedBackend[] {
+  if (zone === null) return pool;
+  const local = pool.filter((b) => b.zone === zone);
+  return local.length > 0 ? local : pool;
 }
 
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));

@@ -36,6 +36,12 @@ export interface WorkloadRow {
   /** The first address is the one a service sends to (selector backends). */
   addresses: readonly Ipv4[];
   interface?: string;
+  /**
+   * The node's agent reported the workload's health check failing past its
+   * threshold: its backends get no slots while any backend of the service
+   * still serves (services.ts). Absent: healthy or not probed.
+   */
+  unhealthy?: boolean;
 }
 
 /** Selects identities of the subject's own tenant; {} selects all of them. */
@@ -112,6 +118,12 @@ export interface PolicyRow {
 export interface NodeRow {
   name: string;
   zone: string;
+  /**
+   * The API heard no status from the node's agent within the grace period:
+   * backends of workloads on it get no slots anywhere while any backend of
+   * the service still serves. Absent: reachable.
+   */
+  unreachable?: boolean;
 }
 
 export interface Snapshot {
@@ -154,6 +166,12 @@ export interface Part {
   readonly entries: Partial<DatapathMaps>;
   /** Backend owners this part's lb_slot entries name (services only). */
   readonly backendOwners?: readonly string[];
+  /**
+   * Services only, "tenant/service": every backend with weight is withdrawn
+   * (unhealthy, or on an unreachable node), so all of them keep their slots
+   * (fail open, as Envoy's panic threshold does).
+   */
+  readonly failingOpen?: string;
 }
 
 export interface NodeDatapath {
@@ -163,6 +181,8 @@ export interface NodeDatapath {
   readonly counts: MapCounts;
   /** Owners in sorted order. */
   readonly parts: ReadonlyMap<string, Part>;
+  /** "tenant/service" of every service failing open on this node (Part.failingOpen), sorted. */
+  readonly failingOpen: readonly string[];
   /** Every entry, owners in sorted order, each owner's entries in key order; built on first use. */
   readonly maps: DatapathMaps;
 }
