@@ -46,7 +46,15 @@ export interface Config {
   tokenMaxTtlSeconds?: number;
   /** WEFT_TOKEN_MINT_LIMIT: tenant tokens one tenant may mint per minute (default 60). */
   tokenMintLimit?: number;
+  /**
+   * WEFT_NODE_GRACE_SECONDS: a node without a status report for this long is
+   * marked unreachable and its backends withdrawn (default 15; 0 or unset in
+   * process: never, mesh/liveness.ts).
+   */
+  nodeGraceSeconds?: number;
 }
+
+export const DEFAULT_NODE_GRACE_SECONDS = 15;
 
 export class ConfigError extends Error {}
 
@@ -234,6 +242,7 @@ export function configFromEnv(env: Env = process.env): Config {
     authFailureWindowMs: securityLimitFrom(env, "WEFT_AUTH_FAILURE_WINDOW_SECONDS", 60, 1, 86_400) * 1000,
     tokenMaxTtlSeconds: boundedIntegerFrom(env, "WEFT_TOKEN_MAX_TTL", 31_536_000, 60, 31_536_000),
     tokenMintLimit: boundedIntegerFrom(env, "WEFT_TOKEN_MINT_LIMIT", 60, 1, 100_000),
+    nodeGraceSeconds: boundedIntegerFrom(env, "WEFT_NODE_GRACE_SECONDS", DEFAULT_NODE_GRACE_SECONDS, 0, 86_400),
   };
 }
 

@@ -32,6 +32,16 @@ describe.each(BACKENDS)("row-level security on %s", (backend) => {
       return rows;
     }
 
+    it("forces row-level security on every table with a tenant_id column", async () => {
+      const r = (await app.weft.db.execute(sql`
+        SELECT c.relname AS name, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+         WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 1`)) as unknown as { rows: { name: string; enabled: boolean; forced: boolean }[] };
+      expect(r.rows.map((t) => t.name)).toContain("workload_health");
+      expect(r.rows.filter((t) => !t.enabled || !t.forced).map((t) => t.name)).toEqual([]);
+    });
+
     it("shows the app role no tenant-owned row without the tenant setting, though rows exist", async () => {
       const all = (await app.weft.db.execute(sql`SELECT count(*)::int AS n FROM api_tokens`)) as unknown as { rows: { n: number }[] };
       expect(all.rows[0]!.n).toBeGreaterThanOrEqual(2);

@@ -3,6 +3,7 @@ import {
   bigint,
   boolean,
   bigserial,
+  foreignKey,
   index,
   integer,
   jsonb,
@@ -247,6 +248,8 @@ export const workloads = pgTable(
     addresses: text("addresses").array().notNull(),
     /** Host-side veth the agent attaches the policy program to. */
     interface: text("interface"),
+    /** What the node's agent probes (routes/workloads/schemas.ts HealthCheck, defaults filled); null: not probed. */
+    healthCheck: jsonb("health_check").$type<Record<string, unknown>>(),
     revision: revision(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
@@ -329,7 +332,36 @@ export const nodes = pgTable("nodes", {
   convergedSince: timestamp("converged_since", { withTimezone: true }),
   status: jsonb("status"),
   statusAt: timestamp("status_at", { withTimezone: true }),
+  /**
+   * Set by the API when no status came from the node's agent within the grace
+   * period (WEFT_NODE_GRACE_SECONDS), cleared by its next report: while set,
+   * backends on the node are withdrawn from every LB table.
+   */
+  unreachableSince: timestamp("unreachable_since", { withTimezone: true }),
 });
+
+/**
+ * Health of probed workloads, as their node's agent reports it. Kept apart
+ * from workloads: it is observed, not declared, so a health change moves
+ * neither the workload's revision nor its ETag (a tenant's conditional PUT
+ * never fails on a flapping probe). A change is a write all the same (change
+ * log kind "workload"), so every node's LB tables follow it.
+ */
+export const workloadHealth = pgTable(
+  "workload_health",
+  {
+    tenantId: tenantRef(),
+    name: text("name").notNull(),
+    healthy: boolean("healthy").notNull(),
+    since: timestamp("since", { withTimezone: true }).notNull(),
+    /** The node whose agent reported it: a report from another node never overrides it. */
+    node: text("node").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.name] }),
+    foreignKey({ columns: [t.tenantId, t.name], foreignColumns: [workloads.tenantId, workloads.name] }).onDelete("cascade"),
+  ],
+);
 
 /** One-time tokens that buy a node credential. */
 export const joinTokens = pgTable("join_tokens", {

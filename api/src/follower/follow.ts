@@ -32,6 +32,7 @@ import {
   revisionCounter,
   services,
   tenants,
+  workloadHealth,
   workloads,
 } from "../db/schema.ts";
 import type { Tx, WriteScope } from "../db/transactions.ts";
@@ -49,7 +50,7 @@ import { NODE_KIND } from "../auth/node-credentials.ts";
 import type { ChangeFeed } from "../services/change-feed.ts";
 import { admitWrite, tryChanges, type AdmissionRefusal } from "./admission.ts";
 import { NodeHistory, type NodeDelta, type NodeState } from "./history.ts";
-import { identityRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, workloadRowOf } from "./rows.ts";
+import { identityRowOf, nodeRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, workloadRowOf } from "./rows.ts";
 
 export type { NodeDelta, NodeState } from "./history.ts";
 
@@ -224,9 +225,10 @@ export class DatapathService implements DatapathReader {
     const ts = await tx.select().from(tenants);
     const ids = await tx.select().from(identities);
     const ws = await tx.select().from(workloads);
+    const sick = new Set((await tx.select().from(workloadHealth).where(eq(workloadHealth.healthy, false))).map((h) => `${h.tenantId}/${h.name}`));
     const ss = await tx.select().from(services);
     const ps = await tx.select().from(policies);
-    const ns = await tx.select({ name: nodesTable.name, zone: nodesTable.zone }).from(nodesTable);
+    const ns = await tx.select({ name: nodesTable.name, zone: nodesTable.zone, unreachableSince: nodesTable.unreachableSince }).from(nodesTable);
     const bs = await tx.select().from(backendIdsTable);
     const cs = await tx.select().from(cidrIdentitiesTable);
     const head = counter?.revision ?? 0;
@@ -237,10 +239,10 @@ export class DatapathService implements DatapathReader {
       full: {
         tenants: ts.map(tenantRowOf),
         identities: ids.map(identityRowOf),
-        workloads: ws.map(workloadRowOf),
+        workloads: ws.map((w) => workloadRowOf(w, sick.has(`${w.tenantId}/${w.name}`) ? false : null)),
         services: ss.map(serviceRowOf),
         policies: ps.map(policyRowOf),
-        nodes: ns,
+        nodes: ns.map(nodeRowOf),
         backendIds: new Map(bs.map((b) => [b.endpoint, b.id])),
         cidrIdentities: new Map(cs.map((c) => [c.cidr, c.numericId])),
       },
@@ -281,7 +283,12 @@ export class DatapathService implements DatapathReader {
     const ns =
       nodeNames.size === 0
         ? []
-        : await tx.select({ name: nodesTable.name, zone: nodesTable.zone }).from(nodesTable).where(inArray(nodesTable.name, [...nodeNames]));
+        : (
+            await tx
+              .select({ name: nodesTable.name, zone: nodesTable.zone, unreachableSince: nodesTable.unreachableSince })
+              .from(nodesTable)
+              .where(inArray(nodesTable.name, [...nodeNames]))
+          ).map(nodeRowOf);
     const rowsChanged = latest.size > 0;
     const bs = rowsChanged ? await tx.select().from(backendIdsTable).where(gt(backendIdsTable.id, this.maxBackendId)) : [];
     const cs = rowsChanged ? await tx.select().from(cidrIdentitiesTable).where(gt(cidrIdentitiesTable.numericId, this.maxCidrId)) : [];
@@ -292,7 +299,7 @@ export class DatapathService implements DatapathReader {
     const found = new Set(ns.map((n) => n.name));
     for (const n of ns) {
       const had = this.rows.nodes.get(n.name);
-      if (!had || had.zone !== n.zone) changes.push({ kind: "node", op: "put", row: n });
+      if (!had || had.zone !== n.zone || had.unreachable !== n.unreachable) changes.push({ kind: "node", op: "put", row: n });
     }
     for (const name of nodeNames) if (!found.has(name) && this.rows.nodes.has(name)) changes.push({ kind: "node", op: "delete", name });
     changes.push(...deletes.sort((a, b) => a.order - b.order).map((d) => d.change), ...puts);
@@ -310,8 +317,12 @@ export class DatapathService implements DatapathReader {
         return r ? { kind, op: "put", row: identityRowOf(r) } : { kind, op: "delete", tenantId, name };
       }
       case "workload": {
-        const [r] = await tx.select().from(workloads).where(and(eq(workloads.tenantId, tenantId), eq(workloads.name, name)));
-        return r ? { kind, op: "put", row: workloadRowOf(r) } : { kind, op: "delete", tenantId, name };
+        const [r] = await tx
+          .select({ w: workloads, healthy: workloadHealth.healthy })
+          .from(workloads)
+          .leftJoin(workloadHealth, and(eq(workloadHealth.tenantId, workloads.tenantId), eq(workloadHealth.name, workloads.name)))
+          .where(and(eq(workloads.tenantId, tenantId), eq(workloads.name, name)));
+        return r ? { kind, op: "put", row: workloadRowOf(r.w, r.healthy) } : { kind, op: "delete", tenantId, name };
       }
       case "service": {
         const [r] = await tx.select().from(services).where(and(eq(services.tenantId, tenantId), eq(services.name, name)));

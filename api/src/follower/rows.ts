@@ -2,7 +2,7 @@
  * The follower's rows: database rows converted to the compiler's plain rows,
  * and the mirror of those rows kept beside the live compiler.
  */
-import type { identities, policies, services, tenants, workloads } from "../db/schema.ts";
+import type { identities, nodes, policies, services, tenants, workloads } from "../db/schema.ts";
 import type { Change, IdentityRow, NodeRow, PolicyRow, PolicyRule, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../compiler/index.ts";
 
 export const ROW_KINDS = ["identity", "workload", "service", "policy"] as const;
@@ -22,13 +22,20 @@ export const identityRowOf = (r: IdentityDb): IdentityRow => ({
   numericId: r.securityIdentity,
   labels: r.selectors,
 });
-export const workloadRowOf = (r: WorkloadDb): WorkloadRow => ({
+/** `healthy`: workload_health's verdict, null when none is stored (not probed, or not yet reported). */
+export const workloadRowOf = (r: WorkloadDb, healthy: boolean | null = null): WorkloadRow => ({
   tenantId: r.tenantId,
   name: r.name,
   identity: r.identity,
   node: r.node,
   addresses: r.addresses,
   ...(r.interface === null ? {} : { interface: r.interface }),
+  ...(healthy === false ? { unhealthy: true } : {}),
+});
+export const nodeRowOf = (r: Pick<typeof nodes.$inferSelect, "name" | "zone" | "unreachableSince">): NodeRow => ({
+  name: r.name,
+  zone: r.zone,
+  ...(r.unreachableSince === null ? {} : { unreachable: true }),
 });
 export const serviceRowOf = (r: ServiceDb): ServiceRow => ({
   id: r.id,
