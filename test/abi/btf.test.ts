@@ -7,7 +7,7 @@
 import { execFileSync } from "node:child_process";
 import { layouts, maps, type MapSpec } from "@weft/codec";
 import { describe, expect, it } from "vitest";
-import { skipWithout } from "../support/prerequisites.ts";
+import { commandUnavailableReason, skipWithout } from "../support/prerequisites.ts";
 import { objectPath } from "../support/kernel.ts";
 
 interface BtfType {
@@ -23,15 +23,6 @@ interface BtfType {
 const OBJECTS = ["weft_policy", "weft_sock"];
 // enum bpf_map_type values from the kernel UAPI.
 const MAP_TYPES: Record<MapSpec["kind"], number> = { hash: 1, percpu_array: 6, lru_hash: 9, lpm_trie: 11 };
-
-function bpftoolReason(): string | null {
-  try {
-    execFileSync("bpftool", ["version"], { stdio: "ignore" });
-    return null;
-  } catch {
-    return "bpftool not installed (apt-get install bpftool)";
-  }
-}
 
 class Btf {
   private readonly byId = new Map<number, BtfType>();
@@ -75,7 +66,7 @@ class Btf {
   }
 }
 
-const reason = bpftoolReason();
+const reason = commandUnavailableReason("bpftool", ["version"], "apt-get install bpftool");
 
 describe.skipIf(skipWithout("bpftool", reason))("BTF of the compiled objects matches the codec", () => {
   const btfs = reason === null ? OBJECTS.map((o) => new Btf(o)) : [];

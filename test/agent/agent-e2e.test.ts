@@ -192,7 +192,7 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
   it("registers once with a join token and keeps the credential 0600", async () => {
     const jt = await app.inject({ method: "POST", url: "/v1/join-tokens", headers: operator, payload: {} });
     expect(jt.statusCode, jt.body).toBe(201);
-    cfg = { command: "run", api: api(), joinToken: jt.json().token, name: node, zone: "zone-a", cgroup, pinDir, stateDir, metricsPort: 0, hostRouting: true, lbHostTraffic: false };
+    cfg = { command: "run", api: api(), joinToken: jt.json().token, name: node, zone: "zone-a", cgroup, pinDir, stateDir, metricsPort: 0, hostRouting: true, lbHostTraffic: false, statusInterval: 5 };
     agent = await startAgent(cfg, { waitSeconds: 5, backoff: { initialMs: 50, maxMs: 400 }, log: quiet });
     expect(statSync(join(stateDir, "node.json")).mode & 0o777).toBe(0o600);
     expect(statSync(stateDir).mode & 0o777).toBe(0o700);
@@ -296,7 +296,10 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
     expect(text).toContain(`weft_agent_map_entries{map="policy"} ${want.maps.policy.length}`);
     expect(text).toMatch(/weft_agent_apply_seconds_count [1-9]/);
     expect(text).toContain(`weft_agent_pod_cidr_info{cidr="198.18.0.0/19"} 1`);
-    expect(shown.counters).toMatchObject({ "agent.pod_cidr_known": 1, "agent.local_veth_outside_block": 0 });
+    expect(shown.counters).toMatchObject({ "agent.pod_cidr_known": 1, "agent.local_veth_outside_block": 0, "agent.unresolved": 0 });
+    // Every workload's veth found and guarded, nothing failing: ready.
+    const ready = await fetch(`http://127.0.0.1:${a.metricsPort}/readyz`);
+    expect({ status: ready.status, body: await ready.json() }).toEqual({ status: 200, body: { ready: true } });
   });
 
   it("issues SVIDs for a workload on the node under the node credential; they verify with openssl", async () => {

@@ -5,19 +5,20 @@
  * on 410) against in-memory maps and a scripted API.
  */
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeEntries, decodeKeys, encodeEntries, maps as mapSpecs, type Entry } from "@weft/codec";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentLoop } from "../../nodeagent/src/agent/agent.ts";
 import { Backoff } from "../../nodeagent/src/agent/backoff.ts";
-import { ApiError, type DatapathAnswer, type DatapathQuery } from "../../nodeagent/src/agent/client.ts";
+import { ApiError, type DatapathAnswer, type DatapathQuery, type NodeWorkload, type StatusReport } from "../../nodeagent/src/agent/client.ts";
 import { DEFAULT_CGROUP, DEFAULT_STATE_DIR, parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
 import { InvalidDatapath, patch, validateDelta, validateFull, type DesiredMaps } from "../../nodeagent/src/agent/desired.ts";
 import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
 import { inPodCidr, parsePodCidr } from "../../nodeagent/src/agent/pod-cidr.ts";
-import { VethReconciler } from "../../nodeagent/src/agent/veths.ts";
+import { VethReconciler, type Link } from "../../nodeagent/src/agent/veths.ts";
 import { loadRegistration, saveRegistration } from "../../nodeagent/src/agent/state.ts";
 import { MANAGED_MAPS, type MapTarget, type MapTargets } from "../../nodeagent/src/apply/index.ts";
 import { canonical, nodeState, W } from "./fixtures.ts";
@@ -44,6 +45,7 @@ describe("command line", () => {
       metricsPort: 0,
       hostRouting: true,
       lbHostTraffic: false,
+      statusInterval: 5,
     });
     expect(parseArgs([], { WEFT_API: "https://api.example:1", WEFT_NODE_NAME: "n2" }).name).toBe("n2");
     expect(parseArgs([...base, "--host-routing", "off"], {}).hostRouting).toBe(false);
@@ -54,6 +56,9 @@ describe("command line", () => {
     expect(parseArgs([...base, "--lb-host-traffic", "off"], { WEFT_LB_HOST_TRAFFIC: "on" }).lbHostTraffic).toBe(false);
     expect(parseArgs([...base, "--lb-host-traffic=on"], {}).lbHostTraffic).toBe(true);
     expect(parseArgs(base, { WEFT_LB_HOST_TRAFFIC: "on" }).lbHostTraffic).toBe(true);
+    // --status-interval: seconds between heartbeats, 1..60.
+    expect(parseArgs([...base, "--status-interval", "1"], { WEFT_STATUS_INTERVAL: "30" }).statusInterval).toBe(1);
+    expect(parseArgs(base, { WEFT_STATUS_INTERVAL: "60" }).statusInterval).toBe(60);
   });
 
   it("shows the socket LB's host-traffic setting in the status counters and /metrics", async () => {
@@ -79,6 +84,9 @@ describe("command line", () => {
     [[...base, "--metrics-port", "70000"], "is not a port"],
     [[...base, "--lb-host-traffic", "yes"], "--lb-host-traffic \"yes\" is not on or off"],
     [[...base, "--host-routing", "yes"], "is not on or off"],
+    [[...base, "--status-interval", "0"], "--status-interval \"0\" is not 1..60 seconds"],
+    [[...base, "--status-interval", "61"], "is not 1..60 seconds"],
+    [[...base, "--status-interval", "2.5"], "is not 1..60 seconds"],
     [[...base, "--name", "again"], "given twice"],
     [["--api", "http://x", "--name", "--zone", "z"], "--name needs a value"],
   ])("refuses %j", (argv, message) => {
@@ -248,7 +256,7 @@ const snapshot = (maps: MapTargets) => Object.fromEntries(MANAGED_MAPS.map((m) =
 /** An API that answers from a script, one entry per poll; records the queries. */
 function scriptedClient(script: (DatapathAnswer | Error)[]) {
   const queries: DatapathQuery[] = [];
-  const statuses: { appliedRevision: number; hash: string; counters: Record<string, number>; errors: string[] }[] = [];
+  const statuses: StatusReport[] = [];
   let done: () => void = () => undefined;
   const finished = new Promise<void>((resolve) => (done = resolve));
   return {
@@ -390,15 +398,15 @@ describe("pod CIDR block", () => {
   }
 
   /**
-   * Every address routes to the loopback's ifindex, which the reconciler is
-   * told is a veth whose peer is in another namespace: no kernel needed, and
+   * Every address routes to "lo", which the reconciler is told is a veth
+   * (ifindex 1) whose peer is in another namespace: no kernel needed, and
    * every address would get a host-routing entry but for the block.
    */
   const fakeVeths = () =>
     new VethReconciler(
       { attachVeth: () => undefined, detachVethIndex: () => 1, attachedVethIndexes: () => [] },
-      async () => "lo",
-      async () => ({ kind: "veth", peerInOtherNetns: true }),
+      async () => ({ dev: "lo" }),
+      async () => new Map([["lo", { ifindex: 1, ifname: "lo", kind: "veth", peerInOtherNetns: true }]]),
     );
 
   const INSIDE = W.address; // 198.18.20.2
@@ -448,7 +456,7 @@ describe("pod CIDR block", () => {
   }
 
   it("gives no host-routing shortcut to a desired address outside the node's block, and reports it", async () => {
-    const ifindexLo = Number(readFileSync("/sys/class/net/lo/ifindex", "utf8"));
+    const ifindexLo = 1;
     const r = await runWithBlock({ answer: "198.18.20.0/24" });
     expect(r.asked).toEqual(["n1"]);
     expect(r.loop.podCidrBlock).toBe("198.18.20.0/24");
@@ -496,5 +504,165 @@ describe("pod CIDR block", () => {
     const r = await runWithBlock({ saved: "198.18.20.0/24", answer: new ApiError("failed to GET /v1/nodes/n1: ECONNREFUSED", 0) });
     expect([...r.local.entries.keys()]).toEqual([INSIDE]);
     expect(r.status.counters["agent.local_veth_outside_block"]).toBe(1);
+  });
+});
+
+describe("status: unresolved workloads, readiness, the heartbeat, health", () => {
+  const SECOND = "198.18.20.3";
+  const A = nodeState() as unknown as DesiredMaps;
+  const twoWorkloads: DesiredMaps = { ...A, endpoint: [...A.endpoint, { key: { address: SECOND }, value: { identity: W.identity, tenant: W.tenant } }] };
+  const listing = (over: Partial<NodeWorkload>[] = []): NodeWorkload[] => [
+    { tenant: "acme", name: "web-1", identity: "web", addresses: [W.address] },
+    { tenant: "acme", name: "web-2", identity: "web", addresses: [SECOND] },
+    ...over.map((o) => ({ tenant: "acme", name: "x", identity: "web", addresses: [], ...o })),
+  ];
+  const NO_ROUTE = "no route to it in the agent's network namespace";
+
+  /** Veths over a link list the test edits: address a.b.c.N routes to "vN" while that link exists. */
+  function fakeLinks(...present: number[]) {
+    const links = new Map<string, Link>();
+    const add = (n: number) => links.set(`v${n}`, { ifindex: 100 + n, ifname: `v${n}`, kind: "veth", peerInOtherNetns: true });
+    present.forEach(add);
+    const veths = new VethReconciler(
+      { attachVeth: () => undefined, detachVethIndex: () => 1, attachedVethIndexes: () => [] },
+      async (address) => {
+        const dev = `v${address.split(".")[3]}`;
+        return links.has(dev) ? { dev } : { dev: null, reason: NO_ROUTE };
+      },
+      async () => new Map(links),
+    );
+    return { add, veths };
+  }
+
+  async function start(opts: { workloads: NodeWorkload[] | null; veths?: VethReconciler; statusIntervalMs: number; msPerSecond?: number }) {
+    const api = scriptedClient([full(twoWorkloads, 5, HASH_A)]);
+    const metrics = new AgentMetrics();
+    const loop = new AgentLoop({
+      node: "n1",
+      client: { ...api.client, nodeWorkloads: async () => opts.workloads },
+      maps: memoryMaps(),
+      metrics,
+      ...(opts.veths ? { veths: opts.veths } : {}),
+      statusIntervalMs: opts.statusIntervalMs,
+      health: { msPerSecond: opts.msPerSecond ?? 1000 },
+      backoff: { initialMs: 1, maxMs: 4 },
+      log: noLog,
+    });
+    metrics.readyWhen(() => loop.readiness());
+    const port = await metrics.listen(0);
+    const abort = new AbortController();
+    const running = loop.run(abort.signal);
+    await api.finished;
+    const readyz = async () => {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      return { status: res.status, body: (await res.json()) as unknown };
+    };
+    /** Resolves with the first report (from now on, or already sent) that `pick` accepts. */
+    const report = async (what: string, pick: (s: StatusReport) => boolean): Promise<StatusReport> => {
+      const end = Date.now() + 5_000;
+      for (;;) {
+        const found = api.statuses.find(pick);
+        if (found) return found;
+        if (Date.now() > end) throw new Error(`timed out waiting for a report with ${what}; got ${JSON.stringify(api.statuses.at(-1))}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    };
+    const stop = async () => {
+      abort.abort();
+      await running;
+      await metrics.close();
+    };
+    return { api, loop, metrics, readyz, report, stop };
+  }
+
+  it("reports every desired workload without a veth by tenant, name, address and reason; not ready until its veth appears", async () => {
+    const links = fakeLinks(2);
+    const r = await start({ workloads: listing(), veths: links.veths, statusIntervalMs: 50 });
+    try {
+      const first = await r.report("unresolved", (s) => s.unresolved !== undefined);
+      expect(first.unresolved).toEqual([{ tenant: "acme", workload: "web-2", address: SECOND, reason: NO_ROUTE }]);
+      expect(first.counters["agent.unresolved"]).toBe(1);
+      // Applied, and still not converged or ready: the state is only half in force.
+      expect(first.appliedRevision).toBe(5);
+      expect(await r.readyz()).toEqual({ status: 503, body: { ready: false, reasons: [`unresolved workload acme/web-2 (${SECOND}): ${NO_ROUTE}`] } });
+      expect(await r.metrics.registry.metrics()).toMatch(/^weft_agent_unresolved_workloads 1$/m);
+      // The veth appears: the heartbeat looks again (no long poll has ended), and the next report is clean.
+      links.add(3);
+      const seen = r.api.statuses.length;
+      await r.report("no unresolved", (s) => r.api.statuses.indexOf(s) >= seen && s.unresolved === undefined);
+      expect(r.loop.unresolvedWorkloads).toEqual([]);
+      expect(await r.readyz()).toEqual({ status: 200, body: { ready: true } });
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("without the workload listing names an unresolved address by itself, and says why", async () => {
+    const r = await start({ workloads: null, veths: fakeLinks(2).veths, statusIntervalMs: 50 });
+    try {
+      const s = await r.report("unresolved", (x) => x.unresolved !== undefined);
+      expect(s.unresolved).toEqual([{ tenant: "", workload: "", address: SECOND, reason: `${NO_ROUTE} (workload unknown: the API does not list this node's workloads)` }]);
+      expect((await r.readyz()).status).toBe(503);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("is not ready before it applied a state, nor while it starts", async () => {
+    const metrics = new AgentMetrics();
+    const port = await metrics.listen(0);
+    try {
+      const starting = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect({ status: starting.status, body: await starting.json() }).toEqual({ status: 503, body: { ready: false, reasons: ["the agent is starting"] } });
+      const loop = new AgentLoop({ node: "n1", client: scriptedClient([]).client, maps: memoryMaps(), metrics, log: noLog });
+      metrics.readyWhen(() => loop.readiness());
+      const before = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect({ status: before.status, body: await before.json() }).toEqual({ status: 503, body: { ready: false, reasons: ["no datapath state applied yet"] } });
+    } finally {
+      await metrics.close();
+    }
+  });
+
+  it("reports at least every status interval while nothing changes (a heartbeat), and stops with the loop", async () => {
+    const r = await start({ workloads: listing(), statusIntervalMs: 40 });
+    const before = r.api.statuses.length;
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    // One answer and a long poll held since: the reports are the heartbeat's (about 400/40).
+    const beats = r.api.statuses.length - before;
+    expect(beats).toBeGreaterThanOrEqual(5);
+    expect(beats).toBeLessThanOrEqual(12);
+    expect(r.api.statuses.at(-1)).toMatchObject({ appliedRevision: 5, hash: HASH_A, errors: [] });
+    expect(r.api.queries).toHaveLength(2);
+    await r.stop();
+    const after = r.api.statuses.length;
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(r.api.statuses.length).toBe(after);
+  });
+
+  it("probes health checks, reports the states with every report and at once on a change; refuses a bad check", async () => {
+    const server = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    const check = { protocol: "tcp", port, intervalSeconds: 1, timeoutSeconds: 1, healthyThreshold: 1, unhealthyThreshold: 2 };
+    const workloads = listing([
+      { name: "probed", addresses: ["127.0.0.1"], healthCheck: check },
+      { name: "bad", addresses: ["127.0.0.1"], healthCheck: { ...check, protocol: "udp" } },
+    ]);
+    // A heartbeat a minute away: a report with a new state can only be the transition's own. A "second" is 20 ms.
+    const r = await start({ workloads, statusIntervalMs: 60_000, msPerSecond: 20 });
+    try {
+      const healthy = await r.report("healthy", (s) => s.health?.[0]?.state === "healthy");
+      expect(healthy.health).toEqual([{ tenant: "acme", workload: "probed", state: "healthy", since: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/) }]);
+      expect(healthy.errors).toEqual(['workload acme/bad: health check not probed: protocol "udp" is not tcp or http']);
+      expect(r.loop.readiness().ready).toBe(false);
+      expect(await r.metrics.registry.metrics()).toMatch(/^weft_agent_workload_healthy\{tenant="acme",workload="probed"\} 1$/m);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      const unhealthy = await r.report("unhealthy", (s) => s.health?.[0]?.state === "unhealthy");
+      expect(unhealthy.health).toEqual([{ tenant: "acme", workload: "probed", state: "unhealthy", since: expect.any(String) }]);
+      expect(await r.metrics.registry.metrics()).toMatch(/^weft_agent_workload_healthy\{tenant="acme",workload="probed"\} 0$/m);
+    } finally {
+      await r.stop();
+      if (server.listening) server.close();
+    }
   });
 });

@@ -220,11 +220,35 @@ describe("the agent's client against openapi/openapi.json", () => {
   });
 
   it("the client's types are the table's", () => {
-    expectTypeOf<NodeWorkload>().toEqualTypeOf<{ tenant: string; name: string; identity: string; addresses: string[]; interface?: string; spiffeId?: string }>();
+    expectTypeOf<NodeWorkload>().toEqualTypeOf<{
+      tenant: string;
+      name: string;
+      identity: string;
+      addresses: string[];
+      interface?: string;
+      spiffeId?: string;
+      healthCheck?: {
+        protocol: string;
+        port: number;
+        path?: string;
+        expectStatus?: number;
+        intervalSeconds: number;
+        timeoutSeconds: number;
+        healthyThreshold: number;
+        unhealthyThreshold: number;
+      };
+    }>();
     expectTypeOf<RegisterBody>().toEqualTypeOf<{ joinToken: string; name: string; zone: string; labels?: Record<string, string> }>();
     expectTypeOf<RegisteredNode>().toEqualTypeOf<{ node: { name: string; podCidr?: string | null }; credential: string }>();
     expectTypeOf<NodeAnswer>().toEqualTypeOf<{ name: string; podCidr?: string | null }>();
-    expectTypeOf<StatusReport>().toEqualTypeOf<{ appliedRevision: number; hash: string; counters: Record<string, number>; errors: string[] }>();
+    expectTypeOf<StatusReport>().toEqualTypeOf<{
+      appliedRevision: number;
+      hash: string;
+      counters: Record<string, number>;
+      errors: string[];
+      unresolved?: { tenant: string; workload: string; address: string; reason: string }[];
+      health?: { tenant: string; workload: string; state: string; since: string }[];
+    }>();
     expectTypeOf<X509SvidAnswer>().toEqualTypeOf<{ certificate: string; chain: string[]; expiresAt: string; serial: string }>();
     expectTypeOf<DatapathStateBody["revision"]>().toEqualTypeOf<number>();
     expectTypeOf<DatapathDeltaBody["hash"]>().toEqualTypeOf<string>();

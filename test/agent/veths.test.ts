@@ -6,18 +6,19 @@
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parsePodCidr } from "../../nodeagent/src/agent/pod-cidr.ts";
-import { ifindexOf, routeInterface, VethReconciler, type VethTarget } from "../../nodeagent/src/agent/veths.ts";
+import { listLinks, routeInterface, VethReconciler, type VethTarget } from "../../nodeagent/src/agent/veths.ts";
 import { Cleanup, kernelUnavailableReason, makeNetns } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 
 const skip = skipWithout("root and iproute2", kernelUnavailableReason());
 const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
+const ifindexOf = async (ifname: string) => (await listLinks()).get(ifname)!.ifindex;
 
 /** Records what the reconciler asks of the kernel instead of loading programs. */
 class RecordingTarget implements VethTarget {
   readonly attached = new Map<number, string>();
-  attachVeth(ifname: string): void {
-    this.attached.set(ifindexOf(ifname)!, ifname);
+  attachVeth(ifname: string, ifindex: number): void {
+    this.attached.set(ifindex, ifname);
   }
   detachVethIndex(ifindex: number): number {
     this.attached.delete(ifindex);
@@ -53,23 +54,50 @@ describe.skipIf(skip)("veth reconciler", () => {
   afterAll(() => cleanup.run());
 
   it("finds the device of a directly routed address and none through a gateway", async () => {
-    expect(await routeInterface("198.18.240.7")).toBe("wvt-host");
-    expect(await routeInterface("198.18.242.7")).toBeNull();
+    expect(await routeInterface("198.18.240.7")).toEqual({ dev: "wvt-host" });
+    expect(await routeInterface("198.18.242.7")).toEqual({ dev: null, reason: "it routes via gateway 198.18.240.1 on wvt-host, not to a local veth" });
   });
 
-  it("attaches to the veth and refuses a bridge, a gateway route and a declared non-veth", async () => {
+  it("attaches to the veth and reports a bridge, a gateway route, a declared non-veth and a missing interface as unresolved", async () => {
     const target = new RecordingTarget();
     const reconciler = new VethReconciler(target);
-    const result = await reconciler.sync(["198.18.240.7", "198.18.241.7", "198.18.242.7", "198.18.240.8"], new Map([["198.18.240.8", "lo"]]));
+    const result = await reconciler.sync(
+      ["198.18.240.7", "198.18.241.7", "198.18.242.7", "198.18.240.8", "198.18.240.9", "198.18.245.1"],
+      new Map([
+        ["198.18.240.8", "lo"],
+        // An interface the API names that does not exist here: the route decides.
+        ["198.18.240.9", "wvt-nowhere"],
+      ]),
+    );
     expect(result.errors).toEqual([]);
+    expect(result.complete).toBe(true);
     expect(result.attached).toEqual(["wvt-host"]);
-    expect([...target.attached.values()]).toEqual(["wvt-host"]);
-    expect(result.unresolved).toEqual(["198.18.242.7"]);
-    expect(result.refused).toHaveLength(2);
-    expect(result.refused.join("\n")).toMatch(/198\.18\.241\.7 is behind wvt-br, which is not a veth/);
-    expect(result.refused.join("\n")).toMatch(/198\.18\.240\.8 is behind lo, which is not a veth/);
-    // Host routing names only the guarded veth, for the address behind it.
-    expect(Object.fromEntries(result.localVeths)).toEqual({ "198.18.240.7": ifindexOf("wvt-host") });
+    expect(Object.fromEntries(target.attached)).toEqual({ [await ifindexOf("wvt-host")]: "wvt-host" });
+    expect(result.unresolved).toEqual([
+      { address: "198.18.241.7", reason: "it is behind wvt-br (bridge), not a veth: no tc programs attached" },
+      { address: "198.18.242.7", reason: "it routes via gateway 198.18.240.1 on wvt-host, not to a local veth" },
+      { address: "198.18.240.8", reason: "it is behind lo (no link kind), not a veth: no tc programs attached" },
+      // 198.18.245.0/24 routes nowhere here but via the default route, if any.
+      { address: "198.18.245.1", reason: expect.stringMatching(/^(no route to it in the agent's network namespace|it routes via gateway .* not to a local veth)$/) },
+    ]);
+    // Host routing names only the guarded veth, for the addresses behind it.
+    expect(Object.fromEntries(result.localVeths)).toEqual({ "198.18.240.7": await ifindexOf("wvt-host"), "198.18.240.9": await ifindexOf("wvt-host") });
+  });
+
+  it("reports an attach that fails as unresolved, for every address behind that veth", async () => {
+    const failing: VethTarget = {
+      attachVeth: () => {
+        throw new Error("EPERM");
+      },
+      detachVethIndex: () => 0,
+      attachedVethIndexes: () => [],
+    };
+    const result = await new VethReconciler(failing).sync(["198.18.240.7", "198.18.240.8"]);
+    expect(result.unresolved).toEqual([
+      { address: "198.18.240.7", reason: "failed to attach tc programs to wvt-host: EPERM" },
+      { address: "198.18.240.8", reason: "failed to attach tc programs to wvt-host: EPERM" },
+    ]);
+    expect(result.localVeths.size).toBe(0);
   });
 
   it("names no veth for an address outside the node's pod CIDR block, though its veth stays guarded", async () => {
@@ -79,7 +107,7 @@ describe.skipIf(skip)("veth reconciler", () => {
     expect(result.errors).toEqual([]);
     expect(result.attached).toEqual(["wvt-host"]);
     expect(result.outsideBlock).toEqual(["198.18.240.200"]);
-    expect(Object.fromEntries(result.localVeths)).toEqual({ "198.18.240.7": ifindexOf("wvt-host") });
+    expect(Object.fromEntries(result.localVeths)).toEqual({ "198.18.240.7": await ifindexOf("wvt-host") });
     // Without a block (an API that assigns none): both, as before.
     const unknown = await new VethReconciler(new RecordingTarget()).sync(["198.18.240.7", "198.18.240.200"]);
     expect(unknown.outsideBlock).toEqual([]);
@@ -100,7 +128,7 @@ describe.skipIf(skip)("veth reconciler", () => {
     await reconciler.sync(["198.18.240.7"]);
     expect([...target.attached.values()]).toEqual(["wvt-host"]);
     const result = await reconciler.sync(["198.18.241.7"]);
-    expect(result.detached).toEqual([ifindexOf("wvt-host")]);
+    expect(result.detached).toEqual([await ifindexOf("wvt-host")]);
     expect(result.localVeths.size).toBe(0);
     expect(target.attached.size).toBe(0);
   });

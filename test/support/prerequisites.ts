@@ -4,6 +4,8 @@
  * sets WEFT_REQUIRE_ALL=1 so that a missing prerequisite fails the run
  * instead of hiding behind a skip.
  */
+import { execFileSync } from "node:child_process";
+
 export const requireAll = process.env.WEFT_REQUIRE_ALL === "1";
 
 /** True when the suite must be skipped; throws when CI demands the prerequisite. */
@@ -14,4 +16,14 @@ export function skipWithout(what: string, unavailableReason: string | null): boo
   }
   console.warn(`skipping ${what}: ${unavailableReason}`);
   return true;
+}
+
+/** Why `command` cannot run here (`command ...args` fails: not installed), or null. */
+export function commandUnavailableReason(command: string, args: readonly string[], install: string): string | null {
+  try {
+    execFileSync(command, args, { stdio: "ignore" });
+    return null;
+  } catch {
+    return `${command} not installed (${install})`;
+  }
 }

@@ -11,16 +11,32 @@
  * - A refused answer (validation) is reported and remembered by its ETag,
  *   so the next long poll waits for a newer state instead of re-fetching
  *   the same bad one in a hot loop.
+ * - Nothing is half-applied in silence: every desired local workload no tc
+ *   programs guard is reported (status `unresolved`) and keeps the agent
+ *   not ready (GET /readyz), and the API the node not converged.
+ * - A status report at least every status interval (a heartbeat), and at
+ *   once after a workload's health changes.
  */
 import { ApplyEngine, type MapTarget, type MapTargets } from "../apply/index.ts";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.ts";
-import { ApiError, type ApiClient, type DatapathAnswer, type NodeWorkload } from "./client.ts";
+import { ApiError, type ApiClient, type DatapathAnswer, type NodeWorkload, type StatusReport } from "./client.ts";
 import { entryCounts, InvalidDatapath, isEmptyDelta, patch, validateDelta, validateFull, type DesiredRevision } from "./desired.ts";
-import type { AgentMetrics } from "./metrics.ts";
+import { HealthProber, healthCheckProblem, type HealthProberOptions, type HealthTarget } from "./health.ts";
+import type { AgentMetrics, Readiness } from "./metrics.ts";
 import type { SvidManager } from "./svid.ts";
 import { syncLocalVeths } from "./local-veths.ts";
 import { parsePodCidr, type PodCidr } from "./pod-cidr.ts";
 import type { VethReconciler } from "./veths.ts";
+
+/** A desired local workload address no tc programs guard, as the status report names it. */
+export type UnresolvedWorkload = NonNullable<StatusReport["unresolved"]>[number];
+
+/** The contract's bounds on the status report's lists and strings. */
+const MAX_UNRESOLVED = 256;
+const MAX_HEALTH = 1024;
+const MAX_REASON = 512;
+const MAX_ERRORS = 64;
+const MAX_ERROR = 1024;
 
 export type Log = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
 
@@ -49,6 +65,10 @@ export interface AgentLoopOptions {
   svids?: SvidManager;
   /** Long-poll seconds (API maximum 60). */
   waitSeconds?: number;
+  /** A status report at least this often while the loop runs (--status-interval); default 5 s. */
+  statusIntervalMs?: number;
+  /** Health probes' knobs (tests shrink the second); the loop owns the prober. */
+  health?: Omit<HealthProberOptions, "onTransition" | "onGauge">;
   backoff?: BackoffOptions;
   log?: Log;
 }
@@ -71,9 +91,26 @@ export class AgentLoop {
   private deltaFromGood = false;
   /** ETag for If-None-Match: the good state's, or a refused answer's. */
   private etag: string | null = null;
-  /** Errors of the current state (refusals, kernel, veth, SVID), reported with the status. */
+  /** Errors of the current state (refusals, kernel, the pod CIDR read), reported with the status. */
   private errors: string[] = [];
+  /** Errors of the last veth sync (outside the block, local_veth writes, detaches): replaced by each sync. */
+  private vethErrors: string[] = [];
+  /** The last workload listing's failure, and health checks refused: replaced by each listing. */
+  private listErrors: string[] = [];
+  /** The last metrics map read's failure, replaced by each report. */
+  private metricsError: string | null = null;
+  /** Desired local workloads no tc programs guard, from the last veth sync. */
+  private unresolved: UnresolvedWorkload[] = [];
   private workloadsRouteMissing = false;
+  /** GET /v1/nodes/{node}/workloads as last answered (names for unresolved addresses, health checks, interfaces); null before. */
+  private workloads: NodeWorkload[] | null = null;
+  private readonly health: HealthProber;
+  /** Veth syncs one at a time (a round's and a heartbeat's retry). */
+  private vethQueue: Promise<unknown> = Promise.resolve();
+  private running = false;
+  private heartbeat: ReturnType<typeof setTimeout> | null = null;
+  /** A heartbeat's veth retry and report start, awaited when the loop stops. */
+  private beating: Promise<void> | null = null;
   /** The node's block: local_veth names only addresses inside it. null: unknown, every address is named (older API). */
   private podCidr: PodCidr | null = null;
   /** Whether the API was asked for the block by this process; "unsupported": it does not know blocks (or forbids the read). */
@@ -101,6 +138,15 @@ export class AgentLoop {
     }
     if (!o.client.node) this.podCidrAsked = "unsupported";
     o.metrics.podCidr(this.podCidr?.cidr ?? null);
+    this.health = new HealthProber({
+      ...o.health,
+      onGauge: (tenant, workload, state) => o.metrics.workloadHealth(tenant, workload, state),
+      onTransition: (t) => {
+        this.log(t.to === "healthy" ? "info" : "warn", `workload ${t.tenant}/${t.workload} is ${t.to}`, { from: t.from, ...(t.reason ? { reason: t.reason } : {}) });
+        // The API withdraws or restores backends on it: report at once, not at the next heartbeat.
+        this.reportSoon();
+      },
+    });
   }
 
   /** The node's block of the pod CIDR in use, or null while unknown. */
@@ -117,12 +163,50 @@ export class AgentLoop {
     return this.o.metrics.statusCounters();
   }
 
+  /** Every error the status report carries now. */
   get currentErrors(): readonly string[] {
-    return [...this.errors, ...this.podCidrErrors];
+    const errors = [...this.errors, ...this.podCidrErrors, ...this.vethErrors, ...this.listErrors, ...(this.o.svids?.lastErrors ?? [])];
+    if (this.metricsError) errors.push(this.metricsError);
+    return [...new Set(errors)];
+  }
+
+  /** Desired local workloads no tc programs guard (status `unresolved`). */
+  get unresolvedWorkloads(): readonly UnresolvedWorkload[] {
+    return this.unresolved;
+  }
+
+  /** The probed workloads' states (status `health`). */
+  get workloadHealth(): ReturnType<HealthProber["list"]> {
+    return this.health.list();
+  }
+
+  /** Ready: a state applied, no unresolved workload, no error (GET /readyz). */
+  readiness(): Readiness {
+    const reasons: string[] = [];
+    if (!this.good) reasons.push("no datapath state applied yet");
+    for (const u of this.unresolved) reasons.push(`unresolved workload ${u.tenant || "?"}/${u.workload || "?"} (${u.address}): ${u.reason}`);
+    reasons.push(...this.currentErrors);
+    return { ready: reasons.length === 0, reasons: reasons.slice(0, MAX_ERRORS) };
   }
 
   /** Runs until the signal aborts; never throws for API or kernel failures. */
   async run(signal: AbortSignal): Promise<void> {
+    this.running = true;
+    try {
+      await this.poll(signal);
+    } finally {
+      this.running = false;
+      if (this.heartbeat) clearTimeout(this.heartbeat);
+      this.heartbeat = null;
+      this.health.close();
+      while (this.beating) await this.beating;
+      while (this.reporting) await this.reporting;
+    }
+  }
+
+  private async poll(signal: AbortSignal): Promise<void> {
+    // The first report (the heartbeat's clock) once the first answer is handled, or one interval in if the API stays silent.
+    this.armHeartbeat();
     let first = true;
     while (!signal.aborted) {
       let answer: DatapathAnswer;
@@ -155,7 +239,31 @@ export class AgentLoop {
       if (!ok) await sleep(this.backoff.next(), signal);
       else this.backoff.reset();
     }
-    while (this.reporting) await this.reporting;
+  }
+
+  /** The next heartbeat one status interval from now (each report starts the interval again). */
+  private armHeartbeat(): void {
+    if (this.heartbeat) clearTimeout(this.heartbeat);
+    this.heartbeat = null;
+    if (!this.running) return;
+    this.heartbeat = setTimeout(() => {
+      this.heartbeat = null;
+      this.beating ??= this.beat().finally(() => (this.beating = null));
+    }, this.o.statusIntervalMs ?? 5_000);
+  }
+
+  /**
+   * A report although nothing was answered; while a workload is unresolved
+   * its veth is looked for again first (a veth made after the state arrived
+   * is guarded within an interval, not at the next long poll's end).
+   */
+  private async beat(): Promise<void> {
+    try {
+      if (this.unresolved.length > 0 && this.vethInput && this.o.veths) await this.syncVeths(this.vethInput);
+    } catch (err) {
+      this.log("error", "failed to check veths", { error: (err as Error).message });
+    }
+    if (this.running) this.reportSoon();
   }
 
   /**
@@ -172,6 +280,7 @@ export class AgentLoop {
       try {
         do {
           this.reportAgain = false;
+          this.armHeartbeat();
           await this.report();
         } while (this.reportAgain);
       } catch (err) {
@@ -187,11 +296,7 @@ export class AgentLoop {
   /** Handles one answer; false when the loop should back off (a kernel failure). */
   async step(answer: DatapathAnswer): Promise<boolean> {
     if (answer.kind === "unchanged") {
-      if (this.vethInput && this.o.veths) {
-        const errors = await this.syncVeths(this.vethInput);
-        // Only this round's veth errors change; the state's own errors stand.
-        if (errors.length) this.log("warn", "veth check failed", { errors });
-      }
+      await this.recheck();
       return true;
     }
     if (answer.kind === "gone") {
@@ -210,6 +315,7 @@ export class AgentLoop {
           // Nothing for this node since our revision (a long poll's timeout): ask from the newer one next,
           // else a revision that moved on without content would answer every poll at once.
           this.good = { ...this.good, revision: Math.max(this.good.revision, delta.revision) };
+          await this.recheck();
           return true;
         }
         next = patch(this.good, delta);
@@ -313,44 +419,92 @@ export class AgentLoop {
     }
   }
 
-  /** Veths and SVIDs follow the applied state; their failures are reported, never undo the apply. */
+  /** Veths, SVIDs and health probes follow the applied state; their failures are reported, never undo the apply. */
   private async sideEffects(state: DesiredRevision): Promise<void> {
     if (this.o.veths) await this.refreshPodCidr();
-    let workloads: NodeWorkload[] | null = null;
-    if (!this.workloadsRouteMissing && (this.o.svids || this.o.veths)) {
-      try {
-        workloads = await this.o.client.nodeWorkloads(this.o.node);
-        if (workloads === null) {
-          this.workloadsRouteMissing = true;
-          this.log("warn", "the API does not list this node's workloads (GET /v1/nodes/{node}/workloads): no workload SVIDs; veths found by route");
-        }
-      } catch (err) {
-        this.errors.push(`failed to list workloads of node ${this.o.node}: ${(err as Error).message}`);
-      }
-    }
+    const listed = await this.refreshWorkloads();
     if (this.o.veths) {
-      const interfaces = new Map<string, string>();
-      for (const w of workloads ?? []) if (w.interface) for (const a of w.addresses) interfaces.set(a, w.interface);
-      this.vethInput = { addresses: (state.maps.endpoint as { key: { address: string } }[]).map((e) => e.key.address), interfaces };
-      this.errors.push(...(await this.syncVeths(this.vethInput)));
+      this.vethInput = { addresses: (state.maps.endpoint as { key: { address: string } }[]).map((e) => e.key.address), interfaces: interfacesOf(this.workloads) };
+      await this.syncVeths(this.vethInput);
     }
-    if (this.o.svids && workloads) {
-      const r = await this.o.svids.sync(workloads.map((w) => ({ tenant: w.tenant, identity: w.identity, workload: w.name, ...(w.spiffeId ? { spiffeId: w.spiffeId } : {}) })));
-      this.errors.push(...r.errors);
+    // Only after a listing that answered: a failed one must not remove the SVIDs of workloads still here.
+    if (this.o.svids && listed && this.workloads) {
+      await this.o.svids.sync(this.workloads.map((w) => ({ tenant: w.tenant, identity: w.identity, workload: w.name, ...(w.spiffeId ? { spiffeId: w.spiffeId } : {}) })));
     }
   }
 
   /**
-   * tc programs on each workload's veth, and local_veth naming exactly those
-   * veths; returns the errors. Also run on rounds that bring no change: a
-   * workload's veth replaced behind the API's back (a new ifindex for the
-   * same address) gets the programs and its entry by the next long poll.
+   * A round without a change (a long poll's timeout): the listing again (a
+   * health check changed, a workload's interface) and the veths (one
+   * replaced behind the API's back gets the programs and its entry).
    */
-  private async syncVeths(input: { addresses: string[]; interfaces: Map<string, string> }): Promise<string[]> {
+  private async recheck(): Promise<void> {
+    if (!this.good) return;
+    await this.refreshWorkloads();
+    if (this.vethInput && this.o.veths) {
+      this.vethInput = { ...this.vethInput, interfaces: interfacesOf(this.workloads) };
+      await this.syncVeths(this.vethInput);
+    }
+  }
+
+  /**
+   * GET /v1/nodes/{node}/workloads into `workloads`, and the health probes
+   * onto its checks; true when it answered. A failed listing keeps the last
+   * one (and its probes) and is reported.
+   */
+  private async refreshWorkloads(): Promise<boolean> {
+    if (this.workloadsRouteMissing) return false;
+    let listed: NodeWorkload[] | null;
+    try {
+      listed = await this.o.client.nodeWorkloads(this.o.node);
+    } catch (err) {
+      this.listErrors = [`failed to list workloads of node ${this.o.node}: ${(err as Error).message}`];
+      return false;
+    }
+    this.listErrors = [];
+    if (listed === null) {
+      this.workloadsRouteMissing = true;
+      this.workloads = null;
+      this.health.update([]);
+      this.log("warn", "the API does not list this node's workloads (GET /v1/nodes/{node}/workloads): no workload SVIDs, no health probes; veths found by route");
+      return false;
+    }
+    this.workloads = listed;
+    const targets: HealthTarget[] = [];
+    for (const w of listed) {
+      if (w.healthCheck === undefined) continue;
+      const problem = healthCheckProblem(w.healthCheck) ?? (w.addresses[0] === undefined ? "the workload has no address" : null);
+      if (problem) this.listErrors.push(`workload ${w.tenant}/${w.name}: health check not probed: ${problem}`);
+      else targets.push({ tenant: w.tenant, workload: w.name, address: w.addresses[0]!, check: w.healthCheck });
+    }
+    this.health.update(targets);
+    return true;
+  }
+
+  /** One veth sync at a time: a round's and a heartbeat's never interleave. */
+  private syncVeths(input: { addresses: string[]; interfaces: Map<string, string> }): Promise<void> {
+    const next = this.vethQueue.then(() => this.syncVethsNow(input));
+    this.vethQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * tc programs on each workload's veth, and local_veth naming exactly those
+   * veths; sets the unresolved workloads and the veth errors. Also run on
+   * rounds that bring no change: a workload's veth replaced behind the API's
+   * back (a new ifindex for the same address) gets the programs and its
+   * entry by the next long poll.
+   */
+  private async syncVethsNow(input: { addresses: string[]; interfaces: Map<string, string> }): Promise<void> {
     const block = this.podCidr;
     const r = await this.o.veths!.sync(input.addresses, input.interfaces, block);
     if (r.attached.length || r.detached.length) this.log("info", "veths changed", { attached: r.attached, detached: r.detached });
-    const errors = [...r.errors, ...r.refused];
+    const errors = [...r.errors];
+    const before = new Set(this.unresolved.map((u) => `${u.address}\n${u.reason}`));
+    this.unresolved = this.nameUnresolved(r.unresolved);
+    this.o.metrics.unresolved(this.unresolved.length);
+    const fresh = this.unresolved.filter((u) => !before.has(`${u.address}\n${u.reason}`));
+    if (fresh.length) this.log("error", "desired workloads without tc programs: the node is not ready", { unresolved: fresh });
     this.o.metrics.outsideBlock(r.outsideBlock.length);
     if (block) {
       for (const a of r.outsideBlock) errors.push(`workload address ${a} is outside this node's pod CIDR block ${block.cidr}: no host routing for it`);
@@ -360,7 +514,8 @@ export class AgentLoop {
       }
       this.lastOutside = outside;
     }
-    if (this.o.localVeths) {
+    // After a failed lookup the map stays as it is: an address looked up in vain would lose its entry.
+    if (this.o.localVeths && (r.complete || this.o.hostRouting === false)) {
       try {
         const wanted = this.o.hostRouting === false ? new Map<string, number>() : r.localVeths;
         syncLocalVeths(this.o.localVeths, wanted);
@@ -369,7 +524,28 @@ export class AgentLoop {
         errors.push(`failed to write the local_veth map: ${(err as Error).message}`);
       }
     }
-    return errors;
+    this.vethErrors = errors;
+  }
+
+  /**
+   * The reconciler's addresses with their workloads' names from the last
+   * listing; an address the listing does not name (none offered, or older
+   * than the datapath) keeps tenant and workload "" and says so in its reason.
+   */
+  private nameUnresolved(addresses: readonly { address: string; reason: string }[]): UnresolvedWorkload[] {
+    const owners = new Map<string, NodeWorkload>();
+    for (const w of this.workloads ?? []) for (const a of w.addresses) owners.set(a, w);
+    const unknown = this.workloadsRouteMissing
+      ? "workload unknown: the API does not list this node's workloads"
+      : this.workloads === null
+        ? "workload unknown: this node's workloads could not be listed"
+        : "workload unknown: not in this node's workload listing";
+    return addresses.slice(0, MAX_UNRESOLVED).map(({ address, reason }) => {
+      const w = owners.get(address);
+      return w
+        ? { tenant: w.tenant, workload: w.name, address, reason: reason.slice(0, MAX_REASON) }
+        : { tenant: "", workload: "", address, reason: `${reason} (${unknown})`.slice(0, MAX_REASON) };
+    });
   }
 
   private async failed(message: string, signal: AbortSignal): Promise<void> {
@@ -383,16 +559,20 @@ export class AgentLoop {
   async report(): Promise<void> {
     try {
       this.o.metrics.refreshVerdicts();
+      this.metricsError = null;
     } catch (err) {
-      this.errors.push(`failed to read the metrics map: ${(err as Error).message}`);
+      this.metricsError = `failed to read the metrics map: ${(err as Error).message}`;
     }
-    const errors = [...this.errors, ...this.podCidrErrors, ...(this.o.svids?.lastErrors ?? [])];
-    const body = {
+    const health = this.health.list().slice(0, MAX_HEALTH);
+    const body: StatusReport = {
       appliedRevision: this.good?.revision ?? 0,
       // Before anything was applied there is no hash; the API requires a non-empty string.
       hash: this.good?.hash ?? "none",
       counters: this.o.metrics.statusCounters(),
-      errors: [...new Set(errors)].slice(0, 64).map((e) => e.slice(0, 1024)),
+      errors: this.currentErrors.slice(0, MAX_ERRORS).map((e) => e.slice(0, MAX_ERROR)),
+      // Full sets, left out when empty (absent means none): an API without the fields still takes a clean node's report.
+      ...(this.unresolved.length ? { unresolved: this.unresolved } : {}),
+      ...(health.length ? { health } : {}),
     };
     try {
       await this.o.client.putStatus(this.o.node, body);
@@ -403,3 +583,9 @@ export class AgentLoop {
   }
 }
 
+/** Address -> interface, as the workload listing names them (the API's `interface` wins over the route). */
+function interfacesOf(workloads: readonly NodeWorkload[] | null): Map<string, string> {
+  const interfaces = new Map<string, string>();
+  for (const w of workloads ?? []) if (w.interface) for (const a of w.addresses) interfaces.set(a, w.interface);
+  return interfaces;
+}

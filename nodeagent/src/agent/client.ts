@@ -116,6 +116,25 @@ const optional = <S extends Shape>(shape: S) => ({ ...shape, optional: true }) a
 /** podCidr: null while the API has no block for the node; absent from an older API. */
 const podCidr = { type: "string", nullable: true, optional: true } as const;
 
+/**
+ * A workload's health check (issue #15): absent, no probing. The API sends
+ * every field with its default filled, path and expectStatus for http only;
+ * src/agent/health.ts checks the values before probing.
+ */
+const healthCheck = {
+  type: "object",
+  fields: {
+    protocol: str,
+    port: int,
+    path: optional(str),
+    expectStatus: optional(int),
+    intervalSeconds: int,
+    timeoutSeconds: int,
+    healthyThreshold: int,
+    unhealthyThreshold: int,
+  },
+} as const satisfies Shape;
+
 const nodeWorkload = {
   type: "object",
   fields: {
@@ -125,8 +144,17 @@ const nodeWorkload = {
     addresses: optional(strings),
     interface: optional(str),
     spiffeId: optional(str),
+    healthCheck: optional(healthCheck),
   },
 } as const satisfies Shape;
+
+/**
+ * Status report additions (issue #15), each the full set at the time of the
+ * report and left out when empty (absent means none): the desired local
+ * workloads no tc programs guard, and the probed workloads' states.
+ */
+const unresolvedWorkload = { type: "object", fields: { tenant: str, workload: str, address: str, reason: str } } as const;
+const workloadHealth = { type: "object", fields: { tenant: str, workload: str, state: str, since: str } } as const;
 
 export const CLIENT_CONTRACT = {
   register: {
@@ -167,7 +195,17 @@ export const CLIENT_CONTRACT = {
     method: "put",
     path: "/v1/nodes/{node}/status",
     statuses: [200],
-    body: { type: "object", fields: { appliedRevision: int, hash: str, counters: { type: "object", values: int }, errors: strings } },
+    body: {
+      type: "object",
+      fields: {
+        appliedRevision: int,
+        hash: str,
+        counters: { type: "object", values: int },
+        errors: strings,
+        unresolved: optional({ type: "array", items: unresolvedWorkload }),
+        health: optional({ type: "array", items: workloadHealth }),
+      },
+    },
   },
   x509Svid: {
     method: "post",
@@ -325,7 +363,16 @@ export class ApiClient {
         if (typeof w.tenant !== "string" || typeof w.name !== "string" || typeof w.identity !== "string") {
           throw new ApiError(`failed to list workloads of ${node}: an item lacks tenant, name or identity`, 200);
         }
-        items.push({ tenant: w.tenant, name: w.name, identity: w.identity, addresses: Array.isArray(w.addresses) ? w.addresses : [], ...(w.interface ? { interface: w.interface } : {}), ...(w.spiffeId ? { spiffeId: w.spiffeId } : {}) });
+        items.push({
+          tenant: w.tenant,
+          name: w.name,
+          identity: w.identity,
+          addresses: Array.isArray(w.addresses) ? w.addresses : [],
+          ...(w.interface ? { interface: w.interface } : {}),
+          ...(w.spiffeId ? { spiffeId: w.spiffeId } : {}),
+          // Checked field by field before any probe (health.ts healthCheckProblem); a wrong one is reported, not probed.
+          ...(w.healthCheck !== undefined && w.healthCheck !== null ? { healthCheck: w.healthCheck } : {}),
+        });
       }
       if (typeof body.nextCursor !== "string" || !body.nextCursor) return items;
       cursor = body.nextCursor;

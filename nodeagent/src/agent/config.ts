@@ -10,6 +10,8 @@ export const DEFAULT_STATE_DIR = "/var/lib/weft";
 /** The cgroup v2 root on these machines; socket LB there covers every process. */
 export const DEFAULT_CGROUP = "/sys/fs/cgroup/unified";
 export const DEFAULT_METRICS_PORT = 9469;
+/** Seconds between status reports when nothing else prompts one (the API's node grace is 15 s by default). */
+export const DEFAULT_STATUS_INTERVAL = 5;
 
 export class UsageError extends Error {}
 
@@ -33,6 +35,8 @@ export interface AgentConfig {
    * on a cgroup holding host processes, and a tenant's VIP must not redirect them.
    */
   lbHostTraffic: boolean;
+  /** A status report at least this often (seconds, 1..60), even when nothing changed: the API's heartbeat. */
+  statusInterval: number;
 }
 
 /** Flag name -> [config key, environment variable]. */
@@ -47,13 +51,14 @@ const FLAGS = {
   "--metrics-port": ["metricsPort", "WEFT_METRICS_PORT"],
   "--host-routing": ["hostRouting", "WEFT_HOST_ROUTING"],
   "--lb-host-traffic": ["lbHostTraffic", "WEFT_LB_HOST_TRAFFIC"],
+  "--status-interval": ["statusInterval", "WEFT_STATUS_INTERVAL"],
 } as const;
 /** Flags that may stand alone, meaning "on". */
 const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic"]);
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
 
 export const USAGE =
-  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--lb-host-traffic [on|off]] (each also WEFT_API, WEFT_NODE_NAME, ...)";
+  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] (each also WEFT_API, WEFT_NODE_NAME, ...)";
 
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
@@ -100,6 +105,9 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   const metricsPort = portText === undefined ? DEFAULT_METRICS_PORT : Number(portText);
   // 0 asks the kernel for a free port (tests); the address is logged at start.
   if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new UsageError(`--metrics-port ${JSON.stringify(portText)} is not a port 0..65535`);
+  const intervalText = get("statusInterval");
+  const statusInterval = intervalText === undefined ? DEFAULT_STATUS_INTERVAL : Number(intervalText);
+  if (!Number.isInteger(statusInterval) || statusInterval < 1 || statusInterval > 60) throw new UsageError(`--status-interval ${JSON.stringify(intervalText)} is not 1..60 seconds`);
   const hostRouting = get("hostRouting") ?? "on";
   if (hostRouting !== "on" && hostRouting !== "off") throw new UsageError(`--host-routing ${JSON.stringify(hostRouting)} is not on or off`);
   const lbHostTraffic = get("lbHostTraffic") ?? "off";
@@ -116,5 +124,6 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     metricsPort,
     hostRouting: hostRouting === "on",
     lbHostTraffic: lbHostTraffic === "on",
+    statusInterval,
   };
 }

@@ -2,7 +2,8 @@
 /**
  * The agent's Prometheus metrics, served on 127.0.0.1 only (they name
  * identities and counts, not for the network), and the same numbers as the
- * flat counters the status report carries.
+ * flat counters the status report carries. The same server answers
+ * GET /readyz with the loop's readiness.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -35,6 +36,12 @@ export function readVerdicts(metrics: Pick<MapTarget, "dump">): VerdictCount[] {
   return out;
 }
 
+/** GET /readyz: 200 {"ready":true}, or 503 {"ready":false,"reasons":[...]}. */
+export interface Readiness {
+  ready: boolean;
+  reasons: string[];
+}
+
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly revision: Gauge;
@@ -51,10 +58,16 @@ export class AgentMetrics {
   private readonly lbHostTrafficGauge: Gauge;
   private readonly podCidrInfo: Gauge;
   private readonly outsideBlockGauge: Gauge;
+  private readonly unresolvedGauge: Gauge;
+  private readonly workloadHealthy: Gauge;
   /** The node's block of the pod CIDR in use; null while unknown; undefined before the loop said. */
   private podCidrBlock: string | null | undefined = undefined;
   /** Desired local addresses outside the block at the last veth sync, null before the first. */
   private outsideBlockCount: number | null = null;
+  /** Desired local workload addresses no tc programs guard, at the last veth sync; null before the first. */
+  private unresolvedCount: number | null = null;
+  /** What /readyz answers; not ready until the loop says. */
+  private readiness: () => Readiness = () => ({ ready: false, reasons: ["the agent is starting"] });
   /** The socket LB's setting as written to sock_cfg (1: host traffic balanced too), null until written. */
   private lbHostTraffic: number | null = null;
   private counts = { apiErrors: 0, applyErrors: 0, refused: 0, applies: 0, upserts: 0, deletes: 0 };
@@ -99,6 +112,18 @@ export class AgentMetrics {
       help: "Desired local workload addresses outside the node's pod CIDR block, given no host routing (a wrong desired state)",
       registers,
     });
+    this.unresolvedGauge = new Gauge({
+      name: "weft_agent_unresolved_workloads",
+      help: "Desired local workload addresses whose veth was not found in the agent's network namespace, is not a veth, or could not be attached (the agent is not ready)",
+      registers,
+    });
+    // Bounded by the node's workloads: a series per probed workload, removed when it leaves.
+    this.workloadHealthy = new Gauge({
+      name: "weft_agent_workload_healthy",
+      help: "1 when the workload's health check passes (healthy), 0 when it fails (unhealthy); absent while unknown or not probed",
+      labelNames: ["tenant", "workload"],
+      registers,
+    });
   }
 
   /** The node's block of the pod CIDR in use, or null while it is unknown (an API that assigns none). */
@@ -112,6 +137,23 @@ export class AgentMetrics {
   outsideBlock(n: number): void {
     this.outsideBlockCount = n;
     this.outsideBlockGauge.set(n);
+  }
+
+  /** `n` desired local addresses were unresolved at the last veth sync. */
+  unresolved(n: number): void {
+    this.unresolvedCount = n;
+    this.unresolvedGauge.set(n);
+  }
+
+  /** A probed workload's state; null: unknown or no longer probed (the series goes). */
+  workloadHealth(tenant: string, workload: string, state: "healthy" | "unhealthy" | null): void {
+    if (state === null) this.workloadHealthy.remove({ tenant, workload });
+    else this.workloadHealthy.set({ tenant, workload }, state === "healthy" ? 1 : 0);
+  }
+
+  /** What GET /readyz answers from now on. */
+  readyWhen(readiness: () => Readiness): void {
+    this.readiness = readiness;
   }
 
   /** The socket LB's configuration was written (sock_cfg). */
@@ -180,14 +222,26 @@ export class AgentMetrics {
     // Status counters are numbers: whether the block is known (the block itself is on /metrics and in the log).
     if (this.podCidrBlock !== undefined) out["agent.pod_cidr_known"] = this.podCidrBlock === null ? 0 : 1;
     if (this.outsideBlockCount !== null) out["agent.local_veth_outside_block"] = this.outsideBlockCount;
+    if (this.unresolvedCount !== null) out["agent.unresolved"] = this.unresolvedCount;
     for (const v of this.verdicts) out[`packets.${v.hook}.${v.reason}`] = v.packets;
     return out;
   }
 
-  /** Serves /metrics on 127.0.0.1:port (0: any free port); answers the port. */
+  /** Serves /metrics and /readyz on 127.0.0.1:port (0: any free port); answers the port. */
   async listen(port: number): Promise<number> {
     const server = createServer((req, res) => {
-      if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
+      const path = (req.url ?? "").split("?")[0];
+      if (req.method === "GET" && path === "/readyz") {
+        let r: Readiness;
+        try {
+          r = this.readiness();
+        } catch (err) {
+          r = { ready: false, reasons: [`failed to tell readiness: ${(err as Error).message}`] };
+        }
+        res.writeHead(r.ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify(r.ready ? { ready: true } : { ready: false, reasons: r.reasons }));
+        return;
+      }
+      if (req.method !== "GET" || path !== "/metrics") {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
         return;
       }

@@ -91,13 +91,15 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
         saveRegistration(cfg.stateDir, registration);
       },
       svids,
+      statusIntervalMs: cfg.statusInterval * 1000,
       ...(options.waitSeconds !== undefined ? { waitSeconds: options.waitSeconds } : {}),
       ...(options.backoff ? { backoff: options.backoff } : {}),
       log,
     });
+    metrics.readyWhen(() => loop.readiness());
     const abort = new AbortController();
     const done = loop.run(abort.signal);
-    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}` });
+    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, statusInterval: cfg.statusInterval, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}` });
     const s = svids;
     let stopped: Promise<void> | null = null;
     return {

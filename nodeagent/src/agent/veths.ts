@@ -11,64 +11,99 @@
  * otherwise put tc policy on the node's uplink and cut the node off.
  */
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { inPodCidr, type PodCidr } from "./pod-cidr.ts";
 
 const run = promisify(execFile);
 
-/** The interface the kernel routes `address` through, or null when the route is local or absent. */
-export async function routeInterface(address: string): Promise<string | null> {
+/** Where the kernel sends packets for an address: a device, or why none of this host's veths. */
+export type RouteAnswer = { dev: string } | { dev: null; reason: string };
+
+/**
+ * The interface the kernel routes `address` through, asked over netlink
+ * (`ip route get`), so in this process's network namespace.
+ */
+export async function routeInterface(address: string): Promise<RouteAnswer> {
   let stdout: string;
   try {
     ({ stdout } = await run("ip", ["-j", "route", "get", address], { timeout: 5_000 }));
   } catch (err) {
     // "RTNETLINK answers: Network is unreachable": no route, nothing to attach to yet.
     const stderr = String((err as { stderr?: string }).stderr ?? "");
-    if (/unreachable|No route/i.test(stderr)) return null;
+    if (/unreachable|No route/i.test(stderr)) return { dev: null, reason: "no route to it in the agent's network namespace" };
     throw new Error(`failed to look up the route to ${address}: ${stderr.trim() || (err as Error).message}`);
   }
   const routes = JSON.parse(stdout) as { dev?: string; type?: string; gateway?: string }[];
   const route = routes[0];
   // An address of this host routes via lo: not a workload behind a veth.
-  if (!route?.dev || route.dev === "lo" || route.type === "local") return null;
+  if (!route?.dev || route.dev === "lo" || route.type === "local") return { dev: null, reason: "it is an address of the node itself, not behind a veth" };
   // Through a gateway (the default route, say) the address is not behind a local veth.
-  if (route.gateway) return null;
-  return route.dev;
+  if (route.gateway) return { dev: null, reason: `it routes via gateway ${route.gateway} on ${route.dev}, not to a local veth` };
+  return { dev: route.dev };
 }
 
-export interface LinkKind {
+/** A network interface of the agent's own network namespace. */
+export interface Link {
+  ifindex: number;
+  ifname: string;
   /** As the kernel names it ("veth", "dummy", "bridge"), or null for a physical device. */
   kind: string | null;
   /** A veth whose other end is in another network namespace (ip shows its link-netnsid). */
   peerInOtherNetns: boolean;
 }
 
-export async function linkKind(ifname: string): Promise<LinkKind> {
-  const { stdout } = await run("ip", ["-j", "-d", "link", "show", "dev", ifname], { timeout: 5_000 });
-  const [link] = JSON.parse(stdout) as { linkinfo?: { info_kind?: string }; link_netnsid?: number }[];
-  return { kind: link?.linkinfo?.info_kind ?? null, peerInOtherNetns: link?.link_netnsid !== undefined };
-}
-
-export function ifindexOf(ifname: string): number | null {
-  const path = `/sys/class/net/${ifname}/ifindex`;
-  if (!existsSync(path)) return null;
-  return Number(readFileSync(path, "utf8").trim());
+/**
+ * Every interface of this process's network namespace, by name: one
+ * `ip -j -d link show` (netlink) per call. Not /sys/class/net, which shows
+ * the namespace of whoever mounted /sys: under `nsenter --net` (no remount)
+ * that is another namespace, with other interfaces and other indexes.
+ */
+export async function listLinks(): Promise<Map<string, Link>> {
+  let stdout: string;
+  try {
+    ({ stdout } = await run("ip", ["-j", "-d", "link", "show"], { timeout: 5_000, maxBuffer: 64 * 1024 * 1024 }));
+  } catch (err) {
+    const stderr = String((err as { stderr?: string }).stderr ?? "");
+    throw new Error(`failed to list the network interfaces: ${stderr.trim() || (err as Error).message}`);
+  }
+  const out = new Map<string, Link>();
+  for (const l of JSON.parse(stdout) as { ifindex?: number; ifname?: string; linkinfo?: { info_kind?: string }; link_netnsid?: number }[]) {
+    if (typeof l.ifindex !== "number" || typeof l.ifname !== "string") continue;
+    out.set(l.ifname, { ifindex: l.ifindex, ifname: l.ifname, kind: l.linkinfo?.info_kind ?? null, peerInOtherNetns: l.link_netnsid !== undefined });
+  }
+  return out;
 }
 
 export interface VethTarget {
-  attachVeth(ifname: string): unknown;
+  /** Attaches to the interface with this index (the one found to be a veth), named ifname in messages and pins' owners. */
+  attachVeth(ifname: string, ifindex: number): unknown;
   detachVethIndex(ifindex: number): number;
   attachedVethIndexes(): number[];
+}
+
+/** A desired workload address no tc programs guard, and why. */
+export interface UnresolvedAddress {
+  address: string;
+  reason: string;
 }
 
 export interface VethSyncResult {
   attached: string[];
   detached: number[];
-  unresolved: string[];
-  /** Addresses whose interface is not a veth, with the reason; nothing was attached for them. */
-  refused: string[];
+  /**
+   * Every address whose veth was not found in the agent's network namespace,
+   * is not a veth, or could not be attached: nothing guards it. The agent
+   * reports each (status `unresolved`) and is not ready while any is.
+   */
+  unresolved: UnresolvedAddress[];
+  /** Failures that concern no one address (detaching a veth no workload uses). */
   errors: string[];
+  /**
+   * False when a lookup failed (the interface list, a route): nothing was
+   * detached, and `localVeths` may lack addresses that still sit behind a
+   * guarded veth, so the caller keeps the local_veth map as it is.
+   */
+  complete: boolean;
   /**
    * Addresses outside the node's block of the pod CIDR: their veth keeps its
    * tc programs (policy only restricts), but host routing does not name it
@@ -89,6 +124,8 @@ export interface VethSyncResult {
  * process attached are not touched again (re-attaching would only swap in the
  * same program); veths with pins from an earlier process get this process's
  * program once (an upgrade); pins of interfaces no workload uses are removed.
+ * Interfaces are looked up over netlink, in this process's namespace: one
+ * interface list per sync, one route lookup per address (cached).
  */
 export class VethReconciler {
   /** ifindex -> ifname, attached by this process. */
@@ -102,22 +139,9 @@ export class VethReconciler {
 
   constructor(
     private readonly target: VethTarget,
-    private readonly resolve: (address: string) => Promise<string | null> = routeInterface,
-    private readonly kindOf: (ifname: string) => Promise<LinkKind> = linkKind,
+    private readonly resolve: (address: string) => Promise<RouteAnswer> = routeInterface,
+    private readonly links: () => Promise<ReadonlyMap<string, Link>> = listLinks,
   ) {}
-
-  /** "ifindex/ifname" -> what that link is: one `ip link` per link, not per apply. */
-  private readonly links = new Map<string, LinkKind>();
-
-  private async linkOf(ifindex: number, ifname: string): Promise<LinkKind> {
-    const key = `${ifindex}/${ifname}`;
-    let known = this.links.get(key);
-    if (known === undefined) {
-      known = await this.kindOf(ifname);
-      this.links.set(key, known);
-    }
-    return known;
-  }
 
   /**
    * `podCidr`: the node's block; an address outside it gets no host-routing
@@ -125,54 +149,76 @@ export class VethReconciler {
    * assigns none), every address behind a guarded veth gets one.
    */
   async sync(addresses: readonly string[], interfaces: ReadonlyMap<string, string> = new Map(), podCidr: PodCidr | null = null): Promise<VethSyncResult> {
-    const result: VethSyncResult = { attached: [], detached: [], unresolved: [], refused: [], errors: [], outsideBlock: [], localVeths: new Map() };
-    const wanted = new Map<number, string>();
+    const result: VethSyncResult = { attached: [], detached: [], unresolved: [], errors: [], complete: true, outsideBlock: [], localVeths: new Map() };
+    // Another node's address (a wrong or compromised desired state): its veth, if any, is still guarded,
+    // but host routing never redirects traffic for it here.
+    const outside = new Set(podCidr === null ? [] : addresses.filter((a) => !inPodCidr(podCidr, a)));
+    result.outsideBlock.push(...outside);
+    let links: ReadonlyMap<string, Link>;
+    try {
+      links = await this.links();
+    } catch (err) {
+      result.complete = false;
+      for (const address of addresses) result.unresolved.push({ address, reason: (err as Error).message });
+      return result;
+    }
+    /** ifindex -> the veth and the addresses behind it. */
+    const wanted = new Map<number, { ifname: string; addresses: string[] }>();
     const behind = new Map<string, number>();
     for (const address of addresses) {
-      // Another node's address (a wrong or compromised desired state): its veth, if any, is still guarded,
-      // but host routing never redirects traffic for it here.
-      const outside = podCidr !== null && !inPodCidr(podCidr, address);
-      if (outside) result.outsideBlock.push(address);
-      try {
-        let ifname = interfaces.get(address) ?? this.routed.get(address) ?? null;
-        if (ifname === null || ifindexOf(ifname) === null) {
-          ifname = await this.resolve(address);
-          if (ifname === null) this.routed.delete(address);
-          else this.routed.set(address, ifname);
-        }
-        const ifindex = ifname === null ? null : ifindexOf(ifname);
-        if (ifname === null || ifindex === null) {
-          result.unresolved.push(address);
+      const named = interfaces.get(address);
+      let ifname = named ?? this.routed.get(address) ?? null;
+      let link = ifname === null ? undefined : links.get(ifname);
+      // The API's interface wins when it exists here; else the route says.
+      const missing = named !== undefined && !link ? `interface ${named} (named by the API) is not in the agent's network namespace; ` : "";
+      if (!link) {
+        let route: RouteAnswer;
+        try {
+          route = await this.resolve(address);
+        } catch (err) {
+          result.complete = false;
+          result.unresolved.push({ address, reason: `${missing}${(err as Error).message}` });
           continue;
         }
-        const link = await this.linkOf(ifindex, ifname);
-        if (link.kind !== "veth") {
-          result.refused.push(`${address} is behind ${ifname}, which is not a veth: no tc programs attached`);
+        if (route.dev === null) {
+          this.routed.delete(address);
+          result.unresolved.push({ address, reason: `${missing}${route.reason}` });
           continue;
         }
-        wanted.set(ifindex, ifname);
-        // bpf_redirect_peer drops a packet for a peer in this namespace: such an address stays with the host's routing.
-        // So does an address outside the node's block.
-        if (link.peerInOtherNetns && !outside) behind.set(address, ifindex);
-      } catch (err) {
-        result.errors.push((err as Error).message);
+        this.routed.set(address, route.dev);
+        ifname = route.dev;
+        link = links.get(ifname);
+        if (!link) {
+          result.unresolved.push({ address, reason: `${missing}it routes via ${ifname}, which is not in the agent's network namespace's interface list` });
+          continue;
+        }
       }
+      if (link.kind !== "veth") {
+        result.unresolved.push({ address, reason: `${missing}it is behind ${link.ifname} (${link.kind ?? "no link kind"}), not a veth: no tc programs attached` });
+        continue;
+      }
+      const veth = wanted.get(link.ifindex) ?? { ifname: link.ifname, addresses: [] };
+      veth.addresses.push(address);
+      wanted.set(link.ifindex, veth);
+      // bpf_redirect_peer drops a packet for a peer in this namespace: such an address stays with the host's routing.
+      // So does an address outside the node's block.
+      if (link.peerInOtherNetns && !outside.has(address)) behind.set(address, link.ifindex);
     }
-    for (const [ifindex, ifname] of wanted) {
+    for (const [ifindex, { ifname, addresses: behindIt }] of wanted) {
       if (this.mine.get(ifindex) === ifname) continue;
       try {
-        this.target.attachVeth(ifname);
+        this.target.attachVeth(ifname, ifindex);
         this.mine.set(ifindex, ifname);
         result.attached.push(ifname);
       } catch (err) {
-        result.errors.push((err as Error).message);
+        for (const address of behindIt) result.unresolved.push({ address, reason: `failed to attach tc programs to ${ifname}: ${(err as Error).message}` });
       }
     }
     for (const [address, ifindex] of behind) if (this.mine.has(ifindex)) result.localVeths.set(address, ifindex);
     const live = new Set(addresses);
     for (const address of this.routed.keys()) if (!live.has(address)) this.routed.delete(address);
-    // A failed lookup must not detach a veth that is still in use: only detach when every address resolved.
-    if (result.errors.length > 0) return result;
+    // A failed lookup must not detach a veth that is still in use: only detach when every lookup answered.
+    if (!result.complete) return result;
     for (const ifindex of new Set([...this.target.attachedVethIndexes(), ...this.mine.keys()])) {
       if (wanted.has(ifindex)) continue;
       try {

@@ -108,5 +108,7 @@ function bind() {
     // For SO_NETNS_COOKIE (kernel/netns.ts): the cookie of the agent's network namespace.
     socket: libc.func("int socket(int domain, int type, int protocol)"),
     getsockopt: libc.func("int getsockopt(int fd, int level, int optname, _Out_ uint8_t *optval, _Inout_ uint32_t *optlen)"),
+    // An interface's index in the caller's network namespace (an ioctl on a socket there), unlike /sys/class/net.
+    ifNameToIndex: libc.func("unsigned int if_nametoindex(const char *ifname)"),
   };
 }

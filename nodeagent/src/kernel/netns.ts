@@ -2,7 +2,8 @@
 /**
  * The cookie of this process's network namespace: the value
  * bpf_get_netns_cookie() returns for a socket there. The socket LB compares
- * it with each socket's (bpf/README, socket LB and host traffic).
+ * it with each socket's (bpf/README, socket LB and host traffic). And an
+ * interface's index as this namespace numbers it.
  */
 import koffi from "koffi";
 import { kernelError } from "./errors.ts";
@@ -29,4 +30,16 @@ export function netnsCookie(): bigint {
   } finally {
     lib.close(fd);
   }
+}
+
+/**
+ * The index of interface `ifname` in this process's network namespace
+ * (if_nametoindex: an ioctl on a socket opened here). /sys/class/net would
+ * answer for the namespace /sys was mounted in, which under `nsenter --net`
+ * is another one.
+ */
+export function interfaceIndex(ifname: string): number {
+  const ifindex = libbpf().ifNameToIndex(ifname) as number;
+  if (ifindex === 0) throw kernelError(`find interface ${ifname} in this network namespace`, -(koffi.errno() || 19));
+  return ifindex;
 }

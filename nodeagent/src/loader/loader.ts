@@ -13,13 +13,13 @@
  * its own program with bpf_link_update (atomic: the hook never runs without
  * one), and removing the pin is all an uninstall needs.
  */
-import { existsSync, openSync, closeSync, constants as fsConstants, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync } from "node:fs";
+import { existsSync, openSync, closeSync, constants as fsConstants, mkdirSync, readdirSync, rmdirSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
 import { encodeEntries, mapNames, maps as mapSpecs, type MapId, type SockCfg } from "@weft/codec";
 import { KernelError } from "../kernel/errors.ts";
 import { createLink, detachLink, mapInfo, openPinned, pinObject, updateLink } from "../kernel/links.ts";
 import { BpfMap, closeFd } from "../kernel/maps.ts";
-import { netnsCookie } from "../kernel/netns.ts";
+import { interfaceIndex, netnsCookie } from "../kernel/netns.ts";
 import { BpfObject } from "../kernel/object.ts";
 import { ensurePinDir } from "./bpffs.ts";
 import { checkLayouts, codecAbi, MAP_TYPE_CODES, type Abi } from "./layout.ts";
@@ -150,9 +150,12 @@ export class KernelDatapath {
     return results;
   }
 
-  /** Attaches the policy programs to both directions of a workload's host-side veth. */
-  attachVeth(ifname: string): AttachResult[] {
-    const ifindex = interfaceIndex(ifname);
+  /**
+   * Attaches the policy programs to both directions of a workload's host-side
+   * veth: the interface `ifindex` when given (the one the caller found to be
+   * the veth), else the one named `ifname` in this network namespace.
+   */
+  attachVeth(ifname: string, ifindex: number = interfaceIndex(ifname)): AttachResult[] {
     return (["ingress", "egress"] as const).map((hook) =>
       this.attachLink(`tcx-${ifindex}-${hook}`, TC_PROGRAMS[hook], ifindex, hook === "ingress" ? BPF_TCX_INGRESS : BPF_TCX_EGRESS, `${TC_PROGRAMS[hook]} to ${hook} of ${ifname}`),
     );
@@ -233,14 +236,6 @@ function openCgroup(path: string): number {
     return openSync(path, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
   } catch (err) {
     throw new Error(`failed to open cgroup ${path}: ${(err as Error).message}`);
-  }
-}
-
-function interfaceIndex(ifname: string): number {
-  try {
-    return Number(readFileSync(`/sys/class/net/${ifname}/ifindex`, "utf8").trim());
-  } catch {
-    throw new Error(`failed to find interface ${ifname}: no /sys/class/net/${ifname}`);
   }
 }
 
