@@ -21,6 +21,8 @@ export interface Manifest {
   netns: string[];
   veths: string[];
   cgroups: string[];
+  /** mount points (bpffs, a bind-mounted cgroup subtree), unmounted after the cgroups and before the dirs */
+  mounts: string[];
   dirs: string[];
 }
 
@@ -29,8 +31,12 @@ const repoRoot = new URL("../../", import.meta.url).pathname;
 export class BenchCleanup {
   private steps: { what: string; undo: () => void | Promise<void> }[] = [];
   private running: Promise<string[]> | null = null;
-  private readonly manifest: Manifest = { pids: [], pinDirs: [], netns: [], veths: [], cgroups: [], dirs: [] };
-  readonly manifestPath = `/tmp/wbench-manifest-${process.pid}.json`;
+  private readonly manifest: Manifest = { pids: [], pinDirs: [], netns: [], veths: [], cgroups: [], mounts: [], dirs: [] };
+  readonly manifestPath: string;
+  /** `manifest` names the manifest, /tmp/<manifest>.json: one per stack (a bench has one). */
+  constructor(manifest = `wbench-manifest-${process.pid}`) {
+    this.manifestPath = `/tmp/${manifest}.json`;
+  }
   private janitorStarted = false;
   /** Set once a signal started the cleanup: the main flow's errors after that are the teardown's echo. */
   interrupted = false;

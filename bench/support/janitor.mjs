@@ -4,7 +4,8 @@
 // exit. If the bench exits without removing the manifest (SIGKILL, a
 // signal relayed by a wrapper that kills the child, a crash), it removes
 // everything the manifest names: processes, pinned links and maps, network
-// namespaces, veths, cgroups, temporary directories. Plain Node, no tsx: it
+// namespaces, veths, cgroups (deepest first), mounts, temporary directories
+// (never one that still holds a mount point). Plain Node, no tsx: it
 // must start fast and depend on nothing the bench might have broken.
 // Usage: node janitor.mjs BENCH_PID MANIFEST REPO_ROOT
 import { execFileSync } from "node:child_process";
@@ -63,7 +64,8 @@ for (const ns of m.netns ?? []) {
   attempt(() => execFileSync("ip", ["netns", "del", ns], { stdio: "ignore" }));
 }
 for (const ifname of m.veths ?? []) if (existsSync(`/sys/class/net/${ifname}`)) attempt(() => execFileSync("ip", ["link", "del", ifname], { stdio: "ignore" }));
-for (const dir of m.cgroups ?? []) {
+// Children before their parents: a cgroup with children cannot go.
+for (const dir of [...(m.cgroups ?? [])].sort((a, b) => b.length - a.length)) {
   if (!existsSync(dir)) continue;
   attempt(() => {
     const root = join(dir, "..");
@@ -71,5 +73,12 @@ for (const dir of m.cgroups ?? []) {
   });
   attempt(() => rmdirSync(dir));
 }
-for (const dir of m.dirs ?? []) attempt(() => rmSync(dir, { recursive: true, force: true }));
+for (const target of [...(m.mounts ?? [])].reverse()) attempt(() => execFileSync("umount", [target], { stdio: "ignore" }));
+/** Mount points as /proc/self/mountinfo lists them (field 5). */
+const mountPoints = () => readFileSync("/proc/self/mountinfo", "utf8").split("\n").filter(Boolean).map((l) => l.split(" ")[4]);
+for (const dir of m.dirs ?? []) {
+  // A recursive removal must never walk into a mount that failed to go (a cgroup tree, a bpffs).
+  if (mountPoints().some((p) => p === dir || p.startsWith(`${dir}/`))) continue;
+  attempt(() => rmSync(dir, { recursive: true, force: true }));
+}
 attempt(() => rmSync(manifestPath, { force: true }));

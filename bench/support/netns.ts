@@ -44,9 +44,9 @@ function deleteNetns(name: string): void {
   if (ip("netns", "list").split("\n").some((l) => l.split(" ")[0] === name)) ip("netns", "del", name);
 }
 
-/** A network namespace wbench-<pid>-<label> with lo up, deleted on cleanup. */
-export function makeNetns(cleanup: BenchCleanup, label: string): string {
-  const name = `${PREFIX}-${process.pid}-${label}`;
+/** A network namespace <prefix>-<pid>-<label> (prefix: wbench) with lo up, deleted on cleanup. */
+export function makeNetns(cleanup: BenchCleanup, label: string, prefix = PREFIX): string {
+  const name = `${prefix}-${process.pid}-${label}`;
   ip("netns", "add", name);
   cleanup.track("netns", name);
   cleanup.add(`delete netns ${name}`, () => deleteNetns(name));
@@ -139,7 +139,7 @@ export interface Daemon {
 /**
  * A long-running process (a server, a proxy, the agent) stopped on cleanup:
  * SIGTERM, then SIGKILL after 3 s. Resolves once `ready(output)` is true
- * (polled every 50 ms, 20 s at most) or at once without it.
+ * (polled every 50 ms, `readyMs` at most, 20 s by default) or at once without it.
  */
 export async function startDaemon(
   cleanup: BenchCleanup,
@@ -147,6 +147,8 @@ export async function startDaemon(
   argv: string[],
   opts: {
     ready?: (output: string) => boolean | Promise<boolean>;
+    /** How long `ready` may take (20 s). */
+    readyMs?: number;
     env?: NodeJS.ProcessEnv;
     cwd?: string;
     /** Every line of stdout and stderr, as it comes, with the time it was read (performance.now()). */
@@ -181,11 +183,12 @@ export async function startDaemon(
     })());
   cleanup.add(`stop ${what}`, stop);
   if (opts.ready) {
-    const deadline = Date.now() + 20_000;
+    const readyMs = opts.readyMs ?? 20_000;
+    const deadline = Date.now() + readyMs;
     for (;;) {
       if (!alive()) throw new Error(`failed to start ${what}: exited with ${child.exitCode ?? child.signalCode}: ${out.slice(-2000)}`);
       if (await opts.ready(out)) break;
-      if (Date.now() > deadline) throw new Error(`failed to start ${what}: not ready after 20 s: ${out.slice(-2000)}`);
+      if (Date.now() > deadline) throw new Error(`failed to start ${what}: not ready after ${readyMs / 1000} s: ${out.slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -6,7 +6,7 @@
  * directory and state directory of the bench's own.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,25 +62,32 @@ export interface WeftApi {
  * Starts the API process; cleanup stops it and removes its temporary data.
  * The service CIDR is inside 198.18.0.0/15 so every VIP is a bench address.
  *
- * Workload addresses must lie in their node's pod CIDR block: `podCidr` is
- * the one block holding every namespace address of the bench (pod CIDR and
- * node prefix alike), which the bench's single node gets. On a shared
+ * Workload addresses must lie in their node's pod CIDR block: by default
+ * `podCidr` is the one block holding every namespace address of the bench
+ * (pod CIDR and node prefix alike), which the bench's single node gets;
+ * `podCidrNodePrefix` cuts it into one block per node instead. On a shared
  * Postgres a node of an earlier, crashed run may still hold it: registration
- * then answers 503 (delete that node).
+ * then answers 503 (delete that node). `embedded` keeps PGlite even when
+ * DATABASE_URL is set; `host` is the address it listens on (127.0.0.1).
  */
-export async function startWeftApi(cleanup: BenchCleanup, opts: { serviceCidr?: string; podCidr?: string } = {}): Promise<WeftApi> {
+export async function startWeftApi(
+  cleanup: BenchCleanup,
+  opts: { serviceCidr?: string; podCidr?: string; podCidrNodePrefix?: number; host?: string; embedded?: boolean } = {},
+): Promise<WeftApi> {
   const dir = mkdtempSync(join(tmpdir(), "wbench-api-"));
   cleanup.track("dirs", dir);
   cleanup.add(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
-  const postgres = Boolean(process.env.DATABASE_URL);
+  const postgres = Boolean(process.env.DATABASE_URL) && !opts.embedded;
+  const podCidr = opts.podCidr ?? "198.18.0.0/17";
   const api = await startApiProcess({
     WEFT_OPERATOR_TOKEN: OPERATOR,
     LOG_LEVEL: "error",
     WEFT_SERVICE_CIDR: opts.serviceCidr ?? "198.18.200.0/24",
-    WEFT_POD_CIDR: opts.podCidr ?? "198.18.0.0/17",
-    WEFT_POD_CIDR_NODE_PREFIX: (opts.podCidr ?? "198.18.0.0/17").split("/")[1],
+    WEFT_POD_CIDR: podCidr,
+    WEFT_POD_CIDR_NODE_PREFIX: String(opts.podCidrNodePrefix ?? podCidr.split("/")[1]),
     // The key-encryption key file lands beside the data directory: in the temporary directory either way.
     WEFT_DATA_DIR: join(dir, "data"),
+    ...(opts.host ? { HOST: opts.host } : {}),
     ...(postgres ? {} : { DATABASE_URL: "" }),
   });
   cleanup.trackPid(api.child.pid!);
@@ -135,38 +142,65 @@ export interface AgentProcess extends Daemon {
   credential(): string;
 }
 
+export interface AgentProcessOptions {
+  node: string;
+  cgroup: string;
+  pinDir: string;
+  onLine?: (line: string, at: number) => void;
+  nodeArgs?: string[];
+  /** The zone the join token fixes, with the node's name (default: a token fixing neither, zone "bench"). */
+  zone?: string;
+  /** Runs the agent under `ip netns exec` (its pin dir and cgroup must then lie outside /sys, which that remounts). */
+  netns?: string;
+  /**
+   * The caller's state directory, kept on cleanup: a restart when it holds a
+   * registration (no join token, the node is not deleted on cleanup again).
+   * Default: a fresh temporary one.
+   */
+  stateDir?: string;
+  /** Default 0 (any free port: the agent logs which). */
+  metricsPort?: number;
+}
+
 /**
  * Registers nothing itself: the agent process registers with a join token
  * minted here, exactly as an operator would start it. Resolves once it logs
  * "agent started" (registered, maps loaded and pinned, socket LB attached).
  */
-export async function startAgentProcess(
-  cleanup: BenchCleanup,
-  api: WeftApi,
-  opts: { node: string; cgroup: string; pinDir: string; onLine?: (line: string, at: number) => void; nodeArgs?: string[] },
-): Promise<AgentProcess> {
-  const stateDir = mkdtempSync(join(tmpdir(), "wbench-agent-"));
-  cleanup.track("dirs", stateDir);
-  cleanup.add(`remove ${stateDir}`, () => rmSync(stateDir, { recursive: true, force: true }));
-  const join_ = await api.call("POST", "/v1/join-tokens", api.operator, {});
-  const joinToken = (JSON.parse(join_.body) as { token: string }).token;
-  // Deleted on cleanup so a shared Postgres does not keep bench nodes (best effort: the route may not exist).
-  cleanup.add(`delete node ${opts.node}`, async () => void (await http(`${api.base}/v1/nodes/${opts.node}`, "DELETE", api.operator).catch(() => undefined)));
+export async function startAgentProcess(cleanup: BenchCleanup, api: WeftApi, opts: AgentProcessOptions): Promise<AgentProcess> {
+  let stateDir = opts.stateDir;
+  if (stateDir === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), "wbench-agent-"));
+    cleanup.track("dirs", dir);
+    cleanup.add(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
+    stateDir = dir;
+  }
+  const registered = existsSync(join(stateDir, "node.json"));
+  const joinArgs: string[] = [];
+  if (!registered) {
+    const join_ = await api.call("POST", "/v1/join-tokens", api.operator, opts.zone ? { name: opts.node, zone: opts.zone } : {});
+    joinArgs.push("--join-token", (JSON.parse(join_.body) as { token: string }).token, "--zone", opts.zone ?? "bench");
+    // Deleted on cleanup so a shared Postgres does not keep bench nodes (best effort: the route may not exist).
+    cleanup.add(`delete node ${opts.node}`, async () => void (await http(`${api.base}/v1/nodes/${opts.node}`, "DELETE", api.operator).catch(() => undefined)));
+  }
   const argv = [
+    ...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []),
     process.execPath, ...(opts.nodeArgs ?? []), "--import", "tsx", "nodeagent/src/main.ts",
-    "--api", api.base, "--join-token", joinToken, "--name", opts.node, "--zone", "bench",
-    "--cgroup", opts.cgroup, "--pin-dir", opts.pinDir, "--state-dir", stateDir, "--metrics-port", "0",
+    "--api", api.base, ...joinArgs, "--name", opts.node,
+    "--cgroup", opts.cgroup, "--pin-dir", opts.pinDir, "--state-dir", stateDir, "--metrics-port", String(opts.metricsPort ?? 0),
   ];
   const daemon = await startDaemon(cleanup, `agent ${opts.node}`, argv, {
     cwd: repoRoot,
     ready: (out) => out.includes('"agent started"'),
+    readyMs: 60_000,
     ...(opts.onLine ? { onLine: opts.onLine } : {}),
   });
+  const dir = stateDir;
   return {
     ...daemon,
     node: opts.node,
-    stateDir,
-    credential: () => (JSON.parse(readFileSync(join(stateDir, "node.json"), "utf8")) as { credential: string }).credential,
+    stateDir: dir,
+    credential: () => (JSON.parse(readFileSync(join(dir, "node.json"), "utf8")) as { credential: string }).credential,
   };
 }
 

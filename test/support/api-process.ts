@@ -10,9 +10,9 @@ export interface ApiProcess {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
+export async function freePort(host = "127.0.0.1"): Promise<number> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;
@@ -21,18 +21,21 @@ export async function freePort(): Promise<number> {
 /**
  * Starts api/src/server.ts on a free port with the given environment (the
  * database: DATABASE_URL, or WEFT_DATA_DIR for embedded PGlite), and
- * resolves once /readyz answers 200.
+ * resolves once /readyz answers 200. It listens on 127.0.0.1 unless `env`
+ * names another HOST (an address of this machine, such as a simulated
+ * cluster's fabric address).
  */
 export async function startApiProcess(env: { WEFT_OPERATOR_TOKEN: string } & NodeJS.ProcessEnv): Promise<ApiProcess> {
-  const port = await freePort();
+  const host = env.HOST ?? "127.0.0.1";
+  const port = await freePort(host);
   const child = spawn(process.execPath, ["--import", "tsx", "api/src/server.ts"], {
-    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", WEFT_CA_ROTATION: "off", LOG_LEVEL: "warn", ...env },
+    env: { ...process.env, PORT: String(port), HOST: host, WEFT_CA_ROTATION: "off", LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
   child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
   child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
-  const base = `http://127.0.0.1:${port}`;
+  const base = `http://${host}:${port}`;
   const stop = () =>
     new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
