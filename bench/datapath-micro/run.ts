@@ -18,7 +18,8 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { encodeEntries, layouts, mapNames, maps, normalizePolicy, protocols, type Entry } from "@weft/codec";
+import { encodeEntries, layouts, mapNames, maps, protocols, type Entry } from "@weft/codec";
+import { normalizePolicy } from "../../api/src/compiler/normalize-policy.ts";
 import { BpfObject, testRun } from "../../nodeagent/src/kernel/index.ts";
 import { Cleanup, makePinDir, objectPath, kernelUnavailableReason } from "../../test/support/kernel.ts";
 import { TCP_ACK, ipv4Frame } from "../../test/kernel/packets.ts";

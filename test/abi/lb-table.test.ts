@@ -1,5 +1,6 @@
 import fc from "fast-check";
-import { buildLbTable, constants, lbSlotEntries, LB_TABLE_DEFAULT } from "@weft/codec";
+import { constants } from "@weft/codec";
+import { buildLbTable, lbSlotEntries, LB_TABLE_DEFAULT } from "../../api/src/compiler/lb-table.ts";
 import { describe, expect, it } from "vitest";
 
 const weights = fc.array(fc.integer({ min: 0, max: 1_000_000 }), { minLength: 1, maxLength: 64 });

@@ -1,7 +1,8 @@
 import fc from "fast-check";
-import { lookupPolicy, normalizePolicy, type Entry } from "@weft/codec";
+import type { Entry } from "@weft/codec";
+import { normalizePolicy } from "../../api/src/compiler/normalize-policy.ts";
 import { describe, expect, it } from "vitest";
-import { intendedVerdict, type Flow } from "./policy-oracle.ts";
+import { intendedVerdict, lookupPolicy, type Flow } from "../support/policy-oracle.ts";
 
 const LOCAL = [1001, 1002];
 const PEERS = [1003, 1004, 2];

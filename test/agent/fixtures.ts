@@ -1,5 +1,7 @@
 /** Desired states for the agent tests, shaped as the API's compiler produces them. */
-import { buildLbTable, decodeEntries, lbSlotEntries, normalizePolicy, protocols, type Entry, type MapId } from "@weft/codec";
+import { decodeEntries, protocols, type Entry, type MapId } from "@weft/codec";
+import { buildLbTable, lbSlotEntries } from "../../api/src/compiler/lb-table.ts";
+import { normalizePolicy } from "../../api/src/compiler/normalize-policy.ts";
 import type { DesiredEntries, MapTarget, ManagedMap } from "../../nodeagent/src/apply/index.ts";
 
 export const W = { address: "198.18.20.2", identity: 1001, tenant: 1 };

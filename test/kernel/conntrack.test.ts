@@ -4,7 +4,8 @@
  * own, unsolicited packets in the reply direction do not, and a policy
  * change stops established flows as well as new ones (bpf/README.md).
  */
-import { decodeEntries, encodeEntries, normalizePolicy, protocols, type Entry } from "@weft/codec";
+import { decodeEntries, encodeEntries, protocols, type Entry } from "@weft/codec";
+import { normalizePolicy } from "../../api/src/compiler/normalize-policy.ts";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { skipWithout } from "../support/prerequisites.ts";
 import { kernelUnavailableReason } from "../support/kernel.ts";

@@ -6,7 +6,8 @@
  */
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { maps, normalizePolicy, protocols, type Entry } from "@weft/codec";
+import { maps, protocols, type Entry } from "@weft/codec";
+import { normalizePolicy } from "../../api/src/compiler/normalize-policy.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attachTc } from "../../nodeagent/src/kernel/index.ts";
 import { echoServer, routeWorkload, tcpProbe } from "../agent/netns-traffic.ts";

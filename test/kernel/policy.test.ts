@@ -1,9 +1,10 @@
 import fc from "fast-check";
-import { constants, normalizePolicy, protocols, type Entry } from "@weft/codec";
+import { constants, protocols, type Entry } from "@weft/codec";
+import { normalizePolicy } from "../../api/src/compiler/normalize-policy.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { skipWithout } from "../support/prerequisites.ts";
 import { kernelUnavailableReason } from "../support/kernel.ts";
-import { intendedVerdict } from "../abi/policy-oracle.ts";
+import { intendedVerdict } from "../support/policy-oracle.ts";
 import { arpFrame, ipv4Frame, ipv6Frame, truncatedFrame } from "./packets.ts";
 import { PolicyHarness } from "./policy-harness.ts";
 

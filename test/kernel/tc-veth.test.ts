@@ -1,6 +1,7 @@
 import { execFile, execFileSync } from "node:child_process";
 import dgram from "node:dgram";
-import { constants, normalizePolicy, protocols, type Entry } from "@weft/codec";
+import { constants, protocols, type Entry } from "@weft/codec";
+import { normalizePolicy } from "../../api/src/compiler/normalize-policy.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { attachTc, type Attachment } from "../../nodeagent/src/kernel/index.ts";
 import { skipWithout } from "../support/prerequisites.ts";

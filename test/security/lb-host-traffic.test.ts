@@ -17,7 +17,8 @@
 import { execFile, execFileSync } from "node:child_process";
 import dgram from "node:dgram";
 import net from "node:net";
-import { buildLbTable, decodeEntries, lbSlotEntries, protocols, type Entry } from "@weft/codec";
+import { decodeEntries, protocols, type Entry } from "@weft/codec";
+import { buildLbTable, lbSlotEntries } from "../../api/src/compiler/lb-table.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { netnsCookie } from "../../nodeagent/src/kernel/index.ts";
 import { cleanup as uninstall, KernelDatapath } from "../../nodeagent/src/loader/index.ts";

@@ -201,35 +201,3 @@ export function metricsSlot(index: number): { hook: Hook; reason: Reason | "none
 export function verdictOf(reason: Reason): Verdict;
 /** Sum of the per-CPU copies of one metrics entry (decodeValues("metrics", bytes) of one lookup). */
 export function sumPerCpu(values: readonly MetricsValue[]): MetricsValue;
-
-export const LB_TABLE_DEFAULT: number;
-/**
- * Weighted slot table (Hamilton apportionment, the table the socket LB draws
- * a uniform random slot from): backend ids per slot. Each backend's share of
- * slots is within 1/slots of weight/total; weight 0 gets no slot; all
- * weights 0 gives an empty table. Weights 0..1,000,000; 1..1024 distinct
- * backend ids >= 1; slots 1..16384 (default LB_TABLE_DEFAULT).
- */
-export function buildLbTable(backends: readonly { backendId: number; weight: number }[], slots?: number): Uint32Array;
-/** lb_slot entries for a table built by buildLbTable, under tableId. */
-export function lbSlotEntries(tableId: number, table: Uint32Array): Entry<"lb_slot">[];
-
-/**
- * Rewrites policy entries so the datapath's "most specific hit wins" lookup
- * gives deny precedence: wherever an allow and a deny overlap, their meet is
- * written as a deny, carrying the rule id of the most specific deny rule
- * that covers it (ties: the lower id). Duplicate keys merge (deny > allow >
- * default-deny; same action: the lower rule id).
- * "default-deny" is the marker of a workload some policy selects in that
- * direction and must sit at (any peer, any port, any protocol). A direction
- * with any entry is selected: when nothing sits at that key, the marker is
- * added, so the datapath can tell an unselected direction by one probe
- * there. The output is sorted by key, so equal inputs give equal outputs.
- * Validates like encodeEntries.
- */
-export function normalizePolicy(entries: readonly Entry<"policy">[]): Entry<"policy">[];
-/** Model of the datapath's policy probe over written entries: the reason it would count. */
-export function lookupPolicy(
-  entries: readonly Entry<"policy">[],
-  flow: { localIdentity: number; remoteIdentity: number; port: number; protocol: number; direction: Direction },
-): "policy-allow" | "policy-deny" | "default-deny" | "unselected";

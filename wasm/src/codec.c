@@ -18,14 +18,9 @@
 #define WEFT_FIELDS_LEN (WEFT_BATCH_MAX * WEFT_FIELDS_PER_ENTRY_MAX)
 #define WEFT_BYTES_LEN (WEFT_BATCH_MAX * WEFT_STRUCT_MAX * 2u)
 
-_Static_assert(WEFT_FIELDS_LEN >= WEFT_LB_BACKENDS_MAX + WEFT_LB_TABLE_MAX,
-	       "lookup-table builder fits the fields area");
-
 #define WEFT_E_RANGE (-1)     /* a member outside its [min, max] */
 #define WEFT_E_HOST_BITS (-2) /* prefix address with bits beyond the length */
 #define WEFT_E_BATCH (-3)     /* more entries than WEFT_BATCH_MAX */
-#define WEFT_E_BACKENDS (-4)  /* lookup table: backend count out of range */
-#define WEFT_E_SLOTS (-5)     /* lookup table: slot count out of range */
 #define WEFT_E_MAP (-6)       /* unknown map or part */
 
 static __u32 fields[WEFT_FIELDS_LEN];
@@ -356,63 +351,6 @@ __attribute__((export_name("weft_decode_batch"))) int weft_decode_batch(__u32 ma
 		MAP_CODERS(DECODE_CASE)
 	}
 	return WEFT_E_MAP;
-}
-
-/* ---- weighted lookup table ------------------------------------------------ */
-
-/*
- * Weighted slot table: backend i gets floor(w_i * slots / W) slots, and the
- * slots left over go to the largest remainders (ties to the lower index),
- * i.e. Hamilton's apportionment. Every backend's share of slots is within
- * 1/slots of w_i / W, and a weight of 0 gets no slot. Slots are filled in
- * backend order; the datapath picks a slot uniformly at random.
- *
- * In: weights at fields[0..n). Out: backend indexes at fields[n..n+slots).
- * All weights zero yields an empty table (returns 0): a drained service.
- * Returns the number of slots written, or a WEFT_E_* code.
- */
-__attribute__((export_name("weft_lb_build"))) int weft_lb_build(__u32 n, __u32 slots)
-{
-	static __u32 count[WEFT_LB_BACKENDS_MAX];
-	static __u64 rem[WEFT_LB_BACKENDS_MAX];
-	__u64 total = 0;
-	__u32 given = 0, *out = fields + n;
-
-	if (n == 0 || n > WEFT_LB_BACKENDS_MAX)
-		return WEFT_E_BACKENDS;
-	if (slots == 0 || slots > WEFT_LB_TABLE_MAX)
-		return WEFT_E_SLOTS;
-	for (__u32 i = 0; i < n; i++) {
-		if (fields[i] > WEFT_LB_WEIGHT_MAX) {
-			err_index = i, err_field = 0, err_value = fields[i];
-			return WEFT_E_RANGE;
-		}
-		total += fields[i];
-	}
-	if (total == 0)
-		return 0;
-	for (__u32 i = 0; i < n; i++) {
-		__u64 scaled = (__u64)fields[i] * slots;
-
-		count[i] = (__u32)(scaled / total);
-		rem[i] = scaled % total;
-		given += count[i];
-	}
-	/* Fewer than n slots are left, and only backends with rem > 0 get one. */
-	while (given < slots) {
-		__u32 best = 0;
-
-		for (__u32 i = 1; i < n; i++)
-			if (rem[i] > rem[best])
-				best = i;
-		count[best]++;
-		rem[best] = 0;
-		given++;
-	}
-	for (__u32 i = 0, s = 0; i < n; i++)
-		for (__u32 j = 0; j < count[i]; j++)
-			out[s++] = i;
-	return (int)slots;
 }
 
 /* ---- introspection: areas, errors, layouts, maps, constants -------------- */

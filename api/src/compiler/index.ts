@@ -6,3 +6,5 @@ export { applyDelta, deltaSize, diff, keyString, PartDiffs } from "./diff.ts";
 export { capacities, checkCapacity, type Capacities, type CapacityProblem } from "./capacity.ts";
 export { assignIds, missingIds, type MissingIds } from "./allocate.ts";
 export { backendKey, CompileError, decodeRuleId, ruleIdOf, tableIdOf } from "./ids.ts";
+export { buildLbTable, LB_TABLE_DEFAULT, lbSlotEntries, type WeightedBackend } from "./lb-table.ts";
+export { normalizePolicy } from "./normalize-policy.ts";

@@ -1,7 +1,7 @@
 /**
  * One local identity's policy entries.
  *
- * Semantics (bpf/weft_policy.bpf.c [R5]-[R7] and the codec's normalizePolicy):
+ * Semantics (bpf/weft_policy.bpf.c [R5]-[R7] and normalize-policy.ts):
  *  - Deny wins whatever the specificity: entries are expanded with wildcards
  *    (0 = any peer / port / protocol) and then normalizePolicy writes a deny
  *    at every allow/deny overlap, so the datapath's "most specific hit" probe
@@ -25,7 +25,8 @@
  *    (a /32 is longer than any CIDR), so CIDR peers never select workloads of
  *    tenants present on the node.
  */
-import { constants, normalizePolicy, protocols, type Direction, type Entry } from "@weft/codec";
+import { constants, protocols, type Direction, type Entry } from "@weft/codec";
+import { normalizePolicy } from "./normalize-policy.ts";
 import { CompileError, ruleIdOf } from "./ids.ts";
 import { makePart, owners } from "./parts.ts";
 import { contains, formatPrefix, parsePrefix, selects } from "./select.ts";

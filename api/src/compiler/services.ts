@@ -10,7 +10,7 @@
  *   but a pure function of the snapshot cannot alternate ids without knowing
  *   what the node holds.)
  * - Table size: the smallest table that gives every backend exactly its
- *   share (the weights divided by their gcd, summed), capped at the codec's
+ *   share (the weights divided by their gcd, summed), capped at
  *   LB_TABLE_DEFAULT (1024 slots, shares within 1/1024). Ten equal backends
  *   take 10 slots, 90/10 takes 10: small tables keep lb_slot far below its
  *   capacity, and the socket LB draws a uniform slot either way.
@@ -25,7 +25,8 @@
  * - No backend with weight > 0: the frontend is written with slots 0, which
  *   the datapath refuses (lb-no-backend) instead of leaking to the VIP.
  */
-import { buildLbTable, LB_TABLE_DEFAULT, lbSlotEntries, parseIPv4, protocols, type Entry } from "@weft/codec";
+import { parseIPv4, protocols, type Entry } from "@weft/codec";
+import { buildLbTable, LB_TABLE_DEFAULT, lbSlotEntries } from "./lb-table.ts";
 import { backendKey, CompileError, tableIdOf } from "./ids.ts";
 import { backendPart, makePart, owners, zoneOfWorkload } from "./parts.ts";
 import { selects } from "./select.ts";
