@@ -42,7 +42,7 @@ import tokenRoutes from "./routes/tokens/index.ts";
 import { CaRotationScheduler } from "./ca/rotator.ts";
 import { DrizzleCaStore } from "./ca/store.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
-import { DatapathService } from "./follower/follow.ts";
+import { Follower } from "./follower/follow.ts";
 import { resolveKek } from "./ca/kek-source.ts";
 import { makeWriteFor, type Services } from "./services/context.ts";
 import { TenantDirectory } from "./services/tenant-directory.ts";
@@ -168,8 +168,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const directory = new TenantDirectory(db, feed);
   const ca = new CaService({ store: new DrizzleCaStore(db, feed), kek: kek.kek });
   const rotation = config.caRotation === "auto" ? new CaRotationScheduler(db, ca, app.log) : undefined;
-  const datapath = new DatapathService(db, feed, app.log, { capacity: config.mapCapacity, history: config.datapathHistory });
-  await datapath.start();
+  const follower = new Follower(db, feed, app.log, { capacity: config.mapCapacity, history: config.datapathHistory });
+  await follower.start();
   // Nodes registered before pod CIDR blocks existed get one now (mesh/nodes.ts).
   await assignMissingPodCidrs(db, addressPlanOf(config), app.log);
   const services: Services = {
@@ -181,14 +181,14 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     operator,
     tokens,
     ca,
-    datapath,
+    follower,
     writeFor: makeWriteFor(db, feed),
   };
   app.decorate("weft", services);
   // Before the server waits for in-flight requests: held long polls answer at once.
-  app.addHook("preClose", async () => datapath.stop());
+  app.addHook("preClose", async () => follower.stop());
   app.addHook("onClose", async () => {
-    datapath.stop();
+    follower.stop();
     tokens.stop();
     await rotation?.stop();
     await feed.stop();

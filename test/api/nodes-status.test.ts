@@ -25,7 +25,7 @@ describe.each(BACKENDS)("node status on %s", (backend) => {
 
     it("shows the compiler's desired revision and hash before any report, not converged", async () => {
       const body = await show();
-      const current = await app.weft.datapath.current(node.name);
+      const current = await app.weft.follower.current(node.name);
       expect(current).not.toBeNull();
       expect(body).toEqual({
         name: node.name,

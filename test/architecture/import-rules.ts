@@ -38,6 +38,16 @@ export const IMPORT_RULES: ImportRule[] = [
     why: "the follower answers refusals as values; the HTTP layer turns them into problems",
     never: ["api/src/http/", "api/src/routes/"],
   },
+  {
+    part: "api/src/mesh/",
+    why: "the domain refuses with its own values (mesh/refusal.ts) and takes its own input shapes (mesh/specs.ts); the HTTP layer turns refusals into problems",
+    never: ["api/src/http/", "api/src/routes/"],
+  },
+  {
+    part: "api/src/ca/",
+    why: "the CA throws its own errors (ca/errors.ts); the routes turn them into problems",
+    never: ["api/src/http/", "api/src/routes/"],
+  },
   { part: "api/", why: "the API reaches agents and Terraform only through its document", never: ["nodeagent/", "terraform/"] },
   { part: "nodeagent/", why: "the agent is a client of the API's document, not of its code", never: ["api/", "terraform/"] },
   { part: "terraform/", why: "the provider is a client of the API's document, not of its code", never: ["api/", "nodeagent/"] },

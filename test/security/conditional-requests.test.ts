@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { putIntent, requireMatch } from "../../api/src/http/conventions.ts";
+import { putIntent, requireMatch } from "../../api/src/mesh/preconditions.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 
 // RFC 9110 13.1.1: If-Match uses the strong comparison, so W/"n" matches nothing; If-None-Match stays weak.

@@ -128,7 +128,7 @@ export const changeLog = pgTable(
   },
   (t) => [
     index("change_log_tenant_idx").on(t.tenantId, t.revision),
-    // The datapath service follows the log across tenants by revision (follower/follow.ts).
+    // The follower follows the log across tenants by revision (follower/follow.ts).
     index("change_log_revision_idx").on(t.revision),
   ],
 );

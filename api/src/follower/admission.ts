@@ -6,8 +6,8 @@
  * and the changes reverted, all synchronously, so no reader ever sees a
  * state that was not committed.
  *
- * A refusal is answered as a value; the route layer turns it into a 422
- * (mesh/write.ts, admissionProblem).
+ * A refusal is answered as a value; the mesh throws it as its own refusal
+ * (mesh/write.ts, admissionRefusal), which the HTTP layer answers with 422.
  */
 import { backendIds as backendIdsTable, cidrIdentities as cidrIdentitiesTable } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";

@@ -94,7 +94,7 @@ interface Pulled {
 /** The order a pull applies row deletes in: a row that names others before the rows it names, the tenant last. */
 const PULL_DELETE_ORDER: Record<string, number> = { policy: 0, service: 1, workload: 2, identity: 3, tenant: 4 };
 
-export class DatapathService implements DatapathReader {
+export class Follower implements DatapathReader {
   private rows = new Rows();
   /** Replaced by start()'s full load. */
   private compiler: Compiler = createCompiler(this.rows.snapshotOf([]));

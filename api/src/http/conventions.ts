@@ -1,57 +1,17 @@
-import { badRequest, preconditionFailed } from "./problem.ts";
-
-/** Strong ETag of a resource: the global revision that last wrote it. */
-export const etagOf = (revision: number): string => `"${revision}"`;
-
-/** Weak comparison (RFC 9110 8.8.3.2), for If-None-Match: W/"5" and "5" are the same version. */
-function etagList(header: string): string[] {
-  return header.split(",").map((t) => t.trim().replace(/^W\//, ""));
-}
-
 /**
- * Strong comparison (RFC 9110 13.1.1), for If-Match: a weak tag matches
- * nothing, since it does not promise the same version a write would replace.
+ * The conventions of reads: the 304 of a conditional GET, opaque cursors and
+ * pages. A write's preconditions (If-Match, If-None-Match) are the mesh's:
+ * mesh/preconditions.ts.
  */
-function strongEtagList(header: string): string[] {
-  return header
-    .split(",")
-    .map((t) => t.trim())
-    .filter((t) => !t.startsWith("W/"));
-}
-
-export type PutIntent = "create" | "replace";
-
-/**
- * RFC 9110 preconditions for a PUT: If-Match names the version being replaced,
- * `If-None-Match: *` makes the PUT create-only.
- */
-export function putIntent(currentEtag: string | null, ifMatch?: string, ifNoneMatch?: string): PutIntent {
-  if (ifNoneMatch !== undefined) {
-    const tags = etagList(ifNoneMatch);
-    if (currentEtag !== null && (tags.includes("*") || tags.includes(currentEtag))) {
-      throw preconditionFailed("the resource exists and If-None-Match forbids replacing it");
-    }
-  }
-  requireMatch(currentEtag, ifMatch);
-  return currentEtag === null ? "create" : "replace";
-}
-
-/** If-Match on PUT or DELETE: the write goes ahead only against the named version. */
-export function requireMatch(currentEtag: string | null, ifMatch?: string): void {
-  if (ifMatch === undefined) return;
-  const tags = strongEtagList(ifMatch);
-  if (currentEtag === null) throw preconditionFailed("If-Match was given but the resource does not exist");
-  if (!tags.includes("*") && !tags.includes(currentEtag)) {
-    throw preconditionFailed(`If-Match ${ifMatch} does not match the current ETag ${currentEtag}`);
-  }
-}
+import { weakEtags } from "../mesh/preconditions.ts";
+import { badRequest } from "./problem.ts";
 
 /** True when a conditional GET can answer 304. */
 export function notModified(currentEtag: string, ifNoneMatch?: string): boolean {
   if (ifNoneMatch === undefined) return false;
   // A client echoing the one ETag it was given, the usual case, needs no parsing.
   if (ifNoneMatch === currentEtag) return true;
-  const tags = etagList(ifNoneMatch);
+  const tags = weakEtags(ifNoneMatch);
   return tags.includes("*") || tags.includes(currentEtag);
 }
 

@@ -1,8 +1,9 @@
 import { STATUS_CODES, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { MeshRefusal, type RefusalKind } from "../mesh/refusal.ts";
 import { FORMATS } from "./schemas.ts";
-import { HttpProblem, PROBLEM_CONTENT_TYPE, problemBody, type FieldError } from "./problem.ts";
+import { HttpProblem, PROBLEM_CONTENT_TYPE, problemBody, unauthorized, type FieldError } from "./problem.ts";
 
 interface AjvError {
   instancePath: string;
@@ -40,6 +41,24 @@ function pgProblem(err: { code?: unknown; message: string }): HttpProblem | unde
   return undefined;
 }
 
+/** The status that answers each kind of the mesh's refusals (mesh/refusal.ts). */
+const REFUSAL_STATUS: Record<RefusalKind, number> = {
+  malformed: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  "not-found": 404,
+  conflict: 409,
+  "precondition-failed": 412,
+  invalid: 422,
+  unavailable: 503,
+};
+
+/** A refusal of the mesh as a problem: its status, detail and field errors; a 401 with its Bearer challenge. */
+export function problemOfRefusal(refusal: MeshRefusal): HttpProblem {
+  if (refusal.kind === "unauthorized") return unauthorized(refusal.detail);
+  return new HttpProblem(REFUSAL_STATUS[refusal.kind], refusal.detail, refusal.errors);
+}
+
 export interface ErrorHandlingHooks {
   /** Called for every 401 answered, whoever threw it (the guard, or a handler refusing a join token). */
   unauthorized?: (request: FastifyRequest) => void;
@@ -68,6 +87,7 @@ export const noRoute = (request: FastifyRequest): HttpProblem =>
 export function installErrorHandling(app: FastifyInstance, hooks: ErrorHandlingHooks = {}): void {
   app.setErrorHandler((err: FastifyError & { cause?: unknown }, request, reply) => {
     if (err instanceof HttpProblem) return send(reply, request, err, hooks);
+    if (err instanceof MeshRefusal) return send(reply, request, problemOfRefusal(err), hooks);
     if (err.validation) {
       const errors = fieldErrors(err.validationContext ?? "body", err.validation as AjvError[]);
       return send(reply, request, new HttpProblem(400, `invalid request: ${errors.map((e) => e.field).join(", ")}`, errors));

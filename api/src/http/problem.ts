@@ -58,8 +58,6 @@ export class HttpProblem extends Error {
 
 export const badRequest = (detail: string, errors?: FieldError[]) => new HttpProblem(400, detail, errors);
 export const notFound = (what: string) => new HttpProblem(404, `${what} not found`);
-export const conflict = (detail: string) => new HttpProblem(409, detail);
-export const preconditionFailed = (detail: string) => new HttpProblem(412, detail);
 export const forbidden = (detail: string) => new HttpProblem(403, detail);
 /** `error` null: the request carried no credentials, and RFC 6750 (3.1) wants a bare challenge then. */
 export const unauthorized = (detail: string, error: "invalid_token" | null = "invalid_token") =>

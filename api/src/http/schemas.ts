@@ -1,8 +1,7 @@
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { Name } from "../mesh/specs.ts";
 
 export { DNS_LABEL, DNS_LABEL_MESSAGE, FORMATS } from "@weft/formats";
-
-export const Name = Type.String({ format: "dns-label", minLength: 1, maxLength: 63, description: "A DNS label" });
 
 export const TenantParams = Type.Object({ tenant: Name });
 export type TenantParams = Static<typeof TenantParams>;
@@ -28,13 +27,4 @@ export const Page = <T extends TSchema>(item: T) =>
     nextCursor: Type.Union([Type.String(), Type.Null()], { description: "null on the last page" }),
   });
 
-// A Record's key schema becomes a pattern and loses its maxLength: propertyNames keeps the key bound.
-export const Labels = Type.Record(Type.String({ maxLength: 63 }), Type.String({ maxLength: 253 }), {
-  maxProperties: 64,
-  propertyNames: { maxLength: 63 },
-});
-
 export const Timestamp = Type.String({ format: "date-time" });
-
-export const Ipv4 = Type.String({ format: "ipv4", maxLength: 15, description: "IPv4 address, dotted quad" });
-export const Ipv4Prefix = Type.String({ format: "ipv4-prefix", maxLength: 18, description: "IPv4 prefix, e.g. 10.0.0.0/8" });

@@ -5,13 +5,13 @@ import type { Db } from "../db/client.ts";
 import { nodeSelectorMatches } from "../ca/authz.ts";
 import { identities, nodes, workloads } from "../db/schema.ts";
 import { read, type WriteScope } from "../db/transactions.ts";
-import { etagOf, putIntent, requireMatch, type PutIntent } from "../http/conventions.ts";
-import { HttpProblem, notFound } from "../http/problem.ts";
-import type { DatapathService } from "../follower/follow.ts";
+import type { Follower } from "../follower/follow.ts";
 import { identityRowOf } from "../follower/rows.ts";
-import { writeMeshRow } from "./write.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
-import type { IdentitySpec } from "../routes/identities/schemas.ts";
+import { etagOf, putIntent, requireMatch, type PutIntent } from "./preconditions.ts";
+import { MeshRefusal, notFound } from "./refusal.ts";
+import type { IdentitySpec } from "./specs.ts";
+import { writeMeshRow } from "./write.ts";
 
 export type IdentityDbRow = typeof identities.$inferSelect;
 
@@ -29,12 +29,12 @@ export async function putIdentity(
   spec: IdentitySpec,
   preconditions: { ifMatch?: string | undefined; ifNoneMatch?: string | undefined },
   /** Labels feed selectors, so an identity write is checked against node capacities too. */
-  datapath?: DatapathService,
+  follower?: Follower,
 ): Promise<{ row: IdentityDbRow; intent: PutIntent }> {
   // The whole SPIFFE ID, for its 2048-byte limit; the trust domain was checked at tenant creation.
   // Field names are bare here: caCall places them in the body.
   throwIfAny(validateSpiffeId(tenant.trustDomain, spec.path));
-  return writeMeshRow(w, datapath, {
+  return writeMeshRow(w, follower, {
     kind: "identity",
     tenantId: tenant.id,
     name,
@@ -46,7 +46,7 @@ export async function putIdentity(
         .from(identities)
         .where(and(eq(identities.tenantId, tenant.id), eq(identities.path, spec.path), ne(identities.name, name)));
       if (clash) {
-        throw new HttpProblem(409, "another identity already has that SPIFFE ID", [
+        throw new MeshRefusal("conflict", "another identity already has that SPIFFE ID", [
           { field: "body.path", message: `is used by identity "${clash.name}"` },
         ]);
       }
@@ -74,7 +74,7 @@ const NAMED_WORKLOADS = 20;
 
 /**
  * A node selector that the nodes of existing workloads of the identity would
- * no longer match is refused (422 on body.nodeSelector, naming them): every
+ * no longer match is refused (invalid on body.nodeSelector, naming them): every
  * workload stays on a node its identity selects, so the datapath never keeps
  * a workload's address as the identity on a node the identity has left.
  * Delete or move those workloads first. (SVID issuance checks the selector
@@ -90,8 +90,8 @@ async function requireWorkloadsStillSelected(w: WriteScope, tenantId: number, na
     .orderBy(asc(workloads.name));
   const left = placed.filter((p) => !nodeSelectorMatches(selector, p.labels));
   if (left.length === 0) return;
-  throw new HttpProblem(
-    422,
+  throw new MeshRefusal(
+    "invalid",
     `${left.length} workload${left.length === 1 ? "" : "s"} of identity "${name}" run${left.length === 1 ? "s" : ""} on nodes this node selector does not match; delete or move them first`,
     left.slice(0, NAMED_WORKLOADS).map((p) => ({
       field: "body.nodeSelector",
@@ -105,9 +105,9 @@ export async function deleteIdentity(
   tenantId: number,
   name: string,
   ifMatch: string | undefined,
-  datapath?: DatapathService,
+  follower?: Follower,
 ): Promise<void> {
-  await writeMeshRow(w, datapath, {
+  await writeMeshRow(w, follower, {
     kind: "identity",
     tenantId,
     name,

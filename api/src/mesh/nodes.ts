@@ -5,43 +5,17 @@ import type { NodeWorkloadLookup } from "../ca/authz.ts";
 import type { Db } from "../db/client.ts";
 import { identities, joinTokens, nodes, tenants, workloads } from "../db/schema.ts";
 import { read, write, type WriteScope } from "../db/transactions.ts";
-import { conflict, fieldProblem, HttpProblem, notFound, unauthorized } from "../http/problem.ts";
 import { firstFreeBlock, type AddressPlan } from "./addresses.ts";
 import { withPlatformRead } from "../db/platform-read.ts";
-import type { Node, NodeStatusReport, NodeWorkload, Registration } from "../routes/nodes/schemas.ts";
+import { fieldRefusal, MeshRefusal, notFound } from "./refusal.ts";
+import type { NodeStatusReport, Registration } from "./specs.ts";
 
 export type NodeDbRow = typeof nodes.$inferSelect;
 
-/** What the compiler wants on a node now, or null when it cannot say. */
-export type DesiredOf = (node: string) => Promise<{ revision: number; hash: string } | null>;
-
-interface StoredStatus {
+/** What a node last reported, as stored in its status column. */
+export interface StoredStatus {
   counters: Record<string, number>;
   errors: string[];
-}
-
-export function toNode(row: NodeDbRow, desired: { revision: number; hash: string } | null): Node {
-  const status = (row.status ?? { counters: {}, errors: [] }) as StoredStatus;
-  const applied =
-    row.appliedRevision !== null && row.appliedHash !== null && row.statusAt !== null
-      ? { revision: row.appliedRevision, hash: row.appliedHash, at: row.statusAt.toISOString() }
-      : null;
-  const converged = desired !== null && applied !== null && applied.hash === desired.hash;
-  return {
-    name: row.name,
-    zone: row.zone,
-    labels: row.labels,
-    podCidr: row.podCidr,
-    createdAt: row.createdAt.toISOString(),
-    desired,
-    applied,
-    converged,
-    // The stored instant was set by the report that first matched; the desired
-    // state may have moved since, and then it no longer means anything.
-    convergedSince: converged && row.convergedSince ? row.convergedSince.toISOString() : null,
-    counters: status.counters,
-    errors: status.errors,
-  };
 }
 
 /** What a join token fixes for the node it registers. */
@@ -77,7 +51,7 @@ export async function createJoinToken(w: WriteScope, token: string, ttlSeconds: 
  * select which identities a node may obtain SVIDs for and declare workloads
  * of (identities' nodeSelector), so the registering party must not choose
  * them. A request that sends other labels, or a name or zone other than one
- * the token fixes, is refused with 403 and rolls back (the token is not spent).
+ * the token fixes, is forbidden and rolls back (the token is not spent).
  */
 export async function registerNode(w: WriteScope, body: Registration, credential: string, plan: AddressPlan): Promise<NodeDbRow> {
   const [spent] = await w.tx
@@ -86,15 +60,15 @@ export async function registerNode(w: WriteScope, body: Registration, credential
     .where(and(eq(joinTokens.tokenHash, secretHash(body.joinToken)), isNull(joinTokens.usedAt), gt(joinTokens.expiresAt, sql`now()`)))
     .returning({ id: joinTokens.id, labels: joinTokens.labels, name: joinTokens.name, zone: joinTokens.zone });
   // One answer for unknown, used and expired tokens: a caller holding none learns nothing.
-  if (!spent) throw unauthorized("join token invalid, expired or already used");
+  if (!spent) throw new MeshRefusal("unauthorized", "join token invalid, expired or already used");
   if (body.labels !== undefined && !sameLabels(body.labels, spent.labels)) {
-    throw fieldProblem(403, "the join token fixes this node's labels; send none, or exactly the token's", "body.labels", "must equal the join token's labels");
+    throw fieldRefusal("forbidden", "the join token fixes this node's labels; send none, or exactly the token's", "body.labels", "must equal the join token's labels");
   }
   if (spent.name !== null && body.name !== spent.name) {
-    throw fieldProblem(403, "the join token fixes this node's name", "body.name", "must equal the join token's name");
+    throw fieldRefusal("forbidden", "the join token fixes this node's name", "body.name", "must equal the join token's name");
   }
   if (spent.zone !== null && body.zone !== spent.zone) {
-    throw fieldProblem(403, "the join token fixes this node's zone", "body.zone", "must equal the join token's zone");
+    throw fieldRefusal("forbidden", "the join token fixes this node's zone", "body.zone", "must equal the join token's zone");
   }
   const [row] = await w.tx
     .insert(nodes)
@@ -108,7 +82,7 @@ export async function registerNode(w: WriteScope, body: Registration, credential
     })
     .onConflictDoNothing({ target: nodes.name })
     .returning();
-  if (!row) throw conflict(`node "${body.name}" is already registered; delete it first to register it again`);
+  if (!row) throw new MeshRefusal("conflict", `node "${body.name}" is already registered; delete it first to register it again`);
   await w.record({ tenantId: PLATFORM_TENANT_ID, kind: NODE_KIND, name: body.name, op: "upsert" }, "node.register");
   return row;
 }
@@ -123,7 +97,7 @@ function sameLabels(a: Record<string, string>, b: Record<string, string>): boole
  * has an address in (a deleted node's block is free again once its workloads
  * are gone). Every write first takes the revision counter's row lock
  * (db/transactions.ts), so across replicas two writes never pick a block at
- * once; the unique column is the backstop (a 409 the caller may retry).
+ * once; the unique column is the backstop (a conflict the caller may retry).
  */
 export async function freePodCidrBlock(w: WriteScope, plan: AddressPlan): Promise<string> {
   const held = await w.tx.select({ block: nodes.podCidr }).from(nodes).where(isNotNull(nodes.podCidr));
@@ -134,8 +108,8 @@ export async function freePodCidrBlock(w: WriteScope, plan: AddressPlan): Promis
   );
   const block = firstFreeBlock(plan, [...held.map((r) => r.block!), ...inUse.map((r) => r.block)]);
   if (block === null) {
-    throw new HttpProblem(
-      503,
+    throw new MeshRefusal(
+      "unavailable",
       `the pod CIDR ${plan.podCidr} has no free /${plan.podCidrNodePrefix} block left (WEFT_POD_CIDR, WEFT_POD_CIDR_NODE_PREFIX); delete a node or widen the pod CIDR`,
     );
   }
@@ -157,7 +131,7 @@ export async function podCidrOf(w: WriteScope, node: string, plan: AddressPlan):
     .set({ podCidr: block })
     .where(and(eq(nodes.name, node), isNull(nodes.podCidr)))
     .returning({ podCidr: nodes.podCidr });
-  if (!set) throw conflict(`node "${node}" changed meanwhile; retry`);
+  if (!set) throw new MeshRefusal("conflict", `node "${node}" changed meanwhile; retry`);
   return { podCidr: block };
 }
 
@@ -190,7 +164,7 @@ export async function assignMissingPodCidrs(
       try {
         got = await podCidrOf(w, name, plan);
       } catch (err) {
-        if (!(err instanceof HttpProblem) || err.status !== 503) throw err;
+        if (!(err instanceof MeshRefusal) || err.kind !== "unavailable") throw err;
         log.warn(`${err.message}: ${legacy.length - assigned.length} node(s) left without a pod CIDR block`);
         break;
       }
@@ -296,6 +270,17 @@ export const workloadsCarrying =
     };
   };
 
+/** A workload placed on a node, with its tenant's trust domain and its identity's path. */
+export interface PlacedWorkload {
+  tenant: string;
+  trustDomain: string;
+  name: string;
+  identity: string;
+  addresses: string[];
+  interface: string | null;
+  path: string;
+}
+
 /**
  * The workloads placed on one node, across tenants (the node serves them
  * all): a platform read, the same exception to tenant isolation the
@@ -306,8 +291,8 @@ export async function workloadsOnNode(
   node: string,
   limit: number,
   after: { tenant: string; name: string } | undefined,
-): Promise<NodeWorkload[]> {
-  const rows = await read(db, null, (tx) =>
+): Promise<PlacedWorkload[]> {
+  return read(db, null, (tx) =>
     withPlatformRead(tx, () =>
       tx
         .select({
@@ -333,12 +318,5 @@ export async function workloadsOnNode(
         .limit(limit + 1),
     ),
   );
-  return rows.map((r) => ({
-    tenant: r.tenant,
-    name: r.name,
-    identity: r.identity,
-    addresses: r.addresses,
-    ...(r.interface ? { interface: r.interface } : {}),
-    spiffeId: `spiffe://${r.trustDomain}${r.path}`,
-  }));
 }
+

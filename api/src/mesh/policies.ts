@@ -2,14 +2,14 @@ import { parseIPv4 } from "@weft/codec";
 import { policies } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";
 import { MAX_RULES_PER_POLICY } from "../compiler/ids.ts";
-import { etagOf, putIntent } from "../http/conventions.ts";
-import { badRequest, fieldProblem } from "../http/problem.ts";
-import type { DatapathService } from "../follower/follow.ts";
+import type { Follower } from "../follower/follow.ts";
 import { policyRowOf } from "../follower/rows.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
 import { meshRows, namedIn, requireIdentities, writeMeshRow } from "./write.ts";
 import type { Preconditions, ResourceStore } from "./write.ts";
-import type { PolicySpec } from "../routes/policies/schemas.ts";
+import { etagOf, putIntent } from "./preconditions.ts";
+import { fieldRefusal, MeshRefusal } from "./refusal.ts";
+import type { PolicySpec } from "./specs.ts";
 
 export type PolicyDbRow = typeof policies.$inferSelect;
 
@@ -23,7 +23,7 @@ const directions = (spec: PolicySpec) =>
 function checkShape(spec: PolicySpec): void {
   const rules = directions(spec);
   if (rules.length > MAX_RULES_PER_POLICY) {
-    throw fieldProblem(422, `a policy holds at most ${MAX_RULES_PER_POLICY} rules`, "body.egress", `ingress and egress have ${rules.length} rules together`);
+    throw fieldRefusal("invalid", `a policy holds at most ${MAX_RULES_PER_POLICY} rules`, "body.egress", `ingress and egress have ${rules.length} rules together`);
   }
   for (const { field, rule } of rules) {
     (rule.peers ?? []).forEach((peer, j) => {
@@ -31,15 +31,15 @@ function checkShape(spec: PolicySpec): void {
       const [addr, len] = peer.cidr.split("/") as [string, string];
       const bits = 32 - Number(len);
       if (bits > 0 && parseIPv4(addr) % 2 ** bits !== 0) {
-        throw badRequest("a CIDR has host bits set", [{ field: `${field}.peers.${j}.cidr`, message: "host bits must be zero" }]);
+        throw new MeshRefusal("malformed", "a CIDR has host bits set", [{ field: `${field}.peers.${j}.cidr`, message: "host bits must be zero" }]);
       }
     });
   }
 }
 
-async function putPolicy(w: WriteScope, dp: DatapathService, tenant: TenantDbRow, name: string, spec: PolicySpec, pre: Preconditions) {
+async function putPolicy(w: WriteScope, follower: Follower, tenant: TenantDbRow, name: string, spec: PolicySpec, pre: Preconditions) {
   checkShape(spec);
-  return writeMeshRow(w, dp, {
+  return writeMeshRow(w, follower, {
     kind: "policy",
     tenantId: tenant.id,
     name,

@@ -3,15 +3,15 @@ import { formatIPv4, parseIPv4 } from "@weft/codec";
 import type { Config } from "../config.ts";
 import { services, workloads } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";
-import { etagOf, putIntent } from "../http/conventions.ts";
-import { badRequest, fieldProblem } from "../http/problem.ts";
 import { withPlatformRead } from "../db/platform-read.ts";
-import type { DatapathService } from "../follower/follow.ts";
+import type { Follower } from "../follower/follow.ts";
 import { serviceRowOf } from "../follower/rows.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
 import { meshRows, namedIn, requireIdentities, writeMeshRow } from "./write.ts";
 import type { Preconditions, ResourceStore } from "./write.ts";
-import type { ServiceSpec } from "../routes/services/schemas.ts";
+import { etagOf, putIntent } from "./preconditions.ts";
+import { fieldRefusal, MeshRefusal } from "./refusal.ts";
+import type { ServiceSpec } from "./specs.ts";
 import { addressPlanOf, ipv4ToNumber, specialUse, vipRefusal } from "./addresses.ts";
 
 export type ServiceDbRow = typeof services.$inferSelect;
@@ -24,13 +24,13 @@ function checkShape(spec: ServiceSpec): void {
   const seen = new Set<string>();
   spec.ports.forEach((p, i) => {
     const key = `${p.port}/${p.protocol}`;
-    if (seen.has(key)) throw badRequest("a port and protocol appear twice", [{ field: `body.ports.${i}`, message: `${key} is already listed` }]);
+    if (seen.has(key)) throw new MeshRefusal("malformed", "a port and protocol appear twice", [{ field: `body.ports.${i}`, message: `${key} is already listed` }]);
     seen.add(key);
   });
   if ("explicit" in spec.backends) {
     spec.backends.explicit.forEach((b, i) => {
       if ((b.workload === undefined) === (b.address === undefined)) {
-        throw badRequest("a backend names a workload or an address", [
+        throw new MeshRefusal("malformed", "a backend names a workload or an address", [
           { field: `body.backends.explicit.${i}`, message: "must have exactly one of workload or address" },
         ]);
       }
@@ -50,7 +50,7 @@ function requireUnicastBackends(spec: ServiceSpec): void {
     const n = ipv4ToNumber(b.address);
     const special = n === null ? null : specialUse(n);
     if (special) {
-      throw fieldProblem(422, `backend address ${b.address} is ${special}`, `body.backends.explicit.${i}.address`, `is ${special}; no backend may have it`);
+      throw fieldRefusal("invalid", `backend address ${b.address} is ${special}`, `body.backends.explicit.${i}.address`, `is ${special}; no backend may have it`);
     }
   });
 }
@@ -67,7 +67,7 @@ async function requireWorkloads(w: WriteScope, tenantId: number, spec: ServiceSp
   const known = new Set(found.map((r) => r.name));
   const missing = named.find((n) => !known.has(n.name));
   if (missing) {
-    throw fieldProblem(422, `workload "${missing.name}" does not exist in this tenant`, `body.backends.explicit.${missing.i}.workload`, `no workload "${missing.name}" in this tenant`);
+    throw fieldRefusal("invalid", `workload "${missing.name}" does not exist in this tenant`, `body.backends.explicit.${missing.i}.workload`, `no workload "${missing.name}" in this tenant`);
   }
 }
 
@@ -95,14 +95,14 @@ async function allocateVip(w: WriteScope, cidr: string, tenantId: number, name: 
     const vip = formatIPv4(candidate);
     if (!(await addressTaken(w, vip, tenantId, name))) return vip;
   }
-  throw fieldProblem(422, `no free VIP is left in ${cidr}`, "body.vip", `the service range ${cidr} (WEFT_SERVICE_CIDR) is full; give a VIP`);
+  throw fieldRefusal("invalid", `no free VIP is left in ${cidr}`, "body.vip", `the service range ${cidr} (WEFT_SERVICE_CIDR) is full; give a VIP`);
 }
 
 function makePut(cidr: string) {
-  return async (w: WriteScope, dp: DatapathService, tenant: TenantDbRow, name: string, spec: ServiceSpec, pre: Preconditions) => {
+  return async (w: WriteScope, follower: Follower, tenant: TenantDbRow, name: string, spec: ServiceSpec, pre: Preconditions) => {
     checkShape(spec);
     requireUnicastBackends(spec);
-    return writeMeshRow(w, dp, {
+    return writeMeshRow(w, follower, {
       kind: "service",
       tenantId: tenant.id,
       name,
@@ -116,9 +116,9 @@ function makePut(cidr: string) {
           if (spec.vip !== undefined) {
             // Before the uniqueness check: 8.8.8.8 is refused for what it is, not for who holds it.
             const refusal = vipRefusal(spec.vip, cidr);
-            if (refusal) throw fieldProblem(422, `VIP ${spec.vip} ${refusal}`, "body.vip", refusal);
+            if (refusal) throw fieldRefusal("invalid", `VIP ${spec.vip} ${refusal}`, "body.vip", refusal);
             if (await addressTaken(w, spec.vip, tenant.id, name)) {
-              throw fieldProblem(409, `VIP ${spec.vip} is already in use`, "body.vip", "is the VIP of another service or a workload address");
+              throw fieldRefusal("conflict", `VIP ${spec.vip} is already in use`, "body.vip", "is the VIP of another service or a workload address");
             }
             return { vip: spec.vip, vipAllocated: false };
           }

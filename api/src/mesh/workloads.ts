@@ -2,15 +2,15 @@ import { and, arrayOverlaps, eq, inArray, ne, or } from "drizzle-orm";
 import { nodeMayRegister, nodeSelectorMatches } from "../ca/authz.ts";
 import { identities, nodes, services, workloads } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";
-import { etagOf, putIntent } from "../http/conventions.ts";
-import { fieldProblem, forbidden, notFound } from "../http/problem.ts";
 import { withPlatformRead } from "../db/platform-read.ts";
-import type { DatapathService } from "../follower/follow.ts";
+import type { Follower } from "../follower/follow.ts";
 import { workloadRowOf } from "../follower/rows.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
 import { meshRows, requireIdentities, writeMeshRow } from "./write.ts";
 import type { Preconditions, ResourceStore } from "./write.ts";
-import type { WorkloadSpec } from "../routes/workloads/schemas.ts";
+import { etagOf, putIntent } from "./preconditions.ts";
+import { fieldRefusal, MeshRefusal, notFound } from "./refusal.ts";
+import type { WorkloadSpec } from "./specs.ts";
 import type { Config } from "../config.ts";
 import { addressPlanOf, workloadAddressRefusal, type AddressPlan } from "./addresses.ts";
 import { podCidrOf } from "./nodes.ts";
@@ -23,8 +23,9 @@ const { byName } = rows;
 /**
  * Addresses are the datapath's keys (ipcache, endpoint), compiled into the
  * maps of nodes other tenants share: each must lie in its node's pod CIDR
- * block and be no special-use address (422, checked first, so a refusal says
- * nothing about who holds what), and be one workload's, across all tenants (409).
+ * block and be no special-use address (invalid, checked first, so a refusal
+ * says nothing about who holds what), and be one workload's, across all
+ * tenants (conflict).
  */
 async function requireFreeAddresses(
   w: WriteScope,
@@ -37,7 +38,7 @@ async function requireFreeAddresses(
   const block = await podCidrOf(w, node, plan);
   addresses.forEach((address, i) => {
     const refusal = workloadAddressRefusal(address, block?.podCidr ?? null, node);
-    if (refusal) throw fieldProblem(422, `address ${address} ${refusal}`, `body.addresses.${i}`, refusal);
+    if (refusal) throw fieldRefusal("invalid", `address ${address} ${refusal}`, `body.addresses.${i}`, refusal);
   });
   const { workloadClash, vipClash } = await withPlatformRead(w.tx, async () => ({
     workloadClash: await w.tx
@@ -51,20 +52,20 @@ async function requireFreeAddresses(
   const taken = new Set([...(workloadClash[0]?.addresses ?? []), ...(vipClash[0] ? [vipClash[0].vip] : [])]);
   const index = addresses.findIndex((a) => taken.has(a));
   if (index >= 0) {
-    throw fieldProblem(409, `address ${addresses[index]} is already in use`, `body.addresses.${index}`, "is used by another workload or a service VIP");
+    throw fieldRefusal("conflict", `address ${addresses[index]} is already in use`, `body.addresses.${index}`, "is used by another workload or a service VIP");
   }
 }
 
 async function putWorkload(
   w: WriteScope,
-  dp: DatapathService,
+  follower: Follower,
   tenant: TenantDbRow,
   name: string,
   spec: WorkloadSpec,
   pre: Preconditions,
   plan: AddressPlan,
 ) {
-  return writeMeshRow(w, dp, {
+  return writeMeshRow(w, follower, {
     kind: "workload",
     tenantId: tenant.id,
     name,
@@ -75,7 +76,7 @@ async function putWorkload(
       await requireIdentities(w, tenant.id, [{ field: "body.identity", identity: spec.identity }]);
       // Nodes exist once registered (routes/nodes); a workload on no node would never be enforced.
       const [node] = await w.tx.select({ name: nodes.name, labels: nodes.labels }).from(nodes).where(eq(nodes.name, spec.node));
-      if (!node) throw fieldProblem(422, `node "${spec.node}" is not registered`, "body.node", `no node "${spec.node}" is registered`);
+      if (!node) throw fieldRefusal("invalid", `node "${spec.node}" is not registered`, "body.node", `no node "${spec.node}" is registered`);
       await requireSelectedNode(w, tenant.id, spec, node.labels);
       await requireFreeAddresses(w, tenant.id, name, spec.addresses, spec.node, plan);
       const values = { identity: spec.identity, node: spec.node, addresses: spec.addresses, interface: spec.interface ?? null, revision: w.revision };
@@ -93,7 +94,7 @@ async function putWorkload(
 }
 
 /**
- * The identity's node selector must match the node's labels (422 on
+ * The identity's node selector must match the node's labels (invalid on
  * body.node): an identity runs only on the nodes it names, whoever declares
  * the workload. requireIdentities ran first, so the identity exists.
  */
@@ -103,8 +104,8 @@ async function requireSelectedNode(w: WriteScope, tenantId: number, spec: Worklo
     .from(identities)
     .where(and(eq(identities.tenantId, tenantId), eq(identities.name, spec.identity)));
   if (identity && !nodeSelectorMatches(identity.nodeSelector, labels)) {
-    throw fieldProblem(
-      422,
+    throw fieldRefusal(
+      "invalid",
       `node "${spec.node}" does not match the node selector of identity "${spec.identity}"`,
       "body.node",
       `identity "${spec.identity}" runs only on nodes labelled ${JSON.stringify(identity.nodeSelector)}`,
@@ -138,53 +139,54 @@ async function nodePermits(w: WriteScope, tenantId: number, node: string, names:
  * cannot move in between.
  *
  * A missing identity, another tenant's name, one not allowing node
- * registration and a selector that does not match the node all answer the
- * same 403, before anything else is looked at (If-Match included, dry run or
- * not): a node learns nothing of which identities exist.
+ * registration and a selector that does not match the node all get the same
+ * refusal (forbidden), before anything else is looked at (If-Match included,
+ * dry run or not): a node learns nothing of which identities exist.
  */
 async function requireOwnNode(w: WriteScope, tenantId: number, node: string, spec: WorkloadSpec, existing: WorkloadDbRow | undefined): Promise<void> {
   if (spec.node !== node) {
-    throw fieldProblem(403, `node "${node}" can place workloads only on itself`, "body.node", `must be "${node}", the node whose credential this is`);
+    throw fieldRefusal("forbidden", `node "${node}" can place workloads only on itself`, "body.node", `must be "${node}", the node whose credential this is`);
   }
   const mine = existing !== undefined && existing.node === node;
   const permitted = await nodePermits(w, tenantId, node, mine ? [spec.identity, existing.identity] : [spec.identity]);
   if (!permitted.has(spec.identity)) {
-    throw fieldProblem(
-      403,
+    throw fieldRefusal(
+      "forbidden",
       `node "${node}" may not register workloads of this identity`,
       "body.identity",
       "must name an identity of this tenant that allows node registration (allowNodeRegistration) on a node its nodeSelector matches",
     );
   }
   if (existing !== undefined && existing.node !== node) {
-    throw forbidden(`workload "${existing.name}" runs on another node; a node credential changes only workloads on its own node`);
+    throw new MeshRefusal("forbidden", `workload "${existing.name}" runs on another node; a node credential changes only workloads on its own node`);
   }
   if (mine && !permitted.has(existing.identity)) throw notManagedByNode(existing, node);
 }
 
 const notManagedByNode = (existing: WorkloadDbRow, node: string) =>
-  forbidden(
+  new MeshRefusal(
+    "forbidden",
     `workload "${existing.name}" is of identity "${existing.identity}", which does not let node "${node}" register its workloads; only the tenant changes or deletes it`,
   );
 
 /**
  * A node deletes only a workload on itself; another node's reads as missing
- * (404), as meshRows.remove answers. One on itself whose identity does not
- * let this node register workloads (declared by the tenant, or the identity
- * changed since) is the tenant's to delete: 403.
+ * (not-found), as meshRows.remove answers. One on itself whose identity does
+ * not let this node register workloads (declared by the tenant, or the
+ * identity changed since) is the tenant's to delete: forbidden.
  */
-async function removeWorkload(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined, node?: string) {
+async function removeWorkload(w: WriteScope, follower: Follower, tenantId: number, name: string, ifMatch: string | undefined, node?: string) {
   if (node !== undefined) {
     // The same row lock meshRows.remove takes next, in this transaction: the row stays on this node until commit.
     const existing = await rows.lock(w, tenantId, name);
     if (existing === undefined || existing.node !== node) throw notFound(`workload "${name}"`);
     if (!(await nodePermits(w, tenantId, node, [existing.identity])).has(existing.identity)) throw notManagedByNode(existing, node);
   }
-  await rows.remove(w, dp, tenantId, name, ifMatch);
+  await rows.remove(w, follower, tenantId, name, ifMatch);
 }
 
 /** Built from the configuration: workload addresses come from the pod CIDR (WEFT_POD_CIDR). */
 export const workloadStore = (config: Config): ResourceStore<WorkloadSpec, WorkloadDbRow> => {
   const plan = addressPlanOf(config);
-  return { ...rows, put: (w, dp, tenant, name, spec, pre) => putWorkload(w, dp, tenant, name, spec, pre, plan), remove: removeWorkload };
+  return { ...rows, put: (w, follower, tenant, name, spec, pre) => putWorkload(w, follower, tenant, name, spec, pre, plan), remove: removeWorkload };
 };

@@ -6,20 +6,19 @@ import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
 import { identities, policies, services, workloads } from "../db/schema.ts";
 import { read, type WriteScope } from "../db/transactions.ts";
-import { etagOf, requireMatch } from "../http/conventions.ts";
-import { fieldProblem, HttpProblem, notFound } from "../http/problem.ts";
 import type { Change } from "../compiler/index.ts";
 import type { AdmissionRefusal } from "../follower/admission.ts";
-import type { DatapathService } from "../follower/follow.ts";
+import type { Follower } from "../follower/follow.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
-import type { PutIntent } from "../http/conventions.ts";
+import { etagOf, requireMatch, type PutIntent } from "./preconditions.ts";
+import { fieldRefusal, MeshRefusal, notFound } from "./refusal.ts";
 
-/** A refused write is a 422: naming each map and node, needed vs available; or what the compiler cannot hold. */
-export function admissionProblem(refusal: AdmissionRefusal): HttpProblem {
-  if (refusal.kind === "compile") return new HttpProblem(422, `the datapath cannot hold this: ${refusal.message}`);
+/** A write admission refuses is invalid: naming each map and node, needed vs available; or what the compiler cannot hold. */
+export function admissionRefusal(refusal: AdmissionRefusal): MeshRefusal {
+  if (refusal.kind === "compile") return new MeshRefusal("invalid", `the datapath cannot hold this: ${refusal.message}`);
   const refusals = refusal.refusals;
-  return new HttpProblem(
-    422,
+  return new MeshRefusal(
+    "invalid",
     `refused: ${refusals.map((r) => `node ${r.node} map ${r.map}`).join(", ")} would overflow`,
     refusals.map((r) => ({
       field: `maps.${r.map}`,
@@ -28,10 +27,10 @@ export function admissionProblem(refusal: AdmissionRefusal): HttpProblem {
   );
 }
 
-/** Write admission (follower/admission.ts) inside the write's transaction; a refusal throws its 422. */
-export async function admitOrRefuse(dp: DatapathService, w: WriteScope, changes: Change[]): Promise<void> {
-  const refusal = await dp.admitWrite(w, changes);
-  if (refusal) throw admissionProblem(refusal);
+/** Write admission (follower/admission.ts) inside the write's transaction; a refusal is thrown. */
+export async function admitOrRefuse(follower: Follower, w: WriteScope, changes: Change[]): Promise<void> {
+  const refusal = await follower.admitWrite(w, changes);
+  if (refusal) throw admissionRefusal(refusal);
 }
 
 /** A mesh row's kind, as the change log and the compiler name it. */
@@ -55,15 +54,15 @@ export interface MeshWrite<Row, Out> {
 /**
  * The write sequence of every mesh row: catch the compiler up (from inside
  * the write's transaction, before any row changes: follower/follow.ts
- * catchUp), lock the row, check and write, admit (a refusal is a 422, the
- * transaction rolls back), record. Without a follower (`dp` undefined) there
- * is nothing to catch up or admit.
+ * catchUp), lock the row, check and write, admit (a refusal is thrown and
+ * the transaction rolls back), record. Without a follower (`follower`
+ * undefined) there is nothing to catch up or admit.
  */
-export async function writeMeshRow<Row, Out>(w: WriteScope, dp: DatapathService | undefined, m: MeshWrite<Row, Out>): Promise<Out> {
-  await dp?.catchUp(w);
+export async function writeMeshRow<Row, Out>(w: WriteScope, follower: Follower | undefined, m: MeshWrite<Row, Out>): Promise<Out> {
+  await follower?.catchUp(w);
   const existing = await m.lock();
   const { change, op, action, result } = await m.apply(existing);
-  if (dp) await admitOrRefuse(dp, w, [change]);
+  if (follower) await admitOrRefuse(follower, w, [change]);
   await w.record({ tenantId: m.tenantId, kind: m.kind, name: m.name, op }, action);
   return result;
 }
@@ -81,9 +80,9 @@ export interface Preconditions {
 export interface ResourceStore<Spec, Row> {
   find(db: Db, tenantId: number, name: string): Promise<Row | null>;
   list(db: Db, tenantId: number, limit: number, after: string | undefined): Promise<Row[]>;
-  put(w: WriteScope, dp: DatapathService, tenant: TenantDbRow, name: string, spec: Spec, pre: Preconditions): Promise<{ row: Row; intent: PutIntent }>;
-  /** `node` as in Preconditions: a node deletes only what is on it; anything else is the 404 of a missing one. */
-  remove(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined, node?: string): Promise<void>;
+  put(w: WriteScope, follower: Follower, tenant: TenantDbRow, name: string, spec: Spec, pre: Preconditions): Promise<{ row: Row; intent: PutIntent }>;
+  /** `node` as in Preconditions: a node deletes only what is on it; anything else is not-found, as a missing one. */
+  remove(w: WriteScope, follower: Follower, tenantId: number, name: string, ifMatch: string | undefined, node?: string): Promise<void>;
 }
 
 export interface SelectorSpec {
@@ -93,7 +92,7 @@ export interface SelectorSpec {
 
 /**
  * Identity names of the write's own tenant only: a name that exists only in
- * another tenant reads exactly like one that exists nowhere (422), so a
+ * another tenant reads exactly like one that exists nowhere (invalid), so a
  * selector can never reach, or probe for, another tenant's identities.
  */
 export async function requireIdentities(w: WriteScope, tenantId: number, named: { field: string; identity: string }[]): Promise<void> {
@@ -106,7 +105,7 @@ export async function requireIdentities(w: WriteScope, tenantId: number, named: 
   const known = new Set(found.map((r) => r.name));
   const missing = named.find((n) => !known.has(n.identity));
   if (missing) {
-    throw fieldProblem(422, `identity "${missing.identity}" does not exist in this tenant`, missing.field, `no identity "${missing.identity}" in this tenant`);
+    throw fieldRefusal("invalid", `identity "${missing.identity}" does not exist in this tenant`, missing.field, `no identity "${missing.identity}" in this tenant`);
   }
 }
 
@@ -120,7 +119,7 @@ type MeshKind = "workload" | "service" | "policy";
 /**
  * What the three mesh stores share: finding, listing and deleting by
  * (tenant, name). Deletes follow the write order of the puts: catch the
- * datapath up, lock, check If-Match, change, admit, record.
+ * follower up, lock, check If-Match, change, admit, record.
  */
 export function meshRows<T extends MeshTable>(table: T, kind: MeshKind) {
   type Row = T["$inferSelect"];
@@ -147,8 +146,8 @@ export function meshRows<T extends MeshTable>(table: T, kind: MeshKind) {
           .limit(limit + 1),
       ) as Promise<Row[]>;
     },
-    async remove(w: WriteScope, dp: DatapathService, tenantId: number, name: string, ifMatch: string | undefined): Promise<void> {
-      await writeMeshRow(w, dp, {
+    async remove(w: WriteScope, follower: Follower, tenantId: number, name: string, ifMatch: string | undefined): Promise<void> {
+      await writeMeshRow(w, follower, {
         kind,
         tenantId,
         name,

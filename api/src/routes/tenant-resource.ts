@@ -12,7 +12,8 @@ import type { Config } from "../config.ts";
 import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page } from "../http/conventions.ts";
 import { PreconditionHeaders } from "../http/headers.ts";
 import { notFound } from "../http/problem.ts";
-import { DryRunQuery, ListQuery, Name, Page, TenantParams } from "../http/schemas.ts";
+import { DryRunQuery, ListQuery, Page, TenantParams } from "../http/schemas.ts";
+import { Name } from "../mesh/specs.ts";
 import type { ResourceStore } from "../mesh/write.ts";
 import { NoContent, NotModified, problemResponses } from "./responses.ts";
 
@@ -118,7 +119,7 @@ export function resourceRoutes<Spec, Row, Out extends { etag: string }>(def: Res
       async (request, reply) => {
         const tenant = tenantOf(request);
         const { row, intent } = await weft.writeFor(request, tenant.id, (w) =>
-          store.put(w, weft.datapath, tenant, nameOf(request), request.body as Spec, {
+          store.put(w, weft.follower, tenant, nameOf(request), request.body as Spec, {
             ifMatch: request.headers["if-match"],
             ifNoneMatch: request.headers["if-none-match"],
             node: writingNode(request),
@@ -146,7 +147,7 @@ export function resourceRoutes<Spec, Row, Out extends { etag: string }>(def: Res
       async (request, reply) => {
         const tenant = tenantOf(request);
         await weft.writeFor(request, tenant.id, (w) =>
-          store.remove(w, weft.datapath, tenant.id, nameOf(request), request.headers["if-match"], writingNode(request)),
+          store.remove(w, weft.follower, tenant.id, nameOf(request), request.headers["if-match"], writingNode(request)),
         );
         return reply.code(204).send();
       },

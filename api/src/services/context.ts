@@ -7,7 +7,7 @@ import type { Config } from "../config.ts";
 import type { Database, Db } from "../db/client.ts";
 import { write, type WriteScope } from "../db/transactions.ts";
 import type { ChangeFeed } from "./change-feed.ts";
-import type { DatapathService } from "../follower/follow.ts";
+import type { Follower } from "../follower/follow.ts";
 import type { TenantDirectory } from "./tenant-directory.ts";
 
 /** The app's shared services, built once in buildApp and reached as app.weft. */
@@ -21,8 +21,8 @@ export interface Services {
   tokens: TenantTokens;
   /** Each tenant's SPIFFE CA (tenant ids as decimal strings). */
   ca: CaService;
-  /** Each node's compiled desired state, its history and long polls; capacity admission for writes. */
-  datapath: DatapathService;
+  /** The change-log follower: each node's compiled desired state, its history and long polls; capacity admission for writes. */
+  follower: Follower;
   /** Runs a write on behalf of a request, honouring ?dryRun, and tells this replica's caches at commit. */
   writeFor<T>(request: FastifyRequest, tenantId: number | null, body: (scope: WriteScope) => Promise<T>): Promise<T>;
 }

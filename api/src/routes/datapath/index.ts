@@ -23,7 +23,7 @@ const matches = (hash: string, ifNoneMatch: string | undefined): boolean =>
   });
 
 const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const dp = app.weft.datapath;
+  const follower = app.weft.follower;
   const bodies = new NodeBodies();
   const unknownNode = (node: string) => {
     bodies.forget(node);
@@ -75,8 +75,8 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
       const ifNoneMatch = request.headers["if-none-match"];
       // One pull makes everything committed before this request visible; the rest is answered from memory.
-      await dp.refresh();
-      let current = dp.state(node);
+      await follower.refresh();
+      let current = follower.state(node);
       if (current === null) throw unknownNode(node);
       // The newest state was first seen at current.revision: a client at or past it has it already.
       const unchanged = since !== undefined ? since >= current.revision : matches(current.datapath.hash, ifNoneMatch);
@@ -88,11 +88,11 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
         // server is the idle one, for up to 60 s: give this socket the wait and a margin (Node resets it at the next request).
         const socket = request.raw.socket as { setTimeout?: (ms: number) => unknown } | undefined;
         socket?.setTimeout?.(wait * 1000 + HELD_POLL_SOCKET_MARGIN_MS);
-        const changed = await dp.waitForChange(node, current.revision, wait * 1000, gone.signal);
+        const changed = await follower.waitForChange(node, current.revision, wait * 1000, gone.signal);
         // Unchanged (timeout, hang-up, shutdown): answer from what is known, without touching the database.
         if (changed) {
           // The pull that woke this poll is applied: no need to read again, and 1,000 woken polls must not.
-          current = dp.state(node);
+          current = follower.state(node);
           if (current === null) throw unknownNode(node);
         } else {
           reply.header("etag", hashEtag(current.datapath.hash)).header("x-weft-revision", String(current.revision));
@@ -104,7 +104,7 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
       reply.header("etag", hashEtag(datapath.hash)).header("x-weft-revision", String(revision));
       // Bodies are encoded once per state (answers.ts) and sent as Buffers, past the schema serializer.
       if (since !== undefined) {
-        const delta = dp.delta(node, since);
+        const delta = follower.delta(node, since);
         if (delta === null) throw unknownNode(node);
         if (delta === "gone") throw new HttpProblem(410, `revision ${since} is older than this replica keeps for node ${node}; read the full state`);
         reply.header("etag", hashEtag(delta.hash)).header("x-weft-revision", String(delta.revision));

@@ -1,6 +1,6 @@
 import { Type } from "@sinclair/typebox";
 import { DATAPATH_MAPS } from "../../compiler/index.ts";
-import { Name } from "../../http/schemas.ts";
+import { Name } from "../../mesh/specs.ts";
 
 export const DatapathParams = Type.Object({ node: Name });
 

@@ -1,4 +1,4 @@
-import { etagOf } from "../../http/conventions.ts";
+import { etagOf } from "../../mesh/preconditions.ts";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { Static } from "@sinclair/typebox";
 import type { FastifyRequest } from "fastify";
@@ -14,7 +14,8 @@ import { callerOf } from "../../ca/store.ts";
 import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import { caCall } from "../ca/problems.ts";
 import { NoContent, NotModified, problemResponses } from "../responses.ts";
-import { Identity, IdentityParams, IdentitySpec, JwtSvid, JwtSvidRequest, X509Svid, X509SvidRequest } from "./schemas.ts";
+import { Identity, IdentityParams, JwtSvid, JwtSvidRequest, X509Svid, X509SvidRequest } from "./schemas.ts";
+import { IdentitySpec } from "../../mesh/specs.ts";
 import type { Db } from "../../db/client.ts";
 import { FeedCache } from "../../services/feed-cache.ts";
 import { workloadsCarrying } from "../../mesh/nodes.ts";
@@ -139,7 +140,7 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
           putIdentity(w, tenant, request.params.name, request.body, {
             ifMatch: request.headers["if-match"],
             ifNoneMatch: request.headers["if-none-match"],
-          }, weft.datapath),
+          }, weft.follower),
         ),
       );
       const identity = show(tenant, row);
@@ -163,7 +164,7 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const tenant = tenantOf(request);
       await weft.writeFor(request, tenant.id, (w) =>
-        deleteIdentity(w, tenant.id, request.params.name, request.headers["if-match"], weft.datapath),
+        deleteIdentity(w, tenant.id, request.params.name, request.headers["if-match"], weft.follower),
       );
       return reply.code(204).send();
     },

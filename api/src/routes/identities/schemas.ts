@@ -1,35 +1,8 @@
 import { Type, type Static } from "@sinclair/typebox";
-import { Labels, Name, Timestamp } from "../../http/schemas.ts";
+import { Timestamp } from "../../http/schemas.ts";
+import { Labels, Name } from "../../mesh/specs.ts";
 
 export const IdentityParams = Type.Object({ tenant: Name, name: Name });
-
-export const IdentitySpec = Type.Object(
-  {
-    path: Type.String({
-      minLength: 1,
-      maxLength: 2048,
-      description: "SPIFFE ID path, e.g. /ns/prod/sa/web: segments of [A-Za-z0-9._-], no '.', '..' or empty segment, no trailing '/'",
-    }),
-    selectors: Type.Optional(Labels),
-    nodeSelector: Type.Optional({
-      ...Labels,
-      description:
-        "Node labels a node must carry (all of them, same values) to run this identity: its workloads may be placed only on such nodes, and only such nodes obtain its SVIDs. Empty or absent: any node",
-    }),
-    allowNodeRegistration: Type.Optional(
-      Type.Boolean({
-        description:
-          "Whether a node's own credential may declare, replace and delete workloads of this identity (on itself, when nodeSelector matches it). Default false: only the tenant declares them",
-      }),
-    ),
-    x509SvidTtlSeconds: Type.Optional(
-      Type.Integer({ minimum: 60, maximum: 86_400, description: "Default 3600; never past the CA's own expiry" }),
-    ),
-    jwtSvidTtlSeconds: Type.Optional(Type.Integer({ minimum: 30, maximum: 86_400, description: "Default 300" })),
-  },
-  { additionalProperties: false },
-);
-export type IdentitySpec = Static<typeof IdentitySpec>;
 
 export const Identity = Type.Object(
   {

@@ -6,17 +6,9 @@ import { badRequest } from "../../http/problem.ts";
 import { isDryRun } from "../../services/context.ts";
 import { NoContent, problemResponses } from "../responses.ts";
 import { addressPlanOf } from "../../mesh/addresses.ts";
-import {
-  DEFAULT_JOIN_TOKEN_TTL_SECONDS,
-  JoinToken,
-  NewJoinToken,
-  Node,
-  NodeParams,
-  NodeStatusReport,
-  NodeWorkload,
-  RegisteredNode,
-  Registration,
-} from "./schemas.ts";
+import { spiffeId } from "../../ca/spiffe-id.ts";
+import { DEFAULT_JOIN_TOKEN_TTL_SECONDS, JoinToken, NewJoinToken, Node, NodeParams, NodeWorkload, RegisteredNode } from "./schemas.ts";
+import { NodeStatusReport, Registration } from "../../mesh/specs.ts";
 import {
   createJoinToken,
   deleteNode,
@@ -24,17 +16,56 @@ import {
   listNodes,
   registerNode,
   reportStatus,
-  toNode,
   workloadsOnNode,
-  type DesiredOf,
+  type NodeDbRow,
+  type PlacedWorkload,
+  type StoredStatus,
 } from "../../mesh/nodes.ts";
+
+/** What the compiler wants on a node now, or null when it cannot say. */
+type Desired = { revision: number; hash: string } | null;
+
+/** The API representation of a stored row, against what the compiler wants on the node. */
+function toNode(row: NodeDbRow, desired: Desired): Node {
+  const status = (row.status ?? { counters: {}, errors: [] }) as StoredStatus;
+  const applied =
+    row.appliedRevision !== null && row.appliedHash !== null && row.statusAt !== null
+      ? { revision: row.appliedRevision, hash: row.appliedHash, at: row.statusAt.toISOString() }
+      : null;
+  const converged = desired !== null && applied !== null && applied.hash === desired.hash;
+  return {
+    name: row.name,
+    zone: row.zone,
+    labels: row.labels,
+    podCidr: row.podCidr,
+    createdAt: row.createdAt.toISOString(),
+    desired,
+    applied,
+    converged,
+    // The stored instant was set by the report that first matched; the desired
+    // state may have moved since, and then it no longer means anything.
+    convergedSince: converged && row.convergedSince ? row.convergedSince.toISOString() : null,
+    counters: status.counters,
+    errors: status.errors,
+  };
+}
+
+/** A workload as the node's agent needs it: what to attach to and which SVIDs to fetch. */
+const toNodeWorkload = (r: PlacedWorkload): NodeWorkload => ({
+  tenant: r.tenant,
+  name: r.name,
+  identity: r.identity,
+  addresses: r.addresses,
+  ...(r.interface ? { interface: r.interface } : {}),
+  spiffeId: spiffeId(r.trustDomain, r.path),
+});
 
 const tags = ["nodes"];
 
 const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { weft } = app;
-  const desiredOf: DesiredOf = async (node) => {
-    const current = await weft.datapath.current(node);
+  const desiredOf = async (node: string): Promise<Desired> => {
+    const current = await weft.follower.current(node);
     return current && { revision: current.revision, hash: current.datapath.hash };
   };
 
@@ -148,7 +179,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (parts !== undefined && parts.length !== 2) throw badRequest("cursor is not one this API issued", [{ field: "query.cursor", message: "must be a nextCursor value from a previous page" }]);
       const after = parts && { tenant: parts[0]!, name: parts[1]! };
       const rows = await workloadsOnNode(weft.db, node, limit, after);
-      return page(rows, limit, (r) => `${r.tenant}/${r.name}`, (r) => r);
+      return page(rows, limit, (r) => `${r.tenant}/${r.name}`, toNodeWorkload);
     },
   );
 

@@ -1,11 +1,10 @@
 import { Type, type Static } from "@sinclair/typebox";
-import { Labels, Name, Timestamp } from "../../http/schemas.ts";
+import { Timestamp } from "../../http/schemas.ts";
+import { Labels, Name, Revision, Zone } from "../../mesh/specs.ts";
 
 export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 600;
 
 export const NodeParams = Type.Object({ node: Name });
-
-const Zone = Type.String({ minLength: 1, maxLength: 63, description: "Failure domain; services with preferSameZone prefer backends of the node's zone" });
 
 export const NewJoinToken = Type.Object(
   {
@@ -36,38 +35,7 @@ export const JoinToken = Type.Object(
   { title: "JoinToken" },
 );
 
-export const Registration = Type.Object(
-  {
-    joinToken: Type.String({ minLength: 1, maxLength: 256, description: "From POST /v1/join-tokens; spent by this call" }),
-    name: { ...Name, description: "A DNS label; must equal the join token's name when it fixes one (403 otherwise)" },
-    zone: { ...Zone, description: `${Zone.description}; must equal the join token's zone when it fixes one (403 otherwise)` },
-    labels: Type.Optional({
-      ...Labels,
-      description:
-        "The node's labels come from the join token: leave this out, or send exactly the token's labels (anything else is 403 and does not spend the token)",
-    }),
-  },
-  { additionalProperties: false },
-);
-export type Registration = Static<typeof Registration>;
-
-const Revision = Type.Integer({ minimum: 0 });
 const Hash = Type.String({ minLength: 1, maxLength: 128 });
-
-export const NodeStatusReport = Type.Object(
-  {
-    appliedRevision: Revision,
-    hash: Type.String({ minLength: 1, maxLength: 128, description: "Content hash of the datapath now in the node's kernel maps" }),
-    counters: Type.Record(Type.String({ maxLength: 128 }), Type.Integer({ minimum: 0 }), {
-      maxProperties: 256,
-      propertyNames: { maxLength: 128 },
-      description: "Monotonic counters, e.g. verdicts and apply errors",
-    }),
-    errors: Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 64, description: "Current errors; empty when healthy" }),
-  },
-  { additionalProperties: false },
-);
-export type NodeStatusReport = Static<typeof NodeStatusReport>;
 
 export const Node = Type.Object(
   {

@@ -1,6 +1,7 @@
-import { etagOf } from "../../http/conventions.ts";
+import { etagOf } from "../../mesh/preconditions.ts";
 import { resourceRoutes } from "../tenant-resource.ts";
-import { Policy, PolicySpec } from "./schemas.ts";
+import { Policy } from "./schemas.ts";
+import { PolicySpec } from "../../mesh/specs.ts";
 import { policyStore, type PolicyDbRow } from "../../mesh/policies.ts";
 
 /** The API representation of a stored row. */

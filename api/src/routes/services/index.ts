@@ -1,6 +1,7 @@
-import { etagOf } from "../../http/conventions.ts";
+import { etagOf } from "../../mesh/preconditions.ts";
 import { resourceRoutes } from "../tenant-resource.ts";
-import { Service, ServiceSpec } from "./schemas.ts";
+import { Service } from "./schemas.ts";
+import { ServiceSpec } from "../../mesh/specs.ts";
 import { serviceStore, type ServiceDbRow } from "../../mesh/services.ts";
 
 /** The API representation of a stored row. */

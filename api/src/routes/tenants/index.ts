@@ -10,8 +10,32 @@ import { callerOf } from "../../ca/store.ts";
 import { isDryRun } from "../../services/context.ts";
 import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import { NoContent, NotModified, problemResponses } from "../responses.ts";
-import { NewTenant, Tenant, TenantSpec } from "./schemas.ts";
-import { deleteTenant, listTenants, putTenant, toTenant } from "./store.ts";
+import { NewTenant, Tenant } from "./schemas.ts";
+import { TenantSpec } from "../../mesh/specs.ts";
+import { etagOf } from "../../mesh/preconditions.ts";
+import { deleteTenant, listTenants, putTenant } from "../../mesh/tenants.ts";
+
+/** The API representation of a stored row, rendered once per row: rows are immutable values (the directory caches them). */
+const rendered = new WeakMap<TenantDbRow, Tenant>();
+function toTenant(row: TenantDbRow): Tenant {
+  let tenant = rendered.get(row);
+  if (!tenant) {
+    tenant = renderTenant(row);
+    rendered.set(row, tenant);
+  }
+  return tenant;
+}
+
+const renderTenant = (row: TenantDbRow): Tenant => ({
+  name: row.name,
+  displayName: row.displayName,
+  labels: row.labels,
+  trustDomain: row.trustDomain,
+  defaultAction: row.defaultAction,
+  etag: etagOf(row.revision),
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+});
 
 const tags = ["tenants"];
 const JSON_TYPE = "application/json; charset=utf-8";

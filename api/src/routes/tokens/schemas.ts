@@ -1,6 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { SCOPES } from "../../auth/principal.ts";
-import { Name, Timestamp } from "../../http/schemas.ts";
+import { Timestamp } from "../../http/schemas.ts";
+import { Name } from "../../mesh/specs.ts";
 
 export const Scope = Type.Union(SCOPES.map((s) => Type.Literal(s)));
 

@@ -1,6 +1,7 @@
-import { etagOf } from "../../http/conventions.ts";
+import { etagOf } from "../../mesh/preconditions.ts";
 import { resourceRoutes } from "../tenant-resource.ts";
-import { Workload, WorkloadSpec } from "./schemas.ts";
+import { Workload } from "./schemas.ts";
+import { WorkloadSpec } from "../../mesh/specs.ts";
 import { workloadStore, type WorkloadDbRow } from "../../mesh/workloads.ts";
 
 /** The API representation of a stored row. */

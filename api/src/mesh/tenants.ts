@@ -1,34 +1,12 @@
 import { asc, eq, gt } from "drizzle-orm";
-import { etagOf, putIntent, requireMatch, type PutIntent } from "../../http/conventions.ts";
-import { validateTrustDomain } from "../../ca/spiffe-id.ts";
-import { badRequest, conflict, HttpProblem, notFound } from "../../http/problem.ts";
-import type { Db } from "../../db/client.ts";
-import { apiTokens, revocations, tenants } from "../../db/schema.ts";
-import { read, type WriteScope } from "../../db/transactions.ts";
-import type { TenantDbRow } from "../../services/tenant-directory.ts";
-import type { Tenant, TenantSpec } from "./schemas.ts";
-
-/** Rows are immutable values (the directory caches them), so each is rendered once. */
-const rendered = new WeakMap<TenantDbRow, Tenant>();
-export function toTenant(row: TenantDbRow): Tenant {
-  let tenant = rendered.get(row);
-  if (!tenant) {
-    tenant = renderTenant(row);
-    rendered.set(row, tenant);
-  }
-  return tenant;
-}
-
-const renderTenant = (row: TenantDbRow): Tenant => ({
-  name: row.name,
-  displayName: row.displayName,
-  labels: row.labels,
-  trustDomain: row.trustDomain,
-  defaultAction: row.defaultAction,
-  etag: etagOf(row.revision),
-  createdAt: row.createdAt.toISOString(),
-  updatedAt: row.updatedAt.toISOString(),
-});
+import { validateTrustDomain } from "../ca/spiffe-id.ts";
+import type { Db } from "../db/client.ts";
+import { apiTokens, revocations, tenants } from "../db/schema.ts";
+import { read, type WriteScope } from "../db/transactions.ts";
+import type { TenantDbRow } from "../services/tenant-directory.ts";
+import { etagOf, putIntent, requireMatch, type PutIntent } from "./preconditions.ts";
+import { MeshRefusal, notFound } from "./refusal.ts";
+import type { TenantSpec } from "./specs.ts";
 
 async function lockTenant(w: WriteScope, name: string): Promise<TenantDbRow | undefined> {
   const [row] = await w.tx.select().from(tenants).where(eq(tenants.name, name)).for("update");
@@ -44,12 +22,12 @@ export async function putTenant(
   preconditions: { ifMatch?: string; ifNoneMatch?: string; createOnly?: boolean },
 ): Promise<{ row: TenantDbRow; intent: PutIntent }> {
   const existing = await lockTenant(w, name);
-  if (existing && preconditions.createOnly) throw conflict(`tenant "${name}" already exists`);
+  if (existing && preconditions.createOnly) throw new MeshRefusal("conflict", `tenant "${name}" already exists`);
   const intent = putIntent(existing ? etagOf(existing.revision) : null, preconditions.ifMatch, preconditions.ifNoneMatch);
   let row: TenantDbRow | undefined;
   if (existing) {
     if (spec.trustDomain !== undefined && spec.trustDomain !== existing.trustDomain) {
-      throw new HttpProblem(422, "the trust domain of a tenant cannot change", [
+      throw new MeshRefusal("invalid", "the trust domain of a tenant cannot change", [
         { field: "body.trustDomain", message: `is fixed at creation as "${existing.trustDomain}"` },
       ]);
     }
@@ -68,10 +46,10 @@ export async function putTenant(
     const trustDomain = spec.trustDomain ?? defaultTrustDomain;
     // The SPIFFE-ID rules, also for a default built from the name and WEFT_TRUST_DOMAIN_SUFFIX.
     const invalid = validateTrustDomain(trustDomain, "body.trustDomain");
-    if (invalid.length) throw badRequest("invalid trust domain", invalid);
+    if (invalid.length) throw new MeshRefusal("malformed", "invalid trust domain", invalid);
     const [clash] = await w.tx.select({ name: tenants.name }).from(tenants).where(eq(tenants.trustDomain, trustDomain));
     if (clash) {
-      throw new HttpProblem(409, "another tenant already uses that trust domain", [
+      throw new MeshRefusal("conflict", "another tenant already uses that trust domain", [
         { field: "body.trustDomain", message: `"${trustDomain}" is taken` },
       ]);
     }

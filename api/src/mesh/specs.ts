@@ -1,0 +1,223 @@
+/**
+ * What each write of the mesh takes, as TypeBox schemas: the domain's input
+ * shapes. The routes take them as request bodies (so the OpenAPI document
+ * shows them) and build their representations from the same pieces; the
+ * types come from the schemas. Rules a schema cannot state are checked where
+ * the kind is written (mesh/<kind>.ts).
+ */
+import { Type, type Static } from "@sinclair/typebox";
+
+// The fields the specs are made of.
+
+export const Name = Type.String({ format: "dns-label", minLength: 1, maxLength: 63, description: "A DNS label" });
+
+// A Record's key schema becomes a pattern and loses its maxLength: propertyNames keeps the key bound.
+export const Labels = Type.Record(Type.String({ maxLength: 63 }), Type.String({ maxLength: 253 }), {
+  maxProperties: 64,
+  propertyNames: { maxLength: 63 },
+});
+
+export const Ipv4 = Type.String({ format: "ipv4", maxLength: 15, description: "IPv4 address, dotted quad" });
+export const Ipv4Prefix = Type.String({ format: "ipv4-prefix", maxLength: 18, description: "IPv4 prefix, e.g. 10.0.0.0/8" });
+
+// Tenants (tenants.ts)
+
+export const TrustDomain = Type.String({
+  pattern: "^[a-z0-9._-]+$",
+  minLength: 1,
+  maxLength: 255,
+  description: "SPIFFE trust domain: lowercase letters, digits, '.', '-', '_'; default <tenant>.<suffix>",
+});
+
+export const DefaultAction = Type.Union([Type.Literal("allow"), Type.Literal("deny")], {
+  description: "Verdict for a workload no policy selects in a direction (default allow); other tenants are always denied",
+});
+
+export const TenantSpec = Type.Object(
+  {
+    displayName: Type.Optional(Type.String({ maxLength: 200 })),
+    labels: Type.Optional(Labels),
+    trustDomain: Type.Optional(TrustDomain),
+    defaultAction: Type.Optional(DefaultAction),
+  },
+  { additionalProperties: false },
+);
+export type TenantSpec = Static<typeof TenantSpec>;
+
+// Identities (identities.ts)
+
+export const IdentitySpec = Type.Object(
+  {
+    path: Type.String({
+      minLength: 1,
+      maxLength: 2048,
+      description: "SPIFFE ID path, e.g. /ns/prod/sa/web: segments of [A-Za-z0-9._-], no '.', '..' or empty segment, no trailing '/'",
+    }),
+    selectors: Type.Optional(Labels),
+    nodeSelector: Type.Optional({
+      ...Labels,
+      description:
+        "Node labels a node must carry (all of them, same values) to run this identity: its workloads may be placed only on such nodes, and only such nodes obtain its SVIDs. Empty or absent: any node",
+    }),
+    allowNodeRegistration: Type.Optional(
+      Type.Boolean({
+        description:
+          "Whether a node's own credential may declare, replace and delete workloads of this identity (on itself, when nodeSelector matches it). Default false: only the tenant declares them",
+      }),
+    ),
+    x509SvidTtlSeconds: Type.Optional(
+      Type.Integer({ minimum: 60, maximum: 86_400, description: "Default 3600; never past the CA's own expiry" }),
+    ),
+    jwtSvidTtlSeconds: Type.Optional(Type.Integer({ minimum: 30, maximum: 86_400, description: "Default 300" })),
+  },
+  { additionalProperties: false },
+);
+export type IdentitySpec = Static<typeof IdentitySpec>;
+
+// Nodes (nodes.ts)
+
+export const Zone = Type.String({ minLength: 1, maxLength: 63, description: "Failure domain; services with preferSameZone prefer backends of the node's zone" });
+
+export const Registration = Type.Object(
+  {
+    joinToken: Type.String({ minLength: 1, maxLength: 256, description: "From POST /v1/join-tokens; spent by this call" }),
+    name: { ...Name, description: "A DNS label; must equal the join token's name when it fixes one (403 otherwise)" },
+    zone: { ...Zone, description: `${Zone.description}; must equal the join token's zone when it fixes one (403 otherwise)` },
+    labels: Type.Optional({
+      ...Labels,
+      description:
+        "The node's labels come from the join token: leave this out, or send exactly the token's labels (anything else is 403 and does not spend the token)",
+    }),
+  },
+  { additionalProperties: false },
+);
+export type Registration = Static<typeof Registration>;
+
+export const Revision = Type.Integer({ minimum: 0 });
+
+export const NodeStatusReport = Type.Object(
+  {
+    appliedRevision: Revision,
+    hash: Type.String({ minLength: 1, maxLength: 128, description: "Content hash of the datapath now in the node's kernel maps" }),
+    counters: Type.Record(Type.String({ maxLength: 128 }), Type.Integer({ minimum: 0 }), {
+      maxProperties: 256,
+      propertyNames: { maxLength: 128 },
+      description: "Monotonic counters, e.g. verdicts and apply errors",
+    }),
+    errors: Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 64, description: "Current errors; empty when healthy" }),
+  },
+  { additionalProperties: false },
+);
+export type NodeStatusReport = Static<typeof NodeStatusReport>;
+
+// Workloads (workloads.ts)
+
+export const WorkloadSpec = Type.Object(
+  {
+    identity: { ...Name, description: "An identity of the same tenant" },
+    node: { ...Name, description: "A registered node" },
+    addresses: Type.Array(Ipv4, {
+      minItems: 1,
+      maxItems: 16,
+      uniqueItems: true,
+      description: "Unique across the platform; the first is the one services send to",
+    }),
+    interface: Type.Optional(
+      Type.String({ pattern: "^[A-Za-z0-9_.@-]{1,15}$", description: "Host-side veth the agent guards (Linux name, at most 15 bytes)" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type WorkloadSpec = Static<typeof WorkloadSpec>;
+
+// Services (services.ts)
+
+export const Protocol = Type.Union([Type.Literal("tcp"), Type.Literal("udp")]);
+const PortNumber = Type.Integer({ minimum: 1, maximum: 65535 });
+
+export const Selector = Type.Object(
+  {
+    identity: Type.Optional({ ...Name, description: "An identity of the same tenant" }),
+    labels: Type.Optional(Labels),
+  },
+  { additionalProperties: false, description: "Identities of the same tenant; {} selects all of them" },
+);
+
+export const ServicePort = Type.Object(
+  { port: PortNumber, protocol: Protocol, targetPort: PortNumber },
+  { additionalProperties: false },
+);
+
+export const ExplicitBackend = Type.Object(
+  {
+    workload: Type.Optional({ ...Name, description: "A workload of the same tenant (its first address)" }),
+    address: Type.Optional(Ipv4),
+    port: Type.Optional({ ...PortNumber, description: "Default: the service port's targetPort" }),
+    weight: Type.Integer({ minimum: 0, maximum: 1_000_000, description: "0 keeps the backend without traffic" }),
+    zone: Type.Optional(Type.String({ minLength: 1, maxLength: 63, description: "Default: the zone of the workload's node" })),
+  },
+  { additionalProperties: false, description: "Exactly one of workload or address" },
+);
+
+export const Backends = Type.Union([
+  Type.Object({ selector: Selector }, { additionalProperties: false }),
+  Type.Object({ explicit: Type.Array(ExplicitBackend, { maxItems: 1024 }) }, { additionalProperties: false }),
+]);
+
+export const LoadBalancing = Type.Union([Type.Literal("maglev"), Type.Literal("random")]);
+
+export const Topology = Type.Object(
+  { preferSameZone: Type.Boolean({ description: "Send to backends in the client node's zone when there are any" }) },
+  { additionalProperties: false },
+);
+
+export const ServiceSpec = Type.Object(
+  {
+    vip: Type.Optional({ ...Ipv4, description: "Unique across the platform; allocated from WEFT_SERVICE_CIDR when absent" }),
+    ports: Type.Array(ServicePort, { minItems: 1, maxItems: 16 }),
+    backends: Backends,
+    loadBalancing: Type.Optional({ ...LoadBalancing, description: "Default random" }),
+    topology: Type.Optional(Topology),
+  },
+  { additionalProperties: false },
+);
+export type ServiceSpec = Static<typeof ServiceSpec>;
+
+// Policies (policies.ts)
+
+export const Peer = Type.Union([Selector, Type.Object({ cidr: Ipv4Prefix }, { additionalProperties: false })], {
+  description: "Identities of the same tenant (by name or labels), or addresses outside the mesh by CIDR",
+});
+
+export const PortSelector = Type.Object(
+  {
+    port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: "0 or absent: any port" })),
+    protocol: Type.Optional(Type.Union([Type.Literal("tcp"), Type.Literal("udp"), Type.Literal("any")])),
+  },
+  { additionalProperties: false },
+);
+
+export const Rule = Type.Object(
+  {
+    peers: Type.Optional(Type.Array(Peer, { maxItems: 64, description: "Empty or absent: any peer" })),
+    ports: Type.Optional(Type.Array(PortSelector, { maxItems: 64, description: "Empty or absent: any port and protocol" })),
+    action: Type.Union([Type.Literal("allow"), Type.Literal("deny")], { description: "deny wins over allow" }),
+  },
+  { additionalProperties: false },
+);
+
+const Rules = (direction: string) =>
+  Type.Array(Rule, {
+    maxItems: 256,
+    description: `Present (even empty): the subject is governed ${direction}, and what no rule allows drops`,
+  });
+
+export const PolicySpec = Type.Object(
+  {
+    subject: { ...Selector, description: "The identities of this tenant the policy applies to" },
+    ingress: Type.Optional(Rules("for traffic it receives")),
+    egress: Type.Optional(Rules("for traffic it sends")),
+  },
+  { additionalProperties: false, description: "At most 256 rules over both directions" },
+);
+export type PolicySpec = Static<typeof PolicySpec>;
