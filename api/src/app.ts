@@ -40,11 +40,12 @@ import systemRoutes from "./routes/system/index.ts";
 import tenantRoutes from "./routes/tenants/index.ts";
 import tokenRoutes from "./routes/tokens/index.ts";
 import { CaRotationScheduler } from "./ca/rotator.ts";
+import { LivenessSweeper } from "./mesh/liveness.ts";
 import { DrizzleCaStore } from "./ca/store.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
 import { Follower } from "./follower/follow.ts";
 import { resolveKek } from "./ca/kek-source.ts";
-import { makeWriteFor, type Services } from "./services/context.ts";
+import { makeSystemWrite, makeWriteFor, type Services } from "./services/context.ts";
 import { TenantDirectory } from "./services/tenant-directory.ts";
 
 export interface RouteEntry {
@@ -185,12 +186,16 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     writeFor: makeWriteFor(db, feed),
   };
   app.decorate("weft", services);
+  // Liveness is the API's to decide (mesh/liveness.ts); in-process apps (tests) sweep only when asked to.
+  const grace = config.nodeGraceSeconds ?? 0;
+  const liveness = grace > 0 ? new LivenessSweeper(db, makeSystemWrite(db, feed), grace, app.log) : undefined;
   // Before the server waits for in-flight requests: held long polls answer at once.
   app.addHook("preClose", async () => follower.stop());
   app.addHook("onClose", async () => {
     follower.stop();
     tokens.stop();
     await rotation?.stop();
+    await liveness?.stop();
     await feed.stop();
     if (!opts.database) await database.close();
   });
@@ -270,6 +275,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(datapathRoutes);
   await app.ready();
   rotation?.start();
+  liveness?.start();
   return app;
 }
 

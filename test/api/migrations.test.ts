@@ -1,10 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { sql } from "drizzle-orm";
-import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../../api/src/app.ts";
 import { openDatabase, type Database } from "../../api/src/db/client.ts";
-import { BACKENDS, backendDatabase, operator, skipBackend, testConfig } from "../support/api.ts";
+import { BACKENDS, backendDatabase, freshPostgres, operator, skipBackend, testConfig } from "../support/api.ts";
 
 async function applied(database: Database): Promise<number> {
   const res = (await database.db.execute(sql`SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations`)) as unknown as {
@@ -39,14 +38,9 @@ describe.each(BACKENDS)("migrations on %s", (backend) => {
 
 describe.skipIf(skipBackend("postgres"))("two processes starting at once on a fresh Postgres", () => {
   it("both come up, and the migrations are applied once", async () => {
-    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await admin.connect();
-    const name = `weft_mig_${randomBytes(4).toString("hex")}`;
-    await admin.query(`CREATE DATABASE ${name}`);
-    const url = new URL(process.env.DATABASE_URL!);
-    url.pathname = `/${name}`;
+    const fresh = await freshPostgres("weft_mig");
     try {
-      const config = testConfig("postgres", { databaseUrl: url.toString() });
+      const config = testConfig("postgres", { databaseUrl: fresh.url });
       const apps = await Promise.all([buildApp(config), buildApp(config)]);
       for (const app of apps) expect((await app.inject("/readyz")).statusCode).toBe(200);
       expect(await applied(apps[0]!.weft.database)).toBe(await applied(apps[1]!.weft.database));
@@ -61,8 +55,7 @@ describe.skipIf(skipBackend("postgres"))("two processes starting at once on a fr
       expect((await two.inject({ url: "/v1/tenants/shared", headers: { authorization: `Bearer ${token}` } })).statusCode).toBe(200);
       await Promise.all(apps.map((app) => app.close()));
     } finally {
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
+      await fresh.drop();
     }
   });
 });

@@ -4,14 +4,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { like } from "drizzle-orm";
 import { SignJWT, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, importJWK } from "jose";
-import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildApp, type WeftApp } from "../../api/src/app.ts";
 import { Kek } from "../../api/src/ca/kek.ts";
 import { openDatabase } from "../../api/src/db/client.ts";
 import { settings } from "../../api/src/db/schema.ts";
 import { startApiProcess } from "../support/api-process.ts";
-import { OPERATOR_TOKEN, bearer, operator, skipBackend, testConfig, uniqueName } from "../support/api.ts";
+import { OPERATOR_TOKEN, bearer, freshPostgres, operator, skipBackend, testConfig, uniqueName } from "../support/api.ts";
 
 const SIGNING_KEY = "token_signing_key";
 const mode = (path: string) => statSync(path).mode & 0o777;
@@ -113,14 +112,9 @@ describe("the token signing key at rest", () => {
 
   describe.skipIf(skipBackend("postgres"))("on a fresh Postgres", () => {
     it("retires a plain JWK once when several replicas start at once, and all of them share the new key", async () => {
-      const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-      await admin.connect();
-      const name = `weft_sec_${randomBytes(4).toString("hex")}`;
-      await admin.query(`CREATE DATABASE ${name}`);
-      const url = new URL(process.env.DATABASE_URL!);
-      url.pathname = `/${name}`;
+      const fresh = await freshPostgres("weft_sec");
       try {
-        const config = testConfig("postgres", { databaseUrl: url.toString(), kek: new Kek(randomBytes(32)) });
+        const config = testConfig("postgres", { databaseUrl: fresh.url, kek: new Kek(randomBytes(32)) });
         const database = openDatabase(config);
         await database.migrate();
         const jwk = await legacyJwk();
@@ -138,8 +132,7 @@ describe("the token signing key at rest", () => {
           await Promise.all(apps.map((app) => app.close()));
         }
       } finally {
-        await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-        await admin.end();
+        await fresh.drop();
       }
     });
   });

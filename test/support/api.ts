@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import pg from "pg";
 import type { LightMyRequestResponse } from "fastify";
 import { expect } from "vitest";
 import { buildApp, type RouteEntry, type WeftApp } from "../../api/src/app.ts";
@@ -106,4 +107,33 @@ export function expectProblem(res: LightMyRequestResponse, status: number): Prob
   expect(body).toMatchObject({ status, type: expect.stringMatching(/^urn:weft:problem:/), title: expect.any(String) });
   expect(body.requestId).toBe(res.headers["x-request-id"]);
   return body;
+}
+
+/**
+ * A database of its own on the Postgres server at DATABASE_URL, for a suite
+ * whose writes reach every row of a table (start-up migrations, a sweep over
+ * all nodes) and so must not share the database other suites run in.
+ */
+export async function freshPostgres(prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await admin.connect();
+  const name = `${prefix}_${randomBytes(4).toString("hex")}`;
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } catch (err) {
+    await admin.end();
+    throw err;
+  }
+  const url = new URL(process.env.DATABASE_URL!);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      try {
+        await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await admin.end();
+      }
+    },
+  };
 }

@@ -1,4 +1,5 @@
 import { sql } from "drizzle-orm";
+import type { HealthCheck } from "../mesh/specs.ts";
 import {
   bigint,
   boolean,
@@ -249,7 +250,7 @@ export const workloads = pgTable(
     /** Host-side veth the agent attaches the policy program to. */
     interface: text("interface"),
     /** What the node's agent probes (routes/workloads/schemas.ts HealthCheck, defaults filled); null: not probed. */
-    healthCheck: jsonb("health_check").$type<Record<string, unknown>>(),
+    healthCheck: jsonb("health_check").$type<HealthCheck>(),
     revision: revision(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),

@@ -10,16 +10,10 @@
 import { and, eq, isNotNull, sql } from "drizzle-orm";
 import { withPlatformRead } from "../db/platform-read.ts";
 import { tenants, workloadHealth, workloads } from "../db/schema.ts";
-import type { Tx, WriteScope } from "../db/transactions.ts";
+import { read, type Tx, type WriteScope } from "../db/transactions.ts";
+import type { Db } from "../db/client.ts";
 import { PLATFORM_TENANT_ID } from "../auth/node-credentials.ts";
-
-export interface ReportedHealth {
-  tenant: string;
-  workload: string;
-  state: "healthy" | "unhealthy";
-  /** When the agent saw the transition (its clock); stored no later than the API's now. */
-  since: string;
-}
+import type { ReportedHealth } from "./specs.ts";
 
 export interface HealthTransition {
   tenantId: number;
@@ -54,6 +48,10 @@ export async function healthTransitions(tx: Tx, node: string, reported: readonly
   return [...out.values()];
 }
 
+/** healthTransitions in a read of its own: most reports change nothing, and then take no revision. */
+export const pendingHealthTransitions = (db: Db, node: string, reported: readonly ReportedHealth[]): Promise<HealthTransition[]> =>
+  reported.length === 0 ? Promise.resolve([]) : read(db, null, (tx) => healthTransitions(tx, node, reported));
+
 /** Stores the transitions and records each in its tenant's change and audit log (workload.health). */
 export async function recordHealth(w: WriteScope, node: string, transitions: readonly HealthTransition[]): Promise<void> {
   for (const t of transitions) {
@@ -83,8 +81,20 @@ export async function forgetHealth(w: WriteScope, tenantId: number, name: string
     );
 }
 
-/** A workload's health as its representation shows it. */
-export async function healthOf(tx: Tx, tenantId: number, name: string): Promise<{ state: "unknown" | "healthy" | "unhealthy"; since: string | null }> {
-  const [h] = await tx.select().from(workloadHealth).where(and(eq(workloadHealth.tenantId, tenantId), eq(workloadHealth.name, name)));
-  return h === undefined ? { state: "unknown", since: null } : { state: h.healthy ? "healthy" : "unhealthy", since: h.since.toISOString() };
+/** A workload's health as stored, or null when the tenant has no such workload. */
+export async function healthOf(
+  db: Db,
+  tenantId: number,
+  name: string,
+): Promise<{ state: "unknown" | "healthy" | "unhealthy"; since: string | null; node: string | null } | null> {
+  const [row] = await read(db, tenantId, (tx) =>
+    tx
+      .select({ name: workloads.name, healthy: workloadHealth.healthy, since: workloadHealth.since, node: workloadHealth.node })
+      .from(workloads)
+      .leftJoin(workloadHealth, and(eq(workloadHealth.tenantId, workloads.tenantId), eq(workloadHealth.name, workloads.name)))
+      .where(and(eq(workloads.tenantId, tenantId), eq(workloads.name, name))),
+  );
+  if (row === undefined) return null;
+  if (row.healthy === null) return { state: "unknown", since: null, node: null };
+  return { state: row.healthy ? "healthy" : "unhealthy", since: row.since!.toISOString(), node: row.node };
 }

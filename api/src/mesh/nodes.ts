@@ -8,7 +8,7 @@ import { read, write, type WriteScope } from "../db/transactions.ts";
 import { firstFreeBlock, type AddressPlan } from "./addresses.ts";
 import { withPlatformRead } from "../db/platform-read.ts";
 import { fieldRefusal, MeshRefusal, notFound } from "./refusal.ts";
-import type { NodeStatusReport, Registration } from "./specs.ts";
+import type { HealthCheck, NodeStatusReport, Registration } from "./specs.ts";
 
 export type NodeDbRow = typeof nodes.$inferSelect;
 
@@ -16,6 +16,9 @@ export type NodeDbRow = typeof nodes.$inferSelect;
 export interface StoredStatus {
   counters: Record<string, number>;
   errors: string[];
+  /** Absent in reports of agents that predate them: none. */
+  unresolved?: NonNullable<NodeStatusReport["unresolved"]>;
+  health?: NonNullable<NodeStatusReport["health"]>;
 }
 
 /** What a join token fixes for the node it registers. */
@@ -225,14 +228,20 @@ export async function listNodes(db: Db, limit: number, after: string | undefined
  * reports of the same content and restarts when the content changes.
  */
 export async function reportStatus(db: Db, name: string, report: NodeStatusReport, desiredHash: string | null): Promise<NodeDbRow> {
-  const matches = desiredHash !== null && report.hash === desiredHash;
+  // A workload the agent could not attach is not enforced: the node has not converged, whatever its maps hold.
+  const matches = desiredHash !== null && report.hash === desiredHash && (report.unresolved ?? []).length === 0;
   const [row] = await read(db, null, (tx) =>
     tx
       .update(nodes)
       .set({
         appliedRevision: report.appliedRevision,
         appliedHash: report.hash,
-        status: { counters: report.counters, errors: report.errors } satisfies StoredStatus,
+        status: {
+          counters: report.counters,
+          errors: report.errors,
+          unresolved: report.unresolved ?? [],
+          health: report.health ?? [],
+        } satisfies StoredStatus,
         statusAt: sql`now()`,
         convergedSince: matches
           ? sql`CASE WHEN ${nodes.appliedHash} = ${report.hash} AND ${nodes.convergedSince} IS NOT NULL THEN ${nodes.convergedSince} ELSE now() END`
@@ -278,6 +287,7 @@ export interface PlacedWorkload {
   identity: string;
   addresses: string[];
   interface: string | null;
+  healthCheck: HealthCheck | null;
   path: string;
 }
 
@@ -302,6 +312,7 @@ export async function workloadsOnNode(
           identity: workloads.identity,
           addresses: workloads.addresses,
           interface: workloads.interface,
+          healthCheck: workloads.healthCheck,
           path: identities.path,
         })
         .from(workloads)

@@ -95,6 +95,31 @@ export type Registration = Static<typeof Registration>;
 
 export const Revision = Type.Integer({ minimum: 0 });
 
+const Reason = Type.String({ maxLength: 512 });
+
+export const UnresolvedWorkload = Type.Object(
+  {
+    tenant: Type.String({ maxLength: 63, description: "The workload's tenant; empty when the agent could not name it" }),
+    workload: Type.String({ maxLength: 63, description: "The workload's name; empty when the agent could not name it" }),
+    address: Type.String({ maxLength: 15 }),
+    reason: Reason,
+  },
+  { additionalProperties: false, title: "UnresolvedWorkload" },
+);
+
+export const HealthState = Type.Union([Type.Literal("healthy"), Type.Literal("unhealthy")]);
+
+export const ReportedHealth = Type.Object(
+  {
+    tenant: Name,
+    workload: Name,
+    state: HealthState,
+    since: Type.String({ format: "date-time", maxLength: 64, description: "When the agent saw the transition" }),
+  },
+  { additionalProperties: false, title: "ReportedHealth" },
+);
+export type ReportedHealth = Static<typeof ReportedHealth>;
+
 export const NodeStatusReport = Type.Object(
   {
     appliedRevision: Revision,
@@ -105,12 +130,77 @@ export const NodeStatusReport = Type.Object(
       description: "Monotonic counters, e.g. verdicts and apply errors",
     }),
     errors: Type.Array(Type.String({ maxLength: 1024 }), { maxItems: 64, description: "Current errors; empty when healthy" }),
+    unresolved: Type.Optional(
+      Type.Array(UnresolvedWorkload, {
+        maxItems: 256,
+        description: "Local workloads the agent could not attach (no veth found in its network namespace, not a veth, attach failed); absent: none. The node is not converged while any is listed",
+      }),
+    ),
+    health: Type.Optional(
+      Type.Array(ReportedHealth, {
+        maxItems: 1024,
+        description:
+          "The state of every probed workload of this node that has passed a threshold (the full set, not a delta; absent: none). A workload's transition withdraws or restores it as a backend on every node; entries naming no probed workload of this node are ignored",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
 export type NodeStatusReport = Static<typeof NodeStatusReport>;
 
 // Workloads (workloads.ts)
+
+/** Defaults of a health check's optional fields (Envoy's and Kubernetes' probes are alike). */
+export const HEALTH_CHECK_DEFAULTS = { intervalSeconds: 5, timeoutSeconds: 1, healthyThreshold: 2, unhealthyThreshold: 3 } as const;
+export const HTTP_CHECK_DEFAULTS = { path: "/", expectStatus: 200 } as const;
+
+const healthCheckFields = {
+  protocol: Type.Union([Type.Literal("tcp"), Type.Literal("http")], { description: "tcp: a connect within the timeout; http: GET path answered with expectStatus" }),
+  port: Type.Integer({ minimum: 1, maximum: 65535, description: "Probed on the workload's first address" }),
+  path: Type.String({ pattern: "^/[\\x21-\\x7e]*$", maxLength: 1024, description: `http only; default ${HTTP_CHECK_DEFAULTS.path}` }),
+  expectStatus: Type.Integer({ minimum: 100, maximum: 599, description: `http only; default ${HTTP_CHECK_DEFAULTS.expectStatus}` }),
+  intervalSeconds: Type.Integer({ minimum: 1, maximum: 300, description: `default ${HEALTH_CHECK_DEFAULTS.intervalSeconds}` }),
+  timeoutSeconds: Type.Integer({ minimum: 1, maximum: 60, description: `at most intervalSeconds; default ${HEALTH_CHECK_DEFAULTS.timeoutSeconds}` }),
+  healthyThreshold: Type.Integer({ minimum: 1, maximum: 10, description: `successes in a row that make it healthy; default ${HEALTH_CHECK_DEFAULTS.healthyThreshold}` }),
+  unhealthyThreshold: Type.Integer({ minimum: 1, maximum: 10, description: `failures in a row that make it unhealthy; default ${HEALTH_CHECK_DEFAULTS.unhealthyThreshold}` }),
+};
+
+/**
+ * What the agent of the workload's node probes, from the node's network
+ * namespace; an unhealthy workload is withdrawn as a backend everywhere
+ * (while another serves). A policy governing the workload's ingress must
+ * allow the probe, which comes from the node's address.
+ */
+export const HealthCheckSpec = Type.Object(
+  {
+    protocol: healthCheckFields.protocol,
+    port: healthCheckFields.port,
+    path: Type.Optional(healthCheckFields.path),
+    expectStatus: Type.Optional(healthCheckFields.expectStatus),
+    intervalSeconds: Type.Optional(healthCheckFields.intervalSeconds),
+    timeoutSeconds: Type.Optional(healthCheckFields.timeoutSeconds),
+    healthyThreshold: Type.Optional(healthCheckFields.healthyThreshold),
+    unhealthyThreshold: Type.Optional(healthCheckFields.unhealthyThreshold),
+  },
+  { additionalProperties: false, title: "HealthCheckSpec" },
+);
+export type HealthCheckSpec = Static<typeof HealthCheckSpec>;
+
+/** A health check as stored and shown: every default filled (path and expectStatus for http only). */
+export const HealthCheck = Type.Object(
+  {
+    protocol: healthCheckFields.protocol,
+    port: healthCheckFields.port,
+    path: Type.Optional(healthCheckFields.path),
+    expectStatus: Type.Optional(healthCheckFields.expectStatus),
+    intervalSeconds: healthCheckFields.intervalSeconds,
+    timeoutSeconds: healthCheckFields.timeoutSeconds,
+    healthyThreshold: healthCheckFields.healthyThreshold,
+    unhealthyThreshold: healthCheckFields.unhealthyThreshold,
+  },
+  { title: "HealthCheck" },
+);
+export type HealthCheck = Static<typeof HealthCheck>;
 
 export const WorkloadSpec = Type.Object(
   {
@@ -125,6 +215,7 @@ export const WorkloadSpec = Type.Object(
     interface: Type.Optional(
       Type.String({ pattern: "^[A-Za-z0-9_.@-]{1,15}$", description: "Host-side veth the agent guards (Linux name, at most 15 bytes)" }),
     ),
+    healthCheck: Type.Optional(HealthCheckSpec),
   },
   { additionalProperties: false },
 );

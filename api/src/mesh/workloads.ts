@@ -10,7 +10,8 @@ import { meshRows, requireIdentities, writeMeshRow } from "./write.ts";
 import type { Preconditions, ResourceStore } from "./write.ts";
 import { etagOf, putIntent } from "./preconditions.ts";
 import { fieldRefusal, MeshRefusal, notFound } from "./refusal.ts";
-import type { WorkloadSpec } from "./specs.ts";
+import { HEALTH_CHECK_DEFAULTS, HTTP_CHECK_DEFAULTS, type HealthCheck, type HealthCheckSpec, type WorkloadSpec } from "./specs.ts";
+import { forgetHealth } from "./health.ts";
 import type { Config } from "../config.ts";
 import { addressPlanOf, workloadAddressRefusal, type AddressPlan } from "./addresses.ts";
 import { podCidrOf } from "./nodes.ts";
@@ -79,10 +80,19 @@ async function putWorkload(
       if (!node) throw fieldRefusal("invalid", `node "${spec.node}" is not registered`, "body.node", `no node "${spec.node}" is registered`);
       await requireSelectedNode(w, tenant.id, spec, node.labels);
       await requireFreeAddresses(w, tenant.id, name, spec.addresses, spec.node, plan);
-      const values = { identity: spec.identity, node: spec.node, addresses: spec.addresses, interface: spec.interface ?? null, revision: w.revision };
+      const healthCheck = spec.healthCheck === undefined ? null : filledHealthCheck(spec.healthCheck);
+      const values = {
+        identity: spec.identity,
+        node: spec.node,
+        addresses: spec.addresses,
+        interface: spec.interface ?? null,
+        healthCheck,
+        revision: w.revision,
+      };
       const [row] = existing
         ? await w.tx.update(workloads).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
         : await w.tx.insert(workloads).values({ tenantId: tenant.id, name, ...values }).returning();
+      if (existing) await forgetHealth(w, tenant.id, name, spec.node, healthCheck !== null);
       return {
         change: { kind: "workload", op: "put", row: workloadRowOf(row!) },
         op: "upsert",
@@ -91,6 +101,32 @@ async function putWorkload(
       };
     },
   });
+}
+
+/**
+ * The check with its defaults filled, as stored and as the agent gets it;
+ * rules the schema cannot state are refused as invalid on their field.
+ */
+export function filledHealthCheck(spec: HealthCheckSpec): HealthCheck {
+  const field = "body.healthCheck";
+  if (spec.protocol === "tcp") {
+    for (const key of ["path", "expectStatus"] as const) {
+      if (spec[key] !== undefined) throw fieldRefusal("invalid", `a tcp health check has no ${key}`, `${field}.${key}`, "is for http checks only");
+    }
+  }
+  const filled: HealthCheck = {
+    protocol: spec.protocol,
+    port: spec.port,
+    ...(spec.protocol === "http" ? { path: spec.path ?? HTTP_CHECK_DEFAULTS.path, expectStatus: spec.expectStatus ?? HTTP_CHECK_DEFAULTS.expectStatus } : {}),
+    intervalSeconds: spec.intervalSeconds ?? HEALTH_CHECK_DEFAULTS.intervalSeconds,
+    timeoutSeconds: spec.timeoutSeconds ?? HEALTH_CHECK_DEFAULTS.timeoutSeconds,
+    healthyThreshold: spec.healthyThreshold ?? HEALTH_CHECK_DEFAULTS.healthyThreshold,
+    unhealthyThreshold: spec.unhealthyThreshold ?? HEALTH_CHECK_DEFAULTS.unhealthyThreshold,
+  };
+  if (filled.timeoutSeconds > filled.intervalSeconds) {
+    throw fieldRefusal("invalid", "a health check's timeout must not exceed its interval", `${field}.timeoutSeconds`, `must be at most intervalSeconds (${filled.intervalSeconds})`);
+  }
+  return filled;
 }
 
 /**

@@ -5,7 +5,8 @@ import type { TenantTokens } from "../auth/tenant-tokens.ts";
 import type { CaService } from "../ca/service.ts";
 import type { Config } from "../config.ts";
 import type { Database, Db } from "../db/client.ts";
-import { write, type WriteScope } from "../db/transactions.ts";
+import { write, type WriteContext, type WriteScope } from "../db/transactions.ts";
+import { PLATFORM_TENANT_ID } from "../auth/node-credentials.ts";
 import type { ChangeFeed } from "./change-feed.ts";
 import type { Follower } from "../follower/follow.ts";
 import type { TenantDirectory } from "./tenant-directory.ts";
@@ -36,18 +37,30 @@ declare module "fastify" {
 export const isDryRun = (request: FastifyRequest): boolean =>
   (request.query as { dryRun?: boolean } | undefined)?.dryRun === true;
 
+/**
+ * Runs a write and tells this replica's caches at commit. NOTIFY reaches this
+ * replica too, but later: a client that reads right after its own write must
+ * not see the old version from a cache.
+ */
+async function writeAndPublish<T>(db: Db, feed: ChangeFeed, ctx: WriteContext, tenantId: number | null, body: (scope: WriteScope) => Promise<T>): Promise<T> {
+  let revision = 0;
+  const { result, changes } = await write(db, ctx, tenantId, (scope) => {
+    revision = scope.revision;
+    return body(scope);
+  });
+  feed.publish(changes.map((c) => ({ ...c, revision })));
+  return result;
+}
+
+/** A write on behalf of the API itself (a timer, not a request), as the platform. */
+export const makeSystemWrite =
+  (db: Db, feed: ChangeFeed) =>
+  <T>(actor: string, body: (scope: WriteScope) => Promise<T>): Promise<T> =>
+    writeAndPublish(db, feed, { actor, requestId: `${actor}:${Date.now()}`, dryRun: false }, PLATFORM_TENANT_ID, body);
+
 export function makeWriteFor(db: Db, feed: ChangeFeed): Services["writeFor"] {
-  return async (request, tenantId, body) => {
-    const dryRun = isDryRun(request);
+  return (request, tenantId, body) => {
     const actor = request.principal ? actorOf(request.principal) : "anonymous";
-    let revision = 0;
-    const { result, changes } = await write(db, { actor, requestId: String(request.id), clientRequestId: request.clientRequestId, dryRun }, tenantId, (scope) => {
-      revision = scope.revision;
-      return body(scope);
-    });
-    // NOTIFY reaches this replica too, but later: a client that reads right
-    // after its own write must not see the old version from a cache.
-    feed.publish(changes.map((c) => ({ ...c, revision })));
-    return result;
+    return writeAndPublish(db, feed, { actor, requestId: String(request.id), clientRequestId: request.clientRequestId, dryRun: isDryRun(request) }, tenantId, body);
   };
 }

@@ -9,6 +9,8 @@ import { addressPlanOf } from "../../mesh/addresses.ts";
 import { spiffeId } from "../../ca/spiffe-id.ts";
 import { DEFAULT_JOIN_TOKEN_TTL_SECONDS, JoinToken, NewJoinToken, Node, NodeParams, NodeWorkload, RegisteredNode } from "./schemas.ts";
 import { NodeStatusReport, Registration } from "../../mesh/specs.ts";
+import { healthTransitions, pendingHealthTransitions, recordHealth } from "../../mesh/health.ts";
+import { markReachable } from "../../mesh/liveness.ts";
 import {
   createJoinToken,
   deleteNode,
@@ -22,8 +24,8 @@ import {
   type StoredStatus,
 } from "../../mesh/nodes.ts";
 
-/** What the compiler wants on a node now, or null when it cannot say. */
-type Desired = { revision: number; hash: string } | null;
+/** What the compiler wants on a node now, or null when it cannot say; failingOpen as its tables see it. */
+type Desired = { revision: number; hash: string; failingOpen: readonly string[] } | null;
 
 /** The API representation of a stored row, against what the compiler wants on the node. */
 function toNode(row: NodeDbRow, desired: Desired): Node {
@@ -32,14 +34,15 @@ function toNode(row: NodeDbRow, desired: Desired): Node {
     row.appliedRevision !== null && row.appliedHash !== null && row.statusAt !== null
       ? { revision: row.appliedRevision, hash: row.appliedHash, at: row.statusAt.toISOString() }
       : null;
-  const converged = desired !== null && applied !== null && applied.hash === desired.hash;
+  const unresolved = status.unresolved ?? [];
+  const converged = desired !== null && applied !== null && applied.hash === desired.hash && unresolved.length === 0;
   return {
     name: row.name,
     zone: row.zone,
     labels: row.labels,
     podCidr: row.podCidr,
     createdAt: row.createdAt.toISOString(),
-    desired,
+    desired: desired && { revision: desired.revision, hash: desired.hash },
     applied,
     converged,
     // The stored instant was set by the report that first matched; the desired
@@ -47,6 +50,11 @@ function toNode(row: NodeDbRow, desired: Desired): Node {
     convergedSince: converged && row.convergedSince ? row.convergedSince.toISOString() : null,
     counters: status.counters,
     errors: status.errors,
+    unresolved,
+    health: status.health ?? [],
+    reachable: row.unreachableSince === null,
+    unreachableSince: row.unreachableSince?.toISOString() ?? null,
+    failingOpen: [...(desired?.failingOpen ?? [])],
   };
 }
 
@@ -58,6 +66,7 @@ const toNodeWorkload = (r: PlacedWorkload): NodeWorkload => ({
   addresses: r.addresses,
   ...(r.interface ? { interface: r.interface } : {}),
   spiffeId: spiffeId(r.trustDomain, r.path),
+  ...(r.healthCheck ? { healthCheck: r.healthCheck } : {}),
 });
 
 const tags = ["nodes"];
@@ -66,7 +75,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { weft } = app;
   const desiredOf = async (node: string): Promise<Desired> => {
     const current = await weft.follower.current(node);
-    return current && { revision: current.revision, hash: current.datapath.hash };
+    return current && { revision: current.revision, hash: current.datapath.hash, failingOpen: current.datapath.failingOpen };
   };
 
   app.post(
@@ -198,7 +207,19 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const { node } = request.params;
       const desired = await desiredOf(node);
-      return toNode(await reportStatus(weft.db, node, request.body, desired?.hash ?? null), desired);
+      let row = await reportStatus(weft.db, node, request.body, desired?.hash ?? null);
+      // Observed state takes no revision, except what other nodes' tables follow: the node's liveness and its workloads' health.
+      const transitions = await pendingHealthTransitions(weft.db, node, request.body.health ?? []);
+      if (row.unreachableSince !== null || transitions.length > 0) {
+        await weft.writeFor(request, PLATFORM_TENANT_ID, async (w) => {
+          await markReachable(w, node);
+          // Read again under the write's lock: another replica may have recorded some of them meanwhile.
+          await recordHealth(w, node, await healthTransitions(w.tx, node, request.body.health ?? []));
+        });
+        row = await getNode(weft.db, node);
+        return toNode(row, await desiredOf(node));
+      }
+      return toNode(row, desired);
     },
   );
 

@@ -1,6 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Timestamp } from "../../http/schemas.ts";
-import { Labels, Name, Revision, Zone } from "../../mesh/specs.ts";
+import { HealthCheck, Labels, Name, ReportedHealth, Revision, UnresolvedWorkload, Zone } from "../../mesh/specs.ts";
 
 export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 600;
 
@@ -59,6 +59,16 @@ export const Node = Type.Object(
     }),
     counters: Type.Record(Type.String(), Type.Integer()),
     errors: Type.Array(Type.String()),
+    unresolved: Type.Array(UnresolvedWorkload, { description: "Local workloads the agent reported it could not attach; the node is not converged while any is listed" }),
+    health: Type.Array(ReportedHealth, { description: "The probed workloads' health as the agent last reported it" }),
+    reachable: Type.Boolean({
+      description: "False once the agent has sent no status for WEFT_NODE_GRACE_SECONDS (default 15): backends on the node are then withdrawn from every LB table until it reports again",
+    }),
+    unreachableSince: Type.Union([Timestamp, Type.Null()], { description: "When the API marked the node unreachable; null while reachable" }),
+    failingOpen: Type.Array(Type.String(), {
+      description:
+        "Services (tenant/service) whose every backend is withdrawn (unhealthy or on an unreachable node) as this node's tables see them: all of them keep their slots (fail open)",
+    }),
   },
   { title: "Node" },
 );
@@ -81,6 +91,7 @@ export const NodeWorkload = Type.Object(
     addresses: Type.Array(Type.String()),
     interface: Type.Optional(Type.String()),
     spiffeId: Type.String(),
+    healthCheck: Type.Optional({ ...HealthCheck, description: "What the agent probes; absent: not probed" }),
   },
   { title: "NodeWorkload" },
 );

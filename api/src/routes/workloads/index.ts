@@ -1,8 +1,15 @@
 import { etagOf } from "../../mesh/preconditions.ts";
 import { resourceRoutes } from "../tenant-resource.ts";
-import { Workload } from "./schemas.ts";
+import { Workload, WorkloadHealth } from "./schemas.ts";
 import { WorkloadSpec } from "../../mesh/specs.ts";
 import { workloadStore, type WorkloadDbRow } from "../../mesh/workloads.ts";
+import { healthOf } from "../../mesh/health.ts";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { tenantOf } from "../../auth/guard.ts";
+import { notFound } from "../../http/problem.ts";
+import { problemResponses } from "../responses.ts";
+import { Type } from "@sinclair/typebox";
+import { Name } from "../../mesh/specs.ts";
 
 /** The API representation of a stored row. */
 const toWorkload = (row: WorkloadDbRow): Workload => ({
@@ -11,6 +18,7 @@ const toWorkload = (row: WorkloadDbRow): Workload => ({
   node: row.node,
   addresses: row.addresses,
   interface: row.interface,
+  healthCheck: row.healthCheck,
   etag: etagOf(row.revision),
   createdAt: row.createdAt.toISOString(),
   updatedAt: row.updatedAt.toISOString(),
@@ -23,7 +31,7 @@ const toWorkload = (row: WorkloadDbRow): Workload => ({
  * identity allows node registration on it: identities' nodeSelector and
  * allowNodeRegistration).
  */
-export default resourceRoutes({
+const crud = resourceRoutes({
   plural: "workloads",
   noun: "workload",
   spec: WorkloadSpec,
@@ -40,3 +48,35 @@ export default resourceRoutes({
       "a workload placed on it whose identity lets it register (else 403; another node's answers 404, as a missing one).",
   },
 });
+
+/**
+ * A workload's health is observed, not declared: its own read-only resource,
+ * so a flapping probe never moves the workload's ETag (a tenant's If-Match
+ * keeps working) while every node's LB tables follow it.
+ */
+const health: FastifyPluginAsyncTypebox = async (app) => {
+  app.get(
+    "/v1/tenants/:tenant/workloads/:name/health",
+    {
+      config: { auth: { who: "tenant", scope: "read" } },
+      schema: {
+        tags: ["workloads"],
+        summary: "Read a workload's health as its node's agent reports it",
+        params: Type.Object({ tenant: Name, name: Name }),
+        response: { 200: WorkloadHealth, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const tenant = tenantOf(request);
+      const shown = await healthOf(app.weft.db, tenant.id, request.params.name);
+      if (shown === null) throw notFound(`workload "${request.params.name}"`);
+      return shown;
+    },
+  );
+};
+
+const workloadRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  await app.register(crud);
+  await app.register(health);
+};
+export default workloadRoutes;
