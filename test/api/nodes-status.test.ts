@@ -39,6 +39,11 @@ describe.each(BACKENDS)("node status on %s", (backend) => {
         convergedSince: null,
         counters: {},
         errors: [],
+        unresolved: [],
+        health: [],
+        reachable: true,
+        unreachableSince: null,
+        failingOpen: [],
       });
     });
 

@@ -18,7 +18,11 @@ describe("the route table", () => {
     for (const r of nodeWritable) expect(r.auth).toEqual({ who: "tenant", scope: "write", nodes: true });
     // Reading a tenant's workloads stays the tenant's.
     const reads = routes.filter((r) => r.method === "GET" && r.url.startsWith("/v1/tenants/:tenant/workloads"));
-    expect(reads.length).toBe(2);
+    expect(reads.map(label).sort()).toEqual([
+      "GET /v1/tenants/:tenant/workloads",
+      "GET /v1/tenants/:tenant/workloads/:name",
+      "GET /v1/tenants/:tenant/workloads/:name/health",
+    ]);
     for (const r of reads) expect(r.auth).toEqual({ who: "tenant", scope: "read" });
   });
 });
