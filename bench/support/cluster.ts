@@ -55,7 +55,11 @@ export interface ClusterOptions {
     /** Default 198.19.0.0/16, cut into /24 blocks, one per node in order of registration. */
     podCidr?: string;
     podCidrNodePrefix?: number;
+    /** More of the API process's environment (WEFT_NODE_GRACE_SECONDS, say). */
+    env?: Record<string, string>;
   };
+  /** More arguments for every agent, on each start (`--status-interval 1`, say). */
+  agentArgs?: string[];
   /** The fabric's /24; default: the first of 198.18.244.0/24 … 198.18.255.0/24 that no host route or address touches. */
   fabric?: string;
   /** The agents' /metrics port inside each node's namespace (default 9469: free in a fresh namespace). */
@@ -279,6 +283,7 @@ async function build(cleanup: BenchCleanup, seq: number, opts: ClusterOptions, o
     podCidrNodePrefix: opts.api?.podCidrNodePrefix ?? 24,
     host: hostAddress,
     embedded: opts.api?.embedded ?? true,
+    ...(opts.api?.env ? { env: opts.api.env } : {}),
   });
 
   // Node namespaces on the fabric, then one agent each: it registers, and the API assigns its pod block.
@@ -314,7 +319,7 @@ async function build(cleanup: BenchCleanup, seq: number, opts: ClusterOptions, o
   const startAgent = async (name: string): Promise<void> => {
     const n = nodeOf(name);
     if (n.agent && n.agent.child.exitCode === null && n.agent.child.signalCode === null) throw new Error(`startAgent: the agent of ${name} is running`);
-    n.agent = await startAgentProcess(cleanup, api, { node: n.name, zone: n.zone, netns: n.netns, cgroup: n.agentCgroup, pinDir: n.pinDir, stateDir: n.stateDir, metricsPort: n.metricsPort });
+    n.agent = await startAgentProcess(cleanup, api, { node: n.name, zone: n.zone, netns: n.netns, cgroup: n.agentCgroup, pinDir: n.pinDir, stateDir: n.stateDir, metricsPort: n.metricsPort, ...(opts.agentArgs ? { agentArgs: opts.agentArgs } : {}) });
   };
   for (const spec of opts.nodes) await startAgent(spec.name);
   for (const n of Object.values(nodes)) {

@@ -72,7 +72,15 @@ export interface WeftApi {
  */
 export async function startWeftApi(
   cleanup: BenchCleanup,
-  opts: { serviceCidr?: string; podCidr?: string; podCidrNodePrefix?: number; host?: string; embedded?: boolean } = {},
+  opts: {
+    serviceCidr?: string;
+    podCidr?: string;
+    podCidrNodePrefix?: number;
+    host?: string;
+    embedded?: boolean;
+    /** More of the API's environment (WEFT_NODE_GRACE_SECONDS, say); set after the bench's own, so it wins. */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<WeftApi> {
   const dir = mkdtempSync(join(tmpdir(), "wbench-api-"));
   cleanup.track("dirs", dir);
@@ -89,6 +97,7 @@ export async function startWeftApi(
     WEFT_DATA_DIR: join(dir, "data"),
     ...(opts.host ? { HOST: opts.host } : {}),
     ...(postgres ? {} : { DATABASE_URL: "" }),
+    ...opts.env,
   });
   cleanup.trackPid(api.child.pid!);
   cleanup.add("stop the API process", () => api.stop());
@@ -160,6 +169,8 @@ export interface AgentProcessOptions {
   stateDir?: string;
   /** Default 0 (any free port: the agent logs which). */
   metricsPort?: number;
+  /** More agent arguments (`--status-interval 1`, say), after the bench's own. */
+  agentArgs?: string[];
 }
 
 /**
@@ -188,6 +199,7 @@ export async function startAgentProcess(cleanup: BenchCleanup, api: WeftApi, opt
     process.execPath, ...(opts.nodeArgs ?? []), "--import", "tsx", "nodeagent/src/main.ts",
     "--api", api.base, ...joinArgs, "--name", opts.node,
     "--cgroup", opts.cgroup, "--pin-dir", opts.pinDir, "--state-dir", stateDir, "--metrics-port", String(opts.metricsPort ?? 0),
+    ...(opts.agentArgs ?? []),
   ];
   const daemon = await startDaemon(cleanup, `agent ${opts.node}`, argv, {
     cwd: repoRoot,
