@@ -128,11 +128,20 @@ export type SidecarKind = "haproxy" | "nginx-stream";
 export const SIDECAR_CONNECTIONS = 1024;
 
 /**
- * A per-client TCP proxy in the client's namespace: listens on
- * 127.0.0.1:listenPort and forwards every connection to target:targetPort,
- * one process, one thread.
+ * A per-pod TCP proxy in the pod's namespace: listens on
+ * listenAddress:listenPort (127.0.0.1: the client's outbound sidecar; the
+ * pod's address: a server's inbound one) and forwards every connection to
+ * target:targetPort, one process, one thread.
  */
-export async function sidecar(cleanup: BenchCleanup, kind: SidecarKind, ns: string, listenPort: number, target: string, targetPort: number): Promise<Daemon> {
+export async function sidecar(
+  cleanup: BenchCleanup,
+  kind: SidecarKind,
+  ns: string,
+  listenPort: number,
+  target: string,
+  targetPort: number,
+  listenAddress = "127.0.0.1",
+): Promise<Daemon> {
   const dir = confDir(cleanup, kind);
   if (kind === "haproxy") {
     const cfg = join(dir, "haproxy.cfg");
@@ -147,7 +156,7 @@ defaults
   timeout client 120s
   timeout server 120s
 frontend sidecar
-  bind 127.0.0.1:${listenPort}
+  bind ${listenAddress}:${listenPort}
   default_backend upstream
 backend upstream
   server backend ${target}:${targetPort}
@@ -163,7 +172,7 @@ backend upstream
       dir,
       `stream {
   server {
-    listen 127.0.0.1:${listenPort} backlog=4096;
+    listen ${listenAddress}:${listenPort} backlog=4096;
     proxy_pass ${target}:${targetPort};
   }
 }`,
