@@ -44,9 +44,16 @@ export interface ClusterNodeSpec {
   zone: string;
 }
 
+/** The cluster: two nodes in zone z1 and one in z2 (the suites and benches that need three). */
+export const THREE_NODES: readonly ClusterNodeSpec[] = [
+  { name: "node-a", zone: "z1" },
+  { name: "node-b", zone: "z1" },
+  { name: "node-c", zone: "z2" },
+];
+
 export interface ClusterOptions {
   /** At least one; names are DNS labels of at most 13 characters (they name veths). */
-  nodes: ClusterNodeSpec[];
+  nodes: readonly ClusterNodeSpec[];
   api?: {
     /** Default true: embedded PGlite in a temporary directory, even when DATABASE_URL is set. */
     embedded?: boolean;

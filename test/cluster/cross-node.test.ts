@@ -18,7 +18,7 @@
  * from the pinned maps and, restarted on the same state, writes nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clusterUnavailableReason, datapathPackets, startCluster, type Cluster, type ClusterTenant } from "../../bench/support/cluster.ts";
+import { clusterUnavailableReason, datapathPackets, startCluster, THREE_NODES, type Cluster, type ClusterTenant } from "../../bench/support/cluster.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 
 const reason = clusterUnavailableReason();
@@ -48,11 +48,7 @@ describe.skipIf(skipWithout("simulated cluster (root, bpf, cgroup2, iproute2, cu
   beforeAll(async () => {
     const started = performance.now();
     c = await startCluster({
-      nodes: [
-        { name: "node-a", zone: "z1" },
-        { name: "node-b", zone: "z1" },
-        { name: "node-c", zone: "z2" },
-      ],
+      nodes: THREE_NODES,
     });
     t = await c.tenant("cluster");
     c.addWorkload("node-a", { name: "client-a" });

@@ -23,7 +23,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clusterUnavailableReason, startCluster, type Cluster, type ClusterTenant } from "../../bench/support/cluster.ts";
+import { clusterUnavailableReason, startCluster, THREE_NODES, type Cluster, type ClusterTenant } from "../../bench/support/cluster.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 
 const run = promisify(execFile);
@@ -99,11 +99,7 @@ describe.skipIf(skipWithout("simulated cluster (root, bpf, cgroup2, iproute2, cu
   beforeAll(async () => {
     const started = performance.now();
     c = await startCluster({
-      nodes: [
-        { name: "node-a", zone: "z1" },
-        { name: "node-b", zone: "z1" },
-        { name: "node-c", zone: "z2" },
-      ],
+      nodes: THREE_NODES,
       api: { env: { WEFT_NODE_GRACE_SECONDS: String(GRACE_SECONDS) } },
       agentArgs: ["--status-interval", String(STATUS_INTERVAL)],
     });
