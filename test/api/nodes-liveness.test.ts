@@ -58,6 +58,13 @@ describe.each(BACKENDS)("node liveness and backend health on %s", (backend) => {
       }
       return out;
     }
+    /**
+     * Waits for node a's table to hold `expected`. A health transition within
+     * HEALTH_HOLD_DOWN_MS of the workload's last one is recorded from a later
+     * report, as the heartbeat repeats the set: these waits span that.
+     */
+    const settles = (expected: Record<string, number>) =>
+      until(`a's table ${JSON.stringify(expected)}`, () => shares(n.a), (s) => JSON.stringify(s) === JSON.stringify(expected));
     const bothServing = () => ({ [address["web-b"]!]: 9, [address["web-c"]!]: 1 });
     const onlyC = () => ({ [address["web-c"]!]: 1 });
     const health = (workload: string, state: "healthy" | "unhealthy") => ({ tenant: t.tenant, workload, state, since: new Date().toISOString() });
@@ -143,6 +150,7 @@ describe.each(BACKENDS)("node liveness and backend health on %s", (backend) => {
         node: null,
       });
       expect((await report(n.b, { health: [health("web-b", "unhealthy")] })).statusCode).toBe(200);
+      // Its first transition is recorded at once.
       expect(await shares(n.a)).toEqual(onlyC());
       const shown = (await app.inject({ url: `/v1/tenants/${t.tenant}/workloads/web-b/health`, headers: bearer(t.token) })).json();
       expect(shown).toMatchObject({ state: "unhealthy", node: n.b.name });
@@ -151,19 +159,40 @@ describe.each(BACKENDS)("node liveness and backend health on %s", (backend) => {
       expect((await nodeOf(n.b)).health).toEqual([expect.objectContaining({ workload: "web-b", state: "unhealthy" })]);
 
       expect((await report(n.b, { health: [health("web-b", "healthy")] })).statusCode).toBe(200);
-      expect(await shares(n.a)).toEqual(bothServing());
+      await settles(bothServing());
     });
 
     it("keeps every backend when all are withdrawn (fail open), and the node's status names the service", async () => {
       await report(n.b, { health: [health("web-b", "unhealthy")] });
+      await until("web-b unhealthy", () => app.inject({ url: `/v1/tenants/${t.tenant}/workloads/web-b/health`, headers: bearer(t.token) }), (r) => r.json().state === "unhealthy");
       await report(n.c, { health: [health("web-c", "unhealthy")] });
       expect(await shares(n.a)).toEqual(bothServing());
       expect((await nodeOf(n.a)).failingOpen).toEqual([`${t.tenant}/web`]);
       await report(n.c, { health: [health("web-c", "healthy")] });
-      expect(await shares(n.a)).toEqual(onlyC());
+      await settles(onlyC());
       expect((await nodeOf(n.a)).failingOpen).toEqual([]);
       await report(n.b, { health: [health("web-b", "healthy")] });
-      expect(await shares(n.a)).toEqual(bothServing());
+      await settles(bothServing());
+    });
+
+    it("records at most one health transition a second per workload, however fast a node flaps it", async () => {
+      const audited = async () =>
+        (await app.inject({ url: `/v1/tenants/${t.tenant}/audit`, headers: operator, query: { limit: "1000" } }))
+          .json()
+          .items.filter((e: { action: string; resource: string }) => e.action === "workload.health" && e.resource === "workload/web-c").length;
+      await sleep(1_100); // past the hold-down of web-c's last transition, so the first flip is recorded
+      const before = await audited();
+      const started = Date.now();
+      for (let i = 0; i < 40; i++) {
+        await report(n.c, { health: [health("web-c", i % 2 === 0 ? "unhealthy" : "healthy")] });
+        await sleep(40);
+      }
+      const seconds = (Date.now() - started) / 1000;
+      const recorded = (await audited()) - before;
+      expect(recorded).toBeGreaterThanOrEqual(1);
+      expect(recorded).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+      await report(n.c, { health: [health("web-c", "healthy")] });
+      await settles(bothServing());
     });
 
     it("ignores health a node reports for workloads that are not its own", async () => {

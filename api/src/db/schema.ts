@@ -355,6 +355,8 @@ export const workloadHealth = pgTable(
     name: text("name").notNull(),
     healthy: boolean("healthy").notNull(),
     since: timestamp("since", { withTimezone: true }).notNull(),
+    /** When the API recorded the last transition (its clock): the hold-down in mesh/health.ts counts from it. */
+    recordedAt: timestamp("recorded_at", { withTimezone: true }).notNull().defaultNow(),
     /** The node whose agent reported it: a report from another node never overrides it. */
     node: text("node").notNull(),
   },

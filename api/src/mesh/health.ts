@@ -15,6 +15,9 @@ import type { Db } from "../db/client.ts";
 import { PLATFORM_TENANT_ID } from "../auth/node-credentials.ts";
 import type { ReportedHealth } from "./specs.ts";
 
+/** At most one recorded health transition per workload in this long. */
+export const HEALTH_HOLD_DOWN_MS = 1_000;
+
 export interface HealthTransition {
   tenantId: number;
   tenant: string;
@@ -28,7 +31,15 @@ export async function healthTransitions(tx: Tx, node: string, reported: readonly
   if (reported.length === 0) return [];
   const probed = await withPlatformRead(tx, () =>
     tx
-      .select({ tenantId: workloads.tenantId, tenant: tenants.name, name: workloads.name, healthy: workloadHealth.healthy, by: workloadHealth.node })
+      .select({
+        tenantId: workloads.tenantId,
+        tenant: tenants.name,
+        name: workloads.name,
+        healthy: workloadHealth.healthy,
+        by: workloadHealth.node,
+        // The database's clock, as it set recorded_at: replicas' clocks may differ.
+        heldDown: sql<boolean>`${workloadHealth.recordedAt} > now() - make_interval(secs => ${HEALTH_HOLD_DOWN_MS / 1000})`,
+      })
       .from(workloads)
       .innerJoin(tenants, eq(tenants.id, workloads.tenantId))
       .leftJoin(workloadHealth, and(eq(workloadHealth.tenantId, workloads.tenantId), eq(workloadHealth.name, workloads.name)))
@@ -42,6 +53,10 @@ export async function healthTransitions(tx: Tx, node: string, reported: readonly
     if (p === undefined) continue;
     const healthy = r.state === "healthy";
     if (p.healthy === healthy && p.by === node) continue;
+    // Hold-down: a node flapping a workload's health in a loop must not turn every report into a write
+    // that wakes every node of the tenant; the agent repeats the full set with every report, so the
+    // state it settles on is recorded on a later one.
+    if (p.heldDown === true && p.by === node) continue;
     const at = Date.parse(r.since);
     out.set(`${r.tenant}/${r.workload}`, { tenantId: p.tenantId, tenant: r.tenant, workload: r.workload, healthy, since: new Date(Number.isFinite(at) ? Math.min(at, now) : now) });
   }
@@ -58,8 +73,8 @@ export async function recordHealth(w: WriteScope, node: string, transitions: rea
     await w.setTenant(t.tenantId);
     await w.tx
       .insert(workloadHealth)
-      .values({ tenantId: t.tenantId, name: t.workload, healthy: t.healthy, since: t.since, node })
-      .onConflictDoUpdate({ target: [workloadHealth.tenantId, workloadHealth.name], set: { healthy: t.healthy, since: t.since, node } });
+      .values({ tenantId: t.tenantId, name: t.workload, healthy: t.healthy, since: t.since, node, recordedAt: sql`now()` })
+      .onConflictDoUpdate({ target: [workloadHealth.tenantId, workloadHealth.name], set: { healthy: t.healthy, since: t.since, node, recordedAt: sql`now()` } });
     await w.record({ tenantId: t.tenantId, kind: "workload", name: t.workload, op: "upsert" }, "workload.health");
   }
   if (transitions.length > 0) await w.setTenant(PLATFORM_TENANT_ID);

@@ -1,0 +1,1 @@
+ALTER TABLE "workload_health" ADD COLUMN "recorded_at" timestamp with time zone DEFAULT now() NOT NULL;
