@@ -53,21 +53,34 @@ export interface AttestorOptions {
   linksTtlMs?: number;
 }
 
+/** A route lookup serves this long (ms): routes to workloads change rarely, and a veth that goes is noticed at once. */
+const ROUTE_TTL_MS = 30_000;
+
 export class Attestor {
   private readonly selfInode: number;
   private linksAt = 0;
   private linksCache: Promise<ReadonlyMap<string, Link>> | null = null;
-  /** address -> interface its route leaves by; dropped when the workload list changes. */
-  private readonly routes = new Map<string, Promise<RouteAnswer>>();
+  /** address -> the interface its route leaves by, and when it was asked. */
+  private readonly routes = new Map<string, { at: number; answer: Promise<RouteAnswer> }>();
+  private listed = "";
 
   constructor(private readonly o: AttestorOptions) {
     this.selfInode = fstatInode("/proc/self/ns/net");
   }
 
-  /** The workload list changed: routes are looked up again. */
+  /**
+   * Something changed (an SVID, a bundle, the list): when the workloads or
+   * their addresses did, the interface list is read again and the routes of
+   * addresses no longer listed are forgotten.
+   */
   invalidate(): void {
-    this.routes.clear();
+    const workloads = this.o.workloads();
+    const listed = JSON.stringify(workloads.map((w) => [w.key, w.addresses, w.interface ?? null]));
+    if (listed === this.listed) return;
+    this.listed = listed;
     this.linksCache = null;
+    const live = new Set(workloads.flatMap((w) => w.addresses));
+    for (const a of this.routes.keys()) if (!live.has(a)) this.routes.delete(a);
   }
 
   async attest(caller: Caller): Promise<Attestation> {
@@ -90,35 +103,34 @@ export class Attestor {
     }
     if (nsid === null) return { ok: false, reason: `no veth of the node leads into the caller's network namespace (inode ${inode})` };
     const links = await this.links();
-    const byName = links;
-    const matched: string[] = [];
-    for (const w of this.o.workloads()) {
-      if (await this.leadsInto(w, byName, nsid)) matched.push(w.key);
-    }
+    // The node's veths into that namespace; usually one. None: no workload's, without a route lookup.
+    const into = new Set([...links.values()].filter((l) => l.kind === "veth" && l.peerNetnsid === nsid).map((l) => l.ifname));
+    const workloads = into.size === 0 ? [] : this.o.workloads();
+    const leads = await Promise.all(workloads.map((w) => this.leadsInto(w, into, links)));
+    const matched = workloads.filter((_, i) => leads[i]).map((w) => w.key);
     if (matched.length === 0) return { ok: false, reason: `the caller's network namespace (inode ${inode}, netnsid ${nsid}) is no workload's of this node` };
     return { ok: true, workloads: matched, netnsInode: inode, netnsid: nsid };
   }
 
-  /** Whether the host-side veth of `w` has its peer in the namespace with id `nsid`. */
-  private async leadsInto(w: AttestableWorkload, links: ReadonlyMap<string, Link>, nsid: number): Promise<boolean> {
-    const names = new Set<string>();
-    if (w.interface) names.add(w.interface);
-    else {
-      for (const a of w.addresses) {
-        let r = this.routes.get(a);
-        if (!r) {
-          r = (this.o.route ?? routeInterface)(a).catch((): RouteAnswer => ({ dev: null, reason: "route lookup failed" }));
-          this.routes.set(a, r);
-        }
-        const answer = await r;
-        if (answer.dev !== null) names.add(answer.dev);
-      }
-    }
-    for (const name of names) {
-      const link = links.get(name);
-      if (link?.kind === "veth" && link.peerNetnsid === nsid) return true;
-    }
-    return false;
+  /** Whether the host-side veth of `w` is one of `into` (the node's veths into the caller's namespace). */
+  private async leadsInto(w: AttestableWorkload, into: ReadonlySet<string>, links: ReadonlyMap<string, Link>): Promise<boolean> {
+    // The API's interface wins, as for the tc programs (src/agent/veths.ts); else the route to each address.
+    if (w.interface) return into.has(w.interface);
+    const answers = await Promise.all(w.addresses.map((a) => this.routeOf(a, links)));
+    return answers.some((r) => r.dev !== null && into.has(r.dev));
+  }
+
+  /** The route to `address`, as cached; asked again when old, or when the interface it named is gone. */
+  private async routeOf(address: string, links: ReadonlyMap<string, Link>): Promise<RouteAnswer> {
+    const ask = () => {
+      const r = { at: Date.now(), answer: (this.o.route ?? routeInterface)(address).catch((): RouteAnswer => ({ dev: null, reason: "route lookup failed" })) };
+      this.routes.set(address, r);
+      return r.answer;
+    };
+    const cached = this.routes.get(address);
+    if (!cached || Date.now() - cached.at > ROUTE_TTL_MS) return ask();
+    const answer = await cached.answer;
+    return answer.dev === null || !links.has(answer.dev) ? ask() : answer;
   }
 
   private links(): Promise<ReadonlyMap<string, Link>> {
