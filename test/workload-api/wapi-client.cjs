@@ -105,6 +105,12 @@ const commands = {
     md.set("workload.spiffe.io", "True");
     stream("FetchX509SVID", 1, md, svidMessage);
   },
+  /** Every X.509-SVID message until killed, as {at (ms since the epoch, sub-ms), serial, notBefore, notAfter, cas}: for bench:workload-api. */
+  watch: () =>
+    stream("FetchX509SVID", Number.POSITIVE_INFINITY, header(), (m) => {
+      const leaf = new crypto.X509Certificate(splitDer(Buffer.from(m.svids[0].x509_svid))[0]);
+      return { at: performance.timeOrigin + performance.now(), serial: leaf.serialNumber, notBefore: Date.parse(leaf.validFrom), notAfter: Date.parse(leaf.validTo), cas: splitDer(Buffer.from(m.svids[0].bundle)).length };
+    }),
   x509bundles: () => stream("FetchX509Bundles", Number(args[0] ?? 1), header(), (m) => ({ bundles: Object.fromEntries(Object.entries(m.bundles).map(([k, v]) => [k, b64(v)])) })),
   jwtbundles: () => stream("FetchJWTBundles", Number(args[0] ?? 1), header(), (m) => ({ bundles: Object.fromEntries(Object.entries(m.bundles).map(([k, v]) => [k, JSON.parse(Buffer.from(v).toString())])) })),
   wit: () => stream("FetchWITSVID", 1, header(), (m) => m),
@@ -167,7 +173,9 @@ Promise.resolve(run()).catch((e) => {
   out(e && typeof e.code === "number" ? errorOf(e) : { error: String(e && e.message) });
   process.exit(0);
 });
-setTimeout(() => {
-  out({ error: "TIMEOUT" });
-  process.exit(0);
-}, Number(process.env.CLIENT_TIMEOUT_MS ?? 20000)).unref();
+if (command !== "watch") {
+  setTimeout(() => {
+    out({ error: "TIMEOUT" });
+    process.exit(0);
+  }, Number(process.env.CLIENT_TIMEOUT_MS ?? 20000)).unref();
+}

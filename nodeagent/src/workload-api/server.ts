@@ -128,7 +128,8 @@ export class WorkloadApiServer {
     mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
     if (existsSync(path)) {
       if (!lstatSync(path).isSocket()) throw new Error(`failed to serve the Workload API on ${path}: something else than a socket is there`);
-      // A socket left by an earlier agent: nobody listens on it any more, or listen() below fails.
+      // Another agent serving there keeps it; a socket nobody answers on (left by a crash) is replaced.
+      if (await answers(path)) throw new Error(`failed to serve the Workload API on ${path}: another process serves it (another agent?); give --workload-api-socket another path`);
       unlinkSync(path);
     }
     await new Promise<void>((resolve, reject) => {
@@ -299,6 +300,18 @@ export class WorkloadApiServer {
     if ("error" in result) throw fail(grpc.status.INVALID_ARGUMENT, (result as JwtValidationError).error);
     return { spiffe_id: result.spiffeId, claims: toStruct(result.claims) };
   }
+}
+
+/** Whether something accepts connections on the Unix socket `path`. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
 }
 
 /** JSON -> google.protobuf.Struct as proto-loader takes it. */
