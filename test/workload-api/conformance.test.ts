@@ -23,6 +23,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import type { AgentConfig } from "../../nodeagent/src/agent/config.ts";
 import { startAgent, uninstall, type RunningAgent } from "../../nodeagent/src/agent/runtime.ts";
+import { WorkloadApiServer } from "../../nodeagent/src/workload-api/server.ts";
 import { bearer, operator, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";
@@ -138,7 +139,11 @@ describe.skipIf(skipWithout("workload API conformance (root, bpf, cgroup2, iprou
   });
   afterAll(() => cleanup.run());
 
-  it("listens on the socket, 0777 in a 0755 directory, and writes no SVID files by default", () => {
+  it("listens on the socket, 0777 in a 0755 directory, and writes no SVID files by default", async () => {
+    expect(statSync(socket).isSocket()).toBe(true);
+    // A second server on a socket that is served is refused, not swapped in.
+    const second = new WorkloadApiServer({ socketPath: socket, svids: agent!.svids, client: { issueJwtSvid: () => Promise.reject(new Error("unused")) } });
+    await expect(second.listen()).rejects.toThrow(/another process serves it/);
     expect(statSync(socket).isSocket()).toBe(true);
     expect(statSync(socket).mode & 0o777).toBe(0o777);
     expect(statSync(join(dir, "run")).mode & 0o777).toBe(0o755);
