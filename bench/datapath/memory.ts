@@ -93,7 +93,8 @@ await withCleanup("bench:memory", async (cleanup) => {
   const pinDir = makePinDir(cleanup, "mem");
   const cgroup = makeCgroup(cleanup, "mem");
   const node = `wbench-mem-${process.pid}`;
-  const agent = await startAgentProcess(cleanup, api, { node, cgroup, pinDir });
+  // SVID files on: the bench counts them to know every SVID is issued.
+  const agent = await startAgentProcess(cleanup, api, { node, cgroup, pinDir, agentArgs: ["--svid-files"] });
   console.log(`bench:memory: API on ${api.database}; agent pid ${agent.pid} (node --import tsx nodeagent/src/main.ts)`);
   const idle = await sampleRss(agent.pid);
 

@@ -199,6 +199,8 @@ export async function startAgentProcess(cleanup: BenchCleanup, api: WeftApi, opt
     process.execPath, ...(opts.nodeArgs ?? []), "--import", "tsx", "nodeagent/src/main.ts",
     "--api", api.base, ...joinArgs, "--name", opts.node,
     "--cgroup", opts.cgroup, "--pin-dir", opts.pinDir, "--state-dir", stateDir, "--metrics-port", String(opts.metricsPort ?? 0),
+    // Each agent's Workload API in its own state directory: several agents of a bench share /run.
+    "--workload-api-socket", join(stateDir, "workload-api.sock"),
     ...(opts.agentArgs ?? []),
   ];
   const daemon = await startDaemon(cleanup, `agent ${opts.node}`, argv, {

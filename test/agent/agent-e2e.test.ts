@@ -30,6 +30,7 @@ import { MANAGED_MAPS, type ManagedMap } from "../../nodeagent/src/apply/index.t
 import { bearer, operator, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth, type VethPair } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";
+import { until } from "../support/until.ts";
 import { canonical } from "./fixtures.ts";
 import { echoServer, holdConnection, persistentEchoServer, routeWorkload, tcpProbe } from "./netns-traffic.ts";
 
@@ -102,16 +103,6 @@ const policyB = (action: "allow" | "deny") => ({
   ingress: [{ peers: [{ identity: "a" }], ports: [{ port: PORT, protocol: "tcp" }, { port: ECHO_PORT, protocol: "tcp" }], action }],
 });
 const KILLS = 20;
-
-async function until<T>(what: string, boundMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + boundMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${boundMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpftool, openssl)", reason))("agent end to end with the real API and kernel", () => {
   const cleanup = new Cleanup();
@@ -192,7 +183,7 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
   it("registers once with a join token and keeps the credential 0600", async () => {
     const jt = await app.inject({ method: "POST", url: "/v1/join-tokens", headers: operator, payload: {} });
     expect(jt.statusCode, jt.body).toBe(201);
-    cfg = { command: "run", api: api(), joinToken: jt.json().token, name: node, zone: "zone-a", cgroup, pinDir, stateDir, metricsPort: 0, hostRouting: true, lbHostTraffic: false, statusInterval: 5 };
+    cfg = { command: "run", api: api(), joinToken: jt.json().token, name: node, zone: "zone-a", cgroup, pinDir, stateDir, metricsPort: 0, hostRouting: true, lbHostTraffic: false, statusInterval: 5, svidFiles: true };
     agent = await startAgent(cfg, { waitSeconds: 5, backoff: { initialMs: 50, maxMs: 400 }, log: quiet });
     expect(statSync(join(stateDir, "node.json")).mode & 0o777).toBe(0o600);
     expect(statSync(stateDir).mode & 0o777).toBe(0o700);

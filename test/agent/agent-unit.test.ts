@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { AgentLoop } from "../../nodeagent/src/agent/agent.ts";
 import { Backoff } from "../../nodeagent/src/agent/backoff.ts";
 import { ApiError, type DatapathAnswer, type DatapathQuery, type NodeWorkload, type StatusReport } from "../../nodeagent/src/agent/client.ts";
-import { DEFAULT_CGROUP, DEFAULT_STATE_DIR, parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
+import { DEFAULT_CGROUP, DEFAULT_STATE_DIR, DEFAULT_WORKLOAD_API_SOCKET, parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
 import { InvalidDatapath, patch, validateDelta, validateFull, type DesiredMaps } from "../../nodeagent/src/agent/desired.ts";
 import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
 import { inPodCidr, parsePodCidr } from "../../nodeagent/src/agent/pod-cidr.ts";
@@ -46,8 +46,18 @@ describe("command line", () => {
       hostRouting: true,
       lbHostTraffic: false,
       statusInterval: 5,
+      workloadApiSocket: DEFAULT_WORKLOAD_API_SOCKET,
+      svidFiles: false,
     });
     expect(parseArgs([], { WEFT_API: "https://api.example:1", WEFT_NODE_NAME: "n2" }).name).toBe("n2");
+    // The Workload API: on by default at /run/weft/agent.sock; another absolute path, or off.
+    expect(parseArgs([...base, "--workload-api-socket", "/tmp/w.sock"], {}).workloadApiSocket).toBe("/tmp/w.sock");
+    expect(parseArgs(base, { WEFT_WORKLOAD_API_SOCKET: "off" }).workloadApiSocket).toBeNull();
+    expect(() => parseArgs([...base, "--workload-api-socket", "w.sock"], {})).toThrow(/absolute path/);
+    // SVID files: off by default; a switch like --lb-host-traffic.
+    expect(parseArgs([...base, "--svid-files"], {}).svidFiles).toBe(true);
+    expect(parseArgs(base, { WEFT_SVID_FILES: "on" }).svidFiles).toBe(true);
+    expect(() => parseArgs([...base, "--svid-files", "yes"], {})).toThrow(/on or off/);
     expect(parseArgs([...base, "--host-routing", "off"], {}).hostRouting).toBe(false);
     expect(parseArgs(base, { WEFT_HOST_ROUTING: "off" }).hostRouting).toBe(false);
     // --lb-host-traffic: a switch (alone, or before another flag, means on), or on|off; off by default.

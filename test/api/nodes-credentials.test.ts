@@ -24,9 +24,10 @@ const operatorOnly = routes.filter((r) => r.auth?.who === "operator");
 const nodeRoutes = routes.filter((r) => r.auth?.who === "node");
 
 describe("the route table", () => {
-  it("lets node credentials onto exactly three tenant routes: X.509-SVID issuance and workload writes", () => {
+  it("lets node credentials onto exactly four tenant routes: X.509- and JWT-SVID issuance and workload writes", () => {
     expect(nodeAllowed.map(label).sort()).toEqual([
       "DELETE /v1/tenants/:tenant/workloads/:name",
+      "POST /v1/tenants/:tenant/identities/:name/jwt-svids",
       "POST /v1/tenants/:tenant/identities/:name/x509-svids",
       "PUT /v1/tenants/:tenant/workloads/:name",
     ]);
@@ -177,14 +178,14 @@ describe.each(BACKENDS)("node credentials on %s", (backend) => {
         expectProblem(await svid(n2, "web"), 404);
       });
 
-      it("JWT-SVIDs stay out of a node's reach", async () => {
-        const res = await app.inject({
-          method: "POST",
-          url: `/v1/tenants/${acme.tenant}/identities/web/jwt-svids`,
-          headers: bearer(n1.credential),
-          payload: { audience: ["x"] },
-        });
-        expectProblem(res, 403);
+      it("JWT-SVIDs follow the same rule: for web on n1, not for db (on n2), nor for a missing identity", async () => {
+        const jwt = (node: { credential: string }, identity: string) =>
+          app.inject({ method: "POST", url: `/v1/tenants/${acme.tenant}/identities/${identity}/jwt-svids`, headers: bearer(node.credential), payload: { audience: ["x"] } });
+        const res = await jwt(n1, "web");
+        expect(res.statusCode, res.body).toBe(201);
+        expect(JSON.parse(Buffer.from(String(res.json().token).split(".")[1]!, "base64url").toString()).sub).toBe(`spiffe://${trustDomain}/ns/prod/sa/web`);
+        expectProblem(await jwt(n1, "db"), 404);
+        expectProblem(await jwt(n1, uniqueName("missing")), 404);
       });
     });
 

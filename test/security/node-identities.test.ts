@@ -116,13 +116,28 @@ describe.each(BACKENDS)("node credentials and the identities they may host on %s
       expectProblem(await app.inject({ url: `/v1/tenants/${acme.tenant}/workloads/w-attack`, headers: bearer(acme.token) }), 404);
       expectProblem(await app.inject({ url: `/v1/tenants/${other.tenant}/workloads/w-attack`, headers: bearer(other.token) }), 404);
 
-      // And so it obtains no SVID for any of them.
-      for (const [, tenant, identity] of attempts) expect((await x509(edge, tenant, identity)).statusCode).toBe(404);
+      // And so it obtains no SVID for any of them, X.509 or JWT, with one and the same 404 as a missing identity.
+      const jwtRefusals: ReturnType<typeof learned>[] = [];
+      for (const [, tenant, identity] of attempts) {
+        expect((await x509(edge, tenant, identity)).statusCode).toBe(404);
+        const j = await jwt(edge, tenant, identity);
+        expectProblem(j, 404);
+        jwtRefusals.push(learned(j));
+      }
+      for (const r of jwtRefusals) expect({ ...r, body: { ...r.body, detail: undefined } }).toEqual({ ...jwtRefusals[0]!, body: { ...jwtRefusals[0]!.body, detail: undefined } });
 
       // The control: an identity that lets this node register is accepted, and then issued.
       const ok = await putWorkload(bearer(edge.credential), acme.tenant, uniqueName("w"), workload("open", edge));
       expect(ok.statusCode, ok.body).toBe(201);
       expect((await x509(edge, acme.tenant, "open")).statusCode).toBe(201);
+      // And a JWT-SVID for it (the Workload API's FetchJWTSVID): the SPIFFE ID of the identity, the audience asked for.
+      const minted = await jwt(edge, acme.tenant, "open");
+      expect(minted.statusCode, minted.body).toBe(201);
+      const claims = JSON.parse(Buffer.from(String(minted.json().token).split(".")[1]!, "base64url").toString()) as { sub: string; aud: string[] | string };
+      expect(claims.sub).toMatch(/\/ns\/sec\/sa\/open$/);
+      expect([claims.aud].flat()).toEqual(["db"]);
+      // Not for an identity none of its workloads carries, though the node may register it.
+      expectProblem(await jwt(core, acme.tenant, "open"), 404);
       // The node the selector does match may register core-only.
       expect((await putWorkload(bearer(core.credential), acme.tenant, uniqueName("w"), workload("core-only", core))).statusCode).toBe(201);
     });
@@ -159,6 +174,7 @@ describe.each(BACKENDS)("node credentials and the identities they may host on %s
       const issued = await x509(node, acme.tenant, "web");
       expect(issued.statusCode, issued.body).toBe(201);
       expect(new X509Certificate(issued.json().certificate).subjectAltName).toMatch(/\/ns\/sec\/sa\/web$/);
+      expect((await jwt(node, acme.tenant, "web")).statusCode).toBe(201);
 
       // Narrowing the selector past the node that runs a workload is refused, naming the workload.
       const narrowed = await app.inject({
@@ -177,13 +193,12 @@ describe.each(BACKENDS)("node credentials and the identities they may host on %s
       await app.weft.db.update(nodes).set({ labels: { pool: "retired" } }).where(eq(nodes.name, node.name));
       const x = await x509(node, acme.tenant, "web");
       expect(x.statusCode, x.body).toBe(404);
-      // JWT-SVIDs: the route keeps node credentials out altogether (403), and authz.ts would refuse this one anyway.
-      const j = await jwt(node, acme.tenant, "web");
-      expect([403, 404], j.body).toContain(j.statusCode);
-      expectProblem(j, j.statusCode);
-      // Labels back: issued again.
+      // JWT-SVIDs: the same decision (authz.ts), the same 404.
+      expectProblem(await jwt(node, acme.tenant, "web"), 404);
+      // Labels back: issued again, both kinds.
       await app.weft.db.update(nodes).set({ labels: { pool: "edge" } }).where(eq(nodes.name, node.name));
       expect((await x509(node, acme.tenant, "web")).statusCode).toBe(201);
+      expect((await jwt(node, acme.tenant, "web")).statusCode).toBe(201);
     });
 
     it("deleting a node deletes its workloads, in its tenants' change and audit logs; its name registered again has none", async () => {

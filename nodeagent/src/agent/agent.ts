@@ -429,7 +429,16 @@ export class AgentLoop {
     }
     // Only after a listing that answered: a failed one must not remove the SVIDs of workloads still here.
     if (this.o.svids && listed && this.workloads) {
-      await this.o.svids.sync(this.workloads.map((w) => ({ tenant: w.tenant, identity: w.identity, workload: w.name, ...(w.spiffeId ? { spiffeId: w.spiffeId } : {}) })));
+      await this.o.svids.sync(
+        this.workloads.map((w) => ({
+          tenant: w.tenant,
+          identity: w.identity,
+          workload: w.name,
+          addresses: w.addresses,
+          ...(w.spiffeId ? { spiffeId: w.spiffeId } : {}),
+          ...(w.interface ? { interface: w.interface } : {}),
+        })),
+      );
     }
   }
 

@@ -221,6 +221,21 @@ export const CLIENT_CONTRACT = {
     media: "application/x-pem-file",
     answer: str,
   },
+  /** The SPIFFE bundle (JWK set): the Workload API's X.509 and JWT bundles. */
+  bundle: {
+    method: "get",
+    path: "/v1/tenants/{tenant}/bundle",
+    statuses: [200],
+    answer: { type: "object", fields: { keys: { type: "array", items: { type: "object" } }, spiffe_sequence: int, spiffe_refresh_hint: int } },
+  },
+  /** A JWT-SVID for the Workload API's FetchJWTSVID, under the node credential. */
+  jwtSvid: {
+    method: "post",
+    path: "/v1/tenants/{tenant}/identities/{name}/jwt-svids",
+    statuses: [201],
+    body: { type: "object", fields: { audience: strings } },
+    answer: { type: "object", fields: { token: str, expiresAt: str } },
+  },
   /** 404 or 403: the API does not offer the list to this node. */
   nodeWorkloads: {
     method: "get",
@@ -243,6 +258,8 @@ export type DatapathStateBody = JsonOf<Contract["datapath"]["answer"][0]>;
 export type DatapathDeltaBody = JsonOf<Contract["datapath"]["answer"][1]>;
 export type StatusReport = JsonOf<Contract["status"]["body"]>;
 export type X509SvidAnswer = JsonOf<Contract["x509Svid"]["answer"]>;
+export type BundleAnswer = JsonOf<Contract["bundle"]["answer"]>;
+export type JwtSvidAnswer = JsonOf<Contract["jwtSvid"]["answer"]>;
 
 /** A route's path with its parameters filled in (each encoded). */
 function pathOf(route: keyof Contract, params: Record<string, string> = {}): string {
@@ -341,6 +358,21 @@ export class ApiClient {
     const res = await this.request("GET", path);
     if (res.status !== 200) throw await this.failure("GET", path, res);
     return res.text();
+  }
+
+  async bundle(tenant: string): Promise<BundleAnswer> {
+    const path = pathOf("bundle", { tenant });
+    const body = (await this.json("GET", path, undefined, [200])) as Partial<BundleAnswer>;
+    if (!Array.isArray(body.keys) || typeof body.spiffe_sequence !== "number") throw new ApiError(`failed to GET ${path}: the answer has no {keys, spiffe_sequence}`, 200);
+    return body as BundleAnswer;
+  }
+
+  async issueJwtSvid(tenant: string, identity: string, audience: readonly string[]): Promise<JwtSvidAnswer> {
+    const body = (await this.json("POST", pathOf("jwtSvid", { tenant, name: identity }), { audience }, [201])) as Partial<JwtSvidAnswer>;
+    if (typeof body.token !== "string" || typeof body.expiresAt !== "string") {
+      throw new ApiError(`failed to issue JWT-SVID for ${tenant}/${identity}: the answer has no {token, expiresAt}`, 201);
+    }
+    return body as JwtSvidAnswer;
   }
 
   /** The workloads on this node, or null when the API does not offer the list to this node (404, 403). */

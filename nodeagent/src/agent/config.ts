@@ -12,6 +12,8 @@ export const DEFAULT_CGROUP = "/sys/fs/cgroup/unified";
 export const DEFAULT_METRICS_PORT = 9469;
 /** Seconds between status reports when nothing else prompts one (the API's node grace is 15 s by default). */
 export const DEFAULT_STATUS_INTERVAL = 5;
+/** Where the SPIFFE Workload API listens (SPIRE's agent: /run/spire/agent.sock). */
+export const DEFAULT_WORKLOAD_API_SOCKET = "/run/weft/agent.sock";
 
 export class UsageError extends Error {}
 
@@ -37,6 +39,14 @@ export interface AgentConfig {
   lbHostTraffic: boolean;
   /** A status report at least this often (seconds, 1..60), even when nothing changed: the API's heartbeat. */
   statusInterval: number;
+  /**
+   * The SPIFFE Workload API's Unix socket (src/workload-api/); null or absent:
+   * not served. The command line defaults it to DEFAULT_WORKLOAD_API_SOCKET
+   * (`--workload-api-socket off` turns it off).
+   */
+  workloadApiSocket?: string | null;
+  /** Also write each workload's SVID as files under <stateDir>/svids (default off). */
+  svidFiles?: boolean;
 }
 
 /** Flag name -> [config key, environment variable]. */
@@ -52,13 +62,15 @@ const FLAGS = {
   "--host-routing": ["hostRouting", "WEFT_HOST_ROUTING"],
   "--lb-host-traffic": ["lbHostTraffic", "WEFT_LB_HOST_TRAFFIC"],
   "--status-interval": ["statusInterval", "WEFT_STATUS_INTERVAL"],
+  "--workload-api-socket": ["workloadApiSocket", "WEFT_WORKLOAD_API_SOCKET"],
+  "--svid-files": ["svidFiles", "WEFT_SVID_FILES"],
 } as const;
 /** Flags that may stand alone, meaning "on". */
-const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic"]);
+const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic", "--svid-files"]);
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
 
 export const USAGE =
-  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] (each also WEFT_API, WEFT_NODE_NAME, ...)";
+  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] [--workload-api-socket PATH|off] [--svid-files [on|off]] (each also WEFT_API, WEFT_NODE_NAME, ...)";
 
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
@@ -112,6 +124,10 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (hostRouting !== "on" && hostRouting !== "off") throw new UsageError(`--host-routing ${JSON.stringify(hostRouting)} is not on or off`);
   const lbHostTraffic = get("lbHostTraffic") ?? "off";
   if (lbHostTraffic !== "on" && lbHostTraffic !== "off") throw new UsageError(`--lb-host-traffic ${JSON.stringify(lbHostTraffic)} is not on or off`);
+  const socketText = get("workloadApiSocket") ?? DEFAULT_WORKLOAD_API_SOCKET;
+  if (socketText !== "off" && !socketText.startsWith("/")) throw new UsageError(`--workload-api-socket ${JSON.stringify(socketText)} is not an absolute path or off`);
+  const svidFiles = get("svidFiles") ?? "off";
+  if (svidFiles !== "on" && svidFiles !== "off") throw new UsageError(`--svid-files ${JSON.stringify(svidFiles)} is not on or off`);
   return {
     command,
     api: api.replace(/\/+$/, ""),
@@ -125,5 +141,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     hostRouting: hostRouting === "on",
     lbHostTraffic: lbHostTraffic === "on",
     statusInterval,
+    workloadApiSocket: socketText === "off" ? null : socketText,
+    svidFiles: svidFiles === "on",
   };
 }

@@ -14,12 +14,15 @@ import { AgentMetrics, readVerdicts } from "./metrics.ts";
 import { ensureStateDir, loadRegistration, saveRegistration, type SavedRegistration } from "./state.ts";
 import { SvidManager } from "./svid.ts";
 import { VethReconciler } from "./veths.ts";
+import { WorkloadApiServer } from "../workload-api/server.ts";
 
 export interface RuntimeOptions {
   objectDir?: string;
   waitSeconds?: number;
   backoff?: BackoffOptions;
   log?: Log;
+  /** How often the SVID manager reads the tenants' bundles again (ms; its default otherwise). */
+  bundleRefreshMs?: number;
 }
 
 export interface RunningAgent {
@@ -27,6 +30,8 @@ export interface RunningAgent {
   loop: AgentLoop;
   datapath: KernelDatapath;
   svids: SvidManager;
+  /** The Workload API, when served (cfg.workloadApiSocket). */
+  workloadApi: WorkloadApiServer | null;
   metricsPort: number;
   /** Resolves when the loop ended (after stop()). */
   done: Promise<void>;
@@ -70,13 +75,24 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
   const datapath = KernelDatapath.load({ pinDir: cfg.pinDir, ...(options.objectDir ? { objectDir: options.objectDir } : {}) });
   const metrics = new AgentMetrics(() => readVerdicts(datapath.maps.metrics));
   let svids: SvidManager | null = null;
+  let workloadApi: WorkloadApiServer | null = null;
   try {
     // The configuration first: programs swapped in by attachCgroup rewrite nothing until it exists.
     const sockCfg = datapath.configureSockLb(cfg.lbHostTraffic);
     metrics.sockConfig(sockCfg.lbHostTraffic);
     datapath.attachCgroup(cfg.cgroup);
     const metricsPort = await metrics.listen(cfg.metricsPort);
-    svids = new SvidManager({ stateDir: cfg.stateDir, client, onError: (e) => log("error", e) });
+    svids = new SvidManager({
+      stateDir: cfg.stateDir,
+      client,
+      files: cfg.svidFiles ?? false,
+      ...(options.bundleRefreshMs !== undefined ? { bundleRefreshMs: options.bundleRefreshMs } : {}),
+      onError: (e) => log("error", e),
+    });
+    if (cfg.workloadApiSocket) {
+      workloadApi = new WorkloadApiServer({ socketPath: cfg.workloadApiSocket, svids, client, log });
+      await workloadApi.listen();
+    }
     const loop = new AgentLoop({
       node: registration.node,
       client,
@@ -99,26 +115,30 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     metrics.readyWhen(() => loop.readiness());
     const abort = new AbortController();
     const done = loop.run(abort.signal);
-    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, statusInterval: cfg.statusInterval, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}` });
+    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}` });
     const s = svids;
+    const wapi = workloadApi;
     let stopped: Promise<void> | null = null;
     return {
       registration,
       loop,
       datapath,
       svids: s,
+      workloadApi: wapi,
       metricsPort,
       done,
       stop: () =>
         (stopped ??= (async () => {
           abort.abort();
           await done;
+          await wapi?.close();
           s.close();
           await metrics.close();
           datapath.close();
         })()),
     };
   } catch (err) {
+    await workloadApi?.close().catch(() => undefined);
     svids?.close();
     await metrics.close();
     datapath.close();

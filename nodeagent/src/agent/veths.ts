@@ -50,6 +50,8 @@ export interface Link {
   kind: string | null;
   /** A veth whose other end is in another network namespace (ip shows its link-netnsid). */
   peerInOtherNetns: boolean;
+  /** That namespace's id in this one (link-netnsid), when there is one: the Workload API's attestation compares it. */
+  peerNetnsid?: number;
 }
 
 /**
@@ -69,7 +71,13 @@ export async function listLinks(): Promise<Map<string, Link>> {
   const out = new Map<string, Link>();
   for (const l of JSON.parse(stdout) as { ifindex?: number; ifname?: string; linkinfo?: { info_kind?: string }; link_netnsid?: number }[]) {
     if (typeof l.ifindex !== "number" || typeof l.ifname !== "string") continue;
-    out.set(l.ifname, { ifindex: l.ifindex, ifname: l.ifname, kind: l.linkinfo?.info_kind ?? null, peerInOtherNetns: l.link_netnsid !== undefined });
+    out.set(l.ifname, {
+      ifindex: l.ifindex,
+      ifname: l.ifname,
+      kind: l.linkinfo?.info_kind ?? null,
+      peerInOtherNetns: l.link_netnsid !== undefined,
+      ...(typeof l.link_netnsid === "number" ? { peerNetnsid: l.link_netnsid } : {}),
+    });
   }
   return out;
 }

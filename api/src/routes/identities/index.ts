@@ -201,10 +201,13 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     "/v1/tenants/:tenant/identities/:name/jwt-svids",
     {
-      config: { auth: { who: "tenant", scope: "read" } },
+      // As for X.509-SVIDs: authz.ts decides, so a node's agent may mint JWT-SVIDs
+      // for the workloads on it (the Workload API's FetchJWTSVID) and no others.
+      config: { auth: { who: "tenant", scope: "read", nodes: true } },
       schema: {
         tags,
-        summary: "Issue a JWT-SVID for the given audience (needs the write scope)",
+        summary:
+          "Issue a JWT-SVID for the given audience (needs the write scope, or a node credential of a node running a workload of this identity and matched by its nodeSelector now)",
         params: IdentityParams,
         body: JwtSvidRequest,
         response: { 201: JwtSvid, ...problemResponses(400, 401, 403, 404, 409) },

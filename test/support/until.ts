@@ -1,0 +1,10 @@
+/** Polls `probe` every 20 ms until it answers something other than undefined; throws after `boundMs`, naming `what`. */
+export async function until<T>(what: string, boundMs: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const deadline = Date.now() + boundMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${boundMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
