@@ -35,6 +35,14 @@ export interface AgentConfig {
    * on a cgroup holding host processes, and a tenant's VIP must not redirect them.
    */
   lbHostTraffic: boolean;
+  /**
+   * bpf/README [R12]: the device facing the other nodes, whose ingress gets
+   * weft_from_uplink (packets for local workloads skip the host's
+   * forwarding). Absent or null (the default, "off"): nothing is attached to it;
+   * "auto": the device of the default route in the agent's namespace.
+   * Ignored (and any attachment removed) with hostRouting off.
+   */
+  uplink?: string | null;
   /** A status report at least this often (seconds, 1..60), even when nothing changed: the API's heartbeat. */
   statusInterval: number;
 }
@@ -52,13 +60,14 @@ const FLAGS = {
   "--host-routing": ["hostRouting", "WEFT_HOST_ROUTING"],
   "--lb-host-traffic": ["lbHostTraffic", "WEFT_LB_HOST_TRAFFIC"],
   "--status-interval": ["statusInterval", "WEFT_STATUS_INTERVAL"],
+  "--uplink": ["uplink", "WEFT_UPLINK"],
 } as const;
 /** Flags that may stand alone, meaning "on". */
 const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic"]);
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
 
 export const USAGE =
-  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] (each also WEFT_API, WEFT_NODE_NAME, ...)";
+  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--uplink DEV|auto|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] (each also WEFT_API, WEFT_NODE_NAME, ...)";
 
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
@@ -112,6 +121,9 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (hostRouting !== "on" && hostRouting !== "off") throw new UsageError(`--host-routing ${JSON.stringify(hostRouting)} is not on or off`);
   const lbHostTraffic = get("lbHostTraffic") ?? "off";
   if (lbHostTraffic !== "on" && lbHostTraffic !== "off") throw new UsageError(`--lb-host-traffic ${JSON.stringify(lbHostTraffic)} is not on or off`);
+  const uplink = get("uplink") ?? "off";
+  // An interface name (IFNAMSIZ 16 with its NUL), or the two words.
+  if (!/^[A-Za-z0-9_.@:-]{1,15}$/.test(uplink) || uplink === "." || uplink === "..") throw new UsageError(`--uplink ${JSON.stringify(uplink)} is not an interface name, auto or off`);
   return {
     command,
     api: api.replace(/\/+$/, ""),
@@ -125,5 +137,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     hostRouting: hostRouting === "on",
     lbHostTraffic: lbHostTraffic === "on",
     statusInterval,
+    // Left out when off, so a configuration without an uplink reads as before.
+    ...(uplink === "off" ? {} : { uplink }),
   };
 }
