@@ -49,11 +49,35 @@
  *        FORWARD chain and forwarding sysctls do not see such packets; the
  *        agent's --host-routing off keeps the map empty.
  *
+ *   [R11] cross-node fast path, sending side: a packet weft_from_wl passes
+ *        whose peer is a workload of a tenant (an ipcache entry with a
+ *        tenant: never the host, the world or a CIDR peer, whose traffic may
+ *        need the host's NAT) and that no local veth takes ([R10]) is
+ *        forwarded by the program itself when the sender's own veth is in
+ *        weft_local_veth (host routing on, the veth verified by the agent):
+ *        bpf_fib_lookup with the host's routes and forwarding sysctls, TTL
+ *        down by one, bpf_redirect_neigh to the egress device. Anything the
+ *        lookup does not answer with a forwarding route (a local address,
+ *        forwarding off, too big for the MTU, a blackhole) is left to the
+ *        host, as is a TTL <= 1.
+ *   [R12] cross-node fast path, receiving side: weft_from_uplink on the
+ *        ingress of the node's fabric-facing device (the agent's --uplink)
+ *        takes a packet for a workload of this node with a weft_local_veth
+ *        entry, decides it exactly as weft_to_wl would on the workload's
+ *        veth ([R3]-[R9], counted on the ingress hook, the same conntrack
+ *        entry) and delivers it with bpf_redirect_peer into the workload's
+ *        namespace, skipping the host's forwarding and weft_to_wl: still
+ *        one ingress decision per packet. Everything else on the uplink
+ *        (other addresses, IPv6, ARP, malformed frames, TTL <= 1, frames
+ *        not addressed to this host) passes to the host untouched and
+ *        uncounted: weft_to_wl still guards what the host forwards.
+ *
  * Only replies pay for conntrack: an allowed packet that opens nothing (an
  * established TCP segment) costs no more than it did without it.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
@@ -62,6 +86,10 @@
 
 #include "weft_maps.bpf.h"
 #include "weft_parse.bpf.h"
+
+#ifndef AF_INET
+#define AF_INET 2 /* linux/socket.h, which BPF programs cannot include */
+#endif
 
 WEFT_MAP_ipcache(WEFT_DECLARE_MAP)
 WEFT_MAP_endpoint(WEFT_DECLARE_MAP)
@@ -260,6 +288,23 @@ static __always_inline int weft_verdict(__u32 reason)
 }
 
 /*
+ * [R10]-[R12] The TTL down by one, as a routed hop's. Through helpers rather
+ * than a direct write: a direct write makes the verifier unclone every skb
+ * this program sees, and TCP sends clones. Returns 0 or a negative error (no
+ * memory to unclone the header: the host's forwarding would drop it too).
+ */
+static __always_inline int weft_ttl_dec(struct __sk_buff *skb, __u8 ttl)
+{
+	__u8 new_ttl = ttl - 1;
+
+	if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), bpf_htons(ttl << 8),
+				bpf_htons(new_ttl << 8), 2) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, ttl), &new_ttl, 1, 0) < 0)
+		return -1;
+	return 0;
+}
+
+/*
  * [R10] The receiving workload's ingress decision for a packet `src` sent to
  * `dst`, another workload of this node behind the veth `veth`, then delivery
  * into dst's namespace. Returns the tc verdict.
@@ -270,7 +315,6 @@ static __always_inline int weft_deliver_local(struct __sk_buff *skb, const struc
 {
 	struct weft_flow in;
 	__u32 reason;
-	__u8 ttl;
 
 	/* The same packet from the receiving side: addresses and ports swap, dport stays. */
 	in = *out;
@@ -282,17 +326,46 @@ static __always_inline int weft_deliver_local(struct __sk_buff *skb, const struc
 	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
 	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS)
 		return TC_ACT_SHOT;
-
-	/*
-	 * Through helpers rather than a direct write: a direct write makes the
-	 * verifier unclone every skb this program sees, and TCP sends clones.
-	 */
-	ttl = out->ttl - 1;
-	if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), bpf_htons(out->ttl << 8),
-				bpf_htons(ttl << 8), 2) < 0 ||
-	    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, ttl), &ttl, 1, 0) < 0)
-		return TC_ACT_SHOT; /* no memory to unclone the header: the host's forwarding would drop it too */
+	if (weft_ttl_dec(skb, out->ttl) < 0)
+		return TC_ACT_SHOT;
 	return bpf_redirect_peer(veth, 0);
+}
+
+/*
+ * [R11] Forward a passed packet from a local workload to a workload on
+ * another node through the egress device the host's routes name, without
+ * the host's IP forwarding. Returns the tc verdict: TC_ACT_OK leaves the
+ * packet to the host.
+ */
+static __always_inline int weft_forward_remote(struct __sk_buff *skb, const struct weft_flow *flow)
+{
+	struct weft_endpoint_key self_key = { .addr = flow->local };
+	struct bpf_fib_lookup fib = {};
+	struct bpf_redir_neigh nh = {};
+	long rc;
+
+	/* Host routing off (the map kept empty), or a veth the agent did not verify. */
+	if (!bpf_map_lookup_elem(&weft_local_veth, &self_key))
+		return TC_ACT_OK;
+	fib.family = AF_INET;
+	fib.l4_protocol = flow->protocol;
+	fib.sport = flow->dport ? flow->local_port : 0;
+	fib.dport = flow->dport;
+	fib.tot_len = 0; /* 0: the kernel checks this skb (GSO included) against the egress MTU */
+	fib.ipv4_src = flow->local;
+	fib.ipv4_dst = flow->remote;
+	fib.ifindex = skb->ingress_ifindex;
+	rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return TC_ACT_OK;
+	if (fib.ifindex == skb->ingress_ifindex)
+		return TC_ACT_OK;
+	if (weft_ttl_dec(skb, flow->ttl) < 0)
+		return TC_ACT_SHOT;
+	/* The lookup left the next hop in ipv4_dst: the gateway, or the destination on link. */
+	nh.nh_family = AF_INET;
+	nh.ipv4_nh = fib.ipv4_dst;
+	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 }
 
 SEC("tc")
@@ -340,9 +413,46 @@ int weft_from_wl(struct __sk_buff *skb)
 	peer = local_peer ? *local_peer : weft_peer(flow.remote);
 	reason = weft_decide(&flow, WEFT_DIR_EGRESS, self, &peer);
 	WEFT_COUNT(weft_metrics, WEFT_DIR_EGRESS, reason, skb->len);
-	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS || !local_peer)
+	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS)
 		return weft_verdict(reason);
-	return weft_deliver_local(skb, &flow, self, local_peer, veth_ifindex);
+	if (local_peer)
+		return weft_deliver_local(skb, &flow, self, local_peer, veth_ifindex);
+	if (flow.ttl > 1 && peer.tenant != WEFT_TENANT_NONE)
+		return weft_forward_remote(skb, &flow); /* [R11] */
+	return TC_ACT_OK;
+}
+
+/*
+ * [R12] On the ingress of the node's uplink. Only a frame addressed to this
+ * host, for a workload of this node with a weft_local_veth entry, is
+ * decided here; everything else goes to the host untouched.
+ */
+SEC("tc")
+int weft_from_uplink(struct __sk_buff *skb)
+{
+	struct weft_identity *self, peer;
+	struct weft_endpoint_key key;
+	struct weft_local_veth *veth;
+	struct weft_flow flow;
+	__u32 reason;
+
+	if (skb->pkt_type != PACKET_HOST || __weft_parse(skb, WEFT_DIR_INGRESS, &flow) < 0 || flow.ttl <= 1)
+		return TC_ACT_OK;
+	key.addr = flow.local;
+	veth = bpf_map_lookup_elem(&weft_local_veth, &key);
+	if (!veth)
+		return TC_ACT_OK;
+	self = bpf_map_lookup_elem(&weft_endpoint, &key);
+	if (!self)
+		return TC_ACT_OK; /* the host routes it; weft_to_wl drops it as unknown-endpoint [R3] */
+	peer = weft_peer(flow.remote);
+	reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer);
+	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
+	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS)
+		return TC_ACT_SHOT;
+	if (weft_ttl_dec(skb, flow.ttl) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect_peer(veth->ifindex, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

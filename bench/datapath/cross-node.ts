@@ -14,9 +14,12 @@
  *            workloads, a service whose backend is server, a policy letting
  *            client in): wrk in node-a's cgroup (the socket LB rewrites the
  *            VIP at connect()), the tc programs on client's veth on node-a
- *            (its egress decision) and on server's on node-b (its ingress
- *            decision); the packets cross both nodes' IP forwarding and the
- *            bridge, as direct's do (host routing is a same-node shortcut);
+ *            (its egress decision, then bpf_fib_lookup + bpf_redirect_neigh
+ *            to fab0: bpf/README [R11]) and on node-b's uplink fab0 (server's
+ *            ingress decision, then bpf_redirect_peer into server's
+ *            namespace: [R12]); neither node's IP stack forwards them, the
+ *            bridge carries them as it does direct's. WEFT_HOST_ROUTING=off
+ *            (the agents inherit it) measures the path both nodes forward;
  *   control  the direct path a second time (the noise floor);
  *   sidecar  the Istio-sidecar topology on the direct pair: wrk to a proxy on
  *            127.0.0.1 in pclient (haproxy in tcp mode, nginx-stream), which
@@ -78,7 +81,7 @@ await withCleanup(NAME, async (cleanup) => {
     ingress: [{ peers: [{ identity: "client" }], ports: [{ port: PORT, protocol: "tcp" }], action: "allow" }],
   });
   await c.converged();
-  // tc programs on the weft pods' veths, one each side, and on nothing else (not on the plain pods' veths, not on fab0).
+  // tc programs on the weft pods' veths, one each side, and on no other veth (not on the plain pods'); the uplink's pin is apart (uplink-*).
   for (const [node, w] of [[a, client], [b, server]] as const) {
     const want = [`tcx-${hostIfindex(c, w.name)}-egress`, `tcx-${hostIfindex(c, w.name)}-ingress`];
     const links = (await tcLinks(node.pinDir, 2)).sort();

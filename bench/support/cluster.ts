@@ -1,3 +1,10 @@
+/** Every agent's extra arguments: the caller's, and the uplink unless the caller named one. */
+function agentArgs(opts: ClusterOptions): string[] {
+  const given = opts.agentArgs ?? [];
+  const named = given.some((a) => a === "--uplink" || a.startsWith("--uplink="));
+  return opts.uplink === false || named ? given : ["--uplink", NODE_UPLINK, ...given];
+}
+
 /**
  * A simulated cluster on one machine, for tests and benchmarks alike: the
  * real API as its own process and one real agent process per node, each node
@@ -67,6 +74,14 @@ export interface ClusterOptions {
   };
   /** More arguments for every agent, on each start (`--status-interval 1`, say). */
   agentArgs?: string[];
+  /**
+   * Default true: each agent gets `--uplink fab0`, its node's end of the
+   * fabric (inside the node's namespace, never the machine's own), so packets
+   * for a node's workloads skip its forwarding (bpf/README [R12]); false: no
+   * uplink program, every packet forwarded by the nodes. Ignored when
+   * agentArgs name an --uplink themselves.
+   */
+  uplink?: boolean;
   /** The fabric's /24; default: the first of 198.18.244.0/24 … 198.18.255.0/24 that no host route or address touches. */
   fabric?: string;
   /** The agents' /metrics port inside each node's namespace (default 9469: free in a fresh namespace). */
@@ -217,6 +232,8 @@ const mountPoints = (): string[] =>
     .map((l) => l.split(" ")[4]!);
 
 const PREFIX = "wcluster";
+/** Each node's end of the fabric, in its namespace: the agents' --uplink unless ClusterOptions.uplink is false. */
+export const NODE_UPLINK = "fab0";
 let clusters = 0;
 
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
@@ -298,8 +315,8 @@ async function build(cleanup: BenchCleanup, seq: number, opts: ClusterOptions, o
   for (const [i, spec] of opts.nodes.entries()) {
     const ns = makeNetns(cleanup, `${seq}-${spec.name}`, PREFIX);
     const address = hostAt(fabric, i + 1);
-    ip("-n", ns, "link", "add", "fab0", "type", "veth", "peer", "name", `n-${spec.name}`, "netns", fabricNs);
-    ipBatch([`addr add ${address}/24 dev fab0`, "link set fab0 up"], ns);
+    ip("-n", ns, "link", "add", NODE_UPLINK, "type", "veth", "peer", "name", `n-${spec.name}`, "netns", fabricNs);
+    ipBatch([`addr add ${address}/24 dev ${NODE_UPLINK}`, `link set ${NODE_UPLINK} up`], ns);
     ipBatch([`link set n-${spec.name} master br0`, `link set n-${spec.name} up`], fabricNs);
     inNs(ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1");
     const cgroup = join(cgroupTree, spec.name);
@@ -326,7 +343,7 @@ async function build(cleanup: BenchCleanup, seq: number, opts: ClusterOptions, o
   const startAgent = async (name: string): Promise<void> => {
     const n = nodeOf(name);
     if (n.agent && n.agent.child.exitCode === null && n.agent.child.signalCode === null) throw new Error(`startAgent: the agent of ${name} is running`);
-    n.agent = await startAgentProcess(cleanup, api, { node: n.name, zone: n.zone, netns: n.netns, cgroup: n.agentCgroup, pinDir: n.pinDir, stateDir: n.stateDir, metricsPort: n.metricsPort, ...(opts.agentArgs ? { agentArgs: opts.agentArgs } : {}) });
+    n.agent = await startAgentProcess(cleanup, api, { node: n.name, zone: n.zone, netns: n.netns, cgroup: n.agentCgroup, pinDir: n.pinDir, stateDir: n.stateDir, metricsPort: n.metricsPort, agentArgs: agentArgs(opts) });
   };
   for (const spec of opts.nodes) await startAgent(spec.name);
   for (const n of Object.values(nodes)) {
@@ -336,7 +353,7 @@ async function build(cleanup: BenchCleanup, seq: number, opts: ClusterOptions, o
   }
   // Each node reaches every other node's pod block through that node, and nothing else.
   for (const n of Object.values(nodes)) {
-    ipBatch(Object.values(nodes).filter((o) => o !== n).map((o) => `route add ${o.podCidr} via ${o.address} dev fab0`), n.netns);
+    ipBatch(Object.values(nodes).filter((o) => o !== n).map((o) => `route add ${o.podCidr} via ${o.address} dev ${NODE_UPLINK}`), n.netns);
   }
 
   const workloads: Record<string, Workload> = {};

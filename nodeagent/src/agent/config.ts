@@ -37,6 +37,14 @@ export interface AgentConfig {
    * on a cgroup holding host processes, and a tenant's VIP must not redirect them.
    */
   lbHostTraffic: boolean;
+  /**
+   * bpf/README [R12]: the device facing the other nodes, whose ingress gets
+   * weft_from_uplink (packets for local workloads skip the host's
+   * forwarding). Absent or null (the default, "off"): nothing is attached to it;
+   * "auto": the device of the default route in the agent's namespace.
+   * Ignored (and any attachment removed) with hostRouting off.
+   */
+  uplink?: string | null;
   /** A status report at least this often (seconds, 1..60), even when nothing changed: the API's heartbeat. */
   statusInterval: number;
   /**
@@ -64,13 +72,14 @@ const FLAGS = {
   "--status-interval": ["statusInterval", "WEFT_STATUS_INTERVAL"],
   "--workload-api-socket": ["workloadApiSocket", "WEFT_WORKLOAD_API_SOCKET"],
   "--svid-files": ["svidFiles", "WEFT_SVID_FILES"],
+  "--uplink": ["uplink", "WEFT_UPLINK"],
 } as const;
 /** Flags that may stand alone, meaning "on". */
 const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic", "--svid-files"]);
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
 
 export const USAGE =
-  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] [--workload-api-socket PATH|off] [--svid-files [on|off]] (each also WEFT_API, WEFT_NODE_NAME, ...)";
+  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--uplink DEV|auto|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] [--workload-api-socket PATH|off] [--svid-files [on|off]] (each also WEFT_API, WEFT_NODE_NAME, ...)";
 
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
@@ -128,6 +137,9 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (socketText !== "off" && !socketText.startsWith("/")) throw new UsageError(`--workload-api-socket ${JSON.stringify(socketText)} is not an absolute path or off`);
   const svidFiles = get("svidFiles") ?? "off";
   if (svidFiles !== "on" && svidFiles !== "off") throw new UsageError(`--svid-files ${JSON.stringify(svidFiles)} is not on or off`);
+  const uplink = get("uplink") ?? "off";
+  // An interface name (IFNAMSIZ 16 with its NUL), or the two words.
+  if (!/^[A-Za-z0-9_.@:-]{1,15}$/.test(uplink) || uplink === "." || uplink === "..") throw new UsageError(`--uplink ${JSON.stringify(uplink)} is not an interface name, auto or off`);
   return {
     command,
     api: api.replace(/\/+$/, ""),
@@ -143,5 +155,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     statusInterval,
     workloadApiSocket: socketText === "off" ? null : socketText,
     svidFiles: svidFiles === "on",
+    // Left out when off, so a configuration without an uplink reads as before.
+    ...(uplink === "off" ? {} : { uplink }),
   };
 }

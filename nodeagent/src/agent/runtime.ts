@@ -4,6 +4,7 @@
  * directory), the kernel side (load, pin, attach to the cgroup), /metrics,
  * SVIDs, and the loop. main.ts calls it; tests call it in-process.
  */
+import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { cleanup, KernelDatapath, type CleanupResult } from "../loader/index.ts";
 import { AgentLoop, jsonLog, type Log } from "./agent.ts";
@@ -81,6 +82,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     const sockCfg = datapath.configureSockLb(cfg.lbHostTraffic);
     metrics.sockConfig(sockCfg.lbHostTraffic);
     datapath.attachCgroup(cfg.cgroup);
+    const uplink = configureUplink(datapath, cfg);
     const metricsPort = await metrics.listen(cfg.metricsPort);
     svids = new SvidManager({
       stateDir: cfg.stateDir,
@@ -115,7 +117,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     metrics.readyWhen(() => loop.readiness());
     const abort = new AbortController();
     const done = loop.run(abort.signal);
-    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}` });
+    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}` });
     const s = svids;
     const wapi = workloadApi;
     let stopped: Promise<void> | null = null;
@@ -144,6 +146,30 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     datapath.close();
     throw err;
   }
+}
+
+/**
+ * The cross-node fast path's receiving side (bpf/README [R12]): the uplink
+ * program on the device --uplink names (or, with "auto", the default
+ * route's), only with host routing on; otherwise any uplink link an earlier
+ * agent pinned is detached. Returns the interface it is on, or null.
+ */
+export function configureUplink(datapath: Pick<KernelDatapath, "attachUplink" | "detachUplinks">, cfg: Pick<AgentConfig, "uplink" | "hostRouting">): string | null {
+  if (!cfg.uplink || !cfg.hostRouting) {
+    datapath.detachUplinks();
+    return null;
+  }
+  const ifname = cfg.uplink === "auto" ? defaultRouteDevice() : cfg.uplink;
+  datapath.attachUplink(ifname);
+  return ifname;
+}
+
+/** The device of the default IPv4 route in this network namespace (over netlink, as the veths are found). */
+function defaultRouteDevice(): string {
+  const routes = JSON.parse(execFileSync("ip", ["-j", "-4", "route", "show", "default"], { encoding: "utf8" }) || "[]") as { dev?: string }[];
+  const devs = [...new Set(routes.map((r) => r.dev).filter((d): d is string => !!d))];
+  if (devs.length !== 1) throw new Error(`failed to find the uplink: --uplink auto needs exactly one device with a default route, found ${devs.length ? devs.join(", ") : "none"}; name it with --uplink DEV`);
+  return devs[0]!;
 }
 
 /** `agent cleanup`: every link detached, every pin removed; the state directory stays (it holds the credential). */

@@ -8,6 +8,7 @@
  *   <map name>                         every map of the ABI (mapNames)
  *   links/cgroup-<inode>-<program>     socket-LB programs on a cgroup v2 directory
  *   links/tcx-<ifindex>-<ingress|egress> policy programs on a workload's host-side veth
+ *   links/uplink-<ifindex>-ingress     the cross-node fast path on the node's uplink (--uplink)
  * Links are tcx and cgroup BPF links, not netlink tc filters: a pinned link
  * keeps its program attached after the agent exits, the next agent swaps in
  * its own program with bpf_link_update (atomic: the hook never runs without
@@ -33,6 +34,8 @@ const SOCK_OBJECT = "weft_sock.o";
 export const SOCK_PROGRAMS = ["weft_connect4", "weft_sendmsg4", "weft_recvmsg4", "weft_getpeername4"] as const;
 /** tc programs of weft_policy.o by the veth hook they go on (the host end: its ingress is what the workload sends). */
 export const TC_PROGRAMS = { ingress: "weft_from_wl", egress: "weft_to_wl" } as const;
+/** The program on the ingress of the node's uplink (bpf/README [R12]): delivers packets for local workloads. */
+export const UPLINK_PROGRAM = "weft_from_uplink";
 // enum bpf_attach_type; Debian's libbpf 1.1 headers predate tcx (kernel 6.6), the kernel here has it.
 const BPF_TCX_INGRESS = 46;
 const BPF_TCX_EGRESS = 47;
@@ -178,6 +181,37 @@ export class KernelDatapath {
     return removed;
   }
 
+  /**
+   * Puts weft_from_uplink on the ingress of the node's uplink (the device
+   * facing the other nodes), and detaches it from any other interface an
+   * earlier agent put it on. Pinned as `uplink-<ifindex>-ingress`, apart
+   * from the veths' `tcx-` pins, which the veth reconciler owns.
+   */
+  attachUplink(ifname: string, ifindex: number = interfaceIndex(ifname)): AttachResult {
+    this.detachUplinks(ifindex);
+    return this.attachLink(`uplink-${ifindex}-ingress`, UPLINK_PROGRAM, ifindex, BPF_TCX_INGRESS, `${UPLINK_PROGRAM} to ingress of ${ifname}`);
+  }
+
+  /** Detaches the uplink program from every interface but `keep`; returns the links removed. */
+  detachUplinks(keep?: number): number {
+    let removed = 0;
+    for (const ifindex of this.attachedUplinkIndexes()) {
+      if (ifindex !== keep && removeLinkPin(join(this.pinDir, LINKS_DIR, `uplink-${ifindex}-ingress`))) removed++;
+    }
+    return removed;
+  }
+
+  /** Interface indexes with a pinned uplink link. */
+  attachedUplinkIndexes(): number[] {
+    const dir = join(this.pinDir, LINKS_DIR);
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir)
+      .map((name) => /^uplink-(\d+)-ingress$/.exec(name))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
+  }
+
   /** Interface indexes with pinned tc links, including those an earlier agent process made. */
   attachedVethIndexes(): number[] {
     const dir = join(this.pinDir, LINKS_DIR);
@@ -290,7 +324,7 @@ export function cleanup(pinDir: string = DEFAULT_PIN_DIR): CleanupResult {
   const links = join(pinDir, LINKS_DIR);
   if (existsSync(links)) {
     for (const name of readdirSync(links)) {
-      if (!/^(cgroup|tcx)-/.test(name)) continue;
+      if (!/^(cgroup|tcx|uplink)-/.test(name)) continue;
       if (removeLinkPin(join(links, name))) result.links++;
     }
     if (readdirSync(links).length === 0) rmdirSync(links);
