@@ -33,6 +33,7 @@ import caRoutes from "./routes/ca/index.ts";
 import datapathRoutes from "./routes/datapath/index.ts";
 import identityRoutes from "./routes/identities/index.ts";
 import policyRoutes from "./routes/policies/index.ts";
+import federationRoutes from "./routes/federations/index.ts";
 import serviceRoutes from "./routes/services/index.ts";
 import workloadRoutes from "./routes/workloads/index.ts";
 import nodeRoutes from "./routes/nodes/index.ts";
@@ -272,6 +273,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(workloadRoutes);
   await app.register(serviceRoutes);
   await app.register(policyRoutes);
+  await app.register(federationRoutes);
   await app.register(datapathRoutes);
   await app.ready();
   rotation?.start();

@@ -403,3 +403,24 @@ export const APP_ROLE = "weft_app";
 export const PLATFORM_ROLE = "weft_platform";
 export const TENANT_SETTING = "weft.tenant_id";
 export const tenantSettingSql = sql.raw(`current_setting('${TENANT_SETTING}', true)`);
+
+/**
+ * Trust a tenant declares in another trust domain (issue #16): another Weft
+ * tenant's CA, read live and served only once that tenant declares the
+ * reverse federation (mesh/federations.ts), or a SPIFFE bundle pasted as a
+ * JWK set. Nothing here reaches the datapath.
+ */
+export const federations = pgTable(
+  "federations",
+  {
+    tenantId: tenantRef(),
+    name: text("name").notNull(),
+    trustDomain: text("trust_domain").notNull(),
+    /** {tenant: name} or {spiffeBundle: JWK set as pasted, validated}. */
+    bundle: jsonb("bundle").notNull(),
+    revision: revision(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.name] }), unique("federations_tenant_trust_domain_unique").on(t.tenantId, t.trustDomain)],
+);

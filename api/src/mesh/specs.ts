@@ -312,3 +312,37 @@ export const PolicySpec = Type.Object(
   { additionalProperties: false, description: "At most 256 rules over both directions" },
 );
 export type PolicySpec = Static<typeof PolicySpec>;
+
+// Federations (federations.ts)
+
+/** One key of a pasted SPIFFE bundle; checked in federations.ts (certificates parse, public keys only). */
+export const BundleKey = Type.Object(
+  {
+    use: Type.String({ maxLength: 32 }),
+    kty: Type.String({ maxLength: 16 }),
+    kid: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    x5c: Type.Optional(Type.Array(Type.String({ maxLength: 16384 }), { maxItems: 1 })),
+  },
+  { additionalProperties: Type.Unknown() },
+);
+
+export const SpiffeBundleJwks = Type.Object(
+  {
+    keys: Type.Array(BundleKey, { minItems: 1, maxItems: 64 }),
+    spiffe_sequence: Type.Optional(Type.Integer({ minimum: 0 })),
+    spiffe_refresh_hint: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: Type.Unknown(), description: "A SPIFFE bundle (JWK set) as published: x509-svid keys with x5c, jwt-svid keys with kid" },
+);
+
+export const FederationSpec = Type.Object(
+  {
+    trustDomain: TrustDomain,
+    bundle: Type.Union([
+      Type.Object({ tenant: Name }, { additionalProperties: false, description: "Another Weft tenant: its CA, served once it declares the reverse federation" }),
+      Type.Object({ spiffeBundle: SpiffeBundleJwks }, { additionalProperties: false }),
+    ]),
+  },
+  { additionalProperties: false },
+);
+export type FederationSpec = Static<typeof FederationSpec>;

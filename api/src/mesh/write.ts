@@ -4,7 +4,7 @@
  */
 import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { identities, policies, services, workloads } from "../db/schema.ts";
+import { federations, identities, policies, services, workloads } from "../db/schema.ts";
 import { read, type WriteScope } from "../db/transactions.ts";
 import type { Change } from "../compiler/index.ts";
 import type { AdmissionRefusal } from "../follower/admission.ts";
@@ -34,7 +34,7 @@ export async function admitOrRefuse(follower: Follower, w: WriteScope, changes: 
 }
 
 /** A mesh row's kind, as the change log and the compiler name it. */
-type MeshRowKind = "identity" | "workload" | "service" | "policy";
+type MeshRowKind = "identity" | "workload" | "service" | "policy" | "federation";
 
 /** One write of one mesh row, for writeMeshRow. */
 export interface MeshWrite<Row, Out> {
@@ -45,10 +45,11 @@ export interface MeshWrite<Row, Out> {
   lock(): Promise<Row | undefined>;
   /**
    * The checks that need the locked row, then the write itself: returns the
-   * compiler's change for admission, the audit operation and action, and
-   * what the caller gets back. A check refuses by throwing.
+   * compiler's change for admission (null: the row is nothing the datapath
+   * holds, as a federation), the audit operation and action, and what the
+   * caller gets back. A check refuses by throwing.
    */
-  apply(existing: Row | undefined): Promise<{ change: Change; op: "upsert" | "delete"; action: string; result: Out }>;
+  apply(existing: Row | undefined): Promise<{ change: Change | null; op: "upsert" | "delete"; action: string; result: Out }>;
 }
 
 /**
@@ -62,7 +63,7 @@ export async function writeMeshRow<Row, Out>(w: WriteScope, follower: Follower |
   await follower?.catchUp(w);
   const existing = await m.lock();
   const { change, op, action, result } = await m.apply(existing);
-  if (follower) await admitOrRefuse(follower, w, [change]);
+  if (follower && change) await admitOrRefuse(follower, w, [change]);
   await w.record({ tenantId: m.tenantId, kind: m.kind, name: m.name, op }, action);
   return result;
 }
@@ -113,17 +114,17 @@ export async function requireIdentities(w: WriteScope, tenantId: number, named: 
 export const namedIn = (field: string, selector: SelectorSpec | { cidr: string }): { field: string; identity: string }[] =>
   "identity" in selector && selector.identity !== undefined ? [{ field: `${field}.identity`, identity: selector.identity }] : [];
 
-type MeshTable = typeof workloads | typeof services | typeof policies;
-type MeshKind = "workload" | "service" | "policy";
+type MeshTable = typeof workloads | typeof services | typeof policies | typeof federations;
+type MeshKind = "workload" | "service" | "policy" | "federation";
 
 /**
- * What the three mesh stores share: finding, listing and deleting by
+ * What the mesh stores share: finding, listing and deleting by
  * (tenant, name). Deletes follow the write order of the puts: catch the
  * follower up, lock, check If-Match, change, admit, record.
  */
 export function meshRows<T extends MeshTable>(table: T, kind: MeshKind) {
   type Row = T["$inferSelect"];
-  // One of three tables with the same key columns; drizzle cannot type a select over a union of tables.
+  // One of the tables with the same key columns; drizzle cannot type a select over a union of tables.
   const t = table as unknown as typeof workloads;
   const byName = (tenantId: number, name: string) => and(eq(t.tenantId, tenantId), eq(t.name, name));
   return {
@@ -156,7 +157,8 @@ export function meshRows<T extends MeshTable>(table: T, kind: MeshKind) {
           if (!existing) throw notFound(`${kind} "${name}"`);
           requireMatch(etagOf(existing.revision), ifMatch);
           await w.tx.delete(t).where(byName(tenantId, name));
-          return { change: { kind, op: "delete", tenantId, name }, op: "delete", action: `${kind}.delete`, result: undefined };
+          const change = kind === "federation" ? null : { kind, op: "delete" as const, tenantId, name };
+          return { change, op: "delete", action: `${kind}.delete`, result: undefined };
         },
       });
     },

@@ -228,6 +228,24 @@ export const CLIENT_CONTRACT = {
     statuses: [200],
     answer: { type: "object", fields: { keys: { type: "array", items: { type: "object" } }, spiffe_sequence: int, spiffe_refresh_hint: int } },
   },
+  /** The bundles of the trust domains a tenant federates with (issue #16); 404/403: none offered to this node. */
+  federatedBundles: {
+    method: "get",
+    path: "/v1/tenants/{tenant}/federated-bundles",
+    statuses: [200, 403, 404],
+    answer: {
+      type: "object",
+      fields: {
+        bundles: {
+          type: "array",
+          items: {
+            type: "object",
+            fields: { trustDomain: str, x509Authorities: strings, jwtAuthorities: { type: "array", items: { type: "object", fields: { keyId: str, publicKey: str } } } },
+          },
+        },
+      },
+    },
+  },
   /** A JWT-SVID for the Workload API's FetchJWTSVID, under the node credential. */
   jwtSvid: {
     method: "post",
@@ -260,6 +278,7 @@ export type StatusReport = JsonOf<Contract["status"]["body"]>;
 export type X509SvidAnswer = JsonOf<Contract["x509Svid"]["answer"]>;
 export type BundleAnswer = JsonOf<Contract["bundle"]["answer"]>;
 export type JwtSvidAnswer = JsonOf<Contract["jwtSvid"]["answer"]>;
+export type FederatedBundlesAnswer = JsonOf<Contract["federatedBundles"]["answer"]>;
 
 /** A route's path with its parameters filled in (each encoded). */
 function pathOf(route: keyof Contract, params: Record<string, string> = {}): string {
@@ -365,6 +384,20 @@ export class ApiClient {
     const body = (await this.json("GET", path, undefined, [200])) as Partial<BundleAnswer>;
     if (!Array.isArray(body.keys) || typeof body.spiffe_sequence !== "number") throw new ApiError(`failed to GET ${path}: the answer has no {keys, spiffe_sequence}`, 200);
     return body as BundleAnswer;
+  }
+
+  /** A tenant's federated bundles; empty when the API does not offer them to this node (404, 403: an older API, or no workload of the tenant here). */
+  async federatedBundles(tenant: string): Promise<FederatedBundlesAnswer> {
+    const path = pathOf("federatedBundles", { tenant });
+    const res = await this.request("GET", path);
+    if (res.status === 404 || res.status === 403) {
+      await res.body?.cancel();
+      return { bundles: [] };
+    }
+    if (res.status !== 200) throw await this.failure("GET", path, res);
+    const body = (await res.json()) as Partial<FederatedBundlesAnswer>;
+    if (!Array.isArray(body.bundles)) throw new ApiError(`failed to GET ${path}: the answer has no bundles`, 200);
+    return body as FederatedBundlesAnswer;
   }
 
   async issueJwtSvid(tenant: string, identity: string, audience: readonly string[]): Promise<JwtSvidAnswer> {

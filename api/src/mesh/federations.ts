@@ -1,0 +1,225 @@
+/**
+ * Federations (issue #16): a tenant trusts another trust domain, whose
+ * bundle its workloads then get beside their own (the Workload API's
+ * federated bundles). Two kinds of bundle:
+ *
+ * - `{spiffeBundle}`: a SPIFFE bundle pasted as a JWK set, checked here
+ *   (certificates that parse and are CAs, EC or RSA public JWKs, no private
+ *   member) and served as stored.
+ * - `{tenant}`: another Weft tenant, its CA read live. Served only under
+ *   mutual consent: that tenant must itself declare a federation naming this
+ *   tenant by name with this tenant's trust domain, and this declaration must
+ *   name that tenant's trust domain. Until then the federation is `pending`
+ *   and nothing of the other tenant is served. A missing tenant, a tenant
+ *   that has not consented and a trust domain that does not match all read
+ *   the same `pending`, so naming a tenant tells the caller nothing it was
+ *   not told by that tenant's own consent.
+ *
+ * Nothing here reaches the datapath: writes are recorded (audit, change
+ * log) but not admitted.
+ */
+import { X509Certificate, createPublicKey } from "node:crypto";
+import { and, asc, eq, sql } from "drizzle-orm";
+import type { Db } from "../db/client.ts";
+import { TENANT_SETTING, federations, tenants, workloads } from "../db/schema.ts";
+import { read, type Tx, type WriteScope } from "../db/transactions.ts";
+import type { Follower } from "../follower/follow.ts";
+import type { TenantDbRow } from "../services/tenant-directory.ts";
+import { etagOf, putIntent } from "./preconditions.ts";
+import { fieldRefusal, MeshRefusal, type FieldError } from "./refusal.ts";
+import type { FederationSpec } from "./specs.ts";
+import { meshRows, writeMeshRow, type Preconditions, type ResourceStore } from "./write.ts";
+
+export type FederationDbRow = typeof federations.$inferSelect;
+export type FederationStatus = "active" | "pending";
+/** A row with its status, computed when read: it depends on the other tenant's rows. */
+export type FederationView = FederationDbRow & { status: FederationStatus };
+
+/** A bundle's authorities as the node agent takes them: DER, base64. */
+export interface BundleAuthorities {
+  x509Authorities: string[];
+  jwtAuthorities: { keyId: string; publicKey: string }[];
+}
+
+/** JWK members that hold private key material (RFC 7518 6.2.2, 6.3.2, 6.4.1). */
+const PRIVATE_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+const CURVES = new Set(["P-256", "P-384", "P-521"]);
+
+/**
+ * The authorities of a pasted bundle, or the problems found, each with its
+ * field. Keys of other uses are refused rather than skipped: a paste that
+ * holds something unexpected is more likely a mistake than a future format.
+ */
+export function authoritiesOfJwks(jwks: { keys: Record<string, unknown>[] }, field = "body.bundle.spiffeBundle"): BundleAuthorities | FieldError[] {
+  const errors: FieldError[] = [];
+  const out: BundleAuthorities = { x509Authorities: [], jwtAuthorities: [] };
+  const kids = new Set<string>();
+  jwks.keys.forEach((k, i) => {
+    const at = `${field}.keys.${i}`;
+    const priv = PRIVATE_MEMBERS.find((m) => m in k);
+    if (priv) return errors.push({ field: `${at}.${priv}`, message: "a bundle holds public keys only: private key material is refused" });
+    if (k.kty === "EC" ? !CURVES.has(String(k.crv)) : k.kty !== "RSA") {
+      return errors.push({ field: `${at}.kty`, message: "must be EC (P-256, P-384, P-521) or RSA" });
+    }
+    let spki: Buffer;
+    try {
+      const { use: _u, x5c: _x, kid: _k, ...jwk } = k;
+      spki = createPublicKey({ key: jwk as import("node:crypto").JsonWebKey, format: "jwk" }).export({ type: "spki", format: "der" });
+    } catch (err) {
+      return errors.push({ field: at, message: `not a valid public JWK: ${(err as Error).message}` });
+    }
+    if (k.use === "x509-svid") {
+      const x5c = k.x5c as string[] | undefined;
+      if (!x5c || x5c.length !== 1) return errors.push({ field: `${at}.x5c`, message: "an x509-svid key carries exactly one certificate" });
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(Buffer.from(x5c[0]!, "base64"));
+      } catch {
+        return errors.push({ field: `${at}.x5c.0`, message: "not a DER certificate in base64" });
+      }
+      if (!cert.ca) return errors.push({ field: `${at}.x5c.0`, message: "not a CA certificate (basicConstraints cA)" });
+      if (!cert.publicKey.export({ type: "spki", format: "der" }).equals(spki)) {
+        return errors.push({ field: at, message: "the key does not match its certificate's public key" });
+      }
+      out.x509Authorities.push(cert.raw.toString("base64"));
+    } else if (k.use === "jwt-svid") {
+      if (typeof k.kid !== "string" || k.kid === "") return errors.push({ field: `${at}.kid`, message: "a jwt-svid key needs a kid" });
+      if (kids.has(k.kid)) return errors.push({ field: `${at}.kid`, message: `kid "${k.kid}" appears twice` });
+      kids.add(k.kid);
+      out.jwtAuthorities.push({ keyId: k.kid, publicKey: spki.toString("base64") });
+    } else {
+      errors.push({ field: `${at}.use`, message: 'must be "x509-svid" or "jwt-svid"' });
+    }
+  });
+  return errors.length > 0 ? errors : out;
+}
+
+const rows = meshRows(federations, "federation");
+const { byName } = rows;
+
+type TenantBundle = { tenant: string };
+const namesTenant = (bundle: unknown): bundle is TenantBundle => typeof (bundle as TenantBundle).tenant === "string";
+
+/**
+ * The other tenant, when `row` names one that consents: it exists, its trust
+ * domain is the row's, and it declares a federation naming `tenant` by name
+ * with `tenant`'s trust domain. Read under the other tenant's row-level
+ * security (`setTenant`), which the caller restores afterwards.
+ */
+async function consentingTenant(tx: Tx, setTenant: (id: number) => Promise<void>, tenant: TenantDbRow, row: FederationDbRow): Promise<TenantDbRow | null> {
+  if (!namesTenant(row.bundle)) return null;
+  const [other] = await tx.select().from(tenants).where(eq(tenants.name, row.bundle.tenant));
+  if (!other || other.id === tenant.id || other.trustDomain !== row.trustDomain) return null;
+  await setTenant(other.id);
+  const [reverse] = await tx
+    .select()
+    .from(federations)
+    .where(and(eq(federations.tenantId, other.id), eq(federations.trustDomain, tenant.trustDomain)));
+  return reverse && namesTenant(reverse.bundle) && reverse.bundle.tenant === tenant.name ? (other as TenantDbRow) : null;
+}
+
+async function withStatus(tx: Tx, setTenant: (id: number) => Promise<void>, tenant: TenantDbRow, list: FederationDbRow[]): Promise<FederationView[]> {
+  const out: FederationView[] = [];
+  for (const row of list) {
+    const active = !namesTenant(row.bundle) || (await consentingTenant(tx, setTenant, tenant, row)) !== null;
+    out.push({ ...row, status: active ? "active" : "pending" });
+  }
+  await setTenant(tenant.id);
+  return out;
+}
+
+const setTenantOf = (tx: Tx) => async (id: number) => {
+  await tx.execute(sql`SELECT set_config(${TENANT_SETTING}, ${String(id)}, true)`);
+};
+
+async function putFederation(w: WriteScope, _follower: Follower, tenant: TenantDbRow, name: string, spec: FederationSpec, pre: Preconditions) {
+  if (spec.trustDomain === tenant.trustDomain) {
+    throw fieldRefusal("invalid", "a tenant does not federate with its own trust domain", "body.trustDomain", "is this tenant's own trust domain");
+  }
+  if ("spiffeBundle" in spec.bundle) {
+    const checked = authoritiesOfJwks(spec.bundle.spiffeBundle as { keys: Record<string, unknown>[] });
+    if (Array.isArray(checked)) throw new MeshRefusal("invalid", "the bundle is not a usable SPIFFE bundle", checked);
+  }
+  return writeMeshRow(w, undefined, {
+    kind: "federation",
+    tenantId: tenant.id,
+    name,
+    lock: () => rows.lock(w, tenant.id, name),
+    apply: async (existing) => {
+      const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
+      const [clash] = await w.tx
+        .select({ name: federations.name })
+        .from(federations)
+        .where(and(eq(federations.tenantId, tenant.id), eq(federations.trustDomain, spec.trustDomain)));
+      if (clash && clash.name !== name) {
+        throw fieldRefusal("conflict", "another federation of this tenant has that trust domain", "body.trustDomain", `is federation "${clash.name}"'s`);
+      }
+      const values = { trustDomain: spec.trustDomain, bundle: spec.bundle, revision: w.revision };
+      const [row] = existing
+        ? await w.tx.update(federations).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
+        : await w.tx.insert(federations).values({ tenantId: tenant.id, name, ...values }).returning();
+      const [shown] = await withStatus(w.tx, w.setTenant, tenant, [row!]);
+      return { change: null, op: "upsert", action: `federation.${intent}`, result: { row: shown!, intent } };
+    },
+  });
+}
+
+/** The store of tenant-resource.ts: rows come with their status. */
+export function federationStore(): ResourceStore<FederationSpec, FederationView> {
+  const decorate = (db: Db, tenantId: number, list: FederationDbRow[]) =>
+    read(db, tenantId, async (tx) => {
+      const [tenant] = await tx.select().from(tenants).where(eq(tenants.id, tenantId));
+      return tenant ? withStatus(tx, setTenantOf(tx), tenant as TenantDbRow, list) : [];
+    });
+  return {
+    async find(db, tenantId, name) {
+      const row = await rows.find(db, tenantId, name);
+      return row ? ((await decorate(db, tenantId, [row]))[0] ?? null) : null;
+    },
+    async list(db, tenantId, limit, after) {
+      return decorate(db, tenantId, await rows.list(db, tenantId, limit, after));
+    },
+    put: putFederation,
+    remove: (w, follower, tenantId, name, ifMatch) => rows.remove(w, follower, tenantId, name, ifMatch),
+  };
+}
+
+/**
+ * The bundles a tenant's workloads trust besides their own, by trust domain:
+ * pasted ones as stored, other tenants' only under consent (their CA read
+ * with `caBundle`). Ordered by federation name.
+ */
+export async function federatedBundles(
+  db: Db,
+  tenant: TenantDbRow,
+  caBundle: (tenant: TenantDbRow) => Promise<{ keys: Record<string, unknown>[] }>,
+): Promise<(BundleAuthorities & { trustDomain: string })[]> {
+  const found = await read(db, tenant.id, async (tx) => {
+    const list = await tx.select().from(federations).where(eq(federations.tenantId, tenant.id)).orderBy(asc(federations.name));
+    const out: { row: FederationDbRow; other: TenantDbRow | null }[] = [];
+    const setTenant = setTenantOf(tx);
+    for (const row of list) out.push({ row, other: namesTenant(row.bundle) ? await consentingTenant(tx, setTenant, tenant, row) : null });
+    return out;
+  });
+  const bundles: (BundleAuthorities & { trustDomain: string })[] = [];
+  for (const { row, other } of found) {
+    let jwks: { keys: Record<string, unknown>[] };
+    if (namesTenant(row.bundle)) {
+      if (!other) continue;
+      jwks = await caBundle(other);
+    } else {
+      jwks = (row.bundle as { spiffeBundle: { keys: Record<string, unknown>[] } }).spiffeBundle;
+    }
+    const a = authoritiesOfJwks(jwks);
+    if (!Array.isArray(a)) bundles.push({ trustDomain: row.trustDomain, ...a });
+  }
+  return bundles;
+}
+
+/** Whether `node` runs a workload of the tenant: a node credential reads the tenant's federated bundles only then. */
+export async function nodeHostsTenant(db: Db, tenantId: number, node: string): Promise<boolean> {
+  const [hit] = await read(db, tenantId, (tx) =>
+    tx.select({ name: workloads.name }).from(workloads).where(and(eq(workloads.tenantId, tenantId), eq(workloads.node, node))).limit(1),
+  );
+  return hit !== undefined;
+}

@@ -1,0 +1,79 @@
+import { createHash } from "node:crypto";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { tenantOf } from "../../auth/guard.ts";
+import { systemCaller } from "../../ca/service.ts";
+import { notModified } from "../../http/conventions.ts";
+import { PreconditionHeaders } from "../../http/headers.ts";
+import { notFound } from "../../http/problem.ts";
+import { TenantParams } from "../../http/schemas.ts";
+import { federatedBundles, federationStore, nodeHostsTenant, type FederationView } from "../../mesh/federations.ts";
+import { etagOf } from "../../mesh/preconditions.ts";
+import { FederationSpec } from "../../mesh/specs.ts";
+import { NotModified, problemResponses } from "../responses.ts";
+import { resourceRoutes } from "../tenant-resource.ts";
+import { FederatedBundles, Federation } from "./schemas.ts";
+
+/** A federated tenant's bundle read that finds no CA makes one, as the public bundle read does. */
+const BOOTSTRAP = systemCaller("system:ca-bootstrap");
+
+const toFederation = (row: FederationView): Federation => ({
+  name: row.name,
+  trustDomain: row.trustDomain,
+  bundle: row.bundle as Federation["bundle"],
+  status: row.status,
+  etag: etagOf(row.revision),
+  createdAt: row.createdAt.toISOString(),
+  updatedAt: row.updatedAt.toISOString(),
+});
+
+/** Trust in other trust domains: pasted SPIFFE bundles, or other Weft tenants under mutual consent (mesh/federations.ts). */
+const federationRoutes = resourceRoutes({
+  plural: "federations",
+  noun: "federation",
+  spec: FederationSpec,
+  resource: Federation,
+  store: federationStore(),
+  show: toFederation,
+  putNote:
+    "The trust domain may not be the tenant's own (422), nor another federation's of the tenant (409); a pasted bundle must hold CA certificates that parse and EC or RSA public keys only (422, naming the key). A named tenant's bundle is served only once that tenant declares a federation naming this tenant with this tenant's trust domain; until then `status` is pending, whether the tenant exists or not. `status` is computed when read: the ETag versions the declaration.",
+});
+
+const bundleRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { weft } = app;
+  app.get(
+    "/v1/tenants/:tenant/federated-bundles",
+    {
+      config: { auth: { who: "tenant", scope: "read", nodes: true } },
+      schema: {
+        tags: ["federations"],
+        summary: "The bundles of the trust domains the tenant federates with, as its workloads get them",
+        description:
+          "Active federations only. Answered to the tenant's tokens and to the credential of a node that runs a workload of the tenant; any other node gets the 404 of a missing tenant.",
+        params: TenantParams,
+        headers: PreconditionHeaders,
+        response: { 200: FederatedBundles, 304: NotModified, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const tenant = tenantOf(request);
+      const p = request.principal;
+      if (p?.kind === "node" && !(await nodeHostsTenant(weft.db, tenant.id, p.node))) throw notFound(`tenant "${tenant.name}"`);
+      const bundles = await federatedBundles(weft.db, tenant, async (other) => {
+        const id = String(other.id);
+        const found = (await weft.ca.bundle(id)) ?? (await weft.ca.ensure(id, other.trustDomain, BOOTSTRAP), await weft.ca.bundle(id));
+        return found!.json as unknown as { keys: Record<string, unknown>[] };
+      });
+      const body = { bundles };
+      const etag = `"${createHash("sha256").update(JSON.stringify(body)).digest("base64url").slice(0, 27)}"`;
+      reply.header("etag", etag);
+      if (notModified(etag, request.headers["if-none-match"])) return reply.code(304).send();
+      return body;
+    },
+  );
+};
+
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  await app.register(federationRoutes);
+  await app.register(bundleRoutes);
+};
+export default routes;
