@@ -1,36 +1,9 @@
-import { execFileSync } from "node:child_process";
-import { X509Certificate, createPublicKey, generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { createPublicKey, generateKeyPairSync } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { pastedBundle } from "../support/federation.ts";
 import { registeredNode, uniqueAddress } from "../support/nodes.ts";
-
-/** A CA certificate minted with openssl, and a JWT key, as a SPIFFE bundle someone pastes. */
-export function pastedBundle(trustDomain: string) {
-  const dir = mkdtempSync(join(tmpdir(), "weft-fed-"));
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-    "-keyout", join(dir, "ca.key"), "-out", join(dir, "ca.pem"), "-subj", "/O=elsewhere",
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    "-addext", `subjectAltName=URI:spiffe://${trustDomain}`,
-  ], { stdio: "ignore" });
-  const cert = new X509Certificate(readFileSync(join(dir, "ca.pem")));
-  const jwt = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  return {
-    cert,
-    jwtPublic: jwt.publicKey,
-    jwks: {
-      keys: [
-        { ...cert.publicKey.export({ format: "jwk" }), use: "x509-svid", x5c: [cert.raw.toString("base64")] },
-        { ...jwt.publicKey.export({ format: "jwk" }), use: "jwt-svid", kid: "k1" },
-      ],
-      spiffe_sequence: 1,
-    },
-  };
-}
 
 describe.each(BACKENDS)("federations on %s", (backend) => {
   describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {

@@ -28,6 +28,7 @@ import { bearer, operator, startApi, tenantWithToken, uniqueName } from "../supp
 import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { until } from "../support/until.ts";
+import { pastedBundle } from "../support/federation.ts";
 import { routeWorkload } from "../agent/netns-traffic.ts";
 
 function unavailable(): string | null {
@@ -216,6 +217,26 @@ describe.skipIf(skipWithout("workload API conformance (root, bpf, cgroup2, iprou
     expect(jwks.keys.length).toBeGreaterThanOrEqual(1);
     for (const k of jwks.keys) expect(k.kid).toBeTruthy();
   });
+
+  it("federated bundles (issue #16): a bundle tenant two pastes reaches x's FetchX509SVID, FetchX509Bundles and FetchJWTBundles, and no other tenant's workload", async () => {
+    const { jwks, cert } = pastedBundle("partner.example");
+    await rest("PUT", "/federations/partner", { trustDomain: "partner.example", bundle: { spiffeBundle: jwks } }, two);
+    const fed = "spiffe://partner.example";
+    // The agent reads bundles again every 5 s.
+    let x: Line = {};
+    for (let i = 0; i < 40; i++) {
+      x = await only(netns.x, ["x509bundles"]);
+      if ((x.bundles as Record<string, string>)[fed]) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    expect(Buffer.from((x.bundles as Record<string, string>)[fed]!, "base64").equals(cert.raw)).toBe(true);
+    expect(Object.keys(x.bundles as object)).toContain(`spiffe://${new URL(ids.x).host}`);
+    expect((await only(netns.x, ["x509", "1"])).federated_bundles).toEqual([fed]);
+    const j = await only(netns.x, ["jwtbundles"]);
+    expect((j.bundles as Record<string, { keys: { kid: string }[] }>)[fed]!.keys.map((k) => k.kid)).toEqual(["k1"]);
+    // Tenant one federates with nobody: its workloads see only their own trust domain.
+    expect(Object.keys((await only(netns.a, ["x509bundles"])).bundles as object)).toEqual([`spiffe://${new URL(ids.a).host}`]);
+  }, 40_000);
 
   it("FetchWITSVID and FetchWITBundles answer UNIMPLEMENTED", async () => {
     expect(await only(netns.a, ["wit"])).toMatchObject({ error: "UNIMPLEMENTED" });

@@ -17,7 +17,7 @@
  * exist comes from outside (the API's list of the node's workloads), so this
  * class only reconciles a list.
  */
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { ApiClient } from "./client.ts";
@@ -57,6 +57,10 @@ export interface HeldBundle {
   /** The `jwt-svid` keys, as JWKs. */
   jwtKeys: Record<string, unknown>[];
   sequence: number;
+  /** The trust domains the tenant federates with (issue #16): trust domain -> its authorities. */
+  federated: Map<string, { x509: Buffer[]; jwtKeys: Record<string, unknown>[] }>;
+  /** Changes with the bundle's sequence or any federated bundle: streams compare it. */
+  version: string;
 }
 
 export interface SvidSyncResult {
@@ -68,7 +72,8 @@ export interface SvidSyncResult {
 
 export interface SvidManagerOptions {
   stateDir: string;
-  client: Pick<ApiClient, "issueX509Svid" | "bundle">;
+  /** federatedBundles: without it (or when the API offers none), no federated bundles. */
+  client: Pick<ApiClient, "issueX509Svid" | "bundle"> & Partial<Pick<ApiClient, "federatedBundles">>;
   /** Also write the files above (default true; the agent passes --svid-files, default off). */
   files?: boolean;
   /** Bundles are read again this often (ms; default 5,000, SPIRE's agent sync). 0: only when an SVID is issued. */
@@ -141,9 +146,9 @@ export class SvidManager {
   async refreshBundles(): Promise<void> {
     let changed = false;
     for (const tenant of new Set(this.desired.map((r) => r.tenant))) {
-      const before = this.bundleOf.get(tenant)?.sequence;
+      const before = this.bundleOf.get(tenant)?.version;
       const b = await this.fetchBundle(tenant);
-      if (b.sequence === before) continue;
+      if (b.version === before) continue;
       changed = true;
       if (this.files()) {
         for (const ref of this.desired) {
@@ -169,7 +174,20 @@ export class SvidManager {
       else if (k.use === "jwt-svid" && typeof k.kid === "string") jwtKeys.push(k);
     }
     if (x509.length === 0) throw new Error(`the bundle of ${tenant} holds no X.509 authority`);
-    const held = { tenant, x509, jwtKeys, sequence: answer.spiffe_sequence };
+    const federated: HeldBundle["federated"] = new Map();
+    const fed = this.options.client.federatedBundles ? (await this.options.client.federatedBundles(tenant)).bundles : [];
+    for (const f of fed) {
+      federated.set(f.trustDomain, {
+        x509: f.x509Authorities.map((b64) => Buffer.from(b64, "base64")),
+        jwtKeys: f.jwtAuthorities.map((a) => ({
+          ...createPublicKey({ key: Buffer.from(a.publicKey, "base64"), format: "der", type: "spki" }).export({ format: "jwk" }),
+          use: "jwt-svid",
+          kid: a.keyId,
+        })),
+      });
+    }
+    const digest = createHash("sha256").update(JSON.stringify(fed)).digest("hex").slice(0, 16);
+    const held = { tenant, x509, jwtKeys, sequence: answer.spiffe_sequence, federated, version: `${answer.spiffe_sequence}/${digest}` };
     this.bundleOf.set(tenant, held);
     return held;
   }

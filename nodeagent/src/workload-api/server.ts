@@ -249,24 +249,29 @@ export class WorkloadApiServer {
       bundle: Buffer.concat(bundles.get(s.trustDomain)!.x509),
       hint: "",
     }));
-    const fingerprint = svids.map((s) => `${s.spiffeId}#${s.serial}#${bundles.get(s.trustDomain)!.sequence}`).join(",");
-    return { message: { svids: out, crl: [], federated_bundles: {} }, fingerprint };
+    const fingerprint = svids.map((s) => `${s.spiffeId}#${s.serial}#${bundles.get(s.trustDomain)!.version}`).join(",");
+    // Federated trust domains of every tenant the caller's SVIDs belong to; never one of those trust domains themselves.
+    const federated: Record<string, Buffer> = {};
+    for (const [, b] of bundles) for (const [td, f] of b.federated) if (!bundles.has(td)) federated[`spiffe://${td}`] = Buffer.concat(f.x509);
+    return { message: { svids: out, crl: [], federated_bundles: federated }, fingerprint };
   }
 
   private x509BundlesMessage(keys: readonly string[]) {
     const { svids, bundles } = this.held(keys);
     if (svids.length === 0) return null;
     const out: Record<string, Buffer> = {};
+    for (const [, b] of bundles) for (const [td, f] of b.federated) if (!bundles.has(td) && f.x509.length > 0) out[`spiffe://${td}`] = Buffer.concat(f.x509);
     for (const [td, b] of bundles) out[`spiffe://${td}`] = Buffer.concat(b.x509);
-    return { message: { crl: [], bundles: out }, fingerprint: [...bundles].map(([td, b]) => `${td}#${b.sequence}`).join(",") };
+    return { message: { crl: [], bundles: out }, fingerprint: [...bundles].map(([td, b]) => `${td}#${b.version}`).join(",") };
   }
 
   private jwtBundlesMessage(keys: readonly string[]) {
     const { svids, bundles } = this.held(keys);
     if (svids.length === 0) return null;
     const out: Record<string, Buffer> = {};
+    for (const [, b] of bundles) for (const [td, f] of b.federated) if (!bundles.has(td)) out[`spiffe://${td}`] = Buffer.from(JSON.stringify({ keys: f.jwtKeys }));
     for (const [td, b] of bundles) out[`spiffe://${td}`] = Buffer.from(JSON.stringify({ keys: b.jwtKeys }));
-    return { message: { bundles: out }, fingerprint: [...bundles].map(([td, b]) => `${td}#${b.sequence}`).join(",") };
+    return { message: { bundles: out }, fingerprint: [...bundles].map(([td, b]) => `${td}#${b.version}`).join(",") };
   }
 
   private async fetchJwtSvid(keys: readonly string[], req: { audience: string[]; spiffe_id: string }) {
@@ -296,7 +301,9 @@ export class WorkloadApiServer {
     if (!req.audience) throw fail(grpc.status.INVALID_ARGUMENT, "audience must be specified");
     if (!req.svid) throw fail(grpc.status.INVALID_ARGUMENT, "svid must be specified");
     const { bundles } = this.held(keys);
-    const result = await validateJwtSvid(req.svid, req.audience, (td) => bundles.get(td)?.jwtKeys);
+    // As SPIRE: every bundle the caller holds, its own trust domains' first, then federated ones.
+    const federatedKeys = (td: string) => [...bundles.values()].map((b) => b.federated.get(td)?.jwtKeys).find((k) => k !== undefined);
+    const result = await validateJwtSvid(req.svid, req.audience, (td) => bundles.get(td)?.jwtKeys ?? federatedKeys(td));
     if ("error" in result) throw fail(grpc.status.INVALID_ARGUMENT, (result as JwtValidationError).error);
     return { spiffe_id: result.spiffeId, claims: toStruct(result.claims) };
   }
