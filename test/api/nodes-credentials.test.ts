@@ -24,9 +24,10 @@ const operatorOnly = routes.filter((r) => r.auth?.who === "operator");
 const nodeRoutes = routes.filter((r) => r.auth?.who === "node");
 
 describe("the route table", () => {
-  it("lets node credentials onto exactly four tenant routes: X.509- and JWT-SVID issuance and workload writes", () => {
+  it("lets node credentials onto exactly five tenant routes: X.509- and JWT-SVID issuance, workload writes and federated bundles", () => {
     expect(nodeAllowed.map(label).sort()).toEqual([
       "DELETE /v1/tenants/:tenant/workloads/:name",
+      "GET /v1/tenants/:tenant/federated-bundles",
       "POST /v1/tenants/:tenant/identities/:name/jwt-svids",
       "POST /v1/tenants/:tenant/identities/:name/x509-svids",
       "PUT /v1/tenants/:tenant/workloads/:name",
