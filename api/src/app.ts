@@ -33,6 +33,8 @@ import caRoutes from "./routes/ca/index.ts";
 import datapathRoutes from "./routes/datapath/index.ts";
 import identityRoutes from "./routes/identities/index.ts";
 import policyRoutes from "./routes/policies/index.ts";
+import { BundleEndpoints } from "./mesh/bundle-endpoints.ts";
+import { jwksProblem } from "./mesh/federations.ts";
 import federationRoutes from "./routes/federations/index.ts";
 import serviceRoutes from "./routes/services/index.ts";
 import workloadRoutes from "./routes/workloads/index.ts";
@@ -184,6 +186,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     tokens,
     ca,
     follower,
+    bundleEndpoints: new BundleEndpoints({
+      allowed: config.federationEndpoints ?? [],
+      timeoutMs: config.federationFetchTimeoutMs,
+      minRefreshMs: config.federationMinRefreshMs,
+      validate: jwksProblem,
+    }),
     writeFor: makeWriteFor(db, feed),
   };
   app.decorate("weft", services);

@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { parseKek, type Kek } from "./ca/kek.ts";
 import { DATAPATH_MAPS, type DatapathMap } from "./compiler/types.ts";
+import { allowedEndpointEntry } from "./mesh/bundle-endpoints.ts";
 import { DEFAULT_POD_CIDR, DEFAULT_POD_CIDR_NODE_PREFIX, DEFAULT_SERVICE_CIDR } from "./mesh/addresses.ts";
 
 export interface Config {
@@ -52,6 +53,11 @@ export interface Config {
    * process: never, mesh/liveness.ts).
    */
   nodeGraceSeconds?: number;
+  /** WEFT_FEDERATION_ENDPOINTS: host:port entries (lowercase, port explicit) a federation's endpointUrl may name (default none). */
+  federationEndpoints?: string[];
+  /** In process only (tests): the bundle endpoint fetch timeout (default 5 s) and refresh floor (default 30 s). */
+  federationFetchTimeoutMs?: number;
+  federationMinRefreshMs?: number;
 }
 
 export const DEFAULT_NODE_GRACE_SECONDS = 15;
@@ -216,6 +222,17 @@ function securityLimitFrom(env: Env, name: string, fallback: number, min: number
   return Number(raw);
 }
 
+/** WEFT_FEDERATION_ENDPOINTS: comma-separated host[:port] entries, each normalized to host:port (443 when omitted). */
+function federationEndpointsFrom(env: Env): string[] {
+  const raw = env.WEFT_FEDERATION_ENDPOINTS ?? "";
+  if (raw.trim() === "") return [];
+  return raw.split(",").map((part) => {
+    const entry = allowedEndpointEntry(part.trim());
+    if (entry === null) throw new ConfigError(`WEFT_FEDERATION_ENDPOINTS must be comma-separated host[:port] entries, got "${part.trim()}"`);
+    return entry;
+  });
+}
+
 /** Reads the configuration; a bad value throws a ConfigError naming the variable. */
 export function configFromEnv(env: Env = process.env): Config {
   const host = env.HOST ?? "127.0.0.1";
@@ -243,6 +260,7 @@ export function configFromEnv(env: Env = process.env): Config {
     tokenMaxTtlSeconds: boundedIntegerFrom(env, "WEFT_TOKEN_MAX_TTL", 31_536_000, 60, 31_536_000),
     tokenMintLimit: boundedIntegerFrom(env, "WEFT_TOKEN_MINT_LIMIT", 60, 1, 100_000),
     nodeGraceSeconds: boundedIntegerFrom(env, "WEFT_NODE_GRACE_SECONDS", DEFAULT_NODE_GRACE_SECONDS, 0, 86_400),
+    federationEndpoints: federationEndpointsFrom(env),
   };
 }
 

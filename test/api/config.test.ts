@@ -26,6 +26,11 @@ describe("configuration from the environment", () => {
     ["WEFT_MAP_CAPACITY_POLICY", "many"],
     ["WEFT_MAP_CAPACITY_IPCACHE", "4294967296"],
     ["WEFT_DATAPATH_HISTORY", "0"],
+    ["WEFT_FEDERATION_ENDPOINTS", "https://partner.example"],
+    ["WEFT_FEDERATION_ENDPOINTS", "partner.example/bundle"],
+    ["WEFT_FEDERATION_ENDPOINTS", "user@partner.example"],
+    ["WEFT_FEDERATION_ENDPOINTS", "partner.example:99999"],
+    ["WEFT_FEDERATION_ENDPOINTS", "a.example,,b.example"],
   ])("refuses %s=%j with a ConfigError naming it", (name, value) => {
     let caught: unknown;
     try {
@@ -45,6 +50,15 @@ describe("configuration from the environment", () => {
       WEFT_OPERATOR_TOKEN: "weft_op_" + "x".repeat(24),
     });
     expect(config).toMatchObject({ port: 0, databaseUrl: "postgresql://u@h:5432/db", logLevel: "silent" });
+  });
+
+  it("reads the federation endpoint allow-list: none by default, host[:port] entries as host:port", () => {
+    expect(configFromEnv({}).federationEndpoints).toEqual([]);
+    expect(configFromEnv({ WEFT_FEDERATION_ENDPOINTS: "Partner.Example, 127.0.0.1:8443,[::1]:9443" }).federationEndpoints).toEqual([
+      "partner.example:443",
+      "127.0.0.1:8443",
+      "[::1]:9443",
+    ]);
   });
 
   it("reads the service range, map capacities and datapath history, with defaults", () => {

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { X509Certificate, generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -29,3 +29,20 @@ export function pastedBundle(trustDomain: string) {
   };
 }
 
+
+/** A throwaway CA (openssl) and a server certificate it signs for 127.0.0.1: the PEMs. */
+export function loopbackTls(): { caPem: string; certPem: string; keyPem: string } {
+  const dir = mkdtempSync(join(tmpdir(), "weft-fed-tls-"));
+  const run = (args: string[]) => execFileSync("openssl", args, { stdio: "ignore", cwd: dir });
+  run([
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+    "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=weft test endpoint CA",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+  ]);
+  run(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1"]);
+  writeFileSync(join(dir, "ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n");
+  run(["x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "srv.pem"]);
+  const out = { caPem: readFileSync(join(dir, "ca.pem"), "utf8"), certPem: readFileSync(join(dir, "srv.pem"), "utf8"), keyPem: readFileSync(join(dir, "srv.key"), "utf8") };
+  rmSync(dir, { recursive: true, force: true });
+  return out;
+}

@@ -15,6 +15,12 @@
  *   the same `pending`, so naming a tenant tells the caller nothing it was
  *   not told by that tenant's own consent.
  *
+ * - `{endpointUrl, endpointCa?}`: a SPIFFE bundle endpoint (https_web),
+ *   fetched by the API under the operator's allow-list and cached per
+ *   replica (bundle-endpoints.ts); its bundle passes the checks a pasted one
+ *   does. A failed fetch reads `unavailable` with the reason, and the last
+ *   good bundle, if any, is still served.
+ *
  * Nothing here reaches the datapath: writes are recorded (audit, change
  * log) but not admitted.
  */
@@ -25,15 +31,16 @@ import { TENANT_SETTING, federations, tenants, workloads } from "../db/schema.ts
 import { read, type Tx, type WriteScope } from "../db/transactions.ts";
 import type { Follower } from "../follower/follow.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
+import { certificatesOfPem, endpointUrlProblem, type BundleEndpoints, type EndpointSource, type EndpointState } from "./bundle-endpoints.ts";
 import { etagOf, putIntent } from "./preconditions.ts";
 import { fieldRefusal, MeshRefusal, type FieldError } from "./refusal.ts";
 import type { FederationSpec } from "./specs.ts";
 import { meshRows, writeMeshRow, type Preconditions, type ResourceStore } from "./write.ts";
 
 export type FederationDbRow = typeof federations.$inferSelect;
-export type FederationStatus = "active" | "pending";
-/** A row with its status, computed when read: it depends on the other tenant's rows. */
-export type FederationView = FederationDbRow & { status: FederationStatus };
+export type FederationStatus = "active" | "pending" | "unavailable";
+/** A row with its status, computed when read: it depends on the other tenant's rows, or on its endpoint. */
+export type FederationView = FederationDbRow & { status: FederationStatus; reason?: string };
 
 /** A bundle's authorities as the node agent takes them: DER, base64. */
 export interface BundleAuthorities {
@@ -99,6 +106,28 @@ const { byName } = rows;
 
 type TenantBundle = { tenant: string };
 const namesTenant = (bundle: unknown): bundle is TenantBundle => typeof (bundle as TenantBundle).tenant === "string";
+const namesEndpoint = (bundle: unknown): bundle is EndpointSource => typeof (bundle as EndpointSource).endpointUrl === "string";
+
+/** The first problem of a bundle, for an endpoint's answer; null when it is usable. */
+export function jwksProblem(jwks: { keys: Record<string, unknown>[] }): string | null {
+  const checked = authoritiesOfJwks(jwks, "bundle");
+  return Array.isArray(checked) ? `${checked[0]!.field}: ${checked[0]!.message}` : null;
+}
+
+/** An endpoint federation's status from its endpoint's state; before any fetch (a write's answer), pending. */
+const endpointStatus = (row: FederationView, state: EndpointState | null): FederationView =>
+  state === null
+    ? { ...row, status: "pending", reason: "the endpoint is fetched on the first read" }
+    : state.ok
+      ? { ...row, status: "active" }
+      : { ...row, status: "unavailable", reason: state.reason ?? "the endpoint failed" };
+
+/** Endpoint federations' statuses, fetching where nothing is cached yet: called outside any transaction. */
+async function withEndpointStatus(endpoints: BundleEndpoints, tenantId: number, list: FederationView[]): Promise<FederationView[]> {
+  return Promise.all(
+    list.map(async (row) => (namesEndpoint(row.bundle) ? endpointStatus(row, await endpoints.state(tenantId, row.name, row.bundle)) : row)),
+  );
+}
 
 /**
  * The other tenant, when `row` names one that consents: it exists, its trust
@@ -132,7 +161,25 @@ const setTenantOf = (tx: Tx) => async (id: number) => {
   await tx.execute(sql`SELECT set_config(${TENANT_SETTING}, ${String(id)}, true)`);
 };
 
-async function putFederation(w: WriteScope, _follower: Follower, tenant: TenantDbRow, name: string, spec: FederationSpec, pre: Preconditions) {
+/** An endpoint's URL and CA, refused with 422 naming the field: the allow-list first of all. */
+function checkEndpoint(bundle: EndpointSource, allowed: readonly string[]): void {
+  const problem = endpointUrlProblem(bundle.endpointUrl, allowed);
+  if (problem) throw fieldRefusal("invalid", "the bundle endpoint may not be fetched", "body.bundle.endpointUrl", problem);
+  if (bundle.endpointCa !== undefined) {
+    const certs = certificatesOfPem(bundle.endpointCa);
+    if (typeof certs === "string") throw fieldRefusal("invalid", "the endpoint CA is not usable", "body.bundle.endpointCa", certs);
+  }
+}
+
+async function putFederation(
+  endpoints: BundleEndpoints,
+  allowed: readonly string[],
+  w: WriteScope,
+  tenant: TenantDbRow,
+  name: string,
+  spec: FederationSpec,
+  pre: Preconditions,
+) {
   if (spec.trustDomain === tenant.trustDomain) {
     throw fieldRefusal("invalid", "a tenant does not federate with its own trust domain", "body.trustDomain", "is this tenant's own trust domain");
   }
@@ -140,6 +187,7 @@ async function putFederation(w: WriteScope, _follower: Follower, tenant: TenantD
     const checked = authoritiesOfJwks(spec.bundle.spiffeBundle as { keys: Record<string, unknown>[] });
     if (Array.isArray(checked)) throw new MeshRefusal("invalid", "the bundle is not a usable SPIFFE bundle", checked);
   }
+  if (namesEndpoint(spec.bundle)) checkEndpoint(spec.bundle, allowed);
   return writeMeshRow(w, undefined, {
     kind: "federation",
     tenantId: tenant.id,
@@ -158,19 +206,23 @@ async function putFederation(w: WriteScope, _follower: Follower, tenant: TenantD
       const [row] = existing
         ? await w.tx.update(federations).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
         : await w.tx.insert(federations).values({ tenantId: tenant.id, name, ...values }).returning();
-      const [shown] = await withStatus(w.tx, w.setTenant, tenant, [row!]);
+      let [shown] = await withStatus(w.tx, w.setTenant, tenant, [row!]);
+      // No fetch inside the write's transaction: the cache's word, if it has one.
+      if (namesEndpoint(shown!.bundle)) shown = endpointStatus(shown!, endpoints.peek(tenant.id, name, shown!.bundle));
       return { change: null, op: "upsert", action: `federation.${intent}`, result: { row: shown!, intent } };
     },
   });
 }
 
-/** The store of tenant-resource.ts: rows come with their status. */
-export function federationStore(): ResourceStore<FederationSpec, FederationView> {
-  const decorate = (db: Db, tenantId: number, list: FederationDbRow[]) =>
-    read(db, tenantId, async (tx) => {
+/** The store of tenant-resource.ts: rows come with their status; `allowed` is WEFT_FEDERATION_ENDPOINTS. */
+export function federationStore(endpoints: BundleEndpoints, allowed: readonly string[]): ResourceStore<FederationSpec, FederationView> {
+  const decorate = async (db: Db, tenantId: number, list: FederationDbRow[]) => {
+    const views = await read(db, tenantId, async (tx) => {
       const [tenant] = await tx.select().from(tenants).where(eq(tenants.id, tenantId));
       return tenant ? withStatus(tx, setTenantOf(tx), tenant as TenantDbRow, list) : [];
     });
+    return withEndpointStatus(endpoints, tenantId, views);
+  };
   return {
     async find(db, tenantId, name) {
       const row = await rows.find(db, tenantId, name);
@@ -179,7 +231,7 @@ export function federationStore(): ResourceStore<FederationSpec, FederationView>
     async list(db, tenantId, limit, after) {
       return decorate(db, tenantId, await rows.list(db, tenantId, limit, after));
     },
-    put: putFederation,
+    put: (w, _follower, tenant, name, spec, pre) => putFederation(endpoints, allowed, w, tenant, name, spec, pre),
     remove: (w, follower, tenantId, name, ifMatch) => rows.remove(w, follower, tenantId, name, ifMatch),
   };
 }
@@ -187,10 +239,12 @@ export function federationStore(): ResourceStore<FederationSpec, FederationView>
 /**
  * The bundles a tenant's workloads trust besides their own, by trust domain:
  * pasted ones as stored, other tenants' only under consent (their CA read
- * with `caBundle`). Ordered by federation name.
+ * with `caBundle`), endpoints' as last fetched well (fetched after the
+ * transaction). Ordered by federation name.
  */
 export async function federatedBundles(
   db: Db,
+  endpoints: BundleEndpoints,
   tenant: TenantDbRow,
   caBundle: (tenant: TenantDbRow) => Promise<{ keys: Record<string, unknown>[] }>,
 ): Promise<(BundleAuthorities & { trustDomain: string })[]> {
@@ -201,12 +255,18 @@ export async function federatedBundles(
     for (const row of list) out.push({ row, other: namesTenant(row.bundle) ? await consentingTenant(tx, setTenant, tenant, row) : null });
     return out;
   });
+  // Endpoints in parallel: one that hangs costs its timeout once, not once per federation after it.
+  const states = await Promise.all(found.map(({ row }) => (namesEndpoint(row.bundle) ? endpoints.state(tenant.id, row.name, row.bundle) : null)));
   const bundles: (BundleAuthorities & { trustDomain: string })[] = [];
-  for (const { row, other } of found) {
+  for (const [i, { row, other }] of found.entries()) {
     let jwks: { keys: Record<string, unknown>[] };
     if (namesTenant(row.bundle)) {
       if (!other) continue;
       jwks = await caBundle(other);
+    } else if (namesEndpoint(row.bundle)) {
+      const fetched = states[i]?.jwks;
+      if (!fetched) continue;
+      jwks = fetched;
     } else {
       jwks = (row.bundle as { spiffeBundle: { keys: Record<string, unknown>[] } }).spiffeBundle;
     }

@@ -341,6 +341,20 @@ export const FederationSpec = Type.Object(
     bundle: Type.Union([
       Type.Object({ tenant: Name }, { additionalProperties: false, description: "Another Weft tenant: its CA, served once it declares the reverse federation" }),
       Type.Object({ spiffeBundle: SpiffeBundleJwks }, { additionalProperties: false }),
+      Type.Object(
+        {
+          endpointUrl: Type.String({
+            minLength: 9,
+            maxLength: 2048,
+            pattern: "^https://",
+            description: "A SPIFFE bundle endpoint (https_web profile); its host[:port] must be in the operator's WEFT_FEDERATION_ENDPOINTS",
+          }),
+          endpointCa: Type.Optional(
+            Type.String({ minLength: 1, maxLength: 65536, description: "PEM CA certificates trusted for the endpoint instead of the Web PKI roots" }),
+          ),
+        },
+        { additionalProperties: false, description: "A SPIFFE bundle endpoint, fetched by the API at most once per refresh interval" },
+      ),
     ]),
   },
   { additionalProperties: false },

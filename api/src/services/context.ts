@@ -1,3 +1,4 @@
+import type { BundleEndpoints } from "../mesh/bundle-endpoints.ts";
 import type { FastifyRequest } from "fastify";
 import { actorOf } from "../auth/principal.ts";
 import type { OperatorToken } from "../auth/operator-token.ts";
@@ -24,6 +25,8 @@ export interface Services {
   ca: CaService;
   /** The change-log follower: each node's compiled desired state, its history and long polls; capacity admission for writes. */
   follower: Follower;
+  /** Federations' SPIFFE bundle endpoints: fetched under WEFT_FEDERATION_ENDPOINTS, cached per replica (mesh/bundle-endpoints.ts). */
+  bundleEndpoints: BundleEndpoints;
   /** Runs a write on behalf of a request, honouring ?dryRun, and tells this replica's caches at commit. */
   writeFor<T>(request: FastifyRequest, tenantId: number | null, body: (scope: WriteScope) => Promise<T>): Promise<T>;
 }

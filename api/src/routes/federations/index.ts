@@ -21,22 +21,31 @@ const toFederation = (row: FederationView): Federation => ({
   trustDomain: row.trustDomain,
   bundle: row.bundle as Federation["bundle"],
   status: row.status,
+  ...(row.reason !== undefined ? { reason: row.reason } : {}),
   etag: etagOf(row.revision),
   createdAt: row.createdAt.toISOString(),
   updatedAt: row.updatedAt.toISOString(),
 });
 
-/** Trust in other trust domains: pasted SPIFFE bundles, or other Weft tenants under mutual consent (mesh/federations.ts). */
-const federationRoutes = resourceRoutes({
-  plural: "federations",
-  noun: "federation",
-  spec: FederationSpec,
-  resource: Federation,
-  store: federationStore(),
-  show: toFederation,
-  putNote:
-    "The trust domain may not be the tenant's own (422), nor another federation's of the tenant (409); a pasted bundle must hold CA certificates that parse and EC or RSA public keys only (422, naming the key). A named tenant's bundle is served only once that tenant declares a federation naming this tenant with this tenant's trust domain; until then `status` is pending, whether the tenant exists or not. `status` is computed when read: the ETag versions the declaration.",
-});
+/**
+ * Trust in other trust domains: pasted SPIFFE bundles, bundle endpoints, or
+ * other Weft tenants under mutual consent (mesh/federations.ts).
+ */
+const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { weft } = app;
+  await app.register(
+    resourceRoutes({
+      plural: "federations",
+      noun: "federation",
+      spec: FederationSpec,
+      resource: Federation,
+      store: federationStore(weft.bundleEndpoints, weft.config.federationEndpoints ?? []),
+      show: toFederation,
+      putNote:
+        "The trust domain may not be the tenant's own (422), nor another federation's of the tenant (409); a pasted bundle must hold CA certificates that parse and EC or RSA public keys only (422, naming the key). A named tenant's bundle is served only once that tenant declares a federation naming this tenant with this tenant's trust domain; until then `status` is pending, whether the tenant exists or not. A bundle endpoint must be https, without userinfo, on a host[:port] the operator allows in WEFT_FEDERATION_ENDPOINTS (422 on body.bundle.endpointUrl otherwise); it is fetched on the first read, then at most once per refresh interval (`spiffe_refresh_hint` within 30 s to 1 h, default 5 min), without following redirects, within 5 s and 1 MiB; a failed fetch reads `unavailable` with a reason, and the last good bundle is still served. `status` is computed when read: the ETag versions the declaration.",
+    }),
+  );
+};
 
 const bundleRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { weft } = app;
@@ -58,7 +67,7 @@ const bundleRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const tenant = tenantOf(request);
       const p = request.principal;
       if (p?.kind === "node" && !(await nodeHostsTenant(weft.db, tenant.id, p.node))) throw notFound(`tenant "${tenant.name}"`);
-      const bundles = await federatedBundles(weft.db, tenant, async (other) => {
+      const bundles = await federatedBundles(weft.db, weft.bundleEndpoints, tenant, async (other) => {
         const id = String(other.id);
         const found = (await weft.ca.bundle(id)) ?? (await weft.ca.ensure(id, other.trustDomain, BOOTSTRAP), await weft.ca.bundle(id));
         return found!.json as unknown as { keys: Record<string, unknown>[] };

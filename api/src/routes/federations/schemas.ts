@@ -7,10 +7,11 @@ export const Federation = Type.Object(
     name: Name,
     trustDomain: TrustDomain,
     bundle: FederationSpec.properties.bundle,
-    status: Type.Union([Type.Literal("active"), Type.Literal("pending")], {
+    status: Type.Union([Type.Literal("active"), Type.Literal("pending"), Type.Literal("unavailable")], {
       description:
-        "active: the bundle is served to the tenant's workloads. pending: a named tenant has not declared the reverse federation (or does not exist, or has another trust domain: all read the same)",
+        "active: the bundle is served to the tenant's workloads. pending: a named tenant has not declared the reverse federation (or does not exist, or has another trust domain: all read the same), or a bundle endpoint was not fetched yet. unavailable: the bundle endpoint's last fetch failed (see reason); its last good bundle, if any, is still served",
     }),
+    reason: Type.Optional(Type.String({ description: "Why the federation is not active, for bundle endpoints" })),
     etag: Type.String(),
     createdAt: Timestamp,
     updatedAt: Timestamp,
