@@ -5,6 +5,7 @@ import type { WeftApp } from "../../api/src/app.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { loopbackTls, pastedBundle } from "../support/federation.ts";
 import { until } from "../support/until.ts";
+import { BundleEndpoints } from "../../api/src/mesh/bundle-endpoints.ts";
 
 const TIMEOUT_MS = 500;
 
@@ -91,6 +92,17 @@ describe.each(BACKENDS)("federation bundle endpoints on %s", (backend) => {
       expect((await get(a.tenant, a.token, "federations/partner")).json()).toMatchObject({ status: "active" });
       // No spiffe_refresh_hint: 5 minutes, so one fetch for all those reads.
       expect(main.hits.get("/bundle")! - before).toBe(1);
+    });
+
+    it("stops serving an endpoint's last good bundle once the operator no longer allows it", async () => {
+      const allowed = [`127.0.0.1:${main.port}`];
+      const endpoints = new BundleEndpoints({ allowed, validate: () => null, minRefreshMs: 0 });
+      const source = { endpointUrl: url("/bundle"), endpointCa: tls.caPem };
+      expect(await endpoints.state(1, "partner", source)).toMatchObject({ ok: true, jwks: { keys: [expect.anything(), expect.anything()] } });
+      allowed.length = 0;
+      const now = await endpoints.state(1, "partner", source);
+      expect(now).toMatchObject({ ok: false, jwks: null });
+      expect(now.reason).toMatch(/WEFT_FEDERATION_ENDPOINTS/);
     });
 
     it("refuses endpoints the operator does not allow, and anything but https without userinfo", async () => {

@@ -140,6 +140,9 @@ export class BundleEndpoints {
    * answer from the cache and, when it is stale, refresh in the background.
    */
   async state(tenantId: number, name: string, source: EndpointSource): Promise<EndpointState> {
+    // An endpoint the operator no longer allows is no longer trusted: its last good bundle is not served either.
+    const problem = endpointUrlProblem(source.endpointUrl, this.opts.allowed);
+    if (problem) return { jwks: null, ok: false, reason: `endpointUrl ${problem}` };
     const key = `${tenantId}/${name}`;
     const fingerprint = fingerprintOf(source);
     let entry = this.entries.get(key);
