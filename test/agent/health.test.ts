@@ -10,18 +10,13 @@ import { createServer as createHttpServer, type IncomingHttpHeaders, type Server
 import { createServer as createTcpServer, type AddressInfo, type Server } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { HealthProber, healthCheckProblem, nextHealth, probe, UNKNOWN, type HealthCheck, type HealthRecord, type HealthTransition } from "../../nodeagent/src/agent/health.ts";
+import { untilHolds } from "../support/until.ts";
 
 const tcp = (port: number, over: Partial<HealthCheck> = {}): HealthCheck => ({ protocol: "tcp", port, intervalSeconds: 1, timeoutSeconds: 1, healthyThreshold: 2, unhealthyThreshold: 3, ...over });
 const http = (port: number, over: Partial<HealthCheck> = {}): HealthCheck => ({ ...tcp(port), protocol: "http", path: "/healthz", expectStatus: 200, ...over });
 
 /** Waits until `check` holds, polling every 5 ms. */
-async function until(what: string, ms: number, check: () => boolean): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const until = (what: string, ms: number, check: () => boolean): Promise<boolean> => untilHolds(what, check, (held) => held, ms, 5);
 
 const listening = async <S extends Server | HttpServer>(server: S): Promise<number> => {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

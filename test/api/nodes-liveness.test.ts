@@ -12,6 +12,7 @@ import type { WeftApp } from "../../api/src/app.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, freshPostgres, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { freshAddress, identity, mustPut, putResource } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
+import { untilHolds } from "../support/until.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const GRACE_SECONDS = 1;
@@ -69,15 +70,7 @@ describe.each(BACKENDS)("node liveness and backend health on %s", (backend) => {
     const onlyC = () => ({ [address["web-c"]!]: 1 });
     const health = (workload: string, state: "healthy" | "unhealthy") => ({ tenant: t.tenant, workload, state, since: new Date().toISOString() });
 
-    async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        const v = await read();
-        if (ok(v)) return v;
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
-        await sleep(100);
-      }
-    }
+    const until = untilHolds;
 
     beforeAll(async () => {
       if (backend === "postgres") {

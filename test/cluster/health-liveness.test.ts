@@ -25,6 +25,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clusterUnavailableReason, startCluster, THREE_NODES, type Cluster, type ClusterTenant } from "../../bench/support/cluster.ts";
 import { skipWithout } from "../support/prerequisites.ts";
+import { untilHolds } from "../support/until.ts";
 
 const run = promisify(execFile);
 const reason = clusterUnavailableReason();
@@ -58,16 +59,7 @@ interface HealthShown {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
-/** Polls `read` until `ok` holds; throws with the last value after `ms`. */
-async function until<T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = BOUND_MS): Promise<T> {
-  const deadline = performance.now() + ms;
-  for (;;) {
-    const v = await read();
-    if (ok(v)) return v;
-    if (performance.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}: ${JSON.stringify(v)}`);
-    await sleep(100);
-  }
-}
+const until = <T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = BOUND_MS): Promise<T> => untilHolds(what, read, ok, ms);
 
 describe.skipIf(skipWithout("simulated cluster (root, bpf, cgroup2, iproute2, curl)", reason))("three nodes: backend health, node liveness, zones, unresolved workloads", () => {
   let c: Cluster;

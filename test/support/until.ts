@@ -8,3 +8,14 @@ export async function until<T>(what: string, boundMs: number, probe: () => Promi
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Reads `read` every `everyMs` until `ok` holds of its answer; throws with the last answer after `boundMs`. */
+export async function untilHolds<T>(what: string, read: () => Promise<T> | T, ok: (v: T) => boolean, boundMs = 10_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + boundMs;
+  for (;;) {
+    const v = await read();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${boundMs} ms waiting for ${what}: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
