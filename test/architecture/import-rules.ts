@@ -51,6 +51,7 @@ export const IMPORT_RULES: ImportRule[] = [
   { part: "api/", why: "the API reaches agents and Terraform only through its document", never: ["nodeagent/", "terraform/"] },
   { part: "nodeagent/", why: "the agent is a client of the API's document, not of its code", never: ["api/", "terraform/"] },
   { part: "terraform/", why: "the provider is a client of the API's document, not of its code", never: ["api/", "nodeagent/"] },
+  { part: "cli/", why: "the weft command is a client of the API's document (cli/src/routes.ts, checked against it), not of its code", never: ["api/", "nodeagent/", "terraform/"] },
   { part: "wasm/pkg/", why: "the codec knows only the ABI", never: ["api/", "nodeagent/", "terraform/", "packages/", "fastify", "drizzle-orm", "pg"] },
   { part: "packages/", why: "shared packages are leaves", never: ["api/", "nodeagent/", "terraform/"] },
 ];

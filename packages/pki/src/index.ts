@@ -4,3 +4,4 @@
 export * from "./der.ts";
 export * from "./x509.ts";
 export * from "./pkcs10.ts";
+export * from "./csr.ts";

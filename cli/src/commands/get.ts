@@ -1,0 +1,61 @@
+/** weft get KIND [NAME]: one resource or every one of a kind (all pages), as a table, JSON or YAML. */
+import { call, json, listAll } from "../client.ts";
+import { choice, connection, ENDPOINT_OPTION, OUTPUT_OPTION, requireTenant, string, TENANT_OPTION, type Command } from "../command.ts";
+import { UsageError } from "../errors.ts";
+import { findKind, kindNames, type Kind } from "../kinds.ts";
+import { FORMATS, render, table } from "../output.ts";
+
+const HELP = `Usage: weft get KIND [NAME] [--tenant NAME] [-o table|json|yaml]
+
+Shows one resource, or every resource of a kind (the API's pages, all of them).
+Kinds: ${kindNames()}
+(singular and document names work too: service, Service).
+
+Options:
+  -t, --tenant NAME   the tenant (default: the login's); tenants and nodes need none
+  -o, --output FMT    table (default: one row per item), json or yaml
+  --endpoint URL      the API (default: the login's, or WEFT_ENDPOINT)
+  -h, --help          this help
+
+Examples:
+  weft get services --tenant acme
+  weft get policy db-ingress -o yaml
+  weft get nodes -o json`;
+
+export function kindArgument(raw: string | undefined, command: string): Kind {
+  if (!raw) throw new UsageError(`which kind? (${kindNames()})`, command);
+  const kind = findKind(raw);
+  if (!kind) throw new UsageError(`unknown kind "${raw}" (kinds: ${kindNames()})`, command);
+  return kind;
+}
+
+/** The path parameters naming a kind's collection, or one item of it. */
+export function kindParams(kind: Kind, tenant: string | undefined, name?: string): Record<string, string> {
+  return { ...(tenant === undefined ? {} : { tenant }), ...(name === undefined ? {} : { [kind.itemParam]: name }) };
+}
+
+export const get: Command = {
+  name: "get",
+  summary: "Show resources of a kind (table, JSON or YAML)",
+  help: HELP,
+  options: { ...TENANT_OPTION, ...OUTPUT_OPTION, ...ENDPOINT_OPTION },
+  async run(session, values, positionals) {
+    const [rawKind, name, ...extra] = positionals;
+    if (extra.length) throw new UsageError(`one name at most (got ${positionals.slice(1).join(" ")})`, "get");
+    const kind = kindArgument(rawKind, "get");
+    const format = choice(values, "output", FORMATS, "get");
+    const { conn, settings } = connection(session, values);
+    const tenant = kind.scope === "tenant" ? requireTenant(values, settings, "get") : undefined;
+    if (name !== undefined) {
+      if (!kind.routes.get) throw new UsageError(`${kind.plural} are listed only: weft get ${kind.plural}`, "get");
+      const item = json<Record<string, unknown>>(await call(conn, kind.routes.get, { params: kindParams(kind, tenant, name) }));
+      session.out(format === "table" ? table(kind.columns, [item]) : render(format, item));
+      return;
+    }
+    const items: Record<string, unknown>[] = [];
+    for await (const item of listAll(conn, kind.routes.list, { params: kindParams(kind, tenant) })) items.push(item);
+    if (format !== "table") session.out(render(format, items));
+    else if (items.length === 0) session.err(`No ${kind.plural}${tenant ? ` in tenant ${tenant}` : ""}.\n`);
+    else session.out(table(kind.columns, items));
+  },
+};
