@@ -3,6 +3,8 @@
  * what a write changes: one line per leaf that was added, removed or
  * changed, named by its path (`ports[0].port`).
  */
+import { printable } from "./printable.ts";
+
 export type Change =
   | { op: "add"; path: string; after: unknown }
   | { op: "remove"; path: string; before: unknown }
@@ -42,11 +44,11 @@ export function diff(before: unknown, after: unknown, ignore: readonly string[] 
   return JSON.stringify(before) === JSON.stringify(after) ? [] : [{ op: "change", path, before, after }];
 }
 
-const show = (v: unknown): string => JSON.stringify(v) ?? "undefined";
+const show = (v: unknown): string => printable(JSON.stringify(v) ?? "undefined");
 
 /** One line per change: `+ path: value`, `- path: value`, `~ path: old -> new`. */
 export function formatChange(c: Change): string {
-  const path = c.path || "(whole)";
+  const path = printable(c.path || "(whole)");
   if (c.op === "add") return `+ ${path}: ${show(c.after)}`;
   if (c.op === "remove") return `- ${path}: ${show(c.before)}`;
   return `~ ${path}: ${show(c.before)} -> ${show(c.after)}`;

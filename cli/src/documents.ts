@@ -97,7 +97,3 @@ export function readDocuments(
     return { kind, name, tenant: owner, spec: spec as Record<string, unknown>, where };
   });
 }
-
-/** The document's resource as commands print it: service/web in tenant acme. */
-export const describe = (d: ResourceDocument): string =>
-  d.kind.scope === "platform" ? `${d.kind.kind.toLowerCase()}/${d.name}` : `${d.kind.kind.toLowerCase()}/${d.name} (tenant ${d.tenant})`;

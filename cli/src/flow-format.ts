@@ -5,6 +5,7 @@
  *
  * Pure: the time zone is a parameter (the command passes the machine's).
  */
+import { printable } from "./printable.ts";
 
 export interface FlowEndpoint {
   address: string;
@@ -80,7 +81,7 @@ function translation(flow: Flow): string {
 }
 
 export function formatFlow(flow: Flow, opts: { timeZone?: string } = {}): string {
-  return (
+  return printable(
     `${flowTime(flow.time, opts.timeZone)}  ${flow.node}  ${endpoint(flow.source)} -> ${endpoint(flow.destination)}` +
     `${translation(flow)} ${protocolName(flow.protocol)}  ${flow.verdict.toUpperCase()}${because(flow)}`
   );

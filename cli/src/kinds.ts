@@ -3,6 +3,7 @@
  * command line and in documents, where they live (a tenant's or the
  * platform's), which routes they have, and the columns of their table.
  */
+import { UsageError } from "./errors.ts";
 import { ROUTES, type Route } from "./routes.ts";
 
 type Item = Record<string, unknown>;
@@ -186,5 +187,21 @@ const singular = (plural: string): string => (plural.endsWith("ies") ? `${plural
 
 export const kindNames = (pred: (k: Kind) => boolean = () => true): string => KINDS.filter(pred).map((k) => k.plural).join(", ");
 
-/** How a command names one resource in its output: service/web, or tenant acme's when the tenant matters. */
-export const label = (kind: Kind, name: string): string => `${singular(kind.plural)}/${name}`;
+export const singularOf = (kind: Kind): string => singular(kind.plural);
+
+/** How a command names one resource in its output: `service/web (tenant acme)`, `tenant/acme`. */
+export const label = (kind: Kind, name: string, tenant?: string): string =>
+  `${singular(kind.plural)}/${name}${kind.scope === "tenant" && tenant ? ` (tenant ${tenant})` : ""}`;
+
+/** The KIND argument of a command, or a usage error listing the kinds. */
+export function kindArgument(raw: string | undefined, command: string): Kind {
+  if (!raw) throw new UsageError(`which kind? (${kindNames()})`, command);
+  const kind = findKind(raw);
+  if (!kind) throw new UsageError(`unknown kind "${raw}" (kinds: ${kindNames()})`, command);
+  return kind;
+}
+
+/** The path parameters naming a kind's collection, or one item of it. */
+export function kindParams(kind: Kind, tenant: string | undefined, name?: string): Record<string, string> {
+  return { ...(tenant === undefined ? {} : { tenant }), ...(name === undefined ? {} : { [kind.itemParam]: name }) };
+}

@@ -12,6 +12,7 @@ import { get } from "./commands/get.ts";
 import { login } from "./commands/login.ts";
 import { status } from "./commands/status.ts";
 import { svid } from "./commands/svid.ts";
+import { printable, printableLines } from "./printable.ts";
 import { CommandError, EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError } from "./errors.ts";
 
 export const COMMANDS: Command[] = [login, get, apply, del, status, svid, flows];
@@ -63,7 +64,8 @@ export async function main(argv: string[], session: Session): Promise<number> {
       return EXIT_USAGE;
     }
     if (err instanceof CommandError) {
-      session.err(`error: ${err.message}\n${err.details.map((d) => `  ${d}\n`).join("")}`);
+      // Messages quote the API's problems, which quote what others wrote.
+      session.err(`error: ${printableLines(err.message)}\n${err.details.map((d) => `  ${printable(d)}\n`).join("")}`);
       return EXIT_FAILED;
     }
     session.err(`weft: internal error: ${(err as Error).stack ?? String(err)}\n`);

@@ -1,6 +1,7 @@
 /** The three output formats of `-o`: an aligned table (one row per item), JSON, YAML. */
 import { stringify } from "yaml";
 import type { Column } from "./kinds.ts";
+import { printable } from "./printable.ts";
 
 export const FORMATS = ["table", "json", "yaml"] as const;
 export type Format = (typeof FORMATS)[number];
@@ -13,7 +14,7 @@ export function table(columns: readonly Column[], items: readonly Record<string,
   return rows.map((r) => r.map((cell, j) => (j === r.length - 1 ? cell : cell.padEnd(widths[j]!))).join("   ").trimEnd()).join("\n") + "\n";
 }
 
-const oneLine = (s: string): string => s.replace(/\s+/g, " ");
+const oneLine = (s: string): string => printable(s.replace(/\s+/g, " "));
 
 export function render(format: Exclude<Format, "table">, value: unknown): string {
   return format === "json" ? `${JSON.stringify(value, null, 2)}\n` : stringify(value);

@@ -4,6 +4,8 @@
  * entry against openapi/openapi.json (test/cli/routes.test.ts) and the CLI
  * cannot drift from the API.
  */
+import { CommandError } from "./errors.ts";
+
 export type Method = "GET" | "PUT" | "POST" | "DELETE";
 
 export interface Route {
@@ -82,11 +84,19 @@ export function allRoutes(): Route[] {
   return out;
 }
 
-/** The route's path with each {placeholder} filled (percent-encoded); a missing value is a bug, not a 404. */
+/**
+ * A URL parser resolves "." and ".." segments (and %2e%2e) before the
+ * request leaves: `weft delete service ..` would otherwise delete
+ * /v1/tenants/acme itself. No name of the API is empty or all dots.
+ */
+const DOT_SEGMENT = /^(?:\.|%2e){0,2}$/i;
+
+/** The route's path with each {placeholder} filled (percent-encoded, one segment each); a missing value is a bug, not a 404. */
 export function fillPath(r: Route, params: Record<string, string>): string {
   return r.path.replace(/\{([^}]+)\}/g, (_, key: string) => {
     const value = params[key];
     if (value === undefined) throw new Error(`${r.method} ${r.path}: no value for {${key}}`);
+    if (DOT_SEGMENT.test(value)) throw new CommandError(`"${value}" is not a ${key}`);
     return encodeURIComponent(value);
   });
 }

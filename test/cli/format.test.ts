@@ -8,6 +8,7 @@ import { findKind } from "../../cli/src/kinds.ts";
 import { table } from "../../cli/src/output.ts";
 import { apiError, indexed, specField } from "../../cli/src/problem.ts";
 import { SseDecoder } from "../../cli/src/sse.ts";
+import { fillPath, ROUTES } from "../../cli/src/routes.ts";
 
 const dropped: Flow = {
   id: "f1",
@@ -86,6 +87,17 @@ describe("Server-Sent Events", () => {
   });
 });
 
+describe("paths", () => {
+  it("keeps every name inside its own segment: no dot segments, slashes or queries escape it", () => {
+    const route = ROUTES.services.delete;
+    expect(fillPath(route, { tenant: "acme", name: "a/../b?x=1#f" })).toBe("/v1/tenants/acme/services/a%2F..%2Fb%3Fx%3D1%23f");
+    for (const name of ["..", ".", "", "%2e%2E", ".%2e"]) {
+      expect(() => fillPath(route, { tenant: "acme", name }), name).toThrow(/is not a name/);
+    }
+    expect(() => fillPath(route, { tenant: "..", name: "db" })).toThrow(/is not a tenant/);
+  });
+});
+
 describe("the field diff", () => {
   it("names each added, removed and changed leaf by its path", () => {
     const before = { name: "db", etag: '"1"', ports: [{ port: 80, protocol: "tcp" }], labels: { a: "1", "x.y": "2" }, vip: "198.18.128.1" };
@@ -144,6 +156,19 @@ describe("documents", () => {
 
   it("deletes from a file only kinds that have a DELETE by name", () => {
     expect(() => readDocuments("kind: audit\nmetadata: {name: x, tenant: a}\n", "f", { needs: "delete" })).toThrow(/unknown kind|cannot be deleted/);
+  });
+});
+
+describe("what others wrote never reaches the terminal as control characters", () => {
+  const ESC = "\u001b";
+  it("shows escapes in table cells, flow lines and diff lines as \\xNN", () => {
+    const hostile = `${ESC}[2J${ESC}]0;owned\u0007\u009b31m`;
+    const out = table([{ header: "ERRORS", value: () => hostile }], [{}]);
+    expect(out).toBe("ERRORS\n\\x1b[2J\\x1b]0;owned\\x07\\x9b31m\n");
+    const line = formatFlow({ ...dropped, node: `n${ESC}[8m`, reason: `deny${ESC}[0m` }, { timeZone: "UTC" });
+    expect(line).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
+    expect(line).toContain("n\\x1b[8m");
+    expect(diff({ a: "x" }, { a: `\u009b2J` }).map(formatChange)).toEqual(['~ a: "x" -> "\\x9b2J"']);
   });
 });
 

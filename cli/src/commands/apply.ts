@@ -10,12 +10,11 @@ import { call, json, type Connection } from "../client.ts";
 import { connection, ENDPOINT_OPTION, string, TENANT_OPTION, type Command } from "../command.ts";
 import { currentSettings } from "../config.ts";
 import { diff, formatChange } from "../diff.ts";
-import { describe, readDocuments, type ResourceDocument } from "../documents.ts";
+import { readDocuments, type ResourceDocument } from "../documents.ts";
 import { CommandError, UsageError } from "../errors.ts";
-import { kindNames } from "../kinds.ts";
+import { kindNames, kindParams, label } from "../kinds.ts";
 import { readInput } from "../input.ts";
 import { specField } from "../problem.ts";
-import { kindParams } from "./get.ts";
 
 const HELP = `Usage: weft apply -f FILE [-f FILE...] [--tenant NAME] [--dry-run]
 
@@ -102,11 +101,11 @@ export const apply: Command = {
       try {
         result = await applyOne(conn, doc, dryRun);
       } catch (err) {
-        if (err instanceof CommandError) throw new CommandError(`${describe(doc)} from ${doc.where}: ${err.message}`, err.details);
+        if (err instanceof CommandError) throw new CommandError(`${label(doc.kind, doc.name, doc.tenant)} from ${doc.where}: ${err.message}`, err.details);
         throw err;
       }
       counts[result.outcome]++;
-      session.out(`${describe(doc)} ${result.outcome}${dryRun ? " (dry run)" : ""}\n${result.lines.map((l) => `    ${l}\n`).join("")}`);
+      session.out(`${label(doc.kind, doc.name, doc.tenant)} ${result.outcome}${dryRun ? " (dry run)" : ""}\n${result.lines.map((l) => `    ${l}\n`).join("")}`);
     }
     const summary = (Object.entries(counts) as [Outcome, number][]).filter(([, n]) => n > 0).map(([o, n]) => `${n} ${o}`);
     session.out(`${docs.length} document${docs.length === 1 ? "" : "s"}: ${summary.join(", ")}${dryRun ? " (dry run: nothing written)" : ""}\n`);

@@ -5,8 +5,7 @@ import { currentSettings } from "../config.ts";
 import { readDocuments } from "../documents.ts";
 import { readInput } from "../input.ts";
 import { CommandError, UsageError } from "../errors.ts";
-import { label, type Kind } from "../kinds.ts";
-import { kindArgument, kindParams } from "./get.ts";
+import { kindArgument, kindParams, label, singularOf, type Kind } from "../kinds.ts";
 
 const HELP = `Usage: weft delete KIND NAME... [--tenant NAME] [--dry-run]
        weft delete -f FILE [--tenant NAME] [--dry-run]
@@ -28,21 +27,22 @@ interface Target {
   kind: Kind;
   tenant: string | undefined;
   name: string;
-  what: string;
+  /** The document it came from, with -f. */
+  from?: string;
 }
 
 function targets(values: Values, positionals: string[], text: string | undefined, file: string | undefined, defaultTenant: string | undefined): Target[] {
   if (text !== undefined) {
     if (positionals.length) throw new UsageError("give -f FILE or KIND NAME, not both", "delete");
     const docs = readDocuments(text, file!, { tenantFlag: string(values, "tenant"), defaultTenant, needs: "delete" });
-    return docs.reverse().map((d) => ({ kind: d.kind, tenant: d.kind.scope === "tenant" ? d.tenant : undefined, name: d.name, what: d.where }));
+    return docs.reverse().map((d) => ({ kind: d.kind, tenant: d.kind.scope === "tenant" ? d.tenant : undefined, name: d.name, from: d.where }));
   }
   const [rawKind, ...names] = positionals;
   const kind = kindArgument(rawKind, "delete");
   if (!kind.routes.delete) throw new UsageError(`${kind.plural} cannot be deleted`, "delete");
-  if (names.length === 0) throw new UsageError(`which ${label(kind, "NAME").split("/")[0]}? weft delete ${kind.plural} NAME`, "delete");
+  if (names.length === 0) throw new UsageError(`which ${singularOf(kind)}? weft delete ${kind.plural} NAME`, "delete");
   const tenant = kind.scope === "tenant" ? requireTenant(values, { tenant: defaultTenant }, "delete") : undefined;
-  return names.map((name) => ({ kind, tenant, name, what: label(kind, name) }));
+  return names.map((name) => ({ kind, tenant, name }));
 }
 
 export const del: Command = {
@@ -67,7 +67,7 @@ export const del: Command = {
     const { conn } = connection(session, values);
     const suffix = dryRun ? " (dry run)" : "";
     for (const t of list) {
-      const shown = `${label(t.kind, t.name)}${t.tenant ? ` (tenant ${t.tenant})` : ""}`;
+      const shown = label(t.kind, t.name, t.tenant);
       try {
         const answer = await call(conn, t.kind.routes.delete!, {
           params: kindParams(t.kind, t.tenant, t.name),
@@ -76,7 +76,7 @@ export const del: Command = {
         });
         session.out(answer.status === 404 ? `${shown} not found${suffix}\n` : `${shown} deleted${suffix}\n`);
       } catch (err) {
-        if (err instanceof CommandError) throw new CommandError(`${shown}${t.what !== label(t.kind, t.name) ? ` from ${t.what}` : ""}: ${err.message}`, err.details);
+        if (err instanceof CommandError) throw new CommandError(`${shown}${t.from ? ` from ${t.from}` : ""}: ${err.message}`, err.details);
         throw err;
       }
     }

@@ -1,8 +1,8 @@
 /** weft get KIND [NAME]: one resource or every one of a kind (all pages), as a table, JSON or YAML. */
 import { call, json, listAll } from "../client.ts";
-import { choice, connection, ENDPOINT_OPTION, OUTPUT_OPTION, requireTenant, string, TENANT_OPTION, type Command } from "../command.ts";
+import { choice, connection, ENDPOINT_OPTION, OUTPUT_OPTION, requireTenant, TENANT_OPTION, type Command } from "../command.ts";
 import { UsageError } from "../errors.ts";
-import { findKind, kindNames, type Kind } from "../kinds.ts";
+import { kindArgument, kindNames, kindParams } from "../kinds.ts";
 import { FORMATS, render, table } from "../output.ts";
 
 const HELP = `Usage: weft get KIND [NAME] [--tenant NAME] [-o table|json|yaml]
@@ -21,18 +21,6 @@ Examples:
   weft get services --tenant acme
   weft get policy db-ingress -o yaml
   weft get nodes -o json`;
-
-export function kindArgument(raw: string | undefined, command: string): Kind {
-  if (!raw) throw new UsageError(`which kind? (${kindNames()})`, command);
-  const kind = findKind(raw);
-  if (!kind) throw new UsageError(`unknown kind "${raw}" (kinds: ${kindNames()})`, command);
-  return kind;
-}
-
-/** The path parameters naming a kind's collection, or one item of it. */
-export function kindParams(kind: Kind, tenant: string | undefined, name?: string): Record<string, string> {
-  return { ...(tenant === undefined ? {} : { tenant }), ...(name === undefined ? {} : { [kind.itemParam]: name }) };
-}
 
 export const get: Command = {
   name: "get",

@@ -4,7 +4,7 @@
  * applied revision and hash), and which workloads could it not attach.
  */
 import { listAll } from "../client.ts";
-import { choice, connection, ENDPOINT_OPTION, OUTPUT_OPTION, string, type Command } from "../command.ts";
+import { choice, connection, ENDPOINT_OPTION, OUTPUT_OPTION, type Command } from "../command.ts";
 import { UsageError } from "../errors.ts";
 import type { Column } from "../kinds.ts";
 import { FORMATS, render, table } from "../output.ts";
