@@ -25,6 +25,11 @@ export interface Kind {
   itemKey: "name" | "id";
   routes: { list: Route; get?: Route; put?: Route; delete?: Route };
   columns: Column[];
+  /**
+   * Body fields the API filled in itself, which a manifest leaves out so
+   * that applying it keeps them the API's (a service's allocated VIP).
+   */
+  chosenByApi?(item: Item): string[];
 }
 
 const str = (v: unknown): string => (v === null || v === undefined || v === "" ? "-" : typeof v === "string" ? v : JSON.stringify(v));
@@ -116,6 +121,7 @@ export const KINDS: Kind[] = [
       field("LB", "loadBalancing"),
       AGE,
     ],
+    chosenByApi: (i) => (i.vipAllocated === true ? ["vip"] : []),
   },
   {
     plural: "policies",

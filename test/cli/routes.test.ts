@@ -4,6 +4,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { KINDS } from "../../cli/src/kinds.ts";
+import { bodyFields } from "../../cli/src/manifest.ts";
 import { allRoutes, type Route } from "../../cli/src/routes.ts";
 
 interface Operation {
@@ -53,6 +54,23 @@ describe("the CLI's routes against openapi/openapi.json", () => {
       .sort();
     const known = KINDS.flatMap((k) => (k.routes.put ? [k.routes.put.path] : [])).sort();
     expect(known).toEqual(puts);
+  });
+
+  it("can write a manifest of every kind it applies: each PUT body field is a field of the resource the GET answers", () => {
+    for (const kind of KINDS.filter((k) => k.routes.put)) {
+      const answered = spec.paths[kind.routes.get!.path]?.get?.responses["200"]?.content?.["application/json"]?.schema?.properties ?? {};
+      const fields = bodyFields(kind.routes.put!, spec as unknown as Parameters<typeof bodyFields>[1]);
+      expect(fields.length, kind.plural).toBeGreaterThan(0);
+      expect(fields.filter((f) => !(f in answered)), kind.plural).toEqual([]);
+    }
+  });
+
+  it("reads a PUT body's fields through a $ref into components, as named schemas will be", () => {
+    const named = {
+      paths: { "/v1/x/{name}": { put: { requestBody: { content: { "application/json": { schema: { $ref: "#/components/schemas/XSpec" } } } } } } },
+      components: { schemas: { XSpec: { properties: { a: {}, b: {} } } } },
+    };
+    expect(bodyFields({ method: "PUT", path: "/v1/x/{name}" }, named)).toEqual(["a", "b"]);
   });
 
   it("pages every list it reads: each answers {items, nextCursor}", () => {

@@ -250,6 +250,21 @@ spec: {path: /never}
     expect(JSON.parse(one.stdout)).toEqual((await app.inject({ url: `/v1/tenants/${tenant}/services/db`, headers: bearer(token) })).json());
     const row = await runWeft(["get", "services", "db", "-t", tenant], env);
     expect(row.stdout).toMatch(/\ndb\s+\S+\s+5432\/tcp->5432\s+selector identity=db\s+random\s+\d+s\n$/);
+
+    // get -o manifest, then apply: a round trip that changes nothing (the allocated VIP stays the API's).
+    const manifest = await runWeft(["get", "services", "-t", tenant, "-o", "manifest"], env);
+    expect(manifest.code, manifest.stderr).toBe(0);
+    expect(parseYaml(manifest.stdout)).toEqual({
+      kind: "Service",
+      metadata: { name: "db", tenant },
+      spec: { ports: [{ port: 5432, protocol: "tcp", targetPort: 5432 }], backends: { selector: { identity: "db" } }, loadBalancing: "random", topology: { preferSameZone: false } },
+    });
+    const all = ["identities", "policies"].map((k) => runWeft(["get", k, "-t", tenant, "-o", "manifest"], env));
+    const again = file("again.yaml", [manifest.stdout, ...(await Promise.all(all)).map((r) => r.stdout)].join("---\n"));
+    const reapplied = await runWeft(["apply", "-f", again], env);
+    expect(reapplied.code, reapplied.stderr).toBe(0);
+    expect(reapplied.stdout).toContain("4 documents: 4 unchanged\n");
+
     const missing = await runWeft(["get", "services", "nope", "-t", tenant], env);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('Not Found (404): service "nope" not found');
