@@ -5,7 +5,7 @@
  */
 import type { ParseArgsConfig } from "node:util";
 import type { Connection } from "./client.ts";
-import { currentSettings, normalEndpoint, type Settings } from "./config.ts";
+import { configPath, currentSettings, exposedMode, normalEndpoint, type Settings } from "./config.ts";
 import { CommandError, UsageError } from "./errors.ts";
 
 export type Options = NonNullable<ParseArgsConfig["options"]>;
@@ -50,6 +50,11 @@ export function choice<T extends string>(values: Values, key: string, allowed: r
 /** The API endpoint and token in force (flag, then environment, then config file), or a command error saying how to set them. */
 export function connection(session: Session, values: Values): { conn: Connection; settings: Settings } {
   const settings = currentSettings(session.env);
+  const exposed = exposedMode(configPath(session.env));
+  if (exposed !== null) {
+    const path = configPath(session.env);
+    session.err(`warning: ${path} holds a token and others may read it (mode ${exposed.toString(8).padStart(4, "0")}): chmod 600 ${path}\n`);
+  }
   const endpoint = string(values, "endpoint") ?? settings.endpoint;
   if (!endpoint) throw new CommandError("no API endpoint: run `weft login --endpoint URL ...` or set WEFT_ENDPOINT");
   if (!settings.token) throw new CommandError("no token: run `weft login` or set WEFT_TOKEN");

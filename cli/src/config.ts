@@ -67,6 +67,13 @@ export function writeConfigFile(path: string, settings: Settings): void {
   }
 }
 
+/** The file's mode when others than its owner may read or write it (it holds a token), else null. */
+export function exposedMode(path: string): number | null {
+  if (!existsSync(path)) return null;
+  const mode = statSync(path).mode & 0o777;
+  return mode & 0o077 ? mode : null;
+}
+
 /** The settings in force: the file, then the environment over it. */
 export function currentSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const file = readConfigFile(configPath(env));

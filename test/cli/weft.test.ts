@@ -5,7 +5,7 @@
 // the binary costs a Node start (1-2 s on a loaded 2-core machine): hence
 // the long timeouts.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -65,7 +65,16 @@ describe("weft login", { timeout: 90_000 }, () => {
     expect(JSON.parse(readFileSync(env.WEFT_CONFIG, "utf8"))).toEqual({ endpoint, token: OPERATOR_TOKEN });
     const tenants = await runWeft(["get", "tenants", "-o", "json"], env);
     expect(tenants.code, tenants.stderr).toBe(0);
+    expect(tenants.stderr).toBe("");
     expect(Array.isArray(JSON.parse(tenants.stdout))).toBe(true);
+    // Opened up by something else: every command says so, as ssh does of a key.
+    chmodSync(env.WEFT_CONFIG, 0o644);
+    const exposed = await runWeft(["get", "tenants", "-o", "json"], env);
+    expect(exposed.code).toBe(0);
+    expect(exposed.stderr).toBe(`warning: ${env.WEFT_CONFIG} holds a token and others may read it (mode 0644): chmod 600 ${env.WEFT_CONFIG}\n`);
+    // Logging in again writes it 0600 again.
+    expect((await runWeft(["login", "--endpoint", endpoint], env)).code).toBe(0);
+    expect(mode(env.WEFT_CONFIG)).toBe(0o600);
   });
 
   it("reads the token from stdin, stores a default tenant, and the environment overrides the file", async () => {
