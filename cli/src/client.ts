@@ -61,7 +61,9 @@ export async function send(conn: Connection, route: Route, opts: CallOptions = {
   } catch (err) {
     const e = err as Error & { cause?: { code?: string; message?: string } };
     const why = e.name === "TimeoutError" ? `no answer within ${TIMEOUT_MS / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message);
-    throw new CommandError(`cannot reach the API at ${conn.endpoint}: ${why}`);
+    // Node trusts its bundled CA roots only: a private CA has to be named.
+    const hint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(why) ? " (if the API's certificate is from a private CA: NODE_EXTRA_CA_CERTS=ca.pem weft ...)" : "";
+    throw new CommandError(`cannot reach the API at ${conn.endpoint}: ${why}${hint}`);
   }
 }
 
