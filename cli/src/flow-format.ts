@@ -80,7 +80,18 @@ function translation(flow: Flow): string {
   return ` [${o.service ? `service ${o.service} ` : ""}via ${hostPort(o.address, o.port)}]`;
 }
 
+const isEndpoint = (v: unknown): v is FlowEndpoint => typeof v === "object" && v !== null && typeof (v as FlowEndpoint).address === "string";
+
+/** True when the value has what a line needs; the rest of the contract is optional to the line. */
+export function isFlow(v: unknown): v is Flow {
+  if (typeof v !== "object" || v === null) return false;
+  const f = v as Flow;
+  return [f.time, f.node, f.verdict, f.protocol].every((x) => typeof x === "string") && isEndpoint(f.source) && isEndpoint(f.destination);
+}
+
+/** The line for a flow; something else the API sent is shown as it came, never dropped. */
 export function formatFlow(flow: Flow, opts: { timeZone?: string } = {}): string {
+  if (!isFlow(flow)) return printable(`(not a flow) ${JSON.stringify(flow)}`);
   return printable(
     `${flowTime(flow.time, opts.timeZone)}  ${flow.node}  ${endpoint(flow.source)} -> ${endpoint(flow.destination)}` +
     `${translation(flow)} ${protocolName(flow.protocol)}  ${flow.verdict.toUpperCase()}${because(flow)}`

@@ -43,6 +43,11 @@ describe("a flow as one line", () => {
     expect(endpoint({ address: "fd00::1", port: 80, identity: "api", tenant: null })).toBe("api [fd00::1]:80");
   });
 
+  it("shows what is not a flow as it came, rather than failing or dropping it", () => {
+    expect(formatFlow({ id: "x", node: "n" } as unknown as Flow)).toBe('(not a flow) {"id":"x","node":"n"}');
+    expect(formatFlow({ ...dropped, source: null } as unknown as Flow)).toMatch(/^\(not a flow\) /);
+  });
+
   it("shows a translation, an audit (would deny), a forwarded flow and a numeric protocol", () => {
     const translated: Flow = {
       ...dropped,

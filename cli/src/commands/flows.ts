@@ -42,6 +42,14 @@ function printer(session: Session, output: string): (flow: Flow) => void {
   return output === "json" ? (f) => session.out(`${JSON.stringify(f)}\n`) : (f) => session.out(`${formatFlow(f, { timeZone })}\n`);
 }
 
+function parseFlow(data: string): Flow {
+  try {
+    return JSON.parse(data) as Flow;
+  } catch {
+    throw new CommandError(`the API sent a flow event that is not JSON: ${data.slice(0, 200)}`);
+  }
+}
+
 async function follow(session: Session, conn: Connection, route: Route, params: Record<string, string>, query: Record<string, string | undefined>, print: (f: Flow) => void) {
   const stop = new AbortController();
   const onInterrupt = () => stop.abort();
@@ -66,7 +74,7 @@ async function follow(session: Session, conn: Connection, route: Route, params: 
     for await (const chunk of res.body!) {
       armSilence();
       for (const e of decoder.push(text.decode(chunk as Uint8Array, { stream: true }))) {
-        if (e.event === "flow") print(JSON.parse(e.data) as Flow);
+        if (e.event === "flow") print(parseFlow(e.data));
         else if (e.event === "error") throw new CommandError(`the flow stream failed: ${e.data}`);
       }
     }
