@@ -6,6 +6,7 @@
 // the long timeouts.
 import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -173,6 +174,40 @@ describe("weft apply, get, delete", { timeout: 90_000 }, () => {
     expect(changed.stdout).toContain("4 documents: 1 configured, 3 unchanged");
     const service = await app.inject({ url: `/v1/tenants/${tenant}/services/db`, headers: bearer(token) });
     expect(service.json().ports[0].port).toBe(5433);
+  });
+
+  it("never overwrites a change made between its read and its write: the PUT carries the ETag it read (412)", async () => {
+    const { tenant, token } = await tenantWithToken(app);
+    const env = as(token);
+    const mesh = file("mesh.yaml", MESH(tenant, 5432));
+    expect((await runWeft(["apply", "-f", mesh], env)).code).toBe(0);
+    // A loopback proxy in front of the API that lets someone else write the service just before weft's PUT reaches it.
+    const servicePath = `/v1/tenants/${tenant}/services/db`;
+    const proxy = createServer((req, res) => {
+      const forward = async () => {
+        if (req.method === "PUT" && req.url === servicePath) {
+          const other = await app.inject({ method: "PUT", url: servicePath, headers: bearer(token), payload: { ports: [{ port: 6000, protocol: "tcp", targetPort: 5432 }], backends: { selector: { identity: "db" } } } });
+          expect(other.statusCode).toBe(200);
+        }
+        const upstream = httpRequest(`${endpoint}${req.url}`, { method: req.method, headers: req.headers }, (up) => {
+          res.writeHead(up.statusCode!, up.headers);
+          up.pipe(res);
+        });
+        req.pipe(upstream);
+      };
+      void forward();
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    try {
+      const via = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+      const r = await runWeft(["apply", "-f", file("mesh2.yaml", MESH(tenant, 5433))], { ...env, WEFT_ENDPOINT: via });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^error: service/db \\(tenant ${tenant}\\) from .*: Precondition Failed \\(412\\)`));
+      const kept = await app.inject({ url: servicePath, headers: bearer(token) });
+      expect(kept.json().ports[0].port).toBe(6000);
+    } finally {
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 
   it("reads a JSON array, and a Tenant document with the operator's token", async () => {
