@@ -372,6 +372,11 @@ describe("tenants never see each other through the CLI", { timeout: 90_000 }, ()
     expect(write.stderr).toContain("(404)");
     const remove = await runWeft(["delete", "service", "db", "-t", a.tenant], as(b.token));
     expect(remove.code).toBe(1);
+    const out = join(dir, `stolen-${randomPart()}`);
+    const mint = await runWeft(["svid", "-t", a.tenant, "--identity", "web", "--out", out], as(b.token));
+    expect(mint.code).toBe(1);
+    expect(mint.stderr).toContain("(404)");
+    expect(existsSync(out)).toBe(false);
     expect((await app.inject({ url: `/v1/tenants/${a.tenant}/services/db`, headers: bearer(a.token) })).json()).toEqual(before);
     // A name of dots would be resolved away by the URL parser: DELETE .../services/.. is DELETE /v1/tenants/{a}.
     const dots = await runWeft(["delete", "service", "..", "-t", a.tenant], as(OPERATOR_TOKEN));
