@@ -25,6 +25,7 @@ import { openDatabase, type Database } from "./db/client.ts";
 import { clientErrorHandler, frameworkErrors, installErrorHandling } from "./http/error-handler.ts";
 import { DEFAULT_JSON_LIMITS, jsonBodyParser, type JsonBodyStats } from "./http/json-body.ts";
 import { Problem } from "./http/problem.ts";
+import { ProbeQuietLogController } from "./http/request-logging.ts";
 import { FORMATS } from "./http/schemas.ts";
 import { buildValidator } from "./http/validation.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
@@ -121,6 +122,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     // The server's own id, always: a client's x-request-id could collide with
     // another's or forge a trail in the audit log. A safe one is kept beside it.
     genReqId: () => randomUUID(),
+    logController: new ProbeQuietLogController(),
     requestIdHeader: false,
     // Without logs Fastify skips child loggers altogether, unless a factory of its own is given.
     ...(config.logLevel === "silent" ? {} : { childLoggerFactory }),
