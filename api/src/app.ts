@@ -28,6 +28,7 @@ import { Problem } from "./http/problem.ts";
 import { ProbeQuietLogController } from "./http/request-logging.ts";
 import { FORMATS } from "./http/schemas.ts";
 import { buildValidator } from "./http/validation.ts";
+import { assertUniqueOperationIds, operationIdOf, withNamedSchemas } from "./openapi.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import auditRoutes from "./routes/audit/index.ts";
 import caRoutes from "./routes/ca/index.ts";
@@ -265,7 +266,13 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     transform: ({ schema, url, route }) => {
       const rule = route.config?.auth as AuthRule | undefined;
       const security = !rule || rule.who === "public" ? [] : [{ bearer: [] }];
-      return { schema: { ...schema, security, operationId: operationIdOf(route.method, url) } as typeof schema, url };
+      const operationId = schema.operationId ?? operationIdOf([route.method].flat()[0]!, url);
+      return { schema: { ...schema, security, operationId } as typeof schema, url };
+    },
+    transformObject: (document) => {
+      if (!("openapiObject" in document)) return document.swaggerObject;
+      assertUniqueOperationIds(document.openapiObject as never);
+      return withNamedSchemas(document.openapiObject as never);
     },
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
@@ -289,14 +296,4 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   rotation?.start();
   liveness?.start();
   return app;
-}
-
-/** get /v1/tenants/:tenant/tokens -> getTenantsTenantTokens: stable, unique per route. */
-function operationIdOf(method: string | string[], url: string): string {
-  const words = url
-    .split("/")
-    .filter((p) => p && p !== "v1")
-    .map((p) => p.replace(/^:/, "").replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ?? "").toUpperCase()))
-    .map((p) => p.charAt(0).toUpperCase() + p.slice(1));
-  return [method].flat()[0]!.toLowerCase() + words.join("");
 }

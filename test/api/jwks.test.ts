@@ -94,7 +94,7 @@ describe.each(BACKENDS)("the JWKS endpoint on %s", (backend) => {
       const api = base;
       const tenant = acme.tenant;
       // --- as in README.md, "JWT-SVIDs and JWKS"
-      const bundle = await (await fetch(`${api}/v1/tenants/${tenant}/bundle`)).json();
+      const bundle = (await (await fetch(`${api}/v1/tenants/${tenant}/bundle`)).json()) as { keys: JWK[] };
       const keys = createLocalJWKSet({ keys: bundle.keys.filter((k: JWK) => k.use === "jwt-svid").map(({ use, ...k }: JWK) => k) });
       const { payload } = await jwtVerify(svid, keys, { audience: "billing", algorithms: ["ES256"] });
       // ---

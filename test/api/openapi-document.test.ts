@@ -28,6 +28,47 @@ describe("openapi/openapi.json", () => {
     expect(new Set(documented)).toEqual(new Set(routes));
   });
 
+  it("names its operations for client generators: unique camelCase ids from the route (listIdentities, putIdentity, mintX509Svid)", () => {
+    const doc = JSON.parse(readFileSync(OPENAPI_PATH, "utf8")) as { paths: Record<string, Record<string, { operationId?: string }>> };
+    const ids = Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops).map(([m, op]) => [`${m} ${path}`, op.operationId] as const));
+    for (const [route, id] of ids) expect(id, route).toMatch(/^[a-z]+[A-Z][A-Za-z0-9]*$/);
+    expect(new Set(ids.map(([, id]) => id)).size).toBe(ids.length);
+    const idOf = Object.fromEntries(ids);
+    expect(idOf).toMatchObject({
+      "get /v1/tenants/{tenant}/identities": "listIdentities",
+      "get /v1/tenants/{tenant}/identities/{name}": "getIdentity",
+      "put /v1/tenants/{tenant}/identities/{name}": "putIdentity",
+      "delete /v1/tenants/{tenant}/identities/{name}": "deleteIdentity",
+      "post /v1/tenants/{tenant}/identities/{name}/x509-svids": "mintX509Svid",
+      "post /v1/tenants": "createTenant",
+      "get /v1/nodes/{node}/workloads": "listNodeWorkloads",
+      "post /v1/tenants/{tenant}/ca/prepare": "prepareCa",
+    });
+  });
+
+  it("names every structured JSON body in components/schemas instead of repeating it inline", () => {
+    type Media = Record<string, { schema?: Record<string, unknown> }>;
+    const doc = JSON.parse(readFileSync(OPENAPI_PATH, "utf8")) as {
+      paths: Record<string, Record<string, { requestBody?: { content?: Media }; responses?: Record<string, { content?: Media }> }>>;
+      components: { schemas: Record<string, unknown> };
+    };
+    const inline: string[] = [];
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const bodies = [op.requestBody?.content, ...Object.values(op.responses ?? {}).map((r) => r.content)];
+        for (const content of bodies) {
+          for (const [type, media] of Object.entries(content ?? {})) {
+            if (type.includes("json") && media.schema && !("$ref" in media.schema)) inline.push(`${method} ${path} ${type}`);
+          }
+        }
+      }
+    }
+    expect(inline).toEqual([]);
+    // Titled schemas are found wherever they are nested, once.
+    expect(JSON.stringify(doc.paths)).not.toMatch(/"title":/);
+    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(["Identity", "PutIdentityRequest", "HealthCheck", "Problem"]));
+  });
+
   it("passes the Redocly linter with no errors and no warnings", () => {
     const out = execFileSync("npx", ["redocly", "lint", "--format", "json", OPENAPI_PATH], {
       encoding: "utf8",

@@ -94,6 +94,7 @@ const caRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       config: { auth: { who: "public" } },
       schema: {
+        operationId: "getJwks",
         tags,
         summary: "The tenant's JWT-SVID keys as a plain JWK set (use: sig) for OIDC-style verifiers; no credential needed",
         params: TenantParams,
