@@ -24,6 +24,7 @@ import { assignMissingPodCidrs } from "./mesh/nodes.ts";
 import { openDatabase, type Database } from "./db/client.ts";
 import { clientErrorHandler, frameworkErrors, installErrorHandling } from "./http/error-handler.ts";
 import { DEFAULT_JSON_LIMITS, jsonBodyParser, type JsonBodyStats } from "./http/json-body.ts";
+import { DOCS_TITLE, docsPageOptions, OPENAPI_URL, SERVERS } from "./http/docs-page.ts";
 import { Problem } from "./http/problem.ts";
 import { ProbeQuietLogController } from "./http/request-logging.ts";
 import { FORMATS } from "./http/schemas.ts";
@@ -237,12 +238,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     openapi: {
       openapi: "3.1.0",
       info: {
-        title: "Weft control API",
+        title: DOCS_TITLE,
         version: "0.1.0",
         description: "Tenants, tokens, identities, services and policies of the Weft service mesh.",
         license: { name: "Apache-2.0", identifier: "Apache-2.0" },
       },
-      servers: [{ url: "http://127.0.0.1:8080", description: "local" }],
+      servers: SERVERS,
       tags: [
         { name: "system", description: "Health, readiness, metrics" },
         { name: "tenants", description: "Tenants (operator)" },
@@ -275,12 +276,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       return withNamedSchemas(document.openapiObject as never);
     },
   });
-  await app.register(swaggerUi, { routePrefix: "/docs" });
+  await app.register(swaggerUi, docsPageOptions);
   await app.register(metricsPlugin);
   await app.register(authGuard, { operator, tokens, directory, nodes: new NodeCredentials(db, feed), failures });
 
   await app.register(systemRoutes);
-  app.get("/openapi.json", { config: { auth: { who: "public" } }, schema: { hide: true } }, async () => app.swagger());
+  app.get(OPENAPI_URL, { config: { auth: { who: "public" } }, schema: { hide: true } }, async () => app.swagger());
   await app.register(tenantRoutes);
   await app.register(tokenRoutes);
   await app.register(auditRoutes);
