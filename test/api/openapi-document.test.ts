@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { OPENAPI_PATH, openApiDocument } from "../../api/src/openapi.ts";
+import { OPENAPI_PATH, openApiDocument, operationIdOf } from "../../api/src/openapi.ts";
 import { startApi } from "../support/api.ts";
 
 describe("openapi/openapi.json", () => {
@@ -44,6 +44,14 @@ describe("openapi/openapi.json", () => {
       "get /v1/nodes/{node}/workloads": "listNodeWorkloads",
       "post /v1/tenants/{tenant}/ca/prepare": "prepareCa",
     });
+  });
+
+  it("derives ids for routes other branches add, without edits", () => {
+    expect(operationIdOf("GET", "/v1/tenants/:tenant/flows")).toBe("listFlows");
+    expect(operationIdOf("GET", "/v1/tenants/:tenant/flows/:id")).toBe("getFlow");
+    expect(operationIdOf("POST", "/v1/nodes/:node/flows")).toBe("createNodeFlow");
+    expect(operationIdOf("POST", "/v1/tenants/:tenant/ca/rotate")).toBe("rotateCa");
+    expect(operationIdOf("GET", "/v1/tenants/:tenant/policies/:name/preview")).toBe("getPolicyPreview");
   });
 
   it("names every structured JSON body in components/schemas instead of repeating it inline", () => {
