@@ -24,9 +24,12 @@ import { assignMissingPodCidrs } from "./mesh/nodes.ts";
 import { openDatabase, type Database } from "./db/client.ts";
 import { clientErrorHandler, frameworkErrors, installErrorHandling } from "./http/error-handler.ts";
 import { DEFAULT_JSON_LIMITS, jsonBodyParser, type JsonBodyStats } from "./http/json-body.ts";
+import { DOCS_TITLE, docsPageOptions, OPENAPI_URL, SERVERS } from "./http/docs-page.ts";
 import { Problem } from "./http/problem.ts";
+import { ProbeQuietLogController } from "./http/request-logging.ts";
 import { FORMATS } from "./http/schemas.ts";
 import { buildValidator } from "./http/validation.ts";
+import { assertUniqueOperationIds, operationIdOf, withNamedSchemas } from "./openapi.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import auditRoutes from "./routes/audit/index.ts";
 import caRoutes from "./routes/ca/index.ts";
@@ -121,6 +124,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     // The server's own id, always: a client's x-request-id could collide with
     // another's or forge a trail in the audit log. A safe one is kept beside it.
     genReqId: () => randomUUID(),
+    logController: new ProbeQuietLogController(),
     requestIdHeader: false,
     // Without logs Fastify skips child loggers altogether, unless a factory of its own is given.
     ...(config.logLevel === "silent" ? {} : { childLoggerFactory }),
@@ -234,12 +238,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     openapi: {
       openapi: "3.1.0",
       info: {
-        title: "Weft control API",
+        title: DOCS_TITLE,
         version: "0.1.0",
         description: "Tenants, tokens, identities, services and policies of the Weft service mesh.",
         license: { name: "Apache-2.0", identifier: "Apache-2.0" },
       },
-      servers: [{ url: "http://127.0.0.1:8080", description: "local" }],
+      servers: SERVERS,
       tags: [
         { name: "system", description: "Health, readiness, metrics" },
         { name: "tenants", description: "Tenants (operator)" },
@@ -263,15 +267,21 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     transform: ({ schema, url, route }) => {
       const rule = route.config?.auth as AuthRule | undefined;
       const security = !rule || rule.who === "public" ? [] : [{ bearer: [] }];
-      return { schema: { ...schema, security, operationId: operationIdOf(route.method, url) } as typeof schema, url };
+      const operationId = schema.operationId ?? operationIdOf([route.method].flat()[0]!, url);
+      return { schema: { ...schema, security, operationId } as typeof schema, url };
+    },
+    transformObject: (document) => {
+      if (!("openapiObject" in document)) return document.swaggerObject;
+      assertUniqueOperationIds(document.openapiObject as never);
+      return withNamedSchemas(document.openapiObject as never);
     },
   });
-  await app.register(swaggerUi, { routePrefix: "/docs" });
+  await app.register(swaggerUi, docsPageOptions);
   await app.register(metricsPlugin);
   await app.register(authGuard, { operator, tokens, directory, nodes: new NodeCredentials(db, feed), failures });
 
   await app.register(systemRoutes);
-  app.get("/openapi.json", { config: { auth: { who: "public" } }, schema: { hide: true } }, async () => app.swagger());
+  app.get(OPENAPI_URL, { config: { auth: { who: "public" } }, schema: { hide: true } }, async () => app.swagger());
   await app.register(tenantRoutes);
   await app.register(tokenRoutes);
   await app.register(auditRoutes);
@@ -287,14 +297,4 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   rotation?.start();
   liveness?.start();
   return app;
-}
-
-/** get /v1/tenants/:tenant/tokens -> getTenantsTenantTokens: stable, unique per route. */
-function operationIdOf(method: string | string[], url: string): string {
-  const words = url
-    .split("/")
-    .filter((p) => p && p !== "v1")
-    .map((p) => p.replace(/^:/, "").replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ?? "").toUpperCase()))
-    .map((p) => p.charAt(0).toUpperCase() + p.slice(1));
-  return [method].flat()[0]!.toLowerCase() + words.join("");
 }

@@ -4,6 +4,26 @@ import { ConfigError, configFromEnv } from "./config.ts";
 /** Time allowed for in-flight requests after SIGTERM before the process gives up on them. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
+/**
+ * The only time the generated operator token exists in plain text (the
+ * database keeps its hash): on stderr, apart from the JSON log lines on
+ * stdout, so a log shipper does not carry it off and a person sees it.
+ */
+function generatedTokenNotice(token: string): string {
+  return [
+    "",
+    "weft: generated an operator token. It is shown this once only (the database keeps its hash):",
+    "",
+    `    ${token}`,
+    "",
+    "  Store it in a password manager or secret store now. Send it as `authorization: Bearer <token>`",
+    "  to manage tenants, nodes and join tokens, or set WEFT_OPERATOR_TOKEN to a token of your own",
+    "  before the next start (that replaces this one).",
+    "",
+    "",
+  ].join("\n");
+}
+
 async function main(): Promise<void> {
   // Everything this process creates (the embedded database's files, the KEK
   // key file) is for its owner only: files 0600, directories 0700.
@@ -19,12 +39,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const app = await buildApp(config);
-  if (app.generatedOperatorToken) {
-    // The only time this token exists in plain text: the database keeps its hash.
-    process.stdout.write(
-      `\nweft: generated operator token (shown once, store it now):\n\n  ${app.generatedOperatorToken}\n\n`,
-    );
-  }
+  if (app.generatedOperatorToken) process.stderr.write(generatedTokenNotice(app.generatedOperatorToken));
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;

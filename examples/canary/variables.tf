@@ -12,9 +12,9 @@ variable "token" {
 }
 
 variable "tenant" {
-  description = "The tenant to create: a DNS label"
+  description = "The tenant to create: a DNS label (not the README walk-through's acme, so both can run on one API)"
   type        = string
-  default     = "acme"
+  default     = "canary-demo"
 }
 
 variable "node" {

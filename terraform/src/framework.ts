@@ -74,6 +74,12 @@ export interface PlanRequest {
   proposed: TfObject | null;
   config: TfObject | null;
   ctx: ProviderContext;
+  /**
+   * True when this create is the second half of a replacement (-replace, a
+   * taint, a changed key): Terraform plans the new object while the old one,
+   * possibly under the same id, still exists.
+   */
+  replacing?: boolean;
 }
 export interface PlanResult {
   /** Computed attributes that will change are UNKNOWN. */

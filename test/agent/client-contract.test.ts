@@ -259,7 +259,7 @@ describe("the comparison catches drift (each change to a copy of the document)",
   type Edit = (doc: Document) => void;
   const response = (doc: Document, path: string, method: string, status: string) => deref(doc, doc.paths[path]![method]!.responses![status]!.content!["application/json"]!.schema!);
   const body = (doc: Document, path: string, method: string) => deref(doc, doc.paths[path]![method]!.requestBody!.content!["application/json"]!.schema!);
-  const workload = (doc: Document) => response(doc, "/v1/nodes/{node}/workloads", "get", "200").properties!.items!.items!;
+  const workload = (doc: Document) => deref(doc, response(doc, "/v1/nodes/{node}/workloads", "get", "200").properties!.items!.items!);
   const datapathState = (doc: Document) => alternatives(doc, response(doc, "/v1/nodes/{node}/datapath", "get", "200"))[0]!;
   const edits: [string, Edit, RegExp][] = [
     ["NodeWorkload loses identity", (d) => delete workload(d).properties!.identity, /workloads 200\.items\[\]\.identity: not in the document/],

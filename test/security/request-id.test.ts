@@ -13,7 +13,7 @@ describe.each(BACKENDS)("request ids on %s", (backend) => {
     let app: WeftApp;
     const lines: Record<string, unknown>[] = [];
     beforeAll(async () => {
-      app = await buildApp(testConfig(backend, { logLevel: "info" }), {
+      app = await buildApp(testConfig(backend, { logLevel: "debug" }), {
         logStream: { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
       });
     });

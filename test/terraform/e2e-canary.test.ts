@@ -220,14 +220,22 @@ describe.skipIf(skipBackend("postgres") || skipWithout("terraform", terraformUna
 }
 `,
       );
-      // Not taken over by a create (If-None-Match: *): the run fails, says how to import it, and writes nothing.
+      // Not taken over by a create (If-None-Match: *): already the plan fails (its dry run sends the same
+      // precondition), says how to import it, into which address, and writes nothing.
+      const planned = await ws.planDiagnostics();
+      expect(planned.run.code, planned.run.stdout).toBe(1);
+      const errors = planned.diagnostics.filter((d) => d.severity === "error");
+      expect(errors).toEqual([
+        expect.objectContaining({ summary: `weft_identity "${tenant}/batch" already exists`, address: "weft_identity.batch" }),
+      ]);
+      // The address Terraform reports for the resource is the one the hint names.
+      expect(errors[0]!.detail).toContain(`terraform import ${errors[0]!.address} ${tenant}/batch`);
       const refused = await ws.tryApply();
       // Terraform wraps diagnostics at 78 columns.
       const said = (refused.stdout + refused.stderr).replace(/\s+/g, " ");
       expect(refused.code, said).toBe(1);
       expect(said).toMatch(/already exists/);
-      expect(said).toContain(`terraform import weft_identity.`);
-      expect(said).toContain(`${tenant}/batch`);
+      expect(said).toContain(`terraform import weft_identity.batch ${tenant}/batch`);
       expect((await rest("GET", t("/identities/batch"))).body.etag).toBe(created.body.etag);
 
       await ws.importResource("weft_identity.batch", `${tenant}/batch`);

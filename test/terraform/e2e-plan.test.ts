@@ -250,6 +250,16 @@ describe.skipIf(skipBackend("postgres") || skipWithout("terraform", terraformUna
         const after = await rest("GET", t("/identities/solo-2"));
         expect(after.status, after.text).toBe(200);
         expect(after.body.spiffeId).toBe(before.body.spiffeId);
+
+        // -replace of an unchanged resource: Terraform plans the new object while the old one, same id,
+        // still exists; the plan's create-only check must not call that "already exists".
+        const forced = await ws.plan(["-replace=weft_identity.solo"]);
+        const change = forced.json.resource_changes!.find((c) => c.address === "weft_identity.solo")!;
+        expect(change.change.actions).toEqual(["delete", "create"]);
+        await ws.apply(forced.file);
+        const recreated = await rest("GET", t("/identities/solo-2"));
+        expect(recreated.status, recreated.text).toBe(200);
+        expect(recreated.body.etag).not.toBe(after.body.etag);
       } finally {
         // Back to the base configuration for the tests after this one.
         await ws.remove("solo.tf");

@@ -26,8 +26,8 @@ const state = (res: Record<string, unknown>, key: string, t = thingType): TfValu
   decodeDynamicValue(res[key] as { msgpack: Buffer }, t);
 const diagnostics = (res: Record<string, unknown>) => res.diagnostics as { severity: string; summary: string; detail: string; attribute?: unknown }[];
 
-async function configured(): Promise<ProviderService> {
-  const s = new ProviderService(testProvider());
+async function configured(provider = testProvider()): Promise<ProviderService> {
+  const s = new ProviderService(provider);
   const res = await s.ConfigureProvider({ config: dv({ endpoint: "http://x", token: null }, providerType), terraform_version: "1.11.4" });
   expect(diagnostics(res)).toEqual([]);
   return s;
@@ -168,6 +168,28 @@ describe("resource lifecycle", () => {
     const plan = await s.PlanResourceChange({ type_name: "weft_thing", prior_state: dv(prior), proposed_new_state: dv({ ...next, id: "thing-a", revision: 1 }), config: dv(next), prior_private: Buffer.from("keep") });
     expect(plan.requires_replace).toEqual([{ steps: [{ attribute_name: "name" }] }]);
     expect(plan.planned_private).toEqual(Buffer.from("keep"));
+  });
+
+  it("tells the create half of a replacement from a plain create, by the private bytes it gave the old object", async () => {
+    const provider = testProvider();
+    const handler = provider.resources[0]!;
+    const planOf = handler.plan.bind(handler);
+    const replacing: (boolean | undefined)[] = [];
+    handler.plan = (req) => {
+      replacing.push(req.replacing);
+      return planOf(req);
+    };
+    const s = await configured(provider);
+    const prior = thing({ id: "thing-a", name: "a", revision: 1 });
+    const config = thing({ name: "a" });
+    // Terraform: plan the existing object (-replace forces the replacement), then its new half with a null
+    // prior and the planned private bytes of the first call.
+    const first = await s.PlanResourceChange({ type_name: "weft_thing", prior_state: dv(prior), proposed_new_state: dv(prior), config: dv(config), prior_private: Buffer.alloc(0) });
+    expect(first.planned_private).not.toEqual(Buffer.alloc(0));
+    await s.PlanResourceChange({ type_name: "weft_thing", prior_state: nil, proposed_new_state: dv(config), config: dv(config), prior_private: first.planned_private });
+    await s.PlanResourceChange({ type_name: "weft_thing", prior_state: nil, proposed_new_state: dv(config), config: dv(config), prior_private: Buffer.alloc(0) });
+    await s.PlanResourceChange({ type_name: "weft_thing", prior_state: nil, proposed_new_state: dv(config), config: dv(config), prior_private: undefined });
+    expect(replacing).toEqual([false, true, false, false]);
   });
 
   it("plans a destroy (plan_destroy) and applies it with a null new state", async () => {

@@ -81,12 +81,13 @@ function counting(ctx: ProviderContext): ProviderContext & { calls: string[] } {
 class Terraform {
   constructor(readonly ctx: ProviderContext) {}
 
-  async plan(h: ResourceHandler, prior: TfObject | null, config: Record<string, unknown> | null, ctx = this.ctx) {
+  /** `replacing`: the create half of a replacement, as Terraform plans it (the provider service tells from private bytes). */
+  async plan(h: ResourceHandler, prior: TfObject | null, config: Record<string, unknown> | null, ctx = this.ctx, replacing = false) {
     if (config === null) return { ...(await h.plan({ prior, proposed: null, config: null, ctx })), config: null };
     const filled = fill(h.schema.attributes, config);
     const validation = h.validate(filled);
     if (errors(validation).length > 0) return { planned: null, requiresReplace: [], diagnostics: validation, config: filled };
-    const result = await h.plan({ prior, proposed: proposedNewState(h.schema.attributes, prior, filled), config: filled, ctx });
+    const result = await h.plan({ prior, proposed: proposedNewState(h.schema.attributes, prior, filled), config: filled, ctx, replacing });
     return { ...result, config: filled };
   }
 
@@ -223,18 +224,27 @@ describe.each(BACKENDS)("Weft resources against the API on %s", (backend) => {
       expect(await h.apply({ prior: recreated, planned: null, config: null, ctx: tf.ctx })).toEqual({ state: null, diagnostics: [] });
     });
 
-    it("a create over an object made outside Terraform is refused at apply, naming import; a forced replace plans cleanly", async () => {
+    it("a create over an object made outside Terraform fails at plan (and at apply), naming import; a forced replace plans cleanly", async () => {
       const h = resource("weft_identity");
       await mustPut(app, OPERATOR_TOKEN, tenant, "identities/outside", { path: "/ns/outside" });
-      const config = { tenant, name: "outside", path: "/ns/outside" };
-      // Terraform plans a forced replacement (-replace, taint) as a create while the old object exists.
+      const before = (await get(`/v1/tenants/${tenant}/identities/outside`)).json().etag as string;
+      const config = { tenant, name: "outside", path: "/ns/elsewhere" };
+      const exists = expect.objectContaining({
+        severity: "error",
+        summary: `weft_identity "${tenant}/outside" already exists`,
+        detail: expect.stringContaining(`terraform import <the address on the "with" line above> ${tenant}/outside`),
+      });
+      // The plan's dry run carries If-None-Match: *, as the apply's write does.
       const plan = await tf.plan(h, null, config);
-      expect(plan.diagnostics).toEqual([]);
-      const done = await h.apply({ prior: null, planned: plan.planned, config: plan.config, ctx: tf.ctx });
+      expect(plan.diagnostics).toEqual([exists]);
+      // Terraform plans a forced replacement (-replace, taint) as a create while the old object exists: no error then.
+      const replacing = await tf.plan(h, null, config, tf.ctx, true);
+      expect(replacing.diagnostics).toEqual([]);
+      // An apply of a plan made anyway (an older provider's) still refuses, and nothing was written.
+      const done = await h.apply({ prior: null, planned: replacing.planned, config: replacing.config, ctx: tf.ctx });
       expect(done.state).toBeNull();
-      expect(done.diagnostics).toEqual([
-        expect.objectContaining({ severity: "error", summary: `weft_identity "${tenant}/outside" already exists`, detail: expect.stringContaining(`terraform import`) }),
-      ]);
+      expect(done.diagnostics).toEqual([exists]);
+      expect((await get(`/v1/tenants/${tenant}/identities/outside`)).json()).toMatchObject({ etag: before, path: "/ns/outside" });
     });
 
     it("plans without a dry run while the config holds unknown values, and skips it for a tenant this apply creates", async () => {

@@ -3,11 +3,10 @@
  * from the document, not copied), and the pure parts: error paths,
  * validation, state upgrades. No API needed.
  */
-import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { UNKNOWN, type TfAttribute, type TfObject, type TfValue } from "../../terraform/src/framework.ts";
 import { deriveFields, snakeCase, syntheticField } from "../../terraform/src/weft/fields.ts";
-import { requestBody, responseBody } from "../../terraform/src/weft/openapi.ts";
+import { DOCUMENT, requestBody, responseBody } from "../../terraform/src/weft/openapi.ts";
 import { attributePathOf, problemDiagnostics } from "../../terraform/src/weft/problems.ts";
 import { weftProvider } from "../../terraform/src/weft/provider.ts";
 
@@ -20,7 +19,8 @@ interface Schema {
   items?: Schema;
   anyOf?: Schema[];
 }
-const doc = JSON.parse(readFileSync(new URL("../../openapi/openapi.json", import.meta.url), "utf8")) as {
+// Read as the provider reads it: named schemas inlined.
+const doc = DOCUMENT as unknown as {
   paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: Schema }> }; responses: Record<string, { content?: Record<string, { schema: Schema }> }> }>>;
 };
 const bodyOf = (path: string, method = "put") => doc.paths[path]![method]!.requestBody!.content["application/json"]!.schema;

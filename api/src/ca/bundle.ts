@@ -45,3 +45,17 @@ export function buildBundle(
 export function bundlePem(authorities: readonly BundleAuthority[]): string {
   return authorities.map((a) => toPem("CERTIFICATE", a.caCertDer)).join("");
 }
+
+/** A JWT-SVID key as OIDC-style verifiers (jose, most JWT libraries) take it: `use: "sig"`, its alg named. */
+export type JwtSigningJwk = EcPublicJwk & { use: "sig"; alg: "ES256"; kid: string };
+
+/**
+ * The bundle's JWT-SVID keys as a plain JWK set. The SPIFFE bundle marks them
+ * `use: "jwt-svid"`, as its spec requires, and a JWKS consumer such as jose's
+ * createRemoteJWKSet skips any key whose `use` is not "sig"; this set is the
+ * same keys (prepared, active and old alike) relabelled for those verifiers.
+ */
+export function jwtSigningKeys(bundle: SpiffeBundle): { keys: JwtSigningJwk[] } {
+  const keys = bundle.keys.filter((k): k is JwtSvidJwk => k.use === "jwt-svid");
+  return { keys: keys.map((k) => ({ ...k, use: "sig", alg: "ES256" })) };
+}

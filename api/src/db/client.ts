@@ -7,6 +7,7 @@ import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePg } from "drizzle-orm/node-postgres";
 import { migrate as migratePg } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
+import { lockDataDir } from "./data-dir-lock.ts";
 import * as schema from "./schema.ts";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -48,7 +49,15 @@ function tighten(path: string): void {
 
 function openPglite(dataDir: string | undefined): Database {
   if (dataDir) privateDataDir(dataDir);
-  const client = new PGlite(dataDir);
+  // Before PGlite touches a file: two processes on one directory would corrupt it.
+  const lock = dataDir ? lockDataDir(dataDir) : undefined;
+  let client: PGlite;
+  try {
+    client = new PGlite(dataDir);
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   return {
     db,
@@ -60,9 +69,13 @@ function openPglite(dataDir: string | undefined): Database {
       return async () => unsubscribe();
     },
     async close() {
-      await client.close();
-      // Files PGlite wrote while open (without server.ts's umask: tests, embedders) get the same treatment.
-      if (dataDir) tighten(dataDir);
+      try {
+        await client.close();
+        // Files PGlite wrote while open (without server.ts's umask: tests, embedders) get the same treatment.
+        if (dataDir) tighten(dataDir);
+      } finally {
+        lock?.release();
+      }
     },
   };
 }

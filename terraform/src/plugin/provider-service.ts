@@ -60,6 +60,10 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/** Private bytes of a planned change whose prior object exists, so that the create half of its replacement can tell. */
+const EXISTING_OBJECT = Buffer.from("weft:existing");
+const privateBytes = (v: unknown): Buffer => (Buffer.isBuffer(v) ? v : v instanceof Uint8Array ? Buffer.from(v) : Buffer.alloc(0));
+
 interface Typed<H> {
   handler: H;
   type: CtyType;
@@ -297,17 +301,22 @@ export class ProviderService {
     return this.guard("Failed to plan the change", diags, async () => {
       const r = this.resource(req.type_name);
       const ctx = this.context("PlanResourceChange");
+      const prior = this.decodeObject(req.prior_state, r.type, "prior state");
+      const priorPrivate = privateBytes(req.prior_private);
       const out = await r.handler.plan({
-        prior: this.decodeObject(req.prior_state, r.type, "prior state"),
+        prior,
         proposed: this.decodeObject(req.proposed_new_state, r.type, "proposed new state"),
         config: this.decodeObject(req.config, r.type, "configuration"),
         ctx,
+        // Terraform plans a replacement's new object with a null prior and the private bytes this
+        // plan returned for the old one; a plain create has none (nothing to carry them).
+        replacing: prior === null && priorPrivate.length > 0,
       });
       diags.push(...out.diagnostics);
       return {
         planned_state: encodeDynamicValue(out.planned, r.type, diags),
         requires_replace: out.requiresReplace.map(toWirePath),
-        planned_private: req.prior_private,
+        planned_private: prior !== null && priorPrivate.length === 0 ? EXISTING_OBJECT : req.prior_private,
       };
     });
   }

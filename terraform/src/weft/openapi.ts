@@ -40,7 +40,30 @@ interface Document {
   tags?: { name: string; description?: string }[];
 }
 
-const DOCUMENT = JSON.parse(readFileSync(new URL("../../../openapi/openapi.json", import.meta.url), "utf8")) as Document;
+/**
+ * The document with every `#/components/schemas/X` ref replaced by the
+ * schema it names (a ref's own description kept over the schema's), so the
+ * provider reads each body as one tree. The API's schemas are not recursive;
+ * a cycle would be a bug there, and fails here rather than looping.
+ */
+export function inlineSchemaRefs<T>(doc: T & { components?: { schemas?: Record<string, unknown> } }): T {
+  const named = doc.components?.schemas ?? {};
+  const inline = (node: unknown, trail: string[]): unknown => {
+    if (Array.isArray(node)) return node.map((n) => inline(n, trail));
+    if (node === null || typeof node !== "object") return node;
+    const { $ref, ...rest } = node as Record<string, unknown>;
+    if (typeof $ref === "string" && $ref.startsWith("#/components/schemas/")) {
+      const name = $ref.slice("#/components/schemas/".length);
+      if (trail.includes(name)) throw new Error(`openapi/openapi.json: schema ${name} refers to itself`);
+      if (!(name in named)) throw new Error(`openapi/openapi.json: no schema ${name} for ${$ref}`);
+      return { ...(inline(named[name], [...trail, name]) as object), ...(inline(rest, trail) as object) };
+    }
+    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, inline(v, trail)]));
+  };
+  return inline(doc, []) as T;
+}
+
+export const DOCUMENT = inlineSchemaRefs(JSON.parse(readFileSync(new URL("../../../openapi/openapi.json", import.meta.url), "utf8")) as Document);
 
 export function operation(path: string, method: "get" | "put" | "post" | "delete"): Operation {
   const op = DOCUMENT.paths[path]?.[method];

@@ -6,6 +6,7 @@
  */
 import type { Diagnostic, ResourceHandler, TfObject } from "../framework.ts";
 import { problemOf, send, succeeded, type Answer } from "./client.ts";
+import { addressInConfig } from "./config-address.ts";
 import { deriveFields, shapeOf, syntheticField, toAttribute, type Field } from "./fields.ts";
 import { operation, requestBody, resourceDescription, responseBody } from "./openapi.ts";
 import { planChange, type Keeps } from "./plan.ts";
@@ -96,7 +97,7 @@ export function itemResource(kind: ResourceKind): ResourceHandler {
 
     validate: (config) => validateObject(fields, config),
 
-    async plan({ prior, proposed, config, ctx }) {
+    async plan({ prior, proposed, config, ctx, replacing }) {
       if (proposed === null || config === null) return { planned: null, requiresReplace: [], diagnostics: [] };
       const { planned, action, requiresReplace } = planChange(
         { fields, replaceOn: keyNames, keeps: kind.keeps ?? {}, idOf },
@@ -106,11 +107,14 @@ export function itemResource(kind: ResourceKind): ResourceHandler {
       );
       // A value that is not known yet cannot be sent: this plan goes without a dry run.
       if (action === "none" || hasUnknown(config)) return { planned, requiresReplace, diagnostics: [] };
-      // A create is tried without If-None-Match: on a replace (-replace, taint) Terraform plans the new object
-      // while the old one still exists. Apply sends it, and says "already exists" for one made outside Terraform.
+      // A create is tried as apply sends it, with If-None-Match: *, so one made outside Terraform under the
+      // same id fails the plan ("already exists"), not the apply. Not on a replacement (-replace, taint):
+      // Terraform plans the new object while the old one still exists.
+      const precondition: Record<string, string> | undefined =
+        action === "update" ? { "if-match": etagOf(prior) ?? "*" } : action === "create" && !replacing ? { "if-none-match": "*" } : undefined;
       const answer = await send(ctx, "PUT", `${urlOf(planned)}?dryRun=true`, {
         body: bodyOf(planned, config),
-        ...(action === "update" ? { headers: { "if-match": etagOf(prior) ?? "*" } } : {}),
+        ...(precondition ? { headers: precondition } : {}),
       });
       return { planned, requiresReplace, diagnostics: dryRunDiagnostics(answer, planned, action) };
     },
@@ -172,13 +176,19 @@ export function itemResource(kind: ResourceKind): ResourceHandler {
     return { severity: "error", summary: `${subject(v)} ${CHANGED_OUTSIDE}`, detail: `The ${kind.noun}'s ETag is no longer ${etagOf(v) ?? "the stored one"}: it was changed outside Terraform since the last refresh.` };
   }
   function existsAlready(v: TfObject): Diagnostic {
+    const id = idOf(v) ?? "";
+    const name = v[keyNames[keyNames.length - 1]!];
+    const address = typeof name === "string" ? addressInConfig(kind.typeName, name) : null;
+    const to = address ?? `<the address on the "with" line above>`;
     return {
       severity: "error",
       summary: `${subject(v)} already exists`,
-      detail: `It was created outside Terraform. Import it with: terraform import ${kind.typeName}.<name> ${idOf(v) ?? ""}`,
+      detail:
+        `It was created outside Terraform (or is managed by another state). To manage it from this configuration, import it:\n` +
+        `  terraform import ${to} ${id}\n` +
+        `or add an import block: import { to = ${to}, id = "${id}" }. Or give this resource another name.`,
     };
   }
-
   /**
    * What the dry run found, as plan diagnostics. A 404 means the tenant
    * does not exist yet (it is often created by the same apply), and a 422
@@ -190,7 +200,7 @@ export function itemResource(kind: ResourceKind): ResourceHandler {
    */
   function dryRunDiagnostics(answer: Answer, planned: TfObject, action: "create" | "replace" | "update"): Diagnostic[] {
     if (succeeded(answer) || answer.status === 404) return [];
-    if (answer.status === 412) return [changedOutside(planned)];
+    if (answer.status === 412) return [action === "update" ? changedOutside(planned) : existsAlready(planned)];
     const problem = problemOf(answer);
     if (answer.status === 409 && action !== "update") {
       return problemDiagnostics(problem, scope, `dry run of ${subject(planned)} (checked again at apply, in case this apply frees it)`, "warning");

@@ -47,6 +47,7 @@ const logRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       config: { auth: { who: "tenant", scope: "admin" } },
       schema: {
+        operationId: "listAuditEntries",
         tags: ["audit"],
         summary: "Read the tenant's audit log, oldest first",
         params: TenantParams,

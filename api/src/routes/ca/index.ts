@@ -1,14 +1,18 @@
+import { createHash } from "node:crypto";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import { tenantOf } from "../../auth/guard.ts";
 import { systemCaller, type Caller, type CaState } from "../../ca/service.ts";
+import { notModified } from "../../http/conventions.ts";
+import { PreconditionHeaders } from "../../http/headers.ts";
 import { notFound } from "../../http/problem.ts";
+import { jwtSigningKeys } from "../../ca/bundle.ts";
 import { TenantParams } from "../../http/schemas.ts";
 import { callerOf } from "../../ca/store.ts";
 import type { TenantDbRow } from "../../services/tenant-directory.ts";
-import { problemResponses } from "../responses.ts";
+import { NotModified, problemResponses } from "../responses.ts";
 import { caCall } from "./problems.ts";
-import { Bundle, CaStatus } from "./schemas.ts";
+import { Bundle, CaStatus, Jwks } from "./schemas.ts";
 
 const tags = ["ca"];
 /** A public bundle read that finds no CA makes one; nobody in particular asked. */
@@ -81,6 +85,32 @@ const caRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const { pem } = await bundleOf(request.params.tenant);
       return reply.type(PEM_TYPE).send(pem);
+    },
+  );
+
+  // The same public keys as the bundle's jwt-svid entries, so just as public.
+  app.get(
+    "/v1/tenants/:tenant/jwks",
+    {
+      config: { auth: { who: "public" } },
+      schema: {
+        operationId: "getJwks",
+        tags,
+        summary: "The tenant's JWT-SVID keys as a plain JWK set (use: sig) for OIDC-style verifiers; no credential needed",
+        params: TenantParams,
+        headers: Type.Pick(PreconditionHeaders, ["if-none-match"]),
+        response: { 200: Jwks, 304: NotModified, ...problemResponses(400, 404) },
+      },
+    },
+    async (request, reply) => {
+      const { json } = await bundleOf(request.params.tenant);
+      const jwks = jwtSigningKeys(json);
+      const etag = `"${createHash("sha256").update(JSON.stringify(jwks)).digest("base64url").slice(0, 27)}"`;
+      // A new key is in the set from the CA's prepare phase on, long before it signs: a verifier
+      // that caches for the bundle's refresh hint never meets a token signed by a key it lacks.
+      reply.header("etag", etag).header("cache-control", `public, max-age=${json.spiffe_refresh_hint}`);
+      if (notModified(etag, request.headers["if-none-match"])) return reply.code(304).send();
+      return jwks;
     },
   );
 

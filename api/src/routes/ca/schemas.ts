@@ -26,6 +26,22 @@ export const Bundle = Type.Object(
   { title: "SpiffeBundle" },
 );
 
+/** A JWT-SVID public key for JWKS consumers (RFC 7517): the bundle's jwt-svid key with `use: "sig"`. */
+export const SigningKey = Type.Object(
+  {
+    kty: Type.Literal("EC"),
+    crv: Type.String(),
+    x: b64url,
+    y: b64url,
+    use: Type.Literal("sig"),
+    alg: Type.Literal("ES256"),
+    kid: Type.String(),
+  },
+  { title: "JwtSigningKey" },
+);
+
+export const Jwks = Type.Object({ keys: Type.Array(SigningKey) }, { title: "JwtSigningKeySet" });
+
 export const Authority = Type.Object(
   {
     id: Type.String({ format: "uuid" }),

@@ -177,6 +177,7 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       // for node credentials); the guard only needs to see the tenant.
       config: { auth: { who: "tenant", scope: "read", nodes: true } },
       schema: {
+        operationId: "mintX509Svid",
         tags,
         summary:
           "Issue an X.509-SVID from a PKCS#10 CSR (needs the write scope, or a node credential of a node running a workload of this identity and matched by its nodeSelector now)",
@@ -205,6 +206,7 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       // for the workloads on it (the Workload API's FetchJWTSVID) and no others.
       config: { auth: { who: "tenant", scope: "read", nodes: true } },
       schema: {
+        operationId: "mintJwtSvid",
         tags,
         summary:
           "Issue a JWT-SVID for the given audience (needs the write scope, or a node credential of a node running a workload of this identity and matched by its nodeSelector now)",

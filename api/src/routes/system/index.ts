@@ -45,6 +45,7 @@ const systemRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       config: open,
       schema: {
+        operationId: "getMetrics",
         tags,
         summary: "Prometheus metrics",
         produces: ["text/plain"],
