@@ -342,40 +342,47 @@ static __always_inline void weft_flow_note(struct __sk_buff *skb, __u8 dir, cons
 	const struct weft_identity *src = dir == WEFT_DIR_INGRESS ? peer : self;
 	const struct weft_identity *dst = dir == WEFT_DIR_INGRESS ? self : peer;
 	struct weft_flow_stats *stats;
-	struct weft_flow_event ev = {};
+	struct weft_flow_event *ev;
+	__u64 now;
 
 	if (passed && !(d && d->opened))
 		return;
-	stats = weft_flow_admit(passed && reason != WEFT_REASON_AUDIT);
+	now = bpf_ktime_get_ns();
+	stats = weft_flow_admit(passed && reason != WEFT_REASON_AUDIT, now);
 	if (!stats)
 		return;
-	ev.time_ns = bpf_ktime_get_ns();
+	ev = weft_flow_reserve(stats);
+	if (!ev)
+		return;
+	ev->time_ns = now;
+	ev->cookie = 0;
 	if (dir == WEFT_DIR_INGRESS) {
-		ev.saddr = flow->remote;
-		ev.daddr = flow->local;
-		ev.sport = flow->remote_port;
-		ev.dport = flow->local_port;
+		ev->saddr = flow->remote;
+		ev->daddr = flow->local;
+		ev->sport = flow->remote_port;
+		ev->dport = flow->local_port;
 	} else {
-		ev.saddr = flow->local;
-		ev.daddr = flow->remote;
-		ev.sport = flow->local_port;
-		ev.dport = flow->remote_port;
+		ev->saddr = flow->local;
+		ev->daddr = flow->remote;
+		ev->sport = flow->local_port;
+		ev->dport = flow->remote_port;
 	}
-	ev.protocol = flow->protocol;
-	ev.hook = dir;
-	ev.reason = reason;
-	if (src) {
-		ev.src_identity = src->identity;
-		ev.src_tenant = src->tenant;
-	}
-	if (dst) {
-		ev.dst_identity = dst->identity;
-		ev.dst_tenant = dst->tenant;
-	}
-	ev.rule_id = d ? d->rule_id : 0;
-	ev.ifindex = skb->ifindex;
-	ev.len = skb->len;
-	weft_flow_emit(stats, &ev);
+	ev->protocol = flow->protocol;
+	ev->hook = dir;
+	ev->reason = reason;
+	ev->_pad0 = 0;
+	ev->src_identity = src ? src->identity : 0;
+	ev->src_tenant = src ? src->tenant : 0;
+	ev->dst_identity = dst ? dst->identity : 0;
+	ev->dst_tenant = dst ? dst->tenant : 0;
+	ev->rule_id = d ? d->rule_id : 0;
+	ev->orig_daddr = 0;
+	ev->orig_dport = 0;
+	ev->_pad1 = 0;
+	ev->ifindex = skb->ifindex;
+	ev->len = skb->len;
+	ev->_pad2 = 0;
+	weft_flow_submit(stats, ev);
 }
 
 /*

@@ -77,34 +77,43 @@ static __always_inline int sock4_balanced(struct bpf_sock_addr *ctx)
 static __always_inline void sock4_flow_note(struct bpf_sock_addr *ctx, const struct weft_svc_key *svc,
 					    const struct weft_backend_value *be, __u32 reason)
 {
-	struct weft_flow_stats *stats = weft_flow_admit(be != NULL);
-	struct weft_flow_event ev = {};
+	__u64 now = bpf_ktime_get_ns();
+	struct weft_flow_stats *stats = weft_flow_admit(be != NULL, now);
 	struct weft_ipcache_key ip_key = { .prefixlen = 32 };
-	struct weft_identity *dst;
+	struct weft_identity *dst = NULL;
+	struct weft_flow_event *ev;
 
 	if (!stats)
 		return;
-	ev.time_ns = bpf_ktime_get_ns();
-	ev.cookie = bpf_get_socket_cookie(ctx);
-	ev.protocol = (__u8)ctx->protocol;
-	ev.hook = WEFT_HOOK_SOCK;
-	ev.reason = reason;
-	ev.orig_daddr = svc->vip;
-	ev.orig_dport = svc->port;
 	if (be) {
-		ev.daddr = be->addr;
-		ev.dport = be->port;
 		ip_key.addr = be->addr;
 		dst = bpf_map_lookup_elem(&weft_ipcache, &ip_key);
-		if (dst) {
-			ev.dst_identity = dst->identity;
-			ev.dst_tenant = dst->tenant;
-		}
-	} else {
-		ev.daddr = svc->vip;
-		ev.dport = svc->port;
 	}
-	weft_flow_emit(stats, &ev);
+	ev = weft_flow_reserve(stats);
+	if (!ev)
+		return;
+	ev->time_ns = now;
+	ev->cookie = bpf_get_socket_cookie(ctx);
+	ev->saddr = 0;
+	ev->daddr = be ? be->addr : svc->vip;
+	ev->sport = 0;
+	ev->dport = be ? be->port : svc->port;
+	ev->protocol = (__u8)ctx->protocol;
+	ev->hook = WEFT_HOOK_SOCK;
+	ev->reason = reason;
+	ev->_pad0 = 0;
+	ev->src_identity = 0;
+	ev->src_tenant = 0;
+	ev->dst_identity = dst ? dst->identity : 0;
+	ev->dst_tenant = dst ? dst->tenant : 0;
+	ev->rule_id = 0;
+	ev->orig_daddr = svc->vip;
+	ev->orig_dport = svc->port;
+	ev->_pad1 = 0;
+	ev->ifindex = 0;
+	ev->len = 0;
+	ev->_pad2 = 0;
+	weft_flow_submit(stats, ev);
 }
 
 /*

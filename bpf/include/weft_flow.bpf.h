@@ -19,13 +19,13 @@ WEFT_MAPS_FLOW(WEFT_DECLARE_MAP)
  * as rate_limited). Per CPU, so no atomics: a tc or sock program is not
  * preempted by another run on the same CPU.
  */
-static __always_inline struct weft_flow_stats *weft_flow_admit(int passed)
+static __always_inline struct weft_flow_stats *weft_flow_admit(int passed, __u64 now)
 {
 	__u32 zero = 0;
 	struct weft_flow_cfg *cfg = bpf_map_lookup_elem(&weft_flow_cfg, &zero);
 	struct weft_flow_bucket *bucket;
 	struct weft_flow_stats *stats;
-	__u64 now, cost, cap, credit;
+	__u64 cost, cap, credit;
 
 	if (!cfg || cfg->rate == 0 || (passed && !(cfg->flags & WEFT_FLOW_F_ALLOWED)))
 		return NULL;
@@ -33,7 +33,6 @@ static __always_inline struct weft_flow_stats *weft_flow_admit(int passed)
 	stats = bpf_map_lookup_elem(&weft_flow_stats, &zero);
 	if (!bucket || !stats)
 		return NULL;
-	now = bpf_ktime_get_ns();
 	cost = 1000000000ull / cfg->rate;
 	cap = cost * (cfg->burst ? cfg->burst : 1);
 	credit = bucket->credit_ns + (now - bucket->stamp_ns);
@@ -49,13 +48,28 @@ static __always_inline struct weft_flow_stats *weft_flow_admit(int passed)
 	return stats;
 }
 
-/* Copies the event into the ring; a full ring is counted, never waited on. */
-static __always_inline void weft_flow_emit(struct weft_flow_stats *stats, const struct weft_flow_event *ev)
+/*
+ * Room for one event in the ring, written in place (no copy from the stack);
+ * NULL when the ring is full, counted. Every member must be written, pads
+ * included, before weft_flow_submit: reserved memory holds an old record.
+ */
+static __always_inline struct weft_flow_event *weft_flow_reserve(struct weft_flow_stats *stats)
 {
-	if (bpf_ringbuf_output(&weft_flow_ring, (void *)ev, sizeof(*ev), 0) == 0)
-		stats->emitted++;
-	else
+	struct weft_flow_event *ev = bpf_ringbuf_reserve(&weft_flow_ring, sizeof(*ev), 0);
+
+	if (!ev)
 		stats->ring_full++;
+	return ev;
+}
+
+/*
+ * No wakeup: the agent drains on a timer and never sleeps on the ring's
+ * epoll fd, and a wakeup (irq_work) was the largest part of an event's cost.
+ */
+static __always_inline void weft_flow_submit(struct weft_flow_stats *stats, struct weft_flow_event *ev)
+{
+	bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
+	stats->emitted++;
 }
 
 /*
