@@ -116,7 +116,7 @@ async function kernelBench(): Promise<{ entries: number; ns: Record<string, numb
     // (c) flow events on/off, paired per round.
     const flowCfg = mapOf(obj, maps.flow_cfg);
     const events = (on: boolean) =>
-      writeEntries(flowCfg, "flow_cfg", [{ key: { index: 0 }, value: { rate: on ? 1_000_000 : 0, burst: 100_000, allowed: true } }]);
+      writeEntries(flowCfg, "flow_cfg", [{ key: { index: 0 }, value: { intervalNs: on ? 1000n : 0n, burst: 100_000, allowed: true } }]);
     const ring = new RingBufferReader(obj.mapFd(maps.flow_ring.name));
     cleanup.add("close the ring reader", () => ring.close());
     const newConn = (sport: number) => ipv4Frame({ ...flow, sport });

@@ -108,7 +108,8 @@
 #define WEFT_METRICS_MAX (WEFT_HOOK_COUNT * WEFT_REASON_COUNT)
 /* 1 MiB of 72-byte events plus their 8-byte headers: about 13,000 events. */
 #define WEFT_FLOW_RING_BYTES (1u << 20)
-#define WEFT_FLOW_RATE_MAX 1000000u
+/* The shortest interval between two events of one CPU: 1 us, a million a second. */
+#define WEFT_FLOW_INTERVAL_MIN 1000u
 #define WEFT_FLOW_BURST_MAX 100000u
 
 #define WEFT_PREFIX_MAX 32u
@@ -344,8 +345,8 @@ _Static_assert(sizeof(struct weft_ct_value) == 8, "weft_ct_value size");
  * One record per dropped packet, per new connection a tc program passes
  * (the packet that created its weft_ct entry) and per socket-LB decision
  * (translated or refused). Established packets emit nothing: counters cover
- * them. Emission is rate-limited per CPU (weft_flow_cfg, a token bucket in
- * weft_flow_rl); what the bucket or a full ring refuses is counted in
+ * them. Emission is rate-limited per CPU (weft_flow_cfg, a token bucket kept
+ * in weft_flow_stats); what the bucket or a full ring refuses is counted in
  * weft_flow_stats, never silent.
  *
  * Addresses and ports are as on the wire: source and destination of the
@@ -386,28 +387,30 @@ _Static_assert(WEFT_OFFSETOF(struct weft_flow_event, ifindex) == 60, "event ifin
 /* weft_flow_cfg: array, one entry (index 0), written by the agent. */
 #define WEFT_FLOW_F_ALLOWED 1u /* also emit passed new connections, not only drops and audits */
 
+/*
+ * The rate as the interval between events rather than events per second:
+ * the agent divides once, the datapath never (a 64-bit division was a tenth
+ * of an event's cost).
+ */
 struct weft_flow_cfg {
-	__u32 rate;  /* events per second per CPU; 0 = no events at all (the zeroed default) */
-	__u32 burst; /* most events at once per CPU, >= 1 when rate > 0 */
-	__u32 flags; /* WEFT_FLOW_F_* */
-	__u32 _pad;
+	__u64 interval_ns; /* 1e9 / events per second per CPU; 0 = no events at all (the zeroed default) */
+	__u32 burst;       /* most events at once per CPU, >= 1 when interval_ns > 0 */
+	__u32 flags;       /* WEFT_FLOW_F_* */
 };
 _Static_assert(sizeof(struct weft_flow_cfg) == 16, "weft_flow_cfg size");
 
-/* weft_flow_rl: per-CPU array, one entry: the token bucket, kept in nanoseconds of credit. */
-struct weft_flow_bucket {
-	__u64 stamp_ns;  /* last refill */
-	__u64 credit_ns; /* an event costs 1e9 / rate ns; at most burst events' worth */
-};
-_Static_assert(sizeof(struct weft_flow_bucket) == 16, "weft_flow_bucket size");
-
-/* weft_flow_stats: per-CPU array, one entry, read by the agent. */
+/*
+ * weft_flow_stats: per-CPU array, one entry. The counters the agent reads,
+ * and this CPU's token bucket (one lookup for both on the event path).
+ */
 struct weft_flow_stats {
 	__u64 emitted;
 	__u64 rate_limited; /* refused by the bucket: lost */
 	__u64 ring_full;    /* the ring had no room: lost */
+	__u64 stamp_ns;     /* the bucket's last refill */
+	__u64 credit_ns;    /* an event costs interval_ns; at most burst events' worth */
 };
-_Static_assert(sizeof(struct weft_flow_stats) == 24, "weft_flow_stats size");
+_Static_assert(sizeof(struct weft_flow_stats) == 40, "weft_flow_stats size");
 
 /* ---- metrics: per-CPU array indexed by WEFT_METRICS_INDEX(hook, reason) -- */
 
@@ -466,13 +469,11 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 	X(flow_ring, weft_flow_ring, RINGBUF, void, void, WEFT_FLOW_RING_BYTES)
 #define WEFT_MAP_flow_cfg(X)                                                             \
 	X(flow_cfg, weft_flow_cfg, ARRAY, __u32, struct weft_flow_cfg, 1)
-#define WEFT_MAP_flow_rl(X)                                                              \
-	X(flow_rl, weft_flow_rl, PERCPU_ARRAY, __u32, struct weft_flow_bucket, 1)
 #define WEFT_MAP_flow_stats(X)                                                           \
 	X(flow_stats, weft_flow_stats, PERCPU_ARRAY, __u32, struct weft_flow_stats, 1)
 
 /* Every map flow events need, for an object that emits them. */
-#define WEFT_MAPS_FLOW(X) WEFT_MAP_flow_ring(X) WEFT_MAP_flow_cfg(X) WEFT_MAP_flow_rl(X) WEFT_MAP_flow_stats(X)
+#define WEFT_MAPS_FLOW(X) WEFT_MAP_flow_ring(X) WEFT_MAP_flow_cfg(X) WEFT_MAP_flow_stats(X)
 
 #define WEFT_MAPS(X)                                                                     \
 	WEFT_MAP_ipcache(X) WEFT_MAP_endpoint(X) WEFT_MAP_policy(X) WEFT_MAP_svc(X)         \

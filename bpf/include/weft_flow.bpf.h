@@ -13,8 +13,8 @@
 WEFT_MAPS_FLOW(WEFT_DECLARE_MAP)
 
 /*
- * The configuration when an event of this kind may be emitted now, NULL when
- * not: events off (rate 0, the zeroed default before the agent writes it), a
+ * This CPU's stats when an event of this kind may be emitted now, NULL when
+ * not: events off (interval 0, the zeroed default before the agent writes it), a
  * passed connection while only drops are wanted, or an empty bucket (counted
  * as rate_limited). Per CPU, so no atomics: a tc or sock program is not
  * preempted by another run on the same CPU.
@@ -23,28 +23,26 @@ static __always_inline struct weft_flow_stats *weft_flow_admit(int passed, __u64
 {
 	__u32 zero = 0;
 	struct weft_flow_cfg *cfg = bpf_map_lookup_elem(&weft_flow_cfg, &zero);
-	struct weft_flow_bucket *bucket;
 	struct weft_flow_stats *stats;
 	__u64 cost, cap, credit;
 
-	if (!cfg || cfg->rate == 0 || (passed && !(cfg->flags & WEFT_FLOW_F_ALLOWED)))
+	if (!cfg || cfg->interval_ns == 0 || (passed && !(cfg->flags & WEFT_FLOW_F_ALLOWED)))
 		return NULL;
-	bucket = bpf_map_lookup_elem(&weft_flow_rl, &zero);
 	stats = bpf_map_lookup_elem(&weft_flow_stats, &zero);
-	if (!bucket || !stats)
+	if (!stats)
 		return NULL;
-	cost = 1000000000ull / cfg->rate;
+	cost = cfg->interval_ns;
 	cap = cost * (cfg->burst ? cfg->burst : 1);
-	credit = bucket->credit_ns + (now - bucket->stamp_ns);
-	bucket->stamp_ns = now;
+	credit = stats->credit_ns + (now - stats->stamp_ns);
+	stats->stamp_ns = now;
 	if (credit > cap)
 		credit = cap;
 	if (credit < cost) {
-		bucket->credit_ns = credit;
+		stats->credit_ns = credit;
 		stats->rate_limited++;
 		return NULL;
 	}
-	bucket->credit_ns = credit - cost;
+	stats->credit_ns = credit - cost;
 	return stats;
 }
 

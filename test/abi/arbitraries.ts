@@ -63,10 +63,13 @@ export const arbitraries: { [M in MapId]: { key: fc.Arbitrary<MapTypes[M]["key"]
   audit: { key: policyKey, value: policyValue },
   flow_cfg: {
     key: fc.constant({ index: 0 as const }),
-    value: fc.record({ rate: fc.integer({ min: 0, max: 1_000_000 }), burst: fc.integer({ min: 0, max: 100_000 }), allowed: fc.boolean() }),
+    value: fc.record({
+      intervalNs: fc.oneof(fc.constant(0n), fc.bigInt({ min: 1000n, max: 0xffffffffffffffffn })),
+      burst: fc.integer({ min: 0, max: 100_000 }),
+      allowed: fc.boolean(),
+    }),
   },
-  flow_rl: { key: fc.constant({ index: 0 as const }), value: fc.record({ stampNs: u64, creditNs: u64 }) },
-  flow_stats: { key: fc.constant({ index: 0 as const }), value: fc.record({ emitted: u64, rateLimited: u64, ringFull: u64 }) },
+  flow_stats: { key: fc.constant({ index: 0 as const }), value: fc.record({ emitted: u64, rateLimited: u64, ringFull: u64, stampNs: u64, creditNs: u64 }) },
 };
 
 export function entryArb<M extends MapId>(map: M): fc.Arbitrary<Entry<M>> {

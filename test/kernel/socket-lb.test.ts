@@ -48,7 +48,7 @@ describe.skipIf(skipWithout("cgroup v2 socket LB (root, bpf, cgroup2)", reason))
     writeEntries(mapOf(obj, maps.sock_cfg), "sock_cfg", [{ key: { index: 0 }, value: { hostNetnsCookie: netnsCookie(), lbHostTraffic: true } }]);
     m = { svc: mapOf(obj, maps.svc), lbSlot: mapOf(obj, maps.lb_slot), backend: mapOf(obj, maps.backend), metrics: mapOf(obj, maps.metrics) };
     // Flow events on, with the first backend address known as a workload (identity 500 of tenant 3).
-    writeEntries(mapOf(obj, maps.flow_cfg), "flow_cfg", [{ key: { index: 0 }, value: { rate: 1_000_000, burst: 100_000, allowed: true } }]);
+    writeEntries(mapOf(obj, maps.flow_cfg), "flow_cfg", [{ key: { index: 0 }, value: { intervalNs: 1000n, burst: 100_000, allowed: true } }]);
     writeEntries(mapOf(obj, maps.ipcache), "ipcache", [{ key: { prefix: "127.0.0.2/32" }, value: { identity: 500, tenant: 3 } }]);
     ring = new RingBufferReader(obj.mapFd(maps.flow_ring.name));
     cleanup.add("close the flow ring reader", () => ring.close());

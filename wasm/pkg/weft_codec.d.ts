@@ -81,18 +81,20 @@ export interface SockCfgKey { index: 0 }
  * LB rewrites connections of the host's namespace too (--lb-host-traffic).
  */
 export interface SockCfg { hostNetnsCookie: bigint; lbHostTraffic: boolean }
-/** Key of the one-entry arrays (flow_cfg, flow_rl, flow_stats). */
+/** Key of the one-entry arrays (flow_cfg, flow_stats). */
 export interface IndexZeroKey { index: 0 }
 /**
- * flow_cfg value (written by the agent): flow events per second per CPU (0 =
- * none, the default), the bucket's burst, and whether passed new connections
- * are emitted too (drops and audits always are).
+ * flow_cfg value (written by the agent): the interval between two events of
+ * one CPU, 1e9 / events per second (0n = no events, the default; else at
+ * least FLOW_INTERVAL_MIN), the bucket's burst, and whether passed new
+ * connections are emitted too (drops and audits always are).
  */
-export interface FlowCfg { rate: number; burst: number; allowed: boolean }
-/** flow_rl value: one CPU's token bucket, in nanoseconds of credit (the datapath's own state). */
-export interface FlowBucket { stampNs: bigint; creditNs: bigint }
-/** flow_stats value, per CPU: events written, and events lost to the bucket or a full ring. */
-export interface FlowStats { emitted: bigint; rateLimited: bigint; ringFull: bigint }
+export interface FlowCfg { intervalNs: bigint; burst: number; allowed: boolean }
+/**
+ * flow_stats value, per CPU: events written, events lost to the bucket or a
+ * full ring, and the token bucket's own state (nanoseconds of credit).
+ */
+export interface FlowStats { emitted: bigint; rateLimited: bigint; ringFull: bigint; stampNs: bigint; creditNs: bigint }
 /** One endpoint of a flow event: wire address and port, datapath identity and tenant (0 = unknown). */
 export interface FlowEndpoint { address: string; port: number; identity: number; tenant: number }
 /** One record of the flow ring (struct weft_flow_event). */
@@ -130,7 +132,6 @@ export interface MapTypes {
   sock_cfg: { key: SockCfgKey; value: SockCfg };
   audit: { key: PolicyKey; value: PolicyValue };
   flow_cfg: { key: IndexZeroKey; value: FlowCfg };
-  flow_rl: { key: IndexZeroKey; value: FlowBucket };
   flow_stats: { key: IndexZeroKey; value: FlowStats };
 }
 /** Maps with entries the codec encodes and decodes. */
@@ -217,7 +218,7 @@ export interface AbiConstants {
   LB_BACKENDS_MAX: number;
   METRICS_MAX: number;
   FLOW_RING_BYTES: number;
-  FLOW_RATE_MAX: number;
+  FLOW_INTERVAL_MIN: number;
   FLOW_BURST_MAX: number;
   FLOW_F_ALLOWED: number;
 }

@@ -398,37 +398,36 @@ Object.assign(converters, {
   flow_cfg: {
     key: indexZeroConv("flow_cfg"),
     value: {
-      names: ["rate", "burst", "flags"],
+      names: ["interval_ns", "burst", "flags"],
       put(v, f, o) {
-        f[o] = u32(v.rate, "rate");
-        f[o + 1] = u32(v.burst, "burst");
+        const interval = u64(v.intervalNs, "intervalNs");
+        if (interval !== 0n && interval < BigInt(C.FLOW_INTERVAL_MIN)) fail("intervalNs", `${interval} is neither 0 (off) nor at least ${C.FLOW_INTERVAL_MIN}`);
+        putU64(interval, "intervalNs", f, o);
+        f[o + 2] = u32(v.burst, "burst");
         if (typeof v.allowed !== "boolean") fail("allowed", `${String(v.allowed)} is not a boolean`);
-        f[o + 2] = v.allowed ? C.FLOW_F_ALLOWED : 0;
+        f[o + 3] = v.allowed ? C.FLOW_F_ALLOWED : 0;
       },
-      get: (f, o) => ({ rate: f[o], burst: f[o + 1], allowed: (f[o + 2] & C.FLOW_F_ALLOWED) !== 0 }),
-    },
-  },
-  flow_rl: {
-    key: indexZeroConv("flow_rl"),
-    value: {
-      names: ["stamp_ns", "credit_ns"],
-      put(v, f, o) {
-        putU64(v.stampNs, "stampNs", f, o);
-        putU64(v.creditNs, "creditNs", f, o + 2);
-      },
-      get: (f, o) => ({ stampNs: u64Pair(f[o], f[o + 1]), creditNs: u64Pair(f[o + 2], f[o + 3]) }),
+      get: (f, o) => ({ intervalNs: u64Pair(f[o], f[o + 1]), burst: f[o + 2], allowed: (f[o + 3] & C.FLOW_F_ALLOWED) !== 0 }),
     },
   },
   flow_stats: {
     key: indexZeroConv("flow_stats"),
     value: {
-      names: ["emitted", "rate_limited", "ring_full"],
+      names: ["emitted", "rate_limited", "ring_full", "stamp_ns", "credit_ns"],
       put(v, f, o) {
         putU64(v.emitted, "emitted", f, o);
         putU64(v.rateLimited, "rateLimited", f, o + 2);
         putU64(v.ringFull, "ringFull", f, o + 4);
+        putU64(v.stampNs, "stampNs", f, o + 6);
+        putU64(v.creditNs, "creditNs", f, o + 8);
       },
-      get: (f, o) => ({ emitted: u64Pair(f[o], f[o + 1]), rateLimited: u64Pair(f[o + 2], f[o + 3]), ringFull: u64Pair(f[o + 4], f[o + 5]) }),
+      get: (f, o) => ({
+        emitted: u64Pair(f[o], f[o + 1]),
+        rateLimited: u64Pair(f[o + 2], f[o + 3]),
+        ringFull: u64Pair(f[o + 4], f[o + 5]),
+        stampNs: u64Pair(f[o + 6], f[o + 7]),
+        creditNs: u64Pair(f[o + 8], f[o + 9]),
+      }),
     },
   },
 });

@@ -13,8 +13,8 @@
 #include "weft_abi.h"
 
 #define WEFT_BATCH_MAX 4096u
-#define WEFT_FIELDS_PER_ENTRY_MAX 8u
-#define WEFT_STRUCT_MAX 24u
+#define WEFT_FIELDS_PER_ENTRY_MAX 12u
+#define WEFT_STRUCT_MAX 40u
 #define WEFT_FIELDS_LEN (WEFT_BATCH_MAX * WEFT_FIELDS_PER_ENTRY_MAX)
 #define WEFT_BYTES_LEN (WEFT_BATCH_MAX * WEFT_STRUCT_MAX * 2u)
 
@@ -93,11 +93,11 @@ struct layout {
 	X(T, host_netns_cookie, K_U64, 0, 0) X(T, lb_host_traffic, K_U32, 0, 1) P(T, _pad)
 #define METRICS_VALUE(X, P, T) X(T, packets, K_U64, 0, 0) X(T, bytes, K_U64, 0, 0)
 #define FLOW_CFG(X, P, T)                                                                  \
-	X(T, rate, K_U32, 0, WEFT_FLOW_RATE_MAX) X(T, burst, K_U32, 0, WEFT_FLOW_BURST_MAX)    \
-	X(T, flags, K_U32, 0, WEFT_FLOW_F_ALLOWED) P(T, _pad)
-#define FLOW_BUCKET(X, P, T) X(T, stamp_ns, K_U64, 0, 0) X(T, credit_ns, K_U64, 0, 0)
+	X(T, interval_ns, K_U64, 0, 0) X(T, burst, K_U32, 0, WEFT_FLOW_BURST_MAX)             \
+	X(T, flags, K_U32, 0, WEFT_FLOW_F_ALLOWED)
 #define FLOW_STATS(X, P, T)                                                                \
-	X(T, emitted, K_U64, 0, 0) X(T, rate_limited, K_U64, 0, 0) X(T, ring_full, K_U64, 0, 0)
+	X(T, emitted, K_U64, 0, 0) X(T, rate_limited, K_U64, 0, 0) X(T, ring_full, K_U64, 0, 0) \
+	X(T, stamp_ns, K_U64, 0, 0) X(T, credit_ns, K_U64, 0, 0)
 #define FLOW_EVENT(X, P, T)                                                                \
 	X(T, time_ns, K_U64, 0, 0) X(T, cookie, K_U64, 0, 0)                               \
 	X(T, saddr, K_BE32, 0, U32_ALL) X(T, daddr, K_BE32, 0, U32_ALL)                    \
@@ -222,7 +222,6 @@ typedef struct {
 	X(sock_cfg_key, struct weft_sock_cfg_key, SOCK_CFG_KEY, NO_CHECK)                  \
 	X(sock_cfg, struct weft_sock_cfg, SOCK_CFG, NO_CHECK)                              \
 	X(flow_cfg, struct weft_flow_cfg, FLOW_CFG, NO_CHECK)                              \
-	X(flow_bucket, struct weft_flow_bucket, FLOW_BUCKET, NO_CHECK)                     \
 	X(flow_stats, struct weft_flow_stats, FLOW_STATS, NO_CHECK)                        \
 	X(flow_event, struct weft_flow_event, FLOW_EVENT, NO_CHECK)
 
@@ -284,8 +283,7 @@ X_LAYOUTS(AS_WIDTH)
 	X(sock_rev, sock_rev_key, sock_rev_value) X(ct, ct_key, ct_value)                  \
 	X(metrics, metrics_key, metrics_value) X(local_veth, endpoint_key, local_veth)      \
 	X(sock_cfg, sock_cfg_key, sock_cfg) X(audit, policy_key, policy_value)              \
-	X(flow_cfg, metrics_key, flow_cfg) X(flow_rl, metrics_key, flow_bucket)             \
-	X(flow_stats, metrics_key, flow_stats)
+	X(flow_cfg, metrics_key, flow_cfg) X(flow_stats, metrics_key, flow_stats)
 
 #define AS_TYPE(tag, T, MEMBERS, check) typedef T tag##_type;
 X_LAYOUTS(AS_TYPE)
@@ -448,7 +446,7 @@ __attribute__((export_name("weft_map_max_entries"))) __u32 weft_map_max_entries(
 	X(REASON_INVALID_ENTRY) X(REASON_LB_TRANSLATED) X(REASON_LB_NO_BACKEND)           \
 	X(REASON_LB_REVERSED) X(REASON_CT_REPLY) X(REASON_AUDIT) X(REASON_COUNT)          \
 	X(PREFIX_MAX) X(PORT_MAX) X(LB_WEIGHT_MAX) X(LB_TABLE_MAX) X(LB_BACKENDS_MAX)     \
-	X(METRICS_MAX) X(FLOW_RING_BYTES) X(FLOW_RATE_MAX) X(FLOW_BURST_MAX) X(FLOW_F_ALLOWED)
+	X(METRICS_MAX) X(FLOW_RING_BYTES) X(FLOW_INTERVAL_MIN) X(FLOW_BURST_MAX) X(FLOW_F_ALLOWED)
 
 struct constant {
 	const char *name;
