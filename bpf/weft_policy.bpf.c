@@ -72,6 +72,15 @@
  *        not addressed to this host) passes to the host untouched and
  *        uncounted: weft_to_wl still guards what the host forwards.
  *
+ *   [R13] flow events (weft_flow.bpf.h): every drop, and the packet that
+ *        opened a flow ([R8] inserted a new weft_ct entry), emit one event,
+ *        rate-limited per CPU. A retransmitted SYN finds its entry and
+ *        emits nothing; neither does an established packet.
+ *   [R14] audit: a flow [R8] opens is probed once more in weft_audit (the
+ *        policy with audit-mode rules enforced, written only where such rules
+ *        exist); a drop there makes the verdict WEFT_REASON_AUDIT: passed,
+ *        and reported with the rule that would have dropped it.
+ *
  * Only replies pay for conntrack: an allowed packet that opens nothing (an
  * established TCP segment) costs no more than it did without it.
  */
@@ -84,6 +93,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "weft_flow.bpf.h"
 #include "weft_maps.bpf.h"
 #include "weft_parse.bpf.h"
 
@@ -97,6 +107,13 @@ WEFT_MAP_policy(WEFT_DECLARE_MAP)
 WEFT_MAP_ct(WEFT_DECLARE_MAP)
 WEFT_MAP_metrics(WEFT_DECLARE_MAP)
 WEFT_MAP_local_veth(WEFT_DECLARE_MAP)
+WEFT_MAP_audit(WEFT_DECLARE_MAP)
+
+/* What weft_decide found besides the reason: for flow events and audit. */
+struct weft_decision {
+	__u32 rule_id; /* the policy entry's rule; 0 = none (unselected, default deny) */
+	__u8 opened;   /* [R8] this packet inserted a new weft_ct entry */
+};
 
 /*
  * Most specific policy hit for a flow. The order of specificity is
@@ -112,7 +129,7 @@ WEFT_MAP_local_veth(WEFT_DECLARE_MAP)
  * what every packet of a workload no policy selects pays.
  */
 static __always_inline struct weft_policy_value *
-__weft_policy_lookup(__u32 local_id, __u32 remote_id, const struct weft_flow *flow, __u8 dir)
+__weft_policy_lookup(void *map, __u32 local_id, __u32 remote_id, const struct weft_flow *flow, __u8 dir)
 {
 	struct weft_policy_key key = {
 		.local_identity = local_id,
@@ -123,13 +140,13 @@ __weft_policy_lookup(__u32 local_id, __u32 remote_id, const struct weft_flow *fl
 	};
 	struct weft_policy_value *hit, *selection;
 
-	hit = bpf_map_lookup_elem(&weft_policy, &key);
+	hit = bpf_map_lookup_elem(map, &key);
 	if (hit)
 		return hit;
 	key.remote_identity = WEFT_IDENTITY_ANY;
 	key.dport = 0;
 	key.protocol = 0;
-	selection = bpf_map_lookup_elem(&weft_policy, &key);
+	selection = bpf_map_lookup_elem(map, &key);
 	if (!selection)
 		return NULL;
 
@@ -146,7 +163,7 @@ __weft_policy_lookup(__u32 local_id, __u32 remote_id, const struct weft_flow *fl
 		key.remote_identity = any_peer ? WEFT_IDENTITY_ANY : remote_id;
 		key.dport = any_port ? 0 : flow->dport;
 		key.protocol = any_proto ? 0 : flow->protocol;
-		hit = bpf_map_lookup_elem(&weft_policy, &key);
+		hit = bpf_map_lookup_elem(map, &key);
 		if (hit)
 			return hit;
 	}
@@ -181,8 +198,8 @@ static __always_inline void __weft_ct_key(struct weft_ct_key *key, const struct 
 	key->_pad = 0;
 }
 
-/* [R8] Record the tuple the replies of this passing packet will carry. */
-static __always_inline void weft_ct_open(const struct weft_flow *flow, __u8 dir, __u32 local_id,
+/* [R8] Record the tuple the replies of this passing packet will carry; 1 when the entry is new. */
+static __always_inline int weft_ct_open(const struct weft_flow *flow, __u8 dir, __u32 local_id,
 					 __u32 remote_id)
 {
 	struct weft_ct_value value = { .local_identity = local_id, .remote_identity = remote_id };
@@ -199,9 +216,10 @@ static __always_inline void weft_ct_open(const struct weft_flow *flow, __u8 dir,
 	 */
 	old = bpf_map_lookup_elem(&weft_ct, &key);
 	if (old && old->local_identity == local_id && old->remote_identity == remote_id)
-		return;
+		return 0;
 	/* A full LRU evicts the coldest flow; failure only costs that flow its replies. */
 	bpf_map_update_elem(&weft_ct, &key, &value, BPF_ANY);
+	return 1;
 }
 
 /*
@@ -227,7 +245,7 @@ static __always_inline int weft_ct_is_reply(const struct weft_flow *flow, __u8 d
 	/* The opener's destination port: the workload's for an inbound flow. */
 	if (flow->dport != 0)
 		opener.dport = odir == WEFT_DIR_INGRESS ? flow->local_port : flow->remote_port;
-	reason = __weft_policy_reason(__weft_policy_lookup(local_id, remote_id, &opener, odir));
+	reason = __weft_policy_reason(__weft_policy_lookup(&weft_policy, local_id, remote_id, &opener, odir));
 	return reason == WEFT_REASON_POLICY_ALLOW || reason == WEFT_REASON_UNSELECTED;
 }
 
@@ -241,23 +259,46 @@ static __always_inline struct weft_identity weft_peer(__be32 addr)
 	return hit ? *hit : world;
 }
 
+/* [R14] A new flow's reason when weft_audit would drop it, else `reason` unchanged. */
+static __always_inline __u32 weft_audit_reason(const struct weft_flow *flow, __u8 dir, __u32 local_id,
+					       __u32 remote_id, __u32 reason, struct weft_decision *d)
+{
+	struct weft_policy_value *hit = __weft_policy_lookup(&weft_audit, local_id, remote_id, flow, dir);
+	__u32 would = __weft_policy_reason(hit);
+
+	if (!hit || WEFT_REASON_VERDICT(would) == WEFT_VERDICT_PASS)
+		return reason;
+	d->rule_id = hit->rule_id;
+	return WEFT_REASON_AUDIT;
+}
+
 /*
- * [R5]-[R9] for the workload `self` guards, its flow parsed from its side,
- * against `peer`. Returns the reason for the verdict (always positive).
+ * [R5]-[R9], [R14] for the workload `self` guards, its flow parsed from its
+ * side, against `peer`. Returns the reason for the verdict (always positive)
+ * and fills `d`.
  */
 static __always_inline __u32 weft_decide(const struct weft_flow *flow, __u8 dir,
-					 const struct weft_identity *self, const struct weft_identity *peer)
+					 const struct weft_identity *self, const struct weft_identity *peer,
+					 struct weft_decision *d)
 {
+	struct weft_policy_value *hit;
 	__u32 reason;
 
+	d->rule_id = 0;
+	d->opened = 0;
 	if (self->tenant != WEFT_TENANT_NONE && peer->tenant != WEFT_TENANT_NONE &&
 	    self->tenant != peer->tenant)
 		return WEFT_REASON_CROSS_TENANT; /* [R5] */
 
-	reason = __weft_policy_reason(__weft_policy_lookup(self->identity, peer->identity, flow, dir));
+	hit = __weft_policy_lookup(&weft_policy, self->identity, peer->identity, flow, dir);
+	reason = __weft_policy_reason(hit);
+	if (hit)
+		d->rule_id = hit->rule_id;
 	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS) {
-		if (flow->opens)
-			weft_ct_open(flow, dir, self->identity, peer->identity); /* [R8] */
+		if (flow->opens && weft_ct_open(flow, dir, self->identity, peer->identity)) { /* [R8] */
+			d->opened = 1;
+			reason = weft_audit_reason(flow, dir, self->identity, peer->identity, reason, d);
+		}
 		return reason;
 	}
 	/* Only a policy decision is overridden, never an invalid entry. */
@@ -288,6 +329,63 @@ static __always_inline int weft_verdict(__u32 reason)
 }
 
 /*
+ * [R13] One event for a drop or for a flow's opening packet; nothing for
+ * anything else. `self` and `peer` may be NULL when the packet stopped
+ * before they were known; the flow is seen from the workload's side, the
+ * event from the wire's.
+ */
+static __always_inline void weft_flow_note(struct __sk_buff *skb, __u8 dir, const struct weft_flow *flow,
+					   const struct weft_identity *self, const struct weft_identity *peer,
+					   __u32 reason, const struct weft_decision *d)
+{
+	int passed = WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS;
+	const struct weft_identity *src = dir == WEFT_DIR_INGRESS ? peer : self;
+	const struct weft_identity *dst = dir == WEFT_DIR_INGRESS ? self : peer;
+	struct weft_flow_stats *stats;
+	struct weft_flow_event *ev;
+	__u64 now;
+
+	if (passed && !(d && d->opened))
+		return;
+	now = bpf_ktime_get_ns();
+	stats = weft_flow_admit(passed && reason != WEFT_REASON_AUDIT, now);
+	if (!stats)
+		return;
+	ev = weft_flow_reserve(stats);
+	if (!ev)
+		return;
+	ev->time_ns = now;
+	ev->cookie = 0;
+	if (dir == WEFT_DIR_INGRESS) {
+		ev->saddr = flow->remote;
+		ev->daddr = flow->local;
+		ev->sport = flow->remote_port;
+		ev->dport = flow->local_port;
+	} else {
+		ev->saddr = flow->local;
+		ev->daddr = flow->remote;
+		ev->sport = flow->local_port;
+		ev->dport = flow->remote_port;
+	}
+	ev->protocol = flow->protocol;
+	ev->hook = dir;
+	ev->reason = reason;
+	ev->_pad0 = 0;
+	ev->src_identity = src ? src->identity : 0;
+	ev->src_tenant = src ? src->tenant : 0;
+	ev->dst_identity = dst ? dst->identity : 0;
+	ev->dst_tenant = dst ? dst->tenant : 0;
+	ev->rule_id = d ? d->rule_id : 0;
+	ev->orig_daddr = 0;
+	ev->orig_dport = 0;
+	ev->_pad1 = 0;
+	ev->ifindex = skb->ifindex;
+	ev->len = skb->len;
+	ev->_pad2 = 0;
+	weft_flow_submit(stats, ev);
+}
+
+/*
  * [R10]-[R12] The TTL down by one, as a routed hop's. Through helpers rather
  * than a direct write: a direct write makes the verifier unclone every skb
  * this program sees, and TCP sends clones. Returns 0 or a negative error (no
@@ -313,6 +411,7 @@ static __always_inline int weft_deliver_local(struct __sk_buff *skb, const struc
 					      const struct weft_identity *src, const struct weft_identity *dst,
 					      __u32 veth)
 {
+	struct weft_decision d;
 	struct weft_flow in;
 	__u32 reason;
 
@@ -322,8 +421,9 @@ static __always_inline int weft_deliver_local(struct __sk_buff *skb, const struc
 	in.remote = out->local;
 	in.local_port = out->remote_port;
 	in.remote_port = out->local_port;
-	reason = weft_decide(&in, WEFT_DIR_INGRESS, dst, src);
+	reason = weft_decide(&in, WEFT_DIR_INGRESS, dst, src, &d);
 	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
+	weft_flow_note(skb, WEFT_DIR_INGRESS, &in, dst, src, reason, &d);
 	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS)
 		return TC_ACT_SHOT;
 	if (weft_ttl_dec(skb, out->ttl) < 0)
@@ -371,30 +471,37 @@ static __always_inline int weft_forward_remote(struct __sk_buff *skb, const stru
 SEC("tc")
 int weft_to_wl(struct __sk_buff *skb)
 {
-	struct weft_identity *self, peer;
-	struct weft_flow flow;
+	struct weft_identity *self = NULL, peer;
+	struct weft_decision d;
+	struct weft_flow flow = {};
 	__u32 reason = weft_self(skb, WEFT_DIR_INGRESS, &flow, &self);
 
-	if (reason == 0) {
-		peer = weft_peer(flow.remote);
-		reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer);
+	if (reason != 0) {
+		WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
+		weft_flow_note(skb, WEFT_DIR_INGRESS, &flow, NULL, NULL, reason, NULL);
+		return weft_verdict(reason);
 	}
+	peer = weft_peer(flow.remote);
+	reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer, &d);
 	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
+	weft_flow_note(skb, WEFT_DIR_INGRESS, &flow, self, &peer, reason, &d);
 	return weft_verdict(reason);
 }
 
 SEC("tc")
 int weft_from_wl(struct __sk_buff *skb)
 {
-	struct weft_identity *self, *local_peer = NULL, peer;
+	struct weft_identity *self = NULL, *local_peer = NULL, peer;
 	struct weft_endpoint_key key;
 	struct weft_local_veth *veth;
-	struct weft_flow flow;
+	struct weft_decision d;
+	struct weft_flow flow = {};
 	__u32 veth_ifindex = 0;
 	__u32 reason = weft_self(skb, WEFT_DIR_EGRESS, &flow, &self);
 
 	if (reason != 0) {
 		WEFT_COUNT(weft_metrics, WEFT_DIR_EGRESS, reason, skb->len);
+		weft_flow_note(skb, WEFT_DIR_EGRESS, &flow, NULL, NULL, reason, NULL);
 		return weft_verdict(reason);
 	}
 	/*
@@ -411,8 +518,9 @@ int weft_from_wl(struct __sk_buff *skb)
 		}
 	}
 	peer = local_peer ? *local_peer : weft_peer(flow.remote);
-	reason = weft_decide(&flow, WEFT_DIR_EGRESS, self, &peer);
+	reason = weft_decide(&flow, WEFT_DIR_EGRESS, self, &peer, &d);
 	WEFT_COUNT(weft_metrics, WEFT_DIR_EGRESS, reason, skb->len);
+	weft_flow_note(skb, WEFT_DIR_EGRESS, &flow, self, &peer, reason, &d);
 	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS)
 		return weft_verdict(reason);
 	if (local_peer)
@@ -433,6 +541,7 @@ int weft_from_uplink(struct __sk_buff *skb)
 	struct weft_identity *self, peer;
 	struct weft_endpoint_key key;
 	struct weft_local_veth *veth;
+	struct weft_decision d;
 	struct weft_flow flow;
 	__u32 reason;
 
@@ -446,8 +555,9 @@ int weft_from_uplink(struct __sk_buff *skb)
 	if (!self)
 		return TC_ACT_OK; /* the host routes it; weft_to_wl drops it as unknown-endpoint [R3] */
 	peer = weft_peer(flow.remote);
-	reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer);
+	reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer, &d);
 	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
+	weft_flow_note(skb, WEFT_DIR_INGRESS, &flow, self, &peer, reason, &d);
 	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS)
 		return TC_ACT_SHOT;
 	if (weft_ttl_dec(skb, flow.ttl) < 0)

@@ -23,6 +23,7 @@
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 
+#include "weft_flow.bpf.h"
 #include "weft_maps.bpf.h"
 
 WEFT_MAP_svc(WEFT_DECLARE_MAP)
@@ -31,6 +32,7 @@ WEFT_MAP_backend(WEFT_DECLARE_MAP)
 WEFT_MAP_sock_rev(WEFT_DECLARE_MAP)
 WEFT_MAP_metrics(WEFT_DECLARE_MAP)
 WEFT_MAP_sock_cfg(WEFT_DECLARE_MAP)
+WEFT_MAP_ipcache(WEFT_DECLARE_MAP)
 
 /* cgroup/sock_addr programs: 1 lets the call proceed, 0 fails it with EPERM. */
 #define SOCK_PROCEED 1
@@ -67,6 +69,54 @@ static __always_inline int sock4_balanced(struct bpf_sock_addr *ctx)
 }
 
 /*
+ * A flow event for a socket-LB decision: the connect()/sendmsg() to a
+ * service, translated to `be` or refused (be NULL). The source's identity is
+ * not known here (a socket, not a packet); the destination's is the
+ * backend's ipcache entry. Rate-limited like every event.
+ */
+static __always_inline void sock4_flow_note(struct bpf_sock_addr *ctx, const struct weft_svc_key *svc,
+					    const struct weft_backend_value *be, __u32 reason)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct weft_flow_stats *stats = weft_flow_admit(be != NULL, now);
+	struct weft_ipcache_key ip_key = { .prefixlen = 32 };
+	struct weft_identity *dst = NULL;
+	struct weft_flow_event *ev;
+
+	if (!stats)
+		return;
+	if (be) {
+		ip_key.addr = be->addr;
+		dst = bpf_map_lookup_elem(&weft_ipcache, &ip_key);
+	}
+	ev = weft_flow_reserve(stats);
+	if (!ev)
+		return;
+	ev->time_ns = now;
+	ev->cookie = bpf_get_socket_cookie(ctx);
+	ev->saddr = 0;
+	ev->daddr = be ? be->addr : svc->vip;
+	ev->sport = 0;
+	ev->dport = be ? be->port : svc->port;
+	ev->protocol = (__u8)ctx->protocol;
+	ev->hook = WEFT_HOOK_SOCK;
+	ev->reason = reason;
+	ev->_pad0 = 0;
+	ev->src_identity = 0;
+	ev->src_tenant = 0;
+	ev->dst_identity = dst ? dst->identity : 0;
+	ev->dst_tenant = dst ? dst->tenant : 0;
+	ev->rule_id = 0;
+	ev->orig_daddr = svc->vip;
+	ev->orig_dport = svc->port;
+	ev->_pad1 = 0;
+	ev->ifindex = 0;
+	ev->len = 0;
+	ev->_pad2 = 0;
+	weft_flow_submit(stats, ev);
+}
+
+/*
  * Pick a backend for ctx's destination when it is a service.
  * Returns 1 translated, 0 not a service, -1 a service without a backend.
  */
@@ -79,6 +129,7 @@ static __always_inline int __sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 	};
 	struct weft_sock_rev_value rev_value = {};
 	struct weft_sock_rev_key rev_key = {};
+	struct weft_sock_rev_value *rev_old;
 	struct weft_lb_slot_key slot_key;
 	struct weft_backend_key be_key;
 	struct weft_lb_slot_value *slot;
@@ -88,8 +139,10 @@ static __always_inline int __sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 	svc = bpf_map_lookup_elem(&weft_svc, &svc_key);
 	if (!svc)
 		return 0;
-	if (svc->slots == 0)
+	if (svc->slots == 0) {
+		sock4_flow_note(ctx, &svc_key, NULL, WEFT_REASON_LB_NO_BACKEND);
 		return -1;
+	}
 
 	slot_key.table_id = svc->table_id;
 	slot_key.slot = bpf_get_prandom_u32() % svc->slots;
@@ -98,8 +151,10 @@ static __always_inline int __sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 		return -1;
 	be_key.backend_id = slot->backend_id;
 	be = bpf_map_lookup_elem(&weft_backend, &be_key);
-	if (!be)
+	if (!be) {
+		sock4_flow_note(ctx, &svc_key, NULL, WEFT_REASON_LB_NO_BACKEND);
 		return -1;
+	}
 
 	rev_key.cookie = bpf_get_socket_cookie(ctx);
 	rev_key.addr = be->addr;
@@ -107,11 +162,18 @@ static __always_inline int __sock4_xlate_fwd(struct bpf_sock_addr *ctx)
 	rev_value.vip = svc_key.vip;
 	rev_value.port = svc_key.port;
 	/*
-	 * A full LRU evicts the oldest entry instead of failing, so the update
-	 * cannot fail for lack of room; without the entry the application would
-	 * only see the backend address, so translation goes on regardless.
+	 * A socket already sending to this backend for this service (a UDP
+	 * socket's next datagram) is no new flow: no event, and no update that
+	 * would take a free node and lock the bucket. Otherwise a full LRU
+	 * evicts the oldest entry instead of failing, so the update cannot fail
+	 * for lack of room; without the entry the application would only see
+	 * the backend address, so translation goes on regardless.
 	 */
-	bpf_map_update_elem(&weft_sock_rev, &rev_key, &rev_value, BPF_ANY);
+	rev_old = bpf_map_lookup_elem(&weft_sock_rev, &rev_key);
+	if (!rev_old || rev_old->vip != rev_value.vip || rev_old->port != rev_value.port) {
+		bpf_map_update_elem(&weft_sock_rev, &rev_key, &rev_value, BPF_ANY);
+		sock4_flow_note(ctx, &svc_key, be, WEFT_REASON_LB_TRANSLATED);
+	}
 
 	ctx->user_ip4 = be->addr;
 	ctx->user_port = (__u32)be->port;

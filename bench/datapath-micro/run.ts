@@ -13,14 +13,21 @@
  *     already holds its tuple: the port-reuse case, one lookup, no insert),
  *     a reply recognised by conntrack, and the worst case (a miss probing
  *     every wildcard level, then conntrack) are reported too.
+ * (c) Flow events ([R13]): the same program with events on (rate high
+ *     enough that every candidate is emitted, the costliest case) against
+ *     events off, paired per round: an allowed new connection (a SYN with a
+ *     fresh source port each run, so conntrack inserts and an event is
+ *     written), a dropped SYN, and the established ACK (which must not
+ *     change). Goal: events add <= 10% to the new connection, nothing to
+ *     established packets.
  * (b) Codec batch encoding of policy entries against a hand-written DataView
  *     encoder of the same struct, same run. Goal: >= 0.5x its entries/s.
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { encodeEntries, layouts, mapNames, maps, protocols, type Entry } from "@weft/codec";
+import { decodeValues, encodeEntries, encodeKey, layouts, mapNames, maps, protocols, type Entry } from "@weft/codec";
 import { normalizePolicy } from "../../api/src/compiler/normalize-policy.ts";
-import { BpfObject, testRun } from "../../nodeagent/src/kernel/index.ts";
+import { BpfObject, RingBufferReader, testRun } from "../../nodeagent/src/kernel/index.ts";
 import { Cleanup, makePinDir, objectPath, kernelUnavailableReason } from "../../test/support/kernel.ts";
 import { TCP_ACK, ipv4Frame } from "../../test/kernel/packets.ts";
 import { mapOf, writeEntries } from "../../test/kernel/policy-harness.ts";
@@ -55,7 +62,20 @@ function policyEntries(n: number): Entry<"policy">[] {
 /** The bench-only baseline object (weft_bench_base), built beside this file. */
 const BASELINE_OBJECT = fileURLToPath(new URL("./dist/weft_bench_base.o", import.meta.url));
 
-async function kernelBench(): Promise<{ entries: number; ns: Record<string, number>; ratios: Record<string, number> }> {
+/** Fresh frames per run: kernel-measured ns of one run each, averaged (repeat would replay one tuple). */
+const FRESH_RUNS = 2000;
+let freshPort = 1024;
+function freshRuns(prog: number, frame: (sport: number) => Uint8Array, ctx: Uint8Array): number {
+  let total = 0;
+  for (let i = 0; i < FRESH_RUNS; i++) {
+    // 9 rounds of 2 x 2,000 new connections stay below the 64,511 ports a lap has.
+    if (freshPort > 65535) throw new Error("out of fresh source ports");
+    total += testRun(prog, frame(freshPort++), { ctx }).durationNs;
+  }
+  return total / FRESH_RUNS;
+}
+
+async function kernelBench(): Promise<{ entries: number; ns: Record<string, number>; ratios: Record<string, number>; events: Record<string, number> }> {
   // The baseline reads the policy object's ipcache and policy maps: the policy
   // object pins them in a scratch bpffs directory, the baseline reuses the pins.
   const cleanup = new Cleanup();
@@ -93,6 +113,47 @@ async function kernelBench(): Promise<{ entries: number; ns: Record<string, numb
     const prog = obj.programFd("weft_to_wl");
     const out = obj.programFd("weft_from_wl");
     const runs = { baseline: [] as number[], exact: [] as number[], unselected: [] as number[], syn: [] as number[], reply: [] as number[], worst: [] as number[] };
+    // (c) flow events on/off, paired per round.
+    const flowCfg = mapOf(obj, maps.flow_cfg);
+    const events = (on: boolean) =>
+      writeEntries(flowCfg, "flow_cfg", [{ key: { index: 0 }, value: { intervalNs: on ? 1000n : 0n, burst: 100_000, allowed: true } }]);
+    const ring = new RingBufferReader(obj.mapFd(maps.flow_ring.name));
+    cleanup.add("close the ring reader", () => ring.close());
+    const newConn = (sport: number) => ipv4Frame({ ...flow, sport });
+    const dropped = (sport: number) => ipv4Frame({ src: STRANGER.address, dst: LOCAL.address, protocol: protocols.tcp, sport, dport: 81 });
+    const ev = { newOff: [] as number[], newOn: [] as number[], dropOff: [] as number[], dropOn: [] as number[], estOff: [] as number[], estOn: [] as number[] };
+    let emitted = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      events(false);
+      ev.newOff.push(freshRuns(prog, newConn, ctx));
+      ev.dropOff.push(freshRuns(prog, dropped, ctx));
+      freshPort -= FRESH_RUNS; // drops open nothing: their ports may repeat
+      ev.estOff.push(testRun(prog, exact, { repeat: REPEAT, ctx }).durationNs);
+      events(true);
+      ev.newOn.push(freshRuns(prog, newConn, ctx));
+      ev.dropOn.push(freshRuns(prog, dropped, ctx));
+      freshPort -= FRESH_RUNS;
+      ev.estOn.push(testRun(prog, exact, { repeat: REPEAT, ctx }).durationNs);
+      events(false);
+      emitted += ring.drain().length;
+    }
+    const stats = decodeValues("flow_stats", mapOf(obj, maps.flow_stats).lookup(encodeKey("flow_stats", { index: 0 }))!);
+    const lost = stats.reduce((n, c) => n + Number(c.rateLimited + c.ringFull), 0);
+    if (emitted + lost !== ROUNDS * FRESH_RUNS * 2 || lost > emitted / 10) {
+      throw new Error(`expected nearly every candidate emitted: ${emitted} read, ${stats.reduce((n, c) => n + Number(c.emitted), 0)} emitted, ${lost} lost of ${ROUNDS * FRESH_RUNS * 2}`);
+    }
+    const pairRatio = (on: number[], off: number[]) => median(on.map((ns, r) => ns / off[r]!));
+    const eventRatios = {
+      newConnection: pairRatio(ev.newOn, ev.newOff),
+      drop: pairRatio(ev.dropOn, ev.dropOff),
+      established: pairRatio(ev.estOn, ev.estOff),
+      newOnNs: median(ev.newOn),
+      newOffNs: median(ev.newOff),
+      dropOnNs: median(ev.dropOn),
+      dropOffNs: median(ev.dropOff),
+      estOnNs: median(ev.estOn),
+      estOffNs: median(ev.estOff),
+    };
     for (let r = 0; r < ROUNDS; r++) {
       runs.baseline.push(testRun(base, exact, { repeat: REPEAT, ctx }).durationNs);
       runs.exact.push(testRun(prog, exact, { repeat: REPEAT, ctx }).durationNs);
@@ -104,7 +165,7 @@ async function kernelBench(): Promise<{ entries: number; ns: Record<string, numb
     }
     const m = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]));
     const ratios = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v.map((ns, r) => ns / runs.baseline[r]!))]));
-    return { entries: entries.length, ns: m, ratios };
+    return { entries: entries.length, ns: m, ratios, events: eventRatios };
   } finally {
     await cleanup.run();
   }
@@ -181,6 +242,11 @@ if (reason === null) {
   row("tc opening SYN, tuple already in ct (ns/pkt)", "syn", "report");
   row("tc reply via conntrack (ns/pkt)", "reply", "report");
   row("tc worst case, all levels miss + ct (ns/pkt)", "worst", "report");
+  const e = k.events;
+  const evRow = (label: string, on: number, off: number, ratio: number, goal: string) => rows.push([label, `${Math.round(on)} / ${Math.round(off)}`, ratio.toFixed(2), goal]);
+  evRow("flow events on/off: allowed new connection (ns/pkt)", e.newOnNs!, e.newOffNs!, e.newConnection!, "<= 1.10");
+  evRow("flow events on/off: dropped SYN (ns/pkt)", e.dropOnNs!, e.dropOffNs!, e.drop!, "report");
+  evRow("flow events on/off: established ACK (ns/pkt)", e.estOnNs!, e.estOffNs!, e.established!, "~1.00");
 } else {
   console.warn(`skipping the kernel benchmark: ${reason}`);
 }

@@ -81,12 +81,14 @@
 #define WEFT_REASON_LB_NO_BACKEND 12u   /* drop: service has no usable backend */
 #define WEFT_REASON_LB_REVERSED 13u     /* pass: backend address shown as the VIP */
 #define WEFT_REASON_CT_REPLY 14u        /* pass: reply of a flow the policy allows (weft_ct) */
-#define WEFT_REASON_COUNT 15u
+#define WEFT_REASON_AUDIT 15u           /* pass: a rule in audit mode would have dropped it */
+#define WEFT_REASON_COUNT 16u
 
 #define WEFT_REASON_VERDICT(r)                                                          \
 	(((r) == WEFT_REASON_POLICY_ALLOW || (r) == WEFT_REASON_UNSELECTED ||           \
 	  (r) == WEFT_REASON_NOT_IP || (r) == WEFT_REASON_LB_TRANSLATED ||              \
-	  (r) == WEFT_REASON_LB_REVERSED || (r) == WEFT_REASON_CT_REPLY)                \
+	  (r) == WEFT_REASON_LB_REVERSED || (r) == WEFT_REASON_CT_REPLY ||              \
+	  (r) == WEFT_REASON_AUDIT)                                                     \
 		 ? WEFT_VERDICT_PASS                                                    \
 		 : WEFT_VERDICT_DROP)
 
@@ -104,6 +106,11 @@
 #define WEFT_SOCK_REV_MAX 65536u
 #define WEFT_CT_MAX 131072u
 #define WEFT_METRICS_MAX (WEFT_HOOK_COUNT * WEFT_REASON_COUNT)
+/* 1 MiB of 72-byte events plus their 8-byte headers: about 13,000 events. */
+#define WEFT_FLOW_RING_BYTES (1u << 20)
+/* The shortest interval between two events of one CPU: 1 us, a million a second. */
+#define WEFT_FLOW_INTERVAL_MIN 1000u
+#define WEFT_FLOW_BURST_MAX 100000u
 
 #define WEFT_PREFIX_MAX 32u
 #define WEFT_PORT_MAX 65535u
@@ -319,6 +326,92 @@ struct weft_ct_value {
 };
 _Static_assert(sizeof(struct weft_ct_value) == 8, "weft_ct_value size");
 
+/* ---- audit: hash, the policy as it would be with audit-mode rules enforced */
+
+/*
+ * Same key and value as weft_policy, written by the compiler only for the
+ * (local identity, direction) pairs that some audit-mode policy or rule
+ * touches: there it holds the whole policy (enforced and audit rules
+ * together, normalised the same way). weft_policy alone decides; a new
+ * connection weft_policy passes is probed here too, and a drop here turns
+ * its verdict into WEFT_REASON_AUDIT (still passed) naming the rule that
+ * would have dropped it. A pair with no entry at its selection key costs
+ * one lookup, and only on a connection's first packet.
+ */
+
+/* ---- flow events: a ring buffer of new connections' verdicts and drops --- */
+
+/*
+ * One record per dropped packet, per new connection a tc program passes
+ * (the packet that created its weft_ct entry) and per socket-LB decision
+ * (translated or refused). Established packets emit nothing: counters cover
+ * them. Emission is rate-limited per CPU (weft_flow_cfg, a token bucket kept
+ * in weft_flow_stats); what the bucket or a full ring refuses is counted in
+ * weft_flow_stats, never silent.
+ *
+ * Addresses and ports are as on the wire: source and destination of the
+ * packet (tc), or of the connect()/sendmsg() (sock: saddr is 0 unless the
+ * socket was bound, daddr the chosen backend, orig_* the service address
+ * asked for). The verdict follows from the reason (WEFT_REASON_VERDICT).
+ */
+struct weft_flow_event {
+	__u64 time_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 cookie;  /* socket cookie (sock hook); 0 from tc */
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 hook;   /* WEFT_HOOK_* */
+	__u8 reason; /* WEFT_REASON_* */
+	__u8 _pad0;
+	__u32 src_identity; /* 0 = unknown (the sock hook's source) */
+	__u32 src_tenant;
+	__u32 dst_identity;
+	__u32 dst_tenant;
+	__u32 rule_id; /* the weft_policy (or weft_audit) entry's rule; 0 = none */
+	__be32 orig_daddr;
+	__be16 orig_dport;
+	__u16 _pad1;
+	__u32 ifindex; /* the interface the tc program ran on; 0 for sock */
+	__u32 len;     /* packet length; 0 for sock */
+	__u32 _pad2;
+};
+_Static_assert(sizeof(struct weft_flow_event) == 72, "weft_flow_event size");
+_Static_assert(WEFT_OFFSETOF(struct weft_flow_event, saddr) == 16, "event saddr");
+_Static_assert(WEFT_OFFSETOF(struct weft_flow_event, protocol) == 28, "event protocol");
+_Static_assert(WEFT_OFFSETOF(struct weft_flow_event, src_identity) == 32, "event src_identity");
+_Static_assert(WEFT_OFFSETOF(struct weft_flow_event, rule_id) == 48, "event rule_id");
+_Static_assert(WEFT_OFFSETOF(struct weft_flow_event, ifindex) == 60, "event ifindex");
+
+/* weft_flow_cfg: array, one entry (index 0), written by the agent. */
+#define WEFT_FLOW_F_ALLOWED 1u /* also emit passed new connections, not only drops and audits */
+
+/*
+ * The rate as the interval between events rather than events per second:
+ * the agent divides once, the datapath never (a 64-bit division was a tenth
+ * of an event's cost).
+ */
+struct weft_flow_cfg {
+	__u64 interval_ns; /* 1e9 / events per second per CPU; 0 = no events at all (the zeroed default) */
+	__u32 burst;       /* most events at once per CPU, >= 1 when interval_ns > 0 */
+	__u32 flags;       /* WEFT_FLOW_F_* */
+};
+_Static_assert(sizeof(struct weft_flow_cfg) == 16, "weft_flow_cfg size");
+
+/*
+ * weft_flow_stats: per-CPU array, one entry. The counters the agent reads,
+ * and this CPU's token bucket (one lookup for both on the event path).
+ */
+struct weft_flow_stats {
+	__u64 emitted;
+	__u64 rate_limited; /* refused by the bucket: lost */
+	__u64 ring_full;    /* the ring had no room: lost */
+	__u64 stamp_ns;     /* the bucket's last refill */
+	__u64 credit_ns;    /* an event costs interval_ns; at most burst events' worth */
+};
+_Static_assert(sizeof(struct weft_flow_stats) == 40, "weft_flow_stats size");
+
 /* ---- metrics: per-CPU array indexed by WEFT_METRICS_INDEX(hook, reason) -- */
 
 struct weft_metrics_value {
@@ -368,10 +461,25 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 	X(metrics, weft_metrics, PERCPU_ARRAY, __u32, struct weft_metrics_value,            \
 	  WEFT_METRICS_MAX)
 
+#define WEFT_MAP_audit(X)                                                                \
+	X(audit, weft_audit, HASH, struct weft_policy_key, struct weft_policy_value,        \
+	  WEFT_POLICY_MAX)
+/* A ring buffer has no key or value; its size is max_entries, in bytes. */
+#define WEFT_MAP_flow_ring(X)                                                            \
+	X(flow_ring, weft_flow_ring, RINGBUF, void, void, WEFT_FLOW_RING_BYTES)
+#define WEFT_MAP_flow_cfg(X)                                                             \
+	X(flow_cfg, weft_flow_cfg, ARRAY, __u32, struct weft_flow_cfg, 1)
+#define WEFT_MAP_flow_stats(X)                                                           \
+	X(flow_stats, weft_flow_stats, PERCPU_ARRAY, __u32, struct weft_flow_stats, 1)
+
+/* Every map flow events need, for an object that emits them. */
+#define WEFT_MAPS_FLOW(X) WEFT_MAP_flow_ring(X) WEFT_MAP_flow_cfg(X) WEFT_MAP_flow_stats(X)
+
 #define WEFT_MAPS(X)                                                                     \
 	WEFT_MAP_ipcache(X) WEFT_MAP_endpoint(X) WEFT_MAP_policy(X) WEFT_MAP_svc(X)         \
 	WEFT_MAP_lb_slot(X) WEFT_MAP_backend(X) WEFT_MAP_sock_rev(X) WEFT_MAP_ct(X)         \
-	WEFT_MAP_metrics(X) WEFT_MAP_local_veth(X) WEFT_MAP_sock_cfg(X)
+	WEFT_MAP_metrics(X) WEFT_MAP_local_veth(X) WEFT_MAP_sock_cfg(X) WEFT_MAP_audit(X)   \
+	WEFT_MAPS_FLOW(X)
 
 #define WEFT_PIN_DIR "/sys/fs/bpf/weft"
 

@@ -17,8 +17,9 @@
 #define WEFT_MAP_FLAGS_HASH 0
 #define WEFT_MAP_FLAGS_LRU_HASH 0
 #define WEFT_MAP_FLAGS_PERCPU_ARRAY 0
+#define WEFT_MAP_FLAGS_ARRAY 0
 
-#define WEFT_DECLARE_MAP(id, name, kind, key_t, value_t, max)                            \
+#define WEFT_DECLARE_KV(name, kind, key_t, value_t, max)                                 \
 	struct {                                                                         \
 		__uint(type, BPF_MAP_TYPE_##kind);                                       \
 		__uint(max_entries, max);                                                \
@@ -26,6 +27,20 @@
 		__type(key, key_t);                                                      \
 		__type(value, value_t);                                                  \
 	} name SEC(".maps");
+#define WEFT_DECLARE_LPM_TRIE(name, k, v, max) WEFT_DECLARE_KV(name, LPM_TRIE, k, v, max)
+#define WEFT_DECLARE_HASH(name, k, v, max) WEFT_DECLARE_KV(name, HASH, k, v, max)
+#define WEFT_DECLARE_LRU_HASH(name, k, v, max) WEFT_DECLARE_KV(name, LRU_HASH, k, v, max)
+#define WEFT_DECLARE_ARRAY(name, k, v, max) WEFT_DECLARE_KV(name, ARRAY, k, v, max)
+#define WEFT_DECLARE_PERCPU_ARRAY(name, k, v, max) WEFT_DECLARE_KV(name, PERCPU_ARRAY, k, v, max)
+/* A ring buffer takes no key or value type; max_entries is its size in bytes. */
+#define WEFT_DECLARE_RINGBUF(name, k, v, max)                                            \
+	struct {                                                                         \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);                                      \
+		__uint(max_entries, max);                                                \
+	} name SEC(".maps");
+
+#define WEFT_DECLARE_MAP(id, name, kind, key_t, value_t, max)                            \
+	WEFT_DECLARE_##kind(name, key_t, value_t, max)
 
 /*
  * Count one event. A missing slot can only mean a reason beyond

@@ -14,20 +14,19 @@ const prefix = fc.tuple(fc.integer({ min: 0, max: 32 }), u32).map(([len, addr]) 
 });
 const identity = fc.record({ identity: nonZeroU32, tenant: u32 });
 const reasonName = fc.constantFrom(...(Object.keys(reasons) as Reason[]));
+const policyKey = fc.record({
+  localIdentity: nonZeroU32,
+  remoteIdentity: u32,
+  port,
+  protocol: fc.integer({ min: 0, max: 255 }),
+  direction: fc.constantFrom("ingress" as const, "egress" as const),
+});
+const policyValue = fc.record({ action: fc.constantFrom("allow" as const, "deny" as const, "default-deny" as const), ruleId: u32 });
 
 export const arbitraries: { [M in MapId]: { key: fc.Arbitrary<MapTypes[M]["key"]>; value: fc.Arbitrary<MapTypes[M]["value"]> } } = {
   ipcache: { key: fc.record({ prefix }), value: identity },
   endpoint: { key: fc.record({ address }), value: identity },
-  policy: {
-    key: fc.record({
-      localIdentity: nonZeroU32,
-      remoteIdentity: u32,
-      port,
-      protocol: fc.integer({ min: 0, max: 255 }),
-      direction: fc.constantFrom("ingress" as const, "egress" as const),
-    }),
-    value: fc.record({ action: fc.constantFrom("allow" as const, "deny" as const, "default-deny" as const), ruleId: u32 }),
-  },
+  policy: { key: policyKey, value: policyValue },
   svc: {
     key: fc.record({ vip: address, port: fc.integer({ min: 1, max: 65535 }), protocol: fc.constantFrom(6, 17) }),
     value: fc.record({ tableId: u32, slots: fc.integer({ min: 0, max: 16384 }) }),
@@ -61,6 +60,16 @@ export const arbitraries: { [M in MapId]: { key: fc.Arbitrary<MapTypes[M]["key"]
   },
   local_veth: { key: fc.record({ address }), value: fc.record({ ifindex: nonZeroU32 }) },
   sock_cfg: { key: fc.constant({ index: 0 as const }), value: fc.record({ hostNetnsCookie: u64, lbHostTraffic: fc.boolean() }) },
+  audit: { key: policyKey, value: policyValue },
+  flow_cfg: {
+    key: fc.constant({ index: 0 as const }),
+    value: fc.record({
+      intervalNs: fc.oneof(fc.constant(0n), fc.bigInt({ min: 1000n, max: 0xffffffffffffffffn })),
+      burst: fc.integer({ min: 0, max: 100_000 }),
+      allowed: fc.boolean(),
+    }),
+  },
+  flow_stats: { key: fc.constant({ index: 0 as const }), value: fc.record({ emitted: u64, rateLimited: u64, ringFull: u64, stampNs: u64, creditNs: u64 }) },
 };
 
 export function entryArb<M extends MapId>(map: M): fc.Arbitrary<Entry<M>> {

@@ -22,7 +22,7 @@ interface BtfType {
 
 const OBJECTS = ["weft_policy", "weft_sock"];
 // enum bpf_map_type values from the kernel UAPI.
-const MAP_TYPES: Record<MapSpec["kind"], number> = { hash: 1, percpu_array: 6, lru_hash: 9, lpm_trie: 11 };
+const MAP_TYPES: Record<MapSpec["kind"], number> = { hash: 1, array: 2, percpu_array: 6, lru_hash: 9, lpm_trie: 11, ringbuf: 27 };
 
 class Btf {
   private readonly byId = new Map<number, BtfType>();
@@ -50,18 +50,22 @@ class Btf {
   structs(): BtfType[] {
     return [...this.byId.values()].filter((t) => t.kind === "STRUCT" && t.name.startsWith("weft_"));
   }
-  /** The .maps variables as {name, type, max_entries, key, value}. */
-  maps(): { name: string; type: number; maxEntries: number; key: BtfType; value: BtfType }[] {
+  /** The .maps variables as {name, type, max_entries, key, value}; a ring buffer has no key or value. */
+  maps(): { name: string; type: number; maxEntries: number; key: BtfType | null; value: BtfType | null }[] {
     return [...this.byId.values()]
       .filter((t) => t.kind === "VAR" && this.type(t.type_id!).members?.some((m) => m.name === "max_entries"))
       .map((v) => {
         const def = this.type(v.type_id!);
-        const member = (name: string) => {
+        const optional = (name: string) => {
           const m = def.members!.find((x) => x.name === name);
-          if (!m) throw new Error(`${this.object}: map ${v.name} has no ${name}`);
-          return this.type(this.type(m.type_id).type_id!); // each is a pointer
+          return m ? this.type(this.type(m.type_id).type_id!) : null; // each is a pointer
         };
-        return { name: v.name, type: member("type").nr_elems!, maxEntries: member("max_entries").nr_elems!, key: member("key"), value: member("value") };
+        const member = (name: string) => {
+          const t = optional(name);
+          if (!t) throw new Error(`${this.object}: map ${v.name} has no ${name}`);
+          return t;
+        };
+        return { name: v.name, type: member("type").nr_elems!, maxEntries: member("max_entries").nr_elems!, key: optional("key"), value: optional("value") };
       });
   }
 }
@@ -96,9 +100,9 @@ describe.skipIf(skipWithout("bpftool", reason))("BTF of the compiled objects mat
         const spec = Object.values(maps).find((s) => s.name === m.name);
         expect(spec, `${btf.object}: map ${m.name} is not in the codec's table`).toBeDefined();
         seen.add(m.name);
-        const keyName = m.key.kind === "STRUCT" ? `struct ${m.key.name}` : m.key.name;
-        const valueName = m.value.kind === "STRUCT" ? `struct ${m.value.name}` : m.value.name;
-        expect({ map: m.name, type: m.type, maxEntries: m.maxEntries, key: keyName, keySize: btf.sizeOf(m.key.id), value: valueName, valueSize: btf.sizeOf(m.value.id) }).toEqual({
+        const nameOf = (t: BtfType | null) => (t === null ? null : t.kind === "STRUCT" ? `struct ${t.name}` : t.name);
+        const sizeOf = (t: BtfType | null) => (t === null ? 0 : btf.sizeOf(t.id));
+        expect({ map: m.name, type: m.type, maxEntries: m.maxEntries, key: nameOf(m.key), keySize: sizeOf(m.key), value: nameOf(m.value), valueSize: sizeOf(m.value) }).toEqual({
           map: spec!.name,
           type: MAP_TYPES[spec!.kind],
           maxEntries: spec!.maxEntries,

@@ -18,13 +18,18 @@ import {
   verdictOf,
   constants,
   reasons,
+  decodeFlowEvents,
+  flowEventSize,
   type MapId,
 } from "@weft/codec";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { arbitraries, entryArb } from "./arbitraries.ts";
 
-const mapIds = Object.keys(maps) as MapId[];
+/** Maps with entries; the ring buffer is read as events (see "flow events" below). */
+const mapIds = Object.values(maps)
+  .filter((m) => m.kind !== "ringbuf")
+  .map((m) => m.id as MapId);
 
 describe("codec round trips", () => {
   it.each(mapIds)("decode(encode(entries)) = entries for %s", (map) => {
@@ -80,6 +85,7 @@ describe("codec round trips", () => {
   it("names every map once, within the kernel's 15 characters, with the weft_ prefix", () => {
     const names = Object.values(mapNames);
     expect(new Set(names).size).toBe(names.length);
+    expect(names.length).toBe(mapIds.length + 1); // + weft_flow_ring
     for (const n of names) expect(n).toMatch(/^weft_[a-z0-9_]{1,10}$/);
     for (const id of mapIds) expect(maps[id].name).toBe(mapNames[id]);
   });
@@ -157,5 +163,76 @@ describe("codec refuses invalid input", () => {
     expect(() => encodeEntries("policy", [{ key: policyKey, value: { action: "allow", ruleId: -3 } }])).toThrow(/ruleId/);
     const svc = (slots: number) => ({ key: { vip: "198.18.0.1", port: 80, protocol: 6 }, value: { tableId: 1, slots } });
     expect(() => encodeEntries("svc", [svc(1), svc(16385)])).toThrow(/svc entry 1: struct weft_svc_value\.slots = 16385 is out of range 0\.\.16384/);
+  });
+});
+
+describe("flow events", () => {
+  const layout = layouts["struct weft_flow_event"]!;
+  const at = (name: string) => layout.fields.find((f) => f.name === name)!.offset;
+
+  /** One event written field by field at the compiler's offsets, network order where the ABI says so. */
+  function eventBytes(i: number): Uint8Array {
+    const b = new Uint8Array(flowEventSize);
+    const v = new DataView(b.buffer);
+    v.setBigUint64(at("time_ns"), 1_000_000_000n + BigInt(i), true);
+    v.setBigUint64(at("cookie"), 0xfeedn, true);
+    v.setUint32(at("saddr"), 0xc6120102, false); // 198.18.1.2
+    v.setUint32(at("daddr"), 0xc6120203, false); // 198.18.2.3
+    v.setUint16(at("sport"), 40000 + i, false);
+    v.setUint16(at("dport"), 5432, false);
+    v.setUint8(at("protocol"), 6);
+    v.setUint8(at("hook"), constants.HOOK_EGRESS);
+    v.setUint8(at("reason"), constants.REASON_POLICY_DENY);
+    v.setUint32(at("src_identity"), 300, true);
+    v.setUint32(at("src_tenant"), 7, true);
+    v.setUint32(at("dst_identity"), 301, true);
+    v.setUint32(at("dst_tenant"), 7, true);
+    v.setUint32(at("rule_id"), 4097, true);
+    v.setUint32(at("ifindex"), 12, true);
+    v.setUint32(at("len"), 74, true);
+    return b;
+  }
+
+  it("decodes events laid back to back, across the codec's chunk size", () => {
+    const n = 3000; // more than one call of the wasm decoder holds
+    const all = new Uint8Array(n * flowEventSize);
+    for (let i = 0; i < n; i++) all.set(eventBytes(i), i * flowEventSize);
+    const events = decodeFlowEvents(all);
+    expect(events).toHaveLength(n);
+    expect(events[2999]).toEqual({
+      timeNs: 1_000_002_999n,
+      cookie: 0xfeedn,
+      source: { address: "198.18.1.2", port: 42999, identity: 300, tenant: 7 },
+      destination: { address: "198.18.2.3", port: 5432, identity: 301, tenant: 7 },
+      protocol: 6,
+      hook: "egress",
+      reason: "policy-deny",
+      verdict: "drop",
+      ruleId: 4097,
+      originalDestination: null,
+      ifindex: 12,
+      length: 74,
+    });
+  });
+
+  it("shows the service address a socket-LB event carries, and audit as a pass", () => {
+    const b = eventBytes(0);
+    const v = new DataView(b.buffer);
+    v.setUint8(at("hook"), constants.HOOK_SOCK);
+    v.setUint8(at("reason"), constants.REASON_AUDIT);
+    v.setUint32(at("orig_daddr"), 0xc6130001, false);
+    v.setUint16(at("orig_dport"), 80, false);
+    const [e] = decodeFlowEvents(b);
+    expect(e!.hook).toBe("sock");
+    expect(e!.reason).toBe("audit");
+    expect(e!.verdict).toBe("pass");
+    expect(e!.originalDestination).toEqual({ address: "198.19.0.1", port: 80 });
+  });
+
+  it("refuses bytes that are not whole events, and unknown codes", () => {
+    expect(() => decodeFlowEvents(new Uint8Array(flowEventSize + 1))).toThrow(/not whole events/);
+    const b = eventBytes(0);
+    new DataView(b.buffer).setUint8(at("reason"), 200);
+    expect(() => decodeFlowEvents(b)).toThrow(/unknown code 200/);
   });
 });

@@ -30,7 +30,8 @@ export type Reason =
   | "lb-translated"
   | "lb-no-backend"
   | "lb-reversed"
-  | "ct-reply";
+  | "ct-reply"
+  | "audit";
 
 /** ipcache key: an IPv4 prefix, "198.18.0.0/15"; a bare address means /32. Host bits must be zero. */
 export interface IpcacheKey { prefix: string }
@@ -80,6 +81,41 @@ export interface SockCfgKey { index: 0 }
  * LB rewrites connections of the host's namespace too (--lb-host-traffic).
  */
 export interface SockCfg { hostNetnsCookie: bigint; lbHostTraffic: boolean }
+/** Key of the one-entry arrays (flow_cfg, flow_stats). */
+export interface IndexZeroKey { index: 0 }
+/**
+ * flow_cfg value (written by the agent): the interval between two events of
+ * one CPU, 1e9 / events per second (0n = no events, the default; else at
+ * least FLOW_INTERVAL_MIN), the bucket's burst, and whether passed new
+ * connections are emitted too (drops and audits always are).
+ */
+export interface FlowCfg { intervalNs: bigint; burst: number; allowed: boolean }
+/**
+ * flow_stats value, per CPU: events written, events lost to the bucket or a
+ * full ring, and the token bucket's own state (nanoseconds of credit).
+ */
+export interface FlowStats { emitted: bigint; rateLimited: bigint; ringFull: bigint; stampNs: bigint; creditNs: bigint }
+/** One endpoint of a flow event: wire address and port, datapath identity and tenant (0 = unknown). */
+export interface FlowEndpoint { address: string; port: number; identity: number; tenant: number }
+/** One record of the flow ring (struct weft_flow_event). */
+export interface FlowEvent {
+  /** CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) */
+  timeNs: bigint;
+  /** socket cookie for the sock hook; 0n from tc */
+  cookie: bigint;
+  source: FlowEndpoint;
+  destination: FlowEndpoint;
+  protocol: number;
+  hook: Hook;
+  reason: Reason;
+  verdict: Verdict;
+  /** the policy (or audit) entry's rule; 0 = none */
+  ruleId: number;
+  /** sock hook: the service address the application asked for */
+  originalDestination: { address: string; port: number } | null;
+  ifindex: number;
+  length: number;
+}
 
 /** Key and value type of each map, by map id. */
 export interface MapTypes {
@@ -94,8 +130,14 @@ export interface MapTypes {
   metrics: { key: MetricsKey; value: MetricsValue };
   local_veth: { key: EndpointKey; value: LocalVeth };
   sock_cfg: { key: SockCfgKey; value: SockCfg };
+  audit: { key: PolicyKey; value: PolicyValue };
+  flow_cfg: { key: IndexZeroKey; value: FlowCfg };
+  flow_stats: { key: IndexZeroKey; value: FlowStats };
 }
+/** Maps with entries the codec encodes and decodes. */
 export type MapId = keyof MapTypes;
+/** Ring buffers: no keys or values, read as events (decodeFlowEvents). */
+export type RingId = "flow_ring";
 export type KeyOf<M extends MapId> = MapTypes[M]["key"];
 export type ValueOf<M extends MapId> = MapTypes[M]["value"];
 export interface Entry<M extends MapId> { key: KeyOf<M>; value: ValueOf<M> }
@@ -103,12 +145,14 @@ export interface Entry<M extends MapId> { key: KeyOf<M>; value: ValueOf<M> }
 export interface MapSpec {
   /** position in the ABI's map table */
   index: number;
-  id: MapId;
+  id: MapId | RingId;
   /** kernel map name and pin file name, at most 15 characters */
   name: string;
-  kind: "lpm_trie" | "hash" | "lru_hash" | "percpu_array";
-  keyStruct: string;
-  valueStruct: string;
+  kind: "lpm_trie" | "hash" | "lru_hash" | "percpu_array" | "array" | "ringbuf";
+  /** null for a ring buffer */
+  keyStruct: string | null;
+  valueStruct: string | null;
+  /** 0 for a ring buffer, whose maxEntries is its size in bytes */
   keySize: number;
   /** size of one value; per-CPU maps return one such value per possible CPU */
   valueSize: number;
@@ -125,9 +169,9 @@ export interface FieldLayout {
 export interface StructLayout { name: string; size: number; fields: readonly FieldLayout[] }
 
 /** Every map of the ABI, by id. */
-export const maps: Readonly<Record<MapId, MapSpec>>;
+export const maps: Readonly<Record<MapId | RingId, MapSpec>>;
 /** Kernel map names by id: the only place TypeScript gets a map name from. */
-export const mapNames: Readonly<Record<MapId, string>>;
+export const mapNames: Readonly<Record<MapId | RingId, string>>;
 /** Size and member offsets of every ABI struct as the compiler laid it out, keyed "struct weft_policy_key". */
 export const layouts: Readonly<Record<string, StructLayout>>;
 /** The numeric constants of weft_abi.h without their WEFT_ prefix, read from the wasm. */
@@ -165,6 +209,7 @@ export interface AbiConstants {
   REASON_LB_NO_BACKEND: number;
   REASON_LB_REVERSED: number;
   REASON_CT_REPLY: number;
+  REASON_AUDIT: number;
   REASON_COUNT: number;
   PREFIX_MAX: number;
   PORT_MAX: number;
@@ -172,6 +217,10 @@ export interface AbiConstants {
   LB_TABLE_MAX: number;
   LB_BACKENDS_MAX: number;
   METRICS_MAX: number;
+  FLOW_RING_BYTES: number;
+  FLOW_INTERVAL_MIN: number;
+  FLOW_BURST_MAX: number;
+  FLOW_F_ALLOWED: number;
 }
 export const constants: Readonly<AbiConstants>;
 export const protocols: Readonly<{ icmp: 1; tcp: 6; udp: 17; sctp: 132 }>;
@@ -201,3 +250,8 @@ export function metricsSlot(index: number): { hook: Hook; reason: Reason | "none
 export function verdictOf(reason: Reason): Verdict;
 /** Sum of the per-CPU copies of one metrics entry (decodeValues("metrics", bytes) of one lookup). */
 export function sumPerCpu(values: readonly MetricsValue[]): MetricsValue;
+
+/** Size in bytes of one flow event as the ring buffer holds it. */
+export const flowEventSize: number;
+/** Decodes flow events laid back to back (flowEventSize bytes each), e.g. ring-buffer samples concatenated. */
+export function decodeFlowEvents(bytes: Uint8Array): FlowEvent[];

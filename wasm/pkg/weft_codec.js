@@ -56,6 +56,7 @@ export const layouts = Object.freeze(Object.fromEntries(layoutList.map((l) => [l
 export const maps = Object.freeze(
   Object.fromEntries(
     Array.from({ length: wasm.weft_map_count() }, (_, i) => {
+      // A ring buffer has neither (NO_LAYOUT): no struct, size 0, as the kernel reports it.
       const key = layoutList[wasm.weft_map_key(i)];
       const value = layoutList[wasm.weft_map_value(i)];
       const spec = Object.freeze({
@@ -63,10 +64,10 @@ export const maps = Object.freeze(
         id: cString(wasm.weft_map_id(i)),
         name: cString(wasm.weft_map_name(i)),
         kind: cString(wasm.weft_map_kind(i)).toLowerCase(),
-        keyStruct: key.name,
-        valueStruct: value.name,
-        keySize: key.size,
-        valueSize: value.size,
+        keyStruct: key?.name ?? null,
+        valueStruct: value?.name ?? null,
+        keySize: key?.size ?? 0,
+        valueSize: value?.size ?? 0,
         maxEntries: wasm.weft_map_max_entries(i),
       });
       return [spec.id, spec];
@@ -95,6 +96,7 @@ const actionCode = { allow: C.ACTION_ALLOW, deny: C.ACTION_DENY, "default-deny":
 const actionName = new Map(Object.entries(actionCode).map(([n, c]) => [c, n]));
 const hookCode = { ingress: C.HOOK_INGRESS, egress: C.HOOK_EGRESS, sock: C.HOOK_SOCK };
 const hookName = new Map(Object.entries(hookCode).map(([n, c]) => [c, n]));
+const policyConverters = () => converters.policy;
 
 function fail(what, why) {
   throw new Error(`invalid ${what}: ${why}`);
@@ -375,9 +377,65 @@ const converters = {
   },
 };
 
+// A one-entry array's key: the bare __u32 index 0.
+const indexZeroConv = (map) => ({
+  names: ["index"],
+  put(k, f, o) {
+    if (k.index !== 0) fail(`${map} index`, `${String(k.index)} is not 0 (the map holds one entry)`);
+    f[o] = 0;
+  },
+  get: (f, o) => ({ index: f[o] }),
+});
+const u64Pair = (lo, hi) => fromU64(lo, hi);
+const putU64 = (v, what, f, o) => {
+  const x = u64(v, what);
+  f[o] = Number(x & 0xffffffffn);
+  f[o + 1] = Number(x >> 32n);
+};
+
+Object.assign(converters, {
+  audit: policyConverters(),
+  flow_cfg: {
+    key: indexZeroConv("flow_cfg"),
+    value: {
+      names: ["interval_ns", "burst", "flags"],
+      put(v, f, o) {
+        const interval = u64(v.intervalNs, "intervalNs");
+        if (interval !== 0n && interval < BigInt(C.FLOW_INTERVAL_MIN)) fail("intervalNs", `${interval} is neither 0 (off) nor at least ${C.FLOW_INTERVAL_MIN}`);
+        putU64(interval, "intervalNs", f, o);
+        f[o + 2] = u32(v.burst, "burst");
+        if (typeof v.allowed !== "boolean") fail("allowed", `${String(v.allowed)} is not a boolean`);
+        f[o + 3] = v.allowed ? C.FLOW_F_ALLOWED : 0;
+      },
+      get: (f, o) => ({ intervalNs: u64Pair(f[o], f[o + 1]), burst: f[o + 2], allowed: (f[o + 3] & C.FLOW_F_ALLOWED) !== 0 }),
+    },
+  },
+  flow_stats: {
+    key: indexZeroConv("flow_stats"),
+    value: {
+      names: ["emitted", "rate_limited", "ring_full", "stamp_ns", "credit_ns"],
+      put(v, f, o) {
+        putU64(v.emitted, "emitted", f, o);
+        putU64(v.rateLimited, "rateLimited", f, o + 2);
+        putU64(v.ringFull, "ringFull", f, o + 4);
+        putU64(v.stampNs, "stampNs", f, o + 6);
+        putU64(v.creditNs, "creditNs", f, o + 8);
+      },
+      get: (f, o) => ({
+        emitted: u64Pair(f[o], f[o + 1]),
+        rateLimited: u64Pair(f[o + 2], f[o + 3]),
+        ringFull: u64Pair(f[o + 4], f[o + 5]),
+        stampNs: u64Pair(f[o + 6], f[o + 7]),
+        creditNs: u64Pair(f[o + 8], f[o + 9]),
+      }),
+    },
+  },
+});
+
 // Bind each converter to its layout and check member order against the wasm.
 const codecs = {};
 for (const spec of Object.values(maps)) {
+  if (spec.kind === "ringbuf") continue; // read as events (decodeFlowEvents), not entries
   const conv = converters[spec.id];
   if (conv === undefined) throw new Error(`@weft/codec: no converter for map ${spec.id}`);
   const part = (layout, c) => {
@@ -531,6 +589,55 @@ export function metricsSlot(index) {
 
 export function verdictOf(reason) {
   return wasm.weft_reason_verdict(lookup(reasons, reason, "reason")) === C.VERDICT_PASS ? "pass" : "drop";
+}
+
+// ---- flow events --------------------------------------------------------------
+
+const EVENTS_MAX = wasm.weft_events_max();
+const eventLayout = layouts["struct weft_flow_event"];
+const EVENT_SIZE = eventLayout.size;
+const EVENT_NAMES = ["time_ns", "cookie", "saddr", "daddr", "sport", "dport", "protocol", "hook", "reason", "src_identity", "src_tenant", "dst_identity", "dst_tenant", "rule_id", "orig_daddr", "orig_dport", "ifindex", "len"];
+{
+  const names = eventLayout.fields.filter((f) => f.kind !== "pad").map((f) => f.name);
+  if (names.join() !== EVENT_NAMES.join()) throw new Error(`@weft/codec: struct weft_flow_event members ${names.join()} != glue ${EVENT_NAMES.join()}`);
+}
+const EVENT_WIDTH = eventLayout.fields.reduce((n, f) => n + (f.kind === "pad" ? 0 : f.kind === "u64" ? 2 : 1), 0);
+
+/** Size in bytes of one ring-buffer flow event (struct weft_flow_event). */
+export const flowEventSize = EVENT_SIZE;
+
+export function decodeFlowEvents(bytes) {
+  if (!(bytes instanceof Uint8Array) || bytes.length % EVENT_SIZE !== 0) {
+    throw new Error(`cannot decode flow events: ${bytes?.length} bytes are not whole events of ${EVENT_SIZE} bytes`);
+  }
+  const n = bytes.length / EVENT_SIZE;
+  const out = new Array(n);
+  for (let base = 0; base < n; base += EVENTS_MAX) {
+    const count = Math.min(EVENTS_MAX, n - base);
+    bytesArea.set(bytes.subarray(base * EVENT_SIZE, (base + count) * EVENT_SIZE), 0);
+    const rc = wasm.weft_decode_events(count);
+    if (rc !== 0) throw new Error(`cannot decode flow events: codec error ${rc}`);
+    for (let i = 0, o = 0; i < count; i++, o += EVENT_WIDTH) {
+      const f = fieldsArea;
+      const reasonCode = f[o + 10];
+      const origin = f[o + 16];
+      out[base + i] = {
+        timeNs: fromU64(f[o], f[o + 1]),
+        cookie: fromU64(f[o + 2], f[o + 3]),
+        source: { address: formatIPv4(f[o + 4]), port: f[o + 6], identity: f[o + 11], tenant: f[o + 12] },
+        destination: { address: formatIPv4(f[o + 5]), port: f[o + 7], identity: f[o + 13], tenant: f[o + 14] },
+        protocol: f[o + 8],
+        hook: nameOf(hookName, f[o + 9], "flow event hook"),
+        reason: nameOf(reasonByCode, reasonCode, "flow event reason"),
+        verdict: wasm.weft_reason_verdict(reasonCode) === C.VERDICT_PASS ? "pass" : "drop",
+        ruleId: f[o + 15],
+        originalDestination: origin === 0 ? null : { address: formatIPv4(origin), port: f[o + 17] },
+        ifindex: f[o + 18],
+        length: f[o + 19],
+      };
+    }
+  }
+  return out;
 }
 
 /** Sums the per-CPU copies the kernel returns for one per-CPU entry. */

@@ -13,8 +13,8 @@
 #include "weft_abi.h"
 
 #define WEFT_BATCH_MAX 4096u
-#define WEFT_FIELDS_PER_ENTRY_MAX 8u
-#define WEFT_STRUCT_MAX 24u
+#define WEFT_FIELDS_PER_ENTRY_MAX 12u
+#define WEFT_STRUCT_MAX 40u
 #define WEFT_FIELDS_LEN (WEFT_BATCH_MAX * WEFT_FIELDS_PER_ENTRY_MAX)
 #define WEFT_BYTES_LEN (WEFT_BATCH_MAX * WEFT_STRUCT_MAX * 2u)
 
@@ -92,6 +92,23 @@ struct layout {
 #define SOCK_CFG(X, P, T)                                                                  \
 	X(T, host_netns_cookie, K_U64, 0, 0) X(T, lb_host_traffic, K_U32, 0, 1) P(T, _pad)
 #define METRICS_VALUE(X, P, T) X(T, packets, K_U64, 0, 0) X(T, bytes, K_U64, 0, 0)
+#define FLOW_CFG(X, P, T)                                                                  \
+	X(T, interval_ns, K_U64, 0, 0) X(T, burst, K_U32, 0, WEFT_FLOW_BURST_MAX)             \
+	X(T, flags, K_U32, 0, WEFT_FLOW_F_ALLOWED)
+#define FLOW_STATS(X, P, T)                                                                \
+	X(T, emitted, K_U64, 0, 0) X(T, rate_limited, K_U64, 0, 0) X(T, ring_full, K_U64, 0, 0) \
+	X(T, stamp_ns, K_U64, 0, 0) X(T, credit_ns, K_U64, 0, 0)
+#define FLOW_EVENT(X, P, T)                                                                \
+	X(T, time_ns, K_U64, 0, 0) X(T, cookie, K_U64, 0, 0)                               \
+	X(T, saddr, K_BE32, 0, U32_ALL) X(T, daddr, K_BE32, 0, U32_ALL)                    \
+	X(T, sport, K_BE16, 0, WEFT_PORT_MAX) X(T, dport, K_BE16, 0, WEFT_PORT_MAX)        \
+	X(T, protocol, K_U8, 0, 255) X(T, hook, K_U8, 0, WEFT_HOOK_COUNT - 1)              \
+	X(T, reason, K_U8, 0, WEFT_REASON_COUNT - 1) P(T, _pad0)                            \
+	X(T, src_identity, K_U32, 0, U32_ALL) X(T, src_tenant, K_U32, 0, U32_ALL)          \
+	X(T, dst_identity, K_U32, 0, U32_ALL) X(T, dst_tenant, K_U32, 0, U32_ALL)          \
+	X(T, rule_id, K_U32, 0, U32_ALL) X(T, orig_daddr, K_BE32, 0, U32_ALL)              \
+	X(T, orig_dport, K_BE16, 0, WEFT_PORT_MAX) P(T, _pad1)                              \
+	X(T, ifindex, K_U32, 0, U32_ALL) X(T, len, K_U32, 0, U32_ALL) P(T, _pad2)
 
 /* Per-kind conversions between a host-order field and a struct member. */
 #define TO_K_U8(in, k) ((__u8)(in)[k])
@@ -138,6 +155,7 @@ struct layout {
 
 #define DEFINE_CODER(tag, T, MEMBERS, check_fn)                                            \
 	static const struct field tag##_f[] = { MEMBERS(DESC_X, DESC_P, T) };              \
+	__attribute__((unused)) /* flow_event is only decoded */                          \
 	static int tag##_enc(const __u32 *in, __u8 *out, __u32 entry)                      \
 	{                                                                                  \
 		T s;                                                                       \
@@ -202,7 +220,10 @@ typedef struct {
 	X(metrics_value, struct weft_metrics_value, METRICS_VALUE, NO_CHECK)                \
 	X(local_veth, struct weft_local_veth, LOCAL_VETH, NO_CHECK)                          \
 	X(sock_cfg_key, struct weft_sock_cfg_key, SOCK_CFG_KEY, NO_CHECK)                  \
-	X(sock_cfg, struct weft_sock_cfg, SOCK_CFG, NO_CHECK)
+	X(sock_cfg, struct weft_sock_cfg, SOCK_CFG, NO_CHECK)                              \
+	X(flow_cfg, struct weft_flow_cfg, FLOW_CFG, NO_CHECK)                              \
+	X(flow_stats, struct weft_flow_stats, FLOW_STATS, NO_CHECK)                        \
+	X(flow_event, struct weft_flow_event, FLOW_EVENT, NO_CHECK)
 
 X_LAYOUTS(DEFINE_CODER)
 
@@ -215,8 +236,13 @@ _Static_assert(sizeof(metrics_key_t) == sizeof(__u32), "metrics key is one __u32
 static const struct layout layouts[] = { X_LAYOUTS(AS_LAYOUT) };
 #define NLAYOUTS (sizeof(layouts) / sizeof(layouts[0]))
 
+/* A map without a key or value (the ring buffer) names "void": no layout. */
+#define NO_LAYOUT 0xffffffffu
+
 static __u32 layout_index(const char *name)
 {
+	if (name[0] == 'v' && name[1] == 'o' && name[2] == 'i' && name[3] == 'd' && name[4] == 0)
+		return NO_LAYOUT;
 	for (__u32 i = 0; i < NLAYOUTS; i++) {
 		const char *a = layouts[i].name, *b = name;
 
@@ -256,7 +282,8 @@ X_LAYOUTS(AS_WIDTH)
 	X(lb_slot, lb_slot_key, lb_slot_value) X(backend, backend_key, backend_value)       \
 	X(sock_rev, sock_rev_key, sock_rev_value) X(ct, ct_key, ct_value)                  \
 	X(metrics, metrics_key, metrics_value) X(local_veth, endpoint_key, local_veth)      \
-	X(sock_cfg, sock_cfg_key, sock_cfg)
+	X(sock_cfg, sock_cfg_key, sock_cfg) X(audit, policy_key, policy_value)              \
+	X(flow_cfg, metrics_key, flow_cfg) X(flow_stats, metrics_key, flow_stats)
 
 #define AS_TYPE(tag, T, MEMBERS, check) typedef T tag##_type;
 X_LAYOUTS(AS_TYPE)
@@ -353,6 +380,24 @@ __attribute__((export_name("weft_decode_batch"))) int weft_decode_batch(__u32 ma
 	return WEFT_E_MAP;
 }
 
+/*
+ * Flow events, as the ring buffer hands them over: n records back to back in
+ * the bytes area, decoded into the fields area (flow_event_width each).
+ */
+#define EVENTS_MAX                                                                         \
+	(WEFT_BYTES_LEN / sizeof(struct weft_flow_event) < WEFT_FIELDS_LEN / flow_event_width     \
+		 ? WEFT_BYTES_LEN / sizeof(struct weft_flow_event)                          \
+		 : WEFT_FIELDS_LEN / flow_event_width)
+
+__attribute__((export_name("weft_decode_events"))) int weft_decode_events(__u32 n)
+{
+	if (n > EVENTS_MAX)
+		return WEFT_E_BATCH;
+	for (__u32 i = 0; i < n; i++)
+		flow_event_dec(bytes + i * sizeof(struct weft_flow_event), fields + i * flow_event_width);
+	return 0;
+}
+
 /* ---- introspection: areas, errors, layouts, maps, constants -------------- */
 
 #define EXPORT_U32(name, expr)                                                           \
@@ -365,6 +410,7 @@ EXPORT_PTR(weft_bytes, bytes)
 EXPORT_U32(weft_fields_len, WEFT_FIELDS_LEN)
 EXPORT_U32(weft_bytes_len, WEFT_BYTES_LEN)
 EXPORT_U32(weft_batch_max, WEFT_BATCH_MAX)
+EXPORT_U32(weft_events_max, EVENTS_MAX)
 EXPORT_U32(weft_err_index, err_index)
 EXPORT_U32(weft_err_field, err_field)
 EXPORT_U32(weft_err_value, err_value)
@@ -398,8 +444,9 @@ __attribute__((export_name("weft_map_max_entries"))) __u32 weft_map_max_entries(
 	X(REASON_DEFAULT_DENY) X(REASON_UNSELECTED) X(REASON_CROSS_TENANT)                \
 	X(REASON_UNKNOWN_ENDPOINT) X(REASON_NOT_IP) X(REASON_IPV6) X(REASON_MALFORMED)    \
 	X(REASON_INVALID_ENTRY) X(REASON_LB_TRANSLATED) X(REASON_LB_NO_BACKEND)           \
-	X(REASON_LB_REVERSED) X(REASON_CT_REPLY) X(REASON_COUNT) X(PREFIX_MAX) X(PORT_MAX)                   \
-	X(LB_WEIGHT_MAX) X(LB_TABLE_MAX) X(LB_BACKENDS_MAX) X(METRICS_MAX)
+	X(REASON_LB_REVERSED) X(REASON_CT_REPLY) X(REASON_AUDIT) X(REASON_COUNT)          \
+	X(PREFIX_MAX) X(PORT_MAX) X(LB_WEIGHT_MAX) X(LB_TABLE_MAX) X(LB_BACKENDS_MAX)     \
+	X(METRICS_MAX) X(FLOW_RING_BYTES) X(FLOW_INTERVAL_MIN) X(FLOW_BURST_MAX) X(FLOW_F_ALLOWED)
 
 struct constant {
 	const char *name;

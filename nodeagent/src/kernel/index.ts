@@ -5,4 +5,5 @@ export { BPF_ANY, BPF_EXIST, BPF_NOEXIST, BpfMap, closeFd, openPinnedMap, possib
 export { BpfObject, type LoadOptions, type MapDefinition } from "./object.ts";
 export { createLink, detachLink, linkInfo, mapInfo, objectId, openPinned, pinObject, updateLink, type LinkInfo, type MapInfo } from "./links.ts";
 export { interfaceIndex, netnsCookie } from "./netns.ts";
+export { RingBufferReader } from "./ringbuf.ts";
 export { TC_ACT_OK, TC_ACT_SHOT, testRun, type TestRunOptions, type TestRunResult } from "./testrun.ts";

@@ -23,6 +23,9 @@ function bind() {
   const prog = koffi.opaque("bpf_program");
   const map = koffi.opaque("bpf_map");
   const link = koffi.opaque("bpf_link");
+  const ringBuffer = koffi.opaque("ring_buffer");
+  // int (*)(void *ctx, void *data, size_t size): one ring-buffer record; a negative return stops the consume.
+  const ringBufferSample = koffi.proto("int ring_buffer_sample_fn(void *ctx, void *data, size_t size)");
 
   const testRunOpts = koffi.struct("bpf_test_run_opts", {
     sz: "size_t",
@@ -57,7 +60,7 @@ function bind() {
   });
 
   return {
-    types: { obj, prog, map, link, testRunOpts, tcHook, tcOpts },
+    types: { obj, prog, map, link, testRunOpts, tcHook, tcOpts, ringBuffer, ringBufferSample },
     objectOpenFile: lib.func("bpf_object *bpf_object__open_file(const char *path, void *opts)"),
     objectLoad: lib.func("int bpf_object__load(bpf_object *obj)"),
     objectClose: lib.func("void bpf_object__close(bpf_object *obj)"),
@@ -87,6 +90,10 @@ function bind() {
     tcAttach: lib.func("int bpf_tc_attach(bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)"),
     tcDetach: lib.func("int bpf_tc_detach(bpf_tc_hook *hook, bpf_tc_opts *opts)"),
     numPossibleCpus: lib.func("int libbpf_num_possible_cpus(void)"),
+    // BPF ring buffers (the flow events): a consumer over the map's mmapped pages, read without blocking.
+    ringBufferNew: lib.func("ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)"),
+    ringBufferConsume: lib.func("int ring_buffer__consume(ring_buffer *rb)"),
+    ringBufferFree: lib.func("void ring_buffer__free(ring_buffer *rb)"),
     // Introspection of an opened object, for the layout check against the codec.
     objectBtf: lib.func("void *bpf_object__btf(bpf_object *obj)"),
     btfFindByNameKind: lib.func("int btf__find_by_name_kind(void *btf, const char *name, uint32_t kind)"),

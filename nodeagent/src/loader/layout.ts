@@ -12,7 +12,7 @@ import { layouts as codecLayouts, maps as codecMaps, type MapSpec, type StructLa
 import type { BpfObject } from "../kernel/object.ts";
 
 /** enum bpf_map_type values of the map kinds in the ABI. */
-export const MAP_TYPE_CODES: Record<MapSpec["kind"], number> = { hash: 1, percpu_array: 6, lru_hash: 9, lpm_trie: 11 };
+export const MAP_TYPE_CODES: Record<MapSpec["kind"], number> = { hash: 1, array: 2, percpu_array: 6, lru_hash: 9, lpm_trie: 11, ringbuf: 27 };
 
 export interface Abi {
   layouts: Readonly<Record<string, Pick<StructLayout, "name" | "size">>>;

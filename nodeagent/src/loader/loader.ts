@@ -72,6 +72,8 @@ export interface CleanupResult {
 export class KernelDatapath {
   private closed = false;
   readonly maps: { [M in MapId]: BpfMap };
+  /** The flow events ring buffer (weft_flow_ring), read with a ring-buffer consumer, not as entries. */
+  readonly flowRingFd: number;
 
   private constructor(
     readonly pinDir: string,
@@ -79,11 +81,17 @@ export class KernelDatapath {
     private readonly sockObj: BpfObject,
   ) {
     const byId = {} as { [M in MapId]: BpfMap };
+    let ringFd = -1;
     for (const spec of Object.values(mapSpecs)) {
       const obj = policyObj.mapDefinition(spec.name) !== null ? policyObj : sockObj;
+      if (spec.id === "flow_ring") {
+        ringFd = obj.mapFd(spec.name);
+        continue;
+      }
       byId[spec.id] = new BpfMap(obj.mapFd(spec.name), { name: spec.name, keySize: spec.keySize, valueSize: spec.valueSize, perCpu: spec.kind === "percpu_array" });
     }
     this.maps = byId;
+    this.flowRingFd = ringFd;
   }
 
   /**
