@@ -21,11 +21,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { repoRoot } from "../support/kernel.ts";
 import { commandUnavailableReason, skipWithout } from "../support/prerequisites.ts";
 import { type ReadmeStep, readmeSteps } from "./readme-steps.ts";
 import { Shell } from "./shell.ts";
 
+const repoRoot = new URL("../../", import.meta.url).pathname;
 const OPERATOR_TOKEN = /weft_op_[A-Za-z0-9_-]{20,}/;
 const OPERATOR_PLACEHOLDER = "weft_op_...";
 const STEP_BOUND_MS = 5 * 60_000;
