@@ -11,10 +11,11 @@
  * npm's cache (npm_config_offline): what CI's own `npm ci` just filled.
  * The newcomer's environment is a bare one: the machine's PATH without any
  * node_modules/.bin (so its older node is the one on the PATH), a HOME of its
- * own, no DATABASE_URL or WEFT_* settings. Placeholders the README asks the
- * reader to fill are filled with what the reader would have: `weft_op_...`
- * with the operator token the first start printed; any other `...` in a
- * command is an error.
+ * own, no DATABASE_URL or WEFT_* settings; every server a step starts must
+ * still run on a Node that package.json's engines accept. Placeholders the
+ * README asks the reader to fill are filled with what the reader would have:
+ * `weft_op_...` with the operator token the first start printed; any other
+ * `...` in a command is an error.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -96,6 +97,15 @@ describe.skipIf(skipWithout("the newcomer test", unavailableReason()))("a newcom
     if (result.status !== 0 && !(result.interrupted && result.status === 130)) throw new Error(`${name}: exited ${result.status}${said}`);
     if (result.unsetVariables.length > 0) throw new Error(`${name}: left ${result.unsetVariables.join(", ")} empty or null${said}`);
     if (result.interrupted && operatorToken === undefined) operatorToken = OPERATOR_TOKEN.exec(result.output)?.[0];
+    for (const server of [result.interrupted, result.background]) if (server) expectSupportedNode(name, server.executable);
+  }
+
+  /** A server the README starts runs on a Node that package.json's engines accept, whatever node the PATH has. */
+  function expectSupportedNode(name: string, executable: string): void {
+    const engines = (JSON.parse(readFileSync(join(clone, "package.json"), "utf8")) as { engines?: { node?: string } }).engines?.node ?? "";
+    const oldest = Number(/\d+/.exec(engines)?.[0] ?? 0);
+    const version = execFileSync(executable, ["-p", "process.versions.node"], { encoding: "utf8" }).trim();
+    if (Number(version.split(".")[0]) < oldest) throw new Error(`${name}: its server runs on Node ${version} (${executable}), older than package.json's engines ${engines}`);
   }
 
   it(

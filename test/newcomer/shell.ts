@@ -17,13 +17,15 @@
  * Prompts (terraform apply's "Enter a value") are answered "yes".
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { until } from "../support/until.ts";
 
 export interface Listener {
   pid: number;
   address: string;
+  /** The listening process's executable (for a server: which node runs it). */
+  executable: string;
 }
 
 export interface StepResult {
@@ -173,7 +175,7 @@ export class Shell {
     const out = execFileSync("nsenter", ["-t", String(this.bash.pid), "-n", "ss", "-Hltnp"], { encoding: "utf8" });
     return out
       .split("\n")
-      .flatMap((line) => [...line.matchAll(/pid=(\d+)/g)].map((m) => ({ pid: Number(m[1]), address: line.trim().split(/\s+/)[3] ?? "?" })));
+      .flatMap((line) => [...line.matchAll(/pid=(\d+)/g)].map((m) => ({ pid: Number(m[1]), address: line.trim().split(/\s+/)[3] ?? "?", executable: executableOf(Number(m[1])) })));
   }
 
   private descends(pid: number, ancestor: number): boolean {
@@ -200,6 +202,14 @@ function alive(pid: number): boolean {
     return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
   } catch {
     return false;
+  }
+}
+
+function executableOf(pid: number): string {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return "?";
   }
 }
 
