@@ -62,7 +62,7 @@ add_node() { # N: namespace weft-node-N on the fabric at .N, its agent registeri
   local join
   join=$(op -X POST "$API/v1/join-tokens" -d "{\"name\":\"$name\",\"zone\":\"z1\"}" | jq -r .token)
   # Pins and cgroup outside /sys: `ip netns exec` mounts a fresh /sys for the namespace.
-  nohup ip netns exec "$ns" node --import tsx nodeagent/src/main.ts --api "$API" --join-token "$join" \
+  nohup ip netns exec "$ns" sh scripts/node.sh --import tsx nodeagent/src/main.ts --api "$API" --join-token "$join" \
     --name "$name" --zone z1 --pin-dir "$DEMO/bpf/$name" --cgroup "$DEMO/cgroup/$name" \
     --state-dir "$DEMO/state/$name" --metrics-port 9469 > "$DEMO/agent-$name.log" 2>&1 &
   echo $! > "$DEMO/agent-$name.pid"
@@ -107,7 +107,7 @@ up() {
   echo "weft_op_demo-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" > $DEMO/operator-token
   HOST=$FABRIC.254 PORT=8080 WEFT_DATA_DIR=$DEMO/data WEFT_OPERATOR_TOKEN=$(cat $DEMO/operator-token) \
     WEFT_POD_CIDR=198.19.0.0/16 WEFT_POD_CIDR_NODE_PREFIX=24 WEFT_SERVICE_CIDR=198.18.128.0/24 LOG_LEVEL=warn \
-    nohup node --import tsx api/src/server.ts > $DEMO/api.log 2>&1 &
+    nohup sh scripts/node.sh --import tsx api/src/server.ts > $DEMO/api.log 2>&1 &
   echo $! > $DEMO/api.pid
   until_ok "the API" curl -sf $API/readyz
 
@@ -180,7 +180,7 @@ down() {
     rm -f "$f"
   done
   # Every program detached and every pin removed, as `npm run agent -- cleanup` does.
-  for d in $DEMO/bpf/node-*; do [ -d "$d" ] && node --import tsx nodeagent/src/main.ts cleanup --pin-dir "$d" >/dev/null; done
+  for d in $DEMO/bpf/node-*; do [ -d "$d" ] && sh scripts/node.sh --import tsx nodeagent/src/main.ts cleanup --pin-dir "$d" >/dev/null; done
   for ns in $NAMESPACES; do
     ip netns list | grep -qw "^$ns" || continue
     ip netns pids "$ns" | xargs -r kill -KILL

@@ -42,8 +42,6 @@ interface Frame {
 /** An escaped UTF-16 surrogate (\uD800-\uDFFF): only then can a decoded string be ill-formed. */
 const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 
-// String.prototype.isWellFormed (Node 20) is ES2024: not in this project's lib.
-const isWellFormed = (s: string): boolean => (s as string & { isWellFormed(): boolean }).isWellFormed();
 
 /** Where the parser is, as body.a.0.b: each open container's current key or index; `key` replaces the innermost object's. */
 const fieldOf = (frames: Frame[], key?: string): string => {
@@ -88,7 +86,7 @@ export function checkJsonText(text: string, limits: JsonLimits): void {
           } catch {
             return; // a bad escape: JSON.parse says so
           }
-          if (!isWellFormed(decoded)) {
+          if (!decoded.isWellFormed()) {
             throw problem(400, "the JSON body has a \\u escape of an unpaired UTF-16 surrogate", fieldOf(frames), "must not contain an unpaired surrogate");
           }
         }
