@@ -115,6 +115,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       log,
     });
     metrics.readyWhen(() => loop.readiness());
+    metrics.aliveWhen(() => loop.liveness());
     const abort = new AbortController();
     const done = loop.run(abort.signal);
     log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}` });
