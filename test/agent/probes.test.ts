@@ -12,7 +12,7 @@ import { collectDefaultMetrics, Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentLoop } from "../../nodeagent/src/agent/agent.ts";
 import { ApiError, type DatapathAnswer, type DatapathQuery } from "../../nodeagent/src/agent/client.ts";
-import { HELP, parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
+import { HELP, joinTokenOf, parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
 import type { DesiredMaps } from "../../nodeagent/src/agent/desired.ts";
 import { AgentMetrics, PROCESS_METRICS_PREFIX, type VerdictCount } from "../../nodeagent/src/agent/metrics.ts";
 import { MANAGED_MAPS, type MapTargets } from "../../nodeagent/src/apply/index.ts";
@@ -39,27 +39,41 @@ function tempDir(): string {
 describe("join token sources", () => {
   const base = ["--api", "http://127.0.0.1:8080", "--name", "n1"];
 
-  it("reads the token from --join-token-file or WEFT_JOIN_TOKEN_FILE, without the trailing newline", () => {
-    const dir = tempDir();
-    const file = join(dir, "token");
+  it("takes the token from --join-token-file or WEFT_JOIN_TOKEN_FILE, read without the trailing newline, or from WEFT_JOIN_TOKEN", () => {
+    const file = join(tempDir(), "token");
     writeFileSync(file, `${TOKEN}\n`, { mode: 0o600 });
-    expect(parseArgs([...base, "--join-token-file", file], {}).joinToken).toBe(TOKEN);
-    expect(parseArgs(base, { WEFT_JOIN_TOKEN_FILE: file }).joinToken).toBe(TOKEN);
-    expect(parseArgs(base, { WEFT_JOIN_TOKEN: TOKEN }).joinToken).toBe(TOKEN);
+    expect(parseArgs([...base, "--join-token-file", file], {})).toMatchObject({ joinToken: undefined, joinTokenFile: file });
+    expect(joinTokenOf(parseArgs([...base, "--join-token-file", file], {}))).toBe(TOKEN);
+    expect(joinTokenOf(parseArgs(base, { WEFT_JOIN_TOKEN_FILE: file }))).toBe(TOKEN);
+    expect(joinTokenOf(parseArgs(base, { WEFT_JOIN_TOKEN: TOKEN }))).toBe(TOKEN);
+    expect(joinTokenOf(parseArgs(base, {}))).toBeUndefined();
+  });
+
+  it("reads the file only when asked: a spent token's file may be gone once the node is registered", () => {
+    const missing = join(tempDir(), "gone");
+    expect(() => parseArgs([...base, "--join-token-file", missing], {})).not.toThrow();
+  });
+
+  it("refuses a token given twice", () => {
+    const file = join(tempDir(), "token");
+    for (const [argv, env] of [
+      [["--join-token", TOKEN, "--join-token-file", file], {}],
+      [["--join-token", TOKEN], { WEFT_JOIN_TOKEN_FILE: file }],
+      [["--join-token-file", file], { WEFT_JOIN_TOKEN: TOKEN }],
+    ] as [string[], Record<string, string>][]) {
+      expect(() => parseArgs([...base, ...argv], env)).toThrow(UsageError);
+      expect(() => parseArgs([...base, ...argv], env)).toThrow(/give the join token once/);
+    }
   });
 
   it.each([
-    ["both a token and a token file", (f: string) => [["--join-token", TOKEN, "--join-token-file", f], {}], /give the join token once/],
-    ["a token flag and a token file in the environment", (f: string) => [["--join-token", TOKEN], { WEFT_JOIN_TOKEN_FILE: f }], /give the join token once/],
-    ["a file that does not exist", (f: string) => [["--join-token-file", `${f}.missing`], {}], /failed to read --join-token-file .*ENOENT/],
-    ["an empty file", (f: string) => (writeFileSync(f, "\n"), [["--join-token-file", f], {}]), /is empty/],
-    ["a file of two tokens", (f: string) => (writeFileSync(f, "one\ntwo\n"), [["--join-token-file", f], {}]), /more than one token/],
-  ] as const)("refuses %s", (_what, make, why) => {
+    ["a file that does not exist", (f: string) => `${f}.missing`, /failed to read the join token file .*ENOENT/],
+    ["an empty file", (f: string) => (writeFileSync(f, "\n"), f), /is empty/],
+    ["a file of two tokens", (f: string) => (writeFileSync(f, "one\ntwo\n"), f), /holds more than one token/],
+  ] as const)("says so for %s", (_what, make, why) => {
     const file = join(tempDir(), "token");
     writeFileSync(file, TOKEN);
-    const [argv, env] = make(file) as [string[], Record<string, string>];
-    expect(() => parseArgs([...base, ...argv], env)).toThrow(UsageError);
-    expect(() => parseArgs([...base, ...argv], env)).toThrow(why);
+    expect(() => joinTokenOf({ joinToken: undefined, joinTokenFile: make(file) })).toThrow(why);
   });
 });
 
@@ -95,6 +109,14 @@ describe("the weft-agent bin", () => {
     expect(r.stderr).toContain("failed to POST");
     expect(r.stdout).toContain("--join-token-file");
     expect(`${r.stdout}${r.stderr}`).not.toContain(TOKEN);
+  });
+
+  it("a first start without its token file fails (exit 1) saying which file, before touching the kernel", () => {
+    const dir = tempDir();
+    const r = run(process.execPath, ["bin/weft-agent.mjs", ...register(dir), "--join-token-file", join(dir, "nope")]);
+    expect(r.status).toBe(1);
+    const last = JSON.parse(r.stderr.trim().split("\n").at(-1)!) as { level: string; msg: string };
+    expect(last).toEqual(expect.objectContaining({ level: "error", msg: `failed to register node n1: failed to read the join token file ${JSON.stringify(join(dir, "nope"))}: ENOENT` }));
   });
 
   it("warns when the token is on the command line, and never echoes it itself", () => {

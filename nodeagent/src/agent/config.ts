@@ -24,6 +24,12 @@ export interface AgentConfig {
   api: string;
   /** Needed only for the first start; later starts reuse the saved credential. */
   joinToken: string | undefined;
+  /**
+   * Where the join token is (--join-token-file), read only when the node has
+   * no registration yet: a token spent and removed (a Secret's key deleted)
+   * does not stop later starts. Absent when not given; never with joinToken.
+   */
+  joinTokenFile?: string;
   name: string;
   zone: string | undefined;
   cgroup: string;
@@ -63,7 +69,7 @@ const FLAGS = {
   "--api": ["api", "WEFT_API", "URL", "the API's base URL (required to run)"],
   "--name": ["name", "WEFT_NODE_NAME", "N", "this node's name (required to run)"],
   "--join-token": ["joinToken", "WEFT_JOIN_TOKEN", "T", "one-time join token for the first start; on the command line it shows in ps and npm's banner: prefer the file or the environment"],
-  "--join-token-file": ["joinTokenFile", "WEFT_JOIN_TOKEN_FILE", "FILE", "read the join token from FILE (a mounted secret, a 0600 file)"],
+  "--join-token-file": ["joinTokenFile", "WEFT_JOIN_TOKEN_FILE", "FILE", "read the join token from FILE (a mounted secret, a 0600 file), only when the node has no registration yet"],
   "--zone": ["zone", "WEFT_ZONE", "Z", "the node's zone (required to register)"],
   "--cgroup": ["cgroup", "WEFT_CGROUP", "PATH", `cgroup v2 directory of the socket load balancer (default ${DEFAULT_CGROUP})`],
   "--pin-dir": ["pinDir", "WEFT_PIN_DIR", "DIR", `bpffs directory of the pinned maps and links (default ${DEFAULT_PIN_DIR})`],
@@ -108,25 +114,27 @@ export function joinTokenOnCommandLine(argv: readonly string[]): boolean {
   return argv.some((a) => a === "--join-token" || a.startsWith("--join-token="));
 }
 
-/** The join token in a file: its one line, without the newline an editor or `echo` leaves. */
-function readJoinTokenFile(path: string, readFile: (path: string) => string): string {
+/**
+ * The join token for a first start: given as it is, or read from its file
+ * (one line; the newline an editor or `echo` leaves is dropped). undefined
+ * when neither was given.
+ */
+export function joinTokenOf(cfg: Pick<AgentConfig, "joinToken" | "joinTokenFile">, readFile: (path: string) => string = (path) => readFileSync(path, "utf8")): string | undefined {
+  if (cfg.joinToken !== undefined || cfg.joinTokenFile === undefined) return cfg.joinToken;
+  const path = cfg.joinTokenFile;
   let text: string;
   try {
     text = readFile(path);
   } catch (err) {
-    throw new UsageError(`failed to read --join-token-file ${JSON.stringify(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new Error(`failed to read the join token file ${JSON.stringify(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   const token = text.trim();
-  if (!token) throw new UsageError(`--join-token-file ${JSON.stringify(path)} is empty`);
-  if (/\s/.test(token)) throw new UsageError(`--join-token-file ${JSON.stringify(path)} holds more than one token`);
+  if (!token) throw new Error(`the join token file ${JSON.stringify(path)} is empty`);
+  if (/\s/.test(token)) throw new Error(`the join token file ${JSON.stringify(path)} holds more than one token`);
   return token;
 }
 
-export function parseArgs(
-  argv: readonly string[],
-  env: Readonly<Record<string, string | undefined>> = process.env,
-  readFile: (path: string) => string = (path) => readFileSync(path, "utf8"),
-): AgentConfig {
+export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
   let command: AgentConfig["command"] = "run";
   for (let i = 0; i < argv.length; i++) {
@@ -152,10 +160,9 @@ export function parseArgs(
     return v === undefined || v === "" ? undefined : v;
   };
 
-  const tokenText = get("joinToken");
-  const tokenFile = get("joinTokenFile");
-  if (tokenText !== undefined && tokenFile !== undefined) throw new UsageError("give the join token once: --join-token (WEFT_JOIN_TOKEN) or --join-token-file (WEFT_JOIN_TOKEN_FILE)");
-  const joinToken = tokenFile !== undefined ? readJoinTokenFile(tokenFile, readFile) : tokenText;
+  const joinToken = get("joinToken");
+  const joinTokenFile = get("joinTokenFile");
+  if (joinToken !== undefined && joinTokenFile !== undefined) throw new UsageError("give the join token once: --join-token (WEFT_JOIN_TOKEN) or --join-token-file (WEFT_JOIN_TOKEN_FILE)");
 
   const api = get("api") ?? "";
   const name = get("name") ?? "";
@@ -194,6 +201,7 @@ export function parseArgs(
     command,
     api: api.replace(/\/+$/, ""),
     joinToken,
+    ...(joinTokenFile === undefined ? {} : { joinTokenFile }),
     name,
     zone: get("zone"),
     cgroup: get("cgroup") ?? DEFAULT_CGROUP,
