@@ -82,6 +82,9 @@ const FLAGS = {
   "--workload-api-socket": ["workloadApiSocket", "WEFT_WORKLOAD_API_SOCKET", "PATH|off", `the SPIFFE Workload API's Unix socket (default ${DEFAULT_WORKLOAD_API_SOCKET})`],
   "--svid-files": ["svidFiles", "WEFT_SVID_FILES", "[on|off]", "also write each workload's SVID as files under the state directory (default off)"],
 } as const;
+/** Every environment variable the agent reads (deploy/ checks its unit and DaemonSet against it). */
+export const ENVIRONMENT: readonly string[] = Object.values(FLAGS).map(([, envName]) => envName);
+
 /** Flags that may stand alone, meaning "on". */
 const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic", "--svid-files"]);
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
