@@ -62,7 +62,8 @@ add_node() { # N: namespace weft-node-N on the fabric at .N, its agent registeri
   local join
   join=$(op -X POST "$API/v1/join-tokens" -d "{\"name\":\"$name\",\"zone\":\"z1\"}" | jq -r .token)
   # Pins and cgroup outside /sys: `ip netns exec` mounts a fresh /sys for the namespace.
-  nohup ip netns exec "$ns" sh scripts/node.sh --import tsx nodeagent/src/main.ts --api "$API" --join-token "$join" \
+  # The join token through the environment: on the command line ps would show it.
+  WEFT_JOIN_TOKEN="$join" nohup ip netns exec "$ns" sh scripts/node.sh bin/weft-agent.mjs --api "$API" \
     --name "$name" --zone z1 --pin-dir "$DEMO/bpf/$name" --cgroup "$DEMO/cgroup/$name" \
     --state-dir "$DEMO/state/$name" --metrics-port 9469 > "$DEMO/agent-$name.log" 2>&1 &
   echo $! > "$DEMO/agent-$name.pid"
@@ -161,7 +162,7 @@ Up. What to try next (as root; ". $DEMO/env" sets API, OP, TOKEN, VIP, CLIENT, W
   curl -s -X PUT \$API/v1/tenants/demo/policies/web-in -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
        -d '{"subject":{"identity":"web"},"ingress":[{"peers":[{"identity":"client"}],"action":"deny"}]}'
   $0 exec client curl -s --max-time 2 http://$VIP/     # times out now
-  ip netns exec weft-node-2 curl -s 127.0.0.1:9469/metrics | grep weft_datapath_packets
+  ip netns exec weft-node-2 curl -s 127.0.0.1:9469/metrics | grep weft_datapath_packets_total
   curl -s \$API/v1/nodes/node-2 -H "authorization: Bearer \$OP" | jq '{podCidr, desired, applied, converged}'
   tail $DEMO/agent-node-2.log
   $0 down
@@ -180,7 +181,7 @@ down() {
     rm -f "$f"
   done
   # Every program detached and every pin removed, as `npm run agent -- cleanup` does.
-  for d in $DEMO/bpf/node-*; do [ -d "$d" ] && sh scripts/node.sh --import tsx nodeagent/src/main.ts cleanup --pin-dir "$d" >/dev/null; done
+  for d in $DEMO/bpf/node-*; do [ -d "$d" ] && sh scripts/node.sh bin/weft-agent.mjs cleanup --pin-dir "$d" >/dev/null; done
   for ns in $NAMESPACES; do
     ip netns list | grep -qw "^$ns" || continue
     ip netns pids "$ns" | xargs -r kill -KILL

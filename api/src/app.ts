@@ -30,6 +30,7 @@ import { ProbeQuietLogController } from "./http/request-logging.ts";
 import { FORMATS } from "./http/schemas.ts";
 import { buildValidator } from "./http/validation.ts";
 import { assertUniqueOperationIds, operationIdOf, withNamedSchemas } from "./openapi.ts";
+import { DomainMetrics } from "./plugins/domain-metrics.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import auditRoutes from "./routes/audit/index.ts";
 import caRoutes from "./routes/ca/index.ts";
@@ -47,7 +48,7 @@ import tenantRoutes from "./routes/tenants/index.ts";
 import tokenRoutes from "./routes/tokens/index.ts";
 import { CaRotationScheduler } from "./ca/rotator.ts";
 import { LivenessSweeper } from "./mesh/liveness.ts";
-import { DrizzleCaStore } from "./ca/store.ts";
+import { activeCaExpiries, DrizzleCaStore } from "./ca/store.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
 import { Follower } from "./follower/follow.ts";
 import { resolveKek } from "./ca/kek-source.ts";
@@ -176,8 +177,15 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const directory = new TenantDirectory(db, feed);
   const ca = new CaService({ store: new DrizzleCaStore(db, feed), kek: kek.kek });
   const rotation = config.caRotation === "auto" ? new CaRotationScheduler(db, ca, app.log) : undefined;
-  const follower = new Follower(db, feed, app.log, { capacity: config.mapCapacity, history: config.datapathHistory });
+  // Before the follower: its first load compiles every tracked node.
+  const domainMetrics = new DomainMetrics();
+  const follower = new Follower(db, feed, app.log, { capacity: config.mapCapacity, history: config.datapathHistory, onCompiled: (s) => domainMetrics.compiled(s) });
   await follower.start();
+  domainMetrics.watch({
+    caExpiries: () => activeCaExpiries(db),
+    heldLongPolls: () => follower.heldLongPolls,
+    onReadError: (err) => app.log.warn({ err }, "metrics: failed to read the CA expiries"),
+  });
   // Nodes registered before pod CIDR blocks existed get one now (mesh/nodes.ts).
   await assignMissingPodCidrs(db, addressPlanOf(config), app.log);
   const services: Services = {
@@ -190,6 +198,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     tokens,
     ca,
     follower,
+    metrics: domainMetrics,
     bundleEndpoints: new BundleEndpoints({
       allowed: config.federationEndpoints ?? [],
       timeoutMs: config.federationFetchTimeoutMs,
@@ -277,7 +286,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     },
   });
   await app.register(swaggerUi, docsPageOptions);
-  await app.register(metricsPlugin);
+  await app.register(metricsPlugin, { domain: domainMetrics });
   await app.register(authGuard, { operator, tokens, directory, nodes: new NodeCredentials(db, feed), failures });
 
   await app.register(systemRoutes);

@@ -468,10 +468,10 @@ function mount(cleanup: BenchCleanup, target: string, args: string[]): void {
   execFileSync("mount", args);
 }
 
-/** weft_datapath_packets from an agent's /metrics text, as "hook/reason" -> packets. */
+/** weft_datapath_packets_total from an agent's /metrics text, as "hook/reason" -> packets. */
 export function datapathPackets(metrics: string): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const m of metrics.matchAll(/^weft_datapath_packets\{([^}]*)\} (\d+)/gm)) {
+  for (const m of metrics.matchAll(/^weft_datapath_packets_total\{([^}]*)\} (\d+)/gm)) {
     const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
     out[`${labels.hook}/${labels.reason}`] = Number(m[2]);
   }

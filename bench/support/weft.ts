@@ -188,9 +188,12 @@ export async function startAgentProcess(cleanup: BenchCleanup, api: WeftApi, opt
   }
   const registered = existsSync(join(stateDir, "node.json"));
   const joinArgs: string[] = [];
+  // The join token through the environment, as an operator passes it (the command line would show it in ps).
+  const joinEnv: NodeJS.ProcessEnv = {};
   if (!registered) {
     const join_ = await api.call("POST", "/v1/join-tokens", api.operator, opts.zone ? { name: opts.node, zone: opts.zone } : {});
-    joinArgs.push("--join-token", (JSON.parse(join_.body) as { token: string }).token, "--zone", opts.zone ?? "bench");
+    joinEnv.WEFT_JOIN_TOKEN = (JSON.parse(join_.body) as { token: string }).token;
+    joinArgs.push("--zone", opts.zone ?? "bench");
     // Deleted on cleanup so a shared Postgres does not keep bench nodes (best effort: the route may not exist).
     cleanup.add(`delete node ${opts.node}`, async () => void (await http(`${api.base}/v1/nodes/${opts.node}`, "DELETE", api.operator).catch(() => undefined)));
   }
@@ -205,6 +208,7 @@ export async function startAgentProcess(cleanup: BenchCleanup, api: WeftApi, opt
   ];
   const daemon = await startDaemon(cleanup, `agent ${opts.node}`, argv, {
     cwd: repoRoot,
+    env: { ...process.env, ...joinEnv },
     ready: (out) => out.includes('"agent started"'),
     readyMs: 60_000,
     ...(opts.onLine ? { onLine: opts.onLine } : {}),

@@ -1,21 +1,32 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
- * Entry: `npm run agent -- --api URL --join-token T --name N --zone Z ...`
- * or `npm run agent -- cleanup --pin-dir DIR`. Exit codes: 0 stopped by a
- * signal or cleanup done, 1 failed to start, 2 bad invocation.
+ * Entry of the `weft-agent` command (bin/weft-agent.mjs, `npm run agent --`):
+ * `weft-agent --api URL --name N --zone Z --join-token-file F ...`, or
+ * `weft-agent cleanup --pin-dir DIR`, or `weft-agent --help`. Exit codes: 0
+ * stopped by a signal, cleanup done or help shown, 1 failed to start, 2 bad
+ * invocation.
  */
 import { jsonLog } from "./agent/agent.ts";
-import { parseArgs, UsageError, type AgentConfig } from "./agent/config.ts";
+import { HELP, joinTokenOnCommandLine, parseArgs, UsageError, wantsHelp, type AgentConfig } from "./agent/config.ts";
 import { startAgent, uninstall } from "./agent/runtime.ts";
 
 async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  if (wantsHelp(argv)) {
+    process.stdout.write(HELP);
+    return 0;
+  }
   let cfg: AgentConfig;
   try {
-    cfg = parseArgs(process.argv.slice(2));
+    cfg = parseArgs(argv);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`agent: ${err.message}\n`);
+    process.stderr.write(`weft-agent: ${err.message}\n`);
     return 2;
+  }
+  if (joinTokenOnCommandLine(argv)) {
+    // Not refused (a one-time token, spent at the first start), but said: ps, shell history and npm's banner keep it.
+    jsonLog("warn", "the join token was given on the command line, where ps and npm's banner show it: use --join-token-file FILE or WEFT_JOIN_TOKEN");
   }
   if (cfg.command === "cleanup") {
     const r = uninstall(cfg);

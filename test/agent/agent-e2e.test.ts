@@ -288,9 +288,15 @@ describe.skipIf(skipWithout("agent end to end (root, bpf, cgroup2, iproute2, bpf
     expect(text).toMatch(/weft_agent_apply_seconds_count [1-9]/);
     expect(text).toContain(`weft_agent_pod_cidr_info{cidr="198.18.0.0/19"} 1`);
     expect(shown.counters).toMatchObject({ "agent.pod_cidr_known": 1, "agent.local_veth_outside_block": 0, "agent.unresolved": 0 });
-    // Every workload's veth found and guarded, nothing failing: ready.
+    // The kernel's verdict counters, typed counter; the process metrics beside them.
+    expect(text).toContain("# TYPE weft_datapath_packets_total counter");
+    expect(text).toMatch(/^weft_datapath_packets_total\{hook="[a-z]+",reason="[a-z-]+"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^weft_agent_process_cpu_seconds_total /m);
+    // Every workload's veth found and guarded, nothing failing: ready; the loop moving: alive.
     const ready = await fetch(`http://127.0.0.1:${a.metricsPort}/readyz`);
     expect({ status: ready.status, body: await ready.json() }).toEqual({ status: 200, body: { ready: true } });
+    const alive = await fetch(`http://127.0.0.1:${a.metricsPort}/healthz`);
+    expect({ status: alive.status, body: await alive.json() }).toEqual({ status: 200, body: { alive: true } });
   });
 
   it("issues SVIDs for a workload on the node under the node credential; they verify with openssl", async () => {

@@ -22,6 +22,7 @@ import { VethReconciler, type Link } from "../../nodeagent/src/agent/veths.ts";
 import { loadRegistration, saveRegistration } from "../../nodeagent/src/agent/state.ts";
 import { MANAGED_MAPS, type MapTarget, type MapTargets } from "../../nodeagent/src/apply/index.ts";
 import { canonical, nodeState, W } from "./fixtures.ts";
+import { emptyMaps, full, memoryMaps, MemoryMap, scriptedClient, snapshot } from "./scripted.ts";
 
 const HASH_A = "a".repeat(64);
 const HASH_B = "b".repeat(64);
@@ -112,7 +113,7 @@ describe("the agent command", () => {
     const r = agent("--api", "http://127.0.0.1:1", "--nmae", "n1");
     expect(r.status).toBe(2);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
-    expect(r.stderr).toMatch(/^agent: unknown argument "--nmae"/);
+    expect(r.stderr).toMatch(/^weft-agent: unknown argument "--nmae"/);
   });
 
   it("cleanup of a pin directory that does not exist succeeds and says so", () => {
@@ -190,10 +191,6 @@ describe("state directory", () => {
   });
 });
 
-/** A full answer body from a desired state. */
-const full = (maps: Partial<DesiredMaps>, revision: number, hash: string): DatapathAnswer => ({ kind: "full", etag: `"${hash}"`, body: { revision, hash, maps: { ...emptyMaps(), ...maps } } });
-const emptyMaps = (): DesiredMaps => Object.fromEntries(MANAGED_MAPS.map((m) => [m, []])) as unknown as DesiredMaps;
-
 describe("validation and delta patching", () => {
   const state = nodeState() as unknown as DesiredMaps;
 
@@ -234,67 +231,6 @@ describe("validation and delta patching", () => {
     expect(() => validateDelta({ revision: 2, hash: HASH_B, upserts: {}, deletes: { svc: [{ vip: "x", port: 1, protocol: 6 }] } })).toThrow(/deletes/);
   });
 });
-
-/** A kernel map in memory, keyed by the encoded key bytes, as the engine sees a BpfMap. */
-class MemoryMap implements MapTarget {
-  readonly entries = new Map<string, Buffer>();
-  writes = 0;
-  constructor(private readonly keySize: number) {}
-  dump() {
-    const keys = [...this.entries.keys()].map((k) => Buffer.from(k, "hex"));
-    return { keys: Buffer.concat(keys), values: Buffer.concat([...this.entries.values()]), count: keys.length };
-  }
-  updateBatch(keys: Uint8Array, values: Uint8Array): void {
-    const n = keys.length / this.keySize;
-    const vs = values.length / n;
-    for (let i = 0; i < n; i++) this.entries.set(Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)).toString("hex"), Buffer.from(values.subarray(i * vs, (i + 1) * vs)));
-    this.writes += n;
-  }
-  deleteBatch(keys: Uint8Array): number {
-    const n = keys.length / this.keySize;
-    for (let i = 0; i < n; i++) this.entries.delete(Buffer.from(keys.subarray(i * this.keySize, (i + 1) * this.keySize)).toString("hex"));
-    this.writes += n;
-    return n;
-  }
-}
-
-function memoryMaps(): MapTargets {
-  return Object.fromEntries(MANAGED_MAPS.map((m) => [m, new MemoryMap(mapSpecs[m].keySize)])) as unknown as MapTargets;
-}
-const snapshot = (maps: MapTargets) => Object.fromEntries(MANAGED_MAPS.map((m) => [m, [...(maps[m] as MemoryMap).entries].sort()]));
-
-/** An API that answers from a script, one entry per poll; records the queries. */
-function scriptedClient(script: (DatapathAnswer | Error)[]) {
-  const queries: DatapathQuery[] = [];
-  const statuses: StatusReport[] = [];
-  let done: () => void = () => undefined;
-  const finished = new Promise<void>((resolve) => (done = resolve));
-  return {
-    queries,
-    statuses,
-    finished,
-    client: {
-      async datapath(_node: string, q: DatapathQuery = {}): Promise<DatapathAnswer> {
-        queries.push({ ...q, signal: undefined });
-        const next = script.shift();
-        if (next === undefined) {
-          done();
-          // Hold like a long poll until the test aborts.
-          await new Promise<void>((resolve) => q.signal?.addEventListener("abort", () => resolve(), { once: true }));
-          throw new ApiError("aborted", 0);
-        }
-        if (next instanceof Error) throw next;
-        return next;
-      },
-      async putStatus(_node: string, s: (typeof statuses)[number]) {
-        statuses.push(s);
-      },
-      async nodeWorkloads() {
-        return null;
-      },
-    },
-  };
-}
 
 async function runScript(script: (DatapathAnswer | Error)[], maps = memoryMaps()) {
   const api = scriptedClient(script);

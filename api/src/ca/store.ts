@@ -3,13 +3,13 @@
 // write() transaction, and each batch of issuances one transaction of its own
 // (#insert), so every audit row commits with what it records.
 import { randomBytes } from "node:crypto";
-import { and, eq, gt, notInArray, sql } from "drizzle-orm";
+import { and, desc, eq, gt, notInArray, sql } from "drizzle-orm";
 import type { FastifyRequest } from "fastify";
 import { actorOf } from "../auth/principal.ts";
 import type { AuthoritySlot } from "./authority.ts";
 import type { CaState, CaStore, Caller, IssuanceRecord } from "./service.ts";
 import type { Db } from "../db/client.ts";
-import { APP_ROLE, TENANT_SETTING, caAuthorities, caSlots } from "../db/schema.ts";
+import { APP_ROLE, TENANT_SETTING, caAuthorities, caSlots, tenants } from "../db/schema.ts";
 import { read, write, type WriteScope } from "../db/transactions.ts";
 import type { ChangeFeed } from "../services/change-feed.ts";
 import { FeedCache } from "../services/feed-cache.ts";
@@ -25,6 +25,30 @@ export function callerOf(request: FastifyRequest): Caller {
     requestId: String(request.id),
     clientRequestId: request.clientRequestId,
   };
+}
+
+/**
+ * Every tenant's active CA certificate's notAfter (the latest, should two be
+ * active): the operator's CA expiry metrics. One read transaction that takes
+ * each tenant in turn under row-level security, as a request of that tenant
+ * would: the platform role has no policy on ca_slots (they hold the sealed
+ * keys), and this read does not need one.
+ */
+export async function activeCaExpiries(db: Db): Promise<{ tenant: string; notAfter: Date }[]> {
+  return read(db, null, async (tx) => {
+    const out: { tenant: string; notAfter: Date }[] = [];
+    for (const t of await tx.select({ id: tenants.id, name: tenants.name }).from(tenants)) {
+      await tx.execute(sql`SELECT set_config(${TENANT_SETTING}, ${String(t.id)}, true)`);
+      const [latest] = await tx
+        .select({ notAfter: caSlots.notAfter })
+        .from(caSlots)
+        .where(and(eq(caSlots.tenantId, t.id), eq(caSlots.status, "active")))
+        .orderBy(desc(caSlots.notAfter))
+        .limit(1);
+      if (latest) out.push({ tenant: t.name, notAfter: latest.notAfter });
+    }
+    return out;
+  });
 }
 
 /** The bundle changes as one resource per tenant in the change log. */

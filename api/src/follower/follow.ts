@@ -114,14 +114,27 @@ export class Follower implements DatapathReader {
     private readonly db: Db,
     private readonly feed: ChangeFeed,
     private readonly log: FastifyBaseLogger,
-    opts: { capacity?: Partial<Capacities> | undefined; history?: number | undefined } = {},
+    opts: {
+      capacity?: Partial<Capacities> | undefined;
+      history?: number | undefined;
+      /** Seconds each node's compile took (the metrics' compile durations). */
+      onCompiled?: ((seconds: number) => void) | undefined;
+    } = {},
   ) {
     this.limits = capacities(opts.capacity ?? {});
+    const onCompiled = opts.onCompiled;
     this.history = new NodeHistory(
       {
         appliedRevision: () => this.revision,
         hasNode: (node) => this.rows.nodes.has(node),
-        compileNode: (node) => this.compiler.compileNode(node),
+        compileNode: (node) => {
+          const started = performance.now();
+          try {
+            return this.compiler.compileNode(node);
+          } finally {
+            onCompiled?.((performance.now() - started) / 1000);
+          }
+        },
       },
       log,
       opts.history ?? 64,
@@ -453,6 +466,11 @@ export class Follower implements DatapathReader {
   async since(node: string, since: number): Promise<NodeDelta | "gone" | null> {
     await this.refresh();
     return this.delta(node, since);
+  }
+
+  /** Long polls held by this replica now. */
+  get heldLongPolls(): number {
+    return this.history.held;
   }
 
   waitForChange(node: string, afterRevision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {

@@ -73,6 +73,13 @@ export class NodeHistory {
     return this.waiters.size > 0;
   }
 
+  /** How many long polls are held (the metrics). */
+  get held(): number {
+    let n = 0;
+    for (const set of this.waiters.values()) n += set.size;
+    return n;
+  }
+
   /** Ends every held long poll, answering "unchanged". */
   stop(): void {
     this.stopped = true;

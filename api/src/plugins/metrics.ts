@@ -1,11 +1,15 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { Registry, collectDefaultMetrics } from "prom-client";
+import type { DomainMetrics } from "./domain-metrics.ts";
 import { RequestMetrics, type RequestSeries } from "./request-metrics.ts";
 
 declare module "fastify" {
   interface FastifyInstance {
+    /** Public GET /metrics: HTTP, process and the domain's tenant-free metrics. */
     metrics: Registry;
+    /** Operator-only GET /v1/metrics/tenants: the domain's series labelled by tenant. */
+    tenantMetrics: Registry;
   }
 }
 
@@ -13,7 +17,7 @@ export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 
 /** Requests by route template (never the raw URL: names would explode the label set) and status. */
 export const metricsPlugin = fp(
-  async (app: FastifyInstance) => {
+  async (app: FastifyInstance, opts: { domain: DomainMetrics }) => {
     const registry = new Registry();
     collectDefaultMetrics({ register: registry, prefix: "weft_" });
     const requests = new RequestMetrics(
@@ -26,7 +30,8 @@ export const metricsPlugin = fp(
       LATENCY_BUCKETS,
     );
     requests.registerIn(registry);
-    app.decorate("metrics", registry);
+    app.decorate("metrics", Registry.merge([registry, opts.domain.registry]));
+    app.decorate("tenantMetrics", opts.domain.tenantRegistry);
 
     // Each route's config object is its own (the not-found handler's too), so
     // it keys the route's series: the route label is worked out once per

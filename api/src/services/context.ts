@@ -10,6 +10,7 @@ import { write, type WriteContext, type WriteScope } from "../db/transactions.ts
 import { PLATFORM_TENANT_ID } from "../auth/node-credentials.ts";
 import type { ChangeFeed } from "./change-feed.ts";
 import type { Follower } from "../follower/follow.ts";
+import type { DomainMetrics } from "../plugins/domain-metrics.ts";
 import type { TenantDirectory } from "./tenant-directory.ts";
 
 /** The app's shared services, built once in buildApp and reached as app.weft. */
@@ -25,6 +26,8 @@ export interface Services {
   ca: CaService;
   /** The change-log follower: each node's compiled desired state, its history and long polls; capacity admission for writes. */
   follower: Follower;
+  /** The API's domain metrics (SVIDs issued, CA expiry, long polls, compile times): plugins/domain-metrics.ts. */
+  metrics: DomainMetrics;
   /** Federations' SPIFFE bundle endpoints: fetched under WEFT_FEDERATION_ENDPOINTS, cached per replica (mesh/bundle-endpoints.ts). */
   bundleEndpoints: BundleEndpoints;
   /** Runs a write on behalf of a request, honouring ?dryRun, and tells this replica's caches at commit. */

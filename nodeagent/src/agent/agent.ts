@@ -16,13 +16,16 @@
  *   not ready (GET /readyz), and the API the node not converged.
  * - A status report at least every status interval (a heartbeat), and at
  *   once after a workload's health changes.
+ * - Ready (GET /readyz) means the kernel holds the latest revision the API
+ *   answered; alive (GET /healthz) means the loop is moving: no step of it
+ *   (a long poll, handling an answer, a backoff) has outlasted its bound.
  */
 import { ApplyEngine, type MapTarget, type MapTargets } from "../apply/index.ts";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.ts";
-import { ApiError, type ApiClient, type DatapathAnswer, type NodeWorkload, type StatusReport } from "./client.ts";
+import { ApiError, datapathTimeoutMs, type ApiClient, type DatapathAnswer, type NodeWorkload, type StatusReport } from "./client.ts";
 import { entryCounts, InvalidDatapath, isEmptyDelta, patch, validateDelta, validateFull, type DesiredRevision } from "./desired.ts";
 import { HealthProber, healthCheckProblem, type HealthProberOptions, type HealthTarget } from "./health.ts";
-import type { AgentMetrics, Readiness } from "./metrics.ts";
+import type { AgentMetrics, Liveness, Readiness } from "./metrics.ts";
 import type { SvidManager } from "./svid.ts";
 import { syncLocalVeths } from "./local-veths.ts";
 import { parsePodCidr, type PodCidr } from "./pod-cidr.ts";
@@ -37,6 +40,22 @@ const MAX_HEALTH = 1024;
 const MAX_REASON = 512;
 const MAX_ERRORS = 64;
 const MAX_ERROR = 1024;
+
+/** Slack on each step's own bound before the loop counts as stuck (a busy event loop, a slow netlink dump). */
+const STEP_GRACE_MS = 10_000;
+/**
+ * Handling one answer: the apply, then the pod CIDR read, the workload
+ * listing and the SVID renewals it prompts, each an API call with its own
+ * timeout; five minutes is far past any of them together.
+ */
+const DEFAULT_HANDLE_BOUND_MS = 300_000;
+
+/** What the loop is doing, since when, and how long that may take at most. */
+interface LoopStep {
+  what: string;
+  since: number;
+  boundMs: number;
+}
 
 export type Log = (level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>) => void;
 
@@ -70,6 +89,10 @@ export interface AgentLoopOptions {
   /** Health probes' knobs (tests shrink the second); the loop owns the prober. */
   health?: Omit<HealthProberOptions, "onTransition" | "onGauge">;
   backoff?: BackoffOptions;
+  /** Bound on handling one answer before the loop counts as stuck (GET /healthz); default five minutes. */
+  handleBoundMs?: number;
+  /** Milliseconds now, for the liveness bounds (tests move it). */
+  clock?: () => number;
   log?: Log;
 }
 
@@ -108,6 +131,14 @@ export class AgentLoop {
   /** Veth syncs one at a time (a round's and a heartbeat's retry). */
   private vethQueue: Promise<unknown> = Promise.resolve();
   private running = false;
+  /** Whether run() has ended: the loop will not move again. */
+  private stopped = false;
+  /** The loop's current step, for GET /healthz; null before run(). */
+  private doing: LoopStep | null = null;
+  /** The revision of the latest answer that carried one (applied, refused or failed), for GET /readyz. */
+  private fetchedRevision: number | null = null;
+  /** Set by a 410 (the API keeps no deltas from our revision): something newer exists, not fetched yet. */
+  private behindLog = false;
   private heartbeat: ReturnType<typeof setTimeout> | null = null;
   /** A heartbeat's veth retry and report start, awaited when the loop stops. */
   private beating: Promise<void> | null = null;
@@ -180,13 +211,42 @@ export class AgentLoop {
     return this.health.list();
   }
 
-  /** Ready: a state applied, no unresolved workload, no error (GET /readyz). */
+  /**
+   * Ready: the latest revision fetched is the one applied, no unresolved
+   * workload, no error (GET /readyz).
+   */
   readiness(): Readiness {
     const reasons: string[] = [];
     if (!this.good) reasons.push("no datapath state applied yet");
+    else if (this.fetchedRevision !== null && this.fetchedRevision > this.good.revision) {
+      reasons.push(`datapath revision ${this.fetchedRevision} was fetched but the kernel holds revision ${this.good.revision}`);
+    } else if (this.behindLog) reasons.push(`the API keeps no changes since revision ${this.good.revision}: fetching its full state`);
     for (const u of this.unresolved) reasons.push(`unresolved workload ${u.tenant || "?"}/${u.workload || "?"} (${u.address}): ${u.reason}`);
     reasons.push(...this.currentErrors);
     return { ready: reasons.length === 0, reasons: reasons.slice(0, MAX_ERRORS) };
+  }
+
+  /**
+   * Alive: the loop runs and its current step (a long poll, handling an
+   * answer, a backoff) has not outlasted its bound (GET /healthz). Before
+   * run() it is alive: start-up has its own timeouts and exits on failure.
+   */
+  liveness(): Liveness {
+    if (this.stopped) return { alive: false, reasons: ["the agent loop has stopped"] };
+    const s = this.doing;
+    if (!s) return { alive: true, reasons: [] };
+    const elapsed = this.now() - s.since;
+    if (elapsed <= s.boundMs) return { alive: true, reasons: [] };
+    return { alive: false, reasons: [`the agent loop is stuck ${s.what}: ${Math.round(elapsed / 1000)} s, bound ${Math.round(s.boundMs / 1000)} s`] };
+  }
+
+  private now(): number {
+    return (this.o.clock ?? Date.now)();
+  }
+
+  /** The loop starts a step that should end within boundMs (plus the grace). */
+  private enter(what: string, boundMs: number): void {
+    this.doing = { what, since: this.now(), boundMs: boundMs + STEP_GRACE_MS };
   }
 
   /** Runs until the signal aborts; never throws for API or kernel failures. */
@@ -195,6 +255,7 @@ export class AgentLoop {
     try {
       await this.poll(signal);
     } finally {
+      this.stopped = true;
       this.running = false;
       if (this.heartbeat) clearTimeout(this.heartbeat);
       this.heartbeat = null;
@@ -210,11 +271,13 @@ export class AgentLoop {
     let first = true;
     while (!signal.aborted) {
       let answer: DatapathAnswer;
+      const waitSeconds = first ? 0 : (this.o.waitSeconds ?? 30);
+      this.enter("waiting for the API's datapath answer", datapathTimeoutMs(waitSeconds));
       try {
         answer = await this.o.client.datapath(this.o.node, {
           etag: this.etag,
           since: this.good && this.deltaFromGood ? this.good.revision : null,
-          waitSeconds: first ? 0 : (this.o.waitSeconds ?? 30),
+          waitSeconds,
           signal,
         });
       } catch (err) {
@@ -224,6 +287,7 @@ export class AgentLoop {
       }
       first = false;
       let ok: boolean;
+      this.enter("handling a datapath answer", this.o.handleBoundMs ?? DEFAULT_HANDLE_BOUND_MS);
       try {
         ok = await this.step(answer);
       } catch (err) {
@@ -236,8 +300,11 @@ export class AgentLoop {
       }
       // The report does not hold up the next long poll: a write landing while it is in flight still wakes the agent at once.
       this.reportSoon();
-      if (!ok) await sleep(this.backoff.next(), signal);
-      else this.backoff.reset();
+      if (!ok) {
+        const delay = this.backoff.next();
+        this.enter("backing off", delay);
+        await sleep(delay, signal);
+      } else this.backoff.reset();
     }
   }
 
@@ -301,10 +368,12 @@ export class AgentLoop {
     }
     if (answer.kind === "gone") {
       // Our revision is older than the API's change log: the next poll asks for the full state.
+      this.behindLog = true;
       this.etag = null;
       this.deltaFromGood = false;
       return true;
     }
+    this.noteFetched(answer.body);
     let next: DesiredRevision;
     try {
       if (answer.kind === "full") next = validateFull(answer.body);
@@ -334,6 +403,7 @@ export class AgentLoop {
       const r = this.engine.apply(next.maps);
       this.o.metrics.applied(next.revision, r.elapsedMs / 1000, entryCounts(next), r.upserts, r.deletes);
       this.good = next;
+      this.behindLog = false;
       this.deltaFromGood = true;
       this.etag = answer.etag;
       this.errors = [];
@@ -352,6 +422,17 @@ export class AgentLoop {
     await this.sideEffects(next);
     for (const w of this.waiters.splice(0)) w();
     return true;
+  }
+
+  /**
+   * The revision an answer names, read before validation: a refused answer
+   * still tells that the API is ahead of the kernel (not ready). Only a
+   * plausible revision counts, so garbage cannot pin the agent unready
+   * beyond the next good answer.
+   */
+  private noteFetched(body: unknown): void {
+    const revision = (body as { revision?: unknown } | null)?.revision;
+    if (typeof revision === "number" && Number.isSafeInteger(revision) && revision >= 0) this.fetchedRevision = revision;
   }
 
   /** Resolves after the next successful apply (tests). */
@@ -560,6 +641,7 @@ export class AgentLoop {
   private async failed(message: string, signal: AbortSignal): Promise<void> {
     this.o.metrics.apiError();
     const delay = this.backoff.next();
+    this.enter("backing off from the API", delay);
     this.log("warn", "API unavailable; the kernel keeps the last good state", { error: message, retryInMs: Math.round(delay) });
     await sleep(delay, signal);
   }

@@ -305,6 +305,11 @@ function podCidrOf(node: { podCidr?: unknown }): PodCidrAnswer {
 const LONG_POLL_SLACK_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 15_000;
 
+/** How long datapath() waits at most for a long poll of `waitSeconds` before it fails. */
+export function datapathTimeoutMs(waitSeconds: number): number {
+  return waitSeconds * 1000 + LONG_POLL_SLACK_MS;
+}
+
 export class ApiClient {
   constructor(
     readonly baseUrl: string,
@@ -339,7 +344,7 @@ export class ApiClient {
     const path = `${pathOf("datapath", { node })}${params.size ? `?${params}` : ""}`;
     const headers: Record<string, string> = {};
     if (q.etag) headers["if-none-match"] = q.etag;
-    const res = await this.request("GET", path, undefined, headers, ((q.waitSeconds ?? 0) * 1000) + LONG_POLL_SLACK_MS, q.signal);
+    const res = await this.request("GET", path, undefined, headers, datapathTimeoutMs(q.waitSeconds ?? 0), q.signal);
     if (res.status === 304) {
       await res.body?.cancel();
       return { kind: "unchanged" };

@@ -4,6 +4,7 @@
  * defaults. A bad invocation is a UsageError: main prints its one line and
  * exits 2, so a typo in a unit file is not mistaken for a crash.
  */
+import { readFileSync } from "node:fs";
 import { DEFAULT_PIN_DIR } from "../loader/index.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/weft";
@@ -23,6 +24,12 @@ export interface AgentConfig {
   api: string;
   /** Needed only for the first start; later starts reuse the saved credential. */
   joinToken: string | undefined;
+  /**
+   * Where the join token is (--join-token-file), read only when the node has
+   * no registration yet: a token spent and removed (a Secret's key deleted)
+   * does not stop later starts. Absent when not given; never with joinToken.
+   */
+  joinTokenFile?: string;
   name: string;
   zone: string | undefined;
   cgroup: string;
@@ -57,29 +64,78 @@ export interface AgentConfig {
   svidFiles?: boolean;
 }
 
-/** Flag name -> [config key, environment variable]. */
+/** Flag name -> [config key, environment variable, value shown in --help, what it is]. */
 const FLAGS = {
-  "--api": ["api", "WEFT_API"],
-  "--join-token": ["joinToken", "WEFT_JOIN_TOKEN"],
-  "--name": ["name", "WEFT_NODE_NAME"],
-  "--zone": ["zone", "WEFT_ZONE"],
-  "--cgroup": ["cgroup", "WEFT_CGROUP"],
-  "--pin-dir": ["pinDir", "WEFT_PIN_DIR"],
-  "--state-dir": ["stateDir", "WEFT_STATE_DIR"],
-  "--metrics-port": ["metricsPort", "WEFT_METRICS_PORT"],
-  "--host-routing": ["hostRouting", "WEFT_HOST_ROUTING"],
-  "--lb-host-traffic": ["lbHostTraffic", "WEFT_LB_HOST_TRAFFIC"],
-  "--status-interval": ["statusInterval", "WEFT_STATUS_INTERVAL"],
-  "--workload-api-socket": ["workloadApiSocket", "WEFT_WORKLOAD_API_SOCKET"],
-  "--svid-files": ["svidFiles", "WEFT_SVID_FILES"],
-  "--uplink": ["uplink", "WEFT_UPLINK"],
+  "--api": ["api", "WEFT_API", "URL", "the API's base URL (required to run)"],
+  "--name": ["name", "WEFT_NODE_NAME", "N", "this node's name (required to run)"],
+  "--join-token": ["joinToken", "WEFT_JOIN_TOKEN", "T", "one-time join token for the first start; on the command line it shows in ps and npm's banner: prefer the file or the environment"],
+  "--join-token-file": ["joinTokenFile", "WEFT_JOIN_TOKEN_FILE", "FILE", "read the join token from FILE (a mounted secret, a 0600 file), only when the node has no registration yet"],
+  "--zone": ["zone", "WEFT_ZONE", "Z", "the node's zone (required to register)"],
+  "--cgroup": ["cgroup", "WEFT_CGROUP", "PATH", `cgroup v2 directory of the socket load balancer (default ${DEFAULT_CGROUP})`],
+  "--pin-dir": ["pinDir", "WEFT_PIN_DIR", "DIR", `bpffs directory of the pinned maps and links (default ${DEFAULT_PIN_DIR})`],
+  "--state-dir": ["stateDir", "WEFT_STATE_DIR", "DIR", `the node's credential and SVIDs (default ${DEFAULT_STATE_DIR})`],
+  "--metrics-port": ["metricsPort", "WEFT_METRICS_PORT", "P", `/metrics, /healthz and /readyz on 127.0.0.1 (default ${DEFAULT_METRICS_PORT}; 0: any free port)`],
+  "--host-routing": ["hostRouting", "WEFT_HOST_ROUTING", "on|off", "deliver between this node's workloads without the host's forwarding (default on)"],
+  "--uplink": ["uplink", "WEFT_UPLINK", "DEV|auto|off", "the device facing the other nodes, for the cross-node fast path (default off)"],
+  "--lb-host-traffic": ["lbHostTraffic", "WEFT_LB_HOST_TRAFFIC", "[on|off]", "also balance connections made in the host's network namespace (default off)"],
+  "--status-interval": ["statusInterval", "WEFT_STATUS_INTERVAL", "SECONDS", `a status report at least this often, 1..60 (default ${DEFAULT_STATUS_INTERVAL})`],
+  "--workload-api-socket": ["workloadApiSocket", "WEFT_WORKLOAD_API_SOCKET", "PATH|off", `the SPIFFE Workload API's Unix socket (default ${DEFAULT_WORKLOAD_API_SOCKET})`],
+  "--svid-files": ["svidFiles", "WEFT_SVID_FILES", "[on|off]", "also write each workload's SVID as files under the state directory (default off)"],
 } as const;
+/** Every environment variable the agent reads (deploy/ checks its unit and DaemonSet against it). */
+export const ENVIRONMENT: readonly string[] = Object.values(FLAGS).map(([, envName]) => envName);
+
 /** Flags that may stand alone, meaning "on". */
 const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic", "--svid-files"]);
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
 
-export const USAGE =
-  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--uplink DEV|auto|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] [--workload-api-socket PATH|off] [--svid-files [on|off]] (each also WEFT_API, WEFT_NODE_NAME, ...)";
+export const USAGE = "usage: weft-agent [run|cleanup] --api URL --name N [--join-token-file FILE] [--zone Z] [options]; weft-agent --help lists them";
+
+/** `weft-agent --help`: every flag with its environment variable, from the same table the parser reads. */
+export const HELP = [
+  "weft-agent: the Weft node agent. Programs this node's eBPF maps from the API's compiled datapath state.",
+  "",
+  "usage: weft-agent [run] --api URL --name N [--join-token-file FILE] [--zone Z] [options]",
+  "       weft-agent cleanup [--pin-dir DIR]     detach every program, remove every pin",
+  "",
+  "options (each also from its environment variable; a flag wins):",
+  ...Object.entries(FLAGS).map(([flag, [, envName, value, what]]) => `  ${`${flag} ${value}`.padEnd(36)} ${envName.padEnd(26)} ${what}`),
+  "",
+  "The join token is needed only for the first start; the node's credential is kept in the state directory.",
+  "GET /healthz, /readyz and /metrics answer on 127.0.0.1:<metrics port>.",
+  "Exit codes: 0 stopped by a signal or cleanup done, 1 failed to start, 2 bad invocation.",
+  "",
+].join("\n");
+
+/** Whether argv asks for the help text rather than a run. */
+export function wantsHelp(argv: readonly string[]): boolean {
+  return argv[0] === "help" || argv.includes("--help") || argv.includes("-h");
+}
+
+/** Whether the join token was given on the command line itself, where ps and npm's banner show it. */
+export function joinTokenOnCommandLine(argv: readonly string[]): boolean {
+  return argv.some((a) => a === "--join-token" || a.startsWith("--join-token="));
+}
+
+/**
+ * The join token for a first start: given as it is, or read from its file
+ * (one line; the newline an editor or `echo` leaves is dropped). undefined
+ * when neither was given.
+ */
+export function joinTokenOf(cfg: Pick<AgentConfig, "joinToken" | "joinTokenFile">, readFile: (path: string) => string = (path) => readFileSync(path, "utf8")): string | undefined {
+  if (cfg.joinToken !== undefined || cfg.joinTokenFile === undefined) return cfg.joinToken;
+  const path = cfg.joinTokenFile;
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch (err) {
+    throw new Error(`failed to read the join token file ${JSON.stringify(path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const token = text.trim();
+  if (!token) throw new Error(`the join token file ${JSON.stringify(path)} is empty`);
+  if (/\s/.test(token)) throw new Error(`the join token file ${JSON.stringify(path)} holds more than one token`);
+  return token;
+}
 
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
@@ -106,6 +162,10 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     const v = env[envName];
     return v === undefined || v === "" ? undefined : v;
   };
+
+  const joinToken = get("joinToken");
+  const joinTokenFile = get("joinTokenFile");
+  if (joinToken !== undefined && joinTokenFile !== undefined) throw new UsageError("give the join token once: --join-token (WEFT_JOIN_TOKEN) or --join-token-file (WEFT_JOIN_TOKEN_FILE)");
 
   const api = get("api") ?? "";
   const name = get("name") ?? "";
@@ -143,7 +203,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   return {
     command,
     api: api.replace(/\/+$/, ""),
-    joinToken: get("joinToken"),
+    joinToken,
+    ...(joinTokenFile === undefined ? {} : { joinTokenFile }),
     name,
     zone: get("zone"),
     cgroup: get("cgroup") ?? DEFAULT_CGROUP,

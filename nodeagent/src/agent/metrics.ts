@@ -3,12 +3,17 @@
  * The agent's Prometheus metrics, served on 127.0.0.1 only (they name
  * identities and counts, not for the network), and the same numbers as the
  * flat counters the status report carries. The same server answers
- * GET /readyz with the loop's readiness.
+ * GET /readyz with the loop's readiness and GET /healthz with its liveness.
+ *
+ * AgentMetrics.registry is the agent's one registry: other parts' metrics
+ * (the flows' in nodeagent/src/flows/metrics.ts) are registered on it, given
+ * to them by the runtime, so one /metrics shows everything. Names follow
+ * Prometheus's conventions: counters end in _total, units are base units.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { decodeKeys, decodeValues, sumPerCpu, type Hook, type Reason } from "@weft/codec";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { possibleCpus } from "../kernel/index.ts";
 import type { MapTarget } from "../apply/index.ts";
 import { MANAGED_MAPS, type ManagedMap } from "../apply/index.ts";
@@ -42,13 +47,22 @@ export interface Readiness {
   reasons: string[];
 }
 
+/** GET /healthz: 200 {"alive":true}, or 503 {"alive":false,"reasons":[...]} (a supervisor restarts the agent). */
+export interface Liveness {
+  alive: boolean;
+  reasons: string[];
+}
+
+/** Prefix of the process metrics (CPU, memory, event loop lag, file descriptors); the API's are weft_process_... */
+export const PROCESS_METRICS_PREFIX = "weft_agent_";
+
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly revision: Gauge;
   private readonly applyLatency: Histogram;
   private readonly entries: Gauge;
-  private readonly verdictPackets: Gauge;
-  private readonly verdictBytes: Gauge;
+  private readonly verdictPackets: Counter;
+  private readonly verdictBytes: Counter;
   private readonly apiErrors: Counter;
   private readonly applyErrors: Counter;
   private readonly refused: Counter;
@@ -68,6 +82,8 @@ export class AgentMetrics {
   private unresolvedCount: number | null = null;
   /** What /readyz answers; not ready until the loop says. */
   private readiness: () => Readiness = () => ({ ready: false, reasons: ["the agent is starting"] });
+  /** What /healthz answers: alive while starting (start-up has its own bounds and exits on failure), then the loop's. */
+  private liveness: () => Liveness = () => ({ alive: true, reasons: [] });
   /** The socket LB's setting as written to sock_cfg (1: host traffic balanced too), null until written. */
   private lbHostTraffic: number | null = null;
   private counts = { apiErrors: 0, applyErrors: 0, refused: 0, applies: 0, upserts: 0, deletes: 0 };
@@ -79,6 +95,7 @@ export class AgentMetrics {
 
   constructor(private readonly verdictSource: (() => VerdictCount[]) | null = null) {
     const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: PROCESS_METRICS_PREFIX });
     this.revision = new Gauge({ name: "weft_agent_applied_revision", help: "Datapath revision last applied to the kernel maps", registers });
     this.applyLatency = new Histogram({
       name: "weft_agent_apply_seconds",
@@ -87,9 +104,31 @@ export class AgentMetrics {
       registers,
     });
     this.entries = new Gauge({ name: "weft_agent_map_entries", help: "Entries per kernel map as last applied", labelNames: ["map"], registers });
-    // The kernel's counters are monotonic already; exported as read, per hook and reason.
-    this.verdictPackets = new Gauge({ name: "weft_datapath_packets", help: "Packets counted by the datapath per hook and reason (metrics map, summed over CPUs)", labelNames: ["hook", "reason"], registers });
-    this.verdictBytes = new Gauge({ name: "weft_datapath_bytes", help: "Bytes counted by the datapath per hook and reason", labelNames: ["hook", "reason"], registers });
+    // The kernel's counters are monotonic already: each scrape reads the map and exports the sums as read,
+    // typed counter (they go back to 0 only when the pinned map is made anew, which Prometheus reads as a reset).
+    const owner = this;
+    this.verdictPackets = new Counter({
+      name: "weft_datapath_packets_total",
+      help: "Packets counted by the datapath per hook and reason (metrics map, summed over CPUs)",
+      labelNames: ["hook", "reason"],
+      registers,
+      collect() {
+        owner.refreshVerdictsQuietly();
+        this.reset();
+        for (const v of owner.verdicts) this.inc({ hook: v.hook, reason: v.reason }, v.packets);
+      },
+    });
+    this.verdictBytes = new Counter({
+      name: "weft_datapath_bytes_total",
+      help: "Bytes counted by the datapath per hook and reason",
+      labelNames: ["hook", "reason"],
+      registers,
+      collect() {
+        // The packets' collect() read the map for this scrape; both print the same read.
+        this.reset();
+        for (const v of owner.verdicts) this.inc({ hook: v.hook, reason: v.reason }, v.bytes);
+      },
+    });
     this.apiErrors = new Counter({ name: "weft_agent_api_errors_total", help: "API calls that failed (unreachable, 5xx, refused)", registers });
     this.applyErrors = new Counter({ name: "weft_agent_apply_errors_total", help: "Applies that failed in the kernel", registers });
     this.refused = new Counter({ name: "weft_agent_refused_total", help: "Datapath answers refused by validation", registers });
@@ -156,6 +195,11 @@ export class AgentMetrics {
     this.readiness = readiness;
   }
 
+  /** What GET /healthz answers from now on. */
+  aliveWhen(liveness: () => Liveness): void {
+    this.liveness = liveness;
+  }
+
   /** The socket LB's configuration was written (sock_cfg). */
   sockConfig(lbHostTraffic: boolean): void {
     this.lbHostTraffic = lbHostTraffic ? 1 : 0;
@@ -200,9 +244,14 @@ export class AgentMetrics {
   refreshVerdicts(): void {
     if (!this.verdictSource) return;
     this.verdicts = this.verdictSource();
-    for (const v of this.verdicts) {
-      this.verdictPackets.set({ hook: v.hook, reason: v.reason }, v.packets);
-      this.verdictBytes.set({ hook: v.hook, reason: v.reason }, v.bytes);
+  }
+
+  /** A scrape's read: a failed map read leaves the last numbers; the agent's status report carries the error. */
+  private refreshVerdictsQuietly(): void {
+    try {
+      this.refreshVerdicts();
+    } catch {
+      // kept: the last numbers
     }
   }
 
@@ -227,28 +276,24 @@ export class AgentMetrics {
     return out;
   }
 
-  /** Serves /metrics and /readyz on 127.0.0.1:port (0: any free port); answers the port. */
+  /** Serves /metrics, /healthz and /readyz on 127.0.0.1:port (0: any free port); answers the port. */
   async listen(port: number): Promise<number> {
     const server = createServer((req, res) => {
       const path = (req.url ?? "").split("?")[0];
-      if (req.method === "GET" && path === "/readyz") {
-        let r: Readiness;
-        try {
-          r = this.readiness();
-        } catch (err) {
-          r = { ready: false, reasons: [`failed to tell readiness: ${(err as Error).message}`] };
-        }
-        res.writeHead(r.ready ? 200 : 503, { "content-type": "application/json" }).end(JSON.stringify(r.ready ? { ready: true } : { ready: false, reasons: r.reasons }));
+      const get = req.method === "GET" || req.method === "HEAD";
+      if (get && path === "/readyz") {
+        const r = probe(this.readiness, (reasons) => ({ ready: false, reasons: [`failed to tell readiness: ${reasons}`] }));
+        answerProbe(res, r.ready, r.ready ? { ready: true } : { ready: false, reasons: r.reasons });
         return;
       }
-      if (req.method !== "GET" || path !== "/metrics") {
+      if (get && path === "/healthz") {
+        const l = probe(this.liveness, (reasons) => ({ alive: false, reasons: [`failed to tell liveness: ${reasons}`] }));
+        answerProbe(res, l.alive, l.alive ? { alive: true } : { alive: false, reasons: l.reasons });
+        return;
+      }
+      if (!get || path !== "/metrics") {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
         return;
-      }
-      try {
-        this.refreshVerdicts();
-      } catch {
-        // A failed map read leaves the last numbers; the agent's status report carries the error.
       }
       this.registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": this.registry.contentType }).end(text),
@@ -268,4 +313,18 @@ export class AgentMetrics {
     this.server = null;
     if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
   }
+}
+
+/** A probe's answer; a probe that throws reads as failing, with why. */
+function probe<T>(ask: () => T, failed: (why: string) => T): T {
+  try {
+    return ask();
+  } catch (err) {
+    return failed((err as Error).message);
+  }
+}
+
+/** 200 or 503 with a small JSON body; never cached (a probe reads the state now). */
+function answerProbe(res: ServerResponse, ok: boolean, body: unknown): void {
+  res.writeHead(ok ? 200 : 503, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(body));
 }

@@ -10,7 +10,7 @@ import { cleanup, KernelDatapath, type CleanupResult } from "../loader/index.ts"
 import { AgentLoop, jsonLog, type Log } from "./agent.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { ApiClient } from "./client.ts";
-import type { AgentConfig } from "./config.ts";
+import { joinTokenOf, type AgentConfig } from "./config.ts";
 import { AgentMetrics, readVerdicts } from "./metrics.ts";
 import { ensureStateDir, loadRegistration, saveRegistration, type SavedRegistration } from "./state.ts";
 import { SvidManager } from "./svid.ts";
@@ -52,9 +52,15 @@ export async function ensureRegistered(cfg: AgentConfig, client: ApiClient, log:
     }
     return saved;
   }
-  if (!cfg.joinToken) throw new Error(`failed to register node ${cfg.name}: no registration in ${cfg.stateDir} and no --join-token (WEFT_JOIN_TOKEN)`);
+  let joinToken: string | undefined;
+  try {
+    joinToken = joinTokenOf(cfg);
+  } catch (err) {
+    throw new Error(`failed to register node ${cfg.name}: ${(err as Error).message}`);
+  }
+  if (!joinToken) throw new Error(`failed to register node ${cfg.name}: no registration in ${cfg.stateDir} and no --join-token-file (WEFT_JOIN_TOKEN_FILE) or WEFT_JOIN_TOKEN`);
   if (!cfg.zone) throw new Error(`failed to register node ${cfg.name}: --zone (WEFT_ZONE) is required to register`);
-  const r = await client.register({ joinToken: cfg.joinToken, name: cfg.name, zone: cfg.zone });
+  const r = await client.register({ joinToken, name: cfg.name, zone: cfg.zone });
   const registration: SavedRegistration = {
     api: cfg.api,
     node: r.node.name,
@@ -115,6 +121,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       log,
     });
     metrics.readyWhen(() => loop.readiness());
+    metrics.aliveWhen(() => loop.liveness());
     const abort = new AbortController();
     const done = loop.run(abort.signal);
     log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}` });

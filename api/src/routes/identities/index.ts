@@ -20,6 +20,7 @@ import type { Db } from "../../db/client.ts";
 import { FeedCache } from "../../services/feed-cache.ts";
 import { workloadsCarrying } from "../../mesh/nodes.ts";
 import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, type IdentityDbRow } from "../../mesh/identities.ts";
+import type { SvidKind } from "../../plugins/domain-metrics.ts";
 
 /** The API representation of a stored row. */
 const toIdentity = (trustDomain: string, row: IdentityDbRow): Identity => ({
@@ -70,11 +71,13 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
   /** Authorizes, finds the identity, runs one CaService issuance on the caller's behalf. */
   async function issue<T extends { expiresAt: Date }>(
     request: FastifyRequest<{ Params: { tenant: string; name: string } }>,
+    kind: SvidKind,
     run: (who: { tenantId: string; identityName: string; spiffeId: string; caller: Caller }, row: IdentityDbRow) => Promise<T>,
   ): Promise<Omit<T, "expiresAt"> & { expiresAt: string }> {
     const { tenant, row, id } = await svidSubject(request, identities, weft.db, request.params.name);
     const who = { tenantId: String(tenant.id), identityName: row.name, spiffeId: id, caller: callerOf(request) };
     const svid = await caCall(() => run(who, row));
+    weft.metrics.svidIssued(tenant.name, kind);
     return { ...svid, expiresAt: svid.expiresAt.toISOString() };
   }
 
@@ -187,7 +190,7 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const svid = await issue(request, (who, row) =>
+      const svid = await issue(request, "x509-svid", (who, row) =>
         weft.ca.issueX509Svid({ ...who, csrPem: request.body.csr, ...ttlMs(row.x509SvidTtlSeconds) }),
       );
       // JSON.stringify instead of the schema's serializer, which escapes the
@@ -216,7 +219,7 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const svid = await issue(request, (who, row) =>
+      const svid = await issue(request, "jwt-svid", (who, row) =>
         weft.ca.issueJwtSvid({ ...who, audience: request.body.audience, ...ttlMs(row.jwtSvidTtlSeconds) }),
       );
       return reply.code(201).send(svid);

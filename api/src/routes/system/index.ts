@@ -57,6 +57,24 @@ const systemRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return app.metrics.metrics();
     },
   );
+
+  app.get(
+    "/v1/metrics/tenants",
+    {
+      // Tenant names and their activity: the operator's, like the tenant list.
+      config: { auth: { who: "operator" } },
+      schema: {
+        tags,
+        summary: "Prometheus metrics labelled by tenant (SVIDs issued, CA expiry); operator only",
+        produces: ["text/plain"],
+        response: { 200: Type.String({ description: "Prometheus text exposition format" }), ...problemResponses(401, 403) },
+      },
+    },
+    async (_request, reply) => {
+      reply.type(app.tenantMetrics.contentType);
+      return app.tenantMetrics.metrics();
+    },
+  );
 };
 
 export default systemRoutes;
