@@ -63,6 +63,8 @@ export interface RouteEntry {
   url: string;
   auth: AuthRule | undefined;
   schema: RouteOptions["schema"];
+  /** The route's own body limit, when it sets one (the app's is 1 MiB). */
+  bodyLimit: number | undefined;
 }
 
 declare module "fastify" {
@@ -155,7 +157,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.addHook("onRoute", (route) => {
     for (const method of [route.method].flat()) {
       if (method === "HEAD") continue;
-      routeTable.push({ method, url: route.url, auth: route.config?.auth, schema: route.schema });
+      routeTable.push({ method, url: route.url, auth: route.config?.auth, schema: route.schema, bodyLimit: route.bodyLimit });
     }
   });
   app.decorateRequest("clientRequestId", null);

@@ -20,8 +20,8 @@ const tags = ["flows"];
 
 /** A full batch: 5000 aggregates of 13 keys and 2000 flows of up to 19, and a few more. */
 const BATCH_MAX_KEYS = MAX_AGGREGATES_PER_BATCH * 13 + MAX_FLOWS_PER_BATCH * 19 + 16;
-/** A full batch is about 1.6 MB of JSON; room for long numbers and whitespace. */
-const BATCH_BODY_LIMIT = 6 * 1024 * 1024;
+/** A full batch is about 2 MB of JSON; room for long numbers and whitespace. */
+const BATCH_BODY_LIMIT = 4 * 1024 * 1024;
 
 const FlowPage = Page(Flow);
 /** A list answers a page as JSON, or with follow=true a stream of events. */
