@@ -66,6 +66,8 @@ export interface Config {
   flowRetentionMs?: number;
   /** WEFT_FLOW_STREAMS_PER_TENANT: open ?follow=true streams per tenant (and the operator) per replica (default 8). */
   flowStreamsPerTenant?: number;
+  /** In process only (tests): the follow streams' heartbeat interval (default 15 s). */
+  flowHeartbeatMs?: number;
 }
 
 export const DEFAULT_FLOW_RETENTION = "24h";

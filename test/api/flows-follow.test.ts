@@ -32,7 +32,7 @@ describe.each(BACKENDS)("following flows on %s", (backend) => {
     };
 
     beforeAll(async () => {
-      replicas = await twoReplicas(backend, { flowStreamsPerTenant: 2 });
+      replicas = await twoReplicas(backend, { flowStreamsPerTenant: 2, flowHeartbeatMs: 200 });
       ({ a, b } = replicas);
       baseA = await a.listen({ port: 0, host: "127.0.0.1" });
       s = await flowStage(a);
@@ -107,6 +107,17 @@ describe.each(BACKENDS)("following flows on %s", (backend) => {
       await Promise.race([stream.done, new Promise((r) => setTimeout(r, 10_000))]);
       await untilHolds("the server to end it", () => a.weft.flowStreams.size, (n) => n === 0);
       expect(stream.events).toEqual([]);
+    });
+
+    it("sends a comment heartbeat on an idle stream, and counts open streams in the metrics", async () => {
+      const stream = follow(`/v1/tenants/${s.a.tenant}/flows?follow=true&node=${s.spare.name}`, s.a.token);
+      await untilHolds("two heartbeats", () => stream.comments.filter((c) => c === "heartbeat").length, (n) => n >= 2);
+      expect(stream.events).toEqual([]);
+      const gauge = () => a.inject({ url: "/metrics" }).then((r) => Number(/^weft_flow_streams (\d+)$/m.exec(r.body)?.[1]));
+      expect(await gauge()).toBe(1);
+      await stream.close();
+      await untilHolds("the stream to end", () => a.weft.flowStreams.size, (n) => n === 0);
+      expect(await gauge()).toBe(0);
     });
 
     it("refuses bad filters before streaming", async () => {

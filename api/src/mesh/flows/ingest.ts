@@ -8,7 +8,7 @@
  * N committed later (follow.ts). A batch is a few thousand rows inserted in
  * chunks, so the lock is held for milliseconds.
  */
-import { sql } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { Db } from "../../db/client.ts";
 import { FLOW_WRITER_ROLE, flowAggregates, flowBatches, flows } from "../../db/schema.ts";
 import type { Tx } from "../../db/transactions.ts";
@@ -16,7 +16,6 @@ import { MeshRefusal, type FieldError } from "../refusal.ts";
 import { namesOf } from "./names.ts";
 import type { FlowBatch, FlowBatchAccepted } from "./specs.ts";
 import { aggregateRows, flowRows } from "./views.ts";
-import { and, eq } from "drizzle-orm";
 
 /** NOTIFY channel: a batch committed; follow streams on every replica look for new rows. */
 export const FLOWS_CHANNEL = "weft_flows";

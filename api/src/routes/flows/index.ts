@@ -14,7 +14,7 @@ import { Page } from "../../http/schemas.ts";
 import { NodeParams } from "../nodes/schemas.ts";
 import { problemResponses } from "../responses.ts";
 import { FlowSummary, PlatformFlowQuery, SummaryQuery, TenantFlowQuery } from "./schemas.ts";
-import { followFlows } from "./stream.ts";
+import { DEFAULT_HEARTBEAT_MS, followFlows } from "./stream.ts";
 
 const tags = ["flows"];
 
@@ -96,7 +96,12 @@ const flowRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
-  const follow = { streams, tokens: weft.tokens, onOpen: () => metrics.streams.inc(), onClose: () => metrics.streams.dec() };
+  const follow = {
+    streams,
+    tokens: weft.tokens,
+    heartbeatMs: weft.config.flowHeartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    onOpen: () => metrics.streams.inc(), onClose: () => metrics.streams.dec(),
+  };
 
   const answerList = async (
     request: Parameters<typeof followFlows>[0],

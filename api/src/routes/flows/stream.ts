@@ -9,14 +9,14 @@ import { HttpProblem } from "../../http/problem.ts";
 import type { FlowStreams } from "../../mesh/flows/follow.ts";
 import type { FlowFilters, FlowReader } from "../../mesh/flows/query.ts";
 
-export const HEARTBEAT_MS = 15_000;
+export const DEFAULT_HEARTBEAT_MS = 15_000;
 /** Bytes a client may leave unread before its stream is ended rather than buffered without bound. */
 const MAX_UNREAD_BYTES = 4 * 1024 * 1024;
 
 export async function followFlows(
   request: FastifyRequest,
   reply: FastifyReply,
-  deps: { streams: FlowStreams; tokens: TenantTokens; onOpen(): void; onClose(): void },
+  deps: { streams: FlowStreams; tokens: TenantTokens; heartbeatMs: number; onOpen(): void; onClose(): void },
   reader: FlowReader,
   filters: FlowFilters,
 ): Promise<void> {
@@ -70,7 +70,7 @@ export async function followFlows(
   raw.write(": following flows\n\n");
   heartbeat = setInterval(() => {
     if (!ended) raw.write(": heartbeat\n\n");
-  }, HEARTBEAT_MS);
+  }, deps.heartbeatMs);
   // The client may have left while the stream opened.
   if (raw.destroyed) end();
 }
