@@ -382,6 +382,25 @@ describe.each(BACKENDS)("flows on %s", (backend) => {
       expectProblem(await app.inject({ url: `/v1/tenants/${a.tenant}/flows/summary?since=soon`, headers: bearer(a.token) }), 400);
     });
 
+    it("keeps an unknown identity its reported tenant's when the tenant is on the node, and no one's when not", async () => {
+      const unknown = (port: number, tenant: number): UploadedFlow => ({
+        ...sample.allowed, time: at(90), src: { address: s.addr.web, port, identity: 4_000_000_000, tenant },
+      });
+      const res = await upload(app, s.node.name, s.node.credential, batchOf({ flows: [unknown(9001, s.a.id), unknown(9002, 4_000_000_000)] }));
+      expect(res.statusCode, res.body).toBe(202);
+      const window = `?since=${encodeURIComponent(at(90))}&until=${encodeURIComponent(at(91))}`;
+      const mine = await items(s.a.tenant, s.a.token, window);
+      expect(mine.map((f) => f.source)).toEqual([
+        { address: s.addr.web, port: 9002, identity: null, tenant: null, reserved: "unknown" },
+        { address: s.addr.web, port: 9001, identity: null, tenant: s.a.tenant, reserved: "unknown" },
+      ]);
+      // Named by a node that hosts none of its workloads, a tenant is not shown the flow.
+      const claimed: UploadedFlow = { ...unknown(9003, s.b.id), dst: { address: "198.18.5.5", port: 80, identity: 2, tenant: 0 } };
+      expect((await upload(app, s.spare.name, s.spare.credential, batchOf({ flows: [claimed] }))).statusCode).toBe(202);
+      expect(await items(s.b.tenant, s.b.token, window)).toEqual([]);
+      expect((await platform(window)).filter((f) => f.node === s.spare.name).map((f) => f.source.reserved)).toEqual(["unknown"]);
+    });
+
     it("reads nothing for a fresh tenant", async () => {
       const c = await tenantWithToken(app);
       expect(await items(c.tenant, c.token)).toEqual([]);

@@ -60,19 +60,27 @@ const reserved = (name: NonNullable<FlowPeerView["reserved"]>, extra: Partial<Fl
   peer: { identity: null, tenant: null, reserved: name, ...extra },
 });
 
-export function resolveSide(names: FlowNames, identity: number, address?: string): Side {
+/**
+ * One side by its identity number and the tenant the datapath reported; the
+ * identity's own row decides its tenant. An identity deleted since (or
+ * never known) is still its reported tenant's when that tenant is on the node.
+ */
+export function resolveSide(names: FlowNames, identity: number, tenant: number, address?: string): Side {
   if (identity === constants.IDENTITY_ANY) {
     const workload = address === undefined ? undefined : names.workloads.get(address);
-    return workload === undefined ? reserved("unknown") : resolveSide(names, workload.identity);
+    return workload === undefined ? reserved("unknown") : resolveSide(names, workload.identity, workload.tenantId);
   }
   if (identity <= constants.IDENTITY_RESERVED_MAX) return reserved(RESERVED_BY_ID[identity] ?? "reserved");
   const cidr = names.cidrs.get(identity);
   if (cidr !== undefined) return reserved("cidr", { cidr });
   const known = names.identities.get(identity);
-  // A deleted identity, or one of a tenant absent from the node: nothing to attribute it to.
-  if (known === undefined || !names.presentOnNode.has(known.tenantId)) return reserved("unknown");
-  const tenant = names.tenants.get(known.tenantId)!;
-  return { tenantId: known.tenantId, identity: known.name, peer: { identity: known.name, tenant } };
+  if (known === undefined) {
+    if (!names.presentOnNode.has(tenant)) return reserved("unknown");
+    return { tenantId: tenant, identity: null, peer: { identity: null, tenant: names.tenants.get(tenant)!, reserved: "unknown" } };
+  }
+  // One of a tenant absent from the node: nothing to attribute it to.
+  if (!names.presentOnNode.has(known.tenantId)) return reserved("unknown");
+  return { tenantId: known.tenantId, identity: known.name, peer: { identity: known.name, tenant: names.tenants.get(known.tenantId)! } };
 }
 
 const REDACTED: FlowPeerView = { identity: null, tenant: null, reserved: "other-tenant" };
@@ -137,8 +145,8 @@ export interface FlowRow {
 }
 
 export function flowRows(names: FlowNames, node: string, flow: UploadedFlow): FlowRow[] {
-  const src = resolveSide(names, flow.src.identity, flow.src.address);
-  const dst = resolveSide(names, flow.dst.identity, flow.dst.address);
+  const src = resolveSide(names, flow.src.identity, flow.src.tenant, flow.src.address);
+  const dst = resolveSide(names, flow.dst.identity, flow.dst.tenant, flow.dst.address);
   const tenants = [src.tenantId, dst.tenantId];
   const policy = policyOf(names, flow.ruleId, flow.verdict);
   const service = flow.originalDst && names.services.get(flow.originalDst.address);
@@ -185,8 +193,8 @@ export interface AggregateRow {
 }
 
 export function aggregateRows(names: FlowNames, node: string, a: UploadedAggregate): AggregateRow[] {
-  const src = resolveSide(names, a.srcIdentity);
-  const dst = resolveSide(names, a.dstIdentity);
+  const src = resolveSide(names, a.srcIdentity, a.srcTenant);
+  const dst = resolveSide(names, a.dstIdentity, a.dstTenant);
   return viewersOf(src, dst).map((viewer) => ({
     tenantId: viewer.tenantId,
     whole: viewer.whole,
