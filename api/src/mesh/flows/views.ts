@@ -16,9 +16,8 @@
  */
 import { constants } from "@weft/codec";
 import { decodeRuleId } from "../../compiler/ids.ts";
+import type { flowAggregates, flows } from "../../db/schema.ts";
 import type {
-  FlowEndpointView,
-  FlowOriginalDestinationView,
   FlowPeerView,
   FlowPolicyView,
   FlowVerdict,
@@ -85,8 +84,14 @@ export function resolveSide(names: FlowNames, identity: number, tenant: number, 
 
 const REDACTED: FlowPeerView = { identity: null, tenant: null, reserved: "other-tenant" };
 
+/** Who a row is for: a tenant (null: the operator alone), and whether it is the operator's whole copy. */
+interface Viewer {
+  tenantId: number | null;
+  whole: boolean;
+}
+
 /** The viewers of a flow between two sides: null is the operator, alone only when no tenant is involved. */
-function viewersOf(src: Side, dst: Side): Array<{ tenantId: number | null; whole: boolean }> {
+function viewersOf(src: Side, dst: Side): Viewer[] {
   const tenants = [...new Set([src.tenantId, dst.tenantId].filter((t): t is number => t !== null))];
   if (tenants.length === 0) return [{ tenantId: null, whole: true }];
   if (tenants.length === 1) return [{ tenantId: tenants[0]!, whole: true }];
@@ -94,13 +99,13 @@ function viewersOf(src: Side, dst: Side): Array<{ tenantId: number | null; whole
 }
 
 /** A side as one viewer sees it: whole, or redacted when it is another tenant's. */
-function sideFor(side: Side, viewer: { tenantId: number | null; whole: boolean }): { peer: FlowPeerView; tenantId: number | null; identity: string | null } {
+function sideFor(side: Side, viewer: Viewer): Side {
   if (viewer.whole || side.tenantId === null || side.tenantId === viewer.tenantId) return side;
   return { peer: REDACTED, tenantId: null, identity: null };
 }
 
 /** A fact owned by one tenant (its policy, its service) is shown to that tenant's rows and the operator's. */
-const ownedFor = <T>(owner: number | undefined, value: T, viewer: { tenantId: number | null; whole: boolean }, tenants: (number | null)[]): T | null => {
+const ownedFor = <T>(owner: number | undefined, value: T, viewer: Viewer, tenants: (number | null)[]): T | null => {
   if (owner === undefined) return null;
   // Only a fact of a tenant on this flow: a rule id naming a stranger's policy names nothing.
   if (!tenants.includes(owner)) return null;
@@ -124,25 +129,9 @@ function policyOf(names: FlowNames, ruleId: number, verdict: FlowVerdict): { ten
   };
 }
 
-export interface FlowRow {
-  tenantId: number | null;
-  whole: boolean;
-  node: string;
-  time: Date;
-  hook: string;
-  verdict: string;
-  reason: string;
-  protocol: number;
-  srcTenantId: number | null;
-  dstTenantId: number | null;
-  srcIdentity: string | null;
-  dstIdentity: string | null;
-  service: string | null;
-  source: FlowEndpointView;
-  destination: FlowEndpointView;
-  originalDestination: FlowOriginalDestinationView | null;
-  policy: FlowPolicyView | null;
-}
+/** A row of flows (flow_aggregates) as ingestion writes it: the table's own type. */
+export type FlowRow = Omit<typeof flows.$inferInsert, "id">;
+export type AggregateRow = Omit<typeof flowAggregates.$inferInsert, "id">;
 
 export function flowRows(names: FlowNames, node: string, flow: UploadedFlow): FlowRow[] {
   const src = resolveSide(names, flow.src.identity, flow.src.tenant, flow.src.address);
@@ -174,22 +163,6 @@ export function flowRows(names: FlowNames, node: string, flow: UploadedFlow): Fl
       policy: ownedFor(policy?.tenantId, policy?.view ?? null, viewer, tenants),
     };
   });
-}
-
-export interface AggregateRow {
-  tenantId: number | null;
-  whole: boolean;
-  node: string;
-  start: Date;
-  end: Date;
-  source: FlowPeerView;
-  destination: FlowPeerView;
-  port: number;
-  protocol: number;
-  verdict: string;
-  reason: string;
-  count: number;
-  bytes: number;
 }
 
 export function aggregateRows(names: FlowNames, node: string, a: UploadedAggregate): AggregateRow[] {
