@@ -167,6 +167,10 @@ describe.each(BACKENDS)("flows on %s", (backend) => {
       expect(await reasons(`?node=${s.node.name}`)).toHaveLength(4);
       expect(await reasons(`?node=${s.spare.name}`)).toEqual([]);
       expect(await reasons(`?since=${encodeURIComponent(at(2))}&until=${encodeURIComponent(at(4))}`)).toEqual(["lb-translated", "policy-deny"]);
+      // Ages, as `weft flows --since 5m` sends them: the flows are about ten minutes old.
+      expect(await reasons("?since=20m")).toHaveLength(4);
+      expect(await reasons("?since=1m")).toEqual([]);
+      expect(await reasons("?until=1m&since=1h")).toHaveLength(4);
       // Another tenant's identity names nothing for this one.
       expect(await reasons("?identity=intruder")).toEqual([]);
       expect((await items(s.b.tenant, s.b.token, "?identity=intruder")).map((f) => f.reason)).toEqual(["cross-tenant"]);
@@ -177,6 +181,8 @@ describe.each(BACKENDS)("flows on %s", (backend) => {
         ["?verdict=allowed", "query.verdict"],
         ["?reason=nope", "query.reason"],
         ["?since=yesterday", "query.since"],
+        ["?since=5w", "query.since"],
+        ["?since=1m&until=1h", "query.until"],
         ["?identity=Not_A_Name", "query.identity"],
         ["?colour=red", "query"],
         [`?since=${encodeURIComponent(at(5))}&until=${encodeURIComponent(at(1))}`, "query.until"],

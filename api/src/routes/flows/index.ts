@@ -13,7 +13,7 @@ import { getNode } from "../../mesh/nodes.ts";
 import { Page } from "../../http/schemas.ts";
 import { NodeParams } from "../nodes/schemas.ts";
 import { problemResponses } from "../responses.ts";
-import { FlowSummary, PlatformFlowQuery, SummaryQuery, TenantFlowQuery } from "./schemas.ts";
+import { FlowSummary, PlatformFlowQuery, SummaryQuery, TenantFlowQuery, instantOf } from "./schemas.ts";
 import { DEFAULT_HEARTBEAT_MS, followFlows } from "./stream.ts";
 
 const tags = ["flows"];
@@ -33,17 +33,21 @@ const listResponse = {
   },
 };
 
-/** since must not be after until: a window that cannot hold a flow is a mistake, not an empty answer. */
-function checkWindow(q: { since?: string; until?: string }): void {
-  if (q.since !== undefined && q.until !== undefined && Date.parse(q.since) > Date.parse(q.until)) {
+/** since and until as instants; since must not be after until: a window that cannot hold a flow is a mistake, not an empty answer. */
+function windowOf(q: { since?: string; until?: string }): { since?: string; until?: string } {
+  const now = Date.now();
+  const since = q.since === undefined ? undefined : instantOf(q.since, now);
+  const until = q.until === undefined ? undefined : instantOf(q.until, now);
+  if (since !== undefined && until !== undefined && Date.parse(since) > Date.parse(until)) {
     throw badRequest("since is after until", [{ field: "query.until", message: "must not be before since" }]);
   }
+  return { ...(since === undefined ? {} : { since }), ...(until === undefined ? {} : { until }) };
 }
 
 const filtersOf = (q: FlowFilters & Record<string, unknown>): FlowFilters => {
-  const { identity, sourceIdentity, destinationIdentity, service, verdict, reason, node, since, until } = q;
+  const { identity, sourceIdentity, destinationIdentity, service, verdict, reason, node } = q;
   return Object.fromEntries(
-    Object.entries({ identity, sourceIdentity, destinationIdentity, service, verdict, reason, node, since, until }).filter(([, v]) => v !== undefined),
+    Object.entries({ identity, sourceIdentity, destinationIdentity, service, verdict, reason, node }).filter(([, v]) => v !== undefined),
   ) as FlowFilters;
 };
 
@@ -109,8 +113,7 @@ const flowRoutes: FastifyPluginAsyncTypebox = async (app) => {
     reader: FlowReader,
     query: TenantFlowQuery,
   ) => {
-    checkWindow(query);
-    const filters = filtersOf(query);
+    const filters = { ...filtersOf(query), ...windowOf(query) };
     if (query.follow === true) return followFlows(request, reply, follow, reader, filters);
     const limit = query.limit ?? DEFAULT_PAGE_SIZE;
     const cursor = decodeCursor<string>(query.cursor, "string");
@@ -142,6 +145,7 @@ const flowRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         summary: "List every tenant's flows, newest first, or follow them (follow=true) (operator)",
+        operationId: "listPlatformFlows",
         querystring: PlatformFlowQuery,
         response: { 200: listResponse, ...problemResponses(400, 401, 403, 404, 429) },
       },
@@ -165,14 +169,15 @@ const flowRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         summary: "The tenant's service map: one edge per source, destination, port and protocol, with counts per verdict, from the aggregates",
+        operationId: "getFlowSummary",
         params: TenantParams,
         querystring: SummaryQuery,
         response: { 200: FlowSummary, ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request) => {
-      checkWindow(request.query);
-      return flowSummary(weft.db, { kind: "tenant", tenantId: tenantOf(request).id }, request.query.since, request.query.until);
+      const { since, until } = windowOf(request.query);
+      return flowSummary(weft.db, { kind: "tenant", tenantId: tenantOf(request).id }, since, until);
     },
   );
 };
