@@ -54,12 +54,18 @@ import { Follower } from "./follower/follow.ts";
 import { resolveKek } from "./ca/kek-source.ts";
 import { makeSystemWrite, makeWriteFor, type Services } from "./services/context.ts";
 import { TenantDirectory } from "./services/tenant-directory.ts";
+import { FlowStreams } from "./mesh/flows/follow.ts";
+import { FlowPruner } from "./mesh/flows/retention.ts";
+import { DEFAULT_FLOW_STREAMS_PER_TENANT } from "./config.ts";
+import flowRoutes from "./routes/flows/index.ts";
 
 export interface RouteEntry {
   method: string;
   url: string;
   auth: AuthRule | undefined;
   schema: RouteOptions["schema"];
+  /** The route's own body limit, when it sets one (the app's is 1 MiB). */
+  bodyLimit: number | undefined;
 }
 
 declare module "fastify" {
@@ -152,7 +158,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.addHook("onRoute", (route) => {
     for (const method of [route.method].flat()) {
       if (method === "HEAD") continue;
-      routeTable.push({ method, url: route.url, auth: route.config?.auth, schema: route.schema });
+      routeTable.push({ method, url: route.url, auth: route.config?.auth, schema: route.schema, bodyLimit: route.bodyLimit });
     }
   });
   app.decorateRequest("clientRequestId", null);
@@ -188,6 +194,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
   // Nodes registered before pod CIDR blocks existed get one now (mesh/nodes.ts).
   await assignMissingPodCidrs(db, addressPlanOf(config), app.log);
+  const flowStreams = new FlowStreams(db, config.flowStreamsPerTenant ?? DEFAULT_FLOW_STREAMS_PER_TENANT, (err) =>
+    app.log.warn({ err }, "a flow stream failed to read; it is closed"),
+  );
+  await flowStreams.start(database);
   const services: Services = {
     config,
     database,
@@ -205,19 +215,27 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
       minRefreshMs: config.federationMinRefreshMs,
       validate: jwksProblem,
     }),
+    flowStreams,
     writeFor: makeWriteFor(db, feed),
   };
   app.decorate("weft", services);
   // Liveness is the API's to decide (mesh/liveness.ts); in-process apps (tests) sweep only when asked to.
   const grace = config.nodeGraceSeconds ?? 0;
   const liveness = grace > 0 ? new LivenessSweeper(db, makeSystemWrite(db, feed), grace, app.log) : undefined;
-  // Before the server waits for in-flight requests: held long polls answer at once.
-  app.addHook("preClose", async () => follower.stop());
+  // Every replica prunes (mesh/flows/retention.ts); in-process apps (tests) only when asked to.
+  const pruner = config.flowRetentionMs === undefined ? undefined : new FlowPruner(db, config.flowRetentionMs, app.log);
+  // Before the server waits for in-flight requests: held long polls answer at once, follow streams end.
+  app.addHook("preClose", async () => {
+    follower.stop();
+    await flowStreams.stop();
+  });
   app.addHook("onClose", async () => {
     follower.stop();
     tokens.stop();
     await rotation?.stop();
     await liveness?.stop();
+    await pruner?.stop();
+    await flowStreams.stop();
     await feed.stop();
     if (!opts.database) await database.close();
   });
@@ -265,6 +283,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         { name: "services", description: "Services: VIPs, ports and backends" },
         { name: "policies", description: "Network policies between identities and CIDRs" },
         { name: "datapath", description: "Each node's compiled desired state (for node agents)" },
+        { name: "flows", description: "Flows the datapath saw: uploaded by node agents, read per tenant, followed, summarized" },
       ],
       components: {
         securitySchemes: {
@@ -302,8 +321,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(policyRoutes);
   await app.register(federationRoutes);
   await app.register(datapathRoutes);
+  await app.register(flowRoutes);
   await app.ready();
   rotation?.start();
   liveness?.start();
+  pruner?.start();
   return app;
 }

@@ -58,7 +58,20 @@ export interface Config {
   /** In process only (tests): the bundle endpoint fetch timeout (default 5 s) and refresh floor (default 30 s). */
   federationFetchTimeoutMs?: number;
   federationMinRefreshMs?: number;
+  /**
+   * WEFT_FLOW_RETENTION, in ms here: flows, aggregates and batch ids older
+   * than this are pruned (default 24 h). Unset in process (tests): nothing
+   * prunes unless a test asks (mesh/flows/retention.ts).
+   */
+  flowRetentionMs?: number;
+  /** WEFT_FLOW_STREAMS_PER_TENANT: open ?follow=true streams per tenant (and the operator) per replica (default 8). */
+  flowStreamsPerTenant?: number;
+  /** In process only (tests): the follow streams' heartbeat interval (default 15 s). */
+  flowHeartbeatMs?: number;
 }
+
+export const DEFAULT_FLOW_RETENTION = "24h";
+export const DEFAULT_FLOW_STREAMS_PER_TENANT = 8;
 
 export const DEFAULT_NODE_GRACE_SECONDS = 15;
 
@@ -233,6 +246,18 @@ function federationEndpointsFrom(env: Env): string[] {
   });
 }
 
+const DURATION_UNITS_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** A duration such as 90m, 24h or 7d, from one minute to 365 days, in ms. */
+export function durationMs(name: string, raw: string): number {
+  const m = /^(\d{1,6})(s|m|h|d)$/.exec(raw);
+  const ms = m ? Number(m[1]) * DURATION_UNITS_MS[m[2] as keyof typeof DURATION_UNITS_MS] : NaN;
+  if (!(ms >= 60_000 && ms <= 365 * 86_400_000)) {
+    throw new ConfigError(`${name} must be a duration from 1m to 365d written as a number and one of s, m, h, d (e.g. 24h), got "${raw}"`);
+  }
+  return ms;
+}
+
 /** Reads the configuration; a bad value throws a ConfigError naming the variable. */
 export function configFromEnv(env: Env = process.env): Config {
   const host = env.HOST ?? "127.0.0.1";
@@ -261,6 +286,8 @@ export function configFromEnv(env: Env = process.env): Config {
     tokenMintLimit: boundedIntegerFrom(env, "WEFT_TOKEN_MINT_LIMIT", 60, 1, 100_000),
     nodeGraceSeconds: boundedIntegerFrom(env, "WEFT_NODE_GRACE_SECONDS", DEFAULT_NODE_GRACE_SECONDS, 0, 86_400),
     federationEndpoints: federationEndpointsFrom(env),
+    flowRetentionMs: durationMs("WEFT_FLOW_RETENTION", env.WEFT_FLOW_RETENTION || DEFAULT_FLOW_RETENTION),
+    flowStreamsPerTenant: boundedIntegerFrom(env, "WEFT_FLOW_STREAMS_PER_TENANT", DEFAULT_FLOW_STREAMS_PER_TENANT, 1, 10_000),
   };
 }
 

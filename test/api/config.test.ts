@@ -31,6 +31,12 @@ describe("configuration from the environment", () => {
     ["WEFT_FEDERATION_ENDPOINTS", "user@partner.example"],
     ["WEFT_FEDERATION_ENDPOINTS", "partner.example:99999"],
     ["WEFT_FEDERATION_ENDPOINTS", "a.example,,b.example"],
+    ["WEFT_FLOW_RETENTION", "24"],
+    ["WEFT_FLOW_RETENTION", "1.5h"],
+    ["WEFT_FLOW_RETENTION", "30s"],
+    ["WEFT_FLOW_RETENTION", "366d"],
+    ["WEFT_FLOW_RETENTION", "1w"],
+    ["WEFT_FLOW_STREAMS_PER_TENANT", "0"],
   ])("refuses %s=%j with a ConfigError naming it", (name, value) => {
     let caught: unknown;
     try {
@@ -70,6 +76,13 @@ describe("configuration from the environment", () => {
       WEFT_DATAPATH_HISTORY: "8",
     });
     expect(config).toMatchObject({ serviceCidr: "10.96.0.0/12", podCidr: "10.244.0.0/16", mapCapacity: { policy: 1000 }, datapathHistory: 8 });
+  });
+
+  it("reads the flow retention as a duration (default 24 h) and the follow streams per tenant (default 8)", () => {
+    expect(configFromEnv({})).toMatchObject({ flowRetentionMs: 86_400_000, flowStreamsPerTenant: 8 });
+    expect(configFromEnv({ WEFT_FLOW_RETENTION: "90m" }).flowRetentionMs).toBe(5_400_000);
+    expect(configFromEnv({ WEFT_FLOW_RETENTION: "7d", WEFT_FLOW_STREAMS_PER_TENANT: "2" })).toMatchObject({ flowRetentionMs: 604_800_000, flowStreamsPerTenant: 2 });
+    expect(configFromEnv({ WEFT_FLOW_RETENTION: "3600s" }).flowRetentionMs).toBe(3_600_000);
   });
 
   it("reads the pod range and each node's block, and refuses one that overlaps the service range", () => {

@@ -268,7 +268,8 @@ function validSpecParts(route: RouteEntry, ctx: FuzzContext, tenants: string[], 
     params[n] = own ? fc.constantFrom(...own) : s ? validArb(s, ctx, n).map((v) => encodeComponent(String(v))) : dnsLabel();
   }
   const props = schema.querystring?.properties ?? {};
-  const known = Object.keys(props).filter((k) => k !== "wait");
+  // Follow streams never answer by design (test/api/flows-follow.test.ts covers them).
+  const known = Object.keys(props).filter((k) => k !== "wait" && k !== "follow");
   const validValue = (k: string) => (k === "cursor" ? fc.constant(CURSOR) : validArb(props[k]!, ctx, k).map((v) => encodeComponent(String(v))));
   const query = known.length === 0
     ? fc.constant("")
@@ -758,7 +759,7 @@ describe.each(BACKENDS)("schema-driven fuzz on %s", (backend) => {
   });
 });
 
-/** Leaves out `wait` values above MAX_WAIT_S (a long poll is a hold by design, not a hang). */
+/** Leaves out `wait` values above MAX_WAIT_S (a long poll is a hold by design, not a hang), and `follow` (a stream, held until the client leaves). */
 function clampWait(url: string): string {
   const [path, ...rest] = url.split("?");
   if (rest.length === 0) return url;
@@ -773,6 +774,7 @@ function clampWait(url: string): string {
     } catch {
       return true;
     }
+    if (key === "follow") return false;
     if (key !== "wait") return true;
     const n = Number(value.trim());
     return !(value.trim() !== "" && Number.isFinite(n) && n > MAX_WAIT_S);

@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import type { HealthCheck } from "../mesh/specs.ts";
+import type { FlowEndpointView, FlowOriginalDestinationView, FlowPeerView, FlowPolicyView } from "../mesh/flows/specs.ts";
 import {
   bigint,
   boolean,
@@ -398,11 +399,19 @@ export const TENANT_OWNED_TABLES = [
   "workloads",
   "services",
   "policies",
+  "flows",
+  "flow_aggregates",
 ] as const;
 
 export const APP_ROLE = "weft_app";
 /** Read-only, sees every tenant: platform-wide reads switch to it (migrations/0008); nothing a request sets turns it on. */
 export const PLATFORM_ROLE = "weft_platform";
+/**
+ * Writes flows and prunes them (migrations/0013): the one role that may
+ * insert and delete rows of the flow tables, for any tenant. Request
+ * transactions (weft_app) only read flows, bound to their tenant.
+ */
+export const FLOW_WRITER_ROLE = "weft_flow_writer";
 export const TENANT_SETTING = "weft.tenant_id";
 export const tenantSettingSql = sql.raw(`current_setting('${TENANT_SETTING}', true)`);
 
@@ -425,4 +434,81 @@ export const federations = pgTable(
     updatedAt: updatedAt(),
   },
   (t) => [primaryKey({ columns: [t.tenantId, t.name] }), unique("federations_tenant_trust_domain_unique").on(t.tenantId, t.trustDomain)],
+);
+
+/**
+ * Upload batches already stored, per node (mesh/flows/ingest.ts): an agent
+ * retrying a batch it had no answer for stores it once. Kept as long as the
+ * flows themselves (WEFT_FLOW_RETENTION).
+ */
+export const flowBatches = pgTable(
+  "flow_batches",
+  {
+    node: text("node").notNull(),
+    batchId: uuid("batch_id").notNull(),
+    receivedAt: timestamp("received_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.node, t.batchId] }), index("flow_batches_received_idx").on(t.receivedAt)],
+);
+
+/**
+ * Sampled flows, one row per viewer (mesh/flows/views.ts): a flow within one
+ * tenant is one row of that tenant, shown whole to the operator too; a flow
+ * between two tenants is one whole row for the operator (tenant_id null) and
+ * one row per tenant with the other side already redacted, so no query of a
+ * tenant, whatever its filters, can read another tenant's names. Filterable
+ * facts are columns; what is only shown is jsonb, shaped by the API schema.
+ */
+export const flows = pgTable(
+  "flows",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    /** The tenant this row is shown to; null: the operator only. */
+    tenantId: bigint("tenant_id", { mode: "number" }).references(() => tenants.id, { onDelete: "cascade" }),
+    /** The operator's copy: every name resolved, nothing redacted. */
+    whole: boolean("whole").notNull(),
+    node: text("node").notNull(),
+    time: timestamp("time", { withTimezone: true, precision: 3 }).notNull(),
+    hook: text("hook").notNull(),
+    verdict: text("verdict").notNull(),
+    reason: text("reason").notNull(),
+    protocol: integer("protocol").notNull(),
+    /** Tenants of each side as this viewer may know them (null: none, or redacted). */
+    srcTenantId: bigint("src_tenant_id", { mode: "number" }),
+    dstTenantId: bigint("dst_tenant_id", { mode: "number" }),
+    srcIdentity: text("src_identity"),
+    dstIdentity: text("dst_identity"),
+    /** The service whose VIP the connection asked for (sock hook), as named when the flow arrived. */
+    service: text("service"),
+    source: jsonb("source").$type<FlowEndpointView>().notNull(),
+    destination: jsonb("destination").$type<FlowEndpointView>().notNull(),
+    originalDestination: jsonb("original_destination").$type<FlowOriginalDestinationView>(),
+    policy: jsonb("policy").$type<FlowPolicyView>(),
+  },
+  (t) => [
+    index("flows_tenant_time_idx").on(t.tenantId, t.time, t.id),
+    index("flows_time_idx").on(t.time, t.id),
+  ],
+);
+
+/** Per-interval counts from the agents, one row per viewer as for flows; what the service map is drawn from. */
+export const flowAggregates = pgTable(
+  "flow_aggregates",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    tenantId: bigint("tenant_id", { mode: "number" }).references(() => tenants.id, { onDelete: "cascade" }),
+    whole: boolean("whole").notNull(),
+    node: text("node").notNull(),
+    start: timestamp("start", { withTimezone: true, precision: 3 }).notNull(),
+    end: timestamp("end", { withTimezone: true, precision: 3 }).notNull(),
+    source: jsonb("source").$type<FlowPeerView>().notNull(),
+    destination: jsonb("destination").$type<FlowPeerView>().notNull(),
+    port: integer("port").notNull(),
+    protocol: integer("protocol").notNull(),
+    verdict: text("verdict").notNull(),
+    reason: text("reason").notNull(),
+    count: bigint("count", { mode: "number" }).notNull(),
+    bytes: bigint("bytes", { mode: "number" }).notNull(),
+  },
+  (t) => [index("flow_aggregates_tenant_end_idx").on(t.tenantId, t.end), index("flow_aggregates_end_idx").on(t.end, t.id)],
 );

@@ -11,6 +11,7 @@ import { PLATFORM_TENANT_ID } from "../auth/node-credentials.ts";
 import type { ChangeFeed } from "./change-feed.ts";
 import type { Follower } from "../follower/follow.ts";
 import type { DomainMetrics } from "../plugins/domain-metrics.ts";
+import type { FlowStreams } from "../mesh/flows/follow.ts";
 import type { TenantDirectory } from "./tenant-directory.ts";
 
 /** The app's shared services, built once in buildApp and reached as app.weft. */
@@ -30,6 +31,8 @@ export interface Services {
   metrics: DomainMetrics;
   /** Federations' SPIFFE bundle endpoints: fetched under WEFT_FEDERATION_ENDPOINTS, cached per replica (mesh/bundle-endpoints.ts). */
   bundleEndpoints: BundleEndpoints;
+  /** Open flow follow streams on this replica, woken when any replica stores a batch. */
+  flowStreams: FlowStreams;
   /** Runs a write on behalf of a request, honouring ?dryRun, and tells this replica's caches at commit. */
   writeFor<T>(request: FastifyRequest, tenantId: number | null, body: (scope: WriteScope) => Promise<T>): Promise<T>;
 }
