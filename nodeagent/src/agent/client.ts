@@ -10,6 +10,8 @@ export class ApiError extends Error {
     message: string,
     /** HTTP status, or 0 when no answer came (refused, reset, timeout). */
     readonly status: number,
+    /** What a Retry-After header (in seconds) asked for, in ms; null without one. */
+    readonly retryAfterMs: number | null = null,
   ) {
     super(message);
   }
@@ -264,6 +266,64 @@ export const CLIENT_CONTRACT = {
   },
 } as const satisfies Record<string, RouteContract>;
 
+/**
+ * Flow upload (issue #17): the body the API's flows route is built against
+ * on another branch. Kept out of CLIENT_CONTRACT until openapi.json has the
+ * route; test/agent/client-contract.test.ts checks it against the document
+ * as soon as it does. 202: stored; 200: a batchId already stored (a retry).
+ */
+const flowEndpoint = { type: "object", fields: { address: str, port: int, identity: int, tenant: int } } as const;
+const flowAggregate = {
+  type: "object",
+  fields: {
+    start: str,
+    end: str,
+    srcIdentity: int,
+    srcTenant: int,
+    dstIdentity: int,
+    dstTenant: int,
+    dstPort: int,
+    protocol: int,
+    verdict: str,
+    reason: str,
+    ruleId: int,
+    count: int,
+    bytes: int,
+  },
+} as const;
+const flowSample = {
+  type: "object",
+  fields: {
+    time: str,
+    hook: str,
+    verdict: str,
+    reason: str,
+    ruleId: int,
+    protocol: int,
+    src: flowEndpoint,
+    dst: flowEndpoint,
+    originalDst: optional({ type: "object", fields: { address: str, port: int } }),
+  },
+} as const;
+export const FLOWS_CONTRACT = {
+  method: "post",
+  path: "/v1/nodes/{node}/flows",
+  statuses: [202, 200],
+  body: {
+    type: "object",
+    fields: {
+      batchId: str,
+      lost: { type: "object", fields: { kernel: int, agent: int } },
+      aggregates: { type: "array", items: flowAggregate },
+      flows: { type: "array", items: flowSample },
+    },
+  },
+} as const satisfies RouteContract;
+
+export type FlowBatch = JsonOf<typeof FLOWS_CONTRACT.body>;
+export type FlowAggregate = JsonOf<typeof flowAggregate>;
+export type FlowSample = JsonOf<typeof flowSample>;
+
 type Contract = typeof CLIENT_CONTRACT;
 
 /** A workload the node runs, as GET /v1/nodes/{node}/workloads lists it; addresses [] when the answer has none. */
@@ -281,8 +341,8 @@ export type JwtSvidAnswer = JsonOf<Contract["jwtSvid"]["answer"]>;
 export type FederatedBundlesAnswer = JsonOf<Contract["federatedBundles"]["answer"]>;
 
 /** A route's path with its parameters filled in (each encoded). */
-function pathOf(route: keyof Contract, params: Record<string, string> = {}): string {
-  return CLIENT_CONTRACT[route].path.replace(/\{(\w+)\}/g, (_, name: string) => {
+function pathOf(route: keyof Contract | "flows", params: Record<string, string> = {}): string {
+  return (route === "flows" ? FLOWS_CONTRACT : CLIENT_CONTRACT[route]).path.replace(/\{(\w+)\}/g, (_, name: string) => {
     const v = params[name];
     if (v === undefined) throw new Error(`failed to build the path of ${route}: no ${name}`);
     return encodeURIComponent(v);
@@ -362,6 +422,15 @@ export class ApiClient {
 
   async putStatus(node: string, status: StatusReport): Promise<void> {
     await this.json("PUT", pathOf("status", { node }), status, [200]);
+  }
+
+  /** POST a flow batch: "accepted" (202), "duplicate" (200: a batchId the API already stored); ApiError otherwise. */
+  async postFlows(node: string, batch: FlowBatch, signal?: AbortSignal): Promise<"accepted" | "duplicate"> {
+    const path = pathOf("flows", { node });
+    const res = await this.request("POST", path, batch, {}, REQUEST_TIMEOUT_MS, signal);
+    if (!(FLOWS_CONTRACT.statuses as readonly number[]).includes(res.status)) throw await this.failure("POST", path, res);
+    await res.body?.cancel();
+    return res.status === 200 ? "duplicate" : "accepted";
   }
 
   async issueX509Svid(tenant: string, identity: string, csr: string): Promise<X509SvidAnswer> {
@@ -487,6 +556,7 @@ export class ApiClient {
     } catch {
       // the body is gone; the status says enough
     }
-    return new ApiError(`failed to ${method} ${path}: ${res.status}${detail ? ` ${detail}` : ""}`, res.status);
+    const retryAfter = Number(res.headers.get("retry-after") ?? Number.NaN);
+    return new ApiError(`failed to ${method} ${path}: ${res.status}${detail ? ` ${detail}` : ""}`, res.status, Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter * 1000 : null);
   }
 }

@@ -4,6 +4,7 @@
  * defaults. A bad invocation is a UsageError: main prints its one line and
  * exits 2, so a typo in a unit file is not mistaken for a crash.
  */
+import { FLOW_FLAGS, FLOW_USAGE, parseFlowConfig, type FlowConfig } from "../flows/config.ts";
 import { DEFAULT_PIN_DIR } from "../loader/index.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/weft";
@@ -55,6 +56,8 @@ export interface AgentConfig {
   workloadApiSocket?: string | null;
   /** Also write each workload's SVID as files under <stateDir>/svids (default off). */
   svidFiles?: boolean;
+  /** Flow events (src/flows/); absent: DEFAULT_FLOW_CONFIG. */
+  flows?: FlowConfig;
 }
 
 /** Flag name -> [config key, environment variable]. */
@@ -73,13 +76,14 @@ const FLAGS = {
   "--workload-api-socket": ["workloadApiSocket", "WEFT_WORKLOAD_API_SOCKET"],
   "--svid-files": ["svidFiles", "WEFT_SVID_FILES"],
   "--uplink": ["uplink", "WEFT_UPLINK"],
+  ...FLOW_FLAGS,
 } as const;
 /** Flags that may stand alone, meaning "on". */
 const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic", "--svid-files"]);
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
 
 export const USAGE =
-  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--uplink DEV|auto|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] [--workload-api-socket PATH|off] [--svid-files [on|off]] (each also WEFT_API, WEFT_NODE_NAME, ...)";
+  `usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--uplink DEV|auto|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] [--workload-api-socket PATH|off] [--svid-files [on|off]] ${FLOW_USAGE} (each also WEFT_API, WEFT_NODE_NAME, ...)`;
 
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
@@ -155,6 +159,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     statusInterval,
     workloadApiSocket: socketText === "off" ? null : socketText,
     svidFiles: svidFiles === "on",
+    flows: parseFlowConfig(get, (message) => new UsageError(message)),
     // Left out when off, so a configuration without an uplink reads as before.
     ...(uplink === "off" ? {} : { uplink }),
   };
