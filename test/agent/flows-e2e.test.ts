@@ -177,6 +177,12 @@ describe.skipIf(skipWithout("flows end to end (root, bpf, cgroup2, iproute2)", r
     expect(time).toBeGreaterThanOrEqual(t0 - 2);
     expect(time).toBeLessThanOrEqual(t1 + 2);
 
+    // The kernel's own count (weft_flow_stats, summed over CPUs) saw at least what the agent shows, and lost nothing.
+    const stats = a.datapath.flowStats();
+    expect(stats.emitted).toBeGreaterThanOrEqual(BigInt((await localFlows(a)).body.flows.length));
+    expect({ rateLimited: stats.rateLimited, ringFull: stats.ringFull }).toEqual({ rateLimited: 0n, ringFull: 0n });
+    console.log(`GET /flows?limit=1: ${JSON.stringify((await localFlows(a, "?limit=1")).body)}`);
+
     const text = await metricsText(a);
     expect(Number(/^weft_drops_total\{reason="policy-deny"\} (\d+)$/m.exec(text)?.[1] ?? 0)).toBeGreaterThanOrEqual(1);
     expect(text).toMatch(/^weft_flows_total\{verdict="dropped",reason="policy-deny",hook="ingress"\} [1-9]/m);
