@@ -226,6 +226,29 @@ describe("flow upload", () => {
     });
   });
 
+  it("a clean stop sends what is queued within its grace, and gives up after it while the API fails", async () => {
+    const slow = (req: IncomingMessage, res: ServerResponse) => setTimeout(() => answer(202)(req, res), 50);
+    const srv = await flowsServer([slow]);
+    closers.push(srv.close);
+    const u = uploader(srv.url, new Registry());
+    u.enqueue(interval(1, 0, 10), 0);
+    u.enqueue(interval(1, 0, 20), 0);
+    await u.close(2_000);
+    expect(srv.received.map((r) => r.batch.aggregates[0]!.dstPort)).toEqual([10, 20]);
+    u.enqueue(interval(1), 0);
+    expect(u.queued).toHaveLength(0);
+
+    const down = await flowsServer([answer(503)]);
+    closers.push(down.close);
+    const stuck = uploader(down.url, new Registry());
+    stuck.enqueue(interval(1), 0);
+    const t0 = Date.now();
+    await stuck.close(300);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    expect(down.received.length).toBeGreaterThanOrEqual(2);
+  });
+
   it("an interval with nothing to say sends nothing", async () => {
     const srv = await flowsServer([answer(202)]);
     closers.push(srv.close);

@@ -19,6 +19,8 @@ import { FlowUploader } from "./uploader.ts";
 
 export { DEFAULT_FLOW_CONFIG, FLOW_FLAGS, FLOW_USAGE, parseFlowConfig, type FlowConfig } from "./config.ts";
 
+const STOP_GRACE_MS = 1_000;
+
 export interface FlowsOptions {
   config: FlowConfig;
   datapath: Pick<KernelDatapath, "configureFlows" | "flowStats" | "flowRingFd">;
@@ -72,7 +74,9 @@ export function startFlows(o: FlowsOptions): RunningFlows {
     stop: () =>
       (stopped ??= (async () => {
         collector.stop();
-        await uploader.close();
+        // The interval so far, and one last second to send what is queued: a restart need not lose it.
+        collector.seal();
+        await uploader.close(STOP_GRACE_MS);
         reader.close();
       })()),
   };

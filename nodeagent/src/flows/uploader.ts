@@ -76,8 +76,17 @@ export class FlowUploader {
     this.pumping ??= this.pump().finally(() => (this.pumping = null));
   }
 
-  /** Stops sending; what is queued is not sent (the agent is stopping). */
-  async close(): Promise<void> {
+  /**
+   * Stops sending, after at most graceMs more of it (a clean stop sends
+   * what it holds while the API answers); what is still queued then is lost
+   * with the process.
+   */
+  async close(graceMs = 0): Promise<void> {
+    if (graceMs > 0 && this.pumping) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([this.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(timer);
+    }
     this.abort.abort();
     await this.pumping;
   }
