@@ -7,9 +7,7 @@
  * drop traffic: flows off, flows on with the default buffer of 4096 flows
  * held full, and flows on with a buffer ten times that, held full. Printed
  * as ratios to the flows-off run (the issue's goal: <= 1.2x with the
- * buffer full). Beside them, the JavaScript heap one buffered flow costs,
- * measured in this process (a FlowRing filled with the agent's own samples,
- * heap after gc, divided by N).
+ * buffer full), with the anonymous part (the heaps) and the peak.
  *
  * Traffic: UDP from workload a's namespace to workload b, which a policy on
  * b refuses; every datagram goes to another port, so the aggregates are as
@@ -21,8 +19,9 @@
  * flows route is on another branch), which counts what it receives.
  *
  * AGENT_NODE_ARGS passes Node flags to the agent process (all three runs):
- * most of what flows add is V8's young generation grown by the objects
- * that outlive a scavenge (buffered flows, an interval's rows), so
+ * most of what flows add is V8's young generation, grown by the objects
+ * that outlive a scavenge at thousands of flows a second (an interval's
+ * rows and samples, a batch in flight), so
  * AGENT_NODE_ARGS=--max-semi-space-size=1 shows the agent with it capped.
  */
 import { spawn } from "node:child_process";
@@ -31,10 +30,8 @@ import { createServer, request, type IncomingMessage, type ServerResponse } from
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
-import type { FlowBatch, FlowSample } from "../../nodeagent/src/agent/client.ts";
-import { FlowRing } from "../../nodeagent/src/flows/buffer.ts";
+import { flowEventSize } from "@weft/codec";
+import type { FlowBatch } from "../../nodeagent/src/agent/client.ts";
 import { DEFAULT_FLOW_CONFIG } from "../../nodeagent/src/flows/config.ts";
 import { cgroupUnavailableReason } from "../../test/support/kernel.ts";
 import { withCleanup, type BenchCleanup } from "../support/cleanup.ts";
@@ -116,30 +113,6 @@ const metricsPortOf = (agent: AgentProcess): number => {
   return Number(m[1]);
 };
 
-/** JavaScript heap of one buffered flow: a ring of n samples shaped as the agent makes them, after gc. */
-function heapPerFlow(n: number): number {
-  setFlagsFromString("--expose-gc");
-  const gc = runInNewContext("gc") as () => void;
-  const sample = (i: number): FlowSample => ({
-    time: new Date(Date.UTC(2026, 11, 6) + i).toISOString(),
-    hook: "ingress",
-    verdict: "dropped",
-    reason: "default-deny",
-    ruleId: i % 97,
-    protocol: 17,
-    src: { address: `198.18.${(i >> 8) & 255}.${i & 255}`, port: 40000 + (i % 20000), identity: 1000 + (i % 50), tenant: 1 },
-    dst: { address: "198.18.61.2", port: 1 + (i % 65535), identity: 2000, tenant: 1 },
-  });
-  gc();
-  const before = process.memoryUsage().heapUsed;
-  const ring = new FlowRing<FlowSample>(n);
-  for (let i = 0; i < n; i++) ring.push(sample(i));
-  gc();
-  const after = process.memoryUsage().heapUsed;
-  if (ring.size !== n) throw new Error("ring not full");
-  return (after - before) / n;
-}
-
 await withCleanup("bench:agent-memory", async (cleanup) => {
   const started = performance.now();
   const api = await startWeftApi(cleanup, { podCidr: "198.18.0.0/17" });
@@ -194,19 +167,18 @@ await withCleanup("bench:agent-memory", async (cleanup) => {
     await agent.stop();
   }
 
-  const perFlow = heapPerFlow(DEFAULT_FLOW_CONFIG.buffer);
   const off = results[0]!.rssKiB;
   const mib = (kib: number) => (kib / 1024).toFixed(1);
   console.log(`agent: node ${nodeArgs.join(" ") || "(no extra flags)"} --import tsx nodeagent/src/main.ts`);
   console.log(`| agent | RSS MiB | vs flows off | of which anonymous | peak |`);
   console.log(`|---|---|---|---|---|`);
   for (const r of results) console.log(`| ${r.label} | ${mib(r.rssKiB)} | ${(r.rssKiB / off).toFixed(3)}x | ${mib(r.anonKiB)} | ${mib(r.hwmKiB)} |`);
-  console.log(`JavaScript heap per buffered flow: ${perFlow.toFixed(0)} bytes (${mib((perFlow * DEFAULT_FLOW_CONFIG.buffer) / 1024)} MiB for ${DEFAULT_FLOW_CONFIG.buffer}, ${mib((perFlow * BIG_BUFFER) / 1024)} MiB for ${BIG_BUFFER})`);
+  console.log(`the buffer itself: ${flowEventSize} bytes a flow (the kernel's record), ${mib((flowEventSize * DEFAULT_FLOW_CONFIG.buffer) / 1024)} MiB for ${DEFAULT_FLOW_CONFIG.buffer}, ${mib((flowEventSize * BIG_BUFFER) / 1024)} MiB for ${BIG_BUFFER}`);
   console.log(`uploads answered by the front: ${front.received.batches} batches, ${front.received.flows} flows, ${front.received.aggregates} aggregates`);
   console.log(`run took ${((performance.now() - started) / 1000).toFixed(1)} s`);
   mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
   writeFileSync(
     new URL("./results/flows-memory.json", import.meta.url),
-    `${JSON.stringify({ at: new Date().toISOString(), nodeArgs, runs: results.map((r) => ({ ...r, ratio: r.rssKiB / off })), heapBytesPerFlow: perFlow, uploads: front.received }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), nodeArgs, runs: results.map((r) => ({ ...r, ratio: r.rssKiB / off })), uploads: front.received }, null, 2)}\n`,
   );
 });

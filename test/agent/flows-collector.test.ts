@@ -14,7 +14,7 @@ import { flowsRoute } from "../../nodeagent/src/flows/local-read.ts";
 import { FlowMetrics } from "../../nodeagent/src/flows/metrics.ts";
 import { FlowUploader } from "../../nodeagent/src/flows/uploader.ts";
 import { until } from "../support/until.ts";
-import { event, fixedClock } from "./flows-support.ts";
+import { encodeEvents, event, fixedClock } from "./flows-support.ts";
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -54,7 +54,7 @@ describe("the drain loop", () => {
     expect(await lostCounter(agentMetrics, "rate_limited")).toBe(0);
     stats.rateLimited += 30n;
     stats.ringFull += 2n;
-    collector.handle([event({ reason: "policy-deny" })]);
+    collector.handle(encodeEvents([event({ reason: "policy-deny" })]));
     collector.seal();
     await until("the batch", 2_000, () => (received.length === 1 ? true : undefined));
     await uploader.idle();
@@ -74,7 +74,8 @@ describe("the drain loop", () => {
     const { collector, logs } = await setup({
       drain: () => {
         if (fail) throw new Error("EBADF");
-        return [];
+        // Two records, each handed over on its own, as the ring reader does.
+        return [encodeEvents([event({ destination: { port: 1 } })]), encodeEvents([event({ destination: { port: 2 } })])];
       },
       stats: () => {
         if (fail) throw new Error("ENOENT");
@@ -85,12 +86,13 @@ describe("the drain loop", () => {
     expect(() => collector.seal()).not.toThrow();
     expect(logs.filter((l) => l.includes("EBADF"))).toHaveLength(1);
     fail = false;
-    expect(collector.drainOnce()).toBe(0);
+    expect(collector.drainOnce()).toBe(2);
+    expect(collector.last().map((f) => f.dst.port)).toEqual([1, 2]);
   });
 
   it("GET /flows answers the newest flows, oldest first, and a 400 problem for a bad limit", async () => {
     const { agentMetrics, collector } = await setup({ drain: () => [], stats: () => ({ rateLimited: 0n, ringFull: 0n }) }, 8);
-    collector.handle(Array.from({ length: 12 }, (_, i) => event({ destination: { port: 100 + i } })));
+    collector.handle(encodeEvents(Array.from({ length: 12 }, (_, i) => event({ destination: { port: 100 + i } }))));
     agentMetrics.serve("/flows", flowsRoute((limit) => collector.last(limit), 8));
     const port = await agentMetrics.listen(0);
     closers.push(() => agentMetrics.close());

@@ -4,13 +4,13 @@
  * aggregates (keys, counts, bytes, the row bound) and its samples (drops
  * and audits kept first when there are too many, the rest counted lost).
  */
-import { reasons, verdictOf, type Reason } from "@weft/codec";
+import { decodeFlowEvents, reasons, verdictOf, type Reason } from "@weft/codec";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { AGGREGATES_MAX, IntervalAggregator, SAMPLES_MAX } from "../../nodeagent/src/flows/aggregate.ts";
-import { FlowRing } from "../../nodeagent/src/flows/buffer.ts";
+import { RecordRing } from "../../nodeagent/src/flows/buffer.ts";
 import { flowOf, flowVerdict } from "../../nodeagent/src/flows/flow.ts";
-import { event, fixedClock } from "./flows-support.ts";
+import { encodeEvents, event, fixedClock } from "./flows-support.ts";
 
 describe("verdicts", () => {
   it("audit -> audit, lb-translated -> translated, other passes -> forwarded, drops -> dropped, for every reason of the ABI", () => {
@@ -42,19 +42,35 @@ describe("verdicts", () => {
 });
 
 describe("the last-N ring", () => {
-  it("keeps exactly the newest N, oldest first, whatever was pushed", () => {
+  it("the test encoder writes what decodeFlowEvents reads back", () => {
+    const events = [
+      event({ reason: "policy-deny", ruleId: 0xfffffffe, source: { identity: 0xffffffff, port: 65535 }, timeNs: 2n ** 63n + 5n, cookie: 7n }),
+      event({ hook: "sock", reason: "lb-translated", originalDestination: { address: "198.18.40.1", port: 80 }, length: 0, ifindex: 0 }),
+      event({ hook: "egress", reason: "audit", protocol: 17, destination: { address: "255.254.253.252", tenant: 9 } }),
+    ];
+    expect(decodeFlowEvents(encodeEvents(events))).toEqual(events);
+  });
+
+  it("keeps exactly the newest N records, oldest first, whatever was pushed and however", () => {
+    const size = 4;
+    const rec = (i: number) => [i & 255, (i >> 8) & 255, 0xaa, 0x55];
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 50 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 80 }), (capacity, pushed, limit) => {
-        const ring = new FlowRing<number>(capacity);
-        for (let i = 0; i < pushed; i++) ring.push(i);
+      fc.property(fc.integer({ min: 1, max: 50 }), fc.array(fc.integer({ min: 0, max: 40 }), { maxLength: 12 }), fc.integer({ min: 0, max: 80 }), (capacity, pushes, limit) => {
+        const ring = new RecordRing(capacity, size);
+        let pushed = 0;
+        for (const n of pushes) {
+          ring.push(Uint8Array.from(Array.from({ length: n }, (_, j) => rec(pushed + j)).flat()));
+          pushed += n;
+        }
         const held = Math.min(capacity, pushed);
         expect(ring.size).toBe(held);
-        expect(ring.last()).toEqual(Array.from({ length: held }, (_, i) => pushed - held + i));
         const n = Math.min(limit, held);
-        expect(ring.last(limit)).toEqual(Array.from({ length: n }, (_, i) => pushed - n + i));
+        expect([...ring.last(limit)]).toEqual(Array.from({ length: n }, (_, i) => rec(pushed - n + i)).flat());
+        expect(ring.last().length).toBe(held * size);
       }),
     );
-    expect(() => new FlowRing(0)).toThrow(/capacity 0/);
+    expect(() => new RecordRing(0, size)).toThrow(/capacity 0/);
+    expect(() => new RecordRing(2, size).push(new Uint8Array(5))).toThrow(/not whole records/);
   });
 });
 

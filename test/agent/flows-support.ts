@@ -1,5 +1,5 @@
-/** Flow events as the codec decodes them from the ring, for the flows unit tests. */
-import { verdictOf, type FlowEvent, type Reason } from "@weft/codec";
+/** Flow events as the codec decodes them from the ring, and as the ring holds them, for the flows unit tests. */
+import { constants, flowEventSize, layouts, parseIPv4, reasons, verdictOf, type FlowEvent, type Reason } from "@weft/codec";
 
 let nextNs = 1_000_000_000n;
 
@@ -26,3 +26,50 @@ export function event(over: Partial<Omit<FlowEvent, "source" | "destination">> &
 
 /** CLOCK_MONOTONIC 0 is this wall time, exactly. */
 export const fixedClock = { wallMs: (ns: bigint) => Date.UTC(2026, 11, 6, 12) + Number(ns / 1_000_000n) };
+
+const hookCodes = { ingress: constants.HOOK_INGRESS, egress: constants.HOOK_EGRESS, sock: constants.HOOK_SOCK } as const;
+
+/**
+ * Events as the programs write them into the ring (struct weft_flow_event,
+ * back to back), laid out from the codec's own layout table; the flows
+ * model test checks decodeFlowEvents gives them back unchanged.
+ */
+export function encodeEvents(events: readonly FlowEvent[]): Uint8Array {
+  const out = new Uint8Array(events.length * flowEventSize);
+  const view = new DataView(out.buffer);
+  events.forEach((e, i) => {
+    const values: Record<string, number | bigint> = {
+      time_ns: e.timeNs,
+      cookie: e.cookie,
+      saddr: parseIPv4(e.source.address),
+      daddr: parseIPv4(e.destination.address),
+      sport: e.source.port,
+      dport: e.destination.port,
+      protocol: e.protocol,
+      hook: hookCodes[e.hook],
+      reason: reasons[e.reason],
+      src_identity: e.source.identity,
+      src_tenant: e.source.tenant,
+      dst_identity: e.destination.identity,
+      dst_tenant: e.destination.tenant,
+      rule_id: e.ruleId,
+      orig_daddr: e.originalDestination ? parseIPv4(e.originalDestination.address) : 0,
+      orig_dport: e.originalDestination?.port ?? 0,
+      ifindex: e.ifindex,
+      len: e.length,
+    };
+    for (const f of layouts["struct weft_flow_event"]!.fields) {
+      if (f.kind === "pad") continue;
+      const at = i * flowEventSize + f.offset;
+      const v = values[f.name];
+      if (v === undefined) throw new Error(`encodeEvents: no value for ${f.name}`);
+      if (f.kind === "u64") view.setBigUint64(at, v as bigint, true);
+      else if (f.kind === "u8") view.setUint8(at, Number(v));
+      else if (f.kind === "u16") view.setUint16(at, Number(v), true);
+      else if (f.kind === "u32") view.setUint32(at, Number(v), true);
+      else if (f.kind === "be16") view.setUint16(at, Number(v), false);
+      else view.setUint32(at, Number(v) >>> 0, false);
+    }
+  });
+  return out;
+}

@@ -8,11 +8,11 @@
  * uploader. Timers only, and every failure caught and logged: flows never
  * hold up or break the datapath loop.
  */
-import { decodeFlowEvents, type FlowEvent, type FlowStats } from "@weft/codec";
+import { decodeFlowEvents, flowEventSize, type FlowEvent, type FlowStats } from "@weft/codec";
 import type { FlowSample } from "../agent/client.ts";
 import type { Log } from "../agent/agent.ts";
 import { IntervalAggregator } from "./aggregate.ts";
-import { FlowRing } from "./buffer.ts";
+import { RecordRing } from "./buffer.ts";
 import type { MonotonicClock } from "./clock.ts";
 import { flowOf } from "./flow.ts";
 import type { FlowMetrics } from "./metrics.ts";
@@ -41,7 +41,7 @@ export interface CollectorOptions {
 }
 
 export class FlowCollector {
-  private readonly ring: FlowRing<FlowSample>;
+  private readonly ring: RecordRing;
   private readonly aggregator: IntervalAggregator;
   private readonly now: () => number;
   /** The kernel's loss counters at the last read: reported as increases. */
@@ -52,7 +52,7 @@ export class FlowCollector {
   private lastError = "";
 
   constructor(private readonly o: CollectorOptions) {
-    this.ring = new FlowRing(o.buffer);
+    this.ring = new RecordRing(o.buffer, flowEventSize);
     this.now = o.now ?? Date.now;
     this.aggregator = new IntervalAggregator(this.now());
     // Losses before this agent started are not this agent's to report: the stats map outlives agents.
@@ -70,35 +70,34 @@ export class FlowCollector {
     this.drainTimer = this.sealTimer = null;
   }
 
-  /** The newest `limit` flows, oldest first. */
+  /** The newest `limit` flows, oldest first (decoded now: the buffer keeps the kernel's bytes). */
   last(limit?: number): FlowSample[] {
-    return this.ring.last(limit);
+    return decodeFlowEvents(this.ring.last(limit)).map((e) => flowOf(e, this.o.clock).sample);
   }
 
   /** One drain of the ring; answers how many events it handled. */
   drainOnce(): number {
-    let events: FlowEvent[];
     try {
       const records = this.o.source.drain(DRAIN_BYTES);
       if (records.length === 0) return 0;
-      events = decodeFlowEvents(records.length === 1 ? records[0]! : concat(records));
+      return this.handle(records.length === 1 ? records[0]! : concat(records));
     } catch (err) {
       this.failed(`failed to drain flow events: ${(err as Error).message}`);
       return 0;
     }
-    this.handle(events);
-    return events.length;
   }
 
-  /** Takes decoded events (the drain's, or a test's). */
-  handle(events: readonly FlowEvent[]): void {
+  /** Takes events as the ring holds them, back to back (the drain's, or a test's); answers how many. */
+  handle(records: Uint8Array): number {
+    const events: FlowEvent[] = decodeFlowEvents(records);
+    this.ring.push(records);
     for (const event of events) {
       const flow = flowOf(event, this.o.clock);
-      this.ring.push(flow.sample);
       this.aggregator.add(flow);
       this.o.metrics.flow(flow.verdict, event.reason, event.hook);
     }
     this.o.metrics.bufferedFlows(this.ring.size);
+    return events.length;
   }
 
   /** Closes the interval: the kernel's new losses read, everything handed to the uploader. */
