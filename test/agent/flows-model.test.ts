@@ -7,10 +7,10 @@
 import { decodeFlowEvents, reasons, verdictOf, type Reason } from "@weft/codec";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { AGGREGATES_MAX, IntervalAggregator, SAMPLES_MAX } from "../../nodeagent/src/flows/aggregate.ts";
+import { AGGREGATES_MAX, SAMPLES_MAX } from "../../nodeagent/src/flows/aggregate.ts";
 import { RecordRing } from "../../nodeagent/src/flows/buffer.ts";
 import { flowOf, flowVerdict } from "../../nodeagent/src/flows/flow.ts";
-import { encodeEvents, event, fixedClock } from "./flows-support.ts";
+import { addEvent, aggregator, encodeEvents, event, fixedClock } from "./flows-support.ts";
 
 describe("verdicts", () => {
   it("audit -> audit, lb-translated -> translated, other passes -> forwarded, drops -> dropped, for every reason of the ABI", () => {
@@ -76,9 +76,9 @@ describe("the last-N ring", () => {
 
 describe("interval aggregates", () => {
   it("one row per (src tenant, src identity, dst tenant, dst identity, dst port, protocol, verdict, reason, rule) with counts and bytes", () => {
-    const agg = new IntervalAggregator(Date.UTC(2026, 11, 6, 12));
+    const agg = aggregator(Date.UTC(2026, 11, 6, 12));
     const same = () => event({ reason: "policy-deny", ruleId: 3, length: 100, source: { port: 40000 + Math.floor(Math.random() * 1000), address: `198.18.1.${2 + Math.floor(Math.random() * 50)}` } });
-    for (let i = 0; i < 5; i++) agg.add(flowOf(same(), fixedClock));
+    for (let i = 0; i < 5; i++) addEvent(agg, same());
     // Each of these differs from the five in one field of the key.
     const others = [
       event({ reason: "policy-deny", ruleId: 4, length: 100 }),
@@ -90,7 +90,7 @@ describe("interval aggregates", () => {
       event({ reason: "policy-deny", ruleId: 3, length: 100, source: { identity: 12 } }),
       event({ reason: "policy-deny", ruleId: 3, length: 100, source: { tenant: 2 } }),
     ];
-    for (const e of others) agg.add(flowOf(e, fixedClock));
+    for (const e of others) addEvent(agg, e);
     const sealed = agg.seal(Date.UTC(2026, 11, 6, 12, 0, 1));
     expect(sealed.aggregates).toHaveLength(1 + others.length);
     const five = sealed.aggregates.filter((a) => a.count === 5);
@@ -120,10 +120,10 @@ describe("interval aggregates", () => {
   });
 
   it("keeps drops and audits before allowed samples past the bound, counting the rest as lost", () => {
-    const agg = new IntervalAggregator(0, { aggregates: AGGREGATES_MAX, samples: 10 });
-    for (let i = 0; i < 8; i++) agg.add(flowOf(event({ reason: "policy-allow" }), fixedClock));
-    for (let i = 0; i < 6; i++) agg.add(flowOf(event({ reason: i % 2 ? "audit" : "policy-deny" }), fixedClock));
-    for (let i = 0; i < 3; i++) agg.add(flowOf(event({ reason: "policy-allow" }), fixedClock));
+    const agg = aggregator(0, { aggregates: AGGREGATES_MAX, samples: 10 });
+    for (let i = 0; i < 8; i++) addEvent(agg, event({ reason: "policy-allow" }));
+    for (let i = 0; i < 6; i++) addEvent(agg, event({ reason: i % 2 ? "audit" : "policy-deny" }));
+    for (let i = 0; i < 3; i++) addEvent(agg, event({ reason: "policy-allow" }));
     const sealed = agg.seal(1000);
     const byVerdict = (v: string) => sealed.samples.filter((s) => s.verdict === v).length;
     expect({ dropped: byVerdict("dropped"), audit: byVerdict("audit"), forwarded: byVerdict("forwarded") }).toEqual({ dropped: 3, audit: 3, forwarded: 4 });
@@ -135,9 +135,9 @@ describe("interval aggregates", () => {
   });
 
   it(`at most ${AGGREGATES_MAX} rows and ${SAMPLES_MAX} samples per interval by default; a flow past either is lost once, never merged into another row`, () => {
-    const agg = new IntervalAggregator(0);
+    const agg = aggregator(0);
     const n = AGGREGATES_MAX + 10;
-    for (let i = 0; i < n; i++) agg.add(flowOf(event({ reason: "default-deny", destination: { port: 1 + i } }), fixedClock));
+    for (let i = 0; i < n; i++) addEvent(agg, event({ reason: "default-deny", destination: { port: 1 + i } }));
     const sealed = agg.seal(1000);
     expect(sealed.aggregates).toHaveLength(AGGREGATES_MAX);
     expect(sealed.samples).toHaveLength(SAMPLES_MAX);
@@ -145,8 +145,8 @@ describe("interval aggregates", () => {
     // The last n - SAMPLES_MAX flows had no sample slot, the last 10 of them no row either: each is lost once.
     expect(sealed.lost).toBe(n - SAMPLES_MAX);
     // A flow with a sample but no row is lost too.
-    const narrow = new IntervalAggregator(0, { aggregates: 3, samples: 100 });
-    for (let i = 0; i < 5; i++) narrow.add(flowOf(event({ destination: { port: 1 + i } }), fixedClock));
+    const narrow = aggregator(0, { aggregates: 3, samples: 100 });
+    for (let i = 0; i < 5; i++) addEvent(narrow, event({ destination: { port: 1 + i } }));
     expect(narrow.seal(1000)).toMatchObject({ aggregates: { length: 3 }, samples: { length: 5 }, lost: 2 });
   });
 });

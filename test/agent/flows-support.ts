@@ -1,5 +1,7 @@
 /** Flow events as the codec decodes them from the ring, and as the ring holds them, for the flows unit tests. */
 import { constants, flowEventSize, layouts, parseIPv4, reasons, verdictOf, type FlowEvent, type Reason } from "@weft/codec";
+import { AGGREGATES_MAX, IntervalAggregator, SAMPLES_MAX } from "../../nodeagent/src/flows/aggregate.ts";
+import { flowOf, samplesOf } from "../../nodeagent/src/flows/flow.ts";
 
 let nextNs = 1_000_000_000n;
 
@@ -72,4 +74,14 @@ export function encodeEvents(events: readonly FlowEvent[]): Uint8Array {
     }
   });
   return out;
+}
+
+/** An interval aggregator on the fixed clock. */
+export function aggregator(startMs: number, limits = { aggregates: AGGREGATES_MAX, samples: SAMPLES_MAX }): IntervalAggregator {
+  return new IntervalAggregator(startMs, (records) => samplesOf(records, fixedClock), limits);
+}
+
+/** Adds an event as the drain loop does: the flow, and its record. */
+export function addEvent(agg: IntervalAggregator, e: FlowEvent): void {
+  agg.add(flowOf(e, fixedClock), encodeEvents([e]));
 }

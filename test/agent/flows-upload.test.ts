@@ -11,12 +11,11 @@ import type { AddressInfo } from "node:net";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { ApiClient, type FlowBatch } from "../../nodeagent/src/agent/client.ts";
-import { IntervalAggregator, type SealedInterval } from "../../nodeagent/src/flows/aggregate.ts";
-import { flowOf } from "../../nodeagent/src/flows/flow.ts";
+import type { SealedInterval } from "../../nodeagent/src/flows/aggregate.ts";
 import { FlowMetrics } from "../../nodeagent/src/flows/metrics.ts";
 import { FlowUploader } from "../../nodeagent/src/flows/uploader.ts";
 import { until } from "../support/until.ts";
-import { event, fixedClock } from "./flows-support.ts";
+import { addEvent, aggregator, event } from "./flows-support.ts";
 
 interface Received {
   at: number;
@@ -60,9 +59,9 @@ const answer = (status: number, headers: Record<string, string> = {}) => (_req: 
 
 /** An interval of `drops` drops and `allowed` allowed flows to distinct ports from `port`. */
 function interval(drops: number, allowed = 0, port = 1): SealedInterval {
-  const agg = new IntervalAggregator(Date.UTC(2026, 11, 6, 12));
-  for (let i = 0; i < drops; i++) agg.add(flowOf(event({ reason: "policy-deny", destination: { port: port + i } }), fixedClock));
-  for (let i = 0; i < allowed; i++) agg.add(flowOf(event({ reason: "policy-allow", destination: { port: port + drops + i } }), fixedClock));
+  const agg = aggregator(Date.UTC(2026, 11, 6, 12));
+  for (let i = 0; i < drops; i++) addEvent(agg, event({ reason: "policy-deny", destination: { port: port + i } }));
+  for (let i = 0; i < allowed; i++) addEvent(agg, event({ reason: "policy-allow", destination: { port: port + drops + i } }));
   return agg.seal(Date.UTC(2026, 11, 6, 12, 0, 1));
 }
 

@@ -6,6 +6,7 @@
  * the upload contract's batch limits; what does not fit is counted as lost
  * (cause agent_buffer), never dropped in silence.
  */
+import { flowEventSize } from "@weft/codec";
 import type { FlowAggregate, FlowSample } from "../agent/client.ts";
 import { isNotable, type Flow } from "./flow.ts";
 
@@ -45,17 +46,29 @@ export interface SealedInterval {
 
 export class IntervalAggregator {
   private rows = new Map<string, AggregateRow>();
-  /** Drops and audits, kept before allowed samples. */
-  private notable: FlowSample[] = [];
-  private allowed: FlowSample[] = [];
+  /**
+   * The interval's sample records as the kernel wrote them, decoded only at
+   * seal: drops and audits fill slots from the first up, allowed flows from
+   * the last down, so a drop can take the newest allowed flow's slot. Bytes
+   * rather than objects: an object kept for an interval outlives V8's young
+   * generation, which then grows by MiB to hold thousands a second.
+   */
+  private readonly slots: Uint8Array;
+  private notable = 0;
+  private allowed = 0;
   private lost = 0;
 
   constructor(
     private startMs: number,
+    /** Sample records back to back -> their samples (flow.ts samplesOf with the agent's clock). */
+    private readonly decode: (records: Uint8Array) => FlowSample[],
     private readonly limits = { aggregates: AGGREGATES_MAX, samples: SAMPLES_MAX },
-  ) {}
+  ) {
+    this.slots = new Uint8Array(limits.samples * flowEventSize);
+  }
 
-  add(flow: Flow): void {
+  /** One flow, and its record as the ring held it (flowEventSize bytes). */
+  add(flow: Flow, record: Uint8Array): void {
     const row = rowOf(flow.sample, flow.bytes);
     const key = aggregateKey(row);
     const had = this.rows.get(key);
@@ -68,21 +81,23 @@ export class IntervalAggregator {
     } else {
       counted = false;
     }
-    const sampled = this.sample(flow.sample);
+    const sampled = this.sample(record, isNotable(flow.sample));
     // A flow is lost once, whether it missed its row, its sample or both.
     if (!counted || !sampled) this.lost++;
   }
 
   /** Whether the sample was kept. */
-  private sample(s: FlowSample): boolean {
-    if (this.notable.length + this.allowed.length < this.limits.samples) {
-      (isNotable(s) ? this.notable : this.allowed).push(s);
+  private sample(record: Uint8Array, notable: boolean): boolean {
+    const max = this.limits.samples;
+    if (this.notable + this.allowed < max) {
+      if (notable) this.slots.set(record, this.notable++ * flowEventSize);
+      else this.slots.set(record, (max - ++this.allowed) * flowEventSize);
       return true;
     }
-    if (!isNotable(s) || this.allowed.length === 0) return false;
-    // Full: a drop or audit takes the place of the newest allowed sample, whose flow is lost instead.
-    this.allowed.pop();
-    this.notable.push(s);
+    if (!notable || this.allowed === 0) return false;
+    // Full: a drop or audit takes the newest allowed flow's slot (the one next to the drops), whose flow is lost instead.
+    this.allowed--;
+    this.slots.set(record, this.notable++ * flowEventSize);
     this.lost++;
     return true;
   }
@@ -97,12 +112,14 @@ export class IntervalAggregator {
     const start = new Date(this.startMs).toISOString();
     const end = new Date(Math.max(endMs, this.startMs)).toISOString();
     const aggregates = [...this.rows.values()].map((r) => ({ start, end, ...r }));
-    const samples = [...this.notable, ...this.allowed].sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+    const size = flowEventSize;
+    const kept = new Uint8Array((this.notable + this.allowed) * size);
+    kept.set(this.slots.subarray(0, this.notable * size), 0);
+    kept.set(this.slots.subarray((this.limits.samples - this.allowed) * size), this.notable * size);
+    const samples = this.decode(kept).sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
     const sealed = { aggregates, samples, lost: this.lost };
     this.rows = new Map();
-    this.notable = [];
-    this.allowed = [];
-    this.lost = 0;
+    this.notable = this.allowed = this.lost = 0;
     this.startMs = endMs;
     return sealed;
   }

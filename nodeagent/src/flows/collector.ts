@@ -14,7 +14,7 @@ import type { Log } from "../agent/agent.ts";
 import { IntervalAggregator } from "./aggregate.ts";
 import { RecordRing } from "./buffer.ts";
 import type { MonotonicClock } from "./clock.ts";
-import { flowOf } from "./flow.ts";
+import { flowOf, samplesOf } from "./flow.ts";
 import type { FlowMetrics } from "./metrics.ts";
 import type { FlowUploader } from "./uploader.ts";
 
@@ -54,7 +54,7 @@ export class FlowCollector {
   constructor(private readonly o: CollectorOptions) {
     this.ring = new RecordRing(o.buffer, flowEventSize);
     this.now = o.now ?? Date.now;
-    this.aggregator = new IntervalAggregator(this.now());
+    this.aggregator = new IntervalAggregator(this.now(), (records) => samplesOf(records, o.clock));
     // Losses before this agent started are not this agent's to report: the stats map outlives agents.
     this.lastStats = this.readStats() ?? { rateLimited: 0n, ringFull: 0n };
   }
@@ -72,7 +72,7 @@ export class FlowCollector {
 
   /** The newest `limit` flows, oldest first (decoded now: the buffer keeps the kernel's bytes). */
   last(limit?: number): FlowSample[] {
-    return decodeFlowEvents(this.ring.last(limit)).map((e) => flowOf(e, this.o.clock).sample);
+    return samplesOf(this.ring.last(limit), this.o.clock);
   }
 
   /** One drain of the ring; answers how many events it handled. */
@@ -91,9 +91,9 @@ export class FlowCollector {
   handle(records: Uint8Array): number {
     const events: FlowEvent[] = decodeFlowEvents(records);
     this.ring.push(records);
-    for (const event of events) {
+    for (const [i, event] of events.entries()) {
       const flow = flowOf(event, this.o.clock);
-      this.aggregator.add(flow);
+      this.aggregator.add(flow, records.subarray(i * flowEventSize, (i + 1) * flowEventSize));
       this.o.metrics.flow(flow.verdict, event.reason, event.hook);
     }
     this.o.metrics.bufferedFlows(this.ring.size);

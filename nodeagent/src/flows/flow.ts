@@ -5,7 +5,7 @@
  * contract's (FLOWS_CONTRACT in src/agent/client.ts), so what GET /flows
  * shows an operator on the node is exactly what the API receives.
  */
-import type { FlowEvent, Reason } from "@weft/codec";
+import { decodeFlowEvents, type FlowEvent, type Reason } from "@weft/codec";
 import type { FlowSample } from "../agent/client.ts";
 import type { MonotonicClock } from "./clock.ts";
 
@@ -52,3 +52,8 @@ export function flowOf(event: FlowEvent, clock: MonotonicClock): Flow {
 
 /** Drops and audits: what an operator asks about first, kept before allowed flows when samples must be cut. */
 export const isNotable = (s: Pick<FlowSample, "verdict">): boolean => s.verdict === "dropped" || s.verdict === "audit";
+
+/** Records as the ring holds them, back to back, as samples. */
+export function samplesOf(records: Uint8Array, clock: MonotonicClock): FlowSample[] {
+  return decodeFlowEvents(records).map((e) => flowOf(e, clock).sample);
+}
