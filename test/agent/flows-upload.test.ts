@@ -248,6 +248,29 @@ describe("flow upload", () => {
     expect(down.received.length).toBeGreaterThanOrEqual(2);
   });
 
+  it("404 (an API without the flows route): uploads pause, what comes meanwhile is counted, and the first batch after says so", async () => {
+    const srv = await flowsServer([answer(404), answer(202)]);
+    closers.push(srv.close);
+    const registry = new Registry();
+    const client = new ApiClient(srv.url, "node-credential");
+    let now = 1_000_000;
+    const logs: string[] = [];
+    const u = new FlowUploader({ send: (b, s) => client.postFlows(node, b, s), metrics: new FlowMetrics(registry), log: (_l, m) => void logs.push(m), pauseMs: 60_000, now: () => now });
+    closers.push(() => u.close());
+    u.enqueue(interval(4), 1);
+    await until("the 404", 2_000, () => (srv.received.length === 1 && u.queued.length === 0 ? true : undefined));
+    await u.idle();
+    for (let i = 0; i < 5; i++) u.enqueue(interval(3), 2);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(srv.received).toHaveLength(1);
+    expect(logs.filter((l) => l.includes("404"))).toHaveLength(1);
+    now += 60_001;
+    u.enqueue(interval(1), 0);
+    await until("the batch after the pause", 2_000, () => (srv.received.length === 2 ? true : undefined));
+    expect(srv.received[1]!.batch.lost).toEqual({ kernel: 10, agent: 4 + 15 });
+    expect(await counters(registry)).toMatchObject({ 'weft_flow_events_lost_total{cause="upload"}': 19, 'weft_flow_upload_batches_total{result="rejected"}': 1 });
+  });
+
   it("an interval with nothing to say sends nothing", async () => {
     const srv = await flowsServer([answer(202)]);
     closers.push(srv.close);

@@ -6,9 +6,11 @@
  * many tries reach it. Meanwhile new intervals queue up, at most maxPending
  * batches: when full, the two oldest not yet sent are merged (aggregates
  * summed per row, the oldest samples dropped first), so memory is bounded
- * and counts survive an outage of any length. A 4xx other than 408 and 429
- * means the agent built a batch the API cannot take (a bug): it is logged
- * and dropped, and its events counted lost. Nothing here waits on the
+ * and counts survive an outage of any length. A 404 is an API without the
+ * flows route: uploads pause for five minutes (one log line, not one an
+ * interval), what comes meanwhile counted lost. Any other 4xx but 408 and
+ * 429 means the agent built a batch the API cannot take (a bug): it is
+ * logged and dropped, and its events counted lost. Nothing here waits on the
  * datapath: the loop that drains the ring only ever calls enqueue().
  */
 import { randomUUID } from "node:crypto";
@@ -30,9 +32,13 @@ export interface UploaderOptions {
   maxPending?: number;
   /** Longest wait a Retry-After may ask for. */
   maxRetryAfterMs?: number;
+  /** How long uploads pause after a 404 (an API without the flows route). */
+  pauseMs?: number;
+  now?: () => number;
 }
 
 export const DEFAULT_MAX_PENDING = 8;
+export const DEFAULT_PAUSE_MS = 5 * 60_000;
 
 interface Pending {
   body: FlowBatch;
@@ -50,12 +56,19 @@ export class FlowUploader {
   private readonly abort = new AbortController();
   /** Losses not yet carried by any batch (a rejected batch's events): told to the API with the next one. */
   private carriedAgent = 0;
+  private carriedKernel = 0;
+  /** No uploads before this time (ms): the API answered 404, it has no flows route. */
+  private pausedUntil = 0;
+  private readonly pauseMs: number;
+  private readonly now: () => number;
   private pumping: Promise<void> | null = null;
   private failing = false;
 
   constructor(private readonly o: UploaderOptions) {
     this.backoff = new Backoff(o.backoff);
     this.maxPending = o.maxPending ?? DEFAULT_MAX_PENDING;
+    this.pauseMs = o.pauseMs ?? DEFAULT_PAUSE_MS;
+    this.now = o.now ?? Date.now;
     if (!Number.isInteger(this.maxPending) || this.maxPending < 3) throw new Error(`failed to configure the flow uploader: maxPending ${this.maxPending} is not an integer >= 3`);
   }
 
@@ -67,7 +80,16 @@ export class FlowUploader {
   /** Queues one interval (nothing when it holds nothing to say) and starts sending if idle. */
   enqueue(interval: SealedInterval, lostKernel: number): void {
     if (this.abort.signal.aborted) return;
-    const lost = { kernel: lostKernel, agent: interval.lost + this.carriedAgent };
+    if (this.now() < this.pausedUntil) {
+      // Counted, and told to the API in the first batch after the pause.
+      const events = interval.aggregates.reduce((n, a) => n + a.count, 0);
+      this.o.metrics.lost("upload", events);
+      this.carriedAgent += events + interval.lost;
+      this.carriedKernel += lostKernel;
+      return;
+    }
+    const lost = { kernel: lostKernel + this.carriedKernel, agent: interval.lost + this.carriedAgent };
+    this.carriedKernel = 0;
     if (interval.aggregates.length === 0 && interval.samples.length === 0 && lost.kernel === 0 && lost.agent === 0) return;
     this.carriedAgent = 0;
     if (this.pending.length >= this.maxPending) this.mergeOldestUnsent();
@@ -120,7 +142,16 @@ export class FlowUploader {
       } catch (err) {
         if (signal.aborted) break;
         const status = err instanceof ApiError ? err.status : 0;
-        if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+        if (status === 404) {
+          // An API without the flows route (older than this agent): pause instead of refusing every interval.
+          const events = eventsIn(head.body);
+          this.o.metrics.batch("rejected");
+          this.o.metrics.lost("upload", events);
+          this.carriedAgent += events;
+          this.pending.shift();
+          this.pausedUntil = this.now() + this.pauseMs;
+          this.o.log("warn", "the API does not take flows (404); not uploading for a while, GET /flows on the node still has them", { retryInMs: this.pauseMs, error: (err as Error).message });
+        } else if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
           // The API says the batch itself is wrong: sending it again cannot help.
           const events = eventsIn(head.body);
           this.o.metrics.batch("rejected");
