@@ -48,6 +48,7 @@ describe.skipIf(skipWithout("kernel (root, bpf, bpffs)", reason))("apply engine 
       svc: { upserts: 1, deletes: 0 },
       lb_slot: { upserts: 16, deletes: 0 },
       backend: { upserts: 2, deletes: 0 },
+      audit: { upserts: 0, deletes: 0 },
     });
     expectKernelHolds(state);
     calls = [];
@@ -71,6 +72,7 @@ describe.skipIf(skipWithout("kernel (root, bpf, bpffs)", reason))("apply engine 
       svc: { upserts: 0, deletes: 0 },
       lb_slot: { upserts: 0, deletes: 0 },
       backend: { upserts: 0, deletes: 0 },
+      audit: { upserts: 0, deletes: 0 },
     });
     expect(calls).toEqual([
       { map: "endpoint", op: "update", count: 1 },

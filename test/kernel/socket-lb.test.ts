@@ -2,10 +2,10 @@ import { execFile } from "node:child_process";
 import dgram from "node:dgram";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
-import { maps, protocols, type Entry } from "@weft/codec";
+import { decodeFlowEvents, maps, protocols, type Entry, type FlowEvent } from "@weft/codec";
 import { buildLbTable, lbSlotEntries } from "../../api/src/compiler/lb-table.ts";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { attachCgroup, BpfObject, netnsCookie, type BpfMap } from "../../nodeagent/src/kernel/index.ts";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { attachCgroup, BpfObject, netnsCookie, RingBufferReader, type BpfMap } from "../../nodeagent/src/kernel/index.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { cgroupUnavailableReason, Cleanup, makeCgroup, objectPath } from "../support/kernel.ts";
 import { deleteAll, mapOf, readMetrics, writeEntries } from "./policy-harness.ts";
@@ -32,6 +32,8 @@ describe.skipIf(skipWithout("cgroup v2 socket LB (root, bpf, cgroup2)", reason))
   let cgroup: string;
   let obj: BpfObject;
   let m: { svc: BpfMap; lbSlot: BpfMap; backend: BpfMap; metrics: BpfMap };
+  let ring: RingBufferReader;
+  const events = (): FlowEvent[] => decodeFlowEvents(Buffer.concat(ring.drain()));
 
   beforeAll(() => {
     cgroup = makeCgroup(cleanup, "lb");
@@ -45,7 +47,13 @@ describe.skipIf(skipWithout("cgroup v2 socket LB (root, bpf, cgroup2)", reason))
     // itself. test/security/lb-host-traffic.test.ts proves the default leaves host traffic alone.
     writeEntries(mapOf(obj, maps.sock_cfg), "sock_cfg", [{ key: { index: 0 }, value: { hostNetnsCookie: netnsCookie(), lbHostTraffic: true } }]);
     m = { svc: mapOf(obj, maps.svc), lbSlot: mapOf(obj, maps.lb_slot), backend: mapOf(obj, maps.backend), metrics: mapOf(obj, maps.metrics) };
+    // Flow events on, with the first backend address known as a workload (identity 500 of tenant 3).
+    writeEntries(mapOf(obj, maps.flow_cfg), "flow_cfg", [{ key: { index: 0 }, value: { rate: 1_000_000, burst: 100_000, allowed: true } }]);
+    writeEntries(mapOf(obj, maps.ipcache), "ipcache", [{ key: { prefix: "127.0.0.2/32" }, value: { identity: 500, tenant: 3 } }]);
+    ring = new RingBufferReader(obj.mapFd(maps.flow_ring.name));
+    cleanup.add("close the flow ring reader", () => ring.close());
   });
+  beforeEach(() => void events()); // what an earlier case left
   afterEach(async () => {
     await perTest.run();
     deleteAll(m.svc);
@@ -98,6 +106,17 @@ describe.skipIf(skipWithout("cgroup v2 socket LB (root, bpf, cgroup2)", reason))
 
     const out = await client("tcp", VIP, String(VIP_PORT));
     expect(out).toEqual({ peer: VIP, reply: "b1" });
+    const [e, ...rest] = events();
+    expect(rest).toEqual([]);
+    expect(e).toMatchObject({
+      hook: "sock",
+      reason: "lb-translated",
+      verdict: "pass",
+      protocol: protocols.tcp,
+      destination: { address: "127.0.0.2", port, identity: 500, tenant: 3 },
+      originalDestination: { address: VIP, port: VIP_PORT },
+    });
+    expect(e!.cookie).toBeGreaterThan(0n);
   });
 
   it("refuses connect() to a service without backends instead of sending to the VIP", async () => {
@@ -105,6 +124,9 @@ describe.skipIf(skipWithout("cgroup v2 socket LB (root, bpf, cgroup2)", reason))
     const before = readMetrics(m.metrics).get("sock/lb-no-backend") ?? 0n;
     await expect(client("tcp", VIP, String(VIP_PORT))).rejects.toThrow(/EPERM/);
     expect(readMetrics(m.metrics).get("sock/lb-no-backend")).toBe(before + 1n);
+    expect(events().map((e) => [e.reason, e.verdict, e.destination.address, e.originalDestination])).toEqual([
+      ["lb-no-backend", "drop", VIP, { address: VIP, port: VIP_PORT }],
+    ]);
   });
 
   it("balances unconnected UDP per datagram and shows replies as coming from the VIP", async () => {
@@ -116,6 +138,8 @@ describe.skipIf(skipWithout("cgroup v2 socket LB (root, bpf, cgroup2)", reason))
     const out = await client("udp-sendto", VIP, String(VIP_PORT), "400");
     expect(out.peers).toEqual({ [`${VIP}:${VIP_PORT}`]: 400 });
     expect(Object.keys(out.backends ?? {}).sort()).toEqual(["u1", "u2"]);
+    // One socket, 400 datagrams: one event per backend it started sending to, not one per datagram.
+    expect(events().map((e) => e.destination.address).sort()).toEqual(["127.0.0.2", "127.0.0.3"]);
   });
 
   it("splits 100,000 connect() calls by weight within one point, and weight 0 gets none", async () => {

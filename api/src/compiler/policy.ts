@@ -24,6 +24,13 @@
  *    entry and never match. Workload addresses resolve to their workload
  *    (a /32 is longer than any CIDR), so CIDR peers never select workloads of
  *    tenants present on the node.
+ *  - Audit mode: a policy or rule with mode "audit" never changes what the
+ *    datapath enforces. weft_policy holds the enforced rules only (an audit
+ *    policy does not even select its subject there). For each (subject,
+ *    direction) that an audit policy or rule touches, weft_audit holds the
+ *    whole policy as it would be with the audit rules enforced, normalised
+ *    the same way; the datapath probes it for a new connection weft_policy
+ *    passed and reports a drop there as verdict "audit" with that rule.
  */
 import { constants, protocols, type Direction, type Entry } from "@weft/codec";
 import { normalizePolicy } from "./normalize-policy.ts";
@@ -42,26 +49,36 @@ export interface PolicyPart extends Part {
 
 export function policyPart(index: SnapshotIndex, t: TenantIndex, subject: IdentityRow): PolicyPart {
   const selecting = [...t.policies.values()].filter((p) => selects(p.subject, subject));
-  const entries: Entry<"policy">[] = [];
+  const enforced: Entry<"policy">[] = [];
+  const audit: Entry<"policy">[] = [];
   const cidrPeers = new Set<string>();
   const local = subject.numericId;
   for (const direction of DIRECTIONS) {
-    const governed = selecting.some((p) => p[direction] !== undefined);
-    if (governed || t.row.defaultAction === "deny") {
-      entries.push(entry(local, 0, 0, 0, direction, "default-deny", 0));
-    }
-    for (const p of selecting) {
-      (p[direction] ?? []).forEach((rule, i) => {
+    const governing = selecting.filter((p) => p[direction] !== undefined);
+    const staged = governing.some((p) => p.mode === "audit" || p[direction]!.some((r) => r.mode === "audit"));
+    const all: Entry<"policy">[] = [];
+    if (governing.length > 0 || t.row.defaultAction === "deny") all.push(entry(local, 0, 0, 0, direction, "default-deny", 0));
+    if (governing.some((p) => p.mode !== "audit") || t.row.defaultAction === "deny") enforced.push(entry(local, 0, 0, 0, direction, "default-deny", 0));
+    for (const p of governing) {
+      p[direction]!.forEach((rule, i) => {
         const ruleId = ruleIdOf(p.id, ruleIndexBase(p, direction) + i);
         const remotes = expandPeers(index, t, rule.peers, cidrPeers);
         const ports = expandPorts(rule.ports);
+        const enforce = p.mode !== "audit" && rule.mode !== "audit";
         for (const remote of remotes) {
-          for (const [port, protocol] of ports) entries.push(entry(local, remote, port, protocol, direction, rule.action, ruleId));
+          for (const [port, protocol] of ports) {
+            const e = entry(local, remote, port, protocol, direction, rule.action, ruleId);
+            all.push(e);
+            if (enforce) enforced.push(e);
+          }
         }
       });
     }
+    if (staged) audit.push(...all);
   }
-  const part = makePart(owners.policy(local), { policy: normalizePolicy(entries) });
+  // The audit map has the policy map's key and value (weft_abi.h), so the same normalisation serves both.
+  const entries = audit.length > 0 ? { policy: normalizePolicy(enforced), audit: normalizePolicy(audit) as unknown as Entry<"audit">[] } : { policy: normalizePolicy(enforced) };
+  const part = makePart(owners.policy(local), entries);
   return { ...part, cidrPeers: [...cidrPeers].sort() };
 }
 

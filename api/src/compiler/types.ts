@@ -98,6 +98,8 @@ export interface PolicyRule {
   /** Empty: any port and protocol. */
   ports: readonly PortSelector[];
   action: "allow" | "deny";
+  /** Absent: the policy's mode. */
+  mode?: "enforce" | "audit";
 }
 
 export interface PolicyRow {
@@ -113,6 +115,8 @@ export interface PolicyRow {
    */
   ingress?: readonly PolicyRule[];
   egress?: readonly PolicyRule[];
+  /** "audit": every rule of the policy, and its selection of the subject, is staged (weft_audit only). Absent: enforce. */
+  mode?: "enforce" | "audit";
 }
 
 export interface NodeRow {
@@ -147,8 +151,8 @@ export interface Snapshot {
   cidrIdentities: ReadonlyMap<string, number>;
 }
 
-/** The maps the compiler writes; sock_rev and metrics belong to the datapath. */
-export const DATAPATH_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend"] as const;
+/** The maps the compiler writes; sock_rev, ct, metrics and the flow maps belong to the datapath and the agent. */
+export const DATAPATH_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend", "audit"] as const;
 export type DatapathMap = (typeof DATAPATH_MAPS)[number];
 
 export type DatapathMaps = { [M in DatapathMap]: Entry<M>[] };

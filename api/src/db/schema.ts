@@ -290,6 +290,8 @@ export const policies = pgTable(
     /** Null: the policy does not govern that direction. */
     ingress: jsonb("ingress"),
     egress: jsonb("egress"),
+    /** "audit": staged; its rules go to the datapath's audit map only (compiler/policy.ts). */
+    mode: text("mode").$type<"enforce" | "audit">().notNull().default("enforce"),
     revision: revision(),
     createdAt: createdAt(),
     updatedAt: updatedAt(),

@@ -49,13 +49,14 @@ export const serviceRowOf = (r: ServiceDb): ServiceRow => ({
 });
 /** The API lets a rule leave out peers or ports (meaning any); the compiler wants them as empty lists. */
 const rulesOf = (rules: unknown): PolicyRule[] =>
-  (rules as Partial<PolicyRule>[]).map((r) => ({ peers: r.peers ?? [], ports: r.ports ?? [], action: r.action! }));
+  (rules as Partial<PolicyRule>[]).map((r) => ({ peers: r.peers ?? [], ports: r.ports ?? [], action: r.action!, ...(r.mode ? { mode: r.mode } : {}) }));
 
 export const policyRowOf = (r: PolicyDb): PolicyRow => ({
   id: r.id,
   tenantId: r.tenantId,
   name: r.name,
   subject: r.subject as PolicyRow["subject"],
+  mode: r.mode,
   ...(r.ingress === null ? {} : { ingress: rulesOf(r.ingress) }),
   ...(r.egress === null ? {} : { egress: rulesOf(r.egress) }),
 });

@@ -55,6 +55,7 @@ async function putPolicy(w: WriteScope, follower: Follower, tenant: TenantDbRow,
         // Absent and empty differ: present governs the direction (compiler/policy.ts).
         ingress: spec.ingress ?? null,
         egress: spec.egress ?? null,
+        mode: spec.mode ?? "enforce",
         revision: w.revision,
       };
       const [row] = existing

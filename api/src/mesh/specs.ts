@@ -288,11 +288,18 @@ export const PortSelector = Type.Object(
   { additionalProperties: false },
 );
 
+export const PolicyMode = Type.Union([Type.Literal("enforce"), Type.Literal("audit")], {
+  description:
+    "audit: staged, not enforced. What the policy (or rule) would drop passes and is reported as a flow with verdict audit naming the rule; switch to enforce with one write",
+});
+export type PolicyMode = Static<typeof PolicyMode>;
+
 export const Rule = Type.Object(
   {
     peers: Type.Optional(Type.Array(Peer, { maxItems: 64, description: "Empty or absent: any peer" })),
     ports: Type.Optional(Type.Array(PortSelector, { maxItems: 64, description: "Empty or absent: any port and protocol" })),
     action: Type.Union([Type.Literal("allow"), Type.Literal("deny")], { description: "deny wins over allow" }),
+    mode: Type.Optional({ ...PolicyMode, description: "audit stages this one rule in an enforced policy; default: the policy's mode" }),
   },
   { additionalProperties: false },
 );
@@ -308,6 +315,7 @@ export const PolicySpec = Type.Object(
     subject: { ...Selector, description: "The identities of this tenant the policy applies to" },
     ingress: Type.Optional(Rules("for traffic it receives")),
     egress: Type.Optional(Rules("for traffic it sends")),
+    mode: Type.Optional({ ...PolicyMode, description: `${PolicyMode.description}. Default enforce` }),
   },
   { additionalProperties: false, description: "At most 256 rules over both directions" },
 );

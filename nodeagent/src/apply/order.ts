@@ -7,8 +7,8 @@
 import { layouts, maps, type MapId } from "@weft/codec";
 import type { MapPlan } from "./plan.ts";
 
-/** The maps the API's compiler produces entries for, the same six as its DATAPATH_MAPS. */
-export const MANAGED_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend"] as const;
+/** The maps the API's compiler produces entries for, the same seven as its DATAPATH_MAPS. */
+export const MANAGED_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend", "audit"] as const;
 export type ManagedMap = (typeof MANAGED_MAPS)[number];
 
 export function isManagedMap(id: string): id is ManagedMap {
@@ -27,7 +27,7 @@ export function isManagedMap(id: string): id is ManagedMap {
  * connect() that finds no backend is refused, while a policy entry that is a
  * moment late only delays the change it brings.
  */
-export const UPSERT_ORDER: readonly ManagedMap[] = ["backend", "lb_slot", "svc", "endpoint", "ipcache", "policy"];
+export const UPSERT_ORDER: readonly ManagedMap[] = ["backend", "lb_slot", "svc", "endpoint", "ipcache", "policy", "audit"];
 
 /**
  * Deletes, after every upsert, in the reverse dependency order: a service
@@ -35,7 +35,7 @@ export const UPSERT_ORDER: readonly ManagedMap[] = ["backend", "lb_slot", "svc",
  * backend before the backend goes; policy entries go before the identities
  * they mention stop resolving.
  */
-export const DELETE_ORDER: readonly ManagedMap[] = ["svc", "lb_slot", "backend", "policy", "ipcache", "endpoint"];
+export const DELETE_ORDER: readonly ManagedMap[] = ["svc", "lb_slot", "backend", "audit", "policy", "ipcache", "endpoint"];
 
 const policyKey = layouts["struct weft_policy_key"]!;
 /** The key bytes a catch-all (any peer, any port, any protocol) has at zero. */

@@ -10,6 +10,7 @@ const toPolicy = (row: PolicyDbRow): Policy => ({
   subject: row.subject as Policy["subject"],
   ingress: row.ingress as Policy["ingress"],
   egress: row.egress as Policy["egress"],
+  mode: row.mode,
   etag: etagOf(row.revision),
   createdAt: row.createdAt.toISOString(),
   updatedAt: row.updatedAt.toISOString(),

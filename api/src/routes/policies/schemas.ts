@@ -1,6 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Timestamp } from "../../http/schemas.ts";
-import { Name, Rule, Selector } from "../../mesh/specs.ts";
+import { Name, PolicyMode, Rule, Selector } from "../../mesh/specs.ts";
 
 export const Policy = Type.Object(
   {
@@ -8,6 +8,7 @@ export const Policy = Type.Object(
     subject: Selector,
     ingress: Type.Union([Type.Array(Rule), Type.Null()]),
     egress: Type.Union([Type.Array(Rule), Type.Null()]),
+    mode: PolicyMode,
     etag: Type.String(),
     createdAt: Timestamp,
     updatedAt: Timestamp,

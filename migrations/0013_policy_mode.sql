@@ -1,0 +1,1 @@
+ALTER TABLE "policies" ADD COLUMN "mode" text DEFAULT 'enforce' NOT NULL;
