@@ -102,11 +102,6 @@ export class IntervalAggregator {
     return true;
   }
 
-  /** Whether anything was added since the last seal. */
-  get empty(): boolean {
-    return this.rows.size === 0 && this.lost === 0;
-  }
-
   /** The interval [start, endMs) as shipped; the next interval starts at endMs. */
   seal(endMs: number): SealedInterval {
     const start = new Date(this.startMs).toISOString();

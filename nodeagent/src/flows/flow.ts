@@ -11,7 +11,6 @@ import type { MonotonicClock } from "./clock.ts";
 
 /** The verdicts the API stores: the kernel's pass split by why it passed. */
 export type FlowVerdict = "forwarded" | "dropped" | "audit" | "translated";
-export const FLOW_VERDICTS: readonly FlowVerdict[] = ["forwarded", "dropped", "audit", "translated"];
 
 /**
  * audit: a rule in audit mode would have dropped it (it passed); translated:
