@@ -201,7 +201,10 @@ export const rssKiB = (pid: number): number | null => statusKiB(pid, "VmRSS");
 /** Peak resident memory (VmHWM) in KiB. */
 export const hwmKiB = (pid: number): number | null => statusKiB(pid, "VmHWM");
 
-function statusKiB(pid: number, field: "VmRSS" | "VmHWM"): number | null {
+/** Anonymous resident memory (RssAnon: the heaps, not the mapped code) in KiB. */
+export const anonKiB = (pid: number): number | null => statusKiB(pid, "RssAnon");
+
+function statusKiB(pid: number, field: "VmRSS" | "VmHWM" | "RssAnon"): number | null {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m ? Number(m[1]) : null;

@@ -15,6 +15,7 @@ import { AgentLoop } from "../../nodeagent/src/agent/agent.ts";
 import { Backoff } from "../../nodeagent/src/agent/backoff.ts";
 import { ApiError, type DatapathAnswer, type DatapathQuery, type NodeWorkload, type StatusReport } from "../../nodeagent/src/agent/client.ts";
 import { DEFAULT_CGROUP, DEFAULT_STATE_DIR, DEFAULT_WORKLOAD_API_SOCKET, parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
+import { DEFAULT_FLOW_CONFIG } from "../../nodeagent/src/flows/config.ts";
 import { InvalidDatapath, patch, validateDelta, validateFull, type DesiredMaps } from "../../nodeagent/src/agent/desired.ts";
 import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
 import { inPodCidr, parsePodCidr } from "../../nodeagent/src/agent/pod-cidr.ts";
@@ -49,6 +50,7 @@ describe("command line", () => {
       statusInterval: 5,
       workloadApiSocket: DEFAULT_WORKLOAD_API_SOCKET,
       svidFiles: false,
+      flows: DEFAULT_FLOW_CONFIG,
     });
     expect(parseArgs([], { WEFT_API: "https://api.example:1", WEFT_NODE_NAME: "n2" }).name).toBe("n2");
     // The Workload API: on by default at /run/weft/agent.sock; another absolute path, or off.

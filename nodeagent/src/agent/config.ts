@@ -5,6 +5,7 @@
  * exits 2, so a typo in a unit file is not mistaken for a crash.
  */
 import { readFileSync } from "node:fs";
+import { FLOW_FLAGS, parseFlowConfig, type FlowConfig } from "../flows/config.ts";
 import { DEFAULT_PIN_DIR } from "../loader/index.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/weft";
@@ -62,6 +63,8 @@ export interface AgentConfig {
   workloadApiSocket?: string | null;
   /** Also write each workload's SVID as files under <stateDir>/svids (default off). */
   svidFiles?: boolean;
+  /** Flow events (src/flows/); absent: DEFAULT_FLOW_CONFIG. */
+  flows?: FlowConfig;
 }
 
 /** Flag name -> [config key, environment variable, value shown in --help, what it is]. */
@@ -81,6 +84,7 @@ const FLAGS = {
   "--status-interval": ["statusInterval", "WEFT_STATUS_INTERVAL", "SECONDS", `a status report at least this often, 1..60 (default ${DEFAULT_STATUS_INTERVAL})`],
   "--workload-api-socket": ["workloadApiSocket", "WEFT_WORKLOAD_API_SOCKET", "PATH|off", `the SPIFFE Workload API's Unix socket (default ${DEFAULT_WORKLOAD_API_SOCKET})`],
   "--svid-files": ["svidFiles", "WEFT_SVID_FILES", "[on|off]", "also write each workload's SVID as files under the state directory (default off)"],
+  ...FLOW_FLAGS,
 } as const;
 /** Every environment variable the agent reads (deploy/ checks its unit and DaemonSet against it). */
 export const ENVIRONMENT: readonly string[] = Object.values(FLAGS).map(([, envName]) => envName);
@@ -216,6 +220,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     statusInterval,
     workloadApiSocket: socketText === "off" ? null : socketText,
     svidFiles: svidFiles === "on",
+    flows: parseFlowConfig(get, (message) => new UsageError(message)),
     // Left out when off, so a configuration without an uplink reads as before.
     ...(uplink === "off" ? {} : { uplink }),
   };

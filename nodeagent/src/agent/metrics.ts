@@ -41,6 +41,9 @@ export function readVerdicts(metrics: Pick<MapTarget, "dump">): VerdictCount[] {
   return out;
 }
 
+/** A GET route beside /metrics: its status, media type and JSON body for a query string. */
+export type LocalRoute = (query: URLSearchParams) => { status: number; type?: string; body: unknown };
+
 /** GET /readyz: 200 {"ready":true}, or 503 {"ready":false,"reasons":[...]}. */
 export interface Readiness {
   ready: boolean;
@@ -92,6 +95,8 @@ export class AgentMetrics {
   private localVethCount: number | null = null;
   private verdicts: VerdictCount[] = [];
   private server: Server | null = null;
+  /** More GET routes on this port, answering JSON (GET /flows). */
+  private readonly routes = new Map<string, LocalRoute>();
 
   constructor(private readonly verdictSource: (() => VerdictCount[]) | null = null) {
     const registers = [this.registry];
@@ -276,7 +281,12 @@ export class AgentMetrics {
     return out;
   }
 
-  /** Serves /metrics, /healthz and /readyz on 127.0.0.1:port (0: any free port); answers the port. */
+  /** Serves another GET route on this port from now on. */
+  serve(path: string, route: LocalRoute): void {
+    this.routes.set(path, route);
+  }
+
+  /** Serves /metrics, /healthz, /readyz and the routes given to serve() on 127.0.0.1:port (0: any free port); answers the port. */
   async listen(port: number): Promise<number> {
     const server = createServer((req, res) => {
       const path = (req.url ?? "").split("?")[0];
@@ -289,6 +299,12 @@ export class AgentMetrics {
       if (get && path === "/healthz") {
         const l = probe(this.liveness, (reasons) => ({ alive: false, reasons: [`failed to tell liveness: ${reasons}`] }));
         answerProbe(res, l.alive, l.alive ? { alive: true } : { alive: false, reasons: l.reasons });
+        return;
+      }
+      const route = req.method === "GET" ? this.routes.get(path ?? "") : undefined;
+      if (route) {
+        const a = route(new URL(req.url ?? "/", "http://localhost").searchParams);
+        res.writeHead(a.status, { "content-type": a.type ?? "application/json" }).end(JSON.stringify(a.body));
         return;
       }
       if (!get || path !== "/metrics") {

@@ -16,6 +16,7 @@ import { ensureStateDir, loadRegistration, saveRegistration, type SavedRegistrat
 import { SvidManager } from "./svid.ts";
 import { VethReconciler } from "./veths.ts";
 import { WorkloadApiServer } from "../workload-api/server.ts";
+import { DEFAULT_FLOW_CONFIG, startFlows, type RunningFlows } from "../flows/index.ts";
 
 export interface RuntimeOptions {
   objectDir?: string;
@@ -24,6 +25,8 @@ export interface RuntimeOptions {
   log?: Log;
   /** How often the SVID manager reads the tenants' bundles again (ms; its default otherwise). */
   bundleRefreshMs?: number;
+  /** Base URL flow batches are POSTed to, with the node credential, instead of cfg.api (tests: a recording server). */
+  flowsApi?: string;
 }
 
 export interface RunningAgent {
@@ -33,6 +36,8 @@ export interface RunningAgent {
   svids: SvidManager;
   /** The Workload API, when served (cfg.workloadApiSocket). */
   workloadApi: WorkloadApiServer | null;
+  /** Flow events: collector and uploader null when off (--flows off) or when they failed to start. */
+  flows: RunningFlows;
   metricsPort: number;
   /** Resolves when the loop ended (after stop()). */
   done: Promise<void>;
@@ -83,6 +88,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
   const metrics = new AgentMetrics(() => readVerdicts(datapath.maps.metrics));
   let svids: SvidManager | null = null;
   let workloadApi: WorkloadApiServer | null = null;
+  let flows: RunningFlows | null = null;
   try {
     // The configuration first: programs swapped in by attachCgroup rewrite nothing until it exists.
     const sockCfg = datapath.configureSockLb(cfg.lbHostTraffic);
@@ -90,6 +96,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     datapath.attachCgroup(cfg.cgroup);
     const uplink = configureUplink(datapath, cfg);
     const metricsPort = await metrics.listen(cfg.metricsPort);
+    flows = startFlowsOrLog(cfg, options, datapath, registration, metrics, log);
     svids = new SvidManager({
       stateDir: cfg.stateDir,
       client,
@@ -124,9 +131,10 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     metrics.aliveWhen(() => loop.liveness());
     const abort = new AbortController();
     const done = loop.run(abort.signal);
-    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}` });
+    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}`, flows: flows.collector ? (cfg.flows ?? DEFAULT_FLOW_CONFIG) : "off" });
     const s = svids;
     const wapi = workloadApi;
+    const f = flows;
     let stopped: Promise<void> | null = null;
     return {
       registration,
@@ -134,6 +142,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       datapath,
       svids: s,
       workloadApi: wapi,
+      flows: f,
       metricsPort,
       done,
       stop: () =>
@@ -141,17 +150,35 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
           abort.abort();
           await done;
           await wapi?.close();
+          await f.stop();
           s.close();
           await metrics.close();
           datapath.close();
         })()),
     };
   } catch (err) {
+    await flows?.stop();
     await workloadApi?.close().catch(() => undefined);
     svids?.close();
     await metrics.close();
     datapath.close();
     throw err;
+  }
+}
+
+/**
+ * Flows start after the datapath and /metrics; a failure to start them (no
+ * ring buffer, a bad write) is logged and leaves flows off: the datapath
+ * loop never depends on them.
+ */
+function startFlowsOrLog(cfg: AgentConfig, options: RuntimeOptions, datapath: KernelDatapath, registration: SavedRegistration, metrics: AgentMetrics, log: Log): RunningFlows {
+  const config = cfg.flows ?? DEFAULT_FLOW_CONFIG;
+  const client = new ApiClient(options.flowsApi ?? cfg.api, registration.credential);
+  try {
+    return startFlows({ config, datapath, node: registration.node, client, metrics, log, ...(options.backoff ? { backoff: options.backoff } : {}) });
+  } catch (err) {
+    log("error", "failed to start flows; the agent runs without them", { error: (err as Error).message });
+    return { collector: null, uploader: null, stop: async () => undefined };
   }
 }
 

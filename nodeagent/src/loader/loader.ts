@@ -16,7 +16,7 @@
  */
 import { existsSync, openSync, closeSync, constants as fsConstants, mkdirSync, readdirSync, rmdirSync, statSync, unlinkSync } from "node:fs";
 import { join } from "node:path";
-import { encodeEntries, mapNames, maps as mapSpecs, type MapId, type SockCfg } from "@weft/codec";
+import { decodeValues, encodeEntries, encodeKey, mapNames, maps as mapSpecs, type FlowCfg, type FlowStats, type MapId, type SockCfg } from "@weft/codec";
 import { KernelError } from "../kernel/errors.ts";
 import { createLink, detachLink, mapInfo, openPinned, pinObject, updateLink } from "../kernel/links.ts";
 import { BpfMap, closeFd } from "../kernel/maps.ts";
@@ -143,6 +143,29 @@ export class KernelDatapath {
     const { keys, values } = encodeEntries("sock_cfg", [{ key: { index: 0 }, value }]);
     this.maps.sock_cfg.update(keys, values);
     return value;
+  }
+
+  /**
+   * Writes the flow events' one configuration entry (weft_flow_cfg): rate 0
+   * turns events off. Overwrites that entry only; nothing else is touched or
+   * flushed, and the token buckets keep their state.
+   */
+  configureFlows(value: FlowCfg): FlowCfg {
+    const { keys, values } = encodeEntries("flow_cfg", [{ key: { index: 0 }, value }]);
+    this.maps.flow_cfg.update(keys, values);
+    return value;
+  }
+
+  /** The flow events' counters (weft_flow_stats), summed over CPUs. */
+  flowStats(): Pick<FlowStats, "emitted" | "rateLimited" | "ringFull"> {
+    const bytes = this.maps.flow_stats.lookup(encodeKey("flow_stats", { index: 0 }));
+    const sum = { emitted: 0n, rateLimited: 0n, ringFull: 0n };
+    for (const cpu of bytes ? decodeValues("flow_stats", bytes) : []) {
+      sum.emitted += cpu.emitted;
+      sum.rateLimited += cpu.rateLimited;
+      sum.ringFull += cpu.ringFull;
+    }
+    return sum;
   }
 
   /** Attaches the socket-LB programs to a cgroup v2 directory, or gives the pinned links this process's programs. */
