@@ -66,6 +66,7 @@ const systemRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         summary: "Prometheus metrics labelled by tenant (SVIDs issued, CA expiry); operator only",
+        operationId: "getTenantMetrics",
         produces: ["text/plain"],
         response: { 200: Type.String({ description: "Prometheus text exposition format" }), ...problemResponses(401, 403) },
       },
