@@ -11,9 +11,17 @@ interface Operation {
   parameters?: { in: string; name: string }[];
   responses: Record<string, { content?: Record<string, { schema?: { properties?: Record<string, unknown> } }> }>;
 }
-type Spec = { paths: Record<string, Record<string, Operation>> };
+type Schema = { $ref?: string; properties?: Record<string, unknown> };
+type Spec = { paths: Record<string, Record<string, Operation>>; components?: { schemas?: Record<string, Schema> } };
 
 const spec = JSON.parse(readFileSync(new URL("../../openapi/openapi.json", import.meta.url), "utf8")) as Spec;
+
+/** The properties of a JSON answer's schema, through a $ref into components (named schemas). */
+function answerProperties(op: Operation | undefined): Record<string, unknown> {
+  let schema = op?.responses["200"]?.content?.["application/json"]?.schema as Schema | undefined;
+  while (schema?.$ref) schema = spec.components?.schemas?.[schema.$ref.replace("#/components/schemas/", "")];
+  return schema?.properties ?? {};
+}
 
 /** What is wrong with a route as the document sees it; empty when nothing. */
 function routeProblems(document: Spec, route: Route): string[] {
@@ -58,7 +66,7 @@ describe("the CLI's routes against openapi/openapi.json", () => {
 
   it("can write a manifest of every kind it applies: each PUT body field is a field of the resource the GET answers", () => {
     for (const kind of KINDS.filter((k) => k.routes.put)) {
-      const answered = spec.paths[kind.routes.get!.path]?.get?.responses["200"]?.content?.["application/json"]?.schema?.properties ?? {};
+      const answered = answerProperties(spec.paths[kind.routes.get!.path]?.get);
       const fields = bodyFields(kind.routes.put!, spec as unknown as Parameters<typeof bodyFields>[1]);
       expect(fields.length, kind.plural).toBeGreaterThan(0);
       expect(fields.filter((f) => !(f in answered)), kind.plural).toEqual([]);
@@ -75,9 +83,7 @@ describe("the CLI's routes against openapi/openapi.json", () => {
 
   it("pages every list it reads: each answers {items, nextCursor}", () => {
     for (const kind of KINDS) {
-      const op = spec.paths[kind.routes.list.path]?.get;
-      const schema = op?.responses["200"]?.content?.["application/json"]?.schema;
-      expect(Object.keys(schema?.properties ?? {}), kind.plural).toEqual(expect.arrayContaining(["items", "nextCursor"]));
+      expect(Object.keys(answerProperties(spec.paths[kind.routes.list.path]?.get)), kind.plural).toEqual(expect.arrayContaining(["items", "nextCursor"]));
     }
   });
 });
