@@ -11,6 +11,7 @@ import { PLATFORM_TENANT_ID } from "../auth/node-credentials.ts";
 import type { ChangeFeed } from "./change-feed.ts";
 import type { Follower } from "../follower/follow.ts";
 import type { TenantDirectory } from "./tenant-directory.ts";
+import type { ServingTls } from "../tls/serving.ts";
 
 /** The app's shared services, built once in buildApp and reached as app.weft. */
 export interface Services {
@@ -29,6 +30,8 @@ export interface Services {
   bundleEndpoints: BundleEndpoints;
   /** Runs a write on behalf of a request, honouring ?dryRun, and tells this replica's caches at commit. */
   writeFor<T>(request: FastifyRequest, tenantId: number | null, body: (scope: WriteScope) => Promise<T>): Promise<T>;
+  /** The API's TLS (tls/serving.ts) when it serves HTTPS; its operator CA when Weft issues its own certificate. */
+  servingTls: ServingTls | undefined;
 }
 
 declare module "fastify" {
