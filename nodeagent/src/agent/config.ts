@@ -5,6 +5,7 @@
  * exits 2, so a typo in a unit file is not mistaken for a crash.
  */
 import { DEFAULT_PIN_DIR } from "../loader/index.ts";
+import { parsePin } from "./api-trust.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/weft";
 /** The cgroup v2 root on these machines; socket LB there covers every process. */
@@ -21,6 +22,14 @@ export interface AgentConfig {
   command: "run" | "cleanup";
   /** Base URL of the API, e.g. http://127.0.0.1:8080; required to run. */
   api: string;
+  /** A PEM file of the CA(s) the API's certificate must chain to (https only); unset: the system's roots. */
+  apiCa?: string | undefined;
+  /**
+   * The SHA-256 of the operator CA's certificate (64 hex digits): the CA is
+   * fetched from GET /v1/system/ca at the first start, checked against it,
+   * and kept in the state directory (api-trust.ts).
+   */
+  apiCaSha256?: string | undefined;
   /** Needed only for the first start; later starts reuse the saved credential. */
   joinToken: string | undefined;
   name: string;
@@ -60,6 +69,8 @@ export interface AgentConfig {
 /** Flag name -> [config key, environment variable]. */
 const FLAGS = {
   "--api": ["api", "WEFT_API"],
+  "--api-ca": ["apiCa", "WEFT_API_CA"],
+  "--api-ca-sha256": ["apiCaSha256", "WEFT_API_CA_SHA256"],
   "--join-token": ["joinToken", "WEFT_JOIN_TOKEN"],
   "--name": ["name", "WEFT_NODE_NAME"],
   "--zone": ["zone", "WEFT_ZONE"],
@@ -79,7 +90,7 @@ const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic", "--svid-file
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
 
 export const USAGE =
-  "usage: agent [cleanup] --api URL --name N [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--uplink DEV|auto|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] [--workload-api-socket PATH|off] [--svid-files [on|off]] (each also WEFT_API, WEFT_NODE_NAME, ...)";
+  "usage: agent [cleanup] --api URL --name N [--api-ca FILE | --api-ca-sha256 HEX] [--join-token T] [--zone Z] [--cgroup PATH] [--pin-dir DIR] [--state-dir DIR] [--metrics-port P] [--host-routing on|off] [--uplink DEV|auto|off] [--lb-host-traffic [on|off]] [--status-interval SECONDS] [--workload-api-socket PATH|off] [--svid-files [on|off]] (each also WEFT_API, WEFT_NODE_NAME, ...)";
 
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
@@ -121,7 +132,13 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
       throw new UsageError(`--api ${JSON.stringify(api)} is not a URL`);
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`--api must be http(s), not ${url.protocol}`);
+    for (const flag of ["apiCa", "apiCaSha256"] as const) {
+      if (get(flag) !== undefined && url.protocol !== "https:") throw new UsageError(`--${flag === "apiCa" ? "api-ca" : "api-ca-sha256"} needs an https:// --api`);
+    }
   }
+  if (get("apiCa") !== undefined && get("apiCaSha256") !== undefined) throw new UsageError("--api-ca and --api-ca-sha256 exclude each other: give the CA file, or its SHA-256 to fetch it");
+  const pinText = get("apiCaSha256");
+  if (pinText !== undefined && parsePin(pinText) === null) throw new UsageError("--api-ca-sha256 must be 64 hex digits (colons allowed), as `openssl x509 -noout -fingerprint -sha256` prints them");
   const portText = get("metricsPort");
   const metricsPort = portText === undefined ? DEFAULT_METRICS_PORT : Number(portText);
   // 0 asks the kernel for a free port (tests); the address is logged at start.
@@ -143,6 +160,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   return {
     command,
     api: api.replace(/\/+$/, ""),
+    ...(get("apiCa") !== undefined ? { apiCa: get("apiCa") } : {}),
+    ...(pinText !== undefined ? { apiCaSha256: pinText } : {}),
     joinToken: get("joinToken"),
     name,
     zone: get("zone"),

@@ -10,6 +10,7 @@ import { cleanup, KernelDatapath, type CleanupResult } from "../loader/index.ts"
 import { AgentLoop, jsonLog, type Log } from "./agent.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { ApiClient } from "./client.ts";
+import { apiFetch, resolveApiCa } from "./api-trust.ts";
 import type { AgentConfig } from "./config.ts";
 import { AgentMetrics, readVerdicts } from "./metrics.ts";
 import { ensureStateDir, loadRegistration, saveRegistration, type SavedRegistration } from "./state.ts";
@@ -69,7 +70,10 @@ export async function ensureRegistered(cfg: AgentConfig, client: ApiClient, log:
 
 export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {}): Promise<RunningAgent> {
   const log = options.log ?? jsonLog;
-  const client = new ApiClient(cfg.api);
+  ensureStateDir(cfg.stateDir);
+  const trust = await resolveApiCa(cfg);
+  if (cfg.api.startsWith("https:")) log("info", "trusting the API's certificate", { ca: trust.source });
+  const client = new ApiClient(cfg.api, null, apiFetch(trust.pem));
   const registration = await ensureRegistered(cfg, client, log);
   client.setCredential(registration.credential);
 
