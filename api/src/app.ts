@@ -119,7 +119,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const db = database.db;
   // The KEK first: it seals the operator CA (for the server's TLS, needed to build it), the token signing key and the CA keys.
   const kek = resolveKek(config);
-  const servingTls = config.tls ? await ServingTls.open(config.tls, { db, kek }) : undefined;
+  const servingTls = config.tls ? await ServingTls.open(config.tls, { db, kek, fileCheckMs: config.tlsFileCheckMs }) : undefined;
 
   const serverOptions = {
     logger: config.logLevel === "silent" ? false : { level: config.logLevel, ...(opts.logStream ? { stream: opts.logStream } : {}) },

@@ -77,6 +77,8 @@ export interface Config {
   http2?: boolean;
   /** WEFT_ALLOW_PLAINTEXT=1: plain HTTP on a non-loopback HOST, with a warning. */
   allowPlaintext?: boolean;
+  /** In process only (tests): how often WEFT_TLS_CERT/WEFT_TLS_KEY are checked for a change (default 30 s). */
+  tlsFileCheckMs?: number;
 }
 
 export const DEFAULT_NODE_GRACE_SECONDS = 15;

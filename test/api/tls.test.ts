@@ -225,6 +225,26 @@ describe("HTTPS with a serving certificate Weft issues itself (WEFT_TLS=self), H
     expect((await resolveApiCa({ api: "https://127.0.0.1:1", stateDir, apiCaSha256: pin })).source).toBe(join(stateDir, PINNED_CA_FILE));
   });
 
+  it("reads no more than a CA's worth from a server posing as the API under a pin, and refuses it", async () => {
+    const { createServer } = await import("node:https");
+    const impostor = createServer({ key: readFileSync(join(dir, "stranger.key")), cert: readFileSync(stranger) }, (_req, res) => {
+      res.writeHead(200, { "content-type": "application/x-pem-file" });
+      const chunk = Buffer.alloc(16 * 1024, "A");
+      for (let i = 0; i < 64; i++) res.write(chunk);
+      res.end();
+    });
+    await new Promise<void>((r) => impostor.listen(0, "127.0.0.1", r));
+    try {
+      const base = `https://127.0.0.1:${(impostor.address() as { port: number }).port}`;
+      const pin = fingerprintOf(new X509Certificate(ca));
+      await expect(resolveApiCa({ api: base, stateDir: join(dir, "impostor-state"), apiCaSha256: pin })).rejects.toThrow(/answered more than 65536 bytes/);
+      expect(existsSync(join(dir, "impostor-state", PINNED_CA_FILE))).toBe(false);
+    } finally {
+      impostor.closeAllConnections();
+      await new Promise((r) => impostor.close(r));
+    }
+  });
+
   it("renews its certificate before expiry and serves the new one without a restart", async () => {
     const before = await servedCertificate(port);
     const pid = api.child.pid;

@@ -72,6 +72,8 @@ export interface ServingTlsDeps {
   db: Db;
   kek: KekChoice;
   now?: () => Date;
+  /** How often operator-provided files are checked (default FILE_CHECK_MS). */
+  fileCheckMs?: number | undefined;
 }
 
 /**
@@ -129,7 +131,7 @@ export class ServingTls {
           log.warn(`TLS: keeping the current certificate: ${(err as Error).message}`);
         }
       };
-      this.#timer = setInterval(check, FILE_CHECK_MS);
+      this.#timer = setInterval(check, this.deps.fileCheckMs ?? FILE_CHECK_MS);
       this.#timer.unref();
       return;
     }

@@ -65,9 +65,15 @@ export async function fetchPinnedCa(api: string, pin: string): Promise<string> {
   try {
     const res = await undiciFetch(url, { dispatcher, redirect: "error", signal: AbortSignal.timeout(PIN_FETCH_TIMEOUT_MS) });
     if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}`);
-    const text = await res.text();
-    if (text.length > MAX_CA_BYTES) throw new Error(`GET ${url} answered ${text.length} bytes, more than a CA certificate`);
-    return pinned(text, pin, `the CA served at ${url}`);
+    // Read at most MAX_CA_BYTES: until the pin is checked, this server is anyone.
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of res.body ?? []) {
+      size += chunk.length;
+      if (size > MAX_CA_BYTES) throw new Error(`GET ${url} answered more than ${MAX_CA_BYTES} bytes, more than a CA certificate`);
+      chunks.push(chunk);
+    }
+    return pinned(Buffer.concat(chunks).toString("utf8"), pin, `the CA served at ${url}`);
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     throw new Error(`failed to fetch the API's CA for --api-ca-sha256: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
