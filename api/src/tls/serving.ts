@@ -96,17 +96,18 @@ export class ServingTls {
     readonly operatorCa: OperatorCa | null,
     private notAfter: Date | null,
     private issuedAt: Date | null,
+    /** Operator CAs sealed under other KEKs (replicas that disagree on the KEK serve certificates of other roots): start() logs it. */
+    private readonly otherKeks = 0,
   ) {
     this.#current = first;
   }
 
-  static async open(tls: TlsConfig, deps: ServingTlsDeps, log?: FastifyBaseLogger): Promise<ServingTls> {
+  static async open(tls: TlsConfig, deps: ServingTlsDeps): Promise<ServingTls> {
     if (tls.source === "files") return new ServingTls(tls, readPemFiles(tls), deps, null, null, null);
     const { ca, otherKeks } = await loadOperatorCa(deps.db, deps.kek.kek, { ephemeral: deps.kek.ephemeral });
-    if (otherKeks > 0) log?.warn("operator CAs sealed under another KEK exist: give every replica the same WEFT_KEK, or their certificates chain to other roots");
     const now = (deps.now ?? (() => new Date()))();
     const issued = issueServingCertificate(ca, tls.sans, now, tls.certTtlSeconds * 1000);
-    return new ServingTls(tls, { cert: issued.certPem, key: issued.keyPem }, deps, ca, issued.notAfter, issued.issuedAt);
+    return new ServingTls(tls, { cert: issued.certPem, key: issued.keyPem }, deps, ca, issued.notAfter, issued.issuedAt, otherKeks);
   }
 
   /** The key pair to build the server with. */
@@ -116,6 +117,7 @@ export class ServingTls {
 
   /** Keeps server's certificate current; every change and failure is logged. */
   start(server: Server, log: FastifyBaseLogger): void {
+    if (this.otherKeks > 0) log.warn("operator CAs sealed under another KEK exist: give every replica the same WEFT_KEK, or their serving certificates chain to other roots");
     if (this.tls.source === "files") {
       const paths = [this.tls.certFile, this.tls.keyFile];
       let seen = fingerprintOf(paths);
