@@ -106,7 +106,8 @@ up() {
 
   say "API: $API (what npm start runs, on the embedded database in $DEMO/data)"
   echo "weft_op_demo-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')" > $DEMO/operator-token
-  HOST=$FABRIC.254 PORT=8080 WEFT_DATA_DIR=$DEMO/data WEFT_OPERATOR_TOKEN=$(cat $DEMO/operator-token) \
+  # Plain HTTP on the fabric address: only the simulated nodes on this machine can reach it.
+  HOST=$FABRIC.254 PORT=8080 WEFT_ALLOW_PLAINTEXT=1 WEFT_DATA_DIR=$DEMO/data WEFT_OPERATOR_TOKEN=$(cat $DEMO/operator-token) \
     WEFT_POD_CIDR=198.19.0.0/16 WEFT_POD_CIDR_NODE_PREFIX=24 WEFT_SERVICE_CIDR=198.18.128.0/24 LOG_LEVEL=warn \
     nohup sh scripts/node.sh --import tsx api/src/server.ts > $DEMO/api.log 2>&1 &
   echo $! > $DEMO/api.pid

@@ -52,6 +52,8 @@ import { activeCaExpiries, DrizzleCaStore } from "./ca/store.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
 import { Follower } from "./follower/follow.ts";
 import { resolveKek } from "./ca/kek-source.ts";
+import { ServingTls } from "./tls/serving.ts";
+import type { Server as TlsServer } from "node:tls";
 import { makeSystemWrite, makeWriteFor, type Services } from "./services/context.ts";
 import { TenantDirectory } from "./services/tenant-directory.ts";
 import { FlowStreams } from "./mesh/flows/follow.ts";
@@ -125,8 +127,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const database = opts.database ?? openDatabase(config);
   await database.migrate();
   const db = database.db;
+  // The KEK first: it seals the operator CA (for the server's TLS, needed to build it), the token signing key and the CA keys.
+  const kek = resolveKek(config);
+  const servingTls = config.tls ? await ServingTls.open(config.tls, { db, kek, fileCheckMs: config.tlsFileCheckMs }) : undefined;
 
-  const app = Fastify({
+  const serverOptions = {
     logger: config.logLevel === "silent" ? false : { level: config.logLevel, ...(opts.logStream ? { stream: opts.logStream } : {}) },
     // The server's own id, always: a client's x-request-id could collide with
     // another's or forge a trail in the audit log. A safe one is kept beside it.
@@ -151,7 +156,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     schemaController: { compilersFactory: { buildValidator } },
     // The response serializer checks formats too (in anyOf branches): it must know ours.
     serializerOpts: { ajv: { formats: Object.fromEntries(Object.entries(FORMATS).map(([n, f]) => [n, f.pattern])) } },
-  }).withTypeProvider<TypeBoxTypeProvider>();
+    ...(servingTls ? tlsServerOptions(servingTls, config.http2 === true) : {}),
+  };
+  // The server is https or http2 when TLS is on; the routes see Node's request and reply either way (HTTP/2 through its compatibility API).
+  const app = Fastify(serverOptions as FastifyServerOptions).withTypeProvider<TypeBoxTypeProvider>();
 
   const routeTable: RouteEntry[] = [];
   app.decorate("routeTable", routeTable);
@@ -173,8 +181,6 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await feed.start(database);
   const { operator, generated } = await OperatorToken.establish(db, config.operatorToken);
   app.decorate("generatedOperatorToken", generated);
-  // The KEK first: it seals the token signing key as well as the CA keys.
-  const kek = resolveKek(config);
   app.log[kek.level](kek.note);
   const signing = await loadSigningKey(db, kek.kek, { ephemeral: kek.ephemeral });
   if (signing.otherKeks > 0) app.log.warn("token signing keys sealed under another KEK exist: give every replica the same WEFT_KEK");
@@ -217,6 +223,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     }),
     flowStreams,
     writeFor: makeWriteFor(db, feed),
+    servingTls,
   };
   app.decorate("weft", services);
   // Liveness is the API's to decide (mesh/liveness.ts); in-process apps (tests) sweep only when asked to.
@@ -230,6 +237,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await flowStreams.stop();
   });
   app.addHook("onClose", async () => {
+    servingTls?.stop();
     follower.stop();
     tokens.stop();
     await rotation?.stop();
@@ -326,5 +334,18 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   rotation?.start();
   liveness?.start();
   pruner?.start();
+  servingTls?.start(app.server as unknown as TlsServer, app.log);
   return app;
 }
+
+/**
+ * Fastify's server options for TLS. With HTTP/2 the server still offers
+ * http/1.1 through ALPN (agents, curl and Terraform's provider speak it);
+ * sessions are closed on shutdown (Node before 24 does not), so a held long
+ * poll answers at once and the process exits within its grace period.
+ */
+function tlsServerOptions(tls: ServingTls, http2: boolean): { https: object; http2?: boolean; forceCloseConnections?: boolean } {
+  if (!http2) return { https: { ...tls.keyPair } };
+  return { https: { ...tls.keyPair, allowHTTP1: true }, http2: true, forceCloseConnections: true };
+}
+

@@ -3,6 +3,19 @@ import { parseKek, type Kek } from "./ca/kek.ts";
 import { DATAPATH_MAPS, type DatapathMap } from "./compiler/types.ts";
 import { allowedEndpointEntry } from "./mesh/bundle-endpoints.ts";
 import { DEFAULT_POD_CIDR, DEFAULT_POD_CIDR_NODE_PREFIX, DEFAULT_SERVICE_CIDR } from "./mesh/addresses.ts";
+import { defaultSans, isLoopbackHost, parseSans, type San } from "./tls/sans.ts";
+
+/**
+ * Where the API's serving certificate comes from: PEM files the operator
+ * keeps (WEFT_TLS_CERT, WEFT_TLS_KEY; re-read when they change), or issued
+ * by Weft itself from its operator CA (WEFT_TLS=self) and renewed in place.
+ */
+export type TlsConfig =
+  | { source: "files"; certFile: string; keyFile: string }
+  | { source: "self"; sans: San[]; certTtlSeconds: number };
+
+/** WEFT_TLS_CERT_TTL's default: a week, renewed with a third of it left. */
+export const DEFAULT_TLS_CERT_TTL_SECONDS = 7 * 24 * 3600;
 
 export interface Config {
   port: number;
@@ -68,6 +81,14 @@ export interface Config {
   flowStreamsPerTenant?: number;
   /** In process only (tests): the follow streams' heartbeat interval (default 15 s). */
   flowHeartbeatMs?: number;
+  /** HTTPS (tls/serving.ts); undefined: plain HTTP, which needs a loopback HOST or allowPlaintext. */
+  tls?: TlsConfig | undefined;
+  /** WEFT_HTTP2=1: HTTP/2 over TLS, HTTP/1.1 still offered through ALPN. */
+  http2?: boolean;
+  /** WEFT_ALLOW_PLAINTEXT=1: plain HTTP on a non-loopback HOST, with a warning. */
+  allowPlaintext?: boolean;
+  /** In process only (tests): how often WEFT_TLS_CERT/WEFT_TLS_KEY are checked for a change (default 30 s). */
+  tlsFileCheckMs?: number;
 }
 
 export const DEFAULT_FLOW_RETENTION = "24h";
@@ -258,6 +279,51 @@ export function durationMs(name: string, raw: string): number {
   return ms;
 }
 
+const flagFrom = (env: Env, name: string): boolean => {
+  const raw = env[name] ?? "";
+  if (raw !== "" && raw !== "0" && raw !== "1") throw new ConfigError(`${name} must be 1 or 0, got "${raw}"`);
+  return raw === "1";
+};
+
+function tlsFrom(env: Env, host: string): TlsConfig | undefined {
+  const mode = env.WEFT_TLS ?? "";
+  const certFile = env.WEFT_TLS_CERT ?? "";
+  const keyFile = env.WEFT_TLS_KEY ?? "";
+  if (mode !== "" && mode !== "self" && mode !== "off") throw new ConfigError(`WEFT_TLS must be "self" or "off", got "${mode}"`);
+  if ((certFile === "") !== (keyFile === "")) throw new ConfigError("WEFT_TLS_CERT and WEFT_TLS_KEY go together: give both PEM files or neither");
+  if (certFile !== "") {
+    if (mode !== "") throw new ConfigError(`WEFT_TLS=${mode} and WEFT_TLS_CERT/WEFT_TLS_KEY exclude each other: choose one`);
+    return { source: "files", certFile: resolve(certFile), keyFile: resolve(keyFile) };
+  }
+  for (const name of ["WEFT_TLS_SAN", "WEFT_TLS_CERT_TTL"]) {
+    if ((env[name] ?? "") !== "" && mode !== "self") throw new ConfigError(`${name} applies only with WEFT_TLS=self`);
+  }
+  if (mode !== "self") return undefined;
+  const sanText = env.WEFT_TLS_SAN ?? "";
+  const sans = sanText === "" ? defaultSans(host) : parseSans(sanText);
+  if (typeof sans === "string") throw new ConfigError(`WEFT_TLS_SAN must be comma-separated dns:NAME or ip:ADDRESS entries: ${sans}`);
+  // At least ten seconds, so that tests can watch a renewal; at most 397 days, the CA/Browser Forum's ceiling.
+  const certTtlSeconds = boundedIntegerFrom(env, "WEFT_TLS_CERT_TTL", DEFAULT_TLS_CERT_TTL_SECONDS, 10, 397 * 24 * 3600);
+  return { source: "self", sans, certTtlSeconds };
+}
+
+/**
+ * Bearer tokens and node credentials must not cross a network in the clear:
+ * plain HTTP is served on loopback only, unless the operator says otherwise.
+ */
+function transportFrom(env: Env, host: string): Pick<Config, "tls" | "http2" | "allowPlaintext"> {
+  const tls = tlsFrom(env, host);
+  const http2 = flagFrom(env, "WEFT_HTTP2");
+  const allowPlaintext = flagFrom(env, "WEFT_ALLOW_PLAINTEXT");
+  if (http2 && !tls) throw new ConfigError("WEFT_HTTP2=1 needs TLS (WEFT_TLS=self, or WEFT_TLS_CERT and WEFT_TLS_KEY): HTTP/2 is offered through ALPN");
+  if (!tls && !allowPlaintext && !isLoopbackHost(host)) {
+    throw new ConfigError(
+      `HOST ${host} is not a loopback address and TLS is off: set WEFT_TLS=self (or WEFT_TLS_CERT and WEFT_TLS_KEY), or WEFT_ALLOW_PLAINTEXT=1 to serve plain HTTP there`,
+    );
+  }
+  return { tls, http2, allowPlaintext };
+}
+
 /** Reads the configuration; a bad value throws a ConfigError naming the variable. */
 export function configFromEnv(env: Env = process.env): Config {
   const host = env.HOST ?? "127.0.0.1";
@@ -288,6 +354,7 @@ export function configFromEnv(env: Env = process.env): Config {
     federationEndpoints: federationEndpointsFrom(env),
     flowRetentionMs: durationMs("WEFT_FLOW_RETENTION", env.WEFT_FLOW_RETENTION || DEFAULT_FLOW_RETENTION),
     flowStreamsPerTenant: boundedIntegerFrom(env, "WEFT_FLOW_STREAMS_PER_TENANT", DEFAULT_FLOW_STREAMS_PER_TENANT, 1, 10_000),
+    ...transportFrom(env, host),
   };
 }
 

@@ -1,5 +1,7 @@
 import { buildApp } from "./app.ts";
 import { ConfigError, configFromEnv } from "./config.ts";
+import { writeOperatorCaFile } from "./tls/ca-file.ts";
+import { isLoopbackHost } from "./tls/sans.ts";
 
 /** Time allowed for in-flight requests after SIGTERM before the process gives up on them. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -53,7 +55,9 @@ async function main(): Promise<void> {
     // close() ends only the keep-alive sockets idle at that moment; one whose
     // in-flight request finishes later would idle on until keepAliveTimeout
     // (72 s) and hold the exit past the grace period. Reap them as they idle.
-    const reaper = setInterval(() => app.server.closeIdleConnections(), 100);
+    // (An HTTP/2 server has no such call: buildApp has its sessions closed instead.)
+    const server = app.server as { closeIdleConnections?: () => void };
+    const reaper = setInterval(() => server.closeIdleConnections?.(), 100);
     reaper.unref();
     app.close().then(
       () => process.exit(0),
@@ -66,9 +70,18 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
   await app.listen({ port: config.port, host: config.host });
+  const scheme = config.tls ? "https" : "http";
   app.log.info(
-    `weft API on http://${config.host}:${config.port} (database: ${config.databaseUrl ? "postgres" : `embedded, ${config.dataDir}`})`,
+    `weft API on ${scheme}://${config.host}:${config.port}${config.http2 ? " (HTTP/2 and HTTP/1.1)" : ""} (database: ${config.databaseUrl ? "postgres" : `embedded, ${config.dataDir}`})`,
   );
+  if (!config.tls && !isLoopbackHost(config.host)) {
+    app.log.warn(`serving plain HTTP on ${config.host} (WEFT_ALLOW_PLAINTEXT=1): tokens and node credentials cross the network in the clear`);
+  }
+  const operatorCa = app.weft.servingTls?.operatorCa;
+  if (operatorCa && config.dataDir) {
+    const file = writeOperatorCaFile(config.dataDir, operatorCa.certPem);
+    app.log.info(`operator CA (pin it in agents and Terraform) written to ${file}; also at GET /v1/system/ca`);
+  }
 }
 
 main().catch((err) => {

@@ -95,7 +95,8 @@ export async function startWeftApi(
     WEFT_POD_CIDR_NODE_PREFIX: String(opts.podCidrNodePrefix ?? podCidr.split("/")[1]),
     // The key-encryption key file lands beside the data directory: in the temporary directory either way.
     WEFT_DATA_DIR: join(dir, "data"),
-    ...(opts.host ? { HOST: opts.host } : {}),
+    // A simulated cluster's fabric address, reachable only from this machine's namespaces: plain HTTP is allowed there.
+    ...(opts.host ? { HOST: opts.host, WEFT_ALLOW_PLAINTEXT: "1" } : {}),
     ...(postgres ? {} : { DATABASE_URL: "" }),
     ...opts.env,
   });

@@ -84,6 +84,22 @@ describe("command line", () => {
     expect(await m.registry.metrics()).toMatch(/^weft_agent_lb_host_traffic 1$/m);
   });
 
+  it("takes the API's CA as a file or as the SHA-256 of the operator CA, for an https API only", () => {
+    const https = ["--api", "https://weft.example:8443", "--name", "n1"];
+    expect(parseArgs([...https, "--api-ca", "/etc/weft/ca.pem"], {}).apiCa).toBe("/etc/weft/ca.pem");
+    expect(parseArgs(https, { WEFT_API_CA: "/etc/weft/ca.pem" }).apiCa).toBe("/etc/weft/ca.pem");
+    const pin = "AB:".repeat(31) + "CD";
+    expect(parseArgs([...https, "--api-ca-sha256", pin], {}).apiCaSha256).toBe(pin);
+    expect(parseArgs(https, { WEFT_API_CA_SHA256: "ab".repeat(32) }).apiCaSha256).toBe("ab".repeat(32));
+    expect(parseArgs(https, {})).not.toHaveProperty("apiCa");
+    expect(() => parseArgs([...base, "--api-ca", "/etc/weft/ca.pem"], {})).toThrow("--api-ca needs an https:// --api");
+    expect(() => parseArgs([...base, "--api-ca-sha256", "ab".repeat(32)], {})).toThrow("--api-ca-sha256 needs an https:// --api");
+    expect(() => parseArgs([...https, "--api-ca", "/c.pem", "--api-ca-sha256", "ab".repeat(32)], {})).toThrow("exclude each other");
+    for (const bad of ["ab".repeat(31), "zz".repeat(32), "ab".repeat(33)]) {
+      expect(() => parseArgs([...https, "--api-ca-sha256", bad], {}), bad).toThrow("--api-ca-sha256 must be 64 hex digits");
+    }
+  });
+
   it("cleanup needs only the pin directory", () => {
     expect(parseArgs(["cleanup", "--pin-dir", "/sys/fs/bpf/t"], {})).toMatchObject({ command: "cleanup", pinDir: "/sys/fs/bpf/t" });
   });

@@ -37,6 +37,12 @@ describe("configuration from the environment", () => {
     ["WEFT_FLOW_RETENTION", "366d"],
     ["WEFT_FLOW_RETENTION", "1w"],
     ["WEFT_FLOW_STREAMS_PER_TENANT", "0"],
+    ["WEFT_TLS", "on"],
+    ["WEFT_TLS_CERT", "/etc/weft/tls.pem"],
+    ["WEFT_TLS_SAN", "dns:weft.example"],
+    ["WEFT_TLS_CERT_TTL", "3600"],
+    ["WEFT_HTTP2", "yes"],
+    ["WEFT_ALLOW_PLAINTEXT", "true"],
   ])("refuses %s=%j with a ConfigError naming it", (name, value) => {
     let caught: unknown;
     try {
@@ -46,6 +52,56 @@ describe("configuration from the environment", () => {
     }
     expect(caught).toBeInstanceOf(ConfigError);
     expect((caught as Error).message).toMatch(new RegExp(`^${name} `));
+  });
+
+  it("serves plain HTTP on loopback only, unless WEFT_ALLOW_PLAINTEXT=1 or TLS is on", () => {
+    for (const host of ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"]) {
+      expect(configFromEnv({ HOST: host }).tls, host).toBeUndefined();
+    }
+    for (const host of ["0.0.0.0", "::", "198.18.0.1", "10.0.0.1", "weft.example", "::ffff:127.0.0.1", "128.0.0.1"]) {
+      expect(() => configFromEnv({ HOST: host }), host).toThrow(
+        `HOST ${host} is not a loopback address and TLS is off: set WEFT_TLS=self (or WEFT_TLS_CERT and WEFT_TLS_KEY), or WEFT_ALLOW_PLAINTEXT=1 to serve plain HTTP there`,
+      );
+      expect(configFromEnv({ HOST: host, WEFT_ALLOW_PLAINTEXT: "1" }), host).toMatchObject({ host, allowPlaintext: true, tls: undefined });
+      expect(configFromEnv({ HOST: host, WEFT_TLS: "self" }).tls?.source, host).toBe("self");
+    }
+  });
+
+  it("reads TLS: PEM files, or a self-issued certificate whose names default to loopback and HOST", () => {
+    expect(configFromEnv({ WEFT_TLS_CERT: "/c.pem", WEFT_TLS_KEY: "/k.pem", WEFT_HTTP2: "1" })).toMatchObject({
+      tls: { source: "files", certFile: "/c.pem", keyFile: "/k.pem" },
+      http2: true,
+    });
+    const names = (env: Record<string, string>) => {
+      const tls = configFromEnv({ WEFT_TLS: "self", ...env }).tls;
+      return tls?.source === "self" ? tls.sans.map((s) => `${s.type}:${s.value}`) : tls;
+    };
+    expect(names({})).toEqual(["dns:localhost", "ip:127.0.0.1", "ip:::1"]);
+    expect(names({ HOST: "198.18.0.1" })).toEqual(["dns:localhost", "ip:127.0.0.1", "ip:::1", "ip:198.18.0.1"]);
+    expect(names({ HOST: "Weft.Example" })).toEqual(["dns:localhost", "ip:127.0.0.1", "ip:::1", "dns:weft.example"]);
+    // A wildcard address names no host: the operator says which names clients dial.
+    expect(names({ HOST: "0.0.0.0" })).toEqual(["dns:localhost", "ip:127.0.0.1", "ip:::1"]);
+    expect(names({ WEFT_TLS_SAN: "dns:weft.example, ip:198.18.0.1,DNS:*.mesh.example,ip:2001:db8::1" })).toEqual([
+      "dns:weft.example",
+      "ip:198.18.0.1",
+      "dns:*.mesh.example",
+      "ip:2001:db8::1",
+    ]);
+    expect(configFromEnv({ WEFT_TLS: "self" }).tls).toMatchObject({ certTtlSeconds: 7 * 24 * 3600 });
+    expect(configFromEnv({ WEFT_TLS: "self", WEFT_TLS_CERT_TTL: "10" }).tls).toMatchObject({ certTtlSeconds: 10 });
+    for (const [env, message] of [
+      [{ WEFT_TLS: "self", WEFT_TLS_SAN: "weft.example" }, /^WEFT_TLS_SAN .*"weft.example" is not dns:NAME/],
+      [{ WEFT_TLS: "self", WEFT_TLS_SAN: "dns:Weft.Example" }, /^WEFT_TLS_SAN /],
+      [{ WEFT_TLS: "self", WEFT_TLS_SAN: "ip:198.18.0.300" }, /^WEFT_TLS_SAN /],
+      [{ WEFT_TLS: "self", WEFT_TLS_SAN: "dns:a..b" }, /^WEFT_TLS_SAN /],
+      [{ WEFT_TLS: "self", WEFT_TLS_CERT_TTL: "9" }, /^WEFT_TLS_CERT_TTL must be an integer from 10/],
+      [{ WEFT_TLS: "self", WEFT_TLS_CERT: "/c.pem", WEFT_TLS_KEY: "/k.pem" }, /^WEFT_TLS=self and WEFT_TLS_CERT\/WEFT_TLS_KEY exclude each other/],
+      [{ WEFT_TLS_CERT: "/c.pem" }, /^WEFT_TLS_CERT and WEFT_TLS_KEY go together/],
+      [{ WEFT_TLS_KEY: "/k.pem" }, /^WEFT_TLS_CERT and WEFT_TLS_KEY go together/],
+      [{ WEFT_HTTP2: "1" }, /^WEFT_HTTP2=1 needs TLS/],
+    ] as const) {
+      expect(() => configFromEnv(env), JSON.stringify(env)).toThrow(message);
+    }
   });
 
   it("takes good values", () => {

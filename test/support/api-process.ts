@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { get } from "node:https";
 import { createServer } from "node:net";
 
 /** An API replica in its own process, as production runs it: api/src/server.ts. */
@@ -23,7 +24,9 @@ export async function freePort(host = "127.0.0.1"): Promise<number> {
  * database: DATABASE_URL, or WEFT_DATA_DIR for embedded PGlite), and
  * resolves once /readyz answers 200. It listens on 127.0.0.1 unless `env`
  * names another HOST (an address of this machine, such as a simulated
- * cluster's fabric address).
+ * cluster's fabric address). With WEFT_TLS=self or WEFT_TLS_CERT the base
+ * URL is https:// (readiness is polled without checking the certificate:
+ * the tests that use it check it themselves).
  */
 export async function startApiProcess(env: { WEFT_OPERATOR_TOKEN: string } & NodeJS.ProcessEnv): Promise<ApiProcess> {
   const host = env.HOST ?? "127.0.0.1";
@@ -35,7 +38,8 @@ export async function startApiProcess(env: { WEFT_OPERATOR_TOKEN: string } & Nod
   let output = "";
   child.stdout!.on("data", (c: Buffer) => (output += c.toString()));
   child.stderr!.on("data", (c: Buffer) => (output += c.toString()));
-  const base = `http://${host}:${port}`;
+  const tls = env.WEFT_TLS === "self" || Boolean(env.WEFT_TLS_CERT);
+  const base = `${tls ? "https" : "http"}://${host}:${port}`;
   const stop = () =>
     new Promise<void>((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -46,7 +50,7 @@ export async function startApiProcess(env: { WEFT_OPERATOR_TOKEN: string } & Nod
   for (;;) {
     if (child.exitCode !== null) throw new Error(`API process exited with ${child.exitCode}: ${output}`);
     try {
-      if ((await fetch(`${base}/readyz`)).status === 200) break;
+      if ((tls ? await statusIgnoringCertificate(`${base}/readyz`) : (await fetch(`${base}/readyz`)).status) === 200) break;
     } catch {
       // not listening yet
     }
@@ -57,4 +61,14 @@ export async function startApiProcess(env: { WEFT_OPERATOR_TOKEN: string } & Nod
     await new Promise((r) => setTimeout(r, 100));
   }
   return { base, child, output: () => output, stop };
+}
+
+/** The status of a GET over https, whatever certificate the server presents (readiness only). */
+function statusIgnoringCertificate(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    get(url, { rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on("error", reject);
+  });
 }

@@ -7,7 +7,7 @@
 //
 // Profile: spiffe/spiffe standards/X509-SVID.md and RFC 5280.
 import { randomFillSync, sign, type KeyObject } from "node:crypto";
-import { bool, ctx, octetString, oid, seq, tlv, uintBytes } from "@weft/pki/der";
+import { bool, ctx, octetString, oid, seq, smallInt, tlv, uintBytes } from "@weft/pki/der";
 import {
   ECDSA_WITH_SHA256,
   KEY_USAGE,
@@ -58,12 +58,12 @@ export function randomSerial(): Buffer {
   return b;
 }
 
-function signCertificate(tbs: Buffer, caKey: KeyObject): Buffer {
+export function signCertificate(tbs: Buffer, caKey: KeyObject): Buffer {
   const sig = sign("sha256", tbs, { key: caKey, dsaEncoding: "der" });
   return certificate(tbs, SIG_ALG, sig);
 }
 
-const floorToSecond = (ms: number): Date => new Date(Math.floor(ms / 1000) * 1000);
+export const floorToSecond = (ms: number): Date => new Date(Math.floor(ms / 1000) * 1000);
 
 export interface CaCertificateInput {
   trustDomain: string;
@@ -81,22 +81,35 @@ export interface CaCertificate {
   notAfter: Date;
 }
 
+/** What differs between Weft's self-signed CAs: the tenants' SPIFFE CAs and the operator CA of the API's TLS. */
+export interface SelfSignedCaInput {
+  /** The CN, followed by the serial. */
+  commonNamePrefix: string;
+  /** GeneralNames of the subjectAltName extension; none: no extension. */
+  altNames: readonly Buffer[];
+  /** basicConstraints pathLenConstraint; undefined: unbounded. */
+  pathLength?: number;
+  privateKey: KeyObject;
+  publicKeySpki: Buffer;
+  now: Date;
+  ttlMs: number;
+}
+
 /**
- * A self-signed CA certificate for one trust domain. Its subject carries the
- * serial, so every CA of a tenant (current, next, old) has a distinct subject
- * and validators never confuse them; the trust domain is in the URI SAN
- * (a CN of up to 255 bytes would break the 64-character X.520 bound).
+ * A self-signed CA certificate. Its subject carries the serial, so every CA
+ * (current, next, old) has a distinct subject and validators never confuse them.
  */
-export function createCaCertificate(input: CaCertificateInput): CaCertificate {
+export function createSelfSignedCa(input: SelfSignedCaInput): CaCertificate {
   const serial = randomSerial();
   const serialHex = serial.toString("hex");
   const notBefore = floorToSecond(input.now.getTime() - BACKDATE_MS);
   const notAfter = floorToSecond(input.now.getTime() + input.ttlMs);
   const subject = name([
     [OID.organizationName, ORGANIZATION],
-    [OID.commonName, `Weft CA ${serialHex}`],
+    [OID.commonName, `${input.commonNamePrefix} ${serialHex}`],
   ]);
   const ski = keyIdentifier(input.publicKeySpki);
+  const constraints = input.pathLength === undefined ? seq(bool(true)) : seq(bool(true), smallInt(input.pathLength));
   const tbs = seq(
     VERSION_3,
     uintBytes(serial),
@@ -108,14 +121,23 @@ export function createCaCertificate(input: CaCertificateInput): CaCertificate {
     ctx(
       3,
       seq(
-        extension(OID.basicConstraints, true, seq(bool(true))),
+        extension(OID.basicConstraints, true, constraints),
         extension(OID.keyUsage, true, KU_CERT_SIGN_CRL_SIGN),
         extension(OID.subjectKeyIdentifier, false, octetString(ski)),
-        extension(OID.subjectAltName, false, seq(uriName(`spiffe://${input.trustDomain}`))),
+        ...(input.altNames.length > 0 ? [extension(OID.subjectAltName, false, seq(...input.altNames))] : []),
       ),
     ),
   );
   return { der: signCertificate(tbs, input.privateKey), serialHex, notBefore, notAfter };
+}
+
+/**
+ * A tenant's CA: the trust domain is in the URI SAN (a CN of up to 255 bytes
+ * would break the 64-character X.520 bound).
+ */
+export function createCaCertificate(input: CaCertificateInput): CaCertificate {
+  const { trustDomain, ...rest } = input;
+  return createSelfSignedCa({ ...rest, commonNamePrefix: "Weft CA", altNames: [uriName(`spiffe://${trustDomain}`)] });
 }
 
 export interface LeafTemplate {

@@ -3,6 +3,7 @@
  * pages. A write's preconditions (If-Match, If-None-Match) are the mesh's:
  * mesh/preconditions.ts.
  */
+import { createHash } from "node:crypto";
 import { weakEtags } from "../mesh/preconditions.ts";
 import { badRequest } from "./problem.ts";
 
@@ -14,6 +15,10 @@ export function notModified(currentEtag: string, ifNoneMatch?: string): boolean 
   const tags = weakEtags(ifNoneMatch);
   return tags.includes("*") || tags.includes(currentEtag);
 }
+
+/** A strong ETag for a representation with no revision of its own (a bundle): a digest of its bytes. */
+export const contentEtag = (representation: string): string =>
+  `"${createHash("sha256").update(representation).digest("base64url").slice(0, 27)}"`;
 
 /** Cursors are opaque to clients: base64url of the last key of the previous page. */
 export function encodeCursor(lastKey: string | number): string {

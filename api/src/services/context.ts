@@ -13,6 +13,7 @@ import type { Follower } from "../follower/follow.ts";
 import type { DomainMetrics } from "../plugins/domain-metrics.ts";
 import type { FlowStreams } from "../mesh/flows/follow.ts";
 import type { TenantDirectory } from "./tenant-directory.ts";
+import type { ServingTls } from "../tls/serving.ts";
 
 /** The app's shared services, built once in buildApp and reached as app.weft. */
 export interface Services {
@@ -35,6 +36,8 @@ export interface Services {
   flowStreams: FlowStreams;
   /** Runs a write on behalf of a request, honouring ?dryRun, and tells this replica's caches at commit. */
   writeFor<T>(request: FastifyRequest, tenantId: number | null, body: (scope: WriteScope) => Promise<T>): Promise<T>;
+  /** The API's TLS (tls/serving.ts) when it serves HTTPS; its operator CA when Weft issues its own certificate. */
+  servingTls: ServingTls | undefined;
 }
 
 declare module "fastify" {

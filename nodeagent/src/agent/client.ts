@@ -8,6 +8,8 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 
+import { transportFailure } from "./api-trust.ts";
+
 export class ApiError extends Error {
   constructor(
     message: string,
@@ -377,6 +379,8 @@ export class ApiClient {
   constructor(
     readonly baseUrl: string,
     private credential: string | null = null,
+    /** How the API's certificate is checked over https (api-trust.ts apiFetch); Node's fetch by default. */
+    private readonly fetchApi: typeof fetch = fetch,
   ) {}
 
   setCredential(credential: string): void {
@@ -537,7 +541,7 @@ export class ApiClient {
     if (payload !== undefined) h["content-type"] = "application/json";
     const timeout = AbortSignal.timeout(timeoutMs);
     try {
-      return await fetch(`${this.baseUrl}${path}`, {
+      return await this.fetchApi(`${this.baseUrl}${path}`, {
         method,
         headers: h,
         ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}),
@@ -545,7 +549,7 @@ export class ApiClient {
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      const why = timeout.aborted ? `no answer within ${timeoutMs} ms` : (cause?.code ?? cause?.message ?? (err as Error).message);
+      const why = timeout.aborted ? `no answer within ${timeoutMs} ms` : transportFailure(cause, (err as Error).message);
       throw new ApiError(`failed to ${method} ${path}: ${why}`, 0);
     }
   }

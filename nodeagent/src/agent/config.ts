@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { FLOW_FLAGS, parseFlowConfig, type FlowConfig } from "../flows/config.ts";
 import { DEFAULT_PIN_DIR } from "../loader/index.ts";
+import { parsePin } from "./api-trust.ts";
 
 export const DEFAULT_STATE_DIR = "/var/lib/weft";
 /** The cgroup v2 root on these machines; socket LB there covers every process. */
@@ -23,6 +24,14 @@ export interface AgentConfig {
   command: "run" | "cleanup";
   /** Base URL of the API, e.g. http://127.0.0.1:8080; required to run. */
   api: string;
+  /** A PEM file of the CA(s) the API's certificate must chain to (https only); unset: the system's roots. */
+  apiCa?: string | undefined;
+  /**
+   * The SHA-256 of the operator CA's certificate (64 hex digits): the CA is
+   * fetched from GET /v1/system/ca at the first start, checked against it,
+   * and kept in the state directory (api-trust.ts).
+   */
+  apiCaSha256?: string | undefined;
   /** Needed only for the first start; later starts reuse the saved credential. */
   joinToken: string | undefined;
   /**
@@ -70,6 +79,8 @@ export interface AgentConfig {
 /** Flag name -> [config key, environment variable, value shown in --help, what it is]. */
 const FLAGS = {
   "--api": ["api", "WEFT_API", "URL", "the API's base URL (required to run)"],
+  "--api-ca": ["apiCa", "WEFT_API_CA", "FILE", "PEM CA certificates that sign an https API's certificate (default: Node's roots and NODE_EXTRA_CA_CERTS)"],
+  "--api-ca-sha256": ["apiCaSha256", "WEFT_API_CA_SHA256", "HEX", "pin the API's operator CA by its SHA-256, fetched once from GET /v1/system/ca and kept in the state directory"],
   "--name": ["name", "WEFT_NODE_NAME", "N", "this node's name (required to run)"],
   "--join-token": ["joinToken", "WEFT_JOIN_TOKEN", "T", "one-time join token for the first start; on the command line it shows in ps and npm's banner: prefer the file or the environment"],
   "--join-token-file": ["joinTokenFile", "WEFT_JOIN_TOKEN_FILE", "FILE", "read the join token from FILE (a mounted secret, a 0600 file), only when the node has no registration yet"],
@@ -185,7 +196,13 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
       throw new UsageError(`--api ${JSON.stringify(api)} is not a URL`);
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`--api must be http(s), not ${url.protocol}`);
+    for (const flag of ["apiCa", "apiCaSha256"] as const) {
+      if (get(flag) !== undefined && url.protocol !== "https:") throw new UsageError(`--${flag === "apiCa" ? "api-ca" : "api-ca-sha256"} needs an https:// --api`);
+    }
   }
+  if (get("apiCa") !== undefined && get("apiCaSha256") !== undefined) throw new UsageError("--api-ca and --api-ca-sha256 exclude each other: give the CA file, or its SHA-256 to fetch it");
+  const pinText = get("apiCaSha256");
+  if (pinText !== undefined && parsePin(pinText) === null) throw new UsageError("--api-ca-sha256 must be 64 hex digits (colons allowed), as `openssl x509 -noout -fingerprint -sha256` prints them");
   const portText = get("metricsPort");
   const metricsPort = portText === undefined ? DEFAULT_METRICS_PORT : Number(portText);
   // 0 asks the kernel for a free port (tests); the address is logged at start.
@@ -209,6 +226,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     api: api.replace(/\/+$/, ""),
     joinToken,
     ...(joinTokenFile === undefined ? {} : { joinTokenFile }),
+    ...(get("apiCa") !== undefined ? { apiCa: get("apiCa") } : {}),
+    ...(pinText !== undefined ? { apiCaSha256: pinText } : {}),
     name,
     zone: get("zone"),
     cgroup: get("cgroup") ?? DEFAULT_CGROUP,

@@ -11,6 +11,7 @@ import { AgentLoop, jsonLog, type Log } from "./agent.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { ApiClient } from "./client.ts";
 import { joinTokenOf, type AgentConfig } from "./config.ts";
+import { apiFetch, resolveApiCa } from "./api-trust.ts";
 import { AgentMetrics, readVerdicts } from "./metrics.ts";
 import { ensureStateDir, loadRegistration, saveRegistration, type SavedRegistration } from "./state.ts";
 import { SvidManager } from "./svid.ts";
@@ -80,7 +81,10 @@ export async function ensureRegistered(cfg: AgentConfig, client: ApiClient, log:
 
 export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {}): Promise<RunningAgent> {
   const log = options.log ?? jsonLog;
-  const client = new ApiClient(cfg.api);
+  ensureStateDir(cfg.stateDir);
+  const trust = await resolveApiCa(cfg);
+  if (cfg.api.startsWith("https:")) log("info", "trusting the API's certificate", { ca: trust.source });
+  const client = new ApiClient(cfg.api, null, apiFetch(trust.pem));
   const registration = await ensureRegistered(cfg, client, log);
   client.setCredential(registration.credential);
 

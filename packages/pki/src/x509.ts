@@ -62,6 +62,8 @@ export function name(attrs: readonly (readonly [string, string])[]): Buffer {
 export const uriName = (uri: string): Buffer => tlv(0x86, Buffer.from(uri, "ascii"));
 /** GeneralName dNSName: [2] IMPLICIT IA5String. */
 export const dnsName = (host: string): Buffer => tlv(0x82, Buffer.from(host, "ascii"));
+/** GeneralName iPAddress: [7] IMPLICIT OCTET STRING, 4 bytes for IPv4, 16 for IPv6 (RFC 5280 4.2.1.6). */
+export const ipName = (address: Uint8Array): Buffer => tlv(0x87, address);
 
 /** Validity: notBefore, notAfter (each UTCTime or GeneralizedTime, see der.ts time()). */
 export const validity = (notBefore: Date, notAfter: Date): Buffer => seq(time(notBefore), time(notAfter));

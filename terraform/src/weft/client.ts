@@ -3,6 +3,7 @@
  * endpoint with one bearer token, and reading its answers.
  */
 import { readFileSync } from "node:fs";
+import { Agent, fetch as undiciFetch } from "undici";
 import type { ProviderContext } from "../framework.ts";
 
 const VERSION = (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
@@ -13,8 +14,16 @@ export const USER_AGENT = `terraform-provider-weft/${VERSION}`;
 /** A request that has not answered by then is abandoned, so a hung API fails the run instead of hanging it. */
 export const REQUEST_TIMEOUT_MS = 60_000;
 
-export function weftContext(endpoint: string, token: string | null): ProviderContext {
+/** fetch trusting only caPem for https (the operator CA), or Node's own fetch (the system's roots). */
+function fetchTrusting(caPem: string | null): typeof fetch {
+  if (caPem === null) return fetch;
+  const dispatcher = new Agent({ connect: { ca: caPem } });
+  return ((input: string, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
+}
+
+export function weftContext(endpoint: string, token: string | null, caPem: string | null = null): ProviderContext {
   const base = endpoint.replace(/\/+$/, "");
+  const fetchApi = fetchTrusting(caPem);
   return {
     endpoint: base,
     token,
@@ -26,7 +35,7 @@ export function weftContext(endpoint: string, token: string | null): ProviderCon
         ...(init.body === undefined ? {} : { "content-type": "application/json" }),
         ...init.headers,
       };
-      return fetch(`${base}${path}`, {
+      return fetchApi(`${base}${path}`, {
         method,
         headers,
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
@@ -34,6 +43,14 @@ export function weftContext(endpoint: string, token: string | null): ProviderCon
       });
     },
   };
+}
+
+/** What to do when TLS refused the API's certificate (Node's codes for a chain or name that does not verify). */
+function certificateHint(cause: Error): string {
+  const code = (cause as { code?: string }).code ?? "";
+  return /CERT|SELF_SIGNED|UNABLE_TO_(VERIFY|GET_ISSUER)/.test(code)
+    ? ` (${code}): the API's certificate is not trusted; set the provider's ca_file (or ca_pem, or WEFT_CA_FILE) to the operator CA`
+    : "";
 }
 
 /** An API answer, read whole. Status 0: the request never got an answer (its problem says why). */
@@ -63,7 +80,7 @@ export async function send(
     }
     return { status: res.status, body, text, etag: res.headers.get("etag") };
   } catch (err) {
-    const reason = err instanceof Error ? (err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message) : String(err);
+    const reason = err instanceof Error ? (err.cause instanceof Error ? `${err.message}: ${err.cause.message}${certificateHint(err.cause)}` : err.message) : String(err);
     return {
       status: 0,
       body: { title: "Cannot reach the Weft API", detail: `${method} ${ctx.endpoint}${path} failed: ${reason}` },

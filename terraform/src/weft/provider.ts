@@ -3,6 +3,7 @@
  * and data sources it serves. terraform/src/main.ts hands this to the
  * plugin protocol layer.
  */
+import { readFileSync } from "node:fs";
 import { UNKNOWN, type Diagnostic, type ProviderHandler, type TfObject } from "../framework.ts";
 import { weftContext } from "./client.ts";
 import { bundleDataSource } from "./data/bundle.ts";
@@ -33,6 +34,25 @@ const setting = (config: TfObject, attribute: string, env: string): string | nul
   return fromEnv === undefined || fromEnv === "" ? null : fromEnv;
 };
 
+/** The CA to trust for the API: ca_pem, else the file named by ca_file (or WEFT_CA_FILE), else none (the system's roots). */
+function trustedCa(caFile: string | null, caPem: string | null): { pem: string | null } | { problem: Diagnostic } {
+  const fromFile = caPem === null && caFile !== null;
+  let pem = caPem;
+  if (fromFile) {
+    try {
+      pem = readFileSync(caFile, "utf8");
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      return { problem: { severity: "error", summary: "Cannot read ca_file", detail: `${caFile}: ${why}`, attribute: [{ attribute: "ca_file" }] } };
+    }
+  }
+  if (pem !== null && !/-----BEGIN CERTIFICATE-----/.test(pem)) {
+    const attribute = fromFile ? "ca_file" : "ca_pem";
+    return { problem: { severity: "error", summary: `Invalid ${attribute}`, detail: "It holds no PEM certificate (-----BEGIN CERTIFICATE-----).", attribute: [{ attribute }] } };
+  }
+  return { pem };
+}
+
 export function weftProvider(): ProviderHandler {
   return {
     schema: {
@@ -40,6 +60,18 @@ export function weftProvider(): ProviderHandler {
       description: "Weft, a sidecarless service-mesh control plane: tenants, SPIFFE identities, workloads, services and policies.",
       attributes: [
         { name: "endpoint", type: "string", optional: true, description: `The Weft API's base URL. Default: the environment variable WEFT_ENDPOINT, else ${DEFAULT_ENDPOINT}.` },
+        {
+          name: "ca_file",
+          type: "string",
+          optional: true,
+          description: "A PEM file of the CA the API's https certificate must chain to (the operator CA: operator-ca.pem beside the API's data directory, or GET /v1/system/ca checked out of band). Default: the environment variable WEFT_CA_FILE, else the system's roots.",
+        },
+        {
+          name: "ca_pem",
+          type: "string",
+          optional: true,
+          description: "The same CA as PEM text, instead of ca_file.",
+        },
         {
           name: "token",
           type: "string",
@@ -53,14 +85,20 @@ export function weftProvider(): ProviderHandler {
     validate(config) {
       const endpoint = config.endpoint;
       const problem = typeof endpoint === "string" ? endpointProblem(endpoint) : null;
-      return problem ? [{ severity: "error", summary: "Invalid endpoint", detail: problem, attribute: [{ attribute: "endpoint" }] }] : [];
+      const diagnostics: Diagnostic[] = problem ? [{ severity: "error", summary: "Invalid endpoint", detail: problem, attribute: [{ attribute: "endpoint" }] }] : [];
+      if (typeof config.ca_file === "string" && typeof config.ca_pem === "string") {
+        diagnostics.push({ severity: "error", summary: "ca_file and ca_pem exclude each other", detail: "Give the operator CA as a file or as PEM text, not both.", attribute: [{ attribute: "ca_pem" }] });
+      }
+      return diagnostics;
     },
 
     async configure(config) {
       const endpoint = setting(config, "endpoint", "WEFT_ENDPOINT") ?? DEFAULT_ENDPOINT;
       const token = setting(config, "token", "WEFT_TOKEN");
+      const caFile = setting(config, "ca_file", "WEFT_CA_FILE");
+      const caPem = config.ca_pem === UNKNOWN ? UNKNOWN : typeof config.ca_pem === "string" ? config.ca_pem : null;
       const diagnostics: Diagnostic[] = [];
-      for (const [attribute, v] of [["endpoint", endpoint], ["token", token]] as const) {
+      for (const [attribute, v] of [["endpoint", endpoint], ["token", token], ["ca_file", caFile], ["ca_pem", caPem]] as const) {
         if (v === UNKNOWN) {
           diagnostics.push({ severity: "error", summary: `The provider's ${attribute} is not known yet`, detail: "It depends on a value known only after apply; give it directly or through the environment.", attribute: [{ attribute }] });
         }
@@ -69,8 +107,10 @@ export function weftProvider(): ProviderHandler {
         const problem = endpointProblem(endpoint);
         if (problem) diagnostics.push({ severity: "error", summary: "Invalid endpoint", detail: problem, attribute: [{ attribute: "endpoint" }] });
       }
-      if (diagnostics.length > 0 || endpoint === UNKNOWN || token === UNKNOWN) return { ctx: null, diagnostics };
-      return { ctx: weftContext(endpoint, token), diagnostics: [] };
+      if (diagnostics.length > 0 || endpoint === UNKNOWN || token === UNKNOWN || caFile === UNKNOWN || caPem === UNKNOWN) return { ctx: null, diagnostics };
+      const ca = trustedCa(caFile, caPem);
+      if ("problem" in ca) return { ctx: null, diagnostics: [ca.problem] };
+      return { ctx: weftContext(endpoint, token, ca.pem), diagnostics: [] };
     },
 
     resources: [tenantResource(), identityResource(), workloadResource(), serviceResource(), policyResource(), joinTokenResource()],

@@ -11,6 +11,9 @@ import { TenantParams } from "../../http/schemas.ts";
 import { callerOf } from "../../ca/store.ts";
 import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import { NotModified, problemResponses } from "../responses.ts";
+import { contentEtag, notModified } from "../../http/conventions.ts";
+import { PreconditionHeaders } from "../../http/headers.ts";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { caCall } from "./problems.ts";
 import { Bundle, CaStatus, Jwks } from "./schemas.ts";
 
@@ -30,6 +33,18 @@ const toStatus = (s: CaState) => ({
     maxIssuedNotAfter: x.maxIssuedNotAfter?.toISOString() ?? null,
   })),
 });
+
+/**
+ * A bundle answer as SPIFFE bundle endpoint clients (SPIRE's federation,
+ * caches in front of it) use it: an ETag of its bytes, a 304 for a client
+ * that holds them, and a freshness lifetime of the bundle's refresh hint.
+ */
+function sendBundle(request: FastifyRequest, reply: FastifyReply, body: string, type: string, refreshHintSeconds: number) {
+  const etag = contentEtag(body);
+  reply.header("etag", etag).header("cache-control", `public, max-age=${refreshHintSeconds}`);
+  if (notModified(etag, request.headers["if-none-match"])) return reply.code(304).send();
+  return reply.type(type).send(body);
+}
 
 const caRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { weft } = app;
@@ -58,13 +73,15 @@ const caRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         summary: "The tenant's SPIFFE trust bundle (JWK set); no credential needed",
+        description: "Answers an ETag (If-None-Match: 304) and Cache-Control max-age of the bundle's spiffe_refresh_hint.",
         params: TenantParams,
-        response: { 200: Bundle, ...problemResponses(400, 404) },
+        headers: PreconditionHeaders,
+        response: { 200: Bundle, 304: NotModified, ...problemResponses(400, 404) },
       },
     },
     async (request, reply) => {
       const { json } = await bundleOf(request.params.tenant);
-      return reply.type("application/json").send(json);
+      return sendBundle(request, reply, JSON.stringify(json), "application/json", json.spiffe_refresh_hint);
     },
   );
 
@@ -75,16 +92,19 @@ const caRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         tags,
         summary: "The tenant's trusted CA certificates as PEM; no credential needed",
+        description: "Answers an ETag (If-None-Match: 304) and Cache-Control max-age of the bundle's spiffe_refresh_hint.",
         params: TenantParams,
+        headers: PreconditionHeaders,
         response: {
           200: { description: "CA certificates, PEM", content: { [PEM_TYPE]: { schema: Type.String() } } },
+          304: NotModified,
           ...problemResponses(400, 404),
         },
       },
     },
     async (request, reply) => {
-      const { pem } = await bundleOf(request.params.tenant);
-      return reply.type(PEM_TYPE).send(pem);
+      const { json, pem } = await bundleOf(request.params.tenant);
+      return sendBundle(request, reply, pem, PEM_TYPE, json.spiffe_refresh_hint);
     },
   );
 

@@ -1,8 +1,7 @@
-import { createHash } from "node:crypto";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { tenantOf } from "../../auth/guard.ts";
 import { systemCaller } from "../../ca/service.ts";
-import { notModified } from "../../http/conventions.ts";
+import { contentEtag, notModified } from "../../http/conventions.ts";
 import { PreconditionHeaders } from "../../http/headers.ts";
 import { notFound } from "../../http/problem.ts";
 import { TenantParams } from "../../http/schemas.ts";
@@ -73,7 +72,7 @@ const bundleRoutes: FastifyPluginAsyncTypebox = async (app) => {
         return found!.json as unknown as { keys: Record<string, unknown>[] };
       });
       const body = { bundles };
-      const etag = `"${createHash("sha256").update(JSON.stringify(body)).digest("base64url").slice(0, 27)}"`;
+      const etag = contentEtag(JSON.stringify(body));
       reply.header("etag", etag);
       if (notModified(etag, request.headers["if-none-match"])) return reply.code(304).send();
       return body;

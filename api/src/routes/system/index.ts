@@ -40,6 +40,28 @@ const systemRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   );
 
+  // Public, as a bundle endpoint is: agents and Terraform pin this root, and it holds nothing secret.
+  // Fetched over a connection not yet trusted, so a client must check it out of band (its SHA-256, README "TLS").
+  app.get(
+    "/v1/system/ca",
+    {
+      config: open,
+      schema: {
+        tags,
+        summary: "The operator CA that signs the API's own serving certificate (WEFT_TLS=self), PEM; no credential needed",
+        response: {
+          200: { description: "The operator CA certificate, PEM", content: { "application/x-pem-file": { schema: Type.String() } } },
+          ...problemResponses(404),
+        },
+      },
+    },
+    async (_request, reply) => {
+      const ca = weft.servingTls?.operatorCa;
+      if (!ca) throw new HttpProblem(404, "no operator CA: this API does not issue its own serving certificate (WEFT_TLS is not self)");
+      return reply.type("application/x-pem-file").send(ca.certPem);
+    },
+  );
+
   app.get(
     "/metrics",
     {
