@@ -3,8 +3,6 @@ import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import { tenantOf } from "../../auth/guard.ts";
 import { systemCaller, type Caller, type CaState } from "../../ca/service.ts";
-import { notModified } from "../../http/conventions.ts";
-import { PreconditionHeaders } from "../../http/headers.ts";
 import { notFound } from "../../http/problem.ts";
 import { jwtSigningKeys } from "../../ca/bundle.ts";
 import { TenantParams } from "../../http/schemas.ts";
