@@ -48,6 +48,7 @@ import tokenRoutes from "./routes/tokens/index.ts";
 import { CaRotationScheduler } from "./ca/rotator.ts";
 import { LivenessSweeper } from "./mesh/liveness.ts";
 import { DrizzleCaStore } from "./ca/store.ts";
+import { SigningPool } from "./ca/signing-pool.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
 import { Follower } from "./follower/follow.ts";
 import { resolveKek } from "./ca/kek-source.ts";
@@ -174,7 +175,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const tokens = new TenantTokens(db, signing.key, { maxTtlSeconds: tokenPolicy(config).maxTtlSeconds, feed });
   await tokens.start(config.revocationPollMs);
   const directory = new TenantDirectory(db, feed);
-  const ca = new CaService({ store: new DrizzleCaStore(db, feed), kek: kek.kek });
+  // The request path and the database stay on this thread; CSR checks and signing go to the pool.
+  const signingPool = config.signingWorkers ? new SigningPool(config.signingWorkers, (err) => app.log.error({ err }, "a signing worker stopped; replaced")) : undefined;
+  const ca = new CaService({ store: new DrizzleCaStore(db, feed), kek: kek.kek, ...(signingPool && { leaves: signingPool }) });
   const rotation = config.caRotation === "auto" ? new CaRotationScheduler(db, ca, app.log) : undefined;
   const follower = new Follower(db, feed, app.log, { capacity: config.mapCapacity, history: config.datapathHistory });
   await follower.start();
@@ -209,6 +212,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     tokens.stop();
     await rotation?.stop();
     await liveness?.stop();
+    await signingPool?.close();
     await feed.stop();
     if (!opts.database) await database.close();
   });

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { parseKek, type Kek } from "./ca/kek.ts";
 import { DATAPATH_MAPS, type DatapathMap } from "./compiler/types.ts";
@@ -58,6 +59,12 @@ export interface Config {
   /** In process only (tests): the bundle endpoint fetch timeout (default 5 s) and refresh floor (default 30 s). */
   federationFetchTimeoutMs?: number;
   federationMinRefreshMs?: number;
+  /**
+   * WEFT_SIGNING_WORKERS: worker threads that verify CSRs and sign X.509-SVIDs
+   * (ca/signing-pool.ts); 0 signs on the request's thread. Default: the
+   * machine's cores (at most 8) from the environment, 0 in process.
+   */
+  signingWorkers?: number;
 }
 
 export const DEFAULT_NODE_GRACE_SECONDS = 15;
@@ -261,6 +268,7 @@ export function configFromEnv(env: Env = process.env): Config {
     tokenMintLimit: boundedIntegerFrom(env, "WEFT_TOKEN_MINT_LIMIT", 60, 1, 100_000),
     nodeGraceSeconds: boundedIntegerFrom(env, "WEFT_NODE_GRACE_SECONDS", DEFAULT_NODE_GRACE_SECONDS, 0, 86_400),
     federationEndpoints: federationEndpointsFrom(env),
+    signingWorkers: boundedIntegerFrom(env, "WEFT_SIGNING_WORKERS", Math.min(8, availableParallelism()), 0, 64),
   };
 }
 
