@@ -61,13 +61,18 @@ export interface Config {
   federationMinRefreshMs?: number;
   /**
    * WEFT_SIGNING_WORKERS: worker threads that verify CSRs and sign X.509-SVIDs
-   * (ca/signing-pool.ts); 0 signs on the request's thread. Default: the
-   * machine's cores (at most 8) from the environment, 0 in process.
+   * (ca/signing-pool.ts); 0 signs on the request's thread. Default from the
+   * environment: one per core beside the main thread's (at most 8; 1 on two
+   * cores, where bench/svid measured one worker about even with none and two
+   * behind); 0 in process.
    */
   signingWorkers?: number;
 }
 
 export const DEFAULT_NODE_GRACE_SECONDS = 15;
+
+/** The main thread keeps a core of its own (HTTP, the database); the rest sign. */
+export const defaultSigningWorkers = (): number => Math.max(0, Math.min(8, availableParallelism() - 1));
 
 export class ConfigError extends Error {}
 
@@ -268,7 +273,7 @@ export function configFromEnv(env: Env = process.env): Config {
     tokenMintLimit: boundedIntegerFrom(env, "WEFT_TOKEN_MINT_LIMIT", 60, 1, 100_000),
     nodeGraceSeconds: boundedIntegerFrom(env, "WEFT_NODE_GRACE_SECONDS", DEFAULT_NODE_GRACE_SECONDS, 0, 86_400),
     federationEndpoints: federationEndpointsFrom(env),
-    signingWorkers: boundedIntegerFrom(env, "WEFT_SIGNING_WORKERS", Math.min(8, availableParallelism()), 0, 64),
+    signingWorkers: boundedIntegerFrom(env, "WEFT_SIGNING_WORKERS", defaultSigningWorkers(), 0, 64),
   };
 }
 

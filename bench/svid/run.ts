@@ -8,7 +8,7 @@
  * per server CPU second.
  *   npm run bench:svid     (PGlite in memory; set DATABASE_URL for Postgres)
  *   BENCH_SECONDS=8 BENCH_ROUNDS=3 BENCH_CONNECTIONS=16 BENCH_COUNT=40000 to change the bounds
- *   BENCH_SIGNING_WORKERS=n  the API's signing pool (default: the machine's cores; 0 signs in-thread)
+ *   BENCH_SIGNING_WORKERS=n  the API's signing pool (default: WEFT_SIGNING_WORKERS's, cores - 1; 0 signs in-thread)
  *   BENCH_CPU_PROF=dir     writes a CPU profile of the API process there
  * Also shown, same run, one core: Node's raw P-256 sign and verify, and a
  * verify under a key seen for the first time (import included), which is
@@ -20,6 +20,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { defaultSigningWorkers } from "../../api/src/config.ts";
 import { CFSSL_SIGN_PATH, cfsslMissing, startCfssl } from "./cfssl.ts";
 import { measureLeafThroughput } from "./throughput.ts";
 import { driveScript, startChild, stopChild, table, type LoadResult } from "../support/load.ts";
@@ -28,7 +29,7 @@ const seconds = Number(process.env.BENCH_SECONDS ?? 8);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const maxCount = Number(process.env.BENCH_COUNT ?? 40_000);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? process.env.BENCH_CONCURRENCY ?? 16);
-const signingWorkers = Number(process.env.BENCH_SIGNING_WORKERS ?? availableParallelism());
+const signingWorkers = Number(process.env.BENCH_SIGNING_WORKERS ?? defaultSigningWorkers());
 const POOL = 64;
 
 const missing = cfsslMissing();

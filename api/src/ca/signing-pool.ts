@@ -1,9 +1,13 @@
 // A pool of worker threads for the CPU-heavy half of X.509-SVID issuance
 // (leaf-issuer.ts): the main thread's single JS thread otherwise caps
-// issuance at one core whatever the machine has (bench/svid). Each job goes
-// to the worker with the fewest in flight. A worker that dies fails the jobs
-// it held with SigningUnavailableError (the API answers 503, never hangs)
-// and is replaced; close() ends every worker and fails what is still queued.
+// issuance at one core whatever the machine has (bench/svid).
+//
+// Jobs queue here and go to idle workers in batches: a worker gets a share of
+// what queued while it was busy, and answers the whole batch in one message
+// (a message per job cost more CPU than the signing: each wakes a thread).
+// A worker that dies fails the jobs it held with SigningUnavailableError (the
+// API answers 503, never hangs) and is replaced; close() ends every worker
+// and fails what is queued or in flight.
 import { Worker } from "node:worker_threads";
 import { CaInputError } from "./errors.ts";
 import type { LeafIssuer, LeafJob } from "./leaf-issuer.ts";
@@ -15,14 +19,16 @@ export class SigningUnavailableError extends Error {
   override name = "SigningUnavailableError";
 }
 
-interface Pending {
+interface Queued {
+  job: LeafJob;
   resolve: (leaf: IssuedLeaf) => void;
   reject: (err: unknown) => void;
 }
 
 interface Slot {
   worker: Worker;
-  pending: Map<number, Pending>;
+  /** The batch this worker is signing, in order; empty when idle. */
+  batch: Queued[];
   /** Slot keys whose template this worker holds. */
   templates: Set<string>;
 }
@@ -35,7 +41,8 @@ const asBuffer = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, 
 
 export class SigningPool implements LeafIssuer {
   readonly #workers: Slot[] = [];
-  #nextId = 0;
+  #queue: Queued[] = [];
+  #dispatchScheduled = false;
   #closed = false;
   /** Workers replaced after dying, for tests and logs. */
   replaced = 0;
@@ -52,14 +59,17 @@ export class SigningPool implements LeafIssuer {
     const worker = new Worker(WORKER_URL);
     // Idle workers must not keep the process alive; the pool closes them at shutdown anyway.
     worker.unref();
-    const slot: Slot = { worker, pending: new Map(), templates: new Set() };
+    const slot: Slot = { worker, batch: [], templates: new Set() };
     worker.on("message", (m: FromWorker) => {
-      const p = slot.pending.get(m.id);
-      if (!p) return;
-      slot.pending.delete(m.id);
-      if (m.ok) p.resolve({ ...m.leaf, der: asBuffer(m.leaf.der) });
-      else if ("input" in m) p.reject(new CaInputError(m.input));
-      else p.reject(new Error(m.message));
+      const batch = slot.batch;
+      slot.batch = [];
+      m.results.forEach((r, i) => {
+        const q = batch[i]!;
+        if (r.ok) q.resolve({ ...r.leaf, der: asBuffer(r.leaf.der) });
+        else if ("input" in r) q.reject(new CaInputError(r.input));
+        else q.reject(new Error(r.message));
+      });
+      this.#dispatch();
     });
     // An uncaught error inside the worker arrives as "error", then "exit".
     worker.on("error", (err) => this.#lost(slot, err));
@@ -71,8 +81,7 @@ export class SigningPool implements LeafIssuer {
     const i = this.#workers.indexOf(slot);
     if (i < 0) return; // "error" then "exit": handled once
     const failure = new SigningUnavailableError(this.#closed ? "the signing pool is closing" : `a signing worker stopped (${err.message}); retry the request`);
-    for (const p of slot.pending.values()) p.reject(failure);
-    slot.pending.clear();
+    for (const q of slot.batch.splice(0)) q.reject(failure);
     if (this.#closed) {
       this.#workers.splice(i, 1);
       return;
@@ -80,22 +89,39 @@ export class SigningPool implements LeafIssuer {
     this.#workers[i] = this.#spawn();
     this.replaced++;
     this.onWorkerExit(err);
+    this.#dispatch();
   }
 
   issue(job: LeafJob): Promise<IssuedLeaf> {
     if (this.#closed) return Promise.reject(new SigningUnavailableError("the signing pool is closing"));
-    let slot = this.#workers[0]!;
-    for (const s of this.#workers) if (s.pending.size < slot.pending.size) slot = s;
-    const { slotKey, template, ...rest } = job;
-    if (!slot.templates.has(slotKey)) {
-      slot.worker.postMessage({ type: "template", slotKey, template } satisfies ToWorker);
-      slot.templates.add(slotKey);
-    }
-    const id = this.#nextId++;
     return new Promise<IssuedLeaf>((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject });
-      slot.worker.postMessage({ type: "job", id, slotKey, job: rest } satisfies ToWorker);
+      this.#queue.push({ job, resolve, reject });
+      if (!this.#dispatchScheduled) {
+        this.#dispatchScheduled = true;
+        // Next turn of the event loop: requests read in this one join the batch.
+        setImmediate(() => {
+          this.#dispatchScheduled = false;
+          this.#dispatch();
+        });
+      }
     });
+  }
+
+  /** Hands the queue to the idle workers, an even share each. */
+  #dispatch(): void {
+    const idle = this.#workers.filter((s) => s.batch.length === 0);
+    for (let k = 0; k < idle.length && this.#queue.length > 0; k++) {
+      const slot = idle[k]!;
+      const batch = this.#queue.splice(0, Math.ceil(this.#queue.length / (idle.length - k)));
+      for (const { job } of batch) {
+        if (slot.templates.has(job.slotKey)) continue;
+        slot.worker.postMessage({ type: "template", slotKey: job.slotKey, template: job.template } satisfies ToWorker);
+        slot.templates.add(job.slotKey);
+      }
+      slot.batch = batch;
+      const jobs = batch.map(({ job: { slotKey, template: _, ...job } }) => ({ slotKey, job }));
+      slot.worker.postMessage({ type: "jobs", jobs } satisfies ToWorker);
+    }
   }
 
   /** Drops a slot's template (and its CA key) from every worker, e.g. when the slot's signer leaves the cache. */
@@ -105,10 +131,12 @@ export class SigningPool implements LeafIssuer {
     }
   }
 
-  /** Fails what is in flight with SigningUnavailableError and ends every worker. */
+  /** Fails what is queued or in flight with SigningUnavailableError and ends every worker. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const failure = new SigningUnavailableError("the signing pool is closing");
+    for (const q of this.#queue.splice(0)) q.reject(failure);
     await Promise.all([...this.#workers].map((s) => s.worker.terminate()));
   }
 
@@ -119,7 +147,6 @@ export class SigningPool implements LeafIssuer {
 
   /** Terminates one worker as if it crashed (tests): its jobs fail with SigningUnavailableError, a new worker takes its place. */
   async crash(threadId: number): Promise<void> {
-    const s = this.#workers.find((x) => x.worker.threadId === threadId);
-    await s?.worker.terminate();
+    await this.#workers.find((x) => x.worker.threadId === threadId)?.worker.terminate();
   }
 }
