@@ -12,6 +12,7 @@ import { createCaCertificate, createLeafTemplate } from "../../api/src/ca/x509.t
 import { caCall } from "../../api/src/routes/ca/problems.ts";
 import { HttpProblem } from "../../api/src/http/problem.ts";
 import { makeCsr, opensslStatus, tempDir } from "./helpers.ts";
+import { untilHolds } from "../support/until.ts";
 import { toPem } from "@weft/pki/der";
 
 const tmp = tempDir();
@@ -121,6 +122,22 @@ describe("signing pool", () => {
     expect(pool.threadIds).toEqual([]);
     expect(pool.replaced).toBe(0);
     await expect(pool.issue(job(csr))).rejects.toBeInstanceOf(SigningUnavailableError);
+  });
+
+  it("workers that cannot start: the pool stops respawning after a few and refuses jobs with SigningUnavailableError, never hangs", async () => {
+    const exits: Error[] = [];
+    const pool = new SigningPool(2, (e) => exits.push(e), new URL("data:text/javascript,throw new Error('cannot start')"));
+    pools.push(pool);
+    const csr = makeCsr(tmp.dir).csrPem;
+    const queued = pool.issue(job(csr)).catch((e: unknown) => e);
+    const settled = await Promise.race([queued, new Promise<"hung">((r) => setTimeout(() => r("hung"), 10_000))]);
+    expect(settled).toBeInstanceOf(SigningUnavailableError);
+    expect((settled as Error).message).toMatch(/cannot start/);
+    // No respawn loop: after a few failed starts the pool gives up, says why, and refuses at once.
+    await untilHolds("the pool gives up", () => pool.threadIds.length, (n) => n === 0);
+    expect(exits.some((e) => /fail to start/.test(e.message))).toBe(true);
+    await expect(pool.issue(job(csr))).rejects.toThrow(/fail to start/);
+    expect(pool.replaced).toBeLessThanOrEqual(3);
   });
 
   it("forget() drops a slot's key from the workers: its jobs no longer sign with it", async () => {

@@ -31,7 +31,12 @@ interface Slot {
   batch: Queued[];
   /** Slot keys whose template this worker holds. */
   templates: Set<string>;
+  /** Whether it ever answered: a worker that dies before is failing to start, not crashing on a job. */
+  answered: boolean;
 }
+
+/** Workers in a row that may die before answering once; then the pool stops respawning and refuses jobs. */
+const MAX_START_FAILURES = 3;
 
 /** From TypeScript source, a small .mjs entry loads tsx first (see there); compiled, the worker's own .js. */
 const WORKER_URL = new URL(import.meta.url.endsWith(".ts") ? "./signing-worker.mjs" : "./signing-worker.js", import.meta.url);
@@ -44,23 +49,30 @@ export class SigningPool implements LeafIssuer {
   #queue: Queued[] = [];
   #dispatchScheduled = false;
   #closed = false;
+  #startFailures = 0;
+  /** Set when workers keep dying at start-up: every job is refused with it. */
+  #broken: SigningUnavailableError | undefined;
   /** Workers replaced after dying, for tests and logs. */
   replaced = 0;
 
   constructor(
     readonly size: number,
     private readonly onWorkerExit: (err: Error) => void = () => {},
+    /** The worker's module; tests give one that fails. */
+    private readonly workerUrl: URL = WORKER_URL,
   ) {
     if (!Number.isInteger(size) || size < 1) throw new Error(`a signing pool needs at least one worker, got ${size}`);
     for (let i = 0; i < size; i++) this.#workers.push(this.#spawn());
   }
 
   #spawn(): Slot {
-    const worker = new Worker(WORKER_URL);
+    const worker = new Worker(this.workerUrl);
     // Idle workers must not keep the process alive; the pool closes them at shutdown anyway.
     worker.unref();
-    const slot: Slot = { worker, batch: [], templates: new Set() };
+    const slot: Slot = { worker, batch: [], templates: new Set(), answered: false };
     worker.on("message", (m: FromWorker) => {
+      slot.answered = true;
+      this.#startFailures = 0;
       const batch = slot.batch;
       slot.batch = [];
       m.results.forEach((r, i) => {
@@ -82,8 +94,14 @@ export class SigningPool implements LeafIssuer {
     if (i < 0) return; // "error" then "exit": handled once
     const failure = new SigningUnavailableError(this.#closed ? "the signing pool is closing" : `a signing worker stopped (${err.message}); retry the request`);
     for (const q of slot.batch.splice(0)) q.reject(failure);
-    if (this.#closed) {
+    if (!slot.answered && ++this.#startFailures >= MAX_START_FAILURES && !this.#broken) {
+      this.#broken = new SigningUnavailableError(`signing workers fail to start (${err.message})`);
+      this.onWorkerExit(this.#broken);
+    }
+    if (this.#closed || this.#broken) {
       this.#workers.splice(i, 1);
+      // Nothing left to sign what is queued: fail it rather than let it wait forever.
+      if (this.#workers.length === 0) for (const q of this.#queue.splice(0)) q.reject(this.#broken ?? failure);
       return;
     }
     this.#workers[i] = this.#spawn();
@@ -94,6 +112,7 @@ export class SigningPool implements LeafIssuer {
 
   issue(job: LeafJob): Promise<IssuedLeaf> {
     if (this.#closed) return Promise.reject(new SigningUnavailableError("the signing pool is closing"));
+    if (this.#broken && this.#workers.length === 0) return Promise.reject(this.#broken);
     return new Promise<IssuedLeaf>((resolve, reject) => {
       this.#queue.push({ job, resolve, reject });
       if (!this.#dispatchScheduled) {
