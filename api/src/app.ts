@@ -49,6 +49,7 @@ import tokenRoutes from "./routes/tokens/index.ts";
 import { CaRotationScheduler } from "./ca/rotator.ts";
 import { LivenessSweeper } from "./mesh/liveness.ts";
 import { activeCaExpiries, DrizzleCaStore } from "./ca/store.ts";
+import { SigningPool } from "./ca/signing-pool.ts";
 import { ChangeFeed } from "./services/change-feed.ts";
 import { Follower } from "./follower/follow.ts";
 import { resolveKek } from "./ca/kek-source.ts";
@@ -187,7 +188,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const tokens = new TenantTokens(db, signing.key, { maxTtlSeconds: tokenPolicy(config).maxTtlSeconds, feed });
   await tokens.start(config.revocationPollMs);
   const directory = new TenantDirectory(db, feed);
-  const ca = new CaService({ store: new DrizzleCaStore(db, feed), kek: kek.kek });
+  // The request path and the database stay on this thread; CSR checks and signing go to the pool.
+  const signingPool = config.signingWorkers ? new SigningPool(config.signingWorkers, (err) => app.log.error({ err }, "a signing worker stopped; replaced")) : undefined;
+  const ca = new CaService({ store: new DrizzleCaStore(db, feed), kek: kek.kek, ...(signingPool && { leaves: signingPool }) });
   const rotation = config.caRotation === "auto" ? new CaRotationScheduler(db, ca, app.log) : undefined;
   // Before the follower: its first load compiles every tracked node.
   const domainMetrics = new DomainMetrics();
@@ -244,6 +247,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await liveness?.stop();
     await pruner?.stop();
     await flowStreams.stop();
+    await signingPool?.close();
     await feed.stop();
     if (!opts.database) await database.close();
   });

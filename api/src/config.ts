@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { parseKek, type Kek } from "./ca/kek.ts";
 import { DATAPATH_MAPS, type DatapathMap } from "./compiler/types.ts";
@@ -89,12 +90,23 @@ export interface Config {
   allowPlaintext?: boolean;
   /** In process only (tests): how often WEFT_TLS_CERT/WEFT_TLS_KEY are checked for a change (default 30 s). */
   tlsFileCheckMs?: number;
+  /**
+   * WEFT_SIGNING_WORKERS: worker threads that verify CSRs and sign X.509-SVIDs
+   * (ca/signing-pool.ts); 0 signs on the request's thread. Default from the
+   * environment: one per core beside the main thread's (at most 8; 1 on two
+   * cores, where bench/svid measured one worker about even with none and two
+   * behind); 0 in process.
+   */
+  signingWorkers?: number;
 }
 
 export const DEFAULT_FLOW_RETENTION = "24h";
 export const DEFAULT_FLOW_STREAMS_PER_TENANT = 8;
 
 export const DEFAULT_NODE_GRACE_SECONDS = 15;
+
+/** The main thread keeps a core of its own (HTTP, the database); the rest sign. */
+export const defaultSigningWorkers = (): number => Math.max(0, Math.min(8, availableParallelism() - 1));
 
 export class ConfigError extends Error {}
 
@@ -355,6 +367,7 @@ export function configFromEnv(env: Env = process.env): Config {
     flowRetentionMs: durationMs("WEFT_FLOW_RETENTION", env.WEFT_FLOW_RETENTION || DEFAULT_FLOW_RETENTION),
     flowStreamsPerTenant: boundedIntegerFrom(env, "WEFT_FLOW_STREAMS_PER_TENANT", DEFAULT_FLOW_STREAMS_PER_TENANT, 1, 10_000),
     ...transportFrom(env, host),
+    signingWorkers: boundedIntegerFrom(env, "WEFT_SIGNING_WORKERS", defaultSigningWorkers(), 0, 64),
   };
 }
 

@@ -15,7 +15,12 @@ import { issuanceCommits } from "../../api/src/ca/store.ts";
 const OPERATOR = "weft_op_bench-svid-operator-token-000000";
 
 const app = await buildApp(
-  inProcessConfig({ operatorToken: OPERATOR, databaseUrl: process.env.DATABASE_URL || undefined, trustDomainSuffix: "bench.weft" }),
+  inProcessConfig({
+    operatorToken: OPERATOR,
+    databaseUrl: process.env.DATABASE_URL || undefined,
+    trustDomainSuffix: "bench.weft",
+    signingWorkers: Number(process.env.BENCH_SIGNING_WORKERS ?? 0),
+  }),
 );
 
 const op = { authorization: `Bearer ${OPERATOR}` };

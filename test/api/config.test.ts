@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { ConfigError, configFromEnv } from "../../api/src/config.ts";
@@ -149,6 +150,14 @@ describe("configuration from the environment", () => {
     expect(() => configFromEnv({ WEFT_POD_CIDR: "10.0.0.0/8", WEFT_POD_CIDR_NODE_PREFIX: "31" })).toThrow(/WEFT_POD_CIDR_NODE_PREFIX/);
     expect(() => configFromEnv({ WEFT_TOKEN_MAX_TTL: "59" })).toThrow(/WEFT_TOKEN_MAX_TTL/);
     expect(() => configFromEnv({ WEFT_TOKEN_MINT_LIMIT: "0" })).toThrow(/WEFT_TOKEN_MINT_LIMIT/);
+    expect(() => configFromEnv({ WEFT_SIGNING_WORKERS: "-1" })).toThrow(/WEFT_SIGNING_WORKERS/);
+    expect(() => configFromEnv({ WEFT_SIGNING_WORKERS: "two" })).toThrow(/WEFT_SIGNING_WORKERS/);
+  });
+
+  it("WEFT_SIGNING_WORKERS: 0 signs in-thread; unset, one worker per core beside the main thread's", () => {
+    expect(configFromEnv({ WEFT_SIGNING_WORKERS: "0" }).signingWorkers).toBe(0);
+    expect(configFromEnv({ WEFT_SIGNING_WORKERS: "3" }).signingWorkers).toBe(3);
+    expect(configFromEnv({}).signingWorkers).toBe(Math.max(0, Math.min(8, availableParallelism() - 1)));
   });
 
   it("stops the server with exit code 2 and one line naming the variable", () => {

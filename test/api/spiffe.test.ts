@@ -16,7 +16,12 @@ import { BACKENDS, backendDatabase, bearer, operator, skipBackend, startApi, ten
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
-describe.each(BACKENDS)("SPIFFE through the API on %s", (backend) => {
+// Each backend twice: CSRs verified and leaves signed on the request's thread,
+// and in a pool of two worker threads (ca/signing-pool.ts); every check below
+// holds for both.
+const VARIANTS = BACKENDS.flatMap((backend) => [0, 2].map((signingWorkers) => [backend, signingWorkers] as const));
+
+describe.each(VARIANTS)("SPIFFE through the API on %s, %i signing workers", (backend, signingWorkers) => {
   describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     /** Every response body of this suite, searched at the end for key material. */
@@ -51,7 +56,7 @@ describe.each(BACKENDS)("SPIFFE through the API on %s", (backend) => {
     };
 
     beforeAll(async () => {
-      app = await startApi(backend);
+      app = await startApi(backend, { signingWorkers });
       acme = await tenantWithToken(app, ["admin"]);
       trustDomain = (await call({ url: `/v1/tenants/${acme.tenant}`, headers: bearer(acme.token) })).json().trustDomain;
     });

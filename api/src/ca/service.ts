@@ -10,7 +10,7 @@ import { CaInputError, CaStateError } from "./errors.ts";
 import { mintJwtSvid, validateAudience } from "./jwt-svid.ts";
 import type { Kek } from "./kek.ts";
 import { activate, activeSlot, dueAction, emptyState, prepare, prune, type AuthorityState, type DueAction } from "./rotation.ts";
-import { issueLeaf } from "./x509.ts";
+import { InThreadLeafIssuer, type LeafIssuer } from "./leaf-issuer.ts";
 
 export type CaState = AuthorityState<AuthorityMaterial>;
 
@@ -75,6 +75,8 @@ export interface CaServiceOptions {
   clock?: () => Date;
   caTtlMs?: number;
   refreshHintSeconds?: number;
+  /** Where CSRs are verified and leaves signed: this thread unless a signing pool is given (signing-pool.ts). */
+  leaves?: LeafIssuer;
 }
 
 export interface X509SvidResult {
@@ -96,6 +98,7 @@ export class CaService {
   readonly #clock: () => Date;
   readonly #caTtlMs: number;
   readonly #refreshHint: number;
+  readonly #leaves: LeafIssuer;
   /** Decrypted signers by tenant/slot: opening costs a KEK decrypt and key parse per slot, not per SVID. */
   readonly #open = new Map<string, OpenAuthority>();
 
@@ -105,6 +108,7 @@ export class CaService {
     this.#clock = o.clock ?? (() => new Date());
     this.#caTtlMs = o.caTtlMs ?? DEFAULT_CA_TTL_MS;
     this.#refreshHint = o.refreshHintSeconds ?? DEFAULT_REFRESH_HINT_SECONDS;
+    this.#leaves = o.leaves ?? new InThreadLeafIssuer();
   }
 
   /** Creates the tenant's first CA if it has none (call at tenant creation). */
@@ -151,10 +155,23 @@ export class CaService {
     ttlMs?: number;
     caller: Caller;
   }): Promise<X509SvidResult> {
-    const { spkiDer } = verifyCsr(req.csrPem, req.spiffeId);
-    const signer = await this.#signer(req.tenantId);
+    let signer: OpenAuthority;
+    try {
+      signer = await this.#signer(req.tenantId);
+    } catch (err) {
+      // A bad CSR is the caller's to fix first, CA or not: verify it here before answering "no CA".
+      if (err instanceof CaStateError) verifyCsr(req.csrPem, req.spiffeId);
+      throw err;
+    }
     const now = this.#clock();
-    const leaf = issueLeaf(signer.leafTemplate, { spiffeId: req.spiffeId, spkiDer, now, ...(req.ttlMs !== undefined && { ttlMs: req.ttlMs }) });
+    const leaf = await this.#leaves.issue({
+      slotKey: `${req.tenantId}/${signer.slotId}`,
+      template: signer.leafTemplate,
+      csrPem: req.csrPem,
+      spiffeId: req.spiffeId,
+      now,
+      ...(req.ttlMs !== undefined && { ttlMs: req.ttlMs }),
+    });
     await this.#store.recordIssuance({
       tenantId: req.tenantId,
       slotId: signer.slotId,
@@ -255,7 +272,11 @@ export class CaService {
     let open = this.#open.get(key);
     if (!open) {
       open = openAuthority(tenantId, slot, this.#kek);
-      if (this.#open.size >= MAX_OPEN_CACHE) this.#open.delete(this.#open.keys().next().value!);
+      if (this.#open.size >= MAX_OPEN_CACHE) {
+        const oldest = this.#open.keys().next().value!;
+        this.#open.delete(oldest);
+        this.#leaves.forget?.(oldest);
+      }
       this.#open.set(key, open);
     }
     return open;

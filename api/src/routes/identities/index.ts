@@ -186,7 +186,7 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
           "Issue an X.509-SVID from a PKCS#10 CSR (needs the write scope, or a node credential of a node running a workload of this identity and matched by its nodeSelector now)",
         params: IdentityParams,
         body: X509SvidRequest,
-        response: { 201: X509Svid, ...problemResponses(400, 401, 403, 404, 409) },
+        response: { 201: X509Svid, ...problemResponses(400, 401, 403, 404, 409, 503) },
       },
     },
     async (request, reply) => {
