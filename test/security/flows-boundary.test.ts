@@ -265,6 +265,8 @@ describe.each(BACKENDS)("the flows boundary on %s", (backend) => {
       // The lists say the same as the streams.
       const listedForB = await items(s.b.tenant, s.b.token, "reason=policy-deny&limit=1");
       expect(listedForB[0]).toEqual(bFlows[2]);
+      for (const stream of [mine, byIdentity, theirs]) await stream.close();
+      await untilHolds("the streams to end on the server", () => app.weft.flowStreams.size, (n) => n === 0);
     });
 
     it("answers every time JavaScript cannot hold with 4xx problem+json and stores nothing", async () => {
@@ -290,6 +292,7 @@ describe.each(BACKENDS)("the flows boundary on %s", (backend) => {
         [`until=${leap}`, "query.until"],
         ["since=0000-01-01T00:00:00Z", "query.since"],
         ["since=999999d", "query.since"],
+        ["until=9999-12-31T23:59:59-23:59", "query.until"],
         [`follow=true&since=${leap}`, "query.since"],
       ] as const) {
         const problem = expectProblem(await list(s.a.tenant, s.a.token, query), 400);
