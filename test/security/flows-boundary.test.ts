@@ -4,6 +4,7 @@
 // every filter, a foreign cursor, the summary and a follow stream; input
 // that JavaScript and Postgres read differently. Each test tries to cross
 // and asserts it does not (test/api/flows*.test.ts prove the happy paths).
+import { connect } from "node:net";
 import { and, eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
@@ -268,6 +269,58 @@ describe.each(BACKENDS)("the flows boundary on %s", (backend) => {
       for (const stream of [mine, byIdentity, theirs]) await stream.close();
       await untilHolds("the streams to end on the server", () => app.weft.flowStreams.size, (n) => n === 0);
     });
+
+    it("ends a stream when the token that minted its token is revoked, and when its tenant is deleted", async () => {
+      const child = (await app.inject({ method: "POST", url: `/v1/tenants/${s.a.tenant}/tokens`, headers: bearer(s.a.token), payload: { name: "parent", scopes: ["admin"] } })).json();
+      const grandchild = (await app.inject({ method: "POST", url: `/v1/tenants/${s.a.tenant}/tokens`, headers: bearer(child.token), payload: { name: "watcher", scopes: ["read"] } })).json();
+      const doomed = await tenantWithToken(app, ["read"]);
+      const byChild = follow(`/v1/tenants/${s.a.tenant}/flows?follow=true`, grandchild.token);
+      const ofDoomed = follow(`/v1/tenants/${doomed.tenant}/flows?follow=true`, doomed.token);
+      await untilHolds("both streams", () => app.weft.flowStreams.size, (n) => n === 2);
+      expect((await app.inject({ method: "DELETE", url: `/v1/tenants/${s.a.tenant}/tokens/${child.id}`, headers: operator })).statusCode).toBe(204);
+      expect((await app.inject({ method: "DELETE", url: `/v1/tenants/${doomed.tenant}`, headers: operator })).statusCode).toBe(204);
+      // A batch wakes the streams: each checks its token before it reads.
+      expect((await upload(app, s.node.name, s.node.credential, batchOf({ flows: [flow(new Date().toISOString(), {})] }))).statusCode).toBe(202);
+      await Promise.race([Promise.all([byChild.done, ofDoomed.done]), new Promise((r) => setTimeout(r, 10_000))]);
+      await untilHolds("the server to end both", () => app.weft.flowStreams.size, (n) => n === 0);
+      expect(byChild.events).toEqual([]);
+    });
+
+    it("ends the stream of a client that leaves 4 MiB unread instead of buffering without bound", async () => {
+      const { port } = new URL(base);
+      expect(app.weft.flowStreams.size).toBe(0);
+      const socket = connect(Number(port), "127.0.0.1");
+      socket.on("error", () => undefined);
+      let received = 0;
+      let closed = false;
+      socket.on("close", () => (closed = true));
+      await new Promise((r) => socket.once("connect", r));
+      socket.write(`GET /v1/tenants/${s.a.tenant}/flows?follow=true HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${s.a.token}\r\n\r\n`);
+      socket.once("data", (chunk: Buffer) => {
+        received += chunk.length;
+        // Read the head, then never again: the kernel's buffers fill, then the server's.
+        socket.pause();
+      });
+      await untilHolds("the stream to open", () => app.weft.flowStreams.size, (n) => n === 1);
+      const now = new Date().toISOString();
+      let batches = 0;
+      // Each batch is some 900 KB of events; loopback buffers hold a few MB before the server's fills.
+      while (app.weft.flowStreams.size > 0 && batches < 60) {
+        const flows = Array.from({ length: 2000 }, (_, i) => flow(now, { src: { address: s.addr.web, port: 1024 + i, identity: s.num.web, tenant: s.a.id } }));
+        expect((await upload(app, s.node.name, s.node.credential, batchOf({ flows }))).statusCode).toBe(202);
+        batches++;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await untilHolds("the server to end the stream", () => app.weft.flowStreams.size, (n) => n === 0, 20_000);
+      expect(batches).toBeLessThan(60);
+      expect(received).toBeGreaterThan(0);
+      // Another stream of the tenant opens at once: the slot was freed.
+      const next = follow(`/v1/tenants/${s.a.tenant}/flows?follow=true&node=${s.spare.name}`, s.a.token);
+      await untilHolds("a new stream", () => next.comments.length, (n) => n > 0);
+      await next.close();
+      socket.destroy();
+      expect(closed || socket.destroyed).toBe(true);
+    }, 120_000);
 
     it("answers every time JavaScript cannot hold with 4xx problem+json and stores nothing", async () => {
       const { at } = minute(5);
