@@ -37,7 +37,8 @@ function windowOf(q: { since?: string; until?: string }): { since?: string; unti
   const now = Date.now();
   const since = q.since === undefined ? undefined : instantOf(q.since, now);
   const until = q.until === undefined ? undefined : instantOf(q.until, now);
-  const unstorable = (["since", "until"] as const).filter((k) => ({ since, until })[k] !== undefined && !storableTime(({ since, until })[k]!));
+  const window = { since, until };
+  const unstorable = (["since", "until"] as const).filter((k) => window[k] !== undefined && !storableTime(window[k]));
   if (unstorable.length > 0) throw badRequest(`${unstorable.join(" and ")} out of range`, unstorable.map((k) => ({ field: `query.${k}`, message: UNSTORABLE_TIME })));
   if (since !== undefined && until !== undefined && Date.parse(since) > Date.parse(until)) {
     throw badRequest("since is after until", [{ field: "query.until", message: "must not be before since" }]);
