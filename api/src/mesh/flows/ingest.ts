@@ -27,17 +27,34 @@ const INSERT_CHUNK = 2000;
 /** Any fixed key, the same in every replica ("flow" in ASCII). */
 const INGEST_LOCK_KEY = 0x666c6f77;
 
+const FIRST_STORABLE = Date.parse("0001-01-01T00:00:00Z");
+const LAST_STORABLE = Date.parse("9999-12-31T23:59:59.999Z");
+export const UNSTORABLE_TIME = "must be a time from year 1 to 9999, without a leap second";
+
+/**
+ * Whether an RFC 3339 time is one JavaScript and Postgres both hold: the
+ * date-time format admits a leap second (23:59:60), which Date.parse reads
+ * as NaN, and year 0, which Postgres refuses.
+ */
+export function storableTime(value: string): boolean {
+  const ms = Date.parse(value);
+  return ms >= FIRST_STORABLE && ms <= LAST_STORABLE;
+}
+
 /** Time rules the schema cannot state; every broken one is named. */
 export function timeErrors(batch: FlowBatch, now: number): FieldError[] {
   const errors: FieldError[] = [];
   const latest = now + MAX_CLOCK_SKEW_MS;
   const future = `must not be more than ${MAX_CLOCK_SKEW_MS / 60_000} minutes ahead of the API's clock`;
-  batch.flows.forEach((f, i) => {
-    if (Date.parse(f.time) > latest) errors.push({ field: `body.flows.${i}.time`, message: future });
-  });
+  const check = (field: string, value: string) => {
+    if (!storableTime(value)) errors.push({ field, message: UNSTORABLE_TIME });
+    else if (Date.parse(value) > latest) errors.push({ field, message: future });
+  };
+  batch.flows.forEach((f, i) => check(`body.flows.${i}.time`, f.time));
   batch.aggregates.forEach((a, i) => {
     if (Date.parse(a.start) > Date.parse(a.end)) errors.push({ field: `body.aggregates.${i}.start`, message: "must not be after end" });
-    if (Date.parse(a.end) > latest) errors.push({ field: `body.aggregates.${i}.end`, message: future });
+    if (!storableTime(a.start)) errors.push({ field: `body.aggregates.${i}.start`, message: UNSTORABLE_TIME });
+    check(`body.aggregates.${i}.end`, a.end);
   });
   return errors.slice(0, 20);
 }

@@ -5,7 +5,7 @@ import { DEFAULT_PAGE_SIZE, decodeCursor, page } from "../../http/conventions.ts
 import { DEFAULT_JSON_LIMITS, jsonBodyParser } from "../../http/json-body.ts";
 import { badRequest, notFound } from "../../http/problem.ts";
 import { Page, TenantParams } from "../../http/schemas.ts";
-import { ingestBatch } from "../../mesh/flows/ingest.ts";
+import { UNSTORABLE_TIME, ingestBatch, storableTime } from "../../mesh/flows/ingest.ts";
 import { FlowMetrics } from "../../mesh/flows/metrics.ts";
 import { flowSummary, listFlows, parsePosition, positionKey, toFlow, type FlowFilters, type FlowReader } from "../../mesh/flows/query.ts";
 import { Flow, FlowBatch, FlowBatchAccepted, MAX_AGGREGATES_PER_BATCH, MAX_FLOWS_PER_BATCH } from "../../mesh/flows/specs.ts";
@@ -37,6 +37,9 @@ function windowOf(q: { since?: string; until?: string }): { since?: string; unti
   const now = Date.now();
   const since = q.since === undefined ? undefined : instantOf(q.since, now);
   const until = q.until === undefined ? undefined : instantOf(q.until, now);
+  const window = { since, until };
+  const unstorable = (["since", "until"] as const).filter((k) => window[k] !== undefined && !storableTime(window[k]));
+  if (unstorable.length > 0) throw badRequest(`${unstorable.join(" and ")} out of range`, unstorable.map((k) => ({ field: `query.${k}`, message: UNSTORABLE_TIME })));
   if (since !== undefined && until !== undefined && Date.parse(since) > Date.parse(until)) {
     throw badRequest("since is after until", [{ field: "query.until", message: "must not be before since" }]);
   }
