@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { request as httpRequest } from "node:http";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -64,10 +65,21 @@ describe.each(BACKENDS)("the server process on %s", (backend) => {
         expect((await fetch(`${base}/readyz`)).status).toBe(200);
         const tenants = await fetch(`${base}/v1/tenants`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
         expect(tenants.status).toBe(200);
-        // A request in flight when the signal lands still gets its answer.
-        const inFlight = fetch(`${base}/readyz`);
+        // A request in flight when the signal lands still gets its answer. In flight means the server has it:
+        // its own connection (a request on an idle keep-alive connection can race the close of idle
+        // connections, which any server does on shutdown), and the signal only once the server logged it.
+        const logged = waitFor(child, /"url":"\/v1\/tenants\?limit=7"/);
+        const inFlight = new Promise<number>((resolve, reject) => {
+          const req = httpRequest(`${base}/v1/tenants?limit=7`, { agent: false, headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } }, (res) => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode ?? 0));
+          });
+          req.on("error", reject);
+          req.end();
+        });
+        await logged;
         child.kill("SIGTERM");
-        expect((await inFlight).status).toBe(200);
+        expect(await inFlight).toBe(200);
         expect(await exited, output).toBe(0);
         await expect(fetch(`${base}/healthz`)).rejects.toThrow();
       } finally {
