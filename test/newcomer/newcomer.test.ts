@@ -57,6 +57,22 @@ const barePath = () =>
     .filter((d) => !/node_modules[/\\]\.bin$/.test(d))
     .join(":");
 
+/**
+ * A commit of the checkout as it is, uncommitted edits to tracked files included (`git stash create`),
+ * or HEAD when there are none. Other suites run git in this checkout at the same time (git check-ignore,
+ * a refreshed index), and stash create then fails on the index lock: it is tried again, briefly.
+ */
+function worktreeCommit(): string {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return execFileSync("git", ["-C", repoRoot, "stash", "create"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim() || "HEAD";
+    } catch (err) {
+      if (attempt >= 20) throw new Error(`git stash create failed 20 times: ${(err as { stderr?: string }).stderr ?? String(err)}`);
+      execFileSync("sleep", ["0.25"]);
+    }
+  }
+}
+
 describe.skipIf(skipWithout("the newcomer test", unavailableReason()))("a newcomer following README.md from a clean clone", () => {
   let scratch: string;
   let clone: string;
@@ -67,7 +83,7 @@ describe.skipIf(skipWithout("the newcomer test", unavailableReason()))("a newcom
   beforeAll(() => {
     scratch = mkdtempSync(join(tmpdir(), "weft-newcomer-"));
     clone = join(scratch, "weft");
-    const tree = execFileSync("git", ["-C", repoRoot, "stash", "create"], { encoding: "utf8" }).trim() || "HEAD";
+    const tree = worktreeCommit();
     execFileSync("git", ["clone", "-q", "--shared", "--no-checkout", repoRoot, clone]);
     execFileSync("git", ["-C", clone, "checkout", "-q", "--detach", execFileSync("git", ["-C", repoRoot, "rev-parse", tree], { encoding: "utf8" }).trim()]);
   });
