@@ -28,22 +28,13 @@ import type { AgentConfig } from "../../nodeagent/src/agent/config.ts";
 import { startAgent, uninstall, type RunningAgent } from "../../nodeagent/src/agent/runtime.ts";
 import { MANAGED_MAPS, type ManagedMap } from "../../nodeagent/src/apply/index.ts";
 import { bearer, operator, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
-import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth, type VethPair } from "../support/kernel.ts";
+import { Cleanup, makeCgroup, makeNetns, makePinDir, makeVeth, type VethPair, toolsUnavailableReason } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { until } from "../support/until.ts";
 import { canonical } from "./fixtures.ts";
 import { echoServer, holdConnection, persistentEchoServer, routeWorkload, tcpProbe } from "./netns-traffic.ts";
 
-function unavailable(): string | null {
-  const r = cgroupUnavailableReason();
-  if (r !== null) return r;
-  try {
-    for (const [cmd, arg] of [["ip", "-V"], ["bpftool", "version"], ["openssl", "version"]] as const) execFileSync(cmd, [arg], { stdio: "ignore" });
-    return null;
-  } catch {
-    return "iproute2, bpftool or openssl not installed";
-  }
-}
+const unavailable = (): string | null => toolsUnavailableReason([["ip", "-V"], ["bpftool", "version"], ["openssl", "version"]]);
 
 const reason = unavailable();
 const quiet = (level: string, msg: string, f?: Record<string, unknown>) => { if (process.env.E2E_TRACE) console.log(Date.now(), level, msg, JSON.stringify(f)); };

@@ -9,7 +9,6 @@
  * test (RuntimeOptions.flowsApi), which records them and answers 202.
  * With --flows off the agent writes rate 0 and the kernel emits nothing.
  */
-import { execFileSync } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -23,21 +22,12 @@ import type { AgentConfig } from "../../nodeagent/src/agent/config.ts";
 import { startAgent, uninstall, type RunningAgent } from "../../nodeagent/src/agent/runtime.ts";
 import { DEFAULT_FLOW_CONFIG } from "../../nodeagent/src/flows/config.ts";
 import { bearer, operator, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
-import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth, type VethPair } from "../support/kernel.ts";
+import { Cleanup, makeCgroup, makeNetns, makePinDir, makeVeth, type VethPair, toolsUnavailableReason } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { until } from "../support/until.ts";
 import { echoServer, routeWorkload, tcpProbe } from "./netns-traffic.ts";
 
-function unavailable(): string | null {
-  const r = cgroupUnavailableReason();
-  if (r !== null) return r;
-  try {
-    execFileSync("ip", ["-V"], { stdio: "ignore" });
-    return null;
-  } catch {
-    return "iproute2 not installed";
-  }
-}
+const unavailable = (): string | null => toolsUnavailableReason([["ip", "-V"]]);
 
 const reason = unavailable();
 const quiet = () => undefined;

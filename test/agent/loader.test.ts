@@ -15,20 +15,10 @@ import { ApplyEngine, MANAGED_MAPS } from "../../nodeagent/src/apply/index.ts";
 import { closeFd, linkInfo, mapInfo, objectId, openPinned } from "../../nodeagent/src/kernel/index.ts";
 import { cleanup as uninstall, KernelDatapath, SOCK_PROGRAMS } from "../../nodeagent/src/loader/index.ts";
 import { skipWithout } from "../support/prerequisites.ts";
-import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth, type VethPair } from "../support/kernel.ts";
+import { Cleanup, makeCgroup, makeNetns, makePinDir, makeVeth, type VethPair, toolsUnavailableReason } from "../support/kernel.ts";
 import { canonical, kernelEntries, NODE, nodeState, W } from "./fixtures.ts";
 
-function unavailable(): string | null {
-  const r = cgroupUnavailableReason();
-  if (r !== null) return r;
-  try {
-    execFileSync("ip", ["-V"], { stdio: "ignore" });
-    execFileSync("bpftool", ["version"], { stdio: "ignore" });
-    return null;
-  } catch {
-    return "iproute2 or bpftool not installed";
-  }
-}
+const unavailable = (): string | null => toolsUnavailableReason([["ip", "-V"], ["bpftool", "version"]]);
 
 const reason = unavailable();
 const ALLOWED_PORT = 8080; // nodeState's egress allow to the host identity

@@ -24,7 +24,7 @@ import { netnsCookie } from "../../nodeagent/src/kernel/index.ts";
 import { cleanup as uninstall, KernelDatapath } from "../../nodeagent/src/loader/index.ts";
 import { deleteAll, readMetrics, writeEntries } from "../kernel/policy-harness.ts";
 import { skipWithout } from "../support/prerequisites.ts";
-import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth } from "../support/kernel.ts";
+import { Cleanup, makeCgroup, makeNetns, makePinDir, makeVeth, toolsUnavailableReason } from "../support/kernel.ts";
 
 const VIP = "198.19.77.10";
 const BACKEND = "198.19.77.20";
@@ -33,16 +33,7 @@ const BACKEND_PORT = 7781;
 const WL_HOST = "198.19.78.1";
 const WL_ADDR = "198.19.78.2";
 
-function unavailable(): string | null {
-  const r = cgroupUnavailableReason();
-  if (r !== null) return r;
-  try {
-    execFileSync("ip", ["-V"], { stdio: "ignore" });
-    return null;
-  } catch {
-    return "iproute2 not installed";
-  }
-}
+const unavailable = (): string | null => toolsUnavailableReason([["ip", "-V"]]);
 
 const reason = unavailable();
 

@@ -43,6 +43,24 @@ export function cgroupUnavailableReason(): string | null {
   return null;
 }
 
+/**
+ * cgroupUnavailableReason, then each tool answering its version probe
+ * (`["ip", "-V"]`, `["bpftool", "version"]`...): the prerequisites of a
+ * suite that runs real agents and traffic in namespaces.
+ */
+export function toolsUnavailableReason(tools: readonly (readonly [string, string])[]): string | null {
+  const r = cgroupUnavailableReason();
+  if (r !== null) return r;
+  for (const [cmd, arg] of tools) {
+    try {
+      execFileSync(cmd, [arg], { stdio: "ignore" });
+    } catch {
+      return `${cmd} not installed (${cmd === "ip" ? "iproute2" : cmd})`;
+    }
+  }
+  return null;
+}
+
 /** Runs undo steps in reverse order; every step runs even when one throws. */
 export class Cleanup {
   private steps: { what: string; undo: () => void | Promise<void> }[] = [];

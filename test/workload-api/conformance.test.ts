@@ -25,22 +25,13 @@ import type { AgentConfig } from "../../nodeagent/src/agent/config.ts";
 import { startAgent, uninstall, type RunningAgent } from "../../nodeagent/src/agent/runtime.ts";
 import { WorkloadApiServer } from "../../nodeagent/src/workload-api/server.ts";
 import { bearer, operator, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
-import { Cleanup, cgroupUnavailableReason, makeCgroup, makeNetns, makePinDir, makeVeth } from "../support/kernel.ts";
+import { Cleanup, makeCgroup, makeNetns, makePinDir, makeVeth, toolsUnavailableReason } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { until } from "../support/until.ts";
 import { pastedBundle } from "../support/federation.ts";
 import { routeWorkload } from "../agent/netns-traffic.ts";
 
-function unavailable(): string | null {
-  const r = cgroupUnavailableReason();
-  if (r !== null) return r;
-  try {
-    for (const [cmd, arg] of [["ip", "-V"], ["openssl", "version"]] as const) execFileSync(cmd, [arg], { stdio: "ignore" });
-    return null;
-  } catch {
-    return "iproute2 or openssl not installed";
-  }
-}
+const unavailable = (): string | null => toolsUnavailableReason([["ip", "-V"], ["openssl", "version"]]);
 const reason = unavailable();
 
 const CLIENT = new URL("./wapi-client.cjs", import.meta.url).pathname;
