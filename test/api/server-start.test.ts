@@ -145,13 +145,21 @@ describe("probe logging", () => {
   it("logs /healthz and /readyz requests at debug, other requests at info", async () => {
     const server = await start(dataDirInTempHome(), { WEFT_OPERATOR_TOKEN: OPERATOR_TOKEN, LOG_LEVEL: "debug" });
     await ready(server);
+    // Only the lines of the three requests below: ready()'s own polls may have met a server not yet ready.
+    const seenBefore = jsonLines(server.stdout()).length;
     await fetch(`${server.base}/healthz`);
     await fetch(`${server.base}/readyz`);
     await fetch(`${server.base}/v1/tenants`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } });
     const requestLines = () =>
-      jsonLines(server.stdout()).filter((l) => l.msg === "incoming request" || l.msg === "request completed");
+      jsonLines(server.stdout())
+        .slice(seenBefore)
+        .filter((l) => l.msg === "incoming request" || l.msg === "request completed");
     const urlOf = (l: Record<string, unknown>) => (l.req as { url?: string } | undefined)?.url;
-    await until("the /v1/tenants request's log lines", 10_000, () => (requestLines().filter((l) => l.msg === "request completed").length >= 3 ? true : undefined));
+    const completed = (url: string) => {
+      const incoming = requestLines().find((l) => l.msg === "incoming request" && urlOf(l) === url);
+      return incoming !== undefined && requestLines().some((l) => l.msg === "request completed" && l.reqId === incoming.reqId);
+    };
+    await until("the three requests' log lines", 10_000, () => (["/healthz", "/readyz", "/v1/tenants"].every(completed) ? true : undefined));
     const byReq = new Map<unknown, string>();
     for (const l of requestLines()) if (urlOf(l)) byReq.set(l.reqId, urlOf(l)!);
     const levels = (url: string) => [...new Set(requestLines().filter((l) => byReq.get(l.reqId) === url).map((l) => l.level))];
