@@ -18,11 +18,10 @@
  * answered 202 by a pass-through proxy in front of the API (the API's
  * flows route is on another branch), which counts what it receives.
  *
- * AGENT_NODE_ARGS passes Node flags to the agent process (all three runs):
- * most of what flows add is V8's young generation, grown by the objects
- * that outlive a scavenge at thousands of flows a second (an interval's
- * rows and samples, a batch in flight), so
- * AGENT_NODE_ARGS=--max-semi-space-size=1 shows the agent with it capped.
+ * AGENT_NODE_ARGS passes Node flags to the agent process (all three runs),
+ * e.g. AGENT_NODE_ARGS=--max-semi-space-size=1: most of what flows add is
+ * V8's heaps under thousands of flows a second (an interval's rows, a batch
+ * being serialised), and that caps the young generation.
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
