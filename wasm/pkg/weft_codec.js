@@ -96,7 +96,6 @@ const actionCode = { allow: C.ACTION_ALLOW, deny: C.ACTION_DENY, "default-deny":
 const actionName = new Map(Object.entries(actionCode).map(([n, c]) => [c, n]));
 const hookCode = { ingress: C.HOOK_INGRESS, egress: C.HOOK_EGRESS, sock: C.HOOK_SOCK };
 const hookName = new Map(Object.entries(hookCode).map(([n, c]) => [c, n]));
-const policyConverters = () => converters.policy;
 
 function fail(what, why) {
   throw new Error(`invalid ${what}: ${why}`);
@@ -386,7 +385,6 @@ const indexZeroConv = (map) => ({
   },
   get: (f, o) => ({ index: f[o] }),
 });
-const u64Pair = (lo, hi) => fromU64(lo, hi);
 const putU64 = (v, what, f, o) => {
   const x = u64(v, what);
   f[o] = Number(x & 0xffffffffn);
@@ -394,7 +392,8 @@ const putU64 = (v, what, f, o) => {
 };
 
 Object.assign(converters, {
-  audit: policyConverters(),
+  // Same key and value as weft_policy (weft_abi.h).
+  audit: converters.policy,
   flow_cfg: {
     key: indexZeroConv("flow_cfg"),
     value: {
@@ -407,7 +406,7 @@ Object.assign(converters, {
         if (typeof v.allowed !== "boolean") fail("allowed", `${String(v.allowed)} is not a boolean`);
         f[o + 3] = v.allowed ? C.FLOW_F_ALLOWED : 0;
       },
-      get: (f, o) => ({ intervalNs: u64Pair(f[o], f[o + 1]), burst: f[o + 2], allowed: (f[o + 3] & C.FLOW_F_ALLOWED) !== 0 }),
+      get: (f, o) => ({ intervalNs: fromU64(f[o], f[o + 1]), burst: f[o + 2], allowed: (f[o + 3] & C.FLOW_F_ALLOWED) !== 0 }),
     },
   },
   flow_stats: {
@@ -422,11 +421,11 @@ Object.assign(converters, {
         putU64(v.creditNs, "creditNs", f, o + 8);
       },
       get: (f, o) => ({
-        emitted: u64Pair(f[o], f[o + 1]),
-        rateLimited: u64Pair(f[o + 2], f[o + 3]),
-        ringFull: u64Pair(f[o + 4], f[o + 5]),
-        stampNs: u64Pair(f[o + 6], f[o + 7]),
-        creditNs: u64Pair(f[o + 8], f[o + 9]),
+        emitted: fromU64(f[o], f[o + 1]),
+        rateLimited: fromU64(f[o + 2], f[o + 3]),
+        ringFull: fromU64(f[o + 4], f[o + 5]),
+        stampNs: fromU64(f[o + 6], f[o + 7]),
+        creditNs: fromU64(f[o + 8], f[o + 9]),
       }),
     },
   },
