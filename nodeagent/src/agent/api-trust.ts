@@ -82,8 +82,23 @@ export async function fetchPinnedCa(api: string, pin: string): Promise<string> {
   }
 }
 
+/** The pinned CA from the first replica that serves it (one down must not stop a first start); every failure when none does. */
+async function fetchPinnedCaFromAny(apis: readonly string[], pin: string): Promise<{ pem: string; api: string }> {
+  const failures: string[] = [];
+  for (const api of apis) {
+    try {
+      return { pem: await fetchPinnedCa(api, pin), api };
+    } catch (err) {
+      failures.push((err as Error).message);
+    }
+  }
+  throw new Error(failures.length === 1 ? failures[0] : `${failures.join("; ")} (tried ${apis.join(", ")})`);
+}
+
 export interface TrustConfig {
   api: string;
+  /** Every API replica (--api A,B): the pinned CA is fetched from the first that serves it. */
+  apis?: readonly string[];
   stateDir: string;
   apiCa?: string | undefined;
   apiCaSha256?: string | undefined;
@@ -116,11 +131,11 @@ export async function resolveApiCa(cfg: TrustConfig): Promise<{ pem: string | nu
         // Another pin than the saved copy's: fetch what the pin names.
       }
     }
-    const pem = await fetchPinnedCa(cfg.api, pin);
+    const { pem, api } = await fetchPinnedCaFromAny(cfg.apis?.length ? cfg.apis : [cfg.api], pin);
     ensureStateDir(cfg.stateDir);
     writeFileSync(`${saved}.tmp`, pem, { mode: 0o644 });
     renameSync(`${saved}.tmp`, saved);
-    return { pem, source: `${cfg.api}/v1/system/ca, pinned by --api-ca-sha256, saved as ${saved}` };
+    return { pem, source: `${api}/v1/system/ca, pinned by --api-ca-sha256, saved as ${saved}` };
   }
   return { pem: null, source: "the system's roots" };
 }
