@@ -7,6 +7,7 @@
  * command line's lists.
  */
 import { execFileSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -15,10 +16,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentLoop } from "../../nodeagent/src/agent/agent.ts";
+import { fingerprintOf, resolveApiCa } from "../../nodeagent/src/agent/api-trust.ts";
 import { ApiClient, ApiError } from "../../nodeagent/src/agent/client.ts";
 import { MAX_API_URLS, parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
 import { EndpointSet, type Resolver } from "../../nodeagent/src/agent/endpoints.ts";
 import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
+import { ensureRegistered } from "../../nodeagent/src/agent/runtime.ts";
+import { saveRegistration } from "../../nodeagent/src/agent/state.ts";
 import { freePort } from "../support/api-process.ts";
 import { memoryMaps } from "./scripted.ts";
 
@@ -212,6 +216,34 @@ describe("the client's failover", () => {
     // Without the CA the certificate is not trusted on any address.
     const untrusting = clientOf([`https://api.weft.test:${port}`], { resolve: async () => ["127.0.0.1", "127.0.0.2"] }).client;
     await expect(untrusting.node("n1")).rejects.toMatchObject({ message: expect.stringMatching(/not trusted/) });
+  });
+});
+
+describe("start-up over several endpoints", () => {
+  it("fetches the pinned CA from the first replica that serves it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "weft-endpoints-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=weft test ca", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")], { stdio: "ignore" });
+    const tls = { key: readFileSync(join(dir, "key.pem")), cert: readFileSync(join(dir, "cert.pem")) };
+    const serving = await serve((_req, res) => res.writeHead(200, { "content-type": "application/x-pem-file" }).end(tls.cert), "127.0.0.1", 0, createHttpsServer(tls));
+    const down = `https://127.0.0.1:${await freePort()}`;
+    const pin = fingerprintOf(new X509Certificate(tls.cert));
+    const trust = await resolveApiCa({ api: down, apis: [down, serving.url], stateDir: join(dir, "state"), apiCaSha256: pin });
+    expect(trust.pem).toContain("BEGIN CERTIFICATE");
+    expect(trust.source).toContain(`${serving.url}/v1/system/ca`);
+    // Every replica down: each failure named.
+    const other = `https://127.0.0.1:${await freePort()}`;
+    await expect(resolveApiCa({ api: down, apis: [down, other], stateDir: join(dir, "state2"), apiCaSha256: pin })).rejects.toThrow(/ECONNREFUSED.*ECONNREFUSED.*tried/);
+  });
+
+  it("keeps a node's registration when its API is any URL of the list, and refuses a list without it", async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), "weft-endpoints-"));
+    cleanups.push(() => rmSync(stateDir, { recursive: true, force: true }));
+    saveRegistration(stateDir, { api: "http://b:8080", node: "n1", credential: "c", registeredAt: "" });
+    const cfg = (api: string) => parseArgs(["--api", api, "--name", "n1", "--state-dir", stateDir], {});
+    const unused = new ApiClient("http://127.0.0.1:9");
+    expect((await ensureRegistered(cfg("http://a:8080,http://b:8080"), unused, () => undefined)).credential).toBe("c");
+    await expect(ensureRegistered(cfg("http://a:8080,http://c:8080"), unused, () => undefined)).rejects.toThrow(/holds node n1 of http:\/\/b:8080/);
   });
 });
 

@@ -19,7 +19,7 @@ import { Agent, fetch as undiciFetch } from "undici";
 /** The addresses a host name resolves to, in the order to try them. */
 export type Resolver = (host: string) => Promise<string[]>;
 
-export const systemResolver: Resolver = async (host) => (await dnsLookup(host, { all: true, order: "verbatim" })).map((a) => a.address);
+export const systemResolver: Resolver = async (host) => (await dnsLookup(host, { all: true })).map((a) => a.address);
 
 /** More addresses than this per name are not tried (and not given a metrics index). */
 export const MAX_ADDRESSES_PER_NAME = 16;
