@@ -21,7 +21,11 @@ const MAX_CA_BYTES = 64 * 1024;
 /** The fetch the agent calls the API with: Node's own, or one that trusts only caPem. */
 export function apiFetch(caPem: string | null): typeof fetch {
   if (caPem === null) return fetch;
-  const dispatcher = new Agent({ connect: { ca: caPem } });
+  return fetchThrough(new Agent({ connect: { ca: caPem } }));
+}
+
+/** A fetch whose connections are the dispatcher's (its CA, its pinned address). */
+export function fetchThrough(dispatcher: Agent): typeof fetch {
   return ((input: string, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
 }
 

@@ -589,7 +589,6 @@ export class ApiClient {
         }
         await r.discard();
       } catch (err) {
-        if (err instanceof ApiError) throw err;
         const cause = (err as { cause?: { code?: string; message?: string } }).cause ?? (err as { code?: string; message?: string });
         const why = timeout.aborted ? `no answer within ${timeoutMs} ms` : transportFailure(cause, (err as Error).message);
         const where = several ? ` on ${ep.label}` : "";

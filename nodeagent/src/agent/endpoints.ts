@@ -14,7 +14,8 @@
  */
 import { lookup as dnsLookup } from "node:dns/promises";
 import { isIP, type LookupFunction } from "node:net";
-import { Agent, fetch as undiciFetch } from "undici";
+import { Agent } from "undici";
+import { fetchThrough } from "./api-trust.ts";
 
 /** The addresses a host name resolves to, in the order to try them. */
 export type Resolver = (host: string) => Promise<string[]>;
@@ -163,8 +164,6 @@ export class EndpointSet {
       dispatcher = new Agent({ connect: requestOptions });
       this.dispatchers.set(label, dispatcher);
     }
-    const d = dispatcher;
-    const bound = ((input: string, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher: d })) as unknown as typeof fetch;
-    return { index, base, address, label, fetch: bound, requestOptions };
+    return { index, base, address, label, fetch: fetchThrough(dispatcher), requestOptions };
   }
 }
