@@ -21,8 +21,12 @@ export const DEFAULT_TLS_CERT_TTL_SECONDS = 7 * 24 * 3600;
 export interface Config {
   port: number;
   host: string;
-  /** Unset: the embedded PGlite database stored in dataDir. */
+  /** Unset: the embedded PGlite database stored in dataDir. May point at PgBouncer in transaction mode. */
   databaseUrl: string | undefined;
+  /** WEFT_DATABASE_DIRECT_URL: Postgres itself, not a pooler, for LISTEN and the migration lock; default databaseUrl. */
+  databaseDirectUrl?: string | undefined;
+  /** WEFT_DB_POOL_MAX: connections this replica's query pool may open (default 10, db/client.ts). */
+  dbPoolMax?: number | undefined;
   /** Where PGlite keeps its files; undefined keeps it in memory (tests). */
   dataDir: string | undefined;
   /** Plain operator token from the environment, if the operator set one. */
@@ -123,19 +127,26 @@ function portFrom(env: Env): number {
   return port;
 }
 
-function databaseUrlFrom(env: Env): string | undefined {
-  const raw = env.DATABASE_URL;
+function postgresUrlFrom(env: Env, name: string): string | undefined {
+  const raw = env[name];
   if (raw === undefined || raw === "") return undefined;
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError(`DATABASE_URL must be a postgres:// URL, got an unparsable value`);
+    throw new ConfigError(`${name} must be a postgres:// URL, got an unparsable value`);
   }
   if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-    throw new ConfigError(`DATABASE_URL must use the postgres:// scheme, got "${url.protocol}"`);
+    throw new ConfigError(`${name} must use the postgres:// scheme, got "${url.protocol}"`);
   }
   return raw;
+}
+
+function databaseFrom(env: Env): Pick<Config, "databaseUrl" | "databaseDirectUrl" | "dbPoolMax"> {
+  const databaseUrl = postgresUrlFrom(env, "DATABASE_URL");
+  const databaseDirectUrl = postgresUrlFrom(env, "WEFT_DATABASE_DIRECT_URL");
+  if (databaseDirectUrl && !databaseUrl) throw new ConfigError("WEFT_DATABASE_DIRECT_URL needs DATABASE_URL: it is the direct way to the same Postgres");
+  return { databaseUrl, databaseDirectUrl, dbPoolMax: env.WEFT_DB_POOL_MAX ? boundedIntegerFrom(env, "WEFT_DB_POOL_MAX", 0, 1, 1000) : undefined };
 }
 
 function logLevelFrom(env: Env): Config["logLevel"] {
@@ -344,7 +355,7 @@ export function configFromEnv(env: Env = process.env): Config {
   return {
     port: portFrom(env),
     host,
-    databaseUrl: databaseUrlFrom(env),
+    ...databaseFrom(env),
     dataDir: resolve(env.WEFT_DATA_DIR || "./.weft/data"),
     operatorToken: operatorTokenFrom(env),
     logLevel: logLevelFrom(env),
