@@ -82,6 +82,13 @@ export interface Config {
    * prunes unless a test asks (mesh/flows/retention.ts).
    */
   flowRetentionMs?: number;
+  /**
+   * WEFT_CHANGE_LOG_RETENTION and WEFT_AUDIT_RETENTION, in ms here: change-log
+   * and audit rows older than these are pruned (defaults 7 d and 365 d). Unset
+   * in process (tests): nothing prunes unless a test asks (db/log-retention.ts).
+   */
+  changeLogRetentionMs?: number;
+  auditRetentionMs?: number;
   /** WEFT_FLOW_STREAMS_PER_TENANT: open ?follow=true streams per tenant (and the operator) per replica (default 8). */
   flowStreamsPerTenant?: number;
   /** In process only (tests): the follow streams' heartbeat interval (default 15 s). */
@@ -105,6 +112,10 @@ export interface Config {
 }
 
 export const DEFAULT_FLOW_RETENTION = "24h";
+/** A week of ?since history for tenants; a replica cut off from Postgres for longer reloads (db/log-retention.ts). */
+export const DEFAULT_CHANGE_LOG_RETENTION = "7d";
+/** A year: deleting audit records by default would surprise more than keeping them. */
+export const DEFAULT_AUDIT_RETENTION = "365d";
 export const DEFAULT_FLOW_STREAMS_PER_TENANT = 8;
 
 export const DEFAULT_NODE_GRACE_SECONDS = 15;
@@ -376,6 +387,8 @@ export function configFromEnv(env: Env = process.env): Config {
     nodeGraceSeconds: boundedIntegerFrom(env, "WEFT_NODE_GRACE_SECONDS", DEFAULT_NODE_GRACE_SECONDS, 0, 86_400),
     federationEndpoints: federationEndpointsFrom(env),
     flowRetentionMs: durationMs("WEFT_FLOW_RETENTION", env.WEFT_FLOW_RETENTION || DEFAULT_FLOW_RETENTION),
+    changeLogRetentionMs: durationMs("WEFT_CHANGE_LOG_RETENTION", env.WEFT_CHANGE_LOG_RETENTION || DEFAULT_CHANGE_LOG_RETENTION),
+    auditRetentionMs: durationMs("WEFT_AUDIT_RETENTION", env.WEFT_AUDIT_RETENTION || DEFAULT_AUDIT_RETENTION),
     flowStreamsPerTenant: boundedIntegerFrom(env, "WEFT_FLOW_STREAMS_PER_TENANT", DEFAULT_FLOW_STREAMS_PER_TENANT, 1, 10_000),
     ...transportFrom(env, host),
     signingWorkers: boundedIntegerFrom(env, "WEFT_SIGNING_WORKERS", defaultSigningWorkers(), 0, 64),
