@@ -20,7 +20,7 @@
  */
 import { sql } from "drizzle-orm";
 import type { Db } from "./client.ts";
-import { DEFAULT_PRUNE_BATCH, deletedRows, deleteInBatches } from "./pruning.ts";
+import { batchDelete, DEFAULT_PRUNE_BATCH, deletedRows, deleteInBatches } from "./pruning.ts";
 import { LOG_PRUNER_ROLE } from "./schema.ts";
 import type { Tx } from "./transactions.ts";
 
@@ -74,9 +74,7 @@ async function pruneChangeLog(db: Db, retentionMs: number, opts: LogPruneOptions
     () =>
       asLogPruner(db, async (tx) => {
         const n = deletedRows(
-          await tx.execute(sql`
-            DELETE FROM change_log WHERE id IN (
-              SELECT id FROM change_log WHERE revision <= ${horizon} LIMIT ${batch} FOR UPDATE SKIP LOCKED)`),
+          await tx.execute(batchDelete("change_log", "id", sql`revision <= ${horizon}`, "revision", batch)),
         );
         await opts.inBatch?.();
         return n;
@@ -86,7 +84,12 @@ async function pruneChangeLog(db: Db, retentionMs: number, opts: LogPruneOptions
   return { deleted, horizon };
 }
 
-/** Deletes audit rows older than `retentionMs`. */
+/**
+ * Deletes audit rows older than `retentionMs`, oldest first: the order keeps
+ * each batch on the index of `at` (bench/postgres-plans), where a bare LIMIT
+ * lets the planner choose a scan of the table that reads every young row
+ * once the old ones are gone.
+ */
 async function pruneAuditLog(db: Db, retentionMs: number, opts: LogPruneOptions): Promise<number> {
   const batch = opts.batch ?? DEFAULT_PRUNE_BATCH;
   const before = new Date((opts.now ?? Date.now()) - retentionMs).toISOString();
@@ -94,9 +97,7 @@ async function pruneAuditLog(db: Db, retentionMs: number, opts: LogPruneOptions)
     () =>
       asLogPruner(db, async (tx) => {
         const n = deletedRows(
-          await tx.execute(sql`
-            DELETE FROM audit_log WHERE id IN (
-              SELECT id FROM audit_log WHERE at < ${before}::timestamptz LIMIT ${batch} FOR UPDATE SKIP LOCKED)`),
+          await tx.execute(batchDelete("audit_log", "id", sql`at < ${before}::timestamptz`, "at", batch)),
         );
         await opts.inBatch?.();
         return n;

@@ -6,6 +6,7 @@
  * each batch's row choice lets two replicas pruning at once take different
  * rows instead of waiting for each other.
  */
+import { sql, type SQL } from "drizzle-orm";
 import type { FastifyBaseLogger } from "fastify";
 
 export const DEFAULT_PRUNE_BATCH = 1000;
@@ -16,6 +17,18 @@ export const MAX_BATCHES_PER_RUN = 200;
 export function deletedRows(result: unknown): number {
   const r = result as { rowCount?: number | null; affectedRows?: number };
   return r.rowCount ?? r.affectedRows ?? 0;
+}
+
+/**
+ * One batch's DELETE: the first `batch` rows of `table` matching `where` in
+ * `order`, by `key` (a unique column, or ctid), skipping rows another pruner
+ * holds. `= ANY(ARRAY(...))` rather than `IN (...)`: the planner joins an IN
+ * list against a scan of the whole table (bench/postgres-plans found it),
+ * where an array of keys is looked up one by one (index or TID scan).
+ */
+export function batchDelete(table: string, key: string, where: SQL, order: string, batch: number): SQL {
+  const [t, k, o] = [sql.identifier(table), sql.identifier(key), sql.identifier(order)];
+  return sql`DELETE FROM ${t} WHERE ${k} = ANY(ARRAY(SELECT ${k} FROM ${t} WHERE ${where} ORDER BY ${o} LIMIT ${batch} FOR UPDATE SKIP LOCKED))`;
 }
 
 /**

@@ -6,7 +6,7 @@
 import { sql } from "drizzle-orm";
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "../../db/client.ts";
-import { DEFAULT_PRUNE_BATCH, deletedRows, deleteInBatches, PeriodicPruner } from "../../db/pruning.ts";
+import { batchDelete, DEFAULT_PRUNE_BATCH, deletedRows, deleteInBatches, PeriodicPruner } from "../../db/pruning.ts";
 import { asFlowWriter } from "./ingest.ts";
 
 /** table, column of its age: the aggregates age by their interval's end, batch ids by their arrival. */
@@ -28,19 +28,9 @@ export async function pruneFlows(db: Db, retentionMs: number, opts: { batch?: nu
   const before = new Date((opts.now ?? Date.now()) - retentionMs);
   const result: PruneResult = { flows: 0, flow_aggregates: 0, flow_batches: 0 };
   for (const { table, age } of TABLES) {
-    // ctid: flow_batches has no single-column key; one statement, one batch.
-    result[table] = await deleteInBatches(
-      async () =>
-        deletedRows(
-          await asFlowWriter(db, (tx) =>
-            tx.execute(sql`
-              DELETE FROM ${sql.identifier(table)} WHERE ctid IN (
-                SELECT ctid FROM ${sql.identifier(table)} WHERE ${sql.identifier(age)} < ${before.toISOString()}::timestamptz
-                LIMIT ${batch} FOR UPDATE SKIP LOCKED)`),
-          ),
-        ),
-      batch,
-    );
+    // ctid: flow_batches has no single-column key; oldest first, on the index of its age.
+    const where = sql`${sql.identifier(age)} < ${before.toISOString()}::timestamptz`;
+    result[table] = await deleteInBatches(async () => deletedRows(await asFlowWriter(db, (tx) => tx.execute(batchDelete(table, "ctid", where, age, batch)))), batch);
   }
   return result;
 }
