@@ -53,7 +53,6 @@ export async function startPgBouncer(upstreamUrl: string, opts: { poolSize: numb
       "max_client_conn = 500",
       // Transaction mode's contract: nothing resets a server connection between clients.
       "server_reset_query =",
-      "ignore_startup_parameters = extra_float_digits,options",
       `logfile = ${join(dir, "pgbouncer.log")}`,
       "",
     ].join("\n"),
