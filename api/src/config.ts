@@ -112,7 +112,7 @@ export interface Config {
 }
 
 export const DEFAULT_FLOW_RETENTION = "24h";
-/** A week of ?since history for tenants; a replica cut off from Postgres for longer reloads (db/log-retention.ts). */
+/** A week of ?since history for tenants; only a replica cut off from Postgres for longer falls behind (db/log-retention.ts). */
 export const DEFAULT_CHANGE_LOG_RETENTION = "7d";
 /** A year: deleting audit records by default would surprise more than keeping them. */
 export const DEFAULT_AUDIT_RETENTION = "365d";
