@@ -21,8 +21,12 @@ export const DEFAULT_TLS_CERT_TTL_SECONDS = 7 * 24 * 3600;
 export interface Config {
   port: number;
   host: string;
-  /** Unset: the embedded PGlite database stored in dataDir. */
+  /** Unset: the embedded PGlite database stored in dataDir. May point at PgBouncer in transaction mode. */
   databaseUrl: string | undefined;
+  /** WEFT_DATABASE_DIRECT_URL: Postgres itself, not a pooler, for LISTEN and the migration lock; default databaseUrl. */
+  databaseDirectUrl?: string | undefined;
+  /** WEFT_DB_POOL_MAX: connections this replica's query pool may open (default 10, db/client.ts). */
+  dbPoolMax?: number | undefined;
   /** Where PGlite keeps its files; undefined keeps it in memory (tests). */
   dataDir: string | undefined;
   /** Plain operator token from the environment, if the operator set one. */
@@ -78,6 +82,13 @@ export interface Config {
    * prunes unless a test asks (mesh/flows/retention.ts).
    */
   flowRetentionMs?: number;
+  /**
+   * WEFT_CHANGE_LOG_RETENTION and WEFT_AUDIT_RETENTION, in ms here: change-log
+   * and audit rows older than these are pruned (defaults 7 d and 365 d). Unset
+   * in process (tests): nothing prunes unless a test asks (db/log-retention.ts).
+   */
+  changeLogRetentionMs?: number;
+  auditRetentionMs?: number;
   /** WEFT_FLOW_STREAMS_PER_TENANT: open ?follow=true streams per tenant (and the operator) per replica (default 8). */
   flowStreamsPerTenant?: number;
   /** In process only (tests): the follow streams' heartbeat interval (default 15 s). */
@@ -101,6 +112,10 @@ export interface Config {
 }
 
 export const DEFAULT_FLOW_RETENTION = "24h";
+/** A week of ?since history for tenants; only a replica cut off from Postgres for longer falls behind (db/log-retention.ts). */
+export const DEFAULT_CHANGE_LOG_RETENTION = "7d";
+/** A year: deleting audit records by default would surprise more than keeping them. */
+export const DEFAULT_AUDIT_RETENTION = "365d";
 export const DEFAULT_FLOW_STREAMS_PER_TENANT = 8;
 
 export const DEFAULT_NODE_GRACE_SECONDS = 15;
@@ -123,19 +138,26 @@ function portFrom(env: Env): number {
   return port;
 }
 
-function databaseUrlFrom(env: Env): string | undefined {
-  const raw = env.DATABASE_URL;
+function postgresUrlFrom(env: Env, name: string): string | undefined {
+  const raw = env[name];
   if (raw === undefined || raw === "") return undefined;
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError(`DATABASE_URL must be a postgres:// URL, got an unparsable value`);
+    throw new ConfigError(`${name} must be a postgres:// URL, got an unparsable value`);
   }
   if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-    throw new ConfigError(`DATABASE_URL must use the postgres:// scheme, got "${url.protocol}"`);
+    throw new ConfigError(`${name} must use the postgres:// scheme, got "${url.protocol}"`);
   }
   return raw;
+}
+
+function databaseFrom(env: Env): Pick<Config, "databaseUrl" | "databaseDirectUrl" | "dbPoolMax"> {
+  const databaseUrl = postgresUrlFrom(env, "DATABASE_URL");
+  const databaseDirectUrl = postgresUrlFrom(env, "WEFT_DATABASE_DIRECT_URL");
+  if (databaseDirectUrl && !databaseUrl) throw new ConfigError("WEFT_DATABASE_DIRECT_URL needs DATABASE_URL: it is the direct way to the same Postgres");
+  return { databaseUrl, databaseDirectUrl, dbPoolMax: env.WEFT_DB_POOL_MAX ? boundedIntegerFrom(env, "WEFT_DB_POOL_MAX", 0, 1, 1000) : undefined };
 }
 
 function logLevelFrom(env: Env): Config["logLevel"] {
@@ -344,7 +366,7 @@ export function configFromEnv(env: Env = process.env): Config {
   return {
     port: portFrom(env),
     host,
-    databaseUrl: databaseUrlFrom(env),
+    ...databaseFrom(env),
     dataDir: resolve(env.WEFT_DATA_DIR || "./.weft/data"),
     operatorToken: operatorTokenFrom(env),
     logLevel: logLevelFrom(env),
@@ -365,6 +387,8 @@ export function configFromEnv(env: Env = process.env): Config {
     nodeGraceSeconds: boundedIntegerFrom(env, "WEFT_NODE_GRACE_SECONDS", DEFAULT_NODE_GRACE_SECONDS, 0, 86_400),
     federationEndpoints: federationEndpointsFrom(env),
     flowRetentionMs: durationMs("WEFT_FLOW_RETENTION", env.WEFT_FLOW_RETENTION || DEFAULT_FLOW_RETENTION),
+    changeLogRetentionMs: durationMs("WEFT_CHANGE_LOG_RETENTION", env.WEFT_CHANGE_LOG_RETENTION || DEFAULT_CHANGE_LOG_RETENTION),
+    auditRetentionMs: durationMs("WEFT_AUDIT_RETENTION", env.WEFT_AUDIT_RETENTION || DEFAULT_AUDIT_RETENTION),
     flowStreamsPerTenant: boundedIntegerFrom(env, "WEFT_FLOW_STREAMS_PER_TENANT", DEFAULT_FLOW_STREAMS_PER_TENANT, 1, 10_000),
     ...transportFrom(env, host),
     signingWorkers: boundedIntegerFrom(env, "WEFT_SIGNING_WORKERS", defaultSigningWorkers(), 0, 64),

@@ -113,7 +113,11 @@ export const auditLog = pgTable(
     revision: bigint("revision", { mode: "number" }).notNull(),
     at: timestamp("at", { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index("audit_log_tenant_idx").on(t.tenantId, t.id)],
+  (t) => [
+    index("audit_log_tenant_idx").on(t.tenantId, t.id),
+    // Retention finds what is older than WEFT_AUDIT_RETENTION (db/log-retention.ts).
+    index("audit_log_at_idx").on(t.at),
+  ],
 );
 
 export const changeLog = pgTable(
@@ -132,8 +136,21 @@ export const changeLog = pgTable(
     index("change_log_tenant_idx").on(t.tenantId, t.revision),
     // The follower follows the log across tenants by revision (follower/follow.ts).
     index("change_log_revision_idx").on(t.revision),
+    // Retention finds the newest revision older than WEFT_CHANGE_LOG_RETENTION (db/log-retention.ts).
+    index("change_log_at_idx").on(t.at),
   ],
 );
+
+/**
+ * One row: the change log holds every change after `prunedThrough`. Raised
+ * before retention deletes anything at or below it, so a reader whose
+ * snapshot misses pruned rows also sees the raised mark; a follower whose
+ * applied revision is below it cannot catch up from the log and must reload.
+ */
+export const changeLogHorizon = pgTable("change_log_horizon", {
+  id: integer("id").primaryKey(),
+  prunedThrough: bigint("pruned_through", { mode: "number" }).notNull(),
+});
 
 /** Security identities 0-255 are reserved for system identities (host, world, ...). */
 export const FIRST_SECURITY_IDENTITY = 256;
@@ -412,6 +429,8 @@ export const PLATFORM_ROLE = "weft_platform";
  * transactions (weft_app) only read flows, bound to their tenant.
  */
 export const FLOW_WRITER_ROLE = "weft_flow_writer";
+/** Deletes change-log and audit rows past their retention, across tenants (migrations/0015). */
+export const LOG_PRUNER_ROLE = "weft_log_pruner";
 export const TENANT_SETTING = "weft.tenant_id";
 export const tenantSettingSql = sql.raw(`current_setting('${TENANT_SETTING}', true)`);
 
