@@ -73,6 +73,19 @@ describe.each(BACKENDS)("change-log and audit retention on %s", (backend) => {
       const list = await app.inject({ url: `/v1/tenants/${t.tenant}/audit?limit=100`, headers: bearer(t.token) });
       expect(list.statusCode).toBe(200);
       expect((list.json() as { items: { revision: number }[] }).items.every((i) => i.revision > old)).toBe(true);
+
+      // GET /changes?since= below the horizon would read as "nothing else changed": 410 instead.
+      const changes = (query: string) => app.inject({ url: `/v1/tenants/${t.tenant}/changes${query}`, headers: bearer(t.token) });
+      const gone = await changes(`?since=${old - 1}`);
+      expect(gone.statusCode, gone.body).toBe(410);
+      expect(gone.headers["content-type"]).toMatch(/application\/problem\+json/);
+      expect(gone.json().detail).toContain(`after revision ${old}`);
+      const fromHorizon = await changes(`?since=${old}`);
+      expect(fromHorizon.statusCode, fromHorizon.body).toBe(200);
+      expect((fromHorizon.json() as { items: { revision: number }[] }).items.length).toBeGreaterThan(0);
+      const retained = await changes("");
+      expect(retained.statusCode, retained.body).toBe(200);
+      expect((retained.json() as { items: { revision: number }[] }).items.every((i) => i.revision > old)).toBe(true);
     });
 
     it("lets no request transaction raise the change log's horizon or delete another tenant's log rows", async () => {
