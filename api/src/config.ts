@@ -27,6 +27,8 @@ export interface Config {
   databaseDirectUrl?: string | undefined;
   /** WEFT_DB_POOL_MAX: connections this replica's query pool may open (default 10, db/client.ts). */
   dbPoolMax?: number | undefined;
+  /** WEFT_DB_POOL_WAIT (seconds): how long a request waits for a pooled connection before a 503 (default 10, db/client.ts). */
+  dbPoolWaitMs?: number | undefined;
   /** Where PGlite keeps its files; undefined keeps it in memory (tests). */
   dataDir: string | undefined;
   /** Plain operator token from the environment, if the operator set one. */
@@ -153,11 +155,16 @@ function postgresUrlFrom(env: Env, name: string): string | undefined {
   return raw;
 }
 
-function databaseFrom(env: Env): Pick<Config, "databaseUrl" | "databaseDirectUrl" | "dbPoolMax"> {
+function databaseFrom(env: Env): Pick<Config, "databaseUrl" | "databaseDirectUrl" | "dbPoolMax" | "dbPoolWaitMs"> {
   const databaseUrl = postgresUrlFrom(env, "DATABASE_URL");
   const databaseDirectUrl = postgresUrlFrom(env, "WEFT_DATABASE_DIRECT_URL");
   if (databaseDirectUrl && !databaseUrl) throw new ConfigError("WEFT_DATABASE_DIRECT_URL needs DATABASE_URL: it is the direct way to the same Postgres");
-  return { databaseUrl, databaseDirectUrl, dbPoolMax: env.WEFT_DB_POOL_MAX ? boundedIntegerFrom(env, "WEFT_DB_POOL_MAX", 0, 1, 1000) : undefined };
+  return {
+    databaseUrl,
+    databaseDirectUrl,
+    dbPoolMax: env.WEFT_DB_POOL_MAX ? boundedIntegerFrom(env, "WEFT_DB_POOL_MAX", 0, 1, 1000) : undefined,
+    dbPoolWaitMs: env.WEFT_DB_POOL_WAIT ? boundedIntegerFrom(env, "WEFT_DB_POOL_WAIT", 0, 1, 600) * 1000 : undefined,
+  };
 }
 
 function logLevelFrom(env: Env): Config["logLevel"] {

@@ -5,7 +5,7 @@ import { sql } from "drizzle-orm";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openDatabase, type Database } from "../../api/src/db/client.ts";
-import { freshPostgres, skipBackend } from "../support/api.ts";
+import { bearer, freshPostgres, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { until } from "../support/until.ts";
 
 describe.skipIf(skipBackend("postgres"))("a replica's connections to Postgres", () => {
@@ -77,5 +77,27 @@ describe.skipIf(skipBackend("postgres"))("a replica's connections to Postgres", 
     await until("the remaining channel", 5000, () => (heard.includes("b:4") ? true : undefined));
     expect(heard).not.toContain("a:3");
     await offB();
+  }, 30_000);
+
+  it("answers 503 problem+json with Retry-After when no pooled connection frees up within WEFT_DB_POOL_WAIT, and serves again once one does", async () => {
+    const app = await startApi("postgres", { databaseUrl: own!.url, dbPoolMax: 1, dbPoolWaitMs: 300 });
+    try {
+      const t = await tenantWithToken(app);
+      const list = () => app.inject({ url: `/v1/tenants/${t.tenant}/identities`, headers: bearer(t.token) });
+      // The pool's one connection held by a slow statement, as a stuck database would hold it.
+      const holding = app.weft.db.execute(sql`SELECT pg_sleep(2)`);
+      await until("the slow statement to hold the connection", 5000, async () =>
+        (await backends()).some((b) => b.query.includes("pg_sleep(2)")) ? true : undefined,
+      );
+      const busy = await list();
+      expect(busy.statusCode, busy.body).toBe(503);
+      expect(busy.headers["content-type"]).toMatch(/application\/problem\+json/);
+      expect(busy.headers["retry-after"]).toBe("1");
+      expect(busy.json().detail).toContain("busy");
+      await holding;
+      expect((await list()).statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
   }, 30_000);
 });

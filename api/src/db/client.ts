@@ -23,6 +23,12 @@ export type { NotificationHandler } from "./listener.ts";
  * max_connections of 100 with room for superusers and an operator's psql.
  */
 export const DEFAULT_POOL_MAX = 10;
+/**
+ * WEFT_DB_POOL_WAIT's default: past it a request waiting for a pooled
+ * connection fails as a 503 (http/error-handler.ts) instead of queueing without end
+ * behind a stuck database.
+ */
+export const DEFAULT_POOL_WAIT_MS = 10_000;
 
 /** How to reach Postgres (server.ts reads them from the environment: config.ts). */
 export interface PostgresOptions {
@@ -32,6 +38,8 @@ export interface PostgresOptions {
   directUrl?: string | undefined;
   /** WEFT_DB_POOL_MAX: the query pool's size (default DEFAULT_POOL_MAX). */
   poolMax?: number | undefined;
+  /** WEFT_DB_POOL_WAIT: how long a query waits for a pooled connection (default DEFAULT_POOL_WAIT_MS). */
+  poolWaitMs?: number | undefined;
 }
 
 /** The one storage handle the app holds: drizzle plus the bits drizzle has no words for. */
@@ -110,7 +118,12 @@ function openPglite(dataDir: string | undefined): Database {
  */
 function openPostgres(opts: PostgresOptions): Database {
   const directUrl = opts.directUrl ?? opts.url;
-  const pool = new pg.Pool({ connectionString: opts.url, max: opts.poolMax ?? DEFAULT_POOL_MAX, idleTimeoutMillis: 30_000 });
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolMax ?? DEFAULT_POOL_MAX,
+    connectionTimeoutMillis: opts.poolWaitMs ?? DEFAULT_POOL_WAIT_MS,
+    idleTimeoutMillis: 30_000,
+  });
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on("error", () => {});
   const db = drizzlePg(pool, { schema }) as unknown as Db;
@@ -144,9 +157,10 @@ export function openDatabase(opts: {
   databaseUrl?: string | undefined;
   databaseDirectUrl?: string | undefined;
   dbPoolMax?: number | undefined;
+  dbPoolWaitMs?: number | undefined;
   dataDir?: string | undefined;
 }): Database {
   return opts.databaseUrl
-    ? openPostgres({ url: opts.databaseUrl, directUrl: opts.databaseDirectUrl, poolMax: opts.dbPoolMax })
+    ? openPostgres({ url: opts.databaseUrl, directUrl: opts.databaseDirectUrl, poolMax: opts.dbPoolMax, poolWaitMs: opts.dbPoolWaitMs })
     : openPglite(opts.dataDir);
 }
