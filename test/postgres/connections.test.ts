@@ -85,7 +85,8 @@ describe.skipIf(skipBackend("postgres"))("a replica's connections to Postgres", 
       const t = await tenantWithToken(app);
       const list = () => app.inject({ url: `/v1/tenants/${t.tenant}/identities`, headers: bearer(t.token) });
       // The pool's one connection held by a slow statement, as a stuck database would hold it.
-      const holding = app.weft.db.execute(sql`SELECT pg_sleep(2)`);
+      // drizzle's queries are lazy thenables: Promise.resolve starts this one now.
+      const holding = Promise.resolve(app.weft.db.execute(sql`SELECT pg_sleep(2)`));
       await until("the slow statement to hold the connection", 5000, async () =>
         (await backends()).some((b) => b.query.includes("pg_sleep(2)")) ? true : undefined,
       );
