@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * TLS settings both directions share: TLS 1.3 only, and the key-exchange
+ * groups. The hybrid post-quantum group X25519MLKEM768 is the only one
+ * offered unless the operator allows the classical X25519 as a fallback
+ * (for peers on an OpenSSL without ML-KEM): a transport that silently fell
+ * back would lose the protection against harvest-now-decrypt-later without
+ * anyone deciding it.
+ */
+import type { SecureContextOptions } from "node:tls";
+
+export const POST_QUANTUM = "X25519MLKEM768";
+export const CLASSICAL = "X25519";
+
+export type KeyExchange = "post-quantum" | "post-quantum-or-classical";
+
+export interface TlsPolicy {
+  keyExchange: KeyExchange;
+  contextOptions: SecureContextOptions;
+  /** The group every handshake used when only one is offered; null when the server cannot tell (it is not exposed server-side). */
+  onlyGroup: string | null;
+}
+
+export function tlsPolicy(keyExchange: KeyExchange): TlsPolicy {
+  const groups = keyExchange === "post-quantum" ? [POST_QUANTUM] : [POST_QUANTUM, CLASSICAL];
+  return {
+    keyExchange,
+    contextOptions: { minVersion: "TLSv1.3", maxVersion: "TLSv1.3", ecdhCurve: groups.join(":") },
+    onlyGroup: groups.length === 1 ? groups[0]! : null,
+  };
+}

@@ -1,0 +1,187 @@
+// Two transport processes on loopback carry a workload's connection over
+// mutual TLS: the payload arrives from the source's own address, the bytes
+// between the transports are TLS records only, the key exchange is
+// X25519MLKEM768, an SVID rotation mid-transfer drops nothing, and with a
+// transport gone nothing passes in plaintext.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomBytes } from "node:crypto";
+import { connect } from "node:net";
+import type { TransportConfig } from "../../nodeagent/src/transport/control-schema.ts";
+import { mintCa, mintSvid, type TestSvid } from "./pki.ts";
+import { connectVia, echoWorkload, exchange, recordingRelay, sample, startTransport, tlsRecords, type RunningTransport } from "./support.ts";
+
+const CLIENT = { id: "spiffe://a.test/ns/shop/sa/web", address: "127.0.10.1" };
+const SERVER = { id: "spiffe://a.test/ns/shop/sa/api", address: "127.0.20.1" };
+const MARKER = "weft-plaintext-marker-7f3a";
+
+const ca = mintCa("a.test");
+let a: RunningTransport;
+let b: RunningTransport;
+let echo: Awaited<ReturnType<typeof echoWorkload>>;
+let relay: Awaited<ReturnType<typeof recordingRelay>>;
+let clientSvid: TestSvid = mintSvid(ca, CLIENT.id);
+let serverSvid: TestSvid = mintSvid(ca, SERVER.id);
+
+const configA = (): TransportConfig => ({
+  workloads: [{ spiffeId: CLIENT.id, addresses: [CLIENT.address], ...clientSvid }],
+  bundles: [{ trustDomain: "a.test", caPem: ca.pem }],
+  remotes: [{ address: SERVER.address, spiffeId: SERVER.id, node: `127.0.0.1:${relay.port}` }],
+  allow: [],
+});
+const configB = (): TransportConfig => ({
+  workloads: [{ spiffeId: SERVER.id, addresses: [SERVER.address], ...serverSvid }],
+  bundles: [{ trustDomain: "a.test", caPem: ca.pem }],
+  remotes: [{ address: CLIENT.address, spiffeId: CLIENT.id, node: `127.0.0.1:${a.inbound}` }],
+  allow: [{ source: CLIENT.id, destination: SERVER.id, ports: [echo.port] }],
+});
+
+beforeAll(async () => {
+  echo = await echoWorkload(SERVER.address);
+  [a, b] = await Promise.all([startTransport(), startTransport()]);
+  relay = await recordingRelay(b.inbound);
+  expect(await b.configure(configB())).toEqual({ id: expect.any(Number), ok: true });
+  expect(await a.configure(configA())).toEqual({ id: expect.any(Number), ok: true });
+});
+
+afterAll(async () => {
+  await Promise.all([a?.stop(), b?.stop()]);
+  await Promise.all([relay?.close(), echo?.close()]);
+});
+
+describe("carrying a connection between two transports", () => {
+  it("delivers the payload from the source workload's address, with only TLS records on the wire", async () => {
+    const payload = `${MARKER} ${randomBytes(32).toString("hex")}`;
+    const before = echo.peers.length;
+    const { data, error } = await exchange(await connectVia(a, CLIENT.address, `${SERVER.address}:${echo.port}`), payload);
+    expect(error).toBeNull();
+    expect(data.toString()).toBe(payload);
+    // The original source address, not the node's: the destination's policy sees the real peer.
+    expect(echo.peers.slice(before)).toEqual([CLIENT.address]);
+
+    expect(relay.connections.length).toBeGreaterThan(0);
+    for (const c of relay.connections) {
+      for (const way of [Buffer.concat(c.toServer), Buffer.concat(c.toClient)]) {
+        expect(way.includes(MARKER)).toBe(false);
+        const parsed = tlsRecords(way);
+        expect(parsed).toEqual({ records: expect.any(Number), types: expect.any(Set) });
+        if ("types" in parsed) expect(parsed.types.has(23)).toBe(true); // application data: the payload went this way, encrypted
+      }
+    }
+  });
+
+  it("negotiates X25519MLKEM768 and says so in the metrics", async () => {
+    const ma = await a.metrics();
+    expect(sample(ma, "weft_transport_connections_total", { direction: "outbound", group: "X25519MLKEM768" })).toBeGreaterThanOrEqual(1);
+    expect(ma).not.toMatch(/weft_transport_connections_total\{[^}]*group="(?!X25519MLKEM768)/);
+    const mb = await b.metrics();
+    expect(sample(mb, "weft_transport_connections_total", { direction: "inbound", group: "X25519MLKEM768" })).toBeGreaterThanOrEqual(1);
+    expect(sample(mb, "weft_transport_streams_total", { direction: "inbound", result: "carried" })).toBeGreaterThanOrEqual(1);
+    expect(sample(mb, "weft_transport_bytes_total", { direction: "inbound", way: "to_peer" })).toBeGreaterThan(0);
+  });
+
+  it("pools: many connections of one source share one TLS connection", async () => {
+    const before = relay.connections.length;
+    const results = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => (await exchange(await connectVia(a, CLIENT.address, `${SERVER.address}:${echo.port}`), `n${i}`)).data.toString()),
+    );
+    expect(results).toEqual(Array.from({ length: 8 }, (_, i) => `n${i}`));
+    expect(relay.connections.length).toBe(before);
+  });
+
+  it("rotates SVIDs during a long transfer: the transfer completes, new connections use the new certificates", async () => {
+    const total = 24 << 20;
+    const chunk = randomBytes(64 << 10);
+    const s = await connectVia(a, CLIENT.address, `${SERVER.address}:${echo.port}`);
+    let received = 0;
+    const done = new Promise<{ error: string | null }>((resolve) => {
+      let error: string | null = null;
+      s.on("data", (d: Buffer) => (received += d.length));
+      s.on("error", (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+      s.on("end", () => s.end());
+      s.on("close", () => resolve({ error }));
+    });
+    let sent = 0;
+    let rotated = false;
+    const relayBefore = relay.connections.length;
+    while (sent < total) {
+      if (!s.write(chunk)) await new Promise((r) => s.once("drain", r));
+      sent += chunk.length;
+      if (!rotated && received > total / 4) {
+        rotated = true;
+        clientSvid = mintSvid(ca, CLIENT.id);
+        serverSvid = mintSvid(ca, SERVER.id);
+        expect((await b.configure(configB())).ok).toBe(true);
+        expect((await a.configure(configA())).ok).toBe(true);
+        // A new connection during the transfer goes through a new TLS connection with the new SVIDs.
+        const fresh = await exchange(await connectVia(a, CLIENT.address, `${SERVER.address}:${echo.port}`), "after rotation");
+        expect(fresh.data.toString()).toBe("after rotation");
+        expect(relay.connections.length).toBe(relayBefore + 1);
+      }
+    }
+    s.end();
+    expect(await done).toEqual({ error: null });
+    expect(rotated).toBe(true);
+    expect(received).toBe(total);
+  }, 60_000);
+});
+
+describe("with a transport gone", () => {
+  it("refuses at the outbound listener when the transport is killed, and never delivers around it", async () => {
+    const x = await startTransport();
+    const peersBefore = echo.peers.length;
+    try {
+      await x.configure({ ...configA(), remotes: [{ address: SERVER.address, spiffeId: SERVER.id, node: `127.0.0.1:${b.inbound}` }] });
+      const ok = await exchange(await connectVia(x, CLIENT.address, `${SERVER.address}:${echo.port}`), "alive");
+      expect(ok.data.toString()).toBe("alive");
+      // A long-lived connection open when the process dies is cut, not finished in clear.
+      const open = await connectVia(x, CLIENT.address, `${SERVER.address}:${echo.port}`);
+      open.write("first");
+      await new Promise((r) => open.once("data", r));
+      const cut = new Promise<string>((resolve) => {
+        open.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+        open.on("end", () => resolve("closed"));
+        open.on("close", () => resolve("closed"));
+      });
+      await x.stop();
+      expect(["ECONNRESET", "closed"]).toContain(await cut);
+      const refused = await new Promise<string>((resolve) => {
+        const s = connect({ host: "127.0.0.1", port: x.outbound });
+        s.on("connect", () => resolve("connected"));
+        s.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      });
+      expect(refused).toBe("ECONNREFUSED");
+      expect(echo.peers.length - peersBefore).toBe(2);
+    } finally {
+      await x.stop();
+    }
+  });
+
+  it("closes a carried connection without a byte when the peer transport is down", async () => {
+    const x = await startTransport();
+    try {
+      // A peer node whose transport does not listen: a port just released.
+      const gone = await startTransport();
+      const port = gone.inbound;
+      await gone.stop();
+      await x.configure({ ...configA(), remotes: [{ address: SERVER.address, spiffeId: SERVER.id, node: `127.0.0.1:${port}` }] });
+      const peersBefore = echo.peers.length;
+      const r = await exchange(await connectVia(x, CLIENT.address, `${SERVER.address}:${echo.port}`), MARKER);
+      expect(r.data.length).toBe(0);
+      expect(echo.peers.length).toBe(peersBefore);
+      expect(sample(await x.metrics(), "weft_transport_streams_total", { direction: "outbound", result: "transport_failed" })).toBe(1);
+    } finally {
+      await x.stop();
+    }
+  });
+
+  it("refuses a connection with no origin record: the listener takes no one's word for where it goes", async () => {
+    const r = await exchange(
+      await new Promise((resolve) => {
+        const s = connect({ host: "127.0.0.1", port: a.outbound, localAddress: CLIENT.address, allowHalfOpen: true }, () => resolve(s));
+      }),
+      `CONNECT ${SERVER.address}:${echo.port}\r\n\r\n${MARKER}`,
+    );
+    expect(r.data.length).toBe(0);
+    expect(sample(await a.metrics(), "weft_transport_streams_total", { direction: "outbound", result: "no_origin" })).toBeGreaterThanOrEqual(1);
+  });
+});
