@@ -4,7 +4,8 @@
  * default, as Istio ambient's ztunnel) that presents the destination
  * workload's SVID (picked by the server name the client asks for) and
  * verifies the client's: OpenSSL checks the chain against the destination
- * trust domain's bundle, then verifySvid anchors it by the client's own
+ * trust domain's bundle (the server name picks the context), then verifySvid
+ * anchors it by the client's own
  * SPIFFE ID (one URI SAN, its trust domain's bundle, validity). Each CONNECT
  * stream is then authorised: the destination must be the workload the
  * session was opened to, of the same trust domain as the peer (a tenant's
@@ -15,7 +16,7 @@ import { constants, createSecureServer, type Http2SecureServer, type ServerHttp2
 import { X509Certificate } from "node:crypto";
 import { isIPv4, type Socket } from "node:net";
 import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
-import { handshakeReason, type StreamResult, type TransportMetrics } from "./metrics.ts";
+import { handshakeReason, verifyErrorReason, type StreamResult, type TransportMetrics } from "./metrics.ts";
 import { verifySvid, type SpiffeId } from "./spiffe.ts";
 import { splice } from "./splice.ts";
 import type { LocalIdentity, TransportState } from "./state.ts";
@@ -67,7 +68,10 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
   const server = createSecureServer({
     ...deps.tls.contextOptions,
     requestCert: true,
-    rejectUnauthorized: true,
+    // Node would drop a client that fails OpenSSL's verification without a
+    // word of why; the session handler below refuses it itself, before any
+    // stream is read, and counts the reason.
+    rejectUnauthorized: false,
     allowHTTP1: false,
     settings: { initialWindowSize: WINDOW, enablePush: false },
     SNICallback: (name, cb) => {
@@ -84,7 +88,11 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
     const state = deps.state();
     const servedTo = state.localByServerName.get((sock as TLSSocket & { servername?: string }).servername || "");
     const leaf = sock.getPeerX509Certificate();
-    const proven = leaf ? verifySvid(leaf, presentedIntermediates(sock), state.anchors()) : "no_certificate";
+    const proven = !leaf
+      ? "no_certificate"
+      : !sock.authorized
+        ? verifyErrorReason(String(sock.authorizationError))
+        : verifySvid(leaf, presentedIntermediates(sock), state.anchors());
     if (!servedTo || typeof proven === "string") {
       metrics.handshakeFailed("inbound", !servedTo ? "unknown_server_name" : (proven as Exclude<typeof proven, SpiffeId>));
       session.destroy();

@@ -112,3 +112,11 @@ export function handshakeReason(err: Error & { code?: string }): HandshakeFailur
   if (/unrecognized name|no suitable|NO_SHARED_CIPHER|no shared cipher/i.test(text)) return "unknown_server_name";
   return "tls_error";
 }
+
+/** OpenSSL's verify result for a peer chain (X509_V_ERR_* names as Node reports them) as a reason. */
+export function verifyErrorReason(code: string): HandshakeFailure {
+  if (code === "CERT_HAS_EXPIRED") return "expired";
+  if (code === "CERT_NOT_YET_VALID") return "not_yet_valid";
+  if (/ISSUER|SELF_SIGNED|UNABLE_TO_VERIFY_LEAF/.test(code)) return "unknown_ca";
+  return "untrusted_chain";
+}
