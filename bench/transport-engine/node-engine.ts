@@ -1,6 +1,8 @@
 /**
- * The Node engine as the bench measures it, before the transport existed:
- * one process per side. `out` accepts plain TCP and carries each connection
+ * The Node engine as the bench measures it: Node's http2 and TLS with the
+ * transport's own splicing (nodeagent/src/transport/splice.ts), one process
+ * per side, without the transport's origin lookup (wrk cannot say where
+ * each connection goes; the kernel will). `out` accepts plain TCP and carries each connection
  * as an HTTP/2 CONNECT stream over ONE pooled TLS 1.3 connection to `in`;
  * `in` requires a client certificate, opens the CONNECT target and pipes.
  * argv: role listenPort targetPort dir (dir holds ca.pem, client.pem/key, server.pem/key)
@@ -9,6 +11,7 @@ import { connect as h2connect, constants, createSecureServer, type ClientHttp2Se
 import { createConnection, createServer } from "node:net";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { splice } from "../../nodeagent/src/transport/splice.ts";
 
 const [role, listenPort, targetPort, dir] = process.argv.slice(2) as [string, string, string, string];
 const file = (n: string) => readFileSync(join(dir, n));
@@ -18,13 +21,11 @@ if (role === "in") {
   const server = createSecureServer({ ...tls, key: file("server.key"), cert: file("server.pem"), requestCert: true, rejectUnauthorized: true });
   server.on("stream", (stream, headers) => {
     const [host, port] = String(headers[":authority"]).split(":");
-    const upstream = createConnection({ host, port: Number(port) }, () => {
+    const upstream = createConnection({ host, port: Number(port), allowHalfOpen: true }, () => {
       stream.respond({ ":status": 200 });
-      stream.pipe(upstream).pipe(stream);
+      splice(upstream, stream, () => {}, () => {});
     });
-    upstream.on("error", () => stream.close(constants.NGHTTP2_CONNECT_ERROR));
-    stream.on("error", () => upstream.destroy());
-    stream.on("close", () => upstream.destroy());
+    upstream.once("error", () => stream.close(constants.NGHTTP2_CONNECT_ERROR));
   });
   server.listen(Number(listenPort), "127.0.0.1", () => console.log("ready"));
 } else {
@@ -41,12 +42,13 @@ if (role === "in") {
     session.on("error", () => (session = null));
     return session;
   };
-  createServer((sock) => {
+  createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => {
     const stream = pooled().request({ ":method": "CONNECT", ":authority": `127.0.0.1:${process.env.BACKEND_PORT}` });
-    sock.pipe(stream).pipe(sock);
-    sock.on("error", () => stream.destroy());
+    stream.once("response", () => {
+      splice(sock, stream, () => {}, () => {});
+      sock.resume();
+    });
     stream.on("error", () => sock.destroy());
-    sock.on("close", () => stream.destroy());
-    stream.on("close", () => sock.destroy());
+    sock.on("error", () => stream.destroy());
   }).listen(Number(listenPort), "127.0.0.1", () => console.log("ready"));
 }

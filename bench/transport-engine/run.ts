@@ -127,7 +127,7 @@ defaults
 async function nodePair(cleanup: BenchCleanup, dir: string, outPort: number, inPort: number, backendPort: number): Promise<Daemon[]> {
   const engine = join(import.meta.dirname, "node-engine.ts");
   const start = (role: string, port: number, target: number) =>
-    startDaemon(cleanup, `node engine ${role}`, [process.execPath, "--import", "tsx", engine, role, String(port), String(target), dir], {
+    startDaemon(cleanup, `node engine ${role}`, [process.execPath, engine, role, String(port), String(target), dir], {
       ready: (out) => out.includes("ready"),
       env: { ...process.env, BACKEND_PORT: String(backendPort) },
     });

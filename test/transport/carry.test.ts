@@ -5,7 +5,8 @@
 // transport gone nothing passes in plaintext.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import { connect } from "node:net";
+import { createSecureServer } from "node:http2";
+import { connect, type AddressInfo } from "node:net";
 import type { TransportConfig } from "../../nodeagent/src/transport/control-schema.ts";
 import { mintCa, mintSvid, type TestSvid } from "./pki.ts";
 import { connectVia, echoWorkload, exchange, recordingRelay, sample, startTransport, tlsRecords, type RunningTransport } from "./support.ts";
@@ -123,6 +124,31 @@ describe("carrying a connection between two transports", () => {
     expect(rotated).toBe(true);
     expect(received).toBe(total);
   }, 60_000);
+});
+
+describe("the peer transport must be the destination", () => {
+  it("refuses a peer that presents another workload's valid SVID, before any byte of the stream", async () => {
+    // A rogue node: a real SVID of the same trust domain, answering every CONNECT.
+    const rogueSvid = mintSvid(ca, "spiffe://a.test/ns/shop/sa/rogue");
+    const streams: string[] = [];
+    const rogue = createSecureServer({ key: rogueSvid.keyPem, cert: rogueSvid.chainPem, ca: ca.pem, requestCert: true, minVersion: "TLSv1.3", ecdhCurve: "X25519MLKEM768" }, () => {});
+    rogue.on("stream", (stream, headers) => {
+      streams.push(String(headers[":authority"]));
+      stream.respond({ ":status": 200 });
+    });
+    await new Promise<void>((r) => rogue.listen(0, "127.0.0.1", r));
+    const x = await startTransport();
+    try {
+      await x.configure({ ...configA(), remotes: [{ address: SERVER.address, spiffeId: SERVER.id, node: `127.0.0.1:${(rogue.address() as AddressInfo).port}` }] });
+      const r = await exchange(await connectVia(x, CLIENT.address, `${SERVER.address}:${echo.port}`), MARKER);
+      expect(r.data.length).toBe(0);
+      expect(streams).toEqual([]);
+      expect(sample(await x.metrics(), "weft_transport_handshake_failures_total", { direction: "outbound", reason: "server_identity" })).toBe(1);
+    } finally {
+      await x.stop();
+      rogue.close();
+    }
+  });
 });
 
 describe("with a transport gone", () => {
