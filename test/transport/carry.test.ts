@@ -3,13 +3,15 @@
 // between the transports are TLS records only, the key exchange is
 // X25519MLKEM768, an SVID rotation mid-transfer drops nothing, and with a
 // transport gone nothing passes in plaintext.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe as vitestDescribe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { createSecureServer } from "node:http2";
 import { connect, type AddressInfo } from "node:net";
 import type { TransportConfig } from "../../nodeagent/src/transport/control-schema.ts";
 import { mintCa, mintSvid, type TestSvid } from "./pki.ts";
-import { connectVia, echoWorkload, exchange, recordingRelay, sample, startTransport, tlsRecords, type RunningTransport } from "./support.ts";
+import { connectVia, echoWorkload, exchange, recordingRelay, sample, startTransport, tlsRecords, type RunningTransport, skipTransport } from "./support.ts";
+
+const describe = vitestDescribe.skipIf(skipTransport);
 
 const CLIENT = { id: "spiffe://a.test/ns/shop/sa/web", address: "127.0.10.1" };
 const SERVER = { id: "spiffe://a.test/ns/shop/sa/api", address: "127.0.20.1" };
@@ -37,6 +39,7 @@ const configB = (): TransportConfig => ({
 });
 
 beforeAll(async () => {
+  if (skipTransport) return;
   echo = await echoWorkload(SERVER.address);
   [a, b] = await Promise.all([startTransport(), startTransport()]);
   relay = await recordingRelay(b.inbound);

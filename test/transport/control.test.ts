@@ -2,10 +2,12 @@
 // mistake) uses it: bad lines are answered with an error and change nothing,
 // a refused configuration leaves the running one in force, and the
 // transport exits when the channel closes.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe as vitestDescribe, expect, it } from "vitest";
 import type { TransportConfig } from "../../nodeagent/src/transport/control-schema.ts";
 import { mintCa, mintSvid } from "./pki.ts";
-import { dialInbound, echoWorkload, startTransport, type RunningTransport } from "./support.ts";
+import { dialInbound, echoWorkload, startTransport, type RunningTransport, skipTransport } from "./support.ts";
+
+const describe = vitestDescribe.skipIf(skipTransport);
 
 const CLIENT = { id: "spiffe://a.test/ns/shop/sa/web", address: "127.0.12.1" };
 const SERVER = { id: "spiffe://a.test/ns/shop/sa/api", address: "127.0.22.1" };
@@ -23,6 +25,7 @@ const stillServes = async () =>
   (await dialInbound(t.inbound, mintSvid(ca, CLIENT.id), { destinationId: SERVER.id, authority: `${SERVER.address}:${echo.port}`, caPem: ca.pem })).status;
 
 beforeAll(async () => {
+  if (skipTransport) return;
   echo = await echoWorkload(SERVER.address);
   t = await startTransport();
   expect((await t.configure(good())).ok).toBe(true);

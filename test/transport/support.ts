@@ -9,6 +9,22 @@ import { createInterface } from "node:readline";
 import { join } from "node:path";
 import type { ControlAnswer, ControlRequest, TransportConfig } from "../../nodeagent/src/transport/control-schema.ts";
 import { serverNameFor } from "../../nodeagent/src/transport/state.ts";
+import { groupAvailable, POST_QUANTUM } from "../../nodeagent/src/transport/tls-policy.ts";
+import { skipWithout } from "../support/prerequisites.ts";
+
+/**
+ * The transport runs with its defaults here: X25519MLKEM768 only (Node 24's
+ * OpenSSL 3.5; Node 22's 3.0 lacks it) and delivery from the source address
+ * (IP_TRANSPARENT needs CAP_NET_ADMIN: root on these machines).
+ */
+export const skipTransport = skipWithout(
+  "the transport suites",
+  !groupAvailable(POST_QUANTUM)
+    ? `this Node's OpenSSL ${process.versions.openssl} has no ${POST_QUANTUM} (run on Node 24)`
+    : process.getuid?.() !== 0
+      ? "delivery from the source address needs root (IP_TRANSPARENT)"
+      : null,
+);
 
 const MAIN = join(import.meta.dirname, "../../nodeagent/src/transport/main.ts");
 

@@ -20,7 +20,7 @@ import { CONNECT_TIMEOUT_MS, connectPlain } from "./deliver.ts";
 import { DEFAULT_INBOUND_PORT } from "./inbound.ts";
 import { connectTransparent } from "./transparent.ts";
 import { Transport } from "./transport.ts";
-import type { KeyExchange } from "./tls-policy.ts";
+import { KeyExchangeUnavailable, type KeyExchange } from "./tls-policy.ts";
 
 function endpoint(value: string, what: string): { host: string; port: number } {
   const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(value);
@@ -48,12 +48,19 @@ if (values.deliver !== "transparent" && values.deliver !== "plain") {
 }
 const transparent = values.deliver === "transparent";
 
-const transport = new Transport({
-  inbound: endpoint(values.inbound, "inbound"),
-  outbound: endpoint(values.outbound, "outbound"),
-  keyExchange: keyExchange as KeyExchange,
-  deliver: (destination, source) => (transparent && source ? connectTransparent(source, destination, CONNECT_TIMEOUT_MS) : connectPlain(destination)),
-});
+let transport: Transport;
+try {
+  transport = new Transport({
+    inbound: endpoint(values.inbound, "inbound"),
+    outbound: endpoint(values.outbound, "outbound"),
+    keyExchange: keyExchange as KeyExchange,
+    deliver: (destination, source) => (transparent && source ? connectTransparent(source, destination, CONNECT_TIMEOUT_MS) : connectPlain(destination)),
+  });
+} catch (err) {
+  if (!(err instanceof KeyExchangeUnavailable)) throw err;
+  console.error(err.message);
+  process.exit(2);
+}
 const ports = await transport.listen();
 process.stdout.write(`${JSON.stringify({ ready: true, ...ports })}\n`);
 await serveControl(process.stdin, process.stdout, (r) => transport.handle(r));

@@ -7,7 +7,7 @@
  * back would lose the protection against harvest-now-decrypt-later without
  * anyone deciding it.
  */
-import type { SecureContextOptions } from "node:tls";
+import { createSecureContext, type SecureContextOptions } from "node:tls";
 
 export const POST_QUANTUM = "X25519MLKEM768";
 export const CLASSICAL = "X25519";
@@ -21,8 +21,27 @@ export interface TlsPolicy {
   onlyGroup: string | null;
 }
 
+/** Whether this runtime's OpenSSL has the group (3.5 has X25519MLKEM768; Node 22's and 20's 3.0 do not). */
+export function groupAvailable(group: string): boolean {
+  try {
+    createSecureContext({ ecdhCurve: group });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class KeyExchangeUnavailable extends Error {}
+
 export function tlsPolicy(keyExchange: KeyExchange): TlsPolicy {
-  const groups = keyExchange === "post-quantum" ? [POST_QUANTUM] : [POST_QUANTUM, CLASSICAL];
+  const pq = groupAvailable(POST_QUANTUM);
+  if (keyExchange === "post-quantum" && !pq) {
+    throw new KeyExchangeUnavailable(
+      `this runtime's OpenSSL ${process.versions.openssl} has no ${POST_QUANTUM}: run the transport on Node 24 (OpenSSL 3.5), or allow the classical fallback with --key-exchange post-quantum-or-classical`,
+    );
+  }
+  // The fallback offers the hybrid group first wherever this OpenSSL has it.
+  const groups = keyExchange === "post-quantum" ? [POST_QUANTUM] : pq ? [POST_QUANTUM, CLASSICAL] : [CLASSICAL];
   return {
     keyExchange,
     contextOptions: { minVersion: "TLSv1.3", maxVersion: "TLSv1.3", ecdhCurve: groups.join(":") },
