@@ -44,7 +44,8 @@ function tbsAndSign(opts: { issuer: Buffer; subject: Buffer; spki: Buffer; notBe
 const newKey = () => generateKeyPairSync("ec", { namedCurve: "P-256" });
 const spkiOf = (k: KeyObject) => k.export({ type: "spki", format: "der" });
 
-export function mintCa(trustDomain: string): TestCa {
+/** A root CA, or with `parent` an intermediate CA it signs (its pem is the intermediate alone). */
+export function mintCa(trustDomain: string, parent?: TestCa): TestCa {
   const { privateKey, publicKey } = newKey();
   const subject = name([
     [OID.organizationName, "weft transport test"],
@@ -52,13 +53,13 @@ export function mintCa(trustDomain: string): TestCa {
   ]);
   const now = Date.now();
   const pem = tbsAndSign({
-    issuer: subject,
+    issuer: parent?.subject ?? subject,
     subject,
     spki: spkiOf(publicKey),
     notBefore: new Date(now - HOUR),
     notAfter: new Date(now + 24 * HOUR),
     extensions: [extension(OID.basicConstraints, true, seq(bool(true))), extension(OID.keyUsage, true, keyUsage(KEY_USAGE.keyCertSign, KEY_USAGE.cRLSign))],
-    signer: privateKey,
+    signer: parent?.key ?? privateKey,
   });
   return { trustDomain, key: privateKey, subject, pem };
 }
