@@ -18,6 +18,8 @@ const SERVER = { id: "spiffe://a.test/ns/shop/sa/api", address: "127.0.20.1" };
 const MARKER = "weft-plaintext-marker-7f3a";
 
 const ca = mintCa("a.test");
+/** The trust domain's bundle: one CA, then during the rotation test the old and the next. */
+let bundlePem = ca.pem;
 let a: RunningTransport;
 let b: RunningTransport;
 let echo: Awaited<ReturnType<typeof echoWorkload>>;
@@ -27,13 +29,13 @@ let serverSvid: TestSvid = mintSvid(ca, SERVER.id);
 
 const configA = (): TransportConfig => ({
   workloads: [{ spiffeId: CLIENT.id, addresses: [CLIENT.address], ...clientSvid }],
-  bundles: [{ trustDomain: "a.test", caPem: ca.pem }],
+  bundles: [{ trustDomain: "a.test", caPem: bundlePem }],
   remotes: [{ address: SERVER.address, spiffeId: SERVER.id, node: `127.0.0.1:${relay.port}` }],
   allow: [],
 });
 const configB = (): TransportConfig => ({
   workloads: [{ spiffeId: SERVER.id, addresses: [SERVER.address], ...serverSvid }],
-  bundles: [{ trustDomain: "a.test", caPem: ca.pem }],
+  bundles: [{ trustDomain: "a.test", caPem: bundlePem }],
   remotes: [{ address: CLIENT.address, spiffeId: CLIENT.id, node: `127.0.0.1:${a.inbound}` }],
   allow: [{ source: CLIENT.id, destination: SERVER.id, ports: [echo.port] }],
 });
@@ -92,7 +94,7 @@ describe("carrying a connection between two transports", () => {
     expect(relay.connections.length).toBe(before);
   });
 
-  it("rotates SVIDs during a long transfer: the transfer completes, new connections use the new certificates", async () => {
+  it("rotates the CA and the SVIDs during a long transfer: the transfer completes, new connections use the new certificates", async () => {
     const total = 24 << 20;
     const chunk = randomBytes(64 << 10);
     const s = await connectVia(a, CLIENT.address, `${SERVER.address}:${echo.port}`);
@@ -112,8 +114,11 @@ describe("carrying a connection between two transports", () => {
       sent += chunk.length;
       if (!rotated && received > total / 4) {
         rotated = true;
-        clientSvid = mintSvid(ca, CLIENT.id);
-        serverSvid = mintSvid(ca, SERVER.id);
+        // A CA rotation as the API does it: the next CA joins the bundle, then issues the SVIDs.
+        const next = mintCa("a.test");
+        bundlePem = ca.pem + next.pem;
+        clientSvid = mintSvid(next, CLIENT.id);
+        serverSvid = mintSvid(next, SERVER.id);
         expect((await b.configure(configB())).ok).toBe(true);
         expect((await a.configure(configA())).ok).toBe(true);
         // A new connection during the transfer goes through a new TLS connection with the new SVIDs.

@@ -3,6 +3,8 @@
 // valid SVID of the destination's own trust domain, allowed by the pairs,
 // from the peer's own addresses, opens a stream.
 import { afterAll, beforeAll, describe as vitestDescribe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
+import { serverNameFor } from "../../nodeagent/src/transport/state.ts";
 import { mintCa, mintSvid } from "./pki.ts";
 import { dialInbound, echoWorkload, sample, startTransport, type RunningTransport, skipTransport } from "./support.ts";
 
@@ -127,9 +129,18 @@ describe("who may open a stream", () => {
     expect((await dialInbound(t.inbound, svid, { ...toA(), authority: `${A_SERVER.address}:0` })).status).toBe(400);
   });
 
-  it("only X25519MLKEM768: a peer offering only X25519 cannot complete a handshake", async () => {
+  it("only X25519MLKEM768: a peer offering only X25519 cannot complete a handshake (Node, and openssl s_client)", async () => {
     const r = await dialInbound(t.inbound, mintSvid(caA, A_CLIENT.id), toA({ groups: "X25519" }));
     expect(r.status).toBeNull();
+    // An outside client: Debian's OpenSSL 3.0 offers classical groups only, and the server refuses them all.
+    const out = spawnSync("openssl", ["s_client", "-connect", `127.0.0.1:${t.inbound}`, "-tls1_3", "-groups", "X25519:P-256", "-servername", serverNameFor(A_SERVER.id)], {
+      input: "",
+      encoding: "utf8",
+      timeout: 10_000,
+    });
+    expect(out.status).not.toBe(0);
+    expect(`${out.stdout}${out.stderr}`).toMatch(/handshake failure|no suitable key share|alert/i);
+    expect(`${out.stdout}${out.stderr}`).not.toMatch(/Server certificate/);
   });
 });
 
