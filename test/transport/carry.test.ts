@@ -94,6 +94,15 @@ describe("carrying a connection between two transports", () => {
     expect(relay.connections.length).toBe(before);
   });
 
+  it("keeps carrying on the pooled connection across a configure that changes neither SVIDs nor bundles", async () => {
+    const before = relay.connections.length;
+    expect((await b.configure({ ...configB(), allow: [...configB().allow, { source: CLIENT.id, destination: "spiffe://a.test/ns/shop/sa/other" }] })).ok).toBe(true);
+    expect((await a.configure(configA())).ok).toBe(true);
+    const r = await exchange(await connectVia(a, CLIENT.address, `${SERVER.address}:${echo.port}`), "same session");
+    expect(r.data.toString()).toBe("same session");
+    expect(relay.connections.length).toBe(before);
+  });
+
   it("rotates the CA and the SVIDs during a long transfer: the transfer completes, new connections use the new certificates", async () => {
     const total = 24 << 20;
     const chunk = randomBytes(64 << 10);

@@ -24,6 +24,8 @@ import type { TlsPolicy } from "./tls-policy.ts";
 
 export const DEFAULT_INBOUND_PORT = 15008;
 const WINDOW = 4 << 20;
+/** Streams one peer session may hold open at once: each opens a connection to a workload, so an authenticated peer cannot open unbounded ones. */
+export const MAX_STREAMS_PER_SESSION = 1024;
 
 /** Opens the connection to a local workload, from `source` when the original source address can be kept. */
 export type Deliver = (destination: { address: string; port: number }, source: string | null) => Promise<Socket>;
@@ -73,7 +75,7 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
     // stream is read, and counts the reason.
     rejectUnauthorized: false,
     allowHTTP1: false,
-    settings: { initialWindowSize: WINDOW, enablePush: false },
+    settings: { initialWindowSize: WINDOW, enablePush: false, maxConcurrentStreams: MAX_STREAMS_PER_SESSION },
     SNICallback: (name, cb) => {
       const served = deps.state().localByServerName.get(name);
       if (served) cb(null, served.serverContext);
@@ -126,7 +128,8 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
     const destination = state.localByAddress.get(target.address);
     // Not here and not allowed answer alike: a peer learns nothing about addresses it may not reach.
     if (!destination || destination.id.trustDomain !== peer.id.trustDomain || !state.allows(peer.id.id, destination.id.id, target.port)) return answer(403, "forbidden");
-    if (destination !== peer.servedTo) return answer(421, "bad_request");
+    // By ID: a later configure makes new LocalIdentity objects for the same workloads.
+    if (destination.id.id !== peer.servedTo.id.id) return answer(421, "bad_request");
     // The claimed source address is believed only when it is one of the peer identity's own addresses.
     let source: string | null = null;
     if (claimed !== undefined) {

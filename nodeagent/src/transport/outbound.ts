@@ -18,7 +18,7 @@ import type { TransportState } from "./state.ts";
 /** What a refusing peer's status says about the stream. */
 function refusal(status: number): StreamResult {
   if (status === 403) return "forbidden";
-  if (status === 400) return "bad_request";
+  if (status === 400 || status === 405 || status === 421) return "bad_request";
   return "upstream_failed";
 }
 

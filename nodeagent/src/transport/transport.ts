@@ -5,7 +5,7 @@
  */
 import type { Http2SecureServer } from "node:http2";
 import type { AddressInfo, Server } from "node:net";
-import { ControlRequest, type ControlAnswer } from "./control-schema.ts";
+import type { ControlAnswer, ControlRequest } from "./control-schema.ts";
 import { inboundServer, type Deliver } from "./inbound.ts";
 import { TransportMetrics } from "./metrics.ts";
 import { OriginTable } from "./origins.ts";
