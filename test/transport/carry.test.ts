@@ -75,6 +75,19 @@ describe("carrying a connection between two transports", () => {
     }
   });
 
+  it("carries only to the ports the pair allows: another port of the same workload is refused at the destination", async () => {
+    const other = await echoWorkload(SERVER.address);
+    try {
+      const before = sample(await a.metrics(), "weft_transport_streams_total", { direction: "outbound", result: "forbidden" });
+      const r = await exchange(await connectVia(a, CLIENT.address, `${SERVER.address}:${other.port}`), MARKER);
+      expect(r.data.length).toBe(0);
+      expect(other.peers).toEqual([]);
+      expect(sample(await a.metrics(), "weft_transport_streams_total", { direction: "outbound", result: "forbidden" })).toBe(before + 1);
+    } finally {
+      await other.close();
+    }
+  });
+
   it("negotiates X25519MLKEM768 and says so in the metrics", async () => {
     const ma = await a.metrics();
     expect(sample(ma, "weft_transport_connections_total", { direction: "outbound", group: "X25519MLKEM768" })).toBeGreaterThanOrEqual(1);
