@@ -15,6 +15,8 @@ const describe = vitestDescribe.skipIf(skipTransport);
 
 const CLIENT = { id: "spiffe://a.test/ns/shop/sa/web", address: "127.0.10.1" };
 const SERVER = { id: "spiffe://a.test/ns/shop/sa/api", address: "127.0.20.1" };
+/** A second workload on A's node: its connections must present its own SVID, not the first one's. */
+const BATCH = { id: "spiffe://a.test/ns/shop/sa/batch", address: "127.0.10.2" };
 const MARKER = "weft-plaintext-marker-7f3a";
 
 const ca = mintCa("a.test");
@@ -26,9 +28,13 @@ let echo: Awaited<ReturnType<typeof echoWorkload>>;
 let relay: Awaited<ReturnType<typeof recordingRelay>>;
 let clientSvid: TestSvid = mintSvid(ca, CLIENT.id);
 let serverSvid: TestSvid = mintSvid(ca, SERVER.id);
+const batchSvid: TestSvid = mintSvid(ca, BATCH.id);
 
 const configA = (): TransportConfig => ({
-  workloads: [{ spiffeId: CLIENT.id, addresses: [CLIENT.address], ...clientSvid }],
+  workloads: [
+    { spiffeId: CLIENT.id, addresses: [CLIENT.address], ...clientSvid },
+    { spiffeId: BATCH.id, addresses: [BATCH.address], ...batchSvid },
+  ],
   bundles: [{ trustDomain: "a.test", caPem: bundlePem }],
   remotes: [{ address: SERVER.address, spiffeId: SERVER.id, node: `127.0.0.1:${relay.port}` }],
   allow: [],
@@ -36,8 +42,14 @@ const configA = (): TransportConfig => ({
 const configB = (): TransportConfig => ({
   workloads: [{ spiffeId: SERVER.id, addresses: [SERVER.address], ...serverSvid }],
   bundles: [{ trustDomain: "a.test", caPem: bundlePem }],
-  remotes: [{ address: CLIENT.address, spiffeId: CLIENT.id, node: `127.0.0.1:${a.inbound}` }],
-  allow: [{ source: CLIENT.id, destination: SERVER.id, ports: [echo.port] }],
+  remotes: [
+    { address: CLIENT.address, spiffeId: CLIENT.id, node: `127.0.0.1:${a.inbound}` },
+    { address: BATCH.address, spiffeId: BATCH.id, node: `127.0.0.1:${a.inbound}` },
+  ],
+  allow: [
+    { source: CLIENT.id, destination: SERVER.id, ports: [echo.port] },
+    { source: BATCH.id, destination: SERVER.id, ports: [echo.port] },
+  ],
 });
 
 beforeAll(async () => {
@@ -105,6 +117,21 @@ describe("carrying a connection between two transports", () => {
     );
     expect(results).toEqual(Array.from({ length: 8 }, (_, i) => `n${i}`));
     expect(relay.connections.length).toBe(before);
+  });
+
+  it("presents each source workload's own SVID: one TLS connection per source identity", async () => {
+    // Warm both pools, then count: the receiver believes a source address only from the identity that owns it,
+    // so the batch workload's address arriving proves its connection presented the batch SVID.
+    await exchange(await connectVia(a, CLIENT.address, `${SERVER.address}:${echo.port}`), "web");
+    const before = relay.connections.length;
+    const peersBefore = echo.peers.length;
+    const r = await exchange(await connectVia(a, BATCH.address, `${SERVER.address}:${echo.port}`), "batch");
+    expect(r.data.toString()).toBe("batch");
+    expect(echo.peers.slice(peersBefore)).toEqual([BATCH.address]);
+    expect(relay.connections.length).toBe(before + 1);
+    const again = await exchange(await connectVia(a, CLIENT.address, `${SERVER.address}:${echo.port}`), "web again");
+    expect(again.data.toString()).toBe("web again");
+    expect(relay.connections.length).toBe(before + 1);
   });
 
   it("keeps carrying on the pooled connection across a configure that changes neither SVIDs nor bundles", async () => {
