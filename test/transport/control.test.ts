@@ -3,9 +3,10 @@
 // a refused configuration leaves the running one in force, and the
 // transport exits when the channel closes.
 import { afterAll, beforeAll, describe as vitestDescribe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
 import type { TransportConfig } from "../../nodeagent/src/transport/control-schema.ts";
 import { mintCa, mintSvid } from "./pki.ts";
-import { dialInbound, echoWorkload, startTransport, type RunningTransport, skipTransport } from "./support.ts";
+import { dialInbound, echoWorkload, startTransport, TRANSPORT_MAIN, type RunningTransport, skipTransport } from "./support.ts";
 
 const describe = vitestDescribe.skipIf(skipTransport);
 
@@ -66,6 +67,18 @@ describe("the control channel", () => {
     expect(await stillServes()).toBe(403);
     expect((await t.configure(good())).ok).toBe(true);
     expect(await stillServes()).toBe(200);
+  });
+
+  it.each([
+    [["--inbound", "localhost:15008"], /--inbound wants IPV4:PORT/],
+    [["--outbound", "127.0.0.1:70000"], /--outbound wants IPV4:PORT/],
+    [["--key-exchange", "classical"], /--key-exchange is post-quantum or post-quantum-or-classical/],
+    [["--deliver", "spoofed"], /--deliver is transparent or plain/],
+  ])("refuses to start with %j, saying why", (args, message) => {
+    const r = spawnSync(process.execPath, ["--import", "tsx", TRANSPORT_MAIN, ...args], { encoding: "utf8", input: "", timeout: 20_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stdout).toBe("");
   });
 
   it("exits when the channel closes: no transport outlives its agent", async () => {

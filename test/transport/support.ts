@@ -26,7 +26,7 @@ export const skipTransport = skipWithout(
       : null,
 );
 
-const MAIN = join(import.meta.dirname, "../../nodeagent/src/transport/main.ts");
+export const TRANSPORT_MAIN = join(import.meta.dirname, "../../nodeagent/src/transport/main.ts");
 
 export interface RunningTransport {
   child: ChildProcess;
@@ -39,7 +39,7 @@ export interface RunningTransport {
 }
 
 export async function startTransport(args: string[] = []): Promise<RunningTransport> {
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN, "--inbound", "127.0.0.1:0", "--outbound", "127.0.0.1:0", ...args], {
+  const child = spawn(process.execPath, ["--import", "tsx", TRANSPORT_MAIN, "--inbound", "127.0.0.1:0", "--outbound", "127.0.0.1:0", ...args], {
     stdio: ["pipe", "pipe", "inherit"],
   });
   const lines = createInterface({ input: child.stdout! });

@@ -5,12 +5,13 @@
  * process may bind it; otherwise from the node's own address.
  */
 import { connect, type Socket } from "node:net";
+import type { Endpoint } from "./endpoint.ts";
 
 /** How long an upstream connect may take before the stream is answered 503. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
 /** A plain TCP connection, half-open allowed (see splice.ts). */
-export function connectPlain(destination: { address: string; port: number }): Promise<Socket> {
+export function connectPlain(destination: Endpoint): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const sock = connect({ host: destination.address, port: destination.port, allowHalfOpen: true });
     const timer = setTimeout(() => sock.destroy(new Error("connect timed out")), CONNECT_TIMEOUT_MS);

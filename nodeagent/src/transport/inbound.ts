@@ -16,6 +16,7 @@ import { constants, createSecureServer, type Http2SecureServer, type ServerHttp2
 import { X509Certificate } from "node:crypto";
 import { isIPv4, type Socket } from "node:net";
 import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
+import { parseEndpoint, type Endpoint } from "./endpoint.ts";
 import { handshakeReason, verifyErrorReason, type StreamResult, type TransportMetrics } from "./metrics.ts";
 import { verifySvid, type SpiffeId } from "./spiffe.ts";
 import { splice } from "./splice.ts";
@@ -28,7 +29,7 @@ const WINDOW = 4 << 20;
 export const MAX_STREAMS_PER_SESSION = 1024;
 
 /** Opens the connection to a local workload, from `source` when the original source address can be kept. */
-export type Deliver = (destination: { address: string; port: number }, source: string | null) => Promise<Socket>;
+export type Deliver = (destination: Endpoint, source: string | null) => Promise<Socket>;
 
 interface Peer {
   id: SpiffeId;
@@ -54,14 +55,6 @@ function forwardedFor(header: string | string[] | undefined): string | null | un
   if (header === undefined) return undefined;
   const m = /^for=("?)(\d{1,3}(?:\.\d{1,3}){3})\1$/.exec(String(header).trim());
   return m && isIPv4(m[2]!) ? m[2]! : null;
-}
-
-/** ip:port of a CONNECT authority; null unless exactly that. */
-function authority(value: string | undefined): { address: string; port: number } | null {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(value ?? "");
-  if (!m || !isIPv4(m[1]!)) return null;
-  const port = Number(m[2]);
-  return port >= 1 && port <= 65535 ? { address: m[1]!, port } : null;
 }
 
 export function inboundServer(deps: { state: () => TransportState; tls: TlsPolicy; metrics: TransportMetrics; deliver: Deliver }): Http2SecureServer {
@@ -121,7 +114,7 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
     const peer = peers.get(stream.session as ServerHttp2Session);
     if (!peer) return stream.close(constants.NGHTTP2_REFUSED_STREAM);
     if (headers[constants.HTTP2_HEADER_METHOD] !== "CONNECT") return answer(405, "bad_request");
-    const target = authority(headers[constants.HTTP2_HEADER_AUTHORITY] as string | undefined);
+    const target = parseEndpoint(headers[constants.HTTP2_HEADER_AUTHORITY] as string | undefined);
     const claimed = forwardedFor(headers.forwarded);
     if (!target || claimed === null) return answer(400, "bad_request");
     const state = deps.state();

@@ -17,15 +17,20 @@
 import { parseArgs } from "node:util";
 import { serveControl } from "./control.ts";
 import { CONNECT_TIMEOUT_MS, connectPlain } from "./deliver.ts";
+import { parseEndpoint } from "./endpoint.ts";
 import { DEFAULT_INBOUND_PORT } from "./inbound.ts";
 import { connectTransparent } from "./transparent.ts";
 import { Transport } from "./transport.ts";
 import { KeyExchangeUnavailable, type KeyExchange } from "./tls-policy.ts";
 
-function endpoint(value: string, what: string): { host: string; port: number } {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(value);
-  if (!m || Number(m[2]) > 65535) throw new Error(`--${what} wants IPV4:PORT, not ${JSON.stringify(value)}`);
-  return { host: m[1]!, port: Number(m[2]) };
+/** A listening endpoint from a flag; port 0 lets the kernel pick (tests). */
+function listenAt(value: string, what: string): { host: string; port: number } {
+  const e = parseEndpoint(value, { anyPort: true });
+  if (!e) {
+    console.error(`--${what} wants IPV4:PORT, not ${JSON.stringify(value)}`);
+    process.exit(2);
+  }
+  return { host: e.address, port: e.port };
 }
 
 const { values } = parseArgs({
@@ -51,8 +56,8 @@ const transparent = values.deliver === "transparent";
 let transport: Transport;
 try {
   transport = new Transport({
-    inbound: endpoint(values.inbound, "inbound"),
-    outbound: endpoint(values.outbound, "outbound"),
+    inbound: listenAt(values.inbound, "inbound"),
+    outbound: listenAt(values.outbound, "outbound"),
     keyExchange: keyExchange as KeyExchange,
     deliver: (destination, source) => (transparent && source ? connectTransparent(source, destination, CONNECT_TIMEOUT_MS) : connectPlain(destination)),
   });

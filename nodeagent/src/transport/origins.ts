@@ -17,11 +17,12 @@
  * sees it, which plays the socket cookie's role.
  */
 import type { Socket } from "node:net";
+import type { Endpoint } from "./endpoint.ts";
 
 export interface Origin {
   /** The source workload's address. */
   source: string;
-  destination: { address: string; port: number };
+  destination: Endpoint;
 }
 
 export interface OriginResolver {

@@ -8,6 +8,7 @@ import { createHash, createPrivateKey, X509Certificate, type KeyObject } from "n
 import { isIPv4 } from "node:net";
 import { createSecureContext, type SecureContext } from "node:tls";
 import type { TransportConfig } from "./control-schema.ts";
+import { parseEndpoint } from "./endpoint.ts";
 import { parseSpiffeId, verifySvid, type SpiffeId } from "./spiffe.ts";
 import type { TlsPolicy } from "./tls-policy.ts";
 
@@ -126,10 +127,9 @@ export class TransportState {
       const what = `remote ${r.address}`;
       const address = ipv4(r.address, what);
       if (this.localByAddress.has(address) || this.remoteByAddress.has(address)) throw new ConfigError(`${what}: given twice`);
-      const [host, port] = r.node.split(":") as [string, string];
-      const nodePort = Number(port);
-      if (nodePort < 1 || nodePort > 65535) throw new ConfigError(`${what}: bad node port in ${r.node}`);
-      this.remoteByAddress.set(address, { address, id: spiffeId(r.spiffeId, what), node: { host: ipv4(host, what), port: nodePort } });
+      const node = parseEndpoint(r.node);
+      if (!node) throw new ConfigError(`${what}: ${JSON.stringify(r.node)} is not a node's IPV4:PORT`);
+      this.remoteByAddress.set(address, { address, id: spiffeId(r.spiffeId, what), node: { host: node.address, port: node.port } });
     }
 
     for (const p of config.allow) {

@@ -13,6 +13,7 @@
  */
 import koffi from "koffi";
 import { Socket } from "node:net";
+import type { Endpoint } from "./endpoint.ts";
 
 const AF_INET = 2;
 const SOCK_STREAM = 1;
@@ -70,7 +71,7 @@ function fail(c: Libc, fd: number, what: string, errno: number): never {
 }
 
 /** A TCP connection from `source` (any port) to `destination`, made with IP_TRANSPARENT. */
-export async function connectTransparent(source: string, destination: { address: string; port: number }, timeoutMs: number): Promise<Socket> {
+export async function connectTransparent(source: string, destination: Endpoint, timeoutMs: number): Promise<Socket> {
   const c = load();
   const fd = c.socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw new TransparentError(`failed to create a socket: ${c.strerror(koffi.errno())}`);

@@ -4,7 +4,8 @@
  * server and the session pool, and the control verbs that change them.
  */
 import type { Http2SecureServer } from "node:http2";
-import type { AddressInfo, Server } from "node:net";
+import { isIPv4, type AddressInfo, type Server } from "node:net";
+import { parseEndpoint } from "./endpoint.ts";
 import type { ControlAnswer, ControlRequest } from "./control-schema.ts";
 import { inboundServer, type Deliver } from "./inbound.ts";
 import { TransportMetrics } from "./metrics.ts";
@@ -58,8 +59,9 @@ export class Transport {
         return { ok: true };
       }
       case "steer": {
-        const [address, port] = request.destination.split(":") as [string, string];
-        this.origins.record(request.peer, { source: request.source, destination: { address, port: Number(port) } });
+        const destination = parseEndpoint(request.destination);
+        if (!destination || !parseEndpoint(request.peer) || !isIPv4(request.source)) return { ok: false, error: "steer wants peer and destination as IPV4:PORT and source as IPV4" };
+        this.origins.record(request.peer, { source: request.source, destination });
         return { ok: true };
       }
       case "metrics":
