@@ -211,5 +211,7 @@ console.log(
     ["raw P-256 sign", f(raw.signPerSec), f(rawCpu.signPerSec)],
     ["raw P-256 verify", f(raw.verifyPerSec), f(rawCpu.verifyPerSec)],
     ["P-256 verify under a key seen for the first time, import included, as each CSR needs", f(raw.freshKeyVerifyPerSec), f(rawCpu.freshKeyVerifyPerSec)],
+    ["P-256 public key import, JWK", f(raw.jwkImportPerSec), f(rawCpu.jwkImportPerSec)],
+    ["P-256 public key import, DER SubjectPublicKeyInfo", f(raw.derImportPerSec), f(rawCpu.derImportPerSec)],
   ]),
 );

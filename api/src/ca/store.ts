@@ -1,7 +1,7 @@
 // The CA's storage (ca/service.ts CaStore) on drizzle, under row-level
 // security like every other tenant-owned table. Each change of CA state is one
 // write() transaction, and each batch of issuances one transaction of its own
-// (#insert), so every audit row commits with what it records.
+// (#insert); an issuance's record is its audit entry, so neither commits without the other.
 import { randomBytes } from "node:crypto";
 import { and, desc, eq, gt, notInArray, sql } from "drizzle-orm";
 import type { FastifyRequest } from "fastify";
@@ -250,8 +250,8 @@ export class DrizzleCaStore implements CaStore {
   }
 
   /**
-   * In one transaction: the issuance rows, each slot's max_issued_not_after,
-   * the audit rows, under the app role with row-level security bound to each
+   * In one transaction: the issuance rows (each its own audit entry, see
+   * svidIssuances in db/schema.ts), each slot's max_issued_not_after, under the app role with row-level security bound to each
    * tenant in turn, as write() does. Sent as ONE simple-protocol query of a
    * few statements (a multi-statement query is one implicit transaction: all
    * of it commits or none): PGlite runs an extended-protocol statement at
@@ -293,16 +293,15 @@ export class DrizzleCaStore implements CaStore {
           SELECT * FROM json_to_recordset(${dollarQuote(JSON.stringify(rows))}::json) AS r(
             slot_id uuid, kind text, identity_name text, spiffe_id text, serial text,
             issued_at timestamptz, expires_at timestamptz, actor text, request_id text, client_request_id text)
-        ), issued AS (
-          INSERT INTO svid_issuances (tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at)
-          SELECT ${tid}, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at FROM r
         ), raised AS (
           UPDATE ca_slots s SET max_issued_not_after = GREATEST(s.max_issued_not_after, l.expires_at)
           FROM (SELECT slot_id, max(expires_at) AS expires_at FROM r GROUP BY slot_id) l
           WHERE s.tenant_id = ${tid} AND s.id = l.slot_id
         )
-        INSERT INTO audit_log (tenant_id, actor, action, resource, request_id, client_request_id, revision)
-        SELECT ${tid}, actor, kind || '.issue', 'identity/' || identity_name, request_id, client_request_id, (SELECT revision FROM rev) FROM r`);
+        INSERT INTO svid_issuances (tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at,
+                                    actor, request_id, client_request_id, revision)
+        SELECT ${tid}, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at,
+               actor, request_id, client_request_id, (SELECT revision FROM rev) FROM r`);
     }
     await simpleQuery(this.db, statements.join(";\n"));
     issuanceCommits.transactions++;
