@@ -88,5 +88,32 @@ describe.each(VARIANTS)("X.509-SVID records on %s, %i signing workers", (backend
       expect(again.map((a) => a.statusCode)).toEqual([201, 201, 201, 201]);
       expect((await rows("failing")).serials).toHaveLength(4);
     });
+
+    it("keeps the signing CA's max_issued_not_after at the latest expiry it signed, batch after batch", async () => {
+      // The store skips the slot's UPDATE for a batch that cannot raise it: a longer TTL must still raise it.
+      const slotMax = async () => {
+        const out = (await app.weft.db.execute(sql`
+          SELECT (SELECT max(s.max_issued_not_after) FROM ca_slots s JOIN tenants tt ON tt.id = s.tenant_id WHERE tt.name = ${t.tenant}) AS slot,
+                 (SELECT max(i.expires_at) FROM svid_issuances i JOIN tenants tt ON tt.id = i.tenant_id WHERE tt.name = ${t.tenant}) AS issued`)) as unknown;
+        const row = (Array.isArray(out) ? out[0] : (out as { rows: unknown[] }).rows[0]) as { slot: string | Date; issued: string | Date };
+        return { slot: new Date(row.slot).getTime(), issued: new Date(row.issued).getTime() };
+      };
+      const ttl = async (name: string, seconds: number) => {
+        const res = await app.inject({ method: "PUT", url: `/v1/tenants/${t.tenant}/identities/${name}`, headers: bearer(t.token), payload: { path: `/ns/records/sa/${name}`, x509SvidTtlSeconds: seconds } });
+        expect(res.statusCode).toBe(201);
+      };
+      await ttl("brief", 120);
+      await ttl("longer", 1800);
+      for (const [name, waves] of [["brief", 3], ["longer", 2], ["brief", 2]] as const) {
+        for (let w = 0; w < waves; w++) {
+          const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => issue(name, i)));
+          expect(answers.map((a) => a.statusCode)).toEqual(Array(6).fill(201));
+          const latest = Math.max(...answers.map((a) => Date.parse((a.json() as { expiresAt: string }).expiresAt)));
+          const m = await slotMax();
+          expect(m.slot).toBe(m.issued);
+          expect(m.slot).toBeGreaterThanOrEqual(latest);
+        }
+      }
+    });
   });
 });
