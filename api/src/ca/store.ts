@@ -303,10 +303,13 @@ export class DrizzleCaStore implements CaStore {
       }));
       // Role and tenant the way write() binds them (set_config ..., true = SET LOCAL).
       statements.push(`SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', '${tid}', true)`);
-      // Each tenant's share takes a revision of its own, as one write() each would.
+      // The audit revision of an issuance is the global revision it was recorded at, read, not
+      // taken: an issuance changes no resource (no change_log row), and taking one would queue
+      // every batch on the revision_counter row lock behind all writes (issue 20) for a number
+      // nothing follows.
       statements.push(`
         WITH rev AS (
-          UPDATE revision_counter SET revision = revision + 1 WHERE id = 1 RETURNING revision
+          SELECT revision FROM revision_counter WHERE id = 1
         ), r AS (
           SELECT * FROM json_to_recordset(${dollarQuote(JSON.stringify(rows))}::json) AS r(
             slot_id uuid, kind text, identity_name text, spiffe_id text, serial text,
