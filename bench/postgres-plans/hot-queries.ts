@@ -6,7 +6,7 @@
  * rolled back, so statements that write (an SVID record, the revision
  * counter) leave nothing behind even under ANALYZE.
  */
-import { and, asc, desc, eq, gt, inArray, lt, sql, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, gt, inArray, isNotNull, lt, sql, type SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
 import { drizzle } from "drizzle-orm/node-postgres";
 import type pg from "pg";
@@ -14,7 +14,7 @@ import { batchDelete } from "../../api/src/db/pruning.ts";
 import * as schema from "../../api/src/db/schema.ts";
 import type { Seeded } from "./seed.ts";
 
-const { APP_ROLE, PLATFORM_ROLE, LOG_PRUNER_ROLE, FLOW_WRITER_ROLE, TENANT_SETTING, auditLog, changeLog, flows, nodes, workloadHealth, workloads } = schema;
+const { APP_ROLE, PLATFORM_ROLE, LOG_PRUNER_ROLE, FLOW_WRITER_ROLE, TENANT_SETTING, auditLog, changeLog, flows, nodes, svidIssuances, workloadHealth, workloads } = schema;
 
 /** Tables whose size grows with nodes, workloads or time: a Seq Scan on one is a finding. */
 export const BIG_TABLES = ["nodes", "workloads", "identities", "change_log", "audit_log", "flows", "svid_issuances", "workload_health"] as const;
@@ -115,7 +115,21 @@ export function hotQueries(client: pg.Client, k: Seeded): HotQuery[] {
       where: "routes/audit",
       role: APP_ROLE,
       tenantId: k.tenantId,
-      ...built(db.select().from(auditLog).where(and(eq(auditLog.tenantId, k.tenantId), gt(auditLog.id, 1000))).orderBy(asc(auditLog.id)).limit(page + 1)),
+      // Both tables, as the route reads them: an SVID issuance's audit entry is its record.
+      ...built(
+        db
+          .select({ id: auditLog.id, at: auditLog.at })
+          .from(auditLog)
+          .where(and(eq(auditLog.tenantId, k.tenantId), gt(auditLog.id, 1000)))
+          .unionAll(
+            db
+              .select({ id: svidIssuances.id, at: svidIssuances.issuedAt })
+              .from(svidIssuances)
+              .where(and(eq(svidIssuances.tenantId, k.tenantId), isNotNull(svidIssuances.actor), gt(svidIssuances.id, 1000))),
+          )
+          .orderBy(asc(sql`id`))
+          .limit(page + 1),
+      ),
     },
     {
       name: "tenant changes since a revision",
@@ -132,22 +146,19 @@ export function hotQueries(client: pg.Client, k: Seeded): HotQuery[] {
       ),
     },
     {
-      name: "SVID record insert (with its audit row and the slot's high-water mark)",
+      name: "SVID record insert (the record is its audit entry; the slot's high-water mark when raised)",
       where: "ca/store.ts issuance records",
       role: APP_ROLE,
       tenantId: k.tenantId,
       text: `
-        WITH rev AS (
-          UPDATE revision_counter SET revision = revision + 1 WHERE id = 1 RETURNING revision
-        ), issued AS (
-          INSERT INTO svid_issuances (tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at)
-          VALUES ($1, $2, 'x509-svid', 'id-1', 'spiffe://seed/id-1', 'ab01', now(), now() + interval '1 hour')
-        ), raised AS (
+        WITH raised AS (
           UPDATE ca_slots s SET max_issued_not_after = GREATEST(s.max_issued_not_after, now() + interval '1 hour')
           WHERE s.tenant_id = $1 AND s.id = $2
         )
-        INSERT INTO audit_log (tenant_id, actor, action, resource, request_id, revision)
-        SELECT $1, 'token:bench', 'x509-svid.issue', 'identity/id-1', 'req', (SELECT revision FROM rev)`,
+        INSERT INTO svid_issuances (tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at,
+                                    actor, request_id, client_request_id, revision)
+        SELECT $1, $2, 'x509-svid', 'id-1', 'spiffe://seed/id-1', 'ab01', now(), now() + interval '1 hour',
+               'token:bench', 'req', NULL, (SELECT revision FROM revision_counter WHERE id = 1)`,
       params: [k.tenantId, k.slotId],
     },
     {
@@ -172,6 +183,13 @@ export function hotQueries(client: pg.Client, k: Seeded): HotQuery[] {
       role: LOG_PRUNER_ROLE,
       tenantId: null,
       ...rendered(batchDelete("audit_log", "id", sql`at < now() - interval '20 days'`, "at", 1000)),
+    },
+    {
+      name: "SVID issuance retention batch (audit entries)",
+      where: "db/log-retention.ts",
+      role: LOG_PRUNER_ROLE,
+      tenantId: null,
+      ...rendered(batchDelete("svid_issuances", "id", sql`issued_at < now() - interval '20 days'`, "issued_at", 1000)),
     },
     {
       name: "change-log retention batch",

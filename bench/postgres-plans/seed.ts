@@ -88,8 +88,9 @@ export async function seed(client: pg.Client, s: Scale): Promise<Seeded> {
      SELECT tenant_id, 'token:seed', 'workload.put', 'workload/' || name, 'req-' || revision, revision, at FROM change_log`,
   );
   await q(
-    `INSERT INTO svid_issuances (tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at)
-     SELECT s.tenant_id, s.id, 'x509-svid', 'id-' || (i % $2 + 1), 'spiffe://seed/id', to_hex(i), now() - make_interval(secs => i), now() + interval '1 hour'
+    `INSERT INTO svid_issuances (tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at, actor, request_id, revision)
+     SELECT s.tenant_id, s.id, 'x509-svid', 'id-' || (i % $2 + 1), 'spiffe://seed/id', to_hex(i), now() - make_interval(secs => i), now() + interval '1 hour',
+            'token:seed', 'req-svid-' || i, 1
      FROM generate_series(1, $1) i JOIN ca_slots s ON s.tenant_id = $3 + (i % $4)`,
     [s.issuances, IDENTITIES_PER_TENANT, first, s.tenants],
   );

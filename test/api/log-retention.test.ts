@@ -66,8 +66,17 @@ describe.each(BACKENDS)("change-log and audit retention on %s", (backend) => {
       // Forty days: past the audit log's retention too; the horizon never moves down.
       await age(old, 40);
       const audits = (await rows<{ n: number }>(sql`SELECT count(*)::int AS n FROM audit_log WHERE revision <= ${old}`))[0]!.n;
+      // An SVID issuance's audit entry is its record: an old one goes with the audit log, a young one stays.
+      const issuance = (serial: string, days: number, revision: number) => sql`
+        INSERT INTO svid_issuances (tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at, actor, request_id, revision)
+        SELECT id, gen_random_uuid(), 'x509-svid', 'id-1', 'spiffe://' || trust_domain || '/id-1', ${serial},
+               now() - make_interval(days => ${days}), now() - make_interval(days => ${days}) + interval '1 hour', 'operator', 'r', ${revision}
+        FROM tenants WHERE name = ${t.tenant}`;
+      await app.weft.db.execute(issuance("0ld", 40, old));
+      await app.weft.db.execute(issuance("fresh", 1, old + 1));
       const again = await pruneLogs(app.weft.db, RETENTION, { batch: 2 });
-      expect(again).toEqual({ change_log: 0, audit_log: audits, changeLogHorizon: old });
+      expect(again).toEqual({ change_log: 0, audit_log: audits + 1, changeLogHorizon: old });
+      expect((await rows<{ serial: string }>(sql`SELECT serial FROM svid_issuances WHERE serial IN ('0ld', 'fresh')`)).map((r) => r.serial)).toEqual(["fresh"]);
       expect(await count()).toEqual({ changes: before.changes - oldChanges, audits: before.audits - audits });
       // What is left still reads: the audit list and the change list of the tenant.
       const list = await app.inject({ url: `/v1/tenants/${t.tenant}/audit?limit=100`, headers: bearer(t.token) });

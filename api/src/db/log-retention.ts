@@ -94,17 +94,26 @@ async function pruneChangeLog(db: Db, retentionMs: number, opts: LogPruneOptions
 async function pruneAuditLog(db: Db, retentionMs: number, opts: LogPruneOptions): Promise<number> {
   const batch = opts.batch ?? DEFAULT_PRUNE_BATCH;
   const before = new Date((opts.now ?? Date.now()) - retentionMs).toISOString();
-  return deleteInBatches(
-    () =>
-      asLogPruner(db, async (tx) => {
-        const n = deletedRows(
-          await tx.execute(batchDelete("audit_log", "id", sql`at < ${before}::timestamptz`, "at", batch)),
-        );
-        await opts.inBatch?.();
-        return n;
-      }),
-    batch,
-  );
+  // An SVID issuance's audit entry is its issuance record (schema.ts svidIssuances): the audit log is both tables.
+  const auditTables = [
+    { table: "audit_log", at: "at" },
+    { table: "svid_issuances", at: "issued_at" },
+  ] as const;
+  let deleted = 0;
+  for (const { table, at } of auditTables) {
+    deleted += await deleteInBatches(
+      () =>
+        asLogPruner(db, async (tx) => {
+          const n = deletedRows(
+            await tx.execute(batchDelete(table, "id", sql`${sql.identifier(at)} < ${before}::timestamptz`, at, batch)),
+          );
+          await opts.inBatch?.();
+          return n;
+        }),
+      batch,
+    );
+  }
+  return deleted;
 }
 
 /** One retention run over both logs; a log without a retention is left whole. */

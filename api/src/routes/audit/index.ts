@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
-import { and, asc, eq, gt } from "drizzle-orm";
+import { and, asc, eq, gt, isNotNull, sql } from "drizzle-orm";
 import { tenantOf } from "../../auth/guard.ts";
-import { auditLog, changeLog, changeLogHorizon } from "../../db/schema.ts";
+import { auditLog, changeLog, changeLogHorizon, svidIssuances } from "../../db/schema.ts";
 import { HttpProblem } from "../../http/problem.ts";
 import { read } from "../../db/transactions.ts";
 import { DEFAULT_PAGE_SIZE, decodeCursor, page } from "../../http/conventions.ts";
@@ -60,12 +60,39 @@ const logRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const tenant = tenantOf(request);
       const limit = request.query.limit ?? DEFAULT_PAGE_SIZE;
       const after = decodeCursor<number>(request.query.cursor, "number");
+      // Two tables, one log: an SVID issuance's record is its audit entry (svidIssuances in
+      // db/schema.ts), with an id from the same sequence, listed as the row audit_log held for it before.
       const rows = await read(weft.db, tenant.id, (tx) =>
         tx
-          .select()
+          .select({
+            id: auditLog.id,
+            actor: auditLog.actor,
+            action: auditLog.action,
+            resource: auditLog.resource,
+            requestId: auditLog.requestId,
+            clientRequestId: auditLog.clientRequestId,
+            revision: auditLog.revision,
+            at: auditLog.at,
+          })
           .from(auditLog)
           .where(and(eq(auditLog.tenantId, tenant.id), after === undefined ? undefined : gt(auditLog.id, after)))
-          .orderBy(asc(auditLog.id))
+          .unionAll(
+            tx
+              .select({
+                id: svidIssuances.id,
+                actor: sql<string>`${svidIssuances.actor}`,
+                action: sql<string>`${svidIssuances.kind} || '.issue'`,
+                resource: sql<string>`'identity/' || ${svidIssuances.identityName}`,
+                requestId: sql<string>`${svidIssuances.requestId}`,
+                clientRequestId: svidIssuances.clientRequestId,
+                revision: sql<number>`${svidIssuances.revision}`,
+                at: svidIssuances.issuedAt,
+              })
+              .from(svidIssuances)
+              // Records from before they carried their audit (migrations/0016) have it in audit_log.
+              .where(and(eq(svidIssuances.tenantId, tenant.id), isNotNull(svidIssuances.actor), after === undefined ? undefined : gt(svidIssuances.id, after))),
+          )
+          .orderBy(asc(sql`id`))
           .limit(limit + 1),
       );
       return page(rows, limit, (r) => r.id, (r) => ({ ...r, at: r.at.toISOString() }));
