@@ -38,6 +38,8 @@ describe("configuration from the environment", () => {
     ["WEFT_FLOW_RETENTION", "366d"],
     ["WEFT_FLOW_RETENTION", "1w"],
     ["WEFT_FLOW_STREAMS_PER_TENANT", "0"],
+    ["WEFT_LISTEN_BACKLOG", "0"],
+    ["WEFT_LISTEN_BACKLOG", "lots"],
     ["WEFT_TLS", "on"],
     ["WEFT_TLS_CERT", "/etc/weft/tls.pem"],
     ["WEFT_TLS_SAN", "dns:weft.example"],
