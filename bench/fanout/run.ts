@@ -19,6 +19,10 @@
  * only. The write's own response time is printed beside both, and the
  * ratio of the slowest answer to the 1 s goal (below 1.00x: met).
  *
+ * The API's worst event-loop stall during each wave is its
+ * weft_nodejs_eventloop_lag_max_seconds (prom-client resets it at every
+ * scrape: scraped right before the write and right after the last answer).
+ *
  * Memory: the API process's resident set (VmRSS) after setup and its peak
  * over the run, per node. On Postgres with pg_stat_statements loaded, the
  * statements the API issued for BENCH_UNCHANGED_POLLS rounds of unchanged
@@ -196,10 +200,12 @@ try {
     // Every poll must be held by the server before the write: wait until the
     // requests are out, then a margin for the server to park them.
     await new Promise((r) => setTimeout(r, 1000 + targets.length * per));
+    await worstStallMs();
     sentAt = performance.now();
     await write();
     const wroteMs = performance.now() - sentAt;
     const settled = await Promise.all(polls);
+    const stallMs = await worstStallMs();
     const failed = settled.flatMap((a) => ("failed" in a ? [a.failed] : []));
     if (failed.length > 0) throw new Error(`${failed.length} of ${settled.length} ${mode} polls failed (first: ${failed[0]})`);
     const answers = settled.flatMap((a) => ("failed" in a ? [] : [a]));
@@ -207,11 +213,18 @@ try {
     if (early > 0) throw new Error(`${early} polls answered before the write: not held, figures void`);
     if (bad.length > 0) throw new Error(`${bad.length} polls did not answer with a new datapath (first: ${bad[0]!.status} ${bad[0]!.body.slice(0, 200)})`);
     const latencies = answers.map((a) => a.at - sentAt).sort((x, y) => x - y);
-    return { wroteMs, latencies, bytes: answers.reduce((sum, a) => sum + a.body.length, 0) / answers.length };
+    return { wroteMs, latencies, stallMs, bytes: answers.reduce((sum, a) => sum + a.body.length, 0) / answers.length };
   }
 
-  const rows: (string | number)[][] = [["run", "polls", "answer B", "write ms", "p50 ms", "p99 ms", "max ms", "max / goal", "all within 1 s"]];
-  const fmt = (label: string, r: { wroteMs: number; latencies: number[]; bytes: number }) => [
+  /** The API's longest event-loop stall since the last scrape, in ms. */
+  async function worstStallMs(): Promise<number> {
+    const res = await http(base, "GET", "/metrics", {});
+    const m = /^weft_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(res.body);
+    return m ? Number(m[1]) * 1000 : Number.NaN;
+  }
+
+  const rows: (string | number)[][] = [["run", "polls", "answer B", "write ms", "p50 ms", "p99 ms", "max ms", "max / goal", "all within 1 s", "API stall ms"]];
+  const fmt = (label: string, r: { wroteMs: number; latencies: number[]; stallMs: number; bytes: number }) => [
     label,
     r.latencies.length,
     Math.round(r.bytes),
@@ -221,6 +234,7 @@ try {
     r.latencies.at(-1)!.toFixed(1),
     `${(r.latencies.at(-1)! / GOAL_MS).toFixed(2)}x`,
     r.latencies.at(-1)! < GOAL_MS ? "yes" : "NO",
+    r.stallMs.toFixed(0),
   ];
   let n = NODES + 10;
   for (let round = 1; round <= ROUNDS; round++) {

@@ -59,9 +59,9 @@ export class PartDiffs {
   private merged = new Map<string, DatapathDelta>();
   private mergedBefore = new Map<string, DatapathDelta>();
 
-  /** The delta from `prev` to `next`: one object for every pair of nodes whose changed parts compare alike. */
-  delta(prev: NodeDatapath | null, next: NodeDatapath): DatapathDelta {
-    const parts = partDeltas(prev, next, this);
+  /** The delta from a state of `before`'s parts (by owner) to `next`: one object for every pair of nodes whose changed parts compare alike. */
+  delta(before: ReadonlyMap<string, Part>, next: NodeDatapath): DatapathDelta {
+    const parts = partDeltas(before, next, this);
     const key = parts.map((d) => d.id).join(",");
     let delta = this.merged.get(key) ?? this.mergedBefore.get(key);
     if (delta === undefined) delta = mergePartDeltas(parts);
@@ -107,12 +107,11 @@ function comparePart(id: number, old: Part | undefined, now: Part | undefined): 
 
 /** The delta from `prev` (null: nothing) to `next`; `memo` shares part comparisons between calls. */
 export function diff(prev: NodeDatapath | null, next: NodeDatapath, memo: PartDiffs = new PartDiffs()): DatapathDelta {
-  return mergePartDeltas(partDeltas(prev, next, memo));
+  return mergePartDeltas(partDeltas(prev?.parts ?? new Map<string, Part>(), next, memo));
 }
 
 /** The comparisons of the parts that differ, owners of `next` in order, then owners gone. */
-function partDeltas(prev: NodeDatapath | null, next: NodeDatapath, memo: PartDiffs): PartDelta[] {
-  const before = prev?.parts ?? new Map<string, Part>();
+function partDeltas(before: ReadonlyMap<string, Part>, next: NodeDatapath, memo: PartDiffs): PartDelta[] {
   const out: PartDelta[] = [];
   for (const [owner, now] of next.parts) {
     const old = before.get(owner);

@@ -14,7 +14,7 @@
  * its turn is compiled at once (settle), so reads stay as fresh as the pull.
  */
 import type { FastifyBaseLogger } from "fastify";
-import { CompileError, PartDiffs, type DatapathDelta, type NodeDatapath } from "../compiler/index.ts";
+import { CompileError, PartDiffs, type DatapathDelta, type NodeDatapath, type Part } from "../compiler/index.ts";
 
 /** A node's desired state as this replica last applied it. */
 export interface NodeState {
@@ -30,14 +30,32 @@ export interface NodeDelta {
   delta: DatapathDelta;
 }
 
-interface HistoryEntry {
+/** A node's newest state, with the deltas to it. */
+interface Newest {
   /** The revision this state was seen at; the one clients are given. */
   revision: number;
   /** The state may have changed at any revision from here to `revision` (a collapsed pull). */
   unsureFrom: number;
   datapath: NodeDatapath;
-  /** Deltas to this state by base revision, while it is the newest: computed once, shared by every poll. */
+  /** Deltas to this state by base revision: computed once, shared by every poll. */
   deltas?: Map<number, NodeDelta>;
+}
+
+/**
+ * An older state, kept only as a base for deltas: its parts (shared with
+ * every node holding them) and nothing per node beyond the list, since
+ * 10,000 nodes keep up to 64 of these each.
+ */
+interface Past {
+  revision: number;
+  unsureFrom: number;
+  parts: readonly Part[];
+}
+
+interface NodeLog {
+  /** Oldest first; at most historySize - 1. */
+  past: Past[];
+  newest: Newest;
 }
 
 interface Waiter {
@@ -61,7 +79,7 @@ const SLICE_WAKES = 64;
 
 export class NodeHistory {
   /** Nodes someone asked about: compiled after every pull, with their recent states. */
-  private readonly tracked = new Map<string, HistoryEntry[]>();
+  private readonly tracked = new Map<string, NodeLog>();
   private readonly waiters = new Map<string, Set<Waiter>>();
   /** Part comparisons shared between nodes: one changed part that 1,000 nodes hold is compared once. */
   private readonly partDiffs = new PartDiffs();
@@ -139,16 +157,16 @@ export class NodeHistory {
       if (!(err instanceof CompileError)) throw err;
       this.log.error({ err, node }, "datapath: node does not compile");
     }
-    const last = history[history.length - 1];
     if (datapath === null) {
       // Gone (deleted): its polls answer now, and find it missing.
       this.tracked.delete(node);
       return this.wake(node, Number.MAX_SAFE_INTEGER);
     }
-    if (last?.datapath.hash === datapath.hash) return 0;
-    if (last) delete last.deltas;
-    history.push({ revision, unsureFrom: Math.min(unsureFrom, revision), datapath });
-    if (history.length > this.historySize) history.splice(0, history.length - this.historySize);
+    const had = history.newest;
+    if (had.datapath.hash === datapath.hash) return 0;
+    history.past.push({ revision: had.revision, unsureFrom: had.unsureFrom, parts: [...had.datapath.parts.values()] });
+    if (history.past.length >= this.historySize) history.past.splice(0, history.past.length - this.historySize + 1);
+    history.newest = { revision, unsureFrom: Math.min(unsureFrom, revision), datapath };
     return this.wake(node, revision);
   }
 
@@ -162,43 +180,48 @@ export class NodeHistory {
     return woken;
   }
 
-  private track(node: string): HistoryEntry[] | null {
+  private track(node: string): NodeLog | null {
     this.settle(node);
     let history = this.tracked.get(node);
     if (history) return history;
     if (!this.source.hasNode(node)) return null;
     const datapath = this.source.compileNode(node);
     const revision = this.source.appliedRevision();
-    history = [{ revision, unsureFrom: revision, datapath }];
+    history = { past: [], newest: { revision, unsureFrom: revision, datapath } };
     this.tracked.set(node, history);
     return history;
   }
 
   state(node: string): NodeState | null {
-    const last = this.track(node)?.at(-1);
-    return last ? { revision: last.revision, datapath: last.datapath } : null;
+    const newest = this.track(node)?.newest;
+    return newest ? { revision: newest.revision, datapath: newest.datapath } : null;
   }
 
   delta(node: string, since: number): NodeDelta | "gone" | null {
     const history = this.track(node);
     if (!history) return null;
-    const latest = history[history.length - 1]!;
-    let base: HistoryEntry | undefined;
-    for (let i = history.length - 1; i >= 0; i--) {
-      const e = history[i]!;
-      if (since >= e.revision) {
-        base = e;
-        break;
-      }
-      // Inside a collapsed pull: the state at `since` was never seen here.
-      if (since >= e.unsureFrom) return "gone";
-    }
+    const latest = history.newest;
     // Newer than this replica has applied: the client saw a state this replica cannot name.
-    if (!base || since > this.source.appliedRevision()) return "gone";
+    if (since > this.source.appliedRevision()) return "gone";
+    let base: { revision: number; parts: ReadonlyMap<string, Part> } | undefined;
+    if (since >= latest.revision) base = { revision: latest.revision, parts: latest.datapath.parts };
+    else if (since >= latest.unsureFrom) return "gone";
+    else {
+      for (let i = history.past.length - 1; i >= 0; i--) {
+        const e = history.past[i]!;
+        if (since >= e.revision) {
+          base = { revision: e.revision, parts: new Map(e.parts.map((p) => [p.owner, p])) };
+          break;
+        }
+        // Inside a collapsed pull: the state at `since` was never seen here.
+        if (since >= e.unsureFrom) return "gone";
+      }
+    }
+    if (!base) return "gone";
     latest.deltas ??= new Map();
     let answer = latest.deltas.get(base.revision);
     if (answer === undefined) {
-      answer = { revision: latest.revision, hash: latest.datapath.hash, delta: this.partDiffs.delta(base.datapath, latest.datapath) };
+      answer = { revision: latest.revision, hash: latest.datapath.hash, delta: this.partDiffs.delta(base.parts, latest.datapath) };
       latest.deltas.set(base.revision, answer);
     }
     return answer;
@@ -207,7 +230,7 @@ export class NodeHistory {
   async waitForChange(node: string, afterRevision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     if (this.stopped || signal?.aborted) return false;
     const history = this.track(node);
-    if (!history || history[history.length - 1]!.revision > afterRevision) return true;
+    if (!history || history.newest.revision > afterRevision) return true;
     return new Promise<boolean>((resolve) => {
       const set = this.waiters.get(node) ?? new Set<Waiter>();
       this.waiters.set(node, set);
