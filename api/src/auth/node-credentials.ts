@@ -118,9 +118,4 @@ export class NodeCredentials {
     this.byHash.set(hash, { node, at: Date.now() });
     this.hashOf.set(node, hash);
   }
-
-  /** Credentials held (tests and metrics). */
-  get size(): number {
-    return this.byHash.size;
-  }
 }
