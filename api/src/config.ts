@@ -21,6 +21,12 @@ export const DEFAULT_TLS_CERT_TTL_SECONDS = 7 * 24 * 3600;
 export interface Config {
   port: number;
   host: string;
+  /**
+   * WEFT_LISTEN_BACKLOG: connections the kernel queues before the server
+   * accepts them; the kernel caps it at net.core.somaxconn. Default 8192:
+   * 10,000 agents reconnecting within 2 s overflowed Node's 511.
+   */
+  listenBacklog?: number;
   /** Unset: the embedded PGlite database stored in dataDir. May point at PgBouncer in transaction mode. */
   databaseUrl: string | undefined;
   /** WEFT_DATABASE_DIRECT_URL: Postgres itself, not a pooler, for LISTEN and the migration lock; default databaseUrl. */
@@ -121,6 +127,7 @@ export const DEFAULT_AUDIT_RETENTION = "365d";
 export const DEFAULT_FLOW_STREAMS_PER_TENANT = 8;
 
 export const DEFAULT_NODE_GRACE_SECONDS = 15;
+export const DEFAULT_LISTEN_BACKLOG = 8192;
 
 /** The main thread keeps a core of its own (HTTP, the database); the rest sign. */
 export const defaultSigningWorkers = (): number => Math.max(0, Math.min(8, availableParallelism() - 1));
@@ -373,6 +380,7 @@ export function configFromEnv(env: Env = process.env): Config {
   return {
     port: portFrom(env),
     host,
+    listenBacklog: boundedIntegerFrom(env, "WEFT_LISTEN_BACKLOG", DEFAULT_LISTEN_BACKLOG, 1, 1_000_000),
     ...databaseFrom(env),
     dataDir: resolve(env.WEFT_DATA_DIR || "./.weft/data"),
     operatorToken: operatorTokenFrom(env),

@@ -43,6 +43,8 @@ describe("configuration from the environment", () => {
     ["WEFT_DB_POOL_MAX", "0"],
     ["WEFT_DB_POOL_MAX", "ten"],
     ["WEFT_DATABASE_DIRECT_URL", "postgres://weft@127.0.0.1/weft"],
+    ["WEFT_LISTEN_BACKLOG", "0"],
+    ["WEFT_LISTEN_BACKLOG", "lots"],
     ["WEFT_TLS", "on"],
     ["WEFT_TLS_CERT", "/etc/weft/tls.pem"],
     ["WEFT_TLS_SAN", "dns:weft.example"],

@@ -16,8 +16,7 @@
  * at or below it is deleted, in a transaction of its own, so any snapshot
  * that misses pruned rows also sees the raised horizon: a follower whose
  * applied revision is below it can tell that it cannot catch up from the log
- * and must reload everything. (The follower does not read the horizon yet:
- * until it does, such a replica must be restarted, which reloads it.)
+ * and reloads everything (follower/follow.ts pull).
  */
 import { sql } from "drizzle-orm";
 import type { Db } from "./client.ts";
