@@ -16,6 +16,8 @@
  * Printed at each checkpoint (1,000, 5,000, 10,000 and the end): nodes so
  * far, nodes/s overall and over the last window, and the load average.
  * BENCH_MAX_SECONDS stops early (the figures so far are printed).
+ * BENCH_API=URL[,URL...] uses API processes already running (started by
+ * hand, for instance under --cpu-prof) with BENCH_OPERATOR_TOKEN instead.
  */
 import { Agent, request } from "node:http";
 import { loadavg } from "node:os";
@@ -32,7 +34,8 @@ const CHECKPOINTS = [1000, 5000, 10_000];
 /** Issue 20: 10,000 nodes in under 5 minutes. */
 const GOAL_SECONDS = 300;
 const GOAL_NODES = 10_000;
-const OPERATOR = "weft_op_bench-registration-operator-0123";
+const OPERATOR = process.env.BENCH_OPERATOR_TOKEN ?? "weft_op_bench-registration-operator-0123";
+const RUNNING = process.env.BENCH_API?.split(",").filter(Boolean) ?? [];
 
 const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY * 2 });
 
@@ -64,13 +67,13 @@ function firstHost(block: string): string {
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
 
-if (!process.env.DATABASE_URL && REPLICAS !== 1) throw new Error("BENCH_REPLICAS > 1 needs DATABASE_URL (replicas share one Postgres)");
-const dataDir = process.env.DATABASE_URL ? undefined : mkdtempSync(join(tmpdir(), "weft-registration-"));
-const apis: ApiProcess[] = [];
+if (!process.env.DATABASE_URL && REPLICAS !== 1 && RUNNING.length === 0) throw new Error("BENCH_REPLICAS > 1 needs DATABASE_URL (replicas share one Postgres)");
+const dataDir = process.env.DATABASE_URL || RUNNING.length > 0 ? undefined : mkdtempSync(join(tmpdir(), "weft-registration-"));
+const apis: Pick<ApiProcess, "base" | "output" | "stop">[] = RUNNING.map((base) => ({ base, output: () => "", stop: async () => {} }));
 const op = { authorization: `Bearer ${OPERATOR}` };
 const created = { tenant: "", nodes: [] as string[] };
 try {
-  for (let i = 0; i < REPLICAS; i++) {
+  for (let i = RUNNING.length > 0 ? REPLICAS : 0; i < REPLICAS; i++) {
     apis.push(await startApiProcess({ WEFT_OPERATOR_TOKEN: OPERATOR, LOG_LEVEL: "error", ...(dataDir ? { DATABASE_URL: "", WEFT_DATA_DIR: dataDir } : {}) }));
   }
   const run = Date.now().toString(36);
@@ -89,7 +92,7 @@ try {
     await ok(base, "PUT", `/v1/tenants/${tenant}/workloads/w-${i}`, op, { identity: "web", node: name, addresses: [firstHost(block)] });
   };
 
-  console.log(`registration: ${NODES} nodes, ${REPLICAS} replica(s), ${CONCURRENCY} in flight, ${process.env.DATABASE_URL ? "Postgres" : "PGlite"}; load average ${load()}`);
+  console.log(`registration: ${NODES} nodes, ${apis.length} replica(s), ${CONCURRENCY} in flight, ${process.env.DATABASE_URL ? "Postgres" : "PGlite"}; load average ${load()}`);
   const started = performance.now();
   let done = 0;
   let window = { at: started, done: 0 };

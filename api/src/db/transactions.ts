@@ -82,19 +82,15 @@ export async function write<T>(
         setTenant: (id) => setTenantOn(tx, id),
         async record(change, action) {
           changes.push(change);
-          await tx.insert(changeLog).values({ revision, ...change });
-          await tx.insert(auditLog).values({
-            tenantId: change.tenantId,
-            actor: ctx.actor,
-            action,
-            resource: `${change.kind}/${change.name}`,
-            requestId: ctx.requestId,
-            clientRequestId: ctx.clientRequestId ?? null,
-            revision,
-          });
-          await tx.execute(
-            sql`SELECT pg_notify(${CHANGES_CHANNEL}, ${JSON.stringify({ revision, ...change })})`,
-          );
+          // One statement, not three: it runs under the revision lock, where every round trip is every writer's wait.
+          await tx.execute(sql`WITH logged AS (
+              INSERT INTO ${changeLog} (revision, tenant_id, kind, name, op)
+              VALUES (${revision}, ${change.tenantId}, ${change.kind}, ${change.name}, ${change.op})
+            ), audited AS (
+              INSERT INTO ${auditLog} (tenant_id, actor, action, resource, request_id, client_request_id, revision)
+              VALUES (${change.tenantId}, ${ctx.actor}, ${action}, ${`${change.kind}/${change.name}`}, ${ctx.requestId}, ${ctx.clientRequestId ?? null}, ${revision})
+            )
+            SELECT pg_notify(${CHANGES_CHANNEL}, ${JSON.stringify({ revision, ...change })})`);
         },
       };
       const value = await body(scope);

@@ -63,6 +63,11 @@ export class NodeHistory {
     private readonly historySize: number,
   ) {}
 
+  /** Whether the node's history is kept (someone polls it). */
+  tracks(node: string): boolean {
+    return this.tracked.has(node);
+  }
+
   /** The nodes whose history is kept. */
   trackedNodes(): string[] {
     return [...this.tracked.keys()];

@@ -74,7 +74,7 @@ const tags = ["nodes"];
 const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { weft } = app;
   const desiredOf = async (node: string): Promise<Desired> => {
-    const current = await weft.follower.current(node);
+    const current = await weft.follower.glance(node);
     return current && { revision: current.revision, hash: current.datapath.hash, failingOpen: current.datapath.failingOpen };
   };
 
