@@ -71,9 +71,9 @@ export interface DatapathReader {
   current(node: string): Promise<NodeState | null>;
   /**
    * current() without keeping the node's history when nobody polls it: for
-   * answers that show a node's desired hash (registration, the node list),
-   * so that registering 10,000 nodes does not compile each of them again
-   * after every later write.
+   * the registration answer, so that registering 10,000 nodes does not
+   * compile each of them again after every later write. Its revision is the
+   * applied one, as state() answers for a node it starts tracking.
    */
   glance(node: string): Promise<NodeState | null>;
   /** refresh() then delta(). */

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, asc, eq, gt, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, gt, isNotNull, isNull, sql } from "drizzle-orm";
 import { NODE_KIND, PLATFORM_TENANT_ID, secretHash } from "../auth/node-credentials.ts";
 import type { NodeWorkloadLookup } from "../ca/authz.ts";
 import type { Db } from "../db/client.ts";
@@ -101,25 +101,34 @@ function sameLabels(a: Record<string, string>, b: Record<string, string>): boole
  * are gone). Every write first takes the revision counter's row lock
  * (db/transactions.ts), so across replicas two writes never pick a block at
  * once; the unique column is the backstop (a conflict the caller may retry).
+ *
+ * This runs under that lock, so it reads little: the nodes' blocks as one
+ * row, then whether a workload has an address in the candidate (only one
+ * registered before pod CIDRs existed, or under another pool, can). Reading
+ * every workload's block as well cost 25-36 ms at 10,000 nodes, every
+ * writer's wait.
  */
 export async function freePodCidrBlock(w: WriteScope, plan: AddressPlan): Promise<string> {
-  // One statement and one row, not one row per node and per workload block: this runs under the revision
-  // lock, and at 10,000 nodes 20,000 rows through the driver were most of a registration's time there.
-  const [used] = await withPlatformRead(w.tx, () =>
-    w.tx.select({ blocks: sql<string[]>`coalesce(array_agg(block), '{}')` }).from(sql`(
-        SELECT ${nodes.podCidr} AS block FROM ${nodes} WHERE ${nodes.podCidr} IS NOT NULL
-        UNION
-        SELECT network(set_masklen(unnest(${workloads.addresses})::inet, ${plan.podCidrNodePrefix}::int))::text FROM ${workloads}
-      ) used`),
-  );
-  const block = firstFreeBlock(plan, used?.blocks ?? []);
-  if (block === null) {
-    throw new MeshRefusal(
-      "unavailable",
-      `the pod CIDR ${plan.podCidr} has no free /${plan.podCidrNodePrefix} block left (WEFT_POD_CIDR, WEFT_POD_CIDR_NODE_PREFIX); delete a node or widen the pod CIDR`,
-    );
-  }
-  return block;
+  return withPlatformRead(w.tx, async () => {
+    const [held] = await w.tx.select({ blocks: sql<string[]>`coalesce(array_agg(${nodes.podCidr}), '{}')` }).from(nodes).where(isNotNull(nodes.podCidr));
+    const taken = held?.blocks ?? [];
+    for (;;) {
+      const block = firstFreeBlock(plan, taken);
+      if (block === null) {
+        throw new MeshRefusal(
+          "unavailable",
+          `the pod CIDR ${plan.podCidr} has no free /${plan.podCidrNodePrefix} block left (WEFT_POD_CIDR, WEFT_POD_CIDR_NODE_PREFIX); delete a node or widen the pod CIDR`,
+        );
+      }
+      const [stray] = await w.tx
+        .select({ address: sql<string>`address` })
+        .from(sql`${workloads}, unnest(${workloads.addresses}) AS address`)
+        .where(sql`address::inet <<= ${block}::inet`)
+        .limit(1);
+      if (!stray) return block;
+      taken.push(block);
+    }
+  });
 }
 
 /**
