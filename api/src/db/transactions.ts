@@ -58,6 +58,22 @@ async function setTenantOn(tx: Tx, tenantId: number): Promise<void> {
  * Runs one write: a transaction that takes the next global revision (its row
  * lock orders commits), lets `body` change rows, and appends every change to
  * the change log and the audit log. A dry run does all of it and rolls back.
+ *
+ * Why the revision is taken first and held to commit (issue 20 weighed a
+ * sequence, or taking it last): the lock is what makes revisions commit in
+ * order, so the follower (follower/follow.ts pull) can read the change log up
+ * to the counter and never pass a revision still in flight; it is what lets a
+ * write's capacity admission see everything committed before it and nothing
+ * commit beside it (catchUp, then admitWrite: two writes that each fit, but
+ * not together, are never both admitted; test/api/replica-revisions.test.ts);
+ * and it orders the choice of pod CIDR blocks and the address checks. A
+ * sequence would let revisions commit out of order, and the follower would
+ * need a watermark of the revisions in flight, while admission would still
+ * need a lock of its own; taking it last would run the body's checks
+ * unordered and catch the compiler up after rows changed. So the lock stays,
+ * and what runs under it is kept short: admission counts incrementally
+ * (follower/admission.ts), catch-up reads nothing when the follower is
+ * current, and record() is one statement.
  */
 export async function write<T>(
   db: Db,

@@ -2,9 +2,10 @@
  * Write admission: a write calls catchUp inside its own transaction (it holds
  * the global revision lock, so everything before it has committed and nothing
  * else can commit), then admitWrite with the row changes it made. The changes
- * are applied to the live compiler, the touched nodes compiled and counted,
- * and the changes reverted, all synchronously, so no reader ever sees a
- * state that was not committed.
+ * are applied to the live compiler, the touched nodes counted (per class of
+ * nodes and per node's own parts, not compiled: tryChanges), and the changes
+ * reverted, all synchronously, so no reader ever sees a state that was not
+ * committed.
  *
  * A refusal is answered as a value; the mesh throws it as its own refusal
  * (mesh/write.ts, admissionRefusal), which the HTTP layer answers with 422.
