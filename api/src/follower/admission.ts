@@ -93,26 +93,34 @@ export function tryChanges(
   // What the nodes held before is not known now: every overflow is refused.
   if (!reverted) return checkCapacity(over, limits);
   // The counts before, reverted, for the few nodes over capacity: only a map that grew is refused.
-  const before = new Map([...over.keys()].filter((n) => rows.nodes.has(n)).map((n) => [n, countOf(compiler, n)] as const));
+  const classBefore = classCounter(compiler);
+  const before = new Map([...over.keys()].filter((n) => rows.nodes.has(n)).map((n) => [n, sum(classBefore(n), compiler.countLocal(n))] as const));
   return checkCapacity(over, limits).filter((p) => p.needed > (before.get(p.node)?.[p.map] ?? 0));
 }
 
-/** Each node's counts (class + own) where some map is over capacity; each class is counted once. */
+/** Each node's counts (class + own) where some map is over capacity. */
 function overCapacity(compiler: Compiler, rows: Rows, nodes: Iterable<string>, limits: Capacities): Map<string, MapCounts> {
-  const classes = new Map<string, MapCounts>();
+  const classOf = classCounter(compiler);
   const over = new Map<string, MapCounts>();
   for (const node of nodes) {
     if (!rows.nodes.has(node)) continue;
-    const key = compiler.capacityClass(node);
-    let shared = classes.get(key);
-    if (shared === undefined) classes.set(key, (shared = compiler.countClass(key)));
+    const shared = classOf(node);
     const local = compiler.countLocal(node);
     if (DATAPATH_MAPS.some((m) => shared[m] + local[m] > limits[m])) over.set(node, sum(shared, local));
   }
   return over;
 }
 
-const countOf = (compiler: Compiler, node: string): MapCounts => sum(compiler.countClass(compiler.capacityClass(node)), compiler.countLocal(node));
+/** The counts of a node's class, each class counted once: make another after the compiler changes. */
+function classCounter(compiler: Compiler): (node: string) => MapCounts {
+  const classes = new Map<string, MapCounts>();
+  return (node) => {
+    const key = compiler.capacityClass(node);
+    let shared = classes.get(key);
+    if (shared === undefined) classes.set(key, (shared = compiler.countClass(key)));
+    return shared;
+  };
+}
 
 function sum(a: MapCounts, b: MapCounts): MapCounts {
   const out = {} as MapCounts;
