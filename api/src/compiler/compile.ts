@@ -22,7 +22,7 @@
  */
 import { createHash } from "node:crypto";
 import { CompileError } from "./ids.ts";
-import { addressPart, cidrPart, endpointPart, owners } from "./parts.ts";
+import { addressCount, addressPart, cidrPart, endpointPart, owners } from "./parts.ts";
 import { policyPart, type PolicyPart } from "./policy.ts";
 import { canonicalPrefix, contains, parsePrefix, selects } from "./select.ts";
 import { servicePart, type ServicePart } from "./services.ts";
@@ -33,6 +33,7 @@ import {
   type IdentityRow,
   type MapCounts,
   type NodeDatapath,
+  type NodeRow,
   type Part,
   type PolicyRow,
   type ServiceRow,
@@ -48,6 +49,18 @@ export interface Compiler {
   compileNode(node: string): NodeDatapath;
   /** compileNode(node).counts without the hash: what admission compares against capacities, for every node a write touches. */
   countNode(node: string): MapCounts;
+  /**
+   * Admission's incremental count (follower/admission.ts): countNode(node)
+   * is, map by map, countClass(capacityClass(node)) + countLocal(node). A
+   * class is a zone and the tenants present: every node of a class holds
+   * the same shared parts (addresses, CIDRs, services), so a write of a
+   * tenant on 10,000 nodes counts its shared parts once per class, and each
+   * node's own parts (endpoints, policies of its workloads) are remembered
+   * until a change can alter them.
+   */
+  capacityClass(node: string): string;
+  countClass(capacityClass: string): MapCounts;
+  countLocal(node: string): MapCounts;
   /** The current rows as a Snapshot. */
   snapshot(): Snapshot;
   /** Parts built since the compiler was created: how much work the memo saved. */
@@ -75,6 +88,8 @@ class MemoCompiler implements Compiler {
   private readonly cidrParts = new Map<string, Part>();
   /** tenant id -> CIDRs its policies name */
   private readonly tenantCidrs = new Map<number, string[]>();
+  /** node -> its class and own counts (capacityOf); dropped by forgetLocal. */
+  private readonly localCapacity = new Map<string, LocalCapacity>();
 
   constructor(private readonly index: SnapshotIndex) {}
 
@@ -83,15 +98,44 @@ class MemoCompiler implements Compiler {
   }
 
   private applyOne(change: Change): void {
+    this.forgetLocal(change);
     const cidrsBefore = change.kind === "policy" || change.kind === "tenant" ? new Set(this.index.cidrRefs.keys()) : null;
     const before = this.touched(change);
     this.index.apply(change);
+    this.forgetLocal(change);
     const after = this.touched(change);
     for (const drop of [before, after]) drop();
     if (cidrsBefore !== null) {
       const now = new Set(this.index.cidrRefs.keys());
       for (const p of cidrsBefore) if (!now.has(p)) this.invalidateCidr(p);
       for (const p of now) if (!cidrsBefore.has(p)) this.invalidateCidr(p);
+    }
+  }
+
+  /**
+   * Drops the remembered class and own counts a change can alter; called
+   * before and after it applies, so the node a workload leaves and the one
+   * it lands on are both dropped. A workload reaches its own node's only, a
+   * node change that node's, a service none (its parts are shared); the
+   * rest (tenants, identities, policies, ids) can re-expand any identity's
+   * policy part, so every node's is dropped.
+   */
+  private forgetLocal(change: Change): void {
+    switch (change.kind) {
+      case "workload": {
+        const tenantId = change.op === "put" ? change.row.tenantId : change.tenantId;
+        const name = change.op === "put" ? change.row.name : change.name;
+        const w = this.index.tenants.get(tenantId)?.workloads.get(name);
+        if (w !== undefined) this.localCapacity.delete(w.node);
+        return;
+      }
+      case "node":
+        this.localCapacity.delete(change.op === "put" ? change.row.name : change.name);
+        return;
+      case "service":
+        return;
+      default:
+        this.localCapacity.clear();
     }
   }
 
@@ -240,39 +284,96 @@ class MemoCompiler implements Compiler {
   }
 
   countNode(node: string): MapCounts {
-    const counts = Object.fromEntries(DATAPATH_MAPS.map((m) => [m, 0])) as MapCounts;
-    for (const p of this.collect(node).values()) for (const m of DATAPATH_MAPS) counts[m] += p.entries[m]?.length ?? 0;
-    return counts;
+    return countsOf(this.collect(node).values());
   }
 
-  /** The node's parts by owner, unsorted. */
+  /** The node's parts by owner, unsorted: its class's shared parts and its own. */
   private collect(node: string): Map<string, Part> {
-    const idx = this.index;
-    const row = idx.nodes.get(node);
-    if (row === undefined) throw new CompileError(`unknown node ${node}`);
-    const present = idx.byNode.get(node) ?? new Map<number, Set<string>>();
+    const row = this.nodeRow(node);
+    const present = this.index.byNode.get(node) ?? NO_TENANTS;
     const parts = new Map<string, Part>();
+    this.collectShared(present, row.zone, parts, true);
+    this.collectLocal(node, present, parts);
+    return parts;
+  }
+
+  private nodeRow(node: string): NodeRow {
+    const row = this.index.nodes.get(node);
+    if (row === undefined) throw new CompileError(`unknown node ${node}`);
+    return row;
+  }
+
+  /**
+   * The parts that depend only on which tenants a node hosts and its zone
+   * (addresses, CIDR peers, services and their backends): every node of the
+   * same class (capacityClass) holds exactly these. Without `addresses`,
+   * the tenants' address parts are left out (countClass counts them).
+   */
+  private collectShared(present: ReadonlyMap<number, unknown>, zone: string, parts: Map<string, Part>, addresses: boolean): void {
     const add = (p: Part): void => void parts.set(p.owner, p);
-    for (const [tenantId, names] of present) {
-      const t = idx.tenant(tenantId);
-      add(this.memo(this.addressParts, tenantId, () => addressPart(t)));
-      const byNode = this.memo(this.endpointParts, tenantId, () => new Map<string, Part>());
-      add(this.memo(byNode, node, () => endpointPart(t, node, names)));
-      for (const name of names) {
-        const identity = t.identities.get(t.workloads.get(name)!.identity);
-        if (identity !== undefined) add(this.memo(this.policyParts, identity.numericId, () => policyPart(idx, t, identity)));
-      }
+    for (const tenantId of present.keys()) {
+      const t = this.index.tenant(tenantId);
+      if (addresses) add(this.memo(this.addressParts, tenantId, () => addressPart(t)));
       for (const prefix of this.memo(this.tenantCidrs, tenantId, () => tenantCidrList(t))) {
         if (this.isPresentWorkload(prefix, present)) continue;
         add(this.memo(this.cidrParts, prefix, () => cidrPart(prefix, this.cidrIdentity(prefix))));
       }
       for (const s of t.services.values()) {
-        const part = this.service(t, s, s.preferSameZone ? row.zone : null);
+        const part = this.service(t, s, s.preferSameZone ? zone : null);
         add(part);
         for (const owner of part.backendOwners ?? []) add(this.backendParts.get(Number(owner.slice(2)))!);
       }
     }
-    return parts;
+  }
+
+  /** The parts only this node holds: its workloads' endpoints and their identities' policies. */
+  private collectLocal(node: string, present: ReadonlyMap<number, ReadonlySet<string>>, parts: Map<string, Part>): void {
+    const idx = this.index;
+    for (const [tenantId, names] of present) {
+      const t = idx.tenant(tenantId);
+      const byNode = this.memo(this.endpointParts, tenantId, () => new Map<string, Part>());
+      const endpoint = this.memo(byNode, node, () => endpointPart(t, node, names));
+      parts.set(endpoint.owner, endpoint);
+      for (const name of names) {
+        const identity = t.identities.get(t.workloads.get(name)!.identity);
+        if (identity !== undefined) {
+          const policy = this.memo(this.policyParts, identity.numericId, () => policyPart(idx, t, identity));
+          parts.set(policy.owner, policy);
+        }
+      }
+    }
+  }
+
+  capacityClass(node: string): string {
+    return this.capacityOf(node).capacityClass;
+  }
+
+  countClass(capacityClass: string): MapCounts {
+    const [zone, ...tenantIds] = JSON.parse(capacityClass) as [string, ...number[]];
+    const parts = new Map<string, Part>();
+    this.collectShared(new Map(tenantIds.map((id) => [id, undefined])), zone, parts, false);
+    const counts = countsOf(parts.values());
+    // A write of a tenant changes its address part; counting it does not need it built.
+    for (const id of tenantIds) counts.ipcache += this.addressParts.get(id)?.entries.ipcache?.length ?? addressCount(this.index.tenant(id));
+    return counts;
+  }
+
+  countLocal(node: string): MapCounts {
+    return this.capacityOf(node).local;
+  }
+
+  /** A node's class and own counts, remembered until a change can alter them (forgetLocal). */
+  private capacityOf(node: string): LocalCapacity {
+    let known = this.localCapacity.get(node);
+    if (known === undefined) {
+      const row = this.nodeRow(node);
+      const present = this.index.byNode.get(node) ?? NO_TENANTS;
+      const parts = new Map<string, Part>();
+      this.collectLocal(node, present, parts);
+      known = { capacityClass: JSON.stringify([row.zone, ...[...present.keys()].sort((a, b) => a - b)]), local: countsOf(parts.values()) };
+      this.localCapacity.set(node, known);
+    }
+    return known;
   }
 
   private service(t: TenantIndex, s: ServiceRow, zone: string | null): ServicePart {
@@ -321,6 +422,21 @@ class MemoCompiler implements Compiler {
       cidrIdentities: new Map(this.index.cidrIdentities),
     };
   }
+}
+
+/** A node that hosts nothing. */
+const NO_TENANTS: ReadonlyMap<number, ReadonlySet<string>> = new Map();
+
+/** Entries per map over `parts`. */
+function countsOf(parts: Iterable<Part>): MapCounts {
+  const counts = Object.fromEntries(DATAPATH_MAPS.map((m) => [m, 0])) as MapCounts;
+  for (const p of parts) for (const m of DATAPATH_MAPS) counts[m] += p.entries[m]?.length ?? 0;
+  return counts;
+}
+
+interface LocalCapacity {
+  capacityClass: string;
+  local: MapCounts;
 }
 
 const tenantCidrList = (t: TenantIndex): string[] => [...new Set([...t.policies.values()].flatMap(cidrsOf))].sort();

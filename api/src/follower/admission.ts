@@ -2,9 +2,10 @@
  * Write admission: a write calls catchUp inside its own transaction (it holds
  * the global revision lock, so everything before it has committed and nothing
  * else can commit), then admitWrite with the row changes it made. The changes
- * are applied to the live compiler, the touched nodes compiled and counted,
- * and the changes reverted, all synchronously, so no reader ever sees a
- * state that was not committed.
+ * are applied to the live compiler, the touched nodes counted (per class of
+ * nodes and per node's own parts, not compiled: tryChanges), and the changes
+ * reverted, all synchronously, so no reader ever sees a state that was not
+ * committed.
  *
  * A refusal is answered as a value; the mesh throws it as its own refusal
  * (mesh/write.ts, admissionRefusal), which the HTTP layer answers with 422.
@@ -14,12 +15,14 @@ import type { WriteScope } from "../db/transactions.ts";
 import {
   checkCapacity,
   CompileError,
+  DATAPATH_MAPS,
   missingIds,
   type Capacities,
   type CapacityProblem,
   type Change,
   type Compiler,
   type IdentityRow,
+  type MapCounts,
   type PolicyRow,
   type ServiceRow,
   type Snapshot,
@@ -31,10 +34,18 @@ import { ROW_KINDS, type RowKind, type Rows } from "./rows.ts";
 export type AdmissionRefusal = { kind: "capacity"; refusals: CapacityProblem[] } | { kind: "compile"; message: string };
 
 /**
- * Tries `changes` on the live compiler, compiles the nodes they touch,
- * and reverts. A refusal is a map that overflows and grew: a node already
- * over a lowered capacity can still shrink. A failed revert is handed to
- * `onRevertFailed` (the follower then reloads everything).
+ * Tries `changes` on the live compiler, counts the nodes they touch, and
+ * reverts. A refusal is a map that overflows and grew: a node already over a
+ * lowered capacity can still shrink.
+ *
+ * Counting is incremental (Compiler.countClass, countLocal): a node's count
+ * is its class's shared parts plus its own, so a workload of a tenant present
+ * on 10,000 nodes counts the tenant's shared parts once before and once after,
+ * recounts only the node the workload leaves or lands on, and adds numbers for
+ * the rest. The refusals are the same as compiling every touched node (the
+ * property test in test/datapath/capacity-incremental.test.ts holds the two
+ * equal). A failed revert is handed to `onRevertFailed` (the follower then
+ * reloads everything).
  */
 export function tryChanges(
   compiler: Compiler,
@@ -55,10 +66,10 @@ export function tryChanges(
   const touched = (): void => {
     for (const t of tenantIds) for (const n of rows.nodesOf(t)) nodes.add(n);
   };
-  const countsOf = () => new Map([...nodes].filter((n) => rows.nodes.has(n)).map((n) => [n, compiler.countNode(n)] as const));
   touched();
-  const before = countsOf();
   const undo: Change[] = [];
+  let over = new Map<string, MapCounts>();
+  let reverted = true;
   try {
     for (const c of changes) {
       const inverse = rows.inverse(c);
@@ -67,8 +78,7 @@ export function tryChanges(
       undo.push(inverse);
     }
     touched();
-    const after = countsOf();
-    return checkCapacity(after, limits).filter((p) => p.needed > (before.get(p.node)?.[p.map] ?? 0));
+    over = overCapacity(compiler, rows, nodes, limits);
   } finally {
     try {
       for (const c of undo.reverse()) {
@@ -76,9 +86,46 @@ export function tryChanges(
         rows.apply(c);
       }
     } catch (err) {
+      reverted = false;
       onRevertFailed(err);
     }
   }
+  // What the nodes held before is not known now: every overflow is refused.
+  if (!reverted) return checkCapacity(over, limits);
+  // The counts before, reverted, for the few nodes over capacity: only a map that grew is refused.
+  const classBefore = classCounter(compiler);
+  const before = new Map([...over.keys()].filter((n) => rows.nodes.has(n)).map((n) => [n, sum(classBefore(n), compiler.countLocal(n))] as const));
+  return checkCapacity(over, limits).filter((p) => p.needed > (before.get(p.node)?.[p.map] ?? 0));
+}
+
+/** Each node's counts (class + own) where some map is over capacity. */
+function overCapacity(compiler: Compiler, rows: Rows, nodes: Iterable<string>, limits: Capacities): Map<string, MapCounts> {
+  const classOf = classCounter(compiler);
+  const over = new Map<string, MapCounts>();
+  for (const node of nodes) {
+    if (!rows.nodes.has(node)) continue;
+    const shared = classOf(node);
+    const local = compiler.countLocal(node);
+    if (DATAPATH_MAPS.some((m) => shared[m] + local[m] > limits[m])) over.set(node, sum(shared, local));
+  }
+  return over;
+}
+
+/** The counts of a node's class, each class counted once: make another after the compiler changes. */
+function classCounter(compiler: Compiler): (node: string) => MapCounts {
+  const classes = new Map<string, MapCounts>();
+  return (node) => {
+    const key = compiler.capacityClass(node);
+    let shared = classes.get(key);
+    if (shared === undefined) classes.set(key, (shared = compiler.countClass(key)));
+    return shared;
+  };
+}
+
+function sum(a: MapCounts, b: MapCounts): MapCounts {
+  const out = {} as MapCounts;
+  for (const m of DATAPATH_MAPS) out[m] = a[m] + b[m];
+  return out;
 }
 
 /**
@@ -101,7 +148,8 @@ export async function admitWrite(
   const merged = mergeInto(rows.snapshotOf(tenantIds), changes);
   let missing;
   try {
-    missing = missingIds(merged);
+    // Workloads need ids only as service backends: without services, 10,000 of them need not be indexed again.
+    missing = missingIds(merged.services.length === 0 ? { ...merged, workloads: [] } : merged);
   } catch (err) {
     return compileRefusal(err);
   }

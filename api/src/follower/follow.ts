@@ -86,6 +86,13 @@ export interface DatapathReader {
   delta(node: string, since: number): NodeDelta | "gone" | null;
   /** refresh() then state(). */
   current(node: string): Promise<NodeState | null>;
+  /**
+   * current() without keeping the node's history when nobody polls it: for
+   * the registration answer, so that registering 10,000 nodes does not
+   * compile each of them again after every later write. Its revision is the
+   * applied one, as state() answers for a node it starts tracking.
+   */
+  glance(node: string): Promise<NodeState | null>;
   /** refresh() then delta(). */
   since(node: string, since: number): Promise<NodeDelta | "gone" | null>;
   /**
@@ -244,6 +251,9 @@ export class Follower implements DatapathReader {
    * read only committed state.
    */
   async catchUp(w: WriteScope): Promise<void> {
+    // Every revision below the write's own has committed (it holds the revision lock): when they are all applied
+    // already (the pull after the previous commit got there first), there is nothing to read, under the lock.
+    if (!this.reloadNeeded && this.revision >= w.revision - 1) return;
     // A change that does not apply asks for a full reload: at most one more round.
     for (let round = 0; round < 2; round++) {
       const pulled = await withPlatformRead(w.tx, () => (this.reloadNeeded ? this.pullAll(w.tx) : this.pull(w.tx, w.revision)));
@@ -500,6 +510,13 @@ export class Follower implements DatapathReader {
   async current(node: string): Promise<NodeState | null> {
     await this.refresh();
     return this.state(node);
+  }
+
+  async glance(node: string): Promise<NodeState | null> {
+    await this.refresh();
+    if (this.history.tracks(node)) return this.history.state(node);
+    // As state() would answer for a node it starts tracking: compiled at the applied revision.
+    return this.rows.nodes.has(node) ? { revision: this.revision, datapath: this.compiler.compileNode(node) } : null;
   }
 
   async since(node: string, since: number): Promise<NodeDelta | "gone" | null> {

@@ -94,6 +94,11 @@ export class NodeHistory {
     private readonly historySize: number,
   ) {}
 
+  /** Whether the node's history is kept (someone polls it). */
+  tracks(node: string): boolean {
+    return this.tracked.has(node);
+  }
+
   /**
    * Compiles the tracked nodes a pull reached (null: all) again, in slices
    * that yield to the event loop; `unsureFrom` is the pull's first revision.
