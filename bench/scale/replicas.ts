@@ -1,0 +1,75 @@
+/**
+ * bench/scale's API replicas: separate processes (api/src/server.ts) on one
+ * Postgres, each connecting under its own application_name, and what the
+ * bench reads of each from the outside (/proc, /proc/net/tcp, /metrics).
+ */
+import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { startApiProcess, type ApiProcess } from "../../test/support/api-process.ts";
+import { urlNamed } from "./postgres.ts";
+
+export interface Replica {
+  index: number;
+  api: ApiProcess;
+  port: number;
+  pid: number;
+  applicationName: string;
+}
+
+/** Starts `count` replicas in turn (the migration lock would serialise them anyway); `onPid` hears each pid at once. */
+export async function startReplicas(count: number, databaseUrl: string, operatorToken: string, onPid: (pid: number) => void): Promise<Replica[]> {
+  // One KEK for all: tokens and CA keys sealed by one replica must open on the others.
+  const kek = randomBytes(32).toString("hex");
+  const replicas: Replica[] = [];
+  for (let index = 0; index < count; index++) {
+    const applicationName = `weft-scale-r${index}`;
+    const api = await startApiProcess({
+      WEFT_OPERATOR_TOKEN: operatorToken,
+      DATABASE_URL: urlNamed(databaseUrl, applicationName),
+      WEFT_KEK: kek,
+      // The bench's pollers send no status reports: without this every node would be marked unreachable after 15 s.
+      WEFT_NODE_GRACE_SECONDS: "0",
+      LOG_LEVEL: "error",
+    });
+    onPid(api.child.pid!);
+    replicas.push({ index, api, port: Number(new URL(api.base).port), pid: api.child.pid!, applicationName });
+  }
+  return replicas;
+}
+
+export const alive = (r: Replica) => r.api.child.exitCode === null && r.api.child.signalCode === null;
+
+export function rssBytes(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
+  return Number(/(\d+)/.exec(line ?? "")?.[1] ?? Number.NaN) * 1024;
+}
+
+export const openFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
+
+/** Established TCP connections whose local port is each of `ports` (the server's side of each client connection). */
+export function establishedTo(ports: number[]): Map<number, number> {
+  const counts = new Map(ports.map((p) => [p, 0]));
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // f[1] local address "HEX:PORT", f[3] state, 01 = ESTABLISHED.
+      if (f[3] !== "01") continue;
+      const port = parseInt(f[1]!.split(":")[1]!, 16);
+      const n = counts.get(port);
+      if (n !== undefined) counts.set(port, n + 1);
+    }
+  }
+  return counts;
+}
+
+/** The worst event-loop delay since the previous scrape of the replica's /metrics (api/src/plugins/event-loop.ts). */
+export async function eventLoopMaxSeconds(r: Replica): Promise<number> {
+  const text = await (await fetch(`${r.api.base}/metrics`)).text();
+  return Number(/^weft_event_loop_delay_max_seconds (\S+)$/m.exec(text)?.[1] ?? Number.NaN);
+}
