@@ -80,6 +80,43 @@ function get(n: Followed, path: string, headers: Record<string, string>, timeout
   });
 }
 
+/**
+ * A status report as the agent sends one (PUT /v1/nodes/{node}/status, what
+ * it has applied) on the replica it polls; answers the time it took, or NaN
+ * when it failed.
+ */
+function report(n: Followed): Promise<number> {
+  const body = JSON.stringify({ appliedRevision: n.revision ?? 0, hash: (n.etag ?? "-").replaceAll('"', "") || "-", counters: {}, errors: [] });
+  const start = now();
+  return new Promise((resolve) => {
+    const req = request(
+      `${endpoints[n.replica]}/v1/nodes/${n.name}/status`,
+      { method: "PUT", agent: agents[n.replica], headers: { authorization: `Bearer ${n.credential}`, "content-type": "application/json" } },
+      (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode === 200 ? now() - start : Number.NaN));
+        res.on("error", () => resolve(Number.NaN));
+      },
+    );
+    req.setTimeout(CLIENT_SLACK_MS, () => req.destroy());
+    req.on("error", () => resolve(Number.NaN));
+    req.end(body);
+  });
+}
+
+let reporting = false;
+let reportMs: number[] = [];
+
+/** Each node reports every intervalMs, the first at a random point of the interval (agents start apart). */
+async function reportEvery(n: Followed, intervalMs: number): Promise<void> {
+  await sleep(Math.random() * intervalMs);
+  while (reporting && !stopped) {
+    const next = now() + intervalMs;
+    reportMs.push(await report(n));
+    await sleep(Math.max(0, next - now()));
+  }
+}
+
 /** The full state, at once (an agent's first fetch, or after a 410). */
 async function fetchFull(n: Followed, signal: AbortSignal): Promise<void> {
   const r = await get(n, `/v1/nodes/${n.name}/datapath`, {}, CLIENT_SLACK_MS * 3, signal);
@@ -179,8 +216,18 @@ async function handle(msg: PollerRequest): Promise<unknown> {
       }
       return {};
     }
+    case "report":
+      reporting = msg.intervalMs > 0;
+      if (reporting) for (const n of nodes) void reportEvery(n, msg.intervalMs);
+      return {};
+    case "reports": {
+      const out = reportMs;
+      reportMs = [];
+      return out;
+    }
     case "stop":
       stopped = true;
+      reporting = false;
       for (const n of nodes) n.current?.abort();
       for (const a of agents) a.destroy();
       return {};

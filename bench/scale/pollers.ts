@@ -82,6 +82,14 @@ export class Pollers {
     await this.all({ op: "mode", nodes, mode });
   }
 
+  async report(intervalMs: number): Promise<void> {
+    await this.all({ op: "report", intervalMs });
+  }
+
+  async reports(): Promise<number[]> {
+    return (await this.all<number[]>({ op: "reports" })).flat();
+  }
+
   /** Stops polling and ends the processes (bounded: a process that does not go in 5 s is killed). */
   async stop(): Promise<void> {
     await Promise.all(

@@ -48,6 +48,9 @@ export type PollerRequest = { id: number } & (
   | { op: "view" }
   | { op: "collect" }
   | { op: "mode"; nodes: number[]; mode: PollMode }
+  /** Status reports every intervalMs from every node (0: stop); "reports" takes the times of those sent so far (NaN: failed). */
+  | { op: "report"; intervalMs: number }
+  | { op: "reports" }
   | { op: "stop" }
 );
 

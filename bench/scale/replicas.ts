@@ -44,6 +44,12 @@ export function rssBytes(pid: number): number {
   return Number(/(\d+)/.exec(line ?? "")?.[1] ?? Number.NaN) * 1024;
 }
 
+/** CPU seconds the process has used, user and system (fields 14 and 15 of /proc/PID/stat, in clock ticks of 1/100 s). */
+export function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 export const openFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
 /** Established TCP connections whose local port is each of `ports` (the server's side of each client connection). */

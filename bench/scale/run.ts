@@ -15,6 +15,9 @@
  *   - statements per unchanged poll over BENCH_IDLE_S (default 60) of polls
  *     timing out and polling again, net of what the replicas run with no
  *     poll held (goal 0);
+ *   - status reports as agents send them (every node every 5 s for
+ *     BENCH_STATUS_S, default 30; 0 leaves them out): reports per second,
+ *     their latency, statements each and the replicas' CPU (reported, no goal);
  *   - a write reaching one node, and one reaching every node, BENCH_ROUNDS
  *     times: from just before the write is sent (conservative: the commit
  *     is later) to each affected poll's answer, p50/p99/max (goal p99 ≤ 1 s),
@@ -39,7 +42,7 @@ import { call, Fleet, pool, type FleetNode } from "./fleet.ts";
 import { Pollers } from "./pollers.ts";
 import { Observer, startThrowawayPostgres } from "./postgres.ts";
 import type { Answer, NodeView } from "./protocol.ts";
-import { alive, establishedTo, eventLoopMaxSeconds, openFds, rssBytes, startReplicas, type Replica } from "./replicas.ts";
+import { alive, cpuSeconds, establishedTo, eventLoopMaxSeconds, openFds, rssBytes, startReplicas, type Replica } from "./replicas.ts";
 import { Goals, kib, load, mib, ms, spread, type Spread } from "./report.ts";
 
 const env = (name: string, fallback: number) => {
@@ -56,6 +59,9 @@ const WAIT_S = Math.max(2, env("BENCH_WAIT_S", Math.min(30, Math.floor(IDLE_S / 
 const CLIENTS = Math.max(1, env("BENCH_CLIENTS", Math.max(2, Math.ceil(NODES / 2500))));
 const SETUP_CONCURRENCY = Math.max(1, env("BENCH_SETUP_CONCURRENCY", 16));
 const FULL_NODES = Math.min(NODES, env("BENCH_FULL_NODES", 1000));
+/** Seconds of status reports from every node at the agent's default interval (5 s); 0 leaves them out. */
+const STATUS_S = env("BENCH_STATUS_S", 30);
+const STATUS_INTERVAL_MS = 5000;
 const OPERATOR = "weft_op_bench-scale-operator-token-0123456";
 const op = { authorization: `Bearer ${OPERATOR}` };
 
@@ -98,6 +104,8 @@ await withCleanup("bench/scale", async (cleanup) => {
     await Promise.all(replicas.map((r) => r.api.stop()));
   });
   const living = () => replicas.filter(alive);
+  /** Each replica's RSS with no node yet: what follows is state per node. */
+  const rssAtStart = replicas.map((r) => rssBytes(r.pid));
   log(`${REPLICAS} replicas: ${replicas.map((r) => `${r.api.base} (pid ${r.pid})`).join(", ")}`);
 
   const fleet = new Fleet(() => living().map((r) => r.api.base), op, run);
@@ -193,14 +201,44 @@ await withCleanup("bench/scale", async (cleanup) => {
   const pollsOn = replicas.map((_, i) => specs.filter((s) => s.home === i).length);
 
   // --- Unchanged polls ----------------------------------------------------------------------------------
+  const cpuOf = () => replicas.map((r) => (alive(r) ? cpuSeconds(r.pid) : Number.NaN));
   await pollers.collect();
   await observer.resetStatements();
+  const idleCpu = cpuOf();
   await sleep(IDLE_S * 1000);
   const idle = await observer.statementsSinceReset();
+  const idleCpuShare = cpuOf().map((c, i) => (c - idleCpu[i]!) / IDLE_S);
   const idleAnswers = (await pollers.collect()).answers;
   const unchangedPolls = idleAnswers.filter((a) => !a.changed).length;
   const netCalls = Math.max(0, idle.calls - (baseline.calls * IDLE_S) / baselineS);
   log(`idle: ${unchangedPolls} unchanged polls answered in ${IDLE_S} s, ${idle.calls} statements (${idleAnswers.length - unchangedPolls} polls answered with a change)`);
+
+  // --- Status reports, as agents send them --------------------------------------------------------------
+  let status: { reports: Spread; failed: number; perSecond: number; statementsEach: number; cpuShare: number[] } | null = null;
+  if (STATUS_S > 0) {
+    await observer.resetStatements();
+    const cpu0 = cpuOf();
+    const t0 = now();
+    await pollers.report(STATUS_INTERVAL_MS);
+    await sleep(STATUS_S * 1000);
+    await pollers.report(0);
+    const seconds = (now() - t0) / 1000;
+    const cpuShare = cpuOf().map((c, i) => (c - cpu0[i]!) / seconds);
+    // Reports in flight when told to stop finish within their own timeout.
+    await sleep(2000);
+    const calls = (await observer.statementsSinceReset()).calls;
+    const times = await pollers.reports();
+    const sent = times.filter(Number.isFinite);
+    status = {
+      reports: spread(sent),
+      failed: times.length - sent.length,
+      perSecond: times.length / seconds,
+      statementsEach: (calls - (idle.calls / IDLE_S) * (seconds + 2)) / Math.max(1, times.length),
+      cpuShare,
+    };
+    await pollers.collect();
+    log(`status reports: ${times.length} in ${seconds.toFixed(0)} s (${status.perSecond.toFixed(0)}/s), ${status.failed} failed, p99 ${ms(status.reports.p99)} ms`);
+  }
 
   // --- Waves ---------------------------------------------------------------------------------------------
   interface Wave {
@@ -326,15 +364,17 @@ await withCleanup("bench/scale", async (cleanup) => {
 
   // --- Report ---------------------------------------------------------------------------------------------------
   const replicaRows: (string | number)[][] = [
-    ["replica", "polls held", "connections", "fds before / held", "RSS MiB before / held", "RSS per held poll KiB", "Postgres connections"],
+    ["replica", "polls held", "connections", "fds before / held", "RSS MiB at start / nodes known / polls held", "RSS per node KiB", "RSS per held poll KiB", "Postgres connections", "CPU % idle polls / status reports"],
     ...replicas.map((r, i) => [
       `${r.index} (pid ${r.pid})`,
       pollsOn[i]!,
       held[i]!.connections,
       `${before[i]!.fds} / ${held[i]!.fds}`,
-      `${mib(before[i]!.rss)} / ${mib(held[i]!.rss)}`,
+      `${mib(rssAtStart[i]!)} / ${mib(before[i]!.rss)} / ${mib(held[i]!.rss)}`,
+      kib((before[i]!.rss - rssAtStart[i]!) / NODES),
       kib((held[i]!.rss - before[i]!.rss) / pollsOn[i]!),
       held[i]!.pgConnections,
+      `${(idleCpuShare[i]! * 100).toFixed(0)} / ${status ? (status.cpuShare[i]! * 100).toFixed(0) : "-"}`,
     ]),
   ];
   const allLatencies = (ws: Wave[]) => spread(ws.flatMap((w) => w.latencies));
@@ -364,6 +404,11 @@ await withCleanup("bench/scale", async (cleanup) => {
   console.log(`\nbench/scale, ${startedAt.toISOString()}: ${NODES} nodes, ${REPLICAS} API replicas on ${throwaway ? "a throwaway Postgres 15" : "DATABASE_URL"}, polls wait ${WAIT_S} s`);
   console.log(`load average at start ${loadAtStart}, at the end ${load()}; ${CLIENTS} client processes (~${Math.ceil(NODES / CLIENTS)} sockets each, open-file limit ${fdLimit()})\n`);
   console.log(table(replicaRows));
+  if (status) {
+    console.log(
+      `status reports, every node every ${STATUS_INTERVAL_MS / 1000} s for ${STATUS_S} s: ${status.perSecond.toFixed(0)}/s, answered in p50 ${ms(status.reports.p50)} / p99 ${ms(status.reports.p99)} / max ${ms(status.reports.max)} ms, ${status.failed} failed, ${status.statementsEach.toFixed(2)} statements each (net of the idle rate)`,
+    );
+  }
   console.log(`after the kill: ${afterKill.map((f, i) => `replica ${i} ${Number.isNaN(f.connections) ? "dead" : `${f.connections} connections, ${mib(f.rss)} MiB`}`).join("; ")}\n`);
   console.log(table(waveRows));
   console.log(`\nstatements in the idle window, most called:\n${idle.top.map((t) => `  ${t.calls}  ${t.query.replace(/\s+/g, " ").slice(0, 140)}`).join("\n")}\n`);
