@@ -50,6 +50,22 @@ export function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
+/** CPU seconds of a process and its children (a postmaster and its backends), from /proc. */
+export function treeCpuSeconds(root: number): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const f = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ");
+      // f[1] is the parent's pid (field 4).
+      if (Number(entry) === root || Number(f[1]) === root) total += (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
 export const openFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 
 /** Established TCP connections whose local port is each of `ports` (the server's side of each client connection). */

@@ -42,7 +42,7 @@ import { call, Fleet, pool, type FleetNode } from "./fleet.ts";
 import { Pollers } from "./pollers.ts";
 import { Observer, startThrowawayPostgres } from "./postgres.ts";
 import type { Answer, NodeView } from "./protocol.ts";
-import { alive, cpuSeconds, establishedTo, eventLoopMaxSeconds, openFds, rssBytes, startReplicas, type Replica } from "./replicas.ts";
+import { alive, cpuSeconds, establishedTo, treeCpuSeconds, eventLoopMaxSeconds, openFds, rssBytes, startReplicas, type Replica } from "./replicas.ts";
 import { Goals, kib, load, mib, ms, spread, type Spread } from "./report.ts";
 
 const env = (name: string, fallback: number) => {
@@ -89,8 +89,11 @@ await withCleanup("bench/scale", async (cleanup) => {
 
   let databaseUrl = process.env.DATABASE_URL ?? "";
   const throwaway = databaseUrl === "";
+  /** The throwaway cluster's CPU seconds so far (its postmaster and backends); NaN on a given DATABASE_URL. */
+  let postgresCpu = () => Number.NaN;
   if (throwaway) {
     const pg = await startThrowawayPostgres(join(work, "pg"));
+    postgresCpu = () => treeCpuSeconds(pg.pid);
     cleanup.trackPid(pg.pid);
     cleanup.add("stop Postgres", () => pg.stop());
     databaseUrl = pg.url;
@@ -205,25 +208,29 @@ await withCleanup("bench/scale", async (cleanup) => {
   await pollers.collect();
   await observer.resetStatements();
   const idleCpu = cpuOf();
+  const idlePgCpu = postgresCpu();
   await sleep(IDLE_S * 1000);
   const idle = await observer.statementsSinceReset();
   const idleCpuShare = cpuOf().map((c, i) => (c - idleCpu[i]!) / IDLE_S);
+  const idlePgShare = (postgresCpu() - idlePgCpu) / IDLE_S;
   const idleAnswers = (await pollers.collect()).answers;
   const unchangedPolls = idleAnswers.filter((a) => !a.changed).length;
   const netCalls = Math.max(0, idle.calls - (baseline.calls * IDLE_S) / baselineS);
   log(`idle: ${unchangedPolls} unchanged polls answered in ${IDLE_S} s, ${idle.calls} statements (${idleAnswers.length - unchangedPolls} polls answered with a change)`);
 
   // --- Status reports, as agents send them --------------------------------------------------------------
-  let status: { reports: Spread; failed: number; perSecond: number; statementsEach: number; cpuShare: number[] } | null = null;
+  let status: { reports: Spread; failed: number; perSecond: number; statementsEach: number; cpuShare: number[]; pgShare: number } | null = null;
   if (STATUS_S > 0) {
     await observer.resetStatements();
     const cpu0 = cpuOf();
+    const pg0 = postgresCpu();
     const t0 = now();
     await pollers.report(STATUS_INTERVAL_MS);
     await sleep(STATUS_S * 1000);
     await pollers.report(0);
     const seconds = (now() - t0) / 1000;
     const cpuShare = cpuOf().map((c, i) => (c - cpu0[i]!) / seconds);
+    const pgShare = (postgresCpu() - pg0) / seconds;
     // Reports in flight when told to stop finish within their own timeout.
     await sleep(2000);
     const calls = (await observer.statementsSinceReset()).calls;
@@ -235,8 +242,21 @@ await withCleanup("bench/scale", async (cleanup) => {
       perSecond: times.length / seconds,
       statementsEach: (calls - (idle.calls / IDLE_S) * (seconds + 2)) / Math.max(1, times.length),
       cpuShare,
+      pgShare,
     };
     await pollers.collect();
+    // Reports the clients gave up on may still queue in the replicas: the waves start once each uses under a third of a core.
+    const quietBy = now() + BOUND.waveMs;
+    for (let busy = cpuOf(); ; ) {
+      await sleep(1000);
+      const next = cpuOf();
+      if (next.every((c, i) => !(c - busy[i]! >= 0.33))) break;
+      if (now() > quietBy) {
+        log(`the replicas are still busy ${BOUND.waveMs / 1000} s after the status reports stopped: the waves start regardless`);
+        break;
+      }
+      busy = next;
+    }
     log(`status reports: ${times.length} in ${seconds.toFixed(0)} s (${status.perSecond.toFixed(0)}/s), ${status.failed} failed, p99 ${ms(status.reports.p99)} ms`);
   }
 
@@ -404,6 +424,7 @@ await withCleanup("bench/scale", async (cleanup) => {
   console.log(`\nbench/scale, ${startedAt.toISOString()}: ${NODES} nodes, ${REPLICAS} API replicas on ${throwaway ? "a throwaway Postgres 15" : "DATABASE_URL"}, polls wait ${WAIT_S} s`);
   console.log(`load average at start ${loadAtStart}, at the end ${load()}; ${CLIENTS} client processes (~${Math.ceil(NODES / CLIENTS)} sockets each, open-file limit ${fdLimit()})\n`);
   console.log(table(replicaRows));
+  console.log(`Postgres CPU (share of a core) with the polls held and idle: ${(idlePgShare * 100).toFixed(0)}%${status ? `; during the status reports: ${(status.pgShare * 100).toFixed(0)}%` : ""}`);
   if (status) {
     console.log(
       `status reports, every node every ${STATUS_INTERVAL_MS / 1000} s for ${STATUS_S} s: ${status.perSecond.toFixed(0)}/s, answered in p50 ${ms(status.reports.p50)} / p99 ${ms(status.reports.p99)} / max ${ms(status.reports.max)} ms, ${status.failed} failed, ${status.statementsEach.toFixed(2)} statements each (net of the idle rate)`,

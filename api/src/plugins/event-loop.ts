@@ -14,7 +14,7 @@ export const EVENT_LOOP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
  * after a write's wave).
  *
  * prom-client's own weft_nodejs_eventloop_lag_max_seconds comes from
- * perf_hooks.monitorEventLoopDelay, which on Node 20 and 24 reports 10 – 40 ms
+ * perf_hooks.monitorEventLoopDelay, which on Node 20, 22 and 24 reports 10 – 65 ms
  * for a loop held 300 ms (measured 2026-12-06): it misses exactly the stalls
  * that matter. A late timer does not (test/api/event-loop-metrics.test.ts
  * holds the loop and reads these).
