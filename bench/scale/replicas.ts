@@ -16,8 +16,12 @@ export interface Replica {
   applicationName: string;
 }
 
-/** Starts `count` replicas in turn (the migration lock would serialise them anyway); `onPid` hears each pid at once. */
-export async function startReplicas(count: number, databaseUrl: string, operatorToken: string, onPid: (pid: number) => void): Promise<Replica[]> {
+/**
+ * Starts `count` replicas in turn (the migration lock would serialise them
+ * anyway); `onStarted` hears each at once, so that cleanup can stop it even
+ * if a later one fails to start.
+ */
+export async function startReplicas(count: number, databaseUrl: string, operatorToken: string, onStarted: (r: Replica) => void): Promise<Replica[]> {
   // One KEK for all: tokens and CA keys sealed by one replica must open on the others.
   const kek = randomBytes(32).toString("hex");
   const replicas: Replica[] = [];
@@ -31,8 +35,9 @@ export async function startReplicas(count: number, databaseUrl: string, operator
       WEFT_NODE_GRACE_SECONDS: "0",
       LOG_LEVEL: "error",
     });
-    onPid(api.child.pid!);
-    replicas.push({ index, api, port: Number(new URL(api.base).port), pid: api.child.pid!, applicationName });
+    const replica = { index, api, port: Number(new URL(api.base).port), pid: api.child.pid!, applicationName };
+    onStarted(replica);
+    replicas.push(replica);
   }
   return replicas;
 }

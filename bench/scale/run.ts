@@ -102,9 +102,13 @@ await withCleanup("bench/scale", async (cleanup) => {
   cleanup.add("close the observer's connection", () => observer.close());
   log(`Postgres ${throwaway ? "throwaway" : "DATABASE_URL"}, pg_stat_statements ${observer.statements ? "on" : "NOT loaded (statements not counted)"}`);
 
-  const replicas = await startReplicas(REPLICAS, databaseUrl, OPERATOR, (pid) => cleanup.trackPid(pid));
+  const started: Replica[] = [];
   cleanup.add("stop the API replicas", async () => {
-    await Promise.all(replicas.map((r) => r.api.stop()));
+    await Promise.all(started.map((r) => r.api.stop()));
+  });
+  const replicas = await startReplicas(REPLICAS, databaseUrl, OPERATOR, (r) => {
+    cleanup.trackPid(r.pid);
+    started.push(r);
   });
   const living = () => replicas.filter(alive);
   /** Each replica's RSS with no node yet: what follows is state per node. */
