@@ -55,15 +55,21 @@ export function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
-/** CPU seconds of a process and its children (a postmaster and its backends), from /proc. */
+/**
+ * CPU seconds of a process and its children (a postmaster and its backends),
+ * from /proc: its own, its living children's, and those of the children it
+ * has reaped (fields 16 and 17), so a backend that exits does not take its
+ * time with it.
+ */
 export function treeCpuSeconds(root: number): number {
   let total = 0;
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const f = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1]!.split(" ");
-      // f[1] is the parent's pid (field 4).
-      if (Number(entry) === root || Number(f[1]) === root) total += (Number(f[11]) + Number(f[12])) / 100;
+      // f[1] is the parent's pid (field 4); f[11..14] utime, stime, cutime, cstime (fields 14 – 17).
+      if (Number(entry) === root) total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+      else if (Number(f[1]) === root) total += (Number(f[11]) + Number(f[12])) / 100;
     } catch {
       // gone meanwhile
     }
