@@ -409,7 +409,9 @@ await withCleanup("bench/scale", async (cleanup) => {
     measured: `${setupS.toFixed(0)} s, ${(NODES / setupS).toFixed(1)} nodes/s (${lastTenth.toFixed(1)} in the last tenth)`,
   });
   goals.atMost("statements per unchanged poll, net of the no-poll baseline", netCalls / unchangedPolls, 0, "", {
-    measured: `${(netCalls / unchangedPolls).toFixed(3)} (${idle.calls} in ${IDLE_S} s / ${unchangedPolls} polls; baseline ${baseline.calls} in ${baselineS} s)`,
+    measured: observer.statements
+      ? `${(netCalls / unchangedPolls).toFixed(3)} (${idle.calls} in ${IDLE_S} s / ${unchangedPolls} polls; baseline ${baseline.calls} in ${baselineS} s)`
+      : "not counted: pg_stat_statements is not loaded",
   });
   const oneS = allLatencies(one);
   goals.atMost(`(a) write reaching one node, p99 over ${ROUNDS} rounds`, oneS.p99, GOAL.waveMs, "ms");
@@ -428,10 +430,10 @@ await withCleanup("bench/scale", async (cleanup) => {
   console.log(`\nbench/scale, ${startedAt.toISOString()}: ${NODES} nodes, ${REPLICAS} API replicas on ${throwaway ? "a throwaway Postgres 15" : "DATABASE_URL"}, polls wait ${WAIT_S} s`);
   console.log(`load average at start ${loadAtStart}, at the end ${load()}; ${CLIENTS} client processes (~${Math.ceil(NODES / CLIENTS)} sockets each, open-file limit ${fdLimit()})\n`);
   console.log(table(replicaRows));
-  console.log(`Postgres CPU (share of a core) with the polls held and idle: ${(idlePgShare * 100).toFixed(0)}%${status ? `; during the status reports: ${(status.pgShare * 100).toFixed(0)}%` : ""}`);
+  if (throwaway) console.log(`Postgres CPU (share of a core) with the polls held and idle: ${(idlePgShare * 100).toFixed(0)}%${status ? `; during the status reports: ${(status.pgShare * 100).toFixed(0)}%` : ""}`);
   if (status) {
     console.log(
-      `status reports, every node every ${STATUS_INTERVAL_MS / 1000} s for ${STATUS_S} s: ${status.perSecond.toFixed(0)}/s, answered in p50 ${ms(status.reports.p50)} / p99 ${ms(status.reports.p99)} / max ${ms(status.reports.max)} ms, ${status.failed} failed, ${status.statementsEach.toFixed(2)} statements each (net of the idle rate)`,
+      `status reports, every node every ${STATUS_INTERVAL_MS / 1000} s for ${STATUS_S} s: ${status.perSecond.toFixed(0)}/s, answered in p50 ${ms(status.reports.p50)} / p99 ${ms(status.reports.p99)} / max ${ms(status.reports.max)} ms, ${status.failed} failed, ${observer.statements ? `${status.statementsEach.toFixed(2)} statements each (net of the idle rate)` : "statements not counted"}`,
     );
   }
   console.log(`after the kill: ${afterKill.map((f, i) => `replica ${i} ${Number.isNaN(f.connections) ? "dead" : `${f.connections} connections, ${mib(f.rss)} MiB`}`).join("; ")}\n`);
