@@ -404,10 +404,12 @@ await withCleanup("bench/scale", async (cleanup) => {
   const allLatencies = (ws: Wave[]) => spread(ws.flatMap((w) => w.latencies));
   const worstStall = Math.max(...[...one, ...all].flatMap((w) => w.stallMs.filter(Number.isFinite)));
   const goals = new Goals();
-  goals.atMost(`registration of ${NODES} nodes through the API (goal for 10,000)`, setupS, GOAL.registrationS, "s", {
-    strict: true,
-    measured: `${setupS.toFixed(0)} s, ${(NODES / setupS).toFixed(1)} nodes/s (${lastTenth.toFixed(1)} in the last tenth)`,
+  // 10,000 nodes in 5 minutes is 30 ms a node on average: a smaller run must at least end at that pace.
+  const goalMsPerNode = (GOAL.registrationS * 1000) / 10_000;
+  goals.atMost(`registration: ms per node in the last tenth (10,000 in ${GOAL.registrationS / 60} min: ${goalMsPerNode} on average)`, 1000 / lastTenth, goalMsPerNode, "ms", {
+    measured: `${(1000 / lastTenth).toFixed(0)} ms (${lastTenth.toFixed(1)} nodes/s; ${NODES} in ${setupS.toFixed(0)} s)`,
   });
+  if (NODES >= 10_000) goals.atMost(`registration of ${NODES} nodes through the API`, setupS, GOAL.registrationS, "s", { strict: true });
   goals.atMost("statements per unchanged poll, net of the no-poll baseline", netCalls / unchangedPolls, 0, "", {
     measured: observer.statements
       ? `${(netCalls / unchangedPolls).toFixed(3)} (${idle.calls} in ${IDLE_S} s / ${unchangedPolls} polls; baseline ${baseline.calls} in ${baselineS} s)`
