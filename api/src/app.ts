@@ -59,7 +59,9 @@ import type { Server as TlsServer } from "node:tls";
 import { makeSystemWrite, makeWriteFor, type Services } from "./services/context.ts";
 import { TenantDirectory } from "./services/tenant-directory.ts";
 import { FlowStreams } from "./mesh/flows/follow.ts";
-import { FlowPruner } from "./mesh/flows/retention.ts";
+import { flowPruner } from "./mesh/flows/retention.ts";
+import { pruneLogs } from "./db/log-retention.ts";
+import { PeriodicPruner } from "./db/pruning.ts";
 import { DEFAULT_FLOW_STREAMS_PER_TENANT } from "./config.ts";
 import flowRoutes from "./routes/flows/index.ts";
 
@@ -233,8 +235,16 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   // Liveness is the API's to decide (mesh/liveness.ts); in-process apps (tests) sweep only when asked to.
   const grace = config.nodeGraceSeconds ?? 0;
   const liveness = grace > 0 ? new LivenessSweeper(db, makeSystemWrite(db, feed), grace, app.log) : undefined;
-  // Every replica prunes (mesh/flows/retention.ts); in-process apps (tests) only when asked to.
-  const pruner = config.flowRetentionMs === undefined ? undefined : new FlowPruner(db, config.flowRetentionMs, app.log);
+  // Every replica prunes (mesh/flows/retention.ts, db/log-retention.ts); in-process apps (tests) only when asked to.
+  const pruner = config.flowRetentionMs === undefined ? undefined : flowPruner(db, config.flowRetentionMs, app.log);
+  const logRetention = { changeLogMs: config.changeLogRetentionMs, auditMs: config.auditRetentionMs };
+  const logPruner =
+    logRetention.changeLogMs === undefined && logRetention.auditMs === undefined
+      ? undefined
+      : new PeriodicPruner("log entries", async () => {
+          const { change_log, audit_log } = await pruneLogs(db, logRetention);
+          return { change_log, audit_log };
+        }, app.log);
   // Before the server waits for in-flight requests: held long polls answer at once, follow streams end.
   app.addHook("preClose", async () => {
     follower.stop();
@@ -247,6 +257,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await rotation?.stop();
     await liveness?.stop();
     await pruner?.stop();
+    await logPruner?.stop();
     await flowStreams.stop();
     await signingPool?.close();
     await feed.stop();
@@ -340,6 +351,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   rotation?.start();
   liveness?.start();
   pruner?.start();
+  logPruner?.start();
   servingTls?.start(app.server as unknown as TlsServer, app.log);
   return app;
 }

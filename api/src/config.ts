@@ -21,8 +21,20 @@ export const DEFAULT_TLS_CERT_TTL_SECONDS = 7 * 24 * 3600;
 export interface Config {
   port: number;
   host: string;
-  /** Unset: the embedded PGlite database stored in dataDir. */
+  /**
+   * WEFT_LISTEN_BACKLOG: connections the kernel queues before the server
+   * accepts them; the kernel caps it at net.core.somaxconn. Default 8192:
+   * 10,000 agents reconnecting within 2 s overflowed Node's 511.
+   */
+  listenBacklog?: number;
+  /** Unset: the embedded PGlite database stored in dataDir. May point at PgBouncer in transaction mode. */
   databaseUrl: string | undefined;
+  /** WEFT_DATABASE_DIRECT_URL: Postgres itself, not a pooler, for LISTEN and the migration lock; default databaseUrl. */
+  databaseDirectUrl?: string | undefined;
+  /** WEFT_DB_POOL_MAX: connections this replica's query pool may open (default 10, db/client.ts). */
+  dbPoolMax?: number | undefined;
+  /** WEFT_DB_POOL_WAIT (seconds): how long a request waits for a pooled connection before a 503 (default 10, db/client.ts). */
+  dbPoolWaitMs?: number | undefined;
   /** Where PGlite keeps its files; undefined keeps it in memory (tests). */
   dataDir: string | undefined;
   /** Plain operator token from the environment, if the operator set one. */
@@ -78,6 +90,13 @@ export interface Config {
    * prunes unless a test asks (mesh/flows/retention.ts).
    */
   flowRetentionMs?: number;
+  /**
+   * WEFT_CHANGE_LOG_RETENTION and WEFT_AUDIT_RETENTION, in ms here: change-log
+   * and audit rows older than these are pruned (defaults 7 d and 365 d). Unset
+   * in process (tests): nothing prunes unless a test asks (db/log-retention.ts).
+   */
+  changeLogRetentionMs?: number;
+  auditRetentionMs?: number;
   /** WEFT_FLOW_STREAMS_PER_TENANT: open ?follow=true streams per tenant (and the operator) per replica (default 8). */
   flowStreamsPerTenant?: number;
   /** In process only (tests): the follow streams' heartbeat interval (default 15 s). */
@@ -101,9 +120,14 @@ export interface Config {
 }
 
 export const DEFAULT_FLOW_RETENTION = "24h";
+/** A week of ?since history for tenants; only a replica cut off from Postgres for longer falls behind (db/log-retention.ts). */
+export const DEFAULT_CHANGE_LOG_RETENTION = "7d";
+/** A year: deleting audit records by default would surprise more than keeping them. */
+export const DEFAULT_AUDIT_RETENTION = "365d";
 export const DEFAULT_FLOW_STREAMS_PER_TENANT = 8;
 
 export const DEFAULT_NODE_GRACE_SECONDS = 15;
+export const DEFAULT_LISTEN_BACKLOG = 8192;
 
 /** The main thread keeps a core of its own (HTTP, the database); the rest sign. */
 export const defaultSigningWorkers = (): number => Math.max(0, Math.min(8, availableParallelism() - 1));
@@ -123,19 +147,31 @@ function portFrom(env: Env): number {
   return port;
 }
 
-function databaseUrlFrom(env: Env): string | undefined {
-  const raw = env.DATABASE_URL;
+function postgresUrlFrom(env: Env, name: string): string | undefined {
+  const raw = env[name];
   if (raw === undefined || raw === "") return undefined;
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError(`DATABASE_URL must be a postgres:// URL, got an unparsable value`);
+    throw new ConfigError(`${name} must be a postgres:// URL, got an unparsable value`);
   }
   if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-    throw new ConfigError(`DATABASE_URL must use the postgres:// scheme, got "${url.protocol}"`);
+    throw new ConfigError(`${name} must use the postgres:// scheme, got "${url.protocol}"`);
   }
   return raw;
+}
+
+function databaseFrom(env: Env): Pick<Config, "databaseUrl" | "databaseDirectUrl" | "dbPoolMax" | "dbPoolWaitMs"> {
+  const databaseUrl = postgresUrlFrom(env, "DATABASE_URL");
+  const databaseDirectUrl = postgresUrlFrom(env, "WEFT_DATABASE_DIRECT_URL");
+  if (databaseDirectUrl && !databaseUrl) throw new ConfigError("WEFT_DATABASE_DIRECT_URL needs DATABASE_URL: it is the direct way to the same Postgres");
+  return {
+    databaseUrl,
+    databaseDirectUrl,
+    dbPoolMax: env.WEFT_DB_POOL_MAX ? boundedIntegerFrom(env, "WEFT_DB_POOL_MAX", 0, 1, 1000) : undefined,
+    dbPoolWaitMs: env.WEFT_DB_POOL_WAIT ? boundedIntegerFrom(env, "WEFT_DB_POOL_WAIT", 0, 1, 600) * 1000 : undefined,
+  };
 }
 
 function logLevelFrom(env: Env): Config["logLevel"] {
@@ -344,7 +380,8 @@ export function configFromEnv(env: Env = process.env): Config {
   return {
     port: portFrom(env),
     host,
-    databaseUrl: databaseUrlFrom(env),
+    listenBacklog: boundedIntegerFrom(env, "WEFT_LISTEN_BACKLOG", DEFAULT_LISTEN_BACKLOG, 1, 1_000_000),
+    ...databaseFrom(env),
     dataDir: resolve(env.WEFT_DATA_DIR || "./.weft/data"),
     operatorToken: operatorTokenFrom(env),
     logLevel: logLevelFrom(env),
@@ -365,6 +402,8 @@ export function configFromEnv(env: Env = process.env): Config {
     nodeGraceSeconds: boundedIntegerFrom(env, "WEFT_NODE_GRACE_SECONDS", DEFAULT_NODE_GRACE_SECONDS, 0, 86_400),
     federationEndpoints: federationEndpointsFrom(env),
     flowRetentionMs: durationMs("WEFT_FLOW_RETENTION", env.WEFT_FLOW_RETENTION || DEFAULT_FLOW_RETENTION),
+    changeLogRetentionMs: durationMs("WEFT_CHANGE_LOG_RETENTION", env.WEFT_CHANGE_LOG_RETENTION || DEFAULT_CHANGE_LOG_RETENTION),
+    auditRetentionMs: durationMs("WEFT_AUDIT_RETENTION", env.WEFT_AUDIT_RETENTION || DEFAULT_AUDIT_RETENTION),
     flowStreamsPerTenant: boundedIntegerFrom(env, "WEFT_FLOW_STREAMS_PER_TENANT", DEFAULT_FLOW_STREAMS_PER_TENANT, 1, 10_000),
     ...transportFrom(env, host),
     signingWorkers: boundedIntegerFrom(env, "WEFT_SIGNING_WORKERS", defaultSigningWorkers(), 0, 64),

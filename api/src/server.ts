@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
-  await app.listen({ port: config.port, host: config.host });
+  await app.listen({ port: config.port, host: config.host, backlog: config.listenBacklog });
   const scheme = config.tls ? "https" : "http";
   app.log.info(
     `weft API on ${scheme}://${config.host}:${config.port}${config.http2 ? " (HTTP/2 and HTTP/1.1)" : ""} (database: ${config.databaseUrl ? "postgres" : `embedded, ${config.dataDir}`})`,

@@ -19,11 +19,21 @@
  * only. The write's own response time is printed beside both, and the
  * ratio of the slowest answer to the 1 s goal (below 1.00x: met).
  *
+ * The API's worst event-loop stall during each wave is its
+ * weft_nodejs_eventloop_lag_max_seconds (prom-client resets it at every
+ * scrape: scraped right before the write and right after the last answer).
+ *
+ * Memory: the API process's resident set (VmRSS) after setup and its peak
+ * over the run, per node. On Postgres with pg_stat_statements loaded, the
+ * statements the API issued for BENCH_UNCHANGED_POLLS rounds of unchanged
+ * polls (one ?since=REV&wait=0 per node each) are counted too: the goal is 0.
+ *
  * A poll that fails (a reset connection) is reported with the phase it failed
  * in and the API process's last output, instead of killing the run unexplained.
  */
 import { Agent, request } from "node:http";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import pg from "pg";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startApiProcess } from "../../test/support/api-process.ts";
@@ -96,6 +106,14 @@ const api = await startApiProcess({
 });
 const op = { authorization: `Bearer ${OPERATOR}` };
 const base = api.base;
+/** The API process's resident set in MiB, from /proc (Linux). */
+const rssMiB = (): number => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${api.child.pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+};
+let peakRss = 0;
+const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB())), 200);
+const UNCHANGED_ROUNDS = Number(process.env.BENCH_UNCHANGED_POLLS ?? 3);
 /** What this run created, removed at the end so that a shared Postgres does not fill up. */
 const created = { tenants: [] as string[], nodes: [] as string[] };
 
@@ -139,6 +157,14 @@ try {
   await tenantWithIdentity(soloTenant);
   await placeWorkload(soloTenant, "w-0", solo.name, NODES + 1);
   console.log(`setup: ${NODES} nodes, a workload on each, in ${((performance.now() - setupStart) / 1000).toFixed(1)} s`);
+  // Every node asked once: the API now tracks all of them, as it would with agents attached.
+  const heads = await pool(nodes, SETUP_CONCURRENCY, async (n) => {
+    const res = await http(base, "GET", `/v1/nodes/${n.name}/datapath`, { authorization: `Bearer ${n.credential}` });
+    return String(res.headers["x-weft-revision"]);
+  });
+  const afterSetup = rssMiB();
+  console.log(`API RSS after every node's first fetch: ${afterSetup.toFixed(0)} MiB (${((afterSetup * 1024) / NODES).toFixed(1)} KiB per node)`);
+  if (process.env.DATABASE_URL && UNCHANGED_ROUNDS > 0) await countUnchangedPollStatements(nodes, heads);
 
   /**
    * Holds `per` polls on each node, then sends `write` and times every answer
@@ -174,10 +200,12 @@ try {
     // Every poll must be held by the server before the write: wait until the
     // requests are out, then a margin for the server to park them.
     await new Promise((r) => setTimeout(r, 1000 + targets.length * per));
+    await worstStallMs();
     sentAt = performance.now();
     await write();
     const wroteMs = performance.now() - sentAt;
     const settled = await Promise.all(polls);
+    const stallMs = await worstStallMs();
     const failed = settled.flatMap((a) => ("failed" in a ? [a.failed] : []));
     if (failed.length > 0) throw new Error(`${failed.length} of ${settled.length} ${mode} polls failed (first: ${failed[0]})`);
     const answers = settled.flatMap((a) => ("failed" in a ? [] : [a]));
@@ -185,11 +213,18 @@ try {
     if (early > 0) throw new Error(`${early} polls answered before the write: not held, figures void`);
     if (bad.length > 0) throw new Error(`${bad.length} polls did not answer with a new datapath (first: ${bad[0]!.status} ${bad[0]!.body.slice(0, 200)})`);
     const latencies = answers.map((a) => a.at - sentAt).sort((x, y) => x - y);
-    return { wroteMs, latencies, bytes: answers.reduce((sum, a) => sum + a.body.length, 0) / answers.length };
+    return { wroteMs, latencies, stallMs, bytes: answers.reduce((sum, a) => sum + a.body.length, 0) / answers.length };
   }
 
-  const rows: (string | number)[][] = [["run", "polls", "answer B", "write ms", "p50 ms", "p99 ms", "max ms", "max / goal", "all within 1 s"]];
-  const fmt = (label: string, r: { wroteMs: number; latencies: number[]; bytes: number }) => [
+  /** The API's longest event-loop stall since the last scrape, in ms. */
+  async function worstStallMs(): Promise<number> {
+    const res = await http(base, "GET", "/metrics", {});
+    const m = /^weft_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(res.body);
+    return m ? Number(m[1]) * 1000 : Number.NaN;
+  }
+
+  const rows: (string | number)[][] = [["run", "polls", "answer B", "write ms", "p50 ms", "p99 ms", "max ms", "max / goal", "all within 1 s", "API stall ms"]];
+  const fmt = (label: string, r: { wroteMs: number; latencies: number[]; stallMs: number; bytes: number }) => [
     label,
     r.latencies.length,
     Math.round(r.bytes),
@@ -199,6 +234,7 @@ try {
     r.latencies.at(-1)!.toFixed(1),
     `${(r.latencies.at(-1)! / GOAL_MS).toFixed(2)}x`,
     r.latencies.at(-1)! < GOAL_MS ? "yes" : "NO",
+    r.stallMs.toFixed(0),
   ];
   let n = NODES + 10;
   for (let round = 1; round <= ROUNDS; round++) {
@@ -211,11 +247,13 @@ try {
   }
   console.log(`\nbench/fanout: API process on ${dataDir ? "embedded PGlite" : "Postgres (DATABASE_URL)"}; latency from sending the write to each poll's answer\n`);
   console.log(table(rows));
+  console.log(`API RSS peak over the run: ${peakRss.toFixed(0)} MiB (${((peakRss * 1024) / NODES).toFixed(1)} KiB per node); load average ${(await import("node:os")).loadavg().map((l) => l.toFixed(2)).join(" ")}`);
 } catch (err) {
   // The API's own account of a failure (a crash, a refused connection) is in its output.
   console.error(`bench/fanout failed: ${(err as Error).message}\n--- API process output (last 4 kB) ---\n${api.output().slice(-4096)}`);
   process.exitCode = 1;
 } finally {
+  clearInterval(sampler);
   // Tenants first (their workloads go with them), then the nodes.
   // A crashed API cannot clean up: let the first error stand, not the cleanup's.
   const tryDelete = (path: string) => http(base, "DELETE", path, op).catch(() => undefined);
@@ -224,4 +262,38 @@ try {
   agent.destroy();
   await api.stop();
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+}
+
+/**
+ * Statements the API issues for unchanged polls, from pg_stat_statements
+ * (reset first; the counting queries of this process are left out by their
+ * text). Skipped, with a note, when the extension is not loaded.
+ */
+async function countUnchangedPollStatements(targets: { name: string; credential: string }[], heads: string[]): Promise<void> {
+  const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await client.connect();
+  try {
+    try {
+      await client.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+      await client.query("SELECT pg_stat_statements_reset()");
+    } catch (err) {
+      console.log(`statements per unchanged poll: not counted (${(err as Error).message}; start Postgres with -c shared_preload_libraries=pg_stat_statements)`);
+      return;
+    }
+    let polls = 0;
+    for (let round = 0; round < UNCHANGED_ROUNDS; round++) {
+      await pool(targets, SETUP_CONCURRENCY, async (n, i) => {
+        const res = await http(base, "GET", `/v1/nodes/${n.name}/datapath?since=${heads[i]}&wait=0`, { authorization: `Bearer ${n.credential}` });
+        if (res.status !== 200) throw new Error(`unchanged poll of ${n.name}: ${res.status} ${res.body}`);
+        polls++;
+      });
+    }
+    const { rows } = await client.query<{ calls: string }>(
+      "SELECT coalesce(sum(calls), 0) AS calls FROM pg_stat_statements WHERE query NOT ILIKE '%pg_stat_statements%' AND query NOT ILIKE 'LISTEN%'",
+    );
+    const calls = Number(rows[0]!.calls);
+    console.log(`statements per unchanged poll: ${(calls / polls).toFixed(3)} (${calls} statements over ${polls} polls)`);
+  } finally {
+    await client.end();
+  }
 }

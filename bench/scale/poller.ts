@@ -5,9 +5,11 @@
  * process parses a whole wave's answers (its own event loop would then be
  * what the latencies measure).
  *
- * Failover mirrors the agent with several API endpoints: on a connection
- * error a node moves to the next endpoint at once; a second failure in a row
- * moves on again after the agent's backoff (500 ms doubling, equal jitter).
+ * Failover mirrors the agent with several API endpoints
+ * (nodeagent/src/agent/endpoints.ts): a node sticks to its endpoint; on a
+ * connection error it moves to the next at once, and only after a whole
+ * round of endpoints failed in a row does it wait the agent's backoff
+ * (500 ms doubling, equal jitter).
  * A 410 (the new replica keeps no history back to `since`) refetches the full
  * state, as the agent does.
  *
@@ -160,13 +162,13 @@ async function follow(n: Followed): Promise<void> {
         await sleep(n.backoff.next());
         continue;
       }
-      // A connection error: the next endpoint at once, then with the backoff.
+      // A connection error: the next endpoint at once; the backoff once every endpoint failed in turn.
       if (n.failedFrom === null) {
         n.failedFrom = n.replica;
         n.failedAt = now();
       }
       n.replica = (n.replica + 1) % endpoints.length;
-      if (n.inRow++ > 0) await sleep(n.backoff.next());
+      if (++n.inRow % endpoints.length === 0) await sleep(n.backoff.next());
     }
   }
 }

@@ -6,7 +6,7 @@
  * thread), the same connections. Each server's CPU time over a round is read
  * from /proc, so both figures are given: certificates per wall second and
  * per server CPU second.
- *   npm run bench:svid     (PGlite in memory; set DATABASE_URL for Postgres)
+ *   npm run bench:svid     (PGlite in memory; set DATABASE_URL for Postgres: on this machine, its processes count as server CPU)
  *   BENCH_SECONDS=8 BENCH_ROUNDS=3 BENCH_CONNECTIONS=16 BENCH_COUNT=400000 to change the bounds
  *   BENCH_SIGNING_WORKERS=n  the API's signing pool (default: WEFT_SIGNING_WORKERS's, cores - 1; 0 signs in-thread)
  *   BENCH_CPU_PROF=dir     writes a CPU profile of the API process there
@@ -16,7 +16,7 @@
  * second and per server CPU second.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,13 +83,52 @@ end
 `;
 }
 
-/** utime + stime of a process and all its threads, in seconds (Linux /proc). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ticks = Number(fields[11]) + Number(fields[12]); // fields 14 and 15 of stat(5)
+/** Fields of /proc/<pid>/stat from the state on (stat(5) field 3 is index 0); null once the process is gone. */
+function statOf(pid: number): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * utime + stime of a process and all its threads, in seconds (Linux /proc);
+ * with `reaped`, also the CPU of its children that have exited and were
+ * waited for (a Postgres backend that closed during a round).
+ */
+function cpuSeconds(pid: number, reaped = false): number {
+  const fields = statOf(pid);
+  if (!fields) return 0;
+  let ticks = Number(fields[11]) + Number(fields[12]); // fields 14 and 15 of stat(5)
+  if (reaped) ticks += Number(fields[13]) + Number(fields[14]); // cutime, cstime
   return ticks / 100; // USER_HZ is 100 on Linux
 }
+
+/**
+ * The processes whose CPU counts as the server's: the API, and on Postgres
+ * the database server too when it runs on this machine (its postmaster and
+ * every backend and worker under it), so that a run on Postgres compares
+ * what cfssl's process does alone with the API and its database together.
+ */
+function serverCpu(pids: { pid: number; postmaster: number | null }): () => Map<number, number> {
+  return () => {
+    const out = new Map([[pids.pid, cpuSeconds(pids.pid)]]);
+    const { postmaster } = pids;
+    if (postmaster === null) return out;
+    out.set(postmaster, cpuSeconds(postmaster, true));
+    for (const name of readdirSync("/proc")) {
+      const child = Number(name);
+      if (Number.isInteger(child) && statOf(child)?.[1] === String(postmaster)) out.set(child, cpuSeconds(child));
+    }
+    return out;
+  };
+}
+
+/** CPU seconds between two readings; a process that started in between counts from zero. */
+const cpuBetween = (before: Map<number, number>, after: Map<number, number>) =>
+  [...after].reduce((sum, [pid, cpu]) => sum + cpu - (before.get(pid) ?? 0), 0);
 
 interface Round {
   load: LoadResult;
@@ -97,10 +136,11 @@ interface Round {
 }
 
 /** One timed round against a server: wrk's figures and the server's CPU seconds over it. */
-async function round(pid: number, url: string, lua: string, secs: number): Promise<Round> {
-  const cpu0 = cpuSeconds(pid);
+async function round(pid: number | (() => Map<number, number>), url: string, lua: string, secs: number): Promise<Round> {
+  const read = typeof pid === "number" ? () => new Map([[pid, cpuSeconds(pid)]]) : pid;
+  const cpu0 = read();
   const load = await driveScript(url, lua, { connections, seconds: secs, timeoutSeconds: 10 });
-  const cpu = cpuSeconds(pid) - cpu0;
+  const cpu = cpuBetween(cpu0, read());
   if (load.non2xx3xx > 0 || load.socketErrors) throw new Error(`${url}: ${load.non2xx3xx} error responses, ${load.socketErrors ?? "no socket errors"}: the figures are void`);
   return { load, cpu };
 }
@@ -109,11 +149,14 @@ const csrs = csrPool(POOL);
 const weftBodies = csrs.map((csr) => JSON.stringify({ csr }));
 const cfsslBodies = csrs.map((csr) => JSON.stringify({ certificate_request: csr }));
 const prof = process.env.BENCH_CPU_PROF;
-const server = await startChild<{ port: number; path: string; token: string }>(
+const server = await startChild<{ port: number; path: string; token: string; postgresBackend: number | null }>(
   ["bench/svid/server.ts"],
   { BENCH_SIGNING_WORKERS: String(signingWorkers) },
   prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}`] : [],
 );
+// A Postgres backend's parent is its postmaster; null when the database is elsewhere (or PGlite).
+const postmaster = server.ready.postgresBackend === null ? null : Number(statOf(server.ready.postgresBackend)?.[1] ?? NaN);
+const weftCpu = serverCpu({ pid: server.child.pid!, postmaster: Number.isInteger(postmaster) ? postmaster : null });
 const weftUrl = `http://127.0.0.1:${server.ready.port}${server.ready.path}`;
 const weftLua = (limit: number) => script(server.ready.path, { authorization: `Bearer ${server.ready.token}` }, weftBodies, limit);
 let cfssl: Awaited<ReturnType<typeof startCfssl>> | undefined;
@@ -140,10 +183,10 @@ try {
   if (peer.status !== 200 || !peerBody.includes("BEGIN CERTIFICATE")) throw new Error(`first cfssl issuance: ${peer.status} ${peerBody}`);
 
   // Warm both (JIT, worker start-up, Go's GC sizing), then alternate, Weft first in odd rounds, cfssl first in even ones.
-  warmed = 1 + (await round(server.child.pid!, weftUrl, weftLua(2000), 3)).load.requests!;
+  warmed = 1 + (await round(weftCpu, weftUrl, weftLua(2000), 3)).load.requests!;
   await round(cfssl.child.pid!, cfsslUrl, cfsslLua(2000), 3);
   for (let i = 0; i < rounds; i++) {
-    const weft = () => round(server.child.pid!, weftUrl, weftLua(maxCount), seconds).then((r) => weftRounds.push(r));
+    const weft = () => round(weftCpu, weftUrl, weftLua(maxCount), seconds).then((r) => weftRounds.push(r));
     const other = () => round(cfssl!.child.pid!, cfsslUrl, cfsslLua(maxCount), seconds).then((r) => cfsslRounds.push(r));
     loads.push(loadavg()[0]!);
     if (i % 2 === 0) await weft().then(other);
@@ -179,7 +222,13 @@ const range = (xs: number[], d = 0) => `${Math.min(...xs).toFixed(d)} – ${Math
 console.log(
   `\nbench/svid: ${rounds} alternating rounds of ${seconds} s, ${connections} connections (wrk, 1 thread), ${POOL} distinct P-256 CSRs; ` +
     `Weft on ${process.version} (OpenSSL ${process.versions.openssl}) with ${signingWorkers ? `${signingWorkers} signing workers` : "signing in-thread"}, ` +
-    `database ${process.env.DATABASE_URL ? "postgres (its server's CPU time not counted)" : "pglite (in memory, in the API process)"}; ` +
+    `database ${
+      !process.env.DATABASE_URL
+        ? "pglite (in memory, in the API process)"
+        : Number.isInteger(postmaster)
+          ? "postgres on this machine (its postmaster, backends and workers counted in Weft's CPU)"
+          : "postgres elsewhere (its CPU time not counted)"
+    }; ` +
     `load average at the rounds' starts ${range(loads, 2)} on ${availableParallelism()} cores`,
 );
 console.log(
@@ -211,5 +260,7 @@ console.log(
     ["raw P-256 sign", f(raw.signPerSec), f(rawCpu.signPerSec)],
     ["raw P-256 verify", f(raw.verifyPerSec), f(rawCpu.verifyPerSec)],
     ["P-256 verify under a key seen for the first time, import included, as each CSR needs", f(raw.freshKeyVerifyPerSec), f(rawCpu.freshKeyVerifyPerSec)],
+    ["P-256 public key import, JWK", f(raw.jwkImportPerSec), f(rawCpu.jwkImportPerSec)],
+    ["P-256 public key import, DER SubjectPublicKeyInfo", f(raw.derImportPerSec), f(rawCpu.derImportPerSec)],
   ]),
 );

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeEntries, decodeKeys, encodeEntries, maps as mapSpecs, type Entry } from "@weft/codec";
 import { afterEach, describe, expect, it } from "vitest";
-import { AgentLoop } from "../../nodeagent/src/agent/agent.ts";
+import { AgentLoop, REVISION_RECORD_LIMIT } from "../../nodeagent/src/agent/agent.ts";
 import { Backoff } from "../../nodeagent/src/agent/backoff.ts";
 import { ApiError, type DatapathAnswer, type DatapathQuery, type NodeWorkload, type StatusReport } from "../../nodeagent/src/agent/client.ts";
 import { DEFAULT_CGROUP, DEFAULT_STATE_DIR, DEFAULT_WORKLOAD_API_SOCKET, parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
@@ -38,6 +38,7 @@ describe("command line", () => {
     expect(cfg).toEqual({
       command: "run",
       api: "http://127.0.0.1:8080",
+      apis: ["http://127.0.0.1:8080"],
       joinToken: "jt",
       name: "n1",
       zone: "z1",
@@ -313,6 +314,26 @@ describe("the loop", () => {
     expect(canonical(r.loop.applied!.maps.policy)).toEqual(canonical(B.policy));
     // The 410's full state equals what the delta produced: nothing to write.
     expect(r.loop.history.at(-1)).toMatchObject({ revision: 9, upserts: 0, deletes: 0 });
+  });
+
+  it("records every revision step: full, delta from the one before, advance, and a full after a 410", async () => {
+    const delta: DatapathAnswer = { kind: "delta", etag: `"${HASH_B}"`, body: { revision: 6, hash: HASH_B, upserts: { policy: B.policy }, deletes: {} } };
+    const empty: DatapathAnswer = { kind: "delta", etag: `"${HASH_B}"`, body: { revision: 8, hash: HASH_B, upserts: {}, deletes: {} } };
+    const r = await runScript([full(A, 5, HASH_A), delta, empty, { kind: "gone" }, full(B, 9, HASH_C)]);
+    expect(r.loop.revisions).toEqual([
+      { revision: 5, hash: HASH_A, kind: "full", base: null, after: "start" },
+      { revision: 6, hash: HASH_B, kind: "delta", base: 5 },
+      { revision: 8, hash: HASH_B, kind: "advance", base: 6 },
+      { revision: 9, hash: HASH_C, kind: "full", base: null, after: "gone" },
+    ]);
+  });
+
+  it("keeps only the latest revision steps", async () => {
+    const script: DatapathAnswer[] = [full(A, 1, HASH_A)];
+    for (let rev = 2; rev <= REVISION_RECORD_LIMIT + 10; rev++) script.push({ kind: "delta", etag: `"${HASH_A}"`, body: { revision: rev, hash: HASH_A, upserts: {}, deletes: {} } });
+    const r = await runScript(script);
+    expect(r.loop.revisions).toHaveLength(REVISION_RECORD_LIMIT);
+    expect(r.loop.revisions.at(-1)).toMatchObject({ revision: REVISION_RECORD_LIMIT + 10, kind: "advance", base: REVISION_RECORD_LIMIT + 9 });
   });
 
   it("an empty delta (a long poll's timeout) moves its revision on without writing", async () => {

@@ -38,6 +38,13 @@ describe("configuration from the environment", () => {
     ["WEFT_FLOW_RETENTION", "366d"],
     ["WEFT_FLOW_RETENTION", "1w"],
     ["WEFT_FLOW_STREAMS_PER_TENANT", "0"],
+    ["WEFT_AUDIT_RETENTION", "forever"],
+    ["WEFT_CHANGE_LOG_RETENTION", "30s"],
+    ["WEFT_DB_POOL_MAX", "0"],
+    ["WEFT_DB_POOL_MAX", "ten"],
+    ["WEFT_DATABASE_DIRECT_URL", "postgres://weft@127.0.0.1/weft"],
+    ["WEFT_LISTEN_BACKLOG", "0"],
+    ["WEFT_LISTEN_BACKLOG", "lots"],
     ["WEFT_TLS", "on"],
     ["WEFT_TLS_CERT", "/etc/weft/tls.pem"],
     ["WEFT_TLS_SAN", "dns:weft.example"],
@@ -140,6 +147,14 @@ describe("configuration from the environment", () => {
     expect(configFromEnv({ WEFT_FLOW_RETENTION: "90m" }).flowRetentionMs).toBe(5_400_000);
     expect(configFromEnv({ WEFT_FLOW_RETENTION: "7d", WEFT_FLOW_STREAMS_PER_TENANT: "2" })).toMatchObject({ flowRetentionMs: 604_800_000, flowStreamsPerTenant: 2 });
     expect(configFromEnv({ WEFT_FLOW_RETENTION: "3600s" }).flowRetentionMs).toBe(3_600_000);
+  });
+
+  it("reads the database's pool size and direct URL, and the logs' retention (defaults 7 d and 365 d)", () => {
+    expect(configFromEnv({})).toMatchObject({ dbPoolMax: undefined, databaseDirectUrl: undefined, changeLogRetentionMs: 7 * 86_400_000, auditRetentionMs: 365 * 86_400_000 });
+    const pooled = { DATABASE_URL: "postgres://weft@pgbouncer:6432/weft", WEFT_DATABASE_DIRECT_URL: "postgres://weft@db:5432/weft", WEFT_DB_POOL_MAX: "25" };
+    expect(configFromEnv(pooled)).toMatchObject({ databaseUrl: pooled.DATABASE_URL, databaseDirectUrl: pooled.WEFT_DATABASE_DIRECT_URL, dbPoolMax: 25 });
+    expect(() => configFromEnv({ ...pooled, WEFT_DATABASE_DIRECT_URL: "mysql://db/weft" })).toThrow(/WEFT_DATABASE_DIRECT_URL must use the postgres:\/\/ scheme/);
+    expect(configFromEnv({ WEFT_AUDIT_RETENTION: "90d", WEFT_CHANGE_LOG_RETENTION: "36h" })).toMatchObject({ auditRetentionMs: 90 * 86_400_000, changeLogRetentionMs: 36 * 3_600_000 });
   });
 
   it("reads the pod range and each node's block, and refuses one that overlaps the service range", () => {

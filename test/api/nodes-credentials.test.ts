@@ -207,7 +207,7 @@ describe.each(BACKENDS)("node credentials on %s", (backend) => {
           await new Promise((r) => setTimeout(r, 5));
           status = (await read(other)).statusCode;
         }
-        // Well inside the caches' 10 s age limit: the notification did it.
+        // The caches keep a credential for 10 minutes: the notification did it.
         expect(status).toBe(401);
         // Re-registering the name issues a new credential; the old one stays dead.
         const again = await registeredNode(app, { name: node.name });

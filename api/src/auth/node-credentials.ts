@@ -12,9 +12,16 @@ export const JOIN_TOKEN_PREFIX = "weft_join_";
 export const NODE_KIND = "node";
 export const PLATFORM_TENANT_ID = 0;
 
-/** Entries expire even without a notification, in case a LISTEN connection was lost. */
-const MAX_AGE_MS = 10_000;
-const MAX_ENTRIES = 10_000;
+/**
+ * A backstop only: revocation (the node deleted or registered again) drops
+ * the entry through the change feed, at once on this replica, through NOTIFY
+ * on the others, and through the follower's periodic pull of the change log
+ * (within 5 s) should a notification be lost. Longer than any long poll, so
+ * that a polling agent is not looked up again every wait.
+ */
+const MAX_AGE_MS = 10 * 60_000;
+/** Room for 50,000 nodes and more; past it the entry verified longest ago makes room (never the whole cache at once). */
+const MAX_ENTRIES = 65_536;
 
 /** Hex sha256: what the database keeps of node credentials and join tokens. */
 export const secretHash = (secret: string): string => createHash("sha256").update(secret).digest("hex");
@@ -24,10 +31,12 @@ export const newSecret = (prefix: string): string => prefix + randomBytes(32).to
 
 /**
  * Node credential -> node name. Agents call on every long poll and status
- * report, so a verified credential is cached; the change feed drops the entry
- * the moment its node is deleted or re-registered (at once for this replica's
- * own commits, through NOTIFY for others'). Unknown credentials are not
- * cached: a node registered a moment ago must not be refused by a stale miss.
+ * report, so a verified credential is cached and an unchanged poll reads no
+ * database; the change feed drops the entry the moment its node is deleted
+ * or re-registered (at once for this replica's own commits, through NOTIFY
+ * for others', and again when the follower pulls the change log). Unknown
+ * credentials are not cached: a node registered a moment ago must not be
+ * refused by a stale miss.
  *
  * Misses are looked up together: one query at a time, and every miss that
  * arrives while it runs waits for the next, which asks for all of them. When
@@ -97,9 +106,14 @@ export class NodeCredentials {
   }
 
   private remember(hash: string, node: string): void {
-    if (this.byHash.size >= MAX_ENTRIES) {
-      this.byHash.clear();
-      this.hashOf.clear();
+    // Re-inserted at the end: the Map's first entry is the one verified longest ago.
+    this.byHash.delete(hash);
+    const stale = this.hashOf.get(node);
+    if (stale !== undefined && stale !== hash) this.byHash.delete(stale);
+    while (this.byHash.size >= MAX_ENTRIES) {
+      const [oldest, entry] = this.byHash.entries().next().value!;
+      this.byHash.delete(oldest);
+      if (this.hashOf.get(entry.node) === oldest) this.hashOf.delete(entry.node);
     }
     this.byHash.set(hash, { node, at: Date.now() });
     this.hashOf.set(node, hash);

@@ -1,7 +1,7 @@
 // The CA's storage (ca/service.ts CaStore) on drizzle, under row-level
 // security like every other tenant-owned table. Each change of CA state is one
 // write() transaction, and each batch of issuances one transaction of its own
-// (#insert), so every audit row commits with what it records.
+// (#insert); an issuance's record is its audit entry, so neither commits without the other.
 import { randomBytes } from "node:crypto";
 import { and, desc, eq, gt, notInArray, sql } from "drizzle-orm";
 import type { FastifyRequest } from "fastify";
@@ -94,6 +94,8 @@ interface PendingIssuance {
 
 /** Issuance records committed in one transaction, at most. */
 const MAX_BATCH = 256;
+/** Slots whose raised max_issued_not_after this process remembers; past it, the memory starts over. */
+const MAX_RAISED_SLOTS = 10_000;
 
 /**
  * Issuance records and the transactions that committed them, process-wide,
@@ -114,6 +116,15 @@ export class DrizzleCaStore implements CaStore {
   readonly #states: FeedCache<Loaded>;
   #queue: PendingIssuance[] = [];
   #draining = false;
+  /**
+   * Per tenant/slot, the highest max_issued_not_after (ms) this process has
+   * committed. The column only ever rises (GREATEST, here and in save()), so
+   * a batch whose leaves all expire by then needs no UPDATE of the slot: in
+   * bench/svid that UPDATE of one wide row, rewritten by every batch, cost
+   * more than the batch's inserts. With one-hour leaves it now runs about
+   * once a second per slot, when the floored expiry moves on.
+   */
+  readonly #raised = new Map<string, number>();
 
   constructor(
     private readonly db: Db,
@@ -250,8 +261,8 @@ export class DrizzleCaStore implements CaStore {
   }
 
   /**
-   * In one transaction: the issuance rows, each slot's max_issued_not_after,
-   * the audit rows, under the app role with row-level security bound to each
+   * In one transaction: the issuance rows (each its own audit entry, see
+   * svidIssuances in db/schema.ts), each slot's max_issued_not_after, under the app role with row-level security bound to each
    * tenant in turn, as write() does. Sent as ONE simple-protocol query of a
    * few statements (a multi-statement query is one implicit transaction: all
    * of it commits or none): PGlite runs an extended-protocol statement at
@@ -270,7 +281,14 @@ export class DrizzleCaStore implements CaStore {
       else byTenant.set(tid, [p]);
     }
     const statements: string[] = [];
+    const raising = new Map<string, number>();
     for (const [tid, items] of byTenant) {
+      for (const { rec } of items) {
+        const key = `${tid}/${rec.slotId}`;
+        const expires = rec.expiresAt.getTime();
+        if (expires > (raising.get(key) ?? this.#raised.get(key) ?? -Infinity)) raising.set(key, expires);
+      }
+      const raises = items.some(({ rec }) => raising.has(`${tid}/${rec.slotId}`));
       const rows = items.map(({ rec, caller }) => ({
         slot_id: rec.slotId,
         kind: rec.kind,
@@ -285,26 +303,35 @@ export class DrizzleCaStore implements CaStore {
       }));
       // Role and tenant the way write() binds them (set_config ..., true = SET LOCAL).
       statements.push(`SELECT set_config('role', '${APP_ROLE}', true), set_config('${TENANT_SETTING}', '${tid}', true)`);
-      // Each tenant's share takes a revision of its own, as one write() each would.
+      // The audit revision of an issuance is the global revision it was recorded at, read, not
+      // taken: an issuance changes no resource (no change_log row), and taking one would queue
+      // every batch on the revision_counter row lock behind all writes (issue 20) for a number
+      // nothing follows.
       statements.push(`
         WITH rev AS (
-          UPDATE revision_counter SET revision = revision + 1 WHERE id = 1 RETURNING revision
+          SELECT revision FROM revision_counter WHERE id = 1
         ), r AS (
           SELECT * FROM json_to_recordset(${dollarQuote(JSON.stringify(rows))}::json) AS r(
             slot_id uuid, kind text, identity_name text, spiffe_id text, serial text,
             issued_at timestamptz, expires_at timestamptz, actor text, request_id text, client_request_id text)
-        ), issued AS (
-          INSERT INTO svid_issuances (tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at)
-          SELECT ${tid}, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at FROM r
-        ), raised AS (
+        )${
+          raises
+            ? `, raised AS (
           UPDATE ca_slots s SET max_issued_not_after = GREATEST(s.max_issued_not_after, l.expires_at)
           FROM (SELECT slot_id, max(expires_at) AS expires_at FROM r GROUP BY slot_id) l
           WHERE s.tenant_id = ${tid} AND s.id = l.slot_id
-        )
-        INSERT INTO audit_log (tenant_id, actor, action, resource, request_id, client_request_id, revision)
-        SELECT ${tid}, actor, kind || '.issue', 'identity/' || identity_name, request_id, client_request_id, (SELECT revision FROM rev) FROM r`);
+        )`
+            : ""
+        }
+        INSERT INTO svid_issuances (tenant_id, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at,
+                                    actor, request_id, client_request_id, revision)
+        SELECT ${tid}, slot_id, kind, identity_name, spiffe_id, serial, issued_at, expires_at,
+               actor, request_id, client_request_id, (SELECT revision FROM rev) FROM r`);
     }
     await simpleQuery(this.db, statements.join(";\n"));
+    // Committed: only now may a later batch rely on these values.
+    if (this.#raised.size + raising.size > MAX_RAISED_SLOTS) this.#raised.clear();
+    for (const [key, expires] of raising) this.#raised.set(key, expires);
     issuanceCommits.transactions++;
     issuanceCommits.records += batch.length;
   }

@@ -6,7 +6,9 @@
  * Parts are shared objects (one tenant's address part serves every node the
  * tenant is on), so a PartDiffs memo lets the comparison of one pair of parts
  * serve every node that holds that pair: a write seen by 1,000 nodes compares
- * its changed part once, not 1,000 times.
+ * its changed part once, not 1,000 times. The merged delta is shared too:
+ * nodes whose diffs are made of the same part comparisons get the same
+ * DatapathDelta object, so its encoded body can be shared (routes/datapath).
  */
 import type { Entry } from "@weft/codec";
 import { DATAPATH_MAPS, type DatapathDelta, type DatapathMap, type DatapathMaps, type NodeDatapath, type Part } from "./types.ts";
@@ -35,6 +37,8 @@ const emptyMaps = (): DatapathMaps => Object.fromEntries(DATAPATH_MAPS.map((m) =
 
 /** What changed between two versions of one owner's part, per map, with each key's string. */
 interface PartDelta {
+  /** Names this comparison in the keys of merged deltas. */
+  id: number;
   upserts: Partial<Record<DatapathMap, { k: string; entry: unknown }[]>>;
   deletes: Partial<Record<DatapathMap, { k: string; key: unknown }[]>>;
 }
@@ -42,9 +46,34 @@ interface PartDelta {
 /** Stands for "no part" in the memo's keys (a part added or removed). */
 const NO_PART: Part = { owner: "", digest: "", entries: {} };
 
-/** Part-pair comparisons, remembered for as long as both parts are alive. */
+/** Merged deltas kept per generation; two generations live, so what the last few thousand diffs produced is found. */
+const MERGED_PER_GENERATION = 4096;
+
+/**
+ * Part-pair comparisons, remembered for as long as both parts are alive,
+ * and the deltas merged from them, shared between nodes.
+ */
 export class PartDiffs {
   private readonly memo = new WeakMap<Part, WeakMap<Part, PartDelta>>();
+  private nextId = 1;
+  private merged = new Map<string, DatapathDelta>();
+  private mergedBefore = new Map<string, DatapathDelta>();
+
+  /** The delta from a state of `before`'s parts (by owner) to `next`: one object for every pair of nodes whose changed parts compare alike. */
+  delta(before: ReadonlyMap<string, Part>, next: NodeDatapath): DatapathDelta {
+    const parts = partDeltas(before, next, this);
+    const key = parts.map((d) => d.id).join(",");
+    let delta = this.merged.get(key) ?? this.mergedBefore.get(key);
+    if (delta === undefined) delta = mergePartDeltas(parts);
+    if (!this.merged.has(key)) {
+      if (this.merged.size >= MERGED_PER_GENERATION) {
+        this.mergedBefore = this.merged;
+        this.merged = new Map();
+      }
+      this.merged.set(key, delta);
+    }
+    return delta;
+  }
 
   compare(old: Part | undefined, now: Part | undefined): PartDelta {
     const a = old ?? NO_PART;
@@ -52,13 +81,13 @@ export class PartDiffs {
     let byNew = this.memo.get(a);
     if (byNew === undefined) this.memo.set(a, (byNew = new WeakMap()));
     let d = byNew.get(b);
-    if (d === undefined) byNew.set(b, (d = comparePart(old, now)));
+    if (d === undefined) byNew.set(b, (d = comparePart(this.nextId++, old, now)));
     return d;
   }
 }
 
-function comparePart(old: Part | undefined, now: Part | undefined): PartDelta {
-  const out: PartDelta = { upserts: {}, deletes: {} };
+function comparePart(id: number, old: Part | undefined, now: Part | undefined): PartDelta {
+  const out: PartDelta = { id, upserts: {}, deletes: {} };
   for (const m of DATAPATH_MAPS) {
     const was = new Map<string, Entry<typeof m>>();
     for (const e of old?.entries[m] ?? []) was.set(keyString(m, e.key), e);
@@ -78,13 +107,26 @@ function comparePart(old: Part | undefined, now: Part | undefined): PartDelta {
 
 /** The delta from `prev` (null: nothing) to `next`; `memo` shares part comparisons between calls. */
 export function diff(prev: NodeDatapath | null, next: NodeDatapath, memo: PartDiffs = new PartDiffs()): DatapathDelta {
+  return mergePartDeltas(partDeltas(prev?.parts ?? new Map<string, Part>(), next, memo));
+}
+
+/** The comparisons of the parts that differ, owners of `next` in order, then owners gone. */
+function partDeltas(before: ReadonlyMap<string, Part>, next: NodeDatapath, memo: PartDiffs): PartDelta[] {
+  const out: PartDelta[] = [];
+  for (const [owner, now] of next.parts) {
+    const old = before.get(owner);
+    if (old === undefined || old.digest !== now.digest) out.push(memo.compare(old, now));
+  }
+  for (const [owner, old] of before) if (!next.parts.has(owner)) out.push(memo.compare(old, undefined));
+  return out;
+}
+
+function mergePartDeltas(parts: readonly PartDelta[]): DatapathDelta {
   const upserts = emptyMaps();
   const deletes = emptyMaps() as unknown as DatapathDelta["deletes"];
-  const before = prev?.parts ?? new Map<string, Part>();
   const deleted = new Map<DatapathMap, Map<string, unknown>>(DATAPATH_MAPS.map((m) => [m, new Map()]));
   const upserted = new Map<DatapathMap, Set<string>>(DATAPATH_MAPS.map((m) => [m, new Set()]));
-
-  const merge = (d: PartDelta): void => {
+  for (const d of parts) {
     for (const m of DATAPATH_MAPS) {
       for (const u of d.upserts[m] ?? []) {
         (upserts[m] as unknown[]).push(u.entry);
@@ -92,12 +134,7 @@ export function diff(prev: NodeDatapath | null, next: NodeDatapath, memo: PartDi
       }
       for (const x of d.deletes[m] ?? []) deleted.get(m)!.set(x.k, x.key);
     }
-  };
-  for (const [owner, now] of next.parts) {
-    const old = before.get(owner);
-    if (old === undefined || old.digest !== now.digest) merge(memo.compare(old, now));
   }
-  for (const [owner, old] of before) if (!next.parts.has(owner)) merge(memo.compare(old, undefined));
   // A key can move between owners (an address given to another workload): its upsert stands, no delete.
   for (const m of DATAPATH_MAPS) {
     for (const [k, key] of deleted.get(m)!) if (!upserted.get(m)!.has(k)) (deletes[m] as unknown[]).push(key);

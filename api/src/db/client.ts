@@ -8,10 +8,39 @@ import { drizzle as drizzlePg } from "drizzle-orm/node-postgres";
 import { migrate as migratePg } from "drizzle-orm/node-postgres/migrator";
 import pg from "pg";
 import { lockDataDir } from "./data-dir-lock.ts";
+import { NotificationListener, type NotificationHandler } from "./listener.ts";
 import * as schema from "./schema.ts";
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
-export type NotificationHandler = (payload: string) => void;
+export type { NotificationHandler } from "./listener.ts";
+
+/**
+ * WEFT_DB_POOL_MAX's default: connections one replica's query pool may open.
+ * A replica is one JavaScript thread whose statements are short; writes
+ * queue on the revision counter's row lock whatever the pool size, so more
+ * connections buy reads in parallel at most. Ten per replica, plus its one
+ * LISTEN connection, lets eight replicas share Postgres's default
+ * max_connections of 100 with room for superusers and an operator's psql.
+ */
+export const DEFAULT_POOL_MAX = 10;
+/**
+ * WEFT_DB_POOL_WAIT's default: past it a request waiting for a pooled
+ * connection fails as a 503 (http/error-handler.ts) instead of queueing without end
+ * behind a stuck database.
+ */
+export const DEFAULT_POOL_WAIT_MS = 10_000;
+
+/** How to reach Postgres (server.ts reads them from the environment: config.ts). */
+export interface PostgresOptions {
+  /** DATABASE_URL: every query; may point at PgBouncer in transaction mode. */
+  url: string;
+  /** WEFT_DATABASE_DIRECT_URL: the server itself, for LISTEN and the migration lock (session state); default url. */
+  directUrl?: string | undefined;
+  /** WEFT_DB_POOL_MAX: the query pool's size (default DEFAULT_POOL_MAX). */
+  poolMax?: number | undefined;
+  /** WEFT_DB_POOL_WAIT: how long a query waits for a pooled connection (default DEFAULT_POOL_WAIT_MS). */
+  poolWaitMs?: number | undefined;
+}
 
 /** The one storage handle the app holds: drizzle plus the bits drizzle has no words for. */
 export interface Database {
@@ -80,49 +109,58 @@ function openPglite(dataDir: string | undefined): Database {
   };
 }
 
-function openPostgres(url: string): Database {
-  const pool = new pg.Pool({ connectionString: url, max: 10, idleTimeoutMillis: 30_000 });
+/**
+ * Queries go through the pool one statement or one transaction at a time and
+ * keep no session state (no session SET, no named prepared statement, no
+ * session advisory lock), so DATABASE_URL may be PgBouncer in transaction
+ * mode. What needs a session of its own (LISTEN, the migration lock) takes a
+ * direct connection.
+ */
+function openPostgres(opts: PostgresOptions): Database {
+  const directUrl = opts.directUrl ?? opts.url;
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolMax ?? DEFAULT_POOL_MAX,
+    connectionTimeoutMillis: opts.poolWaitMs ?? DEFAULT_POOL_WAIT_MS,
+    idleTimeoutMillis: 30_000,
+  });
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on("error", () => {});
   const db = drizzlePg(pool, { schema }) as unknown as Db;
-  const listeners = new Set<pg.PoolClient>();
+  const listener = new NotificationListener(directUrl);
   return {
     db,
     kind: "postgres",
     async migrate() {
-      const client = await pool.connect();
+      const client = new pg.Client({ connectionString: directUrl });
+      await client.connect();
       try {
         // Session-level lock on this one connection: a second process starting
         // at the same moment waits here, then finds nothing left to apply.
         await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
         await migratePg(drizzlePg(client, { schema }), { migrationsFolder: MIGRATIONS_FOLDER });
       } finally {
-        await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).catch(() => {});
-        client.release();
+        // Ending the session releases the lock even if the unlock fails.
+        await client.end().catch(() => {});
       }
     },
-    async listen(channel, handler) {
-      const client = await pool.connect();
-      listeners.add(client);
-      client.on("notification", (msg) => {
-        if (msg.channel === channel) handler(msg.payload ?? "");
-      });
-      await client.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-      return async () => {
-        if (!listeners.delete(client)) return;
-        await client.query(`UNLISTEN ${pg.escapeIdentifier(channel)}`).catch(() => {});
-        client.release();
-      };
-    },
+    listen: (channel, handler) => listener.listen(channel, handler),
     async close() {
-      for (const client of listeners) client.release();
-      listeners.clear();
+      await listener.close();
       await pool.end();
     },
   };
 }
 
 /** Real Postgres when a URL is given, else PGlite in dataDir (in memory when dataDir is undefined). */
-export function openDatabase(opts: { databaseUrl?: string | undefined; dataDir?: string | undefined }): Database {
-  return opts.databaseUrl ? openPostgres(opts.databaseUrl) : openPglite(opts.dataDir);
+export function openDatabase(opts: {
+  databaseUrl?: string | undefined;
+  databaseDirectUrl?: string | undefined;
+  dbPoolMax?: number | undefined;
+  dbPoolWaitMs?: number | undefined;
+  dataDir?: string | undefined;
+}): Database {
+  return opts.databaseUrl
+    ? openPostgres({ url: opts.databaseUrl, directUrl: opts.databaseDirectUrl, poolMax: opts.dbPoolMax, poolWaitMs: opts.dbPoolWaitMs })
+    : openPglite(opts.dataDir);
 }

@@ -13,10 +13,19 @@
  * state it did not see. After a pull, only the tracked nodes its changes can
  * reach are compiled again (nodesReached).
  *
- * Serving many pollers (bench/fanout: one write wakes 1,000 held polls): a
- * request refreshes once and then reads from memory; a woken poll reads at
- * once, since the pull that woke it is applied; a refresh that finds the
- * revision unchanged costs one statement.
+ * Serving many pollers (bench/fanout: one write wakes 1,000 held polls; the
+ * scale goal: 10,000 nodes over 3 replicas): an agent's unchanged poll reads
+ * no database. The change feed tells this replica the newest committed
+ * revision (its own commits at once, other replicas' through NOTIFY), so
+ * settle() pulls only when the feed (or a client's `since`) names a revision
+ * past the applied one; a periodic head check bounds how late a lost
+ * notification is noticed (SAFETY_PULL_MS). What remains: a write committed
+ * on another replica is unknown here until its NOTIFY arrives (milliseconds;
+ * at most SAFETY_PULL_MS if lost), so a poll arriving in that window waits
+ * and is woken by it rather than answered at once. Reads that answer a change
+ * or a plain read (refresh()) still check the head, so an operator reading
+ * after a write on another replica sees it. After a pull, the reached tracked
+ * nodes are compiled in slices that yield to the event loop (history.ts).
  */
 import { and, asc, eq, gt, inArray, lt } from "drizzle-orm";
 import type { FastifyBaseLogger } from "fastify";
@@ -25,6 +34,7 @@ import { platformRead, withPlatformRead } from "../db/platform-read.ts";
 import {
   backendIds as backendIdsTable,
   changeLog,
+  changeLogHorizon,
   cidrIdentities as cidrIdentitiesTable,
   identities,
   nodes as nodesTable,
@@ -47,7 +57,7 @@ import {
   type Snapshot,
 } from "../compiler/index.ts";
 import { NODE_KIND } from "../auth/node-credentials.ts";
-import type { ChangeFeed } from "../services/change-feed.ts";
+import type { ChangeEvent, ChangeFeed } from "../services/change-feed.ts";
 import { admitWrite, tryChanges, type AdmissionRefusal } from "./admission.ts";
 import { NodeHistory, type NodeDelta, type NodeState } from "./history.ts";
 import { identityRowOf, nodeRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, workloadRowOf } from "./rows.ts";
@@ -63,6 +73,13 @@ export type { NodeDelta, NodeState } from "./history.ts";
 export interface DatapathReader {
   /** Resolves once what was committed before the call is applied (one pull, shared by concurrent callers). */
   refresh(): Promise<void>;
+  /**
+   * Resolves once every revision the change feed has announced, and
+   * `atLeast` (a revision a client saw, perhaps on another replica), is
+   * applied; reads the database only when one of them is past the applied
+   * revision.
+   */
+  settle(atLeast?: number): Promise<void>;
   /** The node's newest applied state; null if the node is unknown. */
   state(node: string): NodeState | null;
   /** Delta from the node's state at `since` to its newest; "gone" if `since` is older than the retained history. */
@@ -88,17 +105,24 @@ interface Pulled {
   /** The lowest revision with a change in it (head + 1 when none). */
   first: number;
   changes: Change[];
+  /** Node rows the log names (registered, re-registered, deleted): announced again once applied. */
+  nodeEvents?: ChangeEvent[];
   full?: Snapshot;
 }
 
 /** The order a pull applies row deletes in: a row that names others before the rows it names, the tenant last. */
 const PULL_DELETE_ORDER: Record<string, number> = { policy: 0, service: 1, workload: 2, identity: 3, tenant: 4 };
 
+/** How often the newest revision is read even without a notification: the bound on a lost NOTIFY. */
+const SAFETY_PULL_MS = 5000;
+
 export class Follower implements DatapathReader {
   private rows = new Rows();
   /** Replaced by start()'s full load. */
   private compiler: Compiler = createCompiler(this.rows.snapshotOf([]));
   private revision = 0;
+  /** The newest revision the change feed has announced. */
+  private announced = 0;
   private maxBackendId = 0;
   private maxCidrId = 0;
   private readonly history: NodeHistory;
@@ -144,13 +168,12 @@ export class Follower implements DatapathReader {
   async start(): Promise<void> {
     this.applyPulled(await platformRead(this.db, (tx) => this.pullAll(tx)));
     this.unsubscribe = this.feed.subscribe((event) => {
+      if (event.revision > this.announced) this.announced = event.revision;
       if (event.revision > this.revision) void this.refresh();
     });
-    // Held long polls depend on NOTIFY; should the LISTEN connection drop a
-    // notification, this bounds how late they learn of a change.
-    this.poller = setInterval(() => {
-      if (this.history.waiting) void this.refresh();
-    }, 5000);
+    // Polls trust the feed; should the LISTEN connection drop a notification,
+    // this bounds how late they learn of a change (one statement per period).
+    this.poller = setInterval(() => void this.refresh(), SAFETY_PULL_MS);
     this.poller.unref();
   }
 
@@ -181,6 +204,11 @@ export class Follower implements DatapathReader {
       this.pending.push(resolve);
       this.pump();
     });
+  }
+
+  settle(atLeast = 0): Promise<void> {
+    if (this.stopped || (!this.reloadNeeded && Math.max(this.announced, atLeast) <= this.revision)) return Promise.resolve();
+    return this.refresh();
   }
 
   private pump(): void {
@@ -265,18 +293,25 @@ export class Follower implements DatapathReader {
   /** The changes past this.revision (below `before` when given), with the rows they name as they are now. */
   private async pull(tx: Tx, before?: number): Promise<Pulled> {
     const from = this.revision;
+    // Retention (db/log-retention.ts) raises the horizon before deleting at or below it, so this
+    // snapshot either still holds every change past `from` or shows the horizon above it.
+    const [horizon] = await tx.select({ prunedThrough: changeLogHorizon.prunedThrough }).from(changeLogHorizon);
+    if (from < (horizon?.prunedThrough ?? 0)) {
+      this.log.warn({ applied: from, prunedThrough: horizon!.prunedThrough }, "datapath: the change log was pruned past this replica's revision; reloading everything");
+      return this.pullAll(tx);
+    }
     let head: number;
     if (before === undefined) {
       const [counter] = await tx.select({ revision: revisionCounter.revision }).from(revisionCounter);
       head = counter?.revision ?? 0;
     } else head = before - 1;
     const logged = await tx
-      .select({ revision: changeLog.revision, tenantId: changeLog.tenantId, kind: changeLog.kind, name: changeLog.name })
+      .select({ revision: changeLog.revision, tenantId: changeLog.tenantId, kind: changeLog.kind, name: changeLog.name, op: changeLog.op })
       .from(changeLog)
       .where(and(gt(changeLog.revision, from), lt(changeLog.revision, head + 1)))
       .orderBy(asc(changeLog.revision), asc(changeLog.id));
     // The last change of each resource decides the order its current row is applied in.
-    const latest = new Map<string, { revision: number; tenantId: number; kind: string; name: string }>();
+    const latest = new Map<string, ChangeEvent>();
     for (const e of logged) {
       if (e.kind !== "tenant" && !(ROW_KINDS as readonly string[]).includes(e.kind)) continue;
       const key = `${e.kind}/${e.tenantId}/${e.name}`;
@@ -292,7 +327,8 @@ export class Follower implements DatapathReader {
     }
     // Only what the log names is read again: a pull per request must not cost a scan of 1,000 nodes.
     // Nodes are logged by name; ids are allocated only by writes that log the rows needing them.
-    const nodeNames = new Set(logged.filter((e) => e.kind === NODE_KIND).map((e) => e.name));
+    const nodeEvents = logged.filter((e) => e.kind === NODE_KIND);
+    const nodeNames = new Set(nodeEvents.map((e) => e.name));
     const ns =
       nodeNames.size === 0
         ? []
@@ -316,7 +352,7 @@ export class Follower implements DatapathReader {
     }
     for (const name of nodeNames) if (!found.has(name) && this.rows.nodes.has(name)) changes.push({ kind: "node", op: "delete", name });
     changes.push(...deletes.sort((a, b) => a.order - b.order).map((d) => d.change), ...puts);
-    return { head, first: logged[0]?.revision ?? head + 1, changes };
+    return { head, first: logged[0]?.revision ?? head + 1, changes, nodeEvents };
   }
 
   private async reload(tx: Tx, kind: string, tenantId: number, name: string): Promise<Exclude<Change, { kind: "backendId" | "cidrIdentity" }>> {
@@ -402,7 +438,10 @@ export class Follower implements DatapathReader {
       nodes = reached();
     }
     this.revision = p.head;
-    for (const node of this.history.trackedNodes()) if (nodes === null || nodes.has(node)) this.history.record(node, first);
+    if (p.head > this.announced) this.announced = p.head;
+    this.history.recordLater(nodes, first);
+    // Caches keyed by node (node credentials) learn of these from NOTIFY too, unless it was lost: say it again.
+    if (p.nodeEvents !== undefined && p.nodeEvents.length > 0) this.feed.publish(p.nodeEvents);
     return true;
   }
 

@@ -41,6 +41,16 @@ function pgProblem(err: { code?: unknown; message: string }): HttpProblem | unde
   return undefined;
 }
 
+/**
+ * pg-pool's error when no pooled connection freed up within WEFT_DB_POOL_WAIT
+ * (db/client.ts): the database is stuck or the replica overloaded, not the
+ * request at fault. drizzle wraps it, so look at the cause too.
+ */
+function poolExhausted(err: Error & { cause?: unknown }): boolean {
+  const timedOut = (e: unknown) => e instanceof Error && e.message === "timeout exceeded when trying to connect";
+  return timedOut(err) || timedOut(err.cause);
+}
+
 /** The status that answers each kind of the mesh's refusals (mesh/refusal.ts). */
 const REFUSAL_STATUS: Record<RefusalKind, number> = {
   malformed: 400,
@@ -94,6 +104,10 @@ export function installErrorHandling(app: FastifyInstance, hooks: ErrorHandlingH
     }
     const fromPg = pgProblem(err) ?? (err.cause instanceof Error ? pgProblem(err.cause as Error & { code?: unknown }) : undefined);
     if (fromPg) return send(reply, request, fromPg);
+    if (poolExhausted(err)) {
+      request.log.warn("no database connection freed up within WEFT_DB_POOL_WAIT");
+      return send(reply, request, new HttpProblem(503, "the database is busy; retry shortly", undefined, { "retry-after": "1" }));
+    }
     const status = err.statusCode ?? 500;
     if (status >= 400 && status < 500) return send(reply, request, new HttpProblem(status, err.message), hooks);
     request.log.error({ err }, "request failed");

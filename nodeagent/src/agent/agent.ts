@@ -104,6 +104,31 @@ export interface Applied {
   elapsedMs: number;
 }
 
+/**
+ * One move of the revision the agent holds, in order: a full state (first,
+ * after a 410 "gone", or refetched after a refusal or a failed apply), a
+ * delta patched onto the revision `base`, or an empty delta that moved the
+ * revision on from `base` without a change ("advance"). A sequence without
+ * a gap has every delta's and advance's base equal to the revision before it.
+ */
+export interface RevisionStep {
+  revision: number;
+  hash: string;
+  kind: "full" | "delta" | "advance";
+  /** The revision a delta or advance started from; null for a full state. */
+  base: number | null;
+  /** Why a full state was fetched. */
+  after?: "start" | "gone" | "refetch";
+}
+
+/** Entries kept of `revisions` and `history`: the latest, not a growing log. */
+export const REVISION_RECORD_LIMIT = 1024;
+
+function keepLatest<T>(list: T[], item: T): void {
+  list.push(item);
+  if (list.length > REVISION_RECORD_LIMIT) list.splice(0, list.length - REVISION_RECORD_LIMIT);
+}
+
 export class AgentLoop {
   private readonly engine: ApplyEngine;
   private readonly backoff: Backoff;
@@ -152,8 +177,12 @@ export class AgentLoop {
   private lastOutside = "";
   /** The addresses (and API-given interfaces) the veths were last synced to, for rounds without a change. */
   private vethInput: { addresses: string[]; interfaces: Map<string, string> } | null = null;
-  /** Every apply, for tests and the restart proof. */
+  /** The latest applies (REVISION_RECORD_LIMIT), for tests and the restart proof. */
   readonly history: Applied[] = [];
+  /** The latest revision steps (REVISION_RECORD_LIMIT), served on GET /revisions: proof that no revision was skipped. */
+  readonly revisions: RevisionStep[] = [];
+  /** What the next full state applied follows: the start, a 410; after the first, anything else is a refetch (a refusal, a failed apply). */
+  private fullAfter: NonNullable<RevisionStep["after"]> = "start";
   private waiters: (() => void)[] = [];
   /** The status report in flight (reportSoon), and whether another was asked for meanwhile. */
   private reporting: Promise<void> | null = null;
@@ -371,6 +400,7 @@ export class AgentLoop {
       this.behindLog = true;
       this.etag = null;
       this.deltaFromGood = false;
+      this.fullAfter = "gone";
       return true;
     }
     this.noteFetched(answer.body);
@@ -383,7 +413,9 @@ export class AgentLoop {
         if (isEmptyDelta(delta) && delta.hash === this.good.hash) {
           // Nothing for this node since our revision (a long poll's timeout): ask from the newer one next,
           // else a revision that moved on without content would answer every poll at once.
-          this.good = { ...this.good, revision: Math.max(this.good.revision, delta.revision) };
+          const base = this.good.revision;
+          this.good = { ...this.good, revision: Math.max(base, delta.revision) };
+          keepLatest(this.revisions, { revision: this.good.revision, hash: this.good.hash, kind: "advance", base });
           await this.recheck();
           return true;
         }
@@ -402,13 +434,18 @@ export class AgentLoop {
     try {
       const r = this.engine.apply(next.maps);
       this.o.metrics.applied(next.revision, r.elapsedMs / 1000, entryCounts(next), r.upserts, r.deletes);
+      keepLatest(
+        this.revisions,
+        answer.kind === "full" ? { revision: next.revision, hash: next.hash, kind: "full", base: null, after: this.fullAfter } : { revision: next.revision, hash: next.hash, kind: "delta", base: this.good!.revision },
+      );
+      this.fullAfter = "refetch";
       this.good = next;
       this.behindLog = false;
       this.deltaFromGood = true;
       this.etag = answer.etag;
       this.errors = [];
       const applied = { revision: next.revision, hash: next.hash, upserts: r.upserts, deletes: r.deletes, elapsedMs: r.elapsedMs };
-      this.history.push(applied);
+      keepLatest(this.history, applied);
       if (r.upserts + r.deletes > 0) this.log("info", "applied datapath", applied);
     } catch (err) {
       this.o.metrics.applyError();

@@ -21,7 +21,11 @@ const MAX_CA_BYTES = 64 * 1024;
 /** The fetch the agent calls the API with: Node's own, or one that trusts only caPem. */
 export function apiFetch(caPem: string | null): typeof fetch {
   if (caPem === null) return fetch;
-  const dispatcher = new Agent({ connect: { ca: caPem } });
+  return fetchThrough(new Agent({ connect: { ca: caPem } }));
+}
+
+/** A fetch whose connections are the dispatcher's (its CA, its pinned address). */
+export function fetchThrough(dispatcher: Agent): typeof fetch {
   return ((input: string, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
 }
 
@@ -82,8 +86,23 @@ export async function fetchPinnedCa(api: string, pin: string): Promise<string> {
   }
 }
 
+/** The pinned CA from the first replica that serves it (one down must not stop a first start); every failure when none does. */
+async function fetchPinnedCaFromAny(apis: readonly string[], pin: string): Promise<{ pem: string; api: string }> {
+  const failures: string[] = [];
+  for (const api of apis) {
+    try {
+      return { pem: await fetchPinnedCa(api, pin), api };
+    } catch (err) {
+      failures.push((err as Error).message);
+    }
+  }
+  throw new Error(failures.length === 1 ? failures[0] : `${failures.join("; ")} (tried ${apis.join(", ")})`);
+}
+
 export interface TrustConfig {
   api: string;
+  /** Every API replica (--api A,B): the pinned CA is fetched from the first that serves it. */
+  apis?: readonly string[];
   stateDir: string;
   apiCa?: string | undefined;
   apiCaSha256?: string | undefined;
@@ -116,11 +135,11 @@ export async function resolveApiCa(cfg: TrustConfig): Promise<{ pem: string | nu
         // Another pin than the saved copy's: fetch what the pin names.
       }
     }
-    const pem = await fetchPinnedCa(cfg.api, pin);
+    const { pem, api } = await fetchPinnedCaFromAny(cfg.apis?.length ? cfg.apis : [cfg.api], pin);
     ensureStateDir(cfg.stateDir);
     writeFileSync(`${saved}.tmp`, pem, { mode: 0o644 });
     renameSync(`${saved}.tmp`, saved);
-    return { pem, source: `${cfg.api}/v1/system/ca, pinned by --api-ca-sha256, saved as ${saved}` };
+    return { pem, source: `${api}/v1/system/ca, pinned by --api-ca-sha256, saved as ${saved}` };
   }
   return { pem: null, source: "the system's roots" };
 }

@@ -9,6 +9,7 @@ import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 
 import { transportFailure } from "./api-trust.ts";
+import { EndpointSet, type Endpoint } from "./endpoints.ts";
 
 export class ApiError extends Error {
   constructor(
@@ -376,12 +377,20 @@ export function datapathTimeoutMs(waitSeconds: number): number {
 }
 
 export class ApiClient {
+  /** Where every call goes: one round over the set per call, from its current endpoint (endpoints.ts). */
+  readonly endpoints: EndpointSet;
+
   constructor(
-    readonly baseUrl: string,
+    /** One base URL, or the agent's endpoint set. */
+    api: string | EndpointSet,
     private credential: string | null = null,
-    /** How the API's certificate is checked over https (api-trust.ts apiFetch); Node's fetch by default. */
-    private readonly fetchApi: typeof fetch = fetch,
-  ) {}
+    /** For a single base URL: how the API's certificate is checked over https (api-trust.ts apiFetch); Node's fetch by default. */
+    fetchApi: typeof fetch = fetch,
+    /** Bound on each attempt of a call other than a long poll (tests shorten it). */
+    private readonly requestTimeoutMs = REQUEST_TIMEOUT_MS,
+  ) {
+    this.endpoints = typeof api === "string" ? new EndpointSet([api], { fetch: fetchApi }) : api;
+  }
 
   setCredential(credential: string): void {
     this.credential = credential;
@@ -535,23 +544,63 @@ export class ApiClient {
     }
   }
 
-  private async request(method: string, path: string, payload?: unknown, headers: Record<string, string> = {}, timeoutMs = REQUEST_TIMEOUT_MS, signal?: AbortSignal): Promise<Response> {
+  /**
+   * One call, failing over: from the current endpoint, each endpoint once
+   * until one answers below 500. A refused connection, a reset, a timeout
+   * or a 5xx moves the set to the next endpoint at once; only when the
+   * whole round failed does the caller see the failure (and back off).
+   * The caller's own abort (the agent stopping) ends the call where it is.
+   */
+  private async request(method: string, path: string, payload?: unknown, headers: Record<string, string> = {}, timeoutMs = this.requestTimeoutMs, signal?: AbortSignal): Promise<Response> {
     const h: Record<string, string> = { accept: "application/json", ...headers };
     if (this.credential) h.authorization = `Bearer ${this.credential}`;
     if (payload !== undefined) h["content-type"] = "application/json";
-    const timeout = AbortSignal.timeout(timeoutMs);
-    try {
-      return await this.fetchApi(`${this.baseUrl}${path}`, {
-        method,
-        headers: h,
-        ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}),
-        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-      });
-    } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      const why = timeout.aborted ? `no answer within ${timeoutMs} ms` : transportFailure(cause, (err as Error).message);
-      throw new ApiError(`failed to ${method} ${path}: ${why}`, 0);
+    const body = payload !== undefined ? JSON.stringify(payload) : undefined;
+    return this.failingOver(method, path, timeoutMs, signal, async (ep, deadline) => {
+      const res = await ep.fetch(`${ep.base}${path}`, { method, headers: h, ...(body !== undefined ? { body } : {}), signal: deadline });
+      return { status: res.status, answer: res, discard: () => res.body?.cancel() };
+    });
+  }
+
+  /**
+   * The round behind request() and postLarge(): `send` once per endpoint,
+   * from the current one, until an answer below 500; the last endpoint's
+   * 5xx is answered as it is, its transport failure thrown as ApiError 0.
+   */
+  private async failingOver<T>(
+    method: string,
+    path: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+    send: (ep: Endpoint, deadline: AbortSignal) => Promise<{ status: number; answer: T; discard: () => unknown }>,
+  ): Promise<T> {
+    const round = await this.endpoints.round();
+    const several = round.length > 1;
+    for (const [i, ep] of round.entries()) {
+      const last = i === round.length - 1;
+      const timeout = AbortSignal.timeout(timeoutMs);
+      try {
+        const r = await send(ep, signal ? AbortSignal.any([signal, timeout]) : timeout);
+        if (r.status < 500) return r.answer;
+        this.endpoints.failed(ep, `answered ${r.status}`);
+        if (last) {
+          this.endpoints.roundFailed();
+          return r.answer;
+        }
+        await r.discard();
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause ?? (err as { code?: string; message?: string });
+        const why = timeout.aborted ? `no answer within ${timeoutMs} ms` : transportFailure(cause, (err as Error).message);
+        const where = several ? ` on ${ep.label}` : "";
+        if (signal?.aborted) throw new ApiError(`failed to ${method} ${path}${where}: ${why}`, 0);
+        this.endpoints.failed(ep, why);
+        if (last) {
+          this.endpoints.roundFailed();
+          throw new ApiError(`failed to ${method} ${path}${where}${several ? `, the last of ${round.length} API endpoints` : ""}: ${why}`, 0);
+        }
+      }
     }
+    throw new Error("failed to call the API: the endpoint set is empty");
   }
 
   private async failure(method: string, path: string, res: Response): Promise<ApiError> {
@@ -573,28 +622,29 @@ export class ApiClient {
    */
   private postLarge(path: string, payload: unknown, signal?: AbortSignal): Promise<{ status: number; text: string; retryAfter: string | null }> {
     const body = Buffer.from(JSON.stringify(payload));
-    const url = new URL(`${this.baseUrl}${path}`);
     const headers: Record<string, string | number> = { accept: "application/json", "content-type": "application/json", "content-length": body.length };
     if (this.credential) headers.authorization = `Bearer ${this.credential}`;
-    const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
-    const send = url.protocol === "https:" ? httpsRequest : httpRequest;
-    return new Promise((resolve, reject) => {
-      const req = send(url, { method: "POST", headers, signal: signal ? AbortSignal.any([signal, timeout]) : timeout }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on("data", (c: Buffer) => {
-          // Only a problem's title and detail are read: the rest of a long answer is not kept.
-          if (size < MAX_ANSWER_KEPT) chunks.push(c);
-          size += c.length;
+    return this.failingOver("POST", path, this.requestTimeoutMs, signal, (ep, deadline) => {
+      const url = new URL(`${ep.base}${path}`);
+      const send = url.protocol === "https:" ? httpsRequest : httpRequest;
+      return new Promise((resolve, reject) => {
+        const req = send(url, { method: "POST", headers, signal: deadline, ...ep.requestOptions }, (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (c: Buffer) => {
+            // Only a problem's title and detail are read: the rest of a long answer is not kept.
+            if (size < MAX_ANSWER_KEPT) chunks.push(c);
+            size += c.length;
+          });
+          res.on("end", () => {
+            const answer = { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8", 0, MAX_ANSWER_KEPT), retryAfter: (res.headers["retry-after"] as string | undefined) ?? null };
+            resolve({ status: answer.status, answer, discard: () => undefined });
+          });
+          res.on("error", reject);
         });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8", 0, MAX_ANSWER_KEPT), retryAfter: (res.headers["retry-after"] as string | undefined) ?? null }));
-        res.on("error", fail);
+        req.on("error", reject);
+        req.end(body);
       });
-      function fail(err: Error & { code?: string }): void {
-        reject(new ApiError(`failed to POST ${path}: ${timeout.aborted ? `no answer within ${REQUEST_TIMEOUT_MS} ms` : (err.code ?? err.message)}`, 0));
-      }
-      req.on("error", fail);
-      req.end(body);
     });
   }
 }

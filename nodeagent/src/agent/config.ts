@@ -22,8 +22,15 @@ export class UsageError extends Error {}
 
 export interface AgentConfig {
   command: "run" | "cleanup";
-  /** Base URL of the API, e.g. http://127.0.0.1:8080; required to run. */
+  /** Base URL of the API, e.g. http://127.0.0.1:8080: the first of `apis`; required to run. */
   api: string;
+  /**
+   * Every API base URL given (--api A,B,C), in the order to try them; the
+   * agent fails over between them, and between the addresses of a URL whose
+   * host name resolves to several (endpoints.ts). Absent (as in-process
+   * callers build it): `api` alone.
+   */
+  apis?: string[];
   /** A PEM file of the CA(s) the API's certificate must chain to (https only); unset: the system's roots. */
   apiCa?: string | undefined;
   /**
@@ -78,7 +85,7 @@ export interface AgentConfig {
 
 /** Flag name -> [config key, environment variable, value shown in --help, what it is]. */
 const FLAGS = {
-  "--api": ["api", "WEFT_API", "URL", "the API's base URL (required to run)"],
+  "--api": ["api", "WEFT_API", "URL[,URL...]", "the API's base URL, or several replicas' comma-separated; a host name with several addresses is tried at each (required to run)"],
   "--api-ca": ["apiCa", "WEFT_API_CA", "FILE", "PEM CA certificates that sign an https API's certificate (default: Node's roots and NODE_EXTRA_CA_CERTS)"],
   "--api-ca-sha256": ["apiCaSha256", "WEFT_API_CA_SHA256", "HEX", "pin the API's operator CA by its SHA-256, fetched once from GET /v1/system/ca and kept in the state directory"],
   "--name": ["name", "WEFT_NODE_NAME", "N", "this node's name (required to run)"],
@@ -104,19 +111,23 @@ export const ENVIRONMENT: readonly string[] = Object.values(FLAGS).map(([, envNa
 const SWITCHES: ReadonlySet<string> = new Set(["--lb-host-traffic", "--svid-files"]);
 type Key = (typeof FLAGS)[keyof typeof FLAGS][0];
 
-export const USAGE = "usage: weft-agent [run|cleanup] --api URL --name N [--join-token-file FILE] [--zone Z] [options]; weft-agent --help lists them";
+export const USAGE = "usage: weft-agent [run|cleanup] --api URL[,URL...] --name N [--join-token-file FILE] [--zone Z] [options]; weft-agent --help lists them";
 
 /** `weft-agent --help`: every flag with its environment variable, from the same table the parser reads. */
 export const HELP = [
   "weft-agent: the Weft node agent. Programs this node's eBPF maps from the API's compiled datapath state.",
   "",
-  "usage: weft-agent [run] --api URL --name N [--join-token-file FILE] [--zone Z] [options]",
+  "usage: weft-agent [run] --api URL[,URL...] --name N [--join-token-file FILE] [--zone Z] [options]",
   "       weft-agent cleanup [--pin-dir DIR]     detach every program, remove every pin",
   "",
   "options (each also from its environment variable; a flag wins):",
   ...Object.entries(FLAGS).map(([flag, [, envName, value, what]]) => `  ${`${flag} ${value}`.padEnd(36)} ${envName.padEnd(26)} ${what}`),
   "",
   "The join token is needed only for the first start; the node's credential is kept in the state directory.",
+  "Several API replicas: --api https://a:8443,https://b:8443, or one URL whose host name resolves to several",
+  "addresses (each tried with the name kept for TLS). The agent stays on the endpoint that answers and moves to",
+  "the next at once on a refused or reset connection, a timeout or a 5xx, backing off only after every endpoint",
+  "failed; --api-ca and --api-ca-sha256 apply to each.",
   "GET /healthz, /readyz and /metrics answer on 127.0.0.1:<metrics port>.",
   "Exit codes: 0 stopped by a signal or cleanup done, 1 failed to start, 2 bad invocation.",
   "",
@@ -152,6 +163,37 @@ export function joinTokenOf(cfg: Pick<AgentConfig, "joinToken" | "joinTokenFile"
   return token;
 }
 
+/** More API URLs than this is not a replica list (each may resolve to several addresses besides). */
+export const MAX_API_URLS = 16;
+
+/**
+ * --api's value: one base URL or several, comma-separated, each http(s),
+ * all of one scheme (the CA options apply to every one), none twice;
+ * trailing slashes dropped.
+ */
+export function parseApis(text: string): string[] {
+  if (text.trim() === "") return [];
+  const items = text.split(",").map((t) => t.trim());
+  if (items.length > MAX_API_URLS) throw new UsageError(`--api lists ${items.length} URLs; at most ${MAX_API_URLS}`);
+  const urls: string[] = [];
+  for (const item of items) {
+    if (item === "") throw new UsageError(`--api ${JSON.stringify(text)} has an empty URL in its list; separate URLs with single commas`);
+    let url: URL;
+    try {
+      url = new URL(item);
+    } catch {
+      throw new UsageError(`--api ${JSON.stringify(item)} is not a URL`);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`--api must be http(s), not ${url.protocol}`);
+    if (url.search || url.hash || url.username || url.password) throw new UsageError(`--api ${JSON.stringify(item)} must be a base URL: no query, fragment or user`);
+    const base = item.replace(/\/+$/, "");
+    if (urls.includes(base)) throw new UsageError(`--api lists ${JSON.stringify(base)} twice`);
+    if (urls.length > 0 && new URL(urls[0]!).protocol !== url.protocol) throw new UsageError(`--api mixes http:// and https:// URLs: give every replica the same scheme`);
+    urls.push(base);
+  }
+  return urls;
+}
+
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
   let command: AgentConfig["command"] = "run";
@@ -182,23 +224,14 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   const joinTokenFile = get("joinTokenFile");
   if (joinToken !== undefined && joinTokenFile !== undefined) throw new UsageError("give the join token once: --join-token (WEFT_JOIN_TOKEN) or --join-token-file (WEFT_JOIN_TOKEN_FILE)");
 
-  const api = get("api") ?? "";
+  const apis = parseApis(get("api") ?? "");
   const name = get("name") ?? "";
   if (command === "run") {
-    if (!api) throw new UsageError("--api (or WEFT_API) is required");
+    if (apis.length === 0) throw new UsageError("--api (or WEFT_API) is required");
     if (!name) throw new UsageError("--name (or WEFT_NODE_NAME) is required");
   }
-  if (api) {
-    let url: URL;
-    try {
-      url = new URL(api);
-    } catch {
-      throw new UsageError(`--api ${JSON.stringify(api)} is not a URL`);
-    }
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`--api must be http(s), not ${url.protocol}`);
-    for (const flag of ["apiCa", "apiCaSha256"] as const) {
-      if (get(flag) !== undefined && url.protocol !== "https:") throw new UsageError(`--${flag === "apiCa" ? "api-ca" : "api-ca-sha256"} needs an https:// --api`);
-    }
+  for (const flag of ["apiCa", "apiCaSha256"] as const) {
+    if (get(flag) !== undefined && apis.some((u) => !u.startsWith("https:"))) throw new UsageError(`--${flag === "apiCa" ? "api-ca" : "api-ca-sha256"} needs an https:// --api (every URL of it)`);
   }
   if (get("apiCa") !== undefined && get("apiCaSha256") !== undefined) throw new UsageError("--api-ca and --api-ca-sha256 exclude each other: give the CA file, or its SHA-256 to fetch it");
   const pinText = get("apiCaSha256");
@@ -223,7 +256,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (!/^[A-Za-z0-9_.@:-]{1,15}$/.test(uplink) || uplink === "." || uplink === "..") throw new UsageError(`--uplink ${JSON.stringify(uplink)} is not an interface name, auto or off`);
   return {
     command,
-    api: api.replace(/\/+$/, ""),
+    api: apis[0] ?? "",
+    apis,
     joinToken,
     ...(joinTokenFile === undefined ? {} : { joinTokenFile }),
     ...(get("apiCa") !== undefined ? { apiCa: get("apiCa") } : {}),

@@ -17,6 +17,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import { possibleCpus } from "../kernel/index.ts";
 import type { MapTarget } from "../apply/index.ts";
 import { MANAGED_MAPS, type ManagedMap } from "../apply/index.ts";
+import type { EndpointSet } from "./endpoints.ts";
 
 export interface VerdictCount {
   hook: Hook;
@@ -167,6 +168,35 @@ export class AgentMetrics {
       help: "1 when the workload's health check passes (healthy), 0 when it fails (unhealthy); absent while unknown or not probed",
       labelNames: ["tenant", "workload"],
       registers,
+    });
+  }
+
+  /**
+   * The API endpoints' failovers and which endpoint is in use, read from the
+   * set at each scrape: the index (its position among --api's URLs and their
+   * addresses, bounded) rather than the URL as a label.
+   */
+  watchEndpoints(set: Pick<EndpointSet, "switches" | "active">): void {
+    const registers = [this.registry];
+    new Counter({
+      name: "weft_agent_api_endpoint_switches_total",
+      help: "Times the agent moved to the next API endpoint after a refused or reset connection, a timeout or a 5xx",
+      registers,
+      collect() {
+        this.reset();
+        this.inc(set.switches);
+      },
+    });
+    new Gauge({
+      name: "weft_agent_api_endpoint_info",
+      help: "1 for the API endpoint in use, by its index in --api's list (a host name's addresses each count, in resolved order); absent before the first call",
+      labelNames: ["index"],
+      registers,
+      collect() {
+        this.reset();
+        const active = set.active;
+        if (active) this.set({ index: String(active.index) }, 1);
+      },
     });
   }
 

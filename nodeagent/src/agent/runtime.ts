@@ -11,7 +11,8 @@ import { AgentLoop, jsonLog, type Log } from "./agent.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { ApiClient } from "./client.ts";
 import { joinTokenOf, type AgentConfig } from "./config.ts";
-import { apiFetch, resolveApiCa } from "./api-trust.ts";
+import { resolveApiCa } from "./api-trust.ts";
+import { EndpointSet, type Resolver } from "./endpoints.ts";
 import { AgentMetrics, readVerdicts } from "./metrics.ts";
 import { ensureStateDir, loadRegistration, saveRegistration, type SavedRegistration } from "./state.ts";
 import { SvidManager } from "./svid.ts";
@@ -26,6 +27,8 @@ export interface RuntimeOptions {
   log?: Log;
   /** How often the SVID manager reads the tenants' bundles again (ms; its default otherwise). */
   bundleRefreshMs?: number;
+  /** How API host names resolve to addresses (tests: names of their own); the system's resolver otherwise. */
+  resolve?: Resolver;
   /** Base URL flow batches are POSTed to, with the node credential, instead of cfg.api (tests: a recording server). */
   flowsApi?: string;
 }
@@ -51,7 +54,9 @@ export async function ensureRegistered(cfg: AgentConfig, client: ApiClient, log:
   ensureStateDir(cfg.stateDir);
   const saved = loadRegistration(cfg.stateDir);
   if (saved) {
-    if (saved.node !== cfg.name || saved.api !== cfg.api) {
+    // A replica added to or removed from --api is the same API: any URL of the list will do.
+    const apis = cfg.apis?.length ? cfg.apis : [cfg.api];
+    if (saved.node !== cfg.name || !apis.includes(saved.api)) {
       throw new Error(
         `failed to start node ${cfg.name}: ${join(cfg.stateDir, "node.json")} holds node ${saved.node} of ${saved.api}; use that name and API, or another --state-dir`,
       );
@@ -84,12 +89,20 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
   ensureStateDir(cfg.stateDir);
   const trust = await resolveApiCa(cfg);
   if (cfg.api.startsWith("https:")) log("info", "trusting the API's certificate", { ca: trust.source });
-  const client = new ApiClient(cfg.api, null, apiFetch(trust.pem));
-  const registration = await ensureRegistered(cfg, client, log);
-  client.setCredential(registration.credential);
-
-  const datapath = KernelDatapath.load({ pinDir: cfg.pinDir, ...(options.objectDir ? { objectDir: options.objectDir } : {}) });
+  const endpoints = apiEndpoints(cfg, trust.pem, log, options.resolve);
+  const client = new ApiClient(endpoints, null);
+  let registration: SavedRegistration;
+  let datapath: KernelDatapath;
+  try {
+    registration = await ensureRegistered(cfg, client, log);
+    client.setCredential(registration.credential);
+    datapath = KernelDatapath.load({ pinDir: cfg.pinDir, ...(options.objectDir ? { objectDir: options.objectDir } : {}) });
+  } catch (err) {
+    await endpoints.close();
+    throw err;
+  }
   const metrics = new AgentMetrics(() => readVerdicts(datapath.maps.metrics));
+  metrics.watchEndpoints(endpoints);
   let svids: SvidManager | null = null;
   let workloadApi: WorkloadApiServer | null = null;
   let flows: RunningFlows | null = null;
@@ -100,7 +113,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     datapath.attachCgroup(cfg.cgroup);
     const uplink = configureUplink(datapath, cfg);
     const metricsPort = await metrics.listen(cfg.metricsPort);
-    flows = startFlowsOrLog(cfg, options, datapath, registration, metrics, log);
+    flows = startFlowsOrLog(cfg, options, datapath, registration, client, metrics, log);
     svids = new SvidManager({
       stateDir: cfg.stateDir,
       client,
@@ -131,6 +144,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       ...(options.backoff ? { backoff: options.backoff } : {}),
       log,
     });
+    metrics.serve("/revisions", () => ({ status: 200, body: { revisions: loop.revisions } }));
     metrics.readyWhen(() => loop.readiness());
     metrics.aliveWhen(() => loop.liveness());
     const abort = new AbortController();
@@ -158,6 +172,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
           s.close();
           await metrics.close();
           datapath.close();
+          await endpoints.close();
         })()),
     };
   } catch (err) {
@@ -166,6 +181,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     svids?.close();
     await metrics.close();
     datapath.close();
+    await endpoints.close();
     throw err;
   }
 }
@@ -175,15 +191,24 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
  * ring buffer, a bad write) is logged and leaves flows off: the datapath
  * loop never depends on them.
  */
-function startFlowsOrLog(cfg: AgentConfig, options: RuntimeOptions, datapath: KernelDatapath, registration: SavedRegistration, metrics: AgentMetrics, log: Log): RunningFlows {
+function startFlowsOrLog(cfg: AgentConfig, options: RuntimeOptions, datapath: KernelDatapath, registration: SavedRegistration, api: ApiClient, metrics: AgentMetrics, log: Log): RunningFlows {
   const config = cfg.flows ?? DEFAULT_FLOW_CONFIG;
-  const client = new ApiClient(options.flowsApi ?? cfg.api, registration.credential);
+  const client = options.flowsApi ? new ApiClient(options.flowsApi, registration.credential) : api;
   try {
     return startFlows({ config, datapath, node: registration.node, client, metrics, log, ...(options.backoff ? { backoff: options.backoff } : {}) });
   } catch (err) {
     log("error", "failed to start flows; the agent runs without them", { error: (err as Error).message });
     return { collector: null, uploader: null, stop: async () => undefined };
   }
+}
+
+/** The API endpoints of --api, trusting the API's CA, their switches logged (and counted on /metrics by the set). */
+function apiEndpoints(cfg: AgentConfig, caPem: string | null, log: Log, resolve?: Resolver): EndpointSet {
+  return new EndpointSet(cfg.apis?.length ? cfg.apis : [cfg.api], {
+    caPem,
+    ...(resolve ? { resolve } : {}),
+    onSwitch: (from, to, reason) => log("warn", "API endpoint failed; moving to the next", { from: from.label, to: to.label, reason }),
+  });
 }
 
 /**

@@ -138,17 +138,23 @@ const EC_SPKI_PREFIXES: readonly { crv: string; prefix: Buffer; coordBytes: numb
   { crv: "P-384", prefix: Buffer.from("3076301006072a8648ce3d020106052b81040022036200" + "04", "hex"), coordBytes: 48 },
 ];
 
+const ecSpkiForm = (spki: Buffer) =>
+  EC_SPKI_PREFIXES.find(({ prefix, coordBytes }) => spki.length === prefix.length + 2 * coordBytes && spki.subarray(0, prefix.length).equals(prefix)) ?? null;
+
+/** "P-256" or "P-384" for an EC SPKI of that curve with an uncompressed point; null for any other key. */
+export function ecCurve(spki: Buffer): "P-256" | "P-384" | null {
+  return (ecSpkiForm(spki)?.crv as "P-256" | "P-384" | undefined) ?? null;
+}
+
 /** An EC P-256 or P-384 SPKI (uncompressed point) as a public JWK; null for any other key. */
 export function ecJwk(spki: Buffer): { kty: "EC"; crv: string; x: string; y: string } | null {
-  for (const { crv, prefix, coordBytes } of EC_SPKI_PREFIXES) {
-    if (spki.length !== prefix.length + 2 * coordBytes || !spki.subarray(0, prefix.length).equals(prefix)) continue;
-    const at = prefix.length;
-    return {
-      kty: "EC",
-      crv,
-      x: spki.subarray(at, at + coordBytes).toString("base64url"),
-      y: spki.subarray(at + coordBytes).toString("base64url"),
-    };
-  }
-  return null;
+  const form = ecSpkiForm(spki);
+  if (!form) return null;
+  const at = form.prefix.length;
+  return {
+    kty: "EC",
+    crv: form.crv,
+    x: spki.subarray(at, at + form.coordBytes).toString("base64url"),
+    y: spki.subarray(at + form.coordBytes).toString("base64url"),
+  };
 }

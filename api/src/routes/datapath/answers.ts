@@ -1,27 +1,29 @@
 /**
- * The datapath route's response bodies, encoded once and shared.
+ * The datapath route's response bodies, built from shared pieces.
  *
  * When one write wakes 1,000 long polls, every one of them answers within
  * the same moment; encoding each answer per request (the schema serializer
  * validates a union branch over every entry) cost more than the compile.
- * So bodies are Buffers, sent past the serializer, and remembered:
- *  - a full state, for each node's last asked state (NodeBodies): built from
- *    per-part JSON fragments (kept while the part lives), so a part held by
- *    every node (a tenant's addresses) is stringified once;
- *  - a binary dump, likewise (NodeBodies);
- *  - a delta, per delta object (the service computes one per base and newest
- *    state, shared by every poll asking for it).
- * Encoding is synchronous, so concurrent requests cannot build the same body
- * twice: the first builds it, the rest find it.
+ * So bodies are Buffers, sent past the serializer, and made of pieces that
+ * every node holding the same thing shares:
+ *  - a full state is its parts' JSON fragments (kept while the part lives)
+ *    between small per-request framing: a part held by every node (a
+ *    tenant's 10,000 addresses) is stringified once and never copied per
+ *    node, neither in memory nor per request (the pieces go to the socket
+ *    as they are);
+ *  - a binary dump, likewise, from each part's encoded keys and values;
+ *  - a delta, as its revision and hash followed by the JSON of its content,
+ *    encoded once per content object (the history shares one content object
+ *    between every node that receives the same change).
  */
-import { DATAPATH_MAPS, type DatapathMap, type NodeDatapath, type Part } from "../../compiler/index.ts";
+import { DATAPATH_MAPS, type DatapathDelta, type DatapathMap, type NodeDatapath, type Part } from "../../compiler/index.ts";
 import type { NodeDelta, NodeState } from "../../follower/history.ts";
-import { encodeMaps } from "./binary.ts";
+import { binaryFragmentsOf, binaryFraming } from "./binary.ts";
 
 /** Per part, per map: its entries as JSON array elements, without the brackets; kept while the part lives. */
 const fragments = new WeakMap<Part, Partial<Record<DatapathMap, Buffer>>>();
-/** Per delta object: the service keeps one per (base, newest) pair while that state is the newest. */
-const deltaBodies = new WeakMap<NodeDelta, Buffer>();
+/** Per delta content: `"upserts":{...},"deletes":{...}}`, the tail every node receiving that content shares. */
+const deltaTails = new WeakMap<DatapathDelta, Buffer>();
 
 const COMMA = Buffer.from(",");
 const CLOSE = Buffer.from("]}}");
@@ -45,9 +47,10 @@ function fragmentsOf(part: Part): Partial<Record<DatapathMap, Buffer>> {
 
 /**
  * {revision, hash, maps}: the JSON of the flat maps (owners in order, each
- * owner's entries in key order), put together from the parts' fragments.
+ * owner's entries in key order), as pieces: the parts' shared fragments
+ * between a few bytes of framing.
  */
-export function encodeFull(state: NodeState): Buffer {
+export function fullChunks(state: NodeState): Buffer[] {
   const { revision, datapath } = state;
   const chunks: Buffer[] = [Buffer.from(`{"revision":${revision},"hash":${JSON.stringify(datapath.hash)},"maps":{`)];
   const parts = [...datapath.parts.values()].map(fragmentsOf);
@@ -63,50 +66,24 @@ export function encodeFull(state: NodeState): Buffer {
     }
   }
   chunks.push(CLOSE);
-  return Buffer.concat(chunks);
+  return chunks;
 }
 
-/** {revision, hash, upserts, deletes}, encoded once per delta object. */
-export function deltaJson(answer: NodeDelta): Buffer {
-  let body = deltaBodies.get(answer);
-  if (body === undefined) {
-    const { revision, hash, delta } = answer;
-    body = Buffer.from(JSON.stringify({ revision, hash, upserts: delta.upserts, deletes: delta.deletes }));
-    deltaBodies.set(answer, body);
+/** The full state as one Buffer (tests and tools; the route sends the pieces). */
+export const encodeFull = (state: NodeState): Buffer => Buffer.concat(fullChunks(state));
+
+/** {revision, hash, upserts, deletes}: this node's revision and hash, then the content's shared tail. */
+export function deltaChunks(answer: NodeDelta): Buffer[] {
+  const { revision, hash, delta } = answer;
+  let tail = deltaTails.get(delta);
+  if (tail === undefined) {
+    tail = Buffer.from(JSON.stringify({ upserts: delta.upserts, deletes: delta.deletes }).slice(1));
+    deltaTails.set(delta, tail);
   }
-  return body;
+  return [Buffer.from(`{"revision":${revision},"hash":${JSON.stringify(hash)},`), tail];
 }
 
-/**
- * Full and binary bodies of one app, one per node: the last state asked
- * for. A node's history keeps up to 64 states, and a body per state would
- * hold 64 copies of its maps; its pollers all ask for the newest anyway.
- */
-export class NodeBodies {
-  private readonly full = new Map<string, { datapath: NodeDatapath; revision: number; body: Buffer }>();
-  private readonly binary = new Map<string, { datapath: NodeDatapath; body: Buffer }>();
-
-  fullJson(state: NodeState): Buffer {
-    const { revision, datapath } = state;
-    const had = this.full.get(datapath.node);
-    if (had !== undefined && had.datapath === datapath && had.revision === revision) return had.body;
-    const body = encodeFull(state);
-    this.full.set(datapath.node, { datapath, revision, body });
-    return body;
-  }
-
-  /** The codec's bytes for every map of the state (see binary.ts). */
-  binaryBody(datapath: NodeDatapath): Buffer {
-    const had = this.binary.get(datapath.node);
-    if (had !== undefined && had.datapath === datapath) return had.body;
-    const body = encodeMaps(datapath.maps);
-    this.binary.set(datapath.node, { datapath, body });
-    return body;
-  }
-
-  /** A node the service no longer knows (deleted): its bodies go too. */
-  forget(node: string): void {
-    this.full.delete(node);
-    this.binary.delete(node);
-  }
+/** The codec's bytes for every map of the state (see binary.ts), as pieces: each part's keys and values are encoded once. */
+export function binaryChunks(datapath: NodeDatapath): Buffer[] {
+  return binaryFraming([...datapath.parts.values()].map(binaryFragmentsOf));
 }

@@ -14,19 +14,52 @@
  * Revision and hash travel in the x-weft-revision and ETag headers.
  */
 import { decodeEntries, encodeEntries, maps as mapSpecs, type Entry, type MapId } from "@weft/codec";
-import { DATAPATH_MAPS, type DatapathMap, type DatapathMaps } from "../../compiler/index.ts";
+import { DATAPATH_MAPS, type DatapathMap, type Part } from "../../compiler/index.ts";
 
 export const BINARY_MAGIC = "WEFTDP01";
 
-export function encodeMaps(maps: DatapathMaps): Buffer {
+/** One part's entries of one map, encoded: N*K bytes of keys and N*V bytes of values. */
+interface Encoded {
+  count: number;
+  keys: Buffer;
+  values: Buffer;
+}
+
+/** Per part: its entries encoded per map, kept while the part lives (a part held by every node is encoded once). */
+const encodedParts = new WeakMap<Part, Partial<Record<DatapathMap, Encoded>>>();
+
+export function binaryFragmentsOf(part: Part): Partial<Record<DatapathMap, Encoded>> {
+  let f = encodedParts.get(part);
+  if (f === undefined) {
+    f = {};
+    for (const m of DATAPATH_MAPS) {
+      const list = part.entries[m];
+      if (list === undefined || list.length === 0) continue;
+      const { keys, values, count } = encodeEntries(m, list as Entry<typeof m>[]);
+      f[m] = { count, keys: Buffer.from(keys), values: Buffer.from(values) };
+    }
+    encodedParts.set(part, f);
+  }
+  return f;
+}
+
+/**
+ * The dump of a node whose parts (owners in order) are encoded as given:
+ * records have fixed sizes, so the parts' keys back to back are the node's
+ * keys, and likewise its values.
+ */
+export function binaryFraming(parts: readonly Partial<Record<DatapathMap, Encoded>>[]): Buffer[] {
   const chunks: Buffer[] = [Buffer.from(BINARY_MAGIC, "ascii"), u32(DATAPATH_MAPS.length)];
   for (const m of DATAPATH_MAPS) {
     const spec = mapSpecs[m];
-    const { keys, values, count } = encodeEntries(m, maps[m] as Entry<typeof m>[]);
     const name = Buffer.from(spec.name, "ascii");
-    chunks.push(Buffer.from([name.length]), name, u32(count), u32(spec.keySize), u32(spec.valueSize), Buffer.from(keys), Buffer.from(values));
+    const present = parts.flatMap((p) => (p[m] === undefined ? [] : [p[m]]));
+    const count = present.reduce((n, e) => n + e.count, 0);
+    chunks.push(Buffer.from([name.length]), name, u32(count), u32(spec.keySize), u32(spec.valueSize));
+    for (const e of present) chunks.push(e.keys);
+    for (const e of present) chunks.push(e.values);
   }
-  return Buffer.concat(chunks);
+  return chunks;
 }
 
 /** The inverse, for tests and tools: entries per map id. */

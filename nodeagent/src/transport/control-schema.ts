@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The control channel between the agent and its transport: JSON lines on
+ * the transport's stdin, one answer line per request on its stdout.
+ *
+ * Why stdin and not a unix socket: the agent spawns the transport, so the
+ * pipe exists between those two processes only. There is no path on disk
+ * whose permissions could let another local process push keys or allowed
+ * pairs, and the agent's exit closes the pipe, on which the transport exits
+ * instead of carrying traffic on state nobody can rotate any more.
+ *
+ * `configure` carries the whole desired state each time (like the node's
+ * datapath document): applied all at once or not at all.
+ */
+import { Type, type Static } from "@sinclair/typebox";
+
+const Pem = Type.String({ minLength: 1, maxLength: 64 * 1024 });
+/** Dotted IPv4; each octet's range is checked by net.isIPv4 when the state is built. */
+const Ipv4 = Type.String({ pattern: "^\\d{1,3}(\\.\\d{1,3}){3}$", maxLength: 15 });
+const SpiffeIdString = Type.String({ pattern: "^spiffe://", maxLength: 2048 });
+const Port = Type.Integer({ minimum: 1, maximum: 65535 });
+/** host:port of a peer node's transport (IPv4 for now). */
+const Endpoint = Type.String({ pattern: "^\\d{1,3}(\\.\\d{1,3}){3}:\\d{1,5}$", maxLength: 21 });
+
+export const LocalWorkload = Type.Object(
+  {
+    spiffeId: SpiffeIdString,
+    addresses: Type.Array(Ipv4, { minItems: 1, maxItems: 16 }),
+    /** PKCS#8 or SEC1 private key of the SVID. */
+    keyPem: Pem,
+    /** The SVID leaf first, then any intermediates. */
+    chainPem: Pem,
+  },
+  { additionalProperties: false },
+);
+
+export const TrustBundle = Type.Object(
+  {
+    trustDomain: Type.String({ pattern: "^[a-z0-9._-]{1,255}$" }),
+    /** The trust domain's CA certificates. */
+    caPem: Pem,
+  },
+  { additionalProperties: false },
+);
+
+/** A workload on another node: where its node's transport listens and who it is. */
+export const RemoteWorkload = Type.Object(
+  { address: Ipv4, spiffeId: SpiffeIdString, node: Endpoint },
+  { additionalProperties: false },
+);
+
+/** Source identity may open streams to destination identity (on these ports; all when absent). */
+export const AllowedPair = Type.Object(
+  { source: SpiffeIdString, destination: SpiffeIdString, ports: Type.Optional(Type.Array(Port, { minItems: 1, maxItems: 64 })) },
+  { additionalProperties: false },
+);
+
+export const TransportConfig = Type.Object(
+  {
+    workloads: Type.Array(LocalWorkload, { maxItems: 4096 }),
+    bundles: Type.Array(TrustBundle, { maxItems: 1024 }),
+    remotes: Type.Array(RemoteWorkload, { maxItems: 65536 }),
+    allow: Type.Array(AllowedPair, { maxItems: 65536 }),
+  },
+  { additionalProperties: false },
+);
+export type TransportConfig = Static<typeof TransportConfig>;
+
+const Id = Type.Integer({ minimum: 0 });
+
+export const ControlRequest = Type.Union([
+  Type.Object({ id: Id, op: Type.Literal("configure"), config: TransportConfig }, { additionalProperties: false }),
+  /**
+   * The origin of one connection the outbound listener will accept from
+   * `peer` (its local ip:port): the source workload's address and the
+   * original destination. The kernel's steering will feed the same record
+   * (by socket cookie); until then whoever drives the transport does.
+   */
+  Type.Object(
+    { id: Id, op: Type.Literal("steer"), peer: Endpoint, source: Ipv4, destination: Endpoint },
+    { additionalProperties: false },
+  ),
+  Type.Object({ id: Id, op: Type.Literal("metrics") }, { additionalProperties: false }),
+]);
+export type ControlRequest = Static<typeof ControlRequest>;
+
+export interface ControlAnswer {
+  id: number | null;
+  ok: boolean;
+  error?: string;
+  metrics?: string;
+}

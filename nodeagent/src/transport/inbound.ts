@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The inbound side: an HTTP/2 server over mutual TLS 1.3 (port 15008 by
+ * default, as Istio ambient's ztunnel) that presents the destination
+ * workload's SVID (picked by the server name the client asks for) and
+ * verifies the client's: OpenSSL checks the chain against the destination
+ * trust domain's bundle (the server name picks the context), then verifySvid
+ * anchors it by the client's own
+ * SPIFFE ID (one URI SAN, its trust domain's bundle, validity). Each CONNECT
+ * stream is then authorised: the destination must be the workload the
+ * session was opened to, of the same trust domain as the peer (a tenant's
+ * identity never reaches another tenant), and the (source, destination,
+ * port) pair allowed; anything else is 403 or 421, and nothing is opened.
+ */
+import { constants, createSecureServer, type Http2SecureServer, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
+import { X509Certificate } from "node:crypto";
+import { isIPv4, type Socket } from "node:net";
+import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
+import { parseEndpoint, type Endpoint } from "./endpoint.ts";
+import { handshakeReason, verifyErrorReason, type StreamResult, type TransportMetrics } from "./metrics.ts";
+import { verifySvid, type SpiffeId } from "./spiffe.ts";
+import { splice } from "./splice.ts";
+import type { LocalIdentity, TransportState } from "./state.ts";
+import type { TlsPolicy } from "./tls-policy.ts";
+
+export const DEFAULT_INBOUND_PORT = 15008;
+const WINDOW = 4 << 20;
+/** Streams one peer session may hold open at once: each opens a connection to a workload, so an authenticated peer cannot open unbounded ones. */
+export const MAX_STREAMS_PER_SESSION = 1024;
+
+/** Opens the connection to a local workload, from `source` when the original source address can be kept. */
+export type Deliver = (destination: Endpoint, source: string | null) => Promise<Socket>;
+
+interface Peer {
+  id: SpiffeId;
+  /** The local workload this session was opened to (by server name). */
+  servedTo: LocalIdentity;
+}
+
+/** The certificates the client presented after its leaf (Node hangs each on the previous one's issuerCertificate). */
+function presentedIntermediates(sock: TLSSocket): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  let cert: DetailedPeerCertificate | undefined = sock.getPeerCertificate(true);
+  const seen = new Set<DetailedPeerCertificate>();
+  while (cert && cert.raw && !seen.has(cert)) {
+    seen.add(cert);
+    if (seen.size > 1) out.push(new X509Certificate(cert.raw));
+    cert = cert.issuerCertificate;
+  }
+  return out;
+}
+
+/** `for=<ipv4>` from an HBONE forwarded header; undefined when absent, null when malformed. */
+function forwardedFor(header: string | string[] | undefined): string | null | undefined {
+  if (header === undefined) return undefined;
+  const m = /^for=("?)(\d{1,3}(?:\.\d{1,3}){3})\1$/.exec(String(header).trim());
+  return m && isIPv4(m[2]!) ? m[2]! : null;
+}
+
+export function inboundServer(deps: { state: () => TransportState; tls: TlsPolicy; metrics: TransportMetrics; deliver: Deliver }): Http2SecureServer {
+  const { metrics } = deps;
+  const peers = new WeakMap<ServerHttp2Session, Peer>();
+  const server = createSecureServer({
+    ...deps.tls.contextOptions,
+    requestCert: true,
+    // Node would drop a client that fails OpenSSL's verification without a
+    // word of why; the session handler below refuses it itself, before any
+    // stream is read, and counts the reason.
+    rejectUnauthorized: false,
+    allowHTTP1: false,
+    settings: { initialWindowSize: WINDOW, enablePush: false, maxConcurrentStreams: MAX_STREAMS_PER_SESSION },
+    SNICallback: (name, cb) => {
+      const served = deps.state().localByServerName.get(name);
+      if (served) cb(null, served.serverContext);
+      else cb(new Error("unknown server name"));
+    },
+  });
+
+  server.on("tlsClientError", (err: Error & { code?: string }) => metrics.handshakeFailed("inbound", /unknown server name/.test(err.message) ? "unknown_server_name" : handshakeReason(err)));
+
+  server.on("session", (session: ServerHttp2Session) => {
+    const sock = session.socket as TLSSocket;
+    const state = deps.state();
+    const servedTo = state.localByServerName.get((sock as TLSSocket & { servername?: string }).servername || "");
+    const leaf = sock.getPeerX509Certificate();
+    const proven = !leaf
+      ? "no_certificate"
+      : !sock.authorized
+        ? verifyErrorReason(String(sock.authorizationError))
+        : verifySvid(leaf, presentedIntermediates(sock), state.anchors());
+    if (!servedTo || typeof proven === "string") {
+      metrics.handshakeFailed("inbound", !servedTo ? "unknown_server_name" : (proven as Exclude<typeof proven, SpiffeId>));
+      session.destroy();
+      return;
+    }
+    if (proven.trustDomain !== servedTo.id.trustDomain) {
+      metrics.handshakeFailed("inbound", "cross_tenant");
+      session.destroy();
+      return;
+    }
+    session.setLocalWindowSize(WINDOW);
+    peers.set(session, { id: proven, servedTo });
+    metrics.connectionUp("inbound", deps.tls.onlyGroup ?? "unknown");
+    session.once("close", () => metrics.connectionDown("inbound"));
+    session.on("error", () => session.destroy());
+  });
+
+  server.on("stream", (stream: ServerHttp2Stream, headers) => {
+    stream.on("error", () => stream.destroy());
+    const answer = (status: number, result: StreamResult) => {
+      metrics.stream("inbound", result);
+      if (!stream.destroyed && !stream.headersSent) stream.respond({ [constants.HTTP2_HEADER_STATUS]: status }, { endStream: true });
+    };
+    const peer = peers.get(stream.session as ServerHttp2Session);
+    if (!peer) return stream.close(constants.NGHTTP2_REFUSED_STREAM);
+    if (headers[constants.HTTP2_HEADER_METHOD] !== "CONNECT") return answer(405, "bad_request");
+    const target = parseEndpoint(headers[constants.HTTP2_HEADER_AUTHORITY] as string | undefined);
+    const claimed = forwardedFor(headers.forwarded);
+    if (!target || claimed === null) return answer(400, "bad_request");
+    const state = deps.state();
+    const destination = state.localByAddress.get(target.address);
+    // Not here and not allowed answer alike: a peer learns nothing about addresses it may not reach.
+    if (!destination || destination.id.trustDomain !== peer.id.trustDomain || !state.allows(peer.id.id, destination.id.id, target.port)) return answer(403, "forbidden");
+    // By ID: a later configure makes new LocalIdentity objects for the same workloads.
+    if (destination.id.id !== peer.servedTo.id.id) return answer(421, "bad_request");
+    // The claimed source address is believed only when it is one of the peer identity's own addresses.
+    let source: string | null = null;
+    if (claimed !== undefined) {
+      if (state.remoteByAddress.get(claimed)?.id.id !== peer.id.id) return answer(403, "forbidden");
+      source = claimed;
+    }
+    deps.deliver(target, source).then(
+      (upstream) => {
+        if (stream.destroyed) return upstream.destroy();
+        stream.respond({ [constants.HTTP2_HEADER_STATUS]: 200 });
+        metrics.stream("inbound", "carried");
+        metrics.streamOpened("inbound");
+        splice(upstream, stream, (way, n) => metrics.carried("inbound", way, n), () => metrics.streamClosed("inbound"));
+      },
+      () => answer(503, "upstream_failed"),
+    );
+  });
+  return server;
+}

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * Entry of the per-node transport process (issue #18), spawned by the agent:
+ *
+ *   node nodeagent/src/transport/main.ts [--inbound HOST:PORT] [--outbound HOST:PORT]
+ *        [--key-exchange post-quantum|post-quantum-or-classical] [--deliver transparent|plain]
+ *
+ * --deliver transparent (the default) connects to a local workload from the
+ * source address the peer proved (transparent.ts); if that fails the stream
+ * is refused, never delivered from another address than the receiver's
+ * policy would expect. plain always connects from the node's address.
+ *
+ * Prints one JSON line {"ready":true,"inbound":PORT,"outbound":PORT} on
+ * stdout, then serves the control channel (control-schema.ts) on stdin and
+ * stdout; exits when stdin closes (the agent is gone).
+ */
+import { parseArgs } from "node:util";
+import { serveControl } from "./control.ts";
+import { CONNECT_TIMEOUT_MS, connectPlain } from "./deliver.ts";
+import { parseEndpoint } from "./endpoint.ts";
+import { DEFAULT_INBOUND_PORT } from "./inbound.ts";
+import { connectTransparent } from "./transparent.ts";
+import { Transport } from "./transport.ts";
+import { KeyExchangeUnavailable, type KeyExchange } from "./tls-policy.ts";
+
+/** A listening endpoint from a flag; port 0 lets the kernel pick (tests). */
+function listenAt(value: string, what: string): { host: string; port: number } {
+  const e = parseEndpoint(value, { anyPort: true });
+  if (!e) {
+    console.error(`--${what} wants IPV4:PORT, not ${JSON.stringify(value)}`);
+    process.exit(2);
+  }
+  return { host: e.address, port: e.port };
+}
+
+const { values } = parseArgs({
+  options: {
+    inbound: { type: "string", default: `0.0.0.0:${DEFAULT_INBOUND_PORT}` },
+    outbound: { type: "string", default: "127.0.0.1:15001" },
+    "key-exchange": { type: "string", default: "post-quantum" },
+    deliver: { type: "string", default: "transparent" },
+  },
+});
+const keyExchange = values["key-exchange"];
+if (keyExchange !== "post-quantum" && keyExchange !== "post-quantum-or-classical") {
+  console.error(`--key-exchange is post-quantum or post-quantum-or-classical, not ${JSON.stringify(keyExchange)}`);
+  process.exit(2);
+}
+
+if (values.deliver !== "transparent" && values.deliver !== "plain") {
+  console.error(`--deliver is transparent or plain, not ${JSON.stringify(values.deliver)}`);
+  process.exit(2);
+}
+const transparent = values.deliver === "transparent";
+
+let transport: Transport;
+try {
+  transport = new Transport({
+    inbound: listenAt(values.inbound, "inbound"),
+    outbound: listenAt(values.outbound, "outbound"),
+    keyExchange: keyExchange as KeyExchange,
+    deliver: (destination, source) => (transparent && source ? connectTransparent(source, destination, CONNECT_TIMEOUT_MS) : connectPlain(destination)),
+  });
+} catch (err) {
+  if (!(err instanceof KeyExchangeUnavailable)) throw err;
+  console.error(err.message);
+  process.exit(2);
+}
+const ports = await transport.listen();
+process.stdout.write(`${JSON.stringify({ ready: true, ...ports })}\n`);
+await serveControl(process.stdin, process.stdout, (r) => transport.handle(r));
+transport.close();
+process.exit(0);

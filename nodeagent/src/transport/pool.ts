@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * Pooled HTTP/2 mutual-TLS sessions to peer transports. A TLS connection
+ * authenticates one client certificate and one server certificate, so a
+ * session carries the streams of one (source identity, destination
+ * identity, peer node) and is keyed by the versions of the SVID and bundle
+ * it was made with: after a rotation new streams get a new session, and the
+ * old one drains (no new streams; open ones run to their end).
+ */
+import { connect, type ClientHttp2Session } from "node:http2";
+import { X509Certificate } from "node:crypto";
+import type { PeerCertificate, TLSSocket } from "node:tls";
+import { handshakeReason, type TransportMetrics } from "./metrics.ts";
+import { svidId } from "./spiffe.ts";
+import { serverNameFor, type Bundle, type LocalIdentity, type RemoteIdentity, type TransportState } from "./state.ts";
+import type { TlsPolicy } from "./tls-policy.ts";
+
+/** A pooled session with no stream for this long is closed. */
+export const IDLE_SESSION_MS = 60_000;
+/** Flow-control window per stream and per session: a carried connection is a byte stream, not small requests. */
+const WINDOW = 4 << 20;
+
+interface Pooled {
+  session: ClientHttp2Session;
+  source: string;
+  sourceVersion: string;
+  destinationTrustDomain: string;
+  bundleDigest: string;
+}
+
+export class SessionPool {
+  private readonly sessions = new Map<string, Pooled>();
+
+  constructor(
+    private readonly tls: TlsPolicy,
+    private readonly metrics: TransportMetrics,
+  ) {}
+
+  session(source: LocalIdentity, remote: RemoteIdentity, bundle: Bundle): ClientHttp2Session {
+    const key = [source.id.id, source.version, `${remote.node.host}:${remote.node.port}`, remote.id.id, bundle.digest].join("\n");
+    const pooled = this.sessions.get(key);
+    if (pooled && !pooled.session.closed && !pooled.session.destroyed) return pooled.session;
+    const session = this.open(source, remote, bundle);
+    this.sessions.set(key, { session, source: source.id.id, sourceVersion: source.version, destinationTrustDomain: remote.id.trustDomain, bundleDigest: bundle.digest });
+    session.once("close", () => {
+      if (this.sessions.get(key)?.session === session) this.sessions.delete(key);
+    });
+    return session;
+  }
+
+  /** Drains every session made with an SVID or bundle `state` no longer holds. */
+  retire(state: TransportState): void {
+    for (const [key, p] of this.sessions) {
+      const current = state.local.get(p.source)?.version === p.sourceVersion && state.bundles.get(p.destinationTrustDomain)?.digest === p.bundleDigest;
+      if (current) continue;
+      this.sessions.delete(key);
+      p.session.close();
+    }
+  }
+
+  closeAll(): void {
+    for (const p of this.sessions.values()) p.session.destroy();
+    this.sessions.clear();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  private open(source: LocalIdentity, remote: RemoteIdentity, bundle: Bundle): ClientHttp2Session {
+    let identityError: "server_identity" | null = null;
+    const session = connect(`https://${remote.node.host}:${remote.node.port}`, {
+      ...this.tls.contextOptions,
+      key: source.keyPem,
+      cert: source.chainPem,
+      ca: bundle.pem,
+      servername: serverNameFor(remote.id.id),
+      // SPIFFE peers are named by their URI SAN, not a DNS name: the server must be the destination workload.
+      checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+        const id = svidId(new X509Certificate(cert.raw));
+        if (typeof id !== "string" && id.id === remote.id.id) return undefined;
+        identityError = "server_identity";
+        return new Error(`the peer transport presented ${typeof id === "string" ? id : id.id}, not ${remote.id.id}`);
+      },
+      settings: { initialWindowSize: WINDOW, enablePush: false },
+    });
+    let up = false;
+    session.once("connect", () => {
+      up = true;
+      session.setLocalWindowSize(WINDOW);
+      const group = (session.socket as TLSSocket).getEphemeralKeyInfo();
+      this.metrics.connectionUp("outbound", group && "name" in group && group.name ? String(group.name) : "unknown");
+    });
+    session.on("error", (err: Error & { code?: string }) => {
+      if (!up) this.metrics.handshakeFailed("outbound", identityError ?? handshakeReason(err));
+    });
+    session.once("close", () => up && this.metrics.connectionDown("outbound"));
+    session.setTimeout(IDLE_SESSION_MS, () => session.close());
+    return session;
+  }
+}

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The transport's desired state, checked and indexed: built whole from one
+ * `configure` message or refused whole (ConfigError names what is wrong), so
+ * a half-applied set of keys, bundles and pairs never exists.
+ */
+import { createHash, createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
+import { isIPv4 } from "node:net";
+import { createSecureContext, type SecureContext } from "node:tls";
+import type { TransportConfig } from "./control-schema.ts";
+import { parseEndpoint } from "./endpoint.ts";
+import { parseSpiffeId, verifySvid, type SpiffeId } from "./spiffe.ts";
+import type { TlsPolicy } from "./tls-policy.ts";
+
+export class ConfigError extends Error {}
+
+/** A workload on this node and the SVID the transport presents for it. */
+export interface LocalIdentity {
+  id: SpiffeId;
+  addresses: readonly string[];
+  /** PKCS#8 PEM (what node:tls takes). */
+  keyPem: string;
+  chainPem: string;
+  leaf: X509Certificate;
+  /** Changes whenever the SVID or its trust domain's bundle does: pooled connections made under another version drain. */
+  version: string;
+  /** What the inbound server presents when a peer asks for this workload (SNI) and whose bundle it verifies clients against. */
+  serverContext: SecureContext;
+}
+
+export interface RemoteIdentity {
+  address: string;
+  id: SpiffeId;
+  node: { host: string; port: number };
+}
+
+export interface Bundle {
+  certificates: readonly X509Certificate[];
+  pem: string;
+  digest: string;
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+function certificates(pem: string, what: string): X509Certificate[] {
+  const blocks = pem.match(PEM_CERT) ?? [];
+  if (blocks.length === 0) throw new ConfigError(`${what}: no PEM certificate`);
+  try {
+    return blocks.map((b) => new X509Certificate(b));
+  } catch (err) {
+    throw new ConfigError(`${what}: unreadable certificate: ${(err as Error).message}`);
+  }
+}
+
+function spiffeId(id: string, what: string): SpiffeId {
+  const parsed = parseSpiffeId(id);
+  if (!parsed) throw new ConfigError(`${what}: ${JSON.stringify(id)} is not a SPIFFE ID`);
+  return parsed;
+}
+
+function ipv4(address: string, what: string): string {
+  if (!isIPv4(address)) throw new ConfigError(`${what}: ${JSON.stringify(address)} is not an IPv4 address`);
+  return address;
+}
+
+/** The TLS server name a client asks for to reach a workload: a digest, so the workload's name does not cross the wire in clear. */
+export const serverNameFor = (spiffeId: string): string => `${createHash("sha256").update(spiffeId).digest("hex").slice(0, 40)}.svid.weft`;
+
+const pairKey = (source: string, destination: string) => `${source}\n${destination}`;
+
+export class TransportState {
+  readonly bundles = new Map<string, Bundle>();
+  readonly local = new Map<string, LocalIdentity>();
+  readonly localByAddress = new Map<string, LocalIdentity>();
+  readonly localByServerName = new Map<string, LocalIdentity>();
+  readonly remoteByAddress = new Map<string, RemoteIdentity>();
+  /** source \n destination -> allowed ports (null: every port). */
+  private readonly pairs = new Map<string, Set<number> | null>();
+
+  constructor(config: TransportConfig, tls: TlsPolicy, now = Date.now()) {
+    for (const b of config.bundles) {
+      if (this.bundles.has(b.trustDomain)) throw new ConfigError(`bundle ${b.trustDomain}: given twice`);
+      const certs = certificates(b.caPem, `bundle ${b.trustDomain}`);
+      if (certs.some((c) => !c.ca)) throw new ConfigError(`bundle ${b.trustDomain}: holds a certificate that is not a CA`);
+      const pem = certs.map((c) => c.toString()).join("");
+      this.bundles.set(b.trustDomain, { certificates: certs, pem, digest: createHash("sha256").update(pem).digest("hex") });
+    }
+    const anchors = new Map([...this.bundles].map(([td, b]) => [td, b.certificates] as const));
+
+    for (const w of config.workloads) {
+      const what = `workload ${w.spiffeId}`;
+      const id = spiffeId(w.spiffeId, what);
+      if (this.local.has(id.id)) throw new ConfigError(`${what}: given twice`);
+      const chain = certificates(w.chainPem, `${what} chain`);
+      const leaf = chain[0]!;
+      let key: KeyObject;
+      try {
+        key = createPrivateKey(w.keyPem);
+      } catch (err) {
+        throw new ConfigError(`${what}: unreadable key: ${(err as Error).message}`);
+      }
+      if (!leaf.checkPrivateKey(key)) throw new ConfigError(`${what}: the key does not belong to the certificate`);
+      const proven = verifySvid(leaf, chain.slice(1), anchors, now);
+      if (typeof proven === "string") throw new ConfigError(`${what}: the SVID does not verify (${proven})`);
+      if (proven.id !== id.id) throw new ConfigError(`${what}: the SVID is for ${proven.id}`);
+      const bundle = this.bundles.get(id.trustDomain)!;
+      const keyPem = key.export({ type: "pkcs8", format: "pem" }) as string;
+      const chainPem = chain.map((c) => c.toString()).join("");
+      const identity: LocalIdentity = {
+        id,
+        addresses: w.addresses.map((a) => ipv4(a, what)),
+        keyPem,
+        chainPem,
+        leaf,
+        version: `${leaf.fingerprint256}/${bundle.digest}`,
+        serverContext: createSecureContext({ ...tls.contextOptions, key: keyPem, cert: chainPem, ca: bundle.pem }),
+      };
+      this.local.set(id.id, identity);
+      this.localByServerName.set(serverNameFor(id.id), identity);
+      for (const a of identity.addresses) {
+        if (this.localByAddress.has(a)) throw new ConfigError(`${what}: address ${a} is another workload's`);
+        this.localByAddress.set(a, identity);
+      }
+    }
+
+    for (const r of config.remotes) {
+      const what = `remote ${r.address}`;
+      const address = ipv4(r.address, what);
+      if (this.localByAddress.has(address) || this.remoteByAddress.has(address)) throw new ConfigError(`${what}: given twice`);
+      const node = parseEndpoint(r.node);
+      if (!node) throw new ConfigError(`${what}: ${JSON.stringify(r.node)} is not a node's IPV4:PORT`);
+      this.remoteByAddress.set(address, { address, id: spiffeId(r.spiffeId, what), node: { host: node.address, port: node.port } });
+    }
+
+    for (const p of config.allow) {
+      spiffeId(p.source, "allowed pair source");
+      spiffeId(p.destination, "allowed pair destination");
+      const key = pairKey(p.source, p.destination);
+      const prior = this.pairs.get(key);
+      if (prior === null || !p.ports) this.pairs.set(key, null);
+      else this.pairs.set(key, new Set([...(prior ?? []), ...p.ports]));
+    }
+  }
+
+  /** Whether `source` may open a stream to `destination` on `port`. */
+  allows(source: string, destination: string, port: number): boolean {
+    const ports = this.pairs.get(pairKey(source, destination));
+    return ports === null || (ports !== undefined && ports.has(port));
+  }
+
+  /** Every bundle's CA certificates by trust domain, for verifySvid. */
+  anchors(): Map<string, readonly X509Certificate[]> {
+    return new Map([...this.bundles].map(([td, b]) => [td, b.certificates] as const));
+  }
+}
+
+/** The state before the first `configure`: nothing to present, nothing trusted, nothing allowed. */
+export const emptyConfig = (): TransportConfig => ({ workloads: [], bundles: [], remotes: [], allow: [] });

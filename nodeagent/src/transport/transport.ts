@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * One node's transport: the state, the outbound listener, the inbound
+ * server and the session pool, and the control verbs that change them.
+ */
+import type { Http2SecureServer } from "node:http2";
+import { isIPv4, type AddressInfo, type Server } from "node:net";
+import { parseEndpoint } from "./endpoint.ts";
+import type { ControlAnswer, ControlRequest } from "./control-schema.ts";
+import { inboundServer, type Deliver } from "./inbound.ts";
+import { TransportMetrics } from "./metrics.ts";
+import { OriginTable } from "./origins.ts";
+import { outboundListener } from "./outbound.ts";
+import { SessionPool } from "./pool.ts";
+import { emptyConfig, TransportState } from "./state.ts";
+import { tlsPolicy, type KeyExchange } from "./tls-policy.ts";
+
+export interface TransportOptions {
+  inbound: { host: string; port: number };
+  outbound: { host: string; port: number };
+  keyExchange: KeyExchange;
+  deliver: Deliver;
+}
+
+export class Transport {
+  readonly metrics = new TransportMetrics();
+  private readonly tls;
+  private state: TransportState;
+  private readonly origins = new OriginTable();
+  private readonly pool: SessionPool;
+  private readonly inbound: Http2SecureServer;
+  private readonly outbound: Server;
+
+  constructor(private readonly options: TransportOptions) {
+    this.tls = tlsPolicy(options.keyExchange);
+    this.state = new TransportState(emptyConfig(), this.tls);
+    this.pool = new SessionPool(this.tls, this.metrics);
+    const state = () => this.state;
+    this.inbound = inboundServer({ state, tls: this.tls, metrics: this.metrics, deliver: options.deliver });
+    this.outbound = outboundListener({ state, origins: this.origins, pool: this.pool, metrics: this.metrics });
+  }
+
+  async listen(): Promise<{ inbound: number; outbound: number }> {
+    const listen = (s: Server, at: { host: string; port: number }) =>
+      new Promise<number>((resolve, reject) => {
+        s.once("error", reject);
+        s.listen(at.port, at.host, () => resolve((s.address() as AddressInfo).port));
+      });
+    return { inbound: await listen(this.inbound, this.options.inbound), outbound: await listen(this.outbound, this.options.outbound) };
+  }
+
+  async handle(request: ControlRequest): Promise<Omit<ControlAnswer, "id">> {
+    switch (request.op) {
+      case "configure": {
+        // Built whole before it replaces anything: a refused config leaves the running one as it was.
+        const next = new TransportState(request.config, this.tls);
+        this.state = next;
+        this.pool.retire(next);
+        return { ok: true };
+      }
+      case "steer": {
+        const destination = parseEndpoint(request.destination);
+        if (!destination || !parseEndpoint(request.peer) || !isIPv4(request.source)) return { ok: false, error: "steer wants peer and destination as IPV4:PORT and source as IPV4" };
+        this.origins.record(request.peer, { source: request.source, destination });
+        return { ok: true };
+      }
+      case "metrics":
+        return { ok: true, metrics: await this.metrics.text() };
+    }
+  }
+
+  close(): void {
+    this.outbound.close();
+    this.inbound.close();
+    this.pool.closeAll();
+  }
+}
