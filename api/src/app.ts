@@ -31,6 +31,7 @@ import { FORMATS } from "./http/schemas.ts";
 import { buildValidator } from "./http/validation.ts";
 import { assertUniqueOperationIds, operationIdOf, withNamedSchemas } from "./openapi.ts";
 import { DomainMetrics } from "./plugins/domain-metrics.ts";
+import { eventLoopPlugin } from "./plugins/event-loop.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
 import auditRoutes from "./routes/audit/index.ts";
 import caRoutes from "./routes/ca/index.ts";
@@ -329,6 +330,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
   await app.register(swaggerUi, docsPageOptions);
   await app.register(metricsPlugin, { domain: domainMetrics });
+  await app.register(eventLoopPlugin);
   await app.register(authGuard, { operator, tokens, directory, nodes: new NodeCredentials(db, feed), failures });
 
   await app.register(systemRoutes);
