@@ -20,8 +20,9 @@
  * ratio of the slowest answer to the 1 s goal (below 1.00x: met).
  *
  * The API's worst event-loop stall during each wave is its
- * weft_nodejs_eventloop_lag_max_seconds (prom-client resets it at every
- * scrape: scraped right before the write and right after the last answer).
+ * weft_event_loop_delay_max_seconds (api/src/plugins/event-loop.ts: reset at
+ * every scrape, scraped right before the write and right after the last
+ * answer). prom-client's own lag gauge misses most of a long stall.
  *
  * Memory: the API process's resident set (VmRSS) after setup and its peak
  * over the run, per node. On Postgres with pg_stat_statements loaded, the
@@ -219,7 +220,7 @@ try {
   /** The API's longest event-loop stall since the last scrape, in ms. */
   async function worstStallMs(): Promise<number> {
     const res = await http(base, "GET", "/metrics", {});
-    const m = /^weft_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(res.body);
+    const m = /^weft_event_loop_delay_max_seconds (\S+)$/m.exec(res.body);
     return m ? Number(m[1]) * 1000 : Number.NaN;
   }
 
