@@ -6,7 +6,7 @@
  * rolled back, so statements that write (an SVID record, the revision
  * counter) leave nothing behind even under ANALYZE.
  */
-import { and, asc, desc, eq, gt, inArray, isNotNull, lt, sql, type SQL } from "drizzle-orm";
+import { and, arrayOverlaps, asc, desc, eq, gt, inArray, isNotNull, lt, ne, or, sql, type SQL } from "drizzle-orm";
 import { PgDialect } from "drizzle-orm/pg-core";
 import { drizzle } from "drizzle-orm/node-postgres";
 import type pg from "pg";
@@ -88,6 +88,28 @@ export function hotQueries(client: pg.Client, k: Seeded): HotQuery[] {
       role: PLATFORM_ROLE,
       tenantId: null,
       ...built(db.selectDistinct({ tenantId: workloads.tenantId }).from(workloads).where(eq(workloads.node, k.node))),
+    },
+    {
+      name: "workload address clash (a workload write, under the revision lock)",
+      where: "mesh/workloads.ts",
+      role: PLATFORM_ROLE,
+      tenantId: null,
+      ...built(
+        db
+          .select({ addresses: workloads.addresses })
+          .from(workloads)
+          .where(and(arrayOverlaps(workloads.addresses, ["10.0.7.9"]), or(ne(workloads.tenantId, k.workloadTenantId), ne(workloads.name, k.workload)))),
+      ),
+    },
+    {
+      name: "pod CIDR candidate: a workload address in the block (registration, under the revision lock)",
+      where: "mesh/nodes.ts freePodCidrBlock",
+      role: PLATFORM_ROLE,
+      tenantId: null,
+      ...rendered(
+        sql`SELECT address FROM ${workloads}, unnest(${workloads.addresses}) AS address
+            WHERE weft_ipv4_span(${workloads.addresses}) && ${"10.200.7.0/24"}::inet AND address::inet <<= ${"10.200.7.0/24"}::inet LIMIT 1`,
+      ),
     },
     {
       name: "workload list by tenant, paged",

@@ -120,10 +120,12 @@ export async function freePodCidrBlock(w: WriteScope, plan: AddressPlan): Promis
           `the pod CIDR ${plan.podCidr} has no free /${plan.podCidrNodePrefix} block left (WEFT_POD_CIDR, WEFT_POD_CIDR_NODE_PREFIX); delete a node or widen the pod CIDR`,
         );
       }
+      // The span's index finds the few workloads whose IPv4 addresses come near the block; the
+      // unnest checks each of their addresses (migrations/0017).
       const [stray] = await w.tx
         .select({ address: sql<string>`address` })
         .from(sql`${workloads}, unnest(${workloads.addresses}) AS address`)
-        .where(sql`address::inet <<= ${block}::inet`)
+        .where(sql`weft_ipv4_span(${workloads.addresses}) && ${block}::inet AND address::inet <<= ${block}::inet`)
         .limit(1);
       if (!stray) return block;
       taken.push(block);
