@@ -34,6 +34,8 @@ interface Followed extends NodeSpec {
   mode: PollMode;
   /** When the poll now in flight was fully written to its replica; null while none is. */
   sentAt: number | null;
+  /** A full fetch is in flight (first, or after a 410): the node holds no poll, whatever sentAt says. */
+  fetching: boolean;
   /** The replica of the last failed request, until a request is written to another one. */
   failedFrom: number | null;
   failedAt: number;
@@ -119,11 +121,24 @@ async function reportEvery(n: Followed, intervalMs: number): Promise<void> {
   }
 }
 
-/** The full state, at once (an agent's first fetch, or after a 410). */
+/**
+ * The full state, at once (an agent's first fetch, or after a 410). After a
+ * 410 it is an answer like a poll's: the survivor of a failover may answer it
+ * with a state that already carries a write, and the agent then has that
+ * write (counted as the change reaching the node, not as "not woken").
+ */
 async function fetchFull(n: Followed, signal: AbortSignal): Promise<void> {
-  const r = await get(n, `/v1/nodes/${n.name}/datapath`, {}, CLIENT_SLACK_MS * 3, signal);
-  n.sentAt = null;
+  const had = n.etag;
+  n.fetching = true;
+  let r: Reply;
+  try {
+    r = await get(n, `/v1/nodes/${n.name}/datapath`, {}, CLIENT_SLACK_MS * 3, signal);
+  } finally {
+    n.fetching = false;
+    n.sentAt = null;
+  }
   if (r.status !== 200) throw new Error(`full state of ${n.name}: ${r.status}`);
+  if (had !== null) answers.push({ node: n.index, at: r.at, revision: r.revision, changed: r.etag !== had, replica: n.replica, full: true, bytes: r.bytes });
   n.revision = r.revision;
   n.etag = r.etag;
 }
@@ -183,7 +198,7 @@ async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>
   );
 }
 
-const view = (n: Followed): NodeView => ({ node: n.index, replica: n.replica, revision: n.revision ?? -1, etag: n.etag ?? "", held: n.sentAt !== null, failed: n.failedFrom !== null });
+const view = (n: Followed): NodeView => ({ node: n.index, replica: n.replica, revision: n.revision ?? -1, etag: n.etag ?? "", held: n.sentAt !== null && !n.fetching, failed: n.failedFrom !== null });
 
 async function handle(msg: PollerRequest): Promise<unknown> {
   switch (msg.op) {
@@ -192,7 +207,7 @@ async function handle(msg: PollerRequest): Promise<unknown> {
       waitSeconds = msg.waitSeconds;
       for (const _ of endpoints) agents.push(new Agent({ keepAlive: true, maxSockets: Infinity }));
       for (const spec of msg.nodes) {
-        nodes.push({ ...spec, replica: spec.home, revision: null, etag: null, mode: "delta", sentAt: null, failedFrom: null, failedAt: 0, backoff: new Backoff(), inRow: 0, current: null });
+        nodes.push({ ...spec, replica: spec.home, revision: null, etag: null, mode: "delta", sentAt: null, fetching: false, failedFrom: null, failedAt: 0, backoff: new Backoff(), inRow: 0, current: null });
       }
       const start = now();
       await pool(nodes, FETCH_CONCURRENCY, (n) => fetchFull(n, new AbortController().signal));
