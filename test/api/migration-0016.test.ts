@@ -19,11 +19,13 @@ const rowsOf = (out: unknown) => (Array.isArray(out) ? out : (out as { rows: unk
 it("keeps pre-0016 issuances, lists none twice, and starts new ids past both tables", async () => {
   const upTo15 = `${tmp.dir}/migrations-0015`;
   cpSync("migrations", upTo15, { recursive: true });
-  rmSync(`${upTo15}/0016_svid_issuance_audits.sql`);
   const journalPath = `${upTo15}/meta/_journal.json`;
-  const journal = JSON.parse(readFileSync(journalPath, "utf8")) as { entries: { tag: string }[] };
+  const journal = JSON.parse(readFileSync(journalPath, "utf8")) as { entries: { idx: number; tag: string }[] };
   expect(journal.entries.some((e) => e.tag === "0016_svid_issuance_audits")).toBe(true);
-  journal.entries = journal.entries.filter((e) => e.tag !== "0016_svid_issuance_audits");
+  // 0016 and every later migration: the migrator applies only what is newer than the last one applied,
+  // so a later one left in would make the full run below skip 0016.
+  for (const e of journal.entries.filter((e) => e.idx >= 16)) rmSync(`${upTo15}/${e.tag}.sql`);
+  journal.entries = journal.entries.filter((e) => e.idx < 16);
   writeFileSync(journalPath, JSON.stringify(journal));
 
   const client = new PGlite();
