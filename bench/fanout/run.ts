@@ -39,6 +39,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startApiProcess } from "../../test/support/api-process.ts";
 import { table } from "../support/load.ts";
+import { pool } from "../support/pool.ts";
 
 const NODES = Number(process.env.BENCH_NODES ?? 1000);
 const POLLS_PER_NODE = Number(process.env.BENCH_POLLS_PER_NODE ?? 1);
@@ -80,21 +81,6 @@ async function ok(base: string, method: string, path: string, headers: Record<st
   const res = await http(base, method, path, headers, body);
   if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${res.body}`);
   return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : {};
-}
-
-/** Runs `fn` over `items`, at most `limit` at a time. */
-async function pool<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!, i);
-      }
-    }),
-  );
-  return out;
 }
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;

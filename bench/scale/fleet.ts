@@ -5,6 +5,7 @@
  * workload of it changes every node), plus a tenant present on one node only.
  */
 import { Agent, request } from "node:http";
+import { pool } from "../support/pool.ts";
 
 /** A request that has not answered in this long fails the run instead of hanging it. */
 const REQUEST_TIMEOUT_MS = 120_000;
@@ -35,21 +36,6 @@ export async function ok(base: string, method: string, path: string, headers: Re
   const res = await call(base, method, path, headers, body);
   if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${res.body.slice(0, 500)}`);
   return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : {};
-}
-
-/** Runs fn over items, at most limit at a time. */
-export async function pool<T, R>(items: T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!, i);
-      }
-    }),
-  );
-  return out;
 }
 
 export interface FleetNode {

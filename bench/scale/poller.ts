@@ -19,6 +19,7 @@
  */
 import { Agent, request, type IncomingMessage } from "node:http";
 import { Backoff, sleep } from "../../nodeagent/src/agent/backoff.ts";
+import { pool } from "../support/pool.ts";
 import type { Answer, Failover, NodeSpec, PollerReply, PollerRequest, PollMode, NodeView } from "./protocol.ts";
 
 const now = () => performance.timeOrigin + performance.now();
@@ -186,16 +187,6 @@ async function follow(n: Followed): Promise<void> {
       if (++n.inRow % endpoints.length === 0) await sleep(n.backoff.next());
     }
   }
-}
-
-/** Runs fn over items, at most limit at a time. */
-async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await fn(items[next++]!);
-    }),
-  );
 }
 
 const view = (n: Followed): NodeView => ({ node: n.index, replica: n.replica, revision: n.revision ?? -1, etag: n.etag ?? "", held: n.sentAt !== null && !n.fetching, failed: n.failedFrom !== null });
