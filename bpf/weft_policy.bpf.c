@@ -108,6 +108,7 @@ WEFT_MAP_ct(WEFT_DECLARE_MAP)
 WEFT_MAP_metrics(WEFT_DECLARE_MAP)
 WEFT_MAP_local_veth(WEFT_DECLARE_MAP)
 WEFT_MAP_audit(WEFT_DECLARE_MAP)
+WEFT_MAP_steer(WEFT_DECLARE_MAP)
 
 /* What weft_decide found besides the reason: for flow events and audit. */
 struct weft_decision {

@@ -82,13 +82,16 @@
 #define WEFT_REASON_LB_REVERSED 13u     /* pass: backend address shown as the VIP */
 #define WEFT_REASON_CT_REPLY 14u        /* pass: reply of a flow the policy allows (weft_ct) */
 #define WEFT_REASON_AUDIT 15u           /* pass: a rule in audit mode would have dropped it */
-#define WEFT_REASON_COUNT 16u
+#define WEFT_REASON_MTLS_REQUIRED 16u   /* drop: plaintext from another node where a rule asks for the transport */
+#define WEFT_REASON_TRANSPORT_DOWN 17u  /* drop: steered to the node's transport, which holds no socket for it */
+#define WEFT_REASON_STEERED 18u         /* pass: handed to the node's transport (weft_steer) */
+#define WEFT_REASON_COUNT 19u
 
 #define WEFT_REASON_VERDICT(r)                                                          \
 	(((r) == WEFT_REASON_POLICY_ALLOW || (r) == WEFT_REASON_UNSELECTED ||           \
 	  (r) == WEFT_REASON_NOT_IP || (r) == WEFT_REASON_LB_TRANSLATED ||              \
 	  (r) == WEFT_REASON_LB_REVERSED || (r) == WEFT_REASON_CT_REPLY ||              \
-	  (r) == WEFT_REASON_AUDIT)                                                     \
+	  (r) == WEFT_REASON_AUDIT || (r) == WEFT_REASON_STEERED)                       \
 		 ? WEFT_VERDICT_PASS                                                    \
 		 : WEFT_VERDICT_DROP)
 
@@ -203,12 +206,54 @@ _Static_assert(WEFT_OFFSETOF(struct weft_policy_key, dport) == 8, "policy dport"
 _Static_assert(WEFT_OFFSETOF(struct weft_policy_key, protocol) == 10, "policy protocol");
 _Static_assert(WEFT_OFFSETOF(struct weft_policy_key, direction) == 11, "policy direction");
 
+/* weft_policy_value.flags */
+#define WEFT_POLICY_F_MTLS 1u /* the rule asks for the transport between nodes (issue 18) */
+#define WEFT_POLICY_F_MAX 1u
+
 struct weft_policy_value {
 	__u32 rule_id; /* the API's rule, for flow logs and metrics */
 	__u8 action;   /* WEFT_ACTION_* */
-	__u8 _pad[3];
+	__u8 flags;    /* WEFT_POLICY_F_*; 0 for weft_audit entries */
+	__u8 _pad[2];
 };
 _Static_assert(sizeof(struct weft_policy_value) == 8, "weft_policy_value size");
+
+/* ---- steer: hash, which connections the node's transport carries --------- */
+
+/*
+ * Same key and value as weft_policy, written by the compiler, read by
+ * weft_from_wl for TCP between a workload of this node (local_identity) and
+ * one on another node (remote_identity; 0 = any peer):
+ *   direction EGRESS:  connections this workload opens to the peer on dport
+ *                      go to the transport's outbound listener;
+ *   direction INGRESS: connections the peer opens to this workload on dport
+ *                      arrive through the transport, so what the workload
+ *                      sends back goes to the transport's delivery socket.
+ * An entry with action ALLOW steers; as in weft_policy, (local, 0, 0, 0, dir)
+ * holds a DEFAULT_DENY marker wherever local has an entry in dir ("not
+ * steered" when nothing more specific matches), so a workload with no
+ * steering costs one lookup per direction. protocol is IPPROTO_TCP or 0.
+ */
+
+/*
+ * The transport (nodeagent/src/transport) in the node's namespace: the
+ * outbound listener steered connections are assigned to (bpf_sk_assign), the
+ * inbound port peers' transports connect to, and the packet marks:
+ *  - WEFT_MARK_TRANSPORT: SO_MARK on every transport socket, so a packet to
+ *    a workload that the transport delivers is told from one the host
+ *    forwarded from the fabric (the mark never crosses the wire);
+ *  - WEFT_MARK_TO_TRANSPORT: set by tc on a steered packet; the agent's
+ *    `ip rule fwmark WEFT_MARK_TO_TRANSPORT lookup WEFT_TRANSPORT_TABLE` with
+ *    `local 0.0.0.0/0 dev lo` in that table delivers it to the local socket
+ *    instead of forwarding it.
+ */
+#define WEFT_TRANSPORT_OUTBOUND_ADDR 0x7f000001u /* 127.0.0.1, host order */
+#define WEFT_TRANSPORT_OUTBOUND_PORT 15001u
+#define WEFT_TRANSPORT_INBOUND_PORT 15008u
+#define WEFT_MARK_TRANSPORT 0x00100000u
+#define WEFT_MARK_TO_TRANSPORT 0x00200000u
+#define WEFT_TRANSPORT_TABLE 15008u
+#define WEFT_TRANSPORT_RULE_PRIORITY 90u
 
 /* ---- services: hash, frontend -> lookup table ---------------------------- */
 
@@ -464,6 +509,9 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 #define WEFT_MAP_audit(X)                                                                \
 	X(audit, weft_audit, HASH, struct weft_policy_key, struct weft_policy_value,        \
 	  WEFT_POLICY_MAX)
+#define WEFT_MAP_steer(X)                                                                \
+	X(steer, weft_steer, HASH, struct weft_policy_key, struct weft_policy_value,        \
+	  WEFT_POLICY_MAX)
 /* A ring buffer has no key or value; its size is max_entries, in bytes. */
 #define WEFT_MAP_flow_ring(X)                                                            \
 	X(flow_ring, weft_flow_ring, RINGBUF, void, void, WEFT_FLOW_RING_BYTES)
@@ -479,7 +527,7 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 	WEFT_MAP_ipcache(X) WEFT_MAP_endpoint(X) WEFT_MAP_policy(X) WEFT_MAP_svc(X)         \
 	WEFT_MAP_lb_slot(X) WEFT_MAP_backend(X) WEFT_MAP_sock_rev(X) WEFT_MAP_ct(X)         \
 	WEFT_MAP_metrics(X) WEFT_MAP_local_veth(X) WEFT_MAP_sock_cfg(X) WEFT_MAP_audit(X)   \
-	WEFT_MAPS_FLOW(X)
+	WEFT_MAP_steer(X) WEFT_MAPS_FLOW(X)
 
 #define WEFT_PIN_DIR "/sys/fs/bpf/weft"
 

@@ -21,12 +21,16 @@ const policyKey = fc.record({
   protocol: fc.integer({ min: 0, max: 255 }),
   direction: fc.constantFrom("ingress" as const, "egress" as const),
 });
-const policyValue = fc.record({ action: fc.constantFrom("allow" as const, "deny" as const, "default-deny" as const), ruleId: u32 });
+const policyValue = fc.record(
+  { action: fc.constantFrom("allow" as const, "deny" as const, "default-deny" as const), ruleId: u32, mtls: fc.constant(true as const) },
+  { requiredKeys: ["action", "ruleId"] },
+);
 
 export const arbitraries: { [M in MapId]: { key: fc.Arbitrary<MapTypes[M]["key"]>; value: fc.Arbitrary<MapTypes[M]["value"]> } } = {
   ipcache: { key: fc.record({ prefix }), value: identity },
   endpoint: { key: fc.record({ address }), value: identity },
   policy: { key: policyKey, value: policyValue },
+  steer: { key: policyKey, value: policyValue },
   svc: {
     key: fc.record({ vip: address, port: fc.integer({ min: 1, max: 65535 }), protocol: fc.constantFrom(6, 17) }),
     value: fc.record({ tableId: u32, slots: fc.integer({ min: 0, max: 16384 }) }),

@@ -31,7 +31,10 @@ export type Reason =
   | "lb-no-backend"
   | "lb-reversed"
   | "ct-reply"
-  | "audit";
+  | "audit"
+  | "mtls-required"
+  | "transport-down"
+  | "steered";
 
 /** ipcache key: an IPv4 prefix, "198.18.0.0/15"; a bare address means /32. Host bits must be zero. */
 export interface IpcacheKey { prefix: string }
@@ -49,7 +52,11 @@ export interface PolicyKey {
   protocol: number;
   direction: Direction;
 }
-export interface PolicyValue { action: PolicyAction; ruleId: number }
+/**
+ * policy, audit and steer value. mtls: the rule asks for the node-to-node
+ * transport (WEFT_POLICY_F_MTLS); absent when not set, never in audit entries.
+ */
+export interface PolicyValue { action: PolicyAction; ruleId: number; mtls?: true }
 /** svc key: a service frontend. protocol is 6 (TCP) or 17 (UDP); port 1..65535. */
 export interface SvcKey { vip: string; port: number; protocol: number }
 /** svc value: the lookup table in use (lb_slot entries tableId/0..slots-1); slots 0 = refuse connections. */
@@ -131,6 +138,8 @@ export interface MapTypes {
   local_veth: { key: EndpointKey; value: LocalVeth };
   sock_cfg: { key: SockCfgKey; value: SockCfg };
   audit: { key: PolicyKey; value: PolicyValue };
+  /** which connections the node's transport carries (weft_abi.h, weft_steer) */
+  steer: { key: PolicyKey; value: PolicyValue };
   flow_cfg: { key: IndexZeroKey; value: FlowCfg };
   flow_stats: { key: IndexZeroKey; value: FlowStats };
 }
@@ -210,7 +219,18 @@ export interface AbiConstants {
   REASON_LB_REVERSED: number;
   REASON_CT_REPLY: number;
   REASON_AUDIT: number;
+  REASON_MTLS_REQUIRED: number;
+  REASON_TRANSPORT_DOWN: number;
+  REASON_STEERED: number;
   REASON_COUNT: number;
+  POLICY_F_MTLS: number;
+  TRANSPORT_OUTBOUND_ADDR: number;
+  TRANSPORT_OUTBOUND_PORT: number;
+  TRANSPORT_INBOUND_PORT: number;
+  MARK_TRANSPORT: number;
+  MARK_TO_TRANSPORT: number;
+  TRANSPORT_TABLE: number;
+  TRANSPORT_RULE_PRIORITY: number;
   PREFIX_MAX: number;
   PORT_MAX: number;
   LB_WEIGHT_MAX: number;

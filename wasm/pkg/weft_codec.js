@@ -207,14 +207,19 @@ const converters = {
       }),
     },
     value: {
-      names: ["rule_id", "action"],
+      names: ["rule_id", "action", "flags"],
       put(v, f, o) {
         f[o] = u32(v.ruleId, "ruleId");
         const a = v.action;
         f[o + 1] =
           a === "allow" ? C.ACTION_ALLOW : a === "deny" ? C.ACTION_DENY : a === "default-deny" ? C.ACTION_DEFAULT_DENY : lookup(actionCode, a, "action");
+        f[o + 2] = v.mtls === true ? C.POLICY_F_MTLS : 0;
       },
-      get: (f, o) => ({ action: nameOf(actionName, f[o + 1], "action"), ruleId: f[o] }),
+      // `mtls` only when set: an entry without the flag reads back as it was written before the flag existed.
+      get: (f, o) =>
+        f[o + 2] & C.POLICY_F_MTLS
+          ? { action: nameOf(actionName, f[o + 1], "action"), ruleId: f[o], mtls: true }
+          : { action: nameOf(actionName, f[o + 1], "action"), ruleId: f[o] },
     },
   },
   svc: {
@@ -394,6 +399,8 @@ const putU64 = (v, what, f, o) => {
 Object.assign(converters, {
   // Same key and value as weft_policy (weft_abi.h).
   audit: converters.policy,
+  // Same key and value as weft_policy too: which connections the node's transport carries.
+  steer: converters.policy,
   flow_cfg: {
     key: indexZeroConv("flow_cfg"),
     value: {

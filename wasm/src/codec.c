@@ -64,7 +64,7 @@ struct layout {
 	X(T, direction, K_U8, WEFT_DIR_INGRESS, WEFT_DIR_EGRESS)
 #define POLICY_VALUE(X, P, T)                                                              \
 	X(T, rule_id, K_U32, 0, U32_ALL) X(T, action, K_U8, WEFT_ACTION_ALLOW, WEFT_ACTION_MAX) \
-	P(T, _pad)
+	X(T, flags, K_U8, 0, WEFT_POLICY_F_MAX) P(T, _pad)
 #define SVC_KEY(X, P, T)                                                                   \
 	X(T, vip, K_BE32, 0, U32_ALL) X(T, port, K_BE16, 1, WEFT_PORT_MAX)                 \
 	X(T, protocol, K_U8, 6, 17) P(T, _pad)
@@ -283,6 +283,7 @@ X_LAYOUTS(AS_WIDTH)
 	X(sock_rev, sock_rev_key, sock_rev_value) X(ct, ct_key, ct_value)                  \
 	X(metrics, metrics_key, metrics_value) X(local_veth, endpoint_key, local_veth)      \
 	X(sock_cfg, sock_cfg_key, sock_cfg) X(audit, policy_key, policy_value)              \
+	X(steer, policy_key, policy_value)                                                 \
 	X(flow_cfg, metrics_key, flow_cfg) X(flow_stats, metrics_key, flow_stats)
 
 #define AS_TYPE(tag, T, MEMBERS, check) typedef T tag##_type;
@@ -444,7 +445,10 @@ __attribute__((export_name("weft_map_max_entries"))) __u32 weft_map_max_entries(
 	X(REASON_DEFAULT_DENY) X(REASON_UNSELECTED) X(REASON_CROSS_TENANT)                \
 	X(REASON_UNKNOWN_ENDPOINT) X(REASON_NOT_IP) X(REASON_IPV6) X(REASON_MALFORMED)    \
 	X(REASON_INVALID_ENTRY) X(REASON_LB_TRANSLATED) X(REASON_LB_NO_BACKEND)           \
-	X(REASON_LB_REVERSED) X(REASON_CT_REPLY) X(REASON_AUDIT) X(REASON_COUNT)          \
+	X(REASON_LB_REVERSED) X(REASON_CT_REPLY) X(REASON_AUDIT) X(REASON_MTLS_REQUIRED)  \
+	X(REASON_TRANSPORT_DOWN) X(REASON_STEERED) X(REASON_COUNT) X(POLICY_F_MTLS)       \
+	X(TRANSPORT_OUTBOUND_ADDR) X(TRANSPORT_OUTBOUND_PORT) X(TRANSPORT_INBOUND_PORT)   \
+	X(MARK_TRANSPORT) X(MARK_TO_TRANSPORT) X(TRANSPORT_TABLE) X(TRANSPORT_RULE_PRIORITY) \
 	X(PREFIX_MAX) X(PORT_MAX) X(LB_WEIGHT_MAX) X(LB_TABLE_MAX) X(LB_BACKENDS_MAX)     \
 	X(METRICS_MAX) X(FLOW_RING_BYTES) X(FLOW_INTERVAL_MIN) X(FLOW_BURST_MAX) X(FLOW_F_ALLOWED)
 
