@@ -16,7 +16,8 @@
  *    workload is what that address is). Workloads of tenants absent from the
  *    node are world to it.
  *  - endpoint: the node's own workloads only.
- *  - policy: the parts of the identities of the node's own workloads.
+ *  - policy, audit and steer: the parts of the identities of the node's own
+ *    workloads.
  *  - svc, lb_slot, backend: every service of the tenants present, with tables
  *    for the node's zone where preferSameZone is set.
  */
@@ -26,6 +27,7 @@ import { addressCount, addressPart, cidrPart, endpointPart, owners } from "./par
 import { policyPart, type PolicyPart } from "./policy.ts";
 import { canonicalPrefix, contains, parsePrefix, selects } from "./select.ts";
 import { servicePart, type ServicePart } from "./services.ts";
+import { steerParts } from "./steer.ts";
 import { SnapshotIndex, cidrsOf, type Change, type TenantIndex } from "./snapshot-index.ts";
 import {
   DATAPATH_MAPS,
@@ -82,6 +84,8 @@ class MemoCompiler implements Compiler {
   /** tenant id -> node -> part */
   private readonly endpointParts = new Map<number, Map<string, Part>>();
   private readonly policyParts = new Map<number, PolicyPart>();
+  /** tenant id -> numeric identity -> steer part (only identities with steer entries) */
+  private readonly steerParts = new Map<number, Map<number, Part>>();
   /** service id -> zone ("" when the service ignores zones) -> part */
   private readonly serviceParts = new Map<number, Map<string, ServicePart>>();
   private readonly backendParts = new Map<number, Part>();
@@ -150,11 +154,11 @@ class MemoCompiler implements Compiler {
       case "tenant": {
         const t = idx.tenants.get(change.op === "put" ? change.row.id : change.id);
         if (t === undefined) return () => {};
-        const action = t.row.defaultAction;
+        const { defaultAction, defaultTransport } = t.row;
         const drop = this.dropTenant(t);
         return () => {
           const now = idx.tenants.get(t.row.id);
-          if (now === undefined || now.row.defaultAction !== action) drop();
+          if (now === undefined || now.row.defaultAction !== defaultAction || now.row.defaultTransport !== defaultTransport) drop();
         };
       }
       case "identity": {
@@ -220,6 +224,7 @@ class MemoCompiler implements Compiler {
       this.addressParts.delete(tenantId);
       this.endpointParts.delete(tenantId);
       this.tenantCidrs.delete(tenantId);
+      this.steerParts.delete(tenantId);
       drop();
       for (const id of services) this.serviceParts.delete(id);
     };
@@ -243,10 +248,12 @@ class MemoCompiler implements Compiler {
     };
   }
 
+  /** A policy's steering reaches its peers' parts too (any peer: the whole tenant's), so the tenant's steer parts go. */
   private dropPolicy(t: TenantIndex, p: PolicyRow): () => void {
     const drop = this.dropIdentities([...t.identities.values()].filter((i) => selects(p.subject, i)));
     return () => {
       this.tenantCidrs.delete(t.row.id);
+      this.steerParts.delete(t.row.id);
       drop();
     };
   }
@@ -326,7 +333,7 @@ class MemoCompiler implements Compiler {
     }
   }
 
-  /** The parts only this node holds: its workloads' endpoints and their identities' policies. */
+  /** The parts only this node holds: its workloads' endpoints and their identities' policies and steering. */
   private collectLocal(node: string, present: ReadonlyMap<number, ReadonlySet<string>>, parts: Map<string, Part>): void {
     const idx = this.index;
     for (const [tenantId, names] of present) {
@@ -334,11 +341,14 @@ class MemoCompiler implements Compiler {
       const byNode = this.memo(this.endpointParts, tenantId, () => new Map<string, Part>());
       const endpoint = this.memo(byNode, node, () => endpointPart(t, node, names));
       parts.set(endpoint.owner, endpoint);
+      const steer = this.memo(this.steerParts, tenantId, () => steerParts(t));
       for (const name of names) {
         const identity = t.identities.get(t.workloads.get(name)!.identity);
         if (identity !== undefined) {
           const policy = this.memo(this.policyParts, identity.numericId, () => policyPart(idx, t, identity));
           parts.set(policy.owner, policy);
+          const steered = steer.get(identity.numericId);
+          if (steered !== undefined) parts.set(steered.owner, steered);
         }
       }
     }

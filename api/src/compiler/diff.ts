@@ -23,6 +23,7 @@ export function keyString<M extends DatapathMap>(map: M, key: Entry<M>["key"]): 
       return String(k.address);
     case "policy":
     case "audit":
+    case "steer":
       return `${k.localIdentity}/${k.direction}/${k.remoteIdentity}/${k.port}/${k.protocol}`;
     case "svc":
       return `${k.vip}:${k.port}/${k.protocol}`;

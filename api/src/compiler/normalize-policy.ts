@@ -16,6 +16,8 @@ import { constants, encodeEntries, type Entry, type PolicyAction, type PolicyKey
 type PolicyEntry = Entry<"policy">;
 
 const ACTION_RANK: Record<PolicyAction, number> = { deny: 3, allow: 2, "default-deny": 1 };
+/** An allow with mtls outranks a plaintext one at the same key (and stays below a deny). */
+const rankOf = (v: PolicyEntry["value"]): number => ACTION_RANK[v.action] + (v.mtls === true ? 0.5 : 0);
 const DIRECTION_ORDER = { ingress: constants.DIR_INGRESS, egress: constants.DIR_EGRESS };
 
 const groupKey = (k: PolicyKey): string => `${k.localIdentity}/${k.direction}`;
@@ -35,7 +37,9 @@ const level = (k: PolicyKey): number => (k.remoteIdentity === 0 ? 4 : 0) + (k.po
  * gives deny precedence: wherever an allow and a deny overlap, their meet is
  * written as a deny, carrying the rule id of the most specific deny rule
  * that covers it (ties: the lower id). Duplicate keys merge (deny > allow >
- * default-deny; same action: the lower rule id).
+ * default-deny; among allows one with mtls first, so two rules at one key
+ * never let plaintext past the one that asks for the transport; then the
+ * lower rule id).
  * "default-deny" is the marker of a workload some policy selects in that
  * direction and must sit at (any peer, any port, any protocol). A direction
  * with any entry is selected: when nothing sits at that key, the marker is
@@ -53,8 +57,8 @@ export function normalizePolicy(entries: readonly PolicyEntry[]): PolicyEntry[] 
     }
     const id = entryKey(key);
     const had = byKey.get(id);
-    const rank = ACTION_RANK[value.action];
-    if (had === undefined || rank > ACTION_RANK[had.value.action] || (rank === ACTION_RANK[had.value.action] && value.ruleId < had.value.ruleId)) {
+    const rank = rankOf(value);
+    if (had === undefined || rank > rankOf(had.value) || (rank === rankOf(had.value) && value.ruleId < had.value.ruleId)) {
       byKey.set(id, { key: { ...key }, value: { ...value } });
     }
   }

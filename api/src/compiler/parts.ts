@@ -15,6 +15,7 @@ export const owners = {
   cidr: (prefix: string) => `c:${prefix}`,
   endpoints: (tenantId: number, node: string) => `e:${tenantId}@${node}`,
   policy: (numericId: number) => `p:${numericId}`,
+  steer: (numericId: number) => `t:${numericId}`,
   service: (serviceId: number, zone: string | null) => (zone === null ? `s:${serviceId}` : `s:${serviceId}@${zone}`),
   backend: (backendId: number) => `b:${backendId}`,
 };

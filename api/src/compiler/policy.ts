@@ -31,11 +31,17 @@
  *    whole policy as it would be with the audit rules enforced, normalised
  *    the same way; the datapath probes it for a new connection weft_policy
  *    passed and reports a drop there as verdict "audit" with that rule.
+ *  - Transport (transport.ts): the TCP entries an enforced mtls allow rule
+ *    writes carry mtls, so the receiving node drops plaintext from other
+ *    nodes there. A rule allowing any protocol keeps its (port, any) entry
+ *    for the rest and adds (port, tcp) with mtls, which the datapath's
+ *    probe reaches first. weft_audit entries never carry the flag.
  */
 import { constants, protocols, type Direction, type Entry } from "@weft/codec";
 import { normalizePolicy } from "./normalize-policy.ts";
 import { CompileError, ruleIdOf } from "./ids.ts";
 import { makePart, owners } from "./parts.ts";
+import { carriedByTransport, TCP } from "./transport.ts";
 import { contains, formatPrefix, parsePrefix, selects } from "./select.ts";
 import type { SnapshotIndex, TenantIndex } from "./snapshot-index.ts";
 import type { IdentityRow, Part, PeerSelector, PolicyRow, PortSelector } from "./types.ts";
@@ -65,11 +71,17 @@ export function policyPart(index: SnapshotIndex, t: TenantIndex, subject: Identi
         const remotes = expandPeers(index, t, rule.peers, cidrPeers);
         const ports = expandPorts(rule.ports);
         const enforce = p.mode !== "audit" && rule.mode !== "audit";
+        const mtls = carriedByTransport(rule, t.row, p.mode);
         for (const remote of remotes) {
           for (const [port, protocol] of ports) {
             const e = entry(local, remote, port, protocol, direction, rule.action, ruleId);
             all.push(e);
-            if (enforce) enforced.push(e);
+            if (!enforce) continue;
+            if (!mtls) enforced.push(e);
+            else {
+              if (protocol !== TCP) enforced.push(e);
+              enforced.push({ key: { ...e.key, protocol: TCP }, value: { ...e.value, mtls: true } });
+            }
           }
         }
       });
@@ -83,7 +95,7 @@ export function policyPart(index: SnapshotIndex, t: TenantIndex, subject: Identi
 }
 
 /** Ingress rules count from 0, egress rules after them. */
-const ruleIndexBase = (p: PolicyRow, direction: Direction): number => (direction === "ingress" ? 0 : (p.ingress?.length ?? 0));
+export const ruleIndexBase = (p: PolicyRow, direction: Direction): number => (direction === "ingress" ? 0 : (p.ingress?.length ?? 0));
 
 function entry(
   localIdentity: number,

@@ -17,6 +17,8 @@ export interface TenantRow {
   name: string;
   /** Verdict for a workload no policy selects in a direction (see policy.ts). */
   defaultAction: "allow" | "deny";
+  /** Transport of the policy rules that name none (steer.ts); absent: plaintext. */
+  defaultTransport?: "plaintext" | "mtls";
 }
 
 export interface IdentityRow {
@@ -100,6 +102,8 @@ export interface PolicyRule {
   action: "allow" | "deny";
   /** Absent: the policy's mode. */
   mode?: "enforce" | "audit";
+  /** Absent: the tenant's defaultTransport (steer.ts). */
+  transport?: "plaintext" | "mtls";
 }
 
 export interface PolicyRow {
@@ -152,7 +156,7 @@ export interface Snapshot {
 }
 
 /** The maps the compiler writes; sock_rev, ct, metrics and the flow maps belong to the datapath and the agent. */
-export const DATAPATH_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend", "audit"] as const;
+export const DATAPATH_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend", "audit", "steer"] as const;
 export type DatapathMap = (typeof DATAPATH_MAPS)[number];
 
 export type DatapathMaps = { [M in DatapathMap]: Entry<M>[] };

@@ -52,6 +52,8 @@ export const tenants = pgTable("tenants", {
   displayName: text("display_name").notNull().default(""),
   /** Verdict for a workload no policy selects in a direction. */
   defaultAction: text("default_action", { enum: ["allow", "deny"] }).notNull().default("allow"),
+  /** Transport of policy rules that name none (compiler/steer.ts). */
+  defaultTransport: text("default_transport", { enum: ["plaintext", "mtls"] }).notNull().default("plaintext"),
   labels: jsonb("labels").$type<Record<string, string>>().notNull().default({}),
   trustDomain: text("trust_domain").notNull().unique(),
   revision: revision(),
@@ -387,6 +389,8 @@ export const nodes = pgTable("nodes", {
    * backends on the node are withdrawn from every LB table.
    */
   unreachableSince: timestamp("unreachable_since", { withTimezone: true }),
+  /** "IPV4:PORT" where the node's transport takes peers' streams, as its agent last reported; null: none running. */
+  transportEndpoint: text("transport_endpoint"),
 });
 
 /**

@@ -15,7 +15,12 @@ type WorkloadDb = typeof workloads.$inferSelect;
 type ServiceDb = typeof services.$inferSelect;
 type PolicyDb = typeof policies.$inferSelect;
 
-export const tenantRowOf = (r: TenantDb): TenantRow => ({ id: r.id, name: r.name, defaultAction: r.defaultAction });
+export const tenantRowOf = (r: TenantDb): TenantRow => ({
+  id: r.id,
+  name: r.name,
+  defaultAction: r.defaultAction,
+  ...(r.defaultTransport === "mtls" ? { defaultTransport: "mtls" as const } : {}),
+});
 export const identityRowOf = (r: IdentityDb): IdentityRow => ({
   tenantId: r.tenantId,
   name: r.name,
@@ -49,7 +54,7 @@ export const serviceRowOf = (r: ServiceDb): ServiceRow => ({
 });
 /** The API lets a rule leave out peers or ports (meaning any); the compiler wants them as empty lists. */
 const rulesOf = (rules: unknown): PolicyRule[] =>
-  (rules as Partial<PolicyRule>[]).map((r) => ({ peers: r.peers ?? [], ports: r.ports ?? [], action: r.action!, ...(r.mode ? { mode: r.mode } : {}) }));
+  (rules as Partial<PolicyRule>[]).map((r) => ({ peers: r.peers ?? [], ports: r.ports ?? [], action: r.action!, ...(r.mode ? { mode: r.mode } : {}), ...(r.transport ? { transport: r.transport } : {}) }));
 
 export const policyRowOf = (r: PolicyDb): PolicyRow => ({
   id: r.id,

@@ -2,6 +2,7 @@ import { parseIPv4 } from "@weft/codec";
 import { policies } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";
 import { MAX_RULES_PER_POLICY } from "../compiler/ids.ts";
+import { mtlsObstacle } from "../compiler/transport.ts";
 import type { Follower } from "../follower/follow.ts";
 import { policyRowOf } from "../follower/rows.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
@@ -19,7 +20,11 @@ const { byName } = rows;
 const directions = (spec: PolicySpec) =>
   (["ingress", "egress"] as const).flatMap((d) => (spec[d] ?? []).map((rule, i) => ({ field: `body.${d}.${i}`, rule })));
 
-/** Rule ids carry the rule's position in 8 bits; CIDRs must be prefixes as written (10.1.0.0/16, not 10.1.2.3/16). */
+/**
+ * Rule ids carry the rule's position in 8 bits; CIDRs must be prefixes as
+ * written (10.1.0.0/16, not 10.1.2.3/16); a rule that asks for mtls must be
+ * one the transport can carry (compiler/transport.ts).
+ */
 function checkShape(spec: PolicySpec): void {
   const rules = directions(spec);
   if (rules.length > MAX_RULES_PER_POLICY) {
@@ -34,6 +39,10 @@ function checkShape(spec: PolicySpec): void {
         throw new MeshRefusal("malformed", "a CIDR has host bits set", [{ field: `${field}.peers.${j}.cidr`, message: "host bits must be zero" }]);
       }
     });
+    const obstacle = rule.transport === "mtls" ? mtlsObstacle({ action: rule.action, peers: rule.peers ?? [], ports: rule.ports ?? [] }) : null;
+    if (obstacle !== null) {
+      throw new MeshRefusal("malformed", "the transport cannot carry this rule", [{ field: `${field}.transport`, message: `${obstacle.message} (${field}.${obstacle.path})` }]);
+    }
   }
 }
 

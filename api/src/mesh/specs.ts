@@ -33,12 +33,24 @@ export const DefaultAction = Type.Union([Type.Literal("allow"), Type.Literal("de
   description: "Verdict for a workload no policy selects in a direction (default allow); other tenants are always denied",
 });
 
+export const Transport = Type.Union([Type.Literal("plaintext"), Type.Literal("mtls")], {
+  description:
+    "mtls: TCP this rule allows between workloads on different nodes is carried by the nodes' transports over mutual TLS with the workloads' SVIDs, and the receiving node drops plaintext copies from the fabric (reason mtls-required); same-node pairs are untouched. Refused on deny rules, udp (or any-protocol with a port) and CIDR peers",
+});
+export type Transport = Static<typeof Transport>;
+
+export const DefaultTransport = Type.Union([Type.Literal("plaintext"), Type.Literal("mtls")], {
+  description:
+    "Transport of every policy rule that names none (default plaintext); with mtls, rules that cannot be mtls (deny, udp, CIDR peers) stay plaintext",
+});
+
 export const TenantSpec = Type.Object(
   {
     displayName: Type.Optional(Type.String({ maxLength: 200 })),
     labels: Type.Optional(Labels),
     trustDomain: Type.Optional(TrustDomain),
     defaultAction: Type.Optional(DefaultAction),
+    defaultTransport: Type.Optional(DefaultTransport),
   },
   { additionalProperties: false },
 );
@@ -300,6 +312,7 @@ export const Rule = Type.Object(
     ports: Type.Optional(Type.Array(PortSelector, { maxItems: 64, description: "Empty or absent: any port and protocol" })),
     action: Type.Union([Type.Literal("allow"), Type.Literal("deny")], { description: "deny wins over allow" }),
     mode: Type.Optional({ ...PolicyMode, description: "audit stages this one rule in an enforced policy; default: the policy's mode" }),
+    transport: Type.Optional({ ...Transport, description: `${Transport.description}. Default: the tenant's defaultTransport` }),
   },
   { additionalProperties: false },
 );

@@ -37,6 +37,7 @@ export async function putTenant(
         displayName: spec.displayName ?? "",
         labels: spec.labels ?? {},
         defaultAction: spec.defaultAction ?? "allow",
+        defaultTransport: spec.defaultTransport ?? "plaintext",
         revision: w.revision,
         updatedAt: new Date(),
       })
@@ -60,6 +61,7 @@ export async function putTenant(
         displayName: spec.displayName ?? "",
         labels: spec.labels ?? {},
         defaultAction: spec.defaultAction ?? "allow",
+        defaultTransport: spec.defaultTransport ?? "plaintext",
         trustDomain,
         revision: w.revision,
       })

@@ -88,7 +88,7 @@ export class ApplyEngine {
       if (want === undefined) continue;
       const spec = mapSpecs[id];
       const p = planMap(id, spec.keySize, spec.valueSize, want, this.targets[id].dump());
-      plan[id] = id === "policy" || id === "audit" ? orderPolicyPlan(p) : p; // same key, same selection-key rule
+      plan[id] = id === "policy" || id === "audit" || id === "steer" ? orderPolicyPlan(p) : p; // same key, same selection-key rule
     }
     return plan;
   }

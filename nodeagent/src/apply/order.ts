@@ -7,8 +7,8 @@
 import { layouts, maps, type MapId } from "@weft/codec";
 import type { MapPlan } from "./plan.ts";
 
-/** The maps the API's compiler produces entries for, the same seven as its DATAPATH_MAPS. */
-export const MANAGED_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend", "audit"] as const;
+/** The maps the API's compiler produces entries for, the same eight as its DATAPATH_MAPS. */
+export const MANAGED_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend", "audit", "steer"] as const;
 export type ManagedMap = (typeof MANAGED_MAPS)[number];
 
 export function isManagedMap(id: string): id is ManagedMap {
@@ -22,20 +22,24 @@ export function isManagedMap(id: string): id is ManagedMap {
  *    (a service value names a table and its slot count: the count goes last,
  *    after every slot it covers is written);
  *  - endpoint and ipcache before policy (a new identity resolves before the
- *    entries that mention it are consulted).
+ *    entries that mention it are consulted);
+ *  - steer before policy: a policy entry with mtls makes the receiving node
+ *    drop plaintext from other nodes, so the senders' steering (and this
+ *    node's return path through the transport) is in place first.
  * Any interleaving of the two families is safe; services go first because a
  * connect() that finds no backend is refused, while a policy entry that is a
  * moment late only delays the change it brings.
  */
-export const UPSERT_ORDER: readonly ManagedMap[] = ["backend", "lb_slot", "svc", "endpoint", "ipcache", "policy", "audit"];
+export const UPSERT_ORDER: readonly ManagedMap[] = ["backend", "lb_slot", "svc", "endpoint", "ipcache", "steer", "policy", "audit"];
 
 /**
  * Deletes, after every upsert, in the reverse dependency order: a service
  * stops naming a table before the table's slots go, slots stop naming a
  * backend before the backend goes; policy entries go before the identities
- * they mention stop resolving.
+ * they mention stop resolving; steer entries go after the policy entries
+ * whose mtls flag asked for them.
  */
-export const DELETE_ORDER: readonly ManagedMap[] = ["svc", "lb_slot", "backend", "audit", "policy", "ipcache", "endpoint"];
+export const DELETE_ORDER: readonly ManagedMap[] = ["svc", "lb_slot", "backend", "audit", "policy", "steer", "ipcache", "endpoint"];
 
 const policyKey = layouts["struct weft_policy_key"]!;
 /** The key bytes a catch-all (any peer, any port, any protocol) has at zero. */
@@ -50,7 +54,7 @@ export function isSelectionKey(keys: Uint8Array, offset: number): boolean {
 }
 
 /**
- * Within the policy map, a direction's catch-all is written after its rules
+ * Within the policy map (and audit and steer, which share its key), a direction's catch-all is written after its rules
  * and deleted before them. The datapath takes a missing catch-all for an
  * unselected direction (bpf/weft_policy.bpf.c [R7]), so while a batch is
  * half-applied a direction that becomes selected keeps passing until all its

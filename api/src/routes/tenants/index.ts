@@ -32,6 +32,7 @@ const renderTenant = (row: TenantDbRow): Tenant => ({
   labels: row.labels,
   trustDomain: row.trustDomain,
   defaultAction: row.defaultAction,
+  defaultTransport: row.defaultTransport,
   etag: etagOf(row.revision),
   createdAt: row.createdAt.toISOString(),
   updatedAt: row.updatedAt.toISOString(),

@@ -1,6 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Timestamp } from "../../http/schemas.ts";
-import { DefaultAction, Labels, Name, TenantSpec } from "../../mesh/specs.ts";
+import { DefaultAction, DefaultTransport, Labels, Name, TenantSpec } from "../../mesh/specs.ts";
 
 export const NewTenant = Type.Composite([Type.Object({ name: Name }), TenantSpec], { additionalProperties: false });
 export type NewTenant = Static<typeof NewTenant>;
@@ -12,6 +12,7 @@ export const Tenant = Type.Object(
     labels: Labels,
     trustDomain: Type.String(),
     defaultAction: DefaultAction,
+    defaultTransport: DefaultTransport,
     etag: Type.String(),
     createdAt: Timestamp,
     updatedAt: Timestamp,
