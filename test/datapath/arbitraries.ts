@@ -25,7 +25,8 @@ const ruleArb = (tenantId: number): fc.Arbitrary<PolicyRule> =>
       { maxLength: 2 },
     ),
     action: fc.constantFrom("allow" as const, "deny" as const),
-  });
+    transport: fc.constantFrom("plaintext" as const, "mtls" as const),
+  }, { requiredKeys: ["peers", "ports", "action"] });
 export const rules = (tenantId: number) => fc.option(fc.array(ruleArb(tenantId), { maxLength: 3 }), { nil: undefined });
 
 /** Two tenants, three identities each, a few workloads over two nodes, a few policies, one service each. */
@@ -109,6 +110,10 @@ export function edits(snap: Snapshot): fc.Arbitrary<{ change: Change; next: Snap
     w.map((old) => ({ change: { kind: "workload", op: "delete", tenantId: old.tenantId, name: old.name }, next: { ...snap, workloads: replace(snap.workloads, old, null) } })),
     fc.constantFrom(...snap.tenants).map((old) => {
       const row = { ...old, defaultAction: old.defaultAction === "allow" ? ("deny" as const) : ("allow" as const) };
+      return { change: { kind: "tenant", op: "put", row }, next: { ...snap, tenants: replace(snap.tenants, old, row) } };
+    }),
+    fc.constantFrom(...snap.tenants).map((old) => {
+      const row = { ...old, defaultTransport: old.defaultTransport === "mtls" ? ("plaintext" as const) : ("mtls" as const) };
       return { change: { kind: "tenant", op: "put", row }, next: { ...snap, tenants: replace(snap.tenants, old, row) } };
     }),
     fc.tuple(fc.constantFrom(...snap.identities), fc.constantFrom(...LABELS)).map(([old, role]) => {
