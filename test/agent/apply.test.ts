@@ -49,6 +49,7 @@ describe.skipIf(skipWithout("kernel (root, bpf, bpffs)", reason))("apply engine 
       lb_slot: { upserts: 16, deletes: 0 },
       backend: { upserts: 2, deletes: 0 },
       audit: { upserts: 0, deletes: 0 },
+      steer: { upserts: 0, deletes: 0 },
     });
     expectKernelHolds(state);
     calls = [];
@@ -73,6 +74,7 @@ describe.skipIf(skipWithout("kernel (root, bpf, bpffs)", reason))("apply engine 
       lb_slot: { upserts: 0, deletes: 0 },
       backend: { upserts: 0, deletes: 0 },
       audit: { upserts: 0, deletes: 0 },
+      steer: { upserts: 0, deletes: 0 },
     });
     expect(calls).toEqual([
       { map: "endpoint", op: "update", count: 1 },
@@ -107,6 +109,23 @@ describe.skipIf(skipWithout("kernel (root, bpf, bpffs)", reason))("apply engine 
     expect(written.indexOf(true)).toBe(written.lastIndexOf(false) + 1);
     expect(deleted.indexOf(false)).toBe(deleted.lastIndexOf(true) + 1);
     expectKernelHolds({ ...state, policy: [] });
+  });
+
+  it("writes steering before the mtls policy entries that rely on it, and deletes it after them", () => {
+    const state = nodeState();
+    const local = state.endpoint[0]!.value.identity;
+    const steer = [
+      { key: { localIdentity: local, remoteIdentity: 0, port: 0, protocol: 0, direction: "egress" as const }, value: { action: "default-deny" as const, ruleId: 0 } },
+      { key: { localIdentity: local, remoteIdentity: 1, port: 8080, protocol: protocols.tcp, direction: "egress" as const }, value: { action: "allow" as const, ruleId: 7, mtls: true as const } },
+    ];
+    const policy = state.policy.map((e) => (e.value.action === "allow" ? { ...e, value: { ...e.value, mtls: true as const } } : e));
+    engine.apply({ ...state, policy, steer });
+    expect(calls.map((c) => `${c.op} ${c.map}`).filter((c) => c.endsWith(" steer") || c.endsWith(" policy"))).toEqual(["update steer", "update policy"]);
+    expectKernelHolds({ ...state, policy, steer });
+    calls = [];
+    engine.apply({ ...state, policy: [], steer: [] });
+    expect(calls.map((c) => `${c.op} ${c.map}`).filter((c) => c.endsWith(" steer") || c.endsWith(" policy"))).toEqual(["delete policy", "delete steer"]);
+    expectKernelHolds({ ...state, policy: [], steer: [] });
   });
 
   it("swaps a service's table in an order that never names a missing entry", () => {
