@@ -64,6 +64,7 @@ import { pruneLogs } from "./db/log-retention.ts";
 import { PeriodicPruner } from "./db/pruning.ts";
 import { DEFAULT_FLOW_STREAMS_PER_TENANT } from "./config.ts";
 import flowRoutes from "./routes/flows/index.ts";
+import transportRoutes from "./routes/transport/index.ts";
 
 export interface RouteEntry {
   method: string;
@@ -346,6 +347,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(policyRoutes);
   await app.register(federationRoutes);
   await app.register(datapathRoutes);
+  await app.register(transportRoutes);
   await app.register(flowRoutes);
   await app.ready();
   rotation?.start();

@@ -44,6 +44,7 @@ describe.each(BACKENDS)("node status on %s", (backend) => {
         reachable: true,
         unreachableSince: null,
         failingOpen: [],
+        transport: null,
       });
     });
 

@@ -19,6 +19,8 @@ export interface StoredStatus {
   /** Absent in reports of agents that predate them: none. */
   unresolved?: NonNullable<NodeStatusReport["unresolved"]>;
   health?: NonNullable<NodeStatusReport["health"]>;
+  /** Absent: the agent never reported a transport. */
+  transport?: NonNullable<NodeStatusReport["transport"]>;
 }
 
 /** What a join token fixes for the node it registers. */
@@ -241,7 +243,28 @@ export async function listNodes(db: Db, limit: number, after: string | undefined
  * would wake every watcher for nothing). converged_since is kept across
  * reports of the same content and restarts when the content changes.
  */
+/**
+ * Other nodes' transports open streams to this endpoint, so a node must not
+ * point them at loopback, at an unspecified, multicast, broadcast or
+ * link-local address (where they would reach something of their own node
+ * or nothing), or at port 0.
+ */
+function checkTransportEndpoint(endpoint: string): void {
+  const [address, portText] = endpoint.split(":") as [string, string];
+  const octets = address.split(".").map(Number);
+  const port = Number(portText);
+  const refuse = (message: string) => {
+    throw fieldRefusal("malformed", "the transport endpoint is not one peers can reach", "body.transport.endpoint", message);
+  };
+  if (octets.some((o) => o > 255)) refuse("not an IPv4 address");
+  if (port < 1 || port > 65535) refuse("the port must be 1 to 65535");
+  const [a, b] = octets as [number, number];
+  if (a === 0 || a === 127 || a >= 224 || (a === 169 && b === 254)) refuse("must be a unicast address of the node, not unspecified, loopback, link-local, multicast or broadcast");
+}
+
 export async function reportStatus(db: Db, name: string, report: NodeStatusReport, desiredHash: string | null): Promise<NodeDbRow> {
+  const transport = report.transport;
+  if (transport?.endpoint != null) checkTransportEndpoint(transport.endpoint);
   // A workload the agent could not attach is not enforced: the node has not converged, whatever its maps hold.
   const matches = desiredHash !== null && report.hash === desiredHash && (report.unresolved ?? []).length === 0;
   const [row] = await read(db, null, (tx) =>
@@ -255,7 +278,10 @@ export async function reportStatus(db: Db, name: string, report: NodeStatusRepor
           errors: report.errors,
           unresolved: report.unresolved ?? [],
           health: report.health ?? [],
+          ...(transport ? { transport } : {}),
         } satisfies StoredStatus,
+        // Other nodes' transport documents read the endpoint from this column.
+        ...(transport === undefined ? {} : { transportEndpoint: transport.endpoint }),
         statusAt: sql`now()`,
         convergedSince: matches
           ? sql`CASE WHEN ${nodes.appliedHash} = ${report.hash} AND ${nodes.convergedSince} IS NOT NULL THEN ${nodes.convergedSince} ELSE now() END`

@@ -132,6 +132,63 @@ export const ReportedHealth = Type.Object(
 );
 export type ReportedHealth = Static<typeof ReportedHealth>;
 
+/** "IPV4:PORT" of a node's transport, where peers' transports open their streams. */
+export const TransportEndpoint = Type.String({
+  pattern: "^\\d{1,3}(\\.\\d{1,3}){3}:\\d{1,5}$",
+  maxLength: 21,
+  description: "IPV4:PORT where peer nodes' transports reach this node's (port 15008 by default); a unicast address, not loopback",
+});
+
+export const NodeTransportState = Type.Union([Type.Literal("running"), Type.Literal("down"), Type.Literal("off")], {
+  description: "running: carrying; down: enabled but not serving (traffic it would carry is dropped, never sent around it); off: no transport on this node",
+});
+
+export const ReportedTransport = Type.Object(
+  {
+    endpoint: Type.Union([TransportEndpoint, Type.Null()], { description: "null: the node takes no transport streams" }),
+    state: NodeTransportState,
+  },
+  { additionalProperties: false, title: "ReportedTransport" },
+);
+export type ReportedTransport = Static<typeof ReportedTransport>;
+
+const SpiffeIdText = Type.String({ pattern: "^spiffe://", maxLength: 2048 });
+
+/**
+ * What a node's transport needs from the API (GET /v1/nodes/{node}/transport):
+ * the agent adds its workloads' SVIDs and hands it to the transport as its
+ * configure input (nodeagent/src/transport/control-schema.ts). Public
+ * material only: certificates and names, never a key.
+ */
+export const TransportDocument = Type.Object(
+  {
+    bundles: Type.Array(
+      Type.Object(
+        { trustDomain: Type.String(), caPem: Type.String({ description: "The trust domain's CA certificates (prepared, active, retiring), PEM" }) },
+        { additionalProperties: false },
+      ),
+      { description: "The X.509 trust bundle of every tenant with a workload on this node that takes part in an mtls rule" },
+    ),
+    remotes: Type.Array(
+      Type.Object({ address: Ipv4, spiffeId: SpiffeIdText, node: TransportEndpoint }, { additionalProperties: false }),
+      { description: "Every workload address on another node (with a transport endpoint) that a workload of this node is steered to" },
+    ),
+    allow: Type.Array(
+      Type.Object(
+        {
+          source: SpiffeIdText,
+          destination: SpiffeIdText,
+          ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { description: "Absent: any port" })),
+        },
+        { additionalProperties: false },
+      ),
+      { description: "Which peer identity may open streams to which local identity, from every mtls rule that lets a peer reach a workload of this node" },
+    ),
+  },
+  { additionalProperties: false, title: "TransportDocument" },
+);
+export type TransportDocument = Static<typeof TransportDocument>;
+
 export const NodeStatusReport = Type.Object(
   {
     appliedRevision: Revision,
@@ -155,6 +212,10 @@ export const NodeStatusReport = Type.Object(
           "The state of every probed workload of this node that has passed a threshold (the full set, not a delta; absent: none). A workload's transition withdraws or restores it as a backend on every node; entries naming no probed workload of this node are ignored",
       }),
     ),
+    transport: Type.Optional({
+      ...ReportedTransport,
+      description: "The node's transport (issue 18): its endpoint goes into other nodes' transport documents. Absent: unchanged (an agent without a transport)",
+    }),
   },
   { additionalProperties: false },
 );

@@ -55,6 +55,7 @@ function toNode(row: NodeDbRow, desired: Desired): Node {
     reachable: row.unreachableSince === null,
     unreachableSince: row.unreachableSince?.toISOString() ?? null,
     failingOpen: [...(desired?.failingOpen ?? [])],
+    transport: status.transport ?? null,
   };
 }
 

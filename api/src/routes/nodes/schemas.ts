@@ -1,6 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Timestamp } from "../../http/schemas.ts";
-import { HealthCheck, Labels, Name, ReportedHealth, Revision, UnresolvedWorkload, Zone } from "../../mesh/specs.ts";
+import { HealthCheck, Labels, Name, ReportedHealth, ReportedTransport, Revision, UnresolvedWorkload, Zone } from "../../mesh/specs.ts";
 
 export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 600;
 
@@ -65,6 +65,7 @@ export const Node = Type.Object(
       description: "False once the agent has sent no status for WEFT_NODE_GRACE_SECONDS (default 15): backends on the node are then withdrawn from every LB table until it reports again",
     }),
     unreachableSince: Type.Union([Timestamp, Type.Null()], { description: "When the API marked the node unreachable; null while reachable" }),
+    transport: Type.Union([ReportedTransport, Type.Null()], { description: "The node's transport as its agent last reported it; null: never reported" }),
     failingOpen: Type.Array(Type.String(), {
       description:
         "Services (tenant/service) whose every backend is withdrawn (unhealthy or on an unreachable node) as this node's tables see them: all of them keep their slots (fail open)",

@@ -1,0 +1,121 @@
+/**
+ * A node's transport document (issue 18): which peers its transport trusts,
+ * where the workloads its own are steered to live, and which identity may
+ * open streams to which local one. Derived from the node's compiled
+ * weft_steer entries, so the transport carries exactly what the kernel
+ * steers to it; names, certificates and endpoints come from the rows.
+ *
+ * Only tenants with a local identity in a steer entry appear, so a node
+ * never learns of a tenant it does not host; the compiler never writes a
+ * steer entry joining two tenants, and the lookups below stay inside the
+ * tenant of the local identity all the same.
+ */
+import { and, inArray, isNotNull, ne, eq } from "drizzle-orm";
+import type { Entry } from "@weft/codec";
+import { spiffeId } from "../ca/spiffe-id.ts";
+import type { Db } from "../db/client.ts";
+import { platformRead } from "../db/platform-read.ts";
+import { identities, nodes, tenants, workloads } from "../db/schema.ts";
+import type { TransportDocument } from "./specs.ts";
+
+/** The rows a document is built from; read by loadTransportRows. */
+export interface TransportRows {
+  /** Every identity of the tenants concerned, by numeric identity. */
+  identities: ReadonlyMap<number, { tenantId: number; spiffeId: string }>;
+  trustDomains: ReadonlyMap<number, string>;
+  /** Workloads of those tenants on other nodes whose node reported a transport endpoint. */
+  remoteWorkloads: readonly { numericId: number; addresses: readonly string[]; endpoint: string }[];
+}
+
+/** The tenants a node's steer entries concern: those of its local identities. */
+export const localIdentities = (steer: readonly Entry<"steer">[]): number[] => [...new Set(steer.map((e) => e.key.localIdentity))].sort((a, b) => a - b);
+
+/** The document, with `bundles` from the tenants' CA certificates (bundlePem by tenant id). */
+export function buildTransportDocument(steer: readonly Entry<"steer">[], rows: TransportRows, bundlePem: ReadonlyMap<number, string>): TransportDocument {
+  const tenantOf = (id: number) => rows.identities.get(id)?.tenantId;
+  /** A steer entry's remote identities: itself, or every identity of the local one's tenant for "any peer" (0). */
+  const remotesOf = (local: number, remote: number): number[] => {
+    const tenant = tenantOf(local);
+    if (tenant === undefined) return [];
+    if (remote !== 0) return tenantOf(remote) === tenant ? [remote] : [];
+    return [...rows.identities].filter(([, i]) => i.tenantId === tenant).map(([id]) => id);
+  };
+  const steeredTo = new Set<number>();
+  /** "source destination" -> ports (0: any) */
+  const pairs = new Map<string, { source: string; destination: string; ports: Set<number> }>();
+  const tenantsTakingPart = new Set<number>();
+  for (const { key, value } of steer) {
+    if (value.action !== "allow") continue;
+    const local = rows.identities.get(key.localIdentity);
+    if (local === undefined) continue;
+    tenantsTakingPart.add(local.tenantId);
+    for (const remote of remotesOf(key.localIdentity, key.remoteIdentity)) {
+      if (key.direction === "egress") {
+        steeredTo.add(remote);
+        continue;
+      }
+      const source = rows.identities.get(remote)!.spiffeId;
+      const id = `${source} ${local.spiffeId}`;
+      let pair = pairs.get(id);
+      if (pair === undefined) pairs.set(id, (pair = { source, destination: local.spiffeId, ports: new Set() }));
+      pair.ports.add(key.port);
+    }
+  }
+  const bundles = [...tenantsTakingPart].flatMap((t) => {
+    const caPem = bundlePem.get(t);
+    const trustDomain = rows.trustDomains.get(t);
+    return caPem === undefined || trustDomain === undefined ? [] : [{ trustDomain, caPem }];
+  });
+  const remotes = rows.remoteWorkloads
+    .filter((w) => steeredTo.has(w.numericId))
+    .flatMap((w) => w.addresses.map((address) => ({ address, spiffeId: rows.identities.get(w.numericId)!.spiffeId, node: w.endpoint })));
+  const allow = [...pairs.values()].map(({ source, destination, ports }) => {
+    const listed = ports.has(0) ? undefined : [...ports].sort((a, b) => a - b);
+    return listed === undefined ? { source, destination } : { source, destination, ports: listed };
+  });
+  return {
+    bundles: bundles.sort((a, b) => compare(a.trustDomain, b.trustDomain)),
+    remotes: remotes.sort((a, b) => compare(a.address, b.address)),
+    allow: allow.sort((a, b) => compare(a.source, b.source) || compare(a.destination, b.destination)),
+  };
+}
+
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The rows a node's document needs, on one consistent snapshot: the
+ * identities and trust domains of the tenants of its local steered
+ * identities, and those tenants' workloads on nodes with a transport.
+ */
+export async function loadTransportRows(db: Db, node: string, steer: readonly Entry<"steer">[]): Promise<TransportRows & { tenantIds: number[] }> {
+  const locals = localIdentities(steer);
+  if (locals.length === 0) return { identities: new Map(), trustDomains: new Map(), remoteWorkloads: [], tenantIds: [] };
+  return platformRead(db, async (tx) => {
+    const owning = await tx
+      .selectDistinct({ tenantId: identities.tenantId })
+      .from(identities)
+      .where(inArray(identities.securityIdentity, locals));
+    const tenantIds = owning.map((r) => r.tenantId).sort((a, b) => a - b);
+    if (tenantIds.length === 0) return { identities: new Map(), trustDomains: new Map(), remoteWorkloads: [], tenantIds };
+    const ids = await tx
+      .select({ tenantId: identities.tenantId, name: identities.name, numericId: identities.securityIdentity, path: identities.path, trustDomain: tenants.trustDomain })
+      .from(identities)
+      .innerJoin(tenants, eq(tenants.id, identities.tenantId))
+      .where(inArray(identities.tenantId, tenantIds));
+    const placed = await tx
+      .select({ tenantId: workloads.tenantId, identity: workloads.identity, addresses: workloads.addresses, endpoint: nodes.transportEndpoint })
+      .from(workloads)
+      .innerJoin(nodes, eq(nodes.name, workloads.node))
+      .where(and(inArray(workloads.tenantId, tenantIds), ne(workloads.node, node), isNotNull(nodes.transportEndpoint)));
+    const byName = new Map(ids.map((i) => [`${i.tenantId}/${i.name}`, i.numericId]));
+    return {
+      identities: new Map(ids.map((i) => [i.numericId, { tenantId: i.tenantId, spiffeId: spiffeId(i.trustDomain, i.path) }])),
+      trustDomains: new Map(ids.map((i) => [i.tenantId, i.trustDomain])),
+      remoteWorkloads: placed.flatMap((w) => {
+        const numericId = byName.get(`${w.tenantId}/${w.identity}`);
+        return numericId === undefined ? [] : [{ numericId, addresses: w.addresses, endpoint: w.endpoint! }];
+      }),
+      tenantIds,
+    };
+  });
+}
