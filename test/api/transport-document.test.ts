@@ -243,3 +243,32 @@ describe.each(BACKENDS)("the node-to-node transport on %s", (backend) => {
     });
   });
 });
+
+describe.each(BACKENDS)("weft_steer capacity on %s", (backend) => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
+    let app: WeftApp;
+    let a: { tenant: string; token: string };
+    let node: Node;
+    beforeAll(async () => {
+      app = await startApi(backend, { mapCapacity: { steer: 4 } });
+      a = await tenantWithToken(app, ["write"]);
+      node = await registeredNode(app);
+      await identity(app, a.token, a.tenant, "web", { app: "web" });
+      await mustPut(app, a.token, a.tenant, "workloads/web-1", { identity: "web", node: node.name, addresses: [freshAddress(node.podCidr)] });
+    });
+    afterAll(async () => app?.close());
+
+    it("refuses an mtls rule whose steering overflows a node's weft_steer (422 naming map and node), a dry run too; plaintext fits", async () => {
+      const ports = [1, 2, 3, 4].map((i) => ({ port: 8000 + i, protocol: "tcp" }));
+      const spec = (transport: string) => ({ subject: { identity: "web" }, ingress: [{ peers: [{ identity: "web" }], ports, action: "allow", transport }] });
+      for (const query of [{}, { dryRun: "true" }] as Record<string, string>[]) {
+        const before = await tenantChanges(app, a.tenant);
+        const body = expectProblem(await putResource(app, a.token, a.tenant, "policies/wide", spec("mtls"), { query }), 422);
+        // web steers to itself both ways: 4 ports and a marker per direction.
+        expect(body.errors).toEqual([{ field: "maps.steer", message: `node ${node.name}: needs 10 entries, has room for 4` }]);
+        expect(await tenantChanges(app, a.tenant)).toBe(before);
+      }
+      expect((await putResource(app, a.token, a.tenant, "policies/wide", spec("plaintext"))).statusCode).toBe(201);
+    });
+  });
+});

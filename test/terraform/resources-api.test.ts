@@ -363,7 +363,16 @@ describe.each(BACKENDS)("Weft resources against the API on %s", (backend) => {
       expect(errors(hostBits.diagnostics)).toEqual([
         expect.objectContaining({ attribute: [{ attribute: "ingress" }, { index: 0 }, { attribute: "peers" }, { index: 0 }, { attribute: "cidr" }] }),
       ]);
-      expect(await tf.apply(pol, ungoverned, null)).toBeNull();
+      // transport: mtls on an identity rule applies and reads back; on a CIDR rule the plan names the rule's transport.
+      const mtlsConfig = { ...pconfig, ingress: [{ peers: [{ identity: "db" }], ports: [{ port: 5432, protocol: "tcp" }], action: "allow", transport: "mtls" }] };
+      const mtls = (await tf.apply(pol, ungoverned, mtlsConfig))!;
+      expect((await get(`/v1/tenants/${tenant}/policies/db-in`)).json().ingress[0].transport).toBe("mtls");
+      expect((await tf.plan(pol, mtls, mtlsConfig)).planned).toEqual(mtls);
+      const cidrMtls = await tf.plan(pol, mtls, { ...pconfig, ingress: [{ peers: [{ cidr: "192.0.2.0/24" }], action: "allow", transport: "mtls" }] });
+      expect(errors(cidrMtls.diagnostics)).toEqual([
+        expect.objectContaining({ attribute: [{ attribute: "ingress" }, { index: 0 }, { attribute: "transport" }] }),
+      ]);
+      expect(await tf.apply(pol, mtls, null)).toBeNull();
       expect(await tf.apply(wl, workload, null)).toBeNull();
     });
 
