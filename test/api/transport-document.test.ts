@@ -136,6 +136,21 @@ describe.each(BACKENDS)("the node-to-node transport on %s", (backend) => {
           expect(res.statusCode, res.body).toBe(200);
           expect(res.json().transport).toEqual({ endpoint: ep, state: "running" });
         }
+        // A report without the field (an agent without a transport) leaves it as it was.
+        const silent = await app.inject({
+          method: "PUT",
+          url: `/v1/nodes/${n1.name}/status`,
+          headers: bearer(n1.credential),
+          payload: { appliedRevision: 0, hash: "none", counters: { x: 1 }, errors: [] },
+        });
+        expect(silent.statusCode, silent.body).toBe(200);
+        expect(silent.json()).toMatchObject({ counters: { x: 1 }, transport: { endpoint: endpoint.n1, state: "running" } });
+      });
+
+      it("another node's credential cannot report for it", async () => {
+        expectProblem(await report(n2, { endpoint: "198.18.244.99:15008", state: "running" }, n1.credential), 404);
+        const shown = await app.inject({ url: `/v1/nodes/${n2.name}`, headers: operator });
+        expect(shown.json().transport.endpoint).toBe(endpoint.n2);
       });
 
       it.each([

@@ -237,13 +237,6 @@ export async function listNodes(db: Db, limit: number, after: string | undefined
 }
 
 /**
- * Stores what the node reports. This is observed state, not desired state: it
- * takes no global revision, writes no change log and wakes no long poll (an
- * agent reports after every apply; feeding that back into the change stream
- * would wake every watcher for nothing). converged_since is kept across
- * reports of the same content and restarts when the content changes.
- */
-/**
  * Other nodes' transports open streams to this endpoint, so a node must not
  * point them at loopback, at an unspecified, multicast, broadcast or
  * link-local address (where they would reach something of their own node
@@ -262,9 +255,17 @@ function checkTransportEndpoint(endpoint: string): void {
   if (a === 0 || a === 127 || a >= 224 || (a === 169 && b === 254)) refuse("must be a unicast address of the node, not unspecified, loopback, link-local, multicast or broadcast");
 }
 
+/**
+ * Stores what the node reports. This is observed state, not desired state: it
+ * takes no global revision, writes no change log and wakes no long poll (an
+ * agent reports after every apply; feeding that back into the change stream
+ * would wake every watcher for nothing). converged_since is kept across
+ * reports of the same content and restarts when the content changes.
+ */
 export async function reportStatus(db: Db, name: string, report: NodeStatusReport, desiredHash: string | null): Promise<NodeDbRow> {
   const transport = report.transport;
   if (transport?.endpoint != null) checkTransportEndpoint(transport.endpoint);
+  const stored: StoredStatus = { counters: report.counters, errors: report.errors, unresolved: report.unresolved ?? [], health: report.health ?? [] };
   // A workload the agent could not attach is not enforced: the node has not converged, whatever its maps hold.
   const matches = desiredHash !== null && report.hash === desiredHash && (report.unresolved ?? []).length === 0;
   const [row] = await read(db, null, (tx) =>
@@ -273,13 +274,8 @@ export async function reportStatus(db: Db, name: string, report: NodeStatusRepor
       .set({
         appliedRevision: report.appliedRevision,
         appliedHash: report.hash,
-        status: {
-          counters: report.counters,
-          errors: report.errors,
-          unresolved: report.unresolved ?? [],
-          health: report.health ?? [],
-          ...(transport ? { transport } : {}),
-        } satisfies StoredStatus,
+        // A report without transport leaves the stored one (and the column) as they were.
+        status: transport === undefined ? sql`${JSON.stringify(stored)}::jsonb || jsonb_strip_nulls(jsonb_build_object('transport', ${nodes.status}->'transport'))` : { ...stored, transport },
         // Other nodes' transport documents read the endpoint from this column.
         ...(transport === undefined ? {} : { transportEndpoint: transport.endpoint }),
         statusAt: sql`now()`,
