@@ -16,6 +16,7 @@ import { KernelDatapath, cleanup as uninstall } from "../../nodeagent/src/loader
 import { skipWithout } from "../support/prerequisites.ts";
 import { Cleanup, makeNetns, makePinDir, repoRoot, toolsUnavailableReason } from "../support/kernel.ts";
 import { until } from "../support/until.ts";
+import { echoServer } from "../agent/netns-traffic.ts";
 import { deleteAll, readMetrics, writeEntries } from "./policy-harness.ts";
 
 const { tcp } = protocols;
@@ -93,8 +94,8 @@ describe.skipIf(skipWithout("transport steering in namespaces (root, bpf, iprout
   let listener: { child: ChildProcess; lines: string[] } | null = null;
 
   const metric = (slot: string): bigint => readMetrics(dp.maps.metrics).get(slot) ?? 0n;
-  /** TCP packets to PORT that reached the fabric namespace (an nft counter there). */
-  const fabricPackets = (): number => Number(/packets (\d+)/.exec(inNs(fabric, "nft", "list", "chain", "ip", "wefttest", "seen"))![1]);
+  /** TCP packets to (or, `from`, answering from) PORT that reached the fabric namespace (nft counters there). */
+  const fabricPackets = (from = false): number => Number([...inNs(fabric, "nft", "list", "chain", "ip", "wefttest", "seen").matchAll(/packets (\d+)/g)][from ? 1 : 0]![1]);
 
   async function startListener(): Promise<void> {
     listener = nodeIn(cleanup, node, "transport listener", [`${repoRoot}test/kernel/fixtures/transport-listener.mjs`, OUTBOUND.address, String(OUTBOUND.port), String(constants.MARK_TRANSPORT)]);
@@ -124,7 +125,7 @@ describe.skipIf(skipWithout("transport steering in namespaces (root, bpf, iprout
     // The routing the agent installs for steered packets (weft_abi.h, the transport).
     sh("ip", "-n", node, "rule", "add", "priority", String(constants.TRANSPORT_RULE_PRIORITY), "fwmark", `${constants.MARK_TO_TRANSPORT}/${constants.MARK_TO_TRANSPORT}`, "lookup", String(constants.TRANSPORT_TABLE));
     sh("ip", "-n", node, "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", String(constants.TRANSPORT_TABLE));
-    inNs(fabric, "nft", `add table ip wefttest; add chain ip wefttest seen { type filter hook prerouting priority -300; }; add rule ip wefttest seen tcp dport ${PORT} counter`);
+    inNs(fabric, "nft", `add table ip wefttest; add chain ip wefttest seen { type filter hook prerouting priority -300; }; add rule ip wefttest seen tcp dport ${PORT} counter; add rule ip wefttest seen tcp sport ${PORT} counter`);
 
     // The agent's loader pins the maps here and attaches inside the node namespace (nsenter keeps bpffs in view).
     dp = KernelDatapath.load({ pinDir });
@@ -149,6 +150,7 @@ dp.close();`;
     ]);
     fabricServer = nodeIn(cleanup, fabric, "fabric server", ["-e", `require("node:net").createServer(s=>{console.log(JSON.stringify({remote:s.remoteAddress}));s.on("error",()=>{});s.on("data",d=>s.write("fabric:"+d))}).listen(${PORT},"0.0.0.0",()=>console.log("ready"))`]);
     await ready(fabricServer, "the fabric server");
+    await echoServer(cleanup, client, "client", PORT);
   });
   afterAll(() => cleanup.run());
   beforeEach(() => {
@@ -209,5 +211,25 @@ dp.close();`;
       sh("ip", "-n", neighbour, "addr", "del", `${CLIENT.address}/32`, "dev", `tx${process.pid % 100000}np`);
       stopListener();
     }
+  });
+
+  it("(f) a peer's connection the transport delivers is answered through the transport: the workload's replies are assigned to its socket", async () => {
+    writeEntries(dp.maps.steer, "steer", [
+      { key: { localIdentity: CLIENT.identity, remoteIdentity: REMOTE.identity, port: PORT, protocol: tcp, direction: "ingress" }, value: { action: "allow", ruleId: 8, mtls: true } },
+      { key: { localIdentity: CLIENT.identity, remoteIdentity: 0, port: 0, protocol: 0, direction: "ingress" }, value: { action: "default-deny", ruleId: 0 } },
+    ]);
+    // The transport's delivery: a transparent connection from the remote workload's address (nodeagent/src/transport/transparent.ts).
+    const deliver = `const { connectTransparent } = await import(${JSON.stringify(`${repoRoot}nodeagent/src/transport/transparent.ts`)});
+try { const s = await connectTransparent(${JSON.stringify(REMOTE.address)}, { address: ${JSON.stringify(CLIENT.address)}, port: ${PORT} }, 3000);
+  let got = ""; s.on("data", (d) => (got += d)); s.on("end", () => { console.log("data:" + got + " local:" + s.localAddress); process.exit(0); });
+} catch (e) { console.log("error:" + e.message); process.exit(0); }
+setTimeout(() => { console.log("timeout"); process.exit(0); }, 4000);`;
+    const fabricBefore = fabricPackets(true);
+    const steered = metric("egress/steered");
+    const { stdout } = await promisify(execFile)("nsenter", [`--net=/var/run/netns/${node}`, process.execPath, "--import", "tsx", "--input-type=module", "-e", deliver], { cwd: repoRoot, encoding: "utf8", timeout: 20_000 });
+    expect(stdout.trim()).toBe(`data:client local:${REMOTE.address}`);
+    // SYN-ACK, data, FIN at least: each assigned to the transparent socket, none routed to the fabric.
+    expect(metric("egress/steered") - steered).toBeGreaterThanOrEqual(3n);
+    expect(fabricPackets(true)).toBe(fabricBefore);
   });
 });
