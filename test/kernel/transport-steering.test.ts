@@ -101,9 +101,14 @@ describe.skipIf(skipWithout("transport steering in namespaces (root, bpf, iprout
     listener = nodeIn(cleanup, node, "transport listener", [`${repoRoot}test/kernel/fixtures/transport-listener.mjs`, OUTBOUND.address, String(OUTBOUND.port), String(constants.MARK_TRANSPORT)]);
     await ready(listener, "the transport listener");
   }
-  function stopListener(): void {
-    listener?.child.kill("SIGKILL");
+  /** Kills the listener and waits for its exit: the kernel has closed its socket by then. */
+  async function stopListener(): Promise<void> {
+    const child = listener?.child;
     listener = null;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
   }
 
   beforeAll(async () => {
@@ -158,7 +163,7 @@ dp.close();`;
   });
 
   it("(c) without a steer entry the connection goes to the fabric untouched, from the workload's own address", async () => {
-    stopListener();
+    await stopListener();
     const seen = fabricServer.lines.length;
     expect(await hello(client, REMOTE.address, PORT)).toBe("data:fabric:hello");
     await until("the fabric server to report the connection", 5_000, () => (fabricServer.lines.length > seen ? true : undefined));
@@ -181,12 +186,12 @@ dp.close();`;
     expect(metric("egress/steered") - steered).toBeGreaterThanOrEqual(3n);
     expect(fabricPackets()).toBe(fabricBefore);
     expect(fabricServer.lines.length).toBe(servedBefore);
-    stopListener();
+    await stopListener();
   });
 
   it("(b) without the transport's listener the SYN is dropped as transport-down, and nothing reaches the fabric", async () => {
     writeEntries(dp.maps.steer, "steer", steerEntries);
-    stopListener();
+    await stopListener();
     const fabricBefore = fabricPackets();
     const down = metric("egress/transport-down");
     expect(await hello(client, REMOTE.address, PORT, undefined, 1200)).toBe("timeout");
@@ -209,7 +214,7 @@ dp.close();`;
       expect(await hello(client, REMOTE.address, PORT)).toBe("data:transport:hello");
     } finally {
       sh("ip", "-n", neighbour, "addr", "del", `${CLIENT.address}/32`, "dev", `tx${process.pid % 100000}np`);
-      stopListener();
+      await stopListener();
     }
   });
 
