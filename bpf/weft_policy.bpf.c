@@ -81,6 +81,29 @@
  *        exist); a drop there makes the verdict WEFT_REASON_AUDIT: passed,
  *        and reported with the rule that would have dropped it.
  *
+ *   [R15] transport enforcement, receiving side (issue 18): a packet that
+ *        policy passes through a hit flagged WEFT_POLICY_F_MTLS (for a
+ *        ct-reply, the opener's hit) is dropped as mtls-required unless the
+ *        node's transport delivered it: in weft_to_wl, skb->mark carries
+ *        WEFT_MARK_TRANSPORT (SO_MARK of every transport socket) or the peer
+ *        is a workload of this node (weft_endpoint); in weft_from_uplink,
+ *        never (nothing from the fabric came through the transport).
+ *   [R16] steering, sending side: weft_from_wl, once the egress decision
+ *        passes a TCP packet to a tenant's workload on another node, probes
+ *        weft_steer (same key, value and marker rule as weft_policy) with
+ *        (self, peer, peer's port, egress): connections the workload opens;
+ *        then, for anything but a bare SYN, (self, peer, own port, ingress):
+ *        its side of connections the peer opened through the transport. A
+ *        steered packet must come from the veth weft_local_veth names for
+ *        its source (else unknown-endpoint: a neighbour borrowing the
+ *        address would borrow its SVID), and is assigned (bpf_sk_assign) to
+ *        the transport socket of its own tuple, or for an egress SYN to the
+ *        outbound listener, and marked WEFT_MARK_TO_TRANSPORT for the
+ *        agent's routing rule: steered. No socket: transport-down, dropped,
+ *        never sent in plaintext; unless conntrack shows the flow was opened
+ *        the other way (a plaintext connection whose ports happen to match).
+ *        Counted once per packet, with steering's reason.
+ *
  * Only replies pay for conntrack: an allowed packet that opens nothing (an
  * established TCP segment) costs no more than it did without it.
  */
@@ -110,10 +133,11 @@ WEFT_MAP_local_veth(WEFT_DECLARE_MAP)
 WEFT_MAP_audit(WEFT_DECLARE_MAP)
 WEFT_MAP_steer(WEFT_DECLARE_MAP)
 
-/* What weft_decide found besides the reason: for flow events and audit. */
+/* What weft_decide found besides the reason: for flow events, audit and [R15]. */
 struct weft_decision {
 	__u32 rule_id; /* the policy entry's rule; 0 = none (unselected, default deny) */
 	__u8 opened;   /* [R8] this packet inserted a new weft_ct entry */
+	__u8 flags;    /* WEFT_POLICY_F_* of the hit that passed it (of the opener's hit for a ct-reply) */
 };
 
 /*
@@ -230,8 +254,9 @@ static __always_inline int weft_ct_open(const struct weft_flow *flow, __u8 dir, 
  * still ends in allow or in no entry at all.
  */
 static __always_inline int weft_ct_is_reply(const struct weft_flow *flow, __u8 dir, __u32 local_id,
-					    __u32 remote_id)
+					    __u32 remote_id, __u8 *opener_flags)
 {
+	struct weft_policy_value *hit;
 	struct weft_ct_value *ct;
 	struct weft_ct_key key;
 	struct weft_flow opener;
@@ -246,7 +271,9 @@ static __always_inline int weft_ct_is_reply(const struct weft_flow *flow, __u8 d
 	/* The opener's destination port: the workload's for an inbound flow. */
 	if (flow->dport != 0)
 		opener.dport = odir == WEFT_DIR_INGRESS ? flow->local_port : flow->remote_port;
-	reason = __weft_policy_reason(__weft_policy_lookup(&weft_policy, local_id, remote_id, &opener, odir));
+	hit = __weft_policy_lookup(&weft_policy, local_id, remote_id, &opener, odir);
+	reason = __weft_policy_reason(hit);
+	*opener_flags = hit ? hit->flags : 0;
 	return reason == WEFT_REASON_POLICY_ALLOW || reason == WEFT_REASON_UNSELECTED;
 }
 
@@ -287,6 +314,7 @@ static __always_inline __u32 weft_decide(const struct weft_flow *flow, __u8 dir,
 
 	d->rule_id = 0;
 	d->opened = 0;
+	d->flags = 0;
 	if (self->tenant != WEFT_TENANT_NONE && peer->tenant != WEFT_TENANT_NONE &&
 	    self->tenant != peer->tenant)
 		return WEFT_REASON_CROSS_TENANT; /* [R5] */
@@ -296,6 +324,7 @@ static __always_inline __u32 weft_decide(const struct weft_flow *flow, __u8 dir,
 	if (hit)
 		d->rule_id = hit->rule_id;
 	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS) {
+		d->flags = hit ? hit->flags : 0;
 		if (flow->opens && weft_ct_open(flow, dir, self->identity, peer->identity)) { /* [R8] */
 			d->opened = 1;
 			reason = weft_audit_reason(flow, dir, self->identity, peer->identity, reason, d);
@@ -304,7 +333,7 @@ static __always_inline __u32 weft_decide(const struct weft_flow *flow, __u8 dir,
 	}
 	/* Only a policy decision is overridden, never an invalid entry. */
 	if ((reason == WEFT_REASON_DEFAULT_DENY || reason == WEFT_REASON_POLICY_DENY) &&
-	    flow->may_reply && weft_ct_is_reply(flow, dir, self->identity, peer->identity))
+	    flow->may_reply && weft_ct_is_reply(flow, dir, self->identity, peer->identity, &d->flags))
 		return WEFT_REASON_CT_REPLY; /* [R9] */
 	return reason;
 }
@@ -469,6 +498,138 @@ static __always_inline int weft_forward_remote(struct __sk_buff *skb, const stru
 	return bpf_redirect_neigh(fib.ifindex, &nh, sizeof(nh), 0);
 }
 
+/*
+ * [R15]/[R16] A weft_steer hit: the most specific entry, as in weft_policy,
+ * when it steers (ALLOW). The selection marker is probed first: a workload
+ * with no steering in this direction, almost every one, pays one lookup.
+ */
+static __always_inline int weft_steered(__u32 local_id, __u32 remote_id, const struct weft_flow *flow, __u8 dir)
+{
+	struct weft_policy_key marker = { .local_identity = local_id, .direction = dir };
+	struct weft_policy_value *hit;
+
+	if (!bpf_map_lookup_elem(&weft_steer, &marker))
+		return 0;
+	hit = __weft_policy_lookup(&weft_steer, local_id, remote_id, flow, dir);
+	return hit && hit->action == WEFT_ACTION_ALLOW;
+}
+
+/*
+ * [R15] Whether a packet that policy passes toward the workload must have come
+ * through the node's transport: the hit that passed it asks for mtls (for a
+ * ct-reply, the opener's hit: a forged reply into a connection an mtls rule
+ * let the workload open). Only the transport's own sockets carry
+ * WEFT_MARK_TRANSPORT, and the mark never crosses the wire, so nothing the
+ * uplink receives has it. A workload of this node reaches another directly,
+ * never through the transport. Costs nothing unless the hit is flagged.
+ */
+static __always_inline int weft_needs_transport(const struct __sk_buff *skb, const struct weft_flow *flow,
+						const struct weft_decision *d, int from_uplink)
+{
+	struct weft_endpoint_key peer_key = { .addr = flow->remote };
+
+	if (!(d->flags & WEFT_POLICY_F_MTLS))
+		return 0;
+	if (from_uplink)
+		return 1;
+	return !(skb->mark & WEFT_MARK_TRANSPORT) && !bpf_map_lookup_elem(&weft_endpoint, &peer_key);
+}
+
+/* [R16] weft_ct holds this flow's tuple for replies travelling `reply_dir`: it was opened the other way. */
+static __always_inline int weft_ct_opened(const struct weft_flow *flow, __u8 reply_dir, __u32 local_id,
+					  __u32 remote_id)
+{
+	struct weft_ct_value *ct;
+	struct weft_ct_key key;
+
+	__weft_ct_key(&key, flow, reply_dir);
+	ct = bpf_map_lookup_elem(&weft_ct, &key);
+	return ct && ct->local_identity == local_id && ct->remote_identity == remote_id;
+}
+
+/*
+ * [R16] Hands `sk` (a lookup's reference, released here) to the packet and
+ * marks the packet for the transport's routing table. Returns 0 on success.
+ */
+static __always_inline long weft_assign(struct __sk_buff *skb, struct bpf_sock *sk)
+{
+	long err = bpf_sk_assign(skb, sk, 0);
+
+	bpf_sk_release(sk);
+	if (err == 0)
+		skb->mark |= WEFT_MARK_TO_TRANSPORT;
+	return err;
+}
+
+/*
+ * [R16] Steering, for a TCP packet weft_from_wl passed toward a workload on
+ * another node. Returns 0 when weft_steer does not take the packet, else the
+ * reason: STEERED (assigned to a transport socket), TRANSPORT_DOWN or
+ * UNKNOWN_ENDPOINT (drops).
+ */
+static __always_inline __u32 weft_steer_to_transport(struct __sk_buff *skb, const struct weft_flow *flow,
+						     __u32 self_id, __u32 peer_id)
+{
+	struct weft_endpoint_key self_key = { .addr = flow->local };
+	struct bpf_sock_tuple tuple = {};
+	struct weft_local_veth *veth;
+	struct bpf_sock *sk;
+	struct weft_flow theirs;
+	__u8 reply_dir;
+	int egress;
+
+	/* Connections the workload opens: flow->dport is the peer's port. */
+	egress = weft_steered(self_id, peer_id, flow, WEFT_DIR_EGRESS);
+	if (!egress) {
+		/* Its side of connections the peer opened through the transport; never a bare SYN. */
+		if (flow->opens)
+			return 0;
+		theirs = *flow;
+		theirs.dport = flow->local_port;
+		if (!weft_steered(self_id, peer_id, &theirs, WEFT_DIR_INGRESS))
+			return 0;
+	}
+	/* A neighbour sending another local workload's address must not borrow its SVID. */
+	veth = bpf_map_lookup_elem(&weft_local_veth, &self_key);
+	if (!veth || veth->ifindex != skb->ifindex)
+		return WEFT_REASON_UNKNOWN_ENDPOINT;
+
+	tuple.ipv4.saddr = flow->local;
+	tuple.ipv4.daddr = flow->remote;
+	tuple.ipv4.sport = flow->local_port;
+	tuple.ipv4.dport = flow->remote_port;
+	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		/* A listener of the node on the peer's port, or a dead connection, is not this flow's socket. */
+		if (sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT)
+			return weft_assign(skb, sk) == 0 ? WEFT_REASON_STEERED : WEFT_REASON_TRANSPORT_DOWN;
+		bpf_sk_release(sk);
+	}
+	if (egress && flow->opens) {
+		/* A new connection: the transport's outbound listener, as Cilium's proxy.h finds its proxy's. */
+		__builtin_memset(&tuple, 0, sizeof(tuple));
+		tuple.ipv4.daddr = bpf_htonl(WEFT_TRANSPORT_OUTBOUND_ADDR);
+		tuple.ipv4.dport = bpf_htons(WEFT_TRANSPORT_OUTBOUND_PORT);
+		sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return WEFT_REASON_TRANSPORT_DOWN;
+		if (sk->state != BPF_TCP_LISTEN) {
+			bpf_sk_release(sk);
+			return WEFT_REASON_TRANSPORT_DOWN;
+		}
+		return weft_assign(skb, sk) == 0 ? WEFT_REASON_STEERED : WEFT_REASON_TRANSPORT_DOWN;
+	}
+	/*
+	 * No socket. A flow conntrack shows was opened the other way (a plaintext
+	 * connection whose ports happen to match the steered one) is not the
+	 * transport's; anything else fails closed, never out in plaintext.
+	 */
+	reply_dir = egress ? WEFT_DIR_EGRESS : WEFT_DIR_INGRESS;
+	if (weft_ct_opened(flow, reply_dir, self_id, peer_id))
+		return 0;
+	return WEFT_REASON_TRANSPORT_DOWN;
+}
+
 SEC("tc")
 int weft_to_wl(struct __sk_buff *skb)
 {
@@ -484,6 +645,8 @@ int weft_to_wl(struct __sk_buff *skb)
 	}
 	peer = weft_peer(flow.remote);
 	reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer, &d);
+	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS && weft_needs_transport(skb, &flow, &d, 0))
+		reason = WEFT_REASON_MTLS_REQUIRED; /* [R15] */
 	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
 	weft_flow_note(skb, WEFT_DIR_INGRESS, &flow, self, &peer, reason, &d);
 	return weft_verdict(reason);
@@ -497,7 +660,7 @@ int weft_from_wl(struct __sk_buff *skb)
 	struct weft_local_veth *veth;
 	struct weft_decision d;
 	struct weft_flow flow = {};
-	__u32 veth_ifindex = 0;
+	__u32 veth_ifindex = 0, steer = 0;
 	__u32 reason = weft_self(skb, WEFT_DIR_EGRESS, &flow, &self);
 
 	if (reason != 0) {
@@ -520,10 +683,23 @@ int weft_from_wl(struct __sk_buff *skb)
 	}
 	peer = local_peer ? *local_peer : weft_peer(flow.remote);
 	reason = weft_decide(&flow, WEFT_DIR_EGRESS, self, &peer, &d);
+	/*
+	 * [R16] Steering, for TCP to a tenant's workload that is not one of this
+	 * node's (not the world, the host or a CIDR peer). The packet is counted
+	 * once, with steering's outcome; an audit verdict keeps its own reason.
+	 */
+	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS && !local_peer && flow.protocol == IPPROTO_TCP &&
+	    peer.tenant != WEFT_TENANT_NONE) {
+		steer = weft_steer_to_transport(skb, &flow, self->identity, peer.identity);
+		if (steer != 0 && (reason != WEFT_REASON_AUDIT || steer != WEFT_REASON_STEERED))
+			reason = steer;
+	}
 	WEFT_COUNT(weft_metrics, WEFT_DIR_EGRESS, reason, skb->len);
 	weft_flow_note(skb, WEFT_DIR_EGRESS, &flow, self, &peer, reason, &d);
 	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS)
 		return weft_verdict(reason);
+	if (steer == WEFT_REASON_STEERED)
+		return TC_ACT_OK; /* to the transport's socket, through the host's stack */
 	if (local_peer)
 		return weft_deliver_local(skb, &flow, self, local_peer, veth_ifindex);
 	if (flow.ttl > 1 && peer.tenant != WEFT_TENANT_NONE)
@@ -557,6 +733,8 @@ int weft_from_uplink(struct __sk_buff *skb)
 		return TC_ACT_OK; /* the host routes it; weft_to_wl drops it as unknown-endpoint [R3] */
 	peer = weft_peer(flow.remote);
 	reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer, &d);
+	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS && weft_needs_transport(skb, &flow, &d, 1))
+		reason = WEFT_REASON_MTLS_REQUIRED; /* [R15] */
 	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
 	weft_flow_note(skb, WEFT_DIR_INGRESS, &flow, self, &peer, reason, &d);
 	if (WEFT_REASON_VERDICT(reason) != WEFT_VERDICT_PASS)

@@ -11,8 +11,10 @@
  *     workload no policy selects (two policy probes), the
  *     connection's opening SYN (repeated, so after the first run conntrack
  *     already holds its tuple: the port-reuse case, one lookup, no insert),
- *     a reply recognised by conntrack, and the worst case (a miss probing
- *     every wildcard level, then conntrack) are reported too.
+ *     a reply recognised by conntrack, the worst case (a miss probing
+ *     every wildcard level, then conntrack), and weft_from_wl's
+ *     established segment to another node's workload (steering's two
+ *     weft_steer marker probes, nothing steered) are reported too.
  * (c) Flow events ([R13]): the same program with events on (rate high
  *     enough that every candidate is emitted, the costliest case) against
  *     events off, paired per round: an allowed new connection (a SYN with a
@@ -109,10 +111,12 @@ async function kernelBench(): Promise<{ entries: number; ns: Record<string, numb
     // The workload's answer on the SYN's flow: its egress has only a default-deny, so it passes through conntrack.
     writeEntries(policy, "policy", [{ key: { localIdentity: LOCAL.identity, remoteIdentity: 0, port: 0, protocol: 0, direction: "egress" }, value: { action: "default-deny", ruleId: 0 } }]);
     const reply = ipv4Frame({ src: LOCAL.address, dst: PEER.address, protocol: protocols.tcp, sport: 80, dport: 40000, tcpFlags: TCP_ACK });
+    // A workload's established segment to another node's workload: the packet that pays for steering's probes ([R16]) when nothing is steered.
+    const crossNode = ipv4Frame({ src: UNSELECTED.address, dst: PEER.address, protocol: protocols.tcp, sport: 40000, dport: 443, tcpFlags: TCP_ACK });
     const base = baseObj.programFd("weft_bench_base");
     const prog = obj.programFd("weft_to_wl");
     const out = obj.programFd("weft_from_wl");
-    const runs = { baseline: [] as number[], exact: [] as number[], unselected: [] as number[], syn: [] as number[], reply: [] as number[], worst: [] as number[] };
+    const runs = { baseline: [] as number[], exact: [] as number[], unselected: [] as number[], syn: [] as number[], reply: [] as number[], worst: [] as number[], crossNode: [] as number[] };
     // (c) flow events on/off, paired per round.
     const flowCfg = mapOf(obj, maps.flow_cfg);
     const events = (on: boolean) =>
@@ -162,6 +166,7 @@ async function kernelBench(): Promise<{ entries: number; ns: Record<string, numb
       if (testRun(out, reply, { ctx }).retval !== 0) throw new Error("the reply was not recognised by conntrack");
       runs.reply.push(testRun(out, reply, { repeat: REPEAT, ctx }).durationNs);
       runs.worst.push(testRun(prog, miss, { repeat: REPEAT, ctx }).durationNs);
+      runs.crossNode.push(testRun(out, crossNode, { repeat: REPEAT, ctx }).durationNs);
     }
     const m = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]));
     const ratios = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v.map((ns, r) => ns / runs.baseline[r]!))]));
@@ -242,6 +247,7 @@ if (reason === null) {
   row("tc opening SYN, tuple already in ct (ns/pkt)", "syn", "report");
   row("tc reply via conntrack (ns/pkt)", "reply", "report");
   row("tc worst case, all levels miss + ct (ns/pkt)", "worst", "report");
+  row("tc egress to another node, unselected, not steered (ns/pkt)", "crossNode", "report");
   const e = k.events;
   const evRow = (label: string, on: number, off: number, ratio: number, goal: string) => rows.push([label, `${Math.round(on)} / ${Math.round(off)}`, ratio.toFixed(2), goal]);
   evRow("flow events on/off: allowed new connection (ns/pkt)", e.newOnNs!, e.newOffNs!, e.newConnection!, "<= 1.10");
