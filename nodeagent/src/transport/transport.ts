@@ -68,6 +68,8 @@ export class Transport {
         const next = new TransportState(request.config, this.tls);
         this.state = next;
         this.pool.retire(next);
+        const c = request.config;
+        this.metrics.configured({ workloads: c.workloads.length, bundles: c.bundles.length, remotes: c.remotes.length, allow: c.allow.length });
         return { ok: true };
       }
       case "steer": {
