@@ -260,7 +260,7 @@ describe("the agent's transport driver", () => {
   });
 });
 
-describe("--transport and --transport-address", () => {
+vitestDescribe("--transport and --transport-address", () => {
   const base = ["--api", "http://127.0.0.1:1", "--name", "n1"];
   const root = process.getuid?.() === 0;
 

@@ -47,7 +47,8 @@ export class TransportProcess {
 
   /** Spawns the transport with `args` and resolves once it is ready (its ports bound), or rejects with why it is not. */
   static start(args: readonly string[], log: Log): Promise<TransportProcess> {
-    const child = spawn(process.execPath, ["--import", "tsx", TRANSPORT_MAIN, ...args], { cwd: INSTALL_ROOT, stdio: ["pipe", "pipe", "pipe"] });
+    // A bounded young generation: V8 sizes it up under the transport's allocation rate (README, the engine's memory).
+    const child = spawn(process.execPath, ["--max-semi-space-size=2", "--import", "tsx", TRANSPORT_MAIN, ...args], { cwd: INSTALL_ROOT, stdio: ["pipe", "pipe", "pipe"] });
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
     createInterface({ input: child.stderr! }).on("line", (line) => log("warn", "transport", { pid: child.pid, line: line.slice(0, 2048) }));
     // The agent's stop ends the pipe: a write racing the exit must not crash the agent.
