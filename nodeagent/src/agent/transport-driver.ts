@@ -16,8 +16,8 @@
  * The transport's own metrics are fetched at scrape time over the control
  * channel and appended to the agent's /metrics.
  */
-import { constants } from "@weft/codec";
 import { Counter, Gauge, type Registry } from "prom-client";
+import { INBOUND_PORT, OUTBOUND_LISTENER } from "../transport/abi.ts";
 import type { Endpoint } from "../transport/endpoint.ts";
 import type { KeyExchange } from "../transport/tls-policy.ts";
 import type { Log } from "./agent.ts";
@@ -48,8 +48,6 @@ export interface TransportDriverOptions {
   backoff?: BackoffOptions;
   log: Log;
 }
-
-const dotted = (n: number) => [24, 16, 8, 0].map((shift) => (n >>> shift) & 0xff).join(".");
 
 type ConfigureResult = "ok" | "refused" | "failed";
 
@@ -105,7 +103,7 @@ export class TransportDriver {
 
   /** `transport` of the status report. */
   status(): TransportStatus {
-    const port = this.process?.ports.inbound ?? this.o.inboundPort ?? constants.TRANSPORT_INBOUND_PORT;
+    const port = this.process?.ports.inbound ?? this.o.inboundPort ?? INBOUND_PORT;
     return { endpoint: `${this.o.address}:${port}`, state: this.process && this.configured ? "running" : "down" };
   }
 
@@ -195,10 +193,10 @@ export class TransportDriver {
   }
 
   private args(): string[] {
-    const outbound = this.o.outbound ?? { address: dotted(constants.TRANSPORT_OUTBOUND_ADDR), port: constants.TRANSPORT_OUTBOUND_PORT };
+    const outbound = this.o.outbound ?? OUTBOUND_LISTENER;
     return [
       "--inbound",
-      `${this.o.address}:${this.o.inboundPort ?? constants.TRANSPORT_INBOUND_PORT}`,
+      `${this.o.address}:${this.o.inboundPort ?? INBOUND_PORT}`,
       "--outbound",
       `${outbound.address}:${outbound.port}`,
       ...(this.o.keyExchange ? ["--key-exchange", this.o.keyExchange] : []),

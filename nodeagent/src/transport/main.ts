@@ -19,7 +19,7 @@
  * stdout; exits when stdin closes (the agent is gone).
  */
 import { parseArgs } from "node:util";
-import { constants } from "@weft/codec";
+import { INBOUND_PORT, MARK_TRANSPORT, OUTBOUND_LISTENER } from "./abi.ts";
 import { serveControl } from "./control.ts";
 import { deliverer } from "./deliver.ts";
 import { parseEndpoint, type Endpoint } from "./endpoint.ts";
@@ -36,13 +36,10 @@ function listenAt(value: string, what: string): Endpoint {
   return e;
 }
 
-/** A host-order IPv4 of the ABI as dotted text. */
-const dotted = (n: number) => [24, 16, 8, 0].map((shift) => (n >>> shift) & 0xff).join(".");
-
 const { values } = parseArgs({
   options: {
-    inbound: { type: "string", default: `0.0.0.0:${constants.TRANSPORT_INBOUND_PORT}` },
-    outbound: { type: "string", default: `${dotted(constants.TRANSPORT_OUTBOUND_ADDR)}:${constants.TRANSPORT_OUTBOUND_PORT}` },
+    inbound: { type: "string", default: `0.0.0.0:${INBOUND_PORT}` },
+    outbound: { type: "string", default: `${OUTBOUND_LISTENER.address}:${OUTBOUND_LISTENER.port}` },
     "key-exchange": { type: "string", default: "post-quantum" },
     deliver: { type: "string", default: "transparent" },
   },
@@ -64,8 +61,8 @@ try {
     inbound: listenAt(values.inbound, "inbound"),
     outbound: listenAt(values.outbound, "outbound"),
     keyExchange: keyExchange as KeyExchange,
-    deliver: deliverer(values.deliver, constants.MARK_TRANSPORT),
-    mark: constants.MARK_TRANSPORT,
+    deliver: deliverer(values.deliver, MARK_TRANSPORT),
+    mark: MARK_TRANSPORT,
   });
 } catch (err) {
   if (!(err instanceof KeyExchangeUnavailable)) throw err;
