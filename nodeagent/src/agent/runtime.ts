@@ -131,7 +131,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       await workloadApi.listen();
     }
     if (cfg.transport) {
-      const address = cfg.transportAddress ?? firstIpv4(uplink ?? (cfg.uplink === "auto" ? defaultRouteDevice() : cfg.uplink!));
+      const address = cfg.transportAddress ?? firstIpv4(uplink ?? (cfg.uplink === "auto" ? defaultRouteDevice() : cfg.uplink));
       installTransportRouting();
       const node = registration.node;
       transport = new TransportDriver({ address, document: (etag) => client.nodeTransport(node, etag), svids, registry: metrics.registry, log });
@@ -254,7 +254,8 @@ function defaultRouteDevice(): string {
 }
 
 /** The first IPv4 address of `device` (the transport's default address: the uplink's). */
-function firstIpv4(device: string): string {
+function firstIpv4(device: string | null | undefined): string {
+  if (!device) throw new Error("failed to start the transport: no --transport-address and no --uplink to take the address from");
   const links = JSON.parse(execFileSync("ip", ["-j", "-4", "addr", "show", "dev", device], { encoding: "utf8" }) || "[]") as { addr_info?: { local?: string }[] }[];
   const address = links.flatMap((l) => l.addr_info ?? []).find((a) => a.local)?.local;
   if (!address) throw new Error(`failed to find the transport's address: device ${device} has no IPv4 address; name one with --transport-address`);
