@@ -49,7 +49,14 @@ export class TransportProcess {
   static start(args: readonly string[], log: Log): Promise<TransportProcess> {
     // A bounded young generation: V8 sizes it up under the transport's allocation rate (README, the engine's memory).
     const child = spawn(process.execPath, ["--max-semi-space-size=2", "--import", "tsx", TRANSPORT_MAIN, ...args], { cwd: INSTALL_ROOT, stdio: ["pipe", "pipe", "pipe"] });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+    // A spawn that fails (no such binary) emits "error" and never "exit": it ends the run the same way.
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      child.once("exit", (code, signal) => resolve({ code, signal }));
+      child.once("error", (err) => {
+        log("error", "failed to run the transport", { error: err.message });
+        resolve({ code: null, signal: null });
+      });
+    });
     createInterface({ input: child.stderr! }).on("line", (line) => log("warn", "transport", { pid: child.pid, line: line.slice(0, 2048) }));
     // The agent's stop ends the pipe: a write racing the exit must not crash the agent.
     child.stdin!.on("error", () => undefined);
