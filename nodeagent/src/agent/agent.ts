@@ -22,7 +22,7 @@
  */
 import { ApplyEngine, type MapTarget, type MapTargets } from "../apply/index.ts";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.ts";
-import { ApiError, datapathTimeoutMs, type ApiClient, type DatapathAnswer, type NodeWorkload, type StatusReport } from "./client.ts";
+import { ApiError, datapathTimeoutMs, type ApiClient, type DatapathAnswer, type NodeWorkload, type StatusReport, type StatusReportWithTransport, type TransportStatus } from "./client.ts";
 import { entryCounts, InvalidDatapath, isEmptyDelta, patch, validateDelta, validateFull, type DesiredRevision } from "./desired.ts";
 import { HealthProber, healthCheckProblem, type HealthProberOptions, type HealthTarget } from "./health.ts";
 import type { AgentMetrics, Liveness, Readiness } from "./metrics.ts";
@@ -82,6 +82,12 @@ export interface AgentLoopOptions {
   /** Called once the loop learns the block it did not know at start (the runtime saves it in the state directory). */
   onPodCidr?: (cidr: string) => void;
   svids?: SvidManager;
+  /**
+   * The node's transport when the agent runs one (transport-driver.ts): its
+   * state goes into every status report, its faults into the errors, and
+   * each applied datapath change has it read its document again.
+   */
+  transport?: { status(): TransportStatus; readonly errors: readonly string[]; refresh(): Promise<boolean> };
   /** Long-poll seconds (API maximum 60). */
   waitSeconds?: number;
   /** A status report at least this often while the loop runs (--status-interval); default 5 s. */
@@ -225,7 +231,7 @@ export class AgentLoop {
 
   /** Every error the status report carries now. */
   get currentErrors(): readonly string[] {
-    const errors = [...this.errors, ...this.podCidrErrors, ...this.vethErrors, ...this.listErrors, ...(this.o.svids?.lastErrors ?? [])];
+    const errors = [...this.errors, ...this.podCidrErrors, ...this.vethErrors, ...this.listErrors, ...(this.o.svids?.lastErrors ?? []), ...(this.o.transport?.errors ?? [])];
     if (this.metricsError) errors.push(this.metricsError);
     return [...new Set(errors)];
   }
@@ -457,6 +463,8 @@ export class AgentLoop {
       return false;
     }
     await this.sideEffects(next);
+    // A new revision for this node: the policies, workloads or nodes behind the transport document may have changed (a 304 when not).
+    void this.o.transport?.refresh();
     for (const w of this.waiters.splice(0)) w();
     return true;
   }
@@ -692,7 +700,7 @@ export class AgentLoop {
       this.metricsError = `failed to read the metrics map: ${(err as Error).message}`;
     }
     const health = this.health.list().slice(0, MAX_HEALTH);
-    const body: StatusReport = {
+    const body: StatusReportWithTransport = {
       appliedRevision: this.good?.revision ?? 0,
       // Before anything was applied there is no hash; the API requires a non-empty string.
       hash: this.good?.hash ?? "none",
@@ -701,6 +709,8 @@ export class AgentLoop {
       // Full sets, left out when empty (absent means none): an API without the fields still takes a clean node's report.
       ...(this.unresolved.length ? { unresolved: this.unresolved } : {}),
       ...(health.length ? { health } : {}),
+      // Only with a transport: an API without the field takes the report of a node that runs none.
+      ...(this.o.transport ? { transport: this.o.transport.status() } : {}),
     };
     try {
       await this.o.client.putStatus(this.o.node, body);

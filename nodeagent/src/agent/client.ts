@@ -330,6 +330,27 @@ export type FlowBatch = JsonOf<typeof FLOWS_CONTRACT.body>;
 export type FlowAggregate = JsonOf<typeof flowAggregate>;
 export type FlowSample = JsonOf<typeof flowSample>;
 
+/**
+ * The node's transport (issue #18): the document its transport is
+ * configured from, and what the status report says of it. Built against the
+ * lead's interface while the API's route and status field come from another
+ * branch: kept out of CLIENT_CONTRACT (and its status body) until
+ * openapi.json has them, then folded in and checked like every route.
+ */
+export const TRANSPORT_CONTRACT = {
+  method: "get",
+  path: "/v1/nodes/{node}/transport",
+  statuses: [200, 304],
+  headers: ["if-none-match"],
+  answer: { type: "object", fields: { bundles: { type: "array", items: { type: "object" } }, remotes: { type: "array", items: { type: "object" } }, allow: { type: "array", items: { type: "object" } } } },
+} as const satisfies RouteContract;
+/** `transport` of the status report: the endpoint peers reach this node's transport at, and whether it runs. */
+export const TRANSPORT_STATUS = { type: "object", optional: true, fields: { endpoint: { type: "string", nullable: true }, state: str } } as const satisfies Shape;
+export type TransportStatus = JsonOf<typeof TRANSPORT_STATUS>;
+
+/** One answer of GET /v1/nodes/{node}/transport, before validation. */
+export type TransportDocumentAnswer = { kind: "unchanged" } | { kind: "document"; etag: string | null; body: unknown };
+
 type Contract = typeof CLIENT_CONTRACT;
 
 /** A workload the node runs, as GET /v1/nodes/{node}/workloads lists it; addresses [] when the answer has none. */
@@ -341,6 +362,8 @@ export type NodeAnswer = JsonOf<Contract["node"]["answer"]>;
 export type DatapathStateBody = JsonOf<Contract["datapath"]["answer"][0]>;
 export type DatapathDeltaBody = JsonOf<Contract["datapath"]["answer"][1]>;
 export type StatusReport = JsonOf<Contract["status"]["body"]>;
+/** The status report with the transport's part (TRANSPORT_STATUS), left out when the agent runs no transport. */
+export type StatusReportWithTransport = StatusReport & { transport?: TransportStatus };
 export type X509SvidAnswer = JsonOf<Contract["x509Svid"]["answer"]>;
 export type BundleAnswer = JsonOf<Contract["bundle"]["answer"]>;
 export type JwtSvidAnswer = JsonOf<Contract["jwtSvid"]["answer"]>;
@@ -441,8 +464,26 @@ export class ApiClient {
     return { kind: isDelta ? "delta" : "full", etag, body };
   }
 
-  async putStatus(node: string, status: StatusReport): Promise<void> {
+  async putStatus(node: string, status: StatusReportWithTransport): Promise<void> {
     await this.json("PUT", pathOf("status", { node }), status, [200]);
+  }
+
+  /** GET /v1/nodes/{node}/transport (TRANSPORT_CONTRACT); with the ETag held, 304 answers "unchanged". */
+  async nodeTransport(node: string, etag: string | null): Promise<TransportDocumentAnswer> {
+    const path = TRANSPORT_CONTRACT.path.replace("{node}", encodeURIComponent(node));
+    const res = await this.request("GET", path, undefined, etag ? { "if-none-match": etag } : {});
+    if (res.status === 304) {
+      await res.body?.cancel();
+      return { kind: "unchanged" };
+    }
+    if (res.status !== 200) throw await this.failure("GET", path, res);
+    let body: unknown;
+    try {
+      body = await res.json();
+    } catch (err) {
+      throw new ApiError(`failed to read the transport document of ${node}: the answer is not JSON (${(err as Error).message})`, 200);
+    }
+    return { kind: "document", etag: res.headers.get("etag"), body };
   }
 
   /** POST a flow batch: "accepted" (202), "duplicate" (200: a batchId the API already stored); ApiError otherwise. */

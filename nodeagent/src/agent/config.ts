@@ -5,6 +5,7 @@
  * exits 2, so a typo in a unit file is not mistaken for a crash.
  */
 import { readFileSync } from "node:fs";
+import { isIPv4 } from "node:net";
 import { FLOW_FLAGS, parseFlowConfig, type FlowConfig } from "../flows/config.ts";
 import { DEFAULT_PIN_DIR } from "../loader/index.ts";
 import { parsePin } from "./api-trust.ts";
@@ -81,6 +82,13 @@ export interface AgentConfig {
   svidFiles?: boolean;
   /** Flow events (src/flows/); absent: DEFAULT_FLOW_CONFIG. */
   flows?: FlowConfig;
+  /**
+   * Run the node's mTLS transport (src/transport/, issue #18), driven by the
+   * agent (transport-driver.ts). Absent (as in-process callers build it): off.
+   */
+  transport?: boolean;
+  /** The transport's address on the fabric (--transport-address); absent: the uplink device's first IPv4 address. */
+  transportAddress?: string;
 }
 
 /** Flag name -> [config key, environment variable, value shown in --help, what it is]. */
@@ -102,6 +110,8 @@ const FLAGS = {
   "--status-interval": ["statusInterval", "WEFT_STATUS_INTERVAL", "SECONDS", `a status report at least this often, 1..60 (default ${DEFAULT_STATUS_INTERVAL})`],
   "--workload-api-socket": ["workloadApiSocket", "WEFT_WORKLOAD_API_SOCKET", "PATH|off", `the SPIFFE Workload API's Unix socket (default ${DEFAULT_WORKLOAD_API_SOCKET})`],
   "--svid-files": ["svidFiles", "WEFT_SVID_FILES", "[on|off]", "also write each workload's SVID as files under the state directory (default off)"],
+  "--transport": ["transport", "WEFT_TRANSPORT", "on|off", "run the node's mTLS transport (default on as root with an uplink or --transport-address, else off)"],
+  "--transport-address": ["transportAddress", "WEFT_TRANSPORT_ADDRESS", "IPV4", "the transport's address on the fabric, where peers reach it (default: the uplink device's first IPv4 address)"],
   ...FLOW_FLAGS,
 } as const;
 /** Every environment variable the agent reads (deploy/ checks its unit and DaemonSet against it). */
@@ -254,6 +264,15 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   const uplink = get("uplink") ?? "off";
   // An interface name (IFNAMSIZ 16 with its NUL), or the two words.
   if (!/^[A-Za-z0-9_.@:-]{1,15}$/.test(uplink) || uplink === "." || uplink === "..") throw new UsageError(`--uplink ${JSON.stringify(uplink)} is not an interface name, auto or off`);
+  const transportAddress = get("transportAddress");
+  if (transportAddress !== undefined && !isIPv4(transportAddress)) throw new UsageError(`--transport-address ${JSON.stringify(transportAddress)} is not an IPv4 address`);
+  const transportText = get("transport");
+  if (transportText !== undefined && transportText !== "on" && transportText !== "off") throw new UsageError(`--transport ${JSON.stringify(transportText)} is not on or off`);
+  const fabric = transportAddress !== undefined || uplink !== "off";
+  // On by default only where it can work: IP_TRANSPARENT and SO_MARK need root (CAP_NET_ADMIN), and peers
+  // reach the transport at the node's address on the fabric, named by --transport-address or found on the uplink.
+  const transport = transportText === undefined ? process.getuid?.() === 0 && fabric : transportText === "on";
+  if (transport && !fabric) throw new UsageError("--transport on needs the node's address on the fabric: --transport-address IPV4, or --uplink DEV|auto to take its first IPv4 address");
   return {
     command,
     api: apis[0] ?? "",
@@ -276,5 +295,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     flows: parseFlowConfig(get, (message) => new UsageError(message)),
     // Left out when off, so a configuration without an uplink reads as before.
     ...(uplink === "off" ? {} : { uplink }),
+    ...(transport ? { transport } : {}),
+    ...(transportAddress !== undefined ? { transportAddress } : {}),
   };
 }

@@ -98,6 +98,8 @@ export class AgentMetrics {
   private server: Server | null = null;
   /** More GET routes on this port, answering JSON (GET /flows). */
   private readonly routes = new Map<string, LocalRoute>();
+  /** Prometheus text of other processes (the transport's), appended to /metrics at each scrape. */
+  private readonly appended: (() => Promise<string>)[] = [];
 
   constructor(private readonly verdictSource: (() => VerdictCount[]) | null = null) {
     const registers = [this.registry];
@@ -311,6 +313,21 @@ export class AgentMetrics {
     return out;
   }
 
+  /**
+   * Appends another process's metrics to every /metrics answer (the
+   * transport's, over its control channel): one scrape shows the node. The
+   * source answers "" when it has nothing, and must not throw.
+   */
+  append(source: () => Promise<string>): void {
+    this.appended.push(source);
+  }
+
+  /** The registry's text and every appended source's. */
+  async text(): Promise<string> {
+    const parts = await Promise.all([this.registry.metrics(), ...this.appended.map((source) => source().catch(() => ""))]);
+    return parts.filter((p) => p !== "").map((p) => (p.endsWith("\n") ? p : `${p}\n`)).join("");
+  }
+
   /** Serves another GET route on this port from now on. */
   serve(path: string, route: LocalRoute): void {
     this.routes.set(path, route);
@@ -341,7 +358,7 @@ export class AgentMetrics {
         res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
         return;
       }
-      this.registry.metrics().then(
+      this.text().then(
         (text) => res.writeHead(200, { "content-type": this.registry.contentType }).end(text),
         (err: Error) => res.writeHead(500, { "content-type": "text/plain" }).end(`failed to render metrics: ${err.message}\n`),
       );

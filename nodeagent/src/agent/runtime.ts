@@ -16,7 +16,9 @@ import { EndpointSet, type Resolver } from "./endpoints.ts";
 import { AgentMetrics, readVerdicts } from "./metrics.ts";
 import { ensureStateDir, loadRegistration, saveRegistration, type SavedRegistration } from "./state.ts";
 import { SvidManager } from "./svid.ts";
+import { TransportDriver } from "./transport-driver.ts";
 import { VethReconciler } from "./veths.ts";
+import { installTransportRouting } from "../kernel/transport-routing.ts";
 import { WorkloadApiServer } from "../workload-api/server.ts";
 import { DEFAULT_FLOW_CONFIG, startFlows, type RunningFlows } from "../flows/index.ts";
 
@@ -42,6 +44,8 @@ export interface RunningAgent {
   workloadApi: WorkloadApiServer | null;
   /** Flow events: collector and uploader null when off (--flows off) or when they failed to start. */
   flows: RunningFlows;
+  /** The node's transport, when run (cfg.transport). */
+  transport: TransportDriver | null;
   metricsPort: number;
   /** Resolves when the loop ended (after stop()). */
   done: Promise<void>;
@@ -106,6 +110,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
   let svids: SvidManager | null = null;
   let workloadApi: WorkloadApiServer | null = null;
   let flows: RunningFlows | null = null;
+  let transport: TransportDriver | null = null;
   try {
     // The configuration first: programs swapped in by attachCgroup rewrite nothing until it exists.
     const sockCfg = datapath.configureSockLb(cfg.lbHostTraffic);
@@ -125,6 +130,14 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       workloadApi = new WorkloadApiServer({ socketPath: cfg.workloadApiSocket, svids, client, log });
       await workloadApi.listen();
     }
+    if (cfg.transport) {
+      const address = cfg.transportAddress ?? firstIpv4(uplink ?? (cfg.uplink === "auto" ? defaultRouteDevice() : cfg.uplink));
+      installTransportRouting();
+      const node = registration.node;
+      transport = new TransportDriver({ address, document: (etag) => client.nodeTransport(node, etag), svids, registry: metrics.registry, log });
+      metrics.append(() => transport!.metricsText());
+      transport.start();
+    }
     const loop = new AgentLoop({
       node: registration.node,
       client,
@@ -139,6 +152,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
         saveRegistration(cfg.stateDir, registration);
       },
       svids,
+      ...(transport ? { transport } : {}),
       statusIntervalMs: cfg.statusInterval * 1000,
       ...(options.waitSeconds !== undefined ? { waitSeconds: options.waitSeconds } : {}),
       ...(options.backoff ? { backoff: options.backoff } : {}),
@@ -149,10 +163,11 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     metrics.aliveWhen(() => loop.liveness());
     const abort = new AbortController();
     const done = loop.run(abort.signal);
-    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}`, flows: flows.collector ? (cfg.flows ?? DEFAULT_FLOW_CONFIG) : "off" });
+    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, transport: transport?.status().endpoint ?? "off", statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}`, flows: flows.collector ? (cfg.flows ?? DEFAULT_FLOW_CONFIG) : "off" });
     const s = svids;
     const wapi = workloadApi;
     const f = flows;
+    const t = transport;
     let stopped: Promise<void> | null = null;
     return {
       registration,
@@ -161,6 +176,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       svids: s,
       workloadApi: wapi,
       flows: f,
+      transport: t,
       metricsPort,
       done,
       stop: () =>
@@ -169,6 +185,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
           await done;
           await wapi?.close();
           await f.stop();
+          await t?.stop();
           s.close();
           await metrics.close();
           datapath.close();
@@ -177,6 +194,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     };
   } catch (err) {
     await flows?.stop();
+    await transport?.stop();
     await workloadApi?.close().catch(() => undefined);
     svids?.close();
     await metrics.close();
@@ -233,6 +251,15 @@ function defaultRouteDevice(): string {
   const devs = [...new Set(routes.map((r) => r.dev).filter((d): d is string => !!d))];
   if (devs.length !== 1) throw new Error(`failed to find the uplink: --uplink auto needs exactly one device with a default route, found ${devs.length ? devs.join(", ") : "none"}; name it with --uplink DEV`);
   return devs[0]!;
+}
+
+/** The first IPv4 address of `device` (the transport's default address: the uplink's). */
+function firstIpv4(device: string | null | undefined): string {
+  if (!device) throw new Error("failed to start the transport: no --transport-address and no --uplink to take the address from");
+  const links = JSON.parse(execFileSync("ip", ["-j", "-4", "addr", "show", "dev", device], { encoding: "utf8" }) || "[]") as { addr_info?: { local?: string }[] }[];
+  const address = links.flatMap((l) => l.addr_info ?? []).find((a) => a.local)?.local;
+  if (!address) throw new Error(`failed to find the transport's address: device ${device} has no IPv4 address; name one with --transport-address`);
+  return address;
 }
 
 /** `agent cleanup`: every link detached, every pin removed; the state directory stays (it holds the credential). */

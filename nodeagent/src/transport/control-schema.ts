@@ -72,9 +72,10 @@ export const ControlRequest = Type.Union([
   Type.Object({ id: Id, op: Type.Literal("configure"), config: TransportConfig }, { additionalProperties: false }),
   /**
    * The origin of one connection the outbound listener will accept from
-   * `peer` (its local ip:port): the source workload's address and the
-   * original destination. The kernel's steering will feed the same record
-   * (by socket cookie); until then whoever drives the transport does.
+   * `peer` (its local ip:port) on the listener's own address: the source
+   * workload's address and the original destination. Connections the kernel
+   * steers carry their origin in the socket (origins.ts); this record is for
+   * connections nobody steered (the loopback tests).
    */
   Type.Object(
     { id: Id, op: Type.Literal("steer"), peer: Endpoint, source: Ipv4, destination: Endpoint },

@@ -23,7 +23,6 @@ import { splice } from "./splice.ts";
 import type { LocalIdentity, TransportState } from "./state.ts";
 import type { TlsPolicy } from "./tls-policy.ts";
 
-export const DEFAULT_INBOUND_PORT = 15008;
 const WINDOW = 4 << 20;
 /** Streams one peer session may hold open at once: each opens a connection to a workload, so an authenticated peer cannot open unbounded ones. */
 export const MAX_STREAMS_PER_SESSION = 1024;

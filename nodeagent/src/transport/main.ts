@@ -5,8 +5,12 @@
  *   node nodeagent/src/transport/main.ts [--inbound HOST:PORT] [--outbound HOST:PORT]
  *        [--key-exchange post-quantum|post-quantum-or-classical] [--deliver transparent|plain]
  *
+ * The defaults are the ABI's (the codec's constants): inbound
+ * 0.0.0.0:TRANSPORT_INBOUND_PORT, outbound TRANSPORT_OUTBOUND_ADDR:PORT, where
+ * the datapath steers; every socket marked MARK_TRANSPORT (sockets.ts).
+ *
  * --deliver transparent (the default) connects to a local workload from the
- * source address the peer proved (transparent.ts); if that fails the stream
+ * source address the peer proved (sockets.ts); if that fails the stream
  * is refused, never delivered from another address than the receiver's
  * policy would expect. plain always connects from the node's address.
  *
@@ -15,28 +19,27 @@
  * stdout; exits when stdin closes (the agent is gone).
  */
 import { parseArgs } from "node:util";
+import { INBOUND_PORT, MARK_TRANSPORT, OUTBOUND_LISTENER } from "./abi.ts";
 import { serveControl } from "./control.ts";
-import { CONNECT_TIMEOUT_MS, connectPlain } from "./deliver.ts";
-import { parseEndpoint } from "./endpoint.ts";
-import { DEFAULT_INBOUND_PORT } from "./inbound.ts";
-import { connectTransparent } from "./transparent.ts";
+import { deliverer } from "./deliver.ts";
+import { parseEndpoint, type Endpoint } from "./endpoint.ts";
 import { Transport } from "./transport.ts";
 import { KeyExchangeUnavailable, type KeyExchange } from "./tls-policy.ts";
 
 /** A listening endpoint from a flag; port 0 lets the kernel pick (tests). */
-function listenAt(value: string, what: string): { host: string; port: number } {
+function listenAt(value: string, what: string): Endpoint {
   const e = parseEndpoint(value, { anyPort: true });
   if (!e) {
     console.error(`--${what} wants IPV4:PORT, not ${JSON.stringify(value)}`);
     process.exit(2);
   }
-  return { host: e.address, port: e.port };
+  return e;
 }
 
 const { values } = parseArgs({
   options: {
-    inbound: { type: "string", default: `0.0.0.0:${DEFAULT_INBOUND_PORT}` },
-    outbound: { type: "string", default: "127.0.0.1:15001" },
+    inbound: { type: "string", default: `0.0.0.0:${INBOUND_PORT}` },
+    outbound: { type: "string", default: `${OUTBOUND_LISTENER.address}:${OUTBOUND_LISTENER.port}` },
     "key-exchange": { type: "string", default: "post-quantum" },
     deliver: { type: "string", default: "transparent" },
   },
@@ -51,7 +54,6 @@ if (values.deliver !== "transparent" && values.deliver !== "plain") {
   console.error(`--deliver is transparent or plain, not ${JSON.stringify(values.deliver)}`);
   process.exit(2);
 }
-const transparent = values.deliver === "transparent";
 
 let transport: Transport;
 try {
@@ -59,14 +61,22 @@ try {
     inbound: listenAt(values.inbound, "inbound"),
     outbound: listenAt(values.outbound, "outbound"),
     keyExchange: keyExchange as KeyExchange,
-    deliver: (destination, source) => (transparent && source ? connectTransparent(source, destination, CONNECT_TIMEOUT_MS) : connectPlain(destination)),
+    deliver: deliverer(values.deliver, MARK_TRANSPORT),
+    mark: MARK_TRANSPORT,
   });
 } catch (err) {
   if (!(err instanceof KeyExchangeUnavailable)) throw err;
   console.error(err.message);
   process.exit(2);
 }
-const ports = await transport.listen();
+let ports: { inbound: number; outbound: number };
+try {
+  ports = await transport.listen();
+} catch (err) {
+  // One line for the agent's log (a port taken, no CAP_NET_ADMIN for the marks), not a stack.
+  console.error(`failed to listen: ${(err as Error).message}`);
+  process.exit(1);
+}
 process.stdout.write(`${JSON.stringify({ ready: true, ...ports })}\n`);
 await serveControl(process.stdin, process.stdout, (r) => transport.handle(r));
 transport.close();

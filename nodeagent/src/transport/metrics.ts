@@ -39,6 +39,7 @@ export class TransportMetrics {
   private readonly streams: Counter<"direction" | "result">;
   private readonly openStreams: Gauge<"direction">;
   private readonly bytes: Counter<"direction" | "way">;
+  private readonly configuredGauge: Gauge<"part">;
 
   constructor() {
     const registers = [this.registry];
@@ -68,6 +69,13 @@ export class TransportMetrics {
       labelNames: ["direction", "way"],
       registers,
     });
+    this.configuredGauge = new Gauge({
+      name: "weft_transport_configured",
+      help: "What the running configuration holds: local workloads, trust bundles, remote workloads, allowed pairs",
+      labelNames: ["part"],
+      registers,
+    });
+    for (const part of ["workloads", "bundles", "remotes", "allow"] as const) this.configuredGauge.set({ part }, 0);
     for (const direction of ["outbound", "inbound"] as const) {
       this.openConnections.set({ direction }, 0);
       this.openStreams.set({ direction }, 0);
@@ -75,6 +83,9 @@ export class TransportMetrics {
     }
   }
 
+  configured(counts: Record<"workloads" | "bundles" | "remotes" | "allow", number>): void {
+    for (const [part, n] of Object.entries(counts)) this.configuredGauge.set({ part }, n);
+  }
   connectionUp(direction: Direction, group: string): void {
     this.connections.inc({ direction, group });
     this.openConnections.inc({ direction });

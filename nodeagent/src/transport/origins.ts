@@ -2,22 +2,20 @@
 /**
  * Where a redirected connection was going and who sent it. The outbound
  * listener never trusts bytes from the connection for this: a workload
- * could claim any source. The kernel knows; two ways it can tell:
+ * could claim any source. The kernel knows: tc marks a steered packet
+ * (MARK_TO_TRANSPORT), policy routing delivers it to this host's stack and
+ * bpf_sk_assign hands it to the IP_TRANSPARENT outbound listener, so the
+ * accepted socket's local address IS the original destination and its
+ * remote address the source workload's (steeredOrigin).
  *
- * - connect-time redirection (cgroup/connect4): the BPF program records
- *   {original destination, source address} by socket cookie in a map; the
- *   transport reads the accepted socket's cookie (getsockopt SO_COOKIE) and
- *   looks it up — an OriginResolver over that map;
- * - tc + bpf_sk_assign to an IP_TRANSPARENT listener: the accepted socket's
- *   local address IS the original destination and its remote address the
- *   source — an OriginResolver over the socket itself.
- *
- * Until the kernel part exists, OriginTable is fed over the control channel
- * (`steer`), keyed by the connecting socket's local ip:port as the listener
- * sees it, which plays the socket cookie's role.
+ * A connection made to the listener's own address was steered by nobody.
+ * Its origin is only what the agent recorded over the control channel
+ * (`steer`, OriginTable), keyed by the connecting socket's ip:port: how the
+ * loopback tests, which have no kernel steering, drive the transport. A
+ * local process that connects there without such a record is refused.
  */
 import type { Socket } from "node:net";
-import type { Endpoint } from "./endpoint.ts";
+import { parseEndpoint, type Endpoint } from "./endpoint.ts";
 
 export interface Origin {
   /** The source workload's address. */
@@ -53,4 +51,18 @@ export class OriginTable implements OriginResolver {
     this.entries.delete(peer);
     return entry.expires >= this.now() ? entry.origin : null;
   }
+}
+
+/** The origin the kernel's steering gave an accepted socket, or null when it was not steered (its local endpoint is the listener's own). */
+export function steeredOrigin(socket: Pick<Socket, "localAddress" | "localPort" | "remoteAddress">, listener: Endpoint): Origin | null {
+  const destination = parseEndpoint(`${socket.localAddress}:${socket.localPort}`);
+  const source = socket.remoteAddress;
+  if (!destination || !source || !parseEndpoint(`${source}:1`)) return null;
+  if (destination.address === listener.address && destination.port === listener.port) return null;
+  return { source, destination };
+}
+
+/** Steered connections by their socket, the listener's own by the agent's records. */
+export function originResolver(listener: () => Endpoint, recorded: OriginResolver): OriginResolver {
+  return { resolve: (socket) => steeredOrigin(socket, listener()) ?? recorded.resolve(socket) };
 }

@@ -9,8 +9,9 @@
  */
 import { connect, type ClientHttp2Session } from "node:http2";
 import { X509Certificate } from "node:crypto";
-import type { PeerCertificate, TLSSocket } from "node:tls";
+import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from "node:tls";
 import { handshakeReason, type TransportMetrics } from "./metrics.ts";
+import { unconnectedSocket } from "./sockets.ts";
 import { svidId } from "./spiffe.ts";
 import { serverNameFor, type Bundle, type LocalIdentity, type RemoteIdentity, type TransportState } from "./state.ts";
 import type { TlsPolicy } from "./tls-policy.ts";
@@ -34,6 +35,8 @@ export class SessionPool {
   constructor(
     private readonly tls: TlsPolicy,
     private readonly metrics: TransportMetrics,
+    /** SO_MARK of every connection to a peer transport (sockets.ts). */
+    private readonly mark: number,
   ) {}
 
   session(source: LocalIdentity, remote: RemoteIdentity, bundle: Bundle): ClientHttp2Session {
@@ -69,12 +72,14 @@ export class SessionPool {
 
   private open(source: LocalIdentity, remote: RemoteIdentity, bundle: Bundle): ClientHttp2Session {
     let identityError: "server_identity" | null = null;
-    const session = connect(`https://${remote.node.host}:${remote.node.port}`, {
+    const tlsOptions = {
       ...this.tls.contextOptions,
       key: source.keyPem,
       cert: source.chainPem,
       ca: bundle.pem,
       servername: serverNameFor(remote.id.id),
+      // http2.connect sets ALPN itself only on the sockets it makes.
+      ALPNProtocols: ["h2"],
       // SPIFFE peers are named by their URI SAN, not a DNS name: the server must be the destination workload.
       checkServerIdentity: (_host: string, cert: PeerCertificate) => {
         const id = svidId(new X509Certificate(cert.raw));
@@ -82,7 +87,15 @@ export class SessionPool {
         identityError = "server_identity";
         return new Error(`the peer transport presented ${typeof id === "string" ? id : id.id}, not ${remote.id.id}`);
       },
+    };
+    const session = connect(`https://${remote.node.host}:${remote.node.port}`, {
       settings: { initialWindowSize: WINDOW, enablePush: false },
+      // A socket of our own: marked, so the datapath never steers the transport's TLS back into it.
+      createConnection: () => {
+        const socket = unconnectedSocket({ mark: this.mark });
+        socket.connect({ host: remote.node.host, port: remote.node.port });
+        return tlsConnect({ ...tlsOptions, socket });
+      },
     });
     let up = false;
     session.once("connect", () => {

@@ -5,21 +5,24 @@
  */
 import type { Http2SecureServer } from "node:http2";
 import { isIPv4, type AddressInfo, type Server } from "node:net";
-import { parseEndpoint } from "./endpoint.ts";
+import { parseEndpoint, type Endpoint } from "./endpoint.ts";
 import type { ControlAnswer, ControlRequest } from "./control-schema.ts";
 import { inboundServer, type Deliver } from "./inbound.ts";
 import { TransportMetrics } from "./metrics.ts";
-import { OriginTable } from "./origins.ts";
+import { originResolver, OriginTable } from "./origins.ts";
 import { outboundListener } from "./outbound.ts";
 import { SessionPool } from "./pool.ts";
+import { listeningSocket } from "./sockets.ts";
 import { emptyConfig, TransportState } from "./state.ts";
 import { tlsPolicy, type KeyExchange } from "./tls-policy.ts";
 
 export interface TransportOptions {
-  inbound: { host: string; port: number };
-  outbound: { host: string; port: number };
+  inbound: Endpoint;
+  outbound: Endpoint;
   keyExchange: KeyExchange;
   deliver: Deliver;
+  /** SO_MARK of every socket the transport listens on or opens (the codec's MARK_TRANSPORT). */
+  mark: number;
 }
 
 export class Transport {
@@ -34,19 +37,28 @@ export class Transport {
   constructor(private readonly options: TransportOptions) {
     this.tls = tlsPolicy(options.keyExchange);
     this.state = new TransportState(emptyConfig(), this.tls);
-    this.pool = new SessionPool(this.tls, this.metrics);
+    this.pool = new SessionPool(this.tls, this.metrics, options.mark);
     const state = () => this.state;
     this.inbound = inboundServer({ state, tls: this.tls, metrics: this.metrics, deliver: options.deliver });
-    this.outbound = outboundListener({ state, origins: this.origins, pool: this.pool, metrics: this.metrics });
+    const listening = (): Endpoint => {
+      const a = this.outbound.address() as AddressInfo | null;
+      return { address: a?.address ?? options.outbound.address, port: a?.port ?? options.outbound.port };
+    };
+    this.outbound = outboundListener({ state, origins: originResolver(listening, this.origins), pool: this.pool, metrics: this.metrics });
   }
 
+  /**
+   * Listens on both ports. The outbound listener is IP_TRANSPARENT: the
+   * kernel assigns it steered connections for any destination. Both carry
+   * the mark, which the sockets they accept inherit.
+   */
   async listen(): Promise<{ inbound: number; outbound: number }> {
-    const listen = (s: Server, at: { host: string; port: number }) =>
+    const listen = (s: Server, at: Endpoint, transparent: boolean) =>
       new Promise<number>((resolve, reject) => {
         s.once("error", reject);
-        s.listen(at.port, at.host, () => resolve((s.address() as AddressInfo).port));
+        s.listen(listeningSocket(at, { mark: this.options.mark, transparent }), () => resolve((s.address() as AddressInfo).port));
       });
-    return { inbound: await listen(this.inbound, this.options.inbound), outbound: await listen(this.outbound, this.options.outbound) };
+    return { inbound: await listen(this.inbound, this.options.inbound, false), outbound: await listen(this.outbound, this.options.outbound, true) };
   }
 
   async handle(request: ControlRequest): Promise<Omit<ControlAnswer, "id">> {
@@ -56,6 +68,8 @@ export class Transport {
         const next = new TransportState(request.config, this.tls);
         this.state = next;
         this.pool.retire(next);
+        const c = request.config;
+        this.metrics.configured({ workloads: c.workloads.length, bundles: c.bundles.length, remotes: c.remotes.length, allow: c.allow.length });
         return { ok: true };
       }
       case "steer": {
