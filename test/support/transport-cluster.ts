@@ -36,6 +36,7 @@ export interface TcpSegment {
   dst: string;
   sport: number;
   dport: number;
+  seq: number;
   /** TCP flags byte (SYN 0x02, ACK 0x10, RST 0x04, FIN 0x01). */
   flags: number;
   payload: Buffer;
@@ -76,6 +77,7 @@ export function tcpSegments(pcap: Buffer): TcpSegment[] {
       dst: formatIPv4(frame.readUInt32BE(l3 + 16)),
       sport: frame.readUInt16BE(l4),
       dport: frame.readUInt16BE(l4 + 2),
+      seq: frame.readUInt32BE(l4 + 4),
       flags: frame[l4 + 13]!,
       payload: frame.subarray(l4 + dataOffset, Math.min(frame.length, l3 + total)),
     });
@@ -87,14 +89,40 @@ export function tcpSegments(pcap: Buffer): TcpSegment[] {
 export const startsTlsRecord = (payload: Buffer): boolean =>
   payload.length >= 5 && payload[0]! >= 20 && payload[0]! <= 23 && payload[1] === 0x03 && (payload[2] === 0x01 || payload[2] === 0x03);
 
+/**
+ * The bytes each direction of each connection carried, for the connections
+ * whose SYN the capture holds (so their first byte is known): "src:sport>dst:dport"
+ * -> bytes from the first one on, up to the first gap. Retransmissions count once.
+ */
+export function tcpStreams(segments: readonly TcpSegment[]): Map<string, Buffer> {
+  const flows = new Map<string, { isn: number | null; at: Map<number, Buffer> }>();
+  for (const s of segments) {
+    const key = `${s.src}:${s.sport}>${s.dst}:${s.dport}`;
+    const flow = flows.get(key) ?? { isn: null, at: new Map<number, Buffer>() };
+    flows.set(key, flow);
+    if (s.flags & TCP_SYN) flow.isn = s.seq;
+    else if (s.payload.length > 0 && !flow.at.has(s.seq)) flow.at.set(s.seq, s.payload);
+  }
+  const out = new Map<string, Buffer>();
+  for (const [key, flow] of flows) {
+    if (flow.isn === null) continue;
+    const parts: Buffer[] = [];
+    for (let next = (flow.isn + 1) >>> 0, part = flow.at.get(next); part; next = (next + part.length) >>> 0, part = flow.at.get(next)) parts.push(part);
+    out.set(key, Buffer.concat(parts));
+  }
+  return out;
+}
+
 export interface Capture {
   /** Stops tcpdump (after letting the last packets reach the file) and answers the raw file and its TCP segments. */
   stop(): Promise<{ raw: Buffer; segments: TcpSegment[] }>;
 }
 
 /**
- * tcpdump on `iface` inside namespace `netns`, writing every packet as it
- * comes (-U) to a file of its own; resolves once it is listening. Stopped
+ * tcpdump on `iface` inside namespace `netns`, writing every packet to a file
+ * of its own as it comes: --immediate-mode, or the kernel hands packets over
+ * in blocks once a second and a short exchange stopped at once is never
+ * written; -U, or tcpdump buffers the file. Resolves once it is listening. Stopped
  * and its file removed on cleanup if the test does not stop it first.
  */
 export async function capture(cleanup: BenchCleanup, netns: string, iface: string, filter: string): Promise<Capture> {
@@ -102,7 +130,7 @@ export async function capture(cleanup: BenchCleanup, netns: string, iface: strin
   cleanup.track("dirs", dir);
   cleanup.add(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, "fabric.pcap");
-  const daemon: Daemon = await startDaemon(cleanup, `tcpdump on ${iface} in ${netns}`, ["ip", "netns", "exec", netns, "tcpdump", "-i", iface, "-n", "-U", "-s", "0", "-w", file, filter], {
+  const daemon: Daemon = await startDaemon(cleanup, `tcpdump on ${iface} in ${netns}`, ["ip", "netns", "exec", netns, "tcpdump", "-i", iface, "-n", "--immediate-mode", "-U", "-s", "0", "-w", file, filter], {
     ready: (out) => out.includes("listening on"),
   });
   return {
