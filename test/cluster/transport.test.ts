@@ -30,7 +30,7 @@
  * here only what a cluster adds is checked: real SVIDs that the API issued to
  * a real agent, the real bundles, the node credential's own limit.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { BenchCleanup } from "../../bench/support/cleanup.ts";
 import { clusterUnavailableReason, datapathPackets, startCluster, THREE_NODES, type Cluster, type ClusterTenant } from "../../bench/support/cluster.ts";
 import { http } from "../../bench/support/weft.ts";
@@ -55,6 +55,7 @@ import {
   tcpStreams,
   tcpdumpUnavailableReason,
   TRANSPORT_INBOUND_PORT,
+  transportDiagnostics,
   transportPid,
   type Rogue,
 } from "../support/transport-cluster.ts";
@@ -128,6 +129,8 @@ describe.skipIf(skipWithout("simulated cluster with the mTLS transport (root, bp
       await c.converged();
       console.log(`cluster of 3 nodes up and converged in ${((performance.now() - started) / 1000).toFixed(1)} s (fabric ${c.fabric.cidr})`);
     }, 300_000);
+    // What the nodes' transports were told and did, whenever a proof fails: the first thing anyone debugging it asks.
+    beforeEach((ctx) => ctx.onTestFailed(async () => void (c && console.log(await transportDiagnostics(c, ["node-a", "node-b"])))));
     afterAll(async () => {
       const errors = await cleanup.run();
       if (errors.length) throw new Error(`cleanup failed: ${errors.join("; ")}`);

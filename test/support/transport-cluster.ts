@@ -405,3 +405,25 @@ export const packetsFor = (packets: Record<string, number>, reason: string): num
   Object.entries(packets)
     .filter(([k]) => k.endsWith(`/${reason}`))
     .reduce((sum, [, v]) => sum + v, 0);
+
+/**
+ * For a failed proof: each node's transport document as the API serves it,
+ * its agent's non-zero transport and datapath counters, and the agent's last
+ * lines about its transport.
+ */
+export async function transportDiagnostics(c: Cluster, nodes: readonly string[]): Promise<string> {
+  const out: string[] = [];
+  for (const n of nodes) {
+    const doc = await c.api.call("GET", `/v1/nodes/${n}/transport`, c.api.operator).then(
+      (r) => r.body.replace(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\\n/g, "<certificate>"),
+      (err: Error) => err.message,
+    );
+    const metrics = await c.agentMetrics(n).then(
+      (text) => text.split("\n").filter((l) => /^weft_(transport|datapath_packets_total)/.test(l) && !/ 0$/.test(l)),
+      (err: Error) => [err.message],
+    );
+    const lines = (c.nodes[n]!.agent?.output() ?? "").split("\n").filter((l) => /transport/i.test(l)).slice(-10);
+    out.push(`== ${n}: transport document\n${doc}\n== ${n}: counters\n${metrics.join("\n")}\n== ${n}: agent on its transport\n${lines.join("\n")}`);
+  }
+  return out.join("\n");
+}
