@@ -254,6 +254,7 @@ describe("the agent's client against openapi/openapi.json", () => {
       errors: string[];
       unresolved?: { tenant: string; workload: string; address: string; reason: string }[];
       health?: { tenant: string; workload: string; state: string; since: string }[];
+      transport?: { endpoint: string | null; state: string };
     }>();
     expectTypeOf<X509SvidAnswer>().toEqualTypeOf<{ certificate: string; chain: string[]; expiresAt: string; serial: string }>();
     expectTypeOf<DatapathStateBody["revision"]>().toEqualTypeOf<number>();

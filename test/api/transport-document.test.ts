@@ -180,10 +180,16 @@ describe.each(BACKENDS)("the node-to-node transport on %s", (backend) => {
         expect(body).not.toMatch(/PRIVATE KEY/);
       });
 
-      it("node 2 (both webs): both bundles, the allowed pairs with their ports, no remotes", async () => {
+      it("node 2 (both webs): both bundles, the allowed pairs with their ports, the clients that may arrive as remotes", async () => {
         const { doc, body } = await documentOf(n2);
         expect(doc.bundles.map((x) => x.trustDomain).sort()).toEqual([td[a.tenant], td[b.tenant]].sort());
-        expect(doc.remotes).toEqual([]);
+        // The receiving transport checks a stream's source address against these: each client, at its node's transport.
+        expect(doc.remotes).toEqual(
+          [
+            { address: addr["client-1"], spiffeId: spiffe(a.tenant, "client"), node: endpoint.n1 },
+            { address: addr["bclient-1"], spiffeId: spiffe(b.tenant, "bclient"), node: endpoint.n3 },
+          ].sort((x, y) => (x.address! < y.address! ? -1 : 1)),
+        );
         expect(doc.allow).toEqual(
           [
             { source: spiffe(a.tenant, "client"), destination: spiffe(a.tenant, "web"), ports: [8080] },

@@ -171,7 +171,7 @@ export const TransportDocument = Type.Object(
     ),
     remotes: Type.Array(
       Type.Object({ address: Ipv4, spiffeId: SpiffeIdText, node: TransportEndpoint }, { additionalProperties: false }),
-      { description: "Every workload address on another node (with a transport endpoint) that a workload of this node is steered to" },
+      { description: "Every workload address on another node (with a transport endpoint) that a workload of this node is steered to, or that may open mtls connections to one (the receiving transport checks a stream's source address against it)" },
     ),
     allow: Type.Array(
       Type.Object(

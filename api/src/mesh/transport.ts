@@ -1,6 +1,6 @@
 /**
  * A node's transport document (issue 18): which peers its transport trusts,
- * where the workloads its own are steered to live, and which identity may
+ * where the workloads its own are steered to or arrive from live, and which identity may
  * open streams to which local one. Derived from the node's compiled
  * weft_steer entries, so the transport carries exactly what the kernel
  * steers to it; names, certificates and endpoints come from the rows.
@@ -50,10 +50,10 @@ export function buildTransportDocument(steer: readonly Entry<"steer">[], rows: T
     if (local === undefined) continue;
     tenantsTakingPart.add(local.tenantId);
     for (const remote of remotesOf(key.localIdentity, key.remoteIdentity)) {
-      if (key.direction === "egress") {
-        steeredTo.add(remote);
-        continue;
-      }
+      // Egress: where the transport carries a local workload's connections. Ingress: who may arrive, which
+      // the receiving transport checks by address (the stream's source must be that identity's workload).
+      steeredTo.add(remote);
+      if (key.direction === "egress") continue;
       const source = rows.identities.get(remote)!.spiffeId;
       const id = `${source} ${local.spiffeId}`;
       let pair = pairs.get(id);

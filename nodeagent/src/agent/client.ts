@@ -119,7 +119,7 @@ const entry = { type: "object", fields: { key: { type: "object" }, value: { type
 const entries = { type: "array", items: entry } as const;
 const keys = { type: "array", items: { type: "object" } } as const;
 /** A delta names only the maps it changes; a map name the agent does not know is ignored. */
-const deltaMaps = <S extends Shape>(each: S) => ({ type: "object", fields: { ipcache: each, endpoint: each, policy: each, svc: each, lb_slot: each, backend: each, audit: each } }) as const;
+const deltaMaps = <S extends Shape>(each: S) => ({ type: "object", fields: { ipcache: each, endpoint: each, policy: each, svc: each, lb_slot: each, backend: each, audit: each, steer: each } }) as const;
 const optional = <S extends Shape>(shape: S) => ({ ...shape, optional: true }) as const;
 /** podCidr: null while the API has no block for the node; absent from an older API. */
 const podCidr = { type: "string", nullable: true, optional: true } as const;
@@ -164,6 +164,18 @@ const nodeWorkload = {
 const unresolvedWorkload = { type: "object", fields: { tenant: str, workload: str, address: str, reason: str } } as const;
 const workloadHealth = { type: "object", fields: { tenant: str, workload: str, state: str, since: str } } as const;
 
+/** The node's transport (issue #18): the document its transport is configured from, and what the status report says of it. */
+export const TRANSPORT_CONTRACT = {
+  method: "get",
+  path: "/v1/nodes/{node}/transport",
+  statuses: [200, 304],
+  headers: ["if-none-match"],
+  answer: { type: "object", fields: { bundles: { type: "array", items: { type: "object" } }, remotes: { type: "array", items: { type: "object" } }, allow: { type: "array", items: { type: "object" } } } },
+} as const satisfies RouteContract;
+/** `transport` of the status report: the endpoint peers reach this node's transport at, and whether it runs. */
+export const TRANSPORT_STATUS = { type: "object", optional: true, fields: { endpoint: { type: "string", nullable: true }, state: str } } as const satisfies Shape;
+export type TransportStatus = JsonOf<typeof TRANSPORT_STATUS>;
+
 export const CLIENT_CONTRACT = {
   register: {
     method: "post",
@@ -193,7 +205,7 @@ export const CLIENT_CONTRACT = {
         fields: {
           revision: int,
           hash: str,
-          maps: { type: "object", closed: true, fields: { ipcache: entries, endpoint: entries, policy: entries, svc: entries, lb_slot: entries, backend: entries, audit: entries } },
+          maps: { type: "object", closed: true, fields: { ipcache: entries, endpoint: entries, policy: entries, svc: entries, lb_slot: entries, backend: entries, audit: entries, steer: entries } },
         },
       },
       { type: "object", fields: { revision: int, hash: str, upserts: deltaMaps(optional(entries)), deletes: deltaMaps(optional(keys)) } },
@@ -212,6 +224,7 @@ export const CLIENT_CONTRACT = {
         errors: strings,
         unresolved: optional({ type: "array", items: unresolvedWorkload }),
         health: optional({ type: "array", items: workloadHealth }),
+        transport: TRANSPORT_STATUS,
       },
     },
   },
@@ -262,6 +275,7 @@ export const CLIENT_CONTRACT = {
     body: { type: "object", fields: { audience: strings } },
     answer: { type: "object", fields: { token: str, expiresAt: str } },
   },
+  transport: TRANSPORT_CONTRACT,
   /** 404 or 403: the API does not offer the list to this node. */
   nodeWorkloads: {
     method: "get",
@@ -330,23 +344,6 @@ export type FlowBatch = JsonOf<typeof FLOWS_CONTRACT.body>;
 export type FlowAggregate = JsonOf<typeof flowAggregate>;
 export type FlowSample = JsonOf<typeof flowSample>;
 
-/**
- * The node's transport (issue #18): the document its transport is
- * configured from, and what the status report says of it. Built against the
- * lead's interface while the API's route and status field come from another
- * branch: kept out of CLIENT_CONTRACT (and its status body) until
- * openapi.json has them, then folded in and checked like every route.
- */
-export const TRANSPORT_CONTRACT = {
-  method: "get",
-  path: "/v1/nodes/{node}/transport",
-  statuses: [200, 304],
-  headers: ["if-none-match"],
-  answer: { type: "object", fields: { bundles: { type: "array", items: { type: "object" } }, remotes: { type: "array", items: { type: "object" } }, allow: { type: "array", items: { type: "object" } } } },
-} as const satisfies RouteContract;
-/** `transport` of the status report: the endpoint peers reach this node's transport at, and whether it runs. */
-export const TRANSPORT_STATUS = { type: "object", optional: true, fields: { endpoint: { type: "string", nullable: true }, state: str } } as const satisfies Shape;
-export type TransportStatus = JsonOf<typeof TRANSPORT_STATUS>;
 
 /** One answer of GET /v1/nodes/{node}/transport, before validation. */
 export type TransportDocumentAnswer = { kind: "unchanged" } | { kind: "document"; etag: string | null; body: unknown };
@@ -362,8 +359,8 @@ export type NodeAnswer = JsonOf<Contract["node"]["answer"]>;
 export type DatapathStateBody = JsonOf<Contract["datapath"]["answer"][0]>;
 export type DatapathDeltaBody = JsonOf<Contract["datapath"]["answer"][1]>;
 export type StatusReport = JsonOf<Contract["status"]["body"]>;
-/** The status report with the transport's part (TRANSPORT_STATUS), left out when the agent runs no transport. */
-export type StatusReportWithTransport = StatusReport & { transport?: TransportStatus };
+/** The status report; its transport part (TRANSPORT_STATUS) is left out when the agent runs no transport. */
+export type StatusReportWithTransport = StatusReport;
 export type X509SvidAnswer = JsonOf<Contract["x509Svid"]["answer"]>;
 export type BundleAnswer = JsonOf<Contract["bundle"]["answer"]>;
 export type JwtSvidAnswer = JsonOf<Contract["jwtSvid"]["answer"]>;
@@ -470,7 +467,7 @@ export class ApiClient {
 
   /** GET /v1/nodes/{node}/transport (TRANSPORT_CONTRACT); with the ETag held, 304 answers "unchanged". */
   async nodeTransport(node: string, etag: string | null): Promise<TransportDocumentAnswer> {
-    const path = TRANSPORT_CONTRACT.path.replace("{node}", encodeURIComponent(node));
+    const path = pathOf("transport", { node });
     const res = await this.request("GET", path, undefined, etag ? { "if-none-match": etag } : {});
     if (res.status === 304) {
       await res.body?.cancel();
