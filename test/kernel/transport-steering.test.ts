@@ -223,9 +223,10 @@ dp.close();`;
       { key: { localIdentity: CLIENT.identity, remoteIdentity: REMOTE.identity, port: PORT, protocol: tcp, direction: "ingress" }, value: { action: "allow", ruleId: 8, mtls: true } },
       { key: { localIdentity: CLIENT.identity, remoteIdentity: 0, port: 0, protocol: 0, direction: "ingress" }, value: { action: "default-deny", ruleId: 0 } },
     ]);
-    // The transport's delivery: a transparent connection from the remote workload's address (nodeagent/src/transport/transparent.ts).
-    const deliver = `const { connectTransparent } = await import(${JSON.stringify(`${repoRoot}nodeagent/src/transport/transparent.ts`)});
-try { const s = await connectTransparent(${JSON.stringify(REMOTE.address)}, { address: ${JSON.stringify(CLIENT.address)}, port: ${PORT} }, 3000);
+    // The transport's delivery: a marked, transparent connection from the remote workload's address (nodeagent/src/transport/sockets.ts).
+    const deliver = `const { connectMarked } = await import(${JSON.stringify(`${repoRoot}nodeagent/src/transport/sockets.ts`)});
+const { MARK_TRANSPORT } = await import(${JSON.stringify(`${repoRoot}nodeagent/src/transport/abi.ts`)});
+try { const s = await connectMarked({ address: ${JSON.stringify(CLIENT.address)}, port: ${PORT} }, { mark: MARK_TRANSPORT, source: ${JSON.stringify(REMOTE.address)}, timeoutMs: 3000 });
   let got = ""; s.on("data", (d) => (got += d)); s.on("end", () => { console.log("data:" + got + " local:" + s.localAddress); process.exit(0); });
 } catch (e) { console.log("error:" + e.message); process.exit(0); }
 setTimeout(() => { console.log("timeout"); process.exit(0); }, 4000);`;
