@@ -23,12 +23,13 @@
  */
 import { loadavg } from "node:os";
 import { withCleanup } from "../support/cleanup.ts";
-import { clusterUnavailableReason, startCluster } from "../support/cluster.ts";
+import { startCluster } from "../support/cluster.ts";
 import { drive } from "../support/load.ts";
 import { inNetns, rssKiB } from "../support/netns.ts";
-import { availability, httpBackend } from "../support/proxies.ts";
+import { httpBackend } from "../support/proxies.ts";
 import { http, median, type Answer } from "../support/weft.ts";
 import { writeResults } from "./results.ts";
+import { prerequisites } from "./prerequisites.ts";
 import { svidFiles } from "./svid-files.ts";
 import { SIDECAR_OUTBOUND_PORT, tlsSidecar } from "./tls-sidecar.ts";
 import { problemText, steeredPackets, transportPid, transportUnavailable } from "./weft-transport.ts";
@@ -38,12 +39,7 @@ const WORKLOADS = 30;
 const PORT = 8080;
 const GOAL = 0.1;
 
-const tools = availability();
-const unavailable = clusterUnavailableReason() ?? (!tools.wrk || !tools.haproxy ? tools.missing.filter((m) => /^(wrk|haproxy)/.test(m)).join("; ") : null);
-if (unavailable !== null) {
-  console.error(`${NAME} cannot run: ${unavailable}`);
-  process.exit(1);
-}
+const tools = prerequisites(NAME);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mib = (kib: number) => (kib / 1024).toFixed(1);

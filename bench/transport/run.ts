@@ -38,10 +38,11 @@ import { loadavg } from "node:os";
 import { cpuSeconds } from "../api/cpu.ts";
 import { MODES, REPS, SECONDS, CONNECTIONS, run, type Mode, type Run } from "../datapath/measure.ts";
 import { withCleanup } from "../support/cleanup.ts";
-import { clusterUnavailableReason, startCluster } from "../support/cluster.ts";
+import { startCluster } from "../support/cluster.ts";
 import { inNetns } from "../support/netns.ts";
-import { availability, httpBackend } from "../support/proxies.ts";
+import { httpBackend } from "../support/proxies.ts";
 import { http, median } from "../support/weft.ts";
+import { prerequisites } from "./prerequisites.ts";
 import { svidFiles } from "./svid-files.ts";
 import { SIDECAR_OUTBOUND_PORT, SIDECAR_INBOUND_PORT, tlsSidecar } from "./tls-sidecar.ts";
 import { problemText, steeredPackets, transportPid, transportUnavailable } from "./weft-transport.ts";
@@ -50,12 +51,7 @@ import { writeResults } from "./results.ts";
 const NAME = "bench:transport";
 const PORT = 8080;
 
-const tools = availability();
-const unavailable = clusterUnavailableReason() ?? (!tools.wrk || !tools.haproxy ? tools.missing.filter((m) => /^(wrk|haproxy)/.test(m)).join("; ") : null);
-if (unavailable !== null) {
-  console.error(`${NAME} cannot run: ${unavailable}`);
-  process.exit(1);
-}
+const tools = prerequisites(NAME);
 
 interface BenchPath {
   name: "plaintext" | "sidecar" | "weft";
@@ -67,7 +63,14 @@ interface BenchPath {
 type Sample = Run & { pathCpuUsPerRequest: number };
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
-const pathCpu = (pids: number[]) => pids.reduce((s, p) => s + cpuSeconds(p), 0);
+/** utime+stime of `pids` so far; NaN when one is gone (a transport restarted mid-run: that run's figure is void, not wrong). */
+const pathCpu = (pids: number[]) => {
+  try {
+    return pids.reduce((s, p) => s + cpuSeconds(p), 0);
+  } catch {
+    return Number.NaN;
+  }
+};
 
 await withCleanup(NAME, async (cleanup) => {
   const started = performance.now();
@@ -114,8 +117,9 @@ await withCleanup(NAME, async (cleanup) => {
 
   weftReason ??= await transportUnavailable(c, "mclient", "mserver");
   if (weftReason === null) {
-    const transports = [transportPid(c, "node-a")!, transportPid(c, "node-b")!];
-    const weft: BenchPath = { name: "weft", url: `http://${mserver.address}:${PORT}/`, exec: inNetns(mclient.netns, a.cgroup), pids: () => [...transports, mbackend.pid] };
+    // Looked up for every run: an agent restarts its transport when it must, and the new one's CPU counts from then on.
+    const transports = () => ["node-a", "node-b"].map((n) => transportPid(c, n) ?? Number.NaN);
+    const weft: BenchPath = { name: "weft", url: `http://${mserver.address}:${PORT}/`, exec: inNetns(mclient.netns, a.cgroup), pids: () => [...transports(), mbackend.pid] };
     try {
       const before = await steeredPackets(c, "node-a");
       await warm(weft);
@@ -149,8 +153,10 @@ await withCleanup(NAME, async (cleanup) => {
         }
         const r = await running;
         const requests = r.requests ?? r.requestsPerSecond * SECONDS;
+        const pathCpuUsPerRequest = ((pathCpu(pids) - cpuBefore) * 1e6) / requests;
         if (r.non2xx3xx > 0 || r.socketErrors) console.error(`${p.name} ${mode} rep ${rep}: ${r.non2xx3xx} non-2xx; ${r.socketErrors ?? ""}`);
-        samples[p.name]![mode].push({ ...r, pathCpuUsPerRequest: ((pathCpu(pids) - cpuBefore) * 1e6) / requests });
+        if (Number.isNaN(pathCpuUsPerRequest)) console.error(`${p.name} ${mode} rep ${rep}: a process of the path (${pids.join(", ")}) was gone; no path CPU for this run`);
+        samples[p.name]![mode].push({ ...r, pathCpuUsPerRequest });
       }
     }
   }
@@ -163,7 +169,11 @@ await withCleanup(NAME, async (cleanup) => {
     machineCpuUsPerRequest: (s: Sample) => s.cpuUsPerRequest,
   };
   type Figure = keyof typeof figures;
-  const central = (xs: number[]) => (xs.length === 2 ? (xs[0]! + xs[1]!) / 2 : median(xs));
+  /** The median (the mean of two) of the runs that have the figure. */
+  const central = (all: number[]) => {
+    const xs = all.filter(Number.isFinite);
+    return xs.length === 0 ? Number.NaN : xs.length === 2 ? (xs[0]! + xs[1]!) / 2 : median(xs);
+  };
   const value = (path: string, mode: Mode, f: Figure) => central(samples[path]![mode].map(figures[f]));
   /** The median over reps of path's figure over base's figure in the same rep and mode. */
   const ratio = (path: string, base: string, mode: Mode, f: Figure) => central(samples[path]![mode].map((s, k) => figures[f](s) / figures[f](samples[base]![mode][k]!)));
