@@ -32,7 +32,7 @@ import { writeResults } from "./results.ts";
 import { prerequisites } from "./prerequisites.ts";
 import { svidFiles } from "./svid-files.ts";
 import { SIDECAR_OUTBOUND_PORT, tlsSidecar } from "./tls-sidecar.ts";
-import { problemText, steeredPackets, transportPid, transportUnavailable } from "./weft-transport.ts";
+import { problemText, steeredPackets, transportCounts, transportPid, transportUnavailable } from "./weft-transport.ts";
 
 const NAME = "bench:transport-memory";
 const WORKLOADS = 30;
@@ -95,7 +95,7 @@ await withCleanup(NAME, async (cleanup) => {
       await exercise("client -> pod-0 through the transports", `http://${pods[0]!.address}:${PORT}/`, inNetns(client.netns, a.cgroup));
       if ((await steeredPackets(c, "node-a")) === before) reason = "node-a counted no packet as steered: the traffic did not go through the transport";
     } catch (err) {
-      reason = `traffic through the transports failed: ${(err as Error).message}`;
+      reason = `traffic through the transports failed: ${(err as Error).message} (datapath: ${await transportCounts(c)})`;
     }
   }
   const transport = reason === null ? transportPid(c, "node-b") : null;

@@ -45,7 +45,7 @@ import { http, median } from "../support/weft.ts";
 import { prerequisites } from "./prerequisites.ts";
 import { svidFiles } from "./svid-files.ts";
 import { SIDECAR_OUTBOUND_PORT, SIDECAR_INBOUND_PORT, tlsSidecar } from "./tls-sidecar.ts";
-import { problemText, steeredPackets, transportPid, transportUnavailable } from "./weft-transport.ts";
+import { problemText, steeredPackets, transportCounts, transportPid, transportUnavailable } from "./weft-transport.ts";
 import { writeResults } from "./results.ts";
 
 const NAME = "bench:transport";
@@ -127,7 +127,7 @@ await withCleanup(NAME, async (cleanup) => {
       if (steered === 0) weftReason = "node-a counted no packet as steered during the warm-up: the connections did not go through the transport";
       else paths.push(weft);
     } catch (err) {
-      weftReason = `the warm-up through the transports failed: ${(err as Error).message}`;
+      weftReason = `the warm-up through the transports failed: ${(err as Error).message} (datapath: ${await transportCounts(c)})`;
     }
   }
   console.log(

@@ -62,6 +62,16 @@ export async function steeredPackets(c: Cluster, node: string): Promise<number> 
   return Object.entries(counts).reduce((sum, [key, n]) => (key.endsWith("/steered") ? sum + n : sum), 0);
 }
 
+/** The transport's drop and pass counts of every node ("node-a steered 12, node-b mtls-required 3"): what a failed weft run says. */
+export async function transportCounts(c: Cluster): Promise<string> {
+  const parts: string[] = [];
+  for (const node of Object.keys(c.nodes)) {
+    const counts = datapathPackets(await c.agentMetrics(node));
+    for (const [key, n] of Object.entries(counts)) if (n > 0 && /\/(steered|mtls-required|transport-down)$/.test(key)) parts.push(`${node} ${key} ${n}`);
+  }
+  return parts.length ? parts.join(", ") : "no packet steered or dropped for the transport on any node";
+}
+
 export interface TransportDocument {
   remotes: { address: string; spiffeId: string; node: string }[];
   allow: { source: string; destination: string; ports?: number[] }[];
