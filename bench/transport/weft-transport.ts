@@ -62,12 +62,14 @@ export async function steeredPackets(c: Cluster, node: string): Promise<number> 
   return Object.entries(counts).reduce((sum, [key, n]) => (key.endsWith("/steered") ? sum + n : sum), 0);
 }
 
-/** The transport's drop and pass counts of every node ("node-a steered 12, node-b mtls-required 3"): what a failed weft run says. */
+/** The transport's drop and pass counts and its own non-zero counters on every node ("node-a egress/steered 12, ..."): what a failed weft run says. */
 export async function transportCounts(c: Cluster): Promise<string> {
   const parts: string[] = [];
   for (const node of Object.keys(c.nodes)) {
-    const counts = datapathPackets(await c.agentMetrics(node));
-    for (const [key, n] of Object.entries(counts)) if (n > 0 && /\/(steered|mtls-required|transport-down)$/.test(key)) parts.push(`${node} ${key} ${n}`);
+    const metrics = await c.agentMetrics(node);
+    for (const [key, n] of Object.entries(datapathPackets(metrics))) if (n > 0 && /\/(steered|mtls-required|transport-down)$/.test(key)) parts.push(`${node} ${key} ${n}`);
+    // The transport's own counters on the agent's /metrics (connections, streams, handshake failures by reason), those not zero.
+    for (const m of metrics.matchAll(/^(weft_transport_\w+(?:\{[^}]*\})?) ([\d.e+]+)$/gm)) if (Number(m[2]) > 0) parts.push(`${node} ${m[1]} ${m[2]}`);
   }
   return parts.length ? parts.join(", ") : "no packet steered or dropped for the transport on any node";
 }
