@@ -189,8 +189,9 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
           abort.abort();
           await done;
           await wapi?.close();
-          await f.stop();
+          // The transport first: its last outcomes reach flows before the final batch is sealed.
           await t?.stop();
+          await f.stop();
           s.close();
           await metrics.close();
           datapath.close();
