@@ -42,11 +42,16 @@
 #define WEFT_DIR_INGRESS 0u
 #define WEFT_DIR_EGRESS 1u
 
-/* The hook that counted a verdict: the two policy directions, then socket LB. */
+/*
+ * The hook that counted a verdict: the two policy directions, then socket LB,
+ * then the node's transport (nodeagent/src/transport), whose stream outcomes
+ * the agent turns into flow events; no BPF program counts under it.
+ */
 #define WEFT_HOOK_INGRESS WEFT_DIR_INGRESS
 #define WEFT_HOOK_EGRESS WEFT_DIR_EGRESS
 #define WEFT_HOOK_SOCK 2u
-#define WEFT_HOOK_COUNT 3u
+#define WEFT_HOOK_TRANSPORT 3u
+#define WEFT_HOOK_COUNT 4u
 
 /* Policy entry actions. 0 is invalid so an all-zero value never allows. */
 #define WEFT_ACTION_ALLOW 1u
@@ -85,13 +90,16 @@
 #define WEFT_REASON_MTLS_REQUIRED 16u   /* drop: plaintext from another node where a rule asks for the transport */
 #define WEFT_REASON_TRANSPORT_DOWN 17u  /* drop: steered to the node's transport, which holds no socket for it */
 #define WEFT_REASON_STEERED 18u         /* pass: handed to the node's transport (weft_steer) */
-#define WEFT_REASON_COUNT 19u
+#define WEFT_REASON_TRANSPORT_CARRIED 19u /* pass: a stream the transport carried (WEFT_HOOK_TRANSPORT) */
+#define WEFT_REASON_TRANSPORT_REFUSED 20u /* drop: a stream or handshake the transport refused */
+#define WEFT_REASON_COUNT 21u
 
 #define WEFT_REASON_VERDICT(r)                                                          \
 	(((r) == WEFT_REASON_POLICY_ALLOW || (r) == WEFT_REASON_UNSELECTED ||           \
 	  (r) == WEFT_REASON_NOT_IP || (r) == WEFT_REASON_LB_TRANSLATED ||              \
 	  (r) == WEFT_REASON_LB_REVERSED || (r) == WEFT_REASON_CT_REPLY ||              \
-	  (r) == WEFT_REASON_AUDIT || (r) == WEFT_REASON_STEERED)                       \
+	  (r) == WEFT_REASON_AUDIT || (r) == WEFT_REASON_STEERED ||                     \
+	  (r) == WEFT_REASON_TRANSPORT_CARRIED)                                         \
 		 ? WEFT_VERDICT_PASS                                                    \
 		 : WEFT_VERDICT_DROP)
 

@@ -59,7 +59,7 @@ export const arbitraries: { [M in MapId]: { key: fc.Arbitrary<MapTypes[M]["key"]
     value: fc.record({ localIdentity: u32, remoteIdentity: u32 }),
   },
   metrics: {
-    key: fc.record({ hook: fc.constantFrom("ingress" as const, "egress" as const, "sock" as const), reason: reasonName }),
+    key: fc.record({ hook: fc.constantFrom("ingress" as const, "egress" as const, "sock" as const, "transport" as const), reason: reasonName }),
     value: fc.record({ packets: u64, bytes: u64 }),
   },
   local_veth: { key: fc.record({ address }), value: fc.record({ ifindex: nonZeroU32 }) },

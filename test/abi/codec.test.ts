@@ -19,6 +19,7 @@ import {
   constants,
   reasons,
   decodeFlowEvents,
+  encodeFlowEvents,
   flowEventSize,
   type MapId,
 } from "@weft/codec";
@@ -102,6 +103,9 @@ describe("codec round trips", () => {
     expect(verdictOf("policy-allow")).toBe("pass");
     expect(verdictOf("cross-tenant")).toBe("drop");
     expect(verdictOf("lb-translated")).toBe("pass");
+    expect(verdictOf("transport-carried")).toBe("pass");
+    expect(verdictOf("transport-refused")).toBe("drop");
+    expect(metricsSlot(metricsIndex("transport", "transport-refused"))).toEqual({ hook: "transport", reason: "transport-refused", verdict: "drop" });
     expect(maps.metrics.maxEntries).toBe(constants.HOOK_COUNT * constants.REASON_COUNT);
   });
 });
@@ -227,6 +231,26 @@ describe("flow events", () => {
     expect(e!.reason).toBe("audit");
     expect(e!.verdict).toBe("pass");
     expect(e!.originalDestination).toEqual({ address: "198.19.0.1", port: 80 });
+  });
+
+  it("encodes the agent's own events (the transport's) byte for byte as the kernel lays them out", () => {
+    const b = eventBytes(7);
+    const v = new DataView(b.buffer);
+    v.setUint8(at("hook"), constants.HOOK_TRANSPORT);
+    v.setUint8(at("reason"), constants.REASON_TRANSPORT_REFUSED);
+    const decoded = decodeFlowEvents(b);
+    expect(decoded[0]).toMatchObject({ hook: "transport", reason: "transport-refused", verdict: "drop" });
+    expect([...encodeFlowEvents(decoded)]).toEqual([...b]);
+    // Across the codec's chunk size, and back.
+    const many = Array.from({ length: 3000 }, (_, i) => ({ ...decoded[0]!, timeNs: BigInt(i), length: i }));
+    expect(decodeFlowEvents(encodeFlowEvents(many))).toEqual(many);
+  });
+
+  it("refuses to encode an event out of the ABI's ranges, naming the event and member", () => {
+    const [e] = decodeFlowEvents(eventBytes(0));
+    expect(() => encodeFlowEvents([e!, { ...e!, destination: { ...e!.destination, port: 70000 } }])).toThrow(/flow event 1: struct weft_flow_event.dport = 70000 is out of range 0..65535/);
+    expect(() => encodeFlowEvents([{ ...e!, hook: "nope" as never }])).toThrow(/flow event hook/);
+    expect(() => encodeFlowEvents([{ ...e!, source: { ...e!.source, address: "198.18.1" } }])).toThrow(/source address/);
   });
 
   it("refuses bytes that are not whole events, and unknown codes", () => {

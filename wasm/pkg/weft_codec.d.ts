@@ -14,7 +14,7 @@
 
 export type Direction = "ingress" | "egress";
 export type PolicyAction = "allow" | "deny" | "default-deny";
-export type Hook = "ingress" | "egress" | "sock";
+export type Hook = "ingress" | "egress" | "sock" | "transport";
 export type Verdict = "pass" | "drop";
 export type Reason =
   | "policy-allow"
@@ -34,7 +34,9 @@ export type Reason =
   | "audit"
   | "mtls-required"
   | "transport-down"
-  | "steered";
+  | "steered"
+  | "transport-carried"
+  | "transport-refused";
 
 /** ipcache key: an IPv4 prefix, "198.18.0.0/15"; a bare address means /32. Host bits must be zero. */
 export interface IpcacheKey { prefix: string }
@@ -198,6 +200,7 @@ export interface AbiConstants {
   HOOK_INGRESS: number;
   HOOK_EGRESS: number;
   HOOK_SOCK: number;
+  HOOK_TRANSPORT: number;
   HOOK_COUNT: number;
   ACTION_ALLOW: number;
   ACTION_DENY: number;
@@ -222,6 +225,8 @@ export interface AbiConstants {
   REASON_MTLS_REQUIRED: number;
   REASON_TRANSPORT_DOWN: number;
   REASON_STEERED: number;
+  REASON_TRANSPORT_CARRIED: number;
+  REASON_TRANSPORT_REFUSED: number;
   REASON_COUNT: number;
   POLICY_F_MTLS: number;
   TRANSPORT_OUTBOUND_ADDR: number;
@@ -266,6 +271,13 @@ export function formatIPv4(address: number): string;
 
 /** Index of a metrics slot; metricsSlot is its inverse ("none" for the unused reason 0). */
 export function metricsIndex(hook: Hook, reason: Reason): number;
+/**
+ * Flow events as the ring would hold them (struct weft_flow_event, back to
+ * back), for events the agent makes itself (hook "transport"); the inverse
+ * of decodeFlowEvents. `verdict` is not written: the reason implies it.
+ * Throws naming the event and member on anything out of range.
+ */
+export function encodeFlowEvents(events: readonly FlowEvent[]): Uint8Array;
 export function metricsSlot(index: number): { hook: Hook; reason: Reason | "none"; verdict: Verdict };
 export function verdictOf(reason: Reason): Verdict;
 /** Sum of the per-CPU copies of one metrics entry (decodeValues("metrics", bytes) of one lookup). */

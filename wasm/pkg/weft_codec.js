@@ -94,7 +94,7 @@ const directionCode = { ingress: C.DIR_INGRESS, egress: C.DIR_EGRESS };
 const directionName = new Map(Object.entries(directionCode).map(([n, c]) => [c, n]));
 const actionCode = { allow: C.ACTION_ALLOW, deny: C.ACTION_DENY, "default-deny": C.ACTION_DEFAULT_DENY };
 const actionName = new Map(Object.entries(actionCode).map(([n, c]) => [c, n]));
-const hookCode = { ingress: C.HOOK_INGRESS, egress: C.HOOK_EGRESS, sock: C.HOOK_SOCK };
+const hookCode = { ingress: C.HOOK_INGRESS, egress: C.HOOK_EGRESS, sock: C.HOOK_SOCK, transport: C.HOOK_TRANSPORT };
 const hookName = new Map(Object.entries(hookCode).map(([n, c]) => [c, n]));
 
 function fail(what, why) {
@@ -642,6 +642,48 @@ export function decodeFlowEvents(bytes) {
         length: f[o + 19],
       };
     }
+  }
+  return out;
+}
+
+/**
+ * Events as the ring would hold them, back to back: for events the agent
+ * makes itself (the transport's, hook "transport"). `verdict` is not
+ * written: the reason implies it.
+ */
+export function encodeFlowEvents(events) {
+  const out = new Uint8Array(events.length * EVENT_SIZE);
+  for (let base = 0; base < events.length; base += EVENTS_MAX) {
+    const count = Math.min(EVENTS_MAX, events.length - base);
+    for (let i = 0, o = 0; i < count; i++, o += EVENT_WIDTH) {
+      const e = events[base + i];
+      const f = fieldsArea;
+      putU64(e.timeNs, "flow event timeNs", f, o);
+      putU64(e.cookie, "flow event cookie", f, o + 2);
+      f[o + 4] = parseIPv4(e.source.address, "flow event source address");
+      f[o + 5] = parseIPv4(e.destination.address, "flow event destination address");
+      f[o + 6] = u32(e.source.port, "flow event source port");
+      f[o + 7] = u32(e.destination.port, "flow event destination port");
+      f[o + 8] = u32(e.protocol, "flow event protocol");
+      f[o + 9] = lookup(hookCode, e.hook, "flow event hook");
+      f[o + 10] = lookup(reasons, e.reason, "flow event reason");
+      f[o + 11] = u32(e.source.identity, "flow event source identity");
+      f[o + 12] = u32(e.source.tenant, "flow event source tenant");
+      f[o + 13] = u32(e.destination.identity, "flow event destination identity");
+      f[o + 14] = u32(e.destination.tenant, "flow event destination tenant");
+      f[o + 15] = u32(e.ruleId, "flow event ruleId");
+      f[o + 16] = e.originalDestination ? parseIPv4(e.originalDestination.address, "flow event original destination") : 0;
+      f[o + 17] = e.originalDestination ? u32(e.originalDestination.port, "flow event original port") : 0;
+      f[o + 18] = u32(e.ifindex, "flow event ifindex");
+      f[o + 19] = u32(e.length, "flow event length");
+    }
+    const rc = wasm.weft_encode_events(count);
+    if (rc === E_RANGE) {
+      const field = eventLayout.fields[wasm.weft_err_field()];
+      throw new Error(`flow event ${base + wasm.weft_err_index()}: ${eventLayout.name}.${field?.name} = ${wasm.weft_err_value()} is out of range ${field?.min}..${field?.max}`);
+    }
+    if (rc !== 0) throw new Error(`cannot encode flow events: codec error ${rc}`);
+    out.set(bytesArea.subarray(0, count * EVENT_SIZE), base * EVENT_SIZE);
   }
   return out;
 }

@@ -155,7 +155,7 @@ struct layout {
 
 #define DEFINE_CODER(tag, T, MEMBERS, check_fn)                                            \
 	static const struct field tag##_f[] = { MEMBERS(DESC_X, DESC_P, T) };              \
-	__attribute__((unused)) /* flow_event is only decoded */                          \
+	__attribute__((unused)) /* not every layout is encoded on its own */              \
 	static int tag##_enc(const __u32 *in, __u8 *out, __u32 entry)                      \
 	{                                                                                  \
 		T s;                                                                       \
@@ -399,6 +399,22 @@ __attribute__((export_name("weft_decode_events"))) int weft_decode_events(__u32 
 	return 0;
 }
 
+/*
+ * The inverse, for events the agent makes itself (the transport's stream
+ * outcomes, WEFT_HOOK_TRANSPORT): fields in, records out, ranges checked.
+ */
+__attribute__((export_name("weft_encode_events"))) int weft_encode_events(__u32 n)
+{
+	int err;
+
+	if (n > EVENTS_MAX)
+		return WEFT_E_BATCH;
+	for (__u32 i = 0; i < n; i++)
+		if ((err = flow_event_enc(fields + i * flow_event_width, bytes + i * sizeof(struct weft_flow_event), i)))
+			return err;
+	return 0;
+}
+
 /* ---- introspection: areas, errors, layouts, maps, constants -------------- */
 
 #define EXPORT_U32(name, expr)                                                           \
@@ -440,13 +456,14 @@ __attribute__((export_name("weft_map_max_entries"))) __u32 weft_map_max_entries(
 	X(IDENTITY_ANY) X(IDENTITY_HOST) X(IDENTITY_WORLD) X(IDENTITY_UNMANAGED)          \
 	X(IDENTITY_HEALTH) X(IDENTITY_RESERVED_MAX) X(IDENTITY_FIRST) X(TENANT_NONE)      \
 	X(DIR_INGRESS) X(DIR_EGRESS) X(HOOK_INGRESS) X(HOOK_EGRESS) X(HOOK_SOCK)          \
-	X(HOOK_COUNT) X(ACTION_ALLOW) X(ACTION_DENY) X(ACTION_DEFAULT_DENY)               \
+	X(HOOK_TRANSPORT) X(HOOK_COUNT) X(ACTION_ALLOW) X(ACTION_DENY) X(ACTION_DEFAULT_DENY)               \
 	X(VERDICT_PASS) X(VERDICT_DROP) X(REASON_POLICY_ALLOW) X(REASON_POLICY_DENY)      \
 	X(REASON_DEFAULT_DENY) X(REASON_UNSELECTED) X(REASON_CROSS_TENANT)                \
 	X(REASON_UNKNOWN_ENDPOINT) X(REASON_NOT_IP) X(REASON_IPV6) X(REASON_MALFORMED)    \
 	X(REASON_INVALID_ENTRY) X(REASON_LB_TRANSLATED) X(REASON_LB_NO_BACKEND)           \
 	X(REASON_LB_REVERSED) X(REASON_CT_REPLY) X(REASON_AUDIT) X(REASON_MTLS_REQUIRED)  \
-	X(REASON_TRANSPORT_DOWN) X(REASON_STEERED) X(REASON_COUNT) X(POLICY_F_MTLS)       \
+	X(REASON_TRANSPORT_DOWN) X(REASON_STEERED) X(REASON_TRANSPORT_CARRIED)           \
+	X(REASON_TRANSPORT_REFUSED) X(REASON_COUNT) X(POLICY_F_MTLS)       \
 	X(TRANSPORT_OUTBOUND_ADDR) X(TRANSPORT_OUTBOUND_PORT) X(TRANSPORT_INBOUND_PORT)   \
 	X(MARK_TRANSPORT) X(MARK_TO_TRANSPORT) X(TRANSPORT_TABLE) X(TRANSPORT_RULE_PRIORITY) \
 	X(PREFIX_MAX) X(PORT_MAX) X(LB_WEIGHT_MAX) X(LB_TABLE_MAX) X(LB_BACKENDS_MAX)     \

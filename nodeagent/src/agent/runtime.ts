@@ -20,7 +20,8 @@ import { TransportDriver } from "./transport-driver.ts";
 import { VethReconciler } from "./veths.ts";
 import { installTransportRouting } from "../kernel/transport-routing.ts";
 import { WorkloadApiServer } from "../workload-api/server.ts";
-import { DEFAULT_FLOW_CONFIG, startFlows, type RunningFlows } from "../flows/index.ts";
+import { DEFAULT_FLOW_CONFIG, identitiesOf, outcomeEvents, startFlows, type RunningFlows } from "../flows/index.ts";
+import type { OutcomeDrain } from "../transport/control-schema.ts";
 
 export interface RuntimeOptions {
   objectDir?: string;
@@ -134,7 +135,11 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       const address = cfg.transportAddress ?? firstIpv4(uplink ?? (cfg.uplink === "auto" ? defaultRouteDevice() : cfg.uplink));
       installTransportRouting();
       const node = registration.node;
-      transport = new TransportDriver({ address, document: (etag) => client.nodeTransport(node, etag), svids, registry: metrics.registry, log });
+      const collector = flows.collector;
+      // The transport's stream outcomes as flows (hook "transport"), identities from the ipcache the loop applied.
+      const identify = identitiesOf(() => loop.applied?.maps.ipcache ?? null);
+      const outcomes = collector ? (d: OutcomeDrain) => void collector.handleEvents(outcomeEvents(d.events, identify), d.lost) : undefined;
+      transport = new TransportDriver({ address, document: (etag) => client.nodeTransport(node, etag), svids, registry: metrics.registry, log, ...(outcomes ? { outcomes } : {}) });
       metrics.append(() => transport!.metricsText());
       transport.start();
     }
@@ -184,8 +189,9 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
           abort.abort();
           await done;
           await wapi?.close();
-          await f.stop();
+          // The transport first: its last outcomes reach flows before the final batch is sealed.
           await t?.stop();
+          await f.stop();
           s.close();
           await metrics.close();
           datapath.close();

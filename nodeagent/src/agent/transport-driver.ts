@@ -14,10 +14,14 @@
  * While the process is down the kernel keeps steering to its (closed)
  * sockets and drops with reason transport-down: nothing goes around it.
  * The transport's own metrics are fetched at scrape time over the control
- * channel and appended to the agent's /metrics.
+ * channel and appended to the agent's /metrics; its stream outcomes are
+ * drained every OUTCOMES_POLL_MS while it runs and handed to `outcomes`
+ * (the flows pipeline, src/flows/transport-outcomes.ts).
  */
+import { Value } from "@sinclair/typebox/value";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { INBOUND_PORT, OUTBOUND_LISTENER } from "../transport/abi.ts";
+import { OutcomeDrain, type ControlAnswer } from "../transport/control-schema.ts";
 import type { Endpoint } from "../transport/endpoint.ts";
 import type { KeyExchange } from "../transport/tls-policy.ts";
 import type { Log } from "./agent.ts";
@@ -29,6 +33,8 @@ import { TransportProcess, type Request } from "./transport-process.ts";
 
 /** How often the document is asked for again (If-None-Match: mostly a 304). */
 export const DOCUMENT_POLL_MS = 10_000;
+/** How often the transport's stream outcomes are drained: its buffer (4096) holds more than a second of refusals at any rate the agent can turn into flows. */
+export const OUTCOMES_POLL_MS = 1_000;
 
 export interface TransportDriverOptions {
   /** The node's address on the fabric: the inbound listener binds it, and peers reach this node's transport there. */
@@ -46,6 +52,9 @@ export interface TransportDriverOptions {
   pollMs?: number;
   /** Between restarts of a transport that died. */
   backoff?: BackoffOptions;
+  /** Where the drained stream outcomes go (the flows pipeline); not drained when absent (flows off). */
+  outcomes?: (drained: OutcomeDrain) => void;
+  outcomesPollMs?: number;
   log: Log;
 }
 
@@ -69,6 +78,9 @@ export class TransportDriver {
   private configuring: Promise<void> | null = null;
   private configureAgain = false;
   private poller: NodeJS.Timeout | null = null;
+  private outcomesPoller: NodeJS.Timeout | null = null;
+  /** The drain in flight: a slow answer is not asked for again before it comes. */
+  private draining: Promise<void> | null = null;
   private unsubscribe: (() => void) | null = null;
   private supervising: Promise<void> | null = null;
 
@@ -88,13 +100,20 @@ export class TransportDriver {
     this.unsubscribe = this.o.svids.subscribe(() => this.reconfigure());
     this.poller = setInterval(() => void this.refresh(), this.o.pollMs ?? DOCUMENT_POLL_MS);
     this.poller.unref();
+    if (this.o.outcomes) {
+      this.outcomesPoller = setInterval(() => void this.drainOutcomes(), this.o.outcomesPollMs ?? OUTCOMES_POLL_MS);
+      this.outcomesPoller.unref();
+    }
     this.supervising = this.supervise();
   }
 
   async stop(): Promise<void> {
     this.abort.abort();
     if (this.poller) clearInterval(this.poller);
+    if (this.outcomesPoller) clearInterval(this.outcomesPoller);
     this.unsubscribe?.();
+    // What the transport holds now still reaches flows: its outcomes end with it.
+    await this.drainOutcomes();
     await this.process?.stop();
     await this.supervising;
     while (this.configuring) await this.configuring;
@@ -118,7 +137,7 @@ export class TransportDriver {
   }
 
   /** One control request to the running transport (the `metrics` op, a test's `steer`). */
-  request(request: Request): Promise<{ ok: boolean; error?: string; metrics?: string }> {
+  request(request: Request): Promise<Omit<ControlAnswer, "id">> {
     if (!this.process) return Promise.reject(new Error("the transport is not running"));
     return this.process.request(request);
   }
@@ -131,6 +150,26 @@ export class TransportDriver {
     } catch {
       return "";
     }
+  }
+
+  /** Drains the running transport's stream outcomes into `outcomes` once; nothing while none runs. */
+  drainOutcomes(): Promise<void> {
+    const sink = this.o.outcomes;
+    if (!sink || !this.process) return Promise.resolve();
+    return (this.draining ??= (async () => {
+      try {
+        const a = await this.request({ op: "events" });
+        const drained = { events: a.events, lost: a.lost };
+        if (!a.ok || !Value.Check(OutcomeDrain, drained)) {
+          this.o.log("warn", "the transport answered events with something else; its outcomes are not in flows", { error: a.error ?? "not an outcome drain" });
+          return;
+        }
+        sink(drained);
+      } catch (err) {
+        // Down or restarting: the supervisor says so; the next tick asks the next process.
+        if (this.process) this.o.log("warn", "failed to drain the transport's outcomes", { error: (err as Error).message });
+      }
+    })().finally(() => (this.draining = null)));
   }
 
   /** Asks for the document now (the datapath changed, or the poll's turn) and configures again when it changed; true when it did. */

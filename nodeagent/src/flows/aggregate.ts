@@ -86,6 +86,11 @@ export class IntervalAggregator {
     if (!counted || !sampled) this.lost++;
   }
 
+  /** Flows lost before they reached the agent's bounds (a source's own full buffer): counted as this interval's. */
+  lose(n: number): void {
+    if (n > 0) this.lost += n;
+  }
+
   /** Whether the sample was kept. */
   private sample(record: Uint8Array, notable: boolean): boolean {
     const max = this.limits.samples;

@@ -8,7 +8,7 @@
  * uploader. Timers only, and every failure caught and logged: flows never
  * hold up or break the datapath loop.
  */
-import { decodeFlowEvents, flowEventSize, type FlowEvent, type FlowStats } from "@weft/codec";
+import { decodeFlowEvents, encodeFlowEvents, flowEventSize, type FlowEvent, type FlowStats } from "@weft/codec";
 import type { FlowSample } from "../agent/client.ts";
 import type { Log } from "../agent/agent.ts";
 import { IntervalAggregator } from "./aggregate.ts";
@@ -98,6 +98,16 @@ export class FlowCollector {
     }
     this.o.metrics.bufferedFlows(this.ring.size);
     return events.length;
+  }
+
+  /**
+   * Events the agent made itself (the transport's stream outcomes), handled
+   * as if drained from the ring; `lost`: events their source dropped before
+   * the agent saw them, counted with the agent's own losses.
+   */
+  handleEvents(events: readonly FlowEvent[], lost = 0): number {
+    this.aggregator.lose(lost);
+    return events.length === 0 ? 0 : this.handle(encodeFlowEvents(events));
   }
 
   /** Closes the interval: the kernel's new losses read, everything handed to the uploader. */

@@ -18,6 +18,8 @@ import { FlowMetrics } from "./metrics.ts";
 import { FlowUploader } from "./uploader.ts";
 
 export { DEFAULT_FLOW_CONFIG, FLOW_FLAGS, parseFlowConfig, type FlowConfig } from "./config.ts";
+export { identitiesOf } from "./address-identities.ts";
+export { outcomeEvents } from "./transport-outcomes.ts";
 
 const STOP_GRACE_MS = 1_000;
 

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * The flow metrics on the agent's Prometheus registry. Labels are bounded
- * by the ABI and the contract, never by traffic: verdict (4) x reason (16)
- * x hook (3) at most. Identities, tenants, addresses and ports are not
+ * by the ABI and the contract, never by traffic: verdict (4) x reason (20)
+ * x hook (4) at most. Identities, tenants, addresses and ports are not
  * labels: each value would be a series of its own for as long as the agent
  * lives, so one scan across a /16 or a tenant churning identities would
  * grow the agent's memory and every Prometheus server scraping it without

@@ -13,6 +13,7 @@
  * datapath document): applied all at once or not at all.
  */
 import { Type, type Static } from "@sinclair/typebox";
+import type { HandshakeFailure, StreamResult } from "./metrics.ts";
 
 const Pem = Type.String({ minLength: 1, maxLength: 64 * 1024 });
 /** Dotted IPv4; each octet's range is checked by net.isIPv4 when the state is built. */
@@ -82,10 +83,56 @@ export const ControlRequest = Type.Union([
     { additionalProperties: false },
   ),
   Type.Object({ id: Id, op: Type.Literal("metrics") }, { additionalProperties: false }),
+  /** Drains the stream outcomes kept since the last `events` (outcomes.ts). */
+  Type.Object({ id: Id, op: Type.Literal("events") }, { additionalProperties: false }),
 ]);
 export type ControlRequest = Static<typeof ControlRequest>;
 
-export interface ControlAnswer {
+const Count = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+/** Milliseconds since the epoch. */
+const EpochMs = Type.Integer({ minimum: 0, maximum: 8_640_000_000_000_000 });
+
+/**
+ * How one stream ended, or one handshake that never carried a stream:
+ * "carried", or the refusal reason the metrics count it under
+ * (weft_transport_streams_total's result, weft_transport_handshake_failures_total's reason).
+ */
+const OutcomeResult = Type.Unsafe<StreamResult | HandshakeFailure>(Type.String({ pattern: "^[a-z_]{1,40}$" }));
+
+/**
+ * One stream outcome (or a refused handshake: `handshake` true). Outbound,
+ * the source is the local workload that opened the connection; inbound, it
+ * is the workload the peer transport vouched for (its address only when the
+ * peer proved it owns it) and, for a refused handshake, the peer node's
+ * socket. Bytes are payload: toPeer read from the local side, fromPeer
+ * written to it.
+ */
+export const TransportOutcome = Type.Object(
+  {
+    direction: Type.Union([Type.Literal("outbound"), Type.Literal("inbound")]),
+    handshake: Type.Boolean(),
+    result: OutcomeResult,
+    source: Type.Object(
+      { address: Type.Optional(Ipv4), port: Type.Optional(Port), spiffeId: Type.Optional(SpiffeIdString) },
+      { additionalProperties: false },
+    ),
+    destination: Type.Optional(Type.Object({ address: Ipv4, port: Port }, { additionalProperties: false })),
+    bytes: Type.Object({ toPeer: Count, fromPeer: Count }, { additionalProperties: false }),
+    start: EpochMs,
+    end: EpochMs,
+  },
+  { additionalProperties: false },
+);
+export type TransportOutcome = Static<typeof TransportOutcome>;
+
+/** The `events` answer: the outcomes in the order they ended, and how many the full buffer dropped since the last drain. */
+export const OutcomeDrain = Type.Object(
+  { events: Type.Array(TransportOutcome), lost: Count },
+  { additionalProperties: false },
+);
+export type OutcomeDrain = Static<typeof OutcomeDrain>;
+
+export interface ControlAnswer extends Partial<OutcomeDrain> {
   id: number | null;
   ok: boolean;
   error?: string;

@@ -17,9 +17,10 @@ import { X509Certificate } from "node:crypto";
 import { isIPv4, type Socket } from "node:net";
 import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
 import { parseEndpoint, type Endpoint } from "./endpoint.ts";
-import { handshakeReason, verifyErrorReason, type StreamResult, type TransportMetrics } from "./metrics.ts";
+import { handshakeReason, verifyErrorReason, type HandshakeFailure, type StreamResult, type TransportMetrics } from "./metrics.ts";
+import type { OutcomeBuffer, OutcomeStart } from "./outcomes.ts";
 import { verifySvid, type SpiffeId } from "./spiffe.ts";
-import { splice } from "./splice.ts";
+import { countInto, splice } from "./splice.ts";
 import type { LocalIdentity, TransportState } from "./state.ts";
 import type { TlsPolicy } from "./tls-policy.ts";
 
@@ -56,8 +57,31 @@ function forwardedFor(header: string | string[] | undefined): string | null | un
   return m && isIPv4(m[2]!) ? m[2]! : null;
 }
 
-export function inboundServer(deps: { state: () => TransportState; tls: TlsPolicy; metrics: TransportMetrics; deliver: Deliver }): Http2SecureServer {
-  const { metrics } = deps;
+/** The peer node's side of a TLS socket, as a refused handshake's source. */
+function peerSocket(sock: Socket): OutcomeStart["source"] {
+  return sock.remoteAddress && isIPv4(sock.remoteAddress) ? { address: sock.remoteAddress, port: sock.remotePort! } : {};
+}
+
+/** The listener's side of a TLS socket, as a refused handshake's destination. */
+function listenerSocket(sock: Socket): OutcomeStart["destination"] {
+  return sock.localAddress && isIPv4(sock.localAddress) ? { address: sock.localAddress, port: sock.localPort! } : undefined;
+}
+
+export function inboundServer(deps: { state: () => TransportState; tls: TlsPolicy; metrics: TransportMetrics; outcomes: OutcomeBuffer; deliver: Deliver }): Http2SecureServer {
+  const { metrics, outcomes } = deps;
+  const handshakeFailed = (sock: Socket, reason: HandshakeFailure, spiffeId?: string) => {
+    metrics.handshakeFailed("inbound", reason);
+    const destination = listenerSocket(sock);
+    outcomes.record({
+      direction: "inbound",
+      handshake: true,
+      result: reason,
+      source: { ...peerSocket(sock), ...(spiffeId ? { spiffeId } : {}) },
+      ...(destination ? { destination } : {}),
+      bytes: { toPeer: 0, fromPeer: 0 },
+      start: Date.now(),
+    });
+  };
   const peers = new WeakMap<ServerHttp2Session, Peer>();
   const server = createSecureServer({
     ...deps.tls.contextOptions,
@@ -75,7 +99,7 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
     },
   });
 
-  server.on("tlsClientError", (err: Error & { code?: string }) => metrics.handshakeFailed("inbound", /unknown server name/.test(err.message) ? "unknown_server_name" : handshakeReason(err)));
+  server.on("tlsClientError", (err: Error & { code?: string }, sock: TLSSocket) => handshakeFailed(sock, /unknown server name/.test(err.message) ? "unknown_server_name" : handshakeReason(err)));
 
   server.on("session", (session: ServerHttp2Session) => {
     const sock = session.socket as TLSSocket;
@@ -88,12 +112,12 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
         ? verifyErrorReason(String(sock.authorizationError))
         : verifySvid(leaf, presentedIntermediates(sock), state.anchors());
     if (!servedTo || typeof proven === "string") {
-      metrics.handshakeFailed("inbound", !servedTo ? "unknown_server_name" : (proven as Exclude<typeof proven, SpiffeId>));
+      handshakeFailed(sock, !servedTo ? "unknown_server_name" : (proven as Exclude<typeof proven, SpiffeId>), typeof proven === "string" ? undefined : proven.id);
       session.destroy();
       return;
     }
     if (proven.trustDomain !== servedTo.id.trustDomain) {
-      metrics.handshakeFailed("inbound", "cross_tenant");
+      handshakeFailed(sock, "cross_tenant", proven.id);
       session.destroy();
       return;
     }
@@ -106,16 +130,21 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
 
   server.on("stream", (stream: ServerHttp2Stream, headers) => {
     stream.on("error", () => stream.destroy());
+    const bytes = { toPeer: 0, fromPeer: 0 };
+    const outcome: OutcomeStart = { direction: "inbound", handshake: false, source: {}, start: Date.now() };
     const answer = (status: number, result: StreamResult) => {
       metrics.stream("inbound", result);
+      outcomes.record({ ...outcome, result, bytes });
       if (!stream.destroyed && !stream.headersSent) stream.respond({ [constants.HTTP2_HEADER_STATUS]: status }, { endStream: true });
     };
     const peer = peers.get(stream.session as ServerHttp2Session);
     if (!peer) return stream.close(constants.NGHTTP2_REFUSED_STREAM);
+    outcome.source.spiffeId = peer.id.id;
     if (headers[constants.HTTP2_HEADER_METHOD] !== "CONNECT") return answer(405, "bad_request");
     const target = parseEndpoint(headers[constants.HTTP2_HEADER_AUTHORITY] as string | undefined);
     const claimed = forwardedFor(headers.forwarded);
     if (!target || claimed === null) return answer(400, "bad_request");
+    outcome.destination = target;
     const state = deps.state();
     const destination = state.localByAddress.get(target.address);
     // Not here and not allowed answer alike: a peer learns nothing about addresses it may not reach.
@@ -127,6 +156,7 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
     if (claimed !== undefined) {
       if (state.remoteByAddress.get(claimed)?.id.id !== peer.id.id) return answer(403, "forbidden");
       source = claimed;
+      outcome.source.address = claimed;
     }
     deps.deliver(target, source).then(
       (upstream) => {
@@ -134,7 +164,10 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
         stream.respond({ [constants.HTTP2_HEADER_STATUS]: 200 });
         metrics.stream("inbound", "carried");
         metrics.streamOpened("inbound");
-        splice(upstream, stream, (way, n) => metrics.carried("inbound", way, n), () => metrics.streamClosed("inbound"));
+        splice(upstream, stream, countInto(bytes, (way, n) => metrics.carried("inbound", way, n)), () => {
+          metrics.streamClosed("inbound");
+          outcomes.record({ ...outcome, result: "carried", bytes });
+        });
       },
       () => answer(503, "upstream_failed"),
     );

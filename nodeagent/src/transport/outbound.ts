@@ -8,11 +8,12 @@
  * no plaintext path around the transport.
  */
 import { constants } from "node:http2";
-import { createServer, type Server, type Socket } from "node:net";
+import { createServer, isIPv4, type Server } from "node:net";
 import type { TransportMetrics, StreamResult } from "./metrics.ts";
 import type { OriginResolver } from "./origins.ts";
+import type { OutcomeBuffer, OutcomeStart } from "./outcomes.ts";
 import type { SessionPool } from "./pool.ts";
-import { splice } from "./splice.ts";
+import { countInto, splice } from "./splice.ts";
 import type { TransportState } from "./state.ts";
 
 /** What a refusing peer's status says about the stream. */
@@ -27,22 +28,35 @@ export function outboundListener(deps: {
   origins: OriginResolver;
   pool: SessionPool;
   metrics: TransportMetrics;
+  outcomes: OutcomeBuffer;
 }): Server {
-  const { metrics } = deps;
-  const refuse = (sock: Socket, result: StreamResult) => {
-    metrics.stream("outbound", result);
-    sock.destroy();
-  };
+  const { metrics, outcomes } = deps;
   return createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => {
+    const start = Date.now();
+    const bytes = { toPeer: 0, fromPeer: 0 };
+    // What is known of the connection so far, for its outcome: the workload's socket until the origin says more.
+    let outcome: OutcomeStart = {
+      direction: "outbound",
+      handshake: false,
+      source: sock.remoteAddress && isIPv4(sock.remoteAddress) ? { address: sock.remoteAddress, port: sock.remotePort! } : {},
+      start,
+    };
+    const refuse = (result: StreamResult) => {
+      metrics.stream("outbound", result);
+      outcomes.record({ ...outcome, result, bytes });
+      sock.destroy();
+    };
     sock.on("error", () => sock.destroy());
     const origin = deps.origins.resolve(sock);
-    if (!origin) return refuse(sock, "no_origin");
+    if (!origin) return refuse("no_origin");
+    outcome = { ...outcome, source: { ...outcome.source, address: origin.source }, destination: origin.destination };
     const state = deps.state();
     const source = state.localByAddress.get(origin.source);
-    if (!source) return refuse(sock, "unknown_source");
+    if (!source) return refuse("unknown_source");
+    outcome.source.spiffeId = source.id.id;
     const remote = state.remoteByAddress.get(origin.destination.address);
     const bundle = remote && state.bundles.get(remote.id.trustDomain);
-    if (!remote || !bundle) return refuse(sock, "unknown_destination");
+    if (!remote || !bundle) return refuse("unknown_destination");
 
     let stream;
     try {
@@ -56,7 +70,7 @@ export function outboundListener(deps: {
         { endStream: false },
       );
     } catch {
-      return refuse(sock, "transport_failed");
+      return refuse("transport_failed");
     }
     let answered = false;
     stream.once("response", (headers) => {
@@ -64,17 +78,20 @@ export function outboundListener(deps: {
       const status = Number(headers[constants.HTTP2_HEADER_STATUS]);
       if (status !== 200) {
         stream.close();
-        return refuse(sock, refusal(status));
+        return refuse(refusal(status));
       }
       metrics.stream("outbound", "carried");
       metrics.streamOpened("outbound");
-      splice(sock, stream, (way, n) => metrics.carried("outbound", way, n), () => metrics.streamClosed("outbound"));
+      splice(sock, stream, countInto(bytes, (way, n) => metrics.carried("outbound", way, n)), () => {
+        metrics.streamClosed("outbound");
+        outcomes.record({ ...outcome, result: "carried", bytes });
+      });
       sock.resume();
     });
     const failed = () => {
       if (answered) return;
       answered = true;
-      refuse(sock, "transport_failed");
+      refuse("transport_failed");
     };
     stream.on("error", failed);
     stream.once("close", failed);

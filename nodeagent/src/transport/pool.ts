@@ -10,7 +10,9 @@
 import { connect, type ClientHttp2Session } from "node:http2";
 import { X509Certificate } from "node:crypto";
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from "node:tls";
+import { isIPv4 } from "node:net";
 import { handshakeReason, type TransportMetrics } from "./metrics.ts";
+import type { OutcomeBuffer } from "./outcomes.ts";
 import { unconnectedSocket } from "./sockets.ts";
 import { svidId } from "./spiffe.ts";
 import { serverNameFor, type Bundle, type LocalIdentity, type RemoteIdentity, type TransportState } from "./state.ts";
@@ -35,6 +37,7 @@ export class SessionPool {
   constructor(
     private readonly tls: TlsPolicy,
     private readonly metrics: TransportMetrics,
+    private readonly outcomes: OutcomeBuffer,
     /** SO_MARK of every connection to a peer transport (sockets.ts). */
     private readonly mark: number,
   ) {}
@@ -104,8 +107,21 @@ export class SessionPool {
       const group = (session.socket as TLSSocket).getEphemeralKeyInfo();
       this.metrics.connectionUp("outbound", group && "name" in group && group.name ? String(group.name) : "unknown");
     });
+    const start = Date.now();
     session.on("error", (err: Error & { code?: string }) => {
-      if (!up) this.metrics.handshakeFailed("outbound", identityError ?? handshakeReason(err));
+      if (up) return;
+      const reason = identityError ?? handshakeReason(err);
+      this.metrics.handshakeFailed("outbound", reason);
+      // The stream that asked for this session is refused too (transport_failed), with its addresses; this one names the peer node.
+      this.outcomes.record({
+        direction: "outbound",
+        handshake: true,
+        result: reason,
+        source: { spiffeId: source.id.id },
+        ...(isIPv4(remote.node.host) ? { destination: { address: remote.node.host, port: remote.node.port } } : {}),
+        bytes: { toPeer: 0, fromPeer: 0 },
+        start,
+      });
     });
     session.once("close", () => up && this.metrics.connectionDown("outbound"));
     session.setTimeout(IDLE_SESSION_MS, () => session.close());

@@ -26,3 +26,12 @@ export function splice(local: Socket, tunnel: Duplex, count: (way: "to_peer" | "
   local.once("close", closeOne);
   tunnel.once("close", closeOne);
 }
+
+/** A splice counter that also adds each way's bytes into `totals` (a stream's outcome). */
+export function countInto(totals: { toPeer: number; fromPeer: number }, count: (way: "to_peer" | "from_peer", n: number) => void): (way: "to_peer" | "from_peer", n: number) => void {
+  return (way, n) => {
+    if (way === "to_peer") totals.toPeer += n;
+    else totals.fromPeer += n;
+    count(way, n);
+  };
+}

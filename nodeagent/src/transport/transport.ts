@@ -10,6 +10,7 @@ import type { ControlAnswer, ControlRequest } from "./control-schema.ts";
 import { inboundServer, type Deliver } from "./inbound.ts";
 import { TransportMetrics } from "./metrics.ts";
 import { originResolver, OriginTable } from "./origins.ts";
+import { OutcomeBuffer } from "./outcomes.ts";
 import { outboundListener } from "./outbound.ts";
 import { SessionPool } from "./pool.ts";
 import { listeningSocket } from "./sockets.ts";
@@ -27,6 +28,7 @@ export interface TransportOptions {
 
 export class Transport {
   readonly metrics = new TransportMetrics();
+  readonly outcomes = new OutcomeBuffer();
   private readonly tls;
   private state: TransportState;
   private readonly origins = new OriginTable();
@@ -37,14 +39,14 @@ export class Transport {
   constructor(private readonly options: TransportOptions) {
     this.tls = tlsPolicy(options.keyExchange);
     this.state = new TransportState(emptyConfig(), this.tls);
-    this.pool = new SessionPool(this.tls, this.metrics, options.mark);
+    this.pool = new SessionPool(this.tls, this.metrics, this.outcomes, options.mark);
     const state = () => this.state;
-    this.inbound = inboundServer({ state, tls: this.tls, metrics: this.metrics, deliver: options.deliver });
+    this.inbound = inboundServer({ state, tls: this.tls, metrics: this.metrics, outcomes: this.outcomes, deliver: options.deliver });
     const listening = (): Endpoint => {
       const a = this.outbound.address() as AddressInfo | null;
       return { address: a?.address ?? options.outbound.address, port: a?.port ?? options.outbound.port };
     };
-    this.outbound = outboundListener({ state, origins: originResolver(listening, this.origins), pool: this.pool, metrics: this.metrics });
+    this.outbound = outboundListener({ state, origins: originResolver(listening, this.origins), pool: this.pool, metrics: this.metrics, outcomes: this.outcomes });
   }
 
   /**
@@ -80,6 +82,8 @@ export class Transport {
       }
       case "metrics":
         return { ok: true, metrics: await this.metrics.text() };
+      case "events":
+        return { ok: true, ...this.outcomes.drain() };
     }
   }
 

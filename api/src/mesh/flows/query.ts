@@ -19,6 +19,7 @@ export interface FlowFilters {
   sourceIdentity?: string;
   destinationIdentity?: string;
   service?: string;
+  hook?: string;
   verdict?: string;
   reason?: string;
   node?: string;
@@ -54,6 +55,7 @@ export function flowConditions(reader: FlowReader, f: FlowFilters): SQL[] {
   if (f.sourceIdentity !== undefined) out.push(src(f.sourceIdentity));
   if (f.destinationIdentity !== undefined) out.push(dst(f.destinationIdentity));
   if (f.service !== undefined) out.push(eq(flows.service, f.service));
+  if (f.hook !== undefined) out.push(eq(flows.hook, f.hook));
   if (f.verdict !== undefined) out.push(eq(flows.verdict, f.verdict));
   if (f.reason !== undefined) out.push(eq(flows.reason, f.reason));
   if (f.node !== undefined) out.push(eq(flows.node, f.node));

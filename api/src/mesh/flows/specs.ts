@@ -5,7 +5,7 @@
  * carry names, resolved when the batch arrived.
  */
 import { Type, type Static } from "@sinclair/typebox";
-import { reasons, type Reason } from "@weft/codec";
+import { constants, reasons, type Hook as HookName, type Reason } from "@weft/codec";
 import { Name } from "../specs.ts";
 
 /** Most aggregates and sampled flows one batch may carry: the work of a batch is bounded by them. */
@@ -36,7 +36,10 @@ export const Verdict = StringEnum(FLOW_VERDICTS);
 export const REASON_NAMES = Object.keys(reasons) as Reason[];
 export const ReasonName = StringEnum(REASON_NAMES, { description: "A reason of the datapath's ABI" });
 
-export const HOOKS = ["ingress", "egress", "sock"] as const;
+/** The datapath's hook names, from the codec too: HOOK_SOCK is "sock", HOOK_TRANSPORT "transport". */
+export const HOOKS = Object.keys(constants)
+  .filter((n) => n.startsWith("HOOK_") && n !== "HOOK_COUNT")
+  .map((n) => n.slice("HOOK_".length).toLowerCase() as HookName);
 export const Hook = StringEnum(HOOKS);
 
 export const UploadedAggregate = Type.Object(

@@ -47,9 +47,9 @@ function windowOf(q: { since?: string; until?: string }): { since?: string; unti
 }
 
 const filtersOf = (q: FlowFilters & Record<string, unknown>): FlowFilters => {
-  const { identity, sourceIdentity, destinationIdentity, service, verdict, reason, node } = q;
+  const { identity, sourceIdentity, destinationIdentity, service, hook, verdict, reason, node } = q;
   return Object.fromEntries(
-    Object.entries({ identity, sourceIdentity, destinationIdentity, service, verdict, reason, node }).filter(([, v]) => v !== undefined),
+    Object.entries({ identity, sourceIdentity, destinationIdentity, service, hook, verdict, reason, node }).filter(([, v]) => v !== undefined),
   ) as FlowFilters;
 };
 

@@ -1,6 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Name } from "../../mesh/specs.ts";
-import { FlowEdge, ReasonName, Verdict } from "../../mesh/flows/specs.ts";
+import { FlowEdge, Hook, ReasonName, Verdict } from "../../mesh/flows/specs.ts";
 import { ListQuery } from "../../http/schemas.ts";
 
 const Time = Type.String({ format: "date-time", maxLength: 40 });
@@ -25,6 +25,7 @@ const filters = {
     ...Name,
     description: "Flows whose original destination was this service's VIP (connections made to the service; the sock hook reports them), as named when the flow arrived",
   }),
+  hook: Type.Optional({ ...Hook, description: "Flows one datapath hook reported: ingress, egress (tc), sock (socket LB), transport (the node's mTLS transport)" }),
   verdict: Type.Optional(Verdict),
   reason: Type.Optional(ReasonName),
   node: Type.Optional(Name),
