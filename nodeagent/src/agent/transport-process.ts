@@ -2,7 +2,7 @@
 /**
  * One run of the transport process (src/transport/main.ts) and its control
  * channel, seen from the agent: spawned with the Node binary the agent runs
- * on and the tsx loader, ready once it prints its ports, then one JSON
+ * on, ready once it prints its ports, then one JSON
  * request a line on its stdin answered by one line on its stdout. Its stderr
  * goes to the agent's log. The channel is the pipe (see
  * src/transport/control-schema.ts for why); closing it ends the process.
@@ -16,6 +16,13 @@ import type { Log } from "./agent.ts";
 export const TRANSPORT_MAIN = join(import.meta.dirname, "../transport/main.ts");
 /** Where `--import tsx` resolves from: the install's root (node_modules/tsx), whatever the agent's working directory. */
 const INSTALL_ROOT = join(import.meta.dirname, "../../..");
+/**
+ * The transport's TypeScript is written to run as Node strips it (no
+ * parameter properties, enums or namespaces: test/transport/strip-types.test.ts),
+ * so on a Node that strips types it runs without tsx, whose loader would
+ * cost the transport's start-up and memory for nothing; older ones use tsx.
+ */
+const TYPESCRIPT_LOADER: readonly string[] = (process.features as { typescript?: string | false }).typescript ? [] : ["--import", "tsx"];
 /** Start-up (loading TypeScript, binding the ports) within this, or the run counts as failed. */
 export const READY_TIMEOUT_MS = 30_000;
 /** A control request unanswered this long fails (the process is stuck: the driver restarts it). */
@@ -48,7 +55,7 @@ export class TransportProcess {
   /** Spawns the transport with `args` and resolves once it is ready (its ports bound), or rejects with why it is not. */
   static start(args: readonly string[], log: Log): Promise<TransportProcess> {
     // A bounded young generation: V8 sizes it up under the transport's allocation rate (README, the engine's memory).
-    const child = spawn(process.execPath, ["--max-semi-space-size=2", "--import", "tsx", TRANSPORT_MAIN, ...args], { cwd: INSTALL_ROOT, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--max-semi-space-size=2", ...TYPESCRIPT_LOADER, TRANSPORT_MAIN, ...args], { cwd: INSTALL_ROOT, stdio: ["pipe", "pipe", "pipe"] });
     // A spawn that fails (no such binary) emits "error" and never "exit": it ends the run the same way.
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       child.once("exit", (code, signal) => resolve({ code, signal }));

@@ -36,7 +36,11 @@ export const ORIGIN_CAPACITY = 65_536;
 export class OriginTable implements OriginResolver {
   private readonly entries = new Map<string, { origin: Origin; expires: number }>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  private readonly now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.now = now;
+  }
 
   record(peer: string, origin: Origin): void {
     this.entries.delete(peer);

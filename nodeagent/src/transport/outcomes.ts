@@ -14,15 +14,17 @@ export const OUTCOMES_MAX = 4096;
 /** What is known of a stream before it ends. */
 export type OutcomeStart = Omit<TransportOutcome, "result" | "bytes" | "end">;
 
-
 export class OutcomeBuffer {
   private held: TransportOutcome[] = [];
   private lost = 0;
 
-  constructor(
-    readonly capacity = OUTCOMES_MAX,
-    private readonly now: () => number = Date.now,
-  ) {}
+  readonly capacity: number;
+  private readonly now: () => number;
+
+  constructor(capacity = OUTCOMES_MAX, now: () => number = Date.now) {
+    this.capacity = capacity;
+    this.now = now;
+  }
 
   /** Records an outcome that ended now. */
   record(outcome: Omit<TransportOutcome, "end">): void {

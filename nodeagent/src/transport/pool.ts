@@ -34,13 +34,18 @@ interface Pooled {
 export class SessionPool {
   private readonly sessions = new Map<string, Pooled>();
 
-  constructor(
-    private readonly tls: TlsPolicy,
-    private readonly metrics: TransportMetrics,
-    private readonly outcomes: OutcomeBuffer,
-    /** SO_MARK of every connection to a peer transport (sockets.ts). */
-    private readonly mark: number,
-  ) {}
+  private readonly tls: TlsPolicy;
+  private readonly metrics: TransportMetrics;
+  private readonly outcomes: OutcomeBuffer;
+  /** SO_MARK of every connection to a peer transport (sockets.ts). */
+  private readonly mark: number;
+
+  constructor(tls: TlsPolicy, metrics: TransportMetrics, outcomes: OutcomeBuffer, mark: number) {
+    this.tls = tls;
+    this.metrics = metrics;
+    this.outcomes = outcomes;
+    this.mark = mark;
+  }
 
   session(source: LocalIdentity, remote: RemoteIdentity, bundle: Bundle): ClientHttp2Session {
     const key = [source.id.id, source.version, `${remote.node.host}:${remote.node.port}`, remote.id.id, bundle.digest].join("\n");

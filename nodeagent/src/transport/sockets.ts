@@ -14,6 +14,12 @@
  *   destination), and deliveries bound to the original source address so
  *   the workload and its tc policy see the real peer (issue #18, point 5).
  *
+ * - TCP_NODELAY on each one (accepted sockets inherit it too): the
+ *   transport relays what it reads at once, and Nagle's wait for an ACK
+ *   that the peer delays would add up to 40 ms to a small write between
+ *   two others (a request after a CONNECT's answer, a response's last
+ *   segment), as it did on new-connection runs of bench:transport.
+ *
  * Both need CAP_NET_ADMIN. libc makes and binds the socket; Node's own
  * net.Socket then connects it or net.Server listens on it, so the sockets
  * behave as any other in the event loop.
@@ -31,6 +37,8 @@ const IP_TRANSPARENT = 19;
 const SOL_SOCKET = 1;
 const SO_REUSEADDR = 2;
 const SO_MARK = 36;
+const IPPROTO_TCP = 6;
+const TCP_NODELAY = 1;
 
 interface Libc {
   socket: (domain: number, type: number, protocol: number) => number;
@@ -90,6 +98,7 @@ function tcpSocket(opts: SocketOptions & { bindTo?: Endpoint; reuseAddress?: boo
   };
   if (opts.mark && c.setsockopt(fd, SOL_SOCKET, SO_MARK, int32(opts.mark), 4) !== 0) fail(`set SO_MARK 0x${opts.mark.toString(16)}`);
   if (opts.transparent && c.setsockopt(fd, SOL_IP, IP_TRANSPARENT, int32(1), 4) !== 0) fail("set IP_TRANSPARENT");
+  if (c.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, int32(1), 4) !== 0) fail("set TCP_NODELAY");
   if (opts.reuseAddress && c.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, int32(1), 4) !== 0) fail("set SO_REUSEADDR");
   if (opts.bindTo && c.bind(fd, sockaddrIn(opts.bindTo.address, opts.bindTo.port), 16) !== 0) fail(`bind ${opts.bindTo.address}:${opts.bindTo.port}`);
   return fd;

@@ -36,7 +36,10 @@ export class Transport {
   private readonly inbound: Http2SecureServer;
   private readonly outbound: Server;
 
-  constructor(private readonly options: TransportOptions) {
+  private readonly options: TransportOptions;
+
+  constructor(options: TransportOptions) {
+    this.options = options;
     this.tls = tlsPolicy(options.keyExchange);
     this.state = new TransportState(emptyConfig(), this.tls);
     this.pool = new SessionPool(this.tls, this.metrics, this.outcomes, options.mark);
