@@ -570,7 +570,7 @@ static __always_inline long weft_assign(struct __sk_buff *skb, struct bpf_sock *
 static __always_inline __u32 weft_steer_to_transport(struct __sk_buff *skb, const struct weft_flow *flow,
 						     __u32 self_id, __u32 peer_id)
 {
-	struct weft_endpoint_key self_key = { .addr = flow->local };
+	struct weft_endpoint_key self_key = { .addr = flow->local }, peer_key = { .addr = flow->remote };
 	struct bpf_sock_tuple tuple = {};
 	struct weft_local_veth *veth;
 	struct bpf_sock *sk;
@@ -589,6 +589,9 @@ static __always_inline __u32 weft_steer_to_transport(struct __sk_buff *skb, cons
 		if (!weft_steered(self_id, peer_id, &theirs, WEFT_DIR_INGRESS))
 			return 0;
 	}
+	/* A workload of this node is never steered, whether or not host routing found it ([R10]). */
+	if (bpf_map_lookup_elem(&weft_endpoint, &peer_key))
+		return 0;
 	/* A neighbour sending another local workload's address must not borrow its SVID. */
 	veth = bpf_map_lookup_elem(&weft_local_veth, &self_key);
 	if (!veth || veth->ifindex != skb->ifindex)
