@@ -42,7 +42,12 @@ describe("buildTransportDocument", () => {
   it("an any-peer ingress entry allows every identity of the local one's tenant; ports merge, port 0 means any", () => {
     const doc = buildTransportDocument([marker(256, "ingress"), steer(256, 0, 8080, "ingress"), steer(256, 257, 9090, "ingress"), steer(256, 257, 9091, "ingress")], rows, pems);
     expect(doc.bundles).toEqual([{ trustDomain: "a.test", caPem: "A PEM" }]);
-    expect(doc.remotes).toEqual([]);
+    // Who may arrive: the receiving transport checks a stream's source address against these.
+    expect(doc.remotes).toEqual([
+      { address: "198.18.1.2", spiffeId: id("a.test", "client"), node: "198.18.244.1:15008" },
+      { address: "198.18.1.3", spiffeId: id("a.test", "client"), node: "198.18.244.1:15008" },
+      { address: "198.18.1.9", spiffeId: id("a.test", "batch"), node: "198.18.244.1:15008" },
+    ]);
     expect(doc.allow).toEqual([
       { source: id("a.test", "batch"), destination: id("a.test", "web"), ports: [8080] },
       { source: id("a.test", "client"), destination: id("a.test", "web"), ports: [8080, 9090, 9091] },
