@@ -18,7 +18,7 @@
  *   transport relays what it reads at once, and Nagle's wait for an ACK
  *   that the peer delays would add up to 40 ms to a small write between
  *   two others (a request after a CONNECT's answer, a response's last
- *   segment), as it did on new-connection runs of bench:transport.
+ *   segment); ztunnel sets it for the same reason.
  *
  * Both need CAP_NET_ADMIN. libc makes and binds the socket; Node's own
  * net.Socket then connects it or net.Server listens on it, so the sockets
