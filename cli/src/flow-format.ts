@@ -20,7 +20,7 @@ export interface Flow {
   id?: string;
   time: string;
   node: string;
-  hook?: "ingress" | "egress" | "sock";
+  hook?: "ingress" | "egress" | "sock" | "transport";
   verdict: "forwarded" | "dropped" | "audit" | "translated" | string;
   reason?: string | null;
   protocol: string;

@@ -39,7 +39,7 @@ export function tenantKindRoutes(plural: string) {
   };
 }
 
-const FLOW_QUERY = ["verdict", "identity", "node", "since", "limit", "cursor", "follow"] as const;
+const FLOW_QUERY = ["verdict", "identity", "hook", "reason", "node", "since", "limit", "cursor", "follow"] as const;
 
 export const ROUTES = {
   tenants: {

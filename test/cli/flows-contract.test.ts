@@ -74,7 +74,7 @@ const env = () => ({ HOME: "/nonexistent", WEFT_CONFIG: "/nonexistent/config.jso
 describe("weft flows (against the contract)", { timeout: 60_000 }, () => {
   it("pages through the tenant's flows with the filters, one hubble-like line each", async () => {
     requests.length = 0;
-    const r = await runWeft(["flows", "--tenant", "acme", "--verdict", "dropped", "--identity", "web", "--node", "node-a", "--since", "5m"], env());
+    const r = await runWeft(["flows", "--tenant", "acme", "--verdict", "dropped", "--identity", "web", "--hook", "ingress", "--reason", "mtls-required", "--node", "node-a", "--since", "5m"], env());
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
@@ -86,7 +86,7 @@ describe("weft flows (against the contract)", { timeout: 60_000 }, () => {
     );
     expect(requests.map((u) => u.pathname)).toEqual(["/v1/tenants/acme/flows", "/v1/tenants/acme/flows"]);
     const first = Object.fromEntries(requests[0]!.searchParams);
-    expect(first).toMatchObject({ verdict: "dropped", identity: "web", node: "node-a", since: "5m" });
+    expect(first).toMatchObject({ verdict: "dropped", identity: "web", hook: "ingress", reason: "mtls-required", node: "node-a", since: "5m" });
     expect(requests[1]!.searchParams.get("cursor")).toBe("p2");
   });
 
@@ -127,5 +127,8 @@ describe("weft flows (against the contract)", { timeout: 60_000 }, () => {
     const usage = await runWeft(["flows", "-t", "acme", "--verdict", "denied"], env());
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain("--verdict must be one of forwarded, dropped, audit, translated");
+    const hook = await runWeft(["flows", "-t", "acme", "--hook", "tc"], env());
+    expect(hook.code).toBe(2);
+    expect(hook.stderr).toContain("--hook must be one of ingress, egress, sock, transport");
   });
 });

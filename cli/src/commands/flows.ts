@@ -19,6 +19,9 @@ A tenant sees the flows where one side is its own workload; the operator
 Filters:
   --verdict V       forwarded, dropped, audit or translated
   --identity NAME   flows from or to this identity
+  --hook H          flows one hook reported: ingress, egress (tc), sock (socket LB)
+                    or transport (the node's mTLS transport)
+  --reason R        flows with this reason (policy-deny, mtls-required, transport-down, ...)
   --node NAME       flows seen on this node
   --since AGE       newer than AGE (e.g. 30s, 5m, 2h) or an RFC 3339 time
 
@@ -34,6 +37,7 @@ A line reads:
   Dec  6 16:20:01.123  node-a  acme/web 198.18.1.2:40000 -> acme/db 198.18.2.3:5432 tcp  DROPPED (policy-deny, policy db-ingress rule 0)`;
 
 const VERDICTS = ["forwarded", "dropped", "audit", "translated"];
+const HOOKS = ["ingress", "egress", "sock", "transport"];
 /** A flow stream that says nothing, not even a heartbeat comment, for this long is dead. */
 const SILENCE_MS = 60_000;
 
@@ -98,6 +102,8 @@ export const flows: Command = {
     follow: { type: "boolean", short: "f" },
     verdict: { type: "string" },
     identity: { type: "string" },
+    hook: { type: "string" },
+    reason: { type: "string" },
     node: { type: "string" },
     since: { type: "string" },
     ...TENANT_OPTION,
@@ -109,12 +115,14 @@ export const flows: Command = {
     const output = choice(values, "output", ["compact", "json"], "flows");
     const verdict = string(values, "verdict");
     if (verdict !== undefined && !VERDICTS.includes(verdict)) throw new UsageError(`--verdict must be one of ${VERDICTS.join(", ")}`, "flows");
+    const hook = string(values, "hook");
+    if (hook !== undefined && !HOOKS.includes(hook)) throw new UsageError(`--hook must be one of ${HOOKS.join(", ")}`, "flows");
     if (values.operator && string(values, "tenant")) throw new UsageError("--operator and --tenant exclude each other", "flows");
     const { conn, settings } = connection(session, values);
     const tenant = values.operator ? undefined : (string(values, "tenant") ?? settings.tenant);
     const route = tenant ? ROUTES.tenantFlows : ROUTES.allFlows;
     const params: Record<string, string> = tenant ? { tenant } : {};
-    const query = { verdict, identity: string(values, "identity"), node: string(values, "node"), since: string(values, "since") };
+    const query = { verdict, identity: string(values, "identity"), hook, reason: string(values, "reason"), node: string(values, "node"), since: string(values, "since") };
     const print = printer(session, output);
     if (values.follow) return follow(session, conn, route, params, query, print);
     for await (const flow of listAll<Flow>(conn, route, { params, query })) print(flow);
