@@ -709,8 +709,8 @@ export class AgentLoop {
       // Full sets, left out when empty (absent means none): an API without the fields still takes a clean node's report.
       ...(this.unresolved.length ? { unresolved: this.unresolved } : {}),
       ...(health.length ? { health } : {}),
-      // Only with a transport: an API without the field takes the report of a node that runs none.
-      ...(this.o.transport ? { transport: this.o.transport.status() } : {}),
+      // "off" clears the endpoint the API holds, so no peer's transport document keeps sending streams here.
+      transport: this.o.transport ? this.o.transport.status() : { endpoint: null, state: "off" },
     };
     try {
       await this.o.client.putStatus(this.o.node, body);
