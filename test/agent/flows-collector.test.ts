@@ -4,17 +4,14 @@
  * failing ring read logged once and never thrown into the timers, and
  * GET /flows on the agent's metrics server.
  */
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { ApiClient, type FlowBatch } from "../../nodeagent/src/agent/client.ts";
 import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
 import { FlowCollector, type FlowSource } from "../../nodeagent/src/flows/collector.ts";
 import { flowsRoute } from "../../nodeagent/src/flows/local-read.ts";
 import { FlowMetrics } from "../../nodeagent/src/flows/metrics.ts";
 import { FlowUploader } from "../../nodeagent/src/flows/uploader.ts";
 import { until } from "../support/until.ts";
-import { encodeEvents, event, fixedClock } from "./flows-support.ts";
+import { encodeEvents, event, fixedClock, flowBatchReceiver } from "./flows-support.ts";
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -22,18 +19,8 @@ afterEach(async () => {
 });
 
 async function setup(source: FlowSource, buffer = 8) {
-  const received: FlowBatch[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      received.push(JSON.parse(Buffer.concat(chunks).toString()) as FlowBatch);
-      res.writeHead(202).end("{}");
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const client = new ApiClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, "c");
+  const { received, client, close } = await flowBatchReceiver();
+  closers.push(close);
   const agentMetrics = new AgentMetrics();
   const metrics = new FlowMetrics(agentMetrics.registry);
   const logs: string[] = [];

@@ -1,7 +1,26 @@
 /** Flow events as the codec decodes them from the ring, and as the ring holds them, for the flows unit tests. */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { constants, flowEventSize, layouts, parseIPv4, reasons, verdictOf, type FlowEvent, type Reason } from "@weft/codec";
 import { AGGREGATES_MAX, IntervalAggregator, SAMPLES_MAX } from "../../nodeagent/src/flows/aggregate.ts";
 import { flowOf, samplesOf } from "../../nodeagent/src/flows/flow.ts";
+import { ApiClient, type FlowBatch } from "../../nodeagent/src/agent/client.ts";
+
+/** A local server standing in for the API's flows route: every batch posted is kept, each answered 202. */
+export async function flowBatchReceiver(): Promise<{ received: FlowBatch[]; client: ApiClient; close: () => Promise<void> }> {
+  const received: FlowBatch[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      received.push(JSON.parse(Buffer.concat(chunks).toString()) as FlowBatch);
+      res.writeHead(202).end("{}");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const client = new ApiClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, "c");
+  return { received, client, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
 
 let nextNs = 1_000_000_000n;
 

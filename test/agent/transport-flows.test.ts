@@ -8,11 +8,9 @@
 // transport could not keep count as the agent's losses. Loopback only.
 import { afterAll, beforeAll, describe as vitestDescribe, expect, it } from "vitest";
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import { Registry } from "prom-client";
 import type { Entry } from "@weft/codec";
-import { ApiClient, type FlowBatch, type FlowSample } from "../../nodeagent/src/agent/client.ts";
+import type { FlowSample } from "../../nodeagent/src/agent/client.ts";
 import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
 import type { HeldSvid, WorkloadSvidRef } from "../../nodeagent/src/agent/svid.ts";
 import { TransportDriver } from "../../nodeagent/src/agent/transport-driver.ts";
@@ -23,6 +21,7 @@ import { FlowMetrics } from "../../nodeagent/src/flows/metrics.ts";
 import { FlowUploader } from "../../nodeagent/src/flows/uploader.ts";
 import type { OutcomeDrain } from "../../nodeagent/src/transport/control-schema.ts";
 import { untilHolds } from "../support/until.ts";
+import { flowBatchReceiver } from "./flows-support.ts";
 import { mintCa, mintSvid } from "../transport/pki.ts";
 import { connectVia, echoWorkload, exchange, skipTransport, startTransport, type RunningTransport } from "../transport/support.ts";
 
@@ -57,17 +56,7 @@ function heldSvids(svid: { keyPem: string; chainPem: string }) {
 
 /** A flows pipeline as startFlows builds it, without the kernel: its ring is empty, its batches go to a local server. */
 async function flowsPipeline() {
-  const received: FlowBatch[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      received.push(JSON.parse(Buffer.concat(chunks).toString()) as FlowBatch);
-      res.writeHead(202).end("{}");
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const client = new ApiClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, "c");
+  const { received, client, close: closeReceiver } = await flowBatchReceiver();
   const agentMetrics = new AgentMetrics();
   const metrics = new FlowMetrics(agentMetrics.registry);
   const uploader = new FlowUploader({ send: (b, s) => client.postFlows("n1", b, s), metrics, log: () => undefined });
@@ -86,7 +75,7 @@ async function flowsPipeline() {
     agentMetrics,
     close: async () => {
       await uploader.close();
-      await new Promise<void>((r) => server.close(() => r()));
+      await closeReceiver();
     },
   };
 }

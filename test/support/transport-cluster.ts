@@ -10,14 +10,13 @@
 import { execFile, execFileSync } from "node:child_process";
 import { randomBytes, X509Certificate } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { connect as h2connect, constants } from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatIPv4, parseIPv4 } from "@weft/codec";
 import type { BenchCleanup } from "../../bench/support/cleanup.ts";
 import type { Cluster } from "../../bench/support/cluster.ts";
 import { childPids, commandOf, ipBatch, makeNetns, startDaemon, type Daemon } from "../../bench/support/netns.ts";
-import { serverNameFor } from "../../nodeagent/src/transport/state.ts";
+import { dialInbound } from "../transport/support.ts";
 import { commandUnavailableReason } from "./prerequisites.ts";
 
 /** The transport's inbound port on every node (weft_abi.h TRANSPORT_INBOUND_PORT). */
@@ -333,34 +332,7 @@ export function dialTransport(
   creds: { keyPem: string; chainPem: string },
   opts: { destinationId: string; authority: string; forwarded?: string; timeoutMs?: number },
 ): Promise<{ status: number | null; error: string | null }> {
-  return new Promise((resolve) => {
-    const session = h2connect(`https://${to.host}:${to.port}`, {
-      key: creds.keyPem,
-      cert: creds.chainPem,
-      // The attacker does not care who answers: only whether the far side lets it in.
-      rejectUnauthorized: false,
-      minVersion: "TLSv1.3",
-      servername: serverNameFor(opts.destinationId),
-    });
-    let done = false;
-    const finish = (r: { status: number | null; error: string | null }) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      session.destroy();
-      resolve(r);
-    };
-    const timer = setTimeout(() => finish({ status: null, error: "timeout" }), opts.timeoutMs ?? 5_000);
-    session.on("error", (e: NodeJS.ErrnoException) => finish({ status: null, error: e.code ?? e.message }));
-    session.on("close", () => finish({ status: null, error: "closed" }));
-    const stream = session.request({
-      [constants.HTTP2_HEADER_METHOD]: "CONNECT",
-      [constants.HTTP2_HEADER_AUTHORITY]: opts.authority,
-      ...(opts.forwarded !== undefined && { forwarded: opts.forwarded }),
-    });
-    stream.on("response", (h) => finish({ status: Number(h[constants.HTTP2_HEADER_STATUS]), error: null }));
-    stream.on("error", (e: NodeJS.ErrnoException) => finish({ status: null, error: e.code ?? e.message }));
-  });
+  return dialInbound(to, creds, { ...opts, timeoutMs: opts.timeoutMs ?? 5_000 });
 }
 
 // ---------------------------------------------------------------- what an agent holds

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { connect as h2connect, constants } from "node:http2";
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { createInterface } from "node:readline";
-import { join } from "node:path";
+import { TRANSPORT_MAIN } from "../../nodeagent/src/agent/transport-process.ts";
 import type { ControlAnswer, ControlRequest, TransportConfig } from "../../nodeagent/src/transport/control-schema.ts";
 import { serverNameFor } from "../../nodeagent/src/transport/state.ts";
 import { groupAvailable, POST_QUANTUM } from "../../nodeagent/src/transport/tls-policy.ts";
@@ -26,7 +26,7 @@ export const skipTransport = skipWithout(
       : null,
 );
 
-export const TRANSPORT_MAIN = join(import.meta.dirname, "../../nodeagent/src/transport/main.ts");
+export { TRANSPORT_MAIN };
 
 export interface RunningTransport {
   child: ChildProcess;
@@ -172,32 +172,35 @@ export function exchange(s: Socket, payload: Buffer | string): Promise<{ data: B
 
 /**
  * Plays a peer transport with whatever credentials a test gives it: opens a
- * mutual-TLS HTTP/2 session to an inbound port asking for `destinationId`,
- * sends one CONNECT, and says what came back: a status, or the TLS/session
- * error that stopped it.
+ * mutual-TLS HTTP/2 session to an inbound port (on loopback, or `host`)
+ * asking for `destinationId`, sends one CONNECT, and says what came back: a
+ * status, or the TLS/session error that stopped it. Without `caPem` the
+ * server is not checked (an attacker cares only whether it is let in).
  */
 export function dialInbound(
-  port: number,
+  to: number | { host: string; port: number },
   creds: { keyPem: string; chainPem: string },
-  opts: { destinationId: string; authority: string; caPem: string; forwarded?: string; groups?: string },
+  opts: { destinationId: string; authority: string; caPem?: string; forwarded?: string; groups?: string; timeoutMs?: number },
 ): Promise<{ status: number | null; error: string | null }> {
+  const { host, port } = typeof to === "number" ? { host: "127.0.0.1", port: to } : to;
   return new Promise((resolve) => {
-    const session = h2connect(`https://127.0.0.1:${port}`, {
+    const session = h2connect(`https://${host}:${port}`, {
       key: creds.keyPem,
       cert: creds.chainPem,
-      ca: opts.caPem,
+      ...(opts.caPem === undefined ? { rejectUnauthorized: false } : { ca: opts.caPem, checkServerIdentity: () => undefined }),
       minVersion: "TLSv1.3",
       ecdhCurve: opts.groups ?? "X25519MLKEM768",
       servername: serverNameFor(opts.destinationId),
-      checkServerIdentity: () => undefined,
     });
     let done = false;
     const finish = (r: { status: number | null; error: string | null }) => {
       if (done) return;
       done = true;
+      clearTimeout(timer);
       session.destroy();
       resolve(r);
     };
+    const timer = opts.timeoutMs === undefined ? undefined : setTimeout(() => finish({ status: null, error: "timeout" }), opts.timeoutMs);
     session.on("error", (e: NodeJS.ErrnoException) => finish({ status: null, error: e.code ?? e.message }));
     session.on("close", () => finish({ status: null, error: "closed" }));
     const stream = session.request({
