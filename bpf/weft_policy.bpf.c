@@ -132,6 +132,7 @@ WEFT_MAP_metrics(WEFT_DECLARE_MAP)
 WEFT_MAP_local_veth(WEFT_DECLARE_MAP)
 WEFT_MAP_audit(WEFT_DECLARE_MAP)
 WEFT_MAP_steer(WEFT_DECLARE_MAP)
+WEFT_MAP_l7(WEFT_DECLARE_MAP)
 
 /* What weft_decide found besides the reason: for flow events, audit and [R15]. */
 struct weft_decision {

@@ -30,6 +30,14 @@
 #define WEFT_IDENTITY_WORLD 2u
 #define WEFT_IDENTITY_UNMANAGED 3u
 #define WEFT_IDENTITY_HEALTH 4u
+/*
+ * A node's L7 proxy (issue 21) as the caller of a service's backends: the
+ * proxy connects from its node's proxy address (the first address of the
+ * node's pod block, on the node's lo), written into every node's ipcache
+ * with this identity and no tenant; the compiler allows it on the ports of
+ * the backends of L7 services, whose callers the proxy itself checks.
+ */
+#define WEFT_IDENTITY_PROXY 5u
 #define WEFT_IDENTITY_RESERVED_MAX 255u
 #define WEFT_IDENTITY_FIRST 256u
 
@@ -51,7 +59,8 @@
 #define WEFT_HOOK_EGRESS WEFT_DIR_EGRESS
 #define WEFT_HOOK_SOCK 2u
 #define WEFT_HOOK_TRANSPORT 3u
-#define WEFT_HOOK_COUNT 4u
+#define WEFT_HOOK_L7 4u /* the node's L7 proxy: one record per request, turned into flow events by the agent */
+#define WEFT_HOOK_COUNT 5u
 
 /* Policy entry actions. 0 is invalid so an all-zero value never allows. */
 #define WEFT_ACTION_ALLOW 1u
@@ -92,14 +101,19 @@
 #define WEFT_REASON_STEERED 18u         /* pass: handed to the node's transport (weft_steer) */
 #define WEFT_REASON_TRANSPORT_CARRIED 19u /* pass: a stream the transport carried (WEFT_HOOK_TRANSPORT) */
 #define WEFT_REASON_TRANSPORT_REFUSED 20u /* drop: a stream or handshake the transport refused */
-#define WEFT_REASON_COUNT 21u
+#define WEFT_REASON_L7_STEERED 21u     /* pass: handed to the node's L7 proxy (weft_l7), or its reply to the caller */
+#define WEFT_REASON_PROXY_DOWN 22u     /* drop: an L7 service's connection with no proxy socket to take it */
+#define WEFT_REASON_HTTP_FORWARDED 23u /* pass: a request the L7 proxy answered from a backend (WEFT_HOOK_L7) */
+#define WEFT_REASON_HTTP_REFUSED 24u   /* drop: a request the L7 proxy refused: authorization, rate limit, no route */
+#define WEFT_REASON_COUNT 25u
 
 #define WEFT_REASON_VERDICT(r)                                                          \
 	(((r) == WEFT_REASON_POLICY_ALLOW || (r) == WEFT_REASON_UNSELECTED ||           \
 	  (r) == WEFT_REASON_NOT_IP || (r) == WEFT_REASON_LB_TRANSLATED ||              \
 	  (r) == WEFT_REASON_LB_REVERSED || (r) == WEFT_REASON_CT_REPLY ||              \
 	  (r) == WEFT_REASON_AUDIT || (r) == WEFT_REASON_STEERED ||                     \
-	  (r) == WEFT_REASON_TRANSPORT_CARRIED)                                         \
+	  (r) == WEFT_REASON_TRANSPORT_CARRIED || (r) == WEFT_REASON_L7_STEERED ||      \
+	  (r) == WEFT_REASON_HTTP_FORWARDED)                                            \
 		 ? WEFT_VERDICT_PASS                                                    \
 		 : WEFT_VERDICT_DROP)
 
@@ -262,6 +276,29 @@ _Static_assert(sizeof(struct weft_policy_value) == 8, "weft_policy_value size");
 #define WEFT_MARK_TO_TRANSPORT 0x00200000u
 #define WEFT_TRANSPORT_TABLE 15008u
 #define WEFT_TRANSPORT_RULE_PRIORITY 90u
+
+/* ---- l7: hash, the service frontends the node's L7 proxy takes ---------- */
+
+/*
+ * Key: a service frontend (struct weft_svc_key), TCP only. A frontend with
+ * an entry here has none in weft_svc: the socket LB leaves its VIP alone,
+ * and weft_from_wl hands the connection's packets (bpf_sk_assign) to the L7
+ * proxy's transparent listener (WEFT_L7_PROXY_PORT on 127.0.0.1), or to the
+ * proxy's socket of the packet's own tuple, marked WEFT_MARK_TO_TRANSPORT
+ * for the agent's local-delivery route; no socket: proxy-down, dropped.
+ * The proxy sets WEFT_MARK_PROXY (SO_MARK) on its sockets toward callers,
+ * so weft_to_wl passes its replies (source VIP:port with an entry here).
+ */
+struct weft_l7_value {
+	__u8 flags; /* WEFT_L7_F_* */
+	__u8 _pad[3];
+};
+_Static_assert(sizeof(struct weft_l7_value) == 4, "weft_l7_value size");
+
+#define WEFT_L7_F_HTTP 1u /* the proxy reads HTTP/1.1 or h2c at this frontend */
+#define WEFT_L7_F_MAX 1u
+#define WEFT_L7_PROXY_PORT 15006u
+#define WEFT_MARK_PROXY 0x00400000u
 
 /* ---- services: hash, frontend -> lookup table ---------------------------- */
 
@@ -520,6 +557,7 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 #define WEFT_MAP_steer(X)                                                                \
 	X(steer, weft_steer, HASH, struct weft_policy_key, struct weft_policy_value,        \
 	  WEFT_POLICY_MAX)
+#define WEFT_MAP_l7(X) X(l7, weft_l7, HASH, struct weft_svc_key, struct weft_l7_value, WEFT_SVC_MAX)
 /* A ring buffer has no key or value; its size is max_entries, in bytes. */
 #define WEFT_MAP_flow_ring(X)                                                            \
 	X(flow_ring, weft_flow_ring, RINGBUF, void, void, WEFT_FLOW_RING_BYTES)
@@ -535,7 +573,7 @@ _Static_assert(sizeof(struct weft_metrics_value) == 16, "weft_metrics_value size
 	WEFT_MAP_ipcache(X) WEFT_MAP_endpoint(X) WEFT_MAP_policy(X) WEFT_MAP_svc(X)         \
 	WEFT_MAP_lb_slot(X) WEFT_MAP_backend(X) WEFT_MAP_sock_rev(X) WEFT_MAP_ct(X)         \
 	WEFT_MAP_metrics(X) WEFT_MAP_local_veth(X) WEFT_MAP_sock_cfg(X) WEFT_MAP_audit(X)   \
-	WEFT_MAP_steer(X) WEFT_MAPS_FLOW(X)
+	WEFT_MAP_steer(X) WEFT_MAP_l7(X) WEFT_MAPS_FLOW(X)
 
 #define WEFT_PIN_DIR "/sys/fs/bpf/weft"
 

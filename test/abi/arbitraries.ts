@@ -31,6 +31,7 @@ export const arbitraries: { [M in MapId]: { key: fc.Arbitrary<MapTypes[M]["key"]
   endpoint: { key: fc.record({ address }), value: identity },
   policy: { key: policyKey, value: policyValue },
   steer: { key: policyKey, value: policyValue },
+  l7: { key: fc.record({ vip: address, port: fc.integer({ min: 1, max: 65535 }), protocol: fc.constant(6) }), value: fc.constant({ http: true as const }) },
   svc: {
     key: fc.record({ vip: address, port: fc.integer({ min: 1, max: 65535 }), protocol: fc.constantFrom(6, 17) }),
     value: fc.record({ tableId: u32, slots: fc.integer({ min: 0, max: 16384 }) }),

@@ -48,7 +48,7 @@ export function event(over: Partial<Omit<FlowEvent, "source" | "destination">> &
 /** CLOCK_MONOTONIC 0 is this wall time, exactly. */
 export const fixedClock = { wallMs: (ns: bigint) => Date.UTC(2026, 11, 6, 12) + Number(ns / 1_000_000n) };
 
-const hookCodes = { ingress: constants.HOOK_INGRESS, egress: constants.HOOK_EGRESS, sock: constants.HOOK_SOCK, transport: constants.HOOK_TRANSPORT } as const;
+const hookCodes = { ingress: constants.HOOK_INGRESS, egress: constants.HOOK_EGRESS, sock: constants.HOOK_SOCK, transport: constants.HOOK_TRANSPORT, l7: constants.HOOK_L7 } as const;
 
 /**
  * Events as the programs write them into the ring (struct weft_flow_event,

@@ -14,7 +14,7 @@
 
 export type Direction = "ingress" | "egress";
 export type PolicyAction = "allow" | "deny" | "default-deny";
-export type Hook = "ingress" | "egress" | "sock" | "transport";
+export type Hook = "ingress" | "egress" | "sock" | "transport" | "l7";
 export type Verdict = "pass" | "drop";
 export type Reason =
   | "policy-allow"
@@ -36,7 +36,11 @@ export type Reason =
   | "transport-down"
   | "steered"
   | "transport-carried"
-  | "transport-refused";
+  | "transport-refused"
+  | "l7-steered"
+  | "proxy-down"
+  | "http-forwarded"
+  | "http-refused";
 
 /** ipcache key: an IPv4 prefix, "198.18.0.0/15"; a bare address means /32. Host bits must be zero. */
 export interface IpcacheKey { prefix: string }
@@ -63,6 +67,8 @@ export interface PolicyValue { action: PolicyAction; ruleId: number; mtls?: true
 export interface SvcKey { vip: string; port: number; protocol: number }
 /** svc value: the lookup table in use (lb_slot entries tableId/0..slots-1); slots 0 = refuse connections. */
 export interface SvcValue { tableId: number; slots: number }
+/** l7 value: what the node's L7 proxy reads at this frontend; HTTP is the one thing it reads today. */
+export interface L7Value { http: true }
 export interface LbSlotKey { tableId: number; slot: number }
 export interface LbSlotValue { backendId: number }
 export interface BackendKey { backendId: number }
@@ -142,6 +148,8 @@ export interface MapTypes {
   audit: { key: PolicyKey; value: PolicyValue };
   /** which connections the node's transport carries (weft_abi.h, weft_steer) */
   steer: { key: PolicyKey; value: PolicyValue };
+  /** the service frontends the node's L7 proxy takes (weft_abi.h, weft_l7), which then have no svc entry */
+  l7: { key: SvcKey; value: L7Value };
   flow_cfg: { key: IndexZeroKey; value: FlowCfg };
   flow_stats: { key: IndexZeroKey; value: FlowStats };
 }
@@ -227,6 +235,15 @@ export interface AbiConstants {
   REASON_STEERED: number;
   REASON_TRANSPORT_CARRIED: number;
   REASON_TRANSPORT_REFUSED: number;
+  REASON_L7_STEERED: number;
+  REASON_PROXY_DOWN: number;
+  REASON_HTTP_FORWARDED: number;
+  REASON_HTTP_REFUSED: number;
+  L7_F_HTTP: number;
+  L7_PROXY_PORT: number;
+  MARK_PROXY: number;
+  IDENTITY_PROXY: number;
+  HOOK_L7: number;
   REASON_COUNT: number;
   POLICY_F_MTLS: number;
   TRANSPORT_OUTBOUND_ADDR: number;

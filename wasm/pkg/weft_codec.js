@@ -94,7 +94,7 @@ const directionCode = { ingress: C.DIR_INGRESS, egress: C.DIR_EGRESS };
 const directionName = new Map(Object.entries(directionCode).map(([n, c]) => [c, n]));
 const actionCode = { allow: C.ACTION_ALLOW, deny: C.ACTION_DENY, "default-deny": C.ACTION_DEFAULT_DENY };
 const actionName = new Map(Object.entries(actionCode).map(([n, c]) => [c, n]));
-const hookCode = { ingress: C.HOOK_INGRESS, egress: C.HOOK_EGRESS, sock: C.HOOK_SOCK, transport: C.HOOK_TRANSPORT };
+const hookCode = { ingress: C.HOOK_INGRESS, egress: C.HOOK_EGRESS, sock: C.HOOK_SOCK, transport: C.HOOK_TRANSPORT, l7: C.HOOK_L7 };
 const hookName = new Map(Object.entries(hookCode).map(([n, c]) => [c, n]));
 
 function fail(what, why) {
@@ -401,6 +401,18 @@ Object.assign(converters, {
   audit: converters.policy,
   // Same key and value as weft_policy too: which connections the node's transport carries.
   steer: converters.policy,
+  // A service frontend the node's L7 proxy takes: the svc key, and what the proxy reads there.
+  l7: {
+    key: converters.svc.key,
+    value: {
+      names: ["flags"],
+      put(v, f, o) {
+        if (v.http !== true) fail("http", `${String(v.http)} is not true: the L7 proxy reads HTTP at every frontend it takes`);
+        f[o] = C.L7_F_HTTP;
+      },
+      get: (f, o) => ({ http: (f[o] & C.L7_F_HTTP) !== 0 }),
+    },
+  },
   flow_cfg: {
     key: indexZeroConv("flow_cfg"),
     value: {

@@ -69,6 +69,7 @@ struct layout {
 	X(T, vip, K_BE32, 0, U32_ALL) X(T, port, K_BE16, 1, WEFT_PORT_MAX)                 \
 	X(T, protocol, K_U8, 6, 17) P(T, _pad)
 #define SVC_VALUE(X, P, T) X(T, table_id, K_U32, 0, U32_ALL) X(T, slots, K_U32, 0, WEFT_LB_TABLE_MAX)
+#define L7_VALUE(X, P, T) X(T, flags, K_U8, 1, WEFT_L7_F_MAX) P(T, _pad)
 #define LB_SLOT_KEY(X, P, T)                                                               \
 	X(T, table_id, K_U32, 0, U32_ALL) X(T, slot, K_U32, 0, WEFT_LB_TABLE_MAX - 1)
 #define LB_SLOT_VALUE(X, P, T) X(T, backend_id, K_U32, 1, U32_ALL)
@@ -208,6 +209,7 @@ typedef struct {
 	X(policy_value, struct weft_policy_value, POLICY_VALUE, NO_CHECK)                  \
 	X(svc_key, struct weft_svc_key, SVC_KEY, NO_CHECK)                                 \
 	X(svc_value, struct weft_svc_value, SVC_VALUE, NO_CHECK)                           \
+	X(l7_value, struct weft_l7_value, L7_VALUE, NO_CHECK)                              \
 	X(lb_slot_key, struct weft_lb_slot_key, LB_SLOT_KEY, NO_CHECK)                     \
 	X(lb_slot_value, struct weft_lb_slot_value, LB_SLOT_VALUE, NO_CHECK)               \
 	X(backend_key, struct weft_backend_key, BACKEND_KEY, NO_CHECK)                     \
@@ -283,7 +285,7 @@ X_LAYOUTS(AS_WIDTH)
 	X(sock_rev, sock_rev_key, sock_rev_value) X(ct, ct_key, ct_value)                  \
 	X(metrics, metrics_key, metrics_value) X(local_veth, endpoint_key, local_veth)      \
 	X(sock_cfg, sock_cfg_key, sock_cfg) X(audit, policy_key, policy_value)              \
-	X(steer, policy_key, policy_value)                                                 \
+	X(steer, policy_key, policy_value) X(l7, svc_key, l7_value)                        \
 	X(flow_cfg, metrics_key, flow_cfg) X(flow_stats, metrics_key, flow_stats)
 
 #define AS_TYPE(tag, T, MEMBERS, check) typedef T tag##_type;
@@ -454,16 +456,18 @@ __attribute__((export_name("weft_map_max_entries"))) __u32 weft_map_max_entries(
 /* Constants JS needs, by name, so no number in weft_abi.h is typed twice. */
 #define WEFT_CONSTANTS(X)                                                                 \
 	X(IDENTITY_ANY) X(IDENTITY_HOST) X(IDENTITY_WORLD) X(IDENTITY_UNMANAGED)          \
-	X(IDENTITY_HEALTH) X(IDENTITY_RESERVED_MAX) X(IDENTITY_FIRST) X(TENANT_NONE)      \
+	X(IDENTITY_HEALTH) X(IDENTITY_PROXY) X(IDENTITY_RESERVED_MAX) X(IDENTITY_FIRST) X(TENANT_NONE)      \
 	X(DIR_INGRESS) X(DIR_EGRESS) X(HOOK_INGRESS) X(HOOK_EGRESS) X(HOOK_SOCK)          \
-	X(HOOK_TRANSPORT) X(HOOK_COUNT) X(ACTION_ALLOW) X(ACTION_DENY) X(ACTION_DEFAULT_DENY)               \
+	X(HOOK_TRANSPORT) X(HOOK_L7) X(HOOK_COUNT) X(ACTION_ALLOW) X(ACTION_DENY) X(ACTION_DEFAULT_DENY)               \
 	X(VERDICT_PASS) X(VERDICT_DROP) X(REASON_POLICY_ALLOW) X(REASON_POLICY_DENY)      \
 	X(REASON_DEFAULT_DENY) X(REASON_UNSELECTED) X(REASON_CROSS_TENANT)                \
 	X(REASON_UNKNOWN_ENDPOINT) X(REASON_NOT_IP) X(REASON_IPV6) X(REASON_MALFORMED)    \
 	X(REASON_INVALID_ENTRY) X(REASON_LB_TRANSLATED) X(REASON_LB_NO_BACKEND)           \
 	X(REASON_LB_REVERSED) X(REASON_CT_REPLY) X(REASON_AUDIT) X(REASON_MTLS_REQUIRED)  \
 	X(REASON_TRANSPORT_DOWN) X(REASON_STEERED) X(REASON_TRANSPORT_CARRIED)           \
-	X(REASON_TRANSPORT_REFUSED) X(REASON_COUNT) X(POLICY_F_MTLS)       \
+	X(REASON_TRANSPORT_REFUSED) X(REASON_L7_STEERED) X(REASON_PROXY_DOWN)            \
+	X(REASON_HTTP_FORWARDED) X(REASON_HTTP_REFUSED) X(REASON_COUNT) X(POLICY_F_MTLS)  \
+	X(L7_F_HTTP) X(L7_PROXY_PORT) X(MARK_PROXY)                                       \
 	X(TRANSPORT_OUTBOUND_ADDR) X(TRANSPORT_OUTBOUND_PORT) X(TRANSPORT_INBOUND_PORT)   \
 	X(MARK_TRANSPORT) X(MARK_TO_TRANSPORT) X(TRANSPORT_TABLE) X(TRANSPORT_RULE_PRIORITY) \
 	X(PREFIX_MAX) X(PORT_MAX) X(LB_WEIGHT_MAX) X(LB_TABLE_MAX) X(LB_BACKENDS_MAX)     \

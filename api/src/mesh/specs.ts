@@ -154,6 +154,20 @@ export type ReportedTransport = Static<typeof ReportedTransport>;
 
 const SpiffeIdText = Type.String({ pattern: "^spiffe://", maxLength: 2048 });
 
+/** What an agent says of its node's L7 proxy (issue 21). */
+export const ReportedL7 = Type.Object(
+  {
+    state: Type.Union([Type.Literal("off"), Type.Literal("starting"), Type.Literal("running"), Type.Literal("down")], {
+      description:
+        "off: the agent runs without a proxy (--l7 off, or no haproxy installed: connections to L7 services drop as proxy-down); starting: configured, not yet answering; running: serving the applied document; down: crashed or failed to apply, being restarted (connections to L7 services drop as proxy-down, never bypass it)",
+    }),
+    appliedEtag: Type.Optional(Type.String({ maxLength: 128, description: "The ETag of the L7 document (GET /v1/nodes/{node}/l7) the running proxy serves" })),
+    detail: Type.Optional(Type.String({ maxLength: 1024, description: "Why it is off or down" })),
+  },
+  { additionalProperties: false, title: "ReportedL7" },
+);
+export type ReportedL7 = Static<typeof ReportedL7>;
+
 /**
  * What a node's transport needs from the API (GET /v1/nodes/{node}/transport):
  * the agent adds its workloads' SVIDs and hands it to the transport as its
@@ -216,6 +230,7 @@ export const NodeStatusReport = Type.Object(
       ...ReportedTransport,
       description: "The node's transport (issue 18): its endpoint goes into other nodes' transport documents. Absent: unchanged (an agent without a transport)",
     }),
+    l7: Type.Optional({ ...ReportedL7, description: "The node's L7 proxy (issue 21). Absent: unchanged" }),
   },
   { additionalProperties: false },
 );
@@ -367,6 +382,34 @@ export const PolicyMode = Type.Union([Type.Literal("enforce"), Type.Literal("aud
 });
 export type PolicyMode = Static<typeof PolicyMode>;
 
+export const HttpMethod = Type.Union(
+  ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"].map((m) => Type.Literal(m)),
+  { description: "An HTTP method" },
+);
+export type HttpMethod = Static<typeof HttpMethod>;
+
+const HttpPath = Type.String({ pattern: "^/[\\x21-\\x7e]*$", maxLength: 1024, description: "An absolute path: '/' then printable ASCII" });
+
+/**
+ * L7 authorization (issue 21): an ingress rule with `http` is decided per
+ * request by the L7 proxy of the caller's node, for the subject's L7
+ * services (those an httpRoute names).
+ */
+export const HttpRuleMatch = Type.Object(
+  {
+    methods: Type.Optional(Type.Array(HttpMethod, { minItems: 1, maxItems: 9, uniqueItems: true, description: "Absent: any method" })),
+    pathPrefixes: Type.Optional(
+      Type.Array(HttpPath, { minItems: 1, maxItems: 32, description: "Segment prefixes ('/api' matches /api and /api/x, not /apix). Absent: any path" }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      "Only on ingress rules, tcp ports (or none), identity peers. Decided per request by the L7 proxy for services an httpRoute names whose backends the policy selects: allow rules with http admit only matching requests (403 problem+json otherwise), deny rules with http refuse matching ones; deny wins. Traffic to services without routes is decided at L4 as if http were absent on allow rules; deny rules with http are then ignored",
+  },
+);
+export type HttpRuleMatch = Static<typeof HttpRuleMatch>;
+
 export const Rule = Type.Object(
   {
     peers: Type.Optional(Type.Array(Peer, { maxItems: 64, description: "Empty or absent: any peer" })),
@@ -374,6 +417,7 @@ export const Rule = Type.Object(
     action: Type.Union([Type.Literal("allow"), Type.Literal("deny")], { description: "deny wins over allow" }),
     mode: Type.Optional({ ...PolicyMode, description: "audit stages this one rule in an enforced policy; default: the policy's mode" }),
     transport: Type.Optional({ ...Transport, description: `${Transport.description}. Default: the tenant's defaultTransport` }),
+    http: Type.Optional(HttpRuleMatch),
   },
   { additionalProperties: false },
 );
@@ -394,6 +438,209 @@ export const PolicySpec = Type.Object(
   { additionalProperties: false, description: "At most 256 rules over both directions" },
 );
 export type PolicySpec = Static<typeof PolicySpec>;
+
+// HTTP routes (http-routes.ts): the Gateway API HTTPRoute in its mesh (GAMMA) form, issue 21
+
+const HeaderName = Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", minLength: 1, maxLength: 256, description: "An HTTP header name (RFC 9110 token)" });
+const HeaderValue = Type.String({ pattern: "^[\\x20-\\x7e]*$", maxLength: 4096, description: "Printable ASCII" });
+/** Gateway API's Duration: e.g. "2s", "500ms", "1m"; at most 1h. */
+export const Duration = Type.String({ pattern: "^([0-9]{1,5}(h|m|s|ms)){1,4}$", maxLength: 32, description: "A Gateway API duration, e.g. 500ms, 2s, 1m30s" });
+
+const HeaderPair = Type.Object({ name: HeaderName, value: HeaderValue }, { additionalProperties: false });
+
+export const HttpRouteMatch = Type.Object(
+  {
+    path: Type.Optional(
+      Type.Object(
+        { type: Type.Optional(Type.Union([Type.Literal("Exact"), Type.Literal("PathPrefix")], { description: "Default PathPrefix" })), value: HttpPath },
+        { additionalProperties: false },
+      ),
+    ),
+    headers: Type.Optional(
+      Type.Array(
+        Type.Object({ type: Type.Optional(Type.Literal("Exact")), name: HeaderName, value: HeaderValue }, { additionalProperties: false }),
+        { maxItems: 16, description: "All must match (names case-insensitive, values exact)" },
+      ),
+    ),
+    method: Type.Optional(HttpMethod),
+  },
+  { additionalProperties: false, description: "Every condition given must hold" },
+);
+
+const HeaderModifier = Type.Object(
+  {
+    set: Type.Optional(Type.Array(HeaderPair, { maxItems: 16 })),
+    add: Type.Optional(Type.Array(HeaderPair, { maxItems: 16 })),
+    remove: Type.Optional(Type.Array(HeaderName, { maxItems: 16 })),
+  },
+  { additionalProperties: false },
+);
+
+export const HttpRouteFilter = Type.Union([
+  Type.Object({ type: Type.Literal("RequestHeaderModifier"), requestHeaderModifier: HeaderModifier }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal("ResponseHeaderModifier"), responseHeaderModifier: HeaderModifier }, { additionalProperties: false }),
+]);
+
+export const RetryCondition = Type.Union(
+  ["5xx", "gateway-error", "connect-failure", "reset", "timeout"].map((c) => Type.Literal(c)),
+  {
+    description:
+      "5xx: any 500-504 answer; gateway-error: 502, 503, 504; connect-failure: no connection to the backend; reset: the backend closed without (a valid) answer; timeout: no answer within backendRequest",
+  },
+);
+
+export const HttpBackendRef = Type.Object(
+  {
+    labels: Type.Optional({ ...Labels, description: "The subset of the parent service's backends (workloads) with these labels; absent: all of them" }),
+    weight: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: "Relative share of the rule's requests; default 1; 0 sends none" })),
+  },
+  { additionalProperties: false },
+);
+
+export const HttpRouteRule = Type.Object(
+  {
+    matches: Type.Optional(Type.Array(HttpRouteMatch, { maxItems: 8, description: "Any one may match; absent or empty: every request (PathPrefix /)" })),
+    backendRefs: Type.Array(HttpBackendRef, { minItems: 1, maxItems: 16 }),
+    filters: Type.Optional(Type.Array(HttpRouteFilter, { maxItems: 4 })),
+    timeouts: Type.Optional(
+      Type.Object(
+        {
+          request: Type.Optional({ ...Duration, description: "The whole request, retries included; default none beyond the proxy's 30s" }),
+          backendRequest: Type.Optional({ ...Duration, description: "Each attempt; at most request" }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    retry: Type.Optional(
+      Type.Object(
+        {
+          attempts: Type.Integer({ minimum: 1, maximum: 5, description: "Retries after the first attempt" }),
+          on: Type.Optional(Type.Array(RetryCondition, { minItems: 1, maxItems: 5, uniqueItems: true, description: "Default [connect-failure, gateway-error]" })),
+          nonIdempotent: Type.Optional(Type.Boolean({ description: "Retry POST, PATCH and CONNECT too; default false (never retried)" })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const HttpRouteSpec = Type.Object(
+  {
+    parentRefs: Type.Array(
+      Type.Object(
+        {
+          kind: Type.Optional(Type.Literal("Service")),
+          name: { ...Name, description: "A service of the same tenant" },
+          port: Type.Optional({ ...PortNumber, description: "One tcp port of the service; absent: every tcp port" }),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 8 },
+    ),
+    rules: Type.Array(HttpRouteRule, { minItems: 1, maxItems: 32, description: "The first rule (in order) whose match holds takes the request; requests no rule matches go to the whole service" }),
+  },
+  { additionalProperties: false },
+);
+export type HttpRouteSpec = Static<typeof HttpRouteSpec>;
+
+/** Names HAProxy takes as section and server names: what the compiler mints. */
+const ProxyName = Type.String({ pattern: "^[a-z0-9][a-z0-9_-]*$", maxLength: 128 });
+
+const L7Server = Type.Object(
+  {
+    name: { ...ProxyName, description: "Stable while the workload is a backend: the runtime API addresses servers by it" },
+    address: Ipv4,
+    port: PortNumber,
+    weight: Type.Integer({ minimum: 0, maximum: 256, description: "HAProxy server weight (the backend's share spread over its servers)" }),
+  },
+  { additionalProperties: false },
+);
+
+const L7Backend = Type.Object(
+  {
+    name: { ...ProxyName, description: "The HAProxy backend section" },
+    servers: Type.Array(L7Server, { maxItems: 1024, description: "Empty: the proxy answers 503" }),
+    requestTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    backendRequestTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    retry: Type.Optional(
+      Type.Object(
+        { attempts: Type.Integer({ minimum: 1, maximum: 5 }), on: Type.Array(RetryCondition, { minItems: 1 }), nonIdempotent: Type.Boolean() },
+        { additionalProperties: false },
+      ),
+    ),
+    requestHeaders: Type.Optional(HeaderModifier),
+    responseHeaders: Type.Optional(HeaderModifier),
+  },
+  { additionalProperties: false, description: "One HAProxy backend: a route rule's backend ref (or a service's default) with the rule's timeouts, retry and filters" },
+);
+
+const L7Rule = Type.Object(
+  {
+    route: { ...Name, description: "The httpRoute" },
+    rule: Type.Integer({ minimum: 0, description: "Its index in the route's rules" }),
+    matches: Type.Array(HttpRouteMatch, { description: "Any one; empty: every request. Path types filled in (Exact or PathPrefix)" }),
+    backends: Type.Array(Type.Object({ backend: ProxyName, weight: Type.Integer({ minimum: 0, maximum: 1000 }) }, { additionalProperties: false }), {
+      minItems: 1,
+      description: "Picked per request by weight among those with a weight and servers",
+    }),
+  },
+  { additionalProperties: false },
+);
+
+const L7Authorization = Type.Object(
+  {
+    governed: Type.Boolean({ description: "Some policy governs the backends' ingress: a request no allow entry admits is refused (403)" }),
+    entries: Type.Array(
+      Type.Object(
+        {
+          action: Type.Union([Type.Literal("allow"), Type.Literal("deny")]),
+          sources: Type.Optional(Type.Array(SpiffeIdText, { description: "Absent: any caller of the tenant" })),
+          methods: Type.Optional(Type.Array(HttpMethod)),
+          pathPrefixes: Type.Optional(Type.Array(HttpPath)),
+          policy: Name,
+          rule: Type.Integer({ minimum: 0 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: "Deny wins; caller identity from the connection's source address (callers), never from a header" },
+);
+
+/**
+ * A node's L7 proxy configuration (GET /v1/nodes/{node}/l7), compiled from
+ * httpRoutes, services, workloads and policies: pure, ETagged. The agent
+ * renders haproxy.cfg from it and reports the ETag it serves (ReportedL7).
+ */
+export const L7Document = Type.Object(
+  {
+    proxyAddress: { ...Ipv4, description: "The address the node's proxy connects to backends from: the first address of the node's pod block (identity proxy in every ipcache)" },
+    frontends: Type.Array(
+      Type.Object(
+        {
+          name: { ...ProxyName, description: "Stable per (tenant, service, port)" },
+          tenant: Name,
+          service: Name,
+          vip: Ipv4,
+          port: PortNumber,
+          rules: Type.Array(L7Rule, { description: "In order; the first match wins" }),
+          defaultBackend: { ...ProxyName, description: "Requests no rule matches: the whole service" },
+          authorization: L7Authorization,
+        },
+        { additionalProperties: false },
+      ),
+      { description: "Every L7 service frontend (a weft_l7 entry) a workload of this node may call: the services of the tenants with workloads here that an httpRoute names" },
+    ),
+    backends: Type.Array(L7Backend),
+    callers: Type.Array(
+      Type.Object({ address: Ipv4, tenant: Name, spiffeId: SpiffeIdText }, { additionalProperties: false }),
+      { description: "Every address of this node's workloads: the proxy's only source of a caller's identity" },
+    ),
+  },
+  { additionalProperties: false, title: "L7Document" },
+);
+export type L7Document = Static<typeof L7Document>;
 
 // Federations (federations.ts)
 
