@@ -347,6 +347,25 @@ export const policies = pgTable(
   (t) => [unique("policies_tenant_name_unique").on(t.tenantId, t.name)],
 );
 
+/** HTTP routes (issue 21): the Gateway API HTTPRoute in its mesh form; a service a route names is an L7 service. */
+export const httpRoutes = pgTable(
+  "http_routes",
+  {
+    /** Stable: names the route's HAProxy sections (compiler/l7.ts). */
+    id: serial("id").primaryKey(),
+    tenantId: tenantRef(),
+    name: text("name").notNull(),
+    /** HttpRouteSpec["parentRefs"]: the services (and ports) the route takes. */
+    parentRefs: jsonb("parent_refs").notNull(),
+    /** HttpRouteSpec["rules"], as written. */
+    rules: jsonb("rules").notNull(),
+    revision: revision(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [unique("http_routes_tenant_name_unique").on(t.tenantId, t.name)],
+);
+
 /** Backend ids by "address:port", handed out once and never reused, so adding a backend renumbers none. */
 export const backendIds = pgTable("backend_ids", {
   endpoint: text("endpoint").primaryKey(),
