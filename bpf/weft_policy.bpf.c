@@ -121,12 +121,15 @@
  *        weft_l7 when this node's proxy sent it: skb->mark carries
  *        WEFT_MARK_PROXY (SO_MARK the proxy sets on each connection it
  *        accepts), or skb->sk is a socket of this node bound to that very
- *        frontend (only a transparent socket can hold a VIP: the proxy's
- *        listener answers the handshake, and the kernel may acknowledge the
- *        first request, before the proxy accepts the connection and sets its
- *        mark). l7-steered on the ingress hook, no event. Anything else from
- *        a frontend (forwarded from the fabric or another workload, a bare
- *        SYN) is decided by policy as any other packet.
+ *        frontend (the proxy's listener answers the handshake, and the
+ *        kernel may acknowledge the first request, before the proxy accepts
+ *        the connection and sets its mark; only a transparent socket, or
+ *        one bound under ip_nonlocal_bind, can hold a VIP, and never the
+ *        connection a caller opened, which the proxy holds). l7-steered on
+ *        the ingress hook, no event. Anything else from a frontend
+ *        (forwarded from the fabric or another workload, a bare SYN: the
+ *        proxy never opens a connection to a caller) is decided by policy
+ *        as any other packet.
  *
  * Only replies pay for conntrack: an allowed packet that opens nothing (an
  * established TCP segment) costs no more than it did without it.
