@@ -708,9 +708,7 @@ static __always_inline __u32 weft_steer_to_proxy(struct __sk_buff *skb, const st
 	struct bpf_sock *sk;
 	int to_listener;
 
-	d->rule_id = 0;
-	d->opened = 0;
-	d->flags = 0;
+	*d = (struct weft_decision){ .rule_id = 0 }; /* no rule: the proxy decides */
 	if (!weft_l7_frontend(flow->remote, flow->remote_port))
 		return 0;
 	if (!weft_on_own_veth(skb, flow))

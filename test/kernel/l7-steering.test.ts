@@ -19,11 +19,12 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { constants, decodeFlowEvents, protocols, type Entry, type FlowEvent } from "@weft/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { KernelDatapath, cleanup as uninstall } from "../../nodeagent/src/loader/index.ts";
+import type { KernelDatapath } from "../../nodeagent/src/loader/index.ts";
 import { RingBufferReader } from "../../nodeagent/src/kernel/index.ts";
 import { skipWithout } from "../support/prerequisites.ts";
-import { Cleanup, makeNetns, makePinDir, repoRoot, toolsUnavailableReason } from "../support/kernel.ts";
+import { Cleanup, makeNetns, toolsUnavailableReason } from "../support/kernel.ts";
 import { until } from "../support/until.ts";
+import { loadInNode, localDeliveryRoute, stopChild, workloadVeth } from "./node-namespace.ts";
 import { readMetrics, writeEntries } from "./policy-harness.ts";
 
 const { tcp } = protocols;
@@ -81,19 +82,6 @@ s.sendto(ip + tcp, ("${p.dst}", 0))
   inNs(ns, "python3", "-c", py);
 }
 
-/** A veth from the node namespace to `ns`, `host`/30 on the node's side and `address`/30 on the other; deleted with the node namespace. */
-function veth(node: string, ns: string, label: string, host: string, address: string): { host: string; ifindex: number } {
-  const name = `l7${process.pid % 100000}${label}`;
-  sh("ip", "-n", node, "link", "add", name, "type", "veth", "peer", "name", `${name}p`, "netns", ns);
-  sh("ip", "-n", node, "addr", "add", `${host}/30`, "dev", name);
-  sh("ip", "-n", node, "link", "set", name, "up");
-  sh("ip", "-n", ns, "addr", "add", `${address}/30`, "dev", `${name}p`);
-  sh("ip", "-n", ns, "link", "set", `${name}p`, "up");
-  sh("ip", "-n", ns, "link", "set", "lo", "up");
-  const [link] = JSON.parse(sh("ip", "-n", node, "-j", "link", "show", "dev", name)) as { ifindex: number }[];
-  return { host: name, ifindex: link!.ifindex };
-}
-
 const reason = toolsUnavailableReason([["ip", "-V"], ["nft", "--version"], ["nsenter", "--version"], ["haproxy", "-v"], ["curl", "--version"], ["python3", "--version"]]);
 
 describe.skipIf(skipWithout("L7 steering in namespaces (root, bpf, iproute2, nftables, nsenter, haproxy, curl, python3)", reason))("steering L7 frontends into the node's HAProxy (real namespaces)", () => {
@@ -122,14 +110,10 @@ describe.skipIf(skipWithout("L7 steering in namespaces (root, bpf, iproute2, nft
     await until("haproxy to listen", 10_000, () => (listening() || child.exitCode !== null ? true : undefined));
     if (!listening()) throw new Error(`failed to start haproxy: ${stderr}`);
   }
-  /** Kills HAProxy and waits for its exit: the kernel has closed its listener by then. */
   async function stopHaproxy(): Promise<void> {
     const child = haproxy;
     haproxy = null;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGKILL");
-    await exited;
+    await stopChild(child);
   }
 
   beforeAll(async () => {
@@ -138,34 +122,23 @@ describe.skipIf(skipWithout("L7 steering in namespaces (root, bpf, iproute2, nft
     configPath = join(dir, "haproxy.cfg");
     writeFileSync(configPath, haproxyConfig);
 
-    const pinDir = makePinDir(cleanup, "l7steer");
-    cleanup.add("remove the loader's pins and links", () => void uninstall(pinDir));
     node = makeNetns(cleanup, "l7node");
     client = makeNetns(cleanup, "l7cli");
     fabric = makeNetns(cleanup, "l7fab");
     sh("ip", "-n", node, "link", "set", "lo", "up");
-    const cv = veth(node, client, "c", CLIENT.host, CLIENT.address);
-    veth(node, fabric, "f", FABRIC.node, FABRIC.far);
+    const cv = workloadVeth(node, client, `l7${process.pid % 100000}c`, CLIENT.host, CLIENT.address);
+    workloadVeth(node, fabric, `l7${process.pid % 100000}f`, FABRIC.node, FABRIC.far);
     sh("ip", "-n", client, "route", "add", "198.18.0.0/15", "via", CLIENT.host);
     sh("ip", "-n", fabric, "addr", "add", `${VIP}/32`, "dev", "lo");
     sh("ip", "-n", fabric, "route", "add", "198.18.170.0/30", "via", FABRIC.node);
     sh("ip", "-n", node, "route", "add", `${VIP}/32`, "via", FABRIC.far);
     inNs(node, "sysctl", "-q", "-w", "net.ipv4.conf.all.forwarding=1");
-    // The agent's local-delivery routing for marked packets (weft_abi.h, the transport; reused by [R17]).
-    sh("ip", "-n", node, "rule", "add", "priority", String(constants.TRANSPORT_RULE_PRIORITY), "fwmark", `${constants.MARK_TO_TRANSPORT}/${constants.MARK_TO_TRANSPORT}`, "lookup", String(constants.TRANSPORT_TABLE));
-    sh("ip", "-n", node, "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", String(constants.TRANSPORT_TABLE));
+    localDeliveryRoute(node);
     inNs(fabric, "nft", `add table ip wefttest; add chain ip wefttest seen { type filter hook prerouting priority -300; }; add rule ip wefttest seen ip daddr ${VIP} tcp dport ${HTTP} counter`);
 
-    // The agent's loader pins the maps here and attaches inside the node namespace (nsenter keeps bpffs in view).
-    dp = KernelDatapath.load({ pinDir });
-    cleanup.add("close the datapath", () => dp.close());
+    dp = loadInNode(cleanup, "l7steer", node, [cv.host]);
     ring = new RingBufferReader(dp.flowRingFd);
     cleanup.add("close the ring reader", () => ring.close());
-    const attach = `const { KernelDatapath } = await import(${JSON.stringify(`${repoRoot}nodeagent/src/loader/index.ts`)});
-const dp = KernelDatapath.load({ pinDir: ${JSON.stringify(pinDir)} });
-dp.attachVeth(${JSON.stringify(cv.host)});
-dp.close();`;
-    sh("nsenter", `--net=/var/run/netns/${node}`, process.execPath, "--import", "tsx", "--input-type=module", "-e", attach);
 
     const identity = { identity: CLIENT.identity, tenant: TENANT };
     writeEntries(dp.maps.endpoint, "endpoint", [{ key: { address: CLIENT.address }, value: identity }]);
