@@ -171,12 +171,12 @@ describe.skipIf(skipWithout("kernel (root, bpf, libbpf, iproute2)", reason))("L7
       if (!out.includes("ready")) throw new Error(`failed to start the listener: ${err}`);
     });
 
-    it("finds it for a SYN, and fails closed when the assignment fails: proxy-down, no mark left behind", () => {
+    it("fails closed when the listener is there but the assignment fails: proxy-down, no mark left behind", () => {
       // A test run's skb is not at tc ingress, so bpf_sk_assign refuses it
       // (EOPNOTSUPP; measured on 6.18): the one way to see a failed
       // assignment. l7-steering.test.ts proves the assignment with real traffic.
       expect(inNetns(ns, () => fromClient({ tcpFlags: TCP_SYN }))).toEqual({ pass: false, reason: "proxy-down", mark: 0 });
-      // Without a listener even in view, or for another port of the VIP, nothing changes either.
+      // A segment of a connection the proxy does not hold is no listener's; another port of the VIP is policy's.
       expect(inNetns(ns, () => fromClient({}))).toEqual({ pass: false, reason: "proxy-down", mark: 0 });
       expect(inNetns(ns, () => fromClient({ dport: PLAIN, tcpFlags: TCP_SYN }))).toEqual({ pass: false, reason: "default-deny", mark: 0 });
       // A neighbour sending the client's address never gets as far as the lookup.
