@@ -119,14 +119,27 @@ export interface L7Server {
   weight: number;
 }
 
+export interface L7HeaderModifier {
+  set?: { name: string; value: string }[];
+  add?: { name: string; value: string }[];
+  remove?: string[];
+}
+
 export interface L7Backend {
   name: string;
   servers: L7Server[];
   requestTimeoutMs?: number;
   backendRequestTimeoutMs?: number;
   retry?: { attempts: number; on: RetryCondition[]; nonIdempotent: boolean };
-  requestHeaders?: HttpHeaderModifier;
-  responseHeaders?: HttpHeaderModifier;
+  requestHeaders?: L7HeaderModifier;
+  responseHeaders?: L7HeaderModifier;
+}
+
+/** A route match with its defaults filled in. */
+export interface L7Match {
+  path?: { type: "Exact" | "PathPrefix"; value: string };
+  headers?: { type: "Exact"; name: string; value: string }[];
+  method?: HttpMethod;
 }
 
 export interface L7AuthorizationEntry {
@@ -144,7 +157,7 @@ export interface L7Frontend {
   service: string;
   vip: string;
   port: number;
-  rules: { route: string; rule: number; matches: HttpRouteMatch[]; backends: { backend: string; weight: number }[] }[];
+  rules: { route: string; rule: number; matches: L7Match[]; backends: { backend: string; weight: number }[] }[];
   defaultBackend: string;
   authorization: { governed: boolean; entries: L7AuthorizationEntry[] };
 }
@@ -259,9 +272,9 @@ const routesOf = (t: TenantIndex, s: ServiceRow, sp: ServicePort): HttpRouteRow[
 /** Whether a backend's workload identity carries every label (a backend by address alone has none). */
 const labelled = (identity: IdentityRow | undefined, labels: Readonly<Record<string, string>>): boolean => identity !== undefined && selects({ labels }, identity);
 
-const filledMatch = (m: HttpRouteMatch): HttpRouteMatch => ({
+const filledMatch = (m: HttpRouteMatch): L7Match => ({
   ...(m.path === undefined ? {} : { path: { type: m.path.type ?? "PathPrefix", value: m.path.value } }),
-  ...(m.headers === undefined ? {} : { headers: m.headers.map((h) => ({ type: h.type ?? "Exact", name: h.name, value: h.value })) }),
+  ...(m.headers === undefined ? {} : { headers: m.headers.map((h) => ({ type: "Exact" as const, name: h.name, value: h.value })) }),
   ...(m.method === undefined ? {} : { method: m.method }),
 });
 
@@ -282,11 +295,11 @@ function settingsOf(rule: HttpRouteRow["rules"][number]): Omit<L7Backend, "name"
   return out;
 }
 
-function mergeModifiers(list: readonly HttpHeaderModifier[]): HttpHeaderModifier | undefined {
+function mergeModifiers(list: readonly HttpHeaderModifier[]): L7HeaderModifier | undefined {
   if (list.length === 0) return undefined;
-  const out: HttpHeaderModifier = {};
-  const set = list.flatMap((m) => m.set ?? []);
-  const add = list.flatMap((m) => m.add ?? []);
+  const out: L7HeaderModifier = {};
+  const set = list.flatMap((m) => (m.set ?? []).map((h) => ({ name: h.name, value: h.value })));
+  const add = list.flatMap((m) => (m.add ?? []).map((h) => ({ name: h.name, value: h.value })));
   const remove = list.flatMap((m) => m.remove ?? []);
   if (set.length > 0) out.set = set;
   if (add.length > 0) out.add = add;
