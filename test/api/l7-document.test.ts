@@ -19,6 +19,8 @@ import { registeredNode } from "../support/nodes.ts";
 type Node = { name: string; credential: string; podCidr: string };
 type Tenant = { tenant: string; token: string };
 
+const numeric = (address: string): number => address.split(".").reduce((n, o) => n * 256 + Number(o), 0);
+
 /** The first address of a block: the node's proxy address. */
 const proxyOf = (podCidr: string): string => {
   const [base] = podCidr.split("/") as [string];
@@ -121,7 +123,7 @@ describe.each(BACKENDS)("the node's L7 proxy on %s", (backend) => {
           [
             { address: addr["web-1"], tenant: a.tenant, spiffeId: spiffe(a.tenant, "web") },
             { address: addr["api-1"], tenant: a.tenant, spiffeId: spiffe(a.tenant, "api-v1") },
-          ].sort((x, y) => (x.address < y.address ? -1 : 1)),
+          ].sort((x, y) => numeric(x.address!) - numeric(y.address!)),
         );
       });
 
