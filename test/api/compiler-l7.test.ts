@@ -8,7 +8,9 @@ import { constants } from "@weft/codec";
 import { describe, expect, it } from "vitest";
 import { capacities, checkCapacity } from "../../api/src/compiler/capacity.ts";
 import { compileNode } from "../../api/src/compiler/compile.ts";
+import { decodeRuleId } from "../../api/src/compiler/ids.ts";
 import { L7_PROXY_RULE_ID, proxyAddressOf } from "../../api/src/compiler/l7.ts";
+import { resolveSide } from "../../api/src/mesh/flows/views.ts";
 import type { HttpRouteRow, IdentityRow, NodeRow, PolicyRow, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../../api/src/compiler/types.ts";
 import { createEvaluator } from "../datapath/evaluate.ts";
 import { snapshot, throughCodec } from "../datapath/support.ts";
@@ -183,5 +185,13 @@ describe("policy rules with http at L4", () => {
     expect(decideFor([allow, { ...web2api, action: "deny" }]).verdict).toBe("drop");
     const entries = compileNode(platform({ policies: [apiPolicy([allow, { peers: [], ports: [], action: "deny", http: { pathPrefixes: ["/admin"] } }])] }), "n1").maps.policy;
     expect(entries.filter((e) => e.value.action === "deny")).toEqual([]);
+  });
+});
+
+describe("flows of the proxy's connections", () => {
+  it("name the proxy as a reserved peer and no tenant's policy (rule id 1 decodes to none)", () => {
+    const names = { tenants: new Map(), identities: new Map(), cidrs: new Map(), workloads: new Map(), policies: new Map(), services: new Map(), presentOnNode: new Set<number>() };
+    expect(resolveSide(names, PROXY, 0, "10.0.2.1").peer).toEqual({ identity: null, tenant: null, reserved: "proxy" });
+    expect(decodeRuleId(L7_PROXY_RULE_ID)).toEqual({ policyId: 0, ruleIndex: 1 });
   });
 });
