@@ -7,7 +7,7 @@
 import { constants } from "@weft/codec";
 import { describe, expect, it } from "vitest";
 import { capacities, checkCapacity } from "../../api/src/compiler/capacity.ts";
-import { compileNode } from "../../api/src/compiler/compile.ts";
+import { compileNode, createCompiler } from "../../api/src/compiler/compile.ts";
 import { decodeRuleId } from "../../api/src/compiler/ids.ts";
 import { L7_PROXY_RULE_ID, proxyAddressOf } from "../../api/src/compiler/l7.ts";
 import { resolveSide } from "../../api/src/mesh/flows/views.ts";
@@ -94,6 +94,20 @@ describe("L7 frontends", () => {
     const legacy = compileNode({ ...platform({}), httpRoutes: undefined } as Snapshot, "n1");
     expect(legacy.hash).toBe(without.hash);
     expect([...without.parts.values()].every((p) => p.entries.l7 === undefined)).toBe(true);
+  });
+
+  it("a route written and deleted through the live compiler turns the frontend L7 and back, as a fresh compile would", () => {
+    const base = platform({ policies: [apiPolicy([{ peers: [], ports: [], action: "allow" }])] });
+    const compiler = createCompiler(base);
+    const before = compiler.compileNode("n1").hash;
+    const r = route([{ name: "api", port: 80 }]);
+    compiler.apply({ kind: "httpRoute", op: "put", row: r });
+    const routed = compiler.compileNode("n1");
+    expect(routed.hash).toBe(compileNode({ ...base, httpRoutes: [r] }, "n1").hash);
+    expect(routed.maps.l7).toHaveLength(1);
+    expect(routed.maps.policy.some((e) => e.key.remoteIdentity === PROXY)).toBe(true);
+    compiler.apply({ kind: "httpRoute", op: "delete", tenantId: 1, name: "canary" });
+    expect(compiler.compileNode("n1").hash).toBe(before);
   });
 
   it("weft_l7 entries count against the l7 map's capacity (WEFT_SVC_MAX each map)", () => {

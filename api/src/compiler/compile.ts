@@ -292,7 +292,8 @@ class MemoCompiler implements Compiler {
       this.addressParts.delete(t.row.id);
       this.endpointParts.get(t.row.id)?.delete(w.node);
       for (const s of services) this.serviceParts.delete(s.id);
-      if (services.length > 0) this.l7AllowParts.delete(t.row.id);
+      // The proxy's allows find a backend's identity by its address, which an explicit backend may name too.
+      if (services.length > 0 || t.httpRoutes.size > 0) this.l7AllowParts.delete(t.row.id);
     };
   }
 
