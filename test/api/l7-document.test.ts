@@ -206,6 +206,17 @@ describe.each(BACKENDS)("the node's L7 proxy on %s", (backend) => {
         await putRoute(a, "canary", canary(90, 10));
       });
 
+      it("keeps both the transport (its null endpoint too) and the proxy across reports that name neither", async () => {
+        const { etag } = await documentOf(n3);
+        await report(n3, { transport: { state: "off", endpoint: null }, l7: { state: "running", appliedEtag: etag } });
+        const plain = await report(n3, {});
+        expect(plain.statusCode, plain.body).toBe(200);
+        expect(plain.json()).toMatchObject({ transport: { state: "off", endpoint: null }, l7: { state: "running", appliedEtag: etag, converged: true } });
+        const read = await app.inject({ url: `/v1/nodes/${n3.name}`, headers: operator });
+        expect(read.statusCode, read.body).toBe(200);
+        expect(read.json().transport).toEqual({ state: "off", endpoint: null });
+      });
+
       it("refuses a report whose l7 is not one the schema admits, and keeps the stored one", async () => {
         for (const l7 of [{ state: "exploded" }, { state: "running", appliedEtag: "x".repeat(200) }, { state: "running", extra: 1 }]) {
           expectProblem(await report(n1, { l7 }), 400);

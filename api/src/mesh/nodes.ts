@@ -287,14 +287,15 @@ export async function reportStatus(db: Db, name: string, report: NodeStatusRepor
       .set({
         appliedRevision: report.appliedRevision,
         appliedHash: report.hash,
-        // A report without transport (or l7) leaves the stored one (and the endpoint column) as they were.
+        // A report without transport (or l7) leaves the stored one (and the endpoint column) as they were. Not
+        // jsonb_strip_nulls: it strips nested nulls too, and {endpoint: null, state: "off"} would lose its endpoint.
         status:
           kept.length === 0
             ? stored
-            : sql`${JSON.stringify(stored)}::jsonb || jsonb_strip_nulls(jsonb_build_object(${sql.join(
-                kept.map((k) => sql.raw(`'${k}', "status"->'${k}'`)),
-                sql`, `,
-              )}))`,
+            : sql`${JSON.stringify(stored)}::jsonb || ${sql.join(
+                kept.map((k) => sql.raw(`CASE WHEN "status"->'${k}' IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('${k}', "status"->'${k}') END`)),
+                sql` || `,
+              )}`,
         // Other nodes' transport documents read the endpoint from this column.
         ...(transport === undefined ? {} : { transportEndpoint: transport.endpoint }),
         statusAt: sql`now()`,
