@@ -10,6 +10,8 @@ import { capacities, checkCapacity } from "../../api/src/compiler/capacity.ts";
 import { compileNode, createCompiler } from "../../api/src/compiler/compile.ts";
 import { decodeRuleId } from "../../api/src/compiler/ids.ts";
 import { L7_PROXY_RULE_ID, proxyAddressOf } from "../../api/src/compiler/l7.ts";
+import { tryChanges } from "../../api/src/follower/admission.ts";
+import { Rows } from "../../api/src/follower/rows.ts";
 import { resolveSide } from "../../api/src/mesh/flows/views.ts";
 import type { HttpRouteRow, IdentityRow, NodeRow, PolicyRow, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../../api/src/compiler/types.ts";
 import { createEvaluator } from "../datapath/evaluate.ts";
@@ -108,6 +110,26 @@ describe("L7 frontends", () => {
     expect(routed.maps.policy.some((e) => e.key.remoteIdentity === PROXY)).toBe(true);
     compiler.apply({ kind: "httpRoute", op: "delete", tenantId: 1, name: "canary" });
     expect(compiler.compileNode("n1").hash).toBe(before);
+  });
+
+  it("admission refuses a route whose l7 entries overflow a node's map, and changes nothing", () => {
+    const base = platform({});
+    const compiler = createCompiler(base);
+    const rows = new Rows();
+    for (const row of base.tenants) rows.apply({ kind: "tenant", op: "put", row });
+    for (const row of base.nodes) rows.apply({ kind: "node", op: "put", row });
+    for (const row of base.identities) rows.apply({ kind: "identity", op: "put", row });
+    for (const row of base.workloads) rows.apply({ kind: "workload", op: "put", row });
+    for (const row of base.services) rows.apply({ kind: "service", op: "put", row });
+    const before = compiler.compileNode("n1").hash;
+    const limits = { ...capacities(), l7: 1 };
+    const put = { kind: "httpRoute" as const, op: "put" as const, row: route([{ name: "api" }]) };
+    expect(tryChanges(compiler, rows, limits, [put], (err) => { throw err; })).toEqual([
+      { map: "l7", node: "n1", needed: 2, available: 1 },
+      { map: "l7", node: "n2", needed: 2, available: 1 },
+    ]);
+    expect(compiler.compileNode("n1").hash).toBe(before);
+    expect(tryChanges(compiler, rows, limits, [{ ...put, row: route([{ name: "api", port: 80 }]) }], (err) => { throw err; })).toEqual([]);
   });
 
   it("weft_l7 entries count against the l7 map's capacity (WEFT_SVC_MAX each map)", () => {
