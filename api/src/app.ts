@@ -65,6 +65,7 @@ import { PeriodicPruner } from "./db/pruning.ts";
 import { DEFAULT_FLOW_STREAMS_PER_TENANT } from "./config.ts";
 import flowRoutes from "./routes/flows/index.ts";
 import transportRoutes from "./routes/transport/index.ts";
+import l7Routes from "./routes/l7/index.ts";
 
 export interface RouteEntry {
   method: string;
@@ -348,6 +349,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(federationRoutes);
   await app.register(datapathRoutes);
   await app.register(transportRoutes);
+  await app.register(l7Routes);
   await app.register(flowRoutes);
   await app.ready();
   rotation?.start();

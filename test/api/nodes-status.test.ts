@@ -45,6 +45,7 @@ describe.each(BACKENDS)("node status on %s", (backend) => {
         unreachableSince: null,
         failingOpen: [],
         transport: null,
+        l7: null,
       });
     });
 

@@ -119,7 +119,7 @@ const entry = { type: "object", fields: { key: { type: "object" }, value: { type
 const entries = { type: "array", items: entry } as const;
 const keys = { type: "array", items: { type: "object" } } as const;
 /** A delta names only the maps it changes; a map name the agent does not know is ignored. */
-const deltaMaps = <S extends Shape>(each: S) => ({ type: "object", fields: { ipcache: each, endpoint: each, policy: each, svc: each, lb_slot: each, backend: each, audit: each, steer: each } }) as const;
+const deltaMaps = <S extends Shape>(each: S) => ({ type: "object", fields: { ipcache: each, endpoint: each, policy: each, svc: each, lb_slot: each, backend: each, audit: each, steer: each, l7: each } }) as const;
 const optional = <S extends Shape>(shape: S) => ({ ...shape, optional: true }) as const;
 /** podCidr: null while the API has no block for the node; absent from an older API. */
 const podCidr = { type: "string", nullable: true, optional: true } as const;
@@ -205,7 +205,7 @@ export const CLIENT_CONTRACT = {
         fields: {
           revision: int,
           hash: str,
-          maps: { type: "object", closed: true, fields: { ipcache: entries, endpoint: entries, policy: entries, svc: entries, lb_slot: entries, backend: entries, audit: entries, steer: entries } },
+          maps: { type: "object", closed: true, fields: { ipcache: entries, endpoint: entries, policy: entries, svc: entries, lb_slot: entries, backend: entries, audit: entries, steer: entries, l7: entries } },
         },
       },
       { type: "object", fields: { revision: int, hash: str, upserts: deltaMaps(optional(entries)), deletes: deltaMaps(optional(keys)) } },
