@@ -274,8 +274,12 @@ export async function reportStatus(db: Db, name: string, report: NodeStatusRepor
       .set({
         appliedRevision: report.appliedRevision,
         appliedHash: report.hash,
-        // A report without transport leaves the stored one (and the column) as they were.
-        status: transport === undefined ? sql`${JSON.stringify(stored)}::jsonb || jsonb_strip_nulls(jsonb_build_object('transport', ${nodes.status}->'transport'))` : { ...stored, transport },
+        // A report without transport leaves the stored one (and the column) as they were. Not jsonb_strip_nulls:
+        // it strips nested nulls too, and {endpoint: null, state: "off"} lost its endpoint (every read then failed).
+        status:
+          transport === undefined
+            ? sql`${JSON.stringify(stored)}::jsonb || CASE WHEN ${nodes.status}->'transport' IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('transport', ${nodes.status}->'transport') END`
+            : { ...stored, transport },
         // Other nodes' transport documents read the endpoint from this column.
         ...(transport === undefined ? {} : { transportEndpoint: transport.endpoint }),
         statusAt: sql`now()`,
