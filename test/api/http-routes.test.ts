@@ -1,7 +1,9 @@
 import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
-import { BACKENDS, backendDatabase, bearer, expectProblem, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { eq } from "drizzle-orm";
+import { httpRoutes } from "../../api/src/db/schema.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { identity, mustPut, putResource, tenantChanges } from "../support/mesh.ts";
 
 const WEB_PORTS = [
@@ -164,6 +166,17 @@ describe.each(BACKENDS)("httpRoutes on %s", (backend) => {
       });
     });
 
+    it("go with their tenant", async () => {
+      const c = await tenantWithToken(app, ["admin"]);
+      await identity(app, c.token, c.tenant, "web");
+      await mustPut(app, c.token, c.tenant, "services/web", { ports: WEB_PORTS, backends: { selector: { identity: "web" } } });
+      await mustPut(app, c.token, c.tenant, "httpRoutes/doomed", canary("web"));
+      const id = (await app.weft.directory.byName(c.tenant))!.id;
+      expect(await app.weft.db.select({ name: httpRoutes.name }).from(httpRoutes).where(eq(httpRoutes.tenantId, id))).toEqual([{ name: "doomed" }]);
+      expect((await app.inject({ method: "DELETE", url: `/v1/tenants/${c.tenant}`, headers: operator })).statusCode).toBe(204);
+      expect(await app.weft.db.select({ name: httpRoutes.name }).from(httpRoutes).where(eq(httpRoutes.tenantId, id))).toEqual([]);
+    });
+
     describe("bad input is refused with a problem naming the field, and writes nothing", () => {
       /** A one-rule route on web:80 with the rule's fields replaced. */
       const withRule = (rule: Record<string, unknown>) => ({ parentRefs: [{ name: "web", port: 80 }], rules: [{ backendRefs: [{}], ...rule }] });
@@ -302,6 +315,24 @@ describe.each(BACKENDS)("httpRoutes on %s", (backend) => {
           { field: "httpRoutes.shop-a.parentRefs.0", message: "names tcp port 80" },
           { field: "httpRoutes.shop-b.parentRefs.1", message: "names every tcp port of this service" },
         ]);
+      });
+
+      it("a route and the deletion of its service racing: never a route naming a service that is gone", async () => {
+        for (let round = 0; round < 5; round++) {
+          await mustPut(app, a.token, a.tenant, "services/racy", svc);
+          const [route, deletion] = await Promise.all([
+            putResource(app, a.token, a.tenant, "httpRoutes/racy", { parentRefs: [{ name: "racy", port: 80 }], rules: [{ backendRefs: [{}] }] }),
+            app.inject({ method: "DELETE", url: `/v1/tenants/${a.tenant}/services/racy`, headers: bearer(a.token) }),
+          ]);
+          // One of them wins; whichever it is, what is stored holds together.
+          expect([route.statusCode, deletion.statusCode].sort(), `${route.body} ${deletion.body}`).toSatisfy(
+            (s: number[]) => (s[0] === 201 && s[1] === 409) || (s[0] === 204 && s[1] === 422),
+          );
+          const stored = await app.inject({ url: url(a, "racy"), headers: bearer(a.token) });
+          const service = await app.inject({ url: `/v1/tenants/${a.tenant}/services/racy`, headers: bearer(a.token) });
+          if (stored.statusCode === 200) expect(service.statusCode).toBe(200);
+          if (stored.statusCode === 200) expect((await app.inject({ method: "DELETE", url: url(a, "racy"), headers: bearer(a.token) })).statusCode).toBe(204);
+        }
       });
 
       it("once the routes let go, the service can change and go", async () => {
