@@ -4,7 +4,7 @@ import type { WeftApp } from "../../api/src/app.ts";
 import { eq } from "drizzle-orm";
 import { httpRoutes } from "../../api/src/db/schema.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
-import { identity, mustPut, putResource, tenantChanges } from "../support/mesh.ts";
+import { identity, mustPut, putResource, refusedUnwritten, tenantChanges } from "../support/mesh.ts";
 
 const WEB_PORTS = [
   { port: 80, protocol: "tcp", targetPort: 8080 },
@@ -59,13 +59,7 @@ describe.each(BACKENDS)("httpRoutes on %s", (backend) => {
     const url = (t: { tenant: string }, name: string) => `/v1/tenants/${t.tenant}/httpRoutes/${name}`;
 
     /** A request that must be refused with this status, naming `field`, with nothing written in either tenant. */
-    async function refused(res: Promise<LightMyRequestResponse>, status: number, field?: string) {
-      const before = [await tenantChanges(app, a.tenant), await tenantChanges(app, b.tenant)];
-      const body = expectProblem(await res, status);
-      expect([await tenantChanges(app, a.tenant), await tenantChanges(app, b.tenant)]).toEqual(before);
-      if (field !== undefined) expect(body.errors?.map((e) => e.field), JSON.stringify(body)).toContain(field);
-      return body;
-    }
+    const refused = (res: Promise<LightMyRequestResponse>, status: number, field?: string) => refusedUnwritten(app, [a.tenant, b.tenant], res, status, field);
 
     it("creates, reads, replaces, lists and deletes a route with the resource conventions", async () => {
       const spec = canary("web");
