@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { eq } from "drizzle-orm";
 import { httpRoutes } from "../../api/src/db/schema.ts";
+import { read } from "../../api/src/db/transactions.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { identity, mustPut, putResource, refusedUnwritten, tenantChanges } from "../support/mesh.ts";
 
@@ -148,6 +149,17 @@ describe.each(BACKENDS)("httpRoutes on %s", (backend) => {
         const own = await app.inject({ url: `/v1/tenants/${b.tenant}/httpRoutes`, headers: bearer(b.token) });
         expect(own.json().items.map((r: { name: string }) => r.name)).not.toContain("private");
         expect((await app.inject({ url: url(a, "private"), headers: bearer(a.token) })).json().parentRefs).toEqual([{ name: "web", port: 80 }]);
+      });
+
+      it("row-level security is the second wall: a transaction bound to A reads none of B's routes, and cannot write one for B", async () => {
+        await mustPut(app, b.token, b.tenant, "httpRoutes/b-only", canary("web"));
+        const [aId, bId] = [(await app.weft.directory.byName(a.tenant))!.id, (await app.weft.directory.byName(b.tenant))!.id];
+        const seen = await read(app.weft.db, aId, (tx) => tx.select({ tenantId: httpRoutes.tenantId }).from(httpRoutes));
+        expect(seen.length).toBeGreaterThan(0);
+        expect(seen.every((r) => r.tenantId === aId)).toBe(true);
+        const forged = read(app.weft.db, aId, (tx) => tx.insert(httpRoutes).values({ tenantId: bId, name: "forged", parentRefs: [{ name: "web" }], rules: [], revision: 1 }));
+        await expect(forged).rejects.toThrow();
+        expect((await app.inject({ method: "DELETE", url: url(b, "b-only"), headers: bearer(b.token) })).statusCode).toBe(204);
       });
 
       it("a route names services of its own tenant only: another tenant's reads exactly like one that does not exist", async () => {
