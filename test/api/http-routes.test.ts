@@ -204,17 +204,18 @@ describe.each(BACKENDS)("httpRoutes on %s", (backend) => {
         expect((await app.inject({ method: "DELETE", url: url(a, "bad"), headers: bearer(a.token) })).statusCode).toBe(204);
       });
 
-      it("timeouts: a backend request longer than the request, zero, or over an hour (400)", async () => {
+      it("timeouts: a backend request longer than the request, or over an hour (400); 0s is none, as in the Gateway API", async () => {
         await refused(put(withRule({ timeouts: { request: "1s", backendRequest: "1500ms" } })), 400, "body.rules.0.timeouts.backendRequest");
         await refused(put(withRule({ timeouts: { request: "1m", backendRequest: "1m1s" } })), 400, "body.rules.0.timeouts.backendRequest");
-        await refused(put(withRule({ timeouts: { request: "0s" } })), 400, "body.rules.0.timeouts.request");
-        await refused(put(withRule({ timeouts: { backendRequest: "0ms" } })), 400, "body.rules.0.timeouts.backendRequest");
         await refused(put(withRule({ timeouts: { request: "1h1ms" } })), 400, "body.rules.0.timeouts.request");
+        await refused(put(withRule({ timeouts: { backendRequest: "61m" } })), 400, "body.rules.0.timeouts.backendRequest");
         await refused(put(withRule({ timeouts: { request: "soon" } })), 400, "body.rules.0.timeouts.request");
-        // Equal is allowed, and an hour is the most.
-        const equal = await put(withRule({ timeouts: { request: "1h", backendRequest: "60m" } }));
-        expect(equal.statusCode, equal.body).toBe(201);
-        expect((await app.inject({ method: "DELETE", url: url(a, "bad"), headers: bearer(a.token) })).statusCode).toBe(204);
+        // Equal is allowed, an hour is the most, and a request with no timeout of its own bounds no attempt.
+        for (const timeouts of [{ request: "1h", backendRequest: "60m" }, { request: "0s", backendRequest: "5s" }, { request: "2s", backendRequest: "0ms" }]) {
+          const taken = await put(withRule({ timeouts }));
+          expect(taken.statusCode, taken.body).toBe(201);
+          expect((await app.inject({ method: "DELETE", url: url(a, "bad"), headers: bearer(a.token) })).statusCode).toBe(204);
+        }
       });
 
       it("a retry without attempts, or with an unknown condition (400)", async () => {

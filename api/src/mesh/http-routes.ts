@@ -107,17 +107,18 @@ function checkFilters(rule: Rule, field: string): void {
   });
 }
 
+/** A timeout of 0 (the Gateway API's "none") sets none of the route's own; at most an hour; per attempt no longer than the whole. */
 function checkTimeouts(rule: Rule, field: string): void {
   const timeouts = rule.timeouts ?? {};
   for (const key of ["request", "backendRequest"] as const) {
     const text = timeouts[key];
-    if (text === undefined) continue;
-    const ms = durationMs(text);
-    if (ms < 1 || ms > MAX_TIMEOUT_MS) {
-      throw malformed(`timeout ${text} is out of range`, `${field}.timeouts.${key}`, "must be from 1ms to 1h; leave it out for the proxy's default");
+    if (text !== undefined && durationMs(text) > MAX_TIMEOUT_MS) {
+      throw malformed(`timeout ${text} is over an hour`, `${field}.timeouts.${key}`, "must be at most 1h (0s: none of the route's own)");
     }
   }
-  if (timeouts.request !== undefined && timeouts.backendRequest !== undefined && durationMs(timeouts.backendRequest) > durationMs(timeouts.request)) {
+  const request = durationMs(timeouts.request ?? "0s");
+  const backendRequest = durationMs(timeouts.backendRequest ?? "0s");
+  if (request > 0 && backendRequest > request) {
     throw malformed("a backend request may not outlast the whole request", `${field}.timeouts.backendRequest`, `${timeouts.backendRequest} is longer than request ${timeouts.request}`);
   }
 }
