@@ -37,7 +37,7 @@ const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 
 const MAX_TIMEOUT_MS = UNIT_MS.h!;
 
 /** A Gateway API duration ("1m30s", "500ms"; the schema's pattern) in milliseconds. */
-export function durationMs(text: string): number {
+function durationMs(text: string): number {
   let total = 0;
   for (const [, n, unit] of text.matchAll(/([0-9]+)(ms|h|m|s)/g)) total += Number(n) * UNIT_MS[unit!]!;
   return total;
