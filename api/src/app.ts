@@ -38,6 +38,7 @@ import caRoutes from "./routes/ca/index.ts";
 import datapathRoutes from "./routes/datapath/index.ts";
 import identityRoutes from "./routes/identities/index.ts";
 import policyRoutes from "./routes/policies/index.ts";
+import httpRouteRoutes from "./routes/http-routes/index.ts";
 import { BundleEndpoints } from "./mesh/bundle-endpoints.ts";
 import { jwksProblem } from "./mesh/federations.ts";
 import federationRoutes from "./routes/federations/index.ts";
@@ -346,6 +347,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(workloadRoutes);
   await app.register(serviceRoutes);
   await app.register(policyRoutes);
+  await app.register(httpRouteRoutes);
   await app.register(federationRoutes);
   await app.register(datapathRoutes);
   await app.register(transportRoutes);

@@ -122,5 +122,16 @@ describe.each(BACKENDS)("node status on %s", (backend) => {
       }
       expect(await show()).toEqual(mine);
     });
+
+    it("a report without transport keeps the one reported before, a null endpoint included", async () => {
+      const { desired } = await show();
+      const plain = { appliedRevision: desired.revision, hash: desired.hash, counters: {}, errors: [] };
+      // What an agent without a transport reports: off, no endpoint.
+      expect((await report({ ...plain, transport: { endpoint: null, state: "off" } })).statusCode).toBe(200);
+      const next = await report(plain);
+      expect(next.statusCode, next.body).toBe(200);
+      expect(next.json().transport).toEqual({ endpoint: null, state: "off" });
+      expect((await show()).transport).toEqual({ endpoint: null, state: "off" });
+    });
   });
 });
