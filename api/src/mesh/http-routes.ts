@@ -14,6 +14,8 @@ import { and, eq, inArray, sql } from "drizzle-orm";
 import { httpRoutes, services } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";
 import type { Follower } from "../follower/follow.ts";
+import { httpRouteRowOf } from "../follower/rows.ts";
+import { durationMs as timeoutMs } from "../compiler/l7.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
 import { meshRows, writeMeshRow } from "./write.ts";
 import type { Preconditions, ResourceStore } from "./write.ts";
@@ -32,16 +34,11 @@ const { byName } = rows;
 
 const malformed = (detail: string, field: string, message: string) => fieldRefusal("malformed", detail, field, message);
 
-const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
 /** The longest timeout a route may set: the Gateway API's durations go further than any request should wait. */
-const MAX_TIMEOUT_MS = UNIT_MS.h!;
+const MAX_TIMEOUT_MS = 3_600_000;
 
-/** A Gateway API duration ("1m30s", "500ms"; the schema's pattern) in milliseconds. */
-function durationMs(text: string): number {
-  let total = 0;
-  for (const [, n, unit] of text.matchAll(/([0-9]+)(ms|h|m|s)/g)) total += Number(n) * UNIT_MS[unit!]!;
-  return total;
-}
+/** A Gateway API duration in milliseconds, 0 for "none" (absent or zero), as the compiler reads it. */
+const durationMs = (text: string | undefined): number => timeoutMs(text) ?? 0;
 
 /**
  * Headers a route may not set, add or remove: the proxy's own (x-weft-*:
@@ -116,8 +113,8 @@ function checkTimeouts(rule: Rule, field: string): void {
       throw malformed(`timeout ${text} is over an hour`, `${field}.timeouts.${key}`, "must be at most 1h (0s: none of the route's own)");
     }
   }
-  const request = durationMs(timeouts.request ?? "0s");
-  const backendRequest = durationMs(timeouts.backendRequest ?? "0s");
+  const request = durationMs(timeouts.request);
+  const backendRequest = durationMs(timeouts.backendRequest);
   if (request > 0 && backendRequest > request) {
     throw malformed("a backend request may not outlast the whole request", `${field}.timeouts.backendRequest`, `${timeouts.backendRequest} is longer than request ${timeouts.request}`);
   }
@@ -212,8 +209,7 @@ async function putHttpRoute(w: WriteScope, follower: Follower, tenant: TenantDbR
       const [row] = existing
         ? await w.tx.update(httpRoutes).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
         : await w.tx.insert(httpRoutes).values({ tenantId: tenant.id, name, ...values }).returning();
-      // The compiler takes no route rows yet (issue 21's compiler part adds them): nothing to admit until it does.
-      return { change: null, op: "upsert", action: `httpRoute.${intent}`, result: { row: row!, intent } };
+      return { change: { kind: "httpRoute", op: "put", row: httpRouteRowOf(row!) }, op: "upsert", action: `httpRoute.${intent}`, result: { row: row!, intent } };
     },
   });
 }

@@ -117,9 +117,6 @@ export const namedIn = (field: string, selector: SelectorSpec | { cidr: string }
 type MeshTable = typeof workloads | typeof services | typeof policies | typeof federations | typeof httpRoutes;
 type MeshKind = "workload" | "service" | "policy" | "federation" | "httpRoute";
 
-/** Kinds whose rows the compiler does not take (yet, for httpRoute: see mesh/http-routes.ts): their writes admit nothing. */
-const NOT_COMPILED: ReadonlySet<MeshKind> = new Set(["federation", "httpRoute"]);
-
 /**
  * What the mesh stores share: finding, listing and deleting by
  * (tenant, name). Deletes follow the write order of the puts: catch the
@@ -166,7 +163,7 @@ export function meshRows<T extends MeshTable>(
           requireMatch(etagOf(existing.revision), ifMatch);
           await opts.beforeDelete?.(w, tenantId, name);
           await w.tx.delete(t).where(byName(tenantId, name));
-          const change = NOT_COMPILED.has(kind) ? null : { kind: kind as Exclude<MeshKind, "federation" | "httpRoute">, op: "delete" as const, tenantId, name };
+          const change = kind === "federation" ? null : { kind, op: "delete" as const, tenantId, name };
           return { change, op: "delete", action: `${kind}.delete`, result: undefined };
         },
       });
