@@ -80,6 +80,6 @@ export function richDocument(): L7Document {
       },
       { name: "d-2-8080", servers: [{ name: "w-31", address: "198.18.1.31", port: 9090, weight: 1 }] },
     ],
-    callers: [WEB, ADMIN, INTRUDER],
+    callers: [WEB, ADMIN, INTRUDER].map((c) => ({ ...c })),
   };
 }

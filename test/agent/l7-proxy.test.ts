@@ -120,6 +120,8 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
           { route: "flaky", rule: 0, matches: [{ path: { type: "PathPrefix", value: "/flaky" } }], backends: [{ backend: "b-flaky", weight: 1 }] },
           { route: "slow", rule: 0, matches: [{ path: { type: "PathPrefix", value: "/slow" } }], backends: [{ backend: "b-slow", weight: 1 }] },
           { route: "echo", rule: 0, matches: [{ path: { type: "Exact", value: "/echo" } }], backends: [{ backend: "b-echo", weight: 1 }] },
+          // HAProxy expands $NAME in double quotes and ends a word at '#': the renderer's quoting must hand it back as written.
+          { route: "odd", rule: 0, matches: [{ path: { type: "Exact", value: "/it's$HOME" } }], backends: [{ backend: "b-v2", weight: 1 }] },
           { route: "pair", rule: 0, matches: [{ path: { type: "PathPrefix", value: "/pair" } }], backends: [{ backend: "b-pair", weight: 1 }] },
           ...(o.extraRule ? [{ route: "new", rule: 0, matches: [{ path: { type: "PathPrefix" as const, value: "/new" } }], backends: [{ backend: "b-v2", weight: 1 }] }] : []),
         ],
@@ -128,7 +130,7 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
           governed: true,
           entries: [
             { action: "deny", sources: [WEB.spiffeId], methods: ["DELETE"], policy: "api-in", rule: 0 },
-            { action: "allow", sources: [WEB.spiffeId], methods: ["GET", "POST"], pathPrefixes: ["/api", "/flaky", "/slow", "/echo", "/pair", "/new"], policy: "api-in", rule: 1 },
+            { action: "allow", sources: [WEB.spiffeId], methods: ["GET", "POST"], pathPrefixes: ["/api", "/flaky", "/slow", "/echo", "/pair", "/new", "/it's$HOME"], policy: "api-in", rule: 1 },
             { action: "allow", sources: [ADMIN.spiffeId], methods: ["GET"], pathPrefixes: ["/echo"], policy: "api-in", rule: 2 },
           ],
         },
@@ -207,6 +209,8 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     expect(bodies.filter((b) => b !== "v1" && b !== "v2")).toEqual([]);
     expect(v2Share).toBeGreaterThanOrEqual(0.07);
     expect(v2Share).toBeLessThanOrEqual(0.13);
+    expect((await call(WEB, api, { path: "/it's$HOME" })).body).toBe("v2");
+    expect((await call(WEB, api, { path: `/it's${process.env.HOME}` })).status).toBe(403);
     const canary = await Promise.all(Array.from({ length: 20 }, () => call(WEB, api, { path: "/api/items", headers: { "x-canary": "1" } })));
     expect(new Set(canary.map((r) => r.body))).toEqual(new Set(["v2"]));
   }, 60_000);
@@ -339,7 +343,7 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     const forwarded = records.find((r) => r.status === 200)!;
     expect(forwarded).toMatchObject({ src: WEB.address, caller: WEB.spiffeId, frontend: "f-api", route: "canary/1", method: "GET", path: "/api/items", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", refused: "" });
     const refused = records.find((r) => r.status === 403)!;
-    expect(refused).toMatchObject({ src: INTRUDER.address, caller: INTRUDER.spiffeId, server: "<NOSRV>", refused: "forbidden" });
+    expect(refused).toMatchObject({ retries: 0, serverPort: 0, serverAddress: "", src: INTRUDER.address, caller: INTRUDER.spiffeId, server: "<NOSRV>", refused: "forbidden" });
 
     const text = await registry.metrics();
     expect(text).toMatch(/weft_http_requests_total\{tenant="acme",service="api",route="canary\/1",code_class="2xx"\} [1-9]/);

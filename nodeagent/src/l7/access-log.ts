@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * One access-log record of the node's proxy (render.ts LOG_FORMAT), read
- * from HAProxy's stdout. Anything else on that pipe (a line cut at the
- * record limit, a notice) is not a record and is counted, not parsed.
+ * from HAProxy's stdout. HAProxy also writes its notices there ("Proxy X
+ * stopped" on a reload): lines that do not open a JSON object are those.
  */
 import { Type, type Static } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
@@ -26,7 +26,8 @@ const AccessLine = Type.Object({
   /** -1: no answer was sent (the client left first). */
   status: Int,
   durationMs: Int,
-  retries: Int,
+  /** "+N" when redispatched to another server. */
+  retries: Type.String({ pattern: "^\\+?-?[0-9]+$" }),
   bytesIn: Int,
   bytesOut: Int,
   method: Type.String(),
@@ -36,7 +37,7 @@ const AccessLine = Type.Object({
   refused: Type.String(),
 });
 /** A record as the agent reads it: unset fields "" (HAProxy's "-"), the server's port a number (0: none). */
-export type AccessRecord = Omit<Static<typeof AccessLine>, "serverPort"> & { serverPort: number };
+export type AccessRecord = Omit<Static<typeof AccessLine>, "serverPort" | "retries"> & { serverPort: number; retries: number };
 
 /** HAProxy names no server this way when none was asked. */
 export const NO_SERVER = "<NOSRV>";
@@ -54,7 +55,7 @@ export function parseAccessRecord(line: string): AccessRecord | null {
   if (!Value.Check(AccessLine, value)) return null;
   for (const field of OPTIONAL_TEXT) if (value[field] === "-") value[field] = "";
   const port = Number(value.serverPort);
-  return { ...value, serverPort: Number.isInteger(port) && port > 0 && port <= 65535 ? port : 0 };
+  return { ...value, serverPort: Number.isInteger(port) && port > 0 && port <= 65535 ? port : 0, retries: Math.max(0, Number(value.retries.replace("+", ""))) };
 }
 
 /** Whether a backend server answered (http-forwarded) rather than the proxy itself (http-refused). */

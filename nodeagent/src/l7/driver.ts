@@ -286,8 +286,10 @@ export class L7Driver {
   }
 
   private onLine = (line: string): void => {
+    if (!line.startsWith("{")) return this.o.log("info", "haproxy", { line: line.slice(0, 1024) });
     const r = parseAccessRecord(line);
     if (!r) {
+      // A record cut at LOG_RECORD_MAX, or a format this agent does not know.
       this.metrics.unreadable.inc();
       return;
     }

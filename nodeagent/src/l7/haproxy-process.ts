@@ -38,7 +38,7 @@ export type Exit = { code: number | null; signal: NodeJS.Signals | null };
 
 /** `haproxy -c`: null when the config is valid, else HAProxy's reasons. */
 export function checkConfig(binary: string, config: string): string | null {
-  const r = spawnSync(binary, ["-c", "-q", "-f", config], { encoding: "utf8", timeout: 30_000 });
+  const r = spawnSync(binary, ["-c", "-f", config], { encoding: "utf8", timeout: 30_000 });
   if (r.error) return `failed to run ${binary} -c: ${r.error.message}`;
   if (r.status === 0) return null;
   const alerts = `${r.stdout}${r.stderr}`

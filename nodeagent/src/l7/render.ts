@@ -93,7 +93,8 @@ function problemReturn(p: Problem): string {
  * The JSON record per request. Only fields HAProxy itself shapes are
  * written bare (numbers, addresses, the compiler's names); what a client
  * sends (path, traceparent) goes through the json converter. The server's
- * port is quoted: HAProxy writes "-" there when no server was asked.
+ * port is quoted (HAProxy writes "-" when no server was asked), and so are
+ * the retries (a "+" before them when the last went to another server).
  */
 export const LOG_FORMAT = [
   `"startMs":%Ts%ms`,
@@ -110,7 +111,7 @@ export const LOG_FORMAT = [
   `"serverPort":"%sp"`,
   `"status":%ST`,
   `"durationMs":%Ta`,
-  `"retries":%rc`,
+  `"retries":"%rc"`,
   `"bytesIn":%U`,
   `"bytesOut":%B`,
   `"method":"%HM"`,
