@@ -24,6 +24,7 @@ import { join } from "node:path";
 import type { Registry } from "prom-client";
 import type { Log } from "../agent/agent.ts";
 import { Backoff, sleep, type BackoffOptions } from "../agent/backoff.ts";
+import type { L7DocumentAnswer, L7Status as ClientL7Status } from "../agent/client.ts";
 import { parseAccessRecord, type AccessRecord } from "./access-log.ts";
 import { checkL7Document, emptyL7Document, type L7Document } from "./document.ts";
 import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPaths } from "./haproxy-process.ts";
@@ -33,15 +34,8 @@ import { serversState, setServerWeight } from "./runtime-api.ts";
 
 export const DOCUMENT_POLL_MS = 10_000;
 
-/** `l7` of the status report (the API's ReportedL7). */
-export interface L7Status {
-  state: "off" | "starting" | "running" | "down";
-  appliedEtag?: string;
-  detail?: string;
-}
-
-/** One answer of GET /v1/nodes/{node}/l7, before validation; "missing": the API has no such route (404). */
-export type L7DocumentAnswer = { kind: "unchanged" } | { kind: "missing" } | { kind: "document"; etag: string | null; body: unknown };
+/** `l7` of the status report (the API's ReportedL7), with the states the driver takes. */
+export type L7Status = Omit<ClientL7Status, "state"> & { state: "off" | "starting" | "running" | "down" };
 
 export interface L7DriverOptions {
   /** The haproxy binary. */
@@ -89,6 +83,7 @@ export class L7Driver {
   private missingRoute = false;
   private documentError: string | null = null;
   private applyError: string | null = null;
+  private addressError: string | null = null;
   private state: L7Status["state"] = "starting";
   private firstDocument: (() => void) | null = null;
   private readonly firstRead: Promise<void>;
@@ -138,7 +133,7 @@ export class L7Driver {
 
   /** `l7` of the status report. */
   status(): L7Status {
-    const detail = [this.missingRoute ? "the API serves no L7 document (GET /v1/nodes/{node}/l7 answered 404): serving none" : null, this.documentError, this.applyError]
+    const detail = [this.missingRoute ? "the API serves no L7 document (GET /v1/nodes/{node}/l7 answered 404): serving none" : null, ...this.errors]
       .filter((d): d is string => d !== null)
       .join("; ");
     const applied = this.state === "running" && this.applied?.etag ? { appliedEtag: this.applied.etag.slice(0, 128) } : {};
@@ -147,7 +142,7 @@ export class L7Driver {
 
   /** Faults the status report's errors carry. */
   get errors(): string[] {
-    return [this.documentError, this.applyError].filter((e): e is string => e !== null);
+    return [this.documentError, this.applyError, this.addressError].filter((e): e is string => e !== null);
   }
 
   /** The running master's and worker's pids (tests), null while none runs. */
@@ -186,10 +181,21 @@ export class L7Driver {
     }
     this.documentError = null;
     this.wanted = this.render(doc, etag);
-    if (answer.kind === "document") this.o.proxyAddress?.(doc.proxyAddress);
+    if (answer.kind === "document") this.putProxyAddress(doc.proxyAddress);
     this.firstDocument?.();
     this.apply();
     return true;
+  }
+
+  private putProxyAddress(address: string): void {
+    try {
+      this.o.proxyAddress?.(address);
+      this.addressError = null;
+    } catch (err) {
+      // The proxy still starts: connections to backends fail (and are retried elsewhere) until the address is there.
+      this.addressError = (err as Error).message;
+      this.o.log("error", "failed to put the proxy address on lo", { error: this.addressError });
+    }
   }
 
   private render(doc: L7Document, etag: string | null): Rendered {
