@@ -361,3 +361,35 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     expect(encodeFlowEvents(events).length).toBeGreaterThan(0);
   }, 30_000);
 });
+
+describe.skipIf(!HAPROXY)("the L7 proxy while the API has no L7 document (404)", () => {
+  const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-missing-"));
+  let driver: L7Driver | null = null;
+  afterAll(async () => {
+    await driver?.stop();
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it("starts no proxy before a document, says why, and gives a running one the empty document", async () => {
+    let answer: L7DocumentAnswer = { kind: "missing" };
+    const listen = await freePort();
+    driver = new L7Driver({ binary: HAPROXY, stateDir, document: async () => answer, registry: new Registry(), pollMs: 100, listen: { address: "127.0.0.1", port: listen }, log: () => undefined });
+    driver.start();
+    await untilHolds("off", () => driver!.status(), (s) => s.state === "off", 5_000);
+    expect(driver.status().detail).toMatch(/answered 404/);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(driver.pids).toBeNull();
+
+    answer = { kind: "document", etag: '"e1"', body: { proxyAddress: "127.0.0.1", frontends: [], backends: [], callers: [] } };
+    await untilHolds("running e1", () => driver!.status(), (s) => s.state === "running" && s.appliedEtag === '"e1"', 20_000);
+    expect(driver.status().detail).toBeUndefined();
+    // Nothing is a frontend: whatever reaches the listener is refused, never passed on.
+    const r = await call(WEB, listen, { path: "/" });
+    expect(r.status).toBe(503);
+    expect(r.type).toBe("application/problem+json");
+
+    answer = { kind: "missing" };
+    await untilHolds("the empty document applied", () => driver!.status(), (s) => s.state === "running" && s.appliedEtag === undefined && /answered 404/.test(s.detail ?? ""), 20_000);
+    expect((await call(WEB, listen, { path: "/" })).status).toBe(503);
+  }, 60_000);
+});

@@ -16,7 +16,9 @@
  *   document; only then is the document's ETag reported as applied.
  *
  * A 404 from the API (no L7 route yet) reads as a document without
- * frontends, and the status detail says so.
+ * frontends, and the status detail says so: before any document, no proxy
+ * is started (state off: the kernel has no L7 service to steer to it); a
+ * proxy already running is given the empty document.
  */
 import { createHash } from "node:crypto";
 import { readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -133,11 +135,12 @@ export class L7Driver {
 
   /** `l7` of the status report. */
   status(): L7Status {
-    const detail = [this.missingRoute ? "the API serves no L7 document (GET /v1/nodes/{node}/l7 answered 404): serving none" : null, ...this.errors]
+    const detail = [this.missingRoute ? "the API serves no L7 document (GET /v1/nodes/{node}/l7 answered 404): no L7 service to proxy" : null, ...this.errors]
       .filter((d): d is string => d !== null)
       .join("; ");
     const applied = this.state === "running" && this.applied?.etag ? { appliedEtag: this.applied.etag.slice(0, 128) } : {};
-    return { state: this.state, ...applied, ...(detail ? { detail: detail.slice(0, 1024) } : {}) };
+    const state = this.missingRoute && !this.process && !this.wanted ? "off" : this.state;
+    return { state, ...applied, ...(detail ? { detail: detail.slice(0, 1024) } : {}) };
   }
 
   /** Faults the status report's errors carry. */
@@ -163,8 +166,11 @@ export class L7Driver {
     let doc: L7Document;
     let etag: string | null = null;
     if (answer.kind === "missing") {
-      if (this.missingRoute && this.wanted) return false;
+      const before = this.missingRoute;
       this.missingRoute = true;
+      this.firstDocument?.();
+      // Nothing is steered to a proxy the API has no document for: none is started. One already running serves nothing from now on.
+      if (!this.wanted || before) return false;
       doc = emptyL7Document();
     } else {
       this.missingRoute = false;
