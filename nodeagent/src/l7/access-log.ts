@@ -15,6 +15,8 @@ const AccessLine = Type.Object({
   srcPort: Int,
   caller: Type.String(),
   frontend: Type.String(),
+  /** tenant/service of the frontend. */
+  service: Type.String(),
   vip: Type.String(),
   vport: Int,
   route: Type.String(),
@@ -43,7 +45,7 @@ export type AccessRecord = Omit<Static<typeof AccessLine>, "serverPort" | "retri
 export const NO_SERVER = "<NOSRV>";
 
 /** Fields HAProxy fills from a variable or header that may be unset, which it logs as "-". */
-const OPTIONAL_TEXT = ["caller", "frontend", "route", "serverAddress", "traceparent", "refused"] as const;
+const OPTIONAL_TEXT = ["caller", "frontend", "service", "route", "serverAddress", "traceparent", "refused"] as const;
 
 export function parseAccessRecord(line: string): AccessRecord | null {
   let value: unknown;

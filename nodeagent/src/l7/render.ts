@@ -102,6 +102,7 @@ export const LOG_FORMAT = [
   `"srcPort":%cp`,
   `"caller":"%[var(txn.caller_id)]"`,
   `"frontend":"%[var(txn.fe)]"`,
+  `"service":"%[var(txn.service)]"`,
   `"vip":"%fi"`,
   `"vport":%fp`,
   `"route":"%[var(txn.route)]"`,
@@ -185,7 +186,7 @@ function matchTerms(m: L7Match): string[][] {
 }
 
 /** Lines of the frontend for one L7 frontend `f` (the index i names its ACLs). */
-function frontendRules(f: L7Frontend, i: number, backends: ReadonlyMap<string, L7Backend>): { select: string; decide: string[]; route: string[] } {
+function frontendRules(f: L7Frontend, i: number, backends: ReadonlyMap<string, L7Backend>): { select: string[]; decide: string[]; route: string[] } {
   const fe = `fe${i}`;
   const on = `{ var(txn.fe) -m str ${f.name} }`;
   const refuse = (detail: string, extra: string) => [`http-request set-var(txn.refused) str(forbidden) if ${on} ${extra}`, `${problemReturn({ status: 403, title: "Forbidden", detail })} if ${on} ${extra}`];
@@ -215,7 +216,11 @@ function frontendRules(f: L7Frontend, i: number, backends: ReadonlyMap<string, L
     }
   }
   uses.push(`use_backend ${f.defaultBackend} if ${on}`);
-  return { select: `http-request set-var(txn.fe) str(${f.name}) if { dst ${f.vip} } { dst_port ${f.port} }`, decide, route: [...route, ...uses] };
+  return {
+    select: [`http-request set-var(txn.fe) str(${f.name}) if { dst ${f.vip} } { dst_port ${f.port} }`, `http-request set-var(txn.service) str(${f.tenant}/${f.service}) if ${on}`],
+    decide,
+    route: [...route, ...uses],
+  };
 }
 
 /** Deny entries refuse; when governed, a request no allow entry admits is refused. */
@@ -291,7 +296,7 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     `  tcp-request connection set-mark 0x${constants.MARK_PROXY.toString(16)}`,
     "  http-request set-var(txn.path) path",
     "  http-request set-var(txn.traceparent) req.fhdr(traceparent)",
-    ...perFrontend.map((p) => `  ${p.select}`),
+    ...perFrontend.flatMap((p) => p.select.map((l) => `  ${l}`)),
     `  http-request set-var(txn.refused) str(no-frontend) if !{ var(txn.fe) -m found }`,
     `  ${problemReturn({ status: 503, title: "Service Unavailable", detail: "no L7 service at this address" })} if !{ var(txn.fe) -m found }`,
     // Identity comes from the connection alone: whatever a client claims in x-weft-* is gone before anything reads it.
