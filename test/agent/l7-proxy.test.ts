@@ -9,7 +9,7 @@
 // through a reload without a failed request, a killed proxy restarted, and
 // the access log as metrics and flow events.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, createServer, request, type IncomingHttpHeaders, type Server } from "node:http";
 import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -106,7 +106,16 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
   /** Frontend ports: canary (acme/api), open (acme/open, ungoverned). */
   let api: number, open: number, listen: number;
 
-  const doc = (o: { v1Weight?: number; v2Weight?: number; serverWeights?: [number, number]; extraRule?: boolean } = {}): L7Document => ({
+  /**
+   * HAProxy behind a wrapper whose check refuses any config naming a route
+   * "refused-by-haproxy" (the renderer makes no config HAProxy refuses, so
+   * the test makes one).
+   */
+  const wrapper = join(stateDir, "haproxy-wrapper");
+  writeFileSync(wrapper, `#!/bin/sh\nif [ "$1" = "-c" ] && grep -q refused-by-haproxy "$3"; then echo "[ALERT]    (1) : config : the test refuses this one" >&2; exit 1; fi\nexec ${HAPROXY} "$@"\n`);
+  chmodSync(wrapper, 0o755);
+
+  const doc = (o: { v1Weight?: number; v2Weight?: number; serverWeights?: [number, number]; extraRule?: boolean; routeName?: string } = {}): L7Document => ({
     proxyAddress: "127.0.0.1",
     frontends: [
       {
@@ -124,7 +133,7 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
           // HAProxy expands $NAME in double quotes and ends a word at '#': the renderer's quoting must hand it back as written.
           { route: "odd", rule: 0, matches: [{ path: { type: "Exact", value: "/it's$HOME" } }], backends: [{ backend: "b-v2", weight: 1 }] },
           { route: "pair", rule: 0, matches: [{ path: { type: "PathPrefix", value: "/pair" } }], backends: [{ backend: "b-pair", weight: 1 }] },
-          ...(o.extraRule ? [{ route: "new", rule: 0, matches: [{ path: { type: "PathPrefix" as const, value: "/new" } }], backends: [{ backend: "b-v2", weight: 1 }] }] : []),
+          ...(o.extraRule ? [{ route: o.routeName ?? "new", rule: 0, matches: [{ path: { type: "PathPrefix" as const, value: "/new" } }], backends: [{ backend: "b-v2", weight: 1 }] }] : []),
         ],
         defaultBackend: "d-api",
         authorization: {
@@ -180,7 +189,7 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     [api, open, listen] = [await freePort(), await freePort(), await freePort()];
     source.set(doc());
     driver = new L7Driver({
-      binary: HAPROXY,
+      binary: wrapper,
       stateDir,
       document: source.answer,
       registry,
@@ -318,6 +327,23 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     expect(driver.status()).toMatchObject({ state: "running", appliedEtag: held });
     expect(driver.status().detail).toMatch(/refused the L7 document: \/backends\/8\/name: backend b-v1 is named twice/);
     expect((await call(WEB, api, { path: "/api/items" })).status).toBe(200);
+    source.set(doc());
+    await driver.refresh();
+    await running();
+    expect(driver.status().detail).toBeUndefined();
+  }, 30_000);
+
+  it("never loads a config HAProxy refuses: the proxy keeps serving the one before, and the status says why", async () => {
+    const held = source.currentEtag;
+    const pids = driver.pids;
+    source.set(doc({ extraRule: true, routeName: "refused-by-haproxy" }));
+    await driver.refresh();
+    await untilHolds("the refusal reported", () => driver.status(), (s) => /the test refuses this one/.test(s.detail ?? ""), 10_000);
+    expect(driver.status()).toMatchObject({ state: "running", appliedEtag: held });
+    expect(driver.pids).toEqual(pids);
+    expect((await call(WEB, api, { path: "/api/items" })).status).toBe(200);
+    expect(registry.getSingleMetric("weft_agent_l7_applies_total")).toBeDefined();
+    expect(await registry.getSingleMetricAsString("weft_agent_l7_applies_total")).toMatch(/kind="reload",result="refused"\} 1/);
     source.set(doc());
     await driver.refresh();
     await running();

@@ -28,17 +28,17 @@ function section(text: string, header: string): string[] {
 }
 
 describe("haproxy.cfg from the L7 document", () => {
-  it.skipIf(!HAPROXY)("is a config HAProxy takes, for a document using every feature", () => {
+  it.skipIf(!HAPROXY)("is a config HAProxy takes, for a document using every feature", async () => {
     writeFileSync(options.callersMap, renderCallersMap(richDocument()));
     const path = join(dir, "haproxy.cfg");
     writeFileSync(path, renderConfig(richDocument(), options));
-    expect(checkConfig(HAPROXY, path)).toBeNull();
+    expect(await checkConfig(HAPROXY, path)).toBeNull();
   });
 
-  it.skipIf(!HAPROXY)("reports HAProxy's own reasons for a config it refuses", () => {
+  it.skipIf(!HAPROXY)("reports HAProxy's own reasons for a config it refuses", async () => {
     const path = join(dir, "bad.cfg");
     writeFileSync(path, `${renderConfig(richDocument(), options)}\nbackend broken\n  server s1 198.18.0.1:80 weight 999\n`);
-    expect(checkConfig(HAPROXY, path)).toMatch(/weight/);
+    expect(await checkConfig(HAPROXY, path)).toMatch(/weight/);
   });
 
   it("is the same text for the same document", () => {

@@ -156,7 +156,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       const node = registration.node;
       const collector = flows.collector;
       // The proxy's access records as flows (hook "l7").
-      const records = collector ? (batch: AccessRecord[]) => void collector.handleEvents(accessEvents(batch, identify)) : undefined;
+      const records = collector ? (batch: AccessRecord[], lost: number) => void collector.handleEvents(accessEvents(batch, identify), lost) : undefined;
       l7 = new L7Driver({
         binary: l7Binary.binary,
         stateDir: cfg.stateDir,

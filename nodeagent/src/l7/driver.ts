@@ -48,8 +48,8 @@ export interface L7DriverOptions {
   registry: Registry;
   /** Puts the document's proxy address on lo (replacing the one before); absent: left to the caller (tests). */
   proxyAddress?: (address: string) => void;
-  /** Where access records go besides /metrics (the flows pipeline). */
-  records?: (records: AccessRecord[]) => void;
+  /** Where access records go besides /metrics (the flows pipeline), with how many were left out since the last batch. */
+  records?: (records: AccessRecord[], lost: number) => void;
   pollMs?: number;
   backoff?: BackoffOptions;
   /** Tests: the listener and plain extra binds (render.ts RenderOptions). */
@@ -85,6 +85,8 @@ export class L7Driver {
   private missingRoute = false;
   private documentError: string | null = null;
   private applyError: string | null = null;
+  /** The last document HAProxy refused: not tried again (the same text would be refused again). */
+  private refused: Rendered | null = null;
   private addressError: string | null = null;
   private state: L7Status["state"] = "starting";
   private firstDocument: (() => void) | null = null;
@@ -94,6 +96,7 @@ export class L7Driver {
   private poller: NodeJS.Timeout | null = null;
   private supervising: Promise<void> | null = null;
   private pending: AccessRecord[] = [];
+  private pendingLost = 0;
   private flusher: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: L7DriverOptions) {
@@ -111,7 +114,8 @@ export class L7Driver {
 
   start(): void {
     if (this.supervising) return;
-    this.poller = setInterval(() => void this.refresh(), this.o.pollMs ?? DOCUMENT_POLL_MS);
+    // Each poll also tries again an apply that failed (a runtime command, a reload): a 304 alone would leave it failed.
+    this.poller = setInterval(() => void this.refresh().then(() => this.apply()), this.o.pollMs ?? DOCUMENT_POLL_MS);
     this.poller.unref();
     if (this.o.records) {
       this.flusher = setInterval(() => this.flushRecords(), RECORD_FLUSH_MS);
@@ -229,18 +233,20 @@ export class L7Driver {
   private async applyNow(): Promise<void> {
     const want = this.wanted;
     const running = this.process;
-    if (!want || !running || want === this.applied) return;
+    if (!want || !running || want === this.applied || want === this.refused) return;
     const kind = this.applied && this.applied.structure === want.structure ? "weights" : "reload";
     try {
-      const problem = this.write(want);
+      const problem = await this.write(want);
       if (problem) {
+        this.refused = want;
         this.applyError = `haproxy refused the configuration of the L7 document ${want.etag ?? "(none)"}: ${problem}`;
         this.o.log("error", "haproxy refused the rendered configuration; the proxy keeps serving the one before", { error: problem });
         this.metrics.applies.inc({ kind, result: "refused" });
         return;
       }
       if (kind === "weights") {
-        const held = new Map(this.applied!.doc.backends.flatMap((b) => b.servers.map((s) => [`${b.name}/${s.name}`, s.weight] as const)));
+        // Against what HAProxy holds, not what was applied last: an apply that failed halfway is completed.
+        const held = new Map((await serversState(this.paths.adminSocket)).map((s) => [`${s.backend}/${s.server}`, s.weight]));
         for (const b of want.doc.backends) {
           for (const s of b.servers) if (held.get(`${b.name}/${s.name}`) !== s.weight) await setServerWeight(this.paths.adminSocket, b.name, s.name, s.weight);
         }
@@ -260,11 +266,11 @@ export class L7Driver {
   }
 
   /** Writes the callers map and the config (checked first); null when written, else why HAProxy refused it. */
-  private write(r: Rendered): string | null {
+  private async write(r: Rendered): Promise<string | null> {
     writeFileSync(r.callersMapPath, r.callersMap, { mode: 0o600 });
     const candidate = `${this.paths.config}.new`;
     writeFileSync(candidate, r.config, { mode: 0o600 });
-    const problem = checkConfig(this.paths.binary, candidate);
+    const problem = await checkConfig(this.paths.binary, candidate);
     if (problem) {
       rmSync(candidate, { force: true });
       return problem;
@@ -306,14 +312,17 @@ export class L7Driver {
       return;
     }
     this.metrics.record(r);
-    if (this.o.records && this.pending.length < RECORD_BATCH_MAX) this.pending.push(r);
+    if (!this.o.records) return;
+    if (this.pending.length < RECORD_BATCH_MAX) this.pending.push(r);
+    else this.pendingLost++;
   };
 
   private flushRecords(): void {
-    if (!this.pending.length || !this.o.records) return;
-    const batch = this.pending;
+    if ((!this.pending.length && !this.pendingLost) || !this.o.records) return;
+    const [batch, lost] = [this.pending, this.pendingLost];
     this.pending = [];
-    this.o.records(batch);
+    this.pendingLost = 0;
+    this.o.records(batch, lost);
   }
 
   private async supervise(): Promise<void> {
@@ -332,7 +341,7 @@ export class L7Driver {
       const startedAt = Date.now();
       let running: HaproxyProcess;
       try {
-        const problem = this.write(want);
+        const problem = await this.write(want);
         if (problem) throw new Error(`haproxy refused the configuration: ${problem}`);
         await endLeftover(this.paths, this.o.log);
         running = await HaproxyProcess.start(this.paths, this.onLine, this.o.log);

@@ -14,7 +14,7 @@
  * line names our config) is ended before a new one starts, so two proxies
  * never share the port (HAProxy binds with SO_REUSEPORT).
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, rmSync } from "node:fs";
 import { createInterface } from "node:readline";
 import type { Log } from "../agent/agent.ts";
@@ -36,16 +36,18 @@ export interface HaproxyPaths {
 
 export type Exit = { code: number | null; signal: NodeJS.Signals | null };
 
-/** `haproxy -c`: null when the config is valid, else HAProxy's reasons. */
-export function checkConfig(binary: string, config: string): string | null {
-  const r = spawnSync(binary, ["-c", "-f", config], { encoding: "utf8", timeout: 30_000 });
-  if (r.error) return `failed to run ${binary} -c: ${r.error.message}`;
-  if (r.status === 0) return null;
-  const alerts = `${r.stdout}${r.stderr}`
-    .split("\n")
-    .filter((l) => l.includes("[ALERT]"))
-    .map((l) => l.replace(/^\[ALERT\]\s*\(\d+\)\s*:\s*/, ""));
-  return alerts.join("; ").slice(0, 900) || `haproxy -c exited ${r.status ?? r.signal}`;
+/** `haproxy -c`: null when the config is valid, else HAProxy's reasons. Asynchronous: a check takes tens of milliseconds the agent's loop need not wait. */
+export function checkConfig(binary: string, config: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    execFile(binary, ["-c", "-f", config], { encoding: "utf8", timeout: 30_000 }, (err, stdout, stderr) => {
+      if (!err) return resolve(null);
+      const alerts = `${stdout}${stderr}`
+        .split("\n")
+        .filter((l) => l.includes("[ALERT]"))
+        .map((l) => l.replace(/^\[ALERT\]\s*\(\d+\)\s*:\s*/, ""));
+      resolve(alerts.join("; ").slice(0, 900) || `failed to run ${binary} -c: ${err.message}`);
+    });
+  });
 }
 
 /** Ends the master an earlier agent left running on this config, if any. */
