@@ -377,6 +377,7 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     expect(text).toMatch(/weft_http_requests_total\{tenant="acme",service="api",route="",code_class="4xx"\} [1-9]/);
     // Every line HAProxy wrote was a record the agent could read (a refusal's "-" fields included).
     expect(text).toMatch(/^weft_agent_l7_unreadable_log_lines_total 0$/m);
+    expect(text).toMatch(/^weft_agent_l7_dropped_log_records 0$/m);
     expect(text).toMatch(/weft_http_request_duration_seconds_count\{tenant="acme",service="api",route="canary\/1"\} [1-9]/);
 
     const identify = (a: string) => (a === WEB.address ? { identity: 7, tenant: 1 } : { identity: 0, tenant: 0 });

@@ -32,7 +32,7 @@ import { checkL7Document, emptyL7Document, type L7Document } from "./document.ts
 import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPaths } from "./haproxy-process.ts";
 import { L7Metrics } from "./metrics.ts";
 import { adminSocketPath, configPath, masterSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
-import { serversState, setServerWeight } from "./runtime-api.ts";
+import { infoField, serversState, setServerWeight } from "./runtime-api.ts";
 
 export const DOCUMENT_POLL_MS = 10_000;
 
@@ -101,7 +101,7 @@ export class L7Driver {
 
   constructor(private readonly o: L7DriverOptions) {
     this.backoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...o.backoff });
-    this.metrics = new L7Metrics(o.registry);
+    this.metrics = new L7Metrics(o.registry, async () => (this.process ? infoField(this.paths.adminSocket, "DroppedLogs") : null));
     this.paths = {
       binary: o.binary,
       config: configPath(o.stateDir),

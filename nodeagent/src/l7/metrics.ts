@@ -25,8 +25,17 @@ export class L7Metrics {
   /** Frontend name -> tenant, service and the routes its rules name. */
   private names = new Map<string, { tenant: string; service: string; routes: Set<string> }>();
 
-  constructor(registry: Registry) {
+  /** `droppedLogs`: the log records the serving worker could not write (the agent read too slowly), null while none runs. */
+  constructor(registry: Registry, droppedLogs: () => Promise<number | null> = async () => null) {
     const registers = [registry];
+    new Gauge({
+      name: "weft_agent_l7_dropped_log_records",
+      help: "Access records the serving HAProxy worker dropped because the agent did not read its log pipe in time (since that worker started)",
+      registers,
+      async collect() {
+        this.set((await droppedLogs().catch(() => null)) ?? 0);
+      },
+    });
     this.requests = new Counter({ name: "weft_http_requests_total", help: "Requests through the node's L7 proxy, by frontend service, route (route/rule) and status class", labelNames: [...LABELS, "code_class"], registers });
     this.duration = new Histogram({ name: "weft_http_request_duration_seconds", help: "Time from a request's first byte to its answer's last, at the node's L7 proxy", labelNames: LABELS, buckets: BUCKETS, registers });
     this.up = new Gauge({ name: "weft_agent_l7_up", help: "1 while the node's L7 proxy runs and serves the applied document, else 0", registers });

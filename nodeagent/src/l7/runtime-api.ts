@@ -37,11 +37,17 @@ export function runtimeCommand(socketPath: string, command: string, timeoutMs = 
   });
 }
 
+/** A number `show info` answers (Pid, DroppedLogs, ...); null when it has no such line. */
+export async function infoField(socketPath: string, field: string): Promise<number | null> {
+  const text = await runtimeCommand(socketPath, "show info");
+  const m = new RegExp(`^${field}: (\\d+)$`, "m").exec(text);
+  return m ? Number(m[1]) : null;
+}
+
 /** The serving worker's pid (`show info`). */
 export async function workerPid(socketPath: string): Promise<number> {
-  const text = await runtimeCommand(socketPath, "show info");
-  const pid = Number(/^Pid: (\d+)$/m.exec(text)?.[1]);
-  if (!Number.isInteger(pid) || pid <= 0) throw new RuntimeApiError(`failed to read the worker's pid: "show info" answered ${JSON.stringify(text.slice(0, 200))}`);
+  const pid = await infoField(socketPath, "Pid");
+  if (!pid) throw new RuntimeApiError(`failed to read the worker's pid: "show info" has no Pid`);
   return pid;
 }
 
