@@ -8,8 +8,8 @@
 // weights through the runtime API without a reload, a structural change
 // through a reload without a failed request, a killed proxy restarted, and
 // the access log as metrics and flow events.
-import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, createServer, request, type IncomingHttpHeaders, type Server } from "node:http";
 import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -418,5 +418,36 @@ describe.skipIf(!HAPROXY)("the L7 proxy while the API has no L7 document (404)",
     answer = { kind: "missing" };
     await untilHolds("the empty document applied", () => driver!.status(), (s) => s.state === "running" && s.appliedEtag === undefined && /answered 404/.test(s.detail ?? ""), 20_000);
     expect((await call(WEB, listen, { path: "/" })).status).toBe(503);
+  }, 60_000);
+});
+
+describe.skipIf(!HAPROXY)("a proxy an earlier agent left running", () => {
+  const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-leftover-"));
+  let driver: L7Driver | null = null;
+  let leftover: ReturnType<typeof spawn> | null = null;
+  afterAll(async () => {
+    await driver?.stop();
+    leftover?.kill("SIGKILL");
+    rmSync(stateDir, { recursive: true, force: true });
+  });
+
+  it("is ended before the agent's own starts, so two never share the port", async () => {
+    const listen = await freePort();
+    const body = { proxyAddress: "127.0.0.1", frontends: [], backends: [], callers: [] };
+    // What an agent killed with SIGKILL leaves: a master on the state directory's config and pidfile.
+    const first = new L7Driver({ binary: HAPROXY, stateDir, document: async () => ({ kind: "document", etag: '"a"', body }), registry: new Registry(), listen: { address: "127.0.0.1", port: listen }, log: () => undefined });
+    first.start();
+    await untilHolds("the first proxy", () => first.status().state, (s) => s === "running", 20_000);
+    const config = join(stateDir, "haproxy.cfg");
+    leftover = spawn(HAPROXY, ["-W", "-f", config, "-p", join(stateDir, "haproxy.pid")], { stdio: "ignore" });
+    await until("the leftover's pidfile", 10_000, () => (readFileSync(join(stateDir, "haproxy.pid"), "utf8").trim() === String(leftover!.pid) ? true : undefined));
+    await first.stop();
+    const exited = new Promise((r) => leftover!.once("exit", r));
+
+    driver = new L7Driver({ binary: HAPROXY, stateDir, document: async () => ({ kind: "document", etag: '"b"', body }), registry: new Registry(), listen: { address: "127.0.0.1", port: listen }, log: () => undefined });
+    driver.start();
+    await untilHolds("the agent's proxy", () => driver!.status(), (s) => s.state === "running" && s.appliedEtag === '"b"', 20_000);
+    await exited;
+    expect(driver.pids!.master).not.toBe(leftover.pid);
   }, 60_000);
 });
