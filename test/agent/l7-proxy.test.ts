@@ -386,6 +386,13 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     expect(events[1]).toMatchObject({ hook: "l7", reason: "http-refused", verdict: "drop", source: { address: INTRUDER.address }, destination: { address: "127.0.0.1", port: api } });
     // The flows pipeline takes them as it takes the kernel's.
     expect(encodeFlowEvents(events).length).toBeGreaterThan(0);
+
+    // A path longer than a record holds is cut, and the record still read.
+    records.length = 0;
+    await call(WEB, api, { path: `/api/${"a%22b".repeat(1_000)}` });
+    await until("the long path's record", 5_000, () => (records.length >= 1 ? true : undefined));
+    expect(records[0]!.path.length).toBeLessThanOrEqual(512);
+    expect(records[0]!.path).toBe(`/api/${"a%22b".repeat(1_000)}`.slice(0, 512));
   }, 30_000);
 });
 

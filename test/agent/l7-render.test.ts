@@ -66,7 +66,7 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(del).toBeGreaterThanOrEqual(0);
     expect(caller).toBeGreaterThan(del);
     // Nothing before the deletion reads a header but traceparent (logged only).
-    expect(fe.slice(0, del).filter((l) => /hdr\(/.test(l))).toEqual(["http-request set-var(txn.traceparent) req.fhdr(traceparent)"]);
+    expect(fe.slice(0, del).filter((l) => /hdr\(/.test(l))).toEqual(["http-request set-var(txn.traceparent) req.fhdr(traceparent),bytes(0,64)"]);
     // The verified identity is set after authorization, from the map.
     expect(fe.indexOf("http-request set-header x-weft-source-identity %[var(txn.caller_id)]")).toBeGreaterThan(fe.findLastIndex((l) => l.includes("status 403")));
     expect(renderCallersMap(richDocument())).toContain(`${WEB.address} acme|${WEB.spiffeId}\n`);

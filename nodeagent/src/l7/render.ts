@@ -45,6 +45,14 @@ export const LOG_RECORD_MAX = 4_000;
  */
 const LOG_TARGET = `stdout len ${LOG_RECORD_MAX} format raw`;
 
+/**
+ * What a record keeps of the path and of traceparent (a valid one is 55
+ * characters): escaped by the json converter they grow to at most six
+ * times as many, and the record stays within LOG_RECORD_MAX.
+ */
+export const LOGGED_PATH_MAX = 512;
+const LOGGED_TRACEPARENT_MAX = 64;
+
 /** Sections the agent adds: upper case, which the compiler's names ([a-z0-9_-]) never are. */
 export const FRONTEND_SECTION = "L7";
 const NO_FRONTEND = "NO_FRONTEND";
@@ -294,8 +302,9 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     ...(o.extraBinds ?? []).map((b) => `  bind ${b}`),
     // Replies leave marked: the client's tc program passes a VIP-sourced packet only with this mark.
     `  tcp-request connection set-mark 0x${constants.MARK_PROXY.toString(16)}`,
-    "  http-request set-var(txn.path) path",
-    "  http-request set-var(txn.traceparent) req.fhdr(traceparent)",
+    // Cut so that a record always fits LOG_RECORD_MAX: a longer one would be cut mid-JSON and lost.
+    `  http-request set-var(txn.path) path,bytes(0,${LOGGED_PATH_MAX})`,
+    `  http-request set-var(txn.traceparent) req.fhdr(traceparent),bytes(0,${LOGGED_TRACEPARENT_MAX})`,
     ...perFrontend.flatMap((p) => p.select.map((l) => `  ${l}`)),
     `  http-request set-var(txn.refused) str(no-frontend) if !{ var(txn.fe) -m found }`,
     `  ${problemReturn({ status: 503, title: "Service Unavailable", detail: "no L7 service at this address" })} if !{ var(txn.fe) -m found }`,
