@@ -55,7 +55,7 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(g).toContain(`stats socket ${dir}/l7-admin.sock mode 600 level admin expose-fd listeners`);
     expect(g).toContain("log stdout len 4000 format raw local0");
     const d = section(text, "defaults");
-    expect(d).toEqual(expect.arrayContaining(["mode http", "http-reuse always", "option redispatch 1", "timeout connect 2000", "timeout client 30000", "timeout server 30000"]));
+    expect(d).toEqual(expect.arrayContaining(["mode http", "http-reuse always", "option redispatch 1", "option idle-close-on-response", "timeout connect 2000", "timeout client 30000", "timeout server 30000"]));
     expect(d.find((l) => l.startsWith("log-format"))).toMatch(/"path":"%\[var\(txn.path\),json\(utf8s\)\]"/);
   });
 

@@ -93,6 +93,8 @@ export class L7Driver {
   private readonly firstRead: Promise<void>;
   private applying: Promise<void> | null = null;
   private applyAgain = false;
+  private refreshing: Promise<boolean> | null = null;
+  private refreshAgain = false;
   private poller: NodeJS.Timeout | null = null;
   private supervising: Promise<void> | null = null;
   private pending: AccessRecord[] = [];
@@ -157,8 +159,27 @@ export class L7Driver {
     return this.process?.pid ? { master: this.process.pid, worker: this.process.workerPid } : null;
   }
 
-  /** Asks for the document now and applies it when it changed; true when it did. */
-  async refresh(): Promise<boolean> {
+  /**
+   * Asks for the document now and applies it when it changed; true when it
+   * did. One read at a time (a poll and a datapath change may ask together):
+   * an older answer arriving last must not replace a newer one.
+   */
+  refresh(): Promise<boolean> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    return (this.refreshing = (async () => {
+      let changed = false;
+      do {
+        this.refreshAgain = false;
+        changed = (await this.readDocument()) || changed;
+      } while (this.refreshAgain && !this.abort.signal.aborted);
+      return changed;
+    })().finally(() => (this.refreshing = null)));
+  }
+
+  private async readDocument(): Promise<boolean> {
     let answer: L7DocumentAnswer;
     try {
       answer = await this.o.document(this.etag);
@@ -330,7 +351,8 @@ export class L7Driver {
     await this.firstRead;
     let first = true;
     while (!signal.aborted) {
-      const want = this.wanted;
+      // A document HAProxy refused is not started either: the last one it served is, until a newer one comes.
+      const want = this.wanted === this.refused ? (this.applied ?? null) : this.wanted;
       if (!want) {
         // The first document was refused: wait for one that is not.
         await sleep(this.o.pollMs ?? DOCUMENT_POLL_MS, signal);

@@ -296,6 +296,9 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     `  timeout http-request 10s`,
     "  http-reuse always",
     "  option redispatch 1",
+    // On a reload the old worker answers the next request of each idle keep-alive connection (with Connection: close)
+    // instead of closing it under a client that may be sending on it: many clients do not retry a write that fails.
+    "  option idle-close-on-response",
     "",
     `frontend ${FRONTEND_SECTION}`,
     `  bind ${listen.address}:${listen.port} transparent`,
