@@ -45,6 +45,7 @@ describe("the agent's L7 document schema", () => {
       ["a server named twice", (d) => d.backends[1]!.servers.push({ ...d.backends[1]!.servers[0]! }), /^\/backends\/1\/servers\/2\/name/],
       ["a rule's unknown backend", (d) => (d.frontends[0]!.rules[0]!.backends[0]!.backend = "nope"), /^\/frontends\/0\/rules\/0\/backends\/0\/backend: no backend nope/],
       ["an unknown default backend", (d) => (d.frontends[1]!.defaultBackend = "nope"), /^\/frontends\/1\/defaultBackend/],
+      ["a frontend named twice", (d) => (d.frontends[1]!.name = d.frontends[0]!.name), /^\/frontends\/1\/name: frontend f-1-80 is named twice/],
       ["two frontends on one VIP and port", (d) => Object.assign(d.frontends[1]!, { vip: d.frontends[0]!.vip, port: d.frontends[0]!.port }), /taken by two frontends/],
       ["a caller listed twice", (d) => d.callers.push({ ...d.callers[0]! }), /^\/callers\/3\/address/],
       ["a caller's SPIFFE ID with a newline", (d) => (d.callers[0]!.spiffeId = "spiffe://acme.test/a\n10.0.0.1 acme|spiffe://acme.test/admin"), /^\/callers\/0\/spiffeId: not a SPIFFE ID/],

@@ -149,7 +149,7 @@ export function checkL7Document(body: unknown): L7Document | string {
   const frontends = new Set<string>();
   const listeners = new Set<string>();
   for (const [i, f] of body.frontends.entries()) {
-    if (frontends.has(f.name) || backends.has(f.name)) return `/frontends/${i}/name: ${f.name} is named twice`;
+    if (frontends.has(f.name)) return `/frontends/${i}/name: frontend ${f.name} is named twice`;
     frontends.add(f.name);
     const at = `${f.vip}:${f.port}`;
     if (listeners.has(at)) return `/frontends/${i}: ${at} is taken by two frontends`;
