@@ -288,6 +288,18 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     ]);
     const answers = await Promise.all(Array.from({ length: 20 }, () => call(WEB, api, { path: "/pair" })));
     expect(new Set(answers.map((r) => r.body))).toEqual(new Set(["v2"]));
+    // Every server at weight 0: HAProxy's own 503, as a problem.
+    source.set(doc({ serverWeights: [0, 0] }));
+    await driver.refresh();
+    await running();
+    const none = await call(WEB, api, { path: "/pair" });
+    expect(none.status).toBe(503);
+    expect(none.type).toBe("application/problem+json");
+    expect(JSON.parse(none.body)).toMatchObject({ status: 503, detail: "no backend server is available" });
+    source.set(doc({ serverWeights: [0, 1] }));
+    await driver.refresh();
+    await running();
+    expect(driver.pids).toEqual(pids);
   }, 30_000);
 
   it("applies structural changes with reloads and no failed request under load", async () => {

@@ -56,6 +56,9 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(g).toContain("log stdout len 4000 format raw local0");
     const d = section(text, "defaults");
     expect(d).toEqual(expect.arrayContaining(["mode http", "http-reuse always", "option redispatch 1", "option idle-close-on-response", "timeout connect 2000", "timeout client 30000", "timeout server 30000"]));
+    // HAProxy's own answers are problems too.
+    expect(d.filter((l) => l.startsWith("http-error status")).map((l) => l.split(" ")[2])).toEqual(["400", "408", "500", "502", "503", "504"]);
+    expect(d.every((l) => !l.startsWith("http-error") || l.includes("content-type application/problem+json"))).toBe(true);
     expect(d.find((l) => l.startsWith("log-format"))).toMatch(/"path":"%\[var\(txn.path\),json\(utf8s\)\]"/);
   });
 

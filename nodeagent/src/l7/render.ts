@@ -90,6 +90,16 @@ export interface Problem {
   detail: string;
 }
 
+/** The answers HAProxy makes itself, as problems. */
+const PROXY_ERRORS: Problem[] = [
+  { status: 400, title: "Bad Request", detail: "the L7 proxy could not read the request" },
+  { status: 408, title: "Request Timeout", detail: "the request did not arrive in time" },
+  { status: 500, title: "Internal Server Error", detail: "the L7 proxy failed to handle the request" },
+  { status: 502, title: "Bad Gateway", detail: "the backend answered with an invalid or cut response" },
+  { status: 503, title: "Service Unavailable", detail: "no backend server is available" },
+  { status: 504, title: "Gateway Timeout", detail: "the backend did not answer in time" },
+];
+
 /** An `http-request return` of an RFC 9457 problem; the text is the agent's own (names and fixed words), never the client's. */
 function problemReturn(p: Problem): string {
   const body = JSON.stringify({ type: "about:blank", title: p.title, status: p.status, detail: p.detail });
@@ -299,6 +309,8 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     // On a reload the old worker answers the next request of each idle keep-alive connection (with Connection: close)
     // instead of closing it under a client that may be sending on it: many clients do not retry a write that fails.
     "  option idle-close-on-response",
+    // What HAProxy answers itself (a bad request, no server up, a backend that failed or timed out) is a problem too.
+    ...PROXY_ERRORS.map((p) => `  ${problemReturn(p).replace("http-request return status", "http-error status")}`),
     "",
     `frontend ${FRONTEND_SECTION}`,
     `  bind ${listen.address}:${listen.port} transparent`,
