@@ -170,6 +170,8 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
         log,
       });
       l7.start();
+      // bpf/README [R17]: the steering checks the caller's veth in local_veth, which host routing off keeps empty.
+      if (!cfg.hostRouting) log("warn", "the L7 proxy runs with --host-routing off: the kernel refuses every connection to an L7 service (unknown-endpoint)");
     } else {
       l7Off = new L7Off(l7Binary ? `${l7Binary.missing}: connections to L7 services drop as proxy-down` : "--l7 off: connections to L7 services drop as proxy-down");
       if (cfg.l7) log("warn", "the L7 proxy is off", { reason: l7Off.status().detail });
