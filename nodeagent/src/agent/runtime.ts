@@ -106,6 +106,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     registration = await ensureRegistered(cfg, client, log);
     client.setCredential(registration.credential);
     datapath = KernelDatapath.load({ pinDir: cfg.pinDir, ...(options.objectDir ? { objectDir: options.objectDir } : {}) });
+    if (datapath.replacedCounterMaps.length > 0) log("warn", "replaced counter maps an agent of another ABI pinned: their counts restart", { maps: datapath.replacedCounterMaps });
   } catch (err) {
     await endpoints.close();
     throw err;
