@@ -90,24 +90,22 @@ const documentOf = (snap: Snapshot, node: string) => {
 const backend = (doc: ReturnType<typeof documentOf>, name: string) => doc.backends.find((b) => b.name === name)!;
 
 describe("the L7 document", () => {
-  it("names the node's proxy address and the frontends of the tenants with a workload here, rules in order", () => {
+  it("names the node's proxy address and the frontends of the tenants with a workload here, rules by the Gateway API's precedence", () => {
     const doc = documentOf(platform(), "n1");
     expect(doc.proxyAddress).toBe("10.0.1.1");
     expect(doc.frontends.map((f) => [f.name, f.tenant, f.service, f.vip, f.port])).toEqual([["s5-p80", "acme", "api", "198.19.0.5", 80]]);
     const f = doc.frontends[0]!;
     expect(f.defaultBackend).toBe("s5-p80-default");
+    const canaryRefs = [
+      { backend: "s5-p80-r3-1-0", weight: 90 },
+      { backend: "s5-p80-r3-1-1", weight: 10 },
+    ];
+    // Rule 1's two matches take part apart: the Exact path first, then the longer prefix with a method; rule 0's
+    // header match has no path (the prefix "/") and comes last. Path types are filled in: PathPrefix by default.
     expect(f.rules).toEqual([
+      { route: "canary", rule: 1, matches: [{ path: { type: "Exact", value: "/health" } }], backends: canaryRefs },
+      { route: "canary", rule: 1, matches: [{ path: { type: "PathPrefix", value: "/api" }, method: "GET" }], backends: canaryRefs },
       { route: "canary", rule: 0, matches: [{ headers: [{ type: "Exact", name: "x-canary", value: "1" }] }], backends: [{ backend: "s5-p80-r3-0-0", weight: 1 }] },
-      {
-        route: "canary",
-        rule: 1,
-        // Path types are filled in: PathPrefix by default.
-        matches: [{ path: { type: "PathPrefix", value: "/api" }, method: "GET" }, { path: { type: "Exact", value: "/health" } }],
-        backends: [
-          { backend: "s5-p80-r3-1-0", weight: 90 },
-          { backend: "s5-p80-r3-1-1", weight: 10 },
-        ],
-      },
     ]);
   });
 
@@ -180,10 +178,18 @@ describe("the L7 document", () => {
     expect(doc.frontends.map((f) => f.port)).toEqual([80]);
   });
 
-  it("several routes of one service concatenate their rules in route-name order", () => {
-    const first: HttpRouteRow = { ...canary, id: 8, name: "a-first", rules: [{ backendRefs: [{}] }] };
-    const doc = documentOf(platform({ httpRoutes: [canary, first] }), "n1");
-    expect(doc.frontends[0]!.rules.map((r) => [r.route, r.rule])).toEqual([["a-first", 0], ["canary", 0], ["canary", 1]]);
+  it("orders the rules of several routes of one service by match precedence, ties by route name then rule", () => {
+    const first: HttpRouteRow = { ...canary, id: 8, name: "a-first", rules: [{ backendRefs: [{}] }, { matches: [{ path: { value: "/api/v2" } }], backendRefs: [{}] }] };
+    const last: HttpRouteRow = { ...canary, id: 9, name: "z-last", rules: [{ matches: [{ headers: [{ name: "x-canary", value: "1" }] }], backendRefs: [{}] }] };
+    const doc = documentOf(platform({ httpRoutes: [canary, first, last] }), "n1");
+    expect(doc.frontends[0]!.rules.map((r) => [r.route, r.rule, r.matches[0]?.path?.value ?? null])).toEqual([
+      ["canary", 1, "/health"], // Exact
+      ["a-first", 1, "/api/v2"], // the longest prefix
+      ["canary", 1, "/api"], // a shorter one (with a method)
+      ["canary", 0, null], // "/" with one header: before "/" with none; a tie with z-last's goes to the name sorting first
+      ["z-last", 0, null],
+      ["a-first", 0, null], // "/" alone: last, though its route sorts first
+    ]);
   });
 });
 

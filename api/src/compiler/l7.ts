@@ -256,7 +256,7 @@ function frontendOf(
     service: s.name,
     vip: s.vip,
     port: sp.port,
-    rules,
+    rules: byPrecedence(rules),
     defaultBackend: `${name}-default`,
     authorization: authorizationOf(t, resolved.flatMap((b) => identityAt.get(b.address) ?? []), sp.targetPort),
   };
@@ -271,6 +271,28 @@ const routesOf = (t: TenantIndex, s: ServiceRow, sp: ServicePort): HttpRouteRow[
 
 /** Whether a backend's workload identity carries every label (a backend by address alone has none). */
 const labelled = (identity: IdentityRow | undefined, labels: Readonly<Record<string, string>>): boolean => identity !== undefined && selects({ labels }, identity);
+
+/**
+ * The Gateway API's match precedence across every route of a frontend:
+ * an Exact path before a prefix, a longer path before a shorter one, a
+ * method before none, more header matches before fewer; ties keep route-name
+ * then rule order. A rule with several matches takes part once per match
+ * (same backends), one without matches as the prefix "/".
+ */
+function byPrecedence(rules: L7Frontend["rules"]): L7Frontend["rules"] {
+  const entries = rules.flatMap((r) => (r.matches.length === 0 ? [{ ...r, matches: [] }] : r.matches.map((m) => ({ ...r, matches: [m] }))));
+  const key = (r: L7Frontend["rules"][number]): number[] => {
+    const m = r.matches[0];
+    const path = m?.path ?? { type: "PathPrefix", value: "/" };
+    return [path.type === "Exact" ? 0 : 1, -path.value.length, m?.method === undefined ? 1 : 0, -(m?.headers?.length ?? 0)];
+  };
+  const keyed = entries.map((r, at) => ({ r, k: [...key(r), at] }));
+  keyed.sort((a, b) => {
+    for (let i = 0; i < a.k.length; i++) if (a.k[i] !== b.k[i]) return a.k[i]! - b.k[i]!;
+    return 0;
+  });
+  return keyed.map((x) => x.r);
+}
 
 const filledMatch = (m: HttpRouteMatch): L7Match => ({
   ...(m.path === undefined ? {} : { path: { type: m.path.type ?? "PathPrefix", value: m.path.value } }),

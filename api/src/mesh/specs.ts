@@ -491,7 +491,7 @@ export const RetryCondition = Type.Union(
 
 export const HttpBackendRef = Type.Object(
   {
-    labels: Type.Optional({ ...Labels, description: "The subset of the parent service's backends (workloads) with these labels; absent: all of them" }),
+    labels: Type.Optional({ ...Labels, description: "The subset of the parent service's backends whose identities carry these labels (selectors); absent: all of them" }),
     weight: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: "Relative share of the rule's requests; default 1; 0 sends none" })),
   },
   { additionalProperties: false },
@@ -538,7 +538,12 @@ export const HttpRouteSpec = Type.Object(
       ),
       { minItems: 1, maxItems: 8 },
     ),
-    rules: Type.Array(HttpRouteRule, { minItems: 1, maxItems: 32, description: "The first rule (in order) whose match holds takes the request; requests no rule matches go to the whole service" }),
+    rules: Type.Array(HttpRouteRule, {
+      minItems: 1,
+      maxItems: 32,
+      description:
+        "Across every route of a service port, the most specific match takes the request, as in the Gateway API: an Exact path before a prefix, a longer path before a shorter, a method before none, more headers before fewer; ties go to the route whose name sorts first, then the earlier rule. Requests no rule matches go to the whole service",
+    }),
   },
   { additionalProperties: false },
 );

@@ -34,7 +34,8 @@ import { L7Metrics } from "./metrics.ts";
 import { adminSocketPath, configPath, masterSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
 import { infoField, serversState, setServerWeight } from "./runtime-api.ts";
 
-export const DOCUMENT_POLL_MS = 10_000;
+/** A route's weights and rules change no map, so no datapath revision announces them: the document is read this often (an unchanged one is a 304 the API answers from a cache). */
+export const DOCUMENT_POLL_MS = 2_000;
 
 /** `l7` of the status report (the API's ReportedL7), with the states the driver takes. */
 export type L7Status = Omit<ClientL7Status, "state"> & { state: "off" | "starting" | "running" | "down" };
