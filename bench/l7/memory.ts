@@ -26,7 +26,7 @@ import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { withCleanup } from "../support/cleanup.ts";
 import { startCluster } from "../support/cluster.ts";
-import { drive } from "../support/load.ts";
+import { exercise } from "../support/exercise.ts";
 import { inNetns, rssKiB, type Daemon } from "../support/netns.ts";
 import { httpBackend } from "../support/proxies.ts";
 import { median } from "../support/weft.ts";
@@ -70,14 +70,6 @@ async function memoryOf(pids: () => number[]): Promise<{ rss: number; pss: numbe
     await sleep(400);
   }
   return { rss: median(rss), pss: median(pss) };
-}
-
-/** 2 s keep-alive, then 2 s a new connection per request; every answer must be a 200. */
-async function exercise(what: string, url: string, exec: string[]): Promise<void> {
-  for (const headers of [{}, { connection: "close" }] as Record<string, string>[]) {
-    const r = await drive(url, headers, { connections: 16, seconds: 2, exec });
-    if (r.requests === 0 || r.non2xx3xx > 0) throw new Error(`${what}: ${r.requests} answers, ${r.non2xx3xx} not 2xx/3xx`);
-  }
 }
 
 await withCleanup(NAME, async (cleanup) => {

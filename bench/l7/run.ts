@@ -44,13 +44,12 @@
  * HAProxy the run saw is left.
  */
 import { loadavg } from "node:os";
-import { cpuSeconds } from "../api/cpu.ts";
 import { MODES, REPS, SECONDS, CONNECTIONS, run, type Mode, type Run } from "../datapath/measure.ts";
 import { withCleanup } from "../support/cleanup.ts";
 import { startCluster } from "../support/cluster.ts";
+import { central, cpuOf } from "../support/figures.ts";
 import { inNetns } from "../support/netns.ts";
 import { httpBackend } from "../support/proxies.ts";
-import { median } from "../support/weft.ts";
 import { prerequisites } from "../transport/prerequisites.ts";
 import { SIDECAR_INBOUND_PORT, SIDECAR_OUTBOUND_PORT, httpSidecar } from "./http-sidecar.ts";
 import { leftoverCheck } from "./leftovers.ts";
@@ -79,19 +78,6 @@ interface BenchPath {
 type Sample = Run & { proxyCpuUsPerRequest: number; backendCpuUsPerRequest: number; agentCpuUsPerRequest: number };
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
-/** utime+stime of `pids` so far; NaN when one is gone (a proxy reloaded mid-run: that run's figure is void, not wrong). */
-const cpuOf = (pids: number[]) => {
-  try {
-    return pids.reduce((s, p) => s + cpuSeconds(p), 0);
-  } catch {
-    return Number.NaN;
-  }
-};
-/** The median (the mean of two) of the values that are numbers. */
-const central = (all: number[]) => {
-  const xs = all.filter(Number.isFinite);
-  return xs.length === 0 ? Number.NaN : xs.length === 2 ? (xs[0]! + xs[1]!) / 2 : median(xs);
-};
 const fixed = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : "–");
 
 await withCleanup(NAME, async (cleanup) => {
@@ -235,7 +221,7 @@ await withCleanup(NAME, async (cleanup) => {
       const rs = pacedRuns[p.name]![mode];
       console.log(
         `| ${p.name} | ${mode} | ${targets[mode]} | ${Math.round(central(rs.map((r) => r.requestsPerSecond)))} | ${rs.filter((r) => r.fellShort).length}/${rs.length} | ` +
-          `${fixed(central(rs.map((r) => r.p50Ms)), 2)} | ${fixed(central(rs.map((r) => r.p99Ms)), 2)} | ${p.name === "direct" ? "–" : fixed(p99Added(p.name, mode), 2)} |`,
+          `${fixed(central(rs.map((r) => r.p50Ms)), 2)} | ${fixed(central(rs.map((r) => r.p99Ms)), 2)} | ${p.name === "direct" ? "–" : `${fixed(p99Added(p.name, mode), 2)}${rs.some((r) => r.fellShort) ? " (pace not held: wrk's p99 leaves out the queueing)" : ""}`} |`,
       );
     }
   }
