@@ -34,7 +34,7 @@ import { prerequisites } from "../transport/prerequisites.ts";
 import { SIDECAR_INBOUND_PORT, SIDECAR_OUTBOUND_PORT, httpSidecar } from "./http-sidecar.ts";
 import { leftoverCheck } from "./leftovers.ts";
 import { writeResults } from "./results.ts";
-import { l7Counts, proxyPids, proxyUnavailable, routeAll, steeredToProxy } from "./weft-l7.ts";
+import { convergeUnavailable, l7Counts, proxyPids, proxyUnavailable, routeAll, steeredToProxy } from "./weft-l7.ts";
 
 const NAME = "bench:l7-memory";
 const WORKLOADS = 30;
@@ -92,10 +92,14 @@ await withCleanup(NAME, async (cleanup) => {
     });
     const svc = await t.call("PUT", `/services/svc-${p.name}`, { ports: [{ port: 80, protocol: "tcp", targetPort: PORT }], backends: { explicit: [{ workload: p.name, weight: 1 }] } });
     vips.push((JSON.parse(svc.body) as { vip: string }).vip);
-    // The first refusal answers for all: the API has no httpRoutes yet.
-    if (reason === null) reason = await routeAll(c, t, `route-${p.name}`, `svc-${p.name}`);
   }
   await c.converged();
+  // The routes apart: a node that cannot apply them keeps the state before them, and the sidecars still run.
+  for (const p of pods) {
+    // The first refusal answers for all: the API has no httpRoutes yet.
+    reason ??= await routeAll(c, t, `route-${p.name}`, `svc-${p.name}`);
+  }
+  reason ??= await convergeUnavailable(c);
   await httpBackend(cleanup, pods[0]!.netns, PORT, tools.nginx ? "nginx" : "node");
 
   reason ??= await proxyUnavailable(c, "node-a");

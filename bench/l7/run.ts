@@ -55,7 +55,7 @@ import { SIDECAR_INBOUND_PORT, SIDECAR_OUTBOUND_PORT, httpSidecar } from "./http
 import { leftoverCheck } from "./leftovers.ts";
 import { paced, type PacedRun } from "./paced.ts";
 import { writeResults } from "./results.ts";
-import { l7Counts, proxyPids, proxyUnavailable, routeAll, steeredToProxy } from "./weft-l7.ts";
+import { convergeUnavailable, l7Counts, proxyPids, proxyUnavailable, routeAll, steeredToProxy } from "./weft-l7.ts";
 
 const NAME = "bench:l7";
 const PORT = 8080;
@@ -104,7 +104,6 @@ await withCleanup(NAME, async (cleanup) => {
   };
   const plainVip = await vipOf("plain");
   const routedVip = await vipOf("routed");
-  let weftReason = await routeAll(c, t, "routed", "routed");
   await c.converged();
 
   const backend = await httpBackend(cleanup, server.netns, PORT, tools.nginx ? "nginx" : "node");
@@ -123,6 +122,8 @@ await withCleanup(NAME, async (cleanup) => {
   };
   for (const p of paths) await warm(p);
 
+  // The route last, once the baselines answer: a node that cannot apply it keeps serving the state before it.
+  let weftReason = (await routeAll(c, t, "routed", "routed")) ?? (await convergeUnavailable(c));
   weftReason ??= await proxyUnavailable(c, "node-a");
   if (weftReason === null) {
     // Looked up for every run: a hitless reload replaces the workers, and the new ones' CPU counts from then on.

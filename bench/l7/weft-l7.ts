@@ -43,6 +43,22 @@ export async function routeAll(c: Cluster, t: ClusterTenant, route: string, serv
   return res.status >= 300 ? `the API refuses PUT httpRoutes/${route}: ${problemText(res.status, res.body)}` : null;
 }
 
+/** Why the nodes did not converge on what was written last (each node's errors), or null once they did (30 s bound). */
+export async function convergeUnavailable(c: Cluster): Promise<string | null> {
+  try {
+    await c.converged({ boundMs: 30_000 });
+    return null;
+  } catch {
+    const errors: string[] = [];
+    for (const node of Object.keys(c.nodes)) {
+      const res = await http(`${c.api.base}/v1/nodes/${node}`, "GET", c.api.operator);
+      const shown = JSON.parse(res.body) as { converged?: boolean; errors?: string[] };
+      if (!shown.converged) errors.push(`${node}: ${shown.errors?.length ? shown.errors.join("; ") : "no error reported"}`);
+    }
+    return `the nodes did not converge on the route in 30 s (${errors.join(", ") || "every node converged meanwhile"})`;
+  }
+}
+
 interface NodeL7 {
   l7?: { state: string; appliedEtag?: string; detail?: string } | null;
 }
