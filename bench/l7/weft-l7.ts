@@ -60,12 +60,13 @@ export async function convergeUnavailable(c: Cluster): Promise<string | null> {
 }
 
 interface NodeL7 {
-  l7?: { state: string; appliedEtag?: string; detail?: string } | null;
+  l7?: { state: string; converged?: boolean; appliedEtag?: string; detail?: string } | null;
 }
 
 /**
  * Why the node's L7 proxy cannot carry requests now, or null once its agent
- * reports `l7.state` running and runs haproxy processes. Waits up to 30 s
+ * reports `l7.state` running on the node's current document (`converged`,
+ * where the API says) and runs haproxy processes. Waits up to 30 s
  * (the agent starts HAProxy after it applied the document).
  */
 export async function proxyUnavailable(c: Cluster, node: string): Promise<string | null> {
@@ -75,11 +76,14 @@ export async function proxyUnavailable(c: Cluster, node: string): Promise<string
     if (res.status !== 200) return `GET /v1/nodes/${node} answers ${res.status}`;
     const l7 = (JSON.parse(res.body) as NodeL7).l7;
     const running = l7?.state === "running";
+    // The API compares the document the proxy serves with the node's current one; a proxy still on an older one may lack the route's frontend.
+    const current = l7?.converged !== false;
     const pids = proxyPids(c, node);
-    if (running && pids.length > 0) return null;
+    if (running && current && pids.length > 0) return null;
     if (Date.now() > deadline) {
       if (l7 === undefined) return `GET /v1/nodes/${node} shows no l7 field (the API before issue 21's status)`;
       if (!running) return `${node}'s agent reports l7 ${l7 === null ? "never" : `state ${l7.state}${l7.detail ? ` (${l7.detail})` : ""}`} after 30 s`;
+      if (!current) return `${node}'s proxy still serves an older L7 document (appliedEtag ${l7?.appliedEtag ?? "none"}) after 30 s`;
       return `${node}'s agent reports l7 running but runs no haproxy process`;
     }
     await new Promise((r) => setTimeout(r, 250));
