@@ -75,7 +75,7 @@ interface BenchPath {
   backend: number;
   agent?: () => number;
 }
-type Sample = Run & { proxyCpuUsPerRequest: number; backendCpuUsPerRequest: number; agentCpuUsPerRequest: number };
+type Sample = Run & { proxyCpuUsPerRequest: number; backendCpuUsPerRequest: number; agentCpuUsPerRequest: number; wallSeconds: number };
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
 const fixed = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : "–");
@@ -158,7 +158,9 @@ await withCleanup(NAME, async (cleanup) => {
         const proxies = p.proxies();
         const agent = p.agent ? [p.agent()] : [];
         const before = [cpuOf(proxies), cpuOf([p.backend]), cpuOf(agent)] as const;
+        const startedAt = performance.now();
         const r = await run(p, mode, SECONDS);
+        const wallSeconds = (performance.now() - startedAt) / 1000;
         const requests = r.requests ?? r.requestsPerSecond * SECONDS;
         const perRequest = (pids: number[], from: number) => ((cpuOf(pids) - from) * 1e6) / requests;
         const sample: Sample = {
@@ -166,7 +168,10 @@ await withCleanup(NAME, async (cleanup) => {
           proxyCpuUsPerRequest: perRequest(proxies, before[0]),
           backendCpuUsPerRequest: perRequest([p.backend], before[1]),
           agentCpuUsPerRequest: p.agent ? perRequest(agent, before[2]) : Number.NaN,
+          wallSeconds,
         };
+        // The machine's CPU per request counts every second the run took: a run far longer than asked says why that figure is off.
+        if (wallSeconds > SECONDS + 5) console.error(`${p.name} ${mode} rep ${rep}: the run took ${wallSeconds.toFixed(1)} s for ${SECONDS} s of load`);
         if (r.non2xx3xx > 0 || r.socketErrors) console.error(`${p.name} ${mode} rep ${rep}: ${r.non2xx3xx} non-2xx; ${r.socketErrors ?? ""}`);
         if (Number.isNaN(sample.proxyCpuUsPerRequest)) console.error(`${p.name} ${mode} rep ${rep}: a proxy of the path (${proxies.join(", ")}) was gone; no proxy CPU for this run`);
         samples[p.name]![mode].push(sample);
