@@ -37,6 +37,10 @@
  * request <= 0.5, p99 added over direct <= 1 ms at half the direct
  * saturation rate.
  *
+ * Every wrk is killed BENCH_SECONDS + 15 s after it started (a connect the
+ * path never answers would hold it for a minute of SYN retries): that run
+ * counts as failed, is left out of the figures and counted beside them.
+ *
  * Env: BENCH_SECONDS (3), BENCH_REPS (8), BENCH_CONNECTIONS (16) (measure.ts),
  * BENCH_PACED_CONNECTIONS (64). Addresses from 198.18.0.0/15 only (the
  * cluster module's); everything made is removed on exit, failure or signal,
@@ -75,7 +79,17 @@ interface BenchPath {
   backend: number;
   agent?: () => number;
 }
-type Sample = Run & { proxyCpuUsPerRequest: number; backendCpuUsPerRequest: number; agentCpuUsPerRequest: number; wallSeconds: number };
+type Sample = Run & { proxyCpuUsPerRequest: number; backendCpuUsPerRequest: number; agentCpuUsPerRequest: number; wallSeconds: number; failed?: string };
+type PacedSample = PacedRun & { failed?: string };
+
+/**
+ * Every wrk is killed this long after it started: a connect() the path never
+ * answers blocks wrk past its duration (SYN retries: about a minute). Such a
+ * run counts as failed, with no figures, and the bench goes on.
+ */
+const RUN_BOUND_SECONDS = SECONDS + 15;
+const bounded = (exec: string[]) => [...exec, "timeout", "-s", "KILL", String(RUN_BOUND_SECONDS)];
+const failedRun = (err: unknown) => ({ tool: "wrk", requestsPerSecond: Number.NaN, p50Ms: Number.NaN, p99Ms: Number.NaN, non2xx3xx: 0, failed: (err as Error).message.split("\n")[0]! });
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
 const fixed = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : "–");
@@ -111,7 +125,7 @@ await withCleanup(NAME, async (cleanup) => {
   const serverSidecar = await httpSidecar(cleanup, { netns: server.netns, podAddress: server.address, appPort: PORT, peerAddress: client.address, allowedSources: [client.address] });
   seen(clientSidecar.pid, serverSidecar.pid);
 
-  const fromClient = inNetns(client.netns, a.cgroup);
+  const fromClient = bounded(inNetns(client.netns, a.cgroup));
   const paths: BenchPath[] = [
     { name: "direct", url: `http://${plainVip}:80/`, exec: fromClient, proxies: () => [], backend: backend.pid },
     { name: "sidecar", url: `http://127.0.0.1:${SIDECAR_OUTBOUND_PORT}/`, exec: fromClient, proxies: () => [clientSidecar.pid, serverSidecar.pid], backend: backend.pid },
@@ -159,7 +173,15 @@ await withCleanup(NAME, async (cleanup) => {
         const agent = p.agent ? [p.agent()] : [];
         const before = [cpuOf(proxies), cpuOf([p.backend]), cpuOf(agent)] as const;
         const startedAt = performance.now();
-        const r = await run(p, mode, SECONDS);
+        let r: Run;
+        try {
+          r = await run(p, mode, SECONDS);
+        } catch (err) {
+          const failed = { ...failedRun(err), cpuUsPerRequest: Number.NaN, stealShare: Number.NaN };
+          console.error(`${p.name} ${mode} rep ${rep}: failed after ${((performance.now() - startedAt) / 1000).toFixed(1)} s (${failed.failed}); no figures from this run`);
+          samples[p.name]![mode].push({ ...failed, proxyCpuUsPerRequest: Number.NaN, backendCpuUsPerRequest: Number.NaN, agentCpuUsPerRequest: Number.NaN, wallSeconds: (performance.now() - startedAt) / 1000 });
+          continue;
+        }
         const wallSeconds = (performance.now() - startedAt) / 1000;
         const requests = r.requests ?? r.requestsPerSecond * SECONDS;
         const perRequest = (pids: number[], from: number) => ((cpuOf(pids) - from) * 1e6) / requests;
@@ -189,6 +211,10 @@ await withCleanup(NAME, async (cleanup) => {
     machineCpu: (s: Sample) => s.cpuUsPerRequest,
   };
   type Figure = keyof typeof figures;
+  const failedNote = (rs: { failed?: string }[]) => {
+    const n = rs.filter((r) => r.failed !== undefined).length;
+    return n ? ` (${n} of ${rs.length} runs failed)` : "";
+  };
   const value = (path: string, mode: Mode, f: Figure) => central(samples[path]![mode].map(figures[f]));
   /** The median over reps of path's figure over base's figure in the same rep and mode. */
   const ratio = (path: string, base: string, mode: Mode, f: Figure) => central(samples[path]![mode].map((s, k) => figures[f](s) / figures[f](samples[base]![mode][k]!)));
@@ -198,7 +224,7 @@ await withCleanup(NAME, async (cleanup) => {
   for (const mode of MODES) {
     for (const p of paths) {
       console.log(
-        `| ${p.name} | ${mode} | ${Math.round(value(p.name, mode, "rps"))} | ${fixed(value(p.name, mode, "p50Ms"), 2)} | ${fixed(value(p.name, mode, "p99Ms"), 2)} | ` +
+        `| ${p.name} | ${mode} | ${Math.round(value(p.name, mode, "rps"))}${failedNote(samples[p.name]![mode])} | ${fixed(value(p.name, mode, "p50Ms"), 2)} | ${fixed(value(p.name, mode, "p99Ms"), 2)} | ` +
           `${p.name === "direct" ? "–" : fixed(value(p.name, mode, "proxyCpu"), 1)} | ${fixed(value(p.name, mode, "backendCpu"), 1)} | ${fixed(value(p.name, mode, "agentCpu"), 1)} | ` +
           `${fixed(value(p.name, mode, "machineCpu"), 1)} | ${fixed(ratio(p.name, "direct", mode, "rps"), 2)} |`,
       );
@@ -207,12 +233,18 @@ await withCleanup(NAME, async (cleanup) => {
 
   // Part 2: p99 at half of direct's saturation rate, per connection mode.
   const targets = Object.fromEntries(MODES.map((m) => [m, Math.round(value("direct", m, "rps") / 2)])) as Record<Mode, number>;
-  const pacedRuns: Record<string, Record<Mode, PacedRun[]>> = {};
+  const pacedRuns: Record<string, Record<Mode, PacedSample[]>> = {};
   for (const p of paths) pacedRuns[p.name] = { "keep-alive": [], "new connection": [] };
   for (let rep = 0; rep < REPS; rep++) {
     for (const mode of MODES) {
       for (const p of rep % 2 === 0 ? paths : [...paths].reverse()) {
-        const r = await paced(p.url, mode === "new connection" ? { connection: "close" } : {}, { perSecond: targets[mode], connections: PACED_CONNECTIONS, seconds: SECONDS, exec: p.exec });
+        let r: PacedSample;
+        try {
+          r = await paced(p.url, mode === "new connection" ? { connection: "close" } : {}, { perSecond: targets[mode], connections: PACED_CONNECTIONS, seconds: SECONDS, exec: p.exec });
+        } catch (err) {
+          r = { ...failedRun(err), targetPerSecond: targets[mode], fellShort: true };
+          console.error(`${p.name} ${mode} paced rep ${rep}: failed (${r.failed}); no figures from this run`);
+        }
         if (r.non2xx3xx > 0 || r.socketErrors) console.error(`${p.name} ${mode} paced rep ${rep}: ${r.non2xx3xx} non-2xx; ${r.socketErrors ?? ""}`);
         pacedRuns[p.name]![mode].push(r);
       }
@@ -226,7 +258,7 @@ await withCleanup(NAME, async (cleanup) => {
     for (const p of paths) {
       const rs = pacedRuns[p.name]![mode];
       console.log(
-        `| ${p.name} | ${mode} | ${targets[mode]} | ${Math.round(central(rs.map((r) => r.requestsPerSecond)))} | ${rs.filter((r) => r.fellShort).length}/${rs.length} | ` +
+        `| ${p.name} | ${mode} | ${targets[mode]} | ${Math.round(central(rs.map((r) => r.requestsPerSecond)))} | ${rs.filter((r) => r.fellShort).length}/${rs.length}${failedNote(rs)} | ` +
           `${fixed(central(rs.map((r) => r.p50Ms)), 2)} | ${fixed(central(rs.map((r) => r.p99Ms)), 2)} | ${p.name === "direct" ? "–" : `${fixed(p99Added(p.name, mode), 2)}${rs.some((r) => r.fellShort) ? " (pace not held: wrk's p99 leaves out the queueing)" : ""}`} |`,
       );
     }
