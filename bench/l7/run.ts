@@ -59,7 +59,7 @@ import { SIDECAR_INBOUND_PORT, SIDECAR_OUTBOUND_PORT, httpSidecar } from "./http
 import { leftoverCheck } from "./leftovers.ts";
 import { paced, type PacedRun } from "./paced.ts";
 import { writeResults } from "./results.ts";
-import { convergeUnavailable, l7Counts, proxyPids, proxyUnavailable, routeAll, steeredToProxy } from "./weft-l7.ts";
+import { convergeUnavailable, httpRequests, l7Counts, proxyPids, proxyUnavailable, routeAll, steeredToProxy } from "./weft-l7.ts";
 
 const NAME = "bench:l7";
 const PORT = 8080;
@@ -130,8 +130,12 @@ await withCleanup(NAME, async (cleanup) => {
     { name: "direct", url: `http://${plainVip}:80/`, exec: fromClient, proxies: () => [], backend: backend.pid },
     { name: "sidecar", url: `http://127.0.0.1:${SIDECAR_OUTBOUND_PORT}/`, exec: fromClient, proxies: () => [clientSidecar.pid, serverSidecar.pid], backend: backend.pid },
   ];
+  /** Answers wrk got through each path, every run counted (warm-ups too): what node-a's agent should have counted as requests for weft. */
+  const answered: Record<string, number> = {};
+  const count = (p: BenchPath, r: { requests?: number }) => void (answered[p.name] = (answered[p.name] ?? 0) + (r.requests ?? 0));
   const warm = async (p: BenchPath) => {
     const r = await run(p, "keep-alive", 1);
+    count(p, r);
     if (r.requests === 0 || r.non2xx3xx > 0) throw new Error(`${p.name}: warm-up got ${r.requests} answers, ${r.non2xx3xx} not 2xx/3xx`);
   };
   for (const p of paths) await warm(p);
@@ -139,6 +143,7 @@ await withCleanup(NAME, async (cleanup) => {
   // The route last, once the baselines answer: a node that cannot apply it keeps serving the state before it.
   let weftReason = (await routeAll(c, t, "routed", "routed")) ?? (await convergeUnavailable(c));
   weftReason ??= await proxyUnavailable(c, "node-a");
+  let recordsBefore = 0;
   if (weftReason === null) {
     // Looked up for every run: a hitless reload replaces the workers, and the new ones' CPU counts from then on.
     const proxies = () => {
@@ -148,6 +153,7 @@ await withCleanup(NAME, async (cleanup) => {
     };
     const weft: BenchPath = { name: "weft", url: `http://${routedVip}:80/`, exec: fromClient, proxies, backend: backend.pid, agent: () => a.agent?.pid ?? Number.NaN };
     try {
+      recordsBefore = httpRequests(await c.agentMetrics("node-a"));
       const before = await steeredToProxy(c, "node-a");
       await warm(weft);
       if ((await steeredToProxy(c, "node-a")) === before) weftReason = "node-a counted no packet as l7-steered during the warm-up: the connections did not go through the node's proxy";
@@ -197,6 +203,7 @@ await withCleanup(NAME, async (cleanup) => {
         if (r.non2xx3xx > 0 || r.socketErrors) console.error(`${p.name} ${mode} rep ${rep}: ${r.non2xx3xx} non-2xx; ${r.socketErrors ?? ""}`);
         if (Number.isNaN(sample.proxyCpuUsPerRequest)) console.error(`${p.name} ${mode} rep ${rep}: a proxy of the path (${proxies.join(", ")}) was gone; no proxy CPU for this run`);
         samples[p.name]![mode].push(sample);
+        count(p, r);
       }
     }
   }
@@ -247,6 +254,7 @@ await withCleanup(NAME, async (cleanup) => {
         }
         if (r.non2xx3xx > 0 || r.socketErrors) console.error(`${p.name} ${mode} paced rep ${rep}: ${r.non2xx3xx} non-2xx; ${r.socketErrors ?? ""}`);
         pacedRuns[p.name]![mode].push(r);
+        count(p, r);
       }
     }
   }
@@ -291,6 +299,14 @@ await withCleanup(NAME, async (cleanup) => {
   for (const [name, line] of Object.entries(ratios)) console.log(`${name} (median of paired reps): ${line}`);
   if (weftReason === null) for (const [mode, line] of Object.entries(goals)) console.log(`goals (issue 21), ${mode}: ${line}`);
   else console.log(`mode weft: not available (${weftReason}); no weft ratios in this run`);
+  let records: string | null = null;
+  if (weftReason === null) {
+    // The agent drains the proxy's records in the background: the last run's get a moment to arrive.
+    await new Promise((r) => setTimeout(r, 2_000));
+    const counted = httpRequests(await c.agentMetrics("node-a")) - recordsBefore;
+    records = `node-a's agent counted ${counted} requests (weft_http_requests_total) for the ${answered.weft ?? 0} answers wrk got through the node proxy (${(((answered.weft ?? 0) - counted) / Math.max(1, answered.weft ?? 0) * 100).toFixed(1)}% not counted)`;
+    console.log(records);
+  }
   console.log(`${NAME}: load average at end ${load()}; run took ${((performance.now() - started) / 1000).toFixed(1)} s`);
   writeResults("latest.json", {
     seconds: SECONDS,
@@ -303,6 +319,7 @@ await withCleanup(NAME, async (cleanup) => {
     weft: weftReason ?? "measured",
     ratios,
     goals,
+    records,
     pacedTargets: targets,
     samples,
     paced: pacedRuns,

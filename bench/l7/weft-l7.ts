@@ -25,6 +25,13 @@ export async function steeredToProxy(c: Cluster, node: string): Promise<number> 
   return Object.entries(counts).reduce((sum, [key, n]) => (key.endsWith("/l7-steered") ? sum + n : sum), 0);
 }
 
+/** The sum of weft_http_requests_total in an agent's /metrics text: the request records the agent read from its proxy. */
+export function httpRequests(metrics: string): number {
+  let sum = 0;
+  for (const m of metrics.matchAll(/^weft_http_requests_total(?:\{[^}]*\})? ([\d.e+]+)$/gm)) sum += Number(m[1]);
+  return sum;
+}
+
 /** The L7 counts on every node ("node-a egress/l7-steered 12, node-a egress/proxy-down 3, ..."): what a failed weft run says. */
 export async function l7Counts(c: Cluster): Promise<string> {
   const parts: string[] = [];
