@@ -104,6 +104,33 @@
  *        the other way (a plaintext connection whose ports happen to match).
  *        Counted once per packet, with steering's reason.
  *
+ *   [R17] L7 steering, sending side (issue 21): weft_from_wl, for a TCP
+ *        packet whose destination is no tenant's workload (a VIP never is:
+ *        the VIP has no ipcache entry, or only a CIDR peer's) and whose
+ *        (daddr, dport, TCP) is a frontend in weft_l7, skips the egress
+ *        decision (the proxy decides each request with the callers' policy)
+ *        and hands the packet to the node's L7 proxy: it must come from the
+ *        veth weft_local_veth names for its source (else unknown-endpoint,
+ *        as in [R16]), and is assigned to the socket of its own tuple, or
+ *        for a bare SYN to the proxy's transparent listener at
+ *        127.0.0.1:WEFT_L7_PROXY_PORT, marked WEFT_MARK_TO_TRANSPORT for the
+ *        agent's local-delivery route: l7-steered, an event for the SYN the
+ *        listener takes. No socket: proxy-down, dropped, never forwarded.
+ *   [R18] the proxy's replies: weft_to_wl passes a TCP packet that opens
+ *        nothing and whose source (saddr, sport, TCP) is a frontend in
+ *        weft_l7 when this node's proxy sent it: skb->mark carries
+ *        WEFT_MARK_PROXY (SO_MARK the proxy sets on each connection it
+ *        accepts), or skb->sk is a socket of this node bound to that very
+ *        frontend (the proxy's listener answers the handshake, and the
+ *        kernel may acknowledge the first request, before the proxy accepts
+ *        the connection and sets its mark; only a transparent socket, or
+ *        one bound under ip_nonlocal_bind, can hold a VIP, and never the
+ *        connection a caller opened, which the proxy holds). l7-steered on
+ *        the ingress hook, no event. Anything else from a frontend
+ *        (forwarded from the fabric or another workload, a bare SYN: the
+ *        proxy never opens a connection to a caller) is decided by policy
+ *        as any other packet.
+ *
  * Only replies pay for conntrack: an allowed packet that opens nothing (an
  * established TCP segment) costs no more than it did without it.
  */
@@ -549,8 +576,9 @@ static __always_inline int weft_ct_opened(const struct weft_flow *flow, __u8 rep
 }
 
 /*
- * [R16] Hands `sk` (a lookup's reference, released here) to the packet and
- * marks the packet for the transport's routing table. Returns 0 on success.
+ * [R16]/[R17] Hands `sk` (a lookup's reference, released here) to the packet
+ * and marks the packet for the agent's local-delivery route. Returns 0 on
+ * success.
  */
 static __always_inline long weft_assign(struct __sk_buff *skb, struct bpf_sock *sk)
 {
@@ -563,6 +591,55 @@ static __always_inline long weft_assign(struct __sk_buff *skb, struct bpf_sock *
 }
 
 /*
+ * [R16]/[R17] The node's socket that takes a TCP packet `flow` describes:
+ * the socket of its own tuple, or, when `listener_port` is not 0, the
+ * listener at listener_addr:listener_port (host order), as Cilium's proxy.h
+ * finds its proxy's. Returns a reference for weft_assign, or NULL.
+ */
+static __always_inline struct bpf_sock *weft_sk_take(struct __sk_buff *skb, const struct weft_flow *flow,
+						     __u32 listener_addr, __u16 listener_port)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+
+	tuple.ipv4.saddr = flow->local;
+	tuple.ipv4.daddr = flow->remote;
+	tuple.ipv4.sport = flow->local_port;
+	tuple.ipv4.dport = flow->remote_port;
+	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		/* A listener of the node on the peer's port, or a dead connection, is not this flow's socket. */
+		if (sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT)
+			return sk;
+		bpf_sk_release(sk);
+	}
+	if (listener_port == 0)
+		return NULL;
+	__builtin_memset(&tuple, 0, sizeof(tuple));
+	tuple.ipv4.daddr = bpf_htonl(listener_addr);
+	tuple.ipv4.dport = bpf_htons(listener_port);
+	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (sk && sk->state != BPF_TCP_LISTEN) {
+		bpf_sk_release(sk);
+		return NULL;
+	}
+	return sk;
+}
+
+/*
+ * [R16]/[R17] Whether the packet arrived on the veth weft_local_veth names
+ * for its source: a neighbour sending another local workload's address must
+ * not borrow its SVID, nor its place among the proxy's callers.
+ */
+static __always_inline int weft_on_own_veth(const struct __sk_buff *skb, const struct weft_flow *flow)
+{
+	struct weft_endpoint_key self_key = { .addr = flow->local };
+	struct weft_local_veth *veth = bpf_map_lookup_elem(&weft_local_veth, &self_key);
+
+	return veth && veth->ifindex == skb->ifindex;
+}
+
+/*
  * [R16] Steering, for a TCP packet weft_from_wl passed toward a workload on
  * another node. Returns 0 when weft_steer does not take the packet, else the
  * reason: STEERED (assigned to a transport socket), TRANSPORT_DOWN or
@@ -571,13 +648,10 @@ static __always_inline long weft_assign(struct __sk_buff *skb, struct bpf_sock *
 static __always_inline __u32 weft_steer_to_transport(struct __sk_buff *skb, const struct weft_flow *flow,
 						     __u32 self_id, __u32 peer_id)
 {
-	struct weft_endpoint_key self_key = { .addr = flow->local }, peer_key = { .addr = flow->remote };
-	struct bpf_sock_tuple tuple = {};
-	struct weft_local_veth *veth;
+	struct weft_endpoint_key peer_key = { .addr = flow->remote };
 	struct bpf_sock *sk;
 	struct weft_flow theirs;
-	__u8 reply_dir;
-	int egress;
+	int egress, to_listener;
 
 	/* Connections the workload opens: flow->dport is the peer's port. */
 	egress = weft_steered(self_id, peer_id, flow, WEFT_DIR_EGRESS);
@@ -593,45 +667,84 @@ static __always_inline __u32 weft_steer_to_transport(struct __sk_buff *skb, cons
 	/* A workload of this node is never steered, whether or not host routing found it ([R10]). */
 	if (bpf_map_lookup_elem(&weft_endpoint, &peer_key))
 		return 0;
-	/* A neighbour sending another local workload's address must not borrow its SVID. */
-	veth = bpf_map_lookup_elem(&weft_local_veth, &self_key);
-	if (!veth || veth->ifindex != skb->ifindex)
+	if (!weft_on_own_veth(skb, flow))
 		return WEFT_REASON_UNKNOWN_ENDPOINT;
 
-	tuple.ipv4.saddr = flow->local;
-	tuple.ipv4.daddr = flow->remote;
-	tuple.ipv4.sport = flow->local_port;
-	tuple.ipv4.dport = flow->remote_port;
-	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
-	if (sk) {
-		/* A listener of the node on the peer's port, or a dead connection, is not this flow's socket. */
-		if (sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT)
-			return weft_assign(skb, sk) == 0 ? WEFT_REASON_STEERED : WEFT_REASON_TRANSPORT_DOWN;
-		bpf_sk_release(sk);
-	}
-	if (egress && flow->opens) {
-		/* A new connection: the transport's outbound listener, as Cilium's proxy.h finds its proxy's. */
-		__builtin_memset(&tuple, 0, sizeof(tuple));
-		tuple.ipv4.daddr = bpf_htonl(WEFT_TRANSPORT_OUTBOUND_ADDR);
-		tuple.ipv4.dport = bpf_htons(WEFT_TRANSPORT_OUTBOUND_PORT);
-		sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
-		if (!sk)
-			return WEFT_REASON_TRANSPORT_DOWN;
-		if (sk->state != BPF_TCP_LISTEN) {
-			bpf_sk_release(sk);
-			return WEFT_REASON_TRANSPORT_DOWN;
-		}
+	/* A new connection goes to the transport's outbound listener. */
+	to_listener = egress && flow->opens;
+	sk = weft_sk_take(skb, flow, WEFT_TRANSPORT_OUTBOUND_ADDR, to_listener ? WEFT_TRANSPORT_OUTBOUND_PORT : 0);
+	if (sk)
 		return weft_assign(skb, sk) == 0 ? WEFT_REASON_STEERED : WEFT_REASON_TRANSPORT_DOWN;
-	}
 	/*
 	 * No socket. A flow conntrack shows was opened the other way (a plaintext
 	 * connection whose ports happen to match the steered one) is not the
 	 * transport's; anything else fails closed, never out in plaintext.
 	 */
-	reply_dir = egress ? WEFT_DIR_EGRESS : WEFT_DIR_INGRESS;
-	if (weft_ct_opened(flow, reply_dir, self_id, peer_id))
+	if (!to_listener && weft_ct_opened(flow, egress ? WEFT_DIR_EGRESS : WEFT_DIR_INGRESS, self_id, peer_id))
 		return 0;
 	return WEFT_REASON_TRANSPORT_DOWN;
+}
+
+/* [R17] 127.0.0.1, host order: weft_abi.h puts the proxy's listener there and names only its port. */
+#define WEFT_L7_PROXY_ADDR 0x7f000001u
+
+/* [R17]/[R18] Whether (addr, port) is a TCP frontend the node's L7 proxy takes. */
+static __always_inline int weft_l7_frontend(__be32 addr, __be16 port)
+{
+	struct weft_svc_key key = { .vip = addr, .port = port, .protocol = IPPROTO_TCP };
+
+	return bpf_map_lookup_elem(&weft_l7, &key) != NULL;
+}
+
+/*
+ * [R17] L7 steering, for a TCP packet from a workload to an address that is
+ * no tenant's workload. Returns 0 when weft_l7 does not name its destination,
+ * else the reason: L7_STEERED (assigned to a proxy socket), PROXY_DOWN or
+ * UNKNOWN_ENDPOINT (drops). `d->opened` tells a SYN the listener took.
+ */
+static __always_inline __u32 weft_steer_to_proxy(struct __sk_buff *skb, const struct weft_flow *flow,
+						 struct weft_decision *d)
+{
+	struct bpf_sock *sk;
+	int to_listener;
+
+	*d = (struct weft_decision){ .rule_id = 0 }; /* no rule: the proxy decides */
+	if (!weft_l7_frontend(flow->remote, flow->remote_port))
+		return 0;
+	if (!weft_on_own_veth(skb, flow))
+		return WEFT_REASON_UNKNOWN_ENDPOINT;
+	sk = weft_sk_take(skb, flow, WEFT_L7_PROXY_ADDR, flow->opens ? WEFT_L7_PROXY_PORT : 0);
+	if (!sk)
+		return WEFT_REASON_PROXY_DOWN; /* never forwarded to a VIP nothing else answers */
+	/* A retransmitted SYN finds its request socket, so only the first one counts as opening. */
+	to_listener = sk->state == BPF_TCP_LISTEN;
+	if (weft_assign(skb, sk) != 0)
+		return WEFT_REASON_PROXY_DOWN;
+	d->opened = to_listener;
+	return WEFT_REASON_L7_STEERED;
+}
+
+/*
+ * [R18] Whether a TCP packet toward the workload is its node's proxy
+ * answering at an L7 frontend. The mark first: everything else the workload
+ * receives pays one test of skb->mark and one of skb->sk (NULL for a packet
+ * the host forwards), and a lookup only when a socket of this node sent it.
+ */
+static __always_inline int weft_from_proxy(const struct __sk_buff *skb, const struct weft_flow *flow)
+{
+	struct bpf_sock *sk;
+
+	if (flow->protocol != IPPROTO_TCP || flow->opens)
+		return 0;
+	if (!(skb->mark & WEFT_MARK_PROXY)) {
+		sk = skb->sk;
+		if (!sk)
+			return 0;
+		/* bpf_sock: src_port in host order; the flow's ports in network order. */
+		if (sk->family != AF_INET || sk->src_ip4 != flow->remote || sk->src_port != bpf_ntohs(flow->remote_port))
+			return 0;
+	}
+	return weft_l7_frontend(flow->remote, flow->remote_port);
 }
 
 SEC("tc")
@@ -646,6 +759,10 @@ int weft_to_wl(struct __sk_buff *skb)
 		WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
 		weft_flow_note(skb, WEFT_DIR_INGRESS, &flow, NULL, NULL, reason, NULL);
 		return weft_verdict(reason);
+	}
+	if (weft_from_proxy(skb, &flow)) { /* [R18] */
+		WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, WEFT_REASON_L7_STEERED, skb->len);
+		return TC_ACT_OK;
 	}
 	peer = weft_peer(flow.remote);
 	reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer, &d);
@@ -686,6 +803,21 @@ int weft_from_wl(struct __sk_buff *skb)
 		}
 	}
 	peer = local_peer ? *local_peer : weft_peer(flow.remote);
+	/*
+	 * [R17] A frontend of the node's L7 proxy, which decides each request
+	 * with the policy of the service's backends: no egress decision here.
+	 * Only TCP to what is no tenant's workload pays the lookup.
+	 */
+	if (!local_peer && peer.tenant == WEFT_TENANT_NONE && flow.protocol == IPPROTO_TCP) {
+		reason = weft_steer_to_proxy(skb, &flow, &d);
+		if (reason != 0) {
+			peer.identity = WEFT_IDENTITY_PROXY; /* what takes the connection; the VIP is nobody */
+			peer.tenant = WEFT_TENANT_NONE;
+			WEFT_COUNT(weft_metrics, WEFT_DIR_EGRESS, reason, skb->len);
+			weft_flow_note(skb, WEFT_DIR_EGRESS, &flow, self, &peer, reason, &d);
+			return weft_verdict(reason); /* to the proxy's socket, through the host's stack */
+		}
+	}
 	reason = weft_decide(&flow, WEFT_DIR_EGRESS, self, &peer, &d);
 	/*
 	 * [R16] Steering, for TCP to a tenant's workload that is not one of this

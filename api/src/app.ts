@@ -38,6 +38,7 @@ import caRoutes from "./routes/ca/index.ts";
 import datapathRoutes from "./routes/datapath/index.ts";
 import identityRoutes from "./routes/identities/index.ts";
 import policyRoutes from "./routes/policies/index.ts";
+import httpRouteRoutes from "./routes/http-routes/index.ts";
 import { BundleEndpoints } from "./mesh/bundle-endpoints.ts";
 import { jwksProblem } from "./mesh/federations.ts";
 import federationRoutes from "./routes/federations/index.ts";
@@ -65,6 +66,7 @@ import { PeriodicPruner } from "./db/pruning.ts";
 import { DEFAULT_FLOW_STREAMS_PER_TENANT } from "./config.ts";
 import flowRoutes from "./routes/flows/index.ts";
 import transportRoutes from "./routes/transport/index.ts";
+import l7Routes from "./routes/l7/index.ts";
 
 export interface RouteEntry {
   method: string;
@@ -345,9 +347,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(workloadRoutes);
   await app.register(serviceRoutes);
   await app.register(policyRoutes);
+  await app.register(httpRouteRoutes);
   await app.register(federationRoutes);
   await app.register(datapathRoutes);
   await app.register(transportRoutes);
+  await app.register(l7Routes);
   await app.register(flowRoutes);
   await app.ready();
   rotation?.start();

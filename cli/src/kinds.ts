@@ -67,6 +67,9 @@ const backends = (v: unknown): string => {
   const b = (v ?? {}) as { selector?: unknown; explicit?: unknown[] };
   return b.explicit ? `${b.explicit.length} explicit` : `selector ${selector(b.selector)}`;
 };
+/** An httpRoute's parents in a word each: service:port, or the service alone for every tcp port. */
+const parents = (v: unknown): string =>
+  Array.isArray(v) && v.length ? v.map((p: { name: string; port?: number }) => (p.port === undefined ? p.name : `${p.name}:${p.port}`)).join(",") : "-";
 const bundleSource = (v: unknown): string => {
   const b = (v ?? {}) as { tenant?: string; endpointUrl?: string; spiffeBundle?: unknown };
   return b.tenant ? `tenant ${b.tenant}` : b.endpointUrl ? b.endpointUrl : b.spiffeBundle ? "pasted bundle" : "-";
@@ -139,6 +142,15 @@ export const KINDS: Kind[] = [
     ],
   },
   {
+    plural: "httpRoutes",
+    kind: "HttpRoute",
+    scope: "tenant",
+    itemParam: "name",
+    itemKey: "name",
+    routes: ROUTES.httpRoutes,
+    columns: [NAME, { header: "PARENTS", value: (i) => parents(i.parentRefs) }, { header: "RULES", value: (i) => (Array.isArray(i.rules) ? String(i.rules.length) : "-") }, AGE],
+  },
+  {
     plural: "federations",
     kind: "Federation",
     scope: "tenant",
@@ -186,7 +198,7 @@ export const KINDS: Kind[] = [
 /** A kind by any of its names: plural, `kind:`, singular, case-insensitive ("svc" is not guessed). */
 export function findKind(name: string): Kind | undefined {
   const n = name.toLowerCase();
-  return KINDS.find((k) => k.plural === n || k.kind.toLowerCase() === n || singular(k.plural) === n);
+  return KINDS.find((k) => [k.plural, k.kind, singular(k.plural)].some((known) => known.toLowerCase() === n));
 }
 
 const singular = (plural: string): string => (plural.endsWith("ies") ? `${plural.slice(0, -3)}y` : plural.replace(/s$/, ""));

@@ -52,6 +52,7 @@ export const ROUTES = {
   workloads: tenantKindRoutes("workloads"),
   services: tenantKindRoutes("services"),
   policies: tenantKindRoutes("policies"),
+  httpRoutes: tenantKindRoutes("httpRoutes"),
   federations: tenantKindRoutes("federations"),
   nodes: {
     list: route("GET", "/v1/nodes", LIST),

@@ -52,6 +52,8 @@ describe("command line", () => {
       workloadApiSocket: DEFAULT_WORKLOAD_API_SOCKET,
       svidFiles: false,
       flows: DEFAULT_FLOW_CONFIG,
+      // The L7 proxy is on by default (it reports off when no haproxy is installed).
+      l7: true,
     });
     expect(parseArgs([], { WEFT_API: "https://api.example:1", WEFT_NODE_NAME: "n2" }).name).toBe("n2");
     // The Workload API: on by default at /run/weft/agent.sock; another absolute path, or off.

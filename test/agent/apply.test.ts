@@ -50,6 +50,7 @@ describe.skipIf(skipWithout("kernel (root, bpf, bpffs)", reason))("apply engine 
       backend: { upserts: 2, deletes: 0 },
       audit: { upserts: 0, deletes: 0 },
       steer: { upserts: 0, deletes: 0 },
+      l7: { upserts: 0, deletes: 0 },
     });
     expectKernelHolds(state);
     calls = [];
@@ -75,6 +76,7 @@ describe.skipIf(skipWithout("kernel (root, bpf, bpffs)", reason))("apply engine 
       backend: { upserts: 0, deletes: 0 },
       audit: { upserts: 0, deletes: 0 },
       steer: { upserts: 0, deletes: 0 },
+      l7: { upserts: 0, deletes: 0 },
     });
     expect(calls).toEqual([
       { map: "endpoint", op: "update", count: 1 },

@@ -248,7 +248,7 @@ describe("start-up over several endpoints", () => {
 });
 
 describe("the loop over several endpoints", () => {
-  const state = { revision: 3, hash: "a".repeat(64), maps: { ipcache: [], endpoint: [], policy: [], svc: [], lb_slot: [], backend: [], audit: [], steer: [] } };
+  const state = { revision: 3, hash: "a".repeat(64), maps: { ipcache: [], endpoint: [], policy: [], svc: [], lb_slot: [], backend: [], audit: [], steer: [], l7: [] } };
   const datapath: Handler = (req, res) => {
     if (req.url?.includes("/datapath")) res.writeHead(200, { "content-type": "application/json", etag: `"${state.hash}"` }).end(JSON.stringify(state));
     else if (req.url?.includes("/workloads")) res.writeHead(404).end();

@@ -29,6 +29,7 @@ export function nodeState(opts: { tableId?: number; backends?: { backendId: numb
     policy: normalizePolicy(policy),
     audit: [],
     steer: [],
+    l7: [],
     backend: backends.map((b) => ({ key: { backendId: b.backendId }, value: { address: b.address, port: 8080 } })),
     lb_slot: lbSlotEntries(tableId, table),
     svc: [{ key: { vip: "198.18.40.1", port: 80, protocol: protocols.tcp }, value: { tableId, slots: table.length } }],

@@ -63,6 +63,15 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
     }
   }));
   let linksBefore: Record<string, { id: number; progId: number }> = {};
+  const pinnedInfo = (name: string) => {
+    const fd = openPinned(join(pinDir, name));
+    try {
+      return mapInfo(fd);
+    } finally {
+      closeFd(fd);
+    }
+  };
+  const pinnedId = (name: string) => pinnedInfo(name).id;
 
   it("loads, pins every map, attaches through pinned links, and polices real TCP with conntrack", async () => {
     const dp = KernelDatapath.load({ pinDir });
@@ -118,14 +127,7 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
   it("upgrades a pin directory that predates a map: the new map is created and pinned, the others are reused", async () => {
     // local_veth came after the first release; an agent upgraded in place finds every pin but that one.
     const missing = join(pinDir, maps.local_veth.name);
-    const policyId = (() => {
-      const fd = openPinned(join(pinDir, maps.policy.name));
-      try {
-        return mapInfo(fd).id;
-      } finally {
-        closeFd(fd);
-      }
-    })();
+    const policyId = pinnedId(maps.policy.name);
     unlinkSync(missing);
     const dp = KernelDatapath.load({ pinDir });
     try {
@@ -135,6 +137,36 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
     } finally {
       dp.close();
     }
+  });
+
+  it("upgrades over a counter map of another shape (a new reason grew it): replaced, counts restart, state maps and verdicts kept", async () => {
+    const metricsPin = join(pinDir, maps.metrics.name);
+    const policyId = pinnedId(maps.policy.name);
+    // What an agent of the previous ABI pinned: the same counters with fewer (hook, reason) slots.
+    unlinkSync(metricsPin);
+    execFileSync("bpftool", ["map", "create", metricsPin, "type", "percpu_array", "key", "4", "value", String(maps.metrics.valueSize), "entries", "84", "name", maps.metrics.name]);
+    const dp = KernelDatapath.load({ pinDir });
+    try {
+      expect(dp.replacedCounterMaps).toEqual([`${maps.metrics.name} (maxEntries 84, this agent needs ${maps.metrics.maxEntries})`]);
+      expect(pinnedInfo(maps.metrics.name).maxEntries).toBe(maps.metrics.maxEntries);
+      expect(objectId(dp.maps.policy.fd)).toBe(policyId);
+      expect(canonical(kernelEntries(dp.maps.policy, "policy"))).toEqual(canonical(nodeState().policy as never));
+      dp.attachCgroup(cgroup);
+      dp.attachVeth(veth.host);
+    } finally {
+      dp.close();
+    }
+    expect(await connectFromWorkload(ALLOWED_PORT)).toBe("echo:hi");
+    expect(await connectFromWorkload(OTHER_PORT)).toBe("timeout");
+  });
+
+  it("still refuses a state map of another shape: replacing it would flush the datapath", () => {
+    const dir = makePinDir(cleanup, "loader-stale");
+    cleanup.add("uninstall the stale pins", () => void uninstall(dir));
+    const policyPin = join(dir, maps.policy.name);
+    execFileSync("bpftool", ["map", "create", policyPin, "type", "hash", "key", String(maps.policy.keySize), "value", String(maps.policy.valueSize), "entries", "16", "name", maps.policy.name]);
+    expect(() => KernelDatapath.load({ pinDir: dir })).toThrow(new RegExp(`^failed to reuse pinned maps: ${policyPin} has maxEntries 16, this agent needs ${maps.policy.maxEntries} \\(an agent of another ABI`));
+    expect(existsSync(policyPin)).toBe(true);
   });
 
   it("detaches a veth's programs when its workload leaves", async () => {

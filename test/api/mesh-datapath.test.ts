@@ -47,7 +47,7 @@ describe.each(BACKENDS)("node datapath on %s", (backend) => {
       const body = res.json();
       expect(res.headers.etag).toBe(`"${body.hash}"`);
       expect(body.maps.endpoint.map((e: { key: { address: string } }) => e.key.address)).toContain(address);
-      expect(Object.keys(body.maps).sort()).toEqual(["audit", "backend", "endpoint", "ipcache", "lb_slot", "policy", "steer", "svc"]);
+      expect(Object.keys(body.maps).sort()).toEqual(["audit", "backend", "endpoint", "ipcache", "l7", "lb_slot", "policy", "steer", "svc"]);
       expect((await read({}, { "if-none-match": res.headers.etag as string })).statusCode).toBe(304);
       // The operator reads any node; an unknown node is 404.
       expect((await app.inject({ url: urlOf(node.name), headers: operator })).json().hash).toBe(body.hash);

@@ -1,7 +1,8 @@
+import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
-import { freshAddress, freshVip, identity, mustPut, putResource, tenantChanges } from "../support/mesh.ts";
+import { freshAddress, freshVip, identity, mustPut, putResource, refusedUnwritten, tenantChanges } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
 
 describe.each(BACKENDS)("workloads, services and policies on %s", (backend) => {
@@ -23,14 +24,8 @@ describe.each(BACKENDS)("workloads, services and policies on %s", (backend) => {
     });
     afterAll(async () => app?.close());
 
-    /** Sends a request that must be refused with this status, and checks that nothing was written. */
-    async function refused(res: Promise<import("fastify").LightMyRequestResponse>, status: number, field?: string) {
-      const before = [await tenantChanges(app, a.tenant), await tenantChanges(app, b.tenant)];
-      const body = expectProblem(await res, status);
-      expect([await tenantChanges(app, a.tenant), await tenantChanges(app, b.tenant)]).toEqual(before);
-      if (field !== undefined) expect(body.errors?.map((e) => e.field), JSON.stringify(body)).toContain(field);
-      return body;
-    }
+    /** A request that must be refused with this status, naming `field`, with nothing written in either tenant. */
+    const refused = (res: Promise<LightMyRequestResponse>, status: number, field?: string) => refusedUnwritten(app, [a.tenant, b.tenant], res, status, field);
 
     it("creates, reads, replaces, lists and deletes a workload with the resource conventions", async () => {
       const address = freshAddress(podCidr);

@@ -45,6 +45,7 @@ describe.each(BACKENDS)("node status on %s", (backend) => {
         unreachableSince: null,
         failingOpen: [],
         transport: null,
+        l7: null,
       });
     });
 
@@ -120,6 +121,17 @@ describe.each(BACKENDS)("node status on %s", (backend) => {
         expectProblem(await report(bad), 400);
       }
       expect(await show()).toEqual(mine);
+    });
+
+    it("a report without transport keeps the one reported before, a null endpoint included", async () => {
+      const { desired } = await show();
+      const plain = { appliedRevision: desired.revision, hash: desired.hash, counters: {}, errors: [] };
+      // What an agent without a transport reports: off, no endpoint.
+      expect((await report({ ...plain, transport: { endpoint: null, state: "off" } })).statusCode).toBe(200);
+      const next = await report(plain);
+      expect(next.statusCode, next.body).toBe(200);
+      expect(next.json().transport).toEqual({ endpoint: null, state: "off" });
+      expect((await show()).transport).toEqual({ endpoint: null, state: "off" });
     });
   });
 });

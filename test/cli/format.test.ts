@@ -189,6 +189,13 @@ describe("tables and problems", () => {
     );
   });
 
+  it("knows httpRoutes by any of their names, and shows each route's parents as service:port", () => {
+    const kind = findKind("httpRoutes")!;
+    for (const name of ["httproutes", "httpRoute", "HttpRoute", "HTTPRoute"]) expect(findKind(name), name).toBe(kind);
+    const out = table(kind.columns.slice(0, 3), [{ name: "shop", parentRefs: [{ name: "web", port: 80 }, { name: "api" }], rules: [{}, {}] }]);
+    expect(out).toBe(["NAME   PARENTS      RULES", "shop   web:80,api   2", ""].join("\n"));
+  });
+
   it("prints the title, the detail and each field error; apply names fields by the document", () => {
     const body = JSON.stringify({
       type: "urn:weft:problem:validation",

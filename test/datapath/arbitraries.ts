@@ -1,7 +1,7 @@
 /** Random platforms and edits of them: the property tests of the compiler and of admission's counts share them. */
 import fc from "fast-check";
 import type { Change } from "../../api/src/compiler/compile.ts";
-import type { IdentityRow, PeerSelector, PolicyRow, PolicyRule, ServiceRow, Snapshot, WorkloadRow } from "../../api/src/compiler/types.ts";
+import type { HttpRouteRow, IdentityRow, PeerSelector, PolicyRow, PolicyRule, ServiceRow, Snapshot, WorkloadRow } from "../../api/src/compiler/types.ts";
 import { snapshot } from "./support.ts";
 
 export const NODES = ["n1", "n2"];
@@ -26,6 +26,7 @@ const ruleArb = (tenantId: number): fc.Arbitrary<PolicyRule> =>
     ),
     action: fc.constantFrom("allow" as const, "deny" as const),
     transport: fc.constantFrom("plaintext" as const, "mtls" as const),
+    http: fc.constantFrom({ methods: ["GET" as const] }, { pathPrefixes: ["/api"] }),
   }, { requiredKeys: ["peers", "ports", "action"] });
 export const rules = (tenantId: number) => fc.option(fc.array(ruleArb(tenantId), { maxLength: 3 }), { nil: undefined });
 
@@ -39,8 +40,9 @@ export const platformArb: fc.Arbitrary<Snapshot> = fc
     fc.array(fc.tuple(fc.integer({ min: 1, max: 2 }), fc.boolean()), { maxLength: 4 }),
     fc.array(fc.integer({ min: 0, max: 10 }), { minLength: 3, maxLength: 3 }),
     fc.boolean(),
+    fc.option(fc.constantFrom(undefined, 80), { nil: null }),
   )
-  .chain(([d1, d2, labels, placed, policyShapes, weights, useWorkloadCidr]) =>
+  .chain(([d1, d2, labels, placed, policyShapes, weights, useWorkloadCidr, routedPort]) =>
     fc.tuple(...policyShapes.map(([tenantId]) => fc.tuple(selector(tenantId), rules(tenantId), rules(tenantId)))).map((bodies) => {
       const identities: IdentityRow[] = labels.map((role, i) => ({
         tenantId: 1 + Math.floor(i / 3),
@@ -80,6 +82,8 @@ export const platformArb: fc.Arbitrary<Snapshot> = fc
         loadBalancing: "random",
         preferSameZone: tenantId === 2,
       }));
+      // Tenant 1's service is L7 on port 80 (or every tcp port) when a route names it.
+      const httpRoutes: HttpRouteRow[] = routedPort === null ? [] : [routeOf(1, routedPort)];
       return snapshot({
         tenants: [
           { id: 1, name: "one", defaultAction: d1 },
@@ -89,13 +93,24 @@ export const platformArb: fc.Arbitrary<Snapshot> = fc
         workloads,
         policies,
         services,
+        httpRoutes,
+        // n1's proxy address (10.1.0.1) is a workload's when one sits there: the workload keeps it.
         nodes: [
-          { name: "n1", zone: "za" },
-          { name: "n2", zone: "zb" },
+          { name: "n1", zone: "za", podCidr: "10.1.0.0/24" },
+          { name: "n2", zone: "zb", podCidr: "10.9.2.0/24" },
         ],
       });
     }),
   );
+
+/** An httpRoute of the tenant's service "svc", on one port or (undefined) all. */
+export const routeOf = (tenantId: number, port: number | undefined, id = 7): HttpRouteRow => ({
+  id,
+  tenantId,
+  name: "canary",
+  parentRefs: [port === undefined ? { name: "svc" } : { name: "svc", port }],
+  rules: [{ backendRefs: [{ labels: { role: "a" }, weight: 9 }, { labels: { role: "b" }, weight: 1 }] }],
+});
 
 /** One random edit of a platform: the change to feed the memo, and the rows it leads to. */
 export function edits(snap: Snapshot): fc.Arbitrary<{ change: Change; next: Snapshot }> {
@@ -133,6 +148,21 @@ export function edits(snap: Snapshot): fc.Arbitrary<{ change: Change; next: Snap
       const row = { ...old, zone };
       return { change: { kind: "node", op: "put", row }, next: { ...snap, nodes: replace(snap.nodes, old, row) } };
     }),
+    fc.constantFrom("10.1.0.0/24", "10.9.1.0/24", undefined).map((podCidr) => {
+      const old = snap.nodes[1]!;
+      const { podCidr: _was, ...rest } = old;
+      const row = podCidr === undefined ? rest : { ...rest, podCidr };
+      return { change: { kind: "node", op: "put", row }, next: { ...snap, nodes: replace(snap.nodes, old, row) } };
+    }),
+    fc.tuple(fc.constantFrom(1, 2), fc.constantFrom(undefined, 80, 53)).map(([tenantId, port]) => {
+      const row = routeOf(tenantId, port, 10 + tenantId);
+      const others = (snap.httpRoutes ?? []).filter((r) => r.tenantId !== tenantId || r.name !== row.name);
+      return { change: { kind: "httpRoute", op: "put", row }, next: { ...snap, httpRoutes: [...others, row] } };
+    }),
+    fc.constantFrom(1, 2).map((tenantId) => ({
+      change: { kind: "httpRoute", op: "delete", tenantId, name: "canary" },
+      next: { ...snap, httpRoutes: (snap.httpRoutes ?? []).filter((r) => r.tenantId !== tenantId || r.name !== "canary") },
+    })),
   ];
   if (snap.policies.length > 0) {
     options.push(

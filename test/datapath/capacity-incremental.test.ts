@@ -58,6 +58,7 @@ function rowsOf(snap: Snapshot): Rows {
   for (const row of snap.workloads) rows.apply({ kind: "workload", op: "put", row });
   for (const row of snap.services) rows.apply({ kind: "service", op: "put", row });
   for (const row of snap.policies) rows.apply({ kind: "policy", op: "put", row });
+  for (const row of snap.httpRoutes ?? []) rows.apply({ kind: "httpRoute", op: "put", row });
   return rows;
 }
 

@@ -4,6 +4,7 @@
  * policy semantics a user writes down; compiles are deterministic; the memo
  * and the deltas agree with compiling from scratch.
  */
+import { constants } from "@weft/codec";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { assignIds } from "../../api/src/compiler/allocate.ts";
@@ -49,7 +50,7 @@ describe("compiled policy, evaluated on codec-decoded entries", () => {
     fc.assert(
       fc.property(platformArb, (snap) => {
         const tenantOf = new Map(snap.identities.map((i) => [i.numericId, i.tenantId]));
-        const outside = new Set([0, 2, ...snap.cidrIdentities.values()]);
+        const outside = new Set([0, 2, constants.IDENTITY_PROXY!, ...snap.cidrIdentities.values()]);
         for (const node of NODES) {
           for (const e of compileNode(snap, node).maps.policy) {
             const remote = e.key.remoteIdentity;

@@ -52,7 +52,9 @@ export function intended(snap: Snapshot, w: WorkloadRow, remote: string, port: n
     r.ports.length === 0 ||
     r.ports.some((p) => (p.port ?? 0) === 0 || p.port === port ? (p.protocol ?? "any") === "any" || { tcp: 6, udp: 17 }[p.protocol as "tcp"] === protocol : false);
   const selecting = snap.policies.filter((p) => p.tenantId === w.tenantId && selects(p.subject, self));
-  const hits = selecting.flatMap((p) => (p[direction] ?? []).filter((r) => (r.peers.length === 0 || r.peers.some(peerMatches)) && portMatches(r)));
+  // A deny rule with http is the L7 proxy's to decide, per request: at L4 it refuses nothing.
+  const atL4 = (r: PolicyRule): boolean => !(r.action === "deny" && r.http !== undefined);
+  const hits = selecting.flatMap((p) => (p[direction] ?? []).filter((r) => atL4(r) && (r.peers.length === 0 || r.peers.some(peerMatches)) && portMatches(r)));
   if (hits.some((r) => r.action === "deny")) return "drop";
   if (hits.some((r) => r.action === "allow")) return "pass";
   const governed = selecting.some((p) => p[direction] !== undefined);

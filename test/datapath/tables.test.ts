@@ -122,7 +122,7 @@ describe("policy tables", () => {
 
   it("a node with no workload of a tenant gets nothing of it", () => {
     const out = compileNode(platform({}), "n3");
-    expect(out.counts).toEqual({ ipcache: 0, endpoint: 0, policy: 0, svc: 0, lb_slot: 0, backend: 0, audit: 0, steer: 0 });
+    expect(out.counts).toEqual({ ipcache: 0, endpoint: 0, policy: 0, svc: 0, lb_slot: 0, backend: 0, audit: 0, steer: 0, l7: 0 });
   });
 });
 

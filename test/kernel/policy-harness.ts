@@ -18,7 +18,10 @@ import {
   type MapSpec,
   type Reason,
 } from "@weft/codec";
+import koffi from "koffi";
 import { BpfMap, BpfObject, possibleCpus, testRun, TC_ACT_OK, TC_ACT_SHOT } from "../../nodeagent/src/kernel/index.ts";
+import { check } from "../../nodeagent/src/kernel/errors.ts";
+import { libbpf } from "../../nodeagent/src/kernel/libbpf.ts";
 import { objectPath } from "../support/kernel.ts";
 
 export function mapOf(obj: BpfObject, spec: MapSpec): BpfMap {
@@ -55,6 +58,40 @@ export interface Verdict {
   reason: Reason;
 }
 
+/** struct __sk_buff as BPF_PROG_TEST_RUN takes and returns it: only mark (offset 8) matters here. */
+const SKB_SIZE = 192;
+const SKB_MARK = 8;
+
+/**
+ * BPF_PROG_TEST_RUN with skb->mark set on the way in and read back on the
+ * way out (testRun returns no context).
+ */
+export function testRunMarked(progFd: number, data: Uint8Array, mark: number): { retval: number; mark: number } {
+  const lib = libbpf();
+  const ctxIn = new Uint8Array(SKB_SIZE);
+  const ctxOut = new Uint8Array(SKB_SIZE);
+  new DataView(ctxIn.buffer).setUint32(SKB_MARK, mark, true);
+  const opts = {
+    sz: koffi.sizeof(lib.types.testRunOpts),
+    data_in: data,
+    data_out: null,
+    data_size_in: data.length,
+    data_size_out: 0,
+    ctx_in: ctxIn,
+    ctx_out: ctxOut,
+    ctx_size_in: SKB_SIZE,
+    ctx_size_out: SKB_SIZE,
+    retval: 0,
+    repeat: 1,
+    duration: 0,
+    flags: 0,
+    cpu: 0,
+    batch_size: 0,
+  };
+  check(lib.progTestRun(progFd, opts), `test-run program fd ${progFd}`);
+  return { retval: opts.retval, mark: new DataView(ctxOut.buffer).getUint32(SKB_MARK, true) };
+}
+
 export class PolicyHarness {
   readonly obj = BpfObject.load(objectPath("weft_policy"));
   readonly endpoint = mapOf(this.obj, maps.endpoint);
@@ -86,8 +123,23 @@ export class PolicyHarness {
    * metrics slot of that hook that grew by exactly one packet.
    */
   verdict(direction: Direction, frame: Uint8Array): Verdict {
+    return this.counted(direction, () => testRun(this.progs[direction], frame).retval);
+  }
+
+  /** verdict, with skb->mark set on the way in; `mark` is skb->mark as the program left it. */
+  verdictMarked(direction: Direction, frame: Uint8Array, mark = 0): Verdict & { mark: number } {
+    let out = 0;
+    const v = this.counted(direction, () => {
+      const r = testRunMarked(this.progs[direction], frame, mark);
+      out = r.mark;
+      return r.retval;
+    });
+    return { ...v, mark: out };
+  }
+
+  private counted(direction: Direction, run: () => number): Verdict {
     const before = readMetrics(this.metrics);
-    const { retval } = testRun(this.progs[direction], frame);
+    const retval = run();
     const after = readMetrics(this.metrics);
     const grown = [...after].filter(([slot, n]) => n !== (before.get(slot) ?? 0n));
     if (grown.length !== 1 || grown[0]![1] - (before.get(grown[0]![0]) ?? 0n) !== 1n) {

@@ -12,11 +12,12 @@ import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_pro
 import { promisify } from "node:util";
 import { constants, formatIPv4, maps, protocols, type Entry } from "@weft/codec";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { KernelDatapath, cleanup as uninstall } from "../../nodeagent/src/loader/index.ts";
+import type { KernelDatapath } from "../../nodeagent/src/loader/index.ts";
 import { skipWithout } from "../support/prerequisites.ts";
-import { Cleanup, makeNetns, makePinDir, repoRoot, toolsUnavailableReason } from "../support/kernel.ts";
+import { Cleanup, makeNetns, repoRoot, toolsUnavailableReason } from "../support/kernel.ts";
 import { until } from "../support/until.ts";
 import { echoServer } from "../agent/netns-traffic.ts";
+import { loadInNode, localDeliveryRoute, stopChild, workloadVeth } from "./node-namespace.ts";
 import { deleteAll, readMetrics, writeEntries } from "./policy-harness.ts";
 
 const { tcp } = protocols;
@@ -28,6 +29,7 @@ const NEIGHBOUR = { host: "198.18.130.5", address: "198.18.130.6", identity: 100
 // Another node's workload, reached through the fabric link (.1 node, .2 fabric).
 const FABRIC = { node: "198.18.131.1", far: "198.18.131.2" };
 const REMOTE = { address: "198.18.132.10", identity: 1002 };
+const VETH = `tx${process.pid % 100000}`; // names of the veths this test makes, by suffix
 const OUTBOUND = { address: formatIPv4(constants.TRANSPORT_OUTBOUND_ADDR), port: constants.TRANSPORT_OUTBOUND_PORT };
 
 const steerEntries: Entry<"steer">[] = [
@@ -68,19 +70,6 @@ setTimeout(()=>{console.log("timeout");process.exit(0)},${timeoutMs});`;
   return stdout.trim();
 }
 
-/** A veth from the node namespace to a workload namespace; deleted with the node namespace. */
-function workloadVeth(node: string, ns: string, label: string, host: string, address: string): { host: string; ifindex: number } {
-  const name = `tx${process.pid % 100000}${label}`;
-  sh("ip", "-n", node, "link", "add", name, "type", "veth", "peer", "name", `${name}p`, "netns", ns);
-  sh("ip", "-n", node, "addr", "add", `${host}/30`, "dev", name);
-  sh("ip", "-n", node, "link", "set", name, "up");
-  sh("ip", "-n", ns, "addr", "add", `${address}/30`, "dev", `${name}p`);
-  sh("ip", "-n", ns, "link", "set", `${name}p`, "up");
-  sh("ip", "-n", ns, "link", "set", "lo", "up");
-  const [link] = JSON.parse(sh("ip", "-n", node, "-j", "link", "show", "dev", name)) as { ifindex: number }[];
-  return { host: name, ifindex: link!.ifindex };
-}
-
 const reason = toolsUnavailableReason([["ip", "-V"], ["nft", "--version"], ["nsenter", "--version"]]);
 
 describe.skipIf(skipWithout("transport steering in namespaces (root, bpf, iproute2, nftables, nsenter)", reason))("steering TCP into the node's transport (real namespaces)", () => {
@@ -101,45 +90,30 @@ describe.skipIf(skipWithout("transport steering in namespaces (root, bpf, iprout
     listener = nodeIn(cleanup, node, "transport listener", [`${repoRoot}test/kernel/fixtures/transport-listener.mjs`, OUTBOUND.address, String(OUTBOUND.port), String(constants.MARK_TRANSPORT)]);
     await ready(listener, "the transport listener");
   }
-  /** Kills the listener and waits for its exit: the kernel has closed its socket by then. */
   async function stopListener(): Promise<void> {
     const child = listener?.child;
     listener = null;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGKILL");
-    await exited;
+    await stopChild(child);
   }
 
   beforeAll(async () => {
-    const pinDir = makePinDir(cleanup, "txsteer");
-    cleanup.add("remove the loader's pins and links", () => void uninstall(pinDir));
     node = makeNetns(cleanup, "txnode");
     client = makeNetns(cleanup, "txcli");
     neighbour = makeNetns(cleanup, "txnbr");
     fabric = makeNetns(cleanup, "txfab");
     sh("ip", "-n", node, "link", "set", "lo", "up");
-    const cv = workloadVeth(node, client, "c", CLIENT.host, CLIENT.address);
-    const nv = workloadVeth(node, neighbour, "n", NEIGHBOUR.host, NEIGHBOUR.address);
-    workloadVeth(node, fabric, "f", FABRIC.node, FABRIC.far);
+    const cv = workloadVeth(node, client, `${VETH}c`, CLIENT.host, CLIENT.address);
+    const nv = workloadVeth(node, neighbour, `${VETH}n`, NEIGHBOUR.host, NEIGHBOUR.address);
+    workloadVeth(node, fabric, `${VETH}f`, FABRIC.node, FABRIC.far);
     for (const ns of [client, neighbour]) sh("ip", "-n", ns, "route", "add", "198.18.0.0/15", "via", ns === client ? CLIENT.host : NEIGHBOUR.host);
     sh("ip", "-n", fabric, "addr", "add", `${REMOTE.address}/32`, "dev", "lo");
     sh("ip", "-n", fabric, "route", "add", "198.18.130.0/29", "via", FABRIC.node);
     sh("ip", "-n", node, "route", "add", "198.18.132.0/24", "via", FABRIC.far);
     inNs(node, "sysctl", "-q", "-w", "net.ipv4.conf.all.forwarding=1");
-    // The routing the agent installs for steered packets (weft_abi.h, the transport).
-    sh("ip", "-n", node, "rule", "add", "priority", String(constants.TRANSPORT_RULE_PRIORITY), "fwmark", `${constants.MARK_TO_TRANSPORT}/${constants.MARK_TO_TRANSPORT}`, "lookup", String(constants.TRANSPORT_TABLE));
-    sh("ip", "-n", node, "route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", String(constants.TRANSPORT_TABLE));
+    localDeliveryRoute(node);
     inNs(fabric, "nft", `add table ip wefttest; add chain ip wefttest seen { type filter hook prerouting priority -300; }; add rule ip wefttest seen tcp dport ${PORT} counter; add rule ip wefttest seen tcp sport ${PORT} counter`);
 
-    // The agent's loader pins the maps here and attaches inside the node namespace (nsenter keeps bpffs in view).
-    dp = KernelDatapath.load({ pinDir });
-    cleanup.add("close the datapath", () => dp.close());
-    const attach = `const { KernelDatapath } = await import(${JSON.stringify(`${repoRoot}nodeagent/src/loader/index.ts`)});
-const dp = KernelDatapath.load({ pinDir: ${JSON.stringify(pinDir)} });
-for (const ifname of ${JSON.stringify([cv.host, nv.host])}) dp.attachVeth(ifname);
-dp.close();`;
-    sh("nsenter", `--net=/var/run/netns/${node}`, process.execPath, "--import", "tsx", "--input-type=module", "-e", attach);
+    dp = loadInNode(cleanup, "txsteer", node, [cv.host, nv.host]);
 
     const workloads = [CLIENT, NEIGHBOUR].map((w) => ({ address: w.address, value: { identity: w.identity, tenant: TENANT } }));
     writeEntries(dp.maps.endpoint, "endpoint", workloads.map((w) => ({ key: { address: w.address }, value: w.value })));
@@ -202,7 +176,7 @@ dp.close();`;
   it("(e) a neighbour that puts the steered workload's address on its own veth is dropped, and the listener sees nothing", async () => {
     writeEntries(dp.maps.steer, "steer", steerEntries);
     await startListener();
-    sh("ip", "-n", neighbour, "addr", "add", `${CLIENT.address}/32`, "dev", `tx${process.pid % 100000}np`);
+    sh("ip", "-n", neighbour, "addr", "add", `${CLIENT.address}/32`, "dev", `${VETH}np`);
     try {
       const fabricBefore = fabricPackets();
       const spoofed = metric("egress/unknown-endpoint");
@@ -213,7 +187,7 @@ dp.close();`;
       // The real owner still gets through, from its own veth.
       expect(await hello(client, REMOTE.address, PORT)).toBe("data:transport:hello");
     } finally {
-      sh("ip", "-n", neighbour, "addr", "del", `${CLIENT.address}/32`, "dev", `tx${process.pid % 100000}np`);
+      sh("ip", "-n", neighbour, "addr", "del", `${CLIENT.address}/32`, "dev", `${VETH}np`);
       await stopListener();
     }
   });

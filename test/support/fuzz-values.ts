@@ -351,6 +351,7 @@ export function addressInBlock(cidr: string, n: number): string {
   const [base, len] = cidr.split("/") as [string, string];
   const size = 2 ** (32 - Number(len));
   const start = base.split(".").reduce((a, o) => a * 256 + Number(o), 0);
-  const a = start + 1 + (n % Math.max(1, size - 2));
+  // Past the network address and the node's L7 proxy address (the first), before the broadcast address.
+  const a = start + 2 + (n % Math.max(1, size - 3));
   return [24, 16, 8, 0].map((s) => Math.floor(a / 2 ** s) % 256).join(".");
 }

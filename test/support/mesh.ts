@@ -1,8 +1,10 @@
 import { eq, sql } from "drizzle-orm";
 import type { LightMyRequestResponse } from "fastify";
+import { expect } from "vitest";
 import { changeLog } from "../../api/src/db/schema.ts";
 import type { WeftApp } from "../../api/src/app.ts";
-import { bearer } from "./api.ts";
+import type { Problem } from "../../api/src/http/problem.ts";
+import { bearer, expectProblem } from "./api.ts";
 import { addressIn } from "./nodes.ts";
 
 /** PUTs a tenant resource with a tenant token; answers the raw response. */
@@ -46,6 +48,19 @@ export async function tenantChanges(app: WeftApp, tenant: string): Promise<numbe
   const row = await app.weft.directory.byName(tenant);
   const [count] = await app.weft.db.select({ n: sql<number>`count(*)::int` }).from(changeLog).where(eq(changeLog.tenantId, row!.id));
   return count!.n;
+}
+
+/**
+ * Awaits a request that must be refused with `status` (naming `field` among
+ * its errors, when given) and checks that it wrote nothing to the logs of
+ * `tenants`; answers the problem.
+ */
+export async function refusedUnwritten(app: WeftApp, tenants: string[], res: Promise<LightMyRequestResponse>, status: number, field?: string): Promise<Problem> {
+  const before = await Promise.all(tenants.map((t) => tenantChanges(app, t)));
+  const body = expectProblem(await res, status);
+  expect(await Promise.all(tenants.map((t) => tenantChanges(app, t)))).toEqual(before);
+  if (field !== undefined) expect(body.errors?.map((e) => e.field), JSON.stringify(body)).toContain(field);
+  return body;
 }
 
 /**

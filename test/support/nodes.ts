@@ -51,8 +51,9 @@ const blockOf = new Map<string, string>();
  * The next host address of a node's pod CIDR block (its registration answer's
  * podCidr): workload addresses must lie in their node's block. A block belongs
  * to one node at a time and is handed out only while no workload holds an
- * address in it, so counting up from its first host address is unique even
- * across suites sharing one Postgres. Takes the block, or the name of a node
+ * address in it, so counting up from its host addresses is unique even
+ * across suites sharing one Postgres; it starts at the second (the first is
+ * the node's L7 proxy address). Takes the block, or the name of a node
  * registeredNode registered.
  */
 export function addressIn(blockOrNode: string): string {
@@ -60,7 +61,8 @@ export function addressIn(blockOrNode: string): string {
   if (podCidr === undefined) throw new Error(`addressIn: no pod CIDR known for node "${blockOrNode}" (register it with registeredNode)`);
   const [base, len] = podCidr.split("/") as [string, string];
   const start = base.split(".").reduce((a, o) => a * 256 + Number(o), 0);
-  const n = (handedOut.get(podCidr) ?? 0) + 1;
+  // The block's first address is the node's L7 proxy address: workloads start at the second.
+  const n = (handedOut.get(podCidr) ?? 1) + 1;
   if (n >= 2 ** (32 - Number(len)) - 1) throw new Error(`addressIn: the block ${podCidr} has no host address left`);
   handedOut.set(podCidr, n);
   const a = start + n;

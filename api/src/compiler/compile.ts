@@ -19,7 +19,10 @@
  *  - policy, audit and steer: the parts of the identities of the node's own
  *    workloads.
  *  - svc, lb_slot, backend: every service of the tenants present, with tables
- *    for the node's zone where preferSameZone is set.
+ *    for the node's zone where preferSameZone is set; l7 for the frontends
+ *    an httpRoute names, which have no svc entry (l7.ts).
+ *  - ipcache, too: every node's L7 proxy address (IDENTITY_PROXY, no tenant);
+ *    policy, too: the proxy's allows at its local backends (l7.ts).
  */
 import { createHash } from "node:crypto";
 import { CompileError } from "./ids.ts";
@@ -28,6 +31,7 @@ import { policyPart, type PolicyPart } from "./policy.ts";
 import { canonicalPrefix, contains, parsePrefix, selects } from "./select.ts";
 import { servicePart, type ServicePart } from "./services.ts";
 import { steerParts } from "./steer.ts";
+import { l7AllowParts, l7Document, proxyAddressOf, proxyAddressPart, type L7Config } from "./l7.ts";
 import { SnapshotIndex, cidrsOf, type Change, type TenantIndex } from "./snapshot-index.ts";
 import {
   DATAPATH_MAPS,
@@ -65,6 +69,8 @@ export interface Compiler {
   countLocal(node: string): MapCounts;
   /** The current rows as a Snapshot. */
   snapshot(): Snapshot;
+  /** The node's L7 proxy document (l7.ts); null when the node is unknown or has no pod block. */
+  l7Document(node: string): L7Config | null;
   /** Parts built since the compiler was created: how much work the memo saved. */
   readonly partsBuilt: number;
 }
@@ -86,6 +92,12 @@ class MemoCompiler implements Compiler {
   private readonly policyParts = new Map<number, PolicyPart>();
   /** tenant id -> numeric identity -> steer part (only identities with steer entries) */
   private readonly steerParts = new Map<number, Map<number, Part>>();
+  /** tenant id -> numeric identity -> the L7 proxy's allows at it (only governed backends of L7 frontends) */
+  private readonly l7AllowParts = new Map<number, Map<number, Part>>();
+  /** Every node's proxy address; dropped when a node's block, or a workload holding one, changes. */
+  private proxyPart: Part | undefined;
+  /** The nodes' proxy addresses; dropped with a node's block. */
+  private proxyAddresses: Set<string> | undefined;
   /** service id -> zone ("" when the service ignores zones) -> part */
   private readonly serviceParts = new Map<number, Map<string, ServicePart>>();
   private readonly backendParts = new Map<number, Part>();
@@ -129,15 +141,24 @@ class MemoCompiler implements Compiler {
       case "workload": {
         const tenantId = change.op === "put" ? change.row.tenantId : change.tenantId;
         const name = change.op === "put" ? change.row.name : change.name;
-        const w = this.index.tenants.get(tenantId)?.workloads.get(name);
+        const t = this.index.tenants.get(tenantId);
+        // A backend of an L7 frontend changes the proxy's allows at its identity, on every node that runs it.
+        if (t !== undefined && t.httpRoutes.size > 0) {
+          this.localCapacity.clear();
+          return;
+        }
+        const w = t?.workloads.get(name);
         if (w !== undefined) this.localCapacity.delete(w.node);
         return;
       }
       case "node":
         this.localCapacity.delete(change.op === "put" ? change.row.name : change.name);
         return;
-      case "service":
+      case "service": {
+        const t = this.index.tenants.get(change.op === "put" ? change.row.tenantId : change.tenantId);
+        if (t !== undefined && t.httpRoutes.size > 0) this.localCapacity.clear();
         return;
+      }
       default:
         this.localCapacity.clear();
     }
@@ -173,13 +194,34 @@ class MemoCompiler implements Compiler {
         const t = idx.tenants.get(tenantId);
         const w = t?.workloads.get(name);
         if (t === undefined || w === undefined) return () => {};
-        return this.dropWorkload(t, w);
+        const holdsProxyAddress = w.addresses.some((a) => this.isProxyAddress(a));
+        const drop = this.dropWorkload(t, w);
+        return () => {
+          if (holdsProxyAddress) this.proxyPart = undefined;
+          drop();
+        };
       }
       case "service": {
-        const t = idx.tenants.get(change.op === "put" ? change.row.tenantId : change.tenantId);
+        const tenantId = change.op === "put" ? change.row.tenantId : change.tenantId;
+        const t = idx.tenants.get(tenantId);
         const s = t?.services.get(change.op === "put" ? change.row.name : change.name);
         const ids = [s?.id, change.op === "put" ? change.row.id : undefined];
-        return () => ids.forEach((id) => id !== undefined && this.serviceParts.delete(id));
+        return () => {
+          ids.forEach((id) => id !== undefined && this.serviceParts.delete(id));
+          this.l7AllowParts.delete(tenantId);
+        };
+      }
+      case "httpRoute": {
+        // The services a route names (before and after) turn L7 or back: their tables and the proxy's allows change.
+        const tenantId = change.op === "put" ? change.row.tenantId : change.tenantId;
+        const t = idx.tenants.get(tenantId);
+        const r = t?.httpRoutes.get(change.op === "put" ? change.row.name : change.name);
+        const named = new Set([...(r?.parentRefs ?? []), ...(change.op === "put" ? change.row.parentRefs : [])].map((ref) => ref.name));
+        const ids = [...named].flatMap((name) => t?.services.get(name)?.id ?? []);
+        return () => {
+          ids.forEach((id) => this.serviceParts.delete(id));
+          this.l7AllowParts.delete(tenantId);
+        };
       }
       case "policy": {
         const t = idx.tenants.get(change.op === "put" ? change.row.tenantId : change.tenantId);
@@ -196,6 +238,10 @@ class MemoCompiler implements Compiler {
           // A node's liveness withdraws or restores the backends on it, in every table that names them.
           if (now?.unreachable !== was?.unreachable) this.dropServicesOnNode(name);
           if (now?.zone !== was?.zone) this.dropZoned();
+          if (now?.podCidr !== was?.podCidr) {
+            this.proxyPart = undefined;
+            this.proxyAddresses = undefined;
+          }
         };
       }
       case "backendId": {
@@ -225,6 +271,7 @@ class MemoCompiler implements Compiler {
       this.endpointParts.delete(tenantId);
       this.tenantCidrs.delete(tenantId);
       this.steerParts.delete(tenantId);
+      this.l7AllowParts.delete(tenantId);
       drop();
       for (const id of services) this.serviceParts.delete(id);
     };
@@ -245,6 +292,8 @@ class MemoCompiler implements Compiler {
       this.addressParts.delete(t.row.id);
       this.endpointParts.get(t.row.id)?.delete(w.node);
       for (const s of services) this.serviceParts.delete(s.id);
+      // The proxy's allows find a backend's identity by its address, which an explicit backend may name too.
+      if (services.length > 0 || t.httpRoutes.size > 0) this.l7AllowParts.delete(t.row.id);
     };
   }
 
@@ -254,6 +303,7 @@ class MemoCompiler implements Compiler {
     return () => {
       this.tenantCidrs.delete(t.row.id);
       this.steerParts.delete(t.row.id);
+      this.l7AllowParts.delete(t.row.id);
       drop();
     };
   }
@@ -318,11 +368,13 @@ class MemoCompiler implements Compiler {
    */
   private collectShared(present: ReadonlyMap<number, unknown>, zone: string, parts: Map<string, Part>, addresses: boolean): void {
     const add = (p: Part): void => void parts.set(p.owner, p);
+    const proxies = (this.proxyPart ??= this.built(proxyAddressPart(this.index)));
+    if ((proxies.entries.ipcache?.length ?? 0) > 0) add(proxies);
     for (const tenantId of present.keys()) {
       const t = this.index.tenant(tenantId);
       if (addresses) add(this.memo(this.addressParts, tenantId, () => addressPart(t)));
       for (const prefix of this.memo(this.tenantCidrs, tenantId, () => tenantCidrList(t))) {
-        if (this.isPresentWorkload(prefix, present)) continue;
+        if (this.isPresentWorkload(prefix, present) || this.isProxyAddress(prefix)) continue;
         add(this.memo(this.cidrParts, prefix, () => cidrPart(prefix, this.cidrIdentity(prefix))));
       }
       for (const s of t.services.values()) {
@@ -342,6 +394,7 @@ class MemoCompiler implements Compiler {
       const endpoint = this.memo(byNode, node, () => endpointPart(t, node, names));
       parts.set(endpoint.owner, endpoint);
       const steer = this.memo(this.steerParts, tenantId, () => steerParts(t));
+      const l7 = this.memo(this.l7AllowParts, tenantId, () => l7AllowParts(idx, t));
       for (const name of names) {
         const identity = t.identities.get(t.workloads.get(name)!.identity);
         if (identity !== undefined) {
@@ -349,6 +402,8 @@ class MemoCompiler implements Compiler {
           parts.set(policy.owner, policy);
           const steered = steer.get(identity.numericId);
           if (steered !== undefined) parts.set(steered.owner, steered);
+          const proxied = l7.get(identity.numericId);
+          if (proxied !== undefined) parts.set(proxied.owner, proxied);
         }
       }
     }
@@ -412,6 +467,27 @@ class MemoCompiler implements Compiler {
     return id;
   }
 
+  /** A node's proxy address ("10.0.3.1", or as "10.0.3.1/32"): the proxy part holds its ipcache key. */
+  private isProxyAddress(address: string): boolean {
+    if (this.proxyAddresses === undefined) {
+      this.proxyAddresses = new Set();
+      for (const n of this.index.nodes.values()) {
+        const a = proxyAddressOf(n.podCidr);
+        if (a !== null) this.proxyAddresses.add(a);
+      }
+    }
+    return this.proxyAddresses.has(address.endsWith("/32") ? address.slice(0, -3) : address);
+  }
+
+  private built(p: Part): Part {
+    this.partsBuilt++;
+    return p;
+  }
+
+  l7Document(node: string): L7Config | null {
+    return l7Document(this.index, node);
+  }
+
   private isPresentWorkload(prefix: string, present: ReadonlyMap<number, unknown>): boolean {
     if (!prefix.endsWith("/32")) return false;
     const tenant = this.index.addressTenant.get(prefix.slice(0, -3));
@@ -420,13 +496,14 @@ class MemoCompiler implements Compiler {
 
   snapshot(): Snapshot {
     const ts = [...this.index.tenants.values()];
-    const all = <K extends "identities" | "workloads" | "services" | "policies">(k: K) => ts.flatMap((t) => [...t[k].values()]) as Array<TenantIndex[K] extends Map<string, infer R> ? R : never>;
+    const all = <K extends "identities" | "workloads" | "services" | "policies" | "httpRoutes">(k: K) => ts.flatMap((t) => [...t[k].values()]) as Array<TenantIndex[K] extends Map<string, infer R> ? R : never>;
     return {
       tenants: ts.map((t) => t.row),
       identities: all("identities"),
       workloads: all("workloads"),
       services: all("services"),
       policies: all("policies"),
+      httpRoutes: all("httpRoutes"),
       nodes: [...this.index.nodes.values()],
       backendIds: new Map(this.index.backendIds),
       cidrIdentities: new Map(this.index.cidrIdentities),

@@ -26,6 +26,7 @@ export function keyString<M extends DatapathMap>(map: M, key: Entry<M>["key"]): 
     case "steer":
       return `${k.localIdentity}/${k.direction}/${k.remoteIdentity}/${k.port}/${k.protocol}`;
     case "svc":
+    case "l7":
       return `${k.vip}:${k.port}/${k.protocol}`;
     case "lb_slot":
       return `${k.tableId}/${k.slot}`;

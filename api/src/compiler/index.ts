@@ -8,3 +8,4 @@ export { assignIds, missingIds, type MissingIds } from "./allocate.ts";
 export { backendKey, CompileError, decodeRuleId, ruleIdOf, tableIdOf } from "./ids.ts";
 export { buildLbTable, LB_TABLE_DEFAULT, lbSlotEntries, type WeightedBackend } from "./lb-table.ts";
 export { normalizePolicy } from "./normalize-policy.ts";
+export { durationMs, L7_PROXY_RULE_ID, proxyAddressOf, serverWeights, type L7Config } from "./l7.ts";

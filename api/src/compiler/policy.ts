@@ -36,6 +36,12 @@
  *    nodes there. A rule allowing any protocol keeps its (port, any) entry
  *    for the rest and adds (port, tcp) with mtls, which the datapath's
  *    probe reaches first. weft_audit entries never carry the flag.
+ *  - HTTP (a rule's `http`, l7.ts): decided per request by the L7 proxy for
+ *    the subject's L7 services. At L4 an allow rule with http allows as if
+ *    http were absent (direct traffic cannot be read per request, and its
+ *    callers are the rule's peers either way); a deny rule with http writes
+ *    nothing, so it never refuses at L4 what it means to refuse only for
+ *    some requests.
  */
 import { constants, protocols, type Direction, type Entry } from "@weft/codec";
 import { normalizePolicy } from "./normalize-policy.ts";
@@ -64,9 +70,10 @@ export function policyPart(index: SnapshotIndex, t: TenantIndex, subject: Identi
     const staged = governing.some((p) => p.mode === "audit" || p[direction]!.some((r) => r.mode === "audit"));
     const all: Entry<"policy">[] = [];
     if (governing.length > 0 || t.row.defaultAction === "deny") all.push(entry(local, 0, 0, 0, direction, "default-deny", 0));
-    if (governing.some((p) => p.mode !== "audit") || t.row.defaultAction === "deny") enforced.push(entry(local, 0, 0, 0, direction, "default-deny", 0));
+    if (enforcesDirection(t, governing, direction)) enforced.push(entry(local, 0, 0, 0, direction, "default-deny", 0));
     for (const p of governing) {
       p[direction]!.forEach((rule, i) => {
+        if (rule.action === "deny" && rule.http !== undefined) return;
         const ruleId = ruleIdOf(p.id, ruleIndexBase(p, direction) + i);
         const remotes = expandPeers(index, t, rule.peers, cidrPeers);
         const ports = expandPorts(rule.ports);
@@ -92,6 +99,15 @@ export function policyPart(index: SnapshotIndex, t: TenantIndex, subject: Identi
   const entries = audit.length > 0 ? { policy: normalizePolicy(enforced), audit: normalizePolicy(audit) as unknown as Entry<"audit">[] } : { policy: normalizePolicy(enforced) };
   const part = makePart(owners.policy(local), entries);
   return { ...part, cidrPeers: [...cidrPeers].sort() };
+}
+
+/**
+ * Whether the datapath decides the direction by policy (it carries the
+ * default-deny marker): an enforced policy of `selecting` governs it, or the
+ * tenant denies by default. Otherwise it passes unselected [R7].
+ */
+export function enforcesDirection(t: TenantIndex, selecting: readonly PolicyRow[], direction: Direction): boolean {
+  return selecting.some((p) => p[direction] !== undefined && p.mode !== "audit") || t.row.defaultAction === "deny";
 }
 
 /** Ingress rules count from 0, egress rules after them. */

@@ -24,13 +24,17 @@
  *   service.
  * - No backend with weight > 0: the frontend is written with slots 0, which
  *   the datapath refuses (lb-no-backend) instead of leaking to the VIP.
+ * - L7 frontends (a tcp port an httpRoute names, l7Ports) get a weft_l7
+ *   entry instead of the svc entry and no table: the node's proxy picks the
+ *   backend. Table ids still count every port, so a port turning L7 renumbers
+ *   no other port's table.
  */
 import { parseIPv4, protocols, type Entry } from "@weft/codec";
 import { buildLbTable, LB_TABLE_DEFAULT, lbSlotEntries } from "./lb-table.ts";
 import { backendKey, CompileError, tableIdOf } from "./ids.ts";
 import { backendPart, makePart, owners, zoneOfWorkload } from "./parts.ts";
 import { selects } from "./select.ts";
-import type { SnapshotIndex, TenantIndex } from "./snapshot-index.ts";
+import { l7Ports, type SnapshotIndex, type TenantIndex } from "./snapshot-index.ts";
 import type { Part, ServicePort, ServiceRow, WorkloadRow } from "./types.ts";
 
 const WEIGHT_MAX = 1_000_000;
@@ -99,12 +103,19 @@ export interface ServicePart extends Part {
 /** The part plus the backend parts its tables name. */
 export function servicePart(index: SnapshotIndex, t: TenantIndex, s: ServiceRow, zone: string | null): { part: ServicePart; backends: Part[] } {
   const svc: Entry<"svc">[] = [];
+  const l7: Entry<"l7">[] = [];
   const slots: Entry<"lb_slot">[] = [];
+  const proxied = new Set(l7Ports(t, s).map((p) => p.port));
   const backends = new Map<number, Part>();
   const keys = new Set<string>();
   let failingOpen = false;
   sortedPorts(s).forEach((sp, i) => {
     const tableId = tableIdOf(s.id, i);
+    const key = { vip: s.vip, port: sp.port, protocol: protocols[sp.protocol] };
+    if (sp.protocol === "tcp" && proxied.has(sp.port)) {
+      l7.push({ key, value: { http: true } });
+      return;
+    }
     const resolved = resolveBackends(index, t, s, sp);
     for (const b of resolved) keys.add(b.key);
     const pool = servingPool(resolved);
@@ -119,11 +130,11 @@ export function servicePart(index: SnapshotIndex, t: TenantIndex, s: ServiceRow,
     });
     weighted.sort((a, b) => a.backendId - b.backendId);
     const table = weighted.length === 0 ? new Uint32Array(0) : buildLbTable(weighted, tableSize(weighted.map((b) => b.weight)));
-    svc.push({ key: { vip: s.vip, port: sp.port, protocol: protocols[sp.protocol] }, value: { tableId, slots: table.length } });
+    svc.push({ key, value: { tableId, slots: table.length } });
     slots.push(...lbSlotEntries(tableId, table));
   });
   const backendOwners = [...backends.keys()].sort((a, b) => a - b).map(owners.backend);
-  const part = makePart(owners.service(s.id, zone), { svc, lb_slot: slots }, backendOwners);
+  const part = makePart(owners.service(s.id, zone), l7.length === 0 ? { svc, lb_slot: slots } : { svc, lb_slot: slots, l7 }, backendOwners);
   const label = failingOpen ? { failingOpen: `${t.row.name}/${s.name}` } : {};
   return { part: { ...part, ...label, backendKeys: [...keys].sort() }, backends: [...backends.values()] };
 }
@@ -140,7 +151,7 @@ export function servingPool(resolved: readonly ResolvedBackend[]): { backends: R
 }
 
 /** Same-zone backends when there are any, else all. */
-function chooseByZone(pool: ResolvedBackend[], zone: string | null): ResolvedBackend[] {
+export function chooseByZone(pool: ResolvedBackend[], zone: string | null): ResolvedBackend[] {
   if (zone === null) return pool;
   const local = pool.filter((b) => b.zone === zone);
   return local.length > 0 ? local : pool;

@@ -7,16 +7,17 @@
 import { constants, parseIPv4 } from "@weft/codec";
 import { CompileError } from "./ids.ts";
 import { canonicalPrefix } from "./select.ts";
-import type { IdentityRow, NodeRow, PolicyRow, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "./types.ts";
+import type { HttpRouteRow, IdentityRow, NodeRow, PolicyRow, ServicePort, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "./types.ts";
 
 export type Change =
   | { kind: "tenant"; op: "put"; row: TenantRow }
   | { kind: "tenant"; op: "delete"; id: number }
-  | { kind: "identity" | "workload" | "service" | "policy"; op: "delete"; tenantId: number; name: string }
+  | { kind: "identity" | "workload" | "service" | "policy" | "httpRoute"; op: "delete"; tenantId: number; name: string }
   | { kind: "identity"; op: "put"; row: IdentityRow }
   | { kind: "workload"; op: "put"; row: WorkloadRow }
   | { kind: "service"; op: "put"; row: ServiceRow }
   | { kind: "policy"; op: "put"; row: PolicyRow }
+  | { kind: "httpRoute"; op: "put"; row: HttpRouteRow }
   | { kind: "node"; op: "put"; row: NodeRow }
   | { kind: "node"; op: "delete"; name: string }
   /** id undefined: forget the allocation. */
@@ -29,11 +30,13 @@ export interface TenantIndex {
   workloads: Map<string, WorkloadRow>;
   services: Map<string, ServiceRow>;
   policies: Map<string, PolicyRow>;
+  httpRoutes: Map<string, HttpRouteRow>;
   /** identity name -> names of its workloads, for selector backends */
   workloadsByIdentity: Map<string, Set<string>>;
 }
 
-type RowKind = "identities" | "workloads" | "services" | "policies";
+type RowKind = "identities" | "workloads" | "services" | "policies" | "httpRoutes";
+type TenantRowKind = "identity" | "workload" | "service" | "policy" | "httpRoute";
 
 const cidrsOf = (p: PolicyRow): string[] =>
   [...(p.ingress ?? []), ...(p.egress ?? [])].flatMap((r) => r.peers.flatMap((peer) => ("cidr" in peer ? [canonicalPrefix(peer.cidr)] : [])));
@@ -61,6 +64,7 @@ export class SnapshotIndex {
     for (const row of snapshot.workloads) this.apply({ kind: "workload", op: "put", row });
     for (const row of snapshot.services) this.apply({ kind: "service", op: "put", row });
     for (const row of snapshot.policies) this.apply({ kind: "policy", op: "put", row });
+    for (const row of snapshot.httpRoutes ?? []) this.apply({ kind: "httpRoute", op: "put", row });
     for (const [key, id] of snapshot.backendIds) this.apply({ kind: "backendId", key, id });
     for (const [prefix, id] of snapshot.cidrIdentities) this.apply({ kind: "cidrIdentity", prefix, id });
   }
@@ -102,6 +106,7 @@ export class SnapshotIndex {
       workloads: new Map(),
       services: new Map(),
       policies: new Map(),
+      httpRoutes: new Map(),
       workloadsByIdentity: new Map(),
     });
     return undefined;
@@ -110,7 +115,7 @@ export class SnapshotIndex {
   private deleteTenant(id: number): TenantIndex | undefined {
     const t = this.tenants.get(id);
     if (t === undefined) return undefined;
-    for (const kind of ["workload", "service", "policy", "identity"] as const) {
+    for (const kind of ["httpRoute", "workload", "service", "policy", "identity"] as const) {
       for (const name of [...this.rowsOf(t, kind).keys()]) this.deleteRow(kind, id, name);
     }
     this.tenants.delete(id);
@@ -160,8 +165,8 @@ export class SnapshotIndex {
     return old;
   }
 
-  rowsOf(t: TenantIndex, kind: "identity" | "workload" | "service" | "policy"): Map<string, unknown> {
-    const field: Record<typeof kind, RowKind> = { identity: "identities", workload: "workloads", service: "services", policy: "policies" };
+  rowsOf(t: TenantIndex, kind: TenantRowKind): Map<string, unknown> {
+    const field: Record<typeof kind, RowKind> = { identity: "identities", workload: "workloads", service: "services", policy: "policies", httpRoute: "httpRoutes" };
     return t[field[kind]];
   }
 
@@ -176,7 +181,7 @@ export class SnapshotIndex {
     return old;
   }
 
-  private deleteRow(kind: "identity" | "workload" | "service" | "policy", tenantId: number, name: string): unknown {
+  private deleteRow(kind: TenantRowKind, tenantId: number, name: string): unknown {
     const t = this.tenants.get(tenantId);
     if (t === undefined) return undefined;
     const rows = this.rowsOf(t, kind);
@@ -225,10 +230,14 @@ export class SnapshotIndex {
       case "policy":
         cidrsOf(change.row); // throws on a malformed CIDR
         return;
+      case "httpRoute":
+        // The id names the route's HAProxy sections (l7.ts).
+        if (!Number.isInteger(change.row.id) || change.row.id < 1) throw new CompileError(`httpRoute ${change.row.name}: id ${change.row.id} is not an integer >= 1`);
+        return;
     }
   }
 
-  private link(kind: "identity" | "workload" | "service" | "policy", t: TenantIndex, row: unknown): void {
+  private link(kind: TenantRowKind, t: TenantIndex, row: unknown): void {
     if (kind === "identity") {
       const r = row as IdentityRow;
       this.identitiesById.set(r.numericId, r);
@@ -241,12 +250,12 @@ export class SnapshotIndex {
       const s = row as ServiceRow;
       this.vipService.set(s.vip, s.id);
       this.servicesById.set(s.id, s);
-    } else {
+    } else if (kind === "policy") {
       for (const c of cidrsOf(row as PolicyRow)) this.cidrRefs.set(c, (this.cidrRefs.get(c) ?? 0) + 1);
     }
   }
 
-  private unlink(kind: "identity" | "workload" | "service" | "policy", t: TenantIndex, row: unknown): void {
+  private unlink(kind: TenantRowKind, t: TenantIndex, row: unknown): void {
     if (kind === "identity") {
       this.identitiesById.delete((row as IdentityRow).numericId);
     } else if (kind === "workload") {
@@ -264,7 +273,7 @@ export class SnapshotIndex {
       const s = row as ServiceRow;
       this.vipService.delete(s.vip);
       this.servicesById.delete(s.id);
-    } else {
+    } else if (kind === "policy") {
       for (const c of cidrsOf(row as PolicyRow)) {
         const n = (this.cidrRefs.get(c) ?? 0) - 1;
         if (n > 0) this.cidrRefs.set(c, n);
@@ -272,6 +281,24 @@ export class SnapshotIndex {
       }
     }
   }
+}
+
+/**
+ * The tcp ports of a service that some httpRoute of its tenant names (a
+ * parentRef without a port names every tcp port): its L7 frontends, which
+ * the node's proxy takes instead of the socket LB (l7.ts).
+ */
+export function l7Ports(t: TenantIndex, s: ServiceRow): ServicePort[] {
+  const named = new Set<number>();
+  let all = false;
+  for (const r of t.httpRoutes.values()) {
+    for (const ref of r.parentRefs) {
+      if (ref.name !== s.name) continue;
+      if (ref.port === undefined) all = true;
+      else named.add(ref.port);
+    }
+  }
+  return s.ports.filter((p) => p.protocol === "tcp" && (all || named.has(p.port)));
 }
 
 export function getOrSet<K, V>(map: Map<K, V>, key: K, make: () => V): V {

@@ -19,6 +19,8 @@ export interface TenantRow {
   defaultAction: "allow" | "deny";
   /** Transport of the policy rules that name none (steer.ts); absent: plaintext. */
   defaultTransport?: "plaintext" | "mtls";
+  /** The tenant's SPIFFE trust domain: with an identity's path, the SPIFFE ID the L7 proxy knows callers by (l7.ts). */
+  trustDomain?: string;
 }
 
 export interface IdentityRow {
@@ -27,6 +29,8 @@ export interface IdentityRow {
   /** identities.security_identity: u32 >= 256, unique across tenants. */
   numericId: number;
   labels: Readonly<Record<string, string>>;
+  /** SPIFFE ID path ("/ns/prod/sa/web"); absent: no SPIFFE ID (the L7 document leaves it out). */
+  path?: string;
 }
 
 export interface WorkloadRow {
@@ -104,6 +108,21 @@ export interface PolicyRule {
   mode?: "enforce" | "audit";
   /** Absent: the tenant's defaultTransport (steer.ts). */
   transport?: "plaintext" | "mtls";
+  /**
+   * Ingress only: decided per request by the L7 proxy for the subject's L7
+   * services (l7.ts). At L4 an allow rule with http allows as if it were
+   * absent, and a deny rule with http writes nothing (policy.ts).
+   */
+  http?: HttpRuleMatch;
+}
+
+export type HttpMethod = "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "CONNECT" | "TRACE";
+
+export interface HttpRuleMatch {
+  /** Absent: any method. */
+  methods?: readonly HttpMethod[];
+  /** Segment prefixes; absent: any path. */
+  pathPrefixes?: readonly string[];
 }
 
 export interface PolicyRow {
@@ -132,6 +151,56 @@ export interface NodeRow {
    * the service still serves. Absent: reachable.
    */
   unreachable?: boolean;
+  /** The node's block of the pod CIDR ("10.0.3.0/24"); its first address is the node's L7 proxy address (l7.ts). Absent: none yet. */
+  podCidr?: string;
+}
+
+/** An HTTP route (the Gateway API HTTPRoute, mesh form): the services it names are L7 on the ports it names (l7.ts). */
+export interface HttpRouteRow {
+  /** http_routes.id: stable for the route's life, names its HAProxy sections. */
+  id: number;
+  tenantId: number;
+  name: string;
+  parentRefs: readonly HttpParentRef[];
+  rules: readonly HttpRouteRule[];
+}
+
+export interface HttpParentRef {
+  /** A service of the route's tenant. */
+  name: string;
+  /** One tcp port of it; absent: every tcp port. */
+  port?: number;
+}
+
+export interface HttpHeaderPair {
+  name: string;
+  value: string;
+}
+
+export interface HttpRouteMatch {
+  path?: { type?: "Exact" | "PathPrefix"; value: string };
+  headers?: readonly { type?: "Exact"; name: string; value: string }[];
+  method?: HttpMethod;
+}
+
+export interface HttpHeaderModifier {
+  set?: readonly HttpHeaderPair[];
+  add?: readonly HttpHeaderPair[];
+  remove?: readonly string[];
+}
+
+export type HttpRouteFilter =
+  | { type: "RequestHeaderModifier"; requestHeaderModifier: HttpHeaderModifier }
+  | { type: "ResponseHeaderModifier"; responseHeaderModifier: HttpHeaderModifier };
+
+export type RetryCondition = "5xx" | "gateway-error" | "connect-failure" | "reset" | "timeout";
+
+export interface HttpRouteRule {
+  matches?: readonly HttpRouteMatch[];
+  backendRefs: readonly { labels?: Readonly<Record<string, string>>; weight?: number }[];
+  filters?: readonly HttpRouteFilter[];
+  timeouts?: { request?: string; backendRequest?: string };
+  retry?: { attempts: number; on?: readonly RetryCondition[]; nonIdempotent?: boolean };
 }
 
 export interface Snapshot {
@@ -153,10 +222,12 @@ export interface Snapshot {
    * workload identity). The datapath sees a CIDR as an ipcache prefix.
    */
   cidrIdentities: ReadonlyMap<string, number>;
+  /** Absent: none. */
+  httpRoutes?: readonly HttpRouteRow[];
 }
 
 /** The maps the compiler writes; sock_rev, ct, metrics and the flow maps belong to the datapath and the agent. */
-export const DATAPATH_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend", "audit", "steer"] as const;
+export const DATAPATH_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend", "audit", "steer", "l7"] as const;
 export type DatapathMap = (typeof DATAPATH_MAPS)[number];
 
 export type DatapathMaps = { [M in DatapathMap]: Entry<M>[] };

@@ -23,6 +23,7 @@ import {
   type Compiler,
   type IdentityRow,
   type MapCounts,
+  type HttpRouteRow,
   type PolicyRow,
   type ServiceRow,
   type Snapshot,
@@ -192,6 +193,7 @@ function mergeInto(s: Snapshot, changes: Change[]): Snapshot {
     workload: [...s.workloads],
     service: [...s.services],
     policy: [...s.policies],
+    httpRoute: [...(s.httpRoutes ?? [])],
   } as Record<RowKind, { tenantId: number; name: string }[]>;
   let tenantRows = [...s.tenants];
   for (const c of changes) {
@@ -215,5 +217,6 @@ function mergeInto(s: Snapshot, changes: Change[]): Snapshot {
     workloads: lists.workload as WorkloadRow[],
     services: lists.service as ServiceRow[],
     policies: lists.policy as PolicyRow[],
+    httpRoutes: lists.httpRoute as HttpRouteRow[],
   };
 }

@@ -36,6 +36,7 @@ import {
   changeLog,
   changeLogHorizon,
   cidrIdentities as cidrIdentitiesTable,
+  httpRoutes,
   identities,
   nodes as nodesTable,
   policies,
@@ -54,13 +55,14 @@ import {
   type CapacityProblem,
   type Change,
   type Compiler,
+  type L7Config,
   type Snapshot,
 } from "../compiler/index.ts";
 import { NODE_KIND } from "../auth/node-credentials.ts";
 import type { ChangeEvent, ChangeFeed } from "../services/change-feed.ts";
 import { admitWrite, tryChanges, type AdmissionRefusal } from "./admission.ts";
 import { NodeHistory, type NodeDelta, type NodeState } from "./history.ts";
-import { identityRowOf, nodeRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, workloadRowOf } from "./rows.ts";
+import { httpRouteRowOf, identityRowOf, nodeRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, workloadRowOf } from "./rows.ts";
 
 export type { NodeDelta, NodeState } from "./history.ts";
 
@@ -103,6 +105,8 @@ export interface DatapathReader {
   waitForChange(node: string, afterRevision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
   /** Capacity admission: refusals [{map, node, needed, available}] if the snapshot changed by `changes` were compiled. */
   admit(changes: Change[]): Promise<CapacityProblem[]>;
+  /** refresh() then the node's L7 document from the rows in memory (compiler/l7.ts); null: unknown node or no pod block. */
+  l7Document(node: string): Promise<L7Config | null>;
 }
 
 /** What one pull read: the changes past the last revision, with their rows as they are now. */
@@ -118,7 +122,10 @@ interface Pulled {
 }
 
 /** The order a pull applies row deletes in: a row that names others before the rows it names, the tenant last. */
-const PULL_DELETE_ORDER: Record<string, number> = { policy: 0, service: 1, workload: 2, identity: 3, tenant: 4 };
+const PULL_DELETE_ORDER: Record<string, number> = { httpRoute: 0, policy: 0, service: 1, workload: 2, identity: 3, tenant: 4 };
+
+/** The node columns the compiler reads. */
+const NODE_COLUMNS = { name: nodesTable.name, zone: nodesTable.zone, unreachableSince: nodesTable.unreachableSince, podCidr: nodesTable.podCidr };
 
 /** How often the newest revision is read even without a notification: the bound on a lost NOTIFY. */
 const SAFETY_PULL_MS = 5000;
@@ -279,7 +286,8 @@ export class Follower implements DatapathReader {
     const sick = new Set((await tx.select().from(workloadHealth).where(eq(workloadHealth.healthy, false))).map((h) => `${h.tenantId}/${h.name}`));
     const ss = await tx.select().from(services);
     const ps = await tx.select().from(policies);
-    const ns = await tx.select({ name: nodesTable.name, zone: nodesTable.zone, unreachableSince: nodesTable.unreachableSince }).from(nodesTable);
+    const hs = await tx.select().from(httpRoutes);
+    const ns = await tx.select(NODE_COLUMNS).from(nodesTable);
     const bs = await tx.select().from(backendIdsTable);
     const cs = await tx.select().from(cidrIdentitiesTable);
     const head = counter?.revision ?? 0;
@@ -293,6 +301,7 @@ export class Follower implements DatapathReader {
         workloads: ws.map((w) => workloadRowOf(w, sick.has(`${w.tenantId}/${w.name}`) ? false : null)),
         services: ss.map(serviceRowOf),
         policies: ps.map(policyRowOf),
+        httpRoutes: hs.map(httpRouteRowOf),
         nodes: ns.map(nodeRowOf),
         backendIds: new Map(bs.map((b) => [b.endpoint, b.id])),
         cidrIdentities: new Map(cs.map((c) => [c.cidr, c.numericId])),
@@ -344,7 +353,7 @@ export class Follower implements DatapathReader {
         ? []
         : (
             await tx
-              .select({ name: nodesTable.name, zone: nodesTable.zone, unreachableSince: nodesTable.unreachableSince })
+              .select(NODE_COLUMNS)
               .from(nodesTable)
               .where(inArray(nodesTable.name, [...nodeNames]))
           ).map(nodeRowOf);
@@ -358,7 +367,7 @@ export class Follower implements DatapathReader {
     const found = new Set(ns.map((n) => n.name));
     for (const n of ns) {
       const had = this.rows.nodes.get(n.name);
-      if (!had || had.zone !== n.zone || had.unreachable !== n.unreachable) changes.push({ kind: "node", op: "put", row: n });
+      if (!had || had.zone !== n.zone || had.unreachable !== n.unreachable || had.podCidr !== n.podCidr) changes.push({ kind: "node", op: "put", row: n });
     }
     for (const name of nodeNames) if (!found.has(name) && this.rows.nodes.has(name)) changes.push({ kind: "node", op: "delete", name });
     changes.push(...deletes.sort((a, b) => a.order - b.order).map((d) => d.change), ...puts);
@@ -387,6 +396,10 @@ export class Follower implements DatapathReader {
         const [r] = await tx.select().from(services).where(and(eq(services.tenantId, tenantId), eq(services.name, name)));
         return r ? { kind, op: "put", row: serviceRowOf(r) } : { kind, op: "delete", tenantId, name };
       }
+      case "httpRoute": {
+        const [r] = await tx.select().from(httpRoutes).where(and(eq(httpRoutes.tenantId, tenantId), eq(httpRoutes.name, name)));
+        return r ? { kind, op: "put", row: httpRouteRowOf(r) } : { kind, op: "delete", tenantId, name };
+      }
       default: {
         const [r] = await tx.select().from(policies).where(and(eq(policies.tenantId, tenantId), eq(policies.name, name)));
         return r ? { kind: "policy", op: "put", row: policyRowOf(r) } : { kind: "policy", op: "delete", tenantId, name };
@@ -402,7 +415,7 @@ export class Follower implements DatapathReader {
     let nodes: Set<string> | null = null;
     if (p.full) {
       const f = p.full;
-      this.compiler = createCompiler({ ...f, identities: [], workloads: [], services: [], policies: [] });
+      this.compiler = createCompiler({ ...f, identities: [], workloads: [], services: [], policies: [], httpRoutes: [] });
       this.rows = new Rows();
       for (const row of f.tenants) this.rows.apply({ kind: "tenant", op: "put", row });
       for (const row of f.nodes) this.rows.apply({ kind: "node", op: "put", row });
@@ -410,7 +423,7 @@ export class Follower implements DatapathReader {
       for (const [prefix, id] of f.cidrIdentities) this.rows.apply({ kind: "cidrIdentity", prefix, id });
       // Row by row: rows written past the API's checks (by hand, or before them) must not keep the API
       // from starting; the compiler refuses them, the log names them, the rest is served.
-      const lists = { identity: f.identities, workload: f.workloads, service: f.services, policy: f.policies };
+      const lists = { identity: f.identities, workload: f.workloads, service: f.services, policy: f.policies, httpRoute: f.httpRoutes ?? [] };
       for (const kind of ROW_KINDS) {
         for (const row of lists[kind]) {
           const change = { kind, op: "put", row } as Change;
@@ -476,7 +489,8 @@ export class Follower implements DatapathReader {
           if (this.rows.cidrIdentities.get(c.prefix) !== c.id) return () => null;
           break;
         case "node":
-          if (c.op === "delete" || this.rows.nodes.has(c.row.name)) return () => null;
+          // A node with a pod block puts its proxy address into every node's ipcache.
+          if (c.op === "delete" || this.rows.nodes.has(c.row.name) || c.row.podCidr !== undefined) return () => null;
           nodes.add(c.row.name);
           break;
         case "tenant":
@@ -517,6 +531,11 @@ export class Follower implements DatapathReader {
     if (this.history.tracks(node)) return this.history.state(node);
     // As state() would answer for a node it starts tracking: compiled at the applied revision.
     return this.rows.nodes.has(node) ? { revision: this.revision, datapath: this.compiler.compileNode(node) } : null;
+  }
+
+  async l7Document(node: string): Promise<L7Config | null> {
+    await this.refresh();
+    return this.compiler.l7Document(node);
   }
 
   async since(node: string, since: number): Promise<NodeDelta | "gone" | null> {

@@ -2,10 +2,11 @@
  * The follower's rows: database rows converted to the compiler's plain rows,
  * and the mirror of those rows kept beside the live compiler.
  */
-import type { identities, nodes, policies, services, tenants, workloads } from "../db/schema.ts";
-import type { Change, IdentityRow, NodeRow, PolicyRow, PolicyRule, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../compiler/index.ts";
+import type { httpRoutes, identities, nodes, policies, services, tenants, workloads } from "../db/schema.ts";
+import type { Change, HttpRouteRow, IdentityRow, NodeRow, PolicyRow, PolicyRule, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../compiler/index.ts";
 
-export const ROW_KINDS = ["identity", "workload", "service", "policy"] as const;
+/** The tenant rows the compiler holds, by the kind the change log names them with. */
+export const ROW_KINDS = ["identity", "workload", "service", "policy", "httpRoute"] as const;
 export type RowKind = (typeof ROW_KINDS)[number];
 
 // Row conversions: database rows to the compiler's plain rows.
@@ -14,18 +15,21 @@ type IdentityDb = typeof identities.$inferSelect;
 type WorkloadDb = typeof workloads.$inferSelect;
 type ServiceDb = typeof services.$inferSelect;
 type PolicyDb = typeof policies.$inferSelect;
+type HttpRouteDb = typeof httpRoutes.$inferSelect;
 
 export const tenantRowOf = (r: TenantDb): TenantRow => ({
   id: r.id,
   name: r.name,
   defaultAction: r.defaultAction,
   ...(r.defaultTransport === "mtls" ? { defaultTransport: "mtls" as const } : {}),
+  trustDomain: r.trustDomain,
 });
 export const identityRowOf = (r: IdentityDb): IdentityRow => ({
   tenantId: r.tenantId,
   name: r.name,
   numericId: r.securityIdentity,
   labels: r.selectors,
+  path: r.path,
 });
 /** `healthy`: workload_health's verdict, null when none is stored (not probed, or not yet reported). */
 export const workloadRowOf = (r: WorkloadDb, healthy: boolean | null = null): WorkloadRow => ({
@@ -37,10 +41,13 @@ export const workloadRowOf = (r: WorkloadDb, healthy: boolean | null = null): Wo
   ...(r.interface === null ? {} : { interface: r.interface }),
   ...(healthy === false ? { unhealthy: true } : {}),
 });
-export const nodeRowOf = (r: Pick<typeof nodes.$inferSelect, "name" | "zone" | "unreachableSince">): NodeRow => ({
+/** The node columns the compiler reads (nodeRowOf). */
+export type NodeColumns = Pick<typeof nodes.$inferSelect, "name" | "zone" | "unreachableSince" | "podCidr">;
+export const nodeRowOf = (r: NodeColumns): NodeRow => ({
   name: r.name,
   zone: r.zone,
   ...(r.unreachableSince === null ? {} : { unreachable: true }),
+  ...(r.podCidr === null ? {} : { podCidr: r.podCidr }),
 });
 export const serviceRowOf = (r: ServiceDb): ServiceRow => ({
   id: r.id,
@@ -54,7 +61,14 @@ export const serviceRowOf = (r: ServiceDb): ServiceRow => ({
 });
 /** The API lets a rule leave out peers or ports (meaning any); the compiler wants them as empty lists. */
 const rulesOf = (rules: unknown): PolicyRule[] =>
-  (rules as Partial<PolicyRule>[]).map((r) => ({ peers: r.peers ?? [], ports: r.ports ?? [], action: r.action!, ...(r.mode ? { mode: r.mode } : {}), ...(r.transport ? { transport: r.transport } : {}) }));
+  (rules as Partial<PolicyRule>[]).map((r) => ({
+    peers: r.peers ?? [],
+    ports: r.ports ?? [],
+    action: r.action!,
+    ...(r.mode ? { mode: r.mode } : {}),
+    ...(r.transport ? { transport: r.transport } : {}),
+    ...(r.http ? { http: r.http } : {}),
+  }));
 
 export const policyRowOf = (r: PolicyDb): PolicyRow => ({
   id: r.id,
@@ -64,6 +78,15 @@ export const policyRowOf = (r: PolicyDb): PolicyRow => ({
   mode: r.mode,
   ...(r.ingress === null ? {} : { ingress: rulesOf(r.ingress) }),
   ...(r.egress === null ? {} : { egress: rulesOf(r.egress) }),
+});
+
+/** parentRefs and rules are stored as the API wrote them (HttpRouteSpec, checked by its schema). */
+export const httpRouteRowOf = (r: HttpRouteDb): HttpRouteRow => ({
+  id: r.id,
+  tenantId: r.tenantId,
+  name: r.name,
+  parentRefs: r.parentRefs as HttpRouteRow["parentRefs"],
+  rules: r.rules as HttpRouteRow["rules"],
 });
 
 /** The datapath-relevant rows, mirrored beside the compiler: for inverses, per-tenant snapshots and node presence. */
@@ -77,7 +100,7 @@ export class Rows {
   private of(tenantId: number): Record<RowKind, Map<string, unknown>> {
     let t = this.byTenant.get(tenantId);
     if (t === undefined) {
-      t = { identity: new Map(), workload: new Map(), service: new Map(), policy: new Map() };
+      t = { identity: new Map(), workload: new Map(), service: new Map(), policy: new Map(), httpRoute: new Map() };
       this.byTenant.set(tenantId, t);
     }
     return t;
@@ -161,6 +184,7 @@ export class Rows {
       workloads: all<WorkloadRow>("workload"),
       services: all<ServiceRow>("service"),
       policies: all<PolicyRow>("policy"),
+      httpRoutes: all<HttpRouteRow>("httpRoute"),
       nodes: [...this.nodes.values()],
       backendIds: this.backendIds,
       cidrIdentities: this.cidrIdentities,

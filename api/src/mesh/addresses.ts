@@ -2,14 +2,16 @@
  * Who may hold which IPv4 address: pure rules, no database.
  *
  * Service VIPs come from WEFT_SERVICE_CIDR, workload addresses from their
- * node's block of WEFT_POD_CIDR; addresses that mean something to every host
+ * node's block of WEFT_POD_CIDR, except its first address (the node's L7
+ * proxy address, compiler/l7.ts); addresses that mean something to every host
  * (loopback, link-local, multicast, unspecified, broadcast) belong to nobody.
  * A VIP or workload address compiles into the maps of nodes shared with other
  * tenants, where the socket load balancer redirects connections to it: a
  * tenant naming 169.254.169.254 or 127.0.0.1 would capture the host's and
  * other tenants' traffic.
  */
-import { parseIPv4 } from "@weft/codec";
+import { formatIPv4, parseIPv4 } from "@weft/codec";
+import { proxyAddressOf } from "../compiler/l7.ts";
 import { contains, formatPrefix, parsePrefix, type Prefix } from "../compiler/select.ts";
 import type { Config } from "../config.ts";
 
@@ -86,7 +88,12 @@ export function workloadAddressRefusal(address: string, nodeBlock: string | null
   const special = specialUse(n);
   if (special) return `is ${special}; no workload may have it`;
   if (nodeBlock === null) return `node "${node}" has no pod CIDR block yet`;
-  return outsideHosts(n, parsePrefix(nodeBlock), nodeBlock, `node "${node}"'s pod CIDR block`);
+  const block = parsePrefix(nodeBlock);
+  const outside = outsideHosts(n, block, nodeBlock, `node "${node}"'s pod CIDR block`);
+  if (outside !== null) return outside;
+  // The node's L7 proxy connects to backends from it: a workload holding it would be taken for the proxy.
+  if (formatIPv4(n) === proxyAddressOf(nodeBlock)) return `is node "${node}"'s L7 proxy address (the first address of its pod CIDR block); no workload may have it`;
+  return null;
 }
 
 /**

@@ -21,7 +21,12 @@ export interface StoredStatus {
   health?: NonNullable<NodeStatusReport["health"]>;
   /** Absent: the agent never reported a transport. */
   transport?: NonNullable<NodeStatusReport["transport"]>;
+  /** Absent: the agent never reported its L7 proxy. */
+  l7?: NonNullable<NodeStatusReport["l7"]>;
 }
+
+/** Parts of a report that, left out, leave what the node reported before (agents without them). */
+const KEPT_WHEN_ABSENT = ["transport", "l7"] as const;
 
 /** What a join token fixes for the node it registers. */
 export interface JoinTokenBinding {
@@ -265,7 +270,15 @@ function checkTransportEndpoint(endpoint: string): void {
 export async function reportStatus(db: Db, name: string, report: NodeStatusReport, desiredHash: string | null): Promise<NodeDbRow> {
   const transport = report.transport;
   if (transport?.endpoint != null) checkTransportEndpoint(transport.endpoint);
-  const stored: StoredStatus = { counters: report.counters, errors: report.errors, unresolved: report.unresolved ?? [], health: report.health ?? [] };
+  const stored: StoredStatus = {
+    counters: report.counters,
+    errors: report.errors,
+    unresolved: report.unresolved ?? [],
+    health: report.health ?? [],
+    ...(transport === undefined ? {} : { transport }),
+    ...(report.l7 === undefined ? {} : { l7: report.l7 }),
+  };
+  const kept = KEPT_WHEN_ABSENT.filter((k) => report[k] === undefined);
   // A workload the agent could not attach is not enforced: the node has not converged, whatever its maps hold.
   const matches = desiredHash !== null && report.hash === desiredHash && (report.unresolved ?? []).length === 0;
   const [row] = await read(db, null, (tx) =>
@@ -274,8 +287,15 @@ export async function reportStatus(db: Db, name: string, report: NodeStatusRepor
       .set({
         appliedRevision: report.appliedRevision,
         appliedHash: report.hash,
-        // A report without transport leaves the stored one (and the column) as they were.
-        status: transport === undefined ? sql`${JSON.stringify(stored)}::jsonb || jsonb_strip_nulls(jsonb_build_object('transport', ${nodes.status}->'transport'))` : { ...stored, transport },
+        // A report without transport (or l7) leaves the stored one (and the endpoint column) as they were. Not
+        // jsonb_strip_nulls: it strips nested nulls too, and {endpoint: null, state: "off"} would lose its endpoint.
+        status:
+          kept.length === 0
+            ? stored
+            : sql`${JSON.stringify(stored)}::jsonb || ${sql.join(
+                kept.map((k) => sql.raw(`CASE WHEN "status"->'${k}' IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('${k}', "status"->'${k}') END`)),
+                sql` || `,
+              )}`,
         // Other nodes' transport documents read the endpoint from this column.
         ...(transport === undefined ? {} : { transportEndpoint: transport.endpoint }),
         statusAt: sql`now()`,

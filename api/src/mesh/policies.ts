@@ -11,6 +11,7 @@ import type { Preconditions, ResourceStore } from "./write.ts";
 import { etagOf, putIntent } from "./preconditions.ts";
 import { fieldRefusal, MeshRefusal } from "./refusal.ts";
 import type { PolicySpec } from "./specs.ts";
+import { pathValueProblem } from "./http-paths.ts";
 
 export type PolicyDbRow = typeof policies.$inferSelect;
 
@@ -18,19 +19,45 @@ const rows = meshRows(policies, "policy");
 const { byName } = rows;
 
 const directions = (spec: PolicySpec) =>
-  (["ingress", "egress"] as const).flatMap((d) => (spec[d] ?? []).map((rule, i) => ({ field: `body.${d}.${i}`, rule })));
+  (["ingress", "egress"] as const).flatMap((d) => (spec[d] ?? []).map((rule, i) => ({ direction: d, field: `body.${d}.${i}`, rule })));
+
+type PolicyRule = NonNullable<PolicySpec["ingress"]>[number];
+
+/**
+ * Where a rule's `http` cannot be decided: the L7 proxy of the caller's node
+ * decides a request to a service it takes, so only for what the subject
+ * receives, from callers it knows by identity (a CIDR peer has none), over
+ * tcp. Answers the field at fault and why; null when the rule can carry it.
+ */
+function httpObstacle(direction: "ingress" | "egress", rule: PolicyRule, field: string): { field: string; message: string } | null {
+  const http = rule.http;
+  if (http === undefined) return null;
+  if (direction === "egress") return { field: `${field}.http`, message: "only ingress rules take http: the proxy decides for the service's backends, by its callers" };
+  const cidr = (rule.peers ?? []).findIndex((p) => "cidr" in p);
+  if (cidr >= 0) return { field: `${field}.http`, message: `a CIDR peer (peers.${cidr}) has no identity the proxy can check: http needs identity peers` };
+  const port = (rule.ports ?? []).findIndex((p) => p.protocol === "udp" || (p.protocol === "any" && (p.port ?? 0) !== 0));
+  if (port >= 0) return { field: `${field}.http`, message: `the proxy reads HTTP over tcp only (ports.${port}): name protocol "tcp" or leave it out` };
+  for (const [k, prefix] of (http.pathPrefixes ?? []).entries()) {
+    const problem = pathValueProblem(prefix);
+    if (problem) return { field: `${field}.http.pathPrefixes.${k}`, message: problem };
+  }
+  return null;
+}
 
 /**
  * Rule ids carry the rule's position in 8 bits; CIDRs must be prefixes as
  * written (10.1.0.0/16, not 10.1.2.3/16); a rule that asks for mtls must be
- * one the transport can carry (compiler/transport.ts).
+ * one the transport can carry (compiler/transport.ts), and one with http
+ * one the L7 proxy can decide (httpObstacle).
  */
 function checkShape(spec: PolicySpec): void {
   const rules = directions(spec);
   if (rules.length > MAX_RULES_PER_POLICY) {
     throw fieldRefusal("invalid", `a policy holds at most ${MAX_RULES_PER_POLICY} rules`, "body.egress", `ingress and egress have ${rules.length} rules together`);
   }
-  for (const { field, rule } of rules) {
+  for (const { direction, field, rule } of rules) {
+    const http = httpObstacle(direction, rule, field);
+    if (http !== null) throw new MeshRefusal("malformed", "the L7 proxy cannot decide this rule's http match", [http]);
     (rule.peers ?? []).forEach((peer, j) => {
       if (!("cidr" in peer)) return;
       const [addr, len] = peer.cidr.split("/") as [string, string];

@@ -13,10 +13,12 @@ import { etagOf, putIntent } from "./preconditions.ts";
 import { fieldRefusal, MeshRefusal } from "./refusal.ts";
 import type { ServiceSpec } from "./specs.ts";
 import { addressPlanOf, ipv4ToNumber, specialUse, vipRefusal } from "./addresses.ts";
+import { requireUnrouted } from "./http-routes.ts";
 
 export type ServiceDbRow = typeof services.$inferSelect;
 
-const rows = meshRows(services, "service");
+// A service an httpRoute names stays until the route lets it go (http-routes.ts).
+const rows = meshRows(services, "service", { beforeDelete: (w, tenantId, name) => requireUnrouted(w, tenantId, name, null) });
 const { byName } = rows;
 
 /** Shape rules the schema cannot say: one frontend per (port, protocol); workload xor address. */
@@ -111,6 +113,7 @@ function makePut(cidr: string) {
         const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
         await requireIdentities(w, tenant.id, "selector" in spec.backends ? namedIn("body.backends.selector", spec.backends.selector) : []);
         await requireWorkloads(w, tenant.id, spec);
+        if (existing) await requireUnrouted(w, tenant.id, name, spec.ports);
         // A replace that names no VIP keeps the one the service has: clients are using it.
         const vip = await withPlatformRead(w.tx, async () => {
           if (spec.vip !== undefined) {

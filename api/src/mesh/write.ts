@@ -4,7 +4,7 @@
  */
 import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { federations, identities, policies, services, workloads } from "../db/schema.ts";
+import { federations, httpRoutes, identities, policies, services, workloads } from "../db/schema.ts";
 import { read, type WriteScope } from "../db/transactions.ts";
 import type { Change } from "../compiler/index.ts";
 import type { AdmissionRefusal } from "../follower/admission.ts";
@@ -34,7 +34,7 @@ export async function admitOrRefuse(follower: Follower, w: WriteScope, changes: 
 }
 
 /** A mesh row's kind, as the change log and the compiler name it. */
-type MeshRowKind = "identity" | "workload" | "service" | "policy" | "federation";
+type MeshRowKind = "identity" | "workload" | "service" | "policy" | "federation" | "httpRoute";
 
 /** One write of one mesh row, for writeMeshRow. */
 export interface MeshWrite<Row, Out> {
@@ -114,15 +114,20 @@ export async function requireIdentities(w: WriteScope, tenantId: number, named: 
 export const namedIn = (field: string, selector: SelectorSpec | { cidr: string }): { field: string; identity: string }[] =>
   "identity" in selector && selector.identity !== undefined ? [{ field: `${field}.identity`, identity: selector.identity }] : [];
 
-type MeshTable = typeof workloads | typeof services | typeof policies | typeof federations;
-type MeshKind = "workload" | "service" | "policy" | "federation";
+type MeshTable = typeof workloads | typeof services | typeof policies | typeof federations | typeof httpRoutes;
+type MeshKind = "workload" | "service" | "policy" | "federation" | "httpRoute";
 
 /**
  * What the mesh stores share: finding, listing and deleting by
  * (tenant, name). Deletes follow the write order of the puts: catch the
- * follower up, lock, check If-Match, change, admit, record.
+ * follower up, lock, check If-Match, `beforeDelete` (what else still names
+ * the row refuses), change, admit, record.
  */
-export function meshRows<T extends MeshTable>(table: T, kind: MeshKind) {
+export function meshRows<T extends MeshTable>(
+  table: T,
+  kind: MeshKind,
+  opts: { beforeDelete?: (w: WriteScope, tenantId: number, name: string) => Promise<void> } = {},
+) {
   type Row = T["$inferSelect"];
   // One of the tables with the same key columns; drizzle cannot type a select over a union of tables.
   const t = table as unknown as typeof workloads;
@@ -156,6 +161,7 @@ export function meshRows<T extends MeshTable>(table: T, kind: MeshKind) {
         apply: async (existing) => {
           if (!existing) throw notFound(`${kind} "${name}"`);
           requireMatch(etagOf(existing.revision), ifMatch);
+          await opts.beforeDelete?.(w, tenantId, name);
           await w.tx.delete(t).where(byName(tenantId, name));
           const change = kind === "federation" ? null : { kind, op: "delete" as const, tenantId, name };
           return { change, op: "delete", action: `${kind}.delete`, result: undefined };

@@ -29,6 +29,8 @@ export interface ResourceDefinition<Spec, Row, Out extends { etag: string }> {
   show(row: Row): Out;
   /** What a PUT can refuse besides the shared statuses (e.g. 409 for a taken address). */
   putNote: string;
+  /** When a DELETE is refused with 409 (another resource still names this one); absent: never. */
+  deleteConflict?: string;
   /**
    * Node agents may PUT and DELETE this kind on their own node, with their
    * node credential, in any tenant (workloads: the agent declares what it
@@ -100,6 +102,7 @@ export function resourceRoutes<Spec, Row, Out extends { etag: string }>(def: Res
     // Node credentials reach the write routes only where the definition allows them; the store decides per row.
     const writeRule = def.nodeWrites ? ({ who: "tenant", scope: "write", nodes: true } as const) : ({ who: "tenant", scope: "write" } as const);
     const nodeNote = def.nodeWrites ? ` ${def.nodeWrites.note}` : "";
+    const deleteNote = [def.deleteConflict, def.nodeWrites?.note].filter(Boolean).join(" ");
 
     app.put(
       item,
@@ -137,11 +140,11 @@ export function resourceRoutes<Spec, Row, Out extends { etag: string }>(def: Res
         schema: {
           tags,
           summary: `Delete a ${def.noun}`,
-          ...(def.nodeWrites ? { description: def.nodeWrites.note } : {}),
+          ...(deleteNote ? { description: deleteNote } : {}),
           params: Params,
           querystring: DryRunQuery,
           headers: PreconditionHeaders,
-          response: { 204: NoContent, ...problemResponses(400, 401, 403, 404, 412, 422) },
+          response: { 204: NoContent, ...problemResponses(400, 401, 403, 404, ...(def.deleteConflict ? [409] : []), 412, 422) },
         },
       },
       async (request, reply) => {

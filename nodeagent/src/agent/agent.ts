@@ -22,7 +22,7 @@
  */
 import { ApplyEngine, type MapTarget, type MapTargets } from "../apply/index.ts";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.ts";
-import { ApiError, datapathTimeoutMs, type ApiClient, type DatapathAnswer, type NodeWorkload, type StatusReport, type StatusReportWithTransport, type TransportStatus } from "./client.ts";
+import { ApiError, datapathTimeoutMs, type ApiClient, type DatapathAnswer, type L7Status, type NodeWorkload, type StatusReport, type StatusReportWithTransport, type TransportStatus } from "./client.ts";
 import { entryCounts, InvalidDatapath, isEmptyDelta, patch, validateDelta, validateFull, type DesiredRevision } from "./desired.ts";
 import { HealthProber, healthCheckProblem, type HealthProberOptions, type HealthTarget } from "./health.ts";
 import type { AgentMetrics, Liveness, Readiness } from "./metrics.ts";
@@ -88,6 +88,12 @@ export interface AgentLoopOptions {
    * each applied datapath change has it read its document again.
    */
   transport?: { status(): TransportStatus; readonly errors: readonly string[]; refresh(): Promise<boolean> };
+  /**
+   * The node's L7 proxy (src/l7/driver.ts), or why it is off: its state
+   * goes into every status report, its faults into the errors, and each
+   * applied datapath change has it read its document again. Absent: off.
+   */
+  l7?: { status(): L7Status; readonly errors: readonly string[]; refresh(): Promise<boolean> };
   /** Long-poll seconds (API maximum 60). */
   waitSeconds?: number;
   /** A status report at least this often while the loop runs (--status-interval); default 5 s. */
@@ -231,7 +237,7 @@ export class AgentLoop {
 
   /** Every error the status report carries now. */
   get currentErrors(): readonly string[] {
-    const errors = [...this.errors, ...this.podCidrErrors, ...this.vethErrors, ...this.listErrors, ...(this.o.svids?.lastErrors ?? []), ...(this.o.transport?.errors ?? [])];
+    const errors = [...this.errors, ...this.podCidrErrors, ...this.vethErrors, ...this.listErrors, ...(this.o.svids?.lastErrors ?? []), ...(this.o.transport?.errors ?? []), ...(this.o.l7?.errors ?? [])];
     if (this.metricsError) errors.push(this.metricsError);
     return [...new Set(errors)];
   }
@@ -463,8 +469,9 @@ export class AgentLoop {
       return false;
     }
     await this.sideEffects(next);
-    // A new revision for this node: the policies, workloads or nodes behind the transport document may have changed (a 304 when not).
+    // A new revision for this node: the policies, workloads or nodes behind the transport and L7 documents may have changed (a 304 when not).
     void this.o.transport?.refresh();
+    void this.o.l7?.refresh();
     for (const w of this.waiters.splice(0)) w();
     return true;
   }
@@ -711,6 +718,7 @@ export class AgentLoop {
       ...(health.length ? { health } : {}),
       // "off" clears the endpoint the API holds, so no peer's transport document keeps sending streams here.
       transport: this.o.transport ? this.o.transport.status() : { endpoint: null, state: "off" },
+      l7: this.o.l7 ? this.o.l7.status() : { state: "off", detail: "the agent runs without an L7 proxy" },
     };
     try {
       await this.o.client.putStatus(this.o.node, body);

@@ -119,7 +119,7 @@ const entry = { type: "object", fields: { key: { type: "object" }, value: { type
 const entries = { type: "array", items: entry } as const;
 const keys = { type: "array", items: { type: "object" } } as const;
 /** A delta names only the maps it changes; a map name the agent does not know is ignored. */
-const deltaMaps = <S extends Shape>(each: S) => ({ type: "object", fields: { ipcache: each, endpoint: each, policy: each, svc: each, lb_slot: each, backend: each, audit: each, steer: each } }) as const;
+const deltaMaps = <S extends Shape>(each: S) => ({ type: "object", fields: { ipcache: each, endpoint: each, policy: each, svc: each, lb_slot: each, backend: each, audit: each, steer: each, l7: each } }) as const;
 const optional = <S extends Shape>(shape: S) => ({ ...shape, optional: true }) as const;
 /** podCidr: null while the API has no block for the node; absent from an older API. */
 const podCidr = { type: "string", nullable: true, optional: true } as const;
@@ -176,6 +176,24 @@ export const TRANSPORT_CONTRACT = {
 export const TRANSPORT_STATUS = { type: "object", optional: true, fields: { endpoint: { type: "string", nullable: true }, state: str } } as const satisfies Shape;
 export type TransportStatus = JsonOf<typeof TRANSPORT_STATUS>;
 
+/**
+ * The node's L7 proxy (issue 21): the document it is rendered from (its
+ * fields are src/l7/document.ts's to check), and what the status report
+ * says of it. The route comes from another branch: L7_CONTRACT stays out
+ * of CLIENT_CONTRACT until openapi.json has it (client-contract.test.ts
+ * checks it as soon as it does), and a 404 meanwhile reads as "missing".
+ */
+export const L7_CONTRACT = {
+  method: "get",
+  path: "/v1/nodes/{node}/l7",
+  statuses: [200, 304],
+  headers: ["if-none-match"],
+  answer: { type: "object", fields: { proxyAddress: str, frontends: { type: "array", items: { type: "object" } }, backends: { type: "array", items: { type: "object" } }, callers: { type: "array", items: { type: "object" } } } },
+} as const satisfies RouteContract;
+/** `l7` of the status report (the API's ReportedL7). */
+export const L7_STATUS = { type: "object", optional: true, fields: { state: str, appliedEtag: { ...str, optional: true }, detail: { ...str, optional: true } } } as const satisfies Shape;
+export type L7Status = JsonOf<typeof L7_STATUS>;
+
 export const CLIENT_CONTRACT = {
   register: {
     method: "post",
@@ -205,7 +223,7 @@ export const CLIENT_CONTRACT = {
         fields: {
           revision: int,
           hash: str,
-          maps: { type: "object", closed: true, fields: { ipcache: entries, endpoint: entries, policy: entries, svc: entries, lb_slot: entries, backend: entries, audit: entries, steer: entries } },
+          maps: { type: "object", closed: true, fields: { ipcache: entries, endpoint: entries, policy: entries, svc: entries, lb_slot: entries, backend: entries, audit: entries, steer: entries, l7: entries } },
         },
       },
       { type: "object", fields: { revision: int, hash: str, upserts: deltaMaps(optional(entries)), deletes: deltaMaps(optional(keys)) } },
@@ -225,6 +243,7 @@ export const CLIENT_CONTRACT = {
         unresolved: optional({ type: "array", items: unresolvedWorkload }),
         health: optional({ type: "array", items: workloadHealth }),
         transport: TRANSPORT_STATUS,
+        l7: L7_STATUS,
       },
     },
   },
@@ -344,6 +363,9 @@ export type FlowBatch = JsonOf<typeof FLOWS_CONTRACT.body>;
 export type FlowAggregate = JsonOf<typeof flowAggregate>;
 export type FlowSample = JsonOf<typeof flowSample>;
 
+
+/** One answer of GET /v1/nodes/{node}/l7, before validation; "missing": the API has no such route (404). */
+export type L7DocumentAnswer = { kind: "unchanged" } | { kind: "missing" } | { kind: "document"; etag: string | null; body: unknown };
 
 /** One answer of GET /v1/nodes/{node}/transport, before validation. */
 export type TransportDocumentAnswer = { kind: "unchanged" } | { kind: "document"; etag: string | null; body: unknown };
@@ -479,6 +501,24 @@ export class ApiClient {
       body = await res.json();
     } catch (err) {
       throw new ApiError(`failed to read the transport document of ${node}: the answer is not JSON (${(err as Error).message})`, 200);
+    }
+    return { kind: "document", etag: res.headers.get("etag"), body };
+  }
+
+  /** GET /v1/nodes/{node}/l7 (L7_CONTRACT); with the ETag held, 304 answers "unchanged"; 404 (an API without the route) "missing". */
+  async nodeL7(node: string, etag: string | null): Promise<L7DocumentAnswer> {
+    const path = L7_CONTRACT.path.replace("{node}", encodeURIComponent(node));
+    const res = await this.request("GET", path, undefined, etag ? { "if-none-match": etag } : {});
+    if (res.status === 304 || res.status === 404) {
+      await res.body?.cancel();
+      return { kind: res.status === 304 ? "unchanged" : "missing" };
+    }
+    if (res.status !== 200) throw await this.failure("GET", path, res);
+    let body: unknown;
+    try {
+      body = await res.json();
+    } catch (err) {
+      throw new ApiError(`failed to read the L7 document of ${node}: the answer is not JSON (${(err as Error).message})`, 200);
     }
     return { kind: "document", etag: res.headers.get("etag"), body };
   }

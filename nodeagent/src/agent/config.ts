@@ -89,6 +89,14 @@ export interface AgentConfig {
   transport?: boolean;
   /** The transport's address on the fabric (--transport-address); absent: the uplink device's first IPv4 address. */
   transportAddress?: string;
+  /**
+   * Run the node's L7 proxy (src/l7/, issue 21). The command line's default
+   * is on; absent (as in-process callers build it): off. On without an
+   * haproxy binary, the proxy reports off and says why.
+   */
+  l7?: boolean;
+  /** The haproxy binary (--haproxy); absent: `haproxy` on the PATH. */
+  haproxy?: string;
 }
 
 /** Flag name -> [config key, environment variable, value shown in --help, what it is]. */
@@ -112,6 +120,8 @@ const FLAGS = {
   "--svid-files": ["svidFiles", "WEFT_SVID_FILES", "[on|off]", "also write each workload's SVID as files under the state directory (default off)"],
   "--transport": ["transport", "WEFT_TRANSPORT", "on|off", "run the node's mTLS transport (default on as root with an uplink or --transport-address, else off)"],
   "--transport-address": ["transportAddress", "WEFT_TRANSPORT_ADDRESS", "IPV4", "the transport's address on the fabric, where peers reach it (default: the uplink device's first IPv4 address)"],
+  "--l7": ["l7", "WEFT_L7", "on|off", "run the node's L7 proxy (HAProxy) for services with HTTP routes (default on; off without haproxy)"],
+  "--haproxy": ["haproxy", "WEFT_HAPROXY", "PATH", "the haproxy binary of the L7 proxy (default: haproxy on the PATH)"],
   ...FLOW_FLAGS,
 } as const;
 /** Every environment variable the agent reads (deploy/ checks its unit and DaemonSet against it). */
@@ -273,6 +283,10 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   // reach the transport at the node's address on the fabric, named by --transport-address or found on the uplink.
   const transport = transportText === undefined ? process.getuid?.() === 0 && fabric : transportText === "on";
   if (transport && !fabric) throw new UsageError("--transport on needs the node's address on the fabric: --transport-address IPV4, or --uplink DEV|auto to take its first IPv4 address");
+  const l7 = get("l7") ?? "on";
+  if (l7 !== "on" && l7 !== "off") throw new UsageError(`--l7 ${JSON.stringify(l7)} is not on or off`);
+  const haproxy = get("haproxy");
+  if (haproxy !== undefined && !haproxy.startsWith("/")) throw new UsageError(`--haproxy ${JSON.stringify(haproxy)} is not an absolute path`);
   return {
     command,
     api: apis[0] ?? "",
@@ -297,5 +311,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     ...(uplink === "off" ? {} : { uplink }),
     ...(transport ? { transport } : {}),
     ...(transportAddress !== undefined ? { transportAddress } : {}),
+    l7: l7 === "on",
+    ...(haproxy !== undefined ? { haproxy } : {}),
   };
 }

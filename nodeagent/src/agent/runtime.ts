@@ -22,6 +22,8 @@ import { installTransportRouting } from "../kernel/transport-routing.ts";
 import { WorkloadApiServer } from "../workload-api/server.ts";
 import { DEFAULT_FLOW_CONFIG, identitiesOf, outcomeEvents, startFlows, type RunningFlows } from "../flows/index.ts";
 import type { OutcomeDrain } from "../transport/control-schema.ts";
+import { accessEvents, findHaproxy, installProxyAddress, L7Driver, L7Off } from "../l7/index.ts";
+import type { AccessRecord } from "../l7/access-log.ts";
 
 export interface RuntimeOptions {
   objectDir?: string;
@@ -47,6 +49,8 @@ export interface RunningAgent {
   flows: RunningFlows;
   /** The node's transport, when run (cfg.transport). */
   transport: TransportDriver | null;
+  /** The node's L7 proxy, when run (cfg.l7 and an haproxy binary). */
+  l7: L7Driver | null;
   metricsPort: number;
   /** Resolves when the loop ended (after stop()). */
   done: Promise<void>;
@@ -102,6 +106,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     registration = await ensureRegistered(cfg, client, log);
     client.setCredential(registration.credential);
     datapath = KernelDatapath.load({ pinDir: cfg.pinDir, ...(options.objectDir ? { objectDir: options.objectDir } : {}) });
+    if (datapath.replacedCounterMaps.length > 0) log("warn", "replaced counter maps an agent of another ABI pinned: their counts restart", { maps: datapath.replacedCounterMaps });
   } catch (err) {
     await endpoints.close();
     throw err;
@@ -112,6 +117,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
   let workloadApi: WorkloadApiServer | null = null;
   let flows: RunningFlows | null = null;
   let transport: TransportDriver | null = null;
+  let l7: L7Driver | null = null;
   try {
     // The configuration first: programs swapped in by attachCgroup rewrite nothing until it exists.
     const sockCfg = datapath.configureSockLb(cfg.lbHostTraffic);
@@ -131,17 +137,45 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       workloadApi = new WorkloadApiServer({ socketPath: cfg.workloadApiSocket, svids, client, log });
       await workloadApi.listen();
     }
+    // Flows the agent makes itself (the transport's, the proxy's) take identities from the ipcache the loop applied.
+    const identify = identitiesOf(() => loop.applied?.maps.ipcache ?? null);
+    const l7Binary = cfg.l7 ? findHaproxy(cfg.haproxy) : null;
+    // The transport's and the proxy's steered packets both reach the local stack by it; installed by whichever runs, never removed.
+    if (cfg.transport || (l7Binary && "binary" in l7Binary)) installTransportRouting();
     if (cfg.transport) {
       const address = cfg.transportAddress ?? firstIpv4(uplink ?? (cfg.uplink === "auto" ? defaultRouteDevice() : cfg.uplink));
-      installTransportRouting();
       const node = registration.node;
       const collector = flows.collector;
-      // The transport's stream outcomes as flows (hook "transport"), identities from the ipcache the loop applied.
-      const identify = identitiesOf(() => loop.applied?.maps.ipcache ?? null);
+      // The transport's stream outcomes as flows (hook "transport").
       const outcomes = collector ? (d: OutcomeDrain) => void collector.handleEvents(outcomeEvents(d.events, identify), d.lost) : undefined;
       transport = new TransportDriver({ address, document: (etag) => client.nodeTransport(node, etag), svids, registry: metrics.registry, log, ...(outcomes ? { outcomes } : {}) });
       metrics.append(() => transport!.metricsText());
       transport.start();
+    }
+    let l7Off: L7Off | null = null;
+    if (l7Binary && "binary" in l7Binary) {
+      const node = registration.node;
+      const collector = flows.collector;
+      // The proxy's access records as flows (hook "l7").
+      const records = collector ? (batch: AccessRecord[], lost: number) => void collector.handleEvents(accessEvents(batch, identify), lost) : undefined;
+      l7 = new L7Driver({
+        binary: l7Binary.binary,
+        stateDir: cfg.stateDir,
+        document: (etag) => client.nodeL7(node, etag),
+        registry: metrics.registry,
+        proxyAddress: (address) => {
+          const { removed } = installProxyAddress(address, cfg.stateDir);
+          if (removed) log("info", "the proxy address moved", { from: removed, to: address });
+        },
+        ...(records ? { records } : {}),
+        log,
+      });
+      l7.start();
+      // bpf/README [R17]: the steering checks the caller's veth in local_veth, which host routing off keeps empty.
+      if (!cfg.hostRouting) log("warn", "the L7 proxy runs with --host-routing off: the kernel refuses every connection to an L7 service (unknown-endpoint)");
+    } else {
+      l7Off = new L7Off(l7Binary ? `${l7Binary.missing}: connections to L7 services drop as proxy-down` : "--l7 off: connections to L7 services drop as proxy-down");
+      if (cfg.l7) log("warn", "the L7 proxy is off", { reason: l7Off.status().detail });
     }
     const loop = new AgentLoop({
       node: registration.node,
@@ -158,6 +192,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       },
       svids,
       ...(transport ? { transport } : {}),
+      l7: l7 ?? l7Off!,
       statusIntervalMs: cfg.statusInterval * 1000,
       ...(options.waitSeconds !== undefined ? { waitSeconds: options.waitSeconds } : {}),
       ...(options.backoff ? { backoff: options.backoff } : {}),
@@ -168,11 +203,12 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     metrics.aliveWhen(() => loop.liveness());
     const abort = new AbortController();
     const done = loop.run(abort.signal);
-    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, transport: transport?.status().endpoint ?? "off", statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}`, flows: flows.collector ? (cfg.flows ?? DEFAULT_FLOW_CONFIG) : "off" });
+    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, transport: transport?.status().endpoint ?? "off", l7: l7 ? "on" : "off", statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}`, flows: flows.collector ? (cfg.flows ?? DEFAULT_FLOW_CONFIG) : "off" });
     const s = svids;
     const wapi = workloadApi;
     const f = flows;
     const t = transport;
+    const p = l7;
     let stopped: Promise<void> | null = null;
     return {
       registration,
@@ -182,6 +218,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       workloadApi: wapi,
       flows: f,
       transport: t,
+      l7: p,
       metricsPort,
       done,
       stop: () =>
@@ -189,8 +226,10 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
           abort.abort();
           await done;
           await wapi?.close();
-          // The transport first: its last outcomes reach flows before the final batch is sealed.
+          // The transport and the proxy first: their last outcomes and records reach flows before the final batch is sealed.
+          // The proxy ends with the agent, as the transport does: L7 services drop as proxy-down until an agent runs it again.
           await t?.stop();
+          await p?.stop();
           await f.stop();
           s.close();
           await metrics.close();
@@ -201,6 +240,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
   } catch (err) {
     await flows?.stop();
     await transport?.stop();
+    await l7?.stop();
     await workloadApi?.close().catch(() => undefined);
     svids?.close();
     await metrics.close();

@@ -7,8 +7,8 @@
 import { layouts, maps, type MapId } from "@weft/codec";
 import type { MapPlan } from "./plan.ts";
 
-/** The maps the API's compiler produces entries for, the same eight as its DATAPATH_MAPS. */
-export const MANAGED_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend", "audit", "steer"] as const;
+/** The maps the API's compiler produces entries for, the same nine as its DATAPATH_MAPS. */
+export const MANAGED_MAPS = ["ipcache", "endpoint", "policy", "svc", "lb_slot", "backend", "audit", "steer", "l7"] as const;
 export type ManagedMap = (typeof MANAGED_MAPS)[number];
 
 export function isManagedMap(id: string): id is ManagedMap {
@@ -25,12 +25,16 @@ export function isManagedMap(id: string): id is ManagedMap {
  *    entries that mention it are consulted);
  *  - steer before policy: a policy entry with mtls makes the receiving node
  *    drop plaintext from other nodes, so the senders' steering (and this
- *    node's return path through the transport) is in place first.
+ *    node's return path through the transport) is in place first;
+ *  - l7 after svc, and deleted before it: a frontend turning L7 (or back)
+ *    has both entries for a moment, and the socket LB, which sees svc
+ *    first, keeps sending it straight to a backend as before; it never has
+ *    neither.
  * Any interleaving of the two families is safe; services go first because a
  * connect() that finds no backend is refused, while a policy entry that is a
  * moment late only delays the change it brings.
  */
-export const UPSERT_ORDER: readonly ManagedMap[] = ["backend", "lb_slot", "svc", "endpoint", "ipcache", "steer", "policy", "audit"];
+export const UPSERT_ORDER: readonly ManagedMap[] = ["backend", "lb_slot", "svc", "l7", "endpoint", "ipcache", "steer", "policy", "audit"];
 
 /**
  * Deletes, after every upsert, in the reverse dependency order: a service
@@ -39,7 +43,7 @@ export const UPSERT_ORDER: readonly ManagedMap[] = ["backend", "lb_slot", "svc",
  * they mention stop resolving; steer entries go after the policy entries
  * whose mtls flag asked for them.
  */
-export const DELETE_ORDER: readonly ManagedMap[] = ["svc", "lb_slot", "backend", "audit", "policy", "steer", "ipcache", "endpoint"];
+export const DELETE_ORDER: readonly ManagedMap[] = ["l7", "svc", "lb_slot", "backend", "audit", "policy", "steer", "ipcache", "endpoint"];
 
 const policyKey = layouts["struct weft_policy_key"]!;
 /** The key bytes a catch-all (any peer, any port, any protocol) has at zero. */

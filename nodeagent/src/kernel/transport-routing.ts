@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * The policy routing that brings steered packets to the node's transport
- * (issue #18): tc marks them MARK_TO_TRANSPORT, and in the node's namespace
+ * (issue #18) and to its L7 proxy (issue 21, the listener on
+ * 127.0.0.1:L7_PROXY_PORT): tc marks them MARK_TO_TRANSPORT, and in the
+ * node's namespace
  *
  *   ip rule add priority TRANSPORT_RULE_PRIORITY fwmark MARK/MARK lookup TRANSPORT_TABLE
  *   ip route replace local 0.0.0.0/0 dev lo table TRANSPORT_TABLE
  *
  * delivers every marked packet to this host's stack, whatever its
- * destination, where bpf_sk_assign hands it to the transport's socket.
+ * destination, where bpf_sk_assign hands it to the transport's (or the
+ * proxy's) socket. The runtime installs it when either runs.
  * Installed with `ip` (iproute2), idempotently: the rule is added only when
  * absent, the route replaced.
  *

@@ -72,6 +72,8 @@ export interface CleanupResult {
 export class KernelDatapath {
   private closed = false;
   readonly maps: { [M in MapId]: BpfMap };
+  /** Counter maps an agent of another ABI had pinned in another shape: replaced by empty ones at load (their counts restart). */
+  replacedCounterMaps: string[] = [];
   /** The flow events ring buffer (weft_flow_ring), read with a ring-buffer consumer, not as entries. */
   readonly flowRingFd: number;
 
@@ -114,7 +116,7 @@ export class KernelDatapath {
     }
 
     ensurePinDir(pinDir);
-    checkPinnedMaps(pinDir, abi);
+    const replaced = checkPinnedMaps(pinDir, abi);
     const loadOptions = { pinDir, pinnedMaps: Object.values(mapNames) };
     const policyObj = BpfObject.load(paths[0]!, loadOptions);
     let sockObj: BpfObject;
@@ -124,7 +126,9 @@ export class KernelDatapath {
       policyObj.close();
       throw err;
     }
-    return new KernelDatapath(pinDir, policyObj, sockObj);
+    const datapath = new KernelDatapath(pinDir, policyObj, sockObj);
+    datapath.replacedCounterMaps = replaced;
+    return datapath;
   }
 
   programFd(name: string): number {
@@ -305,28 +309,49 @@ function openCgroup(path: string): number {
 }
 
 /**
- * Pinned maps from an earlier agent must have this ABI's shape, else libbpf
- * would refuse to reuse them with a bare EINVAL; say which and what to do.
+ * Maps that hold only counts the datapath makes, never state it decides by:
+ * an upgrade that grows them (a new hook or reason) may start them afresh,
+ * as a restarted exporter's counters do, without changing one verdict.
  */
-function checkPinnedMaps(pinDir: string, abi: Abi): void {
+const COUNTER_MAPS: ReadonlySet<string> = new Set([mapNames.metrics, mapNames.flow_stats]);
+
+/**
+ * Pinned maps from an earlier agent must have this ABI's shape, else libbpf
+ * would refuse to reuse them with a bare EINVAL. A counter map of another
+ * shape is unpinned, so the load makes a new one (the old programs keep
+ * theirs until their links get the new programs); any other map is state
+ * the datapath decides by, whose loss would flush it: say which and what to
+ * do. Answers the counter maps replaced.
+ */
+function checkPinnedMaps(pinDir: string, abi: Abi): string[] {
   const problems: string[] = [];
+  const replaced: string[] = [];
   for (const spec of Object.values(abi.maps)) {
     const pin = join(pinDir, spec.name);
     if (!existsSync(pin)) continue;
     const fd = openPinned(pin);
+    const differences: string[] = [];
     try {
       const info = mapInfo(fd);
       const want = { type: MAP_TYPE_CODES[spec.kind], keySize: spec.keySize, valueSize: spec.valueSize, maxEntries: spec.maxEntries };
       for (const field of ["type", "keySize", "valueSize", "maxEntries"] as const) {
-        if (info[field] !== want[field]) problems.push(`${pin} has ${field} ${info[field]}, this agent needs ${want[field]}`);
+        if (info[field] !== want[field]) differences.push(`${field} ${info[field]}, this agent needs ${want[field]}`);
       }
     } finally {
       closeFd(fd);
+    }
+    if (differences.length === 0) continue;
+    if (COUNTER_MAPS.has(spec.name)) {
+      unlinkSync(pin);
+      replaced.push(`${spec.name} (${differences.join("; ")})`);
+    } else {
+      problems.push(...differences.map((d) => `${pin} has ${d}`));
     }
   }
   if (problems.length > 0) {
     throw new Error(`failed to reuse pinned maps: ${problems.join("; ")} (an agent of another ABI pinned them; "agent cleanup" removes them and their entries)`);
   }
+  return replaced;
 }
 
 /** Detaches a pinned link and removes its pin; false when there was none. */

@@ -111,9 +111,10 @@ export type FlowBatchAccepted = Static<typeof FlowBatchAccepted>;
 // What readers see.
 
 /** What the other side of a flow is when it is not a tenant's workload, or not the reader's to know. */
-export const RESERVED_NAMES = ["host", "world", "unmanaged", "health", "reserved", "unknown", "cidr", "other-tenant"] as const;
+export const RESERVED_NAMES = ["host", "world", "unmanaged", "health", "proxy", "reserved", "unknown", "cidr", "other-tenant"] as const;
 export const Reserved = StringEnum(RESERVED_NAMES, {
-  description: "Only for a side that is no workload of a tenant the reader may see: other-tenant is another tenant's workload, redacted",
+  description:
+    "Only for a side that is no workload of a tenant the reader may see: proxy is a node's L7 proxy (its proxy address) reaching a backend; other-tenant is another tenant's workload, redacted",
 });
 
 const NullableName = Type.Union([Name, Type.Null()]);

@@ -51,6 +51,8 @@ const RESERVED_BY_ID: Record<number, FlowPeerView["reserved"]> = {
   [constants.IDENTITY_WORLD]: "world",
   [constants.IDENTITY_UNMANAGED]: "unmanaged",
   [constants.IDENTITY_HEALTH]: "health",
+  // A node's L7 proxy connecting to a backend (issue 21): its allow entries carry rule id 1 (compiler/l7.ts).
+  [constants.IDENTITY_PROXY!]: "proxy",
 };
 
 const reserved = (name: NonNullable<FlowPeerView["reserved"]>, extra: Partial<FlowPeerView> = {}): Side => ({

@@ -5,6 +5,7 @@ import { DryRunQuery, ListQuery, Page } from "../../http/schemas.ts";
 import { badRequest } from "../../http/problem.ts";
 import { isDryRun } from "../../services/context.ts";
 import { NoContent, problemResponses } from "../responses.ts";
+import { l7Answer } from "../l7/answer.ts";
 import { addressPlanOf } from "../../mesh/addresses.ts";
 import { spiffeId } from "../../ca/spiffe-id.ts";
 import { DEFAULT_JOIN_TOKEN_TTL_SECONDS, JoinToken, NewJoinToken, Node, NodeParams, NodeWorkload, RegisteredNode } from "./schemas.ts";
@@ -24,8 +25,12 @@ import {
   type StoredStatus,
 } from "../../mesh/nodes.ts";
 
-/** What the compiler wants on a node now, or null when it cannot say; failingOpen as its tables see it. */
-type Desired = { revision: number; hash: string; failingOpen: readonly string[] } | null;
+/**
+ * What the compiler wants on a node now, or null when it cannot say;
+ * failingOpen as its tables see it; l7Etag: its L7 document's ETag, asked
+ * only of a node that reported its proxy (null: no document).
+ */
+type Desired = { revision: number; hash: string; failingOpen: readonly string[]; l7Etag?: string | null } | null;
 
 /** The API representation of a stored row, against what the compiler wants on the node. */
 function toNode(row: NodeDbRow, desired: Desired): Node {
@@ -56,6 +61,7 @@ function toNode(row: NodeDbRow, desired: Desired): Node {
     unreachableSince: row.unreachableSince?.toISOString() ?? null,
     failingOpen: [...(desired?.failingOpen ?? [])],
     transport: status.transport ?? null,
+    l7: status.l7 === undefined ? null : { ...status.l7, converged: status.l7.appliedEtag !== undefined && status.l7.appliedEtag === desired?.l7Etag },
   };
 }
 
@@ -77,6 +83,11 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const desiredOf = async (node: string, glance = false): Promise<Desired> => {
     const current = await (glance ? weft.follower.glance(node) : weft.follower.current(node));
     return current && { revision: current.revision, hash: current.datapath.hash, failingOpen: current.datapath.failingOpen };
+  };
+  /** toNode, with the L7 document's ETag when the node reported its proxy (compiled only then). */
+  const present = async (row: NodeDbRow, desired: Desired): Promise<Node> => {
+    if (desired === null || (row.status as StoredStatus | null)?.l7 === undefined) return toNode(row, desired);
+    return toNode(row, { ...desired, l7Etag: (await l7Answer(weft.follower, row.name))?.etag ?? null });
   };
 
   app.post(
@@ -129,7 +140,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
         .code(201)
         .header("location", `/v1/nodes/${row.name}`)
         // Not kept in the history (glance): 10,000 registrations must not make every later write compile 10,000 nodes.
-        .send({ node: toNode(row, await desiredOf(row.name, true)), credential });
+        .send({ node: await present(row, await desiredOf(row.name, true)), credential });
     },
   );
 
@@ -148,7 +159,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const limit = request.query.limit ?? DEFAULT_PAGE_SIZE;
       const rows = await listNodes(weft.db, limit, decodeCursor<string>(request.query.cursor, "string"));
       const shown = page(rows, limit, (r) => r.name, (r) => r);
-      return { ...shown, items: await Promise.all(shown.items.map(async (r) => toNode(r, await desiredOf(r.name)))) };
+      return { ...shown, items: await Promise.all(shown.items.map(async (r) => present(r, await desiredOf(r.name)))) };
     },
   );
 
@@ -165,7 +176,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const row = await getNode(weft.db, request.params.node);
-      return toNode(row, await desiredOf(row.name));
+      return present(row, await desiredOf(row.name));
     },
   );
 
@@ -219,9 +230,9 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
           await recordHealth(w, node, await healthTransitions(w.tx, node, request.body.health ?? []));
         });
         row = await getNode(weft.db, node);
-        return toNode(row, await desiredOf(node));
+        return present(row, await desiredOf(node));
       }
-      return toNode(row, desired);
+      return present(row, desired);
     },
   );
 

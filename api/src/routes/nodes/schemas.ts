@@ -1,6 +1,6 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Timestamp } from "../../http/schemas.ts";
-import { HealthCheck, Labels, Name, ReportedHealth, ReportedTransport, Revision, UnresolvedWorkload, Zone } from "../../mesh/specs.ts";
+import { HealthCheck, Labels, Name, ReportedHealth, ReportedL7, ReportedTransport, Revision, UnresolvedWorkload, Zone } from "../../mesh/specs.ts";
 
 export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 600;
 
@@ -37,6 +37,15 @@ export const JoinToken = Type.Object(
 
 const Hash = Type.String({ minLength: 1, maxLength: 128 });
 
+/** The node's L7 proxy as its agent last reported it, against the document the API would serve it now. */
+export const NodeL7 = Type.Object(
+  {
+    ...ReportedL7.properties,
+    converged: Type.Boolean({ description: "The reported appliedEtag is the ETag of the node's L7 document now (GET /v1/nodes/{node}/l7)" }),
+  },
+  { additionalProperties: false, title: "NodeL7" },
+);
+
 export const Node = Type.Object(
   {
     name: Name,
@@ -66,6 +75,7 @@ export const Node = Type.Object(
     }),
     unreachableSince: Type.Union([Timestamp, Type.Null()], { description: "When the API marked the node unreachable; null while reachable" }),
     transport: Type.Union([ReportedTransport, Type.Null()], { description: "The node's transport as its agent last reported it; null: never reported" }),
+    l7: Type.Union([NodeL7, Type.Null()], { description: "The node's L7 proxy as its agent last reported it (issue 21); null: never reported" }),
     failingOpen: Type.Array(Type.String(), {
       description:
         "Services (tenant/service) whose every backend is withdrawn (unhealthy or on an unreachable node) as this node's tables see them: all of them keep their slots (fail open)",

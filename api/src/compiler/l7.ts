@@ -1,0 +1,396 @@
+/**
+ * The per-node L7 proxy (issue 21), compiled: what the kernel needs of it
+ * (the proxy addresses in ipcache, the proxy's ingress allows) and the
+ * node's L7 document (GET /v1/nodes/{node}/l7) the agent renders haproxy.cfg
+ * from. Pure, like the rest of the compiler.
+ *
+ * How a request flows: a service is L7 on a tcp port an httpRoute names
+ * (services.ts writes weft_l7 there instead of weft_svc); the caller's node
+ * hands the connection to its proxy, which knows the caller by its source
+ * address (callers), decides the request (authorization), picks a backend
+ * and connects to it from the node's proxy address: the first address of
+ * the node's pod block, which every node's ipcache maps to IDENTITY_PROXY
+ * without a tenant. A backend whose ingress some policy governs gets an
+ * allow for that identity on its target port: the proxy already decided
+ * the caller's policy, per request.
+ */
+import { constants, formatIPv4, parseIPv4, protocols, type Entry } from "@weft/codec";
+import { spiffeId } from "../ca/spiffe-id.ts";
+import { makePart } from "./parts.ts";
+import { enforcesDirection } from "./policy.ts";
+import { parsePrefix, selects } from "./select.ts";
+import { chooseByZone, resolveBackends, servingPool, type ResolvedBackend } from "./services.ts";
+import { l7Ports, type SnapshotIndex, type TenantIndex } from "./snapshot-index.ts";
+import type { HttpHeaderModifier, HttpMethod, HttpRouteMatch, HttpRouteRow, IdentityRow, Part, PeerSelector, PortSelector, RetryCondition, ServicePort, ServiceRow } from "./types.ts";
+
+/**
+ * The rule id of the proxy's allow entries: policy id 0 never comes out of
+ * ruleIdOf (policy ids start at 1, so rule ids at 256), and 0 is the
+ * default-deny marker, so 1 names "the node's L7 proxy" in flows.
+ */
+export const L7_PROXY_RULE_ID = 1;
+
+/** HAProxy server weights run 0..256. */
+const SERVER_WEIGHT_MAX = 256;
+const DEFAULT_RETRY_ON: readonly RetryCondition[] = ["connect-failure", "gateway-error"];
+
+/** The node's proxy address: the first address of its pod block (network + 1); null without a block. */
+export function proxyAddressOf(podCidr: string | undefined): string | null {
+  if (podCidr === undefined) return null;
+  const block = parsePrefix(podCidr);
+  return block.len >= 31 ? null : formatIPv4(block.addr + 1);
+}
+
+/**
+ * Every node's proxy address as a /32 of IDENTITY_PROXY without a tenant:
+ * one part every node holds. An address a workload holds (one placed before
+ * the address was reserved) stays the workload's: the key has one owner.
+ */
+export function proxyAddressPart(index: SnapshotIndex): Part {
+  const addresses = new Set<string>();
+  for (const n of index.nodes.values()) {
+    const address = proxyAddressOf(n.podCidr);
+    if (address !== null && !index.addressTenant.has(address)) addresses.add(address);
+  }
+  const ipcache: Entry<"ipcache">[] = [...addresses]
+    .sort((a, b) => parseIPv4(a) - parseIPv4(b))
+    .map((address) => ({ key: { prefix: `${address}/32` }, value: { identity: constants.IDENTITY_PROXY!, tenant: 0 } }));
+  return makePart(PROXY_OWNER, { ipcache });
+}
+
+export const PROXY_OWNER = "n:proxies";
+export const l7AllowOwner = (numericId: number): string => `l:${numericId}`;
+
+/**
+ * The proxy's ingress allows, per backend identity of the tenant's L7
+ * frontends whose ingress the datapath decides by policy (enforcesDirection):
+ * (identity, IDENTITY_PROXY, target port, tcp). Without them a governed
+ * backend drops every proxied request; with them the kernel lets the proxy
+ * through and the proxy applies the rules, per request. The key never
+ * clashes with a policy part's: no rule names a reserved identity.
+ */
+export function l7AllowParts(index: SnapshotIndex, t: TenantIndex): Map<number, Part> {
+  const parts = new Map<number, Part>();
+  if (t.httpRoutes.size === 0) return parts;
+  const identityAt = backendIdentities(t);
+  const ports = new Map<number, Set<number>>();
+  for (const s of t.services.values()) {
+    for (const sp of l7Ports(t, s)) {
+      for (const b of resolveBackends(index, t, s, sp)) {
+        const identity = identityAt.get(b.address);
+        if (identity === undefined) continue;
+        let set = ports.get(identity.numericId);
+        if (set === undefined) ports.set(identity.numericId, (set = new Set()));
+        set.add(b.port);
+      }
+    }
+  }
+  for (const [numericId, set] of ports) {
+    const identity = index.identitiesById.get(numericId)!;
+    const selecting = [...t.policies.values()].filter((p) => selects(p.subject, identity));
+    if (!enforcesDirection(t, selecting, "ingress")) continue;
+    const policy = [...set]
+      .sort((a, b) => a - b)
+      .map((port) => ({
+        key: { localIdentity: numericId, remoteIdentity: constants.IDENTITY_PROXY!, port, protocol: protocols.tcp, direction: "ingress" as const },
+        value: { action: "allow" as const, ruleId: L7_PROXY_RULE_ID },
+      }));
+    parts.set(numericId, makePart(l7AllowOwner(numericId), { policy }));
+  }
+  return parts;
+}
+
+/** The identity of each of the tenant's workloads by its first address: the one a service sends to. */
+function backendIdentities(t: TenantIndex): Map<string, IdentityRow> {
+  const out = new Map<string, IdentityRow>();
+  for (const w of t.workloads.values()) {
+    const identity = t.identities.get(w.identity);
+    if (identity !== undefined && w.addresses[0] !== undefined) out.set(w.addresses[0], identity);
+  }
+  return out;
+}
+
+// ---- the node's L7 document ---------------------------------------------
+
+export interface L7Server {
+  name: string;
+  address: string;
+  port: number;
+  weight: number;
+}
+
+export interface L7HeaderModifier {
+  set?: { name: string; value: string }[];
+  add?: { name: string; value: string }[];
+  remove?: string[];
+}
+
+export interface L7Backend {
+  name: string;
+  servers: L7Server[];
+  requestTimeoutMs?: number;
+  backendRequestTimeoutMs?: number;
+  retry?: { attempts: number; on: RetryCondition[]; nonIdempotent: boolean };
+  requestHeaders?: L7HeaderModifier;
+  responseHeaders?: L7HeaderModifier;
+}
+
+/** A route match with its defaults filled in. */
+export interface L7Match {
+  path?: { type: "Exact" | "PathPrefix"; value: string };
+  headers?: { type: "Exact"; name: string; value: string }[];
+  method?: HttpMethod;
+}
+
+export interface L7AuthorizationEntry {
+  action: "allow" | "deny";
+  sources?: string[];
+  methods?: HttpMethod[];
+  pathPrefixes?: string[];
+  policy: string;
+  rule: number;
+}
+
+export interface L7Frontend {
+  name: string;
+  tenant: string;
+  service: string;
+  vip: string;
+  port: number;
+  rules: { route: string; rule: number; matches: L7Match[]; backends: { backend: string; weight: number }[] }[];
+  defaultBackend: string;
+  authorization: { governed: boolean; entries: L7AuthorizationEntry[] };
+}
+
+/** The shape of L7Document (mesh/specs.ts; the compiler imports no mesh code, the route's schema checks it). */
+export interface L7Config {
+  proxyAddress: string;
+  frontends: L7Frontend[];
+  backends: L7Backend[];
+  callers: { address: string; tenant: string; spiffeId: string }[];
+}
+
+/**
+ * The node's L7 document: the L7 frontends of the tenants with a workload
+ * on the node (a tenant absent from it is never named), in (tenant, service,
+ * port) order; their backends; and the node's own workloads as callers.
+ * Null when the node is unknown or has no pod block (no proxy address).
+ */
+export function l7Document(index: SnapshotIndex, node: string): L7Config | null {
+  const row = index.nodes.get(node);
+  const proxyAddress = proxyAddressOf(row?.podCidr);
+  if (row === undefined || proxyAddress === null) return null;
+  const present = [...(index.byNode.get(node)?.entries() ?? [])].map(([id, names]) => ({ t: index.tenant(id), names }));
+  present.sort((a, b) => compare(a.t.row.name, b.t.row.name));
+  const frontends: L7Frontend[] = [];
+  const backends: L7Backend[] = [];
+  for (const { t } of present) {
+    if (t.httpRoutes.size === 0) continue;
+    const identityAt = backendIdentities(t);
+    for (const s of [...t.services.values()].sort((a, b) => compare(a.name, b.name))) {
+      for (const sp of l7Ports(t, s).sort((a, b) => a.port - b.port)) {
+        const built = frontendOf(index, t, identityAt, s, sp, row.zone);
+        frontends.push(built.frontend);
+        backends.push(...built.backends);
+      }
+    }
+  }
+  const callers = present.flatMap(({ t, names }) =>
+    [...names].flatMap((name) => {
+      const w = t.workloads.get(name)!;
+      const id = spiffeIdOf(t, t.identities.get(w.identity));
+      return id === undefined ? [] : w.addresses.map((address) => ({ address, tenant: t.row.name, spiffeId: id }));
+    }),
+  );
+  callers.sort((a, b) => parseIPv4(a.address) - parseIPv4(b.address));
+  return { proxyAddress, frontends, backends, callers };
+}
+
+const spiffeIdOf = (t: TenantIndex, identity: IdentityRow | undefined): string | undefined =>
+  identity?.path === undefined || t.row.trustDomain === undefined ? undefined : spiffeId(t.row.trustDomain, identity.path);
+
+/** Names are ids, never names: a rename reshuffles no HAProxy section. */
+const frontendName = (s: ServiceRow, sp: ServicePort): string => `s${s.id}-p${sp.port}`;
+
+function frontendOf(
+  index: SnapshotIndex,
+  t: TenantIndex,
+  identityAt: ReadonlyMap<string, IdentityRow>,
+  s: ServiceRow,
+  sp: ServicePort,
+  zone: string,
+): { frontend: L7Frontend; backends: L7Backend[] } {
+  const name = frontendName(s, sp);
+  const resolved = resolveBackends(index, t, s, sp);
+  const nearest = (subset: ResolvedBackend[]): ResolvedBackend[] => chooseByZone(servingPool(subset).backends, s.preferSameZone ? zone : null);
+  const serverOf = (b: ResolvedBackend, weight: number): L7Server => {
+    const id = index.backendIds.get(b.key);
+    return { name: id === undefined ? `a${b.address.replaceAll(".", "-")}-${b.port}` : `b${id}`, address: b.address, port: b.port, weight };
+  };
+  const defaultPool = nearest(resolved);
+  const defaultWeights = serverWeights(defaultPool.map((b) => b.weight));
+  const backends: L7Backend[] = [{ name: `${name}-default`, servers: defaultPool.map((b, i) => serverOf(b, defaultWeights[i]!)) }];
+  const rules: L7Frontend["rules"] = [];
+  for (const route of routesOf(t, s, sp)) {
+    route.rules.forEach((rule, ruleIndex) => {
+      const refs = rule.backendRefs.map((ref, refIndex) => {
+        const subset = nearest(resolved.filter((b) => ref.labels === undefined || labelled(identityAt.get(b.address), ref.labels)));
+        return { name: `${name}-r${route.id}-${ruleIndex}-${refIndex}`, weight: ref.weight ?? 1, subset };
+      });
+      // Each server's share of the rule: its ref's share, spread over the ref's servers by their own weights.
+      const shares = refs.flatMap((ref) => {
+        const total = ref.subset.reduce((sum, b) => sum + b.weight, 0);
+        return ref.subset.map((b) => ({ ref: ref.weight * b.weight, of: total }));
+      });
+      const weights = serverWeights(shares.map((x) => x.ref), shares.map((x) => x.of));
+      let at = 0;
+      for (const ref of refs) {
+        backends.push({ name: ref.name, servers: ref.subset.map((b) => serverOf(b, weights[at++]!)), ...settingsOf(rule) });
+      }
+      rules.push({ route: route.name, rule: ruleIndex, matches: (rule.matches ?? []).map(filledMatch), backends: refs.map((r) => ({ backend: r.name, weight: r.weight })) });
+    });
+  }
+  const frontend: L7Frontend = {
+    name,
+    tenant: t.row.name,
+    service: s.name,
+    vip: s.vip,
+    port: sp.port,
+    rules,
+    defaultBackend: `${name}-default`,
+    authorization: authorizationOf(t, resolved.flatMap((b) => identityAt.get(b.address) ?? []), sp.targetPort),
+  };
+  return { frontend, backends };
+}
+
+/** The routes naming this frontend (a parentRef with its port, or with none), by name: their rules concatenate in that order. */
+const routesOf = (t: TenantIndex, s: ServiceRow, sp: ServicePort): HttpRouteRow[] =>
+  [...t.httpRoutes.values()]
+    .filter((r) => r.parentRefs.some((ref) => ref.name === s.name && (ref.port === undefined || ref.port === sp.port)))
+    .sort((a, b) => compare(a.name, b.name));
+
+/** Whether a backend's workload identity carries every label (a backend by address alone has none). */
+const labelled = (identity: IdentityRow | undefined, labels: Readonly<Record<string, string>>): boolean => identity !== undefined && selects({ labels }, identity);
+
+const filledMatch = (m: HttpRouteMatch): L7Match => ({
+  ...(m.path === undefined ? {} : { path: { type: m.path.type ?? "PathPrefix", value: m.path.value } }),
+  ...(m.headers === undefined ? {} : { headers: m.headers.map((h) => ({ type: "Exact" as const, name: h.name, value: h.value })) }),
+  ...(m.method === undefined ? {} : { method: m.method }),
+});
+
+/** A rule's timeouts, retry and header filters, as every backend of its refs carries them. */
+function settingsOf(rule: HttpRouteRow["rules"][number]): Omit<L7Backend, "name" | "servers"> {
+  const out: Omit<L7Backend, "name" | "servers"> = {};
+  const request = durationMs(rule.timeouts?.request);
+  const backendRequest = durationMs(rule.timeouts?.backendRequest);
+  if (request !== undefined) out.requestTimeoutMs = request;
+  if (backendRequest !== undefined) out.backendRequestTimeoutMs = backendRequest;
+  if (rule.retry !== undefined) {
+    out.retry = { attempts: rule.retry.attempts, on: [...(rule.retry.on ?? DEFAULT_RETRY_ON)], nonIdempotent: rule.retry.nonIdempotent ?? false };
+  }
+  const requestHeaders = mergeModifiers((rule.filters ?? []).flatMap((f) => (f.type === "RequestHeaderModifier" ? [f.requestHeaderModifier] : [])));
+  const responseHeaders = mergeModifiers((rule.filters ?? []).flatMap((f) => (f.type === "ResponseHeaderModifier" ? [f.responseHeaderModifier] : [])));
+  if (requestHeaders !== undefined) out.requestHeaders = requestHeaders;
+  if (responseHeaders !== undefined) out.responseHeaders = responseHeaders;
+  return out;
+}
+
+function mergeModifiers(list: readonly HttpHeaderModifier[]): L7HeaderModifier | undefined {
+  if (list.length === 0) return undefined;
+  const out: L7HeaderModifier = {};
+  const set = list.flatMap((m) => (m.set ?? []).map((h) => ({ name: h.name, value: h.value })));
+  const add = list.flatMap((m) => (m.add ?? []).map((h) => ({ name: h.name, value: h.value })));
+  const remove = list.flatMap((m) => m.remove ?? []);
+  if (set.length > 0) out.set = set;
+  if (add.length > 0) out.add = add;
+  if (remove.length > 0) out.remove = remove;
+  return out;
+}
+
+const DURATION_PART = /(\d+)(ms|h|m|s)/g;
+const UNIT_MS: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+
+/** A Gateway API duration ("1m30s", "500ms") in milliseconds; undefined when absent or zero (no timeout). */
+export function durationMs(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  let ms = 0;
+  for (const [, n, unit] of text.matchAll(DURATION_PART)) ms += Number(n) * UNIT_MS[unit!]!;
+  return ms > 0 ? ms : undefined;
+}
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+const lcm = (a: number, b: number): number => (a / gcd(a, b)) * b;
+
+/**
+ * HAProxy weights (0..256) in the ratio of the shares num[i]/den[i] (den
+ * default 1): exact when the reduced integers fit, else scaled so the
+ * largest is 256, and a non-zero share never rounds to 0.
+ */
+export function serverWeights(num: readonly number[], den: readonly number[] = num.map(() => 1)): number[] {
+  if (num.length === 0) return [];
+  const common = den.reduce((l, d) => (d > 0 ? lcm(l, d) : l), 1);
+  if (Number.isSafeInteger(common) && num.every((n, i) => Number.isSafeInteger(n * (common / (den[i] || 1))))) {
+    const whole = num.map((n, i) => (den[i] === 0 ? 0 : n * (common / den[i]!)));
+    const g = whole.reduce(gcd, 0);
+    if (g === 0) return whole.map(() => 0);
+    const reduced = whole.map((w) => w / g);
+    if (Math.max(...reduced) <= SERVER_WEIGHT_MAX) return reduced;
+  }
+  const share = num.map((n, i) => (den[i] === 0 ? 0 : n / den[i]!));
+  const max = Math.max(...share);
+  if (max === 0) return share.map(() => 0);
+  return share.map((x) => (x === 0 ? 0 : Math.max(1, Math.round((x / max) * SERVER_WEIGHT_MAX))));
+}
+
+/**
+ * The frontend's authorization: every enforced ingress rule of every
+ * enforced policy selecting one of the service's backends whose ports cover
+ * the target port over tcp. Rules without http decide any request of their
+ * sources; identity peers become SPIFFE IDs (no peers: any caller of the
+ * tenant; only CIDR peers: no caller, the rule is left out). Governed when
+ * the datapath decides a backend's ingress by policy (the same test as the
+ * default-deny marker): then what no entry allows is refused.
+ */
+function authorizationOf(t: TenantIndex, backendIdentities: readonly IdentityRow[], targetPort: number): L7Frontend["authorization"] {
+  const subjects = [...new Set(backendIdentities)];
+  const policies = [...t.policies.values()].filter((p) => subjects.some((i) => selects(p.subject, i))).sort((a, b) => compare(a.name, b.name));
+  const governed = subjects.some((i) =>
+    enforcesDirection(
+      t,
+      policies.filter((p) => selects(p.subject, i)),
+      "ingress",
+    ),
+  );
+  const entries: L7AuthorizationEntry[] = [];
+  for (const p of policies) {
+    if (p.mode === "audit") continue;
+    (p.ingress ?? []).forEach((rule, i) => {
+      if (rule.mode === "audit" || !coversTcpPort(rule.ports, targetPort)) return;
+      const entry: L7AuthorizationEntry = { action: rule.action, policy: p.name, rule: i };
+      if (rule.peers.length > 0) {
+        const sources = sourcesOf(t, rule.peers);
+        if (sources.length === 0) return;
+        entry.sources = sources;
+      }
+      if (rule.http?.methods !== undefined) entry.methods = [...rule.http.methods];
+      if (rule.http?.pathPrefixes !== undefined) entry.pathPrefixes = [...rule.http.pathPrefixes];
+      entries.push(entry);
+    });
+  }
+  return { governed, entries };
+}
+
+const coversTcpPort = (ports: readonly PortSelector[], port: number): boolean =>
+  ports.length === 0 || ports.some((p) => ((p.port ?? 0) === 0 || p.port === port) && (p.protocol === undefined || p.protocol === "any" || p.protocol === "tcp"));
+
+function sourcesOf(t: TenantIndex, peers: readonly PeerSelector[]): string[] {
+  const out = new Set<string>();
+  for (const identity of t.identities.values()) {
+    if (!peers.some((peer) => !("cidr" in peer) && selects(peer, identity))) continue;
+    const id = spiffeIdOf(t, identity);
+    if (id !== undefined) out.add(id);
+  }
+  return [...out].sort(compare);
+}
+
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The agent drives the node's L7 proxy (issue 21): reads the node's L7
+ * document (GET /v1/nodes/{node}/l7, If-None-Match, every pollMs and after
+ * each datapath change), renders haproxy.cfg, and keeps HAProxy serving it:
+ *
+ * - started once the first document is read; restarted with backoff when
+ *   it exits (state "down" meanwhile: the kernel drops connections to L7
+ *   services as proxy-down, nothing goes around the proxy);
+ * - a document that changes only server weights is applied through the
+ *   runtime API, without a reload; any other change is written, checked
+ *   with `haproxy -c` (a config HAProxy refuses is never loaded: the
+ *   running proxy keeps serving and the status says why) and applied with
+ *   a hitless master-worker reload;
+ * - after each apply the servers HAProxy holds are compared with the
+ *   document; only then is the document's ETag reported as applied.
+ *
+ * A 404 from the API (no L7 route yet) reads as a document without
+ * frontends, and the status detail says so: before any document, no proxy
+ * is started (state off: the kernel has no L7 service to steer to it); a
+ * proxy already running is given the empty document.
+ */
+import { createHash } from "node:crypto";
+import { readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Registry } from "prom-client";
+import type { Log } from "../agent/agent.ts";
+import { Backoff, sleep, type BackoffOptions } from "../agent/backoff.ts";
+import type { L7DocumentAnswer, L7Status as ClientL7Status } from "../agent/client.ts";
+import { parseAccessRecord, type AccessRecord } from "./access-log.ts";
+import { checkL7Document, emptyL7Document, type L7Document } from "./document.ts";
+import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPaths } from "./haproxy-process.ts";
+import { L7Metrics } from "./metrics.ts";
+import { adminSocketPath, configPath, masterSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
+import { infoField, serversState, setServerWeight } from "./runtime-api.ts";
+
+export const DOCUMENT_POLL_MS = 10_000;
+
+/** `l7` of the status report (the API's ReportedL7), with the states the driver takes. */
+export type L7Status = Omit<ClientL7Status, "state"> & { state: "off" | "starting" | "running" | "down" };
+
+export interface L7DriverOptions {
+  /** The haproxy binary. */
+  binary: string;
+  /** The agent's state directory: config, sockets, maps and pidfile go there. */
+  stateDir: string;
+  document: (etag: string | null) => Promise<L7DocumentAnswer>;
+  registry: Registry;
+  /** Puts the document's proxy address on lo (replacing the one before); absent: left to the caller (tests). */
+  proxyAddress?: (address: string) => void;
+  /** Where access records go besides /metrics (the flows pipeline), with how many were left out since the last batch. */
+  records?: (records: AccessRecord[], lost: number) => void;
+  pollMs?: number;
+  backoff?: BackoffOptions;
+  /** Tests: the listener and plain extra binds (render.ts RenderOptions). */
+  listen?: RenderOptions["listen"];
+  extraBinds?: RenderOptions["extraBinds"];
+  log: Log;
+}
+
+/** What one document renders to: the config and the callers map its name is taken from. */
+interface Rendered {
+  doc: L7Document;
+  etag: string | null;
+  config: string;
+  structure: string;
+  callersMap: string;
+  callersMapPath: string;
+}
+
+/** Records handed to `records` at most this often, in one batch. */
+const RECORD_FLUSH_MS = 250;
+const RECORD_BATCH_MAX = 4_096;
+
+export class L7Driver {
+  readonly metrics: L7Metrics;
+  private readonly abort = new AbortController();
+  private readonly backoff: Backoff;
+  private readonly paths: HaproxyPaths;
+  private process: HaproxyProcess | null = null;
+  /** The latest document read and checked, and what the running proxy serves. */
+  private wanted: Rendered | null = null;
+  private applied: Rendered | null = null;
+  private etag: string | null = null;
+  private missingRoute = false;
+  private documentError: string | null = null;
+  private applyError: string | null = null;
+  /** The last document HAProxy refused: not tried again (the same text would be refused again). */
+  private refused: Rendered | null = null;
+  private addressError: string | null = null;
+  private state: L7Status["state"] = "starting";
+  private firstDocument: (() => void) | null = null;
+  private readonly firstRead: Promise<void>;
+  private applying: Promise<void> | null = null;
+  private applyAgain = false;
+  private refreshing: Promise<boolean> | null = null;
+  private refreshAgain = false;
+  private poller: NodeJS.Timeout | null = null;
+  private supervising: Promise<void> | null = null;
+  private pending: AccessRecord[] = [];
+  private pendingLost = 0;
+  private flusher: NodeJS.Timeout | null = null;
+
+  constructor(private readonly o: L7DriverOptions) {
+    this.backoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...o.backoff });
+    this.metrics = new L7Metrics(o.registry, async () => (this.process ? infoField(this.paths.adminSocket, "DroppedLogs") : null));
+    this.paths = {
+      binary: o.binary,
+      config: configPath(o.stateDir),
+      masterSocket: masterSocketPath(o.stateDir),
+      adminSocket: adminSocketPath(o.stateDir),
+      pidFile: join(o.stateDir, "haproxy.pid"),
+    };
+    this.firstRead = new Promise((resolve) => (this.firstDocument = resolve));
+  }
+
+  start(): void {
+    if (this.supervising) return;
+    // Each poll also tries again an apply that failed (a runtime command, a reload): a 304 alone would leave it failed.
+    this.poller = setInterval(() => void this.refresh().then(() => this.apply()), this.o.pollMs ?? DOCUMENT_POLL_MS);
+    this.poller.unref();
+    if (this.o.records) {
+      this.flusher = setInterval(() => this.flushRecords(), RECORD_FLUSH_MS);
+      this.flusher.unref();
+    }
+    this.supervising = this.supervise();
+    void this.refresh();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.firstDocument?.();
+    if (this.poller) clearInterval(this.poller);
+    if (this.flusher) clearInterval(this.flusher);
+    while (this.applying) await this.applying;
+    await this.process?.stop();
+    await this.supervising;
+    this.flushRecords();
+    this.metrics.up.set(0);
+  }
+
+  /** `l7` of the status report. */
+  status(): L7Status {
+    const detail = [this.missingRoute ? "the API serves no L7 document (GET /v1/nodes/{node}/l7 answered 404): no L7 service to proxy" : null, ...this.errors]
+      .filter((d): d is string => d !== null)
+      .join("; ");
+    const applied = this.state === "running" && this.applied?.etag ? { appliedEtag: this.applied.etag.slice(0, 128) } : {};
+    const state = this.missingRoute && !this.process && !this.wanted ? "off" : this.state;
+    return { state, ...applied, ...(detail ? { detail: detail.slice(0, 1024) } : {}) };
+  }
+
+  /** Faults the status report's errors carry. */
+  get errors(): string[] {
+    return [this.documentError, this.applyError, this.addressError].filter((e): e is string => e !== null);
+  }
+
+  /** The running master's and worker's pids (tests), null while none runs. */
+  get pids(): { master: number; worker: number } | null {
+    return this.process?.pid ? { master: this.process.pid, worker: this.process.workerPid } : null;
+  }
+
+  /**
+   * Asks for the document now and applies it when it changed; true when it
+   * did. One read at a time (a poll and a datapath change may ask together):
+   * an older answer arriving last must not replace a newer one.
+   */
+  refresh(): Promise<boolean> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    return (this.refreshing = (async () => {
+      let changed = false;
+      do {
+        this.refreshAgain = false;
+        changed = (await this.readDocument()) || changed;
+      } while (this.refreshAgain && !this.abort.signal.aborted);
+      return changed;
+    })().finally(() => (this.refreshing = null)));
+  }
+
+  private async readDocument(): Promise<boolean> {
+    let answer: L7DocumentAnswer;
+    try {
+      answer = await this.o.document(this.etag);
+    } catch (err) {
+      this.o.log("warn", "failed to read the L7 document; the proxy keeps its configuration", { error: (err as Error).message });
+      return false;
+    }
+    if (answer.kind === "unchanged") return false;
+    let doc: L7Document;
+    let etag: string | null = null;
+    if (answer.kind === "missing") {
+      const before = this.missingRoute;
+      this.missingRoute = true;
+      this.firstDocument?.();
+      // Nothing is steered to a proxy the API has no document for: none is started. One already running serves nothing from now on.
+      if (!this.wanted || before) return false;
+      doc = emptyL7Document();
+    } else {
+      this.missingRoute = false;
+      const checked = checkL7Document(answer.body);
+      etag = answer.etag;
+      this.etag = answer.etag;
+      if (typeof checked === "string") {
+        this.documentError = `refused the L7 document: ${checked}`;
+        this.o.log("error", "refused the L7 document; the proxy keeps its configuration", { error: checked });
+        this.firstDocument?.();
+        return false;
+      }
+      doc = checked;
+    }
+    this.documentError = null;
+    this.wanted = this.render(doc, etag);
+    if (answer.kind === "document") this.putProxyAddress(doc.proxyAddress);
+    this.firstDocument?.();
+    this.apply();
+    return true;
+  }
+
+  private putProxyAddress(address: string): void {
+    try {
+      this.o.proxyAddress?.(address);
+      this.addressError = null;
+    } catch (err) {
+      // The proxy still starts: connections to backends fail (and are retried elsewhere) until the address is there.
+      this.addressError = (err as Error).message;
+      this.o.log("error", "failed to put the proxy address on lo", { error: this.addressError });
+    }
+  }
+
+  private render(doc: L7Document, etag: string | null): Rendered {
+    const callersMap = renderCallersMap(doc);
+    // Named by content: a new map never changes the file a running worker (or a failed check) reads.
+    const callersMapPath = join(this.o.stateDir, `l7-callers-${createHash("sha256").update(callersMap).digest("hex").slice(0, 16)}.map`);
+    const options: RenderOptions = { stateDir: this.o.stateDir, callersMap: callersMapPath, ...(this.o.listen ? { listen: this.o.listen } : {}), ...(this.o.extraBinds ? { extraBinds: this.o.extraBinds } : {}) };
+    return { doc, etag, config: renderConfig(doc, options), structure: structureOf(doc, options), callersMap, callersMapPath };
+  }
+
+  /** Applies the wanted document (coalesced: one apply at a time, the latest wins). */
+  private apply(): void {
+    if (this.applying) {
+      this.applyAgain = true;
+      return;
+    }
+    this.applying = (async () => {
+      do {
+        this.applyAgain = false;
+        await this.applyNow();
+      } while (this.applyAgain && !this.abort.signal.aborted);
+    })().finally(() => (this.applying = null));
+  }
+
+  private async applyNow(): Promise<void> {
+    const want = this.wanted;
+    const running = this.process;
+    if (!want || !running || want === this.applied || want === this.refused) return;
+    const kind = this.applied && this.applied.structure === want.structure ? "weights" : "reload";
+    try {
+      const problem = await this.write(want);
+      if (problem) {
+        this.refused = want;
+        this.applyError = `haproxy refused the configuration of the L7 document ${want.etag ?? "(none)"}: ${problem}`;
+        this.o.log("error", "haproxy refused the rendered configuration; the proxy keeps serving the one before", { error: problem });
+        this.metrics.applies.inc({ kind, result: "refused" });
+        return;
+      }
+      if (kind === "weights") {
+        // Against what HAProxy holds, not what was applied last: an apply that failed halfway is completed.
+        const held = new Map((await serversState(this.paths.adminSocket)).map((s) => [`${s.backend}/${s.server}`, s.weight]));
+        for (const b of want.doc.backends) {
+          for (const s of b.servers) if (held.get(`${b.name}/${s.name}`) !== s.weight) await setServerWeight(this.paths.adminSocket, b.name, s.name, s.weight);
+        }
+      } else await running.reload();
+      await this.verify(want.doc);
+      this.applied = want;
+      this.applyError = null;
+      this.metrics.follow(want.doc);
+      this.metrics.applies.inc({ kind, result: "ok" });
+      this.removeStaleMaps(want.callersMapPath);
+      this.o.log("info", "applied the L7 document", { etag: want.etag, kind, worker: running.workerPid });
+    } catch (err) {
+      this.applyError = `failed to apply the L7 document ${want.etag ?? "(none)"}: ${(err as Error).message}`;
+      this.metrics.applies.inc({ kind, result: "failed" });
+      this.o.log("error", this.applyError);
+    }
+  }
+
+  /** Writes the callers map and the config (checked first); null when written, else why HAProxy refused it. */
+  private async write(r: Rendered): Promise<string | null> {
+    writeFileSync(r.callersMapPath, r.callersMap, { mode: 0o600 });
+    const candidate = `${this.paths.config}.new`;
+    writeFileSync(candidate, r.config, { mode: 0o600 });
+    const problem = await checkConfig(this.paths.binary, candidate);
+    if (problem) {
+      rmSync(candidate, { force: true });
+      return problem;
+    }
+    renameSync(candidate, this.paths.config);
+    return null;
+  }
+
+  /** The servers HAProxy holds are the document's, with its weights; throws what differs. */
+  private async verify(doc: L7Document): Promise<void> {
+    const held = new Map((await serversState(this.paths.adminSocket)).map((s) => [`${s.backend}/${s.server}`, s]));
+    const wrong: string[] = [];
+    let count = 0;
+    for (const b of doc.backends) {
+      for (const s of b.servers) {
+        count++;
+        const h = held.get(`${b.name}/${s.name}`);
+        if (!h) wrong.push(`${b.name}/${s.name} missing`);
+        else if (h.address !== s.address || h.port !== s.port || h.weight !== s.weight) wrong.push(`${b.name}/${s.name} is ${h.address}:${h.port} weight ${h.weight}, not ${s.address}:${s.port} weight ${s.weight}`);
+      }
+    }
+    if (held.size !== count) wrong.push(`haproxy holds ${held.size} servers, the document ${count}`);
+    if (wrong.length) throw new Error(`haproxy's servers differ from the document: ${wrong.slice(0, 8).join("; ")}`);
+  }
+
+  private removeStaleMaps(keep: string): void {
+    for (const f of readdirSync(this.o.stateDir)) {
+      const path = join(this.o.stateDir, f);
+      if (/^l7-callers-[0-9a-f]{16}\.map$/.test(f) && path !== keep) rmSync(path, { force: true });
+    }
+  }
+
+  private onLine = (line: string): void => {
+    if (!line.startsWith("{")) return this.o.log("info", "haproxy", { line: line.slice(0, 1024) });
+    const r = parseAccessRecord(line);
+    if (!r) {
+      // A record cut at LOG_RECORD_MAX, or a format this agent does not know.
+      this.metrics.unreadable.inc();
+      return;
+    }
+    this.metrics.record(r);
+    if (!this.o.records) return;
+    if (this.pending.length < RECORD_BATCH_MAX) this.pending.push(r);
+    else this.pendingLost++;
+  };
+
+  private flushRecords(): void {
+    if ((!this.pending.length && !this.pendingLost) || !this.o.records) return;
+    const [batch, lost] = [this.pending, this.pendingLost];
+    this.pending = [];
+    this.pendingLost = 0;
+    this.o.records(batch, lost);
+  }
+
+  private async supervise(): Promise<void> {
+    const signal = this.abort.signal;
+    await this.firstRead;
+    let first = true;
+    while (!signal.aborted) {
+      // A document HAProxy refused is not started either: the last one it served is, until a newer one comes.
+      const want = this.wanted === this.refused ? (this.applied ?? null) : this.wanted;
+      if (!want) {
+        // The first document was refused: wait for one that is not.
+        await sleep(this.o.pollMs ?? DOCUMENT_POLL_MS, signal);
+        continue;
+      }
+      if (!first) this.metrics.restarts.inc();
+      first = false;
+      const startedAt = Date.now();
+      let running: HaproxyProcess;
+      try {
+        const problem = await this.write(want);
+        if (problem) throw new Error(`haproxy refused the configuration: ${problem}`);
+        await endLeftover(this.paths, this.o.log);
+        running = await HaproxyProcess.start(this.paths, this.onLine, this.o.log);
+        await this.verify(want.doc);
+      } catch (err) {
+        this.state = "down";
+        this.applyError = `failed to start the L7 proxy: ${(err as Error).message}`;
+        this.o.log("error", "failed to start the L7 proxy; retrying", { error: (err as Error).message });
+        await this.process?.stop();
+        this.process = null;
+        await sleep(this.backoff.next(), signal);
+        continue;
+      }
+      if (signal.aborted) {
+        await running.stop();
+        break;
+      }
+      this.process = running;
+      this.applied = want;
+      this.applyError = null;
+      this.state = "running";
+      this.metrics.follow(want.doc);
+      this.metrics.applies.inc({ kind: "start", result: "ok" });
+      this.metrics.up.set(1);
+      this.o.log("info", "L7 proxy started", { master: running.pid, worker: running.workerPid, etag: want.etag });
+      // A document read while it started.
+      this.apply();
+      const exit = await running.exited;
+      this.process = null;
+      this.metrics.up.set(0);
+      if (signal.aborted) break;
+      this.state = "down";
+      if (Date.now() - startedAt > this.backoff.maxMs) this.backoff.reset();
+      const delay = this.backoff.next();
+      this.applyError = `the L7 proxy exited (${describeExit(exit)}); restarting it`;
+      this.o.log("error", "the L7 proxy exited; restarting it (connections to L7 services drop as proxy-down meanwhile)", { exit: describeExit(exit), retryInMs: Math.round(delay) });
+      await sleep(delay, signal);
+    }
+    this.state = "down";
+  }
+}

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The proxy's access records as flow events of hook "l7", kept, counted
+ * and shipped like the kernel's (the path transport outcomes take): a
+ * request a backend answered is a pass with reason http-forwarded, one the
+ * proxy answered itself (403, 503) a drop with reason http-refused. Source
+ * is the caller, destination the server asked (the VIP when none was),
+ * original destination the VIP and port the caller dialed.
+ */
+import type { FlowEvent, Identity } from "@weft/codec";
+import { forwarded, type AccessRecord } from "./access-log.ts";
+import { systemOutcomeClock, type OutcomeClock } from "../flows/transport-outcomes.ts";
+
+const TCP = 6;
+const U32_MAX = 0xffffffff;
+
+export function accessEvents(records: readonly AccessRecord[], identify: (address: string) => Identity, clock: OutcomeClock = systemOutcomeClock): FlowEvent[] {
+  const monotonic = clock.monotonicNs();
+  const now = clock.nowMs();
+  return records.map((r) => {
+    const passed = forwarded(r);
+    const dst = passed ? { address: r.serverAddress, port: r.serverPort } : { address: r.vip, port: r.vport };
+    const end = r.startMs + Math.max(0, r.durationMs);
+    const agoNs = BigInt(Math.max(0, now - end)) * 1_000_000n;
+    return {
+      timeNs: monotonic > agoNs ? monotonic - agoNs : 0n,
+      cookie: 0n,
+      source: { address: r.src, port: r.srcPort, ...identify(r.src) },
+      destination: { ...dst, ...identify(dst.address) },
+      protocol: TCP,
+      hook: "l7",
+      reason: passed ? "http-forwarded" : "http-refused",
+      verdict: passed ? "pass" : "drop",
+      ruleId: 0,
+      originalDestination: { address: r.vip, port: r.vport },
+      ifindex: 0,
+      length: Math.min(U32_MAX, Math.max(0, r.bytesIn) + Math.max(0, r.bytesOut)),
+    };
+  });
+}

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The proxy's requests on the agent's /metrics. Cardinality is bounded by
+ * the document: tenant and service come from the frontend the record
+ * names, route from that frontend's rules; anything the document does not
+ * name (a record of a document just replaced, no frontend) has "" there.
+ * Series of services and routes a new document no longer names are
+ * removed, so route churn over months does not pile them up.
+ */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { AccessRecord } from "./access-log.ts";
+import type { L7Document } from "./document.ts";
+
+const LABELS = ["tenant", "service", "route"] as const;
+/** Seconds: from a cache hit on loopback to the 30 s default timeout. */
+const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export const codeClass = (status: number) => (status >= 100 && status <= 599 ? `${Math.floor(status / 100)}xx` : "none");
+const CODE_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+const seriesKey = (l: { tenant: string; service: string; route: string }) => `${l.tenant}\n${l.service}\n${l.route}`;
+
+export class L7Metrics {
+  private readonly requests: Counter<"tenant" | "service" | "route" | "code_class">;
+  private readonly duration: Histogram<"tenant" | "service" | "route">;
+  readonly up: Gauge;
+  readonly restarts: Counter;
+  readonly applies: Counter<"kind" | "result">;
+  readonly unreadable: Counter;
+  /** Frontend name -> tenant, service and the routes its rules name. */
+  private names = new Map<string, { tenant: string; service: string; routes: Set<string> }>();
+  /** Every (tenant, service, route) a series was made for, by its key. */
+  private readonly series = new Map<string, { tenant: string; service: string; route: string }>();
+
+  /** `droppedLogs`: the log records the serving worker could not write (the agent read too slowly), null while none runs. */
+  constructor(registry: Registry, droppedLogs: () => Promise<number | null> = async () => null) {
+    const registers = [registry];
+    new Gauge({
+      name: "weft_agent_l7_dropped_log_records",
+      help: "Access records the serving HAProxy worker dropped because the agent did not read its log pipe in time (since that worker started)",
+      registers,
+      async collect() {
+        this.set((await droppedLogs().catch(() => null)) ?? 0);
+      },
+    });
+    this.requests = new Counter({ name: "weft_http_requests_total", help: "Requests through the node's L7 proxy, by frontend service, route (route/rule) and status class", labelNames: [...LABELS, "code_class"], registers });
+    this.duration = new Histogram({ name: "weft_http_request_duration_seconds", help: "Time from a request's first byte to its answer's last, at the node's L7 proxy", labelNames: LABELS, buckets: BUCKETS, registers });
+    this.up = new Gauge({ name: "weft_agent_l7_up", help: "1 while the node's L7 proxy runs and serves the applied document, else 0", registers });
+    this.up.set(0);
+    this.restarts = new Counter({ name: "weft_agent_l7_restarts_total", help: "Times the L7 proxy was started again after it exited or failed to start", registers });
+    this.applies = new Counter({ name: "weft_agent_l7_applies_total", help: "L7 documents applied to the proxy, by how (reload, weights, start) and result", labelNames: ["kind", "result"], registers });
+    this.unreadable = new Counter({ name: "weft_agent_l7_unreadable_log_lines_total", help: "Lines on the proxy's log pipe that were not access records", registers });
+  }
+
+  /** The names the next records are counted under. */
+  follow(doc: L7Document): void {
+    this.names = new Map(doc.frontends.map((f) => [f.name, { tenant: f.tenant, service: f.service, routes: new Set(f.rules.map((r) => `${r.route}/${r.rule}`)) }]));
+    const named = new Set([...this.names.values()].flatMap((f) => ["", ...f.routes].map((route) => seriesKey({ tenant: f.tenant, service: f.service, route }))));
+    named.add(seriesKey({ tenant: "", service: "", route: "" }));
+    for (const [key, labels] of this.series) {
+      if (named.has(key)) continue;
+      for (const code_class of CODE_CLASSES) this.requests.remove({ ...labels, code_class });
+      this.duration.remove(labels);
+      this.series.delete(key);
+    }
+  }
+
+  record(r: AccessRecord): void {
+    const f = this.names.get(r.frontend);
+    const labels = { tenant: f?.tenant ?? "", service: f?.service ?? "", route: f?.routes.has(r.route) ? r.route : "" };
+    this.series.set(seriesKey(labels), labels);
+    this.requests.inc({ ...labels, code_class: codeClass(r.status) });
+    if (r.durationMs >= 0) this.duration.observe(labels, r.durationMs / 1000);
+  }
+}

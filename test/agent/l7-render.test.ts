@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: Apache-2.0
+// haproxy.cfg from the L7 document (nodeagent/src/l7/render.ts): a pure
+// function, checked line by line where the design names a directive, and
+// as a whole by the real HAProxy (`haproxy -c`). What it does at run time
+// is test/agent/l7-proxy.test.ts's.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { checkConfig } from "../../nodeagent/src/l7/haproxy-process.ts";
+import { attemptsOf, quote, renderCallersMap, renderConfig, structureOf } from "../../nodeagent/src/l7/render.ts";
+import { richDocument, WEB } from "./l7-fixtures.ts";
+
+const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+const dir = mkdtempSync(join(tmpdir(), "weft-l7-render-"));
+const options = { stateDir: dir, callersMap: join(dir, "callers.map") };
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const lines = (text: string) => text.split("\n").map((l) => l.trim());
+/** The lines of one section (from its header to the next blank line). */
+function section(text: string, header: string): string[] {
+  const all = text.split("\n");
+  const start = all.indexOf(header);
+  expect(start, header).toBeGreaterThanOrEqual(0);
+  const end = all.indexOf("", start);
+  return all.slice(start + 1, end < 0 ? undefined : end).map((l) => l.trim());
+}
+
+describe("haproxy.cfg from the L7 document", () => {
+  it.skipIf(!HAPROXY)("is a config HAProxy takes, for a document using every feature", async () => {
+    writeFileSync(options.callersMap, renderCallersMap(richDocument()));
+    const path = join(dir, "haproxy.cfg");
+    writeFileSync(path, renderConfig(richDocument(), options));
+    expect(await checkConfig(HAPROXY, path)).toBeNull();
+  });
+
+  it.skipIf(!HAPROXY)("reports HAProxy's own reasons for a config it refuses", async () => {
+    const path = join(dir, "bad.cfg");
+    writeFileSync(path, `${renderConfig(richDocument(), options)}\nbackend broken\n  server s1 198.18.0.1:80 weight 999\n`);
+    expect(await checkConfig(HAPROXY, path)).toMatch(/weight/);
+  });
+
+  it("is the same text for the same document", () => {
+    expect(renderConfig(richDocument(), options)).toBe(renderConfig(richDocument(), options));
+  });
+
+  it("listens transparently on the proxy port, marks its replies, and logs JSON to the agent", () => {
+    const text = renderConfig(richDocument(), options);
+    const fe = section(text, "frontend L7");
+    expect(fe).toContain("bind 127.0.0.1:15006 transparent");
+    expect(fe).toContain("tcp-request connection set-mark 0x400000");
+    const g = section(text, "global");
+    expect(g).toContain("master-worker");
+    expect(g).toContain(`stats socket ${dir}/l7-admin.sock mode 600 level admin expose-fd listeners`);
+    expect(g).toContain("log stdout len 4000 format raw local0");
+    const d = section(text, "defaults");
+    expect(d).toEqual(expect.arrayContaining(["mode http", "http-reuse always", "option redispatch 1", "option idle-close-on-response", "timeout connect 2000", "timeout client 30000", "timeout server 30000"]));
+    // HAProxy's own answers are problems too.
+    expect(d.filter((l) => l.startsWith("http-error status")).map((l) => l.split(" ")[2])).toEqual(["400", "408", "500", "502", "503", "504"]);
+    expect(d.every((l) => !l.startsWith("http-error") || l.includes("content-type application/problem+json"))).toBe(true);
+    expect(d.find((l) => l.startsWith("log-format"))).toMatch(/"path":"%\[var\(txn.path\),json\(utf8s\)\]"/);
+  });
+
+  it("drops the client's x-weft-* headers before it reads the caller, and reads the caller from the source address only", () => {
+    const fe = section(renderConfig(richDocument(), options), "frontend L7");
+    const del = fe.indexOf("http-request del-header x-weft- -m beg");
+    const caller = fe.indexOf(`http-request set-var(txn.caller) src,map_ip(${options.callersMap})`);
+    expect(del).toBeGreaterThanOrEqual(0);
+    expect(caller).toBeGreaterThan(del);
+    // Nothing before the deletion reads a header but traceparent (logged only).
+    expect(fe.slice(0, del).filter((l) => /hdr\(/.test(l))).toEqual(["http-request set-var(txn.traceparent) req.fhdr(traceparent),bytes(0,64)"]);
+    // The verified identity is set after authorization, from the map.
+    expect(fe.indexOf("http-request set-header x-weft-source-identity %[var(txn.caller_id)]")).toBeGreaterThan(fe.findLastIndex((l) => l.includes("status 403")));
+    expect(renderCallersMap(richDocument())).toContain(`${WEB.address} acme|${WEB.spiffeId}\n`);
+  });
+
+  it("refuses another tenant, applies deny before allow, and refuses what no allow admits when governed", () => {
+    const fe = section(renderConfig(richDocument(), options), "frontend L7");
+    const on = "{ var(txn.fe) -m str f-1-80 }";
+    const tenant = fe.findIndex((l) => l.startsWith("http-request return status 403") && l.endsWith(`if ${on} !{ var(txn.caller_tenant) -m str acme }`));
+    const deny = fe.findIndex((l) => l.startsWith("http-request return status 403") && l.endsWith(`if ${on} fe0_e0_src fe0_e0_m`));
+    const allow = fe.indexOf(`http-request set-var(txn.allowed) bool(true) if ${on} fe0_e1_src fe0_e1_m fe0_e1_p`);
+    const governed = fe.findIndex((l) => l.startsWith("http-request return status 403") && l.endsWith(`if ${on} !{ var(txn.allowed) -m bool }`));
+    expect(tenant).toBeGreaterThanOrEqual(0);
+    expect(deny).toBeGreaterThan(tenant);
+    expect(allow).toBeGreaterThan(deny);
+    expect(governed).toBeGreaterThan(allow);
+    // Segment prefixes: /api and /api/..., not /apix.
+    expect(fe).toEqual(expect.arrayContaining(['acl fe0_e1_p path -m str "/api"', 'acl fe0_e1_p path_beg "/api/"', 'acl fe0_e1_p path_beg "/gone/"']));
+    // The ungoverned frontend: only the tenant check.
+    expect(fe.filter((l) => l.includes("f-2-8080") && l.includes("403"))).toHaveLength(1);
+    for (const l of fe.filter((l) => l.includes("application/problem+json"))) {
+      const body = /string '(.*)' if /.exec(l)![1]!;
+      expect(JSON.parse(body)).toMatchObject({ type: "about:blank" });
+    }
+  });
+
+  it("picks a rule's backends by weight over rand, in order, and answers 503 for a rule without servers", () => {
+    const fe = section(renderConfig(richDocument(), options), "frontend L7");
+    const rule1 = "{ var(txn.fe) -m str f-1-80 } { var(txn.rule) -m int 1 }";
+    expect(fe).toEqual(
+      expect.arrayContaining([
+        `use_backend b-1-1-0 if ${rule1} { var(txn.pick),mod(100) -m int 0:89 }`,
+        `use_backend b-1-0-0 if ${rule1} { var(txn.pick),mod(100) -m int 90:99 }`,
+        "use_backend d-1-80 if { var(txn.fe) -m str f-1-80 }",
+      ]),
+    );
+    expect(fe.findIndex((l) => l.startsWith("http-request return status 503") && l.endsWith("{ var(txn.rule) -m int 2 }"))).toBeGreaterThan(0);
+    // The first match wins: a rule is set only while none is.
+    expect(fe).toContain('http-request set-var(txn.rule) int(1) if { var(txn.fe) -m str f-1-80 } !{ var(txn.rule) -m found } { method GET } { path_beg "/api/" }');
+    expect(section(renderConfig(richDocument(), options), "backend b-2-0-0").some((l) => l.startsWith("http-request return status 503"))).toBe(true);
+  });
+
+  it("maps retry conditions, never retries a POST unless the rule says so, and bounds attempts by the request timeout", () => {
+    const text = renderConfig(richDocument(), options);
+    expect(section(text, "backend b-1-0-0")).toEqual(
+      expect.arrayContaining([
+        "source 198.18.0.1",
+        "timeout server 2000",
+        "retries 2",
+        "retry-on 500 501 502 503 504 conn-failure empty-response junk-response response-timeout",
+        "http-request disable-l7-retry if { method POST PATCH CONNECT }",
+        'http-request del-header "x-debug"',
+        'http-request set-header "x-route" "canary 100%%"',
+        'http-request add-header "x-added" "a\\"b"',
+        'http-response del-header "server"',
+        'http-response set-header "x-served-by" "v2"',
+        "server w-21 198.18.1.21:8080 weight 256",
+      ]),
+    );
+    const b110 = section(text, "backend b-1-1-0");
+    expect(b110).toEqual(expect.arrayContaining(["retries 1", "retry-on 502 503 504", "timeout server 30000"]));
+    expect(b110.some((l) => l.includes("disable-l7-retry"))).toBe(false);
+    expect(section(text, "backend d-1-80")).toEqual(expect.arrayContaining(["retries 0", "retry-on none"]));
+    expect(attemptsOf({ requestTimeoutMs: 9_000, backendRequestTimeoutMs: 2_000, retry: { attempts: 5, on: ["5xx"], nonIdempotent: false } })).toEqual({ perTryMs: 2_000, retries: 3 });
+    expect(attemptsOf({ requestTimeoutMs: 1_000, backendRequestTimeoutMs: 400, retry: { attempts: 3, on: ["5xx"], nonIdempotent: false } })).toEqual({ perTryMs: 400, retries: 1 });
+    expect(attemptsOf({ requestTimeoutMs: 1_000, backendRequestTimeoutMs: 5_000 })).toEqual({ perTryMs: 1_000, retries: 0 });
+    expect(attemptsOf({ retry: { attempts: 2, on: ["reset"], nonIdempotent: false } })).toEqual({ perTryMs: 30_000, retries: 2 });
+  });
+
+  it("quotes what a route carries so HAProxy reads it back as written", () => {
+    expect(quote(`/odd"$#'\\path`)).toBe(`"/odd\\"\\$\\#\\'\\\\path"`);
+    expect(lines(renderConfig(richDocument(), options))).toContain(`http-request set-var(txn.rule) int(1) if { var(txn.fe) -m str f-1-80 } !{ var(txn.rule) -m found } { path -m str "/odd\\"\\$\\#\\'\\\\path" }`);
+  });
+
+  it("tells a weight-only change from a structural one", () => {
+    const base = richDocument();
+    const weights = richDocument();
+    weights.backends[1]!.servers[0]!.weight = 3;
+    const split = richDocument();
+    split.frontends[0]!.rules[1]!.backends[0]!.weight = 50;
+    expect(renderConfig(weights, options)).not.toBe(renderConfig(base, options));
+    expect(structureOf(weights, options)).toBe(structureOf(base, options));
+    expect(structureOf(split, options)).not.toBe(structureOf(base, options));
+  });
+});

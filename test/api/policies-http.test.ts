@@ -1,0 +1,75 @@
+import type { LightMyRequestResponse } from "fastify";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { WeftApp } from "../../api/src/app.ts";
+import { BACKENDS, backendDatabase, bearer, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { identity, putResource, refusedUnwritten } from "../support/mesh.ts";
+
+/** L7 authorization on policy rules (issue 21): a rule's `http` match, decided by the L7 proxy of the caller's node. */
+describe.each(BACKENDS)("policy rules with http on %s", (backend) => {
+  describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
+    let app: WeftApp;
+    let a: { tenant: string; token: string };
+    beforeAll(async () => {
+      app = await startApi(backend);
+      a = await tenantWithToken(app, ["write"]);
+      await identity(app, a.token, a.tenant, "api", { app: "api" });
+      await identity(app, a.token, a.tenant, "client", { app: "client" });
+    });
+    afterAll(async () => app?.close());
+
+    const put = (name: string, spec: unknown) => putResource(app, a.token, a.tenant, `policies/${name}`, spec);
+    const ingress = (...rules: unknown[]) => ({ subject: { identity: "api" }, ingress: rules });
+
+    /** Refused with 400 naming exactly `field`, and nothing written. */
+    async function refused(res: Promise<LightMyRequestResponse>, field: string) {
+      const body = await refusedUnwritten(app, [a.tenant], res, 400);
+      expect(body.errors?.map((e) => e.field), JSON.stringify(body)).toEqual([field]);
+      return body;
+    }
+
+    it("stores and shows ingress rules with http as written: allow and deny, tcp or any port, mtls or audit", async () => {
+      const rules = [
+        { peers: [{ identity: "client" }], ports: [{ port: 8080, protocol: "tcp" }], action: "allow", http: { methods: ["GET", "HEAD"], pathPrefixes: ["/api", "/health"] } },
+        { peers: [{ labels: { app: "client" } }], action: "deny", http: { methods: ["DELETE"] } },
+        { ports: [{ port: 8080 }, { protocol: "any" }], action: "allow", transport: "mtls", http: { pathPrefixes: ["/"] } },
+        { action: "allow", mode: "audit", http: {} },
+      ];
+      const created = await put("l7", ingress(...rules));
+      expect(created.statusCode, created.body).toBe(201);
+      expect(created.json().ingress).toEqual(rules);
+      const read = await app.inject({ url: `/v1/tenants/${a.tenant}/policies/l7`, headers: bearer(a.token) });
+      expect(read.json().ingress).toEqual(rules);
+    });
+
+    it("refuses http on an egress rule: the proxy decides for a service's backends, by who calls them", async () => {
+      const body = await refused(put("bad", { subject: { identity: "client" }, egress: [{ action: "allow", http: { methods: ["GET"] } }] }), "body.egress.0.http");
+      expect(body.errors?.[0]?.message).toContain("only ingress rules take http");
+      // The same rule on ingress is taken: the refusal is about the direction.
+      expect((await put("ok", ingress({ action: "allow", http: { methods: ["GET"] } }))).statusCode).toBe(201);
+    });
+
+    it("refuses http with a CIDR peer: an address outside the mesh has no identity the proxy can check", async () => {
+      const body = await refused(put("bad", ingress({ action: "allow" }, { peers: [{ identity: "client" }, { cidr: "192.0.2.0/24" }], action: "deny", http: { pathPrefixes: ["/admin"] } })), "body.ingress.1.http");
+      expect(body.errors?.[0]?.message).toContain("peers.1");
+    });
+
+    it("refuses http with udp ports, or any protocol on a port: the proxy reads HTTP over tcp", async () => {
+      await refused(put("bad", ingress({ ports: [{ port: 53, protocol: "udp" }], action: "allow", http: {} })), "body.ingress.0.http");
+      const any = await refused(put("bad", ingress({ ports: [{ port: 80, protocol: "tcp" }, { port: 8080, protocol: "any" }], action: "allow", http: { methods: ["GET"] } })), "body.ingress.0.http");
+      expect(any.errors?.[0]?.message).toContain("ports.1");
+    });
+
+    it("refuses path prefixes a client could spell another way past, or never reach", async () => {
+      for (const prefix of ["/api/../admin", "/api/./x", "//api", "/api%2fadmin", "/api?x", "/api#x", "/api/.."]) {
+        await refused(put("bad", ingress({ action: "allow", http: { pathPrefixes: ["/ok", prefix] } })), "body.ingress.0.http.pathPrefixes.1");
+      }
+    });
+
+    it("refuses what the schema cannot take: unknown methods, repeated methods, empty lists, unknown fields", async () => {
+      for (const http of [{ methods: ["BREW"] }, { methods: ["GET", "GET"] }, { methods: [] }, { pathPrefixes: [] }, { pathPrefixes: ["api"] }, { headers: [] }]) {
+        const body = await refusedUnwritten(app, [a.tenant], put("bad", ingress({ action: "allow", http })), 400);
+        expect(body.errors?.every((e) => e.field.startsWith("body.ingress.0.http")), JSON.stringify(body)).toBe(true);
+      }
+    });
+  });
+});
