@@ -1,0 +1,121 @@
+/**
+ * bench:l7's sidecar baseline: the Istio-sidecar topology with a real L7
+ * proxy in each pod, HAProxy (Debian 2.6) in http mode, plain HTTP (no TLS:
+ * the L7 work only), one process, one thread, configured for a pod
+ * (SIDECAR_CONNECTIONS), in the pod's network namespace:
+ *   outbound 127.0.0.1:15001: the caller's side. Strips every x-weft-*
+ *            header the app sent, picks a route by a random draw (as the
+ *            node proxy picks a weighted backend ref) and forwards to the
+ *            peer pod's inbound, one retry on a failed connect;
+ *   inbound  <pod address>:15006: the callee's side. Strips x-weft-*,
+ *            authorizes the caller by its source address (403
+ *            problem+json to any other), forwards to the app on 127.0.0.1.
+ * Both with `http-reuse always` toward their server and one JSON record per
+ * request on stdout, the way the agent's node proxy logs (a pipe its reader
+ * drains; HAProxy clears O_APPEND, so never a file). The bench's startDaemon
+ * reads and drops these records, so the proxy pays for its logging what the
+ * node proxy pays. Both listeners in one process, as a real sidecar has, so
+ * its memory is a real sidecar's.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { BenchCleanup } from "../support/cleanup.ts";
+import { listening } from "../support/listening.ts";
+import { inNetns, startDaemon, type Daemon } from "../support/netns.ts";
+import { SIDECAR_CONNECTIONS } from "../support/proxies.ts";
+
+export const SIDECAR_OUTBOUND_PORT = 15001;
+export const SIDECAR_INBOUND_PORT = 15006;
+
+export interface HttpSidecarSpec {
+  netns: string;
+  /** The pod's own address: where the inbound listener binds. */
+  podAddress: string;
+  /** The application's port on 127.0.0.1 behind the inbound listener. */
+  appPort: number;
+  /** Where the outbound listener forwards: the peer pod's address (its inbound port). */
+  peerAddress: string;
+  /** The callers the inbound lets in, by source address (the pods a policy allows). */
+  allowedSources: string[];
+}
+
+/** One JSON object per request: who, where, what, how it ended (the fields the node proxy's records carry). */
+const LOG_FORMAT = [
+  `"startMs":%Ts%ms`,
+  `"src":"%ci"`,
+  `"srcPort":%cp`,
+  `"frontend":"%f"`,
+  `"route":"%[var(txn.route)]"`,
+  `"backend":"%b"`,
+  `"server":"%s"`,
+  `"serverAddress":"%si"`,
+  `"serverPort":%sp`,
+  `"status":%ST`,
+  `"durationMs":%Ta`,
+  `"retries":%rc`,
+  `"bytesIn":%U`,
+  `"bytesOut":%B`,
+  `"method":"%HM"`,
+  `"path":"%[var(txn.path),json(utf8s)]"`,
+  `"traceparent":"%[var(txn.traceparent),json(utf8s)]"`,
+].join(",");
+
+const FORBIDDEN = `{"type":"about:blank","title":"Forbidden","status":403,"detail":"this caller may not call this pod"}`;
+
+/** haproxy.cfg for one pod's sidecar. */
+export function httpSidecarConfig(s: HttpSidecarSpec): string {
+  if (s.allowedSources.length === 0) throw new Error("httpSidecarConfig: at least one allowed source");
+  return `global
+  maxconn ${SIDECAR_CONNECTIONS}
+  nbthread 1
+  log stdout len 4000 format raw local0
+defaults
+  mode http
+  log global
+  log-format '{${LOG_FORMAT}}'
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  timeout http-request 10s
+  http-reuse always
+  option redispatch 1
+frontend outbound
+  bind 127.0.0.1:${SIDECAR_OUTBOUND_PORT}
+  http-request set-var(txn.path) path
+  http-request set-var(txn.traceparent) req.fhdr(traceparent)
+  http-request del-header x-weft- -m beg
+  http-request set-var(txn.pick) rand
+  http-request set-var(txn.route) str(default/0) if { var(txn.pick),mod(100) -m int 0:99 }
+  use_backend peer if { var(txn.route) -m found }
+  default_backend peer
+backend peer
+  retries 1
+  retry-on conn-failure empty-response
+  http-request disable-l7-retry if { method POST PATCH CONNECT }
+  server peer ${s.peerAddress}:${SIDECAR_INBOUND_PORT} weight 100
+frontend inbound
+  bind ${s.podAddress}:${SIDECAR_INBOUND_PORT}
+  http-request set-var(txn.path) path
+  http-request set-var(txn.traceparent) req.fhdr(traceparent)
+  http-request del-header x-weft- -m beg
+  acl caller src ${s.allowedSources.join(" ")}
+  http-request return status 403 content-type application/problem+json string '${FORBIDDEN}' unless caller
+  default_backend app
+backend app
+  server app 127.0.0.1:${s.appPort}
+`;
+}
+
+/** Starts the pod's sidecar (stopped on cleanup); resolves once both listeners are up. */
+export async function httpSidecar(cleanup: BenchCleanup, s: HttpSidecarSpec): Promise<Daemon> {
+  const dir = mkdtempSync(join(tmpdir(), "wbench-http-sidecar-"));
+  cleanup.track("dirs", dir);
+  cleanup.add(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
+  const cfg = join(dir, "haproxy.cfg");
+  writeFileSync(cfg, httpSidecarConfig(s));
+  // -db: foreground, no master-worker: the process we started is the proxy.
+  return startDaemon(cleanup, `haproxy HTTP sidecar in ${s.netns}`, [...inNetns(s.netns), "haproxy", "-db", "-f", cfg], {
+    ready: () => listening(s.netns, SIDECAR_OUTBOUND_PORT) && listening(s.netns, SIDECAR_INBOUND_PORT),
+  });
+}
