@@ -11,14 +11,17 @@ import { L7Document as ApiL7Document } from "../../api/src/mesh/specs.ts";
 import { checkL7Document, L7Document } from "../../nodeagent/src/l7/document.ts";
 import { richDocument } from "./l7-fixtures.ts";
 
-/** A schema as JSON, without what only documents it. */
+/**
+ * A schema as JSON, without what only documents it; a `const` as the
+ * one-value `enum` the OpenAPI document writes for it (OpenAPI 3.0 has no const).
+ */
 function shape(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(shape);
   if (schema === null || typeof schema !== "object") return schema;
   return Object.fromEntries(
     Object.entries(schema as Record<string, unknown>)
       .filter(([k]) => k !== "description" && k !== "title" && k !== "examples")
-      .map(([k, v]) => [k, shape(v)]),
+      .map(([k, v]) => (k === "const" ? ["enum", [v]] : [k, shape(v)])),
   );
 }
 

@@ -19,9 +19,9 @@ A tenant sees the flows where one side is its own workload; the operator
 Filters:
   --verdict V       forwarded, dropped, audit or translated
   --identity NAME   flows from or to this identity
-  --hook H          flows one hook reported: ingress, egress (tc), sock (socket LB)
-                    or transport (the node's mTLS transport)
-  --reason R        flows with this reason (policy-deny, mtls-required, transport-down, ...)
+  --hook H          flows one hook reported: ingress, egress (tc), sock (socket LB),
+                    transport (the node's mTLS transport) or l7 (the node's L7 proxy)
+  --reason R        flows with this reason (policy-deny, mtls-required, proxy-down, ...)
   --node NAME       flows seen on this node
   --since AGE       newer than AGE (e.g. 30s, 5m, 2h) or an RFC 3339 time
 
@@ -37,7 +37,7 @@ A line reads:
   Dec  6 16:20:01.123  node-a  acme/web 198.18.1.2:40000 -> acme/db 198.18.2.3:5432 tcp  DROPPED (policy-deny, policy db-ingress rule 0)`;
 
 const VERDICTS = ["forwarded", "dropped", "audit", "translated"];
-const HOOKS = ["ingress", "egress", "sock", "transport"];
+const HOOKS = ["ingress", "egress", "sock", "transport", "l7"];
 /** A flow stream that says nothing, not even a heartbeat comment, for this long is dead. */
 const SILENCE_MS = 60_000;
 
