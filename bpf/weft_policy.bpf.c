@@ -595,6 +595,15 @@ static __always_inline long weft_assign(struct __sk_buff *skb, struct bpf_sock *
  * the socket of its own tuple, or, when `listener_port` is not 0, the
  * listener at listener_addr:listener_port (host order), as Cilium's proxy.h
  * finds its proxy's. Returns a reference for weft_assign, or NULL.
+ *
+ * A tuple in TIME_WAIT (the proxy closed first, as it does when a client
+ * asks Connection: close) keeps its TIME_WAIT socket, even for a new SYN:
+ * handed to the listener, that SYN would be dropped by the kernel (its
+ * request socket collides with the TIME_WAIT one), and the client would
+ * retry into the same wall for up to 60 s. The TIME_WAIT socket answers it
+ * as the kernel's own path does when no listener is found for the VIP: an
+ * ACK, the client's RST retires it (RFC 1337 off, the default), and the
+ * client's next SYN, a second later, reaches the listener.
  */
 static __always_inline struct bpf_sock *weft_sk_take(struct __sk_buff *skb, const struct weft_flow *flow,
 						     __u32 listener_addr, __u16 listener_port)
@@ -608,8 +617,8 @@ static __always_inline struct bpf_sock *weft_sk_take(struct __sk_buff *skb, cons
 	tuple.ipv4.dport = flow->remote_port;
 	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
 	if (sk) {
-		/* A listener of the node on the peer's port, or a dead connection, is not this flow's socket. */
-		if (sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT)
+		/* A listener of the node on the peer's port is not this flow's socket. */
+		if (sk->state != BPF_TCP_LISTEN)
 			return sk;
 		bpf_sk_release(sk);
 	}

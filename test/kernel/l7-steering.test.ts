@@ -54,10 +54,10 @@ frontend l7
   http-request return status 200 content-type text/plain lf-string "%[dst]:%[dst_port] %[src]"
 `;
 
-/** curl from `ns`: the body, or "curl exit N" when it fails. */
-async function curl(ns: string, url: string, maxTimeS = 2): Promise<string> {
+/** curl from `ns` (extra: more curl arguments): the body, or "curl exit N" when it fails. */
+async function curl(ns: string, url: string, maxTimeS = 2, extra: string[] = []): Promise<string> {
   try {
-    const { stdout } = await promisify(execFile)("ip", ["netns", "exec", ns, "curl", "-sS", "--max-time", String(maxTimeS), url], { encoding: "utf8", timeout: (maxTimeS + 10) * 1000 });
+    const { stdout } = await promisify(execFile)("ip", ["netns", "exec", ns, "curl", "-sS", "--max-time", String(maxTimeS), ...extra, url], { encoding: "utf8", timeout: (maxTimeS + 10) * 1000 });
     return stdout;
   } catch (err) {
     return `curl exit ${(err as { code?: number }).code}`;
@@ -173,6 +173,17 @@ describe.skipIf(skipWithout("L7 steering in namespaces (root, bpf, iproute2, nft
     expect(opened.map((e) => [e.reason, e.verdict, e.source.address, e.source.identity, e.destination.address, e.destination.port, e.destination.identity])).toEqual([
       ["l7-steered", "pass", CLIENT.address, CLIENT.identity, VIP, HTTP, constants.IDENTITY_PROXY],
     ]);
+  });
+
+  it("takes a new connection on a tuple the proxy still holds in TIME_WAIT (it closed first), within the client's first SYN retry", async () => {
+    const port = 40_000 + (process.pid % 20_000);
+    const once = ["--local-port", String(port), "-H", "Connection: close"];
+    expect(await curl(client, `http://${VIP}:${HTTP}/`, 2, once)).toBe(`${VIP}:${HTTP} ${CLIENT.address}`);
+    // HAProxy answered Connection: close by closing first: the tuple is in TIME_WAIT on the node's side.
+    expect(inNs(node, "ss", "-Htan", "state", "time-wait")).toContain(`${CLIENT.address}:${port}`);
+    // The TIME_WAIT socket ACKs the SYN, the client's RST retires it, the client's next SYN (1 s later) reaches
+    // the listener. Handed to the listener at once, every SYN would be dropped for TIME_WAIT's 60 s.
+    expect(await curl(client, `http://${VIP}:${HTTP}/`, 5, once)).toBe(`${VIP}:${HTTP} ${CLIENT.address}`);
   });
 
   it("fails closed without the proxy: the client's connect fails as proxy-down and nothing goes out on the VIP's route", async () => {
