@@ -26,6 +26,7 @@ import type { Endpoint } from "../transport/endpoint.ts";
 import type { KeyExchange } from "../transport/tls-policy.ts";
 import type { Log } from "./agent.ts";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.ts";
+import { Coalesced } from "./coalesced.ts";
 import type { TransportDocumentAnswer, TransportStatus } from "./client.ts";
 import type { SvidManager } from "./svid.ts";
 import { checkDocument, emptyDocument, transportConfig, type SvidSource, type TransportDocument } from "./transport-config.ts";
@@ -75,8 +76,7 @@ export class TransportDriver {
   private documentError: string | null = null;
   private configureError: string | null = null;
   /** One configure at a time; another asked for meanwhile runs once after it, with the state then. */
-  private configuring: Promise<void> | null = null;
-  private configureAgain = false;
+  private readonly configureRuns = new Coalesced(() => this.configureNow(), () => this.abort.signal.aborted);
   private poller: NodeJS.Timeout | null = null;
   private outcomesPoller: NodeJS.Timeout | null = null;
   /** The drain in flight: a slow answer is not asked for again before it comes. */
@@ -116,7 +116,7 @@ export class TransportDriver {
     await this.drainOutcomes();
     await this.process?.stop();
     await this.supervising;
-    while (this.configuring) await this.configuring;
+    await this.configureRuns.idle();
     this.up.set(0);
   }
 
@@ -200,16 +200,7 @@ export class TransportDriver {
 
   /** Sends the configuration again (coalesced). */
   reconfigure(): void {
-    if (this.configuring) {
-      this.configureAgain = true;
-      return;
-    }
-    this.configuring = (async () => {
-      do {
-        this.configureAgain = false;
-        await this.configureNow();
-      } while (this.configureAgain && !this.abort.signal.aborted);
-    })().finally(() => (this.configuring = null));
+    this.configureRuns.request();
   }
 
   private async configureNow(): Promise<void> {

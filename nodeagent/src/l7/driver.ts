@@ -26,6 +26,7 @@ import { join } from "node:path";
 import type { Registry } from "prom-client";
 import type { Log } from "../agent/agent.ts";
 import { Backoff, sleep, type BackoffOptions } from "../agent/backoff.ts";
+import { Coalesced } from "../agent/coalesced.ts";
 import type { L7DocumentAnswer, L7Status as ClientL7Status } from "../agent/client.ts";
 import { parseAccessRecord, type AccessRecord } from "./access-log.ts";
 import { checkL7Document, emptyL7Document, type L7Document } from "./document.ts";
@@ -92,8 +93,7 @@ export class L7Driver {
   private state: L7Status["state"] = "starting";
   private firstDocument: (() => void) | null = null;
   private readonly firstRead: Promise<void>;
-  private applying: Promise<void> | null = null;
-  private applyAgain = false;
+  private readonly applies = new Coalesced(() => this.applyNow(), () => this.abort.signal.aborted);
   private refreshing: Promise<boolean> | null = null;
   private refreshAgain = false;
   private poller: NodeJS.Timeout | null = null;
@@ -133,7 +133,7 @@ export class L7Driver {
     this.firstDocument?.();
     if (this.poller) clearInterval(this.poller);
     if (this.flusher) clearInterval(this.flusher);
-    while (this.applying) await this.applying;
+    await this.applies.idle();
     await this.process?.stop();
     await this.supervising;
     this.flushRecords();
@@ -240,16 +240,7 @@ export class L7Driver {
 
   /** Applies the wanted document (coalesced: one apply at a time, the latest wins). */
   private apply(): void {
-    if (this.applying) {
-      this.applyAgain = true;
-      return;
-    }
-    this.applying = (async () => {
-      do {
-        this.applyAgain = false;
-        await this.applyNow();
-      } while (this.applyAgain && !this.abort.signal.aborted);
-    })().finally(() => (this.applying = null));
+    this.applies.request();
   }
 
   private async applyNow(): Promise<void> {
