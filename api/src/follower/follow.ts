@@ -105,8 +105,12 @@ export interface DatapathReader {
   waitForChange(node: string, afterRevision: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
   /** Capacity admission: refusals [{map, node, needed, available}] if the snapshot changed by `changes` were compiled. */
   admit(changes: Change[]): Promise<CapacityProblem[]>;
-  /** refresh() then the node's L7 document from the rows in memory (compiler/l7.ts); null: unknown node or no pod block. */
-  l7Document(node: string): Promise<L7Config | null>;
+  /**
+   * The node's L7 document from the rows in memory at the applied revision
+   * (compiler/l7.ts), reading no database: settle() or refresh() first.
+   * Null: unknown node or no pod block.
+   */
+  l7Document(node: string): L7Config | null;
 }
 
 /** What one pull read: the changes past the last revision, with their rows as they are now. */
@@ -533,8 +537,7 @@ export class Follower implements DatapathReader {
     return this.rows.nodes.has(node) ? { revision: this.revision, datapath: this.compiler.compileNode(node) } : null;
   }
 
-  async l7Document(node: string): Promise<L7Config | null> {
-    await this.refresh();
+  l7Document(node: string): L7Config | null {
     return this.compiler.l7Document(node);
   }
 

@@ -33,7 +33,7 @@ const l7Routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request, reply) => {
       const { node } = request.params;
-      const answer = await l7Answer(weft.follower, node);
+      const answer = await l7Answer(weft.follower, node, request.headers["if-none-match"]);
       if (answer === null) throw notFound(`node "${node}"`);
       reply.header("etag", answer.etag);
       if (notModified(answer.etag, request.headers["if-none-match"])) return reply.code(304).send();
