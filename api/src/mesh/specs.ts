@@ -390,6 +390,47 @@ export type HttpMethod = Static<typeof HttpMethod>;
 
 const HttpPath = Type.String({ pattern: "^/[\\x21-\\x7e]*$", maxLength: 1024, description: "An absolute path: '/' then printable ASCII" });
 
+const ClaimName = Type.String({ pattern: "^[A-Za-z0-9_.:-]+$", minLength: 1, maxLength: 128, description: "A top-level claim of the token's payload" });
+
+/**
+ * A JWT the request must carry (Authorization: Bearer) for a rule with it to
+ * match: a JWT-SVID signed by a key of the named trust domain's bundle (the
+ * tenant's own, or one it federates with), unexpired, for one of the
+ * audiences, with every claim named holding one of its values.
+ */
+export const JwtRequirement = Type.Object(
+  {
+    trustDomain: Type.Optional({
+      ...TrustDomain,
+      description: "Whose JWT-SVID keys verify the token (and the trust domain its sub must be in): absent, the tenant's own; otherwise a trust domain the tenant federates with",
+    }),
+    audiences: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: "^[\\x21-\\x7e]+$" }), {
+      minItems: 1,
+      maxItems: 8,
+      uniqueItems: true,
+      description: "The token's aud must hold one of these",
+    }),
+    claims: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: ClaimName,
+            values: Type.Array(Type.String({ maxLength: 256, pattern: "^[\\x20-\\x7e]*$" }), { minItems: 1, maxItems: 16, description: "The claim (a string, or an array of strings) must hold one of these" }),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 8, description: "Every one must hold" },
+      ),
+    ),
+  },
+  {
+    additionalProperties: false,
+    description:
+      "The rule matches only requests carrying such a token: a missing, malformed, forged, expired, wrong-audience or wrong-claim token does not match (an allow rule does not admit the request: 403 problem+json when the service is governed; a deny rule does not refuse it)",
+  },
+);
+export type JwtRequirement = Static<typeof JwtRequirement>;
+
 /**
  * L7 authorization (issue 21): an ingress rule with `http` is decided per
  * request by the L7 proxy of the caller's node, for the subject's L7
@@ -401,6 +442,7 @@ export const HttpRuleMatch = Type.Object(
     pathPrefixes: Type.Optional(
       Type.Array(HttpPath, { minItems: 1, maxItems: 32, description: "Segment prefixes ('/api' matches /api and /api/x, not /apix). Absent: any path" }),
     ),
+    jwt: Type.Optional(JwtRequirement),
   },
   {
     additionalProperties: false,
@@ -491,7 +533,10 @@ export const RetryCondition = Type.Union(
 
 export const HttpBackendRef = Type.Object(
   {
-    labels: Type.Optional({ ...Labels, description: "The subset of the parent service's backends whose identities carry these labels (selectors); absent: all of them" }),
+    kind: Type.Optional(Type.Literal("Service")),
+    name: Type.Optional({ ...Name, description: "A service of the same tenant whose backends take this share (the Gateway API's form: a canary between services web-v1 and web-v2); absent: the parent service" }),
+    port: Type.Optional({ ...PortNumber, description: "With name: that service's tcp port whose targetPort the requests go to; may be absent when it has one tcp port" }),
+    labels: Type.Optional({ ...Labels, description: "The subset of the service's backends (the named one, or the parent) whose identities carry these labels (selectors); absent: all of them" }),
     weight: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: "Relative share of the rule's requests; default 1; 0 sends none" })),
   },
   { additionalProperties: false },
@@ -549,6 +594,61 @@ export const HttpRouteSpec = Type.Object(
 );
 export type HttpRouteSpec = Static<typeof HttpRouteSpec>;
 
+// Traffic policies (traffic-policies.ts): circuit breaking, outlier ejection and rate limits of an L7 service, issue 21
+
+export const TrafficPolicySpec = Type.Object(
+  {
+    targetRef: Type.Object(
+      {
+        kind: Type.Optional(Type.Literal("Service")),
+        name: { ...Name, description: "A service of the same tenant; at most one traffic policy names a service" },
+      },
+      { additionalProperties: false },
+    ),
+    connectionPool: Type.Optional(
+      Type.Object(
+        {
+          maxConnections: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 100000, description: "Requests in flight from one node's proxy to one backend workload (Istio's maxConnections per host); past it requests wait in the queue" }),
+          ),
+          maxPendingRequests: Type.Optional(
+            Type.Integer({ minimum: 0, maximum: 100000, description: "Requests one node's proxy holds waiting for a backend of the service; past it the proxy answers 503 problem+json at once" }),
+          ),
+        },
+        { additionalProperties: false, description: "Circuit breaking. Absent fields: no limit" },
+      ),
+    ),
+    outlierDetection: Type.Optional(
+      Type.Object(
+        {
+          consecutive5xx: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: "Answers 500-599 (or no answer) in a row that eject a backend; default 5" })),
+          interval: Type.Optional({ ...Duration, description: "How often ejections are reconsidered; default 10s" }),
+          baseEjectionTime: Type.Optional({ ...Duration, description: "An ejected backend stays out this long times the number of times it was ejected (at most 300s); default 30s" }),
+          maxEjectionPercent: Type.Optional(
+            Type.Integer({ minimum: 0, maximum: 100, description: "At most this share of the service's backends is out at once (at least one may be); default 10" }),
+          ),
+        },
+        { additionalProperties: false, description: "Passive ejection, decided by each node's proxy from the answers it sees" },
+      ),
+    ),
+    rateLimit: Type.Optional(
+      Type.Object(
+        {
+          requestsPerSecond: Type.Integer({ minimum: 1, maximum: 100000 }),
+          burst: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000, description: "Requests allowed at once above the rate; default requestsPerSecond" })),
+        },
+        {
+          additionalProperties: false,
+          description:
+            "Per source identity, by each node's proxy for its own callers: past it the caller gets 429 problem+json with Retry-After. An identity with workloads on n nodes may get n times the rate",
+        },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: "Applies to the service's L7 traffic (services an httpRoute names); a service without routes is not steered to the proxy and ignores it" },
+);
+export type TrafficPolicySpec = Static<typeof TrafficPolicySpec>;
+
 /** Names HAProxy takes as section and server names: what the compiler mints. */
 const ProxyName = Type.String({ pattern: "^[a-z0-9][a-z0-9_-]*$", maxLength: 128 });
 
@@ -603,6 +703,16 @@ const L7Authorization = Type.Object(
           sources: Type.Optional(Type.Array(SpiffeIdText, { description: "Absent: any caller of the tenant" })),
           methods: Type.Optional(Type.Array(HttpMethod)),
           pathPrefixes: Type.Optional(Type.Array(HttpPath)),
+          jwt: Type.Optional(
+            Type.Object(
+              {
+                trustDomain: { ...TrustDomain, description: "Its keys in the document's jwks verify the token; its sub must be in it" },
+                audiences: Type.Array(Type.String()),
+                claims: Type.Array(Type.Object({ name: ClaimName, values: Type.Array(Type.String()) }, { additionalProperties: false })),
+              },
+              { additionalProperties: false },
+            ),
+          ),
           policy: Name,
           rule: Type.Integer({ minimum: 0 }),
         },
@@ -611,6 +721,46 @@ const L7Authorization = Type.Object(
     ),
   },
   { additionalProperties: false, description: "Deny wins; caller identity from the connection's source address (callers), never from a header" },
+);
+
+const L7Traffic = Type.Object(
+  {
+    policy: { ...Name, description: "The trafficPolicy" },
+    maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
+    maxPendingRequests: Type.Optional(Type.Integer({ minimum: 0 })),
+    outlier: Type.Optional(
+      Type.Object(
+        {
+          consecutive5xx: Type.Integer({ minimum: 1 }),
+          intervalMs: Type.Integer({ minimum: 1 }),
+          baseEjectionMs: Type.Integer({ minimum: 1 }),
+          maxEjectionPercent: Type.Integer({ minimum: 0, maximum: 100 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    rateLimit: Type.Optional(
+      Type.Object({ requestsPerSecond: Type.Integer({ minimum: 1 }), burst: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }),
+    ),
+  },
+  { additionalProperties: false, description: "The service's trafficPolicy, defaults filled in; applies to every backend of the frontend" },
+);
+
+const L7Jwks = Type.Object(
+  {
+    trustDomain: TrustDomain,
+    keys: Type.Array(
+      Type.Object(
+        {
+          kid: Type.String({ minLength: 1, maxLength: 256 }),
+          alg: Type.Union([Type.Literal("ES256"), Type.Literal("ES384"), Type.Literal("RS256")]),
+          publicKeyPem: Type.String({ maxLength: 8192, description: "SPKI, PEM" }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: "A trust domain's JWT-SVID keys (its bundle's jwt-svid entries)" },
 );
 
 /**
@@ -632,6 +782,7 @@ export const L7Document = Type.Object(
           rules: Type.Array(L7Rule, { description: "In order; the first match wins" }),
           defaultBackend: { ...ProxyName, description: "Requests no rule matches: the whole service" },
           authorization: L7Authorization,
+          traffic: Type.Optional(L7Traffic),
         },
         { additionalProperties: false },
       ),
@@ -642,6 +793,7 @@ export const L7Document = Type.Object(
       Type.Object({ address: Ipv4, tenant: Name, spiffeId: SpiffeIdText }, { additionalProperties: false }),
       { description: "Every address of this node's workloads: the proxy's only source of a caller's identity" },
     ),
+    jwks: Type.Optional(Type.Array(L7Jwks, { description: "The keys of every trust domain an authorization entry's jwt names" })),
   },
   { additionalProperties: false, title: "L7Document" },
 );
