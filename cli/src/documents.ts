@@ -106,7 +106,10 @@ export function readDocuments(
 function gatewayDocument(doc: Record<string, unknown>, where: string, opts: { tenantFlag?: string; defaultTenant?: string }): ResourceDocument {
   let mapped: ReturnType<typeof fromGatewayHttpRoute>;
   try {
-    mapped = fromGatewayHttpRoute(doc, opts.tenantFlag);
+    // --tenant must agree with metadata.namespace; the login's tenant only stands in where the document names none.
+    const meta = doc.metadata as Record<string, unknown> | undefined;
+    const stated = typeof meta === "object" && meta !== null && meta.namespace !== undefined;
+    mapped = fromGatewayHttpRoute(doc, opts.tenantFlag ?? (stated ? undefined : opts.defaultTenant));
   } catch (err) {
     if (err instanceof GatewayMappingError) throw new CommandError(`${where}: ${err.message}`);
     throw err;

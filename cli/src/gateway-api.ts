@@ -87,7 +87,9 @@ function requireCoreService(ref: Obj, path: string, kindRequired: boolean): void
 function requireNamespace(ref: Obj, path: string, tenant: string | undefined): void {
   if (ref.namespace === undefined) return;
   const namespace = str(ref.namespace, at(path, "namespace"));
-  if (tenant !== undefined && namespace !== tenant) {
+  // Unchecked, a namespace would be dropped and the name read in whatever tenant the route lands in.
+  if (tenant === undefined) throw new GatewayMappingError(at(path, "namespace"), "the route's tenant is not known here: set metadata.namespace or --tenant");
+  if (namespace !== tenant) {
     throw new GatewayMappingError(at(path, "namespace"), `"${namespace}" is another tenant: a route names services of its own tenant ("${tenant}") only`);
   }
 }

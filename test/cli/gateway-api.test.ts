@@ -131,6 +131,8 @@ describe("a Gateway API HTTPRoute as a Weft httpRoute", () => {
     // Without metadata.namespace, --tenant is the tenant references are checked against.
     expect(refusal(edited((d) => { delete d.metadata.namespace; d.spec.rules[0].backendRefs[1].namespace = "zeta"; }), "acme")).toBe("spec.rules[0].backendRefs[1].namespace");
     expect(refusal(edited((d) => (d.spec.rules[0].backendRefs[1].namespace = "acme")))).toBeNull();
+    // With no tenant known at all, a namespace in a reference cannot be checked: refused, never dropped.
+    expect(refusal(edited((d) => { delete d.metadata.namespace; d.spec.parentRefs[0].namespace = "acme"; }))).toBe("spec.parentRefs[0].namespace");
   });
 
   it("reads Weft's extensions from the weft.dev/rule-extensions annotation, and refuses a malformed one", () => {

@@ -27,6 +27,7 @@ Examples:
   weft get services --tenant acme
   weft get policy db-ingress -o yaml
   weft get nodes -o json
+  weft get httpRoutes web-canary -o gateway        # as a Gateway API HTTPRoute
   weft get services -o manifest > services.yaml   # edit, then weft apply -f services.yaml`;
 
 const GET_FORMATS = [...FORMATS, "manifest", "gateway"] as const;
