@@ -8,7 +8,8 @@
  * What the schema cannot state is refused here: shape rules before the write
  * (400), the services a route names under the write's lock (422, as any
  * reference the mesh cannot resolve). services.ts asks `requireUnrouted`
- * before a service loses a tcp port a route names, or is deleted (409).
+ * before a service loses a tcp port a route names (as a parent or as a
+ * backend ref's service), or is deleted (409).
  */
 import { and, eq, inArray, or, sql } from "drizzle-orm";
 import { httpRoutes, services } from "../db/schema.ts";
@@ -247,7 +248,7 @@ export async function requireUnrouted(w: WriteScope, tenantId: number, service: 
   const detail =
     keptTcpPorts === null
       ? `service "${service}" is named by httpRoute ${routes.map((r) => `"${r}"`).join(", ")}: change or delete the route first`
-      : `a tcp port of service "${service}" that httpRoute ${routes.map((r) => `"${r}"`).join(", ")} names would be gone: change the route first`;
+      : `a tcp port of service "${service}" that httpRoute ${routes.map((r) => `"${r}"`).join(", ")} names would be gone or no longer the only one: change the route first`;
   throw new MeshRefusal("conflict", detail, errors);
 }
 
