@@ -210,6 +210,25 @@ describe("the proxy's allows at L7 backends", () => {
     expect(proxied(platform({ tenants: denying, httpRoutes: [route([{ name: "api", port: 80 }])] }), "n1")).toHaveLength(1);
   });
 
+  it("a backend ref naming another service lets the proxy into that service's governed backends on its target port, kept current as it changes", () => {
+    // web:80 is the L7 frontend; its rule sends everything to service api's port 9090 (target 9090), which a policy governs.
+    const toApi: HttpRouteRow = { id: 4, tenantId: 1, name: "to-api", parentRefs: [{ name: "web", port: 80 }], rules: [{ backendRefs: [{ kind: "Service", name: "api", port: 9090 }] }] };
+    const snap = platform({ policies: [governed], httpRoutes: [toApi] });
+    expect(proxied(snap, "n1")).toEqual([
+      { key: { localIdentity: 257, remoteIdentity: PROXY, port: 9090, protocol: 6, direction: "ingress" }, value: { action: "allow", ruleId: L7_PROXY_RULE_ID } },
+    ]);
+    // api itself stays on the socket LB: no route names it as a parent.
+    expect(compileNode(snap, "n1").maps.l7.map((e) => e.key.vip)).toEqual(["198.19.0.6"]);
+    // The named service's backends changing moves the allows, in the live compiler as in a fresh compile.
+    const compiler = createCompiler(snap);
+    const onlyV2: ServiceRow = { ...api, backends: { selector: { identity: "api-v2" } } };
+    compiler.apply({ kind: "service", op: "put", row: onlyV2 });
+    const fresh = { ...snap, services: [onlyV2, web] };
+    for (const node of ["n1", "n2"]) expect(compiler.compileNode(node).hash).toBe(compileNode(fresh, node).hash);
+    expect(proxied(fresh, "n1")).toEqual([]);
+    expect(proxied(fresh, "n2").map((e) => [e.key.localIdentity, e.key.port])).toEqual([[258, 9090]]);
+  });
+
   it("a proxy address is never a tenant's peer: its entry has no tenant and other tenants' nodes know it the same way", () => {
     const out = compileNode(platform({ policies: [governed], httpRoutes: [route([{ name: "api" }])] }), "n3");
     expect(out.maps.policy.some((e) => e.key.remoteIdentity === PROXY)).toBe(false);
