@@ -65,6 +65,11 @@ describe.each(BACKENDS)("policy rules with http on %s", (backend) => {
       }
     });
 
+    it("refuses a jwt requirement rather than ignore it: an ignored one would admit requests without a token", async () => {
+      const body = await refused(put("bad", ingress({ action: "allow", http: { methods: ["GET"], jwt: { audiences: ["web"] } } })), "body.ingress.0.http.jwt");
+      expect(body.errors?.[0]?.message).toContain("JWT");
+    });
+
     it("refuses what the schema cannot take: unknown methods, repeated methods, empty lists, unknown fields", async () => {
       for (const http of [{ methods: ["BREW"] }, { methods: ["GET", "GET"] }, { methods: [] }, { pathPrefixes: [] }, { pathPrefixes: ["api"] }, { headers: [] }]) {
         const body = await refusedUnwritten(app, [a.tenant], put("bad", ingress({ action: "allow", http })), 400);

@@ -37,6 +37,8 @@ function httpObstacle(direction: "ingress" | "egress", rule: PolicyRule, field: 
   if (cidr >= 0) return { field: `${field}.http`, message: `a CIDR peer (peers.${cidr}) has no identity the proxy can check: http needs identity peers` };
   const port = (rule.ports ?? []).findIndex((p) => p.protocol === "udp" || (p.protocol === "any" && (p.port ?? 0) !== 0));
   if (port >= 0) return { field: `${field}.http`, message: `the proxy reads HTTP over tcp only (ports.${port}): name protocol "tcp" or leave it out` };
+  // Until the proxy verifies tokens, a jwt it ignored would admit requests without one: refuse it.
+  if (http.jwt !== undefined) return { field: `${field}.http.jwt`, message: "the L7 proxy does not verify JWTs yet" };
   for (const [k, prefix] of (http.pathPrefixes ?? []).entries()) {
     const problem = pathValueProblem(prefix);
     if (problem) return { field: `${field}.http.pathPrefixes.${k}`, message: problem };
