@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from "node:crypto";
 import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
@@ -65,9 +66,29 @@ describe.each(BACKENDS)("policy rules with http on %s", (backend) => {
       }
     });
 
-    it("refuses a jwt requirement rather than ignore it: an ignored one would admit requests without a token", async () => {
-      const body = await refused(put("bad", ingress({ action: "allow", http: { methods: ["GET"], jwt: { audiences: ["web"] } } })), "body.ingress.0.http.jwt");
-      expect(body.errors?.[0]?.message).toContain("JWT");
+    it("stores a jwt requirement of the tenant's own trust domain or one it federates with by a pasted bundle", async () => {
+      const jwk = { ...generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "jwk" }), use: "jwt-svid", kid: "p1" };
+      expect((await putResource(app, a.token, a.tenant, "federations/partner", { trustDomain: "partner.test", bundle: { spiffeBundle: { keys: [jwk] } } })).statusCode).toBe(201);
+      const jwt = { audiences: ["web"], claims: [{ name: "team", values: ['a "b" \\ c', "d e"] }] };
+      const spec = ingress({ action: "allow", http: { methods: ["GET"], jwt } }, { action: "deny", http: { jwt: { trustDomain: "partner.test", audiences: ["x"] } } });
+      const res = await put("jwt", spec);
+      expect(res.statusCode, res.body).toBe(201);
+      expect(res.json().ingress).toEqual(spec.ingress);
+    });
+
+    it("refuses a jwt trust domain the tenant does not trust, or whose keys the proxy does not hold (422 naming it)", async () => {
+      const unknown = await refusedUnwritten(app, [a.tenant], put("bad", ingress({ action: "allow" }, { action: "allow", http: { jwt: { trustDomain: "nobody.test", audiences: ["web"] } } })), 422);
+      expect(unknown.errors?.map((e) => e.field)).toEqual(["body.ingress.1.http.jwt.trustDomain"]);
+      expect((await putResource(app, a.token, a.tenant, "federations/other-tenant", { trustDomain: "other.test", bundle: { tenant: "someone" } })).statusCode).toBe(201);
+      const live = await refusedUnwritten(app, [a.tenant], put("bad", ingress({ action: "allow", http: { jwt: { trustDomain: "other.test", audiences: ["web"] } } })), 422);
+      expect(live.errors?.map((e) => e.field)).toEqual(["body.ingress.0.http.jwt.trustDomain"]);
+      expect(live.errors?.[0]?.message).toContain("pasted spiffeBundle");
+    });
+
+    it("refuses a jwt claim name the proxy would read as a nested member, an empty claim value, and jwt on egress", async () => {
+      await refused(put("bad", ingress({ action: "allow", http: { jwt: { audiences: ["web"], claims: [{ name: "a", values: ["x"] }, { name: "realm.role", values: ["x"] }] } } })), "body.ingress.0.http.jwt.claims.1.name");
+      await refused(put("bad", ingress({ action: "allow", http: { jwt: { audiences: ["web"], claims: [{ name: "team", values: ["x", ""] }] } } })), "body.ingress.0.http.jwt.claims.0.values.1");
+      await refused(put("bad", { subject: { identity: "client" }, egress: [{ action: "allow", http: { jwt: { audiences: ["web"] } } }] }), "body.egress.0.http");
     });
 
     it("refuses what the schema cannot take: unknown methods, repeated methods, empty lists, unknown fields", async () => {

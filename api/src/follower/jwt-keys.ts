@@ -13,6 +13,8 @@ import type { JwtKey, TrustDomainJwtKeys } from "../compiler/index.ts";
 
 /** The alg a public key signs JWTs with, as the proxy verifies them; null for a key it cannot take (P-521). */
 function jwtKeyOf(kid: string, spkiDer: Buffer): JwtKey | null {
+  // The proxy's config names the kid in quotes (a pasted bundle's kid is any string): printable ASCII only.
+  if (!/^[\x20-\x7e]{1,256}$/.test(kid)) return null;
   const key = createPublicKey({ key: spkiDer, format: "der", type: "spki" });
   const curve = key.asymmetricKeyDetails?.namedCurve;
   const alg = key.asymmetricKeyType === "rsa" ? "RS256" : curve === "prime256v1" ? "ES256" : curve === "secp384r1" ? "ES384" : null;

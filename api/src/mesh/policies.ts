@@ -1,5 +1,6 @@
 import { parseIPv4 } from "@weft/codec";
-import { policies } from "../db/schema.ts";
+import { and, eq, inArray } from "drizzle-orm";
+import { federations, policies } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";
 import { MAX_RULES_PER_POLICY } from "../compiler/ids.ts";
 import { mtlsObstacle } from "../compiler/transport.ts";
@@ -37,8 +38,12 @@ function httpObstacle(direction: "ingress" | "egress", rule: PolicyRule, field: 
   if (cidr >= 0) return { field: `${field}.http`, message: `a CIDR peer (peers.${cidr}) has no identity the proxy can check: http needs identity peers` };
   const port = (rule.ports ?? []).findIndex((p) => p.protocol === "udp" || (p.protocol === "any" && (p.port ?? 0) !== 0));
   if (port >= 0) return { field: `${field}.http`, message: `the proxy reads HTTP over tcp only (ports.${port}): name protocol "tcp" or leave it out` };
-  // Until the proxy verifies tokens, a jwt it ignored would admit requests without one: refuse it.
-  if (http.jwt !== undefined) return { field: `${field}.http.jwt`, message: "the L7 proxy does not verify JWTs yet" };
+  for (const [k, claim] of (http.jwt?.claims ?? []).entries()) {
+    // The proxy reads a claim by JSON path ($.name): a dot would name a nested member instead.
+    if (claim.name.includes(".")) return { field: `${field}.http.jwt.claims.${k}.name`, message: "a top-level claim's name: the proxy cannot read a name with a dot" };
+    const empty = claim.values.indexOf("");
+    if (empty >= 0) return { field: `${field}.http.jwt.claims.${k}.values.${empty}`, message: "an empty value: a claim the proxy matches holds at least one character" };
+  }
   for (const [k, prefix] of (http.pathPrefixes ?? []).entries()) {
     const problem = pathValueProblem(prefix);
     if (problem) return { field: `${field}.http.pathPrefixes.${k}`, message: problem };
@@ -75,8 +80,34 @@ function checkShape(spec: PolicySpec): void {
   }
 }
 
+/**
+ * A rule's jwt.trustDomain must be the tenant's own or one it federates with
+ * by a pasted bundle: the proxy verifies with keys the compiler holds, and
+ * those of a federated tenant or bundle endpoint are not among them. 422
+ * naming the field otherwise.
+ */
+async function checkJwtTrustDomains(w: WriteScope, tenant: TenantDbRow, spec: PolicySpec): Promise<void> {
+  const named = (spec.ingress ?? []).flatMap((rule, i) => {
+    const td = rule.http?.jwt?.trustDomain;
+    return td === undefined || td === tenant.trustDomain ? [] : [{ field: `body.ingress.${i}.http.jwt.trustDomain`, trustDomain: td }];
+  });
+  if (named.length === 0) return;
+  const rows = await w.tx
+    .select({ trustDomain: federations.trustDomain, bundle: federations.bundle })
+    .from(federations)
+    .where(and(eq(federations.tenantId, tenant.id), inArray(federations.trustDomain, [...new Set(named.map((n) => n.trustDomain))])));
+  for (const n of named) {
+    const row = rows.find((r) => r.trustDomain === n.trustDomain);
+    if (row === undefined) throw fieldRefusal("invalid", "a JWT rule names a trust domain the tenant does not trust", n.field, `neither this tenant's trust domain nor one it federates with`);
+    if (!("spiffeBundle" in (row.bundle as object))) {
+      throw fieldRefusal("invalid", "the L7 proxy cannot verify this trust domain's tokens", n.field, "the proxy verifies JWTs with the tenant's own keys or a federation's pasted spiffeBundle; this federation names another tenant or a bundle endpoint");
+    }
+  }
+}
+
 async function putPolicy(w: WriteScope, follower: Follower, tenant: TenantDbRow, name: string, spec: PolicySpec, pre: Preconditions) {
   checkShape(spec);
+  await checkJwtTrustDomains(w, tenant, spec);
   return writeMeshRow(w, follower, {
     kind: "policy",
     tenantId: tenant.id,
