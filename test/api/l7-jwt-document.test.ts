@@ -12,10 +12,25 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
 import { caSlots } from "../../api/src/db/schema.ts";
 import { platformRead } from "../../api/src/db/platform-read.ts";
+import { jwtKeyOf } from "../../api/src/follower/jwt-keys.ts";
 import type { L7Document } from "../../api/src/mesh/specs.ts";
 import { BACKENDS, backendDatabase, bearer, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { freshAddress, freshVip, identity, mustPut } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
+
+describe("a JWT key as the proxy takes it (follower/jwt-keys.ts)", () => {
+  const spki = (k: ReturnType<typeof generateKeyPairSync>) => k.publicKey.export({ type: "spki", format: "der" });
+  it("names its alg by its type, and leaves out what the proxy cannot verify with or name safely", () => {
+    expect(jwtKeyOf("a", spki(generateKeyPairSync("ec", { namedCurve: "P-256" })))?.alg).toBe("ES256");
+    expect(jwtKeyOf("a", spki(generateKeyPairSync("ec", { namedCurve: "P-384" })))?.alg).toBe("ES384");
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    expect(jwtKeyOf("a", rsa.publicKey.export({ format: "jwk" }))).toEqual({ kid: "a", alg: "RS256", publicKeyPem: rsa.publicKey.export({ type: "spki", format: "pem" }) });
+    expect(jwtKeyOf("a", spki(generateKeyPairSync("ec", { namedCurve: "P-521" })))).toBeNull();
+    expect(jwtKeyOf("a\nacl x always_true", spki(generateKeyPairSync("ec", { namedCurve: "P-256" })))).toBeNull();
+    expect(jwtKeyOf("a", Buffer.from("not a key"))).toBeNull();
+    expect(jwtKeyOf("a", { kty: "EC", crv: "P-256", x: "AAAA", y: "AAAA" })).toBeNull();
+  });
+});
 
 describe.each(BACKENDS)("JWT rules in the L7 document on %s", (backend) => {
   describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {

@@ -5,17 +5,26 @@
  * federation naming another tenant or an endpoint is refused by a JWT rule
  * (mesh/policies.ts): its keys live outside these rows.
  */
-import { createPublicKey } from "node:crypto";
+import { createPublicKey, type JsonWebKey, type KeyObject } from "node:crypto";
 import { inArray } from "drizzle-orm";
 import { caSlots, federations } from "../db/schema.ts";
 import type { Tx } from "../db/transactions.ts";
 import type { JwtKey, TrustDomainJwtKeys } from "../compiler/index.ts";
 
-/** The alg a public key signs JWTs with, as the proxy verifies them; null for a key it cannot take (P-521). */
-function jwtKeyOf(kid: string, spkiDer: Buffer): JwtKey | null {
-  // The proxy's config names the kid in quotes (a pasted bundle's kid is any string): printable ASCII only.
+/**
+ * The key as the proxy verifies with it, its alg from its type; null for one
+ * it cannot take (P-521, a kid that is not printable ASCII: the config names
+ * it in quotes), or that does not parse: a row written past the API's checks
+ * costs its own key, never the follower's pull.
+ */
+export function jwtKeyOf(kid: string, material: Buffer | JsonWebKey): JwtKey | null {
   if (!/^[\x20-\x7e]{1,256}$/.test(kid)) return null;
-  const key = createPublicKey({ key: spkiDer, format: "der", type: "spki" });
+  let key: KeyObject;
+  try {
+    key = Buffer.isBuffer(material) ? createPublicKey({ key: material, format: "der", type: "spki" }) : createPublicKey({ key: material, format: "jwk" });
+  } catch {
+    return null;
+  }
   const curve = key.asymmetricKeyDetails?.namedCurve;
   const alg = key.asymmetricKeyType === "rsa" ? "RS256" : curve === "prime256v1" ? "ES256" : curve === "secp384r1" ? "ES384" : null;
   return alg === null ? null : { kid, alg, publicKeyPem: key.export({ type: "spki", format: "pem" }).toString() };
@@ -27,8 +36,7 @@ function pastedKeys(bundle: unknown): JwtKey[] {
   return (jwks?.keys ?? []).flatMap((k) => {
     if (k.use !== "jwt-svid" || typeof k.kid !== "string") return [];
     const { use: _u, kid, x5c: _x, ...jwk } = k;
-    const spki = createPublicKey({ key: jwk as import("node:crypto").JsonWebKey, format: "jwk" }).export({ type: "spki", format: "der" });
-    return jwtKeyOf(kid as string, spki) ?? [];
+    return jwtKeyOf(kid as string, jwk as JsonWebKey) ?? [];
   });
 }
 
