@@ -128,6 +128,30 @@ describe.each(BACKENDS)("JWT rules in the L7 document on %s", (backend) => {
       }
     });
 
+    it("takes another tenant's CA keys once it consents to the federation, and follows its CA", async () => {
+      const c = await tenantWithToken(app, ["write", "admin"]);
+      const tdC = (await app.inject({ url: `/v1/tenants/${c.tenant}`, headers: operator })).json().trustDomain as string;
+      await identity(app, c.token, c.tenant, "svc", {});
+      const minted = await app.inject({ method: "POST", url: `/v1/tenants/${c.tenant}/identities/svc/jwt-svids`, headers: bearer(c.token), payload: { audience: ["web"] } });
+      expect(minted.statusCode, minted.body).toBe(201);
+      const kidsOfC = async () => ((await app.inject({ url: `/v1/tenants/${c.tenant}/jwks` })).json() as { keys: { kid: string }[] }).keys.map((k) => k.kid).sort();
+      const heldForC = async () => (await documentOf()).doc.jwks?.find((k) => k.tenant === a.tenant && k.trustDomain === tdC)?.keys.map((k) => k.kid).sort();
+      await mustPut(app, a.token, a.tenant, "federations/c", { trustDomain: tdC, bundle: { tenant: c.tenant } });
+      await mustPut(app, a.token, a.tenant, "policies/c-in", policy(tdC));
+      // Pending: c has not named a, so none of c's keys verify anything here.
+      expect(await heldForC()).toEqual([]);
+      await mustPut(app, c.token, c.tenant, "federations/a", { trustDomain: td, bundle: { tenant: a.tenant } });
+      expect(await heldForC()).toEqual(await kidsOfC());
+      const prepared = await app.inject({ method: "POST", url: `/v1/tenants/${c.tenant}/ca/prepare`, headers: bearer(c.token) });
+      expect(prepared.statusCode, prepared.body).toBe(200);
+      const after = await heldForC();
+      expect(after).toEqual(await kidsOfC());
+      expect(after).toHaveLength(2);
+      // Consent withdrawn: the keys go.
+      expect((await app.inject({ method: "DELETE", url: `/v1/tenants/${c.tenant}/federations/a`, headers: bearer(c.token) })).statusCode).toBeLessThan(300);
+      expect(await heldForC()).toEqual([]);
+    });
+
     it("keeps one tenant's pasted keys for a trust domain out of another's entries", async () => {
       // b claims a's trust domain with a key of its own: a's entries still verify with a's keys only.
       const jwk = { ...generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "jwk" }), use: "jwt-svid", kid: "b-forged" };

@@ -61,7 +61,7 @@ import {
 import { NODE_KIND } from "../auth/node-credentials.ts";
 import type { ChangeEvent, ChangeFeed } from "../services/change-feed.ts";
 import { admitWrite, tryChanges, type AdmissionRefusal } from "./admission.ts";
-import { jwtKeysOf } from "./jwt-keys.ts";
+import { federatingTenants, jwtKeysOf } from "./jwt-keys.ts";
 import { NodeHistory, type NodeDelta, type NodeState } from "./history.ts";
 import { httpRouteRowOf, identityRowOf, nodeRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, workloadRowOf } from "./rows.ts";
 
@@ -289,7 +289,7 @@ export class Follower implements DatapathReader {
     const [counter] = await tx.select({ revision: revisionCounter.revision }).from(revisionCounter);
     // One after another: a transaction is one connection, and pg refuses overlapping queries on it.
     const ts = await tx.select().from(tenants);
-    const keys = await jwtKeysOf(tx, new Map(ts.map((t) => [t.id, t.trustDomain])));
+    const keys = await jwtKeysOf(tx);
     const ids = await tx.select().from(identities);
     const ws = await tx.select().from(workloads);
     const sick = new Set((await tx.select().from(workloadHealth).where(eq(workloadHealth.healthy, false))).map((h) => `${h.tenantId}/${h.name}`));
@@ -348,6 +348,12 @@ export class Follower implements DatapathReader {
       latest.delete(key);
       latest.set(key, e);
     }
+    // A tenant's CA or federations also change the keys of the tenants that federate with it by name.
+    const keyChanged = logged.filter((e) => JWT_KEY_KINDS.has(e.kind)).flatMap((e) => this.rows.tenants.get(e.tenantId)?.name ?? []);
+    for (const tenantId of await federatingTenants(tx, [...new Set(keyChanged)])) {
+      const key = `tenant/${tenantId}`;
+      if (!latest.has(key)) latest.set(key, { revision: head, tenantId, kind: "tenant", name: "", op: "upsert" });
+    }
     const puts: Change[] = [];
     const deletes: { order: number; change: Change }[] = [];
     for (const e of latest.values()) {
@@ -390,7 +396,7 @@ export class Follower implements DatapathReader {
       case "tenant": {
         const [r] = await tx.select().from(tenants).where(eq(tenants.id, tenantId));
         if (!r) return { kind: "tenant", op: "delete", id: tenantId };
-        const keys = await jwtKeysOf(tx, new Map([[r.id, r.trustDomain]]), [r.id]);
+        const keys = await jwtKeysOf(tx, [r.id]);
         return { kind: "tenant", op: "put", row: tenantRowOf(r, keys.get(r.id)) };
       }
       case "identity": {

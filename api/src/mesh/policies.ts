@@ -82,9 +82,10 @@ function checkShape(spec: PolicySpec): void {
 
 /**
  * A rule's jwt.trustDomain must be the tenant's own or one it federates with
- * by a pasted bundle: the proxy verifies with keys the compiler holds, and
- * those of a federated tenant or bundle endpoint are not among them. 422
- * naming the field otherwise.
+ * by a pasted bundle or another tenant (whose keys count once it consents):
+ * the proxy verifies with keys the compiler holds, and a bundle endpoint's
+ * live in each replica's cache, not among them. 422 naming the field
+ * otherwise.
  */
 async function checkJwtTrustDomains(w: WriteScope, tenant: TenantDbRow, spec: PolicySpec): Promise<void> {
   const named = (spec.ingress ?? []).flatMap((rule, i) => {
@@ -99,8 +100,8 @@ async function checkJwtTrustDomains(w: WriteScope, tenant: TenantDbRow, spec: Po
   for (const n of named) {
     const row = rows.find((r) => r.trustDomain === n.trustDomain);
     if (row === undefined) throw fieldRefusal("invalid", "a JWT rule names a trust domain the tenant does not trust", n.field, `neither this tenant's trust domain nor one it federates with`);
-    if (!("spiffeBundle" in (row.bundle as object))) {
-      throw fieldRefusal("invalid", "the L7 proxy cannot verify this trust domain's tokens", n.field, "the proxy verifies JWTs with the tenant's own keys or a federation's pasted spiffeBundle; this federation names another tenant or a bundle endpoint");
+    if ("endpointUrl" in (row.bundle as object)) {
+      throw fieldRefusal("invalid", "the L7 proxy cannot verify this trust domain's tokens", n.field, "the proxy verifies JWTs with the keys of the tenant, a pasted spiffeBundle or another tenant; this federation's bundle comes from an endpoint");
     }
   }
 }
