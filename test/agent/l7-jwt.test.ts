@@ -21,7 +21,7 @@ import { checkConfig } from "../../nodeagent/src/l7/haproxy-process.ts";
 import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
 import { ARRAY_ITEMS_READ, jwtKeyFileName, jwtKeyFiles } from "../../nodeagent/src/l7/jwt-render.ts";
 import { quote, renderConfig } from "../../nodeagent/src/l7/render.ts";
-import { backend, Callers, DocumentSource, freePort, type Backend } from "../support/l7-loopback.ts";
+import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { untilHolds } from "../support/until.ts";
 
 const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
@@ -98,17 +98,9 @@ describe.skipIf(!HAPROXY)("L7 authorization by JWT (real HAProxy, loopback)", ()
     app = await backend(() => [200, "app"]);
     port = await freePort();
     source.set(doc());
-    driver = new L7Driver({
-      binary: HAPROXY,
-      stateDir,
-      document: source.answer,
-      registry: new Registry(),
-      pollMs: 200,
-      backoff: { initialMs: 200, maxMs: 1_000 },
-      listen: { address: "127.0.0.1", port: await freePort() },
-      extraBinds: [`127.0.0.1:${port}`],
-      log: (level, msg, fields) => process.env.L7_DEBUG && console.log(level, msg, fields),
-    });
+    driver = new L7Driver(
+      loopbackDriverOptions({ binary: HAPROXY, stateDir, document: source.answer, registry: new Registry(), listen: { address: "127.0.0.1", port: await freePort() }, extraBinds: [`127.0.0.1:${port}`] }),
+    );
     driver.start();
     await running();
   }, 30_000);

@@ -26,7 +26,7 @@ import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
 import { accessEvents } from "../../nodeagent/src/l7/flows.ts";
 import { serversState } from "../../nodeagent/src/l7/runtime-api.ts";
 import { adminSocketPath } from "../../nodeagent/src/l7/render.ts";
-import { backend, Callers, DocumentSource, freePort, type Backend } from "../support/l7-loopback.ts";
+import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { until, untilHolds } from "../support/until.ts";
 
 const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
@@ -130,18 +130,17 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     ]);
     [api, open, listen] = [await freePort(), await freePort(), await freePort()];
     source.set(doc());
-    driver = new L7Driver({
-      binary: wrapper,
-      stateDir,
-      document: source.answer,
-      registry,
-      records: (batch) => records.push(...batch),
-      pollMs: 200,
-      backoff: { initialMs: 200, maxMs: 1_000 },
-      listen: { address: "127.0.0.1", port: listen },
-      extraBinds: [`127.0.0.1:${api}`, `127.0.0.1:${open}`],
-      log: (level, msg, fields) => process.env.L7_DEBUG && console.log(level, msg, fields),
-    });
+    driver = new L7Driver(
+      loopbackDriverOptions({
+        binary: wrapper,
+        stateDir,
+        document: source.answer,
+        registry,
+        records: (batch) => records.push(...batch),
+        listen: { address: "127.0.0.1", port: listen },
+        extraBinds: [`127.0.0.1:${api}`, `127.0.0.1:${open}`],
+      }),
+    );
     driver.start();
     await running();
   }, 30_000);

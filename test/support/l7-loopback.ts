@@ -6,6 +6,7 @@ import { Agent, createServer, request, type IncomingHttpHeaders, type Server } f
 import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import type { L7DocumentAnswer } from "../../nodeagent/src/agent/client.ts";
 import type { L7Document } from "../../nodeagent/src/l7/document.ts";
+import type { L7DriverOptions } from "../../nodeagent/src/l7/driver.ts";
 
 /** A free loopback port (bound, then released). */
 export async function freePort(): Promise<number> {
@@ -80,3 +81,11 @@ export class DocumentSource {
   }
   answer = async (etag: string | null): Promise<L7DocumentAnswer> => (etag === this.etag ? { kind: "unchanged" } : { kind: "document", etag: this.etag, body: structuredClone(this.doc) });
 }
+
+/** A driver's options as the loopback tests run it: quick polls and restarts, its log shown with L7_DEBUG=1. */
+export const loopbackDriverOptions = (o: Pick<L7DriverOptions, "binary" | "stateDir" | "document" | "registry" | "listen" | "extraBinds"> & Partial<L7DriverOptions>): L7DriverOptions => ({
+  pollMs: 200,
+  backoff: { initialMs: 200, maxMs: 1_000 },
+  log: (level, msg, fields) => process.env.L7_DEBUG && console.log(level, msg, fields),
+  ...o,
+});
