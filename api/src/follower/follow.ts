@@ -349,8 +349,8 @@ export class Follower implements DatapathReader {
       latest.set(key, e);
     }
     // A tenant's CA or federations also change the keys of the tenants that federate with it by name.
-    const keyChanged = logged.filter((e) => JWT_KEY_KINDS.has(e.kind)).flatMap((e) => this.rows.tenants.get(e.tenantId)?.name ?? []);
-    for (const tenantId of await federatingTenants(tx, [...new Set(keyChanged)])) {
+    const keyChanged = new Set(logged.filter((e) => JWT_KEY_KINDS.has(e.kind)).map((e) => e.tenantId));
+    for (const tenantId of await federatingTenants(tx, [...keyChanged])) {
       const key = `tenant/${tenantId}`;
       if (!latest.has(key)) latest.set(key, { revision: head, tenantId, kind: "tenant", name: "", op: "upsert" });
     }

@@ -8,7 +8,7 @@
  * bundle lives in each replica's cache, not in these rows.
  */
 import { createPublicKey, type JsonWebKey, type KeyObject } from "node:crypto";
-import { inArray, or, sql } from "drizzle-orm";
+import { eq, inArray, or, sql } from "drizzle-orm";
 import { caSlots, federations, tenants } from "../db/schema.ts";
 import type { Tx } from "../db/transactions.ts";
 import type { JwtKey, TrustDomainJwtKeys } from "../compiler/index.ts";
@@ -109,11 +109,12 @@ export async function jwtKeysOf(tx: Tx, tenantIds?: readonly number[]): Promise<
 }
 
 /** The tenants whose federation names one of these tenants by name: a change to those tenants' CA or federations changes their keys. */
-export async function federatingTenants(tx: Tx, names: readonly string[]): Promise<number[]> {
-  if (names.length === 0) return [];
+export async function federatingTenants(tx: Tx, tenantIds: readonly number[]): Promise<number[]> {
+  if (tenantIds.length === 0) return [];
   const rows = await tx
     .select({ tenantId: federations.tenantId })
     .from(federations)
-    .where(inArray(sql<string>`${federations.bundle}->>'tenant'`, [...names]));
+    .innerJoin(tenants, eq(sql`${federations.bundle}->>'tenant'`, tenants.name))
+    .where(inArray(tenants.id, [...tenantIds]));
   return [...new Set(rows.map((r) => r.tenantId))];
 }
