@@ -38,6 +38,8 @@ describe.skipIf(!HAPROXY)("L7 authorization by JWT (real HAProxy, loopback)", ()
   const source = new DocumentSource();
   const callers = new Callers();
   const [k1, k2, other, stranger] = [ecKey(), ecKey(), ecKey(), ecKey()];
+  const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const p384 = generateKeyPairSync("ec", { namedCurve: "P-384" });
   let driver: L7Driver;
   let app: Backend;
   let port: number;
@@ -68,6 +70,7 @@ describe.skipIf(!HAPROXY)("L7 authorization by JWT (real HAProxy, loopback)", ()
             },
             { action: "allow", pathPrefixes: ["/other"], jwt: { trustDomain: "other.test", audiences: ["web"], claims: [] }, policy: "p", rule: 2 },
             { action: "allow", pathPrefixes: ["/health"], policy: "p", rule: 3 },
+            { action: "allow", pathPrefixes: ["/mixed"], jwt: { trustDomain: "mixed.test", audiences: ["web"], claims: [] }, policy: "p", rule: 4 },
           ],
         },
       },
@@ -77,6 +80,14 @@ describe.skipIf(!HAPROXY)("L7 authorization by JWT (real HAProxy, loopback)", ()
     jwks: [
       { tenant: "acme", trustDomain: "acme.test", keys: (o.acmeKeys ?? [{ kid: "k1", key: k1.publicKey }, { kid: "k2", key: k2.publicKey }]).map((k) => ({ kid: k.kid, alg: "ES256" as const, publicKeyPem: pemOf(k.key) })) },
       { tenant: "acme", trustDomain: "other.test", keys: [{ kid: "o1", alg: "ES256", publicKeyPem: pemOf(other.publicKey) }] },
+      {
+        tenant: "acme",
+        trustDomain: "mixed.test",
+        keys: [
+          { kid: "r1", alg: "RS256", publicKeyPem: pemOf(rsa.publicKey) },
+          { kid: "p384", alg: "ES384", publicKeyPem: pemOf(p384.publicKey) },
+        ],
+      },
     ],
   });
 
@@ -186,6 +197,18 @@ describe.skipIf(!HAPROXY)("L7 authorization by JWT (real HAProxy, loopback)", ()
     expect(seen["x-weft-jwt"]).toBeUndefined();
   });
 
+  it("verifies RS256 and ES384 keys by their own alg, and never a token whose header names another", async () => {
+    const mixed = { ...good(), sub: "spiffe://mixed.test/w" };
+    const signed = (alg: string, key: KeyObject, kid: string) => new SignJWT(mixed).setProtectedHeader({ alg, kid }).sign(key);
+    expect((await get(await signed("RS256", rsa.privateKey, "r1"), { path: "/mixed" })).status).toBe(200);
+    expect((await get(await signed("ES384", p384.privateKey, "p384"), { path: "/mixed" })).status).toBe(200);
+    // The RSA key's kid with another RSA alg, the P-384 key's kid with ES256's alg name, and keys swapped between kids.
+    await refused(await signed("RS384", rsa.privateKey, "r1"), { path: "/mixed" });
+    await refused(await signed("PS256", rsa.privateKey, "r1"), { path: "/mixed" });
+    await refused(await signed("ES384", p384.privateKey, "r1"), { path: "/mixed" });
+    await refused(await signed("RS256", rsa.privateKey, "p384"), { path: "/mixed" });
+  });
+
   it("stops verifying a key rotated out, takes one rotated in, and keeps only the key files it reads", async () => {
     const k3 = ecKey();
     source.set(doc({ acmeKeys: [{ kid: "k2", key: k2.publicKey }, { kid: "k3", key: k3.publicKey }] }));
@@ -196,7 +219,11 @@ describe.skipIf(!HAPROXY)("L7 authorization by JWT (real HAProxy, loopback)", ()
     expect((await get(await sign(good(), k3.privateKey, "k3"))).status).toBe(200);
     expect((await get(await sign(good(), k2.privateKey, "k2"))).status).toBe(200);
     const files = readdirSync(stateDir).filter((f) => f.startsWith("l7-jwk-")).sort();
-    const wanted = [k2.publicKey, k3.publicKey, other.publicKey].map((k) => jwtKeyFileName("ES256", pemOf(k))).sort();
+    const wanted = [
+      ...[k2.publicKey, k3.publicKey, other.publicKey].map((k) => jwtKeyFileName("ES256", pemOf(k))),
+      jwtKeyFileName("RS256", pemOf(rsa.publicKey)),
+      jwtKeyFileName("ES384", pemOf(p384.publicKey)),
+    ].sort();
     expect(files).toEqual(wanted);
     expect(existsSync(join(stateDir, jwtKeyFileName("ES256", pemOf(k1.publicKey))))).toBe(false);
   }, 30_000);
