@@ -402,7 +402,8 @@ export const JwtRequirement = Type.Object(
   {
     trustDomain: Type.Optional({
       ...TrustDomain,
-      description: "Whose JWT-SVID keys verify the token (and the trust domain its sub must be in): absent, the tenant's own; otherwise a trust domain the tenant federates with",
+      description:
+        "Whose JWT-SVID keys verify the token (and the trust domain its sub must be in): absent, the tenant's own; otherwise a trust domain the tenant federates with by a pasted bundle or another tenant (its keys count once it consents), not by a bundle endpoint (422)",
     }),
     audiences: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: "^[\\x21-\\x7e]+$" }), {
       minItems: 1,
