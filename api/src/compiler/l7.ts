@@ -21,7 +21,7 @@ import { enforcesDirection } from "./policy.ts";
 import { parsePrefix, selects } from "./select.ts";
 import { chooseByZone, resolveBackends, servingPool, type ResolvedBackend } from "./services.ts";
 import { l7Ports, type SnapshotIndex, type TenantIndex } from "./snapshot-index.ts";
-import type { HttpBackendRef, HttpHeaderModifier, HttpMethod, HttpRouteMatch, HttpRouteRow, IdentityRow, Part, PeerSelector, PolicyRow, PortSelector, RetryCondition, ServicePort, ServiceRow } from "./types.ts";
+import type { HttpBackendRef, HttpHeaderModifier, HttpMethod, HttpRouteMatch, HttpRouteRow, IdentityRow, JwtKey, Part, PeerSelector, PolicyRow, PortSelector, RetryCondition, ServicePort, ServiceRow, TenantRow } from "./types.ts";
 
 /**
  * The rule id of the proxy's allow entries: policy id 0 never comes out of
@@ -178,8 +178,23 @@ export interface L7AuthorizationEntry {
   sources?: string[];
   methods?: HttpMethod[];
   pathPrefixes?: string[];
+  jwt?: L7Jwt;
   policy: string;
   rule: number;
+}
+
+/** A rule's JWT requirement with its defaults filled in: the tenant's own trust domain, no claims. */
+export interface L7Jwt {
+  trustDomain: string;
+  audiences: string[];
+  claims: { name: string; values: string[] }[];
+}
+
+/** The keys of one tenant's trust domain: keyed by tenant too, since another tenant may name the same trust domain with other keys. */
+export interface L7Jwks {
+  tenant: string;
+  trustDomain: string;
+  keys: JwtKey[];
 }
 
 export interface L7Frontend {
@@ -199,6 +214,7 @@ export interface L7Config {
   frontends: L7Frontend[];
   backends: L7Backend[];
   callers: { address: string; tenant: string; spiffeId: string }[];
+  jwks?: L7Jwks[];
 }
 
 /**
@@ -234,7 +250,30 @@ export function l7Document(index: SnapshotIndex, node: string): L7Config | null 
     }),
   );
   callers.sort((a, b) => parseIPv4(a.address) - parseIPv4(b.address));
-  return { proxyAddress, frontends, backends, callers };
+  const jwks = jwksOf(present.map(({ t }) => t.row), frontends);
+  return { proxyAddress, frontends, backends, callers, ...(jwks.length === 0 ? {} : { jwks }) };
+}
+
+/**
+ * The keys of every (tenant, trust domain) an authorization entry's jwt
+ * names, in that order. A trust domain the tenant holds no keys of (a
+ * federation since deleted) is listed with none: no token verifies.
+ */
+function jwksOf(tenants: readonly TenantRow[], frontends: readonly L7Frontend[]): L7Jwks[] {
+  const named = new Map<string, { tenant: string; trustDomain: string }>();
+  for (const f of frontends) {
+    for (const e of f.authorization.entries) {
+      if (e.jwt !== undefined) named.set(JSON.stringify([f.tenant, e.jwt.trustDomain]), { tenant: f.tenant, trustDomain: e.jwt.trustDomain });
+    }
+  }
+  const tenantsByName = new Map(tenants.map((t) => [t.name, t]));
+  return [...named.values()]
+    .sort((a, b) => compare(a.tenant, b.tenant) || compare(a.trustDomain, b.trustDomain))
+    .map(({ tenant, trustDomain }) => {
+      const held = tenantsByName.get(tenant)?.jwtKeys?.find((k) => k.trustDomain === trustDomain)?.keys ?? [];
+      const keys = [...held].sort((a, b) => compare(a.kid, b.kid)).map((k) => ({ kid: k.kid, alg: k.alg, publicKeyPem: k.publicKeyPem }));
+      return { tenant, trustDomain, keys };
+    });
 }
 
 const spiffeIdOf = (t: TenantIndex, identity: IdentityRow | undefined): string | undefined =>
@@ -441,6 +480,13 @@ function authorizationOf(t: TenantIndex, groups: readonly { identities: readonly
       }
       if (rule.http?.methods !== undefined) entry.methods = [...rule.http.methods];
       if (rule.http?.pathPrefixes !== undefined) entry.pathPrefixes = [...rule.http.pathPrefixes];
+      const jwt = rule.http?.jwt;
+      if (jwt !== undefined) {
+        const trustDomain = jwt.trustDomain ?? t.row.trustDomain;
+        // No trust domain to verify against: no token can satisfy the rule, so it matches nothing.
+        if (trustDomain === undefined) return;
+        entry.jwt = { trustDomain, audiences: [...jwt.audiences], claims: (jwt.claims ?? []).map((c) => ({ name: c.name, values: [...c.values] })) };
+      }
       entries.push(entry);
     });
   }
