@@ -50,6 +50,7 @@ describe("OTLP encoding", () => {
     expect(tracesUrl("http://collector:4318/otlp/").href).toBe("http://collector:4318/otlp/v1/traces");
     expect(tracesUrl("https://collector/v1/traces").href).toBe("https://collector/v1/traces");
     expect(() => tracesUrl("ftp://collector")).toThrow(/not an http or https URL/);
+    expect(() => tracesUrl("http://user:secret@collector")).toThrow(/^collector: credentials in the URL are not taken$/);
   });
 });
 

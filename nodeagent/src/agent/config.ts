@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { isIPv4 } from "node:net";
+import { tracesUrl } from "@weft/otlp";
 import { FLOW_FLAGS, parseFlowConfig, type FlowConfig } from "../flows/config.ts";
 import { DEFAULT_PIN_DIR } from "../loader/index.ts";
 import { parsePin } from "./api-trust.ts";
@@ -217,10 +218,10 @@ export function parseApis(text: string): string[] {
   return urls;
 }
 
-function isHttpUrl(text: string): boolean {
+function isOtlpEndpoint(text: string): boolean {
   try {
-    const url = new URL(text);
-    return (url.protocol === "http:" || url.protocol === "https:") && url.username === "" && url.password === "";
+    tracesUrl(text);
+    return true;
   } catch {
     return false;
   }
@@ -300,7 +301,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   const haproxy = get("haproxy");
   if (haproxy !== undefined && !haproxy.startsWith("/")) throw new UsageError(`--haproxy ${JSON.stringify(haproxy)} is not an absolute path`);
   const otlpEndpoint = get("otlpEndpoint");
-  if (otlpEndpoint !== undefined && !isHttpUrl(otlpEndpoint)) throw new UsageError(`--otlp-endpoint ${JSON.stringify(otlpEndpoint)} is not an http:// or https:// URL`);
+  if (otlpEndpoint !== undefined && !isOtlpEndpoint(otlpEndpoint)) throw new UsageError(`--otlp-endpoint ${JSON.stringify(otlpEndpoint)} is not an http:// or https:// URL`);
   return {
     command,
     api: apis[0] ?? "",

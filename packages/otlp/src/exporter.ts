@@ -37,6 +37,8 @@ const RETRYABLE = new Set([429, 502, 503, 504]);
 export function tracesUrl(endpoint: string): URL {
   const url = new URL(endpoint);
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error(`${endpoint} is not an http or https URL`);
+  // It is logged and shown in status: a secret has no place in it.
+  if (url.username || url.password) throw new Error(`${url.host}: credentials in the URL are not taken`);
   if (!url.pathname.endsWith("/v1/traces")) url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/traces`;
   return url;
 }
