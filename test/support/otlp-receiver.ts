@@ -78,7 +78,7 @@ export class OtlpReceiver {
   private server: Server = createServer();
   port = 0;
 
-  async start(host = "127.0.0.1"): Promise<this> {
+  async start(host = "127.0.0.1", port = 0): Promise<this> {
     this.server.on("request", (req, res) => {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
@@ -92,7 +92,7 @@ export class OtlpReceiver {
         res.writeHead(200, { "content-type": "application/x-protobuf" }).end(response.encode({}).finish());
       });
     });
-    await new Promise<void>((r) => this.server.listen(0, host, r));
+    await new Promise<void>((r) => this.server.listen(port, host, r));
     this.port = (this.server.address() as AddressInfo).port;
     return this;
   }

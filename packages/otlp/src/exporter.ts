@@ -112,7 +112,10 @@ export class SpanExporter {
       if (res.ok) return "ok";
       return { error: `the OTLP receiver ${this.url.origin} answered ${res.status}`, retryable: RETRYABLE.has(res.status) };
     } catch (err) {
-      return { error: `failed to reach the OTLP receiver ${this.url.origin}: ${(err as Error).message}`, retryable: true };
+      // fetch says only "fetch failed"; why is in its cause (ECONNREFUSED, a timeout).
+      const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+      const why = cause?.code ?? cause?.message ?? (err as Error).message;
+      return { error: `failed to reach the OTLP receiver ${this.url.origin}: ${why}`, retryable: true };
     }
   }
 }
