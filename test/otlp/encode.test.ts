@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
-// The OTLP body decoded back with the OpenTelemetry project's definitions,
-// and the exporter against a real HTTP receiver: batching, retry with
+// The OTLP body decoded back with the OpenTelemetry project's definitions
+// (by protobufjs, and by protoc: an implementation that is not ours), and the exporter against a real HTTP receiver: batching, retry with
 // backoff on a retryable answer, a refusal dropped, a full queue dropped.
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { encodeExportRequest, msToNs, SpanExporter, tracesUrl, type DropReason, type Span } from "@weft/otlp";
 import { decodeExport, OtlpReceiver } from "../support/otlp-receiver.ts";
+import { commandUnavailableReason, skipWithout } from "../support/prerequisites.ts";
 import { until } from "../support/until.ts";
+
+const PROTO_DIR = fileURLToPath(new URL("../../packages/otlp/proto/", import.meta.url));
 
 const SOURCE = { resource: { "service.name": "weft-proxy", "host.name": "node-1" }, scope: { name: "weft", version: "0.1.0" } };
 const span = (o: Partial<Span> = {}): Span => ({
@@ -51,6 +56,43 @@ describe("OTLP encoding", () => {
     expect(tracesUrl("https://collector/v1/traces").href).toBe("https://collector/v1/traces");
     expect(() => tracesUrl("ftp://collector")).toThrow(/not an http or https URL/);
     expect(() => tracesUrl("http://user:secret@collector")).toThrow(/^collector: credentials in the URL are not taken$/);
+  });
+});
+
+/** A bytes field as protoc's text format writes it (C escapes, octal for the rest), as hex. */
+function protocBytesHex(text: string): string {
+  const named: Record<string, number> = { n: 10, r: 13, t: 9, '"': 34, "'": 39, "\\": 92 };
+  const out: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] !== "\\") {
+      out.push(text.charCodeAt(i));
+      continue;
+    }
+    const octal = /^[0-7]{3}/.exec(text.slice(i + 1));
+    if (octal) {
+      out.push(parseInt(octal[0], 8));
+      i += 3;
+    } else out.push(named[text[++i]!]!);
+  }
+  return Buffer.from(out).toString("hex");
+}
+
+const PROTOC = skipWithout("protoc (an independent decoder of the OTLP body)", commandUnavailableReason("protoc", ["--version"], "apt-get install protobuf-compiler"));
+
+describe.skipIf(PROTOC)("OTLP encoding, decoded by protoc (Google's implementation) with the same definitions", () => {
+  it("reads the ids, the nanosecond times, the typed attributes and the status as written", () => {
+    const body = encodeExportRequest(SOURCE, [span({ error: "answered 503" })]);
+    const text = execFileSync("protoc", ["-I", PROTO_DIR, "--decode=opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest", "opentelemetry/proto/collector/trace/v1/trace_service.proto"], { input: body, encoding: "utf8" });
+    const field = (name: string) => new RegExp(`^\\s*${name}: (.*)$`, "m").exec(text)?.[1];
+    const bytesOf = (name: string) => protocBytesHex(field(name)?.slice(1, -1) ?? "");
+    expect({ trace: bytesOf("trace_id"), span: bytesOf("span_id"), parent: bytesOf("parent_span_id") }).toEqual({ trace: "0af7651916cd43dd8448eb211c80319c", span: "00f067aa0ba902b7", parent: "b7ad6b7169203331" });
+    expect({ start: field("start_time_unix_nano"), end: field("end_time_unix_nano"), kind: field("kind"), name: field("name") }).toEqual({ start: "1796000000123000000", end: "1796000000127567891", kind: "SPAN_KIND_SERVER", name: '"weft"' });
+    expect(text).toMatch(/name: "GET \/api"/);
+    expect(text).toMatch(/key: "http.response.status_code"\s*value \{\s*int_value: 200\s*\}/);
+    expect(text).toMatch(/key: "weft.ok"\s*value \{\s*bool_value: true\s*\}/);
+    expect(text).toMatch(/key: "ratio"\s*value \{\s*double_value: 0.5\s*\}/);
+    expect(text).toMatch(/key: "service.name"\s*value \{\s*string_value: "weft-proxy"\s*\}/);
+    expect(text).toMatch(/status \{\s*message: "answered 503"\s*code: STATUS_CODE_ERROR\s*\}/);
   });
 });
 
