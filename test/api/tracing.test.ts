@@ -6,7 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { configFromEnv, ConfigError } from "../../api/src/config.ts";
 import type { WeftApp } from "../../api/src/app.ts";
-import { bearer, startApi, tenantWithToken } from "../support/api.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { bearer, operator, OPERATOR_TOKEN, startApi, tenantWithToken } from "../support/api.ts";
+import { startApiProcess } from "../support/api-process.ts";
 import { OtlpReceiver, type ReceivedSpan } from "../support/otlp-receiver.ts";
 import { until } from "../support/until.ts";
 
@@ -67,6 +71,26 @@ describe("the API's request spans", () => {
     expect(span.name).toBe("GET");
     expect(span.attributes).not.toHaveProperty("http.route");
   });
+});
+
+describe("the API process (api/src/server.ts) with WEFT_OTLP_ENDPOINT", () => {
+  it("exports its spans there, and the spans still waiting when it stops", async () => {
+    const receiver = await new OtlpReceiver().start();
+    const dataDir = mkdtempSync(join(tmpdir(), "weft-api-tracing-"));
+    const api = await startApiProcess({ WEFT_OPERATOR_TOKEN: OPERATOR_TOKEN, WEFT_DATA_DIR: dataDir, WEFT_OTLP_ENDPOINT: receiver.endpoint });
+    try {
+      const res = await fetch(`${api.base}/v1/tenants`, { headers: { ...operator, traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` } });
+      expect(res.status).toBe(200);
+      // Stopped at once: the span is sent on the way out, not lost with the batch that waited.
+      await api.stop();
+      const span = receiver.spans.find((s) => s.traceId === CALLER_TRACE);
+      expect(span).toMatchObject({ parentSpanId: CALLER_SPAN, name: "GET /v1/tenants", resource: { "service.name": "weft-api" }, attributes: { "http.response.status_code": 200 } });
+    } finally {
+      await api.stop();
+      await receiver.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
 
 describe("WEFT_OTLP_ENDPOINT", () => {
