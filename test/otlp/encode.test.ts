@@ -3,6 +3,7 @@
 // (by protobufjs, and by protoc: an implementation that is not ours), and the exporter against a real HTTP receiver: batching, retry with
 // backoff on a retryable answer, a refusal dropped, a full queue dropped.
 import { execFileSync } from "node:child_process";
+import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { encodeExportRequest, msToNs, SpanExporter, tracesUrl, type DropReason, type Span } from "@weft/otlp";
@@ -97,11 +98,12 @@ describe.skipIf(PROTOC)("OTLP encoding, decoded by protoc (Google's implementati
 });
 
 describe("the span exporter", () => {
-  let receiver: OtlpReceiver;
+  let receiver: OtlpReceiver | null = null;
   let exporter: SpanExporter | null = null;
   afterEach(async () => {
     await exporter?.close();
     await receiver?.close();
+    [exporter, receiver] = [null, null];
   });
 
   const counting = () => {
@@ -151,5 +153,36 @@ describe("the span exporter", () => {
     await until("two spans dropped after the retries", 10_000, () => (c.counts.dropped["retries-exhausted"] === 2 ? true : undefined));
     expect(c.counts.failed).toHaveLength(2);
     expect(c.counts.failed[0]).toMatch(/^failed to reach the OTLP receiver/);
+  });
+
+  it("close() tries a batch in backoff once more at once, and takes no span after", async () => {
+    const r = (receiver = await new OtlpReceiver().start());
+    r.answers.push(503);
+    const c = counting();
+    exporter = new SpanExporter({ endpoint: r.endpoint, source: SOURCE, flushMs: 20, backoff: { initialMs: 60_000, maxMs: 60_000 }, ...c });
+    exporter.add(span());
+    await until("the first export refused", 10_000, () => (r.posts === 1 ? true : undefined));
+    const started = Date.now();
+    await exporter.close();
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(c.counts.exported).toBe(1);
+    exporter.add(span());
+    expect(c.counts.dropped).toEqual({ closed: 1 });
+  });
+
+  it("close() is bounded by closeMs against a receiver that never answers, and drops what is left", async () => {
+    const silent = createTcpServer((socket) => socket.on("error", () => undefined));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const c = counting();
+    exporter = new SpanExporter({ endpoint: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, source: SOURCE, batchMax: 2, flushMs: 60_000, timeoutMs: 60_000, closeMs: 300, ...c });
+    for (let i = 0; i < 4; i++) exporter.add(span());
+    const started = Date.now();
+    await exporter.close();
+    exporter = null;
+    const took = Date.now() - started;
+    silent.close();
+    expect(took).toBeLessThan(3_000);
+    expect(c.counts.exported).toBe(0);
+    expect(Object.values(c.counts.dropped).reduce((a, b) => a + b, 0)).toBe(4);
   });
 });

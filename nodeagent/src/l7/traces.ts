@@ -61,7 +61,7 @@ export class ProxyTraces {
   constructor(o: ProxyTracesOptions) {
     const registers = [o.registry];
     const exported = new Counter({ name: "weft_agent_l7_spans_exported_total", help: "Spans of the node's L7 proxy the OTLP receiver took", registers });
-    this.dropped = new Counter({ name: "weft_agent_l7_spans_dropped_total", help: "Spans of the node's L7 proxy never exported, by why (queue-full, refused, retries-exhausted, record-backlog)", labelNames: ["reason"], registers });
+    this.dropped = new Counter({ name: "weft_agent_l7_spans_dropped_total", help: "Spans of the node's L7 proxy never exported, by why (queue-full, refused, retries-exhausted, closed, record-backlog)", labelNames: ["reason"], registers });
     const failed = new Counter({ name: "weft_agent_l7_span_export_failures_total", help: "Exports to the OTLP receiver that failed (tried again when retryable)", registers });
     this.exporter = new SpanExporter({
       endpoint: o.endpoint,

@@ -12,7 +12,7 @@
 import { encodeExportRequest, type SpanSource } from "./encode.ts";
 import type { Span } from "./span.ts";
 
-export type DropReason = "queue-full" | "refused" | "retries-exhausted";
+export type DropReason = "queue-full" | "refused" | "retries-exhausted" | "closed";
 
 export interface SpanExporterOptions {
   /** The receiver: a base URL (/v1/traces is appended) or the full URL of its /v1/traces. */
@@ -25,6 +25,8 @@ export interface SpanExporterOptions {
   backoff?: { initialMs: number; maxMs: number };
   /** Each export's bound. */
   timeoutMs?: number;
+  /** close()'s bound: a receiver that is down does not hold up a shutdown; what is left then is dropped. */
+  closeMs?: number;
   exported?: (spans: number) => void;
   dropped?: (spans: number, reason: DropReason) => void;
   /** An export that failed (it may be tried again). */
@@ -49,10 +51,14 @@ export class SpanExporter {
   private timer: NodeJS.Timeout | null = null;
   private sending: Promise<void> | null = null;
   private closed = false;
+  /** Aborted closeMs after close(): ends the export under way and the backoff. */
+  private readonly stopping = new AbortController();
+  /** Ends the backoff sleep under way, if any. */
+  private wake: (() => void) | null = null;
   private readonly o: Required<Omit<SpanExporterOptions, "exported" | "dropped" | "failed">> & Pick<SpanExporterOptions, "exported" | "dropped" | "failed">;
 
   constructor(options: SpanExporterOptions) {
-    this.o = { queueMax: 4_096, batchMax: 512, flushMs: 1_000, maxAttempts: 5, backoff: { initialMs: 500, maxMs: 30_000 }, timeoutMs: 10_000, ...options };
+    this.o = { queueMax: 4_096, batchMax: 512, flushMs: 1_000, maxAttempts: 5, backoff: { initialMs: 500, maxMs: 30_000 }, timeoutMs: 10_000, closeMs: 5_000, ...options };
     this.url = tracesUrl(options.endpoint);
     this.timer = setInterval(() => this.flush(), this.o.flushMs);
     this.timer.unref();
@@ -61,7 +67,7 @@ export class SpanExporter {
   /** Queues one span; never waits. */
   add(span: Span): void {
     if (this.closed || this.queue.length >= this.o.queueMax) {
-      this.o.dropped?.(1, "queue-full");
+      this.o.dropped?.(1, this.closed ? "closed" : "queue-full");
       return;
     }
     this.queue.push(span);
@@ -74,17 +80,23 @@ export class SpanExporter {
     this.sending = this.drain().finally(() => (this.sending = null));
   }
 
-  /** Sends what waits (bounded by the export timeout and backoff) and stops taking spans. */
+  /** Stops taking spans and sends what waits, one attempt each, within closeMs. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    const deadline = setTimeout(() => this.stopping.abort(), this.o.closeMs);
+    deadline.unref();
+    // A batch waiting out its backoff is tried once more now, not after the wait.
+    this.wake?.();
     await this.sending;
     if (this.queue.length) await this.drain(1);
+    clearTimeout(deadline);
+    if (this.queue.length) this.o.dropped?.(this.queue.splice(0).length, "closed");
   }
 
   private async drain(maxAttempts = this.o.maxAttempts): Promise<void> {
-    while (this.queue.length) {
+    while (this.queue.length && !this.stopping.signal.aborted) {
       const batch = this.queue.splice(0, this.o.batchMax);
       await this.send(batch, maxAttempts);
       if (this.queue.length < this.o.batchMax && !this.closed) return;
@@ -100,15 +112,28 @@ export class SpanExporter {
       this.o.failed?.(result.error);
       if (!result.retryable) return this.o.dropped?.(batch.length, "refused");
       if (attempt >= maxAttempts || this.closed) return this.o.dropped?.(batch.length, "retries-exhausted");
-      await new Promise((r) => setTimeout(r, delay * (0.5 + Math.random() / 2)).unref());
+      await this.sleep(delay * (0.5 + Math.random() / 2));
       delay = Math.min(delay * 2, this.o.backoff.maxMs);
     }
   }
 
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wake?.(), ms);
+      timer.unref();
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
   private async post(body: Uint8Array): Promise<"ok" | { error: string; retryable: boolean }> {
     try {
-      const res = await fetch(this.url, { method: "POST", headers: { "content-type": "application/x-protobuf" }, body, signal: AbortSignal.timeout(this.o.timeoutMs) });
-      await res.arrayBuffer().catch(() => undefined);
+      const res = await fetch(this.url, { method: "POST", headers: { "content-type": "application/x-protobuf" }, body, signal: AbortSignal.any([AbortSignal.timeout(this.o.timeoutMs), this.stopping.signal]) });
+      // Nothing in the answer is used, and a receiver's body is not read into memory.
+      await res.body?.cancel().catch(() => undefined);
       if (res.ok) return "ok";
       return { error: `the OTLP receiver ${this.url.origin} answered ${res.status}`, retryable: RETRYABLE.has(res.status) };
     } catch (err) {
