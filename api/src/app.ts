@@ -33,6 +33,7 @@ import { assertUniqueOperationIds, operationIdOf, withNamedSchemas } from "./ope
 import { DomainMetrics } from "./plugins/domain-metrics.ts";
 import { eventLoopPlugin } from "./plugins/event-loop.ts";
 import { metricsPlugin } from "./plugins/metrics.ts";
+import { tracingPlugin } from "./plugins/tracing.ts";
 import auditRoutes from "./routes/audit/index.ts";
 import caRoutes from "./routes/ca/index.ts";
 import datapathRoutes from "./routes/datapath/index.ts";
@@ -333,6 +334,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
   await app.register(swaggerUi, docsPageOptions);
   await app.register(metricsPlugin, { domain: domainMetrics });
+  if (config.otlpEndpoint) await app.register(tracingPlugin, { endpoint: config.otlpEndpoint });
   await app.register(eventLoopPlugin);
   await app.register(authGuard, { operator, tokens, directory, nodes: new NodeCredentials(db, feed), failures });
 

@@ -1,4 +1,5 @@
 import { availableParallelism } from "node:os";
+import { tracesUrl } from "@weft/otlp";
 import { resolve } from "node:path";
 import { parseKek, type Kek } from "./ca/kek.ts";
 import { DATAPATH_MAPS, type DatapathMap } from "./compiler/types.ts";
@@ -117,6 +118,8 @@ export interface Config {
    * behind); 0 in process.
    */
   signingWorkers?: number;
+  /** WEFT_OTLP_ENDPOINT: the OTLP/HTTP receiver of the API's request spans (plugins/tracing.ts); unset: no spans. */
+  otlpEndpoint?: string;
 }
 
 export const DEFAULT_FLOW_RETENTION = "24h";
@@ -373,6 +376,17 @@ function transportFrom(env: Env, host: string): Pick<Config, "tls" | "http2" | "
 }
 
 /** Reads the configuration; a bad value throws a ConfigError naming the variable. */
+function otlpEndpointFrom(env: Env): { otlpEndpoint?: string } {
+  const raw = env.WEFT_OTLP_ENDPOINT;
+  if (!raw) return {};
+  try {
+    tracesUrl(raw);
+  } catch {
+    throw new ConfigError(`WEFT_OTLP_ENDPOINT ${JSON.stringify(raw)} is not an http:// or https:// URL`);
+  }
+  return { otlpEndpoint: raw };
+}
+
 export function configFromEnv(env: Env = process.env): Config {
   const host = env.HOST ?? "127.0.0.1";
   if (host === "") throw new ConfigError("HOST must not be empty");
@@ -407,6 +421,7 @@ export function configFromEnv(env: Env = process.env): Config {
     flowStreamsPerTenant: boundedIntegerFrom(env, "WEFT_FLOW_STREAMS_PER_TENANT", DEFAULT_FLOW_STREAMS_PER_TENANT, 1, 10_000),
     ...transportFrom(env, host),
     signingWorkers: boundedIntegerFrom(env, "WEFT_SIGNING_WORKERS", defaultSigningWorkers(), 0, 64),
+    ...otlpEndpointFrom(env),
   };
 }
 

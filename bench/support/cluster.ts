@@ -1,6 +1,6 @@
 /** Every agent's extra arguments: the caller's, and the uplink unless the caller named one. */
-function agentArgs(opts: ClusterOptions): string[] {
-  const given = opts.agentArgs ?? [];
+function agentArgs(opts: ClusterOptions, hostAddress: string): string[] {
+  const given = typeof opts.agentArgs === "function" ? opts.agentArgs({ hostAddress }) : (opts.agentArgs ?? []);
   const named = given.some((a) => a === "--uplink" || a.startsWith("--uplink="));
   return opts.uplink === false || named ? given : ["--uplink", NODE_UPLINK, ...given];
 }
@@ -72,8 +72,12 @@ export interface ClusterOptions {
     /** More of the API process's environment (WEFT_NODE_GRACE_SECONDS, say). */
     env?: Record<string, string>;
   };
-  /** More arguments for every agent, on each start (`--status-interval 1`, say). */
-  agentArgs?: string[];
+  /**
+   * More arguments for every agent, on each start (`--status-interval 1`, say);
+   * a function is given the host's address on the fabric, which agents reach
+   * (an OTLP receiver of the test listens there, say).
+   */
+  agentArgs?: string[] | ((fabric: { hostAddress: string }) => string[]);
   /**
    * Default true: each agent gets `--uplink fab0`, its node's end of the
    * fabric (inside the node's namespace, never the machine's own), so packets
@@ -343,7 +347,7 @@ async function build(cleanup: BenchCleanup, seq: number, opts: ClusterOptions, o
   const startAgent = async (name: string): Promise<void> => {
     const n = nodeOf(name);
     if (n.agent && n.agent.child.exitCode === null && n.agent.child.signalCode === null) throw new Error(`startAgent: the agent of ${name} is running`);
-    n.agent = await startAgentProcess(cleanup, api, { node: n.name, zone: n.zone, netns: n.netns, cgroup: n.agentCgroup, pinDir: n.pinDir, stateDir: n.stateDir, metricsPort: n.metricsPort, agentArgs: agentArgs(opts) });
+    n.agent = await startAgentProcess(cleanup, api, { node: n.name, zone: n.zone, netns: n.netns, cgroup: n.agentCgroup, pinDir: n.pinDir, stateDir: n.stateDir, metricsPort: n.metricsPort, agentArgs: agentArgs(opts, hostAddress) });
   };
   for (const spec of opts.nodes) await startAgent(spec.name);
   for (const n of Object.values(nodes)) {

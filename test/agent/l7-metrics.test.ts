@@ -30,7 +30,9 @@ const record = (o: Partial<AccessRecord>): AccessRecord => ({
   bytesOut: 20,
   method: "GET",
   path: "/api",
-  traceparent: "",
+  traceId: "",
+  spanId: "",
+  parentSpanId: "",
   refused: "",
   ...o,
 });

@@ -34,6 +34,15 @@ describe("--l7 and --haproxy", () => {
     expect(() => parseArgs([...BASE, "--haproxy", "haproxy"], {})).toThrow(/absolute path/);
   });
 
+  it("--otlp-endpoint (WEFT_OTLP_ENDPOINT) is off by default and takes only an http(s) URL without credentials", () => {
+    expect(parseArgs(BASE, {})).not.toHaveProperty("otlpEndpoint");
+    expect(parseArgs([...BASE, "--otlp-endpoint", "http://collector:4318"], {}).otlpEndpoint).toBe("http://collector:4318");
+    expect(parseArgs(BASE, { WEFT_OTLP_ENDPOINT: "https://collector/v1/traces" }).otlpEndpoint).toBe("https://collector/v1/traces");
+    for (const bad of ["collector:4318", "ftp://collector", "http://user:pass@collector:4318", "not a url"]) {
+      expect(() => parseArgs([...BASE, "--otlp-endpoint", bad], {}), bad).toThrow(/--otlp-endpoint .* is not an http:\/\/ or https:\/\/ URL/);
+    }
+  });
+
   it("finds haproxy where it is named or on the PATH, and says why when it is not there", () => {
     const bin = join(dir, "bin");
     const fake = join(bin, "haproxy");

@@ -15,6 +15,9 @@ import { childPids, commandOf } from "../../bench/support/netns.ts";
  *                          {"server","method","path","peer","headers"} (headers: x-weft-*,
  *                          x-canary, traceparent and any x-test-* it got). MODE ok; flaky: every
  *                          other request answers 503; hang: never answers. Prints "listening".
+ *   relay NAME PORT URL    an HTTP server on PORT that, for each request, GETs URL passing on the
+ *                          traceparent and tracestate it got (as an instrumented service would), and
+ *                          answers {"server","headers":{traceparent},"downstream": URL's answer}.
  *   send URL COUNT METHOD HEADERS_JSON CONCURRENCY TIMEOUT_MS DURATION_MS KEEPALIVE PAUSE_MS
  *                          COUNT requests (a new connection each, or with KEEPALIVE 1 over CONCURRENCY
  *                          kept-alive ones, as wrk sends) with at most CONCURRENCY in flight,
@@ -44,6 +47,22 @@ if (mode === "serve") {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ server: name, method: req.method, path: req.url, peer: (req.socket.remoteAddress ?? "").replace(/^::ffff:/, ""), headers }) + "\n");
     });
+  }).listen(Number(port), "0.0.0.0", () => console.log("listening"));
+} else if (mode === "relay") {
+  const [name, port, url] = a;
+  http.createServer((req, res) => {
+    req.resume();
+    const passed = Object.fromEntries(["traceparent", "tracestate"].filter((h) => req.headers[h]).map((h) => [h, req.headers[h]]));
+    http.get(url, { headers: passed, timeout: 5000 }, (down) => {
+      let body = "";
+      down.on("data", (d) => (body += d));
+      down.on("end", () => {
+        let downstream = body;
+        try { downstream = JSON.parse(body); } catch {}
+        res.writeHead(down.statusCode ?? 502, { "content-type": "application/json" });
+        res.end(JSON.stringify({ server: name, headers: { traceparent: req.headers.traceparent }, downstream }) + "\n");
+      });
+    }).on("error", (e) => res.writeHead(502, { "content-type": "text/plain" }).end(String(e.code ?? e.message)));
   }).listen(Number(port), "0.0.0.0", () => console.log("listening"));
 } else if (mode === "send") {
   const [url, count, method, headersJson, concurrency, timeoutMs, durationMs, keepAlive, pauseMs] = a;
@@ -79,7 +98,7 @@ if (mode === "serve") {
   if (agent) agent.destroy();
   console.log(JSON.stringify(out));
 } else {
-  console.error("usage: serve NAME PORT ok|flaky|hang | send URL COUNT METHOD HEADERS_JSON CONCURRENCY TIMEOUT_MS DURATION_MS KEEPALIVE PAUSE_MS");
+  console.error("usage: serve NAME PORT ok|flaky|hang | relay NAME PORT URL | send URL COUNT METHOD HEADERS_JSON CONCURRENCY TIMEOUT_MS DURATION_MS KEEPALIVE PAUSE_MS");
   process.exit(2);
 }
 `;
@@ -87,6 +106,10 @@ if (mode === "serve") {
 const program = (...args: (string | number)[]): string[] => [process.execPath, "--input-type=module", "-e", PROGRAM, ...args.map(String)];
 
 export type Behaviour = "ok" | "flaky" | "hang";
+
+/** An HTTP backend in `workload` on `port` that calls `url` for each request, passing on its trace context. */
+export const relayHttp = (c: Cluster, workload: string, name: string, port: number, url: string) =>
+  c.start(workload, `http-relay-${name}-${port}`, program("relay", name, port, url), { ready: (o) => o.includes("listening") });
 
 /** An HTTP backend in `workload` on `port`, answering as `name`. */
 export const serveHttp = (c: Cluster, workload: string, name: string, port: number, behaviour: Behaviour = "ok") =>

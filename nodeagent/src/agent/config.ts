@@ -6,6 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { isIPv4 } from "node:net";
+import { tracesUrl } from "@weft/otlp";
 import { FLOW_FLAGS, parseFlowConfig, type FlowConfig } from "../flows/config.ts";
 import { DEFAULT_PIN_DIR } from "../loader/index.ts";
 import { parsePin } from "./api-trust.ts";
@@ -97,6 +98,8 @@ export interface AgentConfig {
   l7?: boolean;
   /** The haproxy binary (--haproxy); absent: `haproxy` on the PATH. */
   haproxy?: string;
+  /** The OTLP/HTTP receiver of the L7 proxy's spans (src/l7/traces.ts); absent: no spans are made. */
+  otlpEndpoint?: string;
 }
 
 /** Flag name -> [config key, environment variable, value shown in --help, what it is]. */
@@ -122,6 +125,7 @@ const FLAGS = {
   "--transport-address": ["transportAddress", "WEFT_TRANSPORT_ADDRESS", "IPV4", "the transport's address on the fabric, where peers reach it (default: the uplink device's first IPv4 address)"],
   "--l7": ["l7", "WEFT_L7", "on|off", "run the node's L7 proxy (HAProxy) for services with HTTP routes (default on; off without haproxy)"],
   "--haproxy": ["haproxy", "WEFT_HAPROXY", "PATH", "the haproxy binary of the L7 proxy (default: haproxy on the PATH)"],
+  "--otlp-endpoint": ["otlpEndpoint", "WEFT_OTLP_ENDPOINT", "URL", "send the L7 proxy's spans to this OTLP/HTTP receiver (POST URL/v1/traces, protobuf; default: off)"],
   ...FLOW_FLAGS,
 } as const;
 /** Every environment variable the agent reads (deploy/ checks its unit and DaemonSet against it). */
@@ -214,6 +218,15 @@ export function parseApis(text: string): string[] {
   return urls;
 }
 
+function isOtlpEndpoint(text: string): boolean {
+  try {
+    tracesUrl(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function parseArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AgentConfig {
   const given: Partial<Record<Key, string>> = {};
   let command: AgentConfig["command"] = "run";
@@ -287,6 +300,8 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (l7 !== "on" && l7 !== "off") throw new UsageError(`--l7 ${JSON.stringify(l7)} is not on or off`);
   const haproxy = get("haproxy");
   if (haproxy !== undefined && !haproxy.startsWith("/")) throw new UsageError(`--haproxy ${JSON.stringify(haproxy)} is not an absolute path`);
+  const otlpEndpoint = get("otlpEndpoint");
+  if (otlpEndpoint !== undefined && !isOtlpEndpoint(otlpEndpoint)) throw new UsageError(`--otlp-endpoint ${JSON.stringify(otlpEndpoint)} is not an http:// or https:// URL`);
   return {
     command,
     api: apis[0] ?? "",
@@ -313,5 +328,6 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     ...(transportAddress !== undefined ? { transportAddress } : {}),
     l7: l7 === "on",
     ...(haproxy !== undefined ? { haproxy } : {}),
+    ...(otlpEndpoint !== undefined ? { otlpEndpoint } : {}),
   };
 }

@@ -22,7 +22,7 @@ import { installTransportRouting } from "../kernel/transport-routing.ts";
 import { WorkloadApiServer } from "../workload-api/server.ts";
 import { DEFAULT_FLOW_CONFIG, identitiesOf, outcomeEvents, startFlows, type RunningFlows } from "../flows/index.ts";
 import type { OutcomeDrain } from "../transport/control-schema.ts";
-import { accessEvents, findHaproxy, installProxyAddress, L7Driver, L7Off } from "../l7/index.ts";
+import { accessEvents, findHaproxy, installProxyAddress, L7Driver, L7Off, ProxyTraces } from "../l7/index.ts";
 import type { AccessRecord } from "../l7/access-log.ts";
 
 export interface RuntimeOptions {
@@ -118,6 +118,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
   let flows: RunningFlows | null = null;
   let transport: TransportDriver | null = null;
   let l7: L7Driver | null = null;
+  let traces: ProxyTraces | null = null;
   try {
     // The configuration first: programs swapped in by attachCgroup rewrite nothing until it exists.
     const sockCfg = datapath.configureSockLb(cfg.lbHostTraffic);
@@ -156,8 +157,17 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     if (l7Binary && "binary" in l7Binary) {
       const node = registration.node;
       const collector = flows.collector;
-      // The proxy's access records as flows (hook "l7").
-      const records = collector ? (batch: AccessRecord[], lost: number) => void collector.handleEvents(accessEvents(batch, identify), lost) : undefined;
+      // The proxy's access records as flows (hook "l7") and as spans (--otlp-endpoint).
+      const flowRecords = collector ? (batch: AccessRecord[], lost: number) => void collector.handleEvents(accessEvents(batch, identify), lost) : undefined;
+      traces = cfg.otlpEndpoint ? new ProxyTraces({ endpoint: cfg.otlpEndpoint, node, registry: metrics.registry, onError: (error) => log("warn", "failed to export the L7 proxy's spans", { error }) }) : null;
+      const spanRecords = traces?.records;
+      const records =
+        flowRecords || spanRecords
+          ? (batch: AccessRecord[], lost: number) => {
+              flowRecords?.(batch, lost);
+              spanRecords?.(batch, lost);
+            }
+          : undefined;
       l7 = new L7Driver({
         binary: l7Binary.binary,
         stateDir: cfg.stateDir,
@@ -203,12 +213,13 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     metrics.aliveWhen(() => loop.liveness());
     const abort = new AbortController();
     const done = loop.run(abort.signal);
-    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, transport: transport?.status().endpoint ?? "off", l7: l7 ? "on" : "off", statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}`, flows: flows.collector ? (cfg.flows ?? DEFAULT_FLOW_CONFIG) : "off" });
+    log("info", "agent started", { node: registration.node, podCidr: registration.podCidr ?? "unknown (checked against GET /v1/nodes/{node})", pinDir: cfg.pinDir, cgroup: cfg.cgroup, lbHostTraffic: cfg.lbHostTraffic, uplink, transport: transport?.status().endpoint ?? "off", l7: l7 ? "on" : "off", otlpEndpoint: traces ? cfg.otlpEndpoint : "off", statusInterval: cfg.statusInterval, workloadApiSocket: cfg.workloadApiSocket ?? null, svidFiles: cfg.svidFiles ?? false, hostNetnsCookie: String(sockCfg.hostNetnsCookie), metrics: `127.0.0.1:${metricsPort}`, flows: flows.collector ? (cfg.flows ?? DEFAULT_FLOW_CONFIG) : "off" });
     const s = svids;
     const wapi = workloadApi;
     const f = flows;
     const t = transport;
     const p = l7;
+    const spans = traces;
     let stopped: Promise<void> | null = null;
     return {
       registration,
@@ -230,6 +241,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
           // The proxy ends with the agent, as the transport does: L7 services drop as proxy-down until an agent runs it again.
           await t?.stop();
           await p?.stop();
+          await spans?.close();
           await f.stop();
           s.close();
           await metrics.close();
@@ -241,6 +253,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     await flows?.stop();
     await transport?.stop();
     await l7?.stop();
+    await traces?.close();
     await workloadApi?.close().catch(() => undefined);
     svids?.close();
     await metrics.close();

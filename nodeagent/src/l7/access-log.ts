@@ -34,7 +34,10 @@ const AccessLine = Type.Object({
   bytesOut: Int,
   method: Type.String(),
   path: Type.String(),
-  traceparent: Type.String(),
+  /** The proxy's span (render-trace.ts): its trace, its id, and the caller's span when the request came with a valid traceparent. */
+  traceId: Type.String(),
+  spanId: Type.String(),
+  parentSpanId: Type.String(),
   /** Why the proxy answered itself (forbidden, no-frontend, no-backend, no-servers); "" when a backend was asked. */
   refused: Type.String(),
 });
@@ -45,7 +48,7 @@ export type AccessRecord = Omit<Static<typeof AccessLine>, "serverPort" | "retri
 export const NO_SERVER = "<NOSRV>";
 
 /** Fields HAProxy fills from a variable or header that may be unset, which it logs as "-". */
-const OPTIONAL_TEXT = ["caller", "frontend", "service", "route", "serverAddress", "traceparent", "refused"] as const;
+const OPTIONAL_TEXT = ["caller", "frontend", "service", "route", "serverAddress", "traceId", "spanId", "parentSpanId", "refused"] as const;
 
 export function parseAccessRecord(line: string): AccessRecord | null {
   let value: unknown;

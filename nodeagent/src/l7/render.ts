@@ -29,6 +29,7 @@
 import { constants } from "@weft/codec";
 import type { HeaderModifier, L7Authorization, L7Backend, L7Document, L7Frontend, L7Match, RetryCondition } from "./document.ts";
 import { jwtRendering, type JwtRendering } from "./jwt-render.ts";
+import { TRACE_CONTEXT_LINES, TRACE_LOG_FIELDS } from "./render-trace.ts";
 
 /** HAProxy's weights are 0..256; the compiler's already are. */
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -47,12 +48,10 @@ export const LOG_RECORD_MAX = 4_000;
 const LOG_TARGET = `stdout len ${LOG_RECORD_MAX} format raw`;
 
 /**
- * What a record keeps of the path and of traceparent (a valid one is 55
- * characters): escaped by the json converter they grow to at most six
- * times as many, and the record stays within LOG_RECORD_MAX.
+ * What a record keeps of the path: escaped by the json converter it grows
+ * to at most six times as many, and the record stays within LOG_RECORD_MAX.
  */
 export const LOGGED_PATH_MAX = 512;
-const LOGGED_TRACEPARENT_MAX = 64;
 
 /** Sections the agent adds: upper case, which the compiler's names ([a-z0-9_-]) never are. */
 export const FRONTEND_SECTION = "L7";
@@ -111,7 +110,7 @@ function problemReturn(p: Problem): string {
 /**
  * The JSON record per request. Only fields HAProxy itself shapes are
  * written bare (numbers, addresses, the compiler's names); what a client
- * sends (path, traceparent) goes through the json converter. The server's
+ * sends (the path) goes through the json converter. The server's
  * port is quoted (HAProxy writes "-" when no server was asked), and so are
  * the retries (a "+" before them when the last went to another server).
  */
@@ -136,7 +135,7 @@ export const LOG_FORMAT = [
   `"bytesOut":%B`,
   `"method":"%HM"`,
   `"path":"%[var(txn.path),json(utf8s)]"`,
-  `"traceparent":"%[var(txn.traceparent),json(utf8s)]"`,
+  ...TRACE_LOG_FIELDS,
   `"refused":"%[var(txn.refused)]"`,
 ].join(",");
 
@@ -326,7 +325,7 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     `  tcp-request connection set-mark 0x${constants.MARK_PROXY.toString(16)}`,
     // Cut so that a record always fits LOG_RECORD_MAX: a longer one would be cut mid-JSON and lost.
     `  http-request set-var(txn.path) path,bytes(0,${LOGGED_PATH_MAX})`,
-    `  http-request set-var(txn.traceparent) req.fhdr(traceparent),bytes(0,${LOGGED_TRACEPARENT_MAX})`,
+    ...TRACE_CONTEXT_LINES.map((l) => `  ${l}`),
     ...perFrontend.flatMap((p) => p.select.map((l) => `  ${l}`)),
     `  http-request set-var(txn.refused) str(no-frontend) if !{ var(txn.fe) -m found }`,
     `  ${problemReturn({ status: 503, title: "Service Unavailable", detail: "no L7 service at this address" })} if !{ var(txn.fe) -m found }`,
