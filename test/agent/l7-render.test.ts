@@ -126,7 +126,7 @@ describe("haproxy.cfg from the L7 document", () => {
         'http-request add-header "x-added" "a\\"b"',
         'http-response del-header "server"',
         'http-response set-header "x-served-by" "v2"',
-        "server w-21 198.18.1.21:8080 weight 256",
+        "server w-21 198.18.1.21:8080 weight 256 maxconn 2",
       ]),
     );
     const b110 = section(text, "backend b-1-1-0");

@@ -220,11 +220,11 @@ describe.skipIf(skipWithout("simulated cluster with the node's L7 proxy (root, b
       const metrics = await untilHolds(
         "weft_http_requests_total for route canary on node-a",
         () => c.agentMetrics("node-a"),
-        (m) => /weft_http_requests_total\{[^}]*service="web",route="canary\/\d+",code_class="2xx"\} [1-9]/.test(m),
+        (m) => /weft_http_requests_total\{[^}]*service="web",route="canary\/\d+",code_class="2xx",refused=""\} [1-9]/.test(m),
         20_000,
         500,
       );
-      expect(metrics).toMatch(/weft_http_requests_total\{[^}]*service="web",route="",code_class="4xx"\} [1-9]/);
+      expect(metrics).toMatch(/weft_http_requests_total\{[^}]*service="web",route="",code_class="4xx",refused="forbidden"\} [1-9]/);
       expect(metrics).toMatch(/weft_http_request_duration_seconds_bucket\{/);
       const flows = await untilHolds(
         "L7 flows in GET /flows",

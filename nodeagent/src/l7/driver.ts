@@ -13,7 +13,11 @@
  *   running proxy keeps serving and the status says why) and applied with
  *   a hitless master-worker reload;
  * - after each apply the servers HAProxy holds are compared with the
- *   document; only then is the document's ETag reported as applied.
+ *   document; only then is the document's ETag reported as applied;
+ * - outlier ejection (outlier-driver.ts) follows each document applied,
+ *   reads every access record, and is told again after each reload and
+ *   start (a new worker holds every server ready). An ejected server is in
+ *   maint, which the check of an apply does not look at.
  *
  * A 404 from the API (no L7 route yet) reads as a document without
  * frontends, and the status detail says so: before any document, no proxy
@@ -32,6 +36,7 @@ import { parseAccessRecord, type AccessRecord } from "./access-log.ts";
 import { checkL7Document, emptyL7Document, type L7Document } from "./document.ts";
 import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPaths } from "./haproxy-process.ts";
 import { L7Metrics } from "./metrics.ts";
+import { OutlierDriver } from "./outlier-driver.ts";
 import { adminSocketPath, configPath, masterSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
 import { infoField, serversState, setServerWeight } from "./runtime-api.ts";
 
@@ -76,6 +81,7 @@ const RECORD_BATCH_MAX = 4_096;
 
 export class L7Driver {
   readonly metrics: L7Metrics;
+  readonly outliers: OutlierDriver;
   private readonly abort = new AbortController();
   private readonly backoff: Backoff;
   private readonly paths: HaproxyPaths;
@@ -104,7 +110,11 @@ export class L7Driver {
 
   constructor(private readonly o: L7DriverOptions) {
     this.backoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...o.backoff });
-    this.metrics = new L7Metrics(o.registry, async () => (this.process ? infoField(this.paths.adminSocket, "DroppedLogs") : null));
+    this.metrics = new L7Metrics(
+      o.registry,
+      async () => (this.process ? infoField(this.paths.adminSocket, "DroppedLogs") : null),
+      () => this.outliers.detector.ejectedCounts(),
+    );
     this.paths = {
       binary: o.binary,
       config: configPath(o.stateDir),
@@ -113,6 +123,7 @@ export class L7Driver {
       pidFile: join(o.stateDir, "haproxy.pid"),
     };
     this.firstRead = new Promise((resolve) => (this.firstDocument = resolve));
+    this.outliers = new OutlierDriver(this.paths.adminSocket, this.metrics, o.log);
   }
 
   start(): void {
@@ -134,6 +145,8 @@ export class L7Driver {
     if (this.poller) clearInterval(this.poller);
     if (this.flusher) clearInterval(this.flusher);
     await this.applies.idle();
+    this.outliers.stop();
+    await this.outliers.idle();
     await this.process?.stop();
     await this.supervising;
     this.flushRecords();
@@ -268,6 +281,8 @@ export class L7Driver {
       this.applied = want;
       this.applyError = null;
       this.metrics.follow(want.doc);
+      this.outliers.follow(want.doc);
+      if (kind === "reload") await this.outliers.reapply();
       this.metrics.applies.inc({ kind, result: "ok" });
       this.removeStaleMaps(want.callersMapPath);
       this.o.log("info", "applied the L7 document", { etag: want.etag, kind, worker: running.workerPid });
@@ -325,6 +340,7 @@ export class L7Driver {
       return;
     }
     this.metrics.record(r);
+    this.outliers.observe(r);
     if (!this.o.records) return;
     if (this.pending.length < RECORD_BATCH_MAX) this.pending.push(r);
     else this.pendingLost++;
@@ -378,6 +394,8 @@ export class L7Driver {
       this.applyError = null;
       this.state = "running";
       this.metrics.follow(want.doc);
+      this.outliers.follow(want.doc);
+      await this.outliers.reapply();
       this.metrics.applies.inc({ kind: "start", result: "ok" });
       this.metrics.up.set(1);
       this.o.log("info", "L7 proxy started", { master: running.pid, worker: running.workerPid, etag: want.etag });
