@@ -26,7 +26,7 @@ import { BenchCleanup } from "../../bench/support/cleanup.ts";
 import { clusterUnavailableReason, datapathPackets, startCluster, type Cluster, type ClusterTenant } from "../../bench/support/cluster.ts";
 import { formatIPv4, parseIPv4 } from "@weft/codec";
 import { commandUnavailableReason, skipWithout } from "../support/prerequisites.ts";
-import { haproxyPids, l7State, running, send, serveHttp, share } from "../support/l7-cluster.ts";
+import { addWorkloads, haproxyPids, l7State, running, send, serveHttp, share } from "../support/l7-cluster.ts";
 import { untilHolds } from "../support/until.ts";
 
 const reason = clusterUnavailableReason() ?? commandUnavailableReason("haproxy", ["-v"], "apt-get install haproxy");
@@ -71,11 +71,7 @@ describe.skipIf(skipWithout("simulated cluster with the node's L7 proxy (root, b
         ["fast-b", "node-b", "slow-fast", { app: "slow" }],
         ["plain-b", "node-b", "plain", { app: "plain" }],
       ] as const;
-      for (const [name, node, identity, labels] of workloads) {
-        c.addWorkload(node, { name });
-        await shop.put(`/identities/${identity}`, { path: `/ns/shop/sa/${identity}`, selectors: labels });
-        await shop.put(`/workloads/${name}`, { identity, node, addresses: [addr(name)] });
-      }
+      await addWorkloads(c, shop, workloads);
       for (const [name, port, app] of [["web", 8080, "web"], ["flaky", 8081, "flaky"], ["slow", 8082, "slow"], ["plain", 8083, "plain"]] as const) {
         await shop.put(`/services/${name}`, service(port, app));
         vips[name] = (JSON.parse((await shop.call("GET", `/services/${name}`)).body) as { vip: string }).vip;

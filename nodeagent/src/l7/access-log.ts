@@ -35,7 +35,7 @@ const AccessLine = Type.Object({
   method: Type.String(),
   path: Type.String(),
   traceparent: Type.String(),
-  /** Why the proxy answered itself (forbidden, no-frontend, no-backend, no-servers); "" when a backend was asked. */
+  /** Why the proxy answered itself (forbidden, no-frontend, no-backend, no-servers; a trafficPolicy's rate-limited, overflow); "" when a backend was asked. */
   refused: Type.String(),
 });
 /** A record as the agent reads it: unset fields "" (HAProxy's "-"), the server's port a number (0: none). */
