@@ -75,20 +75,22 @@ describe("outlier ejection", () => {
     expect(d.ejectedCounts()).toEqual([{ tenant: "acme", service: "web", ejected: 1 }]);
   });
 
-  it("counts 5xx and no answer as failures, resets on any other answer, and ignores what the proxy answered itself", () => {
+  it("counts 5xx (HAProxy's own 502-504 for a server that did not answer among them) as failures, resets on any other answer, and ignores what says nothing of the server", () => {
     const { d, fail } = setup();
     fail(1, 2);
     d.observe(answer(1, 404));
     expect(fail(1, 2)).toEqual([]);
     d.observe(answer(1, 200));
     fail(1, 1, 500);
-    fail(1, 1, -1);
+    // A client that hung up (-1) neither counts nor resets: a caller cannot eject a backend by leaving early.
+    expect(fail(1, 10, -1)).toEqual([]);
+    fail(1, 1, 504);
     // The proxy's own refusals and requests that reached no server say nothing of a workload.
     expect(d.observe(answer(1, 503, { refused: "overflow" }))).toEqual([]);
     expect(d.observe(answer(1, 503, { serverPort: 0, serverAddress: "" }))).toEqual([]);
     expect(d.observe(answer(9, 503))).toEqual([]);
     expect(d.observe(answer(1, 503, { frontend: "f-other" }))).toEqual([]);
-    expect(kinds(fail(1, 1, 599))).toEqual(["eject 198.18.0.1:8080"]);
+    expect(kinds(fail(1, 1, 502))).toEqual(["eject 198.18.0.1:8080"]);
   });
 
   it("keeps a workload out for baseEjectionMs times its ejections (at most 300 s), brought back on the sweep after", () => {

@@ -11,9 +11,13 @@
  * workload (address:port: the same workload is a server of several of the
  * frontend's backend sections, and is ejected from all of them):
  *
- * - an answer 500-599, or none (-1: the server never answered), counts a
- *   failure; any other answer resets the count. Answers the proxy made
- *   itself without asking a server (refusals, no server) count nothing;
+ * - an answer 500-599 counts a failure, and so does no answer: a server
+ *   that refused the connection, closed without answering or outlasted its
+ *   timeout is logged with the 502, 503 or 504 HAProxy answered in its
+ *   place. Any other answer resets the count. What says nothing of the
+ *   server counts nothing: answers the proxy made without asking one
+ *   (refusals, no server), and -1, a client that left before the answer
+ *   (counting it would let any caller eject a healthy backend by hanging up);
  * - consecutive5xx failures in a row eject the workload at once for
  *   baseEjectionMs x the times it has been ejected (at most
  *   MAX_EJECTION_MS, or baseEjectionMs if longer), unless that would put
@@ -115,11 +119,11 @@ export class OutlierDetector {
     f.state.set(host, st);
     // Answers to requests sent before the ejection say nothing new.
     if (st.ejectedUntil !== null) return [];
-    if (r.status >= 200 && r.status < 500) {
+    if (r.status < 100 || r.status > 599) return [];
+    if (r.status < 500) {
       st.failures = 0;
       return [];
     }
-    if (r.status >= 100 && r.status < 200) return [];
     st.failures++;
     st.failedThisInterval = true;
     return this.ejectIfDue(r.frontend, f, host, st);
