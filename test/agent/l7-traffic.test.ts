@@ -24,7 +24,7 @@ const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8"
 const A = { address: "127.0.0.20", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/a" };
 const B = { address: "127.0.0.21", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/b" };
 
-const BASE_EJECTION_MS = 4_000;
+const BASE_EJECTION_MS = 6_000;
 
 describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, loopback)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-traffic-"));
@@ -202,7 +202,19 @@ describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, lo
     for (let i = 0; i < 5; i++) expect((await call(A, ejecting, { path: "/extra" })).status).toBe(503);
     expect(hits()[out[0]!]! - afterReload[out[0]!]!).toBe(0);
 
-    // Back after its time (4 s for a first ejection, on the next 100 ms sweep).
+    // HAProxy killed and started again by the agent: the new worker is told too.
+    const { master } = driver.pids!;
+    process.kill(master, "SIGKILL");
+    await untilHolds("a new proxy", () => driver.pids?.master, (p) => p !== undefined && p !== master, 10_000, 20);
+    await running();
+    for (const a of agents.values()) a.destroy();
+    agents.clear();
+    const afterRestart = hits();
+    for (let i = 0; i < 20; i++) expect((await call(A, ejecting)).status).toBe(200);
+    expect(hits()[out[0]!]! - afterRestart[out[0]!]!).toBe(0);
+    expect(Date.now() - ejectedAt).toBeLessThan(BASE_EJECTION_MS);
+
+    // Back after its time (6 s for a first ejection, on the next 100 ms sweep).
     await until("the ejected backend back", BASE_EJECTION_MS + 3_000, async () => {
       const h = pool[out[0]!]!.hits;
       await call(A, ejecting);

@@ -278,11 +278,12 @@ export class L7Driver {
         }
       } else await running.reload();
       await this.verify(want.doc);
+      // A reload's new worker holds every server ready: the ejections in force are told before the document is reported applied.
+      this.outliers.follow(want.doc);
+      if (kind === "reload") await this.outliers.reapply();
       this.applied = want;
       this.applyError = null;
       this.metrics.follow(want.doc);
-      this.outliers.follow(want.doc);
-      if (kind === "reload") await this.outliers.reapply();
       this.metrics.applies.inc({ kind, result: "ok" });
       this.removeStaleMaps(want.callersMapPath);
       this.o.log("info", "applied the L7 document", { etag: want.etag, kind, worker: running.workerPid });
@@ -392,10 +393,11 @@ export class L7Driver {
       this.process = running;
       this.applied = want;
       this.applyError = null;
-      this.state = "running";
-      this.metrics.follow(want.doc);
+      // The new worker holds every server ready: the ejections in force are told before it is reported running.
       this.outliers.follow(want.doc);
       await this.outliers.reapply();
+      this.state = "running";
+      this.metrics.follow(want.doc);
       this.metrics.applies.inc({ kind: "start", result: "ok" });
       this.metrics.up.set(1);
       this.o.log("info", "L7 proxy started", { master: running.pid, worker: running.workerPid, etag: want.etag });
