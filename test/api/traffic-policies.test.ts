@@ -159,6 +159,38 @@ describe.each(BACKENDS)("trafficPolicies on %s", (backend) => {
       });
     });
 
+    describe("racing writes never leave what the refusals forbid", () => {
+      it("two policies for one service at once: one is taken, the other refused with 409", async () => {
+        for (let round = 0; round < 5; round++) {
+          const [one, two] = await Promise.all(["race-1", "race-2"].map((name) => putResource(app, a.token, a.tenant, `trafficPolicies/${name}`, full("shop"))));
+          expect([one!.statusCode, two!.statusCode].sort(), `${one!.body} ${two!.body}`).toEqual([201, 409]);
+          const stored = (await app.inject({ url: `/v1/tenants/${a.tenant}/trafficPolicies`, headers: bearer(a.token) })).json().items as { name: string }[];
+          const winners = stored.filter((p) => p.name.startsWith("race-"));
+          expect(winners).toHaveLength(1);
+          expect((await del(a, winners[0]!.name)).statusCode).toBe(204);
+        }
+      });
+
+      it("a policy and the deletion of its service: never a policy naming a service that is gone", async () => {
+        for (let round = 0; round < 5; round++) {
+          await mustPut(app, a.token, a.tenant, "services/racy", WEB);
+          const [policy, deletion] = await Promise.all([
+            putResource(app, a.token, a.tenant, "trafficPolicies/racy", full("racy")),
+            app.inject({ method: "DELETE", url: `/v1/tenants/${a.tenant}/services/racy`, headers: bearer(a.token) }),
+          ]);
+          expect([policy.statusCode, deletion.statusCode].sort(), `${policy.body} ${deletion.body}`).toSatisfy(
+            (s: number[]) => (s[0] === 201 && s[1] === 409) || (s[0] === 204 && s[1] === 422),
+          );
+          const stored = await app.inject({ url: url(a, "racy"), headers: bearer(a.token) });
+          const service = await app.inject({ url: `/v1/tenants/${a.tenant}/services/racy`, headers: bearer(a.token) });
+          if (stored.statusCode === 200) {
+            expect(service.statusCode).toBe(200);
+            expect((await del(a, "racy")).statusCode).toBe(204);
+          }
+        }
+      });
+    });
+
     describe("access", () => {
       it("a read token reads but cannot write", async () => {
         await mustPut(app, a.token, a.tenant, "trafficPolicies/guarded", full("web"));
