@@ -13,7 +13,7 @@ import { trafficPolicies } from "../../api/src/db/schema.ts";
 import { read } from "../../api/src/db/transactions.ts";
 import type { L7Document } from "../../api/src/mesh/specs.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
-import { freshAddress, identity, mustPut, putResource, refusedUnwritten, tenantChanges } from "../support/mesh.ts";
+import { expectAuditedAndLogged, expectResourceConventions, expectTenantWalls, freshAddress, identity, mustPut, putResource, readToken, refusedUnwritten, tenantChanges } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
 
 const WEB = { ports: [{ port: 80, protocol: "tcp", targetPort: 8080 }], backends: { selector: { identity: "web" } } };
@@ -35,8 +35,7 @@ describe.each(BACKENDS)("trafficPolicies on %s", (backend) => {
     beforeAll(async () => {
       app = await startApi(backend);
       a = await tenantWithToken(app, ["admin"]);
-      const minted = await app.inject({ method: "POST", url: `/v1/tenants/${a.tenant}/tokens`, headers: bearer(a.token), payload: { name: "reader", scopes: ["read"] } });
-      reader = { token: minted.json().token as string };
+      reader = { token: await readToken(app, a) };
       b = await tenantWithToken(app, ["admin"]);
       for (const t of [a, b]) {
         await identity(app, t.token, t.tenant, "web", { app: "web" });
@@ -52,55 +51,15 @@ describe.each(BACKENDS)("trafficPolicies on %s", (backend) => {
     const refused = (res: Promise<LightMyRequestResponse>, status: number, field?: string) => refusedUnwritten(app, [a.tenant, b.tenant], res, status, field);
 
     it("creates, reads, replaces, lists and deletes a policy with the resource conventions", async () => {
-      const spec = full("web");
-      const created = await putResource(app, a.token, a.tenant, "trafficPolicies/web-limits", spec);
-      expect(created.statusCode, created.body).toBe(201);
-      // The representation is the spec as written, plus the metadata every kind has.
-      const etag = created.headers.etag as string;
-      expect(created.json()).toEqual({ name: "web-limits", ...spec, etag, createdAt: expect.any(String), updatedAt: expect.any(String) });
-      const got = await app.inject({ url: url(a, "web-limits"), headers: bearer(reader.token) });
-      expect(got.statusCode).toBe(200);
-      expect(got.json()).toEqual(created.json());
-      expect((await app.inject({ url: url(a, "web-limits"), headers: { ...bearer(a.token), "if-none-match": etag } })).statusCode).toBe(304);
-
-      // If-None-Match: * makes a PUT create-only; If-Match must name the current version.
-      await refused(putResource(app, a.token, a.tenant, "trafficPolicies/web-limits", spec, { headers: { "if-none-match": "*" } }), 412);
-      await refused(putResource(app, a.token, a.tenant, "trafficPolicies/web-limits", spec, { headers: { "if-match": '"1"' } }), 412);
       // A replace with fewer parts drops the rest: absent stays absent.
-      const next = { targetRef: { name: "web" }, rateLimit: { requestsPerSecond: 5 } };
-      const replaced = await putResource(app, a.token, a.tenant, "trafficPolicies/web-limits", next, { headers: { "if-match": etag } });
-      expect(replaced.statusCode, replaced.body).toBe(200);
-      expect(replaced.json()).toEqual({ name: "web-limits", ...next, etag: replaced.headers.etag, createdAt: created.json().createdAt, updatedAt: expect.any(String) });
-      expect(replaced.headers.etag).not.toBe(etag);
-
-      await mustPut(app, a.token, a.tenant, "trafficPolicies/shop-limits", { targetRef: { name: "shop" }, connectionPool: { maxConnections: 1 } });
-      const first = await app.inject({ url: `/v1/tenants/${a.tenant}/trafficPolicies?limit=1`, headers: bearer(reader.token) });
-      expect(first.json()).toMatchObject({ items: [{ name: "shop-limits" }], nextCursor: expect.any(String) });
-      const rest = await app.inject({ url: `/v1/tenants/${a.tenant}/trafficPolicies?cursor=${first.json().nextCursor}`, headers: bearer(reader.token) });
-      expect(rest.json()).toMatchObject({ items: [{ name: "web-limits" }], nextCursor: null });
-
-      await refused(app.inject({ method: "DELETE", url: url(a, "web-limits"), headers: { ...bearer(a.token), "if-match": etag } }), 412);
-      expect((await app.inject({ method: "DELETE", url: url(a, "web-limits"), headers: { ...bearer(a.token), "if-match": replaced.headers.etag as string } })).statusCode).toBe(204);
-      expectProblem(await app.inject({ url: url(a, "web-limits"), headers: bearer(a.token) }), 404);
-      await refused(del(a, "web-limits"), 404);
-      expect((await del(a, "shop-limits")).statusCode).toBe(204);
+      await expectResourceConventions(app, { ...a, readToken: reader.token }, "trafficPolicies", [
+        { name: "web-limits", spec: full("web"), replacement: { targetRef: { name: "web" }, rateLimit: { requestsPerSecond: 5 } } },
+        { name: "shop-limits", spec: { targetRef: { name: "shop" }, connectionPool: { maxConnections: 1 } } },
+      ]);
     });
 
     it("audits each write and logs it as a change, so the compiler and agents follow it", async () => {
-      const changesBefore = (await app.inject({ url: `/v1/tenants/${a.tenant}/changes`, headers: bearer(a.token) })).json().items.length as number;
-      await mustPut(app, a.token, a.tenant, "trafficPolicies/logged", full("web"));
-      await mustPut(app, a.token, a.tenant, "trafficPolicies/logged", full("web"));
-      expect((await del(a, "logged")).statusCode).toBe(204);
-      const audit = (await app.inject({ url: `/v1/tenants/${a.tenant}/audit?limit=1000`, headers: bearer(a.token) })).json().items as { action: string; resource: string }[];
-      expect(audit.filter((e) => e.resource === "trafficPolicy/logged").map((e) => e.action)).toEqual(["trafficPolicy.create", "trafficPolicy.replace", "trafficPolicy.delete"]);
-      const changes = (await app.inject({ url: `/v1/tenants/${a.tenant}/changes`, headers: bearer(a.token) })).json().items as { kind: string; name: string; op: string; revision: number }[];
-      const logged = changes.slice(changesBefore);
-      expect(logged.map((c) => [c.kind, c.name, c.op])).toEqual([
-        ["trafficPolicy", "logged", "upsert"],
-        ["trafficPolicy", "logged", "upsert"],
-        ["trafficPolicy", "logged", "delete"],
-      ]);
-      expect(new Set(logged.map((c) => c.revision)).size).toBe(3);
+      await expectAuditedAndLogged(app, a, "trafficPolicies", "trafficPolicy", "logged", full("web"));
     });
 
     it("a dry run checks everything and writes nothing", async () => {
@@ -159,24 +118,41 @@ describe.each(BACKENDS)("trafficPolicies on %s", (backend) => {
       });
     });
 
-    describe("access", () => {
-      it("a read token reads but cannot write", async () => {
-        await mustPut(app, a.token, a.tenant, "trafficPolicies/guarded", full("web"));
-        expect((await app.inject({ url: url(a, "guarded"), headers: bearer(reader.token) })).statusCode).toBe(200);
-        await refused(putResource(app, reader.token, a.tenant, "trafficPolicies/guarded", full("web")), 403);
-        await refused(app.inject({ method: "DELETE", url: url(a, "guarded"), headers: bearer(reader.token) }), 403);
-        expect((await del(a, "guarded")).statusCode).toBe(204);
+    describe("racing writes never leave what the refusals forbid", () => {
+      it("two policies for one service at once: one is taken, the other refused with 409", async () => {
+        for (let round = 0; round < 5; round++) {
+          const [one, two] = await Promise.all(["race-1", "race-2"].map((name) => putResource(app, a.token, a.tenant, `trafficPolicies/${name}`, full("shop"))));
+          expect([one!.statusCode, two!.statusCode].sort(), `${one!.body} ${two!.body}`).toEqual([201, 409]);
+          const stored = (await app.inject({ url: `/v1/tenants/${a.tenant}/trafficPolicies`, headers: bearer(a.token) })).json().items as { name: string }[];
+          const winners = stored.filter((p) => p.name.startsWith("race-"));
+          expect(winners).toHaveLength(1);
+          expect((await del(a, winners[0]!.name)).statusCode).toBe(204);
+        }
       });
 
-      it("another tenant can neither read, list, replace nor delete them: 404, as if they did not exist", async () => {
-        await mustPut(app, a.token, a.tenant, "trafficPolicies/private", full("web"));
-        expectProblem(await app.inject({ url: url(a, "private"), headers: bearer(b.token) }), 404);
-        expectProblem(await app.inject({ url: `/v1/tenants/${a.tenant}/trafficPolicies`, headers: bearer(b.token) }), 404);
-        await refused(putResource(app, b.token, a.tenant, "trafficPolicies/private", full("web")), 404);
-        await refused(app.inject({ method: "DELETE", url: url(a, "private"), headers: bearer(b.token) }), 404);
-        const own = await app.inject({ url: `/v1/tenants/${b.tenant}/trafficPolicies`, headers: bearer(b.token) });
-        expect(own.json().items.map((r: { name: string }) => r.name)).not.toContain("private");
-        expect((await app.inject({ url: url(a, "private"), headers: bearer(a.token) })).json().rateLimit).toEqual({ requestsPerSecond: 20, burst: 40 });
+      it("a policy and the deletion of its service: never a policy naming a service that is gone", async () => {
+        for (let round = 0; round < 5; round++) {
+          await mustPut(app, a.token, a.tenant, "services/racy", WEB);
+          const [policy, deletion] = await Promise.all([
+            putResource(app, a.token, a.tenant, "trafficPolicies/racy", full("racy")),
+            app.inject({ method: "DELETE", url: `/v1/tenants/${a.tenant}/services/racy`, headers: bearer(a.token) }),
+          ]);
+          expect([policy.statusCode, deletion.statusCode].sort(), `${policy.body} ${deletion.body}`).toSatisfy(
+            (s: number[]) => (s[0] === 201 && s[1] === 409) || (s[0] === 204 && s[1] === 422),
+          );
+          const stored = await app.inject({ url: url(a, "racy"), headers: bearer(a.token) });
+          const service = await app.inject({ url: `/v1/tenants/${a.tenant}/services/racy`, headers: bearer(a.token) });
+          if (stored.statusCode === 200) {
+            expect(service.statusCode).toBe(200);
+            expect((await del(a, "racy")).statusCode).toBe(204);
+          }
+        }
+      });
+    });
+
+    describe("access", () => {
+      it("a read token reads but cannot write; another tenant can neither read, list, replace nor delete them: 404, as if they did not exist", async () => {
+        await expectTenantWalls(app, { ...a, readToken: reader.token }, b, "trafficPolicies", "private", full("web"));
         expect((await del(a, "private")).statusCode).toBe(204);
       });
 

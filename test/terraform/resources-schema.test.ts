@@ -77,6 +77,7 @@ const KINDS = [
   { typeName: "weft_workload", path: "/v1/tenants/{tenant}/workloads/{name}", keys: ["tenant", "name"] },
   { typeName: "weft_service", path: "/v1/tenants/{tenant}/services/{name}", keys: ["tenant", "name"] },
   { typeName: "weft_policy", path: "/v1/tenants/{tenant}/policies/{name}", keys: ["tenant", "name"] },
+  { typeName: "weft_traffic_policy", path: "/v1/tenants/{tenant}/trafficPolicies/{name}", keys: ["tenant", "name"] },
 ];
 
 describe("schemas derived from openapi/openapi.json", () => {
