@@ -20,13 +20,13 @@ import { FlowUploader } from "../../nodeagent/src/flows/uploader.ts";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AccessRecord } from "../../nodeagent/src/l7/access-log.ts";
-import type { L7DocumentAnswer } from "../../nodeagent/src/agent/client.ts";
 import type { L7Document } from "../../nodeagent/src/l7/document.ts";
+import type { L7DocumentAnswer } from "../../nodeagent/src/agent/client.ts";
 import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
 import { accessEvents } from "../../nodeagent/src/l7/flows.ts";
 import { serversState } from "../../nodeagent/src/l7/runtime-api.ts";
 import { adminSocketPath } from "../../nodeagent/src/l7/render.ts";
-import { agents, backend, call, closeBackends, DocumentSource, freePort, type Backend } from "../support/l7-loopback.ts";
+import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { until, untilHolds } from "../support/until.ts";
 
 const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
@@ -34,6 +34,9 @@ const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8"
 const WEB = { address: "127.0.0.10", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/web" };
 const ADMIN = { address: "127.0.0.11", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/admin" };
 const INTRUDER = { address: "127.0.0.12", tenant: "globex", spiffeId: "spiffe://globex.test/ns/x/sa/intruder" };
+
+const callers = new Callers();
+const call = callers.call.bind(callers);
 
 describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-"));
@@ -127,26 +130,26 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     ]);
     [api, open, listen] = [await freePort(), await freePort(), await freePort()];
     source.set(doc());
-    driver = new L7Driver({
-      binary: wrapper,
-      stateDir,
-      document: source.answer,
-      registry,
-      records: (batch) => records.push(...batch),
-      pollMs: 200,
-      backoff: { initialMs: 200, maxMs: 1_000 },
-      listen: { address: "127.0.0.1", port: listen },
-      extraBinds: [`127.0.0.1:${api}`, `127.0.0.1:${open}`],
-      log: (level, msg, fields) => process.env.L7_DEBUG && console.log(level, msg, fields),
-    });
+    driver = new L7Driver(
+      loopbackDriverOptions({
+        binary: wrapper,
+        stateDir,
+        document: source.answer,
+        registry,
+        records: (batch) => records.push(...batch),
+        listen: { address: "127.0.0.1", port: listen },
+        extraBinds: [`127.0.0.1:${api}`, `127.0.0.1:${open}`],
+      }),
+    );
     driver.start();
     await running();
   }, 30_000);
 
   afterAll(async () => {
-    for (const a of agents.values()) a.destroy();
+    callers.close();
     await driver?.stop();
-    await closeBackends([v1, v2, flaky, hang, echo]);
+    for (const b of [v1, v2, flaky, hang, echo]) b?.server.closeAllConnections();
+    await Promise.all([v1, v2, flaky, hang, echo].map((b) => b && new Promise((r) => b.server.close(r))));
     rmSync(stateDir, { recursive: true, force: true });
   });
 
@@ -309,8 +312,8 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     await untilHolds("the proxy down", () => driver.status().state, (s) => s === "down", 10_000, 5);
     await untilHolds("a new proxy", () => driver.pids?.master, (p) => p !== undefined && p !== master, 20_000);
     await running();
-    for (const a of agents.values()) a.destroy();
-    agents.clear();
+    // The killed proxy's connections are gone: the next call opens a new one.
+    callers.close();
     expect((await call(WEB, api, { path: "/api/items" })).status).toBe(200);
   }, 40_000);
 

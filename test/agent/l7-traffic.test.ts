@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AccessRecord } from "../../nodeagent/src/l7/access-log.ts";
 import type { L7Document } from "../../nodeagent/src/l7/document.ts";
 import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
-import { backend, call, closeBackends, DocumentSource, freePort, agents, type Backend } from "../support/l7-loopback.ts";
+import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { until, untilHolds } from "../support/until.ts";
 
 const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
@@ -25,6 +25,9 @@ const A = { address: "127.0.0.20", tenant: "acme", spiffeId: "spiffe://acme.test
 const B = { address: "127.0.0.21", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/b" };
 
 const BASE_EJECTION_MS = 6_000;
+
+const callers = new Callers();
+const call = callers.call.bind(callers);
 
 describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, loopback)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-traffic-"));
@@ -96,28 +99,27 @@ describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, lo
     for (let i = 0; i < 4; i++) pool.push(await backend(() => (failing.has(i) ? [503, `p${i} failing`] : [200, `p${i}`])));
     [rated, limited, ejecting, listen] = [await freePort(), await freePort(), await freePort(), await freePort()];
     source.set(doc());
-    driver = new L7Driver({
-      binary: HAPROXY,
-      stateDir,
-      document: source.answer,
-      registry,
-      records: (batch) => records.push(...batch),
-      pollMs: 200,
-      backoff: { initialMs: 200, maxMs: 1_000 },
-      listen: { address: "127.0.0.1", port: listen },
-      extraBinds: [rated, limited, ejecting].map((p) => `127.0.0.1:${p}`),
-      log: (level, msg, fields) => process.env.L7_DEBUG && console.log(level, msg, fields),
-    });
+    driver = new L7Driver(
+      loopbackDriverOptions({
+        binary: HAPROXY,
+        stateDir,
+        document: source.answer,
+        registry,
+        records: (batch) => records.push(...batch),
+        listen: { address: "127.0.0.1", port: listen },
+        extraBinds: [rated, limited, ejecting].map((p) => `127.0.0.1:${p}`),
+      }),
+    );
     driver.start();
     await running();
   }, 30_000);
 
   afterAll(async () => {
     for (const release of held.splice(0)) release();
-    for (const a of agents.values()) a.destroy();
-    agents.clear();
+    callers.close();
     await driver?.stop();
-    await closeBackends([ok, gate, ...pool]);
+    for (const b of [ok, gate, ...pool]) b?.server.closeAllConnections();
+    await Promise.all([ok, gate, ...pool].map((b) => b && new Promise((r) => b.server.close(r))));
     rmSync(stateDir, { recursive: true, force: true });
   });
 
@@ -207,8 +209,8 @@ describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, lo
     process.kill(master, "SIGKILL");
     await untilHolds("a new proxy", () => driver.pids?.master, (p) => p !== undefined && p !== master, 10_000, 20);
     await running();
-    for (const a of agents.values()) a.destroy();
-    agents.clear();
+    // The killed proxy's connections are gone: the next call opens a new one.
+    callers.close();
     const afterRestart = hits();
     for (let i = 0; i < 20; i++) expect((await call(A, ejecting)).status).toBe(200);
     expect(hits()[out[0]!]! - afterRestart[out[0]!]!).toBe(0);
