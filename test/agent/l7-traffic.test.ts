@@ -44,7 +44,7 @@ describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, lo
   let rated: number, limited: number, ejecting: number, listen: number;
 
   /** `extra`: a route /extra to a backend section holding only that backend of the pool. */
-  const doc = (extra?: number): L7Document => ({
+  const doc = (extra?: number, maxPendingRequests = 1): L7Document => ({
     proxyAddress: "127.0.0.1",
     frontends: [
       {
@@ -67,7 +67,7 @@ describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, lo
         rules: [],
         defaultBackend: "d-limited",
         authorization: { governed: false, entries: [] },
-        traffic: { policy: "limited-pool", maxConnections: 1, maxPendingRequests: 1 },
+        traffic: { policy: "limited-pool", maxConnections: 1, maxPendingRequests },
       },
       {
         name: "f-ejecting",
@@ -176,6 +176,24 @@ describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, lo
     held.shift()!();
     expect((await again).status).toBe(200);
     expect(gate.hits).toBe(3);
+
+    // maxPendingRequests 0: nothing waits. A request with a free connection goes through; the next, none free, is refused at once.
+    source.set(doc(undefined, 0));
+    await running();
+    // Kept-alive connections still reach the worker before the reload, with the limit before.
+    callers.close();
+    const alone = call(A, limited);
+    await until("a request at the gate", 5_000, () => (held.length === 1 ? true : undefined));
+    const started = Date.now();
+    const none = await call(B, limited);
+    expect(none.status).toBe(503);
+    expect(JSON.parse(none.body)).toMatchObject({ detail: expect.stringContaining("limited-pool") });
+    expect(Date.now() - started).toBeLessThan(500);
+    held.shift()!();
+    expect((await alone).status).toBe(200);
+    expect(gate.hits).toBe(4);
+    source.set(doc());
+    await running();
   }, 30_000);
 
   it("ejects a backend failing 5 times in a row for its ejection time, at most 25% of them, across a reload, and brings it back", async () => {
