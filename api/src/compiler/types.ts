@@ -195,9 +195,19 @@ export type HttpRouteFilter =
 
 export type RetryCondition = "5xx" | "gateway-error" | "connect-failure" | "reset" | "timeout";
 
+/** A share of a rule's requests: the parent's backends, or another service's of the tenant (name, on port's target port). */
+export interface HttpBackendRef {
+  kind?: "Service";
+  name?: string;
+  /** With name: that service's tcp port; absent: its one tcp port. */
+  port?: number;
+  labels?: Readonly<Record<string, string>>;
+  weight?: number;
+}
+
 export interface HttpRouteRule {
   matches?: readonly HttpRouteMatch[];
-  backendRefs: readonly { labels?: Readonly<Record<string, string>>; weight?: number }[];
+  backendRefs: readonly HttpBackendRef[];
   filters?: readonly HttpRouteFilter[];
   timeouts?: { request?: string; backendRequest?: string };
   retry?: { attempts: number; on?: readonly RetryCondition[]; nonIdempotent?: boolean };

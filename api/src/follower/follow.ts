@@ -500,9 +500,10 @@ export class Follower implements DatapathReader {
           if (this.rows.cidrIdentities.get(c.prefix) !== c.id) return () => null;
           break;
         case "node":
-          // A node with a pod block puts its proxy address into every node's ipcache.
-          if (c.op === "delete" || this.rows.nodes.has(c.row.name) || c.row.podCidr !== undefined) return () => null;
+          if (c.op === "delete" || this.rows.nodes.has(c.row.name)) return () => null;
           nodes.add(c.row.name);
+          // Its proxy address goes into the ipcache of every node hosting a tenant with routes (compile.ts).
+          if (c.row.podCidr !== undefined) for (const t of this.rows.tenantsWithRoutes()) tenantIds.add(t);
           break;
         case "tenant":
           tenantIds.add(c.op === "put" ? c.row.id : c.id);

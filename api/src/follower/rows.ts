@@ -117,6 +117,11 @@ export class Rows {
     return t;
   }
 
+  /** The tenants with at least one httpRoute: the ones whose nodes hold every node's proxy address. */
+  tenantsWithRoutes(): number[] {
+    return [...this.byTenant].filter(([, rows]) => rows.httpRoute.size > 0).map(([id]) => id);
+  }
+
   get(kind: RowKind, tenantId: number, name: string): unknown {
     return this.byTenant.get(tenantId)?.[kind].get(name);
   }
