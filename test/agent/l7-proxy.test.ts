@@ -10,8 +10,6 @@
 // the access log as metrics and flow events.
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { Agent, createServer, request, type IncomingHttpHeaders, type Server } from "node:http";
-import { createServer as createTcpServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
@@ -28,6 +26,7 @@ import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
 import { accessEvents } from "../../nodeagent/src/l7/flows.ts";
 import { serversState } from "../../nodeagent/src/l7/runtime-api.ts";
 import { adminSocketPath } from "../../nodeagent/src/l7/render.ts";
+import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { until, untilHolds } from "../support/until.ts";
 
 const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
@@ -36,69 +35,8 @@ const WEB = { address: "127.0.0.10", tenant: "acme", spiffeId: "spiffe://acme.te
 const ADMIN = { address: "127.0.0.11", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/admin" };
 const INTRUDER = { address: "127.0.0.12", tenant: "globex", spiffeId: "spiffe://globex.test/ns/x/sa/intruder" };
 
-/** A free loopback port (bound, then released). */
-async function freePort(): Promise<number> {
-  const s = createTcpServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-interface Backend {
-  server: Server;
-  port: number;
-  hits: number;
-  seen: IncomingHttpHeaders[];
-}
-
-/** An HTTP backend answering `answer(n)` for its n-th request (status, body); "hang" never answers. */
-async function backend(answer: (n: number, method: string) => [number, string] | "hang"): Promise<Backend> {
-  const b: Backend = { server: createServer(), port: 0, hits: 0, seen: [] };
-  b.server.on("request", (req, res) => {
-    const n = b.hits++;
-    b.seen.push(req.headers);
-    req.resume();
-    const a = answer(n, req.method ?? "");
-    if (a === "hang") return;
-    res.writeHead(a[0], { "content-type": "text/plain" }).end(a[1]);
-  });
-  await new Promise<void>((r) => b.server.listen(0, "127.0.0.1", r));
-  b.port = (b.server.address() as AddressInfo).port;
-  return b;
-}
-
-const agents = new Map<string, Agent>();
-/** One request from `caller`'s address (a keep-alive agent per caller) to 127.0.0.1:port. */
-function call(caller: { address: string }, port: number, o: { method?: string; path?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; type: string }> {
-  let agent = agents.get(caller.address);
-  if (!agent) agents.set(caller.address, (agent = new Agent({ keepAlive: true, maxSockets: 8 })));
-  return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, localAddress: caller.address, method: o.method ?? "GET", path: o.path ?? "/", headers: o.headers ?? {}, agent, timeout: 10_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), type: String(res.headers["content-type"] ?? "") }));
-    });
-    req.on("timeout", () => req.destroy(new Error("request timed out")));
-    req.on("error", reject);
-    req.end();
-  });
-}
-
-/** The API's side: one document at a time, ETagged, 304 for the ETag held. */
-class DocumentSource {
-  private n = 0;
-  private etag = "";
-  private doc: L7Document | null = null;
-  set(doc: L7Document): void {
-    this.doc = doc;
-    this.etag = `"l7-${++this.n}"`;
-  }
-  get currentEtag(): string {
-    return this.etag;
-  }
-  answer = async (etag: string | null): Promise<L7DocumentAnswer> => (etag === this.etag ? { kind: "unchanged" } : { kind: "document", etag: this.etag, body: structuredClone(this.doc) });
-}
+const callers = new Callers();
+const call = callers.call.bind(callers);
 
 describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-"));
@@ -192,24 +130,23 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     ]);
     [api, open, listen] = [await freePort(), await freePort(), await freePort()];
     source.set(doc());
-    driver = new L7Driver({
-      binary: wrapper,
-      stateDir,
-      document: source.answer,
-      registry,
-      records: (batch) => records.push(...batch),
-      pollMs: 200,
-      backoff: { initialMs: 200, maxMs: 1_000 },
-      listen: { address: "127.0.0.1", port: listen },
-      extraBinds: [`127.0.0.1:${api}`, `127.0.0.1:${open}`],
-      log: (level, msg, fields) => process.env.L7_DEBUG && console.log(level, msg, fields),
-    });
+    driver = new L7Driver(
+      loopbackDriverOptions({
+        binary: wrapper,
+        stateDir,
+        document: source.answer,
+        registry,
+        records: (batch) => records.push(...batch),
+        listen: { address: "127.0.0.1", port: listen },
+        extraBinds: [`127.0.0.1:${api}`, `127.0.0.1:${open}`],
+      }),
+    );
     driver.start();
     await running();
   }, 30_000);
 
   afterAll(async () => {
-    for (const a of agents.values()) a.destroy();
+    callers.close();
     await driver?.stop();
     for (const b of [v1, v2, flaky, hang, echo]) b?.server.closeAllConnections();
     await Promise.all([v1, v2, flaky, hang, echo].map((b) => b && new Promise((r) => b.server.close(r))));
@@ -375,8 +312,8 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     await untilHolds("the proxy down", () => driver.status().state, (s) => s === "down", 10_000, 5);
     await untilHolds("a new proxy", () => driver.pids?.master, (p) => p !== undefined && p !== master, 20_000);
     await running();
-    for (const a of agents.values()) a.destroy();
-    agents.clear();
+    // The killed proxy's connections are gone: the next call opens a new one.
+    callers.close();
     expect((await call(WEB, api, { path: "/api/items" })).status).toBe(200);
   }, 40_000);
 

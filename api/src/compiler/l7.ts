@@ -28,6 +28,7 @@ import type {
   HttpRouteMatch,
   HttpRouteRow,
   IdentityRow,
+  JwtKey,
   Part,
   PeerSelector,
   PolicyRow,
@@ -35,6 +36,7 @@ import type {
   RetryCondition,
   ServicePort,
   ServiceRow,
+  TenantRow,
   TrafficPolicyRow,
 } from "./types.ts";
 
@@ -193,8 +195,23 @@ export interface L7AuthorizationEntry {
   sources?: string[];
   methods?: HttpMethod[];
   pathPrefixes?: string[];
+  jwt?: L7Jwt;
   policy: string;
   rule: number;
+}
+
+/** A rule's JWT requirement with its defaults filled in: the tenant's own trust domain, no claims. */
+export interface L7Jwt {
+  trustDomain: string;
+  audiences: string[];
+  claims: { name: string; values: string[] }[];
+}
+
+/** The keys of one tenant's trust domain: keyed by tenant too, since another tenant may name the same trust domain with other keys. */
+export interface L7Jwks {
+  tenant: string;
+  trustDomain: string;
+  keys: JwtKey[];
 }
 
 /** A service's trafficPolicy with its defaults filled in, durations in ms: what the proxy applies to every backend of the frontend. */
@@ -225,6 +242,7 @@ export interface L7Config {
   frontends: L7Frontend[];
   backends: L7Backend[];
   callers: { address: string; tenant: string; spiffeId: string }[];
+  jwks?: L7Jwks[];
 }
 
 /**
@@ -260,7 +278,30 @@ export function l7Document(index: SnapshotIndex, node: string): L7Config | null 
     }),
   );
   callers.sort((a, b) => parseIPv4(a.address) - parseIPv4(b.address));
-  return { proxyAddress, frontends, backends, callers };
+  const jwks = jwksOf(present.map(({ t }) => t.row), frontends);
+  return { proxyAddress, frontends, backends, callers, ...(jwks.length === 0 ? {} : { jwks }) };
+}
+
+/**
+ * The keys of every (tenant, trust domain) an authorization entry's jwt
+ * names, in that order. A trust domain the tenant holds no keys of (a
+ * federation since deleted) is listed with none: no token verifies.
+ */
+function jwksOf(tenants: readonly TenantRow[], frontends: readonly L7Frontend[]): L7Jwks[] {
+  const named = new Map<string, { tenant: string; trustDomain: string }>();
+  for (const f of frontends) {
+    for (const e of f.authorization.entries) {
+      if (e.jwt !== undefined) named.set(JSON.stringify([f.tenant, e.jwt.trustDomain]), { tenant: f.tenant, trustDomain: e.jwt.trustDomain });
+    }
+  }
+  const tenantsByName = new Map(tenants.map((t) => [t.name, t]));
+  return [...named.values()]
+    .sort((a, b) => compare(a.tenant, b.tenant) || compare(a.trustDomain, b.trustDomain))
+    .map(({ tenant, trustDomain }) => {
+      const held = tenantsByName.get(tenant)?.jwtKeys?.find((k) => k.trustDomain === trustDomain)?.keys ?? [];
+      const keys = [...held].sort((a, b) => compare(a.kid, b.kid)).map((k) => ({ kid: k.kid, alg: k.alg, publicKeyPem: k.publicKeyPem }));
+      return { tenant, trustDomain, keys };
+    });
 }
 
 const spiffeIdOf = (t: TenantIndex, identity: IdentityRow | undefined): string | undefined =>
@@ -496,6 +537,13 @@ function authorizationOf(t: TenantIndex, groups: readonly { identities: readonly
       }
       if (rule.http?.methods !== undefined) entry.methods = [...rule.http.methods];
       if (rule.http?.pathPrefixes !== undefined) entry.pathPrefixes = [...rule.http.pathPrefixes];
+      const jwt = rule.http?.jwt;
+      if (jwt !== undefined) {
+        const trustDomain = jwt.trustDomain ?? t.row.trustDomain;
+        // No trust domain to verify against: no token can satisfy the rule, so it matches nothing.
+        if (trustDomain === undefined) return;
+        entry.jwt = { trustDomain, audiences: [...jwt.audiences], claims: (jwt.claims ?? []).map((c) => ({ name: c.name, values: [...c.values] })) };
+      }
       entries.push(entry);
     });
   }
