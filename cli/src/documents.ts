@@ -9,10 +9,13 @@
  *       tenant: acme           # absent: --tenant, else the login's tenant
  *     spec: { ...the body of PUT /v1/tenants/{tenant}/services/{name} }
  *
- * Tenants themselves are `kind: Tenant` with `metadata.name` only.
+ * Tenants themselves are `kind: Tenant` with `metadata.name` only. A
+ * Gateway API HTTPRoute (it says `apiVersion: gateway.networking.k8s.io/v1`)
+ * is an httpRoute, its metadata.namespace the tenant (gateway-api.ts).
  */
 import { isMap, parseAllDocuments } from "yaml";
 import { CommandError } from "./errors.ts";
+import { fromGatewayHttpRoute, GatewayMappingError, isGatewayDocument } from "./gateway-api.ts";
 import { findKind, kindNames, type Kind } from "./kinds.ts";
 
 export interface ResourceDocument {
@@ -71,6 +74,7 @@ export function readDocuments(
     const fail = (why: string) => new CommandError(`${where}: ${why}`);
     if (!raw.value || typeof raw.value !== "object" || Array.isArray(raw.value)) throw fail("a document must be an object with kind, metadata and spec");
     const doc = raw.value as Record<string, unknown>;
+    if (isGatewayDocument(doc)) return gatewayDocument(doc, where, opts);
     const extra = Object.keys(doc).filter((k) => !TOP_KEYS.includes(k));
     if (extra.length) throw fail(`unknown top-level field ${extra.map((k) => `"${k}"`).join(", ")} (a document has ${TOP_KEYS.join(", ")})`);
     if (typeof doc.kind !== "string") throw fail("kind is missing");
@@ -96,4 +100,21 @@ export function readDocuments(
     if (!owner) throw fail("no tenant: set metadata.tenant, pass --tenant, or log in with --tenant");
     return { kind, name, tenant: owner, spec: spec as Record<string, unknown>, where };
   });
+}
+
+/** A Gateway API HTTPRoute as the httpRoute it maps to; what does not map is refused by its path in the document. */
+function gatewayDocument(doc: Record<string, unknown>, where: string, opts: { tenantFlag?: string; defaultTenant?: string }): ResourceDocument {
+  let mapped: ReturnType<typeof fromGatewayHttpRoute>;
+  try {
+    // --tenant must agree with metadata.namespace; the login's tenant only stands in where the document names none.
+    const meta = doc.metadata as Record<string, unknown> | undefined;
+    const stated = typeof meta === "object" && meta !== null && meta.namespace !== undefined;
+    mapped = fromGatewayHttpRoute(doc, opts.tenantFlag ?? (stated ? undefined : opts.defaultTenant));
+  } catch (err) {
+    if (err instanceof GatewayMappingError) throw new CommandError(`${where}: ${err.message}`);
+    throw err;
+  }
+  const tenant = mapped.namespace ?? opts.tenantFlag ?? opts.defaultTenant;
+  if (!tenant) throw new CommandError(`${where}: no tenant: set metadata.namespace, pass --tenant, or log in with --tenant`);
+  return { kind: findKind("HttpRoute")!, name: mapped.name, tenant, spec: mapped.spec, where };
 }

@@ -233,6 +233,91 @@ describe("the L7 document's authorization", () => {
   });
 });
 
+describe("backend refs naming another service (the Gateway API's canary between services)", () => {
+  // api-v1 and api-v2 are services of their own, on other target ports; the parent "api" keeps its backends for the default.
+  const v1: ServiceRow = { ...api, id: 6, name: "api-v1", vip: "198.19.0.6", ports: [{ port: 80, protocol: "tcp", targetPort: 9001 }], backends: { selector: { identity: "api-v1" } } };
+  const v2: ServiceRow = {
+    ...api,
+    id: 7,
+    name: "api-v2",
+    vip: "198.19.0.7",
+    ports: [
+      { port: 80, protocol: "tcp", targetPort: 9002 },
+      { port: 81, protocol: "tcp", targetPort: 9003 },
+    ],
+    backends: { selector: { labels: { app: "api", version: "v2" } } },
+  };
+  const byService: HttpRouteRow = {
+    id: 8,
+    tenantId: 1,
+    name: "by-service",
+    parentRefs: [{ name: "api", port: 80 }],
+    rules: [{ backendRefs: [{ kind: "Service", name: "api-v1", weight: 90 }, { name: "api-v2", port: 81, weight: 10 }] }],
+  };
+  const named = (more: Partial<Snapshot> = {}) => platform({ services: [api, v1, v2, zetaApi], httpRoutes: [byService], ...more });
+  const ruleBackends = (doc: ReturnType<typeof documentOf>) => doc.frontends[0]!.rules[0]!.backends.map((b) => backend(doc, b.backend));
+
+  it("take the named service's backends on the named port's target port (its one tcp port when none is named), weighted 90/10", () => {
+    const doc = documentOf(named(), "n1");
+    expect(doc.frontends.map((f) => f.service)).toEqual(["api"]);
+    const [toV1, toV2] = ruleBackends(doc);
+    expect(toV1!.servers.map((s) => [s.address, s.port])).toEqual([["10.0.1.11", 9001], ["10.0.2.11", 9001]]);
+    expect(toV2!.servers.map((s) => [s.address, s.port])).toEqual([["10.0.2.12", 9003]]);
+    expect([...toV1!.servers, ...toV2!.servers].map((s) => s.weight)).toEqual([9, 9, 2]);
+    // The parent's own backends, on its own target port, stay the default.
+    expect(backend(doc, "s5-p80-default").servers.map((s) => s.port)).toEqual([8080, 8080, 8080]);
+  });
+
+  it("filter the named service's backends by labels", () => {
+    const route = { ...byService, rules: [{ backendRefs: [{ name: "api-v2", port: 80, labels: { version: "v1" } }, { name: "api-v2", port: 80, labels: { version: "v2" } }] }] };
+    const [none, v2Only] = ruleBackends(documentOf(named({ httpRoutes: [route] }), "n1"));
+    // api-v2 selects only version v2 workloads: the v1 subset of it is empty.
+    expect(none!.servers).toEqual([]);
+    expect(v2Only!.servers.map((s) => [s.address, s.port])).toEqual([["10.0.2.12", 9002]]);
+  });
+
+  it("need not be L7 themselves: the named services keep the socket LB and get no frontend", () => {
+    const doc = documentOf(named(), "n1");
+    expect(doc.frontends.map((f) => f.service)).toEqual(["api"]);
+  });
+
+  it("reach only the route's own tenant: a name the tenant lacks gives no servers, never another tenant's service", () => {
+    const zetaV1: ServiceRow = { ...v1, id: 10, tenantId: 2, vip: "198.19.0.10", backends: { selector: {} } };
+    const route = { ...byService, rules: [{ backendRefs: [{ name: "zeta-only" }] }] };
+    const doc = documentOf(named({ services: [api, zetaApi, { ...zetaV1, name: "zeta-only" }], httpRoutes: [route] }), "n1");
+    expect(ruleBackends(doc)[0]!.servers).toEqual([]);
+  });
+
+  it("bring the named services' policies into the frontend's authorization, on their own target ports", () => {
+    const v1In: PolicyRow = {
+      id: 2,
+      tenantId: 1,
+      name: "v1-in",
+      subject: { identity: "api-v1" },
+      ingress: [
+        { peers: [{ identity: "web" }], ports: [{ port: 9001, protocol: "tcp" }], action: "allow", http: { methods: ["GET"] } },
+        { peers: [{ identity: "web" }], ports: [{ port: 8080, protocol: "tcp" }], action: "allow", http: { methods: ["POST"] } },
+      ],
+    };
+    // Only api-v1's backends are named (not api-v2's), and the parent selects api-v1 too: both ports count for it.
+    const route = { ...byService, rules: [{ backendRefs: [{ name: "api-v1" }] }] };
+    const doc = documentOf(named({ httpRoutes: [route], policies: [v1In] }), "n1");
+    expect(doc.frontends[0]!.authorization).toEqual({
+      governed: true,
+      entries: [
+        { action: "allow", sources: ["spiffe://acme.test/web"], methods: ["GET"], policy: "v1-in", rule: 0 },
+        { action: "allow", sources: ["spiffe://acme.test/web"], methods: ["POST"], policy: "v1-in", rule: 1 },
+      ],
+    });
+    // A policy governing only a service the route sends to (not the parent's backends) governs the frontend.
+    const adminSvc: ServiceRow = { ...v1, id: 11, name: "admin", vip: "198.19.0.11", backends: { selector: { identity: "admin" } } };
+    const adminIn: PolicyRow = { id: 3, tenantId: 1, name: "admin-in", subject: { identity: "admin" }, ingress: [{ peers: [{ identity: "web" }], ports: [{ port: 9001 }], action: "allow", http: { pathPrefixes: ["/ops"] } }] };
+    const toAdmin = { ...byService, rules: [{ backendRefs: [{ name: "admin" }] }] };
+    const governed = documentOf(named({ services: [api, v1, v2, adminSvc, zetaApi], httpRoutes: [toAdmin], policies: [adminIn] }), "n1").frontends[0]!.authorization;
+    expect(governed).toEqual({ governed: true, entries: [{ action: "allow", sources: ["spiffe://acme.test/web"], pathPrefixes: ["/ops"], policy: "admin-in", rule: 0 }] });
+  });
+});
+
 describe("server weights", () => {
   it("are exact when the reduced ratio fits 0..256, else scaled with no non-zero share at 0", () => {
     expect(serverWeights([90, 10])).toEqual([9, 1]);

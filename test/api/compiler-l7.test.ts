@@ -147,14 +147,22 @@ describe("the proxy address", () => {
     expect(proxyAddressOf(undefined)).toBeNull();
   });
 
-  it("every node's ipcache holds every node's proxy address as identity proxy without a tenant, whatever it hosts", () => {
-    for (const node of ["n1", "n2", "n3"]) {
-      const ipcache = compileNode(platform({}), node).maps.ipcache.filter((e) => e.value.identity === PROXY);
+  it("a node hosting a tenant with routes holds every node's proxy address as identity proxy without a tenant", () => {
+    const routed = platform({ httpRoutes: [route([{ name: "api", port: 80 }])] });
+    for (const node of ["n1", "n2"]) {
+      const ipcache = compileNode(routed, node).maps.ipcache.filter((e) => e.value.identity === PROXY);
       expect(ipcache).toEqual(["10.0.1.1", "10.0.2.1", "10.0.3.1"].map((a) => ({ key: { prefix: `${a}/32` }, value: { identity: PROXY, tenant: 0 } })));
     }
-    // A node hosting nothing still knows where proxied connections come from.
-    const empty = compileNode(platform({ nodes: [...nodes, { name: "n4", zone: "a" }] }), "n4");
-    expect(empty.maps.ipcache.map((e) => e.key.prefix)).toEqual(["10.0.1.1/32", "10.0.2.1/32", "10.0.3.1/32"]);
+  });
+
+  it("a node hosting no tenant with routes holds no proxy address: a node joining does not change it", () => {
+    const routed = platform({ httpRoutes: [route([{ name: "api", port: 80 }])] });
+    // n3 hosts only tenant 2, which has no route; n4 hosts nothing.
+    const withN4 = platform({ nodes: [...nodes, { name: "n4", zone: "a", podCidr: "10.0.4.0/24" }], httpRoutes: [route([{ name: "api", port: 80 }])] });
+    expect(compileNode(routed, "n3").maps.ipcache.filter((e) => e.value.identity === PROXY)).toEqual([]);
+    expect(compileNode(withN4, "n4").maps.ipcache).toEqual([]);
+    expect(compileNode(withN4, "n3").maps).toEqual(compileNode(routed, "n3").maps);
+    expect(compileNode(platform({}), "n1").maps.ipcache.filter((e) => e.value.identity === PROXY)).toEqual([]);
   });
 
   it("a workload placed on the address before it was reserved keeps it: one key, one owner", () => {
@@ -165,8 +173,11 @@ describe("the proxy address", () => {
 
   it("a CIDR peer naming the proxy address as a /32 does not take its key", () => {
     const p: PolicyRow = { id: 2, tenantId: 1, name: "odd", subject: { identity: "web" }, egress: [{ peers: [{ cidr: "10.0.2.1/32" }], ports: [], action: "allow" }] };
-    const out = compileNode(platform({ policies: [p] }), "n1");
+    const out = compileNode(platform({ policies: [p], httpRoutes: [route([{ name: "api", port: 80 }])] }), "n1");
     expect(out.maps.ipcache.filter((e) => e.key.prefix === "10.0.2.1/32")).toEqual([{ key: { prefix: "10.0.2.1/32" }, value: { identity: PROXY, tenant: 0 } }]);
+    // Without routes the node holds no proxy address, and the peer is the CIDR it names.
+    const plain = compileNode(platform({ policies: [p] }), "n1");
+    expect(plain.maps.ipcache.filter((e) => e.key.prefix === "10.0.2.1/32").map((e) => e.value.identity)).not.toContain(PROXY);
   });
 });
 
@@ -197,6 +208,25 @@ describe("the proxy's allows at L7 backends", () => {
     expect(proxied(platform({ policies: [audit], httpRoutes: [route([{ name: "api", port: 80 }])] }), "n1")).toEqual([]);
     const denying = tenants.map((t) => (t.id === 1 ? { ...t, defaultAction: "deny" as const } : t));
     expect(proxied(platform({ tenants: denying, httpRoutes: [route([{ name: "api", port: 80 }])] }), "n1")).toHaveLength(1);
+  });
+
+  it("a backend ref naming another service lets the proxy into that service's governed backends on its target port, kept current as it changes", () => {
+    // web:80 is the L7 frontend; its rule sends everything to service api's port 9090 (target 9090), which a policy governs.
+    const toApi: HttpRouteRow = { id: 4, tenantId: 1, name: "to-api", parentRefs: [{ name: "web", port: 80 }], rules: [{ backendRefs: [{ kind: "Service", name: "api", port: 9090 }] }] };
+    const snap = platform({ policies: [governed], httpRoutes: [toApi] });
+    expect(proxied(snap, "n1")).toEqual([
+      { key: { localIdentity: 257, remoteIdentity: PROXY, port: 9090, protocol: 6, direction: "ingress" }, value: { action: "allow", ruleId: L7_PROXY_RULE_ID } },
+    ]);
+    // api itself stays on the socket LB: no route names it as a parent.
+    expect(compileNode(snap, "n1").maps.l7.map((e) => e.key.vip)).toEqual(["198.19.0.6"]);
+    // The named service's backends changing moves the allows, in the live compiler as in a fresh compile.
+    const compiler = createCompiler(snap);
+    const onlyV2: ServiceRow = { ...api, backends: { selector: { identity: "api-v2" } } };
+    compiler.apply({ kind: "service", op: "put", row: onlyV2 });
+    const fresh = { ...snap, services: [onlyV2, web] };
+    for (const node of ["n1", "n2"]) expect(compiler.compileNode(node).hash).toBe(compileNode(fresh, node).hash);
+    expect(proxied(fresh, "n1")).toEqual([]);
+    expect(proxied(fresh, "n2").map((e) => [e.key.localIdentity, e.key.port])).toEqual([[258, 9090]]);
   });
 
   it("a proxy address is never a tenant's peer: its entry has no tenant and other tenants' nodes know it the same way", () => {

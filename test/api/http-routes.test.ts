@@ -224,6 +224,62 @@ describe.each(BACKENDS)("httpRoutes on %s", (backend) => {
       });
     });
 
+    describe("backend refs naming another service of the tenant (the Gateway API's canary between services)", () => {
+      const one = (targetPort: number) => ({ ports: [{ port: 80, protocol: "tcp", targetPort }], backends: { selector: { identity: "web" } } });
+      const byName = (backendRefs: unknown[]) => ({ parentRefs: [{ name: "web", port: 80 }], rules: [{ backendRefs }] });
+      const put = (spec: unknown) => putResource(app, a.token, a.tenant, "httpRoutes/split", spec);
+      beforeAll(async () => {
+        await mustPut(app, a.token, a.tenant, "services/web-v1", one(9001));
+        await mustPut(app, a.token, a.tenant, "services/web-v2", one(9002));
+        await mustPut(app, b.token, b.tenant, "services/b-v3", one(9003));
+      });
+
+      it("are taken with kind Service, a name, and a port (or none when the service has one tcp port), and read back as written", async () => {
+        const spec = byName([{ kind: "Service", name: "web-v1", weight: 90 }, { name: "web-v2", port: 80, weight: 10, labels: { app: "web" } }, { name: "web", port: 8443 }]);
+        const res = await put(spec);
+        expect(res.statusCode, res.body).toBe(201);
+        expect(res.json().rules).toEqual(spec.rules);
+        expect((await app.inject({ method: "DELETE", url: url(a, "split"), headers: bearer(a.token) })).statusCode).toBe(204);
+      });
+
+      it("refuse an unknown service, another tenant's, one without tcp ports, a port it lacks, or no port where it has several (422)", async () => {
+        const unknown = await refused(put(byName([{ name: "web-v1" }, { name: "no-such" }])), 422, "body.rules.0.backendRefs.1.name");
+        expect(unknown.detail).toBe('service "no-such" does not exist in this tenant');
+        const theirs = await refused(put(byName([{ name: "b-v3" }])), 422, "body.rules.0.backendRefs.0.name");
+        expect(theirs.detail).toBe('service "b-v3" does not exist in this tenant');
+        await refused(put(byName([{ name: "dns" }])), 422, "body.rules.0.backendRefs.0.name");
+        await refused(put(byName([{ name: "web-v1", port: 81 }])), 422, "body.rules.0.backendRefs.0.port");
+        const several = await refused(put(byName([{ name: "web" }])), 422, "body.rules.0.backendRefs.0.port");
+        expect(several.errors).toEqual([{ field: "body.rules.0.backendRefs.0.port", message: "name one of the service's tcp ports: 80, 8443" }]);
+        await refused(put(byName([{ name: "web", port: 53 }])), 422, "body.rules.0.backendRefs.0.port");
+      });
+
+      it("refuse a port without a name, a kind other than Service, and a bad name (400)", async () => {
+        await refused(put(byName([{ port: 80 }])), 400, "body.rules.0.backendRefs.0.port");
+        await refused(put(byName([{ kind: "Pod", name: "web-v1" }])), 400, "body.rules.0.backendRefs.0.kind");
+        await refused(put(byName([{ name: "Web V1" }])), 400, "body.rules.0.backendRefs.0.name");
+      });
+
+      it("keep the service they name: deleting it, dropping the port, or adding a second tcp port to a ref naming none (409)", async () => {
+        await mustPut(app, a.token, a.tenant, "httpRoutes/split", byName([{ name: "web-v1", weight: 90 }, { name: "web-v2", port: 80, weight: 10 }]));
+        const gone = await refused(app.inject({ method: "DELETE", url: `/v1/tenants/${a.tenant}/services/web-v2`, headers: bearer(a.token) }), 409);
+        expect(gone.detail).toBe('service "web-v2" is named by httpRoute "split": change or delete the route first');
+        expect(gone.errors).toEqual([{ field: "httpRoutes.split.rules.0.backendRefs.1", message: "names this service" }]);
+        await refused(app.inject({ method: "DELETE", url: `/v1/tenants/${a.tenant}/services/web-v2?dryRun=true`, headers: bearer(a.token) }), 409);
+        const renumbered = await refused(putResource(app, a.token, a.tenant, "services/web-v2", { ...one(9002), ports: [{ port: 81, protocol: "tcp", targetPort: 9002 }] }), 409);
+        expect(renumbered.errors).toEqual([{ field: "httpRoutes.split.rules.0.backendRefs.1", message: "names tcp port 80" }]);
+        const second = await refused(putResource(app, a.token, a.tenant, "services/web-v1", { ...one(9001), ports: [...one(9001).ports, { port: 81, protocol: "tcp", targetPort: 9001 }] }), 409);
+        expect(second.errors).toEqual([{ field: "httpRoutes.split.rules.0.backendRefs.0", message: "names the one tcp port of this service" }]);
+        // Its one port renumbered is still its one port; target ports and backends change freely.
+        const moved = await putResource(app, a.token, a.tenant, "services/web-v1", { ...one(9011), ports: [{ port: 82, protocol: "tcp", targetPort: 9011 }] });
+        expect(moved.statusCode, moved.body).toBe(200);
+        // Once the route lets go, the service goes.
+        expect((await app.inject({ method: "DELETE", url: url(a, "split"), headers: bearer(a.token) })).statusCode).toBe(204);
+        expect((await app.inject({ method: "DELETE", url: `/v1/tenants/${a.tenant}/services/web-v2`, headers: bearer(a.token) })).statusCode).toBe(204);
+        await mustPut(app, a.token, a.tenant, "services/web-v2", one(9002));
+      });
+    });
+
     describe("a service a route names keeps what the route names (409, naming the routes)", () => {
       const svc = { ports: WEB_PORTS, backends: { selector: { identity: "web" } } };
       beforeAll(async () => {

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from "node:crypto";
 import type { LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WeftApp } from "../../api/src/app.ts";
@@ -10,7 +11,8 @@ describe.each(BACKENDS)("policy rules with http on %s", (backend) => {
     let app: WeftApp;
     let a: { tenant: string; token: string };
     beforeAll(async () => {
-      app = await startApi(backend);
+      // An endpoint the allow-list names (loopback, nothing listens): a JWT rule must refuse its trust domain.
+      app = await startApi(backend, { federationEndpoints: ["127.0.0.1:9"], federationFetchTimeoutMs: 500 });
       a = await tenantWithToken(app, ["write"]);
       await identity(app, a.token, a.tenant, "api", { app: "api" });
       await identity(app, a.token, a.tenant, "client", { app: "client" });
@@ -63,6 +65,36 @@ describe.each(BACKENDS)("policy rules with http on %s", (backend) => {
       for (const prefix of ["/api/../admin", "/api/./x", "//api", "/api%2fadmin", "/api?x", "/api#x", "/api/.."]) {
         await refused(put("bad", ingress({ action: "allow", http: { pathPrefixes: ["/ok", prefix] } })), "body.ingress.0.http.pathPrefixes.1");
       }
+    });
+
+    it("stores a jwt requirement of the tenant's own trust domain or one it federates with by a pasted bundle", async () => {
+      const jwk = { ...generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "jwk" }), use: "jwt-svid", kid: "p1" };
+      expect((await putResource(app, a.token, a.tenant, "federations/partner", { trustDomain: "partner.test", bundle: { spiffeBundle: { keys: [jwk] } } })).statusCode).toBe(201);
+      const jwt = { audiences: ["web"], claims: [{ name: "team", values: ['a "b" \\ c', "d e"] }] };
+      const spec = ingress({ action: "allow", http: { methods: ["GET"], jwt } }, { action: "deny", http: { jwt: { trustDomain: "partner.test", audiences: ["x"] } } });
+      const res = await put("jwt", spec);
+      expect(res.statusCode, res.body).toBe(201);
+      expect(res.json().ingress).toEqual(spec.ingress);
+    });
+
+    it("refuses a jwt trust domain the tenant does not trust, or whose keys the proxy does not hold (422 naming it)", async () => {
+      const unknown = await refusedUnwritten(app, [a.tenant], put("bad", ingress({ action: "allow" }, { action: "allow", http: { jwt: { trustDomain: "nobody.test", audiences: ["web"] } } })), 422);
+      expect(unknown.errors?.map((e) => e.field)).toEqual(["body.ingress.1.http.jwt.trustDomain"]);
+      // A bundle endpoint's keys are in each replica's cache, not where the compiler reads.
+      const endpoint = await app.inject({ method: "PUT", url: `/v1/tenants/${a.tenant}/federations/by-endpoint`, headers: bearer(a.token), payload: { trustDomain: "endpoint.test", bundle: { endpointUrl: "https://127.0.0.1:9/bundle" } } });
+      expect(endpoint.statusCode, endpoint.body).toBe(201);
+      const live = await refusedUnwritten(app, [a.tenant], put("bad", ingress({ action: "allow", http: { jwt: { trustDomain: "endpoint.test", audiences: ["web"] } } })), 422);
+      expect(live.errors?.map((e) => e.field)).toEqual(["body.ingress.0.http.jwt.trustDomain"]);
+      expect(live.errors?.[0]?.message).toContain("endpoint");
+      // Another tenant's: accepted (its keys count once it consents).
+      expect((await putResource(app, a.token, a.tenant, "federations/other-tenant", { trustDomain: "other.test", bundle: { tenant: "someone" } })).statusCode).toBe(201);
+      expect((await put("by-tenant", ingress({ action: "allow", http: { jwt: { trustDomain: "other.test", audiences: ["web"] } } }))).statusCode).toBe(201);
+    });
+
+    it("refuses a jwt claim name the proxy would read as a nested member, an empty claim value, and jwt on egress", async () => {
+      await refused(put("bad", ingress({ action: "allow", http: { jwt: { audiences: ["web"], claims: [{ name: "a", values: ["x"] }, { name: "realm.role", values: ["x"] }] } } })), "body.ingress.0.http.jwt.claims.1.name");
+      await refused(put("bad", ingress({ action: "allow", http: { jwt: { audiences: ["web"], claims: [{ name: "team", values: ["x", ""] }] } } })), "body.ingress.0.http.jwt.claims.0.values.1");
+      await refused(put("bad", { subject: { identity: "client" }, egress: [{ action: "allow", http: { jwt: { audiences: ["web"] } } }] }), "body.egress.0.http");
     });
 
     it("refuses what the schema cannot take: unknown methods, repeated methods, empty lists, unknown fields", async () => {

@@ -80,13 +80,13 @@ describe.skipIf(skipBackend("postgres"))("concurrent writes on two API processes
     const head = Number(counter[0].revision);
     expect(logged.map((r) => Number(r.revision))).toEqual(Array.from({ length: head }, (_, i) => i + 1));
 
-    // Each replica serves every node the same state, with every address of the tenant in its ipcache (and the nodes' proxy addresses).
+    // Each replica serves every node the same state, with every address of the tenant in its ipcache.
     const addresses = puts.map((p) => `${p.address}/32`).sort();
     for (const n of nodes) {
       const headers = { authorization: `Bearer ${n.credential}` };
       const states = await Promise.all([a, b].map((base) => must(base, "GET", `/v1/nodes/${n.name}/datapath`, headers)));
       expect(states[0]!.json.hash).toBe(states[1]!.json.hash);
-      // Tenant 0: the nodes' L7 proxy addresses, in every ipcache.
+      // Tenant 0: the nodes' L7 proxy addresses, in the ipcache of nodes hosting a tenant with routes.
       const ipcache = states[0]!.json.maps.ipcache as { key: { prefix: string }; value: { tenant: number } }[];
       const prefixes = ipcache.filter((e) => e.value.tenant !== 0).map((e) => e.key.prefix).sort();
       expect(prefixes).toEqual(addresses);

@@ -428,6 +428,54 @@ describe.each(BACKENDS)("Weft resources against the API on %s", (backend) => {
       expect((await get(`/v1/tenants/${tenant}/trafficPolicies/shop-limits`)).statusCode).toBe(404);
     });
 
+    it("weft_http_route: a 90/10 canary between services with a retry applies, reads back, plans no change, and is refused on its attribute", async () => {
+      await identity(app, OPERATOR_TOKEN, tenant, "shop", { app: "shop" });
+      for (const [name, targetPort] of [["shop", 8080], ["shop-v1", 9001], ["shop-v2", 9002]] as const) {
+        await mustPut(app, OPERATOR_TOKEN, tenant, `services/${name}`, { ports: [{ port: 80, protocol: "tcp", targetPort }], backends: { selector: { identity: "shop" } } });
+      }
+      const h = resource("weft_http_route");
+      const config = {
+        tenant,
+        name: "shop-canary",
+        parent_refs: [{ name: "shop", port: 80 }],
+        rules: [
+          {
+            matches: [{ path: { type: "PathPrefix", value: "/api" } }],
+            backend_refs: [{ kind: "Service", name: "shop-v1", weight: 90 }, { name: "shop-v2", port: 80, weight: 10 }],
+            retry: { attempts: 2, on: ["connect-failure", "gateway-error"] },
+            timeouts: { request: "2s", backend_request: "500ms" },
+            filters: [{ type: "ResponseHeaderModifier", response_header_modifier: { set: [{ name: "x-served-by", value: "weft" }] } }],
+          },
+        ],
+      };
+      const state = (await tf.apply(h, null, config))!;
+      expect(state).toMatchObject({ id: `${tenant}/shop-canary`, etag: expect.any(String) });
+      const stored = (await get(`/v1/tenants/${tenant}/httpRoutes/shop-canary`)).json();
+      expect(stored.rules[0]).toMatchObject({
+        backendRefs: [{ kind: "Service", name: "shop-v1", weight: 90 }, { name: "shop-v2", port: 80, weight: 10 }],
+        retry: { attempts: 2, on: ["connect-failure", "gateway-error"] },
+        timeouts: { request: "2s", backendRequest: "500ms" },
+        filters: [{ type: "ResponseHeaderModifier", responseHeaderModifier: { set: [{ name: "x-served-by", value: "weft" }] } }],
+      });
+      expect((await h.read(state, tf.ctx)).state).toEqual(state);
+      expect((await tf.plan(h, state, config)).planned).toEqual(state);
+      // The API's refusals reach the plan on the attribute: a service the tenant lacks, a port the service lacks.
+      const unknown = await tf.plan(h, state, { ...config, rules: [{ backend_refs: [{ name: "no-such" }] }] });
+      expect(errors(unknown.diagnostics)).toEqual([
+        expect.objectContaining({ attribute: [{ attribute: "rules" }, { index: 0 }, { attribute: "backend_refs" }, { index: 0 }, { attribute: "name" }] }),
+      ]);
+      const port = await tf.plan(h, state, { ...config, rules: [{ backend_refs: [{ name: "shop-v1", port: 81 }] }] });
+      expect(errors(port.diagnostics)).toEqual([
+        expect.objectContaining({ attribute: [{ attribute: "rules" }, { index: 0 }, { attribute: "backend_refs" }, { index: 0 }, { attribute: "port" }] }),
+      ]);
+      // While the route names shop-v2, the service stays.
+      expect((await app.inject({ method: "DELETE", url: `/v1/tenants/${tenant}/services/shop-v2`, headers: operator })).statusCode).toBe(409);
+      // An import adopts the route as it is.
+      expect(await h.importState(`${tenant}/shop-canary`, tf.ctx)).toEqual({ state, diagnostics: [] });
+      expect(await tf.apply(h, state, null)).toBeNull();
+      expect((await get(`/v1/tenants/${tenant}/httpRoutes/shop-canary`)).statusCode).toBe(404);
+    });
+
     it("weft_join_token mints a usable token, replaces on a new TTL, and is only forgotten on destroy", async () => {
       const h = resource("weft_join_token");
       const plan = await tf.plan(h, null, { ttl_seconds: 300 });

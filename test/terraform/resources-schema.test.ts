@@ -77,6 +77,7 @@ const KINDS = [
   { typeName: "weft_workload", path: "/v1/tenants/{tenant}/workloads/{name}", keys: ["tenant", "name"] },
   { typeName: "weft_service", path: "/v1/tenants/{tenant}/services/{name}", keys: ["tenant", "name"] },
   { typeName: "weft_policy", path: "/v1/tenants/{tenant}/policies/{name}", keys: ["tenant", "name"] },
+  { typeName: "weft_http_route", path: "/v1/tenants/{tenant}/httpRoutes/{name}", keys: ["tenant", "name"] },
   { typeName: "weft_traffic_policy", path: "/v1/tenants/{tenant}/trafficPolicies/{name}", keys: ["tenant", "name"] },
 ];
 
@@ -194,6 +195,36 @@ describe("validate()", () => {
     const tenant = resource("weft_tenant");
     expect(tenant.validate(fill(tenant.schema.attributes, { name: "acme", default_action: "maybe" }))).toEqual([
       expect.objectContaining({ attribute: [{ attribute: "default_action" }] }),
+    ]);
+  });
+});
+
+describe("validate() of weft_http_route", () => {
+  const route = resource("weft_http_route");
+  const check = (v: Record<string, unknown>) => route.validate(fill(route.schema.attributes, v));
+  const rule = {
+    backend_refs: [{ kind: "Service", name: "web-v1", weight: 90 }, { name: "web-v2", port: 80, weight: 10 }],
+    filters: [
+      { type: "RequestHeaderModifier", request_header_modifier: { set: [{ name: "x-env", value: "prod" }] } },
+      { type: "ResponseHeaderModifier", response_header_modifier: { remove: ["server"] } },
+    ],
+    retry: { attempts: 2, on: ["connect-failure", "gateway-error"] },
+    timeouts: { request: "2s", backend_request: "500ms" },
+  };
+  const good = { tenant: "acme", name: "web-canary", parent_refs: [{ name: "web" }], rules: [rule] };
+
+  it("accepts a canary between services with both header filters, a retry and timeouts", () => {
+    expect(check(good)).toEqual([]);
+  });
+
+  it("points at the attribute: a filter with the other kind's modifier, an unknown retry condition, a bad duration", () => {
+    const mixed = { ...rule, filters: [{ type: "RequestHeaderModifier", response_header_modifier: { remove: ["server"] } }] };
+    expect(check({ ...good, rules: [mixed] })).toEqual([expect.objectContaining({ severity: "error", attribute: [{ attribute: "rules" }, { index: 0 }, { attribute: "filters" }, { index: 0 }] })]);
+    expect(check({ ...good, rules: [{ ...rule, retry: { attempts: 2, on: ["always"] } }] })).toEqual([
+      expect.objectContaining({ attribute: [{ attribute: "rules" }, { index: 0 }, { attribute: "retry" }, { attribute: "on" }, { index: 0 }] }),
+    ]);
+    expect(check({ ...good, rules: [{ ...rule, timeouts: { request: "soon" } }] })).toEqual([
+      expect.objectContaining({ attribute: [{ attribute: "rules" }, { index: 0 }, { attribute: "timeouts" }, { attribute: "request" }] }),
     ]);
   });
 });

@@ -21,7 +21,8 @@
  *  - svc, lb_slot, backend: every service of the tenants present, with tables
  *    for the node's zone where preferSameZone is set; l7 for the frontends
  *    an httpRoute names, which have no svc entry (l7.ts).
- *  - ipcache, too: every node's L7 proxy address (IDENTITY_PROXY, no tenant);
+ *  - ipcache, too: every node's L7 proxy address (IDENTITY_PROXY, no tenant)
+ *    on nodes hosting a tenant with httpRoutes;
  *    policy, too: the proxy's allows at its local backends (l7.ts).
  */
 import { createHash } from "node:crypto";
@@ -374,13 +375,18 @@ class MemoCompiler implements Compiler {
    */
   private collectShared(present: ReadonlyMap<number, unknown>, zone: string, parts: Map<string, Part>, addresses: boolean): void {
     const add = (p: Part): void => void parts.set(p.owner, p);
-    const proxies = (this.proxyPart ??= this.built(proxyAddressPart(this.index)));
-    if ((proxies.entries.ipcache?.length ?? 0) > 0) add(proxies);
+    // Only a tenant with routes has backends the proxies connect to: a node hosting none needs no
+    // proxy addresses, so a node joining reaches the nodes of such tenants only (follow.ts).
+    const proxied = [...present.keys()].some((id) => this.index.tenant(id).httpRoutes.size > 0);
+    if (proxied) {
+      const proxies = (this.proxyPart ??= this.built(proxyAddressPart(this.index)));
+      if ((proxies.entries.ipcache?.length ?? 0) > 0) add(proxies);
+    }
     for (const tenantId of present.keys()) {
       const t = this.index.tenant(tenantId);
       if (addresses) add(this.memo(this.addressParts, tenantId, () => addressPart(t)));
       for (const prefix of this.memo(this.tenantCidrs, tenantId, () => tenantCidrList(t))) {
-        if (this.isPresentWorkload(prefix, present) || this.isProxyAddress(prefix)) continue;
+        if (this.isPresentWorkload(prefix, present) || (proxied && this.isProxyAddress(prefix))) continue;
         add(this.memo(this.cidrParts, prefix, () => cidrPart(prefix, this.cidrIdentity(prefix))));
       }
       for (const s of t.services.values()) {

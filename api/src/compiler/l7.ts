@@ -21,7 +21,24 @@ import { enforcesDirection } from "./policy.ts";
 import { parsePrefix, selects } from "./select.ts";
 import { chooseByZone, resolveBackends, servingPool, type ResolvedBackend } from "./services.ts";
 import { l7Ports, trafficPolicyOf, type SnapshotIndex, type TenantIndex } from "./snapshot-index.ts";
-import type { HttpHeaderModifier, HttpMethod, HttpRouteMatch, HttpRouteRow, IdentityRow, Part, PeerSelector, PortSelector, RetryCondition, ServicePort, ServiceRow, TrafficPolicyRow } from "./types.ts";
+import type {
+  HttpBackendRef,
+  HttpHeaderModifier,
+  HttpMethod,
+  HttpRouteMatch,
+  HttpRouteRow,
+  IdentityRow,
+  JwtKey,
+  Part,
+  PeerSelector,
+  PolicyRow,
+  PortSelector,
+  RetryCondition,
+  ServicePort,
+  ServiceRow,
+  TenantRow,
+  TrafficPolicyRow,
+} from "./types.ts";
 
 /**
  * The rule id of the proxy's allow entries: policy id 0 never comes out of
@@ -76,7 +93,7 @@ export function l7AllowParts(index: SnapshotIndex, t: TenantIndex): Map<number, 
   const ports = new Map<number, Set<number>>();
   for (const s of t.services.values()) {
     for (const sp of l7Ports(t, s)) {
-      for (const b of resolveBackends(index, t, s, sp)) {
+      for (const b of routeTargets(t, s, sp).flatMap((target) => resolveBackends(index, t, target.service, target.port))) {
         const identity = identityAt.get(b.address);
         if (identity === undefined) continue;
         let set = ports.get(identity.numericId);
@@ -98,6 +115,37 @@ export function l7AllowParts(index: SnapshotIndex, t: TenantIndex): Map<number, 
     parts.set(numericId, makePart(l7AllowOwner(numericId), { policy }));
   }
   return parts;
+}
+
+/** Where a backend ref sends: another service's port (its one tcp port when the ref names none), or the frontend's own. */
+interface RefTarget {
+  service: ServiceRow;
+  port: ServicePort;
+}
+
+/** The ref's target; null when the named service or port is not in the snapshot (the API refuses such a route: it gets no servers). */
+function refTarget(t: TenantIndex, s: ServiceRow, sp: ServicePort, ref: HttpBackendRef): RefTarget | null {
+  if (ref.name === undefined) return { service: s, port: sp };
+  const named = t.services.get(ref.name);
+  const tcp = named?.ports.filter((p) => p.protocol === "tcp") ?? [];
+  const port = ref.port === undefined ? (tcp.length === 1 ? tcp[0] : undefined) : tcp.find((p) => p.port === ref.port);
+  return named === undefined || port === undefined ? null : { service: named, port };
+}
+
+const targetKey = (target: RefTarget): string => `${target.service.id}:${target.port.port}`;
+
+/** Every service port a frontend's requests may reach: its own, then each other one its routes' backend refs name. */
+function routeTargets(t: TenantIndex, s: ServiceRow, sp: ServicePort): RefTarget[] {
+  const out = new Map<string, RefTarget>([[targetKey({ service: s, port: sp }), { service: s, port: sp }]]);
+  for (const route of routesOf(t, s, sp)) {
+    for (const rule of route.rules) {
+      for (const ref of rule.backendRefs) {
+        const target = refTarget(t, s, sp, ref);
+        if (target !== null && !out.has(targetKey(target))) out.set(targetKey(target), target);
+      }
+    }
+  }
+  return [...out.values()];
 }
 
 /** The identity of each of the tenant's workloads by its first address: the one a service sends to. */
@@ -147,8 +195,23 @@ export interface L7AuthorizationEntry {
   sources?: string[];
   methods?: HttpMethod[];
   pathPrefixes?: string[];
+  jwt?: L7Jwt;
   policy: string;
   rule: number;
+}
+
+/** A rule's JWT requirement with its defaults filled in: the tenant's own trust domain, no claims. */
+export interface L7Jwt {
+  trustDomain: string;
+  audiences: string[];
+  claims: { name: string; values: string[] }[];
+}
+
+/** The keys of one tenant's trust domain: keyed by tenant too, since another tenant may name the same trust domain with other keys. */
+export interface L7Jwks {
+  tenant: string;
+  trustDomain: string;
+  keys: JwtKey[];
 }
 
 /** A service's trafficPolicy with its defaults filled in, durations in ms: what the proxy applies to every backend of the frontend. */
@@ -179,6 +242,7 @@ export interface L7Config {
   frontends: L7Frontend[];
   backends: L7Backend[];
   callers: { address: string; tenant: string; spiffeId: string }[];
+  jwks?: L7Jwks[];
 }
 
 /**
@@ -214,7 +278,30 @@ export function l7Document(index: SnapshotIndex, node: string): L7Config | null 
     }),
   );
   callers.sort((a, b) => parseIPv4(a.address) - parseIPv4(b.address));
-  return { proxyAddress, frontends, backends, callers };
+  const jwks = jwksOf(present.map(({ t }) => t.row), frontends);
+  return { proxyAddress, frontends, backends, callers, ...(jwks.length === 0 ? {} : { jwks }) };
+}
+
+/**
+ * The keys of every (tenant, trust domain) an authorization entry's jwt
+ * names, in that order. A trust domain the tenant holds no keys of (a
+ * federation since deleted) is listed with none: no token verifies.
+ */
+function jwksOf(tenants: readonly TenantRow[], frontends: readonly L7Frontend[]): L7Jwks[] {
+  const named = new Map<string, { tenant: string; trustDomain: string }>();
+  for (const f of frontends) {
+    for (const e of f.authorization.entries) {
+      if (e.jwt !== undefined) named.set(JSON.stringify([f.tenant, e.jwt.trustDomain]), { tenant: f.tenant, trustDomain: e.jwt.trustDomain });
+    }
+  }
+  const tenantsByName = new Map(tenants.map((t) => [t.name, t]));
+  return [...named.values()]
+    .sort((a, b) => compare(a.tenant, b.tenant) || compare(a.trustDomain, b.trustDomain))
+    .map(({ tenant, trustDomain }) => {
+      const held = tenantsByName.get(tenant)?.jwtKeys?.find((k) => k.trustDomain === trustDomain)?.keys ?? [];
+      const keys = [...held].sort((a, b) => compare(a.kid, b.kid)).map((k) => ({ kid: k.kid, alg: k.alg, publicKeyPem: k.publicKeyPem }));
+      return { tenant, trustDomain, keys };
+    });
 }
 
 const spiffeIdOf = (t: TenantIndex, identity: IdentityRow | undefined): string | undefined =>
@@ -232,8 +319,11 @@ function frontendOf(
   zone: string,
 ): { frontend: L7Frontend; backends: L7Backend[] } {
   const name = frontendName(s, sp);
-  const resolved = resolveBackends(index, t, s, sp);
-  const nearest = (subset: ResolvedBackend[]): ResolvedBackend[] => chooseByZone(servingPool(subset).backends, s.preferSameZone ? zone : null);
+  const targets = routeTargets(t, s, sp);
+  const resolvedAt = new Map(targets.map((target) => [targetKey(target), resolveBackends(index, t, target.service, target.port)]));
+  const resolved = resolvedAt.get(targetKey({ service: s, port: sp }))!;
+  const nearestOf = (service: ServiceRow, subset: ResolvedBackend[]): ResolvedBackend[] => chooseByZone(servingPool(subset).backends, service.preferSameZone ? zone : null);
+  const nearest = (subset: ResolvedBackend[]): ResolvedBackend[] => nearestOf(s, subset);
   const serverOf = (b: ResolvedBackend, weight: number): L7Server => {
     const id = index.backendIds.get(b.key);
     return { name: id === undefined ? `a${b.address.replaceAll(".", "-")}-${b.port}` : `b${id}`, address: b.address, port: b.port, weight };
@@ -245,7 +335,9 @@ function frontendOf(
   for (const route of routesOf(t, s, sp)) {
     route.rules.forEach((rule, ruleIndex) => {
       const refs = rule.backendRefs.map((ref, refIndex) => {
-        const subset = nearest(resolved.filter((b) => ref.labels === undefined || labelled(identityAt.get(b.address), ref.labels)));
+        const target = refTarget(t, s, sp, ref);
+        const pool = target === null ? [] : resolvedAt.get(targetKey(target))!;
+        const subset = target === null ? [] : nearestOf(target.service, pool.filter((b) => ref.labels === undefined || labelled(identityAt.get(b.address), ref.labels)));
         return { name: `${name}-r${route.id}-${ruleIndex}-${refIndex}`, weight: ref.weight ?? 1, subset };
       });
       // Each server's share of the rule: its ref's share, spread over the ref's servers by their own weights.
@@ -269,7 +361,10 @@ function frontendOf(
     port: sp.port,
     rules: byPrecedence(rules),
     defaultBackend: `${name}-default`,
-    authorization: authorizationOf(t, resolved.flatMap((b) => identityAt.get(b.address) ?? []), sp.targetPort),
+    authorization: authorizationOf(
+      t,
+      targets.map((target) => ({ identities: resolvedAt.get(targetKey(target))!.flatMap((b) => identityAt.get(b.address) ?? []), targetPort: target.port.targetPort })),
+    ),
   };
   const policy = trafficPolicyOf(t, s);
   if (policy !== undefined) frontend.traffic = trafficOf(policy);
@@ -406,16 +501,21 @@ export function serverWeights(num: readonly number[], den: readonly number[] = n
 
 /**
  * The frontend's authorization: every enforced ingress rule of every
- * enforced policy selecting one of the service's backends whose ports cover
- * the target port over tcp. Rules without http decide any request of their
+ * enforced policy selecting one of the backends its requests may reach
+ * (the service's own, and those of services its backend refs name) whose
+ * ports cover that backend's target port over tcp: a request is decided
+ * before its backend is picked, so it must pass every policy of every
+ * backend it might reach. Rules without http decide any request of their
  * sources; identity peers become SPIFFE IDs (no peers: any caller of the
  * tenant; only CIDR peers: no caller, the rule is left out). Governed when
  * the datapath decides a backend's ingress by policy (the same test as the
  * default-deny marker): then what no entry allows is refused.
  */
-function authorizationOf(t: TenantIndex, backendIdentities: readonly IdentityRow[], targetPort: number): L7Frontend["authorization"] {
-  const subjects = [...new Set(backendIdentities)];
+function authorizationOf(t: TenantIndex, groups: readonly { identities: readonly IdentityRow[]; targetPort: number }[]): L7Frontend["authorization"] {
+  const subjects = [...new Set(groups.flatMap((g) => g.identities))];
   const policies = [...t.policies.values()].filter((p) => subjects.some((i) => selects(p.subject, i))).sort((a, b) => compare(a.name, b.name));
+  /** The target ports of the groups whose backends the policy selects. */
+  const portsOf = (p: PolicyRow): number[] => groups.filter((g) => g.identities.some((i) => selects(p.subject, i))).map((g) => g.targetPort);
   const governed = subjects.some((i) =>
     enforcesDirection(
       t,
@@ -426,8 +526,9 @@ function authorizationOf(t: TenantIndex, backendIdentities: readonly IdentityRow
   const entries: L7AuthorizationEntry[] = [];
   for (const p of policies) {
     if (p.mode === "audit") continue;
+    const targetPorts = portsOf(p);
     (p.ingress ?? []).forEach((rule, i) => {
-      if (rule.mode === "audit" || !coversTcpPort(rule.ports, targetPort)) return;
+      if (rule.mode === "audit" || !targetPorts.some((port) => coversTcpPort(rule.ports, port))) return;
       const entry: L7AuthorizationEntry = { action: rule.action, policy: p.name, rule: i };
       if (rule.peers.length > 0) {
         const sources = sourcesOf(t, rule.peers);
@@ -436,6 +537,13 @@ function authorizationOf(t: TenantIndex, backendIdentities: readonly IdentityRow
       }
       if (rule.http?.methods !== undefined) entry.methods = [...rule.http.methods];
       if (rule.http?.pathPrefixes !== undefined) entry.pathPrefixes = [...rule.http.pathPrefixes];
+      const jwt = rule.http?.jwt;
+      if (jwt !== undefined) {
+        const trustDomain = jwt.trustDomain ?? t.row.trustDomain;
+        // No trust domain to verify against: no token can satisfy the rule, so it matches nothing.
+        if (trustDomain === undefined) return;
+        entry.jwt = { trustDomain, audiences: [...jwt.audiences], claims: (jwt.claims ?? []).map((c) => ({ name: c.name, values: [...c.values] })) };
+      }
       entries.push(entry);
     });
   }

@@ -21,6 +21,24 @@ export interface TenantRow {
   defaultTransport?: "plaintext" | "mtls";
   /** The tenant's SPIFFE trust domain: with an identity's path, the SPIFFE ID the L7 proxy knows callers by (l7.ts). */
   trustDomain?: string;
+  /**
+   * The JWT-SVID keys the tenant's L7 rules may verify tokens with, by trust
+   * domain: its own CA's (every slot: prepared, active and old) and those of
+   * the federations whose bundle it pasted (l7.ts jwks). Absent: none.
+   */
+  jwtKeys?: readonly TrustDomainJwtKeys[];
+}
+
+export interface JwtKey {
+  kid: string;
+  alg: "ES256" | "ES384" | "RS256";
+  /** SPKI, PEM. */
+  publicKeyPem: string;
+}
+
+export interface TrustDomainJwtKeys {
+  trustDomain: string;
+  keys: readonly JwtKey[];
 }
 
 export interface IdentityRow {
@@ -123,6 +141,15 @@ export interface HttpRuleMatch {
   methods?: readonly HttpMethod[];
   /** Segment prefixes; absent: any path. */
   pathPrefixes?: readonly string[];
+  /** The rule matches only requests carrying such a token (mesh/specs.ts JwtRequirement). */
+  jwt?: JwtRequirement;
+}
+
+export interface JwtRequirement {
+  /** Absent: the tenant's own. */
+  trustDomain?: string;
+  audiences: readonly string[];
+  claims?: readonly { name: string; values: readonly string[] }[];
 }
 
 export interface PolicyRow {
@@ -195,9 +222,19 @@ export type HttpRouteFilter =
 
 export type RetryCondition = "5xx" | "gateway-error" | "connect-failure" | "reset" | "timeout";
 
+/** A share of a rule's requests: the parent's backends, or another service's of the tenant (name, on port's target port). */
+export interface HttpBackendRef {
+  kind?: "Service";
+  name?: string;
+  /** With name: that service's tcp port; absent: its one tcp port. */
+  port?: number;
+  labels?: Readonly<Record<string, string>>;
+  weight?: number;
+}
+
 export interface HttpRouteRule {
   matches?: readonly HttpRouteMatch[];
-  backendRefs: readonly { labels?: Readonly<Record<string, string>>; weight?: number }[];
+  backendRefs: readonly HttpBackendRef[];
   filters?: readonly HttpRouteFilter[];
   timeouts?: { request?: string; backendRequest?: string };
   retry?: { attempts: number; on?: readonly RetryCondition[]; nonIdempotent?: boolean };

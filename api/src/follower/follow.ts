@@ -62,6 +62,7 @@ import {
 import { NODE_KIND } from "../auth/node-credentials.ts";
 import type { ChangeEvent, ChangeFeed } from "../services/change-feed.ts";
 import { admitWrite, tryChanges, type AdmissionRefusal } from "./admission.ts";
+import { federatingTenants, jwtKeysOf } from "./jwt-keys.ts";
 import { NodeHistory, type NodeDelta, type NodeState } from "./history.ts";
 import { httpRouteRowOf, identityRowOf, nodeRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, trafficPolicyRowOf, workloadRowOf } from "./rows.ts";
 
@@ -128,6 +129,9 @@ interface Pulled {
 
 /** The order a pull applies row deletes in: a row that names others before the rows it names, the tenant last. */
 const PULL_DELETE_ORDER: Record<string, number> = { trafficPolicy: 0, httpRoute: 0, policy: 0, service: 1, workload: 2, identity: 3, tenant: 4 };
+
+/** Change-log kinds that change a tenant's JWT keys: its CA's bundle (ca/store.ts), its federations. */
+const JWT_KEY_KINDS = new Set(["bundle", "federation"]);
 
 /** The node columns the compiler reads. */
 const NODE_COLUMNS = { name: nodesTable.name, zone: nodesTable.zone, unreachableSince: nodesTable.unreachableSince, podCidr: nodesTable.podCidr };
@@ -286,6 +290,7 @@ export class Follower implements DatapathReader {
     const [counter] = await tx.select({ revision: revisionCounter.revision }).from(revisionCounter);
     // One after another: a transaction is one connection, and pg refuses overlapping queries on it.
     const ts = await tx.select().from(tenants);
+    const keys = await jwtKeysOf(tx);
     const ids = await tx.select().from(identities);
     const ws = await tx.select().from(workloads);
     const sick = new Set((await tx.select().from(workloadHealth).where(eq(workloadHealth.healthy, false))).map((h) => `${h.tenantId}/${h.name}`));
@@ -302,7 +307,7 @@ export class Follower implements DatapathReader {
       first: head + 1,
       changes: [],
       full: {
-        tenants: ts.map(tenantRowOf),
+        tenants: ts.map((t) => tenantRowOf(t, keys.get(t.id))),
         identities: ids.map(identityRowOf),
         workloads: ws.map((w) => workloadRowOf(w, sick.has(`${w.tenantId}/${w.name}`) ? false : null)),
         services: ss.map(serviceRowOf),
@@ -338,11 +343,19 @@ export class Follower implements DatapathReader {
       .orderBy(asc(changeLog.revision), asc(changeLog.id));
     // The last change of each resource decides the order its current row is applied in.
     const latest = new Map<string, ChangeEvent>();
-    for (const e of logged) {
+    for (const logEvent of logged) {
+      // A CA rotation (bundle) or a federation changes the tenant's JWT keys, which the tenant's row carries.
+      const e = JWT_KEY_KINDS.has(logEvent.kind) ? { ...logEvent, kind: "tenant" } : logEvent;
       if (e.kind !== "tenant" && !(ROW_KINDS as readonly string[]).includes(e.kind)) continue;
-      const key = `${e.kind}/${e.tenantId}/${e.name}`;
+      const key = e.kind === "tenant" ? `tenant/${e.tenantId}` : `${e.kind}/${e.tenantId}/${e.name}`;
       latest.delete(key);
       latest.set(key, e);
+    }
+    // A tenant's CA or federations also change the keys of the tenants that federate with it by name.
+    const keyChanged = new Set(logged.filter((e) => JWT_KEY_KINDS.has(e.kind)).map((e) => e.tenantId));
+    for (const tenantId of await federatingTenants(tx, [...keyChanged])) {
+      const key = `tenant/${tenantId}`;
+      if (!latest.has(key)) latest.set(key, { revision: head, tenantId, kind: "tenant", name: "", op: "upsert" });
     }
     const puts: Change[] = [];
     const deletes: { order: number; change: Change }[] = [];
@@ -385,7 +398,9 @@ export class Follower implements DatapathReader {
     switch (kind) {
       case "tenant": {
         const [r] = await tx.select().from(tenants).where(eq(tenants.id, tenantId));
-        return r ? { kind: "tenant", op: "put", row: tenantRowOf(r) } : { kind: "tenant", op: "delete", id: tenantId };
+        if (!r) return { kind: "tenant", op: "delete", id: tenantId };
+        const keys = await jwtKeysOf(tx, [r.id]);
+        return { kind: "tenant", op: "put", row: tenantRowOf(r, keys.get(r.id)) };
       }
       case "identity": {
         const [r] = await tx.select().from(identities).where(and(eq(identities.tenantId, tenantId), eq(identities.name, name)));
@@ -500,9 +515,10 @@ export class Follower implements DatapathReader {
           if (this.rows.cidrIdentities.get(c.prefix) !== c.id) return () => null;
           break;
         case "node":
-          // A node with a pod block puts its proxy address into every node's ipcache.
-          if (c.op === "delete" || this.rows.nodes.has(c.row.name) || c.row.podCidr !== undefined) return () => null;
+          if (c.op === "delete" || this.rows.nodes.has(c.row.name)) return () => null;
           nodes.add(c.row.name);
+          // Its proxy address goes into the ipcache of every node hosting a tenant with routes (compile.ts).
+          if (c.row.podCidr !== undefined) for (const t of this.rows.tenantsWithRoutes()) tenantIds.add(t);
           break;
         case "tenant":
           tenantIds.add(c.op === "put" ? c.row.id : c.id);

@@ -3,7 +3,7 @@
  * and the mirror of those rows kept beside the live compiler.
  */
 import type { httpRoutes, identities, nodes, policies, services, tenants, trafficPolicies, workloads } from "../db/schema.ts";
-import type { Change, HttpRouteRow, IdentityRow, NodeRow, PolicyRow, PolicyRule, ServiceRow, Snapshot, TenantRow, TrafficPolicyRow, WorkloadRow } from "../compiler/index.ts";
+import type { Change, HttpRouteRow, IdentityRow, NodeRow, PolicyRow, PolicyRule, ServiceRow, Snapshot, TenantRow, TrafficPolicyRow, TrustDomainJwtKeys, WorkloadRow } from "../compiler/index.ts";
 
 /** The tenant rows the compiler holds, by the kind the change log names them with. */
 export const ROW_KINDS = ["identity", "workload", "service", "policy", "httpRoute", "trafficPolicy"] as const;
@@ -18,12 +18,14 @@ type PolicyDb = typeof policies.$inferSelect;
 type HttpRouteDb = typeof httpRoutes.$inferSelect;
 type TrafficPolicyDb = typeof trafficPolicies.$inferSelect;
 
-export const tenantRowOf = (r: TenantDb): TenantRow => ({
+/** `jwtKeys`: the tenant's JWT-SVID keys by trust domain (jwt-keys.ts); a tenant written with none has none yet. */
+export const tenantRowOf = (r: TenantDb, jwtKeys: readonly TrustDomainJwtKeys[] = []): TenantRow => ({
   id: r.id,
   name: r.name,
   defaultAction: r.defaultAction,
   ...(r.defaultTransport === "mtls" ? { defaultTransport: "mtls" as const } : {}),
   trustDomain: r.trustDomain,
+  ...(jwtKeys.length === 0 ? {} : { jwtKeys }),
 });
 export const identityRowOf = (r: IdentityDb): IdentityRow => ({
   tenantId: r.tenantId,
@@ -115,6 +117,11 @@ export class Rows {
       this.byTenant.set(tenantId, t);
     }
     return t;
+  }
+
+  /** The tenants with at least one httpRoute: the ones whose nodes hold every node's proxy address. */
+  tenantsWithRoutes(): number[] {
+    return [...this.byTenant].filter(([, rows]) => rows.httpRoute.size > 0).map(([id]) => id);
   }
 
   get(kind: RowKind, tenantId: number, name: string): unknown {

@@ -8,9 +8,10 @@
  * What the schema cannot state is refused here: shape rules before the write
  * (400), the services a route names under the write's lock (422, as any
  * reference the mesh cannot resolve). services.ts asks `requireUnrouted`
- * before a service loses a tcp port a route names, or is deleted (409).
+ * before a service loses a tcp port a route names (as a parent or as a
+ * backend ref's service), or is deleted (409).
  */
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray, or, sql } from "drizzle-orm";
 import { httpRoutes, services } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";
 import type { Follower } from "../follower/follow.ts";
@@ -128,6 +129,15 @@ function checkParents(parents: readonly ParentRef[]): void {
   });
 }
 
+/** A port says which port of a named service; the parent's port is the frontend's, so a port without a name means nothing. */
+function checkBackendRefs(rule: Rule, field: string): void {
+  rule.backendRefs.forEach((ref, b) => {
+    if (ref.port !== undefined && ref.name === undefined) {
+      throw malformed("a backend ref names a port but no service", `${field}.backendRefs.${b}.port`, "port picks a port of the service named by name; the parent's backends take the frontend's own port");
+    }
+  });
+}
+
 /** Rules of the route the schema cannot state: refused as malformed (400). */
 function checkShape(spec: HttpRouteSpec): void {
   checkParents(spec.parentRefs);
@@ -136,6 +146,7 @@ function checkShape(spec: HttpRouteSpec): void {
     checkMatches(rule, field);
     checkFilters(rule, field);
     checkTimeouts(rule, field);
+    checkBackendRefs(rule, field);
   });
 }
 
@@ -146,12 +157,18 @@ const tcpPorts = (ports: ServiceSpec["ports"]): number[] => ports.filter((p) => 
  * names (or some tcp port). A service of another tenant reads exactly like
  * one that exists nowhere.
  */
-async function requireParents(w: WriteScope, tenantId: number, parents: readonly ParentRef[]): Promise<void> {
+async function requireServices(w: WriteScope, tenantId: number, spec: HttpRouteSpec): Promise<void> {
+  const named = [...spec.parentRefs.map((p) => p.name), ...spec.rules.flatMap((r) => r.backendRefs.flatMap((b) => b.name ?? []))];
   const found = await w.tx
     .select({ name: services.name, ports: services.ports })
     .from(services)
-    .where(and(eq(services.tenantId, tenantId), inArray(services.name, [...new Set(parents.map((p) => p.name))])));
+    .where(and(eq(services.tenantId, tenantId), inArray(services.name, [...new Set(named)])));
   const portsOf = new Map(found.map((s) => [s.name, tcpPorts(s.ports as ServiceSpec["ports"])]));
+  requireParents(spec.parentRefs, portsOf);
+  spec.rules.forEach((rule, r) => requireBackendServices(rule, `body.rules.${r}`, portsOf));
+}
+
+function requireParents(parents: readonly ParentRef[], portsOf: ReadonlyMap<string, number[]>): void {
   parents.forEach((ref, i) => {
     const ports = portsOf.get(ref.name);
     if (ports === undefined) throw fieldRefusal("invalid", `service "${ref.name}" does not exist in this tenant`, `body.parentRefs.${i}.name`, `no service "${ref.name}" in this tenant`);
@@ -163,35 +180,75 @@ async function requireParents(w: WriteScope, tenantId: number, parents: readonly
 }
 
 /**
+ * A backend ref naming a service (the Gateway API's canary between
+ * services) names one of the tenant's with the tcp port it gives, or with
+ * exactly one tcp port when it gives none: its backends take the share on
+ * that port's target port. The named service need not be L7 itself.
+ */
+function requireBackendServices(rule: Rule, field: string, portsOf: ReadonlyMap<string, number[]>): void {
+  rule.backendRefs.forEach((ref, b) => {
+    if (ref.name === undefined) return;
+    const at = `${field}.backendRefs.${b}`;
+    const ports = portsOf.get(ref.name);
+    if (ports === undefined) throw fieldRefusal("invalid", `service "${ref.name}" does not exist in this tenant`, `${at}.name`, `no service "${ref.name}" in this tenant`);
+    if (ports.length === 0) throw fieldRefusal("invalid", `service "${ref.name}" has no tcp port`, `${at}.name`, "HTTP backends take tcp ports; this service has only udp ones");
+    if (ref.port === undefined && ports.length > 1) {
+      throw fieldRefusal("invalid", `service "${ref.name}" has several tcp ports`, `${at}.port`, `name one of the service's tcp ports: ${ports.join(", ")}`);
+    }
+    if (ref.port !== undefined && !ports.includes(ref.port)) {
+      throw fieldRefusal("invalid", `service "${ref.name}" has no tcp port ${ref.port}`, `${at}.port`, `the service's tcp ports are ${ports.join(", ")}`);
+    }
+  });
+}
+
+/**
  * Refuses (409, naming each route) to take from a service what a route of
  * its tenant names: the whole service (`ports` null: it is being
- * deleted), or a tcp port a route names by number, or its last tcp port. A
- * route must be changed first, so that no route ever names what is not
- * there.
+ * deleted), or a tcp port a route names by number, or its last tcp port;
+ * as a backend, also the single tcp port a ref naming no port relies on
+ * (a second tcp port would make it ambiguous). A route must be changed
+ * first, so that no route ever names what is not there.
  */
 export async function requireUnrouted(w: WriteScope, tenantId: number, service: string, ports: ServiceSpec["ports"] | null): Promise<void> {
   const keptTcpPorts = ports === null ? null : tcpPorts(ports);
   const naming = await w.tx
-    .select({ name: httpRoutes.name, parentRefs: httpRoutes.parentRefs })
+    .select({ name: httpRoutes.name, parentRefs: httpRoutes.parentRefs, rules: httpRoutes.rules })
     .from(httpRoutes)
-    .where(and(eq(httpRoutes.tenantId, tenantId), sql`${httpRoutes.parentRefs} @> ${JSON.stringify([{ name: service }])}::jsonb`))
+    .where(
+      and(
+        eq(httpRoutes.tenantId, tenantId),
+        or(
+          sql`${httpRoutes.parentRefs} @> ${JSON.stringify([{ name: service }])}::jsonb`,
+          sql`${httpRoutes.rules} @> ${JSON.stringify([{ backendRefs: [{ name: service }] }])}::jsonb`,
+        ),
+      ),
+    )
     .orderBy(httpRoutes.name);
+  const what = (port: number | undefined, lost: (p: number | undefined) => boolean, whole: string): string | null => {
+    if (!lost(port)) return null;
+    return keptTcpPorts === null ? "this service" : port === undefined ? whole : `tcp port ${port}`;
+  };
   const errors: FieldError[] = [];
   for (const route of naming) {
     (route.parentRefs as ParentRef[]).forEach((ref, i) => {
       if (ref.name !== service) return;
-      const lost = keptTcpPorts === null || (ref.port === undefined ? keptTcpPorts.length === 0 : !keptTcpPorts.includes(ref.port));
-      if (!lost) return;
-      const what = keptTcpPorts === null ? "this service" : ref.port === undefined ? "every tcp port of this service" : `tcp port ${ref.port}`;
-      errors.push({ field: `httpRoutes.${route.name}.parentRefs.${i}`, message: `names ${what}` });
+      const lost = what(ref.port, (port) => keptTcpPorts === null || (port === undefined ? keptTcpPorts.length === 0 : !keptTcpPorts.includes(port)), "every tcp port of this service");
+      if (lost) errors.push({ field: `httpRoutes.${route.name}.parentRefs.${i}`, message: `names ${lost}` });
     });
+    (route.rules as Rule[]).forEach((rule, r) =>
+      rule.backendRefs.forEach((ref, b) => {
+        if (ref.name !== service) return;
+        const lost = what(ref.port, (port) => keptTcpPorts === null || (port === undefined ? keptTcpPorts.length !== 1 : !keptTcpPorts.includes(port)), "the one tcp port of this service");
+        if (lost) errors.push({ field: `httpRoutes.${route.name}.rules.${r}.backendRefs.${b}`, message: `names ${lost}` });
+      }),
+    );
   }
   if (errors.length === 0) return;
   const routes = [...new Set(errors.map((e) => e.field.split(".")[1]))];
   const detail =
     keptTcpPorts === null
       ? `service "${service}" is named by httpRoute ${routes.map((r) => `"${r}"`).join(", ")}: change or delete the route first`
-      : `a tcp port of service "${service}" that httpRoute ${routes.map((r) => `"${r}"`).join(", ")} names would be gone: change the route first`;
+      : `a tcp port of service "${service}" that httpRoute ${routes.map((r) => `"${r}"`).join(", ")} names would be gone or no longer the only one: change the route first`;
   throw new MeshRefusal("conflict", detail, errors);
 }
 
@@ -204,7 +261,7 @@ async function putHttpRoute(w: WriteScope, follower: Follower, tenant: TenantDbR
     lock: () => rows.lock(w, tenant.id, name),
     apply: async (existing) => {
       const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
-      await requireParents(w, tenant.id, spec.parentRefs);
+      await requireServices(w, tenant.id, spec);
       const values = { parentRefs: spec.parentRefs, rules: spec.rules, revision: w.revision };
       const [row] = existing
         ? await w.tx.update(httpRoutes).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()

@@ -1,5 +1,6 @@
 import { parseIPv4 } from "@weft/codec";
-import { policies } from "../db/schema.ts";
+import { and, eq, inArray } from "drizzle-orm";
+import { federations, policies } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";
 import { MAX_RULES_PER_POLICY } from "../compiler/ids.ts";
 import { mtlsObstacle } from "../compiler/transport.ts";
@@ -37,6 +38,12 @@ function httpObstacle(direction: "ingress" | "egress", rule: PolicyRule, field: 
   if (cidr >= 0) return { field: `${field}.http`, message: `a CIDR peer (peers.${cidr}) has no identity the proxy can check: http needs identity peers` };
   const port = (rule.ports ?? []).findIndex((p) => p.protocol === "udp" || (p.protocol === "any" && (p.port ?? 0) !== 0));
   if (port >= 0) return { field: `${field}.http`, message: `the proxy reads HTTP over tcp only (ports.${port}): name protocol "tcp" or leave it out` };
+  for (const [k, claim] of (http.jwt?.claims ?? []).entries()) {
+    // The proxy reads a claim by JSON path ($.name): a dot would name a nested member instead.
+    if (claim.name.includes(".")) return { field: `${field}.http.jwt.claims.${k}.name`, message: "a top-level claim's name: the proxy cannot read a name with a dot" };
+    const empty = claim.values.indexOf("");
+    if (empty >= 0) return { field: `${field}.http.jwt.claims.${k}.values.${empty}`, message: "an empty value: a claim the proxy matches holds at least one character" };
+  }
   for (const [k, prefix] of (http.pathPrefixes ?? []).entries()) {
     const problem = pathValueProblem(prefix);
     if (problem) return { field: `${field}.http.pathPrefixes.${k}`, message: problem };
@@ -73,8 +80,35 @@ function checkShape(spec: PolicySpec): void {
   }
 }
 
+/**
+ * A rule's jwt.trustDomain must be the tenant's own or one it federates with
+ * by a pasted bundle or another tenant (whose keys count once it consents):
+ * the proxy verifies with keys the compiler holds, and a bundle endpoint's
+ * live in each replica's cache, not among them. 422 naming the field
+ * otherwise.
+ */
+async function checkJwtTrustDomains(w: WriteScope, tenant: TenantDbRow, spec: PolicySpec): Promise<void> {
+  const named = (spec.ingress ?? []).flatMap((rule, i) => {
+    const td = rule.http?.jwt?.trustDomain;
+    return td === undefined || td === tenant.trustDomain ? [] : [{ field: `body.ingress.${i}.http.jwt.trustDomain`, trustDomain: td }];
+  });
+  if (named.length === 0) return;
+  const rows = await w.tx
+    .select({ trustDomain: federations.trustDomain, bundle: federations.bundle })
+    .from(federations)
+    .where(and(eq(federations.tenantId, tenant.id), inArray(federations.trustDomain, [...new Set(named.map((n) => n.trustDomain))])));
+  for (const n of named) {
+    const row = rows.find((r) => r.trustDomain === n.trustDomain);
+    if (row === undefined) throw fieldRefusal("invalid", "a JWT rule names a trust domain the tenant does not trust", n.field, `neither this tenant's trust domain nor one it federates with`);
+    if ("endpointUrl" in (row.bundle as object)) {
+      throw fieldRefusal("invalid", "the L7 proxy cannot verify this trust domain's tokens", n.field, "the proxy verifies JWTs with the keys of the tenant, a pasted spiffeBundle or another tenant; this federation's bundle comes from an endpoint");
+    }
+  }
+}
+
 async function putPolicy(w: WriteScope, follower: Follower, tenant: TenantDbRow, name: string, spec: PolicySpec, pre: Preconditions) {
   checkShape(spec);
+  await checkJwtTrustDomains(w, tenant, spec);
   return writeMeshRow(w, follower, {
     kind: "policy",
     tenantId: tenant.id,

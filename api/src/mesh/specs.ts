@@ -402,7 +402,8 @@ export const JwtRequirement = Type.Object(
   {
     trustDomain: Type.Optional({
       ...TrustDomain,
-      description: "Whose JWT-SVID keys verify the token (and the trust domain its sub must be in): absent, the tenant's own; otherwise a trust domain the tenant federates with",
+      description:
+        "Whose JWT-SVID keys verify the token (and the trust domain its sub must be in): absent, the tenant's own; otherwise a trust domain the tenant federates with by a pasted bundle or another tenant (its keys count once it consents), not by a bundle endpoint (422)",
     }),
     audiences: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: "^[\\x21-\\x7e]+$" }), {
       minItems: 1,
@@ -748,6 +749,7 @@ const L7Traffic = Type.Object(
 
 const L7Jwks = Type.Object(
   {
+    tenant: { ...Name, description: "Whose keys: two tenants may name one trust domain with different keys (a pasted bundle is the tenant's word only)" },
     trustDomain: TrustDomain,
     keys: Type.Array(
       Type.Object(
@@ -793,7 +795,7 @@ export const L7Document = Type.Object(
       Type.Object({ address: Ipv4, tenant: Name, spiffeId: SpiffeIdText }, { additionalProperties: false }),
       { description: "Every address of this node's workloads: the proxy's only source of a caller's identity" },
     ),
-    jwks: Type.Optional(Type.Array(L7Jwks, { description: "The keys of every trust domain an authorization entry's jwt names" })),
+    jwks: Type.Optional(Type.Array(L7Jwks, { description: "The keys of every (tenant, trust domain) an authorization entry's jwt names; an entry verifies with its frontend's tenant's keys only" })),
   },
   { additionalProperties: false, title: "L7Document" },
 );

@@ -1,12 +1,13 @@
 /** weft get KIND [NAME]: one resource or every one of a kind (all pages), as a table, JSON or YAML. */
 import { call, json, listAll } from "../client.ts";
 import { choice, connection, ENDPOINT_OPTION, OUTPUT_OPTION, requireTenant, TENANT_OPTION, type Command } from "../command.ts";
-import { UsageError } from "../errors.ts";
+import { CommandError, UsageError } from "../errors.ts";
 import { kindArgument, kindNames, kindParams } from "../kinds.ts";
 import { manifest, toDocument } from "../manifest.ts";
+import { NotExpressible, toGatewayHttpRoute } from "../gateway-api.ts";
 import { FORMATS, render, table } from "../output.ts";
 
-const HELP = `Usage: weft get KIND [NAME] [--tenant NAME] [-o table|json|yaml|manifest]
+const HELP = `Usage: weft get KIND [NAME] [--tenant NAME] [-o table|json|yaml|manifest|gateway]
 
 Shows one resource, or every resource of a kind (the API's pages, all of them).
 Kinds: ${kindNames()}
@@ -16,7 +17,9 @@ Options:
   -t, --tenant NAME   the tenant (default: the login's); tenants and nodes need none
   -o, --output FMT    table (default: one row per item), json or yaml (the API's
                       objects), or manifest: YAML documents weft apply -f reads
-                      back (the fields of the kind's PUT body only)
+                      back (the fields of the kind's PUT body only), or for
+                      httpRoutes gateway: Gateway API HTTPRoute documents
+                      (gateway.networking.k8s.io/v1), which weft apply -f reads too
   --endpoint URL      the API (default: the login's, or WEFT_ENDPOINT)
   -h, --help          this help
 
@@ -24,9 +27,10 @@ Examples:
   weft get services --tenant acme
   weft get policy db-ingress -o yaml
   weft get nodes -o json
+  weft get httpRoutes web-canary -o gateway        # as a Gateway API HTTPRoute
   weft get services -o manifest > services.yaml   # edit, then weft apply -f services.yaml`;
 
-const GET_FORMATS = [...FORMATS, "manifest"] as const;
+const GET_FORMATS = [...FORMATS, "manifest", "gateway"] as const;
 
 export const get: Command = {
   name: "get",
@@ -39,6 +43,7 @@ export const get: Command = {
     const kind = kindArgument(rawKind, "get");
     const format = choice(values, "output", GET_FORMATS, "get");
     if (format === "manifest" && !kind.routes.put) throw new UsageError(`${kind.plural} are not applied, so they have no manifest`, "get");
+    if (format === "gateway" && kind.kind !== "HttpRoute") throw new UsageError(`-o gateway shows httpRoutes only (the Gateway API's HTTPRoute), not ${kind.plural}`, "get");
     const { conn, settings } = connection(session, values);
     const tenant = kind.scope === "tenant" ? requireTenant(values, settings, "get") : undefined;
     const items: Record<string, unknown>[] = [];
@@ -51,8 +56,18 @@ export const get: Command = {
     // One resource by name prints as an object, a list as an array.
     const shown = name !== undefined ? items[0] : items;
     if (format === "manifest") session.out(manifest(items.map((i) => toDocument(kind, i, tenant))));
+    else if (format === "gateway") session.out(manifest(items.map((i) => gatewayDocumentOf(i, tenant))));
     else if (format !== "table") session.out(render(format, shown));
     else if (items.length === 0) session.err(`No ${kind.plural}${tenant ? ` in tenant ${tenant}` : ""}.\n`);
     else session.out(table(kind.columns, items));
   },
 };
+
+function gatewayDocumentOf(item: Record<string, unknown>, tenant: string | undefined): Record<string, unknown> {
+  try {
+    return toGatewayHttpRoute(item, tenant);
+  } catch (err) {
+    if (err instanceof NotExpressible) throw new CommandError(`httpRoute/${String(item.name)} cannot be shown as a Gateway API HTTPRoute: ${err.message} (-o manifest shows it as Weft's document)`);
+    throw err;
+  }
+}

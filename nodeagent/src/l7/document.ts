@@ -18,6 +18,8 @@ const PortNumber = Type.Integer({ minimum: 1, maximum: 65535 });
 const SpiffeIdText = Type.String({ pattern: "^spiffe://", maxLength: 2048 });
 const HttpMethod = Type.Union(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"].map((m) => Type.Literal(m)));
 const HttpPath = Type.String({ pattern: "^/[\\x21-\\x7e]*$", maxLength: 1024 });
+const TrustDomain = Type.String({ pattern: "^[a-z0-9._-]+$", minLength: 1, maxLength: 255 });
+const ClaimName = Type.String({ pattern: "^[A-Za-z0-9_.:-]+$", minLength: 1, maxLength: 128 });
 const HeaderName = Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", minLength: 1, maxLength: 256 });
 const HeaderValue = Type.String({ pattern: "^[\\x20-\\x7e]*$", maxLength: 4096 });
 const HeaderPair = Type.Object({ name: HeaderName, value: HeaderValue }, { additionalProperties: false });
@@ -89,6 +91,16 @@ const L7Authorization = Type.Object(
           sources: Type.Optional(Type.Array(SpiffeIdText)),
           methods: Type.Optional(Type.Array(HttpMethod)),
           pathPrefixes: Type.Optional(Type.Array(HttpPath)),
+          jwt: Type.Optional(
+            Type.Object(
+              {
+                trustDomain: TrustDomain,
+                audiences: Type.Array(Type.String()),
+                claims: Type.Array(Type.Object({ name: ClaimName, values: Type.Array(Type.String()) }, { additionalProperties: false })),
+              },
+              { additionalProperties: false },
+            ),
+          ),
           policy: Name,
           rule: Type.Integer({ minimum: 0 }),
         },
@@ -123,6 +135,24 @@ const L7Traffic = Type.Object(
 export type L7Traffic = Static<typeof L7Traffic>;
 export type L7Outlier = NonNullable<L7Traffic["outlier"]>;
 
+const L7Jwks = Type.Object(
+  {
+    tenant: Name,
+    trustDomain: TrustDomain,
+    keys: Type.Array(
+      Type.Object(
+        {
+          kid: Type.String({ minLength: 1, maxLength: 256 }),
+          alg: Type.Union([Type.Literal("ES256"), Type.Literal("ES384"), Type.Literal("RS256")]),
+          publicKeyPem: Type.String({ maxLength: 8192 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const L7Document = Type.Object(
   {
     proxyAddress: Ipv4,
@@ -144,6 +174,7 @@ export const L7Document = Type.Object(
     ),
     backends: Type.Array(L7Backend),
     callers: Type.Array(Type.Object({ address: Ipv4, tenant: Name, spiffeId: SpiffeIdText }, { additionalProperties: false })),
+    jwks: Type.Optional(Type.Array(L7Jwks)),
   },
   { additionalProperties: false, title: "L7Document" },
 );
@@ -158,6 +189,10 @@ export type L7Frontend = L7Document["frontends"][number];
  */
 const SPIFFE_ID = /^spiffe:\/\/[a-z0-9._-]{1,255}(\/[A-Za-z0-9._-]+)*$/;
 const SPIFFE_ID_MESSAGE = "not a SPIFFE ID (spiffe://trust-domain/path of letters, digits, '.', '-', '_')";
+
+/** What the proxy's config takes in quotes (audiences, claim values, kids): printable ASCII, at least one character. */
+const JWT_TEXT = /^[\x20-\x7e]{1,256}$/;
+const JWT_TEXT_MESSAGE = "not 1 to 256 printable ASCII characters";
 
 /**
  * The document `body` is, or why not: the schema's first fault, then what
@@ -209,8 +244,22 @@ export function checkL7Document(body: unknown): L7Document | string {
   }
   for (const [i, f] of body.frontends.entries()) {
     for (const [k, e] of f.authorization.entries.entries()) {
-      for (const [m, s] of (e.sources ?? []).entries()) if (!SPIFFE_ID.test(s)) return `/frontends/${i}/authorization/entries/${k}/sources/${m}: ${SPIFFE_ID_MESSAGE}`;
+      const at = `/frontends/${i}/authorization/entries/${k}`;
+      for (const [m, s] of (e.sources ?? []).entries()) if (!SPIFFE_ID.test(s)) return `${at}/sources/${m}: ${SPIFFE_ID_MESSAGE}`;
+      const jwt = e.jwt;
+      if (jwt === undefined) continue;
+      if (jwt.audiences.length === 0) return `${at}/jwt/audiences: no audience: no token could match`;
+      for (const [m, a] of jwt.audiences.entries()) if (!JWT_TEXT.test(a)) return `${at}/jwt/audiences/${m}: ${JWT_TEXT_MESSAGE}`;
+      for (const [m, c] of jwt.claims.entries()) {
+        // The proxy reads a claim by JSON path: a dot would read a nested member.
+        if (c.name.includes(".")) return `${at}/jwt/claims/${m}/name: a top-level claim's name has no dot`;
+        if (c.values.length === 0) return `${at}/jwt/claims/${m}/values: no value: no token could match`;
+        for (const [n, v] of c.values.entries()) if (!JWT_TEXT.test(v)) return `${at}/jwt/claims/${m}/values/${n}: ${JWT_TEXT_MESSAGE}`;
+      }
     }
+  }
+  for (const [i, td] of (body.jwks ?? []).entries()) {
+    for (const [j, k] of td.keys.entries()) if (!JWT_TEXT.test(k.kid)) return `/jwks/${i}/keys/${j}/kid: ${JWT_TEXT_MESSAGE}`;
   }
   return body;
 }

@@ -35,6 +35,7 @@ import type { L7DocumentAnswer, L7Status as ClientL7Status } from "../agent/clie
 import { parseAccessRecord, type AccessRecord } from "./access-log.ts";
 import { checkL7Document, emptyL7Document, type L7Document } from "./document.ts";
 import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPaths } from "./haproxy-process.ts";
+import { JWT_KEY_FILE, jwtKeyFiles, type JwtKeyFile } from "./jwt-render.ts";
 import { L7Metrics } from "./metrics.ts";
 import { OutlierDriver } from "./outlier-driver.ts";
 import { adminSocketPath, configPath, masterSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
@@ -73,6 +74,8 @@ interface Rendered {
   structure: string;
   callersMap: string;
   callersMapPath: string;
+  /** The JWT keys its config reads (jwt-render.ts), each in its own file. */
+  jwtKeys: JwtKeyFile[];
 }
 
 /** Records handed to `records` at most this often, in one batch. */
@@ -248,7 +251,7 @@ export class L7Driver {
     // Named by content: a new map never changes the file a running worker (or a failed check) reads.
     const callersMapPath = join(this.o.stateDir, `l7-callers-${createHash("sha256").update(callersMap).digest("hex").slice(0, 16)}.map`);
     const options: RenderOptions = { stateDir: this.o.stateDir, callersMap: callersMapPath, ...(this.o.listen ? { listen: this.o.listen } : {}), ...(this.o.extraBinds ? { extraBinds: this.o.extraBinds } : {}) };
-    return { doc, etag, config: renderConfig(doc, options), structure: structureOf(doc, options), callersMap, callersMapPath };
+    return { doc, etag, config: renderConfig(doc, options), structure: structureOf(doc, options), callersMap, callersMapPath, jwtKeys: jwtKeyFiles(doc, this.o.stateDir) };
   }
 
   /** Applies the wanted document (coalesced: one apply at a time, the latest wins). */
@@ -285,7 +288,7 @@ export class L7Driver {
       this.applyError = null;
       this.metrics.follow(want.doc);
       this.metrics.applies.inc({ kind, result: "ok" });
-      this.removeStaleMaps(want.callersMapPath);
+      this.removeStaleFiles(want);
       this.o.log("info", "applied the L7 document", { etag: want.etag, kind, worker: running.workerPid });
     } catch (err) {
       this.applyError = `failed to apply the L7 document ${want.etag ?? "(none)"}: ${(err as Error).message}`;
@@ -297,6 +300,8 @@ export class L7Driver {
   /** Writes the callers map and the config (checked first); null when written, else why HAProxy refused it. */
   private async write(r: Rendered): Promise<string | null> {
     writeFileSync(r.callersMapPath, r.callersMap, { mode: 0o600 });
+    // HAProxy loads each key file when it parses the config: they are there before it is checked or loaded.
+    for (const k of r.jwtKeys) writeFileSync(k.path, k.pem, { mode: 0o600 });
     const candidate = `${this.paths.config}.new`;
     writeFileSync(candidate, r.config, { mode: 0o600 });
     const problem = await checkConfig(this.paths.binary, candidate);
@@ -325,10 +330,12 @@ export class L7Driver {
     if (wrong.length) throw new Error(`haproxy's servers differ from the document: ${wrong.slice(0, 8).join("; ")}`);
   }
 
-  private removeStaleMaps(keep: string): void {
+  /** The callers maps and JWT key files the applied document does not read. */
+  private removeStaleFiles(applied: Rendered): void {
+    const keep = new Set([applied.callersMapPath, ...applied.jwtKeys.map((k) => k.path)]);
     for (const f of readdirSync(this.o.stateDir)) {
       const path = join(this.o.stateDir, f);
-      if (/^l7-callers-[0-9a-f]{16}\.map$/.test(f) && path !== keep) rmSync(path, { force: true });
+      if ((/^l7-callers-[0-9a-f]{16}\.map$/.test(f) || JWT_KEY_FILE.test(f)) && !keep.has(path)) rmSync(path, { force: true });
     }
   }
 

@@ -31,6 +31,7 @@
  */
 import { constants } from "@weft/codec";
 import type { HeaderModifier, L7Authorization, L7Backend, L7Document, L7Frontend, L7Match, RetryCondition } from "./document.ts";
+import { jwtRendering, type JwtRendering } from "./jwt-render.ts";
 import { problemReturn, type Problem } from "./problem.ts";
 import { backendTrafficLines, frontendsOfBackends, pendingLines, rateLimitLines, serverLimit } from "./traffic-render.ts";
 
@@ -198,12 +199,18 @@ function matchTerms(m: L7Match): string[][] {
 }
 
 /** Lines of the frontend for one L7 frontend `f` (the index i names its ACLs). */
-function frontendRules(f: L7Frontend, i: number, backends: ReadonlyMap<string, L7Backend>, callers: number): { select: string[]; decide: string[]; route: string[]; tables: string[] } {
+function frontendRules(
+  f: L7Frontend,
+  i: number,
+  backends: ReadonlyMap<string, L7Backend>,
+  jwt: JwtRendering,
+  callers: number,
+): { select: string[]; decide: string[]; route: string[]; tables: string[] } {
   const fe = `fe${i}`;
   const on = `{ var(txn.fe) -m str ${f.name} }`;
   const refuse = (detail: string, extra: string) => [`http-request set-var(txn.refused) str(forbidden) if ${on} ${extra}`, `${problemReturn({ status: 403, title: "Forbidden", detail })} if ${on} ${extra}`];
   const decide: string[] = [...refuse(`callers of other tenants may not call ${f.tenant}/${f.service}`, `!{ var(txn.caller_tenant) -m str ${f.tenant} }`)];
-  decide.push(...authorization(fe, f, on, refuse));
+  decide.push(...authorization(fe, f, on, refuse, jwt));
   // Only requests the caller may make count against its rate.
   const rate = rateLimitLines(f, on, callers);
   decide.push(...rate.frontend);
@@ -240,7 +247,7 @@ function frontendRules(f: L7Frontend, i: number, backends: ReadonlyMap<string, L
 }
 
 /** Deny entries refuse; when governed, a request no allow entry admits is refused. */
-function authorization(fe: string, f: L7Frontend, on: string, refuse: (detail: string, extra: string) => string[]): string[] {
+function authorization(fe: string, f: L7Frontend, on: string, refuse: (detail: string, extra: string) => string[], jwt: JwtRendering): string[] {
   const a: L7Authorization = f.authorization;
   const lines: string[] = [];
   const acls: string[] = [];
@@ -261,6 +268,11 @@ function authorization(fe: string, f: L7Frontend, on: string, refuse: (detail: s
       // One ACL declared on several lines matches when any line does.
       for (const c of paths.flat()) acls.push(`acl ${name}_p ${c}`);
       parts.push(`${name}_p`);
+    }
+    if (e.jwt) {
+      const check = jwt.entry(name, f.tenant, e.jwt);
+      acls.push(...check.lines);
+      parts.push(check.term);
     }
     return { e, parts };
   });
@@ -283,8 +295,9 @@ export function renderCallersMap(doc: L7Document): string {
 export function renderConfig(doc: L7Document, o: RenderOptions): string {
   const listen = o.listen ?? { address: "127.0.0.1", port: constants.L7_PROXY_PORT };
   const backends = new Map(doc.backends.map((b) => [b.name, b]));
+  const jwt = jwtRendering(doc, o.stateDir, quote);
   const callers = new Set(doc.callers.map((c) => c.spiffeId)).size;
-  const perFrontend = doc.frontends.map((f, i) => frontendRules(f, i, backends, callers));
+  const perFrontend = doc.frontends.map((f, i) => frontendRules(f, i, backends, jwt, callers));
   const owners = frontendsOfBackends(doc);
   const lines = [
     "# Rendered by the weft agent from GET /v1/nodes/{node}/l7; edits are overwritten.",
@@ -328,6 +341,7 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     `  http-request set-var(txn.caller) src,map_ip(${o.callersMap})`,
     `  http-request set-var(txn.caller_tenant) var(txn.caller),field(1,|)`,
     `  http-request set-var(txn.caller_id) var(txn.caller),field(2,|)`,
+    ...jwt.prelude.map((l) => `  ${l}`),
     ...perFrontend.flatMap((p) => p.decide.map((l) => `  ${l}`)),
     "  http-request set-header x-weft-source-identity %[var(txn.caller_id)]",
     "  http-request set-var(txn.pick) rand",

@@ -21,6 +21,8 @@ export type ScalarType = "string" | "number" | "bool";
 export interface Alternative {
   attributes: string[];
   required: string[];
+  /** The values a string attribute must take in this alternative (a discriminator such as filters' type). */
+  values: Record<string, string[]>;
 }
 
 export type Shape =
@@ -117,21 +119,36 @@ function objectShape(schema: JsonSchema, context: Context): ObjectShape {
 /**
  * An anyOf of objects (selector | explicit; identity/labels | cidr) becomes
  * one object with the union of their properties, all optional; validate()
- * then insists that the set ones fit exactly one alternative.
+ * then insists that the set ones fit exactly one alternative. A string enum
+ * several alternatives share (a discriminator: filters' type) takes the
+ * union of their values, and each alternative keeps its own to fit by.
  */
 function unionShape(alternatives: JsonSchema[], context: Context): ObjectShape {
   const byName = new Map<string, Field>();
   for (const alt of alternatives) {
     for (const [property, s] of Object.entries(alt.properties ?? {})) {
-      if (!byName.has(property)) byName.set(property, nestedField(property, s, context, false));
+      const field = nestedField(property, s, context, false);
+      const had = byName.get(property);
+      if (had === undefined) byName.set(property, field);
+      else if (had.shape.kind === "scalar" && had.shape.rules.enum && field.shape.kind === "scalar" && field.shape.rules.enum) {
+        had.shape.rules.enum = [...new Set([...had.shape.rules.enum, ...field.shape.rules.enum])];
+      }
     }
   }
+  const valuesOf = (alt: JsonSchema): Record<string, string[]> =>
+    Object.fromEntries(
+      Object.entries(alt.properties ?? {}).flatMap(([property, s]) => {
+        const enumValues = withoutNull(s).schema.enum;
+        return enumValues ? [[snakeCase(property), enumValues.map(String)]] : [];
+      }),
+    );
   return {
     kind: "object",
     fields: [...byName.values()],
     alternatives: alternatives.map((alt) => ({
       attributes: Object.keys(alt.properties ?? {}).map(snakeCase),
       required: (alt.required ?? []).map(snakeCase),
+      values: valuesOf(alt),
     })),
     rules: {},
   };

@@ -8,6 +8,7 @@ import { UNKNOWN, type Diagnostic, type ProviderHandler, type TfObject } from ".
 import { weftContext } from "./client.ts";
 import { bundleDataSource } from "./data/bundle.ts";
 import { nodeDataSource } from "./data/node.ts";
+import { httpRouteResource } from "./resources/http-route.ts";
 import { identityResource } from "./resources/identity.ts";
 import { joinTokenResource } from "./resources/join-token.ts";
 import { policyResource } from "./resources/policy.ts";
@@ -114,7 +115,7 @@ export function weftProvider(): ProviderHandler {
       return { ctx: weftContext(endpoint, token, ca.pem), diagnostics: [] };
     },
 
-    resources: [tenantResource(), identityResource(), workloadResource(), serviceResource(), policyResource(), trafficPolicyResource(), joinTokenResource()],
+    resources: [tenantResource(), identityResource(), workloadResource(), serviceResource(), policyResource(), joinTokenResource(), httpRouteResource(), trafficPolicyResource()],
     dataSources: [bundleDataSource(), nodeDataSource()],
   };
 }

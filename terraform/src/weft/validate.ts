@@ -85,7 +85,12 @@ function checkAlternatives(shape: Extract<Shape, { kind: "object" }>, value: TfO
   // An unknown attribute may yet be null or set: judge once it is known.
   if (Object.values(value).some((v) => v === UNKNOWN)) return [];
   const set = Object.keys(value).filter((k) => value[k] !== null);
-  const fits = shape.alternatives.filter((alt) => set.every((a) => alt.attributes.includes(a)) && alt.required.every((r) => set.includes(r)));
+  const fits = shape.alternatives.filter(
+    (alt) =>
+      set.every((a) => alt.attributes.includes(a)) &&
+      alt.required.every((r) => set.includes(r)) &&
+      Object.entries(alt.values).every(([a, values]) => value[a] === null || values.includes(value[a] as string)),
+  );
   if (fits.length === 1) return [];
   const choices = shape.alternatives.map((a) => a.attributes.join(" or ")).join("; or ");
   const given = set.length === 0 ? "none is set" : `set: ${set.join(", ")}`;

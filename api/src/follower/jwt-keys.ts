@@ -1,0 +1,120 @@
+/**
+ * The JWT-SVID keys the compiler's L7 documents carry (TenantRow.jwtKeys):
+ * per tenant, its own CA slots' keys under its trust domain; under each
+ * trust domain it federates with, the pasted bundle's jwt-svid keys, or the
+ * named tenant's CA keys once that tenant consents (its reverse federation,
+ * as mesh/federations.ts serves them; none while pending). A federation
+ * naming a bundle endpoint is refused by a JWT rule (mesh/policies.ts): its
+ * bundle lives in each replica's cache, not in these rows.
+ */
+import { createPublicKey, type JsonWebKey, type KeyObject } from "node:crypto";
+import { eq, inArray, or, sql } from "drizzle-orm";
+import { caSlots, federations, tenants } from "../db/schema.ts";
+import type { Tx } from "../db/transactions.ts";
+import type { JwtKey, TrustDomainJwtKeys } from "../compiler/index.ts";
+
+/**
+ * The key as the proxy verifies with it, its alg from its type; null for one
+ * it cannot take (P-521, a kid that is not printable ASCII: the config names
+ * it in quotes), or that does not parse: a row written past the API's checks
+ * costs its own key, never the follower's pull.
+ */
+export function jwtKeyOf(kid: string, material: Buffer | JsonWebKey): JwtKey | null {
+  if (!/^[\x20-\x7e]{1,256}$/.test(kid)) return null;
+  let key: KeyObject;
+  try {
+    key = Buffer.isBuffer(material) ? createPublicKey({ key: material, format: "der", type: "spki" }) : createPublicKey({ key: material, format: "jwk" });
+  } catch {
+    return null;
+  }
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  const alg = key.asymmetricKeyType === "rsa" ? "RS256" : curve === "prime256v1" ? "ES256" : curve === "secp384r1" ? "ES384" : null;
+  return alg === null ? null : { kid, alg, publicKeyPem: key.export({ type: "spki", format: "pem" }).toString() };
+}
+
+/** A pasted bundle's jwt-svid keys (checked when it was written: mesh/federations.ts authoritiesOfJwks). */
+function pastedKeys(bundle: unknown): JwtKey[] {
+  const jwks = (bundle as { spiffeBundle?: { keys?: Record<string, unknown>[] } }).spiffeBundle;
+  return (jwks?.keys ?? []).flatMap((k) => {
+    if (k.use !== "jwt-svid" || typeof k.kid !== "string") return [];
+    const { use: _u, kid, x5c: _x, ...jwk } = k;
+    return jwtKeyOf(kid as string, jwk as JsonWebKey) ?? [];
+  });
+}
+
+type FederationKeysRow = { tenantId: number; trustDomain: string; bundle: unknown };
+const namedTenant = (bundle: unknown): string | undefined => {
+  const tenant = (bundle as { tenant?: unknown }).tenant;
+  return typeof tenant === "string" ? tenant : undefined;
+};
+
+/** Every tenant's keys (tenantIds absent), or those of some tenants, by tenant id. */
+export async function jwtKeysOf(tx: Tx, tenantIds?: readonly number[]): Promise<Map<number, TrustDomainJwtKeys[]>> {
+  const only = tenantIds === undefined ? undefined : [...new Set(tenantIds)];
+  if (only?.length === 0) return new Map();
+  const feds: FederationKeysRow[] = await tx
+    .select({ tenantId: federations.tenantId, trustDomain: federations.trustDomain, bundle: federations.bundle })
+    .from(federations)
+    .where(only ? inArray(federations.tenantId, only) : undefined);
+  const names = [...new Set(feds.flatMap((f) => namedTenant(f.bundle) ?? []))];
+  const ts = await tx
+    .select({ id: tenants.id, name: tenants.name, trustDomain: tenants.trustDomain })
+    .from(tenants)
+    .where(only ? or(inArray(tenants.id, only), names.length ? inArray(tenants.name, names) : undefined) : undefined);
+  const byId = new Map(ts.map((t) => [t.id, t]));
+  const byName = new Map(ts.map((t) => [t.name, t]));
+  // Consent: the named tenant's own federation naming this tenant, with this tenant's trust domain.
+  const namedIds = names.flatMap((n) => byName.get(n)?.id ?? []);
+  const reverse: FederationKeysRow[] = only === undefined ? feds : namedIds.length === 0 ? [] : await tx
+    .select({ tenantId: federations.tenantId, trustDomain: federations.trustDomain, bundle: federations.bundle })
+    .from(federations)
+    .where(inArray(federations.tenantId, namedIds));
+  const consenting = (f: FederationKeysRow): number | undefined => {
+    const self = byId.get(f.tenantId);
+    const other = byName.get(namedTenant(f.bundle)!);
+    if (self === undefined || other === undefined || other.id === self.id || other.trustDomain !== f.trustDomain) return undefined;
+    const consents = reverse.some((r) => r.tenantId === other.id && r.trustDomain === self.trustDomain && namedTenant(r.bundle) === self.name);
+    return consents ? other.id : undefined;
+  };
+  const slotTenants = only === undefined ? undefined : [...new Set([...only, ...namedIds])];
+  const slots = await tx
+    .select({ tenantId: caSlots.tenantId, kid: caSlots.jwtKid, spki: caSlots.jwtPublicKeySpki })
+    .from(caSlots)
+    .where(slotTenants ? inArray(caSlots.tenantId, slotTenants) : undefined);
+  const caKeys = new Map<number, JwtKey[]>();
+  for (const slot of slots) {
+    const key = jwtKeyOf(slot.kid, Buffer.from(slot.spki, "base64"));
+    if (key === null) continue;
+    let list = caKeys.get(slot.tenantId);
+    if (list === undefined) caKeys.set(slot.tenantId, (list = []));
+    list.push(key);
+  }
+  const out = new Map<number, TrustDomainJwtKeys[]>();
+  const add = (tenantId: number, trustDomain: string, keys: readonly JwtKey[]) => {
+    if (keys.length === 0) return;
+    let list = out.get(tenantId);
+    if (list === undefined) out.set(tenantId, (list = []));
+    list.push({ trustDomain, keys: [...keys].sort((a, b) => (a.kid < b.kid ? -1 : a.kid > b.kid ? 1 : 0)) });
+  };
+  for (const t of ts) if (only === undefined || only.includes(t.id)) add(t.id, t.trustDomain, caKeys.get(t.id) ?? []);
+  for (const f of feds) {
+    if (f.trustDomain === byId.get(f.tenantId)?.trustDomain) continue;
+    if (namedTenant(f.bundle) === undefined) add(f.tenantId, f.trustDomain, pastedKeys(f.bundle));
+    else {
+      const other = consenting(f);
+      if (other !== undefined) add(f.tenantId, f.trustDomain, caKeys.get(other) ?? []);
+    }
+  }
+  return out;
+}
+
+/** The tenants whose federation names one of these tenants by name: a change to those tenants' CA or federations changes their keys. */
+export async function federatingTenants(tx: Tx, tenantIds: readonly number[]): Promise<number[]> {
+  if (tenantIds.length === 0) return [];
+  const rows = await tx
+    .select({ tenantId: federations.tenantId })
+    .from(federations)
+    .innerJoin(tenants, eq(sql`${federations.bundle}->>'tenant'`, tenants.name))
+    .where(inArray(tenants.id, [...tenantIds]));
+  return [...new Set(rows.map((r) => r.tenantId))];
+}

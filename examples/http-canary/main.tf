@@ -1,0 +1,69 @@
+# An HTTP canary between two services on Weft: requests to "web" go 90% to
+# the service web-v1 and 10% to web-v2 (the Gateway API's form), each try
+# bounded to 500ms and retried twice on a failed connection or a 502-504.
+# Connections to web go through each node's HTTP proxy; web-v1 and web-v2
+# keep the kernel's socket load balancing for callers that name them.
+# Move traffic with: terraform apply -var v1_weight=50 -var v2_weight=50
+# See ../README.md for how to point Terraform at the provider.
+
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    weft = {
+      source = "weft/weft"
+    }
+  }
+}
+
+provider "weft" {
+  # Left null, these come from WEFT_ENDPOINT and WEFT_TOKEN.
+  endpoint = var.endpoint
+  token    = var.token
+}
+
+# Creating a tenant takes the operator token.
+resource "weft_tenant" "this" {
+  name         = var.tenant
+  display_name = "HTTP canary example"
+}
+
+# Both tracks run as one identity; their version label tells them apart.
+resource "weft_identity" "web" {
+  for_each  = toset(["v1", "v2"])
+  tenant    = weft_tenant.this.name
+  name      = "web-${each.key}"
+  path      = "/ns/prod/sa/web-${each.key}"
+  selectors = { app = "web", version = each.key }
+}
+
+# The service callers use: its own backends are every web workload, taken
+# by requests no rule of the route matches (here: none, the rule matches all).
+resource "weft_service" "web" {
+  tenant   = weft_tenant.this.name
+  name     = "web"
+  ports    = [{ port = 80, protocol = "tcp", target_port = 8080 }]
+  backends = { selector = { labels = { app = "web" } } }
+}
+
+# One service per track, which the route splits between.
+resource "weft_service" "track" {
+  for_each = weft_identity.web
+  tenant   = weft_tenant.this.name
+  name     = "web-${each.key}"
+  ports    = [{ port = 80, protocol = "tcp", target_port = 8080 }]
+  backends = { selector = { identity = each.value.name } }
+}
+
+resource "weft_http_route" "web" {
+  tenant      = weft_tenant.this.name
+  name        = "web-canary"
+  parent_refs = [{ name = weft_service.web.name, port = 80 }]
+  rules = [{
+    backend_refs = [
+      { kind = "Service", name = weft_service.track["v1"].name, port = 80, weight = var.v1_weight },
+      { kind = "Service", name = weft_service.track["v2"].name, port = 80, weight = var.v2_weight },
+    ]
+    timeouts = { request = "2s", backend_request = "500ms" }
+    retry    = { attempts = 2, on = ["connect-failure", "gateway-error"] }
+  }]
+}
