@@ -185,7 +185,9 @@ describe("haproxy.cfg from the L7 document", () => {
     ]);
     expect(fe.indexOf(sum[0]!)).toBeLessThan(fe.findIndex((l) => l.startsWith("use_backend")));
     const b = section(text, "backend b-1-1-0");
-    const full = "{ var(txn.pending) -m int ge 3 } { be_conn_free le 0 }";
+    const full = "{ var(txn.pending) -m int ge 3 } { be_conn_free le 0 } || { var(txn.excess) -m int gt 0 }";
+    // The backend's own count, this request included, against its servers' connections and the limit: exact under concurrent arrivals.
+    expect(b).toEqual(expect.arrayContaining(["http-request set-var(txn.capacity) nbsrv,mul(2),add(3)", "http-request set-var(txn.excess) be_conn,sub(txn.capacity)"]));
     expect(b).toContain(`http-request set-var(txn.refused) str(overflow) if ${full}`);
     const refusal = b.find((l) => l.startsWith("http-request return status 503") && l.endsWith(full))!;
     expect(refusal).toContain("content-type application/problem+json");

@@ -177,6 +177,19 @@ describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, lo
     expect((await again).status).toBe(200);
     expect(gate.hits).toBe(3);
 
+    // Six at once, over six connections: whatever their timing on HAProxy's threads, one is sent, one waits, four are refused at once.
+    const six = Array.from({ length: 6 }, (_, i) => call(i % 2 ? A : B, limited));
+    const settled: number[] = [];
+    for (const p of six) void p.then((r) => settled.push(r.status));
+    await until("four refusals", 5_000, () => (settled.length >= 4 ? true : undefined));
+    expect(settled).toEqual([503, 503, 503, 503]);
+    expect(held.length).toBe(1);
+    held.shift()!();
+    await until("the waiting request at the gate", 5_000, () => (held.length === 1 ? true : undefined));
+    held.shift()!();
+    expect((await Promise.all(six)).map((r) => r.status).sort()).toEqual([200, 200, 503, 503, 503, 503]);
+    expect(gate.hits).toBe(5);
+
     // maxPendingRequests 0: nothing waits. A request with a free connection goes through; the next, none free, is refused at once.
     source.set(doc(undefined, 0));
     await running();
@@ -191,7 +204,7 @@ describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, lo
     expect(Date.now() - started).toBeLessThan(500);
     held.shift()!();
     expect((await alone).status).toBe(200);
-    expect(gate.hits).toBe(4);
+    expect(gate.hits).toBe(6);
     source.set(doc());
     await running();
   }, 30_000);

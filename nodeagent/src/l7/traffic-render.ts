@@ -13,7 +13,15 @@
  *   requests waiting in all the frontend's backends together (the
  *   service's pending requests, Istio's per-service count), checked as each
  *   request enters its backend: past it, 503 problem+json at once (record
- *   refused "overflow"). Servers' own queues (`maxqueue`) hold only
+ *   refused "overflow"). The queues are read before a request joins one,
+ *   so requests arriving at once on HAProxy's threads may all see room;
+ *   the backend's own count closes that race: `be_conn` counts every
+ *   request the backend holds, this one included, from the moment it was
+ *   picked, so past maxConnections x its usable servers plus the limit a
+ *   request is refused whatever the others' timing (exact for a service
+ *   whose requests all go to one backend, its default; with route subsets,
+ *   each subset's waiting requests are bounded exactly and the service's
+ *   total as the queues allow). Servers' own queues (`maxqueue`) hold only
  *   requests persisted to one server, which Weft never makes: unused. A
  *   request waits at most QUEUE_TIMEOUT_MS, then HAProxy answers 503.
  * - rateLimit: a token bucket of `burst` tokens refilled at
@@ -75,8 +83,10 @@ export function backendTrafficLines(f: L7Frontend): string[] {
   if (t?.maxConnections === undefined) return [];
   const lines = [`timeout queue ${QUEUE_TIMEOUT_MS}`];
   if (t.maxPendingRequests === undefined) return lines;
+  // What this backend holds beyond its servers' connections and the limit (this request included): more than 0 would wait past it.
+  lines.push(`http-request set-var(txn.capacity) nbsrv,mul(${t.maxConnections}),add(${t.maxPendingRequests})`, "http-request set-var(txn.excess) be_conn,sub(txn.capacity)");
   // Only a request that would wait is refused: with a free connection it goes to a server whatever the queues hold.
-  const full = `{ var(txn.pending) -m int ge ${t.maxPendingRequests} } { be_conn_free le 0 }`;
+  const full = `{ var(txn.pending) -m int ge ${t.maxPendingRequests} } { be_conn_free le 0 } || { var(txn.excess) -m int gt 0 }`;
   const detail = `${f.tenant}/${f.service} has ${t.maxPendingRequests} requests waiting for a backend, the limit of trafficPolicy ${t.policy}`;
   lines.push(`http-request set-var(txn.refused) str(overflow) if ${full}`, `${problemReturn({ status: 503, title: "Service Unavailable", detail })} if ${full}`);
   return lines;
