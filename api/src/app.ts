@@ -40,6 +40,7 @@ import datapathRoutes from "./routes/datapath/index.ts";
 import identityRoutes from "./routes/identities/index.ts";
 import policyRoutes from "./routes/policies/index.ts";
 import httpRouteRoutes from "./routes/http-routes/index.ts";
+import trafficPolicyRoutes from "./routes/traffic-policies/index.ts";
 import { BundleEndpoints } from "./mesh/bundle-endpoints.ts";
 import { jwksProblem } from "./mesh/federations.ts";
 import federationRoutes from "./routes/federations/index.ts";
@@ -350,6 +351,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(serviceRoutes);
   await app.register(policyRoutes);
   await app.register(httpRouteRoutes);
+  await app.register(trafficPolicyRoutes);
   await app.register(federationRoutes);
   await app.register(datapathRoutes);
   await app.register(transportRoutes);

@@ -70,6 +70,19 @@ const backends = (v: unknown): string => {
 /** An httpRoute's parents in a word each: service:port, or the service alone for every tcp port. */
 const parents = (v: unknown): string =>
   Array.isArray(v) && v.length ? v.map((p: { name: string; port?: number }) => (p.port === undefined ? p.name : `${p.name}:${p.port}`)).join(",") : "-";
+/** A trafficPolicy's limits in a word each, the parts it has only: conn=100,pending=10,eject=5x5xx,rate=20/s. */
+const trafficLimits = (i: Item): string => {
+  const pool = (i.connectionPool ?? {}) as { maxConnections?: number; maxPendingRequests?: number };
+  const outlier = i.outlierDetection as { consecutive5xx?: number } | undefined;
+  const rate = i.rateLimit as { requestsPerSecond: number; burst?: number } | undefined;
+  const parts = [
+    pool.maxConnections === undefined ? "" : `conn=${pool.maxConnections}`,
+    pool.maxPendingRequests === undefined ? "" : `pending=${pool.maxPendingRequests}`,
+    outlier === undefined ? "" : `eject=${outlier.consecutive5xx ?? 5}x5xx`,
+    rate === undefined ? "" : `rate=${rate.requestsPerSecond}/s`,
+  ].filter(Boolean);
+  return parts.length ? parts.join(",") : "-";
+};
 const bundleSource = (v: unknown): string => {
   const b = (v ?? {}) as { tenant?: string; endpointUrl?: string; spiffeBundle?: unknown };
   return b.tenant ? `tenant ${b.tenant}` : b.endpointUrl ? b.endpointUrl : b.spiffeBundle ? "pasted bundle" : "-";
@@ -149,6 +162,15 @@ export const KINDS: Kind[] = [
     itemKey: "name",
     routes: ROUTES.httpRoutes,
     columns: [NAME, { header: "PARENTS", value: (i) => parents(i.parentRefs) }, { header: "RULES", value: (i) => (Array.isArray(i.rules) ? String(i.rules.length) : "-") }, AGE],
+  },
+  {
+    plural: "trafficPolicies",
+    kind: "TrafficPolicy",
+    scope: "tenant",
+    itemParam: "name",
+    itemKey: "name",
+    routes: ROUTES.trafficPolicies,
+    columns: [NAME, { header: "SERVICE", value: (i) => str((i.targetRef as { name?: string } | undefined)?.name) }, { header: "LIMITS", value: trafficLimits }, AGE],
   },
   {
     plural: "federations",

@@ -53,6 +53,7 @@ export const ROUTES = {
   services: tenantKindRoutes("services"),
   policies: tenantKindRoutes("policies"),
   httpRoutes: tenantKindRoutes("httpRoutes"),
+  trafficPolicies: tenantKindRoutes("trafficPolicies"),
   federations: tenantKindRoutes("federations"),
   nodes: {
     list: route("GET", "/v1/nodes", LIST),

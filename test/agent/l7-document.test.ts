@@ -50,6 +50,7 @@ describe("the agent's L7 document schema", () => {
       ["an unknown default backend", (d) => (d.frontends[1]!.defaultBackend = "nope"), /^\/frontends\/1\/defaultBackend/],
       ["a frontend named twice", (d) => (d.frontends[1]!.name = d.frontends[0]!.name), /^\/frontends\/1\/name: frontend f-1-80 is named twice/],
       ["two frontends on one VIP and port", (d) => Object.assign(d.frontends[1]!, { vip: d.frontends[0]!.vip, port: d.frontends[0]!.port }), /taken by two frontends/],
+      ["a backend two frontends name (each would bring its own trafficPolicy)", (d) => (d.frontends[1]!.defaultBackend = "d-1-80"), /^\/frontends\/1: backend d-1-80 is named by frontends f-1-80 and f-2-8080/],
       ["a caller listed twice", (d) => d.callers.push({ ...d.callers[0]! }), /^\/callers\/3\/address/],
       ["a caller's SPIFFE ID with a newline", (d) => (d.callers[0]!.spiffeId = "spiffe://acme.test/a\n10.0.0.1 acme|spiffe://acme.test/admin"), /^\/callers\/0\/spiffeId: not a SPIFFE ID/],
       ["a caller's SPIFFE ID with a quote", (d) => (d.callers[0]!.spiffeId = 'spiffe://acme.test/a"b'), /^\/callers\/0\/spiffeId/],

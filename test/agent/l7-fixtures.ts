@@ -6,7 +6,7 @@ export const WEB = { address: "198.18.0.10", tenant: "acme", spiffeId: "spiffe:/
 export const ADMIN = { address: "198.18.0.11", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/admin" };
 export const INTRUDER = { address: "198.18.0.12", tenant: "globex", spiffeId: "spiffe://globex.test/ns/x/sa/intruder" };
 
-/** Every feature: two frontends, header/method/path matches, a 90/10 split, retries, timeouts, header filters, deny and allow entries, an empty backend. */
+/** Every feature: two frontends, header/method/path matches, a 90/10 split, retries, timeouts, header filters, deny and allow entries, an empty backend, a trafficPolicy. */
 export function richDocument(): L7Document {
   return {
     proxyAddress: "198.18.0.1",
@@ -38,6 +38,13 @@ export function richDocument(): L7Document {
             { action: "allow", sources: [WEB.spiffeId], methods: ["GET", "POST"], pathPrefixes: ["/api", "/odd\"$#'\\path", "/gone/"], policy: "api-in", rule: 1 },
             { action: "allow", sources: [ADMIN.spiffeId], policy: "api-in", rule: 2 },
           ],
+        },
+        traffic: {
+          policy: "api-limits",
+          maxConnections: 2,
+          maxPendingRequests: 3,
+          outlier: { consecutive5xx: 5, intervalMs: 10_000, baseEjectionMs: 30_000, maxEjectionPercent: 10 },
+          rateLimit: { requestsPerSecond: 2, burst: 5 },
         },
       },
       {

@@ -330,8 +330,8 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
     expect(refused).toMatchObject({ retries: 0, serverPort: 0, serverAddress: "", src: INTRUDER.address, caller: INTRUDER.spiffeId, server: "<NOSRV>", refused: "forbidden" });
 
     const text = await registry.metrics();
-    expect(text).toMatch(/weft_http_requests_total\{tenant="acme",service="api",route="canary\/1",code_class="2xx"\} [1-9]/);
-    expect(text).toMatch(/weft_http_requests_total\{tenant="acme",service="api",route="",code_class="4xx"\} [1-9]/);
+    expect(text).toMatch(/weft_http_requests_total\{tenant="acme",service="api",route="canary\/1",code_class="2xx",refused=""\} [1-9]/);
+    expect(text).toMatch(/weft_http_requests_total\{tenant="acme",service="api",route="",code_class="4xx",refused="forbidden"\} [1-9]/);
     // Every line HAProxy wrote was a record the agent could read (a refusal's "-" fields included).
     expect(text).toMatch(/^weft_agent_l7_unreadable_log_lines_total 0$/m);
     expect(text).toMatch(/^weft_agent_l7_dropped_log_records 0$/m);

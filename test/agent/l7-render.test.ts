@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkConfig } from "../../nodeagent/src/l7/haproxy-process.ts";
 import { attemptsOf, quote, renderCallersMap, renderConfig, structureOf } from "../../nodeagent/src/l7/render.ts";
+import { QUEUE_TIMEOUT_MS, rateWindowMs, retryAfterSeconds } from "../../nodeagent/src/l7/traffic-render.ts";
 import { richDocument, WEB } from "./l7-fixtures.ts";
 
 const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
@@ -128,7 +129,7 @@ describe("haproxy.cfg from the L7 document", () => {
         'http-request add-header "x-added" "a\\"b"',
         'http-response del-header "server"',
         'http-response set-header "x-served-by" "v2"',
-        "server w-21 198.18.1.21:8080 weight 256",
+        "server w-21 198.18.1.21:8080 weight 256 maxconn 2",
       ]),
     );
     const b110 = section(text, "backend b-1-1-0");
@@ -156,4 +157,83 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(structureOf(weights, options)).toBe(structureOf(base, options));
     expect(structureOf(split, options)).not.toBe(structureOf(base, options));
   });
+
+  it("bounds every server of a trafficPolicy's frontend by maxConnections, and no other frontend's", () => {
+    const text = renderConfig(richDocument(), options);
+    for (const name of ["b-1-0-0", "b-1-1-0", "d-1-80"]) {
+      const servers = section(text, `backend ${name}`).filter((l) => l.startsWith("server "));
+      expect(servers.length, name).toBeGreaterThan(0);
+      expect(servers.every((l) => l.endsWith(" maxconn 2")), name).toBe(true);
+      expect(section(text, `backend ${name}`), name).toContain(`timeout queue ${QUEUE_TIMEOUT_MS}`);
+    }
+    expect(section(text, "backend d-2-8080")).toEqual(expect.not.arrayContaining([expect.stringMatching(/maxconn|timeout queue|pending/)]));
+    expect(section(text, "backend d-2-8080").find((l) => l.startsWith("server "))).toBe("server w-31 198.18.1.31:9090 weight 1");
+  });
+
+  it("refuses a request that would wait past maxPendingRequests across all the frontend's backends, with 503 problem+json", () => {
+    const text = renderConfig(richDocument(), options);
+    const fe = section(text, "frontend L7");
+    const on = "{ var(txn.fe) -m str f-1-80 }";
+    // The pending count sums the queues of every backend the frontend may use, before it picks one.
+    const sum = fe.filter((l) => l.includes("txn.pending") || l.includes("txn.queued"));
+    expect(sum).toEqual([
+      `http-request set-var(txn.pending) queue(d-1-80) if ${on}`,
+      `http-request set-var(txn.queued) queue(b-1-0-0) if ${on}`,
+      `http-request set-var(txn.pending) var(txn.pending),add(txn.queued) if ${on}`,
+      `http-request set-var(txn.queued) queue(b-1-1-0) if ${on}`,
+      `http-request set-var(txn.pending) var(txn.pending),add(txn.queued) if ${on}`,
+      `http-request set-var(txn.queued) queue(b-2-0-0) if ${on}`,
+      `http-request set-var(txn.pending) var(txn.pending),add(txn.queued) if ${on}`,
+    ]);
+    expect(fe.indexOf(sum[0]!)).toBeLessThan(fe.findIndex((l) => l.startsWith("use_backend")));
+    const b = section(text, "backend b-1-1-0");
+    const full = "{ var(txn.pending) -m int ge 3 } { be_conn_free le 0 } || { var(txn.excess) -m int gt 0 }";
+    // The backend's own count, this request included, against its servers' connections and the limit: exact under concurrent arrivals.
+    expect(b).toEqual(expect.arrayContaining(["http-request set-var(txn.capacity) nbsrv,mul(2),add(3)", "http-request set-var(txn.excess) be_conn,sub(txn.capacity)"]));
+    expect(b).toContain(`http-request set-var(txn.refused) str(overflow) if ${full}`);
+    const refusal = b.find((l) => l.startsWith("http-request return status 503") && l.endsWith(full))!;
+    expect(refusal).toContain("content-type application/problem+json");
+    expect(JSON.parse(/string '(.*)' if /.exec(refusal)![1]!)).toMatchObject({ status: 503, title: "Service Unavailable", detail: expect.stringContaining("api-limits") });
+    // Before the backend's own rules: an overflow is not sent, retried or rewritten.
+    expect(b.indexOf(refusal)).toBeLessThan(b.findIndex((l) => l.startsWith("http-request del-header") || l.startsWith("http-request set-header") || l.startsWith("server ")));
+    // A backend without servers keeps its own answer.
+    expect(section(text, "backend b-2-0-0").some((l) => l.includes("overflow"))).toBe(false);
+  });
+
+  it("rate-limits per caller identity after authorization: 429 problem+json with Retry-After past burst in burst/rate seconds", () => {
+    const text = renderConfig(richDocument(), options);
+    const fe = section(text, "frontend L7");
+    const on = "{ var(txn.fe) -m str f-1-80 }";
+    const track = fe.indexOf(`http-request track-sc0 var(txn.caller_id),sha2(256) table RATE_f-1-80 if ${on}`);
+    const refuse = fe.findIndex((l) => l.startsWith("http-request return status 429"));
+    const count = fe.indexOf(`http-request sc-inc-gpc0(0) if ${on}`);
+    expect(track).toBeGreaterThan(fe.findLastIndex((l) => l.startsWith("http-request return status 403") && l.includes(on)));
+    expect(track).toBeGreaterThan(fe.findIndex((l) => l.startsWith("http-request set-var(txn.caller_id)")));
+    expect(refuse).toBeGreaterThan(track);
+    expect(fe[refuse - 1]).toBe(`http-request set-var(txn.refused) str(rate-limited) if ${on} { sc0_gpc0_rate ge 5 }`);
+    expect(fe[refuse]).toMatch(/^http-request return status 429 content-type application\/problem\+json hdr retry-after 3 string '.*' if \{ var\(txn.fe\) -m str f-1-80 \} \{ sc0_gpc0_rate ge 5 \}$/);
+    expect(JSON.parse(/string '(.*)' if /.exec(fe[refuse]!)![1]!)).toMatchObject({ status: 429, title: "Too Many Requests" });
+    // Only admitted requests count.
+    expect(count).toBeGreaterThan(refuse);
+    // Nothing a client sends picks the key: only the identity read from the source address.
+    expect(fe.filter((l) => l.includes("track-sc"))).toHaveLength(1);
+    expect(section(text, "backend RATE_f-1-80")).toEqual(["stick-table type binary len 32 size 64 expire 5000 store gpc0_rate(2500)"]);
+    expect(text).not.toMatch(/RATE_f-2-8080/);
+    // The window: a bucket of burst refilled at rate per second takes burst/rate seconds to refill.
+    expect(rateWindowMs({ requestsPerSecond: 2, burst: 5 })).toBe(2_500);
+    expect(rateWindowMs({ requestsPerSecond: 3, burst: 1 })).toBe(334);
+    expect(rateWindowMs({ requestsPerSecond: 100_000, burst: 100_000 })).toBe(1_000);
+    expect([retryAfterSeconds({ requestsPerSecond: 2, burst: 5 }), retryAfterSeconds({ requestsPerSecond: 1000, burst: 1 }), retryAfterSeconds({ requestsPerSecond: 1, burst: 60 })]).toEqual([3, 1, 60]);
+  });
+
+  it.skipIf(!HAPROXY)("is a config HAProxy takes with every trafficPolicy field at its bounds", async () => {
+    const doc = richDocument();
+    doc.frontends[0]!.traffic = { policy: "edge", maxConnections: 100_000, maxPendingRequests: 0, rateLimit: { requestsPerSecond: 100_000, burst: 1 } };
+    doc.frontends[1]!.traffic = { policy: "pool-only", maxConnections: 1 };
+    writeFileSync(options.callersMap, renderCallersMap(doc));
+    const path = join(dir, "traffic.cfg");
+    writeFileSync(path, renderConfig(doc, options));
+    expect(await checkConfig(HAPROXY, path)).toBeNull();
+  });
 });
+

@@ -5,7 +5,7 @@ import { eq } from "drizzle-orm";
 import { httpRoutes } from "../../api/src/db/schema.ts";
 import { read } from "../../api/src/db/transactions.ts";
 import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
-import { identity, mustPut, putResource, refusedUnwritten, tenantChanges } from "../support/mesh.ts";
+import { expectAuditedAndLogged, expectResourceConventions, expectTenantWalls, identity, mustPut, putResource, readToken, refusedUnwritten, tenantChanges } from "../support/mesh.ts";
 
 const WEB_PORTS = [
   { port: 80, protocol: "tcp", targetPort: 8080 },
@@ -46,8 +46,7 @@ describe.each(BACKENDS)("httpRoutes on %s", (backend) => {
     beforeAll(async () => {
       app = await startApi(backend);
       a = await tenantWithToken(app, ["admin"]);
-      const minted = await app.inject({ method: "POST", url: `/v1/tenants/${a.tenant}/tokens`, headers: bearer(a.token), payload: { name: "reader", scopes: ["read"] } });
-      reader = { token: minted.json().token as string };
+      reader = { token: await readToken(app, a) };
       b = await tenantWithToken(app, ["admin"]);
       for (const t of [a, b]) {
         await identity(app, t.token, t.tenant, "web", { app: "web" });
@@ -63,55 +62,14 @@ describe.each(BACKENDS)("httpRoutes on %s", (backend) => {
     const refused = (res: Promise<LightMyRequestResponse>, status: number, field?: string) => refusedUnwritten(app, [a.tenant, b.tenant], res, status, field);
 
     it("creates, reads, replaces, lists and deletes a route with the resource conventions", async () => {
-      const spec = canary("web");
-      const created = await putResource(app, a.token, a.tenant, "httpRoutes/shop", spec);
-      expect(created.statusCode, created.body).toBe(201);
-      // The representation is the spec as written, plus the metadata every kind has.
-      const etag = created.headers.etag as string;
-      expect(created.json()).toEqual({ name: "shop", ...spec, etag, createdAt: expect.any(String), updatedAt: expect.any(String) });
-      const read = await app.inject({ url: url(a, "shop"), headers: bearer(reader.token) });
-      expect(read.statusCode).toBe(200);
-      expect(read.json()).toEqual(created.json());
-      expect((await app.inject({ url: url(a, "shop"), headers: { ...bearer(a.token), "if-none-match": etag } })).statusCode).toBe(304);
-
-      // If-None-Match: * makes a PUT create-only; If-Match must name the current version.
-      await refused(putResource(app, a.token, a.tenant, "httpRoutes/shop", spec, { headers: { "if-none-match": "*" } }), 412);
-      await refused(putResource(app, a.token, a.tenant, "httpRoutes/shop", spec, { headers: { "if-match": '"1"' } }), 412);
-      const next = { parentRefs: [{ name: "web" }], rules: [{ backendRefs: [{ labels: { version: "v1" } }] }] };
-      const replaced = await putResource(app, a.token, a.tenant, "httpRoutes/shop", next, { headers: { "if-match": etag } });
-      expect(replaced.statusCode, replaced.body).toBe(200);
-      expect(replaced.json()).toMatchObject({ ...next, createdAt: created.json().createdAt });
-      expect(replaced.headers.etag).not.toBe(etag);
-
-      await mustPut(app, a.token, a.tenant, "httpRoutes/admin", { parentRefs: [{ name: "web", port: 8443 }], rules: [{ backendRefs: [{}] }] });
-      const first = await app.inject({ url: `/v1/tenants/${a.tenant}/httpRoutes?limit=1`, headers: bearer(reader.token) });
-      expect(first.json()).toMatchObject({ items: [{ name: "admin" }], nextCursor: expect.any(String) });
-      const rest = await app.inject({ url: `/v1/tenants/${a.tenant}/httpRoutes?cursor=${first.json().nextCursor}`, headers: bearer(reader.token) });
-      expect(rest.json()).toMatchObject({ items: [{ name: "shop" }], nextCursor: null });
-
-      await refused(app.inject({ method: "DELETE", url: url(a, "shop"), headers: { ...bearer(a.token), "if-match": etag } }), 412);
-      expect((await app.inject({ method: "DELETE", url: url(a, "shop"), headers: { ...bearer(a.token), "if-match": replaced.headers.etag as string } })).statusCode).toBe(204);
-      expectProblem(await app.inject({ url: url(a, "shop"), headers: bearer(a.token) }), 404);
-      await refused(app.inject({ method: "DELETE", url: url(a, "shop"), headers: bearer(a.token) }), 404);
-      expect((await app.inject({ method: "DELETE", url: url(a, "admin"), headers: bearer(a.token) })).statusCode).toBe(204);
+      await expectResourceConventions(app, { ...a, readToken: reader.token }, "httpRoutes", [
+        { name: "shop", spec: canary("web"), replacement: { parentRefs: [{ name: "web" }], rules: [{ backendRefs: [{ labels: { version: "v1" } }] }] } },
+        { name: "admin", spec: { parentRefs: [{ name: "web", port: 8443 }], rules: [{ backendRefs: [{}] }] } },
+      ]);
     });
 
     it("audits each write and logs it as a change, so the compiler and agents follow it", async () => {
-      const changesBefore = (await app.inject({ url: `/v1/tenants/${a.tenant}/changes`, headers: bearer(a.token) })).json().items.length as number;
-      await mustPut(app, a.token, a.tenant, "httpRoutes/logged", canary("web"));
-      await mustPut(app, a.token, a.tenant, "httpRoutes/logged", canary("web"));
-      expect((await app.inject({ method: "DELETE", url: url(a, "logged"), headers: bearer(a.token) })).statusCode).toBe(204);
-      const audit = (await app.inject({ url: `/v1/tenants/${a.tenant}/audit?limit=1000`, headers: bearer(a.token) })).json().items as { action: string; resource: string; actor: string }[];
-      expect(audit.filter((e) => e.resource === "httpRoute/logged").map((e) => e.action)).toEqual(["httpRoute.create", "httpRoute.replace", "httpRoute.delete"]);
-      const changes = (await app.inject({ url: `/v1/tenants/${a.tenant}/changes`, headers: bearer(a.token) })).json().items as { kind: string; name: string; op: string; revision: number }[];
-      const logged = changes.slice(changesBefore);
-      expect(logged.map((c) => [c.kind, c.name, c.op])).toEqual([
-        ["httpRoute", "logged", "upsert"],
-        ["httpRoute", "logged", "upsert"],
-        ["httpRoute", "logged", "delete"],
-      ]);
-      // Each write takes a revision of its own.
-      expect(new Set(logged.map((c) => c.revision)).size).toBe(3);
+      await expectAuditedAndLogged(app, a, "httpRoutes", "httpRoute", "logged", canary("web"));
     });
 
     it("a dry run checks everything and writes nothing", async () => {
@@ -132,23 +90,8 @@ describe.each(BACKENDS)("httpRoutes on %s", (backend) => {
     });
 
     describe("access", () => {
-      it("a read token reads but cannot write", async () => {
-        await mustPut(app, a.token, a.tenant, "httpRoutes/guarded", canary("web"));
-        expect((await app.inject({ url: url(a, "guarded"), headers: bearer(reader.token) })).statusCode).toBe(200);
-        await refused(putResource(app, reader.token, a.tenant, "httpRoutes/guarded", canary("web")), 403);
-        await refused(app.inject({ method: "DELETE", url: url(a, "guarded"), headers: bearer(reader.token) }), 403);
-      });
-
-      it("another tenant can neither read, list, replace nor delete them: 404, as if they did not exist", async () => {
-        await mustPut(app, a.token, a.tenant, "httpRoutes/private", canary("web"));
-        expectProblem(await app.inject({ url: url(a, "private"), headers: bearer(b.token) }), 404);
-        expectProblem(await app.inject({ url: `/v1/tenants/${a.tenant}/httpRoutes`, headers: bearer(b.token) }), 404);
-        await refused(putResource(app, b.token, a.tenant, "httpRoutes/private", canary("web")), 404);
-        await refused(app.inject({ method: "DELETE", url: url(a, "private"), headers: bearer(b.token) }), 404);
-        // B's own collection holds nothing of A's.
-        const own = await app.inject({ url: `/v1/tenants/${b.tenant}/httpRoutes`, headers: bearer(b.token) });
-        expect(own.json().items.map((r: { name: string }) => r.name)).not.toContain("private");
-        expect((await app.inject({ url: url(a, "private"), headers: bearer(a.token) })).json().parentRefs).toEqual([{ name: "web", port: 80 }]);
+      it("a read token reads but cannot write; another tenant can neither read, list, replace nor delete them: 404, as if they did not exist", async () => {
+        await expectTenantWalls(app, { ...a, readToken: reader.token }, b, "httpRoutes", "private", canary("web"));
       });
 
       it("row-level security is the second wall: a transaction bound to A reads none of B's routes, and cannot write one for B", async () => {

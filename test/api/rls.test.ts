@@ -38,7 +38,7 @@ describe.each(BACKENDS)("row-level security on %s", (backend) => {
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
          WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 1`)) as unknown as { rows: { name: string; enabled: boolean; forced: boolean }[] };
-      expect(r.rows.map((t) => t.name)).toEqual(expect.arrayContaining(["workload_health", "flows", "flow_aggregates"]));
+      expect(r.rows.map((t) => t.name)).toEqual(expect.arrayContaining(["workload_health", "flows", "flow_aggregates", "http_routes", "traffic_policies"]));
       expect(r.rows.filter((t) => !t.enabled || !t.forced).map((t) => t.name)).toEqual([]);
     });
 

@@ -196,6 +196,16 @@ describe("tables and problems", () => {
     expect(out).toBe(["NAME   PARENTS      RULES", "shop   web:80,api   2", ""].join("\n"));
   });
 
+  it("knows trafficPolicies by any of their names, and shows each policy's service and the limits it sets", () => {
+    const kind = findKind("trafficPolicies")!;
+    for (const name of ["trafficpolicies", "trafficPolicy", "TrafficPolicy", "TRAFFICPOLICY"]) expect(findKind(name), name).toBe(kind);
+    const out = table(kind.columns.slice(0, 3), [
+      { name: "web", targetRef: { name: "web" }, connectionPool: { maxConnections: 100, maxPendingRequests: 0 }, outlierDetection: {}, rateLimit: { requestsPerSecond: 20, burst: 40 } },
+      { name: "bare", targetRef: { kind: "Service", name: "api" } },
+    ]);
+    expect(out).toBe(["NAME   SERVICE   LIMITS", "web    web       conn=100,pending=0,eject=5x5xx,rate=20/s", "bare   api       -", ""].join("\n"));
+  });
+
   it("prints the title, the detail and each field error; apply names fields by the document", () => {
     const body = JSON.stringify({
       type: "urn:weft:problem:validation",

@@ -314,6 +314,45 @@ spec: {path: /never}
     expect(missing.stderr).toContain('Not Found (404): service "nope" not found');
   });
 
+  it("applies, gets and deletes a TrafficPolicy; a second one for the service is refused naming the field by the document", async () => {
+    const { tenant, token } = await tenantWithToken(app);
+    const env = as(token);
+    expect((await runWeft(["apply", "-f", file("mesh.yaml", MESH(tenant, 5432))], env)).code).toBe(0);
+    const limits = `
+kind: TrafficPolicy
+metadata: {name: db-limits, tenant: ${tenant}}
+spec:
+  targetRef: {kind: Service, name: db}
+  connectionPool: {maxConnections: 50}
+  outlierDetection: {consecutive5xx: 3, baseEjectionTime: 1m}
+  rateLimit: {requestsPerSecond: 20}
+`;
+    const applied = await runWeft(["apply", "-f", file("limits.yaml", limits)], env);
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(applied.stdout).toContain(`trafficPolicy/db-limits (tenant ${tenant}) created\n`);
+    const stored = (await app.inject({ url: `/v1/tenants/${tenant}/trafficPolicies/db-limits`, headers: bearer(token) })).json();
+    expect(stored).toMatchObject({ targetRef: { kind: "Service", name: "db" }, connectionPool: { maxConnections: 50 }, rateLimit: { requestsPerSecond: 20 } });
+
+    const row = await runWeft(["get", "trafficPolicies", "-t", tenant], env);
+    expect(row.code, row.stderr).toBe(0);
+    expect(row.stdout).toMatch(/^NAME\s+SERVICE\s+LIMITS\s+AGE\ndb-limits\s+db\s+conn=50,eject=3x5xx,rate=20\/s\s+\d+s\n$/);
+    // get -o manifest, then apply: a round trip that changes nothing.
+    const manifest = await runWeft(["get", "TrafficPolicy", "db-limits", "-t", tenant, "-o", "manifest"], env);
+    expect(manifest.code, manifest.stderr).toBe(0);
+    const again = await runWeft(["apply", "-f", file("again.yaml", manifest.stdout)], env);
+    expect(again.stdout).toContain("1 document: 1 unchanged\n");
+
+    const second = await runWeft(["apply", "-f", "-"], env, { input: limits.replace("db-limits", "db-more") });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain("Conflict (409)");
+    expect(second.stderr).toContain("spec.targetRef.name");
+    expect((await app.inject({ url: `/v1/tenants/${tenant}/trafficPolicies/db-more`, headers: bearer(token) })).statusCode).toBe(404);
+
+    const gone = await runWeft(["delete", "trafficPolicy", "db-limits", "-t", tenant], env);
+    expect(gone.stdout).toBe(`trafficPolicy/db-limits (tenant ${tenant}) deleted\n`);
+    expect((await app.inject({ url: `/v1/tenants/${tenant}/trafficPolicies/db-limits`, headers: bearer(token) })).statusCode).toBe(404);
+  });
+
   it("pages through a list whatever its length", async () => {
     const { tenant, token } = await tenantWithToken(app);
     const names = Array.from({ length: 7 }, (_, i) => `id-${i}`);

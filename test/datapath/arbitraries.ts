@@ -1,7 +1,7 @@
 /** Random platforms and edits of them: the property tests of the compiler and of admission's counts share them. */
 import fc from "fast-check";
 import type { Change } from "../../api/src/compiler/compile.ts";
-import type { HttpRouteRow, IdentityRow, PeerSelector, PolicyRow, PolicyRule, ServiceRow, Snapshot, WorkloadRow } from "../../api/src/compiler/types.ts";
+import type { HttpRouteRow, IdentityRow, PeerSelector, PolicyRow, PolicyRule, ServiceRow, Snapshot, TrafficPolicyRow, WorkloadRow } from "../../api/src/compiler/types.ts";
 import { snapshot } from "./support.ts";
 
 export const NODES = ["n1", "n2"];
@@ -162,6 +162,16 @@ export function edits(snap: Snapshot): fc.Arbitrary<{ change: Change; next: Snap
     fc.constantFrom(1, 2).map((tenantId) => ({
       change: { kind: "httpRoute", op: "delete", tenantId, name: "canary" },
       next: { ...snap, httpRoutes: (snap.httpRoutes ?? []).filter((r) => r.tenantId !== tenantId || r.name !== "canary") },
+    })),
+    // A traffic policy reaches no map, only the L7 document: the memo must keep every part and count.
+    fc.tuple(fc.constantFrom(1, 2), fc.integer({ min: 1, max: 100 }), fc.boolean()).map(([tenantId, rate, outlier]) => {
+      const row: TrafficPolicyRow = { tenantId, name: "limits", service: "svc", rateLimit: { requestsPerSecond: rate }, ...(outlier ? { outlierDetection: { interval: "2s" } } : {}) };
+      const others = (snap.trafficPolicies ?? []).filter((p) => p.tenantId !== tenantId || p.name !== row.name);
+      return { change: { kind: "trafficPolicy", op: "put", row }, next: { ...snap, trafficPolicies: [...others, row] } };
+    }),
+    fc.constantFrom(1, 2).map((tenantId) => ({
+      change: { kind: "trafficPolicy", op: "delete", tenantId, name: "limits" },
+      next: { ...snap, trafficPolicies: (snap.trafficPolicies ?? []).filter((p) => p.tenantId !== tenantId || p.name !== "limits") },
     })),
   ];
   if (snap.policies.length > 0) {

@@ -59,6 +59,7 @@ function rowsOf(snap: Snapshot): Rows {
   for (const row of snap.services) rows.apply({ kind: "service", op: "put", row });
   for (const row of snap.policies) rows.apply({ kind: "policy", op: "put", row });
   for (const row of snap.httpRoutes ?? []) rows.apply({ kind: "httpRoute", op: "put", row });
+  for (const row of snap.trafficPolicies ?? []) rows.apply({ kind: "trafficPolicy", op: "put", row });
   return rows;
 }
 

@@ -99,7 +99,7 @@ describe("determinism", () => {
 });
 
 describe("incremental compile and deltas", () => {
-  it("the memo after a random edit equals a fresh compile, and the delta turns the old maps into the new", () => {
+  it("the memo after a random edit equals a fresh compile (maps and L7 document), and the delta turns the old maps into the new", () => {
     const twoEdits = platformArb.chain((snap) =>
       edits(snap).chain((first) => edits(first.next).map((second) => [snap, first, second] as const)),
     );
@@ -124,6 +124,7 @@ describe("incremental compile and deltas", () => {
             const delta = diff(before, incremental);
             expect(canonical(applyDelta(before.maps, delta))).toEqual(canonical(fresh.maps));
             expect(diff(before, incremental, memo)).toEqual(delta);
+            expect(compiler.l7Document(node)).toEqual(createCompiler(next).l7Document(node));
             prev.set(node, incremental);
           }
         }

@@ -26,7 +26,7 @@ import { BenchCleanup } from "../../bench/support/cleanup.ts";
 import { clusterUnavailableReason, datapathPackets, startCluster, type Cluster, type ClusterTenant } from "../../bench/support/cluster.ts";
 import { formatIPv4, parseIPv4 } from "@weft/codec";
 import { commandUnavailableReason, skipWithout } from "../support/prerequisites.ts";
-import { haproxyPids, l7State, running, send, serveHttp, share } from "../support/l7-cluster.ts";
+import { addWorkloads, haproxyPids, l7State, running, send, serveHttp, share } from "../support/l7-cluster.ts";
 import { untilHolds } from "../support/until.ts";
 
 const reason = clusterUnavailableReason() ?? commandUnavailableReason("haproxy", ["-v"], "apt-get install haproxy");
@@ -71,11 +71,7 @@ describe.skipIf(skipWithout("simulated cluster with the node's L7 proxy (root, b
         ["fast-b", "node-b", "slow-fast", { app: "slow" }],
         ["plain-b", "node-b", "plain", { app: "plain" }],
       ] as const;
-      for (const [name, node, identity, labels] of workloads) {
-        c.addWorkload(node, { name });
-        await shop.put(`/identities/${identity}`, { path: `/ns/shop/sa/${identity}`, selectors: labels });
-        await shop.put(`/workloads/${name}`, { identity, node, addresses: [addr(name)] });
-      }
+      await addWorkloads(c, shop, workloads);
       for (const [name, port, app] of [["web", 8080, "web"], ["flaky", 8081, "flaky"], ["slow", 8082, "slow"], ["plain", 8083, "plain"]] as const) {
         await shop.put(`/services/${name}`, service(port, app));
         vips[name] = (JSON.parse((await shop.call("GET", `/services/${name}`)).body) as { vip: string }).vip;
@@ -220,11 +216,11 @@ describe.skipIf(skipWithout("simulated cluster with the node's L7 proxy (root, b
       const metrics = await untilHolds(
         "weft_http_requests_total for route canary on node-a",
         () => c.agentMetrics("node-a"),
-        (m) => /weft_http_requests_total\{[^}]*service="web",route="canary\/\d+",code_class="2xx"\} [1-9]/.test(m),
+        (m) => /weft_http_requests_total\{[^}]*service="web",route="canary\/\d+",code_class="2xx",refused=""\} [1-9]/.test(m),
         20_000,
         500,
       );
-      expect(metrics).toMatch(/weft_http_requests_total\{[^}]*service="web",route="",code_class="4xx"\} [1-9]/);
+      expect(metrics).toMatch(/weft_http_requests_total\{[^}]*service="web",route="",code_class="4xx",refused="forbidden"\} [1-9]/);
       expect(metrics).toMatch(/weft_http_request_duration_seconds_bucket\{/);
       const flows = await untilHolds(
         "L7 flows in GET /flows",

@@ -468,6 +468,7 @@ describe.each(BACKENDS)("schema-driven fuzz on %s", (backend) => {
         await mustPut(app, t.token, t.tenant, "services/svc", { vip: freshVip(), ports: [{ port: 80, protocol: "tcp", targetPort: 8080 }], backends: { selector: { identity: "web" } } });
         await mustPut(app, t.token, t.tenant, "policies/pol", { subject: { identity: "web" }, ingress: [{ action: "allow" }] });
         await mustPut(app, t.token, t.tenant, "httpRoutes/route", { parentRefs: [{ name: "svc" }], rules: [{ backendRefs: [{}] }] });
+        await mustPut(app, t.token, t.tenant, "trafficPolicies/tp", { targetRef: { name: "svc" }, outlierDetection: {}, rateLimit: { requestsPerSecond: 10 } });
       }
       const jwtParts = a.token.split(".");
       const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
@@ -508,7 +509,7 @@ describe.each(BACKENDS)("schema-driven fuzz on %s", (backend) => {
         { label: "node", kind: "node", header: `Bearer ${own.credential}`, node: own.name, ip: (n) => `10.208.${(n >> 8) & 255}.${n & 255}` },
       ];
       ctx = {
-        labels: [a.tenant, b.tenant, own.name, other.name, "web", "w1", "svc", "pol", "route"],
+        labels: [a.tenant, b.tenant, own.name, other.name, "web", "w1", "svc", "pol", "route", "tp"],
         nodes: [own.name, other.name],
         identities: ["web", "web", "nobody"],
         workloads: ["w1", "w2"],

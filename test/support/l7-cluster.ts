@@ -6,7 +6,7 @@
  * node's HAProxy found among its agent's descendants.
  */
 import { readFileSync } from "node:fs";
-import type { Cluster } from "../../bench/support/cluster.ts";
+import type { Cluster, ClusterTenant } from "../../bench/support/cluster.ts";
 import { childPids, commandOf } from "../../bench/support/netns.ts";
 
 /**
@@ -14,7 +14,8 @@ import { childPids, commandOf } from "../../bench/support/netns.ts";
  *   serve NAME PORT MODE   an HTTP server on PORT answering every request with
  *                          {"server","method","path","peer","headers"} (headers: x-weft-*,
  *                          x-canary, traceparent and any x-test-* it got). MODE ok; flaky: every
- *                          other request answers 503; hang: never answers. Prints "listening".
+ *                          other request answers 503; fail: every request answers 503 (with the
+ *                          same JSON); slow: answers after SLOW_MS; hang: never answers. Prints "listening".
  *   relay NAME PORT URL    an HTTP server on PORT that, for each request, GETs URL passing on the
  *                          traceparent and tracestate it got (as an instrumented service would), and
  *                          answers {"server","headers":{traceparent},"downstream": URL's answer}.
@@ -26,8 +27,12 @@ import { childPids, commandOf } from "../../bench/support/netns.ts";
  *                          prints one line {"statuses":{..},"servers":{..},"failures":{..},"samples":[..]}
  *                          (samples: the first 5 answers, parsed when JSON, with their headers)
  */
+/** How long a "slow" backend takes to answer. */
+export const SLOW_MS = 600;
+
 const PROGRAM = String.raw`
 import http from "node:http";
+const SLOW_MS = ${SLOW_MS};
 const [mode, ...a] = process.argv.slice(1);
 const add = (t, k) => (t[k] = (t[k] ?? 0) + 1);
 if (mode === "serve") {
@@ -39,13 +44,18 @@ if (mode === "serve") {
     req.on("end", () => {
       n++;
       if (behaviour === "hang") return;
+      const status = behaviour === "fail" ? 503 : 200;
       if (behaviour === "flaky" && n % 2 === 1) {
         res.writeHead(503, { "content-type": "text/plain" });
         return res.end("flaky\n");
       }
       const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.startsWith("x-weft-") || k.startsWith("x-test-") || k === "x-canary" || k === "traceparent"));
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ server: name, method: req.method, path: req.url, peer: (req.socket.remoteAddress ?? "").replace(/^::ffff:/, ""), headers }) + "\n");
+      const answer = () => {
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(JSON.stringify({ server: name, method: req.method, path: req.url, peer: (req.socket.remoteAddress ?? "").replace(/^::ffff:/, ""), headers }) + "\n");
+      };
+      if (behaviour === "slow") setTimeout(answer, SLOW_MS);
+      else answer();
     });
   }).listen(Number(port), "0.0.0.0", () => console.log("listening"));
 } else if (mode === "relay") {
@@ -98,14 +108,26 @@ if (mode === "serve") {
   if (agent) agent.destroy();
   console.log(JSON.stringify(out));
 } else {
-  console.error("usage: serve NAME PORT ok|flaky|hang | relay NAME PORT URL | send URL COUNT METHOD HEADERS_JSON CONCURRENCY TIMEOUT_MS DURATION_MS KEEPALIVE PAUSE_MS");
+  console.error("usage: serve NAME PORT ok|flaky|fail|slow|hang | relay NAME PORT URL | send URL COUNT METHOD HEADERS_JSON CONCURRENCY TIMEOUT_MS DURATION_MS KEEPALIVE PAUSE_MS");
   process.exit(2);
 }
 `;
 
 const program = (...args: (string | number)[]): string[] => [process.execPath, "--input-type=module", "-e", PROGRAM, ...args.map(String)];
 
-export type Behaviour = "ok" | "flaky" | "hang";
+export type Behaviour = "ok" | "flaky" | "fail" | "slow" | "hang";
+
+/** [workload, node, identity, the identity's labels]: a workload of its own namespace on the node, and its identity (path /ns/shop/sa/IDENTITY). */
+export type WorkloadPlan = readonly [string, string, string, Readonly<Record<string, string>>];
+
+/** Adds each planned workload to the cluster and declares it, with its identity, to the tenant. */
+export async function addWorkloads(c: Cluster, tenant: ClusterTenant, plan: readonly WorkloadPlan[]): Promise<void> {
+  for (const [name, node, identity, labels] of plan) {
+    c.addWorkload(node, { name });
+    await tenant.put(`/identities/${identity}`, { path: `/ns/shop/sa/${identity}`, selectors: labels });
+    await tenant.put(`/workloads/${name}`, { identity, node, addresses: [c.workloads[name]!.address] });
+  }
+}
 
 /** An HTTP backend in `workload` on `port` that calls `url` for each request, passing on its trace context. */
 export const relayHttp = (c: Cluster, workload: string, name: string, port: number, url: string) =>

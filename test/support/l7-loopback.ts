@@ -24,8 +24,8 @@ export interface Backend {
   seen: IncomingHttpHeaders[];
 }
 
-/** An HTTP backend answering `answer(n)` for its n-th request (status, body); "hang" never answers. */
-export async function backend(answer: (n: number, method: string) => [number, string] | "hang"): Promise<Backend> {
+/** An HTTP backend answering `answer(n)` for its n-th request (status, body, or a promise of them); "hang" never answers. */
+export async function backend(answer: (n: number, method: string) => [number, string] | Promise<[number, string]> | "hang"): Promise<Backend> {
   const b: Backend = { server: createServer(), port: 0, hits: 0, seen: [] };
   b.server.on("request", (req, res) => {
     const n = b.hits++;
@@ -33,7 +33,7 @@ export async function backend(answer: (n: number, method: string) => [number, st
     req.resume();
     const a = answer(n, req.method ?? "");
     if (a === "hang") return;
-    res.writeHead(a[0], { "content-type": "text/plain" }).end(a[1]);
+    void Promise.resolve(a).then(([status, body]) => res.writeHead(status, { "content-type": "text/plain" }).end(body));
   });
   await new Promise<void>((r) => b.server.listen(0, "127.0.0.1", r));
   b.port = (b.server.address() as AddressInfo).port;
@@ -45,14 +45,14 @@ export class Callers {
   private readonly agents = new Map<string, Agent>();
 
   /** One request from `caller`'s address to 127.0.0.1:port. */
-  call(caller: { address: string }, port: number, o: { method?: string; path?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; type: string }> {
+  call(caller: { address: string }, port: number, o: { method?: string; path?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; type: string; headers: IncomingHttpHeaders }> {
     let agent = this.agents.get(caller.address);
     if (!agent) this.agents.set(caller.address, (agent = new Agent({ keepAlive: true, maxSockets: 8 })));
     return new Promise((resolve, reject) => {
       const req = request({ host: "127.0.0.1", port, localAddress: caller.address, method: o.method ?? "GET", path: o.path ?? "/", headers: o.headers ?? {}, agent, timeout: 10_000 }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), type: String(res.headers["content-type"] ?? "") }));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), type: String(res.headers["content-type"] ?? ""), headers: res.headers }));
       });
       req.on("timeout", () => req.destroy(new Error("request timed out")));
       req.on("error", reject);

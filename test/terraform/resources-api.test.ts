@@ -376,6 +376,58 @@ describe.each(BACKENDS)("Weft resources against the API on %s", (backend) => {
       expect(await tf.apply(wl, workload, null)).toBeNull();
     });
 
+    it("weft_traffic_policy: create, no-op, in-place update dropping a part, refusals at plan naming the attribute, import, destroy", async () => {
+      await identity(app, OPERATOR_TOKEN, tenant, "shop", { app: "shop" });
+      await mustPut(app, OPERATOR_TOKEN, tenant, "services/shop", { ports: [{ port: 80, protocol: "tcp", targetPort: 8080 }], backends: { selector: { identity: "shop" } } });
+      const h = resource("weft_traffic_policy");
+      const config = {
+        tenant,
+        name: "shop-limits",
+        target_ref: { name: "shop" },
+        connection_pool: { max_connections: 100 },
+        outlier_detection: { consecutive5xx: 3, base_ejection_time: "1m" },
+        rate_limit: { requests_per_second: 20 },
+      };
+      const state = (await tf.apply(h, null, config))!;
+      expect(state).toMatchObject({ id: `${tenant}/shop-limits`, target_ref: { kind: null, name: "shop" }, connection_pool: { max_connections: 100, max_pending_requests: null } });
+      expect((await get(`/v1/tenants/${tenant}/trafficPolicies/shop-limits`)).json()).toMatchObject({
+        targetRef: { name: "shop" },
+        connectionPool: { maxConnections: 100 },
+        outlierDetection: { consecutive5xx: 3, baseEjectionTime: "1m" },
+        rateLimit: { requestsPerSecond: 20 },
+      });
+      expect(state.etag).toBe((await get(`/v1/tenants/${tenant}/trafficPolicies/shop-limits`)).headers.etag);
+      expect((await h.read(state, tf.ctx)).state).toEqual(state);
+      expect((await tf.plan(h, state, config)).planned).toEqual(state);
+
+      // In place: the outlier part dropped is gone from the API too.
+      const fewer = { ...config, outlier_detection: null };
+      const update = await tf.plan(h, state, fewer);
+      expect(update.requiresReplace).toEqual([]);
+      const updated = (await tf.apply(h, state, fewer))!;
+      expect(updated.outlier_detection).toBeNull();
+      expect((await get(`/v1/tenants/${tenant}/trafficPolicies/shop-limits`)).json()).not.toHaveProperty("outlierDetection");
+
+      // The API's dry run at plan, naming the attribute; nothing written. A second policy for the service, or a
+      // service not there yet, may be one this apply destroys or creates: a warning, and apply checks again.
+      const before = await tenantChanges(app, tenant);
+      const second = await tf.plan(h, null, { ...config, name: "shop-more" });
+      expect(second.diagnostics).toEqual([expect.objectContaining({ severity: "warning", summary: "Conflict", attribute: [{ attribute: "target_ref" }, { attribute: "name" }] })]);
+      expect(second.diagnostics[0]!.detail).toContain('trafficPolicy "shop-limits"');
+      const early = await tf.plan(h, null, { ...config, name: "elsewhere", target_ref: { name: "not-yet" } });
+      expect(early.diagnostics).toEqual([expect.objectContaining({ severity: "warning", attribute: [{ attribute: "target_ref" }, { attribute: "name" }] })]);
+      const refusedAtApply = await h.apply({ prior: null, planned: second.planned, config: second.config, ctx: tf.ctx });
+      expect(errors(refusedAtApply.diagnostics)).toEqual([expect.objectContaining({ summary: "Conflict", attribute: [{ attribute: "target_ref" }, { attribute: "name" }] })]);
+      expect(refusedAtApply.state).toBeNull();
+      const zero = await tf.plan(h, updated, { ...fewer, outlier_detection: { interval: "0s" } });
+      expect(errors(zero.diagnostics)).toEqual([expect.objectContaining({ attribute: [{ attribute: "outlier_detection" }, { attribute: "interval" }] })]);
+      expect(await tenantChanges(app, tenant)).toBe(before);
+
+      expect(await h.importState(`${tenant}/shop-limits`, tf.ctx)).toEqual({ state: updated, diagnostics: [] });
+      expect(await tf.apply(h, updated, null)).toBeNull();
+      expect((await get(`/v1/tenants/${tenant}/trafficPolicies/shop-limits`)).statusCode).toBe(404);
+    });
+
     it("weft_http_route: a 90/10 canary between services with a retry applies, reads back, plans no change, and is refused on its attribute", async () => {
       await identity(app, OPERATOR_TOKEN, tenant, "shop", { app: "shop" });
       for (const [name, targetPort] of [["shop", 8080], ["shop-v1", 9001], ["shop-v2", 9002]] as const) {

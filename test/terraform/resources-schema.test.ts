@@ -78,6 +78,7 @@ const KINDS = [
   { typeName: "weft_service", path: "/v1/tenants/{tenant}/services/{name}", keys: ["tenant", "name"] },
   { typeName: "weft_policy", path: "/v1/tenants/{tenant}/policies/{name}", keys: ["tenant", "name"] },
   { typeName: "weft_http_route", path: "/v1/tenants/{tenant}/httpRoutes/{name}", keys: ["tenant", "name"] },
+  { typeName: "weft_traffic_policy", path: "/v1/tenants/{tenant}/trafficPolicies/{name}", keys: ["tenant", "name"] },
 ];
 
 describe("schemas derived from openapi/openapi.json", () => {

@@ -133,9 +133,10 @@ class MemoCompiler implements Compiler {
    * Drops the remembered class and own counts a change can alter; called
    * before and after it applies, so the node a workload leaves and the one
    * it lands on are both dropped. A workload reaches its own node's only, a
-   * node change that node's, a service none (its parts are shared); the
-   * rest (tenants, identities, policies, ids) can re-expand any identity's
-   * policy part, so every node's is dropped.
+   * node change that node's, a service none (its parts are shared), a
+   * traffic policy none (it is in no map); the rest (tenants, identities,
+   * policies, ids) can re-expand any identity's policy part, so every
+   * node's is dropped.
    */
   private forgetLocal(change: Change): void {
     switch (change.kind) {
@@ -154,6 +155,8 @@ class MemoCompiler implements Compiler {
       }
       case "node":
         this.localCapacity.delete(change.op === "put" ? change.row.name : change.name);
+        return;
+      case "trafficPolicy":
         return;
       case "service": {
         const t = this.index.tenants.get(change.op === "put" ? change.row.tenantId : change.tenantId);
@@ -224,6 +227,9 @@ class MemoCompiler implements Compiler {
           this.l7AllowParts.delete(tenantId);
         };
       }
+      case "trafficPolicy":
+        // The proxy's settings only: the L7 document reads them from the index, no map part holds them.
+        return () => {};
       case "policy": {
         const t = idx.tenants.get(change.op === "put" ? change.row.tenantId : change.tenantId);
         const p = t?.policies.get(change.op === "put" ? change.row.name : change.name);
@@ -502,7 +508,7 @@ class MemoCompiler implements Compiler {
 
   snapshot(): Snapshot {
     const ts = [...this.index.tenants.values()];
-    const all = <K extends "identities" | "workloads" | "services" | "policies" | "httpRoutes">(k: K) => ts.flatMap((t) => [...t[k].values()]) as Array<TenantIndex[K] extends Map<string, infer R> ? R : never>;
+    const all = <K extends "identities" | "workloads" | "services" | "policies" | "httpRoutes" | "trafficPolicies">(k: K) => ts.flatMap((t) => [...t[k].values()]) as Array<TenantIndex[K] extends Map<string, infer R> ? R : never>;
     return {
       tenants: ts.map((t) => t.row),
       identities: all("identities"),
@@ -510,6 +516,7 @@ class MemoCompiler implements Compiler {
       services: all("services"),
       policies: all("policies"),
       httpRoutes: all("httpRoutes"),
+      trafficPolicies: all("trafficPolicies"),
       nodes: [...this.index.nodes.values()],
       backendIds: new Map(this.index.backendIds),
       cidrIdentities: new Map(this.index.cidrIdentities),

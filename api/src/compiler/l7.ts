@@ -20,8 +20,25 @@ import { makePart } from "./parts.ts";
 import { enforcesDirection } from "./policy.ts";
 import { parsePrefix, selects } from "./select.ts";
 import { chooseByZone, resolveBackends, servingPool, type ResolvedBackend } from "./services.ts";
-import { l7Ports, type SnapshotIndex, type TenantIndex } from "./snapshot-index.ts";
-import type { HttpBackendRef, HttpHeaderModifier, HttpMethod, HttpRouteMatch, HttpRouteRow, IdentityRow, JwtKey, Part, PeerSelector, PolicyRow, PortSelector, RetryCondition, ServicePort, ServiceRow, TenantRow } from "./types.ts";
+import { l7Ports, trafficPolicyOf, type SnapshotIndex, type TenantIndex } from "./snapshot-index.ts";
+import type {
+  HttpBackendRef,
+  HttpHeaderModifier,
+  HttpMethod,
+  HttpRouteMatch,
+  HttpRouteRow,
+  IdentityRow,
+  JwtKey,
+  Part,
+  PeerSelector,
+  PolicyRow,
+  PortSelector,
+  RetryCondition,
+  ServicePort,
+  ServiceRow,
+  TenantRow,
+  TrafficPolicyRow,
+} from "./types.ts";
 
 /**
  * The rule id of the proxy's allow entries: policy id 0 never comes out of
@@ -197,6 +214,15 @@ export interface L7Jwks {
   keys: JwtKey[];
 }
 
+/** A service's trafficPolicy with its defaults filled in, durations in ms: what the proxy applies to every backend of the frontend. */
+export interface L7Traffic {
+  policy: string;
+  maxConnections?: number;
+  maxPendingRequests?: number;
+  outlier?: { consecutive5xx: number; intervalMs: number; baseEjectionMs: number; maxEjectionPercent: number };
+  rateLimit?: { requestsPerSecond: number; burst: number };
+}
+
 export interface L7Frontend {
   name: string;
   tenant: string;
@@ -206,6 +232,8 @@ export interface L7Frontend {
   rules: { route: string; rule: number; matches: L7Match[]; backends: { backend: string; weight: number }[] }[];
   defaultBackend: string;
   authorization: { governed: boolean; entries: L7AuthorizationEntry[] };
+  /** Absent when no trafficPolicy names the service. */
+  traffic?: L7Traffic;
 }
 
 /** The shape of L7Document (mesh/specs.ts; the compiler imports no mesh code, the route's schema checks it). */
@@ -338,6 +366,8 @@ function frontendOf(
       targets.map((target) => ({ identities: resolvedAt.get(targetKey(target))!.flatMap((b) => identityAt.get(b.address) ?? []), targetPort: target.port.targetPort })),
     ),
   };
+  const policy = trafficPolicyOf(t, s);
+  if (policy !== undefined) frontend.traffic = trafficOf(policy);
   return { frontend, backends };
 }
 
@@ -404,6 +434,33 @@ function mergeModifiers(list: readonly HttpHeaderModifier[]): L7HeaderModifier |
   if (set.length > 0) out.set = set;
   if (add.length > 0) out.add = add;
   if (remove.length > 0) out.remove = remove;
+  return out;
+}
+
+/** Istio's outlier-detection defaults (DestinationRule), as TrafficPolicySpec documents them. */
+const OUTLIER_DEFAULTS = { consecutive5xx: 5, interval: "10s", baseEjectionTime: "30s", maxEjectionPercent: 10 } as const;
+
+/**
+ * A trafficPolicy as the proxy takes it: only the parts the policy has, each
+ * with its defaults filled in (burst: the rate). The API refuses a zero
+ * duration; one stored past it takes the default, as 0 would eject forever
+ * or never look again.
+ */
+export function trafficOf(p: TrafficPolicyRow): L7Traffic {
+  const out: L7Traffic = { policy: p.name };
+  const pool = p.connectionPool;
+  if (pool?.maxConnections !== undefined) out.maxConnections = pool.maxConnections;
+  if (pool?.maxPendingRequests !== undefined) out.maxPendingRequests = pool.maxPendingRequests;
+  const o = p.outlierDetection;
+  if (o !== undefined) {
+    out.outlier = {
+      consecutive5xx: o.consecutive5xx ?? OUTLIER_DEFAULTS.consecutive5xx,
+      intervalMs: durationMs(o.interval) ?? durationMs(OUTLIER_DEFAULTS.interval)!,
+      baseEjectionMs: durationMs(o.baseEjectionTime) ?? durationMs(OUTLIER_DEFAULTS.baseEjectionTime)!,
+      maxEjectionPercent: o.maxEjectionPercent ?? OUTLIER_DEFAULTS.maxEjectionPercent,
+    };
+  }
+  if (p.rateLimit !== undefined) out.rateLimit = { requestsPerSecond: p.rateLimit.requestsPerSecond, burst: p.rateLimit.burst ?? p.rateLimit.requestsPerSecond };
   return out;
 }
 

@@ -7,17 +7,18 @@
 import { constants, parseIPv4 } from "@weft/codec";
 import { CompileError } from "./ids.ts";
 import { canonicalPrefix } from "./select.ts";
-import type { HttpRouteRow, IdentityRow, NodeRow, PolicyRow, ServicePort, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "./types.ts";
+import type { HttpRouteRow, IdentityRow, NodeRow, PolicyRow, ServicePort, ServiceRow, Snapshot, TenantRow, TrafficPolicyRow, WorkloadRow } from "./types.ts";
 
 export type Change =
   | { kind: "tenant"; op: "put"; row: TenantRow }
   | { kind: "tenant"; op: "delete"; id: number }
-  | { kind: "identity" | "workload" | "service" | "policy" | "httpRoute"; op: "delete"; tenantId: number; name: string }
+  | { kind: "identity" | "workload" | "service" | "policy" | "httpRoute" | "trafficPolicy"; op: "delete"; tenantId: number; name: string }
   | { kind: "identity"; op: "put"; row: IdentityRow }
   | { kind: "workload"; op: "put"; row: WorkloadRow }
   | { kind: "service"; op: "put"; row: ServiceRow }
   | { kind: "policy"; op: "put"; row: PolicyRow }
   | { kind: "httpRoute"; op: "put"; row: HttpRouteRow }
+  | { kind: "trafficPolicy"; op: "put"; row: TrafficPolicyRow }
   | { kind: "node"; op: "put"; row: NodeRow }
   | { kind: "node"; op: "delete"; name: string }
   /** id undefined: forget the allocation. */
@@ -31,12 +32,13 @@ export interface TenantIndex {
   services: Map<string, ServiceRow>;
   policies: Map<string, PolicyRow>;
   httpRoutes: Map<string, HttpRouteRow>;
+  trafficPolicies: Map<string, TrafficPolicyRow>;
   /** identity name -> names of its workloads, for selector backends */
   workloadsByIdentity: Map<string, Set<string>>;
 }
 
-type RowKind = "identities" | "workloads" | "services" | "policies" | "httpRoutes";
-type TenantRowKind = "identity" | "workload" | "service" | "policy" | "httpRoute";
+type RowKind = "identities" | "workloads" | "services" | "policies" | "httpRoutes" | "trafficPolicies";
+type TenantRowKind = "identity" | "workload" | "service" | "policy" | "httpRoute" | "trafficPolicy";
 
 const cidrsOf = (p: PolicyRow): string[] =>
   [...(p.ingress ?? []), ...(p.egress ?? [])].flatMap((r) => r.peers.flatMap((peer) => ("cidr" in peer ? [canonicalPrefix(peer.cidr)] : [])));
@@ -65,6 +67,7 @@ export class SnapshotIndex {
     for (const row of snapshot.services) this.apply({ kind: "service", op: "put", row });
     for (const row of snapshot.policies) this.apply({ kind: "policy", op: "put", row });
     for (const row of snapshot.httpRoutes ?? []) this.apply({ kind: "httpRoute", op: "put", row });
+    for (const row of snapshot.trafficPolicies ?? []) this.apply({ kind: "trafficPolicy", op: "put", row });
     for (const [key, id] of snapshot.backendIds) this.apply({ kind: "backendId", key, id });
     for (const [prefix, id] of snapshot.cidrIdentities) this.apply({ kind: "cidrIdentity", prefix, id });
   }
@@ -107,6 +110,7 @@ export class SnapshotIndex {
       services: new Map(),
       policies: new Map(),
       httpRoutes: new Map(),
+      trafficPolicies: new Map(),
       workloadsByIdentity: new Map(),
     });
     return undefined;
@@ -115,7 +119,7 @@ export class SnapshotIndex {
   private deleteTenant(id: number): TenantIndex | undefined {
     const t = this.tenants.get(id);
     if (t === undefined) return undefined;
-    for (const kind of ["httpRoute", "workload", "service", "policy", "identity"] as const) {
+    for (const kind of ["trafficPolicy", "httpRoute", "workload", "service", "policy", "identity"] as const) {
       for (const name of [...this.rowsOf(t, kind).keys()]) this.deleteRow(kind, id, name);
     }
     this.tenants.delete(id);
@@ -166,7 +170,7 @@ export class SnapshotIndex {
   }
 
   rowsOf(t: TenantIndex, kind: TenantRowKind): Map<string, unknown> {
-    const field: Record<typeof kind, RowKind> = { identity: "identities", workload: "workloads", service: "services", policy: "policies", httpRoute: "httpRoutes" };
+    const field: Record<typeof kind, RowKind> = { identity: "identities", workload: "workloads", service: "services", policy: "policies", httpRoute: "httpRoutes", trafficPolicy: "trafficPolicies" };
     return t[field[kind]];
   }
 
@@ -234,6 +238,14 @@ export class SnapshotIndex {
         // The id names the route's HAProxy sections (l7.ts).
         if (!Number.isInteger(change.row.id) || change.row.id < 1) throw new CompileError(`httpRoute ${change.row.name}: id ${change.row.id} is not an integer >= 1`);
         return;
+      case "trafficPolicy":
+        // One per service, as the API and the database's unique key hold: a second would make a frontend's settings a guess.
+        for (const other of this.tenant(change.row.tenantId).trafficPolicies.values()) {
+          if (other !== old && other.service === change.row.service) {
+            throw new CompileError(`trafficPolicy ${change.row.name}: service ${change.row.service} already has trafficPolicy ${other.name}`);
+          }
+        }
+        return;
     }
   }
 
@@ -299,6 +311,12 @@ export function l7Ports(t: TenantIndex, s: ServiceRow): ServicePort[] {
     }
   }
   return s.ports.filter((p) => p.protocol === "tcp" && (all || named.has(p.port)));
+}
+
+/** The traffic policy naming a service, if one does. */
+export function trafficPolicyOf(t: TenantIndex, s: ServiceRow): TrafficPolicyRow | undefined {
+  for (const p of t.trafficPolicies.values()) if (p.service === s.name) return p;
+  return undefined;
 }
 
 export function getOrSet<K, V>(map: Map<K, V>, key: K, make: () => V): V {

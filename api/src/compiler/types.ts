@@ -240,6 +240,21 @@ export interface HttpRouteRule {
   retry?: { attempts: number; on?: readonly RetryCondition[]; nonIdempotent?: boolean };
 }
 
+/**
+ * A traffic policy (TrafficPolicySpec, as written): circuit breaking,
+ * outlier ejection and a per-identity rate limit for one service's L7
+ * frontends (l7.ts fills the defaults in). At most one names a service.
+ */
+export interface TrafficPolicyRow {
+  tenantId: number;
+  name: string;
+  /** targetRef.name: a service of the policy's tenant. */
+  service: string;
+  connectionPool?: { maxConnections?: number; maxPendingRequests?: number };
+  outlierDetection?: { consecutive5xx?: number; interval?: string; baseEjectionTime?: string; maxEjectionPercent?: number };
+  rateLimit?: { requestsPerSecond: number; burst?: number };
+}
+
 export interface Snapshot {
   tenants: readonly TenantRow[];
   identities: readonly IdentityRow[];
@@ -261,6 +276,8 @@ export interface Snapshot {
   cidrIdentities: ReadonlyMap<string, number>;
   /** Absent: none. */
   httpRoutes?: readonly HttpRouteRow[];
+  /** Absent: none. */
+  trafficPolicies?: readonly TrafficPolicyRow[];
 }
 
 /** The maps the compiler writes; sock_rev, ct, metrics and the flow maps belong to the datapath and the agent. */

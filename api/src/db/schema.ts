@@ -366,6 +366,34 @@ export const httpRoutes = pgTable(
   (t) => [unique("http_routes_tenant_name_unique").on(t.tenantId, t.name)],
 );
 
+/**
+ * Traffic policies (issue 21): circuit breaking, outlier ejection and a
+ * per-identity rate limit for one service's L7 traffic. One per service:
+ * the unique (tenant, service) is the database's wall behind the API's 409.
+ */
+export const trafficPolicies = pgTable(
+  "traffic_policies",
+  {
+    id: serial("id").primaryKey(),
+    tenantId: tenantRef(),
+    name: text("name").notNull(),
+    /** TrafficPolicySpec["targetRef"], as written. */
+    targetRef: jsonb("target_ref").notNull(),
+    /** targetRef.name, the service: a column so that one policy per service is a unique key. */
+    service: text("service").notNull(),
+    /** TrafficPolicySpec["connectionPool"], as written; null when absent. */
+    connectionPool: jsonb("connection_pool"),
+    /** TrafficPolicySpec["outlierDetection"], as written; null when absent. */
+    outlierDetection: jsonb("outlier_detection"),
+    /** TrafficPolicySpec["rateLimit"], as written; null when absent. */
+    rateLimit: jsonb("rate_limit"),
+    revision: revision(),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [unique("traffic_policies_tenant_name_unique").on(t.tenantId, t.name), unique("traffic_policies_tenant_service_unique").on(t.tenantId, t.service)],
+);
+
 /** Backend ids by "address:port", handed out once and never reused, so adding a backend renumbers none. */
 export const backendIds = pgTable("backend_ids", {
   endpoint: text("endpoint").primaryKey(),

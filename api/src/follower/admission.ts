@@ -27,6 +27,7 @@ import {
   type PolicyRow,
   type ServiceRow,
   type Snapshot,
+  type TrafficPolicyRow,
   type WorkloadRow,
 } from "../compiler/index.ts";
 import { ROW_KINDS, type RowKind, type Rows } from "./rows.ts";
@@ -194,6 +195,7 @@ function mergeInto(s: Snapshot, changes: Change[]): Snapshot {
     service: [...s.services],
     policy: [...s.policies],
     httpRoute: [...(s.httpRoutes ?? [])],
+    trafficPolicy: [...(s.trafficPolicies ?? [])],
   } as Record<RowKind, { tenantId: number; name: string }[]>;
   let tenantRows = [...s.tenants];
   for (const c of changes) {
@@ -218,5 +220,6 @@ function mergeInto(s: Snapshot, changes: Change[]): Snapshot {
     services: lists.service as ServiceRow[],
     policies: lists.policy as PolicyRow[],
     httpRoutes: lists.httpRoute as HttpRouteRow[],
+    trafficPolicies: lists.trafficPolicy as TrafficPolicyRow[],
   };
 }

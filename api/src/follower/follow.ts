@@ -43,6 +43,7 @@ import {
   revisionCounter,
   services,
   tenants,
+  trafficPolicies,
   workloadHealth,
   workloads,
 } from "../db/schema.ts";
@@ -63,7 +64,7 @@ import type { ChangeEvent, ChangeFeed } from "../services/change-feed.ts";
 import { admitWrite, tryChanges, type AdmissionRefusal } from "./admission.ts";
 import { federatingTenants, jwtKeysOf } from "./jwt-keys.ts";
 import { NodeHistory, type NodeDelta, type NodeState } from "./history.ts";
-import { httpRouteRowOf, identityRowOf, nodeRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, workloadRowOf } from "./rows.ts";
+import { httpRouteRowOf, identityRowOf, nodeRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, trafficPolicyRowOf, workloadRowOf } from "./rows.ts";
 
 export type { NodeDelta, NodeState } from "./history.ts";
 
@@ -127,7 +128,7 @@ interface Pulled {
 }
 
 /** The order a pull applies row deletes in: a row that names others before the rows it names, the tenant last. */
-const PULL_DELETE_ORDER: Record<string, number> = { httpRoute: 0, policy: 0, service: 1, workload: 2, identity: 3, tenant: 4 };
+const PULL_DELETE_ORDER: Record<string, number> = { trafficPolicy: 0, httpRoute: 0, policy: 0, service: 1, workload: 2, identity: 3, tenant: 4 };
 
 /** Change-log kinds that change a tenant's JWT keys: its CA's bundle (ca/store.ts), its federations. */
 const JWT_KEY_KINDS = new Set(["bundle", "federation"]);
@@ -296,6 +297,7 @@ export class Follower implements DatapathReader {
     const ss = await tx.select().from(services);
     const ps = await tx.select().from(policies);
     const hs = await tx.select().from(httpRoutes);
+    const tps = await tx.select().from(trafficPolicies);
     const ns = await tx.select(NODE_COLUMNS).from(nodesTable);
     const bs = await tx.select().from(backendIdsTable);
     const cs = await tx.select().from(cidrIdentitiesTable);
@@ -311,6 +313,7 @@ export class Follower implements DatapathReader {
         services: ss.map(serviceRowOf),
         policies: ps.map(policyRowOf),
         httpRoutes: hs.map(httpRouteRowOf),
+        trafficPolicies: tps.map(trafficPolicyRowOf),
         nodes: ns.map(nodeRowOf),
         backendIds: new Map(bs.map((b) => [b.endpoint, b.id])),
         cidrIdentities: new Map(cs.map((c) => [c.cidr, c.numericId])),
@@ -419,6 +422,10 @@ export class Follower implements DatapathReader {
         const [r] = await tx.select().from(httpRoutes).where(and(eq(httpRoutes.tenantId, tenantId), eq(httpRoutes.name, name)));
         return r ? { kind, op: "put", row: httpRouteRowOf(r) } : { kind, op: "delete", tenantId, name };
       }
+      case "trafficPolicy": {
+        const [r] = await tx.select().from(trafficPolicies).where(and(eq(trafficPolicies.tenantId, tenantId), eq(trafficPolicies.name, name)));
+        return r ? { kind, op: "put", row: trafficPolicyRowOf(r) } : { kind, op: "delete", tenantId, name };
+      }
       default: {
         const [r] = await tx.select().from(policies).where(and(eq(policies.tenantId, tenantId), eq(policies.name, name)));
         return r ? { kind: "policy", op: "put", row: policyRowOf(r) } : { kind: "policy", op: "delete", tenantId, name };
@@ -434,7 +441,7 @@ export class Follower implements DatapathReader {
     let nodes: Set<string> | null = null;
     if (p.full) {
       const f = p.full;
-      this.compiler = createCompiler({ ...f, identities: [], workloads: [], services: [], policies: [], httpRoutes: [] });
+      this.compiler = createCompiler({ ...f, identities: [], workloads: [], services: [], policies: [], httpRoutes: [], trafficPolicies: [] });
       this.rows = new Rows();
       for (const row of f.tenants) this.rows.apply({ kind: "tenant", op: "put", row });
       for (const row of f.nodes) this.rows.apply({ kind: "node", op: "put", row });
@@ -442,7 +449,7 @@ export class Follower implements DatapathReader {
       for (const [prefix, id] of f.cidrIdentities) this.rows.apply({ kind: "cidrIdentity", prefix, id });
       // Row by row: rows written past the API's checks (by hand, or before them) must not keep the API
       // from starting; the compiler refuses them, the log names them, the rest is served.
-      const lists = { identity: f.identities, workload: f.workloads, service: f.services, policy: f.policies, httpRoute: f.httpRoutes ?? [] };
+      const lists = { identity: f.identities, workload: f.workloads, service: f.services, policy: f.policies, httpRoute: f.httpRoutes ?? [], trafficPolicy: f.trafficPolicies ?? [] };
       for (const kind of ROW_KINDS) {
         for (const row of lists[kind]) {
           const change = { kind, op: "put", row } as Change;

@@ -2,11 +2,11 @@
  * The follower's rows: database rows converted to the compiler's plain rows,
  * and the mirror of those rows kept beside the live compiler.
  */
-import type { httpRoutes, identities, nodes, policies, services, tenants, workloads } from "../db/schema.ts";
-import type { Change, HttpRouteRow, IdentityRow, NodeRow, PolicyRow, PolicyRule, ServiceRow, Snapshot, TenantRow, TrustDomainJwtKeys, WorkloadRow } from "../compiler/index.ts";
+import type { httpRoutes, identities, nodes, policies, services, tenants, trafficPolicies, workloads } from "../db/schema.ts";
+import type { Change, HttpRouteRow, IdentityRow, NodeRow, PolicyRow, PolicyRule, ServiceRow, Snapshot, TenantRow, TrafficPolicyRow, TrustDomainJwtKeys, WorkloadRow } from "../compiler/index.ts";
 
 /** The tenant rows the compiler holds, by the kind the change log names them with. */
-export const ROW_KINDS = ["identity", "workload", "service", "policy", "httpRoute"] as const;
+export const ROW_KINDS = ["identity", "workload", "service", "policy", "httpRoute", "trafficPolicy"] as const;
 export type RowKind = (typeof ROW_KINDS)[number];
 
 // Row conversions: database rows to the compiler's plain rows.
@@ -16,6 +16,7 @@ type WorkloadDb = typeof workloads.$inferSelect;
 type ServiceDb = typeof services.$inferSelect;
 type PolicyDb = typeof policies.$inferSelect;
 type HttpRouteDb = typeof httpRoutes.$inferSelect;
+type TrafficPolicyDb = typeof trafficPolicies.$inferSelect;
 
 /** `jwtKeys`: the tenant's JWT-SVID keys by trust domain (jwt-keys.ts); a tenant written with none has none yet. */
 export const tenantRowOf = (r: TenantDb, jwtKeys: readonly TrustDomainJwtKeys[] = []): TenantRow => ({
@@ -91,6 +92,16 @@ export const httpRouteRowOf = (r: HttpRouteDb): HttpRouteRow => ({
   rules: r.rules as HttpRouteRow["rules"],
 });
 
+/** The policy's parts are stored as the API wrote them (TrafficPolicySpec, checked by its schema); null is absent. */
+export const trafficPolicyRowOf = (r: TrafficPolicyDb): TrafficPolicyRow => ({
+  tenantId: r.tenantId,
+  name: r.name,
+  service: r.service,
+  ...(r.connectionPool === null ? {} : { connectionPool: r.connectionPool as TrafficPolicyRow["connectionPool"] }),
+  ...(r.outlierDetection === null ? {} : { outlierDetection: r.outlierDetection as TrafficPolicyRow["outlierDetection"] }),
+  ...(r.rateLimit === null ? {} : { rateLimit: r.rateLimit as TrafficPolicyRow["rateLimit"] }),
+});
+
 /** The datapath-relevant rows, mirrored beside the compiler: for inverses, per-tenant snapshots and node presence. */
 export class Rows {
   readonly tenants = new Map<number, TenantRow>();
@@ -102,7 +113,7 @@ export class Rows {
   private of(tenantId: number): Record<RowKind, Map<string, unknown>> {
     let t = this.byTenant.get(tenantId);
     if (t === undefined) {
-      t = { identity: new Map(), workload: new Map(), service: new Map(), policy: new Map(), httpRoute: new Map() };
+      t = { identity: new Map(), workload: new Map(), service: new Map(), policy: new Map(), httpRoute: new Map(), trafficPolicy: new Map() };
       this.byTenant.set(tenantId, t);
     }
     return t;
@@ -192,6 +203,7 @@ export class Rows {
       services: all<ServiceRow>("service"),
       policies: all<PolicyRow>("policy"),
       httpRoutes: all<HttpRouteRow>("httpRoute"),
+      trafficPolicies: all<TrafficPolicyRow>("trafficPolicy"),
       nodes: [...this.nodes.values()],
       backendIds: this.backendIds,
       cidrIdentities: this.cidrIdentities,

@@ -14,11 +14,17 @@ import { fieldRefusal, MeshRefusal } from "./refusal.ts";
 import type { ServiceSpec } from "./specs.ts";
 import { addressPlanOf, ipv4ToNumber, specialUse, vipRefusal } from "./addresses.ts";
 import { requireUnrouted } from "./http-routes.ts";
+import { requireUntargeted } from "./traffic-policies.ts";
 
 export type ServiceDbRow = typeof services.$inferSelect;
 
-// A service an httpRoute names stays until the route lets it go (http-routes.ts).
-const rows = meshRows(services, "service", { beforeDelete: (w, tenantId, name) => requireUnrouted(w, tenantId, name, null) });
+// A service an httpRoute or a trafficPolicy names stays until they let it go (http-routes.ts, traffic-policies.ts).
+const rows = meshRows(services, "service", {
+  beforeDelete: async (w, tenantId, name) => {
+    await requireUnrouted(w, tenantId, name, null);
+    await requireUntargeted(w, tenantId, name);
+  },
+});
 const { byName } = rows;
 
 /** Shape rules the schema cannot say: one frontend per (port, protocol); workload xor address. */

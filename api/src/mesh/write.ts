@@ -4,7 +4,7 @@
  */
 import { and, asc, eq, gt, inArray } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { federations, httpRoutes, identities, policies, services, workloads } from "../db/schema.ts";
+import { federations, httpRoutes, identities, policies, services, trafficPolicies, workloads } from "../db/schema.ts";
 import { read, type WriteScope } from "../db/transactions.ts";
 import type { Change } from "../compiler/index.ts";
 import type { AdmissionRefusal } from "../follower/admission.ts";
@@ -34,7 +34,7 @@ export async function admitOrRefuse(follower: Follower, w: WriteScope, changes: 
 }
 
 /** A mesh row's kind, as the change log and the compiler name it. */
-type MeshRowKind = "identity" | "workload" | "service" | "policy" | "federation" | "httpRoute";
+type MeshRowKind = "identity" | "workload" | "service" | "policy" | "federation" | "httpRoute" | "trafficPolicy";
 
 /** One write of one mesh row, for writeMeshRow. */
 export interface MeshWrite<Row, Out> {
@@ -114,8 +114,8 @@ export async function requireIdentities(w: WriteScope, tenantId: number, named: 
 export const namedIn = (field: string, selector: SelectorSpec | { cidr: string }): { field: string; identity: string }[] =>
   "identity" in selector && selector.identity !== undefined ? [{ field: `${field}.identity`, identity: selector.identity }] : [];
 
-type MeshTable = typeof workloads | typeof services | typeof policies | typeof federations | typeof httpRoutes;
-type MeshKind = "workload" | "service" | "policy" | "federation" | "httpRoute";
+type MeshTable = typeof workloads | typeof services | typeof policies | typeof federations | typeof httpRoutes | typeof trafficPolicies;
+type MeshKind = "workload" | "service" | "policy" | "federation" | "httpRoute" | "trafficPolicy";
 
 /**
  * What the mesh stores share: finding, listing and deleting by

@@ -38,7 +38,7 @@ const AccessLine = Type.Object({
   traceId: Type.String(),
   spanId: Type.String(),
   parentSpanId: Type.String(),
-  /** Why the proxy answered itself (forbidden, no-frontend, no-backend, no-servers); "" when a backend was asked. */
+  /** Why the proxy answered itself (forbidden, no-frontend, no-backend, no-servers; a trafficPolicy's rate-limited, overflow); "" when a backend was asked. */
   refused: Type.String(),
 });
 /** A record as the agent reads it: unset fields "" (HAProxy's "-"), the server's port a number (0: none). */

@@ -112,6 +112,29 @@ const L7Authorization = Type.Object(
 );
 export type L7Authorization = Static<typeof L7Authorization>;
 
+const L7Traffic = Type.Object(
+  {
+    policy: Name,
+    maxConnections: Type.Optional(Type.Integer({ minimum: 1 })),
+    maxPendingRequests: Type.Optional(Type.Integer({ minimum: 0 })),
+    outlier: Type.Optional(
+      Type.Object(
+        {
+          consecutive5xx: Type.Integer({ minimum: 1 }),
+          intervalMs: Type.Integer({ minimum: 1 }),
+          baseEjectionMs: Type.Integer({ minimum: 1 }),
+          maxEjectionPercent: Type.Integer({ minimum: 0, maximum: 100 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    rateLimit: Type.Optional(Type.Object({ requestsPerSecond: Type.Integer({ minimum: 1 }), burst: Type.Integer({ minimum: 1 }) }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
+export type L7Traffic = Static<typeof L7Traffic>;
+export type L7Outlier = NonNullable<L7Traffic["outlier"]>;
+
 const L7Jwks = Type.Object(
   {
     tenant: Name,
@@ -135,7 +158,17 @@ export const L7Document = Type.Object(
     proxyAddress: Ipv4,
     frontends: Type.Array(
       Type.Object(
-        { name: ProxyName, tenant: Name, service: Name, vip: Ipv4, port: PortNumber, rules: Type.Array(L7Rule), defaultBackend: ProxyName, authorization: L7Authorization },
+        {
+          name: ProxyName,
+          tenant: Name,
+          service: Name,
+          vip: Ipv4,
+          port: PortNumber,
+          rules: Type.Array(L7Rule),
+          defaultBackend: ProxyName,
+          authorization: L7Authorization,
+          traffic: Type.Optional(L7Traffic),
+        },
         { additionalProperties: false },
       ),
     ),
@@ -192,6 +225,15 @@ export function checkL7Document(body: unknown): L7Document | string {
     if (!backends.has(f.defaultBackend)) return `/frontends/${i}/defaultBackend: no backend ${f.defaultBackend}`;
     for (const [j, r] of f.rules.entries()) {
       for (const [k, ref] of r.backends.entries()) if (!backends.has(ref.backend)) return `/frontends/${i}/rules/${j}/backends/${k}/backend: no backend ${ref.backend}`;
+    }
+  }
+  // A trafficPolicy applies to every backend of its frontend: a backend two frontends share could take only one of theirs.
+  const owner = new Map<string, string>();
+  for (const [i, f] of body.frontends.entries()) {
+    for (const b of new Set([f.defaultBackend, ...f.rules.flatMap((r) => r.backends.map((ref) => ref.backend))])) {
+      const other = owner.get(b);
+      if (other !== undefined && other !== f.name) return `/frontends/${i}: backend ${b} is named by frontends ${other} and ${f.name} (a backend belongs to one frontend)`;
+      owner.set(b, f.name);
     }
   }
   const callers = new Set<string>();

@@ -13,7 +13,11 @@
  *   running proxy keeps serving and the status says why) and applied with
  *   a hitless master-worker reload;
  * - after each apply the servers HAProxy holds are compared with the
- *   document; only then is the document's ETag reported as applied.
+ *   document; only then is the document's ETag reported as applied;
+ * - outlier ejection (outlier-driver.ts) follows each document applied,
+ *   reads every access record, and is told again after each reload and
+ *   start (a new worker holds every server ready). An ejected server is in
+ *   maint, which the check of an apply does not look at.
  *
  * A 404 from the API (no L7 route yet) reads as a document without
  * frontends, and the status detail says so: before any document, no proxy
@@ -33,6 +37,7 @@ import { checkL7Document, emptyL7Document, type L7Document } from "./document.ts
 import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPaths } from "./haproxy-process.ts";
 import { JWT_KEY_FILE, jwtKeyFiles, type JwtKeyFile } from "./jwt-render.ts";
 import { L7Metrics } from "./metrics.ts";
+import { OutlierDriver } from "./outlier-driver.ts";
 import { adminSocketPath, configPath, masterSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
 import { infoField, serversState, setServerWeight } from "./runtime-api.ts";
 
@@ -79,6 +84,7 @@ const RECORD_BATCH_MAX = 4_096;
 
 export class L7Driver {
   readonly metrics: L7Metrics;
+  readonly outliers: OutlierDriver;
   private readonly abort = new AbortController();
   private readonly backoff: Backoff;
   private readonly paths: HaproxyPaths;
@@ -107,7 +113,11 @@ export class L7Driver {
 
   constructor(private readonly o: L7DriverOptions) {
     this.backoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...o.backoff });
-    this.metrics = new L7Metrics(o.registry, async () => (this.process ? infoField(this.paths.adminSocket, "DroppedLogs") : null));
+    this.metrics = new L7Metrics(
+      o.registry,
+      async () => (this.process ? infoField(this.paths.adminSocket, "DroppedLogs") : null),
+      () => this.outliers.detector.ejectedCounts(),
+    );
     this.paths = {
       binary: o.binary,
       config: configPath(o.stateDir),
@@ -116,6 +126,7 @@ export class L7Driver {
       pidFile: join(o.stateDir, "haproxy.pid"),
     };
     this.firstRead = new Promise((resolve) => (this.firstDocument = resolve));
+    this.outliers = new OutlierDriver(this.paths.adminSocket, this.metrics, o.log);
   }
 
   start(): void {
@@ -137,6 +148,8 @@ export class L7Driver {
     if (this.poller) clearInterval(this.poller);
     if (this.flusher) clearInterval(this.flusher);
     await this.applies.idle();
+    this.outliers.stop();
+    await this.outliers.idle();
     await this.process?.stop();
     await this.supervising;
     this.flushRecords();
@@ -268,6 +281,9 @@ export class L7Driver {
         }
       } else await running.reload();
       await this.verify(want.doc);
+      // A reload's new worker holds every server ready: the ejections in force are told before the document is reported applied.
+      this.outliers.follow(want.doc);
+      if (kind === "reload") await this.outliers.reapply();
       this.applied = want;
       this.applyError = null;
       this.metrics.follow(want.doc);
@@ -332,6 +348,7 @@ export class L7Driver {
       return;
     }
     this.metrics.record(r);
+    this.outliers.observe(r);
     if (!this.o.records) return;
     if (this.pending.length < RECORD_BATCH_MAX) this.pending.push(r);
     else this.pendingLost++;
@@ -383,6 +400,9 @@ export class L7Driver {
       this.process = running;
       this.applied = want;
       this.applyError = null;
+      // The new worker holds every server ready: the ejections in force are told before it is reported running.
+      this.outliers.follow(want.doc);
+      await this.outliers.reapply();
       this.state = "running";
       this.metrics.follow(want.doc);
       this.metrics.applies.inc({ kind: "start", result: "ok" });

@@ -12,6 +12,9 @@
  *  3. authorizes: a caller of another tenant (or none known) 403; a deny
  *     entry that matches 403 (deny wins); governed and no allow entry
  *     matches 403. Refusals are application/problem+json;
+ *  3b. counts the request against the caller's rate limit, if the
+ *     service's trafficPolicy has one: past it 429 (traffic-render.ts,
+ *     with the connection pool limits on its backends);
  *  4. picks the first rule whose match holds, then one of its backends by
  *     weight (rand over the cumulated weights); no rule: the default
  *     backend (the whole service).
@@ -30,6 +33,8 @@ import { constants } from "@weft/codec";
 import type { HeaderModifier, L7Authorization, L7Backend, L7Document, L7Frontend, L7Match, RetryCondition } from "./document.ts";
 import { jwtRendering, type JwtRendering } from "./jwt-render.ts";
 import { TRACE_CONTEXT_LINES, TRACE_LOG_FIELDS } from "./render-trace.ts";
+import { problemReturn, type Problem } from "./problem.ts";
+import { backendTrafficLines, frontendsOfBackends, pendingLines, rateLimitLines, serverLimit } from "./traffic-render.ts";
 
 /** HAProxy's weights are 0..256; the compiler's already are. */
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -84,12 +89,6 @@ export function quote(text: string): string {
 /** A log-format string (header values): '%' is literal only doubled. */
 const logFormat = (text: string) => quote(text.replace(/%/g, "%%"));
 
-export interface Problem {
-  status: number;
-  title: string;
-  detail: string;
-}
-
 /** The answers HAProxy makes itself, as problems. */
 const PROXY_ERRORS: Problem[] = [
   { status: 400, title: "Bad Request", detail: "the L7 proxy could not read the request" },
@@ -99,13 +98,6 @@ const PROXY_ERRORS: Problem[] = [
   { status: 503, title: "Service Unavailable", detail: "no backend server is available" },
   { status: 504, title: "Gateway Timeout", detail: "the backend did not answer in time" },
 ];
-
-/** An `http-request return` of an RFC 9457 problem; the text is the agent's own (names and fixed words), never the client's. */
-function problemReturn(p: Problem): string {
-  const body = JSON.stringify({ type: "about:blank", title: p.title, status: p.status, detail: p.detail });
-  if (body.includes("'")) throw new Error(`failed to render a problem: ${body} holds a quote`);
-  return `http-request return status ${p.status} content-type application/problem+json string '${body}'`;
-}
 
 /**
  * The JSON record per request. Only fields HAProxy itself shapes are
@@ -173,9 +165,11 @@ function headerLines(direction: "request" | "response", m: HeaderModifier | unde
   ];
 }
 
-function backendSection(b: L7Backend, proxyAddress: string): string[] {
+function backendSection(b: L7Backend, f: L7Frontend | undefined, proxyAddress: string): string[] {
   const { perTryMs, retries } = attemptsOf(b);
   const lines = [`backend ${b.name}`, `  source ${proxyAddress}`, `  timeout server ${perTryMs}`, `  retries ${retries}`];
+  // The service's limits come first: a request refused for overflow is not retried, changed or sent.
+  if (f && b.servers.length > 0) lines.push(...backendTrafficLines(f).map((l) => `  ${l}`));
   if (b.retry && retries > 0) {
     const on = [...new Set(b.retry.on.flatMap((c) => RETRY_ON[c]))];
     lines.push(`  retry-on ${on.join(" ")}`);
@@ -187,7 +181,7 @@ function backendSection(b: L7Backend, proxyAddress: string): string[] {
     lines.push("  http-request set-var(txn.refused) str(no-servers)");
     lines.push(`  ${problemReturn({ status: 503, title: "Service Unavailable", detail: `backend ${b.name} has no servers` })}`);
   }
-  for (const s of b.servers) lines.push(`  server ${s.name} ${s.address}:${s.port} weight ${s.weight}`);
+  for (const s of b.servers) lines.push(`  server ${s.name} ${s.address}:${s.port} weight ${s.weight}${serverLimit(f?.traffic)}`);
   return lines;
 }
 
@@ -204,12 +198,21 @@ function matchTerms(m: L7Match): string[][] {
 }
 
 /** Lines of the frontend for one L7 frontend `f` (the index i names its ACLs). */
-function frontendRules(f: L7Frontend, i: number, backends: ReadonlyMap<string, L7Backend>, jwt: JwtRendering): { select: string[]; decide: string[]; route: string[] } {
+function frontendRules(
+  f: L7Frontend,
+  i: number,
+  backends: ReadonlyMap<string, L7Backend>,
+  jwt: JwtRendering,
+  callers: number,
+): { select: string[]; decide: string[]; route: string[]; tables: string[] } {
   const fe = `fe${i}`;
   const on = `{ var(txn.fe) -m str ${f.name} }`;
   const refuse = (detail: string, extra: string) => [`http-request set-var(txn.refused) str(forbidden) if ${on} ${extra}`, `${problemReturn({ status: 403, title: "Forbidden", detail })} if ${on} ${extra}`];
   const decide: string[] = [...refuse(`callers of other tenants may not call ${f.tenant}/${f.service}`, `!{ var(txn.caller_tenant) -m str ${f.tenant} }`)];
   decide.push(...authorization(fe, f, on, refuse, jwt));
+  // Only requests the caller may make count against its rate.
+  const rate = rateLimitLines(f, on, callers);
+  decide.push(...rate.frontend);
   const route: string[] = [];
   for (const [j, r] of f.rules.entries()) {
     const terms = r.matches.length === 0 ? [[]] : r.matches.flatMap(matchTerms);
@@ -237,7 +240,8 @@ function frontendRules(f: L7Frontend, i: number, backends: ReadonlyMap<string, L
   return {
     select: [`http-request set-var(txn.fe) str(${f.name}) if { dst ${f.vip} } { dst_port ${f.port} }`, `http-request set-var(txn.service) str(${f.tenant}/${f.service}) if ${on}`],
     decide,
-    route: [...route, ...uses],
+    route: [...route, ...pendingLines(f, on), ...uses],
+    tables: rate.table,
   };
 }
 
@@ -291,7 +295,9 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
   const listen = o.listen ?? { address: "127.0.0.1", port: constants.L7_PROXY_PORT };
   const backends = new Map(doc.backends.map((b) => [b.name, b]));
   const jwt = jwtRendering(doc, o.stateDir, quote);
-  const perFrontend = doc.frontends.map((f, i) => frontendRules(f, i, backends, jwt));
+  const callers = new Set(doc.callers.map((c) => c.spiffeId)).size;
+  const perFrontend = doc.frontends.map((f, i) => frontendRules(f, i, backends, jwt, callers));
+  const owners = frontendsOfBackends(doc);
   const lines = [
     "# Rendered by the weft agent from GET /v1/nodes/{node}/l7; edits are overwritten.",
     "global",
@@ -344,7 +350,8 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     `backend ${NO_FRONTEND}`,
     `  ${problemReturn({ status: 503, title: "Service Unavailable", detail: "no L7 service at this address" })}`,
   ];
-  for (const b of doc.backends) lines.push("", ...backendSection(b, doc.proxyAddress));
+  for (const b of doc.backends) lines.push("", ...backendSection(b, owners.get(b.name), doc.proxyAddress));
+  for (const p of perFrontend) if (p.tables.length) lines.push("", ...p.tables);
   return `${lines.join("\n")}\n`;
 }
 

@@ -3,7 +3,8 @@
  * HAProxy's runtime API on its admin socket (mode 600 in the agent's state
  * directory, level admin): one command per connection, the answer read to
  * the end. What the driver uses of it: the worker's pid, the servers' state
- * (to check an apply) and server weights (applied without a reload).
+ * (to check an apply), server weights (applied without a reload) and
+ * server states (outlier ejection).
  */
 import { connect } from "node:net";
 
@@ -82,4 +83,10 @@ export async function serversState(socketPath: string): Promise<ServerState[]> {
 export async function setServerWeight(socketPath: string, backend: string, server: string, weight: number): Promise<void> {
   const answer = (await runtimeCommand(socketPath, `set server ${backend}/${server} weight ${weight}`)).trim();
   if (answer !== "") throw new RuntimeApiError(`failed to set the weight of ${backend}/${server}: ${answer}`);
+}
+
+/** Takes a server out of rotation (maint: no new request, its open ones finish) or puts it back (ready); HAProxy's answer is empty on success. */
+export async function setServerState(socketPath: string, backend: string, server: string, state: "maint" | "ready"): Promise<void> {
+  const answer = (await runtimeCommand(socketPath, `set server ${backend}/${server} state ${state}`)).trim();
+  if (answer !== "") throw new RuntimeApiError(`failed to set the state of ${backend}/${server} to ${state}: ${answer}`);
 }

@@ -14,6 +14,7 @@ import { joinTokenResource } from "./resources/join-token.ts";
 import { policyResource } from "./resources/policy.ts";
 import { serviceResource } from "./resources/service.ts";
 import { tenantResource } from "./resources/tenant.ts";
+import { trafficPolicyResource } from "./resources/traffic-policy.ts";
 import { workloadResource } from "./resources/workload.ts";
 
 export const DEFAULT_ENDPOINT = "http://127.0.0.1:8080";
@@ -114,7 +115,7 @@ export function weftProvider(): ProviderHandler {
       return { ctx: weftContext(endpoint, token, ca.pem), diagnostics: [] };
     },
 
-    resources: [tenantResource(), identityResource(), workloadResource(), serviceResource(), policyResource(), joinTokenResource(), httpRouteResource()],
+    resources: [tenantResource(), identityResource(), workloadResource(), serviceResource(), policyResource(), joinTokenResource(), httpRouteResource(), trafficPolicyResource()],
     dataSources: [bundleDataSource(), nodeDataSource()],
   };
 }

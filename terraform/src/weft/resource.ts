@@ -192,7 +192,8 @@ export function itemResource(kind: ResourceKind): ResourceHandler {
   /**
    * What the dry run found, as plan diagnostics. A 404 means the tenant
    * does not exist yet (it is often created by the same apply), and a 422
-   * about a named identity or workload may be about one this apply creates:
+   * about a named identity, workload or (a traffic policy's target) service
+   * may be about one this apply creates:
    * those are not errors of this plan. Nor is a 409 of a new object: the
    * dry run sees the world before this apply, where the object being
    * replaced (a rename keeping its SPIFFE path, say) or one this apply
@@ -214,5 +215,5 @@ export function itemResource(kind: ResourceKind): ResourceHandler {
 }
 
 /** A body field that names another resource this provider can create in the same apply. */
-const namesManagedResource = (field: string) => /^body\..*\b(identity|workload)$/.test(field);
+const namesManagedResource = (field: string) => /^body\..*\b(identity|workload)$/.test(field) || field === "body.targetRef.name";
 

@@ -22,6 +22,7 @@ const l7Routes: FastifyPluginAsyncTypebox = async (app) => {
         description: [
           "The node's own credential (another node's answers 404) or the operator token.",
           "Frontends of the services an httpRoute names, of the tenants with a workload on the node only; callers are the node's own workloads.",
+          "A frontend of a service a trafficPolicy names carries it as traffic, defaults filled in (durations in ms); without one it has no traffic key.",
           "Compiled like the node's maps; the frontends here are the node's weft_l7 entries.",
           "ETag: a digest of the document (the agent reports the one it serves); If-None-Match answers 304.",
           "404 also for a node without a pod CIDR block (it has no proxy address yet).",

@@ -28,5 +28,5 @@ export default resourceRoutes({
   show: toService,
   putNote:
     "A given VIP must lie inside WEFT_SERVICE_CIDR (not its network or broadcast address) and be no loopback, link-local, multicast, unspecified or broadcast address (422 body.vip), and be free on the whole platform (409 body.vip); without one, a VIP is allocated from WEFT_SERVICE_CIDR and kept across replaces. Selectors and explicit backends name identities and workloads of the same tenant only (422). A replace that would drop a tcp port an httpRoute names (or the last tcp port, for a route naming no port) is refused with 409, naming each route.",
-  deleteConflict: "Refused with 409, naming each route, while an httpRoute names the service: change or delete the route first.",
+  deleteConflict: "Refused with 409, naming each route or policy, while an httpRoute or a trafficPolicy names the service: change or delete it first.",
 });
