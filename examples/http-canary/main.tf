@@ -67,3 +67,41 @@ resource "weft_http_route" "web" {
     retry    = { attempts = 2, on = ["connect-failure", "gateway-error"] }
   }]
 }
+
+# The caller. Its workloads are the only ones that may use web, and only
+# to read under /api (L7 authorization, decided per request by the proxy of
+# the caller's node): once a policy governs web's backends, anything else
+# is refused with 403 problem+json.
+resource "weft_identity" "client" {
+  tenant    = weft_tenant.this.name
+  name      = "client"
+  path      = "/ns/prod/sa/client"
+  selectors = { app = "client" }
+}
+
+resource "weft_policy" "web_l7" {
+  tenant  = weft_tenant.this.name
+  name    = "web-l7"
+  subject = { labels = { app = "web" } }
+  ingress = [{
+    peers  = [{ identity = weft_identity.client.name }]
+    ports  = [{ port = 8080, protocol = "tcp" }]
+    action = "allow"
+    http   = { methods = ["GET", "HEAD"], path_prefixes = ["/api"] }
+  }]
+}
+
+# Circuit breaking, outlier ejection and a per-caller rate limit for web,
+# kept by each caller node's proxy.
+resource "weft_traffic_policy" "web" {
+  tenant          = weft_tenant.this.name
+  name            = "web"
+  target_ref      = { name = weft_service.web.name }
+  connection_pool = { max_connections = 64, max_pending_requests = 128 }
+  outlier_detection = {
+    consecutive5xx       = 5
+    base_ejection_time   = "30s"
+    max_ejection_percent = 50
+  }
+  rate_limit = { requests_per_second = 100, burst = 200 }
+}

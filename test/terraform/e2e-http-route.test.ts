@@ -1,5 +1,6 @@
 // Issue 21: the real terraform binary applies examples/http-canary (a 90/10
-// canary between two services with a retry policy, as weft_http_route)
+// canary between two services with a retry policy, as weft_http_route; an
+// L7 authorization rule, as weft_policy; a weft_traffic_policy)
 // against a real API process on Postgres; a second plan shows no change,
 // a change of weights is one in-place update, and destroy removes it all.
 // The steps build on each other and run in order.
@@ -17,6 +18,9 @@ const RESOURCES = [
   'weft_service.track["v1"]',
   'weft_service.track["v2"]',
   "weft_http_route.web",
+  "weft_identity.client",
+  "weft_policy.web_l7",
+  "weft_traffic_policy.web",
 ].sort();
 
 const byAddress = (changes: Plan["changes"]) => [...changes].sort((a, b) => a.address.localeCompare(b.address));
@@ -67,6 +71,20 @@ describe.skipIf(skipBackend("postgres") || skipWithout("terraform", terraformUna
         ],
       });
       expect((await ws.state()).get("weft_http_route.web")).toMatchObject({ id: `${tenant}/web-canary`, etag: res.body.etag });
+      // The L7 authorization rule and the trafficPolicy, as the API stores them.
+      const policy = await rest("GET", `/v1/tenants/${tenant}/policies/web-l7`);
+      expect(policy.status, policy.text).toBe(200);
+      expect(policy.body.ingress).toEqual([
+        { peers: [{ identity: "client" }], ports: [{ port: 8080, protocol: "tcp" }], action: "allow", http: { methods: ["GET", "HEAD"], pathPrefixes: ["/api"] } },
+      ]);
+      const traffic = await rest("GET", `/v1/tenants/${tenant}/trafficPolicies/web`);
+      expect(traffic.status, traffic.text).toBe(200);
+      expect(traffic.body).toMatchObject({
+        targetRef: { name: "web" },
+        connectionPool: { maxConnections: 64, maxPendingRequests: 128 },
+        outlierDetection: { consecutive5xx: 5, baseEjectionTime: "30s", maxEjectionPercent: 50 },
+        rateLimit: { requestsPerSecond: 100, burst: 200 },
+      });
       // The route holds the services it names: REST cannot delete one from under it.
       expect((await rest("DELETE", `/v1/tenants/${tenant}/services/web-v2`)).status).toBe(409);
     }, STEP_MS);
