@@ -229,6 +229,19 @@ describe("the proxy's allows at L7 backends", () => {
     expect(proxied(fresh, "n2").map((e) => [e.key.localIdentity, e.key.port])).toEqual([[258, 9090]]);
   });
 
+  it("under an audit policy the proxy's allow is staged in weft_audit, so the audit probe does not report proxied connections as drops", () => {
+    const audit = { ...governed, mode: "audit" as const };
+    const out = compileNode(platform({ policies: [audit], httpRoutes: [route([{ name: "api", port: 80 }])] }), "n1");
+    const proxyKey = { localIdentity: 257, remoteIdentity: PROXY, port: 8080, protocol: 6, direction: "ingress" };
+    expect(out.maps.audit.filter((e) => e.key.remoteIdentity === PROXY)).toEqual([{ key: proxyKey, value: { action: "allow", ruleId: L7_PROXY_RULE_ID } }]);
+    // The staged policy's own default-deny is there beside it, and nothing is enforced.
+    expect(out.maps.audit.some((e) => e.key.localIdentity === 257 && e.value.action === "default-deny")).toBe(true);
+    expect(out.maps.policy.filter((e) => e.key.localIdentity === 257)).toEqual([]);
+    // An enforced policy: the allow is enforced, and no audit map is written.
+    const enforced = compileNode(platform({ policies: [governed], httpRoutes: [route([{ name: "api", port: 80 }])] }), "n1");
+    expect(enforced.maps.audit).toEqual([]);
+  });
+
   it("a proxy address is never a tenant's peer: its entry has no tenant and other tenants' nodes know it the same way", () => {
     const out = compileNode(platform({ policies: [governed], httpRoutes: [route([{ name: "api" }])] }), "n3");
     expect(out.maps.policy.some((e) => e.key.remoteIdentity === PROXY)).toBe(false);

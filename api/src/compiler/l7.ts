@@ -17,7 +17,7 @@
 import { constants, formatIPv4, parseIPv4, protocols, type Entry } from "@weft/codec";
 import { spiffeId } from "../ca/spiffe-id.ts";
 import { makePart } from "./parts.ts";
-import { enforcesDirection } from "./policy.ts";
+import { enforcesDirection, stagesDirection } from "./policy.ts";
 import { parsePrefix, selects } from "./select.ts";
 import { chooseByZone, resolveBackends, servingPool, type ResolvedBackend } from "./services.ts";
 import { l7Ports, trafficPolicyOf, type SnapshotIndex, type TenantIndex } from "./snapshot-index.ts";
@@ -83,7 +83,8 @@ export const l7AllowOwner = (numericId: number): string => `l:${numericId}`;
  * frontends whose ingress the datapath decides by policy (enforcesDirection):
  * (identity, IDENTITY_PROXY, target port, tcp). Without them a governed
  * backend drops every proxied request; with them the kernel lets the proxy
- * through and the proxy applies the rules, per request. The key never
+ * through and the proxy applies the rules, per request. Where an audit
+ * policy stages ingress, the same allows go into weft_audit. The key never
  * clashes with a policy part's: no rule names a reserved identity.
  */
 export function l7AllowParts(index: SnapshotIndex, t: TenantIndex): Map<number, Part> {
@@ -105,14 +106,17 @@ export function l7AllowParts(index: SnapshotIndex, t: TenantIndex): Map<number, 
   for (const [numericId, set] of ports) {
     const identity = index.identitiesById.get(numericId)!;
     const selecting = [...t.policies.values()].filter((p) => selects(p.subject, identity));
-    if (!enforcesDirection(t, selecting, "ingress")) continue;
-    const policy = [...set]
+    const enforced = enforcesDirection(t, selecting, "ingress");
+    // An audit policy's probe would otherwise report every proxied connection as a drop it would make.
+    const staged = stagesDirection(selecting, "ingress");
+    if (!enforced && !staged) continue;
+    const allows = [...set]
       .sort((a, b) => a - b)
       .map((port) => ({
         key: { localIdentity: numericId, remoteIdentity: constants.IDENTITY_PROXY!, port, protocol: protocols.tcp, direction: "ingress" as const },
         value: { action: "allow" as const, ruleId: L7_PROXY_RULE_ID },
       }));
-    parts.set(numericId, makePart(l7AllowOwner(numericId), { policy }));
+    parts.set(numericId, makePart(l7AllowOwner(numericId), { ...(enforced ? { policy: allows } : {}), ...(staged ? { audit: allows } : {}) }));
   }
   return parts;
 }

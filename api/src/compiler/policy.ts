@@ -67,7 +67,7 @@ export function policyPart(index: SnapshotIndex, t: TenantIndex, subject: Identi
   const local = subject.numericId;
   for (const direction of DIRECTIONS) {
     const governing = selecting.filter((p) => p[direction] !== undefined);
-    const staged = governing.some((p) => p.mode === "audit" || p[direction]!.some((r) => r.mode === "audit"));
+    const staged = stagesDirection(governing, direction);
     const all: Entry<"policy">[] = [];
     if (governing.length > 0 || t.row.defaultAction === "deny") all.push(entry(local, 0, 0, 0, direction, "default-deny", 0));
     if (enforcesDirection(t, governing, direction)) enforced.push(entry(local, 0, 0, 0, direction, "default-deny", 0));
@@ -108,6 +108,11 @@ export function policyPart(index: SnapshotIndex, t: TenantIndex, subject: Identi
  */
 export function enforcesDirection(t: TenantIndex, selecting: readonly PolicyRow[], direction: Direction): boolean {
   return selecting.some((p) => p[direction] !== undefined && p.mode !== "audit") || t.row.defaultAction === "deny";
+}
+
+/** Whether an audit policy or rule governs the direction: weft_audit then holds the whole policy with it enforced. */
+export function stagesDirection(selecting: readonly PolicyRow[], direction: Direction): boolean {
+  return selecting.some((p) => p[direction] !== undefined && (p.mode === "audit" || p[direction]!.some((r) => r.mode === "audit")));
 }
 
 /** Ingress rules count from 0, egress rules after them. */
