@@ -83,8 +83,8 @@ describe("haproxy.cfg from the L7 document", () => {
     const on = "{ var(txn.fe) -m str f-1-80 }";
     const tenant = fe.findIndex((l) => l.startsWith("http-request return status 403") && l.endsWith(`if ${on} !{ var(txn.caller_tenant) -m str acme }`));
     const deny = fe.findIndex((l) => l.startsWith("http-request return status 403") && l.endsWith(`if ${on} fe0_e0_src fe0_e0_m`));
-    const allow = fe.indexOf(`http-request set-var(txn.allowed) bool(true) if ${on} fe0_e1_src fe0_e1_m fe0_e1_p`);
-    const governed = fe.findIndex((l) => l.startsWith("http-request return status 403") && l.endsWith(`if ${on} !{ var(txn.allowed) -m bool }`));
+    const allow = fe.indexOf(`http-request set-var(txn.allowed0) bool(true) if ${on} fe0_e1_src fe0_e1_m fe0_e1_p`);
+    const governed = fe.findIndex((l) => l.startsWith("http-request return status 403") && l.endsWith(`if ${on} !{ var(txn.allowed0) -m bool }`));
     expect(tenant).toBeGreaterThanOrEqual(0);
     expect(deny).toBeGreaterThan(tenant);
     expect(allow).toBeGreaterThan(deny);
@@ -97,6 +97,27 @@ describe("haproxy.cfg from the L7 document", () => {
       const body = /string '(.*)' if /.exec(l)![1]!;
       expect(JSON.parse(body)).toMatchObject({ type: "about:blank" });
     }
+  });
+
+  it.skipIf(!HAPROXY)("with groups, a request must be admitted for every group of backends: one variable and one refusal per group", async () => {
+    const doc = richDocument();
+    const f = doc.frontends[0]!;
+    const allows = f.authorization.entries.flatMap((e, k) => (e.action === "allow" ? [k] : []));
+    expect(allows.length).toBeGreaterThanOrEqual(2);
+    f.authorization.groups = [{ subjects: ["spiffe://acme.test/api/v1"] }, { subjects: ["spiffe://acme.test/api/v2"] }];
+    f.authorization.entries[allows[0]!]!.groups = [0];
+    f.authorization.entries[allows[1]!]!.groups = [1];
+    const text = renderConfig(doc, options);
+    const fe = section(text, "frontend L7");
+    const on = "{ var(txn.fe) -m str f-1-80 }";
+    // Each allow entry sets only its own group's variable.
+    expect(fe.filter((l) => l.startsWith("http-request set-var(txn.allowed0)") && l.includes(on)).map((l) => /fe0_e(\d+)_/.exec(l)?.[1])).toEqual([String(allows[0])]);
+    expect(fe.filter((l) => l.startsWith("http-request set-var(txn.allowed1)") && l.includes(on)).map((l) => /fe0_e(\d+)_/.exec(l)?.[1])).toEqual([String(allows[1])]);
+    for (const g of [0, 1]) expect(fe.some((l) => l.startsWith("http-request return status 403") && l.endsWith(`if ${on} !{ var(txn.allowed${g}) -m bool }`))).toBe(true);
+    writeFileSync(options.callersMap, renderCallersMap(doc));
+    const path = join(dir, "groups.cfg");
+    writeFileSync(path, text);
+    expect(await checkConfig(HAPROXY, path)).toBeNull();
   });
 
   it("picks a rule's backends by weight over rand, in order, and answers 503 for a rule without servers", () => {

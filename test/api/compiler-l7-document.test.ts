@@ -197,7 +197,7 @@ describe("the L7 document's authorization", () => {
   const authorizationOf = (snap: Snapshot) => documentOf(snap, "n1").frontends[0]!.authorization;
 
   it("without a policy: not governed, no entries", () => {
-    expect(authorizationOf(platform())).toEqual({ governed: false, entries: [] });
+    expect(authorizationOf(platform())).toEqual({ governed: false, entries: [], groups: [] });
   });
 
   it("carries each ingress rule covering the target port over tcp: sources as SPIFFE IDs, methods and path prefixes", () => {
@@ -213,23 +213,24 @@ describe("the L7 document's authorization", () => {
     expect(authorizationOf(platform({ policies: [p] }))).toEqual({
       governed: true,
       entries: [
-        { action: "allow", sources: ["spiffe://acme.test/web"], methods: ["GET"], pathPrefixes: ["/api"], policy: "api-in", rule: 0 },
-        { action: "allow", sources: ["spiffe://acme.test/admin"], policy: "api-in", rule: 1 },
+        { action: "allow", sources: ["spiffe://acme.test/web"], methods: ["GET"], pathPrefixes: ["/api"], policy: "api-in", rule: 0, groups: [0] },
+        { action: "allow", sources: ["spiffe://acme.test/admin"], policy: "api-in", rule: 1, groups: [0] },
         { action: "deny", pathPrefixes: ["/internal"], policy: "api-in", rule: 2 },
       ],
+      groups: [{ subjects: ["spiffe://acme.test/api/v1", "spiffe://acme.test/api/v2"] }],
     });
   });
 
   it("an audit policy decides nothing; a tenant denying by default governs", () => {
     const p = policy([{ peers: [], ports: [], action: "allow" }], { mode: "audit" });
-    expect(authorizationOf(platform({ policies: [p] }))).toEqual({ governed: false, entries: [] });
+    expect(authorizationOf(platform({ policies: [p] }))).toEqual({ governed: false, entries: [], groups: [] });
     const denying = tenants.map((t) => (t.id === 1 ? { ...t, defaultAction: "deny" as const } : t));
     expect(authorizationOf(platform({ tenants: denying })).governed).toBe(true);
   });
 
   it("a policy of the tenant not selecting the backends is not the frontend's", () => {
     const other: PolicyRow = { id: 2, tenantId: 1, name: "web-in", subject: { identity: "web" }, ingress: [{ peers: [], ports: [], action: "deny" }] };
-    expect(authorizationOf(platform({ policies: [other] }))).toEqual({ governed: false, entries: [] });
+    expect(authorizationOf(platform({ policies: [other] }))).toEqual({ governed: false, entries: [], groups: [] });
   });
 });
 
@@ -305,16 +306,37 @@ describe("backend refs naming another service (the Gateway API's canary between 
     expect(doc.frontends[0]!.authorization).toEqual({
       governed: true,
       entries: [
-        { action: "allow", sources: ["spiffe://acme.test/web"], methods: ["GET"], policy: "v1-in", rule: 0 },
-        { action: "allow", sources: ["spiffe://acme.test/web"], methods: ["POST"], policy: "v1-in", rule: 1 },
+        { action: "allow", sources: ["spiffe://acme.test/web"], methods: ["GET"], policy: "v1-in", rule: 0, groups: [0] },
+        { action: "allow", sources: ["spiffe://acme.test/web"], methods: ["POST"], policy: "v1-in", rule: 1, groups: [0] },
       ],
+      groups: [{ subjects: ["spiffe://acme.test/api/v1"] }],
     });
     // A policy governing only a service the route sends to (not the parent's backends) governs the frontend.
     const adminSvc: ServiceRow = { ...v1, id: 11, name: "admin", vip: "198.19.0.11", backends: { selector: { identity: "admin" } } };
     const adminIn: PolicyRow = { id: 3, tenantId: 1, name: "admin-in", subject: { identity: "admin" }, ingress: [{ peers: [{ identity: "web" }], ports: [{ port: 9001 }], action: "allow", http: { pathPrefixes: ["/ops"] } }] };
     const toAdmin = { ...byService, rules: [{ backendRefs: [{ name: "admin" }] }] };
     const governed = documentOf(named({ services: [api, v1, v2, adminSvc, zetaApi], httpRoutes: [toAdmin], policies: [adminIn] }), "n1").frontends[0]!.authorization;
-    expect(governed).toEqual({ governed: true, entries: [{ action: "allow", sources: ["spiffe://acme.test/web"], pathPrefixes: ["/ops"], policy: "admin-in", rule: 0 }] });
+    expect(governed).toEqual({
+      governed: true,
+      entries: [{ action: "allow", sources: ["spiffe://acme.test/web"], pathPrefixes: ["/ops"], policy: "admin-in", rule: 0, groups: [0] }],
+      groups: [{ subjects: ["spiffe://acme.test/admin"] }],
+    });
+  });
+
+  it("make a request pass the policies of every backend it might reach: backends governed differently are separate groups", () => {
+    const v1In: PolicyRow = { id: 2, tenantId: 1, name: "v1-in", subject: { identity: "api-v1" }, ingress: [{ peers: [{ identity: "web" }], ports: [], action: "allow", http: { methods: ["GET"] } }] };
+    const v2In: PolicyRow = { id: 3, tenantId: 1, name: "v2-in", subject: { identity: "api-v2" }, ingress: [{ peers: [{ identity: "web" }], ports: [], action: "allow", http: { methods: ["POST"] } }] };
+    const route = { ...byService, rules: [{ backendRefs: [{ name: "api-v1", weight: 90 }, { name: "api-v2", weight: 10 }] }] };
+    const a = documentOf(named({ httpRoutes: [route], policies: [v1In, v2In] }), "n1").frontends[0]!.authorization;
+    // A GET admitted by v1's policy alone must not reach v2, whose policy admits only POST: each entry admits for its own group.
+    expect(a.groups).toEqual([{ subjects: ["spiffe://acme.test/api/v1"] }, { subjects: ["spiffe://acme.test/api/v2"] }]);
+    expect(a.entries.map((e) => [e.policy, e.groups])).toEqual([
+      ["v1-in", [0]],
+      ["v2-in", [1]],
+    ]);
+    // With one policy over both, one group.
+    const both: PolicyRow = { id: 4, tenantId: 1, name: "both-in", subject: { labels: { app: "api" } }, ingress: [{ peers: [{ identity: "web" }], ports: [], action: "allow" }] };
+    expect(documentOf(named({ httpRoutes: [route], policies: [both] }), "n1").frontends[0]!.authorization.groups).toHaveLength(1);
   });
 });
 

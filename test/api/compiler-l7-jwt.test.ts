@@ -93,9 +93,10 @@ describe("the L7 document's JWT requirements", () => {
         jwt: { trustDomain: "acme.test", audiences: ["web"], claims: [{ name: "team", values: ['a "b"', "c"] }] },
         policy: "jwt",
         rule: 0,
+        groups: [0],
       },
       { action: "deny", jwt: { trustDomain: "partner.test", audiences: ["x", "y"], claims: [] }, policy: "jwt", rule: 1 },
-      { action: "allow", pathPrefixes: ["/health"], policy: "jwt", rule: 2 },
+      { action: "allow", pathPrefixes: ["/health"], policy: "jwt", rule: 2, groups: [0] },
     ]);
   });
 

@@ -117,7 +117,8 @@ describe.each(BACKENDS)("the node's L7 proxy on %s", (backend) => {
         expect(serversOf(f.defaultBackend).map(([address]) => address).sort()).toEqual([addr["api-1"], addr["api-2"]].sort());
         expect(f.authorization).toEqual({
           governed: true,
-          entries: [{ action: "allow", sources: [spiffe(a.tenant, "web")], methods: ["GET"], pathPrefixes: ["/api"], policy: "api-in", rule: 0 }],
+          entries: [{ action: "allow", sources: [spiffe(a.tenant, "web")], methods: ["GET"], pathPrefixes: ["/api"], policy: "api-in", rule: 0, groups: [0] }],
+          groups: [{ subjects: [spiffe(a.tenant, "api-v1"), spiffe(a.tenant, "api-v2")] }],
         });
         expect(doc.callers).toEqual(
           [

@@ -202,6 +202,8 @@ export interface L7AuthorizationEntry {
   jwt?: L7Jwt;
   policy: string;
   rule: number;
+  /** Allow entries: the groups (authorization.groups) it admits requests for. */
+  groups?: number[];
 }
 
 /** A rule's JWT requirement with its defaults filled in: the tenant's own trust domain, no claims. */
@@ -235,7 +237,8 @@ export interface L7Frontend {
   port: number;
   rules: { route: string; rule: number; matches: L7Match[]; backends: { backend: string; weight: number }[] }[];
   defaultBackend: string;
-  authorization: { governed: boolean; entries: L7AuthorizationEntry[] };
+  /** groups: the governed backends' identities, by the allow entries that admit for them; a request must be admitted in each. */
+  authorization: { governed: boolean; entries: L7AuthorizationEntry[]; groups: { subjects: string[] }[] };
   /** Absent when no trafficPolicy names the service. */
   traffic?: L7Traffic;
 }
@@ -507,32 +510,36 @@ export function serverWeights(num: readonly number[], den: readonly number[] = n
  * The frontend's authorization: every enforced ingress rule of every
  * enforced policy selecting one of the backends its requests may reach
  * (the service's own, and those of services its backend refs name) whose
- * ports cover that backend's target port over tcp: a request is decided
- * before its backend is picked, so it must pass every policy of every
- * backend it might reach. Rules without http decide any request of their
- * sources; identity peers become SPIFFE IDs (no peers: any caller of the
- * tenant; only CIDR peers: no caller, the rule is left out). Governed when
- * the datapath decides a backend's ingress by policy (the same test as the
- * default-deny marker): then what no entry allows is refused.
+ * ports cover that backend's target port over tcp. Rules without http
+ * decide any request of their sources; identity peers become SPIFFE IDs
+ * (no peers: any caller of the tenant; only CIDR peers: no caller, the rule
+ * is left out). A request is decided before its backend is picked, so it
+ * must pass the policies of every backend it might reach: the backends'
+ * identities whose ingress the datapath decides by policy (the same test
+ * as the default-deny marker) form `groups` (identities admitted by the
+ * same allow entries share one), and a request some governed group admits
+ * by no allow entry is refused. A deny entry of any of them refuses.
  */
-function authorizationOf(t: TenantIndex, groups: readonly { identities: readonly IdentityRow[]; targetPort: number }[]): L7Frontend["authorization"] {
-  const subjects = [...new Set(groups.flatMap((g) => g.identities))];
+function authorizationOf(t: TenantIndex, targets: readonly { identities: readonly IdentityRow[]; targetPort: number }[]): L7Frontend["authorization"] {
+  const portsOf = new Map<IdentityRow, Set<number>>();
+  for (const target of targets) {
+    for (const i of target.identities) {
+      let ports = portsOf.get(i);
+      if (ports === undefined) portsOf.set(i, (ports = new Set()));
+      ports.add(target.targetPort);
+    }
+  }
+  const subjects = [...portsOf.keys()].sort((a, b) => a.numericId - b.numericId);
   const policies = [...t.policies.values()].filter((p) => subjects.some((i) => selects(p.subject, i))).sort((a, b) => compare(a.name, b.name));
-  /** The target ports of the groups whose backends the policy selects. */
-  const portsOf = (p: PolicyRow): number[] => groups.filter((g) => g.identities.some((i) => selects(p.subject, i))).map((g) => g.targetPort);
-  const governed = subjects.some((i) =>
-    enforcesDirection(
-      t,
-      policies.filter((p) => selects(p.subject, i)),
-      "ingress",
-    ),
-  );
   const entries: L7AuthorizationEntry[] = [];
+  /** Per allow entry (by index), the subjects whose policy it is a rule of, on a target port it covers. */
+  const admits = new Map<number, IdentityRow[]>();
   for (const p of policies) {
     if (p.mode === "audit") continue;
-    const targetPorts = portsOf(p);
     (p.ingress ?? []).forEach((rule, i) => {
-      if (rule.mode === "audit" || !targetPorts.some((port) => coversTcpPort(rule.ports, port))) return;
+      if (rule.mode === "audit") return;
+      const covered = subjects.filter((s) => selects(p.subject, s) && [...portsOf.get(s)!].some((port) => coversTcpPort(rule.ports, port)));
+      if (covered.length === 0) return;
       const entry: L7AuthorizationEntry = { action: rule.action, policy: p.name, rule: i };
       if (rule.peers.length > 0) {
         const sources = sourcesOf(t, rule.peers);
@@ -548,10 +555,33 @@ function authorizationOf(t: TenantIndex, groups: readonly { identities: readonly
         if (trustDomain === undefined) return;
         entry.jwt = { trustDomain, audiences: [...jwt.audiences], claims: (jwt.claims ?? []).map((c) => ({ name: c.name, values: [...c.values] })) };
       }
+      if (rule.action === "allow") admits.set(entries.length, covered);
       entries.push(entry);
     });
   }
-  return { governed, entries };
+  const governed = subjects.filter((s) =>
+    enforcesDirection(
+      t,
+      policies.filter((p) => selects(p.subject, s)),
+      "ingress",
+    ),
+  );
+  // One group per distinct set of allow entries admitting for a governed subject.
+  const groups: { subjects: string[]; allows: number[] }[] = [];
+  const byAllows = new Map<string, number>();
+  for (const s of governed) {
+    const allows = [...admits].filter(([, covered]) => covered.includes(s)).map(([k]) => k);
+    const key = allows.join(",");
+    let g = byAllows.get(key);
+    if (g === undefined) {
+      byAllows.set(key, (g = groups.length));
+      groups.push({ subjects: [], allows });
+    }
+    const id = spiffeIdOf(t, s);
+    if (id !== undefined) groups[g]!.subjects.push(id);
+  }
+  for (const [k] of admits) entries[k]!.groups = groups.flatMap((g, gi) => (g.allows.includes(k) ? [gi] : []));
+  return { governed: governed.length > 0, entries, groups: groups.map((g) => ({ subjects: g.subjects.sort(compare) })) };
 }
 
 const coversTcpPort = (ports: readonly PortSelector[], port: number): boolean =>

@@ -716,9 +716,16 @@ const L7Authorization = Type.Object(
           ),
           policy: Name,
           rule: Type.Integer({ minimum: 0 }),
+          groups: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: "Allow entries: the groups it admits requests for" })),
         },
         { additionalProperties: false },
       ),
+    ),
+    groups: Type.Optional(
+      Type.Array(Type.Object({ subjects: Type.Array(SpiffeIdText) }, { additionalProperties: false }), {
+        description:
+          "The backends' identities whose ingress a policy governs, one group per set of allow entries admitting for them: a request is decided before its backend is picked, so it must be admitted in every group. Absent (an older API): one group every allow entry admits for",
+      }),
     ),
   },
   { additionalProperties: false, description: "Deny wins; caller identity from the connection's source address (callers), never from a header" },

@@ -103,10 +103,12 @@ const L7Authorization = Type.Object(
           ),
           policy: Name,
           rule: Type.Integer({ minimum: 0 }),
+          groups: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }))),
         },
         { additionalProperties: false },
       ),
     ),
+    groups: Type.Optional(Type.Array(Type.Object({ subjects: Type.Array(SpiffeIdText) }, { additionalProperties: false }))),
   },
   { additionalProperties: false },
 );

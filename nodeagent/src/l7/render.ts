@@ -280,8 +280,14 @@ function authorization(fe: string, f: L7Frontend, on: string, refuse: (detail: s
     if (e.action === "deny") lines.push(...refuse(`policy ${e.policy} rule ${e.rule} denies this request to ${f.tenant}/${f.service}`, parts.join(" ")));
   }
   if (a.governed) {
-    for (const { e, parts } of conditions) if (e.action === "allow") lines.push(`http-request set-var(txn.allowed) bool(true) if ${on} ${parts.join(" ")}`.trimEnd());
-    lines.push(...refuse(`no policy allows this request to ${f.tenant}/${f.service}`, "!{ var(txn.allowed) -m bool }"));
+    // Each group is a set of the backends' identities; the request must be admitted for every one
+    // (it is decided before its backend is picked). Without groups: one, which every allow entry admits for.
+    const groups = a.groups?.length ?? 1;
+    for (let g = 0; g < groups; g++) {
+      const admits = conditions.filter(({ e }) => e.action === "allow" && (a.groups === undefined || (e.groups ?? []).includes(g)));
+      for (const { parts } of admits) lines.push(`http-request set-var(txn.allowed${g}) bool(true) if ${on} ${parts.join(" ")}`.trimEnd());
+      lines.push(...refuse(`no policy allows this request to ${f.tenant}/${f.service}`, `!{ var(txn.allowed${g}) -m bool }`));
+    }
   }
   return lines;
 }
