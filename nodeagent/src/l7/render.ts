@@ -189,7 +189,8 @@ function backendSection(b: L7Backend, f: L7Frontend | undefined, proxyAddress: s
 function matchTerms(m: L7Match): string[][] {
   const and: string[] = [];
   if (m.method) and.push(`{ method ${m.method} }`);
-  for (const h of m.headers ?? []) and.push(`{ ${quote(`req.fhdr(${h.name})`)} -m str ${quote(h.value)} }`);
+  // A token may hold "'", which opens a quoted string in a fetch's argument: escaped, it is the name's own.
+  for (const h of m.headers ?? []) and.push(`{ ${quote(`req.fhdr(${h.name.replace(/'/g, "\\'")})`)} -m str ${quote(h.value)} }`);
   const path = m.path;
   if (!path) return [and];
   if ((path.type ?? "PathPrefix") === "Exact") return [[...and, `{ path -m str ${quote(path.value)} }`]];
