@@ -10,7 +10,8 @@
 import { spawnSync } from "node:child_process";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect } from "node:net";
+import { createServer, type Server } from "node:http";
+import { connect, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
@@ -30,6 +31,36 @@ const QUOTED_HEADER = "x'canary";
 const BURST = 3;
 
 const pemOf = (k: KeyObject) => k.export({ type: "spki", format: "pem" }).toString();
+
+/** A backend that answers once it has read the whole request body, as most applications do: counts what it answered. */
+async function bodyReader(): Promise<{ server: Server; port: number; answered: number }> {
+  const b = { server: createServer(), port: 0, answered: 0 };
+  b.server.on("request", (req, res) => {
+    req.resume();
+    req.on("end", () => {
+      b.answered++;
+      res.end("read");
+    });
+  });
+  await new Promise<void>((r) => b.server.listen(0, "127.0.0.1", r));
+  b.port = (b.server.address() as AddressInfo).port;
+  return b;
+}
+
+/** A request whose body never finishes: headers and a part of a 100-byte body, then the connection is dropped after `ms`. */
+function stalledUpload(from: string, port: number, ms: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect({ host: "127.0.0.1", port, localAddress: from });
+    let got = "";
+    s.on("data", (c) => (got += c.toString("latin1")));
+    s.on("error", () => {});
+    s.write("POST /upload HTTP/1.1\r\nhost: api\r\ncontent-length: 100\r\n\r\n0123456789");
+    setTimeout(() => {
+      s.destroy();
+      resolve(got.split("\r\n")[0] ?? "");
+    }, ms);
+  });
+}
 
 /** One raw HTTP/1.1 exchange from `from` (what no HTTP client would send): the status line's code, 0 when the proxy closed without one. */
 function raw(from: string, port: number, text: string): Promise<number> {
@@ -53,8 +84,10 @@ describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real 
   let driver: L7Driver;
   let app: Backend;
   let canary: Backend;
+  let readers: Awaited<ReturnType<typeof bodyReader>>[];
   let port: number;
   let rated: number;
+  let ejecting: number;
 
   const doc = (): L7Document => ({
     proxyAddress: "127.0.0.1",
@@ -86,11 +119,23 @@ describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real 
         authorization: { governed: false, entries: [] },
         traffic: { policy: "slow", rateLimit: { requestsPerSecond: 1, burst: BURST } },
       },
+      {
+        name: "f-ejecting",
+        tenant: "acme",
+        service: "uploads",
+        vip: "127.0.0.1",
+        port: ejecting,
+        rules: [],
+        defaultBackend: "d-ejecting",
+        authorization: { governed: false, entries: [] },
+        traffic: { policy: "eject", outlier: { consecutive5xx: 2, intervalMs: 10_000, baseEjectionMs: 60_000, maxEjectionPercent: 50 } },
+      },
     ],
     backends: [
       { name: "d-api", servers: [{ name: "app", address: "127.0.0.1", port: app.port, weight: 1 }] },
       { name: "b-canary", servers: [{ name: "canary", address: "127.0.0.1", port: canary.port, weight: 1 }] },
       { name: "d-rated", servers: [{ name: "app", address: "127.0.0.1", port: app.port, weight: 1 }] },
+      { name: "d-ejecting", backendRequestTimeoutMs: 300, servers: readers.map((r, i) => ({ name: `r${i}`, address: "127.0.0.1", port: r.port, weight: 1 })) },
     ],
     callers: [WEB, OTHER],
     jwks: [{ tenant: "acme", trustDomain: "acme.test", keys: [{ kid: "k1", alg: "ES256", publicKeyPem: pemOf(key.publicKey) }] }],
@@ -109,7 +154,8 @@ describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real 
   beforeAll(async () => {
     app = await backend(() => [200, "app"]);
     canary = await backend(() => [200, "canary"]);
-    [port, rated] = [await freePort(), await freePort()];
+    readers = [await bodyReader(), await bodyReader()];
+    [port, rated, ejecting] = [await freePort(), await freePort(), await freePort()];
     source.set(doc());
     driver = new L7Driver(
       loopbackDriverOptions({
@@ -119,7 +165,7 @@ describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real 
         registry: new Registry(),
         records: (batch) => records.push(...batch),
         listen: { address: "127.0.0.1", port: await freePort() },
-        extraBinds: [`127.0.0.1:${port}`, `127.0.0.1:${rated}`],
+        extraBinds: [port, rated, ejecting].map((p) => `127.0.0.1:${p}`),
       }),
     );
     driver.start();
@@ -129,8 +175,8 @@ describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real 
   afterAll(async () => {
     callers.close();
     await driver?.stop();
-    for (const b of [app, canary]) b?.server.closeAllConnections();
-    await Promise.all([app, canary].map((b) => b && new Promise((r) => b.server.close(r))));
+    for (const b of [app, canary, ...(readers ?? [])]) b?.server.closeAllConnections();
+    await Promise.all([app, canary, ...(readers ?? [])].map((b) => b && new Promise((r) => b.server.close(r))));
     rmSync(stateDir, { recursive: true, force: true });
   });
 
@@ -209,5 +255,17 @@ describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real 
     expect((await callers.call(WEB, port, { path: "/open/x", headers: { [QUOTED_HEADER]: "2" } })).body).toBe("app");
     expect((await callers.call(WEB, port, { path: "/open/x", headers: { xcanary: "1" } })).body).toBe("app");
     expect(canary.hits).toBe(hits + 1);
+  });
+
+  it("never blames a backend for a caller that holds back its request body: no 504, no ejection of a healthy backend", async () => {
+    // Each backend would see two in a row: enough to eject one of them, were the caller's stall counted as theirs.
+    const answers = await Promise.all(Array.from({ length: 4 }, () => stalledUpload(WEB.address, ejecting, 1_000)));
+    for (const a of answers) expect(a).not.toMatch(/^HTTP\/1\.1 5/);
+    await recordsOf("/upload", 4);
+    expect(records.filter((r) => r.path === "/upload" && r.status >= 500)).toEqual([]);
+    const before = readers.map((r) => r.answered);
+    for (let i = 0; i < 8; i++) expect((await callers.call(OTHER, ejecting, { method: "POST", path: "/after" })).status).toBe(200);
+    // Round robin over both: neither was ejected.
+    expect(readers.map((r, i) => r.answered - before[i]!)).toEqual([4, 4]);
   });
 });

@@ -322,6 +322,9 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     // On a reload the old worker answers the next request of each idle keep-alive connection (with Connection: close)
     // instead of closing it under a client that may be sending on it: many clients do not retry a write that fails.
     "  option idle-close-on-response",
+    // A body that fits the buffer is read before a server is asked (within timeout http-request): a caller holding it back
+    // gets the proxy's 408, never a server's 504 that outlier ejection would count against a healthy backend.
+    "  option http-buffer-request",
     // What HAProxy answers itself (a bad request, no server up, a backend that failed or timed out) is a problem too.
     ...PROXY_ERRORS.map((p) => `  ${problemReturn(p).replace("http-request return status", "http-error status")}`),
     "",
