@@ -29,6 +29,8 @@ const WEB = { address: "127.0.0.30", tenant: "acme", spiffeId: "spiffe://acme.te
 const OTHER = { address: "127.0.0.31", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/other" };
 const QUOTED_HEADER = "x'canary";
 const BURST = 3;
+/** Sixteen headers (more than fit one config line inline) whose values begin like HAProxy's ACL flags. */
+const FLAG_HEADERS = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`x-flag-${i}`, ["-i", "--", "-m", "-foo"][i % 4]!]));
 
 const pemOf = (k: KeyObject) => k.export({ type: "spki", format: "pem" }).toString();
 
@@ -98,7 +100,10 @@ describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real 
         service: "api",
         vip: "127.0.0.1",
         port,
-        rules: [{ route: "canary", rule: 0, matches: [{ headers: [{ type: "Exact", name: QUOTED_HEADER, value: "1" }] }], backends: [{ backend: "b-canary", weight: 1 }] }],
+        rules: [
+          { route: "canary", rule: 0, matches: [{ headers: [{ type: "Exact", name: QUOTED_HEADER, value: "1" }] }], backends: [{ backend: "b-canary", weight: 1 }] },
+          { route: "flags", rule: 0, matches: [{ method: "GET", headers: Object.entries(FLAG_HEADERS).map(([name, value]) => ({ type: "Exact" as const, name, value })) }], backends: [{ backend: "b-canary", weight: 1 }] },
+        ],
         defaultBackend: "d-api",
         authorization: {
           governed: true,
@@ -267,5 +272,13 @@ describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real 
     for (let i = 0; i < 8; i++) expect((await callers.call(OTHER, ejecting, { method: "POST", path: "/after" })).status).toBe(200);
     // Round robin over both: neither was ejected.
     expect(readers.map((r, i) => r.answered - before[i]!)).toEqual([4, 4]);
+  });
+
+  it("routes by sixteen headers at once, values beginning with '-' matched as written", async () => {
+    expect((await callers.call(WEB, port, { path: "/open/f", headers: FLAG_HEADERS })).body).toBe("canary");
+    // "-i" is a value, not the case-insensitive flag: "-I" does not match it.
+    expect((await callers.call(WEB, port, { path: "/open/f", headers: { ...FLAG_HEADERS, "x-flag-0": "-I" } })).body).toBe("app");
+    const { "x-flag-15": _, ...fifteen } = FLAG_HEADERS;
+    expect((await callers.call(WEB, port, { path: "/open/f", headers: fifteen })).body).toBe("app");
   });
 });

@@ -122,5 +122,17 @@ describe.each(BACKENDS)("values a tenant writes reach haproxy.cfg on %s", (backe
       });
       expect(await nodeConfigVerdict()).toBeNull();
     });
+    it("renders a match of 16 headers, values that begin like HAProxy's flags, and a rule whose peers are many identities, to a config HAProxy takes", async () => {
+      // HAProxy reads at most 64 words a line: 16 header conditions inline, or one pattern per caller identity, are more.
+      await mustPut(app, t.token, t.tenant, "httpRoutes/many-headers", route({
+        matches: [{ method: "GET", path: { value: "/many" }, headers: Array.from({ length: 16 }, (_, i) => ({ name: `x-h${i}`, value: ["-i", "--", "-m", "-foo"][i % 4]! })) }],
+      }));
+      for (let i = 0; i < 70; i++) await identity(app, t.token, t.tenant, `caller-${i}`, { role: "caller" });
+      await mustPut(app, t.token, t.tenant, "policies/many-callers", {
+        subject: { labels: { app: "api" } },
+        ingress: [{ peers: [{ labels: { role: "caller" } }], action: "allow", http: { methods: ["GET"] } }],
+      });
+      expect(await nodeConfigVerdict()).toBeNull();
+    }, 60_000);
   });
 });
