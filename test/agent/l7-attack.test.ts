@@ -204,7 +204,8 @@ describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real 
 
   it("answers an oversized token or trace header with 400, never a 5xx or a hang, and still logs a record that parses", async () => {
     const huge = "a".repeat(20_000);
-    for (const headers of [{ authorization: `Bearer ${huge}` }, { traceparent: `00-${huge}` }, { tracestate: huge }]) {
+    const oversized: Record<string, string>[] = [{ authorization: `Bearer ${huge}` }, { traceparent: `00-${huge}` }, { tracestate: huge }];
+    for (const headers of oversized) {
       const logged = records.length;
       // HAProxy 2.6 answers a request past its buffer from the connection's parser, before any http-error applies: text/html.
       expect((await callers.call(WEB, port, { path: "/open/huge", headers })).status).toBe(400);
