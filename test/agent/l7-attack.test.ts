@@ -282,4 +282,11 @@ describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real 
     const { "x-flag-15": _, ...fifteen } = FLAG_HEADERS;
     expect((await callers.call(WEB, port, { path: "/open/f", headers: fifteen })).body).toBe("app");
   });
+
+  it("tells the backend the caller the connection names, whatever case or repetition the client's x-weft-* headers take", async () => {
+    const seen = app.seen.length;
+    const spoof = ["X-Weft-Source-Identity", "X-WEFT-SOURCE-IDENTITY", "x-weft-source-identity"].map((h) => `${h}: ${OTHER.spiffeId}\r\n`).join("");
+    expect(await raw(WEB.address, port, `GET /open/who HTTP/1.1\r\nhost: api\r\n${spoof}connection: close\r\n\r\n`)).toBe(200);
+    expect(app.seen.slice(seen).map((h) => h["x-weft-source-identity"])).toEqual([WEB.spiffeId]);
+  });
 });

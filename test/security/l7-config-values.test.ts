@@ -10,6 +10,7 @@
  * 422 and never reaches a node.
  */
 import { spawnSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -134,5 +135,15 @@ describe.each(BACKENDS)("values a tenant writes reach haproxy.cfg on %s", (backe
       });
       expect(await nodeConfigVerdict()).toBeNull();
     }, 60_000);
+    it("renders kids of a pasted bundle with the parser's special characters to a config HAProxy takes, and leaves out what could break a line", async () => {
+      const jwk = (kid: string) => ({ ...generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ format: "jwk" }), use: "jwt-svid", kid });
+      await mustPut(app, t.token, t.tenant, "httpRoutes/plain", route({}));
+      const odd = `../../a"b'c\\d$HOME#e %[src] -i`;
+      await mustPut(app, t.token, t.tenant, "federations/odd", { trustDomain: "odd.example", bundle: { spiffeBundle: { keys: [jwk(odd), jwk("x\nacl y always_true")] } } });
+      await mustPut(app, t.token, t.tenant, "policies/odd-in", { subject: { labels: { app: "api" } }, ingress: [{ action: "allow", http: { jwt: { trustDomain: "odd.example", audiences: ["api"] } } }] });
+      const doc = (await app.inject({ url: `/v1/nodes/${node.name}/l7`, headers: bearer(node.credential) })).json() as { jwks: { trustDomain: string; keys: { kid: string }[] }[] };
+      expect(doc.jwks.find((k) => k.trustDomain === "odd.example")?.keys.map((k) => k.kid)).toEqual([odd]);
+      expect(await nodeConfigVerdict()).toBeNull();
+    });
   });
 });
