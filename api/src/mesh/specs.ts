@@ -485,7 +485,8 @@ export type PolicySpec = Static<typeof PolicySpec>;
 // HTTP routes (http-routes.ts): the Gateway API HTTPRoute in its mesh (GAMMA) form, issue 21
 
 const HeaderName = Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", minLength: 1, maxLength: 256, description: "An HTTP header name (RFC 9110 token)" });
-const HeaderValue = Type.String({ pattern: "^[\\x20-\\x7e]*$", maxLength: 4096, description: "Printable ASCII" });
+// At least one character, as the Gateway API's: HAProxy takes no empty word where the proxy's config puts a value.
+const HeaderValue = Type.String({ pattern: "^[\\x20-\\x7e]+$", maxLength: 4096, description: "Printable ASCII, at least one character" });
 /** Gateway API's Duration: e.g. "2s", "500ms", "1m"; at most 1h. */
 export const Duration = Type.String({ pattern: "^([0-9]{1,5}(h|m|s|ms)){1,4}$", maxLength: 32, description: "A Gateway API duration, e.g. 500ms, 2s, 1m30s" });
 

@@ -21,7 +21,7 @@ const HttpPath = Type.String({ pattern: "^/[\\x21-\\x7e]*$", maxLength: 1024 });
 const TrustDomain = Type.String({ pattern: "^[a-z0-9._-]+$", minLength: 1, maxLength: 255 });
 const ClaimName = Type.String({ pattern: "^[A-Za-z0-9_.:-]+$", minLength: 1, maxLength: 128 });
 const HeaderName = Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", minLength: 1, maxLength: 256 });
-const HeaderValue = Type.String({ pattern: "^[\\x20-\\x7e]*$", maxLength: 4096 });
+const HeaderValue = Type.String({ pattern: "^[\\x20-\\x7e]+$", maxLength: 4096 });
 const HeaderPair = Type.Object({ name: HeaderName, value: HeaderValue }, { additionalProperties: false });
 /** Names HAProxy takes as section and server names: what the compiler mints. */
 const ProxyName = Type.String({ pattern: "^[a-z0-9][a-z0-9_-]*$", maxLength: 128 });

@@ -4,7 +4,8 @@
  * render.ts, which calls it. An authorization entry with `jwt` matches a
  * request only when every one of these holds:
  *
- *  - the request carries `Authorization: Bearer <token>` (http_auth_bearer);
+ *  - the request carries `Authorization: Bearer <token>` (http_auth_bearer),
+ *    one such line holding one token and nothing else;
  *  - the token's header names the alg and kid of a key of the entry's
  *    (tenant, trust domain) in the document's jwks, and jwt_verify checks the
  *    signature with that key's file (one file per key: HAProxy loads it when
@@ -37,6 +38,9 @@ import type { L7Document, L7Frontend } from "./document.ts";
  * single quotes: no backslash for HAProxy's parser to eat.
  */
 const NUMERIC_DATE = "'^-?[0-9]{1,15}$'";
+
+/** An Authorization value holding one bearer token (RFC 6750 2.1: the scheme in any case, a b64token) and nothing else. */
+const ONE_BEARER_TOKEN = "'^bearer +[A-Za-z0-9._~+/-]+=*$'";
 
 /** Elements of an aud or claim array the proxy reads: a match past them does not count. */
 export const ARRAY_ITEMS_READ = 16;
@@ -78,7 +82,11 @@ export function jwtRendering(doc: L7Document, dir: string, quote: (text: string)
   const named = doc.frontends.some((f) => f.authorization.entries.some((e) => e.jwt !== undefined));
   if (!named) return { prelude: [], entry: () => ({ lines: [], term: "{ always_false }" }) };
   const prelude = [
-    "http-request set-var(txn.jwt) http_auth_bearer",
+    // Only the request's one token: HAProxy reads the first of several Authorization lines or tokens, a backend may read
+    // another, and must never take a token the proxy did not verify for one it did. A request with more carries none.
+    "acl jwt_one_line req.fhdr_cnt(authorization) eq 1",
+    `acl jwt_one_token req.fhdr(authorization) -m reg -i ${ONE_BEARER_TOKEN}`,
+    "http-request set-var(txn.jwt) http_auth_bearer if jwt_one_line jwt_one_token",
     "http-request set-var(txn.jwt_alg) var(txn.jwt),jwt_header_query('$.alg')",
     "http-request set-var(txn.jwt_kid) var(txn.jwt),jwt_header_query('$.kid')",
     "http-request set-var(txn.jwt_sub) var(txn.jwt),jwt_payload_query('$.sub')",

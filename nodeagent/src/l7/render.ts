@@ -185,17 +185,29 @@ function backendSection(b: L7Backend, f: L7Frontend | undefined, proxyAddress: s
   return lines;
 }
 
-/** The conditions (HAProxy `if` terms, ANDed) of one route match, or null when it can never hold. */
-function matchTerms(m: L7Match): string[][] {
+/**
+ * The conditions (HAProxy `if` terms, ANDed) of one route match, or null when it can never hold. Its headers are
+ * ACLs declared in `acls` as `name`_h<k>: HAProxy reads at most 64 words a line, and a match may hold 16 headers.
+ */
+function matchTerms(m: L7Match, name: string, acls: string[]): string[][] {
   const and: string[] = [];
   if (m.method) and.push(`{ method ${m.method} }`);
-  for (const h of m.headers ?? []) and.push(`{ ${quote(`req.fhdr(${h.name})`)} -m str ${quote(h.value)} }`);
+  for (const [k, h] of (m.headers ?? []).entries()) {
+    // A token may hold "'", which opens a quoted string in a fetch's argument: escaped, it is the name's own.
+    acls.push(`acl ${name}_h${k} ${quote(`req.fhdr(${h.name.replace(/'/g, "\\'")})`)} -m str -- ${quote(h.value)}`);
+    and.push(`${name}_h${k}`);
+  }
   const path = m.path;
   if (!path) return [and];
   if ((path.type ?? "PathPrefix") === "Exact") return [[...and, `{ path -m str ${quote(path.value)} }`]];
   const criteria = prefixCriteria(path.value);
   return criteria.length === 0 ? [and] : criteria.map((c) => [...and, `{ ${c} }`]);
 }
+
+/** A pattern list cut into lines HAProxy reads whole (at most 64 words each): ACL lines of one name match when any does. */
+const PATTERNS_PER_LINE = 32;
+const patternLines = (patterns: readonly string[]): string[][] =>
+  Array.from({ length: Math.ceil(patterns.length / PATTERNS_PER_LINE) }, (_, i) => patterns.slice(i * PATTERNS_PER_LINE, (i + 1) * PATTERNS_PER_LINE));
 
 /** Lines of the frontend for one L7 frontend `f` (the index i names its ACLs). */
 function frontendRules(
@@ -215,7 +227,7 @@ function frontendRules(
   decide.push(...rate.frontend);
   const route: string[] = [];
   for (const [j, r] of f.rules.entries()) {
-    const terms = r.matches.length === 0 ? [[]] : r.matches.flatMap(matchTerms);
+    const terms = r.matches.length === 0 ? [[]] : r.matches.flatMap((m, k) => matchTerms(m, `${fe}_r${j}_m${k}`, route));
     for (const and of terms) route.push(`http-request set-var(txn.rule) int(${j}) if ${on} !{ var(txn.rule) -m found } ${and.join(" ")}`.trimEnd());
     route.push(`http-request set-var(txn.route) str(${r.route}/${r.rule}) if ${on} { var(txn.rule) -m int ${j} }`);
   }
@@ -254,7 +266,7 @@ function authorization(fe: string, f: L7Frontend, on: string, refuse: (detail: s
     const name = `${fe}_e${k}`;
     const parts: string[] = [];
     if (e.sources) {
-      acls.push(`acl ${name}_src var(txn.caller_id) -m str ${e.sources.map(quote).join(" ")}`);
+      for (const line of patternLines(e.sources)) acls.push(`acl ${name}_src var(txn.caller_id) -m str ${line.map(quote).join(" ")}`);
       parts.push(`${name}_src`);
     }
     if (e.methods) {
@@ -327,6 +339,9 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     // On a reload the old worker answers the next request of each idle keep-alive connection (with Connection: close)
     // instead of closing it under a client that may be sending on it: many clients do not retry a write that fails.
     "  option idle-close-on-response",
+    // A body that fits the buffer is read before a server is asked (within timeout http-request): a caller holding it back
+    // gets the proxy's 408, never a server's 504 that outlier ejection would count against a healthy backend.
+    "  option http-buffer-request",
     // What HAProxy answers itself (a bad request, no server up, a backend that failed or timed out) is a problem too.
     ...PROXY_ERRORS.map((p) => `  ${problemReturn(p).replace("http-request return status", "http-error status")}`),
     "",
