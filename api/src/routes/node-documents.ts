@@ -24,7 +24,7 @@ export type DocumentFollower = Pick<DatapathReader, "refresh" | "settle"> & { re
  * follower's memory only (null: no document for that node, the route's 404).
  */
 export function nodeDocumentAnswers<F extends DocumentFollower, D>(compile: (follower: F, node: string) => D | null) {
-  const answers = new WeakMap<F, Map<string, { revision: number; answer: DocumentAnswer<D> | null }>>();
+  const answers = new WeakMap<F, Map<string, { revision: number; answer: DocumentAnswer<D> }>>();
 
   /** The node's answer at the follower's applied revision: no database read. */
   const answerNow = (follower: F, node: string): DocumentAnswer<D> | null => {
@@ -34,7 +34,12 @@ export function nodeDocumentAnswers<F extends DocumentFollower, D>(compile: (fol
     const cached = byNode.get(node);
     if (cached && cached.revision === revision) return cached.answer;
     const document = compile(follower, node);
-    const answer = document === null ? null : { document, etag: contentEtag(JSON.stringify(document)) };
+    if (document === null) {
+      // Not kept: any name may be asked for (the operator may read every node's), and an unknown one costs no compile.
+      byNode.delete(node);
+      return null;
+    }
+    const answer = { document, etag: contentEtag(JSON.stringify(document)) };
     byNode.set(node, { revision, answer });
     return answer;
   };
