@@ -17,7 +17,10 @@
  * document once with its current ETag (BENCH_CONCURRENCY in flight, default
  * 16): polls per second, p50/p99 latency, the API process's CPU per poll
  * (utime + stime from /proc), and the statements the API ran per poll
- * (pg_stat_statements, reset before the rounds).
+ * (pg_stat_statements, reset before each round). The baseline, in the same
+ * run and alternating round by round: the same nodes' unchanged datapath
+ * polls (GET /v1/nodes/{node}/datapath with If-None-Match), the poll issue 20
+ * made free of statements; the ratios are transport ÷ datapath.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -31,6 +34,12 @@ const NODES = Number(process.env.BENCH_NODES ?? 200);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const OPERATOR = "weft_op_bench-transport-poll-operator-token";
+/**
+ * Statements the API runs on its own clock, poll or no poll: the token
+ * revocation check (1 a second) and the follower's safety pull (1 per 5 s);
+ * a round may hold one more of each than its length says.
+ */
+const timerStatements = (seconds: number) => Math.floor(seconds) + 1 + Math.floor(seconds / 5) + 1;
 const op = { authorization: `Bearer ${OPERATOR}`, "content-type": "application/json" };
 
 /** CPU seconds the process has used (utime + stime, /proc/<pid>/stat). */
@@ -83,32 +92,50 @@ async function main(): Promise<void> {
       if (doc.remotes.length !== NODES - 1) throw new Error(`${n.name}: ${doc.remotes.length} remotes, expected ${NODES - 1}`);
       etags.set(n.name, res.headers.get("etag")!);
     }
-    await observer.resetStatements();
-    const cpuBefore = cpuSeconds(api.child.pid!);
-    const latencies: number[] = [];
-    const started = performance.now();
+    const datapathEtags = new Map<string, string>();
+    for (const n of nodes) datapathEtags.set(n.name, (await call("GET", `/v1/nodes/${n.name}/datapath`, undefined, n.auth)).headers.get("etag")!);
+    const kinds = {
+      transport: { path: (n: string) => `/v1/nodes/${n}/transport`, etags, latencies: [] as number[], seconds: 0, cpu: 0, statements: 0 },
+      datapath: { path: (n: string) => `/v1/nodes/${n}/datapath`, etags: datapathEtags, latencies: [] as number[], seconds: 0, cpu: 0, statements: 0 },
+    };
+    /** Statements past what the timers account for, per kind. */
+    const beyondTimers = { transport: 0, datapath: 0 };
+    const top = new Map<string, number>();
     for (let round = 0; round < ROUNDS; round++) {
-      await pool(nodes, CONCURRENCY, async (n) => {
-        const t0 = performance.now();
-        const res = await fetch(`${api.base}/v1/nodes/${n.name}/transport`, { headers: { ...n.auth, "if-none-match": etags.get(n.name)! } });
-        await res.arrayBuffer();
-        if (res.status !== 304) throw new Error(`${n.name}: ${res.status} to an unchanged poll`);
-        latencies.push(performance.now() - t0);
-      });
+      for (const kind of Object.values(kinds)) {
+        await observer.resetStatements();
+        const cpuBefore = cpuSeconds(api.child.pid!);
+        const started = performance.now();
+        await pool(nodes, CONCURRENCY, async (n) => {
+          const t0 = performance.now();
+          const res = await fetch(`${api.base}${kind.path(n.name)}`, { headers: { ...n.auth, "if-none-match": kind.etags.get(n.name)! } });
+          await res.arrayBuffer();
+          if (res.status !== 304) throw new Error(`${kind.path(n.name)}: ${res.status} to an unchanged poll`);
+          kind.latencies.push(performance.now() - t0);
+        });
+        const seconds = (performance.now() - started) / 1000;
+        kind.seconds += seconds;
+        kind.cpu += cpuSeconds(api.child.pid!) - cpuBefore;
+        const statements = await observer.statementsSinceReset();
+        kind.statements += statements.calls;
+        beyondTimers[kind === kinds.transport ? "transport" : "datapath"] += Math.max(0, statements.calls - timerStatements(seconds));
+        if (kind === kinds.transport) for (const x of statements.top) top.set(x.query, (top.get(x.query) ?? 0) + x.calls);
+      }
     }
-    const seconds = (performance.now() - started) / 1000;
-    const cpu = cpuSeconds(api.child.pid!) - cpuBefore;
-    const statements = await observer.statementsSinceReset();
-    const polls = latencies.length;
-    latencies.sort((x, y) => x - y);
-    console.log(`transport-poll: ${NODES} nodes (each document names ${NODES - 1} remote workloads), ${ROUNDS} rounds, ${CONCURRENCY} in flight, API from ${process.cwd()}`);
+    const figures = Object.entries(kinds).map(([name, k]) => {
+      const sorted = [...k.latencies].sort((x, y) => x - y);
+      return { name, polls: sorted.length, rate: sorted.length / k.seconds, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), cpuUs: (k.cpu / sorted.length) * 1e6, statements: k.statements / sorted.length };
+    });
+    const [tp, dp] = figures as [(typeof figures)[0], (typeof figures)[0]];
+    console.log(`transport-poll: ${NODES} nodes (each document names ${NODES - 1} remote workloads), ${ROUNDS} alternating rounds, ${CONCURRENCY} in flight, API from ${process.cwd()}`);
     console.log(
       table([
-        ["polls", "polls/s", "p50 ms", "p99 ms", "API CPU µs/poll", "statements/poll"],
-        [polls, (polls / seconds).toFixed(0), quantile(latencies, 0.5).toFixed(2), quantile(latencies, 0.99).toFixed(2), ((cpu / polls) * 1e6).toFixed(0), (statements.calls / polls).toFixed(3)],
+        ["unchanged poll", "polls", "polls/s", "p50 ms", "p99 ms", "API CPU µs/poll", "statements/poll"],
+        ...figures.map((f) => [f.name, f.polls, f.rate.toFixed(0), f.p50.toFixed(2), f.p99.toFixed(2), f.cpuUs.toFixed(0), f.statements.toFixed(3)]),
       ]),
     );
-    for (const s of statements.top) console.log(`  ${s.calls} × ${s.query.slice(0, 120)}`);
+    console.log(`ratio transport / datapath: polls/s ${(tp.rate / dp.rate).toFixed(2)}, API CPU per poll ${(tp.cpuUs / dp.cpuUs).toFixed(2)}; goal 0 statements per transport poll (beyond the API's own timers): ${beyondTimers.transport === 0 ? "met" : `not met (${(beyondTimers.transport / tp.polls).toFixed(3)} per poll)`}`);
+    for (const [query, calls] of [...top].sort((x, y) => y[1] - x[1]).slice(0, 5)) console.log(`  ${calls} × ${query.slice(0, 120)}`);
   } finally {
     await observer.close();
     await api.stop();
