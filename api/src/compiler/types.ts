@@ -27,6 +27,13 @@ export interface TenantRow {
    * the federations whose bundle it pasted (l7.ts jwks). Absent: none.
    */
   jwtKeys?: readonly TrustDomainJwtKeys[];
+  /**
+   * The tenant CA's certificates (every stored slot, oldest first), PEM: the
+   * X.509 roots node transports verify its SVIDs with (mesh/transport.ts).
+   * The compiler does not read it; it rides here so that a CA rotation
+   * reaches the follower's rows as the JWT keys do. Absent: no CA yet.
+   */
+  trustBundlePem?: string;
 }
 
 export interface JwtKey {

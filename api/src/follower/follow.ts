@@ -62,9 +62,13 @@ import {
 import { NODE_KIND } from "../auth/node-credentials.ts";
 import type { ChangeEvent, ChangeFeed } from "../services/change-feed.ts";
 import { admitWrite, tryChanges, type AdmissionRefusal } from "./admission.ts";
+import type { TransportDocument } from "../mesh/specs.ts";
+import { buildTransportDocument } from "../mesh/transport.ts";
+import { caRootsOf } from "./ca-roots.ts";
 import { federatingTenants, jwtKeysOf } from "./jwt-keys.ts";
 import { NodeHistory, type NodeDelta, type NodeState } from "./history.ts";
 import { httpRouteRowOf, identityRowOf, nodeRowOf, policyRowOf, ROW_KINDS, Rows, serviceRowOf, tenantRowOf, trafficPolicyRowOf, workloadRowOf } from "./rows.ts";
+import { transportRowsOf } from "./transport-rows.ts";
 
 export type { NodeDelta, NodeState } from "./history.ts";
 
@@ -113,6 +117,12 @@ export interface DatapathReader {
    * Null: unknown node or no pod block.
    */
   l7Document(node: string): L7Config | null;
+  /**
+   * The node's transport document (mesh/transport.ts) from its compiled
+   * steer entries and the rows in memory at the applied revision, reading no
+   * database: settle() or refresh() first. Null: unknown node.
+   */
+  transportDocument(node: string): TransportDocument | null;
 }
 
 /** What one pull read: the changes past the last revision, with their rows as they are now. */
@@ -124,6 +134,8 @@ interface Pulled {
   changes: Change[];
   /** Node rows the log names (registered, re-registered, deleted): announced again once applied. */
   nodeEvents?: ChangeEvent[];
+  /** The transport endpoints of the nodes read (every node on a full load); null: none, or the node is gone. */
+  endpoints: Map<string, string | null>;
   full?: Snapshot;
 }
 
@@ -133,8 +145,14 @@ const PULL_DELETE_ORDER: Record<string, number> = { trafficPolicy: 0, httpRoute:
 /** Change-log kinds that change a tenant's JWT keys: its CA's bundle (ca/store.ts), its federations. */
 const JWT_KEY_KINDS = new Set(["bundle", "federation"]);
 
-/** The node columns the compiler reads. */
-const NODE_COLUMNS = { name: nodesTable.name, zone: nodesTable.zone, unreachableSince: nodesTable.unreachableSince, podCidr: nodesTable.podCidr };
+/** The node columns the compiler reads, and the transport endpoint the transport documents name. */
+const NODE_COLUMNS = {
+  name: nodesTable.name,
+  zone: nodesTable.zone,
+  unreachableSince: nodesTable.unreachableSince,
+  podCidr: nodesTable.podCidr,
+  transportEndpoint: nodesTable.transportEndpoint,
+};
 
 /** How often the newest revision is read even without a notification: the bound on a lost NOTIFY. */
 const SAFETY_PULL_MS = 5000;
@@ -291,6 +309,7 @@ export class Follower implements DatapathReader {
     // One after another: a transaction is one connection, and pg refuses overlapping queries on it.
     const ts = await tx.select().from(tenants);
     const keys = await jwtKeysOf(tx);
+    const roots = await caRootsOf(tx);
     const ids = await tx.select().from(identities);
     const ws = await tx.select().from(workloads);
     const sick = new Set((await tx.select().from(workloadHealth).where(eq(workloadHealth.healthy, false))).map((h) => `${h.tenantId}/${h.name}`));
@@ -306,8 +325,9 @@ export class Follower implements DatapathReader {
       head,
       first: head + 1,
       changes: [],
+      endpoints: new Map(ns.map((n) => [n.name, n.transportEndpoint])),
       full: {
-        tenants: ts.map((t) => tenantRowOf(t, keys.get(t.id))),
+        tenants: ts.map((t) => tenantRowOf(t, keys.get(t.id), roots.get(t.id))),
         identities: ids.map(identityRowOf),
         workloads: ws.map((w) => workloadRowOf(w, sick.has(`${w.tenantId}/${w.name}`) ? false : null)),
         services: ss.map(serviceRowOf),
@@ -368,15 +388,10 @@ export class Follower implements DatapathReader {
     // Nodes are logged by name; ids are allocated only by writes that log the rows needing them.
     const nodeEvents = logged.filter((e) => e.kind === NODE_KIND);
     const nodeNames = new Set(nodeEvents.map((e) => e.name));
-    const ns =
-      nodeNames.size === 0
-        ? []
-        : (
-            await tx
-              .select(NODE_COLUMNS)
-              .from(nodesTable)
-              .where(inArray(nodesTable.name, [...nodeNames]))
-          ).map(nodeRowOf);
+    const read = nodeNames.size === 0 ? [] : await tx.select(NODE_COLUMNS).from(nodesTable).where(inArray(nodesTable.name, [...nodeNames]));
+    const ns = read.map(nodeRowOf);
+    const endpoints = new Map<string, string | null>([...nodeNames].map((name) => [name, null]));
+    for (const n of read) endpoints.set(n.name, n.transportEndpoint);
     const rowsChanged = latest.size > 0;
     const bs = rowsChanged ? await tx.select().from(backendIdsTable).where(gt(backendIdsTable.id, this.maxBackendId)) : [];
     const cs = rowsChanged ? await tx.select().from(cidrIdentitiesTable).where(gt(cidrIdentitiesTable.numericId, this.maxCidrId)) : [];
@@ -391,7 +406,7 @@ export class Follower implements DatapathReader {
     }
     for (const name of nodeNames) if (!found.has(name) && this.rows.nodes.has(name)) changes.push({ kind: "node", op: "delete", name });
     changes.push(...deletes.sort((a, b) => a.order - b.order).map((d) => d.change), ...puts);
-    return { head, first: logged[0]?.revision ?? head + 1, changes, nodeEvents };
+    return { head, first: logged[0]?.revision ?? head + 1, changes, nodeEvents, endpoints };
   }
 
   private async reload(tx: Tx, kind: string, tenantId: number, name: string): Promise<Exclude<Change, { kind: "backendId" | "cidrIdentity" }>> {
@@ -400,7 +415,8 @@ export class Follower implements DatapathReader {
         const [r] = await tx.select().from(tenants).where(eq(tenants.id, tenantId));
         if (!r) return { kind: "tenant", op: "delete", id: tenantId };
         const keys = await jwtKeysOf(tx, [r.id]);
-        return { kind: "tenant", op: "put", row: tenantRowOf(r, keys.get(r.id)) };
+        const roots = await caRootsOf(tx, [r.id]);
+        return { kind: "tenant", op: "put", row: tenantRowOf(r, keys.get(r.id), roots.get(r.id)) };
       }
       case "identity": {
         const [r] = await tx.select().from(identities).where(and(eq(identities.tenantId, tenantId), eq(identities.name, name)));
@@ -486,6 +502,8 @@ export class Follower implements DatapathReader {
       }
       nodes = reached();
     }
+    // Read with the rows, applied with them: no document sees an endpoint ahead of (or behind) its revision.
+    for (const [node, endpoint] of p.endpoints) this.rows.setTransportEndpoint(node, endpoint);
     this.revision = p.head;
     if (p.head > this.announced) this.announced = p.head;
     this.history.recordLater(nodes, first);
@@ -562,6 +580,14 @@ export class Follower implements DatapathReader {
 
   l7Document(node: string): L7Config | null {
     return this.compiler.l7Document(node);
+  }
+
+  transportDocument(node: string): TransportDocument | null {
+    const state = this.history.state(node);
+    if (state === null) return null;
+    const steer = state.datapath.maps.steer;
+    const { rows, bundles } = transportRowsOf(this.rows, node, steer);
+    return buildTransportDocument(steer, rows, bundles);
   }
 
   async since(node: string, since: number): Promise<NodeDelta | "gone" | null> {

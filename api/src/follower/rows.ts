@@ -18,14 +18,18 @@ type PolicyDb = typeof policies.$inferSelect;
 type HttpRouteDb = typeof httpRoutes.$inferSelect;
 type TrafficPolicyDb = typeof trafficPolicies.$inferSelect;
 
-/** `jwtKeys`: the tenant's JWT-SVID keys by trust domain (jwt-keys.ts); a tenant written with none has none yet. */
-export const tenantRowOf = (r: TenantDb, jwtKeys: readonly TrustDomainJwtKeys[] = []): TenantRow => ({
+/**
+ * `jwtKeys`: the tenant's JWT-SVID keys by trust domain (jwt-keys.ts); a tenant written with none has none yet.
+ * `trustBundlePem`: its CA certificates (ca-roots.ts); absent before its CA exists.
+ */
+export const tenantRowOf = (r: TenantDb, jwtKeys: readonly TrustDomainJwtKeys[] = [], trustBundlePem?: string): TenantRow => ({
   id: r.id,
   name: r.name,
   defaultAction: r.defaultAction,
   ...(r.defaultTransport === "mtls" ? { defaultTransport: "mtls" as const } : {}),
   trustDomain: r.trustDomain,
   ...(jwtKeys.length === 0 ? {} : { jwtKeys }),
+  ...(trustBundlePem === undefined ? {} : { trustBundlePem }),
 });
 export const identityRowOf = (r: IdentityDb): IdentityRow => ({
   tenantId: r.tenantId,
@@ -109,6 +113,14 @@ export class Rows {
   readonly nodes = new Map<string, NodeRow>();
   readonly backendIds = new Map<string, number>();
   readonly cidrIdentities = new Map<string, number>();
+  /**
+   * Where each node's transport listens (nodes.transport_endpoint), for the
+   * transport documents; absent: none reported. Not a compiler row: no
+   * node's datapath depends on it, so a change recompiles nothing.
+   */
+  readonly transportEndpoints = new Map<string, string>();
+  /** The tenant of each numeric identity: steer entries name identities by number. */
+  private readonly tenantOfIdentity = new Map<number, number>();
 
   private of(tenantId: number): Record<RowKind, Map<string, unknown>> {
     let t = this.byTenant.get(tenantId);
@@ -128,18 +140,38 @@ export class Rows {
     return this.byTenant.get(tenantId)?.[kind].get(name);
   }
 
+  /** The tenant whose identity has this number, if one does. */
+  tenantOf(numericId: number): number | undefined {
+    return this.tenantOfIdentity.get(numericId);
+  }
+
+  /** A node's transport endpoint as the change log last announced it; null: none. */
+  setTransportEndpoint(node: string, endpoint: string | null): void {
+    if (endpoint === null) this.transportEndpoints.delete(node);
+    else this.transportEndpoints.set(node, endpoint);
+  }
+
+  private forgetIdentity(tenantId: number, name: string): void {
+    const old = this.get("identity", tenantId, name) as IdentityRow | undefined;
+    if (old !== undefined) this.tenantOfIdentity.delete(old.numericId);
+  }
+
   apply(c: Change): void {
     switch (c.kind) {
       case "tenant":
         if (c.op === "put") this.tenants.set(c.row.id, c.row);
         else {
+          for (const name of this.byTenant.get(c.id)?.identity.keys() ?? []) this.forgetIdentity(c.id, name);
           this.tenants.delete(c.id);
           this.byTenant.delete(c.id);
         }
         return;
       case "node":
         if (c.op === "put") this.nodes.set(c.row.name, c.row);
-        else this.nodes.delete(c.name);
+        else {
+          this.nodes.delete(c.name);
+          this.transportEndpoints.delete(c.name);
+        }
         return;
       case "backendId":
         if (c.id === undefined) this.backendIds.delete(c.key);
@@ -150,6 +182,10 @@ export class Rows {
         else this.cidrIdentities.set(c.prefix, c.id);
         return;
       default:
+        if (c.kind === "identity") {
+          this.forgetIdentity(c.op === "put" ? c.row.tenantId : c.tenantId, c.op === "put" ? c.row.name : c.name);
+          if (c.op === "put") this.tenantOfIdentity.set(c.row.numericId, c.row.tenantId);
+        }
         if (c.op === "delete") this.byTenant.get(c.tenantId)?.[c.kind].delete(c.name);
         else this.of(c.row.tenantId)[c.kind].set(c.row.name, c.row);
     }

@@ -265,7 +265,10 @@ function checkTransportEndpoint(endpoint: string): void {
  * takes no global revision, writes no change log and wakes no long poll (an
  * agent reports after every apply; feeding that back into the change stream
  * would wake every watcher for nothing). converged_since is kept across
- * reports of the same content and restarts when the content changes.
+ * reports of the same content and restarts when the content changes. The
+ * transport endpoint is the exception: other nodes' transport documents name
+ * it, so a new one is stored by recordTransportEndpoint, in a write (the
+ * returned row still holds the old one: compare it with the report's).
  */
 export async function reportStatus(db: Db, name: string, report: NodeStatusReport, desiredHash: string | null): Promise<NodeDbRow> {
   const transport = report.transport;
@@ -296,8 +299,6 @@ export async function reportStatus(db: Db, name: string, report: NodeStatusRepor
                 kept.map((k) => sql.raw(`CASE WHEN "status"->'${k}' IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('${k}', "status"->'${k}') END`)),
                 sql` || `,
               )}`,
-        // Other nodes' transport documents read the endpoint from this column.
-        ...(transport === undefined ? {} : { transportEndpoint: transport.endpoint }),
         statusAt: sql`now()`,
         convergedSince: matches
           ? sql`CASE WHEN ${nodes.appliedHash} = ${report.hash} AND ${nodes.convergedSince} IS NOT NULL THEN ${nodes.convergedSince} ELSE now() END`
@@ -308,6 +309,23 @@ export async function reportStatus(db: Db, name: string, report: NodeStatusRepor
   );
   if (!row) throw notFound(`node "${name}"`);
   return row;
+}
+
+/**
+ * In the write of a status report: stores the node's new transport endpoint
+ * (null: none) and announces it, so that the follower (which serves the
+ * transport documents from memory) reads it again. Answers whether it changed:
+ * another replica may have stored the same one meanwhile.
+ */
+export async function recordTransportEndpoint(w: WriteScope, node: string, endpoint: string | null): Promise<boolean> {
+  const [changed] = await w.tx
+    .update(nodes)
+    .set({ transportEndpoint: endpoint })
+    .where(and(eq(nodes.name, node), sql`${nodes.transportEndpoint} IS DISTINCT FROM ${endpoint}`))
+    .returning({ name: nodes.name });
+  if (!changed) return false;
+  await w.record({ tenantId: PLATFORM_TENANT_ID, kind: NODE_KIND, name: node, op: "upsert" }, "node.transport-endpoint");
+  return true;
 }
 
 /**

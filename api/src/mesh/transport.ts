@@ -3,22 +3,18 @@
  * where the workloads its own are steered to or arrive from live, and which identity may
  * open streams to which local one. Derived from the node's compiled
  * weft_steer entries, so the transport carries exactly what the kernel
- * steers to it; names, certificates and endpoints come from the rows.
+ * steers to it; names, certificates and endpoints come from the rows the
+ * change-log follower holds, so an agent's poll reads no database.
  *
  * Only tenants with a local identity in a steer entry appear, so a node
  * never learns of a tenant it does not host; the compiler never writes a
  * steer entry joining two tenants, and the lookups below stay inside the
  * tenant of the local identity all the same.
  */
-import { and, inArray, isNotNull, ne, eq } from "drizzle-orm";
 import type { Entry } from "@weft/codec";
-import { spiffeId } from "../ca/spiffe-id.ts";
-import type { Db } from "../db/client.ts";
-import { platformRead } from "../db/platform-read.ts";
-import { identities, nodes, tenants, workloads } from "../db/schema.ts";
 import type { TransportDocument } from "./specs.ts";
 
-/** The rows a document is built from; read by loadTransportRows. */
+/** The rows a document is built from: the follower's, at one applied revision (follower/transport-rows.ts). */
 export interface TransportRows {
   /** Every identity of the tenants concerned, by numeric identity. */
   identities: ReadonlyMap<number, { tenantId: number; spiffeId: string }>;
@@ -81,41 +77,3 @@ export function buildTransportDocument(steer: readonly Entry<"steer">[], rows: T
 }
 
 const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
-
-/**
- * The rows a node's document needs, on one consistent snapshot: the
- * identities and trust domains of the tenants of its local steered
- * identities, and those tenants' workloads on nodes with a transport.
- */
-export async function loadTransportRows(db: Db, node: string, steer: readonly Entry<"steer">[]): Promise<TransportRows & { tenantIds: number[] }> {
-  const locals = localIdentities(steer);
-  if (locals.length === 0) return { identities: new Map(), trustDomains: new Map(), remoteWorkloads: [], tenantIds: [] };
-  return platformRead(db, async (tx) => {
-    const owning = await tx
-      .selectDistinct({ tenantId: identities.tenantId })
-      .from(identities)
-      .where(inArray(identities.securityIdentity, locals));
-    const tenantIds = owning.map((r) => r.tenantId).sort((a, b) => a - b);
-    if (tenantIds.length === 0) return { identities: new Map(), trustDomains: new Map(), remoteWorkloads: [], tenantIds };
-    const ids = await tx
-      .select({ tenantId: identities.tenantId, name: identities.name, numericId: identities.securityIdentity, path: identities.path, trustDomain: tenants.trustDomain })
-      .from(identities)
-      .innerJoin(tenants, eq(tenants.id, identities.tenantId))
-      .where(inArray(identities.tenantId, tenantIds));
-    const placed = await tx
-      .select({ tenantId: workloads.tenantId, identity: workloads.identity, addresses: workloads.addresses, endpoint: nodes.transportEndpoint })
-      .from(workloads)
-      .innerJoin(nodes, eq(nodes.name, workloads.node))
-      .where(and(inArray(workloads.tenantId, tenantIds), ne(workloads.node, node), isNotNull(nodes.transportEndpoint)));
-    const byName = new Map(ids.map((i) => [`${i.tenantId}/${i.name}`, i.numericId]));
-    return {
-      identities: new Map(ids.map((i) => [i.numericId, { tenantId: i.tenantId, spiffeId: spiffeId(i.trustDomain, i.path) }])),
-      trustDomains: new Map(ids.map((i) => [i.tenantId, i.trustDomain])),
-      remoteWorkloads: placed.flatMap((w) => {
-        const numericId = byName.get(`${w.tenantId}/${w.identity}`);
-        return numericId === undefined ? [] : [{ numericId, addresses: w.addresses, endpoint: w.endpoint! }];
-      }),
-      tenantIds,
-    };
-  });
-}

@@ -18,6 +18,7 @@ import {
   getNode,
   listNodes,
   registerNode,
+  recordTransportEndpoint,
   reportStatus,
   workloadsOnNode,
   type NodeDbRow,
@@ -221,11 +222,15 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const { node } = request.params;
       const desired = await desiredOf(node);
       let row = await reportStatus(weft.db, node, request.body, desired?.hash ?? null);
-      // Observed state takes no revision, except what other nodes' tables follow: the node's liveness and its workloads' health.
+      // Observed state takes no revision, except what other nodes follow: the node's liveness, its workloads' health
+      // and its transport endpoint (their transport documents).
       const transitions = await pendingHealthTransitions(weft.db, node, request.body.health ?? []);
-      if (row.unreachableSince !== null || transitions.length > 0) {
+      const endpoint = request.body.transport?.endpoint;
+      const endpointMoved = endpoint !== undefined && endpoint !== row.transportEndpoint;
+      if (row.unreachableSince !== null || transitions.length > 0 || endpointMoved) {
         await weft.writeFor(request, PLATFORM_TENANT_ID, async (w) => {
           await markReachable(w, node);
+          if (endpointMoved) await recordTransportEndpoint(w, node, endpoint);
           // Read again under the write's lock: another replica may have recorded some of them meanwhile.
           await recordHealth(w, node, await healthTransitions(w.tx, node, request.body.health ?? []));
         });
