@@ -45,7 +45,7 @@ export const L7_LOOKUP_PROGRAM = "weft_l7_lookup";
  * socket's fd and read back as its cookie, so never through the codec; pinned with the ABI's maps.
  */
 export const L7_LISTEN_MAP = "weft_l7_listen";
-const L7_LISTEN_SHAPE = { type: 15 /* BPF_MAP_TYPE_SOCKMAP */, keySize: 4, valueSize: 8, maxEntries: 1 } as const;
+export const L7_LISTEN_SHAPE = { type: 15 /* BPF_MAP_TYPE_SOCKMAP */, keySize: 4, valueSize: 8, maxEntries: 1 } as const;
 // enum bpf_attach_type; Debian's libbpf 1.1 headers predate tcx (kernel 6.6), the kernel here has it.
 const BPF_TCX_INGRESS = 46;
 const BPF_TCX_EGRESS = 47;
