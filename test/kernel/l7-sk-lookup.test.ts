@@ -224,6 +224,9 @@ describe.skipIf(skipWithout("the L7 socket lookup in namespaces (root, bpf, ipro
     await until("the old worker to finish", 15_000, () => (workers().every((w) => !before.includes(w)) ? true : undefined));
     const after = await connectFrom(client, VIP, HTTP, [42_900 + (process.pid % 50)]);
     expect(after.map((c) => c.body)).toEqual([`${VIP}:${HTTP} ${CLIENT.address}`]);
+    // A process that holds no such listener (the master, this test) is refused and the slot keeps the proxy's socket.
+    for (const pid of [master!.pid!, process.pid]) expect(() => handOverListener(dp, pid)).toThrow(/holds none/);
+    expect(dp.l7ListenerCookie()).toBe(cookie);
   });
 
   it("leaves everything else alone: the node's own service at an address a tenant named as a frontend, from the fabric and the node; other ports from the workload", async () => {
