@@ -111,11 +111,14 @@
  *        decision (the proxy decides each request with the callers' policy)
  *        and hands the packet to the node's L7 proxy: it must come from the
  *        veth weft_local_veth names for its source (else unknown-endpoint,
- *        as in [R16]), and is assigned to the socket of its own tuple, or
- *        for a bare SYN to the proxy's transparent listener at
- *        127.0.0.1:WEFT_L7_PROXY_PORT, marked WEFT_MARK_TO_TRANSPORT for the
- *        agent's local-delivery route: l7-steered, an event for the SYN the
- *        listener takes. No socket: proxy-down, dropped, never forwarded.
+ *        as in [R16]), and is assigned to the socket of its own tuple, or,
+ *        for a bare SYN, left to the kernel's own lookup ([R19]) once that
+ *        lookup is seen to end at the proxy's transparent listener at
+ *        127.0.0.1:WEFT_L7_PROXY_PORT; marked WEFT_MARK_TO_TRANSPORT for the
+ *        agent's local-delivery route: l7-steered, an event for a SYN that
+ *        opens a connection (not a retransmitted one). No socket, or a
+ *        lookup that would not end at the proxy: proxy-down, dropped, never
+ *        forwarded.
  *   [R18] the proxy's replies: weft_to_wl passes a TCP packet that opens
  *        nothing and whose source (saddr, sport, TCP) is a frontend in
  *        weft_l7 when this node's proxy sent it: skb->mark carries
@@ -130,6 +133,17 @@
  *        (forwarded from the fabric or another workload, a bare SYN: the
  *        proxy never opens a connection to a caller) is decided by policy
  *        as any other packet.
+ *   [R19] the node's socket lookup (weft_l7_lookup, sk_lookup on the node's
+ *        network namespace): a TCP connection to a frontend in weft_l7 from
+ *        a workload of this node, arriving on the veth weft_local_veth
+ *        names for it (what [R17] delivers, nothing else), gets the proxy's
+ *        listener from weft_l7_listen; none there: dropped, never handed to
+ *        another listener of the node. Everything else passes untouched.
+ *        The kernel runs it after its established and TIME_WAIT lookup, so
+ *        a SYN on a tuple the proxy holds in TIME_WAIT recycles it as for
+ *        any local socket; bpf_sk_assign from tc would skip that lookup,
+ *        and the kernel drops such a SYN (its request socket collides with
+ *        the TIME_WAIT one).
  *
  * Only replies pay for conntrack: an allowed packet that opens nothing (an
  * established TCP segment) costs no more than it did without it.
@@ -160,6 +174,14 @@ WEFT_MAP_local_veth(WEFT_DECLARE_MAP)
 WEFT_MAP_audit(WEFT_DECLARE_MAP)
 WEFT_MAP_steer(WEFT_DECLARE_MAP)
 WEFT_MAP_l7(WEFT_DECLARE_MAP)
+
+/* [R19] The proxy's listening socket (weft_abi.h, WEFT_L7_LISTEN_SLOT). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, WEFT_L7_LISTEN_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} weft_l7_listen SEC(".maps");
 
 /* What weft_decide found besides the reason: for flow events, audit and [R15]. */
 struct weft_decision {
@@ -603,7 +625,9 @@ static __always_inline long weft_assign(struct __sk_buff *skb, struct bpf_sock *
  * retry into the same wall for up to 60 s. The TIME_WAIT socket answers it
  * as the kernel's own path does when no listener is found for the VIP: an
  * ACK, the client's RST retires it (RFC 1337 off, the default), and the
- * client's next SYN, a second later, reaches the listener.
+ * client's next SYN, a second later, reaches the listener. The L7 proxy's
+ * SYNs no longer come here ([R19]: the kernel's lookup recycles the
+ * TIME_WAIT socket at once); the transport's still do.
  */
 static __always_inline struct bpf_sock *weft_sk_take(struct __sk_buff *skb, const struct weft_flow *flow,
 						     __u32 listener_addr, __u16 listener_port)
@@ -706,30 +730,75 @@ static __always_inline int weft_l7_frontend(__be32 addr, __be16 port)
 }
 
 /*
+ * [R17]/[R19] What the kernel's own lookup does with a bare SYN to an L7
+ * frontend, asked through the same lookup (bpf_skc_lookup_tcp runs the
+ * node's sk_lookup programs as the receive path does): -1 when it would not
+ * end at the proxy's listener (the proxy is down, or weft_l7_lookup is not
+ * attached and some other listener of the node, or none, would answer), 1
+ * when the SYN opens a connection (the listener, or a TIME_WAIT socket the
+ * SYN recycles), 0 for a retransmitted SYN (its request socket).
+ */
+static __always_inline int weft_l7_syn(struct __sk_buff *skb, const struct weft_flow *flow)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+	int verdict;
+
+	/* The listener a new SYN gets: no connection has source port 0, so only listeners answer. */
+	tuple.ipv4.saddr = flow->local;
+	tuple.ipv4.daddr = flow->remote;
+	tuple.ipv4.dport = flow->remote_port;
+	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return -1;
+	/* bpf_sock: src_ip4 in network order, src_port in host order. */
+	verdict = sk->state == BPF_TCP_LISTEN && sk->src_ip4 == bpf_htonl(WEFT_L7_PROXY_ADDR) &&
+		  sk->src_port == WEFT_L7_PROXY_PORT;
+	bpf_sk_release(sk);
+	if (!verdict)
+		return -1;
+	/* The SYN's own tuple: a request socket means this SYN was sent before. */
+	tuple.ipv4.sport = flow->local_port;
+	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 1;
+	verdict = sk->state == BPF_TCP_LISTEN || sk->state == BPF_TCP_TIME_WAIT;
+	bpf_sk_release(sk);
+	return verdict;
+}
+
+/*
  * [R17] L7 steering, for a TCP packet from a workload to an address that is
  * no tenant's workload. Returns 0 when weft_l7 does not name its destination,
- * else the reason: L7_STEERED (assigned to a proxy socket), PROXY_DOWN or
- * UNKNOWN_ENDPOINT (drops). `d->opened` tells a SYN the listener took.
+ * else the reason: L7_STEERED (to a proxy socket), PROXY_DOWN or
+ * UNKNOWN_ENDPOINT (drops). `d->opened` tells a SYN that opens a connection.
  */
 static __always_inline __u32 weft_steer_to_proxy(struct __sk_buff *skb, const struct weft_flow *flow,
 						 struct weft_decision *d)
 {
 	struct bpf_sock *sk;
-	int to_listener;
+	int opens;
 
 	*d = (struct weft_decision){ .rule_id = 0 }; /* no rule: the proxy decides */
 	if (!weft_l7_frontend(flow->remote, flow->remote_port))
 		return 0;
 	if (!weft_on_own_veth(skb, flow))
 		return WEFT_REASON_UNKNOWN_ENDPOINT;
-	sk = weft_sk_take(skb, flow, WEFT_L7_PROXY_ADDR, flow->opens ? WEFT_L7_PROXY_PORT : 0);
-	if (!sk)
-		return WEFT_REASON_PROXY_DOWN; /* never forwarded to a VIP nothing else answers */
-	/* A retransmitted SYN finds its request socket, so only the first one counts as opening. */
-	to_listener = sk->state == BPF_TCP_LISTEN;
-	if (weft_assign(skb, sk) != 0)
+	if (flow->opens) {
+		/*
+		 * [R19] Not assigned: the kernel's lookup takes it, TIME_WAIT
+		 * first, then weft_l7_lookup hands it the proxy's listener.
+		 */
+		opens = weft_l7_syn(skb, flow);
+		if (opens < 0)
+			return WEFT_REASON_PROXY_DOWN; /* never forwarded to a VIP nothing else answers */
+		skb->mark |= WEFT_MARK_TO_TRANSPORT;
+		d->opened = opens;
+		return WEFT_REASON_L7_STEERED;
+	}
+	sk = weft_sk_take(skb, flow, 0, 0);
+	if (!sk || weft_assign(skb, sk) != 0)
 		return WEFT_REASON_PROXY_DOWN;
-	d->opened = to_listener;
 	return WEFT_REASON_L7_STEERED;
 }
 
@@ -887,6 +956,40 @@ int weft_from_uplink(struct __sk_buff *skb)
 	if (weft_ttl_dec(skb, flow.ttl) < 0)
 		return TC_ACT_SHOT;
 	return bpf_redirect_peer(veth->ifindex, 0);
+}
+
+/*
+ * [R19] On the node's network namespace (sk_lookup): the kernel asks it for
+ * a listener after its established and TIME_WAIT lookup found nothing (or a
+ * TIME_WAIT socket a new SYN retires). Acts only on a TCP connection to a
+ * frontend in weft_l7 that a workload of this node sent from its own veth:
+ * what [R17] delivers locally. Host processes, the fabric and every other
+ * destination pass untouched (SK_PASS without a socket), so a tenant's VIP
+ * that happens to be one of the node's own addresses takes nothing from the
+ * node's own services.
+ */
+SEC("sk_lookup")
+int weft_l7_lookup(struct bpf_sk_lookup *ctx)
+{
+	struct weft_endpoint_key caller = { .addr = ctx->remote_ip4 };
+	struct weft_local_veth *veth;
+	struct bpf_sock *sk;
+	__u32 slot = WEFT_L7_LISTEN_SLOT;
+	long err;
+
+	if (ctx->family != AF_INET || ctx->protocol != IPPROTO_TCP || ctx->local_port > 0xffff)
+		return SK_PASS;
+	if (!weft_l7_frontend(ctx->local_ip4, bpf_htons((__u16)ctx->local_port)))
+		return SK_PASS;
+	veth = bpf_map_lookup_elem(&weft_local_veth, &caller);
+	if (!veth || veth->ifindex != ctx->ingress_ifindex)
+		return SK_PASS;
+	sk = bpf_map_lookup_elem(&weft_l7_listen, &slot);
+	if (!sk)
+		return SK_DROP; /* no proxy: never another listener of the node */
+	err = bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	return err == 0 ? SK_PASS : SK_DROP;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

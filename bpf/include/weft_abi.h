@@ -300,6 +300,20 @@ _Static_assert(sizeof(struct weft_l7_value) == 4, "weft_l7_value size");
 #define WEFT_L7_PROXY_PORT 15006u
 #define WEFT_MARK_PROXY 0x00400000u
 
+/*
+ * The proxy's listener for weft_l7_lookup, the sk_lookup program on the
+ * node's network namespace ([R19]): a BPF_MAP_TYPE_SOCKMAP of one slot, key
+ * __u32 0, value the listening socket. The agent writes it with the
+ * socket's fd (it takes HAProxy's listener with pidfd_getfd) and reads it
+ * back as the socket's cookie, hence the 8-byte value. Not in WEFT_MAPS:
+ * the codec never encodes it. The agent's loader pins it beside the others
+ * (nodeagent/src/loader: L7_LISTEN_MAP, checked against the object's
+ * declaration at load). The kernel empties the slot when the socket closes,
+ * so a proxy that is gone is an empty slot.
+ */
+#define WEFT_L7_LISTEN_SLOT 0u
+#define WEFT_L7_LISTEN_MAX 1u
+
 /* ---- services: hash, frontend -> lookup table ---------------------------- */
 
 struct weft_svc_key {

@@ -3,7 +3,8 @@
 // [R18]), in namespaces of the test's own (run under the kernel lock): the
 // loader attaches the programs in a node namespace, a client workload
 // (default-deny both ways) dials an L7 frontend's VIP, weft_from_wl hands
-// the connection to the listener the agent's driver runs from its rendered
+// a new connection to the kernel's socket lookup ([R19]), which gives it the
+// listener the agent's driver runs from its rendered
 // haproxy.cfg, the agent's own policy route (installTransportRouting)
 // delivers it, and weft_to_wl lets the proxy's marked answers through. The
 // proxy authorizes by the caller's address, connects to the backend from the
@@ -22,6 +23,7 @@ import { installTransportRouting, type IpRunner } from "../../nodeagent/src/kern
 import type { AccessRecord } from "../../nodeagent/src/l7/access-log.ts";
 import type { L7Document } from "../../nodeagent/src/l7/document.ts";
 import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
+import { handOverListener } from "../../nodeagent/src/l7/listener.ts";
 import { installProxyAddress } from "../../nodeagent/src/l7/proxy-address.ts";
 import { Cleanup, makeNetns, toolsUnavailableReason } from "../support/kernel.ts";
 import { skipWithout } from "../support/prerequisites.ts";
@@ -112,6 +114,8 @@ describe.skipIf(skipWithout("the L7 proxy behind the datapath (root, bpf, iprout
       document: async (etag) => (etag === '"d1"' ? { kind: "unchanged" } : { kind: "document", etag: '"d1"', body: structuredClone(document) }),
       registry: new Registry(),
       records: (batch) => records.push(...batch),
+      // As the agent's runtime does: the worker's listener into the socket lookup's sockmap.
+      listener: (pid) => void handOverListener(dp, pid),
       log: () => undefined,
     });
     cleanup.add("stop the proxy", () => driver?.stop());

@@ -13,7 +13,7 @@ import { layouts, maps } from "@weft/codec";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApplyEngine, MANAGED_MAPS } from "../../nodeagent/src/apply/index.ts";
 import { closeFd, linkInfo, mapInfo, objectId, openPinned } from "../../nodeagent/src/kernel/index.ts";
-import { cleanup as uninstall, KernelDatapath, SOCK_PROGRAMS } from "../../nodeagent/src/loader/index.ts";
+import { cleanup as uninstall, KernelDatapath, L7_LISTEN_MAP, SOCK_PROGRAMS } from "../../nodeagent/src/loader/index.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { Cleanup, makeCgroup, makeNetns, makePinDir, makeVeth, type VethPair, toolsUnavailableReason } from "../support/kernel.ts";
 import { canonical, kernelEntries, NODE, nodeState, W } from "./fixtures.ts";
@@ -63,6 +63,7 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
     }
   }));
   let linksBefore: Record<string, { id: number; progId: number }> = {};
+  let slotCookie: bigint | null = null;
   const pinnedInfo = (name: string) => {
     const fd = openPinned(join(pinDir, name));
     try {
@@ -76,14 +77,23 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
   it("loads, pins every map, attaches through pinned links, and polices real TCP with conntrack", async () => {
     const dp = KernelDatapath.load({ pinDir });
     try {
-      expect(readdirSync(pinDir).filter((n) => n !== "links").sort()).toEqual(Object.values(maps).map((m) => m.name).sort());
+      expect(readdirSync(pinDir).filter((n) => n !== "links").sort()).toEqual([...Object.values(maps).map((m) => m.name), L7_LISTEN_MAP].sort());
       new ApplyEngine(dp.maps).apply(nodeState());
       expect(dp.attachCgroup(cgroup).map((r) => r.action)).toEqual(["created", "created", "created", "created"]);
       expect(dp.attachVeth(veth.host).map((r) => r.action)).toEqual(["created", "created"]);
+      // The L7 socket lookup goes on the workload's namespace here: a test attaches only to namespaces it made.
+      expect(dp.attachNetns(`/var/run/netns/${ns}`).action).toBe("created");
+      // A listener in the L7 proxy's slot (the agent takes HAProxy's; any listening TCP socket will do here).
+      const listener = net.createServer();
+      await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+      cleanup.add("close the slot's listener", () => new Promise<void>((resolve) => listener.close(() => resolve())));
+      dp.setL7Listener((listener as unknown as { _handle: { fd: number } })._handle.fd);
+      slotCookie = dp.l7ListenerCookie();
+      expect(slotCookie).not.toBeNull();
     } finally {
       dp.close();
     }
-    expect(pinnedLinks()).toHaveLength(SOCK_PROGRAMS.length + 2);
+    expect(pinnedLinks()).toHaveLength(SOCK_PROGRAMS.length + 3);
     linksBefore = linkIds();
     // The workload may open 8080 only; its ingress is default-deny, so the SYN-ACK and data pass by conntrack.
     expect(await connectFromWorkload(ALLOWED_PORT)).toBe("echo:hi");
@@ -109,6 +119,8 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
 
       expect(dp.attachCgroup(cgroup).map((x) => x.action)).toEqual(["replaced", "replaced", "replaced", "replaced"]);
       expect(dp.attachVeth(veth.host).map((x) => x.action)).toEqual(["replaced", "replaced"]);
+      expect(dp.attachNetns(`/var/run/netns/${ns}`).action).toBe("replaced");
+      expect(dp.l7ListenerCookie()).toBe(slotCookie); // the proxy's listener stays in the kernel's lookup
       const after = linkIds();
       expect(Object.keys(after)).toEqual(Object.keys(linksBefore));
       for (const [name, info] of Object.entries(after)) {
@@ -189,9 +201,9 @@ describe.skipIf(skipWithout("agent loader (root, bpf, cgroup2, iproute2, bpftool
     dp.close();
     execFileSync("ip", ["link", "del", gone.host]); // the workload vanished before the agent noticed
     const ids = Object.values(linkIds()).map((l) => l.id);
-    expect(ids).toHaveLength(SOCK_PROGRAMS.length + 4);
+    expect(ids).toHaveLength(SOCK_PROGRAMS.length + 5);
 
-    expect(uninstall(pinDir)).toEqual({ links: SOCK_PROGRAMS.length + 4, maps: Object.keys(maps).length, removedDir: true });
+    expect(uninstall(pinDir)).toEqual({ links: SOCK_PROGRAMS.length + 5, maps: Object.keys(maps).length + 1, removedDir: true });
     expect(existsSync(pinDir)).toBe(false);
     for (const id of ids) expect(() => execFileSync("bpftool", ["link", "show", "id", String(id)], { stdio: "pipe" })).toThrow();
     expect(JSON.parse(execFileSync("bpftool", ["-j", "cgroup", "show", cgroup], { encoding: "utf8" }).trim() || "[]")).toEqual([]);

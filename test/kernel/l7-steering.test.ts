@@ -21,6 +21,7 @@ import { constants, decodeFlowEvents, protocols, type Entry, type FlowEvent } fr
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KernelDatapath } from "../../nodeagent/src/loader/index.ts";
 import { RingBufferReader } from "../../nodeagent/src/kernel/index.ts";
+import { handOverListener } from "../../nodeagent/src/l7/listener.ts";
 import { skipWithout } from "../support/prerequisites.ts";
 import { Cleanup, makeNetns, toolsUnavailableReason } from "../support/kernel.ts";
 import { until } from "../support/until.ts";
@@ -109,6 +110,8 @@ describe.skipIf(skipWithout("L7 steering in namespaces (root, bpf, iproute2, nft
     const listening = () => inNs(node, "ss", "-Hltn", `sport = :${constants.L7_PROXY_PORT}`).includes(`127.0.0.1:${constants.L7_PROXY_PORT}`);
     await until("haproxy to listen", 10_000, () => (listening() || child.exitCode !== null ? true : undefined));
     if (!listening()) throw new Error(`failed to start haproxy: ${stderr}`);
+    // As the agent does ([R19]): `ip netns exec` execs haproxy (-db: one process), so the child is the proxy.
+    handOverListener(dp, child.pid!);
   }
   async function stopHaproxy(): Promise<void> {
     const child = haproxy;
@@ -175,7 +178,7 @@ describe.skipIf(skipWithout("L7 steering in namespaces (root, bpf, iproute2, nft
     ]);
   });
 
-  it("takes a new connection on a tuple the proxy still holds in TIME_WAIT (it closed first), within the client's first SYN retry", async () => {
+  it("takes a new connection on a tuple the proxy still holds in TIME_WAIT (it closed first)", async () => {
     // HAProxy answers Connection: close by closing first, most times; when curl's FIN wins the race the
     // TIME_WAIT is the client's and the port cannot be reused at all, so try ports until the node holds it.
     const inTimeWait = (ns: string, port: number) => inNs(ns, "ss", "-Htan", "state", "time-wait").includes(`${CLIENT.address}:${port}`);
@@ -186,8 +189,8 @@ describe.skipIf(skipWithout("L7 steering in namespaces (root, bpf, iproute2, nft
       if (inTimeWait(node, p) && !inTimeWait(client, p)) port = p;
     }
     expect(port, "no try left the tuple in TIME_WAIT on the node's side only").not.toBe(0);
-    // The TIME_WAIT socket ACKs the SYN, the client's RST retires it, the client's next SYN (1 s later) reaches
-    // the listener. Handed to the listener at once, every SYN would be dropped for TIME_WAIT's 60 s.
+    // The kernel's lookup retires the TIME_WAIT socket and the socket lookup ([R19]) hands the SYN to the listener;
+    // assigned to the listener by tc, it would be dropped for TIME_WAIT's 60 s (l7-sk-lookup.test.ts counts retries).
     expect(await curl(client, `http://${VIP}:${HTTP}/`, 5, ["--local-port", String(port), "-H", "Connection: close"])).toBe(`${VIP}:${HTTP} ${CLIENT.address}`);
   });
 

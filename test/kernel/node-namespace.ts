@@ -25,8 +25,9 @@ export function workloadVeth(node: string, ns: string, name: string, host: strin
 }
 
 /**
- * The agent's loader pins the maps in a private pin directory and attaches
- * the veth programs to `veths` inside `node` (nsenter keeps bpffs in view).
+ * The agent's loader pins the maps in a private pin directory and attaches,
+ * inside `node` (nsenter keeps bpffs in view), the L7 socket lookup to the
+ * namespace and the veth programs to `veths`.
  * Returns the datapath whose maps the test writes; closed and unpinned on
  * cleanup.
  */
@@ -37,6 +38,7 @@ export function loadInNode(cleanup: Cleanup, label: string, node: string, veths:
   cleanup.add("close the datapath", () => dp.close());
   const attach = `const { KernelDatapath } = await import(${JSON.stringify(`${repoRoot}nodeagent/src/loader/index.ts`)});
 const dp = KernelDatapath.load({ pinDir: ${JSON.stringify(pinDir)} });
+dp.attachNetns();
 for (const ifname of ${JSON.stringify(veths)}) dp.attachVeth(ifname);
 dp.close();`;
   sh("nsenter", `--net=/var/run/netns/${node}`, process.execPath, "--import", "tsx", "--input-type=module", "-e", attach);

@@ -22,7 +22,7 @@ import { installTransportRouting } from "../kernel/transport-routing.ts";
 import { WorkloadApiServer } from "../workload-api/server.ts";
 import { DEFAULT_FLOW_CONFIG, identitiesOf, outcomeEvents, startFlows, type RunningFlows } from "../flows/index.ts";
 import type { OutcomeDrain } from "../transport/control-schema.ts";
-import { accessEvents, findHaproxy, installProxyAddress, L7Driver, L7Off, ProxyTraces } from "../l7/index.ts";
+import { accessEvents, findHaproxy, handOverListener, installProxyAddress, L7Driver, L7Off, ProxyTraces } from "../l7/index.ts";
 import type { AccessRecord } from "../l7/access-log.ts";
 
 export interface RuntimeOptions {
@@ -124,6 +124,8 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
     const sockCfg = datapath.configureSockLb(cfg.lbHostTraffic);
     metrics.sockConfig(sockCfg.lbHostTraffic);
     datapath.attachCgroup(cfg.cgroup);
+    // Before the veths get this agent's tc programs: they leave an L7 frontend's new connections to this lookup.
+    datapath.attachNetns();
     const uplink = configureUplink(datapath, cfg);
     const metricsPort = await metrics.listen(cfg.metricsPort);
     flows = startFlowsOrLog(cfg, options, datapath, registration, client, metrics, log);
@@ -178,6 +180,9 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
           if (removed) log("info", "the proxy address moved", { from: removed, to: address });
         },
         ...(records ? { records } : {}),
+        listener: (pid) => {
+          if (handOverListener(datapath, pid) === "replaced") log("info", "the L7 proxy's listener is in the kernel's socket lookup", { worker: pid });
+        },
         log,
       });
       l7.start();

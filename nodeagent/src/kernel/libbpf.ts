@@ -115,6 +115,10 @@ function bind() {
     // For SO_NETNS_COOKIE (kernel/netns.ts): the cookie of the agent's network namespace.
     socket: libc.func("int socket(int domain, int type, int protocol)"),
     getsockopt: libc.func("int getsockopt(int fd, int level, int optname, _Out_ uint8_t *optval, _Inout_ uint32_t *optlen)"),
+    getsockname: libc.func("int getsockname(int fd, _Out_ uint8_t *addr, _Inout_ uint32_t *len)"),
+    // A descriptor of another process (kernel/take-socket.ts): the L7 proxy's listener, for the sk_lookup sockmap.
+    pidfdOpen: libc.func("int pidfd_open(int pid, unsigned int flags)"),
+    pidfdGetfd: libc.func("int pidfd_getfd(int pidfd, int targetfd, unsigned int flags)"),
     // An interface's index in the caller's network namespace (an ioctl on a socket there), unlike /sys/class/net.
     ifNameToIndex: libc.func("unsigned int if_nametoindex(const char *ifname)"),
   };

@@ -60,6 +60,12 @@ export interface L7DriverOptions {
   records?: (records: AccessRecord[], lost: number) => void;
   pollMs?: number;
   backoff?: BackoffOptions;
+  /**
+   * Hands the serving worker's listener to the kernel (listener.ts: the
+   * sk_lookup sockmap), after each start and reload; a throw fails that
+   * start or reload. Absent: nothing steers to the proxy (tests).
+   */
+  listener?: (workerPid: number) => void;
   /** Tests: the listener and plain extra binds (render.ts RenderOptions). */
   listen?: RenderOptions["listen"];
   extraBinds?: RenderOptions["extraBinds"];
@@ -279,7 +285,10 @@ export class L7Driver {
         for (const b of want.doc.backends) {
           for (const s of b.servers) if (held.get(`${b.name}/${s.name}`) !== s.weight) await setServerWeight(this.paths.adminSocket, b.name, s.name, s.weight);
         }
-      } else await running.reload();
+      } else {
+        await running.reload();
+        this.o.listener?.(running.workerPid);
+      }
       await this.verify(want.doc);
       // A reload's new worker holds every server ready: the ejections in force are told before the document is reported applied.
       this.outliers.follow(want.doc);
@@ -383,6 +392,8 @@ export class L7Driver {
         if (problem) throw new Error(`haproxy refused the configuration: ${problem}`);
         await endLeftover(this.paths, this.o.log);
         running = await HaproxyProcess.start(this.paths, this.onLine, this.o.log);
+        this.process = running; // stopped below if what follows fails
+        this.o.listener?.(running.workerPid);
         await this.verify(want.doc);
       } catch (err) {
         this.state = "down";

@@ -11,6 +11,7 @@ import type { L7Status } from "../agent/client.ts";
 
 export { L7Driver, type L7DriverOptions } from "./driver.ts";
 export { accessEvents } from "./flows.ts";
+export { handOverListener, type ListenerSlot } from "./listener.ts";
 export { installProxyAddress } from "./proxy-address.ts";
 export { ProxyTraces, spanOfRecord } from "./traces.ts";
 

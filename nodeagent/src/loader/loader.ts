@@ -9,7 +9,9 @@
  *   links/cgroup-<inode>-<program>     socket-LB programs on a cgroup v2 directory
  *   links/tcx-<ifindex>-<ingress|egress> policy programs on a workload's host-side veth
  *   links/uplink-<ifindex>-ingress     the cross-node fast path on the node's uplink (--uplink)
- * Links are tcx and cgroup BPF links, not netlink tc filters: a pinned link
+ *   links/netns-<inode>-<program>      the L7 proxy's socket lookup on the node's network namespace
+ *   weft_l7_listen                     the L7 proxy's listener (a sockmap, beside the ABI's maps)
+ * Links are tcx, cgroup and netns BPF links, not netlink tc filters: a pinned link
  * keeps its program attached after the agent exits, the next agent swaps in
  * its own program with bpf_link_update (atomic: the hook never runs without
  * one), and removing the pin is all an uninstall needs.
@@ -36,6 +38,14 @@ export const SOCK_PROGRAMS = ["weft_connect4", "weft_sendmsg4", "weft_recvmsg4",
 export const TC_PROGRAMS = { ingress: "weft_from_wl", egress: "weft_to_wl" } as const;
 /** The program on the ingress of the node's uplink (bpf/README [R12]): delivers packets for local workloads. */
 export const UPLINK_PROGRAM = "weft_from_uplink";
+/** The sk_lookup program on the node's network namespace (bpf/README [R19]): gives the L7 proxy's listener its connections. */
+export const L7_LOOKUP_PROGRAM = "weft_l7_lookup";
+/**
+ * The L7 proxy's listener for L7_LOOKUP_PROGRAM (weft_abi.h, WEFT_L7_LISTEN_SLOT): a sockmap, written with a
+ * socket's fd and read back as its cookie, so never through the codec; pinned with the ABI's maps.
+ */
+export const L7_LISTEN_MAP = "weft_l7_listen";
+export const L7_LISTEN_SHAPE = { type: 15 /* BPF_MAP_TYPE_SOCKMAP */, keySize: 4, valueSize: 8, maxEntries: 1 } as const;
 // enum bpf_attach_type; Debian's libbpf 1.1 headers predate tcx (kernel 6.6), the kernel here has it.
 const BPF_TCX_INGRESS = 46;
 const BPF_TCX_EGRESS = 47;
@@ -117,7 +127,8 @@ export class KernelDatapath {
 
     ensurePinDir(pinDir);
     const replaced = checkPinnedMaps(pinDir, abi);
-    const loadOptions = { pinDir, pinnedMaps: Object.values(mapNames) };
+    checkPinnedShape(pinDir, L7_LISTEN_MAP, L7_LISTEN_SHAPE);
+    const loadOptions = { pinDir, pinnedMaps: [...Object.values(mapNames), L7_LISTEN_MAP] };
     const policyObj = BpfObject.load(paths[0]!, loadOptions);
     let sockObj: BpfObject;
     try {
@@ -128,7 +139,54 @@ export class KernelDatapath {
     }
     const datapath = new KernelDatapath(pinDir, policyObj, sockObj);
     datapath.replacedCounterMaps = replaced;
+    try {
+      const declared = policyObj.mapDefinition(L7_LISTEN_MAP);
+      const differs = declared === null ? ["it is missing"] : shapeDifferences(declared, L7_LISTEN_SHAPE);
+      if (differs.length > 0) throw new Error(`failed to check map ${L7_LISTEN_MAP} of ${paths[0]}: ${differs.join("; ")}`);
+    } catch (err) {
+      datapath.close();
+      throw err;
+    }
     return datapath;
+  }
+
+  /**
+   * Puts the L7 proxy's listening socket (`socketFd`, this process's
+   * descriptor of it) in weft_l7_listen, replacing whatever was there. The
+   * map holds the socket, not the descriptor: the caller may close its fd,
+   * and the kernel empties the slot when the socket itself closes.
+   */
+  setL7Listener(socketFd: number): void {
+    const key = new Uint8Array(4); // WEFT_L7_LISTEN_SLOT 0
+    const value = new Uint8Array(8);
+    new DataView(value.buffer).setBigUint64(0, BigInt(socketFd), true);
+    this.l7ListenMap().update(key, value);
+  }
+
+  /** The cookie (SO_COOKIE) of the socket in weft_l7_listen, or null when the slot is empty. */
+  l7ListenerCookie(): bigint | null {
+    const value = this.l7ListenMap().lookup(new Uint8Array(4));
+    return value ? new DataView(value.buffer).getBigUint64(0, true) : null;
+  }
+
+  /**
+   * Attaches the L7 proxy's socket lookup (bpf/README [R19]) to this
+   * process's network namespace, or gives the pinned link this process's
+   * program. Pinned as `netns-<inode>-weft_l7_lookup`.
+   */
+  attachNetns(netnsPath = "/proc/self/ns/net"): AttachResult {
+    const ino = statSync(netnsPath).ino;
+    const fd = openSync(netnsPath, fsConstants.O_RDONLY);
+    try {
+      const attachType = this.policyObj.expectedAttachType(L7_LOOKUP_PROGRAM);
+      return this.attachLink(`netns-${ino}-${L7_LOOKUP_PROGRAM}`, L7_LOOKUP_PROGRAM, fd, attachType, `${L7_LOOKUP_PROGRAM} to network namespace ${ino}`);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private l7ListenMap(): BpfMap {
+    return new BpfMap(this.policyObj.mapFd(L7_LISTEN_MAP), { name: L7_LISTEN_MAP, keySize: L7_LISTEN_SHAPE.keySize, valueSize: L7_LISTEN_SHAPE.valueSize });
   }
 
   programFd(name: string): number {
@@ -330,13 +388,9 @@ function checkPinnedMaps(pinDir: string, abi: Abi): string[] {
     const pin = join(pinDir, spec.name);
     if (!existsSync(pin)) continue;
     const fd = openPinned(pin);
-    const differences: string[] = [];
+    let differences: string[];
     try {
-      const info = mapInfo(fd);
-      const want = { type: MAP_TYPE_CODES[spec.kind], keySize: spec.keySize, valueSize: spec.valueSize, maxEntries: spec.maxEntries };
-      for (const field of ["type", "keySize", "valueSize", "maxEntries"] as const) {
-        if (info[field] !== want[field]) differences.push(`${field} ${info[field]}, this agent needs ${want[field]}`);
-      }
+      differences = shapeDifferences(mapInfo(fd), { type: MAP_TYPE_CODES[spec.kind], keySize: spec.keySize, valueSize: spec.valueSize, maxEntries: spec.maxEntries });
     } finally {
       closeFd(fd);
     }
@@ -352,6 +406,26 @@ function checkPinnedMaps(pinDir: string, abi: Abi): string[] {
     throw new Error(`failed to reuse pinned maps: ${problems.join("; ")} (an agent of another ABI pinned them; "agent cleanup" removes them and their entries)`);
   }
   return replaced;
+}
+
+type Shape = { type: number; keySize: number; valueSize: number; maxEntries: number };
+
+function shapeDifferences(have: Shape, want: Shape): string[] {
+  return (["type", "keySize", "valueSize", "maxEntries"] as const).filter((f) => have[f] !== want[f]).map((f) => `${f} ${have[f]}, this agent needs ${want[f]}`);
+}
+
+/** A map outside the ABI's table pinned by an earlier agent must have this agent's shape (libbpf would refuse it with a bare EINVAL). */
+function checkPinnedShape(pinDir: string, name: string, want: Shape): void {
+  const pin = join(pinDir, name);
+  if (!existsSync(pin)) return;
+  const fd = openPinned(pin);
+  let differs: string[];
+  try {
+    differs = shapeDifferences(mapInfo(fd), want);
+  } finally {
+    closeFd(fd);
+  }
+  if (differs.length > 0) throw new Error(`failed to reuse pinned map ${pin}: ${differs.join("; ")} ("agent cleanup" removes it)`);
 }
 
 /** Detaches a pinned link and removes its pin; false when there was none. */
@@ -380,12 +454,12 @@ export function cleanup(pinDir: string = DEFAULT_PIN_DIR): CleanupResult {
   const links = join(pinDir, LINKS_DIR);
   if (existsSync(links)) {
     for (const name of readdirSync(links)) {
-      if (!/^(cgroup|tcx|uplink)-/.test(name)) continue;
+      if (!/^(cgroup|tcx|uplink|netns)-/.test(name)) continue;
       if (removeLinkPin(join(links, name))) result.links++;
     }
     if (readdirSync(links).length === 0) rmdirSync(links);
   }
-  for (const name of Object.values(mapNames)) {
+  for (const name of [...Object.values(mapNames), L7_LISTEN_MAP]) {
     const pin = join(pinDir, name);
     if (!existsSync(pin)) continue;
     unlinkSync(pin);
