@@ -277,6 +277,6 @@ describe("the JWT checks in haproxy.cfg", () => {
   it("never lets a jwt entry match without the trust domain's keys in jwks", () => {
     const doc = { ...base(["x"]), jwks: [] };
     const config = renderConfig(doc, { stateDir: dir, callersMap: join(dir, "callers.map") });
-    expect(config).toContain("http-request set-var(txn.allowed) bool(true) if { var(txn.fe) -m str f } { always_false }");
+    expect(config).toContain("http-request set-var(txn.allowed0) bool(true) if { var(txn.fe) -m str f } { always_false }");
   });
 });
