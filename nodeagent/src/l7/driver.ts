@@ -14,6 +14,9 @@
  *   a hitless master-worker reload;
  * - after each apply the servers HAProxy holds are compared with the
  *   document; only then is the document's ETag reported as applied;
+ * - the request records come over the record socket (record-socket.ts),
+ *   which listens before HAProxy first starts: HAProxy's ring holds them
+ *   until it does, and while the agent reads late;
  * - outlier ejection (outlier-driver.ts) follows each document applied,
  *   reads every access record, and is told again after each reload and
  *   start (a new worker holds every server ready). An ejected server is in
@@ -38,8 +41,9 @@ import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPat
 import { JWT_KEY_FILE, jwtKeyFiles, type JwtKeyFile } from "./jwt-render.ts";
 import { L7Metrics } from "./metrics.ts";
 import { OutlierDriver } from "./outlier-driver.ts";
-import { adminSocketPath, configPath, masterSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
-import { infoField, serversState, setServerWeight } from "./runtime-api.ts";
+import { dropNotice, RecordSocket } from "./record-socket.ts";
+import { adminSocketPath, configPath, masterSocketPath, RECORD_RING, recordSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
+import { infoField, ringDropped, serversState, setServerWeight } from "./runtime-api.ts";
 
 /** A route's weights and rules change no map, so no datapath revision announces them: the document is read this often (an unchanged one is a 304 the API answers from a cache). */
 export const DOCUMENT_POLL_MS = 2_000;
@@ -110,12 +114,15 @@ export class L7Driver {
   private pending: AccessRecord[] = [];
   private pendingLost = 0;
   private flusher: NodeJS.Timeout | null = null;
+  /** The record socket once it listens (null if it could not: the status says why). */
+  private records: Promise<RecordSocket | null> | null = null;
+  private recordsError: string | null = null;
 
   constructor(private readonly o: L7DriverOptions) {
     this.backoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...o.backoff });
     this.metrics = new L7Metrics(
       o.registry,
-      async () => (this.process ? infoField(this.paths.adminSocket, "DroppedLogs") : null),
+      () => this.unannouncedDrops(),
       () => this.outliers.detector.ejectedCounts(),
     );
     this.paths = {
@@ -138,6 +145,15 @@ export class L7Driver {
       this.flusher = setInterval(() => this.flushRecords(), RECORD_FLUSH_MS);
       this.flusher.unref();
     }
+    this.records = RecordSocket.listen(recordSocketPath(this.o.stateDir), this.onLine, (why) => {
+      this.metrics.unreadable.inc();
+      this.o.log("warn", why);
+    }).catch((err: Error) => {
+      // The proxy serves all the same (nothing it decides depends on its records); they stay in its ring, then are dropped.
+      this.recordsError = `failed to listen for the L7 proxy's records on ${recordSocketPath(this.o.stateDir)}: ${err.message}`;
+      this.o.log("error", this.recordsError);
+      return null;
+    });
     this.supervising = this.supervise();
     void this.refresh();
   }
@@ -152,6 +168,8 @@ export class L7Driver {
     await this.outliers.idle();
     await this.process?.stop();
     await this.supervising;
+    // After HAProxy: its workers' forwarders deliver what their rings still hold as they end.
+    await (await this.records)?.close();
     this.flushRecords();
     this.metrics.up.set(0);
   }
@@ -168,7 +186,7 @@ export class L7Driver {
 
   /** Faults the status report's errors carry. */
   get errors(): string[] {
-    return [this.documentError, this.applyError, this.addressError].filter((e): e is string => e !== null);
+    return [this.documentError, this.applyError, this.addressError, this.recordsError].filter((e): e is string => e !== null);
   }
 
   /** The running master's and worker's pids (tests), null while none runs. */
@@ -339,8 +357,20 @@ export class L7Driver {
     }
   }
 
+  /** Records the serving worker dropped and has not announced: its ring's, and any its stdout dropped (notices). */
+  private async unannouncedDrops(): Promise<number | null> {
+    if (!this.process) return null;
+    const [stdout, ring] = await Promise.all([infoField(this.paths.adminSocket, "DroppedLogs"), ringDropped(this.paths.adminSocket, RECORD_RING)]);
+    return (stdout ?? 0) + (ring ?? 0);
+  }
+
+  /** A record from the record socket, or a line of HAProxy's stdout (its notices). */
   private onLine = (line: string): void => {
-    if (!line.startsWith("{")) return this.o.log("info", "haproxy", { line: line.slice(0, 1024) });
+    if (!line.startsWith("{")) {
+      const dropped = dropNotice(line);
+      if (dropped !== null) return void this.metrics.recordsDropped.inc({ stage: "proxy" }, dropped);
+      return this.o.log("info", "haproxy", { line: line.slice(0, 1024) });
+    }
     const r = parseAccessRecord(line);
     if (!r) {
       // A record cut at LOG_RECORD_MAX, or a format this agent does not know.
@@ -351,7 +381,10 @@ export class L7Driver {
     this.outliers.observe(r);
     if (!this.o.records) return;
     if (this.pending.length < RECORD_BATCH_MAX) this.pending.push(r);
-    else this.pendingLost++;
+    else {
+      this.pendingLost++;
+      this.metrics.recordsDropped.inc({ stage: "agent" });
+    }
   };
 
   private flushRecords(): void {
@@ -365,6 +398,8 @@ export class L7Driver {
   private async supervise(): Promise<void> {
     const signal = this.abort.signal;
     await this.firstRead;
+    // HAProxy's forwarder finds the socket from its first record on.
+    await this.records;
     let first = true;
     while (!signal.aborted) {
       // A document HAProxy refused is not started either: the last one it served is, until a newer one comes.
