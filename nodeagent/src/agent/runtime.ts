@@ -178,6 +178,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
           if (removed) log("info", "the proxy address moved", { from: removed, to: address });
         },
         ...(records ? { records } : {}),
+        ...(cfg.l7Threads !== undefined ? { threads: cfg.l7Threads } : {}),
         log,
       });
       l7.start();

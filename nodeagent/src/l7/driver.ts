@@ -29,6 +29,7 @@
  */
 import { createHash } from "node:crypto";
 import { readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Registry } from "prom-client";
 import type { Log } from "../agent/agent.ts";
@@ -64,6 +65,8 @@ export interface L7DriverOptions {
   records?: (records: AccessRecord[], lost: number) => void;
   pollMs?: number;
   backoff?: BackoffOptions;
+  /** HAProxy's threads; default proxyThreads(). */
+  threads?: number;
   /** Tests: the listener and plain extra binds (render.ts RenderOptions). */
   listen?: RenderOptions["listen"];
   extraBinds?: RenderOptions["extraBinds"];
@@ -81,6 +84,15 @@ interface Rendered {
   /** The JWT keys its config reads (jwt-render.ts), each in its own file. */
   jwtKeys: JwtKeyFile[];
 }
+
+/**
+ * HAProxy's threads unless told: half the CPUs, at least one. The node's
+ * proxy shares them with the workloads it serves and the agent reading its
+ * records; HAProxy's own default, a thread per CPU, measured more CPU per
+ * request on 2 CPUs (bench:l7: threads waking each other, connections to
+ * backends pooled per thread) for no more requests a second.
+ */
+export const proxyThreads = (cpus = availableParallelism()) => Math.max(1, Math.floor(cpus / 2));
 
 /** Records handed to `records` at most this often, in one batch. */
 const RECORD_FLUSH_MS = 250;
@@ -268,7 +280,7 @@ export class L7Driver {
     const callersMap = renderCallersMap(doc);
     // Named by content: a new map never changes the file a running worker (or a failed check) reads.
     const callersMapPath = join(this.o.stateDir, `l7-callers-${createHash("sha256").update(callersMap).digest("hex").slice(0, 16)}.map`);
-    const options: RenderOptions = { stateDir: this.o.stateDir, callersMap: callersMapPath, ...(this.o.listen ? { listen: this.o.listen } : {}), ...(this.o.extraBinds ? { extraBinds: this.o.extraBinds } : {}) };
+    const options: RenderOptions = { stateDir: this.o.stateDir, callersMap: callersMapPath, threads: this.o.threads ?? proxyThreads(), ...(this.o.listen ? { listen: this.o.listen } : {}), ...(this.o.extraBinds ? { extraBinds: this.o.extraBinds } : {}) };
     return { doc, etag, config: renderConfig(doc, options), structure: structureOf(doc, options), callersMap, callersMapPath, jwtKeys: jwtKeyFiles(doc, this.o.stateDir) };
   }
 

@@ -21,7 +21,7 @@
  *
  * Backends connect from the node's proxy address (`source`), retry per the
  * rule (a POST, PATCH or CONNECT only with nonIdempotent), and log one JSON
- * record per request to the agent (a ring forwarded to its socket: see LOG_TARGET).
+ * record per request to the agent (a ring forwarded to its socket: see RECORD_LOG_TARGET).
  *
  * Timeouts: `timeout server` is each attempt's bound (backendRequestTimeoutMs,
  * else requestTimeoutMs, else 30 s). HAProxy 2.6 has no bound on a request
@@ -54,7 +54,7 @@ export const LOG_RECORD_MAX = 4_000;
 export const RECORD_RING_BYTES = 8 * 1024 * 1024;
 /** The ring's section name: upper case, which the compiler's names never are. */
 export const RECORD_RING = "RECORDS";
-const LOG_TARGET = `ring@${RECORD_RING} len ${LOG_RECORD_MAX} format raw`;
+export const RECORD_LOG_TARGET = `ring@${RECORD_RING} len ${LOG_RECORD_MAX} format raw`;
 
 /**
  * What a record keeps of the path: escaped by the json converter it grows
@@ -79,6 +79,8 @@ export interface RenderOptions {
    * so a test document's frontend "VIP" 127.0.0.1:P is reached by binding P.
    */
   extraBinds?: readonly string[];
+  /** HAProxy's threads (nbthread); absent: HAProxy's default, one per CPU. */
+  threads?: number;
 }
 
 export const adminSocketPath = (stateDir: string) => `${stateDir}/l7-admin.sock`;
@@ -297,12 +299,12 @@ export function renderCallersMap(doc: L7Document): string {
 }
 
 /**
- * The ring the records go through (LOG_TARGET) and its forwarder to the
+ * The ring the records go through (RECORD_LOG_TARGET) and its forwarder to the
  * agent: octet-counted frames, so a record is read whole whatever it holds.
  * A forwarder that cannot reach the agent tries again every `timeout
  * connect`, the ring holding what comes meanwhile.
  */
-function recordRing(stateDir: string): string[] {
+export function recordRing(socketPath: string): string[] {
   return [
     `ring ${RECORD_RING}`,
     "  description \"request records for the weft agent\"",
@@ -311,7 +313,7 @@ function recordRing(stateDir: string): string[] {
     `  size ${RECORD_RING_BYTES}`,
     "  timeout connect 1s",
     "  timeout server 10m",
-    `  server agent unix@${recordSocketPath(stateDir)} log-proto octet-count`,
+    `  server agent unix@${socketPath} log-proto octet-count`,
   ];
 }
 
@@ -327,12 +329,13 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     "global",
     "  master-worker",
     `  stats socket ${adminSocketPath(o.stateDir)} mode 600 level admin expose-fd listeners`,
-    `  log ${LOG_TARGET} local0`,
+    `  log ${RECORD_LOG_TARGET} local0`,
     `  maxconn ${MAXCONN}`,
+    ...(o.threads ? [`  nbthread ${o.threads}`] : []),
     // An old worker of a reload serves its open connections at most this long.
     "  hard-stop-after 60s",
     "",
-    ...recordRing(o.stateDir),
+    ...recordRing(recordSocketPath(o.stateDir)),
     "",
     "defaults",
     "  mode http",
