@@ -53,6 +53,9 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(fe).toContain("tcp-request connection set-mark 0x400000");
     const g = section(text, "global");
     expect(g).toContain("master-worker");
+    // HAProxy's own default (a thread per CPU) unless the agent says; the driver always does (proxyThreads).
+    expect(g.some((l) => l.startsWith("nbthread"))).toBe(false);
+    expect(section(renderConfig(richDocument(), { ...options, threads: 3 }), "global")).toContain("nbthread 3");
     expect(g).toContain(`stats socket ${dir}/l7-admin.sock mode 600 level admin expose-fd listeners`);
     // Records go through a ring to the agent's socket (record-socket.ts), octet-counted, not through a pipe that drops them when full.
     expect(g).toContain("log ring@RECORDS len 4000 format raw local0");

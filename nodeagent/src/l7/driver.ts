@@ -88,9 +88,10 @@ interface Rendered {
 /**
  * HAProxy's threads unless told: half the CPUs, at least one. The node's
  * proxy shares them with the workloads it serves and the agent reading its
- * records; HAProxy's own default, a thread per CPU, measured more CPU per
- * request on 2 CPUs (bench:l7: threads waking each other, connections to
- * backends pooled per thread) for no more requests a second.
+ * records. HAProxy's own default, a thread per CPU, cost more CPU per
+ * request on 2 CPUs (bench:l7, 2026-12-07: 21.3-22.2 µs with two threads,
+ * 19.5-21.0 with one; the requests a second moved with the machine's load
+ * more than with the thread count).
  */
 export const proxyThreads = (cpus = availableParallelism()) => Math.max(1, Math.floor(cpus / 2));
 
