@@ -9,15 +9,24 @@
  *            peer pod's inbound, one retry on a failed connect;
  *   inbound  <pod address>:15006: the callee's side. Strips x-weft-*,
  *            authorizes the caller by its source address (403
- *            problem+json to any other), forwards to the app on 127.0.0.1.
- * Both with `http-reuse always` toward their server and one JSON record per
- * request on stdout, the way the agent's node proxy logs (a pipe its reader
- * drains; HAProxy clears O_APPEND, so never a file). The bench's startDaemon
- * reads and drops these records, so the proxy pays for its logging what the
- * node proxy pays. Both listeners in one process, as a real sidecar has, so
- * its memory is a real sidecar's.
+ *            problem+json to any other), tells the app who called
+ *            (x-forwarded-client-cert, as Istio's inbound sidecar does),
+ *            forwards to the app on 127.0.0.1.
+ * Each side takes part in the request's W3C trace as the node proxy does
+ * (render-trace.ts: continue a valid traceparent or start a trace, a new
+ * span id, traceparent set toward the server), as an Envoy sidecar makes a
+ * span on each side. Both with `http-reuse always` toward their server and
+ * one JSON record per request, written the way the node proxy writes its
+ * records (render.ts recordRing: a ring forwarded to a unix socket, which
+ * the bench reads and drops), so each sidecar pays for its logging what
+ * the node proxy pays (an Envoy batches its access log writes too). Both
+ * listeners in one process, as a real sidecar has, so its memory is a real
+ * sidecar's.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { RecordSocket } from "../../nodeagent/src/l7/record-socket.ts";
+import { RECORD_LOG_TARGET, recordRing } from "../../nodeagent/src/l7/render.ts";
+import { TRACE_CONTEXT_LINES, TRACE_LOG_FIELDS } from "../../nodeagent/src/l7/render-trace.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BenchCleanup } from "../support/cleanup.ts";
@@ -38,6 +47,8 @@ export interface HttpSidecarSpec {
   peerAddress: string;
   /** The callers the inbound lets in, by source address (the pods a policy allows). */
   allowedSources: string[];
+  /** The unix socket its records go to (httpSidecar listens on it). */
+  recordSocket: string;
 }
 
 /** One JSON object per request: who, where, what, how it ended (the fields the node proxy's records carry). */
@@ -58,7 +69,7 @@ const LOG_FORMAT = [
   `"bytesOut":%B`,
   `"method":"%HM"`,
   `"path":"%[var(txn.path),json(utf8s)]"`,
-  `"traceparent":"%[var(txn.traceparent),json(utf8s)]"`,
+  ...TRACE_LOG_FIELDS,
 ].join(",");
 
 const FORBIDDEN = `{"type":"about:blank","title":"Forbidden","status":403,"detail":"this caller may not call this pod"}`;
@@ -66,10 +77,12 @@ const FORBIDDEN = `{"type":"about:blank","title":"Forbidden","status":403,"detai
 /** haproxy.cfg for one pod's sidecar. */
 export function httpSidecarConfig(s: HttpSidecarSpec): string {
   if (s.allowedSources.length === 0) throw new Error("httpSidecarConfig: at least one allowed source");
+  const trace = TRACE_CONTEXT_LINES.map((l) => `  ${l}`).join("\n");
   return `global
   maxconn ${SIDECAR_CONNECTIONS}
   nbthread 1
-  log stdout len 4000 format raw local0
+  log ${RECORD_LOG_TARGET} local0
+${recordRing(s.recordSocket).join("\n")}
 defaults
   mode http
   log global
@@ -83,7 +96,7 @@ defaults
 frontend outbound
   bind 127.0.0.1:${SIDECAR_OUTBOUND_PORT}
   http-request set-var(txn.path) path
-  http-request set-var(txn.traceparent) req.fhdr(traceparent)
+${trace}
   http-request del-header x-weft- -m beg
   http-request set-var(txn.pick) rand
   http-request set-var(txn.route) str(default/0) if { var(txn.pick),mod(100) -m int 0:99 }
@@ -97,25 +110,50 @@ backend peer
 frontend inbound
   bind ${s.podAddress}:${SIDECAR_INBOUND_PORT}
   http-request set-var(txn.path) path
-  http-request set-var(txn.traceparent) req.fhdr(traceparent)
+${trace}
   http-request del-header x-weft- -m beg
   acl caller src ${s.allowedSources.join(" ")}
   http-request return status 403 content-type application/problem+json string '${FORBIDDEN}' unless caller
+  http-request set-header x-forwarded-client-cert "By=spiffe://bench/pod;URI=spiffe://bench/%[src]"
   default_backend app
 backend app
   server app 127.0.0.1:${s.appPort}
 `;
 }
 
-/** Starts the pod's sidecar (stopped on cleanup); resolves once both listeners are up. */
-export async function httpSidecar(cleanup: BenchCleanup, s: HttpSidecarSpec): Promise<Daemon> {
+export type HttpSidecar = Daemon & {
+  /** Records read from its socket so far. */
+  recordCount(): number;
+  /** The last records read (at most RECENT_RECORDS), parsed. */
+  recentRecords(): Record<string, unknown>[];
+};
+
+const RECENT_RECORDS = 100;
+
+/** Starts the pod's sidecar and the socket its records go to (both stopped on cleanup); resolves once both listeners are up. */
+export async function httpSidecar(cleanup: BenchCleanup, spec: Omit<HttpSidecarSpec, "recordSocket">): Promise<HttpSidecar> {
   const dir = mkdtempSync(join(tmpdir(), "wbench-http-sidecar-"));
   cleanup.track("dirs", dir);
   cleanup.add(`remove ${dir}`, () => rmSync(dir, { recursive: true, force: true }));
+  const s: HttpSidecarSpec = { ...spec, recordSocket: join(dir, "records.sock") };
+  let count = 0;
+  let recent: string[] = [];
+  const socket = await RecordSocket.listen(
+    s.recordSocket,
+    (m) => {
+      if (!m.startsWith("{")) return;
+      count++;
+      recent.push(m);
+      if (recent.length > 2 * RECENT_RECORDS) recent = recent.slice(-RECENT_RECORDS);
+    },
+    (why) => console.error(`sidecar in ${s.netns}: ${why}`),
+  );
+  cleanup.add(`close the record socket of the sidecar in ${s.netns}`, () => socket.close());
   const cfg = join(dir, "haproxy.cfg");
   writeFileSync(cfg, httpSidecarConfig(s));
   // -db: foreground, no master-worker: the process we started is the proxy.
-  return startDaemon(cleanup, `haproxy HTTP sidecar in ${s.netns}`, [...inNetns(s.netns), "haproxy", "-db", "-f", cfg], {
+  const daemon = await startDaemon(cleanup, `haproxy HTTP sidecar in ${s.netns}`, [...inNetns(s.netns), "haproxy", "-db", "-f", cfg], {
     ready: () => listening(s.netns, SIDECAR_OUTBOUND_PORT) && listening(s.netns, SIDECAR_INBOUND_PORT),
   });
+  return Object.assign(daemon, { recordCount: () => count, recentRecords: () => recent.slice(-RECENT_RECORDS).map((r) => JSON.parse(r) as Record<string, unknown>) });
 }

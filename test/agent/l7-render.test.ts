@@ -53,8 +53,13 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(fe).toContain("tcp-request connection set-mark 0x400000");
     const g = section(text, "global");
     expect(g).toContain("master-worker");
+    // HAProxy's own default (a thread per CPU) unless the agent says; the driver always does (proxyThreads).
+    expect(g.some((l) => l.startsWith("nbthread"))).toBe(false);
+    expect(section(renderConfig(richDocument(), { ...options, threads: 3 }), "global")).toContain("nbthread 3");
     expect(g).toContain(`stats socket ${dir}/l7-admin.sock mode 600 level admin expose-fd listeners`);
-    expect(g).toContain("log stdout len 4000 format raw local0");
+    // Records go through a ring to the agent's socket (record-socket.ts), octet-counted, not through a pipe that drops them when full.
+    expect(g).toContain("log ring@RECORDS len 4000 format raw local0");
+    expect(section(text, "ring RECORDS")).toEqual(expect.arrayContaining(["format raw", "maxlen 4000", `size ${8 * 1024 * 1024}`, `server agent unix@${dir}/l7-records.sock log-proto octet-count`]));
     const d = section(text, "defaults");
     expect(d).toEqual(expect.arrayContaining(["mode http", "http-reuse always", "option redispatch 1", "option idle-close-on-response", "timeout connect 2000", "timeout client 30000", "timeout server 30000"]));
     // HAProxy's own answers are problems too.

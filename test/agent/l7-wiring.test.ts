@@ -14,6 +14,7 @@ import { AgentLoop } from "../../nodeagent/src/agent/agent.ts";
 import { ApiClient, type L7Status } from "../../nodeagent/src/agent/client.ts";
 import { parseArgs, UsageError } from "../../nodeagent/src/agent/config.ts";
 import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
+import { proxyThreads } from "../../nodeagent/src/l7/driver.ts";
 import { findHaproxy, L7Off } from "../../nodeagent/src/l7/index.ts";
 import { installProxyAddress } from "../../nodeagent/src/l7/proxy-address.ts";
 import { emptyMaps, full, memoryMaps, scriptedClient } from "./scripted.ts";
@@ -41,6 +42,14 @@ describe("--l7 and --haproxy", () => {
     for (const bad of ["collector:4318", "ftp://collector", "http://user:pass@collector:4318", "not a url"]) {
       expect(() => parseArgs([...BASE, "--otlp-endpoint", bad], {}), bad).toThrow(/--otlp-endpoint .* is not an http:\/\/ or https:\/\/ URL/);
     }
+  });
+
+  it("--l7-threads (WEFT_L7_THREADS) sizes the proxy: 1..64, whole numbers; absent, half the CPUs and at least one", () => {
+    expect(parseArgs(BASE, {})).not.toHaveProperty("l7Threads");
+    expect(parseArgs([...BASE, "--l7-threads", "3"], {}).l7Threads).toBe(3);
+    expect(parseArgs(BASE, { WEFT_L7_THREADS: "64" }).l7Threads).toBe(64);
+    for (const bad of ["0", "65", "1.5", "-1", "two"]) expect(() => parseArgs([...BASE, "--l7-threads", bad], {}), bad).toThrow(/--l7-threads .* is not 1\.\.64/);
+    expect([1, 2, 3, 4, 64].map((cpus) => proxyThreads(cpus))).toEqual([1, 1, 1, 2, 32]);
   });
 
   it("finds haproxy where it is named or on the PATH, and says why when it is not there", () => {

@@ -2,7 +2,9 @@
 // stand-in for an Istio sidecar if it does the L7 work the node proxy does:
 // it must strip the x-weft-* headers a client sets, refuse a caller its
 // policy does not name (403 problem+json, with the allowed caller as
-// control), and write one JSON record per request on each side. And the
+// control), tell the app who called, take part in the request's trace on
+// each side, and write one JSON record per request on each side (through
+// the record ring the node proxy uses). And the
 // paced load of "p99 at half the saturation rate" (bench/l7/paced.ts) must
 // hold the rate it was given, and say so when a path cannot keep up. In a
 // namespace of its own: run under flock /tmp/weft-kernel.lock.
@@ -10,9 +12,9 @@ import { execFile, execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BenchCleanup } from "../../bench/support/cleanup.ts";
 import { listening } from "../../bench/support/listening.ts";
-import { inNetns, makeNetns, startDaemon, type Daemon } from "../../bench/support/netns.ts";
+import { inNetns, makeNetns, startDaemon } from "../../bench/support/netns.ts";
 import { availability } from "../../bench/support/proxies.ts";
-import { SIDECAR_INBOUND_PORT, SIDECAR_OUTBOUND_PORT, httpSidecar } from "../../bench/l7/http-sidecar.ts";
+import { SIDECAR_INBOUND_PORT, SIDECAR_OUTBOUND_PORT, httpSidecar, type HttpSidecar } from "../../bench/l7/http-sidecar.ts";
 import { paced } from "../../bench/l7/paced.ts";
 import { commandUnavailableReason, skipWithout } from "../support/prerequisites.ts";
 
@@ -47,18 +49,13 @@ function curl(ns: string, args: string[]): Promise<{ status: string; body: strin
   );
 }
 
-/** The JSON records a sidecar wrote so far. */
-const records = (d: Daemon) =>
-  d
-    .output()
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+/** The JSON records a sidecar wrote so far (the last hundred). */
+const records = (d: HttpSidecar) => d.recentRecords();
 
 describe.skipIf(skip)("bench:l7's HTTP sidecar and paced load", () => {
   const cleanup = new BenchCleanup(`wbench-manifest-${process.pid}-l7sidecar`);
   let pod = "";
-  let sidecar: Daemon;
+  let sidecar: HttpSidecar;
 
   beforeAll(async () => {
     // One pod whose sidecar's outbound goes to its own inbound, which lets only the pod's own address in.
@@ -72,20 +69,31 @@ describe.skipIf(skip)("bench:l7's HTTP sidecar and paced load", () => {
     if (errors.length) throw new Error(`cleanup: ${errors.join("; ")}`);
   });
 
-  it("carries a request through both sides, without the x-weft-* headers the client set, and logs it once on each side", async () => {
-    const before = records(sidecar).length;
-    const res = await curl(pod, ["-H", "x-weft-source-identity: spiffe://forged/admin", "-H", "X-Weft-Tenant: other", "-H", "x-kept: 1", `http://127.0.0.1:${SIDECAR_OUTBOUND_PORT}/api/items?q=1`]);
+  it("carries a request through both sides, without the x-weft-* headers the client set, in the client's trace, and logs it once on each side", async () => {
+    const before = sidecar.recordCount();
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const res = await curl(pod, ["-H", "x-weft-source-identity: spiffe://forged/admin", "-H", "X-Weft-Tenant: other", "-H", "x-kept: 1", "-H", `traceparent: 00-${traceId}-00f067aa0ba902b7-01`, `http://127.0.0.1:${SIDECAR_OUTBOUND_PORT}/api/items?q=1`]);
     expect(res.status).toBe("200");
     const headers = JSON.parse(res.body) as Record<string, string>;
     expect(headers["x-kept"]).toBe("1");
     expect(Object.keys(headers).filter((h) => h.startsWith("x-weft-"))).toEqual([]);
-    // HAProxy writes a record when the request ends; give it a moment to reach the pipe.
-    for (let i = 0; i < 20 && records(sidecar).length < before + 2; i++) await new Promise((r) => setTimeout(r, 50));
-    const logged = records(sidecar).slice(before);
+    // The inbound tells the app who called, from the connection.
+    expect(headers["x-forwarded-client-cert"]).toBe(`By=spiffe://bench/pod;URI=spiffe://bench/${POD}`);
+    // HAProxy writes a record when the request ends; give it a moment to reach the socket.
+    for (let i = 0; i < 20 && sidecar.recordCount() < before + 2; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(sidecar.recordCount()).toBe(before + 2);
+    const logged = records(sidecar).slice(-2);
     expect(logged.map((r) => [r.frontend, r.status, r.method, r.path]).sort()).toEqual([
       ["inbound", 200, "GET", "/api/items"],
       ["outbound", 200, "GET", "/api/items"],
     ]);
+    // Each side is a span of the client's trace: the outbound's parent is the client's span, the inbound's the outbound's.
+    const out = logged.find((r) => r.frontend === "outbound")!;
+    const inb = logged.find((r) => r.frontend === "inbound")!;
+    expect([out.traceId, inb.traceId]).toEqual([traceId, traceId]);
+    expect(out.parentSpanId).toBe("00f067aa0ba902b7");
+    expect(inb.parentSpanId).toBe(out.spanId);
+    expect(headers.traceparent).toBe(`00-${traceId}-${String(inb.spanId)}-01`);
   });
 
   it("inbound: refuses a caller its policy does not name with a 403 problem; lets the named one in", async () => {

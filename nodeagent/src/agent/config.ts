@@ -98,6 +98,8 @@ export interface AgentConfig {
   l7?: boolean;
   /** The haproxy binary (--haproxy); absent: `haproxy` on the PATH. */
   haproxy?: string;
+  /** HAProxy's threads (--l7-threads); absent: the driver's default (l7/driver.ts proxyThreads). */
+  l7Threads?: number;
   /** The OTLP/HTTP receiver of the L7 proxy's spans (src/l7/traces.ts); absent: no spans are made. */
   otlpEndpoint?: string;
 }
@@ -125,6 +127,7 @@ const FLAGS = {
   "--transport-address": ["transportAddress", "WEFT_TRANSPORT_ADDRESS", "IPV4", "the transport's address on the fabric, where peers reach it (default: the uplink device's first IPv4 address)"],
   "--l7": ["l7", "WEFT_L7", "on|off", "run the node's L7 proxy (HAProxy) for services with HTTP routes (default on; off without haproxy)"],
   "--haproxy": ["haproxy", "WEFT_HAPROXY", "PATH", "the haproxy binary of the L7 proxy (default: haproxy on the PATH)"],
+  "--l7-threads": ["l7Threads", "WEFT_L7_THREADS", "N", "threads of the L7 proxy, 1..64 (default: half the CPUs, at least 1)"],
   "--otlp-endpoint": ["otlpEndpoint", "WEFT_OTLP_ENDPOINT", "URL", "send the L7 proxy's spans to this OTLP/HTTP receiver (POST URL/v1/traces, protobuf; default: off)"],
   ...FLOW_FLAGS,
 } as const;
@@ -300,6 +303,9 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
   if (l7 !== "on" && l7 !== "off") throw new UsageError(`--l7 ${JSON.stringify(l7)} is not on or off`);
   const haproxy = get("haproxy");
   if (haproxy !== undefined && !haproxy.startsWith("/")) throw new UsageError(`--haproxy ${JSON.stringify(haproxy)} is not an absolute path`);
+  const threadsText = get("l7Threads");
+  const l7Threads = threadsText === undefined ? undefined : Number(threadsText);
+  if (l7Threads !== undefined && (!Number.isInteger(l7Threads) || l7Threads < 1 || l7Threads > 64)) throw new UsageError(`--l7-threads ${JSON.stringify(threadsText)} is not 1..64`);
   const otlpEndpoint = get("otlpEndpoint");
   if (otlpEndpoint !== undefined && !isOtlpEndpoint(otlpEndpoint)) throw new UsageError(`--otlp-endpoint ${JSON.stringify(otlpEndpoint)} is not an http:// or https:// URL`);
   return {
@@ -328,6 +334,7 @@ export function parseArgs(argv: readonly string[], env: Readonly<Record<string, 
     ...(transportAddress !== undefined ? { transportAddress } : {}),
     l7: l7 === "on",
     ...(haproxy !== undefined ? { haproxy } : {}),
+    ...(l7Threads !== undefined ? { l7Threads } : {}),
     ...(otlpEndpoint !== undefined ? { otlpEndpoint } : {}),
   };
 }

@@ -183,6 +183,7 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
         listener: (pid) => {
           if (handOverListener(datapath, pid) === "replaced") log("info", "the L7 proxy's listener is in the kernel's socket lookup", { worker: pid });
         },
+        ...(cfg.l7Threads !== undefined ? { threads: cfg.l7Threads } : {}),
         log,
       });
       l7.start();

@@ -5,7 +5,7 @@
  * stopped" on a reload): lines that do not open a JSON object are those.
  */
 import { Type, type Static } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
 
 const Int = Type.Integer();
 /** A line as HAProxy writes it (render.ts LOG_FORMAT). */
@@ -41,6 +41,9 @@ const AccessLine = Type.Object({
   /** Why the proxy answered itself (forbidden, no-frontend, no-backend, no-servers; a trafficPolicy's rate-limited, overflow); "" when a backend was asked. */
   refused: Type.String(),
 });
+/** Checked for every request the proxy serves: compiled once (a tenth of Value.Check's cost a record). */
+const accessLine = TypeCompiler.Compile(AccessLine);
+
 /** A record as the agent reads it: unset fields "" (HAProxy's "-"), the server's port a number (0: none). */
 export type AccessRecord = Omit<Static<typeof AccessLine>, "serverPort" | "retries"> & { serverPort: number; retries: number };
 
@@ -57,7 +60,7 @@ export function parseAccessRecord(line: string): AccessRecord | null {
   } catch {
     return null;
   }
-  if (!Value.Check(AccessLine, value)) return null;
+  if (!accessLine.Check(value)) return null;
   for (const field of OPTIONAL_TEXT) if (value[field] === "-") value[field] = "";
   const port = Number(value.serverPort);
   return { ...value, serverPort: Number.isInteger(port) && port > 0 && port <= 65535 ? port : 0, retries: Math.max(0, Number(value.retries.replace("+", ""))) };

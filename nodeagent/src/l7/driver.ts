@@ -14,6 +14,9 @@
  *   a hitless master-worker reload;
  * - after each apply the servers HAProxy holds are compared with the
  *   document; only then is the document's ETag reported as applied;
+ * - the request records come over the record socket (record-socket.ts),
+ *   which listens before HAProxy first starts: HAProxy's ring holds them
+ *   until it does, and while the agent reads late;
  * - outlier ejection (outlier-driver.ts) follows each document applied,
  *   reads every access record, and is told again after each reload and
  *   start (a new worker holds every server ready). An ejected server is in
@@ -26,6 +29,7 @@
  */
 import { createHash } from "node:crypto";
 import { readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Registry } from "prom-client";
 import type { Log } from "../agent/agent.ts";
@@ -38,8 +42,9 @@ import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPat
 import { JWT_KEY_FILE, jwtKeyFiles, type JwtKeyFile } from "./jwt-render.ts";
 import { L7Metrics } from "./metrics.ts";
 import { OutlierDriver } from "./outlier-driver.ts";
-import { adminSocketPath, configPath, masterSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
-import { infoField, serversState, setServerWeight } from "./runtime-api.ts";
+import { dropNotice, RecordSocket } from "./record-socket.ts";
+import { adminSocketPath, configPath, masterSocketPath, RECORD_RING, recordSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
+import { infoField, ringDropped, serversState, setServerWeight } from "./runtime-api.ts";
 
 /** A route's weights and rules change no map, so no datapath revision announces them: the document is read this often (an unchanged one is a 304 the API answers from a cache). */
 export const DOCUMENT_POLL_MS = 2_000;
@@ -66,6 +71,8 @@ export interface L7DriverOptions {
    * start or reload. Absent: nothing steers to the proxy (tests).
    */
   listener?: (workerPid: number) => void;
+  /** HAProxy's threads; default proxyThreads(). */
+  threads?: number;
   /** Tests: the listener and plain extra binds (render.ts RenderOptions). */
   listen?: RenderOptions["listen"];
   extraBinds?: RenderOptions["extraBinds"];
@@ -83,6 +90,16 @@ interface Rendered {
   /** The JWT keys its config reads (jwt-render.ts), each in its own file. */
   jwtKeys: JwtKeyFile[];
 }
+
+/**
+ * HAProxy's threads unless told: half the CPUs, at least one. The node's
+ * proxy shares them with the workloads it serves and the agent reading its
+ * records. HAProxy's own default, a thread per CPU, cost more CPU per
+ * request on 2 CPUs (bench:l7, 2026-12-07: 21.3-22.2 µs with two threads,
+ * 19.5-21.0 with one; the requests a second moved with the machine's load
+ * more than with the thread count).
+ */
+export const proxyThreads = (cpus = availableParallelism()) => Math.max(1, Math.floor(cpus / 2));
 
 /** Records handed to `records` at most this often, in one batch. */
 const RECORD_FLUSH_MS = 250;
@@ -116,12 +133,15 @@ export class L7Driver {
   private pending: AccessRecord[] = [];
   private pendingLost = 0;
   private flusher: NodeJS.Timeout | null = null;
+  /** The record socket once it listens (null if it could not: the status says why). */
+  private records: Promise<RecordSocket | null> | null = null;
+  private recordsError: string | null = null;
 
   constructor(private readonly o: L7DriverOptions) {
     this.backoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...o.backoff });
     this.metrics = new L7Metrics(
       o.registry,
-      async () => (this.process ? infoField(this.paths.adminSocket, "DroppedLogs") : null),
+      () => this.unannouncedDrops(),
       () => this.outliers.detector.ejectedCounts(),
     );
     this.paths = {
@@ -144,6 +164,15 @@ export class L7Driver {
       this.flusher = setInterval(() => this.flushRecords(), RECORD_FLUSH_MS);
       this.flusher.unref();
     }
+    this.records = RecordSocket.listen(recordSocketPath(this.o.stateDir), this.onLine, (why) => {
+      this.metrics.unreadable.inc();
+      this.o.log("warn", why);
+    }).catch((err: Error) => {
+      // The proxy serves all the same (nothing it decides depends on its records); they stay in its ring, then are dropped.
+      this.recordsError = `failed to listen for the L7 proxy's records on ${recordSocketPath(this.o.stateDir)}: ${err.message}`;
+      this.o.log("error", this.recordsError);
+      return null;
+    });
     this.supervising = this.supervise();
     void this.refresh();
   }
@@ -158,6 +187,8 @@ export class L7Driver {
     await this.outliers.idle();
     await this.process?.stop();
     await this.supervising;
+    // After HAProxy: its workers' forwarders deliver what their rings still hold as they end.
+    await (await this.records)?.close();
     this.flushRecords();
     this.metrics.up.set(0);
   }
@@ -174,7 +205,7 @@ export class L7Driver {
 
   /** Faults the status report's errors carry. */
   get errors(): string[] {
-    return [this.documentError, this.applyError, this.addressError].filter((e): e is string => e !== null);
+    return [this.documentError, this.applyError, this.addressError, this.recordsError].filter((e): e is string => e !== null);
   }
 
   /** The running master's and worker's pids (tests), null while none runs. */
@@ -256,7 +287,7 @@ export class L7Driver {
     const callersMap = renderCallersMap(doc);
     // Named by content: a new map never changes the file a running worker (or a failed check) reads.
     const callersMapPath = join(this.o.stateDir, `l7-callers-${createHash("sha256").update(callersMap).digest("hex").slice(0, 16)}.map`);
-    const options: RenderOptions = { stateDir: this.o.stateDir, callersMap: callersMapPath, ...(this.o.listen ? { listen: this.o.listen } : {}), ...(this.o.extraBinds ? { extraBinds: this.o.extraBinds } : {}) };
+    const options: RenderOptions = { stateDir: this.o.stateDir, callersMap: callersMapPath, threads: this.o.threads ?? proxyThreads(), ...(this.o.listen ? { listen: this.o.listen } : {}), ...(this.o.extraBinds ? { extraBinds: this.o.extraBinds } : {}) };
     return { doc, etag, config: renderConfig(doc, options), structure: structureOf(doc, options), callersMap, callersMapPath, jwtKeys: jwtKeyFiles(doc, this.o.stateDir) };
   }
 
@@ -348,8 +379,20 @@ export class L7Driver {
     }
   }
 
+  /** Records the serving worker dropped and has not announced: its ring's, and any its stdout dropped (notices). */
+  private async unannouncedDrops(): Promise<number | null> {
+    if (!this.process) return null;
+    const [stdout, ring] = await Promise.all([infoField(this.paths.adminSocket, "DroppedLogs"), ringDropped(this.paths.adminSocket, RECORD_RING)]);
+    return (stdout ?? 0) + (ring ?? 0);
+  }
+
+  /** A record from the record socket, or a line of HAProxy's stdout (its notices). */
   private onLine = (line: string): void => {
-    if (!line.startsWith("{")) return this.o.log("info", "haproxy", { line: line.slice(0, 1024) });
+    if (!line.startsWith("{")) {
+      const dropped = dropNotice(line);
+      if (dropped !== null) return void this.metrics.recordsDropped.inc({ stage: "proxy" }, dropped);
+      return this.o.log("info", "haproxy", { line: line.slice(0, 1024) });
+    }
     const r = parseAccessRecord(line);
     if (!r) {
       // A record cut at LOG_RECORD_MAX, or a format this agent does not know.
@@ -360,7 +403,10 @@ export class L7Driver {
     this.outliers.observe(r);
     if (!this.o.records) return;
     if (this.pending.length < RECORD_BATCH_MAX) this.pending.push(r);
-    else this.pendingLost++;
+    else {
+      this.pendingLost++;
+      this.metrics.recordsDropped.inc({ stage: "agent" });
+    }
   };
 
   private flushRecords(): void {
@@ -374,6 +420,8 @@ export class L7Driver {
   private async supervise(): Promise<void> {
     const signal = this.abort.signal;
     await this.firstRead;
+    // HAProxy's forwarder finds the socket from its first record on.
+    await this.records;
     let first = true;
     while (!signal.aborted) {
       // A document HAProxy refused is not started either: the last one it served is, until a newer one comes.

@@ -34,14 +34,16 @@ export class L7Metrics {
   readonly restarts: Counter;
   readonly applies: Counter<"kind" | "result">;
   readonly unreadable: Counter;
+  readonly recordsDropped: Counter<"stage">;
   /** Frontend name -> tenant, service and the routes its rules name. */
   private names = new Map<string, { tenant: string; service: string; routes: Set<string> }>();
   /** Every (tenant, service, route) a series was made for, by its key. */
   private readonly series = new Map<string, { tenant: string; service: string; route: string }>();
 
   /**
-   * `droppedLogs`: the log records the serving worker could not write (the
-   * agent read too slowly), null while none runs; `ejected`: the backends
+   * `droppedLogs`: the records the serving worker dropped and has not
+   * announced in its record ring yet (the announced ones are in
+   * `recordsDropped`), null while none runs; `ejected`: the backends
    * outlier ejection holds out now, per service (outlier.ts).
    */
   constructor(
@@ -52,12 +54,19 @@ export class L7Metrics {
     const registers = [registry];
     new Gauge({
       name: "weft_agent_l7_dropped_log_records",
-      help: "Access records the serving HAProxy worker dropped because the agent did not read its log pipe in time (since that worker started)",
+      help: "Access records the serving HAProxy worker dropped (its record ring was full: the agent read too slowly) that it has not yet announced; announced ones are in weft_agent_l7_records_dropped_total",
       registers,
       async collect() {
         this.set((await droppedLogs().catch(() => null)) ?? 0);
       },
     });
+    this.recordsDropped = new Counter({
+      name: "weft_agent_l7_records_dropped_total",
+      help: 'Request records lost: stage "proxy", dropped by HAProxy when its record ring was full (as it announces them); stage "agent", read but left out of flows and spans because the agent\'s batch was full',
+      labelNames: ["stage"],
+      registers,
+    });
+    for (const stage of ["proxy", "agent"]) this.recordsDropped.inc({ stage }, 0);
     this.requests = new Counter({
       name: "weft_http_requests_total",
       help: "Requests through the node's L7 proxy, by frontend service, route (route/rule), status class and why the proxy refused it (\"\": a backend was asked)",
@@ -80,7 +89,7 @@ export class L7Metrics {
     this.up.set(0);
     this.restarts = new Counter({ name: "weft_agent_l7_restarts_total", help: "Times the L7 proxy was started again after it exited or failed to start", registers });
     this.applies = new Counter({ name: "weft_agent_l7_applies_total", help: "L7 documents applied to the proxy, by how (reload, weights, start) and result", labelNames: ["kind", "result"], registers });
-    this.unreadable = new Counter({ name: "weft_agent_l7_unreadable_log_lines_total", help: "Lines on the proxy's log pipe that were not access records", registers });
+    this.unreadable = new Counter({ name: "weft_agent_l7_unreadable_log_lines_total", help: "Records from the proxy the agent could not read (cut, or not the format it renders), and connections to its record socket that sent something else", registers });
   }
 
   /** The names the next records are counted under. */

@@ -21,7 +21,7 @@
  *
  * Backends connect from the node's proxy address (`source`), retry per the
  * rule (a POST, PATCH or CONNECT only with nonIdempotent), and log one JSON
- * record per request to the agent (stdout: see LOG_TARGET).
+ * record per request to the agent (a ring forwarded to its socket: see RECORD_LOG_TARGET).
  *
  * Timeouts: `timeout server` is each attempt's bound (backendRequestTimeoutMs,
  * else requestTimeoutMs, else 30 s). HAProxy 2.6 has no bound on a request
@@ -41,16 +41,20 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 2_000;
 /** Connections at once: HAProxy needs about two descriptors each, which fits the 20,000 these machines allow a process. */
 const MAXCONN = 8_192;
-/** Log records longer than this are cut by HAProxy; below PIPE_BUF, so records from several workers never interleave on the pipe. */
+/** Log records longer than this are cut by HAProxy (and the record is then unreadable, so render what fits: LOGGED_PATH_MAX). */
 export const LOG_RECORD_MAX = 4_000;
 /**
- * Where records go: the master's and workers' stdout, a pipe the agent
- * reads. Not a unix datagram socket: its queue is net.unix.max_dgram_qlen
- * datagrams (10 on these machines), so a burst of more than ten requests
- * between two reads would lose records; the pipe holds 64 KiB and only the
- * agent holds its other end. Not a file: HAProxy clears O_APPEND.
+ * Where records go: an in-memory ring of this many bytes in each worker,
+ * whose forwarder sends them to the agent's record socket
+ * (record-socket.ts). The ring takes a burst the agent reads late (about
+ * 20,000 records of ~400 bytes: seconds at the rates these machines
+ * reach) where the stdout pipe took 64 KiB; HAProxy touches its pages
+ * only as it fills, and a worker's ring is freed with it.
  */
-const LOG_TARGET = `stdout len ${LOG_RECORD_MAX} format raw`;
+export const RECORD_RING_BYTES = 8 * 1024 * 1024;
+/** The ring's section name: upper case, which the compiler's names never are. */
+export const RECORD_RING = "RECORDS";
+export const RECORD_LOG_TARGET = `ring@${RECORD_RING} len ${LOG_RECORD_MAX} format raw`;
 
 /**
  * What a record keeps of the path: escaped by the json converter it grows
@@ -75,9 +79,12 @@ export interface RenderOptions {
    * so a test document's frontend "VIP" 127.0.0.1:P is reached by binding P.
    */
   extraBinds?: readonly string[];
+  /** HAProxy's threads (nbthread); absent: HAProxy's default, one per CPU. */
+  threads?: number;
 }
 
 export const adminSocketPath = (stateDir: string) => `${stateDir}/l7-admin.sock`;
+export const recordSocketPath = (stateDir: string) => `${stateDir}/l7-records.sock`;
 export const masterSocketPath = (stateDir: string) => `${stateDir}/l7-master.sock`;
 export const configPath = (stateDir: string) => `${stateDir}/haproxy.cfg`;
 
@@ -309,6 +316,25 @@ export function renderCallersMap(doc: L7Document): string {
   return doc.callers.map((c) => `${c.address} ${c.tenant}|${c.spiffeId}\n`).join("");
 }
 
+/**
+ * The ring the records go through (RECORD_LOG_TARGET) and its forwarder to the
+ * agent: octet-counted frames, so a record is read whole whatever it holds.
+ * A forwarder that cannot reach the agent tries again every `timeout
+ * connect`, the ring holding what comes meanwhile.
+ */
+export function recordRing(socketPath: string): string[] {
+  return [
+    `ring ${RECORD_RING}`,
+    "  description \"request records for the weft agent\"",
+    "  format raw",
+    `  maxlen ${LOG_RECORD_MAX}`,
+    `  size ${RECORD_RING_BYTES}`,
+    "  timeout connect 1s",
+    "  timeout server 10m",
+    `  server agent unix@${socketPath} log-proto octet-count`,
+  ];
+}
+
 export function renderConfig(doc: L7Document, o: RenderOptions): string {
   const listen = o.listen ?? { address: "127.0.0.1", port: constants.L7_PROXY_PORT };
   const backends = new Map(doc.backends.map((b) => [b.name, b]));
@@ -321,10 +347,13 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     "global",
     "  master-worker",
     `  stats socket ${adminSocketPath(o.stateDir)} mode 600 level admin expose-fd listeners`,
-    `  log ${LOG_TARGET} local0`,
+    `  log ${RECORD_LOG_TARGET} local0`,
     `  maxconn ${MAXCONN}`,
+    ...(o.threads ? [`  nbthread ${o.threads}`] : []),
     // An old worker of a reload serves its open connections at most this long.
     "  hard-stop-after 60s",
+    "",
+    ...recordRing(recordSocketPath(o.stateDir)),
     "",
     "defaults",
     "  mode http",

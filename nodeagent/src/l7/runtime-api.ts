@@ -45,6 +45,13 @@ export async function infoField(socketPath: string, field: string): Promise<numb
   return m ? Number(m[1]) : null;
 }
 
+/** The drops a ring has not yet announced in its records (`show events`: "<ring> : type=buffer, N dropped"); null when there is no such ring. */
+export async function ringDropped(socketPath: string, ring: string): Promise<number | null> {
+  const text = await runtimeCommand(socketPath, "show events");
+  const m = new RegExp(`^\\s*${ring}\\s*: type=buffer, (\\d+) dropped`, "m").exec(text);
+  return m ? Number(m[1]) : null;
+}
+
 /** The serving worker's pid (`show info`). */
 export async function workerPid(socketPath: string): Promise<number> {
   const pid = await infoField(socketPath, "Pid");

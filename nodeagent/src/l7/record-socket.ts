@@ -1,0 +1,128 @@
+// SPDX-License-Identifier: Apache-2.0
+/**
+ * The agent's end of the proxy's request records (render.ts RECORD_RING):
+ * HAProxy writes each record into an in-memory ring, and the ring's
+ * forwarder sends them to this unix stream socket in the agent's state
+ * directory (mode 600: only root reaches it, so no one else can forge a
+ * record), octet-counted as RFC 6587 frames them: `<length> <record>`.
+ *
+ * Why not the pipe on HAProxy's stdout: a worker that finds the pipe's
+ * 64 KiB full drops the record, and at saturation the agent is one of
+ * several processes on few cores (bench:l7 lost about a fifth of them).
+ * The ring holds RECORD_RING_BYTES; TCP-like backpressure on the stream
+ * keeps the rest waiting in it, and the forwarder writes many records per
+ * send, where the pipe took one write per request.
+ *
+ * What still cannot be kept is never silent: when the ring is full HAProxy
+ * drops the record, and writes "N events dropped" into the ring ahead of
+ * the next one that fits (dropNotice); the drops not yet announced are in
+ * `show events` (runtime-api.ts ringDropped).
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import { chmodSync, rmSync } from "node:fs";
+
+/** The longest frame taken: HAProxy cuts a record at LOG_RECORD_MAX, so a longer length is not HAProxy's framing. */
+export const MAX_FRAME = 8_192;
+/** Workers forwarding at once: the serving one and the old ones of reloads still finishing. */
+const MAX_CONNECTIONS = 32;
+/** Waiting for the workers' last records after HAProxy stopped. */
+const DRAIN_MS = 1_000;
+
+/** HAProxy's note that its ring was full: how many records it dropped (sink.c), or null for any other message. */
+export function dropNotice(message: string): number | null {
+  const m = /^(\d{1,10}) events? dropped$/.exec(message);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * Splits a stream of octet-counted frames. Keeps what a chunk leaves of a
+ * frame for the next one; false once the stream is not such frames (it
+ * cannot be resynchronised: the connection is closed).
+ */
+export class FrameReader {
+  private rest: Buffer | null = null;
+
+  constructor(private readonly onFrame: (message: string) => void) {}
+
+  push(chunk: Buffer): boolean {
+    const buf = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
+    this.rest = null;
+    let at = 0;
+    while (at < buf.length) {
+      const space = buf.indexOf(0x20, at);
+      const digits = (space < 0 ? buf.length : space) - at;
+      if (digits > 5 || !isDigits(buf, at, at + digits)) return false;
+      // No space yet after a few digits: the length's end is in the next chunk.
+      if (space < 0) break;
+      if (digits === 0) return false;
+      const length = Number(buf.toString("latin1", at, space));
+      if (length > MAX_FRAME) return false;
+      const end = space + 1 + length;
+      if (end > buf.length) break;
+      this.onFrame(buf.toString("utf8", space + 1, end));
+      at = end;
+    }
+    if (at < buf.length) this.rest = buf.subarray(at);
+    return true;
+  }
+}
+
+function isDigits(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (buf[i]! < 0x30 || buf[i]! > 0x39) return false;
+  return true;
+}
+
+export class RecordSocket {
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(
+    private readonly server: Server,
+    readonly path: string,
+  ) {}
+
+  /**
+   * Listens on `path` (a socket an earlier agent left is replaced), one
+   * FrameReader per connection; `broken` is told of a connection whose
+   * bytes are not frames, which is closed.
+   */
+  static listen(path: string, onMessage: (message: string) => void, broken: (why: string) => void): Promise<RecordSocket> {
+    rmSync(path, { force: true });
+    const server = createServer();
+    const self = new RecordSocket(server, path);
+    server.maxConnections = MAX_CONNECTIONS;
+    server.on("connection", (socket) => {
+      self.sockets.add(socket);
+      const frames = new FrameReader(onMessage);
+      socket.on("data", (chunk: Buffer) => {
+        if (frames.push(chunk)) return;
+        broken("a connection to the record socket sent bytes that are not octet-counted records; closed it");
+        socket.destroy();
+      });
+      socket.on("error", () => socket.destroy());
+      socket.on("close", () => self.sockets.delete(socket));
+    });
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => {
+        server.off("error", reject);
+        try {
+          chmodSync(path, 0o600);
+        } catch (err) {
+          server.close();
+          return reject(err as Error);
+        }
+        resolve(self);
+      });
+    });
+  }
+
+  /** Stops listening; the workers' connections get DRAIN_MS to deliver what they hold (HAProxy has stopped: they end), then are cut. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    const deadline = Date.now() + DRAIN_MS;
+    while (this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const s of this.sockets) s.destroy();
+    await closed;
+    rmSync(this.path, { force: true });
+  }
+}
