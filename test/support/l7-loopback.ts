@@ -8,14 +8,33 @@ import type { L7DocumentAnswer } from "../../nodeagent/src/agent/client.ts";
 import type { L7Document } from "../../nodeagent/src/l7/document.ts";
 import type { L7DriverOptions } from "../../nodeagent/src/l7/driver.ts";
 
-/** A free loopback port (bound, then released). */
+/**
+ * A free loopback port (bound, then released) from this test worker's own
+ * range below the ephemeral ports: a port the kernel picks for one worker
+ * could be picked for another between its release here and HAProxy's bind,
+ * and a burst then lands on another test's listener.
+ */
 export async function freePort(): Promise<number> {
-  const s = createTcpServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
+  const worker = Number(process.env.VITEST_POOL_ID ?? 0) % 12;
+  const base = 20_000 + worker * 1_000;
+  for (let tries = 0; tries < 200; tries++) {
+    const port = base + Math.floor(Math.random() * 1_000);
+    // A port handed out earlier may not be bound yet: never hand it out twice.
+    if (handedOut.has(port) || !(await bindable(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error(`no free port in ${base}..${base + 999}`);
 }
+
+const handedOut = new Set<number>();
+
+const bindable = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const s = createTcpServer();
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
+  });
 
 export interface Backend {
   server: Server;
