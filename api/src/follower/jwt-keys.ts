@@ -12,6 +12,7 @@ import { eq, inArray, or, sql } from "drizzle-orm";
 import { caSlots, federations, tenants } from "../db/schema.ts";
 import type { Tx } from "../db/transactions.ts";
 import type { JwtKey, TrustDomainJwtKeys } from "../compiler/index.ts";
+import { consents, namedTenant } from "../mesh/federations.ts";
 
 /**
  * The key as the proxy verifies with it, its alg from its type; null for one
@@ -43,10 +44,6 @@ function pastedKeys(bundle: unknown): JwtKey[] {
 }
 
 type FederationKeysRow = { tenantId: number; trustDomain: string; bundle: unknown };
-const namedTenant = (bundle: unknown): string | undefined => {
-  const tenant = (bundle as { tenant?: unknown }).tenant;
-  return typeof tenant === "string" ? tenant : undefined;
-};
 
 /** Every tenant's keys (tenantIds absent), or those of some tenants, by tenant id. */
 export async function jwtKeysOf(tx: Tx, tenantIds?: readonly number[]): Promise<Map<number, TrustDomainJwtKeys[]>> {
@@ -72,9 +69,8 @@ export async function jwtKeysOf(tx: Tx, tenantIds?: readonly number[]): Promise<
   const consenting = (f: FederationKeysRow): number | undefined => {
     const self = byId.get(f.tenantId);
     const other = byName.get(namedTenant(f.bundle)!);
-    if (self === undefined || other === undefined || other.id === self.id || other.trustDomain !== f.trustDomain) return undefined;
-    const consents = reverse.some((r) => r.tenantId === other.id && r.trustDomain === self.trustDomain && namedTenant(r.bundle) === self.name);
-    return consents ? other.id : undefined;
+    if (self === undefined || other === undefined) return undefined;
+    return consents(self, f, other, reverse.filter((r) => r.tenantId === other.id)) ? other.id : undefined;
   };
   const slotTenants = only === undefined ? undefined : [...new Set([...only, ...namedIds])];
   const slots = await tx

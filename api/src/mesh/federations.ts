@@ -138,13 +138,31 @@ async function withEndpointStatus(endpoints: BundleEndpoints, tenantId: number, 
 async function consentingTenant(tx: Tx, setTenant: (id: number) => Promise<void>, tenant: TenantDbRow, row: FederationDbRow): Promise<TenantDbRow | null> {
   if (!namesTenant(row.bundle)) return null;
   const [other] = await tx.select().from(tenants).where(eq(tenants.name, row.bundle.tenant));
-  if (!other || other.id === tenant.id || other.trustDomain !== row.trustDomain) return null;
-  await setTenant(other.id);
-  const [reverse] = await tx
+  if (!namedTenantMatches(tenant, row, other)) return null;
+  await setTenant(other!.id);
+  const reverse = await tx
     .select()
     .from(federations)
-    .where(and(eq(federations.tenantId, other.id), eq(federations.trustDomain, tenant.trustDomain)));
-  return reverse && namesTenant(reverse.bundle) && reverse.bundle.tenant === tenant.name ? (other as TenantDbRow) : null;
+    .where(and(eq(federations.tenantId, other!.id), eq(federations.trustDomain, tenant.trustDomain)));
+  return consents(tenant, row, other, reverse) ? (other as TenantDbRow) : null;
+}
+
+/** The tenant a federation's bundle names, if it names one. */
+export const namedTenant = (bundle: unknown): string | undefined => (namesTenant(bundle) ? bundle.tenant : undefined);
+
+type TenantKeys = { id: number; name: string; trustDomain: string };
+
+/** The first half of consent: the tenant `row` names exists, is not `self`, and has the row's trust domain. */
+const namedTenantMatches = (self: TenantKeys, row: { trustDomain: string }, other: TenantKeys | undefined): boolean =>
+  other !== undefined && other.id !== self.id && other.trustDomain === row.trustDomain;
+
+/**
+ * Whether `other`, the tenant `self`'s federation `row` names, consents:
+ * it matches the row, and one of its federations (`otherFederations`)
+ * names `self` by name with `self`'s trust domain.
+ */
+export function consents(self: TenantKeys, row: { trustDomain: string }, other: TenantKeys | undefined, otherFederations: readonly { trustDomain: string; bundle: unknown }[]): boolean {
+  return namedTenantMatches(self, row, other) && otherFederations.some((r) => r.trustDomain === self.trustDomain && namedTenant(r.bundle) === self.name);
 }
 
 async function withStatus(tx: Tx, setTenant: (id: number) => Promise<void>, tenant: TenantDbRow, list: FederationDbRow[]): Promise<FederationView[]> {
