@@ -7,7 +7,6 @@
 // route's header match on a name HAProxy's argument parser reads as a
 // quote. Every request gets an answer of the proxy's own (problem+json) or
 // the backend's, and a record that parses.
-import { spawnSync } from "node:child_process";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -22,8 +21,9 @@ import type { L7Document } from "../../nodeagent/src/l7/document.ts";
 import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
 import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { untilHolds } from "../support/until.ts";
+import { haproxy } from "../support/prerequisites.ts";
 
-const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+const { binary: HAPROXY, skip: NO_HAPROXY } = haproxy();
 
 const WEB = { address: "127.0.0.30", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/web" };
 const OTHER = { address: "127.0.0.31", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/other" };
@@ -77,7 +77,7 @@ function raw(from: string, port: number, text: string): Promise<number> {
   });
 }
 
-describe.skipIf(!HAPROXY)("the node's proxy under attack from its clients (real HAProxy, loopback)", () => {
+describe.skipIf(NO_HAPROXY)("the node's proxy under attack from its clients (real HAProxy, loopback)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-attack-"));
   const source = new DocumentSource();
   const callers = new Callers();

@@ -7,7 +7,6 @@
  * policy alone could land on v2. Before the document carried groups, the
  * allow entries were one union, and such a GET reached v2.
  */
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,11 +16,12 @@ import type { L7Document } from "../../nodeagent/src/l7/document.ts";
 import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
 import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { untilHolds } from "../support/until.ts";
+import { haproxy } from "../support/prerequisites.ts";
 
-const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+const { binary: HAPROXY, skip: NO_HAPROXY } = haproxy();
 const WEB = { address: "127.0.0.20", tenant: "acme", spiffeId: "spiffe://acme.test/web" };
 
-describe.skipIf(!HAPROXY)("L7 authorization over backends with different policies (real HAProxy, loopback)", () => {
+describe.skipIf(NO_HAPROXY)("L7 authorization over backends with different policies (real HAProxy, loopback)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-groups-"));
   const source = new DocumentSource();
   const callers = new Callers();

@@ -8,7 +8,6 @@
 // another trust domain: 403 problem+json. Claim values with quotes, spaces,
 // backslashes and '$' reach HAProxy as written; a client's x-weft-* header
 // changes nothing; a key rotated out stops verifying and its file goes.
-import { spawnSync } from "node:child_process";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,8 +22,9 @@ import { ARRAY_ITEMS_READ, jwtKeyFileName, jwtKeyFiles } from "../../nodeagent/s
 import { quote, renderConfig } from "../../nodeagent/src/l7/render.ts";
 import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { untilHolds } from "../support/until.ts";
+import { haproxy } from "../support/prerequisites.ts";
 
-const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+const { binary: HAPROXY, skip: NO_HAPROXY } = haproxy();
 
 const WEB = { address: "127.0.0.20", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/web" };
 const ADMIN = { address: "127.0.0.21", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/admin" };
@@ -33,7 +33,7 @@ const ODD_TEAM = `a "b" \\ $HOME #x 'y'`;
 const ecKey = () => generateKeyPairSync("ec", { namedCurve: "P-256" });
 const pemOf = (k: KeyObject) => k.export({ type: "spki", format: "pem" }).toString();
 
-describe.skipIf(!HAPROXY)("L7 authorization by JWT (real HAProxy, loopback)", () => {
+describe.skipIf(NO_HAPROXY)("L7 authorization by JWT (real HAProxy, loopback)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-jwt-"));
   const source = new DocumentSource();
   const callers = new Callers();
@@ -253,7 +253,7 @@ describe("the JWT checks in haproxy.cfg", () => {
     jwks: [{ tenant: "acme", trustDomain: "acme.test", keys: [{ kid, alg: "ES256", publicKeyPem: key }] }],
   });
 
-  it.skipIf(!HAPROXY)("quotes audiences, claim values and kids so HAProxy takes the config as one pattern each (haproxy -c)", async () => {
+  it.skipIf(NO_HAPROXY)("quotes audiences, claim values and kids so HAProxy takes the config as one pattern each (haproxy -c)", async () => {
     const doc = base([nasty, "-f /etc/passwd", " "]);
     expect(checkL7Document(doc)).toEqual(doc);
     const config = renderConfig(doc, { stateDir: dir, callersMap: join(dir, "callers.map") });

@@ -8,7 +8,7 @@
 // weights through the runtime API without a reload, a structural change
 // through a reload without a failed request, a killed proxy restarted, and
 // the access log as metrics and flow events.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,8 +28,9 @@ import { serversState } from "../../nodeagent/src/l7/runtime-api.ts";
 import { adminSocketPath } from "../../nodeagent/src/l7/render.ts";
 import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { until, untilHolds } from "../support/until.ts";
+import { haproxy } from "../support/prerequisites.ts";
 
-const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+const { binary: HAPROXY, skip: NO_HAPROXY } = haproxy();
 
 const WEB = { address: "127.0.0.10", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/web" };
 const ADMIN = { address: "127.0.0.11", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/admin" };
@@ -38,7 +39,7 @@ const INTRUDER = { address: "127.0.0.12", tenant: "globex", spiffeId: "spiffe://
 const callers = new Callers();
 const call = callers.call.bind(callers);
 
-describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback)", () => {
+describe.skipIf(NO_HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-"));
   const registry = new Registry();
   const source = new DocumentSource();
@@ -365,7 +366,7 @@ describe.skipIf(!HAPROXY)("the L7 proxy the agent drives (real HAProxy, loopback
   }, 30_000);
 });
 
-describe.skipIf(!HAPROXY)("the L7 proxy while the API has no L7 document (404)", () => {
+describe.skipIf(NO_HAPROXY)("the L7 proxy while the API has no L7 document (404)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-missing-"));
   let driver: L7Driver | null = null;
   afterAll(async () => {
@@ -397,7 +398,7 @@ describe.skipIf(!HAPROXY)("the L7 proxy while the API has no L7 document (404)",
   }, 60_000);
 });
 
-describe.skipIf(!HAPROXY)("a proxy an earlier agent left running", () => {
+describe.skipIf(NO_HAPROXY)("a proxy an earlier agent left running", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-leftover-"));
   let driver: L7Driver | null = null;
   let leftover: ReturnType<typeof spawn> | null = null;

@@ -6,7 +6,7 @@
 // ring made small); and a burst the agent reads late (its event loop held,
 // as a busy agent's is) arrives whole, where the 64 KiB stdout pipe it
 // replaced dropped all but the first few hundred records.
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -20,8 +20,9 @@ import { dropNotice, FrameReader, MAX_FRAME } from "../../nodeagent/src/l7/recor
 import { recordSocketPath, renderConfig } from "../../nodeagent/src/l7/render.ts";
 import { backend, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { until, untilHolds } from "../support/until.ts";
+import { haproxy } from "../support/prerequisites.ts";
 
-const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+const { binary: HAPROXY, skip: NO_HAPROXY } = haproxy();
 const CALLER = { address: "127.0.0.20", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/web" };
 
 const frame = (m: string) => Buffer.concat([Buffer.from(`${Buffer.byteLength(m)} `), Buffer.from(m)]);
@@ -118,7 +119,7 @@ describe("octet-counted records from HAProxy's ring", () => {
   });
 });
 
-describe.skipIf(!HAPROXY)("the record path with the real HAProxy (loopback)", () => {
+describe.skipIf(NO_HAPROXY)("the record path with the real HAProxy (loopback)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-records-"));
   let server: Backend;
   let port: number;

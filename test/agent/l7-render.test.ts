@@ -3,7 +3,6 @@
 // function, checked line by line where the design names a directive, and
 // as a whole by the real HAProxy (`haproxy -c`). What it does at run time
 // is test/agent/l7-proxy.test.ts's.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,8 +11,9 @@ import { checkConfig } from "../../nodeagent/src/l7/haproxy-process.ts";
 import { attemptsOf, quote, renderCallersMap, renderConfig, structureOf } from "../../nodeagent/src/l7/render.ts";
 import { QUEUE_TIMEOUT_MS, rateWindowMs, retryAfterSeconds } from "../../nodeagent/src/l7/traffic-render.ts";
 import { richDocument, WEB } from "./l7-fixtures.ts";
+import { haproxy } from "../support/prerequisites.ts";
 
-const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+const { binary: HAPROXY, skip: NO_HAPROXY } = haproxy();
 const dir = mkdtempSync(join(tmpdir(), "weft-l7-render-"));
 const options = { stateDir: dir, callersMap: join(dir, "callers.map") };
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -29,14 +29,14 @@ function section(text: string, header: string): string[] {
 }
 
 describe("haproxy.cfg from the L7 document", () => {
-  it.skipIf(!HAPROXY)("is a config HAProxy takes, for a document using every feature", async () => {
+  it.skipIf(NO_HAPROXY)("is a config HAProxy takes, for a document using every feature", async () => {
     writeFileSync(options.callersMap, renderCallersMap(richDocument()));
     const path = join(dir, "haproxy.cfg");
     writeFileSync(path, renderConfig(richDocument(), options));
     expect(await checkConfig(HAPROXY, path)).toBeNull();
   });
 
-  it.skipIf(!HAPROXY)("reports HAProxy's own reasons for a config it refuses", async () => {
+  it.skipIf(NO_HAPROXY)("reports HAProxy's own reasons for a config it refuses", async () => {
     const path = join(dir, "bad.cfg");
     writeFileSync(path, `${renderConfig(richDocument(), options)}\nbackend broken\n  server s1 198.18.0.1:80 weight 999\n`);
     expect(await checkConfig(HAPROXY, path)).toMatch(/weight/);
@@ -104,7 +104,7 @@ describe("haproxy.cfg from the L7 document", () => {
     }
   });
 
-  it.skipIf(!HAPROXY)("with groups, a request must be admitted for every group of backends: one variable and one refusal per group", async () => {
+  it.skipIf(NO_HAPROXY)("with groups, a request must be admitted for every group of backends: one variable and one refusal per group", async () => {
     const doc = richDocument();
     const f = doc.frontends[0]!;
     const allows = f.authorization.entries.flatMap((e, k) => (e.action === "allow" ? [k] : []));
@@ -252,7 +252,7 @@ describe("haproxy.cfg from the L7 document", () => {
     expect([retryAfterSeconds({ requestsPerSecond: 2, burst: 5 }), retryAfterSeconds({ requestsPerSecond: 1000, burst: 1 }), retryAfterSeconds({ requestsPerSecond: 1, burst: 60 })]).toEqual([3, 1, 60]);
   });
 
-  it.skipIf(!HAPROXY)("is a config HAProxy takes with every trafficPolicy field at its bounds", async () => {
+  it.skipIf(NO_HAPROXY)("is a config HAProxy takes with every trafficPolicy field at its bounds", async () => {
     const doc = richDocument();
     doc.frontends[0]!.traffic = { policy: "edge", maxConnections: 100_000, maxPendingRequests: 0, rateLimit: { requestsPerSecond: 100_000, burst: 1 } };
     doc.frontends[1]!.traffic = { policy: "pool-only", maxConnections: 1 };

@@ -5,7 +5,6 @@
 // with the OpenTelemetry project's definitions. A request without a valid
 // traceparent starts a trace; one with it continues it, the proxy's span a
 // child of the caller's; the backend sees the proxy's span as its parent.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, request, type IncomingHttpHeaders, type Server } from "node:http";
 import { createServer as createTcpServer, type AddressInfo } from "node:net";
@@ -19,8 +18,9 @@ import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
 import { ProxyTraces } from "../../nodeagent/src/l7/traces.ts";
 import { OtlpReceiver, type ReceivedSpan } from "../support/otlp-receiver.ts";
 import { until, untilHolds } from "../support/until.ts";
+import { haproxy } from "../support/prerequisites.ts";
 
-const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+const { binary: HAPROXY, skip: NO_HAPROXY } = haproxy();
 const WEB = { address: "127.0.0.20", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/web" };
 const INTRUDER = { address: "127.0.0.21", tenant: "globex", spiffeId: "spiffe://globex.test/ns/x/sa/intruder" };
 const CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -49,7 +49,7 @@ function call(caller: { address: string }, port: number, path: string, headers: 
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
-describe.skipIf(!HAPROXY)("the L7 proxy's spans (real HAProxy, loopback, an OTLP receiver)", () => {
+describe.skipIf(NO_HAPROXY)("the L7 proxy's spans (real HAProxy, loopback, an OTLP receiver)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-traces-"));
   const registry = new Registry();
   const seen = new Map<string, IncomingHttpHeaders>();

@@ -7,7 +7,6 @@
 // with 503; a backend failing consecutive5xx times in a row is out of
 // rotation (0 requests) for its ejection time, across a reload, and comes
 // back after it; at most maxEjectionPercent of the backends are out.
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,8 +17,9 @@ import type { L7Document } from "../../nodeagent/src/l7/document.ts";
 import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
 import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { until, untilHolds } from "../support/until.ts";
+import { haproxy } from "../support/prerequisites.ts";
 
-const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+const { binary: HAPROXY, skip: NO_HAPROXY } = haproxy();
 
 const A = { address: "127.0.0.20", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/a" };
 const B = { address: "127.0.0.21", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/b" };
@@ -29,7 +29,7 @@ const BASE_EJECTION_MS = 6_000;
 const callers = new Callers();
 const call = callers.call.bind(callers);
 
-describe.skipIf(!HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, loopback)", () => {
+describe.skipIf(NO_HAPROXY)("a trafficPolicy at the node's proxy (real HAProxy, loopback)", () => {
   const stateDir = mkdtempSync(join(tmpdir(), "weft-l7-traffic-"));
   const registry = new Registry();
   const source = new DocumentSource();

@@ -9,7 +9,6 @@
  * must render to a config `haproxy -c` takes; what cannot is refused with
  * 422 and never reaches a node.
  */
-import { spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,8 +22,9 @@ import { renderCallersMap, renderConfig } from "../../nodeagent/src/l7/render.ts
 import { BACKENDS, backendDatabase, bearer, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { freshAddress, freshVip, identity, mustPut, putResource, refusedUnwritten } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
+import { haproxy } from "../support/prerequisites.ts";
 
-const HAPROXY = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+const { binary: HAPROXY, skip: NO_HAPROXY } = haproxy();
 
 /** Every character HAProxy's config or sample-argument parser treats specially that a header name (an RFC 9110 token) may hold. */
 const ODD_HEADER = "x'!#$%&*+.^_`|~-y";
@@ -32,7 +32,7 @@ const ODD_HEADER = "x'!#$%&*+.^_`|~-y";
 const ODD_VALUE = ` a"b'c\\d$HOME#e%[src]{f} `;
 
 describe.each(BACKENDS)("values a tenant writes reach haproxy.cfg on %s", (backend) => {
-  describe.skipIf(skipBackend(backend) || !HAPROXY)(`the API in process, on ${backendDatabase(backend)}`, () => {
+  describe.skipIf(skipBackend(backend) || NO_HAPROXY)(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
     let t: { tenant: string; token: string };
     let node: { name: string; credential: string; podCidr: string };

@@ -4,7 +4,7 @@
  * sets WEFT_REQUIRE_ALL=1 so that a missing prerequisite fails the run
  * instead of hiding behind a skip.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 
 export const requireAll = process.env.WEFT_REQUIRE_ALL === "1";
 
@@ -26,4 +26,13 @@ export function commandUnavailableReason(command: string, args: readonly string[
   } catch {
     return `${command} not installed (${install})`;
   }
+}
+
+/**
+ * The haproxy binary (the node's L7 proxy) and whether a suite needing it
+ * skips: with WEFT_REQUIRE_ALL=1 a missing haproxy fails instead.
+ */
+export function haproxy(): { binary: string; skip: boolean } {
+  const binary = spawnSync("sh", ["-c", "command -v haproxy"], { encoding: "utf8" }).stdout.trim();
+  return { binary, skip: skipWithout("HAProxy (the node's L7 proxy)", binary === "" ? "haproxy not installed (apt-get install haproxy)" : null) };
 }
