@@ -36,13 +36,14 @@ import type { Log } from "../agent/agent.ts";
 import { Backoff, sleep, type BackoffOptions } from "../agent/backoff.ts";
 import { Coalesced } from "../agent/coalesced.ts";
 import type { L7DocumentAnswer, L7Status as ClientL7Status } from "../agent/client.ts";
-import { parseAccessRecord, type AccessRecord } from "./access-log.ts";
+import type { AccessRecord } from "./access-log.ts";
 import { checkL7Document, emptyL7Document, type L7Document } from "./document.ts";
 import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPaths } from "./haproxy-process.ts";
 import { JWT_KEY_FILE, jwtKeyFiles, type JwtKeyFile } from "./jwt-render.ts";
 import { L7Metrics } from "./metrics.ts";
 import { OutlierDriver } from "./outlier-driver.ts";
-import { dropNotice, RecordSocket } from "./record-socket.ts";
+import { RecordIntake } from "./record-intake.ts";
+import { RecordSocket } from "./record-socket.ts";
 import { adminSocketPath, configPath, masterSocketPath, RECORD_RING, recordSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
 import { infoField, ringDropped, serversState, setServerWeight } from "./runtime-api.ts";
 
@@ -103,7 +104,6 @@ export const proxyThreads = (cpus = availableParallelism()) => Math.max(1, Math.
 
 /** Records handed to `records` at most this often, in one batch. */
 const RECORD_FLUSH_MS = 250;
-const RECORD_BATCH_MAX = 4_096;
 
 export class L7Driver {
   readonly metrics: L7Metrics;
@@ -130,8 +130,7 @@ export class L7Driver {
   private refreshAgain = false;
   private poller: NodeJS.Timeout | null = null;
   private supervising: Promise<void> | null = null;
-  private pending: AccessRecord[] = [];
-  private pendingLost = 0;
+  private readonly intake: RecordIntake;
   private flusher: NodeJS.Timeout | null = null;
   /** The record socket once it listens (null if it could not: the status says why). */
   private records: Promise<RecordSocket | null> | null = null;
@@ -153,6 +152,7 @@ export class L7Driver {
     };
     this.firstRead = new Promise((resolve) => (this.firstDocument = resolve));
     this.outliers = new OutlierDriver(this.paths.adminSocket, this.metrics, o.log);
+    this.intake = new RecordIntake({ metrics: this.metrics, observe: (r) => this.outliers.observe(r), batches: !!o.records, log: o.log });
   }
 
   start(): void {
@@ -164,7 +164,7 @@ export class L7Driver {
       this.flusher = setInterval(() => this.flushRecords(), RECORD_FLUSH_MS);
       this.flusher.unref();
     }
-    this.records = RecordSocket.listen(recordSocketPath(this.o.stateDir), this.onLine, (why) => {
+    this.records = RecordSocket.listen(recordSocketPath(this.o.stateDir), this.intake.message, (why) => {
       this.metrics.unreadable.inc();
       this.o.log("warn", why);
     }).catch((err: Error) => {
@@ -386,35 +386,9 @@ export class L7Driver {
     return (stdout ?? 0) + (ring ?? 0);
   }
 
-  /** A record from the record socket, or a line of HAProxy's stdout (its notices). */
-  private onLine = (line: string): void => {
-    if (!line.startsWith("{")) {
-      const dropped = dropNotice(line);
-      if (dropped !== null) return void this.metrics.recordsDropped.inc({ stage: "proxy" }, dropped);
-      return this.o.log("info", "haproxy", { line: line.slice(0, 1024) });
-    }
-    const r = parseAccessRecord(line);
-    if (!r) {
-      // A record cut at LOG_RECORD_MAX, or a format this agent does not know.
-      this.metrics.unreadable.inc();
-      return;
-    }
-    this.metrics.record(r);
-    this.outliers.observe(r);
-    if (!this.o.records) return;
-    if (this.pending.length < RECORD_BATCH_MAX) this.pending.push(r);
-    else {
-      this.pendingLost++;
-      this.metrics.recordsDropped.inc({ stage: "agent" });
-    }
-  };
-
   private flushRecords(): void {
-    if ((!this.pending.length && !this.pendingLost) || !this.o.records) return;
-    const [batch, lost] = [this.pending, this.pendingLost];
-    this.pending = [];
-    this.pendingLost = 0;
-    this.o.records(batch, lost);
+    const taken = this.o.records && this.intake.take();
+    if (taken) this.o.records!(taken.batch, taken.lost);
   }
 
   private async supervise(): Promise<void> {
@@ -439,7 +413,7 @@ export class L7Driver {
         const problem = await this.write(want);
         if (problem) throw new Error(`haproxy refused the configuration: ${problem}`);
         await endLeftover(this.paths, this.o.log);
-        running = await HaproxyProcess.start(this.paths, this.onLine, this.o.log);
+        running = await HaproxyProcess.start(this.paths, this.intake.message, this.o.log);
         this.process = running; // stopped below if what follows fails
         this.o.listener?.(running.workerPid);
         await this.verify(want.doc);
