@@ -1,8 +1,10 @@
 /**
  * The drain loop without the kernel: the kernel's loss counters reported as
  * increases since the agent started (in the metrics and the batches), a
- * failing ring read logged once and never thrown into the timers, and
- * GET /flows on the agent's metrics server.
+ * failing ring read logged once and never thrown into the timers,
+ * GET /flows on the agent's metrics server, and the events the agent makes
+ * itself (handleEvents: the proxy's records, the transport's outcomes)
+ * counted as those same events read from the ring.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentMetrics } from "../../nodeagent/src/agent/metrics.ts";
@@ -97,5 +99,31 @@ describe("the drain loop", () => {
     }
     // Only GET: anything else is the metrics server's 404.
     expect((await fetch(`http://127.0.0.1:${port}/flows`, { method: "POST" })).status).toBe(404);
+  });
+
+  it("counts the events it is handed (handleEvents) as it counts the same events decoded from their records", async () => {
+    const events = Array.from({ length: 300 }, (_, i) =>
+      event({
+        hook: (["l7", "transport", "ingress", "sock"] as const)[i % 4],
+        reason: (["http-forwarded", "http-refused", "policy-deny", "default-deny", "lb-translated", "audit"] as const)[i % 6],
+        ruleId: i % 3,
+        length: 100 + i,
+        source: { identity: 10 + (i % 5), tenant: 1 + (i % 2), port: 30_000 + i },
+        destination: { port: 8080 + (i % 7) },
+      }),
+    );
+    const seen = [];
+    for (const feed of [(c: FlowCollector) => c.handleEvents(events.slice(0, 150), 2) + c.handleEvents(events.slice(150)), (c: FlowCollector) => c.handle(encodeEvents(events)) + (c.handleEvents([], 2), 0)]) {
+      const { received, agentMetrics, collector } = await setup({ drain: () => [], stats: () => ({ rateLimited: 0n, ringFull: 0n }) }, 64);
+      expect(feed(collector)).toBe(300);
+      const text = (await agentMetrics.registry.metrics()).split("\n").filter((l) => /^weft_(flows_total|drops_total|flow_events_lost_total)\{/.test(l));
+      const last = collector.last();
+      collector.seal();
+      await until("the batch", 2_000, () => (received.length === 1 ? true : undefined));
+      const { aggregates, flows, lost } = received[0]!;
+      seen.push({ text: text.sort(), last, aggregates: aggregates.map(({ start: _s, end: _e, ...row }) => row), flows, lost });
+    }
+    expect(seen[0]!.text.some((l) => /reason="http-forwarded",hook="l7"\} 25$/.test(l))).toBe(true);
+    expect(seen[0]).toEqual(seen[1]);
   });
 });

@@ -8,7 +8,7 @@
  */
 import { flowEventSize } from "@weft/codec";
 import type { FlowAggregate, FlowSample } from "../agent/client.ts";
-import { isNotable, type Flow } from "./flow.ts";
+import { isNotable, type CountedFlow } from "./flow.ts";
 
 /** The contract's most aggregates and samples per batch. */
 export const AGGREGATES_MAX = 5000;
@@ -21,7 +21,7 @@ export function aggregateKey(r: Omit<AggregateRow, "count" | "bytes">): string {
   return `${r.srcTenant}/${r.srcIdentity}>${r.dstTenant}/${r.dstIdentity}:${r.dstPort}/${r.protocol} ${r.verdict} ${r.reason} ${r.ruleId}`;
 }
 
-export function rowOf(s: FlowSample, bytes: number): AggregateRow {
+export function rowOf(s: Omit<FlowSample, "time">, bytes: number): AggregateRow {
   return {
     srcIdentity: s.src.identity,
     srcTenant: s.src.tenant,
@@ -68,7 +68,7 @@ export class IntervalAggregator {
   }
 
   /** One flow, and its record as the ring held it (flowEventSize bytes). */
-  add(flow: Flow, record: Uint8Array): void {
+  add(flow: CountedFlow, record: Uint8Array): void {
     const row = rowOf(flow.sample, flow.bytes);
     const key = aggregateKey(row);
     const had = this.rows.get(key);

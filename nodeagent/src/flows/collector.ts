@@ -8,13 +8,13 @@
  * uploader. Timers only, and every failure caught and logged: flows never
  * hold up or break the datapath loop.
  */
-import { decodeFlowEvents, encodeFlowEvents, flowEventSize, type FlowEvent, type FlowStats } from "@weft/codec";
+import { decodeFlowEvents, encodeFlowEvents, flowEventSize, type FlowEvent, type FlowStats, type Hook, type Reason } from "@weft/codec";
 import type { FlowSample } from "../agent/client.ts";
 import type { Log } from "../agent/agent.ts";
 import { IntervalAggregator } from "./aggregate.ts";
 import { RecordRing } from "./buffer.ts";
 import type { MonotonicClock } from "./clock.ts";
-import { flowOf, samplesOf } from "./flow.ts";
+import { countedFlowOf, samplesOf, type FlowVerdict } from "./flow.ts";
 import type { FlowMetrics } from "./metrics.ts";
 import type { FlowUploader } from "./uploader.ts";
 
@@ -87,15 +87,26 @@ export class FlowCollector {
     }
   }
 
-  /** Takes events as the ring holds them, back to back (the drain's, or a test's); answers how many. */
-  handle(records: Uint8Array): number {
-    const events: FlowEvent[] = decodeFlowEvents(records);
+  /**
+   * Takes events as the ring holds them, back to back (the drain's, or a
+   * test's); answers how many. `decoded`: the same events as objects, when
+   * the caller made the records from them (handleEvents), so they are not
+   * decoded again.
+   */
+  handle(records: Uint8Array, decoded?: readonly FlowEvent[]): number {
+    const events = decoded ?? decodeFlowEvents(records);
     this.ring.push(records);
+    // The counters are told once per batch and kind: prom-client hashes the labels on each inc.
+    const kinds = new Map<string, { verdict: FlowVerdict; reason: Reason; hook: Hook; n: number }>();
     for (const [i, event] of events.entries()) {
-      const flow = flowOf(event, this.o.clock);
+      const flow = countedFlowOf(event);
       this.aggregator.add(flow, records.subarray(i * flowEventSize, (i + 1) * flowEventSize));
-      this.o.metrics.flow(flow.verdict, event.reason, event.hook);
+      const key = `${flow.verdict} ${event.reason} ${event.hook}`;
+      const kind = kinds.get(key);
+      if (kind) kind.n++;
+      else kinds.set(key, { verdict: flow.verdict, reason: event.reason, hook: event.hook, n: 1 });
     }
+    for (const k of kinds.values()) this.o.metrics.flow(k.verdict, k.reason, k.hook, k.n);
     this.o.metrics.bufferedFlows(this.ring.size);
     return events.length;
   }
@@ -107,7 +118,7 @@ export class FlowCollector {
    */
   handleEvents(events: readonly FlowEvent[], lost = 0): number {
     this.aggregator.lose(lost);
-    return events.length === 0 ? 0 : this.handle(encodeFlowEvents(events));
+    return events.length === 0 ? 0 : this.handle(encodeFlowEvents(events), events);
   }
 
   /** Closes the interval: the kernel's new losses read, everything handed to the uploader. */

@@ -48,9 +48,10 @@ export class FlowMetrics {
     for (const result of ["accepted", "duplicate", "failed", "rejected"] as const) this.batches.inc({ result }, 0);
   }
 
-  flow(verdict: FlowVerdict, reason: Reason, hook: Hook): void {
-    this.flows.inc({ verdict, reason, hook });
-    if (verdict === "dropped") this.drops.inc({ reason });
+  /** `n` flows of one verdict, reason and hook (the collector counts a batch's before telling these). */
+  flow(verdict: FlowVerdict, reason: Reason, hook: Hook, n = 1): void {
+    this.flows.inc({ verdict, reason, hook }, n);
+    if (verdict === "dropped") this.drops.inc({ reason }, n);
   }
 
   lost(cause: LostCause, n: number): void {

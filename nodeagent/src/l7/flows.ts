@@ -17,6 +17,13 @@ const U32_MAX = 0xffffffff;
 export function accessEvents(records: readonly AccessRecord[], identify: (address: string) => Identity, clock: OutcomeClock = systemOutcomeClock): FlowEvent[] {
   const monotonic = clock.monotonicNs();
   const now = clock.nowMs();
+  // A batch names few addresses (the node's callers, their servers, the VIPs): each is looked up once.
+  const known = new Map<string, Identity>();
+  const identityOf = (address: string) => {
+    let id = known.get(address);
+    if (!id) known.set(address, (id = identify(address)));
+    return id;
+  };
   return records.map((r) => {
     const passed = forwarded(r);
     const dst = passed ? { address: r.serverAddress, port: r.serverPort } : { address: r.vip, port: r.vport };
@@ -25,8 +32,8 @@ export function accessEvents(records: readonly AccessRecord[], identify: (addres
     return {
       timeNs: monotonic > agoNs ? monotonic - agoNs : 0n,
       cookie: 0n,
-      source: { address: r.src, port: r.srcPort, ...identify(r.src) },
-      destination: { ...dst, ...identify(dst.address) },
+      source: { address: r.src, port: r.srcPort, ...identityOf(r.src) },
+      destination: { ...dst, ...identityOf(dst.address) },
       protocol: TCP,
       hook: "l7",
       reason: passed ? "http-forwarded" : "http-refused",
