@@ -63,7 +63,12 @@ export function parseAccessRecord(line: string): AccessRecord | null {
   if (!accessLine.Check(value)) return null;
   for (const field of OPTIONAL_TEXT) if (value[field] === "-") value[field] = "";
   const port = Number(value.serverPort);
-  return { ...value, serverPort: Number.isInteger(port) && port > 0 && port <= 65535 ? port : 0, retries: Math.max(0, Number(value.retries.replace("+", ""))) };
+  const retries = Math.max(0, Number(value.retries.replace("+", "")));
+  // The parsed object itself, its two text fields made numbers: no copy of 24 fields per request.
+  const record = value as unknown as AccessRecord;
+  record.serverPort = Number.isInteger(port) && port > 0 && port <= 65535 ? port : 0;
+  record.retries = retries;
+  return record;
 }
 
 /** Whether a backend server answered (http-forwarded) rather than the proxy itself (http-refused). */

@@ -55,7 +55,7 @@ export class FrameReader {
       // No space yet after a few digits: the length's end is in the next chunk.
       if (space < 0) break;
       if (digits === 0) return false;
-      const length = Number(buf.toString("latin1", at, space));
+      const length = digitsValue(buf, at, space);
       if (length > MAX_FRAME) return false;
       const end = space + 1 + length;
       if (end > buf.length) break;
@@ -65,6 +65,13 @@ export class FrameReader {
     if (at < buf.length) this.rest = buf.subarray(at);
     return true;
   }
+}
+
+/** The number the ASCII digits in [from, to) write (checked by isDigits; at most 5 of them). */
+function digitsValue(buf: Buffer, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) n = n * 10 + buf[i]! - 0x30;
+  return n;
 }
 
 function isDigits(buf: Buffer, from: number, to: number): boolean {
