@@ -52,6 +52,7 @@ export function countedFlowOf(event: FlowEvent): CountedFlow {
     reason: event.reason,
     ruleId: event.ruleId,
     protocol: event.protocol,
+    // The decoded event's own objects: it is dropped right after, and a copy per event is garbage at thousands a second.
     src: event.source,
     dst: event.destination,
     ...(event.originalDestination ? { originalDst: event.originalDestination } : {}),
@@ -60,20 +61,8 @@ export function countedFlowOf(event: FlowEvent): CountedFlow {
 }
 
 export function flowOf(event: FlowEvent, clock: MonotonicClock): Flow {
-  const verdict = flowVerdict(event.verdict, event.reason);
-  const sample: FlowSample = {
-    time: new Date(clock.wallMs(event.timeNs)).toISOString(),
-    hook: event.hook,
-    verdict,
-    reason: event.reason,
-    ruleId: event.ruleId,
-    protocol: event.protocol,
-    // The decoded event's own objects: it is dropped right after, and a copy per event is garbage at thousands a second.
-    src: event.source,
-    dst: event.destination,
-    ...(event.originalDestination ? { originalDst: event.originalDestination } : {}),
-  };
-  return { sample, verdict, bytes: event.length };
+  const counted = countedFlowOf(event);
+  return { ...counted, sample: { time: new Date(clock.wallMs(event.timeNs)).toISOString(), ...counted.sample } };
 }
 
 /** Drops and audits: what an operator asks about first, kept before allowed flows when samples must be cut. */
