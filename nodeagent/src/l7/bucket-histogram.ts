@@ -42,7 +42,6 @@ export function registerBucketHistogram(registry: Registry, o: { name: string; h
     help: o.help,
     type: "histogram",
     aggregator: "sum",
-    collect: undefined,
     get: async () => ({ name: o.name, help: o.help, type: "histogram", aggregator: "sum", values: values(o.name, o.bounds, o.series()) }),
     reset: () => undefined,
   };
