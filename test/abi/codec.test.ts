@@ -21,6 +21,7 @@ import {
   decodeFlowEvents,
   encodeFlowEvents,
   flowEventSize,
+  parseIPv4,
   type MapId,
 } from "@weft/codec";
 import { readFileSync } from "node:fs";
@@ -159,6 +160,37 @@ describe("codec refuses invalid input", () => {
   ];
   it.each(cases)("%s", (_name, run, message) => {
     expect(run).toThrow(message);
+  });
+
+  it("reads an IPv4 address exactly when the dotted-quad pattern it replaced matches, to the same number", () => {
+    // The pattern parseIPv4 matched before it scanned by hand: four octets 0-255, no leading zero.
+    const octet = "(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+    const pattern = new RegExp(`^${octet}\\.${octet}\\.${octet}\\.${octet}$`);
+    const oracle = (text: string) => {
+      const m = pattern.exec(text);
+      return m ? ((+m[1]! << 24) | (+m[2]! << 16) | (+m[3]! << 8) | +m[4]!) >>> 0 : null;
+    };
+    const read = (text: string) => {
+      try {
+        return parseIPv4(text);
+      } catch {
+        return null;
+      }
+    };
+    const part = fc.oneof(fc.integer({ min: 0, max: 999 }).map(String), fc.constantFrom("", "00", "01", "007", "0255", "256", "-1", "+1", " 1", "1 ", "1e2", "0x1"));
+    const text = fc.oneof(
+      fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join(".")),
+      fc.array(part, { minLength: 1, maxLength: 6 }).map((p) => p.join(".")),
+      fc.string({ unit: fc.constantFrom("0", "1", "2", "5", "9", ".", " ", "x"), maxLength: 18 }),
+    );
+    fc.assert(
+      fc.property(text, (t) => {
+        expect(read(t), t).toBe(oracle(t));
+      }),
+      { numRuns: 5_000 },
+    );
+    for (const t of ["0.0.0.0", "255.255.255.255", "198.18.0.1", "256.0.0.1", "1.2.3.256", "1.300.2.3", "1.2.3.1000", "10.1.2", "1.2.3.4.", ".1.2.3.4", "1..2.3", "1.2.3.04", "1.2.3.4\n", "１.2.3.4"]) expect(read(t), t).toBe(oracle(t));
+    expect(parseIPv4("198.18.0.1")).toBe(0xc6120001);
   });
 
   it("names the failing entry in a batch", () => {
