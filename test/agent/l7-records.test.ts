@@ -5,7 +5,8 @@
 // what a full ring dropped adds up with what arrived (the real binary, a
 // ring made small); and a burst the agent reads late (its event loop held,
 // as a busy agent's is) arrives whole, where the 64 KiB stdout pipe it
-// replaced dropped all but the first few hundred records.
+// replaced dropped all but the first few hundred records. A connection is
+// read in batches (a rest after each read), not a wake-up per write.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
@@ -13,10 +14,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { Registry } from "prom-client";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { L7Document } from "../../nodeagent/src/l7/document.ts";
 import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
-import { dropNotice, FrameReader, MAX_FRAME } from "../../nodeagent/src/l7/record-socket.ts";
+import { dropNotice, FrameReader, MAX_FRAME, RecordSocket } from "../../nodeagent/src/l7/record-socket.ts";
 import { recordSocketPath, renderConfig } from "../../nodeagent/src/l7/render.ts";
 import { backend, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { until, untilHolds } from "../support/until.ts";
@@ -108,6 +109,34 @@ describe("octet-counted records from HAProxy's ring", () => {
     expect(refuses("5 hello{")).toBe(false);
     // A length still arriving is not a fault.
     expect(refuses("12")).toBe(true);
+  });
+
+  it("reads a connection in batches: what arrives while it rests after a read is taken at once, in order", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "weft-record-batches-"));
+    const reads = vi.spyOn(FrameReader.prototype, "push");
+    const got: string[] = [];
+    // A rest long enough that the writes below all land within it, however loaded the machine.
+    const socket = await RecordSocket.listen(join(dir, "records.sock"), (m) => void got.push(m), () => undefined, 5_000);
+    const client = connect(join(dir, "records.sock"));
+    try {
+      await new Promise<void>((resolve) => client.once("connect", resolve));
+      client.write(frame("record 0"));
+      await until("the first record", 5_000, () => (got.length === 1 ? true : undefined));
+      // The connection rests now: 99 more records, one write each, a few milliseconds apart (read as they came, each would be a read).
+      for (let i = 1; i < 100; i++) {
+        client.write(frame(`record ${i}`));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await until("every record", 10_000, () => (got.length === 100 ? true : undefined));
+      expect(got).toEqual(Array.from({ length: 100 }, (_, i) => `record ${i}`));
+      // The first record; the one read before the connection stopped reading to rest; the rest at once.
+      expect(reads.mock.calls.length).toBeLessThanOrEqual(3);
+    } finally {
+      reads.mockRestore();
+      client.destroy();
+      await socket.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("knows HAProxy's announcement of dropped records and nothing else", () => {
