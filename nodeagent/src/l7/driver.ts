@@ -37,7 +37,8 @@ import { Backoff, sleep, type BackoffOptions } from "../agent/backoff.ts";
 import { Coalesced } from "../agent/coalesced.ts";
 import type { L7DocumentAnswer, L7Status as ClientL7Status } from "../agent/client.ts";
 import { parseAccessRecord, type AccessRecord } from "./access-log.ts";
-import { checkL7Document, emptyL7Document, type L7Document } from "./document.ts";
+import { emptyL7Document, type L7Document } from "./document.ts";
+import { salvageL7Document } from "./salvage.ts";
 import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPaths } from "./haproxy-process.ts";
 import { JWT_KEY_FILE, jwtKeyFiles, type JwtKeyFile } from "./jwt-render.ts";
 import { L7Metrics } from "./metrics.ts";
@@ -253,7 +254,7 @@ export class L7Driver {
       doc = emptyL7Document();
     } else {
       this.missingRoute = false;
-      const checked = checkL7Document(answer.body);
+      const checked = salvageL7Document(answer.body);
       etag = answer.etag;
       this.etag = answer.etag;
       if (typeof checked === "string") {
@@ -262,9 +263,11 @@ export class L7Driver {
         this.firstDocument?.();
         return false;
       }
-      doc = checked;
+      doc = checked.document;
+      for (const r of checked.refused) this.o.log("error", "left an L7 frontend out of the proxy: it answers 503 until its rows are fixed", { ...r });
+      this.documentError = checked.refused.length === 0 ? null : `left out ${checked.refused.length} L7 frontend(s): ${checked.refused.map((r) => `${r.frontend} (tenant ${r.tenant}): ${r.reason}`).join("; ")}`;
     }
-    this.documentError = null;
+    if (answer.kind === "missing") this.documentError = null;
     this.wanted = this.render(doc, etag);
     if (answer.kind === "document") this.putProxyAddress(doc.proxyAddress);
     this.firstDocument?.();
