@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkConfig } from "../../nodeagent/src/l7/haproxy-process.ts";
 import { attemptsOf, quote, renderCallersMap, renderConfig, structureOf } from "../../nodeagent/src/l7/render.ts";
-import { QUEUE_TIMEOUT_MS, rateWindowMs, retryAfterSeconds } from "../../nodeagent/src/l7/traffic-render.ts";
+import { peersSocketPath, QUEUE_TIMEOUT_MS, rateWindowMs, retryAfterSeconds } from "../../nodeagent/src/l7/traffic-render.ts";
 import { richDocument, WEB } from "./l7-fixtures.ts";
 import { haproxy } from "../support/prerequisites.ts";
 
@@ -243,8 +243,15 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(count).toBeGreaterThan(refuse);
     // Nothing a client sends picks the key: only the identity read from the source address.
     expect(fe.filter((l) => l.includes("track-sc"))).toHaveLength(1);
-    expect(section(text, "backend RATE_f-1-80")).toEqual(["stick-table type binary len 32 size 64 expire 5000 store gpc0_rate(2500)"]);
+    expect(section(text, "backend RATE_f-1-80")).toEqual(["stick-table type binary len 32 size 64 expire 5000 store gpc0_rate(2500) peers WEFT"]);
     expect(text).not.toMatch(/RATE_f-2-8080/);
+    // The tables go from an old worker to the new one through the local peer, a socket only root may open.
+    expect(section(text, "global")).toContain("localpeer local");
+    expect(section(text, "peers WEFT")).toEqual([`bind unix@${peersSocketPath(dir)} mode 600`, "server local"]);
+    // Without a rate limit there is nothing to carry: no peers at all.
+    const plain = richDocument();
+    delete plain.frontends[0]!.traffic!.rateLimit;
+    expect(renderConfig(plain, options)).not.toMatch(/peers|localpeer/);
     // The window: a bucket of burst refilled at rate per second takes burst/rate seconds to refill.
     expect(rateWindowMs({ requestsPerSecond: 2, burst: 5 })).toBe(2_500);
     expect(rateWindowMs({ requestsPerSecond: 3, burst: 1 })).toBe(334);

@@ -12,6 +12,10 @@
  *   with `haproxy -c` (a config HAProxy refuses is never loaded: the
  *   running proxy keeps serving and the status says why) and applied with
  *   a hitless master-worker reload;
+ * - a reload waits, at most PEERS_RESYNC_WAIT_MS, for the serving worker to
+ *   hold its rate-limit tables whole (traffic-render.ts peersLines): only
+ *   then does it hand them to the new worker. That is at most 5 s after
+ *   HAProxy starts, and no wait at all after a reload that carried them;
  * - after each apply the servers HAProxy holds are compared with the
  *   document; only then is the document's ETag reported as applied;
  * - the request records come over the record socket (record-socket.ts),
@@ -45,7 +49,8 @@ import { L7Metrics } from "./metrics.ts";
 import { OutlierDriver } from "./outlier-driver.ts";
 import { dropNotice, RecordSocket } from "./record-socket.ts";
 import { adminSocketPath, configPath, masterSocketPath, RECORD_RING, recordSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
-import { infoField, ringDropped, serversState, setServerWeight } from "./runtime-api.ts";
+import { infoField, peersResynced, ringDropped, serversState, setServerWeight } from "./runtime-api.ts";
+import { PEERS_SECTION } from "./traffic-render.ts";
 
 /** A route's weights and rules change no map, so no datapath revision announces them: the document is read this often (an unchanged one is a 304 the API answers from a cache). */
 export const DOCUMENT_POLL_MS = 2_000;
@@ -101,6 +106,13 @@ interface Rendered {
  * more than with the thread count).
  */
 export const proxyThreads = (cpus = availableParallelism()) => Math.max(1, Math.floor(cpus / 2));
+
+/**
+ * How long a reload waits for the serving worker's tables to be whole: two
+ * of HAProxy's 5 s resync timeouts (a worker neither taught nor started
+ * afresh waits out both), and a little more.
+ */
+export const PEERS_RESYNC_WAIT_MS = 11_000;
 
 /** Records handed to `records` at most this often, in one batch. */
 const RECORD_FLUSH_MS = 250;
@@ -320,6 +332,7 @@ export class L7Driver {
           for (const s of b.servers) if (held.get(`${b.name}/${s.name}`) !== s.weight) await setServerWeight(this.paths.adminSocket, b.name, s.name, s.weight);
         }
       } else {
+        await this.tablesWhole();
         await running.reload();
         this.o.listener?.(running.workerPid);
       }
@@ -354,6 +367,22 @@ export class L7Driver {
     }
     renameSync(candidate, this.paths.config);
     return null;
+  }
+
+  /**
+   * Waits until the serving worker can hand its rate-limit tables to the
+   * next one (runtime-api.ts peersResynced), at most PEERS_RESYNC_WAIT_MS:
+   * past that the reload goes ahead, and the counts start afresh.
+   */
+  private async tablesWhole(): Promise<void> {
+    const deadline = Date.now() + PEERS_RESYNC_WAIT_MS;
+    while (!(await peersResynced(this.paths.adminSocket, PEERS_SECTION))) {
+      if (Date.now() > deadline || this.abort.signal.aborted) {
+        this.o.log("warn", "reloading the L7 proxy before its rate-limit tables are whole: the new worker starts their counts afresh", { waitedMs: PEERS_RESYNC_WAIT_MS });
+        return;
+      }
+      await sleep(100, this.abort.signal);
+    }
   }
 
   /** The servers HAProxy holds are the document's, with its weights; throws what differs. */

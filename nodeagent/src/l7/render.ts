@@ -34,7 +34,7 @@ import type { HeaderModifier, L7Authorization, L7Backend, L7Document, L7Frontend
 import { jwtRendering, type JwtRendering } from "./jwt-render.ts";
 import { TRACE_CONTEXT_LINES, TRACE_LOG_FIELDS } from "./render-trace.ts";
 import { problemReturn, type Problem } from "./problem.ts";
-import { backendTrafficLines, frontendsOfBackends, pendingLines, rateLimitLines, serverLimit } from "./traffic-render.ts";
+import { backendTrafficLines, frontendsOfBackends, peersLines, pendingLines, rateLimitLines, serverLimit } from "./traffic-render.ts";
 
 /** HAProxy's weights are 0..256; the compiler's already are. */
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -342,6 +342,8 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
   const callers = new Set(doc.callers.map((c) => c.spiffeId)).size;
   const perFrontend = doc.frontends.map((f, i) => frontendRules(f, i, backends, jwt, callers));
   const owners = frontendsOfBackends(doc);
+  // Only rate limits keep state a reload must carry over.
+  const peers = perFrontend.some((p) => p.tables.length > 0) ? peersLines(o.stateDir) : null;
   const lines = [
     "# Rendered by the weft agent from GET /v1/nodes/{node}/l7; edits are overwritten.",
     "global",
@@ -352,7 +354,9 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     ...(o.threads ? [`  nbthread ${o.threads}`] : []),
     // An old worker of a reload serves its open connections at most this long.
     "  hard-stop-after 60s",
+    ...(peers?.global.map((l) => `  ${l}`) ?? []),
     "",
+    ...(peers ? [...peers.section, ""] : []),
     ...recordRing(recordSocketPath(o.stateDir)),
     "",
     "defaults",
