@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkConfig } from "../../nodeagent/src/l7/haproxy-process.ts";
+import { proxyErrorFiles } from "../../nodeagent/src/l7/proxy-errors.ts";
 import { attemptsOf, quote, renderCallersMap, renderConfig, structureOf } from "../../nodeagent/src/l7/render.ts";
 import { peersSocketPath, QUEUE_TIMEOUT_MS, rateWindowMs, retryAfterSeconds } from "../../nodeagent/src/l7/traffic-render.ts";
 import { richDocument, WEB } from "./l7-fixtures.ts";
@@ -31,6 +32,7 @@ function section(text: string, header: string): string[] {
 describe("haproxy.cfg from the L7 document", () => {
   it.skipIf(NO_HAPROXY)("is a config HAProxy takes, for a document using every feature", async () => {
     writeFileSync(options.callersMap, renderCallersMap(richDocument()));
+    for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
     const path = join(dir, "haproxy.cfg");
     writeFileSync(path, renderConfig(richDocument(), options));
     expect(await checkConfig(HAPROXY, path)).toBeNull();
@@ -62,9 +64,11 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(section(text, "ring RECORDS")).toEqual(expect.arrayContaining(["format raw", "maxlen 4000", `size ${8 * 1024 * 1024}`, `server agent unix@${dir}/l7-records.sock log-proto octet-count`]));
     const d = section(text, "defaults");
     expect(d).toEqual(expect.arrayContaining(["mode http", "http-reuse always", "option redispatch 1", "option idle-close-on-response", "timeout connect 2000", "timeout client 30000", "timeout server 30000"]));
-    // HAProxy's own answers are problems too.
-    expect(d.filter((l) => l.startsWith("http-error status")).map((l) => l.split(" ")[2])).toEqual(["400", "408", "500", "502", "503", "504"]);
-    expect(d.every((l) => !l.startsWith("http-error") || l.includes("content-type application/problem+json"))).toBe(true);
+    // HAProxy's own answers are problems too: an errorfile for every status it generates (proxy-errors.ts).
+    const errorfiles = d.filter((l) => l.startsWith("errorfile "));
+    expect(errorfiles.map((l) => l.split(" ")[1])).toEqual(["400", "401", "403", "404", "405", "407", "408", "410", "413", "425", "429", "500", "501", "502", "503", "504"]);
+    expect(errorfiles.map((l) => l.split(" ")[2])).toEqual(proxyErrorFiles(dir).map((e) => e.path));
+    expect(d.some((l) => l.startsWith("http-error"))).toBe(false);
     expect(d.find((l) => l.startsWith("log-format"))).toMatch(/"path":"%\[var\(txn.path\),json\(utf8s\)\]"/);
   });
 
@@ -122,6 +126,7 @@ describe("haproxy.cfg from the L7 document", () => {
     writeFileSync(options.callersMap, renderCallersMap(doc));
     const path = join(dir, "groups.cfg");
     writeFileSync(path, text);
+    for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
     expect(await checkConfig(HAPROXY, path)).toBeNull();
   });
 
@@ -266,6 +271,7 @@ describe("haproxy.cfg from the L7 document", () => {
     writeFileSync(options.callersMap, renderCallersMap(doc));
     const path = join(dir, "traffic.cfg");
     writeFileSync(path, renderConfig(doc, options));
+    for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
     expect(await checkConfig(HAPROXY, path)).toBeNull();
   });
 });

@@ -45,6 +45,7 @@ import { emptyL7Document, type L7Document } from "./document.ts";
 import { salvageL7Document } from "./salvage.ts";
 import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPaths } from "./haproxy-process.ts";
 import { JWT_KEY_FILE, jwtKeyFiles, type JwtKeyFile } from "./jwt-render.ts";
+import { proxyErrorFiles } from "./proxy-errors.ts";
 import { L7Metrics } from "./metrics.ts";
 import { OutlierDriver } from "./outlier-driver.ts";
 import { dropNotice, RecordSocket } from "./record-socket.ts";
@@ -358,6 +359,8 @@ export class L7Driver {
     writeFileSync(r.callersMapPath, r.callersMap, { mode: 0o600 });
     // HAProxy loads each key file when it parses the config: they are there before it is checked or loaded.
     for (const k of r.jwtKeys) writeFileSync(k.path, k.pem, { mode: 0o600 });
+    // Likewise the errorfiles: the same text every time.
+    for (const e of proxyErrorFiles(this.o.stateDir)) writeFileSync(e.path, e.content, { mode: 0o600 });
     const candidate = `${this.paths.config}.new`;
     writeFileSync(candidate, r.config, { mode: 0o600 });
     const problem = await checkConfig(this.paths.binary, candidate);

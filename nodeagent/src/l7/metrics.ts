@@ -19,8 +19,8 @@ const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 
 export const codeClass = (status: number) => (status >= 100 && status <= 599 ? `${Math.floor(status / 100)}xx` : "none");
 const CODE_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
-/** The refusals render.ts and traffic-render.ts write ("": a backend was asked). */
-const REFUSALS = ["", "forbidden", "no-frontend", "no-backend", "no-servers", "rate-limited", "overflow", "other"];
+/** The refusals render.ts, traffic-render.ts and proxy-errors.ts write ("": a backend was asked). */
+const REFUSALS = ["", "forbidden", "bad-request", "no-frontend", "no-backend", "no-servers", "rate-limited", "overflow", "other"];
 export const refusalOf = (refused: string) => (REFUSALS.includes(refused) ? refused : "other");
 const serviceKey = (l: { tenant: string; service: string }) => `${l.tenant}\n${l.service}`;
 const seriesKey = (l: { tenant: string; service: string; route: string }) => `${l.tenant}\n${l.service}\n${l.route}`;
