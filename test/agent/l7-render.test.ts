@@ -82,6 +82,11 @@ describe("haproxy.cfg from the L7 document", () => {
     const read = fe.slice(0, del).filter((l) => /hdr(_cnt)?\(/.test(l));
     expect(read.length).toBeGreaterThan(0);
     expect(read.every((l) => /hdr(_cnt)?\(traceparent\)/.test(l))).toBe(true);
+    // A header value with a control character is refused once the caller is known (for the record), before any decision reads a header.
+    const control = fe.findIndex((l) => l.startsWith("http-request return status 400") && l.includes("req.hdrs -m reg"));
+    expect(control).toBeGreaterThan(fe.indexOf("http-request set-var(txn.caller_id) var(txn.caller),field(2,|)"));
+    expect(control).toBeLessThan(fe.findIndex((l) => l.includes("status 403")));
+    expect(fe[control - 1]).toMatch(/^http-request set-var\(txn.refused\) str\(bad-request\) if \{ req.hdrs -m reg '\[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\]' \}$/);
     // The verified identity is set after authorization, from the map.
     expect(fe.indexOf("http-request set-header x-weft-source-identity %[var(txn.caller_id)]")).toBeGreaterThan(fe.findLastIndex((l) => l.includes("status 403")));
     expect(renderCallersMap(richDocument())).toContain(`${WEB.address} acme|${WEB.spiffeId}\n`);
