@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { checkL7Document, type L7Document } from "../../nodeagent/src/l7/document.ts";
 import { checkConfig } from "../../nodeagent/src/l7/haproxy-process.ts";
+import { proxyErrorFiles } from "../../nodeagent/src/l7/proxy-errors.ts";
 import { renderCallersMap, renderConfig } from "../../nodeagent/src/l7/render.ts";
 import { salvageL7Document } from "../../nodeagent/src/l7/salvage.ts";
 import { haproxy } from "../support/prerequisites.ts";
@@ -84,6 +85,7 @@ describe("an L7 document one frontend spoils", () => {
     try {
       const callersMap = join(dir, "callers.map");
       writeFileSync(callersMap, renderCallersMap(salvaged.document));
+      for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
       const cfg = join(dir, "haproxy.cfg");
       writeFileSync(cfg, renderConfig(salvaged.document, { stateDir: dir, callersMap }));
       expect(await checkConfig(HAPROXY, cfg)).toBeNull();
