@@ -24,8 +24,8 @@ const { binary: HAPROXY, skip: NO_HAPROXY } = haproxy();
 
 const A = { address: "127.0.0.30", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/a" };
 const B = { address: "127.0.0.31", tenant: "acme", spiffeId: "spiffe://acme.test/ns/shop/sa/b" };
-/** 1 a second, burst 30: a 30 s window, far longer than the reloads take. */
-const RATE = { requestsPerSecond: 1, burst: 30 };
+/** 1 a second, burst 60: a 60 s window, far longer than the reloads take (a count exact within its first window). */
+const RATE = { requestsPerSecond: 1, burst: 60 };
 
 const callers = new Callers();
 const call = callers.call.bind(callers);
