@@ -19,19 +19,21 @@
  *   fetched by the API under the operator's allow-list and cached per
  *   replica (bundle-endpoints.ts); its bundle passes the checks a pasted one
  *   does. A failed fetch reads `unavailable` with the reason, and the last
- *   good bundle, if any, is still served.
+ *   good bundle, if any, is still served. The refresher
+ *   (bundle-refresher.ts) also keeps the last good bundle in Postgres, for
+ *   the L7 proxy's JWT keys.
  *
- * Nothing here reaches the datapath: writes are recorded (audit, change
- * log) but not admitted.
+ * Nothing here reaches the maps: writes are recorded (audit, change log)
+ * but not admitted; the follower recompiles the tenant's JWT keys.
  */
 import { X509Certificate, createPublicKey } from "node:crypto";
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { TENANT_SETTING, federations, tenants, workloads } from "../db/schema.ts";
+import { TENANT_SETTING, federationEndpointBundles, federations, tenants, workloads } from "../db/schema.ts";
 import { read, type Tx, type WriteScope } from "../db/transactions.ts";
 import type { Follower } from "../follower/follow.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
-import { certificatesOfPem, endpointUrlProblem, type BundleEndpoints, type EndpointSource, type EndpointState } from "./bundle-endpoints.ts";
+import { certificatesOfPem, endpointUrlProblem, sourceKey, type BundleEndpoints, type EndpointSource, type EndpointState } from "./bundle-endpoints.ts";
 import { etagOf, putIntent } from "./preconditions.ts";
 import { fieldRefusal, MeshRefusal, type FieldError } from "./refusal.ts";
 import type { FederationSpec } from "./specs.ts";
@@ -106,7 +108,7 @@ const { byName } = rows;
 
 type TenantBundle = { tenant: string };
 const namesTenant = (bundle: unknown): bundle is TenantBundle => typeof (bundle as TenantBundle).tenant === "string";
-const namesEndpoint = (bundle: unknown): bundle is EndpointSource => typeof (bundle as EndpointSource).endpointUrl === "string";
+export const namesEndpoint = (bundle: unknown): bundle is EndpointSource => typeof (bundle as EndpointSource).endpointUrl === "string";
 
 /** The first problem of a bundle, for an endpoint's answer; null when it is usable. */
 export function jwksProblem(jwks: { keys: Record<string, unknown>[] }): string | null {
@@ -220,6 +222,9 @@ async function putFederation(
       if (clash && clash.name !== name) {
         throw fieldRefusal("conflict", "another federation of this tenant has that trust domain", "body.trustDomain", `is federation "${clash.name}"'s`);
       }
+      // A bundle fetched from the endpoint this federation named before is not this endpoint's: the refresher fetches anew.
+      const sameEndpoint = existing !== undefined && namesEndpoint(existing.bundle) && namesEndpoint(spec.bundle) && sourceKey(existing.bundle) === sourceKey(spec.bundle);
+      if (existing !== undefined && !sameEndpoint) await w.tx.delete(federationEndpointBundles).where(and(eq(federationEndpointBundles.tenantId, tenant.id), eq(federationEndpointBundles.name, name)));
       const values = { trustDomain: spec.trustDomain, bundle: spec.bundle, revision: w.revision };
       const [row] = existing
         ? await w.tx.update(federations).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
