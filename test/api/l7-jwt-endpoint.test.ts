@@ -277,6 +277,29 @@ describe.each(BACKENDS)("JWT rules for a bundle endpoint's trust domain on %s", 
       }
     });
 
+    it("serves the stored bundle to workloads from a replica that has not fetched it while the endpoint is down, never from one that does not allow it", async () => {
+      const t = await tenantWithToken(app, ["write"]);
+      endpoint.answers.set("/s", bundleOf(signingKey("s-1")));
+      await mustPut(app, t.token, t.tenant, "federations/partner", { trustDomain: TD, bundle: { endpointUrl: endpoint.url("/s"), endpointCa: tls.caPem } });
+      await app.weft.bundleRefresher.refresh();
+      endpoint.answers.set("/s", "down");
+      const bundlesOn = async (replica: WeftApp) => {
+        const res = await replica.inject({ url: `/v1/tenants/${t.tenant}/federated-bundles`, headers: bearer(t.token) });
+        expect(res.statusCode, res.body).toBe(200);
+        return res.json().bundles as { trustDomain: string; jwtAuthorities: { keyId: string }[] }[];
+      };
+      const fresh = await replicaOf(app, backend, [endpoint.host]);
+      const closed = await replicaOf(app, backend, []);
+      try {
+        expect(await bundlesOn(fresh)).toEqual([expect.objectContaining({ trustDomain: TD, jwtAuthorities: [expect.objectContaining({ keyId: "s-1" })] })]);
+        expect((await fresh.inject({ url: `/v1/tenants/${t.tenant}/federations/partner`, headers: bearer(t.token) })).json().status).toBe("unavailable");
+        expect(await bundlesOn(closed)).toEqual([]);
+      } finally {
+        await fresh.close();
+        await closed.close();
+      }
+    });
+
     it("neither fetches nor keeps the bundle of an endpoint the operator no longer allows", async () => {
       const t = await tenantWithToken(app, ["write"]);
       const tenantId = (await app.weft.directory.byName(t.tenant))!.id;

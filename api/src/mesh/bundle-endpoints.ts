@@ -134,6 +134,11 @@ export class BundleEndpoints {
     this.minRefreshMs = opts.minRefreshMs ?? MIN_REFRESH_MS;
   }
 
+  /** Whether the operator allows this source's endpoint now (the allow-list may have changed since it was written). */
+  allows(source: EndpointSource): boolean {
+    return endpointUrlProblem(source.endpointUrl, this.opts.allowed) === null;
+  }
+
   /** The cached state, without fetching: null when nothing was fetched yet for this source. */
   peek(tenantId: number, name: string, source: EndpointSource): EndpointState | null {
     const entry = this.entries.get(`${tenantId}/${name}`);

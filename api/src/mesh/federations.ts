@@ -33,7 +33,7 @@ import { TENANT_SETTING, federationEndpointBundles, federations, tenants, worklo
 import { read, type Tx, type WriteScope } from "../db/transactions.ts";
 import type { Follower } from "../follower/follow.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
-import { certificatesOfPem, endpointUrlProblem, sourceKey, type BundleEndpoints, type EndpointSource, type EndpointState } from "./bundle-endpoints.ts";
+import { certificatesOfPem, endpointUrlProblem, sourceKey, type BundleEndpoints, type EndpointSource, type EndpointState, type Jwks } from "./bundle-endpoints.ts";
 import { etagOf, putIntent } from "./preconditions.ts";
 import { fieldRefusal, MeshRefusal, type FieldError } from "./refusal.ts";
 import type { FederationSpec } from "./specs.ts";
@@ -263,7 +263,9 @@ export function federationStore(endpoints: BundleEndpoints, allowed: readonly st
  * The bundles a tenant's workloads trust besides their own, by trust domain:
  * pasted ones as stored, other tenants' only under consent (their CA read
  * with `caBundle`), endpoints' as last fetched well (fetched after the
- * transaction). Ordered by federation name.
+ * transaction): by this replica, or else as the refresher stored it (a
+ * replica restarted while the endpoint is down still serves it), never from
+ * an endpoint the operator no longer allows. Ordered by federation name.
  */
 export async function federatedBundles(
   db: Db,
@@ -273,21 +275,25 @@ export async function federatedBundles(
 ): Promise<(BundleAuthorities & { trustDomain: string })[]> {
   const found = await read(db, tenant.id, async (tx) => {
     const list = await tx.select().from(federations).where(eq(federations.tenantId, tenant.id)).orderBy(asc(federations.name));
-    const out: { row: FederationDbRow; other: TenantDbRow | null }[] = [];
+    const stored = await tx.select().from(federationEndpointBundles).where(eq(federationEndpointBundles.tenantId, tenant.id));
+    const out: { row: FederationDbRow; other: TenantDbRow | null; stored: Jwks | null }[] = [];
     const setTenant = setTenantOf(tx);
-    for (const row of list) out.push({ row, other: namesTenant(row.bundle) ? await consentingTenant(tx, setTenant, tenant, row) : null });
+    for (const row of list) {
+      const kept = namesEndpoint(row.bundle) ? stored.find((s) => s.name === row.name && s.source === sourceKey(row.bundle as EndpointSource)) : undefined;
+      out.push({ row, other: namesTenant(row.bundle) ? await consentingTenant(tx, setTenant, tenant, row) : null, stored: (kept?.bundle as Jwks | undefined) ?? null });
+    }
     return out;
   });
   // Endpoints in parallel: one that hangs costs its timeout once, not once per federation after it.
   const states = await Promise.all(found.map(({ row }) => (namesEndpoint(row.bundle) ? endpoints.state(tenant.id, row.name, row.bundle) : null)));
   const bundles: (BundleAuthorities & { trustDomain: string })[] = [];
-  for (const [i, { row, other }] of found.entries()) {
+  for (const [i, { row, other, stored }] of found.entries()) {
     let jwks: { keys: Record<string, unknown>[] };
     if (namesTenant(row.bundle)) {
       if (!other) continue;
       jwks = await caBundle(other);
     } else if (namesEndpoint(row.bundle)) {
-      const fetched = states[i]?.jwks;
+      const fetched = states[i]?.jwks ?? (endpoints.allows(row.bundle) ? stored : null);
       if (!fetched) continue;
       jwks = fetched;
     } else {
