@@ -42,6 +42,7 @@ import policyRoutes from "./routes/policies/index.ts";
 import httpRouteRoutes from "./routes/http-routes/index.ts";
 import trafficPolicyRoutes from "./routes/traffic-policies/index.ts";
 import { BundleEndpoints } from "./mesh/bundle-endpoints.ts";
+import { BundleRefresher } from "./mesh/bundle-refresher.ts";
 import { jwksProblem } from "./mesh/federations.ts";
 import federationRoutes from "./routes/federations/index.ts";
 import serviceRoutes from "./routes/services/index.ts";
@@ -215,6 +216,14 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     app.log.warn({ err }, "a flow stream failed to read; it is closed"),
   );
   await flowStreams.start(database);
+  const bundleEndpoints = new BundleEndpoints({
+    allowed: config.federationEndpoints ?? [],
+    timeoutMs: config.federationFetchTimeoutMs,
+    minRefreshMs: config.federationMinRefreshMs,
+    validate: jwksProblem,
+  });
+  // Every replica refreshes endpoint federations' stored bundles (mesh/bundle-refresher.ts); in-process apps (tests) only when asked to.
+  const bundleRefresher = new BundleRefresher(db, bundleEndpoints, config.federationEndpoints ?? [], makeSystemWrite(db, feed), app.log, config.federationRefreshMs ?? 0);
   const services: Services = {
     config,
     database,
@@ -226,12 +235,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     ca,
     follower,
     metrics: domainMetrics,
-    bundleEndpoints: new BundleEndpoints({
-      allowed: config.federationEndpoints ?? [],
-      timeoutMs: config.federationFetchTimeoutMs,
-      minRefreshMs: config.federationMinRefreshMs,
-      validate: jwksProblem,
-    }),
+    bundleEndpoints,
+    bundleRefresher,
     flowStreams,
     writeFor: makeWriteFor(db, feed),
     servingTls,
@@ -261,6 +266,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     tokens.stop();
     await rotation?.stop();
     await liveness?.stop();
+    await bundleRefresher.stop();
     await pruner?.stop();
     await logPruner?.stop();
     await flowStreams.stop();
@@ -360,6 +366,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.ready();
   rotation?.start();
   liveness?.start();
+  if (config.federationRefreshMs !== undefined) bundleRefresher.start();
   pruner?.start();
   logPruner?.start();
   servingTls?.start(app.server as unknown as TlsServer, app.log);

@@ -3,7 +3,7 @@ import { tracesUrl } from "@weft/otlp";
 import { resolve } from "node:path";
 import { parseKek, type Kek } from "./ca/kek.ts";
 import { DATAPATH_MAPS, type DatapathMap } from "./compiler/types.ts";
-import { allowedEndpointEntry } from "./mesh/bundle-endpoints.ts";
+import { allowedEndpointEntry, MIN_REFRESH_MS } from "./mesh/bundle-endpoints.ts";
 import { DEFAULT_POD_CIDR, DEFAULT_POD_CIDR_NODE_PREFIX, DEFAULT_SERVICE_CIDR } from "./mesh/addresses.ts";
 import { defaultSans, isLoopbackHost, parseSans, type San } from "./tls/sans.ts";
 
@@ -85,6 +85,12 @@ export interface Config {
   /** In process only (tests): the bundle endpoint fetch timeout (default 5 s) and refresh floor (default 30 s). */
   federationFetchTimeoutMs?: number;
   federationMinRefreshMs?: number;
+  /**
+   * How often the refresher passes over every endpoint federation
+   * (mesh/bundle-refresher.ts): the refresh floor, 30 s, when configured from
+   * the environment. Unset in process (tests): it passes only when a test asks.
+   */
+  federationRefreshMs?: number;
   /**
    * WEFT_FLOW_RETENTION, in ms here: flows, aggregates and batch ids older
    * than this are pruned (default 24 h). Unset in process (tests): nothing
@@ -415,6 +421,7 @@ export function configFromEnv(env: Env = process.env): Config {
     tokenMintLimit: boundedIntegerFrom(env, "WEFT_TOKEN_MINT_LIMIT", 60, 1, 100_000),
     nodeGraceSeconds: boundedIntegerFrom(env, "WEFT_NODE_GRACE_SECONDS", DEFAULT_NODE_GRACE_SECONDS, 0, 86_400),
     federationEndpoints: federationEndpointsFrom(env),
+    federationRefreshMs: MIN_REFRESH_MS,
     flowRetentionMs: durationMs("WEFT_FLOW_RETENTION", env.WEFT_FLOW_RETENTION || DEFAULT_FLOW_RETENTION),
     changeLogRetentionMs: durationMs("WEFT_CHANGE_LOG_RETENTION", env.WEFT_CHANGE_LOG_RETENTION || DEFAULT_CHANGE_LOG_RETENTION),
     auditRetentionMs: durationMs("WEFT_AUDIT_RETENTION", env.WEFT_AUDIT_RETENTION || DEFAULT_AUDIT_RETENTION),

@@ -207,7 +207,7 @@ describe.skipIf(NO_HAPROXY)("the node's proxy under attack from its clients (rea
     const oversized: Record<string, string>[] = [{ authorization: `Bearer ${huge}` }, { traceparent: `00-${huge}` }, { tracestate: huge }];
     for (const headers of oversized) {
       const logged = records.length;
-      // HAProxy 2.6 answers a request past its buffer from the connection's parser, before any http-error applies: text/html.
+      // HAProxy 2.6 answers a request past its buffer from the connection's parser, with its compiled-in text/html (proxy-errors.ts).
       expect((await callers.call(WEB, port, { path: "/open/huge", headers })).status).toBe(400);
       await untilHolds("the refusal logged", () => records.length, (n) => n > logged, 10_000);
       callers.close();

@@ -19,6 +19,7 @@ import { checkL7Document, type L7Document } from "../../nodeagent/src/l7/documen
 import { checkConfig } from "../../nodeagent/src/l7/haproxy-process.ts";
 import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
 import { ARRAY_ITEMS_READ, jwtKeyFileName, jwtKeyFiles } from "../../nodeagent/src/l7/jwt-render.ts";
+import { proxyErrorFiles } from "../../nodeagent/src/l7/proxy-errors.ts";
 import { quote, renderConfig } from "../../nodeagent/src/l7/render.ts";
 import { backend, Callers, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { untilHolds } from "../support/until.ts";
@@ -259,6 +260,7 @@ describe("the JWT checks in haproxy.cfg", () => {
     const config = renderConfig(doc, { stateDir: dir, callersMap: join(dir, "callers.map") });
     writeFileSync(join(dir, "callers.map"), "");
     for (const f of jwtKeyFiles(doc, dir)) writeFileSync(f.path, f.pem);
+    for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
     const path = join(dir, "haproxy.cfg");
     writeFileSync(path, config);
     expect(await checkConfig(HAPROXY, path)).toBeNull();

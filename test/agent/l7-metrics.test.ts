@@ -99,7 +99,7 @@ describe("the proxy's request metrics", () => {
       frontend: fc.constantFrom("f-1-80", "f-2-8080", "f-unknown", ""),
       route: fc.constantFrom("canary/0", "canary/1", "empty/0", "", "made-up/1"),
       status: fc.oneof(fc.constantFrom(-1, 0, 99, 100, 200, 302, 404, 429, 503, 599, 600), fc.integer({ min: -1, max: 700 })),
-      refused: fc.constantFrom("", "forbidden", "no-frontend", "no-backend", "no-servers", "rate-limited", "overflow", "other", "made-up"),
+      refused: fc.constantFrom("", "forbidden", "bad-request", "no-frontend", "no-backend", "no-servers", "rate-limited", "overflow", "other", "made-up"),
       // Every bucket bound in ms, either side of it, and past the last.
       durationMs: fc.oneof(fc.constantFrom(-1, 0, 1, 2, 3, 5, 6, 10, 11, 25, 26, 50, 100, 101, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 30_001), fc.integer({ min: -1, max: 40_000 })),
     });
@@ -138,7 +138,7 @@ class PerRecordMetrics {
   private readonly duration = new Histogram({ name: "weft_http_request_duration_seconds", help: "h", labelNames: ["tenant", "service", "route"], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
   private names = new Map<string, { tenant: string; service: string; routes: Set<string> }>();
   private readonly series = new Map<string, { tenant: string; service: string; route: string }>();
-  private static readonly REFUSALS = ["", "forbidden", "no-frontend", "no-backend", "no-servers", "rate-limited", "overflow", "other"];
+  private static readonly REFUSALS = ["", "forbidden", "bad-request", "no-frontend", "no-backend", "no-servers", "rate-limited", "overflow", "other"];
 
   follow(doc: ReturnType<typeof richDocument>): void {
     this.names = new Map(doc.frontends.map((f) => [f.name, { tenant: f.tenant, service: f.service, routes: new Set(f.rules.map((r) => `${r.route}/${r.rule}`)) }]));

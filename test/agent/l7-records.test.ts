@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { L7Document } from "../../nodeagent/src/l7/document.ts";
 import { L7Driver } from "../../nodeagent/src/l7/driver.ts";
 import { dropNotice, FrameReader, MAX_FRAME, RecordSocket } from "../../nodeagent/src/l7/record-socket.ts";
+import { proxyErrorFiles } from "../../nodeagent/src/l7/proxy-errors.ts";
 import { recordSocketPath, renderConfig } from "../../nodeagent/src/l7/render.ts";
 import { backend, DocumentSource, freePort, loopbackDriverOptions, type Backend } from "../support/l7-loopback.ts";
 import { until, untilHolds } from "../support/until.ts";
@@ -172,6 +173,7 @@ describe.skipIf(NO_HAPROXY)("the record path with the real HAProxy (loopback)", 
       .replace(/^  size \d+$/m, "  size 65536")
       .replace("  master-worker\n", "");
     writeFileSync(join(dir, "callers.map"), `${CALLER.address} ${CALLER.tenant}|${CALLER.spiffeId}\n`);
+    for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
     writeFileSync(join(dir, "haproxy.cfg"), config);
     const records: string[] = [];
     let announced = 0;

@@ -8,8 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkConfig } from "../../nodeagent/src/l7/haproxy-process.ts";
+import { proxyErrorFiles } from "../../nodeagent/src/l7/proxy-errors.ts";
 import { attemptsOf, quote, renderCallersMap, renderConfig, structureOf } from "../../nodeagent/src/l7/render.ts";
-import { QUEUE_TIMEOUT_MS, rateWindowMs, retryAfterSeconds } from "../../nodeagent/src/l7/traffic-render.ts";
+import { peersSocketPath, QUEUE_TIMEOUT_MS, rateWindowMs, retryAfterSeconds } from "../../nodeagent/src/l7/traffic-render.ts";
 import { richDocument, WEB } from "./l7-fixtures.ts";
 import { haproxy } from "../support/prerequisites.ts";
 
@@ -31,6 +32,7 @@ function section(text: string, header: string): string[] {
 describe("haproxy.cfg from the L7 document", () => {
   it.skipIf(NO_HAPROXY)("is a config HAProxy takes, for a document using every feature", async () => {
     writeFileSync(options.callersMap, renderCallersMap(richDocument()));
+    for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
     const path = join(dir, "haproxy.cfg");
     writeFileSync(path, renderConfig(richDocument(), options));
     expect(await checkConfig(HAPROXY, path)).toBeNull();
@@ -62,9 +64,11 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(section(text, "ring RECORDS")).toEqual(expect.arrayContaining(["format raw", "maxlen 4000", `size ${8 * 1024 * 1024}`, `server agent unix@${dir}/l7-records.sock log-proto octet-count`]));
     const d = section(text, "defaults");
     expect(d).toEqual(expect.arrayContaining(["mode http", "http-reuse always", "option redispatch 1", "option idle-close-on-response", "timeout connect 2000", "timeout client 30000", "timeout server 30000"]));
-    // HAProxy's own answers are problems too.
-    expect(d.filter((l) => l.startsWith("http-error status")).map((l) => l.split(" ")[2])).toEqual(["400", "408", "500", "502", "503", "504"]);
-    expect(d.every((l) => !l.startsWith("http-error") || l.includes("content-type application/problem+json"))).toBe(true);
+    // HAProxy's own answers are problems too: an errorfile for every status it generates (proxy-errors.ts).
+    const errorfiles = d.filter((l) => l.startsWith("errorfile "));
+    expect(errorfiles.map((l) => l.split(" ")[1])).toEqual(["400", "401", "403", "404", "405", "407", "408", "410", "413", "425", "429", "500", "501", "502", "503", "504"]);
+    expect(errorfiles.map((l) => l.split(" ")[2])).toEqual(proxyErrorFiles(dir).map((e) => e.path));
+    expect(d.some((l) => l.startsWith("http-error"))).toBe(false);
     expect(d.find((l) => l.startsWith("log-format"))).toMatch(/"path":"%\[var\(txn.path\),json\(utf8s\)\]"/);
   });
 
@@ -78,6 +82,11 @@ describe("haproxy.cfg from the L7 document", () => {
     const read = fe.slice(0, del).filter((l) => /hdr(_cnt)?\(/.test(l));
     expect(read.length).toBeGreaterThan(0);
     expect(read.every((l) => /hdr(_cnt)?\(traceparent\)/.test(l))).toBe(true);
+    // A header value with a control character is refused once the caller is known (for the record), before any decision reads a header.
+    const control = fe.findIndex((l) => l.startsWith("http-request return status 400") && l.includes("req.hdrs -m reg"));
+    expect(control).toBeGreaterThan(fe.indexOf("http-request set-var(txn.caller_id) var(txn.caller),field(2,|)"));
+    expect(control).toBeLessThan(fe.findIndex((l) => l.includes("status 403")));
+    expect(fe[control - 1]).toMatch(/^http-request set-var\(txn.refused\) str\(bad-request\) if \{ req.hdrs -m reg '\[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\]' \}$/);
     // The verified identity is set after authorization, from the map.
     expect(fe.indexOf("http-request set-header x-weft-source-identity %[var(txn.caller_id)]")).toBeGreaterThan(fe.findLastIndex((l) => l.includes("status 403")));
     expect(renderCallersMap(richDocument())).toContain(`${WEB.address} acme|${WEB.spiffeId}\n`);
@@ -122,6 +131,7 @@ describe("haproxy.cfg from the L7 document", () => {
     writeFileSync(options.callersMap, renderCallersMap(doc));
     const path = join(dir, "groups.cfg");
     writeFileSync(path, text);
+    for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
     expect(await checkConfig(HAPROXY, path)).toBeNull();
   });
 
@@ -243,8 +253,15 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(count).toBeGreaterThan(refuse);
     // Nothing a client sends picks the key: only the identity read from the source address.
     expect(fe.filter((l) => l.includes("track-sc"))).toHaveLength(1);
-    expect(section(text, "backend RATE_f-1-80")).toEqual(["stick-table type binary len 32 size 64 expire 5000 store gpc0_rate(2500)"]);
+    expect(section(text, "backend RATE_f-1-80")).toEqual(["stick-table type binary len 32 size 64 expire 5000 store gpc0_rate(2500) peers WEFT"]);
     expect(text).not.toMatch(/RATE_f-2-8080/);
+    // The tables go from an old worker to the new one through the local peer, a socket only root may open.
+    expect(section(text, "global")).toContain("localpeer local");
+    expect(section(text, "peers WEFT")).toEqual([`bind unix@${peersSocketPath(dir)} mode 600`, "server local"]);
+    // Without a rate limit there is nothing to carry: no peers at all.
+    const plain = richDocument();
+    delete plain.frontends[0]!.traffic!.rateLimit;
+    expect(renderConfig(plain, options)).not.toMatch(/peers|localpeer/);
     // The window: a bucket of burst refilled at rate per second takes burst/rate seconds to refill.
     expect(rateWindowMs({ requestsPerSecond: 2, burst: 5 })).toBe(2_500);
     expect(rateWindowMs({ requestsPerSecond: 3, burst: 1 })).toBe(334);
@@ -259,6 +276,7 @@ describe("haproxy.cfg from the L7 document", () => {
     writeFileSync(options.callersMap, renderCallersMap(doc));
     const path = join(dir, "traffic.cfg");
     writeFileSync(path, renderConfig(doc, options));
+    for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
     expect(await checkConfig(HAPROXY, path)).toBeNull();
   });
 });

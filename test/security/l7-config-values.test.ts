@@ -18,6 +18,7 @@ import type { WeftApp } from "../../api/src/app.ts";
 import { checkL7Document } from "../../nodeagent/src/l7/document.ts";
 import { checkConfig } from "../../nodeagent/src/l7/haproxy-process.ts";
 import { jwtKeyFiles } from "../../nodeagent/src/l7/jwt-render.ts";
+import { proxyErrorFiles } from "../../nodeagent/src/l7/proxy-errors.ts";
 import { renderCallersMap, renderConfig } from "../../nodeagent/src/l7/render.ts";
 import { BACKENDS, backendDatabase, bearer, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
 import { freshAddress, freshVip, identity, mustPut, putResource, refusedUnwritten } from "../support/mesh.ts";
@@ -46,6 +47,7 @@ describe.each(BACKENDS)("values a tenant writes reach haproxy.cfg on %s", (backe
       if (typeof doc === "string") return `document refused: ${doc}`;
       expect(doc.frontends.length).toBeGreaterThan(0);
       for (const f of jwtKeyFiles(doc, dir)) writeFileSync(f.path, f.pem);
+      for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
       const callersMap = join(dir, "callers.map");
       writeFileSync(callersMap, renderCallersMap(doc));
       const config = join(dir, "haproxy.cfg");

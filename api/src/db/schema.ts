@@ -535,6 +535,32 @@ export const federations = pgTable(
 );
 
 /**
+ * The last good bundle fetched from a federation's SPIFFE bundle endpoint
+ * (mesh/bundle-refresher.ts), kept apart from federations as workload_health
+ * is from workloads: it is observed, not declared, so a refresh moves neither
+ * the federation's revision nor its ETag. The compiler reads its jwt-svid
+ * keys for the L7 proxy (follower/jwt-keys.ts). `source` names the endpoint
+ * it came from (bundle-endpoints.ts sourceKey): a federation pointed
+ * elsewhere does not use it. A failed fetch leaves it as it is.
+ */
+export const federationEndpointBundles = pgTable(
+  "federation_endpoint_bundles",
+  {
+    tenantId: tenantRef(),
+    name: text("name").notNull(),
+    source: text("source").notNull(),
+    /** The endpoint's keys as fetched and checked: {keys: [...]}. */
+    bundle: jsonb("bundle").notNull(),
+    /** When a fetch last changed it. */
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.name] }),
+    foreignKey({ columns: [t.tenantId, t.name], foreignColumns: [federations.tenantId, federations.name] }).onDelete("cascade"),
+  ],
+);
+
+/**
  * Upload batches already stored, per node (mesh/flows/ingest.ts): an agent
  * retrying a batch it had no answer for stores it once. Kept as long as the
  * flows themselves (WEFT_FLOW_RETENTION).

@@ -3,16 +3,18 @@
  * per tenant, its own CA slots' keys under its trust domain; under each
  * trust domain it federates with, the pasted bundle's jwt-svid keys, or the
  * named tenant's CA keys once that tenant consents (its reverse federation,
- * as mesh/federations.ts serves them; none while pending). A federation
- * naming a bundle endpoint is refused by a JWT rule (mesh/policies.ts): its
- * bundle lives in each replica's cache, not in these rows.
+ * as mesh/federations.ts serves them; none while pending); or, for a
+ * federation naming a bundle endpoint, the jwt-svid keys of the last good
+ * bundle the refresher stored from that very endpoint
+ * (mesh/bundle-refresher.ts; none before the first good fetch).
  */
 import { createPublicKey, type JsonWebKey, type KeyObject } from "node:crypto";
 import { eq, inArray, or, sql } from "drizzle-orm";
-import { caSlots, federations, tenants } from "../db/schema.ts";
+import { caSlots, federationEndpointBundles, federations, tenants } from "../db/schema.ts";
 import type { Tx } from "../db/transactions.ts";
 import type { JwtKey, TrustDomainJwtKeys } from "../compiler/index.ts";
-import { consents, namedTenant } from "../mesh/federations.ts";
+import { sourceKey, type EndpointSource } from "../mesh/bundle-endpoints.ts";
+import { consents, namedTenant, namesEndpoint } from "../mesh/federations.ts";
 
 /**
  * The key as the proxy verifies with it, its alg from its type; null for one
@@ -33,9 +35,12 @@ export function jwtKeyOf(kid: string, material: Buffer | JsonWebKey): JwtKey | n
   return alg === null ? null : { kid, alg, publicKeyPem: key.export({ type: "spki", format: "pem" }).toString() };
 }
 
-/** A pasted bundle's jwt-svid keys (checked when it was written: mesh/federations.ts authoritiesOfJwks). */
-function pastedKeys(bundle: unknown): JwtKey[] {
-  const jwks = (bundle as { spiffeBundle?: { keys?: Record<string, unknown>[] } }).spiffeBundle;
+/**
+ * A bundle's jwt-svid keys: a pasted one's, checked when it was written, or
+ * an endpoint's, checked when it was fetched (mesh/federations.ts
+ * authoritiesOfJwks both).
+ */
+function jwtSvidKeys(jwks: { keys?: Record<string, unknown>[] } | undefined): JwtKey[] {
   return (jwks?.keys ?? []).flatMap((k) => {
     if (k.use !== "jwt-svid" || typeof k.kid !== "string") return [];
     const { use: _u, kid, x5c: _x, ...jwk } = k;
@@ -43,14 +48,14 @@ function pastedKeys(bundle: unknown): JwtKey[] {
   });
 }
 
-type FederationKeysRow = { tenantId: number; trustDomain: string; bundle: unknown };
+type FederationKeysRow = { tenantId: number; name: string; trustDomain: string; bundle: unknown };
 
 /** Every tenant's keys (tenantIds absent), or those of some tenants, by tenant id. */
 export async function jwtKeysOf(tx: Tx, tenantIds?: readonly number[]): Promise<Map<number, TrustDomainJwtKeys[]>> {
   const only = tenantIds === undefined ? undefined : [...new Set(tenantIds)];
   if (only?.length === 0) return new Map();
   const feds: FederationKeysRow[] = await tx
-    .select({ tenantId: federations.tenantId, trustDomain: federations.trustDomain, bundle: federations.bundle })
+    .select({ tenantId: federations.tenantId, name: federations.name, trustDomain: federations.trustDomain, bundle: federations.bundle })
     .from(federations)
     .where(only ? inArray(federations.tenantId, only) : undefined);
   const names = [...new Set(feds.flatMap((f) => namedTenant(f.bundle) ?? []))];
@@ -63,7 +68,7 @@ export async function jwtKeysOf(tx: Tx, tenantIds?: readonly number[]): Promise<
   // Consent: the named tenant's own federation naming this tenant, with this tenant's trust domain.
   const namedIds = names.flatMap((n) => byName.get(n)?.id ?? []);
   const reverse: FederationKeysRow[] = only === undefined ? feds : namedIds.length === 0 ? [] : await tx
-    .select({ tenantId: federations.tenantId, trustDomain: federations.trustDomain, bundle: federations.bundle })
+    .select({ tenantId: federations.tenantId, name: federations.name, trustDomain: federations.trustDomain, bundle: federations.bundle })
     .from(federations)
     .where(inArray(federations.tenantId, namedIds));
   const consenting = (f: FederationKeysRow): number | undefined => {
@@ -85,6 +90,16 @@ export async function jwtKeysOf(tx: Tx, tenantIds?: readonly number[]): Promise<
     if (list === undefined) caKeys.set(slot.tenantId, (list = []));
     list.push(key);
   }
+  // Endpoints' bundles as stored; one from an endpoint the federation no longer names does not count.
+  const fetched = await tx
+    .select({ tenantId: federationEndpointBundles.tenantId, name: federationEndpointBundles.name, source: federationEndpointBundles.source, bundle: federationEndpointBundles.bundle })
+    .from(federationEndpointBundles)
+    .where(only ? inArray(federationEndpointBundles.tenantId, only) : undefined);
+  const fetchedOf = new Map(fetched.map((b) => [`${b.tenantId}/${b.name}`, b]));
+  const endpointKeys = (f: FederationKeysRow): JwtKey[] => {
+    const stored = fetchedOf.get(`${f.tenantId}/${f.name}`);
+    return stored !== undefined && stored.source === sourceKey(f.bundle as EndpointSource) ? jwtSvidKeys(stored.bundle as { keys?: Record<string, unknown>[] }) : [];
+  };
   const out = new Map<number, TrustDomainJwtKeys[]>();
   const add = (tenantId: number, trustDomain: string, keys: readonly JwtKey[]) => {
     if (keys.length === 0) return;
@@ -95,7 +110,8 @@ export async function jwtKeysOf(tx: Tx, tenantIds?: readonly number[]): Promise<
   for (const t of ts) if (only === undefined || only.includes(t.id)) add(t.id, t.trustDomain, caKeys.get(t.id) ?? []);
   for (const f of feds) {
     if (f.trustDomain === byId.get(f.tenantId)?.trustDomain) continue;
-    if (namedTenant(f.bundle) === undefined) add(f.tenantId, f.trustDomain, pastedKeys(f.bundle));
+    if (namesEndpoint(f.bundle)) add(f.tenantId, f.trustDomain, endpointKeys(f));
+    else if (namedTenant(f.bundle) === undefined) add(f.tenantId, f.trustDomain, jwtSvidKeys((f.bundle as { spiffeBundle?: { keys?: Record<string, unknown>[] } }).spiffeBundle));
     else {
       const other = consenting(f);
       if (other !== undefined) add(f.tenantId, f.trustDomain, caKeys.get(other) ?? []);

@@ -14,7 +14,10 @@
  * A failed fetch never fails a request: the federation reads `unavailable`
  * with the reason, and its last good bundle, if any, is still served. The
  * cache is in memory, per replica: each replica fetches on its own, and a
- * restarted one fetches again on its first read.
+ * restarted one fetches again on its first read. The refresher
+ * (bundle-refresher.ts) goes through this cache too, so reads and refreshes
+ * together fetch a federation's endpoint at most once per refresh interval
+ * per replica; it keeps the last good bundle in Postgres for the compiler.
  */
 import { X509Certificate } from "node:crypto";
 import { request as httpsRequest } from "node:https";
@@ -49,7 +52,8 @@ export interface BundleEndpointOptions {
 
 export const MAX_BUNDLE_BYTES = 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 5000;
-const MIN_REFRESH_MS = 30_000;
+/** The default floor of the refresh interval, and the refresher's pass interval (bundle-refresher.ts). */
+export const MIN_REFRESH_MS = 30_000;
 const MAX_REFRESH_MS = 3_600_000;
 const DEFAULT_REFRESH_MS = 300_000;
 /** Federations remembered per replica; the oldest entry goes first past it. */
@@ -116,7 +120,8 @@ interface Entry {
 
 class FetchFailure extends Error {}
 
-const fingerprintOf = (source: EndpointSource) => JSON.stringify([source.endpointUrl, source.endpointCa ?? null]);
+/** Which endpoint a bundle came from: its URL and the CA trusted for it (another CA may reach another server). */
+export const sourceKey = (source: EndpointSource): string => JSON.stringify([source.endpointUrl, source.endpointCa ?? null]);
 
 /** The per-replica cache of endpoint bundles, keyed by tenant and federation. */
 export class BundleEndpoints {
@@ -129,10 +134,15 @@ export class BundleEndpoints {
     this.minRefreshMs = opts.minRefreshMs ?? MIN_REFRESH_MS;
   }
 
+  /** Whether the operator allows this source's endpoint now (the allow-list may have changed since it was written). */
+  allows(source: EndpointSource): boolean {
+    return endpointUrlProblem(source.endpointUrl, this.opts.allowed) === null;
+  }
+
   /** The cached state, without fetching: null when nothing was fetched yet for this source. */
   peek(tenantId: number, name: string, source: EndpointSource): EndpointState | null {
     const entry = this.entries.get(`${tenantId}/${name}`);
-    return entry && entry.fingerprint === fingerprintOf(source) ? entry.state : null;
+    return entry && entry.fingerprint === sourceKey(source) ? entry.state : null;
   }
 
   /**
@@ -143,8 +153,28 @@ export class BundleEndpoints {
     // An endpoint the operator no longer allows is no longer trusted: its last good bundle is not served either.
     const problem = endpointUrlProblem(source.endpointUrl, this.opts.allowed);
     if (problem) return { jwks: null, ok: false, reason: `endpointUrl ${problem}` };
+    const entry = this.entryOf(tenantId, name, source);
+    if (entry.state === null) return this.refresh(entry, source);
+    if (Date.now() >= entry.due) void this.refresh(entry, source);
+    return entry.state;
+  }
+
+  /**
+   * For the refresher: the state after a fetch when one is due (waiting for
+   * it), the cached state otherwise. The same floor and ceiling as reads, and
+   * one fetch in flight per federation whoever asks.
+   */
+  async fresh(tenantId: number, name: string, source: EndpointSource): Promise<EndpointState> {
+    const problem = endpointUrlProblem(source.endpointUrl, this.opts.allowed);
+    if (problem) return { jwks: null, ok: false, reason: `endpointUrl ${problem}` };
+    const entry = this.entryOf(tenantId, name, source);
+    return entry.state === null || Date.now() >= entry.due ? this.refresh(entry, source) : entry.state;
+  }
+
+  /** The federation's entry, a new one when it had none or named another endpoint. */
+  private entryOf(tenantId: number, name: string, source: EndpointSource): Entry {
     const key = `${tenantId}/${name}`;
-    const fingerprint = fingerprintOf(source);
+    const fingerprint = sourceKey(source);
     let entry = this.entries.get(key);
     if (!entry || entry.fingerprint !== fingerprint) {
       this.entries.delete(key);
@@ -152,9 +182,7 @@ export class BundleEndpoints {
       entry = { fingerprint, state: null, due: 0, inflight: null };
       this.entries.set(key, entry);
     }
-    if (entry.state === null) return this.refresh(entry, source);
-    if (Date.now() >= entry.due) void this.refresh(entry, source);
-    return entry.state;
+    return entry;
   }
 
   private refresh(entry: Entry, source: EndpointSource): Promise<EndpointState> {

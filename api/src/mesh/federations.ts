@@ -19,19 +19,21 @@
  *   fetched by the API under the operator's allow-list and cached per
  *   replica (bundle-endpoints.ts); its bundle passes the checks a pasted one
  *   does. A failed fetch reads `unavailable` with the reason, and the last
- *   good bundle, if any, is still served.
+ *   good bundle, if any, is still served. The refresher
+ *   (bundle-refresher.ts) also keeps the last good bundle in Postgres, for
+ *   the L7 proxy's JWT keys.
  *
- * Nothing here reaches the datapath: writes are recorded (audit, change
- * log) but not admitted.
+ * Nothing here reaches the maps: writes are recorded (audit, change log)
+ * but not admitted; the follower recompiles the tenant's JWT keys.
  */
 import { X509Certificate, createPublicKey } from "node:crypto";
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { Db } from "../db/client.ts";
-import { TENANT_SETTING, federations, tenants, workloads } from "../db/schema.ts";
+import { TENANT_SETTING, federationEndpointBundles, federations, tenants, workloads } from "../db/schema.ts";
 import { read, type Tx, type WriteScope } from "../db/transactions.ts";
 import type { Follower } from "../follower/follow.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
-import { certificatesOfPem, endpointUrlProblem, type BundleEndpoints, type EndpointSource, type EndpointState } from "./bundle-endpoints.ts";
+import { certificatesOfPem, endpointUrlProblem, sourceKey, type BundleEndpoints, type EndpointSource, type EndpointState, type Jwks } from "./bundle-endpoints.ts";
 import { etagOf, putIntent } from "./preconditions.ts";
 import { fieldRefusal, MeshRefusal, type FieldError } from "./refusal.ts";
 import type { FederationSpec } from "./specs.ts";
@@ -106,7 +108,7 @@ const { byName } = rows;
 
 type TenantBundle = { tenant: string };
 const namesTenant = (bundle: unknown): bundle is TenantBundle => typeof (bundle as TenantBundle).tenant === "string";
-const namesEndpoint = (bundle: unknown): bundle is EndpointSource => typeof (bundle as EndpointSource).endpointUrl === "string";
+export const namesEndpoint = (bundle: unknown): bundle is EndpointSource => typeof (bundle as EndpointSource).endpointUrl === "string";
 
 /** The first problem of a bundle, for an endpoint's answer; null when it is usable. */
 export function jwksProblem(jwks: { keys: Record<string, unknown>[] }): string | null {
@@ -220,6 +222,9 @@ async function putFederation(
       if (clash && clash.name !== name) {
         throw fieldRefusal("conflict", "another federation of this tenant has that trust domain", "body.trustDomain", `is federation "${clash.name}"'s`);
       }
+      // A bundle fetched from the endpoint this federation named before is not this endpoint's: the refresher fetches anew.
+      const sameEndpoint = existing !== undefined && namesEndpoint(existing.bundle) && namesEndpoint(spec.bundle) && sourceKey(existing.bundle) === sourceKey(spec.bundle);
+      if (existing !== undefined && !sameEndpoint) await w.tx.delete(federationEndpointBundles).where(and(eq(federationEndpointBundles.tenantId, tenant.id), eq(federationEndpointBundles.name, name)));
       const values = { trustDomain: spec.trustDomain, bundle: spec.bundle, revision: w.revision };
       const [row] = existing
         ? await w.tx.update(federations).set({ ...values, updatedAt: new Date() }).where(byName(tenant.id, name)).returning()
@@ -258,7 +263,9 @@ export function federationStore(endpoints: BundleEndpoints, allowed: readonly st
  * The bundles a tenant's workloads trust besides their own, by trust domain:
  * pasted ones as stored, other tenants' only under consent (their CA read
  * with `caBundle`), endpoints' as last fetched well (fetched after the
- * transaction). Ordered by federation name.
+ * transaction): by this replica, or else as the refresher stored it (a
+ * replica restarted while the endpoint is down still serves it), never from
+ * an endpoint the operator no longer allows. Ordered by federation name.
  */
 export async function federatedBundles(
   db: Db,
@@ -268,21 +275,25 @@ export async function federatedBundles(
 ): Promise<(BundleAuthorities & { trustDomain: string })[]> {
   const found = await read(db, tenant.id, async (tx) => {
     const list = await tx.select().from(federations).where(eq(federations.tenantId, tenant.id)).orderBy(asc(federations.name));
-    const out: { row: FederationDbRow; other: TenantDbRow | null }[] = [];
+    const stored = await tx.select().from(federationEndpointBundles).where(eq(federationEndpointBundles.tenantId, tenant.id));
+    const out: { row: FederationDbRow; other: TenantDbRow | null; stored: Jwks | null }[] = [];
     const setTenant = setTenantOf(tx);
-    for (const row of list) out.push({ row, other: namesTenant(row.bundle) ? await consentingTenant(tx, setTenant, tenant, row) : null });
+    for (const row of list) {
+      const kept = namesEndpoint(row.bundle) ? stored.find((s) => s.name === row.name && s.source === sourceKey(row.bundle as EndpointSource)) : undefined;
+      out.push({ row, other: namesTenant(row.bundle) ? await consentingTenant(tx, setTenant, tenant, row) : null, stored: (kept?.bundle as Jwks | undefined) ?? null });
+    }
     return out;
   });
   // Endpoints in parallel: one that hangs costs its timeout once, not once per federation after it.
   const states = await Promise.all(found.map(({ row }) => (namesEndpoint(row.bundle) ? endpoints.state(tenant.id, row.name, row.bundle) : null)));
   const bundles: (BundleAuthorities & { trustDomain: string })[] = [];
-  for (const [i, { row, other }] of found.entries()) {
+  for (const [i, { row, other, stored }] of found.entries()) {
     let jwks: { keys: Record<string, unknown>[] };
     if (namesTenant(row.bundle)) {
       if (!other) continue;
       jwks = await caBundle(other);
     } else if (namesEndpoint(row.bundle)) {
-      const fetched = states[i]?.jwks;
+      const fetched = states[i]?.jwks ?? (endpoints.allows(row.bundle) ? stored : null);
       if (!fetched) continue;
       jwks = fetched;
     } else {

@@ -81,11 +81,12 @@ function checkShape(spec: PolicySpec): void {
 }
 
 /**
- * A rule's jwt.trustDomain must be the tenant's own or one it federates with
- * by a pasted bundle or another tenant (whose keys count once it consents):
- * the proxy verifies with keys the compiler holds, and a bundle endpoint's
- * live in each replica's cache, not among them. 422 naming the field
- * otherwise.
+ * A rule's jwt.trustDomain must be the tenant's own or one it federates
+ * with: by a pasted bundle, another tenant (whose keys count once it
+ * consents) or a bundle endpoint (whose keys count once the refresher has
+ * stored a good fetch: mesh/bundle-refresher.ts). The proxy verifies with
+ * keys the compiler holds; a trust domain the tenant does not trust has none
+ * to give. 422 naming the field otherwise.
  */
 async function checkJwtTrustDomains(w: WriteScope, tenant: TenantDbRow, spec: PolicySpec): Promise<void> {
   const named = (spec.ingress ?? []).flatMap((rule, i) => {
@@ -94,15 +95,12 @@ async function checkJwtTrustDomains(w: WriteScope, tenant: TenantDbRow, spec: Po
   });
   if (named.length === 0) return;
   const rows = await w.tx
-    .select({ trustDomain: federations.trustDomain, bundle: federations.bundle })
+    .select({ trustDomain: federations.trustDomain })
     .from(federations)
     .where(and(eq(federations.tenantId, tenant.id), inArray(federations.trustDomain, [...new Set(named.map((n) => n.trustDomain))])));
   for (const n of named) {
-    const row = rows.find((r) => r.trustDomain === n.trustDomain);
-    if (row === undefined) throw fieldRefusal("invalid", "a JWT rule names a trust domain the tenant does not trust", n.field, `neither this tenant's trust domain nor one it federates with`);
-    if ("endpointUrl" in (row.bundle as object)) {
-      throw fieldRefusal("invalid", "the L7 proxy cannot verify this trust domain's tokens", n.field, "the proxy verifies JWTs with the keys of the tenant, a pasted spiffeBundle or another tenant; this federation's bundle comes from an endpoint");
-    }
+    if (rows.some((r) => r.trustDomain === n.trustDomain)) continue;
+    throw fieldRefusal("invalid", "a JWT rule names a trust domain the tenant does not trust", n.field, `neither this tenant's trust domain nor one it federates with`);
   }
 }
 

@@ -403,7 +403,7 @@ export const JwtRequirement = Type.Object(
     trustDomain: Type.Optional({
       ...TrustDomain,
       description:
-        "Whose JWT-SVID keys verify the token (and the trust domain its sub must be in): absent, the tenant's own; otherwise a trust domain the tenant federates with by a pasted bundle or another tenant (its keys count once it consents), not by a bundle endpoint (422)",
+        "Whose JWT-SVID keys verify the token (and the trust domain its sub must be in): absent, the tenant's own; otherwise a trust domain the tenant federates with (422 for any other): by a pasted bundle, by another tenant (its keys count once it consents) or by a bundle endpoint (the keys of its last good fetch, refreshed in the background; none before the first)",
     }),
     audiences: Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: "^[\\x21-\\x7e]+$" }), {
       minItems: 1,

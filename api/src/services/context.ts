@@ -1,4 +1,5 @@
 import type { BundleEndpoints } from "../mesh/bundle-endpoints.ts";
+import type { BundleRefresher } from "../mesh/bundle-refresher.ts";
 import type { FastifyRequest } from "fastify";
 import { actorOf } from "../auth/principal.ts";
 import type { OperatorToken } from "../auth/operator-token.ts";
@@ -32,6 +33,8 @@ export interface Services {
   metrics: DomainMetrics;
   /** Federations' SPIFFE bundle endpoints: fetched under WEFT_FEDERATION_ENDPOINTS, cached per replica (mesh/bundle-endpoints.ts). */
   bundleEndpoints: BundleEndpoints;
+  /** Keeps endpoint federations' last good bundles in Postgres for the compiler (mesh/bundle-refresher.ts). */
+  bundleRefresher: BundleRefresher;
   /** Open flow follow streams on this replica, woken when any replica stores a batch. */
   flowStreams: FlowStreams;
   /** Runs a write on behalf of a request, honouring ?dryRun, and tells this replica's caches at commit. */

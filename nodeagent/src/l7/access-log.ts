@@ -38,7 +38,7 @@ const AccessLine = Type.Object({
   traceId: Type.String(),
   spanId: Type.String(),
   parentSpanId: Type.String(),
-  /** Why the proxy answered itself (forbidden, no-frontend, no-backend, no-servers; a trafficPolicy's rate-limited, overflow); "" when a backend was asked. */
+  /** Why the proxy answered itself (forbidden, bad-request, no-frontend, no-backend, no-servers; a trafficPolicy's rate-limited, overflow); "" when a backend was asked. */
   refused: Type.String(),
 });
 /** Checked for every request the proxy serves: compiled once (a tenth of Value.Check's cost a record). */

@@ -12,6 +12,10 @@
  *   with `haproxy -c` (a config HAProxy refuses is never loaded: the
  *   running proxy keeps serving and the status says why) and applied with
  *   a hitless master-worker reload;
+ * - a reload waits, at most PEERS_RESYNC_WAIT_MS, for the serving worker to
+ *   hold its rate-limit tables whole (traffic-render.ts peersLines): only
+ *   then does it hand them to the new worker. That is at most 5 s after
+ *   HAProxy starts, and no wait at all after a reload that carried them;
  * - after each apply the servers HAProxy holds are compared with the
  *   document; only then is the document's ETag reported as applied;
  * - the request records come over the record socket (record-socket.ts),
@@ -37,15 +41,18 @@ import { Backoff, sleep, type BackoffOptions } from "../agent/backoff.ts";
 import { Coalesced } from "../agent/coalesced.ts";
 import type { L7DocumentAnswer, L7Status as ClientL7Status } from "../agent/client.ts";
 import type { AccessRecord } from "./access-log.ts";
-import { checkL7Document, emptyL7Document, type L7Document } from "./document.ts";
+import { emptyL7Document, type L7Document } from "./document.ts";
+import { salvageL7Document } from "./salvage.ts";
 import { checkConfig, describeExit, endLeftover, HaproxyProcess, type HaproxyPaths } from "./haproxy-process.ts";
 import { JWT_KEY_FILE, jwtKeyFiles, type JwtKeyFile } from "./jwt-render.ts";
+import { proxyErrorFiles } from "./proxy-errors.ts";
 import { L7Metrics } from "./metrics.ts";
 import { OutlierDriver } from "./outlier-driver.ts";
 import { RecordIntake } from "./record-intake.ts";
 import { RecordSocket } from "./record-socket.ts";
 import { adminSocketPath, configPath, masterSocketPath, RECORD_RING, recordSocketPath, renderCallersMap, renderConfig, structureOf, type RenderOptions } from "./render.ts";
-import { infoField, ringDropped, serversState, setServerWeight } from "./runtime-api.ts";
+import { infoField, peersResynced, ringDropped, serversState, setServerWeight } from "./runtime-api.ts";
+import { PEERS_SECTION } from "./traffic-render.ts";
 
 /** A route's weights and rules change no map, so no datapath revision announces them: the document is read this often (an unchanged one is a 304 the API answers from a cache). */
 export const DOCUMENT_POLL_MS = 2_000;
@@ -101,6 +108,13 @@ interface Rendered {
  * more than with the thread count).
  */
 export const proxyThreads = (cpus = availableParallelism()) => Math.max(1, Math.floor(cpus / 2));
+
+/**
+ * How long a reload waits for the serving worker's tables to be whole: two
+ * of HAProxy's 5 s resync timeouts (a worker neither taught nor started
+ * afresh waits out both), and a little more.
+ */
+export const PEERS_RESYNC_WAIT_MS = 11_000;
 
 /** Records handed to `records` at most this often, in one batch. */
 const RECORD_FLUSH_MS = 250;
@@ -253,7 +267,7 @@ export class L7Driver {
       doc = emptyL7Document();
     } else {
       this.missingRoute = false;
-      const checked = checkL7Document(answer.body);
+      const checked = salvageL7Document(answer.body);
       etag = answer.etag;
       this.etag = answer.etag;
       if (typeof checked === "string") {
@@ -262,9 +276,11 @@ export class L7Driver {
         this.firstDocument?.();
         return false;
       }
-      doc = checked;
+      doc = checked.document;
+      for (const r of checked.refused) this.o.log("error", "left an L7 frontend out of the proxy: it answers 503 until its rows are fixed", { ...r });
+      this.documentError = checked.refused.length === 0 ? null : `left out ${checked.refused.length} L7 frontend(s): ${checked.refused.map((r) => `${r.frontend} (tenant ${r.tenant}): ${r.reason}`).join("; ")}`;
     }
-    this.documentError = null;
+    if (answer.kind === "missing") this.documentError = null;
     this.wanted = this.render(doc, etag);
     if (answer.kind === "document") this.putProxyAddress(doc.proxyAddress);
     this.firstDocument?.();
@@ -317,6 +333,7 @@ export class L7Driver {
           for (const s of b.servers) if (held.get(`${b.name}/${s.name}`) !== s.weight) await setServerWeight(this.paths.adminSocket, b.name, s.name, s.weight);
         }
       } else {
+        await this.tablesWhole();
         await running.reload();
         this.o.listener?.(running.workerPid);
       }
@@ -342,6 +359,8 @@ export class L7Driver {
     writeFileSync(r.callersMapPath, r.callersMap, { mode: 0o600 });
     // HAProxy loads each key file when it parses the config: they are there before it is checked or loaded.
     for (const k of r.jwtKeys) writeFileSync(k.path, k.pem, { mode: 0o600 });
+    // Likewise the errorfiles: the same text every time.
+    for (const e of proxyErrorFiles(this.o.stateDir)) writeFileSync(e.path, e.content, { mode: 0o600 });
     const candidate = `${this.paths.config}.new`;
     writeFileSync(candidate, r.config, { mode: 0o600 });
     const problem = await checkConfig(this.paths.binary, candidate);
@@ -351,6 +370,22 @@ export class L7Driver {
     }
     renameSync(candidate, this.paths.config);
     return null;
+  }
+
+  /**
+   * Waits until the serving worker can hand its rate-limit tables to the
+   * next one (runtime-api.ts peersResynced), at most PEERS_RESYNC_WAIT_MS:
+   * past that the reload goes ahead, and the counts start afresh.
+   */
+  private async tablesWhole(): Promise<void> {
+    const deadline = Date.now() + PEERS_RESYNC_WAIT_MS;
+    while (!(await peersResynced(this.paths.adminSocket, PEERS_SECTION))) {
+      if (Date.now() > deadline || this.abort.signal.aborted) {
+        this.o.log("warn", "reloading the L7 proxy before its rate-limit tables are whole: the new worker starts their counts afresh", { waitedMs: PEERS_RESYNC_WAIT_MS });
+        return;
+      }
+      await sleep(100, this.abort.signal);
+    }
   }
 
   /** The servers HAProxy holds are the document's, with its weights; throws what differs. */

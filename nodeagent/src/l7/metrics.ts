@@ -29,8 +29,8 @@ export const codeClass = (status: number) => (status >= 100 && status <= 599 ? `
 const CODE_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 const NO_CLASS = CODE_CLASSES.length - 1;
 const codeClassIndex = (status: number) => (status >= 100 && status <= 599 ? Math.floor(status / 100) - 1 : NO_CLASS);
-/** The refusals render.ts and traffic-render.ts write ("": a backend was asked). */
-const REFUSALS = ["", "forbidden", "no-frontend", "no-backend", "no-servers", "rate-limited", "overflow", "other"];
+/** The refusals render.ts, traffic-render.ts and proxy-errors.ts write ("": a backend was asked). */
+const REFUSALS = ["", "forbidden", "bad-request", "no-frontend", "no-backend", "no-servers", "rate-limited", "overflow", "other"];
 const OTHER = REFUSALS.length - 1;
 function refusalIndex(refused: string): number {
   const i = REFUSALS.indexOf(refused);

@@ -24,6 +24,19 @@
  * drops the record, and writes "N events dropped" into the ring ahead of
  * the next one that fits (dropNotice); the drops not yet announced are in
  * `show events` (runtime-api.ts ringDropped).
+ *
+ * Except on a reload, and silently: a worker told to stop (SIGUSR1 from
+ * the master, as the new worker starts) closes its ring's forwarder at
+ * once (HAProxy's sink.c, "if stopping was requested, close immediately",
+ * in 2.6 and still upstream). Records still in its ring, and every record
+ * of the requests it goes on serving until they end (hard-stop-after,
+ * 60 s), stay in a ring nobody reads and go with the worker: such requests
+ * reach no metric, flow, span or outlier count. Seen with a request in
+ * flight across a reload (its record never arrived). Not fixed: reading
+ * the old worker's ring through the master CLI (`@!<pid> show events`)
+ * dumps what it holds (forwarded or not: it would need de-duplicating)
+ * but did not follow what came later, and the worker exits as its last
+ * request ends, so its last records would race its exit anyway.
  */
 import { createServer, type Server, type Socket } from "node:net";
 import { chmodSync, rmSync } from "node:fs";

@@ -33,8 +33,9 @@ import { constants } from "@weft/codec";
 import type { HeaderModifier, L7Authorization, L7Backend, L7Document, L7Frontend, L7Match, RetryCondition } from "./document.ts";
 import { jwtRendering, type JwtRendering } from "./jwt-render.ts";
 import { TRACE_CONTEXT_LINES, TRACE_LOG_FIELDS } from "./render-trace.ts";
-import { problemReturn, type Problem } from "./problem.ts";
-import { backendTrafficLines, frontendsOfBackends, pendingLines, rateLimitLines, serverLimit } from "./traffic-render.ts";
+import { problemReturn } from "./problem.ts";
+import { errorFileLines, invalidHeaderLines } from "./proxy-errors.ts";
+import { backendTrafficLines, frontendsOfBackends, peersLines, pendingLines, rateLimitLines, serverLimit } from "./traffic-render.ts";
 
 /** HAProxy's weights are 0..256; the compiler's already are. */
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -95,16 +96,6 @@ export function quote(text: string): string {
 
 /** A log-format string (header values): '%' is literal only doubled. */
 const logFormat = (text: string) => quote(text.replace(/%/g, "%%"));
-
-/** The answers HAProxy makes itself, as problems. */
-const PROXY_ERRORS: Problem[] = [
-  { status: 400, title: "Bad Request", detail: "the L7 proxy could not read the request" },
-  { status: 408, title: "Request Timeout", detail: "the request did not arrive in time" },
-  { status: 500, title: "Internal Server Error", detail: "the L7 proxy failed to handle the request" },
-  { status: 502, title: "Bad Gateway", detail: "the backend answered with an invalid or cut response" },
-  { status: 503, title: "Service Unavailable", detail: "no backend server is available" },
-  { status: 504, title: "Gateway Timeout", detail: "the backend did not answer in time" },
-];
 
 /**
  * The JSON record per request. Only fields HAProxy itself shapes are
@@ -342,6 +333,8 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
   const callers = new Set(doc.callers.map((c) => c.spiffeId)).size;
   const perFrontend = doc.frontends.map((f, i) => frontendRules(f, i, backends, jwt, callers));
   const owners = frontendsOfBackends(doc);
+  // Only rate limits keep state a reload must carry over.
+  const peers = perFrontend.some((p) => p.tables.length > 0) ? peersLines(o.stateDir) : null;
   const lines = [
     "# Rendered by the weft agent from GET /v1/nodes/{node}/l7; edits are overwritten.",
     "global",
@@ -352,7 +345,9 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     ...(o.threads ? [`  nbthread ${o.threads}`] : []),
     // An old worker of a reload serves its open connections at most this long.
     "  hard-stop-after 60s",
+    ...(peers?.global.map((l) => `  ${l}`) ?? []),
     "",
+    ...(peers ? [...peers.section, ""] : []),
     ...recordRing(recordSocketPath(o.stateDir)),
     "",
     "defaults",
@@ -371,8 +366,8 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     // A body that fits the buffer is read before a server is asked (within timeout http-request): a caller holding it back
     // gets the proxy's 408, never a server's 504 that outlier ejection would count against a healthy backend.
     "  option http-buffer-request",
-    // What HAProxy answers itself (a bad request, no server up, a backend that failed or timed out) is a problem too.
-    ...PROXY_ERRORS.map((p) => `  ${problemReturn(p).replace("http-request return status", "http-error status")}`),
+    // What HAProxy answers itself (no server up, a backend that failed or timed out) is a problem too (proxy-errors.ts).
+    ...errorFileLines(o.stateDir).map((l) => `  ${l}`),
     "",
     `frontend ${FRONTEND_SECTION}`,
     `  bind ${listen.address}:${listen.port} transparent`,
@@ -390,6 +385,8 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     `  http-request set-var(txn.caller) src,map_ip(${o.callersMap})`,
     `  http-request set-var(txn.caller_tenant) var(txn.caller),field(1,|)`,
     `  http-request set-var(txn.caller_id) var(txn.caller),field(2,|)`,
+    // Before anything decides on a header: a control character HAProxy 2.6's parser lets through (proxy-errors.ts).
+    ...invalidHeaderLines().map((l) => `  ${l}`),
     ...jwt.prelude.map((l) => `  ${l}`),
     ...perFrontend.flatMap((p) => p.decide.map((l) => `  ${l}`)),
     "  http-request set-header x-weft-source-identity %[var(txn.caller_id)]",

@@ -97,3 +97,20 @@ export async function setServerState(socketPath: string, backend: string, server
   const answer = (await runtimeCommand(socketPath, `set server ${backend}/${server} state ${state}`)).trim();
   if (answer !== "") throw new RuntimeApiError(`failed to set the state of ${backend}/${server} to ${state}: ${answer}`);
 }
+
+/** `show peers` flags: PEERS_F_RESYNC_LOCAL | PEERS_F_RESYNC_REMOTE (HAProxy's peers.c), the section's own resync done. */
+const PEERS_RESYNC_FINISHED = 0x3;
+
+/**
+ * Whether the serving worker's peers section `section` has finished its own
+ * resync: only such a worker teaches its tables to the next one on a
+ * reload (HAProxy skips the lesson otherwise, and the new worker starts
+ * empty). A worker started afresh finishes 5 s after it starts (HAProxy
+ * waits that long for remote peers it does not have); one taught by its
+ * predecessor, as soon as the lesson ends. True when it has no such section.
+ */
+export async function peersResynced(socketPath: string, section: string): Promise<boolean> {
+  const text = await runtimeCommand(socketPath, "show peers");
+  const m = new RegExp(`\\bid=${section} disabled=\\d+ flags=0x([0-9a-f]+)`).exec(text);
+  return !m || (parseInt(m[1]!, 16) & PEERS_RESYNC_FINISHED) === PEERS_RESYNC_FINISHED;
+}

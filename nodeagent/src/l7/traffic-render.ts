@@ -36,7 +36,11 @@
  *   window at most `burst` requests pass, so the long-run rate is
  *   requestsPerSecond. Retry-After is the window, rounded up to whole
  *   seconds (at least 1): by then the caller's count has begun to fall.
- *   The tables live in the serving worker: a reload starts them empty.
+ *   The tables outlive a reload: each table is shared with the local peer
+ *   (peersLines), through which HAProxy's old worker teaches the new one
+ *   every entry before it exits, so a caller past its burst stays refused
+ *   whatever reloads another tenant's route writes cause. A restart of
+ *   HAProxy (a crash, a new agent) starts them empty.
  */
 import type { L7Document, L7Frontend, L7Traffic } from "./document.ts";
 import { problemReturn } from "./problem.ts";
@@ -111,6 +115,37 @@ export function rateLimitLines(f: L7Frontend, on: string, callers: number): { fr
       `http-request sc-inc-gpc0(0) if ${on}`,
     ],
     // Room for every identity that may call (callers of this node), twice over; an entry outlives its window.
-    table: [`backend ${table}`, `  stick-table type binary len 32 size ${Math.max(64, 2 * callers)} expire ${2 * window} store gpc0_rate(${window})`],
+    table: [`backend ${table}`, `  stick-table type binary len 32 size ${Math.max(64, 2 * callers)} expire ${2 * window} store gpc0_rate(${window}) peers ${PEERS_SECTION}`],
   };
 }
+
+/** The peers section of the rate-limit tables and the local peer's name: upper and lower case words the compiler never mints. */
+export const PEERS_SECTION = "WEFT";
+export const LOCAL_PEER = "local";
+
+/** The local peer's socket. */
+export const peersSocketPath = (stateDir: string) => `${stateDir}/l7-peers.sock`;
+
+/**
+ * The global line and the peers section that carry the tables across a
+ * reload: on SIGUSR2 the old worker connects to the local peer's address,
+ * which the new worker now holds (the master passes the listener on), and
+ * pushes every entry of every table of the section before it exits.
+ *
+ * Why this listener is safe: the peers protocol has no authentication, and
+ * whoever connects may write any entry (zero a caller's count, fill
+ * another's). So it is no TCP port at all, but a unix socket in the
+ * agent's state directory, mode 600: only root on this node can connect,
+ * nothing off the node can reach it, a workload (in its own network
+ * namespace, or any other user) cannot, and two agents' proxies on one
+ * machine never share it (each has its own state directory; a TCP port
+ * would need picking, and HAProxy binds with SO_REUSEPORT, so a collision
+ * would not even fail).
+ */
+export function peersLines(stateDir: string): { global: string[]; section: string[] } {
+  return {
+    global: [`localpeer ${LOCAL_PEER}`],
+    section: [`peers ${PEERS_SECTION}`, `  bind unix@${peersSocketPath(stateDir)} mode 600`, `  server ${LOCAL_PEER}`],
+  };
+}
+
