@@ -63,9 +63,9 @@ async function ok(base: string, method: string, path: string, headers: Record<st
   return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : {};
 }
 
-/** The first host address of a pod CIDR block: each node's one workload. */
-function firstHost(block: string): string {
-  const n = block.split("/")[0]!.split(".").reduce((a, o) => a * 256 + Number(o), 0) + 1;
+/** The first address of a pod CIDR block a workload may hold (the one before it is the node's L7 proxy's): each node's one workload. */
+function workloadAddress(block: string): string {
+  const n = block.split("/")[0]!.split(".").reduce((a, o) => a * 256 + Number(o), 0) + 2;
   return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
 }
 
@@ -111,7 +111,7 @@ try {
     const { node } = await ok(base, "POST", "/v1/nodes/register", {}, { joinToken: token, name, zone: "z" });
     created.nodes.push(name);
     const block = (node as { podCidr: string }).podCidr;
-    await ok(base, "PUT", `/v1/tenants/${tenant}/workloads/w-${i}`, op, { identity: "web", node: name, addresses: [firstHost(block)] });
+    await ok(base, "PUT", `/v1/tenants/${tenant}/workloads/w-${i}`, op, { identity: "web", node: name, addresses: [workloadAddress(block)] });
   };
 
   console.log(`registration: ${NODES} nodes, ${apis.length} replica(s), ${CONCURRENCY} in flight, ${process.env.DATABASE_URL ? "Postgres" : "PGlite"}; load average ${load()}`);
