@@ -168,10 +168,11 @@ export async function admitWrite(
   const tenantIds = changes.flatMap((c) =>
     c.kind === "tenant" ? [c.op === "put" ? c.row.id : c.id] : "tenantId" in c ? [c.tenantId] : "row" in c && "tenantId" in c.row ? [c.row.tenantId] : [],
   );
-  const merged = mergeInto(rows.snapshotOf(tenantIds), changes);
+  // Workloads need ids only as service backends: without services, 10,000 of them need not be copied or indexed again.
+  const services = changes.some((c) => c.kind === "service" && c.op === "put") || tenantIds.some((id) => (rows.byTenant.get(id)?.service.size ?? 0) > 0);
+  const merged = mergeInto(rows.snapshotOf(tenantIds, services), changes);
   let missing;
   try {
-    // Workloads need ids only as service backends: without services, 10,000 of them need not be indexed again.
     missing = missingIds(merged.services.length === 0 ? { ...merged, workloads: [] } : merged);
   } catch (err) {
     return compileRefusal(err);

@@ -27,7 +27,7 @@
  * after a write on another replica sees it. After a pull, the reached tracked
  * nodes are compiled in slices that yield to the event loop (history.ts).
  */
-import { and, asc, eq, gt, inArray, lt } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, lt, sql } from "drizzle-orm";
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "../db/client.ts";
 import { platformRead, withPlatformRead } from "../db/platform-read.ts";
@@ -344,23 +344,26 @@ export class Follower implements DatapathReader {
   /** The changes past this.revision (below `before` when given), with the rows they name as they are now. */
   private async pull(tx: Tx, before?: number): Promise<Pulled> {
     const from = this.revision;
-    // Retention (db/log-retention.ts) raises the horizon before deleting at or below it, so this
-    // snapshot either still holds every change past `from` or shows the horizon above it.
-    const [horizon] = await tx.select({ prunedThrough: changeLogHorizon.prunedThrough }).from(changeLogHorizon);
-    if (from < (horizon?.prunedThrough ?? 0)) {
-      this.log.warn({ applied: from, prunedThrough: horizon!.prunedThrough }, "datapath: the change log was pruned past this replica's revision; reloading everything");
-      return this.pullAll(tx);
-    }
     let head: number;
     if (before === undefined) {
       const [counter] = await tx.select({ revision: revisionCounter.revision }).from(revisionCounter);
       head = counter?.revision ?? 0;
     } else head = before - 1;
+    // The horizon rides along with the changes (one statement fewer: a write's catch-up runs under the revision lock),
+    // and is read alone only when there are none.
+    const prunedThrough = sql<number>`coalesce((SELECT ${changeLogHorizon.prunedThrough} FROM ${changeLogHorizon}), 0)`.mapWith(Number);
     const logged = await tx
-      .select({ revision: changeLog.revision, tenantId: changeLog.tenantId, kind: changeLog.kind, name: changeLog.name, op: changeLog.op })
+      .select({ prunedThrough, revision: changeLog.revision, tenantId: changeLog.tenantId, kind: changeLog.kind, name: changeLog.name, op: changeLog.op })
       .from(changeLog)
       .where(and(gt(changeLog.revision, from), lt(changeLog.revision, head + 1)))
       .orderBy(asc(changeLog.revision), asc(changeLog.id));
+    // Retention (db/log-retention.ts) raises the horizon before deleting at or below it, so this
+    // snapshot either still holds every change past `from` or shows the horizon above it.
+    const horizon = logged[0]?.prunedThrough ?? (await tx.select({ prunedThrough: changeLogHorizon.prunedThrough }).from(changeLogHorizon))[0]?.prunedThrough ?? 0;
+    if (from < horizon) {
+      this.log.warn({ applied: from, prunedThrough: horizon }, "datapath: the change log was pruned past this replica's revision; reloading everything");
+      return this.pullAll(tx);
+    }
     // The last change of each resource decides the order its current row is applied in.
     const latest = new Map<string, ChangeEvent>();
     for (const logEvent of logged) {

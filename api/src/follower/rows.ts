@@ -225,8 +225,12 @@ export class Rows {
     return out;
   }
 
-  /** A snapshot of some tenants only: backends and CIDRs resolve within one tenant, so their missing ids do too. */
-  snapshotOf(tenantIds: Iterable<number>): Snapshot {
+  /**
+   * A snapshot of some tenants only: backends and CIDRs resolve within one
+   * tenant, so their missing ids do too. Without `workloads`, none (copying a
+   * tenant's 10,000 workloads is wasted where no service selects them).
+   */
+  snapshotOf(tenantIds: Iterable<number>, workloads = true): Snapshot {
     const ts = [...new Set(tenantIds)].flatMap((id) => {
       const row = this.tenants.get(id);
       return row ? [{ row, rows: this.byTenant.get(id) }] : [];
@@ -235,7 +239,7 @@ export class Rows {
     return {
       tenants: ts.map((t) => t.row),
       identities: all<IdentityRow>("identity"),
-      workloads: all<WorkloadRow>("workload"),
+      workloads: workloads ? all<WorkloadRow>("workload") : [],
       services: all<ServiceRow>("service"),
       policies: all<PolicyRow>("policy"),
       httpRoutes: all<HttpRouteRow>("httpRoute"),

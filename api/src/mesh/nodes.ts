@@ -148,7 +148,11 @@ export async function freePodCidrBlock(w: WriteScope, plan: AddressPlan): Promis
 export async function podCidrOf(w: WriteScope, node: string, plan: AddressPlan): Promise<{ podCidr: string } | null> {
   const [row] = await w.tx.select({ podCidr: nodes.podCidr }).from(nodes).where(eq(nodes.name, node));
   if (!row) return null;
-  if (row.podCidr !== null) return { podCidr: row.podCidr };
+  return { podCidr: row.podCidr ?? (await assignPodCidr(w, node, plan)) };
+}
+
+/** Gives a node that has none (as read in this write) the lowest free block. */
+export async function assignPodCidr(w: WriteScope, node: string, plan: AddressPlan): Promise<string> {
   const block = await freePodCidrBlock(w, plan);
   const [set] = await w.tx
     .update(nodes)
@@ -156,7 +160,7 @@ export async function podCidrOf(w: WriteScope, node: string, plan: AddressPlan):
     .where(and(eq(nodes.name, node), isNull(nodes.podCidr)))
     .returning({ podCidr: nodes.podCidr });
   if (!set) throw new MeshRefusal("conflict", `node "${node}" changed meanwhile; retry`);
-  return { podCidr: block };
+  return block;
 }
 
 /**
