@@ -548,8 +548,15 @@ export class Follower implements DatapathReader {
           tenantIds.add(c.op === "put" ? c.row.tenantId : c.tenantId);
       }
     }
+    // Only tracked nodes are compiled again (history.recordLater): when fewer are tracked than host the
+    // tenants (registering 10,000 nodes, none polling yet), each tracked node is asked instead.
     const addPresent = () => {
-      for (const t of tenantIds) for (const n of this.rows.nodesOf(t)) nodes.add(n);
+      const tracked = this.history.trackedNodes;
+      let hosting = 0;
+      for (const t of tenantIds) hosting += this.rows.nodeCount(t);
+      if (tracked.size < hosting) {
+        for (const n of tracked.keys()) if ([...tenantIds].some((t) => this.rows.hosts(t, n))) nodes.add(n);
+      } else for (const t of tenantIds) for (const n of this.rows.nodesOf(t)) nodes.add(n);
     };
     addPresent();
     return () => {
