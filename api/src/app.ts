@@ -238,13 +238,13 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     bundleEndpoints,
     bundleRefresher,
     flowStreams,
-    writeFor: makeWriteFor(db, feed),
+    writeFor: makeWriteFor(db, feed, domainMetrics),
     servingTls,
   };
   app.decorate("weft", services);
   // Liveness is the API's to decide (mesh/liveness.ts); in-process apps (tests) sweep only when asked to.
   const grace = config.nodeGraceSeconds ?? 0;
-  const liveness = grace > 0 ? new LivenessSweeper(db, makeSystemWrite(db, feed), grace, app.log) : undefined;
+  const liveness = grace > 0 ? new LivenessSweeper(db, makeSystemWrite(db, feed, domainMetrics), grace, app.log) : undefined;
   // Every replica prunes (mesh/flows/retention.ts, db/log-retention.ts); in-process apps (tests) only when asked to.
   const pruner = config.flowRetentionMs === undefined ? undefined : flowPruner(db, config.flowRetentionMs, app.log);
   const logRetention = { changeLogMs: config.changeLogRetentionMs, auditMs: config.auditRetentionMs };

@@ -14,7 +14,11 @@
  * flight at once, spread round-robin over the replicas.
  *
  * Printed at each checkpoint (1,000, 5,000, 10,000 and the end): nodes so
- * far, nodes/s overall and over the last window, and the load average.
+ * far, nodes/s overall and over the last window, and the load average; and,
+ * from the replicas' /metrics over the window, the API's CPU seconds per
+ * node (all replicas together) and how long a write held the revision lock
+ * on average (weft_write_lock_seconds: every writer's wait is made of it).
+ * BENCH_CHECKPOINTS=500,1000,... prints at other counts.
  * BENCH_MAX_SECONDS stops early (the figures so far are printed).
  * BENCH_API=URL[,URL...] uses API processes already running (started by
  * hand, for instance under --cpu-prof) with BENCH_OPERATOR_TOKEN instead.
@@ -30,7 +34,7 @@ const NODES = Number(process.env.BENCH_NODES ?? 10_000);
 const REPLICAS = Number(process.env.BENCH_REPLICAS ?? 1);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const MAX_SECONDS = Number(process.env.BENCH_MAX_SECONDS ?? Infinity);
-const CHECKPOINTS = [1000, 5000, 10_000];
+const CHECKPOINTS = process.env.BENCH_CHECKPOINTS?.split(",").map(Number) ?? [1000, 5000, 10_000];
 /** Issue 20: 10,000 nodes in under 5 minutes. */
 const GOAL_SECONDS = 300;
 const GOAL_NODES = 10_000;
@@ -59,10 +63,28 @@ async function ok(base: string, method: string, path: string, headers: Record<st
   return res.body ? (JSON.parse(res.body) as Record<string, unknown>) : {};
 }
 
-/** The first host address of a pod CIDR block: each node's one workload. */
-function firstHost(block: string): string {
-  const n = block.split("/")[0]!.split(".").reduce((a, o) => a * 256 + Number(o), 0) + 1;
+/** The first address of a pod CIDR block a workload may hold (the one before it is the node's L7 proxy's): each node's one workload. */
+function workloadAddress(block: string): string {
+  const n = block.split("/")[0]!.split(".").reduce((a, o) => a * 256 + Number(o), 0) + 2;
   return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
+}
+
+/** What the window's figures need from a replica's /metrics: its CPU seconds and its writes' lock holds so far. */
+interface Meters {
+  cpu: number;
+  lockSum: number;
+  lockCount: number;
+}
+
+async function meters(base: string): Promise<Meters> {
+  const text = (await http(base, "GET", "/metrics", {})).body;
+  const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN);
+  return { cpu: value("weft_process_cpu_seconds_total"), lockSum: value("weft_write_lock_seconds_sum"), lockCount: value("weft_write_lock_seconds_count") };
+}
+
+async function allMeters(bases: string[]): Promise<Meters> {
+  const each = await Promise.all(bases.map(meters));
+  return each.reduce((a, m) => ({ cpu: a.cpu + m.cpu, lockSum: a.lockSum + m.lockSum, lockCount: a.lockCount + m.lockCount }), { cpu: 0, lockSum: 0, lockCount: 0 });
 }
 
 const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
@@ -89,22 +111,28 @@ try {
     const { node } = await ok(base, "POST", "/v1/nodes/register", {}, { joinToken: token, name, zone: "z" });
     created.nodes.push(name);
     const block = (node as { podCidr: string }).podCidr;
-    await ok(base, "PUT", `/v1/tenants/${tenant}/workloads/w-${i}`, op, { identity: "web", node: name, addresses: [firstHost(block)] });
+    await ok(base, "PUT", `/v1/tenants/${tenant}/workloads/w-${i}`, op, { identity: "web", node: name, addresses: [workloadAddress(block)] });
   };
 
   console.log(`registration: ${NODES} nodes, ${apis.length} replica(s), ${CONCURRENCY} in flight, ${process.env.DATABASE_URL ? "Postgres" : "PGlite"}; load average ${load()}`);
   const started = performance.now();
   let done = 0;
-  let window = { at: started, done: 0 };
+  const bases = apis.map((a) => a.base);
+  let window = { at: started, done: 0, meters: await allMeters(bases) };
   let stoppedEarly = false;
-  const report = () => {
+  const report = async () => {
     const now = performance.now();
-    const rate = done / ((now - started) / 1000);
-    const recent = (done - window.done) / ((now - window.at) / 1000);
+    const count = done;
+    const rate = count / ((now - started) / 1000);
+    const recent = (count - window.done) / ((now - window.at) / 1000);
+    const m = await allMeters(bases);
+    const cpuPerNode = (m.cpu - window.meters.cpu) / (count - window.done);
+    const lockMs = ((m.lockSum - window.meters.lockSum) / (m.lockCount - window.meters.lockCount)) * 1000;
     console.log(
-      `${String(done).padStart(6)} nodes in ${((now - started) / 1000).toFixed(1)} s: ${rate.toFixed(1)} nodes/s overall, ${recent.toFixed(1)} nodes/s since ${window.done}; load average ${load()}`,
+      `${String(count).padStart(6)} nodes in ${((now - started) / 1000).toFixed(1)} s: ${rate.toFixed(1)} nodes/s overall, ${recent.toFixed(1)} nodes/s since ${window.done}; ` +
+        `API ${(cpuPerNode * 1000).toFixed(1)} ms CPU per node, lock held ${lockMs.toFixed(2)} ms per write, since ${window.done}; load average ${load()}`,
     );
-    window = { at: now, done };
+    window = { at: now, done: count, meters: m };
   };
   let next = 0;
   await Promise.all(
@@ -116,11 +144,11 @@ try {
         }
         await addNode(next++);
         done++;
-        if (CHECKPOINTS.includes(done)) report();
+        if (CHECKPOINTS.includes(done)) await report();
       }
     }),
   );
-  if (!CHECKPOINTS.includes(done)) report();
+  if (!CHECKPOINTS.includes(done)) await report();
   const seconds = (performance.now() - started) / 1000;
   if (NODES >= GOAL_NODES && !stoppedEarly) {
     console.log(`goal: ${GOAL_NODES} nodes in under ${GOAL_SECONDS} s: ${seconds.toFixed(1)} s, ${seconds < GOAL_SECONDS ? "met" : "not met"}`);

@@ -124,6 +124,26 @@ describe.each(BACKENDS)("domain metrics on %s", (backend) => {
       expect(sample(await scrape(), "weft_datapath_compile_seconds_count")).toBeGreaterThan(compiles);
       expect(await scrape()).toContain("# TYPE weft_datapath_compile_seconds histogram");
     });
+
+    it("times each write's hold of the revision lock, committed or refused", async () => {
+      const before = sample(await scrape(), "weft_write_lock_seconds_count");
+      const t = await tenantWithToken(app, ["admin"]);
+      const ok = await app.inject({ method: "PUT", url: `/v1/tenants/${t.tenant}/identities/w`, headers: bearer(t.token), payload: { path: "/w" } });
+      expect(ok.statusCode).toBe(201);
+      // A refusal inside the write (no such node) rolls back after taking the lock: it held it too.
+      const refused = await app.inject({
+        method: "PUT",
+        url: `/v1/tenants/${t.tenant}/workloads/w-1`,
+        headers: bearer(t.token),
+        payload: { identity: "w", node: "no-such-node", addresses: ["10.9.9.9"] },
+      });
+      expect(refused.statusCode).toBe(422);
+      const after = await scrape();
+      // The tenant's creation, the identity and the refused workload, at least.
+      expect(sample(after, "weft_write_lock_seconds_count")).toBeGreaterThanOrEqual(before + 3);
+      expect(sample(after, "weft_write_lock_seconds_sum")).toBeGreaterThan(0);
+      expect(after).toContain("# TYPE weft_write_lock_seconds histogram");
+    });
   });
 });
 

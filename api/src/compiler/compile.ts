@@ -26,6 +26,7 @@
  *    policy, too: the proxy's allows at its local backends (l7.ts).
  */
 import { createHash } from "node:crypto";
+import { CapacityBook, type LocalCapacity } from "./capacity-book.ts";
 import { CompileError } from "./ids.ts";
 import { addressCount, addressPart, cidrPart, endpointPart, owners } from "./parts.ts";
 import { policyPart, type PolicyPart } from "./policy.ts";
@@ -68,6 +69,20 @@ export interface Compiler {
   capacityClass(node: string): string;
   countClass(capacityClass: string): MapCounts;
   countLocal(node: string): MapCounts;
+  /**
+   * Counts every node not counted now (capacityOf), so that what a change
+   * forgets afterwards (uncountedNodes) is exactly what it may alter.
+   */
+  countAllNodes(): void;
+  /** Nodes whose class and own counts are not remembered now: those the changes since countAllNodes may alter. */
+  uncountedNodes(): Iterable<string>;
+  /**
+   * The classes of counted nodes in which any of the tenants is present, each
+   * with its members and an upper bound of their own counts (capacity-book.ts).
+   */
+  classesWith(tenantIds: ReadonlySet<number>): Iterable<{ capacityClass: string; bound: MapCounts; members: ReadonlySet<string> }>;
+  /** Makes the class's bound exact (visits its members): after it did not fit. */
+  exactBound(capacityClass: string): void;
   /** The current rows as a Snapshot. */
   snapshot(): Snapshot;
   /** The node's L7 proxy document (l7.ts); null when the node is unknown or has no pod block. */
@@ -97,16 +112,20 @@ class MemoCompiler implements Compiler {
   private readonly l7AllowParts = new Map<number, Map<number, Part>>();
   /** Every node's proxy address; dropped when a node's block, or a workload holding one, changes. */
   private proxyPart: Part | undefined;
-  /** The nodes' proxy addresses; dropped with a node's block. */
-  private proxyAddresses: Set<string> | undefined;
+  /**
+   * The nodes' proxy addresses, each with how many nodes' blocks give it;
+   * kept up to date as blocks change rather than dropped: rebuilding it read
+   * every node after each registration.
+   */
+  private proxyAddresses: Map<string, number> | undefined;
   /** service id -> zone ("" when the service ignores zones) -> part */
   private readonly serviceParts = new Map<number, Map<string, ServicePart>>();
   private readonly backendParts = new Map<number, Part>();
   private readonly cidrParts = new Map<string, Part>();
   /** tenant id -> CIDRs its policies name */
   private readonly tenantCidrs = new Map<number, string[]>();
-  /** node -> its class and own counts (capacityOf); dropped by forgetLocal. */
-  private readonly localCapacity = new Map<string, LocalCapacity>();
+  /** node -> its class and own counts (capacityOf), grouped by class; dropped by forgetLocal. */
+  private readonly localCapacity = new CapacityBook();
 
   constructor(private readonly index: SnapshotIndex) {}
 
@@ -146,25 +165,25 @@ class MemoCompiler implements Compiler {
         const t = this.index.tenants.get(tenantId);
         // A backend of an L7 frontend changes the proxy's allows at its identity, on every node that runs it.
         if (t !== undefined && t.httpRoutes.size > 0) {
-          this.localCapacity.clear();
+          this.localCapacity.forgetAll();
           return;
         }
         const w = t?.workloads.get(name);
-        if (w !== undefined) this.localCapacity.delete(w.node);
+        if (w !== undefined) this.localCapacity.forget(w.node);
         return;
       }
       case "node":
-        this.localCapacity.delete(change.op === "put" ? change.row.name : change.name);
+        this.localCapacity.forget(change.op === "put" ? change.row.name : change.name);
         return;
       case "trafficPolicy":
         return;
       case "service": {
         const t = this.index.tenants.get(change.op === "put" ? change.row.tenantId : change.tenantId);
-        if (t !== undefined && t.httpRoutes.size > 0) this.localCapacity.clear();
+        if (t !== undefined && t.httpRoutes.size > 0) this.localCapacity.forgetAll();
         return;
       }
       default:
-        this.localCapacity.clear();
+        this.localCapacity.forgetAll();
     }
   }
 
@@ -247,7 +266,8 @@ class MemoCompiler implements Compiler {
           if (now?.zone !== was?.zone) this.dropZoned();
           if (now?.podCidr !== was?.podCidr) {
             this.proxyPart = undefined;
-            this.proxyAddresses = undefined;
+            this.countProxyAddress(was?.podCidr, -1);
+            this.countProxyAddress(now?.podCidr, 1);
           }
         };
       }
@@ -439,6 +459,23 @@ class MemoCompiler implements Compiler {
     return this.capacityOf(node).local;
   }
 
+  countAllNodes(): void {
+    for (const node of this.localCapacity.uncounted(this.index.nodes)) this.capacityOf(node);
+    this.localCapacity.allCounted();
+  }
+
+  uncountedNodes(): Iterable<string> {
+    return this.localCapacity.uncounted(this.index.nodes);
+  }
+
+  classesWith(tenantIds: ReadonlySet<number>): Iterable<{ capacityClass: string; bound: MapCounts; members: ReadonlySet<string> }> {
+    return this.localCapacity.classesWith(tenantIds);
+  }
+
+  exactBound(capacityClass: string): void {
+    this.localCapacity.exactBound(capacityClass);
+  }
+
   /** A node's class and own counts, remembered until a change can alter them (forgetLocal). */
   private capacityOf(node: string): LocalCapacity {
     let known = this.localCapacity.get(node);
@@ -482,13 +519,19 @@ class MemoCompiler implements Compiler {
   /** A node's proxy address ("10.0.3.1", or as "10.0.3.1/32"): the proxy part holds its ipcache key. */
   private isProxyAddress(address: string): boolean {
     if (this.proxyAddresses === undefined) {
-      this.proxyAddresses = new Set();
-      for (const n of this.index.nodes.values()) {
-        const a = proxyAddressOf(n.podCidr);
-        if (a !== null) this.proxyAddresses.add(a);
-      }
+      this.proxyAddresses = new Map();
+      for (const n of this.index.nodes.values()) this.countProxyAddress(n.podCidr, 1);
     }
     return this.proxyAddresses.has(address.endsWith("/32") ? address.slice(0, -3) : address);
+  }
+
+  /** A node's block given (+1) or taken back (-1), once the addresses are counted at all. */
+  private countProxyAddress(podCidr: string | undefined, by: 1 | -1): void {
+    const a = proxyAddressOf(podCidr);
+    if (this.proxyAddresses === undefined || a === null) return;
+    const n = (this.proxyAddresses.get(a) ?? 0) + by;
+    if (n > 0) this.proxyAddresses.set(a, n);
+    else this.proxyAddresses.delete(a);
   }
 
   private built(p: Part): Part {
@@ -532,11 +575,6 @@ function countsOf(parts: Iterable<Part>): MapCounts {
   const counts = Object.fromEntries(DATAPATH_MAPS.map((m) => [m, 0])) as MapCounts;
   for (const p of parts) for (const m of DATAPATH_MAPS) counts[m] += p.entries[m]?.length ?? 0;
   return counts;
-}
-
-interface LocalCapacity {
-  capacityClass: string;
-  local: MapCounts;
 }
 
 const tenantCidrList = (t: TenantIndex): string[] => [...new Set([...t.policies.values()].flatMap(cidrsOf))].sort();

@@ -35,6 +35,8 @@ export interface TenantIndex {
   trafficPolicies: Map<string, TrafficPolicyRow>;
   /** identity name -> names of its workloads, for selector backends */
   workloadsByIdentity: Map<string, Set<string>>;
+  /** identity name -> how many addresses its workloads hold: what addressCount sums without reading every workload */
+  addressesByIdentity: Map<string, number>;
 }
 
 type RowKind = "identities" | "workloads" | "services" | "policies" | "httpRoutes" | "trafficPolicies";
@@ -112,6 +114,7 @@ export class SnapshotIndex {
       httpRoutes: new Map(),
       trafficPolicies: new Map(),
       workloadsByIdentity: new Map(),
+      addressesByIdentity: new Map(),
     });
     return undefined;
   }
@@ -258,6 +261,7 @@ export class SnapshotIndex {
       for (const a of w.addresses) this.addressTenant.set(a, w.tenantId);
       getOrSet(getOrSet(this.byNode, w.node, () => new Map()), w.tenantId, () => new Set()).add(w.name);
       getOrSet(t.workloadsByIdentity, w.identity, () => new Set()).add(w.name);
+      t.addressesByIdentity.set(w.identity, (t.addressesByIdentity.get(w.identity) ?? 0) + w.addresses.length);
     } else if (kind === "service") {
       const s = row as ServiceRow;
       this.vipService.set(s.vip, s.id);
@@ -281,6 +285,9 @@ export class SnapshotIndex {
       const sameIdentity = t.workloadsByIdentity.get(w.identity);
       sameIdentity?.delete(w.name);
       if (sameIdentity?.size === 0) t.workloadsByIdentity.delete(w.identity);
+      const held = (t.addressesByIdentity.get(w.identity) ?? 0) - w.addresses.length;
+      if (held > 0) t.addressesByIdentity.set(w.identity, held);
+      else t.addressesByIdentity.delete(w.identity);
     } else if (kind === "service") {
       const s = row as ServiceRow;
       this.vipService.delete(s.vip);

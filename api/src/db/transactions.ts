@@ -20,6 +20,12 @@ export interface WriteContext {
   /** The caller's own x-request-id, when safe; recorded beside requestId. */
   clientRequestId?: string | null;
   dryRun: boolean;
+  /**
+   * Told, once the transaction ends (committed or not), how long it held the
+   * revision lock: from the counter's row lock taken to commit or rollback,
+   * every other writer's wait (weft_write_lock_seconds).
+   */
+  lockHeld?: ((seconds: number) => void) | undefined;
 }
 
 export interface WriteScope {
@@ -82,6 +88,7 @@ export async function write<T>(
   body: (scope: WriteScope) => Promise<T>,
 ): Promise<{ result: T; changes: Change[] }> {
   const changes: Change[] = [];
+  let locked: number | undefined;
   try {
     const result = await db.transaction(async (tx) => {
       await enterAppRole(tx, tenantId);
@@ -91,6 +98,7 @@ export async function write<T>(
         .where(eq(revisionCounter.id, 1))
         .returning({ revision: revisionCounter.revision });
       if (!row) throw new Error("revision_counter row is missing: migrations did not run");
+      locked = performance.now();
       const revision = row.revision;
       const scope: WriteScope = {
         tx,
@@ -117,6 +125,8 @@ export async function write<T>(
   } catch (err) {
     if (err instanceof DryRunRollback) return { result: err.result as T, changes: [] };
     throw err;
+  } finally {
+    if (locked !== undefined) ctx.lockHeld?.((performance.now() - locked) / 1000);
   }
 }
 

@@ -41,13 +41,17 @@ export type AdmissionRefusal = { kind: "capacity"; refusals: CapacityProblem[] }
  * lowered capacity can still shrink.
  *
  * Counting is incremental (Compiler.countClass, countLocal): a node's count
- * is its class's shared parts plus its own, so a workload of a tenant present
- * on 10,000 nodes counts the tenant's shared parts once before and once after,
- * recounts only the node the workload leaves or lands on, and adds numbers for
- * the rest. The refusals are the same as compiling every touched node (the
- * property test in test/datapath/capacity-incremental.test.ts holds the two
- * equal). A failed revert is handed to `onRevertFailed` (the follower then
- * reloads everything).
+ * is its class's shared parts plus its own. The nodes a write touches are
+ * those where a tenant it changes is present, before or after, and the nodes
+ * it names. Of those, the ones whose own counts or class the changes alter
+ * are the ones the compiler forgets while they apply (every node counted
+ * first: countAllNodes): each is counted. Every other one keeps its class and
+ * own counts, so a class whose shared counts plus its members' largest own
+ * counts fit is cleared without visiting its nodes; a workload of a tenant on
+ * 10,000 nodes costs a count of its classes, not a visit of 10,000 nodes. The
+ * refusals are the same as compiling every touched node (the property test in
+ * test/datapath/capacity-incremental.test.ts holds the two equal). A failed
+ * revert is handed to `onRevertFailed` (the follower then reloads everything).
  */
 export function tryChanges(
   compiler: Compiler,
@@ -57,18 +61,21 @@ export function tryChanges(
   onRevertFailed: (err: unknown) => void,
 ): CapacityProblem[] {
   const tenantIds = new Set<number>();
-  const nodes = new Set<string>();
+  const named = new Set<string>();
   for (const c of changes) {
     if (c.kind === "tenant") tenantIds.add(c.op === "put" ? c.row.id : c.id);
-    else if (c.kind === "node") nodes.add(c.op === "put" ? c.row.name : c.name);
+    else if (c.kind === "node") named.add(c.op === "put" ? c.row.name : c.name);
     else if (c.kind !== "backendId" && c.kind !== "cidrIdentity") tenantIds.add(c.op === "put" ? c.row.tenantId : c.tenantId);
     // A workload moving to a node where its tenant had nothing yet: that node's "before" is counted too.
-    if (c.kind === "workload" && c.op === "put") nodes.add(c.row.node);
+    if (c.kind === "workload" && c.op === "put") named.add(c.row.node);
   }
-  const touched = (): void => {
-    for (const t of tenantIds) for (const n of rows.nodesOf(t)) nodes.add(n);
-  };
-  touched();
+  // The node a workload leaves may hold its tenant no more: it is touched all the same.
+  for (const c of changes) {
+    if (c.kind !== "workload") continue;
+    const old = rows.get("workload", c.op === "put" ? c.row.tenantId : c.tenantId, c.op === "put" ? c.row.name : c.name) as WorkloadRow | undefined;
+    if (old !== undefined) named.add(old.node);
+  }
+  compiler.countAllNodes();
   const undo: Change[] = [];
   let over = new Map<string, MapCounts>();
   let reverted = true;
@@ -79,8 +86,7 @@ export function tryChanges(
       rows.apply(c);
       undo.push(inverse);
     }
-    touched();
-    over = overCapacity(compiler, rows, nodes, limits);
+    over = overCapacity(compiler, rows, tenantIds, named, limits);
   } finally {
     try {
       for (const c of undo.reverse()) {
@@ -100,28 +106,43 @@ export function tryChanges(
   return checkCapacity(over, limits).filter((p) => p.needed > (before.get(p.node)?.[p.map] ?? 0));
 }
 
-/** Each node's counts (class + own) where some map is over capacity. */
-function overCapacity(compiler: Compiler, rows: Rows, nodes: Iterable<string>, limits: Capacities): Map<string, MapCounts> {
+/**
+ * Each touched node's counts (class + own) where some map is over capacity,
+ * with the changes applied: the nodes the changes altered one by one (those
+ * `named`, and those where a tenant of `tenantIds` is present), then every
+ * class where a tenant of `tenantIds` is present, node by node only when the
+ * class's bound does not fit.
+ */
+function overCapacity(compiler: Compiler, rows: Rows, tenantIds: ReadonlySet<number>, named: ReadonlySet<string>, limits: Capacities): Map<string, MapCounts> {
   const classOf = classCounter(compiler);
   const over = new Map<string, MapCounts>();
-  for (const node of nodes) {
-    if (!rows.nodes.has(node)) continue;
+  const check = (node: string): void => {
     const shared = classOf(node);
     const local = compiler.countLocal(node);
     if (DATAPATH_MAPS.some((m) => shared[m] + local[m] > limits[m])) over.set(node, sum(shared, local));
+  };
+  const present = (node: string): boolean => (JSON.parse(compiler.capacityClass(node)) as number[]).slice(1).some((t) => tenantIds.has(t));
+  // Every node was counted before the changes: the uncounted ones are those they may have altered.
+  for (const node of [...compiler.uncountedNodes()]) if (rows.nodes.has(node) && (named.has(node) || present(node))) check(node);
+  for (const node of named) if (rows.nodes.has(node)) check(node);
+  for (const c of [...compiler.classesWith(tenantIds)]) {
+    const shared = classOf.byClass(c.capacityClass);
+    if (!DATAPATH_MAPS.some((m) => shared[m] + c.bound[m] > limits[m])) continue;
+    for (const node of c.members) if (rows.nodes.has(node)) check(node);
+    compiler.exactBound(c.capacityClass);
   }
   return over;
 }
 
-/** The counts of a node's class, each class counted once: make another after the compiler changes. */
-function classCounter(compiler: Compiler): (node: string) => MapCounts {
+/** The counts of a node's class (or of a class by its key), each class counted once: make another after the compiler changes. */
+function classCounter(compiler: Compiler): ((node: string) => MapCounts) & { byClass(capacityClass: string): MapCounts } {
   const classes = new Map<string, MapCounts>();
-  return (node) => {
-    const key = compiler.capacityClass(node);
+  const byClass = (key: string): MapCounts => {
     let shared = classes.get(key);
     if (shared === undefined) classes.set(key, (shared = compiler.countClass(key)));
     return shared;
   };
+  return Object.assign((node: string) => byClass(compiler.capacityClass(node)), { byClass });
 }
 
 function sum(a: MapCounts, b: MapCounts): MapCounts {
@@ -147,10 +168,11 @@ export async function admitWrite(
   const tenantIds = changes.flatMap((c) =>
     c.kind === "tenant" ? [c.op === "put" ? c.row.id : c.id] : "tenantId" in c ? [c.tenantId] : "row" in c && "tenantId" in c.row ? [c.row.tenantId] : [],
   );
-  const merged = mergeInto(rows.snapshotOf(tenantIds), changes);
+  // Workloads need ids only as service backends: without services, 10,000 of them need not be copied or indexed again.
+  const services = changes.some((c) => c.kind === "service" && c.op === "put") || tenantIds.some((id) => (rows.byTenant.get(id)?.service.size ?? 0) > 0);
+  const merged = mergeInto(rows.snapshotOf(tenantIds, services), changes);
   let missing;
   try {
-    // Workloads need ids only as service backends: without services, 10,000 of them need not be indexed again.
     missing = missingIds(merged.services.length === 0 ? { ...merged, workloads: [] } : merged);
   } catch (err) {
     return compileRefusal(err);

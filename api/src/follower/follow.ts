@@ -27,7 +27,7 @@
  * after a write on another replica sees it. After a pull, the reached tracked
  * nodes are compiled in slices that yield to the event loop (history.ts).
  */
-import { and, asc, eq, gt, inArray, lt } from "drizzle-orm";
+import { and, asc, eq, gt, inArray, lt, sql } from "drizzle-orm";
 import type { FastifyBaseLogger } from "fastify";
 import type { Db } from "../db/client.ts";
 import { platformRead, withPlatformRead } from "../db/platform-read.ts";
@@ -344,23 +344,26 @@ export class Follower implements DatapathReader {
   /** The changes past this.revision (below `before` when given), with the rows they name as they are now. */
   private async pull(tx: Tx, before?: number): Promise<Pulled> {
     const from = this.revision;
-    // Retention (db/log-retention.ts) raises the horizon before deleting at or below it, so this
-    // snapshot either still holds every change past `from` or shows the horizon above it.
-    const [horizon] = await tx.select({ prunedThrough: changeLogHorizon.prunedThrough }).from(changeLogHorizon);
-    if (from < (horizon?.prunedThrough ?? 0)) {
-      this.log.warn({ applied: from, prunedThrough: horizon!.prunedThrough }, "datapath: the change log was pruned past this replica's revision; reloading everything");
-      return this.pullAll(tx);
-    }
     let head: number;
     if (before === undefined) {
       const [counter] = await tx.select({ revision: revisionCounter.revision }).from(revisionCounter);
       head = counter?.revision ?? 0;
     } else head = before - 1;
+    // The horizon rides along with the changes (one statement fewer: a write's catch-up runs under the revision lock),
+    // and is read alone only when there are none.
+    const prunedThrough = sql<number>`coalesce((SELECT ${changeLogHorizon.prunedThrough} FROM ${changeLogHorizon}), 0)`.mapWith(Number);
     const logged = await tx
-      .select({ revision: changeLog.revision, tenantId: changeLog.tenantId, kind: changeLog.kind, name: changeLog.name, op: changeLog.op })
+      .select({ prunedThrough, revision: changeLog.revision, tenantId: changeLog.tenantId, kind: changeLog.kind, name: changeLog.name, op: changeLog.op })
       .from(changeLog)
       .where(and(gt(changeLog.revision, from), lt(changeLog.revision, head + 1)))
       .orderBy(asc(changeLog.revision), asc(changeLog.id));
+    // Retention (db/log-retention.ts) raises the horizon before deleting at or below it, so this
+    // snapshot either still holds every change past `from` or shows the horizon above it.
+    const horizon = logged[0]?.prunedThrough ?? (await tx.select({ prunedThrough: changeLogHorizon.prunedThrough }).from(changeLogHorizon))[0]?.prunedThrough ?? 0;
+    if (from < horizon) {
+      this.log.warn({ applied: from, prunedThrough: horizon }, "datapath: the change log was pruned past this replica's revision; reloading everything");
+      return this.pullAll(tx);
+    }
     // The last change of each resource decides the order its current row is applied in.
     const latest = new Map<string, ChangeEvent>();
     for (const logEvent of logged) {
@@ -545,8 +548,15 @@ export class Follower implements DatapathReader {
           tenantIds.add(c.op === "put" ? c.row.tenantId : c.tenantId);
       }
     }
+    // Only tracked nodes are compiled again (history.recordLater): when fewer are tracked than host the
+    // tenants (registering 10,000 nodes, none polling yet), each tracked node is asked instead.
     const addPresent = () => {
-      for (const t of tenantIds) for (const n of this.rows.nodesOf(t)) nodes.add(n);
+      const tracked = this.history.trackedNodes;
+      let hosting = 0;
+      for (const t of tenantIds) hosting += this.rows.nodeCount(t);
+      if (tracked.size < hosting) {
+        for (const n of tracked.keys()) if ([...tenantIds].some((t) => this.rows.hosts(t, n))) nodes.add(n);
+      } else for (const t of tenantIds) for (const n of this.rows.nodesOf(t)) nodes.add(n);
     };
     addPresent();
     return () => {

@@ -99,6 +99,11 @@ export class NodeHistory {
     return this.tracked.has(node);
   }
 
+  /** The nodes whose history is kept (those polled or read): the only ones recordLater compiles. */
+  get trackedNodes(): ReadonlyMap<string, unknown> {
+    return this.tracked;
+  }
+
   /**
    * Compiles the tracked nodes a pull reached (null: all) again, in slices
    * that yield to the event loop; `unsureFrom` is the pull's first revision.

@@ -121,6 +121,8 @@ export class Rows {
   readonly transportEndpoints = new Map<string, string>();
   /** The tenant of each numeric identity: steer entries name identities by number. */
   private readonly tenantOfIdentity = new Map<number, number>();
+  /** tenant -> node -> how many of the tenant's workloads are on it: presence without reading every workload. */
+  private readonly placed = new Map<number, Map<string, number>>();
 
   private of(tenantId: number): Record<RowKind, Map<string, unknown>> {
     let t = this.byTenant.get(tenantId);
@@ -164,6 +166,7 @@ export class Rows {
           for (const name of this.byTenant.get(c.id)?.identity.keys() ?? []) this.forgetIdentity(c.id, name);
           this.tenants.delete(c.id);
           this.byTenant.delete(c.id);
+          this.placed.delete(c.id);
         }
         return;
       case "node":
@@ -185,6 +188,12 @@ export class Rows {
         if (c.kind === "identity") {
           this.forgetIdentity(c.op === "put" ? c.row.tenantId : c.tenantId, c.op === "put" ? c.row.name : c.name);
           if (c.op === "put") this.tenantOfIdentity.set(c.row.numericId, c.row.tenantId);
+        }
+        if (c.kind === "workload") {
+          const tenantId = c.op === "put" ? c.row.tenantId : c.tenantId;
+          const old = this.get("workload", tenantId, c.op === "put" ? c.row.name : c.name) as WorkloadRow | undefined;
+          if (old !== undefined) this.place(tenantId, old.node, -1);
+          if (c.op === "put") this.place(tenantId, c.row.node, 1);
         }
         if (c.op === "delete") this.byTenant.get(c.tenantId)?.[c.kind].delete(c.name);
         else this.of(c.row.tenantId)[c.kind].set(c.row.name, c.row);
@@ -218,15 +227,35 @@ export class Rows {
     }
   }
 
-  /** Nodes where a tenant has a workload. */
-  nodesOf(tenantId: number): Set<string> {
-    const out = new Set<string>();
-    for (const w of this.byTenant.get(tenantId)?.workload.values() ?? []) out.add((w as WorkloadRow).node);
-    return out;
+  private place(tenantId: number, node: string, by: 1 | -1): void {
+    let nodes = this.placed.get(tenantId);
+    if (nodes === undefined) this.placed.set(tenantId, (nodes = new Map()));
+    const n = (nodes.get(node) ?? 0) + by;
+    if (n > 0) nodes.set(node, n);
+    else nodes.delete(node);
   }
 
-  /** A snapshot of some tenants only: backends and CIDRs resolve within one tenant, so their missing ids do too. */
-  snapshotOf(tenantIds: Iterable<number>): Snapshot {
+  /** Nodes where a tenant has a workload. */
+  nodesOf(tenantId: number): Iterable<string> {
+    return this.placed.get(tenantId)?.keys() ?? [];
+  }
+
+  /** How many nodes a tenant has a workload on. */
+  nodeCount(tenantId: number): number {
+    return this.placed.get(tenantId)?.size ?? 0;
+  }
+
+  /** Whether a tenant has a workload on the node. */
+  hosts(tenantId: number, node: string): boolean {
+    return this.placed.get(tenantId)?.has(node) ?? false;
+  }
+
+  /**
+   * A snapshot of some tenants only: backends and CIDRs resolve within one
+   * tenant, so their missing ids do too. Without `workloads`, none (copying a
+   * tenant's 10,000 workloads is wasted where no service selects them).
+   */
+  snapshotOf(tenantIds: Iterable<number>, workloads = true): Snapshot {
     const ts = [...new Set(tenantIds)].flatMap((id) => {
       const row = this.tenants.get(id);
       return row ? [{ row, rows: this.byTenant.get(id) }] : [];
@@ -235,7 +264,7 @@ export class Rows {
     return {
       tenants: ts.map((t) => t.row),
       identities: all<IdentityRow>("identity"),
-      workloads: all<WorkloadRow>("workload"),
+      workloads: workloads ? all<WorkloadRow>("workload") : [],
       services: all<ServiceRow>("service"),
       policies: all<PolicyRow>("policy"),
       httpRoutes: all<HttpRouteRow>("httpRoute"),

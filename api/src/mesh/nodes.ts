@@ -5,7 +5,9 @@ import type { NodeWorkloadLookup } from "../ca/authz.ts";
 import type { Db } from "../db/client.ts";
 import { identities, joinTokens, nodes, tenants, workloads } from "../db/schema.ts";
 import { read, write, type WriteScope } from "../db/transactions.ts";
-import { firstFreeBlock, type AddressPlan } from "./addresses.ts";
+import { firstFreeBlock, ipv4ToNumber, type AddressPlan } from "./addresses.ts";
+import { formatIPv4 } from "@weft/codec";
+import { parsePrefix } from "../compiler/select.ts";
 import { withPlatformRead } from "../db/platform-read.ts";
 import { fieldRefusal, MeshRefusal, notFound } from "./refusal.ts";
 import type { HealthCheck, NodeStatusReport, Registration } from "./specs.ts";
@@ -109,18 +111,19 @@ function sameLabels(a: Record<string, string>, b: Record<string, string>): boole
  * (db/transactions.ts), so across replicas two writes never pick a block at
  * once; the unique column is the backstop (a conflict the caller may retry).
  *
- * This runs under that lock, so it reads little: the nodes' blocks as one
- * row, then whether a workload has an address in the candidate (only one
+ * This runs under that lock, so it reads little: one aggregate over the
+ * nodes' blocks (every block only when they have a gap: nextAfterDense),
+ * then whether a workload has an address in the candidate (only one
  * registered before pod CIDRs existed, or under another pool, can). Reading
  * every workload's block as well cost 25-36 ms at 10,000 nodes, every
  * writer's wait.
  */
 export async function freePodCidrBlock(w: WriteScope, plan: AddressPlan): Promise<string> {
   return withPlatformRead(w.tx, async () => {
-    const [held] = await w.tx.select({ blocks: sql<string[]>`coalesce(array_agg(${nodes.podCidr}), '{}')` }).from(nodes).where(isNotNull(nodes.podCidr));
-    const taken = held?.blocks ?? [];
+    const afterDense = await nextAfterDense(w, plan);
+    let taken: string[] | undefined;
     for (;;) {
-      const block = firstFreeBlock(plan, taken);
+      const block = afterDense !== undefined && taken === undefined ? afterDense : firstFreeBlock(plan, (taken ??= await heldBlocks(w)));
       if (block === null) {
         throw new MeshRefusal(
           "unavailable",
@@ -135,9 +138,42 @@ export async function freePodCidrBlock(w: WriteScope, plan: AddressPlan): Promis
         .where(sql`weft_ipv4_span(${workloads.addresses}) && ${block}::inet AND address::inet <<= ${block}::inet`)
         .limit(1);
       if (!stray) return block;
-      taken.push(block);
+      (taken ??= await heldBlocks(w)).push(block);
     }
   });
+}
+
+/**
+ * Blocks are handed out lowest first, so the held ones are most often every
+ * block of the pool's shape from its start up to the highest: then the
+ * lowest free one is the next after it (null: none is left), found by one
+ * aggregate that sends and parses nothing per node. Undefined otherwise (a
+ * deleted node's block, another shape or pool): every block is read then.
+ * Reading and parsing 10,000 blocks under the revision lock cost about 1 µs
+ * a node for every registration.
+ */
+async function nextAfterDense(w: WriteScope, plan: AddressPlan): Promise<string | null | undefined> {
+  const block = sql`${nodes.podCidr}::inet`;
+  const size = 2 ** (32 - plan.podCidrNodePrefix);
+  const [held] = await w.tx
+    .select({
+      highest: sql<string | null>`host(max(${block}))`,
+      // Each held block of the pool's shape and inside it, and as many as from its start to the highest.
+      dense: sql<boolean>`coalesce(bool_and(masklen(${block}) = ${plan.podCidrNodePrefix} AND ${block} <<= ${plan.podCidr}::inet), true)
+        AND count(*) = coalesce((max(${block}) - network(${plan.podCidr}::inet)) / ${size} + 1, 0)`,
+    })
+    .from(nodes)
+    .where(isNotNull(nodes.podCidr));
+  if (!held?.dense) return undefined;
+  const pool = parsePrefix(plan.podCidr);
+  const next = held.highest === null ? pool.addr : ipv4ToNumber(held.highest)! + size;
+  return next + size <= pool.addr + 2 ** (32 - pool.len) ? `${formatIPv4(next)}/${plan.podCidrNodePrefix}` : null;
+}
+
+/** Every block a node holds. */
+async function heldBlocks(w: WriteScope): Promise<string[]> {
+  const [held] = await w.tx.select({ blocks: sql<string[]>`coalesce(array_agg(${nodes.podCidr}), '{}')` }).from(nodes).where(isNotNull(nodes.podCidr));
+  return held?.blocks ?? [];
 }
 
 /**
@@ -148,7 +184,11 @@ export async function freePodCidrBlock(w: WriteScope, plan: AddressPlan): Promis
 export async function podCidrOf(w: WriteScope, node: string, plan: AddressPlan): Promise<{ podCidr: string } | null> {
   const [row] = await w.tx.select({ podCidr: nodes.podCidr }).from(nodes).where(eq(nodes.name, node));
   if (!row) return null;
-  if (row.podCidr !== null) return { podCidr: row.podCidr };
+  return { podCidr: row.podCidr ?? (await assignPodCidr(w, node, plan)) };
+}
+
+/** Gives a node that has none (as read in this write) the lowest free block. */
+export async function assignPodCidr(w: WriteScope, node: string, plan: AddressPlan): Promise<string> {
   const block = await freePodCidrBlock(w, plan);
   const [set] = await w.tx
     .update(nodes)
@@ -156,7 +196,7 @@ export async function podCidrOf(w: WriteScope, node: string, plan: AddressPlan):
     .where(and(eq(nodes.name, node), isNull(nodes.podCidr)))
     .returning({ podCidr: nodes.podCidr });
   if (!set) throw new MeshRefusal("conflict", `node "${node}" changed meanwhile; retry`);
-  return { podCidr: block };
+  return block;
 }
 
 /**

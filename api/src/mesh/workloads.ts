@@ -1,4 +1,4 @@
-import { and, arrayOverlaps, eq, inArray, ne, or } from "drizzle-orm";
+import { and, arrayOverlaps, eq, inArray, ne, or, sql } from "drizzle-orm";
 import { nodeMayRegister, nodeSelectorMatches } from "../ca/authz.ts";
 import { identities, nodes, services, workloads } from "../db/schema.ts";
 import type { WriteScope } from "../db/transactions.ts";
@@ -6,7 +6,7 @@ import { withPlatformRead } from "../db/platform-read.ts";
 import type { Follower } from "../follower/follow.ts";
 import { workloadRowOf } from "../follower/rows.ts";
 import type { TenantDbRow } from "../services/tenant-directory.ts";
-import { meshRows, requireIdentities, writeMeshRow } from "./write.ts";
+import { meshRows, unknownIdentity, writeMeshRow } from "./write.ts";
 import type { Preconditions, ResourceStore } from "./write.ts";
 import { etagOf, putIntent } from "./preconditions.ts";
 import { fieldRefusal, MeshRefusal, notFound } from "./refusal.ts";
@@ -14,7 +14,7 @@ import { HEALTH_CHECK_DEFAULTS, HTTP_CHECK_DEFAULTS, type HealthCheck, type Heal
 import { forgetHealth } from "./health.ts";
 import type { Config } from "../config.ts";
 import { addressPlanOf, workloadAddressRefusal, type AddressPlan } from "./addresses.ts";
-import { podCidrOf } from "./nodes.ts";
+import { assignPodCidr } from "./nodes.ts";
 
 export type WorkloadDbRow = typeof workloads.$inferSelect;
 
@@ -26,32 +26,33 @@ const { byName } = rows;
  * maps of nodes other tenants share: each must lie in its node's pod CIDR
  * block and be no special-use address (invalid, checked first, so a refusal
  * says nothing about who holds what), and be one workload's, across all
- * tenants (conflict).
+ * tenants (conflict). `node` is the node's row as this write read it.
  */
 async function requireFreeAddresses(
   w: WriteScope,
   tenantId: number,
   name: string,
   addresses: string[],
-  node: string,
+  node: { name: string; podCidr: string | null },
   plan: AddressPlan,
 ): Promise<void> {
-  const block = await podCidrOf(w, node, plan);
+  const block = node.podCidr ?? (await assignPodCidr(w, node.name, plan));
   addresses.forEach((address, i) => {
-    const refusal = workloadAddressRefusal(address, block?.podCidr ?? null, node);
+    const refusal = workloadAddressRefusal(address, block, node.name);
     if (refusal) throw fieldRefusal("invalid", `address ${address} ${refusal}`, `body.addresses.${i}`, refusal);
   });
-  const { workloadClash, vipClash } = await withPlatformRead(w.tx, async () => ({
-    workloadClash: await w.tx
+  // Workloads' and services' addresses in one statement: it runs under the revision lock.
+  const clashes = await withPlatformRead(w.tx, () =>
+    w.tx
       .select({ addresses: workloads.addresses })
       .from(workloads)
       // No LIMIT: with one the planner bets on a scan finding a clash early (it guesses 0.5% of rows
       // overlap), and reads every workload when none does; without, it takes the GIN index (0017).
-      .where(and(arrayOverlaps(workloads.addresses, addresses), or(ne(workloads.tenantId, tenantId), ne(workloads.name, name)))),
-    vipClash: await w.tx.select({ vip: services.vip }).from(services).where(inArray(services.vip, addresses)).limit(1),
-  }));
+      .where(and(arrayOverlaps(workloads.addresses, addresses), or(ne(workloads.tenantId, tenantId), ne(workloads.name, name))))
+      .unionAll(w.tx.select({ addresses: sql<string[]>`ARRAY[${services.vip}]` }).from(services).where(inArray(services.vip, addresses))),
+  );
   // Another tenant's workload is never named: the caller learns only that the address is taken.
-  const taken = new Set([...workloadClash.flatMap((c) => c.addresses), ...(vipClash[0] ? [vipClash[0].vip] : [])]);
+  const taken = new Set(clashes.flatMap((c) => c.addresses));
   const index = addresses.findIndex((a) => taken.has(a));
   if (index >= 0) {
     throw fieldRefusal("conflict", `address ${addresses[index]} is already in use`, `body.addresses.${index}`, "is used by another workload or a service VIP");
@@ -75,12 +76,18 @@ async function putWorkload(
     apply: async (existing) => {
       if (pre.node !== undefined) await requireOwnNode(w, tenant.id, pre.node, spec, existing);
       const intent = putIntent(existing ? etagOf(existing.revision) : null, pre.ifMatch, pre.ifNoneMatch);
-      await requireIdentities(w, tenant.id, [{ field: "body.identity", identity: spec.identity }]);
+      // The identity (its existence and node selector) and the node (its labels and block) are read once
+      // each: every statement here runs under the revision lock, every other writer's wait.
+      const [identity] = await w.tx
+        .select({ nodeSelector: identities.nodeSelector })
+        .from(identities)
+        .where(and(eq(identities.tenantId, tenant.id), eq(identities.name, spec.identity)));
+      if (!identity) throw unknownIdentity({ field: "body.identity", identity: spec.identity });
       // Nodes exist once registered (routes/nodes); a workload on no node would never be enforced.
-      const [node] = await w.tx.select({ name: nodes.name, labels: nodes.labels }).from(nodes).where(eq(nodes.name, spec.node));
+      const [node] = await w.tx.select({ name: nodes.name, labels: nodes.labels, podCidr: nodes.podCidr }).from(nodes).where(eq(nodes.name, spec.node));
       if (!node) throw fieldRefusal("invalid", `node "${spec.node}" is not registered`, "body.node", `no node "${spec.node}" is registered`);
-      await requireSelectedNode(w, tenant.id, spec, node.labels);
-      await requireFreeAddresses(w, tenant.id, name, spec.addresses, spec.node, plan);
+      requireSelectedNode(identity.nodeSelector, spec, node.labels);
+      await requireFreeAddresses(w, tenant.id, name, spec.addresses, node, plan);
       const healthCheck = spec.healthCheck === undefined ? null : filledHealthCheck(spec.healthCheck);
       const values = {
         identity: spec.identity,
@@ -133,19 +140,15 @@ export function filledHealthCheck(spec: HealthCheckSpec): HealthCheck {
 /**
  * The identity's node selector must match the node's labels (invalid on
  * body.node): an identity runs only on the nodes it names, whoever declares
- * the workload. requireIdentities ran first, so the identity exists.
+ * the workload.
  */
-async function requireSelectedNode(w: WriteScope, tenantId: number, spec: WorkloadSpec, labels: Record<string, string>): Promise<void> {
-  const [identity] = await w.tx
-    .select({ nodeSelector: identities.nodeSelector })
-    .from(identities)
-    .where(and(eq(identities.tenantId, tenantId), eq(identities.name, spec.identity)));
-  if (identity && !nodeSelectorMatches(identity.nodeSelector, labels)) {
+function requireSelectedNode(nodeSelector: Record<string, string>, spec: WorkloadSpec, labels: Record<string, string>): void {
+  if (!nodeSelectorMatches(nodeSelector, labels)) {
     throw fieldRefusal(
       "invalid",
       `node "${spec.node}" does not match the node selector of identity "${spec.identity}"`,
       "body.node",
-      `identity "${spec.identity}" runs only on nodes labelled ${JSON.stringify(identity.nodeSelector)}`,
+      `identity "${spec.identity}" runs only on nodes labelled ${JSON.stringify(nodeSelector)}`,
     );
   }
 }

@@ -105,10 +105,12 @@ export async function requireIdentities(w: WriteScope, tenantId: number, named: 
     .where(and(eq(identities.tenantId, tenantId), inArray(identities.name, wanted)));
   const known = new Set(found.map((r) => r.name));
   const missing = named.find((n) => !known.has(n.identity));
-  if (missing) {
-    throw fieldRefusal("invalid", `identity "${missing.identity}" does not exist in this tenant`, missing.field, `no identity "${missing.identity}" in this tenant`);
-  }
+  if (missing) throw unknownIdentity(missing);
 }
+
+/** The refusal of an identity name the write's tenant does not have (requireIdentities). */
+export const unknownIdentity = (named: { field: string; identity: string }): MeshRefusal =>
+  fieldRefusal("invalid", `identity "${named.identity}" does not exist in this tenant`, named.field, `no identity "${named.identity}" in this tenant`);
 
 /** The identity a selector names, with where it sits in the body, if it names one. */
 export const namedIn = (field: string, selector: SelectorSpec | { cidr: string }): { field: string; identity: string }[] =>

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /**
  * What the API does, as Prometheus metrics: SVIDs issued, the tenants' CA
- * expiry, long polls held, datapath compile times.
+ * expiry, long polls held, datapath compile times, how long writes hold the
+ * revision lock.
  *
  * Two registries, because /metrics is open (any scraper, any tenant that can
  * reach it) and a tenant's name must not reach another tenant (DESIGN:
@@ -39,6 +40,9 @@ export interface DomainSources {
 /** One node's compile: from well under a millisecond (a small node) to seconds (100,000 entries). */
 export const COMPILE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] as const;
 
+/** A write's hold of the revision lock: a few milliseconds is the norm; every writer queues behind it. */
+export const WRITE_LOCK_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1] as const;
+
 /** How long a read of the CA expiries serves scrapes. */
 export const CA_READ_EVERY_MS = 30_000;
 
@@ -53,6 +57,7 @@ export class DomainMetrics {
   private readonly svids: Counter<"kind">;
   private readonly svidsByTenant: Counter<"tenant" | "kind">;
   private readonly compileSeconds: Histogram;
+  private readonly writeLockSeconds: Histogram;
 
   constructor() {
     const owner = this;
@@ -69,6 +74,12 @@ export class DomainMetrics {
       name: "weft_datapath_compile_seconds",
       help: "Time to compile one node's datapath state after a change that reaches it",
       buckets: [...COMPILE_BUCKETS],
+      registers: pub,
+    });
+    this.writeLockSeconds = new Histogram({
+      name: "weft_write_lock_seconds",
+      help: "Time a write held the global revision lock (db/transactions.ts), from taking it to commit or rollback: all writes of all replicas queue on it",
+      buckets: [...WRITE_LOCK_BUCKETS],
       registers: pub,
     });
     new Gauge({
@@ -112,6 +123,11 @@ export class DomainMetrics {
     this.svids.inc({ kind });
     this.svidsByTenant.inc({ tenant, kind });
   }
+
+  /** A write held the revision lock for `seconds` (bound: passed as a callback). */
+  readonly lockHeld = (seconds: number): void => {
+    this.writeLockSeconds.observe(seconds);
+  };
 
   /** One node's datapath compiled in `seconds`. */
   compiled(seconds: number): void {

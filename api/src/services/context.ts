@@ -69,13 +69,14 @@ async function writeAndPublish<T>(db: Db, feed: ChangeFeed, ctx: WriteContext, t
 
 /** A write on behalf of the API itself (a timer, not a request), as the platform. */
 export const makeSystemWrite =
-  (db: Db, feed: ChangeFeed) =>
+  (db: Db, feed: ChangeFeed, metrics?: DomainMetrics) =>
   <T>(actor: string, body: (scope: WriteScope) => Promise<T>): Promise<T> =>
-    writeAndPublish(db, feed, { actor, requestId: `${actor}:${Date.now()}`, dryRun: false }, PLATFORM_TENANT_ID, body);
+    writeAndPublish(db, feed, { actor, requestId: `${actor}:${Date.now()}`, dryRun: false, lockHeld: metrics?.lockHeld }, PLATFORM_TENANT_ID, body);
 
-export function makeWriteFor(db: Db, feed: ChangeFeed): Services["writeFor"] {
+export function makeWriteFor(db: Db, feed: ChangeFeed, metrics?: DomainMetrics): Services["writeFor"] {
   return (request, tenantId, body) => {
     const actor = request.principal ? actorOf(request.principal) : "anonymous";
-    return writeAndPublish(db, feed, { actor, requestId: String(request.id), clientRequestId: request.clientRequestId, dryRun: isDryRun(request) }, tenantId, body);
+    const ctx: WriteContext = { actor, requestId: String(request.id), clientRequestId: request.clientRequestId, dryRun: isDryRun(request), lockHeld: metrics?.lockHeld };
+    return writeAndPublish(db, feed, ctx, tenantId, body);
   };
 }
