@@ -83,7 +83,7 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(read.length).toBeGreaterThan(0);
     expect(read.every((l) => /hdr(_cnt)?\(traceparent\)/.test(l))).toBe(true);
     // A header value with a control character is refused once the caller is known (for the record), before any decision reads a header.
-    const control = fe.findIndex((l) => l.startsWith("http-request return status 400") && l.includes("req.hdrs -m reg"));
+    const control = fe.findIndex((l) => l.startsWith("http-request return status 400") && l.endsWith("if { var(txn.refused) -m str bad-request }"));
     expect(control).toBeGreaterThan(fe.indexOf("http-request set-var(txn.caller_id) var(txn.caller),field(2,|)"));
     expect(control).toBeLessThan(fe.findIndex((l) => l.includes("status 403")));
     expect(fe[control - 1]).toMatch(/^http-request set-var\(txn.refused\) str\(bad-request\) if \{ req.hdrs -m reg '\[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\]' \}$/);

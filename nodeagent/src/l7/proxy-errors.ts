@@ -65,8 +65,15 @@ export const errorFileLines = (stateDir: string): string[] => PROXY_ERRORS.map((
  */
 const CONTROL_IN_HEADERS = String.raw`{ req.hdrs -m reg '[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]' }`;
 
-/** Frontend lines refusing a request with a control character in a header value, before anything reads a header. */
+/**
+ * Frontend lines refusing a request with a control character in a header
+ * value, before anything reads a header. The header block is rebuilt and
+ * scanned once: the answer tests the variable the scan set (nothing sets
+ * txn.refused before these lines and goes on), where testing the regex
+ * again cost about 2 µs more per request (bench:l7: 37.4 against 33.7 µs of
+ * proxy CPU with both scans and with none).
+ */
 export const invalidHeaderLines = (): string[] => [
   `http-request set-var(txn.refused) str(bad-request) if ${CONTROL_IN_HEADERS}`,
-  `${problemReturn({ status: 400, title: "Bad Request", detail: "a request header value holds a control character" })} if ${CONTROL_IN_HEADERS}`,
+  `${problemReturn({ status: 400, title: "Bad Request", detail: "a request header value holds a control character" })} if { var(txn.refused) -m str bad-request }`,
 ];
