@@ -7,14 +7,15 @@ import { systemCaller, type CaService } from "./service.ts";
 import type { Db } from "../db/client.ts";
 import { tenants } from "../db/schema.ts";
 import { read } from "../db/transactions.ts";
+import { repeatEvery, type Repeating } from "../services/repeating.ts";
 
 /** A CA lives 24 h and acts at 12 h and 20 h; checking every minute is close enough and cheap. */
 export const ROTATION_INTERVAL_MS = 60_000;
 const CALLER = systemCaller("system:ca-rotation");
 
 export class CaRotationScheduler {
-  #timer: NodeJS.Timeout | undefined;
-  #running: Promise<void> | undefined;
+  #repeating: Repeating | undefined;
+  /** Read by a pass between tenants: stop() does not wait for the rest of a long pass. */
   #stopped = false;
 
   constructor(
@@ -40,24 +41,11 @@ export class CaRotationScheduler {
   }
 
   start(): void {
-    const tick = () => {
-      this.#timer = setTimeout(() => {
-        this.#running = this.runOnce()
-          .catch((err: unknown) => this.log.error({ err }, "CA rotation pass failed"))
-          .finally(() => {
-            this.#running = undefined;
-            if (!this.#stopped) tick();
-          });
-      }, this.intervalMs);
-      this.#timer.unref();
-    };
-    tick();
+    this.#repeating = repeatEvery(this.intervalMs, () => this.runOnce(), (err) => this.log.error({ err }, "CA rotation pass failed"));
   }
 
-  /** Stops the timer and waits for a pass in flight, so the database is not closed under it. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#timer);
-    await this.#running;
+    await this.#repeating?.stop();
   }
 }

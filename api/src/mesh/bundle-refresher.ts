@@ -34,6 +34,7 @@ import type { WriteScope } from "../db/transactions.ts";
 import { endpointUrlProblem, sourceKey, type BundleEndpoints, type EndpointSource, type EndpointState, type Jwks } from "./bundle-endpoints.ts";
 import type { SystemWrite } from "./liveness.ts";
 import { writeMeshRow } from "./write.ts";
+import { repeatEvery, type Repeating } from "../services/repeating.ts";
 
 const ACTOR = "system:bundle-refresher";
 /** Endpoints fetched at once in a pass: one that hangs costs its timeout, not the pass's. */
@@ -157,9 +158,8 @@ export interface RefreshOutcome {
 
 /** The refresh on a timer, every replica; `refresh()` runs a pass now (after the one in flight). */
 export class BundleRefresher {
-  #timer: NodeJS.Timeout | undefined;
+  #repeating: Repeating | undefined;
   #last: Promise<unknown> = Promise.resolve();
-  #stopped = false;
 
   constructor(
     private readonly db: Db,
@@ -204,23 +204,12 @@ export class BundleRefresher {
   }
 
   start(): void {
-    const tick = () => {
-      this.#timer = setTimeout(() => {
-        this.refresh()
-          .catch((err: unknown) => this.log.error({ err }, "bundle refresh failed"))
-          .finally(() => {
-            if (!this.#stopped) tick();
-          });
-      }, this.everyMs);
-      this.#timer.unref();
-    };
-    tick();
+    this.#repeating = repeatEvery(this.everyMs, () => this.refresh(), (err) => this.log.error({ err }, "bundle refresh failed"));
   }
 
-  /** Stops the timer and waits for a pass in flight, so the database is not closed under it. */
+  /** Stops the timer and waits for a pass in flight (refresh() included), so the database is not closed under it. */
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
+    await this.#repeating?.stop();
     await this.#last;
   }
 }
