@@ -274,6 +274,8 @@ await withCleanup("bench/scale", async (cleanup) => {
     woken: number;
     stallMs: number[];
     full: number[];
+    /** CPU seconds each replica used from just before the write until the wave's answers were gathered (linger included). */
+    cpuS: number[];
   }
   /**
    * Sends `write`, then gathers answers until every node of `affected` has
@@ -284,6 +286,7 @@ await withCleanup("bench/scale", async (cleanup) => {
     await allHeld("before a write");
     await pollers.collect();
     await Promise.all(living().map(eventLoopMaxSeconds)); // resets each replica's window
+    const cpuBefore = cpuOf();
     const sentAt = now();
     const ackAt = await write();
     const first = new Map<number, Answer>();
@@ -299,6 +302,7 @@ await withCleanup("bench/scale", async (cleanup) => {
       }
       if (first.size === affected.size && lastAffected === Number.POSITIVE_INFINITY) lastAffected = now();
     }
+    const cpuS = cpuOf().map((c, i) => c - cpuBefore[i]!);
     const stall = await Promise.all(replicas.map((r) => (alive(r) ? eventLoopMaxSeconds(r).then((s) => s * 1000) : Number.NaN)));
     const answers = [...first.values()];
     return {
@@ -309,10 +313,15 @@ await withCleanup("bench/scale", async (cleanup) => {
       woken: others.length,
       stallMs: stall,
       full: answers.filter((a) => a.full).map((a) => a.at - sentAt),
+      cpuS,
     };
   };
   const everyNode = new Set(specs.map((s) => s.index));
-  const waveRows: (string | number)[][] = [["wave", "polls", "write ack ms", "p50 ms", "p99 ms", "max ms", "max from ack", "missing", "others woken", "worst stall per replica ms"]];
+  const waveRows: (string | number)[][] = [
+    ["wave", "polls", "write ack ms", "p50 ms", "p99 ms", "max ms", "max from ack", "missing", "others woken", "worst stall per replica ms", "replicas' CPU µs per answered poll"],
+  ];
+  /** All replicas' CPU over the wave (the write, its pull, compiles, answers, re-polls, the linger's idle) per poll answered. */
+  const cpuPerPollUs = (w: Wave) => (w.cpuS.filter(Number.isFinite).reduce((a, b) => a + b, 0) * 1e6) / Math.max(1, w.latencies.length);
   const waveRow = (label: string, w: Wave, s: Spread = spread(w.latencies)) => [
     label,
     s.n,
@@ -324,6 +333,7 @@ await withCleanup("bench/scale", async (cleanup) => {
     w.missing,
     w.woken,
     w.stallMs.map(ms).join(" / "),
+    w.latencies.length >= 100 ? cpuPerPollUs(w).toFixed(0) : "-",
   ];
   const one: Wave[] = [];
   const all: Wave[] = [];
@@ -441,6 +451,8 @@ await withCleanup("bench/scale", async (cleanup) => {
   }
   console.log(`after the kill: ${afterKill.map((f, i) => `replica ${i} ${Number.isNaN(f.connections) ? "dead" : `${f.connections} connections, ${mib(f.rss)} MiB`}`).join("; ")}\n`);
   console.log(table(waveRows));
+  const cpuAll = all.map(cpuPerPollUs);
+  console.log(`\n(b) the replicas' CPU per answered poll over the ${ROUNDS} every-node rounds: ${cpuAll.map((us) => us.toFixed(0)).join(", ")} µs (the write, its pull, compiles, answers and re-polls, and ${BOUND.lingerMs / 1000} s of linger; /proc ticks of 10 ms)`);
   console.log(`\nstatements in the idle window, most called:\n${idle.top.map((t) => `  ${t.calls}  ${t.query.replace(/\s+/g, " ").slice(0, 140)}`).join("\n")}\n`);
   console.log(table(goals.table()));
 });
