@@ -87,7 +87,9 @@ export function deltaChunks(answer: NodeDelta): Buffer[] {
  * A held `since` poll that timed out: the node's revision and hash and an
  * empty delta. Sent like any other delta rather than through the schema
  * serializer: a union's serializer validates which branch an object is, and
- * compiles that validator at its first use, a 300 ms stall of the event loop.
+ * compiles that validator at its first use: the first timed-out poll took
+ * 60 ms more than the next in process on a quiet machine, and a loaded
+ * replica's profile held 0.3 s of that compile in one stretch.
  */
 const NO_CHANGE: DatapathDelta = {
   upserts: Object.fromEntries(DATAPATH_MAPS.map((m) => [m, []])) as unknown as DatapathDelta["upserts"],
