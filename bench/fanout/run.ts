@@ -118,12 +118,13 @@ try {
     created.tenants.push(tenant);
     await ok(base, "PUT", `/v1/tenants/${tenant}/identities/web`, op, { path: "/web" });
   };
-  // Addresses are unique across the platform and lie in their node's pod CIDR block: counted up from its first host address.
+  // Addresses are unique across the platform and lie in their node's pod CIDR block: counted up from its second host
+  // address (the first is the node's L7 proxy address, which no workload may have).
   const blocks = new Map<string, string>();
   const handedOut = new Map<string, number>();
   const addressOn = (node: string) => {
     const [first] = blocks.get(node)!.split("/") as [string];
-    const n = first.split(".").reduce((a, o) => a * 256 + Number(o), 0) + (handedOut.get(node) ?? 0) + 1;
+    const n = first.split(".").reduce((a, o) => a * 256 + Number(o), 0) + (handedOut.get(node) ?? 1) + 1;
     handedOut.set(node, n - first.split(".").reduce((a, o) => a * 256 + Number(o), 0));
     return [24, 16, 8, 0].map((b) => Math.floor(n / 2 ** b) % 256).join(".");
   };

@@ -45,11 +45,15 @@ export interface FleetNode {
   podCidr: string;
 }
 
-/** Addresses are unique across the platform and lie in their node's pod CIDR block: counted up from its first host address. */
+/**
+ * Addresses are unique across the platform and lie in their node's pod CIDR
+ * block: counted up from its second host address (the first is the node's L7
+ * proxy address, which no workload may have).
+ */
 export class Addresses {
   private readonly handedOut = new Map<string, number>();
   next(node: FleetNode): string {
-    const k = (this.handedOut.get(node.name) ?? 0) + 1;
+    const k = (this.handedOut.get(node.name) ?? 1) + 1;
     this.handedOut.set(node.name, k);
     const first = node.podCidr.split("/")[0]!.split(".").reduce((a, o) => a * 256 + Number(o), 0);
     return [24, 16, 8, 0].map((b) => Math.floor((first + k) / 2 ** b) % 256).join(".");

@@ -22,7 +22,8 @@
  *     times: from just before the write is sent (conservative: the commit
  *     is later) to each affected poll's answer, p50/p99/max (goal p99 ≤ 1 s),
  *     no unaffected poll woken by the first; each replica's worst event-loop
- *     delay during the wave (goal < 100 ms);
+ *     delay during the wave (goal < 100 ms); the replicas' CPU from the write
+ *     to the last answer, per answered poll (no goal: what a wave costs);
  *   - BENCH_FULL_NODES (default 1,000) nodes polling for the full state
  *     (If-None-Match, as an agent's first fetch) woken by one write (< 1 s);
  *   - failover: one replica killed with SIGKILL while the polls are held,
@@ -274,6 +275,8 @@ await withCleanup("bench/scale", async (cleanup) => {
     woken: number;
     stallMs: number[];
     full: number[];
+    /** CPU seconds each replica used from just before the write until the last affected poll's answer was collected. */
+    cpuS: number[];
   }
   /**
    * Sends `write`, then gathers answers until every node of `affected` has
@@ -284,12 +287,14 @@ await withCleanup("bench/scale", async (cleanup) => {
     await allHeld("before a write");
     await pollers.collect();
     await Promise.all(living().map(eventLoopMaxSeconds)); // resets each replica's window
+    const cpuBefore = cpuOf();
     const sentAt = now();
     const ackAt = await write();
     const first = new Map<number, Answer>();
     const others: Answer[] = [];
     const deadline = sentAt + BOUND.waveMs;
     let lastAffected = Number.POSITIVE_INFINITY;
+    let cpuAtLast: number[] | undefined;
     while (now() < deadline && now() < lastAffected + BOUND.lingerMs) {
       await sleep(100);
       for (const a of (await pollers.collect()).answers) {
@@ -297,8 +302,12 @@ await withCleanup("bench/scale", async (cleanup) => {
         if (!affected.has(a.node)) others.push(a);
         else if (!first.has(a.node)) first.set(a.node, a);
       }
-      if (first.size === affected.size && lastAffected === Number.POSITIVE_INFINITY) lastAffected = now();
+      if (first.size === affected.size && lastAffected === Number.POSITIVE_INFINITY) {
+        lastAffected = now();
+        cpuAtLast = cpuOf();
+      }
     }
+    const cpuS = (cpuAtLast ?? cpuOf()).map((c, i) => c - cpuBefore[i]!);
     const stall = await Promise.all(replicas.map((r) => (alive(r) ? eventLoopMaxSeconds(r).then((s) => s * 1000) : Number.NaN)));
     const answers = [...first.values()];
     return {
@@ -309,10 +318,15 @@ await withCleanup("bench/scale", async (cleanup) => {
       woken: others.length,
       stallMs: stall,
       full: answers.filter((a) => a.full).map((a) => a.at - sentAt),
+      cpuS,
     };
   };
   const everyNode = new Set(specs.map((s) => s.index));
-  const waveRows: (string | number)[][] = [["wave", "polls", "write ack ms", "p50 ms", "p99 ms", "max ms", "max from ack", "missing", "others woken", "worst stall per replica ms"]];
+  const waveRows: (string | number)[][] = [
+    ["wave", "polls", "write ack ms", "p50 ms", "p99 ms", "max ms", "max from ack", "missing", "others woken", "worst stall per replica ms", "replicas' CPU µs per answered poll"],
+  ];
+  /** All replicas' CPU over the wave (the write, its pull, compiles, answers, re-polls) per poll answered. */
+  const cpuPerPollUs = (w: Wave) => (w.cpuS.filter(Number.isFinite).reduce((a, b) => a + b, 0) * 1e6) / Math.max(1, w.latencies.length);
   const waveRow = (label: string, w: Wave, s: Spread = spread(w.latencies)) => [
     label,
     s.n,
@@ -324,6 +338,7 @@ await withCleanup("bench/scale", async (cleanup) => {
     w.missing,
     w.woken,
     w.stallMs.map(ms).join(" / "),
+    w.latencies.length >= 100 ? cpuPerPollUs(w).toFixed(0) : "-",
   ];
   const one: Wave[] = [];
   const all: Wave[] = [];
@@ -441,6 +456,8 @@ await withCleanup("bench/scale", async (cleanup) => {
   }
   console.log(`after the kill: ${afterKill.map((f, i) => `replica ${i} ${Number.isNaN(f.connections) ? "dead" : `${f.connections} connections, ${mib(f.rss)} MiB`}`).join("; ")}\n`);
   console.log(table(waveRows));
+  const cpuAll = all.map(cpuPerPollUs);
+  console.log(`\n(b) the replicas' CPU per answered poll over the ${ROUNDS} every-node rounds: ${cpuAll.map((us) => us.toFixed(0)).join(", ")} µs (the write, its pull, compiles, answers and re-polls, until the last answer was collected, within 100 ms; /proc ticks of 10 ms)`);
   console.log(`\nstatements in the idle window, most called:\n${idle.top.map((t) => `  ${t.calls}  ${t.query.replace(/\s+/g, " ").slice(0, 140)}`).join("\n")}\n`);
   console.log(table(goals.table()));
 });

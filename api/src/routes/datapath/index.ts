@@ -2,12 +2,11 @@ import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
 import type { FastifyReply } from "fastify";
-import { DATAPATH_MAPS, type DatapathMap } from "../../compiler/index.ts";
 import { PreconditionHeaders } from "../../http/headers.ts";
 import type { NodeState } from "../../follower/history.ts";
 import { badRequest, HttpProblem, notFound } from "../../http/problem.ts";
 import { NotModified, problemResponses } from "../responses.ts";
-import { binaryChunks, deltaChunks, fullChunks } from "./answers.ts";
+import { binaryChunks, deltaChunks, emptyDeltaChunks, fullChunks } from "./answers.ts";
 import { DatapathDelta, DatapathParams, DatapathQuery, DatapathState } from "./schemas.ts";
 
 const tags = ["datapath"];
@@ -41,8 +40,6 @@ function sendPieces(reply: FastifyReply, type: string, chunks: Buffer[]): Fastif
   corkable.uncork?.();
   return reply;
 }
-
-const emptyMaps = () => Object.fromEntries(DATAPATH_MAPS.map((m) => [m, []])) as unknown as Record<DatapathMap, never[]>;
 
 /** The node's ETag is its content hash, quoted; a bare hash in If-None-Match is taken too. */
 const hashEtag = (hash: string) => `"${hash}"`;
@@ -118,12 +115,16 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (wait !== undefined && wait > 0 && unchanged) {
         // A client that hangs up stops holding its waiter.
         const gone = new AbortController();
-        reply.raw.once("close", () => gone.abort());
+        const hangUp = () => gone.abort();
+        reply.raw.once("close", hangUp);
         // The server drops a socket idle for its connectionTimeout (30 s, against slow clients); here the
         // server is the idle one, for up to 60 s: give this socket the wait and a margin (Node resets it at the next request).
         const socket = request.raw.socket as { setTimeout?: (ms: number) => unknown } | undefined;
         socket?.setTimeout?.(wait * 1000 + HELD_POLL_SOCKET_MARGIN_MS);
         const changed = await follower.waitForChange(node, current.revision, wait * 1000, gone.signal);
+        // The wait is over: the close that ends this answer's exchange must not abort (an abort builds a DOMException
+        // with its stack, and a wave that answers 3,000 polls paid for 3,000 of them).
+        reply.raw.off("close", hangUp);
         // Unchanged (timeout, hang-up, shutdown): answer from what is known, without touching the database.
         if (changed) {
           // The pull that woke this poll is applied: no need to read again, and 1,000 woken polls must not.
@@ -132,7 +133,7 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
         } else {
           reply.header("etag", hashEtag(current.datapath.hash)).header("x-weft-revision", String(current.revision));
           if (since === undefined) return reply.code(304).send();
-          return { revision: current.revision, hash: current.datapath.hash, upserts: emptyMaps(), deletes: emptyMaps() };
+          return sendPieces(reply, "application/json; charset=utf-8", emptyDeltaChunks(current));
         }
       }
       const { revision, datapath } = current;
