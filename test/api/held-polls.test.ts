@@ -115,12 +115,12 @@ describe.each(BACKENDS)("held polls on %s", (backend) => {
         const revision = first.headers["x-weft-revision"] as string;
         const unheld = await datapath(app, n1, `?since=${revision}&wait=0`);
         // The route encodes this answer itself (answers.ts), past the schema serializer: held to the schema here.
-        const timedOut = { result: await datapath(app, n1, `?since=${revision}&wait=1`) };
-        expect(timedOut.result.statusCode).toBe(200);
-        expect(timedOut.result.headers["content-type"]).toBe("application/json; charset=utf-8");
-        expect(timedOut.result.headers.etag).toBe(first.headers.etag);
-        expect(timedOut.result.headers["x-weft-revision"]).toBe(revision);
-        const body = timedOut.result.json();
+        const timedOut = await datapath(app, n1, `?since=${revision}&wait=1`);
+        expect(timedOut.statusCode).toBe(200);
+        expect(timedOut.headers["content-type"]).toBe("application/json; charset=utf-8");
+        expect(timedOut.headers.etag).toBe(first.headers.etag);
+        expect(timedOut.headers["x-weft-revision"]).toBe(revision);
+        const body = timedOut.json();
         expect(Value.Errors(DatapathDelta, body).First()).toBeUndefined();
         expect(body).toEqual({ revision: Number(revision), hash: first.json().hash, upserts: unheld.json().upserts, deletes: unheld.json().deletes });
         for (const m of DATAPATH_MAPS) expect([body.upserts[m], body.deletes[m]]).toEqual([[], []]);

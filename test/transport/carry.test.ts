@@ -209,8 +209,12 @@ describe("the peer transport must be the destination", () => {
 });
 
 describe("the client's first bytes travel with the CONNECT", () => {
-  /** A peer node presenting the destination's own SVID that reads the stream before it answers, then answers `status`. */
-  async function holdingPeer(status: number) {
+  /**
+   * A client's connection through a transport of its own to a peer node that presents the destination's
+   * own SVID, reads the stream before it answers, then answers `status`: what the peer saw, what the
+   * client got back, and the transport's metrics after.
+   */
+  async function throughHoldingPeer(status: number) {
     const seen: { data: string; beforeAnswer: boolean }[] = [];
     const peer = createSecureServer({ key: serverSvid.keyPem, cert: serverSvid.chainPem, ca: bundlePem, requestCert: true, minVersion: "TLSv1.3", ecdhCurve: "X25519MLKEM768" });
     peer.on("stream", (stream) => {
@@ -225,42 +229,32 @@ describe("the client's first bytes travel with the CONNECT", () => {
       stream.on("error", () => stream.destroy());
     });
     await new Promise<void>((r) => peer.listen(0, "127.0.0.1", r));
-    return { seen, port: (peer.address() as AddressInfo).port, close: () => peer.close() };
+    const x = await startTransport();
+    try {
+      await x.configure({ ...configA(), remotes: [{ address: SERVER.address, spiffeId: SERVER.id, node: `127.0.0.1:${(peer.address() as AddressInfo).port}` }] });
+      const received = await exchange(await connectVia(x, CLIENT.address, `${SERVER.address}:${echo.port}`), MARKER);
+      return { seen, received, metrics: await x.metrics() };
+    } finally {
+      await x.stop();
+      peer.close();
+    }
   }
 
   it("sends them before the peer's answer, and carries the answer back", async () => {
-    const peer = await holdingPeer(200);
-    const x = await startTransport();
-    try {
-      await x.configure({ ...configA(), remotes: [{ address: SERVER.address, spiffeId: SERVER.id, node: `127.0.0.1:${peer.port}` }] });
-      const r = await exchange(await connectVia(x, CLIENT.address, `${SERVER.address}:${echo.port}`), MARKER);
-      expect(peer.seen).toEqual([{ data: MARKER, beforeAnswer: true }]);
-      expect(r.data.toString()).toBe(`echo:${MARKER}`);
-      const metrics = await x.metrics();
-      expect(sample(metrics, "weft_transport_streams_total", { direction: "outbound", result: "carried" })).toBe(1);
-      expect(sample(metrics, "weft_transport_bytes_total", { direction: "outbound", way: "to_peer" })).toBe(MARKER.length);
-    } finally {
-      await x.stop();
-      peer.close();
-    }
+    const { seen, received, metrics } = await throughHoldingPeer(200);
+    expect(seen).toEqual([{ data: MARKER, beforeAnswer: true }]);
+    expect(received.data.toString()).toBe(`echo:${MARKER}`);
+    expect(sample(metrics, "weft_transport_streams_total", { direction: "outbound", result: "carried" })).toBe(1);
+    expect(sample(metrics, "weft_transport_bytes_total", { direction: "outbound", way: "to_peer" })).toBe(MARKER.length);
   });
 
   it("a refusal after them closes the client's connection without a byte, and they are not counted as carried", async () => {
-    const peer = await holdingPeer(403);
-    const x = await startTransport();
-    try {
-      await x.configure({ ...configA(), remotes: [{ address: SERVER.address, spiffeId: SERVER.id, node: `127.0.0.1:${peer.port}` }] });
-      const r = await exchange(await connectVia(x, CLIENT.address, `${SERVER.address}:${echo.port}`), MARKER);
-      expect(peer.seen.map((s) => s.beforeAnswer)).toEqual([true]);
-      expect(r.data.length).toBe(0);
-      const metrics = await x.metrics();
-      expect(sample(metrics, "weft_transport_streams_total", { direction: "outbound", result: "forbidden" })).toBe(1);
-      expect(sample(metrics, "weft_transport_streams_total", { direction: "outbound", result: "carried" })).toBe(0);
-      expect(sample(metrics, "weft_transport_bytes_total", { direction: "outbound", way: "to_peer" })).toBe(0);
-    } finally {
-      await x.stop();
-      peer.close();
-    }
+    const { seen, received, metrics } = await throughHoldingPeer(403);
+    expect(seen.map((s) => s.beforeAnswer)).toEqual([true]);
+    expect(received.data.length).toBe(0);
+    expect(sample(metrics, "weft_transport_streams_total", { direction: "outbound", result: "forbidden" })).toBe(1);
+    expect(sample(metrics, "weft_transport_streams_total", { direction: "outbound", result: "carried" })).toBe(0);
+    expect(sample(metrics, "weft_transport_bytes_total", { direction: "outbound", way: "to_peer" })).toBe(0);
   });
 });
 
