@@ -126,8 +126,10 @@ export type WeftApp = FastifyInstance<
 >;
 
 export interface BuildOptions {
-  /** Reuse an open database (tests share one across apps); the app then does not close it. */
+  /** Reuse an open database (tests share one across apps); the app then does not close it... */
   database?: Database;
+  /** ...unless this says the database was opened for this app alone. */
+  closesDatabase?: boolean;
   /** Where log lines go (tests read them); default stdout. Logs only when config.logLevel is not "silent". */
   logStream?: { write(line: string): unknown };
 }
@@ -272,7 +274,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await flowStreams.stop();
     await signingPool?.close();
     await feed.stop();
-    if (!opts.database) await database.close();
+    if (!opts.database || opts.closesDatabase) await database.close();
   });
 
   // Every 401 counts against its client's address (auth/failure-limiter.ts; the guard answers 429 past the limit).

@@ -44,7 +44,7 @@ describe.skipIf(skipWithout("cgroup v2 socket LB (root, bpf, cgroup2)", reason))
       cleanup.add(`detach ${prog}`, () => link.detach());
     }
     // The client runs in the host's namespace: opt in (--lb-host-traffic), as this test is about the balancing
-    // itself. test/security/lb-host-traffic.test.ts proves the default leaves host traffic alone.
+    // itself. test/kernel/lb-host-traffic.test.ts proves the default leaves host traffic alone.
     writeEntries(mapOf(obj, maps.sock_cfg), "sock_cfg", [{ key: { index: 0 }, value: { hostNetnsCookie: netnsCookie(), lbHostTraffic: true } }]);
     m = { svc: mapOf(obj, maps.svc), lbSlot: mapOf(obj, maps.lb_slot), backend: mapOf(obj, maps.backend), metrics: mapOf(obj, maps.metrics) };
     // Flow events on, with the first backend address known as a workload (identity 500 of tenant 3).

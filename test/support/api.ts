@@ -7,6 +7,7 @@ import { inProcessConfig, type Config } from "../../api/src/config.ts";
 import { openDatabase } from "../../api/src/db/client.ts";
 import { revisionCounter } from "../../api/src/db/schema.ts";
 import type { Problem } from "../../api/src/http/problem.ts";
+import { migratedPglite } from "./pglite-template.ts";
 import { skipWithout } from "./prerequisites.ts";
 
 const ALL_BACKENDS = ["pglite", "postgres"] as const;
@@ -56,15 +57,19 @@ export function testConfig(backend: Backend, overrides: Partial<Config> = {}): C
 
 /** The route table of a freshly built app, read at collection time so each route gets its own test. */
 export async function routeTable(): Promise<RouteEntry[]> {
-  const app = await buildApp(testConfig("pglite"));
+  const app = await startApi("pglite");
   const table = [...app.routeTable];
   await app.close();
   return table;
 }
 
 export async function startApi(backend: Backend, overrides: Partial<Config> = {}): Promise<WeftApp> {
-  return buildApp(testConfig(backend, overrides));
+  const config = testConfig(backend, overrides);
+  return inMemory(config) ? buildApp(config, { database: await migratedPglite(), closesDatabase: true }) : buildApp(config);
 }
+
+/** PGlite without a data directory: the suites start it from a migrated dump (test/support/pglite-template.ts). */
+const inMemory = (config: Config) => !config.databaseUrl && !config.dataDir;
 
 /**
  * Two replicas over one database, as a deployment runs them: on PGlite they
@@ -72,7 +77,7 @@ export async function startApi(backend: Backend, overrides: Partial<Config> = {}
  */
 export async function twoReplicas(backend: Backend, overrides: Partial<Config> = {}): Promise<{ a: WeftApp; b: WeftApp; close(): Promise<void> }> {
   const config = testConfig(backend, overrides);
-  const shared = backend === "pglite" ? openDatabase(config) : undefined;
+  const shared = backend !== "pglite" ? undefined : inMemory(config) ? await migratedPglite() : openDatabase(config);
   const opts = shared ? { database: shared } : {};
   const a = await buildApp(config, opts);
   const b = await buildApp(config, opts);

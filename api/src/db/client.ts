@@ -53,7 +53,7 @@ export interface Database {
   close(): Promise<void>;
 }
 
-const MIGRATIONS_FOLDER = new URL("../../../migrations", import.meta.url).pathname;
+export const MIGRATIONS_FOLDER = new URL("../../../migrations", import.meta.url).pathname;
 /** Any fixed 64-bit key; it only has to be the same in every Weft process. */
 const MIGRATION_LOCK_KEY = 0x77656674; // "weft"
 
@@ -87,6 +87,15 @@ function openPglite(dataDir: string | undefined): Database {
     lock?.release();
     throw err;
   }
+  return pgliteDatabase(client, dataDir, lock);
+}
+
+/**
+ * Wraps an open PGlite client. Exported for an in-memory client started some
+ * other way: the test suites start theirs from a dump of a migrated one
+ * (PGlite's initdb costs seconds, a dump's load one).
+ */
+export function pgliteDatabase(client: PGlite, dataDir?: string, lock?: { release(): void }): Database {
   const db = drizzlePglite(client, { schema }) as unknown as Db;
   return {
     db,
