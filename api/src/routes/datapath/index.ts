@@ -1,12 +1,13 @@
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { Type } from "@sinclair/typebox";
-import type { FastifyReply } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 import { PreconditionHeaders } from "../../http/headers.ts";
 import type { NodeState } from "../../follower/history.ts";
 import { badRequest, HttpProblem, notFound } from "../../http/problem.ts";
 import { NotModified, problemResponses } from "../responses.ts";
 import { binaryChunks, deltaChunks, emptyDeltaChunks, fullChunks } from "./answers.ts";
+import { acceptsGzip, gzipPieces } from "./gzip.ts";
 import { DatapathDelta, DatapathParams, DatapathQuery, DatapathState } from "./schemas.ts";
 
 const tags = ["datapath"];
@@ -21,17 +22,28 @@ const JOIN_BELOW_BYTES = 16 * 1024;
  * serializer. A small one is joined; a large one (a full state with a
  * tenant's 10,000 addresses) is written piece by piece, uncopied, corked
  * into one writev: the socket keeps references to the shared pieces, so
- * 3,000 answers in flight cost no copy each. Written on the raw response
+ * 3,000 answers in flight cost no copy each. A large one goes gzip-coded to
+ * a client that accepts it (agents do: fetch asks for gzip), from members
+ * kept with the shared pieces (gzip.ts). Written on the raw response
  * (onResponse hooks still run; this route has no onSend hooks to skip).
  */
-function sendPieces(reply: FastifyReply, type: string, chunks: Buffer[]): FastifyReply {
+function sendPieces(request: FastifyRequest, reply: FastifyReply, type: string, chunks: Buffer[]): FastifyReply {
   let length = 0;
   for (const c of chunks) length += c.length;
+  reply.header("vary", "accept-encoding");
   if (length < JOIN_BELOW_BYTES) return reply.type(type).send(Buffer.concat(chunks, length));
+  const headers: OutgoingHttpHeaders = { ...(reply.getHeaders() as OutgoingHttpHeaders), "content-type": type };
+  if (acceptsGzip(request.headers["accept-encoding"])) {
+    chunks = gzipPieces(chunks);
+    length = 0;
+    for (const c of chunks) length += c.length;
+    headers["content-encoding"] = "gzip";
+  }
+  headers["content-length"] = length;
   reply.hijack();
   // The HTTP/2 compatibility response takes the same calls; the types know only one at a time.
   const res = reply.raw as ServerResponse;
-  res.writeHead(reply.statusCode, { ...(reply.getHeaders() as OutgoingHttpHeaders), "content-type": type, "content-length": length });
+  res.writeHead(reply.statusCode, headers);
   // HTTP/1.1 corks the socket; an HTTP/2 stream frames the pieces itself.
   const corkable = res as Partial<Pick<ServerResponse, "cork" | "uncork">>;
   corkable.cork?.();
@@ -68,6 +80,7 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
           "?format=binary: application/octet-stream, the entries as the codec encodes them: \"WEFTDP01\", u32 map count, then per map",
           "u8 name length, kernel map name, u32 count, u32 key size, u32 value size, keys back to back, values back to back (integers little-endian);",
           "revision in x-weft-revision. Compare with `bpftool map dump`.",
+          "A body of 16 KiB or more goes gzip-coded (Content-Encoding: gzip, several members back to back) when Accept-Encoding takes gzip.",
         ].join(" "),
         params: DatapathParams,
         querystring: DatapathQuery,
@@ -133,7 +146,7 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
         } else {
           reply.header("etag", hashEtag(current.datapath.hash)).header("x-weft-revision", String(current.revision));
           if (since === undefined) return reply.code(304).send();
-          return sendPieces(reply, "application/json; charset=utf-8", emptyDeltaChunks(current));
+          return sendPieces(request, reply, "application/json; charset=utf-8", emptyDeltaChunks(current));
         }
       }
       const { revision, datapath } = current;
@@ -144,11 +157,11 @@ const datapathRoutes: FastifyPluginAsyncTypebox = async (app) => {
         if (delta === null) throw unknownNode(node);
         if (delta === "gone") throw new HttpProblem(410, `revision ${since} is older than this replica keeps for node ${node}; read the full state`);
         reply.header("etag", hashEtag(delta.hash)).header("x-weft-revision", String(delta.revision));
-        return sendPieces(reply, "application/json; charset=utf-8", deltaChunks(delta));
+        return sendPieces(request, reply, "application/json; charset=utf-8", deltaChunks(delta));
       }
       if (matches(datapath.hash, ifNoneMatch)) return reply.code(304).send();
-      if (format === "binary") return sendPieces(reply, "application/octet-stream", binaryChunks(datapath));
-      return sendPieces(reply, "application/json; charset=utf-8", fullChunks(current));
+      if (format === "binary") return sendPieces(request, reply, "application/octet-stream", binaryChunks(datapath));
+      return sendPieces(request, reply, "application/json; charset=utf-8", fullChunks(current));
     },
   );
 };
