@@ -26,7 +26,10 @@
  * The API's worst event-loop stall during each wave is its
  * weft_event_loop_delay_max_seconds (api/src/plugins/event-loop.ts: reset at
  * every scrape, scraped right before the write and right after the last
- * answer). prom-client's own lag gauge misses most of a long stall.
+ * answer). prom-client's own lag gauge misses most of a long stall. Beside
+ * it, the CPU from the write to the last answer per poll, the API's and this
+ * process's (one client reading every answer, which agents spread over
+ * their nodes): a wave bound by the client is not the API's figure.
  *
  * Memory: the API process's resident set (VmRSS) after setup and its peak
  * over the run, per node. On Postgres with pg_stat_statements loaded, the
@@ -43,6 +46,7 @@ import pg from "pg";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startApiProcess } from "../../test/support/api-process.ts";
+import { cpuSeconds } from "../scale/replicas.ts";
 import { table } from "../support/load.ts";
 import { pool } from "../support/pool.ts";
 
@@ -211,10 +215,16 @@ try {
     // requests are out, then a margin for the server to park them.
     await new Promise((r) => setTimeout(r, 1000 + targets.length * per));
     await worstStallMs();
+    // CPU from the write to the last answer: the API's (from /proc) and this process's, which reads every answer.
+    const apiCpuBefore = cpuSeconds(api.child.pid!);
+    const clientCpuBefore = process.cpuUsage();
     sentAt = performance.now();
     await write();
     const wroteMs = performance.now() - sentAt;
     const settled = await Promise.all(polls);
+    const apiCpuS = cpuSeconds(api.child.pid!) - apiCpuBefore;
+    const clientCpu = process.cpuUsage(clientCpuBefore);
+    const clientCpuS = (clientCpu.user + clientCpu.system) / 1e6;
     const stallMs = await worstStallMs();
     const failed = settled.flatMap((a) => ("failed" in a ? [a.failed] : []));
     if (failed.length > 0) throw new Error(`${failed.length} of ${settled.length} ${mode} polls failed (first: ${failed[0]})`);
@@ -224,7 +234,8 @@ try {
     if (bad.length > 0) throw new Error(`${bad.length} polls did not answer with a new datapath (first: ${bad[0]!.status} ${bad[0]!.body.slice(0, 200)})`);
     const latencies = answers.map((a) => a.at - sentAt).sort((x, y) => x - y);
     const mean = (f: (a: Answer) => number) => answers.reduce((sum, a) => sum + f(a), 0) / answers.length;
-    return { wroteMs, latencies, stallMs, bytes: mean((a) => a.body.length), wireBytes: mean((a) => a.wireBytes) };
+    const perPollUs = (seconds: number) => (seconds * 1e6) / answers.length;
+    return { wroteMs, latencies, stallMs, bytes: mean((a) => a.body.length), wireBytes: mean((a) => a.wireBytes), apiCpuUs: perPollUs(apiCpuS), clientCpuUs: perPollUs(clientCpuS) };
   }
 
   /** The API's longest event-loop stall since the last scrape, in ms. */
@@ -234,8 +245,8 @@ try {
     return m ? Number(m[1]) * 1000 : Number.NaN;
   }
 
-  const rows: (string | number)[][] = [["run", "polls", "answer B", "wire B", "write ms", "p50 ms", "p99 ms", "max ms", "max / goal", "all within 1 s", "API stall ms"]];
-  const fmt = (label: string, r: { wroteMs: number; latencies: number[]; stallMs: number; bytes: number; wireBytes: number }) => [
+  const rows: (string | number)[][] = [["run", "polls", "answer B", "wire B", "write ms", "p50 ms", "p99 ms", "max ms", "max / goal", "all within 1 s", "API stall ms", "API CPU µs/poll", "client CPU µs/poll"]];
+  const fmt = (label: string, r: { wroteMs: number; latencies: number[]; stallMs: number; bytes: number; wireBytes: number; apiCpuUs: number; clientCpuUs: number }) => [
     label,
     r.latencies.length,
     Math.round(r.bytes),
@@ -247,6 +258,9 @@ try {
     `${(r.latencies.at(-1)! / GOAL_MS).toFixed(2)}x`,
     r.latencies.at(-1)! < GOAL_MS ? "yes" : "NO",
     r.stallMs.toFixed(0),
+    // /proc counts CPU in 10 ms ticks: per poll it means something only over many polls.
+    r.latencies.length >= 100 ? r.apiCpuUs.toFixed(0) : "-",
+    r.latencies.length >= 100 ? r.clientCpuUs.toFixed(0) : "-",
   ];
   let n = NODES + 10;
   for (let round = 1; round <= ROUNDS; round++) {

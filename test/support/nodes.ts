@@ -48,6 +48,17 @@ const handedOut = new Map<string, number>();
 const blockOf = new Map<string, string>();
 
 /**
+ * Starts the count of handed-out addresses again, as a new test file does.
+ * The unit project's files share one module graph (vitest.config.ts), and
+ * each starts a fresh database whose first node gets the same first block
+ * again: counting on across files would run a block out of addresses.
+ */
+export function forgetHandedOutAddresses(): void {
+  handedOut.clear();
+  blockOf.clear();
+}
+
+/**
  * The next host address of a node's pod CIDR block (its registration answer's
  * podCidr): workload addresses must lie in their node's block. A block belongs
  * to one node at a time and is handed out only while no workload holds an
