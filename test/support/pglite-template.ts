@@ -8,9 +8,11 @@ import { MIGRATIONS_FOLDER, pgliteDatabase, type Database } from "../../api/src/
 /**
  * In-memory PGlite databases for the suites, started from a dump of a
  * migrated one: PGlite's initdb costs 2–4 s of CPU a database, loading a dump
- * about one, and the suites open one or more a file. The dump is kept on disk
- * (per migrations and PGlite version, so a changed migration makes a new one)
- * because each test file runs in a module graph of its own.
+ * about one, and the suites open one or more a file. The dump is kept in
+ * memory for the unit project's files (one module graph) and on disk for the
+ * others, each in a module graph of its own, and for the next run; its name
+ * holds the migrations' and PGlite's digest, so a changed migration makes a
+ * new one.
  */
 const PGLITE_VERSION = JSON.parse(readFileSync(new URL("../../node_modules/@electric-sql/pglite/package.json", import.meta.url), "utf8")).version as string;
 

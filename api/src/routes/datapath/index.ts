@@ -17,6 +17,8 @@ const HELD_POLL_SOCKET_MARGIN_MS = 30_000;
 /** Bodies up to this size are joined into one Buffer; larger ones go to the socket piece by piece, uncopied. */
 const JOIN_BELOW_BYTES = 16 * 1024;
 
+const byteLength = (chunks: readonly Buffer[]) => chunks.reduce((n, c) => n + c.length, 0);
+
 /**
  * Sends a body made of shared pieces (answers.ts), past the schema
  * serializer. A small one is joined; a large one (a full state with a
@@ -28,15 +30,13 @@ const JOIN_BELOW_BYTES = 16 * 1024;
  * (onResponse hooks still run; this route has no onSend hooks to skip).
  */
 function sendPieces(request: FastifyRequest, reply: FastifyReply, type: string, chunks: Buffer[]): FastifyReply {
-  let length = 0;
-  for (const c of chunks) length += c.length;
+  let length = byteLength(chunks);
   reply.header("vary", "accept-encoding");
   if (length < JOIN_BELOW_BYTES) return reply.type(type).send(Buffer.concat(chunks, length));
   const headers: OutgoingHttpHeaders = { ...(reply.getHeaders() as OutgoingHttpHeaders), "content-type": type };
   if (acceptsGzip(request.headers["accept-encoding"])) {
     chunks = gzipPieces(chunks);
-    length = 0;
-    for (const c of chunks) length += c.length;
+    length = byteLength(chunks);
     headers["content-encoding"] = "gzip";
   }
   headers["content-length"] = length;
