@@ -85,7 +85,9 @@
  *        policy passes through a hit flagged WEFT_POLICY_F_MTLS (for a
  *        ct-reply, the opener's hit) is dropped as mtls-required unless the
  *        node's transport delivered it: in weft_to_wl, skb->mark carries
- *        WEFT_MARK_TRANSPORT (SO_MARK of every transport socket) or the peer
+ *        WEFT_MARK_TRANSPORT (SO_MARK of every transport socket), a socket
+ *        of this host bound to its source sent it (skb->sk: the node's own
+ *        L7 proxy), or the peer
  *        is a workload of this node (weft_endpoint); in weft_from_uplink,
  *        never (nothing from the fabric came through the transport).
  *   [R16] steering, sending side: weft_from_wl, once the egress decision
@@ -571,18 +573,33 @@ static __always_inline int weft_steered(__u32 local_id, __u32 remote_id, const s
  * let the workload open). Only the transport's own sockets carry
  * WEFT_MARK_TRANSPORT, and the mark never crosses the wire, so nothing the
  * uplink receives has it. A workload of this node reaches another directly,
- * never through the transport. Costs nothing unless the hit is flagged.
+ * never through the transport; so does this node's own L7 proxy (a socket of
+ * this host bound to the packet's source sent it: skb->sk, NULL for anything
+ * the host forwards), whose allow entries carry the flag for other nodes'
+ * proxies (issue 21).
+ * Costs nothing unless the hit is flagged.
  */
 static __always_inline int weft_needs_transport(const struct __sk_buff *skb, const struct weft_flow *flow,
 						const struct weft_decision *d, int from_uplink)
 {
 	struct weft_endpoint_key peer_key = { .addr = flow->remote };
+	struct bpf_sock *sk = skb->sk;
 
 	if (!(d->flags & WEFT_POLICY_F_MTLS))
 		return 0;
 	if (from_uplink)
 		return 1;
-	return !(skb->mark & WEFT_MARK_TRANSPORT) && !bpf_map_lookup_elem(&weft_endpoint, &peer_key);
+	if (skb->mark & WEFT_MARK_TRANSPORT)
+		return 0;
+	/*
+	 * This host's own socket, bound to the packet's source address and port:
+	 * the node's L7 proxy. bpf_sock: src_port in host order, the flow's in
+	 * network order. (BPF_PROG_TEST_RUN's stand-in socket takes the packet's
+	 * addresses but no port, so it never passes for one.)
+	 */
+	if (sk && sk->family == AF_INET && sk->src_ip4 == flow->remote && sk->src_port == bpf_ntohs(flow->remote_port))
+		return 0;
+	return !bpf_map_lookup_elem(&weft_endpoint, &peer_key);
 }
 
 /* [R16] weft_ct holds this flow's tuple for replies travelling `reply_dir`: it was opened the other way. */

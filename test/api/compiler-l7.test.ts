@@ -274,3 +274,41 @@ describe("flows of the proxy's connections", () => {
     expect(decodeRuleId(L7_PROXY_RULE_ID)).toEqual({ policyId: 0, ruleIndex: 1 });
   });
 });
+
+describe("the proxy's hop to a backend on another node (mtls)", () => {
+  const mtlsPolicy = apiPolicy([{ peers: [{ identity: "web" }], ports: [{ port: 8080, protocol: "tcp" }], action: "allow", transport: "mtls" }]);
+  const plainPolicy = apiPolicy([{ peers: [{ identity: "web" }], ports: [{ port: 8080, protocol: "tcp" }], action: "allow" }]);
+  const routed = (policy: PolicyRow) => platform({ httpRoutes: [route([{ name: "api", port: 80 }])], policies: [policy] });
+  const proxyAllows = (snap: Snapshot, node: string) => compileNode(snap, node).maps.policy.filter((e) => e.key.remoteIdentity === PROXY);
+  const servers = (snap: Snapshot, node: string) => createCompiler(snap).l7Document(node)!.backends.flatMap((b) => b.servers);
+
+  it("an mtls ingress rule flags the proxy's allow at the port it covers; a plaintext one does not", () => {
+    expect(proxyAllows(routed(mtlsPolicy), "n2")).toEqual([
+      { key: { localIdentity: 258, remoteIdentity: PROXY, port: 8080, protocol: 6, direction: "ingress" }, value: { action: "allow", ruleId: L7_PROXY_RULE_ID, mtls: true } },
+    ]);
+    expect(proxyAllows(routed(plainPolicy), "n2").map((e) => e.value)).toEqual([{ action: "allow", ruleId: L7_PROXY_RULE_ID }]);
+    // A rule on another port leaves the proxy's hop on 8080 plaintext.
+    const otherPort = apiPolicy([{ peers: [{ identity: "web" }], ports: [{ port: 9090, protocol: "tcp" }], action: "allow", transport: "mtls" }]);
+    expect(proxyAllows(routed(otherPort), "n2").find((e) => e.key.port === 8080)?.value.mtls).toBeUndefined();
+  });
+
+  it("a caller's node reaches a remote backend through the transport, a local one directly", () => {
+    const got = servers(routed(mtlsPolicy), "n1");
+    expect(got.find((s) => s.address === "10.0.2.11")).toMatchObject({ port: 8080, transport: true });
+    expect(got.find((s) => s.address === "10.0.1.11")).not.toHaveProperty("transport");
+    // From n2 the roles swap.
+    const fromN2 = servers(routed(mtlsPolicy), "n2");
+    expect(fromN2.find((s) => s.address === "10.0.1.11")).toMatchObject({ transport: true });
+    expect(fromN2.find((s) => s.address === "10.0.2.11")).not.toHaveProperty("transport");
+    expect(servers(routed(plainPolicy), "n1").some((s) => s.transport)).toBe(false);
+  });
+
+  it("the live compiler flags and unflags them as the policy changes, as a fresh compile would", () => {
+    const compiler = createCompiler(routed(plainPolicy));
+    compiler.apply({ kind: "policy", op: "put", row: mtlsPolicy });
+    expect(compiler.compileNode("n2").hash).toBe(compileNode(routed(mtlsPolicy), "n2").hash);
+    expect(compiler.l7Document("n1")!.backends.flatMap((b) => b.servers).some((s) => s.transport)).toBe(true);
+    compiler.apply({ kind: "policy", op: "put", row: plainPolicy });
+    expect(compiler.compileNode("n2").hash).toBe(compileNode(routed(plainPolicy), "n2").hash);
+  });
+});

@@ -20,6 +20,7 @@ import { makePart } from "./parts.ts";
 import { enforcesDirection, stagesDirection } from "./policy.ts";
 import { parsePrefix, selects } from "./select.ts";
 import { chooseByZone, resolveBackends, servingPool, type ResolvedBackend } from "./services.ts";
+import { carriedByTransport, mtlsPorts } from "./transport.ts";
 import { l7Ports, trafficPolicyOf, type SnapshotIndex, type TenantIndex } from "./snapshot-index.ts";
 import type {
   HttpBackendRef,
@@ -110,15 +111,35 @@ export function l7AllowParts(index: SnapshotIndex, t: TenantIndex): Map<number, 
     // An audit policy's probe would otherwise report every proxied connection as a drop it would make.
     const staged = stagesDirection(selecting, "ingress");
     if (!enforced && !staged) continue;
-    const allows = [...set]
-      .sort((a, b) => a - b)
-      .map((port) => ({
-        key: { localIdentity: numericId, remoteIdentity: constants.IDENTITY_PROXY!, port, protocol: protocols.tcp, direction: "ingress" as const },
-        value: { action: "allow" as const, ruleId: L7_PROXY_RULE_ID },
-      }));
-    parts.set(numericId, makePart(l7AllowOwner(numericId), { ...(enforced ? { policy: allows } : {}), ...(staged ? { audit: allows } : {}) }));
+    const mtls = proxyHopMtls(t, selecting);
+    const allows = (withMtls: boolean) =>
+      [...set]
+        .sort((a, b) => a - b)
+        .map((port) => ({
+          key: { localIdentity: numericId, remoteIdentity: constants.IDENTITY_PROXY!, port, protocol: protocols.tcp, direction: "ingress" as const },
+          value: { action: "allow" as const, ruleId: L7_PROXY_RULE_ID, ...(withMtls && mtls(port) ? { mtls: true as const } : {}) },
+        }));
+    // weft_audit entries never carry the flag (policy.ts).
+    parts.set(numericId, makePart(l7AllowOwner(numericId), { ...(enforced ? { policy: allows(true) } : {}), ...(staged ? { audit: allows(false) } : {}) }));
   }
   return parts;
+}
+
+/**
+ * Whether the proxy's hop to a backend on `port` must be carried by the
+ * transport: an enforced mtls ingress rule of a policy selecting the backend
+ * covers the port (its callers reach it only through the transport, so the
+ * proxy that calls on their behalf does too). The receiving node then drops
+ * plaintext from another node's proxy address (mtls-required), and the
+ * caller's node sends that hop through its transport (l7Document's
+ * `transport` servers, mesh/transport.ts).
+ */
+export function proxyHopMtls(t: TenantIndex, selecting: readonly PolicyRow[]): (port: number) => boolean {
+  const ports = new Set<number>();
+  for (const p of selecting) {
+    for (const rule of p.ingress ?? []) if (carriedByTransport(rule, t.row, p.mode)) for (const port of mtlsPorts(rule.ports)) ports.add(port);
+  }
+  return (port) => ports.has(0) || ports.has(port);
 }
 
 /** Where a backend ref sends: another service's port (its one tcp port when the ref names none), or the frontend's own. */
@@ -152,6 +173,25 @@ function routeTargets(t: TenantIndex, s: ServiceRow, sp: ServicePort): RefTarget
   return [...out.values()];
 }
 
+/** Whether node's proxy reaches a backend through the transport: a workload of another node whose proxy hop is mtls. */
+function transportHops(t: TenantIndex, node: string): (b: ResolvedBackend) => boolean {
+  const nodeAt = new Map<string, string>();
+  for (const w of t.workloads.values()) if (w.addresses[0] !== undefined) nodeAt.set(w.addresses[0], w.node);
+  const identityAt = backendIdentities(t);
+  const hopByIdentity = new Map<number, (port: number) => boolean>();
+  return (b) => {
+    const at = nodeAt.get(b.address);
+    const identity = identityAt.get(b.address);
+    if (at === undefined || at === node || identity === undefined) return false;
+    let mtls = hopByIdentity.get(identity.numericId);
+    if (mtls === undefined) {
+      const selecting = [...t.policies.values()].filter((p) => p.mode !== "audit" && selects(p.subject, identity));
+      hopByIdentity.set(identity.numericId, (mtls = proxyHopMtls(t, selecting)));
+    }
+    return mtls(b.port);
+  };
+}
+
 /** The identity of each of the tenant's workloads by its first address: the one a service sends to. */
 function backendIdentities(t: TenantIndex): Map<string, IdentityRow> {
   const out = new Map<string, IdentityRow>();
@@ -169,6 +209,8 @@ export interface L7Server {
   address: string;
   port: number;
   weight: number;
+  /** The proxy reaches it through the node's transport (proxyHopMtls: a backend on another node). */
+  transport?: true;
 }
 
 export interface L7HeaderModifier {
@@ -269,9 +311,10 @@ export function l7Document(index: SnapshotIndex, node: string): L7Config | null 
   for (const { t } of present) {
     if (t.httpRoutes.size === 0) continue;
     const identityAt = backendIdentities(t);
+    const viaTransport = transportHops(t, node);
     for (const s of [...t.services.values()].sort((a, b) => compare(a.name, b.name))) {
       for (const sp of l7Ports(t, s).sort((a, b) => a.port - b.port)) {
-        const built = frontendOf(index, t, identityAt, s, sp, row.zone);
+        const built = frontendOf(index, t, identityAt, viaTransport, s, sp, row.zone);
         frontends.push(built.frontend);
         backends.push(...built.backends);
       }
@@ -321,6 +364,7 @@ function frontendOf(
   index: SnapshotIndex,
   t: TenantIndex,
   identityAt: ReadonlyMap<string, IdentityRow>,
+  viaTransport: (b: ResolvedBackend) => boolean,
   s: ServiceRow,
   sp: ServicePort,
   zone: string,
@@ -333,7 +377,7 @@ function frontendOf(
   const nearest = (subset: ResolvedBackend[]): ResolvedBackend[] => nearestOf(s, subset);
   const serverOf = (b: ResolvedBackend, weight: number): L7Server => {
     const id = index.backendIds.get(b.key);
-    return { name: id === undefined ? `a${b.address.replaceAll(".", "-")}-${b.port}` : `b${id}`, address: b.address, port: b.port, weight };
+    return { name: id === undefined ? `a${b.address.replaceAll(".", "-")}-${b.port}` : `b${id}`, address: b.address, port: b.port, weight, ...(viaTransport(b) ? { transport: true as const } : {}) };
   };
   const defaultPool = nearest(resolved);
   const defaultWeights = serverWeights(defaultPool.map((b) => b.weight));

@@ -18,12 +18,13 @@ export interface TransportInputs {
   bundles: ReadonlyMap<number, string>;
 }
 
-export function transportRowsOf(rows: Rows, node: string, steer: readonly Entry<"steer">[]): TransportInputs {
+/** `alsoTenants`: tenants the node's L7 proxy takes part for (mesh/transport.ts ProxyHops). */
+export function transportRowsOf(rows: Rows, node: string, steer: readonly Entry<"steer">[], alsoTenants: Iterable<number> = []): TransportInputs {
   const identities = new Map<number, { tenantId: number; spiffeId: string }>();
   const trustDomains = new Map<number, string>();
   const bundles = new Map<number, string>();
   const remoteWorkloads: { numericId: number; addresses: readonly string[]; endpoint: string }[] = [];
-  const tenantIds = new Set(localIdentities(steer).flatMap((id) => rows.tenantOf(id) ?? []));
+  const tenantIds = new Set([...localIdentities(steer).flatMap((id) => rows.tenantOf(id) ?? []), ...alsoTenants]);
   for (const tenantId of tenantIds) {
     const tenant = rows.tenants.get(tenantId);
     const own = rows.byTenant.get(tenantId);

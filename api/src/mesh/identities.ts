@@ -1,5 +1,6 @@
 import { and, asc, eq, gt, ne } from "drizzle-orm";
 import { throwIfAny } from "../ca/errors.ts";
+import { reservedPathErrors } from "../ca/node-proxy-id.ts";
 import { validateSpiffeId } from "../ca/spiffe-id.ts";
 import type { Db } from "../db/client.ts";
 import { nodeSelectorMatches } from "../ca/authz.ts";
@@ -33,7 +34,7 @@ export async function putIdentity(
 ): Promise<{ row: IdentityDbRow; intent: PutIntent }> {
   // The whole SPIFFE ID, for its 2048-byte limit; the trust domain was checked at tenant creation.
   // Field names are bare here: caCall places them in the body.
-  throwIfAny(validateSpiffeId(tenant.trustDomain, spec.path));
+  throwIfAny([...validateSpiffeId(tenant.trustDomain, spec.path), ...reservedPathErrors(spec.path)]);
   return writeMeshRow(w, follower, {
     kind: "identity",
     tenantId: tenant.id,

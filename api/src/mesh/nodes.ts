@@ -393,6 +393,18 @@ export const workloadsCarrying =
     };
   };
 
+/**
+ * Whether `node` runs a workload of the tenant now: what lets its credential
+ * obtain the node proxy's SVID in that tenant (routes/identities). Read from
+ * the database on every call, as workloadsCarrying is.
+ */
+export async function nodeHostsTenant(db: Db, node: string, tenantId: number): Promise<boolean> {
+  const rows = await read(db, tenantId, (tx) =>
+    tx.select({ name: workloads.name }).from(workloads).where(and(eq(workloads.tenantId, tenantId), eq(workloads.node, node))).limit(1),
+  );
+  return rows.length > 0;
+}
+
 /** A workload placed on a node, with its tenant's trust domain and its identity's path. */
 export interface PlacedWorkload {
   tenant: string;

@@ -198,6 +198,25 @@ export const TransportDocument = Type.Object(
       ),
       { description: "Which peer identity may open streams to which local identity, from every mtls rule that lets a peer reach a workload of this node" },
     ),
+    proxy: Type.Optional(
+      Type.Object(
+        {
+          address: { ...Ipv4, description: "This node's L7 proxy address: where the transport delivers streams other nodes' proxies open from" },
+          targets: Type.Array(TransportEndpoint, {
+            description:
+              "Backends on other nodes this node's proxy reaches through the transport (its L7 document's transport servers), each also in remotes; the transport takes the proxy's connections for one on a unix socket of its own",
+          }),
+          allow: Type.Array(
+            Type.Object(
+              { destination: SpiffeIdText, ports: Type.Optional(Type.Array(Type.Integer({ minimum: 1, maximum: 65535 }), { description: "Absent: any port" })) },
+              { additionalProperties: false },
+            ),
+            { description: "Local workloads any node's L7 proxy of their trust domain (spiffe://<td>/weft/node/<node>/proxy) may open streams to, from the proxy's mtls allow entries" },
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false, title: "TransportDocument" },
 );
@@ -660,6 +679,12 @@ const L7Server = Type.Object(
     address: Ipv4,
     port: PortNumber,
     weight: Type.Integer({ minimum: 0, maximum: 256, description: "HAProxy server weight (the backend's share spread over its servers)" }),
+    transport: Type.Optional(
+      Type.Literal(true, {
+        description:
+          "The proxy reaches this backend through the node's transport (a workload on another node whose callers an mtls rule carries): the transport document lists it among proxyTargets. Absent: directly",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -26,8 +26,26 @@ export interface TransportRows {
 /** The tenants a node's steer entries concern: those of its local identities. */
 export const localIdentities = (steer: readonly Entry<"steer">[]): number[] => [...new Set(steer.map((e) => e.key.localIdentity))].sort((a, b) => a - b);
 
+/** The node's L7 proxy's part in the document (issue 21): its hops that the transport carries. */
+export interface ProxyHops {
+  /** This node's proxy address. */
+  address: string;
+  /** The node's weft_policy entries that let other nodes' proxies in (remote IDENTITY_PROXY) flagged mtls: through the transport only. */
+  entries: readonly Entry<"policy">[];
+  /** Backends on other nodes this node's proxy reaches through the transport (its L7 document's transport servers). */
+  targets: readonly { address: string; port: number }[];
+}
+
+/** The tenants the proxy's entries concern: those of their local identities. */
+export const proxyIdentities = (entries: readonly Entry<"policy">[]): number[] => [...new Set(entries.map((e) => e.key.localIdentity))];
+
 /** The document, with `bundles` from the tenants' CA certificates (bundlePem by tenant id). */
-export function buildTransportDocument(steer: readonly Entry<"steer">[], rows: TransportRows, bundlePem: ReadonlyMap<number, string>): TransportDocument {
+export function buildTransportDocument(
+  steer: readonly Entry<"steer">[],
+  rows: TransportRows,
+  bundlePem: ReadonlyMap<number, string>,
+  proxy?: ProxyHops,
+): TransportDocument {
   const tenantOf = (id: number) => rows.identities.get(id)?.tenantId;
   /** A steer entry's remote identities: itself, or every identity of the local one's tenant for "any peer" (0). */
   const remotesOf = (local: number, remote: number): number[] => {
@@ -57,23 +75,52 @@ export function buildTransportDocument(steer: readonly Entry<"steer">[], rows: T
       pair.ports.add(key.port);
     }
   }
+  /** local SPIFFE ID -> ports (0: any) any node's proxy of its trust domain may open streams to */
+  const proxyAllow = new Map<string, Set<number>>();
+  for (const { key } of proxy?.entries ?? []) {
+    const local = rows.identities.get(key.localIdentity);
+    if (local === undefined) continue;
+    tenantsTakingPart.add(local.tenantId);
+    let ports = proxyAllow.get(local.spiffeId);
+    if (ports === undefined) proxyAllow.set(local.spiffeId, (ports = new Set()));
+    ports.add(key.port);
+  }
+  const targetAddresses = new Set((proxy?.targets ?? []).map((t) => t.address));
+  const targetWorkloads = rows.remoteWorkloads.filter((w) => w.addresses.some((a) => targetAddresses.has(a)));
+  for (const w of targetWorkloads) tenantsTakingPart.add(rows.identities.get(w.numericId)!.tenantId);
   const bundles = [...tenantsTakingPart].flatMap((t) => {
     const caPem = bundlePem.get(t);
     const trustDomain = rows.trustDomains.get(t);
     return caPem === undefined || trustDomain === undefined ? [] : [{ trustDomain, caPem }];
   });
   const remotes = rows.remoteWorkloads
-    .filter((w) => steeredTo.has(w.numericId))
+    .filter((w) => steeredTo.has(w.numericId) || targetWorkloads.includes(w))
     .flatMap((w) => w.addresses.map((address) => ({ address, spiffeId: rows.identities.get(w.numericId)!.spiffeId, node: w.endpoint })));
-  const allow = [...pairs.values()].map(({ source, destination, ports }) => {
-    const listed = ports.has(0) ? undefined : [...ports].sort((a, b) => a - b);
-    return listed === undefined ? { source, destination } : { source, destination, ports: listed };
-  });
+  const allow = [...pairs.values()].map(({ source, destination, ports }) => ({ source, destination, ...listedPorts(ports) }));
+  const remoteAddresses = new Set(remotes.map((r) => r.address));
+  const targets = (proxy?.targets ?? [])
+    .filter((t) => remoteAddresses.has(t.address))
+    .map((t) => `${t.address}:${t.port}`)
+    .filter((t, i, all) => all.indexOf(t) === i);
+  const proxyPart =
+    proxy === undefined || (targets.length === 0 && proxyAllow.size === 0)
+      ? {}
+      : {
+          proxy: {
+            address: proxy.address,
+            targets: targets.sort(),
+            allow: [...proxyAllow].map(([destination, ports]) => ({ destination, ...listedPorts(ports) })).sort((a, b) => compare(a.destination, b.destination)),
+          },
+        };
   return {
     bundles: bundles.sort((a, b) => compare(a.trustDomain, b.trustDomain)),
     remotes: remotes.sort((a, b) => compare(a.address, b.address)),
     allow: allow.sort((a, b) => compare(a.source, b.source) || compare(a.destination, b.destination)),
+    ...proxyPart,
   };
 }
+
+/** Ports as the document lists them: absent for any port (0 among them). */
+const listedPorts = (ports: ReadonlySet<number>): { ports?: number[] } => (ports.has(0) ? {} : { ports: [...ports].sort((a, b) => a - b) });
 
 const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

@@ -254,6 +254,14 @@ export const CLIENT_CONTRACT = {
     body: { type: "object", fields: { csr: str } },
     answer: { type: "object", fields: { certificate: str, chain: strings, expiresAt: str, serial: str } },
   },
+  /** The node's L7 proxy's X.509-SVID in a tenant (its transport presents it to other nodes' transports). */
+  nodeProxySvid: {
+    method: "post",
+    path: "/v1/tenants/{tenant}/node-proxy-svids",
+    statuses: [201],
+    body: { type: "object", fields: { csr: str } },
+    answer: { type: "object", fields: { certificate: str, chain: strings, expiresAt: str, serial: str, spiffeId: str } },
+  },
   bundlePem: {
     method: "get",
     path: "/v1/tenants/{tenant}/bundle.pem",
@@ -384,6 +392,7 @@ export type StatusReport = JsonOf<Contract["status"]["body"]>;
 /** The status report; its transport part (TRANSPORT_STATUS) is left out when the agent runs no transport. */
 export type StatusReportWithTransport = StatusReport;
 export type X509SvidAnswer = JsonOf<Contract["x509Svid"]["answer"]>;
+export type NodeProxySvidAnswer = JsonOf<Contract["nodeProxySvid"]["answer"]>;
 export type BundleAnswer = JsonOf<Contract["bundle"]["answer"]>;
 export type JwtSvidAnswer = JsonOf<Contract["jwtSvid"]["answer"]>;
 export type FederatedBundlesAnswer = JsonOf<Contract["federatedBundles"]["answer"]>;
@@ -537,6 +546,14 @@ export class ApiClient {
       throw new ApiError(`failed to issue X.509-SVID for ${tenant}/${identity}: the answer has no {certificate, chain, expiresAt}`, 201);
     }
     return body as X509SvidAnswer;
+  }
+
+  async issueNodeProxySvid(tenant: string, csr: string): Promise<NodeProxySvidAnswer> {
+    const body = (await this.json("POST", pathOf("nodeProxySvid", { tenant }), { csr }, [201])) as Partial<NodeProxySvidAnswer>;
+    if (typeof body.certificate !== "string" || !Array.isArray(body.chain) || typeof body.expiresAt !== "string" || typeof body.spiffeId !== "string") {
+      throw new ApiError(`failed to issue the node proxy's SVID in ${tenant}: the answer has no {certificate, chain, expiresAt, spiffeId}`, 201);
+    }
+    return body as NodeProxySvidAnswer;
   }
 
   async bundlePem(tenant: string): Promise<string> {

@@ -22,6 +22,7 @@ import { installTransportRouting } from "../kernel/transport-routing.ts";
 import { WorkloadApiServer } from "../workload-api/server.ts";
 import { DEFAULT_FLOW_CONFIG, identitiesOf, outcomeEvents, startFlows, type RunningFlows } from "../flows/index.ts";
 import type { OutcomeDrain } from "../transport/control-schema.ts";
+import { PROXY_TARGETS_DIR } from "../transport/proxy-targets.ts";
 import { accessEvents, findHaproxy, handOverListener, installProxyAddress, L7Driver, L7Off, ProxyTraces } from "../l7/index.ts";
 import type { AccessRecord } from "../l7/access-log.ts";
 
@@ -151,7 +152,16 @@ export async function startAgent(cfg: AgentConfig, options: RuntimeOptions = {})
       const collector = flows.collector;
       // The transport's stream outcomes as flows (hook "transport").
       const outcomes = collector ? (d: OutcomeDrain) => void collector.handleEvents(outcomeEvents(d.events, identify), d.lost) : undefined;
-      transport = new TransportDriver({ address, document: (etag) => client.nodeTransport(node, etag), svids, registry: metrics.registry, log, ...(outcomes ? { outcomes } : {}) });
+      transport = new TransportDriver({
+        address,
+        document: (etag) => client.nodeTransport(node, etag),
+        svids,
+        registry: metrics.registry,
+        // The same directory the proxy's renderer names its transport servers in (l7/render.ts).
+        proxy: { dir: join(cfg.stateDir, PROXY_TARGETS_DIR), client },
+        log,
+        ...(outcomes ? { outcomes } : {}),
+      });
       metrics.append(() => transport!.metricsText());
       transport.start();
     }

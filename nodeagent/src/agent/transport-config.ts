@@ -11,8 +11,8 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import { LocalWorkload, TransportConfig } from "../transport/control-schema.ts";
 import type { HeldSvid, SvidManager } from "./svid.ts";
 
-/** What the API serves: the transport's configuration without the workloads (no key ever leaves a node). */
-export const TransportDocument = Type.Omit(TransportConfig, ["workloads"]);
+/** What the API serves: the transport's configuration without the workloads and the proxy's SVIDs (no key ever leaves a node). */
+export const TransportDocument = Type.Omit(TransportConfig, ["workloads", "proxySvids"]);
 export type TransportDocument = Static<typeof TransportDocument>;
 
 /** The document of a node with nothing to carry. */
@@ -63,7 +63,25 @@ export function localWorkloads(svids: SvidSource, trustDomains: ReadonlySet<stri
     }));
 }
 
-/** The whole `configure` input. */
-export function transportConfig(document: TransportDocument, svids: SvidSource): TransportConfig {
-  return { workloads: localWorkloads(svids, new Set(document.bundles.map((b) => b.trustDomain))), ...document };
+/**
+ * The tenants the node's proxy needs an SVID in: those of the trust domains
+ * of its targets, named by a local workload of that trust domain (the API
+ * issues the proxy's SVID to a node running a workload of the tenant).
+ */
+export function proxyTenants(document: TransportDocument, svids: SvidSource): string[] {
+  const targets = new Set((document.proxy?.targets ?? []).map((t) => t.slice(0, t.lastIndexOf(":"))));
+  const trustDomains = new Set(document.remotes.filter((r) => targets.has(r.address)).map((r) => new URL(r.spiffeId).host));
+  const tenants = new Set<string>();
+  for (const ref of svids.workloads()) {
+    const svid = svids.svidOf(`${ref.tenant}/${ref.workload}`);
+    if (svid && trustDomains.has(svid.trustDomain)) tenants.add(ref.tenant);
+  }
+  return [...tenants].sort();
+}
+
+/** The whole `configure` input: `proxySvids` are the proxy's SVIDs held now (those of the document's trust domains go in). */
+export function transportConfig(document: TransportDocument, svids: SvidSource, proxySvids: readonly { spiffeId: string; trustDomain: string; keyPem: string; chainPem: string }[] = []): TransportConfig {
+  const trustDomains = new Set(document.bundles.map((b) => b.trustDomain));
+  const proxy = proxySvids.filter((p) => trustDomains.has(p.trustDomain)).map(({ spiffeId, keyPem, chainPem }) => ({ spiffeId, keyPem, chainPem }));
+  return { workloads: localWorkloads(svids, trustDomains), ...document, ...(proxy.length === 0 ? {} : { proxySvids: proxy }) };
 }

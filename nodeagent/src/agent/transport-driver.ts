@@ -27,9 +27,10 @@ import type { KeyExchange } from "../transport/tls-policy.ts";
 import type { Log } from "./agent.ts";
 import { Backoff, sleep, type BackoffOptions } from "./backoff.ts";
 import { Coalesced } from "./coalesced.ts";
-import type { TransportDocumentAnswer, TransportStatus } from "./client.ts";
+import type { ApiClient, TransportDocumentAnswer, TransportStatus } from "./client.ts";
+import { ProxySvids } from "./proxy-svids.ts";
 import type { SvidManager } from "./svid.ts";
-import { checkDocument, emptyDocument, transportConfig, type SvidSource, type TransportDocument } from "./transport-config.ts";
+import { checkDocument, emptyDocument, proxyTenants, transportConfig, type SvidSource, type TransportDocument } from "./transport-config.ts";
 import { TransportProcess, type Request } from "./transport-process.ts";
 
 /** How often the document is asked for again (If-None-Match: mostly a 304). */
@@ -56,6 +57,12 @@ export interface TransportDriverOptions {
   /** Where the drained stream outcomes go (the flows pipeline); not drained when absent (flows off). */
   outcomes?: (drained: OutcomeDrain) => void;
   outcomesPollMs?: number;
+  /**
+   * The node's L7 proxy's hops (issue 21): the directory of the transport's
+   * target sockets (the proxy's renderer names the same ones) and the API
+   * client that issues the proxy's SVIDs. Absent: the hops are not taken.
+   */
+  proxy?: { dir: string; client: Pick<ApiClient, "issueNodeProxySvid"> };
   log: Log;
 }
 
@@ -83,6 +90,7 @@ export class TransportDriver {
   private draining: Promise<void> | null = null;
   private unsubscribe: (() => void) | null = null;
   private supervising: Promise<void> | null = null;
+  private readonly proxySvids: ProxySvids | null;
 
   constructor(private readonly o: TransportDriverOptions) {
     this.backoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...o.backoff });
@@ -92,6 +100,7 @@ export class TransportDriver {
     this.restarts = new Counter({ name: "weft_agent_transport_restarts_total", help: "Times the transport was started again after it died or failed to start", registers });
     this.configures = new Counter({ name: "weft_agent_transport_configures_total", help: "Configurations sent to the transport, by result", labelNames: ["result"], registers });
     for (const result of ["ok", "refused", "failed"] as const) this.configures.inc({ result }, 0);
+    this.proxySvids = o.proxy ? new ProxySvids({ client: o.proxy.client, onChange: () => this.reconfigure(), log: o.log }) : null;
   }
 
   /** Starts the transport and keeps it running and configured until stop(). */
@@ -112,6 +121,7 @@ export class TransportDriver {
     if (this.poller) clearInterval(this.poller);
     if (this.outcomesPoller) clearInterval(this.outcomesPoller);
     this.unsubscribe?.();
+    this.proxySvids?.stop();
     // What the transport holds now still reaches flows: its outcomes end with it.
     await this.drainOutcomes();
     await this.process?.stop();
@@ -128,7 +138,7 @@ export class TransportDriver {
 
   /** Faults the status report carries (a refused document or configuration). */
   get errors(): string[] {
-    return [this.documentError, this.configureError].filter((e): e is string => e !== null);
+    return [this.documentError, this.configureError, this.proxySvids?.error ?? null].filter((e): e is string => e !== null);
   }
 
   /** The running process's ports, null while none runs. */
@@ -208,7 +218,9 @@ export class TransportDriver {
     if (!running) return;
     let result: ConfigureResult;
     try {
-      const a = await running.request({ op: "configure", config: transportConfig(this.document, this.o.svids) });
+      // The proxy's SVIDs follow the document and the workloads: asked for here, they reconfigure when they come.
+      this.proxySvids?.want(proxyTenants(this.document, this.o.svids));
+      const a = await running.request({ op: "configure", config: transportConfig(this.document, this.o.svids, this.proxySvids?.svids()) });
       result = a.ok ? "ok" : "refused";
       this.configureError = a.ok ? null : `the transport refused its configuration: ${a.error ?? "no reason given"}`;
     } catch (err) {
@@ -230,6 +242,7 @@ export class TransportDriver {
       "--outbound",
       `${outbound.address}:${outbound.port}`,
       ...(this.o.keyExchange ? ["--key-exchange", this.o.keyExchange] : []),
+      ...(this.o.proxy ? ["--proxy-dir", this.o.proxy.dir] : []),
     ];
   }
 

@@ -53,7 +53,10 @@ const HeaderModifier = Type.Object(
 );
 export type HeaderModifier = Static<typeof HeaderModifier>;
 
-const L7Server = Type.Object({ name: ProxyName, address: Ipv4, port: PortNumber, weight: Type.Integer({ minimum: 0, maximum: 256 }) }, { additionalProperties: false });
+const L7Server = Type.Object(
+  { name: ProxyName, address: Ipv4, port: PortNumber, weight: Type.Integer({ minimum: 0, maximum: 256 }), transport: Type.Optional(Type.Literal(true)) },
+  { additionalProperties: false },
+);
 
 const L7Backend = Type.Object(
   {

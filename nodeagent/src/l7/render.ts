@@ -30,6 +30,8 @@
  * all (at least one), so the attempts together never outlast the request.
  */
 import { constants } from "@weft/codec";
+import { join } from "node:path";
+import { PROXY_TARGETS_DIR, proxyTargetPath } from "../transport/proxy-targets.ts";
 import type { HeaderModifier, L7Authorization, L7Backend, L7Document, L7Frontend, L7Match, RetryCondition } from "./document.ts";
 import { jwtRendering, type JwtRendering } from "./jwt-render.ts";
 import { TRACE_CONTEXT_LINES, TRACE_LOG_FIELDS } from "./render-trace.ts";
@@ -163,7 +165,11 @@ function headerLines(direction: "request" | "response", m: HeaderModifier | unde
   ];
 }
 
-function backendSection(b: L7Backend, f: L7Frontend | undefined, proxyAddress: string): string[] {
+/** Where a server is reached: directly, or through the transport's socket for it (transport/proxy-targets.ts). */
+const serverAddress = (s: L7Backend["servers"][number], stateDir: string): string =>
+  s.transport ? `unix@${proxyTargetPath(join(stateDir, PROXY_TARGETS_DIR), s)}` : `${s.address}:${s.port}`;
+
+function backendSection(b: L7Backend, f: L7Frontend | undefined, proxyAddress: string, stateDir: string): string[] {
   const { perTryMs, retries } = attemptsOf(b);
   const lines = [`backend ${b.name}`, `  source ${proxyAddress}`, `  timeout server ${perTryMs}`, `  retries ${retries}`];
   // The service's limits come first: a request refused for overflow is not retried, changed or sent.
@@ -179,7 +185,7 @@ function backendSection(b: L7Backend, f: L7Frontend | undefined, proxyAddress: s
     lines.push("  http-request set-var(txn.refused) str(no-servers)");
     lines.push(`  ${problemReturn({ status: 503, title: "Service Unavailable", detail: `backend ${b.name} has no servers` })}`);
   }
-  for (const s of b.servers) lines.push(`  server ${s.name} ${s.address}:${s.port} weight ${s.weight}${serverLimit(f?.traffic)}`);
+  for (const s of b.servers) lines.push(`  server ${s.name} ${serverAddress(s, stateDir)} weight ${s.weight}${serverLimit(f?.traffic)}`);
   return lines;
 }
 
@@ -397,7 +403,7 @@ export function renderConfig(doc: L7Document, o: RenderOptions): string {
     `backend ${NO_FRONTEND}`,
     `  ${problemReturn({ status: 503, title: "Service Unavailable", detail: "no L7 service at this address" })}`,
   ];
-  for (const b of doc.backends) lines.push("", ...backendSection(b, owners.get(b.name), doc.proxyAddress));
+  for (const b of doc.backends) lines.push("", ...backendSection(b, owners.get(b.name), doc.proxyAddress, o.stateDir));
   for (const p of perFrontend) if (p.tables.length) lines.push("", ...p.tables);
   return `${lines.join("\n")}\n`;
 }

@@ -56,12 +56,37 @@ export const AllowedPair = Type.Object(
   { additionalProperties: false },
 );
 
+/** The SVID of this node's L7 proxy in one trust domain (spiffe://<td>/weft/node/<node>/proxy). */
+export const ProxySvid = Type.Object({ spiffeId: SpiffeIdString, keyPem: Pem, chainPem: Pem }, { additionalProperties: false });
+
+/**
+ * The node's L7 proxy's hops the transport carries (issue 21): out, to
+ * `targets` (backends on other nodes), each taken on a unix socket of its
+ * own (proxy-targets.ts) and opened presenting the proxy's SVID of the
+ * target's trust domain; in, from any node's proxy of a trust domain to the
+ * local workloads `allow` names, delivered from this node's proxy `address`.
+ */
+export const ProxyHops = Type.Object(
+  {
+    address: Ipv4,
+    targets: Type.Array(Endpoint, { maxItems: 65536 }),
+    allow: Type.Array(
+      Type.Object({ destination: SpiffeIdString, ports: Type.Optional(Type.Array(Port, { minItems: 1, maxItems: 64 })) }, { additionalProperties: false }),
+      { maxItems: 65536 },
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const TransportConfig = Type.Object(
   {
     workloads: Type.Array(LocalWorkload, { maxItems: 4096 }),
     bundles: Type.Array(TrustBundle, { maxItems: 1024 }),
     remotes: Type.Array(RemoteWorkload, { maxItems: 65536 }),
     allow: Type.Array(AllowedPair, { maxItems: 65536 }),
+    proxy: Type.Optional(ProxyHops),
+    /** The node proxy's SVIDs, one per trust domain of a target (the agent's own, like `workloads`). */
+    proxySvids: Type.Optional(Type.Array(ProxySvid, { maxItems: 1024 })),
   },
   { additionalProperties: false },
 );

@@ -19,7 +19,7 @@ import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
 import { parseEndpoint, type Endpoint } from "./endpoint.ts";
 import { handshakeReason, verifyErrorReason, type HandshakeFailure, type StreamResult, type TransportMetrics } from "./metrics.ts";
 import type { OutcomeBuffer, OutcomeStart } from "./outcomes.ts";
-import { verifySvid, type SpiffeId } from "./spiffe.ts";
+import { isNodeProxy, verifySvid, type SpiffeId } from "./spiffe.ts";
 import { countInto, splice } from "./splice.ts";
 import type { LocalIdentity, TransportState } from "./state.ts";
 import type { TlsPolicy } from "./tls-policy.ts";
@@ -147,13 +147,21 @@ export function inboundServer(deps: { state: () => TransportState; tls: TlsPolic
     outcome.destination = target;
     const state = deps.state();
     const destination = state.localByAddress.get(target.address);
+    // Another node's L7 proxy calls on its callers' behalf (issue 21): allowed by the proxy's own entries.
+    const proxy = isNodeProxy(peer.id);
+    const allowed = (d: LocalIdentity) => (proxy ? state.proxyAllows(d.id.id, target.port) : state.allows(peer.id.id, d.id.id, target.port));
     // Not here and not allowed answer alike: a peer learns nothing about addresses it may not reach.
-    if (!destination || destination.id.trustDomain !== peer.id.trustDomain || !state.allows(peer.id.id, destination.id.id, target.port)) return answer(403, "forbidden");
+    if (!destination || destination.id.trustDomain !== peer.id.trustDomain || !allowed(destination)) return answer(403, "forbidden");
     // By ID: a later configure makes new LocalIdentity objects for the same workloads.
     if (destination.id.id !== peer.servedTo.id.id) return answer(421, "bad_request");
-    // The claimed source address is believed only when it is one of the peer identity's own addresses.
     let source: string | null = null;
-    if (claimed !== undefined) {
+    if (proxy) {
+      // From this node's proxy address, whatever the peer claims: the backend's tc knows a proxy by that address
+      // (IDENTITY_PROXY) and, marked by the transport, lets it in where plaintext from the fabric is dropped.
+      source = state.proxyAddress;
+      outcome.source.address = source!;
+    } else if (claimed !== undefined) {
+      // The claimed source address is believed only when it is one of the peer identity's own addresses.
       if (state.remoteByAddress.get(claimed)?.id.id !== peer.id.id) return answer(403, "forbidden");
       source = claimed;
       outcome.source.address = claimed;

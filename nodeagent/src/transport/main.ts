@@ -4,6 +4,7 @@
  *
  *   node nodeagent/src/transport/main.ts [--inbound HOST:PORT] [--outbound HOST:PORT]
  *        [--key-exchange post-quantum|post-quantum-or-classical] [--deliver transparent|plain]
+ *        [--proxy-dir DIR]
  *
  * The defaults are the ABI's (the codec's constants): inbound
  * 0.0.0.0:TRANSPORT_INBOUND_PORT, outbound TRANSPORT_OUTBOUND_ADDR:PORT, where
@@ -13,6 +14,10 @@
  * source address the peer proved (sockets.ts); if that fails the stream
  * is refused, never delivered from another address than the receiver's
  * policy would expect. plain always connects from the node's address.
+ *
+ * --proxy-dir: where the node's L7 proxy hands over its connections to
+ * backends on other nodes, one unix socket per target (proxy-targets.ts);
+ * absent, the proxy's hops are not taken.
  *
  * Prints one JSON line {"ready":true,"inbound":PORT,"outbound":PORT} on
  * stdout, then serves the control channel (control-schema.ts) on stdin and
@@ -42,6 +47,7 @@ const { values } = parseArgs({
     outbound: { type: "string", default: `${OUTBOUND_LISTENER.address}:${OUTBOUND_LISTENER.port}` },
     "key-exchange": { type: "string", default: "post-quantum" },
     deliver: { type: "string", default: "transparent" },
+    "proxy-dir": { type: "string" },
   },
 });
 const keyExchange = values["key-exchange"];
@@ -63,6 +69,7 @@ try {
     keyExchange: keyExchange as KeyExchange,
     deliver: deliverer(values.deliver, MARK_TRANSPORT),
     mark: MARK_TRANSPORT,
+    ...(values["proxy-dir"] === undefined ? {} : { proxyDir: values["proxy-dir"] }),
   });
 } catch (err) {
   if (!(err instanceof KeyExchangeUnavailable)) throw err;

@@ -8,13 +8,14 @@
  * no plaintext path around the transport.
  */
 import { constants } from "node:http2";
-import { createServer, isIPv4, type Server } from "node:net";
+import { createServer, isIPv4, type Server, type Socket } from "node:net";
+import type { Endpoint } from "./endpoint.ts";
 import type { TransportMetrics, StreamResult } from "./metrics.ts";
 import type { OriginResolver } from "./origins.ts";
 import type { OutcomeBuffer, OutcomeStart } from "./outcomes.ts";
 import type { SessionPool } from "./pool.ts";
 import { countInto, splice } from "./splice.ts";
-import type { TransportState } from "./state.ts";
+import type { LocalIdentity, TransportState } from "./state.ts";
 
 /** What a refusing peer's status says about the stream. */
 function refusal(status: number): StreamResult {
@@ -23,19 +24,28 @@ function refusal(status: number): StreamResult {
   return "upstream_failed";
 }
 
-export function outboundListener(deps: {
+interface CarryDeps {
   state: () => TransportState;
-  origins: OriginResolver;
   pool: SessionPool;
   metrics: TransportMetrics;
   outcomes: OutcomeBuffer;
-}): Server {
+}
+
+/** Who a connection is carried for and where: or why it is refused. */
+type Resolution = { source: LocalIdentity; sourceAddress: string | null; destination: Endpoint } | { refused: StreamResult };
+
+/**
+ * Carries each connection the resolver places as one HBONE stream, or
+ * closes it with the resolver's reason. `resolve` gets the outcome so far
+ * to add what it learns (the source address) even when it refuses.
+ */
+function carrier(deps: CarryDeps, resolve: (sock: Socket, state: TransportState, outcome: OutcomeStart) => Resolution): (sock: Socket) => void {
   const { metrics, outcomes } = deps;
-  return createServer({ allowHalfOpen: true, pauseOnConnect: true }, (sock) => {
+  return (sock) => {
     const start = Date.now();
     const bytes = { toPeer: 0, fromPeer: 0 };
     // What is known of the connection so far, for its outcome: the workload's socket until the origin says more.
-    let outcome: OutcomeStart = {
+    const outcome: OutcomeStart = {
       direction: "outbound",
       handshake: false,
       source: sock.remoteAddress && isIPv4(sock.remoteAddress) ? { address: sock.remoteAddress, port: sock.remotePort! } : {},
@@ -47,14 +57,12 @@ export function outboundListener(deps: {
       sock.destroy();
     };
     sock.on("error", () => sock.destroy());
-    const origin = deps.origins.resolve(sock);
-    if (!origin) return refuse("no_origin");
-    outcome = { ...outcome, source: { ...outcome.source, address: origin.source }, destination: origin.destination };
     const state = deps.state();
-    const source = state.localByAddress.get(origin.source);
-    if (!source) return refuse("unknown_source");
+    const resolved = resolve(sock, state, outcome);
+    if ("refused" in resolved) return refuse(resolved.refused);
+    const { source, sourceAddress, destination } = resolved;
     outcome.source.spiffeId = source.id.id;
-    const remote = state.remoteByAddress.get(origin.destination.address);
+    const remote = state.remoteByAddress.get(destination.address);
     const bundle = remote && state.bundles.get(remote.id.trustDomain);
     if (!remote || !bundle) return refuse("unknown_destination");
 
@@ -63,9 +71,9 @@ export function outboundListener(deps: {
       stream = deps.pool.session(source, remote, bundle).request(
         {
           [constants.HTTP2_HEADER_METHOD]: "CONNECT",
-          [constants.HTTP2_HEADER_AUTHORITY]: `${origin.destination.address}:${origin.destination.port}`,
+          [constants.HTTP2_HEADER_AUTHORITY]: `${destination.address}:${destination.port}`,
           // HBONE (ztunnel) names the original source this way; the receiver believes it only for addresses the peer's SPIFFE ID owns.
-          forwarded: `for=${origin.source}`,
+          ...(sourceAddress === null ? {} : { forwarded: `for=${sourceAddress}` }),
         },
         { endStream: false },
       );
@@ -105,5 +113,35 @@ export function outboundListener(deps: {
     };
     stream.on("error", failed);
     stream.once("close", failed);
+  };
+}
+
+/** The listener the kernel steers workloads' connections to: each carried as its source workload. */
+export function outboundListener(deps: CarryDeps & { origins: OriginResolver }): Server {
+  const carry = carrier(deps, (sock, state, outcome) => {
+    const origin = deps.origins.resolve(sock);
+    if (!origin) return { refused: "no_origin" };
+    outcome.source.address = origin.source;
+    outcome.destination = origin.destination;
+    const source = state.localByAddress.get(origin.source);
+    return source ? { source, sourceAddress: origin.source, destination: origin.destination } : { refused: "unknown_source" };
   });
+  return createServer({ allowHalfOpen: true, pauseOnConnect: true }, carry);
+}
+
+/**
+ * The listener of one target of the node's L7 proxy (proxy-targets.ts): each
+ * connection carried as the proxy, with its SVID of the target's trust
+ * domain, and no source address (the receiver delivers from its own proxy's).
+ */
+export function proxyTargetListener(deps: CarryDeps, target: Endpoint): Server {
+  const carry = carrier(deps, (_sock, state, outcome) => {
+    outcome.destination = target;
+    if (!state.proxyTargets.has(`${target.address}:${target.port}`)) return { refused: "unknown_destination" };
+    const remote = state.remoteByAddress.get(target.address);
+    const source = remote && state.proxyByTrustDomain.get(remote.id.trustDomain);
+    if (source && state.proxyAddress !== null) outcome.source.address = state.proxyAddress;
+    return !remote ? { refused: "unknown_destination" } : !source ? { refused: "unknown_source" } : { source, sourceAddress: null, destination: target };
+  });
+  return createServer({ allowHalfOpen: true, pauseOnConnect: true }, carry);
 }

@@ -34,6 +34,11 @@ export function parseSpiffeId(id: string): SpiffeId | null {
   return { id, trustDomain: m[1]! };
 }
 
+/** A node's L7 proxy (spiffe://<td>/weft/node/<node>/proxy: api/src/ca/node-proxy-id.ts); no tenant's identity may take such a path. */
+const NODE_PROXY_PATH = /^spiffe:\/\/[^/]+\/weft\/node\/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\/proxy$/;
+
+export const isNodeProxy = (id: SpiffeId): boolean => NODE_PROXY_PATH.test(id.id);
+
 /** The URI SANs of a certificate; Node quotes a value holding a comma or quote, which no SPIFFE ID has, so it is kept quoted and fails the ID check. */
 function uriSans(cert: X509Certificate): string[] {
   return (cert.subjectAltName ?? "")

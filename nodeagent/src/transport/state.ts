@@ -8,8 +8,8 @@ import { createHash, createPrivateKey, X509Certificate, type KeyObject } from "n
 import { isIPv4 } from "node:net";
 import { createSecureContext, type SecureContext } from "node:tls";
 import type { TransportConfig } from "./control-schema.ts";
-import { parseEndpoint } from "./endpoint.ts";
-import { parseSpiffeId, verifySvid, type SpiffeId } from "./spiffe.ts";
+import { parseEndpoint, type Endpoint } from "./endpoint.ts";
+import { isNodeProxy, parseSpiffeId, verifySvid, type SpiffeId } from "./spiffe.ts";
 import type { TlsPolicy } from "./tls-policy.ts";
 
 export class ConfigError extends Error {}
@@ -76,6 +76,14 @@ export class TransportState {
   readonly remoteByAddress = new Map<string, RemoteIdentity>();
   /** source \n destination -> allowed ports (null: every port). */
   private readonly pairs = new Map<string, Set<number> | null>();
+  /** This node's L7 proxy's SVID by trust domain (also in `local`, so a rotation drains its sessions). */
+  readonly proxyByTrustDomain = new Map<string, LocalIdentity>();
+  /** Where streams from other nodes' proxies are delivered from: this node's proxy address; null: none taken. */
+  readonly proxyAddress: string | null;
+  /** Backends on other nodes the node's proxy reaches through the transport, as "ip:port". */
+  readonly proxyTargets: ReadonlyMap<string, Endpoint>;
+  /** Local SPIFFE ID -> ports (null: every port) any node's proxy of its trust domain may open streams to. */
+  private readonly proxyAllowed = new Map<string, Set<number> | null>();
 
   constructor(config: TransportConfig, tls: TlsPolicy, now = Date.now()) {
     for (const b of config.bundles) {
@@ -88,39 +96,33 @@ export class TransportState {
     const anchors = new Map([...this.bundles].map(([td, b]) => [td, b.certificates] as const));
 
     for (const w of config.workloads) {
-      const what = `workload ${w.spiffeId}`;
-      const id = spiffeId(w.spiffeId, what);
-      if (this.local.has(id.id)) throw new ConfigError(`${what}: given twice`);
-      const chain = certificates(w.chainPem, `${what} chain`);
-      const leaf = chain[0]!;
-      let key: KeyObject;
-      try {
-        key = createPrivateKey(w.keyPem);
-      } catch (err) {
-        throw new ConfigError(`${what}: unreadable key: ${(err as Error).message}`);
-      }
-      if (!leaf.checkPrivateKey(key)) throw new ConfigError(`${what}: the key does not belong to the certificate`);
-      const proven = verifySvid(leaf, chain.slice(1), anchors, now);
-      if (typeof proven === "string") throw new ConfigError(`${what}: the SVID does not verify (${proven})`);
-      if (proven.id !== id.id) throw new ConfigError(`${what}: the SVID is for ${proven.id}`);
-      const bundle = this.bundles.get(id.trustDomain)!;
-      const keyPem = key.export({ type: "pkcs8", format: "pem" }) as string;
-      const chainPem = chain.map((c) => c.toString()).join("");
-      const identity: LocalIdentity = {
-        id,
-        addresses: w.addresses.map((a) => ipv4(a, what)),
-        keyPem,
-        chainPem,
-        leaf,
-        version: `${leaf.fingerprint256}/${bundle.digest}`,
-        serverContext: createSecureContext({ ...tls.contextOptions, key: keyPem, cert: chainPem, ca: bundle.pem }),
-      };
-      this.local.set(id.id, identity);
-      this.localByServerName.set(serverNameFor(id.id), identity);
+      const identity = this.identity(w, `workload ${w.spiffeId}`, anchors, tls, now);
+      this.localByServerName.set(serverNameFor(identity.id.id), identity);
       for (const a of identity.addresses) {
-        if (this.localByAddress.has(a)) throw new ConfigError(`${what}: address ${a} is another workload's`);
+        if (this.localByAddress.has(a)) throw new ConfigError(`workload ${w.spiffeId}: address ${a} is another workload's`);
         this.localByAddress.set(a, identity);
       }
+    }
+
+    for (const p of config.proxySvids ?? []) {
+      const what = `proxy SVID ${p.spiffeId}`;
+      const identity = this.identity({ ...p, addresses: [] }, what, anchors, tls, now);
+      if (!isNodeProxy(identity.id)) throw new ConfigError(`${what}: not a node proxy's SPIFFE ID (spiffe://<td>/weft/node/<node>/proxy)`);
+      if (this.proxyByTrustDomain.has(identity.id.trustDomain)) throw new ConfigError(`${what}: a second one for ${identity.id.trustDomain}`);
+      this.proxyByTrustDomain.set(identity.id.trustDomain, identity);
+    }
+    this.proxyAddress = config.proxy ? ipv4(config.proxy.address, "proxy address") : null;
+    const targets = new Map<string, Endpoint>();
+    for (const t of config.proxy?.targets ?? []) {
+      const target = parseEndpoint(t);
+      if (!target) throw new ConfigError(`proxy target ${JSON.stringify(t)}: not IPV4:PORT`);
+      targets.set(t, target);
+    }
+    this.proxyTargets = targets;
+    for (const a of config.proxy?.allow ?? []) {
+      spiffeId(a.destination, "proxy allow destination");
+      const prior = this.proxyAllowed.get(a.destination);
+      this.proxyAllowed.set(a.destination, prior === null || !a.ports ? null : new Set([...(prior ?? []), ...a.ports]));
     }
 
     for (const r of config.remotes) {
@@ -140,6 +142,50 @@ export class TransportState {
       if (prior === null || !p.ports) this.pairs.set(key, null);
       else this.pairs.set(key, new Set([...(prior ?? []), ...p.ports]));
     }
+  }
+
+  /** A local SVID checked (key, chain to its trust domain's bundle, SPIFFE ID) and kept in `local`. */
+  private identity(
+    w: { spiffeId: string; keyPem: string; chainPem: string; addresses: readonly string[] },
+    what: string,
+    anchors: ReadonlyMap<string, readonly X509Certificate[]>,
+    tls: TlsPolicy,
+    now: number,
+  ): LocalIdentity {
+    const id = spiffeId(w.spiffeId, what);
+    if (this.local.has(id.id)) throw new ConfigError(`${what}: given twice`);
+    const chain = certificates(w.chainPem, `${what} chain`);
+    const leaf = chain[0]!;
+    let key: KeyObject;
+    try {
+      key = createPrivateKey(w.keyPem);
+    } catch (err) {
+      throw new ConfigError(`${what}: unreadable key: ${(err as Error).message}`);
+    }
+    if (!leaf.checkPrivateKey(key)) throw new ConfigError(`${what}: the key does not belong to the certificate`);
+    const proven = verifySvid(leaf, chain.slice(1), anchors, now);
+    if (typeof proven === "string") throw new ConfigError(`${what}: the SVID does not verify (${proven})`);
+    if (proven.id !== id.id) throw new ConfigError(`${what}: the SVID is for ${proven.id}`);
+    const bundle = this.bundles.get(id.trustDomain)!;
+    const keyPem = key.export({ type: "pkcs8", format: "pem" }) as string;
+    const chainPem = chain.map((c) => c.toString()).join("");
+    const identity: LocalIdentity = {
+      id,
+      addresses: w.addresses.map((a) => ipv4(a, what)),
+      keyPem,
+      chainPem,
+      leaf,
+      version: `${leaf.fingerprint256}/${bundle.digest}`,
+      serverContext: createSecureContext({ ...tls.contextOptions, key: keyPem, cert: chainPem, ca: bundle.pem }),
+    };
+    this.local.set(id.id, identity);
+    return identity;
+  }
+
+  /** Whether a node's proxy (of `destination`'s trust domain: the caller checks) may open a stream to `destination` on `port`. */
+  proxyAllows(destination: string, port: number): boolean {
+    const ports = this.proxyAllowed.get(destination);
+    return this.proxyAddress !== null && (ports === null || (ports !== undefined && ports.has(port)));
   }
 
   /** Whether `source` may open a stream to `destination` on `port`. */

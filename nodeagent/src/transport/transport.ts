@@ -11,10 +11,12 @@ import { inboundServer, type Deliver } from "./inbound.ts";
 import { TransportMetrics } from "./metrics.ts";
 import { originResolver, OriginTable } from "./origins.ts";
 import { OutcomeBuffer } from "./outcomes.ts";
-import { outboundListener } from "./outbound.ts";
+import { outboundListener, proxyTargetListener } from "./outbound.ts";
+import { proxyTargetPath } from "./proxy-targets.ts";
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { SessionPool } from "./pool.ts";
 import { listeningSocket } from "./sockets.ts";
-import { emptyConfig, TransportState } from "./state.ts";
+import { ConfigError, emptyConfig, TransportState } from "./state.ts";
 import { tlsPolicy, type KeyExchange } from "./tls-policy.ts";
 
 export interface TransportOptions {
@@ -24,6 +26,8 @@ export interface TransportOptions {
   deliver: Deliver;
   /** SO_MARK of every socket the transport listens on or opens (the codec's MARK_TRANSPORT). */
   mark: number;
+  /** Where the node's L7 proxy's targets get their unix sockets (proxy-targets.ts); absent: the proxy's hops are not taken. */
+  proxyDir?: string;
 }
 
 export class Transport {
@@ -35,6 +39,8 @@ export class Transport {
   private readonly pool: SessionPool;
   private readonly inbound: Http2SecureServer;
   private readonly outbound: Server;
+  /** The proxy's target listeners by "ip:port" (proxy-targets.ts). */
+  private readonly proxyListeners = new Map<string, Server>();
 
   private readonly options: TransportOptions;
 
@@ -71,7 +77,9 @@ export class Transport {
       case "configure": {
         // Built whole before it replaces anything: a refused config leaves the running one as it was.
         const next = new TransportState(request.config, this.tls);
+        const stale = await this.listenForProxy(next);
         this.state = next;
+        for (const key of stale) this.closeProxyListener(key);
         this.pool.retire(next);
         const c = request.config;
         this.metrics.configured({ workloads: c.workloads.length, bundles: c.bundles.length, remotes: c.remotes.length, allow: c.allow.length });
@@ -90,7 +98,48 @@ export class Transport {
     }
   }
 
+  /**
+   * Opens the sockets of `next`'s proxy targets that are not open yet, all or
+   * none (a failure closes the ones just opened and refuses the config).
+   * Answers the open ones `next` drops, for closing once it is in force.
+   */
+  private async listenForProxy(next: TransportState): Promise<string[]> {
+    const dir = this.options.proxyDir;
+    if (dir === undefined) return [];
+    const opened: string[] = [];
+    try {
+      if (next.proxyTargets.size > 0) mkdirSync(dir, { recursive: true, mode: 0o700 });
+      for (const [key, target] of next.proxyTargets) {
+        if (this.proxyListeners.has(key)) continue;
+        const path = proxyTargetPath(dir, target);
+        rmSync(path, { force: true });
+        const server = proxyTargetListener({ state: () => this.state, pool: this.pool, metrics: this.metrics, outcomes: this.outcomes }, target);
+        await new Promise<void>((resolve, reject) => {
+          server.once("error", reject);
+          server.listen(path, () => resolve());
+        });
+        chmodSync(path, 0o600);
+        this.proxyListeners.set(key, server);
+        opened.push(key);
+      }
+    } catch (err) {
+      for (const key of opened) this.closeProxyListener(key);
+      throw new ConfigError(`proxy target socket: ${(err as Error).message}`);
+    }
+    return [...this.proxyListeners.keys()].filter((key) => !next.proxyTargets.has(key));
+  }
+
+  private closeProxyListener(key: string): void {
+    const server = this.proxyListeners.get(key);
+    if (!server) return;
+    this.proxyListeners.delete(key);
+    const path = server.address();
+    server.close();
+    if (typeof path === "string") rmSync(path, { force: true });
+  }
+
   close(): void {
+    for (const key of [...this.proxyListeners.keys()]) this.closeProxyListener(key);
     this.outbound.close();
     this.inbound.close();
     this.pool.closeAll();

@@ -14,11 +14,12 @@ import { callerOf } from "../../ca/store.ts";
 import type { TenantDbRow } from "../../services/tenant-directory.ts";
 import { caCall } from "../ca/problems.ts";
 import { NoContent, NotModified, problemResponses } from "../responses.ts";
-import { Identity, IdentityParams, JwtSvid, JwtSvidRequest, X509Svid, X509SvidRequest } from "./schemas.ts";
+import { Identity, IdentityParams, JwtSvid, JwtSvidRequest, NodeProxySvid, X509Svid, X509SvidRequest } from "./schemas.ts";
 import { IdentitySpec } from "../../mesh/specs.ts";
 import type { Db } from "../../db/client.ts";
 import { FeedCache } from "../../services/feed-cache.ts";
-import { workloadsCarrying } from "../../mesh/nodes.ts";
+import { nodeHostsTenant, workloadsCarrying } from "../../mesh/nodes.ts";
+import { nodeProxyPath } from "../../ca/node-proxy-id.ts";
 import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, type IdentityDbRow } from "../../mesh/identities.ts";
 import type { SvidKind } from "../../plugins/domain-metrics.ts";
 
@@ -198,6 +199,37 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       // bench/svid's profile). The object is built field by field from the
       // schema, so nothing else can leak into the answer.
       const body: Static<typeof X509Svid> = { certificate: svid.certificate, chain: svid.chain, expiresAt: svid.expiresAt, serial: svid.serial };
+      return reply.code(201).serializer(JSON.stringify).send(body);
+    },
+  );
+
+  app.post(
+    "/v1/tenants/:tenant/node-proxy-svids",
+    {
+      // Only a node's own credential: the SVID names the node, and the guard lets a node see any tenant, so the
+      // handler asks for a workload of this tenant on it (a node fronts the L7 services of its own callers only).
+      config: { auth: { who: "tenant", scope: "read", nodes: true } },
+      schema: {
+        operationId: "mintNodeProxySvid",
+        tags,
+        summary:
+          "Issue the calling node's L7 proxy an X.509-SVID of this tenant (spiffe://<trust domain>/weft/node/<node>/proxy), which the node's transport presents when it carries the proxy's connections to backends on other nodes. Node credentials only, of a node running a workload of the tenant",
+        params: TenantParams,
+        body: X509SvidRequest,
+        response: { 201: NodeProxySvid, ...problemResponses(400, 401, 403, 404, 409, 503) },
+      },
+    },
+    async (request, reply) => {
+      const tenant = tenantOf(request);
+      const principal = request.principal;
+      if (principal?.kind !== "node") throw forbidden("a node proxy's SVID is issued to that node's own credential only");
+      if (!(await nodeHostsTenant(weft.db, principal.node, tenant.id))) throw forbidden(`node "${principal.node}" runs no workload of this tenant`);
+      const id = spiffeId(tenant.trustDomain, nodeProxyPath(principal.node));
+      const svid = await caCall(() =>
+        weft.ca.issueX509Svid({ tenantId: String(tenant.id), identityName: `node-proxy:${principal.node}`, spiffeId: id, csrPem: request.body.csr, caller: callerOf(request) }),
+      );
+      weft.metrics.svidIssued(tenant.name, "x509-svid");
+      const body: Static<typeof NodeProxySvid> = { certificate: svid.certificate, chain: svid.chain, expiresAt: svid.expiresAt.toISOString(), serial: svid.serial, spiffeId: id };
       return reply.code(201).serializer(JSON.stringify).send(body);
     },
   );

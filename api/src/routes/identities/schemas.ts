@@ -48,6 +48,14 @@ export const X509Svid = Type.Object(
   { title: "X509Svid" },
 );
 
+export const NodeProxySvid = Type.Object(
+  {
+    ...X509Svid.properties,
+    spiffeId: Type.String({ description: "spiffe://<trust domain>/weft/node/<node>/proxy: the calling node's L7 proxy" }),
+  },
+  { title: "NodeProxySvid" },
+);
+
 export const JwtSvidRequest = Type.Object(
   { audience: Type.Array(Type.String({ minLength: 1, maxLength: 512 }), { minItems: 1, maxItems: 32 }) },
   { additionalProperties: false },
