@@ -1,7 +1,7 @@
 /**
  * The L7 proxy's hop to a backend on another node through the transport
- * (issue 21), through the API: the node proxy's SVID (who may obtain it, for
- * which SPIFFE ID, verified by openssl), the reserved /weft/ paths, and what
+ * (issue 21), through the API: the node proxy's SVID (for which SPIFFE ID,
+ * verified by openssl; who may not obtain it: test/security/node-proxy-svids), and what
  * the caller's and the backend's nodes learn (the L7 document's transport
  * servers, the transport documents' proxy part) once an mtls rule governs
  * the backend, and not before.
@@ -16,8 +16,8 @@ import type { WeftApp } from "../../api/src/app.ts";
 import { proxyAddressOf } from "../../api/src/compiler/l7.ts";
 import type { TransportDocument } from "../../api/src/mesh/specs.ts";
 import { buildCsr, newWorkloadKey } from "../../nodeagent/src/agent/csr.ts";
-import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
-import { freshAddress, identity, mustPut, putResource } from "../support/mesh.ts";
+import { BACKENDS, backendDatabase, bearer, operator, skipBackend, startApi, tenantWithToken } from "../support/api.ts";
+import { freshAddress, identity, mustPut } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
 
 type Node = { name: string; credential: string; podCidr: string };
@@ -89,28 +89,6 @@ describe.each(BACKENDS)("the proxy's hop through the transport on %s", (backend)
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
-    });
-
-    it("refuses a node that runs no workload of the tenant, a tenant token, the operator and a CSR naming another ID", async () => {
-      expectProblem(await proxySvid(n3, a.tenant), 403);
-      expectProblem(await proxySvid(n1, a.tenant, undefined, bearer(a.token)), 403);
-      expectProblem(await proxySvid(n1, a.tenant, undefined, operator), 403);
-      // n1 asking in b (no workload of b on n1): 403, and nothing of b's is said.
-      expectProblem(await proxySvid(n1, b.tenant), 403);
-      const other = buildCsr(newWorkloadKey().privateKey, { commonName: "x", spiffeId: `spiffe://${td}/weft/node/${n2.name}/proxy` });
-      expect((await proxySvid(n1, a.tenant, other)).statusCode).toBe(400);
-      expect((await proxySvid(n1, a.tenant, "not a csr")).statusCode).toBe(400);
-    });
-
-    it("keeps /weft/ paths from tenants' identities (400 naming path), so no workload SVID passes for a node's proxy", async () => {
-      for (const path of [`/weft/node/${n1.name}/proxy`, "/weft", "/weft/x"]) {
-        const res = await putResource(app, a.token, a.tenant, "identities/sneaky", { path });
-        const problem = expectProblem(res, 400);
-        expect(JSON.stringify(problem)).toMatch(/reserved/);
-      }
-      expect((await app.inject({ url: `/v1/tenants/${a.tenant}/identities/sneaky`, headers: bearer(a.token) })).statusCode).toBe(404);
-      // A path merely starting with the letters is a tenant's to take.
-      expect((await putResource(app, a.token, a.tenant, "identities/weftish", { path: "/weftish/x" })).statusCode).toBe(201);
     });
 
     it("plaintext rule: the proxy reaches the remote backend directly and no transport document names it", async () => {

@@ -206,14 +206,14 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     "/v1/tenants/:tenant/node-proxy-svids",
     {
-      // Only a node's own credential: the SVID names the node, and the guard lets a node see any tenant, so the
+      // Only a node's own credential: the SVID names the node. The guard lets a node through to any tenant, so the
       // handler asks for a workload of this tenant on it (a node fronts the L7 services of its own callers only).
       config: { auth: { who: "tenant", scope: "read", nodes: true } },
       schema: {
         operationId: "mintNodeProxySvid",
         tags,
         summary:
-          "Issue the calling node's L7 proxy an X.509-SVID of this tenant (spiffe://<trust domain>/weft/node/<node>/proxy), which the node's transport presents when it carries the proxy's connections to backends on other nodes. Node credentials only, of a node running a workload of the tenant",
+          "Issue the calling node's L7 proxy an X.509-SVID of this tenant (spiffe://<trust domain>/weft/node/<node>/proxy), which the node's transport presents when it carries the proxy's connections to backends on other nodes. Node credentials only (others: 403), of a node running a workload of the tenant (else 404, as for a tenant that does not exist)",
         params: TenantParams,
         body: X509SvidRequest,
         response: { 201: NodeProxySvid, ...problemResponses(400, 401, 403, 404, 409, 503) },
@@ -223,7 +223,8 @@ const identityRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const tenant = tenantOf(request);
       const principal = request.principal;
       if (principal?.kind !== "node") throw forbidden("a node proxy's SVID is issued to that node's own credential only");
-      if (!(await nodeHostsTenant(weft.db, principal.node, tenant.id))) throw forbidden(`node "${principal.node}" runs no workload of this tenant`);
+      // As for a tenant that does not exist: a node learns nothing of tenants it runs nothing of.
+      if (!(await nodeHostsTenant(weft.db, principal.node, tenant.id))) throw notFound(`tenant "${tenant.name}"`);
       const id = spiffeId(tenant.trustDomain, nodeProxyPath(principal.node));
       const svid = await caCall(() =>
         weft.ca.issueX509Svid({ tenantId: String(tenant.id), identityName: `node-proxy:${principal.node}`, spiffeId: id, csrPem: request.body.csr, caller: callerOf(request) }),
