@@ -14,6 +14,8 @@ import { buildCsr, newWorkloadKey } from "./csr.ts";
 import type { Log } from "./agent.ts";
 
 export const RETRY_MS = 5_000;
+/** Never sooner than this after a run: an SVID already past half its life (a CA near its end) is not asked for in a loop. */
+export const MIN_RUN_GAP_MS = 1_000;
 
 export interface HeldProxySvid {
   tenant: string;
@@ -45,6 +47,8 @@ export class ProxySvids {
       onChange: () => void;
       log: Log;
       now?: () => number;
+      /** Default RETRY_MS. */
+      retryMs?: number;
     },
   ) {}
 
@@ -109,7 +113,7 @@ export class ProxySvids {
         next = Math.min(next, svid.notBefore + (svid.notAfter - svid.notBefore) / 2);
       } catch (err) {
         errors.push(`failed to obtain the node proxy's SVID in ${tenant}: ${(err as Error).message}`);
-        next = Math.min(next, this.now() + RETRY_MS);
+        next = Math.min(next, this.now() + (this.o.retryMs ?? RETRY_MS));
       }
     }
     this.error = errors.length === 0 ? null : errors.join("; ");
@@ -118,7 +122,7 @@ export class ProxySvids {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (!this.closed && Number.isFinite(next)) {
-      this.timer = setTimeout(() => this.sync(), Math.min(Math.max(0, next - this.now()), 2 ** 31 - 1));
+      this.timer = setTimeout(() => this.sync(), Math.min(Math.max(MIN_RUN_GAP_MS, next - this.now()), 2 ** 31 - 1));
       this.timer.unref();
     }
   }
