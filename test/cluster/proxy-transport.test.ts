@@ -18,6 +18,8 @@
  * wearing node-a's proxy address no longer reaches web-b (dropped at node-b,
  * mtls-required) though it still reaches plain-b; node-a's credential gets
  * a node-proxy SVID for tenants it hosts only, and no tenant token gets one;
+ * node-b's transport takes that SVID for web-b's mtls port and not for
+ * plain-b's plaintext one;
  * node-a's transport killed, web answers 503 (never plaintext on the
  * fabric) until the agent has restarted it.
  */
@@ -35,6 +37,7 @@ import { commandUnavailableReason, skipWithout } from "../support/prerequisites.
 import {
   ask,
   capture,
+  dialTransport,
   inNamespace,
   marker,
   packetsFor,
@@ -217,8 +220,9 @@ describe.skipIf(skipWithout("simulated cluster with the L7 proxy and the mTLS tr
       const csr = buildCsr(key.privateKey, { commonName: "node-a proxy" });
       const own = await askNodeProxySvid(px.tenant, nodeAuth("node-a"), { csr });
       expect(own.status, own.body).toBe(201);
-      const leaf = new X509Certificate((JSON.parse(own.body) as { certificate: string }).certificate);
-      expect(leaf.subjectAltName).toBe(`URI:${await nodeProxyId("node-a")}`);
+      const issued = JSON.parse(own.body) as { certificate: string; spiffeId: string };
+      expect(new X509Certificate(issued.certificate).subjectAltName).toBe(`URI:${await nodeProxyId("node-a")}`);
+      expect(issued.spiffeId).toBe(await nodeProxyId("node-a"));
 
       const stranger = await askNodeProxySvid(other.tenant, nodeAuth("node-a"), { csr });
       expect(stranger.status, stranger.body).toBe(403);
@@ -237,6 +241,20 @@ describe.skipIf(skipWithout("simulated cluster with the L7 proxy and the mTLS tr
       const claimed = await http(`${c.api.base}/v1/tenants/${px.tenant}/identities/fake-proxy`, "PUT", px.auth, { path: "/weft/node/node-a/proxy" });
       expect(claimed.status, claimed.body).toBe(400);
       expect(claimed.headers["content-type"]).toContain("application/problem+json");
+    }, 60_000);
+
+    it("node-b's transport takes node-a's proxy SVID for web-b's mtls port only, not for plain-b's plaintext one", async () => {
+      // The SVID node-a's agent would present, minted here with node-a's own credential (the SVID is the credential).
+      const key = newWorkloadKey();
+      const minted = await askNodeProxySvid(px.tenant, nodeAuth("node-a"), { csr: buildCsr(key.privateKey, { commonName: "node-a proxy" }) });
+      expect(minted.status, minted.body).toBe(201);
+      const svid = JSON.parse(minted.body) as { certificate: string; chain: string[] };
+      const creds = { keyPem: key.keyPem, chainPem: svid.certificate + svid.chain.join("") };
+      const nodeB = { host: c.nodes["node-b"]!.address, port: TRANSPORT_INBOUND_PORT };
+      const forbiddenBefore = await transportMetric("node-b", "weft_transport_streams_total", { direction: "inbound", result: "forbidden" });
+      expect(await dialTransport(nodeB, creds, { destinationId: await spiffeIdOf(px, "web"), authority: `${addr("web-b")}:${WEB}` })).toEqual({ status: 200, error: null });
+      expect(await dialTransport(nodeB, creds, { destinationId: await spiffeIdOf(px, "plain"), authority: `${addr("plain-b")}:${PLAIN}` })).toEqual({ status: 403, error: null });
+      expect(await transportMetric("node-b", "weft_transport_streams_total", { direction: "inbound", result: "forbidden" })).toBeGreaterThanOrEqual(forbiddenBefore + 1);
     }, 60_000);
 
     it("node-a's transport killed: requests to web answer 503 and no plaintext of them crosses the fabric; 200 again once the agent restarted it", async () => {
