@@ -74,6 +74,8 @@ describe.skipIf(skipWithout("simulated cluster with the L7 proxy and the mTLS tr
     let px: ClusterTenant;
     let other: ClusterTenant;
     let rogue: Rogue;
+    /** node-b's carried inbound streams before any request. */
+    let carriedAtStart = 0;
     const vips: Record<string, string> = {};
     const url = (svc: string, path: string) => `http://${vips[svc]}${path}`;
     const addr = (w: string) => c.workloads[w]!.address;
@@ -120,12 +122,23 @@ describe.skipIf(skipWithout("simulated cluster with the L7 proxy and the mTLS tr
       await c.converged();
       await l7Converged("node-a");
       await l7Converged("node-b");
+      carriedAtStart = await transportMetric("node-b", "weft_transport_streams_total", { direction: "inbound", result: "carried" });
       console.log(
         `two nodes up, L7 proxies converged in ${((performance.now() - started) / 1000).toFixed(1)} s (fabric ${c.fabric.cidr}; proxy addresses ${proxyAddress("node-a")}, ${proxyAddress("node-b")})`,
       );
     }, 300_000);
     // What the nodes' transports were told and did, whenever a proof fails.
-    beforeEach((ctx) => ctx.onTestFailed(async () => void (c && console.log(await transportDiagnostics(c, ["node-a", "node-b"])))));
+    beforeEach((ctx) =>
+      ctx.onTestFailed(async () => {
+        if (!c) return;
+        console.log(await transportDiagnostics(c, ["node-a", "node-b"]));
+        // An agent that exited took its transport and proxy with it: its last words.
+        for (const [name, n] of Object.entries(c.nodes)) {
+          const child = n.agent?.child;
+          if (child && (child.exitCode !== null || child.signalCode !== null)) console.log(`== ${name}: agent exited (${child.exitCode ?? child.signalCode})\n${n.agent!.output().split("\n").slice(-30).join("\n")}`);
+        }
+      }),
+    );
     afterAll(async () => {
       const errors = await cleanup.run();
       if (errors.length) throw new Error(`cleanup failed: ${errors.join("; ")}`);
@@ -166,29 +179,37 @@ describe.skipIf(skipWithout("simulated cluster with the L7 proxy and the mTLS tr
       expect(carrying.some((s) => s.src === addr("plain-b") && s.dst === proxyA && s.sport === PLAIN)).toBe(true);
     }, 60_000);
 
-    it("node-b's transport carries the proxy's streams: inbound carried grows, and the flows name the proxy as the source", async () => {
-      const carriedBefore = await transportMetric("node-b", "weft_transport_streams_total", { direction: "inbound", result: "carried" });
-      const outboundBefore = await transportMetric("node-a", "weft_transport_streams_total", { direction: "outbound", result: "carried" });
-      const got: Sent = await send(c, "client-a", url("web", `/${marker("count")}`), 3, { concurrency: 1 });
+    it("node-b's transport carries the proxy's requests: a carried inbound stream counted, the requests' bytes through both transports, and the flows name the proxy as the source", async () => {
+      const bytes = async () => ({
+        atB: await transportMetric("node-b", "weft_transport_bytes_total", { direction: "inbound", way: "from_peer" }),
+        atA: await transportMetric("node-a", "weft_transport_bytes_total", { direction: "outbound", way: "to_peer" }),
+      });
+      const before = await bytes();
+      const mark = marker("count");
+      const got: Sent = await send(c, "client-a", url("web", `/${mark}`), 3, { concurrency: 1 });
       expect(got.statuses).toEqual({ 200: 3 });
+      const after = await bytes();
       const carried = await transportMetric("node-b", "weft_transport_streams_total", { direction: "inbound", result: "carried" });
-      const outbound = await transportMetric("node-a", "weft_transport_streams_total", { direction: "outbound", result: "carried" });
-      console.log(`3 requests to web: node-a's transport carried ${outbound - outboundBefore} outbound streams, node-b's ${carried - carriedBefore} inbound`);
-      // At least one: the proxy may keep a server connection for several requests.
-      expect(carried).toBeGreaterThanOrEqual(carriedBefore + 1);
-      expect(outbound).toBeGreaterThanOrEqual(outboundBefore + 1);
-      // The streams' outcomes as flows (hook transport) at node-b: carried to web-b, from the proxy.
-      type Flow = { hook: string; reason: string; node?: string; source: { address: string; identity: string | null; reserved?: string }; destination: { address: string; port: number; identity: string | null } };
+      console.log(`3 requests to web: ${after.atA - before.atA} bytes into node-a's transport, ${after.atB - before.atB} out of node-b's; node-b's inbound streams carried ${carriedAtStart} -> ${carried}`);
+      // Counted when a stream opens, and the proxy keeps its server connection (one stream) across requests: at least one since the cluster came up.
+      expect(carried).toBeGreaterThanOrEqual(carriedAtStart + 1);
+      // Each request's line names the marker: all three went through node-a's transport and came out of node-b's.
+      expect(after.atA - before.atA).toBeGreaterThanOrEqual(3 * mark.length);
+      expect(after.atB - before.atB).toBeGreaterThanOrEqual(3 * mark.length);
+      // The streams' outcomes as flows (hook transport), when a stream ends (the proxy closes its idle server connection):
+      // node-b's names its own proxy's address as the source (it delivered from there), node-a's its proxy's.
+      type Flow = { node: string; reason: string; source: { address: string; reserved?: string }; destination: { address: string; port: number; identity: string | null } };
+      const toWeb = (f: Flow) => f.destination.address === addr("web-b") && f.destination.port === WEB;
       const flows = await untilHolds(
-        "a carried transport flow to web-b",
-        async () => (JSON.parse((await px.call("GET", "/flows?hook=transport&reason=transport-carried")).body) as { items: Flow[] }).items,
-        (items) => items.some((f) => f.destination.address === addr("web-b") && f.destination.port === WEB),
-        30_000,
+        "node-b's carried transport flow to web-b",
+        async () => (JSON.parse((await px.call("GET", "/flows?hook=transport&reason=transport-carried")).body) as { items: Flow[] }).items.filter(toWeb),
+        (items) => items.some((f) => f.node === "node-b"),
+        60_000,
         1_000,
       );
-      const toWeb = flows.filter((f) => f.destination.address === addr("web-b") && f.destination.port === WEB);
-      console.log(`transport flows to web-b: ${JSON.stringify(toWeb.slice(0, 3))}`);
-      expect(toWeb.every((f) => f.source.reserved === "proxy" && f.destination.identity === "web")).toBe(true);
+      console.log(`transport flows to web-b: ${JSON.stringify(flows.slice(0, 2))}`);
+      expect(flows.filter((f) => f.node === "node-b").map((f) => f.source)).toContainEqual(expect.objectContaining({ address: proxyAddress("node-b"), reserved: "proxy" }));
+      expect(flows.map((f) => ({ node: f.node, reserved: f.source.reserved, identity: f.destination.identity })).filter((f) => f.reserved !== "proxy" || f.identity !== "web")).toEqual([]);
     }, 90_000);
 
     it("a host on the fabric wearing node-a's proxy address reaches web-b no more: its SYNs are dropped at node-b and counted mtls-required", async () => {
@@ -215,7 +236,7 @@ describe.skipIf(skipWithout("simulated cluster with the L7 proxy and the mTLS tr
       expect(syns).toBeGreaterThanOrEqual(2);
     }, 60_000);
 
-    it("node-proxy SVIDs: node-a's credential gets one for its tenant (the proxy's SPIFFE ID), none for a tenant it hosts no workload of; tenant tokens get none; /weft/ paths are not tenants'", async () => {
+    it("node-proxy SVIDs: node-a's credential gets one for its tenant (the proxy's SPIFFE ID), none for a tenant it hosts no workload of (404, as for no tenant); tenant tokens get none (403); /weft/ paths are not tenants'", async () => {
       const key = newWorkloadKey();
       const csr = buildCsr(key.privateKey, { commonName: "node-a proxy" });
       const own = await askNodeProxySvid(px.tenant, nodeAuth("node-a"), { csr });
@@ -224,10 +245,12 @@ describe.skipIf(skipWithout("simulated cluster with the L7 proxy and the mTLS tr
       expect(new X509Certificate(issued.certificate).subjectAltName).toBe(`URI:${await nodeProxyId("node-a")}`);
       expect(issued.spiffeId).toBe(await nodeProxyId("node-a"));
 
+      // A tenant node-a runs nothing of answers as one that does not exist: node-a learns nothing of it.
       const stranger = await askNodeProxySvid(other.tenant, nodeAuth("node-a"), { csr });
-      expect(stranger.status, stranger.body).toBe(403);
+      expect(stranger.status, stranger.body).toBe(404);
       expect(stranger.headers["content-type"]).toContain("application/problem+json");
-      // node-b hosts other-b: the 403 above is node-a's, not the tenant's.
+      expect((await askNodeProxySvid(`${other.tenant}-none`, nodeAuth("node-a"), { csr })).status).toBe(404);
+      // node-b hosts other-b: the 404 above is node-a's, not the tenant's.
       expect((await askNodeProxySvid(other.tenant, nodeAuth("node-b"), { csr })).status).toBe(201);
 
       const byTenant = await askNodeProxySvid(px.tenant, px.auth, { csr });
