@@ -14,14 +14,19 @@
  * Proves: a request to web's VIP crosses the fabric as TLS records between
  * the two transports, from node-a's proxy to node-b's transport, and reaches
  * web-b from node-b's own proxy address, while plainweb's crosses in clear;
- * node-b's transport counts the stream it carried; a host on the fabric
- * wearing node-a's proxy address no longer reaches web-b (dropped at node-b,
- * mtls-required) though it still reaches plain-b; node-a's credential gets
- * a node-proxy SVID for tenants it hosts only, and no tenant token gets one;
+ * both transports carry the requests' bytes, node-b's counts the stream and
+ * reports it as a flow from the proxy; a host on the fabric wearing node-a's
+ * proxy address no longer reaches web-b (dropped at node-b, mtls-required)
+ * though it still reaches plain-b; node-a's credential gets a node-proxy
+ * SVID for tenants it hosts only (404 otherwise, as for no tenant), no
+ * tenant token gets one, and no tenant identity may take a /weft/ path;
  * node-b's transport takes that SVID for web-b's mtls port and not for
- * plain-b's plaintext one;
- * node-a's transport killed, web answers 503 (never plaintext on the
- * fabric) until the agent has restarted it.
+ * plain-b's plaintext one; node-a's transport killed, web answers 503
+ * (never plaintext on the fabric) until the agent has restarted it.
+ *
+ * The flows carry no SPIFFE ID (a transport outcome's source.spiffeId stays
+ * in the agent), so the proxy is recognised there by its address: reserved
+ * identity "proxy".
  */
 import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
