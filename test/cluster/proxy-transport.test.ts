@@ -4,7 +4,7 @@
  * driving its node's HAProxy and transport, real TCP across the fabric
  * bridge, tcpdump as the outside witness. One cluster for the whole file.
  *
- *   tenant px:       client-a (identity client, node-a)
+ *   tenant px:       client-a (identity client, node-a), client-b (identity client, node-b)
  *                    web      80 -> 8080  web-b (identity web, node-b), a route: L7
  *                             policy web-in: client may reach web on 8080, transport mtls
  *                    plainweb 80 -> 8081  plain-b (identity plain, node-b), a route: L7
@@ -15,7 +15,9 @@
  * the two transports, from node-a's proxy to node-b's transport, and reaches
  * web-b from node-b's own proxy address, while plainweb's crosses in clear;
  * both transports carry the requests' bytes, node-b's counts the stream and
- * reports it as a flow from the proxy; a host on the fabric wearing node-a's
+ * reports it as a flow from the proxy; a caller on node-b reaches web-b
+ * through node-b's own proxy directly (the datapath lets the node's own
+ * proxy past the mtls flag); a host on the fabric wearing node-a's
  * proxy address no longer reaches web-b (dropped at node-b, mtls-required)
  * though it still reaches plain-b; node-a's credential gets a node-proxy
  * SVID for tenants it hosts only (404 otherwise, as for no tenant), no
@@ -105,6 +107,7 @@ describe.skipIf(skipWithout("simulated cluster with the L7 proxy and the mTLS tr
       other = await c.tenant("pxother");
       await addWorkloads(c, px, [
         ["client-a", "node-a", "client", {}],
+        ["client-b", "node-b", "client", {}],
         ["web-b", "node-b", "web", { app: "web" }],
         ["plain-b", "node-b", "plain", { app: "plain" }],
       ]);
@@ -216,6 +219,14 @@ describe.skipIf(skipWithout("simulated cluster with the L7 proxy and the mTLS tr
       expect(flows.filter((f) => f.node === "node-b").map((f) => f.source)).toContainEqual(expect.objectContaining({ address: proxyAddress("node-b"), reserved: "proxy" }));
       expect(flows.map((f) => ({ node: f.node, reserved: f.source.reserved, identity: f.destination.identity })).filter((f) => f.reserved !== "proxy" || f.identity !== "web")).toEqual([]);
     }, 90_000);
+
+    it("a caller on web-b's own node reaches it through node-b's proxy directly: the datapath lets the node's own proxy past the mtls flag, and nothing crosses the fabric", async () => {
+      const before = await packets("node-b");
+      const got = await send(c, "client-b", url("web", "/local"), 3, { timeoutMs: 5_000 });
+      expect(got.statuses).toEqual({ "200": 3 });
+      const after = await packets("node-b");
+      expect(packetsFor(after, "mtls-required") - packetsFor(before, "mtls-required")).toBe(0);
+    });
 
     it("a host on the fabric wearing node-a's proxy address reaches web-b no more: its SYNs are dropped at node-b and counted mtls-required", async () => {
       const proxyA = proxyAddress("node-a");

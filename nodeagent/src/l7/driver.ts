@@ -97,6 +97,8 @@ interface Rendered {
   callersMapPath: string;
   /** The JWT keys its config reads (jwt-render.ts), each in its own file. */
   jwtKeys: JwtKeyFile[];
+  /** "backend/server" -> where a server reached through the transport is (its record says only "unix"). */
+  viaTransport: Map<string, { address: string; port: number }>;
 }
 
 /**
@@ -166,7 +168,14 @@ export class L7Driver {
     };
     this.firstRead = new Promise((resolve) => (this.firstDocument = resolve));
     this.outliers = new OutlierDriver(this.paths.adminSocket, this.metrics, o.log);
-    this.intake = new RecordIntake({ metrics: this.metrics, observe: (r) => this.outliers.observe(r), batches: !!o.records, log: o.log });
+    this.intake = new RecordIntake({
+      metrics: this.metrics,
+      observe: (r) => this.outliers.observe(r),
+      batches: !!o.records,
+      log: o.log,
+      // A record may come from the worker of the document before the one wanted now: either names the server.
+      serverAt: (backend, server) => this.wanted?.viaTransport.get(`${backend}/${server}`) ?? this.applied?.viaTransport.get(`${backend}/${server}`),
+    });
   }
 
   start(): void {
@@ -304,7 +313,8 @@ export class L7Driver {
     // Named by content: a new map never changes the file a running worker (or a failed check) reads.
     const callersMapPath = join(this.o.stateDir, `l7-callers-${createHash("sha256").update(callersMap).digest("hex").slice(0, 16)}.map`);
     const options: RenderOptions = { stateDir: this.o.stateDir, callersMap: callersMapPath, threads: this.o.threads ?? proxyThreads(), ...(this.o.listen ? { listen: this.o.listen } : {}), ...(this.o.extraBinds ? { extraBinds: this.o.extraBinds } : {}) };
-    return { doc, etag, config: renderConfig(doc, options), structure: structureOf(doc, options), callersMap, callersMapPath, jwtKeys: jwtKeyFiles(doc, this.o.stateDir) };
+    const viaTransport = new Map(doc.backends.flatMap((b) => b.servers.filter((s) => s.transport).map((s) => [`${b.name}/${s.name}`, { address: s.address, port: s.port }] as const)));
+    return { doc, etag, config: renderConfig(doc, options), structure: structureOf(doc, options), callersMap, callersMapPath, jwtKeys: jwtKeyFiles(doc, this.o.stateDir), viaTransport };
   }
 
   /** Applies the wanted document (coalesced: one apply at a time, the latest wins). */
@@ -424,7 +434,14 @@ export class L7Driver {
 
   private flushRecords(): void {
     const taken = this.o.records && this.intake.take();
-    if (taken) this.o.records!(taken.batch, taken.lost);
+    if (!taken) return;
+    try {
+      this.o.records!(taken.batch, taken.lost);
+    } catch (err) {
+      // A batch its consumers could not take is lost, never the agent with it (its proxy and datapath go on).
+      this.metrics.recordsDropped.inc({ stage: "agent" }, taken.batch.length);
+      this.o.log("error", "failed to hand the L7 proxy's records on; the batch is lost", { error: (err as Error).message, records: taken.batch.length });
+    }
   }
 
   private async supervise(): Promise<void> {

@@ -8,6 +8,7 @@
  * original destination the VIP and port the caller dialed.
  */
 import type { FlowEvent, Identity } from "@weft/codec";
+import { isIPv4 } from "node:net";
 import { forwarded, type AccessRecord } from "./access-log.ts";
 import { systemOutcomeClock, type OutcomeClock } from "../flows/transport-outcomes.ts";
 
@@ -26,7 +27,8 @@ export function accessEvents(records: readonly AccessRecord[], identify: (addres
   };
   return records.map((r) => {
     const passed = forwarded(r);
-    const dst = passed ? { address: r.serverAddress, port: r.serverPort } : { address: r.vip, port: r.vport };
+    // A server HAProxy names by no IPv4 address (a unix socket the intake could not place) stands as the VIP: a record never stops the batch.
+    const dst = passed && isIPv4(r.serverAddress) ? { address: r.serverAddress, port: r.serverPort } : { address: r.vip, port: r.vport };
     const end = r.startMs + Math.max(0, r.durationMs);
     const agoNs = BigInt(Math.max(0, now - end)) * 1_000_000n;
     return {

@@ -21,6 +21,12 @@ export interface RecordIntakeOptions {
   observe: (r: AccessRecord) => void;
   /** Whether records are kept for batches (someone takes them: flows, spans). */
   batches: boolean;
+  /**
+   * Where a server the proxy reaches through the node's transport is: its
+   * record names the transport's unix socket ("unix", no port), while flows,
+   * spans and outlier ejection want the backend the server stands for.
+   */
+  serverAt?: (backend: string, server: string) => { address: string; port: number } | undefined;
   log: Log;
 }
 
@@ -41,6 +47,13 @@ export class RecordIntake {
       // A record cut at LOG_RECORD_MAX, or a format this agent does not know.
       this.o.metrics.unreadable.inc();
       return;
+    }
+    if (r.serverPort === 0 && r.serverAddress !== "") {
+      const at = this.o.serverAt?.(r.backend, r.server);
+      if (at) {
+        r.serverAddress = at.address;
+        r.serverPort = at.port;
+      }
     }
     this.o.metrics.record(r);
     this.o.observe(r);
