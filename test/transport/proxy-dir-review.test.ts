@@ -7,9 +7,11 @@
 // operator's provisioning, an image) stays 0755, and one that is writable
 // by others lets any local user put its own listener at a target's name,
 // where HAProxy's next connection for that backend (the request, its
-// headers, its tokens) lands. FAILS on main at 7700781: written ahead of a fix.
+// headers, its tokens) lands. And a transport that died leaves its sockets
+// there: the restarted one removes only those its new config names.
+// FAILS on main at 7700781: written ahead of a fix.
 import { afterEach, describe as vitestDescribe, expect, it } from "vitest";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -85,5 +87,21 @@ describe("the proxy's target sockets' directory", () => {
     }
     // The mode the README promises.
     expect(statSync(dir).mode & 0o777).toBe(0o700);
+  });
+});
+
+describe("the proxy's target sockets across a transport restart", () => {
+  it("are not left behind for targets the restarted transport no longer has (the agent restarts a transport that died)", async () => {
+    root = mkdtempSync(join(tmpdir(), "weft-proxy-dir-review-"));
+    const dir = join(root, "proxy-hops");
+    t = await startTransport(["--proxy-dir", dir]);
+    expect(await t.configure(config)).toMatchObject({ ok: true });
+    const path = proxyTargetPath(dir, TARGET);
+    expect(existsSync(path)).toBe(true);
+    await t.stop(); // SIGKILL: as a transport that died
+    t = await startTransport(["--proxy-dir", dir]);
+    expect(await t.configure({ ...config, proxy: { ...config.proxy!, targets: [] } })).toMatchObject({ ok: true });
+    // On main: the dead transport's socket file stays, named as a target, with nothing listening (ECONNREFUSED).
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
