@@ -102,8 +102,17 @@ interface BenchPath {
   /** Other processes whose CPU a request costs here: nginx, and for the node proxy's modes the agents (kept apart). */
   backend: number;
   agents?: () => number[];
+  /** The proxies by part, where a path's proxies are different programs (weft-mtls: HAProxy, each transport): each part's CPU is printed too. */
+  parts?: () => Record<string, number[]>;
 }
-type Sample = Run & { proxyCpuUsPerRequest: number; backendCpuUsPerRequest: number; agentCpuUsPerRequest: number; wallSeconds: number; failed?: string };
+type Sample = Run & {
+  proxyCpuUsPerRequest: number;
+  backendCpuUsPerRequest: number;
+  agentCpuUsPerRequest: number;
+  partsCpuUsPerRequest?: Record<string, number>;
+  wallSeconds: number;
+  failed?: string;
+};
 type PacedSample = PacedRun & { failed?: string };
 
 /**
@@ -253,6 +262,10 @@ await withCleanup(NAME, async (cleanup) => {
     mtlsReason ??= await proxyUnavailable(c, "node-a");
     // The transports too are looked up for every run: the agent restarts one that exited, and a run across that has no CPU figure.
     const transports = () => ["node-a", "node-b"].map((n) => transportPid(c, n) ?? Number.NaN);
+    const parts = () => {
+      const [ta, tb] = transports();
+      return { "node-a HAProxy": proxies(), "node-a transport": [ta!], "node-b transport": [tb!] };
+    };
     if (mtlsReason === null && transports().some(Number.isNaN)) mtlsReason = `no transport process below the agents (node-a, node-b: ${transports().join(", ")})`;
     if (mtlsReason === null) {
       const b = c.nodes["node-b"]!;
@@ -260,7 +273,8 @@ await withCleanup(NAME, async (cleanup) => {
         name: "weft-mtls",
         url: `http://${mroutedVip}:80/`,
         exec: fromClient,
-        proxies: () => [...proxies(), ...transports()],
+        proxies: () => Object.values(parts()).flat(),
+        parts,
         backend: mtlsPods.backend,
         agents: () => [a.agent?.pid ?? Number.NaN, b.agent?.pid ?? Number.NaN],
       };
@@ -285,7 +299,9 @@ await withCleanup(NAME, async (cleanup) => {
       for (const p of rep % 2 === 0 ? paths : [...paths].reverse()) {
         const proxies = p.proxies();
         const agent = p.agents ? p.agents() : [];
+        const parts = p.parts ? Object.entries(p.parts()) : [];
         const before = [cpuOf(proxies), cpuOf([p.backend]), cpuOf(agent)] as const;
+        const partsBefore = parts.map(([, pids]) => cpuOf(pids));
         const startedAt = performance.now();
         let r: Run;
         try {
@@ -304,6 +320,7 @@ await withCleanup(NAME, async (cleanup) => {
           proxyCpuUsPerRequest: perRequest(proxies, before[0]),
           backendCpuUsPerRequest: perRequest([p.backend], before[1]),
           agentCpuUsPerRequest: p.agents ? perRequest(agent, before[2]) : Number.NaN,
+          ...(p.parts ? { partsCpuUsPerRequest: Object.fromEntries(parts.map(([part, pids], k) => [part, perRequest(pids, partsBefore[k]!)])) } : {}),
           wallSeconds,
         };
         // The machine's CPU per request counts every second the run took: a run far longer than asked says why that figure is off.
@@ -343,6 +360,13 @@ await withCleanup(NAME, async (cleanup) => {
           `${p.name === "direct" ? "–" : fixed(value(p.name, mode, "proxyCpu"), 1)} | ${fixed(value(p.name, mode, "backendCpu"), 1)} | ${fixed(value(p.name, mode, "agentCpu"), 1)} | ` +
           `${fixed(value(p.name, mode, "machineCpu"), 1)} | ${fixed(ratio(p.name, "direct", mode, "rps"), 2)} |`,
       );
+    }
+  }
+
+  for (const p of paths.filter((q) => q.parts)) {
+    for (const mode of MODES) {
+      const split = Object.keys(p.parts!()).map((part) => `${part} ${fixed(central(samples[p.name]![mode].map((s) => s.partsCpuUsPerRequest?.[part] ?? Number.NaN)), 1)}`);
+      console.log(`${p.name} ${mode}: proxies CPU µs/req by part (medians): ${split.join(", ")}`);
     }
   }
 
