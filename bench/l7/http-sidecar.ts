@@ -15,7 +15,12 @@
  * Each side takes part in the request's W3C trace as the node proxy does
  * (render-trace.ts: continue a valid traceparent or start a trace, a new
  * span id, traceparent set toward the server), as an Envoy sidecar makes a
- * span on each side. Both with `http-reuse always` toward their server and
+ * span on each side. With `tls` (bench:l7's BENCH_L7_MTLS pair), the hop
+ * between the two is mutual TLS 1.3: the outbound presents the pod's
+ * certificate and verifies the peer's against the CA, the inbound requires a
+ * client certificate the CA signed (Istio's sidecars' mTLS; OpenSSL 3.0's
+ * default group, X25519: HAProxy 2.6 here has no ML-KEM).
+ * Both with `http-reuse always` toward their server and
  * one JSON record per request, written the way the node proxy writes its
  * records (render.ts recordRing: a ring forwarded to a unix socket, which
  * the bench reads and drops), so each sidecar pays for its logging what
@@ -49,6 +54,10 @@ export interface HttpSidecarSpec {
   allowedSources: string[];
   /** The unix socket its records go to (httpSidecar listens on it). */
   recordSocket: string;
+  /** Its listeners' ports (default SIDECAR_OUTBOUND_PORT, SIDECAR_INBOUND_PORT); the outbound connects to the peer's inbound port. */
+  ports?: { outbound: number; inbound: number };
+  /** Mutual TLS 1.3 between the sidecars: the pod's certificate and key (haproxy `crt`) and the CA both sides trust. */
+  tls?: { crt: string; caFile: string };
 }
 
 /** One JSON object per request: who, where, what, how it ended (the fields the node proxy's records carry). */
@@ -74,13 +83,18 @@ const LOG_FORMAT = [
 
 const FORBIDDEN = `{"type":"about:blank","title":"Forbidden","status":403,"detail":"this caller may not call this pod"}`;
 
+const portsOf = (s: HttpSidecarSpec) => s.ports ?? { outbound: SIDECAR_OUTBOUND_PORT, inbound: SIDECAR_INBOUND_PORT };
+
 /** haproxy.cfg for one pod's sidecar. */
 export function httpSidecarConfig(s: HttpSidecarSpec): string {
   if (s.allowedSources.length === 0) throw new Error("httpSidecarConfig: at least one allowed source");
   const trace = TRACE_CONTEXT_LINES.map((l) => `  ${l}`).join("\n");
+  const { outbound, inbound } = portsOf(s);
+  const tls = s.tls ? ` ssl crt ${s.tls.crt} ca-file ${s.tls.caFile} verify required` : "";
+  const tls13 = s.tls ? "\n  ssl-default-bind-options ssl-min-ver TLSv1.3\n  ssl-default-server-options ssl-min-ver TLSv1.3" : "";
   return `global
   maxconn ${SIDECAR_CONNECTIONS}
-  nbthread 1
+  nbthread 1${tls13}
   log ${RECORD_LOG_TARGET} local0
 ${recordRing(s.recordSocket).join("\n")}
 defaults
@@ -94,7 +108,7 @@ defaults
   http-reuse always
   option redispatch 1
 frontend outbound
-  bind 127.0.0.1:${SIDECAR_OUTBOUND_PORT}
+  bind 127.0.0.1:${outbound}
   http-request set-var(txn.path) path
 ${trace}
   http-request del-header x-weft- -m beg
@@ -106,9 +120,9 @@ backend peer
   retries 1
   retry-on conn-failure empty-response
   http-request disable-l7-retry if { method POST PATCH CONNECT }
-  server peer ${s.peerAddress}:${SIDECAR_INBOUND_PORT} weight 100
+  server peer ${s.peerAddress}:${inbound} weight 100${tls}
 frontend inbound
-  bind ${s.podAddress}:${SIDECAR_INBOUND_PORT}
+  bind ${s.podAddress}:${inbound}${tls}
   http-request set-var(txn.path) path
 ${trace}
   http-request del-header x-weft- -m beg
@@ -152,8 +166,9 @@ export async function httpSidecar(cleanup: BenchCleanup, spec: Omit<HttpSidecarS
   const cfg = join(dir, "haproxy.cfg");
   writeFileSync(cfg, httpSidecarConfig(s));
   // -db: foreground, no master-worker: the process we started is the proxy.
-  const daemon = await startDaemon(cleanup, `haproxy HTTP sidecar in ${s.netns}`, [...inNetns(s.netns), "haproxy", "-db", "-f", cfg], {
-    ready: () => listening(s.netns, SIDECAR_OUTBOUND_PORT) && listening(s.netns, SIDECAR_INBOUND_PORT),
+  const { outbound, inbound } = portsOf(s);
+  const daemon = await startDaemon(cleanup, `haproxy HTTP${s.tls ? " mTLS" : ""} sidecar in ${s.netns}`, [...inNetns(s.netns), "haproxy", "-db", "-f", cfg], {
+    ready: () => listening(s.netns, outbound) && listening(s.netns, inbound),
   });
   return Object.assign(daemon, { recordCount: () => count, recentRecords: () => recent.slice(-RECENT_RECORDS).map((r) => JSON.parse(r) as Record<string, unknown>) });
 }

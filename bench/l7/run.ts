@@ -28,6 +28,20 @@
  * the proxy's request records: weft only) and of the whole machine
  * (/proc/stat). Ratios are paired within a rep, then the median over reps.
  *
+ * With BENCH_L7_MTLS=1, two more modes in the same run and rounds, to a
+ * second server pod on node-b (mserver, nginx, identity mserver) whose port
+ * 8080 an `mtls` policy rule governs:
+ *   sidecar-mtls  the sidecar topology with mutual TLS 1.3 between the two
+ *            HAProxies (client pod 127.0.0.1:15002 -> mserver:15007,
+ *            certificates from a CA minted for the run, throwaway-ca.ts);
+ *   weft-mtls  client -> VIP of service "mrouted" (an httpRoute): node-a's
+ *            HAProxy reaches mserver through node-a's transport, which
+ *            carries it over HBONE (TLS 1.3, X25519MLKEM768) to node-b's
+ *            transport, which delivers it. Its proxies' CPU is node-a's
+ *            HAProxy and both nodes' transports; its agents' both agents.
+ *            Measured only when the warm-up answered 200s only, was
+ *            counted l7-steered and node-a's transport carried its bytes.
+ *
  * Part 2, latency at half the direct saturation rate: each mode paced by
  * wrk's delay() hook (paced.ts; wrk2 is not installed) at half of direct's
  * median req/s from part 1, per connection mode, BENCH_PACED_CONNECTIONS
@@ -42,7 +56,7 @@
  * counts as failed, is left out of the figures and counted beside them.
  *
  * Env: BENCH_SECONDS (3), BENCH_REPS (8), BENCH_CONNECTIONS (16) (measure.ts),
- * BENCH_PACED_CONNECTIONS (64). Addresses from 198.18.0.0/15 only (the
+ * BENCH_PACED_CONNECTIONS (64), BENCH_L7_MTLS (1: the two mtls modes). Addresses from 198.18.0.0/15 only (the
  * cluster module's); everything made is removed on exit, failure or signal,
  * and by the janitor if killed; the last cleanup step checks that no
  * HAProxy the run saw is left.
@@ -55,31 +69,50 @@ import { central, cpuOf } from "../support/figures.ts";
 import { inNetns } from "../support/netns.ts";
 import { httpBackend } from "../support/proxies.ts";
 import { prerequisites } from "../transport/prerequisites.ts";
+import { transportPid } from "../transport/weft-transport.ts";
 import { SIDECAR_INBOUND_PORT, SIDECAR_OUTBOUND_PORT, httpSidecar } from "./http-sidecar.ts";
 import { leftoverCheck } from "./leftovers.ts";
 import { paced, type PacedRun } from "./paced.ts";
 import { writeResults } from "./results.ts";
-import { convergeUnavailable, httpRequests, l7Counts, proxyPids, proxyUnavailable, routeAll, steeredToProxy } from "./weft-l7.ts";
+import { throwawayCa } from "./throwaway-ca.ts";
+import { convergeUnavailable, httpRequests, l7Counts, proxyPids, proxyUnavailable, routeAll, steeredToProxy, transportBytes } from "./weft-l7.ts";
 
 const NAME = "bench:l7";
 const PORT = 8080;
 const PACED_CONNECTIONS = Number(process.env.BENCH_PACED_CONNECTIONS ?? 64);
 const GOALS = { rpsOverSidecar: 1.5, proxyCpuOverSidecar: 0.5, p99AddedMs: 1 };
+const MTLS = process.env.BENCH_L7_MTLS === "1";
+/** The mTLS sidecars' listeners: beside the plaintext pair's in the client pod, so both pairs run in one bench. */
+const MTLS_SIDECAR_PORTS = { outbound: 15002, inbound: 15007 };
 
 const tools = prerequisites(NAME);
 
-type PathName = "direct" | "sidecar" | "weft";
+type PathName = "direct" | "sidecar" | "weft" | "sidecar-mtls" | "weft-mtls";
+/** The node proxy's modes and the sidecar baseline each is compared with. */
+const PAIRS = [
+  ["weft", "sidecar"],
+  ["weft-mtls", "sidecar-mtls"],
+] as const;
 interface BenchPath {
   name: PathName;
   url: string;
   exec: string[];
   /** The proxies a request goes through on this path (none for direct). */
   proxies: () => number[];
-  /** Other processes whose CPU a request costs here: nginx, and for weft node-a's agent (kept apart). */
+  /** Other processes whose CPU a request costs here: nginx, and for the node proxy's modes the agents (kept apart). */
   backend: number;
-  agent?: () => number;
+  agents?: () => number[];
+  /** The proxies by part, where a path's proxies are different programs (weft-mtls: HAProxy, each transport): each part's CPU is printed too. */
+  parts?: () => Record<string, number[]>;
 }
-type Sample = Run & { proxyCpuUsPerRequest: number; backendCpuUsPerRequest: number; agentCpuUsPerRequest: number; wallSeconds: number; failed?: string };
+type Sample = Run & {
+  proxyCpuUsPerRequest: number;
+  backendCpuUsPerRequest: number;
+  agentCpuUsPerRequest: number;
+  partsCpuUsPerRequest?: Record<string, number>;
+  wallSeconds: number;
+  failed?: string;
+};
 type PacedSample = PacedRun & { failed?: string };
 
 /**
@@ -102,6 +135,7 @@ await withCleanup(NAME, async (cleanup) => {
   const a = c.nodes["node-a"]!;
   const client = c.addWorkload("node-a", { name: "client" });
   const server = c.addWorkload("node-b", { name: "server" });
+  const mserver = MTLS ? c.addWorkload("node-b", { name: "mserver" }) : null;
 
   const t = await c.tenant("l7");
   for (const w of [client, server]) {
@@ -112,24 +146,52 @@ await withCleanup(NAME, async (cleanup) => {
     subject: { identity: "server" },
     ingress: [{ peers: [{ identity: "client" }], ports: [{ port: PORT, protocol: "tcp" }, { port: SIDECAR_INBOUND_PORT, protocol: "tcp" }], action: "allow" }],
   });
-  const vipOf = async (service: string) => {
-    const res = await t.call("PUT", `/services/${service}`, { ports: [{ port: 80, protocol: "tcp", targetPort: PORT }], backends: { explicit: [{ workload: "server", weight: 1 }] } });
+  const vipOf = async (service: string, workload = "server") => {
+    const res = await t.call("PUT", `/services/${service}`, { ports: [{ port: 80, protocol: "tcp", targetPort: PORT }], backends: { explicit: [{ workload, weight: 1 }] } });
     return (JSON.parse(res.body) as { vip: string }).vip;
   };
   const plainVip = await vipOf("plain");
   const routedVip = await vipOf("routed");
+  let mroutedVip = "";
+  if (mserver) {
+    await t.put(`/identities/${mserver.name}`, { path: `/ns/bench/${mserver.name}` });
+    await t.put(`/workloads/${mserver.name}`, { identity: mserver.name, node: mserver.node, addresses: [mserver.address] });
+    // The app's port over the transports only; the mTLS sidecars' inbound port is plaintext to Weft (the sidecars do their own TLS on it).
+    await t.put("/policies/mserver-in", {
+      subject: { identity: "mserver" },
+      ingress: [
+        { peers: [{ identity: "client" }], ports: [{ port: PORT, protocol: "tcp" }], action: "allow", transport: "mtls" },
+        { peers: [{ identity: "client" }], ports: [{ port: MTLS_SIDECAR_PORTS.inbound, protocol: "tcp" }], action: "allow" },
+      ],
+    });
+    mroutedVip = await vipOf("mrouted", "mserver");
+  }
   await c.converged();
 
   const backend = await httpBackend(cleanup, server.netns, PORT, tools.nginx ? "nginx" : "node");
   const clientSidecar = await httpSidecar(cleanup, { netns: client.netns, podAddress: client.address, appPort: PORT, peerAddress: server.address, allowedSources: [server.address] });
   const serverSidecar = await httpSidecar(cleanup, { netns: server.netns, podAddress: server.address, appPort: PORT, peerAddress: client.address, allowedSources: [client.address] });
   seen(clientSidecar.pid, serverSidecar.pid);
+  let mtlsPods: { sidecars: number[]; backend: number } | null = null;
+  if (mserver) {
+    const ca = throwawayCa(cleanup);
+    const mtls = (crt: string) => ({ ports: MTLS_SIDECAR_PORTS, tls: { crt, caFile: ca.caFile }, appPort: PORT });
+    const mbackend = await httpBackend(cleanup, mserver.netns, PORT, tools.nginx ? "nginx" : "node");
+    const out = await httpSidecar(cleanup, { netns: client.netns, podAddress: client.address, peerAddress: mserver.address, allowedSources: [mserver.address], ...mtls(ca.leaf("client")) });
+    const inb = await httpSidecar(cleanup, { netns: mserver.netns, podAddress: mserver.address, peerAddress: client.address, allowedSources: [client.address], ...mtls(ca.leaf("mserver")) });
+    seen(out.pid, inb.pid);
+    mtlsPods = { sidecars: [out.pid, inb.pid], backend: mbackend.pid };
+  }
 
   const fromClient = bounded(inNetns(client.netns, a.cgroup));
   const paths: BenchPath[] = [
     { name: "direct", url: `http://${plainVip}:80/`, exec: fromClient, proxies: () => [], backend: backend.pid },
     { name: "sidecar", url: `http://127.0.0.1:${SIDECAR_OUTBOUND_PORT}/`, exec: fromClient, proxies: () => [clientSidecar.pid, serverSidecar.pid], backend: backend.pid },
   ];
+  if (mtlsPods) {
+    const { sidecars, backend: mbackend } = mtlsPods;
+    paths.push({ name: "sidecar-mtls", url: `http://127.0.0.1:${MTLS_SIDECAR_PORTS.outbound}/`, exec: fromClient, proxies: () => sidecars, backend: mbackend });
+  }
   /** Answers wrk got through each path, every run counted (warm-ups too): what node-a's agent should have counted as requests for weft. */
   const answered: Record<string, number> = {};
   const count = (p: BenchPath, r: { requests?: number }) => void (answered[p.name] = (answered[p.name] ?? 0) + (r.requests ?? 0));
@@ -141,19 +203,18 @@ await withCleanup(NAME, async (cleanup) => {
   for (const p of paths) await warm(p);
 
   // The route last, once the baselines answer: a node that cannot apply it keeps serving the state before it.
+  const recordsBefore = httpRequests(await c.agentMetrics("node-a"));
   let weftReason = (await routeAll(c, t, "routed", "routed")) ?? (await convergeUnavailable(c));
   weftReason ??= await proxyUnavailable(c, "node-a");
-  let recordsBefore = 0;
+  // Looked up for every run: a hitless reload replaces the workers, and the new ones' CPU counts from then on.
+  const proxies = () => {
+    const pids = proxyPids(c, "node-a");
+    seen(...pids);
+    return pids;
+  };
   if (weftReason === null) {
-    // Looked up for every run: a hitless reload replaces the workers, and the new ones' CPU counts from then on.
-    const proxies = () => {
-      const pids = proxyPids(c, "node-a");
-      seen(...pids);
-      return pids;
-    };
-    const weft: BenchPath = { name: "weft", url: `http://${routedVip}:80/`, exec: fromClient, proxies, backend: backend.pid, agent: () => a.agent?.pid ?? Number.NaN };
+    const weft: BenchPath = { name: "weft", url: `http://${routedVip}:80/`, exec: fromClient, proxies, backend: backend.pid, agents: () => [a.agent?.pid ?? Number.NaN] };
     try {
-      recordsBefore = httpRequests(await c.agentMetrics("node-a"));
       const before = await steeredToProxy(c, "node-a");
       await warm(weft);
       if ((await steeredToProxy(c, "node-a")) === before) weftReason = "node-a counted no packet as l7-steered during the warm-up: the connections did not go through the node's proxy";
@@ -162,12 +223,73 @@ await withCleanup(NAME, async (cleanup) => {
       weftReason = `the warm-up through node-a's proxy failed: ${(err as Error).message} (datapath: ${await l7Counts(c)})`;
     }
   }
+  /**
+   * Why the node proxy's hop through the transports cannot be measured, or null
+   * once a 1 s warm-up answered 200s only (tried for up to 30 s: node-a's
+   * transport gets the node proxy's SVID after the documents), node-a counted
+   * its packets as l7-steered and its transport sent at least a request line's
+   * bytes per answer to node-b's.
+   */
+  async function hopUnavailable(p: BenchPath): Promise<string | null> {
+    const deadline = Date.now() + 30_000;
+    const refused: string[] = [];
+    for (;;) {
+      const metrics = await c.agentMetrics("node-a");
+      const [steered, sent] = [await steeredToProxy(c, "node-a"), transportBytes(metrics, "outbound", "to_peer")];
+      let r: Run;
+      try {
+        r = await run(p, "keep-alive", 1);
+      } catch (err) {
+        r = { ...failedRun(err), requests: 0, cpuUsPerRequest: Number.NaN, stealShare: Number.NaN };
+      }
+      count(p, r);
+      if (r.requests && r.non2xx3xx === 0) {
+        const after = await c.agentMetrics("node-a");
+        if ((await steeredToProxy(c, "node-a")) === steered) return "node-a counted no packet as l7-steered during the warm-up";
+        const carried = transportBytes(after, "outbound", "to_peer") - sent;
+        if (carried < r.requests * "GET / HTTP/1.1".length) return `node-a's transport sent ${carried} bytes to its peers for ${r.requests} answers: the requests did not go through it`;
+        if (refused.length) console.error(`weft-mtls warm-up: answered 200s only after ${refused.length} tries (${refused.join("; ")})`);
+        return null;
+      }
+      refused.push(`${r.requests} answers, ${r.non2xx3xx} not 2xx/3xx${r.socketErrors ? `, ${r.socketErrors}` : ""}${"failed" in r ? `, ${String(r.failed)}` : ""}`);
+      if (Date.now() > deadline) return `the warm-up through node-a's proxy and the transports did not answer 200s only in 30 s (${refused.slice(-3).join("; ")}; datapath: ${await l7Counts(c)})`;
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+  }
+  let mtlsReason: string | null = null;
+  if (mserver && mtlsPods) {
+    mtlsReason = (await routeAll(c, t, "mrouted", "mrouted")) ?? (await convergeUnavailable(c));
+    mtlsReason ??= await proxyUnavailable(c, "node-a");
+    // The transports too are looked up for every run: the agent restarts one that exited, and a run across that has no CPU figure.
+    const transports = () => ["node-a", "node-b"].map((n) => transportPid(c, n) ?? Number.NaN);
+    const parts = () => {
+      const [ta, tb] = transports();
+      return { "node-a HAProxy": proxies(), "node-a transport": [ta!], "node-b transport": [tb!] };
+    };
+    if (mtlsReason === null && transports().some(Number.isNaN)) mtlsReason = `no transport process below the agents (node-a, node-b: ${transports().join(", ")})`;
+    if (mtlsReason === null) {
+      const b = c.nodes["node-b"]!;
+      const weftMtls: BenchPath = {
+        name: "weft-mtls",
+        url: `http://${mroutedVip}:80/`,
+        exec: fromClient,
+        proxies: () => Object.values(parts()).flat(),
+        parts,
+        backend: mtlsPods.backend,
+        agents: () => [a.agent?.pid ?? Number.NaN, b.agent?.pid ?? Number.NaN],
+      };
+      mtlsReason = await hopUnavailable(weftMtls);
+      if (mtlsReason === null) paths.push(weftMtls);
+    }
+  }
   console.log(
     `${NAME}: backend ${backend.kind}; API on ${c.api.database}; fabric ${c.fabric.cidr}; client ${client.address} (node-a) -> server ${server.address}:${PORT} (node-b); ` +
       `direct: VIP ${plainVip}:80 (no route); weft: VIP ${routedVip}:80 (httpRoute routed); ` +
+      (mserver ? `sidecar-mtls: 127.0.0.1:${MTLS_SIDECAR_PORTS.outbound} -> ${mserver.address}:${MTLS_SIDECAR_PORTS.inbound}; weft-mtls: VIP ${mroutedVip}:80 (httpRoute mrouted) -> ${mserver.address}:${PORT} (mtls rule); ` : "") +
       `wrk 1 thread, ${CONNECTIONS} connections, ${SECONDS} s per run, ${REPS} reps, order reversed every other rep`,
   );
   if (weftReason !== null) console.log(`mode weft: not available (${weftReason})`);
+  if (mtlsReason !== null) console.log(`mode weft-mtls: not available (${mtlsReason})`);
 
   // Part 1: saturation.
   const samples: Record<string, Record<Mode, Sample[]>> = {};
@@ -176,8 +298,10 @@ await withCleanup(NAME, async (cleanup) => {
     for (const mode of MODES) {
       for (const p of rep % 2 === 0 ? paths : [...paths].reverse()) {
         const proxies = p.proxies();
-        const agent = p.agent ? [p.agent()] : [];
+        const agent = p.agents ? p.agents() : [];
+        const parts = p.parts ? Object.entries(p.parts()) : [];
         const before = [cpuOf(proxies), cpuOf([p.backend]), cpuOf(agent)] as const;
+        const partsBefore = parts.map(([, pids]) => cpuOf(pids));
         const startedAt = performance.now();
         let r: Run;
         try {
@@ -195,7 +319,8 @@ await withCleanup(NAME, async (cleanup) => {
           ...r,
           proxyCpuUsPerRequest: perRequest(proxies, before[0]),
           backendCpuUsPerRequest: perRequest([p.backend], before[1]),
-          agentCpuUsPerRequest: p.agent ? perRequest(agent, before[2]) : Number.NaN,
+          agentCpuUsPerRequest: p.agents ? perRequest(agent, before[2]) : Number.NaN,
+          ...(p.parts ? { partsCpuUsPerRequest: Object.fromEntries(parts.map(([part, pids], k) => [part, perRequest(pids, partsBefore[k]!)])) } : {}),
           wallSeconds,
         };
         // The machine's CPU per request counts every second the run took: a run far longer than asked says why that figure is off.
@@ -226,7 +351,7 @@ await withCleanup(NAME, async (cleanup) => {
   /** The median over reps of path's figure over base's figure in the same rep and mode. */
   const ratio = (path: string, base: string, mode: Mode, f: Figure) => central(samples[path]![mode].map((s, k) => figures[f](s) / figures[f](samples[base]![mode][k]!)));
 
-  console.log(`| mode | connections | req/s | p50 ms | p99 ms | proxies CPU µs/req | nginx CPU µs/req | node-a agent CPU µs/req | machine CPU µs/req | req/s x direct |`);
+  console.log(`| mode | connections | req/s | p50 ms | p99 ms | proxies CPU µs/req | nginx CPU µs/req | agents CPU µs/req | machine CPU µs/req | req/s x direct |`);
   console.log(`|---|---|---|---|---|---|---|---|---|---|`);
   for (const mode of MODES) {
     for (const p of paths) {
@@ -235,6 +360,13 @@ await withCleanup(NAME, async (cleanup) => {
           `${p.name === "direct" ? "–" : fixed(value(p.name, mode, "proxyCpu"), 1)} | ${fixed(value(p.name, mode, "backendCpu"), 1)} | ${fixed(value(p.name, mode, "agentCpu"), 1)} | ` +
           `${fixed(value(p.name, mode, "machineCpu"), 1)} | ${fixed(ratio(p.name, "direct", mode, "rps"), 2)} |`,
       );
+    }
+  }
+
+  for (const p of paths.filter((q) => q.parts)) {
+    for (const mode of MODES) {
+      const split = Object.keys(p.parts!()).map((part) => `${part} ${fixed(central(samples[p.name]![mode].map((s) => s.partsCpuUsPerRequest?.[part] ?? Number.NaN)), 1)}`);
+      console.log(`${p.name} ${mode}: proxies CPU µs/req by part (medians): ${split.join(", ")}`);
     }
   }
 
@@ -281,30 +413,36 @@ await withCleanup(NAME, async (cleanup) => {
     ).join("; ");
   const ratios: Record<string, string> = { "sidecar/direct": ratioLine("sidecar", "direct") };
   const goals: Record<string, string> = {};
-  if (weftReason === null) {
-    ratios["weft/sidecar"] = ratioLine("weft", "sidecar");
-    ratios["weft/direct"] = ratioLine("weft", "direct");
-    const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
+  const measured = new Set(paths.map((p) => p.name));
+  if (measured.has("sidecar-mtls")) ratios["sidecar-mtls/sidecar"] = ratioLine("sidecar-mtls", "sidecar");
+  const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
+  for (const [path, base] of PAIRS) {
+    if (!measured.has(path)) continue;
+    ratios[`${path}/${base}`] = ratioLine(path, base);
+    ratios[`${path}/direct`] = ratioLine(path, "direct");
     for (const mode of MODES) {
-      const rps = ratio("weft", "sidecar", mode, "rps");
-      const cpu = ratio("weft", "sidecar", mode, "proxyCpu");
-      const added = p99Added("weft", mode);
-      const short = pacedRuns.weft![mode].filter((r) => r.fellShort).length;
-      goals[mode] =
-        `weft/sidecar req/s ${fixed(rps, 2)} (goal >= ${GOALS.rpsOverSidecar}: ${verdict(rps >= GOALS.rpsOverSidecar)}); ` +
-        `weft/sidecar proxies CPU/req ${fixed(cpu, 2)} (goal <= ${GOALS.proxyCpuOverSidecar}: ${verdict(cpu <= GOALS.proxyCpuOverSidecar)}); ` +
-        `p99 added over direct at ${targets[mode]} req/s ${fixed(added, 2)} ms (goal <= ${GOALS.p99AddedMs} ms: ${verdict(added <= GOALS.p99AddedMs && short === 0)}${short ? `; weft fell short of the pace in ${short} runs` : ""})`;
+      const rps = ratio(path, base, mode, "rps");
+      const cpu = ratio(path, base, mode, "proxyCpu");
+      const added = p99Added(path, mode);
+      const short = pacedRuns[path]![mode].filter((r) => r.fellShort).length;
+      goals[path === "weft" ? mode : `${path} ${mode}`] =
+        `${path}/${base} req/s ${fixed(rps, 2)} (goal >= ${GOALS.rpsOverSidecar}: ${verdict(rps >= GOALS.rpsOverSidecar)}); ` +
+        `${path}/${base} proxies CPU/req ${fixed(cpu, 2)} (goal <= ${GOALS.proxyCpuOverSidecar}: ${verdict(cpu <= GOALS.proxyCpuOverSidecar)}); ` +
+        `p99 added over direct at ${targets[mode]} req/s ${fixed(added, 2)} ms (goal <= ${GOALS.p99AddedMs} ms: ${verdict(added <= GOALS.p99AddedMs && short === 0)}${short ? `; ${path} fell short of the pace in ${short} runs` : ""})`;
     }
   }
+  if (measured.has("weft-mtls") && measured.has("weft")) ratios["weft-mtls/weft"] = ratioLine("weft-mtls", "weft");
   for (const [name, line] of Object.entries(ratios)) console.log(`${name} (median of paired reps): ${line}`);
-  if (weftReason === null) for (const [mode, line] of Object.entries(goals)) console.log(`goals (issue 21), ${mode}: ${line}`);
-  else console.log(`mode weft: not available (${weftReason}); no weft ratios in this run`);
+  for (const [mode, line] of Object.entries(goals)) console.log(`goals (issue 21), ${mode}: ${line}`);
+  if (weftReason !== null) console.log(`mode weft: not available (${weftReason}); no weft ratios in this run`);
+  if (mtlsReason !== null) console.log(`mode weft-mtls: not available (${mtlsReason}); no weft-mtls ratios in this run`);
   let records: string | null = null;
-  if (weftReason === null) {
+  const throughProxy = (answered.weft ?? 0) + (answered["weft-mtls"] ?? 0);
+  if (throughProxy > 0) {
     // The agent drains the proxy's records in the background: the last run's get a moment to arrive.
     await new Promise((r) => setTimeout(r, 2_000));
     const counted = httpRequests(await c.agentMetrics("node-a")) - recordsBefore;
-    records = `node-a's agent counted ${counted} requests (weft_http_requests_total) for the ${answered.weft ?? 0} answers wrk got through the node proxy (${(((answered.weft ?? 0) - counted) / Math.max(1, answered.weft ?? 0) * 100).toFixed(1)}% not counted)`;
+    records = `node-a's agent counted ${counted} requests (weft_http_requests_total) for the ${throughProxy} answers wrk got through the node proxy (${(((throughProxy - counted) / throughProxy) * 100).toFixed(1)}% not counted)`;
     console.log(records);
   }
   console.log(`${NAME}: load average at end ${load()}; run took ${((performance.now() - started) / 1000).toFixed(1)} s`);
@@ -317,6 +455,7 @@ await withCleanup(NAME, async (cleanup) => {
     database: c.api.database,
     fabric: c.fabric.cidr,
     weft: weftReason ?? "measured",
+    weftMtls: MTLS ? (mtlsReason ?? "measured") : "not asked (BENCH_L7_MTLS)",
     ratios,
     goals,
     records,

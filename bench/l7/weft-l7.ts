@@ -96,3 +96,12 @@ export async function proxyUnavailable(c: Cluster, node: string): Promise<string
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/** weft_transport_bytes_total{direction, way} in an agent's /metrics text: payload its transport carried (outbound/to_peer: read from the node's side, sent to the peer). */
+export function transportBytes(metrics: string, direction: "outbound" | "inbound", way: "to_peer" | "from_peer"): number {
+  let sum = 0;
+  for (const m of metrics.matchAll(/^weft_transport_bytes_total\{([^}]*)\} ([\d.e+]+)$/gm)) {
+    if (m[1]!.includes(`direction="${direction}"`) && m[1]!.includes(`way="${way}"`)) sum += Number(m[2]);
+  }
+  return sum;
+}
