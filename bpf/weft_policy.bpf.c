@@ -85,9 +85,9 @@
  *        policy passes through a hit flagged WEFT_POLICY_F_MTLS (for a
  *        ct-reply, the opener's hit) is dropped as mtls-required unless the
  *        node's transport delivered it: in weft_to_wl, skb->mark carries
- *        WEFT_MARK_TRANSPORT (SO_MARK of every transport socket), a socket
- *        of this host bound to its source sent it (skb->sk: the node's own
- *        L7 proxy), or the peer
+ *        WEFT_MARK_TRANSPORT (SO_MARK of every transport socket), it comes
+ *        from a proxy address by a socket of this host bound to its source
+ *        (skb->sk: the node's own L7 proxy), or the peer
  *        is a workload of this node (weft_endpoint); in weft_from_uplink,
  *        never (nothing from the fabric came through the transport).
  *   [R16] steering, sending side: weft_from_wl, once the egress decision
@@ -573,14 +573,14 @@ static __always_inline int weft_steered(__u32 local_id, __u32 remote_id, const s
  * let the workload open). Only the transport's own sockets carry
  * WEFT_MARK_TRANSPORT, and the mark never crosses the wire, so nothing the
  * uplink receives has it. A workload of this node reaches another directly,
- * never through the transport; so does this node's own L7 proxy (a socket of
- * this host bound to the packet's source sent it: skb->sk, NULL for anything
- * the host forwards), whose allow entries carry the flag for other nodes'
- * proxies (issue 21).
+ * never through the transport; so does this node's own L7 proxy (from a proxy
+ * address, by a socket of this host bound to the packet's source: skb->sk,
+ * NULL for anything the host forwards), whose allow entries carry the flag
+ * for other nodes' proxies (issue 21).
  * Costs nothing unless the hit is flagged.
  */
 static __always_inline int weft_needs_transport(const struct __sk_buff *skb, const struct weft_flow *flow,
-						const struct weft_decision *d, int from_uplink)
+						const struct weft_decision *d, __u32 peer_identity, int from_uplink)
 {
 	struct weft_endpoint_key peer_key = { .addr = flow->remote };
 	struct bpf_sock *sk = skb->sk;
@@ -592,12 +592,15 @@ static __always_inline int weft_needs_transport(const struct __sk_buff *skb, con
 	if (skb->mark & WEFT_MARK_TRANSPORT)
 		return 0;
 	/*
-	 * This host's own socket, bound to the packet's source address and port:
-	 * the node's L7 proxy. bpf_sock: src_port in host order, the flow's in
-	 * network order. (BPF_PROG_TEST_RUN's stand-in socket takes the packet's
-	 * addresses but no port, so it never passes for one.)
+	 * The node's own L7 proxy: from a proxy address (IDENTITY_PROXY, never a
+	 * workload's), by this host's own socket bound to the packet's source
+	 * address and port. Any other host process stays held to the rule.
+	 * bpf_sock: src_port in host order, the flow's in network order.
+	 * (BPF_PROG_TEST_RUN's stand-in socket takes the packet's addresses but
+	 * no port, so it never passes for one.)
 	 */
-	if (sk && sk->family == AF_INET && sk->src_ip4 == flow->remote && sk->src_port == bpf_ntohs(flow->remote_port))
+	if (peer_identity == WEFT_IDENTITY_PROXY && sk && sk->family == AF_INET && sk->src_ip4 == flow->remote &&
+	    sk->src_port == bpf_ntohs(flow->remote_port))
 		return 0;
 	return !bpf_map_lookup_elem(&weft_endpoint, &peer_key);
 }
@@ -861,7 +864,7 @@ int weft_to_wl(struct __sk_buff *skb)
 	}
 	peer = weft_peer(flow.remote);
 	reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer, &d);
-	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS && weft_needs_transport(skb, &flow, &d, 0))
+	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS && weft_needs_transport(skb, &flow, &d, peer.identity, 0))
 		reason = WEFT_REASON_MTLS_REQUIRED; /* [R15] */
 	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
 	weft_flow_note(skb, WEFT_DIR_INGRESS, &flow, self, &peer, reason, &d);
@@ -964,7 +967,7 @@ int weft_from_uplink(struct __sk_buff *skb)
 		return TC_ACT_OK; /* the host routes it; weft_to_wl drops it as unknown-endpoint [R3] */
 	peer = weft_peer(flow.remote);
 	reason = weft_decide(&flow, WEFT_DIR_INGRESS, self, &peer, &d);
-	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS && weft_needs_transport(skb, &flow, &d, 1))
+	if (WEFT_REASON_VERDICT(reason) == WEFT_VERDICT_PASS && weft_needs_transport(skb, &flow, &d, peer.identity, 1))
 		reason = WEFT_REASON_MTLS_REQUIRED; /* [R15] */
 	WEFT_COUNT(weft_metrics, WEFT_DIR_INGRESS, reason, skb->len);
 	weft_flow_note(skb, WEFT_DIR_INGRESS, &flow, self, &peer, reason, &d);

@@ -5,7 +5,7 @@
 // connections to the backend through the transport (steer.ts), so its bytes
 // never cross the fabric in plaintext; the same caller's requests through
 // the backend's L7 service do cross it in plaintext (the proxy's server is
-// direct). FAILS on main at 7700781: written ahead of any fix.
+// direct). Failed on main at 7700781 (written ahead of the fix).
 import { describe, expect, it } from "vitest";
 import { compileNode, createCompiler } from "../../api/src/compiler/compile.ts";
 import type { HttpRouteRow, IdentityRow, NodeRow, PolicyRow, ServiceRow, Snapshot, TenantRow, WorkloadRow } from "../../api/src/compiler/types.ts";
@@ -58,5 +58,9 @@ describe("the proxy's hop and a caller's egress mtls rule", () => {
     // On main: { address: "10.0.2.11", port: 8080, ... } with no `transport`: HAProxy connects to it directly,
     // and web's request crosses the fabric in plaintext although web's own policy says mtls for that hop.
     expect(remote).toMatchObject({ transport: true });
+    // And api's node lets node proxies in to api on 8080 through its transport (its ingress is not governed: no
+    // datapath entry to flag, so the transport document says it): the hop is carried end to end, not refused.
+    expect(createCompiler(snap).proxyInboundHops("n2")).toEqual([{ localIdentity: 257, ports: [8080] }]);
+    expect(createCompiler(snap).proxyInboundHops("n1")).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@
 // path without asking again, so its holder gets an SVID that every
 // transport takes for a node's proxy (isNodeProxy): it reaches what the
 // proxy entries name past the L7 proxy's per-request authorization.
-// FAILS on main at 7700781: written ahead of a fix.
+// Failed on main at 7700781 (written ahead of the fix): the SVID routes now refuse such a path.
 import { X509Certificate } from "node:crypto";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -43,6 +43,11 @@ describe.each(BACKENDS)("an identity under /weft/ from before the reservation, o
       const issued = res.statusCode === 201 ? new X509Certificate(res.json().certificate).subjectAltName ?? null : null;
       // On main: 201, URI:spiffe://<td>/weft/node/n1/proxy, which isNodeProxy accepts.
       expect({ status: res.statusCode, san: issued, passesForProxy: issued !== null && isNodeProxy({ id: issued.slice(4), trustDomain: td }) }).toMatchObject({ passesForProxy: false });
+      // Refused with a problem that names the path and says what to do; JWT-SVIDs alike.
+      expect(res.statusCode).toBe(409);
+      expect(res.json().errors).toEqual([expect.objectContaining({ field: "path" })]);
+      const jwt = await app.inject({ method: "POST", url: `/v1/tenants/${a.tenant}/identities/legacy/jwt-svids`, headers: bearer(a.token), payload: { audience: ["x"] } });
+      expect(jwt.statusCode).toBe(409);
     });
   });
 });

@@ -33,7 +33,7 @@ import { policyPart, type PolicyPart } from "./policy.ts";
 import { canonicalPrefix, contains, parsePrefix, selects } from "./select.ts";
 import { servicePart, type ServicePart } from "./services.ts";
 import { steerParts } from "./steer.ts";
-import { l7AllowParts, l7Document, proxyAddressOf, proxyAddressPart, type L7Config } from "./l7.ts";
+import { l7AllowParts, l7Document, proxyAddressOf, proxyAddressPart, proxyInboundHops, type L7Config } from "./l7.ts";
 import { SnapshotIndex, cidrsOf, type Change, type TenantIndex } from "./snapshot-index.ts";
 import {
   DATAPATH_MAPS,
@@ -87,6 +87,8 @@ export interface Compiler {
   snapshot(): Snapshot;
   /** The node's L7 proxy document (l7.ts); null when the node is unknown or has no pod block. */
   l7Document(node: string): L7Config | null;
+  /** What the node's transport lets other nodes' proxies reach (l7.ts proxyInboundHops). */
+  proxyInboundHops(node: string): { localIdentity: number; ports: number[] }[];
   /** Parts built since the compiler was created: how much work the memo saved. */
   readonly partsBuilt: number;
 }
@@ -541,6 +543,10 @@ class MemoCompiler implements Compiler {
 
   l7Document(node: string): L7Config | null {
     return l7Document(this.index, node);
+  }
+
+  proxyInboundHops(node: string): { localIdentity: number; ports: number[] }[] {
+    return proxyInboundHops(this.index, node);
   }
 
   private isPresentWorkload(prefix: string, present: ReadonlyMap<number, unknown>): boolean {

@@ -33,6 +33,7 @@ import type {
   Part,
   PeerSelector,
   PolicyRow,
+  PolicyRule,
   PortSelector,
   RetryCondition,
   ServicePort,
@@ -90,28 +91,14 @@ export const l7AllowOwner = (numericId: number): string => `l:${numericId}`;
  */
 export function l7AllowParts(index: SnapshotIndex, t: TenantIndex): Map<number, Part> {
   const parts = new Map<number, Part>();
-  if (t.httpRoutes.size === 0) return parts;
-  const identityAt = backendIdentities(t);
-  const ports = new Map<number, Set<number>>();
-  for (const s of t.services.values()) {
-    for (const sp of l7Ports(t, s)) {
-      for (const b of routeTargets(t, s, sp).flatMap((target) => resolveBackends(index, t, target.service, target.port))) {
-        const identity = identityAt.get(b.address);
-        if (identity === undefined) continue;
-        let set = ports.get(identity.numericId);
-        if (set === undefined) ports.set(identity.numericId, (set = new Set()));
-        set.add(b.port);
-      }
-    }
-  }
-  for (const [numericId, set] of ports) {
+  for (const [numericId, set] of l7BackendPorts(index, t)) {
     const identity = index.identitiesById.get(numericId)!;
     const selecting = [...t.policies.values()].filter((p) => selects(p.subject, identity));
     const enforced = enforcesDirection(t, selecting, "ingress");
     // An audit policy's probe would otherwise report every proxied connection as a drop it would make.
     const staged = stagesDirection(selecting, "ingress");
     if (!enforced && !staged) continue;
-    const mtls = proxyHopMtls(t, selecting);
+    const mtls = proxyHopMtls(t, identity);
     const allows = (withMtls: boolean) =>
       [...set]
         .sort((a, b) => a - b)
@@ -125,21 +112,67 @@ export function l7AllowParts(index: SnapshotIndex, t: TenantIndex): Map<number, 
   return parts;
 }
 
+/** The target ports of every backend identity of the tenant's L7 frontends (its own and the services its routes name). */
+function l7BackendPorts(index: SnapshotIndex, t: TenantIndex): Map<number, Set<number>> {
+  const ports = new Map<number, Set<number>>();
+  if (t.httpRoutes.size === 0) return ports;
+  const identityAt = backendIdentities(t);
+  for (const s of t.services.values()) {
+    for (const sp of l7Ports(t, s)) {
+      for (const b of routeTargets(t, s, sp).flatMap((target) => resolveBackends(index, t, target.service, target.port))) {
+        const identity = identityAt.get(b.address);
+        if (identity === undefined) continue;
+        let set = ports.get(identity.numericId);
+        if (set === undefined) ports.set(identity.numericId, (set = new Set()));
+        set.add(b.port);
+      }
+    }
+  }
+  return ports;
+}
+
 /**
- * Whether the proxy's hop to a backend on `port` must be carried by the
- * transport: an enforced mtls ingress rule of a policy selecting the backend
- * covers the port (its callers reach it only through the transport, so the
- * proxy that calls on their behalf does too). The receiving node then drops
- * plaintext from another node's proxy address (mtls-required), and the
- * caller's node sends that hop through its transport (l7Document's
- * `transport` servers, mesh/transport.ts).
+ * On which ports the proxy's hop to a backend identity must be carried by
+ * the transport: those an enforced mtls rule covers, an ingress rule of a
+ * policy selecting the backend or an egress rule naming it as a peer (its
+ * callers reach it only through the transport, so the proxy that calls on
+ * their behalf does too). The caller's node then sends that hop through its
+ * transport (l7Document's `transport` servers), the backend's transport lets
+ * node proxies in to it (proxyInboundHops), and where the backend's ingress
+ * is governed its node drops plaintext from another node's proxy address
+ * (the proxy's allow entry carries mtls: l7AllowParts).
  */
-export function proxyHopMtls(t: TenantIndex, selecting: readonly PolicyRow[]): (port: number) => boolean {
+export function proxyHopMtls(t: TenantIndex, identity: IdentityRow): (port: number) => boolean {
   const ports = new Set<number>();
-  for (const p of selecting) {
-    for (const rule of p.ingress ?? []) if (carriedByTransport(rule, t.row, p.mode)) for (const port of mtlsPorts(rule.ports)) ports.add(port);
+  const add = (rule: PolicyRule) => mtlsPorts(rule.ports).forEach((port) => ports.add(port));
+  for (const p of t.policies.values()) {
+    if (selects(p.subject, identity)) for (const rule of p.ingress ?? []) if (carriedByTransport(rule, t.row, p.mode)) add(rule);
+    for (const rule of p.egress ?? []) {
+      const names = rule.peers.length === 0 || rule.peers.some((sel) => !("cidr" in sel) && selects(sel, identity));
+      if (names && carriedByTransport(rule, t.row, p.mode)) add(rule);
+    }
   }
   return (port) => ports.has(0) || ports.has(port);
+}
+
+/**
+ * What node's transport lets other nodes' proxies open streams to: each L7
+ * backend identity with a workload on the node, and the ports on which the
+ * proxy's hop to it is mtls (proxyHopMtls), in identity order.
+ */
+export function proxyInboundHops(index: SnapshotIndex, node: string): { localIdentity: number; ports: number[] }[] {
+  const out: { localIdentity: number; ports: number[] }[] = [];
+  for (const [tenantId, names] of index.byNode.get(node) ?? []) {
+    const t = index.tenant(tenantId);
+    const local = new Set([...names].flatMap((name) => t.identities.get(t.workloads.get(name)?.identity ?? "")?.numericId ?? []));
+    for (const [numericId, set] of l7BackendPorts(index, t)) {
+      if (!local.has(numericId)) continue;
+      const mtls = proxyHopMtls(t, index.identitiesById.get(numericId)!);
+      const ports = [...set].filter(mtls).sort((a, b) => a - b);
+      if (ports.length > 0) out.push({ localIdentity: numericId, ports });
+    }
+  }
+  return out.sort((a, b) => a.localIdentity - b.localIdentity);
 }
 
 /** Where a backend ref sends: another service's port (its one tcp port when the ref names none), or the frontend's own. */
@@ -184,10 +217,7 @@ function transportHops(t: TenantIndex, node: string): (b: ResolvedBackend) => bo
     const identity = identityAt.get(b.address);
     if (at === undefined || at === node || identity === undefined) return false;
     let mtls = hopByIdentity.get(identity.numericId);
-    if (mtls === undefined) {
-      const selecting = [...t.policies.values()].filter((p) => p.mode !== "audit" && selects(p.subject, identity));
-      hopByIdentity.set(identity.numericId, (mtls = proxyHopMtls(t, selecting)));
-    }
+    if (mtls === undefined) hopByIdentity.set(identity.numericId, (mtls = proxyHopMtls(t, identity)));
     return mtls(b.port);
   };
 }

@@ -63,7 +63,7 @@ import { NODE_KIND } from "../auth/node-credentials.ts";
 import type { ChangeEvent, ChangeFeed } from "../services/change-feed.ts";
 import { admitWrite, tryChanges, type AdmissionRefusal } from "./admission.ts";
 import type { TransportDocument } from "../mesh/specs.ts";
-import { buildTransportDocument, proxyIdentities } from "../mesh/transport.ts";
+import { buildTransportDocument } from "../mesh/transport.ts";
 import { proxyHopsOf } from "./proxy-hops.ts";
 import { caRootsOf } from "./ca-roots.ts";
 import { federatingTenants, jwtKeysOf } from "./jwt-keys.ts";
@@ -596,9 +596,9 @@ export class Follower implements DatapathReader {
   transportDocument(node: string): TransportDocument | null {
     const state = this.history.state(node);
     if (state === null) return null;
-    const { steer, policy } = state.datapath.maps;
-    const proxy = proxyHopsOf(this.compiler.l7Document(node), policy);
-    const tenants = new Set(proxyIdentities(proxy?.entries ?? []).flatMap((id) => this.rows.tenantOf(id) ?? []));
+    const { steer } = state.datapath.maps;
+    const proxy = proxyHopsOf(this.compiler.l7Document(node), this.compiler.proxyInboundHops(node));
+    const tenants = new Set((proxy?.inbound ?? []).flatMap((hop) => this.rows.tenantOf(hop.localIdentity) ?? []));
     if (proxy !== undefined && proxy.targets.length > 0) {
       const named = new Set(proxy.tenants);
       for (const [id, t] of this.rows.tenants) if (named.has(t.name)) tenants.add(id);

@@ -1,17 +1,15 @@
 /**
  * The node's L7 proxy's part in its transport document (mesh/transport.ts
  * ProxyHops), from what the compiler made for the node: its L7 document's
- * transport servers (hops out) and its mtls allow entries for other nodes'
- * proxies (hops in).
+ * transport servers (hops out) and the local L7 backends other nodes'
+ * proxies reach through the transport (hops in, l7.ts proxyInboundHops).
  */
-import { constants, type Entry } from "@weft/codec";
 import type { L7Config } from "../compiler/index.ts";
 import type { ProxyHops } from "../mesh/transport.ts";
 
 /** Undefined when the node has no proxy address (no pod block). `tenants`: the names of the tenants whose backends are targets. */
-export function proxyHopsOf(l7: L7Config | null, policy: readonly Entry<"policy">[]): (ProxyHops & { tenants: string[] }) | undefined {
+export function proxyHopsOf(l7: L7Config | null, inbound: ProxyHops["inbound"]): (ProxyHops & { tenants: string[] }) | undefined {
   if (l7 === null) return undefined;
-  const entries = policy.filter((e) => e.key.remoteIdentity === constants.IDENTITY_PROXY && e.key.direction === "ingress" && e.value.mtls === true);
   const tenantOfBackend = new Map<string, string>();
   for (const f of l7.frontends) {
     tenantOfBackend.set(f.defaultBackend, f.tenant);
@@ -27,5 +25,5 @@ export function proxyHopsOf(l7: L7Config | null, policy: readonly Entry<"policy"
       if (tenant !== undefined) tenants.add(tenant);
     }
   }
-  return { address: l7.proxyAddress, entries, targets, tenants: [...tenants] };
+  return { address: l7.proxyAddress, inbound, targets, tenants: [...tenants] };
 }

@@ -30,14 +30,11 @@ export const localIdentities = (steer: readonly Entry<"steer">[]): number[] => [
 export interface ProxyHops {
   /** This node's proxy address. */
   address: string;
-  /** The node's weft_policy entries that let other nodes' proxies in (remote IDENTITY_PROXY) flagged mtls: through the transport only. */
-  entries: readonly Entry<"policy">[];
+  /** The local L7 backend identities other nodes' proxies reach through the transport, and on which ports (compiler l7.ts proxyInboundHops). */
+  inbound: readonly { localIdentity: number; ports: readonly number[] }[];
   /** Backends on other nodes this node's proxy reaches through the transport (its L7 document's transport servers). */
   targets: readonly { address: string; port: number }[];
 }
-
-/** The tenants the proxy's entries concern: those of their local identities. */
-export const proxyIdentities = (entries: readonly Entry<"policy">[]): number[] => [...new Set(entries.map((e) => e.key.localIdentity))];
 
 /** The document, with `bundles` from the tenants' CA certificates (bundlePem by tenant id). */
 export function buildTransportDocument(
@@ -77,13 +74,11 @@ export function buildTransportDocument(
   }
   /** local SPIFFE ID -> ports (0: any) any node's proxy of its trust domain may open streams to */
   const proxyAllow = new Map<string, Set<number>>();
-  for (const { key } of proxy?.entries ?? []) {
-    const local = rows.identities.get(key.localIdentity);
+  for (const hop of proxy?.inbound ?? []) {
+    const local = rows.identities.get(hop.localIdentity);
     if (local === undefined) continue;
     tenantsTakingPart.add(local.tenantId);
-    let ports = proxyAllow.get(local.spiffeId);
-    if (ports === undefined) proxyAllow.set(local.spiffeId, (ports = new Set()));
-    ports.add(key.port);
+    proxyAllow.set(local.spiffeId, new Set(hop.ports));
   }
   const targetAddresses = new Set((proxy?.targets ?? []).map((t) => t.address));
   const targetWorkloads = rows.remoteWorkloads.filter((w) => w.addresses.some((a) => targetAddresses.has(a)));

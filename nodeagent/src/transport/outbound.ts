@@ -68,15 +68,12 @@ function carrier(deps: CarryDeps, resolve: (sock: Socket, state: TransportState,
 
     let stream;
     try {
-      stream = deps.pool.session(source, remote, bundle).request(
-        {
-          [constants.HTTP2_HEADER_METHOD]: "CONNECT",
-          [constants.HTTP2_HEADER_AUTHORITY]: `${destination.address}:${destination.port}`,
-          // HBONE (ztunnel) names the original source this way; the receiver believes it only for addresses the peer's SPIFFE ID owns.
-          ...(sourceAddress === null ? {} : { forwarded: `for=${sourceAddress}` }),
-        },
-        { endStream: false },
-      );
+      stream = deps.pool.request(source, remote, bundle, {
+        [constants.HTTP2_HEADER_METHOD]: "CONNECT",
+        [constants.HTTP2_HEADER_AUTHORITY]: `${destination.address}:${destination.port}`,
+        // HBONE (ztunnel) names the original source this way; the receiver believes it only for addresses the peer's SPIFFE ID owns.
+        ...(sourceAddress === null ? {} : { forwarded: `for=${sourceAddress}` }),
+      });
     } catch {
       return refuse("transport_failed");
     }

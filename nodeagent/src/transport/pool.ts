@@ -5,12 +5,14 @@
  * session carries the streams of one (source identity, destination
  * identity, peer node) and is keyed by the versions of the SVID and bundle
  * it was made with: after a rotation new streams get a new session, and the
- * old one drains (no new streams; open ones run to their end).
+ * old one drains (no new streams; open ones run to their end). A key holds
+ * more than one session only while the first is at the peer's stream limit.
  */
-import { connect, type ClientHttp2Session } from "node:http2";
+import { connect, type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from "node:http2";
 import { X509Certificate } from "node:crypto";
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from "node:tls";
 import { isIPv4 } from "node:net";
+import { MAX_STREAMS_PER_SESSION } from "./inbound.ts";
 import { handshakeReason, type TransportMetrics } from "./metrics.ts";
 import type { OutcomeBuffer } from "./outcomes.ts";
 import { unconnectedSocket } from "./sockets.ts";
@@ -29,10 +31,20 @@ interface Pooled {
   sourceVersion: string;
   destinationTrustDomain: string;
   bundleDigest: string;
+  /** Streams open on it now: at the peer's limit a new one goes on another session of the same key. */
+  streams: number;
 }
 
+/**
+ * Streams one session carries at once before the next opens beside it: the
+ * receiver's limit. Past it HTTP/2 would hold a new stream unanswered until
+ * one closes, and a node proxy's session carries every caller of its node.
+ */
+const STREAMS_PER_SESSION = MAX_STREAMS_PER_SESSION;
+
 export class SessionPool {
-  private readonly sessions = new Map<string, Pooled>();
+  /** By key, the sessions of that key (usually one). */
+  private readonly sessions = new Map<string, Pooled[]>();
 
   private readonly tls: TlsPolicy;
   private readonly metrics: TransportMetrics;
@@ -47,35 +59,54 @@ export class SessionPool {
     this.mark = mark;
   }
 
-  session(source: LocalIdentity, remote: RemoteIdentity, bundle: Bundle): ClientHttp2Session {
+  /** Opens one stream to `remote` as `source` on a pooled session with room for it. */
+  request(source: LocalIdentity, remote: RemoteIdentity, bundle: Bundle, headers: OutgoingHttpHeaders): ClientHttp2Stream {
     const key = [source.id.id, source.version, `${remote.node.host}:${remote.node.port}`, remote.id.id, bundle.digest].join("\n");
-    const pooled = this.sessions.get(key);
-    if (pooled && !pooled.session.closed && !pooled.session.destroyed) return pooled.session;
-    const session = this.open(source, remote, bundle);
-    this.sessions.set(key, { session, source: source.id.id, sourceVersion: source.version, destinationTrustDomain: remote.id.trustDomain, bundleDigest: bundle.digest });
-    session.once("close", () => {
-      if (this.sessions.get(key)?.session === session) this.sessions.delete(key);
-    });
-    return session;
+    let list = this.sessions.get(key);
+    if (list === undefined) this.sessions.set(key, (list = []));
+    let pooled = list.find((p) => !p.session.closed && !p.session.destroyed && p.streams < STREAMS_PER_SESSION);
+    if (pooled === undefined) {
+      const session = this.open(source, remote, bundle);
+      const added: Pooled = { session, source: source.id.id, sourceVersion: source.version, destinationTrustDomain: remote.id.trustDomain, bundleDigest: bundle.digest, streams: 0 };
+      list.push(added);
+      pooled = added;
+      session.once("close", () => {
+        const now = this.sessions.get(key);
+        if (now === undefined) return;
+        const rest = now.filter((p) => p !== added);
+        if (rest.length > 0) this.sessions.set(key, rest);
+        else this.sessions.delete(key);
+      });
+    }
+    const stream = pooled.session.request(headers, { endStream: false });
+    const counted = pooled;
+    counted.streams++;
+    stream.once("close", () => counted.streams--);
+    return stream;
   }
 
   /** Drains every session made with an SVID or bundle `state` no longer holds. */
   retire(state: TransportState): void {
-    for (const [key, p] of this.sessions) {
-      const current = state.local.get(p.source)?.version === p.sourceVersion && state.bundles.get(p.destinationTrustDomain)?.digest === p.bundleDigest;
-      if (current) continue;
-      this.sessions.delete(key);
-      p.session.close();
+    for (const [key, list] of this.sessions) {
+      const stale = list.filter((p) => !(state.local.get(p.source)?.version === p.sourceVersion && state.bundles.get(p.destinationTrustDomain)?.digest === p.bundleDigest));
+      if (stale.length === 0) continue;
+      const rest = list.filter((p) => !stale.includes(p));
+      if (rest.length > 0) this.sessions.set(key, rest);
+      else this.sessions.delete(key);
+      for (const p of stale) p.session.close();
     }
   }
 
   closeAll(): void {
-    for (const p of this.sessions.values()) p.session.destroy();
+    for (const list of this.sessions.values()) for (const p of list) p.session.destroy();
     this.sessions.clear();
   }
 
+  /** Sessions pooled now. */
   get size(): number {
-    return this.sessions.size;
+    let n = 0;
+    for (const list of this.sessions.values()) n += list.length;
+    return n;
   }
 
   private open(source: LocalIdentity, remote: RemoteIdentity, bundle: Bundle): ClientHttp2Session {

@@ -15,3 +15,6 @@ import type { Endpoint } from "./endpoint.ts";
 export const PROXY_TARGETS_DIR = "proxy-hops";
 
 export const proxyTargetPath = (dir: string, target: Endpoint): string => join(dir, `${target.address}_${target.port}`);
+
+/** A file name proxyTargetPath makes. */
+export const PROXY_TARGET_NAME = /^\d{1,3}(\.\d{1,3}){3}_\d{1,5}$/;

@@ -12,8 +12,9 @@ import { TransportMetrics } from "./metrics.ts";
 import { originResolver, OriginTable } from "./origins.ts";
 import { OutcomeBuffer } from "./outcomes.ts";
 import { outboundListener, proxyTargetListener } from "./outbound.ts";
-import { proxyTargetPath } from "./proxy-targets.ts";
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { PROXY_TARGET_NAME, proxyTargetPath } from "./proxy-targets.ts";
+import { chmodSync, lstatSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { SessionPool } from "./pool.ts";
 import { listeningSocket } from "./sockets.ts";
 import { ConfigError, emptyConfig, TransportState } from "./state.ts";
@@ -28,6 +29,31 @@ export interface TransportOptions {
   mark: number;
   /** Where the node's L7 proxy's targets get their unix sockets (proxy-targets.ts); absent: the proxy's hops are not taken. */
   proxyDir?: string;
+}
+
+/**
+ * The target sockets' directory, made root's alone (0700, this process's
+ * owner) whatever was there before: a directory others may write would let
+ * any local user take a target's name and read the proxy's requests. A
+ * symbolic link or another owner's directory is refused.
+ */
+function privateDirectory(dir: string): string {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+  if (st.uid !== process.getuid?.()) throw new Error(`${dir} belongs to uid ${st.uid}, not this process's`);
+  chmodSync(dir, 0o700);
+  return dir;
+}
+
+/** Removes every target socket (proxy-targets.ts names) in `dir`: at start, nothing listens on any. */
+function clearStaleTargets(dir: string): void {
+  for (const name of readdirSync(dir)) if (PROXY_TARGET_NAME.test(name)) rmSync(join(dir, name), { force: true });
+}
+
+/** After listen: an accept that fails (EMFILE) is said on stderr (the agent's log), never the end of the transport. */
+function keepListening(s: Server | Http2SecureServer): void {
+  s.on("error", (err: Error) => process.stderr.write(`transport listener error: ${err.message}\n`));
 }
 
 export class Transport {
@@ -64,10 +90,16 @@ export class Transport {
    * the mark, which the sockets they accept inherit.
    */
   async listen(): Promise<{ inbound: number; outbound: number }> {
+    // A dead transport's target sockets are gone before anything listens: none is left named as a target.
+    if (this.options.proxyDir !== undefined) clearStaleTargets(privateDirectory(this.options.proxyDir));
     const listen = (s: Server, at: Endpoint, transparent: boolean) =>
       new Promise<number>((resolve, reject) => {
         s.once("error", reject);
-        s.listen(listeningSocket(at, { mark: this.options.mark, transparent }), () => resolve((s.address() as AddressInfo).port));
+        s.listen(listeningSocket(at, { mark: this.options.mark, transparent }), () => {
+          s.off("error", reject);
+          keepListening(s);
+          resolve((s.address() as AddressInfo).port);
+        });
       });
     return { inbound: await listen(this.inbound, this.options.inbound, false), outbound: await listen(this.outbound, this.options.outbound, true) };
   }
@@ -108,7 +140,7 @@ export class Transport {
     if (dir === undefined) return [];
     const opened: string[] = [];
     try {
-      if (next.proxyTargets.size > 0) mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (next.proxyTargets.size > 0) privateDirectory(dir);
       for (const [key, target] of next.proxyTargets) {
         if (this.proxyListeners.has(key)) continue;
         const path = proxyTargetPath(dir, target);
@@ -116,7 +148,11 @@ export class Transport {
         const server = proxyTargetListener({ state: () => this.state, pool: this.pool, metrics: this.metrics, outcomes: this.outcomes }, target);
         await new Promise<void>((resolve, reject) => {
           server.once("error", reject);
-          server.listen(path, () => resolve());
+          server.listen(path, () => {
+            server.off("error", reject);
+            keepListening(server);
+            resolve();
+          });
         });
         chmodSync(path, 0o600);
         this.proxyListeners.set(key, server);

@@ -8,7 +8,7 @@ import type { Caller } from "../../ca/service.ts";
 import { spiffeId } from "../../ca/spiffe-id.ts";
 import { DEFAULT_PAGE_SIZE, decodeCursor, notModified, page } from "../../http/conventions.ts";
 import { PreconditionHeaders } from "../../http/headers.ts";
-import { forbidden, notFound } from "../../http/problem.ts";
+import { fieldProblem, forbidden, notFound } from "../../http/problem.ts";
 import { DryRunQuery, ListQuery, Page, TenantParams } from "../../http/schemas.ts";
 import { callerOf } from "../../ca/store.ts";
 import type { TenantDbRow } from "../../services/tenant-directory.ts";
@@ -19,7 +19,7 @@ import { IdentitySpec } from "../../mesh/specs.ts";
 import type { Db } from "../../db/client.ts";
 import { FeedCache } from "../../services/feed-cache.ts";
 import { nodeHostsTenant, workloadsCarrying } from "../../mesh/nodes.ts";
-import { nodeProxyPath } from "../../ca/node-proxy-id.ts";
+import { nodeProxyPath, reservedPathErrors } from "../../ca/node-proxy-id.ts";
 import { deleteIdentity, findIdentity, getIdentity, listIdentities, putIdentity, type IdentityDbRow } from "../../mesh/identities.ts";
 import type { SvidKind } from "../../plugins/domain-metrics.ts";
 
@@ -58,6 +58,9 @@ async function svidSubject(request: FastifyRequest, identities: FeedCache<Identi
   if (!decision.allow) throw decision.reason === "not_found" ? notFound(`identity "${name}"`) : forbidden(decision.message);
   const row = await identities.get(`${tenant.id}/${name}`, () => findIdentity(db, tenant.id, name));
   if (!row) throw notFound(`identity "${name}"`);
+  // A path stored before /weft/ was reserved: its SVID would pass for a node's proxy (node-proxy-id.ts).
+  const reserved = reservedPathErrors(row.path);
+  if (reserved.length > 0) throw fieldProblem(409, `identity "${name}" has a reserved path: give it another (PUT) to obtain SVIDs`, "path", reserved[0]!.message);
   return { tenant, row, id: spiffeId(tenant.trustDomain, row.path) };
 }
 
