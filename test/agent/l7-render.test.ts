@@ -44,6 +44,24 @@ describe("haproxy.cfg from the L7 document", () => {
     expect(await checkConfig(HAPROXY, path)).toMatch(/weight/);
   });
 
+  it.skipIf(NO_HAPROXY)("refuses callers the compiler holds to their egress policy, and reaches a transport server through its unix socket, in a config HAProxy takes", async () => {
+    const doc = richDocument();
+    const f = doc.frontends[0]!;
+    f.egressDenied = ["spiffe://acme.test/ns/shop/sa/held"];
+    const server = doc.backends[0]!.servers[0]!;
+    server.transport = true;
+    const text = renderConfig(doc, options);
+    const on = `{ var(txn.fe) -m str ${f.name} }`;
+    expect(lines(text)).toContain(`http-request set-var(txn.refused) str(forbidden) if ${on} { var(txn.caller_id) -m str "spiffe://acme.test/ns/shop/sa/held" }`);
+    expect(lines(text).some((l) => l.startsWith("http-request return status 403") && l.includes("egress policy") && l.endsWith(`if ${on} { var(txn.caller_id) -m str "spiffe://acme.test/ns/shop/sa/held" }`))).toBe(true);
+    expect(lines(text).some((l) => l.startsWith(`server ${server.name} unix@${join(dir, "proxy-hops", `${server.address}_${server.port}`)} weight ${server.weight}`))).toBe(true);
+    writeFileSync(options.callersMap, renderCallersMap(doc));
+    for (const e of proxyErrorFiles(dir)) writeFileSync(e.path, e.content);
+    const path = join(dir, "held.cfg");
+    writeFileSync(path, text);
+    expect(await checkConfig(HAPROXY, path)).toBeNull();
+  });
+
   it("is the same text for the same document", () => {
     expect(renderConfig(richDocument(), options)).toBe(renderConfig(richDocument(), options));
   });

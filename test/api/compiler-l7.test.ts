@@ -312,3 +312,33 @@ describe("the proxy's hop to a backend on another node (mtls)", () => {
     expect(compiler.compileNode("n2").hash).toBe(compileNode(routed(plainPolicy), "n2").hash);
   });
 });
+
+describe("callers held to their own egress policy at the proxy", () => {
+  // The kernel hands a caller's connection to an L7 service to the proxy without an egress decision ([R17]):
+  // the document names the callers whose egress would refuse some backend the frontend may send to.
+  const egressOf = (egress: PolicyRow["egress"]): PolicyRow => ({ id: 7, tenantId: 1, name: "web-out", subject: { identity: "web" }, egress });
+  const frontendOn = (snap: Snapshot, node: string) => createCompiler(snap).l7Document(node)!.frontends.find((f) => f.service === "api")!;
+  const withRoute = (policies: PolicyRow[]) => platform({ httpRoutes: [route([{ name: "api", port: 80 }])], policies });
+
+  it("names a caller whose egress allows only some of the backends (v1, not v2): the proxy refuses it, as the kernel would some of its connections", () => {
+    const onlyV1 = egressOf([{ peers: [{ identity: "api-v1" }], ports: [{ port: 8080, protocol: "tcp" }], action: "allow" }]);
+    expect(frontendOn(withRoute([onlyV1]), "n1").egressDenied).toEqual(["spiffe://acme.test/web"]);
+  });
+
+  it("names none when the caller's egress allows every backend, or no policy decides its egress", () => {
+    const both = egressOf([{ peers: [{ labels: { app: "api" } }], ports: [{ port: 8080, protocol: "tcp" }], action: "allow" }]);
+    expect(frontendOn(withRoute([both]), "n1").egressDenied).toBeUndefined();
+    expect(frontendOn(withRoute([]), "n1").egressDenied).toBeUndefined();
+  });
+
+  it("a deny wins as at L4, and the tenant's default deny governs egress too", () => {
+    const denyV2 = egressOf([
+      { peers: [{ labels: { app: "api" } }], ports: [], action: "allow" },
+      { peers: [{ identity: "api-v2" }], ports: [{ port: 8080, protocol: "tcp" }], action: "deny" },
+    ]);
+    expect(frontendOn(withRoute([denyV2]), "n1").egressDenied).toEqual(["spiffe://acme.test/web"]);
+    const denyAll = { ...withRoute([]), tenants: [{ ...tenants[0]!, defaultAction: "deny" as const }, tenants[1]!] };
+    // api-1 is on n1 with web: every caller of the tenant there is held to the default.
+    expect(frontendOn(denyAll, "n1").egressDenied).toEqual(["spiffe://acme.test/api/v1", "spiffe://acme.test/web"]);
+  });
+});

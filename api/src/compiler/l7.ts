@@ -17,7 +17,8 @@
 import { constants, formatIPv4, parseIPv4, protocols, type Entry } from "@weft/codec";
 import { spiffeId } from "../ca/spiffe-id.ts";
 import { makePart } from "./parts.ts";
-import { enforcesDirection, stagesDirection } from "./policy.ts";
+import { enforcesDirection, policyPart, stagesDirection } from "./policy.ts";
+import { policyProbe } from "./policy-lookup.ts";
 import { parsePrefix, selects } from "./select.ts";
 import { chooseByZone, resolveBackends, servingPool, type ResolvedBackend } from "./services.ts";
 import { carriedByTransport, mtlsPorts } from "./transport.ts";
@@ -206,6 +207,28 @@ function routeTargets(t: TenantIndex, s: ServiceRow, sp: ServicePort): RefTarget
   return [...out.values()];
 }
 
+/**
+ * The node's callers of tenant `t` (its workloads `names` there) whose
+ * egress a policy decides, each with its probe ([R17]: the kernel hands
+ * their connections to the proxy without an egress decision, so the proxy
+ * holds them to it), in SPIFFE ID order.
+ */
+function callersEgress(index: SnapshotIndex, t: TenantIndex, names: ReadonlySet<string>): { spiffeId: string; allows: ReturnType<typeof policyProbe> }[] {
+  const identities = new Map<number, IdentityRow>();
+  for (const name of names) {
+    const identity = t.identities.get(t.workloads.get(name)?.identity ?? "");
+    if (identity !== undefined) identities.set(identity.numericId, identity);
+  }
+  const out: { spiffeId: string; allows: ReturnType<typeof policyProbe> }[] = [];
+  for (const identity of identities.values()) {
+    const selecting = [...t.policies.values()].filter((p) => selects(p.subject, identity));
+    const spiffeId = spiffeIdOf(t, identity);
+    if (spiffeId === undefined || !enforcesDirection(t, selecting, "egress")) continue;
+    out.push({ spiffeId, allows: policyProbe(policyPart(index, t, identity).entries.policy ?? [], identity.numericId, "egress") });
+  }
+  return out.sort((a, b) => compare(a.spiffeId, b.spiffeId));
+}
+
 /** Whether node's proxy reaches a backend through the transport: a workload of another node whose proxy hop is mtls. */
 function transportHops(t: TenantIndex, node: string): (b: ResolvedBackend) => boolean {
   const nodeAt = new Map<string, string>();
@@ -313,6 +336,12 @@ export interface L7Frontend {
   authorization: { governed: boolean; entries: L7AuthorizationEntry[]; groups: { subjects: string[] }[] };
   /** Absent when no trafficPolicy names the service. */
   traffic?: L7Traffic;
+  /**
+   * Callers of this node whose own egress policy does not let them reach
+   * every backend the frontend may send to (their SPIFFE IDs): refused, as
+   * their direct connections would be. Absent: none.
+   */
+  egressDenied?: string[];
 }
 
 /** The shape of L7Document (mesh/specs.ts; the compiler imports no mesh code, the route's schema checks it). */
@@ -338,13 +367,16 @@ export function l7Document(index: SnapshotIndex, node: string): L7Config | null 
   present.sort((a, b) => compare(a.t.row.name, b.t.row.name));
   const frontends: L7Frontend[] = [];
   const backends: L7Backend[] = [];
-  for (const { t } of present) {
+  for (const { t, names } of present) {
     if (t.httpRoutes.size === 0) continue;
     const identityAt = backendIdentities(t);
     const viaTransport = transportHops(t, node);
+    const egress = callersEgress(index, t, names);
     for (const s of [...t.services.values()].sort((a, b) => compare(a.name, b.name))) {
       for (const sp of l7Ports(t, s).sort((a, b) => a.port - b.port)) {
         const built = frontendOf(index, t, identityAt, viaTransport, s, sp, row.zone);
+        const denied = egress.filter((c) => built.reach.some((b) => !c.allows(b.identity, b.port, protocols.tcp))).map((c) => c.spiffeId);
+        if (denied.length > 0) built.frontend.egressDenied = denied;
         frontends.push(built.frontend);
         backends.push(...built.backends);
       }
@@ -398,7 +430,7 @@ function frontendOf(
   s: ServiceRow,
   sp: ServicePort,
   zone: string,
-): { frontend: L7Frontend; backends: L7Backend[] } {
+): { frontend: L7Frontend; backends: L7Backend[]; reach: { identity: number; port: number }[] } {
   const name = frontendName(s, sp);
   const targets = routeTargets(t, s, sp);
   const resolvedAt = new Map(targets.map((target) => [targetKey(target), resolveBackends(index, t, target.service, target.port)]));
@@ -449,7 +481,12 @@ function frontendOf(
   };
   const policy = trafficPolicyOf(t, s);
   if (policy !== undefined) frontend.traffic = trafficOf(policy);
-  return { frontend, backends };
+  // Every backend a request may reach (identity and target port), withdrawn ones too: the callers' egress is held to all.
+  const reach = [...resolvedAt.values()].flat().flatMap((b) => {
+    const identity = identityAt.get(b.address);
+    return identity === undefined ? [] : [{ identity: identity.numericId, port: b.port }];
+  });
+  return { frontend, backends, reach };
 }
 
 /** The routes naming this frontend (a parentRef with its port, or with none), by name: their rules concatenate in that order. */

@@ -818,6 +818,11 @@ export const L7Document = Type.Object(
           defaultBackend: { ...ProxyName, description: "Requests no rule matches: the whole service" },
           authorization: L7Authorization,
           traffic: Type.Optional(L7Traffic),
+          egressDenied: Type.Optional(
+            Type.Array(SpiffeIdText, {
+              description: "Callers of this node whose own egress policy does not let them reach every backend the frontend may send to: refused (403), as their direct connections would be. Absent: none",
+            }),
+          ),
         },
         { additionalProperties: false },
       ),

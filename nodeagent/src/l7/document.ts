@@ -173,6 +173,7 @@ export const L7Document = Type.Object(
           defaultBackend: ProxyName,
           authorization: L7Authorization,
           traffic: Type.Optional(L7Traffic),
+          egressDenied: Type.Optional(Type.Array(SpiffeIdText)),
         },
         { additionalProperties: false },
       ),

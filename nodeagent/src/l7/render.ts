@@ -225,6 +225,10 @@ function frontendRules(
   const on = `{ var(txn.fe) -m str ${f.name} }`;
   const refuse = (detail: string, extra: string) => [`http-request set-var(txn.refused) str(forbidden) if ${on} ${extra}`, `${problemReturn({ status: 403, title: "Forbidden", detail })} if ${on} ${extra}`];
   const decide: string[] = [...refuse(`callers of other tenants may not call ${f.tenant}/${f.service}`, `!{ var(txn.caller_tenant) -m str ${f.tenant} }`)];
+  // Callers the compiler found held back by their own egress policy (the kernel made no egress decision for them).
+  for (const line of patternLines(f.egressDenied ?? [])) {
+    decide.push(...refuse(`the egress policy of the caller does not let it reach ${f.tenant}/${f.service}`, `{ var(txn.caller_id) -m str ${line.map(quote).join(" ")} }`));
+  }
   decide.push(...authorization(fe, f, on, refuse, jwt));
   // Only requests the caller may make count against its rate.
   const rate = rateLimitLines(f, on, callers);
