@@ -24,12 +24,13 @@ const operatorOnly = routes.filter((r) => r.auth?.who === "operator");
 const nodeRoutes = routes.filter((r) => r.auth?.who === "node");
 
 describe("the route table", () => {
-  it("lets node credentials onto exactly five tenant routes: X.509- and JWT-SVID issuance, workload writes and federated bundles", () => {
+  it("lets node credentials onto exactly six tenant routes: X.509- and JWT-SVID issuance, its proxy's SVID, workload writes and federated bundles", () => {
     expect(nodeAllowed.map(label).sort()).toEqual([
       "DELETE /v1/tenants/:tenant/workloads/:name",
       "GET /v1/tenants/:tenant/federated-bundles",
       "POST /v1/tenants/:tenant/identities/:name/jwt-svids",
       "POST /v1/tenants/:tenant/identities/:name/x509-svids",
+      "POST /v1/tenants/:tenant/node-proxy-svids",
       "PUT /v1/tenants/:tenant/workloads/:name",
     ]);
     expect(tenantOnly.length).toBeGreaterThanOrEqual(6);

@@ -68,7 +68,12 @@ export async function send(
   init?: { body?: unknown; headers?: Record<string, string> },
 ): Promise<Answer> {
   try {
-    const res = await ctx.request(method, path, init);
+    const res = await ctx.request(method, path, init).catch((err: unknown) => {
+      // A kept-alive connection the API closed as this request went out (its idle timeout): once more, on a new
+      // connection, for a method that may be repeated; every Weft PUT and DELETE may.
+      if (IDEMPOTENT.has(method) && connectionDropped(err)) return ctx.request(method, path, init);
+      throw err;
+    });
     const text = await res.text();
     let body: unknown = null;
     if (/json/.test(res.headers.get("content-type") ?? "")) {
@@ -88,6 +93,14 @@ export async function send(
       etag: null,
     };
   }
+}
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE"]);
+
+/** undici's word for a connection closed under a request (UND_ERR_SOCKET "other side closed", a reset). */
+function connectionDropped(err: unknown): boolean {
+  const cause = err instanceof Error ? (err.cause as { code?: string } | undefined) : undefined;
+  return cause?.code === "UND_ERR_SOCKET" || cause?.code === "ECONNRESET";
 }
 
 export const succeeded = (a: Answer) => a.status >= 200 && a.status < 300;
