@@ -230,10 +230,9 @@ function callersEgress(index: SnapshotIndex, t: TenantIndex, names: ReadonlySet<
 }
 
 /** Whether node's proxy reaches a backend through the transport: a workload of another node whose proxy hop is mtls. */
-function transportHops(t: TenantIndex, node: string): (b: ResolvedBackend) => boolean {
+function transportHops(t: TenantIndex, node: string, identityAt: ReadonlyMap<string, IdentityRow>): (b: ResolvedBackend) => boolean {
   const nodeAt = new Map<string, string>();
   for (const w of t.workloads.values()) if (w.addresses[0] !== undefined) nodeAt.set(w.addresses[0], w.node);
-  const identityAt = backendIdentities(t);
   const hopByIdentity = new Map<number, (port: number) => boolean>();
   return (b) => {
     const at = nodeAt.get(b.address);
@@ -370,7 +369,7 @@ export function l7Document(index: SnapshotIndex, node: string): L7Config | null 
   for (const { t, names } of present) {
     if (t.httpRoutes.size === 0) continue;
     const identityAt = backendIdentities(t);
-    const viaTransport = transportHops(t, node);
+    const viaTransport = transportHops(t, node, identityAt);
     const egress = callersEgress(index, t, names);
     for (const s of [...t.services.values()].sort((a, b) => compare(a.name, b.name))) {
       for (const sp of l7Ports(t, s).sort((a, b) => a.port - b.port)) {
