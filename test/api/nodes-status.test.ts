@@ -133,5 +133,56 @@ describe.each(BACKENDS)("node status on %s", (backend) => {
       expect(next.json().transport).toEqual({ endpoint: null, state: "off" });
       expect((await show()).transport).toEqual({ endpoint: null, state: "off" });
     });
+
+    // Issue 20: reports arriving together are stored in one statement (routes/nodes group-commits them); each
+    // node's row must still be its own, with what it left out kept from its own earlier report.
+    it("reports of several nodes at once are each stored as their own node's, kept parts included", async () => {
+      const others = await Promise.all(Array.from({ length: 6 }, () => registeredNode(app, { zone: "zone-s" })));
+      const put = (n: { name: string; credential: string }, body: object) =>
+        app.inject({ method: "PUT", url: `/v1/nodes/${n.name}/status`, headers: bearer(n.credential), payload: body });
+      const desiredOf = async (n: { name: string }) => (await app.weft.follower.current(n.name))!.datapath.hash;
+      // First, each odd node reports a transport endpoint of its own.
+      const endpoint = (i: number) => `192.0.2.${10 + i}:15008`;
+      for (const [i, n] of others.entries()) {
+        if (i % 2 === 1) expect((await put(n, { appliedRevision: 1, hash: "h", counters: {}, errors: [], transport: { endpoint: endpoint(i), state: "running" } })).statusCode).toBe(200);
+      }
+      // Then all at once: even nodes converged with a transport, odd ones stale and without one (theirs is kept).
+      const answers = await Promise.all(
+        others.map(async (n, i) =>
+          put(n, {
+            appliedRevision: 2,
+            hash: i % 2 === 0 ? await desiredOf(n) : `stale-${i}`,
+            counters: { index: i },
+            errors: [`error of ${n.name}`],
+            ...(i % 2 === 0 ? { transport: { endpoint: null, state: "off" } } : {}),
+          }),
+        ),
+      );
+      for (const [i, n] of others.entries()) {
+        const res = answers[i]!;
+        expect(res.statusCode, res.body).toBe(200);
+        const expected = {
+          name: n.name,
+          counters: { index: i },
+          errors: [`error of ${n.name}`],
+          converged: i % 2 === 0,
+          transport: i % 2 === 0 ? { endpoint: null, state: "off" } : { endpoint: endpoint(i), state: "running" },
+        };
+        expect(res.json()).toMatchObject(expected);
+        const shown = await app.inject({ url: `/v1/nodes/${n.name}`, headers: operator });
+        expect(shown.json()).toMatchObject(expected);
+        expect(shown.json().convergedSince === null).toBe(i % 2 === 1);
+      }
+    });
+
+    it("two reports of one node at once both succeed and both answer what was stored last", async () => {
+      const body = (n: number) => ({ appliedRevision: 3, hash: "h", counters: { n }, errors: [] });
+      const [a, b] = await Promise.all([report(body(1)), report(body(2))]);
+      expect(a!.statusCode, a!.body).toBe(200);
+      expect(b!.statusCode, b!.body).toBe(200);
+      const stored = (await show()).counters;
+      expect([{ n: 1 }, { n: 2 }]).toContainEqual(stored);
+      expect(b!.json().counters).toEqual(stored);
+    });
   });
 });

@@ -11,6 +11,7 @@ import type { CaState, CaStore, Caller, IssuanceRecord } from "./service.ts";
 import type { Db } from "../db/client.ts";
 import { APP_ROLE, TENANT_SETTING, caAuthorities, caSlots, tenants } from "../db/schema.ts";
 import { read, write, type WriteScope } from "../db/transactions.ts";
+import { GroupCommit } from "../db/group-commit.ts";
 import type { ChangeFeed } from "../services/change-feed.ts";
 import { FeedCache } from "../services/feed-cache.ts";
 
@@ -89,7 +90,6 @@ type Loaded = { state: CaState; revision: number } | null;
 interface PendingIssuance {
   rec: IssuanceRecord;
   caller: Caller;
-  settle: (err: unknown) => void;
 }
 
 /** Issuance records committed in one transaction, at most. */
@@ -114,8 +114,7 @@ export const issuanceCommits = { transactions: 0, records: 0 };
  */
 export class DrizzleCaStore implements CaStore {
   readonly #states: FeedCache<Loaded>;
-  #queue: PendingIssuance[] = [];
-  #draining = false;
+  readonly #records = new GroupCommit<PendingIssuance, void>((batch) => this.#insert(batch).then(() => batch.map(() => undefined)), MAX_BATCH);
   /**
    * Per tenant/slot, the highest max_issued_not_after (ms) this process has
    * committed. The column only ever rises (GREATEST, here and in save()), so
@@ -228,36 +227,7 @@ export class DrizzleCaStore implements CaStore {
   }
 
   recordIssuance(rec: IssuanceRecord, caller: Caller): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ rec, caller, settle: (err) => (err === undefined ? resolve() : reject(err)) });
-      if (!this.#draining) {
-        this.#draining = true;
-        // Start on the next turn of the event loop, not now: requests already
-        // received get to reach this queue first and share the transaction.
-        // (PGlite runs a whole transaction as one chain of microtasks, which
-        // would otherwise starve them until it ends: batches of one.)
-        setImmediate(() => void this.#drain());
-      }
-    });
-  }
-
-  async #drain(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, MAX_BATCH);
-        try {
-          await this.#insert(batch);
-          for (const p of batch) p.settle(undefined);
-        } catch (err) {
-          if (batch.length === 1) batch[0]!.settle(err);
-          // One bad record (its tenant deleted meanwhile, say) must not fail the rest: each alone.
-          else for (const p of batch) await this.#insert([p]).then(() => p.settle(undefined), (e: unknown) => p.settle(e ?? err));
-        }
-        await new Promise((r) => setImmediate(r));
-      }
-    } finally {
-      this.#draining = false;
-    }
+    return this.#records.submit({ rec, caller });
   }
 
   /**

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, asc, eq, gt, isNotNull, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, getTableColumns, gt, isNotNull, isNull, sql } from "drizzle-orm";
 import { NODE_KIND, PLATFORM_TENANT_ID, secretHash } from "../auth/node-credentials.ts";
 import type { NodeWorkloadLookup } from "../ca/authz.ts";
 import type { Db } from "../db/client.ts";
@@ -301,19 +301,31 @@ function checkTransportEndpoint(endpoint: string): void {
 }
 
 /**
- * Stores what the node reports. This is observed state, not desired state: it
- * takes no global revision, writes no change log and wakes no long poll (an
- * agent reports after every apply; feeding that back into the change stream
- * would wake every watcher for nothing). converged_since is kept across
- * reports of the same content and restarts when the content changes. The
- * transport endpoint is the exception: other nodes' transport documents name
- * it, so a new one is stored by recordTransportEndpoint, in a write (the
- * returned row still holds the old one: compare it with the report's).
+ * A node's status report as it will be stored. This is observed state, not
+ * desired state: it takes no global revision, writes no change log and wakes
+ * no long poll (an agent reports after every apply; feeding that back into
+ * the change stream would wake every watcher for nothing). converged_since is
+ * kept across reports of the same content and restarts when the content
+ * changes. The transport endpoint is the exception: other nodes' transport
+ * documents name it, so a new one is stored by recordTransportEndpoint, in a
+ * write (the stored row still holds the old one: compare it with the report's).
  */
-export async function reportStatus(db: Db, name: string, report: NodeStatusReport, desiredHash: string | null): Promise<NodeDbRow> {
+export interface StatusWrite {
+  node: string;
+  appliedRevision: number;
+  hash: string;
+  status: StoredStatus;
+  /** Parts the report left out, which keep what the node reported before. */
+  kept: readonly string[];
+  /** Whether the report says the node holds what the compiler wants (converged). */
+  matches: boolean;
+}
+
+/** Checks a report and says what storing it writes; throws a field refusal for an endpoint peers could not reach. */
+export function statusWrite(node: string, report: NodeStatusReport, desiredHash: string | null): StatusWrite {
   const transport = report.transport;
   if (transport?.endpoint != null) checkTransportEndpoint(transport.endpoint);
-  const stored: StoredStatus = {
+  const status: StoredStatus = {
     counters: report.counters,
     errors: report.errors,
     unresolved: report.unresolved ?? [],
@@ -321,34 +333,51 @@ export async function reportStatus(db: Db, name: string, report: NodeStatusRepor
     ...(transport === undefined ? {} : { transport }),
     ...(report.l7 === undefined ? {} : { l7: report.l7 }),
   };
-  const kept = KEPT_WHEN_ABSENT.filter((k) => report[k] === undefined);
-  // A workload the agent could not attach is not enforced: the node has not converged, whatever its maps hold.
-  const matches = desiredHash !== null && report.hash === desiredHash && (report.unresolved ?? []).length === 0;
-  const [row] = await read(db, null, (tx) =>
+  return {
+    node,
+    appliedRevision: report.appliedRevision,
+    hash: report.hash,
+    status,
+    kept: KEPT_WHEN_ABSENT.filter((k) => report[k] === undefined),
+    // A workload the agent could not attach is not enforced: the node has not converged, whatever its maps hold.
+    matches: desiredHash !== null && report.hash === desiredHash && (report.unresolved ?? []).length === 0,
+  };
+}
+
+/**
+ * Stores several nodes' reports in one statement (a replica group-commits
+ * them: routes/nodes), answering each node's row as stored, or null for a
+ * node that does not exist. Two reports of one node in a batch: the later
+ * one is stored, and both are answered with it.
+ */
+export async function storeStatuses(db: Db, batch: readonly StatusWrite[]): Promise<(NodeDbRow | null)[]> {
+  const latest = new Map(batch.map((w) => [w.node, w]));
+  // Each report's values as parameters, the way write() binds them; v's columns are prefixed so that
+  // the node's own columns stay unambiguous in SET.
+  const values = sql.join(
+    [...latest.values()].map(
+      (w) => sql`(${w.node}::text, ${w.appliedRevision}::bigint, ${w.hash}::text, ${JSON.stringify(w.status)}::jsonb, ${JSON.stringify(w.kept)}::jsonb, ${w.matches}::boolean)`,
+    ),
+    sql`, `,
+  );
+  const rows = await read(db, null, (tx) =>
     tx
       .update(nodes)
       .set({
-        appliedRevision: report.appliedRevision,
-        appliedHash: report.hash,
+        appliedRevision: sql`v.r_revision`,
+        appliedHash: sql`v.r_hash`,
         // A report without transport (or l7) leaves the stored one (and the endpoint column) as they were. Not
         // jsonb_strip_nulls: it strips nested nulls too, and {endpoint: null, state: "off"} would lose its endpoint.
-        status:
-          kept.length === 0
-            ? stored
-            : sql`${JSON.stringify(stored)}::jsonb || ${sql.join(
-                kept.map((k) => sql.raw(`CASE WHEN "status"->'${k}' IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('${k}', "status"->'${k}') END`)),
-                sql` || `,
-              )}`,
+        status: sql`v.r_status || COALESCE((SELECT jsonb_object_agg(k, ${nodes.status} -> k) FROM jsonb_array_elements_text(v.r_kept) AS k WHERE ${nodes.status} -> k IS NOT NULL), '{}'::jsonb)`,
         statusAt: sql`now()`,
-        convergedSince: matches
-          ? sql`CASE WHEN ${nodes.appliedHash} = ${report.hash} AND ${nodes.convergedSince} IS NOT NULL THEN ${nodes.convergedSince} ELSE now() END`
-          : null,
+        convergedSince: sql`CASE WHEN NOT v.r_matches THEN NULL WHEN ${nodes.appliedHash} = v.r_hash AND ${nodes.convergedSince} IS NOT NULL THEN ${nodes.convergedSince} ELSE now() END`,
       })
-      .where(eq(nodes.name, name))
-      .returning(),
+      .from(sql`(VALUES ${values}) AS v(r_node, r_revision, r_hash, r_status, r_kept, r_matches)`)
+      .where(sql`${nodes.name} = v.r_node`)
+      .returning(getTableColumns(nodes)),
   );
-  if (!row) throw notFound(`node "${name}"`);
-  return row;
+  const byName = new Map(rows.map((r) => [r.name, r]));
+  return batch.map((w) => byName.get(w.node) ?? null);
 }
 
 /**

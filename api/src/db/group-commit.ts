@@ -1,0 +1,62 @@
+/**
+ * Group commit: items submitted while a batch is being written wait for the
+ * next batch, so one transaction carries them all, and each caller still
+ * waits for its own item to commit. A transaction's fixed cost (begin, the
+ * role, commit: four round trips, each a socket write and a wake-up) is paid
+ * once per batch instead of once per item, which is what lets one replica
+ * take thousands of agents' status reports or SVID records a second.
+ *
+ * One bad item must not fail the rest: a batch that fails is written again
+ * item by item, and only the bad item's caller sees its error.
+ */
+export class GroupCommit<I, R> {
+  #queue: { item: I; settle(err: unknown, result?: R): void }[] = [];
+  #draining = false;
+
+  /**
+   * `writeBatch` commits its items in one transaction and answers one
+   * result per item, in their order.
+   */
+  constructor(
+    private readonly writeBatch: (items: I[]) => Promise<R[]>,
+    private readonly maxBatch = 256,
+  ) {}
+
+  submit(item: I): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.#queue.push({ item, settle: (err, result) => (err === undefined ? resolve(result as R) : reject(err)) });
+      if (!this.#draining) {
+        this.#draining = true;
+        // Start on the next turn of the event loop, not now: requests already
+        // received get to reach the queue first and share the transaction.
+        // (PGlite runs a whole transaction as one chain of microtasks, which
+        // would otherwise starve them until it ends: batches of one.)
+        setImmediate(() => void this.#drain());
+      }
+    });
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, this.maxBatch);
+        try {
+          const results = await this.writeBatch(batch.map((p) => p.item));
+          batch.forEach((p, i) => p.settle(undefined, results[i]));
+        } catch (err) {
+          if (batch.length === 1) batch[0]!.settle(err ?? new Error("group commit failed"));
+          else
+            for (const p of batch) {
+              await this.writeBatch([p.item]).then(
+                ([result]) => p.settle(undefined, result),
+                (e: unknown) => p.settle(e ?? err),
+              );
+            }
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+}
