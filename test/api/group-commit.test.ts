@@ -36,17 +36,44 @@ describe("group commit", () => {
     const batches: string[][] = [];
     const commits = new GroupCommit(async (items: string[]) => {
       batches.push(items);
-      if (items.includes("bad")) throw new Error(`refused ${items.join(",")}`);
+      if (items.includes("bad")) throw Object.assign(new Error(`refused ${items.join(",")}`), { code: "22P02" });
       return items.map((s) => s.toUpperCase());
     });
     const settled = await Promise.allSettled(["a", "bad", "c"].map((s) => commits.submit(s)));
-    expect(settled).toEqual([
-      { status: "fulfilled", value: "A" },
-      { status: "rejected", reason: new Error("refused bad") },
-      { status: "fulfilled", value: "C" },
-    ]);
+    expect(settled.map((s) => (s.status === "fulfilled" ? s.value : (s.reason as Error).message))).toEqual(["A", "refused bad", "C"]);
     expect(batches).toEqual([["a", "bad", "c"], ["a"], ["bad"], ["c"]]);
     // The queue goes on after a failure.
     expect(await commits.submit("d")).toBe("D");
+  });
+});
+
+describe("group commit without the database", () => {
+  it("a batch that failed for want of the database fails as a whole, without a retry per item", async () => {
+    let calls = 0;
+    const down = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    const shutdown = Object.assign(new Error("terminating connection due to administrator command"), { code: "57P01" });
+    for (const err of [down, shutdown, new Error("timeout exceeded when trying to connect")]) {
+      calls = 0;
+      const commits = new GroupCommit(async (items: number[]) => {
+        calls++;
+        if (items.length > 0) throw err;
+        return items;
+      });
+      const settled = await Promise.allSettled([1, 2, 3].map((n) => commits.submit(n)));
+      expect(settled.map((s) => s.status)).toEqual(["rejected", "rejected", "rejected"]);
+      expect(calls).toBe(1);
+    }
+  });
+
+  it("a statement's refusal (a SQLSTATE of a data or constraint error) is retried item by item", async () => {
+    let calls = 0;
+    const commits = new GroupCommit(async (items: number[]) => {
+      calls++;
+      if (items.includes(2)) throw Object.assign(new Error("violates check constraint"), { code: "23514" });
+      return items;
+    });
+    const settled = await Promise.allSettled([1, 2, 3].map((n) => commits.submit(n)));
+    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect(calls).toBe(4);
   });
 });

@@ -6,8 +6,12 @@
  * once per batch instead of once per item, which is what lets one replica
  * take thousands of agents' status reports or SVID records a second.
  *
- * One bad item must not fail the rest: a batch that fails is written again
- * item by item, and only the bad item's caller sees its error.
+ * One bad item must not fail the rest: a batch that the database refused
+ * (a statement's error, with its SQLSTATE) is written again item by item,
+ * and only the bad item's caller sees its error. A batch that failed for
+ * want of the database (no connection, a pool timeout, a server shutting
+ * down) fails as a whole: item by item would wait out each failure in turn,
+ * while the queue behind grew.
  */
 export class GroupCommit<I, R> {
   #queue: { item: I; settle(err: unknown, result?: R): void }[] = [];
@@ -44,7 +48,7 @@ export class GroupCommit<I, R> {
           const results = await this.writeBatch(batch.map((p) => p.item));
           batch.forEach((p, i) => p.settle(undefined, results[i]));
         } catch (err) {
-          if (batch.length === 1) batch[0]!.settle(err ?? new Error("group commit failed"));
+          if (batch.length === 1 || !refusedByStatement(err)) for (const p of batch) p.settle(err ?? new Error("group commit failed"));
           else
             for (const p of batch) {
               await this.writeBatch([p.item]).then(
@@ -59,4 +63,15 @@ export class GroupCommit<I, R> {
       this.#draining = false;
     }
   }
+}
+
+/**
+ * Whether the database refused a statement (an error with a SQLSTATE, from
+ * Postgres or PGlite) rather than being out of reach: SQLSTATE classes 08
+ * (connection), 53 (resources), 57 (operator intervention, a shutdown), 58
+ * and XX (system, internal) say the database, not the item, failed.
+ */
+export function refusedByStatement(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && !["08", "53", "57", "58", "XX"].includes(code.slice(0, 2));
 }
