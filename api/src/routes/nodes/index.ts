@@ -4,6 +4,7 @@ import { DEFAULT_PAGE_SIZE, decodeCursor, page } from "../../http/conventions.ts
 import { DryRunQuery, ListQuery, Page } from "../../http/schemas.ts";
 import { badRequest, notFound } from "../../http/problem.ts";
 import { GroupCommit } from "../../db/group-commit.ts";
+import type { NodeState } from "../../follower/history.ts";
 import { isDryRun } from "../../services/context.ts";
 import { NoContent, problemResponses } from "../responses.ts";
 import { l7Answer } from "../l7/answer.ts";
@@ -84,10 +85,10 @@ const tags = ["nodes"];
 
 const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { weft } = app;
-  const desiredOf = async (node: string, glance = false): Promise<Desired> => {
-    const current = await (glance ? weft.follower.glance(node) : weft.follower.current(node));
-    return current && { revision: current.revision, hash: current.datapath.hash, failingOpen: current.datapath.failingOpen };
-  };
+  const desiredIn = (current: NodeState | null): Desired =>
+    current && { revision: current.revision, hash: current.datapath.hash, failingOpen: current.datapath.failingOpen };
+  const desiredOf = async (node: string, glance = false): Promise<Desired> =>
+    desiredIn(await (glance ? weft.follower.glance(node) : weft.follower.current(node)));
   /** toNode, with the L7 document's ETag when the node reported its proxy (compiled only then). */
   const present = async (row: NodeDbRow, desired: Desired): Promise<Node> => {
     if (desired === null || (row.status as StoredStatus | null)?.l7 === undefined) return toNode(row, desired);
@@ -113,7 +114,9 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const token = newSecret(JOIN_TOKEN_PREFIX);
       const { ttlSeconds, labels, name, zone } = request.body;
       const ttl = ttlSeconds ?? DEFAULT_JOIN_TOKEN_TTL_SECONDS;
-      const row = await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => createJoinToken(w, token, ttl, { labels, name, zone }));
+      // A join token is no state any node or replica follows: audited, without taking a revision (10,000 registrations
+      // mint 10,000 tokens, each of which would otherwise queue on the revision lock and wake every replica's follower).
+      const row = await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => createJoinToken(w, token, ttl, { labels, name, zone }), "audited");
       return reply.code(201).send({
         id: row.id,
         expiresAt: row.expiresAt.toISOString(),
@@ -226,7 +229,10 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const { node } = request.params;
-      const desired = await desiredOf(node);
+      // As a poll does: the database is asked for the newest revision only when the change feed, or the revision the
+      // agent says it applied (perhaps from another replica), is past this replica's; not once per report.
+      await weft.follower.settle(request.body.appliedRevision);
+      const desired = desiredIn(weft.follower.state(node));
       let row = await statusReports.submit(statusWrite(node, request.body, desired?.hash ?? null));
       if (row === null) throw notFound(`node "${node}"`);
       // Observed state takes no revision, except what other nodes follow: the node's liveness, its workloads' health
