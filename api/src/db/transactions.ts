@@ -38,17 +38,6 @@ export interface WriteScope {
   record(change: Change, action: string): Promise<void>;
 }
 
-/**
- * "followed": a write of desired state, which takes the next global revision
- * (and its lock), and whose changes go to the change log and every replica.
- * "audited": a write of rows nothing follows (a join token: no node's state,
- * no cache of any replica depends on it), recorded in the audit log only, at
- * the global revision read, not taken: it never waits on the revision lock
- * behind every other write, nor makes every replica pull the change log (as
- * SVID issuance records, ca/store.ts).
- */
-export type WriteKind = "followed" | "audited";
-
 /** Thrown to roll back a dry run after everything, constraints included, has been checked. */
 class DryRunRollback<T> extends Error {
   constructor(readonly result: T) {
@@ -97,41 +86,25 @@ export async function write<T>(
   ctx: WriteContext,
   tenantId: number | null,
   body: (scope: WriteScope) => Promise<T>,
-  kind: WriteKind = "followed",
 ): Promise<{ result: T; changes: Change[] }> {
   const changes: Change[] = [];
   let locked: number | undefined;
   try {
     const result = await db.transaction(async (tx) => {
       await enterAppRole(tx, tenantId);
-      const [row] =
-        kind === "audited"
-          ? await tx.select({ revision: revisionCounter.revision }).from(revisionCounter).where(eq(revisionCounter.id, 1))
-          : await tx
-              .update(revisionCounter)
-              .set({ revision: sql`${revisionCounter.revision} + 1` })
-              .where(eq(revisionCounter.id, 1))
-              .returning({ revision: revisionCounter.revision });
+      const [row] = await tx
+        .update(revisionCounter)
+        .set({ revision: sql`${revisionCounter.revision} + 1` })
+        .where(eq(revisionCounter.id, 1))
+        .returning({ revision: revisionCounter.revision });
       if (!row) throw new Error("revision_counter row is missing: migrations did not run");
-      if (kind === "followed") locked = performance.now();
+      locked = performance.now();
       const revision = row.revision;
       const scope: WriteScope = {
         tx,
         revision,
         setTenant: (id) => setTenantOn(tx, id),
         async record(change, action) {
-          if (kind === "audited") {
-            await tx.insert(auditLog).values({
-              tenantId: change.tenantId,
-              actor: ctx.actor,
-              action,
-              resource: `${change.kind}/${change.name}`,
-              requestId: ctx.requestId,
-              clientRequestId: ctx.clientRequestId ?? null,
-              revision,
-            });
-            return;
-          }
           changes.push(change);
           // One statement, not three: it runs under the revision lock, where every round trip is every writer's wait.
           await tx.execute(sql`WITH logged AS (

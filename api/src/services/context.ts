@@ -7,7 +7,7 @@ import type { TenantTokens } from "../auth/tenant-tokens.ts";
 import type { CaService } from "../ca/service.ts";
 import type { Config } from "../config.ts";
 import type { Database, Db } from "../db/client.ts";
-import { write, type WriteContext, type WriteKind, type WriteScope } from "../db/transactions.ts";
+import { write, type WriteContext, type WriteScope } from "../db/transactions.ts";
 import { PLATFORM_TENANT_ID } from "../auth/node-credentials.ts";
 import type { ChangeFeed } from "./change-feed.ts";
 import type { Follower } from "../follower/follow.ts";
@@ -37,8 +37,8 @@ export interface Services {
   bundleRefresher: BundleRefresher;
   /** Open flow follow streams on this replica, woken when any replica stores a batch. */
   flowStreams: FlowStreams;
-  /** Runs a write on behalf of a request, honouring ?dryRun, and tells this replica's caches at commit ("audited": db/transactions.ts WriteKind). */
-  writeFor<T>(request: FastifyRequest, tenantId: number | null, body: (scope: WriteScope) => Promise<T>, kind?: WriteKind): Promise<T>;
+  /** Runs a write on behalf of a request, honouring ?dryRun, and tells this replica's caches at commit. */
+  writeFor<T>(request: FastifyRequest, tenantId: number | null, body: (scope: WriteScope) => Promise<T>): Promise<T>;
   /** The API's TLS (tls/serving.ts) when it serves HTTPS; its operator CA when Weft issues its own certificate. */
   servingTls: ServingTls | undefined;
 }
@@ -57,18 +57,12 @@ export const isDryRun = (request: FastifyRequest): boolean =>
  * replica too, but later: a client that reads right after its own write must
  * not see the old version from a cache.
  */
-async function writeAndPublish<T>(db: Db, feed: ChangeFeed, ctx: WriteContext, tenantId: number | null, body: (scope: WriteScope) => Promise<T>, kind?: WriteKind): Promise<T> {
+async function writeAndPublish<T>(db: Db, feed: ChangeFeed, ctx: WriteContext, tenantId: number | null, body: (scope: WriteScope) => Promise<T>): Promise<T> {
   let revision = 0;
-  const { result, changes } = await write(
-    db,
-    ctx,
-    tenantId,
-    (scope) => {
-      revision = scope.revision;
-      return body(scope);
-    },
-    kind,
-  );
+  const { result, changes } = await write(db, ctx, tenantId, (scope) => {
+    revision = scope.revision;
+    return body(scope);
+  });
   feed.publish(changes.map((c) => ({ ...c, revision })));
   return result;
 }
@@ -80,9 +74,9 @@ export const makeSystemWrite =
     writeAndPublish(db, feed, { actor, requestId: `${actor}:${Date.now()}`, dryRun: false, lockHeld: metrics?.lockHeld }, PLATFORM_TENANT_ID, body);
 
 export function makeWriteFor(db: Db, feed: ChangeFeed, metrics?: DomainMetrics): Services["writeFor"] {
-  return (request, tenantId, body, kind) => {
+  return (request, tenantId, body) => {
     const actor = request.principal ? actorOf(request.principal) : "anonymous";
     const ctx: WriteContext = { actor, requestId: String(request.id), clientRequestId: request.clientRequestId, dryRun: isDryRun(request), lockHeld: metrics?.lockHeld };
-    return writeAndPublish(db, feed, ctx, tenantId, body, kind);
+    return writeAndPublish(db, feed, ctx, tenantId, body);
   };
 }

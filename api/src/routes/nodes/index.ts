@@ -114,9 +114,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const token = newSecret(JOIN_TOKEN_PREFIX);
       const { ttlSeconds, labels, name, zone } = request.body;
       const ttl = ttlSeconds ?? DEFAULT_JOIN_TOKEN_TTL_SECONDS;
-      // A join token is no state any node or replica follows: audited, without taking a revision (10,000 registrations
-      // mint 10,000 tokens, each of which would otherwise queue on the revision lock and wake every replica's follower).
-      const row = await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => createJoinToken(w, token, ttl, { labels, name, zone }), "audited");
+      const row = await weft.writeFor(request, PLATFORM_TENANT_ID, (w) => createJoinToken(w, token, ttl, { labels, name, zone }));
       return reply.code(201).send({
         id: row.id,
         expiresAt: row.expiresAt.toISOString(),
