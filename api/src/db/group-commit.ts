@@ -72,6 +72,8 @@ export class GroupCommit<I, R> {
  * and XX (system, internal) say the database, not the item, failed.
  */
 export function refusedByStatement(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
+  // drizzle wraps the driver's error in its own (DrizzleQueryError), with the driver's as the cause.
+  const e = err as { code?: unknown; cause?: { code?: unknown } } | null;
+  const code = e?.code ?? e?.cause?.code;
   return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && !["08", "53", "57", "58", "XX"].includes(code.slice(0, 2));
 }
