@@ -321,10 +321,14 @@ export interface StatusWrite {
   matches: boolean;
 }
 
-/** Checks a report and says what storing it writes; throws a field refusal for an endpoint peers could not reach. */
+/**
+ * Checks a report and says what storing it writes; throws a field refusal for
+ * an endpoint peers could not reach, or for what Postgres cannot store.
+ */
 export function statusWrite(node: string, report: NodeStatusReport, desiredHash: string | null): StatusWrite {
   const transport = report.transport;
   if (transport?.endpoint != null) checkTransportEndpoint(transport.endpoint);
+  checkStorable(report);
   const status: StoredStatus = {
     counters: report.counters,
     errors: report.errors,
@@ -342,6 +346,31 @@ export function statusWrite(node: string, report: NodeStatusReport, desiredHash:
     // A workload the agent could not attach is not enforced: the node has not converged, whatever its maps hold.
     matches: desiredHash !== null && report.hash === desiredHash && (report.unresolved ?? []).length === 0,
   };
+}
+
+/**
+ * Postgres stores no NUL in text or jsonb (SQLSTATE 22021, 22P05) and no
+ * integer past int8 (22003). Refused here, naming the field: in the
+ * database, the statement this report shares with other nodes' would fail,
+ * and all of them be written again one at a time.
+ */
+function checkStorable(report: NodeStatusReport): void {
+  if (report.appliedRevision > Number.MAX_SAFE_INTEGER) {
+    throw fieldRefusal("malformed", "the applied revision is out of range", "body.appliedRevision", `must be at most ${Number.MAX_SAFE_INTEGER}`);
+  }
+  const field = nulAt(report, "body");
+  if (field !== undefined) throw fieldRefusal("malformed", "the report holds a NUL character, which cannot be stored", field, "must not contain a NUL character (\\u0000)");
+}
+
+/** The field of the first string (or object key, naming its object) in `value` that holds a NUL. */
+function nulAt(value: unknown, field: string): string | undefined {
+  if (typeof value === "string") return value.includes("\0") ? field : undefined;
+  if (typeof value !== "object" || value === null) return undefined;
+  for (const [key, inner] of Object.entries(value)) {
+    const at = key.includes("\0") ? field : nulAt(inner, `${field}.${key}`);
+    if (at !== undefined) return at;
+  }
+  return undefined;
 }
 
 /**
