@@ -11,7 +11,8 @@
  * and only the bad item's caller sees its error. A batch that failed for
  * want of the database (no connection, a pool timeout, a server shutting
  * down) fails as a whole: item by item would wait out each failure in turn,
- * while the queue behind grew.
+ * while the queue behind grew; so does the rest of a batch being written
+ * item by item once one item fails so.
  */
 export class GroupCommit<I, R> {
   #queue: { item: I; settle(err: unknown, result?: R): void }[] = [];
@@ -50,11 +51,19 @@ export class GroupCommit<I, R> {
         } catch (err) {
           if (batch.length === 1 || !refusedByStatement(err)) for (const p of batch) p.settle(err ?? new Error("group commit failed"));
           else
-            for (const p of batch) {
-              await this.writeBatch([p.item]).then(
-                ([result]) => p.settle(undefined, result),
-                (e: unknown) => p.settle(e ?? err),
-              );
+            for (const [i, p] of batch.entries()) {
+              try {
+                const [result] = await this.writeBatch([p.item]);
+                p.settle(undefined, result);
+              } catch (e) {
+                const failed = e ?? err;
+                p.settle(failed);
+                // The database went away meanwhile: the rest would each wait out the same failure.
+                if (!refusedByStatement(failed)) {
+                  for (const rest of batch.slice(i + 1)) rest.settle(failed);
+                  break;
+                }
+              }
             }
         }
         await new Promise((r) => setImmediate(r));
