@@ -29,6 +29,7 @@ export interface StoredStatus {
 
 /** Parts of a report that, left out, leave what the node reported before (agents without them). */
 const KEPT_WHEN_ABSENT = ["transport", "l7"] as const;
+type KeptPart = (typeof KEPT_WHEN_ABSENT)[number];
 
 /** What a join token fixes for the node it registers. */
 export interface JoinTokenBinding {
@@ -316,7 +317,7 @@ export interface StatusWrite {
   hash: string;
   status: StoredStatus;
   /** Parts the report left out, which keep what the node reported before. */
-  kept: readonly string[];
+  kept: readonly KeptPart[];
   /** Whether the report says the node holds what the compiler wants (converged). */
   matches: boolean;
 }
@@ -373,19 +374,49 @@ function nulAt(value: unknown, field: string): string | undefined {
   return undefined;
 }
 
+/** A node's reports in one batch, folded into the one write that stores them. */
+interface FoldedWrite {
+  write: StatusWrite;
+  /** A report before it in the batch broke the converged period (another hash, or not converged): it restarts. */
+  restart: boolean;
+}
+
+/**
+ * The later of two reports of one node in one batch, stored as it would be
+ * after the earlier: a part it leaves out is the earlier's when that had it,
+ * and the converged period restarts when the earlier had another hash or did
+ * not converge.
+ */
+function fold(earlier: FoldedWrite, later: StatusWrite): FoldedWrite {
+  const carried = later.kept.filter((k) => earlier.write.status[k] !== undefined);
+  return {
+    write: {
+      ...later,
+      status: { ...later.status, ...Object.fromEntries(carried.map((k) => [k, earlier.write.status[k]])) },
+      kept: later.kept.filter((k) => !carried.includes(k)),
+    },
+    restart: earlier.restart || !earlier.write.matches || earlier.write.hash !== later.hash,
+  };
+}
+
 /**
  * Stores several nodes' reports in one statement (a replica group-commits
  * them: routes/nodes), answering each node's row as stored, or null for a
- * node that does not exist. Two reports of one node in a batch: the later
- * one is stored, and both are answered with it.
+ * node that does not exist. Two reports of one node in a batch are stored
+ * as the one after the other would be, and both are answered with the row.
  */
 export async function storeStatuses(db: Db, batch: readonly StatusWrite[]): Promise<(NodeDbRow | null)[]> {
-  const latest = new Map(batch.map((w) => [w.node, w]));
+  const latest = new Map<string, FoldedWrite>();
+  for (const w of batch) {
+    const earlier = latest.get(w.node);
+    latest.set(w.node, earlier ? fold(earlier, w) : { write: w, restart: false });
+  }
   // Each report's values as parameters, the way write() binds them; v's columns are prefixed so that
   // the node's own columns stay unambiguous in SET.
   const values = sql.join(
     [...latest.values()].map(
-      (w) => sql`(${w.node}::text, ${w.appliedRevision}::bigint, ${w.hash}::text, ${JSON.stringify(w.status)}::jsonb, ${JSON.stringify(w.kept)}::jsonb, ${w.matches}::boolean)`,
+      ({ write: w, restart }) =>
+        sql`(${w.node}::text, ${w.appliedRevision}::bigint, ${w.hash}::text, ${JSON.stringify(w.status)}::jsonb, ${JSON.stringify(w.kept)}::jsonb, ${w.matches}::boolean, ${restart}::boolean)`,
     ),
     sql`, `,
   );
@@ -399,9 +430,9 @@ export async function storeStatuses(db: Db, batch: readonly StatusWrite[]): Prom
         // jsonb_strip_nulls: it strips nested nulls too, and {endpoint: null, state: "off"} would lose its endpoint.
         status: sql`v.r_status || COALESCE((SELECT jsonb_object_agg(k, ${nodes.status} -> k) FROM jsonb_array_elements_text(v.r_kept) AS k WHERE ${nodes.status} -> k IS NOT NULL), '{}'::jsonb)`,
         statusAt: sql`now()`,
-        convergedSince: sql`CASE WHEN NOT v.r_matches THEN NULL WHEN ${nodes.appliedHash} = v.r_hash AND ${nodes.convergedSince} IS NOT NULL THEN ${nodes.convergedSince} ELSE now() END`,
+        convergedSince: sql`CASE WHEN NOT v.r_matches THEN NULL WHEN NOT v.r_restart AND ${nodes.appliedHash} = v.r_hash AND ${nodes.convergedSince} IS NOT NULL THEN ${nodes.convergedSince} ELSE now() END`,
       })
-      .from(sql`(VALUES ${values}) AS v(r_node, r_revision, r_hash, r_status, r_kept, r_matches)`)
+      .from(sql`(VALUES ${values}) AS v(r_node, r_revision, r_hash, r_status, r_kept, r_matches, r_restart)`)
       .where(sql`${nodes.name} = v.r_node`)
       .returning(getTableColumns(nodes)),
   );
