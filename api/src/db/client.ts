@@ -135,6 +135,10 @@ function openPostgres(opts: PostgresOptions): Database {
   });
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on("error", () => {});
+  // Nor one dropped while checked out (a transaction between its statements, when Postgres restarts or a
+  // backend is terminated): the pool listens to idle clients only, and an 'error' nobody listens to ends
+  // the process. The transaction's next statement fails instead, and the pool drops the client on release.
+  pool.on("connect", (client) => client.on("error", () => {}));
   const db = drizzlePg(pool, { schema }) as unknown as Db;
   const listener = new NotificationListener(directUrl);
   return {
