@@ -45,15 +45,15 @@ class DryRunRollback<T> extends Error {
   }
 }
 
-async function enterAppRole(tx: Tx, tenantId: number | null): Promise<void> {
+async function enterAppRole(tx: Tx, tenantId: number | null, lockTimeoutMs?: number): Promise<void> {
   // Row-level security binds only non-superuser, non-owner roles. set_config
-  // on "role" is SET LOCAL ROLE, and lets the tenant ride in the same round
-  // trip: every request's transaction pays for this (PGlite ~1 ms a statement).
-  await tx.execute(
-    tenantId === null
-      ? sql`SELECT set_config('role', ${APP_ROLE}, true)`
-      : sql`SELECT set_config('role', ${APP_ROLE}, true), set_config(${TENANT_SETTING}, ${String(tenantId)}, true)`,
-  );
+  // on "role" is SET LOCAL ROLE, and lets the tenant (and a lock timeout) ride
+  // in the same round trip: every request's transaction pays for this (PGlite
+  // ~1 ms a statement).
+  const settings = [sql`set_config('role', ${APP_ROLE}, true)`];
+  if (tenantId !== null) settings.push(sql`set_config(${TENANT_SETTING}, ${String(tenantId)}, true)`);
+  if (lockTimeoutMs !== undefined) settings.push(sql`set_config('lock_timeout', ${`${lockTimeoutMs}ms`}, true)`);
+  await tx.execute(sql`SELECT ${sql.join(settings, sql`, `)}`);
 }
 
 async function setTenantOn(tx: Tx, tenantId: number): Promise<void> {
@@ -130,10 +130,13 @@ export async function write<T>(
   }
 }
 
-/** A read under the app role, scoped to one tenant when given. */
-export async function read<T>(db: Db, tenantId: number | null, body: (tx: Tx) => Promise<T>): Promise<T> {
+/**
+ * A read under the app role, scoped to one tenant when given. lockTimeoutMs:
+ * a row lock waited for longer fails the transaction (SQLSTATE 55P03).
+ */
+export async function read<T>(db: Db, tenantId: number | null, body: (tx: Tx) => Promise<T>, lockTimeoutMs?: number): Promise<T> {
   return db.transaction(async (tx) => {
-    await enterAppRole(tx, tenantId);
+    await enterAppRole(tx, tenantId, lockTimeoutMs);
     return body(tx);
   });
 }

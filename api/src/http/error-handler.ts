@@ -38,6 +38,8 @@ function pgProblem(err: { code?: unknown; message: string }): HttpProblem | unde
   if (typeof err.code !== "string") return undefined;
   if (err.code === "23505") return new HttpProblem(409, "a resource with that unique value already exists");
   if (err.code.startsWith("22")) return new HttpProblem(400, "a value is out of range or malformed");
+  // lock_not_available: a write's lock_timeout passed (mesh/nodes.ts storeStatuses), the row held by another transaction.
+  if (err.code === "55P03") return new HttpProblem(503, "a row this request writes is locked by another transaction; retry shortly", undefined, { "retry-after": "1" });
   return undefined;
 }
 

@@ -400,6 +400,14 @@ function fold(earlier: FoldedWrite, later: StatusWrite): FoldedWrite {
 }
 
 /**
+ * How long the batch waits for a node's row locked by another transaction
+ * (a write holds it for milliseconds): past it the batch fails with 55P03,
+ * and is written again item by item, so that one node's stuck row holds the
+ * others' reports for two of these at most, not until it is released.
+ */
+const STATUS_LOCK_TIMEOUT_MS = 1_000;
+
+/**
  * Stores several nodes' reports in one statement (a replica group-commits
  * them: routes/nodes), answering each node's row as stored, or null for a
  * node that does not exist. Two reports of one node in a batch are stored
@@ -435,6 +443,7 @@ export async function storeStatuses(db: Db, batch: readonly StatusWrite[]): Prom
       .from(sql`(VALUES ${values}) AS v(r_node, r_revision, r_hash, r_status, r_kept, r_matches, r_restart)`)
       .where(sql`${nodes.name} = v.r_node`)
       .returning(getTableColumns(nodes)),
+    STATUS_LOCK_TIMEOUT_MS,
   );
   const byName = new Map(rows.map((r) => [r.name, r]));
   return batch.map((w) => byName.get(w.node) ?? null);
