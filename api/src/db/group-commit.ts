@@ -1,3 +1,5 @@
+import { DEFAULT_POOL_WAIT_MS } from "./client.ts";
+
 /**
  * Group commit: items submitted while a batch is being written wait for the
  * next batch, so one transaction carries them all, and each caller still
@@ -13,9 +15,17 @@
  * down) fails as a whole: item by item would wait out each failure in turn,
  * while the queue behind grew; so does the rest of a batch being written
  * item by item once one item fails so.
+ *
+ * No caller waits longer than maxWaitMs (WEFT_DB_POOL_WAIT, as a request
+ * waiting for a pooled connection does): a write that does not return (its
+ * connection's server stopped answering, a lock waited for without a
+ * timeout) would otherwise hold every caller queued behind it without end,
+ * and the queue would grow for as long. A caller told so whose item was
+ * already being written may still see it committed; one still queued is
+ * dropped.
  */
 export class GroupCommit<I, R> {
-  #queue: { item: I; settle(err: unknown, result?: R): void }[] = [];
+  #queue: { item: I; settled: boolean; settle(err: unknown, result?: R): void }[] = [];
   #draining = false;
 
   /**
@@ -25,11 +35,25 @@ export class GroupCommit<I, R> {
   constructor(
     private readonly writeBatch: (items: I[]) => Promise<R[]>,
     private readonly maxBatch = 256,
+    private readonly maxWaitMs = DEFAULT_POOL_WAIT_MS,
   ) {}
 
   submit(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      this.#queue.push({ item, settle: (err, result) => (err === undefined ? resolve(result as R) : reject(err)) });
+      const entry = {
+        item,
+        settled: false,
+        settle(err: unknown, result?: R) {
+          if (entry.settled) return;
+          entry.settled = true;
+          clearTimeout(timer);
+          if (err === undefined) resolve(result as R);
+          else reject(err);
+        },
+      };
+      const timer = setTimeout(() => entry.settle(new GroupCommitTimeout(this.maxWaitMs)), this.maxWaitMs);
+      timer.unref();
+      this.#queue.push(entry);
       if (!this.#draining) {
         this.#draining = true;
         // Start on the next turn of the event loop, not now: requests already
@@ -44,7 +68,8 @@ export class GroupCommit<I, R> {
   async #drain(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, this.maxBatch);
+        const batch = this.#queue.splice(0, this.maxBatch).filter((p) => !p.settled);
+        if (batch.length === 0) continue;
         try {
           const results = await this.writeBatch(batch.map((p) => p.item));
           batch.forEach((p, i) => p.settle(undefined, results[i]));
@@ -52,6 +77,7 @@ export class GroupCommit<I, R> {
           if (batch.length === 1 || !refusedByStatement(err)) for (const p of batch) p.settle(err ?? new Error("group commit failed"));
           else
             for (const [i, p] of batch.entries()) {
+              if (p.settled) continue;
               try {
                 const [result] = await this.writeBatch([p.item]);
                 p.settle(undefined, result);
@@ -71,6 +97,14 @@ export class GroupCommit<I, R> {
     } finally {
       this.#draining = false;
     }
+  }
+}
+
+/** A caller's item not committed within maxWaitMs: the database is stuck or the replica overloaded (a 503). */
+export class GroupCommitTimeout extends Error {
+  override name = "GroupCommitTimeout";
+  constructor(ms: number) {
+    super(`not committed within ${ms} ms`);
   }
 }
 

@@ -1,6 +1,7 @@
 import { STATUS_CODES, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { GroupCommitTimeout } from "../db/group-commit.ts";
 import { MeshRefusal, type RefusalKind } from "../mesh/refusal.ts";
 import { FORMATS } from "./schemas.ts";
 import { HttpProblem, PROBLEM_CONTENT_TYPE, problemBody, unauthorized, type FieldError } from "./problem.ts";
@@ -45,11 +46,12 @@ function pgProblem(err: { code?: unknown; message: string }): HttpProblem | unde
 
 /**
  * pg-pool's error when no pooled connection freed up within WEFT_DB_POOL_WAIT
- * (db/client.ts): the database is stuck or the replica overloaded, not the
- * request at fault. drizzle wraps it, so look at the cause too.
+ * (db/client.ts), or a group commit's when its write did not return within
+ * it (db/group-commit.ts): the database is stuck or the replica overloaded,
+ * not the request at fault. drizzle wraps the first, so look at the cause too.
  */
 function poolExhausted(err: Error & { cause?: unknown }): boolean {
-  const timedOut = (e: unknown) => e instanceof Error && e.message === "timeout exceeded when trying to connect";
+  const timedOut = (e: unknown) => e instanceof GroupCommitTimeout || (e instanceof Error && e.message === "timeout exceeded when trying to connect");
   return timedOut(err) || timedOut(err.cause);
 }
 
@@ -107,7 +109,7 @@ export function installErrorHandling(app: FastifyInstance, hooks: ErrorHandlingH
     const fromPg = pgProblem(err) ?? (err.cause instanceof Error ? pgProblem(err.cause as Error & { code?: unknown }) : undefined);
     if (fromPg) return send(reply, request, fromPg);
     if (poolExhausted(err)) {
-      request.log.warn("no database connection freed up within WEFT_DB_POOL_WAIT");
+      request.log.warn("no database connection freed up, or no group commit returned, within WEFT_DB_POOL_WAIT");
       return send(reply, request, new HttpProblem(503, "the database is busy; retry shortly", undefined, { "retry-after": "1" }));
     }
     const status = err.statusCode ?? 500;
