@@ -223,7 +223,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: "Report what the node's agent has applied (the node's own credential)",
         params: NodeParams,
         body: NodeStatusReport,
-        response: { 200: Node, ...problemResponses(400, 401, 403, 404) },
+        response: { 200: Node, ...problemResponses(400, 401, 403, 404, 503) },
       },
     },
     async (request) => {
