@@ -11,7 +11,7 @@ import { DrizzleCaStore } from "../../api/src/ca/store.ts";
 import { nodes, svidIssuances, tenants } from "../../api/src/db/schema.ts";
 import { statusWrite, storeStatuses, type StatusWrite } from "../../api/src/mesh/nodes.ts";
 import type { NodeStatusReport } from "../../api/src/mesh/specs.ts";
-import { BACKENDS, backendDatabase, bearer, expectProblem, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
+import { BACKENDS, backendDatabase, bearer, expectProblem, freshPostgres, operator, skipBackend, startApi, tenantWithToken, uniqueName } from "../support/api.ts";
 import { freshAddress, identity, mustPut } from "../support/mesh.ts";
 import { registeredNode } from "../support/nodes.ts";
 
@@ -21,10 +21,21 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe.each(BACKENDS)("status reports stored together on %s", (backend) => {
   describe.skipIf(skipBackend(backend))(`the API in process, on ${backendDatabase(backend)}`, () => {
     let app: WeftApp;
+    let drop: (() => Promise<void>) | undefined;
     beforeAll(async () => {
-      app = await startApi(backend);
+      if (backend === "postgres") {
+        // 256 nodes with reports of a quarter MiB each: a database of this file's own, not one the suites after it page through.
+        const fresh = await freshPostgres("weft_status_batch");
+        drop = fresh.drop;
+        app = await startApi(backend, { databaseUrl: fresh.url });
+      } else {
+        app = await startApi(backend);
+      }
     });
-    afterAll(async () => app?.close());
+    afterAll(async () => {
+      await app?.close();
+      await drop?.();
+    });
 
     const put = (n: Registered, body: object) => app.inject({ method: "PUT", url: `/v1/nodes/${n.name}/status`, headers: bearer(n.credential), payload: body });
     const shown = async (n: Registered) => (await app.inject({ url: `/v1/nodes/${n.name}`, headers: operator })).json();

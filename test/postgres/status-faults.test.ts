@@ -20,7 +20,7 @@ type Registered = Awaited<ReturnType<typeof registeredNode>>;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PG_BIN = "/usr/lib/postgresql/15/bin";
 // Above twice the status batch's lock timeout (mesh/nodes.ts): a batch held by a locked row is written again item by item within it.
-const POOL_WAIT_MS = 3_000;
+const POOL_WAIT_MS = 5_000;
 
 describe.skipIf(skipBackend("postgres"))("status reports during Postgres faults", () => {
   let dir: string;
@@ -121,7 +121,7 @@ describe.skipIf(skipBackend("postgres"))("status reports during Postgres faults"
     }
     expect((await report(locked, 2)).statusCode).toBe(200);
     expect(uncaught).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 
   it("a batch whose connection stops answering holds no report queued behind it past the pool's wait; the queue goes on once it answers", async () => {
     const [first, ...others] = nodes as [Registered, ...Registered[]];
@@ -154,7 +154,7 @@ describe.skipIf(skipBackend("postgres"))("status reports during Postgres faults"
     }
     await until("reports stored again", 20_000, async () => ((await Promise.all(nodes.map((n) => report(n, 4)))).every((r) => r.statusCode === 200) ? true : undefined));
     expect(uncaught).toEqual([]);
-  }, 60_000);
+  }, 120_000);
 
   it("Postgres stopped while reports are in flight: each is answered 5xx, none hangs, the process lives; reports are stored once it is back", async () => {
     let stopped = false;

@@ -49,7 +49,7 @@ describe.each(BACKENDS)("status reports sharing a batch on %s", (backend) => {
         const sent = send();
         await sleep(300);
         await holder.query("ROLLBACK");
-        expect((await paced).statusCode).toBe(200);
+        await paced;
         return await sent;
       } finally {
         await holder.end();
