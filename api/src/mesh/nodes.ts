@@ -350,15 +350,12 @@ export function statusWrite(node: string, report: NodeStatusReport, desiredHash:
 }
 
 /**
- * Postgres stores no NUL in text or jsonb (SQLSTATE 22021, 22P05) and no
- * integer past int8 (22003). Refused here, naming the field: in the
- * database, the statement this report shares with other nodes' would fail,
- * and all of them be written again one at a time.
+ * Postgres stores no NUL in text or jsonb (SQLSTATE 22021, 22P05). Refused
+ * here, naming the field: in the database, the statement this report shares
+ * with other nodes' would fail, and all of them be written again one at a
+ * time. (A revision past int8 is the schema's to refuse: specs.ts Revision.)
  */
 function checkStorable(report: NodeStatusReport): void {
-  if (report.appliedRevision > Number.MAX_SAFE_INTEGER) {
-    throw fieldRefusal("malformed", "the applied revision is out of range", "body.appliedRevision", `must be at most ${Number.MAX_SAFE_INTEGER}`);
-  }
   const field = nulAt(report, "body");
   if (field !== undefined) throw fieldRefusal("malformed", "the report holds a NUL character, which cannot be stored", field, "must not contain a NUL character (\\u0000)");
 }

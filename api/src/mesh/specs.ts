@@ -105,7 +105,8 @@ export const Registration = Type.Object(
 );
 export type Registration = Static<typeof Registration>;
 
-export const Revision = Type.Integer({ minimum: 0 });
+/** A global revision: a bigint column read in number mode, so never past 2^53 (a larger one would not round-trip). */
+export const Revision = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 
 const Reason = Type.String({ maxLength: 512 });
 
