@@ -201,7 +201,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const directory = new TenantDirectory(db, feed);
   // The request path and the database stay on this thread; CSR checks and signing go to the pool.
   const signingPool = config.signingWorkers ? new SigningPool(config.signingWorkers, (err) => app.log.error({ err }, "a signing worker stopped; replaced")) : undefined;
-  const ca = new CaService({ store: new DrizzleCaStore(db, feed), kek: kek.kek, ...(signingPool && { leaves: signingPool }) });
+  const ca = new CaService({ store: new DrizzleCaStore(db, feed, config.dbPoolWaitMs), kek: kek.kek, ...(signingPool && { leaves: signingPool }) });
   const rotation = config.caRotation === "auto" ? new CaRotationScheduler(db, ca, app.log) : undefined;
   // Before the follower: its first load compiles every tracked node.
   const domainMetrics = new DomainMetrics();

@@ -114,7 +114,7 @@ export const issuanceCommits = { transactions: 0, records: 0 };
  */
 export class DrizzleCaStore implements CaStore {
   readonly #states: FeedCache<Loaded>;
-  readonly #records = new GroupCommit<PendingIssuance, void>((batch) => this.#insert(batch).then(() => batch.map(() => undefined)), MAX_BATCH);
+  readonly #records: GroupCommit<PendingIssuance, void>;
   /**
    * Per tenant/slot, the highest max_issued_not_after (ms) this process has
    * committed. The column only ever rises (GREATEST, here and in save()), so
@@ -125,10 +125,13 @@ export class DrizzleCaStore implements CaStore {
    */
   readonly #raised = new Map<string, number>();
 
+  /** maxWaitMs: how long an issuance waits for its record to commit (WEFT_DB_POOL_WAIT, as the status reports' group commit). */
   constructor(
     private readonly db: Db,
     feed: ChangeFeed,
+    maxWaitMs?: number,
   ) {
+    this.#records = new GroupCommit((batch) => this.#insert(batch).then(() => batch.map(() => undefined)), MAX_BATCH, maxWaitMs);
     // save() records a "bundle" change, whose NOTIFY reaches every replica.
     this.#states = new FeedCache(feed, (e) => (e.kind === BUNDLE.kind ? String(e.tenantId) : null));
   }

@@ -3,7 +3,6 @@ import { JOIN_TOKEN_PREFIX, NODE_CREDENTIAL_PREFIX, PLATFORM_TENANT_ID, newSecre
 import { DEFAULT_PAGE_SIZE, decodeCursor, page } from "../../http/conventions.ts";
 import { DryRunQuery, ListQuery, Page } from "../../http/schemas.ts";
 import { badRequest, notFound } from "../../http/problem.ts";
-import { DEFAULT_POOL_WAIT_MS } from "../../db/client.ts";
 import { GroupCommit } from "../../db/group-commit.ts";
 import type { NodeState } from "../../follower/history.ts";
 import { isDryRun } from "../../services/context.ts";
@@ -97,7 +96,7 @@ const nodeRoutes: FastifyPluginAsyncTypebox = async (app) => {
   };
   // Every agent reports every few seconds (10,000 nodes: 2,000 a second): reports arriving together share one
   // transaction, and each is answered once it is stored.
-  const statusReports = new GroupCommit((batch: StatusWrite[]) => storeStatuses(weft.db, batch), 256, weft.config.dbPoolWaitMs ?? DEFAULT_POOL_WAIT_MS);
+  const statusReports = new GroupCommit((batch: StatusWrite[]) => storeStatuses(weft.db, batch), 256, weft.config.dbPoolWaitMs);
 
   app.post(
     "/v1/join-tokens",
